@@ -1,0 +1,176 @@
+"""The typed contract of a vendor adapter, one abstract base class per kind.
+
+A plugin registers adapter *classes* by name through the registry hooks in :mod:`core.hookspecs`; a site
+picks one per kind in ``sites.toml`` and core instantiates it as ``Adapter(config, context)``, where
+``config`` is an instance of the adapter's ``config_model`` already validated from the site's section.
+
+Threading: core may call an adapter from several threads (scheduler jobs, the CLI); the ``report_*``
+methods of :class:`PluginContext` are thread-safe and may be called from a vendor library's own threads.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO, ClassVar, Generic, Protocol, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+
+from core.clock import Clock
+from core.models import (
+    Activity,
+    AssignmentBatch,
+    CallRequest,
+    CallResult,
+    CheckResult,
+    Checksums,
+    DeliveryReport,
+    Recording,
+    SmsMessage,
+    SmsSubmitResult,
+    StoredObject,
+)
+
+
+class PluginConfig(BaseModel):
+    """Base of every adapter's config model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ConfigT = TypeVar("ConfigT", bound=PluginConfig)
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    return value if value.is_absolute() or base is None else Path(base) / value
+
+
+#: A path in a config model: relative paths are taken from the directory of ``sites.toml``.
+ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
+
+
+class PluginContext(Protocol):
+    """What core gives an adapter: its site, clock, a private data directory and the report callbacks."""
+
+    @property
+    def site(self) -> str: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def data_dir(self) -> Path:
+        """A directory owned by this adapter (created by core), for spools, outboxes and state files."""
+        ...
+
+    @property
+    def log(self) -> logging.Logger: ...
+
+    def report_call(self, result: CallResult) -> None:
+        """A dialer reports the end of a call it was asked to place: exactly once per attempt."""
+
+    def report_recording(self, recording: Recording) -> None:
+        """A dialer reports a finished recording file; core catalogs it for archival."""
+
+    def report_delivery(self, report: DeliveryReport) -> None:
+        """An SMS gateway reports a delivery receipt."""
+
+
+class Adapter(abc.ABC, Generic[ConfigT]):
+    """Common shape: a unique ``name`` per kind, a ``config_model``, a ``check`` for operators."""
+
+    name: ClassVar[str]
+    config_model: ClassVar[type[PluginConfig]]
+
+    def __init__(self, config: ConfigT, context: PluginContext) -> None:
+        self.config = config
+        self.context = context
+
+    def start(self) -> None:  # noqa: B027 - optional lifecycle hook, no-op by default
+        """Connect or open resources. Called once before any other work; may raise to abort the start."""
+
+    def stop(self) -> None:  # noqa: B027 - optional lifecycle hook, no-op by default
+        """Release resources. Called once at shutdown, after core stopped sending new work."""
+
+    @abc.abstractmethod
+    def check(self) -> CheckResult:
+        """Reach the vendor (log in, send OPTIONS, list the bucket...) and say whether it works."""
+
+
+class Dialer(Adapter[ConfigT]):
+    """Places calls. Results are asynchronous: ``place_call`` returns at once, the end is reported later."""
+
+    @abc.abstractmethod
+    def capacity(self) -> int:
+        """How many more calls may be placed right now (agents available times dial ratio, minus in flight)."""
+
+    @abc.abstractmethod
+    def place_call(self, request: CallRequest) -> None:
+        """Start placing the call. Must not block for the call's duration and must never place it twice.
+
+        The end of the call (any outcome, including failure to place it) is reported exactly once through
+        ``context.report_call``; a recording, when one was made, through ``context.report_recording``.
+        """
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Hang up or finish every call in progress; every placed call has been reported when this returns."""
+
+
+class RecordingStore(Adapter[ConfigT]):
+    """Durable storage for recordings (a directory, an S3 bucket...). Keys are relative POSIX paths."""
+
+    @abc.abstractmethod
+    def put(self, key: str, source: Path, checksums: Checksums) -> StoredObject:
+        """Store ``source`` under ``key`` and verify it landed intact.
+
+        Idempotent: storing identical content under an existing key succeeds. Raises
+        :class:`core.errors.IntegrityError` when the stored bytes do not match ``checksums``; nothing
+        partial is left visible under ``key``.
+        """
+
+    @abc.abstractmethod
+    def head(self, key: str) -> StoredObject | None:
+        """Describe the object under ``key``, or ``None`` when there is none."""
+
+    @abc.abstractmethod
+    def read(self, key: str, sink: BinaryIO) -> None:
+        """Write the object's bytes to ``sink``. Raises :class:`core.errors.ObjectNotFound`."""
+
+
+class SmsGateway(Adapter[ConfigT]):
+    """Sends text messages; delivery receipts arrive later through ``context.report_delivery``."""
+
+    @abc.abstractmethod
+    def send(self, message: SmsMessage) -> SmsSubmitResult:
+        """Submit one message the compliance gate allowed; return the gateway's verdict and id."""
+
+
+class CrmSync(Adapter[ConfigT]):
+    """Exchanges data with one creditor: assignments in, activities out."""
+
+    @abc.abstractmethod
+    def read_file(self, path: Path) -> AssignmentBatch:
+        """Parse an assignment file an operator names (``import FILE``).
+
+        ``items`` may be a lazy iterator; raise :class:`core.models.FileRejected` (up front or while
+        iterating) when the file as a whole is unusable.
+        """
+
+    @abc.abstractmethod
+    def fetch(self) -> Iterator[AssignmentBatch]:
+        """Yield the creditor's deliveries not yet acknowledged."""
+
+    @abc.abstractmethod
+    def acknowledge(self, batch: AssignmentBatch) -> None:
+        """Called after ``batch`` was committed to the store: archive it so ``fetch`` does not yield it."""
+
+    @abc.abstractmethod
+    def export(self, activities: Sequence[Activity]) -> None:
+        """Deliver activities to the creditor, in order. Raise on failure: core then re-sends them later."""
+
+
+AdapterT = TypeVar("AdapterT", bound=Adapter[Any])

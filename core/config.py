@@ -1,0 +1,297 @@
+"""Loading and validating ``sites.toml``.
+
+Only the selected site is validated in depth (its ``${ENV}`` secrets resolved, its plugin sections checked
+against each plugin's config model): a node must not fail because another site's secrets live on another
+machine. Every error is one :class:`ConfigError` line naming the file, site, key and, where known, line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime, time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.adapters import ConfigPath, PluginConfig
+from core.errors import ConfigError
+from core.logs import LogFormat, register_secret
+from core.registry import AdapterCatalog
+
+PLUGIN_KINDS = ("dialer", "recording", "sms", "crm_sync")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ContactWindow(_Section):
+    """Hours in the debtor's local time when contact is allowed, on the listed weekdays."""
+
+    start: time = time(8, 0)
+    end: time = time(19, 0)
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = (
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+        "sat",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ContactWindow:
+        if self.start >= self.end:
+            raise ValueError("start must be before end")
+        return self
+
+    @property
+    def weekdays(self) -> frozenset[int]:
+        return frozenset(WEEKDAYS.index(day) for day in self.days)
+
+
+class ComplianceConfig(_Section):
+    contact_window: ContactWindow = ContactWindow()
+
+
+class ClockConfig(_Section):
+    mode: Literal["system", "simulated"] = "system"
+    start: datetime | None = None
+    speed: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _start_for_simulated(self) -> ClockConfig:
+        if self.mode == "simulated" and (self.start is None or self.start.tzinfo is None):
+            raise ValueError("a simulated clock needs start = an offset date-time, e.g. 2026-11-23T08:00:00-05:00")
+        return self
+
+
+class CampaignConfig(_Section):
+    enabled: bool = True
+    tick_seconds: float = Field(default=1.0, gt=0)
+    max_attempts_per_day: int = Field(default=3, ge=1)
+    retry_after_minutes: float = Field(default=120, gt=0)
+    promise_sms: bool = True
+
+
+class ArchivalConfig(_Section):
+    every_seconds: float = Field(default=30, gt=0)
+    quiet_period_s: float = Field(default=5, ge=0)
+    local_retention_hours: float = Field(default=0, ge=0)
+    workers: int = Field(default=4, ge=1, le=64)
+
+
+class SyncConfig(_Section):
+    every_seconds: float = Field(default=300, gt=0)
+
+
+class PluginSection(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    plugin: str
+
+
+class SiteSection(_Section):
+    timezone: str
+    country: str
+    database: str | None = None
+    data_dir: ConfigPath | None = None
+    log_format: LogFormat = "text"
+    clock: ClockConfig = ClockConfig()
+    compliance: ComplianceConfig = ComplianceConfig()
+    campaign: CampaignConfig = CampaignConfig()
+    archival: ArchivalConfig = ArchivalConfig()
+    sync: SyncConfig = SyncConfig()
+    dialer: PluginSection | None = None
+    recording: PluginSection | None = None
+    sms: PluginSection | None = None
+    crm_sync: PluginSection | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like America/Bogota)") from None
+        return value
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown country {value!r} (use an ISO 3166 code like CO)")
+        return value
+
+
+@dataclass(frozen=True)
+class PluginChoice:
+    kind: str
+    name: str
+    settings: PluginConfig
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """One site, validated, with paths absolute and secrets resolved."""
+
+    name: str
+    source: Path
+    section: SiteSection
+    data_dir: Path
+    database_url: str
+    plugins: dict[str, PluginChoice]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.section.timezone)
+
+
+def read_document(path: Path) -> tuple[str, dict[str, Any]]:
+    """Read and parse the TOML file; syntax errors name line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (pass --config PATH)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        where = f"{path}:{match.group(1)}:{match.group(2)}" if match else str(path)
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ConfigError(f"{where}: TOML syntax error: {message}") from None
+    sites = doc.get("sites")
+    if not isinstance(sites, dict) or not sites:
+        raise ConfigError(f"{path}: no [sites.NAME] table defined")
+    return text, doc
+
+
+def site_names(path: Path) -> list[str]:
+    return sorted(read_document(path)[1]["sites"])
+
+
+def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
+    """Validate site ``site`` of ``path`` against core's schema and its plugins' config models."""
+    path = path.resolve()
+    text, doc = read_document(path)
+    sites: dict[str, Any] = doc["sites"]
+    if site not in sites:
+        raise ConfigError(f"{path}: unknown site {site!r} (defined: {', '.join(sorted(sites))})")
+    errors = _Errors(path, text, site)
+    raw = sites[site]
+    if not isinstance(raw, dict):
+        errors.fail((), "must be a table")
+    raw = _substitute_env(raw, (), errors)
+    base_dir = path.parent
+    try:
+        section = SiteSection.model_validate(raw, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        errors.from_validation(exc, ())
+    plugins: dict[str, PluginChoice] = {}
+    registries = catalog.by_kind()
+    for kind in PLUGIN_KINDS:
+        choice: PluginSection | None = getattr(section, kind)
+        if choice is None:
+            continue
+        adapter = _lookup(registries[kind], choice.plugin, errors, kind)
+        settings_raw = dict(choice.model_extra or {})
+        try:
+            settings = adapter.config_model.model_validate(settings_raw, context={"base_dir": base_dir})
+        except ValidationError as exc:
+            errors.from_validation(exc, (kind,))
+        plugins[kind] = PluginChoice(kind=kind, name=choice.plugin, settings=settings)
+    data_dir = section.data_dir or base_dir / "var" / site
+    database = section.database or f"sqlite:///{base_dir / 'var' / f'{site}.db'}"
+    return SiteConfig(
+        name=site, source=path, section=section, data_dir=data_dir, database_url=database, plugins=plugins
+    )
+
+
+def _lookup(registry: Any, name: str, errors: _Errors, kind: str) -> Any:
+    try:
+        return registry.get(name)
+    except ConfigError as exc:
+        errors.fail((kind, "plugin"), str(exc))
+
+
+def _substitute_env(value: Any, key: tuple[str, ...], errors: _Errors) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute_env(v, (*key, k), errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute_env(v, key, errors) for v in value]
+    if isinstance(value, str) and "${" in value:
+
+        def replace(match: re.Match[str]) -> str:
+            var = match.group(1)
+            if var not in os.environ:
+                errors.fail(key, f"environment variable {var} is not set")
+            secret = os.environ[var]
+            register_secret(secret)
+            return secret
+
+        return _ENV_REF.sub(replace, value)
+    return value
+
+
+class _Errors:
+    """Turns problems into one ``ConfigError`` line: ``FILE:LINE: site 'S', key 'K': message``."""
+
+    def __init__(self, path: Path, text: str, site: str) -> None:
+        self.path, self.text, self.site = path, text, site
+
+    def fail(self, key: tuple[str, ...], message: str) -> Any:
+        line = _locate(self.text, ("sites", self.site, *key))
+        where = f"{self.path}:{line}" if line else str(self.path)
+        dotted = ".".join(key)
+        subject = f"site {self.site!r}, key {dotted!r}" if dotted else f"site {self.site!r}"
+        raise ConfigError(f"{where}: {subject}: {message}")
+
+    def from_validation(self, exc: ValidationError, prefix: tuple[str, ...]) -> Any:
+        first = exc.errors()[0]
+        loc = tuple(str(part) for part in first["loc"] if not isinstance(part, int))
+        kind = first["type"]
+        if kind == "extra_forbidden":
+            message = "unknown key"
+        elif kind == "missing":
+            message = "missing key"
+        else:
+            message = first["msg"].removeprefix("Value error, ")
+            if "input" in first and not isinstance(first["input"], dict | list):
+                message += f" (got {first['input']!r})"
+        self.fail((*prefix, *loc), message)
+
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
+
+
+def _split(dotted: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in dotted.split("."))
+
+
+def _locate(text: str, path: tuple[str, ...]) -> int | None:
+    """Best-effort line of ``path`` in ``text``: the key's line, else its nearest enclosing one."""
+    best: tuple[int, int] | None = None  # (depth matched, line)
+    table: tuple[str, ...] = ()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        header = _HEADER.match(line)
+        if header:
+            table = _split(header.group(1))
+            full = table
+        else:
+            key = _KEY.match(line)
+            if not key:
+                continue
+            full = table + _split(key.group(1))
+        if path[: len(full)] == full and (best is None or len(full) > best[0]):
+            best = (len(full), lineno)
+    return best[1] if best and best[0] > 2 else None

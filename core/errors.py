@@ -1,0 +1,37 @@
+"""Errors core raises for operators: each maps to one exit code and one clear line."""
+
+from __future__ import annotations
+
+
+class CarteraError(Exception):
+    """Base: ``str(err)`` is the one line an operator reads. ``exit_code`` follows the CLI contract."""
+
+    exit_code = 1
+
+
+class ConfigError(CarteraError):
+    """``sites.toml`` is unreadable or invalid, or names something that does not exist."""
+
+    exit_code = 2
+
+
+class PluginError(CarteraError):
+    """A plugin cannot be loaded or registered (bad hook name, duplicate adapter name, import failure)."""
+
+    exit_code = 2
+
+
+class UsageError(CarteraError):
+    exit_code = 2
+
+
+class IntegrityError(CarteraError):
+    """Stored bytes do not match their checksums."""
+
+
+class ObjectNotFound(CarteraError):  # noqa: N818 - the name reads as the condition
+    """A recording store has nothing under the requested key."""
+
+
+class NotFound(CarteraError):  # noqa: N818
+    """An id given on the command line does not exist (or belongs to another site)."""

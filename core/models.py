@@ -1,0 +1,244 @@
+"""Dataclasses and enums exchanged between core and vendor plugins.
+
+These are the only types that cross the plugin boundary: plugins never see ORM rows or sessions.
+All datetimes are timezone-aware (UTC unless stated); phone numbers are E.164 strings.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+
+class Channel(enum.StrEnum):
+    CALL = "call"
+    SMS = "sms"
+
+
+# --- dialing ---------------------------------------------------------------------------------------
+
+
+class CallOutcome(enum.StrEnum):
+    """Final outcome of one call attempt; every dialer maps its vendor's causes onto these."""
+
+    ANSWERED = "answered"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    REJECTED = "rejected"
+    INVALID_NUMBER = "invalid_number"
+    CONGESTION = "congestion"
+    FAILED = "failed"
+
+
+class DispositionCode(enum.StrEnum):
+    """What the agent recorded at wrap-up of an answered call."""
+
+    RIGHT_PARTY_CONTACT = "right_party_contact"
+    PROMISE_TO_PAY = "promise_to_pay"
+    REFUSED_TO_PAY = "refused_to_pay"
+    WRONG_PARTY = "wrong_party"
+    CALLBACK_REQUESTED = "callback_requested"
+
+
+@dataclass(frozen=True, slots=True)
+class Disposition:
+    code: DispositionCode
+    promised_amount: Decimal | None = None
+    promised_date: date | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    """One call the compliance gate allowed. ``attempt_id`` is unique per site and is the correlation id."""
+
+    attempt_id: int
+    site: str
+    phone: str
+    account_ref: str | None = None
+    caller_id: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """Reported exactly once per :class:`CallRequest` when the call has ended (or could not be placed)."""
+
+    attempt_id: int
+    outcome: CallOutcome
+    raw_cause: str
+    started_at: datetime
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    agent: str | None = None
+    vendor_call_id: str | None = None
+    disposition: Disposition | None = None
+
+    @property
+    def talk_seconds(self) -> float:
+        if self.answered_at is None or self.ended_at is None:
+            return 0.0
+        return (self.ended_at - self.answered_at).total_seconds()
+
+
+# --- recordings ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """A finished recording file on the node's local disk, reported by a dialer (or found in the spool)."""
+
+    path: Path
+    attempt_id: int | None
+    started_at: datetime
+    duration_s: float
+    agent: str | None = None
+    vendor_call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Checksums:
+    md5_hex: str
+    sha256_hex: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """What a recording store holds under ``key``: the store's own description of it."""
+
+    key: str
+    size: int
+    sha256_hex: str | None
+    location: str
+    etag: str | None = None
+
+
+# --- sms -------------------------------------------------------------------------------------------
+
+
+class SmsState(enum.StrEnum):
+    QUEUED = "queued"
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class SmsMessage:
+    message_id: int
+    site: str
+    phone: str
+    text: str
+    account_ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SmsSubmitResult:
+    message_id: int
+    state: SmsState
+    gateway_id: str | None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """A gateway's delivery receipt, matched to our message by ``message_id`` or ``gateway_id``."""
+
+    state: SmsState
+    gateway_id: str | None
+    at: datetime
+    message_id: int | None = None
+    raw_status: str = ""
+
+
+# --- creditor data exchange ------------------------------------------------------------------------
+
+
+class AssignmentAction(enum.StrEnum):
+    ASSIGN = "assign"
+    WITHDRAW = "withdraw"
+    PAYMENT = "payment"
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentRow:
+    """One account as a creditor assigns it. Phones are raw strings: core normalises them to E.164."""
+
+    line: int
+    creditor: str
+    portfolio: str
+    account_ref: str
+    debtor_name: str
+    phones: tuple[str, ...]
+    balance: Decimal
+    currency: str
+    action: AssignmentAction = AssignmentAction.ASSIGN
+    country: str | None = None
+    payment_amount: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """A row a parser could not read; it is quarantined while the good rows load."""
+
+    line: int
+    field: str
+    reason: str
+
+
+class FileRejected(Exception):  # noqa: N818 - reads as a verdict at call sites
+    """The whole file is unusable (wrong header, wrong encoding): nothing of it is loaded."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentBatch:
+    """A unit of delivery from a creditor (a file, an API batch). ``source`` names it for operators."""
+
+    source: str
+    content_sha256: str
+    items: tuple[AssignmentRow | RowError, ...]
+
+
+class ActivityKind(enum.StrEnum):
+    CALL_ATTEMPT = "call_attempt"
+    SMS = "sms"
+    PROMISE_TO_PAY = "promise_to_pay"
+    PAYMENT = "payment"
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """Work done on an account, reported back to its creditor. ``seq`` increases per site, without gaps."""
+
+    seq: int
+    kind: ActivityKind
+    at: datetime
+    creditor: str
+    portfolio: str
+    account_ref: str
+    phone: str | None = None
+    outcome: str | None = None
+    amount: Decimal | None = None
+    due_date: date | None = None
+    agent: str | None = None
+
+
+# --- health ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """A vendor's answer to ``check``: ``ok`` and one line an operator can act on."""
+
+    ok: bool
+    detail: str

@@ -1,0 +1,38 @@
+"""Phone numbers: E.164 normalisation and the time zones a number may be in (phonenumbers' data)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from phonenumbers import timezone as number_zones
+
+
+class InvalidPhone(ValueError):  # noqa: N818 - reads as the condition
+    pass
+
+
+def normalize(raw: str, default_country: str) -> str:
+    """``raw`` as E.164 (``+573001234567``); national numbers are read in ``default_country``."""
+    text = raw.strip()
+    if not text:
+        raise InvalidPhone("empty phone number")
+    try:
+        number = phonenumbers.parse(text, default_country)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhone(f"{raw!r} is not a phone number ({exc._msg})") from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhone(f"{raw!r} is not a valid number for {default_country}")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@lru_cache(maxsize=65536)
+def time_zones(e164: str) -> tuple[ZoneInfo, ...]:
+    """Every zone the number may ring in; empty when phonenumbers cannot tell."""
+    try:
+        number = phonenumbers.parse(e164)
+    except phonenumbers.NumberParseException:
+        return ()
+    names = number_zones.time_zones_for_number(number)
+    return tuple(ZoneInfo(name) for name in names if name != "Etc/Unknown")

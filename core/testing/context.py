@@ -1,0 +1,78 @@
+"""A :class:`core.adapters.PluginContext` that records what an adapter reports, for tests."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from core.clock import Clock, SystemClock
+from core.models import CallResult, DeliveryReport, Recording
+
+T = TypeVar("T")
+
+
+class CapturingContext:
+    """Collects reports; ``wait_for_*`` block until enough arrived or fail the test on timeout."""
+
+    def __init__(self, data_dir: Path, *, site: str = "test", clock: Clock | None = None) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._site = site
+        self._clock = clock or SystemClock()
+        self._data_dir = data_dir
+        self._log = logging.getLogger(f"cartera.test.{site}")
+        self._changed = threading.Condition()
+        self.calls: list[CallResult] = []
+        self.recordings: list[Recording] = []
+        self.deliveries: list[DeliveryReport] = []
+
+    @property
+    def site(self) -> str:
+        return self._site
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir
+
+    @property
+    def log(self) -> logging.Logger:
+        return self._log
+
+    def report_call(self, result: CallResult) -> None:
+        self._append(self.calls, result)
+
+    def report_recording(self, recording: Recording) -> None:
+        self._append(self.recordings, recording)
+
+    def report_delivery(self, report: DeliveryReport) -> None:
+        self._append(self.deliveries, report)
+
+    def wait_for_calls(self, count: int, timeout: float = 10.0) -> list[CallResult]:
+        return self._wait(self.calls, count, timeout, "call results")
+
+    def wait_for_recordings(self, count: int, timeout: float = 10.0) -> list[Recording]:
+        return self._wait(self.recordings, count, timeout, "recordings")
+
+    def wait_for_deliveries(self, count: int, timeout: float = 10.0) -> list[DeliveryReport]:
+        return self._wait(self.deliveries, count, timeout, "delivery reports")
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        with self._changed:
+            if not self._changed.wait_for(predicate, timeout):
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def _append(self, items: list[T], item: T) -> None:
+        with self._changed:
+            items.append(item)
+            self._changed.notify_all()
+
+    def _wait(self, items: list[T], count: int, timeout: float, what: str) -> list[T]:
+        self.wait_until(lambda: len(items) >= count, timeout, f"{count} {what} (got {len(items)})")
+        with self._changed:
+            return list(items)
