@@ -89,10 +89,10 @@ class Adapter(abc.ABC, Generic[ConfigT]):
         self.config = config
         self.context = context
 
-    def start(self) -> None:  # noqa: B027 - optional lifecycle hook, no-op by default
+    def start(self) -> None:
         """Connect or open resources. Called once before any other work; may raise to abort the start."""
 
-    def stop(self) -> None:  # noqa: B027 - optional lifecycle hook, no-op by default
+    def stop(self) -> None:
         """Release resources. Called once at shutdown, after core stopped sending new work."""
 
     @abc.abstractmethod

@@ -21,7 +21,5 @@ def os_user() -> str:
         return "os:unknown"
 
 
-def audit(
-    session: Session, *, at: datetime, site: str, actor: str, action: str, subject: str, **details: Any
-) -> None:
+def audit(session: Session, *, at: datetime, site: str, actor: str, action: str, subject: str, **details: Any) -> None:
     session.add(AuditEntry(at=at, site=site, actor=actor, action=action, subject=subject, details=details))

@@ -29,9 +29,9 @@ class IntegrityError(CarteraError):
     """Stored bytes do not match their checksums."""
 
 
-class ObjectNotFound(CarteraError):  # noqa: N818 - the name reads as the condition
+class ObjectNotFound(CarteraError):
     """A recording store has nothing under the requested key."""
 
 
-class NotFound(CarteraError):  # noqa: N818
+class NotFound(CarteraError):
     """An id given on the command line does not exist (or belongs to another site)."""

@@ -140,9 +140,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             plugin = ep.load()
         except Exception as exc:
             dist = ep.dist.name if ep.dist else "?"
-            raise PluginError(
-                f"cannot load plugin {ep.name!r} ({ep.value}) from distribution {dist}: {exc!r}"
-            ) from exc
+            raise PluginError(f"cannot load plugin {ep.name!r} ({ep.value}) from distribution {dist}: {exc!r}") from exc
         _register(pm, plugin, ep.name)
 
 

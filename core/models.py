@@ -191,7 +191,7 @@ class RowError:
     reason: str
 
 
-class FileRejected(Exception):  # noqa: N818 - reads as a verdict at call sites
+class FileRejected(Exception):
     """The whole file is unusable (wrong header, wrong encoding): nothing of it is loaded."""
 
     def __init__(self, source: str, reason: str) -> None:

@@ -9,7 +9,7 @@ import phonenumbers
 from phonenumbers import timezone as number_zones
 
 
-class InvalidPhone(ValueError):  # noqa: N818 - reads as the condition
+class InvalidPhone(ValueError):
     pass
 
 

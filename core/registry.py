@@ -9,6 +9,7 @@ from typing import Any, Generic
 from core.adapters import AdapterT, CrmSync, Dialer, PluginConfig, RecordingStore, SmsGateway
 from core.errors import ConfigError, PluginError
 
+
 class AdapterRegistry(Generic[AdapterT]):
     """The adapters of one kind, by name. Passed to the ``cartera_register_*`` hooks."""
 
@@ -34,8 +35,7 @@ class AdapterRegistry(Generic[AdapterT]):
         other = self._adapters.get(name)
         if other is not None and other is not adapter:
             raise PluginError(
-                f"two {self.kind} adapters are named {name!r}: "
-                f"{other.__module__}.{other.__qualname__} and {where}"
+                f"two {self.kind} adapters are named {name!r}: {other.__module__}.{other.__qualname__} and {where}"
             )
         self._adapters[name] = adapter
 

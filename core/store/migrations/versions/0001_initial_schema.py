@@ -96,9 +96,7 @@ def upgrade() -> None:
         sa.Column("code", sa.String(length=64), nullable=False),
         sa.Column("site", sa.String(length=64), nullable=False),
         sa.Column("country", sa.String(length=2), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["creditor_id"], ["creditors.id"], name=op.f("fk_portfolios_creditor_id_creditors")
-        ),
+        sa.ForeignKeyConstraint(["creditor_id"], ["creditors.id"], name=op.f("fk_portfolios_creditor_id_creditors")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_portfolios")),
         sa.UniqueConstraint("creditor_id", "code", name=op.f("uq_portfolios_creditor_id_code")),
     )
@@ -132,9 +130,7 @@ def upgrade() -> None:
         sa.Column("next_contact_at", core.store.schema.UTCDateTime(), nullable=True),
         sa.Column("updated_at", core.store.schema.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["debtor_id"], ["debtors.id"], name=op.f("fk_accounts_debtor_id_debtors")),
-        sa.ForeignKeyConstraint(
-            ["portfolio_id"], ["portfolios.id"], name=op.f("fk_accounts_portfolio_id_portfolios")
-        ),
+        sa.ForeignKeyConstraint(["portfolio_id"], ["portfolios.id"], name=op.f("fk_accounts_portfolio_id_portfolios")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_accounts")),
         sa.UniqueConstraint("portfolio_id", "ref", name=op.f("uq_accounts_portfolio_id_ref")),
     )
@@ -154,9 +150,7 @@ def upgrade() -> None:
         sa.Column("amount", core.store.schema.Money(), nullable=True),
         sa.Column("due_date", sa.Date(), nullable=True),
         sa.Column("agent", sa.String(length=64), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["account_id"], ["accounts.id"], name=op.f("fk_activities_account_id_accounts")
-        ),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_activities_account_id_accounts")),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_activities")),
     )
     with op.batch_alter_table("activities", schema=None) as batch_op:
@@ -179,15 +173,11 @@ def upgrade() -> None:
         sa.Column("agent", sa.String(length=64), nullable=True),
         sa.Column("vendor_call_id", sa.String(length=128), nullable=True),
         sa.Column("disposition", sa.String(length=32), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["account_id"], ["accounts.id"], name=op.f("fk_contact_attempts_account_id_accounts")
-        ),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_contact_attempts_account_id_accounts")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_contact_attempts")),
     )
     with op.batch_alter_table("contact_attempts", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_contact_attempts_account_requested", ["account_id", "requested_at"], unique=False
-        )
+        batch_op.create_index("ix_contact_attempts_account_requested", ["account_id", "requested_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_contact_attempts_phone"), ["phone"], unique=False)
         batch_op.create_index(batch_op.f("ix_contact_attempts_site"), ["site"], unique=False)
 
@@ -203,9 +193,7 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text(), nullable=True),
         sa.Column("created_at", core.store.schema.UTCDateTime(), nullable=False),
         sa.Column("updated_at", core.store.schema.UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"], ["accounts.id"], name=op.f("fk_sms_messages_account_id_accounts")
-        ),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_sms_messages_account_id_accounts")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sms_messages")),
     )
     with op.batch_alter_table("sms_messages", schema=None) as batch_op:

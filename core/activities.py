@@ -1,0 +1,129 @@
+"""Activities: the work on each account the creditor receives back, numbered by ``seq`` for export."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.adapters import CrmSync
+from core.logs import event
+from core.models import Activity, ActivityKind
+from core.store.database import Database
+from core.store.schema import Account, ActivityRow, Creditor, ExportCursor, Portfolio
+
+log = logging.getLogger("cartera.activities")
+
+
+def add_activity(
+    session: Session,
+    *,
+    site: str,
+    kind: ActivityKind,
+    at: datetime,
+    account: Account,
+    phone: str | None = None,
+    outcome: str | None = None,
+    amount: Decimal | None = None,
+    due_date: date | None = None,
+    agent: str | None = None,
+) -> ActivityRow:
+    row = ActivityRow(
+        site=site,
+        kind=kind.value,
+        at=at,
+        account=account,
+        phone=phone,
+        outcome=outcome,
+        amount=amount,
+        due_date=due_date,
+        agent=agent,
+    )
+    session.add(row)
+    return row
+
+
+def to_activity(row: ActivityRow) -> Activity:
+    account = row.account
+    return Activity(
+        seq=row.seq,
+        kind=ActivityKind(row.kind),
+        at=row.at,
+        creditor=account.portfolio.creditor.code,
+        portfolio=account.portfolio.code,
+        account_ref=account.ref,
+        phone=row.phone,
+        outcome=row.outcome,
+        amount=row.amount,
+        due_date=row.due_date,
+        agent=row.agent,
+    )
+
+
+class ActivityExporter:
+    """Sends each creditor the activities after its cursor; the cursor moves only after a good export."""
+
+    def __init__(self, site: str, db: Database, crm: CrmSync[Any], batch_size: int = 5000) -> None:
+        self.site = site
+        self.db = db
+        self.crm = crm
+        self.batch_size = batch_size
+
+    def run_once(self) -> int:
+        sent = 0
+        with self.db.session() as session:
+            creditors = session.scalars(
+                select(Creditor.code).join(Portfolio).where(Portfolio.site == self.site).distinct()
+            ).all()
+        for creditor in creditors:
+            while batch := self._next_batch(creditor):
+                self.crm.export(batch)
+                self._advance(creditor, batch[-1].seq)
+                sent += len(batch)
+                event(log, "activities.exported", creditor=creditor, count=len(batch), last_seq=batch[-1].seq)
+        return sent
+
+    def _next_batch(self, creditor: str) -> list[Activity]:
+        with self.db.session() as session:
+            cursor = session.get(ExportCursor, (self.site, creditor))
+            after = cursor.last_seq if cursor else 0
+            rows = session.scalars(
+                select(ActivityRow)
+                .join(Account)
+                .join(Portfolio)
+                .join(Creditor)
+                .where(ActivityRow.site == self.site, Creditor.code == creditor, ActivityRow.seq > after)
+                .order_by(ActivityRow.seq)
+                .limit(self.batch_size)
+            ).all()
+            return [to_activity(row) for row in rows]
+
+    def _advance(self, creditor: str, last_seq: int) -> None:
+        with self.db.session() as session:
+            cursor = session.get(ExportCursor, (self.site, creditor))
+            if cursor is None:
+                session.add(ExportCursor(site=self.site, creditor=creditor, last_seq=last_seq))
+            else:
+                cursor.last_seq = last_seq
+
+    def pending(self) -> int:
+        """Activities not yet exported, over all creditors of the site."""
+        last_seq = (
+            select(ExportCursor.last_seq)
+            .where(ExportCursor.site == self.site, ExportCursor.creditor == Creditor.code)
+            .scalar_subquery()
+        )
+        with self.db.session() as session:
+            count = session.scalar(
+                select(func.count())
+                .select_from(ActivityRow)
+                .join(Account)
+                .join(Portfolio)
+                .join(Creditor)
+                .where(ActivityRow.site == self.site, ActivityRow.seq > func.coalesce(last_seq, 0))
+            )
+        return int(count or 0)

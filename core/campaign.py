@@ -1,0 +1,89 @@
+"""The campaign tick: pick accounts that are due, up to the dialer's capacity, and call them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from core.adapters import Dialer
+from core.clock import Clock
+from core.config import CampaignConfig
+from core.contacts import ContactService, Denied
+from core.logs import event
+from core.store.database import Database
+from core.store.schema import Account, ContactAttempt, Portfolio
+
+log = logging.getLogger("cartera.campaign")
+
+
+class Campaign:
+    def __init__(
+        self,
+        *,
+        site: str,
+        zone: ZoneInfo,
+        db: Database,
+        contacts: ContactService,
+        dialer: Dialer[Any],
+        clock: Clock,
+        config: CampaignConfig,
+    ) -> None:
+        self.site, self.zone, self.db, self.contacts = site, zone, db, contacts
+        self.dialer, self.clock, self.config = dialer, clock, config
+        self._paused = threading.Event()
+
+    def pause(self) -> None:
+        """Place no new calls from now on (shutdown)."""
+        self._paused.set()
+
+    def tick(self) -> int:
+        """Place calls to due accounts while the dialer has capacity; returns how many were placed."""
+        placed = 0
+        if self._paused.is_set():
+            return placed
+        capacity = self.dialer.capacity()
+        if capacity <= 0:
+            return placed
+        now = self.clock.now()
+        for ref in self._due_accounts(now, capacity):
+            if self._paused.is_set():
+                break
+            try:
+                self.contacts.place_call(phone=None, account_ref=ref, actor="campaign")
+                placed += 1
+            except Denied as denied:
+                event(log, "campaign.deferred", account=ref, reason=str(denied))
+        return placed
+
+    def _due_accounts(self, now: datetime, limit: int) -> list[str]:
+        day_start = datetime.combine(now.astimezone(self.zone).date(), time.min, self.zone)
+        attempts_today = (
+            select(func.count())
+            .where(ContactAttempt.account_id == Account.id, ContactAttempt.requested_at >= day_start)
+            .scalar_subquery()
+        )
+        with self.db.session() as session:
+            rows = session.execute(
+                select(Account.id, Account.ref, attempts_today)
+                .join(Portfolio)
+                .where(
+                    Portfolio.site == self.site,
+                    Account.status == "active",
+                    (Account.next_contact_at.is_(None)) | (Account.next_contact_at <= now),
+                )
+                .order_by(Account.next_contact_at.is_not(None), Account.next_contact_at, Account.id)
+                .limit(limit * 4)
+            ).all()
+            due: list[str] = []
+            tomorrow = day_start + timedelta(days=1)
+            for account_id, ref, tries in rows:
+                if tries >= self.config.max_attempts_per_day:
+                    session.get_one(Account, account_id).next_contact_at = tomorrow
+                elif len(due) < limit:
+                    due.append(ref)
+        return due

@@ -1,0 +1,255 @@
+"""``run_site.py``: the operator's command line. Exit codes: 0 ok, 1 operational failure, 2 usage or config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from core.adapters import CrmSync, RecordingStore
+from core.audit import os_user
+from core.contacts import Denied
+from core.errors import CarteraError, UsageError
+from core.hooks import load_plugins
+from core.logs import configure
+from core.models import FileRejected
+from core.node import Node
+from core.phones import InvalidPhone, normalize
+from core.recordings import RecordingView, SearchFilters
+from core.summary import site_summary
+
+log = logging.getLogger("cartera.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run_site.py", description="Run and operate one Cartera site node.")
+    parser.add_argument("--config", type=Path, default=Path("sites.toml"), help="sites file (default ./sites.toml)")
+    parser.add_argument("--site", help="site name in the sites file (not needed for 'plugins')")
+    parser.add_argument("--log-format", choices=("text", "json"), help="override the site's log_format")
+    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="start the node (default command)")
+    run.add_argument("--duration", type=float, help="stop after this many seconds (default: until signalled)")
+    commands.add_parser("check", help="validate config and reach every configured vendor")
+    commands.add_parser("plugins", help="list installed plugins per kind")
+    imp = commands.add_parser("import", help="load a creditor assignment file through the crm_sync plugin")
+    imp.add_argument("file", type=Path)
+    call = commands.add_parser("call", help="place one call through the compliance gate")
+    call.add_argument("phone")
+    call.add_argument("--account")
+    call.add_argument("--wait", type=float, default=120.0, help="real seconds to wait for the outcome (default 120)")
+    sms = commands.add_parser("sms", help="send one text through the compliance gate")
+    sms.add_argument("phone")
+    sms.add_argument("text")
+    sms.add_argument("--account")
+    commands.add_parser("archive", help="run the recording archival job once")
+
+    recordings = commands.add_parser("recordings", help="find and fetch call recordings")
+    rec_commands = recordings.add_subparsers(dest="recordings_command", metavar="SUBCOMMAND", required=True)
+    search = rec_commands.add_parser("search", help="search the recordings catalog")
+    search.add_argument("--account")
+    search.add_argument("--phone")
+    search.add_argument("--agent")
+    search.add_argument("--since", help="ISO date or date-time; site time when no offset")
+    search.add_argument("--until", help="ISO date or date-time; site time when no offset")
+    search.add_argument("--json", action="store_true", help="print a JSON array")
+    get = rec_commands.add_parser("get", help="write a recording to a file, verifying its sha256")
+    get.add_argument("id", type=int)
+    get.add_argument("-o", "--output", type=Path, required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure("text", logging.DEBUG if args.debug else logging.INFO)
+    try:
+        return _dispatch(args)
+    except CarteraError as exc:
+        if args.debug:
+            log.exception("failed")
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 1
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command or "run"
+    if command == "plugins":
+        return _plugins()
+    if not args.site:
+        raise UsageError(f"'{command}' needs --site NAME")
+    node = Node.open(args.config, args.site)
+    configure(args.log_format or node.site.section.log_format, logging.DEBUG if args.debug else logging.INFO)
+    try:
+        handler = _HANDLERS[command]
+        return handler(node, args)
+    finally:
+        node.close()
+
+
+def _plugins() -> int:
+    hooks = load_plugins()
+    infos = hooks.describe(hooks.collect_adapters())
+    _print_table([("KIND", "NAME", "VERSION", "ORIGIN"), *[(i.kind, i.name, i.version, i.origin) for i in infos]])
+    return 0
+
+
+def _run(node: Node, args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    began = node.clock.now()
+    node.run(getattr(args, "duration", None))
+    print(site_summary(node, began, time.monotonic() - started))
+    return 0
+
+
+def _check(node: Node, _args: argparse.Namespace) -> int:
+    lines = node.check()
+    for line in lines:
+        print(f"{'ok  ' if line.result.ok else 'FAIL'}  {line.what}: {line.result.detail}")
+    failed = [line.what for line in lines if not line.result.ok]
+    if failed:
+        print(f"check failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print(f"site {node.site.name!r}: all checks passed")
+    return 0
+
+
+def _import(node: Node, args: argparse.Namespace) -> int:
+    crm = node.adapter("crm_sync")
+    assert isinstance(crm, CrmSync)
+    path: Path = args.file
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        report = node.importer.import_batch(crm.read_file(path), actor=os_user())
+    except FileRejected as exc:
+        print(f"error: {exc} (nothing was loaded)", file=sys.stderr)
+        return 1
+    print(report.summary())
+    for error in report.quarantined:
+        print(f"  quarantined {path}:{error.line}: {error.field}: {error.reason}")
+    return 0
+
+
+def _call(node: Node, args: argparse.Namespace) -> int:
+    try:
+        request = node.contacts.place_call(phone=args.phone, account_ref=args.account, actor=os_user())
+    except Denied as denied:
+        print(f"call not placed: {denied}", file=sys.stderr)
+        return 1
+    print(f"attempt {request.attempt_id}: calling {request.phone}")
+    result = node.contacts.wait_for_call(request.attempt_id, args.wait)
+    if result is None:
+        print(f"attempt {request.attempt_id}: no outcome after {args.wait:g}s; hanging up", file=sys.stderr)
+        return 1
+    print(f"attempt {request.attempt_id}: {result.outcome} ({result.raw_cause}), talk {result.talk_seconds:.0f}s")
+    return 0
+
+
+def _sms(node: Node, args: argparse.Namespace) -> int:
+    try:
+        result = node.contacts.send_sms(phone=args.phone, text=args.text, account_ref=args.account, actor=os_user())
+    except Denied as denied:
+        print(f"sms not sent: {denied}", file=sys.stderr)
+        return 1
+    print(f"message {result.message_id}: {result.state} (gateway id {result.gateway_id or '-'}) {result.detail}")
+    return 0 if result.state != "failed" else 1
+
+
+def _archive(node: Node, _args: argparse.Namespace) -> int:
+    if node.archiver is None:
+        raise UsageError(f"site {node.site.name!r} has no recording store configured")
+    node.adapter("recording")
+    run = node.archiver.run_once()
+    print(f"archive: {run}")
+    return 1 if run.failed else 0
+
+
+def _recordings(node: Node, args: argparse.Namespace) -> int:
+    if args.recordings_command == "search":
+        filters = SearchFilters(
+            account=args.account,
+            phone=_phone_filter(node, args.phone),
+            agent=args.agent,
+            since=_when(node, args.since, "--since"),
+            until=_when(node, args.until, "--until"),
+        )
+        views = node.library.search(filters, actor=os_user())
+        if args.json:
+            print(json.dumps([view.as_dict() for view in views], indent=2, ensure_ascii=False))
+        else:
+            _print_recordings(views)
+        return 0
+    store = node.adapter("recording")
+    assert isinstance(store, RecordingStore)
+    view = node.library.get(args.id, store, args.output, actor=os_user())
+    print(f"recording {view.id} written to {args.output} ({view.size} bytes, sha256 {view.sha256} verified)")
+    return 0
+
+
+def _print_recordings(views: list[RecordingView]) -> None:
+    if not views:
+        print("no recordings match")
+        return
+    header = ("ID", "STARTED", "ACCOUNT", "PHONE", "AGENT", "DURATION", "STATE")
+    body = [
+        (
+            str(v.id),
+            v.started_at[:19],
+            v.account or "-",
+            v.phone or "-",
+            v.agent or "-",
+            f"{v.duration_s:.0f}s",
+            v.state,
+        )
+        for v in views
+    ]
+    _print_table([header, *body])
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _phone_filter(node: Node, phone: str | None) -> str | None:
+    if phone is None:
+        return None
+    try:
+        return normalize(phone, node.site.section.country)
+    except InvalidPhone as exc:
+        raise UsageError(f"--phone: {exc}") from None
+
+
+def _when(node: Node, text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option}: {text!r} is not an ISO date or date-time") from None
+    return value if value.tzinfo else value.replace(tzinfo=node.site.zone)
+
+
+_HANDLERS: dict[str, Callable[[Node, argparse.Namespace], int]] = {
+    "run": _run,
+    "check": _check,
+    "import": _import,
+    "call": _call,
+    "sms": _sms,
+    "archive": _archive,
+    "recordings": _recordings,
+}

@@ -1,0 +1,385 @@
+"""Calls and texts: the only path from a contact request to a plugin, through the compliance gate.
+
+An attempt row is committed *before* the dialer sees the request, so a crash never makes core place the
+same call twice; the dialer's report later completes that row. Reports arrive on vendor threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.activities import add_activity, to_activity
+from core.adapters import Dialer, SmsGateway
+from core.clock import Clock
+from core.compliance import ComplianceGate, Decision, Subject
+from core.config import CampaignConfig
+from core.errors import CarteraError, NotFound, UsageError
+from core.hooks import Hooks
+from core.logs import event
+from core.models import (
+    ActivityKind,
+    CallOutcome,
+    CallRequest,
+    CallResult,
+    Channel,
+    DeliveryReport,
+    DispositionCode,
+    SmsMessage,
+    SmsState,
+    SmsSubmitResult,
+)
+from core.phones import InvalidPhone, normalize
+from core.store.database import Database
+from core.store.schema import Account, ActivityRow, ContactAttempt, Phone, Portfolio, SmsRow
+
+log = logging.getLogger("cartera.contacts")
+
+
+class Denied(CarteraError):
+    """The compliance gate refused the contact; the decision is audited."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.explain())
+        self.decision = decision
+
+
+@dataclass(frozen=True)
+class _Target:
+    phone: str
+    account_id: int | None
+    account_ref: str | None
+    subject: Subject
+    balance: str | None
+
+
+class ContactService:
+    def __init__(
+        self,
+        *,
+        site: str,
+        country: str,
+        db: Database,
+        gate: ComplianceGate,
+        hooks: Hooks,
+        clock: Clock,
+        campaign: CampaignConfig,
+        dialer: Callable[[], Dialer[Any]] | None,
+        sms: Callable[[], SmsGateway[Any]] | None,
+    ) -> None:
+        """``dialer`` and ``sms`` give the site's adapters, started on first use (``None``: not configured)."""
+        self.site, self.country, self.db, self.gate = site, country, db, gate
+        self.hooks, self.clock, self.campaign = hooks, clock, campaign
+        self.dialer, self.sms = dialer, sms
+        self._lock = threading.Condition()
+        self._requests: dict[int, CallRequest] = {}
+        self._results: dict[int, CallResult] = {}
+
+    # --- calls ----------------------------------------------------------------------------------
+
+    def place_call(self, *, phone: str | None, account_ref: str | None, actor: str) -> CallRequest:
+        """Gate, record and hand one call to the dialer. Raises :class:`Denied` when the gate says no."""
+        if self.dialer is None:
+            raise UsageError(f"site {self.site!r} has no dialer configured")
+        now = self.clock.now()
+        with self.db.session() as session:
+            target = self._target(session, Channel.CALL, phone, account_ref)
+            decision = self.gate.decide(session, target.subject, now, actor)
+            if not decision.allowed:
+                self._defer(session, target.account_id, decision, now)
+            else:
+                attempt = ContactAttempt(
+                    site=self.site,
+                    account_id=target.account_id,
+                    phone=target.phone,
+                    state="placing",
+                    requested_at=now,
+                )
+                session.add(attempt)
+                if target.account_id is not None:
+                    # Not picked again by the campaign while in flight; the result reschedules it.
+                    session.get_one(Account, target.account_id).next_contact_at = now + timedelta(days=1)
+                session.flush()
+                attempt_id = attempt.id
+        if not decision.allowed:
+            raise Denied(decision)
+        variables = {"CARTERA_ATTEMPT": str(attempt_id)}
+        if target.account_ref:
+            variables["CARTERA_ACCOUNT"] = target.account_ref
+        if target.balance:
+            variables["balance"] = target.balance
+        request = CallRequest(attempt_id, self.site, target.phone, target.account_ref, variables=variables)
+        with self._lock:
+            self._requests[attempt_id] = request
+        event(
+            log,
+            "call.placing",
+            attempt=attempt_id,
+            account=target.account_ref,
+            phone=target.phone,
+            actor=actor,
+        )
+        self.dialer().place_call(request)
+        return request
+
+    def wait_for_call(self, attempt_id: int, timeout: float) -> CallResult | None:
+        with self._lock:
+            self._lock.wait_for(lambda: attempt_id in self._results, timeout)
+            return self._results.get(attempt_id)
+
+    def on_call_result(self, result: CallResult) -> None:
+        """A dialer's report: complete the attempt, record activities, reschedule the account."""
+        now = self.clock.now()
+        with self.db.session() as session:
+            attempt = session.get(ContactAttempt, result.attempt_id)
+            if attempt is None or attempt.site != self.site:
+                event(log, "call.unknown_attempt", logging.WARNING, attempt=result.attempt_id)
+                return
+            if attempt.state == "finished":
+                event(log, "call.duplicate_report", logging.WARNING, attempt=result.attempt_id)
+                return
+            attempt.state = "finished"
+            attempt.outcome = result.outcome.value
+            attempt.raw_cause = result.raw_cause
+            attempt.started_at = result.started_at
+            attempt.answered_at = result.answered_at
+            attempt.ended_at = result.ended_at or now
+            attempt.agent = result.agent
+            attempt.vendor_call_id = result.vendor_call_id
+            attempt.disposition = result.disposition.code.value if result.disposition else None
+            rows = self._call_activities(session, attempt, result)
+            if attempt.account is not None:
+                attempt.account.next_contact_at = self._next_contact(result, now)
+            account_ref = attempt.account.ref if attempt.account else None
+            session.flush()
+            activities = [to_activity(row) for row in rows]
+            request = self._request_for(attempt, account_ref)
+        event(
+            log,
+            "call.finished",
+            attempt=result.attempt_id,
+            outcome=result.outcome.value,
+            cause=result.raw_cause,
+            agent=result.agent,
+            talk_s=round(result.talk_seconds),
+        )
+        self.hooks.call_finished(self.site, request, result)
+        for activity in activities:
+            self.hooks.activity_recorded(self.site, activity)
+        self._confirm_promise(request, result)
+        with self._lock:
+            self._results[result.attempt_id] = result
+            self._requests.pop(result.attempt_id, None)
+            self._lock.notify_all()
+
+    def _call_activities(self, session: Session, attempt: ContactAttempt, result: CallResult) -> list[ActivityRow]:
+        if attempt.account is None:
+            return []
+        rows = [
+            add_activity(
+                session,
+                site=self.site,
+                kind=ActivityKind.CALL_ATTEMPT,
+                at=result.ended_at or result.started_at,
+                account=attempt.account,
+                phone=attempt.phone,
+                outcome=(result.disposition.code.value if result.disposition else result.outcome.value),
+                agent=result.agent,
+            )
+        ]
+        promise = result.disposition
+        if promise and promise.code is DispositionCode.PROMISE_TO_PAY and promise.promised_amount is not None:
+            rows.append(
+                add_activity(
+                    session,
+                    site=self.site,
+                    kind=ActivityKind.PROMISE_TO_PAY,
+                    at=result.ended_at or result.started_at,
+                    account=attempt.account,
+                    phone=attempt.phone,
+                    amount=promise.promised_amount,
+                    due_date=promise.promised_date,
+                    agent=result.agent,
+                )
+            )
+        return rows
+
+    def _next_contact(self, result: CallResult, now: datetime) -> datetime:
+        disposition = result.disposition
+        if disposition and disposition.code is DispositionCode.PROMISE_TO_PAY and disposition.promised_date:
+            # No collection contact before the promised date has passed.
+            due = datetime.combine(disposition.promised_date + timedelta(days=1), datetime.min.time(), now.tzinfo)
+            return max(due, now)
+        if result.outcome is CallOutcome.ANSWERED:
+            return now + timedelta(days=1)
+        return now + timedelta(minutes=self.campaign.retry_after_minutes)
+
+    def _confirm_promise(self, request: CallRequest, result: CallResult) -> None:
+        promise = result.disposition
+        if not (
+            self.campaign.promise_sms
+            and self.sms is not None
+            and promise is not None
+            and promise.code is DispositionCode.PROMISE_TO_PAY
+            and promise.promised_amount is not None
+            and promise.promised_date is not None
+        ):
+            return
+        text = (
+            f"Gracias por su compromiso de pago de ${promise.promised_amount:,.0f} "
+            f"para el {promise.promised_date:%d/%m/%Y}. Ref. {request.account_ref}."
+        ).replace(",", ".")
+        try:
+            self.send_sms(phone=request.phone, text=text, account_ref=request.account_ref, actor="campaign")
+        except Denied as denied:
+            event(log, "sms.denied", account=request.account_ref, reason=str(denied))
+
+    def _request_for(self, attempt: ContactAttempt, account_ref: str | None) -> CallRequest:
+        with self._lock:
+            known = self._requests.get(attempt.id)
+        return known or CallRequest(attempt.id, self.site, attempt.phone, account_ref)
+
+    # --- sms ------------------------------------------------------------------------------------
+
+    def send_sms(self, *, phone: str | None, text: str, account_ref: str | None, actor: str) -> SmsSubmitResult:
+        """Gate, record and submit one text. Raises :class:`Denied` when the gate says no."""
+        if self.sms is None:
+            raise UsageError(f"site {self.site!r} has no sms gateway configured")
+        if not text.strip():
+            raise UsageError("the message text is empty")
+        now = self.clock.now()
+        with self.db.session() as session:
+            target = self._target(session, Channel.SMS, phone, account_ref)
+            decision = self.gate.decide(session, target.subject, now, actor)
+            if decision.allowed:
+                row = SmsRow(
+                    site=self.site,
+                    account_id=target.account_id,
+                    phone=target.phone,
+                    text=text,
+                    state=SmsState.QUEUED.value,
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(row)
+                session.flush()
+                message_id = row.id
+        if not decision.allowed:
+            raise Denied(decision)
+        message = SmsMessage(message_id, self.site, target.phone, text, target.account_ref)
+        try:
+            result = self.sms().send(message)
+        except Exception as exc:
+            result = SmsSubmitResult(message_id, SmsState.FAILED, None, f"gateway error: {exc}")
+        activities: list[ActivityRow] = []
+        with self.db.session() as session:
+            row = session.get_one(SmsRow, message_id)
+            if row.state == SmsState.QUEUED.value:  # a delivery report may already have moved it on
+                row.state = result.state.value
+            row.gateway_id, row.detail, row.updated_at = result.gateway_id, result.detail, self.clock.now()
+            if target.account_id is not None:
+                account = session.get_one(Account, target.account_id)
+                activities.append(
+                    add_activity(
+                        session,
+                        site=self.site,
+                        kind=ActivityKind.SMS,
+                        at=now,
+                        account=account,
+                        phone=target.phone,
+                        outcome=result.state.value,
+                    )
+                )
+            session.flush()
+            done = [to_activity(a) for a in activities]
+        event(log, "sms.submitted", message=message_id, state=result.state.value, gateway_id=result.gateway_id)
+        for activity in done:
+            self.hooks.activity_recorded(self.site, activity)
+        return result
+
+    def on_delivery(self, report: DeliveryReport) -> None:
+        with self.db.session() as session:
+            row = None
+            if report.message_id is not None:
+                row = session.get(SmsRow, report.message_id)
+            if row is None and report.gateway_id:
+                row = session.scalar(
+                    select(SmsRow).where(SmsRow.site == self.site, SmsRow.gateway_id == report.gateway_id)
+                )
+            if row is None or row.site != self.site:
+                event(log, "sms.unknown_delivery", logging.WARNING, gateway_id=report.gateway_id)
+                return
+            row.state, row.updated_at = report.state.value, report.at
+            row.gateway_id = row.gateway_id or report.gateway_id
+            message_id = row.id
+        event(log, "sms.delivery", message=message_id, state=report.state.value, raw=report.raw_status)
+        self.hooks.sms_delivery(self.site, message_id, report)
+
+    # --- shared ---------------------------------------------------------------------------------
+
+    def _target(self, session: Session, channel: Channel, phone: str | None, account_ref: str | None) -> _Target:
+        account = None
+        if account_ref is not None:
+            account = session.scalar(
+                select(Account).join(Portfolio).where(Portfolio.site == self.site, Account.ref == account_ref)
+            )
+            if account is None:
+                raise NotFound(f"no account {account_ref!r} at site {self.site!r}")
+        if phone is not None:
+            try:
+                e164 = normalize(phone, account.portfolio.country if account else self.country)
+            except InvalidPhone as exc:
+                raise UsageError(str(exc)) from None
+        elif account is not None:
+            e164 = self._pick_phone(session, account, channel)
+        else:
+            raise UsageError("give a phone number or an account")
+        flag = Phone.do_not_call if channel is Channel.CALL else Phone.do_not_text
+        blocked = bool(session.scalar(select(func.count()).where(Phone.e164 == e164, flag.is_(True))))
+        subject = Subject(
+            channel=channel,
+            phone=e164,
+            account_ref=account.ref if account else None,
+            account_status=account.status if account else None,
+            do_not_contact=blocked,
+        )
+        return _Target(
+            phone=e164,
+            account_id=account.id if account else None,
+            account_ref=account.ref if account else None,
+            subject=subject,
+            balance=str(account.balance) if account else None,
+        )
+
+    def _pick_phone(self, session: Session, account: Account, channel: Channel) -> str:
+        """The account's phone tried least often (then by the creditor's order), skipping do-not-contact."""
+        allowed = [
+            phone
+            for phone in account.debtor.phones
+            if not (phone.do_not_call if channel is Channel.CALL else phone.do_not_text)
+        ]
+        candidates = allowed or account.debtor.phones
+        if not candidates:
+            raise UsageError(f"account {account.ref!r} has no phone number")
+        tries: dict[str, int] = {
+            phone: count
+            for phone, count in session.execute(
+                select(ContactAttempt.phone, func.count())
+                .where(ContactAttempt.account_id == account.id)
+                .group_by(ContactAttempt.phone)
+            )
+        }
+        return min(candidates, key=lambda phone: (tries.get(phone.e164, 0), phone.position)).e164
+
+    def _defer(self, session: Session, account_id: int | None, decision: Decision, now: datetime) -> None:
+        if account_id is None:
+            return
+        account = session.get_one(Account, account_id)
+        account.next_contact_at = decision.next_allowed_at or now + timedelta(days=1)

@@ -1,0 +1,330 @@
+"""One site's node: its config, store, adapters, services and scheduled jobs, and their orderly shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import func, select
+
+from core.activities import ActivityExporter
+from core.adapters import Adapter, CrmSync, Dialer, RecordingStore, SmsGateway
+from core.archival import Archiver
+from core.assignments import AssignmentImporter
+from core.campaign import Campaign
+from core.clock import Clock, SimulatedClock, SystemClock
+from core.compliance import AccountStatusRule, ComplianceGate, ContactWindowRule, DoNotContactRule
+from core.config import SiteConfig, load_site
+from core.contacts import ContactService
+from core.creditor_sync import CreditorSync
+from core.errors import CarteraError, UsageError
+from core.hooks import Hooks, load_plugins
+from core.logs import event
+from core.models import CallResult, CheckResult, DeliveryReport, Recording
+from core.recordings import RecordingLibrary
+from core.registry import AdapterCatalog
+from core.store.database import Database
+from core.store.schema import ContactAttempt, Site
+
+log = logging.getLogger("cartera.node")
+
+A = TypeVar("A", bound=Adapter[Any])
+
+
+def make_clock(site: SiteConfig, db: Database) -> Clock:
+    """The site's clock. A simulated clock resumes after the newest attempt in the store: time never runs
+    backwards for a store, so a second run continues the first instead of rewriting its morning."""
+    clock = site.section.clock
+    if clock.mode != "simulated" or clock.start is None:
+        return SystemClock()
+    with db.session() as session:
+        latest = session.scalar(select(func.max(ContactAttempt.requested_at)).where(ContactAttempt.site == site.name))
+    return SimulatedClock(max(clock.start, latest) if latest else clock.start, clock.speed)
+
+
+class NodeContext:
+    """The :class:`core.adapters.PluginContext` core hands one adapter."""
+
+    def __init__(self, node: Node, kind: str) -> None:
+        self._node = node
+        self._kind = kind
+        self._data_dir = node.site.data_dir / kind
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        self._log = logging.getLogger(f"cartera.plugin.{kind}")
+
+    @property
+    def site(self) -> str:
+        return self._node.site.name
+
+    @property
+    def clock(self) -> Clock:
+        return self._node.clock
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir
+
+    @property
+    def log(self) -> logging.Logger:
+        return self._log
+
+    def report_call(self, result: CallResult) -> None:
+        self._node.contacts.on_call_result(result)
+
+    def report_recording(self, recording: Recording) -> None:
+        archiver = self._node.archiver
+        if archiver is None:
+            event(log, "recording.no_store", logging.WARNING, path=str(recording.path))
+            return
+        archiver.catalog(recording)
+
+    def report_delivery(self, report: DeliveryReport) -> None:
+        self._node.contacts.on_delivery(report)
+
+
+@dataclass(frozen=True)
+class CheckLine:
+    what: str
+    result: CheckResult
+
+
+class Node:
+    """Built by :meth:`open` (config validated, store migrated); adapters start on first use."""
+
+    def __init__(self, site: SiteConfig, hooks: Hooks, catalog: AdapterCatalog, db: Database) -> None:
+        self.site = site
+        self.hooks = hooks
+        self._catalog = catalog
+        self.db = db
+        self.clock = make_clock(site, db)
+        self._adapters: dict[str, Adapter[Any]] = {}
+        self._started: list[Adapter[Any]] = []
+        self._lock = threading.Lock()
+        self._sync: CreditorSync | None = None
+        self.gate = ComplianceGate(
+            site.name,
+            [
+                AccountStatusRule(),
+                DoNotContactRule(),
+                ContactWindowRule(site.section.compliance.contact_window, site.zone),
+            ],
+        )
+        self.contacts = ContactService(
+            site=site.name,
+            country=site.section.country,
+            db=self.db,
+            gate=self.gate,
+            hooks=hooks,
+            clock=self.clock,
+            campaign=site.section.campaign,
+            dialer=self._provider("dialer", Dialer),
+            sms=self._provider("sms", SmsGateway),
+        )
+        store = self._provider("recording", RecordingStore)
+        self.archiver = (
+            Archiver(
+                site=site.name,
+                zone=site.zone,
+                db=self.db,
+                store=store,
+                hooks=hooks,
+                clock=self.clock,
+                config=site.section.archival,
+            )
+            if store
+            else None
+        )
+        self._provider("crm_sync", CrmSync)
+        self.importer = AssignmentImporter(site.name, site.section.country, self.db, self.clock, hooks)
+        self.library = RecordingLibrary(site.name, self.db, self.clock)
+
+    @classmethod
+    def open(cls, config_path: Path, site_name: str, hooks: Hooks | None = None) -> Node:
+        hooks = hooks or load_plugins()
+        catalog = hooks.collect_adapters()
+        site = load_site(config_path, site_name, catalog)
+        db = Database(site.database_url)
+        db.migrate()
+        with db.session() as session:
+            if session.scalar(select(Site).where(Site.name == site.name)) is None:
+                session.add(Site(name=site.name, timezone=site.section.timezone, country=site.section.country))
+        return cls(site, hooks, catalog, db)
+
+    # --- adapters -------------------------------------------------------------------------------
+
+    def _provider(self, kind: str, base: type[A]) -> Callable[[], A] | None:
+        """Instantiate the site's adapter of ``kind`` and return a getter that starts it on first use;
+        ``None`` when the site has no plugin of that kind."""
+        choice = self.site.plugins.get(kind)
+        if choice is None:
+            return None
+        adapter = self._catalog.by_kind()[kind].get(choice.name)(choice.settings, NodeContext(self, kind))
+        if not isinstance(adapter, base):
+            raise CarteraError(f"{kind} plugin {choice.name!r} is not a {base.__name__}")
+        self._adapters[kind] = adapter
+
+        def started() -> A:
+            self.adapter(kind)
+            return adapter
+
+        return started
+
+    def adapter(self, kind: str) -> Adapter[Any]:
+        """The site's adapter of ``kind``, started on first use."""
+        adapter = self._adapters.get(kind)
+        if adapter is None:
+            raise UsageError(f"site {self.site.name!r} has no {kind} plugin configured")
+        with self._lock:
+            if adapter not in self._started:
+                adapter.start()
+                self._started.append(adapter)
+        return adapter
+
+    def configured_kinds(self) -> list[str]:
+        return list(self._adapters)
+
+    def check(self) -> list[CheckLine]:
+        lines = [CheckLine("store", CheckResult(True, f"{self.db.display_url} migrated"))]
+        for kind, choice in self.site.plugins.items():
+            what = f"{kind} {choice.name}"
+            try:
+                result = self.adapter(kind).check()
+            except Exception as exc:
+                result = CheckResult(False, f"{type(exc).__name__}: {exc}")
+            lines.append(CheckLine(what, result))
+        return lines
+
+    def creditor_sync(self) -> CreditorSync:
+        crm = self.adapter("crm_sync")
+        assert isinstance(crm, CrmSync)
+        if self._sync is None:
+            self._sync = CreditorSync(crm, self.importer, ActivityExporter(self.site.name, self.db, crm))
+        return self._sync
+
+    def close(self) -> None:
+        """Stop started adapters in reverse order, then release the store."""
+        with self._lock:
+            started, self._started = self._started[::-1], []
+        for adapter in started:
+            try:
+                adapter.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(adapter).__name__)
+        self.db.dispose()
+
+    # --- run ------------------------------------------------------------------------------------
+
+    def run(self, duration: float | None = None) -> None:
+        """Run the site's jobs until ``duration`` real seconds pass or SIGINT/SIGTERM arrives."""
+        stop = threading.Event()
+        for kind in self.configured_kinds():
+            self.adapter(kind)
+        campaign = self._campaign()
+        scheduler = self._scheduler(campaign)
+        with _stop_on_signals(stop):
+            scheduler.start()
+            event(log, "node.started", site=self.site.name, jobs=",".join(j.id for j in scheduler.get_jobs()))
+            stop.wait(duration)
+            event(log, "node.stopping", site=self.site.name)
+            if campaign:
+                campaign.pause()
+            scheduler.shutdown(wait=True)
+            self._drain()
+        event(log, "node.stopped", site=self.site.name)
+
+    def _campaign(self) -> Campaign | None:
+        if "dialer" not in self._adapters or not self.site.section.campaign.enabled:
+            return None
+        dialer = self.adapter("dialer")
+        assert isinstance(dialer, Dialer)
+        return Campaign(
+            site=self.site.name,
+            zone=self.site.zone,
+            db=self.db,
+            contacts=self.contacts,
+            dialer=dialer,
+            clock=self.clock,
+            config=self.site.section.campaign,
+        )
+
+    def _jobs(self, campaign: Campaign | None) -> list[tuple[str, Callable[[], object], float]]:
+        section = self.site.section
+        jobs: list[tuple[str, Callable[[], object], float]] = []
+        if "crm_sync" in self._adapters:
+            jobs.append(("creditor_sync", self.creditor_sync().run_once, section.sync.every_seconds))
+        if campaign:
+            jobs.append(("campaign_tick", campaign.tick, section.campaign.tick_seconds))
+        if self.archiver:
+            jobs.append(("archive_recordings", self.archiver.run_once, section.archival.every_seconds))
+        return jobs
+
+    def _scheduler(self, campaign: Campaign | None) -> BackgroundScheduler:
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": SchedulerPool(4)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+        )
+        for job_id, job, every in self._jobs(campaign):
+            scheduler.add_job(
+                _logged(job_id, job),
+                "interval",
+                seconds=every,
+                id=job_id,
+                next_run_time=datetime.now(UTC),
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=max(1, int(every * 2)),
+            )
+        return scheduler
+
+    def _drain(self) -> None:
+        """After the scheduler stopped: finish calls in progress, archive and export what they produced."""
+        dialer = self._adapters.get("dialer")
+        if dialer in self._started:
+            assert isinstance(dialer, Dialer)
+            dialer.stop()
+            self._started.remove(dialer)
+        if self.archiver:
+            _logged("archive_recordings", self.archiver.run_once)()
+        if "crm_sync" in self._adapters:
+            _logged("creditor_sync", self.creditor_sync().exporter.run_once)()
+
+
+def _logged(job_id: str, func: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            func()
+        except Exception:
+            log.exception("job %s failed", job_id)
+
+    run.__name__ = job_id
+    return run
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop`` (main thread only); previous handlers come back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        event(log, "node.signal", signal=signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,198 @@
+"""A directory used as a write-once archive: every object is verified, published atomically, never replaced."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from core.checksums import CHUNK_SIZE, copy_with_checksums, file_checksums
+from core.errors import IntegrityError, ObjectNotFound
+from core.models import CheckResult, Checksums, StoredObject
+
+TEMP_SUFFIX = ".tmp"
+SIDECAR_SUFFIX = ".sha256"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` is not a valid object key, or ``None`` when it is one."""
+    if not key:
+        return "it is empty"
+    if key.startswith("/"):
+        return "it is absolute"
+    if "\\" in key:
+        return "it contains a backslash"
+    for part in key.split("/"):
+        if part in ("", ".", ".."):
+            return f"it has a {part or 'empty'!r} component"
+        if part.startswith("."):
+            return f"component {part!r} starts with '.', which is reserved for the archive's own files"
+    return None
+
+
+def sidecar_of(path: Path) -> Path:
+    """The hidden file beside an object that holds its sha256."""
+    return path.with_name(f".{path.name}{SIDECAR_SUFFIX}")
+
+
+class ArchiveDirectory:
+    """Objects are plain files under ``root``; keys are relative POSIX paths under it.
+
+    ``put`` copies into a hidden temporary file in the destination directory while hashing, verifies it,
+    fsyncs it and publishes it with ``os.link``, which never replaces an existing file: a key holds either
+    nothing or a complete, verified object. The object's sha256 goes into a hidden sidecar written after
+    the object is published; ``head`` recomputes a missing sidecar (a put that died in between).
+    """
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = root.absolute()
+        self._fsync = fsync
+
+    def path_of(self, key: str) -> Path:
+        """The file that holds ``key``. Raises ValueError for a key that could leave the archive."""
+        problem = key_problem(key)
+        if problem is not None:
+            raise ValueError(f"invalid recording key {key!r}: {problem}")
+        return self.root.joinpath(*key.split("/"))
+
+    def put(self, key: str, source: Path, expected: Checksums) -> StoredObject:
+        """Store ``source`` under ``key``; IntegrityError when it does not match ``expected``."""
+        path = self.path_of(key)
+        self._make_dirs(path.parent)
+        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        temp = Path(temp_name)
+        try:
+            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+                got = copy_with_checksums(src, out)
+                out.flush()
+                self._sync(out.fileno())
+            _verify(key, expected, got)
+            if not path.exists():
+                # An object deleted by hand may have left its sidecar behind; a missing one is recomputed.
+                sidecar_of(path).unlink(missing_ok=True)
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                return self._already_stored(key, got)
+            self._write_sidecar(path, got.sha256_hex)
+        finally:
+            temp.unlink(missing_ok=True)
+        return self._describe(key, path, got.sha256_hex, got.size)
+
+    def head(self, key: str) -> StoredObject | None:
+        """Describe the object under ``key``, or ``None`` when there is none."""
+        path = self.path_of(key)
+        try:
+            info = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        sha256_hex = self._read_sidecar(path)
+        if sha256_hex is None:
+            sha256_hex = file_checksums(path).sha256_hex
+            with contextlib.suppress(OSError):  # a read-only archive still answers, it just rehashes again
+                self._write_sidecar(path, sha256_hex)
+        return self._describe(key, path, sha256_hex, info.st_size)
+
+    def read(self, key: str, sink: BinaryIO) -> None:
+        """Copy the object's bytes to ``sink``. Raises ObjectNotFound."""
+        path = self.path_of(key)
+        try:
+            src = path.open("rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(f"no object {key!r} in {self.root}") from None
+        with src:
+            shutil.copyfileobj(src, sink, CHUNK_SIZE)
+
+    def check(self) -> CheckResult:
+        """The root exists (or is created) and a probe file can be written and removed there."""
+        try:
+            self._make_dirs(self.root)
+            fd, probe = tempfile.mkstemp(prefix=".check.", suffix=TEMP_SUFFIX, dir=self.root)
+            try:
+                os.write(fd, b"probe")
+                self._sync(fd)
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+            free = shutil.disk_usage(self.root).free
+        except OSError as exc:
+            return CheckResult(ok=False, detail=f"archive {self.root} is not writable: {exc}")
+        return CheckResult(ok=True, detail=f"archive {self.root} is writable, {free / 2**30:.1f} GiB free")
+
+    def _already_stored(self, key: str, got: Checksums) -> StoredObject:
+        existing = self.head(key)
+        if existing is None:
+            raise IntegrityError(f"{key}: the path {self.path_of(key)} is taken by something not an object")
+        if existing.sha256_hex != got.sha256_hex or existing.size != got.size:
+            raise IntegrityError(
+                f"{key}: already holds different content (sha256 {existing.sha256_hex}, "
+                f"{existing.size} bytes); not overwritten"
+            )
+        return existing
+
+    def _describe(self, key: str, path: Path, sha256_hex: str, size: int) -> StoredObject:
+        return StoredObject(key=key, size=size, sha256_hex=sha256_hex, location=path.as_uri())
+
+    def _read_sidecar(self, path: Path) -> str | None:
+        try:
+            text = sidecar_of(path).read_text(encoding="ascii").strip()
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+        return text if _SHA256_HEX.fullmatch(text) else None
+
+    def _write_sidecar(self, path: Path, sha256_hex: str) -> None:
+        sidecar = sidecar_of(path)
+        fd, temp_name = tempfile.mkstemp(prefix=f"{sidecar.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as out:
+                out.write(f"{sha256_hex}\n")
+                out.flush()
+                self._sync(out.fileno())
+            os.replace(temp_name, sidecar)
+        finally:
+            Path(temp_name).unlink(missing_ok=True)
+        self._sync_dir(path.parent)
+
+    def _make_dirs(self, directory: Path) -> None:
+        missing: list[Path] = []
+        while not directory.is_dir():
+            missing.append(directory)
+            directory = directory.parent
+        for new in reversed(missing):
+            new.mkdir(exist_ok=True)
+            self._sync_dir(new.parent)
+
+    def _sync(self, fd: int) -> None:
+        if self._fsync:
+            os.fsync(fd)
+
+    def _sync_dir(self, directory: Path) -> None:
+        if not self._fsync:
+            return
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _verify(key: str, expected: Checksums, got: Checksums) -> None:
+    differing = [
+        f"{name} expected {want} got {have}"
+        for name, want, have in (
+            ("size", expected.size, got.size),
+            ("md5", expected.md5_hex, got.md5_hex),
+            ("sha256", expected.sha256_hex, got.sha256_hex),
+        )
+        if want != have
+    ]
+    if differing:
+        raise IntegrityError(f"{key}: {'; '.join(differing)}; nothing stored")

@@ -1,0 +1,44 @@
+"""The ``localdir`` recording store adapter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
+
+from core.adapters import PluginConfig, PluginContext, RecordingStore
+from core.hookspecs import hookimpl
+from core.models import CheckResult, Checksums, StoredObject
+from core.registry import AdapterRegistry
+from plugins.recording.localdir.client import ArchiveDirectory
+from plugins.recording.localdir.config import LocalDirConfig
+
+
+class LocalDirStore(RecordingStore[LocalDirConfig]):
+    """Archives recordings into a directory (a local disk or a mounted share)."""
+
+    name: ClassVar[str] = "localdir"
+    config_model: ClassVar[type[PluginConfig]] = LocalDirConfig
+
+    def __init__(self, config: LocalDirConfig, context: PluginContext) -> None:
+        super().__init__(config, context)
+        self.archive = ArchiveDirectory(config.path, fsync=config.fsync)
+
+    def start(self) -> None:
+        self.archive.root.mkdir(parents=True, exist_ok=True)
+
+    def check(self) -> CheckResult:
+        return self.archive.check()
+
+    def put(self, key: str, source: Path, checksums: Checksums) -> StoredObject:
+        return self.archive.put(key, source, checksums)
+
+    def head(self, key: str) -> StoredObject | None:
+        return self.archive.head(key)
+
+    def read(self, key: str, sink: BinaryIO) -> None:
+        self.archive.read(key, sink)
+
+
+@hookimpl
+def cartera_register_recording_stores(register: AdapterRegistry[RecordingStore[Any]]) -> None:
+    register.add(LocalDirStore)

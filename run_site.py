@@ -1,0 +1,9 @@
+#!/usr/bin/env python3
+"""Start or operate one Cartera site node: ``python run_site.py --site NAME [COMMAND]`` (see --help)."""
+
+import sys
+
+from core.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Shared fixtures: a throwaway site using the built-in plugins, and real peers that tests may need."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from core.hooks import Hooks, load_plugins
+from core.node import Node
+
+REPO = Path(__file__).resolve().parent.parent
+
+SITE_TOML = """
+[sites.t]
+timezone = "America/Bogota"
+country = "CO"
+data_dir = "var/t"
+{database}
+
+[sites.t.clock]
+mode = "simulated"
+start = {start}
+speed = 600
+
+[sites.t.compliance]
+contact_window = {{ start = "07:00", end = "19:00" }}
+
+[sites.t.campaign]
+tick_seconds = 0.2
+retry_after_minutes = 60
+
+[sites.t.archival]
+every_seconds = 0.5
+
+[sites.t.sync]
+every_seconds = 1
+
+[sites.t.dialer]
+plugin = "simulator"
+seed = 7
+ring_seconds = [1, 10]
+talk_seconds = [5, 30]
+
+[sites.t.recording]
+plugin = "localdir"
+path = "archive"
+
+[sites.t.sms]
+plugin = "outbox"
+path = "sms/outbox.jsonl"
+
+[sites.t.crm_sync]
+plugin = "csv"
+inbox = "inbox"
+outbox = "exports"
+creditor = "BANCO"
+portfolio = "TARJETAS"
+"""
+
+PORTFOLIO_HEADER = "cuenta;nombre;telefono1;telefono2;saldo;moneda\n"
+
+
+def write_sites(
+    directory: Path,
+    *,
+    start: str = "2026-11-23T09:00:00-05:00",
+    database: str | None = None,
+    extra: str = "",
+) -> Path:
+    """A sites.toml for site ``t`` under ``directory``; ``extra`` is appended verbatim."""
+    path = directory / "sites.toml"
+    db_line = f'database = "{database}"' if database else ""
+    path.write_text(SITE_TOML.format(start=start, database=db_line) + extra, encoding="utf-8")
+    (directory / "inbox").mkdir(exist_ok=True)
+    return path
+
+
+def write_portfolio(directory: Path, rows: list[str], name: str = "asignacion.csv") -> Path:
+    """An assignment file in the creditor's format (``cuenta;nombre;telefono1;telefono2;saldo;moneda``)."""
+    path = directory / name
+    path.write_text(PORTFOLIO_HEADER + "".join(row + "\n" for row in rows), encoding="utf-8-sig")
+    return path
+
+
+@pytest.fixture
+def sites_toml(tmp_path: Path) -> Path:
+    return write_sites(tmp_path)
+
+
+@pytest.fixture
+def hooks() -> Hooks:
+    return load_plugins(entry_points=False)
+
+
+@pytest.fixture
+def open_node(hooks: Hooks) -> Iterator[Callable[[Path], Node]]:
+    """Opens nodes on a sites file (site ``t``) and closes them after the test."""
+    nodes: list[Node] = []
+
+    def opener(config: Path, site: str = "t", with_hooks: Hooks | None = None) -> Node:
+        node = Node.open(config, site, with_hooks or hooks)
+        nodes.append(node)
+        return node
+
+    yield opener
+    for node in nodes:
+        node.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the PostgreSQL server at 127.0.0.1:5432, dropped afterwards."""
+    admin_url = os.environ.get("CARTERA_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"cartera_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"PEER UNAVAILABLE: PostgreSQL at {admin_url} cannot be reached ({exc.orig})")
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

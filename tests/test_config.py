@@ -1,0 +1,125 @@
+"""sites.toml validation: one clear line naming file, site, key (and line) for every kind of mistake."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from core.config import load_site
+from core.errors import ConfigError
+from core.hooks import Hooks
+from core.logs import TextFormatter
+from tests.conftest import write_sites
+
+
+def _error(hooks: Hooks, path: Path, site: str = "t") -> str:
+    with pytest.raises(ConfigError) as raised:
+        load_site(path, site, hooks.collect_adapters())
+    message = str(raised.value)
+    assert "\n" not in message
+    return message
+
+
+def test_valid_site_resolves_paths_against_the_config_directory(hooks: Hooks, sites_toml: Path) -> None:
+    site = load_site(sites_toml, "t", hooks.collect_adapters())
+    assert site.data_dir == sites_toml.parent / "var/t"
+    assert site.database_url == f"sqlite:///{sites_toml.parent / 'var' / 't.db'}"
+    assert set(site.plugins) == {"dialer", "recording", "sms", "crm_sync"}
+    assert site.plugins["recording"].settings.path == sites_toml.parent / "archive"  # type: ignore[attr-defined]
+
+
+def test_toml_syntax_error_names_line_and_column(hooks: Hooks, tmp_path: Path) -> None:
+    path = tmp_path / "sites.toml"
+    path.write_text('[sites.t]\ntimezone = "America/Bogota"\ncountry = \n')
+    message = _error(hooks, path)
+    assert message.startswith(f"{path}:3:")
+    assert "TOML syntax error" in message
+
+
+def test_unknown_site_lists_the_defined_ones(hooks: Hooks, sites_toml: Path) -> None:
+    message = _error(hooks, sites_toml, site="bogota")
+    assert "unknown site 'bogota'" in message
+    assert "defined: t" in message
+
+
+def test_unknown_plugin_names_key_line_and_known_plugins(hooks: Hooks, sites_toml: Path) -> None:
+    text = sites_toml.read_text().replace('plugin = "simulator"', 'plugin = "asterisk_amy"')
+    sites_toml.write_text(text)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "asterisk_amy" in row)
+    message = _error(hooks, sites_toml)
+    assert message.startswith(f"{sites_toml}:{line}: site 't', key 'dialer.plugin'")
+    assert "unknown dialer plugin 'asterisk_amy'" in message
+    assert "simulator" in message
+
+
+def test_unknown_plugin_key_is_rejected_with_its_line(hooks: Hooks, sites_toml: Path) -> None:
+    text = sites_toml.read_text().replace("seed = 7", "seed = 7\nring_timout = 30")
+    sites_toml.write_text(text)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "ring_timout" in row)
+    assert _error(hooks, sites_toml) == f"{sites_toml}:{line}: site 't', key 'dialer.ring_timout': unknown key"
+
+
+def test_unknown_core_key_is_rejected(hooks: Hooks, sites_toml: Path) -> None:
+    sites_toml.write_text(sites_toml.read_text().replace('country = "CO"', 'country = "CO"\ncountri = "MX"'))
+    assert "key 'countri': unknown key" in _error(hooks, sites_toml)
+
+
+def test_missing_key_is_named(hooks: Hooks, sites_toml: Path) -> None:
+    sites_toml.write_text(sites_toml.read_text().replace('creditor = "BANCO"\n', ""))
+    assert "site 't', key 'crm_sync.creditor': missing key" in _error(hooks, sites_toml)
+
+
+def test_bad_timezone_is_named(hooks: Hooks, sites_toml: Path) -> None:
+    sites_toml.write_text(sites_toml.read_text().replace("America/Bogota", "America/Bogata"))
+    message = _error(hooks, sites_toml)
+    assert "key 'timezone'" in message
+    assert "unknown time zone 'America/Bogata'" in message
+
+
+def test_bad_clock_and_window_values_are_named(hooks: Hooks, sites_toml: Path) -> None:
+    sites_toml.write_text(sites_toml.read_text().replace('end = "19:00"', 'end = "06:00"'))
+    assert "key 'compliance.contact_window'" in _error(hooks, sites_toml)
+
+
+def test_missing_env_secret_is_named_without_leaking_others(
+    hooks: Hooks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CARTERA_TEST_DB_PASSWORD", raising=False)
+    path = write_sites(tmp_path, database="postgresql+psycopg://cartera:${CARTERA_TEST_DB_PASSWORD}@127.0.0.1/x")
+    message = _error(hooks, path)
+    assert "key 'database': environment variable CARTERA_TEST_DB_PASSWORD is not set" in message
+
+
+def test_env_secrets_are_substituted_and_masked_in_logs(
+    hooks: Hooks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "s3cr3t-Pa55word-for-test"
+    monkeypatch.setenv("CARTERA_TEST_DB_PASSWORD", secret)
+    path = write_sites(tmp_path, database="postgresql+psycopg://cartera:${CARTERA_TEST_DB_PASSWORD}@127.0.0.1/x")
+    site = load_site(path, "t", hooks.collect_adapters())
+    assert secret in site.database_url
+    record = logging.LogRecord("cartera", logging.INFO, __file__, 1, "connecting to %s", (site.database_url,), None)
+    line = TextFormatter().format(record)
+    assert secret not in line
+    assert "cartera:***@127.0.0.1" in line
+
+
+def test_other_sites_are_not_validated_in_depth(hooks: Hooks, tmp_path: Path) -> None:
+    path = write_sites(
+        tmp_path,
+        extra='\n[sites.other]\ntimezone = "Nowhere/City"\ncountry = "CO"\n'
+        '[sites.other.dialer]\nplugin = "missing"\npassword = "${NOT_ON_THIS_NODE}"\n',
+    )
+    assert load_site(path, "t", hooks.collect_adapters()).name == "t"
+    assert "site 'other', key 'dialer.password': environment variable NOT_ON_THIS_NODE is not set" in _error(
+        hooks, path, site="other"
+    )
+
+
+def test_shipped_sites_toml_is_valid(hooks: Hooks) -> None:
+    repo = Path(__file__).resolve().parent.parent
+    site = load_site(repo / "sites.toml", "demo", hooks.collect_adapters())
+    assert site.section.clock.mode == "simulated"
+    assert set(site.plugins) == {"dialer", "recording", "sms", "crm_sync"}

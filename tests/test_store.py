@@ -1,0 +1,90 @@
+"""The store: migrations match the models, audit log is append-only, money and time round-trip exactly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from core.audit import audit
+from core.store.database import Database
+from core.store.schema import Account, AuditEntry, Base, Creditor, Debtor, Portfolio
+
+
+def migrated(url: str) -> Database:
+    db = Database(url)
+    db.migrate()
+    db.migrate()  # idempotent
+    return db
+
+
+def assert_schema_matches_models(db: Database) -> None:
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == [], f"models changed without an Alembic revision: {diff}"
+
+
+def assert_audit_is_append_only(db: Database) -> None:
+    with db.session() as session:
+        audit(session, at=datetime.now(UTC), site="t", actor="os:test", action="x", subject="y", n=1)
+    for statement in ("UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log"):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), db.engine.begin() as conn:
+            conn.execute(sa.text(statement))
+    with db.session() as session:
+        entries = session.scalars(sa.select(AuditEntry)).all()
+        assert [(e.actor, e.details) for e in entries] == [("os:test", {"n": 1})]
+
+
+def assert_money_and_time_round_trip(db: Database) -> None:
+    bogota_morning = datetime(2026, 11, 23, 8, 0, tzinfo=timezone(timedelta(hours=-5)))
+    with db.session() as session:
+        creditor = Creditor(code="C")
+        account = Account(
+            portfolio=Portfolio(creditor=creditor, code="P", site="t", country="CO"),
+            ref="A-1",
+            debtor=Debtor(name="Ana"),
+            balance=Decimal("1250000.10"),
+            currency="COP",
+            status="active",
+            updated_at=bogota_morning,
+        )
+        session.add(account)
+    with db.session() as session:
+        loaded = session.scalars(sa.select(Account)).one()
+        assert loaded.balance == Decimal("1250000.10")
+        assert loaded.updated_at == bogota_morning
+        assert loaded.updated_at.tzinfo is UTC
+
+
+def test_sqlite_store(tmp_path: Path) -> None:
+    db = migrated(f"sqlite:///{tmp_path / 'nested' / 'site.db'}")
+    try:
+        assert_schema_matches_models(db)
+        assert_audit_is_append_only(db)
+        assert_money_and_time_round_trip(db)
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_store(postgres_url: str) -> None:
+    db = migrated(postgres_url)
+    try:
+        assert_schema_matches_models(db)
+        assert_audit_is_append_only(db)
+        assert_money_and_time_round_trip(db)
+    finally:
+        db.dispose()
+
+
+def test_unreachable_store_is_one_clear_error() -> None:
+    from core.errors import CarteraError
+
+    db = Database("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    with pytest.raises(CarteraError, match=r"cannot open the store postgresql\+psycopg://nobody@127.0.0.1:1/none"):
+        db.migrate()
