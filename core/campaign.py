@@ -14,6 +14,7 @@ from core.adapters import Dialer
 from core.clock import Clock
 from core.config import CampaignConfig
 from core.contacts import ContactService, Denied
+from core.errors import UsageError
 from core.logs import event
 from core.store.database import Database
 from core.store.schema import Account, ContactAttempt, Portfolio
@@ -58,10 +59,23 @@ class Campaign:
                 placed += 1
             except Denied as denied:
                 event(log, "campaign.deferred", account=ref, reason=str(denied))
+            except UsageError as problem:  # e.g. no valid phone left: try again tomorrow, after a new assignment
+                self._defer_until_tomorrow(ref, now)
+                event(log, "campaign.skipped", logging.WARNING, account=ref, reason=str(problem))
         return placed
 
+    def _day_start(self, now: datetime) -> datetime:
+        return datetime.combine(now.astimezone(self.zone).date(), time.min, self.zone)
+
+    def _defer_until_tomorrow(self, ref: str, now: datetime) -> None:
+        with self.db.session() as session:
+            account = session.scalars(
+                select(Account).join(Portfolio).where(Portfolio.site == self.site, Account.ref == ref)
+            ).one()
+            account.next_contact_at = self._day_start(now) + timedelta(days=1)
+
     def _due_accounts(self, now: datetime, limit: int) -> list[str]:
-        day_start = datetime.combine(now.astimezone(self.zone).date(), time.min, self.zone)
+        day_start = self._day_start(now)
         attempts_today = (
             select(func.count())
             .where(ContactAttempt.account_id == Account.id, ContactAttempt.requested_at >= day_start)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from core.adapters import CrmSync, RecordingStore
 from core.audit import os_user
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly, like any Unix tool
     args = build_parser().parse_args(argv)
     configure("text", logging.DEBUG if args.debug else logging.INFO)
     try:
@@ -190,7 +193,7 @@ def _recordings(node: Node, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([view.as_dict() for view in views], indent=2, ensure_ascii=False))
         else:
-            _print_recordings(views)
+            _print_recordings(views, node.site.zone)
         return 0
     store = node.adapter("recording")
     assert isinstance(store, RecordingStore)
@@ -199,15 +202,15 @@ def _recordings(node: Node, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_recordings(views: list[RecordingView]) -> None:
+def _print_recordings(views: list[RecordingView], zone: ZoneInfo) -> None:
     if not views:
         print("no recordings match")
         return
-    header = ("ID", "STARTED", "ACCOUNT", "PHONE", "AGENT", "DURATION", "STATE")
+    header = ("ID", f"STARTED ({zone.key})", "ACCOUNT", "PHONE", "AGENT", "DURATION", "STATE")
     body = [
         (
             str(v.id),
-            v.started_at[:19],
+            f"{datetime.fromisoformat(v.started_at).astimezone(zone):%Y-%m-%d %H:%M:%S}",
             v.account or "-",
             v.phone or "-",
             v.agent or "-",

@@ -155,6 +155,9 @@ class ContactService:
             attempt.vendor_call_id = result.vendor_call_id
             attempt.disposition = result.disposition.code.value if result.disposition else None
             rows = self._call_activities(session, attempt, result)
+            if result.outcome is CallOutcome.INVALID_NUMBER and attempt.account is not None:
+                for phone in attempt.account.debtor.phones:
+                    phone.invalid = phone.invalid or phone.e164 == attempt.phone
             if attempt.account is not None:
                 attempt.account.next_contact_at = self._next_contact(result, now)
             account_ref = attempt.account.ref if attempt.account else None
@@ -359,23 +362,21 @@ class ContactService:
         )
 
     def _pick_phone(self, session: Session, account: Account, channel: Channel) -> str:
-        """The account's phone tried least often (then by the creditor's order), skipping do-not-contact."""
+        """The account's valid phone tried least often (then in the creditor's order), skipping do-not-contact."""
+        valid = [phone for phone in account.debtor.phones if not phone.invalid]
+        if not valid:
+            raise UsageError(f"account {account.ref!r} has no valid phone number left")
         allowed = [
-            phone
-            for phone in account.debtor.phones
-            if not (phone.do_not_call if channel is Channel.CALL else phone.do_not_text)
+            phone for phone in valid if not (phone.do_not_call if channel is Channel.CALL else phone.do_not_text)
         ]
-        candidates = allowed or account.debtor.phones
-        if not candidates:
-            raise UsageError(f"account {account.ref!r} has no phone number")
-        tries: dict[str, int] = {
-            phone: count
-            for phone, count in session.execute(
+        candidates = allowed or valid  # all blocked: the gate then denies with do_not_contact, audited
+        tries: dict[str, int] = dict(
+            session.execute(
                 select(ContactAttempt.phone, func.count())
                 .where(ContactAttempt.account_id == account.id)
                 .group_by(ContactAttempt.phone)
-            )
-        }
+            ).all()
+        )
         return min(candidates, key=lambda phone: (tries.get(phone.e164, 0), phone.position)).e164
 
     def _defer(self, session: Session, account_id: int | None, decision: Decision, now: datetime) -> None:

@@ -7,6 +7,7 @@ All datetimes are timezone-aware (UTC unless stated); phone numbers are E.164 st
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -206,7 +207,7 @@ class AssignmentBatch:
 
     source: str
     content_sha256: str
-    items: tuple[AssignmentRow | RowError, ...]
+    items: Iterable[AssignmentRow | RowError]
 
 
 class ActivityKind(enum.StrEnum):

@@ -34,7 +34,7 @@ from core.models import CallResult, CheckResult, DeliveryReport, Recording
 from core.recordings import RecordingLibrary
 from core.registry import AdapterCatalog
 from core.store.database import Database
-from core.store.schema import ContactAttempt, Site
+from core.store.schema import AuditEntry, Site
 
 log = logging.getLogger("cartera.node")
 
@@ -42,13 +42,13 @@ A = TypeVar("A", bound=Adapter[Any])
 
 
 def make_clock(site: SiteConfig, db: Database) -> Clock:
-    """The site's clock. A simulated clock resumes after the newest attempt in the store: time never runs
-    backwards for a store, so a second run continues the first instead of rewriting its morning."""
+    """The site's clock. A simulated clock resumes at the newest audited instant of the store (every gate
+    decision is audited): time never runs backwards for a store, so a second run continues the first."""
     clock = site.section.clock
     if clock.mode != "simulated" or clock.start is None:
         return SystemClock()
     with db.session() as session:
-        latest = session.scalar(select(func.max(ContactAttempt.requested_at)).where(ContactAttempt.site == site.name))
+        latest = session.scalar(select(func.max(AuditEntry.at)).where(AuditEntry.site == site.name))
     return SimulatedClock(max(clock.start, latest) if latest else clock.start, clock.speed)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, func, select
@@ -86,7 +87,8 @@ def site_summary(node: Node, began: datetime, real_seconds: float) -> str:
         f"  recordings   {_counts(recordings) or 'none'}; {(archived_bytes or 0) / 1e6:.1f} MB archived and verified",
     ]
     if example:
-        cmd = f".venv/bin/python run_site.py --config {node.site.source} --site {site}"
+        config = "" if node.site.source == Path("sites.toml").resolve() else f" --config {node.site.source}"
+        cmd = f".venv/bin/python run_site.py{config} --site {site}"
         lines += [
             "",
             "Find and fetch a recording:",

@@ -172,3 +172,21 @@ def test_campaign_tick_respects_dialer_capacity(tmp_path: Path, open_node: Calla
         attempts = session.scalars(sa.select(ContactAttempt)).all()
         assert len(attempts) == capacity
         assert len({a.account_id for a in attempts}) == capacity
+
+
+def test_an_invalid_number_is_not_dialled_again(tmp_path: Path, open_node: Callable[..., Node]) -> None:
+    path = write_sites(tmp_path)
+    path.write_text(
+        path.read_text().replace(
+            "seed = 7", 'seed = 7\nscripted = { "+573001234567" = "invalid_number", "+573101234567" = "busy" }'
+        )
+    )
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;310 123 4567;1.000,00;COP"])
+    node = open_node(path)
+    node.creditor_sync().run_once()
+    dialled = []
+    for _ in range(3):
+        request = node.contacts.place_call(phone=None, account_ref="BCO-1", actor="test")
+        assert node.contacts.wait_for_call(request.attempt_id, timeout=10) is not None
+        dialled.append(request.phone)
+    assert dialled == ["+573001234567", "+573101234567", "+573101234567"]

@@ -109,6 +109,7 @@ class Phone(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
     do_not_call: Mapped[bool] = mapped_column(Boolean, default=False)
     do_not_text: Mapped[bool] = mapped_column(Boolean, default=False)
+    invalid: Mapped[bool] = mapped_column(Boolean, default=False)  # the network said the number does not exist
     debtor: Mapped[Debtor] = relationship(back_populates="phones")
 
 

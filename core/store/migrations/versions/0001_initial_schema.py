@@ -82,6 +82,7 @@ def upgrade() -> None:
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("do_not_call", sa.Boolean(), nullable=False),
         sa.Column("do_not_text", sa.Boolean(), nullable=False),
+        sa.Column("invalid", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(["debtor_id"], ["debtors.id"], name=op.f("fk_phones_debtor_id_debtors")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_phones")),
         sa.UniqueConstraint("debtor_id", "e164", name=op.f("uq_phones_debtor_id_e164")),

@@ -1,0 +1,1 @@
+"""Creditor assignment files and activity exports as CSV files in local directories."""

@@ -1,0 +1,98 @@
+"""The ``csv`` crm_sync adapter: assignment files from a local inbox, activity exports to a local outbox."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from core.adapters import CrmSync, PluginConfig, PluginContext
+from core.hookspecs import hookimpl
+from core.logs import event
+from core.models import Activity, AssignmentBatch, CheckResult, FileRejected
+from core.registry import AdapterRegistry
+from plugins.crm_sync.csv_dir.client import (
+    AssignmentReader,
+    Ledger,
+    archive_file,
+    export_name,
+    scan,
+    waiting_files,
+    write_activities,
+    write_atomically,
+)
+from plugins.crm_sync.csv_dir.config import CsvDirConfig
+
+
+class CsvDirSync(CrmSync[CsvDirConfig]):
+    """One creditor's CSV files in local directories; imported files move to the archive (or stay, remembered)."""
+
+    name: ClassVar[str] = "csv"
+    config_model: ClassVar[type[PluginConfig]] = CsvDirConfig
+
+    def __init__(self, config: CsvDirConfig, context: PluginContext) -> None:
+        super().__init__(config, context)
+        self._reader = AssignmentReader(config)
+        self._ledger = Ledger(context.data_dir / "acknowledged.sha256")
+
+    def start(self) -> None:
+        self.config.outbox.mkdir(parents=True, exist_ok=True)
+
+    def check(self) -> CheckResult:
+        inbox, outbox = self.config.inbox, self.config.outbox
+        problems = []
+        if not (inbox.is_dir() and os.access(inbox, os.R_OK | os.X_OK)):
+            problems.append(f"inbox {inbox} is not a readable directory")
+        if not (outbox.is_dir() and os.access(outbox, os.W_OK | os.X_OK)):
+            problems.append(f"outbox {outbox} is not a writable directory")
+        if problems:
+            return CheckResult(False, "; ".join(problems))
+        waiting = sum(1 for _ in self.fetch())
+        return CheckResult(True, f"inbox {inbox} readable, {waiting} file(s) waiting; outbox {outbox} writable")
+
+    def read_file(self, path: Path) -> AssignmentBatch:
+        try:
+            return self._reader.batch(str(path), lambda: path.open("rb"))
+        except OSError as exc:
+            raise FileRejected(str(path), f"cannot read: {exc.strerror or exc}") from None
+
+    def fetch(self) -> Iterator[AssignmentBatch]:
+        for path in waiting_files(self.config.inbox, self.config.pattern, self.config.archive_dir):
+            batch = self.read_file(path)
+            if not (self.config.keep_files and batch.content_sha256 in self._ledger):
+                yield batch
+
+    def acknowledge(self, batch: AssignmentBatch) -> None:
+        """Archive the file, unless it is outside the inbox, already gone, or changed since it was read.
+
+        With ``keep_files`` the file stays and its content hash is remembered instead.
+        """
+        if self.config.keep_files:
+            self._ledger.add(batch.content_sha256, batch.source)
+            return
+        path = Path(batch.source)
+        if self.config.inbox.resolve() not in path.resolve().parents:
+            return
+        try:
+            with path.open("rb") as stream:
+                current = scan(stream).sha256
+        except FileNotFoundError:
+            return
+        if current != batch.content_sha256:
+            event(self.context.log, "crm_sync.csv.changed_after_import", logging.WARNING, file=str(path))
+            return
+        target = archive_file(path, self.config.archive_dir, self.context.clock.now())
+        event(self.context.log, "crm_sync.csv.archived", file=str(path), to=str(target))
+
+    def export(self, activities: Sequence[Activity]) -> None:
+        if not activities:
+            return
+        target = self.config.outbox / export_name(activities)
+        write_atomically(target, lambda sink: write_activities(sink, activities))
+
+
+@hookimpl
+def cartera_register_crm_syncs(register: AdapterRegistry[CrmSync[Any]]) -> None:
+    register.add(CsvDirSync)

@@ -1,0 +1,1 @@
+"""Simulated PBX dialer: realistic outcomes, agents, dispositions and WAV recordings, no external system."""

@@ -1,0 +1,49 @@
+"""Registers the simulated PBX as the ``simulator`` dialer."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from core.adapters import Dialer, PluginConfig, PluginContext
+from core.hookspecs import hookimpl
+from core.models import CallRequest, CheckResult
+from core.registry import AdapterRegistry
+from plugins.dialers.simulator.audio import voice_bank
+from plugins.dialers.simulator.client import SimulatedSwitch
+from plugins.dialers.simulator.config import SimulatorConfig
+
+
+class SimulatorDialer(Dialer[SimulatorConfig]):
+    """A PBX simulated in-process, for the demo site and for tests: needs nothing outside the repo."""
+
+    name: ClassVar[str] = "simulator"
+    config_model: ClassVar[type[PluginConfig]] = SimulatorConfig
+
+    def __init__(self, config: SimulatorConfig, context: PluginContext) -> None:
+        super().__init__(config, context)
+        self._switch = SimulatedSwitch(config, context)
+
+    def start(self) -> None:
+        if self.config.record:
+            voice_bank()  # synthesise the voices now rather than during the first answered call
+
+    def check(self) -> CheckResult:
+        if self._switch.stopped:
+            return CheckResult(ok=False, detail="simulator stopped: it places no more calls")
+        return CheckResult(
+            ok=True, detail=f"simulator ready: {self.config.agents} agents, dial ratio {self.config.dial_ratio:g}"
+        )
+
+    def capacity(self) -> int:
+        return self._switch.capacity()
+
+    def place_call(self, request: CallRequest) -> None:
+        self._switch.place_call(request)
+
+    def stop(self) -> None:
+        self._switch.stop()
+
+
+@hookimpl
+def cartera_register_dialers(register: AdapterRegistry[Dialer[Any]]) -> None:
+    register.add(SimulatorDialer)

@@ -1,0 +1,479 @@
+"""The ``csv`` crm_sync adapter: the conformance suite plus the CSV layouts creditors really send."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import shutil
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from pydantic import ValidationError
+
+from core.adapters import CrmSync
+from core.clock import SimulatedClock
+from core.models import (
+    Activity,
+    ActivityKind,
+    AssignmentAction,
+    AssignmentBatch,
+    AssignmentRow,
+    CheckResult,
+    FileRejected,
+    RowError,
+)
+from core.phones import InvalidPhone, normalize
+from core.registry import AdapterRegistry
+from core.testing.context import CapturingContext
+from core.testing.crm_sync import CrmSyncConformance, Delivery
+from plugins.crm_sync.csv_dir.client import parse_amount
+from plugins.crm_sync.csv_dir.config import ColumnsConfig, CsvDirConfig
+from plugins.crm_sync.csv_dir.plugin import CsvDirSync, cartera_register_crm_syncs
+
+FIXTURES = Path(__file__).parent / "fixtures"
+DEMO = Path(__file__).parents[3] / "examples" / "demo_portfolio.csv"
+NOW = datetime(2026, 3, 2, 13, 30, tzinfo=UTC)
+
+GOOD_DELIVERY = (
+    "cuenta;nombre;telefono1;telefono2;saldo;moneda\r\n"
+    "BCO-000101;Luis Fernando Gómez Rojas;300 123 4567;601 5550123;1.250.000,50;COP\r\n"
+    "BCO-000102;María Camila Rodríguez Pérez;3101234567;;180.000;COP\r\n"
+    "BCO-000103;Jorge Enrique Martínez Castro;+57 315 555 0101;;12.500.000;COP\r\n"
+    "BCO-000104;Ana Milena Vargas Ospina;3001234567;;mil pesos;COP\r\n"
+    "BCO-000105;Diana Marcela Torres Muñoz;+52 55 5512 3456;;999.000;COP\r\n"
+)
+
+
+def make_sync(tmp_path: Path, context: CapturingContext | None = None, **settings: Any) -> CsvDirSync:
+    config = CsvDirConfig.model_validate(
+        {"inbox": tmp_path / "inbox", "outbox": tmp_path / "outbox", "creditor": "BCO", "portfolio": "TARJETAS"}
+        | settings
+    )
+    return CsvDirSync(config, context or CapturingContext(tmp_path / "data", clock=SimulatedClock(NOW, 1e-6)))
+
+
+def read(sync: CsvDirSync, path: Path) -> tuple[list[AssignmentRow], list[RowError]]:
+    items = list(sync.read_file(path).items)
+    return [i for i in items if isinstance(i, AssignmentRow)], [i for i in items if isinstance(i, RowError)]
+
+
+def exported_rows(outbox: Path) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for path in sorted(outbox.glob("*.csv")):
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            rows.extend(csv.DictReader(stream, delimiter=";"))
+    return rows
+
+
+class TestCsvDirConformance(CrmSyncConformance):
+    settings: ClassVar[dict[str, Any]] = {}
+
+    @pytest.fixture
+    def context(self, tmp_path: Path) -> CapturingContext:
+        return CapturingContext(tmp_path / "data", clock=SimulatedClock(NOW, 1e-6))
+
+    @pytest.fixture
+    def crm(self, tmp_path: Path, context: CapturingContext) -> Iterator[CrmSync[Any]]:
+        (tmp_path / "inbox").mkdir()
+        sync = make_sync(tmp_path, context, **self.settings)
+        sync.start()
+        yield sync
+        sync.stop()
+
+    @pytest.fixture
+    def good_delivery(self, crm: CsvDirSync) -> Delivery:
+        path = crm.config.inbox / "asignacion-20260302.csv"
+        path.write_bytes(codecs.BOM_UTF8 + GOOD_DELIVERY.encode())
+        refs = ("BCO-000101", "BCO-000102", "BCO-000103", "BCO-000105")
+        return Delivery(path=path, account_refs=refs, rejected_line=5, creditor="BCO", portfolio="TARJETAS")
+
+    @pytest.fixture
+    def bad_header_file(self, tmp_path: Path) -> Path:
+        path = tmp_path / "wrong-header.csv"
+        path.write_text("account;name;phone;amount\nBCO-1;Ana;3001234567;1000\n", encoding="utf-8")
+        return path
+
+    @pytest.fixture
+    def exported_seqs(self, crm: CsvDirSync) -> Callable[[], list[int]]:
+        return lambda: [int(row["secuencia"]) for row in exported_rows(crm.config.outbox)]
+
+
+class TestCsvDirKeepFilesConformance(TestCsvDirConformance):
+    settings: ClassVar[dict[str, Any]] = {"keep_files": True}
+
+
+@pytest.fixture
+def sync(tmp_path: Path) -> CsvDirSync:
+    (tmp_path / "inbox").mkdir()
+    adapter = make_sync(tmp_path)
+    adapter.start()
+    return adapter
+
+
+def test_utf8_bom_semicolons_decimal_comma_and_actions(sync: CsvDirSync) -> None:
+    rows, errors = read(sync, FIXTURES / "bom_semicolon.csv")
+    assert rows == [
+        AssignmentRow(
+            line=2,
+            creditor="BCO",
+            portfolio="TARJETAS",
+            account_ref="CR-1",
+            debtor_name="Ana Pérez",
+            phones=("300 123 4567", "601 5550123"),
+            balance=Decimal("1250000.50"),
+            currency="COP",
+        ),
+        AssignmentRow(
+            3, "BCO", "TARJETAS", "CR-2", "Luis Gómez", ("3101234567", "+57 315 555 0101"), Decimal(180000), "COP"
+        ),
+        AssignmentRow(5, "BCO", "TARJETAS", "CR-3", "", (), Decimal(0), "COP", AssignmentAction.WITHDRAW),
+        AssignmentRow(
+            6,
+            "BCO",
+            "TARJETAS",
+            "CR-4",
+            "",
+            (),
+            Decimal(0),
+            "COP",
+            AssignmentAction.PAYMENT,
+            payment_amount=Decimal(75000),
+        ),
+    ]
+    assert [(e.line, e.field) for e in errors] == [(7, "account_ref"), (8, "action"), (9, "balance")]
+    assert errors[1].reason == "unknown action 'suspender' (use asignar, retirar or pago)"
+    assert errors[2].reason == "column 'saldo': 'mil pesos' is not an amount"
+
+
+def test_utf8_without_bom_commas_decimal_point(sync: CsvDirSync) -> None:
+    rows, errors = read(sync, FIXTURES / "plain_comma.csv")
+    assert errors == []
+    assert [(r.line, r.account_ref, r.debtor_name, r.balance) for r in rows] == [
+        (2, "CR-10", "Gómez, Ana", Decimal("1250000.50")),
+        (3, "CR-11", "Luis Peña", Decimal("1250000.5")),
+        (4, "CR-12", "José Núñez", Decimal(980000)),
+    ]
+
+
+def test_windows_1252_names(sync: CsvDirSync) -> None:
+    raw = (FIXTURES / "windows1252.csv").read_bytes()
+    assert "ñ".encode("windows-1252") in raw
+    rows, errors = read(sync, FIXTURES / "windows1252.csv")
+    assert errors == []
+    assert [(r.debtor_name, r.balance) for r in rows] == [
+        ("Begoña Muñoz", Decimal(2500000)),
+        ("José Hernández", Decimal("99999.99")),
+    ]
+
+
+def test_configured_delimiter_encoding_and_decimals(tmp_path: Path) -> None:
+    path = tmp_path / "explicit.csv"
+    path.write_bytes("cuenta,nombre,telefono1,saldo,nota;a;b;c;d\nCR-1,Peña,3001234567,180.000,x\n".encode("cp1252"))
+    sync = make_sync(tmp_path, delimiter=",", encoding="windows-1252", decimal_comma=False)
+    rows, _ = read(sync, path)
+    assert [(r.debtor_name, r.balance) for r in rows] == [("Peña", Decimal("180.000"))]
+
+
+def test_custom_column_mapping(tmp_path: Path) -> None:
+    columns = {
+        "account_ref": "Numero de obligacion",
+        "debtor_name": "nombre completo",
+        "phones": ["celular", "fijo"],
+        "balance": "saldo capital",
+        "action": "novedad",
+    }
+    rows, errors = read(make_sync(tmp_path, columns=columns), FIXTURES / "custom_columns.csv")
+    assert errors == []
+    assert [(r.account_ref, r.phones, r.balance, r.action) for r in rows] == [
+        ("OB-1", ("3001234567", "601 5550123"), Decimal(1000000), AssignmentAction.ASSIGN),
+        ("OB-2", ("601 5550124",), Decimal(2000000), AssignmentAction.WITHDRAW),
+    ]
+
+
+def test_missing_required_column_names_it_and_the_file(sync: CsvDirSync) -> None:
+    path = FIXTURES / "missing_column.csv"
+    with pytest.raises(FileRejected) as rejected:
+        list(sync.read_file(path).items)
+    assert rejected.value.source == str(path)
+    assert rejected.value.reason.startswith("missing required column(s) saldo in the header")
+    assert "found: cuenta, nombre, telefono1, valor" in rejected.value.reason
+
+
+def test_no_phone_column_is_missing(tmp_path: Path) -> None:
+    path = tmp_path / "no-phones.csv"
+    path.write_text("cuenta;nombre;saldo\nCR-1;Ana;1.000\n", encoding="utf-8")
+    with pytest.raises(FileRejected, match="telefono1 or telefono2 or telefono3"):
+        list(make_sync(tmp_path).read_file(path).items)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "expected"),
+    [
+        ("utf-8", "line 3: byte 0xe9 at column 9 is not valid utf-8"),
+        (None, "line 3: byte 0x81 at column 9 is not valid UTF-8 or Windows-1252"),
+    ],
+)
+def test_undecodable_bytes_name_the_line(tmp_path: Path, encoding: str | None, expected: str) -> None:
+    path = tmp_path / "broken.csv"
+    bad = b"\xe9" if encoding else b"\x81"
+    path.write_bytes(b"cuenta;nombre;telefono1;saldo\nCR-1;Ana;3001234567;1\nCR-2;Jos" + bad + b";3001234567;1\n")
+    rows: list[AssignmentRow | RowError] = []
+    with pytest.raises(FileRejected) as rejected:
+        rows.extend(make_sync(tmp_path, encoding=encoding).read_file(path).items)
+    assert rejected.value.reason == expected
+    assert [item.line for item in rows] == [2]
+
+
+def test_empty_file_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    with pytest.raises(FileRejected, match="empty file"):
+        list(make_sync(tmp_path).read_file(path).items)
+
+
+def test_classic_mac_line_endings_are_rejected_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "mac.csv"
+    path.write_bytes(b"cuenta;nombre;telefono1;saldo\rCR-1;Ana;3001234567;1\r")
+    with pytest.raises(FileRejected, match=r"line 1: new-line character seen in unquoted field"):
+        list(make_sync(tmp_path).read_file(path).items)
+
+
+def test_unreadable_file_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(FileRejected, match="cannot read"):
+        make_sync(tmp_path).read_file(tmp_path / "absent.csv")
+
+
+def test_file_changed_while_read_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "growing.csv"
+    path.write_text("cuenta;nombre;telefono1;saldo\nCR-1;Ana;3001234567;1\n", encoding="utf-8")
+    batch = make_sync(tmp_path).read_file(path)
+    with path.open("a", encoding="utf-8") as stream:
+        stream.write("CR-2;Luis;3101234567;2\n")
+    with pytest.raises(FileRejected, match="changed while it was being read"):
+        list(batch.items)
+
+
+def test_items_can_be_iterated_again(sync: CsvDirSync) -> None:
+    batch = sync.read_file(FIXTURES / "plain_comma.csv")
+    assert list(batch.items) == list(batch.items)
+    assert len(list(batch.items)) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "decimal_comma", "expected"),
+    [
+        ("1.250.000,50", None, Decimal("1250000.50")),
+        ("1,250,000.50", None, Decimal("1250000.50")),
+        ("1250000.5", None, Decimal("1250000.5")),
+        ("180.000", None, Decimal(180000)),
+        ("12,5", None, Decimal("12.5")),
+        ("$ 1.000", None, Decimal(1000)),
+        ("-7", None, Decimal(-7)),
+        ("180.000", False, Decimal("180.000")),
+        ("1.250,5", True, Decimal("1250.5")),
+        ("1,250.5", True, None),
+        ("12.50.000", None, None),
+        ("1.2.3,4,5", None, None),
+        ("10,", None, None),
+        ("mil pesos", None, None),
+        ("", None, None),
+    ],
+)
+def test_parse_amount(text: str, decimal_comma: bool | None, expected: Decimal | None) -> None:
+    assert parse_amount(text, decimal_comma) == expected
+
+
+def test_negative_balance_and_bad_currency_are_row_errors(tmp_path: Path) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_text(
+        "cuenta;nombre;telefono1;saldo;moneda;accion\n"
+        "CR-1;Ana;3001234567;-5;COP;\n"
+        "CR-2;Luis;3101234567;5;pesos;\n"
+        "CR-3;;;0;COP;pago\n",
+        encoding="utf-8",
+    )
+    _, errors = read(make_sync(tmp_path), path)
+    assert [(e.line, e.field) for e in errors] == [(2, "balance"), (3, "currency"), (4, "balance")]
+
+
+def test_export_file_content(sync: CsvDirSync) -> None:
+    at = datetime(2026, 3, 2, 14, 5, 30, tzinfo=UTC)
+    activities = [
+        Activity(7, ActivityKind.CALL_ATTEMPT, at, "BCO", "TARJETAS", "BCO-000101", "+573001234567", "busy"),
+        Activity(
+            9,
+            ActivityKind.PROMISE_TO_PAY,
+            at,
+            "BCO",
+            "TARJETAS",
+            "BCO-000102",
+            outcome="promise_to_pay",
+            amount=Decimal("1250000.50"),
+            due_date=date(2026, 3, 16),
+            agent="agente; 07",
+        ),
+    ]
+    sync.export(activities)
+    outbox = sync.config.outbox
+    assert sorted(p.name for p in outbox.iterdir()) == ["activities-00000007-00000009.csv"]
+    raw = (outbox / "activities-00000007-00000009.csv").read_bytes()
+    assert raw.startswith(codecs.BOM_UTF8)
+    assert raw.endswith(b"\r\n")
+    with (outbox / "activities-00000007-00000009.csv").open(encoding="utf-8-sig", newline="") as stream:
+        assert list(csv.reader(stream, delimiter=";")) == [
+            [
+                "secuencia",
+                "tipo",
+                "fecha_hora",
+                "acreedor",
+                "cartera",
+                "cuenta",
+                "telefono",
+                "resultado",
+                "monto",
+                "fecha_compromiso",
+                "agente",
+            ],
+            [
+                "7",
+                "call_attempt",
+                "2026-03-02T14:05:30+00:00",
+                "BCO",
+                "TARJETAS",
+                "BCO-000101",
+                "+573001234567",
+                "busy",
+                "",
+                "",
+                "",
+            ],
+            [
+                "9",
+                "promise_to_pay",
+                "2026-03-02T14:05:30+00:00",
+                "BCO",
+                "TARJETAS",
+                "BCO-000102",
+                "",
+                "promise_to_pay",
+                "1250000,50",
+                "2026-03-16",
+                "agente; 07",
+            ],
+        ]
+    sync.export(activities)
+    assert (outbox / "activities-00000007-00000009.csv").read_bytes() == raw
+    assert len(list(outbox.iterdir())) == 1
+
+
+def test_acknowledge_moves_the_file_into_the_archive(sync: CsvDirSync) -> None:
+    inbox = sync.config.inbox
+    for name in ("b.csv", "a.csv", "notes.txt"):
+        shutil.copy(FIXTURES / "plain_comma.csv", inbox / name)
+    (inbox / "imported").mkdir()
+    shutil.copy(FIXTURES / "plain_comma.csv", inbox / "imported" / "a.csv")
+    batches = list(sync.fetch())
+    assert [Path(b.source).name for b in batches] == ["a.csv", "b.csv"]
+    sync.acknowledge(batches[0])
+    assert sorted(p.name for p in (inbox / "imported").iterdir()) == ["a-20260302T133000Z.csv", "a.csv"]
+    assert [Path(b.source).name for b in sync.fetch()] == ["b.csv"]
+    recursive = make_sync(sync.config.inbox.parent, pattern="**/*.csv")
+    assert [Path(b.source).name for b in recursive.fetch()] == ["b.csv"]
+    sync.acknowledge(batches[0])
+    assert len(list((inbox / "imported").iterdir())) == 2
+
+
+def test_acknowledge_leaves_changed_and_outside_files(sync: CsvDirSync, tmp_path: Path) -> None:
+    inbox_file = sync.config.inbox / "a.csv"
+    shutil.copy(FIXTURES / "plain_comma.csv", inbox_file)
+    (batch,) = sync.fetch()
+    with inbox_file.open("a", encoding="utf-8") as stream:
+        stream.write("CR-13,Ana,3001234567,1\n")
+    sync.acknowledge(batch)
+    outside = tmp_path / "elsewhere.csv"
+    shutil.copy(FIXTURES / "plain_comma.csv", outside)
+    sync.acknowledge(sync.read_file(outside))
+    assert inbox_file.exists()
+    assert outside.exists()
+    assert not sync.config.archive_dir.exists()
+
+
+def test_keep_files_remembers_acknowledged_content(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(FIXTURES / "plain_comma.csv", inbox / "a.csv")
+    sync = make_sync(tmp_path, keep_files=True)
+    (batch,) = sync.fetch()
+    sync.acknowledge(batch)
+    assert sorted(p.name for p in inbox.iterdir()) == ["a.csv"]
+    ledger = (tmp_path / "data" / "acknowledged.sha256").read_text(encoding="utf-8")
+    assert ledger == f"{batch.content_sha256}  {inbox / 'a.csv'}\n"
+    assert list(make_sync(tmp_path, keep_files=True).fetch()) == []
+    with (inbox / "a.csv").open("a", encoding="utf-8") as stream:
+        stream.write("CR-13,Ana,3001234567,1\n")
+    assert [len(list(b.items)) for b in sync.fetch()] == [4]
+
+
+def test_check_counts_waiting_files_and_names_missing_dirs(tmp_path: Path) -> None:
+    sync = make_sync(tmp_path)
+    sync.start()
+    result = sync.check()
+    assert not result.ok
+    assert result.detail == f"inbox {tmp_path / 'inbox'} is not a readable directory"
+    (tmp_path / "inbox").mkdir()
+    shutil.copy(FIXTURES / "plain_comma.csv", tmp_path / "inbox" / "a.csv")
+    result = sync.check()
+    assert result.ok
+    assert result.detail == (
+        f"inbox {tmp_path / 'inbox'} readable, 1 file(s) waiting; outbox {tmp_path / 'outbox'} writable"
+    )
+    (tmp_path / "outbox").rmdir()
+    assert sync.check() == CheckResult(False, f"outbox {tmp_path / 'outbox'} is not a writable directory")
+
+
+def test_config_defaults_paths_and_validation(tmp_path: Path) -> None:
+    config = CsvDirConfig.model_validate(
+        {"inbox": "entrada", "outbox": "/srv/salida", "creditor": "BCO", "portfolio": "TARJETAS"},
+        context={"base_dir": tmp_path},
+    )
+    assert (config.inbox, config.outbox) == (tmp_path / "entrada", Path("/srv/salida"))
+    assert config.archive_dir == tmp_path / "entrada" / "imported"
+    assert (config.pattern, config.currency, config.columns) == ("*.csv", "COP", ColumnsConfig())
+    assert config.columns.phones == ("telefono1", "telefono2", "telefono3")
+    for bad in ({"encoding": "utf-16"}, {"encoding": "klingon"}, {"delimiter": "|"}, {"columns": {"cuenta": "x"}}):
+        with pytest.raises(ValidationError):
+            CsvDirConfig.model_validate({"inbox": "i", "outbox": "o", "creditor": "B", "portfolio": "P"} | bad)
+
+
+def test_registered_under_csv() -> None:
+    registry: AdapterRegistry[CrmSync[Any]] = AdapterRegistry("crm_sync", CrmSync)
+    cartera_register_crm_syncs(registry)
+    assert registry.get("csv") is CsvDirSync
+
+
+def test_demo_portfolio(sync: CsvDirSync) -> None:
+    assert DEMO.read_bytes().startswith(codecs.BOM_UTF8 + b"cuenta;nombre;telefono1;telefono2;saldo;moneda\r\n")
+    batch: AssignmentBatch = sync.read_file(DEMO)
+    rows, errors = read(sync, DEMO)
+    assert batch.content_sha256 == hashlib.sha256(DEMO.read_bytes()).hexdigest()
+    assert len(rows) == 39
+    assert errors == [RowError(32, "balance", "column 'saldo': 'mil pesos' is not an amount")]
+    assert [r.account_ref for r in rows][:2] == ["BCO-000101", "BCO-000102"]
+    assert len({r.account_ref for r in rows}) == 39
+    assert min(r.balance for r in rows) == Decimal(180000)
+    assert max(r.balance for r in rows) == Decimal(12500000)
+    assert {r.currency for r in rows} == {"COP"}
+    assert sum(1 for r in rows if r.phones[0].startswith("+52")) == 4
+
+    def valid(row: AssignmentRow) -> bool:
+        try:
+            return all(normalize(phone, "CO") for phone in row.phones)
+        except InvalidPhone:
+            return False
+
+    assert [(r.line, r.phones) for r in rows if not valid(r)] == [(24, ("12-AB",))]

@@ -1,0 +1,338 @@
+"""The simulator dialer: the dialer conformance suite plus the simulation's own promises."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+import wave
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import ValidationError
+
+from core.clock import SimulatedClock
+from core.models import CallOutcome, CallRequest, CallResult, CheckResult, DispositionCode, Recording
+from core.registry import AdapterCatalog
+from core.testing.context import CapturingContext
+from core.testing.dialer import DialerConformance
+from plugins.dialers.simulator.client import RAW_CAUSES
+from plugins.dialers.simulator.config import DEFAULT_OUTCOME_WEIGHTS, SimulatorConfig
+from plugins.dialers.simulator.plugin import SimulatorDialer, cartera_register_dialers
+
+START = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)  # a Monday, 08:00 in Bogotá
+ANSWERS = "+573001110001"
+NUMBERS = {
+    CallOutcome.ANSWERED: ANSWERS,
+    CallOutcome.BUSY: "+573001110002",
+    CallOutcome.NO_ANSWER: "+573001110003",
+    CallOutcome.REJECTED: "+573001110004",
+    CallOutcome.INVALID_NUMBER: "+573001110005",
+    CallOutcome.CONGESTION: "+573001110006",
+    CallOutcome.FAILED: "+573001110007",
+}
+
+
+class TestSimulatorConformance(DialerConformance):
+    @pytest.fixture
+    def context(self, tmp_path: Path) -> CapturingContext:
+        return CapturingContext(tmp_path / "dialer", clock=SimulatedClock(START, speed=600))
+
+    @pytest.fixture
+    def numbers(self) -> dict[CallOutcome, str]:
+        return dict(NUMBERS)
+
+    @pytest.fixture
+    def dialer(self, context: CapturingContext, numbers: dict[CallOutcome, str]) -> Iterator[SimulatorDialer]:
+        config = SimulatorConfig(scripted={phone: outcome for outcome, phone in numbers.items()}, seed=7)
+        dialer = SimulatorDialer(config, context)
+        dialer.start()
+        yield dialer
+        dialer.stop()
+
+
+class OrderedContext(CapturingContext):
+    """Also remembers the order in which calls and recordings were reported."""
+
+    def __init__(self, data_dir: Path, *, clock: SimulatedClock) -> None:
+        super().__init__(data_dir, clock=clock)
+        self.events: list[tuple[str, int | None]] = []
+
+    def report_call(self, result: CallResult) -> None:
+        self.events.append(("call", result.attempt_id))
+        super().report_call(result)
+
+    def report_recording(self, recording: Recording) -> None:
+        self.events.append(("recording", recording.attempt_id))
+        super().report_recording(recording)
+
+
+Build = Callable[..., tuple[SimulatorDialer, OrderedContext]]
+
+
+@pytest.fixture
+def build(tmp_path: Path) -> Iterator[Build]:
+    """Starts simulators with the given settings (and clock speed); stops them after the test."""
+    started: list[SimulatorDialer] = []
+
+    def make(speed: float = 6000, **settings: Any) -> tuple[SimulatorDialer, OrderedContext]:
+        context = OrderedContext(tmp_path / f"site{len(started)}", clock=SimulatedClock(START, speed))
+        dialer = SimulatorDialer(SimulatorConfig.model_validate(settings), context)
+        dialer.start()
+        started.append(dialer)
+        return dialer, context
+
+    yield make
+    for dialer in started:
+        dialer.stop()
+
+
+def call(attempt_id: int, phone: str = ANSWERS, **variables: str) -> CallRequest:
+    return CallRequest(attempt_id=attempt_id, site="test", phone=phone, variables=variables)
+
+
+def place_all(dialer: SimulatorDialer, requests: Iterable[CallRequest]) -> None:
+    """Place each call once the dialer has room for it, as core's campaign does."""
+    for request in requests:
+        deadline = time.monotonic() + 10
+        while dialer.capacity() == 0:
+            assert time.monotonic() < deadline, "the dialer never freed capacity"
+            time.sleep(0.002)
+        dialer.place_call(request)
+
+
+def read_wav(path: Path) -> tuple[tuple[int, int, int, str], array[int]]:
+    """((frame rate, sample width, channels, compression), samples) of a WAV file."""
+    with wave.open(str(path), "rb") as wav:
+        form = (wav.getframerate(), wav.getsampwidth(), wav.getnchannels(), wav.getcomptype())
+        samples = array("h", wav.readframes(wav.getnframes()))
+    return form, samples
+
+
+def rms(samples: array[int]) -> float:
+    return math.sqrt(sum(sample * sample for sample in samples) / len(samples)) if samples else 0.0
+
+
+def recorded_call(build: Build) -> tuple[CallResult, Recording, OrderedContext]:
+    dialer, context = build(scripted={ANSWERS: "answered"}, talk_seconds=(20, 40))
+    dialer.place_call(call(1))
+    result = context.wait_for_calls(1)[0]
+    (recording,) = context.recordings
+    return result, recording, context
+
+
+def test_registers_as_simulator() -> None:
+    catalog = AdapterCatalog.empty()
+    cartera_register_dialers(catalog.dialers)
+    assert catalog.dialers.get("simulator") is SimulatorDialer
+
+
+def test_check_names_agents_and_ratio(build: Build) -> None:
+    dialer, _ = build()
+    assert dialer.check() == CheckResult(ok=True, detail="simulator ready: 4 agents, dial ratio 1.5")
+    dialer.stop()
+    assert not dialer.check().ok
+
+
+def test_recording_is_a_mixmonitor_wav_as_long_as_the_talk(build: Build) -> None:
+    result, recording, context = recorded_call(build)
+    assert context.events == [("recording", 1), ("call", 1)], "the recording must be reported first"
+    monitor = context.data_dir / "monitor"
+    assert recording.path == monitor / f"{result.vendor_call_id}.wav"
+    assert sorted(monitor.iterdir()) == [recording.path], "temporary files were left behind"
+    assert recording.started_at == result.answered_at
+    assert recording.agent == result.agent
+    assert recording.vendor_call_id == result.vendor_call_id
+    form, samples = read_wav(recording.path)
+    assert form == (8000, 2, 1, "NONE")
+    assert result.talk_seconds >= 20
+    assert abs(len(samples) - result.talk_seconds * 8000) <= 1
+    assert recording.duration_s == len(samples) / 8000
+
+
+def test_recording_sounds_like_speech(build: Build) -> None:
+    _, recording, _ = recorded_call(build)
+    _, samples = read_wav(recording.path)
+    assert rms(samples) > 800, "the recording is (nearly) silent"
+    assert max(abs(sample) for sample in samples) < 32767, "the recording clips"
+    windows = [rms(samples[i : i + 400]) for i in range(0, len(samples) - 400, 400)]
+    loud = sum(level > 1000 for level in windows) / len(windows)
+    quiet = sum(level < 400 for level in windows) / len(windows)
+    assert 0.3 < loud < 0.95, f"speech should come in syllables and turns ({loud:.0%} loud)"
+    assert quiet > 0.05, "speech should have pauses"
+
+
+def test_seed_gives_each_attempt_the_same_call(build: Build) -> None:
+    def outcomes(seed: int) -> dict[int, tuple[CallOutcome, DispositionCode | None]]:
+        dialer, context = build(seed=seed, record=False)
+        place_all(dialer, [call(n, f"+5730012340{n:02d}") for n in range(30)])
+        results = context.wait_for_calls(30)
+        return {r.attempt_id: (r.outcome, r.disposition.code if r.disposition else None) for r in results}
+
+    first = outcomes(11)
+    assert outcomes(11) == first
+    assert outcomes(12) != first
+    assert len({outcome for outcome, _ in first.values()}) >= 3
+
+
+@pytest.mark.parametrize(("agents", "ratio", "slots"), [(4, 1.5, 6), (3, 1.7, 5), (1, 1.0, 1), (100, 1.15, 115)])
+def test_idle_capacity_is_agents_times_dial_ratio(build: Build, agents: int, ratio: float, slots: int) -> None:
+    dialer, _ = build(agents=agents, dial_ratio=ratio)
+    assert dialer.capacity() == slots
+
+
+def test_calls_in_flight_take_capacity(build: Build) -> None:
+    dialer, context = build(
+        speed=600,
+        agents=3,
+        dial_ratio=1.7,
+        scripted={ANSWERS: "answered"},
+        ring_seconds=(1, 1),
+        talk_seconds=(200, 240),
+    )
+    for n in range(2):
+        dialer.place_call(call(n))
+    assert dialer.capacity() == 3
+    for n in range(2, 6):
+        dialer.place_call(call(n))
+    assert dialer.capacity() == 0
+    assert len(context.wait_for_calls(6)) == 6
+    deadline = time.monotonic() + 5
+    while dialer.capacity() != 5:
+        assert time.monotonic() < deadline, "capacity did not come back once the calls ended"
+        time.sleep(0.002)
+
+
+def test_default_outcome_mix_follows_the_weights(build: Build) -> None:
+    dialer, context = build(seed=2026, record=False, agents=10, dial_ratio=2.0)
+    total = 400
+    place_all(dialer, [call(n, f"+57301{n:07d}") for n in range(total)])
+    results = context.wait_for_calls(total)
+    shares = Counter(result.outcome for result in results)
+    for outcome, weight in DEFAULT_OUTCOME_WEIGHTS.items():
+        assert abs(shares[outcome] / total - weight) < 0.06, f"{outcome}: {shares[outcome]} of {total}"
+    for result in results:
+        assert result.raw_cause == RAW_CAUSES[result.outcome]
+        answered = result.outcome is CallOutcome.ANSWERED
+        assert (result.disposition is not None) == answered
+        assert (result.answered_at is not None) == answered
+        assert (re.fullmatch(r"agent-(0[1-9]|10)", result.agent or "") is not None) == answered
+        assert re.fullmatch(r"\d{10}\.\d+", result.vendor_call_id or "")
+    assert len({result.vendor_call_id for result in results}) == total
+
+
+def test_promise_to_pay_takes_part_of_the_balance(build: Build, caplog: pytest.LogCaptureFixture) -> None:
+    dialer, context = build(scripted={ANSWERS: "answered"}, disposition_weights={"promise_to_pay": 1}, record=False)
+    balance = Decimal("1500000.00")
+    requests = [call(n, balance=str(balance)) for n in range(4)]
+    requests += [call(4), call(5, balance="n/a")]
+    with caplog.at_level(logging.WARNING):
+        place_all(dialer, requests)
+        results = {result.attempt_id: result for result in context.wait_for_calls(len(requests))}
+    assert "balance 'n/a' is not a decimal" in caplog.text
+    for attempt, result in results.items():
+        disposition = result.disposition
+        assert disposition is not None
+        assert disposition.code is DispositionCode.PROMISE_TO_PAY
+        assert result.answered_at is not None
+        assert disposition.promised_date is not None
+        local_day = result.answered_at.astimezone(ZoneInfo("America/Bogota")).date()
+        assert 3 <= (disposition.promised_date - local_day).days <= 15
+        if attempt >= 4:
+            assert disposition.promised_amount is None
+            continue
+        amount = disposition.promised_amount
+        assert amount is not None
+        assert Decimal(0) < amount <= balance
+        assert amount.as_tuple().exponent == -2
+        assert (amount / balance) in {Decimal(f) for f in ("0.1", "0.15", "0.2", "0.25", "0.3", "0.5", "1")}
+
+
+def test_stop_hangs_up_a_ringing_call(build: Build) -> None:
+    dialer, context = build(speed=20, scripted={ANSWERS: "answered"}, ring_seconds=(40, 60))
+    dialer.place_call(call(1))
+    time.sleep(0.1)
+    began = time.monotonic()
+    dialer.stop()
+    assert time.monotonic() - began < 1
+    (result,) = context.calls
+    assert (result.outcome, result.raw_cause, result.answered_at) == (CallOutcome.FAILED, "shutdown", None)
+    assert not context.recordings
+    dialer.place_call(call(2))
+    assert context.calls[1].attempt_id == 2
+    assert (context.calls[1].outcome, context.calls[1].raw_cause) == (CallOutcome.FAILED, "dialer stopped")
+
+
+def test_stop_ends_a_talking_call_and_trims_its_recording(build: Build) -> None:
+    dialer, context = build(speed=20, scripted={ANSWERS: "answered"}, ring_seconds=(1, 1), talk_seconds=(200, 240))
+    dialer.place_call(call(1))
+    time.sleep(0.5)
+    dialer.stop()
+    (result,) = context.calls
+    assert (result.outcome, result.raw_cause) == (CallOutcome.ANSWERED, "16 NORMAL_CLEARING")
+    assert 0 < result.talk_seconds < 200
+    (recording,) = context.recordings
+    _, samples = read_wav(recording.path)
+    assert abs(len(samples) - result.talk_seconds * 8000) <= 1
+    assert recording.duration_s == len(samples) / 8000
+
+
+def test_the_same_attempt_is_not_placed_twice(build: Build) -> None:
+    dialer, context = build(speed=600, scripted={ANSWERS: "answered"}, talk_seconds=(20, 20), record=False)
+    dialer.place_call(call(1))
+    dialer.place_call(call(1))
+    dialer.stop()
+    assert [result.attempt_id for result in context.calls] == [1]
+
+
+def test_a_failed_recording_still_reports_the_call(build: Build, caplog: pytest.LogCaptureFixture) -> None:
+    dialer, context = build(scripted={ANSWERS: "answered"})
+    (context.data_dir / "monitor").write_text("not a directory")
+    with caplog.at_level(logging.ERROR):
+        dialer.place_call(call(1))
+        (result,) = context.wait_for_calls(1)
+    assert result.outcome is CallOutcome.ANSWERED
+    assert not context.recordings
+    assert "recording" in caplog.text
+    assert "not written" in caplog.text
+
+
+def test_config_defaults_and_toml_shapes() -> None:
+    config = SimulatorConfig.model_validate(
+        {"ring_seconds": [2, 20], "scripted": {"+573001234567": "busy"}, "outcome_weights": {"answered": 1}}
+    )
+    assert config.ring_seconds == (2.0, 20.0)
+    assert config.scripted == {"+573001234567": CallOutcome.BUSY}
+    assert config.outcome_weights == {CallOutcome.ANSWERED: 1.0}
+    defaults = SimulatorConfig()
+    assert (defaults.agents, defaults.dial_ratio, defaults.record, defaults.seed) == (4, 1.5, True, None)
+    assert defaults.talk_seconds == (20.0, 240.0)
+    assert math.isclose(sum(defaults.outcome_weights.values()), 1.0)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"dial_ratio": 3.5},
+        {"dial_ratio": 0.9},
+        {"agents": 0},
+        {"ring_seconds": [30, 5]},
+        {"talk_seconds": [-1, 5]},
+        {"scripted": {"3001234567": "answered"}},
+        {"scripted": {"+573001234567": "voicemail"}},
+        {"outcome_weights": {"answered": 0, "busy": 0}},
+        {"outcome_weights": {"answered": -1, "busy": 2}},
+        {"disposition_weights": {"paid_in_full": 1}},
+    ],
+)
+def test_config_rejects_bad_settings(settings: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        SimulatorConfig.model_validate(settings)

@@ -1,0 +1,218 @@
+"""The operator's command line, run as a real process: exit codes, one-line errors, the commands' output."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, write_portfolio, write_sites
+
+RECORDING_FIELDS = {
+    "id",
+    "site",
+    "account",
+    "phone",
+    "agent",
+    "started_at",
+    "duration_s",
+    "size",
+    "sha256",
+    "location",
+    "state",
+}
+
+
+def cartera(config: Path | None, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(REPO / "run_site.py")]
+    if config is not None:
+        command += ["--config", str(config)]
+    return subprocess.run(
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        cwd=config.parent if config else REPO,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    path = write_sites(tmp_path)
+    path.write_text(path.read_text().replace("seed = 7", 'seed = 7\nscripted = { "+573001234567" = "answered" }'))
+    return path
+
+
+def test_plugins_lists_every_kind_without_a_site() -> None:
+    result = cartera(None, "plugins")
+    assert result.returncode == 0, result.stderr
+    rows = {tuple(line.split()[:2]) for line in result.stdout.splitlines()[1:]}
+    assert {("dialer", "simulator"), ("recording", "localdir"), ("sms", "outbox"), ("crm_sync", "csv")} <= rows
+    assert "built-in" in result.stdout
+
+
+def test_missing_site_is_a_usage_error(site: Path) -> None:
+    assert_one_line_error(cartera(site, "check"), 2, "'check' needs --site NAME")
+
+
+def test_bad_config_is_one_line_and_exit_2(site: Path) -> None:
+    site.write_text(site.read_text().replace('plugin = "outbox"', 'plugin = "outbx"'))
+    assert_one_line_error(cartera(site, "--site", "t", "check"), 2, str(site), "site 't', key 'sms.plugin'", "outbx")
+
+
+def test_debug_shows_the_traceback(site: Path) -> None:
+    result = cartera(site, "--site", "nowhere", "--debug", "check")
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr
+
+
+def test_check_reaches_every_vendor(site: Path) -> None:
+    result = cartera(site, "--site", "t", "check")
+    assert result.returncode == 0, result.stderr
+    for what in ("store", "dialer simulator", "recording localdir", "sms outbox", "crm_sync csv"):
+        assert f"ok    {what}:" in result.stdout
+
+
+def test_check_fails_naming_the_broken_vendor(site: Path) -> None:
+    (site.parent / "archive").write_text("not a directory")
+    result = cartera(site, "--site", "t", "check")
+    assert result.returncode == 1
+    assert "FAIL  recording localdir:" in result.stdout
+    assert "check failed: recording localdir" in result.stderr
+
+
+def test_import_is_idempotent_and_reports_quarantine(site: Path) -> None:
+    file = write_portfolio(
+        site.parent, ["BCO-1;Ana Gómez;300 123 4567;;1.250.000,00;COP", "BCO-2;Luis;12-AB;;9,00;COP"]
+    )
+    first = cartera(site, "--site", "t", "import", str(file))
+    assert first.returncode == 0, first.stderr
+    assert "1 new" in first.stdout
+    assert (
+        f"quarantined {file.resolve()}:3: phone1:" in first.stdout or f"quarantined {file}:3: phone1:" in first.stdout
+    )
+    again = cartera(site, "--site", "t", "import", str(file))
+    assert again.returncode == 0
+    assert "already imported" in again.stdout
+
+
+def test_import_of_a_file_with_a_wrong_header_loads_nothing(site: Path) -> None:
+    file = site.parent / "bad.csv"
+    file.write_text("account,name\nX,Y\n")
+    result = cartera(site, "--site", "t", "import", str(file))
+    assert result.returncode == 1
+    assert "nothing was loaded" in result.stderr
+    with sqlite3.connect(site.parent / "var" / "t.db") as db:
+        assert db.execute("select count(*) from accounts").fetchone() == (0,)
+
+
+def test_call_and_sms_pass_the_gate(site: Path) -> None:
+    call = cartera(site, "--site", "t", "call", "300 123 4567")
+    assert call.returncode == 0, call.stderr
+    assert "answered" in call.stdout
+    sms = cartera(site, "--site", "t", "sms", "3001234567", "Hola, ¿podemos hablar mañana?")
+    assert sms.returncode == 0, sms.stderr
+    outbox = (site.parent / "sms" / "outbox.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(outbox[-1])["text"] == "Hola, ¿podemos hablar mañana?"
+
+
+def test_call_outside_the_window_is_refused_and_audited(tmp_path: Path) -> None:
+    site = write_sites(tmp_path, start="2026-11-23T21:00:00-05:00")
+    result = cartera(site, "--site", "t", "call", "3001234567")
+    assert result.returncode == 1
+    assert "call not placed: denied: outside_contact_window (next allowed 2026-11-24T07:00-05:00)" in result.stderr
+    with sqlite3.connect(tmp_path / "var" / "t.db") as db:
+        assert db.execute("select action, actor from audit_log").fetchall() == [
+            ("compliance.deny", f"os:{getpass.getuser()}")
+        ]
+
+
+def test_run_then_search_and_get_a_recording(site: Path) -> None:
+    write_portfolio(
+        site.parent / "inbox",
+        [f"BCO-{i};Deudor {i};300 555 {i:04d};;1.000.000,00;COP" for i in range(1, 9)],
+    )
+    run = cartera(site, "--site", "t", "run", "--duration", "4")
+    assert run.returncode == 0, run.stderr
+    assert "Site t:" in run.stdout
+    assert "recordings get" in run.stdout
+
+    search = cartera(site, "--site", "t", "recordings", "search", "--json")
+    assert search.returncode == 0, search.stderr
+    found = json.loads(search.stdout)
+    assert found
+    assert all(item.keys() >= RECORDING_FIELDS and item["site"] == "t" for item in found)
+    verified = [item for item in found if item["state"] == "verified"]
+    assert verified
+
+    target = verified[0]
+    by_account = json.loads(
+        cartera(site, "--site", "t", "recordings", "search", "--account", target["account"], "--json").stdout
+    )
+    assert target["id"] in [item["id"] for item in by_account]
+    assert all(item["account"] == target["account"] for item in by_account)
+
+    out = site.parent / "call.wav"
+    got = cartera(site, "--site", "t", "recordings", "get", str(target["id"]), "-o", str(out))
+    assert got.returncode == 0, got.stderr
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == target["sha256"]
+    with sqlite3.connect(site.parent / "var" / "t.db") as db:
+        gets = db.execute("select actor, subject from audit_log where action = 'recordings.get'").fetchall()
+    assert gets == [(f"os:{getpass.getuser()}", f"recording:{target['id']}")]
+
+    missing = cartera(site, "--site", "t", "recordings", "get", "999999", "-o", str(out))
+    assert_one_line_error(missing, 1, "no recording 999999 at site 't'")
+
+
+def test_sigterm_finishes_in_flight_work_and_exits_cleanly(site: Path) -> None:
+    write_portfolio(site.parent / "inbox", [f"BCO-{i};Deudor {i};300 555 {i:04d};;1.000,00;COP" for i in range(1, 30)])
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "run_site.py"),
+            "--config",
+            str(site),
+            "--site",
+            "t",
+            "--log-format",
+            "json",
+            "run",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=site.parent,
+    )
+    time.sleep(3)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    names = [e["event"] for e in events]
+    assert "node.signal" in names
+    assert names[-1] == "node.stopped"
+    assert "Site t:" in stdout
+    with sqlite3.connect(site.parent / "var" / "t.db") as db:
+        assert db.execute("select count(*) from contact_attempts where state = 'placing'").fetchone() == (0,)
+        placed = db.execute("select count(*) from contact_attempts").fetchone()[0]
+        pending = db.execute("select count(*) from recordings where state != 'verified'").fetchone()[0]
+    assert placed > 0
+    assert pending == 0
