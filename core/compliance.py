@@ -87,6 +87,7 @@ class ContactWindowRule:
     def __init__(self, window: ContactWindow, fallback: ZoneInfo) -> None:
         self.window = window
         self.fallback = fallback
+        self._days = window.weekdays
 
     def zones_for(self, phone: str) -> tuple[ZoneInfo, ...]:
         return time_zones(phone) or (self.fallback,)
@@ -99,7 +100,7 @@ class ContactWindowRule:
 
     def _open_in(self, zone: ZoneInfo, at: datetime) -> bool:
         local = at.astimezone(zone)
-        return local.weekday() in self.window.weekdays and self.window.start <= local.time() < self.window.end
+        return local.weekday() in self._days and self.window.start <= local.time() < self.window.end
 
     def _next_start(self, zone: ZoneInfo, at: datetime) -> datetime | None:
         if self._open_in(zone, at):
@@ -108,7 +109,7 @@ class ContactWindowRule:
         for days in range(8):
             day = local.date() + timedelta(days=days)
             start = datetime.combine(day, self.window.start, zone)
-            if day.weekday() in self.window.weekdays and start > at:
+            if day.weekday() in self._days and start > at:
                 return start
         return None
 

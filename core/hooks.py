@@ -121,7 +121,7 @@ def load_plugins(*, entry_points: bool = True, extra: Iterable[object] = ()) -> 
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin!r}: {exc}") from exc
+        raise PluginError(f"plugin {pm.get_name(exc.plugin) or exc.plugin!r}: {exc}") from exc
     return Hooks(pm)
 
 
