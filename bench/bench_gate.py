@@ -11,7 +11,8 @@ import random
 import statistics
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, time as clock_time, timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
 from zoneinfo import ZoneInfo
 
 from core.compliance import AccountStatusRule, ComplianceGate, ContactWindowRule, DoNotContactRule, Subject
@@ -34,7 +35,7 @@ def workload(count: int, seed: int = 7) -> list[tuple[Subject, datetime]]:
     ]
 
 
-def bare_hour_check(subject: Subject, at: datetime) -> bool:
+def bare_hour_check(_subject: Subject, at: datetime) -> bool:
     return 7 <= at.astimezone(BOGOTA).hour < 19
 
 
