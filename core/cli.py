@@ -18,7 +18,7 @@ from core.audit import os_user
 from core.contacts import Denied
 from core.errors import CarteraError, UsageError
 from core.hooks import load_plugins
-from core.logs import configure
+from core.logs import configure, redact
 from core.models import FileRejected
 from core.node import Node
 from core.phones import InvalidPhone, normalize
@@ -76,14 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CarteraError as exc:
         if args.debug:
             log.exception("failed")
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 1
     except Exception as exc:
         if args.debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {redact(str(exc))} (run with --debug for details)", file=sys.stderr)
         return 1
 
 

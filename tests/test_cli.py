@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -216,3 +217,14 @@ def test_sigterm_finishes_in_flight_work_and_exits_cleanly(site: Path) -> None:
         pending = db.execute("select count(*) from recordings where state != 'verified'").fetchone()[0]
     assert placed > 0
     assert pending == 0
+
+
+def test_a_secret_in_an_invalid_value_is_masked_in_the_error(site: Path) -> None:
+    secret = "hunter2-not-a-number"
+    site.write_text(site.read_text().replace("agents", "x").replace("seed = 7", 'seed = 7\nagents = "${AGENTS}"'))
+    command = [sys.executable, str(REPO / "run_site.py"), "--config", str(site), "--site", "t", "check"]
+    env = {**os.environ, "AGENTS": secret}
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env, timeout=60)
+    assert_one_line_error(result, 2, "key 'dialer.agents'")
+    assert secret not in result.stderr + result.stdout
+    assert "***" in result.stderr

@@ -7,6 +7,8 @@ import hashlib
 import io
 import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +30,7 @@ from core.testing.recording_store import (
 from plugins.recording.localdir import client, plugin
 from plugins.recording.localdir.config import LocalDirConfig
 from plugins.recording.localdir.plugin import LocalDirStore
+from tests.conftest import REPO
 
 
 def _make_store(tmp_path: Path, *, fsync: bool = True) -> LocalDirStore:
@@ -229,22 +232,26 @@ def test_check_fails_when_the_root_is_a_file(tmp_path: Path) -> None:
 
 
 def test_check_fails_on_a_read_only_directory(tmp_path: Path) -> None:
+    """Runs the check in a child process; as root, without CAP_DAC_OVERRIDE, so file modes bind it too."""
     root = tmp_path / "archive"
     root.mkdir()
     root.chmod(0o555)
+    script = (
+        "import sys; from pathlib import Path; from tests.plugins.recording.test_localdir import _make_store;"
+        "r = _make_store(Path(sys.argv[1])).check(); print(r.ok); print(r.detail)"
+    )
+    command = [sys.executable, "-c", script, str(tmp_path)]
+    if os.geteuid() == 0:
+        drop = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
     try:
-        try:
-            (root / "probe").touch()
-        except PermissionError:
-            pass
-        else:
-            pytest.skip("this user can write to a mode 0555 directory (root?): chmod cannot make it read-only")
-        result = _make_store(tmp_path).check()
+        result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO, timeout=60)
     finally:
         root.chmod(0o755)
-    assert not result.ok
-    assert str(root) in result.detail
-    assert "not writable" in result.detail
+    ok, detail = result.stdout.splitlines()[:2]
+    assert ok == "False"
+    assert str(root) in detail
+    assert "not writable" in detail
 
 
 def _race(count: int, work: Callable[[int], StoredObject]) -> list[StoredObject | Exception]:

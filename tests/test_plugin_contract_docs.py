@@ -1,0 +1,92 @@
+"""The plugin contract is documented and tested: hookspec docstrings, docs/plugins.md, and a test per hook."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import adapters, hookspecs
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "plugins.md"
+MARKER = f"{hookspecs.PROJECT}_spec"
+NOT_TESTS = {Path(__file__).name, "test_entry_point_plugins.py"}
+
+HOOKS: dict[str, Callable[..., Any]] = {
+    name: function for name, function in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(function, MARKER)
+}
+
+
+def signature_line(function: Callable[..., Any]) -> str:
+    """``def NAME(PARAMS) -> RETURN`` with the annotations as written (they are strings in hookspecs)."""
+    signature = inspect.signature(function)
+    params = []
+    for param in signature.parameters.values():
+        text = param.name
+        if param.annotation is not inspect.Parameter.empty:
+            text += f": {param.annotation}"
+        if param.default is not inspect.Parameter.empty:
+            text += f" = {param.default!r}"
+        params.append(text)
+    return f"def {function.__name__}({', '.join(params)}) -> {signature.return_annotation}"
+
+
+def hook_reference() -> str:
+    """The python code blocks of the "Hook reference" section of docs/plugins.md."""
+    section = re.search(r"^## Hook reference\n(.*?)(?=^## |\Z)", DOCS.read_text(), re.M | re.S)
+    assert section, f'{DOCS} has no "## Hook reference" section'
+    return "\n".join(re.findall(r"^```python\n(.*?)^```", section.group(1), re.M | re.S))
+
+
+def test_hookspecs_are_found() -> None:
+    registry = {f"cartera_register_{kind}" for kind in ("dialers", "recording_stores", "sms_gateways", "crm_syncs")}
+    assert registry <= set(HOOKS)
+    assert len(HOOKS) > len(registry)
+
+
+@pytest.mark.parametrize("name", sorted(HOOKS))
+def test_hookspec_docstring_says_when_params_return_and_firstresult(name: str) -> None:
+    function = HOOKS[name]
+    doc = inspect.getdoc(function) or ""
+    assert "When:" in doc, f"{name}: say when it is called ('When: ...')"
+    for param in inspect.signature(function).parameters:
+        assert f":param {param}:" in doc, f"{name}: document parameter {param!r} (':param {param}:')"
+    assert ":return:" in doc, f"{name}: document the return value (':return:')"
+    says_not = re.search(r"\bnot firstresult\b", doc) is not None
+    says_first = re.search(r"(?<!not )\bfirstresult\b", doc) is not None
+    assert says_not != says_first, f"{name}: say either 'firstresult' or 'not firstresult', exactly one"
+    assert says_first == bool(getattr(function, MARKER)["firstresult"]), (
+        f"{name}: the docstring's firstresult statement contradicts the hookspec marker"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(HOOKS))
+def test_docs_carry_the_exact_signature(name: str) -> None:
+    line = signature_line(HOOKS[name])
+    assert line in hook_reference().splitlines(), f"docs/plugins.md, Hook reference, lacks: {line}"
+
+
+def test_every_hook_has_a_test() -> None:
+    sources = "\n".join(
+        path.read_text(encoding="utf-8") for path in (ROOT / "tests").rglob("*.py") if path.name not in NOT_TESTS
+    )
+    untested = [name for name in sorted(HOOKS) if not re.search(rf"\b{name}\b", sources)]
+    assert not untested, f"hooks no test under tests/ mentions: {', '.join(untested)}"
+
+
+def test_every_abstract_adapter_method_is_documented() -> None:
+    docs = DOCS.read_text()
+    abstract = {
+        f"{cls.__name__}.{method}"
+        for cls in vars(adapters).values()
+        if inspect.isclass(cls) and issubclass(cls, adapters.Adapter)
+        for method in cls.__abstractmethods__
+    }
+    assert abstract, "no abstract adapter methods found in core.adapters"
+    missing = sorted(m for m in abstract if not re.search(rf"\b{m.split('.')[1]}\(", docs))
+    assert not missing, f"docs/plugins.md does not mention: {', '.join(missing)}"
