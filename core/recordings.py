@@ -9,8 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, select
 
 from core.adapters import RecordingStore
 from core.audit import audit
@@ -55,14 +54,7 @@ class RecordingLibrary:
         self.site, self.db, self.clock = site, db, clock
 
     def search(self, filters: SearchFilters, actor: str) -> list[RecordingView]:
-        query = (
-            select(RecordingRow, ContactAttempt, Account)
-            .outerjoin(ContactAttempt, RecordingRow.attempt_id == ContactAttempt.id)
-            .outerjoin(Account, ContactAttempt.account_id == Account.id)
-            .where(RecordingRow.site == self.site)
-            .order_by(RecordingRow.started_at.desc(), RecordingRow.id.desc())
-            .limit(filters.limit)
-        )
+        query = self._catalog().order_by(RecordingRow.started_at.desc(), RecordingRow.id.desc()).limit(filters.limit)
         if filters.account:
             query = query.where(Account.ref == filters.account)
         if filters.phone:
@@ -74,79 +66,48 @@ class RecordingLibrary:
         if filters.until:
             query = query.where(RecordingRow.started_at < filters.until)
         with self.db.session() as session:
-            views = [_view(rec, attempt, account) for rec, attempt, account in session.execute(query)]
-            audit(
-                session,
-                at=self.clock.now(),
-                site=self.site,
-                actor=actor,
-                action="recordings.search",
-                subject="recordings",
-                filters={k: str(v) for k, v in asdict(filters).items() if v is not None and k != "limit"},
-                results=len(views),
-            )
+            views = [_view(*row) for row in session.execute(query)]
+        used = {k: str(v) for k, v in asdict(filters).items() if v is not None and k != "limit"}
+        self._audit(actor, "recordings.search", "recordings", filters=used, results=len(views))
         return views
 
     def get(self, recording_id: int, store: RecordingStore[Any], destination: Path, actor: str) -> RecordingView:
         """Write the recording to ``destination`` after checking its sha256 against the catalog."""
+        subject = f"recording:{recording_id}"
         with self.db.session() as session:
-            found = self._find(session, recording_id)
-            if found is None:
-                audit(
-                    session,
-                    at=self.clock.now(),
-                    site=self.site,
-                    actor=actor,
-                    action="recordings.get_denied",
-                    subject=f"recording:{recording_id}",
-                    reason="not found at this site",
-                )
-        if found is None:
+            row = session.execute(self._catalog().where(RecordingRow.id == recording_id)).first()
+        if row is None:
+            self._audit(actor, "recordings.get_denied", subject, reason="not found at this site")
             raise NotFound(f"no recording {recording_id} at site {self.site!r}")
-        view = found
-        if view.state != "verified" or view.sha256 is None:
+        view, key = _view(*row), row[0].store_key
+        if view.state != "verified" or view.sha256 is None or key is None:
             raise UsageError(f"recording {recording_id} is {view.state}, not yet archived and verified")
-        key = self._key(recording_id)
         destination = destination.resolve()
         fd, tmp_name = tempfile.mkstemp(prefix=".cartera-", dir=destination.parent)
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as sink:
                 store.read(key, sink)
-            digest = file_checksums(tmp).sha256_hex
-            if digest != view.sha256:
+            if file_checksums(tmp).sha256_hex != view.sha256:
                 raise IntegrityError(f"recording {recording_id}: sha256 of the stored copy does not match the catalog")
             tmp.replace(destination)
         finally:
             tmp.unlink(missing_ok=True)
-        with self.db.session() as session:
-            audit(
-                session,
-                at=self.clock.now(),
-                site=self.site,
-                actor=actor,
-                action="recordings.get",
-                subject=f"recording:{recording_id}",
-                sha256=view.sha256,
-                destination=str(destination),
-            )
+        self._audit(actor, "recordings.get", subject, sha256=view.sha256, destination=str(destination))
         return view
 
-    def _find(self, session: Session, recording_id: int) -> RecordingView | None:
-        row = session.execute(
+    def _catalog(self) -> Select[RecordingRow, ContactAttempt | None, Account | None]:
+        """This site's recordings with their attempt and account, when they have one."""
+        return (
             select(RecordingRow, ContactAttempt, Account)
             .outerjoin(ContactAttempt, RecordingRow.attempt_id == ContactAttempt.id)
             .outerjoin(Account, ContactAttempt.account_id == Account.id)
-            .where(RecordingRow.id == recording_id, RecordingRow.site == self.site)
-        ).first()
-        return _view(*row) if row else None
+            .where(RecordingRow.site == self.site)
+        )
 
-    def _key(self, recording_id: int) -> str:
+    def _audit(self, actor: str, action: str, subject: str, **details: Any) -> None:
         with self.db.session() as session:
-            key = session.get_one(RecordingRow, recording_id).store_key
-        if key is None:
-            raise IntegrityError(f"recording {recording_id} is verified but has no store key")
-        return key
+            audit(session, at=self.clock.now(), site=self.site, actor=actor, action=action, subject=subject, **details)
 
 
 def _view(row: RecordingRow, attempt: ContactAttempt | None, account: Account | None) -> RecordingView:
