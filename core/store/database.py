@@ -47,7 +47,7 @@ class Database:
         try:
             with self.engine.begin() as connection:
                 cfg.attributes["connection"] = connection
-                command.upgrade(cfg, "head")
+                command.upgrade(cfg, "heads")
         except OperationalError as exc:
             raise CarteraError(f"cannot open the store {self.display_url}: {exc.orig}") from None
 

@@ -1,0 +1,81 @@
+"""Debian-unstable roots (scripts/peers/debian-root.sh) and servers run chrooted inside them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "peers" / "debian-root.sh"
+PROVISION_TIMEOUT_S = 1500
+
+
+def debian_root(name: str, packages: Sequence[str]) -> Path:
+    """The cached root ``name`` with ``packages`` installed, built on first use; skips loudly when impossible."""
+    if os.geteuid() != 0 or shutil.which("chroot") is None:
+        pytest.skip(f"PEER UNAVAILABLE: {name}: building a Debian root needs root and chroot")
+    try:
+        done = subprocess.run(
+            [str(SCRIPT), name, *packages], capture_output=True, text=True, timeout=PROVISION_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"PEER UNAVAILABLE: {name}: provisioning took over {PROVISION_TIMEOUT_S}s")
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+        pytest.skip(f"PEER UNAVAILABLE: {name}: {SCRIPT.name} failed ({done.returncode}): {tail}")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def _bind_mounts(root: Path) -> Iterator[None]:
+    mounted: list[Path] = []
+    try:
+        for source in ("/proc", "/dev"):
+            target = root / source.lstrip("/")
+            target.mkdir(exist_ok=True)
+            if subprocess.run(["mountpoint", "-q", str(target)], check=False).returncode != 0:
+                subprocess.run(["mount", "--bind", source, str(target)], check=True)
+                mounted.append(target)
+        yield
+    finally:
+        for target in reversed(mounted):
+            subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+@contextmanager
+def chrooted(
+    root: Path, argv: Sequence[str], *, user: str | None = None, log: Path | None = None, stop_timeout: float = 15
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` inside ``root`` (as ``user``), with /proc and /dev bind-mounted; stopped and unmounted after."""
+    command = ["chroot", *([f"--userspec={user}:{user}"] if user else []), str(root), *argv]
+    with ExitStack() as stack:
+        stack.enter_context(_bind_mounts(root))
+        output = stack.enter_context(log.open("ab")) if log else subprocess.DEVNULL
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield process
+        finally:
+            stop(process, stop_timeout)
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM the process group, then SIGKILL it if it is still there after ``timeout``."""
+    if process.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
