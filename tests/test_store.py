@@ -88,3 +88,27 @@ def test_unreachable_store_is_one_clear_error() -> None:
     db = Database("postgresql+psycopg://nobody@127.0.0.1:1/none")
     with pytest.raises(CarteraError, match=r"cannot open the store postgresql\+psycopg://nobody@127.0.0.1:1/none"):
         db.migrate()
+
+
+def test_a_migration_that_fails_midway_leaves_no_half_made_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alembic.operations import Operations
+
+    url = f"sqlite:///{tmp_path / 'site.db'}"
+    real_execute = Operations.execute
+
+    def crash_at_the_triggers(self: Operations, sql: object, *args: object, **kwargs: object) -> None:
+        if "TRIGGER" in str(sql):
+            raise RuntimeError("killed while migrating")
+        real_execute(self, sql, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Operations, "execute", crash_at_the_triggers)
+    db = Database(url)
+    with pytest.raises(RuntimeError, match="killed while migrating"):
+        db.migrate()
+    with db.engine.connect() as conn:
+        assert sa.inspect(conn).get_table_names() == []
+    db.dispose()
+    monkeypatch.undo()
+    assert_schema_matches_models(migrated(url))
