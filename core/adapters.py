@@ -13,12 +13,14 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
 from core.clock import Clock
+from core.errors import Unsupported
 from core.models import (
     Activity,
     AssignmentBatch,
@@ -139,6 +141,34 @@ class RecordingStore(Adapter[ConfigT]):
     @abc.abstractmethod
     def read(self, key: str, sink: BinaryIO) -> None:
         """Write the object's bytes to ``sink``. Raises :class:`core.errors.ObjectNotFound`."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object under ``key`` (every version the store keeps); a key holding nothing is fine.
+
+        Raises :class:`core.errors.ObjectLocked`, deleting nothing, while the object is under retention
+        or legal hold (see :meth:`set_retention`).
+        """
+
+    @abc.abstractmethod
+    def set_retention(self, key: str, retain_until: datetime | None, legal_hold: bool) -> None:
+        """Refuse to delete ``key`` before ``retain_until`` and while ``legal_hold`` is on.
+
+        Retention is only ever extended (an earlier date than the current one keeps the current one); the
+        legal hold is set or released as given. Raises :class:`core.errors.ObjectNotFound`.
+        """
+
+    def url(self, key: str, expires_s: int) -> str:
+        """A URL serving the object's bytes without credentials for ``expires_s`` seconds.
+
+        Raises :class:`core.errors.ObjectNotFound`; stores that cannot issue expiring URLs raise
+        :class:`core.errors.Unsupported` (this default).
+        """
+        raise Unsupported(f"the {self.name} recording store cannot issue expiring URLs; use 'recordings get'")
+
+    def max_concurrency(self) -> int:
+        """How many transfers the store serves at once (its connection pool): core sizes its upload pool to it."""
+        return 4
 
 
 class SmsGateway(Adapter[ConfigT]):

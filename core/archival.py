@@ -1,48 +1,100 @@
-"""Recording archival: catalog what dialers report, move it to the site's store, verify, then free disk.
+"""Recording archival: catalog finished recordings, upload them verified, free local disk, apply retention.
 
-Catalog states: ``found`` (on local disk) → ``archived`` (the store accepted and verified the upload) →
-``verified`` (an independent ``head`` matches size and sha256). A failure records the error and leaves the
-row for the next run; the local file is deleted only once ``verified`` and past local retention. Every
-step is idempotent, so a run killed at any instant is completed by the next one.
+Catalog states: ``found`` (on local disk) → ``verified`` (the store took the upload, checked it, and its
+description matches size and sha256) → ``purged`` (deleted from the store after its retention). ``failed``
+rows are retried every run; ``missing`` rows lost their local file before it was archived.
+
+Crash safety: a row's store key is committed before its first upload and never changes, a store's ``put``
+is idempotent for identical content, and ``verified`` is committed only after the store confirmed the
+object. A run killed at any instant (kill -9) leaves rows that the next run completes: no recording is
+uploaded under two keys, none is deleted locally before it is verified.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
+import threading
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+import sqlalchemy.exc
+from sqlalchemy import func, select
 
 from core.adapters import RecordingStore
+from core.audit import SYSTEM, audit
 from core.checksums import file_checksums
 from core.clock import Clock
 from core.config import ArchivalConfig
-from core.errors import IntegrityError
+from core.errors import IntegrityError, ObjectLocked, StoreUnavailable
 from core.hooks import Hooks
 from core.logs import event
-from core.models import Recording, StoredObject
+from core.models import Checksums, Recording, StoredObject
+from core.spool import SpoolSource
 from core.store.database import Database
-from core.store.schema import RecordingRow
+from core.store.schema import Account, ContactAttempt, Creditor, Portfolio, RecordingRow
 
 log = logging.getLogger("cartera.archival")
 
-KEY_TEMPLATE = "{site}/{yyyy}/{mm}/{dd}/{call_id}.{ext}"
+PENDING = ("found", "archived", "failed")
+_CATALOG_BATCH = 500
+
+
+class Outcome(enum.Enum):
+    VERIFIED = "verified"
+    FAILED = "failed"
+    MISSING = "missing"
+    LEFT = "left"  # not tried: the store was unavailable
+
+
+class Progress(Protocol):
+    """What a progress display needs from a run."""
+
+    def start(self, files: int) -> None: ...
+
+    def advance(self, size: int) -> None: ...
 
 
 @dataclass
 class ArchiveRun:
+    found: int = 0
     archived: int = 0
     failed: int = 0
+    missing: int = 0
+    left: int = 0
     deleted_local: int = 0
+    purged: int = 0
+    store_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.missing or self.left)
 
     def __str__(self) -> str:
-        return f"{self.archived} archived and verified, {self.failed} failed, {self.deleted_local} local copies removed"
+        text = (
+            f"{self.found} found in the spool, {self.archived} archived and verified, {self.failed} failed, "
+            f"{self.missing} missing, {self.deleted_local} local copies removed, {self.purged} purged"
+        )
+        if self.store_error:
+            text += f"; store unavailable, {self.left} left on local disk for the next run: {self.store_error}"
+        return text
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Recordings still only on local disk."""
+
+    waiting: int
+    oldest: datetime | None
+    failing: int
+    missing: int
+    last_error: str | None
 
 
 class Archiver:
@@ -61,114 +113,272 @@ class Archiver:
     ) -> None:
         self.site, self.zone, self.db, self.store = site, zone, db, store
         self.hooks, self.clock, self.config = hooks, clock, config
+        self.spool = (
+            SpoolSource(config.spool_dir, config.spool_patterns, config.quiet_period_s) if config.spool_dir else None
+        )
+        self._store_down = threading.Event()
+        self._last_store_error: str | None = None
+
+    # --- cataloguing ----------------------------------------------------------------------------------
 
     def catalog(self, recording: Recording) -> int:
-        """Record a finished recording as ``found`` (idempotent on its path); returns its catalog id."""
-        path = str(recording.path.resolve())
-        with self.db.session() as session:
-            existing = session.scalar(select(RecordingRow.id).where(RecordingRow.local_path == path))
-            if existing is not None:
-                return existing
-            row = RecordingRow(
-                site=self.site,
-                attempt_id=recording.attempt_id,
-                local_path=path,
-                state="found",
-                started_at=recording.started_at,
-                duration_s=recording.duration_s,
-                agent=recording.agent,
-                found_at=self.clock.now(),
-            )
-            session.add(row)
-            session.flush()
-            return row.id
+        """Record a finished recording as ``found`` (idempotent on its path); returns its catalog id.
 
-    def run_once(self) -> ArchiveRun:
-        run = ArchiveRun()
+        A dialer's report of a file the spool scan catalogued first adds what the scan could not know
+        (the attempt, the agent), as long as the row has no store key yet.
+        """
+        path = str(recording.path.resolve())
+        try:
+            with self.db.session() as session:
+                row = session.scalar(select(RecordingRow).where(RecordingRow.local_path == path))
+                if row is None:
+                    row = self._new_row(path, recording)
+                    session.add(row)
+                    session.flush()
+                elif row.store_key is None and row.attempt_id is None and recording.attempt_id is not None:
+                    row.attempt_id, row.agent = recording.attempt_id, recording.agent or row.agent
+                    row.started_at, row.duration_s = recording.started_at, recording.duration_s
+                return row.id
+        except sqlalchemy.exc.IntegrityError:  # the spool scan and the dialer's report raced for the path
+            with self.db.session() as session:
+                return session.scalars(select(RecordingRow.id).where(RecordingRow.local_path == path)).one()
+
+    def scan_spool(self) -> int:
+        """Catalog the spool's finished files not yet in the catalog; returns how many were new."""
+        if self.spool is None:
+            return 0
         with self.db.session() as session:
-            ids = session.scalars(
+            known = set(session.scalars(select(RecordingRow.local_path).where(RecordingRow.site == self.site)))
+        batch: list[RecordingRow] = []
+        added = 0
+        for spooled in self.spool.finished():
+            path = str(spooled.path.resolve())
+            if path in known:
+                continue
+            recording = Recording(path=Path(path), attempt_id=None, started_at=spooled.started_at, duration_s=0)
+            batch.append(self._new_row(path, recording, duration_s=spooled.duration_s))
+            if len(batch) >= _CATALOG_BATCH:
+                added += self._insert(batch)
+                batch = []
+        added += self._insert(batch)
+        if added:
+            event(log, "archive.spool_found", directory=str(self.spool.directory), recordings=added)
+        return added
+
+    def _new_row(self, path: str, recording: Recording, duration_s: float | None = None) -> RecordingRow:
+        return RecordingRow(
+            site=self.site,
+            attempt_id=recording.attempt_id,
+            local_path=path,
+            state="found",
+            started_at=recording.started_at,
+            duration_s=recording.duration_s if duration_s is None else duration_s,
+            agent=recording.agent,
+            found_at=self.clock.now(),
+            failures=0,
+            legal_hold=False,
+        )
+
+    def _insert(self, rows: list[RecordingRow]) -> int:
+        if not rows:
+            return 0
+        try:
+            with self.db.session() as session:
+                session.add_all(rows)
+            return len(rows)
+        except sqlalchemy.exc.IntegrityError:  # a dialer reported one of them meanwhile: one by one
+            return sum(self._insert_one(row) for row in rows)
+
+    def _insert_one(self, row: RecordingRow) -> int:
+        fresh = self._new_row(row.local_path, Recording(Path(row.local_path), None, row.started_at, row.duration_s))
+        try:
+            with self.db.session() as session:
+                session.add(fresh)
+        except sqlalchemy.exc.IntegrityError:
+            return 0
+        return 1
+
+    # --- the job --------------------------------------------------------------------------------------
+
+    def run_once(self, progress: Progress | None = None) -> ArchiveRun:
+        """Scan the spool, archive every pending recording, free local disk, purge expired recordings."""
+        run = ArchiveRun(found=self.scan_spool())
+        self._assign_keys()
+        with self.db.session() as session:
+            pending = session.scalars(
                 select(RecordingRow.id)
-                .where(RecordingRow.site == self.site, RecordingRow.state.in_(("found", "archived", "failed")))
+                .where(RecordingRow.site == self.site, RecordingRow.state.in_(PENDING))
                 .order_by(RecordingRow.id)
             ).all()
-        if ids:
-            with ThreadPoolExecutor(self.config.workers, thread_name_prefix="archive") as pool:
-                for ok in pool.map(self._archive_one, ids):
-                    run.archived += ok
-                    run.failed += not ok
+        self._store_down.clear()
+        if progress is not None:
+            progress.start(len(pending))
+        if pending:
+            store = self.store()
+            workers = self.config.workers or store.max_concurrency()
+            outcomes: Counter[Outcome] = Counter()
+            with ThreadPoolExecutor(workers, thread_name_prefix="archive") as pool:
+                for outcome, size in pool.map(self._archive_one, pending):
+                    outcomes[outcome] += 1
+                    if progress is not None:
+                        progress.advance(size)
+            run.archived, run.failed = outcomes[Outcome.VERIFIED], outcomes[Outcome.FAILED]
+            run.missing, run.left = outcomes[Outcome.MISSING], outcomes[Outcome.LEFT]
+        if self._store_down.is_set():
+            run.store_error = self._last_store_error
+            event(log, "archive.store_unavailable", logging.ERROR, left=run.left, error=run.store_error)
+        else:
+            run.purged = self._purge_expired()
         run.deleted_local = self._apply_local_retention()
-        if ids or run.deleted_local:
-            event(log, "archive.run", archived=run.archived, failed=run.failed, deleted_local=run.deleted_local)
+        if pending or run.deleted_local or run.purged:
+            event(
+                log,
+                "archive.run",
+                archived=run.archived,
+                failed=run.failed,
+                missing=run.missing,
+                left=run.left,
+                deleted_local=run.deleted_local,
+                purged=run.purged,
+            )
         return run
 
-    def _archive_one(self, recording_id: int) -> bool:
+    def _assign_keys(self) -> None:
+        """Fix the store key of every pending row before its first upload: a retry reuses it."""
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(RecordingRow).where(
+                    RecordingRow.site == self.site, RecordingRow.state.in_(PENDING), RecordingRow.store_key.is_(None)
+                )
+            ).all()
+            for row in rows:
+                row.store_key = self._key(row)
+
+    def _archive_one(self, recording_id: int) -> tuple[Outcome, int]:
         with self.db.session() as session:
             row = session.get_one(RecordingRow, recording_id)
-            path, key, state = Path(row.local_path), row.store_key or self._key(row), row.state
-            expected = (row.size, row.sha256)
+            path, key, legal_hold = Path(row.local_path), row.store_key or self._key(row), row.legal_hold
+            retain_until = self._retain_until(session, row)
+        if self._store_down.is_set():
+            return Outcome.LEFT, 0
         try:
-            if state != "archived":
-                checksums = file_checksums(path)
-                stored = self.store().put(key, path, checksums)
-                self._update(
-                    recording_id,
-                    state="archived",
-                    size=checksums.size,
-                    md5=checksums.md5_hex,
-                    sha256=checksums.sha256_hex,
-                    store_key=key,
-                    location=stored.location,
-                    error=None,
-                )
-                expected = (checksums.size, checksums.sha256_hex)
-            stored = self._verify(key, *expected)
+            checksums = file_checksums(path)
+            store = self.store()
+            stored = self._matching(store.put(key, path, checksums), checksums)
+            if retain_until is not None or legal_hold:
+                store.set_retention(key, retain_until, legal_hold)
+        except FileNotFoundError:
+            self._fail(recording_id, f"{path} vanished before it was archived", state="missing")
+            return Outcome.MISSING, 0
+        except StoreUnavailable as exc:
+            self._last_store_error = str(exc)
+            self._store_down.set()
+            self._fail(recording_id, f"store unavailable: {exc}", state=None)
+            return Outcome.LEFT, 0
         except (OSError, IntegrityError) as exc:
-            self._fail(recording_id, f"{type(exc).__name__}: {exc}")
-            return False
-        except Exception as exc:  # a store outage must not stop the other files
-            self._fail(recording_id, f"store error: {exc!r}")
-            return False
-        self._update(recording_id, state="verified", verified_at=self.clock.now(), location=stored.location)
+            self._fail(recording_id, f"{type(exc).__name__}: {exc}", state="failed")
+            return Outcome.FAILED, 0
+        except Exception as exc:  # a plugin's unexpected error must not stop the other files
+            self._fail(recording_id, f"store error: {exc!r}", state="failed")
+            return Outcome.FAILED, 0
+        with self.db.session() as session:
+            row = session.get_one(RecordingRow, recording_id)
+            row.state, row.store_key, row.location, row.error = "verified", key, stored.location, None
+            row.size, row.md5, row.sha256 = checksums.size, checksums.md5_hex, checksums.sha256_hex
+            row.verified_at, row.retain_until = self.clock.now(), retain_until
         event(log, "recording.archived", recording=recording_id, key=key, size=stored.size)
         self.hooks.recording_archived(self.site, recording_id, stored)
-        return True
+        return Outcome.VERIFIED, checksums.size
 
-    def _verify(self, key: str, size: int | None, sha256: str | None) -> StoredObject:
-        stored = self.store().head(key)
-        if stored is None:
-            raise IntegrityError(f"{key}: not found in the store after upload")
-        if stored.size != size:
-            raise IntegrityError(f"{key}: store holds {stored.size} bytes, expected {size}")
-        if stored.sha256_hex is not None and stored.sha256_hex != sha256:
-            raise IntegrityError(f"{key}: store's sha256 differs from the catalog's")
+    @staticmethod
+    def _matching(stored: StoredObject, checksums: Checksums) -> StoredObject:
+        """The store's description of what it holds must match what was read from local disk."""
+        if stored.size != checksums.size:
+            raise IntegrityError(f"{stored.key}: store holds {stored.size} bytes, expected {checksums.size}")
+        if stored.sha256_hex is not None and stored.sha256_hex != checksums.sha256_hex:
+            raise IntegrityError(f"{stored.key}: store's sha256 differs from the local file's")
         return stored
 
     def _key(self, row: RecordingRow) -> str:
         local = row.started_at.astimezone(self.zone)
         call_id = row.attempt_id if row.attempt_id is not None else f"rec-{row.id}"
-        return KEY_TEMPLATE.format(
+        return self.config.key_template.format(
             site=self.site,
             yyyy=f"{local:%Y}",
             mm=f"{local:%m}",
             dd=f"{local:%d}",
             call_id=call_id,
-            ext=PurePosixPath(row.local_path).suffix.lstrip(".") or "bin",
+            ext=PurePosixPath(row.local_path).suffix.lstrip(".").lower() or "bin",
         )
 
-    def _update(self, recording_id: int, **values: Any) -> None:
-        with self.db.session() as session:
-            row = session.get_one(RecordingRow, recording_id)
-            for name, value in values.items():
-                setattr(row, name, value)
-
-    def _fail(self, recording_id: int, error: str) -> None:
+    def _fail(self, recording_id: int, error: str, state: str | None) -> None:
         with self.db.session() as session:
             row = session.get_one(RecordingRow, recording_id)
             row.failures += 1
             row.error = error
-            if row.state == "found":
-                row.state = "failed"
+            if state is not None:
+                row.state = state
         event(log, "recording.archive_failed", logging.WARNING, recording=recording_id, error=error)
+
+    # --- retention ------------------------------------------------------------------------------------
+
+    def _retain_until(self, session: Any, row: RecordingRow) -> datetime | None:
+        retention = self.config.retention
+        creditor = portfolio = None
+        if row.attempt_id is not None:
+            found = session.execute(
+                select(Creditor.code, Portfolio.code)
+                .join(Portfolio, Portfolio.creditor_id == Creditor.id)
+                .join(Account, Account.portfolio_id == Portfolio.id)
+                .join(ContactAttempt, ContactAttempt.account_id == Account.id)
+                .where(ContactAttempt.id == row.attempt_id)
+            ).first()
+            if found is not None:
+                creditor, portfolio = found
+        days = (
+            retention.portfolios.get(f"{creditor}/{portfolio}")
+            or retention.portfolios.get(portfolio or "")
+            or retention.default_days
+        )
+        return None if days is None else row.started_at + timedelta(days=days)
+
+    def _purge_expired(self) -> int:
+        """Delete recordings past their retention from the store, except those on legal hold."""
+        with self.db.session() as session:
+            due = session.execute(
+                select(RecordingRow.id, RecordingRow.store_key).where(
+                    RecordingRow.site == self.site,
+                    RecordingRow.state == "verified",
+                    RecordingRow.legal_hold.is_(False),
+                    RecordingRow.retain_until <= self.clock.now(),
+                )
+            ).all()
+        purged = 0
+        for recording_id, key in due:
+            if key is None:
+                continue
+            try:
+                self.store().delete(key)
+            except (ObjectLocked, StoreUnavailable) as exc:
+                event(log, "recording.purge_refused", logging.WARNING, recording=recording_id, error=str(exc))
+                continue
+            with self.db.session() as session:
+                row = session.get_one(RecordingRow, recording_id)
+                if row.legal_hold:  # held while the delete was under way: the store's copy is gone, say so
+                    event(log, "recording.purged_while_held", logging.ERROR, recording=recording_id)
+                row.state, row.purged_at = "purged", self.clock.now()
+                audit(
+                    session,
+                    at=self.clock.now(),
+                    site=self.site,
+                    actor=SYSTEM,
+                    action="recordings.purge",
+                    subject=f"recording:{recording_id}",
+                    key=key,
+                    retain_until=row.retain_until.isoformat() if row.retain_until else None,
+                )
+            purged += 1
+        return purged
 
     def _apply_local_retention(self) -> int:
         cutoff = self.clock.now() - timedelta(hours=self.config.local_retention_hours)
@@ -177,13 +387,41 @@ class Archiver:
             rows = session.scalars(
                 select(RecordingRow).where(
                     RecordingRow.site == self.site,
-                    RecordingRow.state == "verified",
+                    RecordingRow.state.in_(("verified", "purged")),
                     RecordingRow.local_deleted_at.is_(None),
                     RecordingRow.verified_at <= cutoff,
                 )
             ).all()
             for row in rows:
-                Path(row.local_path).unlink(missing_ok=True)
+                try:
+                    Path(row.local_path).unlink(missing_ok=True)
+                except OSError as exc:
+                    event(log, "recording.local_delete_failed", logging.WARNING, recording=row.id, error=str(exc))
+                    continue
                 row.local_deleted_at = self.clock.now()
                 deleted += 1
         return deleted
+
+    # --- for operators --------------------------------------------------------------------------------
+
+    def backlog(self) -> Backlog:
+        """What is still only on local disk, for ``check``."""
+        with self.db.session() as session:
+            waiting, oldest, failing = session.execute(
+                select(
+                    func.count(),
+                    func.min(RecordingRow.found_at),
+                    func.count().filter(RecordingRow.error.is_not(None)),
+                ).where(RecordingRow.site == self.site, RecordingRow.state.in_(PENDING))
+            ).one()
+            missing = session.scalar(
+                select(func.count()).where(RecordingRow.site == self.site, RecordingRow.state == "missing")
+            )
+            last_error = session.scalar(
+                select(RecordingRow.error)
+                .where(RecordingRow.site == self.site, RecordingRow.state.in_((*PENDING, "missing")))
+                .where(RecordingRow.error.is_not(None))
+                .order_by(RecordingRow.id.desc())
+                .limit(1)
+            )
+        return Backlog(waiting, oldest, failing, missing or 0, last_error)

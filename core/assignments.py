@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from core.activities import add_activity, to_activity
 from core.audit import audit
 from core.clock import Clock
+from core.compliance.calendar import check_region, check_zone
 from core.hooks import Hooks
 from core.logs import event
 from core.models import ActivityKind, AssignmentAction, AssignmentBatch, AssignmentRow, RowError
@@ -178,8 +179,16 @@ class AssignmentImporter:
                 return RowError(row.line, f"phone{position}", str(exc))
         if not phones:
             return RowError(row.line, "phones", "no phone number")
+        try:
+            region = check_region(row.region)
+        except ValueError as exc:
+            return RowError(row.line, "region", str(exc))
+        try:
+            zone = check_zone(row.timezone)
+        except ValueError as exc:
+            return RowError(row.line, "timezone", str(exc))
         if account is None:
-            debtor = Debtor(name=row.debtor_name)
+            debtor = Debtor(name=row.debtor_name, region=region, timezone=zone)
             debtor.phones = [Phone(e164=e164, position=i) for i, e164 in enumerate(dict.fromkeys(phones))]
             session.add(
                 Account(
@@ -194,14 +203,14 @@ class AssignmentImporter:
             )
             report.new += 1
             return None
-        if _changed(account, row, phones):
+        if _changed(account, row, phones, (region, zone)):
             account.balance, account.currency, account.status, account.updated_at = (
                 row.balance,
                 row.currency,
                 "active",
                 now,
             )
-            account.debtor.name = row.debtor_name
+            account.debtor.name, account.debtor.region, account.debtor.timezone = row.debtor_name, region, zone
             existing = {phone.e164: phone for phone in account.debtor.phones}
             for position, e164 in enumerate(dict.fromkeys(phones)):
                 phone = existing.pop(e164, None) or Phone(e164=e164)
@@ -217,9 +226,10 @@ class AssignmentImporter:
         return None
 
 
-def _changed(account: Account, row: AssignmentRow, phones: list[str]) -> bool:
+def _changed(account: Account, row: AssignmentRow, phones: list[str], place: tuple[str | None, str | None]) -> bool:
     return (
-        account.balance != row.balance
+        (account.debtor.region, account.debtor.timezone) != place
+        or account.balance != row.balance
         or account.currency != row.currency
         or account.status != "active"
         or account.debtor.name != row.debtor_name

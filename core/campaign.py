@@ -51,7 +51,10 @@ class Campaign:
         if capacity <= 0:
             return placed
         now = self.clock.now()
-        for ref in self._due_accounts(now, capacity):
+        due, unreached = self._due_accounts(now, capacity)
+        for ref in unreached:
+            self._remind(ref)
+        for ref in due:
             if self._paused.is_set():
                 break
             try:
@@ -64,6 +67,16 @@ class Campaign:
                 event(log, "campaign.skipped", logging.WARNING, account=ref, reason=str(problem))
         return placed
 
+    def _remind(self, ref: str) -> None:
+        """Text a debtor whom today's calls did not reach (the gate decides whether that is allowed)."""
+        if not self.config.reminder_sms:
+            return
+        text = self.config.reminder_sms.replace("{account}", ref)
+        try:
+            self.contacts.send_sms(phone=None, text=text, account_ref=ref, actor="campaign")
+        except (Denied, UsageError) as refused:
+            event(log, "campaign.reminder_not_sent", account=ref, reason=str(refused))
+
     def _day_start(self, now: datetime) -> datetime:
         return datetime.combine(now.astimezone(self.zone).date(), time.min, self.zone)
 
@@ -74,16 +87,16 @@ class Campaign:
             ).one()
             account.next_contact_at = self._day_start(now) + timedelta(days=1)
 
-    def _due_accounts(self, now: datetime, limit: int) -> list[str]:
+    def _due_accounts(self, now: datetime, limit: int) -> tuple[list[str], list[str]]:
+        """Accounts to call now (at most ``limit``), and those whose attempts for today just ran out
+        without reaching the debtor (they rest until tomorrow)."""
         day_start = self._day_start(now)
-        attempts_today = (
-            select(func.count())
-            .where(ContactAttempt.account_id == Account.id, ContactAttempt.requested_at >= day_start)
-            .scalar_subquery()
-        )
+        today = (ContactAttempt.account_id == Account.id, ContactAttempt.requested_at >= day_start)
+        attempts_today = select(func.count()).where(*today).scalar_subquery()
+        answered_today = select(func.count()).where(*today, ContactAttempt.outcome == "answered").scalar_subquery()
         with self.db.session() as session:
             rows = session.execute(
-                select(Account.id, Account.ref, attempts_today)
+                select(Account.id, Account.ref, attempts_today, answered_today)
                 .join(Portfolio)
                 .where(
                     Portfolio.site == self.site,
@@ -94,10 +107,13 @@ class Campaign:
                 .limit(limit * 4)
             ).all()
             due: list[str] = []
+            unreached: list[str] = []
             tomorrow = day_start + timedelta(days=1)
-            for account_id, ref, tries in rows:
+            for account_id, ref, tries, answered in rows:
                 if tries >= self.config.max_attempts_per_day:
                     session.get_one(Account, account_id).next_contact_at = tomorrow
+                    if not answered:
+                        unreached.append(ref)
                 elif len(due) < limit:
                     due.append(ref)
-        return due
+        return due, unreached

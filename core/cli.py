@@ -11,18 +11,22 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Never
 from zoneinfo import ZoneInfo
+
+from tqdm import tqdm
 
 from core.adapters import CrmSync, RecordingStore
 from core.audit import os_user
+from core.compliance.report import explanation
 from core.contacts import Denied
 from core.errors import CarteraError, UsageError
 from core.hooks import load_plugins
 from core.logs import configure, redact
-from core.models import FileRejected
+from core.models import Channel, FileRejected
 from core.node import Node
 from core.phones import InvalidPhone, normalize
-from core.recordings import RecordingView, SearchFilters
+from core.recordings import MAX_URL_SECONDS, RecordingView, SearchFilters
 from core.summary import site_summary
 
 log = logging.getLogger("cartera.cli")
@@ -50,7 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     sms.add_argument("phone")
     sms.add_argument("text")
     sms.add_argument("--account")
-    commands.add_parser("archive", help="run the recording archival job once")
+    explain = commands.add_parser("explain", help="what the compliance gate decides for a contact, and why (audited)")
+    explain.add_argument("--account")
+    explain.add_argument("--phone")
+    explain.add_argument("--channel", choices=("call", "sms"), default="call")
+    explain.add_argument("--at", help="ISO date-time; site time when no offset (default: now)")
+    archive = commands.add_parser("archive", help="run the recording archival job once")
+    archive.add_argument(
+        "--backfill", action="store_true", help="archive a large spool: a progress bar, runs until nothing is left"
+    )
 
     recordings = commands.add_parser("recordings", help="find and fetch call recordings")
     rec_commands = recordings.add_subparsers(dest="recordings_command", metavar="SUBCOMMAND", required=True)
@@ -64,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     get = rec_commands.add_parser("get", help="write a recording to a file, verifying its sha256")
     get.add_argument("id", type=int)
     get.add_argument("-o", "--output", type=Path, required=True)
+    url = rec_commands.add_parser("url", help="print a presigned URL to a recording (audited)")
+    url.add_argument("id", type=int)
+    url.add_argument(
+        "--expires", type=int, default=300, metavar="SECONDS", help=f"validity, at most {MAX_URL_SECONDS} (default 300)"
+    )
+    for name, what in (("hold", "put a recording on legal hold"), ("release", "release a recording's legal hold")):
+        hold = rec_commands.add_parser(name, help=what)
+        hold.add_argument("id", type=int)
+        hold.add_argument("--reason", required=True, help="why (case number, request): written to the audit log")
     return parser
 
 
@@ -171,13 +192,44 @@ def _sms(node: Node, args: argparse.Namespace) -> int:
     return 0 if result.state != "failed" else 1
 
 
-def _archive(node: Node, _args: argparse.Namespace) -> int:
+def _archive(node: Node, args: argparse.Namespace) -> int:
     if node.archiver is None:
         raise UsageError(f"site {node.site.name!r} has no recording store configured")
     node.adapter("recording")
-    run = node.archiver.run_once()
-    print(f"archive: {run}")
-    return 1 if run.failed else 0
+    if not args.backfill:
+        run = node.archiver.run_once()
+        print(f"archive: {run}")
+        return 0 if run.ok else 1
+    while True:  # the spool may grow while a large backfill runs: go on until a run finds nothing new
+        with _ProgressBar() as bar:
+            run = node.archiver.run_once(bar)
+        print(f"archive: {run}")
+        if not run.ok or not (run.found or run.archived):
+            return 0 if run.ok else 1
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr over the recordings of one archival run."""
+
+    def __init__(self) -> None:
+        self._bar: tqdm[Never] | None = None
+        self._bytes = 0
+
+    def start(self, files: int) -> None:
+        self._bar = tqdm(total=files, unit="rec", desc="archive", file=sys.stderr, dynamic_ncols=True)
+
+    def advance(self, size: int) -> None:
+        if self._bar is not None:
+            self._bytes += size
+            self._bar.set_postfix_str(f"{self._bytes / 1e6:.1f} MB", refresh=False)
+            self._bar.update()
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def _recordings(node: Node, args: argparse.Namespace) -> int:
@@ -197,6 +249,14 @@ def _recordings(node: Node, args: argparse.Namespace) -> int:
         return 0
     store = node.adapter("recording")
     assert isinstance(store, RecordingStore)
+    if args.recordings_command == "url":
+        print(node.library.url(args.id, store, args.expires, actor=os_user()))
+        return 0
+    if args.recordings_command in ("hold", "release"):
+        on = args.recordings_command == "hold"
+        view = node.library.set_legal_hold(args.id, store, on, actor=os_user(), reason=args.reason)
+        print(f"recording {view.id}: legal hold {'on' if on else 'released'}")
+        return 0
     view = node.library.get(args.id, store, args.output, actor=os_user())
     print(f"recording {view.id} written to {args.output} ({view.size} bytes, sha256 {view.sha256} verified)")
     return 0
@@ -237,6 +297,18 @@ def _phone_filter(node: Node, phone: str | None) -> str | None:
         raise UsageError(f"--phone: {exc}") from None
 
 
+def _explain(node: Node, args: argparse.Namespace) -> int:
+    if args.account is None and args.phone is None:
+        raise UsageError("explain needs --account or --phone")
+    at = _when(node, args.at, "--at") or node.clock.now()
+    channel = Channel(args.channel)
+    decision, subject = node.contacts.explain(
+        phone=args.phone, account_ref=args.account, channel=channel, at=at, actor=os_user()
+    )
+    print(explanation(node.gate, decision, subject, at, node.site.zone))
+    return 0
+
+
 def _when(node: Node, text: str | None, option: str) -> datetime | None:
     if text is None:
         return None
@@ -253,6 +325,7 @@ _HANDLERS: dict[str, Callable[[Node, argparse.Namespace], int]] = {
     "import": _import,
     "call": _call,
     "sms": _sms,
+    "explain": _explain,
     "archive": _archive,
     "recordings": _recordings,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import tomllib
 from dataclasses import dataclass
 from datetime import datetime, time
@@ -20,12 +21,13 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.adapters import ConfigPath, PluginConfig
+from core.compliance import PolicyError, validate
+from core.compliance.packs import ChannelName, LocalRule, WindowRule
 from core.errors import ConfigError
 from core.logs import LogFormat, register_secret
 from core.registry import AdapterCatalog
 
 PLUGIN_KINDS = ("dialer", "recording", "sms", "crm_sync")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -34,7 +36,7 @@ class _Section(BaseModel):
 
 
 class ContactWindow(_Section):
-    """Hours in the debtor's local time when contact is allowed, on the listed weekdays."""
+    """The site's own contact hours in the debtor's local time, on the listed weekdays (within the law's)."""
 
     start: time = time(8, 0)
     end: time = time(19, 0)
@@ -53,13 +55,45 @@ class ContactWindow(_Section):
             raise ValueError("start must be before end")
         return self
 
-    @property
-    def weekdays(self) -> frozenset[int]:
-        return frozenset(WEEKDAYS.index(day) for day in self.days)
+    def as_rule(self) -> WindowRule:
+        interval = f"{self.start:%H:%M}-{self.end:%H:%M}"
+        return WindowRule(kind="window", hours=dict.fromkeys(self.days, interval), summary="the site's window")
+
+
+class PortfolioCompliance(_Section):
+    """One portfolio's law pack and authorised channels, when they differ from the site's."""
+
+    law_pack: str | None = None
+    authorised_channels: tuple[ChannelName, ...] | None = None
 
 
 class ComplianceConfig(_Section):
-    contact_window: ContactWindow = ContactWindow()
+    """The law pack portfolios get (default: the site country's), what debtors authorised, stricter local
+    rules, and the only bypass: test numbers for IT checks (E.164), each use audited as such."""
+
+    law_pack: str | None = None
+    authorised_channels: tuple[ChannelName, ...] | None = None
+    contact_window: ContactWindow | None = None
+    rules: tuple[LocalRule, ...] = ()
+    portfolios: dict[str, PortfolioCompliance] = {}
+    test_numbers: tuple[str, ...] = ()
+
+    @field_validator("test_numbers")
+    @classmethod
+    def _e164(cls, numbers: tuple[str, ...]) -> tuple[str, ...]:
+        for number in numbers:
+            try:
+                parsed = phonenumbers.parse(number)
+            except phonenumbers.NumberParseException:
+                parsed = None
+            e164 = phonenumbers.PhoneNumberFormat.E164
+            if (
+                parsed is None
+                or not phonenumbers.is_valid_number(parsed)
+                or phonenumbers.format_number(parsed, e164) != number
+            ):
+                raise ValueError(f"{number!r} is not a valid number in E.164 form, like '+573001234567'")
+        return numbers
 
 
 class ClockConfig(_Section):
@@ -80,13 +114,51 @@ class CampaignConfig(_Section):
     max_attempts_per_day: int = Field(default=3, ge=1)
     retry_after_minutes: float = Field(default=120, gt=0)
     promise_sms: bool = True
+    #: Texted (through the gate) when a day's call attempts all failed to reach the debtor; {account} is
+    #: replaced by the account reference. Empty: no reminder.
+    reminder_sms: str = (
+        "Tiene un saldo pendiente en la cuenta {account}. Comuníquese con nosotros para acordar su pago."
+    )
+
+
+KEY_FIELDS = ("site", "yyyy", "mm", "dd", "call_id", "ext")
+
+
+class RetentionConfig(_Section):
+    """How long the store keeps recordings: per portfolio ("CREDITOR/PORTFOLIO" or "PORTFOLIO"), else default."""
+
+    default_days: int | None = Field(default=None, ge=1)
+    portfolios: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("portfolios")
+    @classmethod
+    def _positive(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, days in value.items():
+            if days < 1:
+                raise ValueError(f"retention of {name!r} must be at least 1 day (got {days})")
+        return value
 
 
 class ArchivalConfig(_Section):
     every_seconds: float = Field(default=30, gt=0)
     quiet_period_s: float = Field(default=5, ge=0)
     local_retention_hours: float = Field(default=0, ge=0)
-    workers: int = Field(default=4, ge=1, le=64)
+    workers: int | None = Field(default=None, ge=1, le=256)
+    spool_dir: ConfigPath | None = Path("/var/spool/asterisk/monitor")
+    spool_patterns: tuple[str, ...] = ("*.wav", "*.WAV", "*.gsm", "*.mp3", "*.ogg", "*.opus")
+    key_template: str = "{site}/{yyyy}/{mm}/{dd}/{call_id}.{ext}"
+    retention: RetentionConfig = RetentionConfig()
+
+    @field_validator("key_template")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        unknown = names - set(KEY_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown field {sorted(unknown)[0]!r} (use {', '.join(KEY_FIELDS)})")
+        if "call_id" not in names:
+            raise ValueError("the key template must contain {call_id}, or recordings would share keys")
+        return value
 
 
 class SyncConfig(_Section):
@@ -196,6 +268,10 @@ def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
         section = SiteSection.model_validate(raw, context={"base_dir": base_dir})
     except ValidationError as exc:
         errors.from_validation(exc, ())
+    try:
+        validate(section.compliance, section.country)
+    except PolicyError as exc:
+        errors.fail(("compliance", *exc.key), str(exc))
     plugins: dict[str, PluginChoice] = {}
     registries = catalog.by_kind()
     for kind in PLUGIN_KINDS:

@@ -9,17 +9,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from core.activities import add_activity, to_activity
 from core.adapters import Dialer, SmsGateway
 from core.clock import Clock
-from core.compliance import ComplianceGate, Decision, Subject
+from core.compliance import ComplianceGate, Decision, Purpose, Subject
+from core.compliance import history as contact_history
 from core.config import CampaignConfig
 from core.errors import CarteraError, NotFound, UsageError
 from core.hooks import Hooks
@@ -90,7 +91,7 @@ class ContactService:
             raise UsageError(f"site {self.site!r} has no dialer configured")
         now = self.clock.now()
         with self.db.session() as session:
-            target = self._target(session, Channel.CALL, phone, account_ref)
+            target = self._target(session, Channel.CALL, phone, account_ref, at=now, lock=True)
             decision = self.gate.decide(session, target.subject, now, actor)
             if not decision.allowed:
                 self._defer(session, target.account_id, decision, now)
@@ -159,7 +160,8 @@ class ContactService:
                 for phone in attempt.account.debtor.phones:
                     phone.invalid = phone.invalid or phone.e164 == attempt.phone
             if attempt.account is not None:
-                attempt.account.next_contact_at = self._next_contact(result, now)
+                wanted = self._next_contact(result, now)
+                attempt.account.next_contact_at = self._schedule(session, attempt.account, wanted)
             account_ref = attempt.account.ref if attempt.account else None
             session.flush()
             activities = [to_activity(row) for row in rows]
@@ -215,11 +217,7 @@ class ContactService:
         return rows
 
     def _next_contact(self, result: CallResult, now: datetime) -> datetime:
-        disposition = result.disposition
-        if disposition and disposition.code is DispositionCode.PROMISE_TO_PAY and disposition.promised_date:
-            # No collection contact before the promised date has passed.
-            due = datetime.combine(disposition.promised_date + timedelta(days=1), datetime.min.time(), now.tzinfo)
-            return max(due, now)
+        """When the campaign would like to try again; :meth:`_schedule` moves it to when the law allows."""
         if result.outcome is CallOutcome.ANSWERED:
             return now + timedelta(days=1)
         return now + timedelta(minutes=self.campaign.retry_after_minutes)
@@ -240,7 +238,13 @@ class ContactService:
             f"para el {promise.promised_date:%d/%m/%Y}. Ref. {request.account_ref}."
         ).replace(",", ".")
         try:
-            self.send_sms(phone=request.phone, text=text, account_ref=request.account_ref, actor="campaign")
+            self.send_sms(
+                phone=request.phone,
+                text=text,
+                account_ref=request.account_ref,
+                actor="campaign",
+                purpose=Purpose.PROMISE_CONFIRMATION,
+            )
         except Denied as denied:
             event(log, "sms.denied", account=request.account_ref, reason=str(denied))
 
@@ -251,7 +255,15 @@ class ContactService:
 
     # --- sms ------------------------------------------------------------------------------------
 
-    def send_sms(self, *, phone: str | None, text: str, account_ref: str | None, actor: str) -> SmsSubmitResult:
+    def send_sms(
+        self,
+        *,
+        phone: str | None,
+        text: str,
+        account_ref: str | None,
+        actor: str,
+        purpose: Purpose = Purpose.COLLECTION,
+    ) -> SmsSubmitResult:
         """Gate, record and submit one text. Raises :class:`Denied` when the gate says no."""
         if self.sms is None:
             raise UsageError(f"site {self.site!r} has no sms gateway configured")
@@ -259,7 +271,9 @@ class ContactService:
             raise UsageError("the message text is empty")
         now = self.clock.now()
         with self.db.session() as session:
-            target = self._target(session, Channel.SMS, phone, account_ref)
+            target = self._target(
+                session, Channel.SMS, phone, account_ref, at=now, text=text, purpose=purpose, lock=True
+            )
             decision = self.gate.decide(session, target.subject, now, actor)
             if decision.allowed:
                 row = SmsRow(
@@ -327,12 +341,42 @@ class ContactService:
 
     # --- shared ---------------------------------------------------------------------------------
 
-    def _target(self, session: Session, channel: Channel, phone: str | None, account_ref: str | None) -> _Target:
+    def explain(
+        self, *, phone: str | None, account_ref: str | None, channel: Channel, at: datetime, actor: str
+    ) -> tuple[Decision, Subject]:
+        """What the gate would decide for this contact at ``at``, contacting no one; audited."""
+        with self.db.session() as session:
+            target = self._target(session, channel, phone, account_ref, at=at, as_of=True)
+            decision = self.gate.explain(session, target.subject, at, actor)
+        return decision, target.subject
+
+    def _target(
+        self,
+        session: Session,
+        channel: Channel,
+        phone: str | None,
+        account_ref: str | None,
+        *,
+        at: datetime,
+        text: str | None = None,
+        purpose: Purpose = Purpose.COLLECTION,
+        lock: bool = False,
+        as_of: bool = False,
+    ) -> _Target:
+        """The contact asked for, as the gate sees it. ``lock`` holds the account's row until the transaction
+        ends (PostgreSQL), so two nodes cannot both pass a frequency cap with the same history."""
         account = None
         if account_ref is not None:
-            account = session.scalar(
-                select(Account).join(Portfolio).where(Portfolio.site == self.site, Account.ref == account_ref)
+            query = (
+                select(Account)
+                .join(Portfolio)
+                .where(Portfolio.site == self.site, Account.ref == account_ref)
+                .options(
+                    joinedload(Account.portfolio, innerjoin=True).joinedload(Portfolio.creditor, innerjoin=True),
+                    joinedload(Account.debtor, innerjoin=True),
+                )
             )
+            account = session.scalar(query.with_for_update(of=Account) if lock else query)
             if account is None:
                 raise NotFound(f"no account {account_ref!r} at site {self.site!r}")
         if phone is not None:
@@ -344,15 +388,7 @@ class ContactService:
             e164 = self._pick_phone(session, account, channel)
         else:
             raise UsageError("give a phone number or an account")
-        flag = Phone.do_not_call if channel is Channel.CALL else Phone.do_not_text
-        blocked = bool(session.scalar(select(func.count()).where(Phone.e164 == e164, flag.is_(True))))
-        subject = Subject(
-            channel=channel,
-            phone=e164,
-            account_ref=account.ref if account else None,
-            account_status=account.status if account else None,
-            do_not_contact=blocked,
-        )
+        subject = self._subject(session, channel, e164, account, at=at, text=text, purpose=purpose, as_of=as_of)
         return _Target(
             phone=e164,
             account_id=account.id if account else None,
@@ -360,6 +396,60 @@ class ContactService:
             subject=subject,
             balance=str(account.balance) if account else None,
         )
+
+    def _subject(
+        self,
+        session: Session,
+        channel: Channel,
+        e164: str,
+        account: Account | None,
+        *,
+        at: datetime,
+        text: str | None = None,
+        purpose: Purpose = Purpose.COLLECTION,
+        as_of: bool = False,
+    ) -> Subject:
+        """Everything the rules look at, with the stored history of the account and the number (as it was at
+        ``at`` when ``as_of``, for explaining a past instant)."""
+        flags = session.execute(select(Phone.do_not_call, Phone.do_not_text).where(Phone.e164 == e164)).all()
+        opted_out: set[Channel] = set()
+        if any(call for call, _ in flags):
+            opted_out.add(Channel.CALL)
+        if any(sms for _, sms in flags):
+            opted_out.add(Channel.SMS)
+        portfolio = account.portfolio if account else None
+        subject = Subject(
+            channel=channel,
+            phone=e164,
+            account_ref=account.ref if account else None,
+            account_status=account.status if account else None,
+            portfolio=f"{portfolio.creditor.code}/{portfolio.code}" if portfolio else None,
+            country=portfolio.country if portfolio else None,
+            opted_out=frozenset(opted_out),
+            timezone=account.debtor.timezone if account else None,
+            region=account.debtor.region if account else None,
+            text=text,
+            purpose=purpose,
+        )
+        policy = self.gate.policy_for(subject)
+        if policy is None:
+            return subject
+        found = contact_history.load(
+            session, account_id=account.id if account else None, phone=e164, at=at, horizon=policy.horizon, as_of=as_of
+        )
+        return replace(subject, history=found)
+
+    def _schedule(self, session: Session, account: Account, wanted: datetime) -> datetime:
+        """``wanted``, or the first instant after it the gate will allow a call: the campaign picks the account
+        when the law lets it, instead of asking and being refused."""
+        try:
+            phone = self._pick_phone(session, account, Channel.CALL)
+        except UsageError:
+            return wanted
+        preview = self.gate.evaluate(self._subject(session, Channel.CALL, phone, account, at=wanted), wanted)
+        if preview.allowed or preview.next_allowed_at is None:
+            return wanted
+        return preview.next_allowed_at
 
     def _pick_phone(self, session: Session, account: Account, channel: Channel) -> str:
         """The account's valid phone tried least often (then in the creditor's order), skipping do-not-contact."""

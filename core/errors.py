@@ -35,3 +35,16 @@ class ObjectNotFound(CarteraError):
 
 class NotFound(CarteraError):
     """An id given on the command line does not exist (or belongs to another site)."""
+
+
+class StoreUnavailable(CarteraError):
+    """A recording store cannot take work now (down, throttling or failing after retries, credentials or
+    bucket refused): the recording itself is fine and stays on local disk for the next run."""
+
+
+class ObjectLocked(CarteraError):
+    """A recording store refuses to delete an object under retention or legal hold."""
+
+
+class Unsupported(CarteraError):
+    """The site's plugin cannot do what was asked (e.g. a directory store issuing expiring URLs)."""

@@ -24,7 +24,9 @@ ENTRY_POINT_GROUP = "cartera"
 #: Built-in plugins, registered explicitly (third-party ones come through the entry-point group).
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.dialers.simulator.plugin",
+    "plugins.dialers.asterisk_ami.plugin",
     "plugins.recording.localdir.plugin",
+    "plugins.recording.s3.plugin",
     "plugins.sms.outbox.plugin",
     "plugins.crm_sync.csv_dir.plugin",
 )

@@ -181,6 +181,8 @@ class AssignmentRow:
     action: AssignmentAction = AssignmentAction.ASSIGN
     country: str | None = None
     payment_amount: Decimal | None = None
+    region: str | None = None  #: ISO 3166-2 subdivision of the debtor's address (``CL-AP``), when known
+    timezone: str | None = None  #: IANA zone of the debtor's address (``America/Tijuana``), when known
 
 
 @dataclass(frozen=True, slots=True)

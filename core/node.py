@@ -19,11 +19,11 @@ from sqlalchemy import func, select
 
 from core.activities import ActivityExporter
 from core.adapters import Adapter, CrmSync, Dialer, RecordingStore, SmsGateway
-from core.archival import Archiver
+from core.archival import Archiver, Backlog
 from core.assignments import AssignmentImporter
 from core.campaign import Campaign
 from core.clock import Clock, SimulatedClock, SystemClock
-from core.compliance import AccountStatusRule, ComplianceGate, ContactWindowRule, DoNotContactRule
+from core.compliance import ComplianceGate
 from core.config import SiteConfig, load_site
 from core.contacts import ContactService
 from core.creditor_sync import CreditorSync
@@ -111,13 +111,8 @@ class Node:
         self._started: list[Adapter[Any]] = []
         self._lock = threading.Lock()
         self._sync: CreditorSync | None = None
-        self.gate = ComplianceGate(
-            site.name,
-            [
-                AccountStatusRule(),
-                DoNotContactRule(),
-                ContactWindowRule(site.section.compliance.contact_window, site.zone),
-            ],
+        self.gate = ComplianceGate.for_site(
+            site.name, site.section.compliance, country=site.section.country, zone=site.zone
         )
         self.contacts = ContactService(
             site=site.name,
@@ -202,6 +197,8 @@ class Node:
             except Exception as exc:
                 result = CheckResult(False, f"{type(exc).__name__}: {exc}")
             lines.append(CheckLine(what, result))
+        if self.archiver is not None:
+            lines.append(CheckLine("recordings", _backlog_result(self.archiver.backlog())))
         return lines
 
     def creditor_sync(self) -> CreditorSync:
@@ -298,6 +295,21 @@ class Node:
             _logged("archive_recordings", self.archiver.run_once)()
         if "crm_sync" in self._adapters:
             _logged("creditor_sync", self.creditor_sync().exporter.run_once)()
+
+
+def _backlog_result(backlog: Backlog) -> CheckResult:
+    """Recordings still only on local disk: fine while they wait for the next run, not once they fail."""
+    if not backlog.waiting and not backlog.missing:
+        return CheckResult(True, "none waiting on local disk")
+    detail = f"{backlog.waiting} waiting on local disk"
+    detail += f" (oldest found {backlog.oldest:%Y-%m-%d %H:%M}Z)" if backlog.oldest else ""
+    if backlog.failing:
+        detail += f", {backlog.failing} failing"
+    if backlog.missing:
+        detail += f", {backlog.missing} missing (the file vanished before it was archived)"
+    if backlog.last_error:
+        detail += f"; last error: {backlog.last_error}"
+    return CheckResult(not backlog.failing and not backlog.missing, detail)
 
 
 def _logged(job_id: str, func: Callable[[], object]) -> Callable[[], None]:

@@ -19,6 +19,8 @@ from core.errors import IntegrityError, NotFound, UsageError
 from core.store.database import Database
 from core.store.schema import Account, ContactAttempt, RecordingRow
 
+MAX_URL_SECONDS = 15 * 60
+
 
 @dataclass(frozen=True)
 class RecordingView:
@@ -34,6 +36,8 @@ class RecordingView:
     sha256: str | None
     location: str | None
     state: str
+    legal_hold: bool = False
+    retain_until: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,14 +78,7 @@ class RecordingLibrary:
     def get(self, recording_id: int, store: RecordingStore[Any], destination: Path, actor: str) -> RecordingView:
         """Write the recording to ``destination`` after checking its sha256 against the catalog."""
         subject = f"recording:{recording_id}"
-        with self.db.session() as session:
-            row = session.execute(self._catalog().where(RecordingRow.id == recording_id)).first()
-        if row is None:
-            self._audit(actor, "recordings.get_denied", subject, reason="not found at this site")
-            raise NotFound(f"no recording {recording_id} at site {self.site!r}")
-        view, key = _view(*row), row[0].store_key
-        if view.state != "verified" or view.sha256 is None or key is None:
-            raise UsageError(f"recording {recording_id} is {view.state}, not yet archived and verified")
+        view, key = self._archived(recording_id, actor, "recordings.get_denied")
         destination = destination.resolve()
         fd, tmp_name = tempfile.mkstemp(prefix=".cartera-", dir=destination.parent)
         tmp = Path(tmp_name)
@@ -95,6 +92,56 @@ class RecordingLibrary:
             tmp.unlink(missing_ok=True)
         self._audit(actor, "recordings.get", subject, sha256=view.sha256, destination=str(destination))
         return view
+
+    def url(self, recording_id: int, store: RecordingStore[Any], expires_s: int, actor: str) -> str:
+        """A presigned URL to the stored recording, valid ``expires_s`` seconds (at most 15 minutes)."""
+        if not 1 <= expires_s <= MAX_URL_SECONDS:
+            raise UsageError(f"--expires must be between 1 and {MAX_URL_SECONDS} seconds, got {expires_s}")
+        view, key = self._archived(recording_id, actor, "recordings.url_denied")
+        url = store.url(key, expires_s)
+        self._audit(actor, "recordings.url", f"recording:{view.id}", key=key, expires_s=expires_s)
+        return url
+
+    def set_legal_hold(
+        self, recording_id: int, store: RecordingStore[Any], on: bool, actor: str, reason: str
+    ) -> RecordingView:
+        """Put a recording on legal hold (nothing deletes it, in the catalog or the store) or release it."""
+        subject = f"recording:{recording_id}"
+        with self.db.session() as session:
+            row = session.scalar(
+                select(RecordingRow).where(RecordingRow.id == recording_id, RecordingRow.site == self.site)
+            )
+            if row is None:
+                raise NotFound(f"no recording {recording_id} at site {self.site!r}")
+            if row.state == "purged":
+                raise UsageError(f"recording {recording_id} was purged after its retention")
+            key, retain_until, archived = row.store_key, row.retain_until, row.state == "verified"
+        if on:  # the catalog first: the purge job reads it; the store's own lock follows
+            self._set_hold(recording_id, True)
+        if archived and key is not None:
+            store.set_retention(key, retain_until, on)
+        if not on:
+            self._set_hold(recording_id, False)
+        self._audit(actor, "recordings.hold" if on else "recordings.release", subject, reason=reason)
+        with self.db.session() as session:
+            found = session.execute(self._catalog().where(RecordingRow.id == recording_id)).one()
+        return _view(*found)
+
+    def _set_hold(self, recording_id: int, on: bool) -> None:
+        with self.db.session() as session:
+            session.get_one(RecordingRow, recording_id).legal_hold = on
+
+    def _archived(self, recording_id: int, actor: str, denied: str) -> tuple[RecordingView, str]:
+        """The recording's view and store key; audited NotFound or UsageError when it is not in the store."""
+        with self.db.session() as session:
+            row = session.execute(self._catalog().where(RecordingRow.id == recording_id)).first()
+        if row is None:
+            self._audit(actor, denied, f"recording:{recording_id}", reason="not found at this site")
+            raise NotFound(f"no recording {recording_id} at site {self.site!r}")
+        view, key = _view(*row), row[0].store_key
+        if view.state != "verified" or view.sha256 is None or key is None:
+            raise UsageError(f"recording {recording_id} is {view.state}, not archived and verified")
+        return view, key
 
     def _catalog(self) -> Select[RecordingRow, ContactAttempt | None, Account | None]:
         """This site's recordings with their attempt and account, when they have one."""
@@ -124,4 +171,6 @@ def _view(row: RecordingRow, attempt: ContactAttempt | None, account: Account | 
         sha256=row.sha256,
         location=row.location,
         state=row.state,
+        legal_hold=row.legal_hold,
+        retain_until=row.retain_until.isoformat() if row.retain_until else None,
     )

@@ -79,11 +79,11 @@ def site_summary(node: Node, began: datetime, real_seconds: float) -> str:
     for source, counts in batches:
         lines.append(f"  imported     {source}: {_counts(Counter(counts))}")
     lines += [
-        f"  calls        {sum(outcomes.values())} finished: {_counts(outcomes)}",
+        f"  calls        {sum(outcomes.values())} finished" + (f": {_counts(outcomes)}" if outcomes else ""),
         f"  compliance   {allowed} allowed, {sum(1 for a, _ in decisions if a == 'compliance.deny')} denied"
         + (f" ({_counts(denied)})" if denied else ""),
         f"  promises     {promises[0]} promises to pay, total {_money(promises[1])}",
-        f"  sms          {sum(sms.values())} sent: {_counts(sms)}",
+        f"  sms          {sum(sms.values())} sent" + (f": {_counts(sms)}" if sms else ""),
         f"  recordings   {_counts(recordings) or 'none'}; {(archived_bytes or 0) / 1e6:.1f} MB archived and verified",
     ]
     if example:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from core.hooks import Hooks, load_plugins
 from core.node import Node
+from tests.peers.s3 import moto_s3, radosgw  # noqa: F401  (session-wide S3 endpoints)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +29,8 @@ start = {start}
 speed = 600
 
 [sites.t.compliance]
-contact_window = {{ start = "07:00", end = "19:00" }}
+authorised_channels = ["call", "sms"]
+contact_window = {{ start = "07:00", end = "19:00", days = ["mon", "tue", "wed", "thu", "fri"] }}
 
 [sites.t.campaign]
 tick_seconds = 0.2

@@ -126,13 +126,14 @@ def test_import_of_a_file_with_a_wrong_header_loads_nothing(site: Path) -> None:
 
 
 def test_call_and_sms_pass_the_gate(site: Path) -> None:
-    call = cartera(site, "--site", "t", "call", "300 123 4567")
-    assert call.returncode == 0, call.stderr
-    assert "answered" in call.stdout
+    # The text first: once the debtor answers, Ley 2300 allows one channel a week.
     sms = cartera(site, "--site", "t", "sms", "3001234567", "Hola, ¿podemos hablar mañana?")
     assert sms.returncode == 0, sms.stderr
     outbox = (site.parent / "sms" / "outbox.jsonl").read_text(encoding="utf-8").splitlines()
     assert json.loads(outbox[-1])["text"] == "Hola, ¿podemos hablar mañana?"
+    call = cartera(site, "--site", "t", "call", "300 123 4567")
+    assert call.returncode == 0, call.stderr
+    assert "answered" in call.stdout
 
 
 def test_call_outside_the_window_is_refused_and_audited(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 import wave
 from collections.abc import Callable
 from datetime import datetime
@@ -82,6 +84,8 @@ def test_end_to_end_with_every_observer(tmp_path: Path, open_node: Callable[...,
     assert [(r.new, [(q.line, q.field) for q in r.quarantined]) for r in sync.imports] == [(2, [(3, "phone1")])]
     assert node.creditor_sync().run_once().imports == []  # acknowledged: not fetched again
 
+    # The text goes first: once the debtor is reached, Ley 2300 allows one channel a week.
+    sms = node.contacts.send_sms(phone=None, text="Recordatorio de pago", account_ref="BCO-1", actor="os:tester")
     request = node.contacts.place_call(phone=None, account_ref="BCO-1", actor="os:tester")
     result = node.contacts.wait_for_call(request.attempt_id, timeout=10)
     assert result is not None
@@ -111,14 +115,12 @@ def test_end_to_end_with_every_observer(tmp_path: Path, open_node: Callable[...,
         assert wav.getframerate() == 8000
         assert wav.getnframes() / 8000 == pytest.approx(result.talk_seconds, abs=0.01)
 
-    sms = node.contacts.send_sms(phone=None, text="Recordatorio de pago", account_ref="BCO-1", actor="os:tester")
     delivered = [message_id for _, message_id, _ in observer.deliveries]
-    assert delivered[-1] == sms.message_id  # a promise to pay on the call also sends a confirmation first
+    assert delivered == [sms.message_id]  # a promise confirmation the day of the call is refused (Ley 2300)
 
     kinds = [a.kind for a in observer.activities]
     assert kinds.count(ActivityKind.CALL_ATTEMPT) == 1
-    assert kinds.count(ActivityKind.SMS) == len(delivered)
-    assert kinds.count(ActivityKind.PROMISE_TO_PAY) == len(delivered) - 1
+    assert kinds.count(ActivityKind.SMS) == 1
     assert all(a.creditor == "BANCO" and a.account_ref == "BCO-1" for a in observer.activities)
 
     with node.db.session() as session:
@@ -190,3 +192,24 @@ def test_an_invalid_number_is_not_dialled_again(tmp_path: Path, open_node: Calla
         assert node.contacts.wait_for_call(request.attempt_id, timeout=10) is not None
         dialled.append(request.phone)
     assert dialled == ["+573001234567", "+573101234567", "+573101234567"]
+
+
+def test_an_unreached_debtor_gets_one_reminder_text(tmp_path: Path, open_node: Callable[..., Node]) -> None:
+    path = write_sites(tmp_path)
+    text = path.read_text().replace("seed = 7", f'seed = 7\nscripted = {{ "{ANA}" = "no_answer" }}')
+    path.write_text(text.replace("retry_after_minutes = 60", "retry_after_minutes = 1\nmax_attempts_per_day = 1"))
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
+    node = open_node(path)
+    node.creditor_sync().run_once()
+    campaign = node._campaign()
+    assert campaign is not None
+    assert campaign.tick() == 1
+    with node.db.session() as session:
+        attempt = session.scalars(sa.select(ContactAttempt)).one()
+    assert node.contacts.wait_for_call(attempt.id, timeout=10) is not None
+    time.sleep(node.clock.real_seconds(90))  # past the retry time: attempts for today are used up
+    assert campaign.tick() == 0
+    assert campaign.tick() == 0
+    lines = (tmp_path / "sms" / "outbox.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1
+    assert "BCO-1" in json.loads(lines[0])["text"]

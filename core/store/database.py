@@ -48,7 +48,7 @@ class Database:
         try:
             with self.engine.begin() as connection:
                 cfg.attributes["connection"] = connection
-                command.upgrade(cfg, "heads")
+                command.upgrade(cfg, "head")
         except OperationalError as exc:
             raise CarteraError(f"cannot open the store {self.display_url}: {exc.orig}") from None
 
@@ -74,4 +74,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # IMMEDIATE: take the write lock up front (waiting up to the busy timeout). A deferred transaction that
+    # reads, then writes after another connection committed, fails at once with "database is locked" (WAL
+    # cannot upgrade a stale snapshot); and the compliance gate's count-then-insert needs writers in turn.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -97,6 +97,8 @@ class Debtor(Base):
     __tablename__ = "debtors"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    region: Mapped[str | None] = mapped_column(String(8))  # ISO 3166-2 of the address, from the creditor
+    timezone: Mapped[str | None] = mapped_column(String(64))  # IANA zone of the address, from the creditor
     phones: Mapped[list[Phone]] = relationship(back_populates="debtor", order_by="Phone.position")
 
 
@@ -152,7 +154,8 @@ class ContactAttempt(Base):
 
 
 class RecordingRow(Base):
-    """Catalog of recordings: ``found`` → ``archived`` → ``verified`` (``failed`` retries from ``found``)."""
+    """Catalog of recordings: ``found`` → ``archived`` → ``verified`` → ``purged`` after retention
+    (``failed`` retries from ``found``; ``missing``: the local file vanished before it was archived)."""
 
     __tablename__ = "recordings"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -173,11 +176,15 @@ class RecordingRow(Base):
     found_at: Mapped[datetime] = mapped_column(UTCDateTime)
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     local_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retain_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempt: Mapped[ContactAttempt | None] = relationship()
 
 
 class SmsRow(Base):
     __tablename__ = "sms_messages"
+    __table_args__ = (Index("ix_sms_messages_account_created", "account_id", "created_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     site: Mapped[str] = mapped_column(String(64), index=True)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))

@@ -11,7 +11,9 @@ import dataclasses
 import hashlib
 import io
 import random
+import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,7 +21,7 @@ import pytest
 from pydantic import ValidationError
 
 from core.adapters import RecordingStore
-from core.errors import IntegrityError, ObjectNotFound
+from core.errors import IntegrityError, ObjectLocked, ObjectNotFound, Unsupported
 from core.models import Checksums, StoredObject
 from core.testing.context import CapturingContext
 
@@ -172,6 +174,74 @@ class RecordingStoreConformance:
         stored = store.put("calls/big.wav", big.path, big.checksums)
         _assert_describes(stored, "calls/big.wav", big.checksums)
         assert _read_back(store, "calls/big.wav") == big.checksums
+
+    def test_delete_removes_the_object(self, store: RecordingStore[Any], recording_file: RecordingFile) -> None:
+        """delete removes the object; deleting a key that holds nothing is fine; the key can be used again."""
+        store.put("calls/9.wav", recording_file.path, recording_file.checksums)
+        store.delete("calls/9.wav")
+        assert store.head("calls/9.wav") is None
+        with pytest.raises(ObjectNotFound):
+            store.read("calls/9.wav", io.BytesIO())
+        store.delete("calls/9.wav")
+        store.delete("calls/never-stored.wav")
+        stored = store.put("calls/9.wav", recording_file.path, recording_file.checksums)
+        _assert_describes(stored, "calls/9.wav", recording_file.checksums)
+
+    def test_legal_hold_blocks_delete_until_released(
+        self, store: RecordingStore[Any], recording_file: RecordingFile
+    ) -> None:
+        """An object on legal hold cannot be deleted; once released it can."""
+        stored = store.put("calls/10.wav", recording_file.path, recording_file.checksums)
+        store.set_retention("calls/10.wav", None, legal_hold=True)
+        with pytest.raises(ObjectLocked):
+            store.delete("calls/10.wav")
+        assert store.head("calls/10.wav") == stored
+        assert _read_back(store, "calls/10.wav") == recording_file.checksums
+        store.set_retention("calls/10.wav", None, legal_hold=False)
+        store.delete("calls/10.wav")
+        assert store.head("calls/10.wav") is None
+
+    def test_retention_blocks_delete_and_is_never_shortened(
+        self, store: RecordingStore[Any], recording_file: RecordingFile, context: CapturingContext
+    ) -> None:
+        """An object retained until tomorrow cannot be deleted, even after asking for a shorter retention."""
+        stored = store.put("calls/11.wav", recording_file.path, recording_file.checksums)
+        tomorrow = context.clock.now() + timedelta(days=1)
+        store.set_retention("calls/11.wav", tomorrow, legal_hold=False)
+        with pytest.raises(ObjectLocked):
+            store.delete("calls/11.wav")
+        store.set_retention("calls/11.wav", None, legal_hold=False)
+        with pytest.raises(ObjectLocked):
+            store.delete("calls/11.wav")
+        assert store.head("calls/11.wav") == stored
+
+    def test_set_retention_of_missing_key_raises(self, store: RecordingStore[Any]) -> None:
+        """set_retention on a key that holds nothing raises ObjectNotFound."""
+        with pytest.raises(ObjectNotFound):
+            store.set_retention("calls/missing.wav", None, legal_hold=True)
+
+    def test_url_serves_the_object_or_is_unsupported(
+        self, store: RecordingStore[Any], recording_file: RecordingFile
+    ) -> None:
+        """url gives a credential-free URL to the exact bytes (or the store says it cannot issue one)."""
+        store.put("calls/12.wav", recording_file.path, recording_file.checksums)
+        try:
+            url = store.url("calls/12.wav", 60)
+        except Unsupported as exc:
+            unsupported: Unsupported | None = exc
+        else:
+            unsupported = None
+        if unsupported is not None:
+            assert "recordings get" in str(unsupported), "an Unsupported error must point to 'recordings get'"
+            return
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert _checksums(response.read()) == recording_file.checksums
+        with pytest.raises(ObjectNotFound):
+            store.url("calls/missing.wav", 60)
+
+    def test_max_concurrency_is_positive(self, store: RecordingStore[Any]) -> None:
+        """The store tells core how many transfers it serves at once."""
+        assert store.max_concurrency() >= 1
 
     def test_check_is_ok(self, store: RecordingStore[Any]) -> None:
         """check reports ok with a detail line for a working store."""

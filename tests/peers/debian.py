@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -33,20 +34,30 @@ def debian_root(name: str, packages: Sequence[str]) -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
+_mount_users: dict[Path, int] = {}
+_mount_lock = threading.Lock()
+
+
 @contextmanager
 def _bind_mounts(root: Path) -> Iterator[None]:
-    mounted: list[Path] = []
+    """/proc and /dev inside ``root``, shared by every server running there (e.g. Asterisk and sipp):
+    mounted by the first, unmounted when the last one stops."""
+    with _mount_lock:
+        if _mount_users.get(root, 0) == 0:
+            for source in ("/proc", "/dev"):
+                target = root / source.lstrip("/")
+                target.mkdir(exist_ok=True)
+                if subprocess.run(["mountpoint", "-q", str(target)], check=False).returncode != 0:
+                    subprocess.run(["mount", "--bind", source, str(target)], check=True)
+        _mount_users[root] = _mount_users.get(root, 0) + 1
     try:
-        for source in ("/proc", "/dev"):
-            target = root / source.lstrip("/")
-            target.mkdir(exist_ok=True)
-            if subprocess.run(["mountpoint", "-q", str(target)], check=False).returncode != 0:
-                subprocess.run(["mount", "--bind", source, str(target)], check=True)
-                mounted.append(target)
         yield
     finally:
-        for target in reversed(mounted):
-            subprocess.run(["umount", "-l", str(target)], check=False)
+        with _mount_lock:
+            _mount_users[root] -= 1
+            if _mount_users[root] == 0:
+                for source in ("/dev", "/proc"):
+                    subprocess.run(["umount", "-l", str(root / source.lstrip("/"))], check=False)
 
 
 @contextmanager

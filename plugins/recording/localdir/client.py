@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import stat
 import tempfile
+import threading
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from core.checksums import CHUNK_SIZE, copy_with_checksums, file_checksums
-from core.errors import IntegrityError, ObjectNotFound
+from core.errors import IntegrityError, ObjectLocked, ObjectNotFound
 from core.models import CheckResult, Checksums, StoredObject
 
 TEMP_SUFFIX = ".tmp"
 SIDECAR_SUFFIX = ".sha256"
+HOLD_SUFFIX = ".hold"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -41,18 +45,25 @@ def sidecar_of(path: Path) -> Path:
     return path.with_name(f".{path.name}{SIDECAR_SUFFIX}")
 
 
+def hold_of(path: Path) -> Path:
+    """The hidden file beside an object that holds its retention date and legal hold (JSON)."""
+    return path.with_name(f".{path.name}{HOLD_SUFFIX}")
+
+
 class ArchiveDirectory:
     """Objects are plain files under ``root``; keys are relative POSIX paths under it.
 
     ``put`` copies into a hidden temporary file in the destination directory while hashing, verifies it,
     fsyncs it and publishes it with ``os.link``, which never replaces an existing file: a key holds either
     nothing or a complete, verified object. The object's sha256 goes into a hidden sidecar written after
-    the object is published; ``head`` recomputes a missing sidecar (a put that died in between).
+    the object is published; ``head`` recomputes a missing sidecar (a put that died in between). Retention
+    and legal hold live in a second hidden sidecar that ``delete`` obeys.
     """
 
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self.root = root.absolute()
         self._fsync = fsync
+        self._holds = threading.Lock()
 
     def path_of(self, key: str) -> Path:
         """The file that holds ``key``. Raises ValueError for a key that could leave the archive."""
@@ -74,8 +85,9 @@ class ArchiveDirectory:
                 self._sync(out.fileno())
             _verify(key, expected, got)
             if not path.exists():
-                # An object deleted by hand may have left its sidecar behind; a missing one is recomputed.
+                # An object deleted by hand may have left its sidecars behind; a missing sha256 is recomputed.
                 sidecar_of(path).unlink(missing_ok=True)
+                hold_of(path).unlink(missing_ok=True)
             try:
                 os.link(temp, path)
             except FileExistsError:
@@ -110,6 +122,33 @@ class ArchiveDirectory:
             raise ObjectNotFound(f"no object {key!r} in {self.root}") from None
         with src:
             shutil.copyfileobj(src, sink, CHUNK_SIZE)
+
+    def delete(self, key: str, now: datetime) -> None:
+        """Remove the object and its sidecars; ObjectLocked while it is retained (at ``now``) or held."""
+        path = self.path_of(key)
+        with self._holds:
+            retain_until, legal_hold = self._read_hold(path)
+            if legal_hold or (retain_until is not None and retain_until > now):
+                until = f" until {retain_until.isoformat()}" if retain_until else ""
+                raise ObjectLocked(f"{key}: under {'legal hold' if legal_hold else 'retention'}{until}")
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                path.unlink()
+            sidecar_of(path).unlink(missing_ok=True)
+            hold_of(path).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self._sync_dir(path.parent)
+
+    def set_retention(self, key: str, retain_until: datetime | None, legal_hold: bool) -> None:
+        """Record retention (only ever extended) and legal hold beside the object."""
+        path = self.path_of(key)
+        if self.head(key) is None:
+            raise ObjectNotFound(f"no object {key!r} in {self.root}")
+        with self._holds:
+            current, _ = self._read_hold(path)
+            if current is not None and (retain_until is None or current > retain_until):
+                retain_until = current
+            document = {"retain_until": retain_until.isoformat() if retain_until else None, "legal_hold": legal_hold}
+            self._write_hidden(path, hold_of(path), json.dumps(document) + "\n")
 
     def check(self) -> CheckResult:
         """The root exists (or is created) and a probe file can be written and removed there."""
@@ -148,12 +187,23 @@ class ArchiveDirectory:
             return None
         return text if _SHA256_HEX.fullmatch(text) else None
 
+    def _read_hold(self, path: Path) -> tuple[datetime | None, bool]:
+        try:
+            document = json.loads(hold_of(path).read_text(encoding="utf-8"))
+        except (FileNotFoundError, NotADirectoryError):
+            return None, False
+        until = document.get("retain_until")
+        return (datetime.fromisoformat(until) if until else None), bool(document.get("legal_hold"))
+
     def _write_sidecar(self, path: Path, sha256_hex: str) -> None:
-        sidecar = sidecar_of(path)
+        self._write_hidden(path, sidecar_of(path), f"{sha256_hex}\n")
+
+    def _write_hidden(self, path: Path, sidecar: Path, text: str) -> None:
+        """Atomically replace the hidden file ``sidecar`` beside ``path`` with ``text``."""
         fd, temp_name = tempfile.mkstemp(prefix=f"{sidecar.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="ascii") as out:
-                out.write(f"{sha256_hex}\n")
+                out.write(text)
                 out.flush()
                 self._sync(out.fileno())
             os.replace(temp_name, sidecar)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
@@ -37,6 +38,12 @@ class LocalDirStore(RecordingStore[LocalDirConfig]):
 
     def read(self, key: str, sink: BinaryIO) -> None:
         self.archive.read(key, sink)
+
+    def delete(self, key: str) -> None:
+        self.archive.delete(key, self.context.clock.now())
+
+    def set_retention(self, key: str, retain_until: datetime | None, legal_hold: bool) -> None:
+        self.archive.set_retention(key, retain_until, legal_hold)
 
 
 @hookimpl

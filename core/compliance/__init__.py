@@ -1,0 +1,24 @@
+"""The compliance engine: collections law as data (law packs), checked for every call and text.
+
+:class:`ComplianceGate` decides; :mod:`core.compliance.packs` holds the law; :mod:`core.compliance.history`
+loads what the store knows of a debtor's past contacts. See docs/compliance.md.
+"""
+
+from core.compliance.engine import ComplianceGate, Policy, PolicyError, RuleInfo, build_policy, validate
+from core.compliance.model import Contact, Decision, History, Purpose, Reason, Subject, Violation
+
+__all__ = [
+    "ComplianceGate",
+    "Contact",
+    "Decision",
+    "History",
+    "Policy",
+    "PolicyError",
+    "Purpose",
+    "Reason",
+    "RuleInfo",
+    "Subject",
+    "Violation",
+    "build_policy",
+    "validate",
+]

@@ -1,0 +1,1 @@
+"""Asterisk dialer over AMI: Originate, call events, MixMonitor recordings and queue-paced capacity."""

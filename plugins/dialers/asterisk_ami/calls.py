@@ -1,0 +1,194 @@
+"""Calls in flight, followed through AMI events by their channel's UNIQUEID (the ChannelId we originate with)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from core.clock import Clock
+from core.models import CallRequest, CallResult
+from plugins.dialers.asterisk_ami.client import EventHandler, Message
+from plugins.dialers.asterisk_ami.outcomes import call_outcome, raw_cause
+
+UP = "6"  # ChannelState of an answered channel
+#: The events the tracker reads; each names one of our channels in a ``...Uniqueid`` field.
+CALL_EVENTS = ("Newchannel", "Newstate", "DialEnd", "OriginateResponse", "AgentConnect", "Hangup")
+
+
+@dataclass
+class Call:
+    """What Asterisk has said so far about one attempt's channel."""
+
+    request: CallRequest
+    uniqueid: str
+    started_at: datetime
+    placed_at: float  # time.monotonic() when the Originate was sent
+    channel: str | None = None
+    seen: bool = False  # Asterisk reported the channel
+    answered_at: datetime | None = None
+    agent: str | None = None
+    dial_status: str | None = None
+    originate_reason: str | None = None
+    originate_failed_at: float | None = None  # time.monotonic() of a failed OriginateResponse
+    cause: int | None = None
+    cause_text: str = ""
+    ended_at: datetime | None = None
+    notes: list[str] = field(default_factory=list)
+    hang_up: bool = False  # the dialer asked Asterisk to hang it up
+
+    def result(self) -> CallResult:
+        return CallResult(
+            attempt_id=self.request.attempt_id,
+            outcome=call_outcome(
+                answered=self.answered_at is not None,
+                cause=self.cause,
+                dial_status=self.dial_status,
+                originate_reason=self.originate_reason,
+            ),
+            raw_cause=raw_cause(
+                cause=self.cause,
+                cause_text=self.cause_text,
+                dial_status=self.dial_status,
+                originate_reason=self.originate_reason,
+                note="; ".join(self.notes),
+            ),
+            started_at=self.started_at,
+            answered_at=self.answered_at,
+            ended_at=self.ended_at,
+            agent=self.agent,
+            vendor_call_id=self.uniqueid,
+        )
+
+
+class CallTracker:
+    """Live calls by UNIQUEID; thread-safe. ``on_end(call)`` runs exactly once per call, outside the lock.
+
+    ``hang_up(call)`` is asked again when the channel of a call the dialer wants hung up appears.
+    """
+
+    def __init__(self, clock: Clock, *, on_end: Callable[[Call], None], hang_up: Callable[[Call], None]) -> None:
+        self._clock = clock
+        self._on_end = on_end
+        self._hang_up = hang_up
+        self._changed = threading.Condition()
+        self._live: dict[str, Call] = {}
+        self._attempts: set[int] = set()
+
+    @property
+    def handlers(self) -> dict[str, EventHandler]:
+        """A handler for each of :data:`CALL_EVENTS`."""
+        handlers = (
+            self.on_new_channel,
+            self.on_new_state,
+            self.on_dial_end,
+            self.on_originate_response,
+            self.on_agent_connect,
+            self.on_hangup,
+        )
+        return dict(zip(CALL_EVENTS, handlers, strict=True))
+
+    def admit(self, request: CallRequest, uniqueid: str) -> Call | None:
+        """Take the attempt; ``None`` when this dialer already took it (a call is never placed twice)."""
+        with self._changed:
+            if request.attempt_id in self._attempts:
+                return None
+            self._attempts.add(request.attempt_id)
+            call = Call(request, uniqueid, started_at=self._clock.now(), placed_at=time.monotonic())
+            self._live[uniqueid] = call
+            return call
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._live)
+
+    def live(self) -> list[Call]:
+        with self._changed:
+            return list(self._live.values())
+
+    def wait_until_idle(self, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._live, timeout)
+
+    def end(self, call: Call, note: str = "") -> None:
+        """The call is over (its Hangup, a refused Originate, or its channel is gone): report it once."""
+        with self._changed:
+            if self._live.get(call.uniqueid) is not call:
+                return
+            del self._live[call.uniqueid]
+            call.ended_at = self._clock.now()
+            if note:
+                call.notes.append(note)
+            self._changed.notify_all()
+        self._on_end(call)
+
+    def resume(self, call: Call, channel: Message) -> None:
+        """The call's channel is alive after a reconnection (a ``CoreShowChannel`` entry)."""
+        with self._changed:
+            call.seen = True
+            call.channel = channel.get("Channel", call.channel)
+            if channel.get("ChannelState") == UP and call.answered_at is None:
+                call.answered_at = self._clock.now()
+                call.notes.append("answer time taken at reconnection")
+
+    # --- events (on the AMI reader thread) ----------------------------------------------------------
+
+    def on_new_channel(self, event: Message) -> None:
+        call = self._live.get(event.get("Uniqueid", ""))
+        if call is None:
+            return
+        with self._changed:
+            call.seen = True
+            call.channel = event.get("Channel")
+        if call.hang_up:
+            self._hang_up(call)
+
+    def on_new_state(self, event: Message) -> None:
+        call = self._live.get(event.get("Uniqueid", ""))
+        if call is not None and event.get("ChannelState") == UP:
+            self._answered(call)
+
+    def on_dial_end(self, event: Message) -> None:
+        call = self._live.get(event.get("DestUniqueid", ""))  # the Originate's dial; the queue's has ours as caller
+        if call is None:
+            return
+        with self._changed:
+            call.dial_status = event.get("DialStatus") or call.dial_status
+        if call.dial_status == "ANSWER":
+            self._answered(call)
+
+    def on_originate_response(self, event: Message) -> None:
+        call = self._live.get(event.get("Uniqueid", "")) or self._live.get(event.get("ActionID", ""))
+        if call is None:
+            return
+        with self._changed:
+            call.originate_reason = event.get("Reason")
+            if event.get("Response") != "Success" and not call.seen:
+                call.originate_failed_at = time.monotonic()  # its channel's events may still be on their way
+        if event.get("Response") == "Success":
+            self._answered(call)
+
+    def on_agent_connect(self, event: Message) -> None:
+        call = self._live.get(event.get("Uniqueid", ""))
+        if call is not None:
+            with self._changed:
+                call.agent = event.get("MemberName") or event.get("Interface")
+
+    def on_hangup(self, event: Message) -> None:
+        call = self._live.get(event.get("Uniqueid", ""))
+        if call is None:
+            return
+        cause = event.get("Cause", "")
+        with self._changed:
+            call.seen = True
+            call.cause = int(cause) if cause.isdigit() else None
+            call.cause_text = event.get("Cause-txt", "")
+        self.end(call)
+
+    def _answered(self, call: Call) -> None:
+        with self._changed:
+            call.seen = True
+            if call.answered_at is None:
+                call.answered_at = self._clock.now()

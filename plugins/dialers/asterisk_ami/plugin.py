@@ -1,0 +1,43 @@
+"""Registers the Asterisk AMI dialer as ``asterisk_ami``."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from core.adapters import Dialer, PluginConfig, PluginContext
+from core.hookspecs import hookimpl
+from core.models import CallRequest, CheckResult
+from core.registry import AdapterRegistry
+from plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
+from plugins.dialers.asterisk_ami.switch import AsteriskSwitch
+
+
+class AsteriskAmiDialer(Dialer[AsteriskAmiConfig]):
+    """Places calls through Asterisk's manager interface: Originate into a recording, queueing context."""
+
+    name: ClassVar[str] = "asterisk_ami"
+    config_model: ClassVar[type[PluginConfig]] = AsteriskAmiConfig
+
+    def __init__(self, config: AsteriskAmiConfig, context: PluginContext) -> None:
+        super().__init__(config, context)
+        self._switch = AsteriskSwitch(config, context)
+
+    def start(self) -> None:
+        self._switch.start()
+
+    def check(self) -> CheckResult:
+        return self._switch.check()
+
+    def capacity(self) -> int:
+        return self._switch.capacity()
+
+    def place_call(self, request: CallRequest) -> None:
+        self._switch.place_call(request)
+
+    def stop(self) -> None:
+        self._switch.stop()
+
+
+@hookimpl
+def cartera_register_dialers(register: AdapterRegistry[Dialer[Any]]) -> None:
+    register.add(AsteriskAmiDialer)

@@ -1,0 +1,1 @@
+"""Recording store in any S3-compatible bucket (AWS S3, Ceph RGW, MinIO, Wasabi...), verified on every upload."""

@@ -1,0 +1,757 @@
+"""The Asterisk AMI dialer: its parts on their own, then the real thing against Asterisk 22 and SIPp.
+
+Tests marked ``asterisk`` run a real Asterisk 22 (tests/peers/asterisk.py) whose carrier endpoint dials a
+SIPp UAS playing the debtors' phones; they skip with ``PEER UNAVAILABLE`` when it cannot be provisioned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import wave
+from array import array
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from core.hooks import load_plugins
+from core.models import CallOutcome, CallRequest, CallResult
+from core.node import Node
+from core.registry import AdapterCatalog
+from core.testing.context import CapturingContext
+from core.testing.dialer import DialerConformance
+from plugins.dialers.asterisk_ami.agents import MEMBER_EVENTS, MEMBER_REMOVED, AgentPool
+from plugins.dialers.asterisk_ami.calls import CALL_EVENTS
+from plugins.dialers.asterisk_ami.client import (
+    AmiConnection,
+    AmiError,
+    AmiLoginFailed,
+    AmiNotManager,
+    AmiPermissionDenied,
+    AmiUnreachable,
+    Message,
+    parse_fields,
+)
+from plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
+from plugins.dialers.asterisk_ami.outcomes import call_outcome, raw_cause
+from plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer, cartera_register_dialers
+from tests.conftest import REPO, write_portfolio
+from tests.peers.asterisk import DEBTOR_HANGS_UP, NUMBERS, READONLY_USER, AsteriskPeer, free_port, running_asterisk
+
+pytestmark = pytest.mark.filterwarnings("ignore:notifyAll:DeprecationWarning")  # the bare asterisk-ami client
+
+ANSWERS = NUMBERS[CallOutcome.ANSWERED]
+AGENTS = 12
+SETTINGS = {"username": "cartera", "secret": "s3cret-value", "queue": "cobranza"}
+
+# --- without a peer ---------------------------------------------------------------------------------------
+
+
+def test_registers_as_asterisk_ami() -> None:
+    catalog = AdapterCatalog.empty()
+    cartera_register_dialers(catalog.dialers)
+    assert catalog.dialers.get("asterisk_ami") is AsteriskAmiDialer
+    assert load_plugins(entry_points=False).collect_adapters().dialers.get("asterisk_ami") is AsteriskAmiDialer
+
+
+@pytest.mark.parametrize(
+    ("answered", "cause", "dial", "reason", "outcome"),
+    [
+        (True, 16, "ANSWER", "4", CallOutcome.ANSWERED),
+        (False, 17, "BUSY", "0", CallOutcome.BUSY),
+        (False, 19, None, None, CallOutcome.NO_ANSWER),
+        (False, 21, "NOANSWER", "0", CallOutcome.REJECTED),
+        (False, 1, "NOANSWER", "0", CallOutcome.INVALID_NUMBER),
+        (False, 28, None, None, CallOutcome.INVALID_NUMBER),
+        (False, 34, "CONGESTION", "0", CallOutcome.CONGESTION),
+        (False, 38, "NOANSWER", "0", CallOutcome.FAILED),
+        (False, 16, "NOANSWER", None, CallOutcome.NO_ANSWER),
+        (False, 16, "CANCEL", None, CallOutcome.FAILED),
+        (False, None, None, "5", CallOutcome.BUSY),
+        (False, None, None, "0", CallOutcome.FAILED),
+        (False, None, None, None, CallOutcome.FAILED),
+    ],
+)
+def test_outcome_from_cause_then_dial_status_then_originate_reason(
+    answered: bool, cause: int | None, dial: str | None, reason: str | None, outcome: CallOutcome
+) -> None:
+    assert call_outcome(answered=answered, cause=cause, dial_status=dial, originate_reason=reason) is outcome
+
+
+def test_raw_cause_keeps_what_asterisk_said() -> None:
+    assert (
+        raw_cause(cause=17, cause_text="User busy", dial_status="BUSY", originate_reason="0", note="")
+        == "17 User busy, dial BUSY"
+    )
+    assert (
+        raw_cause(cause=None, cause_text="", dial_status=None, originate_reason="0", note="no channel")
+        == "originate not placed, no channel"
+    )
+    assert raw_cause(cause=None, cause_text="", dial_status=None, originate_reason=None, note="") == (
+        "Asterisk reported no cause"
+    )
+
+
+def test_config_defaults_and_templates() -> None:
+    config = AsteriskAmiConfig.model_validate(SETTINGS)
+    assert (config.host, config.port, config.dial_ratio) == ("127.0.0.1", 5038, 1)
+    assert config.channel == "PJSIP/{number}@carrier"
+    assert "s3cret-value" not in repr(config)
+    other = AsteriskAmiConfig.model_validate({**SETTINGS, "channel": "SIP/trunk/{digits}"})
+    assert other.channel == "SIP/trunk/{digits}"
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        ({"channel": "PJSIP/carrier"}, "must contain {digits} or {number}"),
+        ({"recording_name": "call.wav"}, "must contain {uniqueid}"),
+        ({"channel": "PJSIP/{phone}@carrier"}, "unknown field {phone}"),
+        ({"recording_name": "{attempt}.wav"}, "unknown field {attempt}"),
+        ({"queue": "cobranza\r\nAction: Originate"}, "String should match pattern"),
+        ({"attempt_header": "Cartera-Attempt"}, "String should match pattern"),
+        ({"dial_ratio": 0.5}, "greater than or equal to 1"),
+        ({"no_such_key": 1}, "Extra inputs are not permitted"),
+    ],
+)
+def test_config_rejects_bad_settings(settings: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        AsteriskAmiConfig.model_validate({**SETTINGS, **settings})
+    assert fragment in str(caught.value)
+
+
+def test_reader_frames_messages_split_anywhere() -> None:
+    seen: list[Message] = []
+    connection = AmiConnection("127.0.0.1", 1, handlers={"Hangup": seen.append}, on_lost=lambda _: None)
+    stream = (
+        "Event: TestEvent\r\nState: MIXMONITOR_END\r\n\r\n\r\n"  # one blank line too many, as Asterisk sends it
+        "Event: Newexten\r\nChannel: PJSIP/x\r\nApplication: Wait\r\n\r\n\r\n"
+        "Event: Hangup\r\nUniqueid: cartera-t-1\r\nCause: 17\r\nCause-txt: User busy\r\nEmpty: \r\n\r\n"
+        "Event: Hangup\r\nUniqueid: cartera-t-2\r\nCause-txt: Número\r\n\r\n"
+    ).encode()
+    for size in (1, 7, 64, len(stream)):
+        seen.clear()
+        pending = b""
+        for start in range(0, len(stream), size):
+            pending = connection.feed(pending + stream[start : start + size])
+        assert pending == b""
+        assert [event["Uniqueid"] for event in seen] == ["cartera-t-1", "cartera-t-2"]
+    assert seen[0] == {
+        "Event": "Hangup",
+        "Uniqueid": "cartera-t-1",
+        "Cause": "17",
+        "Cause-txt": "User busy",
+        "Empty": "",
+    }
+    assert seen[1]["Cause-txt"] == "Número"
+    assert parse_fields("Response: Follows\r\nno colon here") == {"Response": "Follows", "no colon here": ""}
+
+
+def test_agent_pool_counts_logged_in_unpaused_reachable_members() -> None:
+    def member(queue: str, location: str, status: str, paused: str) -> Message:
+        return {
+            "Event": "QueueMember",
+            "Queue": queue,
+            "Name": location,
+            "Location": location,
+            "Status": status,
+            "Paused": paused,
+        }
+
+    pool = AgentPool("cobranza")
+    pool.reset(
+        [
+            {"Event": "QueueParams", "Queue": "cobranza"},
+            member("cobranza", "L/1", "1", "0"),
+            member("cobranza", "L/2", "2", "0"),
+            member("cobranza", "L/3", "5", "0"),
+            member("cobranza", "L/4", "1", "1"),
+            member("ventas", "L/9", "1", "0"),
+        ]
+    )
+    assert (pool.available, pool.members) == (2, 4)
+    pool.update({"Event": "QueueMemberPause", "Queue": "cobranza", "Interface": "L/4", "Paused": "0"})
+    pool.update({"Event": "QueueMemberStatus", "Queue": "cobranza", "Interface": "L/3", "Status": "1", "Paused": "0"})
+    assert pool.available == 4
+    pool.remove({"Event": "QueueMemberRemoved", "Queue": "cobranza", "Interface": "L/1"})
+    pool.update({"Event": "QueueMemberAdded", "Queue": "ventas", "Interface": "L/8", "Status": "1", "Paused": "0"})
+    assert (pool.available, pool.members) == (3, 3)
+
+
+def test_not_an_ami_port_is_a_clear_error() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def greet() -> None:
+            peer, _ = server.accept()
+            with peer:
+                peer.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+                time.sleep(0.5)
+
+        threading.Thread(target=greet, daemon=True).start()
+        connection = AmiConnection("127.0.0.1", port, handlers={}, on_lost=lambda _: None)
+        with pytest.raises(AmiNotManager, match=r"is not Asterisk's manager interface \(it said 'SSH-2.0"):
+            connection.connect()
+
+
+def test_nothing_listening_is_a_clear_error(tmp_path: Path) -> None:
+    config = AsteriskAmiConfig.model_validate({**SETTINGS, "port": free_port()})
+    dialer = AsteriskAmiDialer(config, CapturingContext(tmp_path))
+    with pytest.raises(AmiUnreachable, match=r"cannot reach Asterisk's AMI at 127\.0\.0\.1:"):
+        dialer.start()
+
+
+# --- against Asterisk 22 ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def peer() -> Iterator[AsteriskPeer]:
+    with running_asterisk(agents=AGENTS, talk_seconds=1) as running:
+        yield running
+
+
+@pytest.fixture
+def talk(peer: AsteriskPeer) -> Iterator[Callable[[float], None]]:
+    """Sets how long agents talk for this test; back to 1 second afterwards."""
+    yield peer.set_talk_seconds
+    peer.set_talk_seconds(1)
+
+
+def build(peer: AsteriskPeer, context: CapturingContext, **settings: Any) -> AsteriskAmiDialer:
+    return AsteriskAmiDialer(AsteriskAmiConfig.model_validate(peer.dialer_settings(**settings)), context)
+
+
+@pytest.fixture
+def started(peer: AsteriskPeer, tmp_path: Path) -> Iterator[Callable[..., tuple[AsteriskAmiDialer, CapturingContext]]]:
+    """Starts dialers on the module's Asterisk with the given settings; stops them after the test."""
+    dialers: list[AsteriskAmiDialer] = []
+
+    def make(**settings: Any) -> tuple[AsteriskAmiDialer, CapturingContext]:
+        context = CapturingContext(tmp_path / f"dialer{len(dialers)}")
+        dialer = build(peer, context, **settings)
+        dialer.start()
+        dialers.append(dialer)
+        return dialer, context
+
+    yield make
+    for dialer in dialers:
+        dialer.stop()
+
+
+def request(attempt_id: int, phone: str = ANSWERS, **kwargs: Any) -> CallRequest:
+    return CallRequest(attempt_id=attempt_id, site="test", phone=phone, **kwargs)
+
+
+def rms(path: Path) -> float:
+    with wave.open(str(path), "rb") as wav:
+        samples = array("h", wav.readframes(wav.getnframes()))
+    return math.sqrt(sum(sample * sample for sample in samples) / len(samples)) if samples else 0.0
+
+
+@pytest.mark.asterisk
+class TestAsteriskConformance(DialerConformance):
+    timeout = 30.0
+
+    @pytest.fixture
+    def context(self, tmp_path: Path) -> CapturingContext:
+        return CapturingContext(tmp_path / "dialer")
+
+    @pytest.fixture
+    def numbers(self) -> dict[CallOutcome, str]:
+        return dict(NUMBERS)
+
+    @pytest.fixture
+    def dialer(self, peer: AsteriskPeer, context: CapturingContext) -> Iterator[AsteriskAmiDialer]:
+        dialer = build(peer, context)
+        dialer.start()
+        yield dialer
+        dialer.stop()
+
+
+@pytest.mark.asterisk
+def test_check_logs_in_and_reports_the_version(started: Callable[..., Any]) -> None:
+    dialer, _ = started(dial_ratio=1.5)
+    result = dialer.check()
+    assert result.ok, result.detail
+    assert result.detail.startswith("Asterisk 22.")
+    assert "(AMI 11." in result.detail
+    assert f"queue 'cobranza': {AGENTS} of {AGENTS} agents available, dial ratio 1.5" in result.detail
+    assert dialer.capacity() == AGENTS * 3 // 2
+
+
+@pytest.mark.asterisk
+def test_bad_password_is_refused_clearly(peer: AsteriskPeer, tmp_path: Path) -> None:
+    dialer = build(peer, CapturingContext(tmp_path), secret="not-the-secret")
+    with pytest.raises(AmiLoginFailed) as caught:
+        dialer.start()
+    message = str(caught.value)
+    assert f"Asterisk at 127.0.0.1:{peer.ami_port} refused AMI user 'cartera': Authentication failed" in message
+    assert "not-the-secret" not in message
+
+
+@pytest.mark.asterisk
+def test_missing_permissions_are_named(peer: AsteriskPeer, tmp_path: Path) -> None:
+    dialer = build(peer, CapturingContext(tmp_path), username=READONLY_USER, secret=peer.readonly_secret)
+    with pytest.raises(AmiPermissionDenied) as caught:
+        dialer.start()
+    assert str(caught.value) == (
+        f"AMI user '{READONLY_USER}' at 127.0.0.1:{peer.ami_port} may not run Hangup, Originate: add call,originate "
+        "to its write = ... in manager.conf (and read = call,agent)"
+    )
+
+
+@pytest.mark.asterisk
+def test_unknown_queue_is_named(peer: AsteriskPeer, tmp_path: Path) -> None:
+    dialer = build(peer, CapturingContext(tmp_path), queue="ventas")
+    with pytest.raises(AmiError, match=r"has no queue 'ventas' \(queues.conf\)"):
+        dialer.start()
+
+
+@pytest.mark.asterisk
+def test_an_answered_call_carries_its_ids_and_is_recorded(
+    peer: AsteriskPeer, started: Callable[..., Any], talk: Callable[[float], None]
+) -> None:
+    talk(3)
+    dialer, context = started()
+    answered: list[dict[str, str]] = []
+    with peer.ami() as watcher:
+        watcher.add_event_listener(lambda event, **_: answered.append(dict(event.keys)), white_list=["UserEvent"])
+        dialer.place_call(request(4101, account_ref="BCO-000107", variables={"balance": "1.0"}))
+        (result,) = context.wait_for_calls(1, 30)
+    assert (result.outcome, result.raw_cause) == (CallOutcome.ANSWERED, "16 Normal Clearing, dial ANSWER")
+    assert result.vendor_call_id is not None
+    assert result.vendor_call_id.startswith("cartera-test-4101-")
+    assert result.agent is not None
+    assert result.agent.startswith("agent")
+    assert result.answered_at is not None
+    assert result.ended_at is not None
+    assert 2.5 < result.talk_seconds < 6
+    (event,) = [e for e in answered if e.get("Uniqueid") == result.vendor_call_id]
+    assert (event["Attempt"], event["Account"]) == ("4101", "BCO-000107")
+    assert peer.invites()["4101"], "the INVITE did not carry X-Cartera-Attempt"
+    (recording,) = context.recordings
+    assert recording.path == peer.spool / f"{result.vendor_call_id}.wav"
+    assert (recording.attempt_id, recording.agent) == (4101, result.agent)
+    assert recording.vendor_call_id == result.vendor_call_id
+    assert recording.started_at == result.answered_at
+    assert 2.5 < recording.duration_s <= result.talk_seconds + 0.5
+    with wave.open(str(recording.path), "rb") as wav:
+        assert (wav.getframerate(), wav.getsampwidth(), wav.getnchannels()) == (8000, 2, 1)
+    assert rms(recording.path) > 300, "the recording is silent: the agent's tones are missing"
+
+
+@pytest.mark.asterisk
+def test_the_debtor_hanging_up_is_an_answered_call(started: Callable[..., Any], talk: Callable[[float], None]) -> None:
+    talk(20)
+    dialer, context = started()
+    dialer.place_call(request(4201, DEBTOR_HANGS_UP))
+    (result,) = context.wait_for_calls(1, 30)
+    assert (result.outcome, result.raw_cause) == (CallOutcome.ANSWERED, "16 Normal Clearing, dial ANSWER")
+    assert 2 < result.talk_seconds < 6
+    assert len(context.recordings) == 1
+
+
+@pytest.mark.asterisk
+@pytest.mark.parametrize(
+    ("outcome", "cause"),
+    [
+        (CallOutcome.BUSY, "17 User busy, dial BUSY"),
+        (CallOutcome.NO_ANSWER, "19 User alerting, no answer"),
+        (CallOutcome.CONGESTION, "34 Circuit/channel congestion, dial CONGESTION"),
+        (CallOutcome.INVALID_NUMBER, "1 Unallocated (unassigned) number, dial NOANSWER"),
+        (CallOutcome.REJECTED, "21 Call Rejected, dial NOANSWER"),
+        (CallOutcome.FAILED, "38 Network out of order, dial NOANSWER"),
+    ],
+)
+def test_unanswered_outcomes_keep_the_raw_cause(started: Callable[..., Any], outcome: CallOutcome, cause: str) -> None:
+    dialer, context = started()
+    dialer.place_call(request(4300, NUMBERS[outcome]))
+    (result,) = context.wait_for_calls(1, 30)
+    assert (result.outcome, result.raw_cause, result.answered_at, result.agent) == (outcome, cause, None, None)
+    assert not context.recordings
+
+
+@pytest.mark.asterisk
+def test_twenty_four_concurrent_calls_on_one_connection(
+    peer: AsteriskPeer, started: Callable[..., Any], talk: Callable[[float], None]
+) -> None:
+    talk(1)
+    dialer, context = started(dial_ratio=2.0)
+    assert dialer.capacity() == 2 * AGENTS
+    requests = [request(5000 + n) for n in range(2 * AGENTS)]
+    began = datetime.now(UTC)
+    for each in requests:
+        dialer.place_call(each)
+    assert dialer.capacity() == 0
+    results = context.wait_for_calls(len(requests), 60)
+    assert sorted(r.attempt_id for r in results) == [r.attempt_id for r in requests]
+    assert {r.outcome for r in results} == {CallOutcome.ANSWERED}, [r.raw_cause for r in results]
+    assert len({r.vendor_call_id for r in results}) == len(requests)
+    context.wait_for_recordings(len(requests), 30)
+    assert peer.most_calls_at_once(since=began) == len(requests), "the calls were not all up at once"
+    invites = peer.invites()
+    assert all(len(invites[str(r.attempt_id)]) == 1 for r in requests)
+
+
+@pytest.mark.asterisk
+def test_calls_in_flight_never_exceed_available_agents_times_ratio(
+    peer: AsteriskPeer, started: Callable[..., Any], talk: Callable[[float], None]
+) -> None:
+    talk(1)
+    paused = [f"Local/{n:02d}@agent-phones/n" for n in range(4, AGENTS + 1)]
+    for interface in paused:
+        peer.action("QueuePause", Queue="cobranza", Interface=interface, Paused="true")
+    try:
+        dialer, context = started(dial_ratio=1.5)
+        deadline = time.monotonic() + 5
+        while dialer.capacity() != 4:  # 3 agents x 1.5
+            assert time.monotonic() < deadline, f"capacity {dialer.capacity()}, expected 4"
+            time.sleep(0.05)
+        began = datetime.now(UTC)
+        for n in range(12):
+            deadline = time.monotonic() + 30
+            while dialer.capacity() <= 0:
+                assert time.monotonic() < deadline, "capacity never came back"
+                time.sleep(0.01)
+            dialer.place_call(request(6000 + n))
+        context.wait_for_calls(12, 60)
+        peak = peer.most_calls_at_once(since=began)
+        assert peak == 4, f"the debtors' phones had {peak} calls at once with 3 agents and dial ratio 1.5"
+        peer.action("QueuePause", Queue="cobranza", Interface=paused[0], Paused="false")
+        deadline = time.monotonic() + 5
+        while dialer.capacity() != 6:  # 4 agents x 1.5, from the QueueMemberPause event
+            assert time.monotonic() < deadline, f"capacity {dialer.capacity()} after unpausing, expected 6"
+            time.sleep(0.05)
+    finally:
+        for interface in paused:
+            peer.action("QueuePause", Queue="cobranza", Interface=interface, Paused="false")
+
+
+@pytest.mark.asterisk
+def test_asterisk_sends_only_the_events_the_dialer_reads(
+    started: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received: list[str] = []
+    feed = AmiConnection.feed
+
+    def recording_feed(self: AmiConnection, data: bytes) -> bytes:
+        received.extend(re.findall(r"^Event: (\S+)", data.decode(errors="replace"), re.MULTILINE))
+        return feed(self, data)
+
+    monkeypatch.setattr(AmiConnection, "feed", recording_feed)
+    dialer, context = started()
+    assert "events filtered here only" not in dialer.check().detail
+    dialer.place_call(request(4501))
+    context.wait_for_calls(1, 30)
+    lists = {"QueueParams", "QueueMember", "QueueStatusComplete", "CoreShowChannel", "CoreShowChannelsComplete"}
+    unexpected = set(received) - {*CALL_EVENTS, *MEMBER_EVENTS, MEMBER_REMOVED, "Shutdown", "FullyBooted"} - lists
+    assert not unexpected, f"the server-side filter let through {sorted(unexpected)}"
+    assert {"Newchannel", "OriginateResponse", "AgentConnect", "Hangup"} <= set(received)
+
+
+@pytest.mark.asterisk
+def test_the_same_attempt_is_never_originated_twice(peer: AsteriskPeer, started: Callable[..., Any]) -> None:
+    dialer, context = started()
+    dialer.place_call(request(7001))
+    dialer.place_call(request(7001))
+    results = context.wait_for_calls(1, 30)
+    time.sleep(0.5)
+    assert [r.attempt_id for r in context.calls] == [7001]
+    assert results[0].outcome is CallOutcome.ANSWERED
+    assert len(peer.invites()["7001"]) == 1
+
+
+# --- connection loss, half-open connection, Asterisk restarted -------------------------------------------------
+
+
+@pytest.fixture
+def own_peer() -> Iterator[AsteriskPeer]:
+    """An Asterisk for one test that freezes, kills or restarts it."""
+    with running_asterisk(agents=4, talk_seconds=2) as running:
+        yield running
+
+
+@pytest.mark.asterisk
+def test_half_open_connection_is_detected_and_live_calls_resynchronised(
+    own_peer: AsteriskPeer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    own_peer.set_talk_seconds(8)
+    context = CapturingContext(tmp_path)
+    dialer = build(own_peer, context, ping_interval_s=0.5, ping_timeout_s=0.5, connect_timeout_s=1, reconnect_max_s=1)
+    dialer.start()
+    try:
+        dialer.place_call(request(8001))
+        deadline = time.monotonic() + 10
+        while own_peer.debtor_channels() == 0:
+            assert time.monotonic() < deadline, "the call never started"
+            time.sleep(0.1)
+        time.sleep(1.5)  # answered and talking
+        with caplog.at_level("WARNING", logger="cartera.plugin.asterisk_ami"):
+            own_peer.freeze()
+            try:
+                deadline = time.monotonic() + 5
+                while dialer.capacity() != 0:
+                    assert time.monotonic() < deadline, "a silent connection was not detected"
+                    time.sleep(0.05)
+                assert not dialer.check().ok
+            finally:
+                own_peer.thaw()
+            deadline = time.monotonic() + 10
+            while dialer.capacity() == 0 and not context.calls:
+                assert time.monotonic() < deadline, "no reconnection after Asterisk came back"
+                time.sleep(0.05)
+        reasons = [
+            getattr(r, "fields", {}).get("reason", "") for r in caplog.records if r.msg == "asterisk.disconnected"
+        ]
+        assert any("half-open" in reason for reason in reasons), reasons
+        (result,) = context.wait_for_calls(1, 30)
+    finally:
+        dialer.stop()
+    assert result.outcome is CallOutcome.ANSWERED, result.raw_cause
+    assert result.raw_cause.startswith("16 Normal Clearing"), "the call was not followed to its real hangup"
+    assert len(context.recordings) == 1
+    assert len(own_peer.invites()["8001"]) == 1, "the Originate was sent again"
+
+
+@pytest.mark.asterisk
+def test_asterisk_crash_ends_live_calls_once_and_reconnects(own_peer: AsteriskPeer, tmp_path: Path) -> None:
+    own_peer.set_talk_seconds(30)
+    context = CapturingContext(tmp_path)
+    dialer = build(own_peer, context, reconnect_max_s=1)
+    dialer.start()
+    try:
+        for n in range(3):
+            dialer.place_call(request(9000 + n))
+        deadline = time.monotonic() + 10
+        while own_peer.debtor_channels() < 3:
+            assert time.monotonic() < deadline, "the calls never started"
+            time.sleep(0.1)
+        time.sleep(1.5)
+        own_peer.restart_asterisk(crash=True)
+        results = context.wait_for_calls(3, 30)
+        assert all(r.raw_cause.endswith("Asterisk restarted during the call") for r in results), results
+        deadline = time.monotonic() + 10
+        while dialer.capacity() == 0:
+            assert time.monotonic() < deadline, "no reconnection after the restart"
+            time.sleep(0.05)
+        dialer.place_call(request(9100))
+        context.wait_until(lambda: any(r.attempt_id == 9100 for r in context.calls), 30, "a call after the restart")
+    finally:
+        dialer.stop()
+    assert sorted(r.attempt_id for r in context.calls) == [9000, 9001, 9002, 9100]
+    invites = own_peer.invites()
+    assert all(len(invites[str(n)]) == 1 for n in (9000, 9001, 9002, 9100))
+
+
+# --- through the node -------------------------------------------------------------------------------------------
+
+#: The law pack (Colombia's) allows calls to accounts on weekdays in office hours only: tests that call
+#: accounts run a simulated clock at real speed from a Monday morning; the others use the system clock and
+#: the debtors' numbers as test numbers (the gate's audited bypass for IT checks).
+SIMULATED_MONDAY = 'mode = "simulated"\nstart = 2026-11-23T10:00:00-05:00\nspeed = 1'
+SYSTEM_CLOCK = 'mode = "system"'
+
+SITE = """
+[sites.t]
+timezone = "America/Bogota"
+country = "CO"
+data_dir = "var/t"
+
+[sites.t.clock]
+{clock}
+
+[sites.t.compliance]
+authorised_channels = ["call"]
+test_numbers = {test_numbers}
+
+[sites.t.campaign]
+enabled = {campaign}
+tick_seconds = 0.3
+retry_after_minutes = 600
+promise_sms = false
+
+[sites.t.archival]
+every_seconds = 1
+local_retention_hours = 1
+
+[sites.t.dialer]
+plugin = "asterisk_ami"
+host = "127.0.0.1"
+port = {port}
+username = "cartera"
+secret = "${{CARTERA_TEST_AMI_SECRET}}"
+queue = "cobranza"
+dial_ratio = 2.0
+ring_timeout_s = 2.5
+spool_dir = "{spool}"
+reconnect_max_s = 1
+
+[sites.t.recording]
+plugin = "localdir"
+path = "archive"
+
+[sites.t.crm_sync]
+plugin = "csv"
+inbox = "inbox"
+outbox = "exports"
+creditor = "BANCO"
+portfolio = "TARJETAS"
+"""
+
+
+def write_site(directory: Path, peer: AsteriskPeer, *, clock: str, campaign: bool = False) -> Path:
+    path = directory / "sites.toml"
+    text = SITE.format(
+        clock=clock,
+        test_numbers=json.dumps(sorted(NUMBERS.values())),
+        campaign=str(campaign).lower(),
+        port=peer.ami_port,
+        spool=peer.spool,
+    )
+    path.write_text(text, encoding="utf-8")
+    (directory / "inbox").mkdir(exist_ok=True)
+    return path
+
+
+def cartera(site: Path, peer: AsteriskPeer, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "run_site.py"), "--config", str(site), "--site", "t", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        cwd=site.parent,
+        env={**os.environ, "CARTERA_TEST_AMI_SECRET": peer.ami_secret},
+    )
+
+
+def attempts(site: Path) -> list[tuple[int, str, str | None, str | None, str | None]]:
+    with sqlite3.connect(site.parent / "var" / "t.db") as db:
+        return db.execute("select id, state, outcome, raw_cause, agent from contact_attempts order by id").fetchall()
+
+
+@pytest.mark.asterisk
+def test_check_and_a_call_to_an_imported_account_archived_and_fetched(peer: AsteriskPeer, tmp_path: Path) -> None:
+    site = write_site(tmp_path, peer, clock=SIMULATED_MONDAY)
+    check = cartera(site, peer, "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "ok    dialer asterisk_ami: Asterisk 22." in check.stdout
+    assert peer.ami_secret not in check.stdout + check.stderr
+
+    portfolio = write_portfolio(tmp_path, ["BCO-000107;Ana Gómez;300 555 0001;;1.250.000,00;COP"])
+    imported = cartera(site, peer, "import", str(portfolio))
+    assert imported.returncode == 0, imported.stderr
+
+    call = cartera(site, peer, "call", "300 555 0001", "--account", "BCO-000107", "--wait", "60")
+    assert call.returncode == 0, call.stderr
+    assert "answered (16 Normal Clearing, dial ANSWER)" in call.stdout
+    ((attempt_id, state, outcome, cause, agent),) = attempts(site)
+    assert (state, outcome, cause) == ("finished", "answered", "16 Normal Clearing, dial ANSWER")
+    assert agent is not None
+    assert agent.startswith("agent")
+
+    archived = cartera(site, peer, "archive")
+    assert archived.returncode == 0, archived.stderr
+    assert "1 archived and verified" in archived.stdout
+    search = cartera(site, peer, "recordings", "search", "--account", "BCO-000107", "--json")
+    (found,) = json.loads(search.stdout)
+    assert (found["account"], found["phone"], found["agent"], found["state"]) == (
+        "BCO-000107",
+        "+573005550001",
+        agent,
+        "verified",
+    )
+    with sqlite3.connect(site.parent / "var" / "t.db") as db:
+        ((local_path, vendor_call_id),) = db.execute(
+            "select r.local_path, a.vendor_call_id from recordings r join contact_attempts a on a.id = r.attempt_id"
+        ).fetchall()
+    spooled = Path(local_path)
+    assert spooled == (peer.spool / f"{vendor_call_id}.wav").resolve()
+    out = tmp_path / "fetched.wav"
+    got = cartera(site, peer, "recordings", "get", str(found["id"]), "-o", str(out))
+    assert got.returncode == 0, got.stderr
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == found["sha256"]
+    assert out.read_bytes() == spooled.read_bytes()
+    assert found["location"].endswith(f"/{attempt_id}.wav")
+
+
+@pytest.mark.asterisk
+def test_unreached_debtors_through_the_node(
+    peer: AsteriskPeer, tmp_path: Path, open_node: Callable[..., Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CARTERA_TEST_AMI_SECRET", peer.ami_secret)
+    site = write_site(tmp_path, peer, clock=SYSTEM_CLOCK)
+    node = open_node(site)
+    expected = {
+        NUMBERS[CallOutcome.BUSY]: ("busy", "17 User busy, dial BUSY"),
+        NUMBERS[CallOutcome.NO_ANSWER]: ("no_answer", "19 User alerting, no answer"),
+        NUMBERS[CallOutcome.CONGESTION]: ("congestion", "34 Circuit/channel congestion, dial CONGESTION"),
+        NUMBERS[CallOutcome.INVALID_NUMBER]: ("invalid_number", "1 Unallocated (unassigned) number, dial NOANSWER"),
+    }
+    placed = {
+        node.contacts.place_call(phone=phone, account_ref=None, actor="test").attempt_id: phone for phone in expected
+    }
+    for attempt_id, phone in placed.items():
+        result = node.contacts.wait_for_call(attempt_id, 30)
+        assert isinstance(result, CallResult), f"no outcome for {phone}"
+        assert (result.outcome.value, result.raw_cause) == expected[phone]
+    stored = {(outcome, cause) for _, state, outcome, cause, _ in attempts(site) if state == "finished"}
+    assert stored == set(expected.values())
+
+
+@pytest.mark.asterisk
+def test_asterisk_restarted_mid_campaign_loses_no_call_and_places_none_twice(
+    own_peer: AsteriskPeer, tmp_path: Path
+) -> None:
+    own_peer.set_talk_seconds(2)
+    site = write_site(tmp_path, own_peer, clock=SIMULATED_MONDAY, campaign=True)  # 4 agents x 2.0: 8 at once
+    write_portfolio(tmp_path / "inbox", [f"BCO-{n};Deudor {n};300 555 {n:02d}01;;1.000,00;COP" for n in range(1, 17)])
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "run_site.py"), "--config", str(site), "--site", "t", "run", "--duration", "15"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "CARTERA_TEST_AMI_SECRET": own_peer.ami_secret},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while own_peer.debtor_channels() < 6:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the campaign did not fill its lines"
+            time.sleep(0.1)
+        time.sleep(1.5)
+        own_peer.restart_asterisk(crash=True)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    rows = attempts(site)
+    assert rows, "no call was placed"
+    assert all(state == "finished" for _, state, *_ in rows), [row for row in rows if row[1] != "finished"]
+    cut = [row for row in rows if (row[3] or "").endswith("Asterisk restarted during the call")]
+    assert cut, "no call was in flight when Asterisk restarted"
+    after = [row for row in rows if row[0] > max(row[0] for row in cut) and row[3] == "16 Normal Clearing, dial ANSWER"]
+    assert after, "the campaign did not go on after the restart"
+    assert len({row[0] for row in rows}) == len(rows)
+    invites = own_peer.invites()
+    twice = {attempt: ids for attempt, ids in invites.items() if len(ids) > 1}
+    assert not twice, f"attempts dialled twice: {twice}"
+    assert set(invites) <= {str(row[0]) for row in rows}
+    assert "asterisk.connected" in err

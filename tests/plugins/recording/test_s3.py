@@ -1,0 +1,319 @@
+"""The s3 recording store: conformance on radosgw and on moto, integrity, checksums, retries, faults, URLs."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from core.adapters import RecordingStore
+from core.errors import IntegrityError, StoreUnavailable
+from core.registry import AdapterCatalog
+from core.testing.context import CapturingContext
+from core.testing.recording_store import RecordingFile, RecordingStoreConformance, make_recording_file
+from plugins.recording.s3 import plugin
+from plugins.recording.s3.config import S3Config
+from plugins.recording.s3.plugin import S3Store
+from tests.peers.s3 import Fault, S3Endpoint, fault_proxy
+
+pytestmark = pytest.mark.s3
+MiB = 1 << 20
+SMALL_PARTS = {"multipart_threshold_mb": 5, "part_size_mb": 5}
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> CapturingContext:
+    return CapturingContext(tmp_path / "data")
+
+
+@pytest.fixture
+def make_store(context: CapturingContext) -> Iterator[Callable[..., S3Store]]:
+    """Builds started stores from plugin settings; stops them after the test."""
+    stores: list[S3Store] = []
+
+    def make(settings: dict[str, Any]) -> S3Store:
+        store = S3Store(S3Config.model_validate(settings), context)
+        store.start()
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        store.stop()
+
+
+@pytest.fixture
+def recording(tmp_path: Path) -> RecordingFile:
+    return make_recording_file(tmp_path / "source" / "rec.wav", 200 * 1024 + 5, seed=21)
+
+
+class TestS3OnRadosgw(RecordingStoreConformance):
+    """Ceph's gateway checks Content-MD5; retention and hold are tags. Uploads stay single-part here: the
+    dbstore backend assembles multipart objects wrongly (see test_a_store_that_garbles_multipart...)."""
+
+    @pytest.fixture
+    def context(self, tmp_path: Path) -> CapturingContext:
+        return CapturingContext(tmp_path / "data")
+
+    @pytest.fixture
+    def store(self, make_store: Callable[..., S3Store], radosgw: S3Endpoint) -> RecordingStore[Any]:
+        return make_store(radosgw.settings(radosgw.new_bucket()))
+
+
+class TestS3OnMotoWithObjectLock(RecordingStoreConformance):
+    """moto implements S3 Object Lock and If-None-Match: the bucket itself enforces retention and hold."""
+
+    @pytest.fixture
+    def context(self, tmp_path: Path) -> CapturingContext:
+        return CapturingContext(tmp_path / "data")
+
+    @pytest.fixture
+    def store(self, make_store: Callable[..., S3Store], moto_s3: S3Endpoint) -> RecordingStore[Any]:
+        bucket = moto_s3.new_bucket(object_lock=True)
+        return make_store(
+            moto_s3.settings(bucket, object_lock="governance", no_overwrite="if-none-match", **SMALL_PARTS)
+        )
+
+
+def test_registered_as_s3() -> None:
+    registry = AdapterCatalog.empty().recording_stores
+    plugin.cartera_register_recording_stores(registry)
+    assert registry.get("s3") is S3Store
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"bucket": "Bad_Bucket"}, "not a valid bucket name"),
+        ({"bucket": "recs", "access_key_id": "AK"}, "give both access_key_id and secret_access_key"),
+        ({"bucket": "recs", "sse_kms_key_id": "k"}, "needs server_side_encryption = 'aws:kms'"),
+        ({"bucket": "recs", "part_size_mb": 80}, "part_size_mb must not exceed"),
+        ({"bucket": "recs", "request_checksum_calculation": "always"}, "when_supported"),
+        ({"bucket": "recs", "storage_class": "cold storage"}, "pattern"),
+    ],
+)
+def test_config_errors(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        S3Config.model_validate(settings)
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    config = S3Config.model_validate({"bucket": "recs", "access_key_id": "AKVISIBLE", "secret_access_key": "s3cr3t-x"})
+    assert "s3cr3t-x" not in repr(config)
+    assert "AKVISIBLE" not in repr(config)
+
+
+def _capture(store: S3Store, operation: str) -> list[dict[str, str]]:
+    """Headers of every ``operation`` request the store's client sends from now on."""
+    sent: list[dict[str, str]] = []
+
+    def keep(request: Any, **_: Any) -> None:
+        sent.append(
+            {
+                name.lower(): value.decode() if isinstance(value, bytes) else value
+                for name, value in request.headers.items()
+            }
+        )
+
+    store.bucket.client.meta.events.register(f"before-send.s3.{operation}", keep)
+    return sent
+
+
+def test_checksum_mode_is_per_endpoint_and_content_md5_always_sent(
+    make_store: Callable[..., S3Store], radosgw: S3Endpoint, recording: RecordingFile
+) -> None:
+    """Two stores in one process: one sends boto3's CRC checksums, the other not; both send Content-MD5."""
+    bucket = radosgw.new_bucket()
+    with_crc = make_store(radosgw.settings(bucket, request_checksum_calculation="when_supported"))
+    without = make_store(radosgw.settings(bucket))
+    crc_headers, plain_headers = _capture(with_crc, "PutObject"), _capture(without, "PutObject")
+    with_crc.put("a/1.wav", recording.path, recording.checksums)
+    without.put("a/2.wav", recording.path, recording.checksums)
+    content_md5 = base64.b64encode(bytes.fromhex(recording.checksums.md5_hex)).decode()
+    assert [h["content-md5"] for h in crc_headers + plain_headers] == [content_md5, content_md5]
+    assert any(name.startswith("x-amz-checksum-") for name in crc_headers[0])
+    assert not any(name.startswith("x-amz-checksum-") for name in plain_headers[0])
+
+
+def test_multipart_sends_content_md5_per_part(
+    make_store: Callable[..., S3Store], moto_s3: S3Endpoint, tmp_path: Path
+) -> None:
+    big = make_recording_file(tmp_path / "big.wav", 11 * MiB + 17, seed=22)
+    store = make_store(moto_s3.settings(moto_s3.new_bucket(), **SMALL_PARTS))
+    parts = _capture(store, "UploadPart")
+    stored = store.put("a/big.wav", big.path, big.checksums)
+    data = big.path.read_bytes()
+    chunks = [data[i : i + 5 * MiB] for i in range(0, len(data), 5 * MiB)]
+    assert [h["content-md5"] for h in parts] == [
+        base64.b64encode(hashlib.md5(chunk, usedforsecurity=False).digest()).decode() for chunk in chunks
+    ]
+    assert stored.etag is not None
+    assert stored.etag.endswith("-3")
+    assert stored.sha256_hex == big.checksums.sha256_hex
+
+
+def test_radosgw_rejects_a_wrong_content_md5_with_bad_digest(
+    make_store: Callable[..., S3Store], radosgw: S3Endpoint, recording: RecordingFile
+) -> None:
+    store = make_store(radosgw.settings(radosgw.new_bucket()))
+    wrong = dataclasses.replace(recording.checksums, md5_hex=hashlib.md5(b"other", usedforsecurity=False).hexdigest())
+    reads = _capture(store, "GetObject")
+    with pytest.raises(IntegrityError, match="BadDigest"):
+        store.put("a/1.wav", recording.path, wrong)
+    assert reads == []  # the store itself refused the body: no read-back was needed
+    assert store.head("a/1.wav") is None
+
+
+@pytest.mark.parametrize("size", [200 * 1024, 6 * MiB], ids=["single", "multipart"])
+def test_a_body_corrupted_in_flight_is_rejected_and_nothing_stored(
+    make_store: Callable[..., S3Store], radosgw: S3Endpoint, tmp_path: Path, size: int
+) -> None:
+    """A proxy flips a byte of the upload: radosgw refuses it, the plugin reports it, the key stays empty."""
+    source = make_recording_file(tmp_path / "rec.wav", size, seed=23)
+    bucket = radosgw.new_bucket()
+    with fault_proxy(radosgw.url) as proxy:
+        store = make_store({**radosgw.settings(bucket, max_attempts=1, **SMALL_PARTS), "endpoint_url": proxy.url})
+        proxy.inject(Fault("corrupt", "PUT", "/a/1.wav"))
+        with pytest.raises(IntegrityError, match="rejected the body"):
+            store.put("a/1.wav", source.path, source.checksums)
+        assert proxy.done("corrupt")
+    assert radosgw.objects(bucket) == {}
+    assert radosgw.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_store_that_garbles_multipart_objects_never_keeps_one(
+    make_store: Callable[..., S3Store], radosgw: S3Endpoint, tmp_path: Path
+) -> None:
+    """radosgw 20.2 on dbstore returns a two-part object with its parts out of order and filled with other
+    bytes. Whatever a store does, the read-back means put never returns with a wrong object under the key."""
+    big = make_recording_file(tmp_path / "big.wav", 6 * MiB + 3, seed=25)
+    bucket = radosgw.new_bucket()
+    store = make_store(radosgw.settings(bucket, **SMALL_PARTS))
+    try:
+        stored = store.put("a/big.wav", big.path, big.checksums)
+    except IntegrityError as exc:
+        refused: IntegrityError | None = exc
+    else:
+        refused = None
+    if refused is not None:
+        assert "read-back differs" in str(refused)
+        assert radosgw.objects(bucket) == {}
+    else:
+        assert stored.sha256_hex == big.checksums.sha256_hex
+        got = radosgw.client().get_object(Bucket=bucket, Key="a/big.wav")["Body"].read()
+        assert hashlib.sha256(got).hexdigest() == big.checksums.sha256_hex
+
+
+def test_moto_does_not_check_content_md5_but_the_read_back_does(
+    make_store: Callable[..., S3Store], moto_s3: S3Endpoint, recording: RecordingFile
+) -> None:
+    bucket = moto_s3.new_bucket()
+    wrong_md5 = base64.b64encode(b"\0" * 16).decode()
+    moto_s3.client().put_object(Bucket=bucket, Key="raw.wav", Body=b"abc", ContentMD5=wrong_md5)  # accepted
+    store = make_store(moto_s3.settings(bucket))
+    wrong = dataclasses.replace(recording.checksums, md5_hex="0" * 32)
+    with pytest.raises(IntegrityError, match="read-back differs"):
+        store.put("a/1.wav", recording.path, wrong)
+    assert store.head("a/1.wav") is None
+
+
+def test_encryption_and_storage_class_are_requested(
+    make_store: Callable[..., S3Store], moto_s3: S3Endpoint, recording: RecordingFile, tmp_path: Path
+) -> None:
+    bucket = moto_s3.new_bucket()
+    store = make_store(
+        moto_s3.settings(bucket, server_side_encryption="AES256", storage_class="STANDARD_IA", **SMALL_PARTS)
+    )
+    big = make_recording_file(tmp_path / "big.wav", 6 * MiB, seed=24)
+    store.put("a/1.wav", recording.path, recording.checksums)
+    store.put("a/big.wav", big.path, big.checksums)
+    for key in ("a/1.wav", "a/big.wav"):
+        head = moto_s3.client().head_object(Bucket=bucket, Key=key)
+        assert (head["ServerSideEncryption"], head["StorageClass"]) == ("AES256", "STANDARD_IA")
+        assert head["ContentType"] == "audio/x-wav"
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        [Fault("500"), Fault("500")],
+        [Fault("slowdown"), Fault("slowdown"), Fault("500", "HEAD")],
+        [Fault("stall", stall_s=3.0)],
+        [Fault("drop"), Fault("drop", "HEAD")],
+    ],
+    ids=["5xx", "slowdown", "slow-response", "dropped-connection"],
+)
+def test_transient_failures_are_retried(
+    make_store: Callable[..., S3Store], radosgw: S3Endpoint, recording: RecordingFile, faults: list[Fault]
+) -> None:
+    bucket = radosgw.new_bucket()
+    with fault_proxy(radosgw.url) as proxy:
+        store = make_store({**radosgw.settings(bucket, max_attempts=4, read_timeout_s=1), "endpoint_url": proxy.url})
+        proxy.inject(*faults)
+        stored = store.put("a/1.wav", recording.path, recording.checksums)
+        assert proxy.pending() == 0
+    assert stored.sha256_hex == recording.checksums.sha256_hex
+    assert radosgw.objects(bucket) == {"a/1.wav": recording.checksums.size}
+
+
+def test_an_endpoint_that_is_down_is_store_unavailable(
+    make_store: Callable[..., S3Store], radosgw: S3Endpoint, recording: RecordingFile
+) -> None:
+    with fault_proxy(radosgw.url) as proxy:
+        store = make_store({**radosgw.settings(radosgw.new_bucket(), max_attempts=2), "endpoint_url": proxy.url})
+        proxy.stop()
+        began = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=proxy.url.removeprefix("http://")):
+            store.put("a/1.wav", recording.path, recording.checksums)
+        assert time.monotonic() - began < 10
+        check = store.check()
+    assert not check.ok
+    assert radosgw.secret_key not in check.detail
+
+
+def test_persistent_slowdown_is_store_unavailable(
+    make_store: Callable[..., S3Store], radosgw: S3Endpoint, recording: RecordingFile
+) -> None:
+    with fault_proxy(radosgw.url) as proxy:
+        store = make_store({**radosgw.settings(radosgw.new_bucket(), max_attempts=2), "endpoint_url": proxy.url})
+        proxy.inject(Fault("slowdown"), Fault("slowdown"))
+        with pytest.raises(StoreUnavailable, match="SlowDown"):
+            store.put("a/1.wav", recording.path, recording.checksums)
+
+
+def test_check_names_a_missing_bucket_and_bad_credentials(
+    make_store: Callable[..., S3Store], radosgw: S3Endpoint
+) -> None:
+    missing = make_store(radosgw.settings("no-such-bucket-here")).check()
+    assert not missing.ok
+    assert "no-such-bucket-here" in missing.detail
+    wrong = make_store(radosgw.settings(radosgw.new_bucket(), secret_access_key="not-the-secret")).check()
+    assert not wrong.ok
+    assert "not-the-secret" not in wrong.detail
+    good = make_store(radosgw.settings(radosgw.new_bucket())).check()
+    assert good.ok, good.detail
+
+
+def test_presigned_url_serves_until_it_expires(
+    make_store: Callable[..., S3Store], radosgw: S3Endpoint, recording: RecordingFile
+) -> None:
+    store = make_store(radosgw.settings(radosgw.new_bucket()))
+    store.put("a/1.wav", recording.path, recording.checksums)
+    url = store.url("a/1.wav", 2)
+    assert "X-Amz-Expires=2" in url
+    assert radosgw.secret_key not in url
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert hashlib.sha256(response.read()).hexdigest() == recording.checksums.sha256_hex
+    time.sleep(3)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=10)
+    assert refused.value.code == 403
