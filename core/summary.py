@@ -81,7 +81,7 @@ def site_summary(node: Node, began: datetime, real_seconds: float) -> str:
     lines += [
         f"  calls        {sum(outcomes.values())} finished" + (f": {_counts(outcomes)}" if outcomes else ""),
         f"  compliance   {allowed} allowed, {sum(1 for a, _ in decisions if a == 'compliance.deny')} denied"
-        + (f" ({_counts(denied)})" if denied else ""),
+        + (f" (reasons: {_counts(denied)})" if denied else ""),
         f"  promises     {promises[0]} promises to pay, total {_money(promises[1])}",
         f"  sms          {sum(sms.values())} sent" + (f": {_counts(sms)}" if sms else ""),
         f"  recordings   {_counts(recordings) or 'none'}; {(archived_bytes or 0) / 1e6:.1f} MB archived and verified",
