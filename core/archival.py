@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy.exc
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from core.adapters import RecordingStore
 from core.audit import SYSTEM, audit
@@ -42,7 +43,7 @@ from core.store.schema import Account, ContactAttempt, Creditor, Portfolio, Reco
 
 log = logging.getLogger("cartera.archival")
 
-PENDING = ("found", "archived", "failed")
+PENDING = ("found", "failed")
 _CATALOG_BATCH = 500
 
 
@@ -322,7 +323,7 @@ class Archiver:
 
     # --- retention ------------------------------------------------------------------------------------
 
-    def _retain_until(self, session: Any, row: RecordingRow) -> datetime | None:
+    def _retain_until(self, session: Session, row: RecordingRow) -> datetime | None:
         retention = self.config.retention
         creditor = portfolio = None
         if row.attempt_id is not None:

@@ -154,8 +154,8 @@ class ContactAttempt(Base):
 
 
 class RecordingRow(Base):
-    """Catalog of recordings: ``found`` → ``archived`` → ``verified`` → ``purged`` after retention
-    (``failed`` retries from ``found``; ``missing``: the local file vanished before it was archived)."""
+    """Catalog of recordings: ``found`` → ``verified`` (archived in the store and checked there) → ``purged``
+    after retention (``failed`` is retried; ``missing``: the local file vanished before it was archived)."""
 
     __tablename__ = "recordings"
     id: Mapped[int] = mapped_column(primary_key=True)
