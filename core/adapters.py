@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, ClassVar, Generic, Protocol, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 from core.clock import Clock
 from core.errors import Unsupported
@@ -100,6 +100,16 @@ class Adapter(abc.ABC, Generic[ConfigT]):
     @abc.abstractmethod
     def check(self) -> CheckResult:
         """Reach the vendor (log in, send OPTIONS, list the bucket...) and say whether it works."""
+
+
+#: A dialer's predictive over-dialling: calls in flight per available agent.
+DialRatio = Annotated[float, Field(ge=1.0, le=3.0)]
+
+
+def dial_slots(available_agents: int, dial_ratio: float) -> int:
+    """Calls a dialer may have in flight: available agents times the dial ratio, rounded down. The epsilon
+    keeps products like ``100 * 1.15`` (114.99999999999999 in floating point) at 115."""
+    return int(available_agents * dial_ratio + 1e-9)
 
 
 class Dialer(Adapter[ConfigT]):

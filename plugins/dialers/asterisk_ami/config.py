@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, SecretStr, StringConstraints
 
-from core.adapters import ConfigPath, PluginConfig
+from core.adapters import ConfigPath, DialRatio, PluginConfig
 
 #: Fields a ``channel`` template may use.
 CHANNEL_FIELDS = frozenset({"number", "digits"})
@@ -44,8 +44,8 @@ class AsteriskAmiConfig(PluginConfig):
     queue: AmiValue = Field(
         description="The agents' queue (queues.conf): its members' status gives the agents available for pacing."
     )
-    dial_ratio: float = Field(
-        default=1.0, ge=1.0, le=3.0, description="Calls in flight per available agent (predictive over-dialling)."
+    dial_ratio: DialRatio = Field(
+        default=1.0, description="Calls in flight per available agent (predictive over-dialling)."
     )
     channel: Annotated[AmiValue, _template(CHANNEL_FIELDS)] = Field(
         default="PJSIP/{number}@carrier",

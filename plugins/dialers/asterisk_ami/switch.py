@@ -24,7 +24,7 @@ from pathlib import Path
 
 from asterisk.ami import Response, SimpleAction
 
-from core.adapters import PluginContext
+from core.adapters import PluginContext, dial_slots
 from core.logs import event
 from core.models import CallRequest, CheckResult
 from plugins.dialers.asterisk_ami.agents import MEMBER_EVENTS, MEMBER_REMOVED, AgentPool
@@ -172,7 +172,7 @@ class AsteriskSwitch:
         with self._lock:
             if self._session is None or self._stopping:
                 return 0
-            slots = int(self._agents.available * self._config.dial_ratio + 1e-9)
+            slots = dial_slots(self._agents.available, self._config.dial_ratio)
         return max(0, slots - self._calls.in_flight)
 
     def place_call(self, request: CallRequest) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, Field, NonNegativeFloat, StringConstraints
 
-from core.adapters import PluginConfig
+from core.adapters import DialRatio, PluginConfig, dial_slots
 from core.models import CallOutcome, DispositionCode
 
 K = TypeVar("K")
@@ -50,9 +50,7 @@ DEFAULT_DISPOSITION_WEIGHTS: dict[DispositionCode, float] = {
 
 class SimulatorConfig(PluginConfig):
     agents: int = Field(default=4, ge=1, le=500, description="Agents logged in to the simulated campaign.")
-    dial_ratio: float = Field(
-        default=1.5, ge=1.0, le=3.0, description="Calls dialled per agent (predictive over-dialling)."
-    )
+    dial_ratio: DialRatio = Field(default=1.5, description="Calls dialled per agent (predictive over-dialling).")
     outcome_weights: Annotated[dict[CallOutcome, NonNegativeFloat], AfterValidator(_some_weight)] = Field(
         default_factory=lambda: dict(DEFAULT_OUTCOME_WEIGHTS),
         description="Relative weight of each outcome for numbers not in 'scripted'; unlisted outcomes weigh 0.",
@@ -80,4 +78,4 @@ class SimulatorConfig(PluginConfig):
     @property
     def slots(self) -> int:
         """Calls the switch carries at once: agents times dial ratio, rounded down."""
-        return int(self.agents * self.dial_ratio + 1e-9)
+        return dial_slots(self.agents, self.dial_ratio)
