@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select
@@ -187,32 +188,20 @@ class ContactService:
     def _call_activities(self, session: Session, attempt: ContactAttempt, result: CallResult) -> list[ActivityRow]:
         if attempt.account is None:
             return []
-        rows = [
-            add_activity(
-                session,
-                site=self.site,
-                kind=ActivityKind.CALL_ATTEMPT,
-                at=result.ended_at or result.started_at,
-                account=attempt.account,
-                phone=attempt.phone,
-                outcome=(result.disposition.code.value if result.disposition else result.outcome.value),
-                agent=result.agent,
-            )
-        ]
+        record = partial(
+            add_activity,
+            session,
+            site=self.site,
+            at=result.ended_at or result.started_at,
+            account=attempt.account,
+            phone=attempt.phone,
+            agent=result.agent,
+        )
         promise = result.disposition
+        rows = [record(kind=ActivityKind.CALL_ATTEMPT, outcome=promise.code.value if promise else result.outcome.value)]
         if promise and promise.code is DispositionCode.PROMISE_TO_PAY and promise.promised_amount is not None:
             rows.append(
-                add_activity(
-                    session,
-                    site=self.site,
-                    kind=ActivityKind.PROMISE_TO_PAY,
-                    at=result.ended_at or result.started_at,
-                    account=attempt.account,
-                    phone=attempt.phone,
-                    amount=promise.promised_amount,
-                    due_date=promise.promised_date,
-                    agent=result.agent,
-                )
+                record(kind=ActivityKind.PROMISE_TO_PAY, amount=promise.promised_amount, due_date=promise.promised_date)
             )
         return rows
 

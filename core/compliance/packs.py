@@ -124,21 +124,6 @@ class AuthorisedChannelsRule(_Rule):
     kind: Literal["authorised_channels"]
 
 
-PackRule = Annotated[
-    WindowRule
-    | FrequencyRule
-    | QuietAfterConversationRule
-    | OneChannelAfterConversationRule
-    | MinIntervalRule
-    | OptOutNoticeRule
-    | AuthorisedChannelsRule,
-    Field(discriminator="kind"),
-]
-#: The kinds a site may add in ``[[sites.X.compliance.rules]]``.
-LocalRule = Annotated[
-    WindowRule | FrequencyRule | QuietAfterConversationRule | MinIntervalRule,
-    Field(discriminator="kind"),
-]
 AnyRule = (
     WindowRule
     | FrequencyRule
@@ -148,6 +133,12 @@ AnyRule = (
     | OptOutNoticeRule
     | AuthorisedChannelsRule
 )
+PackRule = Annotated[AnyRule, Field(discriminator="kind")]
+#: The kinds a site may add in ``[[sites.X.compliance.rules]]``.
+LocalRule = Annotated[
+    WindowRule | FrequencyRule | QuietAfterConversationRule | MinIntervalRule,
+    Field(discriminator="kind"),
+]
 
 
 class Holidays(_Spec):
