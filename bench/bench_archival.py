@@ -48,7 +48,6 @@ def cartera(endpoint: S3Endpoint, work: Path, spool: Path) -> int:
     node = Node.open(site, "t")
     try:
         assert node.archiver is not None
-        node.adapter("recording")
         run = node.archiver.run_once()
     finally:
         node.close()

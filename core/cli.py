@@ -151,8 +151,7 @@ def _check(node: Node, _args: argparse.Namespace) -> int:
 
 
 def _import(node: Node, args: argparse.Namespace) -> int:
-    crm = node.adapter("crm_sync")
-    assert isinstance(crm, CrmSync)
+    crm = node.adapter("crm_sync", CrmSync)
     path: Path = args.file
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
@@ -195,7 +194,6 @@ def _sms(node: Node, args: argparse.Namespace) -> int:
 def _archive(node: Node, args: argparse.Namespace) -> int:
     if node.archiver is None:
         raise UsageError(f"site {node.site.name!r} has no recording store configured")
-    node.adapter("recording")
     if not args.backfill:
         run = node.archiver.run_once()
         print(f"archive: {run}")
@@ -247,8 +245,7 @@ def _recordings(node: Node, args: argparse.Namespace) -> int:
         else:
             _print_recordings(views, node.site.zone)
         return 0
-    store = node.adapter("recording")
-    assert isinstance(store, RecordingStore)
+    store = node.adapter("recording", RecordingStore)
     if args.recordings_command == "url":
         print(node.library.url(args.id, store, args.expires, actor=os_user()))
         return 0

@@ -169,16 +169,17 @@ class Node:
         self._adapters[kind] = adapter
 
         def started() -> A:
-            self.adapter(kind)
-            return adapter
+            return self.adapter(kind, base)
 
         return started
 
-    def adapter(self, kind: str) -> Adapter[Any]:
-        """The site's adapter of ``kind``, started on first use."""
+    def adapter(self, kind: str, of: type[A]) -> A:
+        """The site's adapter of ``kind`` (an ``of``), started on first use."""
         adapter = self._adapters.get(kind)
         if adapter is None:
             raise UsageError(f"site {self.site.name!r} has no {kind} plugin configured")
+        if not isinstance(adapter, of):
+            raise CarteraError(f"{kind} plugin {type(adapter).__name__} is not a {of.__name__}")
         with self._lock:
             if adapter not in self._started:
                 adapter.start()
@@ -193,7 +194,7 @@ class Node:
         for kind, choice in self.site.plugins.items():
             what = f"{kind} {choice.name}"
             try:
-                result = self.adapter(kind).check()
+                result = self.adapter(kind, Adapter).check()
             except Exception as exc:
                 result = CheckResult(False, f"{type(exc).__name__}: {exc}")
             lines.append(CheckLine(what, result))
@@ -202,8 +203,7 @@ class Node:
         return lines
 
     def creditor_sync(self) -> CreditorSync:
-        crm = self.adapter("crm_sync")
-        assert isinstance(crm, CrmSync)
+        crm = self.adapter("crm_sync", CrmSync)
         if self._sync is None:
             self._sync = CreditorSync(crm, self.importer, ActivityExporter(self.site.name, self.db, crm))
         return self._sync
@@ -225,7 +225,7 @@ class Node:
         """Run the site's jobs until ``duration`` real seconds pass or SIGINT/SIGTERM arrives."""
         stop = threading.Event()
         for kind in self.configured_kinds():
-            self.adapter(kind)
+            self.adapter(kind, Adapter)
         campaign = self._campaign()
         scheduler = self._scheduler(campaign)
         with _stop_on_signals(stop):
@@ -242,8 +242,7 @@ class Node:
     def _campaign(self) -> Campaign | None:
         if "dialer" not in self._adapters or not self.site.section.campaign.enabled:
             return None
-        dialer = self.adapter("dialer")
-        assert isinstance(dialer, Dialer)
+        dialer = self.adapter("dialer", Dialer)
         return Campaign(
             site=self.site.name,
             zone=self.site.zone,

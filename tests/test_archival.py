@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from core.adapters import RecordingStore
 from core.errors import ObjectLocked, UsageError
 from core.models import Recording
 from core.node import Node
@@ -190,7 +191,9 @@ def test_retention_purges_expired_recordings_except_on_legal_hold(
     node = open_node(site)
     assert node.archiver is not None
     node.archiver.scan_spool()
-    held = node.library.set_legal_hold(1, node.adapter("recording"), True, actor="os:tester", reason="case 77")  # type: ignore[arg-type]
+    held = node.library.set_legal_hold(
+        1, node.adapter("recording", RecordingStore), True, actor="os:tester", reason="case 77"
+    )
     assert held.legal_hold
     run = node.archiver.run_once()
     assert (run.archived, run.purged) == (3, 1)
@@ -198,11 +201,11 @@ def test_retention_purges_expired_recordings_except_on_legal_hold(
     assert states == ["verified", "purged", "verified"]
     keys = [key or "" for _, _, key, _ in _rows(node)]
     assert sorted(s3_env.objects(bucket)) == sorted([keys[0], keys[2]])
-    store = node.adapter("recording")
+    store = node.adapter("recording", RecordingStore)
     for key in (keys[0], keys[2]):  # held, and retained until tomorrow: the store refuses too
         with pytest.raises(ObjectLocked):
-            store.delete(key)  # type: ignore[attr-defined]
-    node.library.set_legal_hold(1, store, False, actor="os:tester", reason="case closed")  # type: ignore[arg-type]
+            store.delete(key)
+    node.library.set_legal_hold(1, store, False, actor="os:tester", reason="case closed")
     assert node.archiver.run_once().purged == 1
     assert list(s3_env.objects(bucket)) == [keys[2]]
     with sqlite3.connect(tmp_path / "var" / "t.db") as db:
@@ -259,8 +262,8 @@ def test_url_is_refused_by_a_store_that_cannot_issue_one(open_node: Callable[[Pa
     node = open_node(site)
     assert node.archiver is not None
     node.archiver.run_once()
-    store = node.adapter("recording")
+    store = node.adapter("recording", RecordingStore)
     with pytest.raises(Exception, match="cannot issue expiring URLs"):
-        node.library.url(1, store, 60, actor="os:tester")  # type: ignore[arg-type]
+        node.library.url(1, store, 60, actor="os:tester")
     with pytest.raises(UsageError, match="between 1 and 900"):
-        node.library.url(1, store, 0, actor="os:tester")  # type: ignore[arg-type]
+        node.library.url(1, store, 0, actor="os:tester")

@@ -9,12 +9,11 @@ import wave
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from core.adapters import RecordingStore
+from core.adapters import Dialer, RecordingStore
 from core.contacts import Denied
 from core.hooks import load_plugins
 from core.hookspecs import hookimpl
@@ -106,8 +105,7 @@ def test_end_to_end_with_every_observer(tmp_path: Path, open_node: Callable[...,
     assert observer.archived[0][1] == view.id
     assert observer.archived[0][2].sha256_hex == view.sha256
 
-    store = node.adapter("recording")
-    assert isinstance(store, RecordingStore)
+    store = node.adapter("recording", RecordingStore)
     out = tmp_path / "fetched.wav"
     node.library.get(view.id, store, out, actor="os:tester")
     assert hashlib.sha256(out.read_bytes()).hexdigest() == view.sha256
@@ -166,7 +164,7 @@ def test_campaign_tick_respects_dialer_capacity(tmp_path: Path, open_node: Calla
     node.creditor_sync().run_once()
     campaign = node._campaign()
     assert campaign is not None
-    dialer: Any = node.adapter("dialer")
+    dialer = node.adapter("dialer", Dialer)
     capacity = dialer.capacity()
     assert capacity == 6  # 4 agents x 1.5
     assert campaign.tick() == capacity
