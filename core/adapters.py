@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, ClassVar, Generic, Protocol, TypeVar
 
+from fastapi import APIRouter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 from core.clock import Clock
@@ -29,6 +30,7 @@ from core.models import (
     CheckResult,
     Checksums,
     DeliveryReport,
+    InboundSms,
     Recording,
     SmsMessage,
     SmsSubmitResult,
@@ -80,6 +82,15 @@ class PluginContext(Protocol):
     def report_delivery(self, report: DeliveryReport) -> None:
         """An SMS gateway reports a delivery receipt."""
 
+    def report_inbound(self, message: InboundSms) -> None:
+        """An SMS gateway reports a message a debtor sent (MO); core handles opt-out keywords."""
+
+    @property
+    def base_url(self) -> str:
+        """The node's HTTP server as peers reach it (``http://127.0.0.1:8080``), for callback URLs such as a
+        gateway's delivery-report URL; routes come from :meth:`Adapter.http_router`."""
+        ...
+
 
 class Adapter(abc.ABC, Generic[ConfigT]):
     """Common shape: a unique ``name`` per kind, a ``config_model``, a ``check`` for operators."""
@@ -100,6 +111,12 @@ class Adapter(abc.ABC, Generic[ConfigT]):
     @abc.abstractmethod
     def check(self) -> CheckResult:
         """Reach the vendor (log in, send OPTIONS, list the bucket...) and say whether it works."""
+
+    def http_router(self) -> APIRouter | None:
+        """Routes this adapter serves on the node's HTTP server (delivery-report callbacks, a creditor's push
+        API), mounted under ``/plugins/{kind}``; ``None`` (the default) serves nothing. Called once, after
+        :meth:`start`, while ``run`` serves HTTP."""
+        return None
 
 
 #: A dialer's predictive over-dialling: calls in flight per available agent.

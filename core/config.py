@@ -165,6 +165,20 @@ class SyncConfig(_Section):
     every_seconds: float = Field(default=300, gt=0)
 
 
+class WebConfig(_Section):
+    """The node's HTTP server, started by ``run``: plugin callbacks, health, metrics and the supervisors'
+    pages. It binds to loopback by default; operators put a TLS proxy in front."""
+
+    enabled: bool = True
+    bind: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str | None = None  #: how peers reach the node when not at ``http://bind:port``
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.bind}:{self.port}").rstrip("/")
+
+
 class PluginSection(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     plugin: str
@@ -181,6 +195,7 @@ class SiteSection(_Section):
     campaign: CampaignConfig = CampaignConfig()
     archival: ArchivalConfig = ArchivalConfig()
     sync: SyncConfig = SyncConfig()
+    web: WebConfig = WebConfig()
     dialer: PluginSection | None = None
     recording: PluginSection | None = None
     sms: PluginSection | None = None

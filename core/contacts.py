@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from core.activities import add_activity, to_activity
 from core.adapters import Dialer, SmsGateway
+from core.audit import audit
 from core.clock import Clock
 from core.compliance import ComplianceGate, Decision, Purpose, Subject
 from core.compliance import history as contact_history
@@ -34,6 +35,7 @@ from core.models import (
     Channel,
     DeliveryReport,
     DispositionCode,
+    InboundSms,
     SmsMessage,
     SmsState,
     SmsSubmitResult,
@@ -327,6 +329,21 @@ class ContactService:
             message_id = row.id
         event(log, "sms.delivery", message=message_id, state=report.state.value, raw=report.raw_status)
         self.hooks.sms_delivery(self.site, message_id, report)
+
+    def on_inbound(self, message: InboundSms) -> None:
+        """A debtor's message (MO) reached the site: audited with its sender and text."""
+        with self.db.session() as session:
+            audit(
+                session,
+                at=message.received_at,
+                site=self.site,
+                actor=f"phone:{message.phone}",
+                action="sms.inbound",
+                subject=message.phone,
+                text=message.text,
+                gateway_id=message.gateway_id,
+            )
+        event(log, "sms.inbound", phone=message.phone)
 
     # --- shared ---------------------------------------------------------------------------------
 

@@ -157,6 +157,16 @@ class DeliveryReport:
     raw_status: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class InboundSms:
+    """A message a debtor sent to the site (MO), as the gateway received it."""
+
+    phone: str
+    text: str
+    received_at: datetime
+    gateway_id: str | None = None
+
+
 # --- creditor data exchange ------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
 from apscheduler.schedulers.background import BackgroundScheduler
+from fastapi import APIRouter
 from sqlalchemy import func, select
 
 from core.activities import ActivityExporter
@@ -30,11 +31,13 @@ from core.creditor_sync import CreditorSync
 from core.errors import CarteraError, UsageError
 from core.hooks import Hooks, load_plugins
 from core.logs import event
-from core.models import CallResult, CheckResult, DeliveryReport, Recording
+from core.models import CallResult, CheckResult, DeliveryReport, InboundSms, Recording
 from core.recordings import RecordingLibrary
 from core.registry import AdapterCatalog
 from core.store.database import Database
 from core.store.schema import AuditEntry, Site
+from core.web.app import build_app
+from core.web.server import WebServer
 
 log = logging.getLogger("cartera.node")
 
@@ -91,6 +94,13 @@ class NodeContext:
     def report_delivery(self, report: DeliveryReport) -> None:
         self._node.contacts.on_delivery(report)
 
+    def report_inbound(self, message: InboundSms) -> None:
+        self._node.contacts.on_inbound(message)
+
+    @property
+    def base_url(self) -> str:
+        return self._node.site.section.web.base_url
+
 
 @dataclass(frozen=True)
 class CheckLine:
@@ -111,6 +121,7 @@ class Node:
         self._started: list[Adapter[Any]] = []
         self._lock = threading.Lock()
         self._sync: CreditorSync | None = None
+        self._stop = threading.Event()
         self.gate = ComplianceGate.for_site(
             site.name, site.section.compliance, country=site.section.country, zone=site.zone
         )
@@ -189,6 +200,11 @@ class Node:
     def configured_kinds(self) -> list[str]:
         return list(self._adapters)
 
+    def http_routers(self) -> list[tuple[str, APIRouter]]:
+        """The routes of the site's adapters that serve HTTP, by kind; starts those adapters."""
+        routers = [(kind, self.adapter(kind, Adapter).http_router()) for kind in self.configured_kinds()]
+        return [(kind, router) for kind, router in routers if router is not None]
+
     def check(self) -> list[CheckLine]:
         lines = [CheckLine("store", CheckResult(True, f"{self.db.display_url} migrated"))]
         for kind, choice in self.site.plugins.items():
@@ -222,13 +238,14 @@ class Node:
     # --- run ------------------------------------------------------------------------------------
 
     def run(self, duration: float | None = None) -> None:
-        """Run the site's jobs until ``duration`` real seconds pass or SIGINT/SIGTERM arrives."""
-        stop = threading.Event()
+        """Run the site's jobs until ``duration`` real seconds pass, SIGINT/SIGTERM arrives or :meth:`stop`."""
+        stop = self._stop
         for kind in self.configured_kinds():
             self.adapter(kind, Adapter)
+        web = self._web_server()
         campaign = self._campaign()
         scheduler = self._scheduler(campaign)
-        with _stop_on_signals(stop):
+        with _stop_on_signals(stop), web or nullcontext():
             scheduler.start()
             event(log, "node.started", site=self.site.name, jobs=",".join(j.id for j in scheduler.get_jobs()))
             stop.wait(duration)
@@ -238,6 +255,14 @@ class Node:
             scheduler.shutdown(wait=True)
             self._drain()
         event(log, "node.stopped", site=self.site.name)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to drain and return."""
+        self._stop.set()
+
+    def _web_server(self) -> WebServer | None:
+        web = self.site.section.web
+        return WebServer(build_app(self), web.bind, web.port) if web.enabled else None
 
     def _campaign(self) -> Campaign | None:
         if "dialer" not in self._adapters or not self.site.section.campaign.enabled:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from core.hooks import Hooks, load_plugins
 from core.node import Node
+from tests.peers.net import free_port
 from tests.peers.s3 import moto_s3, radosgw  # noqa: F401  (session-wide S3 endpoints)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,6 +42,9 @@ every_seconds = 0.5
 
 [sites.t.sync]
 every_seconds = 1
+
+[sites.t.web]
+port = {web_port}
 
 [sites.t.dialer]
 plugin = "simulator"
@@ -77,7 +81,7 @@ def write_sites(
     """A sites.toml for site ``t`` under ``directory``; ``extra`` is appended verbatim."""
     path = directory / "sites.toml"
     db_line = f'database = "{database}"' if database else ""
-    path.write_text(SITE_TOML.format(start=start, database=db_line) + extra, encoding="utf-8")
+    path.write_text(SITE_TOML.format(start=start, database=db_line, web_port=free_port()) + extra, encoding="utf-8")
     (directory / "inbox").mkdir(exist_ok=True)
     return path
 

@@ -252,3 +252,12 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64), index=True)
     subject: Mapped[str] = mapped_column(String(256))
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+# --- SMS: templates, inbound messages, opt-out (migration 0004_sms) ----------------------------------
+
+
+# --- creditor exchange: files, mappings, export sequences (migration 0005_crm) -----------------------
+
+
+# --- supervisors: users, roles, grants, sessions (migration 0006_web) --------------------------------

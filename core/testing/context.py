@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from core.clock import Clock, SystemClock
-from core.models import CallResult, DeliveryReport, Recording
+from core.models import CallResult, DeliveryReport, InboundSms, Recording
 
 T = TypeVar("T")
 
@@ -17,7 +17,14 @@ T = TypeVar("T")
 class CapturingContext:
     """Collects reports; ``wait_for_*`` block until enough arrived or fail the test on timeout."""
 
-    def __init__(self, data_dir: Path, *, site: str = "test", clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        site: str = "test",
+        clock: Clock | None = None,
+        base_url: str = "http://127.0.0.1:8080",
+    ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._site = site
         self._clock = clock or SystemClock()
@@ -27,6 +34,8 @@ class CapturingContext:
         self.calls: list[CallResult] = []
         self.recordings: list[Recording] = []
         self.deliveries: list[DeliveryReport] = []
+        self.inbound: list[InboundSms] = []
+        self._base_url = base_url
 
     @property
     def site(self) -> str:
@@ -44,6 +53,10 @@ class CapturingContext:
     def log(self) -> logging.Logger:
         return self._log
 
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
     def report_call(self, result: CallResult) -> None:
         self._append(self.calls, result)
 
@@ -53,6 +66,9 @@ class CapturingContext:
     def report_delivery(self, report: DeliveryReport) -> None:
         self._append(self.deliveries, report)
 
+    def report_inbound(self, message: InboundSms) -> None:
+        self._append(self.inbound, message)
+
     def wait_for_calls(self, count: int, timeout: float = 10.0) -> list[CallResult]:
         return self._wait(self.calls, count, timeout, "call results")
 
@@ -61,6 +77,9 @@ class CapturingContext:
 
     def wait_for_deliveries(self, count: int, timeout: float = 10.0) -> list[DeliveryReport]:
         return self._wait(self.deliveries, count, timeout, "delivery reports")
+
+    def wait_for_inbound(self, count: int, timeout: float = 10.0) -> list[InboundSms]:
+        return self._wait(self.inbound, count, timeout, "inbound messages")
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         with self._changed:

@@ -32,6 +32,7 @@ from asterisk.ami import AMIClient, SimpleAction
 
 from core.models import CallOutcome
 from tests.peers.debian import chrooted, debian_root, stop
+from tests.peers.net import free_port, free_udp_range
 
 PACKAGES = ("asterisk", "asterisk-modules", "sip-tester")
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
@@ -80,32 +81,6 @@ _MODULES = (
     "app_userevent",
     "func_channel",
 )
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port of 127.0.0.1 that is free right now (TCP, or UDP with ``socket.SOCK_DGRAM``)."""
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def free_udp_range(size: int) -> int:
-    """The first of ``size`` consecutive UDP ports of 127.0.0.1 that are all free right now."""
-    for _ in range(50):
-        first = 20000 + secrets.randbelow(40000 - size) // 2 * 2
-        if all(_udp_free(port) for port in range(first, first + size)):
-            return first
-    raise RuntimeError(f"no {size} consecutive free UDP ports found")
-
-
-def _udp_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 @dataclass

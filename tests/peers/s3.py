@@ -37,18 +37,12 @@ import pytest
 from botocore.config import Config
 
 from tests.peers.debian import chrooted, debian_root
+from tests.peers.net import free_port
 
 #: One root for the gateway and for the benchmark's rclone (Debian's own).
 PACKAGES = ("radosgw", "ceph-common", "rclone")
 RGW_USER = "ceph"
 REGION = "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ from plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from plugins.dialers.asterisk_ami.outcomes import call_outcome, raw_cause
 from plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer, cartera_register_dialers
 from tests.conftest import REPO, write_portfolio
-from tests.peers.asterisk import DEBTOR_HANGS_UP, NUMBERS, READONLY_USER, AsteriskPeer, free_port, running_asterisk
+from tests.peers.asterisk import DEBTOR_HANGS_UP, NUMBERS, READONLY_USER, AsteriskPeer, running_asterisk
+from tests.peers.net import free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore:notifyAll:DeprecationWarning")  # the bare asterisk-ami client
 
