@@ -13,10 +13,10 @@ import pytest
 
 from core.models import SmsMessage, SmsState
 from core.registry import AdapterCatalog
+from core.smstext import GSM7_BASIC, GSM7_EXTENSION, segment_count, sms_encoding
 from core.testing.context import CapturingContext
 from core.testing.sms import SmsConformance
 from plugins.sms.outbox import plugin
-from plugins.sms.outbox.client import GSM7_BASIC, GSM7_EXTENSION, segment_count, sms_encoding
 from plugins.sms.outbox.config import OutboxConfig
 from plugins.sms.outbox.plugin import OutboxGateway
 
