@@ -261,3 +261,6 @@ class AuditEntry(Base):
 
 
 # --- supervisors: users, roles, grants, sessions (migration 0006_web) --------------------------------
+
+
+# --- compliance: debtor-requested hours, phone line types (migration 0007_contact_prefs) -------------
