@@ -1,11 +1,12 @@
 """Compliance engine throughput: ``ComplianceGate.evaluate`` with realistic histories, against a bare function
 that checks only the hour in the site's zone (the ceiling).
 
-The workload mimics a collections floor: Colombian, Mexican, Peruvian, Chilean and US debtors under their
-countries' law packs, each with the contacts of the last two weeks (0 to 15 calls and texts, some answered)
-as :func:`core.compliance.history.load` hands them over, a few closed accounts, opt-outs and pending
-promises, at instants spread over two weeks (so about half fall outside the windows and take the path that
-computes the next allowed time). Both run in this process on the same items, in alternating rounds, timed in
+The workload mimics a collections floor: Colombian, Mexican, Peruvian, Chilean and US debtors (some in
+Massachusetts) under their law packs, 5% of them with hours they asked for, every number of a stated line
+type, each with the contacts of the last two weeks (0 to 15 calls and texts, some answered) as
+:func:`core.compliance.history.load` hands them over, a few closed accounts, opt-outs and pending promises, at
+instants spread over two weeks (so about half fall outside the windows and take the path that computes the
+next allowed time). Both run in this process on the same items, in alternating rounds, timed in
 CPU seconds of the process, and the median of each is reported with the ratio.
 
 Usage: ``.venv/bin/python bench/bench_gate.py [--decisions N] [--rounds R]``.
@@ -21,7 +22,8 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from core.compliance import ComplianceGate, Contact, History, Subject, build_policy
+from core.compliance import ComplianceGate, Contact, DebtorHours, History, LineType, Subject, build_policy
+from core.compliance.packs import week_hours
 from core.models import Channel
 
 BOGOTA = ZoneInfo("America/Bogota")
@@ -31,7 +33,13 @@ FLOOR = [
     ("BANCO/MX", "MX", ["+525512345678", "+523312345678", "+526641234567"], 0.15),
     ("BANCO/PE", "PE", ["+51912345678", "+5114123456"], 0.10),
     ("BANCO/CL", "CL", ["+56221234567"], 0.10),
-    ("BANK/US", "US", ["+12125550123", "+13125550123", "+16025550123"], 0.10),
+    ("BANK/US", "US", ["+12125550123", "+13125550123", "+16025550123"], 0.05),
+    ("BANK/US-MA", "US", ["+16175550123", "+16175550188", "+15085550123"], 0.05),
+]
+#: hours debtors asked for (5% of them; half with the instrument that lets Ley 2300 replace the law's hours)
+REQUESTS = [
+    DebtorHours((("mon-fri", "18:00-20:30"),), week_hours({"mon-fri": "18:00-20:30"}), "grabación #1"),
+    DebtorHours((("mon-sat", "09:00-12:00"),), week_hours({"mon-sat": "09:00-12:00"}), None),
 ]
 Item = tuple[Subject, datetime]
 
@@ -70,6 +78,8 @@ def workload(count: int, seed: int = 7) -> list[Item]:
             opted_out=frozenset({Channel.SMS}) if rng.random() < 0.03 else frozenset(),
             history=History(tuple(contacts), max(talked) if talked else None, promise),
             text="Reply STOP to opt out" if country == "US" else None,
+            requested_hours=rng.choice(REQUESTS) if rng.random() < 0.05 else None,
+            line_types={number: rng.choice(list(LineType)) for number in numbers},
         )
         items.append((subject, at))
     return items
@@ -83,7 +93,7 @@ def site_gate() -> ComplianceGate:
         country="CO",
         fallback_zone=BOGOTA,
         default=build_policy("co", [], authorised),
-        portfolios={name: build_policy(country.lower(), [], authorised) for name, country, *_ in FLOOR},
+        portfolios={name: build_policy(name.split("/")[1].lower(), [], authorised) for name, *_ in FLOOR},
     )
 
 

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from core.adapters import CrmSync
@@ -65,7 +65,14 @@ def to_activity(row: ActivityRow) -> Activity:
 
 
 class ActivityExporter:
-    """Sends each creditor the activities after its cursor; the cursor moves only after a good export."""
+    """Sends each creditor the activities after its cursor, in ``seq`` order, each exactly once.
+
+    Before a batch goes out its last seq is stored as the cursor's ``pending_seq``; the cursor moves (and the
+    pending mark clears) only after the adapter's ``export`` returned. After a crash or a failed upload the
+    next run sends the same activities again (the same file, which the creditor's side overwrites) before
+    anything newer. On PostgreSQL the read waits for transactions still inserting activities, so a seq taken
+    earlier but committed later is never skipped.
+    """
 
     def __init__(self, site: str, db: Database, crm: CrmSync[Any], batch_size: int = 5000) -> None:
         self.site = site
@@ -88,27 +95,33 @@ class ActivityExporter:
         return sent
 
     def _next_batch(self, creditor: str) -> list[Activity]:
+        """The pending batch again when there is one, else the next ``batch_size`` activities (marked pending)."""
         with self.db.session() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("LOCK TABLE activities IN SHARE MODE"))
             cursor = session.get(ExportCursor, (self.site, creditor))
-            after = cursor.last_seq if cursor else 0
-            rows = session.scalars(
+            if cursor is None:
+                cursor = ExportCursor(site=self.site, creditor=creditor, last_seq=0)
+                session.add(cursor)
+            query = (
                 select(ActivityRow)
                 .join(Account)
                 .join(Portfolio)
                 .join(Creditor)
-                .where(ActivityRow.site == self.site, Creditor.code == creditor, ActivityRow.seq > after)
+                .where(ActivityRow.site == self.site, Creditor.code == creditor, ActivityRow.seq > cursor.last_seq)
                 .order_by(ActivityRow.seq)
-                .limit(self.batch_size)
-            ).all()
-            return [to_activity(row) for row in rows]
+            )
+            if cursor.pending_seq is not None:
+                query = query.where(ActivityRow.seq <= cursor.pending_seq)
+            rows = session.scalars(query.limit(self.batch_size)).all()
+            batch = [to_activity(row) for row in rows]
+            cursor.pending_seq = batch[-1].seq if batch else None
+            return batch
 
     def _advance(self, creditor: str, last_seq: int) -> None:
         with self.db.session() as session:
-            cursor = session.get(ExportCursor, (self.site, creditor))
-            if cursor is None:
-                session.add(ExportCursor(site=self.site, creditor=creditor, last_seq=last_seq))
-            else:
-                cursor.last_seq = last_seq
+            cursor = session.get_one(ExportCursor, (self.site, creditor))
+            cursor.last_seq, cursor.pending_seq = last_seq, None
 
     def pending(self) -> int:
         """Activities not yet exported, over all creditors of the site."""

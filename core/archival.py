@@ -6,8 +6,10 @@ rows are retried every run; ``missing`` rows lost their local file before it was
 
 Crash safety: a row's store key is committed before its first upload and never changes, a store's ``put``
 is idempotent for identical content, and ``verified`` is committed only after the store confirmed the
-object. A run killed at any instant (kill -9) leaves rows that the next run completes: no recording is
-uploaded under two keys, none is deleted locally before it is verified.
+object. Uploads run on a pool of workers that never touch the catalog; the run's own thread writes each
+outcome, so the workers do not queue for the database's write lock. A run killed at any instant (kill -9)
+leaves rows that the next run completes: no recording is uploaded under two keys, none is deleted locally
+before it is verified.
 """
 
 from __future__ import annotations
@@ -52,6 +54,30 @@ class Outcome(enum.Enum):
     FAILED = "failed"
     MISSING = "missing"
     LEFT = "left"  # not tried: the store was unavailable
+
+
+@dataclass(frozen=True)
+class _Upload:
+    """One pending recording, as read from the catalog at the start of a run."""
+
+    recording_id: int
+    path: Path
+    key: str
+    legal_hold: bool
+    retain_until: datetime | None
+
+
+@dataclass(frozen=True)
+class _Done:
+    """What a worker did with an upload: the store's object, or why not."""
+
+    outcome: Outcome
+    checksums: Checksums | None = None
+    stored: StoredObject | None = None
+    error: str | None = None
+
+
+_FAILED_STATE = {Outcome.MISSING: "missing", Outcome.FAILED: "failed", Outcome.LEFT: None}
 
 
 class Progress(Protocol):
@@ -205,12 +231,7 @@ class Archiver:
         """Scan the spool, archive every pending recording, free local disk, purge expired recordings."""
         run = ArchiveRun(found=self.scan_spool())
         self._assign_keys()
-        with self.db.session() as session:
-            pending = session.scalars(
-                select(RecordingRow.id)
-                .where(RecordingRow.site == self.site, RecordingRow.state.in_(PENDING))
-                .order_by(RecordingRow.id)
-            ).all()
+        pending = self._pending()
         self._store_down.clear()
         if progress is not None:
             progress.start(len(pending))
@@ -219,10 +240,11 @@ class Archiver:
             workers = self.config.workers or store.max_concurrency()
             outcomes: Counter[Outcome] = Counter()
             with ThreadPoolExecutor(workers, thread_name_prefix="archive") as pool:
-                for outcome, size in pool.map(self._archive_one, pending):
+                for upload, done in zip(pending, pool.map(self._upload, pending), strict=True):
+                    outcome = self._record(upload, done)
                     outcomes[outcome] += 1
                     if progress is not None:
-                        progress.advance(size)
+                        progress.advance(done.checksums.size if done.checksums else 0)
             run.archived, run.failed = outcomes[Outcome.VERIFIED], outcomes[Outcome.FAILED]
             run.missing, run.left = outcomes[Outcome.MISSING], outcomes[Outcome.LEFT]
         if self._store_down.is_set():
@@ -255,41 +277,68 @@ class Archiver:
             for row in rows:
                 row.store_key = self._key(row)
 
-    def _archive_one(self, recording_id: int) -> tuple[Outcome, int]:
+    def _pending(self) -> list[_Upload]:
+        """Every recording still to archive, in catalog order, with its key, hold and retention."""
         with self.db.session() as session:
-            row = session.get_one(RecordingRow, recording_id)
-            path, key, legal_hold = Path(row.local_path), row.store_key or self._key(row), row.legal_hold
-            retain_until = self._retain_until(session, row)
+            rows = session.scalars(
+                select(RecordingRow)
+                .where(RecordingRow.site == self.site, RecordingRow.state.in_(PENDING))
+                .order_by(RecordingRow.id)
+            ).all()
+            return [
+                _Upload(
+                    row.id,
+                    Path(row.local_path),
+                    row.store_key or self._key(row),
+                    row.legal_hold,
+                    self._retain_until(session, row),
+                )
+                for row in rows
+            ]
+
+    def _upload(self, upload: _Upload) -> _Done:
+        """A worker: checksum the file, put it in the store (which verifies it), apply retention and hold."""
         if self._store_down.is_set():
-            return Outcome.LEFT, 0
+            return _Done(Outcome.LEFT)
         try:
-            checksums = file_checksums(path)
+            checksums = file_checksums(upload.path)
             store = self.store()
-            stored = self._matching(store.put(key, path, checksums), checksums)
-            if retain_until is not None or legal_hold:
-                store.set_retention(key, retain_until, legal_hold)
+            stored = self._matching(store.put(upload.key, upload.path, checksums), checksums)
+            if upload.retain_until is not None or upload.legal_hold:
+                store.set_retention(upload.key, upload.retain_until, upload.legal_hold)
         except FileNotFoundError:
-            self._fail(recording_id, f"{path} vanished before it was archived", state="missing")
-            return Outcome.MISSING, 0
+            return _Done(Outcome.MISSING, error=f"{upload.path} vanished before it was archived")
         except StoreUnavailable as exc:
             self._last_store_error = str(exc)
             self._store_down.set()
-            self._fail(recording_id, f"store unavailable: {exc}", state=None)
-            return Outcome.LEFT, 0
+            return _Done(Outcome.LEFT, error=f"store unavailable: {exc}")
         except (OSError, IntegrityError) as exc:
-            self._fail(recording_id, f"{type(exc).__name__}: {exc}", state="failed")
-            return Outcome.FAILED, 0
+            return _Done(Outcome.FAILED, error=f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a plugin's unexpected error must not stop the other files
-            self._fail(recording_id, f"store error: {exc!r}", state="failed")
-            return Outcome.FAILED, 0
-        with self.db.session() as session:
-            row = session.get_one(RecordingRow, recording_id)
-            row.state, row.store_key, row.location, row.error = "verified", key, stored.location, None
-            row.size, row.md5, row.sha256 = checksums.size, checksums.md5_hex, checksums.sha256_hex
-            row.verified_at, row.retain_until = self.clock.now(), retain_until
-        event(log, "recording.archived", recording=recording_id, key=key, size=stored.size)
-        self.hooks.recording_archived(self.site, recording_id, stored)
-        return Outcome.VERIFIED, checksums.size
+            return _Done(Outcome.FAILED, error=f"store error: {exc!r}")
+        return _Done(Outcome.VERIFIED, checksums, stored)
+
+    def _record(self, upload: _Upload, done: _Done) -> Outcome:
+        """The run's thread: write a worker's outcome to the catalog."""
+        if done.outcome is not Outcome.VERIFIED or done.checksums is None or done.stored is None:
+            if done.error is not None:
+                self._fail(upload.recording_id, done.error, state=_FAILED_STATE[done.outcome])
+            return done.outcome
+        checksums, stored = done.checksums, done.stored
+        try:
+            with self.db.session() as session:
+                row = session.get_one(RecordingRow, upload.recording_id)
+                if row.legal_hold and not upload.legal_hold:  # put on hold while it was being uploaded
+                    self.store().set_retention(upload.key, upload.retain_until, legal_hold=True)
+                row.state, row.store_key, row.location, row.error = "verified", upload.key, stored.location, None
+                row.size, row.md5, row.sha256 = checksums.size, checksums.md5_hex, checksums.sha256_hex
+                row.verified_at, row.retain_until = self.clock.now(), upload.retain_until
+        except Exception as exc:  # the hold could not be applied: the next run uploads (idempotently) again
+            self._fail(upload.recording_id, f"applying a legal hold: {exc!r}", state="failed")
+            return Outcome.FAILED
+        event(log, "recording.archived", recording=upload.recording_id, key=upload.key, size=stored.size)
+        self.hooks.recording_archived(self.site, upload.recording_id, stored)
+        return Outcome.VERIFIED
 
     @staticmethod
     def _matching(stored: StoredObject, checksums: Checksums) -> StoredObject:

@@ -14,8 +14,9 @@ from core.adapters import Dialer
 from core.clock import Clock
 from core.config import CampaignConfig
 from core.contacts import ContactService, Denied
-from core.errors import UsageError
+from core.errors import CarteraError, UsageError
 from core.logs import event
+from core.sms_templates import REMINDER
 from core.store.database import Database
 from core.store.schema import Account, ContactAttempt, Portfolio
 
@@ -68,13 +69,14 @@ class Campaign:
         return placed
 
     def _remind(self, ref: str) -> None:
-        """Text a debtor whom today's calls did not reach (the gate decides whether that is allowed)."""
-        if not self.config.reminder_sms:
-            return
-        text = self.config.reminder_sms.replace("{account}", ref)
+        """Text a debtor whom today's calls did not reach (the gate decides whether that is allowed): the
+        portfolio's ``reminder`` SMS template when the site has one, else ``campaign.reminder_sms``."""
         try:
-            self.contacts.send_sms(phone=None, text=text, account_ref=ref, actor="campaign")
-        except (Denied, UsageError) as refused:
+            rendered = self.contacts.render_sms(REMINDER, ref)
+            text = rendered.text if rendered else self.config.reminder_sms.replace("{account}", ref)
+            if text:
+                self.contacts.send_sms(phone=None, text=text, account_ref=ref, actor="campaign")
+        except CarteraError as refused:  # denied by the gate, no phone left, a template problem
             event(log, "campaign.reminder_not_sent", account=ref, reason=str(refused))
 
     def _day_start(self, now: datetime) -> datetime:

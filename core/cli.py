@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -17,7 +19,8 @@ from zoneinfo import ZoneInfo
 from tqdm import tqdm
 
 from core.adapters import CrmSync, RecordingStore
-from core.audit import os_user
+from core.audit import audit, os_user
+from core.compliance import prefs_cli as contact_prefs
 from core.compliance.report import explanation
 from core.contacts import Denied
 from core.errors import CarteraError, UsageError
@@ -27,9 +30,15 @@ from core.models import Channel, FileRejected
 from core.node import Node
 from core.phones import InvalidPhone, normalize
 from core.recordings import MAX_URL_SECONDS, RecordingView, SearchFilters
+from core.sms_batch import plan_batch, send_batch
+from core.sms_templates import REMINDER
 from core.summary import site_summary
+from core.users import Grant, Role, UserDirectory
 
 log = logging.getLogger("cartera.cli")
+
+#: ``users add`` reads the new user's password from this variable (for scripts) or else prompts for it.
+PASSWORD_ENV = "CARTERA_USER_PASSWORD"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sms.add_argument("phone")
     sms.add_argument("text")
     sms.add_argument("--account")
+    _add_sms_template_commands(commands)
     explain = commands.add_parser("explain", help="what the compliance gate decides for a contact, and why (audited)")
     explain.add_argument("--account")
     explain.add_argument("--phone")
@@ -85,7 +95,39 @@ def build_parser() -> argparse.ArgumentParser:
         hold = rec_commands.add_parser(name, help=what)
         hold.add_argument("id", type=int)
         hold.add_argument("--reason", required=True, help="why (case number, request): written to the audit log")
+    _add_users_parser(commands)
+    contact_prefs.add_parser(commands)
     return parser
+
+
+def _add_users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    users = commands.add_parser("users", help="users of the supervisors' pages")
+    user_commands = users.add_subparsers(dest="users_command", metavar="SUBCOMMAND", required=True)
+    add = user_commands.add_parser(
+        "add", help=f"add a user granted this site; password from ${PASSWORD_ENV} or a prompt (never an argument)"
+    )
+    add.add_argument("name")
+    add.add_argument("--role", choices=[role.value for role in Role], required=True)
+    add.add_argument(
+        "--portfolio", action="append", default=[], help="grant only this portfolio code (repeatable; default: all)"
+    )
+    user_commands.add_parser("list", help="list users, their roles and grants")
+    disable = user_commands.add_parser("disable", help="disable a user (sessions end at their next request)")
+    disable.add_argument("name")
+
+
+def _add_sms_template_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    template = commands.add_parser("sms-template", help="SMS templates of the site's portfolios")
+    template_commands = template.add_subparsers(dest="template_command", metavar="SUBCOMMAND", required=True)
+    preview = template_commands.add_parser("preview", help="a template filled for an account: text, encoding, cost")
+    preview.add_argument("--account", required=True)
+    preview.add_argument("--template", default=REMINDER, help=f"template name (default {REMINDER})")
+    batch = commands.add_parser(
+        "sms-batch", help="text a template to a portfolio's active accounts, each through the compliance gate"
+    )
+    batch.add_argument("--template", required=True)
+    batch.add_argument("--portfolio", required=True, help="CREDITOR/PORTFOLIO or PORTFOLIO")
+    batch.add_argument("--dry-run", action="store_true", help="show count, segments, cost and refusals; send nothing")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,6 +233,32 @@ def _sms(node: Node, args: argparse.Namespace) -> int:
     return 0 if result.state != "failed" else 1
 
 
+def _sms_template(node: Node, args: argparse.Namespace) -> int:
+    rendered = node.contacts.render_sms(args.template, args.account)
+    if rendered is None:
+        defined = ", ".join(node.contacts.templates.names()) or "none"
+        raise UsageError(f"no SMS template {args.template!r} for account {args.account!r} (defined: {defined})")
+    print(f"template {rendered.template!r} for account {rendered.account_ref}:")
+    print("\n".join(f"  {line}" for line in rendered.text.splitlines()))
+    print(
+        f"{len(rendered.text)} characters, {rendered.encoding}, {rendered.segments} segment(s), "
+        f"cost {rendered.cost} {rendered.currency}"
+    )
+    return 0
+
+
+def _sms_batch(node: Node, args: argparse.Namespace) -> int:
+    plan = plan_batch(node.contacts, args.template, args.portfolio, node.clock.now())
+    print(plan.summary())
+    if args.dry_run:
+        return 0
+    outcome = send_batch(node.contacts, plan, os_user())
+    print(outcome.summary())
+    for failure in outcome.failures:
+        print(f"  failed: {failure}", file=sys.stderr)
+    return 1 if outcome.failed else 0
+
+
 def _archive(node: Node, args: argparse.Namespace) -> int:
     if node.archiver is None:
         raise UsageError(f"site {node.site.name!r} has no recording store configured")
@@ -294,6 +362,48 @@ def _phone_filter(node: Node, phone: str | None) -> str | None:
         raise UsageError(f"--phone: {exc}") from None
 
 
+def _users(node: Node, args: argparse.Namespace) -> int:
+    directory = UserDirectory(node.db)
+    if args.users_command == "add":
+        password = os.environ.get(PASSWORD_ENV) or _prompt_password(args.name)
+        grants = [Grant(node.site.name, code) for code in args.portfolio] or [Grant(node.site.name)]
+        user = directory.add(args.name, password, Role(args.role), grants)
+        _audit_user(node, "users.add", user.name, role=user.role.value, portfolios=args.portfolio or "all")
+        print(f"user {user.name!r} ({user.role}) added: {_grants(user.grants)}")
+        return 0
+    if args.users_command == "disable":
+        user = directory.disable(args.name)
+        _audit_user(node, "users.disable", user.name)
+        print(f"user {user.name!r} disabled")
+        return 0
+    users = directory.everyone()
+    if not users:
+        print("no users")
+        return 0
+    rows = [(u.name, u.role.value, "disabled" if u.disabled else "active", _grants(u.grants)) for u in users]
+    _print_table([("NAME", "ROLE", "STATE", "GRANTS"), *rows])
+    return 0
+
+
+def _prompt_password(name: str) -> str:
+    if not sys.stdin.isatty():
+        raise UsageError(f"set {PASSWORD_ENV} or run 'users add' in a terminal to type the password")
+    password = getpass.getpass(f"password for {name}: ")
+    if getpass.getpass("again: ") != password:
+        raise UsageError("the two passwords differ")
+    return password
+
+
+def _grants(grants: Sequence[Grant]) -> str:
+    return ", ".join(f"{g.site}/{g.portfolio or '*'}" for g in grants) or "none"
+
+
+def _audit_user(node: Node, action: str, name: str, **details: object) -> None:
+    with node.db.session() as session:
+        at, site = node.clock.now(), node.site.name
+        audit(session, at=at, site=site, actor=os_user(), action=action, subject=f"user:{name}", **details)
+
+
 def _explain(node: Node, args: argparse.Namespace) -> int:
     if args.account is None and args.phone is None:
         raise UsageError("explain needs --account or --phone")
@@ -322,7 +432,11 @@ _HANDLERS: dict[str, Callable[[Node, argparse.Namespace], int]] = {
     "import": _import,
     "call": _call,
     "sms": _sms,
+    "sms-template": _sms_template,
+    "sms-batch": _sms_batch,
     "explain": _explain,
     "archive": _archive,
     "recordings": _recordings,
+    "users": _users,
+    "contact-prefs": contact_prefs.run,
 }

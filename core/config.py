@@ -26,6 +26,7 @@ from core.compliance.packs import ChannelName, LocalRule, WindowRule
 from core.errors import ConfigError
 from core.logs import LogFormat, register_secret
 from core.registry import AdapterCatalog
+from core.sms_templates import SmsPricing, TemplateSource
 
 PLUGIN_KINDS = ("dialer", "recording", "sms", "crm_sync")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -173,6 +174,9 @@ class WebConfig(_Section):
     bind: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     public_url: str | None = None  #: how peers reach the node when not at ``http://bind:port``
+    session_minutes: float = Field(default=30, gt=0, le=24 * 60)  #: supervisors' sessions expire when idle
+    language: Literal["es", "en"] = "es"  #: the pages' default language (each user may switch)
+    check_seconds: float = Field(default=60, gt=0)  #: how often ``run`` checks the vendors for ``/healthz``
 
     @property
     def base_url(self) -> str:
@@ -196,6 +200,9 @@ class SiteSection(_Section):
     archival: ArchivalConfig = ArchivalConfig()
     sync: SyncConfig = SyncConfig()
     web: WebConfig = WebConfig()
+    #: SMS templates by portfolio ("CREDITOR/PORTFOLIO", "PORTFOLIO" or "default"), then by name (core.sms_templates)
+    sms_templates: dict[str, dict[str, TemplateSource]] = {}
+    sms_pricing: SmsPricing = SmsPricing()
     dialer: PluginSection | None = None
     recording: PluginSection | None = None
     sms: PluginSection | None = None

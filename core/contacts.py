@@ -23,6 +23,7 @@ from core.audit import audit
 from core.clock import Clock
 from core.compliance import ComplianceGate, Decision, Purpose, Subject
 from core.compliance import history as contact_history
+from core.compliance import prefs as contact_prefs
 from core.config import CampaignConfig
 from core.errors import CarteraError, NotFound, UsageError
 from core.hooks import Hooks
@@ -40,11 +41,23 @@ from core.models import (
     SmsState,
     SmsSubmitResult,
 )
+from core.optout import opt_out_keyword
 from core.phones import InvalidPhone, normalize
+from core.sms_templates import RenderedSms, SmsPricing, SmsTemplates
 from core.store.database import Database
-from core.store.schema import Account, ActivityRow, ContactAttempt, Phone, Portfolio, SmsRow
+from core.store.schema import (
+    Account,
+    ActivityRow,
+    ContactAttempt,
+    InboundSmsRow,
+    Phone,
+    Portfolio,
+    SmsOptOut,
+    SmsRow,
+)
 
 log = logging.getLogger("cartera.contacts")
+_FINAL_SMS_STATES = frozenset({SmsState.DELIVERED.value, SmsState.FAILED.value, SmsState.EXPIRED.value})
 
 
 class Denied(CarteraError):
@@ -77,11 +90,13 @@ class ContactService:
         campaign: CampaignConfig,
         dialer: Callable[[], Dialer[Any]] | None,
         sms: Callable[[], SmsGateway[Any]] | None,
+        templates: SmsTemplates | None = None,
     ) -> None:
         """``dialer`` and ``sms`` give the site's adapters, started on first use (``None``: not configured)."""
         self.site, self.country, self.db, self.gate = site, country, db, gate
         self.hooks, self.clock, self.campaign = hooks, clock, campaign
         self.dialer, self.sms = dialer, sms
+        self.templates = templates or SmsTemplates({}, SmsPricing())
         self._lock = threading.Condition()
         self._requests: dict[int, CallRequest] = {}
         self._results: dict[int, CallResult] = {}
@@ -324,6 +339,10 @@ class ContactService:
             if row is None or row.site != self.site:
                 event(log, "sms.unknown_delivery", logging.WARNING, gateway_id=report.gateway_id)
                 return
+            if row.state in _FINAL_SMS_STATES and report.state.value not in _FINAL_SMS_STATES:
+                # Receipts overtake each other (Kannel's "delivered" can precede its "accepted by the SMSC").
+                event(log, "sms.late_delivery", message=row.id, state=report.state.value, kept=row.state)
+                return
             row.state, row.updated_at = report.state.value, report.at
             row.gateway_id = row.gateway_id or report.gateway_id
             message_id = row.id
@@ -331,19 +350,80 @@ class ContactService:
         self.hooks.sms_delivery(self.site, message_id, report)
 
     def on_inbound(self, message: InboundSms) -> None:
-        """A debtor's message (MO) reached the site: audited with its sender and text."""
+        """A debtor's message (MO) reached the site: stored and audited with its sender and text. An opt-out
+        keyword (:mod:`core.optout`) stops texts to that number at once, audited as ``sms.opt_out``; a message
+        the gateway delivers twice (same gateway id) is handled once."""
+        try:
+            phone = normalize(message.phone, self.country)
+        except InvalidPhone:
+            phone = message.phone.strip()
+        keyword = opt_out_keyword(message.text)
         with self.db.session() as session:
+            if message.gateway_id is not None and session.scalar(
+                select(InboundSmsRow.id).where(
+                    InboundSmsRow.site == self.site, InboundSmsRow.gateway_id == message.gateway_id
+                )
+            ):
+                event(log, "sms.inbound_duplicate", gateway_id=message.gateway_id)
+                return
+            row = InboundSmsRow(
+                site=self.site,
+                phone=phone[:32],
+                text=message.text,
+                received_at=message.received_at,
+                gateway_id=message.gateway_id,
+                opt_out=keyword,
+            )
+            session.add(row)
+            session.flush()
             audit(
                 session,
                 at=message.received_at,
                 site=self.site,
                 actor=f"phone:{message.phone}",
                 action="sms.inbound",
-                subject=message.phone,
+                subject=phone,
                 text=message.text,
                 gateway_id=message.gateway_id,
             )
-        event(log, "sms.inbound", phone=message.phone)
+            if keyword is not None:
+                self._opt_out(session, phone, keyword, row, message)
+        event(log, "sms.inbound", phone=phone, opt_out=keyword)
+
+    def _opt_out(self, session: Session, phone: str, keyword: str, row: InboundSmsRow, message: InboundSms) -> None:
+        """Flag every debtor's copy of the number and keep the number on the site's opt-out list."""
+        flagged = 0
+        for match in session.scalars(select(Phone).where(Phone.e164 == phone)):
+            flagged += not match.do_not_text
+            match.do_not_text = True
+        if session.get(SmsOptOut, phone) is None:
+            session.add(
+                SmsOptOut(e164=phone, site=self.site, at=message.received_at, keyword=keyword, inbound_id=row.id)
+            )
+        audit(
+            session,
+            at=message.received_at,
+            site=self.site,
+            actor=f"phone:{message.phone}",
+            action="sms.opt_out",
+            subject=phone,
+            keyword=keyword,
+            inbound_id=row.id,
+            phones_flagged=flagged,
+        )
+
+    def render_sms(self, template: str, account_ref: str) -> RenderedSms | None:
+        """Template ``template`` of the account's portfolio filled for it (``None``: no such template)."""
+        with self.db.session() as session:
+            account = self._account(session, account_ref, lock=False)
+            return self.templates.render(template, account)
+
+    def preview_sms(self, *, account_ref: str, text: str, at: datetime) -> tuple[Decision, str]:
+        """What the gate would decide for texting the account's number at ``at`` (not audited, sends nothing),
+        and the number it would pick."""
+        with self.db.session() as session:
+            target = self._target(session, Channel.SMS, None, account_ref, at=at, text=text)
+            return self.gate.evaluate(target.subject, at), target.phone
 
     # --- shared ---------------------------------------------------------------------------------
 
@@ -371,20 +451,7 @@ class ContactService:
     ) -> _Target:
         """The contact asked for, as the gate sees it. ``lock`` holds the account's row until the transaction
         ends (PostgreSQL), so two nodes cannot both pass a frequency cap with the same history."""
-        account = None
-        if account_ref is not None:
-            query = (
-                select(Account)
-                .join(Portfolio)
-                .where(Portfolio.site == self.site, Account.ref == account_ref)
-                .options(
-                    joinedload(Account.portfolio, innerjoin=True).joinedload(Portfolio.creditor, innerjoin=True),
-                    joinedload(Account.debtor, innerjoin=True),
-                )
-            )
-            account = session.scalar(query.with_for_update(of=Account) if lock else query)
-            if account is None:
-                raise NotFound(f"no account {account_ref!r} at site {self.site!r}")
+        account = None if account_ref is None else self._account(session, account_ref, lock=lock)
         if phone is not None:
             try:
                 e164 = normalize(phone, account.portfolio.country if account else self.country)
@@ -402,6 +469,21 @@ class ContactService:
             subject=subject,
             balance=str(account.balance) if account else None,
         )
+
+    def _account(self, session: Session, account_ref: str, *, lock: bool) -> Account:
+        query = (
+            select(Account)
+            .join(Portfolio)
+            .where(Portfolio.site == self.site, Account.ref == account_ref)
+            .options(
+                joinedload(Account.portfolio, innerjoin=True).joinedload(Portfolio.creditor, innerjoin=True),
+                joinedload(Account.debtor, innerjoin=True),
+            )
+        )
+        account = session.scalar(query.with_for_update(of=Account) if lock else query)
+        if account is None:
+            raise NotFound(f"no account {account_ref!r} at site {self.site!r}")
+        return account
 
     def _subject(
         self,
@@ -421,9 +503,15 @@ class ContactService:
         opted_out: set[Channel] = set()
         if any(call for call, _ in flags):
             opted_out.add(Channel.CALL)
-        if any(sms for _, sms in flags):
+        if any(sms for _, sms in flags) or session.get(SmsOptOut, e164) is not None:
             opted_out.add(Channel.SMS)
         portfolio = account.portfolio if account else None
+        requested, lines = contact_prefs.load(
+            session,
+            account_id=account.id if account else None,
+            debtor_id=account.debtor_id if account else None,
+            phone=e164,
+        )
         subject = Subject(
             channel=channel,
             phone=e164,
@@ -436,6 +524,8 @@ class ContactService:
             region=account.debtor.region if account else None,
             text=text,
             purpose=purpose,
+            requested_hours=requested,
+            line_types=lines,
         )
         policy = self.gate.policy_for(subject)
         if policy is None:

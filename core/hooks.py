@@ -25,10 +25,16 @@ ENTRY_POINT_GROUP = "cartera"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "plugins.dialers.simulator.plugin",
     "plugins.dialers.asterisk_ami.plugin",
+    "plugins.dialers.sip_trunk.plugin",
     "plugins.recording.localdir.plugin",
     "plugins.recording.s3.plugin",
     "plugins.sms.outbox.plugin",
+    "plugins.sms.kannel.plugin",
+    "plugins.sms.smpp.plugin",
     "plugins.crm_sync.csv_dir.plugin",
+    "plugins.crm_sync.sftp_csv.plugin",
+    "plugins.crm_sync.http.plugin",
+    "plugins.crm_sync.sql.plugin",
 )
 
 

@@ -171,7 +171,8 @@ class InboundSms:
 
 
 class AssignmentAction(enum.StrEnum):
-    ASSIGN = "assign"
+    ASSIGN = "assign"  #: a new account, or an update of one the creditor assigned before
+    UPDATE = "update"  #: an update of an account assigned before; unknown accounts are quarantined
     WITHDRAW = "withdraw"
     PAYMENT = "payment"
 
@@ -193,6 +194,8 @@ class AssignmentRow:
     payment_amount: Decimal | None = None
     region: str | None = None  #: ISO 3166-2 subdivision of the debtor's address (``CL-AP``), when known
     timezone: str | None = None  #: IANA zone of the debtor's address (``America/Tijuana``), when known
+    paid_on: date | None = None  #: payment rows: the day the debtor paid, when the creditor says
+    payment_ref: str | None = None  #: payment rows: the creditor's reference of the payment, when it has one
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from core.logs import event
 from core.models import CallResult, CheckResult, DeliveryReport, InboundSms, Recording
 from core.recordings import RecordingLibrary
 from core.registry import AdapterCatalog
+from core.sms_templates import SmsTemplates
 from core.store.database import Database
 from core.store.schema import AuditEntry, Site
 from core.web.app import build_app
@@ -135,6 +136,7 @@ class Node:
             campaign=site.section.campaign,
             dialer=self._provider("dialer", Dialer),
             sms=self._provider("sms", SmsGateway),
+            templates=SmsTemplates(site.section.sms_templates, site.section.sms_pricing),
         )
         store = self._provider("recording", RecordingStore)
         self.archiver = (
@@ -153,6 +155,9 @@ class Node:
         self._provider("crm_sync", CrmSync)
         self.importer = AssignmentImporter(site.name, site.section.country, self.db, self.clock, hooks)
         self.library = RecordingLibrary(site.name, self.db, self.clock)
+        #: The latest :meth:`check`: when (wall clock) and its lines, for ``/healthz``.
+        self.last_check: tuple[datetime, list[CheckLine]] | None = None
+        self._scheduler: BackgroundScheduler | None = None
 
     @classmethod
     def open(cls, config_path: Path, site_name: str, hooks: Hooks | None = None) -> Node:
@@ -216,7 +221,12 @@ class Node:
             lines.append(CheckLine(what, result))
         if self.archiver is not None:
             lines.append(CheckLine("recordings", _backlog_result(self.archiver.backlog())))
+        self.last_check = (datetime.now(UTC), lines)
         return lines
+
+    @property
+    def scheduler_running(self) -> bool:
+        return self._scheduler is not None and self._scheduler.running
 
     def creditor_sync(self) -> CreditorSync:
         crm = self.adapter("crm_sync", CrmSync)
@@ -244,7 +254,7 @@ class Node:
             self.adapter(kind, Adapter)
         web = self._web_server()
         campaign = self._campaign()
-        scheduler = self._scheduler(campaign)
+        scheduler = self._scheduler = self._new_scheduler(campaign)
         with _stop_on_signals(stop), web or nullcontext():
             scheduler.start()
             event(log, "node.started", site=self.site.name, jobs=",".join(j.id for j in scheduler.get_jobs()))
@@ -287,9 +297,11 @@ class Node:
             jobs.append(("campaign_tick", campaign.tick, section.campaign.tick_seconds))
         if self.archiver:
             jobs.append(("archive_recordings", self.archiver.run_once, section.archival.every_seconds))
+        if section.web.enabled:
+            jobs.append(("vendor_checks", self.check, section.web.check_seconds))
         return jobs
 
-    def _scheduler(self, campaign: Campaign | None) -> BackgroundScheduler:
+    def _new_scheduler(self, campaign: Campaign | None) -> BackgroundScheduler:
         scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": SchedulerPool(4)},

@@ -17,7 +17,7 @@ from core.checksums import file_checksums
 from core.clock import Clock
 from core.errors import IntegrityError, NotFound, UsageError
 from core.store.database import Database
-from core.store.schema import Account, ContactAttempt, RecordingRow
+from core.store.schema import Account, ContactAttempt, Portfolio, RecordingRow
 
 MAX_URL_SECONDS = 15 * 60
 
@@ -38,6 +38,7 @@ class RecordingView:
     state: str
     legal_hold: bool = False
     retain_until: str | None = None
+    portfolio: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +52,11 @@ class SearchFilters:
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 500
+    portfolio: str | None = None
+    outcome: str | None = None
+    #: The portfolio codes the asker may see (``None``: all, and recordings of no account).
+    within: tuple[str, ...] | None = None
+    offset: int = 0
 
 
 class RecordingLibrary:
@@ -58,7 +64,12 @@ class RecordingLibrary:
         self.site, self.db, self.clock = site, db, clock
 
     def search(self, filters: SearchFilters, actor: str) -> list[RecordingView]:
-        query = self._catalog().order_by(RecordingRow.started_at.desc(), RecordingRow.id.desc()).limit(filters.limit)
+        query = (
+            self._catalog()
+            .order_by(RecordingRow.started_at.desc(), RecordingRow.id.desc())
+            .limit(filters.limit)
+            .offset(filters.offset)
+        )
         if filters.account:
             query = query.where(Account.ref == filters.account)
         if filters.phone:
@@ -69,11 +80,23 @@ class RecordingLibrary:
             query = query.where(RecordingRow.started_at >= filters.since)
         if filters.until:
             query = query.where(RecordingRow.started_at < filters.until)
+        if filters.portfolio:
+            query = query.where(Portfolio.code == filters.portfolio)
+        if filters.outcome:
+            query = query.where(ContactAttempt.outcome == filters.outcome)
+        if filters.within is not None:
+            query = query.where(Portfolio.code.in_(filters.within))
         with self.db.session() as session:
             views = [_view(*row) for row in session.execute(query)]
-        used = {k: str(v) for k, v in asdict(filters).items() if v is not None and k != "limit"}
+        used = {k: str(v) for k, v in asdict(filters).items() if v is not None and k not in ("limit", "offset")}
         self._audit(actor, "recordings.search", "recordings", filters=used, results=len(views))
         return views
+
+    def view(self, recording_id: int) -> RecordingView | None:
+        """This site's recording ``recording_id``, unaudited: for callers that audit the access themselves."""
+        with self.db.session() as session:
+            row = session.execute(self._catalog().where(RecordingRow.id == recording_id)).first()
+        return _view(*row) if row else None
 
     def get(self, recording_id: int, store: RecordingStore[Any], destination: Path, actor: str) -> RecordingView:
         """Write the recording to ``destination`` after checking its sha256 against the catalog."""
@@ -143,12 +166,13 @@ class RecordingLibrary:
             raise UsageError(f"recording {recording_id} is {view.state}, not archived and verified")
         return view, key
 
-    def _catalog(self) -> Select[RecordingRow, ContactAttempt | None, Account | None]:
-        """This site's recordings with their attempt and account, when they have one."""
+    def _catalog(self) -> Select[RecordingRow, ContactAttempt | None, Account | None, Portfolio | None]:
+        """This site's recordings with their attempt, account and portfolio, when they have one."""
         return (
-            select(RecordingRow, ContactAttempt, Account)
+            select(RecordingRow, ContactAttempt, Account, Portfolio)
             .outerjoin(ContactAttempt, RecordingRow.attempt_id == ContactAttempt.id)
             .outerjoin(Account, ContactAttempt.account_id == Account.id)
+            .outerjoin(Portfolio, Account.portfolio_id == Portfolio.id)
             .where(RecordingRow.site == self.site)
         )
 
@@ -157,7 +181,9 @@ class RecordingLibrary:
             audit(session, at=self.clock.now(), site=self.site, actor=actor, action=action, subject=subject, **details)
 
 
-def _view(row: RecordingRow, attempt: ContactAttempt | None, account: Account | None) -> RecordingView:
+def _view(
+    row: RecordingRow, attempt: ContactAttempt | None, account: Account | None, portfolio: Portfolio | None
+) -> RecordingView:
     return RecordingView(
         id=row.id,
         site=row.site,
@@ -173,4 +199,5 @@ def _view(row: RecordingRow, attempt: ContactAttempt | None, account: Account | 
         state=row.state,
         legal_hold=row.legal_hold,
         retain_until=row.retain_until.isoformat() if row.retain_until else None,
+        portfolio=portfolio.code if portfolio else None,
     )

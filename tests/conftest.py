@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from core.hooks import Hooks, load_plugins
 from core.node import Node
 from tests.peers.net import free_port
-from tests.peers.s3 import moto_s3, radosgw  # noqa: F401  (session-wide S3 endpoints)
+from tests.peers.s3 import moto_s3, radosgw, seaweedfs  # noqa: F401  (session-wide S3 endpoints)
 
 REPO = Path(__file__).resolve().parent.parent
 

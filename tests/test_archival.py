@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -19,6 +20,7 @@ from core.adapters import RecordingStore
 from core.errors import ObjectLocked, UsageError
 from core.models import Recording
 from core.node import Node
+from plugins.recording.s3.plugin import S3Store
 from tests.conftest import REPO
 from tests.peers.s3 import S3Endpoint, s3_recording_table, spool_recordings, write_archival_site
 
@@ -216,6 +218,29 @@ def test_retention_purges_expired_recordings_except_on_legal_hold(
         ("recordings.release", "os:tester"),
         ("recordings.purge", "system"),
     ]
+
+
+def test_a_hold_put_on_during_the_upload_reaches_the_store(
+    s3_site: Path, s3_env: S3Endpoint, bucket: str, open_node: Callable[[Path], Node]
+) -> None:
+    """A supervisor holds a recording after the run read the catalog, while it uploads: the store gets it too."""
+    spool_recordings(s3_site.parent / "spool", 1, 5000)
+    node = open_node(s3_site)
+    assert node.archiver is not None
+    node.archiver.scan_spool()
+    store = node.adapter("recording", RecordingStore)
+
+    def hold_now(**_: Any) -> None:
+        node.library.set_legal_hold(1, store, True, actor="os:tester", reason="case 78")
+
+    cast(S3Store, store).bucket.client.meta.events.register("before-send.s3.PutObject", hold_now)
+    assert node.archiver.run_once().archived == 1
+    key = _rows(node)[0][2]
+    assert key is not None
+    tags = s3_env.client().get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+    assert {"Key": "cartera-legal-hold", "Value": "on"} in tags
+    with pytest.raises(ObjectLocked):
+        store.delete(key)
 
 
 def _cli(site: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

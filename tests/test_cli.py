@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import json
@@ -184,6 +185,17 @@ def test_run_then_search_and_get_a_recording(site: Path) -> None:
     assert_one_line_error(missing, 1, "no recording 999999 at site 't'")
 
 
+def wait_for_first_call(database: Path, process: subprocess.Popen[str], timeout: float = 90) -> None:
+    """Until the node placed a call: start-up time depends on the machine's load, not on a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(sqlite3.OperationalError), sqlite3.connect(database, timeout=5) as db:
+            if db.execute("select count(*) from contact_attempts").fetchone()[0]:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"the node placed no call within {timeout}s (exit code {process.poll()})")
+
+
 def test_sigterm_finishes_in_flight_work_and_exits_cleanly(site: Path) -> None:
     write_portfolio(site.parent / "inbox", [f"BCO-{i};Deudor {i};300 555 {i:04d};;1.000,00;COP" for i in range(1, 30)])
     process = subprocess.Popen(
@@ -203,7 +215,7 @@ def test_sigterm_finishes_in_flight_work_and_exits_cleanly(site: Path) -> None:
         text=True,
         cwd=site.parent,
     )
-    time.sleep(3)
+    wait_for_first_call(site.parent / "var" / "t.db", process)
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr

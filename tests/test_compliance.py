@@ -8,7 +8,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.compliance import ComplianceGate, Contact, Decision, History, Purpose, Reason, Subject, build_policy
+from core.compliance import (
+    ComplianceGate,
+    Contact,
+    Decision,
+    History,
+    LineType,
+    Purpose,
+    Reason,
+    Subject,
+    build_policy,
+)
 from core.compliance.packs import AnyRule, FrequencyRule
 from core.models import Channel
 
@@ -337,15 +347,55 @@ def test_reg_f_texts_need_an_opt_out() -> None:
     assert gate("us").evaluate(subject(US_NYC, channel=SMS, text="Pay today. Reply stop to opt out."), at).allowed
 
 
-def test_massachusetts_two_calls_or_texts_a_week() -> None:
+US_WORK = "+16175550188"
+PERSONAL, WORK = LineType.PERSONAL, LineType.WORK
+
+
+def test_massachusetts_two_calls_or_texts_a_week_to_personal_numbers() -> None:
     monday = datetime(2026, 11, 23, 10, 0, tzinfo=NEW_YORK)
     two = history((monday, CALL, False), (monday + timedelta(days=1), SMS, False), phone=US_NYC)
     wednesday = monday + timedelta(days=2)
+    personal = {US_NYC: PERSONAL}
     assert gate("us").evaluate(subject(US_NYC, history=two), wednesday).allowed
-    decision = gate("us-ma").evaluate(subject(US_NYC, history=two), wednesday)
+    decision = gate("us-ma").evaluate(subject(US_NYC, history=two, line_types=personal), wednesday)
     # Monday's call leaves the seven-day period at the start of the next Monday: one contact left then
     denied(decision, Reason.FREQUENCY_CAP, until=datetime(2026, 11, 30, 8, 0, tzinfo=NEW_YORK))
-    assert decision.rules == ("ma.940cmr.7_04_1_f",)
+    assert decision.rules == ("ma.940cmr.7_04_1_f.personal",)
+
+
+def test_massachusetts_two_in_thirty_days_to_a_work_number() -> None:
+    monday = datetime(2026, 11, 2, 10, 0, tzinfo=NEW_YORK)
+    two = history((monday, CALL, False), (monday + timedelta(days=1), CALL, False), phone=US_WORK)
+    lines = {US_NYC: PERSONAL, US_WORK: WORK}
+    later = monday + timedelta(days=20)
+    decision = gate("us-ma").evaluate(subject(US_WORK, history=two, line_types=lines), later)
+    # Monday 2 November leaves the 30 local days at the start of 2 December
+    denied(decision, Reason.FREQUENCY_CAP, until=datetime(2026, 12, 2, 8, 0, tzinfo=NEW_YORK))
+    assert decision.rules == ("ma.940cmr.7_04_1_f.other",)
+    # the work calls do not count against the personal number, nor the other way round
+    assert gate("us-ma").evaluate(subject(US_NYC, history=two, line_types=lines), later).allowed
+    personal_two = history((monday, CALL, False), (monday + timedelta(days=1), CALL, False), phone=US_NYC)
+    assert gate("us-ma").evaluate(subject(US_WORK, history=personal_two, line_types=lines), later).allowed
+
+
+def test_massachusetts_unknown_line_type_gets_both_caps_and_counts_for_both() -> None:
+    monday = datetime(2026, 11, 2, 10, 0, tzinfo=NEW_YORK)
+    to_unknown = history((monday, CALL, False), (monday + timedelta(days=1), SMS, False), phone=US_NYC)
+    later = monday + timedelta(days=20)
+    # the number itself, type unknown: the 30-day cap of non-personal numbers holds it
+    denied(
+        gate("us-ma").evaluate(subject(US_NYC, history=to_unknown), later),
+        Reason.FREQUENCY_CAP,
+        until=datetime(2026, 12, 2, 8, 0, tzinfo=NEW_YORK),
+    )
+    # contacts to a number of unknown type count against the debtor's work number too
+    lines = {US_WORK: WORK}
+    decision = gate("us-ma").evaluate(subject(US_WORK, history=to_unknown, line_types=lines), later)
+    assert decision.rules == ("ma.940cmr.7_04_1_f.other",)
+    # ... and against a personal number within the week
+    tuesday = monday + timedelta(days=1, hours=2)
+    decision = gate("us-ma").evaluate(subject(US_WORK, history=to_unknown, line_types={US_WORK: PERSONAL}), tuesday)
+    assert decision.rules == ("ma.940cmr.7_04_1_f.personal",)
 
 
 # --- core rules, policies and the only bypass ------------------------------------------------------

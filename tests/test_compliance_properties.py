@@ -18,10 +18,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers import timezone as number_zones
 
-from core.compliance import ComplianceGate, Contact, History, Purpose, Subject, build_policy, packs
+from core.compliance import (
+    ComplianceGate,
+    Contact,
+    DebtorHours,
+    History,
+    LineType,
+    Purpose,
+    Subject,
+    build_policy,
+    packs,
+)
 from core.models import Channel
 
 BOGOTA = ZoneInfo("America/Bogota")
+NEW_YORK = ZoneInfo("America/New_York")
 PHONES = {
     "co": ["+573001234567", "+576015550123", "+525512345678"],
     "mx": ["+525512345678", "+526641234567", "+529981234567"],
@@ -65,6 +76,16 @@ def _zones(subject: Subject) -> list[ZoneInfo]:
     return [ZoneInfo(n) for n in names if n != "Etc/Unknown"] or [BOGOTA]
 
 
+def _line(subject: Subject, phone: str) -> str:
+    return subject.line_types.get(phone, LineType.UNKNOWN).value
+
+
+def _outside(week: tuple[packs.Hours | None, ...], local: datetime) -> bool:
+    hours = week[local.weekday()]
+    second = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
+    return hours is None or not hours[0] <= second < hours[1]
+
+
 def _mine(subject: Subject, contact: Contact, scope: str) -> bool:
     if scope == "account" and subject.account_ref is not None:
         return contact.same_account
@@ -85,24 +106,35 @@ def oracle(
     if subject.purpose is Purpose.COLLECTION and due is not None and any(day <= due for day in local_days):
         return False
     talked = subject.history.last_conversation is not None
+    request = subject.requested_hours
+    requested = packs.week_hours(dict(request.hours)) if request else None
+    # a request on file with its instrument replaces the hours of a law window that says so; otherwise it narrows
+    replaced = bool(request and request.instrument) and any(
+        isinstance(rule, packs.WindowRule) and rule.debtor_request == "replace" and channel in rule.channels
+        for rule in pack.rules
+    )
+    if requested is not None and not replaced and any(_outside(requested, at.astimezone(z)) for z in zones):
+        return False
     for rule in (*pack.rules, *rules):
         if channel not in rule.channels:
             continue
         if isinstance(rule, packs.WindowRule):
+            week = requested if replaced and requested and rule in pack.rules else rule.week
             for zone in zones:
                 local = at.astimezone(zone)
-                hours = rule.week[local.weekday()]
                 holiday = pack.holidays
                 if rule.closed_on_holidays and holiday:
                     region = subject.region
                     code = region[3:] if holiday.regional and region and region.startswith(holiday.country) else None
                     if local.date() in _holidays(holiday.country, code, local.year):
                         return False
-                second = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
-                if hours is None or not hours[0] <= second < hours[1]:
+                if _outside(week, local):
                     return False
         elif isinstance(rule, packs.FrequencyRule):
             if rule.after_conversation and not talked:
+                continue
+            lines = {*rule.line_types, "unknown"} if rule.line_types else None
+            if lines is not None and _line(subject, subject.phone) not in lines:
                 continue
             for zone, today in zip(zones, local_days, strict=True):
                 first = today - timedelta(days=rule.days - 1)
@@ -111,6 +143,7 @@ def oracle(
                     for c in past
                     if c.channel.value in rule.counted
                     and _mine(subject, c, rule.scope)
+                    and (lines is None or _line(subject, c.phone) in lines)
                     and datetime.fromtimestamp(c.ts, zone).date() >= first
                 ]
                 if len(counted) >= rule.max:
@@ -200,6 +233,21 @@ local_rules = st.lists(
 )
 
 
+PERSONAL, WORK = LineType.PERSONAL, LineType.WORK
+requests = st.builds(
+    lambda hours, instrument: DebtorHours(tuple(hours.items()), packs.week_hours(hours), instrument),
+    st.sampled_from(
+        [
+            {"mon-fri": "18:00-20:00"},
+            {"mon-sun": "06:00-23:30"},  # wider than every pack
+            {"sat-sun": "09:00-12:00"},
+            {"mon": "00:00-24:00", "wed-fri": "12:30-13:00"},
+        ]
+    ),
+    st.sampled_from([None, "grabación de llamada 2026-11-20 #4411"]),
+)
+
+
 @st.composite
 def cases(draw: st.DrawFn) -> Case:
     pack = draw(st.sampled_from(sorted(PHONES)))
@@ -210,7 +258,7 @@ def cases(draw: st.DrawFn) -> Case:
     contacts = draw(
         st.lists(
             st.tuples(
-                st.integers(0, 12 * 86400),
+                st.integers(0, 12 * 86400) | st.integers(0, 35 * 86400),
                 st.sampled_from([Channel.CALL, Channel.SMS]),
                 st.booleans(),
                 st.booleans(),
@@ -245,21 +293,73 @@ def cases(draw: st.DrawFn) -> Case:
         history=History(tuple(past), last, promise),
         text=draw(st.sampled_from([None, "Reply STOP to opt out", "Pague hoy"])) if channel is Channel.SMS else None,
         purpose=draw(st.sampled_from(list(Purpose))),
+        requested_hours=draw(st.none() | st.none() | requests),
+        line_types=draw(
+            st.sampled_from([{}, {phone: PERSONAL}, {phone: WORK}, {phone: PERSONAL, other: WORK}, {other: PERSONAL}])
+        ),
     )
     authorised = draw(st.sampled_from([("call", "sms")] * 6 + [("call",), ("sms",)]))
     return Case(pack, authorised, tuple(draw(local_rules)), subject, at)
 
 
-@settings(max_examples=400, deadline=None)
-@given(cases())
-def test_no_allowed_contact_breaks_a_rule_and_no_refusal_is_needless(case: Case) -> None:
+@st.composite
+def requested_hours_cases(draw: st.DrawFn) -> Case:
+    """Any pack, any instant, a debtor who asked for hours and has no history: the windows alone decide."""
+    pack = draw(st.sampled_from(sorted(PHONES)))
+    channel = draw(st.sampled_from([Channel.CALL, Channel.SMS]))
+    subject = Subject(
+        channel=channel,
+        phone=draw(st.sampled_from(PHONES[pack])),
+        account_ref="A-1",
+        account_status="active",
+        timezone=draw(st.none() | st.sampled_from(ZONES)),
+        text="Reply STOP to opt out" if channel is Channel.SMS else None,
+        requested_hours=draw(requests),
+    )
+    return Case(pack, ("call", "sms"), tuple(draw(local_rules)), subject, draw(instants))
+
+
+@st.composite
+def massachusetts_cases(draw: st.DrawFn) -> Case:
+    """us-ma on a weekday at an open hour, a debtor with two numbers of any line type and contacts to both over
+    40 days: only 940 CMR 7.04(1)(f)'s caps refuse, and the line types decide which cap counts what."""
+    day = draw(st.dates(date(2025, 1, 1), date(2028, 12, 31)))
+    at = datetime(day.year, day.month, day.day, draw(st.integers(9, 19)), draw(st.integers(0, 59)), tzinfo=NEW_YORK)
+    phone, other = "+16175550123", "+16175550188"
+    contacts = draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, 40 * 86400),
+                st.sampled_from([Channel.CALL, Channel.SMS]),
+                st.sampled_from([phone, other]),
+            ),
+            max_size=6,
+        )
+    )
+    past = sorted(
+        (Contact(at.timestamp() - ago, chan, number, True, False) for ago, chan, number in contacts),
+        key=lambda c: -c.ts,
+    )
+    kinds = st.sampled_from(list(LineType))
+    channel = draw(st.sampled_from([Channel.CALL, Channel.SMS]))
+    subject = Subject(
+        channel=channel,
+        phone=draw(st.sampled_from([phone, other])),
+        account_ref="A-1",
+        account_status="active",
+        history=History(tuple(past)),
+        text="Reply STOP to opt out" if channel is Channel.SMS else None,
+        line_types=draw(st.fixed_dictionaries({}, optional={phone: kinds, other: kinds})),
+    )
+    return Case("us-ma", ("call", "sms"), (), subject, at)
+
+
+def engine_agrees_with_oracle(case: Case) -> None:
     decision = case.gate().evaluate(case.subject, case.at)
     assert decision.allowed is case.allowed_by_oracle(case.at), decision
 
 
-@settings(max_examples=300, deadline=None)
-@given(cases(), st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=6))
-def test_next_allowed_time_is_allowed_and_nothing_earlier_is(case: Case, fractions: list[float]) -> None:
+def next_allowed_is_first(case: Case, fractions: list[float]) -> None:
     decision = case.gate().evaluate(case.subject, case.at)
     if decision.allowed or decision.next_allowed_at is None:
         return
@@ -271,3 +371,34 @@ def test_next_allowed_time_is_allowed_and_nothing_earlier_is(case: Case, fractio
     for fraction in fractions:
         earlier = min(case.at + (first - case.at) * fraction, first - timedelta(microseconds=1))
         assert not case.allowed_by_oracle(earlier)
+
+
+fractions = st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(cases())
+def test_no_allowed_contact_breaks_a_rule_and_no_refusal_is_needless(case: Case) -> None:
+    engine_agrees_with_oracle(case)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases(), fractions)
+def test_next_allowed_time_is_allowed_and_nothing_earlier_is(case: Case, fractions: list[float]) -> None:
+    next_allowed_is_first(case, fractions)
+
+
+@settings(max_examples=300, deadline=None)
+@given(requested_hours_cases(), fractions)
+def test_requested_hours_narrow_every_pack_and_replace_only_where_the_law_says(
+    case: Case, fractions: list[float]
+) -> None:
+    engine_agrees_with_oracle(case)
+    next_allowed_is_first(case, fractions)
+
+
+@settings(max_examples=300, deadline=None)
+@given(massachusetts_cases(), fractions)
+def test_massachusetts_caps_follow_the_line_type_and_unknown_gets_both(case: Case, fractions: list[float]) -> None:
+    engine_agrees_with_oracle(case)
+    next_allowed_is_first(case, fractions)

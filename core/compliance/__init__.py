@@ -5,13 +5,25 @@ loads what the store knows of a debtor's past contacts. See docs/compliance.md.
 """
 
 from core.compliance.engine import ComplianceGate, Policy, PolicyError, RuleInfo, build_policy, validate
-from core.compliance.model import Contact, Decision, History, Purpose, Reason, Subject, Violation
+from core.compliance.model import (
+    Contact,
+    DebtorHours,
+    Decision,
+    History,
+    LineType,
+    Purpose,
+    Reason,
+    Subject,
+    Violation,
+)
 
 __all__ = [
     "ComplianceGate",
     "Contact",
+    "DebtorHours",
     "Decision",
     "History",
+    "LineType",
     "Policy",
     "PolicyError",
     "Purpose",

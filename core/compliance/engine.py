@@ -29,6 +29,7 @@ from core.compliance.rules import (
     Finding,
     Moment,
     PromiseMoratorium,
+    RequestedHours,
     Window,
     compile_rule,
 )
@@ -61,6 +62,8 @@ _CORE = {
     AccountStatus.id: "no contact about an account the creditor withdrew or that was paid off",
     DebtorOptOut.id: "no contact on a channel the debtor opted out of on this number",
     PromiseMoratorium.id: "no collection contact until the promised payment date has passed",
+    RequestedHours.id: "only within the hours the debtor asked for (they narrow the law's, or replace its hours "
+    "where the law lets a request recorded in an instrument do so)",
 }
 
 
@@ -72,14 +75,21 @@ class Policy:
         self.checks = tuple(checks)
         self.info = {item.id: item for item in info}
         self.horizon = horizon  #: seconds of stored history the counting rules look at
-        self._by_channel = {channel: tuple(c for c in checks if channel in c.channels) for channel in Channel}
+        # a debtor who asked for no hours skips RequestedHours altogether: it is on the hot path of every decision
+        plain = [check for check in checks if not isinstance(check, RequestedHours)]
+        self._by_channel = {channel: tuple(c for c in plain if channel in c.channels) for channel in Channel}
+        self._requested = {channel: tuple(c for c in checks if channel in c.channels) for channel in Channel}
         self._windows = {
             channel: tuple(c for c in self._by_channel[channel] if isinstance(c, Window)) for channel in Channel
+        }
+        self._requested_windows = {
+            channel: tuple(c for c in self._requested[channel] if isinstance(c, Window)) for channel in Channel
         }
 
     def findings(self, subject: Subject, moment: Moment) -> list[tuple[str, Finding]] | None:
         found: list[tuple[str, Finding]] | None = None
-        for check in self._by_channel[subject.channel]:
+        by_channel = self._by_channel if subject.requested_hours is None else self._requested
+        for check in by_channel[subject.channel]:
             finding = check.check(subject, moment)
             if finding is not None:
                 if found is None:
@@ -101,7 +111,7 @@ class Policy:
             if finding.next_ts is None:
                 return None
             candidate = max(candidate, finding.next_ts)
-        windows = self._windows[subject.channel]
+        windows = (self._windows if subject.requested_hours is None else self._requested_windows)[subject.channel]
         if len(windows) == 1:
             return windows[0].open_from(subject, candidate, zones)
         for _ in range(_FIXPOINT_ROUNDS):
@@ -134,9 +144,15 @@ def build_policy(
         *((rule.id or "", rule, f"law pack {pack.id}") for rule in pack.rules),
         *((rule_id, spec, "site") for rule_id, spec in local),
     ]:
-        checks.append(compile_rule(rule_id, spec, pack.holidays, allowed or frozenset()))
+        law = origin != "site"
+        checks.append(compile_rule(rule_id, spec, pack.holidays, allowed or frozenset(), from_law=law))
         info.append(RuleInfo(rule_id, origin, spec.summary or _describe(spec), spec.source))
         horizon = max(horizon, _reach(spec))
+    requested = RequestedHours(
+        frozenset(channel for c in checks if isinstance(c, Window) and c.replaceable for channel in c.channels)
+    )
+    checks.append(requested)
+    info.append(RuleInfo(requested.id, "core", _CORE[requested.id]))
     checks.append(PromiseMoratorium())
     info.append(RuleInfo(PromiseMoratorium.id, "core", _CORE[PromiseMoratorium.id]))
     return Policy(pack, checks, info, horizon)
@@ -353,5 +369,7 @@ class ComplianceGate:
             reasons=list(decision.reasons),
             rules=list(decision.rules),
             next_allowed_at=decision.next_allowed_at.isoformat() if decision.next_allowed_at else None,
+            requested_hours=subject.requested_hours.describe() if subject.requested_hours else None,
+            line_type=subject.line_type.value,
             **extra,
         )

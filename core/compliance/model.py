@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple
 
+from core.compliance.packs import Hours
 from core.models import Channel
 
 
@@ -14,6 +16,7 @@ class Reason(enum.StrEnum):
     """Why a contact is refused. Each denial names the rule that raised it as well."""
 
     OUTSIDE_CONTACT_WINDOW = "outside_contact_window"
+    OUTSIDE_REQUESTED_HOURS = "outside_requested_hours"
     PUBLIC_HOLIDAY = "public_holiday"
     ACCOUNT_WITHDRAWN = "account_withdrawn"
     ACCOUNT_PAID = "account_paid"
@@ -34,6 +37,28 @@ class Purpose(enum.StrEnum):
 
     COLLECTION = "collection"
     PROMISE_CONFIRMATION = "promise_confirmation"
+
+
+class LineType(enum.StrEnum):
+    """What a phone number is to the debtor, as the creditor or an operator states it (940 CMR 7.04(1)(f))."""
+
+    PERSONAL = "personal"  #: residence, cell, or a number the debtor gave as personal
+    WORK = "work"  #: any other number (a workplace...)
+    UNKNOWN = "unknown"  #: not stated: rules treat it as either, whichever is stricter
+
+
+@dataclass(frozen=True, slots=True)
+class DebtorHours:
+    """Local hours the debtor asked to be contacted in, and the instrument that records the request (needed
+    for a request to replace the law's hours where the law allows it: Ley 2300 art. 3)."""
+
+    hours: tuple[tuple[str, str], ...]  #: ``(("mon-fri", "18:00-20:00"),)`` as stored
+    week: tuple[Hours | None, ...]  #: seven entries, Monday first; ``None``: not that day
+    instrument: str | None = None
+
+    def describe(self) -> str:
+        text = ", ".join(f"{days} {interval}" for days, interval in self.hours)
+        return text + (f" (instrument: {self.instrument})" if self.instrument else " (no instrument on file)")
 
 
 class Contact(NamedTuple):
@@ -71,6 +96,12 @@ class Subject:
     history: History = History()
     text: str | None = None  #: the message of a text (``None``: not known yet, e.g. when scheduling)
     purpose: Purpose = Purpose.COLLECTION
+    requested_hours: DebtorHours | None = None  #: the hours the debtor asked for, on the account
+    line_types: Mapping[str, LineType] = field(default_factory=dict)  #: the debtor's numbers by line type
+
+    @property
+    def line_type(self) -> LineType:
+        return self.line_types.get(self.phone, LineType.UNKNOWN)
 
 
 class Violation(NamedTuple):

@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ChannelName = Literal["call", "sms"]
+LineName = Literal["personal", "work"]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _INTERVAL = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
@@ -56,6 +57,9 @@ class WindowRule(_Rule):
     kind: Literal["window"]
     hours: dict[str, str]  #: ``{"mon-fri" = "07:00-19:00", "sat" = "08:00-15:00"}``
     closed_on_holidays: bool = False
+    #: what hours the debtor asked for do: ``narrow`` (always: contact within both), or ``replace`` the hours
+    #: (not the holidays) when the request is recorded in an instrument, where the law says so (Ley 2300)
+    debtor_request: Literal["narrow", "replace"] = "narrow"
 
     @field_validator("hours")
     @classmethod
@@ -77,6 +81,8 @@ class FrequencyRule(_Rule):
     counts: tuple[ChannelName, ...] | None = None  #: contacts counted (default: ``channels``)
     scope: Literal["account", "phone"] = "account"
     after_conversation: bool = False  #: only once the debtor was reached in a conversation
+    #: only contacts to numbers of these line types (and numbers of unknown type, which may be either)
+    line_types: tuple[LineName, ...] | None = None
 
     @property
     def counted(self) -> tuple[ChannelName, ...]:
@@ -192,6 +198,19 @@ def week_hours(hours: dict[str, str]) -> tuple[Hours | None, ...]:
     return tuple(week)
 
 
+def parse_hours(items: list[str]) -> dict[str, str]:
+    """``["mon-fri=18:00-20:00", "sat=09:00-12:00"]`` (an operator's input) as window hours; ``ValueError``
+    naming the item when one is not valid."""
+    hours: dict[str, str] = {}
+    for item in items:
+        days, sep, interval = item.partition("=")
+        if not sep:
+            raise ValueError(f"{item!r} is not DAYS=HH:MM-HH:MM like 'mon-fri=18:00-20:00'")
+        hours[days.strip()] = interval.strip()
+    week_hours(hours)
+    return hours
+
+
 def _days(text: str) -> range:
     first, _, last = text.strip().partition("-")
     try:
@@ -267,8 +286,11 @@ def looser_than(local: AnyRule, pack: LawPack) -> str | None:
 
     A site rule only ever adds to the law (the engine checks both), so a looser one is a misunderstanding of
     the law that config loading refuses: a window opening outside the law's hours, or a cap, quiet period or
-    interval on the same contacts that is more generous than the law's.
+    interval on the same contacts that is more generous than the law's, or a window the debtor's request could
+    replace (only the law says when a debtor may widen its hours).
     """
+    if isinstance(local, WindowRule) and local.debtor_request != "narrow":
+        return f"debtor_request = {local.debtor_request!r}: only a law pack may let the debtor's request replace hours"
     for rule in pack.rules:
         if not set(local.channels) & set(rule.channels):
             continue
@@ -282,13 +304,14 @@ def looser_than(local: AnyRule, pack: LawPack) -> str | None:
 
 def _compare(local: AnyRule, rule: AnyRule) -> str | None:
     if isinstance(local, WindowRule) and isinstance(rule, WindowRule):
-        for day, (mine, law) in enumerate(zip(local.week, rule.week, strict=True)):
-            if mine is not None and (law is None or mine[0] < law[0] or mine[1] > law[1]):
-                allowed = _text(law) if law else "closed"
-                return f"hours on {WEEKDAYS[day]} {_text(mine)} are looser (the law: {allowed})"
-        return None
+        return wider_hours(local.week, rule.week)
     if isinstance(local, FrequencyRule) and isinstance(rule, FrequencyRule):
-        same = (local.days, set(local.counted), local.scope) == (rule.days, set(rule.counted), rule.scope)
+        same = (local.days, set(local.counted), local.scope, local.line_types) == (
+            rule.days,
+            set(rule.counted),
+            rule.scope,
+            rule.line_types,
+        )
         if same and local.max > rule.max and not (rule.after_conversation and not local.after_conversation):
             return f"max {local.max} contacts in {local.days} days is looser (the law: {rule.max})"
         return None
@@ -301,6 +324,15 @@ def _compare(local: AnyRule, rule: AnyRule) -> str | None:
         and local.hours < rule.hours
     ):
         return f"an interval of {local.hours:g} h is looser (the law: {rule.hours:g} h)"
+    return None
+
+
+def wider_hours(mine: tuple[Hours | None, ...], law: tuple[Hours | None, ...]) -> str | None:
+    """The first weekday on which ``mine`` opens outside ``law`` (``None``: never)."""
+    for day, (ours, theirs) in enumerate(zip(mine, law, strict=True)):
+        if ours is not None and (theirs is None or ours[0] < theirs[0] or ours[1] > theirs[1]):
+            allowed = _text(theirs) if theirs else "closed"
+            return f"hours on {WEEKDAYS[day]} {_text(ours)} are looser (the law: {allowed})"
     return None
 
 

@@ -15,6 +15,9 @@ def explanation(gate: ComplianceGate, decision: Decision, subject: Subject, at: 
     lines = [f"{subject.channel} to {subject.phone}{about} at {_when(at, site_zone)}"]
     where = "the creditor's address" if subject.timezone else "the phone number"
     lines.append("debtor's time: " + "; ".join(_when(at, zone) for zone in zones) + f" (from {where})")
+    if subject.requested_hours is not None:
+        lines.append(f"debtor's requested hours: {subject.requested_hours.describe()}")
+    lines.append(f"number's line type: {subject.line_type}")
     if decision.test_number:
         lines.append("decision: ALLOWED: a test number of the site's allow-list, no rule applies (audited as such)")
         return "\n".join(lines)

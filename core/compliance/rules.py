@@ -13,7 +13,7 @@ from typing import NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from core.compliance import calendar, packs
-from core.compliance.model import Purpose, Reason, Subject
+from core.compliance.model import LineType, Purpose, Reason, Subject
 from core.models import Channel
 
 _SEARCH_DAYS = 400  # a window closed for longer than this never opens
@@ -131,24 +131,58 @@ class Authorised:
         return None if subject.channel in self.allowed else Finding(Reason.CHANNEL_NOT_AUTHORISED, None)
 
 
-class Window:
-    """Open hours per local weekday, closed on the pack's public holidays when the law says so."""
+#: ``(open, close, why closed)`` of a local day; a closed day has ``open == close``.
+_Day = tuple[float, float, Reason | None]
+#: A week of local hours (Monday first), the cache of its days, and the reason a closed hour gives.
+_Hours = tuple[tuple[packs.Hours | None, ...], dict[tuple[ZoneInfo, int, str | None], _Day], Reason]
+_CACHE_LIMIT = 100_000
 
-    def __init__(self, rule_id: str, spec: packs.WindowRule, holidays: packs.Holidays | None) -> None:
+
+class Window:
+    """Open hours per local weekday, closed on the pack's public holidays when the law says so.
+
+    The debtor's requested hours replace the hours (not the holidays) of a law's window whose law says so
+    (``debtor_request = "replace"``), when the request is recorded in an instrument; otherwise they only narrow,
+    through :class:`RequestedHours`."""
+
+    def __init__(
+        self, rule_id: str, spec: packs.WindowRule, holidays: packs.Holidays | None, *, from_law: bool = True
+    ) -> None:
         self.id = rule_id
         self.channels = _channels(spec.channels)
-        self.week = spec.week
         self.holidays = holidays if spec.closed_on_holidays else None
         self.regional = self.holidays is not None and self.holidays.regional
-        self._cache: dict[tuple[ZoneInfo, int, str | None], tuple[float, float, Reason | None]] = {}
+        self.replaceable = from_law and spec.debtor_request == "replace"
+        self._cache: dict[tuple[ZoneInfo, int, str | None], _Day] = {}
+        self._law: _Hours | None = (spec.week, self._cache, Reason.OUTSIDE_CONTACT_WINDOW)
+        self._requested: dict[tuple[packs.Hours | None, ...], _Hours] = {}
+
+    def _hours(self, subject: Subject) -> _Hours | None:
+        """The hours ``subject`` is held to (``None``: no hours apply)."""
+        request = subject.requested_hours
+        if request is None or not (self.replaceable and request.instrument):
+            return self._law
+        return self._for(request.week)
+
+    def _for(self, week: tuple[packs.Hours | None, ...]) -> _Hours:
+        hours = self._requested.get(week)
+        if hours is None:
+            if len(self._requested) > 1000:
+                self._requested.clear()
+            hours = self._requested[week] = (week, {}, Reason.OUTSIDE_REQUESTED_HOURS)
+        return hours
 
     def check(self, subject: Subject, moment: Moment) -> Finding | None:
+        hours = self._law if subject.requested_hours is None else self._hours(subject)
+        if hours is None:
+            return None
+        week, cache, reason = hours
         region = self._subdivision(subject) if self.regional else None
-        ts, cache = moment.ts, self._cache
+        ts = moment.ts
         for zone, ordinal in moment.days:
-            day = cache.get((zone, ordinal, region)) or self._day(zone, ordinal, region)
+            day = cache.get((zone, ordinal, region)) or self._day(week, cache, zone, ordinal, region)
             if not day[0] <= ts < day[1]:
-                return Finding(day[2] or Reason.OUTSIDE_CONTACT_WINDOW, ts)
+                return Finding(day[2] or reason, ts)
         return None
 
     def _subdivision(self, subject: Subject) -> str | None:
@@ -157,49 +191,77 @@ class Window:
         country, _, code = subject.region.partition("-")
         return code if country == self.holidays.country and code in calendar.subdivisions(country) else None
 
-    def _day(self, zone: ZoneInfo, ordinal: int, region: str | None) -> tuple[float, float, Reason | None]:
-        """``(open, close, why closed)`` of local day ``ordinal``; a closed day has ``open == close``."""
+    def _day(
+        self,
+        week: tuple[packs.Hours | None, ...],
+        cache: dict[tuple[ZoneInfo, int, str | None], _Day],
+        zone: ZoneInfo,
+        ordinal: int,
+        region: str | None,
+    ) -> _Day:
         key = (zone, ordinal, region)
-        day = self._cache.get(key)
+        day = cache.get(key)
         if day is None:
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            day = self._cache[key] = self._compute(zone, ordinal, region)
+            if len(cache) > _CACHE_LIMIT:
+                cache.clear()
+            day = cache[key] = self._compute(week, zone, ordinal, region)
         return day
 
-    def _compute(self, zone: ZoneInfo, ordinal: int, region: str | None) -> tuple[float, float, Reason | None]:
+    def _compute(self, week: tuple[packs.Hours | None, ...], zone: ZoneInfo, ordinal: int, region: str | None) -> _Day:
         local = date.fromordinal(ordinal)
-        hours = self.week[local.weekday()]
+        hours = week[local.weekday()]
         if self.holidays and local in calendar.holiday_dates(self.holidays.country, region, local.year):
             return 0.0, 0.0, Reason.PUBLIC_HOLIDAY
         if hours is None:
-            return 0.0, 0.0, Reason.OUTSIDE_CONTACT_WINDOW
+            return 0.0, 0.0, None
         return calendar.at_local(zone, ordinal, hours[0]), calendar.at_local(zone, ordinal, hours[1]), None
 
     def open_from(self, subject: Subject, ts: float, zones: tuple[ZoneInfo, ...]) -> float | None:
         """The first instant from ``ts`` on when the window is open in every zone (``None``: never)."""
+        hours = self._hours(subject)
+        if hours is None:
+            return ts
         region = self._subdivision(subject) if self.regional else None
         for _ in range(_SEARCH_DAYS):
             moment = Moment(ts, zones)
-            later = self._next_open(moment, region)
+            later = self._next_open(hours, moment, region)
             if later is None or later == ts or len(moment.days) == 1:  # one zone: its opening is open
                 return later
             ts = later
         return None
 
-    def _next_open(self, moment: Moment, region: str | None) -> float | None:
+    def _next_open(self, hours: _Hours, moment: Moment, region: str | None) -> float | None:
         """The latest over the zones of each one's next opening (open in all of them only if they agree)."""
+        week, cache, _ = hours
         latest = ts = moment.ts
-        cache = self._cache
         for zone, ordinal in moment.days:
             for day in range(ordinal, ordinal + _SEARCH_DAYS):
-                start, end, closed = cache.get((zone, day, region)) or self._day(zone, day, region)
+                start, end, closed = cache.get((zone, day, region)) or self._day(week, cache, zone, day, region)
                 if closed is None and ts < end:
                     latest = max(latest, start)
                     break
             else:
                 return None
         return latest
+
+
+class RequestedHours(Window):
+    """The hours the debtor asked for narrow every contact, except on the channels where the law's window lets a
+    request recorded in an instrument replace its hours (there the law's window applies them instead)."""
+
+    id = "debtor.requested_hours"
+
+    def __init__(self, replaced_on: frozenset[Channel]) -> None:
+        every_hour = packs.WindowRule(kind="window", hours={"mon-sun": "00:00-24:00"})  # its channels: all
+        super().__init__(self.id, every_hour, None, from_law=False)
+        self._law = None  # no request on file: no hours apply
+        self.replaced_on = replaced_on
+
+    def _hours(self, subject: Subject) -> _Hours | None:
+        request = subject.requested_hours
+        if request is None or (request.instrument and subject.channel in self.replaced_on):
+            return None
+        return self._for(request.week)
 
 
 class _Counting:
@@ -227,17 +289,28 @@ class Frequency(_Counting):
         self.max = spec.max
         self.days = spec.days
         self.after_conversation = spec.after_conversation
+        #: line types the rule is about; a number of unknown type may be any, so it is always one of them
+        self.lines = (
+            frozenset(LineType(name) for name in spec.line_types) | {LineType.UNKNOWN} if spec.line_types else None
+        )
 
     def check(self, subject: Subject, moment: Moment) -> Finding | None:
         history = subject.history
         if self.after_conversation and history.last_conversation is None:
+            return None
+        lines, known = self.lines, subject.line_types
+        if lines is not None and known.get(subject.phone, LineType.UNKNOWN) not in lines:
             return None
         start = moment.window_start(self.days)
         by_account, phone, counts, seen = self._mine(subject), subject.phone, self.counts, 0
         for ts, channel, number, same_account, _ in history.contacts:
             if ts < start:
                 break
-            if channel in counts and (same_account if by_account else number == phone):
+            if (
+                channel in counts
+                and (same_account if by_account else number == phone)
+                and (lines is None or known.get(number, LineType.UNKNOWN) in lines)
+            ):
                 seen += 1
                 if seen >= self.max:  # allowed again once this one leaves the window
                     return Finding(Reason.FREQUENCY_CAP, moment.days_after(ts, self.days))
@@ -324,11 +397,17 @@ class OptOutNotice:
 
 
 def compile_rule(
-    rule_id: str, spec: packs.AnyRule, holidays: packs.Holidays | None, authorised: frozenset[Channel]
+    rule_id: str,
+    spec: packs.AnyRule,
+    holidays: packs.Holidays | None,
+    authorised: frozenset[Channel],
+    *,
+    from_law: bool = True,
 ) -> Check:
-    """The check for ``spec``; ``authorised`` is what the site states for an ``authorised_channels`` rule."""
+    """The check for ``spec``; ``authorised`` is what the site states for an ``authorised_channels`` rule; a site's
+    window (not ``from_law``) is never replaced by the debtor's request."""
     if isinstance(spec, packs.WindowRule):
-        return Window(rule_id, spec, holidays)
+        return Window(rule_id, spec, holidays, from_law=from_law)
     if isinstance(spec, packs.FrequencyRule):
         return Frequency(rule_id, spec)
     if isinstance(spec, packs.QuietAfterConversationRule):

@@ -219,6 +219,8 @@ class ExportCursor(Base):
     site: Mapped[str] = mapped_column(String(64), primary_key=True)
     creditor: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: The last seq of the export being sent: after a crash the same activities are sent again, no more.
+    pending_seq: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ImportBatch(Base):
@@ -257,10 +259,118 @@ class AuditEntry(Base):
 # --- SMS: templates, inbound messages, opt-out (migration 0004_sms) ----------------------------------
 
 
+class InboundSmsRow(Base):
+    """A message a debtor sent (MO) as the gateway delivered it; ``opt_out`` is the keyword when it was one."""
+
+    __tablename__ = "sms_inbound"
+    __table_args__ = (UniqueConstraint("site", "gateway_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site: Mapped[str] = mapped_column(String(64), index=True)
+    phone: Mapped[str] = mapped_column(String(32), index=True)  # E.164 when it parses, else as received
+    text: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    gateway_id: Mapped[str | None] = mapped_column(String(128))
+    opt_out: Mapped[str | None] = mapped_column(String(16))
+
+
+class SmsOptOut(Base):
+    """A number that asked not to be texted: kept apart from ``phones`` so a later import cannot undo it."""
+
+    __tablename__ = "sms_opt_outs"
+    e164: Mapped[str] = mapped_column(String(20), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    keyword: Mapped[str] = mapped_column(String(16))
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("sms_inbound.id"))
+
+
 # --- creditor exchange: files, mappings, export sequences (migration 0005_crm) -----------------------
+
+
+class ReportedPayment(Base):
+    """A payment a creditor reported, applied once: the same payment in a later file is recognised by ``key``
+    (the creditor's payment reference, else day and amount; ``None`` when the creditor gives neither)."""
+
+    __tablename__ = "reported_payments"
+    __table_args__ = (UniqueConstraint("account_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    key: Mapped[str | None] = mapped_column(String(128))
+    batch_id: Mapped[int] = mapped_column(ForeignKey("import_batches.id"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    paid_on: Mapped[date | None] = mapped_column(Date)
 
 
 # --- supervisors: users, roles, grants, sessions (migration 0006_web) --------------------------------
 
 
+class WebUser(Base):
+    """A person who signs in to the supervisors' pages; ``role`` is supervisor, auditor or admin."""
+
+    __tablename__ = "web_users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    grants: Mapped[list[WebGrant]] = relationship(cascade="all, delete-orphan", order_by="WebGrant.id")
+
+
+class WebGrant(Base):
+    """A site a user may see; ``portfolio`` narrows it to one portfolio code (``None``: all of the site's)."""
+
+    __tablename__ = "web_grants"
+    __table_args__ = (UniqueConstraint("user_id", "site", "portfolio"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("web_users.id", ondelete="CASCADE"), index=True)
+    site: Mapped[str] = mapped_column(String(64))
+    portfolio: Mapped[str | None] = mapped_column(String(64))
+
+
+class WebSession(Base):
+    """A signed-in browser: only the sha256 of its cookie token is stored."""
+
+    __tablename__ = "web_sessions"
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("web_users.id", ondelete="CASCADE"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins per key (``user:NAME`` or ``addr:IP``), kept in the store so a restart resets nothing."""
+
+    __tablename__ = "web_login_throttle"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 # --- compliance: debtor-requested hours, phone line types (migration 0007_contact_prefs) -------------
+
+
+class ContactHours(Base):
+    """The local hours a debtor asked to be contacted in, per account (``hours``: ``{"mon-fri": "18:00-20:00"}``),
+    with the instrument recording the request (Ley 2300 art. 3 lets such a request replace the law's hours)."""
+
+    __tablename__ = "contact_hours"
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    hours: Mapped[dict[str, str]] = mapped_column(JSON)
+    instrument: Mapped[str | None] = mapped_column(String(512))
+    source: Mapped[str] = mapped_column(String(16))  # operator | creditor
+    set_by: Mapped[str] = mapped_column(String(128))
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PhoneLineType(Base):
+    """What a debtor's number is: ``personal`` (residence, cell, given as personal), ``work``; no row: unknown."""
+
+    __tablename__ = "phone_line_types"
+    phone_id: Mapped[int] = mapped_column(ForeignKey("phones.id", ondelete="CASCADE"), primary_key=True)
+    line_type: Mapped[str] = mapped_column(String(8))
+    source: Mapped[str] = mapped_column(String(16))  # operator | creditor
+    set_by: Mapped[str] = mapped_column(String(128))
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)

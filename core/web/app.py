@@ -2,19 +2,100 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import CarteraError
+from core.logs import event
+from core.web.context import SignInRequired, Web, WebError, anonymous
+from core.web.health import health_router
+from core.web.pages import pages_router
+from core.web.signin import signin_router
 
 if TYPE_CHECKING:
     from core.node import Node
 
 PLUGIN_PREFIX = "/plugins"
+STATIC = Path(__file__).with_name("static")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+log = logging.getLogger("cartera.web")
 
 
 def build_app(node: Node) -> FastAPI:
-    """The app of one site's node. Plugin routes live under ``/plugins/{kind}``."""
-    app = FastAPI(title=f"Cartera node {node.site.name}", version="1")
+    """The app of one site's node. Plugin routes live under ``/plugins/{kind}``; the supervisors' pages,
+    ``/healthz`` and ``/metrics`` are core's."""
+    app = FastAPI(title=f"Cartera node {node.site.name}", version="1", docs_url=None, redoc_url=None)
     for kind, router in node.http_routers():
         app.include_router(router, prefix=f"{PLUGIN_PREFIX}/{kind}")
+    web = Web(node)
+    app.state.web = web
+    app.include_router(health_router(node))
+    app.include_router(signin_router(web))
+    app.include_router(pages_router(web))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _handle_errors(app, web)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
     return app
+
+
+def _handle_errors(app: FastAPI, web: Web) -> None:
+    """Every failure a clean page or JSON, audited with who asked; never a stack trace in a response."""
+
+    def rejected(request: Request, status: int, reason: str, message_key: str, headers: dict[str, str]) -> Response:
+        viewer = web.known_viewer(request)
+        actor = viewer.actor if viewer else anonymous(request)
+        web.audit(actor, "web.rejected", request.url.path[:200], status=status, reason=reason[:300])
+        response = web.error(request, status, message_key, viewer)
+        response.headers.update(headers)
+        return response
+
+    @app.exception_handler(SignInRequired)
+    def sign_in(_request: Request, exc: SignInRequired) -> Response:
+        return RedirectResponse("/login?expired=1" if exc.expired else "/login", status_code=303)
+
+    @app.exception_handler(WebError)
+    def web_error(request: Request, exc: WebError) -> Response:
+        return rejected(request, exc.status, exc.reason, exc.message_key, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        key = f"error.{exc.status_code}" if exc.status_code in (400, 403, 404, 405, 413) else "error.400"
+        return rejected(request, exc.status_code, str(exc.detail), key, dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(request: Request, exc: RequestValidationError) -> Response:
+        fields = ", ".join(".".join(str(part) for part in error["loc"]) for error in exc.errors()[:3])
+        return rejected(request, 422, f"invalid fields: {fields}", "error.422", {})
+
+    @app.exception_handler(CarteraError)
+    def failed(request: Request, exc: CarteraError) -> Response:
+        event(log, "web.failed", logging.ERROR, path=request.url.path, error=str(exc))
+        return web.error(request, 502, "error.502", web.known_viewer(request))
+
+    @app.exception_handler(Exception)
+    def crashed(request: Request, exc: Exception) -> Response:
+        log.error("web: %s %s failed", request.method, request.url.path, exc_info=exc)
+        return web.error(request, 500, "error.500", web.known_viewer(request))

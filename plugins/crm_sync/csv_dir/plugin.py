@@ -9,20 +9,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from core.adapters import CrmSync, PluginConfig, PluginContext
+from core.creditor_files.reader import AssignmentReader, read_local, scan
+from core.creditor_files.writer import activities_writer, export_name, rejection_name, rejections_writer
 from core.hookspecs import hookimpl
 from core.logs import event
-from core.models import Activity, AssignmentBatch, CheckResult, FileRejected
+from core.models import Activity, AssignmentBatch, CheckResult, RowError
 from core.registry import AdapterRegistry
-from plugins.crm_sync.csv_dir.client import (
-    AssignmentReader,
-    Ledger,
-    archive_file,
-    export_name,
-    scan,
-    waiting_files,
-    write_activities,
-    write_atomically,
-)
+from plugins.crm_sync.csv_dir.client import Ledger, archive_file, waiting_files, write_atomically
 from plugins.crm_sync.csv_dir.config import CsvDirConfig
 
 
@@ -53,10 +46,7 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         return CheckResult(True, f"inbox {inbox} readable, {waiting} file(s) waiting; outbox {outbox} writable")
 
     def read_file(self, path: Path) -> AssignmentBatch:
-        try:
-            return self._reader.batch(str(path), lambda: path.open("rb"))
-        except OSError as exc:
-            raise FileRejected(str(path), f"cannot read: {exc.strerror or exc}") from None
+        return read_local(self._reader, path)
 
     def fetch(self) -> Iterator[AssignmentBatch]:
         for path in waiting_files(self.config.inbox, self.config.pattern, self.config.archive_dir):
@@ -89,8 +79,14 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
     def export(self, activities: Sequence[Activity]) -> None:
         if not activities:
             return
-        target = self.config.outbox / export_name(activities)
-        write_atomically(target, lambda sink: write_activities(sink, activities))
+        write_atomically(
+            self.config.outbox / export_name(activities), activities_writer(activities, self.config.export)
+        )
+
+    def report_rejections(self, batch: AssignmentBatch, errors: Sequence[RowError]) -> None:
+        """Write the rejection report of ``batch`` to the outbox, next to the exports."""
+        target = self.config.outbox / rejection_name(batch.source)
+        write_atomically(target, rejections_writer(errors, self.config.export))
 
 
 @hookimpl

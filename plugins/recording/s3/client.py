@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import logging
 import mimetypes
 import os
+import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
@@ -19,13 +22,15 @@ from botocore.config import Config
 
 from core.checksums import CHUNK_SIZE, copy_with_checksums
 from core.errors import IntegrityError, ObjectLocked, ObjectNotFound, StoreUnavailable
+from core.logs import event
 from core.models import CheckResult, Checksums, StoredObject
-from plugins.recording.s3.config import S3Config
+from plugins.recording.s3.config import OverwriteGuard, S3Config
 
 MiB = 1 << 20
 SHA256_METADATA = "sha256"
 RETAIN_TAG = "cartera-retain-until"
 HOLD_TAG = "cartera-legal-hold"
+PROBE_PREFIX = ".cartera-probe/"
 _UNAVAILABLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable"}
 _REFUSED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket"}
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
@@ -97,11 +102,14 @@ class _Discard(io.RawIOBase):
 class S3Bucket:
     """The bucket of one endpoint, with a boto3 client of its own."""
 
-    def __init__(self, config: S3Config, now: Callable[[], datetime]) -> None:
+    def __init__(self, config: S3Config, now: Callable[[], datetime], log: logging.Logger) -> None:
         self.config = config
         self.bucket = config.bucket
         self.endpoint = str(config.endpoint_url).rstrip("/") if config.endpoint_url else None
         self._now = now
+        self._log = log
+        self._guard: OverwriteGuard | None = None if config.no_overwrite == "auto" else config.no_overwrite
+        self._guard_lock = threading.Lock()
         self.client: Any = boto3.session.Session().client(
             "s3",
             endpoint_url=self.endpoint,
@@ -125,7 +133,8 @@ class S3Bucket:
 
     def put(self, key: str, source: Path, expected: Checksums) -> StoredObject:
         """Upload ``source`` under an empty ``key`` with Content-MD5, then verify what the store holds."""
-        if self.config.no_overwrite == "head":
+        guard = self.overwrite_guard()
+        if guard == "head":
             existing = self.head(key)
             if existing is not None:
                 return self._already_stored(key, existing, expected)
@@ -140,7 +149,7 @@ class S3Bucket:
                 "ContentType": mimetypes.guess_type(key)[0] or "application/octet-stream",
                 **self._upload_args,
             }
-            if self.config.no_overwrite == "if-none-match":
+            if guard == "if-none-match":
                 args["IfNoneMatch"] = "*"
             try:
                 with self._errors(f"upload {key}"):
@@ -153,7 +162,7 @@ class S3Bucket:
                     raise
                 existing = self.head(key)
                 if existing is None:
-                    raise
+                    raise IntegrityError(f"{key}: {self.where} answered 412 (exists) yet holds nothing") from None
                 return self._already_stored(key, existing, expected)
         if sent_sha256 != expected.sha256_hex:
             self._discard(key)
@@ -240,11 +249,49 @@ class S3Bucket:
         except botocore.exceptions.ClientError as exc:
             missing = " (no such bucket)" if _status(exc) == 404 else ""
             return CheckResult(ok=False, detail=f"{self.where}: {_code(exc) or _status(exc)}{missing}: {exc}")
+        guard = self._guard or "auto (probed before the first upload)"
         return CheckResult(
             ok=True,
             detail=f"{self.where} reachable ({self.config.addressing_style} addressing, "
-            f"checksums {self.config.request_checksum_calculation}, object lock {self.config.object_lock})",
+            f"checksums {self.config.request_checksum_calculation}, object lock {self.config.object_lock}, "
+            f"overwrite guard {guard})",
         )
+
+    # --- the overwrite guard --------------------------------------------------------------------------
+
+    def overwrite_guard(self) -> OverwriteGuard:
+        """How uploads keep existing keys: the configured guard, or the probe's answer for ``auto``."""
+        with self._guard_lock:
+            if self._guard is None:
+                self._guard = "if-none-match" if self._refuses_conditional_overwrite() else "head"
+                event(self._log, "s3.overwrite_guard", endpoint=self.where, guard=self._guard)
+            return self._guard
+
+    def _refuses_conditional_overwrite(self) -> bool:
+        """PUT a throwaway key twice with If-None-Match: *; True when the store refused the second (412)."""
+        key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+        if self._probe_put(key, b"probe") != 200:
+            return False
+        try:
+            return self._probe_put(key, b"again") == 412
+        finally:
+            try:
+                self._discard(key)
+            except (StoreUnavailable, botocore.exceptions.ClientError) as exc:
+                event(self._log, "s3.probe_left", logging.WARNING, endpoint=self.where, key=key, error=str(exc))
+
+    def _probe_put(self, key: str, body: bytes) -> int:
+        """HTTP status of a conditional PUT: 200, 412 (refused), or 400/501 (the store does not know the header)."""
+        with self._errors(f"probe If-None-Match with {key}"):
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=key, Body=body, ContentMD5=_b64_md5(body), IfNoneMatch="*"
+                )
+            except botocore.exceptions.ClientError as exc:
+                if _status(exc) in (400, 412, 501):
+                    return _status(exc)
+                raise
+        return 200
 
     # --- uploads --------------------------------------------------------------------------------------
 
@@ -292,11 +339,11 @@ class S3Bucket:
         return stored
 
     def _already_stored(self, key: str, existing: StoredObject, expected: Checksums) -> StoredObject:
-        if existing.size == expected.size:
-            if existing.sha256_hex == expected.sha256_hex:
-                return existing
-            if existing.sha256_hex is None and self._read_back(key) == expected:
-                return existing
+        """The key holds an object already: fine when it is this recording, verified by the store's own MD5
+        (a single-part ETag) or else a read-back; any other content is an error and stays untouched."""
+        same = existing.size == expected.size and existing.sha256_hex in (None, expected.sha256_hex)
+        if same and (existing.etag == expected.md5_hex or self._read_back(key) == expected):
+            return existing
         raise IntegrityError(f"{key}: {self.where} already holds different content under this key")
 
     def _read_back(self, key: str) -> Checksums:

@@ -11,6 +11,7 @@ from core.adapters import PluginConfig
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 ChecksumMode = Literal["when_supported", "when_required"]
+OverwriteGuard = Literal["head", "if-none-match"]
 
 
 class S3Config(PluginConfig):
@@ -46,10 +47,13 @@ class S3Config(PluginConfig):
         description="off: retention and legal hold are object tags the plugin obeys; governance/compliance: the "
         "bucket's S3 Object Lock enforces them (the bucket must have Object Lock enabled).",
     )
-    no_overwrite: Literal["head", "if-none-match"] = Field(
+    no_overwrite: Literal["head", "if-none-match", "auto"] = Field(
         default="head",
-        description="How a key is kept from being overwritten: a HEAD before each upload, or a conditional "
-        "PUT (If-None-Match: *), one request cheaper, for stores that honour it (AWS S3, MinIO).",
+        description="How a key is kept from being overwritten. head: a HEAD before each upload (any store). "
+        "if-none-match: a conditional PUT (If-None-Match: *), one request fewer, only for stores that honour it "
+        "(AWS S3, MinIO, SeaweedFS; not radosgw 20.2, which overwrites). auto: before the first upload, PUT a "
+        "throwaway key twice with If-None-Match: * and use if-none-match only if the store refused the second "
+        "(the probe is deleted after).",
     )
     multipart_threshold_mb: int = Field(
         default=64, ge=5, le=5120, description="Files larger than this go up in parts, each with its Content-MD5."

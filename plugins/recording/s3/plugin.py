@@ -31,7 +31,7 @@ class S3Store(RecordingStore[S3Config]):
         return self._bucket
 
     def start(self) -> None:
-        self._bucket = S3Bucket(self.config, self.context.clock.now)
+        self._bucket = S3Bucket(self.config, self.context.clock.now, self.context.log)
 
     def stop(self) -> None:
         if self._bucket is not None:

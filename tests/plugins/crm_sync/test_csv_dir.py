@@ -13,10 +13,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from core.adapters import CrmSync
 from core.clock import SimulatedClock
+from core.creditor_files.config import ColumnsConfig
+from core.creditor_files.values import parse_amount
 from core.models import (
     Activity,
     ActivityKind,
@@ -31,8 +35,7 @@ from core.phones import InvalidPhone, normalize
 from core.registry import AdapterRegistry
 from core.testing.context import CapturingContext
 from core.testing.crm_sync import CrmSyncConformance, Delivery
-from plugins.crm_sync.csv_dir.client import parse_amount
-from plugins.crm_sync.csv_dir.config import ColumnsConfig, CsvDirConfig
+from plugins.crm_sync.csv_dir.config import CsvDirConfig
 from plugins.crm_sync.csv_dir.plugin import CsvDirSync, cartera_register_crm_syncs
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -146,7 +149,7 @@ def test_utf8_bom_semicolons_decimal_comma_and_actions(sync: CsvDirSync) -> None
         ),
     ]
     assert [(e.line, e.field) for e in errors] == [(7, "account_ref"), (8, "action"), (9, "balance")]
-    assert errors[1].reason == "unknown action 'suspender' (use asignar, retirar or pago)"
+    assert errors[1].reason.startswith("unknown action 'suspender' (use 'asignar', 'nuevo', 'assign'")
     assert errors[2].reason == "column 'saldo': 'mil pesos' is not an amount"
 
 
@@ -200,7 +203,7 @@ def test_missing_required_column_names_it_and_the_file(sync: CsvDirSync) -> None
     with pytest.raises(FileRejected) as rejected:
         list(sync.read_file(path).items)
     assert rejected.value.source == str(path)
-    assert rejected.value.reason.startswith("missing required column(s) saldo in the header")
+    assert rejected.value.reason.startswith("line 1: missing required column(s) saldo in the header")
     assert "found: cuenta, nombre, telefono1, valor" in rejected.value.reason
 
 
@@ -477,3 +480,90 @@ def test_demo_portfolio(sync: CsvDirSync) -> None:
             return False
 
     assert [(r.line, r.phones) for r in rows if not valid(r)] == [(24, ("12-AB",))]
+
+
+def test_payment_dates_references_and_configured_actions(tmp_path: Path) -> None:
+    path = tmp_path / "pagos.csv"
+    path.write_text(
+        "cuenta;nombre;telefono1;saldo;novedad;fecha pago;ref\n"
+        "CR-1;;;1.000;P;27/02/2026;R-1\n"
+        "CR-2;;;2.000;p;2026-02-28;\n"
+        "CR-3;;;3.000;P;30/02/2026;R-3\n"
+        "CR-4;Ana;3001234567;4.000;A;;\n"
+        "CR-5;;;;X;;\n",
+        encoding="utf-8",
+    )
+    sync = make_sync(
+        tmp_path,
+        date_formats=["%d/%m/%Y", "%Y-%m-%d"],
+        actions={"P": "payment", "A": "update", "X": "withdraw"},
+        columns={"action": "novedad", "payment_date": "fecha pago", "payment_ref": "ref"},
+    )
+    rows, errors = read(sync, path)
+    assert [(r.account_ref, r.action, r.payment_amount, r.paid_on, r.payment_ref) for r in rows] == [
+        ("CR-1", AssignmentAction.PAYMENT, Decimal(1000), date(2026, 2, 27), "R-1"),
+        ("CR-2", AssignmentAction.PAYMENT, Decimal(2000), date(2026, 2, 28), None),
+        ("CR-4", AssignmentAction.UPDATE, None, None, None),
+        ("CR-5", AssignmentAction.WITHDRAW, None, None, None),
+    ]
+    assert errors == [
+        RowError(4, "payment_date", "column 'fecha pago': '30/02/2026' is not %d/%m/%Y or %Y-%m-%d"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("legacy", "expected"),
+    [("latin-1", "Jos\x81"), ("windows-1252", None)],
+)
+def test_legacy_encoding_decides_what_is_readable(tmp_path: Path, legacy: str, expected: str | None) -> None:
+    path = tmp_path / "legacy.csv"
+    path.write_bytes(b"cuenta;nombre;telefono1;saldo\nCR-1;Jos\x81;3001234567;1\n")
+    sync = make_sync(tmp_path, legacy_encoding=legacy)
+    if expected is None:
+        with pytest.raises(FileRejected, match=r"line 2: byte 0x81 at column 9 is not valid UTF-8 or Windows-1252"):
+            read(sync, path)
+    else:
+        assert [r.debtor_name for r in read(sync, path)[0]] == [expected]
+
+
+def test_utf8_file_with_a_legacy_byte_is_rejected_not_misread(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(
+        "cuenta;nombre;telefono1;saldo\nCR-1;Peña;3001234567;1\nCR-2;Nu".encode() + b"\xf1ez;3001234567;1\n"
+    )
+    rows: list[AssignmentRow | RowError] = []
+    with pytest.raises(FileRejected) as rejected:
+        rows.extend(make_sync(tmp_path).read_file(path).items)
+    assert rejected.value.reason.startswith("line 3: byte 0xf1 at column 8 is not valid UTF-8 (the file mixes")
+    assert [r.debtor_name for r in rows if isinstance(r, AssignmentRow)] == ["Peña"]
+
+
+def test_rejection_report_in_the_creditors_dialect(sync: CsvDirSync) -> None:
+    batch = sync.read_file(FIXTURES / "bom_semicolon.csv")
+    _, errors = read(sync, FIXTURES / "bom_semicolon.csv")
+    sync.report_rejections(batch, errors)
+    report = sync.config.outbox / "bom_semicolon.rechazos.csv"
+    with report.open(encoding="utf-8-sig", newline="") as stream:
+        assert list(csv.reader(stream, delimiter=";")) == [
+            ["linea", "campo", "motivo"],
+            ["7", "account_ref", "column 'cuenta' is empty"],
+            ["8", "action", errors[1].reason],
+            ["9", "balance", "column 'saldo': 'mil pesos' is not an amount"],
+        ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cents=st.integers(0, 10**12),
+    decimals=st.integers(0, 3),
+    grouping=st.sampled_from([".", ","]),
+    decimal_comma=st.sampled_from([None, True, False]),
+)
+def test_parse_amount_fast_path_agrees_with_the_rules(
+    cents: int, decimals: int, grouping: str, decimal_comma: bool | None
+) -> None:
+    whole, fraction = divmod(cents, 1000)
+    text = f"{whole:,}".replace(",", grouping)
+    if decimals:
+        text += ("," if grouping == "." else ".") + f"{fraction:03d}"[:decimals]
+    assert parse_amount(text, decimal_comma) == parse_amount(f"${text}", decimal_comma)  # "$": the general path

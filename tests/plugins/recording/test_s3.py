@@ -1,4 +1,5 @@
-"""The s3 recording store: conformance on radosgw and on moto, integrity, checksums, retries, faults, URLs."""
+"""The s3 recording store: conformance on radosgw, SeaweedFS and moto, integrity, checksums, the overwrite guard,
+retries, faults, URLs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from core.registry import AdapterCatalog
 from core.testing.context import CapturingContext
 from core.testing.recording_store import RecordingFile, RecordingStoreConformance, make_recording_file
 from plugins.recording.s3 import plugin
+from plugins.recording.s3.client import PROBE_PREFIX
 from plugins.recording.s3.config import S3Config
 from plugins.recording.s3.plugin import S3Store
 from tests.peers.s3 import Fault, S3Endpoint, fault_proxy
@@ -51,6 +54,20 @@ def make_store(context: CapturingContext) -> Iterator[Callable[..., S3Store]]:
         store.stop()
 
 
+@pytest.fixture(params=["radosgw", "seaweedfs"])
+def strict_s3(request: pytest.FixtureRequest) -> S3Endpoint:
+    """A real store that checks Content-MD5 (a wrong one is BadDigest) and signatures."""
+    endpoint: S3Endpoint = request.getfixturevalue(request.param)
+    return endpoint
+
+
+@pytest.fixture(params=["moto_s3", "seaweedfs"])
+def multipart_s3(request: pytest.FixtureRequest) -> S3Endpoint:
+    """A store that assembles multipart uploads correctly (radosgw's dbstore does not)."""
+    endpoint: S3Endpoint = request.getfixturevalue(request.param)
+    return endpoint
+
+
 @pytest.fixture
 def recording(tmp_path: Path) -> RecordingFile:
     return make_recording_file(tmp_path / "source" / "rec.wav", 200 * 1024 + 5, seed=21)
@@ -67,6 +84,23 @@ class TestS3OnRadosgw(RecordingStoreConformance):
     @pytest.fixture
     def store(self, make_store: Callable[..., S3Store], radosgw: S3Endpoint) -> RecordingStore[Any]:
         return make_store(radosgw.settings(radosgw.new_bucket()))
+
+
+class TestS3OnSeaweedFS(RecordingStoreConformance):
+    """SeaweedFS checks Content-MD5 per part too and honours If-None-Match: conditional PUTs, 5 MB parts;
+    retention and hold as tags, and again enforced by the bucket's S3 Object Lock."""
+
+    @pytest.fixture
+    def context(self, tmp_path: Path) -> CapturingContext:
+        return CapturingContext(tmp_path / "data")
+
+    @pytest.fixture(params=["off", "governance"], ids=["tags", "object-lock"])
+    def store(
+        self, make_store: Callable[..., S3Store], seaweedfs: S3Endpoint, request: pytest.FixtureRequest
+    ) -> RecordingStore[Any]:
+        bucket = seaweedfs.new_bucket(object_lock=request.param != "off")
+        settings = seaweedfs.settings(bucket, object_lock=request.param, no_overwrite="if-none-match", **SMALL_PARTS)
+        return make_store(settings)
 
 
 class TestS3OnMotoWithObjectLock(RecordingStoreConformance):
@@ -99,6 +133,7 @@ def test_registered_as_s3() -> None:
         ({"bucket": "recs", "part_size_mb": 80}, "part_size_mb must not exceed"),
         ({"bucket": "recs", "request_checksum_calculation": "always"}, "when_supported"),
         ({"bucket": "recs", "storage_class": "cold storage"}, "pattern"),
+        ({"bucket": "recs", "no_overwrite": "if-match"}, "'head', 'if-none-match' or 'auto'"),
     ],
 )
 def test_config_errors(settings: dict[str, Any], message: str) -> None:
@@ -128,13 +163,35 @@ def _capture(store: S3Store, operation: str) -> list[dict[str, str]]:
     return sent
 
 
+def _operations(store: S3Store) -> list[str]:
+    """Names of the requests (retries included) the store's client sends from now on."""
+    sent: list[str] = []
+
+    def keep(event_name: str, **_: Any) -> None:
+        sent.append(event_name.rsplit(".", 1)[-1])
+
+    store.bucket.client.meta.events.register("before-send.s3", keep)
+    return sent
+
+
+def _statuses(store: S3Store, operation: str) -> list[int]:
+    """HTTP status of every ``operation`` answer the store's client gets from now on."""
+    got: list[int] = []
+
+    def keep(http_response: Any, **_: Any) -> None:
+        got.append(http_response.status_code)
+
+    store.bucket.client.meta.events.register(f"after-call.s3.{operation}", keep)
+    return got
+
+
 def test_checksum_mode_is_per_endpoint_and_content_md5_always_sent(
-    make_store: Callable[..., S3Store], radosgw: S3Endpoint, recording: RecordingFile
+    make_store: Callable[..., S3Store], strict_s3: S3Endpoint, recording: RecordingFile
 ) -> None:
     """Two stores in one process: one sends boto3's CRC checksums, the other not; both send Content-MD5."""
-    bucket = radosgw.new_bucket()
-    with_crc = make_store(radosgw.settings(bucket, request_checksum_calculation="when_supported"))
-    without = make_store(radosgw.settings(bucket))
+    bucket = strict_s3.new_bucket()
+    with_crc = make_store(strict_s3.settings(bucket, request_checksum_calculation="when_supported"))
+    without = make_store(strict_s3.settings(bucket))
     crc_headers, plain_headers = _capture(with_crc, "PutObject"), _capture(without, "PutObject")
     with_crc.put("a/1.wav", recording.path, recording.checksums)
     without.put("a/2.wav", recording.path, recording.checksums)
@@ -145,10 +202,10 @@ def test_checksum_mode_is_per_endpoint_and_content_md5_always_sent(
 
 
 def test_multipart_sends_content_md5_per_part(
-    make_store: Callable[..., S3Store], moto_s3: S3Endpoint, tmp_path: Path
+    make_store: Callable[..., S3Store], multipart_s3: S3Endpoint, tmp_path: Path
 ) -> None:
     big = make_recording_file(tmp_path / "big.wav", 11 * MiB + 17, seed=22)
-    store = make_store(moto_s3.settings(moto_s3.new_bucket(), **SMALL_PARTS))
+    store = make_store(multipart_s3.settings(multipart_s3.new_bucket(), **SMALL_PARTS))
     parts = _capture(store, "UploadPart")
     stored = store.put("a/big.wav", big.path, big.checksums)
     data = big.path.read_bytes()
@@ -161,10 +218,10 @@ def test_multipart_sends_content_md5_per_part(
     assert stored.sha256_hex == big.checksums.sha256_hex
 
 
-def test_radosgw_rejects_a_wrong_content_md5_with_bad_digest(
-    make_store: Callable[..., S3Store], radosgw: S3Endpoint, recording: RecordingFile
+def test_a_wrong_content_md5_is_rejected_with_bad_digest(
+    make_store: Callable[..., S3Store], strict_s3: S3Endpoint, recording: RecordingFile
 ) -> None:
-    store = make_store(radosgw.settings(radosgw.new_bucket()))
+    store = make_store(strict_s3.settings(strict_s3.new_bucket()))
     wrong = dataclasses.replace(recording.checksums, md5_hex=hashlib.md5(b"other", usedforsecurity=False).hexdigest())
     reads = _capture(store, "GetObject")
     with pytest.raises(IntegrityError, match="BadDigest"):
@@ -175,19 +232,20 @@ def test_radosgw_rejects_a_wrong_content_md5_with_bad_digest(
 
 @pytest.mark.parametrize("size", [200 * 1024, 6 * MiB], ids=["single", "multipart"])
 def test_a_body_corrupted_in_flight_is_rejected_and_nothing_stored(
-    make_store: Callable[..., S3Store], radosgw: S3Endpoint, tmp_path: Path, size: int
+    make_store: Callable[..., S3Store], strict_s3: S3Endpoint, tmp_path: Path, size: int
 ) -> None:
-    """A proxy flips a byte of the upload: radosgw refuses it, the plugin reports it, the key stays empty."""
+    """A proxy flips a byte of the upload: the store refuses it, the plugin reports it, the key stays empty."""
     source = make_recording_file(tmp_path / "rec.wav", size, seed=23)
-    bucket = radosgw.new_bucket()
-    with fault_proxy(radosgw.url) as proxy:
-        store = make_store({**radosgw.settings(bucket, max_attempts=1, **SMALL_PARTS), "endpoint_url": proxy.url})
+    endpoint = strict_s3
+    bucket = endpoint.new_bucket()
+    with fault_proxy(endpoint.url) as proxy:
+        store = make_store({**endpoint.settings(bucket, max_attempts=1, **SMALL_PARTS), "endpoint_url": proxy.url})
         proxy.inject(Fault("corrupt", "PUT", "/a/1.wav"))
         with pytest.raises(IntegrityError, match="rejected the body"):
             store.put("a/1.wav", source.path, source.checksums)
         assert proxy.done("corrupt")
-    assert radosgw.objects(bucket) == {}
-    assert radosgw.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert endpoint.objects(bucket) == {}
+    assert endpoint.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 def test_a_store_that_garbles_multipart_objects_never_keeps_one(
@@ -253,23 +311,23 @@ def test_encryption_and_storage_class_are_requested(
     ids=["5xx", "slowdown", "slow-response", "dropped-connection"],
 )
 def test_transient_failures_are_retried(
-    make_store: Callable[..., S3Store], radosgw: S3Endpoint, recording: RecordingFile, faults: list[Fault]
+    make_store: Callable[..., S3Store], strict_s3: S3Endpoint, recording: RecordingFile, faults: list[Fault]
 ) -> None:
-    bucket = radosgw.new_bucket()
-    with fault_proxy(radosgw.url) as proxy:
-        store = make_store({**radosgw.settings(bucket, max_attempts=4, read_timeout_s=1), "endpoint_url": proxy.url})
+    bucket = strict_s3.new_bucket()
+    with fault_proxy(strict_s3.url) as proxy:
+        store = make_store({**strict_s3.settings(bucket, max_attempts=4, read_timeout_s=1), "endpoint_url": proxy.url})
         proxy.inject(*faults)
         stored = store.put("a/1.wav", recording.path, recording.checksums)
         assert proxy.pending() == 0
     assert stored.sha256_hex == recording.checksums.sha256_hex
-    assert radosgw.objects(bucket) == {"a/1.wav": recording.checksums.size}
+    assert strict_s3.objects(bucket) == {"a/1.wav": recording.checksums.size}
 
 
 def test_an_endpoint_that_is_down_is_store_unavailable(
-    make_store: Callable[..., S3Store], radosgw: S3Endpoint, recording: RecordingFile
+    make_store: Callable[..., S3Store], strict_s3: S3Endpoint, recording: RecordingFile
 ) -> None:
-    with fault_proxy(radosgw.url) as proxy:
-        store = make_store({**radosgw.settings(radosgw.new_bucket(), max_attempts=2), "endpoint_url": proxy.url})
+    with fault_proxy(strict_s3.url) as proxy:
+        store = make_store({**strict_s3.settings(strict_s3.new_bucket(), max_attempts=2), "endpoint_url": proxy.url})
         proxy.stop()
         began = time.monotonic()
         with pytest.raises(StoreUnavailable, match=proxy.url.removeprefix("http://")):
@@ -277,43 +335,144 @@ def test_an_endpoint_that_is_down_is_store_unavailable(
         assert time.monotonic() - began < 10
         check = store.check()
     assert not check.ok
-    assert radosgw.secret_key not in check.detail
+    assert strict_s3.secret_key not in check.detail
 
 
 def test_persistent_slowdown_is_store_unavailable(
-    make_store: Callable[..., S3Store], radosgw: S3Endpoint, recording: RecordingFile
+    make_store: Callable[..., S3Store], strict_s3: S3Endpoint, recording: RecordingFile
 ) -> None:
-    with fault_proxy(radosgw.url) as proxy:
-        store = make_store({**radosgw.settings(radosgw.new_bucket(), max_attempts=2), "endpoint_url": proxy.url})
+    with fault_proxy(strict_s3.url) as proxy:
+        store = make_store({**strict_s3.settings(strict_s3.new_bucket(), max_attempts=2), "endpoint_url": proxy.url})
         proxy.inject(Fault("slowdown"), Fault("slowdown"))
         with pytest.raises(StoreUnavailable, match="SlowDown"):
             store.put("a/1.wav", recording.path, recording.checksums)
 
 
 def test_check_names_a_missing_bucket_and_bad_credentials(
-    make_store: Callable[..., S3Store], radosgw: S3Endpoint
+    make_store: Callable[..., S3Store], strict_s3: S3Endpoint
 ) -> None:
-    missing = make_store(radosgw.settings("no-such-bucket-here")).check()
+    missing = make_store(strict_s3.settings("no-such-bucket-here")).check()
     assert not missing.ok
     assert "no-such-bucket-here" in missing.detail
-    wrong = make_store(radosgw.settings(radosgw.new_bucket(), secret_access_key="not-the-secret")).check()
+    wrong = make_store(strict_s3.settings(strict_s3.new_bucket(), secret_access_key="not-the-secret")).check()
     assert not wrong.ok
     assert "not-the-secret" not in wrong.detail
-    good = make_store(radosgw.settings(radosgw.new_bucket())).check()
+    good = make_store(strict_s3.settings(strict_s3.new_bucket())).check()
     assert good.ok, good.detail
 
 
 def test_presigned_url_serves_until_it_expires(
-    make_store: Callable[..., S3Store], radosgw: S3Endpoint, recording: RecordingFile
+    make_store: Callable[..., S3Store], strict_s3: S3Endpoint, recording: RecordingFile
 ) -> None:
-    store = make_store(radosgw.settings(radosgw.new_bucket()))
+    store = make_store(strict_s3.settings(strict_s3.new_bucket()))
     store.put("a/1.wav", recording.path, recording.checksums)
     url = store.url("a/1.wav", 2)
     assert "X-Amz-Expires=2" in url
-    assert radosgw.secret_key not in url
+    assert strict_s3.secret_key not in url
     with urllib.request.urlopen(url, timeout=10) as response:
         assert hashlib.sha256(response.read()).hexdigest() == recording.checksums.sha256_hex
     time.sleep(3)
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(url, timeout=10)
     assert refused.value.code == 403
+
+
+# --- the overwrite guard ------------------------------------------------------------------------------
+
+
+def test_radosgw_overwrites_despite_if_none_match_so_the_head_guard_stays(
+    make_store: Callable[..., S3Store], radosgw: S3Endpoint, recording: RecordingFile
+) -> None:
+    """radosgw 20.2 lets a second If-None-Match: * PUT replace an object; ``auto`` finds that out with its probe
+    and keeps the HEAD before every PUT, like ``head``."""
+    bucket = radosgw.new_bucket()
+    raw = radosgw.client()
+    raw.put_object(Bucket=bucket, Key="raw.wav", Body=b"first", IfNoneMatch="*")
+    raw.put_object(Bucket=bucket, Key="raw.wav", Body=b"second", IfNoneMatch="*")  # no 412
+    assert raw.get_object(Bucket=bucket, Key="raw.wav")["Body"].read() == b"second"
+    for guard in ("head", "auto"):
+        store = make_store(radosgw.settings(bucket, no_overwrite=guard))
+        assert store.bucket.overwrite_guard() == "head"
+        sent, puts = _operations(store), _capture(store, "PutObject")
+        store.put(f"a/{guard}.wav", recording.path, recording.checksums)
+        assert sent == ["HeadObject", "PutObject", "HeadObject"]
+        assert "if-none-match" not in puts[0]
+        assert "overwrite guard head" in store.check().detail
+    assert sorted(radosgw.objects(bucket)) == ["a/auto.wav", "a/head.wav", "raw.wav"]  # the probe was deleted
+
+
+def test_auto_keeps_the_head_guard_where_the_store_does_not_know_the_header(
+    make_store: Callable[..., S3Store], seaweedfs: S3Endpoint, recording: RecordingFile
+) -> None:
+    """A store that answers the probe with 501 NotImplemented gets a HEAD before each PUT, and nothing else."""
+    bucket = seaweedfs.new_bucket()
+    with fault_proxy(seaweedfs.url) as proxy:
+        store = make_store({**seaweedfs.settings(bucket, no_overwrite="auto"), "endpoint_url": proxy.url})
+        proxy.inject(Fault("not-implemented", "PUT", PROBE_PREFIX))
+        store.put("a/1.wav", recording.path, recording.checksums)
+        assert proxy.done("not-implemented")
+        assert store.bucket.overwrite_guard() == "head"
+    assert seaweedfs.objects(bucket) == {"a/1.wav": recording.checksums.size}
+
+
+def test_auto_uses_the_conditional_put_where_the_store_honours_it(
+    make_store: Callable[..., S3Store], seaweedfs: S3Endpoint, recording: RecordingFile, tmp_path: Path
+) -> None:
+    """On SeaweedFS the probe's second PUT is refused, so each recording costs a PUT and a verifying HEAD."""
+    bucket = seaweedfs.new_bucket()
+    store = make_store(seaweedfs.settings(bucket, no_overwrite="auto"))
+    assert "overwrite guard auto" in store.check().detail
+    store.put("a/1.wav", recording.path, recording.checksums)  # probes first
+    assert store.bucket.overwrite_guard() == "if-none-match"
+    other = make_recording_file(tmp_path / "other.wav", 1000, seed=30)
+    sent, puts = _operations(store), _capture(store, "PutObject")
+    store.put("a/2.wav", other.path, other.checksums)
+    assert sent == ["PutObject", "HeadObject"]
+    assert puts[0]["if-none-match"] == "*"
+    assert "overwrite guard if-none-match" in store.check().detail
+    assert seaweedfs.objects(bucket) == {"a/1.wav": recording.checksums.size, "a/2.wav": 1000}
+    assert not any(key.startswith(PROBE_PREFIX) for key in seaweedfs.objects(bucket))
+
+
+@pytest.mark.parametrize("guard", ["head", "if-none-match"])
+def test_an_existing_key_is_verified_and_never_overwritten(
+    make_store: Callable[..., S3Store], seaweedfs: S3Endpoint, recording: RecordingFile, guard: str
+) -> None:
+    """A key that already holds the recording (a retry, a run after a crash) is verified, not written again; a
+    key holding other bytes of the same size under the recording's sha256 metadata is refused and kept."""
+    bucket = seaweedfs.new_bucket()
+    store = make_store(seaweedfs.settings(bucket, no_overwrite=guard))
+    first = store.put("a/1.wav", recording.path, recording.checksums)
+    statuses = _statuses(store, "PutObject")
+    assert store.put("a/1.wav", recording.path, recording.checksums) == first
+    assert statuses == ([412] if guard == "if-none-match" else [])
+    data = recording.path.read_bytes()
+    impostor = bytes([data[0] ^ 0xFF]) + data[1:]
+    raw = seaweedfs.client()
+    raw.put_object(Bucket=bucket, Key="a/2.wav", Body=impostor, Metadata={"sha256": recording.checksums.sha256_hex})
+    with pytest.raises(IntegrityError, match="already holds different content"):
+        store.put("a/2.wav", recording.path, recording.checksums)
+    assert raw.get_object(Bucket=bucket, Key="a/2.wav")["Body"].read() == impostor
+
+
+def test_concurrent_conditional_puts_to_one_key_leave_exactly_one_recording(
+    make_store: Callable[..., S3Store], seaweedfs: S3Endpoint, tmp_path: Path
+) -> None:
+    """Eight different recordings raced to one key: one lands whole, the seven others are refused."""
+    bucket = seaweedfs.new_bucket()
+    store = make_store(seaweedfs.settings(bucket, no_overwrite="if-none-match"))
+    files = [make_recording_file(tmp_path / f"{index}.wav", 300_000, seed=40 + index) for index in range(8)]
+
+    def put(file: RecordingFile) -> str:
+        try:
+            return f"stored {store.put('a/1.wav', file.path, file.checksums).sha256_hex}"
+        except IntegrityError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(len(files)) as pool:
+        outcomes = list(pool.map(put, files))
+    winners = [outcome.removeprefix("stored ") for outcome in outcomes if outcome.startswith("stored ")]
+    assert len(winners) == 1, outcomes
+    assert sum("already holds different content" in outcome for outcome in outcomes) == 7, outcomes
+    stored = seaweedfs.client().get_object(Bucket=bucket, Key="a/1.wav")["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == winners[0]

@@ -1,0 +1,262 @@
+"""Streaming assignment files: encoding, delimiter and header first, then one row at a time.
+
+One chunked pass computes the sha256 (and whether the bytes are UTF-8); each iteration of a batch's items
+parses the file again, one line at a time, and checks the bytes did not change meanwhile. Only
+ASCII-compatible encodings are read, so lines split at ``b"\\n"``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import itertools
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import IO
+
+from core.creditor_files.config import CsvFormatConfig
+from core.creditor_files.values import header_key, parse_amount, parse_date
+from core.models import AssignmentAction, AssignmentBatch, AssignmentRow, FileRejected, RowError
+
+CHUNK_SIZE = 1 << 20
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_ZERO = Decimal(0)
+#: A well-formed UTF-8 multi-byte character; Spanish Windows-1252 text practically never forms one.
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+
+_DAMAGED = "UTF-8 (the file mixes UTF-8 characters with other bytes: damaged or mixed; re-export it)"
+
+#: Opens the file's bytes from the start; called once per pass.
+Opener = Callable[[], IO[bytes]]
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What one pass over a file's bytes tells: its sha256, whether it decodes as UTF-8, and whether it holds
+    UTF-8 multi-byte characters at all (a file that does but is not UTF-8 is damaged, not a legacy export)."""
+
+    sha256: str
+    utf8: bool
+    has_utf8_sequences: bool
+
+
+def scan(stream: IO[bytes]) -> Scan:
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    utf8, sequences = True, False
+    while chunk := stream.read(CHUNK_SIZE):
+        digest.update(chunk)
+        sequences = sequences or _UTF8_SEQUENCE.search(chunk) is not None
+        if utf8:
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                utf8 = False
+    if utf8:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            utf8 = False
+    return Scan(digest.hexdigest(), utf8, sequences)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Positions of our fields in one file's header; an absent optional column points past the header's last
+    column, at the empty cell every row is padded with."""
+
+    width: int
+    account_ref: int
+    debtor_name: int
+    phones: tuple[int, ...]
+    balance: int
+    currency: int
+    action: int
+    payment_date: int
+    payment_ref: int
+
+
+class AssignmentReader:
+    """Reads one creditor's assignment files in the layout ``fmt`` describes."""
+
+    def __init__(self, fmt: CsvFormatConfig) -> None:
+        self.fmt = fmt
+        self._actions = {header_key(value): action for value, action in fmt.actions.items()}
+        self._action_names = ", ".join(repr(value) for value in fmt.actions if value)
+
+    def batch(self, source: str, opener: Opener) -> AssignmentBatch:
+        """Hash the file now; its ``items`` parse it lazily, afresh on every iteration."""
+        with opener() as stream:
+            facts = scan(stream)
+        if self.fmt.encoding is not None:
+            encoding = self.fmt.encoding
+            label = encoding
+        else:
+            damaged = facts.has_utf8_sequences and not facts.utf8
+            encoding = "utf-8" if facts.utf8 or damaged else self.fmt.legacy_encoding
+            label = _DAMAGED if damaged else f"UTF-8 or {self.fmt.legacy_encoding.title()}"
+        if codecs.lookup(encoding).name == "utf-8":
+            encoding = "utf-8-sig"
+        return AssignmentBatch(source, facts.sha256, _Items(self, source, opener, facts.sha256, encoding, label))
+
+    def rows(
+        self, source: str, opener: Opener, sha256: str, encoding: str, label: str
+    ) -> Iterator[AssignmentRow | RowError]:
+        """Stream the rows of the file; :class:`FileRejected` comes before any row when the header is wrong."""
+        digest = hashlib.sha256()
+        with opener() as stream:
+            lines = _decoded_lines(stream, encoding, label, source, digest.update)
+            first = next(lines, None)
+            if first is None:
+                raise FileRejected(source, "empty file: no header line")
+            delimiter = self.fmt.delimiter or (";" if first.count(";") >= first.count(",") else ",")
+            reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
+            try:
+                layout = self._layout(next(reader), source)
+                previous = reader.line_num
+                for cells in reader:
+                    line, previous = previous + 1, reader.line_num
+                    if any(cell.strip() for cell in cells):
+                        yield self._row(cells, line, layout)
+            except csv.Error as exc:
+                raise FileRejected(source, f"line {reader.line_num}: {exc}") from None
+        if digest.hexdigest() != sha256:
+            raise FileRejected(source, "the file changed while it was being read; import it again")
+
+    def _layout(self, header: list[str], source: str) -> _Layout:
+        positions: dict[str, int] = {}
+        for column, name in enumerate(header):
+            positions.setdefault(header_key(name), column)
+        columns = self.fmt.columns
+        names = (columns.account_ref, columns.debtor_name, columns.balance)
+        account_ref, debtor_name, balance = (positions.get(header_key(name)) for name in names)
+        phones = tuple(index for name in columns.phones if (index := positions.get(header_key(name))) is not None)
+        if account_ref is None or debtor_name is None or balance is None or not phones:
+            missing = [name for name in names if header_key(name) not in positions]
+            if not phones:
+                missing.append(" or ".join(columns.phones))
+            raise FileRejected(
+                source,
+                f"line 1: missing required column(s) {', '.join(missing)} in the header "
+                f"(found: {', '.join(name.strip() for name in header)})",
+            )
+        absent = len(header)
+
+        def optional(name: str) -> int:
+            return positions.get(header_key(name), absent)
+
+        return _Layout(
+            width=absent + 1,
+            account_ref=account_ref,
+            debtor_name=debtor_name,
+            phones=phones,
+            balance=balance,
+            currency=optional(columns.currency),
+            action=optional(columns.action),
+            payment_date=optional(columns.payment_date),
+            payment_ref=optional(columns.payment_ref),
+        )
+
+    def _action(self, text: str) -> AssignmentAction | None:
+        action = self._actions.get(text)
+        return action if action is not None else self._actions.get(header_key(text))
+
+    def _row(self, cells: list[str], line: int, layout: _Layout) -> AssignmentRow | RowError:
+        if len(cells) < layout.width:
+            cells.extend([""] * (layout.width - len(cells)))
+        columns = self.fmt.columns
+        account_ref = cells[layout.account_ref].strip()
+        if not account_ref:
+            return RowError(line, "account_ref", f"column {columns.account_ref!r} is empty")
+        raw_action = cells[layout.action].strip()
+        action = self._action(raw_action)
+        if action is None:
+            return RowError(line, "action", f"unknown action {raw_action!r} (use {self._action_names})")
+        raw_amount = cells[layout.balance].strip()
+        amount = parse_amount(raw_amount, self.fmt.decimal_comma)
+        if not raw_amount and action is AssignmentAction.WITHDRAW:
+            amount = _ZERO
+        if amount is None:
+            return RowError(line, "balance", f"column {columns.balance!r}: {raw_amount!r} is not an amount")
+        payment = action is AssignmentAction.PAYMENT
+        if amount < 0 or (payment and amount == 0):
+            return RowError(line, "balance", f"column {columns.balance!r}: {raw_amount!r} must be positive")
+        currency = (cells[layout.currency].strip() or self.fmt.currency).upper()
+        if not _CURRENCY.fullmatch(currency):
+            return RowError(line, "currency", f"{currency!r} is not an ISO 4217 currency code")
+        if not payment:
+            return AssignmentRow(
+                line,
+                self.fmt.creditor,
+                self.fmt.portfolio,
+                account_ref,
+                cells[layout.debtor_name].strip(),
+                tuple(phone for index in layout.phones if (phone := cells[index].strip())),
+                amount,
+                currency,
+                action,
+            )
+        paid_on = None
+        if raw_date := cells[layout.payment_date].strip():
+            paid_on = parse_date(raw_date, self.fmt.date_formats)
+            if paid_on is None:
+                formats = " or ".join(self.fmt.date_formats)
+                return RowError(line, "payment_date", f"column {columns.payment_date!r}: {raw_date!r} is not {formats}")
+        return AssignmentRow(
+            line=line,
+            creditor=self.fmt.creditor,
+            portfolio=self.fmt.portfolio,
+            account_ref=account_ref,
+            debtor_name=cells[layout.debtor_name].strip(),
+            phones=tuple(phone for index in layout.phones if (phone := cells[index].strip())),
+            balance=_ZERO,
+            currency=currency,
+            action=action,
+            payment_amount=amount,
+            paid_on=paid_on,
+            payment_ref=cells[layout.payment_ref].strip() or None,
+        )
+
+
+@dataclass(frozen=True)
+class _Items:
+    """A batch's items: iterating streams the file again from the start."""
+
+    reader: AssignmentReader
+    source: str
+    opener: Opener
+    sha256: str
+    encoding: str
+    label: str
+
+    def __iter__(self) -> Iterator[AssignmentRow | RowError]:
+        return self.reader.rows(self.source, self.opener, self.sha256, self.encoding, self.label)
+
+
+def _decoded_lines(
+    stream: IO[bytes], encoding: str, label: str, source: str, seen: Callable[[bytes], object]
+) -> Iterator[str]:
+    for number, raw in enumerate(stream, 1):
+        seen(raw)
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise FileRejected(
+                source,
+                f"line {number}: byte 0x{raw[exc.start]:02x} at column {exc.start + 1} is not valid {label}",
+            ) from None
+        yield text
+
+
+def read_local(reader: AssignmentReader, path: Path, source: str | None = None) -> AssignmentBatch:
+    """An assignment file on this machine as a batch named ``source`` (default: the path); unreadable files
+    are rejected."""
+    name = source or str(path)
+    try:
+        return reader.batch(name, lambda: path.open("rb"))
+    except OSError as exc:
+        raise FileRejected(name, f"cannot read: {exc.strerror or exc}") from None

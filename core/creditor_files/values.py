@@ -1,0 +1,74 @@
+"""Cell values as creditors write them: headers, amounts with either decimal mark, dates in several formats."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
+
+_AMOUNT = re.compile(r"[+-]?\d+(?:[.,]\d+)*")
+_PLAIN = re.compile(r"[+-]?\d+")
+#: Grouped thousands and a decimal part, each with its own mark: read the same whatever the setting allows.
+_COMMA_DECIMAL = re.compile(r"(\d{1,3}(?:\.\d{3})+),(\d+)")
+_POINT_DECIMAL = re.compile(r"(\d{1,3}(?:,\d{3})+)\.(\d+)")
+_NO_GROUPS = str.maketrans("", "", ".,")
+
+
+def header_key(text: str) -> str:
+    """``text`` compared ignoring case, accents, surrounding spaces and a byte order mark."""
+    folded = unicodedata.normalize("NFKD", text.strip().lstrip("\ufeff").strip().casefold())
+    return "".join(char for char in folded if not unicodedata.combining(char))
+
+
+def parse_amount(text: str, decimal_comma: bool | None) -> Decimal | None:
+    """``text`` as a Decimal (``None`` when it is not an amount); ``decimal_comma=None`` decides per value."""
+    if _PLAIN.fullmatch(text):
+        return Decimal(text)
+    fast = (
+        (decimal_comma is not False and _COMMA_DECIMAL.fullmatch(text))
+        or (decimal_comma is not True and _POINT_DECIMAL.fullmatch(text))
+        or None
+    )
+    if fast is not None:
+        return Decimal(f"{fast[1].translate(_NO_GROUPS)}.{fast[2]}")
+    compact = "".join(text.split()).removeprefix("$")
+    if not _AMOUNT.fullmatch(compact):
+        return None
+    decimal = _decimal_separator(compact) if decimal_comma is None else ("," if decimal_comma else ".")
+    thousands = "." if decimal == "," else ","
+    whole, _, fraction = compact.partition(decimal)
+    if not fraction and compact.endswith(decimal):
+        return None
+    if decimal in fraction or thousands in fraction:
+        return None
+    sign = whole[0] if whole[0] in "+-" else ""
+    groups = whole.removeprefix(sign).split(thousands)
+    if len(groups) > 1 and (len(groups[0]) > 3 or any(len(group) != 3 for group in groups[1:])):
+        return None
+    digits = "".join(groups)
+    return Decimal(f"{sign}{digits}.{fraction}" if fraction else f"{sign}{digits}")
+
+
+def _decimal_separator(amount: str) -> str:
+    last = max(amount.rfind("."), amount.rfind(","))
+    if last < 0:
+        return "."
+    mark = amount[last]
+    other = "," if mark == "." else "."
+    if other in amount:
+        return mark
+    if amount.count(mark) > 1 or len(amount) - last - 1 == 3:
+        return other
+    return mark
+
+
+def parse_date(text: str, formats: Sequence[str]) -> date | None:
+    """``text`` read with the first of ``formats`` that fits it entirely; ``None`` when none does."""
+    for fmt in formats:
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    return None

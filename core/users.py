@@ -1,0 +1,129 @@
+"""Users of the supervisors' pages: argon2 password hashes, roles, and the sites and portfolios granted."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from core.errors import NotFound, UsageError
+from core.store.database import Database
+from core.store.schema import WebGrant, WebUser
+
+MIN_PASSWORD_LENGTH = 10
+_hasher = PasswordHasher()
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the name is unknown, so a wrong name costs as much time as a wrong password."""
+    return _hasher.hash("not a password of anyone")
+
+
+class Role(enum.StrEnum):
+    """supervisor: recordings and KPIs; auditor: also the audit view; admin: also every portfolio of its sites."""
+
+    SUPERVISOR = "supervisor"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Grant:
+    site: str
+    portfolio: str | None = None  #: None: every portfolio of the site
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    role: Role
+    disabled: bool
+    grants: tuple[Grant, ...]
+
+    @property
+    def may_audit(self) -> bool:
+        return self.role in (Role.AUDITOR, Role.ADMIN)
+
+    def sees_site(self, site: str) -> bool:
+        return any(grant.site == site for grant in self.grants)
+
+    def portfolios(self, site: str) -> tuple[str, ...] | None:
+        """The portfolio codes of ``site`` this user may see; ``None``: all of them (and unassigned calls)."""
+        codes = [grant.portfolio for grant in self.grants if grant.site == site]
+        if self.role is Role.ADMIN or None in codes:
+            return None
+        return tuple(sorted(code for code in codes if code is not None))
+
+
+class UserDirectory:
+    """Users and grants in the store; ``now`` is wall-clock time (sessions do not follow a simulated clock)."""
+
+    def __init__(self, db: Database, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.db, self.now = db, now
+
+    def add(self, name: str, password: str, role: Role, grants: Sequence[Grant]) -> User:
+        name = name.strip()
+        if not name or len(name) > 64 or not name.isprintable() or " " in name:
+            raise UsageError(f"user name {name!r}: 1 to 64 printable characters, no spaces")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise UsageError(f"password for {name!r}: at least {MIN_PASSWORD_LENGTH} characters")
+        with self.db.session() as session:
+            if session.scalar(select(WebUser.id).where(WebUser.name == name)) is not None:
+                raise UsageError(f"user {name!r} exists already")
+            row = WebUser(
+                name=name,
+                password_hash=_hasher.hash(password),
+                role=role.value,
+                disabled=False,
+                created_at=self.now(),
+                grants=[WebGrant(site=grant.site, portfolio=grant.portfolio) for grant in dict.fromkeys(grants)],
+            )
+            session.add(row)
+            session.flush()
+            return _user(row)
+
+    def everyone(self) -> list[User]:
+        with self.db.session() as session:
+            rows = session.scalars(select(WebUser).options(selectinload(WebUser.grants)).order_by(WebUser.name))
+            return [_user(row) for row in rows]
+
+    def get(self, user_id: int) -> User | None:
+        with self.db.session() as session:
+            row = session.get(WebUser, user_id, options=[selectinload(WebUser.grants)])
+            return _user(row) if row else None
+
+    def disable(self, name: str) -> User:
+        with self.db.session() as session:
+            row = session.scalar(select(WebUser).options(selectinload(WebUser.grants)).where(WebUser.name == name))
+            if row is None:
+                raise NotFound(f"no user {name!r}")
+            row.disabled = True
+            return _user(row)
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        """The enabled user with that name and password, else ``None`` (same work either way)."""
+        with self.db.session() as session:
+            row = session.scalar(select(WebUser).options(selectinload(WebUser.grants)).where(WebUser.name == name))
+            try:
+                _hasher.verify(row.password_hash if row else _dummy_hash(), password)
+            except (VerificationError, InvalidHashError):
+                return None
+            if row is None or row.disabled:
+                return None
+            if _hasher.check_needs_rehash(row.password_hash):
+                row.password_hash = _hasher.hash(password)
+            return _user(row)
+
+
+def _user(row: WebUser) -> User:
+    grants = tuple(Grant(grant.site, grant.portfolio) for grant in row.grants)
+    return User(id=row.id, name=row.name, role=Role(row.role), disabled=row.disabled, grants=grants)

@@ -1,0 +1,56 @@
+"""Settings of the creditor push API: one bearer token per creditor, optionally a webhook for the export."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, HttpUrl, SecretStr, field_validator
+
+from core.adapters import PluginConfig
+
+#: Creditor codes and batch ids: safe as file names and URL segments.
+CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class CreditorAccess(PluginConfig):
+    """What one creditor may do on the API, and where its activity export is pushed."""
+
+    token: SecretStr = Field(
+        min_length=24,
+        description='The bearer token this creditor sends (24+ characters); write it as "${ENV_VAR}" in sites.toml.',
+    )
+    portfolios: tuple[str, ...] = Field(
+        (), description="Portfolio codes the creditor may push to; empty: any portfolio of this creditor."
+    )
+    webhook_url: HttpUrl | None = Field(
+        None,
+        description="The creditor's URL the node POSTs each activity export to (JSON); unset: the creditor "
+        "pulls GET /plugins/crm_sync/v1/activities instead (always available).",
+    )
+    webhook_token: SecretStr | None = Field(
+        None, description='Bearer token the node sends to the webhook; write it as "${ENV_VAR}".'
+    )
+
+
+class HttpApiConfig(PluginConfig):
+    """The creditors allowed on the node's push API (``/plugins/crm_sync/v1``), by creditor code."""
+
+    creditors: dict[str, CreditorAccess] = Field(
+        min_length=1, description="Creditor code (as in the store) to its access: token, portfolios, webhook."
+    )
+    currency: str = Field("COP", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency of rows that do not give one.")
+    webhook_attempts: int = Field(
+        3, ge=1, le=10, description="Tries per webhook delivery before the export fails (core re-sends later)."
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one webhook request, seconds.")
+    webhook_backoff_s: float = Field(
+        1.0, ge=0, le=60, description="Wait before the second try, doubled before each further try, seconds."
+    )
+
+    @field_validator("creditors")
+    @classmethod
+    def _codes(cls, creditors: dict[str, CreditorAccess]) -> dict[str, CreditorAccess]:
+        for code in creditors:
+            if not re.fullmatch(CODE_PATTERN, code):
+                raise ValueError(f"creditor code {code!r} must be letters, digits, '.', '_' or '-' (64 at most)")
+        return creditors

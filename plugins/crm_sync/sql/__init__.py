@@ -1,0 +1,1 @@
+"""A creditor's database: assignments read from its view, activities written back to its table."""

@@ -1,0 +1,48 @@
+"""Registers the SIP trunk dialer as ``sip_trunk``."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from core.adapters import Dialer, PluginConfig, PluginContext
+from core.hookspecs import hookimpl
+from core.models import CallRequest, CheckResult
+from core.registry import AdapterRegistry
+from plugins.dialers.sip_trunk.config import SipTrunkConfig
+from plugins.dialers.sip_trunk.pool import SipTrunkPool
+
+
+class SipTrunkDialer(Dialer[SipTrunkConfig]):
+    """Places calls straight on a SIP trunk (pjsua2) and REFERs the answered ones to the agents' queue URI."""
+
+    name: ClassVar[str] = "sip_trunk"
+    config_model: ClassVar[type[PluginConfig]] = SipTrunkConfig
+
+    def __init__(self, config: SipTrunkConfig, context: PluginContext) -> None:
+        super().__init__(config, context)
+        self._trunk = SipTrunkPool(config, context)
+
+    def start(self) -> None:
+        self._trunk.start()
+
+    def check(self) -> CheckResult:
+        return self._trunk.check()
+
+    def capacity(self) -> int:
+        return self._trunk.capacity()
+
+    def place_call(self, request: CallRequest) -> None:
+        self._trunk.place_call(request)
+
+    def stop(self) -> None:
+        self._trunk.stop()
+
+    @property
+    def worker_exit_codes(self) -> list[int | None]:
+        """Exit codes of the SIP worker processes, once stopped (0 each when pjsua shut down cleanly)."""
+        return self._trunk.exit_codes
+
+
+@hookimpl
+def cartera_register_dialers(register: AdapterRegistry[Dialer[Any]]) -> None:
+    register.add(SipTrunkDialer)

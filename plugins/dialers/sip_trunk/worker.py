@@ -1,0 +1,108 @@
+"""A SIP worker process: one pjsua Endpoint (via :class:`SipTrunk`) serving the calls the dialer sends it.
+
+The parent talks to it over a :func:`multiprocessing.Pipe`. Parent → worker: ``("call", CallRequest)``,
+``("check",)``, ``("stop",)``. Worker → parent: ``("started", port)`` or ``("failed", text)``, then
+``("answered", attempt_id)``, ``("result", CallResult)``, ``("check", ok, detail)`` and, last, ``("stopped",)``.
+The worker stops its trunk (every call reported) when told to or when the parent is gone, then returns: the
+process exits 0 once pjsua is destroyed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from contextlib import suppress
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from core.clock import Clock, SystemClock
+from core.models import CallRequest, CallResult, DeliveryReport, InboundSms, Recording
+from plugins.dialers.sip_trunk.client import SipTrunk
+from plugins.dialers.sip_trunk.config import SipTrunkConfig
+
+
+class _WorkerContext:
+    """The plugin context inside the worker: call results go back to the parent; nothing else is reported."""
+
+    def __init__(self, site: str, data_dir: Path, send: Any) -> None:
+        self._site = site
+        self._data_dir = data_dir
+        self._send = send
+        self._clock = SystemClock()
+
+    @property
+    def site(self) -> str:
+        return self._site
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir
+
+    @property
+    def log(self) -> logging.Logger:
+        return logging.getLogger("cartera.plugin.sip_trunk")
+
+    @property
+    def base_url(self) -> str:
+        return ""
+
+    def report_call(self, result: CallResult) -> None:
+        self._send("result", result)
+
+    def report_recording(self, recording: Recording) -> None:
+        raise NotImplementedError("a SIP trunk worker makes no recordings")
+
+    def report_delivery(self, report: DeliveryReport) -> None:
+        raise NotImplementedError("a SIP trunk worker sends no SMS")
+
+    def report_inbound(self, message: InboundSms) -> None:
+        raise NotImplementedError("a SIP trunk worker receives no SMS")
+
+
+def serve(conn: Connection, config: SipTrunkConfig, site: str, data_dir: Path) -> None:
+    """The worker's main: run one trunk share until told to stop (or the parent is gone)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the node stops the workers
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s sip-worker %(message)s")
+    lock = threading.Lock()
+
+    def send(*message: Any) -> None:
+        with lock, suppress(OSError):  # OSError: the parent is gone, nobody to tell
+            conn.send(message)
+
+    context = _WorkerContext(site, data_dir, send)
+    trunk = SipTrunk(config, context, on_answer=lambda request: send("answered", request.attempt_id))
+    try:
+        trunk.start()
+    except Exception as exc:
+        send("failed", str(exc))
+        trunk.stop()
+        return
+    send("started", trunk.local_port)
+    try:
+        _serve_requests(conn, trunk, send)
+    finally:
+        trunk.stop()
+        send("stopped")
+
+
+def _serve_requests(conn: Connection, trunk: SipTrunk, send: Any) -> None:
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        kind = message[0]
+        if kind == "call" and isinstance(message[1], CallRequest):
+            trunk.place_call(message[1])
+        elif kind == "check":
+            result = trunk.check()
+            send("check", result.ok, result.detail)
+        elif kind == "stop":
+            return

@@ -1,0 +1,274 @@
+"""The ``sftp_csv`` adapter against a real OpenSSH sshd: the conformance suite and the monthly cycle."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from pydantic import ValidationError
+
+from core.activities import ActivityExporter
+from core.adapters import CrmSync
+from core.assignments import AssignmentImporter
+from core.clock import SimulatedClock
+from core.creditor_sync import CreditorSync
+from core.hooks import Hooks
+from core.models import CheckResult
+from core.store.database import Database
+from core.testing.context import CapturingContext
+from core.testing.crm_sync import CrmSyncConformance, Delivery
+from plugins.crm_sync.sftp_csv.client import SftpError
+from plugins.crm_sync.sftp_csv.config import SftpCsvConfig
+from plugins.crm_sync.sftp_csv.plugin import SftpCsvSync
+from tests.peers.sshd import Sshd, running_sshd
+from tests.plugins.crm_sync.test_csv_dir import GOOD_DELIVERY
+
+pytestmark = pytest.mark.sftp
+NOW = datetime(2026, 3, 2, 13, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def empty_folders(sshd: Sshd) -> None:
+    for folder in sshd.jail.iterdir():
+        for item in sorted(folder.rglob("*"), reverse=True):
+            item.rmdir() if item.is_dir() else item.unlink()
+
+
+def settings(sshd: Sshd, **overrides: Any) -> dict[str, Any]:
+    return {
+        "host": "127.0.0.1",
+        "port": sshd.port,
+        "username": sshd.user,
+        "private_key": sshd.private_key,
+        "known_hosts": sshd.known_hosts,
+        "inbox": "/inbox",
+        "outbox": "/outbox",
+        "creditor": "BCO",
+        "portfolio": "TARJETAS",
+    } | overrides
+
+
+@pytest.fixture
+def make_sync(sshd: Sshd, tmp_path: Path) -> Iterator[Callable[..., SftpCsvSync]]:
+    """Builds started adapters on the test's server; stops them (closing their sessions) at teardown."""
+    started: list[SftpCsvSync] = []
+
+    def build(**overrides: Any) -> SftpCsvSync:
+        config = SftpCsvConfig.model_validate(settings(sshd, **overrides))
+        sync = SftpCsvSync(config, CapturingContext(tmp_path / "data", clock=SimulatedClock(NOW, 1e-6)))
+        sync.start()
+        started.append(sync)
+        return sync
+
+    yield build
+    for sync in started:
+        sync.stop()
+
+
+def outbox_rows(sshd: Sshd, pattern: str = "activities-*.csv") -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for path in sorted((sshd.jail / "outbox").glob(pattern)):
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            rows.extend(csv.DictReader(stream, delimiter=";"))
+    return rows
+
+
+def deliver(sshd: Sshd, name: str, text: str, encoding: str = "utf-8-sig") -> Path:
+    path = sshd.jail / "inbox" / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+class TestSftpCsvConformance(CrmSyncConformance):
+    login: ClassVar[str] = "key"
+
+    @pytest.fixture
+    def context(self, tmp_path: Path) -> CapturingContext:
+        return CapturingContext(tmp_path / "data", clock=SimulatedClock(NOW, 1e-6))
+
+    @pytest.fixture
+    def crm(self, sshd: Sshd, context: CapturingContext) -> Iterator[CrmSync[Any]]:
+        login = {"password": sshd.password, "private_key": None} if self.login == "password" else {}
+        sync = SftpCsvSync(SftpCsvConfig.model_validate(settings(sshd, **login)), context)
+        sync.start()
+        yield sync
+        sync.stop()
+
+    @pytest.fixture
+    def good_delivery(self, sshd: Sshd) -> Delivery:
+        path = deliver(sshd, "asignacion-20260302.csv", GOOD_DELIVERY)
+        refs = ("BCO-000101", "BCO-000102", "BCO-000103", "BCO-000105")
+        return Delivery(path=path, account_refs=refs, rejected_line=5, creditor="BCO", portfolio="TARJETAS")
+
+    @pytest.fixture
+    def bad_header_file(self, tmp_path: Path) -> Path:
+        path = tmp_path / "wrong-header.csv"
+        path.write_text("account;name;phone;amount\nBCO-1;Ana;3001234567;1000\n", encoding="utf-8")
+        return path
+
+    @pytest.fixture
+    def exported_seqs(self, sshd: Sshd) -> Callable[[], list[int]]:
+        return lambda: [int(row["secuencia"]) for row in outbox_rows(sshd)]
+
+
+class TestSftpCsvPasswordConformance(TestSftpCsvConformance):
+    login: ClassVar[str] = "password"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    store = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    store.migrate()
+    yield store
+    store.dispose()
+
+
+def cycle(sync: SftpCsvSync, db: Database, hooks: Hooks) -> CreditorSync:
+    importer = AssignmentImporter("t", "CO", db, SimulatedClock(NOW, 1.0), hooks)
+    return CreditorSync(sync, importer, ActivityExporter("t", db, sync))
+
+
+def test_fetch_import_archive_and_rejection_report(
+    sshd: Sshd, tmp_path: Path, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync]
+) -> None:
+    deliver(sshd, "asignacion.csv", GOOD_DELIVERY)
+    deliver(sshd, "notas.txt", "not an assignment")
+    sync = make_sync()
+    run = cycle(sync, db, hooks).run_once()
+    assert [(r.new, len(r.quarantined)) for r in run.imports] == [(4, 1)]
+    assert sorted(p.name for p in (sshd.jail / "inbox").iterdir()) == ["imported", "notas.txt"]
+    assert [p.name for p in (sshd.jail / "inbox" / "imported").iterdir()] == ["asignacion.csv"]
+    report = sshd.jail / "outbox" / "asignacion.rechazos.csv"
+    assert report.read_bytes().startswith(codecs.BOM_UTF8)
+    with report.open(encoding="utf-8-sig", newline="") as stream:
+        assert list(csv.reader(stream, delimiter=";")) == [
+            ["linea", "campo", "motivo"],
+            ["5", "balance", "column 'saldo': 'mil pesos' is not an amount"],
+        ]
+    assert not [p for p in (sshd.jail / "outbox").iterdir() if p.name.startswith(".")]
+    assert list(sync.fetch()) == []
+    assert list((tmp_path / "data" / "incoming").iterdir()) == []
+
+
+def test_redelivered_file_changes_nothing_and_is_archived(
+    sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync]
+) -> None:
+    sync = make_sync()
+    job = cycle(sync, db, hooks)
+    deliver(sshd, "asignacion.csv", GOOD_DELIVERY)
+    job.run_once()
+    deliver(sshd, "asignacion.csv", GOOD_DELIVERY)
+    (again,) = job.run_once().imports
+    assert again.already_imported
+    assert [e.line for e in again.quarantined] == [5]
+    assert sorted(p.name for p in (sshd.jail / "inbox" / "imported").iterdir()) == [
+        "asignacion-20260302T133000Z.csv",
+        "asignacion.csv",
+    ]
+
+
+def test_bad_file_stays_and_loads_nothing(
+    sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync]
+) -> None:
+    deliver(sshd, "roto.csv", "cuenta;nombre;telefono1;saldo\nCR-1;Ana;3001234567;1\nCR-2;Jos\x81;3;1\n", "latin-1")
+    run = cycle(make_sync(), db, hooks).run_once()
+    assert run.imports == []
+    (reason,) = run.rejected
+    assert reason.endswith("/inbox/roto.csv: line 3: byte 0x81 at column 9 is not valid UTF-8 or Windows-1252")
+    assert [p.name for p in (sshd.jail / "inbox").iterdir()] == ["roto.csv"]
+    with (sshd.jail / "outbox" / "roto.rechazos.csv").open(encoding="utf-8-sig", newline="") as stream:
+        assert list(csv.reader(stream, delimiter=";"))[1:] == [
+            ["3", "file", "byte 0x81 at column 9 is not valid UTF-8 or Windows-1252"]
+        ]
+
+
+def test_export_upload_is_incremental(
+    sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync]
+) -> None:
+    deliver(sshd, "a.csv", "cuenta;nombre;telefono1;saldo\nA-1;Ana;3001234567;1.000\n")
+    job = cycle(make_sync(), db, hooks)
+    job.run_once()
+    deliver(sshd, "b.csv", "cuenta;nombre;telefono1;saldo;accion;referencia_pago\nA-1;;;250,50;pago;R-1\n")
+    assert job.run_once().exported == 1
+    assert job.run_once().exported == 0
+    (row,) = outbox_rows(sshd)
+    assert (row["tipo"], row["cuenta"], row["monto"], row["resultado"]) == ("payment", "A-1", "250,50", "R-1")
+
+
+def test_changed_host_key_is_refused(sshd: Sshd, tmp_path: Path, make_sync: Callable[..., SftpCsvSync]) -> None:
+    sync = make_sync(known_hosts=sshd.other_host_key(tmp_path))
+    result = sync.check()
+    assert not result.ok
+    assert "host key CHANGED" in result.detail
+    with pytest.raises(SftpError, match="host key CHANGED"):
+        list(sync.fetch())
+
+
+def test_unknown_host_key_and_wrong_password_are_refused(
+    sshd: Sshd, tmp_path: Path, make_sync: Callable[..., SftpCsvSync]
+) -> None:
+    empty = tmp_path / "known_hosts.empty"
+    empty.write_text("")
+    unknown = make_sync(known_hosts=empty).check()
+    assert not unknown.ok
+    assert f"host key UNKNOWN: [127.0.0.1]:{sshd.port} is not in {empty}" in unknown.detail
+    wrong = make_sync(private_key=None, password="not-the-password").check()
+    assert wrong == CheckResult(
+        False, f"sftp://{sshd.user}@127.0.0.1:{sshd.port}: authentication failed (password refused)"
+    )
+    assert "not-the-password" not in wrong.detail
+
+
+def test_check_lists_the_inbox(sshd: Sshd, make_sync: Callable[..., SftpCsvSync]) -> None:
+    deliver(sshd, "a.csv", GOOD_DELIVERY)
+    result = make_sync(password=sshd.password, private_key=None).check()
+    assert result.ok
+    assert result.detail.endswith("logged in, inbox /inbox lists 1 file(s) waiting")
+
+
+def test_session_closed_by_the_server_is_reopened(sshd: Sshd, make_sync: Callable[..., SftpCsvSync]) -> None:
+    sync = make_sync()
+    assert sync.check().ok
+    sshd.drop_sessions()
+    deadline = time.monotonic() + 10
+    while subprocess.run(["pgrep", "-P", str(sshd.pid)], capture_output=True, check=False).returncode == 0:
+        assert time.monotonic() < deadline, "the session did not end"
+        time.sleep(0.05)
+    time.sleep(0.2)
+    assert sync.check().ok
+
+
+def test_config_needs_a_login(sshd: Sshd) -> None:
+    with pytest.raises(ValidationError, match="set password or private_key"):
+        SftpCsvConfig.model_validate(settings(sshd, private_key=None))
+
+
+@pytest.mark.postgres
+def test_cycle_into_a_postgresql_store(
+    sshd: Sshd, postgres_url: str, hooks: Hooks, make_sync: Callable[..., SftpCsvSync]
+) -> None:
+    store = Database(postgres_url)
+    store.migrate()
+    try:
+        deliver(sshd, "asignacion.csv", GOOD_DELIVERY)
+        job = cycle(make_sync(), store, hooks)
+        (report,) = job.run_once().imports
+        assert (report.new, [e.line for e in report.quarantined]) == (4, [5])
+        deliver(sshd, "asignacion.csv", GOOD_DELIVERY)
+        assert job.run_once().imports[0].already_imported
+        assert len(list((sshd.jail / "inbox" / "imported").iterdir())) == 2
+    finally:
+        store.dispose()

@@ -1,0 +1,345 @@
+"""The ``sql`` crm_sync adapter against the PostgreSQL server on 127.0.0.1 as the creditor's database."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy import func, select
+
+from core.adapters import CrmSync
+from core.clock import SimulatedClock
+from core.models import Activity, ActivityKind, AssignmentAction, AssignmentBatch, AssignmentRow, RowError
+from core.node import Node
+from core.registry import AdapterRegistry
+from core.store.schema import Account
+from core.testing.context import CapturingContext
+from core.testing.crm_sync import CrmSyncConformance, Delivery
+from plugins.crm_sync.sql.client import CreditorDatabaseError
+from plugins.crm_sync.sql.config import SqlSyncConfig
+from plugins.crm_sync.sql.plugin import SqlCrmSync, cartera_register_crm_syncs
+from tests.conftest import write_sites
+
+pytestmark = pytest.mark.postgres
+
+NOW = datetime(2026, 3, 2, 13, 30, tzinfo=UTC)
+PASSWORD = "hunter2-Cr3d1tor-PW"  # the server trusts loopback: any password connects, none may leak
+
+CREDITOR_SCHEMA = """
+CREATE SCHEMA crm;
+CREATE TABLE crm.cartera (
+    cuenta text PRIMARY KEY, nombre text, telefono1 text, telefono2 text, saldo numeric(14, 2), moneda text,
+    accion text, fecha_pago date, referencia_pago text, version bigint, updated_at timestamptz
+);
+CREATE VIEW crm.asignaciones AS SELECT * FROM crm.cartera;
+CREATE TABLE crm.actividades (
+    secuencia bigint PRIMARY KEY, tipo text NOT NULL, fecha_hora timestamptz NOT NULL, acreedor text,
+    cartera text, cuenta text, telefono text, resultado text, monto numeric(14, 2), fecha_compromiso date,
+    agente varchar(12)
+);
+CREATE TABLE crm.rechazos (rechazo text PRIMARY KEY, cuenta text, campo text, motivo text, fecha_hora timestamptz);
+"""
+
+GOOD_ROWS = [
+    ("BCO-000101", "Luis Fernando Gómez Rojas", "300 123 4567", "601 5550123", "1250000.50", "COP", None, 1),
+    ("BCO-000102", "María Camila Rodríguez", "3101234567", None, "180000", "COP", "asignar", 2),
+    ("BCO-000103", 'Jorge; "Kike" Martínez', "+57 315 555 0101", None, "12500000", None, None, 3),
+    ("BCO-000104", "Ana Milena Vargas", "3001234567", None, "999", "pesos", None, 4),
+    ("BCO-000105", "Diana Torres Muñoz", "+52 55 5512 3456", None, "999000", "COP", None, 5),
+]
+SNAPSHOT = (
+    "cuenta;nombre;telefono1;telefono2;saldo;moneda;accion;fecha_pago;referencia_pago;version\n"
+    "BCO-000101;Luis Fernando Gómez Rojas;300 123 4567;601 5550123;1250000.50;COP;;;;1\n"
+    "BCO-000102;María Camila Rodríguez;3101234567;;180000.00;COP;asignar;;;2\n"
+    'BCO-000103;"Jorge; ""Kike"" Martínez";+57 315 555 0101;;12500000.00;;;;;3\n'
+    "BCO-000104;Ana Milena Vargas;3001234567;;999.00;pesos;;;;4\n"
+    "BCO-000105;Diana Torres Muñoz;+52 55 5512 3456;;999000.00;COP;;;;5\n"
+)
+
+
+def with_password(url: str) -> str:
+    return url.replace("postgres@", f"postgres:{PASSWORD}@", 1)
+
+
+@pytest.fixture
+def creditor_db(postgres_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as connection:
+        for statement in CREDITOR_SCHEMA.split(";"):
+            if statement.strip():
+                connection.execute(sa.text(statement))
+    yield engine
+    engine.dispose()
+
+
+def insert_rows(engine: sa.Engine, rows: list[tuple[Any, ...]], updated_at: datetime | None = None) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO crm.cartera (cuenta, nombre, telefono1, telefono2, saldo, moneda, accion, version, "
+                "updated_at) VALUES (:c, :n, :t1, :t2, CAST(:s AS numeric), :m, :a, :v, :u)"
+            ),
+            [
+                {"c": c, "n": n, "t1": t1, "t2": t2, "s": s, "m": m, "a": a, "v": v, "u": updated_at or NOW}
+                for c, n, t1, t2, s, m, a, v in rows
+            ],
+        )
+
+
+def make_sync(tmp_path: Path, url: str, **settings: Any) -> SqlCrmSync:
+    config = SqlSyncConfig.model_validate(
+        {
+            "url": with_password(url),
+            "view": "crm.asignaciones",
+            "creditor": "BCO",
+            "portfolio": "TARJETAS",
+            "watermark": "version",
+            "activities_table": "crm.actividades",
+        }
+        | settings
+    )
+    return SqlCrmSync(config, CapturingContext(tmp_path / "data", clock=SimulatedClock(NOW, 1e-6)))
+
+
+def exported(engine: sa.Engine) -> list[int]:
+    with engine.connect() as connection:
+        return list(connection.scalars(sa.text("SELECT secuencia FROM crm.actividades ORDER BY secuencia")))
+
+
+def split(batch: AssignmentBatch) -> tuple[list[AssignmentRow], list[RowError]]:
+    items = list(batch.items)
+    return [i for i in items if isinstance(i, AssignmentRow)], [i for i in items if isinstance(i, RowError)]
+
+
+class TestSqlConformance(CrmSyncConformance):
+    @pytest.fixture
+    def crm(self, tmp_path: Path, postgres_url: str, creditor_db: sa.Engine) -> Iterator[SqlCrmSync]:
+        sync = make_sync(tmp_path, postgres_url)
+        sync.start()
+        yield sync
+        sync.stop()
+
+    @pytest.fixture
+    def context(self, crm: SqlCrmSync) -> Any:
+        return crm.context
+
+    @pytest.fixture
+    def good_delivery(self, tmp_path: Path, creditor_db: sa.Engine) -> Delivery:
+        insert_rows(creditor_db, GOOD_ROWS)
+        path = tmp_path / "asignaciones-snapshot.csv"
+        path.write_bytes(SNAPSHOT.encode())
+        refs = ("BCO-000101", "BCO-000102", "BCO-000103", "BCO-000105")
+        return Delivery(path=path, account_refs=refs, rejected_line=5, creditor="BCO", portfolio="TARJETAS")
+
+    @pytest.fixture
+    def bad_header_file(self, tmp_path: Path) -> Path:
+        path = tmp_path / "no-balance.csv"
+        path.write_text("cuenta;nombre;telefono1;version\nBCO-1;Ana;3001234567;1\n", encoding="utf-8")
+        return path
+
+    @pytest.fixture
+    def exported_seqs(self, creditor_db: sa.Engine) -> Callable[[], list[int]]:
+        return lambda: exported(creditor_db)
+
+
+def test_snapshot_rows_are_typed_from_the_view(tmp_path: Path, postgres_url: str, creditor_db: sa.Engine) -> None:
+    insert_rows(creditor_db, GOOD_ROWS[:3])
+    with creditor_db.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO crm.cartera (cuenta, saldo, accion, fecha_pago, referencia_pago, version) "
+                "VALUES ('BCO-000101', 50000, 'pago', '2026-03-01', 'PAY-1', 9)"
+                " ON CONFLICT (cuenta) DO UPDATE SET saldo = 50000, accion = 'pago', fecha_pago = '2026-03-01',"
+                " referencia_pago = 'PAY-1', version = 9"
+            )
+        )
+    (batch,) = make_sync(tmp_path, postgres_url, watermark="VERSION", columns={"debtor_name": "Nombre"}).fetch()
+    rows, errors = split(batch)
+    assert errors == []
+    assert [(r.account_ref, r.action, r.balance, r.payment_amount, r.paid_on, r.payment_ref) for r in rows] == [
+        ("BCO-000102", AssignmentAction.ASSIGN, Decimal("180000.00"), None, None, None),
+        ("BCO-000103", AssignmentAction.ASSIGN, Decimal("12500000.00"), None, None, None),
+        ("BCO-000101", AssignmentAction.PAYMENT, 0, Decimal("50000.00"), date(2026, 3, 1), "PAY-1"),
+    ]
+    assert rows[1].debtor_name == 'Jorge; "Kike" Martínez'
+    assert rows[1].currency == "COP"
+
+
+def test_watermark_reads_each_change_once_across_pages_and_restarts(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine
+) -> None:
+    insert_rows(creditor_db, [(f"A-{n}", "Ana", "3001234567", None, n, "COP", None, 0) for n in range(1, 6)])
+    sync = make_sync(tmp_path, postgres_url, watermark="updated_at", page_rows=2)
+    batches = list(sync.fetch())
+    assert [[r.account_ref for r in split(b)[0]] for b in batches] == [["A-1", "A-2"], ["A-3", "A-4"], ["A-5"]]
+    for batch in batches[:2]:
+        sync.acknowledge(batch)
+    restarted = make_sync(tmp_path, postgres_url, watermark="updated_at", page_rows=2)
+    (again,) = restarted.fetch()
+    assert again.content_sha256 == batches[2].content_sha256, "an unacknowledged page is read the same again"
+    restarted.acknowledge(again)
+    assert list(restarted.fetch()) == []
+    later = NOW + timedelta(minutes=5)
+    with creditor_db.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE crm.cartera SET saldo = 42, updated_at = :u WHERE cuenta = 'A-2'"), {"u": later}
+        )
+    insert_rows(creditor_db, [("A-0", "Luis", "3101234567", None, 7, "COP", None, 0)], updated_at=later)
+    (changed,) = restarted.fetch()
+    assert [(r.account_ref, r.balance) for r in split(changed)[0]] == [("A-0", Decimal(7)), ("A-2", Decimal(42))]
+    restarted.acknowledge(changed)
+    assert list(make_sync(tmp_path, postgres_url, watermark="updated_at").fetch()) == []
+    assert "updated_at" in restarted.check().detail
+
+
+def test_export_inserts_once_in_one_transaction(tmp_path: Path, postgres_url: str, creditor_db: sa.Engine) -> None:
+    sync = make_sync(tmp_path, postgres_url)
+    at = datetime(2026, 3, 2, 14, 5, 30, tzinfo=UTC)
+
+    def activity(seq: int, agent: str = "agente-07") -> Activity:
+        return Activity(
+            seq, ActivityKind.PROMISE_TO_PAY, at, "BCO", "TARJETAS", f"A-{seq}", "+573001234567", "promise_to_pay",
+            Decimal("350000.50"), date(2026, 3, 16), agent,
+        )  # fmt: skip
+
+    sync.export([activity(1), activity(2)])
+    sync.export([activity(1), activity(2), activity(3)])  # re-sent after a crash before core moved its cursor
+    assert exported(creditor_db) == [1, 2, 3]
+    with creditor_db.connect() as connection:
+        stored = connection.execute(sa.text("SELECT * FROM crm.actividades WHERE secuencia = 2")).one()
+    assert tuple(stored) == (
+        2, "promise_to_pay", at, "BCO", "TARJETAS", "A-2", "+573001234567", "promise_to_pay", Decimal("350000.50"),
+        date(2026, 3, 16), "agente-07",
+    )  # fmt: skip
+    with pytest.raises(CreditorDatabaseError, match="StringDataRightTruncation"):
+        sync.export([activity(4), activity(5, agent="a name too long for the column")])
+    assert exported(creditor_db) == [1, 2, 3], "a failed export inserts nothing"
+
+
+def test_rejection_report_is_inserted_once(tmp_path: Path, postgres_url: str, creditor_db: sa.Engine) -> None:
+    insert_rows(creditor_db, GOOD_ROWS)
+    sync = make_sync(tmp_path, postgres_url, rejections_table="crm.rechazos")
+    assert sync.check().detail.endswith("table(s) crm.actividades, crm.rechazos readable")
+    (batch,) = sync.fetch()
+    _, errors = split(batch)
+    sync.report_rejections(batch, errors)
+    sync.report_rejections(batch, errors)  # sent again after a crash before acknowledge
+    snapshot = tmp_path / "snapshot.csv"
+    snapshot.write_bytes(SNAPSHOT.encode())
+    sync.report_rejections(sync.read_file(snapshot), errors)  # an operator's import: reported on the CLI only
+    with creditor_db.connect() as connection:
+        rows = connection.execute(sa.text("SELECT cuenta, campo, fecha_hora FROM crm.rechazos")).all()
+    assert [(r.cuenta, r.campo) for r in rows] == [("BCO-000104", "currency")]
+    assert abs(rows[0].fecha_hora - NOW) < timedelta(seconds=1)
+
+
+@pytest.mark.usefixtures("creditor_db")
+def test_missing_columns_fail_naming_the_view(tmp_path: Path, postgres_url: str) -> None:
+    sync = make_sync(tmp_path, postgres_url, columns={"balance": "valor", "phones": ["celular"]})
+    result = sync.check()
+    assert not result.ok
+    assert result.detail.startswith("view crm.asignaciones: missing column(s) valor, celular (found: cuenta, nombre")
+    with pytest.raises(Exception, match="missing column"):
+        list(sync.fetch())
+
+
+@pytest.mark.usefixtures("creditor_db")
+def test_the_password_never_shows(tmp_path: Path, postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    sync = make_sync(tmp_path, postgres_url, view="crm.no_such_view")
+    assert PASSWORD not in repr(sync.config)
+    result = sync.check()
+    assert not result.ok
+    assert result.detail.startswith(f"{postgres_url.replace('postgres@', 'postgres:***@')}: no table or view")
+    assert PASSWORD not in result.detail
+    gone = make_sync(tmp_path, postgres_url.rsplit("/", 1)[0] + "/no_such_database")
+    with pytest.raises(CreditorDatabaseError) as failed:
+        list(gone.fetch())
+    assert "OperationalError" in str(failed.value)
+    assert "***@" in str(failed.value)
+    with pytest.raises(CreditorDatabaseError) as failed:
+        gone.export([Activity(1, ActivityKind.SMS, NOW, "BCO", "TARJETAS", "A-1")])
+    assert PASSWORD not in str(failed.value)
+    sync.stop()
+    gone.stop()
+    with pytest.raises(ValidationError) as invalid:
+        SqlSyncConfig.model_validate(
+            {"url": f"not a url {PASSWORD}", "view": "v", "creditor": "B", "portfolio": "P", "activities_table": "t"}
+        )
+    assert "not a SQLAlchemy URL" in str(invalid.value)
+    assert PASSWORD not in str(invalid.value)
+    assert PASSWORD not in caplog.text
+
+
+SQL_SITE = """
+[sites.t.crm_sync]
+plugin = "sql"
+url = "${{CARTERA_TEST_CREDITOR_DB}}"
+view = "crm.asignaciones"
+creditor = "BANCO"
+portfolio = "TARJETAS"
+watermark = "version"
+activities_table = "crm.actividades"
+rejections_table = "crm.rechazos"
+"""
+
+
+def test_node_cycle_imports_the_view_once_and_writes_activities_back(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    open_node: Callable[..., Node],
+    postgres_url: str,
+    creditor_db: sa.Engine,
+) -> None:
+    monkeypatch.setenv("CARTERA_TEST_CREDITOR_DB", with_password(postgres_url))
+    config = write_sites(tmp_path)
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text[: text.index("[sites.t.crm_sync]")] + SQL_SITE.format(), encoding="utf-8")
+    insert_rows(creditor_db, GOOD_ROWS)
+    node = open_node(config)
+    sync = node.adapter("crm_sync", SqlCrmSync)
+    assert sync.check().ok, sync.check().detail
+    (batch,) = sync.fetch()
+    first = node.importer.import_batch(batch, actor="sync")  # the node dies here, before acknowledge
+    assert (first.new, [e.line for e in first.quarantined]) == (4, [5])
+    run = node.creditor_sync().run_once()
+    assert [report.already_imported for report in run.imports] == [True]
+    with creditor_db.connect() as connection:
+        rejected = connection.execute(sa.text("SELECT rechazo, cuenta, campo, motivo FROM crm.rechazos")).all()
+    assert [tuple(r) for r in rejected] == [
+        (f"{batch.content_sha256[:16]}-5", "BCO-000104", "currency", "'PESOS' is not an ISO 4217 currency code")
+    ]
+    with creditor_db.begin() as connection:
+        connection.execute(
+            sa.text(
+                "UPDATE crm.cartera SET accion = 'pago', saldo = 50000, referencia_pago = 'PAY-1', version = 10"
+                " WHERE cuenta = 'BCO-000101'"
+            )
+        )
+    run = node.creditor_sync().run_once()
+    assert [(report.payments, report.already_imported) for report in run.imports] == [(1, False)]
+    assert run.exported >= 1
+    assert node.creditor_sync().run_once().imports == []
+    with node.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Account)) == 4
+        balance = session.scalar(select(Account.balance).where(Account.ref == "BCO-000101"))
+    assert balance == Decimal("1200000.50")
+    with creditor_db.connect() as connection:
+        payments = connection.execute(
+            sa.text("SELECT tipo, cuenta, monto FROM crm.actividades WHERE tipo = 'payment'")
+        ).all()
+    assert [tuple(p) for p in payments] == [("payment", "BCO-000101", Decimal("50000.00"))]
+    assert exported(creditor_db) == sorted(set(exported(creditor_db)))
+
+
+def test_registered_under_sql() -> None:
+    registry: AdapterRegistry[CrmSync[Any]] = AdapterRegistry("crm_sync", CrmSync)
+    cartera_register_crm_syncs(registry)
+    assert registry.get("sql") is SqlCrmSync

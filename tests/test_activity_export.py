@@ -1,0 +1,100 @@
+"""The activity export: each activity reaches the creditor once, in order, also across failed uploads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from core.activities import ActivityExporter, add_activity
+from core.clock import SimulatedClock
+from core.models import ActivityKind
+from core.store.database import Database
+from core.store.schema import Account, Creditor, Debtor, ExportCursor, Portfolio
+from core.testing.context import CapturingContext
+from plugins.crm_sync.csv_dir.config import CsvDirConfig
+from plugins.crm_sync.csv_dir.plugin import CsvDirSync
+from tests.plugins.crm_sync.test_csv_dir import exported_rows
+
+NOW = datetime(2026, 3, 2, 13, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    store = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    store.migrate()
+    with store.session() as session:
+        portfolio = Portfolio(creditor=Creditor(code="BCO"), code="TARJETAS", site="t", country="CO")
+        debtor = Debtor(name="Ana")
+        session.add(Account(portfolio=portfolio, ref="A-1", debtor=debtor, balance=1, currency="COP", updated_at=NOW))
+    yield store
+    store.dispose()
+
+
+def record(db: Database, count: int, kind: ActivityKind = ActivityKind.CALL_ATTEMPT) -> None:
+    with db.session() as session:
+        account = session.scalars(select(Account)).one()
+        for _ in range(count):
+            add_activity(session, site="t", kind=kind, at=NOW, account=account, phone="+573001234567")
+
+
+def adapter(tmp_path: Path, **settings: object) -> CsvDirSync:
+    config = CsvDirConfig.model_validate(
+        {"inbox": tmp_path / "inbox", "outbox": tmp_path / "outbox", "creditor": "BCO", "portfolio": "TARJETAS"}
+        | settings
+    )
+    return CsvDirSync(config, CapturingContext(tmp_path / "data", clock=SimulatedClock(NOW, 1e-6)))
+
+
+def test_failed_upload_resends_the_same_range_first(tmp_path: Path, db: Database) -> None:
+    (tmp_path / "outbox").write_text("a file where the outbox directory should be")
+    exporter = ActivityExporter("t", db, adapter(tmp_path), batch_size=3)
+    record(db, 2)
+    with pytest.raises(NotADirectoryError):
+        exporter.run_once()
+    with db.session() as session:
+        cursor = session.get_one(ExportCursor, ("t", "BCO"))
+        assert (cursor.last_seq, cursor.pending_seq) == (0, 2)
+    record(db, 2)
+    (tmp_path / "outbox").unlink()
+    (tmp_path / "outbox").mkdir()
+    assert exporter.run_once() == 4
+    assert sorted(p.name for p in (tmp_path / "outbox").iterdir()) == [
+        "activities-00000001-00000002.csv",
+        "activities-00000003-00000004.csv",
+    ]
+    assert [int(row["secuencia"]) for row in exported_rows(tmp_path / "outbox")] == [1, 2, 3, 4]
+    assert exporter.run_once() == 0
+    assert exporter.pending() == 0
+
+
+def test_creditor_columns_and_dialect(tmp_path: Path, db: Database) -> None:
+    export = {
+        "delimiter": ",",
+        "encoding": "windows-1252",
+        "decimal_comma": False,
+        "date_format": "%d/%m/%Y",
+        "columns": {"account_ref": "Obligación", "kind": "Gestión", "amount": "Valor", "due_date": "Fecha"},
+    }
+    (tmp_path / "outbox").mkdir()
+    sync = adapter(tmp_path, export=export)
+    with db.session() as session:
+        account = session.scalars(select(Account)).one()
+        add_activity(
+            session,
+            site="t",
+            kind=ActivityKind.PROMISE_TO_PAY,
+            at=NOW,
+            account=account,
+            amount=Decimal("1250000.50"),
+            due_date=date(2026, 3, 16),
+        )
+    ActivityExporter("t", db, sync).run_once()
+    (path,) = (tmp_path / "outbox").iterdir()
+    assert path.read_bytes().decode("windows-1252") == (
+        "Obligación,Gestión,Valor,Fecha\r\nA-1,promise_to_pay,1250000.50,16/03/2026\r\n"
+    )

@@ -1,0 +1,240 @@
+"""Assignment semantics on a real store: new, updated, withdrawn, payments, re-delivery, quarantine."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from core.activities import ActivityExporter
+from core.adapters import CrmSync
+from core.assignments import CHUNK_ROWS, AssignmentImporter
+from core.clock import SimulatedClock
+from core.contacts import Denied
+from core.creditor_files.phones import PhoneNormalizer
+from core.hooks import Hooks
+from core.models import AssignmentAction, AssignmentBatch, AssignmentRow, FileRejected, RowError
+from core.node import Node
+from core.phones import InvalidPhone, normalize
+from core.store.database import Database
+from core.store.schema import Account, ActivityRow, Phone, QuarantinedRow, ReportedPayment
+from core.testing.context import CapturingContext
+from plugins.crm_sync.csv_dir.config import CsvDirConfig
+from plugins.crm_sync.csv_dir.plugin import CsvDirSync
+from tests.conftest import write_portfolio, write_sites
+from tests.plugins.crm_sync.test_csv_dir import exported_rows
+
+NOW = datetime(2026, 3, 2, 13, 30, tzinfo=UTC)
+
+
+def row(line: int, ref: str, *phones: str, balance: str = "1000", **extra: Any) -> AssignmentRow:
+    fields: dict[str, Any] = {"debtor_name": f"Deudor {ref}", "currency": "COP"} | extra
+    return AssignmentRow(line, "BCO", "TARJETAS", ref, phones=phones, balance=Decimal(balance), **fields)
+
+
+def pay(line: int, ref: str, amount: str, **extra: Any) -> AssignmentRow:
+    return row(line, ref, balance="0", action=AssignmentAction.PAYMENT, payment_amount=Decimal(amount), **extra)
+
+
+def batch(name: str, *items: AssignmentRow | RowError) -> AssignmentBatch:
+    return AssignmentBatch(name, hashlib.sha256(repr(items).encode()).hexdigest(), items)
+
+
+def database(url: str) -> Database:
+    db = Database(url)
+    db.migrate()
+    return db
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    store = database(f"sqlite:///{tmp_path / 'store.db'}")
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def importer(db: Database, hooks: Hooks) -> AssignmentImporter:
+    return AssignmentImporter("t", "CO", db, SimulatedClock(NOW, 1.0), hooks)
+
+
+def accounts(db: Database) -> dict[str, tuple[Decimal, str, list[str]]]:
+    with db.session() as session:
+        found = session.scalars(select(Account).order_by(Account.ref)).all()
+        return {a.ref: (a.balance, a.status, [p.e164 for p in a.debtor.phones]) for a in found}
+
+
+def test_new_update_unchanged_withdraw_and_payment(importer: AssignmentImporter, db: Database) -> None:
+    first = importer.import_batch(
+        batch("m1", row(2, "A", "300 123 4567", "601 5550123"), row(3, "B", "3101234567", balance="500")), "t"
+    )
+    assert (first.new, first.updated, first.unchanged) == (2, 0, 0)
+    second = importer.import_batch(
+        batch(
+            "m2",
+            row(2, "A", "300 123 4567", "601 5550123"),
+            row(3, "B", "3151234567", "3101234567", balance="450,5".replace(",", ".")),
+            row(4, "C", "+52 55 5512 3456"),
+            pay(5, "A", "400", paid_on=date(2026, 2, 27)),
+            row(6, "B", balance="0", action=AssignmentAction.WITHDRAW),
+        ),
+        "t",
+    )
+    assert second.counts() == {
+        "new": 1,
+        "updated": 1,
+        "unchanged": 1,
+        "withdrawn": 1,
+        "payments": 1,
+        "quarantined": 0,
+    }
+    assert accounts(db) == {
+        "A": (Decimal("600.00"), "active", ["+573001234567", "+576015550123"]),
+        "B": (Decimal("450.50"), "withdrawn", ["+573151234567", "+573101234567"]),
+        "C": (Decimal("1000.00"), "active", ["+525555123456"]),
+    }
+
+
+def test_redelivery_changes_nothing_and_reports_the_quarantine_again(
+    importer: AssignmentImporter, db: Database
+) -> None:
+    delivery = batch("m1", row(2, "A", "3001234567"), row(3, "B", "12-AB"), RowError(4, "balance", "bad"))
+    first = importer.import_batch(delivery, "t")
+    again = importer.import_batch(delivery, "t")
+    assert again.already_imported
+    assert again.quarantined == first.quarantined
+    assert [(e.line, e.field) for e in first.quarantined] == [(3, "phone1"), (4, "balance")]
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(QuarantinedRow)) == 2
+        assert session.scalar(select(func.count()).select_from(Account)) == 1
+
+
+def test_same_payment_in_another_file_is_applied_once(importer: AssignmentImporter, db: Database) -> None:
+    importer.import_batch(batch("m1", row(2, "A", "3001234567", balance="1000")), "t")
+    by_ref = pay(2, "A", "100", payment_ref="R-1")
+    by_day = pay(3, "A", "50", paid_on=date(2026, 3, 1))
+    anonymous = pay(4, "A", "10")
+    importer.import_batch(batch("m2", by_ref, by_day, anonymous), "t")
+    report = importer.import_batch(
+        batch("m3", by_ref, by_day, anonymous, pay(5, "A", "50", paid_on=date(2026, 3, 2))), "t"
+    )
+    assert (report.payments, report.unchanged) == (2, 2)
+    assert accounts(db)["A"][0] == Decimal("780.00")  # 1000 - 100 - 50 - 10, then - 10 (no key) - 50
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(ReportedPayment)) == 5
+        kinds = session.scalars(select(ActivityRow.kind)).all()
+    assert kinds == ["payment"] * 5
+
+
+def test_withdrawn_twice_and_unknown_accounts(importer: AssignmentImporter) -> None:
+    importer.import_batch(batch("m1", row(2, "A", "3001234567")), "t")
+    withdraw = row(2, "A", balance="0", action=AssignmentAction.WITHDRAW)
+    assert importer.import_batch(batch("m2", withdraw), "t").withdrawn == 1
+    report = importer.import_batch(
+        batch(
+            "m3",
+            withdraw,
+            row(3, "Z", balance="0", action=AssignmentAction.WITHDRAW),
+            pay(4, "Z", "5"),
+            row(5, "Y", "3001234567", action=AssignmentAction.UPDATE),
+        ),
+        "t",
+    )
+    assert (report.withdrawn, report.unchanged) == (0, 1)
+    assert [(e.line, e.reason) for e in report.quarantined] == [
+        (3, "withdrawal of unknown account 'Z'"),
+        (4, "payment for unknown account 'Z'"),
+        (5, "update of unknown account 'Y'"),
+    ]
+
+
+def test_kept_phones_keep_their_flags(importer: AssignmentImporter, db: Database) -> None:
+    importer.import_batch(batch("m1", row(2, "A", "3001234567", "3101234567")), "t")
+    with db.session() as session:
+        session.scalars(select(Phone).where(Phone.e164 == "+573001234567")).one().do_not_call = True
+    importer.import_batch(batch("m2", row(2, "A", "3151234567", "3001234567")), "t")
+    with db.session() as session:
+        phones = session.execute(select(Phone.e164, Phone.position, Phone.do_not_call).order_by(Phone.position)).all()
+    assert [tuple(p) for p in phones] == [("+573151234567", 0, False), ("+573001234567", 1, True)]
+
+
+def test_rejected_file_loads_nothing(importer: AssignmentImporter, db: Database) -> None:
+    def items() -> Iterator[AssignmentRow]:
+        yield from (row(line, f"R{line}", "3001234567") for line in range(2, CHUNK_ROWS + 10))
+        raise FileRejected("m1", "line 2010: byte 0x81 at column 3 is not valid UTF-8 or Windows-1252")
+
+    with pytest.raises(FileRejected):
+        importer.import_batch(AssignmentBatch("m1", "f" * 64, items()), "t")
+    assert accounts(db) == {}
+
+
+def test_payments_are_exported(importer: AssignmentImporter, db: Database, tmp_path: Path) -> None:
+    importer.import_batch(batch("m1", row(2, "A", "3001234567")), "t")
+    importer.import_batch(batch("m2", pay(2, "A", "250", payment_ref="R-9")), "t")
+    config = CsvDirConfig.model_validate(
+        {"inbox": tmp_path / "inbox", "outbox": tmp_path / "outbox", "creditor": "BCO", "portfolio": "TARJETAS"}
+    )
+    sync = CsvDirSync(config, CapturingContext(tmp_path / "data", clock=SimulatedClock(NOW, 1.0)))
+    sync.start()
+    assert ActivityExporter("t", db, sync).run_once() == 1
+    assert [(r["tipo"], r["cuenta"], r["monto"], r["resultado"]) for r in exported_rows(tmp_path / "outbox")] == [
+        ("payment", "A", "250,00", "R-9")
+    ]
+
+
+@pytest.mark.postgres
+def test_import_on_postgresql(postgres_url: str, hooks: Hooks) -> None:
+    store = database(postgres_url)
+    try:
+        importer = AssignmentImporter("t", "CO", store, SimulatedClock(NOW, 1.0), hooks)
+        rows = [row(line, f"R{line}", f"300{line:07d}") for line in range(2, CHUNK_ROWS + 100)]
+        first = importer.import_batch(batch("m1", *rows, pay(3000, "R2", "10", payment_ref="P")), "t")
+        assert (first.new, first.payments) == (len(rows), 1)
+        again = importer.import_batch(batch("m2", *rows[1:6], row(9, "R3", "3009999999")), "t")
+        assert (again.unchanged, again.updated) == (5, 1)
+        assert accounts(store)["R2"][0] == Decimal("990.00")
+    finally:
+        store.dispose()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    country=st.sampled_from(["CO", "MX", "CL", "AR", "US", "ES", "PE"]),
+    digits=st.text("0123456789", min_size=6, max_size=13) | st.builds(str, st.integers(3000000000, 3509999999)),
+    separator=st.sampled_from(["", " ", "-", "."]),
+)
+def test_fast_phone_path_agrees_with_phonenumbers(country: str, digits: str, separator: str) -> None:
+    raw = separator.join([digits[:3], digits[3:6], digits[6:]])
+    try:
+        expected: str | None = normalize(raw, country)
+    except InvalidPhone:
+        expected = None
+    try:
+        got: str | None = PhoneNormalizer(country)(raw)
+    except InvalidPhone:
+        got = None
+    assert got == expected
+
+
+def test_withdrawal_stops_contact_at_once(tmp_path: Path, open_node: Callable[..., Node]) -> None:
+    node = open_node(write_sites(tmp_path))
+    crm = node.adapter("crm_sync", CrmSync)
+    assigned = write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.250.000,00;COP"])
+    node.importer.import_batch(crm.read_file(assigned), "t")
+    withdrawal = tmp_path / "retiros.csv"
+    withdrawal.write_text("cuenta;nombre;telefono1;saldo;accion\nBCO-1;;;;retirar\n", encoding="utf-8")
+    assert node.importer.import_batch(crm.read_file(withdrawal), "t").withdrawn == 1
+    with node.db.session() as session:
+        account = session.scalars(select(Account)).one()
+        assert (account.status, account.next_contact_at) == ("withdrawn", None)
+    with pytest.raises(Denied) as denied:
+        node.contacts.place_call(phone=None, account_ref="BCO-1", actor="test")
+    assert "account_withdrawn" in str(denied.value)

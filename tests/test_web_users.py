@@ -1,0 +1,68 @@
+"""``run_site.py users``: add (password from the environment or a prompt, never an argument), list, disable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import select
+
+from core.store.database import Database
+from core.store.schema import AuditEntry, WebUser
+from tests.conftest import REPO, write_sites
+
+
+def cli(config: Path, *args: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(config.parent)}
+    if password is not None:
+        env["CARTERA_USER_PASSWORD"] = password
+    return subprocess.run(
+        [sys.executable, str(REPO / "run_site.py"), "--config", str(config), "--site", "t", "users", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_users_add_list_and_disable(tmp_path: Path) -> None:
+    config = write_sites(tmp_path)
+    added = cli(config, "add", "ana", "--role", "supervisor", "--portfolio", "TARJETAS", password="una clave larga")
+    assert added.returncode == 0, added.stderr
+    assert "t/TARJETAS" in added.stdout
+    assert cli(config, "add", "carla", "--role", "auditor", password="otra clave larga").returncode == 0
+    listed = cli(config, "list")
+    assert [line.split()[:3] for line in listed.stdout.splitlines()[1:]] == [
+        ["ana", "supervisor", "active"],
+        ["carla", "auditor", "active"],
+    ]
+    assert cli(config, "disable", "ana").returncode == 0
+    assert "disabled" in cli(config, "list").stdout.splitlines()[1]
+    db = Database(f"sqlite:///{tmp_path / 'var' / 't.db'}")
+    with db.session() as session:
+        stored = session.scalars(select(WebUser.password_hash)).all()
+        actions = session.scalars(select(AuditEntry.action).where(AuditEntry.action.startswith("users."))).all()
+    db.dispose()
+    assert all(value.startswith("$argon2id$") for value in stored)
+    assert actions == ["users.add", "users.add", "users.disable"]
+
+
+def test_no_password_argument_and_no_silent_default(tmp_path: Path) -> None:
+    config = write_sites(tmp_path)
+    as_argument = cli(config, "add", "ana", "--role", "supervisor", "--password", "secreto12345")
+    assert as_argument.returncode == 2
+    assert "unrecognized arguments" in as_argument.stderr
+    no_terminal = cli(config, "add", "ana", "--role", "supervisor")
+    assert no_terminal.returncode == 2
+    assert "CARTERA_USER_PASSWORD" in no_terminal.stderr
+    short = cli(config, "add", "ana", "--role", "supervisor", password="corta")
+    assert short.returncode == 2
+    assert "at least 10 characters" in short.stderr
+    assert cli(config, "add", "ana", "--role", "supervisor", password="una clave larga").returncode == 0
+    again = cli(config, "add", "ana", "--role", "admin", password="una clave larga")
+    assert again.returncode == 2
+    assert "exists already" in again.stderr
+    assert cli(config, "disable", "nadie").returncode == 1
