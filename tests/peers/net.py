@@ -1,9 +1,11 @@
-"""Free loopback ports for the peers and nodes tests start."""
+"""Free loopback ports for the peers and nodes tests start, and waiting for what they do."""
 
 from __future__ import annotations
 
 import secrets
 import socket
+import time
+from collections.abc import Callable
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -30,3 +32,12 @@ def _udp_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def wait_until(ready: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    """Poll ``ready`` until it holds; fail the test naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)

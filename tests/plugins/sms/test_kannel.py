@@ -39,7 +39,8 @@ from plugins.sms.kannel.config import KannelConfig
 from plugins.sms.kannel.plugin import MO_QUERY, KannelGateway, decode_mo_text, dlr_state
 from tests.conftest import write_portfolio, write_sites
 from tests.peers.kannel import KannelPeer, listening_port, running_kannel
-from tests.peers.net import free_port
+from tests.peers.net import free_port, wait_until
+from tests.plugins.sms import sms_row
 
 PHONE = "+573001234567"
 #: Receivers of their own, so texts of earlier tests still on their way to fakesmsc cannot mix in.
@@ -331,7 +332,7 @@ def node_on_kannel(
     runner = threading.Thread(target=node.run, kwargs={"duration": 120})
     runner.start()
     try:
-        _wait(lambda: _listening(mo_port), "the node's HTTP server")
+        wait_until(lambda: _listening(mo_port), "the node's HTTP server")
         yield node
     finally:
         node.stop()
@@ -343,21 +344,6 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _wait(ready: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-def _sms_row(node: Node, message_id: int) -> SmsRow:
-    with node.db.session() as session:
-        row = session.get_one(SmsRow, message_id)
-        session.expunge(row)
-        return row
-
-
 @pytest.mark.kannel
 def test_the_nodes_text_is_delivered_and_its_report_reaches_the_node(
     kannel: KannelPeer, node_on_kannel: Node, caplog: pytest.LogCaptureFixture
@@ -366,8 +352,8 @@ def test_the_nodes_text_is_delivered_and_its_report_reaches_the_node(
     caplog.set_level(logging.DEBUG)
     result = node.contacts.send_sms(phone=None, text=LONG, account_ref="BCO-1", actor="test")
     assert result.state is SmsState.SUBMITTED, result.detail
-    _wait(lambda: _sms_row(node, result.message_id).state == SmsState.DELIVERED, "the DLR to reach the node")
-    row = _sms_row(node, result.message_id)
+    wait_until(lambda: sms_row(node, result.message_id).state == SmsState.DELIVERED, "the DLR to reach the node")
+    row = sms_row(node, result.message_id)
     assert (row.phone, row.gateway_id, row.text) == (NODE_PHONE, result.gateway_id, LONG)
     assert _reassembled(kannel, NODE_PHONE, segment_count(LONG)) == [LONG]  # UCS-2 parts of at most 67 characters
     check = {line.what: line.result for line in node.check()}
@@ -380,7 +366,7 @@ def test_the_nodes_text_is_delivered_and_its_report_reaches_the_node(
 def test_baja_through_fakesmsc_opts_the_phone_out_at_once(kannel: KannelPeer, node_on_kannel: Node) -> None:
     node = node_on_kannel
     kannel.send_mo(NODE_PHONE.removeprefix("+"), "  baja. ")  # as an SMSC may give the sender: without the plus
-    _wait(lambda: _opted_out(node), "the opt-out to reach the store")
+    wait_until(lambda: _opted_out(node), "the opt-out to reach the store")
     with node.db.session() as session:
         inbound = session.scalars(sa.select(InboundSmsRow)).one()
         assert (inbound.phone, inbound.text, inbound.opt_out) == (NODE_PHONE, "  baja. ", "BAJA")

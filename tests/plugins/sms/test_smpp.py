@@ -24,7 +24,7 @@ from core.models import SmsMessage, SmsState, SmsSubmitResult
 from core.node import Node
 from core.registry import AdapterCatalog
 from core.smstext import GSM7_BASIC, GSM7_EXTENSION, segment_count, sms_encoding
-from core.store.schema import InboundSmsRow, Phone, SmsOptOut, SmsRow
+from core.store.schema import InboundSmsRow, Phone, SmsOptOut
 from core.testing.context import CapturingContext
 from core.testing.sms import LONG, SPANISH, SmsConformance
 from plugins.sms.smpp import plugin
@@ -43,7 +43,8 @@ from plugins.sms.smpp.text import (
 )
 from tests.conftest import write_portfolio, write_sites
 from tests.peers.jasmin import RECEIPT_DELAY_S, Jasmin, Submitted, running_jasmin
-from tests.peers.net import free_port
+from tests.peers.net import free_port, wait_until
+from tests.plugins.sms import sms_row
 
 PHONE = "+573001234567"
 PASSWORD = "s3cr3t"
@@ -478,21 +479,6 @@ def node_on_jasmin(
         runner.join(30)
 
 
-def _wait(ready: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-def _sms_row(node: Node, message_id: int) -> SmsRow:
-    with node.db.session() as session:
-        row = session.get_one(SmsRow, message_id)
-        session.expunge(row)
-        return row
-
-
 @pytest.mark.smpp
 def test_the_nodes_text_is_delivered_and_its_receipt_reaches_the_store(
     jasmin: Jasmin, node_on_jasmin: Node, caplog: pytest.LogCaptureFixture
@@ -502,8 +488,8 @@ def test_the_nodes_text_is_delivered_and_its_receipt_reaches_the_store(
     before = len(jasmin.carrier.submitted)
     result = node.contacts.send_sms(phone=None, text=LONG, account_ref="BCO-1", actor="test")
     assert result.state is SmsState.SUBMITTED, result.detail
-    _wait(lambda: _sms_row(node, result.message_id).state == SmsState.DELIVERED, "the receipt to reach the store")
-    row = _sms_row(node, result.message_id)
+    wait_until(lambda: sms_row(node, result.message_id).state == SmsState.DELIVERED, "the receipt to reach the store")
+    row = sms_row(node, result.message_id)
     assert (row.phone, row.gateway_id, row.text) == (PHONE, result.gateway_id, LONG)
     assert _texts(jasmin.carrier.wait_submitted(before + segment_count(LONG))[before:]) == [LONG]
     check = {line.what: line.result for line in node.check()}
@@ -514,9 +500,9 @@ def test_the_nodes_text_is_delivered_and_its_receipt_reaches_the_store(
 @pytest.mark.smpp
 def test_baja_from_the_carrier_opts_the_phone_out_at_once(jasmin: Jasmin, node_on_jasmin: Node) -> None:
     node = node_on_jasmin
-    _wait(lambda: {line.what: line.result for line in node.check()}["sms smpp"].ok, "the gateway to bind")
+    wait_until(lambda: {line.what: line.result for line in node.check()}["sms smpp"].ok, "the gateway to bind")
     jasmin.carrier.mo(PHONE, "Baja")
-    _wait(lambda: _opted_out(node), "the opt-out to reach the store")
+    wait_until(lambda: _opted_out(node), "the opt-out to reach the store")
     with node.db.session() as session:
         inbound = session.scalars(sa.select(InboundSmsRow)).one()
         assert (inbound.phone, inbound.text, inbound.opt_out) == (PHONE, "Baja", "BAJA")
