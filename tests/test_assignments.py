@@ -207,12 +207,20 @@ def test_import_on_postgresql(postgres_url: str, hooks: Hooks) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    country=st.sampled_from(["CO", "MX", "CL", "AR", "US", "ES", "PE"]),
+    country=st.sampled_from(["CO", "MX", "CL", "AR", "US", "ES", "PE", "DE", "BR", "GB"]),
     digits=st.text("0123456789", min_size=6, max_size=13) | st.builds(str, st.integers(3000000000, 3509999999)),
     separator=st.sampled_from(["", " ", "-", "."]),
 )
 def test_fast_phone_path_agrees_with_phonenumbers(country: str, digits: str, separator: str) -> None:
     raw = separator.join([digits[:3], digits[3:6], digits[6:]])
+    assert_fast_path_agrees(raw, country)
+
+
+def test_fast_phone_path_leaves_a_leading_country_code_to_phonenumbers() -> None:
+    assert_fast_path_agrees("49608377835", "DE")  # parse strips the 49: +49 608377835
+
+
+def assert_fast_path_agrees(raw: str, country: str) -> None:
     try:
         expected: str | None = normalize(raw, country)
     except InvalidPhone:

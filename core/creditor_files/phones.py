@@ -2,10 +2,10 @@
 
 The fast path only answers when phonenumbers would give the same answer: the input is digits and
 separators (after ``+`` and the default country's code, if written so), does not start with a national or
-international prefix (which ``parse`` would strip), and its digits fully match the country's mobile or
-fixed-line pattern at a possible length (so ``is_valid_number`` holds and the E.164 form is the country code
-followed by these digits). Everything else goes through
-:func:`core.phones.normalize`, memoized per distinct input.
+international prefix or the country code (which ``parse`` may strip), and its digits fully match the
+country's mobile or fixed-line pattern at a possible length (so ``is_valid_number`` holds and the E.164 form
+is the country code followed by these digits). Everything else goes through :func:`core.phones.normalize`,
+memoized per distinct input.
 """
 
 from __future__ import annotations
@@ -27,24 +27,36 @@ class PhoneNormalizer:
         self.country = country
         meta = PhoneMetadata.metadata_for_region(country)
         self._prefix = f"+{meta.country_code}" if meta is not None else "+"
+        #: Per possible length: "no leading prefix, then the mobile or fixed-line pattern", ASCII digits only
+        #: (the patterns are made of digits and ``\d``, so a match means plain ASCII digits).
         self._shapes: dict[int, re.Pattern[str]] = {}
-        self._leading: re.Pattern[str] | None = None
         if meta is not None:
             by_length: dict[int, list[str]] = {}
             for desc in (meta.mobile, meta.fixed_line):
                 if desc is not None and desc.national_number_pattern:
                     for length in desc.possible_length:
                         by_length.setdefault(length, []).append(desc.national_number_pattern)
-            self._shapes = {size: _any_of(patterns) for size, patterns in by_length.items()}
-            prefixes = [meta.national_prefix_for_parsing, meta.national_prefix, meta.international_prefix]
-            self._leading = _any_of([prefix for prefix in prefixes if prefix]) if any(prefixes) else None
+            # parse also strips a leading country code when what follows is a valid number (49 608... in DE)
+            prefixes = [
+                meta.national_prefix_for_parsing,
+                meta.national_prefix,
+                meta.international_prefix,
+                str(meta.country_code),
+            ]
+            leading = "|".join(f"(?:{prefix})" for prefix in prefixes if prefix)
+            guard = f"(?!{leading})" if leading else ""
+            self._shapes = {
+                size: re.compile(guard + "(?:" + "|".join(f"(?:{p})" for p in patterns) + ")", re.ASCII)
+                for size, patterns in by_length.items()
+            }
         self._cache: dict[str, str] = {}
 
     def __call__(self, raw: str) -> str:
-        digits = raw.translate(_SEPARATORS)
+        digits = raw if raw.isdigit() else raw.translate(_SEPARATORS)
         if digits.startswith(self._prefix):  # written internationally, in the default country
             digits = digits[len(self._prefix) :]
-        if self._fast(digits):
+        shape = self._shapes.get(len(digits))
+        if shape is not None and shape.fullmatch(digits) is not None:
             return self._prefix + digits
         known = self._cache.get(raw)
         if known is not None:
@@ -54,15 +66,3 @@ class PhoneNormalizer:
             self._cache.clear()
         self._cache[raw] = e164
         return e164
-
-    def _fast(self, digits: str) -> bool:
-        if not (digits.isascii() and digits.isdigit()):
-            return False
-        if self._leading is not None and self._leading.match(digits):
-            return False
-        shape = self._shapes.get(len(digits))
-        return shape is not None and shape.fullmatch(digits) is not None
-
-
-def _any_of(patterns: list[str]) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{pattern})" for pattern in patterns))

@@ -1,7 +1,8 @@
 """Streaming assignment files: encoding, delimiter and header first, then one row at a time.
 
 One chunked pass computes the sha256 (and whether the bytes are UTF-8); each iteration of a batch's items
-parses the file again, one line at a time, and checks the bytes did not change meanwhile. Only
+parses the file again (decoding blocks of whole lines, parsing one row at a time) and checks the bytes did not
+change meanwhile. Only
 ASCII-compatible encodings are read, so lines split at ``b"\\n"``.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
 import itertools
 import re
 from collections.abc import Callable, Iterator
@@ -27,6 +29,8 @@ _CURRENCY = re.compile(r"[A-Z]{3}")
 _ZERO = Decimal(0)
 #: A well-formed UTF-8 multi-byte character; Spanish Windows-1252 text practically never forms one.
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+#: Every byte but UTF-8's continuation bytes: a chunk left empty by deleting them holds no multi-byte character.
+_NOT_CONTINUATION = bytes(byte for byte in range(256) if not 0x80 <= byte <= 0xBF)
 
 _DAMAGED = "UTF-8 (the file mixes UTF-8 characters with other bytes: damaged or mixed; re-export it)"
 
@@ -50,7 +54,8 @@ def scan(stream: IO[bytes]) -> Scan:
     utf8, sequences = True, False
     while chunk := stream.read(CHUNK_SIZE):
         digest.update(chunk)
-        sequences = sequences or _UTF8_SEQUENCE.search(chunk) is not None
+        if not sequences and chunk.translate(None, _NOT_CONTINUATION):  # the regex only where it may match
+            sequences = _UTF8_SEQUENCE.search(chunk) is not None
         if utf8:
             try:
                 decoder.decode(chunk)
@@ -116,12 +121,12 @@ class AssignmentReader:
             delimiter = self.fmt.delimiter or (";" if first.count(";") >= first.count(",") else ",")
             reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
             try:
-                layout = self._layout(next(reader), source)
+                parse = self._row_parser(self._layout(next(reader), source))
                 previous = reader.line_num
                 for cells in reader:
                     line, previous = previous + 1, reader.line_num
-                    if any(cell.strip() for cell in cells):
-                        yield self._row(cells, line, layout)
+                    if "".join(cells).strip():  # blank lines and rows of empty cells are skipped
+                        yield parse(cells, line)
             except csv.Error as exc:
                 raise FileRejected(source, f"line {reader.line_num}: {exc}") from None
         if digest.hexdigest() != sha256:
@@ -165,61 +170,74 @@ class AssignmentReader:
         action = self._actions.get(text)
         return action if action is not None else self._actions.get(header_key(text))
 
-    def _row(self, cells: list[str], line: int, layout: _Layout) -> AssignmentRow | RowError:
-        if len(cells) < layout.width:
-            cells.extend([""] * (layout.width - len(cells)))
-        columns = self.fmt.columns
-        account_ref = cells[layout.account_ref].strip()
-        if not account_ref:
-            return RowError(line, "account_ref", f"column {columns.account_ref!r} is empty")
-        raw_action = cells[layout.action].strip()
-        action = self._action(raw_action)
-        if action is None:
-            return RowError(line, "action", f"unknown action {raw_action!r} (use {self._action_names})")
-        raw_amount = cells[layout.balance].strip()
-        amount = parse_amount(raw_amount, self.fmt.decimal_comma)
-        if not raw_amount and action is AssignmentAction.WITHDRAW:
-            amount = _ZERO
-        if amount is None:
-            return RowError(line, "balance", f"column {columns.balance!r}: {raw_amount!r} is not an amount")
-        payment = action is AssignmentAction.PAYMENT
-        if amount < 0 or (payment and amount == 0):
-            return RowError(line, "balance", f"column {columns.balance!r}: {raw_amount!r} must be positive")
-        currency = (cells[layout.currency].strip() or self.fmt.currency).upper()
-        if not _CURRENCY.fullmatch(currency):
-            return RowError(line, "currency", f"{currency!r} is not an ISO 4217 currency code")
-        if not payment:
-            return AssignmentRow(
-                line,
-                self.fmt.creditor,
-                self.fmt.portfolio,
-                account_ref,
-                cells[layout.debtor_name].strip(),
-                tuple(phone for index in layout.phones if (phone := cells[index].strip())),
-                amount,
-                currency,
-                action,
-            )
-        paid_on = None
-        if raw_date := cells[layout.payment_date].strip():
-            paid_on = parse_date(raw_date, self.fmt.date_formats)
-            if paid_on is None:
-                formats = " or ".join(self.fmt.date_formats)
-                return RowError(line, "payment_date", f"column {columns.payment_date!r}: {raw_date!r} is not {formats}")
-        return AssignmentRow(
-            line=line,
-            creditor=self.fmt.creditor,
-            portfolio=self.fmt.portfolio,
-            account_ref=account_ref,
-            debtor_name=cells[layout.debtor_name].strip(),
-            phones=tuple(phone for index in layout.phones if (phone := cells[index].strip())),
-            balance=_ZERO,
-            currency=currency,
-            action=action,
-            payment_amount=amount,
-            paid_on=paid_on,
-            payment_ref=cells[layout.payment_ref].strip() or None,
+    def _row_parser(self, layout: _Layout) -> Callable[[list[str], int], AssignmentRow | RowError]:
+        """The row parser of one file: the layout's positions and the format's settings bound once."""
+        fmt, columns = self.fmt, self.fmt.columns
+        width, ref_at, name_at, phones_at = layout.width, layout.account_ref, layout.debtor_name, layout.phones
+        balance_at, currency_at, action_at = layout.balance, layout.currency, layout.action
+        date_at, payment_ref_at = layout.payment_date, layout.payment_ref
+        creditor, portfolio, decimal_comma, default_currency = (
+            fmt.creditor,
+            fmt.portfolio,
+            fmt.decimal_comma,
+            fmt.currency,
         )
+        action_of, currencies = self._action, set[str]()
+        withdraw, payment_action = AssignmentAction.WITHDRAW, AssignmentAction.PAYMENT
+
+        def parse(cells: list[str], line: int) -> AssignmentRow | RowError:
+            if len(cells) < width:
+                cells.extend([""] * (width - len(cells)))
+            account_ref = cells[ref_at].strip()
+            if not account_ref:
+                return RowError(line, "account_ref", f"column {columns.account_ref!r} is empty")
+            raw_action = cells[action_at].strip()
+            action = action_of(raw_action)
+            if action is None:
+                return RowError(line, "action", f"unknown action {raw_action!r} (use {self._action_names})")
+            raw_amount = cells[balance_at].strip()
+            amount = parse_amount(raw_amount, decimal_comma)
+            if not raw_amount and action is withdraw:
+                amount = _ZERO
+            if amount is None:
+                return RowError(line, "balance", f"column {columns.balance!r}: {raw_amount!r} is not an amount")
+            payment = action is payment_action
+            if amount < 0 or (payment and amount == 0):
+                return RowError(line, "balance", f"column {columns.balance!r}: {raw_amount!r} must be positive")
+            currency = (cells[currency_at].strip() or default_currency).upper()
+            if currency not in currencies:  # at most 26³ distinct codes pass
+                if not _CURRENCY.fullmatch(currency):
+                    return RowError(line, "currency", f"{currency!r} is not an ISO 4217 currency code")
+                currencies.add(currency)
+            phones = tuple([phone for index in phones_at if (phone := cells[index].strip())])
+            if not payment:
+                return AssignmentRow(
+                    line, creditor, portfolio, account_ref, cells[name_at].strip(), phones, amount, currency, action
+                )
+            paid_on = None
+            if raw_date := cells[date_at].strip():
+                paid_on = parse_date(raw_date, fmt.date_formats)
+                if paid_on is None:
+                    formats = " or ".join(fmt.date_formats)
+                    return RowError(
+                        line, "payment_date", f"column {columns.payment_date!r}: {raw_date!r} is not {formats}"
+                    )
+            return AssignmentRow(
+                line=line,
+                creditor=creditor,
+                portfolio=portfolio,
+                account_ref=account_ref,
+                debtor_name=cells[name_at].strip(),
+                phones=phones,
+                balance=_ZERO,
+                currency=currency,
+                action=action,
+                payment_amount=amount,
+                paid_on=paid_on,
+                payment_ref=cells[payment_ref_at].strip() or None,
+            )
+
+        return parse
 
 
 @dataclass(frozen=True)
@@ -240,16 +258,38 @@ class _Items:
 def _decoded_lines(
     stream: IO[bytes], encoding: str, label: str, source: str, seen: Callable[[bytes], object]
 ) -> Iterator[str]:
-    for number, raw in enumerate(stream, 1):
-        seen(raw)
+    """The stream's lines (split at ``\\n``, ends kept), decoded a block of whole lines at a time. The lines
+    before an undecodable one come out first, then :class:`FileRejected` names its line and column."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    lines_before = 0
+    for block in _line_blocks(stream, seen):
         try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError as exc:
-            raise FileRejected(
-                source,
-                f"line {number}: byte 0x{raw[exc.start]:02x} at column {exc.start + 1} is not valid {label}",
-            ) from None
-        yield text
+            text = decoder.decode(block)
+        except UnicodeDecodeError:
+            for number, raw in enumerate(io.BytesIO(block), lines_before + 1):
+                try:
+                    yield raw.decode(encoding)
+                except UnicodeDecodeError as exc:
+                    byte, column = raw[exc.start], exc.start + 1
+                    reason = f"line {number}: byte 0x{byte:02x} at column {column} is not valid {label}"
+                    raise FileRejected(source, reason) from None
+            raise FileRejected(source, f"not valid {label} after line {lines_before}") from None
+        lines_before += block.count(b"\n")
+        yield from io.StringIO(text, newline="\n")
+
+
+def _line_blocks(stream: IO[bytes], seen: Callable[[bytes], object]) -> Iterator[bytes]:
+    """The stream in blocks of about :data:`CHUNK_SIZE` bytes that end at a line end (or the stream's end)."""
+    tail = b""
+    while chunk := stream.read(CHUNK_SIZE):
+        seen(chunk)
+        block = tail + chunk
+        end = block.rfind(b"\n") + 1
+        if end:
+            yield block[:end]
+        tail = block[end:]
+    if tail:
+        yield tail
 
 
 def read_local(reader: AssignmentReader, path: Path, source: str | None = None) -> AssignmentBatch:

@@ -13,7 +13,6 @@ _PLAIN = re.compile(r"[+-]?\d+")
 #: Grouped thousands and a decimal part, each with its own mark: read the same whatever the setting allows.
 _COMMA_DECIMAL = re.compile(r"(\d{1,3}(?:\.\d{3})+),(\d+)")
 _POINT_DECIMAL = re.compile(r"(\d{1,3}(?:,\d{3})+)\.(\d+)")
-_NO_GROUPS = str.maketrans("", "", ".,")
 
 
 def header_key(text: str) -> str:
@@ -32,7 +31,7 @@ def parse_amount(text: str, decimal_comma: bool | None) -> Decimal | None:
         or None
     )
     if fast is not None:
-        return Decimal(f"{fast[1].translate(_NO_GROUPS)}.{fast[2]}")
+        return Decimal(f"{fast[1].replace('.', '').replace(',', '')}.{fast[2]}")
     compact = "".join(text.split()).removeprefix("$")
     if not _AMOUNT.fullmatch(compact):
         return None
