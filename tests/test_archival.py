@@ -165,7 +165,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_full_disk_skips_only_that_file(tmp_path: Path, small_disk: Path, open_node: Callable[[Path], Node]) -> None:
-    site = write_archival_site(tmp_path, f'plugin = "localdir"\npath = "{small_disk}"\nfsync = false')
+    # One upload at a time: a small file written while the big one fills the disk would fail too.
+    recording = f'plugin = "localdir"\npath = "{small_disk}"\nfsync = false'
+    site = write_archival_site(tmp_path, recording, archival="workers = 1")
     spool = tmp_path / "spool"
     spool_recordings(spool, 3, 100_000)
     (spool / "big.wav").write_bytes(os.urandom(2_000_000))

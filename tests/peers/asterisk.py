@@ -31,7 +31,7 @@ from typing import Any
 from asterisk.ami import AMIClient, SimpleAction
 
 from core.models import CallOutcome
-from tests.peers.debian import chrooted, debian_root, stop
+from tests.peers.debian import ChrootedHome, chrooted, debian_root, stop
 from tests.peers.net import free_port, free_udp_range
 
 PACKAGES = ("asterisk", "asterisk-modules", "sip-tester")
@@ -84,7 +84,7 @@ _MODULES = (
 
 
 @dataclass
-class AsteriskPeer:
+class AsteriskPeer(ChrootedHome):
     """One running instance; paths are host paths unless named ``inner``."""
 
     root: Path
@@ -109,14 +109,6 @@ class AsteriskPeer:
     def sipp_rtp(self) -> tuple[int, int]:
         first = self.rtp_start + self.rtp_ports
         return first, first + self.rtp_ports // 2 - 1
-
-    @property
-    def inner(self) -> str:
-        return f"/srv/cartera/{self.name}"
-
-    @property
-    def home(self) -> Path:
-        return self.root / self.inner.lstrip("/")
 
     @property
     def spool(self) -> Path:

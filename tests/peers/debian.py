@@ -34,6 +34,23 @@ def debian_root(name: str, packages: Sequence[str]) -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
+class ChrootedHome:
+    """Mixin of a peer running in Debian root ``root``: its working directory ``/srv/cartera/NAME`` there."""
+
+    root: Path
+    name: str
+
+    @property
+    def inner(self) -> str:
+        """The directory as the chrooted server sees it."""
+        return f"/srv/cartera/{self.name}"
+
+    @property
+    def home(self) -> Path:
+        """The same directory as the host sees it."""
+        return self.root / self.inner.lstrip("/")
+
+
 _mount_users: dict[Path, int] = {}
 _mount_lock = threading.Lock()
 

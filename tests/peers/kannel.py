@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.peers.debian import chrooted, debian_root
+from tests.peers.debian import ChrootedHome, chrooted, debian_root
 
 PACKAGES = ("kannel", "kannel-extras")
 FAKESMSC = "/usr/lib/kannel/test/fakesmsc"
@@ -92,7 +92,7 @@ def parse_fakesmsc_line(line: str) -> FakeSmscMessage:
 
 
 @dataclass
-class KannelPeer:
+class KannelPeer(ChrootedHome):
     """One running instance; paths are host paths unless named ``inner``."""
 
     root: Path
@@ -106,14 +106,6 @@ class KannelPeer:
     status_password: str = field(default_factory=lambda: secrets.token_hex(12))
     _stack: ExitStack = field(default_factory=ExitStack)
     _mo_pipe: int | None = None
-
-    @property
-    def inner(self) -> str:
-        return f"/srv/cartera/{self.name}"
-
-    @property
-    def home(self) -> Path:
-        return self.root / self.inner.lstrip("/")
 
     @property
     def fakesmsc_log(self) -> Path:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from core.models import CallOutcome
-from tests.peers.debian import chrooted, debian_root
+from tests.peers.debian import ChrootedHome, chrooted, debian_root
 from tests.peers.net import free_port, free_udp_range
 
 PACKAGES = ("kamailio", "sip-tester")
@@ -61,7 +61,7 @@ REFER_NOT_IMPLEMENTED = "+573005551501"
 
 
 @dataclass
-class SipPeer:
+class SipPeer(ChrootedHome):
     """One running Kamailio + SIPp pair; paths are host paths unless named ``inner``."""
 
     root: Path
@@ -71,14 +71,6 @@ class SipPeer:
     sipp_port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
     media_port: int = field(default_factory=lambda: free_udp_range(4))
     password: str = field(default_factory=lambda: secrets.token_hex(12))
-
-    @property
-    def inner(self) -> str:
-        return f"/srv/cartera/{self.name}"
-
-    @property
-    def home(self) -> Path:
-        return self.root / self.inner.lstrip("/")
 
     @property
     def sipp_messages(self) -> Path:
