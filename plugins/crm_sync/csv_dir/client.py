@@ -1,29 +1,14 @@
-"""Local directories: waiting files, atomic writes, the archive and the ledger of acknowledged files."""
+"""Local directories: waiting files, the archive and the ledger of acknowledged files."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import threading
-import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
-
-def write_atomically(target: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``target`` through a hidden temporary file in its directory: readers never see it partial."""
-    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with temp.open("xb") as sink:
-            write(sink)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
-    fsync_dir(target.parent)
+from core.durable import fsync_dir
 
 
 class Ledger:
@@ -67,11 +52,3 @@ def archive_file(path: Path, archive: Path, now: datetime) -> Path:
     fsync_dir(archive)
     fsync_dir(path.parent)
     return target
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -11,11 +11,12 @@ from typing import Any, ClassVar
 from core.adapters import CrmSync, PluginConfig, PluginContext
 from core.creditor_files.reader import AssignmentReader, read_local, scan
 from core.creditor_files.writer import activities_writer, export_name, rejection_name, rejections_writer
+from core.durable import write_atomically
 from core.hookspecs import hookimpl
 from core.logs import event
 from core.models import Activity, AssignmentBatch, CheckResult, RowError
 from core.registry import AdapterRegistry
-from plugins.crm_sync.csv_dir.client import Ledger, archive_file, waiting_files, write_atomically
+from plugins.crm_sync.csv_dir.client import Ledger, archive_file, waiting_files
 from plugins.crm_sync.csv_dir.config import CsvDirConfig
 
 

@@ -20,8 +20,8 @@ from typing import IO, Literal
 
 from pydantic import ValidationError
 
+from core.durable import fsync_dir, write_atomically
 from core.models import AssignmentBatch, FileRejected, RowError
-from plugins.crm_sync.csv_dir.client import fsync_dir, write_atomically
 from plugins.crm_sync.http.models import BatchIn, BatchOut, RejectedRow, rows_of
 
 PENDING, IMPORTED, REPORTS = "pending", "imported", "rejections"

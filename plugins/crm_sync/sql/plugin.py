@@ -21,11 +21,11 @@ from core.adapters import CrmSync, PluginConfig, PluginContext
 from core.creditor_files.config import CsvFormatConfig
 from core.creditor_files.reader import AssignmentReader, read_local
 from core.creditor_files.values import header_key
+from core.durable import write_atomically
 from core.hookspecs import hookimpl
 from core.logs import event
 from core.models import Activity, AssignmentBatch, CheckResult, FileRejected, RowError
 from core.registry import AdapterRegistry
-from plugins.crm_sync.csv_dir.client import write_atomically
 from plugins.crm_sync.sql.client import CreditorDatabase, CreditorDatabaseError, Position, cells
 from plugins.crm_sync.sql.config import SqlSyncConfig
 

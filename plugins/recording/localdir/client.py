@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from core.checksums import CHUNK_SIZE, copy_with_checksums, file_checksums
+from core.durable import fsync_dir
 from core.errors import IntegrityError, ObjectLocked, ObjectNotFound
 from core.models import CheckResult, Checksums, StoredObject
 
@@ -225,13 +226,8 @@ class ArchiveDirectory:
             os.fsync(fd)
 
     def _sync_dir(self, directory: Path) -> None:
-        if not self._fsync:
-            return
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if self._fsync:
+            fsync_dir(directory)
 
 
 def _verify(key: str, expected: Checksums, got: Checksums) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from core.durable import write_atomically
 from core.models import SmsState
 
 
@@ -90,14 +91,8 @@ class SubmitLedger:
                 for number, part in record.parts.items()
                 if part.smsc_id
             }
-            temporary = self.path.with_name(self.path.name + ".tmp")
-            with temporary.open("wb") as out:
-                for record in self._messages.values():
-                    for event in _events_of(record):
-                        out.write(_line(event))
-                out.flush()
-                os.fsync(out.fileno())
-            temporary.replace(self.path)
+            records = list(self._messages.values())
+            write_atomically(self.path, lambda out: out.writelines(_line(e) for r in records for e in _events_of(r)))
             self._file = self.path.open("ab")
 
     def close(self) -> None:
