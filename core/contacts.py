@@ -457,11 +457,12 @@ class ContactService:
                 e164 = normalize(phone, account.portfolio.country if account else self.country)
             except InvalidPhone as exc:
                 raise UsageError(str(exc)) from None
-        elif account is not None:
-            e164 = self._pick_phone(session, account, channel)
-        else:
+        elif account is None:
             raise UsageError("give a phone number or an account")
-        subject = self._subject(session, channel, e164, account, at=at, text=text, purpose=purpose, as_of=as_of)
+        if phone is not None or account is None:
+            subject = self._subject(session, channel, e164, account, at=at, text=text, purpose=purpose, as_of=as_of)
+        else:
+            e164, subject = self._pick_phone(session, account, channel, at=at, text=text, purpose=purpose, as_of=as_of)
         return _Target(
             phone=e164,
             account_id=account.id if account else None,
@@ -539,16 +540,20 @@ class ContactService:
         """``wanted``, or the first instant after it the gate will allow a call: the campaign picks the account
         when the law lets it, instead of asking and being refused."""
         try:
-            phone = self._pick_phone(session, account, Channel.CALL)
+            _phone, subject = self._pick_phone(session, account, Channel.CALL, at=wanted)
         except UsageError:
             return wanted
-        preview = self.gate.evaluate(self._subject(session, Channel.CALL, phone, account, at=wanted), wanted)
+        preview = self.gate.evaluate(subject, wanted)
         if preview.allowed or preview.next_allowed_at is None:
             return wanted
         return preview.next_allowed_at
 
-    def _pick_phone(self, session: Session, account: Account, channel: Channel) -> str:
-        """The account's valid phone tried least often (then in the creditor's order), skipping do-not-contact."""
+    def _pick_phone(
+        self, session: Session, account: Account, channel: Channel, *, at: datetime, **subject: Any
+    ) -> tuple[str, Subject]:
+        """The account's first valid phone the gate allows now, trying those tried least often first (then in
+        the creditor's order) and skipping do-not-contact; when none is allowed, the first of them, so the gate
+        denies with its reasons (a per-number cap on one line must not hold back the debtor's other line)."""
         valid = [phone for phone in account.debtor.phones if not phone.invalid]
         if not valid:
             raise UsageError(f"account {account.ref!r} has no valid phone number left")
@@ -563,7 +568,15 @@ class ContactService:
                 .group_by(ContactAttempt.phone)
             ).all()
         )
-        return min(candidates, key=lambda phone: (tries.get(phone.e164, 0), phone.position)).e164
+        ordered = sorted(candidates, key=lambda phone: (tries.get(phone.e164, 0), phone.position))
+        first: tuple[str, Subject] | None = None
+        for phone in ordered:
+            picked = phone.e164, self._subject(session, channel, phone.e164, account, at=at, **subject)
+            if self.gate.evaluate(picked[1], at).allowed:
+                return picked
+            first = first or picked
+        assert first is not None
+        return first
 
     def _defer(self, session: Session, account_id: int | None, decision: Decision, now: datetime) -> None:
         if account_id is None:

@@ -191,3 +191,24 @@ def test_line_types_decide_which_massachusetts_cap_counts(tmp_path: Path, open_n
     entries = audited(tmp_path, "compliance.line_type")
     assert len(entries) == 3
     assert (entries[2][1]["before"], entries[2][1]["after"]) == ("personal", "unknown")
+
+
+def test_a_capped_line_does_not_hold_back_the_debtors_other_line(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    path = prefs_site(tmp_path, MA)
+    for phone, kind in (("300 123 4567", "work"), ("601 555 0123", "personal")):
+        done = cartera(path, "contact-prefs", "line", "--account", "BCO-1", "--phone", phone, "--type", kind)
+        assert done.returncode == 0, done.stderr
+    node = open_node(path)
+    now = two_calls_ten_days_ago(node, ANA)  # the work line's two calls in 30 days are used up
+    with node.db.session() as session:
+        account = session.scalars(sa.select(Account)).one()
+        for day in (20, 21, 22):  # tried more often, but not in the last seven days
+            at = now - timedelta(days=day)
+            session.add(
+                ContactAttempt(site="t", account_id=account.id, phone=ANA_WORK, state="finished", requested_at=at)
+            )
+    decision, picked = node.contacts.explain(phone=None, account_ref="BCO-1", channel=Channel.CALL, at=now, actor="t")
+    assert picked.phone == ANA_WORK
+    assert decision.allowed, decision.rules
