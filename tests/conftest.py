@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,23 @@ def write_portfolio(directory: Path, rows: list[str], name: str = "asignacion.cs
     path = directory / name
     path.write_text(PORTFOLIO_HEADER + "".join(row + "\n" for row in rows), encoding="utf-8-sig")
     return path
+
+
+def run_site(
+    config: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """``run_site.py --config CONFIG --site t ARGS`` as an operator runs it, from the config's directory, with
+    ``env`` added to the environment (secrets the site refers to as ``${VAR}``)."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "run_site.py"), "--config", str(config), "--site", "t", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        cwd=config.parent,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from core.errors import ObjectLocked, UsageError
 from core.models import Recording
 from core.node import Node
 from plugins.recording.s3.plugin import S3Store
-from tests.conftest import REPO
+from tests.conftest import REPO, run_site
 from tests.peers.s3 import S3Endpoint, s3_recording_table, spool_recordings, write_archival_site
 
 pytestmark = pytest.mark.s3
@@ -245,34 +245,22 @@ def test_a_hold_put_on_during_the_upload_reaches_the_store(
         store.delete(key)
 
 
-def _cli(site: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(REPO / "run_site.py"), "--config", str(site), "--site", "t", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=site.parent,
-        env={**os.environ, **env},
-    )
-
-
 def test_backfill_url_and_check_from_the_command_line(s3_site: Path, s3_env: S3Endpoint, bucket: str) -> None:
     env = {"S3_ACCESS_KEY": s3_env.access_key, "S3_SECRET_KEY": s3_env.secret_key}
     made = spool_recordings(s3_site.parent / "spool", 120, 2000)
-    backfill = _cli(s3_site, "archive", "--backfill", env=env)
+    backfill = run_site(s3_site, "archive", "--backfill", env=env, timeout=300)
     assert backfill.returncode == 0, backfill.stderr
     assert "120/120" in backfill.stderr  # the progress bar
     assert "120 archived and verified, 0 failed" in backfill.stdout
     assert len(s3_env.objects(bucket)) == 120
-    check = _cli(s3_site, "check", env=env)
+    check = run_site(s3_site, "check", env=env)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "ok    recordings: none waiting on local disk" in check.stdout
-    url = _cli(s3_site, "recordings", "url", "7", "--expires", "60", env=env)
+    url = run_site(s3_site, "recordings", "url", "7", "--expires", "60", env=env)
     assert url.returncode == 0, url.stderr
     with urllib.request.urlopen(url.stdout.strip(), timeout=10) as response:
         assert hashlib.sha256(response.read()).hexdigest() in made.values()
-    too_long = _cli(s3_site, "recordings", "url", "7", "--expires", "901", env=env)
+    too_long = run_site(s3_site, "recordings", "url", "7", "--expires", "901", env=env)
     assert too_long.returncode == 2
     assert "at most" in too_long.stderr or "between 1 and 900" in too_long.stderr
     with sqlite3.connect(s3_site.parent / "var" / "t.db") as db:

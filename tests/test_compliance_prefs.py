@@ -19,9 +19,8 @@ from core.config import ComplianceConfig
 from core.models import Channel
 from core.node import Node
 from core.store.schema import Account, ContactAttempt
-from tests.conftest import write_portfolio, write_sites
+from tests.conftest import run_site, write_portfolio, write_sites
 from tests.test_compliance import BOGOTA, CO_MOBILE, MEXICO, MX_CDMX, denied, gate, subject
-from tests.test_compliance_store import cartera
 
 ANA, ANA_WORK = CO_MOBILE, "+576015550123"
 
@@ -95,7 +94,7 @@ def prefs_site(tmp_path: Path, compliance: str = "") -> Path:
     window = 'contact_window = { start = "07:00", end = "19:00", days = ["mon", "tue", "wed", "thu", "fri"] }'
     path.write_text(text.replace(window, compliance))
     write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;601 555 0123;1.250.000,00;COP"])
-    assert cartera(path, "import", str(tmp_path / "inbox" / "asignacion.csv")).returncode == 0
+    assert run_site(path, "import", str(tmp_path / "inbox" / "asignacion.csv")).returncode == 0
     return path
 
 
@@ -108,31 +107,31 @@ def audited(tmp_path: Path, action: str) -> list[tuple[str, dict[str, object]]]:
 def test_requested_hours_are_stored_audited_and_honoured(tmp_path: Path) -> None:
     path = prefs_site(tmp_path)
     hours = ["--hours", "mon-fri=19:00-21:00", "--hours", "sun=10:00-12:00"]
-    done = cartera(path, "contact-prefs", "hours", "--account", "BCO-1", *hours, "--instrument", "grabación #4411")
+    done = run_site(path, "contact-prefs", "hours", "--account", "BCO-1", *hours, "--instrument", "grabación #4411")
     assert done.returncode == 0, done.stderr
     assert "replaces the law's hours (not its holidays): co.ley2300.art3.horario (Ley 2300 de 2023, art. 3)" in (
         done.stdout
     )
-    evening = cartera(path, "explain", "--account", "BCO-1", "--at", "2026-11-30T20:00")
+    evening = run_site(path, "explain", "--account", "BCO-1", "--at", "2026-11-30T20:00")
     assert "decision: ALLOWED" in evening.stdout, evening.stdout
     assert "debtor's requested hours: mon-fri 19:00-21:00, sun 10:00-12:00 (instrument: grabación #4411)" in (
         evening.stdout
     )
-    morning = cartera(path, "explain", "--account", "BCO-1", "--at", "2026-11-30T10:00")
+    morning = run_site(path, "explain", "--account", "BCO-1", "--at", "2026-11-30T10:00")
     assert "DENY  co.ley2300.art3.horario (outside_requested_hours)" in morning.stdout
     assert "next allowed: Mon 30 Nov 2026 19:00 America/Bogota" in morning.stdout
 
-    plain = cartera(path, "contact-prefs", "hours", "--account", "BCO-1", "--hours", "mon-fri=19:00-21:00")
+    plain = run_site(path, "contact-prefs", "hours", "--account", "BCO-1", "--hours", "mon-fri=19:00-21:00")
     assert "only narrows the law's hours; hours on mon 19:00-21:00 are looser (the law: 07:00-19:00)" in plain.stdout
     assert "record the request's --instrument" in plain.stdout
-    evening = cartera(path, "explain", "--account", "BCO-1", "--at", "2026-11-30T20:00")
+    evening = run_site(path, "explain", "--account", "BCO-1", "--at", "2026-11-30T20:00")
     assert "DENY  co.ley2300.art3.horario (outside_contact_window)" in evening.stdout
     assert "DENY  debtor.requested_hours (outside_requested_hours)" not in evening.stdout
 
-    assert cartera(path, "contact-prefs", "hours", "--account", "BCO-1", "--clear").returncode == 0
-    shown = cartera(path, "contact-prefs", "show", "--account", "BCO-1")
+    assert run_site(path, "contact-prefs", "hours", "--account", "BCO-1", "--clear").returncode == 0
+    shown = run_site(path, "contact-prefs", "show", "--account", "BCO-1")
     assert "BCO-1: requested hours none" in shown.stdout
-    bad = cartera(path, "contact-prefs", "hours", "--account", "BCO-1", "--hours", "mon-fri=19:00-18:00")
+    bad = run_site(path, "contact-prefs", "hours", "--account", "BCO-1", "--hours", "mon-fri=19:00-18:00")
     assert bad.returncode == 2
     assert "--hours: " in bad.stderr
     user = f"os:{getpass.getuser()}"
@@ -169,21 +168,21 @@ def test_line_types_decide_which_massachusetts_cap_counts(tmp_path: Path, open_n
 
     assert decide(ANA) == ("ma.940cmr.7_04_1_f.other",)  # unknown: two in 30 days already
     assert decide(ANA_WORK) == ("ma.940cmr.7_04_1_f.other",)  # calls to a number of unknown type count for it too
-    personal = cartera(
+    personal = run_site(
         path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "300 123 4567", "--type", "personal"
     )
     assert personal.returncode == 0, personal.stderr
     assert decide(ANA) == ()  # a personal number: two a week, and the last week is clear
     assert decide(ANA_WORK) == ()  # the personal number's calls do not count for the other
-    done = cartera(path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "601 555 0123", "--type", "work")
+    done = run_site(path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "601 555 0123", "--type", "work")
     assert done.stdout.strip() == f"BCO-1: {ANA_WORK} is work"
-    shown = cartera(path, "contact-prefs", "show", "--account", "BCO-1").stdout
+    shown = run_site(path, "contact-prefs", "show", "--account", "BCO-1").stdout
     assert f"{ANA}: personal" in shown
     assert f"{ANA_WORK}: work" in shown
-    other = cartera(path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "310 000 0000", "--type", "work")
+    other = run_site(path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "310 000 0000", "--type", "work")
     assert other.returncode == 2
     assert "is not a number of the debtor of account 'BCO-1'" in other.stderr
-    unknown = cartera(
+    unknown = run_site(
         path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "300 123 4567", "--type", "unknown"
     )
     assert unknown.returncode == 0, unknown.stderr
@@ -198,7 +197,7 @@ def test_a_capped_line_does_not_hold_back_the_debtors_other_line(
 ) -> None:
     path = prefs_site(tmp_path, MA)
     for phone, kind in (("300 123 4567", "work"), ("601 555 0123", "personal")):
-        done = cartera(path, "contact-prefs", "line", "--account", "BCO-1", "--phone", phone, "--type", kind)
+        done = run_site(path, "contact-prefs", "line", "--account", "BCO-1", "--phone", phone, "--type", kind)
         assert done.returncode == 0, done.stderr
     node = open_node(path)
     now = two_calls_ten_days_ago(node, ANA)  # the work line's two calls in 30 days are used up

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import getpass
 import sqlite3
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from datetime import date, datetime
@@ -23,7 +21,7 @@ from core.contacts import Denied
 from core.models import ActivityKind, AssignmentBatch, AssignmentRow, CallRequest, Channel, RowError
 from core.node import Node
 from core.store.schema import Account, AuditEntry, ContactAttempt, SmsRow
-from tests.conftest import REPO, write_portfolio, write_sites
+from tests.conftest import run_site, write_portfolio, write_sites
 
 BOGOTA = ZoneInfo("America/Bogota")
 ANA = "+573001234567"
@@ -210,24 +208,19 @@ def test_the_creditors_address_gives_zone_region_and_law(tmp_path: Path, open_no
     assert decision.reasons == (Reason.PUBLIC_HOLIDAY,)
 
 
-def cartera(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, str(REPO / "run_site.py"), "--config", str(config), "--site", "t", *args]
-    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=60, cwd=config.parent)
-
-
 def test_explain_prints_the_rules_and_is_audited(tmp_path: Path) -> None:
     path = site(tmp_path)
-    assert cartera(path, "import", str(tmp_path / "inbox" / "asignacion.csv")).returncode == 0
-    saturday = cartera(path, "explain", "--account", "BCO-1", "--at", "2026-11-28T16:00")
+    assert run_site(path, "import", str(tmp_path / "inbox" / "asignacion.csv")).returncode == 0
+    saturday = run_site(path, "explain", "--account", "BCO-1", "--at", "2026-11-28T16:00")
     assert saturday.returncode == 0, saturday.stderr
     out = saturday.stdout
     assert "decision: DENIED" in out
     assert "DENY  co.ley2300.art3.horario (outside_contact_window)" in out
     assert "Ley 2300 de 2023, art. 3 (2023-07-10)" in out
     assert "next allowed: Mon 30 Nov 2026 07:00 America/Bogota" in out
-    monday = cartera(path, "explain", "--phone", "300 123 4567", "--channel", "sms", "--at", "2026-11-30T10:00")
+    monday = run_site(path, "explain", "--phone", "300 123 4567", "--channel", "sms", "--at", "2026-11-30T10:00")
     assert "decision: ALLOWED" in monday.stdout
-    assert cartera(path, "explain").returncode == 2
+    assert run_site(path, "explain").returncode == 2
     with sqlite3.connect(tmp_path / "var" / "t.db") as db:
         rows = db.execute("select action, actor from audit_log where action like 'compliance.%'").fetchall()
         attempts = db.execute("select count(*) from contact_attempts").fetchone()

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import select
 
 from core.store.database import Database
 from core.store.schema import AuditEntry, WebUser
-from tests.conftest import REPO, write_sites
+from tests.conftest import run_site, write_sites
 
 
 def cli(config: Path, *args: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(config.parent)}
-    if password is not None:
-        env["CARTERA_USER_PASSWORD"] = password
-    return subprocess.run(
-        [sys.executable, str(REPO / "run_site.py"), "--config", str(config), "--site", "t", "users", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-        check=False,
-    )
+    return run_site(config, "users", *args, env=None if password is None else {"CARTERA_USER_PASSWORD": password})
 
 
 def test_users_add_list_and_disable(tmp_path: Path) -> None:

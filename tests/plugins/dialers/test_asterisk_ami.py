@@ -48,7 +48,7 @@ from plugins.dialers.asterisk_ami.client import (
 from plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from plugins.dialers.asterisk_ami.outcomes import call_outcome, raw_cause
 from plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer, cartera_register_dialers
-from tests.conftest import REPO, write_portfolio
+from tests.conftest import REPO, run_site, write_portfolio
 from tests.peers.asterisk import DEBTOR_HANGS_UP, NUMBERS, READONLY_USER, AsteriskPeer, running_asterisk
 from tests.peers.net import free_port
 
@@ -630,15 +630,7 @@ def write_site(directory: Path, peer: AsteriskPeer, *, clock: str, campaign: boo
 
 
 def cartera(site: Path, peer: AsteriskPeer, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(REPO / "run_site.py"), "--config", str(site), "--site", "t", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-        cwd=site.parent,
-        env={**os.environ, "CARTERA_TEST_AMI_SECRET": peer.ami_secret},
-    )
+    return run_site(site, *args, env={"CARTERA_TEST_AMI_SECRET": peer.ami_secret}, timeout=timeout)
 
 
 def attempts(site: Path) -> list[tuple[int, str, str | None, str | None, str | None]]:

@@ -8,7 +8,6 @@ The tests about shutdown and many calls at once run the dialer in a child proces
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from plugins.dialers.sip_trunk.config import SipTrunkConfig
 from plugins.dialers.sip_trunk.options import host_port
 from plugins.dialers.sip_trunk.outcomes import call_outcome, raw_cause
 from plugins.dialers.sip_trunk.plugin import SipTrunkDialer, cartera_register_dialers
-from tests.conftest import REPO
+from tests.conftest import REPO, run_site
 from tests.peers.net import free_port
 from tests.peers.sip import (
     LATE_ANSWER,
@@ -406,17 +405,6 @@ password = "${{CARTERA_TEST_TRUNK_PASSWORD}}"
 local_address = "127.0.0.1"
 local_port = 0
 max_calls = 4
-
-[sites.t.recording]
-plugin = "localdir"
-path = "archive"
-
-[sites.t.crm_sync]
-plugin = "csv"
-inbox = "inbox"
-outbox = "exports"
-creditor = "BANCO"
-portfolio = "TARJETAS"
 """
 
 
@@ -425,18 +413,9 @@ def test_check_and_call_from_the_command_line(peer: SipPeer, tmp_path: Path) -> 
     """``check`` and ``call PHONE`` through run_site.py: the password comes from the environment, never shows."""
     site = tmp_path / "sites.toml"
     site.write_text(SITE.format(number=ANSWERS, **peer.trunk_settings()), encoding="utf-8")
-    (tmp_path / "inbox").mkdir()
 
     def cartera(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(REPO / "run_site.py"), "--config", str(site), "--site", "t", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-            cwd=tmp_path,
-            env={**os.environ, "CARTERA_TEST_TRUNK_PASSWORD": peer.password},
-        )
+        return run_site(site, *args, env={"CARTERA_TEST_TRUNK_PASSWORD": peer.password}, timeout=120)
 
     check = cartera("check")
     assert check.returncode == 0, check.stdout + check.stderr
