@@ -226,6 +226,13 @@ class CrmSync(Adapter[ConfigT]):
         """Called after ``batch`` was committed to the store: archive it so ``fetch`` does not yield it."""
 
     @abc.abstractmethod
+    def reject(self, batch: AssignmentBatch) -> None:
+        """Called after ``batch`` was rejected whole (:class:`core.models.FileRejected`) and its rejection
+        report was delivered: set it aside, never deleted, so ``fetch`` does not yield it again (a corrected
+        delivery is fetched as usual). May be called again for a batch already set aside (after a crash);
+        ignore a batch ``fetch`` did not yield, gone, or changed since it was read."""
+
+    @abc.abstractmethod
     def export(self, activities: Sequence[Activity]) -> None:
         """Deliver activities to the creditor, in order. Raise on failure: core then re-sends them later."""
 

@@ -1,4 +1,5 @@
-"""The creditor sync job: import new deliveries (answering bad rows with a rejection report), then export."""
+"""The creditor sync job: import new deliveries (answering bad rows with a rejection report), set rejected ones
+aside, then export."""
 
 from __future__ import annotations
 
@@ -42,8 +43,10 @@ class CreditorSync:
         """Import each waiting delivery, send its rejection report, acknowledge it; then export activities.
 
         A delivery is acknowledged (archived) only after it was committed and its report was sent; a delivery
-        seen again after a crash is recognised by its content and only its report is sent again. A rejected
-        file stays where it is; its report holds one row, field ``file``, with the reason.
+        seen again after a crash is recognised by its content and only its report is sent again. A delivery
+        rejected whole gets a report of one row, field ``file``, with the reason; once the report was sent it
+        is set aside (``CrmSync.reject``: a ``rejected/`` folder...) and not fetched again. If sending the
+        report fails, nothing is set aside and the next sync tries both again.
         """
         run = SyncRun()
         for batch in self.crm.fetch():
@@ -54,6 +57,7 @@ class CreditorSync:
                 event(log, "sync.file_rejected", logging.ERROR, source=exc.source, reason=exc.reason)
                 if isinstance(self.crm, RejectionReports):
                     self.crm.report_rejections(batch, [_file_error(exc.reason)])
+                self.crm.reject(batch)
                 continue
             if report.quarantined and isinstance(self.crm, RejectionReports):
                 self.crm.report_rejections(batch, report.quarantined)

@@ -1,8 +1,8 @@
 """Conformance suite for creditor-data exchange (crm_sync) adapters.
 
 Subclass :class:`CrmSyncConformance` in your plugin's tests and override the fixtures ``context``, ``crm``,
-``good_delivery``, ``bad_header_file`` and ``exported_seqs``; every test then checks one promise of
-:class:`core.adapters.CrmSync` against your adapter.
+``good_delivery``, ``bad_header_file``, ``rejected_delivery`` and ``exported_seqs``; every test then checks one
+promise of :class:`core.adapters.CrmSync` against your adapter.
 """
 
 from __future__ import annotations
@@ -37,6 +37,15 @@ class Delivery:
     rejected_line: int
     creditor: str
     portfolio: str
+
+
+@dataclass(frozen=True)
+class RejectedDelivery:
+    """A delivery waiting where ``fetch()`` finds it, the only one, that the parser rejects whole
+    (:class:`FileRejected`); ``set_aside`` returns the content of each delivery the adapter has set aside so far
+    (where operators and the creditor find rejected deliveries: a ``rejected/`` folder...)."""
+
+    set_aside: Callable[[], list[bytes]]
 
 
 def _need(fixture: str, what: str) -> NotImplementedError:
@@ -110,6 +119,12 @@ class CrmSyncConformance:
         raise _need("bad_header_file", "an assignment file whose header is wrong")
 
     @pytest.fixture
+    def rejected_delivery(self) -> RejectedDelivery:
+        raise _need(
+            "rejected_delivery", "a RejectedDelivery: a delivery waiting where fetch() finds it, rejected whole"
+        )
+
+    @pytest.fixture
     def exported_seqs(self) -> Callable[[], list[int]]:
         raise _need("exported_seqs", "a callable listing the seqs the creditor received so far, in order")
 
@@ -175,6 +190,21 @@ class CrmSyncConformance:
         _split(batch)
         crm.acknowledge(batch)
         assert list(crm.fetch()) == []
+
+    def test_rejected_delivery_is_set_aside_not_lost(
+        self, crm: CrmSync[Any], rejected_delivery: RejectedDelivery
+    ) -> None:
+        """After reject(batch) of a delivery rejected whole, fetch yields nothing more; the delivery is kept,
+        once, with its content, also when reject is called again (after a crash)."""
+        (batch,) = list(crm.fetch())
+        with pytest.raises(FileRejected):
+            list(batch.items)
+        assert rejected_delivery.set_aside() == []
+        crm.reject(batch)
+        assert list(crm.fetch()) == []
+        crm.reject(batch)
+        kept = rejected_delivery.set_aside()
+        assert [hashlib.sha256(content).hexdigest() for content in kept] == [batch.content_sha256]
 
     def test_export_delivers_activities_in_order(
         self, crm: CrmSync[Any], exported_seqs: Callable[[], list[int]]

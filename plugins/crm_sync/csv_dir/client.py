@@ -1,4 +1,4 @@
-"""Local directories: waiting files, the archive and the ledger of acknowledged files."""
+"""Local directories: waiting files, the archive and rejected folders, and the ledgers of files set aside."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from core.durable import fsync_dir
 
 
 class Ledger:
-    """Content hashes of acknowledged files: an append-only text file of ``sha256  source`` lines."""
+    """Content hashes of files set aside in place: an append-only text file of ``sha256  source`` lines."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -32,23 +32,28 @@ class Ledger:
             os.fsync(stream.fileno())
 
 
-def waiting_files(inbox: Path, pattern: str, archive: Path) -> list[Path]:
-    """Files matching ``pattern`` in ``inbox``, by name, leaving out the archive."""
-    archive = archive.resolve()
-    found = (path for path in inbox.glob(pattern) if path.is_file() and archive not in path.resolve().parents)
+def waiting_files(inbox: Path, pattern: str, *set_aside: Path) -> list[Path]:
+    """Files matching ``pattern`` in ``inbox``, by name, leaving out the folders ``set_aside`` (archive...)."""
+    folders = [folder.resolve() for folder in set_aside]
+    found = (
+        path
+        for path in inbox.glob(pattern)
+        if path.is_file() and not any(folder in path.resolve().parents for folder in folders)
+    )
     return sorted(found, key=lambda path: path.name)
 
 
-def archive_file(path: Path, archive: Path, now: datetime) -> Path:
-    """Move ``path`` into ``archive`` with one rename; a name already there gets a UTC timestamp suffix."""
-    archive.mkdir(parents=True, exist_ok=True)
-    target = archive / path.name
+def move_into(path: Path, folder: Path, now: datetime) -> Path:
+    """Move ``path`` into ``folder`` with one rename, both directories synced; a name already there is kept
+    and the file gets a UTC timestamp suffix instead."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     for counter in itertools.count():
         if not target.exists():
             break
-        target = archive / f"{path.stem}-{stamp}{f'-{counter}' if counter else ''}{path.suffix}"
+        target = folder / f"{path.stem}-{stamp}{f'-{counter}' if counter else ''}{path.suffix}"
     os.replace(path, target)
-    fsync_dir(archive)
+    fsync_dir(folder)
     fsync_dir(path.parent)
     return target

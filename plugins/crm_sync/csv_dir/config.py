@@ -19,13 +19,22 @@ class CsvDirConfig(CsvFormatConfig):
         None,
         description="Where imported files are moved (same filesystem as the inbox); unset: INBOX/imported.",
     )
+    rejected: ConfigPath | None = Field(
+        None,
+        description="Where files rejected whole are moved once their rejection report is written (same "
+        "filesystem as the inbox); unset: INBOX/rejected.",
+    )
     keep_files: bool = Field(
         False,
-        description="Leave imported files in the inbox (their sha256 is remembered in the adapter's data "
-        "directory so they are not fetched again) instead of moving them to the archive.",
+        description="Leave imported and rejected files in the inbox (their sha256 is remembered in the "
+        "adapter's data directory so they are not fetched again) instead of moving them.",
     )
     outbox: ConfigPath = Field(description="Directory the activity exports are written to.")
 
     @property
     def archive_dir(self) -> Path:
         return self.archive if self.archive is not None else self.inbox / "imported"
+
+    @property
+    def rejected_dir(self) -> Path:
+        return self.rejected if self.rejected is not None else self.inbox / "rejected"

@@ -16,12 +16,13 @@ from core.hookspecs import hookimpl
 from core.logs import event
 from core.models import Activity, AssignmentBatch, CheckResult, RowError
 from core.registry import AdapterRegistry
-from plugins.crm_sync.csv_dir.client import Ledger, archive_file, waiting_files
+from plugins.crm_sync.csv_dir.client import Ledger, move_into, waiting_files
 from plugins.crm_sync.csv_dir.config import CsvDirConfig
 
 
 class CsvDirSync(CrmSync[CsvDirConfig]):
-    """One creditor's CSV files in local directories; imported files move to the archive (or stay, remembered)."""
+    """One creditor's CSV files in local directories; imported files move to the archive, rejected ones to the
+    rejected folder (or, with ``keep_files``, both stay, remembered)."""
 
     name: ClassVar[str] = "csv"
     config_model: ClassVar[type[PluginConfig]] = CsvDirConfig
@@ -30,6 +31,7 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         super().__init__(config, context)
         self._reader = AssignmentReader(config)
         self._ledger = Ledger(context.data_dir / "acknowledged.sha256")
+        self._rejected = Ledger(context.data_dir / "rejected.sha256")
 
     def start(self) -> None:
         self.config.outbox.mkdir(parents=True, exist_ok=True)
@@ -50,9 +52,11 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         return read_local(self._reader, path)
 
     def fetch(self) -> Iterator[AssignmentBatch]:
-        for path in waiting_files(self.config.inbox, self.config.pattern, self.config.archive_dir):
+        config = self.config
+        for path in waiting_files(config.inbox, config.pattern, config.archive_dir, config.rejected_dir):
             batch = self.read_file(path)
-            if not (self.config.keep_files and batch.content_sha256 in self._ledger):
+            sha256 = batch.content_sha256
+            if not (config.keep_files and (sha256 in self._ledger or sha256 in self._rejected)):
                 yield batch
 
     def acknowledge(self, batch: AssignmentBatch) -> None:
@@ -63,19 +67,37 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         if self.config.keep_files:
             self._ledger.add(batch.content_sha256, batch.source)
             return
+        path = self._unchanged(batch, "crm_sync.csv.changed_after_import")
+        if path is not None:
+            target = move_into(path, self.config.archive_dir, self.context.clock.now())
+            event(self.context.log, "crm_sync.csv.archived", file=str(path), to=str(target))
+
+    def reject(self, batch: AssignmentBatch) -> None:
+        """Move the file into the rejected folder (a name already there is kept: the file gets a timestamp
+        suffix), unless it is outside the inbox, already gone, or changed since it was read (a corrected file
+        under the same name is fetched next time). With ``keep_files`` the file stays, its hash remembered."""
+        if self.config.keep_files:
+            self._rejected.add(batch.content_sha256, batch.source)
+            return
+        path = self._unchanged(batch, "crm_sync.csv.changed_after_rejection")
+        if path is not None:
+            target = move_into(path, self.config.rejected_dir, self.context.clock.now())
+            event(self.context.log, "crm_sync.csv.set_aside", file=str(path), to=str(target))
+
+    def _unchanged(self, batch: AssignmentBatch, changed_event: str) -> Path | None:
+        """The inbox file ``batch`` was read from, if it is still there with the same content."""
         path = Path(batch.source)
         if self.config.inbox.resolve() not in path.resolve().parents:
-            return
+            return None
         try:
             with path.open("rb") as stream:
                 current = scan(stream).sha256
         except FileNotFoundError:
-            return
+            return None
         if current != batch.content_sha256:
-            event(self.context.log, "crm_sync.csv.changed_after_import", logging.WARNING, file=str(path))
-            return
-        target = archive_file(path, self.config.archive_dir, self.context.clock.now())
-        event(self.context.log, "crm_sync.csv.archived", file=str(path), to=str(target))
+            event(self.context.log, changed_event, logging.WARNING, file=str(path))
+            return None
+        return path
 
     def export(self, activities: Sequence[Activity]) -> None:
         if not activities:

@@ -1,8 +1,9 @@
 """Pushed batches on disk: durable before the API answers, ``pending`` until core imported them.
 
 A batch is one JSON file, ``{creditor}/pending/{received}-{batch_id}.json``, moved to ``imported/`` when core
-acknowledges it; ``received`` (nanoseconds) orders deliveries. Core's rejection report of a batch is kept as
-``{creditor}/rejections/{same name}``. The file's bytes are the batch's canonical JSON,
+acknowledges it, or to ``rejected/`` when core could not read it as a whole (a stored file damaged, or refused
+by a newer version's checks) and set it aside; ``received`` (nanoseconds) orders deliveries. Core's rejection
+report of a batch is kept as ``{creditor}/rejections/{same name}``. The file's bytes are the batch's canonical JSON,
 so its sha256 (core's idempotency key) differs for every batch id and is the same on every read.
 """
 
@@ -13,7 +14,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Literal
@@ -21,10 +23,11 @@ from typing import IO, Literal
 from pydantic import ValidationError
 
 from core.durable import fsync_dir, write_atomically
-from core.models import AssignmentBatch, FileRejected, RowError
+from core.models import AssignmentBatch, AssignmentRow, FileRejected, RowError
 from plugins.crm_sync.http.models import BatchIn, BatchOut, RejectedRow, rows_of
 
-PENDING, IMPORTED, REPORTS = "pending", "imported", "rejections"
+PENDING, IMPORTED, REJECTED, REPORTS = "pending", "imported", "rejected", "rejections"
+_SET_ASIDE = (PENDING, IMPORTED, REJECTED)
 _RECEIVED_DIGITS = 20
 
 
@@ -52,16 +55,24 @@ def _writing(content: bytes) -> Callable[[IO[bytes]], None]:
 
 def parse(path: Path) -> tuple[bytes, BatchIn]:
     """A batch file's bytes and envelope; :class:`FileRejected` names the file and what is wrong with it."""
+    raw = _read(path)
+    return raw, _envelope(raw, path)
+
+
+def _read(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise FileRejected(str(path), f"cannot read: {exc.strerror or exc}") from None
+
+
+def _envelope(raw: bytes, path: Path) -> BatchIn:
     try:
         document = json.loads(raw, parse_float=Decimal)
     except ValueError as exc:
         raise FileRejected(str(path), f"not a JSON batch: {exc}") from None
     try:
-        return raw, BatchIn.model_validate(document)
+        return BatchIn.model_validate(document)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or 'document'}: {error['msg']}"
@@ -80,8 +91,9 @@ class BatchSpool:
         self._last_received = 0
 
     def read(self, path: Path) -> AssignmentBatch:
-        raw, batch = parse(path)
-        return AssignmentBatch(str(path), hashlib.sha256(raw).hexdigest(), list(rows_of(batch, self.currency)))
+        """The batch at ``path``; its envelope is checked when its items are read (:class:`FileRejected`)."""
+        raw = _read(path)
+        return AssignmentBatch(str(path), hashlib.sha256(raw).hexdigest(), _Rows(raw, path, self.currency))
 
     def save(self, batch: BatchIn) -> tuple[BatchOut, bool]:
         """Store ``batch`` durably unless its id is known: (its result, whether it was stored now).
@@ -115,9 +127,16 @@ class BatchSpool:
 
     def mark_imported(self, path: Path) -> bool:
         """Move a pending batch to ``imported``; False when ``path`` is not a pending batch of this spool."""
+        return self._move(path, IMPORTED)
+
+    def mark_rejected(self, path: Path) -> bool:
+        """Move a pending batch to ``rejected``; False when ``path`` is not a pending batch of this spool."""
+        return self._move(path, REJECTED)
+
+    def _move(self, path: Path, state: str) -> bool:
         if path.parent.name != PENDING or path.parent.parent.parent != self.root:
             return False
-        target = path.parent.parent / IMPORTED / path.name
+        target = path.parent.parent / state / path.name
         with self._lock:
             if not path.exists():
                 return False
@@ -129,7 +148,7 @@ class BatchSpool:
 
     def record_rejections(self, path: Path, errors: Sequence[RowError]) -> bool:
         """Keep core's rejection report of the batch at ``path``; False when it is not a batch of this spool."""
-        if path.parent.name not in (PENDING, IMPORTED) or path.parent.parent.parent != self.root:
+        if path.parent.name not in _SET_ASIDE or path.parent.parent.parent != self.root:
             return False
         report = [{"line": error.line, "field": error.field, "reason": error.reason} for error in errors]
         target = path.parent.parent / REPORTS / path.name
@@ -139,20 +158,35 @@ class BatchSpool:
 
     def _find(self, creditor: str, batch_id: str) -> Path | None:
         pattern = "?" * _RECEIVED_DIGITS + f"-{batch_id}.json"
-        for state in (PENDING, IMPORTED):
+        for state in _SET_ASIDE:
             for path in (self.root / creditor / state).glob(pattern):
                 return path
         return None
 
     def _result(self, path: Path) -> BatchOut:
-        _, batch = parse(path)
-        status: Literal["pending", "imported"] = "imported" if path.parent.name == IMPORTED else "pending"
+        state = path.parent.name
+        try:
+            _, batch = parse(path)
+        except FileRejected:
+            if state != REJECTED:
+                raise
+            batch = None
+        status: Literal["pending", "imported", "rejected"] = (
+            "imported" if state == IMPORTED else "rejected" if state == REJECTED else "pending"
+        )
         report = path.parent.parent / REPORTS / path.name
         if report.exists():
             errors = [RowError(**error) for error in json.loads(report.read_bytes())]
-        else:
+        elif batch is not None:
             errors = [item for item in rows_of(batch, self.currency) if isinstance(item, RowError)]
+        else:
+            errors = []
         rejected = [RejectedRow(index=error.line - 1, field=error.field, reason=error.reason) for error in errors]
+        if batch is None:  # unreadable: what its place in the spool tells
+            creditor, batch_id = path.parent.parent.name, path.stem.split("-", 1)[1]
+            return BatchOut(
+                batch_id=batch_id, creditor=creditor, portfolio="", status=status, rows=0, rejected=rejected
+            )
         return BatchOut(
             batch_id=batch.batch_id,
             creditor=batch.creditor,
@@ -161,3 +195,15 @@ class BatchSpool:
             rows=len(batch.rows),
             rejected=rejected,
         )
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A stored batch's rows for core, parsed on each iteration."""
+
+    raw: bytes
+    path: Path
+    currency: str
+
+    def __iter__(self) -> Iterator[AssignmentRow | RowError]:
+        return rows_of(_envelope(self.raw, self.path), self.currency)

@@ -120,7 +120,9 @@ class BatchIn(BaseModel):
 class RejectedRow(BaseModel):
     """A row of the batch that was not loaded."""
 
-    index: int = Field(description="Position of the row in the batch's rows (0-based).")
+    index: int = Field(
+        description="Position of the row in the batch's rows (0-based); -1: the batch as a whole (status rejected)."
+    )
     field: str = Field(description="The field at fault (dotted path).")
     reason: str = Field(description="Why the row was rejected.")
 
@@ -131,8 +133,10 @@ class BatchOut(BaseModel):
     batch_id: str
     creditor: str
     portfolio: str
-    status: Literal["pending", "imported"] = Field(
-        description="pending: stored, waiting for the node's next sync; imported: loaded into the node's store."
+    status: Literal["pending", "imported", "rejected"] = Field(
+        description="pending: stored, waiting for the node's next sync; imported: loaded into the node's store; "
+        "rejected: the node could not read the stored batch as a whole and loaded none of it (the reason is in "
+        "rejected, index -1): push the rows again under a new batch_id."
     )
     rows: int = Field(description="Rows received.")
     rejected: list[RejectedRow] = Field(

@@ -90,6 +90,14 @@ class HttpCrmSync(CrmSync[HttpApiConfig]):
         if self.spool.mark_imported(Path(batch.source)):
             event(self.context.log, "crm_sync.http.batch_imported", file=batch.source)
 
+    def reject(self, batch: AssignmentBatch) -> None:
+        """Move the stored batch to ``rejected``: ``GET /batches/{id}`` answers status rejected from now on.
+
+        The API refuses a body that is not a batch (422) and never stores it; a stored batch is rejected whole
+        only when its file cannot be read back (damaged, or refused by a newer version's checks)."""
+        if self.spool.mark_rejected(Path(batch.source)):
+            event(self.context.log, "crm_sync.http.batch_rejected", file=batch.source)
+
     def report_rejections(self, batch: AssignmentBatch, errors: Sequence[RowError]) -> None:
         """Keep core's rejection report: ``GET /batches/{id}`` answers it from now on."""
         self.spool.record_rejections(Path(batch.source), errors)

@@ -159,13 +159,13 @@ class SftpSession:
                 return None
         return RemoteFile(path, attributes.st_size or 0, attributes.st_mtime or 0)
 
-    def archive(self, remote: RemoteFile, now: datetime) -> str:
-        """Rename ``remote`` into the archive directory; a name already there gets a UTC timestamp suffix."""
-        directory = self.config.archive_dir
+    def move_into(self, remote: RemoteFile, directory: str, now: datetime) -> str:
+        """Rename ``remote`` into ``directory`` (created if missing); a name already there is kept and the file
+        gets a UTC timestamp suffix instead."""
         name = posixpath.basename(remote.path)
         stem, suffix = posixpath.splitext(name)
         stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-        with self.sftp(f"archiving {remote.path} into {directory}") as sftp:
+        with self.sftp(f"moving {remote.path} into {directory}") as sftp:
             self._makedirs(sftp, directory)
             taken = set(sftp.listdir(directory))
             target = name

@@ -32,6 +32,11 @@ class SftpCsvConfig(CsvFormatConfig):
     archive: str | None = Field(
         None, description="Remote directory imported files are renamed into; unset: INBOX/imported."
     )
+    rejected: str | None = Field(
+        None,
+        description="Remote directory files rejected whole are renamed into once their rejection report is "
+        "uploaded (created if missing); unset: INBOX/rejected.",
+    )
     outbox: str = Field(min_length=1, description="Remote directory exports and rejection reports are uploaded to.")
     timeout_s: float = Field(30.0, gt=0, description="Connect, authentication and per-operation timeout.")
 
@@ -44,3 +49,7 @@ class SftpCsvConfig(CsvFormatConfig):
     @property
     def archive_dir(self) -> str:
         return self.archive if self.archive is not None else posixpath.join(self.inbox, "imported")
+
+    @property
+    def rejected_dir(self) -> str:
+        return self.rejected if self.rejected is not None else posixpath.join(self.inbox, "rejected")

@@ -1,8 +1,9 @@
 """The ``sftp_csv`` crm_sync adapter: assignment files from the creditor's SFTP inbox, exports to its outbox.
 
 ``fetch`` downloads each waiting file into the adapter's data directory (so parsing streams a local file and
-the remote one is read once); ``acknowledge`` renames the remote file into the archive, unless it changed
-since it was downloaded. Exports and rejection reports are uploaded under a temporary name and renamed.
+the remote one is read once); ``acknowledge`` renames the remote file into the archive, ``reject`` (a file
+rejected whole) into the rejected folder, unless it changed since it was downloaded. Exports and rejection
+reports are uploaded under a temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -75,15 +76,24 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
 
     def acknowledge(self, batch: AssignmentBatch) -> None:
         """Archive the remote file, unless it is gone or changed since it was downloaded; drop the local copy."""
+        self._move(batch, self.config.archive_dir, "archived", "changed_after_import")
+
+    def reject(self, batch: AssignmentBatch) -> None:
+        """Rename the remote file into the rejected folder (a name taken there gets a timestamp suffix), unless
+        it is gone or changed since it was downloaded (a corrected file under the same name is fetched next
+        time); drop the local copy."""
+        self._move(batch, self.config.rejected_dir, "set_aside", "changed_after_rejection")
+
+    def _move(self, batch: AssignmentBatch, directory: str, moved: str, changed: str) -> None:
         fetched = self._fetched.pop(batch.source, None)
         if fetched is None:
             return
         current = self._session.stat(fetched.remote.path)
         if current is not None and current == fetched.remote:
-            target = self._session.archive(fetched.remote, self.context.clock.now())
-            event(self.context.log, "crm_sync.sftp.archived", file=batch.source, to=target)
+            target = self._session.move_into(fetched.remote, directory, self.context.clock.now())
+            event(self.context.log, f"crm_sync.sftp.{moved}", file=batch.source, to=target)
         else:
-            event(self.context.log, "crm_sync.sftp.changed_after_import", logging.WARNING, file=batch.source)
+            event(self.context.log, f"crm_sync.sftp.{changed}", logging.WARNING, file=batch.source)
         fetched.local.unlink(missing_ok=True)
 
     def export(self, activities: Sequence[Activity]) -> None:

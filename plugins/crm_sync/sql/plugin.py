@@ -3,7 +3,10 @@
 The view is read in pages of ``page_rows`` rows in (watermark, key) order, each page streamed from the server
 and delivered as a snapshot: CSV with the view's column names (``;``, UTF-8, decimal point, ISO dates), the
 watermark and key last. Core imports the snapshot like any file, so a page read again after a crash has the
-same content hash and changes nothing; acknowledging a page moves the stored position past it.
+same content hash and changes nothing; acknowledging a page moves the stored position past it. A page rejected
+whole (a cell the CSV reader refuses, such as one over its field size limit) is set aside as its snapshot in
+the data directory's ``rejected/``; the position stays before it, and ``fetch`` holds there (yielding
+nothing, logging ``crm_sync.sql.held``) until the creditor corrects the rows and the page reads differently.
 ``import FILE`` takes a snapshot in the same format (``psql \\copy (SELECT ...) TO FILE CSV HEADER DELIMITER ';'``).
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -53,6 +57,7 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         )
         self._reader = AssignmentReader(snapshot)
         self._position_file = context.data_dir / "position.json"
+        self._rejected_dir = context.data_dir / "rejected"
         self._unacknowledged: dict[str, tuple[Position, bytes]] = {}
         self._db: CreditorDatabase | None = None
 
@@ -107,10 +112,20 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
             data = buffer.getvalue().encode()
             since = after.describe(order) if after else "from the start"
             batch = self._reader.batch(f"{self.config.view} {since}, {count} row(s)", partial(io.BytesIO, data))
+            if self._set_aside(batch).exists():
+                event(
+                    self.context.log,
+                    "crm_sync.sql.held",
+                    logging.WARNING,
+                    view=self.config.view,
+                    position=since,
+                    rejected=str(self._set_aside(batch)),
+                )
+                return
             self._unacknowledged[batch.content_sha256] = (end, data)
             yield batch
-            if count < self.config.page_rows:
-                return
+            if count < self.config.page_rows or self._set_aside(batch).exists():
+                return  # the last page, or one rejected: the rows after it wait until it is corrected
             after = end
 
     def acknowledge(self, batch: AssignmentBatch) -> None:
@@ -128,6 +143,24 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         write_atomically(self._position_file, write)
         order = (self.config.watermark, self.config.key_column)
         event(self.context.log, "crm_sync.sql.position", view=self.config.view, position=end.describe(order))
+
+    def reject(self, batch: AssignmentBatch) -> None:
+        """Keep the snapshot of a page rejected whole in ``rejected/``; the position does not move, and
+        ``fetch`` holds before the page while the view reads it the same."""
+        page = self._unacknowledged.pop(batch.content_sha256, None)
+        if page is None:
+            return
+        self._rejected_dir.mkdir(parents=True, exist_ok=True)
+        target = self._set_aside(batch)
+
+        def write(sink: IO[bytes]) -> None:
+            sink.write(page[1])
+
+        write_atomically(target, write)
+        event(self.context.log, "crm_sync.sql.set_aside", view=self.config.view, page=batch.source, to=str(target))
+
+    def _set_aside(self, batch: AssignmentBatch) -> Path:
+        return self._rejected_dir / f"{batch.content_sha256}.csv"
 
     def report_rejections(self, batch: AssignmentBatch, errors: Sequence[RowError]) -> None:
         """Insert each quarantined row of a page into the rejections table, once (ids: page hash and line)."""

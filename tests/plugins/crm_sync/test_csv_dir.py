@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import logging
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
@@ -17,10 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from core.activities import ActivityExporter
 from core.adapters import CrmSync
+from core.assignments import AssignmentImporter
 from core.clock import SimulatedClock
 from core.creditor_files.config import ColumnsConfig
 from core.creditor_files.values import parse_amount
+from core.creditor_sync import CreditorSync
+from core.hooks import Hooks
 from core.models import (
     Activity,
     ActivityKind,
@@ -33,8 +38,9 @@ from core.models import (
 )
 from core.phones import InvalidPhone, normalize
 from core.registry import AdapterRegistry
+from core.store.database import Database
 from core.testing.context import CapturingContext
-from core.testing.crm_sync import CrmSyncConformance, Delivery
+from core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
 from plugins.crm_sync.csv_dir.config import CsvDirConfig
 from plugins.crm_sync.csv_dir.plugin import CsvDirSync, cartera_register_crm_syncs
 
@@ -50,6 +56,9 @@ GOOD_DELIVERY = (
     "BCO-000104;Ana Milena Vargas Ospina;3001234567;;mil pesos;COP\r\n"
     "BCO-000105;Diana Marcela Torres Muñoz;+52 55 5512 3456;;999.000;COP\r\n"
 )
+
+
+WRONG_HEADER = "account;name;phone;amount\nBCO-1;Ana;3001234567;1000\n"
 
 
 def make_sync(tmp_path: Path, context: CapturingContext | None = None, **settings: Any) -> CsvDirSync:
@@ -100,6 +109,23 @@ class TestCsvDirConformance(CrmSyncConformance):
         path = tmp_path / "wrong-header.csv"
         path.write_text("account;name;phone;amount\nBCO-1;Ana;3001234567;1000\n", encoding="utf-8")
         return path
+
+    @pytest.fixture
+    def rejected_delivery(self, crm: CsvDirSync) -> RejectedDelivery:
+        (crm.config.inbox / "asignacion-rota.csv").write_text(WRONG_HEADER, encoding="utf-8")
+
+        def set_aside() -> list[bytes]:
+            if crm.config.keep_files:
+                ledger = crm.context.data_dir / "rejected.sha256"
+                hashes = (
+                    {line.split(" ", 1)[0] for line in ledger.read_text().splitlines()} if ledger.exists() else set()
+                )
+                files = sorted(crm.config.inbox.glob("*.csv"))
+                return [path.read_bytes() for path in files if hashlib.sha256(path.read_bytes()).hexdigest() in hashes]
+            folder = crm.config.rejected_dir
+            return [path.read_bytes() for path in sorted(folder.iterdir())] if folder.exists() else []
+
+        return RejectedDelivery(set_aside)
 
     @pytest.fixture
     def exported_seqs(self, crm: CsvDirSync) -> Callable[[], list[int]]:
@@ -404,6 +430,63 @@ def test_acknowledge_leaves_changed_and_outside_files(sync: CsvDirSync, tmp_path
     assert inbox_file.exists()
     assert outside.exists()
     assert not sync.config.archive_dir.exists()
+
+
+def test_rejected_file_is_set_aside_once_and_a_corrected_one_imports(
+    tmp_path: Path, hooks: Hooks, caplog: pytest.LogCaptureFixture
+) -> None:
+    inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
+    inbox.mkdir()
+    sync = make_sync(tmp_path)
+    sync.start()
+    db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    db.migrate()
+    job = CreditorSync(
+        sync, AssignmentImporter("t", "CO", db, SimulatedClock(NOW, 1.0), hooks), ActivityExporter("t", db, sync)
+    )
+    caplog.set_level(logging.INFO)
+    try:
+        (inbox / "asignacion.csv").write_text(WRONG_HEADER, encoding="utf-8")
+        outbox.rmdir()
+        outbox.write_text("in the way")  # the report cannot be written: nothing is set aside
+        with pytest.raises(NotADirectoryError):
+            job.run_once()
+        assert [p.name for p in inbox.iterdir()] == ["asignacion.csv"]
+        outbox.unlink()
+        outbox.mkdir()
+        runs = [job.run_once(), job.run_once()]
+        assert [len(run.rejected) for run in runs] == [1, 0]
+        rejections = [r for r in caplog.records if r.getMessage() == "sync.file_rejected"]
+        assert len(rejections) == 2  # the failed sync and the first one after it
+        assert [p.name for p in outbox.iterdir()] == ["asignacion.rechazos.csv"]
+        assert sorted(p.name for p in inbox.iterdir()) == ["rejected"]
+        assert (inbox / "rejected" / "asignacion.csv").read_text(encoding="utf-8") == WRONG_HEADER
+        (inbox / "asignacion.csv").write_bytes(GOOD_DELIVERY.encode())  # corrected, under the same name
+        (imported,) = job.run_once().imports
+        assert (imported.new, len(imported.quarantined)) == (4, 1)
+        (inbox / "asignacion.csv").write_text(WRONG_HEADER, encoding="utf-8")  # the same mistake again
+        assert len(job.run_once().rejected) == 1
+        assert sorted(p.name for p in (inbox / "rejected").iterdir()) == [
+            "asignacion-20260302T133000Z.csv",
+            "asignacion.csv",
+        ]
+        assert [p.name for p in (inbox / "imported").iterdir()] == ["asignacion.csv"]
+    finally:
+        db.dispose()
+
+
+def test_reject_leaves_changed_and_outside_files(sync: CsvDirSync, tmp_path: Path) -> None:
+    inbox_file = sync.config.inbox / "a.csv"
+    inbox_file.write_text(WRONG_HEADER, encoding="utf-8")
+    (batch,) = sync.fetch()
+    inbox_file.write_bytes(GOOD_DELIVERY.encode())  # the creditor replaced it meanwhile
+    sync.reject(batch)
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text(WRONG_HEADER, encoding="utf-8")
+    sync.reject(sync.read_file(outside))
+    assert inbox_file.read_bytes() == GOOD_DELIVERY.encode()
+    assert outside.exists()
+    assert not sync.config.rejected_dir.exists()
 
 
 def test_keep_files_remembers_acknowledged_content(tmp_path: Path) -> None:

@@ -18,14 +18,19 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from core.activities import ActivityExporter
 from core.adapters import CrmSync
+from core.assignments import AssignmentImporter
 from core.clock import SimulatedClock
+from core.creditor_sync import CreditorSync
+from core.hooks import Hooks
 from core.models import Activity, ActivityKind, AssignmentRow, RowError
 from core.node import Node
 from core.registry import AdapterRegistry
+from core.store.database import Database
 from core.store.schema import Account, QuarantinedRow
 from core.testing.context import CapturingContext
-from core.testing.crm_sync import CrmSyncConformance, Delivery
+from core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
 from core.web.app import PLUGIN_PREFIX
 from core.web.server import WebServer
 from plugins.crm_sync.http.api import MAX_BODY_BYTES
@@ -131,6 +136,15 @@ class TestHttpConformance(CrmSyncConformance):
         (path,) = crm.spool.pending()
         refs = ("BCO-000101", "BCO-000102", "BCO-000103", "BCO-000105")
         return Delivery(path=path, account_refs=refs, rejected_line=4, creditor="BCO", portfolio="TARJETAS")
+
+    @pytest.fixture
+    def rejected_delivery(self, crm: HttpCrmSync) -> RejectedDelivery:
+        with api(crm) as client:
+            assert client.post("/batches", json=batch("2026-03-02-2", GOOD_ROWS)).status_code == 202
+        (path,) = crm.spool.pending()
+        path.write_bytes(path.read_bytes()[:40])  # damaged on disk after it was stored
+        folder = crm.spool.root / "BCO" / "rejected"
+        return RejectedDelivery(lambda: [p.read_bytes() for p in sorted(folder.iterdir())] if folder.exists() else [])
 
     @pytest.fixture
     def bad_header_file(self, tmp_path: Path) -> Path:
@@ -538,3 +552,27 @@ def _wait_for(read: Callable[[], Any], done: Callable[[Any], bool], timeout: flo
         if done(value) or time.monotonic() > deadline:
             return value
         time.sleep(0.05)
+
+
+def test_a_stored_batch_rejected_whole_answers_rejected(
+    served: Callable[..., HttpCrmSync], tmp_path: Path, hooks: Hooks
+) -> None:
+    adapter = served()
+    with api(adapter) as client:
+        assert client.post("/batches", json=batch("2026-03-02-9", GOOD_ROWS)).status_code == 202
+        (path,) = adapter.spool.pending()
+        path.write_bytes(path.read_bytes()[:40])  # damaged on disk after it was stored
+        db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+        db.migrate()
+        try:
+            importer = AssignmentImporter("t", "CO", db, SimulatedClock(NOW, 1.0), hooks)
+            job = CreditorSync(adapter, importer, ActivityExporter("t", db, adapter))
+            assert [len(run.rejected) for run in (job.run_once(), job.run_once())] == [1, 0]
+        finally:
+            db.dispose()
+        result = client.get("/batches/2026-03-02-9").json()
+    assert (result["status"], result["creditor"], result["rows"]) == ("rejected", "BCO", 0)
+    (rejected,) = result["rejected"]
+    assert (rejected["index"], rejected["field"]) == (-1, "file")
+    assert rejected["reason"].startswith("not a JSON batch")
+    assert [p.name for p in (adapter.spool.root / "BCO" / "rejected").iterdir()] == [path.name]

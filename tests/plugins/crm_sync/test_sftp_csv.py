@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import logging
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -23,12 +24,12 @@ from core.hooks import Hooks
 from core.models import CheckResult
 from core.store.database import Database
 from core.testing.context import CapturingContext
-from core.testing.crm_sync import CrmSyncConformance, Delivery
+from core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
 from plugins.crm_sync.sftp_csv.client import SftpError
 from plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 from plugins.crm_sync.sftp_csv.plugin import SftpCsvSync
 from tests.peers.sshd import Sshd, running_sshd
-from tests.plugins.crm_sync.test_csv_dir import GOOD_DELIVERY
+from tests.plugins.crm_sync.test_csv_dir import GOOD_DELIVERY, WRONG_HEADER
 
 pytestmark = pytest.mark.sftp
 NOW = datetime(2026, 3, 2, 13, 30, tzinfo=UTC)
@@ -120,6 +121,12 @@ class TestSftpCsvConformance(CrmSyncConformance):
         return path
 
     @pytest.fixture
+    def rejected_delivery(self, sshd: Sshd) -> RejectedDelivery:
+        deliver(sshd, "asignacion-rota.csv", WRONG_HEADER)
+        folder = sshd.jail / "inbox" / "rejected"
+        return RejectedDelivery(lambda: [p.read_bytes() for p in sorted(folder.iterdir())] if folder.exists() else [])
+
+    @pytest.fixture
     def exported_seqs(self, sshd: Sshd) -> Callable[[], list[int]]:
         return lambda: [int(row["secuencia"]) for row in outbox_rows(sshd)]
 
@@ -180,19 +187,41 @@ def test_redelivered_file_changes_nothing_and_is_archived(
     ]
 
 
-def test_bad_file_stays_and_loads_nothing(
-    sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync]
+def test_bad_file_is_reported_once_set_aside_and_a_corrected_one_imports(
+    sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync], caplog: pytest.LogCaptureFixture
 ) -> None:
-    deliver(sshd, "roto.csv", "cuenta;nombre;telefono1;saldo\nCR-1;Ana;3001234567;1\nCR-2;Jos\x81;3;1\n", "latin-1")
-    run = cycle(make_sync(), db, hooks).run_once()
-    assert run.imports == []
-    (reason,) = run.rejected
-    assert reason.endswith("/inbox/roto.csv: line 3: byte 0x81 at column 9 is not valid UTF-8 or Windows-1252")
-    assert [p.name for p in (sshd.jail / "inbox").iterdir()] == ["roto.csv"]
+    caplog.set_level(logging.INFO)
+    bad = deliver(
+        sshd, "roto.csv", "cuenta;nombre;telefono1;saldo\nCR-1;Ana;3001234567;1\nCR-2;Jos\x81;3;1\n", "latin-1"
+    )
+    content = bad.read_bytes()
+    job = cycle(make_sync(rejected="/outbox/rechazados"), db, hooks)
+    runs = [job.run_once(), job.run_once()]
+    assert [run.imports for run in runs] == [[], []]
+    assert [len(run.rejected) for run in runs] == [1, 0]
+    assert (
+        runs[0]
+        .rejected[0]
+        .endswith("/inbox/roto.csv: line 3: byte 0x81 at column 9 is not valid UTF-8 or Windows-1252")
+    )
+    logged = [r.getMessage() for r in caplog.records]
+    assert (logged.count("sync.file_rejected"), logged.count("crm_sync.sftp.rejections_uploaded")) == (1, 1)
+    assert list((sshd.jail / "inbox").iterdir()) == []
+    assert (sshd.jail / "outbox" / "rechazados" / "roto.csv").read_bytes() == content
     with (sshd.jail / "outbox" / "roto.rechazos.csv").open(encoding="utf-8-sig", newline="") as stream:
         assert list(csv.reader(stream, delimiter=";"))[1:] == [
             ["3", "file", "byte 0x81 at column 9 is not valid UTF-8 or Windows-1252"]
         ]
+    deliver(sshd, "roto.csv", GOOD_DELIVERY)  # corrected, under the same name
+    (report,) = job.run_once().imports
+    assert (report.new, [e.line for e in report.quarantined]) == (4, [5])
+    deliver(sshd, "roto.csv", WRONG_HEADER)
+    assert len(job.run_once().rejected) == 1
+    assert sorted(p.name for p in (sshd.jail / "outbox" / "rechazados").iterdir()) == [
+        "roto-20260302T133000Z.csv",
+        "roto.csv",
+    ]
+    assert (sshd.jail / "outbox" / "rechazados" / "roto.csv").read_bytes() == content
 
 
 def test_export_upload_is_incremental(

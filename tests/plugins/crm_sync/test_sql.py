@@ -21,7 +21,7 @@ from core.node import Node
 from core.registry import AdapterRegistry
 from core.store.schema import Account
 from core.testing.context import CapturingContext
-from core.testing.crm_sync import CrmSyncConformance, Delivery
+from core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
 from plugins.crm_sync.sql.client import CreditorDatabaseError
 from plugins.crm_sync.sql.config import SqlSyncConfig
 from plugins.crm_sync.sql.plugin import SqlCrmSync, cartera_register_crm_syncs
@@ -54,6 +54,8 @@ GOOD_ROWS = [
     ("BCO-000104", "Ana Milena Vargas", "3001234567", None, "999", "pesos", None, 4),
     ("BCO-000105", "Diana Torres Muñoz", "+52 55 5512 3456", None, "999000", "COP", None, 5),
 ]
+#: A name over the CSV reader's field size limit: the page holding it is rejected whole.
+HUGE_NAME_ROW = ("BCO-000100", "N" * 200_000, "3001234567", None, "1000", "COP", None, 0)
 SNAPSHOT = (
     "cuenta;nombre;telefono1;telefono2;saldo;moneda;accion;fecha_pago;referencia_pago;version\n"
     "BCO-000101;Luis Fernando Gómez Rojas;300 123 4567;601 5550123;1250000.50;COP;;;;1\n"
@@ -143,6 +145,12 @@ class TestSqlConformance(CrmSyncConformance):
         path = tmp_path / "no-balance.csv"
         path.write_text("cuenta;nombre;telefono1;version\nBCO-1;Ana;3001234567;1\n", encoding="utf-8")
         return path
+
+    @pytest.fixture
+    def rejected_delivery(self, crm: SqlCrmSync, creditor_db: sa.Engine) -> RejectedDelivery:
+        insert_rows(creditor_db, [HUGE_NAME_ROW, *GOOD_ROWS])
+        folder = crm.context.data_dir / "rejected"
+        return RejectedDelivery(lambda: [p.read_bytes() for p in sorted(folder.iterdir())] if folder.exists() else [])
 
     @pytest.fixture
     def exported_seqs(self, creditor_db: sa.Engine) -> Callable[[], list[int]]:
