@@ -145,6 +145,19 @@ class Dialer(Adapter[ConfigT]):
         """
 
     @abc.abstractmethod
+    def cancel(self, attempt_id: int) -> bool:
+        """Cancel the call of ``attempt_id`` if it has not been answered: core calls it when the account was
+        withdrawn or paid while its call was being set up or ringing. Must not block for the call's end.
+
+        Hang the call up (or keep it from being dialled) while it is being set up or rings; never hang up an
+        answered call. The end is still reported exactly once through ``context.report_call``: as
+        ``CallOutcome.CANCELLED`` (unanswered; the raw cause says what the vendor did) when this returned
+        ``True``, even if the debtor's answer crossed the hang-up. Returns ``True`` when the call will end as
+        cancelled, ``False`` when the attempt is unknown to this dialer, already answered, already ending for
+        another reason (ring timeout, shutdown), or finished.
+        """
+
+    @abc.abstractmethod
     def stop(self) -> None:
         """Hang up or finish every call in progress; every placed call has been reported when this returns."""
 

@@ -44,7 +44,9 @@ class Campaign:
         self._paused.set()
 
     def tick(self) -> int:
-        """Place calls to due accounts while the dialer has capacity; returns how many were placed."""
+        """Cancel the calls in flight of accounts withdrawn or paid meanwhile, then place calls to due accounts
+        while the dialer has capacity; returns how many were placed."""
+        self.contacts.cancel_closed_calls(actor="campaign")
         placed = 0
         if self._paused.is_set():
             return placed

@@ -100,6 +100,8 @@ class ContactService:
         self._lock = threading.Condition()
         self._requests: dict[int, CallRequest] = {}
         self._results: dict[int, CallResult] = {}
+        self._dialled: set[int] = set()  # attempts in flight that the dialer has taken (place_call returned)
+        self._cancel_asked: set[int] = set()
 
     # --- calls ----------------------------------------------------------------------------------
 
@@ -146,7 +148,57 @@ class ContactService:
             actor=actor,
         )
         self.dialer().place_call(request)
+        with self._lock:
+            if attempt_id in self._requests:  # not reported yet
+                self._dialled.add(attempt_id)
         return request
+
+    def cancel_closed_calls(self, actor: str) -> int:
+        """Ask the dialer to cancel each call in flight whose account is no longer active (withdrawn or paid,
+        perhaps by an import in another process: the store says so). Each call is asked about once, audited as
+        ``call.cancel``; returns how many the dialer will end as cancelled. Only the calls this process handed
+        to its dialer are looked up (by primary key): no other dialer instance could cancel the others."""
+        with self._lock:
+            in_flight = sorted(self._dialled - self._cancel_asked)
+        if not in_flight or self.dialer is None:
+            return 0
+        with self.db.session() as session:
+            closed = session.execute(
+                select(ContactAttempt.id, ContactAttempt.phone, Account.ref, Account.status)
+                .join(Account, ContactAttempt.account_id == Account.id)
+                .where(
+                    ContactAttempt.id.in_(in_flight),
+                    ContactAttempt.site == self.site,
+                    ContactAttempt.state == "placing",
+                    Account.status != "active",
+                )
+            ).all()
+        with self._lock:
+            closed = [row for row in closed if row.id in self._dialled and row.id not in self._cancel_asked]
+            self._cancel_asked.update(row.id for row in closed)
+        cancelled = 0
+        for row in closed:
+            try:
+                accepted = self.dialer().cancel(row.id)
+            except Exception:
+                log.exception("attempt %s: the dialer's cancel failed", row.id)
+                accepted = False
+            cancelled += accepted
+            with self.db.session() as session:
+                audit(
+                    session,
+                    at=self.clock.now(),
+                    site=self.site,
+                    actor=actor,
+                    action="call.cancel",
+                    subject=f"{Channel.CALL}:{row.phone}",
+                    account=row.ref,
+                    account_status=row.status,
+                    attempt=row.id,
+                    cancelled=accepted,
+                )
+            event(log, "call.cancel", attempt=row.id, account=row.ref, status=row.status, cancelled=accepted)
+        return cancelled
 
     def wait_for_call(self, attempt_id: int, timeout: float) -> CallResult | None:
         with self._lock:
@@ -177,7 +229,7 @@ class ContactService:
             if result.outcome is CallOutcome.INVALID_NUMBER and attempt.account is not None:
                 for phone in attempt.account.debtor.phones:
                     phone.invalid = phone.invalid or phone.e164 == attempt.phone
-            if attempt.account is not None:
+            if attempt.account is not None and attempt.account.status == "active":  # a closed account stays so
                 wanted = self._next_contact(result, now)
                 attempt.account.next_contact_at = self._schedule(session, attempt.account, wanted)
             account_ref = attempt.account.ref if attempt.account else None
@@ -200,6 +252,8 @@ class ContactService:
         with self._lock:
             self._results[result.attempt_id] = result
             self._requests.pop(result.attempt_id, None)
+            self._dialled.discard(result.attempt_id)
+            self._cancel_asked.discard(result.attempt_id)
             self._lock.notify_all()
 
     def _call_activities(self, session: Session, attempt: ContactAttempt, result: CallResult) -> list[ActivityRow]:

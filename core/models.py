@@ -32,6 +32,7 @@ class CallOutcome(enum.StrEnum):
     INVALID_NUMBER = "invalid_number"
     CONGESTION = "congestion"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # core asked the dialer to cancel it before it was answered (Dialer.cancel)
 
 
 class DispositionCode(enum.StrEnum):

@@ -292,7 +292,7 @@ class Node:
         section = self.site.section
         jobs: list[tuple[str, Callable[[], object], float]] = []
         if "crm_sync" in self._adapters:
-            jobs.append(("creditor_sync", self.creditor_sync().run_once, section.sync.every_seconds))
+            jobs.append(("creditor_sync", self._sync_job, section.sync.every_seconds))
         if campaign:
             jobs.append(("campaign_tick", campaign.tick, section.campaign.tick_seconds))
         if self.archiver:
@@ -300,6 +300,13 @@ class Node:
         if section.web.enabled:
             jobs.append(("vendor_checks", self.check, section.web.check_seconds))
         return jobs
+
+    def _sync_job(self) -> None:
+        """The creditor sync; when it withdrew accounts or recorded payments, their calls still ringing are
+        cancelled at once rather than at the next campaign tick."""
+        run = self.creditor_sync().run_once()
+        if "dialer" in self._adapters and any(report.withdrawn or report.payments for report in run.imports):
+            self.contacts.cancel_closed_calls(actor="sync")
 
     def _new_scheduler(self, campaign: Campaign | None) -> BackgroundScheduler:
         scheduler = BackgroundScheduler(

@@ -18,14 +18,23 @@ from core.activities import ActivityExporter
 from core.adapters import CrmSync
 from core.assignments import CHUNK_ROWS, AssignmentImporter
 from core.clock import SimulatedClock
+from core.compliance import history as contact_history
 from core.contacts import Denied
 from core.creditor_files.phones import PhoneNormalizer
 from core.hooks import Hooks
-from core.models import AssignmentAction, AssignmentBatch, AssignmentRow, FileRejected, RowError
+from core.models import AssignmentAction, AssignmentBatch, AssignmentRow, CallOutcome, FileRejected, RowError
 from core.node import Node
 from core.phones import InvalidPhone, normalize
 from core.store.database import Database
-from core.store.schema import Account, ActivityRow, Phone, QuarantinedRow, ReportedPayment
+from core.store.schema import (
+    Account,
+    ActivityRow,
+    AuditEntry,
+    ContactAttempt,
+    Phone,
+    QuarantinedRow,
+    ReportedPayment,
+)
 from core.testing.context import CapturingContext
 from plugins.crm_sync.csv_dir.config import CsvDirConfig
 from plugins.crm_sync.csv_dir.plugin import CsvDirSync
@@ -246,3 +255,89 @@ def test_withdrawal_stops_contact_at_once(tmp_path: Path, open_node: Callable[..
     with pytest.raises(Denied) as denied:
         node.contacts.place_call(phone=None, account_ref="BCO-1", actor="test")
     assert "account_withdrawn" in str(denied.value)
+
+
+def ringing_site(tmp_path: Path) -> Path:
+    """Site ``t`` whose simulated calls ring 6000 s of its clock (10 s real) before anything else happens."""
+    path = write_sites(tmp_path)
+    path.write_text(path.read_text().replace("ring_seconds = [1, 10]", "ring_seconds = [6000, 6000]"))
+    write_portfolio(
+        tmp_path / "inbox",
+        [
+            "BCO-1;Ana Gómez;300 123 4567;;1.250.000,00;COP",
+            "BCO-2;Luis Pérez;310 123 4567;;500.000,00;COP",
+            "BCO-3;Marta Ruiz;320 123 4567;;800.000,00;COP",
+        ],
+    )
+    return path
+
+
+def cancels(node: Node) -> list[tuple[str, str, dict[str, Any]]]:
+    with node.db.session() as session:
+        entries = session.scalars(select(AuditEntry).where(AuditEntry.action == "call.cancel").order_by(AuditEntry.id))
+        return [(entry.actor, entry.subject, entry.details) for entry in entries]
+
+
+def test_withdrawal_cancels_the_ringing_call_at_the_next_tick(tmp_path: Path, open_node: Callable[..., Node]) -> None:
+    node = open_node(ringing_site(tmp_path))
+    node.creditor_sync().run_once()
+    withdrawn, active = (node.contacts.place_call(phone=None, account_ref=ref, actor="t") for ref in ("BCO-1", "BCO-2"))
+    campaign = node._campaign()
+    assert campaign is not None
+    campaign.tick()  # BCO-3 is called; nothing to cancel yet
+    assert cancels(node) == []
+    crm = node.adapter("crm_sync", CrmSync)
+    withdrawal = tmp_path / "retiros.csv"
+    withdrawal.write_text("cuenta;nombre;telefono1;saldo;accion\nBCO-1;;;;retirar\n", encoding="utf-8")
+    assert node.importer.import_batch(crm.read_file(withdrawal), "os:operator").withdrawn == 1  # as `import FILE`
+
+    assert campaign.tick() == 0
+    result = node.contacts.wait_for_call(withdrawn.attempt_id, timeout=5)
+    assert result is not None
+    assert (result.outcome, result.answered_at) == (CallOutcome.CANCELLED, None)
+    assert node.contacts.wait_for_call(active.attempt_id, timeout=0.5) is None, "the active account's call was cut"
+    assert cancels(node) == [
+        (
+            "campaign",
+            "call:+573001234567",
+            {"account": "BCO-1", "account_status": "withdrawn", "attempt": withdrawn.attempt_id, "cancelled": True},
+        )
+    ]
+    campaign.tick()
+    assert len(cancels(node)) == 1, "a call is asked to cancel once"
+    with node.db.session() as session:
+        attempt = session.get_one(ContactAttempt, withdrawn.attempt_id)
+        assert (attempt.state, attempt.outcome) == ("finished", "cancelled")
+        assert attempt.account is not None
+        assert (attempt.account.status, attempt.account.next_contact_at) == ("withdrawn", None)
+        outcomes = session.scalars(select(ActivityRow.outcome).where(ActivityRow.account_id == attempt.account_id))
+        assert list(outcomes) == ["cancelled"]  # what the creditor's export says of the call
+        history = contact_history.load(
+            session, account_id=attempt.account_id, phone=attempt.phone, at=node.clock.now(), horizon=86400
+        )
+        assert len(history.contacts) == 1, "the cancelled call rang: it counts towards the contact limits"
+        assert session.get_one(ContactAttempt, active.attempt_id).state == "placing"
+
+
+def test_the_sync_job_cancels_calls_of_accounts_it_withdrew_or_saw_paid(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    node = open_node(ringing_site(tmp_path))
+    node.creditor_sync().run_once()
+    refs = ("BCO-1", "BCO-2", "BCO-3")
+    calls = {ref: node.contacts.place_call(phone=None, account_ref=ref, actor="t") for ref in refs}
+    (tmp_path / "inbox" / "novedades.csv").write_text(
+        "cuenta;nombre;telefono1;saldo;accion\nBCO-1;;;;retirar\nBCO-2;;;500.000,00;pago\nBCO-3;;;1.000,00;pago\n",
+        encoding="utf-8",
+    )
+    jobs = {job_id: job for job_id, job, _ in node._jobs(None)}
+    jobs["creditor_sync"]()
+    for ref in ("BCO-1", "BCO-2"):
+        result = node.contacts.wait_for_call(calls[ref].attempt_id, timeout=5)
+        assert result is not None
+        assert result.outcome is CallOutcome.CANCELLED
+    assert node.contacts.wait_for_call(calls["BCO-3"].attempt_id, timeout=0.5) is None, "BCO-3 is still active"
+    assert [(actor, details["account"], details["account_status"]) for actor, _, details in cancels(node)] == [
+        ("sync", "BCO-1", "withdrawn"),
+        ("sync", "BCO-2", "paid"),
+    ]

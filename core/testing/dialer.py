@@ -1,8 +1,8 @@
 """Conformance suite for :class:`core.adapters.Dialer` adapters.
 
 Subclass :class:`DialerConformance` in a test module (name it ``TestMyDialer``) and override the fixtures
-``context``, ``dialer`` and ``numbers``. Every test places real calls through the adapter and asserts on
-what it reported to the :class:`CapturingContext`.
+``context``, ``dialer`` and ``numbers`` (and ``ringing_number`` when ``numbers`` has no ``NO_ANSWER``). Every
+test places real calls through the adapter and asserts on what it reported to the :class:`CapturingContext`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class DialerConformance:
     timeout: ClassVar[float] = 20.0
     #: Whether answered calls are recorded (the recording test is skipped when ``False``).
     records: ClassVar[bool] = True
+    #: Real seconds a call to ``ringing_number`` rings before the cancel test cancels it (it must ring longer).
+    ring_before_cancel_s: ClassVar[float] = 0.5
 
     @pytest.fixture
     def context(self) -> CapturingContext:
@@ -55,6 +57,13 @@ class DialerConformance:
         raise NotImplementedError(
             "override the 'numbers' fixture: return {CallOutcome: E.164 number}, with at least ANSWERED"
         )
+
+    @pytest.fixture
+    def ringing_number(self, numbers: dict[CallOutcome, str]) -> str:
+        """A number the peer lets ring unanswered for a few seconds: ``numbers[NO_ANSWER]`` by default."""
+        if CallOutcome.NO_ANSWER not in numbers:
+            pytest.fail("give 'numbers' a CallOutcome.NO_ANSWER, or override 'ringing_number'")
+        return numbers[CallOutcome.NO_ANSWER]
 
     # --- helpers --------------------------------------------------------------------------------------
 
@@ -221,6 +230,51 @@ class DialerConformance:
             assert recording.path.stat().st_size > 0, f"{recording.path} is empty"
             assert recording.duration_s >= 0
             assert _aware(recording.started_at)
+
+    @pytest.mark.parametrize("when", ["being_set_up", "ringing"])
+    def test_cancel_before_answer(
+        self, dialer: Dialer[Any], context: CapturingContext, ringing_number: str, when: str
+    ) -> None:
+        """A call cancelled before it is answered (at once, or while it rings) ends exactly once, as CANCELLED
+        and unanswered; once it has ended, cancel() is False."""
+        request = self._request(context, ringing_number)
+        dialer.place_call(request)
+        if when == "ringing":
+            time.sleep(self.ring_before_cancel_s)
+        assert not self._results_for(context, request.attempt_id), "the call ended before it could be cancelled"
+        assert dialer.cancel(request.attempt_id) is True
+        context.wait_until(
+            lambda: bool(self._results_for(context, request.attempt_id)), self.timeout, "the cancelled call's result"
+        )
+        assert dialer.cancel(request.attempt_id) is False, "cancel() of a finished call"
+        dialer.stop()
+        results = self._results_for(context, request.attempt_id)
+        assert len(results) == 1, f"attempt reported {len(results)} times"
+        assert len(context.calls) == 1, "a call nobody placed was reported"
+        result = results[0]
+        assert result.outcome is CallOutcome.CANCELLED, (result.outcome, result.raw_cause)
+        assert result.raw_cause.strip()
+        assert result.answered_at is None
+        assert _aware(result.started_at)
+        assert _aware(result.ended_at)
+        assert result.ended_at is not None
+        assert result.started_at <= result.ended_at
+
+    def test_cancel_unknown_or_finished_call_is_false(
+        self, dialer: Dialer[Any], context: CapturingContext, numbers: dict[CallOutcome, str]
+    ) -> None:
+        """cancel() is False for an attempt this dialer never placed and for an answered call that ended, whose
+        one report stays ANSWERED."""
+        assert dialer.cancel(next(_attempt_ids)) is False
+        request = self._request(context, self._answered_number(numbers))
+        dialer.place_call(request)
+        context.wait_until(
+            lambda: bool(self._results_for(context, request.attempt_id)), self.timeout, "the call's result"
+        )
+        assert dialer.cancel(request.attempt_id) is False
+        dialer.stop()
+        results = self._results_for(context, request.attempt_id)
+        assert [result.outcome for result in results] == [CallOutcome.ANSWERED], [r.raw_cause for r in results]
 
     def test_config_rejects_unknown_key(self, dialer: Dialer[Any]) -> None:
         """The adapter's config_model refuses a key it does not know."""

@@ -74,6 +74,7 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (Spanish, English)
     "outcome.invalid_number": ("número inválido", "invalid number"),
     "outcome.congestion": ("congestión", "congestion"),
     "outcome.failed": ("fallida", "failed"),
+    "outcome.cancelled": ("cancelada", "cancelled"),
     "kpi.title": ("Indicadores por cartera y día", "KPIs per portfolio and day"),
     "kpi.day": ("Día", "Day"),
     "kpi.attempts": ("Intentos", "Attempts"),

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from core.clock import Clock
-from core.models import CallRequest, CallResult
+from core.models import CallOutcome, CallRequest, CallResult
 from plugins.dialers.asterisk_ami.client import EventHandler, Message
 from plugins.dialers.asterisk_ami.outcomes import call_outcome, raw_cause
 
@@ -38,25 +38,33 @@ class Call:
     ended_at: datetime | None = None
     notes: list[str] = field(default_factory=list)
     hang_up: bool = False  # the dialer asked Asterisk to hang it up
+    cancelled: bool = False  # ... because core cancelled it before it was answered
 
     def result(self) -> CallResult:
-        return CallResult(
-            attempt_id=self.request.attempt_id,
-            outcome=call_outcome(
-                answered=self.answered_at is not None,
+        answered = self.answered_at is not None
+        notes = self.notes
+        if self.cancelled:
+            outcome = CallOutcome.CANCELLED
+            notes = [*notes, "the debtor answered as it was hung up"] if answered else notes
+        else:
+            outcome = call_outcome(
+                answered=answered,
                 cause=self.cause,
                 dial_status=self.dial_status,
                 originate_reason=self.originate_reason,
-            ),
+            )
+        return CallResult(
+            attempt_id=self.request.attempt_id,
+            outcome=outcome,
             raw_cause=raw_cause(
                 cause=self.cause,
                 cause_text=self.cause_text,
                 dial_status=self.dial_status,
                 originate_reason=self.originate_reason,
-                note="; ".join(self.notes),
+                note="; ".join(notes),
             ),
             started_at=self.started_at,
-            answered_at=self.answered_at,
+            answered_at=self.answered_at if outcome is CallOutcome.ANSWERED else None,
             ended_at=self.ended_at,
             agent=self.agent,
             vendor_call_id=self.uniqueid,
@@ -112,6 +120,18 @@ class CallTracker:
         with self._changed:
             return self._changed.wait_for(lambda: not self._live, timeout)
 
+    def cancel(self, attempt_id: int) -> Call | None:
+        """Mark the attempt's call to be hung up as cancelled: the call, unless it is unknown, answered or already
+        being hung up for another reason (the dialer stopping)."""
+        with self._changed:
+            call = next((call for call in self._live.values() if call.request.attempt_id == attempt_id), None)
+            if call is None or call.answered_at is not None or (call.hang_up and not call.cancelled):
+                return None
+            if not call.cancelled:
+                call.cancelled = call.hang_up = True
+                call.notes.append("cancelled by the dialer before the answer")
+            return call
+
     def end(self, call: Call, note: str = "") -> None:
         """The call is over (its Hangup, a refused Originate, or its channel is gone): report it once."""
         with self._changed:
@@ -132,6 +152,9 @@ class CallTracker:
             if channel.get("ChannelState") == UP and call.answered_at is None:
                 call.answered_at = self._clock.now()
                 call.notes.append("answer time taken at reconnection")
+                if call.cancelled:  # answered before the cancel's Hangup could be sent: an answered call stays up
+                    call.cancelled = call.hang_up = False
+                    call.notes.append("answered while the AMI connection was down: not cancelled")
 
     # --- events (on the AMI reader thread) ----------------------------------------------------------
 

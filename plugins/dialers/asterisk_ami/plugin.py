@@ -34,6 +34,9 @@ class AsteriskAmiDialer(Dialer[AsteriskAmiConfig]):
     def place_call(self, request: CallRequest) -> None:
         self._switch.place_call(request)
 
+    def cancel(self, attempt_id: int) -> bool:
+        return self._switch.cancel(attempt_id)
+
     def stop(self) -> None:
         self._switch.stop()
 

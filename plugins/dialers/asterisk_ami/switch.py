@@ -195,6 +195,15 @@ class AsteriskSwitch:
                 # It may have reached Asterisk: never sent again; the resynchronisation settles the call.
                 self._context.log.warning("attempt %s: Originate send failed: %s", request.attempt_id, exc)
 
+    def cancel(self, attempt_id: int) -> bool:
+        """Hang up the attempt's channel while it is not answered: at once when Asterisk has reported it, else
+        as soon as it does (Newchannel); it then ends as cancelled."""
+        call = self._calls.cancel(attempt_id)
+        if call is None:
+            return False
+        self._send_hangup(call)
+        return True
+
     def check(self) -> CheckResult:
         with self._lock:
             session, problem = self._session, self._problem
@@ -285,6 +294,8 @@ class AsteriskSwitch:
             channel = alive.get(call.uniqueid)
             if channel is not None:
                 self._calls.resume(call, channel)
+                if call.hang_up:  # asked while the connection was down: the Hangup was not sent
+                    self._send_hangup(call)
             elif restarted:
                 self._calls.end(call, note="Asterisk restarted during the call")
             elif call.seen:

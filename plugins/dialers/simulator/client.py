@@ -31,6 +31,7 @@ RAW_CAUSES: dict[CallOutcome, str] = {
 }
 STOPPED_CAUSE = "dialer stopped"
 SHUTDOWN_CAUSE = "shutdown"
+CANCELLED_CAUSE = "cancelled by the dialer while ringing"
 
 _SIGNALLING_S = (0.5, 3.0)  # how soon the network answers busy, unallocated, congested or failed
 _POLL_REAL_S = 0.05  # how often (real seconds) a call in progress looks whether the switch is stopping
@@ -49,6 +50,8 @@ class SimulatedSwitch:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._in_flight: set[int] = set()
+        self._settled: set[int] = set()  # calls in flight past their ringing: answered, or ending otherwise
+        self._cancelled: set[int] = set()
         self._agent_calls = {f"agent-{n:02d}": 0 for n in range(1, config.agents + 1)}
         self._agent_freed = dict.fromkeys(self._agent_calls, 0)  # order in which agents last hung up
         self._hang_ups = itertools.count(1)
@@ -75,6 +78,14 @@ class SimulatedSwitch:
         now = self._context.clock.now()
         self._context.report_call(CallResult(request.attempt_id, CallOutcome.FAILED, STOPPED_CAUSE, now, ended_at=now))
 
+    def cancel(self, attempt_id: int) -> bool:
+        """Cut the call short while it rings (it then ends as cancelled); ``False`` once its ringing is over."""
+        with self._lock:
+            if attempt_id not in self._in_flight or attempt_id in self._settled:
+                return False
+            self._cancelled.add(attempt_id)
+            return True
+
     def stop(self) -> None:
         """Refuse new calls, cut those in progress short and return once every one was reported."""
         with self._lock:
@@ -89,6 +100,8 @@ class SimulatedSwitch:
         finally:
             with self._lock:
                 self._in_flight.discard(request.attempt_id)
+                self._settled.discard(request.attempt_id)
+                self._cancelled.discard(request.attempt_id)
 
     def _simulate(self, request: CallRequest) -> CallResult:
         config, clock = self._config, self._context.clock
@@ -99,7 +112,20 @@ class SimulatedSwitch:
         if outcome is None:
             weights = config.outcome_weights
             outcome = rng.choices(list(weights), list(weights.values()))[0]
-        if not self._elapse(self._ring_time(outcome, rng)):
+        rang = self._elapse(self._ring_time(outcome, rng), request.attempt_id)
+        with self._lock:
+            cancelled = request.attempt_id in self._cancelled
+            self._settled.add(request.attempt_id)
+        if cancelled:
+            return CallResult(
+                request.attempt_id,
+                CallOutcome.CANCELLED,
+                CANCELLED_CAUSE,
+                started,
+                ended_at=clock.now(),
+                vendor_call_id=call_id,
+            )
+        if not rang:
             return CallResult(
                 request.attempt_id,
                 CallOutcome.FAILED,
@@ -144,13 +170,14 @@ class SimulatedSwitch:
             return rng.uniform(low, high)
         return rng.uniform(*_SIGNALLING_S)
 
-    def _elapse(self, seconds: float) -> bool:
-        """Let ``seconds`` of clock time pass; ``False`` when the switch started stopping meanwhile."""
+    def _elapse(self, seconds: float, ringing: int | None = None) -> bool:
+        """Let ``seconds`` of clock time pass; ``False`` when the switch started stopping meanwhile, or the call
+        ``ringing`` (an attempt id) was cancelled."""
         clock = self._context.clock
         deadline = clock.now() + timedelta(seconds=seconds)
         real_per_second = clock.real_seconds(1.0)
         step = _POLL_REAL_S / real_per_second if real_per_second > 0 else seconds
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and ringing not in self._cancelled:
             remaining = (deadline - clock.now()).total_seconds()
             if remaining <= 0:
                 return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, Field, NonNegativeFloat, StringConstraints
@@ -22,6 +23,21 @@ def _some_weight(weights: dict[K, float]) -> dict[K, float]:
     if not any(weight > 0 for weight in weights.values()):
         raise ValueError("at least one weight must be positive")
     return weights
+
+
+def _refuse_cancelled(outcomes: Iterable[CallOutcome]) -> None:
+    if CallOutcome.CANCELLED in outcomes:
+        raise ValueError("'cancelled' is what cancel() makes of a ringing call, not an outcome the network gives")
+
+
+def _network_weights(weights: dict[CallOutcome, float]) -> dict[CallOutcome, float]:
+    _refuse_cancelled(weights)
+    return _some_weight(weights)
+
+
+def _network_script(script: dict[str, CallOutcome]) -> dict[str, CallOutcome]:
+    _refuse_cancelled(script.values())
+    return script
 
 
 #: A ``[low, high]`` duration in seconds of the site's clock.
@@ -51,7 +67,7 @@ DEFAULT_DISPOSITION_WEIGHTS: dict[DispositionCode, float] = {
 class SimulatorConfig(PluginConfig):
     agents: int = Field(default=4, ge=1, le=500, description="Agents logged in to the simulated campaign.")
     dial_ratio: DialRatio = Field(default=1.5, description="Calls dialled per agent (predictive over-dialling).")
-    outcome_weights: Annotated[dict[CallOutcome, NonNegativeFloat], AfterValidator(_some_weight)] = Field(
+    outcome_weights: Annotated[dict[CallOutcome, NonNegativeFloat], AfterValidator(_network_weights)] = Field(
         default_factory=lambda: dict(DEFAULT_OUTCOME_WEIGHTS),
         description="Relative weight of each outcome for numbers not in 'scripted'; unlisted outcomes weigh 0.",
     )
@@ -62,7 +78,7 @@ class SimulatorConfig(PluginConfig):
     talk_seconds: SecondsRange = Field(
         default=(20.0, 240.0), description="How long an answered call lasts, from answer to hang-up."
     )
-    scripted: dict[E164, CallOutcome] = Field(
+    scripted: Annotated[dict[E164, CallOutcome], AfterValidator(_network_script)] = Field(
         default_factory=dict,
         description="Fixed outcome per E.164 number, for deterministic tests and demos.",
     )

@@ -94,6 +94,7 @@ class Attempt:
     ring_timed_out: bool = False
     referred: bool = False  # the REFER was answered
     transferred: bool = False  # the queue took the call (final NOTIFY 2xx)
+    cancelled: bool = False  # core cancelled it before it was answered
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -103,7 +104,9 @@ class Attempt:
     def result(self) -> CallResult:
         return CallResult(
             attempt_id=self.request.attempt_id,
-            outcome=call_outcome(answered=self.answered, status=self.status, ring_timed_out=self.ring_timed_out),
+            outcome=call_outcome(
+                answered=self.answered, status=self.status, ring_timed_out=self.ring_timed_out, cancelled=self.cancelled
+            ),
             raw_cause=raw_cause(status=self.status, reason=self.reason, notes=self.notes),
             started_at=self.started_at,
             answered_at=self.answered_at,

@@ -141,6 +141,14 @@ class SipTrunk:
         else:
             engine.post(partial(self._dial, engine, attempt))
 
+    def cancel(self, attempt_id: int) -> bool:
+        """CANCEL the attempt's INVITE (or drop it before it is sent) unless it was answered: it then ends as
+        cancelled. Decided on the engine thread, where answers arrive; ``False`` when not started or stopping."""
+        engine = self._engine
+        if engine is None or self._stopping:
+            return False
+        return engine.run(partial(self._cancel, engine, attempt_id))
+
     def check(self) -> CheckResult:
         config = self._config
         try:
@@ -248,6 +256,9 @@ class SipTrunk:
         if self._stopping or self._account is None:
             self._end(attempt, "not placed: the dialer is stopping")
             return
+        if attempt.cancelled:
+            self._end(attempt, "not dialled")
+            return
         config, request = self._config, attempt.request
         call = TrunkCall(self._account, attempt.token, partial(self._deliver, engine), engine.forget)
         options = pj.CallOpParam(True)
@@ -286,7 +297,10 @@ class SipTrunk:
             return
         if isinstance(news, StateChange):
             attempt.sip_call_id = news.sip_call_id or attempt.sip_call_id
-            if news.state == "CONFIRMED" and not attempt.answered:
+            if news.state == "CONFIRMED" and attempt.cancelled:
+                attempt.notes.append("the debtor answered as it was cancelled: hung up")
+                engine.hangup(attempt.call_id)
+            elif news.state == "CONFIRMED" and not attempt.answered:
                 attempt.answered_at = self._context.clock.now()
                 attempt.status, attempt.reason = news.status, news.reason
                 if self._on_answer is not None:
@@ -325,8 +339,21 @@ class SipTrunk:
             attempt.notes.append(f"transfer {news.status} {news.reason}: {verdict}".replace("  ", " "))
             engine.hangup(attempt.call_id)
 
+    def _cancel(self, engine: SipEngine, attempt_id: int) -> bool:
+        """Cancel the live, unanswered attempt (engine thread); a call not dialled yet is dropped by ``_dial``."""
+        found = [attempt for attempt in self._live_attempts() if attempt.request.attempt_id == attempt_id]
+        if not found or found[0].answered or found[0].ring_timed_out or self._stopping:
+            return False
+        attempt = found[0]
+        if not attempt.cancelled:
+            attempt.cancelled = True
+            attempt.notes.append("cancelled by the dialer before the answer")
+            if attempt.call_id >= 0:
+                engine.hangup(attempt.call_id)
+        return True
+
     def _ring_timeout(self, engine: SipEngine, attempt: Attempt) -> None:
-        if self._live.get(attempt.token) is attempt and not attempt.answered:
+        if self._live.get(attempt.token) is attempt and not attempt.answered and not attempt.cancelled:
             attempt.ring_timed_out = True
             attempt.notes.append(f"cancelled after ringing {self._config.ring_timeout_s:g}s")
             engine.hangup(attempt.call_id)

@@ -16,8 +16,11 @@ STATUS_OUTCOMES: dict[int, CallOutcome] = {
 }
 
 
-def call_outcome(*, answered: bool, status: int, ring_timed_out: bool) -> CallOutcome:
-    """The outcome of a call from its INVITE's final status and whether the dialer gave up ringing it."""
+def call_outcome(*, answered: bool, status: int, ring_timed_out: bool, cancelled: bool = False) -> CallOutcome:
+    """The outcome of a call from its INVITE's final status and whether the dialer gave up ringing it, or
+    cancelled it for core (before the answer; it stays cancelled should the answer cross the CANCEL)."""
+    if cancelled:
+        return CallOutcome.CANCELLED
     if answered:
         return CallOutcome.ANSWERED
     if ring_timed_out:

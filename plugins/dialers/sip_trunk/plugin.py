@@ -34,6 +34,9 @@ class SipTrunkDialer(Dialer[SipTrunkConfig]):
     def place_call(self, request: CallRequest) -> None:
         self._trunk.place_call(request)
 
+    def cancel(self, attempt_id: int) -> bool:
+        return self._trunk.cancel(attempt_id)
+
     def stop(self) -> None:
         self._trunk.stop()
 

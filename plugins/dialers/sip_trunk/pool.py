@@ -17,6 +17,8 @@ import math
 import multiprocessing
 import queue
 import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -36,6 +38,8 @@ log = logging.getLogger("cartera.plugin.sip_trunk")
 START_GRACE_S = 30.0
 #: Seconds a worker may take to exit after its last report.
 EXIT_TIMEOUT_S = 15.0
+#: Seconds cancel() waits for the worker's verdict (its engine thread decides at once).
+CANCEL_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -54,6 +58,7 @@ class _Worker:
     placed: dict[int, _Placed] = field(default_factory=dict)
     started: queue.SimpleQueue[tuple[Any, ...]] = field(default_factory=queue.SimpleQueue)
     checks: queue.SimpleQueue[tuple[Any, ...]] = field(default_factory=queue.SimpleQueue)
+    cancels: dict[int, Future[bool]] = field(default_factory=dict)  # the worker's answers, by attempt
     send_lock: threading.Lock = field(default_factory=threading.Lock)
     reader: threading.Thread | None = None
 
@@ -164,6 +169,25 @@ class SipTrunkPool:
         elif not worker.send("call", request):
             self._fail(worker, request.attempt_id, f"not placed: SIP worker {worker.index} is gone")
 
+    def cancel(self, attempt_id: int) -> bool:
+        """Ask the attempt's worker to cancel it; the worker decides (it sees the answer first)."""
+        with self._lock:
+            worker = next((worker for worker in self._workers if attempt_id in worker.placed), None)
+            if worker is None or not self._running or worker.placed[attempt_id].answered_at is not None:
+                return False
+            answer = worker.cancels.setdefault(attempt_id, Future())
+        if not worker.send("cancel", attempt_id):
+            return False
+        try:
+            return answer.result(timeout=CANCEL_TIMEOUT_S)
+        except FutureTimeout:
+            self._context.log.warning("attempt %s: SIP worker %s did not answer the cancel", attempt_id, worker.index)
+            return False
+        finally:
+            with self._lock:
+                if worker.cancels.get(attempt_id) is answer:
+                    del worker.cancels[attempt_id]
+
     def check(self) -> CheckResult:
         worker = self._workers[0] if self._running else None
         if worker is None or not worker.send("check"):
@@ -189,6 +213,10 @@ class SipTrunkPool:
                 worker.started.put(("failed", f"SIP worker {worker.index} exited before it started"))
                 with self._lock:
                     worker.slots = 0  # no more calls for it
+                    waiting = list(worker.cancels.values())
+                for answer in waiting:
+                    if not answer.done():
+                        answer.set_result(False)
                 self._fail_placed(worker, f"SIP worker {worker.index} exited during the call")
                 return
             kind = message[0]
@@ -201,6 +229,11 @@ class SipTrunkPool:
                         placed.answered_at = self._context.clock.now()
             elif kind == "result":
                 self._finish(worker, message[1])
+            elif kind == "cancel":
+                with self._lock:
+                    asked = worker.cancels.get(message[1])
+                if asked is not None and not asked.done():
+                    asked.set_result(bool(message[2]))
             elif kind == "check":
                 worker.checks.put(message)
             elif kind == "stopped":

@@ -1,8 +1,9 @@
 """A SIP worker process: one pjsua Endpoint (via :class:`SipTrunk`) serving the calls the dialer sends it.
 
 The parent talks to it over a :func:`multiprocessing.Pipe`. Parent → worker: ``("call", CallRequest)``,
-``("check",)``, ``("stop",)``. Worker → parent: ``("started", port)`` or ``("failed", text)``, then
-``("answered", attempt_id)``, ``("result", CallResult)``, ``("check", ok, detail)`` and, last, ``("stopped",)``.
+``("cancel", attempt_id)``, ``("check",)``, ``("stop",)``. Worker → parent: ``("started", port)`` or
+``("failed", text)``, then ``("answered", attempt_id)``, ``("result", CallResult)``, ``("cancel", attempt_id,
+cancelled)``, ``("check", ok, detail)`` and, last, ``("stopped",)``.
 The worker stops its trunk (every call reported) when told to or when the parent is gone, then returns: the
 process exits 0 once pjsua is destroyed.
 """
@@ -101,6 +102,8 @@ def _serve_requests(conn: Connection, trunk: SipTrunk, send: Any) -> None:
         kind = message[0]
         if kind == "call" and isinstance(message[1], CallRequest):
             trunk.place_call(message[1])
+        elif kind == "cancel" and isinstance(message[1], int):
+            send("cancel", message[1], trunk.cancel(message[1]))
         elif kind == "check":
             result = trunk.check()
             send("check", result.ok, result.detail)

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from core.clock import SystemClock
 from core.hooks import load_plugins
 from core.models import CallOutcome, CallRequest, CallResult
 from core.node import Node
@@ -34,7 +35,7 @@ from core.registry import AdapterCatalog
 from core.testing.context import CapturingContext
 from core.testing.dialer import DialerConformance
 from plugins.dialers.asterisk_ami.agents import MEMBER_EVENTS, MEMBER_REMOVED, AgentPool
-from plugins.dialers.asterisk_ami.calls import CALL_EVENTS
+from plugins.dialers.asterisk_ami.calls import CALL_EVENTS, Call, CallTracker
 from plugins.dialers.asterisk_ami.client import (
     AmiConnection,
     AmiError,
@@ -385,6 +386,57 @@ def test_unanswered_outcomes_keep_the_raw_cause(started: Callable[..., Any], out
     (result,) = context.wait_for_calls(1, 30)
     assert (result.outcome, result.raw_cause, result.answered_at, result.agent) == (outcome, cause, None, None)
     assert not context.recordings
+
+
+def test_a_cancelled_call_stays_cancelled_even_if_the_answer_crosses_the_hangup() -> None:
+    ended: list[Call] = []
+    hung_up: list[Call] = []
+    tracker = CallTracker(SystemClock(), on_end=ended.append, hang_up=hung_up.append)
+    ringing = tracker.admit(request(1, NUMBERS[CallOutcome.NO_ANSWER]), "u-1")
+    answered = tracker.admit(request(2), "u-2")
+    assert ringing is not None
+    assert answered is not None
+    tracker.on_new_state({"Uniqueid": "u-2", "ChannelState": "6"})
+    assert tracker.cancel(2) is None, "an answered call was cancelled"
+    assert tracker.cancel(3) is None
+    assert tracker.cancel(1) is ringing
+    assert tracker.cancel(1) is ringing
+    tracker.on_new_channel({"Uniqueid": "u-1", "Channel": "PJSIP/carrier-1"})
+    assert hung_up == [ringing], "the channel reported after the cancel was not hung up"
+    tracker.on_new_state({"Uniqueid": "u-1", "ChannelState": "6"})
+    tracker.on_hangup({"Uniqueid": "u-1", "Cause": "16", "Cause-txt": "Normal Clearing"})
+    result = ended[0].result()
+    assert (result.outcome, result.answered_at) == (CallOutcome.CANCELLED, None)
+    assert result.raw_cause == (
+        "16 Normal Clearing, cancelled by the dialer before the answer; the debtor answered as it was hung up"
+    )
+
+
+@pytest.mark.asterisk
+def test_cancel_hangs_up_a_ringing_call_and_spares_a_talking_one(
+    peer: AsteriskPeer, started: Callable[..., Any], talk: Callable[[float], None]
+) -> None:
+    talk(4)
+    dialer, context = started()
+    dialer.place_call(request(4401))  # answered after 0.7 s of ringing, then talks 4 s
+    time.sleep(1.0)
+    dialer.place_call(request(4402, NUMBERS[CallOutcome.NO_ANSWER]))  # rings until the 2.5 s ring timeout
+    time.sleep(0.5)
+    assert dialer.cancel(4402) is True
+    time.sleep(0.5)
+    assert dialer.cancel(4401) is False
+    cancelled, answered = context.wait_for_calls(2, 30)
+    assert (cancelled.attempt_id, cancelled.outcome, cancelled.answered_at) == (4402, CallOutcome.CANCELLED, None)
+    assert cancelled.raw_cause == "16 Normal Clearing, dial NOANSWER, cancelled by the dialer before the answer"
+    assert cancelled.ended_at is not None
+    assert (cancelled.ended_at - cancelled.started_at).total_seconds() < 2.5
+    assert (answered.attempt_id, answered.outcome) == (4401, CallOutcome.ANSWERED)
+    assert answered.talk_seconds > 3
+    (call_id,) = peer.invites()["4402"]
+    messages = re.split(r"(?m)^-{20,} .*$", peer.sipp_messages.read_text(encoding="utf-8", errors="replace"))
+    this_call = re.compile(rf"(?mi)^Call-ID: *{re.escape(call_id)}\r?$")
+    received = [message for message in messages if "message received" in message and this_call.search(message)]
+    assert any("\nCANCEL sip:" in message for message in received), "the debtor's phone got no CANCEL"
 
 
 @pytest.mark.asterisk

@@ -24,7 +24,7 @@ from core.models import CallOutcome, CallRequest, CallResult, CheckResult, Dispo
 from core.registry import AdapterCatalog
 from core.testing.context import CapturingContext
 from core.testing.dialer import DialerConformance
-from plugins.dialers.simulator.client import RAW_CAUSES
+from plugins.dialers.simulator.client import CANCELLED_CAUSE, RAW_CAUSES
 from plugins.dialers.simulator.config import DEFAULT_OUTCOME_WEIGHTS, SimulatorConfig
 from plugins.dialers.simulator.plugin import SimulatorDialer, cartera_register_dialers
 
@@ -52,7 +52,9 @@ class TestSimulatorConformance(DialerConformance):
 
     @pytest.fixture
     def dialer(self, context: CapturingContext, numbers: dict[CallOutcome, str]) -> Iterator[SimulatorDialer]:
-        config = SimulatorConfig(scripted={phone: outcome for outcome, phone in numbers.items()}, seed=7)
+        # no answer rings 900 s of the clock (1.5 s real): long enough to be cancelled while it rings
+        scripted = {phone: outcome for outcome, phone in numbers.items()}
+        config = SimulatorConfig(scripted=scripted, seed=7, ring_seconds=(3, 900))
         dialer = SimulatorDialer(config, context)
         dialer.start()
         yield dialer
@@ -285,6 +287,33 @@ def test_stop_ends_a_talking_call_and_trims_its_recording(build: Build) -> None:
     assert recording.duration_s == len(samples) / 8000
 
 
+def test_cancel_spares_an_answered_call(build: Build) -> None:
+    dialer, context = build(speed=600, scripted={ANSWERS: "answered"}, ring_seconds=(0, 0), talk_seconds=(600, 600))
+    dialer.place_call(call(1))
+    time.sleep(0.3)  # answered at once, talks 1 s real
+    assert dialer.cancel(1) is False
+    (result,) = context.wait_for_calls(1)
+    assert result.outcome is CallOutcome.ANSWERED
+    assert result.talk_seconds >= 600
+    assert [recording.attempt_id for recording in context.recordings] == [1]
+
+
+def test_a_cancelled_call_makes_no_recording_and_frees_its_line(build: Build) -> None:
+    dialer, context = build(speed=600, agents=1, dial_ratio=1.0, ring_seconds=(600, 600))
+    dialer.place_call(call(1, NUMBERS[CallOutcome.NO_ANSWER]))
+    assert dialer.capacity() == 0
+    assert dialer.cancel(1) is True
+    (result,) = context.wait_for_calls(1)
+    assert (result.outcome, result.raw_cause, result.answered_at) == (CallOutcome.CANCELLED, CANCELLED_CAUSE, None)
+    assert result.ended_at is not None
+    assert (result.ended_at - result.started_at).total_seconds() < 600
+    assert not context.recordings
+    deadline = time.monotonic() + 5
+    while dialer.capacity() != 1:
+        assert time.monotonic() < deadline, "the cancelled call's line was not freed"
+        time.sleep(0.002)
+
+
 def test_the_same_attempt_is_not_placed_twice(build: Build) -> None:
     dialer, context = build(speed=600, scripted={ANSWERS: "answered"}, talk_seconds=(20, 20), record=False)
     dialer.place_call(call(1))
@@ -330,6 +359,8 @@ def test_config_defaults_and_toml_shapes() -> None:
         {"scripted": {"+573001234567": "voicemail"}},
         {"outcome_weights": {"answered": 0, "busy": 0}},
         {"outcome_weights": {"answered": -1, "busy": 2}},
+        {"outcome_weights": {"answered": 1, "cancelled": 1}},
+        {"scripted": {"+573001234567": "cancelled"}},
         {"disposition_weights": {"paid_in_full": 1}},
     ],
 )

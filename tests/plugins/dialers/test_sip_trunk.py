@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,11 @@ def test_final_response_to_outcome(status: int, outcome: CallOutcome) -> None:
 def test_answer_and_ring_timeout_decide_first() -> None:
     assert call_outcome(answered=True, status=200, ring_timed_out=False) is CallOutcome.ANSWERED
     assert call_outcome(answered=False, status=487, ring_timed_out=True) is CallOutcome.NO_ANSWER
+
+
+def test_a_cancel_for_core_decides_before_all() -> None:
+    assert call_outcome(answered=False, status=487, ring_timed_out=False, cancelled=True) is CallOutcome.CANCELLED
+    assert call_outcome(answered=True, status=200, ring_timed_out=False, cancelled=True) is CallOutcome.CANCELLED
 
 
 def test_raw_cause_keeps_the_status_and_what_the_dialer_did() -> None:
@@ -251,6 +257,23 @@ def test_ring_timeout_cancels_as_no_answer(peer: SipPeer, started: tuple[SipTrun
     assert result.ended_at is not None
     assert 2.0 < (result.ended_at - result.started_at).total_seconds() < 6
     peer.wait_received("CANCEL", result.vendor_call_id)
+
+
+@sip
+def test_cancel_sends_a_cancel_before_the_ring_timeout(
+    peer: SipPeer, started: tuple[SipTrunkDialer, CapturingContext]
+) -> None:
+    dialer, context = started
+    dialer.place_call(request(context, RINGS, 4343))
+    time.sleep(0.5)
+    assert dialer.cancel(4343) is True
+    (result,) = context.wait_for_calls(1, 20)
+    assert result.outcome is CallOutcome.CANCELLED
+    assert result.raw_cause == "487 Request Terminated, cancelled by the dialer before the answer"
+    assert result.ended_at is not None
+    assert (result.ended_at - result.started_at).total_seconds() < 2.5  # the ring timeout did not do it
+    peer.wait_received("CANCEL", result.vendor_call_id)
+    assert dialer.cancel(4343) is False
 
 
 @sip
