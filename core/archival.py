@@ -6,8 +6,10 @@ rows are retried every run; ``missing`` rows lost their local file before it was
 
 Crash safety: a row's store key is committed before its first upload and never changes, a store's ``put``
 is idempotent for identical content, and ``verified`` is committed only after the store confirmed the
-object. Uploads run on a pool of workers that never touch the catalog; the run's own thread writes each
-outcome, so the workers do not queue for the database's write lock. A run killed at any instant (kill -9)
+object. Uploads run on a pool of workers that never touch the catalog; the run's own thread writes the
+outcomes, verified ones a batch per transaction, so the workers do not queue for the database's write lock
+(a batch lost to a crash is only uploaded again, and the store recognises its own objects). A run killed at
+any instant (kill -9)
 leaves rows that the next run completes: no recording is uploaded under two keys, none is deleted locally
 before it is verified.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +30,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import sqlalchemy.exc
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.adapters import RecordingStore
@@ -47,6 +50,7 @@ log = logging.getLogger("cartera.archival")
 
 PENDING = ("found", "failed")
 _CATALOG_BATCH = 500
+_COMMIT_BATCH, _COMMIT_EVERY_S = 64, 1.0  # verified uploads committed together: at most this many, this late
 
 
 class Outcome(enum.Enum):
@@ -68,13 +72,20 @@ class _Upload:
 
 
 @dataclass(frozen=True)
-class _Done:
-    """What a worker did with an upload: the store's object, or why not."""
+class _NotArchived:
+    """Why a worker did not archive an upload."""
 
     outcome: Outcome
-    checksums: Checksums | None = None
-    stored: StoredObject | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """An upload the store holds and confirmed, waiting for its catalog commit."""
+
+    upload: _Upload
+    checksums: Checksums
+    stored: StoredObject
 
 
 _FAILED_STATE = {Outcome.MISSING: "missing", Outcome.FAILED: "failed", Outcome.LEFT: None}
@@ -239,12 +250,20 @@ class Archiver:
             store = self.store()
             workers = self.config.workers or store.max_concurrency()
             outcomes: Counter[Outcome] = Counter()
+            verified: list[_Verified] = []
+            committed = time.monotonic()
             with ThreadPoolExecutor(workers, thread_name_prefix="archive") as pool:
                 for upload, done in zip(pending, pool.map(self._upload, pending), strict=True):
-                    outcome = self._record(upload, done)
-                    outcomes[outcome] += 1
+                    if isinstance(done, _Verified):
+                        verified.append(done)
+                    else:
+                        outcomes[self._record_failure(upload, done)] += 1
+                    if verified and (len(verified) >= _COMMIT_BATCH or time.monotonic() - committed >= _COMMIT_EVERY_S):
+                        outcomes += self._commit_verified(verified)
+                        verified, committed = [], time.monotonic()
                     if progress is not None:
-                        progress.advance(done.checksums.size if done.checksums else 0)
+                        progress.advance(done.checksums.size if isinstance(done, _Verified) else 0)
+            outcomes += self._commit_verified(verified)
             run.archived, run.failed = outcomes[Outcome.VERIFIED], outcomes[Outcome.FAILED]
             run.missing, run.left = outcomes[Outcome.MISSING], outcomes[Outcome.LEFT]
         if self._store_down.is_set():
@@ -296,10 +315,10 @@ class Archiver:
                 for row in rows
             ]
 
-    def _upload(self, upload: _Upload) -> _Done:
+    def _upload(self, upload: _Upload) -> _Verified | _NotArchived:
         """A worker: checksum the file, put it in the store (which verifies it), apply retention and hold."""
         if self._store_down.is_set():
-            return _Done(Outcome.LEFT)
+            return _NotArchived(Outcome.LEFT)
         try:
             checksums = file_checksums(upload.path)
             store = self.store()
@@ -307,38 +326,71 @@ class Archiver:
             if upload.retain_until is not None or upload.legal_hold:
                 store.set_retention(upload.key, upload.retain_until, upload.legal_hold)
         except FileNotFoundError:
-            return _Done(Outcome.MISSING, error=f"{upload.path} vanished before it was archived")
+            return _NotArchived(Outcome.MISSING, error=f"{upload.path} vanished before it was archived")
         except StoreUnavailable as exc:
             self._last_store_error = str(exc)
             self._store_down.set()
-            return _Done(Outcome.LEFT, error=f"store unavailable: {exc}")
+            return _NotArchived(Outcome.LEFT, error=f"store unavailable: {exc}")
         except (OSError, IntegrityError) as exc:
-            return _Done(Outcome.FAILED, error=f"{type(exc).__name__}: {exc}")
+            return _NotArchived(Outcome.FAILED, error=f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a plugin's unexpected error must not stop the other files
-            return _Done(Outcome.FAILED, error=f"store error: {exc!r}")
-        return _Done(Outcome.VERIFIED, checksums, stored)
+            return _NotArchived(Outcome.FAILED, error=f"store error: {exc!r}")
+        return _Verified(upload, checksums, stored)
 
-    def _record(self, upload: _Upload, done: _Done) -> Outcome:
-        """The run's thread: write a worker's outcome to the catalog."""
-        if done.outcome is not Outcome.VERIFIED or done.checksums is None or done.stored is None:
-            if done.error is not None:
-                self._fail(upload.recording_id, done.error, state=_FAILED_STATE[done.outcome])
-            return done.outcome
-        checksums, stored = done.checksums, done.stored
-        try:
-            with self.db.session() as session:
-                row = session.get_one(RecordingRow, upload.recording_id)
-                if row.legal_hold and not upload.legal_hold:  # put on hold while it was being uploaded
-                    self.store().set_retention(upload.key, upload.retain_until, legal_hold=True)
-                row.state, row.store_key, row.location, row.error = "verified", upload.key, stored.location, None
-                row.size, row.md5, row.sha256 = checksums.size, checksums.md5_hex, checksums.sha256_hex
-                row.verified_at, row.retain_until = self.clock.now(), upload.retain_until
-        except Exception as exc:  # the hold could not be applied: the next run uploads (idempotently) again
-            self._fail(upload.recording_id, f"applying a legal hold: {exc!r}", state="failed")
-            return Outcome.FAILED
-        event(log, "recording.archived", recording=upload.recording_id, key=upload.key, size=stored.size)
-        self.hooks.recording_archived(self.site, upload.recording_id, stored)
-        return Outcome.VERIFIED
+    def _record_failure(self, upload: _Upload, done: _NotArchived) -> Outcome:
+        """The run's thread: write why a worker did not archive a recording."""
+        if done.error is not None:
+            self._fail(upload.recording_id, done.error, state=_FAILED_STATE[done.outcome])
+        return done.outcome
+
+    def _commit_verified(self, batch: list[_Verified]) -> Counter[Outcome]:
+        """The run's thread: mark a batch of verified uploads ``verified`` in one transaction. A recording put
+        on legal hold while it was being uploaded gets the hold in the store first, or fails (the next run
+        uploads it again, idempotently, and retries)."""
+        committed: list[_Verified] = []
+        unheld: dict[int, str] = {}
+        now = self.clock.now()
+        with self.db.session() as session:
+            ids = [done.upload.recording_id for done in batch]
+            held = set(
+                session.scalars(
+                    select(RecordingRow.id).where(RecordingRow.id.in_(ids), RecordingRow.legal_hold).with_for_update()
+                )
+            )
+            for done in batch:
+                upload = done.upload
+                if upload.recording_id in held and not upload.legal_hold:
+                    try:
+                        self.store().set_retention(upload.key, upload.retain_until, legal_hold=True)
+                    except Exception as exc:
+                        unheld[upload.recording_id] = f"applying a legal hold: {exc!r}"
+                        continue
+                committed.append(done)
+            if committed:
+                session.execute(update(RecordingRow), [self._verified_row(done, now) for done in committed])
+        for recording_id, error in unheld.items():
+            self._fail(recording_id, error, state="failed")
+        for done in committed:
+            recording_id = done.upload.recording_id
+            event(log, "recording.archived", recording=recording_id, key=done.upload.key, size=done.stored.size)
+            self.hooks.recording_archived(self.site, recording_id, done.stored)
+        return Counter({Outcome.VERIFIED: len(committed), Outcome.FAILED: len(unheld)})
+
+    @staticmethod
+    def _verified_row(done: _Verified, now: datetime) -> dict[str, Any]:
+        """The catalog's new values for a verified recording (a bulk UPDATE by primary key)."""
+        return {
+            "id": done.upload.recording_id,
+            "state": "verified",
+            "store_key": done.upload.key,
+            "location": done.stored.location,
+            "error": None,
+            "size": done.checksums.size,
+            "md5": done.checksums.md5_hex,
+            "sha256": done.checksums.sha256_hex,
+            "verified_at": now,
+            "retain_until": done.upload.retain_until,
+        }
 
     @staticmethod
     def _matching(stored: StoredObject, checksums: Checksums) -> StoredObject:

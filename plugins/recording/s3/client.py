@@ -24,7 +24,7 @@ from core.checksums import CHUNK_SIZE, copy_with_checksums
 from core.errors import IntegrityError, ObjectLocked, ObjectNotFound, StoreUnavailable
 from core.logs import event
 from core.models import CheckResult, Checksums, StoredObject
-from plugins.recording.s3.config import OverwriteGuard, S3Config
+from plugins.recording.s3.config import OverwriteGuard, S3Config, Sha256Check
 
 MiB = 1 << 20
 SHA256_METADATA = "sha256"
@@ -61,8 +61,12 @@ def _status(exc: botocore.exceptions.ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
+def _b64(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
+
+
 def _b64_md5(data: bytes) -> str:
-    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
+    return _b64(hashlib.md5(data, usedforsecurity=False).hexdigest())
 
 
 class _HashingReader:
@@ -109,7 +113,8 @@ class S3Bucket:
         self._now = now
         self._log = log
         self._guard: OverwriteGuard | None = None if config.no_overwrite == "auto" else config.no_overwrite
-        self._guard_lock = threading.Lock()
+        self._sha256_check: Sha256Check | None = None if config.sha256_check == "auto" else config.sha256_check
+        self._probe_lock = threading.Lock()
         self.client: Any = boto3.session.Session().client(
             "s3",
             endpoint_url=self.endpoint,
@@ -151,12 +156,13 @@ class S3Bucket:
             }
             if guard == "if-none-match":
                 args["IfNoneMatch"] = "*"
+            sent_sha256: str | None
             try:
                 with self._errors(f"upload {key}"):
                     if size > self.config.multipart_threshold_mb * MiB:
                         sent_sha256 = self._put_parts(src, args)
                     else:
-                        sent_sha256 = self._put_single(src, size, expected.md5_hex, args)
+                        sent_sha256 = self._put_single(src, size, expected, args)
             except botocore.exceptions.ClientError as exc:
                 if _code(exc) != "PreconditionFailed":
                     raise
@@ -164,7 +170,7 @@ class S3Bucket:
                 if existing is None:
                     raise IntegrityError(f"{key}: {self.where} answered 412 (exists) yet holds nothing") from None
                 return self._already_stored(key, existing, expected)
-        if sent_sha256 != expected.sha256_hex:
+        if sent_sha256 is not None and sent_sha256 != expected.sha256_hex:
             self._discard(key)
             raise IntegrityError(f"{key}: sha256 expected {expected.sha256_hex} got {sent_sha256}; nothing stored")
         return self._verify_new(key, expected)
@@ -249,44 +255,71 @@ class S3Bucket:
         except botocore.exceptions.ClientError as exc:
             missing = " (no such bucket)" if _status(exc) == 404 else ""
             return CheckResult(ok=False, detail=f"{self.where}: {_code(exc) or _status(exc)}{missing}: {exc}")
-        guard = self._guard or "auto (probed before the first upload)"
+        probed = "auto (probed before the first upload)"
         return CheckResult(
             ok=True,
             detail=f"{self.where} reachable ({self.config.addressing_style} addressing, "
             f"checksums {self.config.request_checksum_calculation}, object lock {self.config.object_lock}, "
-            f"overwrite guard {guard})",
+            f"overwrite guard {self._guard or probed}, sha256 checked by {self._sha256_check or probed})",
         )
 
-    # --- the overwrite guard --------------------------------------------------------------------------
+    # --- what the store enforces, configured or probed -------------------------------------------------
 
     def overwrite_guard(self) -> OverwriteGuard:
         """How uploads keep existing keys: the configured guard, or the probe's answer for ``auto``."""
-        with self._guard_lock:
+        with self._probe_lock:
             if self._guard is None:
                 self._guard = "if-none-match" if self._refuses_conditional_overwrite() else "head"
                 event(self._log, "s3.overwrite_guard", endpoint=self.where, guard=self._guard)
             return self._guard
 
+    def sha256_check(self) -> Sha256Check:
+        """Who checks an upload's SHA-256: the configured side, or the probe's answer for ``auto``."""
+        with self._probe_lock:
+            if self._sha256_check is None:
+                self._sha256_check = "store" if self._refuses_wrong_sha256() else "client"
+                event(self._log, "s3.sha256_check", endpoint=self.where, by=self._sha256_check)
+            return self._sha256_check
+
     def _refuses_conditional_overwrite(self) -> bool:
         """PUT a throwaway key twice with If-None-Match: *; True when the store refused the second (412)."""
-        key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
-        if self._probe_put(key, b"probe") != 200:
-            return False
-        try:
-            return self._probe_put(key, b"again") == 412
-        finally:
-            try:
-                self._discard(key)
-            except (StoreUnavailable, botocore.exceptions.ClientError) as exc:
-                event(self._log, "s3.probe_left", logging.WARNING, endpoint=self.where, key=key, error=str(exc))
+        with self._probe_key() as key:
+            return self._probe_put(key, b"probe", IfNoneMatch="*") == 200 and (
+                self._probe_put(key, b"again", IfNoneMatch="*") == 412
+            )
 
-    def _probe_put(self, key: str, body: bytes) -> int:
-        """HTTP status of a conditional PUT: 200, 412 (refused), or 400/501 (the store does not know the header)."""
-        with self._errors(f"probe If-None-Match with {key}"):
+    def _refuses_wrong_sha256(self) -> bool:
+        """PUT a throwaway key with its right x-amz-checksum-sha256, then with a wrong one; True when the store
+        took the first and refused the second (400)."""
+        right = hashlib.sha256(b"probe").hexdigest()
+        with self._probe_key() as key:
+            return self._probe_put(key, b"probe", ChecksumSHA256=_b64(right)) == 200 and (
+                self._probe_put(key, b"wrong", ChecksumSHA256=_b64(right)) == 400
+            )
+
+    @contextmanager
+    def _probe_key(self) -> Iterator[str]:
+        """A throwaway key, deleted after the probe, and before it every probe key a killed process left. (A
+        probe of another node that is deleted under it only gets the conservative answer: head, client.)"""
+        with self._errors("list earlier probes"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=PROBE_PREFIX)
+            left = [entry["Key"] for page in pages for entry in page.get("Contents", [])]
+        key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+        try:
+            yield key
+        finally:
+            for probe in [*left, key]:
+                try:
+                    self._discard(probe)
+                except (StoreUnavailable, botocore.exceptions.ClientError) as exc:
+                    event(self._log, "s3.probe_left", logging.WARNING, endpoint=self.where, key=probe, error=str(exc))
+
+    def _probe_put(self, key: str, body: bytes, **header: str) -> int:
+        """HTTP status of a PUT with one probed header: 200, 412 (refused), or 400/501 (a refused body, or a
+        store that does not know the header)."""
+        with self._errors(f"probe {', '.join(header)} with {key}"):
             try:
-                self.client.put_object(
-                    Bucket=self.bucket, Key=key, Body=body, ContentMD5=_b64_md5(body), IfNoneMatch="*"
-                )
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentMD5=_b64_md5(body), **header)
             except botocore.exceptions.ClientError as exc:
                 if _status(exc) in (400, 412, 501):
                     return _status(exc)
@@ -295,10 +328,15 @@ class S3Bucket:
 
     # --- uploads --------------------------------------------------------------------------------------
 
-    def _put_single(self, src: BinaryIO, size: int, md5_hex: str, args: dict[str, Any]) -> str:
+    def _put_single(self, src: BinaryIO, size: int, expected: Checksums, args: dict[str, Any]) -> str | None:
+        """One PUT with Content-MD5. Returns the SHA-256 of the bytes sent, or None when the store checked the
+        expected one (x-amz-checksum-sha256) and would have refused other bytes."""
+        args = {"ContentLength": size, "ContentMD5": _b64(expected.md5_hex), **args}
+        if self.sha256_check() == "store":
+            self.client.put_object(Body=src, ChecksumSHA256=_b64(expected.sha256_hex), **args)
+            return None
         body = _HashingReader(src)
-        content_md5 = base64.b64encode(bytes.fromhex(md5_hex)).decode("ascii")
-        self.client.put_object(Body=body, ContentLength=size, ContentMD5=content_md5, **args)
+        self.client.put_object(Body=body, **args)
         return body.hexdigest()
 
     def _put_parts(self, src: BinaryIO, args: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from core.adapters import PluginConfig
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 ChecksumMode = Literal["when_supported", "when_required"]
 OverwriteGuard = Literal["head", "if-none-match"]
+Sha256Check = Literal["store", "client"]
 
 
 class S3Config(PluginConfig):
@@ -54,6 +55,15 @@ class S3Config(PluginConfig):
         "(AWS S3, MinIO, SeaweedFS; not radosgw 20.2, which overwrites). auto: before the first upload, PUT a "
         "throwaway key twice with If-None-Match: * and use if-none-match only if the store refused the second "
         "(the probe is deleted after).",
+    )
+    sha256_check: Literal["store", "client", "auto"] = Field(
+        default="auto",
+        description="Who makes sure the bytes stored have the recording's SHA-256 (Content-MD5 is checked by the "
+        "store either way). store: each single-part upload carries x-amz-checksum-sha256 and the store refuses a "
+        "body that does not match (AWS S3, SeaweedFS): one pass over the file fewer. client: the plugin hashes "
+        "the bytes as it sends them (any store; radosgw 20.2 on dbstore ignores the header). auto: before the "
+        "first upload, PUT a throwaway key with a right and then a wrong x-amz-checksum-sha256, and use store "
+        "only if the store took the first and refused the second (the probe is deleted after).",
     )
     multipart_threshold_mb: int = Field(
         default=64, ge=5, le=5120, description="Files larger than this go up in parts, each with its Content-MD5."

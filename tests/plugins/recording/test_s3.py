@@ -190,8 +190,10 @@ def test_checksum_mode_is_per_endpoint_and_content_md5_always_sent(
 ) -> None:
     """Two stores in one process: one sends boto3's CRC checksums, the other not; both send Content-MD5."""
     bucket = strict_s3.new_bucket()
-    with_crc = make_store(strict_s3.settings(bucket, request_checksum_calculation="when_supported"))
-    without = make_store(strict_s3.settings(bucket))
+    with_crc = make_store(
+        strict_s3.settings(bucket, request_checksum_calculation="when_supported", sha256_check="client")
+    )
+    without = make_store(strict_s3.settings(bucket, sha256_check="client"))
     crc_headers, plain_headers = _capture(with_crc, "PutObject"), _capture(without, "PutObject")
     with_crc.put("a/1.wav", recording.path, recording.checksums)
     without.put("a/2.wav", recording.path, recording.checksums)
@@ -393,6 +395,7 @@ def test_radosgw_overwrites_despite_if_none_match_so_the_head_guard_stays(
     for guard in ("head", "auto"):
         store = make_store(radosgw.settings(bucket, no_overwrite=guard))
         assert store.bucket.overwrite_guard() == "head"
+        assert store.bucket.sha256_check() == "client"  # probed now, so the requests below are the upload's
         sent, puts = _operations(store), _capture(store, "PutObject")
         store.put(f"a/{guard}.wav", recording.path, recording.checksums)
         assert sent == ["HeadObject", "PutObject", "HeadObject"]
@@ -432,6 +435,57 @@ def test_auto_uses_the_conditional_put_where_the_store_honours_it(
     assert "overwrite guard if-none-match" in store.check().detail
     assert seaweedfs.objects(bucket) == {"a/1.wav": recording.checksums.size, "a/2.wav": 1000}
     assert not any(key.startswith(PROBE_PREFIX) for key in seaweedfs.objects(bucket))
+
+
+# --- who checks the SHA-256 -------------------------------------------------------------------------
+
+
+def test_seaweedfs_checks_the_sha256_so_the_plugin_does_not_hash_again(
+    make_store: Callable[..., S3Store], seaweedfs: S3Endpoint, recording: RecordingFile
+) -> None:
+    """``auto`` finds that SeaweedFS refuses a body whose x-amz-checksum-sha256 is wrong; uploads then carry the
+    recording's SHA-256 and the store, not a second pass over the file, holds them to it."""
+    bucket = seaweedfs.new_bucket()
+    store = make_store(seaweedfs.settings(bucket))
+    assert "sha256 checked by auto" in store.check().detail
+    assert store.bucket.sha256_check() == "store"
+    puts = _capture(store, "PutObject")
+    store.put("a/1.wav", recording.path, recording.checksums)
+    sha256 = base64.b64encode(bytes.fromhex(recording.checksums.sha256_hex)).decode()
+    assert puts[0]["x-amz-checksum-sha256"] == sha256
+    wrong = dataclasses.replace(recording.checksums, sha256_hex="0" * 64)
+    with pytest.raises(IntegrityError, match="BadDigest"):
+        store.put("a/2.wav", recording.path, wrong)
+    assert seaweedfs.objects(bucket) == {"a/1.wav": recording.checksums.size}  # the probe was deleted
+    assert "sha256 checked by store" in store.check().detail
+
+
+def test_a_probe_removes_what_the_probes_of_killed_processes_left(
+    make_store: Callable[..., S3Store], seaweedfs: S3Endpoint
+) -> None:
+    bucket = seaweedfs.new_bucket()
+    seaweedfs.client().put_object(Bucket=bucket, Key=f"{PROBE_PREFIX}left-by-kill-9", Body=b"probe")
+    assert make_store(seaweedfs.settings(bucket)).bucket.sha256_check() == "store"
+    assert seaweedfs.objects(bucket) == {}
+
+
+def test_radosgw_ignores_the_sha256_header_so_the_plugin_hashes_what_it_sends(
+    make_store: Callable[..., S3Store], radosgw: S3Endpoint, recording: RecordingFile
+) -> None:
+    """radosgw 20.2 on dbstore stores a body whatever its x-amz-checksum-sha256 says; ``auto`` sees that and
+    keeps hashing the bytes as they are sent, so a wrong SHA-256 still leaves nothing stored."""
+    bucket = radosgw.new_bucket()
+    raw = radosgw.client()
+    wrong_header = base64.b64encode(bytes(32)).decode()
+    raw.put_object(Bucket=bucket, Key="raw.wav", Body=b"body", ChecksumSHA256=wrong_header)  # not refused
+    store = make_store(radosgw.settings(bucket))
+    assert store.bucket.sha256_check() == "client"
+    puts = _capture(store, "PutObject")
+    wrong = dataclasses.replace(recording.checksums, sha256_hex="0" * 64)
+    with pytest.raises(IntegrityError, match="sha256 expected"):
+        store.put("a/1.wav", recording.path, wrong)
+    assert not any(name.startswith("x-amz-checksum-") for name in puts[0])
+    assert sorted(radosgw.objects(bucket)) == ["raw.wav"]
 
 
 @pytest.mark.parametrize("guard", ["head", "if-none-match"])
