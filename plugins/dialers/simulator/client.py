@@ -117,27 +117,13 @@ class SimulatedSwitch:
             cancelled = request.attempt_id in self._cancelled
             self._settled.add(request.attempt_id)
         if cancelled:
-            return CallResult(
-                request.attempt_id,
-                CallOutcome.CANCELLED,
-                CANCELLED_CAUSE,
-                started,
-                ended_at=clock.now(),
-                vendor_call_id=call_id,
-            )
-        if not rang:
-            return CallResult(
-                request.attempt_id,
-                CallOutcome.FAILED,
-                SHUTDOWN_CAUSE,
-                started,
-                ended_at=clock.now(),
-                vendor_call_id=call_id,
-            )
+            outcome, cause = CallOutcome.CANCELLED, CANCELLED_CAUSE
+        elif not rang:
+            outcome, cause = CallOutcome.FAILED, SHUTDOWN_CAUSE
+        else:
+            cause = RAW_CAUSES[outcome]
         if outcome is not CallOutcome.ANSWERED:
-            return CallResult(
-                request.attempt_id, outcome, RAW_CAUSES[outcome], started, ended_at=clock.now(), vendor_call_id=call_id
-            )
+            return CallResult(request.attempt_id, outcome, cause, started, ended_at=clock.now(), vendor_call_id=call_id)
         answered = clock.now()
         agent = self._take_agent()
         low, high = config.talk_seconds
@@ -150,7 +136,7 @@ class SimulatedSwitch:
         return CallResult(
             request.attempt_id,
             CallOutcome.ANSWERED,
-            RAW_CAUSES[CallOutcome.ANSWERED],
+            cause,
             started,
             answered_at=answered,
             ended_at=ended,
