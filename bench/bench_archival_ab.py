@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.bench_archival import STORES, make_files
+from bench_archival import STORES, make_files
 
 #: Runs in the checkout under test (its own ``bench_archival``): one archival run; files, wall and CPU seconds.
 CHILD = """
