@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import string
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -117,6 +118,36 @@ class Adapter(abc.ABC, Generic[ConfigT]):
         API), mounted under ``/plugins/{kind}``; ``None`` (the default) serves nothing. Called once, after
         :meth:`start`, while ``run`` serves HTTP."""
         return None
+
+
+def template_fields(template: str) -> set[str]:
+    """The field names a ``str.format`` template uses; ValueError when it does not parse."""
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"not a valid template: {exc}") from None
+
+
+def format_template(*fields: str) -> AfterValidator:
+    """Validates a setting that is a ``str.format`` template using only ``fields``, and at least one of them."""
+    listed = " or ".join(f"{{{name}}}" for name in fields)
+
+    def check(value: str) -> str:
+        used = template_fields(value)
+        unknown = used - set(fields)
+        if unknown:
+            raise ValueError(f"unknown field {{{sorted(unknown)[0]}}} (use {listed})")
+        if not used:
+            raise ValueError(f"must contain {listed}")
+        return value
+
+    return AfterValidator(check)
+
+
+def dial_string(template: str, phone: str) -> str:
+    """A dialer's address template filled for ``phone``: ``{number}`` is the E.164 number (+57...),
+    ``{digits}`` the same without '+'."""
+    return template.format(number=phone, digits=phone.lstrip("+"))
 
 
 #: A dialer's predictive over-dialling: calls in flight per available agent.

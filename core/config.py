@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import string
 import tomllib
 from dataclasses import dataclass
 from datetime import datetime, time
@@ -20,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from core.adapters import ConfigPath, PluginConfig
+from core.adapters import ConfigPath, PluginConfig, template_fields
 from core.compliance import PolicyError, validate
 from core.compliance.packs import ChannelName, LocalRule, WindowRule
 from core.errors import ConfigError
@@ -153,7 +152,7 @@ class ArchivalConfig(_Section):
     @field_validator("key_template")
     @classmethod
     def _known_fields(cls, value: str) -> str:
-        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        names = template_fields(value)
         unknown = names - set(KEY_FIELDS)
         if unknown:
             raise ValueError(f"unknown field {sorted(unknown)[0]!r} (use {', '.join(KEY_FIELDS)})")

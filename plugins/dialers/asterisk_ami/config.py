@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-import string
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, SecretStr, StringConstraints
+from pydantic import Field, SecretStr, StringConstraints
 
-from core.adapters import ConfigPath, DialRatio, PluginConfig
-
-#: Fields a ``channel`` template may use.
-CHANNEL_FIELDS = frozenset({"number", "digits"})
-#: Fields a ``recording_name`` template may use.
-RECORDING_FIELDS = frozenset({"uniqueid"})
+from core.adapters import ConfigPath, DialRatio, PluginConfig, format_template
 
 #: One AMI header value: no line breaks (they would inject headers into the action).
 AmiValue = Annotated[str, StringConstraints(min_length=1, pattern=r"^[^\r\n]+$")]
-
-
-def _template(fields: frozenset[str]) -> AfterValidator:
-    """A ``str.format`` template using only ``fields``, and at least one of them."""
-
-    def check(value: str) -> str:
-        try:
-            used = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
-        except ValueError as exc:
-            raise ValueError(f"not a valid template: {exc}") from None
-        unknown = used - fields
-        if unknown:
-            raise ValueError(f"unknown field {{{sorted(unknown)[0]}}} (use {', '.join(sorted(fields))})")
-        if not used:
-            raise ValueError(f"must contain {' or '.join('{' + name + '}' for name in sorted(fields))}")
-        return value
-
-    return AfterValidator(check)
 
 
 class AsteriskAmiConfig(PluginConfig):
@@ -47,7 +23,7 @@ class AsteriskAmiConfig(PluginConfig):
     dial_ratio: DialRatio = Field(
         default=1.0, description="Calls in flight per available agent (predictive over-dialling)."
     )
-    channel: Annotated[AmiValue, _template(CHANNEL_FIELDS)] = Field(
+    channel: Annotated[AmiValue, format_template("digits", "number")] = Field(
         default="PJSIP/{number}@carrier",
         description="Channel to originate: {number} is the E.164 number (+57...), {digits} the same without '+'.",
     )
@@ -73,7 +49,7 @@ class AsteriskAmiConfig(PluginConfig):
         description="Directory where MixMonitor writes the recordings, as this node sees it (a mount of "
         "Asterisk's spool/monitor); unset: recordings are not reported.",
     )
-    recording_name: Annotated[AmiValue, _template(RECORDING_FIELDS)] = Field(
+    recording_name: Annotated[AmiValue, format_template("uniqueid")] = Field(
         default="{uniqueid}.wav",
         description="File name MixMonitor gives a call's recording in spool_dir ({uniqueid}: the channel's UNIQUEID).",
     )

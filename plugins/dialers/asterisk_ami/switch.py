@@ -24,7 +24,7 @@ from pathlib import Path
 
 from asterisk.ami import Response, SimpleAction
 
-from core.adapters import PluginContext, dial_slots
+from core.adapters import PluginContext, dial_slots, dial_string
 from core.logs import event
 from core.models import CallRequest, CheckResult
 from plugins.dialers.asterisk_ami.agents import MEMBER_EVENTS, MEMBER_REMOVED, AgentPool
@@ -380,7 +380,7 @@ class AsteriskSwitch:
     def _originate(self, call: Call) -> SimpleAction:
         config, request = self._config, call.request
         keys = {
-            "Channel": config.channel.format(number=request.phone, digits=request.phone.lstrip("+")),
+            "Channel": dial_string(config.channel, request.phone),
             "Context": config.context,
             "Exten": config.exten,
             "Priority": str(config.priority),

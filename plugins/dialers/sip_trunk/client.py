@@ -20,7 +20,7 @@ from functools import partial
 
 import pjsua2 as pj
 
-from core.adapters import PluginContext
+from core.adapters import PluginContext, dial_string
 from core.errors import CarteraError
 from core.logs import event
 from core.models import CallRequest, CheckResult
@@ -270,7 +270,7 @@ class SipTrunk:
         if caller_id and re.fullmatch(r"\+?[0-9A-Za-z._-]+", caller_id):
             scheme, host = _split(config.account_uri)
             options.txOption.localUri = f"<{scheme}:{caller_id}@{host}>"
-        uri = config.dial_uri.format(number=request.phone, digits=request.phone.lstrip("+"))
+        uri = dial_string(config.dial_uri, request.phone)
         busy = engine.call_count() >= CALLS_PER_ENGINE or not engine.media_room()
         if busy and time.monotonic() - attempt.placed_at < SLOT_WAIT_S:
             # the last call's slot is freed just after its DISCONNECTED callback (which reported it); its

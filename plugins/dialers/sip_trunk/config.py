@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import string
 from typing import Annotated, Self
 
 from pydantic import AfterValidator, Field, SecretStr, StringConstraints, model_validator
 
-from core.adapters import PluginConfig
+from core.adapters import PluginConfig, format_template
 
 #: A SIP or SIPS URI, one line, no angle brackets.
 SipUri = Annotated[str, StringConstraints(pattern=r"^sips?:[^\s<>\"]+$")]
-#: Fields a ``dial_uri`` template may use.
-DIAL_FIELDS = frozenset({"number", "digits"})
 #: Calls one pjsua Endpoint can hold: the pjsua2-pybind11 wheel's pjproject is built with PJSUA_MAX_CALLS = 4
 #: (pjsua caps uaConfig.maxCalls to it), so a trunk runs one Endpoint per 4 calls, each in a process of its own.
 CALLS_PER_ENGINE = 4
 MAX_CALLS = 120
 
 
-def _dial_template(value: str) -> str:
-    try:
-        used = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
-    except ValueError as exc:
-        raise ValueError(f"not a valid template: {exc}") from None
-    unknown = used - DIAL_FIELDS
-    if unknown:
-        raise ValueError(f"unknown field {{{sorted(unknown)[0]}}} (use {{number}} or {{digits}})")
-    if not used:
-        raise ValueError("must contain {number} or {digits}")
+def _sip_uri(value: str) -> str:
     if not value.startswith(("sip:", "sips:")) or any(char in value for char in " <>\r\n"):
         raise ValueError("must be a sip: or sips: URI, e.g. sip:{number}@sbc.example.net")
     return value
@@ -39,7 +27,7 @@ class SipTrunkConfig(PluginConfig):
         description="The node's SIP identity at the trunk: From of its calls and, with a registrar, the address "
         "of record it registers, e.g. sip:cobranza@sbc.example.net."
     )
-    dial_uri: Annotated[str, AfterValidator(_dial_template)] = Field(
+    dial_uri: Annotated[str, format_template("number", "digits"), AfterValidator(_sip_uri)] = Field(
         description="Request-URI of a call: {number} is the E.164 number (+57...), {digits} the same without "
         "'+', e.g. sip:{digits}@sbc.example.net."
     )
