@@ -14,7 +14,9 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -25,37 +27,19 @@ from plugins.dialers.sip_trunk.client import SipTrunk
 from plugins.dialers.sip_trunk.config import SipTrunkConfig
 
 
+@dataclass(frozen=True)
 class _WorkerContext:
     """The plugin context inside the worker: call results go back to the parent; nothing else is reported."""
 
-    def __init__(self, site: str, data_dir: Path, send: Any) -> None:
-        self._site = site
-        self._data_dir = data_dir
-        self._send = send
-        self._clock = SystemClock()
-
-    @property
-    def site(self) -> str:
-        return self._site
-
-    @property
-    def clock(self) -> Clock:
-        return self._clock
-
-    @property
-    def data_dir(self) -> Path:
-        return self._data_dir
-
-    @property
-    def log(self) -> logging.Logger:
-        return logging.getLogger("cartera.plugin.sip_trunk")
-
-    @property
-    def base_url(self) -> str:
-        return ""
+    site: str
+    data_dir: Path
+    send: Callable[..., None]
+    clock: Clock = field(default_factory=SystemClock)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("cartera.plugin.sip_trunk"))
+    base_url: str = ""
 
     def report_call(self, result: CallResult) -> None:
-        self._send("result", result)
+        self.send("result", result)
 
     def report_recording(self, recording: Recording) -> None:
         raise NotImplementedError("a SIP trunk worker makes no recordings")
