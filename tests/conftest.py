@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -12,8 +13,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from core.campaign import Campaign
 from core.hooks import Hooks, load_plugins
 from core.node import Node
+from core.store.schema import ContactAttempt
 from tests.peers.net import free_port
 from tests.peers.s3 import moto_s3, radosgw, seaweedfs  # noqa: F401  (session-wide S3 endpoints)
 
@@ -93,6 +96,25 @@ def write_portfolio(directory: Path, rows: list[str], name: str = "asignacion.cs
     path = directory / name
     path.write_text(PORTFOLIO_HEADER + "".join(row + "\n" for row in rows), encoding="utf-8-sig")
     return path
+
+
+def call_once_unanswered(path: Path, open_node: Callable[[Path], Node], row: str, phone: str) -> Campaign:
+    """Site ``path`` with one attempt a day, its simulator leaving ``phone`` unanswered: ``row`` imported, its
+    account called once, and the clock past the retry time, so today's attempts are used up. Returns the
+    campaign, whose next tick decides about the reminder text."""
+    text = path.read_text().replace("seed = 7", f'seed = 7\nscripted = {{ "{phone}" = "no_answer" }}')
+    path.write_text(text.replace("retry_after_minutes = 60", "retry_after_minutes = 1\nmax_attempts_per_day = 1"))
+    write_portfolio(path.parent / "inbox", [row])
+    node = open_node(path)
+    node.creditor_sync().run_once()
+    campaign = node._campaign()
+    assert campaign is not None
+    assert campaign.tick() == 1
+    with node.db.session() as session:
+        attempt = session.scalars(sa.select(ContactAttempt)).one()
+    assert node.contacts.wait_for_call(attempt.id, timeout=10) is not None
+    time.sleep(node.clock.real_seconds(90))
+    return campaign
 
 
 def run_site(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import wave
 from collections.abc import Callable
 from datetime import datetime
@@ -21,7 +20,7 @@ from core.models import Activity, ActivityKind, CallOutcome, CallRequest, CallRe
 from core.node import Node
 from core.recordings import SearchFilters
 from core.store.schema import Account, AuditEntry, ContactAttempt
-from tests.conftest import write_portfolio, write_sites
+from tests.conftest import call_once_unanswered, write_portfolio, write_sites
 
 ANA = "+573001234567"
 
@@ -193,19 +192,8 @@ def test_an_invalid_number_is_not_dialled_again(tmp_path: Path, open_node: Calla
 
 
 def test_an_unreached_debtor_gets_one_reminder_text(tmp_path: Path, open_node: Callable[..., Node]) -> None:
-    path = write_sites(tmp_path)
-    text = path.read_text().replace("seed = 7", f'seed = 7\nscripted = {{ "{ANA}" = "no_answer" }}')
-    path.write_text(text.replace("retry_after_minutes = 60", "retry_after_minutes = 1\nmax_attempts_per_day = 1"))
-    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
-    node = open_node(path)
-    node.creditor_sync().run_once()
-    campaign = node._campaign()
-    assert campaign is not None
-    assert campaign.tick() == 1
-    with node.db.session() as session:
-        attempt = session.scalars(sa.select(ContactAttempt)).one()
-    assert node.contacts.wait_for_call(attempt.id, timeout=10) is not None
-    time.sleep(node.clock.real_seconds(90))  # past the retry time: attempts for today are used up
+    row = "BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"
+    campaign = call_once_unanswered(write_sites(tmp_path), open_node, row, ANA)
     assert campaign.tick() == 0
     assert campaign.tick() == 0
     lines = (tmp_path / "sms" / "outbox.jsonl").read_text(encoding="utf-8").splitlines()

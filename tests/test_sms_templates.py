@@ -4,7 +4,6 @@ reminder, and the CLI's preview and batch (count, segments, cost, the gate's ref
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -17,8 +16,8 @@ from core.hooks import load_plugins
 from core.models import InboundSms
 from core.node import Node
 from core.sms_templates import SmsPricing, SmsTemplates, TemplateProblem, check_template, money
-from core.store.schema import Account, ContactAttempt
-from tests.conftest import write_portfolio, write_sites
+from core.store.schema import Account
+from tests.conftest import call_once_unanswered, write_portfolio, write_sites
 from tests.test_cli import assert_one_line_error, cartera
 
 REMINDER = (
@@ -152,20 +151,7 @@ def test_a_negative_price_is_a_config_error(tmp_path: Path) -> None:
 def test_an_unreached_debtor_gets_the_portfolios_reminder_template(
     tmp_path: Path, open_node: Callable[..., Node]
 ) -> None:
-    path = site_with_templates(tmp_path)
-    text = path.read_text().replace("seed = 7", 'seed = 7\nscripted = { "+573001234567" = "no_answer" }')
-    text = text.replace("retry_after_minutes = 60", "retry_after_minutes = 1\nmax_attempts_per_day = 1")
-    path.write_text(text)
-    write_portfolio(tmp_path / "inbox", ROWS[:1])
-    node = open_node(path)
-    node.creditor_sync().run_once()
-    campaign = node._campaign()
-    assert campaign is not None
-    assert campaign.tick() == 1
-    with node.db.session() as session:
-        attempt = session.scalars(sa.select(ContactAttempt)).one()
-    assert node.contacts.wait_for_call(attempt.id, timeout=10) is not None
-    time.sleep(node.clock.real_seconds(90))
+    campaign = call_once_unanswered(site_with_templates(tmp_path), open_node, ROWS[0], "+573001234567")
     assert campaign.tick() == 0
     lines = (tmp_path / "sms" / "outbox.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["text"] for line in lines] == [
