@@ -17,6 +17,7 @@ from core.campaign import Campaign
 from core.hooks import Hooks, load_plugins
 from core.node import Node
 from core.store.schema import ContactAttempt
+from tests.peers import unavailable
 from tests.peers.net import free_port
 from tests.peers.s3 import moto_s3, radosgw, seaweedfs  # noqa: F401  (session-wide S3 endpoints)
 
@@ -170,7 +171,7 @@ def postgres_url() -> Iterator[str]:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except sa.exc.OperationalError as exc:
         admin.dispose()
-        pytest.skip(f"PEER UNAVAILABLE: PostgreSQL at {admin_url} cannot be reached ({exc.orig})")
+        unavailable(f"PostgreSQL at {admin_url} cannot be reached ({exc.orig})")
     try:
         yield admin_url.rsplit("/", 1)[0] + f"/{name}"
     finally:

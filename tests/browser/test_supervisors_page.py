@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Error, Page, ViewportSize, sync_playwright
 from sqlalchemy import select
 
 from core.hooks import load_plugins
@@ -22,11 +23,9 @@ from core.node import Node
 from core.store.schema import AuditEntry
 from tests.browser.seed import PASSWORD, Seeded, seed
 from tests.conftest import write_sites
+from tests.peers import unavailable
 from tests.peers.chromium import ARGS, chromium
 from tests.test_web_server import serving
-
-pytest.importorskip("playwright", reason="PEER UNAVAILABLE: playwright is not installed (pip install -e .[dev])")
-from playwright.sync_api import Browser, Error, Page, ViewportSize, sync_playwright
 
 pytestmark = pytest.mark.browser
 LONG_CALL_S = 300.0  # long enough that seeking near its end needs a new range request
@@ -40,7 +39,7 @@ def browser() -> Iterator[Browser]:
         try:
             launched = playwright.chromium.launch(executable_path=str(executable), args=ARGS, timeout=60_000)
         except Error as exc:
-            pytest.skip(f"PEER UNAVAILABLE: Debian's chromium does not start: {str(exc).splitlines()[0]}")
+            unavailable(f"Debian's chromium does not start: {str(exc).splitlines()[0]}")
         yield launched
         launched.close()
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import pytest
+from tests.peers import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "peers" / "debian-root.sh"
@@ -21,16 +21,16 @@ PROVISION_TIMEOUT_S = 1500
 def debian_root(name: str, packages: Sequence[str]) -> Path:
     """The cached root ``name`` with ``packages`` installed, built on first use; skips loudly when impossible."""
     if os.geteuid() != 0 or shutil.which("chroot") is None:
-        pytest.skip(f"PEER UNAVAILABLE: {name}: building a Debian root needs root and chroot")
+        unavailable(f"{name}: building a Debian root needs root and chroot")
     try:
         done = subprocess.run(
             [str(SCRIPT), name, *packages], capture_output=True, text=True, timeout=PROVISION_TIMEOUT_S, check=False
         )
     except subprocess.TimeoutExpired:
-        pytest.skip(f"PEER UNAVAILABLE: {name}: provisioning took over {PROVISION_TIMEOUT_S}s")
+        unavailable(f"{name}: provisioning took over {PROVISION_TIMEOUT_S}s")
     if done.returncode != 0:
         tail = " | ".join(done.stderr.strip().splitlines()[-3:])
-        pytest.skip(f"PEER UNAVAILABLE: {name}: {SCRIPT.name} failed ({done.returncode}): {tail}")
+        unavailable(f"{name}: {SCRIPT.name} failed ({done.returncode}): {tail}")
     return Path(done.stdout.strip().splitlines()[-1])
 
 

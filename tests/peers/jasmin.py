@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import smpplib.smpp
 
 from plugins.sms.smpp.text import ESM_DELIVERY_RECEIPT, encode_parts
+from tests.peers import unavailable
 from tests.peers.debian import stop
 from tests.peers.net import free_port
 
@@ -46,14 +46,14 @@ def jasmin_venv() -> Path:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
         except OSError as exc:
-            pytest.skip(f"PEER UNAVAILABLE: jasmin: {service} on 127.0.0.1:{port}: {exc}")
+            unavailable(f"jasmin: {service} on 127.0.0.1:{port}: {exc}")
     try:
         done = subprocess.run([str(SCRIPT)], capture_output=True, text=True, timeout=PROVISION_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
-        pytest.skip(f"PEER UNAVAILABLE: jasmin: provisioning took over {PROVISION_TIMEOUT_S}s")
+        unavailable(f"jasmin: provisioning took over {PROVISION_TIMEOUT_S}s")
     if done.returncode != 0:
         tail = " | ".join(done.stderr.strip().splitlines()[-3:])
-        pytest.skip(f"PEER UNAVAILABLE: jasmin: {SCRIPT.name} failed ({done.returncode}): {tail}")
+        unavailable(f"jasmin: {SCRIPT.name} failed ({done.returncode}): {tail}")
     return Path(done.stdout.strip().splitlines()[-1])
 
 

