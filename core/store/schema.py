@@ -83,8 +83,11 @@ class Creditor(Base):
 
 
 class Portfolio(Base):
+    """A creditor's portfolio as assigned to one site: two sites sharing a store each have their own (see
+    docs/operations.md, several sites on one PostgreSQL database)."""
+
     __tablename__ = "portfolios"
-    __table_args__ = (UniqueConstraint("creditor_id", "code"),)
+    __table_args__ = (UniqueConstraint("site", "creditor_id", "code"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     creditor_id: Mapped[int] = mapped_column(ForeignKey("creditors.id"))
     code: Mapped[str] = mapped_column(String(64))
@@ -318,13 +321,15 @@ class WebUser(Base):
 
 
 class WebGrant(Base):
-    """A site a user may see; ``portfolio`` narrows it to one portfolio code (``None``: all of the site's)."""
+    """A site a user may see; ``creditor`` and ``portfolio`` narrow it to one portfolio (both ``None``: all of
+    the site's). A ``portfolio`` without ``creditor`` is a grant from before 0008 that grants nothing."""
 
     __tablename__ = "web_grants"
-    __table_args__ = (UniqueConstraint("user_id", "site", "portfolio"),)
+    __table_args__ = (UniqueConstraint("user_id", "site", "creditor", "portfolio"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("web_users.id", ondelete="CASCADE"), index=True)
     site: Mapped[str] = mapped_column(String(64))
+    creditor: Mapped[str | None] = mapped_column(String(64))
     portfolio: Mapped[str | None] = mapped_column(String(64))
 
 
