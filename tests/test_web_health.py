@@ -1,4 +1,5 @@
-"""``/healthz`` and ``/metrics``: served by ``run`` on the node's port, no sign-in, read from the node and store."""
+"""``/healthz`` and ``/metrics``: served by ``run`` on the node's port, no sign-in, read from the node and store;
+``/healthz`` details only for a signed-in admin or a local request."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from tests.conftest import write_sites
 from tests.test_web_server import serving
 
 
-def fetch(url: str) -> tuple[int, str]:
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
@@ -30,7 +31,7 @@ def health_once_checked(base: str) -> tuple[int, dict[str, Any]]:
     for _ in range(200):
         status, body = fetch(f"{base}/healthz")
         health = json.loads(body)
-        if health["checks"]:
+        if set(health["checks"]) - {"scheduler", "store"}:
             return status, health
         time.sleep(0.05)
     raise AssertionError("the node never checked its vendors")
@@ -55,16 +56,17 @@ def test_healthz_and_metrics_while_the_node_runs(tmp_path: Path, open_node: Call
         runner.join(30)
     assert status == 200, health
     assert health["status"] == "ok"
-    assert health["scheduler"] == {"running": True}
-    assert health["store"]["ok"] is True
-    assert set(health["checks"]) == {
-        "dialer simulator",
-        "recording localdir",
-        "sms outbox",
-        "crm_sync csv",
-        "recordings",
+    assert health["checks"] == {
+        "scheduler": "ok",
+        "store": "ok",
+        "dialer simulator": "ok",
+        "recording localdir": "ok",
+        "sms outbox": "ok",
+        "crm_sync csv": "ok",
+        "recordings": "ok",
     }
-    assert all(check["ok"] for check in health["checks"].values())
+    assert health["detail"]["store"]["detail"] == node.db.display_url  # asked from loopback: the detail
+    assert all(check["ok"] for check in health["detail"].values())
     assert metrics_status == 200
     assert 'cartera_calls{outcome="answered"} 3.0' in metrics
     assert 'cartera_calls{outcome="no_answer"} 1.0' in metrics
@@ -100,9 +102,9 @@ def test_healthz_fails_when_a_vendor_check_fails(tmp_path: Path, open_node: Call
     health = json.loads(body)
     assert status == 503
     assert health["status"] == "fail"
-    assert health["checks"]["sms outbox"]["ok"] is False
-    assert "not writable" in health["checks"]["sms outbox"]["detail"]
-    assert health["checks"]["dialer simulator"]["ok"] is True
+    assert health["checks"]["sms outbox"] == "fail"
+    assert "not writable" in health["detail"]["sms outbox"]["detail"]
+    assert health["checks"]["dialer simulator"] == "ok"
 
 
 def test_healthz_fails_when_the_scheduler_is_not_running(tmp_path: Path, open_node: Callable[..., Node]) -> None:
@@ -113,4 +115,57 @@ def test_healthz_fails_when_the_scheduler_is_not_running(tmp_path: Path, open_no
     node = open_node(quiet_site(tmp_path))
     answer = TestClient(build_app(node)).get("/healthz")
     assert answer.status_code == 503
-    assert answer.json()["scheduler"] == {"running": False}
+    assert answer.json() == {"status": "fail", "checks": {"scheduler": "fail", "store": "ok"}}
+
+
+def test_healthz_tells_strangers_only_ok_or_fail_per_check(tmp_path: Path, open_node: Callable[..., Node]) -> None:
+    config = quiet_site(tmp_path)
+    config.write_text(config.read_text().replace("[sites.t.web]\n", "[sites.t.web]\ncheck_seconds = 0.2\n"))
+    node = open_node(config)
+    outbox = tmp_path / "sms" / "outbox.jsonl"
+    runner = serving(node)
+    base = node.site.section.web.base_url
+    try:
+        health_once_checked(base)
+        outbox.unlink(missing_ok=True)
+        outbox.mkdir()  # the gateway's check fails, naming the path
+        for _ in range(200):
+            status, body = fetch(f"{base}/healthz")
+            if status != 200:
+                break
+            time.sleep(0.05)
+        proxied = [
+            fetch(f"{base}/healthz", {name: value})
+            for name, value in (("X-Forwarded-For", "203.0.113.9"), ("Forwarded", "for=203.0.113.9"))
+        ]
+    finally:
+        node.stop()
+        runner.join(30)
+    local = json.loads(body)
+    assert local["checks"]["sms outbox"] == "fail"
+    assert "not writable" in local["detail"]["sms outbox"]["detail"]
+    for status, body in proxied:
+        assert status == 503
+        assert json.loads(body) == {"status": "fail", "checks": local["checks"]}
+        for told in (str(tmp_path), "sqlite", "not writable", "outbox.jsonl"):
+            assert told not in body
+
+
+def test_healthz_detail_for_a_signed_in_admin_of_the_site(tmp_path: Path, open_node: Callable[..., Node]) -> None:
+    from fastapi.testclient import TestClient
+
+    from core.users import Grant, Role, UserDirectory
+    from core.web.app import build_app
+    from tests.test_web_pages import PASSWORD, sign_in
+
+    node = open_node(quiet_site(tmp_path))
+    users = UserDirectory(node.db)
+    users.add("ana", PASSWORD, Role.SUPERVISOR, [Grant("t")])
+    users.add("dora", PASSWORD, Role.ADMIN, [Grant("t")])
+    users.add("elsa", PASSWORD, Role.ADMIN, [Grant("lima")])
+    app = build_app(node)
+    anonymous = TestClient(app).get("/healthz").json()
+    seen = {name: sign_in(TestClient(app), name).get("/healthz").json() for name in ("ana", "dora", "elsa")}
+    assert set(anonymous) == set(seen["ana"]) == set(seen["elsa"]) == {"status", "checks"}
+    assert seen["dora"]["detail"]["store"] == {"ok": True, "detail": node.db.display_url}
+    assert seen["dora"]["site"] == "t"

@@ -1,12 +1,18 @@
-"""``/healthz`` for IT and ``/metrics`` for Prometheus: no sign-in, read from the node and its store."""
+"""``/healthz`` for IT and ``/metrics`` for Prometheus: no sign-in, read from the node and its store.
+
+``/healthz`` tells anyone only ok or fail per check; the detail (store URL without password, vendor answers,
+paths: redacted all the same) goes to a signed-in admin of the site, or to a request whose socket peer is
+loopback and that carries no forwarded header (a proxy in front adds one).
+"""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -15,10 +21,15 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.archival import PENDING
+from core.redaction import redact
 from core.store.schema import ContactAttempt, ExportCursor, ImportBatch, RecordingRow, SmsRow
+from core.users import Role
 
 if TYPE_CHECKING:
     from core.node import Node
+
+#: Headers a proxy adds: a request carrying one is not trusted as local, whatever its socket peer.
+FORWARDED_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host")
 
 
 def health_router(node: Node) -> APIRouter:
@@ -27,25 +38,15 @@ def health_router(node: Node) -> APIRouter:
     registry.register(StoreCollector(node))
 
     @router.get("/healthz")
-    def healthz() -> JSONResponse:
-        store_ok, store_detail = _store_reachable(node)
-        checked = node.last_check
-        vendors: dict[str, Any] = {}
-        if checked is not None:
-            at, lines = checked
-            vendors = {
-                line.what: {"ok": line.result.ok, "detail": line.result.detail, "checked_at": at.isoformat()}
-                for line in lines
-                if line.what != "store"
-            }
-        healthy = node.scheduler_running and store_ok and all(v["ok"] for v in vendors.values())
-        body = {
+    def healthz(request: Request) -> JSONResponse:
+        detail = _checks(node)
+        healthy = all(check["ok"] for check in detail.values())
+        body: dict[str, Any] = {
             "status": "ok" if healthy else "fail",
-            "site": node.site.name,
-            "scheduler": {"running": node.scheduler_running},
-            "store": {"ok": store_ok, "detail": store_detail},
-            "checks": vendors,
+            "checks": {name: "ok" if check["ok"] else "fail" for name, check in detail.items()},
         }
+        if _may_see_detail(request, node):
+            body |= {"site": node.site.name, "detail": detail}
         return JSONResponse(body, status_code=200 if healthy else 503, headers={"Cache-Control": "no-store"})
 
     @router.get("/metrics")
@@ -53,6 +54,35 @@ def health_router(node: Node) -> APIRouter:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def _checks(node: Node) -> dict[str, dict[str, Any]]:
+    """Every check by name with its result and (redacted) detail: scheduler, store, each vendor's last check."""
+    store_ok, store_detail = _store_reachable(node)
+    checks: dict[str, dict[str, Any]] = {
+        "scheduler": {"ok": node.scheduler_running},
+        "store": {"ok": store_ok, "detail": redact(store_detail)},
+    }
+    if node.last_check is not None:
+        at, lines = node.last_check
+        for line in lines:
+            if line.what != "store":
+                result = line.result
+                checks[line.what] = {"ok": result.ok, "detail": redact(result.detail), "checked_at": at.isoformat()}
+    return checks
+
+
+def _may_see_detail(request: Request, node: Node) -> bool:
+    """A signed-in admin granted the site, or a local request: loopback socket peer and no forwarded header."""
+    peer = request.client.host if request.client else ""
+    try:
+        local = ipaddress.ip_address(peer).is_loopback
+    except ValueError:
+        local = False
+    if local and not any(name in request.headers for name in FORWARDED_HEADERS):
+        return True
+    viewer = request.app.state.web.known_viewer(request)
+    return viewer is not None and viewer.user.role is Role.ADMIN and viewer.user.sees_site(node.site.name)
 
 
 def _store_reachable(node: Node) -> tuple[bool, str]:
