@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import logging
 import string
+import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -40,9 +41,10 @@ from core.models import (
 
 
 class PluginConfig(BaseModel):
-    """Base of every adapter's config model: unknown keys are errors, values are immutable."""
+    """Base of every adapter's config model: unknown keys are errors, values are immutable, numbers finite.
+    ``sites.toml`` is validated strictly (:func:`core.config.load_site`): TOML's own types, no "12" for 12."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 ConfigT = TypeVar("ConfigT", bound=PluginConfig)
@@ -55,6 +57,29 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 #: A path in a config model: relative paths are taken from the directory of ``sites.toml``.
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
+
+#: Validation context key: set when a site's config is loaded to run it, so :data:`WritableDir` is checked.
+CHECK_DIRS = "check_dirs"
+
+
+def _creatable(value: Path, info: ValidationInfo) -> Path:
+    if not (info.context or {}).get(CHECK_DIRS):
+        return value
+    existing = value
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"cannot create or write this directory: {existing} is not a directory")
+    try:
+        tempfile.TemporaryDirectory(dir=existing, prefix=".cartera-check-").cleanup()
+    except OSError as exc:
+        raise ValueError(f"cannot create or write this directory: {existing}: {exc.strerror or exc}") from None
+    return value
+
+
+#: A directory core or the plugin creates when missing and writes to: when a site's config is loaded, the
+#: nearest existing ancestor must be a directory where one can be created (not a file, not ``/proc``).
+WritableDir = Annotated[ConfigPath, AfterValidator(_creatable)]
 
 
 class PluginContext(Protocol):

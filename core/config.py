@@ -7,19 +7,20 @@ machine. Every error is one :class:`ConfigError` line naming the file, site, key
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from core.adapters import ConfigPath, PluginConfig, template_fields
+from core.adapters import CHECK_DIRS, ConfigPath, PluginConfig, WritableDir, template_fields
 from core.compliance import PolicyError, validate
 from core.compliance.packs import ChannelName, LocalRule, WindowRule
 from core.errors import ConfigError
@@ -29,10 +30,11 @@ from core.sms_templates import SmsPricing, TemplateSource
 
 PLUGIN_KINDS = ("dialer", "recording", "sms", "crm_sync")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ContactWindow(_Section):
@@ -191,7 +193,7 @@ class SiteSection(_Section):
     timezone: str
     country: str
     database: str | None = None
-    data_dir: ConfigPath | None = None
+    data_dir: WritableDir | None = None
     log_format: LogFormat = "text"
     clock: ClockConfig = ClockConfig()
     compliance: ComplianceConfig = ComplianceConfig()
@@ -285,10 +287,7 @@ def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
         errors.fail((), "must be a table")
     raw = _substitute_env(raw, (), errors)
     base_dir = path.parent
-    try:
-        section = SiteSection.model_validate(raw, context={"base_dir": base_dir})
-    except ValidationError as exc:
-        errors.from_validation(exc, ())
+    section = _strict(SiteSection, raw, base_dir, errors, ())
     try:
         validate(section.compliance, section.country)
     except PolicyError as exc:
@@ -300,17 +299,31 @@ def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
         if choice is None:
             continue
         adapter = _lookup(registries[kind], choice.plugin, errors, kind)
-        settings_raw = dict(choice.model_extra or {})
-        try:
-            settings = adapter.config_model.model_validate(settings_raw, context={"base_dir": base_dir})
-        except ValidationError as exc:
-            errors.from_validation(exc, (kind,))
+        settings = _strict(adapter.config_model, dict(choice.model_extra or {}), base_dir, errors, (kind,))
         plugins[kind] = PluginChoice(kind=kind, name=choice.plugin, settings=settings)
     data_dir = section.data_dir or base_dir / "var" / site
     database = section.database or f"sqlite:///{base_dir / 'var' / f'{site}.db'}"
     return SiteConfig(
         name=site, source=path, section=section, data_dir=data_dir, database_url=database, plugins=plugins
     )
+
+
+def _strict(model: type[M], raw: dict[str, Any], base_dir: Path, errors: _Errors, key: tuple[str, ...]) -> M:
+    """``raw`` as ``model``, taking values only in their own TOML type: "12" is no integer, "false" no boolean,
+    7.0 no integer (an integer is a float, a string a path, a date-time, time or enum). Directories the node
+    will create are checked."""
+    document = json.dumps(raw, default=_toml_scalar)
+    try:
+        return model.model_validate_json(document, strict=True, context={"base_dir": base_dir, CHECK_DIRS: True})
+    except ValidationError as exc:
+        return errors.from_validation(exc, key, model)  # type: ignore[no-any-return]
+
+
+def _toml_scalar(value: object) -> str:
+    """TOML's date-times, dates and times, for JSON: as ISO 8601 text, as pydantic reads them."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a TOML value")
 
 
 def _lookup(registry: Any, name: str, errors: _Errors, kind: str) -> Any:
@@ -352,19 +365,36 @@ class _Errors:
         subject = f"site {self.site!r}, key {dotted!r}" if dotted else f"site {self.site!r}"
         raise ConfigError(f"{where}: {subject}: {message}")
 
-    def from_validation(self, exc: ValidationError, prefix: tuple[str, ...]) -> Any:
+    def from_validation(self, exc: ValidationError, prefix: tuple[str, ...], model: type[BaseModel]) -> Any:
         first = exc.errors()[0]
         loc = tuple(str(part) for part in first["loc"] if not isinstance(part, int))
         kind = first["type"]
         if kind == "extra_forbidden":
-            message = "unknown key"
+            valid = _keys_of(model, loc[:-1])
+            message = f"unknown key (valid: {', '.join(valid)})" if valid else "unknown key"
         elif kind == "missing":
             message = "missing key"
         else:
             message = first["msg"].removeprefix("Value error, ")
-            if "input" in first and not isinstance(first["input"], dict | list):
-                message += f" (got {first['input']!r})"
+            shown = first.get("input")
+            if "input" in first and not isinstance(shown, dict | list) and repr(shown) not in message:
+                message += f" (got {shown!r})"
         self.fail((*prefix, *loc), message)
+
+
+def _keys_of(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
+    """The keys of the table at ``loc`` in ``model`` (nested models only; empty where it is not one)."""
+    for part in loc:
+        field = model.model_fields.get(part)
+        nested = [arg for arg in (field.annotation, *get_args(field.annotation)) if _is_model(arg)] if field else []
+        if not nested:
+            return []
+        model = nested[0]
+    return sorted(name for name in model.model_fields if name != "plugin" or model is PluginSection)
+
+
+def _is_model(annotation: object) -> TypeGuard[type[BaseModel]]:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")

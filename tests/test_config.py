@@ -11,7 +11,7 @@ from core.config import load_site
 from core.errors import ConfigError
 from core.hooks import Hooks
 from core.logs import TextFormatter
-from tests.conftest import write_sites
+from tests.conftest import run_site, write_sites
 
 
 def _error(hooks: Hooks, path: Path, site: str = "t") -> str:
@@ -58,7 +58,9 @@ def test_unknown_plugin_key_is_rejected_with_its_line(hooks: Hooks, sites_toml: 
     text = sites_toml.read_text().replace("seed = 7", "seed = 7\nring_timout = 30")
     sites_toml.write_text(text)
     line = next(i for i, row in enumerate(text.splitlines(), 1) if "ring_timout" in row)
-    assert _error(hooks, sites_toml) == f"{sites_toml}:{line}: site 't', key 'dialer.ring_timout': unknown key"
+    assert _error(hooks, sites_toml).startswith(
+        f"{sites_toml}:{line}: site 't', key 'dialer.ring_timout': unknown key ("
+    )
 
 
 def test_unknown_core_key_is_rejected(hooks: Hooks, sites_toml: Path) -> None:
@@ -76,6 +78,7 @@ def test_bad_timezone_is_named(hooks: Hooks, sites_toml: Path) -> None:
     message = _error(hooks, sites_toml)
     assert "key 'timezone'" in message
     assert "unknown time zone 'America/Bogata'" in message
+    assert message.count("America/Bogata") == 1
 
 
 def test_bad_clock_and_window_values_are_named(hooks: Hooks, sites_toml: Path) -> None:
@@ -123,3 +126,80 @@ def test_shipped_sites_toml_is_valid(hooks: Hooks) -> None:
     site = load_site(repo / "sites.toml", "demo", hooks.collect_adapters())
     assert site.section.clock.mode == "simulated"
     assert set(site.plugins) == {"dialer", "recording", "sms", "crm_sync"}
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, row in enumerate(text.splitlines(), 1) if needle in row)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "message"),
+    [
+        ("seed = 7", 'seed = 7\nagents = "12"', "dialer.agents", "Input should be a valid integer (got '12')"),
+        ("port = ", "port = '18931' # was ", "web.port", "Input should be a valid integer (got '18931')"),
+        ('portfolio = "TARJETAS"', 'portfolio = "TARJETAS"\nkeep_files = "false"', "crm_sync.keep_files", "boolean"),
+        ("seed = 7", "seed = 7.0", "dialer.seed", "Input should be a valid integer (got 7.0)"),
+        ("speed = 600", "speed = true", "clock.speed", "Input should be a valid number (got True)"),
+        ("speed = 600", "speed = inf", "clock.speed", "Input should be a finite number"),
+        ('country = "CO"', "country = 57", "country", "Input should be a valid string (got 57)"),
+    ],
+)
+def test_values_must_have_their_toml_type(
+    hooks: Hooks, sites_toml: Path, *, old: str, new: str, key: str, message: str
+) -> None:
+    text = sites_toml.read_text().replace(old, new, 1)
+    sites_toml.write_text(text)
+    line = _line_of(text, key.rsplit(".", 1)[-1] + " =")
+    error = _error(hooks, sites_toml)
+    assert error.startswith(f"{sites_toml}:{line}: site 't', key '{key}': ")
+    assert message in error
+
+
+def test_toml_native_values_still_load(hooks: Hooks, sites_toml: Path) -> None:
+    text = sites_toml.read_text().replace('start = "07:00", end = "19:00"', "start = 07:00:00, end = 19:00:00")
+    sites_toml.write_text(text.replace("speed = 600", "speed = 600.5"))
+    site = load_site(sites_toml, "t", hooks.collect_adapters())
+    assert site.section.clock.speed == 600.5
+    assert site.section.compliance.contact_window is not None
+    assert site.section.compliance.contact_window.start.hour == 7
+    assert site.plugins["dialer"].settings.ring_seconds == (1.0, 10.0)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "reason"),
+    [
+        ('data_dir = "var/t"', 'data_dir = "/proc/cartera/var"', "data_dir", "/proc: No such file or directory"),
+        ('path = "archive"', 'path = "blocker/archive"', "recording.path", "blocker is not a directory"),
+        ('outbox = "exports"', 'outbox = "blocker/exports"', "crm_sync.outbox", "blocker is not a directory"),
+    ],
+)
+def test_directories_that_cannot_be_created_are_config_errors(
+    hooks: Hooks, sites_toml: Path, *, old: str, new: str, key: str, reason: str
+) -> None:
+    (sites_toml.parent / "blocker").write_text("a file, not a directory")
+    text = sites_toml.read_text().replace(old, new)
+    sites_toml.write_text(text)
+    message = _error(hooks, sites_toml)
+    assert message.startswith(f"{sites_toml}:{_line_of(text, new)}: site 't', key '{key}': cannot create")
+    assert reason in message
+
+
+def test_cli_exits_2_naming_file_line_and_key(sites_toml: Path) -> None:
+    text = sites_toml.read_text().replace('data_dir = "var/t"', 'data_dir = "/proc/cartera/var"')
+    sites_toml.write_text(text.replace("seed = 7", 'seed = 7\nagents = "12"'))
+    result = run_site(sites_toml, "check")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: {sites_toml}:{_line_of(text, 'data_dir')}: site 't', key 'data_dir'")
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_key_lists_the_valid_ones(hooks: Hooks, sites_toml: Path) -> None:
+    text = sites_toml.read_text().replace(
+        'portfolio = "TARJETAS"', 'portfolio = "TARJETAS"\ncolumns = { cuenta = "x" }'
+    )
+    sites_toml.write_text(text)
+    message = _error(hooks, sites_toml)
+    assert message.startswith(f"{sites_toml}:{_line_of(text, 'columns =')}: site 't', key 'crm_sync.columns.cuenta'")
+    assert message.endswith(
+        "unknown key (valid: account_ref, action, balance, currency, debtor_name, payment_date, payment_ref, phones)"
+    )

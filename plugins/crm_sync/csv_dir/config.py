@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from core.adapters import ConfigPath
+from core.adapters import ConfigPath, WritableDir
 from core.creditor_files.config import CsvFormatConfig
 
 
@@ -15,11 +15,11 @@ class CsvDirConfig(CsvFormatConfig):
 
     inbox: ConfigPath = Field(description="Directory where the creditor drops assignment files.")
     pattern: str = Field("*.csv", min_length=1, description="Glob of the assignment files in the inbox.")
-    archive: ConfigPath | None = Field(
+    archive: WritableDir | None = Field(
         None,
         description="Where imported files are moved (same filesystem as the inbox); unset: INBOX/imported.",
     )
-    rejected: ConfigPath | None = Field(
+    rejected: WritableDir | None = Field(
         None,
         description="Where files rejected whole are moved once their rejection report is written (same "
         "filesystem as the inbox); unset: INBOX/rejected.",
@@ -29,7 +29,7 @@ class CsvDirConfig(CsvFormatConfig):
         description="Leave imported and rejected files in the inbox (their sha256 is remembered in the "
         "adapter's data directory so they are not fetched again) instead of moving them.",
     )
-    outbox: ConfigPath = Field(description="Directory the activity exports are written to.")
+    outbox: WritableDir = Field(description="Directory the activity exports are written to.")
 
     @property
     def archive_dir(self) -> Path:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from core.adapters import ConfigPath, PluginConfig
+from core.adapters import PluginConfig, WritableDir
 
 
 class LocalDirConfig(PluginConfig):
-    path: ConfigPath = Field(description="Root directory of the archive; created when missing.")
+    path: WritableDir = Field(description="Root directory of the archive; created when missing.")
     fsync: bool = Field(
         default=True,
         description="fsync every object and its directory before put returns (turn off only for tests).",
