@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import CarteraError
 from core.logs import event
-from core.web.context import SignInRequired, Web, WebError, anonymous
+from core.web.context import SignInRequired, Viewer, Web, WebError, anonymous
 from core.web.health import health_router
 from core.web.pages import pages_router
 from core.web.signin import signin_router
@@ -64,11 +65,17 @@ def build_app(node: Node) -> FastAPI:
 def _handle_errors(app: FastAPI, web: Web) -> None:
     """Every failure a clean page or JSON, audited with who asked; never a stack trace in a response."""
 
+    def answer(request: Request, status: int, message_key: str, viewer: Viewer | None) -> Response:
+        """Plugins' routes are machines' APIs: their errors are JSON (``{"detail": ...}``), never a page."""
+        if request.url.path.startswith(f"{PLUGIN_PREFIX}/"):
+            return JSONResponse({"detail": HTTPStatus(status).phrase}, status_code=status)
+        return web.error(request, status, message_key, viewer)
+
     def rejected(request: Request, status: int, reason: str, message_key: str, headers: dict[str, str]) -> Response:
         viewer = web.known_viewer(request)
         actor = viewer.actor if viewer else anonymous(request)
         web.audit(actor, "web.rejected", request.url.path[:200], status=status, reason=reason[:300])
-        response = web.error(request, status, message_key, viewer)
+        response = answer(request, status, message_key, viewer)
         response.headers.update(headers)
         return response
 
@@ -93,9 +100,9 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
     @app.exception_handler(CarteraError)
     def failed(request: Request, exc: CarteraError) -> Response:
         event(log, "web.failed", logging.ERROR, path=request.url.path, error=str(exc))
-        return web.error(request, 502, "error.502", web.known_viewer(request))
+        return answer(request, 502, "error.502", web.known_viewer(request))
 
     @app.exception_handler(Exception)
     def crashed(request: Request, exc: Exception) -> Response:
         log.error("web: %s %s failed", request.method, request.url.path, exc_info=exc)
-        return web.error(request, 500, "error.500", web.known_viewer(request))
+        return answer(request, 500, "error.500", web.known_viewer(request))

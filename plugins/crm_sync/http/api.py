@@ -8,19 +8,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message
 
 from core.logs import event
 from plugins.crm_sync.http.batches import BatchConflict, BatchSpool
-from plugins.crm_sync.http.config import CODE_PATTERN, CreditorAccess
+from plugins.crm_sync.http.config import CODE_PATTERN, DEFAULT_MAX_BODY_BYTES, CreditorAccess
 from plugins.crm_sync.http.feed import ActivityFeed
 from plugins.crm_sync.http.models import ActivityPage, BatchIn, BatchOut, ErrorOut, HealthOut
 
 API_VERSION = "v1"
 MAX_PAGE = 1000
-MAX_BODY_BYTES = 16 << 20
+MAX_SEQ = 2**63 - 1  #: SQLite's largest integer: the activity feed's seqs never pass it
+UNREADABLE_BODY = "the body is not JSON the API can read (UTF-8, depth, number sizes)"
 
 _bearer = HTTPBearer(auto_error=False, description="The creditor's API token: `Authorization: Bearer TOKEN`.")
 _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
@@ -29,37 +31,57 @@ _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
 _FORBIDDEN: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorOut, "description": "The token's creditor may not use this creditor or portfolio."}
 }
+Authenticate = Callable[[Request, HTTPAuthorizationCredentials | None], str]
 
 
-class JsonErrorRoute(APIRoute):
-    """Answers the API's errors as its schema documents them (``{"detail": ...}``, 422 with field paths), even
-    in an app whose own exception handlers render errors for people (the node's web pages); refuses POST
-    bodies without a Content-Length or larger than ``MAX_BODY_BYTES`` before reading them."""
+def guarded_route(authenticate: Authenticate, max_body_bytes: int) -> type[APIRoute]:
+    """A route class answering the API's errors as its schema documents them (``{"detail": ...}``, 422 with
+    field paths), even in an app whose own exception handlers render errors for people (the node's web pages).
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    A route that depends on ``authenticate`` checks the token before anything of the body is read; then a body
+    announced larger than ``max_body_bytes`` is refused at once, and one sent without a length (chunked) as soon
+    as it passes the limit, so no more than the limit is ever buffered."""
 
-        async def handle(request: Request) -> Response:
-            if request.method == "POST" and (refused := _body_size_problem(request)) is not None:
-                return JSONResponse({"detail": refused[1]}, status_code=refused[0])
-            try:
-                return await handler(request)
-            except HTTPException as exc:
-                return await http_exception_handler(request, exc)
-            except RequestValidationError as exc:
-                return await request_validation_exception_handler(request, exc)
+    class GuardedRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+            needs_token = any(dependency.call is authenticate for dependency in self.dependant.dependencies)
 
-        return handle
+            async def handle(request: Request) -> Response:
+                try:
+                    if needs_token:
+                        authenticate(request, await _bearer(request))
+                    return await handler(_bounded(request, max_body_bytes))
+                except StarletteHTTPException as exc:
+                    if exc.status_code == status.HTTP_400_BAD_REQUEST:  # the parser's, whatever it says
+                        exc = HTTPException(exc.status_code, UNREADABLE_BODY)
+                    return await http_exception_handler(request, exc)
+                except RequestValidationError as exc:
+                    return await request_validation_exception_handler(request, exc)
+
+            return handle
+
+    return GuardedRoute
 
 
-def _body_size_problem(request: Request) -> tuple[int, str] | None:
-    """Refuse bodies of unknown or excessive size before they are read."""
+def _bounded(request: Request, limit: int) -> Request:
+    """``request`` whose body may not exceed ``limit`` bytes: 413 now if its Content-Length says more, else
+    413 from the read that passes the limit."""
+    too_large = HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"the body exceeds {limit} bytes: split the batch")
     length = request.headers.get("content-length", "")
-    if not length.isdigit():
-        return status.HTTP_411_LENGTH_REQUIRED, "send the body with a Content-Length header"
-    if int(length) > MAX_BODY_BYTES:
-        return status.HTTP_413_CONTENT_TOO_LARGE, f"the body exceeds {MAX_BODY_BYTES} bytes: split the batch"
-    return None
+    if length.isascii() and length.isdigit() and (len(length) > 18 or int(length) > limit):
+        raise too_large
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise too_large
+        return message
+
+    return Request(request.scope, receive)
 
 
 def token_owner(creditors: dict[str, CreditorAccess], token: str) -> str | None:
@@ -73,10 +95,13 @@ def token_owner(creditors: dict[str, CreditorAccess], token: str) -> str | None:
 
 
 def api_router(
-    creditors: dict[str, CreditorAccess], spool: BatchSpool, feed: ActivityFeed, log: logging.Logger
+    creditors: dict[str, CreditorAccess],
+    spool: BatchSpool,
+    feed: ActivityFeed,
+    log: logging.Logger,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> APIRouter:
     """The routes of API version 1."""
-    router = APIRouter(prefix=f"/{API_VERSION}", tags=["creditor exchange"], route_class=JsonErrorRoute)
 
     def creditor(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
@@ -88,6 +113,9 @@ def api_router(
             detail = "unknown token" if credentials else "send the creditor's token as 'Authorization: Bearer TOKEN'"
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
         return owner
+
+    route_class = guarded_route(creditor, max_body_bytes)
+    router = APIRouter(prefix=f"/{API_VERSION}", tags=["creditor exchange"], route_class=route_class)
 
     @router.get(
         "/health",
@@ -113,9 +141,14 @@ def api_router(
             200: {"model": BatchOut, "description": "Re-delivery of a known batch: nothing changed."},
             **_UNAUTHORIZED,
             **_FORBIDDEN,
+            400: {"model": ErrorOut, "description": "The body is not JSON the API can read: invalid UTF-8, nesting "
+                "deeper than the parser allows, or a number of more than 4300 digits."},
             409: {"model": ErrorOut, "description": "The batch id was already used for different content."},
-            411: {"model": ErrorOut, "description": "The body came without a Content-Length header."},
-            413: {"model": ErrorOut, "description": f"The body is larger than {MAX_BODY_BYTES} bytes."},
+            413: {
+                "model": ErrorOut,
+                "description": "The body is larger than the site's `max_body_bytes` "
+                f"({DEFAULT_MAX_BODY_BYTES} bytes unless set): split the batch.",
+            },
         },
     )
     def push_batch(batch: BatchIn, response: Response, owner: Annotated[str, Depends(creditor)]) -> BatchOut:
@@ -171,7 +204,7 @@ def api_router(
     )
     def activities(
         owner: Annotated[str, Depends(creditor)],
-        after: Annotated[int, Query(ge=0, description="The last seq you stored (0 at first).")] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="The last seq you stored (0 at first).")] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 500,
     ) -> ActivityPage:
         page, more = feed.page(owner, after, limit)

@@ -10,6 +10,7 @@ from core.adapters import PluginConfig
 
 #: Creditor codes and batch ids: safe as file names and URL segments.
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+DEFAULT_MAX_BODY_BYTES = 16 << 20
 
 
 class CreditorAccess(PluginConfig):
@@ -39,6 +40,12 @@ class HttpApiConfig(PluginConfig):
         min_length=1, description="Creditor code (as in the store) to its access: token, portfolios, webhook."
     )
     currency: str = Field("COP", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency of rows that do not give one.")
+    max_body_bytes: int = Field(
+        DEFAULT_MAX_BODY_BYTES,
+        ge=64 << 10,
+        le=256 << 20,
+        description="Largest request body the API reads, bytes (16 MiB: 10,000 rows with room); larger ones get 413.",
+    )
     webhook_attempts: int = Field(
         3, ge=1, le=10, description="Tries per webhook delivery before the export fails (core re-sends later)."
     )

@@ -57,7 +57,9 @@ class HttpCrmSync(CrmSync[HttpApiConfig]):
         self.feed.create()
 
     def http_router(self) -> APIRouter:
-        return api_router(self.config.creditors, self.spool, self.feed, self.context.log)
+        return api_router(
+            self.config.creditors, self.spool, self.feed, self.context.log, max_body_bytes=self.config.max_body_bytes
+        )
 
     def check(self) -> CheckResult:
         problems = [problem for hook in self._webhooks.values() if (problem := hook.probe(PROBE_TIMEOUT_S))]
