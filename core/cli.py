@@ -25,11 +25,12 @@ from core.compliance.report import explanation
 from core.contacts import Denied
 from core.errors import CarteraError, UsageError
 from core.hooks import load_plugins
-from core.logs import configure, redact
+from core.logs import configure
 from core.models import Channel, FileRejected
 from core.node import Node
 from core.phones import InvalidPhone, normalize
 from core.recordings import MAX_URL_SECONDS, RecordingView, SearchFilters
+from core.redaction import RedactingStream, redacted_output
 from core.sms_batch import plan_batch, send_batch
 from core.sms_templates import REMINDER
 from core.summary import site_summary
@@ -133,20 +134,26 @@ def _add_sms_template_commands(commands: argparse._SubParsersAction[argparse.Arg
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly, like any Unix tool
     args = build_parser().parse_args(argv)
+    with redacted_output():  # all the command writes, logs and tracebacks included, passes the site's redaction
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     configure("text", logging.DEBUG if args.debug else logging.INFO)
     try:
         return _dispatch(args)
     except CarteraError as exc:
         if args.debug:
             log.exception("failed")
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 1
     except Exception as exc:
         if args.debug:
-            raise
-        print(f"error: {type(exc).__name__}: {redact(str(exc))} (run with --debug for details)", file=sys.stderr)
+            log.exception("failed")
+            return 1
+        print(f"error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
         return 1
 
 
@@ -315,7 +322,10 @@ def _recordings(node: Node, args: argparse.Namespace) -> int:
         return 0
     store = node.adapter("recording", RecordingStore)
     if args.recordings_command == "url":
-        print(node.library.url(args.id, store, args.expires, actor=os_user()))
+        url = node.library.url(args.id, store, args.expires, actor=os_user())
+        # A presigned URL carries the store's access key id by design (never its secret key): printed as is.
+        stdout = sys.stdout
+        print(url, file=stdout.unredacted if isinstance(stdout, RedactingStream) else stdout)
         return 0
     if args.recordings_command in ("hold", "release"):
         on = args.recordings_command == "hold"

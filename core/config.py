@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -20,11 +21,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from core import credentials
 from core.adapters import CHECK_DIRS, ConfigPath, PluginConfig, WritableDir, template_fields
 from core.compliance import PolicyError, validate
 from core.compliance.packs import ChannelName, LocalRule, WindowRule
 from core.errors import ConfigError
-from core.logs import LogFormat, register_secret
+from core.logs import LogFormat
+from core.redaction import redact
 from core.registry import AdapterCatalog
 from core.sms_templates import SmsPricing, TemplateSource
 
@@ -300,6 +303,8 @@ def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
             continue
         adapter = _lookup(registries[kind], choice.plugin, errors, kind)
         settings = _strict(adapter.config_model, dict(choice.model_extra or {}), base_dir, errors, (kind,))
+        for name, value in credentials.secret_settings(settings):
+            _checked(credentials.secret, value, (kind, *name), errors, "this secret")
         plugins[kind] = PluginChoice(kind=kind, name=choice.plugin, settings=settings)
     data_dir = section.data_dir or base_dir / "var" / site
     database = section.database or f"sqlite:///{base_dir / 'var' / f'{site}.db'}"
@@ -345,11 +350,20 @@ def _substitute_env(value: Any, key: tuple[str, ...], errors: _Errors) -> Any:
             if var not in os.environ:
                 errors.fail(key, f"environment variable {var} is not set")
             secret = os.environ[var]
-            register_secret(secret)
+            _checked(credentials.secret, secret, key, errors, f"environment variable {var}")
             return secret
 
-        return _ENV_REF.sub(replace, value)
+        value = _ENV_REF.sub(replace, value)
+    if isinstance(value, str):
+        _checked(credentials.url_credentials, value, key, errors)
     return value
+
+
+def _checked(check: Callable[..., None], value: str, key: tuple[str, ...], errors: _Errors, *args: str) -> None:
+    try:
+        check(value, *args)
+    except ValueError as exc:
+        errors.fail(key, str(exc))
 
 
 class _Errors:
@@ -378,7 +392,7 @@ class _Errors:
             message = first["msg"].removeprefix("Value error, ")
             shown = first.get("input")
             if "input" in first and not isinstance(shown, dict | list) and repr(shown) not in message:
-                message += f" (got {shown!r})"
+                message += f" (got {redact(repr(shown))})"
         self.fail((*prefix, *loc), message)
 
 

@@ -5,30 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import threading
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from core.redaction import redact
+
 LogFormat = Literal["text", "json"]
-
-_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
-MASK = "***"
-
-
-def register_secret(value: str) -> None:
-    """Mask ``value`` in every log line from now on (config values that came from ``${ENV}``)."""
-    if len(value) >= 4:
-        with _secrets_lock:
-            _secrets.add(value)
-
-
-def redact(text: str) -> str:
-    with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    return text
 
 
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:

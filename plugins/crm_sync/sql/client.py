@@ -16,7 +16,7 @@ from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 from sqlalchemy.sql.expression import TableClause
 
 from core.errors import CarteraError
-from core.logs import register_secret
+from core.redaction import register_secret
 
 STREAM_ROWS = 1000
 

@@ -86,6 +86,13 @@ class S3Config(PluginConfig):
     connect_timeout_s: float = Field(default=5, gt=0, le=120, description="Seconds to open a connection.")
     read_timeout_s: float = Field(default=60, gt=0, le=600, description="Seconds to wait for the store's answer.")
 
+    @field_validator("endpoint_url", mode="before")
+    @classmethod
+    def _no_credentials(cls, value: object) -> object:
+        if isinstance(value, str) and "@" in value:  # never parsed, so never rewritten and shown
+            raise ValueError("the endpoint URL must not carry credentials: use access_key_id and secret_access_key")
+        return value
+
     @field_validator("bucket")
     @classmethod
     def _bucket_name(cls, value: str) -> str:

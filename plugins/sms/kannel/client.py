@@ -13,7 +13,7 @@ from urllib.parse import quote, quote_plus
 
 import urllib3
 
-from core.logs import MASK
+from core.redaction import MASK
 from plugins.sms.kannel.config import KannelConfig
 
 SENDSMS_PATH = "/cgi-bin/sendsms"
