@@ -60,6 +60,7 @@ class ImportReport:
     payments: int = 0
     quarantined: list[RowError] = field(default_factory=list)
     already_imported: bool = False
+    read_as: str | None = None  #: the file's encoding and delimiter, when it is a file
 
     def counts(self) -> dict[str, int]:
         return {
@@ -75,7 +76,7 @@ class ImportReport:
         if self.already_imported:
             return f"{self.source}: already imported (sha256 {self.content_sha256[:12]}), nothing changed"
         counts = ", ".join(f"{value} {key}" for key, value in self.counts().items())
-        return f"{self.source}: {counts}"
+        return f"{self.source}: {counts}" + (f" (read as {self.read_as})" if self.read_as else "")
 
 
 @dataclass(slots=True)
@@ -127,7 +128,7 @@ class AssignmentImporter:
         self._places: dict[tuple[str | None, str | None], tuple[str | None, str | None] | RowError] = {}
 
     def import_batch(self, batch: AssignmentBatch, actor: str) -> ImportReport:
-        report = ImportReport(batch.source, batch.content_sha256)
+        report = ImportReport(batch.source, batch.content_sha256, read_as=batch.read_as)
         now = self.clock.now()
         recorded: list[Activity] = []
         with self.db.session() as session:
@@ -166,7 +167,7 @@ class AssignmentImporter:
             )
         for activity in recorded:
             self.hooks.activity_recorded(self.site, activity)
-        event(log, "assignments.imported", source=batch.source, **report.counts())
+        event(log, "assignments.imported", source=batch.source, read_as=batch.read_as, **report.counts())
         return report
 
     def phones(self, country: str) -> PhoneNormalizer:

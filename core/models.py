@@ -224,6 +224,7 @@ class AssignmentBatch:
     source: str
     content_sha256: str
     items: Iterable[AssignmentRow | RowError]
+    read_as: str | None = None  #: how a file was read, for the import summary: ``windows-1252, delimiter ','``
 
 
 class ActivityKind(enum.StrEnum):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+from collections.abc import Collection
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -42,15 +43,24 @@ DEFAULT_EXPORT_COLUMNS: dict[str, str] = {
 EXPORT_FIELDS = tuple(DEFAULT_EXPORT_COLUMNS)
 
 
-def _check_encoding(value: str) -> str:
-    sample = b"cuenta;saldo\r\n"
+#: The encodings creditor files are read and written in (codec name → the name operators write).
+ENCODINGS = {"utf-8": "utf-8", "utf-8-sig": "utf-8-sig", "cp1252": "windows-1252", "iso8859-1": "latin-1"}
+#: Those of spreadsheet exports that are not UTF-8: one byte a character.
+LEGACY_ENCODINGS = ("cp1252", "iso8859-1")
+
+
+def codec_name(encoding: str) -> str:
+    """Python's name of ``encoding`` (``"windows-1252"`` → ``"cp1252"``); ``""`` when it is none."""
     try:
-        codecs.lookup(value)
-        compatible = sample.decode(value) == sample.decode("ascii")
-    except (LookupError, UnicodeDecodeError):
-        compatible = False
-    if not compatible:
-        raise ValueError(f"{value!r} is not a known ASCII-compatible encoding (use utf-8 or windows-1252)")
+        return codecs.lookup(encoding).name
+    except LookupError:
+        return ""
+
+
+def _allowed(value: str, codecs_allowed: Collection[str] = ENCODINGS) -> str:
+    if codec_name(value) not in codecs_allowed:
+        names = [ENCODINGS[codec] for codec in codecs_allowed]
+        raise ValueError(f"{value!r} is not an allowed encoding (use {', '.join(names[:-1])} or {names[-1]})")
     return value
 
 
@@ -88,7 +98,9 @@ class ExportFormatConfig(PluginConfig):
 
     delimiter: Literal[";", ","] = Field(";", description="Field delimiter.")
     encoding: str = Field(
-        "utf-8-sig", description="Text encoding (utf-8-sig: UTF-8 with a BOM, as spreadsheets open it)."
+        "utf-8-sig",
+        description="Text encoding: utf-8-sig (UTF-8 with a BOM, as spreadsheets open it), utf-8, windows-1252 "
+        "or latin-1.",
     )
     decimal_comma: bool = Field(True, description="Write amounts with a decimal comma (1250000,50).")
     date_format: str = Field("%Y-%m-%d", description="strftime format of dates (promise due dates).")
@@ -103,7 +115,7 @@ class ExportFormatConfig(PluginConfig):
     @field_validator("encoding")
     @classmethod
     def _known(cls, value: str) -> str:
-        return _check_encoding(value)
+        return _allowed(value)
 
     @field_validator("columns")
     @classmethod
@@ -127,12 +139,12 @@ class CsvFormatConfig(PluginConfig):
     )
     encoding: str | None = Field(
         None,
-        description="Text encoding every file must be in (utf-8, windows-1252...); unset: UTF-8 (with or "
-        "without BOM) when the whole file decodes as UTF-8, else `legacy_encoding`.",
+        description="Text encoding every file must be in: utf-8 (with or without BOM), windows-1252 or latin-1; "
+        "unset: UTF-8 when the whole file decodes as UTF-8, else `legacy_encoding`.",
     )
     legacy_encoding: str = Field(
         "windows-1252",
-        description="Encoding of spreadsheet exports that are not UTF-8 (windows-1252 or latin-1); a file "
+        description="Encoding of spreadsheet exports that are not UTF-8: windows-1252 or latin-1; a file "
         "that is neither UTF-8 nor this is rejected naming the line.",
     )
     decimal_comma: bool | None = Field(
@@ -160,10 +172,10 @@ class CsvFormatConfig(PluginConfig):
 
     @field_validator("encoding")
     @classmethod
-    def _ascii_compatible(cls, value: str | None) -> str | None:
-        return None if value is None else _check_encoding(value)
+    def _known(cls, value: str | None) -> str | None:
+        return None if value is None else _allowed(value)
 
     @field_validator("legacy_encoding")
     @classmethod
-    def _legacy_ascii_compatible(cls, value: str) -> str:
-        return _check_encoding(value)
+    def _single_byte(cls, value: str) -> str:
+        return _allowed(value, LEGACY_ENCODINGS)

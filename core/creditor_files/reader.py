@@ -2,8 +2,10 @@
 
 One chunked pass computes the sha256 (and whether the bytes are UTF-8); each iteration of a batch's items
 parses the file again (decoding blocks of whole lines, parsing one row at a time) and checks the bytes did not
-change meanwhile. Only
-ASCII-compatible encodings are read, so lines split at ``b"\\n"``.
+change meanwhile. Only ASCII-compatible encodings are read, so lines split at ``b"\\n"``. Decoded text that
+looks like mojibake (UTF-8 read as a single-byte code page, a C1 control character of Windows-1252 read as
+Latin-1, text misread before the file was written) rejects the file, naming the line, the value and the
+likely right encoding: stored, it would be wrong on every letter and every export.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO
 
-from core.creditor_files.config import CsvFormatConfig
+from ftfy import fix_encoding_and_explain
+from ftfy.badness import is_bad
+
+from core.creditor_files.config import ENCODINGS, LEGACY_ENCODINGS, CsvFormatConfig, codec_name
 from core.creditor_files.values import header_key, parse_amount, parse_date
 from core.models import AssignmentAction, AssignmentBatch, AssignmentRow, FileRejected, RowError
 
@@ -34,6 +39,17 @@ _NOT_CONTINUATION = bytes(byte for byte in range(256) if not 0x80 <= byte <= 0xB
 
 _DAMAGED = "UTF-8 (the file mixes UTF-8 characters with other bytes: damaged or mixed; re-export it)"
 
+
+def _read_as_legacy(first: int, last: int) -> str:
+    """The characters bytes ``first``..``last`` stand for in the legacy encodings, escaped for a regex class."""
+    chars = {bytes([byte]).decode(codec, "ignore") for byte in range(first, last + 1) for codec in LEGACY_ENCODINGS}
+    return re.escape("".join(sorted(chars)))
+
+
+#: Where decoded text may hold mojibake, for ftfy to judge: a UTF-8 lead byte followed by a continuation byte,
+#: each read as a legacy character (as UTF-8 read one byte a character gives), or a C1 control character.
+_SUSPECT = re.compile(f"[{_read_as_legacy(0xC2, 0xF4)}][{_read_as_legacy(0x80, 0xBF)}]|[\x80-\x9f]")
+
 #: Opens the file's bytes from the start; called once per pass.
 Opener = Callable[[], IO[bytes]]
 
@@ -46,13 +62,17 @@ class Scan:
     sha256: str
     utf8: bool
     has_utf8_sequences: bool
+    header: bytes  #: the first line (of the first chunk at most), for the delimiter and the BOM
 
 
 def scan(stream: IO[bytes]) -> Scan:
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     utf8, sequences = True, False
+    header = None
     while chunk := stream.read(CHUNK_SIZE):
+        if header is None:
+            header = chunk.split(b"\n", 1)[0]
         digest.update(chunk)
         if not sequences and chunk.translate(None, _NOT_CONTINUATION):  # the regex only where it may match
             sequences = _UTF8_SEQUENCE.search(chunk) is not None
@@ -66,7 +86,17 @@ def scan(stream: IO[bytes]) -> Scan:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             utf8 = False
-    return Scan(digest.hexdigest(), utf8, sequences)
+    return Scan(digest.hexdigest(), utf8, sequences, header or b"")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one file is read: the codec, how its errors name the encoding, the delimiter."""
+
+    encoding: str
+    label: str
+    delimiter: str
+    shown: str  #: for the import summary: ``utf-8-sig, delimiter ';'``
 
 
 @dataclass(frozen=True)
@@ -97,29 +127,39 @@ class AssignmentReader:
         """Hash the file now; its ``items`` parse it lazily, afresh on every iteration."""
         with opener() as stream:
             facts = scan(stream)
+        dialect = self._dialect(facts)
+        items = _Items(self, source, opener, facts.sha256, dialect)
+        return AssignmentBatch(source, facts.sha256, items, read_as=dialect.shown)
+
+    def _dialect(self, facts: Scan) -> Dialect:
         if self.fmt.encoding is not None:
             encoding = self.fmt.encoding
             label = encoding
+            if codec_name(encoding) == "utf-8" and not facts.utf8:
+                label += " (the file is probably windows-1252 or latin-1: set encoding to it)"
         else:
             damaged = facts.has_utf8_sequences and not facts.utf8
             encoding = "utf-8" if facts.utf8 or damaged else self.fmt.legacy_encoding
             label = _DAMAGED if damaged else f"UTF-8 or {self.fmt.legacy_encoding.title()}"
-        if codecs.lookup(encoding).name == "utf-8":
+        codec = codec_name(encoding)
+        if codec in ("utf-8", "utf-8-sig"):
             encoding = "utf-8-sig"
-        return AssignmentBatch(source, facts.sha256, _Items(self, source, opener, facts.sha256, encoding, label))
+            shown = "utf-8-sig" if facts.header.startswith(codecs.BOM_UTF8) else "utf-8"
+        else:
+            shown = ENCODINGS[codec]
+        header = facts.header
+        delimiter = self.fmt.delimiter or (";" if header.count(b";") >= header.count(b",") else ",")
+        return Dialect(encoding, label, delimiter, f"{shown}, delimiter {delimiter!r}")
 
-    def rows(
-        self, source: str, opener: Opener, sha256: str, encoding: str, label: str
-    ) -> Iterator[AssignmentRow | RowError]:
+    def rows(self, source: str, opener: Opener, sha256: str, dialect: Dialect) -> Iterator[AssignmentRow | RowError]:
         """Stream the rows of the file; :class:`FileRejected` comes before any row when the header is wrong."""
         digest = hashlib.sha256()
         with opener() as stream:
-            lines = _decoded_lines(stream, encoding, label, source, digest.update)
+            lines = _decoded_lines(stream, dialect, source, digest.update)
             first = next(lines, None)
             if first is None:
                 raise FileRejected(source, "empty file: no header line")
-            delimiter = self.fmt.delimiter or (";" if first.count(";") >= first.count(",") else ",")
-            reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
+            reader = csv.reader(itertools.chain([first], lines), delimiter=dialect.delimiter)
             try:
                 parse = self._row_parser(self._layout(next(reader), source))
                 previous = reader.line_num
@@ -248,18 +288,17 @@ class _Items:
     source: str
     opener: Opener
     sha256: str
-    encoding: str
-    label: str
+    dialect: Dialect
 
     def __iter__(self) -> Iterator[AssignmentRow | RowError]:
-        return self.reader.rows(self.source, self.opener, self.sha256, self.encoding, self.label)
+        return self.reader.rows(self.source, self.opener, self.sha256, self.dialect)
 
 
-def _decoded_lines(
-    stream: IO[bytes], encoding: str, label: str, source: str, seen: Callable[[bytes], object]
-) -> Iterator[str]:
+def _decoded_lines(stream: IO[bytes], dialect: Dialect, source: str, seen: Callable[[bytes], object]) -> Iterator[str]:
     """The stream's lines (split at ``\\n``, ends kept), decoded a block of whole lines at a time. The lines
-    before an undecodable one come out first, then :class:`FileRejected` names its line and column."""
+    before an undecodable one come out first, then :class:`FileRejected` names its line and column; a block
+    holding mojibake is refused before any of its lines comes out."""
+    encoding, label = dialect.encoding, dialect.label
     decoder = codecs.getincrementaldecoder(encoding)()
     lines_before = 0
     for block in _line_blocks(stream, seen):
@@ -274,8 +313,49 @@ def _decoded_lines(
                     reason = f"line {number}: byte 0x{byte:02x} at column {column} is not valid {label}"
                     raise FileRejected(source, reason) from None
             raise FileRejected(source, f"not valid {label} after line {lines_before}") from None
+        if not text.isascii() and (mojibake := _mojibake(text, dialect)) is not None:
+            line, reason = mojibake
+            raise FileRejected(source, f"line {lines_before + line}: {reason}")
         lines_before += block.count(b"\n")
         yield from io.StringIO(text, newline="\n")
+
+
+def _mojibake(text: str, dialect: Dialect) -> tuple[int, str] | None:
+    """The first line of ``text`` (counted from 1) with a cell ftfy finds mis-decoded, and why it is refused."""
+    end = 0
+    while (suspect := _SUSPECT.search(text, end)) is not None:
+        start = text.rfind("\n", 0, suspect.start()) + 1
+        end = text.find("\n", suspect.end()) + 1 or len(text)
+        for cell in text[start:end].rstrip("\r\n").split(dialect.delimiter):
+            if is_bad(cell):
+                return text.count("\n", 0, start) + 1, _why_mojibake(cell.strip(), codec_name(dialect.encoding))
+    return None
+
+
+def _why_mojibake(value: str, codec: str) -> str:
+    single_byte = codec in LEGACY_ENCODINGS
+    steps = [step for _, step in fix_encoding_and_explain(value).explanation or ()]
+    if "utf-8" in steps:
+        read_as = ENCODINGS[codec] if single_byte else "windows-1252 or latin-1"
+        what = f"{value!r} looks like UTF-8 text read as {read_as} (mojibake)"
+        remedy = 'the file is probably utf-8: set encoding = "utf-8" or leave it unset' if single_byte else ""
+    elif any("\x80" <= char <= "\x9f" for char in value):
+        what = f"{value!r} holds a C1 control character, which no name or address has"
+        fixed = single_byte and _cp1252(value)
+        remedy = 'the file is probably windows-1252: set encoding = "windows-1252"' if fixed else ""
+    else:
+        what = f"{value!r} looks like text decoded with the wrong encoding (mojibake)"
+        remedy = ""
+    return f"{what}; {remedy or 'the text was misread before the file was written: re-export it'}"
+
+
+def _cp1252(latin1: str) -> bool:
+    """Whether text read as Latin-1 reads as Windows-1252 (whose letters and signs sit where Latin-1 has C1)."""
+    try:
+        latin1.encode("latin-1").decode("cp1252")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _line_blocks(stream: IO[bytes], seen: Callable[[bytes], object]) -> Iterator[bytes]:
