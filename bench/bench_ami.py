@@ -106,9 +106,8 @@ def plugin_reader(stream: bytes, target: Target, replays: int, *, every_event: b
     def run() -> None:
         for _ in range(replays):
             target.rearm()
-            pending = b""
             for chunk in body:
-                pending = connection.feed(pending + chunk if pending else chunk)
+                connection.feed(chunk)
 
     return run
 

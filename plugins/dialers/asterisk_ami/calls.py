@@ -31,6 +31,7 @@ class Call:
     answered_at: datetime | None = None
     agent: str | None = None
     dial_status: str | None = None
+    originate_response: str | None = None  # an OriginateResponse's Response (Success, Failure) and Reason
     originate_reason: str | None = None
     originate_failed_at: float | None = None  # time.monotonic() of a failed OriginateResponse
     cause: int | None = None
@@ -60,6 +61,7 @@ class Call:
                 cause=self.cause,
                 cause_text=self.cause_text,
                 dial_status=self.dial_status,
+                originate_response=self.originate_response,
                 originate_reason=self.originate_reason,
                 note="; ".join(notes),
             ),
@@ -187,7 +189,7 @@ class CallTracker:
         if call is None:
             return
         with self._changed:
-            call.originate_reason = event.get("Reason")
+            call.originate_response, call.originate_reason = event.get("Response"), event.get("Reason")
             if event.get("Response") != "Success" and not call.seen:
                 call.originate_failed_at = time.monotonic()  # its channel's events may still be on their way
         if event.get("Response") == "Success":

@@ -8,8 +8,10 @@ ActionID and :class:`Response` parsing. Its :class:`AMIClient` is extended here 
 - sends are whole and serialised (``sendall`` under a lock: its ``send`` may write part of an action, and
   actions sent from several threads could interleave); a response callback that raises cannot kill the
   reader thread;
-- a faster reader: complete messages are cut from the buffer at once and an event is parsed only when a
-  handler wants its name (its regex framing of a growing buffer tops out near 125k events/s);
+- a faster, bounded reader (:mod:`.framing`): messages are cut in linear time, up to a maximum size past which
+  the connection is dropped, and an event is parsed only when a handler wants its name (its regex framing of a
+  growing buffer tops out near 125k events/s and re-scans an unterminated message on every read);
+- a broken connection fails the actions waiting for an answer at once, with its reason;
 - handlers by event name, event lists (CoreShowChannels, QueueStatus) collected by ActionID, the
   server-side event filter (the Filter action), the actions the user may run (ListCommands);
 - errors that say what is wrong: unreachable, not an AMI port, bad credentials, missing permissions.
@@ -31,6 +33,7 @@ from typing import Any
 from asterisk.ami import AMIClient, FutureResponse, LoginAction, Response, SimpleAction
 
 from core.errors import CarteraError
+from plugins.dialers.asterisk_ami.framing import MessageFramer, MessageTooLarge
 
 log = logging.getLogger("cartera.plugin.asterisk_ami")
 
@@ -103,7 +106,15 @@ class _EventList:
 
 class _Future(FutureResponse):  # type: ignore[misc]
     """asterisk-ami's future for one response, its callback guarded (the original's error path crashes the
-    reader thread) and without the deprecated ``notifyAll``."""
+    reader thread), without the deprecated ``notifyAll``, and abandoned when the connection breaks."""
+
+    _abandoned = False
+
+    def get_response(self) -> Response | None:
+        with self._lock:
+            if self._response is None and not self._abandoned:
+                self._lock.wait(self._timeout)
+            return self._response
 
     def set_response(self, response: Response) -> None:
         if self._callback is not None:
@@ -115,7 +126,13 @@ class _Future(FutureResponse):  # type: ignore[misc]
             self._response = response
             self._lock.notify_all()
 
-    response = property(FutureResponse.get_response, set_response)
+    response = property(get_response, set_response)
+
+    def abandon(self) -> None:
+        """No response will come (the connection broke): stop waiting for one."""
+        with self._lock:
+            self._abandoned = True
+            self._lock.notify_all()
 
 
 class AmiConnection(AMIClient):  # type: ignore[misc]  # asterisk-ami ships no type information
@@ -124,7 +141,8 @@ class AmiConnection(AMIClient):  # type: ignore[misc]  # asterisk-ami ships no t
     ``handlers`` maps event names to callables run on the reader thread (keep them short; they must not
     block); an event whose name has a ``needles`` entry reaches its handler only when its text contains it
     (events about other channels are then not even parsed). ``on_lost(reason)`` is called once when the
-    connection breaks without :meth:`close`.
+    connection breaks without :meth:`close`; :attr:`lost` then holds the reason. A message longer than
+    ``max_message_bytes`` breaks it.
     """
 
     def __init__(
@@ -137,6 +155,7 @@ class AmiConnection(AMIClient):  # type: ignore[misc]  # asterisk-ami ships no t
         needles: Mapping[str, str] | None = None,
         connect_timeout: float = 5.0,
         action_timeout: float = 5.0,
+        max_message_bytes: int = 1 << 20,
     ) -> None:
         super().__init__(address=host, port=port, timeout=action_timeout)
         self.host, self.port = host, port
@@ -150,6 +169,8 @@ class AmiConnection(AMIClient):  # type: ignore[misc]  # asterisk-ami ships no t
         self._send_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._closing = False
+        self._framer = MessageFramer(self._dispatch, max_message_bytes, self.encoding, self.encoding_errors)
+        self.lost: str | None = None
 
     @property
     def where(self) -> str:
@@ -208,6 +229,7 @@ class AmiConnection(AMIClient):  # type: ignore[misc]  # asterisk-ami ships no t
         """Log in; :class:`AmiLoginFailed` names the user, never the secret."""
         response = self.send_action(LoginAction(username, secret)).response
         if response is None:
+            self._raise_if_lost("Login")
             raise AmiTimeout(f"{self.where}: no answer to Login within {self._timeout:g}s")
         if response.is_error():
             message = response.keys.get("Message", "refused")
@@ -225,6 +247,8 @@ class AmiConnection(AMIClient):  # type: ignore[misc]  # asterisk-ami ships no t
         action_id = action.keys.setdefault("ActionID", self.next_action_id())
         future = _Future(callback, self._timeout if timeout is None else timeout)
         self._futures[action_id] = future
+        if self.lost is not None:  # the reader has ended: nothing will answer
+            future.abandon()
         try:
             self.send(action)
         except AmiError:
@@ -250,6 +274,7 @@ class AmiConnection(AMIClient):  # type: ignore[misc]  # asterisk-ami ships no t
     def _answer(self, name: str, future: FutureResponse, timeout: float | None) -> Message:
         response = future.response
         if response is None:
+            self._raise_if_lost(name)
             waited = self._timeout if timeout is None else timeout
             raise AmiTimeout(f"{name}: no response from Asterisk at {self.where} within {waited:g}s")
         if response.is_error():
@@ -267,10 +292,16 @@ class AmiConnection(AMIClient):  # type: ignore[misc]  # asterisk-ami ships no t
         try:
             self._answer(name, self.send_action(SimpleAction(name, ActionID=action_id, **keys)), None)
             if not collected.done.wait(self._timeout):
+                self._raise_if_lost(name)
                 raise AmiTimeout(f"{name}: the list from {self.where} did not complete within {self._timeout:g}s")
+            self._raise_if_lost(name)
             return collected.events
         finally:
             self._lists.pop(action_id, None)
+
+    def _raise_if_lost(self, name: str) -> None:
+        if self.lost is not None:
+            raise AmiUnreachable(f"{name}: the connection to Asterisk at {self.where} broke: {self.lost}")
 
     def allowed_actions(self) -> set[str]:
         """Actions this user may run (ListCommands lists only those)."""
@@ -298,31 +329,31 @@ class AmiConnection(AMIClient):  # type: ignore[misc]  # asterisk-ami ships no t
         reason = "Asterisk closed the connection"
         sock = self._socket
         try:
-            pending = self.feed(pending)
-            while True:
-                chunk = sock.recv(_CHUNK)
-                if not chunk:
-                    break
-                pending = self.feed(pending + chunk if pending else chunk)
+            self.feed(pending)
+            while chunk := sock.recv(_CHUNK):
+                self.feed(chunk)
         except OSError as exc:
             reason = _reason(exc)
+        except MessageTooLarge as exc:
+            reason = f"Asterisk sent {exc}; connection dropped"
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         finally:
+            self.lost = reason
             self.finished.set()
+            for future in list(self._futures.values()):
+                future.abandon()
+            for collected in list(self._lists.values()):
+                collected.done.set()
         if not self._closing:
             self._on_lost(reason)
 
-    def feed(self, data: bytes) -> bytes:
-        """Dispatch every complete message in ``data``; return the incomplete rest."""
-        end = data.rfind(b"\r\n\r\n")
-        if end < 0:
-            return data
-        for block in data[:end].decode(self.encoding, self.encoding_errors).split("\r\n\r\n"):
-            self._dispatch(block)
-        return data[end + 4 :]
+    def feed(self, data: bytes) -> None:
+        """Dispatch every message ``data`` completes (the rest waits for the next read); raise
+        :class:`MessageTooLarge` at a message longer than the limit."""
+        self._framer.feed(data)
 
     def _dispatch(self, block: str) -> None:
-        if block.startswith("\r\n"):  # some events (TestEvent) end with one more blank line
-            block = block.lstrip("\r\n")
         if block.startswith("Event: "):
             end = block.find("\r", 7)
             name = block[7:end] if end > 0 else block[7:]

@@ -67,6 +67,12 @@ class AsteriskAmiConfig(PluginConfig):
     reconnect_max_s: float = Field(
         default=30.0, gt=0, le=600, description="Longest wait between reconnection attempts (backoff doubles up to it)."
     )
+    max_message_bytes: int = Field(
+        default=1 << 20,
+        ge=1 << 16,
+        le=1 << 26,
+        description="Longest AMI message accepted; Asterisk sending a longer one is dropped as a broken connection.",
+    )
     stop_timeout_s: float = Field(
         default=15.0, gt=0, le=300, description="Seconds stop() waits for the calls it hung up to be reported ended."
     )

@@ -67,16 +67,27 @@ def call_outcome(
 
 
 def raw_cause(
-    *, cause: int | None, cause_text: str, dial_status: str | None, originate_reason: str | None, note: str
+    *,
+    cause: int | None,
+    cause_text: str,
+    dial_status: str | None,
+    originate_response: str | None,
+    originate_reason: str | None,
+    note: str,
 ) -> str:
-    """Everything Asterisk said about the end, e.g. ``17 User busy, dial BUSY``."""
+    """Everything Asterisk said about the end, e.g. ``17 User busy, dial BUSY`` or, when no channel reported a
+    cause, ``originate Failure, reason 0 (not placed)``."""
     parts = []
     if cause is not None:
         parts.append(f"{cause} {cause_text}".strip())
     if dial_status:
         parts.append(f"dial {dial_status}")
     if originate_reason is not None and cause is None:
-        parts.append(f"originate {ORIGINATE_REASONS.get(originate_reason, 'reason ' + originate_reason)}")
+        meaning = ORIGINATE_REASONS.get(originate_reason)
+        parts.append(
+            f"originate {originate_response or 'response'}, reason {originate_reason}"
+            + (f" ({meaning})" if meaning else "")
+        )
     if note:
         parts.append(note)
     return ", ".join(parts) or "Asterisk reported no cause"

@@ -49,9 +49,9 @@ REQUIRED_ACTIONS: dict[str, str] = {
     "CoreShowChannels": "reporting",
     "CoreSettings": "reporting",
     "CoreStatus": "reporting",
-    "QueueStatus": "(none)",
-    "Ping": "(none)",
 }
+#: Actions any AMI user may run, with the module that provides each: missing, the module is not loaded.
+MODULE_ACTIONS: dict[str, str] = {"QueueStatus": "app_queue"}
 #: Server-side filter (the Filter action, needs ``write = system``): only the events the dialer reads.
 EVENT_FILTER = (
     "^Event: (Newchannel|Newstate|DialEnd|Hangup|OriginateResponse|AgentConnect"
@@ -78,6 +78,7 @@ def event_needles(prefix: str, queue: str) -> dict[str, str]:
     """Only events naming one of our channels (or our queue) are parsed and handed over."""
     return {
         **dict.fromkeys(CALL_EVENTS, f"Uniqueid: {prefix}-"),
+        "OriginateResponse": f"ActionID: {prefix}-",  # a failed one may name no channel ("Uniqueid: <unknown>")
         **dict.fromkeys((*MEMBER_EVENTS, MEMBER_REMOVED), f"Queue: {queue}"),
     }
 
@@ -239,6 +240,7 @@ class AsteriskSwitch:
             needles=self._needles,
             connect_timeout=config.connect_timeout_s,
             action_timeout=config.action_timeout_s,
+            max_message_bytes=config.max_message_bytes,
         )
         try:
             connection.connect()
@@ -268,9 +270,16 @@ class AsteriskSwitch:
     def _prepare(self, connection: AmiConnection) -> tuple[Session, list[Message], list[Message]]:
         config = self._config
         allowed = connection.allowed_actions()
+        unloaded = sorted(set(MODULE_ACTIONS) - allowed)
+        if unloaded:
+            modules = ", ".join(sorted({MODULE_ACTIONS[name] for name in unloaded}))
+            raise AmiError(
+                f"Asterisk at {self.where} has no {', '.join(unloaded)} action: {modules} is not loaded "
+                "(load it in modules.conf)"
+            )
         missing = sorted(set(REQUIRED_ACTIONS) - allowed)
         if missing:
-            grants = sorted({REQUIRED_ACTIONS[name] for name in missing} - {"(none)"})
+            grants = sorted({REQUIRED_ACTIONS[name] for name in missing})
             raise AmiPermissionDenied(
                 f"AMI user {config.username!r} at {self.where} may not run {', '.join(missing)}: "
                 f"add {','.join(grants)} to its write = ... in manager.conf (and read = call,agent)"

@@ -21,6 +21,7 @@ import wave
 from array import array
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from plugins.dialers.asterisk_ami.client import (
 from plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from plugins.dialers.asterisk_ami.outcomes import call_outcome, raw_cause
 from plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer, cartera_register_dialers
+from plugins.dialers.asterisk_ami.switch import event_needles
 from tests.conftest import REPO, run_site, write_portfolio
 from tests.peers.asterisk import DEBTOR_HANGS_UP, NUMBERS, READONLY_USER, AsteriskPeer, running_asterisk
 from tests.peers.net import free_port
@@ -94,17 +96,11 @@ def test_outcome_from_cause_then_dial_status_then_originate_reason(
 
 
 def test_raw_cause_keeps_what_asterisk_said() -> None:
-    assert (
-        raw_cause(cause=17, cause_text="User busy", dial_status="BUSY", originate_reason="0", note="")
-        == "17 User busy, dial BUSY"
-    )
-    assert (
-        raw_cause(cause=None, cause_text="", dial_status=None, originate_reason="0", note="no channel")
-        == "originate not placed, no channel"
-    )
-    assert raw_cause(cause=None, cause_text="", dial_status=None, originate_reason=None, note="") == (
-        "Asterisk reported no cause"
-    )
+    said = partial(raw_cause, cause=None, cause_text="", dial_status=None, originate_response="Failure", note="")
+    assert said(cause=17, cause_text="User busy", dial_status="BUSY", originate_reason="5") == "17 User busy, dial BUSY"
+    assert said(originate_reason="0", note="no channel") == "originate Failure, reason 0 (not placed), no channel"
+    assert said(originate_reason="7") == "originate Failure, reason 7"
+    assert said(originate_response=None, originate_reason=None) == "Asterisk reported no cause"
 
 
 def test_config_defaults_and_templates() -> None:
@@ -137,7 +133,6 @@ def test_config_rejects_bad_settings(settings: dict[str, Any], fragment: str) ->
 
 def test_reader_frames_messages_split_anywhere() -> None:
     seen: list[Message] = []
-    connection = AmiConnection("127.0.0.1", 1, handlers={"Hangup": seen.append}, on_lost=lambda _: None)
     stream = (
         "Event: TestEvent\r\nState: MIXMONITOR_END\r\n\r\n\r\n"  # one blank line too many, as Asterisk sends it
         "Event: Newexten\r\nChannel: PJSIP/x\r\nApplication: Wait\r\n\r\n\r\n"
@@ -146,10 +141,9 @@ def test_reader_frames_messages_split_anywhere() -> None:
     ).encode()
     for size in (1, 7, 64, len(stream)):
         seen.clear()
-        pending = b""
+        connection = AmiConnection("127.0.0.1", 1, handlers={"Hangup": seen.append}, on_lost=lambda _: None)
         for start in range(0, len(stream), size):
-            pending = connection.feed(pending + stream[start : start + size])
-        assert pending == b""
+            connection.feed(stream[start : start + size])
         assert [event["Uniqueid"] for event in seen] == ["cartera-t-1", "cartera-t-2"]
     assert seen[0] == {
         "Event": "Hangup",
@@ -160,6 +154,24 @@ def test_reader_frames_messages_split_anywhere() -> None:
     }
     assert seen[1]["Cause-txt"] == "Número"
     assert parse_fields("Response: Follows\r\nno colon here") == {"Response": "Follows", "no colon here": ""}
+
+
+def test_a_failed_originate_naming_no_channel_reaches_its_call() -> None:
+    """Asterisk answers an Originate that made no channel with ``Uniqueid: <unknown>`` unless it echoes the
+    ChannelId (Asterisk 22 does): the call is found by its ActionID either way."""
+    tracker = CallTracker(SystemClock(), on_end=lambda _: None, hang_up=lambda _: None)
+    call = tracker.admit(request(1), "cartera-t-1-abc")
+    assert call is not None
+    connection = AmiConnection(
+        "127.0.0.1", 1, handlers=tracker.handlers, on_lost=lambda _: None, needles=event_needles("cartera-t", "q")
+    )
+    connection.feed(
+        b"Event: OriginateResponse\r\nPrivilege: call,all\r\nActionID: cartera-t-1-abc\r\nResponse: Failure\r\n"
+        b"Channel: PJSIP/+573005550001@nosuch\r\nContext: agents\r\nExten: s\r\nReason: 0\r\n"
+        b"Uniqueid: <unknown>\r\nCallerIDNum: <unknown>\r\nCallerIDName: <unknown>\r\n\r\n"
+    )
+    assert call.originate_failed_at is not None, "the failed OriginateResponse was dropped"
+    assert call.result().raw_cause == "originate Failure, reason 0 (not placed)"
 
 
 def test_agent_pool_counts_logged_in_unpaused_reachable_members() -> None:
@@ -322,6 +334,30 @@ def test_unknown_queue_is_named(peer: AsteriskPeer, tmp_path: Path) -> None:
     dialer = build(peer, CapturingContext(tmp_path), queue="ventas")
     with pytest.raises(AmiError, match=r"has no queue 'ventas' \(queues.conf\)"):
         dialer.start()
+
+
+@pytest.mark.asterisk
+def test_a_pbx_without_app_queue_is_named(tmp_path: Path) -> None:
+    with running_asterisk(agents=1, without=("app_queue",)) as peer:
+        dialer = build(peer, CapturingContext(tmp_path))
+        with pytest.raises(AmiError) as caught:
+            dialer.start()
+    assert str(caught.value) == (
+        f"Asterisk at 127.0.0.1:{peer.ami_port} has no QueueStatus action: app_queue is not loaded "
+        "(load it in modules.conf)"
+    )
+
+
+@pytest.mark.asterisk
+def test_an_originate_that_makes_no_channel_ends_at_once_as_failed(started: Callable[..., Any]) -> None:
+    dialer, context = started(channel="PJSIP/{number}@no-such-endpoint", ring_timeout_s=30)
+    began = time.monotonic()
+    dialer.place_call(request(4050))
+    (result,) = context.wait_for_calls(1, 10)
+    assert time.monotonic() - began < 5, "the call waited for its ring timeout"
+    assert (result.outcome, result.raw_cause) == (CallOutcome.FAILED, "originate Failure, reason 0 (not placed)")
+    assert result.vendor_call_id is not None
+    assert result.vendor_call_id.startswith("cartera-test-4050-")
 
 
 @pytest.mark.asterisk
@@ -500,13 +536,13 @@ def test_asterisk_sends_only_the_events_the_dialer_reads(
     started: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     received: list[str] = []
-    feed = AmiConnection.feed
+    dispatch = AmiConnection._dispatch
 
-    def recording_feed(self: AmiConnection, data: bytes) -> bytes:
-        received.extend(re.findall(r"^Event: (\S+)", data.decode(errors="replace"), re.MULTILINE))
-        return feed(self, data)
+    def recording_dispatch(self: AmiConnection, block: str) -> None:
+        received.extend(re.findall(r"^Event: (\S+)", block))
+        dispatch(self, block)
 
-    monkeypatch.setattr(AmiConnection, "feed", recording_feed)
+    monkeypatch.setattr(AmiConnection, "_dispatch", recording_dispatch)
     dialer, context = started()
     assert "events filtered here only" not in dialer.check().detail
     dialer.place_call(request(4501))
