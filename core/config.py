@@ -302,7 +302,8 @@ def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
         if choice is None:
             continue
         adapter = _lookup(registries[kind], choice.plugin, errors, kind)
-        settings = _strict(adapter.config_model, dict(choice.model_extra or {}), base_dir, errors, (kind,))
+        settings_raw = {name: value for name, value in raw[kind].items() if name != "plugin"}
+        settings = _strict(adapter.config_model, settings_raw, base_dir, errors, (kind,))
         for name, value in credentials.secret_settings(settings):
             _checked(credentials.secret, value, (kind, *name), errors, "this secret")
         plugins[kind] = PluginChoice(kind=kind, name=choice.plugin, settings=settings)
@@ -319,9 +320,30 @@ def _strict(model: type[M], raw: dict[str, Any], base_dir: Path, errors: _Errors
     will create are checked."""
     document = json.dumps(raw, default=_toml_scalar)
     try:
-        return model.model_validate_json(document, strict=True, context={"base_dir": base_dir, CHECK_DIRS: True})
+        valid = model.model_validate_json(document, strict=True, context={"base_dir": base_dir, CHECK_DIRS: True})
     except ValidationError as exc:
         return errors.from_validation(exc, key, model)  # type: ignore[no-any-return]
+    own = {name: value for name, value in raw.items() if not (model is SiteSection and name in PLUGIN_KINDS)}
+    retyped = _retyped_date(own, valid, key)
+    if retyped is not None:
+        errors.fail(retyped, "a TOML date or time is no valid value here (quote it if it is text)")
+    return valid
+
+
+def _retyped_date(raw: Any, valid: Any, key: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The key of a TOML date or time in ``raw`` that validation made text (JSON carries it as text)."""
+    if isinstance(raw, date | time):
+        return None if isinstance(valid, date | time) else key
+    if isinstance(raw, list) and isinstance(valid, tuple | list):
+        found = (_retyped_date(item, got, key) for item, got in zip(raw, valid, strict=False))
+        return next((where for where in found if where is not None), None)
+    if isinstance(raw, dict):
+        values = {getattr(k, "value", k): v for k, v in valid.items()} if isinstance(valid, dict) else None
+        for name, item in raw.items():
+            got = values.get(name) if values is not None else getattr(valid, name, None)
+            if (where := _retyped_date(item, got, (*key, name))) is not None:
+                return where
+    return None
 
 
 def _toml_scalar(value: object) -> str:

@@ -142,6 +142,8 @@ def _line_of(text: str, needle: str) -> int:
         ("speed = 600", "speed = true", "clock.speed", "Input should be a valid number (got True)"),
         ("speed = 600", "speed = inf", "clock.speed", "Input should be a finite number"),
         ('country = "CO"', "country = 57", "country", "Input should be a valid string (got 57)"),
+        ('data_dir = "var/t"', "data_dir = 2026-01-01", "data_dir", "a TOML date or time is no valid value here"),
+        ("seed = 7", "seed = 7\nagents = 07:00:00", "dialer.agents", "valid integer (got '07:00:00')"),
     ],
 )
 def test_values_must_have_their_toml_type(
