@@ -37,6 +37,7 @@ from core.models import (
     SmsMessage,
     SmsSubmitResult,
     StoredObject,
+    UnfinishedCall,
 )
 
 
@@ -212,6 +213,19 @@ class Dialer(Adapter[ConfigT]):
         cancelled, ``False`` when the attempt is unknown to this dialer, already answered, already ending for
         another reason (ring timeout, shutdown), or finished.
         """
+
+    def reconcile(self, calls: Sequence[UnfinishedCall]) -> None:
+        """Settle the calls a previous run of the site's node left in flight: it was killed before their ends
+        were reported. ``run`` calls it once, after :meth:`start` and before the first :meth:`place_call`.
+
+        Never dial them again. Report each one's end exactly once through ``context.report_call``: the real end
+        when the vendor can still tell (a call still up may be followed and reported when it ends, or by
+        :meth:`stop`), else ``call.unknown(raw_cause)`` (``CallOutcome.UNKNOWN``, the cause saying why). Must not
+        block for a call's duration. This default can tell nothing: every call ends ``UNKNOWN``.
+        """
+        for call in calls:
+            call_end = f"the {self.name} dialer keeps no record across node runs: how the call ended is unknown"
+            self.context.report_call(call.unknown(call_end))
 
     @abc.abstractmethod
     def stop(self) -> None:

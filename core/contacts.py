@@ -40,6 +40,7 @@ from core.models import (
     SmsMessage,
     SmsState,
     SmsSubmitResult,
+    UnfinishedCall,
 )
 from core.optout import opt_out_keyword
 from core.phones import InvalidPhone, normalize
@@ -131,12 +132,7 @@ class ContactService:
                 attempt_id = attempt.id
         if not decision.allowed:
             raise Denied(decision)
-        variables = {"CARTERA_ATTEMPT": str(attempt_id)}
-        if target.account_ref:
-            variables["CARTERA_ACCOUNT"] = target.account_ref
-        if target.balance:
-            variables["balance"] = target.balance
-        request = CallRequest(attempt_id, self.site, target.phone, target.account_ref, variables=variables)
+        request = self._call_request(attempt_id, target.phone, target.account_ref, target.balance)
         with self._lock:
             self._requests[attempt_id] = request
         event(
@@ -152,6 +148,53 @@ class ContactService:
             if attempt_id in self._requests:  # not reported yet
                 self._dialled.add(attempt_id)
         return request
+
+    def _call_request(
+        self, attempt_id: int, phone: str, account_ref: str | None, balance: str | None = None
+    ) -> CallRequest:
+        variables = {"CARTERA_ATTEMPT": str(attempt_id)}
+        if account_ref:
+            variables["CARTERA_ACCOUNT"] = account_ref
+        if balance:
+            variables["balance"] = balance
+        return CallRequest(attempt_id, self.site, phone, account_ref, variables=variables)
+
+    def reconcile_calls(self) -> list[int]:
+        """Hand the dialer the site's calls a previous run left ``placing`` (it was killed with calls in flight)
+        for it to report how each ended (:meth:`core.adapters.Dialer.reconcile`); each is audited as
+        ``call.reconcile``. Only this site's attempts, none this process placed; returns their ids."""
+        if self.dialer is None:
+            return []
+        with self._lock:
+            ours = set(self._requests)
+        now = self.clock.now()
+        calls: list[UnfinishedCall] = []
+        with self.db.session() as session:
+            rows = session.execute(
+                select(ContactAttempt.id, ContactAttempt.phone, ContactAttempt.requested_at, Account.ref)
+                .outerjoin(Account, ContactAttempt.account_id == Account.id)
+                .where(ContactAttempt.site == self.site, ContactAttempt.state == "placing")
+                .order_by(ContactAttempt.id)
+            ).all()
+            for row in rows:
+                if row.id in ours:
+                    continue
+                calls.append(UnfinishedCall(self._call_request(row.id, row.phone, row.ref), row.requested_at))
+                audit(
+                    session,
+                    at=now,
+                    site=self.site,
+                    actor="node",
+                    action="call.reconcile",
+                    subject=f"{Channel.CALL}:{row.phone}",
+                    account=row.ref,
+                    attempt=row.id,
+                )
+        attempts = [call.request.attempt_id for call in calls]
+        if calls:
+            event(log, "call.reconciling", logging.WARNING, attempts=attempts)
+            self.dialer().reconcile(calls)
+        return attempts
 
     def cancel_closed_calls(self, actor: str) -> int:
         """Ask the dialer to cancel each call in flight whose account is no longer active (withdrawn or paid,

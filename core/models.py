@@ -33,6 +33,7 @@ class CallOutcome(enum.StrEnum):
     CONGESTION = "congestion"
     FAILED = "failed"
     CANCELLED = "cancelled"  # core asked the dialer to cancel it before it was answered (Dialer.cancel)
+    UNKNOWN = "unknown"  # the node stopped without the call's end and the dialer cannot tell it (Dialer.reconcile)
 
 
 class DispositionCode(enum.StrEnum):
@@ -84,6 +85,18 @@ class CallResult:
         if self.answered_at is None or self.ended_at is None:
             return 0.0
         return (self.ended_at - self.answered_at).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class UnfinishedCall:
+    """A call a previous run of the site's node handed to its dialer and never saw end (the node was killed)."""
+
+    request: CallRequest
+    requested_at: datetime
+
+    def unknown(self, raw_cause: str) -> CallResult:
+        """Its end as :attr:`CallOutcome.UNKNOWN`, ``raw_cause`` saying why nothing better is known."""
+        return CallResult(self.request.attempt_id, CallOutcome.UNKNOWN, raw_cause, self.requested_at)
 
 
 # --- recordings ------------------------------------------------------------------------------------

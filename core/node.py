@@ -252,6 +252,7 @@ class Node:
         stop = self._stop
         for kind in self.configured_kinds():
             self.adapter(kind, Adapter)
+        _logged("reconcile_calls", self.contacts.reconcile_calls)()  # calls a killed run left in flight
         web = self._web_server()
         campaign = self._campaign()
         scheduler = self._scheduler = self._new_scheduler(campaign)

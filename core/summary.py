@@ -41,6 +41,16 @@ def site_summary(node: Node, began: datetime, real_seconds: float) -> str:
                 ContactAttempt.site == site, ContactAttempt.state == "finished"
             ),
         )
+        reconciled = _count_by(
+            session,
+            select(ContactAttempt.outcome, func.count()).where(
+                ContactAttempt.id.in_(
+                    select(AuditEntry.details["attempt"].as_integer()).where(
+                        AuditEntry.site == site, AuditEntry.action == "call.reconcile"
+                    )
+                )
+            ),
+        )
         decisions = session.execute(
             select(AuditEntry.action, AuditEntry.details).where(
                 AuditEntry.site == site, AuditEntry.action.in_(("compliance.allow", "compliance.deny"))
@@ -80,6 +90,12 @@ def site_summary(node: Node, began: datetime, real_seconds: float) -> str:
         lines.append(f"  imported     {source}: {_counts(Counter(counts))}")
     lines += [
         f"  calls        {sum(outcomes.values())} finished" + (f": {_counts(outcomes)}" if outcomes else ""),
+    ]
+    if reconciled:
+        lines.append(
+            f"  reconciled   {sum(reconciled.values())} calls a killed run left in flight: {_counts(reconciled)}"
+        )
+    lines += [
         f"  compliance   {allowed} allowed, {sum(1 for a, _ in decisions if a == 'compliance.deny')} denied"
         + (f" (reasons: {_counts(denied)})" if denied else ""),
         f"  promises     {promises[0]} promises to pay, total {_money(promises[1])}",

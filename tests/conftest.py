@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -133,6 +135,45 @@ def run_site(
         env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
     )
+
+
+def placing(config: Path) -> list[int]:
+    """The attempts of site ``t`` (SQLite store ``var/t.db`` beside ``config``) still ``placing``."""
+    with sqlite3.connect(config.parent / "var" / "t.db", timeout=5) as db:
+        return [row[0] for row in db.execute("select id from contact_attempts where state = 'placing' order by id")]
+
+
+def kill_site_with_calls_in_flight(
+    config: Path,
+    calls: int,
+    *,
+    env: Mapping[str, str] | None = None,
+    ready: Callable[[], bool] = lambda: True,
+    timeout: float = 90,
+) -> list[int]:
+    """``run_site.py ... run`` until ``calls`` attempts are in flight (and ``ready()``), then kill -9 it, as a power
+    cut would; returns the attempts it left ``placing``."""
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "run_site.py"), "--config", str(config), "--site", "t", "run"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        cwd=config.parent,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(sqlite3.OperationalError):  # the store is still being created
+                if len(placing(config)) >= calls and ready():
+                    break
+            assert process.poll() is None, f"the node exited with {process.returncode}"
+            assert time.monotonic() < deadline, f"fewer than {calls} calls in flight within {timeout}s"
+            time.sleep(0.1)
+    finally:
+        process.kill()
+        process.wait()
+    return placing(config)
 
 
 @pytest.fixture

@@ -11,14 +11,14 @@ import itertools
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import pytest
 from pydantic import ValidationError
 
 from core.adapters import Dialer
-from core.models import CallOutcome, CallRequest, CallResult, CheckResult
+from core.models import CallOutcome, CallRequest, CallResult, CheckResult, UnfinishedCall
 from core.testing.context import CapturingContext
 
 _attempt_ids = itertools.count(910_000)
@@ -275,6 +275,33 @@ class DialerConformance:
         dialer.stop()
         results = self._results_for(context, request.attempt_id)
         assert [result.outcome for result in results] == [CallOutcome.ANSWERED], [r.raw_cause for r in results]
+
+    def test_reconcile_reports_each_lost_call_once_and_dials_none(
+        self, dialer: Dialer[Any], context: CapturingContext, numbers: dict[CallOutcome, str]
+    ) -> None:
+        """reconcile() of calls a killed run left in flight, of which the peer knows nothing, reports each exactly
+        once as UNKNOWN (never a guessed outcome, never dialled again), with a raw cause; calls placed afterwards
+        are placed as usual."""
+        phone = self._answered_number(numbers)
+        requested = context.clock.now() - timedelta(minutes=5)
+        lost = [UnfinishedCall(self._request(context, phone), requested) for _ in range(3)]
+        dialer.reconcile(lost)
+        context.wait_for_calls(len(lost), self.timeout)
+        request = self._request(context, phone)
+        self._place_within_capacity(dialer, [request])
+        context.wait_until(
+            lambda: bool(self._results_for(context, request.attempt_id)), self.timeout, "the new call's result"
+        )
+        dialer.stop()
+        self._assert_each_reported_once(context, [*(call.request for call in lost), request])
+        for call in lost:
+            (result,) = self._results_for(context, call.request.attempt_id)
+            assert result.outcome is CallOutcome.UNKNOWN, (result.outcome, result.raw_cause)
+            assert result.raw_cause.strip()
+            assert result.answered_at is None
+            assert _aware(result.started_at)
+        assert self._results_for(context, request.attempt_id)[0].outcome is CallOutcome.ANSWERED
+        assert {recording.attempt_id for recording in context.recordings} <= {request.attempt_id}
 
     def test_config_rejects_unknown_key(self, dialer: Dialer[Any]) -> None:
         """The adapter's config_model refuses a key it does not know."""

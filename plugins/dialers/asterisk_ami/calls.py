@@ -100,15 +100,33 @@ class CallTracker:
         )
         return dict(zip(CALL_EVENTS, handlers, strict=True))
 
-    def admit(self, request: CallRequest, uniqueid: str) -> Call | None:
+    def admit(self, request: CallRequest, uniqueid: str, started_at: datetime | None = None) -> Call | None:
         """Take the attempt; ``None`` when this dialer already took it (a call is never placed twice)."""
         with self._changed:
             if request.attempt_id in self._attempts:
                 return None
             self._attempts.add(request.attempt_id)
-            call = Call(request, uniqueid, started_at=self._clock.now(), placed_at=time.monotonic())
+            call = Call(request, uniqueid, started_at=started_at or self._clock.now(), placed_at=time.monotonic())
             self._live[uniqueid] = call
             return call
+
+    def adopt(self, request: CallRequest, channel: Message, started_at: datetime) -> Call | None:
+        """Follow to its end a call a killed run of the node placed, whose channel Asterisk still carries (a
+        ``CoreShowChannel`` entry); ``None`` when this dialer already follows the attempt."""
+        call = self.admit(request, channel.get("Uniqueid", ""), started_at)
+        if call is not None:
+            call.notes.append("taken over from a killed run of the node")
+            self.resume(call, channel)
+        return call
+
+    def forget(self, call: Call) -> bool:
+        """Stop following ``call`` without reporting it; ``False`` when it ended meanwhile (and was reported)."""
+        with self._changed:
+            if self._live.get(call.uniqueid) is not call:
+                return False
+            del self._live[call.uniqueid]
+            self._changed.notify_all()
+            return True
 
     @property
     def in_flight(self) -> int:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from core.adapters import Dialer, PluginConfig, PluginContext
 from core.hookspecs import hookimpl
-from core.models import CallRequest, CheckResult
+from core.models import CallRequest, CheckResult, UnfinishedCall
 from core.registry import AdapterRegistry
 from plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from plugins.dialers.asterisk_ami.switch import AsteriskSwitch
@@ -36,6 +37,9 @@ class AsteriskAmiDialer(Dialer[AsteriskAmiConfig]):
 
     def cancel(self, attempt_id: int) -> bool:
         return self._switch.cancel(attempt_id)
+
+    def reconcile(self, calls: Sequence[UnfinishedCall]) -> None:
+        self._switch.reconcile(calls)
 
     def stop(self) -> None:
         self._switch.stop()

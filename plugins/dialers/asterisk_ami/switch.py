@@ -17,6 +17,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -26,7 +27,7 @@ from asterisk.ami import Response, SimpleAction
 
 from core.adapters import PluginContext, dial_slots, dial_string
 from core.logs import event
-from core.models import CallRequest, CheckResult
+from core.models import CallRequest, CheckResult, UnfinishedCall
 from plugins.dialers.asterisk_ami.agents import MEMBER_EVENTS, MEMBER_REMOVED, AgentPool
 from plugins.dialers.asterisk_ami.calls import CALL_EVENTS, Call, CallTracker
 from plugins.dialers.asterisk_ami.client import (
@@ -59,6 +60,11 @@ EVENT_FILTER = (
 )
 #: After a failed OriginateResponse, how long to wait for the channel's own events (they travel separately).
 ORIGINATE_FAILURE_GRACE_S = 2.0
+#: The raw cause of a call a killed node left in flight whose channel Asterisk no longer carries.
+CHANNEL_GONE = (
+    "its channel ended while no node followed it, and AMI cannot say how (CDR and CEL are not queried over AMI): "
+    "the call's end is unknown"
+)
 #: Beyond its ring timeout, how long a call may go without Asterisk reporting its channel.
 UNSEEN_GRACE_S = 15.0
 QUEUE_REFRESH_S = 60.0
@@ -109,6 +115,7 @@ class AsteriskSwitch:
             "Shutdown": self._shutdown_event,
         }
         self._prefix = channel_prefix(context.site)
+        self._uniqueid = re.compile(rf"{re.escape(self._prefix)}-([0-9]+)-[0-9a-f]+")  # group 1: the attempt
         self._needles = event_needles(self._prefix, config.queue)
         self._session: Session | None = None
         self._startup: str | None = None
@@ -204,6 +211,39 @@ class AsteriskSwitch:
             return False
         self._send_hangup(call)
         return True
+
+    def reconcile(self, calls: Sequence[UnfinishedCall]) -> None:
+        """Follow to their end the calls of a killed run whose channel Asterisk still carries (found by the
+        UNIQUEID prefix of their attempt, whatever that run's token). The others ended while no node watched, and
+        AMI cannot say how (CDR and CEL go to Asterisk's backends, not to AMI queries): they end UNKNOWN."""
+        with self._lock:
+            session, problem = self._session, self._problem
+        if session is None:
+            raise AmiError(f"no AMI connection to {self.where} to reconcile the calls of a killed run: {problem}")
+        alive = self._channels_by_attempt(session)
+        adopted: list[tuple[Call, UnfinishedCall]] = []
+        for unfinished in calls:
+            channel = alive.get(unfinished.request.attempt_id)
+            if channel is None:
+                self._context.report_call(unfinished.unknown(CHANNEL_GONE))
+            elif call := self._calls.adopt(unfinished.request, channel, unfinished.requested_at):
+                adopted.append((call, unfinished))
+        still = self._channels_by_attempt(session) if adopted else {}
+        missed = [  # hung up between the listing and the adoption: that Hangup went unseen
+            unfinished
+            for call, unfinished in adopted
+            if unfinished.request.attempt_id not in still and self._calls.forget(call)
+        ]
+        for unfinished in missed:
+            self._context.report_call(unfinished.unknown(CHANNEL_GONE))
+        followed = len(adopted) - len(missed)
+        event(log, "asterisk.reconciled", followed=followed, unknown=len(calls) - followed)
+
+    def _channels_by_attempt(self, session: Session) -> dict[int, Message]:
+        """The channels of this site's calls Asterisk carries now, by attempt."""
+        channels = session.connection.list_action("CoreShowChannels", "CoreShowChannelsComplete")
+        found = (self._uniqueid.fullmatch(channel.get("Uniqueid", "")) for channel in channels)
+        return {int(match[1]): channel for match, channel in zip(found, channels, strict=True) if match}
 
     def check(self) -> CheckResult:
         with self._lock:

@@ -25,18 +25,27 @@ def _some_weight(weights: dict[K, float]) -> dict[K, float]:
     return weights
 
 
-def _refuse_cancelled(outcomes: Iterable[CallOutcome]) -> None:
-    if CallOutcome.CANCELLED in outcomes:
-        raise ValueError("'cancelled' is what cancel() makes of a ringing call, not an outcome the network gives")
+#: Outcomes the dialer makes of a call, never the network, and how.
+_NOT_FROM_THE_NETWORK = {
+    CallOutcome.CANCELLED: "cancel() makes of a ringing call",
+    CallOutcome.UNKNOWN: "reconcile() makes of a call a killed node left in flight",
+}
+
+
+def _network_only(outcomes: Iterable[CallOutcome]) -> None:
+    refused = sorted(_NOT_FROM_THE_NETWORK.keys() & set(outcomes))
+    if refused:
+        outcome = refused[0]
+        raise ValueError(f"'{outcome}' is what {_NOT_FROM_THE_NETWORK[outcome]}, not an outcome the network gives")
 
 
 def _network_weights(weights: dict[CallOutcome, float]) -> dict[CallOutcome, float]:
-    _refuse_cancelled(weights)
+    _network_only(weights)
     return _some_weight(weights)
 
 
 def _network_script(script: dict[str, CallOutcome]) -> dict[str, CallOutcome]:
-    _refuse_cancelled(script.values())
+    _network_only(script.values())
     return script
 
 

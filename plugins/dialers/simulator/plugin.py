@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from core.adapters import Dialer, PluginConfig, PluginContext
 from core.hookspecs import hookimpl
-from core.models import CallRequest, CheckResult
+from core.models import CallRequest, CheckResult, UnfinishedCall
 from core.registry import AdapterRegistry
 from plugins.dialers.simulator.audio import voice_bank
 from plugins.dialers.simulator.client import SimulatedSwitch
 from plugins.dialers.simulator.config import SimulatorConfig
+
+#: The raw cause of a call a killed node left in flight.
+SIMULATION_LOST = "the simulation ran in the node's process and ended with it: the call's end is unknown"
 
 
 class SimulatorDialer(Dialer[SimulatorConfig]):
@@ -42,6 +46,11 @@ class SimulatorDialer(Dialer[SimulatorConfig]):
 
     def cancel(self, attempt_id: int) -> bool:
         return self._switch.cancel(attempt_id)
+
+    def reconcile(self, calls: Sequence[UnfinishedCall]) -> None:
+        """The simulated switch ran inside the node's process: its calls ended, unseen, when the node was killed."""
+        for call in calls:
+            self.context.report_call(call.unknown(SIMULATION_LOST))
 
     def stop(self) -> None:
         self._switch.stop()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from core.adapters import Dialer, PluginConfig, PluginContext
 from core.hookspecs import hookimpl
-from core.models import CallRequest, CheckResult
+from core.models import CallRequest, CheckResult, UnfinishedCall
 from core.registry import AdapterRegistry
 from plugins.dialers.sip_trunk.config import SipTrunkConfig
 from plugins.dialers.sip_trunk.pool import SipTrunkPool
+
+#: The raw cause of a call a killed node left in flight.
+WORKERS_GONE = "the SIP workers hung up when the node was killed, reporting to nobody: the call's end is unknown"
 
 
 class SipTrunkDialer(Dialer[SipTrunkConfig]):
@@ -36,6 +40,12 @@ class SipTrunkDialer(Dialer[SipTrunkConfig]):
 
     def cancel(self, attempt_id: int) -> bool:
         return self._trunk.cancel(attempt_id)
+
+    def reconcile(self, calls: Sequence[UnfinishedCall]) -> None:
+        """A killed node's SIP workers hung their calls up when they found it gone (their pipe closed), and told
+        nobody how each had gone: every call's end is unknown."""
+        for call in calls:
+            self.context.report_call(call.unknown(WORKERS_GONE))
 
     def stop(self) -> None:
         self._trunk.stop()

@@ -51,7 +51,7 @@ from plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from plugins.dialers.asterisk_ami.outcomes import call_outcome, raw_cause
 from plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer, cartera_register_dialers
 from plugins.dialers.asterisk_ami.switch import event_needles
-from tests.conftest import REPO, run_site, write_portfolio
+from tests.conftest import REPO, kill_site_with_calls_in_flight, placing, run_site, write_portfolio
 from tests.peers.asterisk import DEBTOR_HANGS_UP, NUMBERS, READONLY_USER, AsteriskPeer, running_asterisk
 from tests.peers.net import free_port
 
@@ -836,3 +836,62 @@ def test_asterisk_restarted_mid_campaign_loses_no_call_and_places_none_twice(
     assert not twice, f"attempts dialled twice: {twice}"
     assert set(invites) <= {str(row[0]) for row in rows}
     assert "asterisk.connected" in err
+
+
+def kill_node_with_calls_up(peer: AsteriskPeer, tmp_path: Path, calls: int) -> tuple[Path, list[int]]:
+    """A campaign of ``calls`` accounts run until each one's debtor's channel is up, then the node kill -9'd."""
+    site = write_site(tmp_path, peer, clock=SIMULATED_MONDAY, campaign=True)
+    write_portfolio(tmp_path / "inbox", [f"BCO-{n};Deudor {n};300 555 {n:02d}01;;1.000,00;COP" for n in range(calls)])
+    env = {"CARTERA_TEST_AMI_SECRET": peer.ami_secret}
+    left = kill_site_with_calls_in_flight(site, calls, env=env, ready=lambda: peer.debtor_channels() >= calls)
+    assert len(left) == calls
+    return site, left
+
+
+@pytest.mark.asterisk
+def test_a_killed_nodes_calls_still_up_are_followed_to_their_real_end(
+    peer: AsteriskPeer, talk: Callable[[float], None], tmp_path: Path
+) -> None:
+    talk(60)  # still talking when the node starts again; its stop hangs them up
+    site, left = kill_node_with_calls_up(peer, tmp_path, 4)
+    try:
+        again = cartera(site, peer, "--log-format", "json", "run", "--duration", "3")
+    finally:
+        peer.action("Hangup", Channel="/^PJSIP/carrier-/")  # the calls no node took over, if any
+    assert again.returncode == 0, again.stderr
+    rows = {row[0]: row for row in attempts(site)}
+    assert placing(site) == []
+    for attempt in left:
+        _, _, outcome, cause, _ = rows[attempt]
+        assert outcome == "answered", cause
+        assert cause is not None
+        assert cause.startswith("16 Normal Clearing")
+        assert "taken over from a killed run of the node" in cause
+    with sqlite3.connect(site.parent / "var" / "t.db") as db:
+        recorded = db.execute("select attempt_id from recordings where attempt_id is not null").fetchall()
+    assert sorted(attempt for (attempt,) in recorded) == left
+    reconciled = [json.loads(line) for line in again.stderr.splitlines() if '"asterisk.reconciled"' in line]
+    assert [(e["followed"], e["unknown"]) for e in reconciled] == [(len(left), 0)]
+    assert f"reconciled   {len(left)} calls a killed run left in flight: {len(left)} answered" in again.stdout
+
+
+@pytest.mark.asterisk
+def test_a_killed_nodes_calls_that_ended_meanwhile_are_unknown(
+    peer: AsteriskPeer, talk: Callable[[float], None], tmp_path: Path
+) -> None:
+    talk(1)
+    site, left = kill_node_with_calls_up(peer, tmp_path, 3)
+    deadline = time.monotonic() + 30
+    while peer.debtor_channels():
+        assert time.monotonic() < deadline, "the calls did not end"
+        time.sleep(0.2)
+    again = cartera(site, peer, "run", "--duration", "1")
+    assert again.returncode == 0, again.stderr
+    rows = {row[0]: row for row in attempts(site)}
+    assert placing(site) == []
+    for attempt in left:
+        _, _, outcome, cause, _ = rows[attempt]
+        assert outcome == "unknown"
+        assert cause is not None
+        assert "its channel ended while no node followed it" in cause
+    assert f"reconciled   {len(left)} calls a killed run left in flight: {len(left)} unknown" in again.stdout

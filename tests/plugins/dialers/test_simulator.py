@@ -361,6 +361,8 @@ def test_config_defaults_and_toml_shapes() -> None:
         {"outcome_weights": {"answered": -1, "busy": 2}},
         {"outcome_weights": {"answered": 1, "cancelled": 1}},
         {"scripted": {"+573001234567": "cancelled"}},
+        {"outcome_weights": {"answered": 1, "unknown": 1}},
+        {"scripted": {"+573001234567": "unknown"}},
         {"disposition_weights": {"paid_in_full": 1}},
     ],
 )
