@@ -97,7 +97,7 @@ class RedactingStream(io.TextIOBase):
         return self.unredacted.fileno()
 
     @property
-    def encoding(self) -> str:
+    def encoding(self) -> str:  # type: ignore[override]  # the wrapped stream's, not settable
         return self.unredacted.encoding
 
 

@@ -156,7 +156,8 @@ def test_healthz_detail_for_a_signed_in_admin_of_the_site(tmp_path: Path, open_n
 
     from core.users import Grant, Role, UserDirectory
     from core.web.app import build_app
-    from tests.test_web_pages import PASSWORD, sign_in
+    from tests.browser.seed import PASSWORD
+    from tests.test_web_pages import sign_in
 
     node = open_node(quiet_site(tmp_path))
     users = UserDirectory(node.db)
