@@ -15,13 +15,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 import pytest
 
 from tests.conftest import REPO, run_site, write_sites
 from tests.hostile_ami import echoing_ami
 from tests.peers.net import free_port
+from tests.test_redaction import carried
 
 pytestmark = pytest.mark.abuse
 
@@ -38,27 +39,11 @@ SECRETS = {
 MARKERS = {name: (value[:4], value[-4:]) for name, value in SECRETS.items()}
 
 
-def forms(secret: str) -> dict[str, str]:
-    """How an output could carry ``secret``: as is, escaped for JSON or Python, percent-encoded."""
-    found = {
-        "plain": secret,
-        "json": json.dumps(secret)[1:-1],
-        "json-utf8": json.dumps(secret, ensure_ascii=False)[1:-1],
-        "repr": repr(secret)[1:-1],
-        "ascii": ascii(secret)[1:-1],
-        "percent": quote(secret, safe=""),
-        "percent-plus": quote_plus(secret),
-        "unicode-escape": secret.encode("unicode_escape").decode(),
-    }
-    found["json-of-repr"] = json.dumps(found["repr"])[1:-1]
-    return found
-
-
 def leaks(text: str) -> list[str]:
     """Each secret (or encoding, or end of one) found in ``text``."""
     found = []
     for name, secret in SECRETS.items():
-        found += [f"{name} {how}" for how, form in forms(secret).items() if form in text]
+        found += [f"{name} {how}" for how, form in carried(secret).items() if form in text]
         found += [f"{name} marker {marker!r}" for marker in MARKERS[name] if marker in text]
     return found
 
