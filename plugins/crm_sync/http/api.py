@@ -141,8 +141,11 @@ def api_router(
             200: {"model": BatchOut, "description": "Re-delivery of a known batch: nothing changed."},
             **_UNAUTHORIZED,
             **_FORBIDDEN,
-            400: {"model": ErrorOut, "description": "The body is not JSON the API can read: invalid UTF-8, nesting "
-                "deeper than the parser allows, or a number of more than 4300 digits."},
+            400: {
+                "model": ErrorOut,
+                "description": "The body is not JSON the API can read: invalid UTF-8, nesting "
+                "deeper than the parser allows, or a number of more than 4300 digits.",
+            },
             409: {"model": ErrorOut, "description": "The batch id was already used for different content."},
             413: {
                 "model": ErrorOut,
