@@ -26,6 +26,7 @@ from core.clock import Clock
 from core.compliance.calendar import check_region, check_zone
 from core.creditor_files.phones import PhoneNormalizer
 from core.hooks import Hooks
+from core.identity import code_problem
 from core.logs import event
 from core.models import Activity, ActivityKind, AssignmentAction, AssignmentBatch, AssignmentRow, RowError
 from core.phones import InvalidPhone
@@ -227,6 +228,18 @@ def _quarantined(session: Session, batch_id: int) -> list[RowError]:
     return [RowError(line, name, reason) for line, name, reason in rows]
 
 
+def _identified(item: AssignmentRow | RowError) -> AssignmentRow | RowError:
+    """The row, or its error when its creditor, portfolio or account ref breaks :data:`core.identity.CODE_PATTERN`
+    (what searches and references accept)."""
+    if isinstance(item, RowError):
+        return item
+    for name, value in (("creditor", item.creditor), ("portfolio", item.portfolio), ("account_ref", item.account_ref)):
+        problem = code_problem(value)
+        if problem is not None:
+            return RowError(item.line, name, problem)
+    return item
+
+
 def _payment_key(row: AssignmentRow, amount: Decimal) -> str | None:
     if row.payment_ref:
         return f"ref:{row.payment_ref}"[:128]
@@ -245,6 +258,7 @@ class _Chunk:
         self.portfolios = _PortfolioCache(session, importer.site, importer.default_country)
 
     def apply(self, items: Sequence[AssignmentRow | RowError]) -> list[Activity]:
+        items = [_identified(item) for item in items]
         rows = [item for item in items if isinstance(item, AssignmentRow)]
         accounts = self._known(rows)
         errors: list[RowError] = []
@@ -647,7 +661,8 @@ class _PortfolioKey:
 
 
 class _PortfolioCache:
-    """Creditors and portfolios by code, created on first sight for this site."""
+    """Creditors by code, and this site's portfolios by (creditor, code), created on first sight: a portfolio
+    another site holds in the same store is that site's, not this one's."""
 
     def __init__(self, session: Session, site: str, default_country: str) -> None:
         self.session, self.site, self.default_country = session, site, default_country
@@ -663,7 +678,9 @@ class _PortfolioCache:
             self.session.add(creditor)
             self.session.flush()
         portfolio = self.session.scalar(
-            select(Portfolio).where(Portfolio.creditor_id == creditor.id, Portfolio.code == portfolio_code)
+            select(Portfolio).where(
+                Portfolio.site == self.site, Portfolio.creditor_id == creditor.id, Portfolio.code == portfolio_code
+            )
         )
         if portfolio is None:
             portfolio = Portfolio(

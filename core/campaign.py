@@ -55,43 +55,40 @@ class Campaign:
             return placed
         now = self.clock.now()
         due, unreached = self._due_accounts(now, capacity)
-        for ref in unreached:
-            self._remind(ref)
-        for ref in due:
+        for account_id, ref in unreached:
+            self._remind(account_id, ref)
+        for account_id, ref in due:
             if self._paused.is_set():
                 break
             try:
-                self.contacts.place_call(phone=None, account_ref=ref, actor="campaign")
+                self.contacts.place_call(phone=None, account_id=account_id, actor="campaign")
                 placed += 1
             except Denied as denied:
                 event(log, "campaign.deferred", account=ref, reason=str(denied))
             except UsageError as problem:  # e.g. no valid phone left: try again tomorrow, after a new assignment
-                self._defer_until_tomorrow(ref, now)
+                self._defer_until_tomorrow(account_id, now)
                 event(log, "campaign.skipped", logging.WARNING, account=ref, reason=str(problem))
         return placed
 
-    def _remind(self, ref: str) -> None:
+    def _remind(self, account_id: int, ref: str) -> None:
         """Text a debtor whom today's calls did not reach (the gate decides whether that is allowed): the
         portfolio's ``reminder`` SMS template when the site has one, else ``campaign.reminder_sms``."""
         try:
-            rendered = self.contacts.render_sms(REMINDER, ref)
+            rendered = self.contacts.render_sms(REMINDER, account_id)
             text = rendered.text if rendered else self.config.reminder_sms.replace("{account}", ref)
             if text:
-                self.contacts.send_sms(phone=None, text=text, account_ref=ref, actor="campaign")
+                self.contacts.send_sms(phone=None, text=text, account_id=account_id, actor="campaign")
         except CarteraError as refused:  # denied by the gate, no phone left, a template problem
             event(log, "campaign.reminder_not_sent", account=ref, reason=str(refused))
 
     def _day_start(self, now: datetime) -> datetime:
         return datetime.combine(now.astimezone(self.zone).date(), time.min, self.zone)
 
-    def _defer_until_tomorrow(self, ref: str, now: datetime) -> None:
+    def _defer_until_tomorrow(self, account_id: int, now: datetime) -> None:
         with self.db.session() as session:
-            account = session.scalars(
-                select(Account).join(Portfolio).where(Portfolio.site == self.site, Account.ref == ref)
-            ).one()
-            account.next_contact_at = self._day_start(now) + timedelta(days=1)
+            session.get_one(Account, account_id).next_contact_at = self._day_start(now) + timedelta(days=1)
 
-    def _due_accounts(self, now: datetime, limit: int) -> tuple[list[str], list[str]]:
+    def _due_accounts(self, now: datetime, limit: int) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
         """Accounts to call now (at most ``limit``), and those whose attempts for today just ran out
         without reaching the debtor (they rest until tomorrow)."""
         day_start = self._day_start(now)
@@ -110,14 +107,14 @@ class Campaign:
                 .order_by(Account.next_contact_at.is_not(None), Account.next_contact_at, Account.id)
                 .limit(limit * 4)
             ).all()
-            due: list[str] = []
-            unreached: list[str] = []
+            due: list[tuple[int, str]] = []
+            unreached: list[tuple[int, str]] = []
             tomorrow = day_start + timedelta(days=1)
             for account_id, ref, tries, answered in rows:
                 if tries >= self.config.max_attempts_per_day:
                     session.get_one(Account, account_id).next_contact_at = tomorrow
                     if not answered:
-                        unreached.append(ref)
+                        unreached.append((account_id, ref))
                 elif len(due) < limit:
-                    due.append(ref)
+                    due.append((account_id, ref))
         return due, unreached

@@ -25,6 +25,7 @@ from core.compliance.report import explanation
 from core.contacts import Denied
 from core.errors import CarteraError, UsageError
 from core.hooks import load_plugins
+from core.identity import resolve_account, resolve_portfolio
 from core.logs import configure
 from core.models import Channel, FileRejected
 from core.node import Node
@@ -40,6 +41,8 @@ log = logging.getLogger("cartera.cli")
 
 #: ``users add`` reads the new user's password from this variable (for scripts) or else prompts for it.
 PASSWORD_ENV = "CARTERA_USER_PASSWORD"
+_PORTFOLIO_HELP = "grant only this portfolio, CREDITOR/CODE (or CODE when one creditor has it); repeatable"
+_ACCOUNT_HELP = "REF, PORTFOLIO/REF or CREDITOR/PORTFOLIO/REF"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     recordings = commands.add_parser("recordings", help="find and fetch call recordings")
     rec_commands = recordings.add_subparsers(dest="recordings_command", metavar="SUBCOMMAND", required=True)
     search = rec_commands.add_parser("search", help="search the recordings catalog")
-    search.add_argument("--account")
+    search.add_argument("--account", help=_ACCOUNT_HELP)
+    search.add_argument("--portfolio", help="CREDITOR/CODE or CODE")
     search.add_argument("--phone")
     search.add_argument("--agent")
     search.add_argument("--since", help="ISO date or date-time; site time when no offset")
@@ -109,9 +113,10 @@ def _add_users_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     add.add_argument("name")
     add.add_argument("--role", choices=[role.value for role in Role], required=True)
-    add.add_argument(
-        "--portfolio", action="append", default=[], help="grant only this portfolio code (repeatable; default: all)"
-    )
+    add.add_argument("--portfolio", action="append", default=[], help=_PORTFOLIO_HELP)
+    grant = user_commands.add_parser("grant", help="replace what a user is granted at this site")
+    grant.add_argument("name")
+    grant.add_argument("--portfolio", action="append", default=[], help=_PORTFOLIO_HELP)
     user_commands.add_parser("list", help="list users, their roles and grants")
     disable = user_commands.add_parser("disable", help="disable a user (sessions end at their next request)")
     disable.add_argument("name")
@@ -307,8 +312,12 @@ class _ProgressBar:
 
 def _recordings(node: Node, args: argparse.Namespace) -> int:
     if args.recordings_command == "search":
+        if args.account is not None:  # refused when it names accounts of two portfolios
+            with node.db.session() as session:
+                resolve_account(session, node.site.name, args.account)
         filters = SearchFilters(
             account=args.account,
+            portfolio=args.portfolio,
             phone=_phone_filter(node, args.phone),
             agent=args.agent,
             since=_when(node, args.since, "--since"),
@@ -341,11 +350,12 @@ def _print_recordings(views: list[RecordingView], zone: ZoneInfo) -> None:
     if not views:
         print("no recordings match")
         return
-    header = ("ID", f"STARTED ({zone.key})", "ACCOUNT", "PHONE", "AGENT", "DURATION", "STATE")
+    header = ("ID", f"STARTED ({zone.key})", "PORTFOLIO", "ACCOUNT", "PHONE", "AGENT", "DURATION", "STATE")
     body = [
         (
             str(v.id),
             f"{datetime.fromisoformat(v.started_at).astimezone(zone):%Y-%m-%d %H:%M:%S}",
+            v.portfolio or "-",
             v.account or "-",
             v.phone or "-",
             v.agent or "-",
@@ -374,11 +384,19 @@ def _phone_filter(node: Node, phone: str | None) -> str | None:
 
 def _users(node: Node, args: argparse.Namespace) -> int:
     directory = UserDirectory(node.db)
-    if args.users_command == "add":
+    if args.users_command in ("add", "grant"):
+        with node.db.session() as session:
+            keys = [resolve_portfolio(session, node.site.name, code) for code in args.portfolio]
+        grants = [Grant(node.site.name, key) for key in keys] or [Grant(node.site.name)]
+        portfolios = [str(key) for key in keys] or "all"
+        if args.users_command == "grant":
+            user = directory.grant(args.name, node.site.name, grants)
+            _audit_user(node, "users.grant", user.name, portfolios=portfolios)
+            print(f"user {user.name!r} granted: {_grants(user.grants)}")
+            return 0
         password = os.environ.get(PASSWORD_ENV) or _prompt_password(args.name)
-        grants = [Grant(node.site.name, code) for code in args.portfolio] or [Grant(node.site.name)]
         user = directory.add(args.name, password, Role(args.role), grants)
-        _audit_user(node, "users.add", user.name, role=user.role.value, portfolios=args.portfolio or "all")
+        _audit_user(node, "users.add", user.name, role=user.role.value, portfolios=portfolios)
         print(f"user {user.name!r} ({user.role}) added: {_grants(user.grants)}")
         return 0
     if args.users_command == "disable":
@@ -405,7 +423,7 @@ def _prompt_password(name: str) -> str:
 
 
 def _grants(grants: Sequence[Grant]) -> str:
-    return ", ".join(f"{g.site}/{g.portfolio or '*'}" for g in grants) or "none"
+    return ", ".join(map(str, grants)) or "none"
 
 
 def _audit_user(node: Node, action: str, name: str, **details: object) -> None:

@@ -27,6 +27,7 @@ from core.compliance import prefs as contact_prefs
 from core.config import CampaignConfig
 from core.errors import CarteraError, NotFound, UsageError
 from core.hooks import Hooks
+from core.identity import resolve_account
 from core.logs import event
 from core.models import (
     ActivityKind,
@@ -106,13 +107,17 @@ class ContactService:
 
     # --- calls ----------------------------------------------------------------------------------
 
-    def place_call(self, *, phone: str | None, account_ref: str | None, actor: str) -> CallRequest:
-        """Gate, record and hand one call to the dialer. Raises :class:`Denied` when the gate says no."""
+    def place_call(
+        self, *, phone: str | None, account_ref: str | None = None, actor: str, account_id: int | None = None
+    ) -> CallRequest:
+        """Gate, record and hand one call to the dialer. Raises :class:`Denied` when the gate says no.
+        The account is ``account_id``, else the one ``account_ref`` names (see :mod:`core.identity`)."""
         if self.dialer is None:
             raise UsageError(f"site {self.site!r} has no dialer configured")
         now = self.clock.now()
         with self.db.session() as session:
-            target = self._target(session, Channel.CALL, phone, account_ref, at=now, lock=True)
+            wanted = _either(account_id, account_ref)
+            target = self._target(session, Channel.CALL, phone, wanted, at=now, lock=True)
             decision = self.gate.decide(session, target.subject, now, actor)
             if not decision.allowed:
                 self._defer(session, target.account_id, decision, now)
@@ -276,6 +281,7 @@ class ContactService:
                 wanted = self._next_contact(result, now)
                 attempt.account.next_contact_at = self._schedule(session, attempt.account, wanted)
             account_ref = attempt.account.ref if attempt.account else None
+            account_id = attempt.account_id
             session.flush()
             activities = [to_activity(row) for row in rows]
             request = self._request_for(attempt, account_ref)
@@ -291,7 +297,7 @@ class ContactService:
         self.hooks.call_finished(self.site, request, result)
         for activity in activities:
             self.hooks.activity_recorded(self.site, activity)
-        self._confirm_promise(request, result)
+        self._confirm_promise(request, result, account_id)
         with self._lock:
             self._results[result.attempt_id] = result
             self._requests.pop(result.attempt_id, None)
@@ -325,7 +331,7 @@ class ContactService:
             return now + timedelta(days=1)
         return now + timedelta(minutes=self.campaign.retry_after_minutes)
 
-    def _confirm_promise(self, request: CallRequest, result: CallResult) -> None:
+    def _confirm_promise(self, request: CallRequest, result: CallResult, account_id: int | None) -> None:
         promise = result.disposition
         if not (
             self.campaign.promise_sms
@@ -344,7 +350,7 @@ class ContactService:
             self.send_sms(
                 phone=request.phone,
                 text=text,
-                account_ref=request.account_ref,
+                account_id=account_id,
                 actor="campaign",
                 purpose=Purpose.PROMISE_CONFIRMATION,
             )
@@ -363,20 +369,21 @@ class ContactService:
         *,
         phone: str | None,
         text: str,
-        account_ref: str | None,
+        account_ref: str | None = None,
         actor: str,
         purpose: Purpose = Purpose.COLLECTION,
+        account_id: int | None = None,
     ) -> SmsSubmitResult:
-        """Gate, record and submit one text. Raises :class:`Denied` when the gate says no."""
+        """Gate, record and submit one text. Raises :class:`Denied` when the gate says no. The account is
+        ``account_id``, else the one ``account_ref`` names."""
         if self.sms is None:
             raise UsageError(f"site {self.site!r} has no sms gateway configured")
         if not text.strip():
             raise UsageError("the message text is empty")
         now = self.clock.now()
         with self.db.session() as session:
-            target = self._target(
-                session, Channel.SMS, phone, account_ref, at=now, text=text, purpose=purpose, lock=True
-            )
+            wanted = _either(account_id, account_ref)
+            target = self._target(session, Channel.SMS, phone, wanted, at=now, text=text, purpose=purpose, lock=True)
             decision = self.gate.decide(session, target.subject, now, actor)
             if decision.allowed:
                 row = SmsRow(
@@ -509,17 +516,17 @@ class ContactService:
             phones_flagged=flagged,
         )
 
-    def render_sms(self, template: str, account_ref: str) -> RenderedSms | None:
-        """Template ``template`` of the account's portfolio filled for it (``None``: no such template)."""
+    def render_sms(self, template: str, account: int | str) -> RenderedSms | None:
+        """Template ``template`` of the account's portfolio filled for it (``None``: no such template); the
+        account is an id or a reference (see :mod:`core.identity`)."""
         with self.db.session() as session:
-            account = self._account(session, account_ref, lock=False)
-            return self.templates.render(template, account)
+            return self.templates.render(template, self._account(session, account, lock=False))
 
-    def preview_sms(self, *, account_ref: str, text: str, at: datetime) -> tuple[Decision, str]:
+    def preview_sms(self, *, account_id: int, text: str, at: datetime) -> tuple[Decision, str]:
         """What the gate would decide for texting the account's number at ``at`` (not audited, sends nothing),
         and the number it would pick."""
         with self.db.session() as session:
-            target = self._target(session, Channel.SMS, None, account_ref, at=at, text=text)
+            target = self._target(session, Channel.SMS, None, account_id, at=at, text=text)
             return self.gate.evaluate(target.subject, at), target.phone
 
     # --- shared ---------------------------------------------------------------------------------
@@ -538,7 +545,7 @@ class ContactService:
         session: Session,
         channel: Channel,
         phone: str | None,
-        account_ref: str | None,
+        wanted: int | str | None,
         *,
         at: datetime,
         text: str | None = None,
@@ -546,9 +553,10 @@ class ContactService:
         lock: bool = False,
         as_of: bool = False,
     ) -> _Target:
-        """The contact asked for, as the gate sees it. ``lock`` holds the account's row until the transaction
-        ends (PostgreSQL), so two nodes cannot both pass a frequency cap with the same history."""
-        account = None if account_ref is None else self._account(session, account_ref, lock=lock)
+        """The contact asked for (``wanted``: the account's id or reference), as the gate sees it. ``lock``
+        holds the account's row until the transaction ends (PostgreSQL), so two nodes cannot both pass a
+        frequency cap with the same history."""
+        account = None if wanted is None else self._account(session, wanted, lock=lock)
         if phone is not None:
             try:
                 e164 = normalize(phone, account.portfolio.country if account else self.country)
@@ -568,11 +576,13 @@ class ContactService:
             balance=str(account.balance) if account else None,
         )
 
-    def _account(self, session: Session, account_ref: str, *, lock: bool) -> Account:
+    def _account(self, session: Session, wanted: int | str, *, lock: bool) -> Account:
+        """This site's account ``wanted``: an id, or a reference :func:`core.identity.resolve_account` takes."""
+        account_id = wanted if isinstance(wanted, int) else resolve_account(session, self.site, wanted)
         query = (
             select(Account)
             .join(Portfolio)
-            .where(Portfolio.site == self.site, Account.ref == account_ref)
+            .where(Portfolio.site == self.site, Account.id == account_id)
             .options(
                 joinedload(Account.portfolio, innerjoin=True).joinedload(Portfolio.creditor, innerjoin=True),
                 joinedload(Account.debtor, innerjoin=True),
@@ -580,7 +590,7 @@ class ContactService:
         )
         account = session.scalar(query.with_for_update(of=Account) if lock else query)
         if account is None:
-            raise NotFound(f"no account {account_ref!r} at site {self.site!r}")
+            raise NotFound(f"no account {wanted!r} at site {self.site!r}")
         return account
 
     def _subject(
@@ -680,3 +690,7 @@ class ContactService:
             return
         account = session.get_one(Account, account_id)
         account.next_contact_at = decision.next_allowed_at or now + timedelta(days=1)
+
+
+def _either(account_id: int | None, account_ref: str | None) -> int | str | None:
+    return account_id if account_id is not None else account_ref

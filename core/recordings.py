@@ -16,8 +16,9 @@ from core.audit import audit
 from core.checksums import file_checksums
 from core.clock import Clock
 from core.errors import IntegrityError, NotFound, UsageError
+from core.identity import PortfolioKey, Reference, in_portfolios
 from core.store.database import Database
-from core.store.schema import Account, ContactAttempt, Portfolio, RecordingRow
+from core.store.schema import Account, ContactAttempt, Creditor, Portfolio, RecordingRow
 
 MAX_URL_SECONDS = 15 * 60
 
@@ -38,7 +39,7 @@ class RecordingView:
     state: str
     legal_hold: bool = False
     retain_until: str | None = None
-    portfolio: str | None = None
+    portfolio: str | None = None  #: ``CREDITOR/CODE``
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,10 +53,10 @@ class SearchFilters:
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 500
-    portfolio: str | None = None
+    portfolio: str | None = None  #: ``CODE`` or ``CREDITOR/CODE``
     outcome: str | None = None
-    #: The portfolio codes the asker may see (``None``: all, and recordings of no account).
-    within: tuple[str, ...] | None = None
+    #: The portfolios the asker may see (``None``: all, and recordings of no account).
+    within: frozenset[PortfolioKey] | None = None
     offset: int = 0
 
 
@@ -71,7 +72,8 @@ class RecordingLibrary:
             .offset(filters.offset)
         )
         if filters.account:
-            query = query.where(Account.ref == filters.account)
+            account = Reference.parse(filters.account, "account", 3)
+            query = query.where(account.where(Creditor.code, Portfolio.code, Account.ref))
         if filters.phone:
             query = query.where(ContactAttempt.phone == filters.phone)
         if filters.agent:
@@ -81,14 +83,16 @@ class RecordingLibrary:
         if filters.until:
             query = query.where(RecordingRow.started_at < filters.until)
         if filters.portfolio:
-            query = query.where(Portfolio.code == filters.portfolio)
+            portfolio = Reference.parse(filters.portfolio, "portfolio", 2)
+            query = query.where(portfolio.where(Creditor.code, Portfolio.code))
         if filters.outcome:
             query = query.where(ContactAttempt.outcome == filters.outcome)
-        if filters.within is not None:
-            query = query.where(Portfolio.code.in_(filters.within))
+        query = query.where(in_portfolios(filters.within))
         with self.db.session() as session:
             views = [_view(*row) for row in session.execute(query)]
         used = {k: str(v) for k, v in asdict(filters).items() if v is not None and k not in ("limit", "offset")}
+        if filters.within is not None:
+            used["within"] = ", ".join(sorted(map(str, filters.within)))
         self._audit(actor, "recordings.search", "recordings", filters=used, results=len(views))
         return views
 
@@ -166,13 +170,14 @@ class RecordingLibrary:
             raise UsageError(f"recording {recording_id} is {view.state}, not archived and verified")
         return view, key
 
-    def _catalog(self) -> Select[RecordingRow, ContactAttempt | None, Account | None, Portfolio | None]:
-        """This site's recordings with their attempt, account and portfolio, when they have one."""
+    def _catalog(self) -> Select[RecordingRow, ContactAttempt | None, Account | None, Portfolio | None, str | None]:
+        """This site's recordings with their attempt, account, portfolio and creditor, when they have one."""
         return (
-            select(RecordingRow, ContactAttempt, Account, Portfolio)
+            select(RecordingRow, ContactAttempt, Account, Portfolio, Creditor.code)
             .outerjoin(ContactAttempt, RecordingRow.attempt_id == ContactAttempt.id)
             .outerjoin(Account, ContactAttempt.account_id == Account.id)
             .outerjoin(Portfolio, Account.portfolio_id == Portfolio.id)
+            .outerjoin(Creditor, Portfolio.creditor_id == Creditor.id)
             .where(RecordingRow.site == self.site)
         )
 
@@ -182,7 +187,11 @@ class RecordingLibrary:
 
 
 def _view(
-    row: RecordingRow, attempt: ContactAttempt | None, account: Account | None, portfolio: Portfolio | None
+    row: RecordingRow,
+    attempt: ContactAttempt | None,
+    account: Account | None,
+    portfolio: Portfolio | None,
+    creditor: str | None,
 ) -> RecordingView:
     return RecordingView(
         id=row.id,
@@ -199,5 +208,5 @@ def _view(
         state=row.state,
         legal_hold=row.legal_hold,
         retain_until=row.retain_until.isoformat() if row.retain_until else None,
-        portfolio=portfolio.code if portfolio else None,
+        portfolio=str(PortfolioKey(creditor or "", portfolio.code)) if portfolio else None,
     )

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from core.compliance import Decision
 from core.contacts import ContactService, Denied
 from core.errors import CarteraError, UsageError
+from core.identity import PortfolioKey, in_portfolios, resolve_portfolio
 from core.models import SmsState
 from core.sms_templates import RenderedSms
 from core.store.schema import Account, Creditor, Portfolio
@@ -22,6 +23,7 @@ from core.store.schema import Account, Creditor, Portfolio
 class BatchLine:
     """One account of the batch: its text (or why there is none) and the gate's verdict right now."""
 
+    account_id: int
     account_ref: str
     rendered: RenderedSms | None
     decision: Decision | None = None
@@ -82,24 +84,24 @@ class BatchOutcome:
 
 
 def plan_batch(contacts: ContactService, template: str, portfolio: str, at: datetime) -> BatchPlan:
-    """Render ``template`` for each active account of ``portfolio`` (``CREDITOR/CODE`` or ``CODE``) and ask the
-    gate, without auditing, what it would decide at ``at``."""
-    accounts = _active_accounts(contacts, portfolio)
-    for creditor, code in sorted({(creditor, code) for _, creditor, code in accounts}):
-        if contacts.templates.source(template, creditor, code) is None:
-            defined = ", ".join(contacts.templates.names()) or "none"
-            raise UsageError(f"no SMS template {template!r} for portfolio {creditor}/{code} (defined: {defined})")
+    """Render ``template`` for each active account of ``portfolio`` (``CREDITOR/CODE``, or ``CODE`` when one
+    creditor has it) and ask the gate, without auditing, what it would decide at ``at``."""
+    with contacts.db.session() as session:
+        key = resolve_portfolio(session, contacts.site, portfolio)
+    if contacts.templates.source(template, key.creditor, key.code) is None:
+        defined = ", ".join(contacts.templates.names()) or "none"
+        raise UsageError(f"no SMS template {template!r} for portfolio {key} (defined: {defined})")
     lines: list[BatchLine] = []
-    for ref, _, _ in accounts:
+    for account_id, ref in _active_accounts(contacts, key):
         try:
-            rendered = contacts.render_sms(template, ref)
+            rendered = contacts.render_sms(template, account_id)
             assert rendered is not None  # checked above
-            decision, _ = contacts.preview_sms(account_ref=ref, text=rendered.text, at=at)
+            decision, _ = contacts.preview_sms(account_id=account_id, text=rendered.text, at=at)
         except CarteraError as problem:  # a template field the account lacks, no valid phone left...
-            lines.append(BatchLine(ref, None, problem=str(problem)))
+            lines.append(BatchLine(account_id, ref, None, problem=str(problem)))
             continue
-        lines.append(BatchLine(ref, rendered, decision))
-    return BatchPlan(template, portfolio, at, lines, contacts.templates.pricing.currency)
+        lines.append(BatchLine(account_id, ref, rendered, decision))
+    return BatchPlan(template, str(key), at, lines, contacts.templates.pricing.currency)
 
 
 def send_batch(contacts: ContactService, plan: BatchPlan, actor: str) -> BatchOutcome:
@@ -108,7 +110,7 @@ def send_batch(contacts: ContactService, plan: BatchPlan, actor: str) -> BatchOu
     for line in plan.to_send:
         assert line.rendered is not None
         try:
-            result = contacts.send_sms(phone=None, text=line.rendered.text, account_ref=line.account_ref, actor=actor)
+            result = contacts.send_sms(phone=None, text=line.rendered.text, account_id=line.account_id, actor=actor)
         except Denied:
             outcome.denied += 1
             continue
@@ -120,28 +122,14 @@ def send_batch(contacts: ContactService, plan: BatchPlan, actor: str) -> BatchOu
     return outcome
 
 
-def _active_accounts(contacts: ContactService, portfolio: str) -> list[tuple[str, str, str]]:
-    """(account ref, creditor code, portfolio code) of the portfolio's active accounts at the site."""
-    creditor, _, code = portfolio.rpartition("/")
+def _active_accounts(contacts: ContactService, portfolio: PortfolioKey) -> list[tuple[int, str]]:
+    """(account id, ref) of the portfolio's active accounts at the site."""
     query = (
-        select(Account.ref, Creditor.code, Portfolio.code)
-        .select_from(Account)
+        select(Account.id, Account.ref)
         .join(Portfolio, Account.portfolio_id == Portfolio.id)
         .join(Creditor, Portfolio.creditor_id == Creditor.id)
-        .where(Portfolio.site == contacts.site, Portfolio.code == code, Account.status == "active")
+        .where(Portfolio.site == contacts.site, in_portfolios({portfolio}), Account.status == "active")
         .order_by(Account.ref)
     )
-    if creditor:
-        query = query.where(Creditor.code == creditor)
     with contacts.db.session() as session:
-        accounts = [
-            (ref, creditor_code, portfolio_code) for ref, creditor_code, portfolio_code in session.execute(query)
-        ]
-        if not accounts and not session.scalar(
-            select(Portfolio.id).where(Portfolio.site == contacts.site, Portfolio.code == code)
-        ):
-            known = sorted(set(session.scalars(select(Portfolio.code).where(Portfolio.site == contacts.site))))
-            raise UsageError(
-                f"no portfolio {portfolio!r} at site {contacts.site!r} (known: {', '.join(known) or 'none'})"
-            )
-    return accounts
+        return [(account_id, ref) for account_id, ref in session.execute(query)]

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from core.errors import NotFound, UsageError
+from core.identity import PortfolioKey
 from core.store.database import Database
 from core.store.schema import WebGrant, WebUser
 
@@ -38,7 +39,15 @@ class Role(enum.StrEnum):
 @dataclass(frozen=True)
 class Grant:
     site: str
-    portfolio: str | None = None  #: None: every portfolio of the site
+    portfolio: PortfolioKey | None = None  #: None: every portfolio of the site
+    #: A bare portfolio code granted before portfolios were (creditor, code), which migration 0008 could not
+    #: complete: it grants nothing, and the user is refused until an admin grants ``CREDITOR/CODE``.
+    unresolved: str | None = None
+
+    def __str__(self) -> str:
+        if self.unresolved is not None:
+            return f"{self.site}:{self.unresolved} (no creditor: grant CREDITOR/CODE again)"
+        return f"{self.site}:{self.portfolio or '*'}"
 
 
 @dataclass(frozen=True)
@@ -56,12 +65,16 @@ class User:
     def sees_site(self, site: str) -> bool:
         return any(grant.site == site for grant in self.grants)
 
-    def portfolios(self, site: str) -> tuple[str, ...] | None:
-        """The portfolio codes of ``site`` this user may see; ``None``: all of them (and unassigned calls)."""
-        codes = [grant.portfolio for grant in self.grants if grant.site == site]
-        if self.role is Role.ADMIN or None in codes:
+    def portfolios(self, site: str) -> frozenset[PortfolioKey] | None:
+        """The portfolios of ``site`` this user may see; ``None``: all of them (and unassigned calls)."""
+        grants = [grant for grant in self.grants if grant.site == site]
+        if self.role is Role.ADMIN or any(g.portfolio is None and g.unresolved is None for g in grants):
             return None
-        return tuple(sorted(code for code in codes if code is not None))
+        return frozenset(grant.portfolio for grant in grants if grant.portfolio is not None)
+
+    def unresolved(self, site: str) -> tuple[str, ...]:
+        """The bare portfolio codes granted at ``site`` that name no creditor (see :attr:`Grant.unresolved`)."""
+        return tuple(g.unresolved for g in self.grants if g.site == site and g.unresolved is not None)
 
 
 class UserDirectory:
@@ -85,9 +98,21 @@ class UserDirectory:
                 role=role.value,
                 disabled=False,
                 created_at=self.now(),
-                grants=[WebGrant(site=grant.site, portfolio=grant.portfolio) for grant in dict.fromkeys(grants)],
+                grants=_rows(grants),
             )
             session.add(row)
+            session.flush()
+            return _user(row)
+
+    def grant(self, name: str, site: str, grants: Sequence[Grant]) -> User:
+        """Replace what ``name`` is granted at ``site`` with ``grants`` (other sites' grants stay)."""
+        with self.db.session() as session:
+            row = session.scalar(select(WebUser).options(selectinload(WebUser.grants)).where(WebUser.name == name))
+            if row is None:
+                raise NotFound(f"no user {name!r}")
+            row.grants = [grant for grant in row.grants if grant.site != site]
+            session.flush()
+            row.grants.extend(_rows(grants))
             session.flush()
             return _user(row)
 
@@ -124,6 +149,25 @@ class UserDirectory:
             return _user(row)
 
 
+def _rows(grants: Sequence[Grant]) -> list[WebGrant]:
+    return [
+        WebGrant(
+            site=grant.site,
+            creditor=grant.portfolio.creditor if grant.portfolio else None,
+            portfolio=grant.portfolio.code if grant.portfolio else grant.unresolved,
+        )
+        for grant in dict.fromkeys(grants)
+    ]
+
+
+def _grant(row: WebGrant) -> Grant:
+    if row.portfolio is None:
+        return Grant(row.site)
+    if row.creditor is None:
+        return Grant(row.site, unresolved=row.portfolio)
+    return Grant(row.site, PortfolioKey(row.creditor, row.portfolio))
+
+
 def _user(row: WebUser) -> User:
-    grants = tuple(Grant(grant.site, grant.portfolio) for grant in row.grants)
+    grants = tuple(_grant(grant) for grant in row.grants)
     return User(id=row.id, name=row.name, role=Role(row.role), disabled=row.disabled, grants=grants)

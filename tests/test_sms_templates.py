@@ -211,6 +211,6 @@ def test_batch_shows_its_cost_and_refusals_then_sends_through_the_gate(
     ]
 
     wrong = cartera(path, "--site", "t", "sms-batch", "--template", "aviso", "--portfolio", "HIPOTECAS", "--dry-run")
-    assert_one_line_error(wrong, 2, "no portfolio 'HIPOTECAS'", "known: TARJETAS")
+    assert_one_line_error(wrong, 2, "no portfolio 'HIPOTECAS'", "known: BANCO/TARJETAS")
     none = cartera(path, "--site", "t", "sms-batch", "--template", "nada", "--portfolio", "TARJETAS", "--dry-run")
     assert_one_line_error(none, 2, "no SMS template 'nada' for portfolio BANCO/TARJETAS")

@@ -182,7 +182,7 @@ def test_search_by_each_field_with_paging(site: Site) -> None:
 
 
 def test_a_portfolio_grant_limits_search_play_and_kpis(site: Site) -> None:
-    client = sign_in(site.client(), "beto")  # VEHICULOS only
+    client = sign_in(site.client(), "beto")  # BANCO/VEHICULOS only
     assert rows(client.get("/recordings").text) == [str(site.seeded.recordings["VEH-7"])]
     assert rows(client.get("/recordings?portfolio=TARJETAS").text) == []
     other = site.seeded.recordings["BCO-1"]
@@ -192,7 +192,7 @@ def test_a_portfolio_grant_limits_search_play_and_kpis(site: Site) -> None:
         assert "BCO-1" not in answer.text, path
     assert client.get(f"/recordings/{site.seeded.pending_id}").status_code == 404  # no account: site-wide grants only
     kpi = client.get("/kpi?since=2026-11-20&until=2026-11-30").text
-    assert "VEHICULOS" in kpi
+    assert "BANCO/VEHICULOS" in kpi
     assert "TARJETAS" not in kpi
 
 
@@ -320,9 +320,9 @@ def test_kpis_per_portfolio_and_day(site: Site) -> None:
     cells = re.findall(r"<tr>\s*<td>([^<]+)</td><td>([^<]+)</td>((?:<td[^>]*>[^<]*</td>\s*)+)</tr>", page.text)
     table = {(day, code): re.findall(r">([^<]*)</td>", rest) for day, code, rest in cells}
     # TARJETAS on the 23rd: 3 attempts, 2 answered, 2 right-party, 1 promise kept by the payment on the 25th
-    assert table[("2026-11-23", "TARJETAS")] == ["3", "66,7 %", "2", "1", "1", "0,00"]
-    assert table[("2026-11-25", "TARJETAS")] == ["0", "0,0 %", "0", "0", "0", "150.000,50"]
-    assert table[("2026-11-23", "VEHICULOS")] == ["1", "100,0 %", "1", "0", "0", "0,00"]
+    assert table[("2026-11-23", "BANCO/TARJETAS")] == ["3", "66,7 %", "2", "1", "1", "0,00"]
+    assert table[("2026-11-25", "BANCO/TARJETAS")] == ["0", "0,0 %", "0", "0", "0", "150.000,50"]
+    assert table[("2026-11-23", "BANCO/VEHICULOS")] == ["1", "100,0 %", "1", "0", "0", "0,00"]
 
 
 def test_spanish_by_default_english_on_request(site: Site) -> None:

@@ -18,9 +18,11 @@ def cli(config: Path, *args: str, password: str | None = None) -> subprocess.Com
 
 def test_users_add_list_and_disable(tmp_path: Path) -> None:
     config = write_sites(tmp_path)
-    added = cli(config, "add", "ana", "--role", "supervisor", "--portfolio", "TARJETAS", password="una clave larga")
+    added = cli(
+        config, "add", "ana", "--role", "supervisor", "--portfolio", "BANCO/TARJETAS", password="una clave larga"
+    )
     assert added.returncode == 0, added.stderr
-    assert "t/TARJETAS" in added.stdout
+    assert "t:BANCO/TARJETAS" in added.stdout
     assert cli(config, "add", "carla", "--role", "auditor", password="otra clave larga").returncode == 0
     listed = cli(config, "list")
     assert [line.split()[:3] for line in listed.stdout.splitlines()[1:]] == [

@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 from core.audit import audit
 from core.compliance import packs
 from core.compliance.model import DebtorHours, LineType
-from core.errors import NotFound, UsageError
-from core.store.schema import Account, ContactHours, Phone, PhoneLineType, Portfolio
+from core.errors import UsageError
+from core.identity import qualified, resolve_account
+from core.store.schema import Account, ContactHours, Phone, PhoneLineType
 
 OPERATOR = "operator"
 CREDITOR = "creditor"
@@ -39,11 +40,9 @@ def load(
     return (debtor_hours(row) if row is not None else None), lines
 
 
-def account(session: Session, site: str, ref: str) -> Account:
-    found = session.scalar(select(Account).join(Portfolio).where(Portfolio.site == site, Account.ref == ref))
-    if found is None:
-        raise NotFound(f"no account {ref!r} at site {site!r}")
-    return found
+def account(session: Session, site: str, reference: str) -> Account:
+    """The one account of ``site`` that ``reference`` names (see :func:`core.identity.resolve_account`)."""
+    return session.get_one(Account, resolve_account(session, site, reference))
 
 
 def set_hours(
@@ -81,8 +80,8 @@ def set_hours(
         site=site,
         actor=actor,
         action="compliance.contact_hours",
-        subject=f"account:{account_ref}",
-        account=account_ref,
+        subject=f"account:{qualified(target)}",
+        account=qualified(target),
         source=source,
         before=before,
         after=after.describe() if after else None,
@@ -124,7 +123,7 @@ def set_line_type(
         actor=actor,
         action="compliance.line_type",
         subject=f"phone:{phone}",
-        account=account_ref,
+        account=qualified(target),
         source=source,
         before=before,
         after=line_type.value,

@@ -41,14 +41,14 @@ class Database:
     def display_url(self) -> str:
         return self.url.render_as_string(hide_password=True)
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest revision (idempotent; run at every start)."""
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to the newest revision (idempotent; run at every start), or to ``revision``."""
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
             with self.engine.begin() as connection:
                 cfg.attributes["connection"] = connection
-                command.upgrade(cfg, "head")
+                command.upgrade(cfg, revision)
         except OperationalError as exc:
             raise CarteraError(f"cannot open the store {self.display_url}: {exc.orig}") from None
 

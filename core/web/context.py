@@ -92,6 +92,9 @@ class Web:
         viewer = request.state.viewer = self.viewer(request)
         if not viewer.user.sees_site(self.site):
             raise WebError(403, f"no grant for site {self.site}", "site.none")
+        unresolved = viewer.user.unresolved(self.site)
+        if unresolved:  # granted before portfolios named their creditor: which one is not known
+            raise WebError(403, f"portfolio grant {', '.join(unresolved)} names no creditor", "grant.unresolved")
         return viewer
 
     def language(self, request: Request) -> Language:

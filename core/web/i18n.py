@@ -31,6 +31,12 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (Spanish, English)
         "Your user has no access to site {site}: there is nothing here you may see. "
         "Ask an administrator for access if you need it.",
     ),
+    "grant.unresolved": (
+        "Su acceso a la sede {site} nombra una cartera sin su acreedor y no se puede saber cuál es. "
+        "Pida a un administrador que se la conceda de nuevo como ACREEDOR/CARTERA.",
+        "Your access to site {site} names a portfolio without its creditor, so which one is not known. "
+        "Ask an administrator to grant it again as CREDITOR/PORTFOLIO.",
+    ),
     "search.title": ("Buscar grabaciones", "Search recordings"),
     "search.account": ("Cuenta", "Account"),
     "search.phone": ("Teléfono", "Phone"),

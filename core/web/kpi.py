@@ -9,11 +9,12 @@ from decimal import Decimal
 from html import escape
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, select, true
+from sqlalchemy import select
 
+from core.identity import PortfolioKey, in_portfolios
 from core.models import ActivityKind, CallOutcome, DispositionCode
 from core.store.database import Database
-from core.store.schema import Account, ActivityRow, ContactAttempt, Portfolio
+from core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Portfolio
 
 #: Dispositions where the agent spoke with the debtor.
 RIGHT_PARTY = frozenset(
@@ -23,7 +24,7 @@ RIGHT_PARTY = frozenset(
 
 @dataclass
 class DayKpi:
-    portfolio: str
+    portfolio: str  #: ``CREDITOR/CODE``
     day: date
     attempts: int = 0
     contacts: int = 0
@@ -38,57 +39,56 @@ class DayKpi:
 
 
 def daily_kpis(
-    db: Database, site: str, zone: ZoneInfo, within: tuple[str, ...] | None, *, since: date, until: date
+    db: Database, site: str, zone: ZoneInfo, within: frozenset[PortfolioKey] | None, *, since: date, until: date
 ) -> list[DayKpi]:
     """KPIs per (portfolio, day) for days ``since``..``until`` inclusive, newest first; ``within`` limits
-    the portfolio codes (``None``: all of the site's)."""
+    the portfolios (``None``: all of the site's)."""
     start = datetime.combine(since, time(), zone)
     end = datetime.combine(until + timedelta(days=1), time(), zone)
     rows: dict[tuple[str, date], DayKpi] = {}
 
-    def cell(code: str, at: datetime) -> DayKpi:
-        key = (code, at.astimezone(zone).date())
+    def cell(creditor: str, code: str, at: datetime) -> DayKpi:
+        key = (str(PortfolioKey(creditor, code)), at.astimezone(zone).date())
         return rows.setdefault(key, DayKpi(*key))
 
     with db.session() as session:
         attempts = (
-            select(Portfolio.code, ContactAttempt.requested_at, ContactAttempt.outcome, ContactAttempt.disposition)
+            select(Creditor.code, Portfolio.code, ContactAttempt.requested_at, ContactAttempt.outcome)
+            .add_columns(ContactAttempt.disposition)
             .join(Account, ContactAttempt.account_id == Account.id)
             .join(Portfolio, Account.portfolio_id == Portfolio.id)
-            .where(ContactAttempt.site == site, ContactAttempt.state == "finished", _scope(within))
+            .join(Creditor, Portfolio.creditor_id == Creditor.id)
+            .where(ContactAttempt.site == site, ContactAttempt.state == "finished", in_portfolios(within))
             .where(ContactAttempt.requested_at >= start, ContactAttempt.requested_at < end)
         )
-        for code, at, outcome, disposition in session.execute(attempts):
-            kpi = cell(code, at)
+        for creditor, code, at, outcome, disposition in session.execute(attempts):
+            kpi = cell(creditor, code, at)
             kpi.attempts += 1
             kpi.contacts += outcome == CallOutcome.ANSWERED
             kpi.right_party += disposition in RIGHT_PARTY
         activities = (
-            select(Portfolio.code, ActivityRow.kind, ActivityRow.at, ActivityRow.account_id, ActivityRow.amount)
-            .add_columns(ActivityRow.due_date)
+            select(Creditor.code, Portfolio.code, ActivityRow.kind, ActivityRow.at, ActivityRow.account_id)
+            .add_columns(ActivityRow.amount, ActivityRow.due_date)
             .join(Account, ActivityRow.account_id == Account.id)
             .join(Portfolio, Account.portfolio_id == Portfolio.id)
-            .where(ActivityRow.site == site, ActivityRow.at >= start, _scope(within))
+            .join(Creditor, Portfolio.creditor_id == Creditor.id)
+            .where(ActivityRow.site == site, ActivityRow.at >= start, in_portfolios(within))
             .where(ActivityRow.kind.in_((ActivityKind.PROMISE_TO_PAY.value, ActivityKind.PAYMENT.value)))
         )
         found = session.execute(activities).all()
     payments: dict[int, list[datetime]] = defaultdict(list)
-    for code, kind, at, account_id, amount, _due in found:
+    for creditor, code, kind, at, account_id, amount, _due in found:
         if kind == ActivityKind.PAYMENT:
             payments[account_id].append(at)
             if at < end:
-                cell(code, at).recovered += amount or Decimal(0)
-    for code, kind, at, account_id, _amount, due in found:
+                cell(creditor, code, at).recovered += amount or Decimal(0)
+    for creditor, code, kind, at, account_id, _amount, due in found:
         if kind == ActivityKind.PROMISE_TO_PAY and at < end:
-            kpi = cell(code, at)
+            kpi = cell(creditor, code, at)
             kpi.promises += 1
             deadline = datetime.combine(due + timedelta(days=1), time(), zone) if due else None
             kpi.kept += deadline is not None and any(at <= paid < deadline for paid in payments[account_id])
     return sorted(rows.values(), key=lambda k: (k.day, k.portfolio), reverse=True)
-
-
-def _scope(within: tuple[str, ...] | None) -> ColumnElement[bool]:
-    return true() if within is None else Portfolio.code.in_(within)
 
 
 def bar_chart(kpis: list[DayKpi], since: date, until: date, title: str, labels: tuple[str, str]) -> str:

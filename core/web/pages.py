@@ -13,10 +13,11 @@ from fastapi.responses import Response
 from sqlalchemy import or_, select
 
 from core.adapters import RecordingStore
+from core.identity import PortfolioKey, code_problem, in_portfolios
 from core.models import CallOutcome
 from core.phones import InvalidPhone, normalize
 from core.recordings import RecordingView, SearchFilters
-from core.store.schema import AuditEntry, Portfolio
+from core.store.schema import AuditEntry, Creditor, Portfolio
 from core.web.context import Viewer, Web, WebError
 from core.web.i18n import translate
 from core.web.kpi import bar_chart, daily_kpis
@@ -26,7 +27,6 @@ PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 50
 KPI_DEFAULT_DAYS = 14
 KPI_MAX_DAYS = 92
-_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _ID = re.compile(r"^[0-9]{1,12}$")
 _AUDITED = ("recordings.", "web.", "users.")
 
@@ -124,6 +124,8 @@ def pages_router(web: Web) -> APIRouter:
         viewer = web.signed_in(request)
         if not viewer.user.may_audit:
             raise WebError(403, f"the audit view needs the auditor or admin role, not {viewer.user.role}", "error.403")
+        if viewer.user.portfolios(web.site) is not None:  # the log spans every creditor's portfolios
+            raise WebError(403, "the audit view needs a grant of the whole site, not of some portfolios", "error.403")
         page = _page(request.query_params.get("page"))
         with web.node.db.session() as session:
             entries = session.scalars(
@@ -153,7 +155,7 @@ def visible(web: Web, viewer: Viewer, recording_id: str) -> RecordingView:
         raise WebError(400, f"not a recording id: {recording_id[:80]!r}", "error.400")
     view = web.node.library.view(int(recording_id))
     within = viewer.user.portfolios(web.site)
-    if view is None or (within is not None and view.portfolio not in within):
+    if view is None or (within is not None and view.portfolio not in {str(key) for key in within}):
         raise WebError(404, "no such recording within the viewer's reach", "error.404")
     return view
 
@@ -162,8 +164,8 @@ def _search(web: Web, request: Request, viewer: Viewer) -> Search:
     params = request.query_params
     form = {key: params.get(key, "").strip() for key in ("account", "phone", "agent", "portfolio", "outcome")}
     form |= {key: params.get(key, "").strip() for key in ("since", "until")}
-    for key in ("account", "agent", "portfolio"):
-        if form[key] and not _CODE.match(form[key]):
+    for key, parts in (("account", 3), ("agent", 1), ("portfolio", 2)):
+        if form[key] and not _reference(form[key], parts):
             raise WebError(400, f"search field {key} has characters outside [A-Za-z0-9._@-]", "error.422")
     if form["outcome"] and form["outcome"] not in {outcome.value for outcome in CallOutcome}:
         raise WebError(400, "unknown outcome", "error.422")
@@ -212,11 +214,18 @@ def _page(text: str | None) -> int:
     return int(text)
 
 
+def _reference(text: str, parts: int) -> bool:
+    """``text`` is at most ``parts`` identifiers of the import's allow-list joined by ``/``."""
+    split = text.split("/")
+    return len(split) <= parts and all(code_problem(part) is None for part in split)
+
+
 def _portfolios(web: Web, viewer: Viewer) -> list[str]:
-    within = viewer.user.portfolios(web.site)
+    """The site's portfolios the viewer may see, as ``CREDITOR/CODE``."""
+    query = select(Creditor.code, Portfolio.code).join(Portfolio, Portfolio.creditor_id == Creditor.id)
+    query = query.where(Portfolio.site == web.site, in_portfolios(viewer.user.portfolios(web.site)))
     with web.node.db.session() as session:
-        codes = session.scalars(select(Portfolio.code).where(Portfolio.site == web.site).distinct()).all()
-    return sorted(code for code in codes if within is None or code in within)
+        return sorted(str(PortfolioKey(creditor, code)) for creditor, code in session.execute(query))
 
 
 def _local(web: Web) -> Callable[[str], str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from core.identity import PortfolioKey
 from core.models import ActivityKind, Recording
 from core.node import Node
 from core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Debtor, Portfolio, RecordingRow
@@ -21,7 +22,7 @@ PASSWORD = "correct horse battery"
 #: name: (role, grants)
 USERS: dict[str, tuple[Role, tuple[Grant, ...]]] = {
     "ana": (Role.SUPERVISOR, (Grant("t"),)),
-    "beto": (Role.SUPERVISOR, (Grant("t", "VEHICULOS"),)),
+    "beto": (Role.SUPERVISOR, (Grant("t", PortfolioKey("BANCO", "VEHICULOS")),)),
     "carla": (Role.AUDITOR, (Grant("t"),)),
     "otro": (Role.SUPERVISOR, (Grant("lima"),)),
 }
