@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeGuard, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
 
 from core import credentials
 from core.adapters import CHECK_DIRS, ConfigPath, PluginConfig, WritableDir, template_fields
@@ -179,8 +179,13 @@ class WebConfig(_Section):
     port: int = Field(default=8080, ge=1, le=65535)
     public_url: str | None = None  #: how peers reach the node when not at ``http://bind:port``
     session_minutes: float = Field(default=30, gt=0, le=24 * 60)  #: supervisors' sessions expire when idle
+    session_max_hours: float = Field(default=12, gt=0, le=7 * 24)  #: and this long after sign-in, however busy
     language: Literal["es", "en"] = "es"  #: the pages' default language (each user may switch)
     check_seconds: float = Field(default=60, gt=0)  #: how often ``run`` checks the vendors for ``/healthz``
+    workers: int = Field(default=2, ge=1, le=64)  #: the pages' blocking work (sign-in, search...) at a time
+    queue: int = Field(default=8, ge=0, le=1000)  #: requests waiting for a worker; more are answered 503
+    #: proxies (addresses or networks) whose X-Forwarded-For is believed; none by default
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
 
     @property
     def base_url(self) -> str:

@@ -10,13 +10,13 @@ from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import selectinload
 
 from core.errors import NotFound, UsageError
 from core.identity import PortfolioKey
 from core.store.database import Database
-from core.store.schema import WebGrant, WebUser
+from core.store.schema import WebGrant, WebSession, WebUser
 
 MIN_PASSWORD_LENGTH = 10
 _hasher = PasswordHasher()
@@ -132,21 +132,25 @@ class UserDirectory:
             if row is None:
                 raise NotFound(f"no user {name!r}")
             row.disabled = True
+            session.execute(delete(WebSession).where(WebSession.user_id == row.id))  # signed out everywhere
             return _user(row)
 
     def authenticate(self, name: str, password: str) -> User | None:
-        """The enabled user with that name and password, else ``None`` (same work either way)."""
+        """The enabled user with that name and password, else ``None`` (same work either way). The hash is
+        checked outside any transaction: SQLite's write lock must not wait on it."""
         with self.db.session() as session:
             row = session.scalar(select(WebUser).options(selectinload(WebUser.grants)).where(WebUser.name == name))
-            try:
-                _hasher.verify(row.password_hash if row else _dummy_hash(), password)
-            except (VerificationError, InvalidHashError):
-                return None
-            if row is None or row.disabled:
-                return None
-            if _hasher.check_needs_rehash(row.password_hash):
-                row.password_hash = _hasher.hash(password)
-            return _user(row)
+        try:
+            _hasher.verify(row.password_hash if row else _dummy_hash(), password)
+        except (VerificationError, InvalidHashError):
+            return None
+        if row is None or row.disabled:
+            return None
+        if _hasher.check_needs_rehash(row.password_hash):
+            rehashed = _hasher.hash(password)
+            with self.db.session() as session:
+                session.execute(update(WebUser).where(WebUser.id == row.id).values(password_hash=rehashed))
+        return _user(row)
 
 
 def _rows(grants: Sequence[Grant]) -> list[WebGrant]:

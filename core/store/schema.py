@@ -345,13 +345,24 @@ class WebSession(Base):
 
 
 class LoginThrottle(Base):
-    """Failed sign-ins per key (``user:NAME`` or ``addr:IP``), kept in the store so a restart resets nothing."""
+    """Sign-in tries per key (``pair:NAME@IP`` or ``addr:IP``) counted since ``window_start``; no try is checked
+    before ``locked_until``. Kept in the store so a restart resets nothing."""
 
     __tablename__ = "web_login_throttle"
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebPreSession(Base):
+    """A browser at the sign-in form (migration 0009_web_presessions): the form's CSRF token is the one issued
+    with this pre-session's cookie, so nobody else can choose it. Used once."""
+
+    __tablename__ = "web_presessions"
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 # --- compliance: debtor-requested hours, phone line types (migration 0007_contact_prefs) -------------

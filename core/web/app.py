@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from core.errors import CarteraError
 from core.logs import event
@@ -20,6 +21,7 @@ from core.web.context import SignInRequired, Viewer, Web, WebError, anonymous
 from core.web.health import health_router
 from core.web.pages import pages_router
 from core.web.signin import signin_router
+from core.web.workers import RETRY_AFTER_S, Overloaded
 
 if TYPE_CHECKING:
     from core.node import Node
@@ -51,6 +53,9 @@ def build_app(node: Node) -> FastAPI:
     app.include_router(pages_router(web))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _handle_errors(app, web)
+    trusted = node.site.section.web.trusted_proxies
+    if trusted:  # only then is X-Forwarded-For believed: its right-most address outside these networks
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(network) for network in trusted])
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -79,8 +84,20 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
         response.headers.update(headers)
         return response
 
+    def failed(request: Request, status: int, error: str) -> Response:
+        """The error page of a failure on our side (5xx), audited when the store still answers."""
+        viewer = web.known_viewer(request)
+        actor = viewer.actor if viewer else anonymous(request)
+        try:
+            web.audit(actor, "web.failed", request.url.path[:200], status=status, error=error[:100])
+        except Exception as exc:  # the store may be what failed; the answer must not
+            event(log, "web.audit_failed", logging.ERROR, path=request.url.path, error=type(exc).__name__)
+        return answer(request, status, f"error.{status}", viewer)
+
     @app.exception_handler(SignInRequired)
-    def sign_in(_request: Request, exc: SignInRequired) -> Response:
+    def sign_in(request: Request, exc: SignInRequired) -> Response:
+        reason = "session expired" if exc.expired else "not signed in"
+        web.audit(anonymous(request), "web.rejected", request.url.path[:200], status=303, reason=reason)
         return RedirectResponse("/login?expired=1" if exc.expired else "/login", status_code=303)
 
     @app.exception_handler(WebError)
@@ -92,17 +109,23 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
         key = f"error.{exc.status_code}" if exc.status_code in (400, 403, 404, 405, 413) else "error.400"
         return rejected(request, exc.status_code, str(exc.detail), key, dict(exc.headers or {}))
 
+    @app.exception_handler(Overloaded)
+    def overloaded(request: Request, _exc: Overloaded) -> Response:
+        return rejected(
+            request, 503, "every worker busy: request shed", "error.503", {"Retry-After": f"{RETRY_AFTER_S}"}
+        )
+
     @app.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> Response:
         fields = ", ".join(".".join(str(part) for part in error["loc"]) for error in exc.errors()[:3])
         return rejected(request, 422, f"invalid fields: {fields}", "error.422", {})
 
     @app.exception_handler(CarteraError)
-    def failed(request: Request, exc: CarteraError) -> Response:
+    def vendor_failed(request: Request, exc: CarteraError) -> Response:
         event(log, "web.failed", logging.ERROR, path=request.url.path, error=str(exc))
-        return answer(request, 502, "error.502", web.known_viewer(request))
+        return failed(request, 502, type(exc).__name__)
 
     @app.exception_handler(Exception)
     def crashed(request: Request, exc: Exception) -> Response:
         log.error("web: %s %s failed", request.method, request.url.path, exc_info=exc)
-        return answer(request, 500, "error.500", web.known_viewer(request))
+        return failed(request, 500, type(exc).__name__)

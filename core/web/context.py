@@ -19,6 +19,7 @@ from core.users import User, UserDirectory
 from core.web.i18n import LANGUAGES, Language, number, translate
 from core.web.media import VerifiedCopies
 from core.web.sessions import LoginThrottler, SessionInfo, SessionStore
+from core.web.workers import WorkerPool
 
 if TYPE_CHECKING:
     from core.node import Node
@@ -60,8 +61,9 @@ class Web:
         config = node.site.section.web
         self.node, self.site, self.now = node, node.site.name, now
         self.users = UserDirectory(node.db, now)
-        self.sessions = SessionStore(node.db, config.session_minutes, now)
+        self.sessions = SessionStore(node.db, config.session_minutes, config.session_max_hours, now)
         self.throttle = LoginThrottler(node.db, now)
+        self.workers = WorkerPool(config.workers, config.queue)
         self.copies = VerifiedCopies(node.site.data_dir / "web" / "copies", node.library)
         self.secure_cookies = (config.public_url or "").startswith("https://")
         self.default_language: Language = config.language

@@ -119,6 +119,10 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (Spanish, English)
         "El formulario caducó o no viene de esta página. Recargue e intente de nuevo.",
         "The form expired or does not come from this page. Reload and try again.",
     ),
+    "error.503": (
+        "Demasiadas solicitudes. Intente de nuevo en unos segundos.",
+        "Too busy. Try again in a few seconds.",
+    ),
     "error.500": ("Error interno. El equipo técnico fue notificado.", "Internal error. IT has been notified."),
     "error.502": (
         "El almacén de grabaciones no respondió bien. Intente más tarde.",

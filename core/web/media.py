@@ -17,7 +17,8 @@ from core.adapters import RecordingStore
 from core.recordings import RecordingLibrary, RecordingView
 
 CHUNK = 64 * 1024
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+_BEYOND_ANY_FILE = 2**63  #: what a position of more than 18 digits is read as
 
 
 class BadRange(ValueError):
@@ -36,22 +37,28 @@ class ByteRange:
 
 def parse_range(header: str | None, size: int) -> ByteRange | None:
     """The single range ``header`` asks for (``None``: the whole file). Multiple ranges, a start past the end,
-    or an inverted range raise :class:`BadRange`; an end past the file is cut to it, as RFC 9110 says."""
+    or an inverted range raise :class:`BadRange`; an end past the file is cut to it, as RFC 9110 says.
+    Positions of any length are read without converting thousands of digits."""
     if header is None:
         return None
     match = _RANGE.match(header.strip())
     if match is None or size == 0:
         raise BadRange(header)
-    first, last = match.groups()
-    if not first:  # suffix: the last N bytes
-        if not last or int(last) == 0:
+    first, last = (_position(text) for text in match.groups())
+    if first is None:  # suffix: the last N bytes
+        if not last:
             raise BadRange(header)
-        return ByteRange(max(0, size - int(last)), size - 1)
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if start >= size or (last and int(last) < start):
+        return ByteRange(max(0, size - last), size - 1)
+    if first >= size or (last is not None and last < first):
         raise BadRange(header)
-    return ByteRange(start, end)
+    return ByteRange(first, size - 1 if last is None else min(last, size - 1))
+
+
+def _position(digits: str) -> int | None:
+    if not digits:
+        return None
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= 18 else _BEYOND_ANY_FILE
 
 
 def file_response(path: Path, wanted: ByteRange | None, filename: str, *, attachment: bool) -> StreamingResponse:

@@ -45,6 +45,7 @@ def pages_router(web: Web) -> APIRouter:
     router = APIRouter()
 
     @router.get("/recordings", include_in_schema=False)
+    @web.workers.pooled
     def recordings(request: Request) -> Response:
         viewer = web.signed_in(request)
         search = _search(web, request, viewer)
@@ -65,9 +66,11 @@ def pages_router(web: Web) -> APIRouter:
         )
 
     @router.get("/recordings/{recording_id}", include_in_schema=False)
+    @web.workers.pooled
     def player(request: Request, recording_id: str) -> Response:
         viewer = web.signed_in(request)
         view = visible(web, viewer, recording_id)
+        web.audit(viewer.actor, "recordings.view", f"recording:{view.id}")  # the page shows account and phone
         return web.page(request, "player.html", viewer, view=view, as_local=_local(web))
 
     def stream(request: Request, recording_id: str, *, attachment: bool) -> Response:
@@ -89,14 +92,17 @@ def pages_router(web: Web) -> APIRouter:
         return file_response(copy, wanted, download_name(web.site, view), attachment=attachment)
 
     @router.get("/recordings/{recording_id}/audio", include_in_schema=False)
+    @web.workers.pooled
     def audio(request: Request, recording_id: str) -> Response:
         return stream(request, recording_id, attachment=False)
 
     @router.get("/recordings/{recording_id}/download", include_in_schema=False)
+    @web.workers.pooled
     def download(request: Request, recording_id: str) -> Response:
         return stream(request, recording_id, attachment=True)
 
     @router.get("/kpi", include_in_schema=False)
+    @web.workers.pooled
     def kpi(request: Request) -> Response:
         viewer = web.signed_in(request)
         today = web.node.clock.now().astimezone(web.node.site.zone).date()
@@ -120,6 +126,7 @@ def pages_router(web: Web) -> APIRouter:
         )
 
     @router.get("/audit", include_in_schema=False)
+    @web.workers.pooled
     def audit_view(request: Request) -> Response:
         viewer = web.signed_in(request)
         if not viewer.user.may_audit:

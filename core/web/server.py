@@ -20,7 +20,10 @@ class WebServer:
     """One uvicorn server on ``bind:port``; :meth:`start` returns once it listens or raises if it cannot."""
 
     def __init__(self, app: FastAPI, bind: str, port: int, *, start_timeout: float = 10.0) -> None:
-        config = uvicorn.Config(app, host=bind, port=port, log_config=None, access_log=False, lifespan="off")
+        # uvicorn would believe X-Forwarded-For from loopback: build_app applies [web] trusted_proxies instead
+        config = uvicorn.Config(
+            app, host=bind, port=port, log_config=None, access_log=False, lifespan="off", proxy_headers=False
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="cartera-web", daemon=True)
         self._address = f"{bind}:{port}"

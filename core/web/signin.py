@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -19,7 +18,7 @@ from core.web.context import (
 )
 from core.web.i18n import LANGUAGES
 
-LOGIN_CSRF_COOKIE = "cartera_login_csrf"
+PRESESSION_COOKIE = "cartera_signin"  #: the sign-in form's pre-session, whose CSRF token the server keeps
 
 
 def signin_router(web: Web) -> APIRouter:
@@ -39,37 +38,38 @@ def signin_router(web: Web) -> APIRouter:
         return _login_page(request, "login.expired" if expired else None, 200)
 
     def _login_page(request: Request, message: str | None, status: int, **values: object) -> Response:
-        token = secrets.token_urlsafe(32)
-        response = web.page(request, "login.html", None, status=status, csrf=token, message=message, **values)
+        token, csrf = web.sessions.begin_sign_in()
+        response = web.page(request, "login.html", None, status=status, csrf=csrf, message=message, **values)
         response.set_cookie(
-            LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=web.secure_cookies, path="/login"
+            PRESESSION_COOKIE, token, httponly=True, samesite="strict", secure=web.secure_cookies, path="/login"
         )
         return response
 
     @router.post("/login", include_in_schema=False)
+    @web.workers.pooled
     def login(
         request: Request,
         user: Annotated[str, Form(max_length=64)],
         password: Annotated[str, Form(max_length=1024)],
         csrf: Annotated[str, Form(max_length=128)] = "",
     ) -> Response:
-        check_csrf(csrf, request.cookies.get(LOGIN_CSRF_COOKIE, ""))
+        check_csrf(csrf, web.sessions.finish_sign_in(request.cookies.get(PRESESSION_COOKIE, "")) or "")
         address = client_address(request)
-        locked = web.throttle.locked_until(user, address)
+        locked = web.throttle.attempt(user, address)
         if locked is not None:
             web.audit(anonymous(request), "web.login_throttled", f"user:{user}", until=locked.isoformat())
-            return _login_page(request, "login.throttled", 429, until=f"{locked:%H:%M}")
+            return _login_page(request, "login.throttled", 429, until=f"{locked:%H:%M:%S}")
         found = web.users.authenticate(user, password)
         if found is None:
             web.throttle.failed(user, address)
             web.audit(anonymous(request), "web.login_failed", f"user:{user}")
             return _login_page(request, "login.failed", 401)
-        web.throttle.succeeded(user)
+        web.throttle.succeeded(user, address)
         token, _ = web.sessions.create(found.id)
         web.audit(f"web:{found.name}", "web.login", f"user:{found.name}", address=address)
         response = RedirectResponse("/recordings", status_code=303)
         session_cookie(response, token)
-        response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+        response.delete_cookie(PRESESSION_COOKIE, path="/login")
         return response
 
     @router.post("/logout", include_in_schema=False)

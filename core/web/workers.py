@@ -1,0 +1,53 @@
+"""The pages' blocking work (password hashing, searches, fetches) runs in a small pool of low-priority threads,
+with at most ``queue`` requests waiting; beyond that the pages answer 503 at once. A burst of sign-ins can take
+neither the CPU nor the store from the node's scheduled jobs (campaign tick, archival)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+RETRY_AFTER_S = 2
+NICENESS = 10  #: the workers' scheduling priority below the node's own threads (Linux: per thread)
+
+
+class Overloaded(Exception):
+    """Every worker busy and the queue full: answered 503 with ``Retry-After``."""
+
+
+class WorkerPool:
+    def __init__(self, size: int, queue: int) -> None:
+        self._admitted = threading.BoundedSemaphore(size + queue)
+        self._pool = ThreadPoolExecutor(size, thread_name_prefix="cartera-web-worker", initializer=_lower_priority)
+
+    def run(self, work: Callable[[], R]) -> R:
+        """``work``'s result, computed by a worker; raises :class:`Overloaded` when the queue is full."""
+        if not self._admitted.acquire(blocking=False):
+            raise Overloaded
+        try:
+            return self._pool.submit(work).result()
+        finally:
+            self._admitted.release()
+
+    def pooled(self, endpoint: Callable[P, R]) -> Callable[P, R]:
+        """``endpoint`` (a blocking route) run through :meth:`run`."""
+
+        @functools.wraps(endpoint)
+        def pooled_endpoint(*args: P.args, **kwargs: P.kwargs) -> R:
+            return self.run(functools.partial(endpoint, *args, **kwargs))
+
+        return pooled_endpoint
+
+
+def _lower_priority() -> None:
+    """Linux nices threads one by one, and argon2's own threads inherit it; elsewhere this would nice the
+    whole process, so it is left alone."""
+    if sys.platform == "linux":
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)

@@ -1,0 +1,332 @@
+"""The supervisors' pages under attack: hostile ranges, forged forwarding headers, audit gaps."""
+
+from __future__ import annotations
+
+import http.client
+import multiprocessing
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from core.errors import ConfigError
+from core.hooks import load_plugins
+from core.node import Node
+from core.store.database import Database
+from core.store.schema import WebSession
+from core.users import UserDirectory
+from core.web.app import build_app
+from core.web.server import WebServer
+from core.web.sessions import FREE_TRIES, LoginThrottler
+from tests.browser.seed import PASSWORD, seed
+from tests.conftest import write_sites
+from tests.peers.net import free_port
+from tests.test_web_pages import Site, csrf_of, sign_in
+from tests.test_web_pages import site as pages_site
+
+site = pages_site  # the pages' fixture: site t, seeded
+
+pytestmark = pytest.mark.abuse
+
+HUGE = "9" * 5000
+
+
+@contextmanager
+def served(node: Node) -> Iterator[int]:
+    """The node's app on a real uvicorn server on loopback; yields its port."""
+    port = free_port()
+    with WebServer(build_app(node), "127.0.0.1", port):
+        yield port
+
+
+def test_huge_and_malformed_ranges_answer_cleanly_and_are_audited(site: Site) -> None:
+    client = sign_in(site.client(), "ana")
+    rid = site.seeded.recordings["BCO-1"]
+    size = len(client.get(f"/recordings/{rid}/audio").content)
+    expected = {
+        f"bytes={HUGE}-": 416,  # a start past any file
+        f"bytes=0{HUGE}-0{HUGE}": 416,
+        f"bytes=0-{HUGE}": 206,  # an end past the file is cut to it
+        f"bytes=-{HUGE}": 206,  # the last N bytes, N past the size: all of them
+        f"bytes=000{'0' * 5000}5-9": 206,  # leading zeros are still 5
+        "bytes= 1 - 2 , ": 416,
+    }
+    for header, status in expected.items():
+        before = len(site.audits("web.rejected"))
+        answer = client.get(f"/recordings/{rid}/audio", headers={"Range": header})
+        assert answer.status_code == status, header[:40]
+        assert "Traceback" not in answer.text
+        if status == 416:
+            assert answer.headers["content-range"] == f"bytes */{size}"
+            assert len(site.audits("web.rejected")) == before + 1, header[:40]
+    assert (
+        client.get(f"/recordings/{rid}/audio", headers={"Range": f"bytes=0-{HUGE}"}).headers["content-range"]
+        == f"bytes 0-{size - 1}/{size}"
+    )
+    assert (
+        client.get(f"/recordings/{rid}/audio", headers={"Range": f"bytes=000{'0' * 5000}5-9"}).content
+        == (client.get(f"/recordings/{rid}/audio").content[5:10])
+    )
+
+
+def test_a_huge_range_over_the_wire_keeps_the_connection(site: Site) -> None:
+    rid = site.seeded.recordings["BCO-1"]
+    with served(site.node) as port:
+        client = sign_in(TestClient(build_app(site.node)), "ana")
+        cookie = f"cartera_session={client.cookies['cartera_session']}"
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            for header, status in ((f"bytes={HUGE}-", 416), ("bytes=0-3", 206)):  # one kept-alive connection
+                connection.request("GET", f"/recordings/{rid}/audio", headers={"Cookie": cookie, "Range": header})
+                answer = connection.getresponse()
+                body = answer.read()
+                assert answer.status == status
+                assert b"Traceback" not in body
+        finally:
+            connection.close()
+
+
+def post_login(port: int, user: str, password: str, forwarded: str | None = None) -> int:
+    """One sign-in over the wire (form, then post), optionally with an ``X-Forwarded-For`` header."""
+    extra = {"X-Forwarded-For": forwarded} if forwarded else {}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", "/login", headers=extra)
+        form = connection.getresponse()
+        html = form.read().decode()
+        cookies = "; ".join(value.split(";")[0] for name, value in form.getheaders() if name.lower() == "set-cookie")
+        body = f"user={user}&password={password}&csrf={csrf_of(html)}"
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookies, **extra}
+        connection.request("POST", "/login", body=body, headers=headers)
+        answer = connection.getresponse()
+        answer.read()
+        return answer.status
+    finally:
+        connection.close()
+
+
+def test_forwarded_for_from_loopback_is_ignored_by_default(site: Site) -> None:
+    with served(site.node) as port:
+        statuses = [post_login(port, f"nobody{n}", "wrong", f"198.51.100.{n}") for n in range(25)]
+    assert 429 in statuses, "rotating X-Forwarded-For must not escape the per-address limit"
+    actors = {entry.actor for entry in site.audits() if entry.action.startswith("web.login")}
+    assert actors == {"web:anonymous@127.0.0.1"}, "no forged address in the audit log"
+
+
+def test_trusted_proxies_give_the_rightmost_untrusted_address(tmp_path: Path) -> None:
+    config = write_sites(tmp_path, extra="")
+    config.write_text(
+        config.read_text().replace("[sites.t.web]\n", '[sites.t.web]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8"]\n')
+    )
+    node = Node.open(config, "t", load_plugins(entry_points=False))
+    try:
+        site = Site(node, seed(node, tmp_path / "spool"), config)
+        with served(node) as port:
+            assert post_login(port, "ana", "wrong", "198.51.100.7, 203.0.113.9, 10.1.2.3") == 401
+            assert post_login(port, "ana", PASSWORD, "203.0.113.10") == 303
+        assert [e.actor for e in site.audits("web.login_failed")] == ["web:anonymous@203.0.113.9"]
+        assert site.audits("web.login")[-1].details["address"] == "203.0.113.10"
+    finally:
+        node.close()
+
+
+def test_trusted_proxies_must_be_addresses_or_networks(tmp_path: Path) -> None:
+    config = write_sites(tmp_path, extra="")
+    config.write_text(config.read_text().replace("[sites.t.web]\n", '[sites.t.web]\ntrusted_proxies = ["proxy"]\n'))
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        Node.open(config, "t", load_plugins(entry_points=False))
+
+
+def test_anonymous_visits_player_views_and_failures_are_audited(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = site.seeded.recordings["BCO-1"]
+    anonymous = site.client()
+    for path in (f"/recordings/{rid}", f"/recordings/{rid}/audio", f"/recordings/{rid}/download", "/recordings"):
+        before = len(site.audits("web.rejected"))
+        assert anonymous.get(path, follow_redirects=False).status_code == 303, path
+        entry = site.audits("web.rejected")[-1]
+        assert len(site.audits("web.rejected")) == before + 1, path
+        assert (entry.actor, entry.subject, entry.details["status"]) == ("web:anonymous@testclient", path, 303)
+    client = sign_in(site.client(), "ana")
+    assert client.get(f"/recordings/{rid}").status_code == 200
+    assert [(e.actor, e.subject) for e in site.audits("recordings.view")] == [("web:ana", f"recording:{rid}")]
+    for stored in (site.config.parent / "archive").rglob("*.wav"):
+        stored.chmod(0o644)
+        stored.write_bytes(b"RIFF not the recording")
+    other = site.seeded.recordings["BCO-2"]
+    assert client.get(f"/recordings/{other}/audio").status_code == 502
+    failed = site.audits("web.failed")[-1]
+    assert (failed.actor, failed.subject, failed.details["status"]) == ("web:ana", f"/recordings/{other}/audio", 502)
+
+    def broken(_recording_id: int) -> None:
+        raise RuntimeError("the catalog is unreadable")
+
+    monkeypatch.setattr(site.node.library, "view", broken)
+    assert client.get(f"/recordings/{rid}").status_code == 500
+    failed = site.audits("web.failed")[-1]
+    assert (failed.actor, failed.details["status"]) == ("web:ana", 500)
+    assert "unreadable" not in str(failed.details)
+
+
+def from_address(site: Site, address: str) -> TestClient:
+    return TestClient(build_app(site.node), raise_server_exceptions=False, client=(address, 40000))
+
+
+def try_password(client: TestClient, user: str, password: str) -> int:
+    form = client.get("/login")
+    return client.post(
+        "/login", data={"user": user, "password": password, "csrf": csrf_of(form.text)}, follow_redirects=False
+    ).status_code
+
+
+def test_a_stranger_cannot_lock_the_user_out_from_elsewhere(site: Site) -> None:
+    stranger = from_address(site, "198.51.100.7")
+    statuses = [try_password(stranger, "ana", "wrong-password") for _ in range(10)]
+    assert statuses[:3] == [401, 401, 401]
+    assert set(statuses[3:]) == {429}, "the stranger's own tries are slowed down"
+    assert try_password(stranger, "ana", PASSWORD) == 429, "not even the right password gets through there"
+    assert try_password(from_address(site, "203.0.113.5"), "ana", PASSWORD) == 303, "ana, elsewhere, signs in"
+    assert len(site.audits("web.login_failed")) == 3
+
+
+def test_parallel_wrong_passwords_check_no_more_than_the_free_tries(site: Site) -> None:
+    with served(site.node) as port, ThreadPoolExecutor(40) as pool:
+        statuses = list(pool.map(lambda _: post_login(port, "ana", "wrong-password"), range(40)))
+    assert 429 in statuses
+    assert set(statuses) <= {401, 429, 503}  # 503: shed by the worker pool, before any check
+    assert statuses.count(401) == len(site.audits("web.login_failed")) <= 3
+
+
+def test_sign_in_delays_grow_and_a_success_resets_them(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'throttle.db'}")
+    db.migrate()
+    clock = [datetime(2026, 12, 1, 12, 0, tzinfo=UTC)]
+    throttle = LoginThrottler(db, lambda: clock[0])
+    waits: list[float] = []
+    checked = 0
+    try:
+        while len(waits) < 10:
+            until = throttle.attempt("ana", "198.51.100.7")
+            if until is None:
+                checked += 1
+                throttle.failed("ana", "198.51.100.7")
+            else:
+                waits.append((until - clock[0]).total_seconds())
+                clock[0] = until
+        assert checked == FREE_TRIES + 10 - 1
+        assert waits == sorted(waits)
+        assert waits[0] > 0
+        assert waits[-1] == 15 * 60
+        assert throttle.attempt("ana", "203.0.113.5") is None, "another address is another count"
+        throttle.succeeded("ana", "198.51.100.7")
+        assert throttle.attempt("ana", "198.51.100.7") is None
+    finally:
+        db.dispose()
+
+
+def parallel_claims(db: Database) -> int:
+    """How many of 40 simultaneous sign-ins of one user from one address may check a password."""
+    throttle = LoginThrottler(db, lambda: datetime.now(UTC))
+    with ThreadPoolExecutor(40) as pool:
+        granted = list(pool.map(lambda _: throttle.attempt("ana", "198.51.100.7") is None, range(40)))
+    return granted.count(True)
+
+
+def test_the_throttle_counts_atomically_on_sqlite(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'throttle.db'}")
+    db.migrate()
+    try:
+        assert parallel_claims(db) == FREE_TRIES
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_the_throttle_counts_atomically_on_postgresql(postgres_url: str) -> None:
+    db = Database(postgres_url)
+    db.migrate()
+    try:
+        assert parallel_claims(db) == FREE_TRIES
+    finally:
+        db.dispose()
+
+
+def test_a_chosen_sign_in_token_is_refused(site: Site) -> None:
+    client = site.client()
+    for cookie in ("cartera_login_csrf", "cartera_signin"):  # the old double-submit cookie, the pre-session's
+        client.cookies.set(cookie, "chosen-by-the-attacker", path="/login")
+    answer = client.post("/login", data={"user": "ana", "password": PASSWORD, "csrf": "chosen-by-the-attacker"})
+    assert answer.status_code == 403
+    attacker = site.client()
+    form = attacker.get("/login")  # a genuine token, of the attacker's own pre-session
+    victim = site.client()
+    victim.get("/login")
+    answer = victim.post("/login", data={"user": "ana", "password": PASSWORD, "csrf": csrf_of(form.text)})
+    assert answer.status_code == 403, "a token is good only with the pre-session it was issued to"
+    assert site.audits("web.login") == []
+
+
+def test_a_sign_in_token_is_good_once(site: Site) -> None:
+    client = site.client()
+    token = csrf_of(client.get("/login").text)
+    data = {"user": "ana", "password": "wrong-password", "csrf": token}
+    assert client.post("/login", data=data).status_code == 401
+    assert client.post("/login", data=data).status_code == 403
+
+
+def test_sessions_end_after_their_absolute_lifetime_even_when_busy(site: Site) -> None:
+    client = sign_in(site.client(), "ana")
+    with site.node.db.session() as session:
+        session.execute(update(WebSession).values(created_at=datetime.now(UTC) - timedelta(hours=12, seconds=1)))
+    answer = client.get("/recordings", follow_redirects=False)
+    assert answer.headers["location"] == "/login?expired=1"
+
+
+def test_signing_in_again_ends_the_older_sessions(site: Site) -> None:
+    first = sign_in(site.client(), "ana")
+    second = sign_in(site.client(), "ana")
+    assert first.get("/recordings", follow_redirects=False).headers["location"] == "/login?expired=1"
+    assert second.get("/recordings").status_code == 200
+    UserDirectory(site.node.db).disable("ana")
+    with site.node.db.session() as session:
+        assert session.scalars(select(WebSession)).all() == [], "disabling a user ends its sessions"
+
+
+def sign_in_burst(port: int) -> list[int]:
+    """40 parallel sign-ins with the right password (in a process of its own, as clients are)."""
+    with ThreadPoolExecutor(40) as pool:
+        return list(pool.map(lambda user: post_login(port, user, PASSWORD), ["ana", "beto", "carla", "otro"] * 20))
+
+
+def test_a_burst_of_sign_ins_skips_no_scheduled_job(tmp_path: Path) -> None:
+    config = write_sites(tmp_path)  # the jobs at their default pace: a tick a second, archival as often
+    config.write_text(config.read_text().replace("tick_seconds = 0.2", "tick_seconds = 1").replace("= 0.5", "= 1"))
+    node = Node.open(config, "t", load_plugins(entry_points=False))
+    seed(node, tmp_path / "spool")
+    missed: list[str] = []
+    runner = threading.Thread(target=node.run, kwargs={"duration": 120})
+    runner.start()
+    try:
+        for _ in range(500):
+            scheduler = node._scheduler  # the node's own scheduler, to listen to its missed runs
+            if scheduler is not None and node.scheduler_running:
+                break
+            runner.join(0.02)
+        assert scheduler is not None
+        runner.join(2)  # the jobs' first runs (startup) are not what this measures
+        scheduler.add_listener(lambda e: missed.append(e.job_id), EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as client:
+            statuses = client.submit(sign_in_burst, node.site.section.web.port).result(timeout=120)
+    finally:
+        node.stop()
+        runner.join(60)
+        node.close()
+    assert missed == [], "a scheduled job waited on the web pages"
+    assert set(statuses) <= {303, 503}
+    assert statuses.count(303) >= 4
