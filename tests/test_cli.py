@@ -7,6 +7,7 @@ import getpass
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -94,11 +95,17 @@ def test_check_reaches_every_vendor(site: Path) -> None:
 
 
 def test_check_fails_naming_the_broken_vendor(site: Path) -> None:
-    (site.parent / "archive").write_text("not a directory")
+    shutil.rmtree(site.parent / "inbox")
     result = cartera(site, "--site", "t", "check")
     assert result.returncode == 1
-    assert "FAIL  recording localdir:" in result.stdout
-    assert "check failed: recording localdir" in result.stderr
+    assert "FAIL  crm_sync csv: inbox" in result.stdout
+    assert "check failed: crm_sync csv" in result.stderr
+
+
+def test_archive_under_a_file_is_a_configuration_error(site: Path) -> None:
+    (site.parent / "archive").write_text("not a directory")
+    result = cartera(site, "--site", "t", "check")
+    assert_one_line_error(result, 2, str(site), "site 't', key 'recording.path'", "is not a directory")
 
 
 def test_import_is_idempotent_and_reports_quarantine(site: Path) -> None:
