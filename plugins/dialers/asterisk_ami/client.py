@@ -95,10 +95,12 @@ class _EventList:
     def __init__(self, complete: str) -> None:
         self.complete = complete
         self.events: list[Message] = []
-        self.done = threading.Event()
+        self.completed = False
+        self.done = threading.Event()  # completed, or the connection broke
 
     def add(self, name: str, event: Message) -> None:
         if name == self.complete:
+            self.completed = True
             self.done.set()
         else:
             self.events.append(event)
@@ -291,10 +293,10 @@ class AmiConnection(AMIClient):  # type: ignore[misc]  # asterisk-ami ships no t
         self._lists[action_id] = collected
         try:
             self._answer(name, self.send_action(SimpleAction(name, ActionID=action_id, **keys)), None)
-            if not collected.done.wait(self._timeout):
+            collected.done.wait(self._timeout)
+            if not collected.completed:
                 self._raise_if_lost(name)
                 raise AmiTimeout(f"{name}: the list from {self.where} did not complete within {self._timeout:g}s")
-            self._raise_if_lost(name)
             return collected.events
         finally:
             self._lists.pop(action_id, None)

@@ -8,18 +8,20 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from itertools import pairwise
 from pathlib import Path
+from queue import Queue
 from string import ascii_letters, digits
+from threading import Event
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.testing.context import CapturingContext
-from plugins.dialers.asterisk_ami.client import AmiConnection, AmiUnreachable, Message
+from plugins.dialers.asterisk_ami.client import AmiConnection, AmiUnreachable, Message, parse_fields
 from plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from plugins.dialers.asterisk_ami.framing import MessageFramer, MessageTooLarge
 from plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer
@@ -76,53 +78,54 @@ def test_an_unterminated_message_is_buffered_in_linear_time() -> None:
 
 
 @contextmanager
-def hostile_ami(script: bytes, *, after_login: bytes = b"") -> Iterator[tuple[int, list[bytes]]]:
-    """A server on 127.0.0.1 that sends its banner and ``script``, then ``after_login`` once asked to log in.
+def hostile_ami(greeting: bytes = b"", answers: Mapping[str, bytes] | None = None) -> Iterator[tuple[int, Event]]:
+    """A server on 127.0.0.1 that sends Asterisk's banner and ``greeting``, then answers each action named in
+    ``answers`` with its bytes (``{id}`` replaced by the action's ActionID).
 
-    Yields its port and what it read once the client closed the connection (``b""`` last when it did).
+    Yields its port and an event set once the client closed the connection.
     """
-    received: list[bytes] = []
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
+    closed = Event()
+    with socket.create_server(("127.0.0.1", 0)) as server:
         server.settimeout(10)
 
         def serve() -> None:
             client, _ = server.accept()
-            with client:
+            with client, suppress(OSError):
                 client.settimeout(10)
-                client.sendall(BANNER + script)
-                data, answered = b"", False
+                client.sendall(BANNER + greeting)
+                pending = b""
                 while chunk := client.recv(4096):
-                    data += chunk
-                    if after_login and not answered and b"Action: Login" in data:
-                        client.sendall(after_login)
-                        answered = True
-                received.extend((data, b""))
+                    *actions, pending = (pending + chunk).split(b"\r\n\r\n")
+                    for action in actions:
+                        fields = parse_fields(action.decode())
+                        answer = (answers or {}).get(fields.get("Action", ""), b"")
+                        client.sendall(answer.replace(b"{id}", fields.get("ActionID", "").encode()))
+                closed.set()
 
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()
         try:
-            yield server.getsockname()[1], received
+            yield server.getsockname()[1], closed
         finally:
             thread.join(15)
 
 
 def test_a_message_over_the_limit_drops_the_connection() -> None:
-    lost: list[str] = []
-    with hostile_ami(b"Event: Hangup\r\nUniqueid: " + b"x" * 70_000) as (port, received):
-        connection = AmiConnection("127.0.0.1", port, handlers={}, on_lost=lost.append, max_message_bytes=1 << 16)
+    lost: Queue[str] = Queue()
+    with hostile_ami(b"Event: Hangup\r\nUniqueid: " + b"x" * 70_000) as (port, closed):
+        connection = AmiConnection("127.0.0.1", port, handlers={}, on_lost=lost.put, max_message_bytes=1 << 16)
         connection.connect()
-        assert connection.finished.wait(5), "the connection was kept"
-    assert lost == ["Asterisk sent a message longer than 65536 bytes (max_message_bytes); connection dropped"]
-    assert received[-1] == b"", "the server's socket was not closed by the client"
+        assert closed.wait(5), "the connection was kept"
+        reason = lost.get(timeout=5)
+    assert reason == "Asterisk sent a message longer than 65536 bytes (max_message_bytes); connection dropped"
 
 
 def test_an_oversized_answer_to_login_fails_the_start_at_once(tmp_path: Path) -> None:
     config = AsteriskAmiConfig.model_validate(
         {"port": 1, "username": "cartera", "secret": "s3cret-value", "queue": "cobranza", "action_timeout_s": 30}
     )
-    with hostile_ami(b"", after_login=b"Response: Success\r\nMessage: " + b"y" * (1 << 17)) as (port, _):
+    oversized = b"Response: Success\r\nActionID: {id}\r\nMessage: " + b"y" * (1 << 17)
+    with hostile_ami(answers={"Login": oversized}) as (port, _):
         dialer = AsteriskAmiDialer(
             config.model_copy(update={"port": port, "max_message_bytes": 1 << 16}), CapturingContext(tmp_path)
         )
@@ -134,6 +137,25 @@ def test_an_oversized_answer_to_login_fails_the_start_at_once(tmp_path: Path) ->
         f"Login: the connection to Asterisk at 127.0.0.1:{port} broke: Asterisk sent a message longer than "
         "65536 bytes (max_message_bytes); connection dropped"
     )
+
+
+def test_a_list_cut_by_an_oversized_event_fails_at_once() -> None:
+    answers = {
+        "Login": b"Response: Success\r\nActionID: {id}\r\n\r\n",
+        "QueueStatus": b"Response: Success\r\nActionID: {id}\r\n\r\n"
+        b"Event: QueueParams\r\nActionID: {id}\r\nQueue: " + b"q" * 70_000,
+    }
+    with hostile_ami(answers=answers) as (port, _):
+        connection = AmiConnection(
+            "127.0.0.1", port, handlers={}, on_lost=lambda _: None, action_timeout=30, max_message_bytes=1 << 16
+        )
+        connection.connect()
+        connection.login("cartera", "s3cret-value")
+        began = time.monotonic()
+        with pytest.raises(AmiUnreachable, match=r"^QueueStatus: the connection to Asterisk at .* broke: Asterisk"):
+            connection.list_action("QueueStatus", "QueueStatusComplete")
+        assert time.monotonic() - began < 5, "the list waited for its action timeout"
+        connection.close()
 
 
 # --- properties ----------------------------------------------------------------------------------------------
