@@ -55,6 +55,8 @@ QUERIES = {
     "/audit": ("page",),
 }
 EXAMPLES = 120  #: per generation mode, spread over the operations
+#: byte ranges as players send them, and their edge cases: open ends, suffixes, several, long numbers
+RANGE = r"^bytes=[0-9]{0,30}-[0-9]{0,30}(, ?[0-9]{0,30}-[0-9]{0,30}){0,3}$"
 PLAYBACK = ("/recordings/{recording_id}/audio", "/recordings/{recording_id}/download")
 
 
@@ -87,7 +89,7 @@ def declare(path: str, operation: dict[str, Any]) -> None:
     parameters += [{"name": name, "in": "query", "schema": {"type": "string"}} for name in QUERIES.get(path, ())]
     if path in PLAYBACK:
         responses |= {"206": {"description": "A byte range.", "content": AUDIO}, "409": ERROR_PAGE, "416": ERROR_PAGE}
-        parameters.append({"name": "Range", "in": "header", "schema": {"type": "string"}})
+        parameters.append({"name": "Range", "in": "header", "schema": {"type": "string", "pattern": RANGE}})
     operation["responses"] = responses
 
 
