@@ -18,7 +18,7 @@ from core.redaction import MIN_SECRET_LENGTH, register_secret
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://(?P<rest>.*)", re.DOTALL)
 #: What a URL's user and password may hold as they are (RFC 3986, and non-ASCII); the rest must be %-encoded.
 _USERINFO = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:\u0080-\U0010ffff]|%[0-9A-Fa-f]{2})*")
-PERCENT_ENCODE = (
+_PERCENT_ENCODE = (
     "the URL's user or password holds characters that must be percent-encoded (@ as %40, # as %23, / as %2F, "
     "...: urllib.parse.quote(password, safe='')); an @ elsewhere in the URL as %40 too"
 )
@@ -39,7 +39,7 @@ def url_credentials(value: str) -> None:
         return
     userinfo = url["rest"][: url["rest"].rindex("@")]
     if not _USERINFO.fullmatch(userinfo):
-        raise ValueError(PERCENT_ENCODE)
+        raise ValueError(_PERCENT_ENCODE)
     password = userinfo.partition(":")[2]
     if password:
         secret(password, "the URL's password")
