@@ -13,6 +13,7 @@ from core.errors import CarteraError
 
 _END = b"\r\n\r\n"
 _BLANK_LINES = re.compile(rb"(?:\r\n)*")
+_BLANK_TEXT_LINES = re.compile(r"(?:\r\n)*")
 
 
 class MessageTooLarge(CarteraError):
@@ -50,20 +51,32 @@ class MessageFramer:
         del buffer[: _blank_lines(buffer)]
         self._scanned = len(buffer)
         if complete:
-            for piece in complete.split(_END):
-                block = piece[_blank_lines(piece) :] if piece.startswith(b"\r\n") else piece
-                if len(block) + 4 > self.max_bytes:
-                    raise self._too_large()
-                if block:
-                    self._on_message(block.decode(self._encoding, self._errors))
+            self._hand_over(complete)
         if len(buffer) >= self.max_bytes:  # its end, still to come, makes it longer still
+            raise self._too_large()
+
+    def _hand_over(self, complete: bytes) -> None:
+        """Hand over the messages of ``complete`` (messages and the empty lines between them); raise at one
+        too long, after those before it. One decode and one split for them all: that is most of the time here."""
+        too_long = None
+        if len(complete) + 4 > self.max_bytes:  # one of its messages may be too long
+            pieces = complete.split(_END)
+            sizes = (len(piece) - _blank_lines(piece) + 4 for piece in pieces)
+            too_long = next((n for n, size in enumerate(sizes) if size > self.max_bytes), None)
+            if too_long is not None:
+                complete = _END.join(pieces[:too_long])
+        for block in complete.decode(self._encoding, self._errors).split("\r\n\r\n"):
+            message = block[_blank_lines(block) :] if block.startswith("\r\n") else block
+            if message:
+                self._on_message(message)
+        if too_long is not None:
             raise self._too_large()
 
     def _too_large(self) -> MessageTooLarge:
         return MessageTooLarge(f"a message longer than {self.max_bytes} bytes (max_message_bytes)")
 
 
-def _blank_lines(data: bytes | bytearray) -> int:
-    """How many bytes of empty lines ``data`` starts with."""
-    match = _BLANK_LINES.match(data)
+def _blank_lines(data: bytes | bytearray | str) -> int:
+    """How long the empty lines ``data`` starts with are."""
+    match = _BLANK_TEXT_LINES.match(data) if isinstance(data, str) else _BLANK_LINES.match(data)
     return match.end() if match else 0

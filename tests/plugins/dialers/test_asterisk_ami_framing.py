@@ -182,6 +182,9 @@ def test_any_split_of_a_valid_stream_gives_exactly_its_events(
     stream = b"".join(encode(event, blank_lines) for event, blank_lines in sent)
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=12), label="cuts")
     assert events_of(stream, cuts) == [event for event, _ in sent]
+    messages = [encode(event, 0) for event, _ in sent]
+    at_the_limit = max(map(len, messages), default=4)  # the longest message, its ending empty line included
+    assert read_all(stream, cuts, at_the_limit) == ([message[:-4].decode() for message in messages], False)
 
 
 GARBAGE = st.lists(
