@@ -42,11 +42,11 @@ class MessageFramer:
         buffer = self._buffer
         buffer += data
         end = buffer.rfind(_END, max(0, self._scanned - 3))
-        complete = b""
+        complete = bytearray()
         if end >= 0:
             while buffer.endswith(b"\r\n", 0, end):  # empty lines after a message: it ended at the first one
                 end -= 2
-            complete = bytes(buffer[:end])
+            complete = buffer[:end]
             del buffer[: end + 4]
         del buffer[: _blank_lines(buffer)]
         self._scanned = len(buffer)
@@ -55,7 +55,7 @@ class MessageFramer:
         if len(buffer) >= self.max_bytes:  # its end, still to come, makes it longer still
             raise self._too_large()
 
-    def _hand_over(self, complete: bytes) -> None:
+    def _hand_over(self, complete: bytes | bytearray) -> None:
         """Hand over the messages of ``complete`` (messages and the empty lines between them); raise at one
         too long, after those before it. One decode and one split for them all: that is most of the time here."""
         too_long = None
