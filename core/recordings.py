@@ -117,7 +117,8 @@ class RecordingLibrary:
             tmp.replace(destination)
         finally:
             tmp.unlink(missing_ok=True)
-        self._audit(actor, "recordings.get", subject, sha256=view.sha256, destination=str(destination))
+        where = {"destination": str(destination), "portfolio": view.portfolio}
+        self._audit(actor, "recordings.get", subject, sha256=view.sha256, **where)
         return view
 
     def url(self, recording_id: int, store: RecordingStore[Any], expires_s: int, actor: str) -> str:

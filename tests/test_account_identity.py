@@ -18,7 +18,7 @@ from core.hooks import load_plugins
 from core.models import AssignmentAction, AssignmentBatch, AssignmentRow, Channel
 from core.node import Node
 from core.recordings import SearchFilters
-from core.store.schema import Account, ContactAttempt, ContactHours, QuarantinedRow
+from core.store.schema import Account, AuditEntry, ContactAttempt, ContactHours, QuarantinedRow
 from tests.conftest import SITE_TOML, run_site, write_sites
 from tests.peers.net import free_port
 
@@ -100,6 +100,8 @@ def test_a_qualified_reference_reaches_its_own_debtor_only(twice: Twice) -> None
     otro = twice.account_id("CUENTAS")
     with twice.node.db.session() as session:
         assert session.get_one(ContactAttempt, request.attempt_id).account_id == otro
+        decided = session.scalars(select(AuditEntry).where(AuditEntry.action == "compliance.allow")).one()
+        assert (decided.details["account"], decided.details["portfolio"]) == ("R-1", "OTRO/CUENTAS")
     with pytest.raises(NotFound, match="no account 'BANCO/CUENTAS/R-1'"):
         contacts.place_call(phone=None, account_ref="BANCO/CUENTAS/R-1", actor="test")
     with pytest.raises(UsageError, match="CREDITOR/PORTFOLIO/REF"):

@@ -94,6 +94,8 @@ def test_a_grant_of_one_creditors_portfolio_shows_nothing_of_anothers(site: Site
     assert "BANCO/TARJETAS" in kpi
     assert "OTRO" not in kpi
     assert "777" not in kpi
+    assert client.get(f"/recordings/{ids['BCO-1']}/audio").status_code == 200
+    assert site.audits("recordings.play")[-1].details["portfolio"] == "BANCO/TARJETAS"
     searched = site.audits("recordings.search")[-1]
     assert searched.details["filters"]["within"] == "BANCO/TARJETAS"
     assert [e.details["reason"] for e in site.audits("web.rejected")[-3:]] == [

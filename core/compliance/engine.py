@@ -364,6 +364,7 @@ class ComplianceGate:
             action=action,
             subject=f"{subject.channel}:{subject.phone}",
             account=subject.account_ref,
+            portfolio=subject.portfolio,
             pack=decision.pack,
             purpose=subject.purpose.value,
             reasons=list(decision.reasons),

@@ -88,7 +88,8 @@ def pages_router(web: Web) -> APIRouter:
             reason = f"unsatisfiable range {(header or '')[:80]!r} of {size} bytes"
             raise WebError(416, reason, "error.416", {"Content-Range": f"bytes */{size}"}) from None
         action = "recordings.download" if attachment else "recordings.play"
-        web.audit(viewer.actor, action, f"recording:{view.id}", range=header or "all", sha256=view.sha256)
+        details = {"range": header or "all", "sha256": view.sha256, "portfolio": view.portfolio}
+        web.audit(viewer.actor, action, f"recording:{view.id}", **details)
         return file_response(copy, wanted, download_name(web.site, view), attachment=attachment)
 
     @router.get("/recordings/{recording_id}/audio", include_in_schema=False)
