@@ -45,7 +45,6 @@ class PortfolioKey:
 class Reference:
     """A reference as typed, split into its parts: the last is the account ref or portfolio code."""
 
-    text: str
     parts: tuple[str, ...]
 
     @classmethod
@@ -56,7 +55,7 @@ class Reference:
             forms = ("REF", "PORTFOLIO/REF", "CREDITOR/PORTFOLIO/REF") if most == 3 else ("CODE", "CREDITOR/CODE")
             why = problems[0] if problems else f"at most {most} parts"
             raise UsageError(f"{what} {text[:80]!r}: write {' or '.join(forms)} ({why})")
-        return cls(text, parts)
+        return cls(parts)
 
     def where(self, *columns: InstrumentedAttribute[str]) -> ColumnElement[bool]:
         """The parts matched against ``columns`` from the last: (creditor code, portfolio code[, account ref])."""
