@@ -224,8 +224,7 @@ class Dialer(Adapter[ConfigT]):
         block for a call's duration. This default can tell nothing: every call ends ``UNKNOWN``.
         """
         for call in calls:
-            call_end = f"the {self.name} dialer keeps no record across node runs: how the call ended is unknown"
-            self.context.report_call(call.unknown(call_end))
+            self.context.report_call(call.unknown(f"{self.name} keeps nothing across node runs: end unknown"))
 
     @abc.abstractmethod
     def stop(self) -> None:

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from sqlalchemy import select
+
+from core.models import CallOutcome, CallResult
+from core.node import Node
+from core.store.schema import ContactAttempt
 from plugins.dialers.simulator.plugin import SIMULATION_LOST
 from tests.conftest import kill_site_with_calls_in_flight, placing, run_site, write_portfolio, write_sites
 
@@ -47,3 +54,52 @@ def test_the_next_start_records_the_calls_a_killed_simulator_node_left_as_unknow
     assert held == (0,)
     explained = run_site(site, "explain", "--account", "BCO-1")
     assert "history: 1 call and 0 texts counted" in explained.stdout, explained.stdout + explained.stderr
+
+
+@pytest.mark.postgres
+def test_a_node_settles_only_its_own_sites_calls_on_a_store_shared_by_sites(
+    tmp_path: Path, postgres_url: str, open_node: Callable[..., Node]
+) -> None:
+    configs = {}
+    for name in ("t", "u"):
+        (tmp_path / name).mkdir()
+        config = write_sites(tmp_path / name, database=postgres_url)
+        config.write_text(config.read_text().replace("[sites.t", f"[sites.{name}"))
+        configs[name] = config
+    nodes = {name: open_node(config, name) for name, config in configs.items()}
+    with nodes["t"].db.session() as session:
+        left = {
+            name: ContactAttempt(site=name, phone="+573005550001", state="placing", requested_at=node.clock.now())
+            for name, node in nodes.items()
+        }
+        session.add_all(left.values())
+        session.flush()
+        ids = {name: attempt.id for name, attempt in left.items()}
+
+    assert nodes["u"].contacts.reconcile_calls() == [ids["u"]]
+
+    with nodes["t"].db.session() as session:
+        rows = {row.site: row for row in session.scalars(select(ContactAttempt))}
+    assert (rows["t"].state, rows["t"].outcome) == ("placing", None)
+    assert (rows["u"].state, rows["u"].outcome, rows["u"].raw_cause) == ("finished", "unknown", SIMULATION_LOST)
+
+
+@pytest.mark.postgres
+def test_a_raw_cause_longer_than_the_store_keeps_still_ends_the_attempt(
+    tmp_path: Path, postgres_url: str, open_node: Callable[..., Node]
+) -> None:
+    node = open_node(write_sites(tmp_path, database=postgres_url))
+    now = node.clock.now()
+    with node.db.session() as session:
+        attempt = ContactAttempt(site="t", phone="+573005550001", state="placing", requested_at=now)
+        session.add(attempt)
+        session.flush()
+        attempt_id = attempt.id
+    cause = "16 Normal Clearing, dial ANSWER; " + "; ".join(f"note {n} of the dialer" for n in range(9))
+    node.contacts.on_call_result(CallResult(attempt_id, CallOutcome.FAILED, cause, now, ended_at=now))
+    with node.db.session() as session:
+        stored = session.get_one(ContactAttempt, attempt_id)
+        assert stored.state == "finished"
+        assert stored.raw_cause is not None
+        assert len(stored.raw_cause) <= 64
+        assert stored.raw_cause.startswith("16 Normal Clearing, dial ANSWER; note 0")

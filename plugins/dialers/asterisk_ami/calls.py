@@ -115,7 +115,7 @@ class CallTracker:
         ``CoreShowChannel`` entry); ``None`` when this dialer already follows the attempt."""
         call = self.admit(request, channel.get("Uniqueid", ""), started_at)
         if call is not None:
-            call.notes.append("taken over from a killed run of the node")
+            call.notes.append("taken over from a killed run")
             self.resume(call, channel)
         return call
 

@@ -61,10 +61,7 @@ EVENT_FILTER = (
 #: After a failed OriginateResponse, how long to wait for the channel's own events (they travel separately).
 ORIGINATE_FAILURE_GRACE_S = 2.0
 #: The raw cause of a call a killed node left in flight whose channel Asterisk no longer carries.
-CHANNEL_GONE = (
-    "its channel ended while no node followed it, and AMI cannot say how (CDR and CEL are not queried over AMI): "
-    "the call's end is unknown"
-)
+CHANNEL_GONE = "channel gone when the node restarted; AMI cannot tell its end"
 #: Beyond its ring timeout, how long a call may go without Asterisk reporting its channel.
 UNSEEN_GRACE_S = 15.0
 QUEUE_REFRESH_S = 60.0

@@ -14,7 +14,7 @@ from plugins.dialers.simulator.client import SimulatedSwitch
 from plugins.dialers.simulator.config import SimulatorConfig
 
 #: The raw cause of a call a killed node left in flight.
-SIMULATION_LOST = "the simulation ran in the node's process and ended with it: the call's end is unknown"
+SIMULATION_LOST = "simulated in the killed node's process: its end is unknown"
 
 
 class SimulatorDialer(Dialer[SimulatorConfig]):

@@ -13,7 +13,7 @@ from plugins.dialers.sip_trunk.config import SipTrunkConfig
 from plugins.dialers.sip_trunk.pool import SipTrunkPool
 
 #: The raw cause of a call a killed node left in flight.
-WORKERS_GONE = "the SIP workers hung up when the node was killed, reporting to nobody: the call's end is unknown"
+WORKERS_GONE = "SIP workers hung up when the node died: end unknown"
 
 
 class SipTrunkDialer(Dialer[SipTrunkConfig]):
