@@ -2,9 +2,9 @@
 
 Configuration registers each secret it resolves (``${ENV}`` values, secret settings, URL passwords). Log lines
 (after their JSON or text encoding), ``check`` lines, ``/healthz`` detail, configuration errors and everything the
-command line writes pass :func:`redact`, which masks the secret as given, percent-encoded or decoded, as a Python
-``repr`` or ``\\u``-escape shows it, and JSON-escaped on top of any of those. A secret shorter than
-:data:`MIN_SECRET_LENGTH` could not be masked without masking ordinary text: configuration refuses it.
+command line writes pass :func:`redact`, which masks the secret as given, percent-encoded or decoded, in hex, as a
+Python ``repr`` or ``\\u``-escape shows it (or its bytes), and JSON-escaped on top of any of those. A secret
+shorter than :data:`MIN_SECRET_LENGTH` could not be masked without masking ordinary text: configuration refuses it.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*):[^
 
 
 def _python_escapes(text: str) -> set[str]:
-    """How ``repr`` (or ``ascii``) shows ``text`` inside a longer string: with its quote escaped or not."""
+    """How ``repr`` (or ``ascii``, or ``repr`` of its UTF-8 bytes) shows ``text`` inside a longer string: with
+    its quote escaped or not."""
     forms = set()
-    for inner in (repr(text)[1:-1], ascii(text)[1:-1]):
+    for inner in (repr(text)[1:-1], ascii(text)[1:-1], repr(text.encode())[2:-1]):
         plain = inner.replace("\\'", "'")
         forms |= {plain, plain.replace("'", "\\'")}
     return forms
@@ -38,7 +39,8 @@ def encodings(secret: str) -> set[str]:
     """``secret`` in the forms an output may carry it (each at least :data:`MIN_SECRET_LENGTH` long)."""
     once: set[str] = set()
     for plain in {secret, unquote(secret)}:
-        once |= {plain, quote(plain, safe=""), quote(plain), quote_plus(plain), *_python_escapes(plain)}
+        once |= {plain, quote(plain, safe=""), quote(plain), quote_plus(plain), plain.encode().hex()}
+        once |= _python_escapes(plain)
     forms = set(once)
     for form in once:
         forms |= {json.dumps(form)[1:-1], json.dumps(form, ensure_ascii=False)[1:-1]}

@@ -23,7 +23,8 @@ SECRET = "Zq7\"pa\\ss#@/wörd'9"
 
 
 def carried(secret: str) -> dict[str, str]:
-    """``secret`` as outputs carry it: as is, JSON-escaped, repr'd, percent-encoded, and JSON over repr."""
+    """``secret`` as outputs carry it: as is, JSON-escaped, repr'd (or its bytes), percent-encoded, in hex, and
+    JSON over repr."""
     forms = {
         "plain": secret,
         "json": json.dumps(secret)[1:-1],
@@ -33,6 +34,8 @@ def carried(secret: str) -> dict[str, str]:
         "percent": quote(secret, safe=""),
         "percent-plus": quote_plus(secret),
         "unicode-escape": secret.encode("unicode_escape").decode(),
+        "bytes-repr": repr(secret.encode())[2:-1],
+        "hex": secret.encode().hex(),
     }
     forms["json-of-repr"] = json.dumps(forms["repr"])[1:-1]
     return forms
