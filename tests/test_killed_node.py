@@ -13,6 +13,7 @@ from sqlalchemy import select
 from core.models import CallOutcome, CallResult
 from core.node import Node
 from core.store.schema import ContactAttempt
+from core.web.i18n import LANGUAGES, translate
 from plugins.dialers.simulator.plugin import SIMULATION_LOST
 from tests.conftest import kill_site_with_calls_in_flight, placing, run_site, write_portfolio, write_sites
 
@@ -103,3 +104,9 @@ def test_a_raw_cause_longer_than_the_store_keeps_still_ends_the_attempt(
         assert stored.raw_cause is not None
         assert len(stored.raw_cause) <= 64
         assert stored.raw_cause.startswith("16 Normal Clearing, dial ANSWER; note 0")
+
+
+def test_the_supervisors_page_names_every_outcome_unknown_included() -> None:
+    for language in LANGUAGES:
+        unnamed = [o.value for o in CallOutcome if translate(language, f"outcome.{o}") == f"outcome.{o}"]
+        assert not unnamed, (language, unnamed)

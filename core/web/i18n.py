@@ -81,6 +81,7 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (Spanish, English)
     "outcome.congestion": ("congestión", "congestion"),
     "outcome.failed": ("fallida", "failed"),
     "outcome.cancelled": ("cancelada", "cancelled"),
+    "outcome.unknown": ("fin desconocido", "end unknown"),
     "kpi.title": ("Indicadores por cartera y día", "KPIs per portfolio and day"),
     "kpi.day": ("Día", "Day"),
     "kpi.attempts": ("Intentos", "Attempts"),
