@@ -166,7 +166,12 @@ def test_no_output_of_a_site_with_seeded_secrets_carries_them(tmp_path: Path) ->
     outputs: dict[str, str] = {}
     with echoing_ami() as ami:
         site = seeded_site(tmp_path / "site", ami.port)
-        for args in (["check"], ["--debug", "--log-format", "json", "check"], ["--log-format", "json", "archive"]):
+        for args in (
+            ["check"],
+            ["--debug", "--log-format", "json", "check"],
+            ["--log-format", "json", "archive"],
+            ["--debug", "run", "--duration", "1"],  # AMI refuses the login: the traceback is printed
+        ):
             result = run_site(site, *args, env=env)
             assert result.returncode == 1, result.stderr
             outputs[" ".join(args)] = result.stdout + result.stderr
@@ -188,6 +193,7 @@ def test_no_output_of_a_site_with_seeded_secrets_carries_them(tmp_path: Path) ->
 
     assert "FAIL  dialer asterisk_ami" in outputs["check"]
     assert "Secret: ***" in outputs["check"]  # the AMI peer echoed it: the error paths were taken
+    assert "Traceback" in outputs["--debug run --duration 1"]
     assert "node.stopped" in outputs["run"], outputs["run"][-3000:]
     assert len(answers) == 15, answers
     assert any('"detail"' in answer for answer in answers)  # the local health detail was read
