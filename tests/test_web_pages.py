@@ -48,6 +48,13 @@ def site(tmp_path: Path) -> Iterator[Site]:
         node.close()
 
 
+def web_settings(directory: Path, settings: str) -> Path:
+    """A sites.toml for site ``t`` (as :func:`write_sites`) with ``settings`` added to its ``[sites.t.web]``."""
+    config = write_sites(directory)
+    config.write_text(config.read_text().replace("[sites.t.web]\n", f"[sites.t.web]\n{settings}\n"))
+    return config
+
+
 def csrf_of(html: str) -> str:
     match = re.search(r'name="csrf" value="([^"]+)"', html)
     assert match, "no CSRF field in the page"
@@ -87,11 +94,9 @@ def test_sign_in_sets_a_strict_httponly_cookie_and_sign_out_ends_the_session(sit
 
 
 def test_https_public_url_makes_the_session_cookie_secure(tmp_path: Path) -> None:
-    config = write_sites(tmp_path, extra="")
-    config.write_text(
-        config.read_text().replace("[sites.t.web]\n", '[sites.t.web]\npublic_url = "https://rec.example"\n')
+    node = Node.open(
+        web_settings(tmp_path, 'public_url = "https://rec.example"'), "t", load_plugins(entry_points=False)
     )
-    node = Node.open(config, "t", load_plugins(entry_points=False))
     try:
         seed(node, tmp_path / "spool")
         client = TestClient(build_app(node), base_url="https://testserver")

@@ -34,6 +34,7 @@ def signin_router(web: Web) -> APIRouter:
         return RedirectResponse("/recordings", status_code=303)
 
     @router.get("/login", include_in_schema=False)
+    @web.workers.pooled
     def login_form(request: Request, expired: int = 0) -> Response:
         return _login_page(request, "login.expired" if expired else None, 200)
 
