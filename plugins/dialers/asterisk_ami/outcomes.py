@@ -75,14 +75,15 @@ def raw_cause(
     originate_reason: str | None,
     note: str,
 ) -> str:
-    """Everything Asterisk said about the end, e.g. ``17 User busy, dial BUSY`` or, when no channel reported a
-    cause, ``originate Failure, reason 0 (not placed)``."""
+    """What Asterisk said about the end, e.g. ``17 User busy, dial BUSY``; the OriginateResponse only when
+    neither a cause nor a dial status came (``originate Failure, reason 0 (not placed)``): the store keeps 64
+    characters."""
     parts = []
     if cause is not None:
         parts.append(f"{cause} {cause_text}".strip())
     if dial_status:
         parts.append(f"dial {dial_status}")
-    if originate_reason is not None and cause is None:
+    if originate_reason is not None and cause is None and not dial_status:
         meaning = ORIGINATE_REASONS.get(originate_reason)
         parts.append(
             f"originate {originate_response or 'response'}, reason {originate_reason}"

@@ -100,6 +100,8 @@ def test_raw_cause_keeps_what_asterisk_said() -> None:
     assert said(cause=17, cause_text="User busy", dial_status="BUSY", originate_reason="5") == "17 User busy, dial BUSY"
     assert said(originate_reason="0", note="no channel") == "originate Failure, reason 0 (not placed), no channel"
     assert said(originate_reason="7") == "originate Failure, reason 7"
+    answered = said(dial_status="ANSWER", originate_response="Success", originate_reason="4", note="cut")
+    assert answered == "dial ANSWER, cut", "the originate's words took room the dial status already filled"
     assert said(originate_response=None, originate_reason=None) == "Asterisk reported no cause"
 
 
