@@ -14,7 +14,6 @@ from itertools import pairwise
 from pathlib import Path
 from queue import Queue
 from string import ascii_letters, digits
-from threading import Event
 
 import pytest
 from hypothesis import given, settings
@@ -78,13 +77,15 @@ def test_an_unterminated_message_is_buffered_in_linear_time() -> None:
 
 
 @contextmanager
-def hostile_ami(greeting: bytes = b"", answers: Mapping[str, bytes] | None = None) -> Iterator[tuple[int, Event]]:
+def hostile_ami(
+    greeting: bytes = b"", answers: Mapping[str, bytes] | None = None
+) -> Iterator[tuple[int, threading.Event]]:
     """A server on 127.0.0.1 that sends Asterisk's banner and ``greeting``, then answers each action named in
     ``answers`` with its bytes (``{id}`` replaced by the action's ActionID).
 
     Yields its port and an event set once the client closed the connection.
     """
-    closed = Event()
+    closed = threading.Event()
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.settimeout(10)
 
