@@ -7,7 +7,6 @@ same call twice; the dialer's report later completes that row. Reports arrive on
 from __future__ import annotations
 
 import logging
-import textwrap
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -60,8 +59,6 @@ from core.store.schema import (
 )
 
 log = logging.getLogger("cartera.contacts")
-#: How much of a dialer's raw cause the store keeps (its column's width); ``call.finished`` logs all of it.
-RAW_CAUSE_CHARS = 64
 _FINAL_SMS_STATES = frozenset({SmsState.DELIVERED.value, SmsState.FAILED.value, SmsState.EXPIRED.value})
 
 
@@ -269,7 +266,7 @@ class ContactService:
                 return
             attempt.state = "finished"
             attempt.outcome = result.outcome.value
-            attempt.raw_cause = textwrap.shorten(result.raw_cause, RAW_CAUSE_CHARS, placeholder="...")
+            attempt.raw_cause = result.raw_cause
             attempt.started_at = result.started_at
             attempt.answered_at = result.answered_at
             attempt.ended_at = result.ended_at or now

@@ -146,7 +146,9 @@ class ContactAttempt(Base):
     state: Mapped[str] = mapped_column(String(16))  # placing | finished
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
     outcome: Mapped[str | None] = mapped_column(String(16))
-    raw_cause: Mapped[str | None] = mapped_column(String(64))
+    # The vendor's cause and the dialer's notes, whole. SQLite keeps it whole as VARCHAR(64) (no length is
+    # enforced), and a rebuild to change the type is refused by the rows that refer to the attempts.
+    raw_cause: Mapped[str | None] = mapped_column(Text().with_variant(String(64), "sqlite"))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
