@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import logging
 import multiprocessing
 import threading
 from collections.abc import Iterator
@@ -327,3 +328,25 @@ def test_a_burst_of_sign_ins_skips_no_scheduled_job(tmp_path: Path) -> None:
     assert missed == [], "a scheduled job waited on the web pages"
     assert set(statuses) <= {303, 503}
     assert statuses.count(303) >= 4
+
+
+def test_a_crash_is_one_traceback_and_a_clean_500(
+    site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_recording_id: int) -> None:
+        raise RuntimeError("the catalog is unreadable")
+
+    monkeypatch.setattr(site.node.library, "view", broken)
+    cookie = f"cartera_session={sign_in(site.client(), 'ana').cookies['cartera_session']}"
+    with served(site.node) as port, caplog.at_level(logging.ERROR):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            for _ in range(2):  # and the kept-alive connection still answers
+                connection.request("GET", f"/recordings/{site.seeded.recordings['BCO-1']}", headers={"Cookie": cookie})
+                answer = connection.getresponse()
+                assert answer.status == 500
+                assert b"unreadable" not in answer.read()
+        finally:
+            connection.close()
+    assert len([record for record in caplog.records if record.exc_info]) == 2, "one traceback per request"
+    assert [e.details["status"] for e in site.audits("web.failed")] == [500, 500]

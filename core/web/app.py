@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -125,7 +126,12 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
         event(log, "web.failed", logging.ERROR, path=request.url.path, error=str(exc))
         return failed(request, 502, type(exc).__name__)
 
-    @app.exception_handler(Exception)
-    def crashed(request: Request, exc: Exception) -> Response:
-        log.error("web: %s %s failed", request.method, request.url.path, exc_info=exc)
-        return failed(request, 500, type(exc).__name__)
+    @app.middleware("http")
+    async def crashed(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """A crash answers 500 here: left to Starlette's last handler, it would be raised on to the server,
+        which logs its traceback a second time and drops the connection."""
+        try:
+            return await call_next(request)
+        except Exception as exc:
+            log.error("web: %s %s failed", request.method, request.url.path, exc_info=exc)
+            return await run_in_threadpool(failed, request, 500, type(exc).__name__)
