@@ -112,3 +112,31 @@ def test_a_migration_that_fails_midway_leaves_no_half_made_schema(
     db.dispose()
     monkeypatch.undo()
     assert_schema_matches_models(migrated(url))
+
+
+def test_a_store_holding_a_worked_portfolio_upgrades_from_0007(tmp_path: Path) -> None:
+    """0008 rebuilds ``portfolios`` on SQLite while accounts refer to it: the upgrade of a site's store that
+    already holds data must neither fail nor leave a row referring to nothing (it failed with "FOREIGN KEY
+    constraint failed" before migrations turned SQLite's foreign keys off while they run)."""
+    url = f"sqlite:///{tmp_path / 'site.db'}"
+    db = Database(url)
+    db.migrate("0007_contact_prefs")
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO creditors (id, code) VALUES (1, 'BANCO')")
+        conn.exec_driver_sql(
+            "INSERT INTO portfolios (id, creditor_id, code, site, country) VALUES (1, 1, 'P', 't', 'CO')"
+        )
+        conn.exec_driver_sql("INSERT INTO debtors (id, name) VALUES (1, 'Ana')")
+        conn.exec_driver_sql(
+            "INSERT INTO accounts (id, portfolio_id, ref, debtor_id, balance, currency, status, updated_at)"
+            " VALUES (1, 1, 'R-1', 1, 1000, 'COP', 'active', '2026-11-23 09:00:00')"
+        )
+    db.migrate()
+    with db.session() as session:
+        account = session.scalars(sa.select(Account)).one()
+        assert (account.ref, account.portfolio.code, account.portfolio.creditor.code) == ("R-1", "P", "BANCO")
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+    assert_schema_matches_models(db)
+    db.dispose()

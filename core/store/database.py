@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -45,10 +45,20 @@ class Database:
         """Bring the schema to the newest revision (idempotent; run at every start), or to ``revision``."""
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
+        sqlite = self.url.get_backend_name() == "sqlite"
         try:
-            with self.engine.begin() as connection:
-                cfg.attributes["connection"] = connection
-                command.upgrade(cfg, revision)
+            with self.engine.connect() as connection:
+                if sqlite:  # SQLite rebuilds a table to alter it: see _sqlite_foreign_keys
+                    _sqlite_foreign_keys(connection, on=False)
+                try:
+                    with connection.begin():
+                        cfg.attributes["connection"] = connection
+                        command.upgrade(cfg, revision)
+                        if sqlite:
+                            _sqlite_check_foreign_keys(connection)
+                finally:
+                    if sqlite:
+                        _sqlite_foreign_keys(connection, on=True)
         except OperationalError as exc:
             raise CarteraError(f"cannot open the store {self.display_url}: {exc.orig}") from None
 
@@ -71,6 +81,20 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_foreign_keys(connection: Connection, *, on: bool) -> None:
+    """Foreign keys on or off for this connection. A migration turns them off while it runs, as SQLite's own
+    procedure for altering a table says: dropping the old copy of a table that other rows refer to fails with
+    them on. The pragma is a no-op inside a transaction, so it goes to the driver before SQLAlchemy begins one."""
+    connection.connection.dbapi_connection.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")  # type: ignore[union-attr]
+
+
+def _sqlite_check_foreign_keys(connection: Connection) -> None:
+    """Refuse (and so roll back) a migration that left a row referring to nothing."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        raise CarteraError(f"migration left rows referring to nothing (table, rowid, parent): {broken[:5]}")
 
 
 def _sqlite_begin(connection: Any) -> None:
