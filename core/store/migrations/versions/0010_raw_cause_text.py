@@ -1,7 +1,6 @@
 """contact_attempts.raw_cause as text: a vendor's cause with the dialer's notes outgrew 64 characters
 
-PostgreSQL refused such a cause and the attempt stayed ``placing``. SQLite enforces no length (and could change
-the type only by rebuilding the table, which the rows referring to the attempts forbid): it stays as it is.
+PostgreSQL refused such a cause and the attempt stayed ``placing``. SQLite enforces no length: it stays as it is.
 
 Revision ID: 0010_raw_cause_text
 Revises: 0009_web_presessions
