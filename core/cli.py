@@ -35,7 +35,7 @@ from core.redaction import RedactingStream, redacted_output
 from core.sms_batch import plan_batch, send_batch
 from core.sms_templates import REMINDER
 from core.summary import site_summary
-from core.users import Grant, Role, UserDirectory
+from core.users import ADMIN_SEES_ALL, Grant, Role, UserDirectory
 
 log = logging.getLogger("cartera.cli")
 
@@ -385,6 +385,8 @@ def _phone_filter(node: Node, phone: str | None) -> str | None:
 def _users(node: Node, args: argparse.Namespace) -> int:
     directory = UserDirectory(node.db)
     if args.users_command in ("add", "grant"):
+        if args.users_command == "add" and args.role == Role.ADMIN and args.portfolio:
+            raise UsageError(f"--portfolio with --role admin: {ADMIN_SEES_ALL}")
         with node.db.session() as session:
             keys = [resolve_portfolio(session, node.site.name, code) for code in args.portfolio]
         grants = [Grant(node.site.name, key) for key in keys] or [Grant(node.site.name)]
@@ -392,12 +394,12 @@ def _users(node: Node, args: argparse.Namespace) -> int:
         if args.users_command == "grant":
             user = directory.grant(args.name, node.site.name, grants)
             _audit_user(node, "users.grant", user.name, portfolios=portfolios)
-            print(f"user {user.name!r} granted: {_grants(user.grants)}")
+            print(f"user {user.name!r} granted: {user.described_grants()}")
             return 0
         password = os.environ.get(PASSWORD_ENV) or _prompt_password(args.name)
         user = directory.add(args.name, password, Role(args.role), grants)
         _audit_user(node, "users.add", user.name, role=user.role.value, portfolios=portfolios)
-        print(f"user {user.name!r} ({user.role}) added: {_grants(user.grants)}")
+        print(f"user {user.name!r} ({user.role}) added: {user.described_grants()}")
         return 0
     if args.users_command == "disable":
         user = directory.disable(args.name)
@@ -408,7 +410,7 @@ def _users(node: Node, args: argparse.Namespace) -> int:
     if not users:
         print("no users")
         return 0
-    rows = [(u.name, u.role.value, "disabled" if u.disabled else "active", _grants(u.grants)) for u in users]
+    rows = [(u.name, u.role.value, "disabled" if u.disabled else "active", u.described_grants()) for u in users]
     _print_table([("NAME", "ROLE", "STATE", "GRANTS"), *rows])
     return 0
 
@@ -420,10 +422,6 @@ def _prompt_password(name: str) -> str:
     if getpass.getpass("again: ") != password:
         raise UsageError("the two passwords differ")
     return password
-
-
-def _grants(grants: Sequence[Grant]) -> str:
-    return ", ".join(map(str, grants)) or "none"
 
 
 def _audit_user(node: Node, action: str, name: str, **details: object) -> None:

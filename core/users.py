@@ -19,6 +19,11 @@ from core.store.database import Database
 from core.store.schema import WebGrant, WebSession, WebUser
 
 MIN_PASSWORD_LENGTH = 10
+#: Why ``--portfolio`` is refused for an admin: its role is the whole of each site, whatever a grant says.
+ADMIN_SEES_ALL = (
+    "an admin sees every portfolio of its sites: it takes no portfolio grants; "
+    "give a restricted user the supervisor or auditor role"
+)
 _hasher = PasswordHasher()
 
 
@@ -73,8 +78,24 @@ class User:
         return frozenset(grant.portfolio for grant in grants if grant.portfolio is not None)
 
     def unresolved(self, site: str) -> tuple[str, ...]:
-        """The bare portfolio codes granted at ``site`` that name no creditor (see :attr:`Grant.unresolved`)."""
+        """The bare portfolio codes granted at ``site`` that name no creditor (see :attr:`Grant.unresolved`);
+        none for an admin, who sees every portfolio whatever its grants name."""
+        if self.role is Role.ADMIN:
+            return ()
         return tuple(g.unresolved for g in self.grants if g.site == site and g.unresolved is not None)
+
+    def described_grants(self) -> str:
+        """The grants as what they let the user see: an admin's are whole sites, and a portfolio stored in one
+        (granted before admins were refused them) is named as ignored rather than shown as a restriction."""
+        if self.role is not Role.ADMIN:
+            return ", ".join(map(str, self.grants)) or "none"
+        sites = dict.fromkeys(grant.site for grant in self.grants)
+        described = []
+        for site in sites:
+            ignored = [str(g.portfolio or g.unresolved) for g in self.grants if g.site == site and not _whole(g)]
+            note = f"; {', '.join(ignored)} ignored" if ignored else ""
+            described.append(f"{site}:* (admin: every portfolio{note})")
+        return ", ".join(described) or "none"
 
 
 class UserDirectory:
@@ -85,6 +106,8 @@ class UserDirectory:
 
     def add(self, name: str, password: str, role: Role, grants: Sequence[Grant]) -> User:
         name = name.strip()
+        if role is Role.ADMIN and not all(_whole(grant) for grant in grants):
+            raise UsageError(f"user {name!r}: {ADMIN_SEES_ALL}")
         if not name or len(name) > 64 or not name.isprintable() or " " in name:
             raise UsageError(f"user name {name!r}: 1 to 64 printable characters, no spaces")
         if len(password) < MIN_PASSWORD_LENGTH:
@@ -110,6 +133,8 @@ class UserDirectory:
             row = session.scalar(select(WebUser).options(selectinload(WebUser.grants)).where(WebUser.name == name))
             if row is None:
                 raise NotFound(f"no user {name!r}")
+            if row.role == Role.ADMIN and not all(_whole(grant) for grant in grants):
+                raise UsageError(f"user {name!r}: {ADMIN_SEES_ALL}")
             row.grants = [grant for grant in row.grants if grant.site != site]
             session.flush()
             row.grants.extend(_rows(grants))
@@ -151,6 +176,11 @@ class UserDirectory:
             with self.db.session() as session:
                 session.execute(update(WebUser).where(WebUser.id == row.id).values(password_hash=rehashed))
         return _user(row)
+
+
+def _whole(grant: Grant) -> bool:
+    """``grant`` is of a whole site (no portfolio, resolved or not)."""
+    return grant.portfolio is None and grant.unresolved is None
 
 
 def _rows(grants: Sequence[Grant]) -> list[WebGrant]:

@@ -350,3 +350,37 @@ def test_a_crash_is_one_traceback_and_a_clean_500(
             connection.close()
     assert len([record for record in caplog.records if record.exc_info]) == 2, "one traceback per request"
     assert [e.details["status"] for e in site.audits("web.failed")] == [500, 500]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/recordings?until=9999-12-31",
+        "/recordings?since=0001-01-01",
+        "/kpi?since=9999-12-30&until=9999-12-31",
+        "/kpi?since=0001-01-01&until=0001-01-02",
+        "/recordings?since=%D9%A2%D9%A0%D9%A2%D9%A6-01-01",  # Arabic-Indic digits in a date
+        "/recordings?page=%C2%B2",  # superscript two: str.isdigit() says yes, int() says no
+        "/recordings?page=%E2%91%A0",  # circled one
+        "/recordings?page=%D9%A1",  # Arabic-Indic one: int() reads it as 1
+        "/recordings?page=1%0A",
+        "/audit?page=%C2%B2",
+        "/audit?page=%D9%A1",
+    ],
+)
+def test_query_numbers_and_dates_outside_ascii_or_a_sane_range_are_a_clean_400(site: Site, query: str) -> None:
+    client = sign_in(site.client(), "carla")
+    answer = client.get(query)
+    assert answer.status_code == 400, answer.text[:300]
+    assert "<html" in answer.text.lower()
+    assert site.audits("web.failed") == []
+    assert [e.details["status"] for e in site.audits("web.rejected")] == [400]
+
+
+def test_every_signed_in_page_and_its_errors_are_not_stored_by_caches(site: Site) -> None:
+    client = sign_in(site.client(), "carla")
+    recording = site.seeded.recordings["BCO-1"]
+    for path in ("/recordings", f"/recordings/{recording}", "/kpi", "/audit", "/recordings/999999", "/kpi?since=x"):
+        answer = client.get(path)
+        assert "no-store" in answer.headers.get("cache-control", ""), (path, answer.status_code)
+    assert "no-store" in site.client().get("/login").headers.get("cache-control", "")

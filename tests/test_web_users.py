@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from core.store.database import Database
@@ -56,3 +58,23 @@ def test_no_password_argument_and_no_silent_default(tmp_path: Path) -> None:
     assert again.returncode == 2
     assert "exists already" in again.stderr
     assert cli(config, "disable", "nadie").returncode == 1
+
+
+@pytest.mark.abuse
+def test_an_admin_is_never_restricted_to_portfolios_it_would_not_be_held_to(tmp_path: Path) -> None:
+    config = write_sites(tmp_path)
+    added = cli(config, "add", "adm2", "--role", "admin", "--portfolio", "BCO/TARJETAS", password="una clave larga")
+    assert added.returncode == 2
+    assert "every portfolio" in added.stderr
+    assert "supervisor or auditor" in added.stderr
+    assert cli(config, "list").stdout.strip() == "no users"
+    assert cli(config, "add", "adm2", "--role", "admin", password="una clave larga").returncode == 0
+    granted = cli(config, "grant", "adm2", "--portfolio", "BCO/TARJETAS")
+    assert granted.returncode == 2
+    assert "every portfolio" in granted.stderr
+    assert "t:*" in cli(config, "list").stdout.splitlines()[1]
+    # an admin stored with a portfolio grant (before this refusal) is listed as what it sees: every portfolio
+    with sqlite3.connect(tmp_path / "var" / "t.db") as conn:
+        conn.execute("UPDATE web_grants SET creditor = 'BCO', portfolio = 'TARJETAS'")
+    listed = cli(config, "list").stdout.splitlines()[1]
+    assert "t:* (admin: every portfolio; BCO/TARJETAS ignored)" in listed, listed

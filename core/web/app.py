@@ -63,6 +63,8 @@ def build_app(node: Node) -> FastAPI:
         response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if not request.url.path.startswith("/static/"):  # pages show accounts and phones: kept by no cache
+            response.headers.setdefault("Cache-Control", "no-store")
         return response
 
     return app

@@ -27,7 +27,12 @@ PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 50
 KPI_DEFAULT_DAYS = 14
 KPI_MAX_DAYS = 92
-_ID = re.compile(r"^[0-9]{1,12}$")
+_ID = re.compile(r"[0-9]{1,12}")
+#: Query numbers and dates are ASCII digits only (``str.isdigit`` also takes ``²`` and ``①``, ``int`` takes
+#: Arabic-Indic digits), and dates lie within a range where a day more, in any time zone, is still a date.
+_PAGE = re.compile(r"[0-9]{1,6}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+FIRST_DATE, LAST_DATE = date(1970, 1, 1), date(2999, 12, 31)
 _AUDITED = ("recordings.", "web.", "users.")
 
 
@@ -159,7 +164,7 @@ def pages_router(web: Web) -> APIRouter:
 def visible(web: Web, viewer: Viewer, recording_id: str) -> RecordingView:
     """The recording, when it is this site's and in the viewer's portfolios; else 400 or 404 (audited by the
     error handler, like every refusal): another site's id and an unknown id look the same."""
-    if not _ID.match(recording_id):
+    if not _ID.fullmatch(recording_id):
         raise WebError(400, f"not a recording id: {recording_id[:80]!r}", "error.400")
     view = web.node.library.view(int(recording_id))
     within = viewer.user.portfolios(web.site)
@@ -205,20 +210,19 @@ def _date(text: str | None) -> date | None:
     if not text:
         return None
     try:
-        return date.fromisoformat(text[:10]) if len(text) == 10 else _bad_date()
+        day = date.fromisoformat(text) if _DATE.fullmatch(text) else None
     except ValueError:
-        return _bad_date()
-
-
-def _bad_date() -> date:
-    raise WebError(400, "dates must be YYYY-MM-DD", "error.422")
+        day = None
+    if day is None or not FIRST_DATE <= day <= LAST_DATE:
+        raise WebError(400, f"dates must be YYYY-MM-DD from {FIRST_DATE} to {LAST_DATE}", "error.422")
+    return day
 
 
 def _page(text: str | None) -> int:
     if text is None or text == "":
         return 1
-    if not text.isdigit() or not 1 <= int(text) <= 100_000:
-        raise WebError(400, "page must be a number from 1", "error.422")
+    if not _PAGE.fullmatch(text) or not 1 <= int(text) <= 100_000:
+        raise WebError(400, "page must be a number from 1 to 100000", "error.422")
     return int(text)
 
 
