@@ -23,7 +23,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.audit import audit
 from core.clock import Clock
-from core.compliance.calendar import check_region, check_zone
+from core.compliance.calendar import check_address_zone, check_region, check_zone
 from core.creditor_files.phones import PhoneNormalizer
 from core.hooks import Hooks
 from core.identity import code_problem
@@ -119,14 +119,29 @@ class AssignmentImporter:
     and amount) is not applied twice.
     """
 
-    def __init__(self, site: str, default_country: str, db: Database, clock: Clock, hooks: Hooks) -> None:
+    def __init__(
+        self,
+        site: str,
+        default_country: str,
+        db: Database,
+        clock: Clock,
+        hooks: Hooks,
+        *,
+        law_country: Callable[[str, str], str | None] | None = None,
+    ) -> None:
         self.site = site
         self.default_country = default_country
         self.db = db
         self.clock = clock
         self.hooks = hooks
+        #: the country of the law pack a portfolio (``CREDITOR/PORTFOLIO``, its country) is held to: a debtor's
+        #: address zone must be one of the portfolio's country or of this one's
+        self.law_country = law_country
         self._phones: dict[str, PhoneNormalizer] = {}
-        self._places: dict[tuple[str | None, str | None], tuple[str | None, str | None] | RowError] = {}
+        self._places: dict[
+            tuple[str | None, str | None, tuple[str, ...]], tuple[str | None, str | None] | RowError
+        ] = {}
+        self._countries: dict[int, tuple[str, ...]] = {}
 
     def import_batch(self, batch: AssignmentBatch, actor: str) -> ImportReport:
         report = ImportReport(batch.source, batch.content_sha256, read_as=batch.read_as)
@@ -177,9 +192,22 @@ class AssignmentImporter:
             normalizer = self._phones[country] = PhoneNormalizer(country)
         return normalizer
 
-    def place(self, row: AssignmentRow) -> tuple[str | None, str | None] | RowError:
-        """The row's checked (region, time zone), or the error of the first bad one (cached per value pair)."""
-        key = (row.region, row.timezone)
+    def countries(self, portfolio: _PortfolioKey) -> tuple[str, ...]:
+        """The countries whose zones a debtor of ``portfolio`` may be in: its own, and its law pack's."""
+        found = self._countries.get(portfolio.id)
+        if found is None:
+            law = (
+                self.law_country(f"{portfolio.creditor}/{portfolio.code}", portfolio.country)
+                if self.law_country
+                else None
+            )
+            found = self._countries[portfolio.id] = tuple(sorted({portfolio.country, law or portfolio.country}))
+        return found
+
+    def place(self, row: AssignmentRow, countries: tuple[str, ...]) -> tuple[str | None, str | None] | RowError:
+        """The row's checked (region, time zone), or the error of the first bad one (cached per value pair): the
+        zone must be a real one of ``countries`` (and of the region's country), never ``posixrules``..."""
+        key = (row.region, row.timezone, countries)
         found = self._places.get(key)
         if found is None:
             try:
@@ -188,7 +216,7 @@ class AssignmentImporter:
                 found = RowError(0, "region", str(exc))
             else:
                 try:
-                    found = (region, check_zone(row.timezone))
+                    found = (region, check_address_zone(check_zone(row.timezone), countries, region))
                 except ValueError as exc:
                     found = RowError(0, "timezone", str(exc))
             self._places[key] = found
@@ -382,7 +410,7 @@ class _Chunk:
                 phones.append(e164)
         if not phones:
             return RowError(row.line, "phones", "no phone number")
-        place = self.importer.place(row)
+        place = self.importer.place(row, self.importer.countries(portfolio))
         if isinstance(place, RowError):
             return RowError(row.line, place.field, place.reason)
         region, zone = place

@@ -153,7 +153,9 @@ class Node:
             else None
         )
         self._provider("crm_sync", CrmSync)
-        self.importer = AssignmentImporter(site.name, site.section.country, self.db, self.clock, hooks)
+        self.importer = AssignmentImporter(
+            site.name, site.section.country, self.db, self.clock, hooks, law_country=self.gate.law_country
+        )
         self.library = RecordingLibrary(site.name, self.db, self.clock)
         #: The latest :meth:`check`: when (wall clock) and its lines, for ``/healthz``.
         self.last_check: tuple[datetime, list[CheckLine]] | None = None

@@ -36,3 +36,13 @@ def time_zones(e164: str) -> tuple[ZoneInfo, ...]:
         return ()
     names = number_zones.time_zones_for_number(number)
     return tuple(ZoneInfo(name) for name in names if name != "Etc/Unknown")
+
+
+@lru_cache(maxsize=65536)
+def number_country(e164: str) -> str | None:
+    """The ISO 3166 country of the number (``CO``); ``None`` when it has none (``+800``) or cannot be read."""
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+    except phonenumbers.NumberParseException:
+        return None
+    return region if region and region not in (phonenumbers.UNKNOWN_REGION, "001") else None

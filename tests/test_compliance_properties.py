@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
+from importlib import resources
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -70,10 +71,26 @@ def _holidays(country: str, subdivision: str | None, year: int) -> holidays.Holi
 
 
 def _zones(subject: Subject) -> list[ZoneInfo]:
-    if subject.timezone:
-        return [ZoneInfo(subject.timezone)]
+    """The address's zone alone when IANA's tables put it in the number's country, else it and the number's."""
     names = number_zones.time_zones_for_number(phonenumbers.parse(subject.phone))
-    return [ZoneInfo(n) for n in names if n != "Etc/Unknown"] or [BOGOTA]
+    number = [ZoneInfo(n) for n in names if n != "Etc/Unknown"] or [BOGOTA]
+    if not subject.timezone:
+        return number
+    country = phonenumbers.region_code_for_number(phonenumbers.parse(subject.phone))
+    if subject.timezone in _tabled_zones(country):
+        return [ZoneInfo(subject.timezone)]
+    return [ZoneInfo(subject.timezone), *(zone for zone in number if zone.key != subject.timezone)]
+
+
+@cache
+def _tabled_zones(country: str) -> set[str]:
+    zones = set()
+    for table in ("zone1970.tab", "zone.tab"):
+        for line in resources.files("tzdata").joinpath("zoneinfo", table).read_text(encoding="utf-8").splitlines():
+            fields = line.split("\t")
+            if not line.startswith("#") and len(fields) >= 3 and country in fields[0].split(","):
+                zones.add(fields[2])
+    return zones
 
 
 def _line(subject: Subject, phone: str) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from importlib import resources
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import holidays
 import phonenumbers
@@ -100,6 +101,57 @@ def check_zone(text: str | None) -> str | None:
         return ZoneInfo(text.strip()).key
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"time zone {text!r} is not an IANA name like 'America/Tijuana'") from None
+
+
+def check_address_zone(zone: str | None, countries: tuple[str, ...], region: str | None = None) -> str | None:
+    """``zone`` (checked by :func:`check_zone`) when it is plausible for a debtor of ``countries`` (the
+    portfolio's country, its law pack's): one of their zones in IANA's country tables, and of ``region``'s
+    country when a region is given. ``ValueError`` naming what it is not: ``posixrules``, ``localtime``,
+    ``Factory``, ``Asia/Tokyo`` for a Colombian portfolio..."""
+    if zone is None:
+        return None
+    wanted = sorted(set(countries))
+    if not any(zone in country_zones(country) for country in wanted):
+        named = "country " + wanted[0] if len(wanted) == 1 else "countries " + ", ".join(wanted)
+        known = sorted(set().union(*(country_zones(country) for country in wanted)))
+        raise ValueError(f"time zone {zone!r} is not a zone of the portfolio's {named} ({_listed(known)})")
+    if region is not None:
+        country = region.partition("-")[0]
+        if zone not in country_zones(country):
+            raise ValueError(
+                f"time zone {zone!r} is not a zone of region {region}'s country {country} "
+                f"({_listed(sorted(country_zones(country)))})"
+            )
+    return zone
+
+
+def _listed(zones: list[str]) -> str:
+    if not zones:
+        return "IANA lists no zone for it"
+    shown = ", ".join(zones[:8])
+    return f"IANA's zones: {shown}" + (f", ... ({len(zones)} in all)" if len(zones) > 8 else "")
+
+
+def country_zones(country: str | None) -> frozenset[str]:
+    """The zones IANA's ``zone1970.tab`` and ``zone.tab`` (the ``tzdata`` package's) give ``country`` (ISO 3166
+    alpha-2), those zoneinfo can load; empty for ``None`` or a code they do not list."""
+    return _country_zones().get(country or "", frozenset())
+
+
+@lru_cache(maxsize=1)
+def _country_zones() -> dict[str, frozenset[str]]:
+    loadable = available_timezones()
+    found: dict[str, set[str]] = {}
+    for table in ("zone1970.tab", "zone.tab"):
+        text = resources.files("tzdata").joinpath("zoneinfo", table).read_text(encoding="utf-8")
+        for line in text.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            codes, _coordinates, zone = line.split("\t")[:3]
+            if zone in loadable:
+                for code in codes.split(","):
+                    found.setdefault(code, set()).add(zone)
+    return {code: frozenset(zones) for code, zones in found.items()}
 
 
 @lru_cache(maxsize=256)

@@ -12,14 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
 
 from core.audit import audit
 from core.compliance import packs
-from core.compliance.calendar import instant
+from core.compliance.calendar import country_zones, instant
 from core.compliance.model import Decision, Reason, Subject, Violation
 from core.compliance.rules import (
     AccountStatus,
@@ -34,7 +35,7 @@ from core.compliance.rules import (
     compile_rule,
 )
 from core.models import Channel
-from core.phones import time_zones
+from core.phones import number_country, time_zones
 
 if TYPE_CHECKING:
     from core.config import ComplianceConfig
@@ -236,6 +237,31 @@ def validate(config: ComplianceConfig, country: str) -> None:
                 raise PolicyError(where, f"{rule_id}: {problem}")
 
 
+@lru_cache(maxsize=65536)
+def debtor_zones(address: str | None, phone: str, fallback: ZoneInfo) -> tuple[tuple[ZoneInfo, ...], str | None]:
+    """The zones a debtor's local time is read in, and why the address's zone (the creditor's ``address``) is
+    not taken alone when it is not.
+
+    Imports accept only a zone of the portfolio's country; a zone stored before, or a debtor whose number is
+    of another country, is not trusted alone: the windows are checked in it and in every zone of the number.
+    """
+    number = time_zones(phone) or (fallback,)
+    if address is None:
+        return number, None
+    try:
+        zone = ZoneInfo(address)
+    except (ZoneInfoNotFoundError, ValueError):
+        return number, f"the creditor's address zone {address!r} is not a known zone: the number's zones are used"
+    country = number_country(phone)
+    if address in country_zones(country):
+        return (zone,), None
+    where = f"the number's country {country}" if country else "the number's country (none: not a geographic number)"
+    doubt = (
+        f"the creditor's address zone {address} is not a zone of {where}: every zone is checked, the strictest decides"
+    )
+    return (zone, *(other for other in number if other != zone)), doubt
+
+
 class ComplianceGate:
     """One site's gate: its policies by portfolio, its test numbers, and the zone when a number has none."""
 
@@ -303,11 +329,20 @@ class ComplianceGate:
             self._by_country[country] = build_policy(pack_id, self._local, self._authorised) if pack_id else None
         return self._by_country[country]
 
+    def law_country(self, portfolio: str, country: str) -> str | None:
+        """The country of the law pack the debtors of ``portfolio`` (``CREDITOR/PORTFOLIO`` of ``country``) are
+        held to (``None``: no pack)."""
+        policy = self.policy_for(Subject(Channel.CALL, "", portfolio=portfolio, country=country))
+        return None if policy is None else policy.pack.country
+
     def zones(self, subject: Subject) -> tuple[ZoneInfo, ...]:
-        """The debtor's zones: the address's when the creditor gave one, else every zone of the number."""
-        if subject.timezone is not None:
-            return (ZoneInfo(subject.timezone),)
-        return time_zones(subject.phone) or (self.fallback_zone,)
+        """The debtor's zones: the address's when the creditor gave one that is a zone of the number's country,
+        else every zone of the number, and the address's too when it names one (the strictest decides)."""
+        return debtor_zones(subject.timezone, subject.phone, self.fallback_zone)[0]
+
+    def zones_doubt(self, subject: Subject) -> str | None:
+        """Why the creditor's address zone is not taken alone (``None``: it is, or there is none)."""
+        return debtor_zones(subject.timezone, subject.phone, self.fallback_zone)[1]
 
     def is_test_number(self, subject: Subject) -> bool:
         return subject.account_ref is None and subject.phone in self.test_numbers

@@ -13,8 +13,9 @@ def explanation(gate: ComplianceGate, decision: Decision, subject: Subject, at: 
     zones = gate.zones(subject)
     about = f" about {subject.account_ref}" if subject.account_ref else ""
     lines = [f"{subject.channel} to {subject.phone}{about} at {_when(at, site_zone)}"]
-    where = "the creditor's address" if subject.timezone else "the phone number"
-    lines.append("debtor's time: " + "; ".join(_when(at, zone) for zone in zones) + f" (from {where})")
+    doubt = gate.zones_doubt(subject)
+    where = doubt or ("from the creditor's address" if subject.timezone else "from the phone number")
+    lines.append("debtor's time: " + "; ".join(_when(at, zone) for zone in zones) + f" ({where})")
     if subject.requested_hours is not None:
         lines.append(f"debtor's requested hours: {subject.requested_hours.describe()}")
     lines.append(f"number's line type: {subject.line_type}")
