@@ -32,6 +32,7 @@ from core.models import (
     CheckResult,
     Checksums,
     DeliveryReport,
+    DeliveryScope,
     InboundSms,
     Recording,
     SmsMessage,
@@ -298,6 +299,15 @@ class CrmSync(Adapter[ConfigT]):
         ``items`` may be a lazy iterator; raise :class:`core.models.FileRejected` (up front or while
         iterating) when the file as a whole is unusable.
         """
+
+    def delivers(self) -> DeliveryScope | None:
+        """The creditors and portfolios this adapter's configuration lets it deliver assignments for.
+
+        Core's import refuses whole (:class:`core.models.FileRejected`, nothing loaded) a batch with a row
+        outside them, from ``fetch`` and from ``read_file`` (``import FILE``) alike. ``None`` (the default):
+        the adapter does not restrict them; declare them whenever the configuration names them.
+        """
+        return None
 
     @abc.abstractmethod
     def fetch(self) -> Iterator[AssignmentBatch]:

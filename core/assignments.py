@@ -28,7 +28,16 @@ from core.creditor_files.phones import PhoneNormalizer
 from core.hooks import Hooks
 from core.identity import code_problem
 from core.logs import event
-from core.models import Activity, ActivityKind, AssignmentAction, AssignmentBatch, AssignmentRow, RowError
+from core.models import (
+    Activity,
+    ActivityKind,
+    AssignmentAction,
+    AssignmentBatch,
+    AssignmentRow,
+    DeliveryScope,
+    FileRejected,
+    RowError,
+)
 from core.phones import InvalidPhone
 from core.store.database import Database
 from core.store.schema import (
@@ -62,6 +71,10 @@ class ImportReport:
     quarantined: list[RowError] = field(default_factory=list)
     already_imported: bool = False
     read_as: str | None = None  #: the file's encoding and delimiter, when it is a file
+    portfolios: set[str] = field(default_factory=set)  #: ``CREDITOR/PORTFOLIO`` of the rows applied
+
+    def portfolio_names(self) -> list[str]:
+        return sorted(self.portfolios)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -77,7 +90,9 @@ class ImportReport:
         if self.already_imported:
             return f"{self.source}: already imported (sha256 {self.content_sha256[:12]}), nothing changed"
         counts = ", ".join(f"{value} {key}" for key, value in self.counts().items())
-        return f"{self.source}: {counts}" + (f" (read as {self.read_as})" if self.read_as else "")
+        names = self.portfolio_names()
+        into = f"; portfolio{'s' if len(names) > 1 else ''} {', '.join(names)}" if names else ""
+        return f"{self.source}: {counts}{into}" + (f" (read as {self.read_as})" if self.read_as else "")
 
 
 @dataclass(slots=True)
@@ -143,7 +158,9 @@ class AssignmentImporter:
         ] = {}
         self._countries: dict[int, tuple[str, ...]] = {}
 
-    def import_batch(self, batch: AssignmentBatch, actor: str) -> ImportReport:
+    def import_batch(self, batch: AssignmentBatch, actor: str, scope: DeliveryScope | None = None) -> ImportReport:
+        """Apply ``batch``; with ``scope`` (the crm_sync adapter's :meth:`core.adapters.CrmSync.delivers`), a
+        row for another creditor or portfolio rejects the batch whole (:class:`FileRejected`, nothing loaded)."""
         report = ImportReport(batch.source, batch.content_sha256, read_as=batch.read_as)
         now = self.clock.now()
         recorded: list[Activity] = []
@@ -167,7 +184,7 @@ class AssignmentImporter:
             session.add(batch_row)
             session.flush()
             chunk = _Chunk(self, session, batch_row.id, now, report)
-            items = iter(batch.items)
+            items = iter(batch.items) if scope is None else _within(batch.source, batch.items, scope)
             while (applied := _apply_next_chunk(chunk, items)) is not None:
                 recorded.extend(applied)
             batch_row.counts = report.counts()
@@ -179,11 +196,19 @@ class AssignmentImporter:
                 action="assignments.import",
                 subject=batch.source,
                 sha256=batch.content_sha256,
+                portfolios=report.portfolio_names(),
                 **report.counts(),
             )
         for activity in recorded:
             self.hooks.activity_recorded(self.site, activity)
-        event(log, "assignments.imported", source=batch.source, read_as=batch.read_as, **report.counts())
+        event(
+            log,
+            "assignments.imported",
+            source=batch.source,
+            read_as=batch.read_as,
+            portfolios=report.portfolio_names(),
+            **report.counts(),
+        )
         return report
 
     def phones(self, country: str) -> PhoneNormalizer:
@@ -221,6 +246,18 @@ class AssignmentImporter:
                     found = RowError(0, "timezone", str(exc))
             self._places[key] = found
         return found
+
+
+def _within(
+    source: str, items: Iterable[AssignmentRow | RowError], scope: DeliveryScope
+) -> Iterator[AssignmentRow | RowError]:
+    """``items``, raising :class:`FileRejected` at the first row outside ``scope`` (its line and field named)."""
+    for item in items:
+        if isinstance(item, AssignmentRow):
+            refusal = scope.refusal(item.creditor, item.portfolio)
+            if refusal is not None:
+                raise FileRejected(source, f"line {item.line}: {refusal[0]}: {refusal[1]}")
+        yield item
 
 
 def _apply_next_chunk(chunk: _Chunk, items: Iterator[AssignmentRow | RowError]) -> list[Activity] | None:
@@ -296,6 +333,8 @@ class _Chunk:
             error = item if isinstance(item, RowError) else self._apply(item, accounts, created, payments)
             if error is not None:
                 errors.append(error)
+            elif isinstance(item, AssignmentRow):
+                self.report.portfolios.add(f"{item.creditor}/{item.portfolio}")
         connection = self.session.connection()
         self._insert_accounts(connection, created)
         self._update_accounts(connection, [a for a in accounts.values() if a.dirty and a.id is not None])

@@ -210,7 +210,7 @@ def _import(node: Node, args: argparse.Namespace) -> int:
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     try:
-        report = node.importer.import_batch(crm.read_file(path), actor=os_user())
+        report = node.importer.import_batch(crm.read_file(path), actor=os_user(), scope=crm.delivers())
     except FileRejected as exc:
         print(f"error: {exc} (nothing was loaded)", file=sys.stderr)
         return 1

@@ -51,7 +51,7 @@ class CreditorSync:
         run = SyncRun()
         for batch in self.crm.fetch():
             try:
-                report = self.importer.import_batch(batch, actor="sync")
+                report = self.importer.import_batch(batch, actor="sync", scope=self.crm.delivers())
             except FileRejected as exc:
                 run.rejected.append(str(exc))
                 event(log, "sync.file_rejected", logging.ERROR, source=exc.source, reason=exc.reason)

@@ -7,7 +7,7 @@ All datetimes are timezone-aware (UTC unless stated); phone numbers are E.164 st
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -228,6 +228,33 @@ class FileRejected(Exception):
         super().__init__(f"{source}: {reason}")
         self.source = source
         self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryScope:
+    """The creditors a crm_sync adapter may deliver assignments for, each with the portfolio codes it may
+    deliver to (empty: any portfolio of that creditor). Core's import refuses a batch with a row outside it."""
+
+    creditors: Mapping[str, frozenset[str]]
+
+    @classmethod
+    def of(cls, creditor: str, portfolio: str) -> DeliveryScope:
+        """One creditor's one portfolio (an adapter configured with a creditor and a portfolio)."""
+        return cls({creditor: frozenset({portfolio})})
+
+    def refusal(self, creditor: str, portfolio: str) -> tuple[str, str] | None:
+        """``(field, reason)`` when a row for ``creditor``/``portfolio`` is outside the scope, else ``None``."""
+        portfolios = self.creditors.get(creditor)
+        if portfolios is None:
+            known = ", ".join(sorted(self.creditors)) or "none"
+            return "creditor", f"{creditor!r} is not a creditor of the site's crm_sync plugin (configured: {known})"
+        if portfolios and portfolio not in portfolios:
+            allowed = ", ".join(sorted(portfolios))
+            return (
+                "portfolio",
+                f"creditor {creditor!r} may not deliver to portfolio {portfolio!r} (configured: {allowed})",
+            )
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,6 +118,7 @@ def test_import_is_idempotent_and_reports_quarantine(site: Path) -> None:
     first = cartera(site, "--site", "t", "import", str(file))
     assert first.returncode == 0, first.stderr
     assert "1 new" in first.stdout
+    assert "1 quarantined; portfolio BANCO/TARJETAS (read as" in first.stdout
     assert (
         f"quarantined {file.resolve()}:3: phone1:" in first.stdout or f"quarantined {file}:3: phone1:" in first.stdout
     )

@@ -135,6 +135,17 @@ class CrmSyncConformance:
         assert tuple(row.account_ref for row in rows) == good_delivery.account_refs
         assert {(row.creditor, row.portfolio) for row in rows} == {(good_delivery.creditor, good_delivery.portfolio)}
 
+    def test_delivers_admits_its_own_deliveries(self, crm: CrmSync[Any], good_delivery: Delivery) -> None:
+        """delivers() (when the adapter restricts) admits the good delivery's creditor and portfolio, and no
+        creditor the configuration does not name."""
+        scope = crm.delivers()
+        if scope is None:
+            return
+        assert scope.refusal(good_delivery.creditor, good_delivery.portfolio) is None
+        refused = scope.refusal(f"{good_delivery.creditor}-NOT-CONFIGURED", good_delivery.portfolio)
+        assert refused is not None
+        assert refused[0] == "creditor"
+
     def test_rows_are_typed(self, crm: CrmSync[Any], good_delivery: Delivery) -> None:
         """Rows carry increasing line numbers, raw phone strings, Decimal balances and a currency."""
         rows, _ = _split(crm.read_file(good_delivery.path))

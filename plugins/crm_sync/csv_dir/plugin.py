@@ -14,7 +14,7 @@ from core.creditor_files.writer import activities_writer, export_name, rejection
 from core.durable import write_atomically
 from core.hookspecs import hookimpl
 from core.logs import event
-from core.models import Activity, AssignmentBatch, CheckResult, RowError
+from core.models import Activity, AssignmentBatch, CheckResult, DeliveryScope, RowError
 from core.registry import AdapterRegistry
 from plugins.crm_sync.csv_dir.client import Ledger, move_into, waiting_files
 from plugins.crm_sync.csv_dir.config import CsvDirConfig
@@ -47,6 +47,10 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
             return CheckResult(False, "; ".join(problems))
         waiting = sum(1 for _ in self.fetch())
         return CheckResult(True, f"inbox {inbox} readable, {waiting} file(s) waiting; outbox {outbox} writable")
+
+    def delivers(self) -> DeliveryScope:
+        """The configured creditor's configured portfolio: every row of its files is stamped with them."""
+        return DeliveryScope.of(self.config.creditor, self.config.portfolio)
 
     def read_file(self, path: Path) -> AssignmentBatch:
         return read_local(self._reader, path)

@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from core.adapters import CrmSync, PluginConfig, PluginContext
 from core.hookspecs import hookimpl
 from core.logs import event
-from core.models import Activity, AssignmentBatch, CheckResult, RowError
+from core.models import Activity, AssignmentBatch, CheckResult, DeliveryScope, RowError
 from core.registry import AdapterRegistry
 from core.web.app import PLUGIN_PREFIX
 from plugins.crm_sync.http.api import API_VERSION, api_router
@@ -79,6 +79,11 @@ class HttpCrmSync(CrmSync[HttpApiConfig]):
         pending = len(self.spool.pending())
         hooks = f", {len(self._webhooks)} webhook(s) answering" if self._webhooks else ""
         return CheckResult(True, f"{served}; {pending} batch(es) waiting for import{hooks}")
+
+    def delivers(self) -> DeliveryScope:
+        """The configured creditors, each to its ``portfolios`` (any of its portfolios when none are listed):
+        what the API lets each token push, so a batch imported by hand (``import FILE``) is held to it too."""
+        return DeliveryScope({code: frozenset(access.portfolios) for code, access in self.config.creditors.items()})
 
     def read_file(self, path: Path) -> AssignmentBatch:
         """A batch as a JSON file, in the API's format (``POST /batches`` body)."""

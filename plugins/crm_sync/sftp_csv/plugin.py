@@ -20,7 +20,7 @@ from core.creditor_files.reader import AssignmentReader, read_local
 from core.creditor_files.writer import activities_writer, export_name, rejection_name, rejections_writer
 from core.hookspecs import hookimpl
 from core.logs import event
-from core.models import Activity, AssignmentBatch, CheckResult, RowError
+from core.models import Activity, AssignmentBatch, CheckResult, DeliveryScope, RowError
 from core.registry import AdapterRegistry
 from plugins.crm_sync.sftp_csv.client import RemoteFile, SftpError, SftpSession
 from plugins.crm_sync.sftp_csv.config import SftpCsvConfig
@@ -59,6 +59,10 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         return CheckResult(
             True, f"{self._session.where}: logged in, inbox {self.config.inbox} lists {len(waiting)} file(s) waiting"
         )
+
+    def delivers(self) -> DeliveryScope:
+        """The configured creditor's configured portfolio: every row of its files is stamped with them."""
+        return DeliveryScope.of(self.config.creditor, self.config.portfolio)
 
     def read_file(self, path: Path) -> AssignmentBatch:
         return read_local(self._reader, path)

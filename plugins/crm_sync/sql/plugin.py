@@ -28,7 +28,7 @@ from core.creditor_files.values import header_key
 from core.durable import write_atomically
 from core.hookspecs import hookimpl
 from core.logs import event
-from core.models import Activity, AssignmentBatch, CheckResult, FileRejected, RowError
+from core.models import Activity, AssignmentBatch, CheckResult, DeliveryScope, FileRejected, RowError
 from core.registry import AdapterRegistry
 from plugins.crm_sync.sql.client import CreditorDatabase, CreditorDatabaseError, Position, cells
 from plugins.crm_sync.sql.config import SqlSyncConfig
@@ -89,6 +89,10 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
             f"{self.db.display}: view {self.config.view} readable ({len(columns)} columns, next read {since}); "
             f"table(s) {', '.join(tables)} readable",
         )
+
+    def delivers(self) -> DeliveryScope:
+        """The configured creditor's configured portfolio: every row of the view is stamped with them."""
+        return DeliveryScope.of(self.config.creditor, self.config.portfolio)
 
     def read_file(self, path: Path) -> AssignmentBatch:
         """A snapshot of the view as CSV (the format pages are delivered in)."""

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from sqlalchemy import func, select
 
 from core.activities import ActivityExporter
 from core.adapters import CrmSync
@@ -33,12 +34,14 @@ from core.models import (
     AssignmentBatch,
     AssignmentRow,
     CheckResult,
+    DeliveryScope,
     FileRejected,
     RowError,
 )
 from core.phones import InvalidPhone, normalize
 from core.registry import AdapterRegistry
 from core.store.database import Database
+from core.store.schema import Account
 from core.testing.context import CapturingContext
 from core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
 from plugins.crm_sync.csv_dir.config import CsvDirConfig
@@ -649,3 +652,27 @@ def test_parse_amount_fast_path_agrees_with_the_rules(
     if decimals:
         text += ("," if grouping == "." else ".") + f"{fraction:03d}"[:decimals]
     assert parse_amount(text, decimal_comma) == parse_amount(f"${text}", decimal_comma)  # "$": the general path
+
+
+@pytest.mark.abuse
+def test_a_file_for_another_creditor_or_portfolio_than_configured_is_refused_whole(
+    sync: CsvDirSync, tmp_path: Path, hooks: Hooks
+) -> None:
+    assert sync.delivers() == DeliveryScope({"BCO": frozenset({"TARJETAS"})})
+    path = tmp_path / "asignacion.csv"
+    path.write_text(GOOD_DELIVERY, encoding="utf-8")
+    db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    db.migrate()
+    importer = AssignmentImporter("t", "CO", db, SimulatedClock(NOW, 1.0), hooks)
+    try:
+        for field, value in (("creditor", "OTRO"), ("portfolio", "OTRAP")):  # read as another adapter would
+            other = make_sync(tmp_path / "other", None, **{field: value}).read_file(path)
+            with pytest.raises(FileRejected, match=rf"^{path}: line 2: {field}: .*{value!r}"):
+                importer.import_batch(other, "t", scope=sync.delivers())
+            with db.session() as session:
+                assert session.scalar(select(func.count()).select_from(Account)) == 0
+        report = importer.import_batch(sync.read_file(path), "t", scope=sync.delivers())
+        assert report.portfolio_names() == ["BCO/TARJETAS"]
+        assert "1 quarantined; portfolio BCO/TARJETAS (read as" in report.summary()
+    finally:
+        db.dispose()

@@ -571,3 +571,28 @@ def test_a_stored_batch_rejected_whole_answers_rejected(
     assert (rejected["index"], rejected["field"]) == (-1, "file")
     assert rejected["reason"].startswith("not a JSON batch")
     assert [p.name for p in (adapter.spool.root / "BCO" / "rejected").iterdir()] == [path.name]
+
+
+def test_a_stored_batch_outside_the_creditors_portfolios_now_is_rejected_by_the_sync(
+    tmp_path: Path, hooks: Hooks
+) -> None:
+    adapter = make_sync(tmp_path, "http://127.0.0.1:9")
+    adapter.start()
+    # Pushed while BCO's portfolios included CONSUMO; the operator then narrowed them to TARJETAS.
+    assert adapter.spool.save(BatchIn.model_validate(batch("b-1", GOOD_ROWS, portfolio="CONSUMO")))[1]
+    db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    db.migrate()
+    try:
+        importer = AssignmentImporter("t", "CO", db, SimulatedClock(NOW, 1.0), hooks)
+        run = CreditorSync(adapter, importer, ActivityExporter("t", db, adapter)).run_once()
+        with db.session() as session:
+            assert session.scalar(select(func.count()).select_from(Account)) == 0
+    finally:
+        db.dispose()
+        adapter.stop()
+    (reason,) = run.rejected
+    assert "line 1: portfolio: creditor 'BCO' may not deliver to portfolio 'CONSUMO'" in reason
+    result = adapter.spool.result("BCO", "b-1")
+    assert result is not None
+    assert result.status == "rejected"
+    assert [(row.index, row.field) for row in result.rejected] == [(0, "file")]

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from core.node import Node
 from core.web.app import PLUGIN_PREFIX, build_app
 from core.web.server import WebServer
 from tests.conftest import REPO
-from tests.plugins.crm_sync.test_http import BCO_TOKEN, GOOD_ROWS, batch, http_site
+from tests.plugins.crm_sync.test_http import BCO_TOKEN, GOOD_ROWS, OTRO_TOKEN, batch, http_site
 
 pytestmark = pytest.mark.abuse
 
@@ -240,3 +241,73 @@ def test_large_posts_do_not_grow_the_nodes_memory(tmp_path: Path, monkeypatch: p
         except subprocess.TimeoutExpired:
             node.kill()
             node.wait(10)
+
+
+SCOPED_HTTP_SITE = """
+[sites.t.crm_sync]
+plugin = "http"
+[sites.t.crm_sync.creditors.BCO]
+token = "${CARTERA_TEST_BANCO_TOKEN}"
+portfolios = ["TARJETAS"]
+[sites.t.crm_sync.creditors.OTRO]
+token = "${CARTERA_TEST_OTRO_TOKEN}"
+"""
+
+
+def scoped_http_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Site ``t`` with the http plugin: BCO may deliver to TARJETAS only, OTRO to any of its portfolios."""
+    config = http_site(tmp_path, monkeypatch)
+    monkeypatch.setenv("CARTERA_TEST_OTRO_TOKEN", OTRO_TOKEN)
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text[: text.index("[sites.t.crm_sync]")] + SCOPED_HTTP_SITE.lstrip(), encoding="utf-8")
+    return config
+
+
+def import_by_hand(config: Path, file: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "run_site.py"), "--config", str(config), "--site", "t", "import", str(file)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        cwd=config.parent,
+        env=os.environ,
+    )
+
+
+@pytest.mark.parametrize(
+    ("creditor", "portfolio", "named"),
+    [
+        ("ZZZ", "TARJETAS", "line 1: creditor: 'ZZZ' is not a creditor"),  # not a creditor of the plugin
+        ("BCO", "OTRAP", "line 1: portfolio: creditor 'BCO' may not deliver to portfolio 'OTRAP'"),  # not BCO's
+    ],
+)
+def test_import_by_hand_is_refused_outside_the_plugins_creditors_and_portfolios(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, creditor: str, portfolio: str, named: str
+) -> None:
+    config = scoped_http_site(tmp_path, monkeypatch)
+    file = tmp_path / "mail.json"
+    file.write_text(json.dumps(batch("mail-1", GOOD_ROWS[:2], creditor=creditor, portfolio=portfolio)))
+    result = import_by_hand(config, file)
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stderr
+    assert f"{file}: {named}" in result.stderr, result.stderr
+    assert "nothing was loaded" in result.stderr
+    with sqlite3.connect(tmp_path / "var" / "t.db") as db:
+        assert db.execute("select count(*) from accounts").fetchone() == (0,)
+        assert db.execute("select count(*) from import_batches").fetchone() == (0,)
+
+
+def test_import_by_hand_names_the_creditor_and_portfolio_it_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = scoped_http_site(tmp_path, monkeypatch)
+    file = tmp_path / "mail.json"
+    file.write_text(json.dumps(batch("mail-1", GOOD_ROWS[:2], creditor="OTRO", portfolio="TARJETAS")))
+    result = import_by_hand(config, file)
+    assert result.returncode == 0, result.stderr
+    assert "2 new" in result.stdout, result.stdout
+    assert result.stdout.rstrip().endswith("0 quarantined; portfolio OTRO/TARJETAS"), result.stdout
+    with sqlite3.connect(tmp_path / "var" / "t.db") as db:
+        (details,) = db.execute("select details from audit_log where action = 'assignments.import'").fetchone()
+    assert json.loads(details)["portfolios"] == ["OTRO/TARJETAS"]
