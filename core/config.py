@@ -11,23 +11,35 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, Literal, TypeGuard, TypeVar, get_args
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeGuard, TypeVar, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    Secret,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core import credentials
 from core.adapters import CHECK_DIRS, ConfigPath, PluginConfig, WritableDir, template_fields
 from core.compliance import PolicyError, validate
 from core.compliance.packs import ChannelName, LocalRule, WindowRule
-from core.errors import ConfigError
+from core.errors import ConfigError, SettingError
 from core.logs import LogFormat
-from core.redaction import redact
+from core.redaction import MASK, MIN_SECRET_LENGTH, encodings, redact
 from core.registry import AdapterCatalog
 from core.sms_templates import SmsPricing, TemplateSource
 
@@ -327,7 +339,8 @@ def _strict(model: type[M], raw: dict[str, Any], base_dir: Path, errors: _Errors
     try:
         valid = model.model_validate_json(document, strict=True, context={"base_dir": base_dir, CHECK_DIRS: True})
     except ValidationError as exc:
-        return errors.from_validation(exc, key, model)  # type: ignore[no-any-return]
+        secrets = list(_secret_values(model, json.loads(document)))
+        return errors.from_validation(exc, key, model, secrets)  # type: ignore[no-any-return]
     own = {name: value for name, value in raw.items() if not (model is SiteSection and name in PLUGIN_KINDS)}
     retyped = _retyped_date(own, valid, key)
     if retyped is not None:
@@ -406,9 +419,15 @@ class _Errors:
         subject = f"site {self.site!r}, key {dotted!r}" if dotted else f"site {self.site!r}"
         raise ConfigError(f"{where}: {subject}: {message}")
 
-    def from_validation(self, exc: ValidationError, prefix: tuple[str, ...], model: type[BaseModel]) -> Any:
+    def from_validation(
+        self, exc: ValidationError, prefix: tuple[str, ...], model: type[BaseModel], secrets: list[Any]
+    ) -> Any:
+        """The first error of ``exc``, never showing any of ``secrets`` (the values of secret settings)."""
         first = exc.errors()[0]
         loc = tuple(str(part) for part in first["loc"] if not isinstance(part, int))
+        error = (first.get("ctx") or {}).get("error")
+        if isinstance(error, SettingError):
+            loc += error.key
         kind = first["type"]
         if kind == "extra_forbidden":
             valid = _keys_of(model, loc[:-1])
@@ -418,9 +437,56 @@ class _Errors:
         else:
             message = first["msg"].removeprefix("Value error, ")
             shown = first.get("input")
-            if "input" in first and not isinstance(shown, dict | list) and repr(shown) not in message:
+            secret = any(type(shown) is type(value) and shown == value for value in secrets)
+            if "input" in first and not isinstance(shown, dict | list) and not secret and repr(shown) not in message:
                 message += f" (got {redact(repr(shown))})"
+            message = _hidden(message, secrets)
         self.fail((*prefix, *loc), message)
+
+
+def _is_secret(annotation: object) -> bool:
+    kind = get_origin(annotation) or annotation
+    return isinstance(kind, type) and issubclass(kind, Secret | SecretStr | SecretBytes)
+
+
+def _secret_values(annotation: Any, value: Any) -> Iterator[Any]:
+    """The values that settings typed as secrets (``SecretStr``...) in ``annotation`` hold in ``value`` (the
+    document as validation reads it), whatever their type or validity: in nested tables, arrays and unions too."""
+    if _is_secret(annotation):
+        if isinstance(value, dict | list):
+            for item in value.values() if isinstance(value, dict) else value:
+                yield from _secret_values(annotation, item)
+        elif value is not None:
+            yield value
+    elif _is_model(annotation):
+        if isinstance(value, dict):
+            for name, field in annotation.model_fields.items():
+                for key in {name, field.alias} - {None}:
+                    if key in value:
+                        yield from _secret_values(field.annotation, value[key])
+    elif get_origin(annotation) is Annotated:
+        yield from _secret_values(get_args(annotation)[0], value)
+    elif get_origin(annotation) in (Union, UnionType):
+        for member in get_args(annotation):
+            yield from _secret_values(member, value)
+    elif isinstance(value, dict | list):  # a dict, list, tuple... of settings: each item as each type argument
+        for item in value.values() if isinstance(value, dict) else value:
+            for argument in get_args(annotation):
+                yield from _secret_values(argument, item)
+
+
+def _hidden(message: str, secrets: list[Any]) -> str:
+    """``message`` with every form of each secret value masked; one too short to mask: none of the message."""
+    forms = set()
+    for value in secrets:
+        text = value if isinstance(value, str) else str(value)
+        forms |= {text, repr(value), json.dumps(value)} | encodings(text)
+    for form in sorted(forms, key=len, reverse=True):
+        if form and form in message:
+            if len(form) < MIN_SECRET_LENGTH:
+                return "invalid value (not shown: the setting is a secret)"
+            message = message.replace(form, MASK)
+    return message
 
 
 def _keys_of(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:

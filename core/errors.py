@@ -15,6 +15,16 @@ class ConfigError(CarteraError):
     exit_code = 2
 
 
+class SettingError(ValueError):
+    """What a config model's validator raises about a setting inside the field it validates: ``key`` (from that
+    field down, e.g. ``("BCO", "token")`` under ``creditors``) is the key the configuration error names, with its
+    line."""
+
+    def __init__(self, message: str, *key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class PluginError(CarteraError):
     """A plugin cannot be loaded or registered (bad hook name, duplicate adapter name, import failure)."""
 

@@ -7,6 +7,8 @@ import re
 from pydantic import Field, HttpUrl, SecretStr, field_validator
 
 from core.adapters import PluginConfig
+from core.credentials import secret_settings
+from core.errors import SettingError
 
 #: Creditor codes and batch ids: safe as file names and URL segments.
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -60,4 +62,26 @@ class HttpApiConfig(PluginConfig):
         for code in creditors:
             if not re.fullmatch(CODE_PATTERN, code):
                 raise ValueError(f"creditor code {code!r} must be letters, digits, '.', '_' or '-' (64 at most)")
+        return creditors
+
+    @field_validator("creditors")
+    @classmethod
+    def _secrets_of_their_own(cls, creditors: dict[str, CreditorAccess]) -> dict[str, CreditorAccess]:
+        """No creditor's secret (token, webhook token) is another's: a token acts for the one creditor it maps
+        to, so a shared one would let either push, withdraw, pay and pull the export, or be sent webhooks, as the
+        other. A creditor's own webhook token may be its token."""
+        holders: dict[str, str] = {}
+        for code, access in creditors.items():
+            own: dict[str, str] = {}
+            for key, value in secret_settings(access):
+                own.setdefault(value, ".".join(key))
+            for value, name in own.items():
+                if value in holders:
+                    raise SettingError(
+                        f"the same secret as creditors.{holders[value]}: each creditor needs secrets of its own "
+                        "(a token two creditors share acts for either)",
+                        code,
+                        *name.split("."),
+                    )
+            holders |= {value: f"{code}.{name}" for value, name in own.items()}
         return creditors
