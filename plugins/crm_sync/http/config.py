@@ -51,7 +51,16 @@ class HttpApiConfig(PluginConfig):
     webhook_attempts: int = Field(
         3, ge=1, le=10, description="Tries per webhook delivery before the export fails (core re-sends later)."
     )
-    webhook_timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one webhook request, seconds.")
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="Timeout of each connect, write or read of a webhook request, seconds."
+    )
+    webhook_deadline_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Longest one webhook delivery may take, all tries and the answer included, seconds: past "
+        "it the export fails (core re-sends later), so a slow webhook cannot hold the sync job or shutdown.",
+    )
     webhook_backoff_s: float = Field(
         1.0, ge=0, le=60, description="Wait before the second try, doubled before each further try, seconds."
     )

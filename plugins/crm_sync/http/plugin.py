@@ -43,6 +43,7 @@ class HttpCrmSync(CrmSync[HttpApiConfig]):
                 attempts=config.webhook_attempts,
                 timeout_s=config.webhook_timeout_s,
                 backoff_s=config.webhook_backoff_s,
+                deadline_s=config.webhook_deadline_s,
             )
             for code, access in config.creditors.items()
             if access.webhook_url is not None
