@@ -25,6 +25,7 @@ from core.audit import audit
 from core.clock import Clock
 from core.compliance.calendar import check_address_zone, check_region, check_zone
 from core.creditor_files.phones import PhoneNormalizer
+from core.creditor_files.values import control_problem
 from core.hooks import Hooks
 from core.identity import code_problem
 from core.logs import event
@@ -295,11 +296,17 @@ def _quarantined(session: Session, batch_id: int) -> list[RowError]:
 
 def _identified(item: AssignmentRow | RowError) -> AssignmentRow | RowError:
     """The row, or its error when its creditor, portfolio or account ref breaks :data:`core.identity.CODE_PATTERN`
-    (what searches and references accept)."""
+    (what searches and references accept), or its free text (name, currency, payment ref) holds a control
+    character or bidi override (:func:`core.creditor_files.values.control_problem`): every import path gets both."""
     if isinstance(item, RowError):
         return item
     for name, value in (("creditor", item.creditor), ("portfolio", item.portfolio), ("account_ref", item.account_ref)):
         problem = code_problem(value)
+        if problem is not None:
+            return RowError(item.line, name, problem)
+    free_text = (("debtor_name", item.debtor_name), ("currency", item.currency), ("payment_ref", item.payment_ref))
+    for name, text_value in free_text:
+        problem = control_problem(text_value) if text_value else None
         if problem is not None:
             return RowError(item.line, name, problem)
     return item

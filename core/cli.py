@@ -23,6 +23,7 @@ from core.audit import audit, os_user
 from core.compliance import prefs_cli as contact_prefs
 from core.compliance.report import explanation
 from core.contacts import Denied
+from core.creditor_files.values import escape_controls
 from core.errors import CarteraError, UsageError
 from core.hooks import load_plugins
 from core.identity import resolve_account, resolve_portfolio
@@ -150,7 +151,8 @@ def _main(args: argparse.Namespace) -> int:
     except CarteraError as exc:
         if args.debug:
             log.exception("failed")
-        print(f"error: {exc}", file=sys.stderr)
+        shown = "\n".join(escape_controls(line) for line in str(exc).split("\n"))  # stored text can be in it
+        print(f"error: {shown}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 1
@@ -251,7 +253,7 @@ def _sms_template(node: Node, args: argparse.Namespace) -> int:
         defined = ", ".join(node.contacts.templates.names()) or "none"
         raise UsageError(f"no SMS template {args.template!r} for account {args.account!r} (defined: {defined})")
     print(f"template {rendered.template!r} for account {rendered.account_ref}:")
-    print("\n".join(f"  {line}" for line in rendered.text.splitlines()))
+    print("\n".join(f"  {escape_controls(line)}" for line in rendered.text.splitlines()))
     print(
         f"{len(rendered.text)} characters, {rendered.encoding}, {rendered.segments} segment(s), "
         f"cost {rendered.cost} {rendered.currency}"

@@ -15,6 +15,7 @@ from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from core.creditor_files.values import control_problem
 from core.errors import CarteraError
 from core.smstext import segment_count, sms_encoding
 from core.store.schema import Account
@@ -131,8 +132,13 @@ class SmsTemplates:
         source = self.source(name, account.portfolio.creditor.code, account.portfolio.code)
         if source is None:
             return None
+        fields = fields_of(account)
+        for field, value in fields.items():
+            problem = control_problem(value) if isinstance(value, str) else None
+            if problem is not None:  # stored before the import refused them: never sent, never shown raw
+                raise TemplateProblem(f"template {name!r} for account {account.ref!r}: field {field!r}: {problem}")
         try:
-            text = _ENV.from_string(source).render(fields_of(account)).strip()
+            text = _ENV.from_string(source).render(fields).strip()
         except TemplateError as exc:
             raise TemplateProblem(f"template {name!r} for account {account.ref!r}: {exc}") from None
         return self._describe(name, account.ref, text)

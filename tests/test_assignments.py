@@ -175,6 +175,30 @@ def test_kept_phones_keep_their_flags(importer: AssignmentImporter, db: Database
     assert [tuple(p) for p in phones] == [("+573151234567", 0, False), ("+573001234567", 1, True)]
 
 
+HOSTILE_TEXT = ["Ana\x00Nul", "\x00", "Ana\x1b[31mRoja", "Ana\u202eGómez", "\x1b]52;c;aGk=\x07", "Ana\x9bGómez"]
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize("hostile", HOSTILE_TEXT)
+def test_control_characters_in_free_text_quarantine_the_row(
+    hostile: str, importer: AssignmentImporter, db: Database
+) -> None:
+    report = importer.import_batch(
+        batch(
+            "m1",
+            row(2, "A", "3001234567", debtor_name=hostile),
+            row(3, "B", "3101234567"),
+            pay(4, "B", "10", payment_ref=hostile),
+        ),
+        "t",
+    )
+    assert [(e.line, e.field) for e in report.quarantined] == [(2, "debtor_name"), (4, "payment_ref")]
+    for error in report.quarantined:
+        assert repr(hostile) in error.reason
+        assert error.reason.isprintable()
+    assert set(accounts(db)) == {"B"}
+
+
 def test_rejected_file_loads_nothing(importer: AssignmentImporter, db: Database) -> None:
     def items() -> Iterator[AssignmentRow]:
         yield from (row(line, f"R{line}", "3001234567") for line in range(2, CHUNK_ROWS + 10))

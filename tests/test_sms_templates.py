@@ -183,6 +183,31 @@ def test_preview_shows_text_encoding_segments_and_cost(tmp_path: Path) -> None:
     assert_one_line_error(unknown, 1, "no account 'NOPE'")
 
 
+@pytest.mark.abuse
+def test_a_csv_name_with_control_characters_is_quarantined_and_stored_ones_never_reach_the_terminal(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    path = site_with_templates(tmp_path, extra=TEMPLATES.replace(REMINDER, "Hola {{ name }}"))
+    write_portfolio(tmp_path / "inbox", [*ROWS, "BCO-3;Nul\x00Name;311 765 4321;;10,00;COP"])
+    imported = cartera(path, "--site", "t", "import", str(tmp_path / "inbox" / "asignacion.csv"))
+    assert imported.returncode == 0, imported.stderr
+    assert "\x00" not in imported.stdout + imported.stderr
+    assert "'Nul\\x00Name'" in imported.stdout + imported.stderr
+    assert_one_line_error(
+        cartera(path, "--site", "t", "sms-template", "preview", "--account", "BCO-3"), 1, "no account 'BCO-3'"
+    )
+    hostile = "Ana\x1b]52;c;aGk=\x07\x1b[31m\u202e\x9b"
+    with sa.create_engine(f"sqlite:///{tmp_path / 'var' / 't.db'}").begin() as connection:
+        connection.execute(sa.text("UPDATE debtors SET name = :name"), {"name": hostile})
+    shown = cartera(path, "--site", "t", "sms-template", "preview", "--account", "BCO-2")
+    output = shown.stdout + shown.stderr
+    assert not any(char in output for char in "\x00\x07\x1b\x9b\u202e"), output
+    assert repr(hostile)[1:-1] in output
+    node = open_node(path)
+    with pytest.raises(TemplateProblem, match="control character"):
+        node.contacts.render_sms("reminder", "BCO-2")
+
+
 def test_batch_shows_its_cost_and_refusals_then_sends_through_the_gate(
     tmp_path: Path, open_node: Callable[..., Node]
 ) -> None:

@@ -26,7 +26,7 @@ from ftfy import fix_encoding_and_explain
 from ftfy.badness import is_bad
 
 from core.creditor_files.config import ENCODINGS, LEGACY_ENCODINGS, CsvFormatConfig, codec_name
-from core.creditor_files.values import header_key, parse_amount, parse_date
+from core.creditor_files.values import C1_CONTROLS, has_c1_control, header_key, parse_amount, parse_date
 from core.models import AssignmentAction, AssignmentBatch, AssignmentRow, FileRejected, RowError
 
 CHUNK_SIZE = 1 << 20
@@ -48,7 +48,7 @@ def _read_as_legacy(first: int, last: int) -> str:
 
 #: Where decoded text may hold mojibake, for ftfy to judge: a UTF-8 lead byte followed by a continuation byte,
 #: each read as a legacy character (as UTF-8 read one byte a character gives), or a C1 control character.
-_SUSPECT = re.compile(f"[{_read_as_legacy(0xC2, 0xF4)}][{_read_as_legacy(0x80, 0xBF)}]|[\x80-\x9f]")
+_SUSPECT = re.compile(f"[{_read_as_legacy(0xC2, 0xF4)}][{_read_as_legacy(0x80, 0xBF)}]|[{C1_CONTROLS}]")
 
 #: Opens the file's bytes from the start; called once per pass.
 Opener = Callable[[], IO[bytes]]
@@ -339,7 +339,7 @@ def _why_mojibake(value: str, codec: str) -> str:
         read_as = ENCODINGS[codec] if single_byte else "windows-1252 or latin-1"
         what = f"{value!r} looks like UTF-8 text read as {read_as} (mojibake)"
         remedy = 'the file is probably utf-8: set encoding = "utf-8" or leave it unset' if single_byte else ""
-    elif any("\x80" <= char <= "\x9f" for char in value):
+    elif has_c1_control(value):
         what = f"{value!r} holds a C1 control character, which no name or address has"
         fixed = single_byte and _cp1252(value)
         remedy = 'the file is probably windows-1252: set encoding = "windows-1252"' if fixed else ""

@@ -8,6 +8,11 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 
+#: C1 control characters (U+0080-U+009F): no name or address has one (a Windows-1252 sign read as Latin-1 does).
+C1_CONTROLS = "\x80-\x9f"
+#: What no free text from a creditor may hold: C0 controls, DEL, C1 controls, and the bidi embeddings, overrides
+#: and isolates (U+202A-U+202E, U+2066-U+2069) that reorder what a terminal or a phone shows.
+_CONTROL = re.compile(f"[\x00-\x1f\x7f{C1_CONTROLS}\u202a-\u202e\u2066-\u2069]")
 _AMOUNT = re.compile(r"[+-]?\d+(?:[.,]\d+)*")
 _PLAIN = re.compile(r"[+-]?\d+")
 #: Grouped thousands and a decimal part, each with its own mark: read the same whatever the setting allows.
@@ -71,3 +76,21 @@ def parse_date(text: str, formats: Sequence[str]) -> date | None:
         except ValueError:
             continue
     return None
+
+
+def has_c1_control(text: str) -> bool:
+    """Whether ``text`` holds a C1 control character."""
+    return any("\x80" <= char <= "\x9f" for char in text)
+
+
+def control_problem(value: str) -> str | None:
+    """Why ``value`` (free text from a creditor: a name, a reference) is refused: it holds a control character
+    or a bidi override, named escaped (``None``: it holds none)."""
+    if _CONTROL.search(value) is None:
+        return None
+    return f"{value[:80]!r} holds a control character or bidi override, which no name or reference has"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with each control character and bidi override escaped (``\\x1b``), safe to show on a terminal."""
+    return _CONTROL.sub(lambda found: repr(found[0])[1:-1], text)
