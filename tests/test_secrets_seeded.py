@@ -32,8 +32,8 @@ SECRETS = {
     "SEEDED_S3_ACCESS_KEY": 'S3aQ7k"ac\\ce#@/ñS3aZ9w',
     "SEEDED_S3_SECRET_KEY": 'S3sQ7k"se\\cr#@/ü😀S3sZ9w',
     "SEEDED_SMPP_PASSWORD": 'Sm7q"\\#ñ',  # SMPP allows 8 characters
-    "SEEDED_CREDITOR_TOKEN": 'TokQ7k"cr\\ed#@/itor-api-token-TokZ9w',
-    "SEEDED_WEBHOOK_TOKEN": 'HooQ7k"we\\bh#@/k-HooZ9w',
+    "SEEDED_CREDITOR_TOKEN": "TokQ7k+cr/ed~it.or_api-token-TokZ9w",  # a b64token (RFC 6750): no " \\ # @ or non-ASCII
+    "SEEDED_WEBHOOK_TOKEN": "HooQ7k+we/bh~k.HooZ9w",
     "SEEDED_DB_PASSWORD": 'DbpQ7k"db\\pw#@/çDbpZ9w',
 }
 MARKERS = {name: (value[:4], value[-4:]) for name, value in SECRETS.items()}

@@ -84,6 +84,13 @@ def _bounded(request: Request, limit: int) -> Request:
     return Request(request.scope, receive)
 
 
+def presented_token(request: Request) -> str:
+    """The token of ``Authorization: Bearer TOKEN`` exactly as sent: only the one space after the scheme is
+    taken off (``HTTPBearer`` strips the rest, so a token with whitespace around it would match); "" if none."""
+    scheme, space, token = request.headers.get("Authorization", "").partition(" ")
+    return token if space and scheme.lower() == "bearer" else ""
+
+
 def token_owner(creditors: dict[str, CreditorAccess], token: str) -> str | None:
     """The creditor whose token is ``token``; every token is compared in constant time."""
     presented = token.encode()
@@ -106,7 +113,7 @@ def api_router(
     def creditor(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> str:
-        owner = None if credentials is None else token_owner(creditors, credentials.credentials)
+        owner = None if credentials is None else token_owner(creditors, presented_token(request))
         if owner is None:
             client = request.client.host if request.client else "?"
             event(log, "crm_sync.http.unauthorized", logging.WARNING, client=client, path=request.url.path)

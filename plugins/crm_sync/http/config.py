@@ -13,6 +13,8 @@ from core.errors import SettingError
 #: Creditor codes and batch ids: safe as file names and URL segments.
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 DEFAULT_MAX_BODY_BYTES = 16 << 20
+#: RFC 6750's b64token: what a bearer token may hold, so the token a creditor presents is compared as written.
+B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 class CreditorAccess(PluginConfig):
@@ -33,6 +35,18 @@ class CreditorAccess(PluginConfig):
     webhook_token: SecretStr | None = Field(
         None, description='Bearer token the node sends to the webhook; write it as "${ENV_VAR}".'
     )
+
+    @field_validator("token", "webhook_token")
+    @classmethod
+    def _b64token(cls, token: SecretStr | None) -> SecretStr | None:
+        """A token is an RFC 6750 b64token: one with whitespace would pass the shared-token check while meaning
+        the same token to an HTTP stack that trims, and one with other characters cannot be sent in a header."""
+        if token is not None and not B64TOKEN.fullmatch(token.get_secret_value()):
+            raise ValueError(
+                "must be an RFC 6750 b64token: ASCII letters, digits, '-', '.', '_', '~', '+', '/', then optional "
+                "'=' padding (no spaces, newlines, quotes or non-ASCII characters)"
+            )
+        return token
 
 
 class HttpApiConfig(PluginConfig):
