@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from core.web.app import build_app
 from core.web.server import WebServer
 
 log = logging.getLogger("cartera.node")
+SIGNAL_POLL_S = 0.5  #: how soon a signal the kernel gave another thread is handled
 
 A = TypeVar("A", bound=Adapter[Any])
 
@@ -261,7 +264,7 @@ class Node:
         with _stop_on_signals(stop), web or nullcontext():
             scheduler.start()
             event(log, "node.started", site=self.site.name, jobs=",".join(j.id for j in scheduler.get_jobs()))
-            stop.wait(duration)
+            _wait_for_stop(stop, duration)
             event(log, "node.stopping", site=self.site.name)
             if campaign:
                 campaign.pause()
@@ -367,6 +370,15 @@ def _logged(job_id: str, func: Callable[[], object]) -> Callable[[], None]:
 
     run.__name__ = job_id
     return run
+
+
+def _wait_for_stop(stop: threading.Event, duration: float | None) -> None:
+    """Until ``stop`` is set or ``duration`` seconds pass, waking every :data:`SIGNAL_POLL_S`. CPython runs signal
+    handlers in the main thread only, and the kernel may hand SIGTERM to any other thread: an endless wait here
+    then never woke to run the handler (a node ignored SIGTERM for 15 minutes on a loaded machine)."""
+    deadline = math.inf if duration is None else time.monotonic() + duration
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        stop.wait(min(left, SIGNAL_POLL_S))
 
 
 @contextmanager
