@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from core.adapters import CrmSync
+from core.errors import CarteraError
 from core.logs import event
 from core.models import Activity, ActivityKind
 from core.store.database import Database
@@ -64,6 +65,10 @@ def to_activity(row: ActivityRow) -> Activity:
     )
 
 
+class ExportFailed(CarteraError):
+    """The delivery of one or more creditors' activities failed; the other creditors' were exported."""
+
+
 class ActivityExporter:
     """Sends each creditor the activities after its cursor, in ``seq`` order, each exactly once.
 
@@ -81,17 +86,36 @@ class ActivityExporter:
         self.batch_size = batch_size
 
     def run_once(self) -> int:
+        """Export each creditor's pending activities; one creditor's failed delivery (its webhook refusing, say)
+        holds back only that creditor: the others are exported, then :class:`ExportFailed` names the failures."""
         sent = 0
+        failures: dict[str, CarteraError] = {}
         with self.db.session() as session:
             creditors = session.scalars(
-                select(Creditor.code).join(Portfolio).where(Portfolio.site == self.site).distinct()
+                select(Creditor.code)
+                .join(Portfolio)
+                .where(Portfolio.site == self.site)
+                .distinct()
+                .order_by(Creditor.code)
             ).all()
         for creditor in creditors:
-            while batch := self._next_batch(creditor):
-                self.crm.export(batch)
-                self._advance(creditor, batch[-1].seq)
-                sent += len(batch)
-                event(log, "activities.exported", creditor=creditor, count=len(batch), last_seq=batch[-1].seq)
+            try:
+                sent += self._export(creditor)
+            except CarteraError as exc:
+                failures[creditor] = exc
+                event(log, "activities.export_failed", level=logging.WARNING, creditor=creditor, reason=str(exc))
+        if failures:
+            listed = "; ".join(f"{creditor}: {exc}" for creditor, exc in failures.items())
+            raise ExportFailed(f"activity export failed for {listed}") from next(iter(failures.values()))
+        return sent
+
+    def _export(self, creditor: str) -> int:
+        sent = 0
+        while batch := self._next_batch(creditor):
+            self.crm.export(batch)
+            self._advance(creditor, batch[-1].seq)
+            sent += len(batch)
+            event(log, "activities.exported", creditor=creditor, count=len(batch), last_seq=batch[-1].seq)
         return sent
 
     def _next_batch(self, creditor: str) -> list[Activity]:

@@ -365,6 +365,8 @@ def _logged(job_id: str, func: Callable[[], object]) -> Callable[[], None]:
     def run() -> None:
         try:
             func()
+        except CarteraError as exc:  # a vendor or input failure its message explains; the next run retries
+            event(log, "job.failed", level=logging.WARNING, job=job_id, reason=str(exc))
         except Exception:
             log.exception("job %s failed", job_id)
 

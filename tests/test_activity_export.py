@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from core.activities import ActivityExporter, add_activity
+from core.activities import ActivityExporter, ExportFailed, add_activity
 from core.clock import SimulatedClock
-from core.models import ActivityKind
+from core.errors import CarteraError
+from core.models import Activity, ActivityKind
 from core.store.database import Database
 from core.store.schema import Account, Creditor, Debtor, ExportCursor, Portfolio
 from core.testing.context import CapturingContext
@@ -98,3 +99,37 @@ def test_creditor_columns_and_dialect(tmp_path: Path, db: Database) -> None:
     assert path.read_bytes().decode("windows-1252") == (
         "Obligación,Gestión,Valor,Fecha\r\nA-1,promise_to_pay,1250000.50,16/03/2026\r\n"
     )
+
+
+class RefusedFor(CsvDirSync):
+    """The csv plugin, but the delivery to creditor ``BCO`` fails, as a creditor's refusing webhook does."""
+
+    def export(self, batch: Sequence[Activity]) -> None:
+        if batch[0].creditor == "BCO":
+            raise CarteraError("BCO's webhook answered HTTP 307")
+        super().export(batch)
+
+
+@pytest.mark.abuse
+def test_one_creditors_failed_delivery_holds_back_only_that_creditor(tmp_path: Path, db: Database) -> None:
+    """The export went creditor by creditor and stopped at the first failure, so a creditor whose webhook refused
+    (at will: it is the creditor's endpoint) froze the export of every creditor after it."""
+    record(db, 2)  # BCO's account
+    with db.session() as session:
+        portfolio = Portfolio(creditor=Creditor(code="CCC"), code="P", site="t", country="CO")
+        session.add(
+            Account(
+                portfolio=portfolio, ref="Z-1", debtor=Debtor(name="Zoe"), balance=1, currency="COP", updated_at=NOW
+            )
+        )
+    with db.session() as session:
+        zoe = session.scalars(select(Account).where(Account.ref == "Z-1")).one()
+        add_activity(session, site="t", kind=ActivityKind.CALL_ATTEMPT, at=NOW, account=zoe, phone="+573001234568")
+    (tmp_path / "outbox").mkdir()
+    exporter = ActivityExporter("t", db, RefusedFor(adapter(tmp_path).config, CapturingContext(tmp_path / "data")))
+    with pytest.raises(ExportFailed, match="BCO: BCO's webhook answered HTTP 307"):
+        exporter.run_once()
+    assert [int(row["secuencia"]) for row in exported_rows(tmp_path / "outbox")] == [3]
+    with db.session() as session:
+        assert session.get_one(ExportCursor, ("t", "BCO")).last_seq == 0
+        assert session.get_one(ExportCursor, ("t", "CCC")).last_seq == 3
