@@ -175,7 +175,10 @@ def test_kept_phones_keep_their_flags(importer: AssignmentImporter, db: Database
     assert [tuple(p) for p in phones] == [("+573151234567", 0, False), ("+573001234567", 1, True)]
 
 
-HOSTILE_TEXT = ["Ana\x00Nul", "\x00", "Ana\x1b[31mRoja", "Ana\u202eGómez", "\x1b]52;c;aGk=\x07", "Ana\x9bGómez"]
+HOSTILE_TEXT = [
+    *("Ana\x00Nul", "\x00", "Ana\x1b[31mRoja", "Ana\u202eGómez", "\x1b]52;c;aGk=\x07", "Ana\x9bGómez"),
+    *('Ana\u2028{"gateway_id": "forged"}', "Ana\u2029Gómez", "Ana\u200fGómez", "Ana\u061cGómez"),
+]
 
 
 @pytest.mark.abuse

@@ -10,9 +10,10 @@ from decimal import Decimal
 
 #: C1 control characters (U+0080-U+009F): no name or address has one (a Windows-1252 sign read as Latin-1 does).
 C1_CONTROLS = "\x80-\x9f"
-#: What no free text from a creditor may hold: C0 controls, DEL, C1 controls, and the bidi embeddings, overrides
-#: and isolates (U+202A-U+202E, U+2066-U+2069) that reorder what a terminal or a phone shows.
-_CONTROL = re.compile(f"[\x00-\x1f\x7f{C1_CONTROLS}\u202a-\u202e\u2066-\u2069]")
+#: What no free text from a creditor may hold: C0 controls, DEL, C1 controls, the line and paragraph separators
+#: (U+2028, U+2029) that break a line where a reader splits lines, and the bidi marks, embeddings, overrides and
+#: isolates (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069) that reorder what a terminal or a phone shows.
+_CONTROL = re.compile(f"[\x00-\x1f\x7f{C1_CONTROLS}\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 _AMOUNT = re.compile(r"[+-]?\d+(?:[.,]\d+)*")
 _PLAIN = re.compile(r"[+-]?\d+")
 #: Grouped thousands and a decimal part, each with its own mark: read the same whatever the setting allows.
