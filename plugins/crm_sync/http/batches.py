@@ -117,8 +117,10 @@ class BatchSpool:
             return self._result(path), True
 
     def result(self, creditor: str, batch_id: str) -> BatchOut | None:
-        path = self._find(creditor, batch_id)
-        return None if path is None else self._result(path)
+        """The batch's result, or None when the id is unknown; never torn by a concurrent move."""
+        with self._lock:
+            path = self._find(creditor, batch_id)
+            return None if path is None else self._result(path)
 
     def pending(self) -> list[Path]:
         """Batches waiting for import, in the order they were received."""
