@@ -3,7 +3,7 @@
 
 import sys
 
-from core.cli import main
+from cartera.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

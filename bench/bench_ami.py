@@ -44,15 +44,15 @@ from asterisk.ami import AMIClient, SimpleAction
 from panoramisk.ami_protocol import AMIProtocol  # type: ignore[import-untyped, import-not-found, unused-ignore]
 from panoramisk.manager import Manager  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
-from core.clock import SystemClock
-from core.models import CallOutcome, CallRequest
-from core.testing.context import CapturingContext
-from plugins.dialers.asterisk_ami.agents import MEMBER_EVENTS, MEMBER_REMOVED, AgentPool
-from plugins.dialers.asterisk_ami.calls import CallTracker
-from plugins.dialers.asterisk_ami.client import AmiConnection, Message
-from plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
-from plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer
-from plugins.dialers.asterisk_ami.switch import channel_prefix, event_needles
+from cartera.core.clock import SystemClock
+from cartera.core.models import CallOutcome, CallRequest
+from cartera.core.testing.context import CapturingContext
+from cartera.plugins.dialers.asterisk_ami.agents import MEMBER_EVENTS, MEMBER_REMOVED, AgentPool
+from cartera.plugins.dialers.asterisk_ami.calls import CallTracker
+from cartera.plugins.dialers.asterisk_ami.client import AmiConnection, Message
+from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
+from cartera.plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer
+from cartera.plugins.dialers.asterisk_ami.switch import channel_prefix, event_needles
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.peers: the peer's provisioning
 from tests.peers.asterisk import DEBTOR_HANGS_UP, NUMBERS, QUEUE, AsteriskPeer, running_asterisk

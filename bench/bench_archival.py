@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from core.node import Node
+from cartera.node import Node
 from tests.peers.debian import chrooted, debian_root
 from tests.peers.s3 import (
     PACKAGES,

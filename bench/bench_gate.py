@@ -4,7 +4,8 @@ that checks only the hour in the site's zone (the ceiling).
 The workload mimics a collections floor: Colombian, Mexican, Peruvian, Chilean and US debtors (some in
 Massachusetts) under their law packs, 5% of them with hours they asked for, every number of a stated line
 type, each with the contacts of the last two weeks (0 to 15 calls and texts, some answered) as
-:func:`core.compliance.history.load` hands them over, a few closed accounts, opt-outs and pending promises, at
+:func:`~cartera.contact.compliance.history.load`
+hands them over, a few closed accounts, opt-outs and pending promises, at
 instants spread over two weeks (so about half fall outside the windows and take the path that computes the
 next allowed time). Both run in this process on the same items, in alternating rounds, timed in
 CPU seconds of the process, and the median of each is reported with the ratio.
@@ -22,9 +23,9 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from core.compliance import ComplianceGate, Contact, DebtorHours, History, LineType, Subject, build_policy
-from core.compliance.packs import week_hours
-from core.models import Channel
+from cartera.contact.compliance import ComplianceGate, Contact, DebtorHours, History, LineType, Subject, build_policy
+from cartera.contact.compliance.packs import week_hours
+from cartera.core.models import Channel
 
 BOGOTA = ZoneInfo("America/Bogota")
 #: (portfolio, country, numbers, share of the work)

@@ -4,7 +4,7 @@ The file: Windows-1252 (accented names), ``;`` delimited, decimal commas with th
 row in mixed national formats, a currency column. Every measurement runs in its own process (peak RSS is per
 process):
 
-- Cartera: ``csv`` plugin's reader + :class:`core.assignments.AssignmentImporter` (header check, decoding,
+- Cartera: ``csv`` plugin's reader + :class:`cartera.portfolio.importer.AssignmentImporter` (header check, decoding,
   amounts, E.164 normalisation, upserts, quarantine), into SQLite and into PostgreSQL;
 - the SQLite ceiling: ``csv.reader`` on the same file and raw ``sqlite3.executemany`` of the same rows into
   the same tables and indexes (debtors, accounts, phones), no validation, on a connection of the store's own
@@ -40,13 +40,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core.assignments import AssignmentImporter
-from core.clock import SimulatedClock
-from core.hooks import load_plugins
-from core.store.database import Database
-from core.testing.context import CapturingContext
-from plugins.crm_sync.csv_dir.config import CsvDirConfig
-from plugins.crm_sync.csv_dir.plugin import CsvDirSync
+from cartera.core.clock import SimulatedClock
+from cartera.core.hooks import load_plugins
+from cartera.core.store.database import Database
+from cartera.core.testing.context import CapturingContext
+from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
+from cartera.plugins.crm_sync.csv_dir.plugin import CsvDirSync
+from cartera.portfolio.importer import AssignmentImporter
 
 HEADER = "cuenta;nombre;telefono1;telefono2;saldo;moneda\r\n"
 FIRST = ["José", "María", "Begoña", "Andrés", "Sofía", "Iñaki", "Luis", "Ana", "Jesús", "Mónica"]

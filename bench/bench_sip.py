@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.peers: the peers' provisioning
-from core.models import CallOutcome, CallRequest
-from core.testing.context import CapturingContext
-from plugins.dialers.sip_trunk.config import SipTrunkConfig
-from plugins.dialers.sip_trunk.plugin import SipTrunkDialer
+from cartera.core.models import CallOutcome, CallRequest
+from cartera.core.testing.context import CapturingContext
+from cartera.plugins.dialers.sip_trunk.config import SipTrunkConfig
+from cartera.plugins.dialers.sip_trunk.plugin import SipTrunkDialer
 from tests.peers.net import free_port
 from tests.peers.sip import NUMBERS, SipPeer, running_sip_peer
 

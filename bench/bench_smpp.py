@@ -32,10 +32,10 @@ from typing import Any
 import smpplib.client
 import smpplib.smpp
 
-from core.models import SmsMessage
-from core.testing.context import CapturingContext
-from plugins.sms.smpp.config import SmppConfig
-from plugins.sms.smpp.plugin import SmppGateway
+from cartera.core.models import SmsMessage
+from cartera.core.testing.context import CapturingContext
+from cartera.plugins.sms.smpp.config import SmppConfig
+from cartera.plugins.sms.smpp.plugin import SmppGateway
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.peers: the peer's provisioning
 from tests.peers.jasmin import RECEIPT_DELAY_S, Jasmin, running_jasmin

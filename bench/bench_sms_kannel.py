@@ -30,12 +30,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from core.models import SmsMessage, SmsState
-from core.testing.context import CapturingContext
-from core.web.app import PLUGIN_PREFIX
-from core.web.server import WebServer
-from plugins.sms.kannel.config import KannelConfig
-from plugins.sms.kannel.plugin import KannelGateway
+from cartera.core.models import SmsMessage, SmsState
+from cartera.core.testing.context import CapturingContext
+from cartera.plugins.sms.kannel.config import KannelConfig
+from cartera.plugins.sms.kannel.plugin import KannelGateway
+from cartera.web.app import PLUGIN_PREFIX
+from cartera.web.server import WebServer
 from tests.peers.debian import chrooted
 from tests.peers.kannel import USERNAME, KannelPeer, listening_port, running_kannel
 

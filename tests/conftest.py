@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core.campaign import Campaign
-from core.hooks import Hooks, load_plugins
-from core.node import Node
-from core.store.schema import ContactAttempt
+from cartera.contact.campaign import Campaign
+from cartera.core.hooks import Hooks, load_plugins
+from cartera.core.store.schema import ContactAttempt
+from cartera.node import Node
 from tests.peers import unavailable
 from tests.peers.net import free_port
 from tests.peers.s3 import moto_s3, radosgw, seaweedfs  # noqa: F401  (session-wide S3 endpoints)

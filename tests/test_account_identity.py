@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from core.errors import NotFound, UsageError
-from core.hooks import load_plugins
-from core.models import AssignmentAction, AssignmentBatch, AssignmentRow, Channel
-from core.node import Node
-from core.recordings import SearchFilters
-from core.store.schema import Account, AuditEntry, ContactAttempt, ContactHours, QuarantinedRow
+from cartera.core.errors import NotFound, UsageError
+from cartera.core.hooks import load_plugins
+from cartera.core.models import AssignmentAction, AssignmentBatch, AssignmentRow, Channel
+from cartera.core.store.schema import Account, AuditEntry, ContactAttempt, ContactHours, QuarantinedRow
+from cartera.node import Node
+from cartera.recordings.access import SearchFilters
 from tests.conftest import SITE_TOML, run_site, write_sites
 from tests.peers.net import free_port
 

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from core.activities import ActivityExporter, ExportFailed, add_activity
-from core.clock import SimulatedClock
-from core.errors import CarteraError
-from core.models import Activity, ActivityKind
-from core.store.database import Database
-from core.store.schema import Account, Creditor, Debtor, ExportCursor, Portfolio
-from core.testing.context import CapturingContext
-from plugins.crm_sync.csv_dir.config import CsvDirConfig
-from plugins.crm_sync.csv_dir.plugin import CsvDirSync
+from cartera.core.clock import SimulatedClock
+from cartera.core.errors import CarteraError
+from cartera.core.models import Activity, ActivityKind
+from cartera.core.store.database import Database
+from cartera.core.store.schema import Account, Creditor, Debtor, ExportCursor, Portfolio
+from cartera.core.testing.context import CapturingContext
+from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
+from cartera.plugins.crm_sync.csv_dir.plugin import CsvDirSync
+from cartera.portfolio.export import ActivityExporter, ExportFailed, add_activity
 from tests.plugins.crm_sync.test_csv_dir import exported_rows
 
 NOW = datetime(2026, 3, 2, 13, 30, tzinfo=UTC)

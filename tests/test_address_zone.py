@@ -19,12 +19,12 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from core.compliance import Reason, Subject, build_policy
-from core.compliance.engine import ComplianceGate
-from core.models import AssignmentBatch, AssignmentRow, Channel
-from core.node import Node
-from core.web.app import PLUGIN_PREFIX, build_app
-from core.web.server import WebServer
+from cartera.contact.compliance import Reason, Subject, build_policy
+from cartera.contact.compliance.engine import ComplianceGate
+from cartera.core.models import AssignmentBatch, AssignmentRow, Channel
+from cartera.node import Node
+from cartera.web.app import PLUGIN_PREFIX, build_app
+from cartera.web.server import WebServer
 from tests.conftest import run_site, write_sites
 from tests.plugins.crm_sync.test_http import BCO_TOKEN, batch, http_site, row
 

@@ -16,11 +16,11 @@ from typing import Any, cast
 
 import pytest
 
-from core.adapters import RecordingStore
-from core.errors import ObjectLocked, UsageError
-from core.models import Recording
-from core.node import Node
-from plugins.recording.s3.plugin import S3Store
+from cartera.core.adapters import RecordingStore
+from cartera.core.errors import ObjectLocked, UsageError
+from cartera.core.models import Recording
+from cartera.node import Node
+from cartera.plugins.recording.s3.plugin import S3Store
 from tests.conftest import REPO, run_site
 from tests.peers.s3 import S3Endpoint, s3_recording_table, spool_recordings, write_archival_site
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.node import Node
+from cartera.node import Node
 from tests.peers.s3 import Fault, FaultProxy, S3Endpoint, fault_proxy, s3_recording_table, spool_recordings
 from tests.peers.s3 import write_archival_site as write_site
 

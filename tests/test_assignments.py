@@ -14,19 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from core.activities import ActivityExporter
-from core.adapters import CrmSync
-from core.assignments import CHUNK_ROWS, AssignmentImporter
-from core.clock import SimulatedClock
-from core.compliance import history as contact_history
-from core.contacts import Denied
-from core.creditor_files.phones import PhoneNormalizer
-from core.hooks import Hooks
-from core.models import AssignmentAction, AssignmentBatch, AssignmentRow, CallOutcome, FileRejected, RowError
-from core.node import Node
-from core.phones import InvalidPhone, normalize
-from core.store.database import Database
-from core.store.schema import (
+from cartera.contact.compliance import history as contact_history
+from cartera.contact.phones import InvalidPhone, normalize
+from cartera.contact.service import Denied
+from cartera.core.adapters import CrmSync
+from cartera.core.clock import SimulatedClock
+from cartera.core.hooks import Hooks
+from cartera.core.models import AssignmentAction, AssignmentBatch, AssignmentRow, CallOutcome, FileRejected, RowError
+from cartera.core.store.database import Database
+from cartera.core.store.schema import (
     Account,
     ActivityRow,
     AuditEntry,
@@ -35,9 +31,13 @@ from core.store.schema import (
     QuarantinedRow,
     ReportedPayment,
 )
-from core.testing.context import CapturingContext
-from plugins.crm_sync.csv_dir.config import CsvDirConfig
-from plugins.crm_sync.csv_dir.plugin import CsvDirSync
+from cartera.core.testing.context import CapturingContext
+from cartera.node import Node
+from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
+from cartera.plugins.crm_sync.csv_dir.plugin import CsvDirSync
+from cartera.portfolio.export import ActivityExporter
+from cartera.portfolio.files.phones import PhoneNormalizer
+from cartera.portfolio.importer import CHUNK_ROWS, AssignmentImporter
 from tests.conftest import write_portfolio, write_sites
 from tests.plugins.crm_sync.test_csv_dir import exported_rows
 

@@ -1,4 +1,4 @@
-"""core.checksums agrees with hashlib on file and stream inputs of awkward sizes."""
+"""cartera.core.checksums agrees with hashlib on file and stream inputs of awkward sizes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import BinaryIO, cast
 
 import pytest
 
-from core.checksums import CHUNK_SIZE, copy_with_checksums, file_checksums
-from core.models import Checksums
+from cartera.core.checksums import CHUNK_SIZE, copy_with_checksums, file_checksums
+from cartera.core.models import Checksums
 
 SIZES = [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 5 * CHUNK_SIZE + 12345]
 

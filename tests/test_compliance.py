@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.compliance import (
+from cartera.contact.compliance import (
     ComplianceGate,
     Contact,
     Decision,
@@ -19,8 +19,8 @@ from core.compliance import (
     Subject,
     build_policy,
 )
-from core.compliance.packs import AnyRule, FrequencyRule
-from core.models import Channel
+from cartera.contact.compliance.packs import AnyRule, FrequencyRule
+from cartera.core.models import Channel
 
 BOGOTA = ZoneInfo("America/Bogota")
 MEXICO = ZoneInfo("America/Mexico_City")

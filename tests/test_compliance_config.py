@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from core.compliance import packs
-from core.config import load_site
-from core.errors import ConfigError
-from core.hooks import Hooks
+from cartera.contact.compliance import packs
+from cartera.core.config import load_site
+from cartera.core.errors import ConfigError
+from cartera.core.hooks import Hooks
 from tests.conftest import write_sites
 
 SECTION = """[sites.t.compliance]

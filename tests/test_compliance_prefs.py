@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core.compliance import DebtorHours, PolicyError, Reason, validate
-from core.compliance.packs import WindowRule, week_hours
-from core.config import ComplianceConfig
-from core.models import Channel
-from core.node import Node
-from core.store.schema import Account, ContactAttempt
+from cartera.contact.compliance import DebtorHours, PolicyError, Reason, validate
+from cartera.contact.compliance.packs import WindowRule, week_hours
+from cartera.core.config import ComplianceConfig
+from cartera.core.models import Channel
+from cartera.core.store.schema import Account, ContactAttempt
+from cartera.node import Node
 from tests.conftest import run_site, write_portfolio, write_sites
 from tests.test_compliance import BOGOTA, CO_MOBILE, MEXICO, MX_CDMX, denied, gate, subject
 

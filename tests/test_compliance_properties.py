@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers import timezone as number_zones
 
-from core.compliance import (
+from cartera.contact.compliance import (
     ComplianceGate,
     Contact,
     DebtorHours,
@@ -30,7 +30,7 @@ from core.compliance import (
     build_policy,
     packs,
 )
-from core.models import Channel
+from cartera.core.models import Channel
 
 BOGOTA = ZoneInfo("America/Bogota")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -15,12 +15,12 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from core.activities import add_activity
-from core.compliance import Reason
-from core.contacts import Denied
-from core.models import ActivityKind, AssignmentBatch, AssignmentRow, CallRequest, Channel, RowError
-from core.node import Node
-from core.store.schema import Account, AuditEntry, ContactAttempt, SmsRow
+from cartera.contact.compliance import Reason
+from cartera.contact.service import Denied
+from cartera.core.models import ActivityKind, AssignmentBatch, AssignmentRow, CallRequest, Channel, RowError
+from cartera.core.store.schema import Account, AuditEntry, ContactAttempt, SmsRow
+from cartera.node import Node
+from cartera.portfolio.export import add_activity
 from tests.conftest import run_site, write_portfolio, write_sites
 
 BOGOTA = ZoneInfo("America/Bogota")

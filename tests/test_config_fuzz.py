@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from core.config import SiteConfig, load_site
-from core.errors import ConfigError
-from core.hooks import load_plugins
-from core.registry import AdapterCatalog
+from cartera.core.config import SiteConfig, load_site
+from cartera.core.errors import ConfigError
+from cartera.core.hooks import load_plugins
+from cartera.core.registry import AdapterCatalog
 from tests.conftest import write_sites
 
 pytestmark = pytest.mark.abuse

@@ -11,13 +11,13 @@ from typing import Annotated, ClassVar
 import pytest
 from pydantic import AfterValidator, Field, SecretStr
 
-from core.adapters import PluginConfig, SmsGateway
-from core.config import load_site
-from core.errors import ConfigError
-from core.hooks import Hooks, load_plugins
-from core.hookspecs import hookimpl
-from core.models import CheckResult, SmsMessage, SmsSubmitResult
-from core.registry import AdapterRegistry
+from cartera.core.adapters import PluginConfig, SmsGateway
+from cartera.core.config import load_site
+from cartera.core.errors import ConfigError
+from cartera.core.hooks import Hooks, load_plugins
+from cartera.core.hookspecs import hookimpl
+from cartera.core.models import CheckResult, SmsMessage, SmsSubmitResult
+from cartera.core.registry import AdapterRegistry
 from tests.conftest import run_site, write_sites
 
 pytestmark = pytest.mark.abuse

@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from core.creditor_files.config import CsvFormatConfig
-from core.creditor_files.reader import AssignmentReader, read_local
-from core.models import AssignmentRow, FileRejected
-from core.node import Node
-from core.store.schema import Debtor
+from cartera.core.models import AssignmentRow, FileRejected
+from cartera.core.store.schema import Debtor
+from cartera.node import Node
+from cartera.portfolio.files.config import CsvFormatConfig
+from cartera.portfolio.files.reader import AssignmentReader, read_local
 from tests.conftest import run_site, write_portfolio, write_sites
 
 HEADER = "cuenta;nombre;telefono1;saldo\n"

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.creditor_files.config import CsvFormatConfig
-from core.creditor_files.reader import AssignmentReader
-from core.models import AssignmentRow, FileRejected, RowError
+from cartera.core.models import AssignmentRow, FileRejected, RowError
+from cartera.portfolio.files.config import CsvFormatConfig
+from cartera.portfolio.files.reader import AssignmentReader
 
 pytestmark = pytest.mark.abuse
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import PluginError
-from core.hooks import PluginInfo, load_plugins
-from core.testing.sms import SmsConformance
+from cartera.core.errors import PluginError
+from cartera.core.hooks import PluginInfo, load_plugins
+from cartera.core.testing.sms import SmsConformance
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "examples" / "plugin_template"
@@ -79,7 +79,7 @@ def test_an_entry_point_that_fails_to_import_names_itself_and_its_distribution(s
     ],
 )
 def test_a_misspelled_hook_fails_at_start_up(site: Path, hook: str, complaint: str, culprit: str) -> None:
-    source = f"from core.hookspecs import hookimpl\n\n@hookimpl\n{hook}\n    pass\n"
+    source = f"from cartera.core.hookspecs import hookimpl\n\n@hookimpl\n{hook}\n    pass\n"
     (site / "cartera_typo_dialer.py").write_text(source)
     install(site, "cartera-typo-dialer", "0.3.0", {"typo_dialer": "cartera_typo_dialer"}, "cartera_typo_dialer")
     with pytest.raises(PluginError) as caught:

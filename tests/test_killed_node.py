@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from core.models import CallOutcome, CallResult
-from core.node import Node
-from core.store.schema import ContactAttempt
-from core.web.i18n import LANGUAGES, translate
-from plugins.dialers.simulator.plugin import SIMULATION_LOST
+from cartera.core.models import CallOutcome, CallResult
+from cartera.core.store.schema import ContactAttempt
+from cartera.node import Node
+from cartera.plugins.dialers.simulator.plugin import SIMULATION_LOST
+from cartera.web.i18n import LANGUAGES, translate
 from tests.conftest import kill_site_with_calls_in_flight, placing, run_site, write_portfolio, write_sites
 
 

@@ -12,14 +12,22 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core.adapters import Dialer, RecordingStore
-from core.contacts import Denied
-from core.hooks import load_plugins
-from core.hookspecs import hookimpl
-from core.models import Activity, ActivityKind, CallOutcome, CallRequest, CallResult, DeliveryReport, StoredObject
-from core.node import Node
-from core.recordings import SearchFilters
-from core.store.schema import Account, AuditEntry, ContactAttempt
+from cartera.contact.service import Denied
+from cartera.core.adapters import Dialer, RecordingStore
+from cartera.core.hooks import load_plugins
+from cartera.core.hookspecs import hookimpl
+from cartera.core.models import (
+    Activity,
+    ActivityKind,
+    CallOutcome,
+    CallRequest,
+    CallResult,
+    DeliveryReport,
+    StoredObject,
+)
+from cartera.core.store.schema import Account, AuditEntry, ContactAttempt
+from cartera.node import Node
+from cartera.recordings.access import SearchFilters
 from tests.conftest import call_once_unanswered, write_portfolio, write_sites
 
 ANA = "+573001234567"

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from core.node import Node
+from cartera.node import Node
 from tests.conftest import write_sites
 
 

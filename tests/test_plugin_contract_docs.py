@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from core import adapters, hookspecs
+from cartera.core import adapters, hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "plugins.md"
@@ -87,6 +87,6 @@ def test_every_abstract_adapter_method_is_documented() -> None:
         if inspect.isclass(cls) and issubclass(cls, adapters.Adapter)
         for method in cls.__abstractmethods__
     }
-    assert abstract, "no abstract adapter methods found in core.adapters"
+    assert abstract, "no abstract adapter methods found in cartera.core.adapters"
     missing = sorted(m for m in abstract if not re.search(rf"\b{m.split('.')[1]}\(", docs))
     assert not missing, f"docs/plugins.md does not mention: {', '.join(missing)}"

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from core.models import ActivityKind, Recording
-from core.node import Node
-from core.store.database import Database
-from core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Debtor, Portfolio
-from core.users import UserDirectory
-from plugins.dialers.simulator.audio import RATE, conversation, write_wav
+from cartera.core.models import ActivityKind, Recording
+from cartera.core.store.database import Database
+from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Debtor, Portfolio
+from cartera.node import Node
+from cartera.plugins.dialers.simulator.audio import RATE, conversation, write_wav
+from cartera.web.users import UserDirectory
 from tests import test_web_pages
 from tests.browser.seed import DAY, PASSWORD
 from tests.conftest import run_site

@@ -11,11 +11,11 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from core.config import load_site
-from core.errors import ConfigError
-from core.hooks import Hooks
-from core.logs import JsonFormatter, TextFormatter
-from core.redaction import MASK, Redactor, register_secret
+from cartera.core.config import load_site
+from cartera.core.errors import ConfigError
+from cartera.core.hooks import Hooks
+from cartera.core.logs import JsonFormatter, TextFormatter
+from cartera.core.redaction import MASK, Redactor, register_secret
 from tests.conftest import run_site, write_sites
 from tests.hostile_ami import echoing_ami
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core.compliance.model import Reason
-from core.contacts import Denied
-from core.models import Channel, DeliveryReport, InboundSms, SmsState
-from core.node import Node
-from core.optout import opt_out_keyword
-from core.store.schema import AuditEntry, InboundSmsRow, Phone, SmsOptOut, SmsRow
+from cartera.contact.compliance.model import Reason
+from cartera.contact.optout import opt_out_keyword
+from cartera.contact.service import Denied
+from cartera.core.models import Channel, DeliveryReport, InboundSms, SmsState
+from cartera.core.store.schema import AuditEntry, InboundSmsRow, Phone, SmsOptOut, SmsRow
+from cartera.node import Node
 from tests.conftest import write_portfolio, write_sites
 
 ANA = "+573001234567"

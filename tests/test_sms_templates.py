@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core.errors import ConfigError
-from core.hooks import load_plugins
-from core.models import InboundSms
-from core.node import Node
-from core.sms_templates import SmsPricing, SmsTemplates, TemplateProblem, check_template, money
-from core.store.schema import Account
+from cartera.contact.sms_templates import SmsPricing, SmsTemplates, TemplateProblem, check_template, money
+from cartera.core.errors import ConfigError
+from cartera.core.hooks import load_plugins
+from cartera.core.models import InboundSms
+from cartera.core.store.schema import Account
+from cartera.node import Node
 from tests.conftest import call_once_unanswered, write_portfolio, write_sites
 from tests.test_cli import assert_one_line_error, cartera
 

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from core.audit import audit
-from core.store.database import Database
-from core.store.schema import Account, AuditEntry, Base, Creditor, Debtor, Portfolio
+from cartera.core.audit import audit
+from cartera.core.store.database import Database
+from cartera.core.store.schema import Account, AuditEntry, Base, Creditor, Debtor, Portfolio
 
 
 def migrated(url: str) -> Database:
@@ -83,7 +83,7 @@ def test_postgresql_store(postgres_url: str) -> None:
 
 
 def test_unreachable_store_is_one_clear_error() -> None:
-    from core.errors import CarteraError
+    from cartera.core.errors import CarteraError
 
     db = Database("postgresql+psycopg://nobody@127.0.0.1:1/none")
     with pytest.raises(CarteraError, match=r"cannot open the store postgresql\+psycopg://nobody@127.0.0.1:1/none"):

@@ -17,15 +17,15 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from core.errors import ConfigError
-from core.hooks import load_plugins
-from core.node import Node
-from core.store.database import Database
-from core.store.schema import WebSession
-from core.users import UserDirectory
-from core.web.app import build_app
-from core.web.server import WebServer
-from core.web.sessions import FREE_TRIES, LoginThrottler
+from cartera.core.errors import ConfigError
+from cartera.core.hooks import load_plugins
+from cartera.core.store.database import Database
+from cartera.core.store.schema import WebSession
+from cartera.node import Node
+from cartera.web.app import build_app
+from cartera.web.server import WebServer
+from cartera.web.sessions import FREE_TRIES, LoginThrottler
+from cartera.web.users import UserDirectory
 from tests.browser.seed import PASSWORD, seed
 from tests.conftest import write_sites
 from tests.peers.net import free_port

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.node import Node
+from cartera.node import Node
 from tests.browser.seed import seed
 from tests.conftest import write_sites
 from tests.test_web_server import serving
@@ -121,7 +121,7 @@ def test_healthz_fails_when_a_vendor_check_fails_telling_strangers_only_that(
 def test_healthz_fails_when_the_scheduler_is_not_running(tmp_path: Path, open_node: Callable[..., Node]) -> None:
     from fastapi.testclient import TestClient
 
-    from core.web.app import build_app
+    from cartera.web.app import build_app
 
     node = open_node(quiet_site(tmp_path))
     answer = TestClient(build_app(node)).get("/healthz")
@@ -132,8 +132,8 @@ def test_healthz_fails_when_the_scheduler_is_not_running(tmp_path: Path, open_no
 def test_healthz_detail_for_a_signed_in_admin_of_the_site(tmp_path: Path, open_node: Callable[..., Node]) -> None:
     from fastapi.testclient import TestClient
 
-    from core.users import Grant, Role, UserDirectory
-    from core.web.app import build_app
+    from cartera.web.app import build_app
+    from cartera.web.users import Grant, Role, UserDirectory
     from tests.browser.seed import PASSWORD
     from tests.test_web_pages import sign_in
 

@@ -13,12 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from core.hooks import load_plugins
-from core.node import Node
-from core.store.schema import AuditEntry, WebSession
-from core.users import UserDirectory
-from core.web.app import build_app
-from core.web.sessions import FREE_TRIES
+from cartera.core.hooks import load_plugins
+from cartera.core.store.schema import AuditEntry, WebSession
+from cartera.node import Node
+from cartera.web.app import build_app
+from cartera.web.sessions import FREE_TRIES
+from cartera.web.users import UserDirectory
 from tests.browser.seed import PASSWORD, Seeded, seed
 from tests.conftest import write_sites
 

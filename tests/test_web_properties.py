@@ -17,15 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 
-from core.hooks import load_plugins
-from core.node import Node
-from core.web.app import build_app
-from core.web.context import SESSION_COOKIE
-from core.web.health import health_router
-from core.web.i18n import LANGUAGES
-from core.web.pages import pages_router
-from core.web.server import WebServer
-from core.web.signin import signin_router
+from cartera.core.hooks import load_plugins
+from cartera.node import Node
+from cartera.web.app import build_app
+from cartera.web.context import SESSION_COOKIE
+from cartera.web.health import health_router
+from cartera.web.i18n import LANGUAGES
+from cartera.web.pages import pages_router
+from cartera.web.server import WebServer
+from cartera.web.signin import signin_router
 from tests.browser.seed import PASSWORD, seed
 from tests.conftest import write_sites
 from tests.peers.net import free_port

@@ -15,14 +15,14 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from core.adapters import PluginConfig, SmsGateway
-from core.errors import CarteraError
-from core.hooks import load_plugins
-from core.hookspecs import hookimpl
-from core.models import CheckResult, InboundSms, SmsMessage, SmsSubmitResult
-from core.node import Node
-from core.registry import AdapterRegistry
-from core.store.schema import AuditEntry
+from cartera.core.adapters import PluginConfig, SmsGateway
+from cartera.core.errors import CarteraError
+from cartera.core.hooks import load_plugins
+from cartera.core.hookspecs import hookimpl
+from cartera.core.models import CheckResult, InboundSms, SmsMessage, SmsSubmitResult
+from cartera.core.registry import AdapterRegistry
+from cartera.core.store.schema import AuditEntry
+from cartera.node import Node
 from tests.conftest import write_sites
 
 

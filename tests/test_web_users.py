@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from core.store.database import Database
-from core.store.schema import AuditEntry, WebUser
+from cartera.core.store.database import Database
+from cartera.core.store.schema import AuditEntry, WebUser
 from tests.conftest import run_site, write_sites
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from core.identity import PortfolioKey
-from core.models import ActivityKind, Recording
-from core.node import Node
-from core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Debtor, Portfolio, RecordingRow
-from core.users import Grant, Role, UserDirectory
-from plugins.dialers.simulator.audio import RATE, conversation, write_wav
+from cartera.core.models import ActivityKind, Recording
+from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Debtor, Portfolio, RecordingRow
+from cartera.node import Node
+from cartera.plugins.dialers.simulator.audio import RATE, conversation, write_wav
+from cartera.portfolio.identity import PortfolioKey
+from cartera.web.users import Grant, Role, UserDirectory
 
 PASSWORD = "correct horse battery"
 #: name: (role, grants)

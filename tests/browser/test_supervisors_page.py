@@ -18,9 +18,9 @@ import pytest
 from playwright.sync_api import Browser, Error, Page, ViewportSize, sync_playwright
 from sqlalchemy import select
 
-from core.hooks import load_plugins
-from core.node import Node
-from core.store.schema import AuditEntry
+from cartera.core.hooks import load_plugins
+from cartera.core.store.schema import AuditEntry
+from cartera.node import Node
 from tests.browser.seed import PASSWORD, Seeded, seed
 from tests.conftest import write_sites
 from tests.peers import unavailable

@@ -30,7 +30,7 @@ from typing import Any
 
 from asterisk.ami import AMIClient, SimpleAction
 
-from core.models import CallOutcome
+from cartera.core.models import CallOutcome
 from tests.peers.debian import ChrootedHome, chrooted, debian_root, stop
 from tests.peers.net import free_port, free_udp_range
 

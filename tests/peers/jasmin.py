@@ -27,7 +27,7 @@ from typing import Any
 
 import smpplib.smpp
 
-from plugins.sms.smpp.text import ESM_DELIVERY_RECEIPT, encode_parts
+from cartera.plugins.sms.smpp.text import ESM_DELIVERY_RECEIPT, encode_parts
 from tests.peers import unavailable
 from tests.peers.debian import stop
 from tests.peers.net import free_port

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.models import CallOutcome
+from cartera.core.models import CallOutcome
 from tests.peers.debian import ChrootedHome, chrooted, debian_root
 from tests.peers.net import free_port, free_udp_range
 

@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from core.models import CallRequest
-from core.testing.context import CapturingContext
-from plugins.dialers.sip_trunk.config import SipTrunkConfig
-from plugins.dialers.sip_trunk.plugin import SipTrunkDialer
+from cartera.core.models import CallRequest
+from cartera.core.testing.context import CapturingContext
+from cartera.plugins.dialers.sip_trunk.config import SipTrunkConfig
+from cartera.plugins.dialers.sip_trunk.plugin import SipTrunkDialer
 
 
 def main(spec_path: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.adapters import PluginConfig
+from cartera.plugin import PluginConfig
 from pydantic import Field, HttpUrl, SecretStr
 
 

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from core.adapters import PluginConfig, PluginContext, SmsGateway
-from core.hookspecs import hookimpl
-from core.models import CheckResult, DeliveryReport, SmsMessage, SmsState, SmsSubmitResult
-from core.registry import AdapterRegistry
+from cartera.plugin import (
+    AdapterRegistry,
+    CheckResult,
+    DeliveryReport,
+    PluginConfig,
+    PluginContext,
+    SmsGateway,
+    SmsMessage,
+    SmsState,
+    SmsSubmitResult,
+    hookimpl,
+)
 
 from cartera_webhook_sms.client import WebhookClient, WebhookError
 from cartera_webhook_sms.config import WebhookSmsConfig

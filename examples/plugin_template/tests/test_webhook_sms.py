@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from core.models import SmsMessage, SmsState
-from core.registry import AdapterCatalog
-from core.testing.context import CapturingContext
-from core.testing.sms import SmsConformance
+from cartera.plugin import AdapterCatalog, SmsMessage, SmsState
+from cartera.plugin.testing import CapturingContext, SmsConformance
 from pydantic import ValidationError
 
 from cartera_webhook_sms import plugin

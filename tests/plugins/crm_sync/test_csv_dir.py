@@ -19,15 +19,11 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from core.activities import ActivityExporter
-from core.adapters import CrmSync
-from core.assignments import AssignmentImporter
-from core.clock import SimulatedClock
-from core.creditor_files.config import ColumnsConfig
-from core.creditor_files.values import parse_amount
-from core.creditor_sync import CreditorSync
-from core.hooks import Hooks
-from core.models import (
+from cartera.contact.phones import InvalidPhone, normalize
+from cartera.core.adapters import CrmSync
+from cartera.core.clock import SimulatedClock
+from cartera.core.hooks import Hooks
+from cartera.core.models import (
     Activity,
     ActivityKind,
     AssignmentAction,
@@ -38,14 +34,18 @@ from core.models import (
     FileRejected,
     RowError,
 )
-from core.phones import InvalidPhone, normalize
-from core.registry import AdapterRegistry
-from core.store.database import Database
-from core.store.schema import Account
-from core.testing.context import CapturingContext
-from core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
-from plugins.crm_sync.csv_dir.config import CsvDirConfig
-from plugins.crm_sync.csv_dir.plugin import CsvDirSync, cartera_register_crm_syncs
+from cartera.core.registry import AdapterRegistry
+from cartera.core.store.database import Database
+from cartera.core.store.schema import Account
+from cartera.core.testing.context import CapturingContext
+from cartera.core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
+from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
+from cartera.plugins.crm_sync.csv_dir.plugin import CsvDirSync, cartera_register_crm_syncs
+from cartera.portfolio.export import ActivityExporter
+from cartera.portfolio.files.config import ColumnsConfig
+from cartera.portfolio.files.values import parse_amount
+from cartera.portfolio.importer import AssignmentImporter
+from cartera.portfolio.sync import CreditorSync
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEMO = Path(__file__).parents[3] / "examples" / "demo_portfolio.csv"

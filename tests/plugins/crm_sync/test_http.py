@@ -18,26 +18,26 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from core.activities import ActivityExporter
-from core.adapters import CrmSync
-from core.assignments import AssignmentImporter
-from core.clock import SimulatedClock
-from core.creditor_sync import CreditorSync
-from core.hooks import Hooks
-from core.models import Activity, ActivityKind, AssignmentRow, RowError
-from core.node import Node
-from core.registry import AdapterRegistry
-from core.store.database import Database
-from core.store.schema import Account, QuarantinedRow
-from core.testing.context import CapturingContext
-from core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
-from core.web.app import PLUGIN_PREFIX
-from core.web.server import WebServer
-from plugins.crm_sync.http.client import WebhookFailed
-from plugins.crm_sync.http.config import DEFAULT_MAX_BODY_BYTES, HttpApiConfig
-from plugins.crm_sync.http.models import BatchIn
-from plugins.crm_sync.http.openapi import render
-from plugins.crm_sync.http.plugin import HttpCrmSync, cartera_register_crm_syncs
+from cartera.core.adapters import CrmSync
+from cartera.core.clock import SimulatedClock
+from cartera.core.hooks import Hooks
+from cartera.core.models import Activity, ActivityKind, AssignmentRow, RowError
+from cartera.core.registry import AdapterRegistry
+from cartera.core.store.database import Database
+from cartera.core.store.schema import Account, QuarantinedRow
+from cartera.core.testing.context import CapturingContext
+from cartera.core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
+from cartera.node import Node
+from cartera.plugins.crm_sync.http.client import WebhookFailed
+from cartera.plugins.crm_sync.http.config import DEFAULT_MAX_BODY_BYTES, HttpApiConfig
+from cartera.plugins.crm_sync.http.models import BatchIn
+from cartera.plugins.crm_sync.http.openapi import render
+from cartera.plugins.crm_sync.http.plugin import HttpCrmSync, cartera_register_crm_syncs
+from cartera.portfolio.export import ActivityExporter
+from cartera.portfolio.importer import AssignmentImporter
+from cartera.portfolio.sync import CreditorSync
+from cartera.web.app import PLUGIN_PREFIX
+from cartera.web.server import WebServer
 from tests.conftest import REPO, write_sites
 from tests.peers.net import free_port
 
@@ -429,7 +429,7 @@ def test_check_names_what_does_not_answer(tmp_path: Path, served: Callable[..., 
 
 def test_committed_openapi_document_is_current() -> None:
     assert OPENAPI_FILE.read_text(encoding="utf-8") == render(), (
-        "docs/creditor-api.openapi.json is stale: python -m plugins.crm_sync.http.openapi > "
+        "docs/creditor-api.openapi.json is stale: python -m cartera.plugins.crm_sync.http.openapi > "
         "docs/creditor-api.openapi.json"
     )
 

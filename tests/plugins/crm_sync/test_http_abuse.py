@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from core.node import Node
-from core.web.app import PLUGIN_PREFIX, build_app
-from core.web.server import WebServer
+from cartera.node import Node
+from cartera.web.app import PLUGIN_PREFIX, build_app
+from cartera.web.server import WebServer
 from tests.conftest import REPO
 from tests.plugins.crm_sync.test_http import BCO_TOKEN, GOOD_ROWS, OTRO_TOKEN, batch, http_site
 

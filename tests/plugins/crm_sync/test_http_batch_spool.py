@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from plugins.crm_sync.http.batches import BatchSpool
-from plugins.crm_sync.http.models import BatchIn
+from cartera.plugins.crm_sync.http.batches import BatchSpool
+from cartera.plugins.crm_sync.http.models import BatchIn
 
 ROW = {"account_ref": "A-1", "name": "Ana", "phone1": "+573001234567", "balance": "10", "due_date": "2026-01-01"}
 

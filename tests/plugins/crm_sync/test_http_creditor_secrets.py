@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from core.config import load_site
-from core.errors import ConfigError
-from core.hooks import Hooks
+from cartera.core.config import load_site
+from cartera.core.errors import ConfigError
+from cartera.core.hooks import Hooks
 from tests.conftest import run_site, write_sites
 
 pytestmark = pytest.mark.abuse

@@ -17,10 +17,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from core.hooks import load_plugins
-from core.node import Node
-from core.web.app import PLUGIN_PREFIX, build_app
-from core.web.server import WebServer
+from cartera.core.hooks import load_plugins
+from cartera.node import Node
+from cartera.web.app import PLUGIN_PREFIX, build_app
+from cartera.web.server import WebServer
 from tests.conftest import REPO, write_sites
 from tests.plugins.crm_sync.test_http import BCO_TOKEN, HTTP_SITE
 

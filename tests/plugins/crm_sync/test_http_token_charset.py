@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.hooks import Hooks
-from plugins.crm_sync.http.api import token_owner
-from plugins.crm_sync.http.config import CreditorAccess
-from plugins.crm_sync.http.plugin import HttpCrmSync
+from cartera.core.hooks import Hooks
+from cartera.plugins.crm_sync.http.api import token_owner
+from cartera.plugins.crm_sync.http.config import CreditorAccess
+from cartera.plugins.crm_sync.http.plugin import HttpCrmSync
 from tests.conftest import run_site
 from tests.plugins.crm_sync.test_http import BCO_TOKEN, served  # noqa: F401 (the fixture)
 from tests.plugins.crm_sync.test_http_creditor_secrets import OTHER, SHARED, http_site, line_of, refusal

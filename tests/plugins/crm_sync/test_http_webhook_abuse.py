@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.node import Node
-from plugins.crm_sync.http.client import Webhook, WebhookFailed
-from plugins.crm_sync.http.config import HttpApiConfig
+from cartera.node import Node
+from cartera.plugins.crm_sync.http.client import Webhook, WebhookFailed
+from cartera.plugins.crm_sync.http.config import HttpApiConfig
 from tests.plugins.crm_sync.test_http import (
     GOOD_ROWS,
     OTRO_TOKEN,

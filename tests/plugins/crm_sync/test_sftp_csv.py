@@ -15,19 +15,19 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import ValidationError
 
-from core.activities import ActivityExporter
-from core.adapters import CrmSync
-from core.assignments import AssignmentImporter
-from core.clock import SimulatedClock
-from core.creditor_sync import CreditorSync
-from core.hooks import Hooks
-from core.models import CheckResult
-from core.store.database import Database
-from core.testing.context import CapturingContext
-from core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
-from plugins.crm_sync.sftp_csv.client import SftpError
-from plugins.crm_sync.sftp_csv.config import SftpCsvConfig
-from plugins.crm_sync.sftp_csv.plugin import SftpCsvSync
+from cartera.core.adapters import CrmSync
+from cartera.core.clock import SimulatedClock
+from cartera.core.hooks import Hooks
+from cartera.core.models import CheckResult
+from cartera.core.store.database import Database
+from cartera.core.testing.context import CapturingContext
+from cartera.core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
+from cartera.plugins.crm_sync.sftp_csv.client import SftpError
+from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
+from cartera.plugins.crm_sync.sftp_csv.plugin import SftpCsvSync
+from cartera.portfolio.export import ActivityExporter
+from cartera.portfolio.importer import AssignmentImporter
+from cartera.portfolio.sync import CreditorSync
 from tests.peers.sshd import Sshd, running_sshd
 from tests.plugins.crm_sync.test_csv_dir import GOOD_DELIVERY, WRONG_HEADER
 

@@ -14,17 +14,17 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from core.adapters import CrmSync
-from core.clock import SimulatedClock
-from core.models import Activity, ActivityKind, AssignmentAction, AssignmentBatch, AssignmentRow, RowError
-from core.node import Node
-from core.registry import AdapterRegistry
-from core.store.schema import Account
-from core.testing.context import CapturingContext
-from core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
-from plugins.crm_sync.sql.client import CreditorDatabaseError
-from plugins.crm_sync.sql.config import SqlSyncConfig
-from plugins.crm_sync.sql.plugin import SqlCrmSync, cartera_register_crm_syncs
+from cartera.core.adapters import CrmSync
+from cartera.core.clock import SimulatedClock
+from cartera.core.models import Activity, ActivityKind, AssignmentAction, AssignmentBatch, AssignmentRow, RowError
+from cartera.core.registry import AdapterRegistry
+from cartera.core.store.schema import Account
+from cartera.core.testing.context import CapturingContext
+from cartera.core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
+from cartera.node import Node
+from cartera.plugins.crm_sync.sql.client import CreditorDatabaseError
+from cartera.plugins.crm_sync.sql.config import SqlSyncConfig
+from cartera.plugins.crm_sync.sql.plugin import SqlCrmSync, cartera_register_crm_syncs
 from tests.conftest import write_sites
 
 pytestmark = pytest.mark.postgres

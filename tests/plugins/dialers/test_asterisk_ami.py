@@ -28,16 +28,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from core.clock import SystemClock
-from core.hooks import load_plugins
-from core.models import CallOutcome, CallRequest, CallResult
-from core.node import Node
-from core.registry import AdapterCatalog
-from core.testing.context import CapturingContext
-from core.testing.dialer import DialerConformance
-from plugins.dialers.asterisk_ami.agents import MEMBER_EVENTS, MEMBER_REMOVED, AgentPool
-from plugins.dialers.asterisk_ami.calls import CALL_EVENTS, Call, CallTracker
-from plugins.dialers.asterisk_ami.client import (
+from cartera.core.clock import SystemClock
+from cartera.core.hooks import load_plugins
+from cartera.core.models import CallOutcome, CallRequest, CallResult
+from cartera.core.registry import AdapterCatalog
+from cartera.core.testing.context import CapturingContext
+from cartera.core.testing.dialer import DialerConformance
+from cartera.node import Node
+from cartera.plugins.dialers.asterisk_ami.agents import MEMBER_EVENTS, MEMBER_REMOVED, AgentPool
+from cartera.plugins.dialers.asterisk_ami.calls import CALL_EVENTS, Call, CallTracker
+from cartera.plugins.dialers.asterisk_ami.client import (
     AmiConnection,
     AmiError,
     AmiLoginFailed,
@@ -47,10 +47,10 @@ from plugins.dialers.asterisk_ami.client import (
     Message,
     parse_fields,
 )
-from plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
-from plugins.dialers.asterisk_ami.outcomes import call_outcome, raw_cause
-from plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer, cartera_register_dialers
-from plugins.dialers.asterisk_ami.switch import event_needles
+from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
+from cartera.plugins.dialers.asterisk_ami.outcomes import call_outcome, raw_cause
+from cartera.plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer, cartera_register_dialers
+from cartera.plugins.dialers.asterisk_ami.switch import event_needles
 from tests.conftest import REPO, kill_site_with_calls_in_flight, placing, run_site, write_portfolio
 from tests.peers.asterisk import DEBTOR_HANGS_UP, NUMBERS, READONLY_USER, AsteriskPeer, running_asterisk
 from tests.peers.net import free_port

@@ -19,11 +19,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.testing.context import CapturingContext
-from plugins.dialers.asterisk_ami.client import AmiConnection, AmiUnreachable, Message, parse_fields
-from plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
-from plugins.dialers.asterisk_ami.framing import MessageFramer, MessageTooLarge
-from plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer
+from cartera.core.testing.context import CapturingContext
+from cartera.plugins.dialers.asterisk_ami.client import AmiConnection, AmiUnreachable, Message, parse_fields
+from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
+from cartera.plugins.dialers.asterisk_ami.framing import MessageFramer, MessageTooLarge
+from cartera.plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer
 
 pytestmark = pytest.mark.abuse
 

@@ -19,14 +19,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from core.clock import SimulatedClock
-from core.models import CallOutcome, CallRequest, CallResult, CheckResult, DispositionCode, Recording
-from core.registry import AdapterCatalog
-from core.testing.context import CapturingContext
-from core.testing.dialer import DialerConformance
-from plugins.dialers.simulator.client import CANCELLED_CAUSE, RAW_CAUSES
-from plugins.dialers.simulator.config import DEFAULT_OUTCOME_WEIGHTS, SimulatorConfig
-from plugins.dialers.simulator.plugin import SimulatorDialer, cartera_register_dialers
+from cartera.core.clock import SimulatedClock
+from cartera.core.models import CallOutcome, CallRequest, CallResult, CheckResult, DispositionCode, Recording
+from cartera.core.registry import AdapterCatalog
+from cartera.core.testing.context import CapturingContext
+from cartera.core.testing.dialer import DialerConformance
+from cartera.plugins.dialers.simulator.client import CANCELLED_CAUSE, RAW_CAUSES
+from cartera.plugins.dialers.simulator.config import DEFAULT_OUTCOME_WEIGHTS, SimulatorConfig
+from cartera.plugins.dialers.simulator.plugin import SimulatorDialer, cartera_register_dialers
 
 START = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)  # a Monday, 08:00 in Bogotá
 ANSWERS = "+573001110001"

@@ -19,16 +19,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from core.hooks import load_plugins
-from core.models import CallOutcome, CallRequest, CallResult
-from core.registry import AdapterCatalog
-from core.testing.context import CapturingContext
-from core.testing.dialer import DialerConformance
-from plugins.dialers.sip_trunk.client import SipTrunkError
-from plugins.dialers.sip_trunk.config import SipTrunkConfig
-from plugins.dialers.sip_trunk.options import host_port
-from plugins.dialers.sip_trunk.outcomes import call_outcome, raw_cause
-from plugins.dialers.sip_trunk.plugin import SipTrunkDialer, cartera_register_dialers
+from cartera.core.hooks import load_plugins
+from cartera.core.models import CallOutcome, CallRequest, CallResult
+from cartera.core.registry import AdapterCatalog
+from cartera.core.testing.context import CapturingContext
+from cartera.core.testing.dialer import DialerConformance
+from cartera.plugins.dialers.sip_trunk.client import SipTrunkError
+from cartera.plugins.dialers.sip_trunk.config import SipTrunkConfig
+from cartera.plugins.dialers.sip_trunk.options import host_port
+from cartera.plugins.dialers.sip_trunk.outcomes import call_outcome, raw_cause
+from cartera.plugins.dialers.sip_trunk.plugin import SipTrunkDialer, cartera_register_dialers
 from tests.conftest import REPO, run_site
 from tests.peers import unavailable
 from tests.peers.net import free_port

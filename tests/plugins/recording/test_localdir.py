@@ -16,20 +16,20 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from core.adapters import RecordingStore
-from core.errors import IntegrityError
-from core.models import StoredObject
-from core.registry import AdapterCatalog
-from core.testing.context import CapturingContext
-from core.testing.recording_store import (
+from cartera.core.adapters import RecordingStore
+from cartera.core.errors import IntegrityError
+from cartera.core.models import StoredObject
+from cartera.core.registry import AdapterCatalog
+from cartera.core.testing.context import CapturingContext
+from cartera.core.testing.recording_store import (
     NESTED_KEY,
     RecordingFile,
     RecordingStoreConformance,
     make_recording_file,
 )
-from plugins.recording.localdir import client, plugin
-from plugins.recording.localdir.config import LocalDirConfig
-from plugins.recording.localdir.plugin import LocalDirStore
+from cartera.plugins.recording.localdir import client, plugin
+from cartera.plugins.recording.localdir.config import LocalDirConfig
+from cartera.plugins.recording.localdir.plugin import LocalDirStore
 from tests.conftest import REPO
 
 

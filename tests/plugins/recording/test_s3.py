@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from core.adapters import RecordingStore
-from core.errors import IntegrityError, StoreUnavailable
-from core.registry import AdapterCatalog
-from core.testing.context import CapturingContext
-from core.testing.recording_store import RecordingFile, RecordingStoreConformance, make_recording_file
-from plugins.recording.s3 import plugin
-from plugins.recording.s3.client import PROBE_PREFIX
-from plugins.recording.s3.config import S3Config
-from plugins.recording.s3.plugin import S3Store
+from cartera.core.adapters import RecordingStore
+from cartera.core.errors import IntegrityError, StoreUnavailable
+from cartera.core.registry import AdapterCatalog
+from cartera.core.testing.context import CapturingContext
+from cartera.core.testing.recording_store import RecordingFile, RecordingStoreConformance, make_recording_file
+from cartera.plugins.recording.s3 import plugin
+from cartera.plugins.recording.s3.client import PROBE_PREFIX
+from cartera.plugins.recording.s3.config import S3Config
+from cartera.plugins.recording.s3.plugin import S3Store
 from tests.peers.s3 import Fault, S3Endpoint, fault_proxy
 
 pytestmark = pytest.mark.s3

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core.node import Node
-from core.store.schema import SmsRow
+from cartera.core.store.schema import SmsRow
+from cartera.node import Node
 
 
 def sms_row(node: Node, message_id: int) -> SmsRow:

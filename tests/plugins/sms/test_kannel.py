@@ -22,21 +22,21 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from core.compliance.model import Reason
-from core.contacts import Denied
-from core.models import SmsMessage, SmsState
-from core.node import Node
-from core.registry import AdapterCatalog
-from core.smstext import GSM7, UCS2, segment_count, sms_encoding
-from core.store.schema import AuditEntry, InboundSmsRow, Phone, SmsOptOut, SmsRow
-from core.testing.context import CapturingContext
-from core.testing.sms import LONG, SPANISH, SmsConformance
-from core.web.app import PLUGIN_PREFIX
-from core.web.server import WebServer
-from plugins.sms.kannel import plugin
-from plugins.sms.kannel.client import KannelClient
-from plugins.sms.kannel.config import KannelConfig
-from plugins.sms.kannel.plugin import MO_QUERY, KannelGateway, decode_mo_text, dlr_state
+from cartera.contact.compliance.model import Reason
+from cartera.contact.service import Denied
+from cartera.contact.smstext import GSM7, UCS2, segment_count, sms_encoding
+from cartera.core.models import SmsMessage, SmsState
+from cartera.core.registry import AdapterCatalog
+from cartera.core.store.schema import AuditEntry, InboundSmsRow, Phone, SmsOptOut, SmsRow
+from cartera.core.testing.context import CapturingContext
+from cartera.core.testing.sms import LONG, SPANISH, SmsConformance
+from cartera.node import Node
+from cartera.plugins.sms.kannel import plugin
+from cartera.plugins.sms.kannel.client import KannelClient
+from cartera.plugins.sms.kannel.config import KannelConfig
+from cartera.plugins.sms.kannel.plugin import MO_QUERY, KannelGateway, decode_mo_text, dlr_state
+from cartera.web.app import PLUGIN_PREFIX
+from cartera.web.server import WebServer
 from tests.conftest import write_portfolio, write_sites
 from tests.peers.kannel import KannelPeer, listening_port, running_kannel
 from tests.peers.net import free_port, wait_until

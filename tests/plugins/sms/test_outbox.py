@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from core.models import SmsMessage, SmsState
-from core.registry import AdapterCatalog
-from core.smstext import GSM7_BASIC, GSM7_EXTENSION, segment_count, sms_encoding
-from core.testing.context import CapturingContext
-from core.testing.sms import SmsConformance
-from plugins.sms.outbox import plugin
-from plugins.sms.outbox.config import OutboxConfig
-from plugins.sms.outbox.plugin import OutboxGateway
+from cartera.contact.smstext import GSM7_BASIC, GSM7_EXTENSION, segment_count, sms_encoding
+from cartera.core.models import SmsMessage, SmsState
+from cartera.core.registry import AdapterCatalog
+from cartera.core.testing.context import CapturingContext
+from cartera.core.testing.sms import SmsConformance
+from cartera.plugins.sms.outbox import plugin
+from cartera.plugins.sms.outbox.config import OutboxConfig
+from cartera.plugins.sms.outbox.plugin import OutboxGateway
 
 FIELDS = {"gateway_id", "message_id", "to", "text", "at", "encoding", "segments"}
 

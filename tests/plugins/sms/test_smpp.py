@@ -18,20 +18,20 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from core.compliance.model import Reason
-from core.contacts import Denied
-from core.models import SmsMessage, SmsState, SmsSubmitResult
-from core.node import Node
-from core.registry import AdapterCatalog
-from core.smstext import GSM7_BASIC, GSM7_EXTENSION, segment_count, sms_encoding
-from core.store.schema import InboundSmsRow, Phone, SmsOptOut
-from core.testing.context import CapturingContext
-from core.testing.sms import LONG, SPANISH, SmsConformance
-from plugins.sms.smpp import plugin
-from plugins.sms.smpp.config import SmppConfig
-from plugins.sms.smpp.ledger import SubmitLedger
-from plugins.sms.smpp.plugin import LEDGER_FILE, SmppGateway
-from plugins.sms.smpp.text import (
+from cartera.contact.compliance.model import Reason
+from cartera.contact.service import Denied
+from cartera.contact.smstext import GSM7_BASIC, GSM7_EXTENSION, segment_count, sms_encoding
+from cartera.core.models import SmsMessage, SmsState, SmsSubmitResult
+from cartera.core.registry import AdapterCatalog
+from cartera.core.store.schema import InboundSmsRow, Phone, SmsOptOut
+from cartera.core.testing.context import CapturingContext
+from cartera.core.testing.sms import LONG, SPANISH, SmsConformance
+from cartera.node import Node
+from cartera.plugins.sms.smpp import plugin
+from cartera.plugins.sms.smpp.config import SmppConfig
+from cartera.plugins.sms.smpp.ledger import SubmitLedger
+from cartera.plugins.sms.smpp.plugin import LEDGER_FILE, SmppGateway
+from cartera.plugins.sms.smpp.text import (
     DATA_CODING_GSM7,
     DATA_CODING_UCS2,
     GSM7_ESCAPES,

@@ -1,0 +1,470 @@
+"""``run_site.py``: the operator's command line. Exit codes: 0 ok, 1 operational failure, 2 usage or config."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Never
+from zoneinfo import ZoneInfo
+
+from tqdm import tqdm
+
+from cartera.cli import contact_prefs
+from cartera.cli.summary import site_summary
+from cartera.contact.compliance.report import explanation
+from cartera.contact.phones import InvalidPhone, normalize
+from cartera.contact.service import Denied
+from cartera.contact.sms_batch import plan_batch, send_batch
+from cartera.contact.sms_templates import REMINDER
+from cartera.core.adapters import CrmSync, RecordingStore
+from cartera.core.audit import audit, os_user
+from cartera.core.errors import CarteraError, UsageError
+from cartera.core.hooks import load_plugins
+from cartera.core.logs import configure
+from cartera.core.models import Channel, FileRejected
+from cartera.core.redaction import RedactingStream, redacted_output
+from cartera.node import Node
+from cartera.portfolio.files.values import escape_controls
+from cartera.portfolio.identity import resolve_account, resolve_portfolio
+from cartera.recordings.access import MAX_URL_SECONDS, RecordingView, SearchFilters
+from cartera.web.users import ADMIN_SEES_ALL, Grant, Role, UserDirectory
+
+log = logging.getLogger("cartera.cli")
+
+#: ``users add`` reads the new user's password from this variable (for scripts) or else prompts for it.
+PASSWORD_ENV = "CARTERA_USER_PASSWORD"
+_PORTFOLIO_HELP = "grant only this portfolio, CREDITOR/CODE (or CODE when one creditor has it); repeatable"
+_ACCOUNT_HELP = "REF, PORTFOLIO/REF or CREDITOR/PORTFOLIO/REF"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run_site.py", description="Run and operate one Cartera site node.")
+    parser.add_argument("--config", type=Path, default=Path("sites.toml"), help="sites file (default ./sites.toml)")
+    parser.add_argument("--site", help="site name in the sites file (not needed for 'plugins')")
+    parser.add_argument("--log-format", choices=("text", "json"), help="override the site's log_format")
+    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="start the node (default command)")
+    run.add_argument("--duration", type=float, help="stop after this many seconds (default: until signalled)")
+    commands.add_parser("check", help="validate config and reach every configured vendor")
+    commands.add_parser("plugins", help="list installed plugins per kind")
+    imp = commands.add_parser("import", help="load a creditor assignment file through the crm_sync plugin")
+    imp.add_argument("file", type=Path)
+    call = commands.add_parser("call", help="place one call through the compliance gate")
+    call.add_argument("phone")
+    call.add_argument("--account")
+    call.add_argument("--wait", type=float, default=120.0, help="real seconds to wait for the outcome (default 120)")
+    sms = commands.add_parser("sms", help="send one text through the compliance gate")
+    sms.add_argument("phone")
+    sms.add_argument("text")
+    sms.add_argument("--account")
+    _add_sms_template_commands(commands)
+    explain = commands.add_parser("explain", help="what the compliance gate decides for a contact, and why (audited)")
+    explain.add_argument("--account")
+    explain.add_argument("--phone")
+    explain.add_argument("--channel", choices=("call", "sms"), default="call")
+    explain.add_argument("--at", help="ISO date-time; site time when no offset (default: now)")
+    archive = commands.add_parser("archive", help="run the recording archival job once")
+    archive.add_argument(
+        "--backfill", action="store_true", help="archive a large spool: a progress bar, runs until nothing is left"
+    )
+
+    recordings = commands.add_parser("recordings", help="find and fetch call recordings")
+    rec_commands = recordings.add_subparsers(dest="recordings_command", metavar="SUBCOMMAND", required=True)
+    search = rec_commands.add_parser("search", help="search the recordings catalog")
+    search.add_argument("--account", help=_ACCOUNT_HELP)
+    search.add_argument("--portfolio", help="CREDITOR/CODE or CODE")
+    search.add_argument("--phone")
+    search.add_argument("--agent")
+    search.add_argument("--since", help="ISO date or date-time; site time when no offset")
+    search.add_argument("--until", help="ISO date or date-time; site time when no offset")
+    search.add_argument("--json", action="store_true", help="print a JSON array")
+    get = rec_commands.add_parser("get", help="write a recording to a file, verifying its sha256")
+    get.add_argument("id", type=int)
+    get.add_argument("-o", "--output", type=Path, required=True)
+    url = rec_commands.add_parser("url", help="print a presigned URL to a recording (audited)")
+    url.add_argument("id", type=int)
+    url.add_argument(
+        "--expires", type=int, default=300, metavar="SECONDS", help=f"validity, at most {MAX_URL_SECONDS} (default 300)"
+    )
+    for name, what in (("hold", "put a recording on legal hold"), ("release", "release a recording's legal hold")):
+        hold = rec_commands.add_parser(name, help=what)
+        hold.add_argument("id", type=int)
+        hold.add_argument("--reason", required=True, help="why (case number, request): written to the audit log")
+    _add_users_parser(commands)
+    contact_prefs.add_parser(commands)
+    return parser
+
+
+def _add_users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    users = commands.add_parser("users", help="users of the supervisors' pages")
+    user_commands = users.add_subparsers(dest="users_command", metavar="SUBCOMMAND", required=True)
+    add = user_commands.add_parser(
+        "add", help=f"add a user granted this site; password from ${PASSWORD_ENV} or a prompt (never an argument)"
+    )
+    add.add_argument("name")
+    add.add_argument("--role", choices=[role.value for role in Role], required=True)
+    add.add_argument("--portfolio", action="append", default=[], help=_PORTFOLIO_HELP)
+    grant = user_commands.add_parser("grant", help="replace what a user is granted at this site")
+    grant.add_argument("name")
+    grant.add_argument("--portfolio", action="append", default=[], help=_PORTFOLIO_HELP)
+    user_commands.add_parser("list", help="list users, their roles and grants")
+    disable = user_commands.add_parser("disable", help="disable a user (sessions end at their next request)")
+    disable.add_argument("name")
+
+
+def _add_sms_template_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    template = commands.add_parser("sms-template", help="SMS templates of the site's portfolios")
+    template_commands = template.add_subparsers(dest="template_command", metavar="SUBCOMMAND", required=True)
+    preview = template_commands.add_parser("preview", help="a template filled for an account: text, encoding, cost")
+    preview.add_argument("--account", required=True)
+    preview.add_argument("--template", default=REMINDER, help=f"template name (default {REMINDER})")
+    batch = commands.add_parser(
+        "sms-batch", help="text a template to a portfolio's active accounts, each through the compliance gate"
+    )
+    batch.add_argument("--template", required=True)
+    batch.add_argument("--portfolio", required=True, help="CREDITOR/PORTFOLIO or PORTFOLIO")
+    batch.add_argument("--dry-run", action="store_true", help="show count, segments, cost and refusals; send nothing")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly, like any Unix tool
+    args = build_parser().parse_args(argv)
+    with redacted_output():  # all the command writes, logs and tracebacks included, passes the site's redaction
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
+    configure("text", logging.DEBUG if args.debug else logging.INFO)
+    try:
+        return _dispatch(args)
+    except CarteraError as exc:
+        if args.debug:
+            log.exception("failed")
+        shown = "\n".join(escape_controls(line) for line in str(exc).split("\n"))  # stored text can be in it
+        print(f"error: {shown}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 1
+    except Exception as exc:
+        if args.debug:
+            log.exception("failed")
+            return 1
+        print(f"error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command or "run"
+    if command == "plugins":
+        return _plugins()
+    if not args.site:
+        raise UsageError(f"'{command}' needs --site NAME")
+    node = Node.open(args.config, args.site)
+    configure(args.log_format or node.site.section.log_format, logging.DEBUG if args.debug else logging.INFO)
+    try:
+        handler = _HANDLERS[command]
+        return handler(node, args)
+    finally:
+        node.close()
+
+
+def _plugins() -> int:
+    hooks = load_plugins()
+    infos = hooks.describe(hooks.collect_adapters())
+    _print_table([("KIND", "NAME", "VERSION", "ORIGIN"), *[(i.kind, i.name, i.version, i.origin) for i in infos]])
+    return 0
+
+
+def _run(node: Node, args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    began = node.clock.now()
+    node.run(getattr(args, "duration", None))
+    print(site_summary(node, began, time.monotonic() - started))
+    return 0
+
+
+def _check(node: Node, _args: argparse.Namespace) -> int:
+    lines = node.check()
+    for line in lines:
+        print(f"{'ok  ' if line.result.ok else 'FAIL'}  {line.what}: {line.result.detail}")
+    failed = [line.what for line in lines if not line.result.ok]
+    if failed:
+        print(f"check failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print(f"site {node.site.name!r}: all checks passed")
+    return 0
+
+
+def _import(node: Node, args: argparse.Namespace) -> int:
+    crm = node.adapter("crm_sync", CrmSync)
+    path: Path = args.file
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        report = node.importer.import_batch(crm.read_file(path), actor=os_user(), scope=crm.delivers())
+    except FileRejected as exc:
+        print(f"error: {exc} (nothing was loaded)", file=sys.stderr)
+        return 1
+    print(report.summary())
+    for error in report.quarantined:
+        print(f"  quarantined {path}:{error.line}: {error.field}: {error.reason}")
+    return 0
+
+
+def _call(node: Node, args: argparse.Namespace) -> int:
+    try:
+        request = node.contacts.place_call(phone=args.phone, account_ref=args.account, actor=os_user())
+    except Denied as denied:
+        print(f"call not placed: {denied}", file=sys.stderr)
+        return 1
+    print(f"attempt {request.attempt_id}: calling {request.phone}")
+    result = node.contacts.wait_for_call(request.attempt_id, args.wait)
+    if result is None:
+        print(f"attempt {request.attempt_id}: no outcome after {args.wait:g}s; hanging up", file=sys.stderr)
+        return 1
+    print(f"attempt {request.attempt_id}: {result.outcome} ({result.raw_cause}), talk {result.talk_seconds:.0f}s")
+    return 0
+
+
+def _sms(node: Node, args: argparse.Namespace) -> int:
+    try:
+        result = node.contacts.send_sms(phone=args.phone, text=args.text, account_ref=args.account, actor=os_user())
+    except Denied as denied:
+        print(f"sms not sent: {denied}", file=sys.stderr)
+        return 1
+    print(f"message {result.message_id}: {result.state} (gateway id {result.gateway_id or '-'}) {result.detail}")
+    return 0 if result.state != "failed" else 1
+
+
+def _sms_template(node: Node, args: argparse.Namespace) -> int:
+    rendered = node.contacts.render_sms(args.template, args.account)
+    if rendered is None:
+        defined = ", ".join(node.contacts.templates.names()) or "none"
+        raise UsageError(f"no SMS template {args.template!r} for account {args.account!r} (defined: {defined})")
+    print(f"template {rendered.template!r} for account {rendered.account_ref}:")
+    print("\n".join(f"  {escape_controls(line)}" for line in rendered.text.splitlines()))
+    print(
+        f"{len(rendered.text)} characters, {rendered.encoding}, {rendered.segments} segment(s), "
+        f"cost {rendered.cost} {rendered.currency}"
+    )
+    return 0
+
+
+def _sms_batch(node: Node, args: argparse.Namespace) -> int:
+    plan = plan_batch(node.contacts, args.template, args.portfolio, node.clock.now())
+    print(plan.summary())
+    if args.dry_run:
+        return 0
+    outcome = send_batch(node.contacts, plan, os_user())
+    print(outcome.summary())
+    for failure in outcome.failures:
+        print(f"  failed: {failure}", file=sys.stderr)
+    return 1 if outcome.failed else 0
+
+
+def _archive(node: Node, args: argparse.Namespace) -> int:
+    if node.archiver is None:
+        raise UsageError(f"site {node.site.name!r} has no recording store configured")
+    if not args.backfill:
+        run = node.archiver.run_once()
+        print(f"archive: {run}")
+        return 0 if run.ok else 1
+    while True:  # the spool may grow while a large backfill runs: go on until a run finds nothing new
+        with _ProgressBar() as bar:
+            run = node.archiver.run_once(bar)
+        print(f"archive: {run}")
+        if not run.ok or not (run.found or run.archived):
+            return 0 if run.ok else 1
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr over the recordings of one archival run."""
+
+    def __init__(self) -> None:
+        self._bar: tqdm[Never] | None = None
+        self._bytes = 0
+
+    def start(self, files: int) -> None:
+        self._bar = tqdm(total=files, unit="rec", desc="archive", file=sys.stderr, dynamic_ncols=True)
+
+    def advance(self, size: int) -> None:
+        if self._bar is not None:
+            self._bytes += size
+            self._bar.set_postfix_str(f"{self._bytes / 1e6:.1f} MB", refresh=False)
+            self._bar.update()
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _recordings(node: Node, args: argparse.Namespace) -> int:
+    if args.recordings_command == "search":
+        if args.account is not None:  # refused when it names accounts of two portfolios
+            with node.db.session() as session:
+                resolve_account(session, node.site.name, args.account)
+        filters = SearchFilters(
+            account=args.account,
+            portfolio=args.portfolio,
+            phone=_phone_filter(node, args.phone),
+            agent=args.agent,
+            since=_when(node, args.since, "--since"),
+            until=_when(node, args.until, "--until"),
+        )
+        views = node.library.search(filters, actor=os_user())
+        if args.json:
+            print(json.dumps([view.as_dict() for view in views], indent=2, ensure_ascii=False))
+        else:
+            _print_recordings(views, node.site.zone)
+        return 0
+    store = node.adapter("recording", RecordingStore)
+    if args.recordings_command == "url":
+        url = node.library.url(args.id, store, args.expires, actor=os_user())
+        # A presigned URL carries the store's access key id by design (never its secret key): printed as is.
+        stdout = sys.stdout
+        print(url, file=stdout.unredacted if isinstance(stdout, RedactingStream) else stdout)
+        return 0
+    if args.recordings_command in ("hold", "release"):
+        on = args.recordings_command == "hold"
+        view = node.library.set_legal_hold(args.id, store, on, actor=os_user(), reason=args.reason)
+        print(f"recording {view.id}: legal hold {'on' if on else 'released'}")
+        return 0
+    view = node.library.get(args.id, store, args.output, actor=os_user())
+    print(f"recording {view.id} written to {args.output} ({view.size} bytes, sha256 {view.sha256} verified)")
+    return 0
+
+
+def _print_recordings(views: list[RecordingView], zone: ZoneInfo) -> None:
+    if not views:
+        print("no recordings match")
+        return
+    header = ("ID", f"STARTED ({zone.key})", "PORTFOLIO", "ACCOUNT", "PHONE", "AGENT", "DURATION", "STATE")
+    body = [
+        (
+            str(v.id),
+            f"{datetime.fromisoformat(v.started_at).astimezone(zone):%Y-%m-%d %H:%M:%S}",
+            v.portfolio or "-",
+            v.account or "-",
+            v.phone or "-",
+            v.agent or "-",
+            f"{v.duration_s:.0f}s",
+            v.state,
+        )
+        for v in views
+    ]
+    _print_table([header, *body])
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _phone_filter(node: Node, phone: str | None) -> str | None:
+    if phone is None:
+        return None
+    try:
+        return normalize(phone, node.site.section.country)
+    except InvalidPhone as exc:
+        raise UsageError(f"--phone: {exc}") from None
+
+
+def _users(node: Node, args: argparse.Namespace) -> int:
+    directory = UserDirectory(node.db)
+    if args.users_command in ("add", "grant"):
+        if args.users_command == "add" and args.role == Role.ADMIN and args.portfolio:
+            raise UsageError(f"--portfolio with --role admin: {ADMIN_SEES_ALL}")
+        with node.db.session() as session:
+            keys = [resolve_portfolio(session, node.site.name, code) for code in args.portfolio]
+        grants = [Grant(node.site.name, key) for key in keys] or [Grant(node.site.name)]
+        portfolios = [str(key) for key in keys] or "all"
+        if args.users_command == "grant":
+            user = directory.grant(args.name, node.site.name, grants)
+            _audit_user(node, "users.grant", user.name, portfolios=portfolios)
+            print(f"user {user.name!r} granted: {user.described_grants()}")
+            return 0
+        password = os.environ.get(PASSWORD_ENV) or _prompt_password(args.name)
+        user = directory.add(args.name, password, Role(args.role), grants)
+        _audit_user(node, "users.add", user.name, role=user.role.value, portfolios=portfolios)
+        print(f"user {user.name!r} ({user.role}) added: {user.described_grants()}")
+        return 0
+    if args.users_command == "disable":
+        user = directory.disable(args.name)
+        _audit_user(node, "users.disable", user.name)
+        print(f"user {user.name!r} disabled")
+        return 0
+    users = directory.everyone()
+    if not users:
+        print("no users")
+        return 0
+    rows = [(u.name, u.role.value, "disabled" if u.disabled else "active", u.described_grants()) for u in users]
+    _print_table([("NAME", "ROLE", "STATE", "GRANTS"), *rows])
+    return 0
+
+
+def _prompt_password(name: str) -> str:
+    if not sys.stdin.isatty():
+        raise UsageError(f"set {PASSWORD_ENV} or run 'users add' in a terminal to type the password")
+    password = getpass.getpass(f"password for {name}: ")
+    if getpass.getpass("again: ") != password:
+        raise UsageError("the two passwords differ")
+    return password
+
+
+def _audit_user(node: Node, action: str, name: str, **details: object) -> None:
+    with node.db.session() as session:
+        at, site = node.clock.now(), node.site.name
+        audit(session, at=at, site=site, actor=os_user(), action=action, subject=f"user:{name}", **details)
+
+
+def _explain(node: Node, args: argparse.Namespace) -> int:
+    if args.account is None and args.phone is None:
+        raise UsageError("explain needs --account or --phone")
+    at = _when(node, args.at, "--at") or node.clock.now()
+    channel = Channel(args.channel)
+    decision, subject = node.contacts.explain(
+        phone=args.phone, account_ref=args.account, channel=channel, at=at, actor=os_user()
+    )
+    print(explanation(node.gate, decision, subject, at, node.site.zone))
+    return 0
+
+
+def _when(node: Node, text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option}: {text!r} is not an ISO date or date-time") from None
+    return value if value.tzinfo else value.replace(tzinfo=node.site.zone)
+
+
+_HANDLERS: dict[str, Callable[[Node, argparse.Namespace], int]] = {
+    "run": _run,
+    "check": _check,
+    "import": _import,
+    "call": _call,
+    "sms": _sms,
+    "sms-template": _sms_template,
+    "sms-batch": _sms_batch,
+    "explain": _explain,
+    "archive": _archive,
+    "recordings": _recordings,
+    "users": _users,
+    "contact-prefs": contact_prefs.run,
+}

@@ -1,0 +1,120 @@
+"""The campaign tick: pick accounts that are due, up to the dialer's capacity, and call them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from cartera.contact.service import ContactService, Denied
+from cartera.contact.sms_templates import REMINDER
+from cartera.core.adapters import Dialer
+from cartera.core.clock import Clock
+from cartera.core.config import CampaignConfig
+from cartera.core.errors import CarteraError, UsageError
+from cartera.core.logs import event
+from cartera.core.store.database import Database
+from cartera.core.store.schema import Account, ContactAttempt, Portfolio
+
+log = logging.getLogger("cartera.campaign")
+
+
+class Campaign:
+    def __init__(
+        self,
+        *,
+        site: str,
+        zone: ZoneInfo,
+        db: Database,
+        contacts: ContactService,
+        dialer: Dialer[Any],
+        clock: Clock,
+        config: CampaignConfig,
+    ) -> None:
+        self.site, self.zone, self.db, self.contacts = site, zone, db, contacts
+        self.dialer, self.clock, self.config = dialer, clock, config
+        self._paused = threading.Event()
+
+    def pause(self) -> None:
+        """Place no new calls from now on (shutdown)."""
+        self._paused.set()
+
+    def tick(self) -> int:
+        """Cancel the calls in flight of accounts withdrawn or paid meanwhile, then place calls to due accounts
+        while the dialer has capacity; returns how many were placed."""
+        self.contacts.cancel_closed_calls(actor="campaign")
+        placed = 0
+        if self._paused.is_set():
+            return placed
+        capacity = self.dialer.capacity()
+        if capacity <= 0:
+            return placed
+        now = self.clock.now()
+        due, unreached = self._due_accounts(now, capacity)
+        for account_id, ref in unreached:
+            self._remind(account_id, ref)
+        for account_id, ref in due:
+            if self._paused.is_set():
+                break
+            try:
+                self.contacts.place_call(phone=None, account_id=account_id, actor="campaign")
+                placed += 1
+            except Denied as denied:
+                event(log, "campaign.deferred", account=ref, reason=str(denied))
+            except UsageError as problem:  # e.g. no valid phone left: try again tomorrow, after a new assignment
+                self._defer_until_tomorrow(account_id, now)
+                event(log, "campaign.skipped", logging.WARNING, account=ref, reason=str(problem))
+        return placed
+
+    def _remind(self, account_id: int, ref: str) -> None:
+        """Text a debtor whom today's calls did not reach (the gate decides whether that is allowed): the
+        portfolio's ``reminder`` SMS template when the site has one, else ``campaign.reminder_sms``."""
+        try:
+            rendered = self.contacts.render_sms(REMINDER, account_id)
+            text = rendered.text if rendered else self.config.reminder_sms.replace("{account}", ref)
+            if text:
+                self.contacts.send_sms(phone=None, text=text, account_id=account_id, actor="campaign")
+        except CarteraError as refused:  # denied by the gate, no phone left, a template problem
+            event(log, "campaign.reminder_not_sent", account=ref, reason=str(refused))
+
+    def _day_start(self, now: datetime) -> datetime:
+        return datetime.combine(now.astimezone(self.zone).date(), time.min, self.zone)
+
+    def _defer_until_tomorrow(self, account_id: int, now: datetime) -> None:
+        with self.db.session() as session:
+            session.get_one(Account, account_id).next_contact_at = self._day_start(now) + timedelta(days=1)
+
+    def _due_accounts(self, now: datetime, limit: int) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+        """Accounts to call now (at most ``limit``), and those whose attempts for today just ran out
+        without reaching the debtor (they rest until tomorrow)."""
+        day_start = self._day_start(now)
+        today = (ContactAttempt.account_id == Account.id, ContactAttempt.requested_at >= day_start)
+        attempts_today = select(func.count()).where(*today).scalar_subquery()
+        answered_today = select(func.count()).where(*today, ContactAttempt.outcome == "answered").scalar_subquery()
+        with self.db.session() as session:
+            rows = session.execute(
+                select(Account.id, Account.ref, attempts_today, answered_today)
+                .join(Portfolio)
+                .where(
+                    Portfolio.site == self.site,
+                    Account.status == "active",
+                    (Account.next_contact_at.is_(None)) | (Account.next_contact_at <= now),
+                )
+                .order_by(Account.next_contact_at.is_not(None), Account.next_contact_at, Account.id)
+                .limit(limit * 4)
+            ).all()
+            due: list[tuple[int, str]] = []
+            unreached: list[tuple[int, str]] = []
+            tomorrow = day_start + timedelta(days=1)
+            for account_id, ref, tries, answered in rows:
+                if tries >= self.config.max_attempts_per_day:
+                    session.get_one(Account, account_id).next_contact_at = tomorrow
+                    if not answered:
+                        unreached.append((account_id, ref))
+                elif len(due) < limit:
+                    due.append((account_id, ref))
+        return due, unreached

@@ -1,0 +1,332 @@
+"""The typed contract of a vendor adapter, one abstract base class per kind.
+
+A plugin registers adapter *classes* by name through the registry hooks in :mod:`cartera.core.hookspecs`; a site
+picks one per kind in ``sites.toml`` and core instantiates it as ``Adapter(config, context)``, where
+``config`` is an instance of the adapter's ``config_model`` already validated from the site's section.
+
+Threading: core may call an adapter from several threads (scheduler jobs, the CLI); the ``report_*``
+methods of :class:`PluginContext` are thread-safe and may be called from a vendor library's own threads.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import string
+import tempfile
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO, ClassVar, Generic, Protocol, TypeVar
+
+from fastapi import APIRouter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+
+from cartera.core.clock import Clock
+from cartera.core.errors import Unsupported
+from cartera.core.models import (
+    Activity,
+    AssignmentBatch,
+    CallRequest,
+    CallResult,
+    CheckResult,
+    Checksums,
+    DeliveryReport,
+    DeliveryScope,
+    InboundSms,
+    Recording,
+    SmsMessage,
+    SmsSubmitResult,
+    StoredObject,
+    UnfinishedCall,
+)
+
+
+class PluginConfig(BaseModel):
+    """Base of every adapter's config model: unknown keys are errors, values are immutable, numbers finite.
+    ``sites.toml`` is validated strictly (:func:`cartera.core.config.load_site`): TOML's own types, no "12" for 12."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+ConfigT = TypeVar("ConfigT", bound=PluginConfig)
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    return value if value.is_absolute() or base is None else Path(base) / value
+
+
+#: A path in a config model: relative paths are taken from the directory of ``sites.toml``.
+ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
+
+#: Validation context key: set when a site's config is loaded to run it, so :data:`WritableDir` is checked.
+CHECK_DIRS = "check_dirs"
+
+
+def _creatable(value: Path, info: ValidationInfo) -> Path:
+    if not (info.context or {}).get(CHECK_DIRS):
+        return value
+    existing = value
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"cannot create or write this directory: {existing} is not a directory")
+    try:
+        tempfile.TemporaryDirectory(dir=existing, prefix=".cartera-check-").cleanup()
+    except OSError as exc:
+        raise ValueError(f"cannot create or write this directory: {existing}: {exc.strerror or exc}") from None
+    return value
+
+
+#: A directory core or the plugin creates when missing and writes to: when a site's config is loaded, the
+#: nearest existing ancestor must be a directory where one can be created (not a file, not ``/proc``).
+WritableDir = Annotated[ConfigPath, AfterValidator(_creatable)]
+
+
+class PluginContext(Protocol):
+    """What core gives an adapter: its site, clock, a private data directory and the report callbacks."""
+
+    @property
+    def site(self) -> str: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def data_dir(self) -> Path:
+        """A directory owned by this adapter (created by core), for spools, outboxes and state files."""
+        ...
+
+    @property
+    def log(self) -> logging.Logger: ...
+
+    def report_call(self, result: CallResult) -> None:
+        """A dialer reports the end of a call it was asked to place: exactly once per attempt."""
+
+    def report_recording(self, recording: Recording) -> None:
+        """A dialer reports a finished recording file; core catalogs it for archival."""
+
+    def report_delivery(self, report: DeliveryReport) -> None:
+        """An SMS gateway reports a delivery receipt."""
+
+    def report_inbound(self, message: InboundSms) -> None:
+        """An SMS gateway reports a message a debtor sent (MO); core handles opt-out keywords."""
+
+    @property
+    def base_url(self) -> str:
+        """The node's HTTP server as peers reach it (``http://127.0.0.1:8080``), for callback URLs such as a
+        gateway's delivery-report URL; routes come from :meth:`Adapter.http_router`."""
+        ...
+
+
+class Adapter(abc.ABC, Generic[ConfigT]):
+    """Common shape: a unique ``name`` per kind, a ``config_model``, a ``check`` for operators."""
+
+    name: ClassVar[str]
+    config_model: ClassVar[type[PluginConfig]]
+
+    def __init__(self, config: ConfigT, context: PluginContext) -> None:
+        self.config = config
+        self.context = context
+
+    def start(self) -> None:
+        """Connect or open resources. Called once before any other work; may raise to abort the start."""
+
+    def stop(self) -> None:
+        """Release resources. Called once at shutdown, after core stopped sending new work."""
+
+    @abc.abstractmethod
+    def check(self) -> CheckResult:
+        """Reach the vendor (log in, send OPTIONS, list the bucket...) and say whether it works."""
+
+    def http_router(self) -> APIRouter | None:
+        """Routes this adapter serves on the node's HTTP server (delivery-report callbacks, a creditor's push
+        API), mounted under ``/plugins/{kind}``; ``None`` (the default) serves nothing. Called once, after
+        :meth:`start`, while ``run`` serves HTTP."""
+        return None
+
+
+def template_fields(template: str) -> set[str]:
+    """The field names a ``str.format`` template uses; ValueError when it does not parse."""
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"not a valid template: {exc}") from None
+
+
+def format_template(*fields: str) -> AfterValidator:
+    """Validates a setting that is a ``str.format`` template using only ``fields``, and at least one of them."""
+    listed = " or ".join(f"{{{name}}}" for name in fields)
+
+    def check(value: str) -> str:
+        used = template_fields(value)
+        unknown = used - set(fields)
+        if unknown:
+            raise ValueError(f"unknown field {{{sorted(unknown)[0]}}} (use {listed})")
+        if not used:
+            raise ValueError(f"must contain {listed}")
+        return value
+
+    return AfterValidator(check)
+
+
+def dial_string(template: str, phone: str) -> str:
+    """A dialer's address template filled for ``phone``: ``{number}`` is the E.164 number (+57...),
+    ``{digits}`` the same without '+'."""
+    return template.format(number=phone, digits=phone.lstrip("+"))
+
+
+#: A dialer's predictive over-dialling: calls in flight per available agent.
+DialRatio = Annotated[float, Field(ge=1.0, le=3.0)]
+
+
+def dial_slots(available_agents: int, dial_ratio: float) -> int:
+    """Calls a dialer may have in flight: available agents times the dial ratio, rounded down. The epsilon
+    keeps products like ``100 * 1.15`` (114.99999999999999 in floating point) at 115."""
+    return int(available_agents * dial_ratio + 1e-9)
+
+
+class Dialer(Adapter[ConfigT]):
+    """Places calls. Results are asynchronous: ``place_call`` returns at once, the end is reported later."""
+
+    @abc.abstractmethod
+    def capacity(self) -> int:
+        """How many more calls may be placed right now (agents available times dial ratio, minus in flight)."""
+
+    @abc.abstractmethod
+    def place_call(self, request: CallRequest) -> None:
+        """Start placing the call. Must not block for the call's duration and must never place it twice.
+
+        The end of the call (any outcome, including failure to place it) is reported exactly once through
+        ``context.report_call``; a recording, when one was made, through ``context.report_recording``.
+        """
+
+    @abc.abstractmethod
+    def cancel(self, attempt_id: int) -> bool:
+        """Cancel the call of ``attempt_id`` if it has not been answered: core calls it when the account was
+        withdrawn or paid while its call was being set up or ringing. Must not block for the call's end.
+
+        Hang the call up (or keep it from being dialled) while it is being set up or rings; never hang up an
+        answered call. The end is still reported exactly once through ``context.report_call``: as
+        ``CallOutcome.CANCELLED`` (unanswered; the raw cause says what the vendor did) when this returned
+        ``True``, even if the debtor's answer crossed the hang-up. Returns ``True`` when the call will end as
+        cancelled, ``False`` when the attempt is unknown to this dialer, already answered, already ending for
+        another reason (ring timeout, shutdown), or finished.
+        """
+
+    def reconcile(self, calls: Sequence[UnfinishedCall]) -> None:
+        """Settle the calls a previous run of the site's node left in flight: it was killed before their ends
+        were reported. ``run`` calls it once, after :meth:`start` and before the first :meth:`place_call`.
+
+        Never dial them again. Report each one's end exactly once through ``context.report_call``: the real end
+        when the vendor can still tell (a call still up may be followed and reported when it ends, or by
+        :meth:`stop`), else ``call.unknown(raw_cause)`` (``CallOutcome.UNKNOWN``, the cause saying why). Must not
+        block for a call's duration. This default can tell nothing: every call ends ``UNKNOWN``.
+        """
+        for call in calls:
+            self.context.report_call(call.unknown(f"{self.name} keeps nothing across node runs: end unknown"))
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Hang up or finish every call in progress; every placed call has been reported when this returns."""
+
+
+class RecordingStore(Adapter[ConfigT]):
+    """Durable storage for recordings (a directory, an S3 bucket...). Keys are relative POSIX paths."""
+
+    @abc.abstractmethod
+    def put(self, key: str, source: Path, checksums: Checksums) -> StoredObject:
+        """Store ``source`` under ``key`` and verify it landed intact.
+
+        Idempotent: storing identical content under an existing key succeeds. Raises
+        :class:`cartera.core.errors.IntegrityError` when the stored bytes do not match ``checksums``; nothing
+        partial is left visible under ``key``.
+        """
+
+    @abc.abstractmethod
+    def head(self, key: str) -> StoredObject | None:
+        """Describe the object under ``key``, or ``None`` when there is none."""
+
+    @abc.abstractmethod
+    def read(self, key: str, sink: BinaryIO) -> None:
+        """Write the object's bytes to ``sink``. Raises :class:`cartera.core.errors.ObjectNotFound`."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object under ``key`` (every version the store keeps); a key holding nothing is fine.
+
+        Raises :class:`cartera.core.errors.ObjectLocked`, deleting nothing, while the object is under retention
+        or legal hold (see :meth:`set_retention`).
+        """
+
+    @abc.abstractmethod
+    def set_retention(self, key: str, retain_until: datetime | None, legal_hold: bool) -> None:
+        """Refuse to delete ``key`` before ``retain_until`` and while ``legal_hold`` is on.
+
+        Retention is only ever extended (an earlier date than the current one keeps the current one); the
+        legal hold is set or released as given. Raises :class:`cartera.core.errors.ObjectNotFound`.
+        """
+
+    def url(self, key: str, expires_s: int) -> str:
+        """A URL serving the object's bytes without credentials for ``expires_s`` seconds.
+
+        Raises :class:`cartera.core.errors.ObjectNotFound`; stores that cannot issue expiring URLs raise
+        :class:`cartera.core.errors.Unsupported` (this default).
+        """
+        raise Unsupported(f"the {self.name} recording store cannot issue expiring URLs; use 'recordings get'")
+
+    def max_concurrency(self) -> int:
+        """How many transfers the store serves at once (its connection pool): core sizes its upload pool to it."""
+        return 4
+
+
+class SmsGateway(Adapter[ConfigT]):
+    """Sends text messages; delivery receipts arrive later through ``context.report_delivery``."""
+
+    @abc.abstractmethod
+    def send(self, message: SmsMessage) -> SmsSubmitResult:
+        """Submit one message the compliance gate allowed; return the gateway's verdict and id."""
+
+
+class CrmSync(Adapter[ConfigT]):
+    """Exchanges data with one creditor: assignments in, activities out."""
+
+    @abc.abstractmethod
+    def read_file(self, path: Path) -> AssignmentBatch:
+        """Parse an assignment file an operator names (``import FILE``).
+
+        ``items`` may be a lazy iterator; raise :class:`cartera.core.models.FileRejected` (up front or while
+        iterating) when the file as a whole is unusable.
+        """
+
+    def delivers(self) -> DeliveryScope | None:
+        """The creditors and portfolios this adapter's configuration lets it deliver assignments for.
+
+        Core's import refuses whole (:class:`cartera.core.models.FileRejected`, nothing loaded) a batch with a row
+        outside them, from ``fetch`` and from ``read_file`` (``import FILE``) alike. ``None`` (the default):
+        the adapter does not restrict them; declare them whenever the configuration names them.
+        """
+        return None
+
+    @abc.abstractmethod
+    def fetch(self) -> Iterator[AssignmentBatch]:
+        """Yield the creditor's deliveries not yet acknowledged."""
+
+    @abc.abstractmethod
+    def acknowledge(self, batch: AssignmentBatch) -> None:
+        """Called after ``batch`` was committed to the store: archive it so ``fetch`` does not yield it."""
+
+    @abc.abstractmethod
+    def reject(self, batch: AssignmentBatch) -> None:
+        """Called after ``batch`` was rejected whole (:class:`cartera.core.models.FileRejected`) and its rejection
+        report was delivered: set it aside, never deleted, so ``fetch`` does not yield it again (a corrected
+        delivery is fetched as usual). May be called again for a batch already set aside (after a crash);
+        ignore a batch ``fetch`` did not yield, gone, or changed since it was read."""
+
+    @abc.abstractmethod
+    def export(self, activities: Sequence[Activity]) -> None:
+        """Deliver activities to the creditor, in order. Raise on failure: core then re-sends them later."""
+
+
+AdapterT = TypeVar("AdapterT", bound=Adapter[Any])

@@ -1,0 +1,25 @@
+"""The append-only audit log: who did what to which subject, when."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from cartera.core.store.schema import AuditEntry
+
+SYSTEM = "system"
+
+
+def os_user() -> str:
+    """The operating-system user running a CLI command: the actor of its audit entries."""
+    try:
+        return f"os:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "os:unknown"
+
+
+def audit(session: Session, *, at: datetime, site: str, actor: str, action: str, subject: str, **details: Any) -> None:
+    session.add(AuditEntry(at=at, site=site, actor=actor, action=action, subject=subject, details=details))

@@ -1,0 +1,531 @@
+"""Loading and validating ``sites.toml``.
+
+Only the selected site is validated in depth (its ``${ENV}`` secrets resolved, its plugin sections checked
+against each plugin's config model): a node must not fail because another site's secrets live on another
+machine. Every error is one :class:`ConfigError` line naming the file, site, key and, where known, line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeGuard, TypeVar, Union, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    Secret,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from cartera.contact.compliance import PolicyError, validate
+from cartera.contact.compliance.packs import ChannelName, LocalRule, WindowRule
+from cartera.contact.sms_templates import SmsPricing, TemplateSource
+from cartera.core import credentials
+from cartera.core.adapters import CHECK_DIRS, ConfigPath, PluginConfig, WritableDir, template_fields
+from cartera.core.errors import ConfigError, SettingError
+from cartera.core.logs import LogFormat
+from cartera.core.redaction import MASK, MIN_SECRET_LENGTH, encodings, redact
+from cartera.core.registry import AdapterCatalog
+
+PLUGIN_KINDS = ("dialer", "recording", "sms", "crm_sync")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class ContactWindow(_Section):
+    """The site's own contact hours in the debtor's local time, on the listed weekdays (within the law's)."""
+
+    start: time = time(8, 0)
+    end: time = time(19, 0)
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = (
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+        "sat",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ContactWindow:
+        if self.start >= self.end:
+            raise ValueError("start must be before end")
+        return self
+
+    def as_rule(self) -> WindowRule:
+        interval = f"{self.start:%H:%M}-{self.end:%H:%M}"
+        return WindowRule(kind="window", hours=dict.fromkeys(self.days, interval), summary="the site's window")
+
+
+class PortfolioCompliance(_Section):
+    """One portfolio's law pack and authorised channels, when they differ from the site's."""
+
+    law_pack: str | None = None
+    authorised_channels: tuple[ChannelName, ...] | None = None
+
+
+class ComplianceConfig(_Section):
+    """The law pack portfolios get (default: the site country's), what debtors authorised, stricter local
+    rules, and the only bypass: test numbers for IT checks (E.164), each use audited as such."""
+
+    law_pack: str | None = None
+    authorised_channels: tuple[ChannelName, ...] | None = None
+    contact_window: ContactWindow | None = None
+    rules: tuple[LocalRule, ...] = ()
+    portfolios: dict[str, PortfolioCompliance] = {}
+    test_numbers: tuple[str, ...] = ()
+
+    @field_validator("test_numbers")
+    @classmethod
+    def _e164(cls, numbers: tuple[str, ...]) -> tuple[str, ...]:
+        for number in numbers:
+            try:
+                parsed = phonenumbers.parse(number)
+            except phonenumbers.NumberParseException:
+                parsed = None
+            e164 = phonenumbers.PhoneNumberFormat.E164
+            if (
+                parsed is None
+                or not phonenumbers.is_valid_number(parsed)
+                or phonenumbers.format_number(parsed, e164) != number
+            ):
+                raise ValueError(f"{number!r} is not a valid number in E.164 form, like '+573001234567'")
+        return numbers
+
+
+class ClockConfig(_Section):
+    mode: Literal["system", "simulated"] = "system"
+    start: datetime | None = None
+    speed: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _start_for_simulated(self) -> ClockConfig:
+        if self.mode == "simulated" and (self.start is None or self.start.tzinfo is None):
+            raise ValueError("a simulated clock needs start = an offset date-time, e.g. 2026-11-23T08:00:00-05:00")
+        return self
+
+
+class CampaignConfig(_Section):
+    enabled: bool = True
+    tick_seconds: float = Field(default=1.0, gt=0)
+    max_attempts_per_day: int = Field(default=3, ge=1)
+    retry_after_minutes: float = Field(default=120, gt=0)
+    promise_sms: bool = True
+    #: Texted (through the gate) when a day's call attempts all failed to reach the debtor; {account} is
+    #: replaced by the account reference. Empty: no reminder.
+    reminder_sms: str = (
+        "Tiene un saldo pendiente en la cuenta {account}. Comuníquese con nosotros para acordar su pago."
+    )
+
+
+KEY_FIELDS = ("site", "yyyy", "mm", "dd", "call_id", "ext")
+
+
+class RetentionConfig(_Section):
+    """How long the store keeps recordings: per portfolio ("CREDITOR/PORTFOLIO" or "PORTFOLIO"), else default."""
+
+    default_days: int | None = Field(default=None, ge=1)
+    portfolios: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("portfolios")
+    @classmethod
+    def _positive(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, days in value.items():
+            if days < 1:
+                raise ValueError(f"retention of {name!r} must be at least 1 day (got {days})")
+        return value
+
+
+class ArchivalConfig(_Section):
+    every_seconds: float = Field(default=30, gt=0)
+    quiet_period_s: float = Field(default=5, ge=0)
+    local_retention_hours: float = Field(default=0, ge=0)
+    workers: int | None = Field(default=None, ge=1, le=256)
+    spool_dir: ConfigPath | None = Path("/var/spool/asterisk/monitor")
+    spool_patterns: tuple[str, ...] = ("*.wav", "*.WAV", "*.gsm", "*.mp3", "*.ogg", "*.opus")
+    key_template: str = "{site}/{yyyy}/{mm}/{dd}/{call_id}.{ext}"
+    retention: RetentionConfig = RetentionConfig()
+
+    @field_validator("key_template")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        names = template_fields(value)
+        unknown = names - set(KEY_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown field {sorted(unknown)[0]!r} (use {', '.join(KEY_FIELDS)})")
+        if "call_id" not in names:
+            raise ValueError("the key template must contain {call_id}, or recordings would share keys")
+        return value
+
+
+class SyncConfig(_Section):
+    every_seconds: float = Field(default=300, gt=0)
+
+
+class WebConfig(_Section):
+    """The node's HTTP server, started by ``run``: plugin callbacks, health, metrics and the supervisors'
+    pages. It binds to loopback by default; operators put a TLS proxy in front."""
+
+    enabled: bool = True
+    bind: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str | None = None  #: how peers reach the node when not at ``http://bind:port``
+    session_minutes: float = Field(default=30, gt=0, le=24 * 60)  #: supervisors' sessions expire when idle
+    session_max_hours: float = Field(default=12, gt=0, le=7 * 24)  #: and this long after sign-in, however busy
+    language: Literal["es", "en"] = "es"  #: the pages' default language (each user may switch)
+    check_seconds: float = Field(default=60, gt=0)  #: how often ``run`` checks the vendors for ``/healthz``
+    workers: int = Field(default=2, ge=1, le=64)  #: the pages' blocking work (sign-in, search...) at a time
+    queue: int = Field(default=8, ge=0, le=1000)  #: requests waiting for a worker; more are answered 503
+    #: proxies (addresses or networks) whose X-Forwarded-For is believed; none by default
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.bind}:{self.port}").rstrip("/")
+
+
+class PluginSection(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    plugin: str
+
+
+class SiteSection(_Section):
+    timezone: str
+    country: str
+    database: str | None = None
+    data_dir: WritableDir | None = None
+    log_format: LogFormat = "text"
+    clock: ClockConfig = ClockConfig()
+    compliance: ComplianceConfig = ComplianceConfig()
+    campaign: CampaignConfig = CampaignConfig()
+    archival: ArchivalConfig = ArchivalConfig()
+    sync: SyncConfig = SyncConfig()
+    web: WebConfig = WebConfig()
+    #: SMS templates by portfolio ("CREDITOR/PORTFOLIO", "PORTFOLIO" or "default"), then by name
+    sms_templates: dict[str, dict[str, TemplateSource]] = {}
+    sms_pricing: SmsPricing = SmsPricing()
+    dialer: PluginSection | None = None
+    recording: PluginSection | None = None
+    sms: PluginSection | None = None
+    crm_sync: PluginSection | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like America/Bogota)") from None
+        return value
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown country {value!r} (use an ISO 3166 code like CO)")
+        return value
+
+
+@dataclass(frozen=True)
+class PluginChoice:
+    kind: str
+    name: str
+    settings: PluginConfig
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """One site, validated, with paths absolute and secrets resolved."""
+
+    name: str
+    source: Path
+    section: SiteSection
+    data_dir: Path
+    database_url: str
+    plugins: dict[str, PluginChoice]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.section.timezone)
+
+
+def read_document(path: Path) -> tuple[str, dict[str, Any]]:
+    """Read and parse the TOML file; syntax errors name line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (pass --config PATH)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        where = f"{path}:{match.group(1)}:{match.group(2)}" if match else str(path)
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ConfigError(f"{where}: TOML syntax error: {message}") from None
+    sites = doc.get("sites")
+    if not isinstance(sites, dict) or not sites:
+        raise ConfigError(f"{path}: no [sites.NAME] table defined")
+    return text, doc
+
+
+def site_names(path: Path) -> list[str]:
+    return sorted(read_document(path)[1]["sites"])
+
+
+def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
+    """Validate site ``site`` of ``path`` against core's schema and its plugins' config models."""
+    path = path.resolve()
+    text, doc = read_document(path)
+    sites: dict[str, Any] = doc["sites"]
+    if site not in sites:
+        raise ConfigError(f"{path}: unknown site {site!r} (defined: {', '.join(sorted(sites))})")
+    errors = _Errors(path, text, site)
+    raw = sites[site]
+    if not isinstance(raw, dict):
+        errors.fail((), "must be a table")
+    raw = _substitute_env(raw, (), errors)
+    base_dir = path.parent
+    section = _strict(SiteSection, raw, base_dir, errors, ())
+    try:
+        validate(section.compliance, section.country)
+    except PolicyError as exc:
+        errors.fail(("compliance", *exc.key), str(exc))
+    plugins: dict[str, PluginChoice] = {}
+    registries = catalog.by_kind()
+    for kind in PLUGIN_KINDS:
+        choice: PluginSection | None = getattr(section, kind)
+        if choice is None:
+            continue
+        adapter = _lookup(registries[kind], choice.plugin, errors, kind)
+        settings_raw = {name: value for name, value in raw[kind].items() if name != "plugin"}
+        settings = _strict(adapter.config_model, settings_raw, base_dir, errors, (kind,))
+        for name, value in credentials.secret_settings(settings):
+            _checked(credentials.secret, value, (kind, *name), errors, "this secret")
+        plugins[kind] = PluginChoice(kind=kind, name=choice.plugin, settings=settings)
+    data_dir = section.data_dir or base_dir / "var" / site
+    database = section.database or f"sqlite:///{base_dir / 'var' / f'{site}.db'}"
+    return SiteConfig(
+        name=site, source=path, section=section, data_dir=data_dir, database_url=database, plugins=plugins
+    )
+
+
+def _strict(model: type[M], raw: dict[str, Any], base_dir: Path, errors: _Errors, key: tuple[str, ...]) -> M:
+    """``raw`` as ``model``, taking values only in their own TOML type: "12" is no integer, "false" no boolean,
+    7.0 no integer (an integer is a float, a string a path, a date-time, time or enum). Directories the node
+    will create are checked."""
+    document = json.dumps(raw, default=_toml_scalar)
+    try:
+        valid = model.model_validate_json(document, strict=True, context={"base_dir": base_dir, CHECK_DIRS: True})
+    except ValidationError as exc:
+        secrets = list(_secret_values(model, json.loads(document)))
+        return errors.from_validation(exc, key, model, secrets)  # type: ignore[no-any-return]
+    own = {name: value for name, value in raw.items() if not (model is SiteSection and name in PLUGIN_KINDS)}
+    retyped = _retyped_date(own, valid, key)
+    if retyped is not None:
+        errors.fail(retyped, "a TOML date or time is no valid value here (quote it if it is text)")
+    return valid
+
+
+def _retyped_date(raw: Any, valid: Any, key: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The key of a TOML date or time in ``raw`` that validation made text (JSON carries it as text)."""
+    if isinstance(raw, date | time):
+        return None if isinstance(valid, date | time) else key
+    if isinstance(raw, list) and isinstance(valid, tuple | list):
+        found = (_retyped_date(item, got, key) for item, got in zip(raw, valid, strict=False))
+        return next((where for where in found if where is not None), None)
+    if isinstance(raw, dict):
+        values = {getattr(k, "value", k): v for k, v in valid.items()} if isinstance(valid, dict) else None
+        for name, item in raw.items():
+            got = values.get(name) if values is not None else getattr(valid, name, None)
+            if (where := _retyped_date(item, got, (*key, name))) is not None:
+                return where
+    return None
+
+
+def _toml_scalar(value: object) -> str:
+    """TOML's date-times, dates and times, for JSON: as ISO 8601 text, as pydantic reads them."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a TOML value")
+
+
+def _lookup(registry: Any, name: str, errors: _Errors, kind: str) -> Any:
+    try:
+        return registry.get(name)
+    except ConfigError as exc:
+        errors.fail((kind, "plugin"), str(exc))
+
+
+def _substitute_env(value: Any, key: tuple[str, ...], errors: _Errors) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute_env(v, (*key, k), errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute_env(v, key, errors) for v in value]
+    if isinstance(value, str) and "${" in value:
+
+        def replace(match: re.Match[str]) -> str:
+            var = match.group(1)
+            if var not in os.environ:
+                errors.fail(key, f"environment variable {var} is not set")
+            secret = os.environ[var]
+            _checked(credentials.secret, secret, key, errors, f"environment variable {var}")
+            return secret
+
+        value = _ENV_REF.sub(replace, value)
+    if isinstance(value, str):
+        _checked(credentials.url_credentials, value, key, errors)
+    return value
+
+
+def _checked(check: Callable[..., None], value: str, key: tuple[str, ...], errors: _Errors, *args: str) -> None:
+    try:
+        check(value, *args)
+    except ValueError as exc:
+        errors.fail(key, str(exc))
+
+
+class _Errors:
+    """Turns problems into one ``ConfigError`` line: ``FILE:LINE: site 'S', key 'K': message``."""
+
+    def __init__(self, path: Path, text: str, site: str) -> None:
+        self.path, self.text, self.site = path, text, site
+
+    def fail(self, key: tuple[str, ...], message: str) -> Any:
+        line = _locate(self.text, ("sites", self.site, *key))
+        where = f"{self.path}:{line}" if line else str(self.path)
+        dotted = ".".join(key)
+        subject = f"site {self.site!r}, key {dotted!r}" if dotted else f"site {self.site!r}"
+        raise ConfigError(f"{where}: {subject}: {message}")
+
+    def from_validation(
+        self, exc: ValidationError, prefix: tuple[str, ...], model: type[BaseModel], secrets: list[Any]
+    ) -> Any:
+        """The first error of ``exc``, never showing any of ``secrets`` (the values of secret settings)."""
+        first = exc.errors()[0]
+        loc = tuple(str(part) for part in first["loc"] if not isinstance(part, int))
+        error = (first.get("ctx") or {}).get("error")
+        if isinstance(error, SettingError):
+            loc += error.key
+        kind = first["type"]
+        if kind == "extra_forbidden":
+            valid = _keys_of(model, loc[:-1])
+            message = f"unknown key (valid: {', '.join(valid)})" if valid else "unknown key"
+        elif kind == "missing":
+            message = "missing key"
+        else:
+            message = first["msg"].removeprefix("Value error, ")
+            shown = first.get("input")
+            secret = any(type(shown) is type(value) and shown == value for value in secrets)
+            if "input" in first and not isinstance(shown, dict | list) and not secret and repr(shown) not in message:
+                message += f" (got {redact(repr(shown))})"
+            message = _hidden(message, secrets)
+        self.fail((*prefix, *loc), message)
+
+
+def _is_secret(annotation: object) -> bool:
+    kind = get_origin(annotation) or annotation
+    return isinstance(kind, type) and issubclass(kind, Secret | SecretStr | SecretBytes)
+
+
+def _secret_values(annotation: Any, value: Any) -> Iterator[Any]:
+    """The values that settings typed as secrets (``SecretStr``...) in ``annotation`` hold in ``value`` (the
+    document as validation reads it), whatever their type or validity: in nested tables, arrays and unions too."""
+    if _is_secret(annotation):
+        if isinstance(value, dict | list):
+            for item in value.values() if isinstance(value, dict) else value:
+                yield from _secret_values(annotation, item)
+        elif value is not None:
+            yield value
+    elif _is_model(annotation):
+        if isinstance(value, dict):
+            for name, field in annotation.model_fields.items():
+                for key in {name, field.alias} - {None}:
+                    if key in value:
+                        yield from _secret_values(field.annotation, value[key])
+    elif get_origin(annotation) is Annotated:
+        yield from _secret_values(get_args(annotation)[0], value)
+    elif get_origin(annotation) in (Union, UnionType):
+        for member in get_args(annotation):
+            yield from _secret_values(member, value)
+    elif isinstance(value, dict | list):  # a dict, list, tuple... of settings: each item as each type argument
+        for item in value.values() if isinstance(value, dict) else value:
+            for argument in get_args(annotation):
+                yield from _secret_values(argument, item)
+
+
+def _hidden(message: str, secrets: list[Any]) -> str:
+    """``message`` with every form of each secret value masked; one too short to mask: none of the message."""
+    forms = set()
+    for value in secrets:
+        text = value if isinstance(value, str) else str(value)
+        forms |= {text, repr(value), json.dumps(value)} | encodings(text)
+    for form in sorted(forms, key=len, reverse=True):
+        if form and form in message:
+            if len(form) < MIN_SECRET_LENGTH:
+                return "invalid value (not shown: the setting is a secret)"
+            message = message.replace(form, MASK)
+    return message
+
+
+def _keys_of(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
+    """The keys of the table at ``loc`` in ``model`` (nested models only; empty where it is not one)."""
+    for part in loc:
+        field = model.model_fields.get(part)
+        nested = [arg for arg in (field.annotation, *get_args(field.annotation)) if _is_model(arg)] if field else []
+        if not nested:
+            return []
+        model = nested[0]
+    return sorted(name for name in model.model_fields if name != "plugin" or model is PluginSection)
+
+
+def _is_model(annotation: object) -> TypeGuard[type[BaseModel]]:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
+
+
+def _split(dotted: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in dotted.split("."))
+
+
+def _locate(text: str, path: tuple[str, ...]) -> int | None:
+    """Best-effort line of ``path`` in ``text``: the key's line, else its nearest enclosing one."""
+    best: tuple[int, int] | None = None  # (depth matched, line)
+    table: tuple[str, ...] = ()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        header = _HEADER.match(line)
+        if header:
+            table = _split(header.group(1))
+            full = table
+        else:
+            key = _KEY.match(line)
+            if not key:
+                continue
+            full = table + _split(key.group(1))
+        if path[: len(full)] == full and (best is None or len(full) > best[0]):
+            best = (len(full), lineno)
+    return best[1] if best and best[0] > 2 else None

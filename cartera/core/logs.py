@@ -1,0 +1,66 @@
+"""Structured logging: one line per event, ``key=value`` text or JSON, secrets masked everywhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from cartera.core.redaction import redact
+
+LogFormat = Literal["text", "json"]
+
+
+def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log event ``name`` with structured ``fields``."""
+    logger.log(level, name, extra={"fields": fields})
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields = getattr(record, "fields", None)
+    return dict(fields) if isinstance(fields, dict) else {}
+
+
+def _text_value(value: Any) -> str:
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if (" " in text or "=" in text or not text) else text
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+        parts = [ts, record.levelname, record.name, record.getMessage()]
+        parts += [f"{key}={_text_value(value)}" for key, value in _fields(record).items()]
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return redact(line)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        doc.update(_fields(record))
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(doc, default=str, ensure_ascii=False))
+
+
+def configure(fmt: LogFormat = "text", level: int = logging.INFO) -> None:
+    """Route every ``cartera.*`` logger (and plugins' loggers) to stderr in ``fmt``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("apscheduler", "botocore", "urllib3", "alembic"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -1,0 +1,97 @@
+"""A :class:`cartera.core.adapters.PluginContext` that records what an adapter reports, for tests."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from cartera.core.clock import Clock, SystemClock
+from cartera.core.models import CallResult, DeliveryReport, InboundSms, Recording
+
+T = TypeVar("T")
+
+
+class CapturingContext:
+    """Collects reports; ``wait_for_*`` block until enough arrived or fail the test on timeout."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        site: str = "test",
+        clock: Clock | None = None,
+        base_url: str = "http://127.0.0.1:8080",
+    ) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._site = site
+        self._clock = clock or SystemClock()
+        self._data_dir = data_dir
+        self._log = logging.getLogger(f"cartera.test.{site}")
+        self._changed = threading.Condition()
+        self.calls: list[CallResult] = []
+        self.recordings: list[Recording] = []
+        self.deliveries: list[DeliveryReport] = []
+        self.inbound: list[InboundSms] = []
+        self._base_url = base_url
+
+    @property
+    def site(self) -> str:
+        return self._site
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir
+
+    @property
+    def log(self) -> logging.Logger:
+        return self._log
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    def report_call(self, result: CallResult) -> None:
+        self._append(self.calls, result)
+
+    def report_recording(self, recording: Recording) -> None:
+        self._append(self.recordings, recording)
+
+    def report_delivery(self, report: DeliveryReport) -> None:
+        self._append(self.deliveries, report)
+
+    def report_inbound(self, message: InboundSms) -> None:
+        self._append(self.inbound, message)
+
+    def wait_for_calls(self, count: int, timeout: float = 10.0) -> list[CallResult]:
+        return self._wait(self.calls, count, timeout, "call results")
+
+    def wait_for_recordings(self, count: int, timeout: float = 10.0) -> list[Recording]:
+        return self._wait(self.recordings, count, timeout, "recordings")
+
+    def wait_for_deliveries(self, count: int, timeout: float = 10.0) -> list[DeliveryReport]:
+        return self._wait(self.deliveries, count, timeout, "delivery reports")
+
+    def wait_for_inbound(self, count: int, timeout: float = 10.0) -> list[InboundSms]:
+        return self._wait(self.inbound, count, timeout, "inbound messages")
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        with self._changed:
+            if not self._changed.wait_for(predicate, timeout):
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def _append(self, items: list[T], item: T) -> None:
+        with self._changed:
+            items.append(item)
+            self._changed.notify_all()
+
+    def _wait(self, items: list[T], count: int, timeout: float, what: str) -> list[T]:
+        self.wait_until(lambda: len(items) >= count, timeout, f"{count} {what} (got {len(items)})")
+        with self._changed:
+            return list(items)

@@ -1,0 +1,402 @@
+"""One site's node: its config, store, adapters, services and scheduled jobs, and their orderly shutdown."""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
+from apscheduler.schedulers.background import BackgroundScheduler
+from fastapi import APIRouter
+from sqlalchemy import func, select
+
+from cartera.contact.campaign import Campaign
+from cartera.contact.compliance import ComplianceGate
+from cartera.contact.service import ContactService
+from cartera.contact.sms_templates import SmsTemplates
+from cartera.core.adapters import Adapter, CrmSync, Dialer, RecordingStore, SmsGateway
+from cartera.core.clock import Clock, SimulatedClock, SystemClock
+from cartera.core.config import SiteConfig, load_site
+from cartera.core.errors import CarteraError, UsageError
+from cartera.core.hooks import Hooks, load_plugins
+from cartera.core.logs import event
+from cartera.core.models import CallResult, CheckResult, DeliveryReport, InboundSms, Recording
+from cartera.core.registry import AdapterCatalog
+from cartera.core.store.database import Database
+from cartera.core.store.schema import AuditEntry, Site
+from cartera.portfolio.export import ActivityExporter
+from cartera.portfolio.importer import AssignmentImporter
+from cartera.portfolio.sync import CreditorSync
+from cartera.recordings.access import RecordingLibrary
+from cartera.recordings.archival import Archiver, Backlog
+from cartera.web.app import build_app
+from cartera.web.server import WebServer
+
+log = logging.getLogger("cartera.node")
+SIGNAL_POLL_S = 0.5  #: how soon a signal the kernel gave another thread is handled
+
+A = TypeVar("A", bound=Adapter[Any])
+
+
+def make_clock(site: SiteConfig, db: Database) -> Clock:
+    """The site's clock. A simulated clock resumes at the newest audited instant of the store (every gate
+    decision is audited): time never runs backwards for a store, so a second run continues the first."""
+    clock = site.section.clock
+    if clock.mode != "simulated" or clock.start is None:
+        return SystemClock()
+    with db.session() as session:
+        latest = session.scalar(select(func.max(AuditEntry.at)).where(AuditEntry.site == site.name))
+    return SimulatedClock(max(clock.start, latest) if latest else clock.start, clock.speed)
+
+
+class NodeContext:
+    """The :class:`cartera.core.adapters.PluginContext` core hands one adapter."""
+
+    def __init__(self, node: Node, kind: str) -> None:
+        self._node = node
+        self._kind = kind
+        self._data_dir = node.site.data_dir / kind
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        self._log = logging.getLogger(f"cartera.plugin.{kind}")
+
+    @property
+    def site(self) -> str:
+        return self._node.site.name
+
+    @property
+    def clock(self) -> Clock:
+        return self._node.clock
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir
+
+    @property
+    def log(self) -> logging.Logger:
+        return self._log
+
+    def report_call(self, result: CallResult) -> None:
+        self._node.contacts.on_call_result(result)
+
+    def report_recording(self, recording: Recording) -> None:
+        archiver = self._node.archiver
+        if archiver is None:
+            event(log, "recording.no_store", logging.WARNING, path=str(recording.path))
+            return
+        archiver.catalog(recording)
+
+    def report_delivery(self, report: DeliveryReport) -> None:
+        self._node.contacts.on_delivery(report)
+
+    def report_inbound(self, message: InboundSms) -> None:
+        self._node.contacts.on_inbound(message)
+
+    @property
+    def base_url(self) -> str:
+        return self._node.site.section.web.base_url
+
+
+@dataclass(frozen=True)
+class CheckLine:
+    what: str
+    result: CheckResult
+
+
+class Node:
+    """Built by :meth:`open` (config validated, store migrated); adapters start on first use."""
+
+    def __init__(self, site: SiteConfig, hooks: Hooks, catalog: AdapterCatalog, db: Database) -> None:
+        self.site = site
+        self.hooks = hooks
+        self._catalog = catalog
+        self.db = db
+        self.clock = make_clock(site, db)
+        self._adapters: dict[str, Adapter[Any]] = {}
+        self._started: list[Adapter[Any]] = []
+        self._lock = threading.Lock()
+        self._sync: CreditorSync | None = None
+        self._stop = threading.Event()
+        self.gate = ComplianceGate.for_site(
+            site.name, site.section.compliance, country=site.section.country, zone=site.zone
+        )
+        self.contacts = ContactService(
+            site=site.name,
+            country=site.section.country,
+            db=self.db,
+            gate=self.gate,
+            hooks=hooks,
+            clock=self.clock,
+            campaign=site.section.campaign,
+            dialer=self._provider("dialer", Dialer),
+            sms=self._provider("sms", SmsGateway),
+            templates=SmsTemplates(site.section.sms_templates, site.section.sms_pricing),
+        )
+        store = self._provider("recording", RecordingStore)
+        self.archiver = (
+            Archiver(
+                site=site.name,
+                zone=site.zone,
+                db=self.db,
+                store=store,
+                hooks=hooks,
+                clock=self.clock,
+                config=site.section.archival,
+            )
+            if store
+            else None
+        )
+        self._provider("crm_sync", CrmSync)
+        self.importer = AssignmentImporter(
+            site.name, site.section.country, self.db, self.clock, hooks, law_country=self.gate.law_country
+        )
+        self.library = RecordingLibrary(site.name, self.db, self.clock)
+        #: The latest :meth:`check`: when (wall clock) and its lines, for ``/healthz``.
+        self.last_check: tuple[datetime, list[CheckLine]] | None = None
+        self._scheduler: BackgroundScheduler | None = None
+
+    @classmethod
+    def open(cls, config_path: Path, site_name: str, hooks: Hooks | None = None) -> Node:
+        hooks = hooks or load_plugins()
+        catalog = hooks.collect_adapters()
+        site = load_site(config_path, site_name, catalog)
+        db = Database(site.database_url)
+        db.migrate()
+        with db.session() as session:
+            if session.scalar(select(Site).where(Site.name == site.name)) is None:
+                session.add(Site(name=site.name, timezone=site.section.timezone, country=site.section.country))
+        return cls(site, hooks, catalog, db)
+
+    # --- adapters -------------------------------------------------------------------------------
+
+    def _provider(self, kind: str, base: type[A]) -> Callable[[], A] | None:
+        """Instantiate the site's adapter of ``kind`` and return a getter that starts it on first use;
+        ``None`` when the site has no plugin of that kind."""
+        choice = self.site.plugins.get(kind)
+        if choice is None:
+            return None
+        adapter = self._catalog.by_kind()[kind].get(choice.name)(choice.settings, NodeContext(self, kind))
+        if not isinstance(adapter, base):
+            raise CarteraError(f"{kind} plugin {choice.name!r} is not a {base.__name__}")
+        self._adapters[kind] = adapter
+
+        def started() -> A:
+            return self.adapter(kind, base)
+
+        return started
+
+    def adapter(self, kind: str, of: type[A]) -> A:
+        """The site's adapter of ``kind`` (an ``of``), started on first use."""
+        adapter = self._adapters.get(kind)
+        if adapter is None:
+            raise UsageError(f"site {self.site.name!r} has no {kind} plugin configured")
+        if not isinstance(adapter, of):
+            raise CarteraError(f"{kind} plugin {type(adapter).__name__} is not a {of.__name__}")
+        with self._lock:
+            if adapter not in self._started:
+                adapter.start()
+                self._started.append(adapter)
+        return adapter
+
+    def configured_kinds(self) -> list[str]:
+        return list(self._adapters)
+
+    def http_routers(self) -> list[tuple[str, APIRouter]]:
+        """The routes of the site's adapters that serve HTTP, by kind; starts those adapters."""
+        routers = [(kind, self.adapter(kind, Adapter).http_router()) for kind in self.configured_kinds()]
+        return [(kind, router) for kind, router in routers if router is not None]
+
+    def check(self) -> list[CheckLine]:
+        lines = [CheckLine("store", CheckResult(True, f"{self.db.display_url} migrated"))]
+        for kind, choice in self.site.plugins.items():
+            what = f"{kind} {choice.name}"
+            try:
+                result = self.adapter(kind, Adapter).check()
+            except Exception as exc:
+                result = CheckResult(False, f"{type(exc).__name__}: {exc}")
+            lines.append(CheckLine(what, result))
+        if self.archiver is not None:
+            lines.append(CheckLine("recordings", _backlog_result(self.archiver.backlog())))
+        self.last_check = (datetime.now(UTC), lines)
+        return lines
+
+    @property
+    def scheduler_running(self) -> bool:
+        return self._scheduler is not None and self._scheduler.running
+
+    def creditor_sync(self) -> CreditorSync:
+        crm = self.adapter("crm_sync", CrmSync)
+        if self._sync is None:
+            self._sync = CreditorSync(crm, self.importer, ActivityExporter(self.site.name, self.db, crm))
+        return self._sync
+
+    def close(self) -> None:
+        """Stop started adapters in reverse order, then release the store."""
+        with self._lock:
+            started, self._started = self._started[::-1], []
+        for adapter in started:
+            try:
+                adapter.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(adapter).__name__)
+        self.db.dispose()
+
+    # --- run ------------------------------------------------------------------------------------
+
+    def run(self, duration: float | None = None) -> None:
+        """Run the site's jobs until ``duration`` real seconds pass, SIGINT/SIGTERM arrives or :meth:`stop`."""
+        stop = self._stop
+        for kind in self.configured_kinds():
+            self.adapter(kind, Adapter)
+        _logged("reconcile_calls", self.contacts.reconcile_calls)()  # calls a killed run left in flight
+        web = self._web_server()
+        campaign = self._campaign()
+        scheduler = self._scheduler = self._new_scheduler(campaign)
+        with _stop_on_signals(stop), web or nullcontext():
+            scheduler.start()
+            event(log, "node.started", site=self.site.name, jobs=",".join(j.id for j in scheduler.get_jobs()))
+            _wait_for_stop(stop, duration)
+            event(log, "node.stopping", site=self.site.name)
+            if campaign:
+                campaign.pause()
+            scheduler.shutdown(wait=True)
+            self._drain()
+        event(log, "node.stopped", site=self.site.name)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to drain and return."""
+        self._stop.set()
+
+    def _web_server(self) -> WebServer | None:
+        web = self.site.section.web
+        return WebServer(build_app(self), web.bind, web.port) if web.enabled else None
+
+    def _campaign(self) -> Campaign | None:
+        if "dialer" not in self._adapters or not self.site.section.campaign.enabled:
+            return None
+        dialer = self.adapter("dialer", Dialer)
+        return Campaign(
+            site=self.site.name,
+            zone=self.site.zone,
+            db=self.db,
+            contacts=self.contacts,
+            dialer=dialer,
+            clock=self.clock,
+            config=self.site.section.campaign,
+        )
+
+    def _jobs(self, campaign: Campaign | None) -> list[tuple[str, Callable[[], object], float]]:
+        section = self.site.section
+        jobs: list[tuple[str, Callable[[], object], float]] = []
+        if "crm_sync" in self._adapters:
+            jobs.append(("creditor_sync", self._sync_job, section.sync.every_seconds))
+        if campaign:
+            jobs.append(("campaign_tick", campaign.tick, section.campaign.tick_seconds))
+        if self.archiver:
+            jobs.append(("archive_recordings", self.archiver.run_once, section.archival.every_seconds))
+        if section.web.enabled:
+            jobs.append(("vendor_checks", self.check, section.web.check_seconds))
+        return jobs
+
+    def _sync_job(self) -> None:
+        """The creditor sync; when it withdrew accounts or recorded payments, their calls still ringing are
+        cancelled at once rather than at the next campaign tick."""
+        run = self.creditor_sync().run_once()
+        if "dialer" in self._adapters and any(report.withdrawn or report.payments for report in run.imports):
+            self.contacts.cancel_closed_calls(actor="sync")
+
+    def _new_scheduler(self, campaign: Campaign | None) -> BackgroundScheduler:
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": SchedulerPool(4)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+        )
+        for job_id, job, every in self._jobs(campaign):
+            scheduler.add_job(
+                _logged(job_id, job),
+                "interval",
+                seconds=every,
+                id=job_id,
+                next_run_time=datetime.now(UTC),
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=max(1, int(every * 2)),
+            )
+        return scheduler
+
+    def _drain(self) -> None:
+        """After the scheduler stopped: finish calls in progress, archive and export what they produced."""
+        dialer = self._adapters.get("dialer")
+        if dialer in self._started:
+            assert isinstance(dialer, Dialer)
+            dialer.stop()
+            self._started.remove(dialer)
+        if self.archiver:
+            _logged("archive_recordings", self.archiver.run_once)()
+        if "crm_sync" in self._adapters:
+            _logged("creditor_sync", self.creditor_sync().exporter.run_once)()
+
+
+def _backlog_result(backlog: Backlog) -> CheckResult:
+    """Recordings still only on local disk: fine while they wait for the next run, not once they fail."""
+    if not backlog.waiting and not backlog.missing:
+        return CheckResult(True, "none waiting on local disk")
+    detail = f"{backlog.waiting} waiting on local disk"
+    detail += f" (oldest found {backlog.oldest:%Y-%m-%d %H:%M}Z)" if backlog.oldest else ""
+    if backlog.failing:
+        detail += f", {backlog.failing} failing"
+    if backlog.missing:
+        detail += f", {backlog.missing} missing (the file vanished before it was archived)"
+    if backlog.last_error:
+        detail += f"; last error: {backlog.last_error}"
+    return CheckResult(not backlog.failing and not backlog.missing, detail)
+
+
+def _logged(job_id: str, func: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            func()
+        except CarteraError as exc:  # a vendor or input failure its message explains; the next run retries
+            event(log, "job.failed", level=logging.WARNING, job=job_id, reason=str(exc))
+        except Exception:
+            log.exception("job %s failed", job_id)
+
+    run.__name__ = job_id
+    return run
+
+
+def _wait_for_stop(stop: threading.Event, duration: float | None) -> None:
+    """Until ``stop`` is set or ``duration`` seconds pass, waking every :data:`SIGNAL_POLL_S`. CPython runs signal
+    handlers in the main thread only, and the kernel may hand SIGTERM to any other thread: an endless wait here
+    then never woke to run the handler (a node ignored SIGTERM for 15 minutes on a loaded machine)."""
+    deadline = math.inf if duration is None else time.monotonic() + duration
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        stop.wait(min(left, SIGNAL_POLL_S))
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop`` (main thread only); previous handlers come back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        event(log, "node.signal", signal=signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

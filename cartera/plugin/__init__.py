@@ -1,0 +1,165 @@
+"""The public API for vendor plugins: the one module a plugin imports (its tests add :mod:`cartera.plugin.testing`).
+
+Everything else under ``cartera`` is private to the node and may change without notice. See docs/plugins.md.
+
+- **Hooks:** ``hookimpl`` marks a plugin's registration hooks (``cartera_register_dialers`` and the other
+  ``cartera_register_*`` hooks) and observers; the specifications live in :mod:`cartera.core.hookspecs`.
+- **Base classes** an adapter subclasses, one per kind, with the registries it is registered in.
+- **Models** passed across the contract, and **errors** an adapter raises.
+- **Helpers** for what several vendors need: dial strings and pacing, durable files, checksums, SMS segment
+  counting, secret masking, creditor CSV files.
+"""
+
+from cartera.contact.phones import InvalidPhone, normalize, time_zones
+from cartera.contact.smstext import GSM7, UCS2, segment_count, sms_encoding
+from cartera.core.adapters import (
+    Adapter,
+    ConfigPath,
+    CrmSync,
+    Dialer,
+    DialRatio,
+    PluginConfig,
+    PluginContext,
+    RecordingStore,
+    SmsGateway,
+    WritableDir,
+    dial_slots,
+    dial_string,
+    format_template,
+)
+from cartera.core.checksums import CHUNK_SIZE, copy_with_checksums, file_checksums
+from cartera.core.clock import Clock, SystemClock
+from cartera.core.credentials import secret_settings
+from cartera.core.durable import fsync_dir, write_atomically
+from cartera.core.errors import (
+    CarteraError,
+    IntegrityError,
+    ObjectLocked,
+    ObjectNotFound,
+    SettingError,
+    StoreUnavailable,
+    Unsupported,
+)
+from cartera.core.hookspecs import hookimpl
+from cartera.core.logs import event
+from cartera.core.models import (
+    Activity,
+    ActivityKind,
+    AssignmentAction,
+    AssignmentBatch,
+    AssignmentRow,
+    CallOutcome,
+    CallRequest,
+    CallResult,
+    Channel,
+    CheckResult,
+    Checksums,
+    DeliveryReport,
+    DeliveryScope,
+    Disposition,
+    DispositionCode,
+    FileRejected,
+    InboundSms,
+    Recording,
+    RowError,
+    SmsMessage,
+    SmsState,
+    SmsSubmitResult,
+    StoredObject,
+    UnfinishedCall,
+)
+from cartera.core.redaction import MASK, register_secret
+from cartera.core.registry import AdapterCatalog, AdapterRegistry
+from cartera.portfolio.files.config import (
+    DEFAULT_ACTIONS,
+    DEFAULT_EXPORT_COLUMNS,
+    EXPORT_FIELDS,
+    ColumnsConfig,
+    CsvFormatConfig,
+)
+from cartera.portfolio.files.reader import AssignmentReader, read_local, scan
+from cartera.portfolio.files.values import header_key
+from cartera.portfolio.files.writer import activities_writer, export_name, rejection_name, rejections_writer
+from cartera.web.app import PLUGIN_PREFIX
+
+__all__ = [
+    "CHUNK_SIZE",
+    "DEFAULT_ACTIONS",
+    "DEFAULT_EXPORT_COLUMNS",
+    "EXPORT_FIELDS",
+    "GSM7",
+    "MASK",
+    "PLUGIN_PREFIX",
+    "UCS2",
+    "Activity",
+    "ActivityKind",
+    "Adapter",
+    "AdapterCatalog",
+    "AdapterRegistry",
+    "AssignmentAction",
+    "AssignmentBatch",
+    "AssignmentReader",
+    "AssignmentRow",
+    "CallOutcome",
+    "CallRequest",
+    "CallResult",
+    "CarteraError",
+    "Channel",
+    "CheckResult",
+    "Checksums",
+    "Clock",
+    "ColumnsConfig",
+    "ConfigPath",
+    "CrmSync",
+    "CsvFormatConfig",
+    "DeliveryReport",
+    "DeliveryScope",
+    "DialRatio",
+    "Dialer",
+    "Disposition",
+    "DispositionCode",
+    "FileRejected",
+    "InboundSms",
+    "IntegrityError",
+    "InvalidPhone",
+    "ObjectLocked",
+    "ObjectNotFound",
+    "PluginConfig",
+    "PluginContext",
+    "Recording",
+    "RecordingStore",
+    "RowError",
+    "SettingError",
+    "SmsGateway",
+    "SmsMessage",
+    "SmsState",
+    "SmsSubmitResult",
+    "StoreUnavailable",
+    "StoredObject",
+    "SystemClock",
+    "UnfinishedCall",
+    "Unsupported",
+    "WritableDir",
+    "activities_writer",
+    "copy_with_checksums",
+    "dial_slots",
+    "dial_string",
+    "event",
+    "export_name",
+    "file_checksums",
+    "format_template",
+    "fsync_dir",
+    "header_key",
+    "hookimpl",
+    "normalize",
+    "read_local",
+    "register_secret",
+    "rejection_name",
+    "rejections_writer",
+    "scan",
+    "secret_settings",
+    "segment_count",
+    "sms_encoding",
+    "time_zones",
+    "write_atomically",
+]

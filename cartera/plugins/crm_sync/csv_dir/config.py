@@ -1,0 +1,39 @@
+"""Settings of the ``csv`` creditor exchange: the creditor's CSV layout and the local directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from cartera.plugin import ConfigPath, CsvFormatConfig, WritableDir
+
+
+class CsvDirConfig(CsvFormatConfig):
+    """Assignment files arrive in ``inbox``; activity exports are written to ``outbox``."""
+
+    inbox: ConfigPath = Field(description="Directory where the creditor drops assignment files.")
+    pattern: str = Field("*.csv", min_length=1, description="Glob of the assignment files in the inbox.")
+    archive: WritableDir | None = Field(
+        None,
+        description="Where imported files are moved (same filesystem as the inbox); unset: INBOX/imported.",
+    )
+    rejected: WritableDir | None = Field(
+        None,
+        description="Where files rejected whole are moved once their rejection report is written (same "
+        "filesystem as the inbox); unset: INBOX/rejected.",
+    )
+    keep_files: bool = Field(
+        False,
+        description="Leave imported and rejected files in the inbox (their sha256 is remembered in the "
+        "adapter's data directory so they are not fetched again) instead of moving them.",
+    )
+    outbox: WritableDir = Field(description="Directory the activity exports are written to.")
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.archive if self.archive is not None else self.inbox / "imported"
+
+    @property
+    def rejected_dir(self) -> Path:
+        return self.rejected if self.rejected is not None else self.inbox / "rejected"

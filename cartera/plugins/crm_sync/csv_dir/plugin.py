@@ -1,0 +1,134 @@
+"""The ``csv`` crm_sync adapter: assignment files from a local inbox, activity exports to a local outbox."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cartera.plugin import (
+    Activity,
+    AdapterRegistry,
+    AssignmentBatch,
+    AssignmentReader,
+    CheckResult,
+    CrmSync,
+    DeliveryScope,
+    PluginConfig,
+    PluginContext,
+    RowError,
+    activities_writer,
+    event,
+    export_name,
+    hookimpl,
+    read_local,
+    rejection_name,
+    rejections_writer,
+    scan,
+    write_atomically,
+)
+from cartera.plugins.crm_sync.csv_dir.client import Ledger, move_into, waiting_files
+from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
+
+
+class CsvDirSync(CrmSync[CsvDirConfig]):
+    """One creditor's CSV files in local directories; imported files move to the archive, rejected ones to the
+    rejected folder (or, with ``keep_files``, both stay, remembered)."""
+
+    name: ClassVar[str] = "csv"
+    config_model: ClassVar[type[PluginConfig]] = CsvDirConfig
+
+    def __init__(self, config: CsvDirConfig, context: PluginContext) -> None:
+        super().__init__(config, context)
+        self._reader = AssignmentReader(config)
+        self._ledger = Ledger(context.data_dir / "acknowledged.sha256")
+        self._rejected = Ledger(context.data_dir / "rejected.sha256")
+
+    def start(self) -> None:
+        self.config.outbox.mkdir(parents=True, exist_ok=True)
+
+    def check(self) -> CheckResult:
+        inbox, outbox = self.config.inbox, self.config.outbox
+        problems = []
+        if not (inbox.is_dir() and os.access(inbox, os.R_OK | os.X_OK)):
+            problems.append(f"inbox {inbox} is not a readable directory")
+        if not (outbox.is_dir() and os.access(outbox, os.W_OK | os.X_OK)):
+            problems.append(f"outbox {outbox} is not a writable directory")
+        if problems:
+            return CheckResult(False, "; ".join(problems))
+        waiting = sum(1 for _ in self.fetch())
+        return CheckResult(True, f"inbox {inbox} readable, {waiting} file(s) waiting; outbox {outbox} writable")
+
+    def delivers(self) -> DeliveryScope:
+        """The configured creditor's configured portfolio: every row of its files is stamped with them."""
+        return DeliveryScope.of(self.config.creditor, self.config.portfolio)
+
+    def read_file(self, path: Path) -> AssignmentBatch:
+        return read_local(self._reader, path)
+
+    def fetch(self) -> Iterator[AssignmentBatch]:
+        config = self.config
+        for path in waiting_files(config.inbox, config.pattern, config.archive_dir, config.rejected_dir):
+            batch = self.read_file(path)
+            sha256 = batch.content_sha256
+            if not (config.keep_files and (sha256 in self._ledger or sha256 in self._rejected)):
+                yield batch
+
+    def acknowledge(self, batch: AssignmentBatch) -> None:
+        """Archive the file, unless it is outside the inbox, already gone, or changed since it was read.
+
+        With ``keep_files`` the file stays and its content hash is remembered instead.
+        """
+        if self.config.keep_files:
+            self._ledger.add(batch.content_sha256, batch.source)
+            return
+        path = self._unchanged(batch, "crm_sync.csv.changed_after_import")
+        if path is not None:
+            target = move_into(path, self.config.archive_dir, self.context.clock.now())
+            event(self.context.log, "crm_sync.csv.archived", file=str(path), to=str(target))
+
+    def reject(self, batch: AssignmentBatch) -> None:
+        """Move the file into the rejected folder (a name already there is kept: the file gets a timestamp
+        suffix), unless it is outside the inbox, already gone, or changed since it was read (a corrected file
+        under the same name is fetched next time). With ``keep_files`` the file stays, its hash remembered."""
+        if self.config.keep_files:
+            self._rejected.add(batch.content_sha256, batch.source)
+            return
+        path = self._unchanged(batch, "crm_sync.csv.changed_after_rejection")
+        if path is not None:
+            target = move_into(path, self.config.rejected_dir, self.context.clock.now())
+            event(self.context.log, "crm_sync.csv.set_aside", file=str(path), to=str(target))
+
+    def _unchanged(self, batch: AssignmentBatch, changed_event: str) -> Path | None:
+        """The inbox file ``batch`` was read from, if it is still there with the same content."""
+        path = Path(batch.source)
+        if self.config.inbox.resolve() not in path.resolve().parents:
+            return None
+        try:
+            with path.open("rb") as stream:
+                current = scan(stream).sha256
+        except FileNotFoundError:
+            return None
+        if current != batch.content_sha256:
+            event(self.context.log, changed_event, logging.WARNING, file=str(path))
+            return None
+        return path
+
+    def export(self, activities: Sequence[Activity]) -> None:
+        if not activities:
+            return
+        write_atomically(
+            self.config.outbox / export_name(activities), activities_writer(activities, self.config.export)
+        )
+
+    def report_rejections(self, batch: AssignmentBatch, errors: Sequence[RowError]) -> None:
+        """Write the rejection report of ``batch`` to the outbox, next to the exports."""
+        target = self.config.outbox / rejection_name(batch.source)
+        write_atomically(target, rejections_writer(errors, self.config.export))
+
+
+@hookimpl
+def cartera_register_crm_syncs(register: AdapterRegistry[CrmSync[Any]]) -> None:
+    register.add(CsvDirSync)

@@ -1,0 +1,215 @@
+"""One SFTP session to the creditor's server: host key checked against known_hosts, opened on demand.
+
+Every failure becomes an :class:`SftpError` an operator can act on; passwords and passphrases never appear in
+messages (paramiko's own messages do not carry them either).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import io
+import itertools
+import posixpath
+import socket
+import stat
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import paramiko
+
+from cartera.plugin import CarteraError
+from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
+
+
+class SftpError(CarteraError):
+    """The creditor's SFTP server cannot be reached, refused us, or an operation on it failed."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str
+    size: int
+    mtime: int
+
+
+class SftpSession:
+    """The adapter's connection: opened at first use, reused, closed and reopened after any failure."""
+
+    def __init__(self, config: SftpCsvConfig) -> None:
+        self.config = config
+        self.where = f"sftp://{config.username}@{config.host}:{config.port}"
+        self._lock = threading.RLock()
+        self._ssh: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._ssh is not None:
+                self._ssh.close()
+            self._ssh = self._sftp = None
+
+    @contextmanager
+    def sftp(self, doing: str) -> Iterator[paramiko.SFTPClient]:
+        """The open session, for one operation described by ``doing`` (named in errors)."""
+        with self._lock:
+            try:
+                yield self._current() or self._connect()
+            except SftpError:
+                self.close()
+                raise
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                self.close()
+                raise SftpError(f"{self.where}: {doing} failed: {_describe(exc)}") from None
+
+    def _current(self) -> paramiko.SFTPClient | None:
+        """The open session, unless the server closed it meanwhile (idle timeout, restart)."""
+        transport = self._ssh.get_transport() if self._ssh is not None else None
+        if transport is None or not transport.is_active():
+            self.close()
+            return None
+        return self._sftp
+
+    def _connect(self) -> paramiko.SFTPClient:
+        config = self.config
+        ssh = paramiko.SSHClient()
+        try:
+            ssh.load_host_keys(str(config.known_hosts))
+        except (OSError, paramiko.SSHException) as exc:
+            raise SftpError(f"{self.where}: cannot read known_hosts {config.known_hosts}: {_describe(exc)}") from None
+        ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            ssh.connect(
+                config.host,
+                port=config.port,
+                username=config.username,
+                password=config.password.get_secret_value() if config.password else None,
+                key_filename=str(config.private_key) if config.private_key else None,
+                passphrase=config.private_key_passphrase.get_secret_value() if config.private_key_passphrase else None,
+                timeout=config.timeout_s,
+                banner_timeout=config.timeout_s,
+                auth_timeout=config.timeout_s,
+                allow_agent=False,
+                look_for_keys=False,
+            )
+        except paramiko.BadHostKeyException as exc:
+            ssh.close()
+            raise SftpError(
+                f"{self.where}: host key CHANGED: the server presented {exc.key.get_name()} "
+                f"{exc.key.fingerprint}, {config.known_hosts} holds {exc.expected_key.fingerprint}; refusing to "
+                "connect (confirm the new key with the creditor, then update known_hosts)"
+            ) from None
+        except paramiko.AuthenticationException:
+            ssh.close()
+            login = " and ".join(
+                kind for kind, used in (("password", config.password), ("key", config.private_key)) if used
+            )
+            raise SftpError(f"{self.where}: authentication failed ({login} refused)") from None
+        except paramiko.SSHException as exc:
+            ssh.close()
+            if "not found in known_hosts" in str(exc):
+                raise SftpError(
+                    f"{self.where}: host key UNKNOWN: [{config.host}]:{config.port} is not in "
+                    f"{config.known_hosts}; refusing to connect (add the key checked with the creditor)"
+                ) from None
+            raise SftpError(f"{self.where}: SSH handshake failed: {_describe(exc)}") from None
+        except (OSError, EOFError) as exc:
+            ssh.close()
+            raise SftpError(f"{self.where}: cannot connect: {_describe(exc)}") from None
+        sftp = ssh.open_sftp()
+        channel = sftp.get_channel()
+        if channel is not None:
+            channel.settimeout(config.timeout_s)
+        self._ssh, self._sftp = ssh, sftp
+        return sftp
+
+    def waiting(self) -> list[RemoteFile]:
+        """Regular files of the inbox matching the pattern, by name."""
+        inbox = self.config.inbox
+        with self.sftp(f"listing {inbox}") as sftp:
+            entries = sftp.listdir_attr(inbox)
+        found = [
+            RemoteFile(posixpath.join(inbox, entry.filename), entry.st_size or 0, entry.st_mtime or 0)
+            for entry in entries
+            if stat.S_ISREG(entry.st_mode or 0) and fnmatch.fnmatchcase(entry.filename, self.config.pattern)
+        ]
+        return sorted(found, key=lambda remote: remote.path)
+
+    def download(self, remote: RemoteFile, target: Path) -> None:
+        """Copy ``remote`` to ``target`` through a temporary name; fails unless the whole size arrived."""
+        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        try:
+            with self.sftp(f"downloading {remote.path}") as sftp:
+                sftp.get(remote.path, str(temp))
+            temp.replace(target)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def stat(self, path: str) -> RemoteFile | None:
+        with self.sftp(f"checking {path}") as sftp:
+            try:
+                attributes = sftp.stat(path)
+            except FileNotFoundError:
+                return None
+        return RemoteFile(path, attributes.st_size or 0, attributes.st_mtime or 0)
+
+    def move_into(self, remote: RemoteFile, directory: str, now: datetime) -> str:
+        """Rename ``remote`` into ``directory`` (created if missing); a name already there is kept and the file
+        gets a UTC timestamp suffix instead."""
+        name = posixpath.basename(remote.path)
+        stem, suffix = posixpath.splitext(name)
+        stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        with self.sftp(f"moving {remote.path} into {directory}") as sftp:
+            self._makedirs(sftp, directory)
+            taken = set(sftp.listdir(directory))
+            target = name
+            for counter in itertools.count():
+                if target not in taken:
+                    break
+                target = f"{stem}-{stamp}{f'-{counter}' if counter else ''}{suffix}"
+            sftp.posix_rename(remote.path, posixpath.join(directory, target))
+        return posixpath.join(directory, target)
+
+    def upload(self, name: str, write: Callable[[IO[bytes]], None]) -> str:
+        """Put ``name`` in the outbox atomically: written under a hidden temporary name, checked, renamed."""
+        buffer = io.BytesIO()
+        write(buffer)
+        outbox = self.config.outbox
+        target = posixpath.join(outbox, name)
+        temp = posixpath.join(outbox, f".{name}.{uuid.uuid4().hex}.part")
+        with self.sftp(f"uploading {target}") as sftp:
+            buffer.seek(0)
+            try:
+                sftp.putfo(buffer, temp, file_size=buffer.getbuffer().nbytes, confirm=True)
+                sftp.posix_rename(temp, target)
+            except BaseException:
+                _remove_quietly(sftp, temp)
+                raise
+        return target
+
+    def _makedirs(self, sftp: paramiko.SFTPClient, directory: str) -> None:
+        parts = directory.strip("/").split("/")
+        root = "/" if directory.startswith("/") else ""
+        for depth in range(1, len(parts) + 1):
+            path = root + "/".join(parts[:depth])
+            try:
+                sftp.stat(path)
+            except FileNotFoundError:
+                sftp.mkdir(path)
+
+
+def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
+    with contextlib.suppress(OSError, paramiko.SSHException):
+        sftp.remove(path)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout):
+        return "timed out"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,54 @@
+"""Settings of the ``sftp_csv`` creditor exchange: the server, its host key, the login and the remote folders."""
+
+from __future__ import annotations
+
+import posixpath
+
+from pydantic import Field, SecretStr, model_validator
+
+from cartera.plugin import ConfigPath, CsvFormatConfig
+
+
+class SftpCsvConfig(CsvFormatConfig):
+    """Assignment files wait in the remote ``inbox``; exports and rejection reports go to the remote ``outbox``."""
+
+    host: str = Field(min_length=1, description="The creditor's SFTP server (name or address).")
+    port: int = Field(22, ge=1, le=65535, description="Its SSH port.")
+    username: str = Field(min_length=1, description="The login the creditor gave the agency.")
+    password: SecretStr | None = Field(None, description='Password login; write it as "${ENV_VAR}".')
+    private_key: ConfigPath | None = Field(
+        None, description="Private key file (OpenSSH or PEM; Ed25519, ECDSA or RSA) for key login."
+    )
+    private_key_passphrase: SecretStr | None = Field(
+        None, description='Passphrase of the private key, if it has one; write it as "${ENV_VAR}".'
+    )
+    known_hosts: ConfigPath = Field(
+        description="known_hosts file holding the server's host key (`ssh-keyscan -p PORT HOST`, checked "
+        "out of band); an unknown or changed host key refuses the connection."
+    )
+    inbox: str = Field(min_length=1, description="Remote directory where the creditor drops assignment files.")
+    pattern: str = Field("*.csv", min_length=1, description="fnmatch pattern of the assignment files in the inbox.")
+    archive: str | None = Field(
+        None, description="Remote directory imported files are renamed into; unset: INBOX/imported."
+    )
+    rejected: str | None = Field(
+        None,
+        description="Remote directory files rejected whole are renamed into once their rejection report is "
+        "uploaded (created if missing); unset: INBOX/rejected.",
+    )
+    outbox: str = Field(min_length=1, description="Remote directory exports and rejection reports are uploaded to.")
+    timeout_s: float = Field(30.0, gt=0, description="Connect, authentication and per-operation timeout.")
+
+    @model_validator(mode="after")
+    def _some_login(self) -> SftpCsvConfig:
+        if self.password is None and self.private_key is None:
+            raise ValueError("set password or private_key (or both) to log in")
+        return self
+
+    @property
+    def archive_dir(self) -> str:
+        return self.archive if self.archive is not None else posixpath.join(self.inbox, "imported")
+
+    @property
+    def rejected_dir(self) -> str:
+        return self.rejected if self.rejected is not None else posixpath.join(self.inbox, "rejected")

@@ -1,0 +1,128 @@
+"""The ``sftp_csv`` crm_sync adapter: assignment files from the creditor's SFTP inbox, exports to its outbox.
+
+``fetch`` downloads each waiting file into the adapter's data directory (so parsing streams a local file and
+the remote one is read once); ``acknowledge`` renames the remote file into the archive, ``reject`` (a file
+rejected whole) into the rejected folder, unless it changed since it was downloaded. Exports and rejection
+reports are uploaded under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cartera.plugin import (
+    Activity,
+    AdapterRegistry,
+    AssignmentBatch,
+    AssignmentReader,
+    CheckResult,
+    CrmSync,
+    DeliveryScope,
+    PluginConfig,
+    PluginContext,
+    RowError,
+    activities_writer,
+    event,
+    export_name,
+    hookimpl,
+    read_local,
+    rejection_name,
+    rejections_writer,
+)
+from cartera.plugins.crm_sync.sftp_csv.client import RemoteFile, SftpError, SftpSession
+from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    remote: RemoteFile
+    local: Path
+
+
+class SftpCsvSync(CrmSync[SftpCsvConfig]):
+    """One creditor's CSV files on its SFTP server."""
+
+    name: ClassVar[str] = "sftp_csv"
+    config_model: ClassVar[type[PluginConfig]] = SftpCsvConfig
+
+    def __init__(self, config: SftpCsvConfig, context: PluginContext) -> None:
+        super().__init__(config, context)
+        self._reader = AssignmentReader(config)
+        self._session = SftpSession(config)
+        self._incoming = context.data_dir / "incoming"
+        self._fetched: dict[str, _Fetched] = {}
+
+    def start(self) -> None:
+        self._incoming.mkdir(parents=True, exist_ok=True)
+
+    def stop(self) -> None:
+        self._session.close()
+
+    def check(self) -> CheckResult:
+        try:
+            waiting = self._session.waiting()
+        except SftpError as exc:
+            return CheckResult(False, str(exc))
+        return CheckResult(
+            True, f"{self._session.where}: logged in, inbox {self.config.inbox} lists {len(waiting)} file(s) waiting"
+        )
+
+    def delivers(self) -> DeliveryScope:
+        """The configured creditor's configured portfolio: every row of its files is stamped with them."""
+        return DeliveryScope.of(self.config.creditor, self.config.portfolio)
+
+    def read_file(self, path: Path) -> AssignmentBatch:
+        return read_local(self._reader, path)
+
+    def fetch(self) -> Iterator[AssignmentBatch]:
+        self._incoming.mkdir(parents=True, exist_ok=True)
+        for remote in self._session.waiting():
+            local = self._incoming / posixpath.basename(remote.path)
+            self._session.download(remote, local)
+            source = f"{self._session.where}{remote.path}"
+            batch = read_local(self._reader, local, source)
+            self._fetched[source] = _Fetched(remote, local)
+            event(self.context.log, "crm_sync.sftp.fetched", file=source, size=remote.size)
+            yield batch
+
+    def acknowledge(self, batch: AssignmentBatch) -> None:
+        """Archive the remote file, unless it is gone or changed since it was downloaded; drop the local copy."""
+        self._move(batch, self.config.archive_dir, "archived", "changed_after_import")
+
+    def reject(self, batch: AssignmentBatch) -> None:
+        """Rename the remote file into the rejected folder (a name taken there gets a timestamp suffix), unless
+        it is gone or changed since it was downloaded (a corrected file under the same name is fetched next
+        time); drop the local copy."""
+        self._move(batch, self.config.rejected_dir, "set_aside", "changed_after_rejection")
+
+    def _move(self, batch: AssignmentBatch, directory: str, moved: str, changed: str) -> None:
+        fetched = self._fetched.pop(batch.source, None)
+        if fetched is None:
+            return
+        current = self._session.stat(fetched.remote.path)
+        if current is not None and current == fetched.remote:
+            target = self._session.move_into(fetched.remote, directory, self.context.clock.now())
+            event(self.context.log, f"crm_sync.sftp.{moved}", file=batch.source, to=target)
+        else:
+            event(self.context.log, f"crm_sync.sftp.{changed}", logging.WARNING, file=batch.source)
+        fetched.local.unlink(missing_ok=True)
+
+    def export(self, activities: Sequence[Activity]) -> None:
+        if not activities:
+            return
+        target = self._session.upload(export_name(activities), activities_writer(activities, self.config.export))
+        event(self.context.log, "crm_sync.sftp.uploaded", file=target, count=len(activities))
+
+    def report_rejections(self, batch: AssignmentBatch, errors: Sequence[RowError]) -> None:
+        target = self._session.upload(rejection_name(batch.source), rejections_writer(errors, self.config.export))
+        event(self.context.log, "crm_sync.sftp.rejections_uploaded", file=target, count=len(errors))
+
+
+@hookimpl
+def cartera_register_crm_syncs(register: AdapterRegistry[CrmSync[Any]]) -> None:
+    register.add(SftpCsvSync)

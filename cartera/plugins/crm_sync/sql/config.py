@@ -1,0 +1,109 @@
+"""Settings of the creditor-database exchange: the connection, the assignments view, the activities table."""
+
+from __future__ import annotations
+
+from pydantic import ConfigDict, Field, SecretStr, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from cartera.plugin import (
+    DEFAULT_ACTIONS,
+    DEFAULT_EXPORT_COLUMNS,
+    EXPORT_FIELDS,
+    AssignmentAction,
+    ColumnsConfig,
+    PluginConfig,
+)
+
+#: A table or view name, optionally schema-qualified (``crm.asignaciones``).
+TABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$"
+
+
+class RejectionColumnsConfig(PluginConfig):
+    """Columns of the creditor's rejections table."""
+
+    id: str = Field("rechazo", min_length=1, description="Unique text column: the rejection's id (page and line).")
+    account_ref: str = Field("cuenta", min_length=1, description="The rejected row's account reference.")
+    field: str = Field("campo", min_length=1, description="The field at fault.")
+    reason: str = Field("motivo", min_length=1, description="Why the row was not loaded.")
+    at: str = Field("fecha_hora", min_length=1, description="When the node rejected it (timestamp with time zone).")
+
+
+class SqlSyncConfig(PluginConfig):
+    """Assignments come from ``view``, read incrementally by ``watermark``; activities go into ``activities_table``."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    url: SecretStr = Field(
+        description="SQLAlchemy URL of the creditor's database (postgresql+psycopg://user:password@host/db); "
+        'write it as "${ENV_VAR}" in sites.toml: it holds the password.'
+    )
+    view: str = Field(pattern=TABLE_NAME, description="The view (or table) of assignments, optionally schema.name.")
+    creditor: str = Field(min_length=1, description="Creditor code the accounts of the view belong to.")
+    portfolio: str = Field(min_length=1, description="Portfolio code the accounts of the view belong to.")
+    currency: str = Field(
+        "COP", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency of rows without a currency column."
+    )
+    columns: ColumnsConfig = Field(
+        default_factory=ColumnsConfig,
+        description="The view's column names for our fields (matched ignoring case and accents).",
+    )
+    actions: dict[str, AssignmentAction] = Field(
+        default_factory=lambda: dict(DEFAULT_ACTIONS),
+        description="Action column values (ignoring case and accents) → assign, update, withdraw or payment.",
+    )
+    watermark: str = Field(
+        "updated_at",
+        min_length=1,
+        description="Column that grows whenever a row is added or changed (a timestamp or a sequence set at "
+        "commit); rows are read in (watermark, key) order after the last row imported. Rows where it is NULL "
+        "are never read.",
+    )
+    key: str | None = Field(
+        None, min_length=1, description="Column that orders rows of equal watermark; unset: the account column."
+    )
+    page_rows: int = Field(
+        5000, ge=1, le=100_000, description="Rows per delivery: each page of the view is imported on its own."
+    )
+    activities_table: str = Field(
+        pattern=TABLE_NAME,
+        description="The creditor's table activities are inserted into; its seq column must be unique.",
+    )
+    activity_columns: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_EXPORT_COLUMNS),
+        description=f"Activity field → column of the activities table; fields: {', '.join(EXPORT_FIELDS)} "
+        "(seq is required: it keeps a re-sent export from inserting twice).",
+    )
+
+    rejections_table: str | None = Field(
+        None,
+        pattern=TABLE_NAME,
+        description="The creditor's table each quarantined row of the view is reported into (once); unset: "
+        "rejections stay in the node's store and log.",
+    )
+    rejection_columns: RejectionColumnsConfig = Field(
+        default_factory=RejectionColumnsConfig, description="Column names of the rejections table."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _parses(cls, value: SecretStr) -> SecretStr:
+        try:
+            make_url(value.get_secret_value())
+        except ArgumentError:
+            raise ValueError("not a SQLAlchemy URL (dialect+driver://user:password@host:port/database)") from None
+        return value
+
+    @field_validator("activity_columns")
+    @classmethod
+    def _known_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(EXPORT_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown activity field(s) {', '.join(unknown)}; use {', '.join(EXPORT_FIELDS)}")
+        if "seq" not in value:
+            raise ValueError("map seq to a unique column: it keeps a re-sent export from inserting twice")
+        return value
+
+    @property
+    def key_column(self) -> str:
+        return self.key or self.columns.account_ref

@@ -1,0 +1,253 @@
+"""The ``sql`` crm_sync adapter: assignments from the creditor's view, activities into the creditor's table.
+
+The view is read in pages of ``page_rows`` rows in (watermark, key) order, each page streamed from the server
+and delivered as a snapshot: CSV with the view's column names (``;``, UTF-8, decimal point, ISO dates), the
+watermark and key last. Core imports the snapshot like any file, so a page read again after a crash has the
+same content hash and changes nothing; acknowledging a page moves the stored position past it. A page rejected
+whole (a cell the CSV reader refuses, such as one over its field size limit) is set aside as its snapshot in
+the data directory's ``rejected/``; the position stays before it, and ``fetch`` holds there (yielding
+nothing, logging ``crm_sync.sql.held``) until the creditor corrects the rows and the page reads differently.
+``import FILE`` takes a snapshot in the same format (``psql \\copy (SELECT ...) TO FILE CSV HEADER DELIMITER ';'``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+from cartera.plugin import (
+    Activity,
+    AdapterRegistry,
+    AssignmentBatch,
+    AssignmentReader,
+    CheckResult,
+    CrmSync,
+    CsvFormatConfig,
+    DeliveryScope,
+    FileRejected,
+    PluginConfig,
+    PluginContext,
+    RowError,
+    event,
+    header_key,
+    hookimpl,
+    read_local,
+    write_atomically,
+)
+from cartera.plugins.crm_sync.sql.client import CreditorDatabase, CreditorDatabaseError, Position, cells
+from cartera.plugins.crm_sync.sql.config import SqlSyncConfig
+
+SNAPSHOT_DATES = ("%Y-%m-%d",)
+
+
+class SqlCrmSync(CrmSync[SqlSyncConfig]):
+    """One creditor's database: a view of assignments read incrementally, a table the activities go into."""
+
+    name: ClassVar[str] = "sql"
+    config_model: ClassVar[type[PluginConfig]] = SqlSyncConfig
+
+    def __init__(self, config: SqlSyncConfig, context: PluginContext) -> None:
+        super().__init__(config, context)
+        snapshot = CsvFormatConfig(
+            creditor=config.creditor,
+            portfolio=config.portfolio,
+            currency=config.currency,
+            delimiter=";",
+            encoding="utf-8",
+            decimal_comma=False,
+            date_formats=SNAPSHOT_DATES,
+            actions=config.actions,
+            columns=config.columns,
+        )
+        self._reader = AssignmentReader(snapshot)
+        self._position_file = context.data_dir / "position.json"
+        self._rejected_dir = context.data_dir / "rejected"
+        self._unacknowledged: dict[str, tuple[Position, bytes]] = {}
+        self._db: CreditorDatabase | None = None
+
+    @property
+    def db(self) -> CreditorDatabase:
+        if self._db is None:
+            self._db = CreditorDatabase(self.config.url.get_secret_value())
+        return self._db
+
+    def stop(self) -> None:
+        if self._db is not None:
+            self._db.dispose()
+
+    def check(self) -> CheckResult:
+        tables = {self.config.activities_table: list(self.config.activity_columns.values())}
+        if self.config.rejections_table is not None:
+            tables[self.config.rejections_table] = list(self.config.rejection_columns.model_dump().values())
+        try:
+            columns, order = self._layout()
+            self.db.probe(self.config.view, columns)
+            for table, table_columns in tables.items():
+                self.db.probe(table, table_columns)
+        except (CreditorDatabaseError, FileRejected) as exc:
+            return CheckResult(False, str(exc))
+        position = self._position()
+        since = position.describe(order) if position else "from the start"
+        return CheckResult(
+            True,
+            f"{self.db.display}: view {self.config.view} readable ({len(columns)} columns, next read {since}); "
+            f"table(s) {', '.join(tables)} readable",
+        )
+
+    def delivers(self) -> DeliveryScope:
+        """The configured creditor's configured portfolio: every row of the view is stamped with them."""
+        return DeliveryScope.of(self.config.creditor, self.config.portfolio)
+
+    def read_file(self, path: Path) -> AssignmentBatch:
+        """A snapshot of the view as CSV (the format pages are delivered in)."""
+        return read_local(self._reader, path)
+
+    def fetch(self) -> Iterator[AssignmentBatch]:
+        columns, order = self._layout()
+        marks = (columns.index(order[0]), columns.index(order[1]))
+        after = self._position()
+        self._unacknowledged.clear()
+        while True:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, delimiter=";", lineterminator="\n")
+            writer.writerow(columns)
+            count, end = 0, None
+            for row in self.db.rows(self.config.view, columns, order, after, self.config.page_rows):
+                writer.writerow(cells(row))
+                count, end = count + 1, Position(row[marks[0]], row[marks[1]])
+            if end is None:
+                return
+            data = buffer.getvalue().encode()
+            since = after.describe(order) if after else "from the start"
+            batch = self._reader.batch(f"{self.config.view} {since}, {count} row(s)", partial(io.BytesIO, data))
+            if self._set_aside(batch).exists():
+                event(
+                    self.context.log,
+                    "crm_sync.sql.held",
+                    logging.WARNING,
+                    view=self.config.view,
+                    position=since,
+                    rejected=str(self._set_aside(batch)),
+                )
+                return
+            self._unacknowledged[batch.content_sha256] = (end, data)
+            yield batch
+            if count < self.config.page_rows or self._set_aside(batch).exists():
+                return  # the last page, or one rejected: the rows after it wait until it is corrected
+            after = end
+
+    def acknowledge(self, batch: AssignmentBatch) -> None:
+        """Store the position after the page, so the next fetch starts there."""
+        page = self._unacknowledged.pop(batch.content_sha256, None)
+        if page is None:
+            return
+        end = page[0]
+        document = {"view": self.config.view, **end.to_json()}
+        content = json.dumps(document).encode()
+
+        def write(sink: IO[bytes]) -> None:
+            sink.write(content)
+
+        write_atomically(self._position_file, write)
+        order = (self.config.watermark, self.config.key_column)
+        event(self.context.log, "crm_sync.sql.position", view=self.config.view, position=end.describe(order))
+
+    def reject(self, batch: AssignmentBatch) -> None:
+        """Keep the snapshot of a page rejected whole in ``rejected/``; the position does not move, and
+        ``fetch`` holds before the page while the view reads it the same."""
+        page = self._unacknowledged.pop(batch.content_sha256, None)
+        if page is None:
+            return
+        self._rejected_dir.mkdir(parents=True, exist_ok=True)
+        target = self._set_aside(batch)
+
+        def write(sink: IO[bytes]) -> None:
+            sink.write(page[1])
+
+        write_atomically(target, write)
+        event(self.context.log, "crm_sync.sql.set_aside", view=self.config.view, page=batch.source, to=str(target))
+
+    def _set_aside(self, batch: AssignmentBatch) -> Path:
+        return self._rejected_dir / f"{batch.content_sha256}.csv"
+
+    def report_rejections(self, batch: AssignmentBatch, errors: Sequence[RowError]) -> None:
+        """Insert each quarantined row of a page into the rejections table, once (ids: page hash and line)."""
+        page = self._unacknowledged.get(batch.content_sha256)
+        if self.config.rejections_table is None or page is None:
+            return
+        refs = _account_refs(page[1])
+        names, now = self.config.rejection_columns, self.context.clock.now()
+        records = [
+            {
+                names.id: f"{batch.content_sha256[:16]}-{error.line}",
+                names.account_ref: refs.get(error.line, ""),
+                names.field: error.field,
+                names.reason: error.reason,
+                names.at: now,
+            }
+            for error in errors
+        ]
+        inserted = self.db.insert_new(self.config.rejections_table, records, names.id)
+        event(self.context.log, "crm_sync.sql.rejections", table=self.config.rejections_table, inserted=inserted)
+
+    def export(self, activities: Sequence[Activity]) -> None:
+        """Insert the activities not in the table yet (by seq), all in one transaction."""
+        if not activities:
+            return
+        mapping = self.config.activity_columns
+        records = [{column: _field(activity, name) for name, column in mapping.items()} for activity in activities]
+        inserted = self.db.insert_new(self.config.activities_table, records, mapping["seq"])
+        event(self.context.log, "crm_sync.sql.exported", table=self.config.activities_table, inserted=inserted)
+
+    def _layout(self) -> tuple[list[str], tuple[str, str]]:
+        """The view's names of the mapped columns in snapshot order (our fields, then watermark and key), and
+        of the (watermark, key) columns."""
+        spelled = {header_key(name): name for name in self.db.columns(self.config.view)}
+        names = self.config.columns
+        order = (self.config.watermark, self.config.key_column)
+        required = (names.account_ref, names.debtor_name, names.balance, *order)
+        missing = [name for name in required if header_key(name) not in spelled]
+        if not any(header_key(name) in spelled for name in names.phones):
+            missing.append(" or ".join(names.phones))
+        if missing:
+            raise FileRejected(
+                f"view {self.config.view}",
+                f"missing column(s) {', '.join(missing)} (found: {', '.join(spelled.values())})",
+            )
+        fields = (names.account_ref, names.debtor_name, *names.phones, names.balance, names.currency, names.action)
+        wanted = (*fields, names.payment_date, names.payment_ref, *order)
+        columns = list(dict.fromkeys(spelled[key] for name in wanted if (key := header_key(name)) in spelled))
+        return columns, (spelled[header_key(order[0])], spelled[header_key(order[1])])
+
+    def _position(self) -> Position | None:
+        try:
+            document = json.loads(self._position_file.read_bytes())
+        except FileNotFoundError:
+            return None
+        return Position.from_json(document) if document.get("view") == self.config.view else None
+
+
+def _account_refs(snapshot: bytes) -> dict[int, str]:
+    """Line number → account reference (the first column) of a page's snapshot, numbered as core's reader does."""
+    reader = csv.reader(io.StringIO(snapshot.decode()), delimiter=";")
+    next(reader)
+    refs, previous = {}, reader.line_num
+    for record in reader:
+        refs[previous + 1], previous = (record[0] if record else ""), reader.line_num
+    return refs
+
+
+def _field(activity: Activity, name: str) -> Any:
+    value = getattr(activity, name)
+    return value.value if name == "kind" else value
+
+
+@hookimpl
+def cartera_register_crm_syncs(register: AdapterRegistry[CrmSync[Any]]) -> None:
+    register.add(SqlCrmSync)

@@ -1,0 +1,67 @@
+"""The agents of one queue, as AMI reports them: who is logged in, paused, or unreachable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cartera.plugins.dialers.asterisk_ami.client import Message
+
+#: Device states of a member that cannot take a call: AST_DEVICE_INVALID and AST_DEVICE_UNAVAILABLE.
+UNREACHABLE_STATUSES = frozenset({"4", "5"})
+#: Events that change a member (all carry ``Queue`` and ``Interface``), but for its removal.
+MEMBER_EVENTS = ("QueueMemberStatus", "QueueMemberPause", "QueueMemberAdded")
+MEMBER_REMOVED = "QueueMemberRemoved"
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    status: str
+    paused: bool
+
+    @property
+    def available(self) -> bool:
+        return not self.paused and self.status not in UNREACHABLE_STATUSES
+
+
+class AgentPool:
+    """Members of ``queue`` by interface; not thread-safe (the dialer guards it with its lock)."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self._members: dict[str, Member] = {}
+
+    def reset(self, status_events: Iterable[Message]) -> None:
+        """Replace the members with those a ``QueueStatus`` listed (its ``QueueMember`` events)."""
+        self._members = {
+            event["Location"]: Member(event.get("Name", event["Location"]), event["Status"], event["Paused"] == "1")
+            for event in status_events
+            if event.get("Event") == "QueueMember" and event.get("Queue") == self.queue
+        }
+
+    def update(self, event: Message) -> None:
+        """Apply one of :data:`MEMBER_EVENTS`."""
+        if event.get("Queue") != self.queue or "Interface" not in event:
+            return
+        interface = event["Interface"]
+        known = self._members.get(interface)
+        self._members[interface] = Member(
+            name=event.get("MemberName") or (known.name if known else interface),
+            status=event.get("Status") or (known.status if known else "0"),
+            paused=event["Paused"] == "1" if "Paused" in event else bool(known and known.paused),
+        )
+
+    def remove(self, event: Message) -> None:
+        """Apply a :data:`MEMBER_REMOVED` event."""
+        if event.get("Queue") == self.queue:
+            self._members.pop(event.get("Interface", ""), None)
+
+    @property
+    def available(self) -> int:
+        """Members who can take a call: logged in, not paused, their device reachable."""
+        return sum(member.available for member in self._members.values())
+
+    @property
+    def members(self) -> int:
+        return len(self._members)

@@ -1,0 +1,78 @@
+"""Settings of the Asterisk AMI dialer: where AMI is, how to dial, where recordings land, how to pace."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, StringConstraints
+
+from cartera.plugin import ConfigPath, DialRatio, PluginConfig, format_template
+
+#: One AMI header value: no line breaks (they would inject headers into the action).
+AmiValue = Annotated[str, StringConstraints(min_length=1, pattern=r"^[^\r\n]+$")]
+
+
+class AsteriskAmiConfig(PluginConfig):
+    host: AmiValue = Field(default="127.0.0.1", description="Host of Asterisk's manager interface (AMI).")
+    port: int = Field(default=5038, ge=1, le=65535, description="AMI TCP port (manager.conf [general] port).")
+    username: AmiValue = Field(description="AMI user (a section of manager.conf).")
+    secret: SecretStr = Field(description='The AMI user\'s secret; write it as "${ENV_VAR}" in sites.toml.')
+    queue: AmiValue = Field(
+        description="The agents' queue (queues.conf): its members' status gives the agents available for pacing."
+    )
+    dial_ratio: DialRatio = Field(
+        default=1.0, description="Calls in flight per available agent (predictive over-dialling)."
+    )
+    channel: Annotated[AmiValue, format_template("digits", "number")] = Field(
+        default="PJSIP/{number}@carrier",
+        description="Channel to originate: {number} is the E.164 number (+57...), {digits} the same without '+'.",
+    )
+    context: AmiValue = Field(
+        default="agents", description="Dialplan context an answered call enters (it records and queues the call)."
+    )
+    exten: AmiValue = Field(default="s", description="Extension in 'context' an answered call enters.")
+    priority: int = Field(default=1, ge=1, description="Priority in 'context' an answered call enters.")
+    caller_id: AmiValue | None = Field(
+        default=None,
+        description='Caller ID presented to debtors, e.g. "Cobranza" <6015550000>, unless the call sets one.',
+    )
+    ring_timeout_s: float = Field(
+        default=30.0, gt=0, le=300, description="Seconds a call rings before it is given up as not answered."
+    )
+    attempt_header: Annotated[str, StringConstraints(pattern=r"^(X-[A-Za-z0-9-]+)?$")] = Field(
+        default="X-Cartera-Attempt",
+        description="SIP header carrying the attempt id on PJSIP calls (the carrier's records can name it); "
+        '"" sends none.',
+    )
+    spool_dir: ConfigPath | None = Field(
+        default=None,
+        description="Directory where MixMonitor writes the recordings, as this node sees it (a mount of "
+        "Asterisk's spool/monitor); unset: recordings are not reported.",
+    )
+    recording_name: Annotated[AmiValue, format_template("uniqueid")] = Field(
+        default="{uniqueid}.wav",
+        description="File name MixMonitor gives a call's recording in spool_dir ({uniqueid}: the channel's UNIQUEID).",
+    )
+    recording_wait_s: float = Field(
+        default=10.0, ge=0, le=120, description="Seconds to wait after a hangup for the recording file to be complete."
+    )
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=60, description="Seconds to connect and log in to AMI.")
+    action_timeout_s: float = Field(default=5.0, gt=0, le=60, description="Seconds to wait for an AMI response.")
+    ping_interval_s: float = Field(
+        default=5.0, gt=0, le=300, description="Seconds between Pings that prove the AMI connection alive."
+    )
+    ping_timeout_s: float = Field(
+        default=3.0, gt=0, le=60, description="Seconds without a Pong after which the connection is dropped as dead."
+    )
+    reconnect_max_s: float = Field(
+        default=30.0, gt=0, le=600, description="Longest wait between reconnection attempts (backoff doubles up to it)."
+    )
+    max_message_bytes: int = Field(
+        default=1 << 20,
+        ge=1 << 16,
+        le=1 << 26,
+        description="Longest AMI message accepted; Asterisk sending a longer one is dropped as a broken connection.",
+    )
+    stop_timeout_s: float = Field(
+        default=15.0, gt=0, le=300, description="Seconds stop() waits for the calls it hung up to be reported ended."
+    )

@@ -1,0 +1,105 @@
+"""Settings of the simulated PBX."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, TypeVar
+
+from pydantic import AfterValidator, Field, NonNegativeFloat, StringConstraints
+
+from cartera.plugin import CallOutcome, DialRatio, DispositionCode, PluginConfig, dial_slots
+
+K = TypeVar("K")
+
+
+def _ordered(span: tuple[float, float]) -> tuple[float, float]:
+    if span[0] > span[1]:
+        raise ValueError("the range must be [low, high] with low <= high")
+    return span
+
+
+def _some_weight(weights: dict[K, float]) -> dict[K, float]:
+    if not any(weight > 0 for weight in weights.values()):
+        raise ValueError("at least one weight must be positive")
+    return weights
+
+
+#: Outcomes the dialer makes of a call, never the network, and how.
+_NOT_FROM_THE_NETWORK = {
+    CallOutcome.CANCELLED: "cancel() makes of a ringing call",
+    CallOutcome.UNKNOWN: "reconcile() makes of a call a killed node left in flight",
+}
+
+
+def _network_only(outcomes: Iterable[CallOutcome]) -> None:
+    refused = sorted(_NOT_FROM_THE_NETWORK.keys() & set(outcomes))
+    if refused:
+        outcome = refused[0]
+        raise ValueError(f"'{outcome}' is what {_NOT_FROM_THE_NETWORK[outcome]}, not an outcome the network gives")
+
+
+def _network_weights(weights: dict[CallOutcome, float]) -> dict[CallOutcome, float]:
+    _network_only(weights)
+    return _some_weight(weights)
+
+
+def _network_script(script: dict[str, CallOutcome]) -> dict[str, CallOutcome]:
+    _network_only(script.values())
+    return script
+
+
+#: A ``[low, high]`` duration in seconds of the site's clock.
+SecondsRange = Annotated[tuple[NonNegativeFloat, NonNegativeFloat], AfterValidator(_ordered)]
+E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
+
+#: A Latin-American collections list: roughly a third answered, many unanswered or unreachable lines.
+DEFAULT_OUTCOME_WEIGHTS: dict[CallOutcome, float] = {
+    CallOutcome.ANSWERED: 0.35,
+    CallOutcome.NO_ANSWER: 0.33,
+    CallOutcome.BUSY: 0.12,
+    CallOutcome.REJECTED: 0.05,
+    CallOutcome.INVALID_NUMBER: 0.05,
+    CallOutcome.CONGESTION: 0.05,
+    CallOutcome.FAILED: 0.05,
+}
+
+DEFAULT_DISPOSITION_WEIGHTS: dict[DispositionCode, float] = {
+    DispositionCode.RIGHT_PARTY_CONTACT: 0.30,
+    DispositionCode.PROMISE_TO_PAY: 0.25,
+    DispositionCode.REFUSED_TO_PAY: 0.15,
+    DispositionCode.WRONG_PARTY: 0.15,
+    DispositionCode.CALLBACK_REQUESTED: 0.15,
+}
+
+
+class SimulatorConfig(PluginConfig):
+    agents: int = Field(default=4, ge=1, le=500, description="Agents logged in to the simulated campaign.")
+    dial_ratio: DialRatio = Field(default=1.5, description="Calls dialled per agent (predictive over-dialling).")
+    outcome_weights: Annotated[dict[CallOutcome, NonNegativeFloat], AfterValidator(_network_weights)] = Field(
+        default_factory=lambda: dict(DEFAULT_OUTCOME_WEIGHTS),
+        description="Relative weight of each outcome for numbers not in 'scripted'; unlisted outcomes weigh 0.",
+    )
+    ring_seconds: SecondsRange = Field(
+        default=(3.0, 25.0),
+        description="How long a call rings before it is answered or rejected; the high end is the no-answer timeout.",
+    )
+    talk_seconds: SecondsRange = Field(
+        default=(20.0, 240.0), description="How long an answered call lasts, from answer to hang-up."
+    )
+    scripted: Annotated[dict[E164, CallOutcome], AfterValidator(_network_script)] = Field(
+        default_factory=dict,
+        description="Fixed outcome per E.164 number, for deterministic tests and demos.",
+    )
+    seed: int | None = Field(
+        default=None, description="Seed of the simulation: the same seed gives each attempt the same call."
+    )
+    record: bool = Field(default=True, description="Write a WAV recording of every answered call.")
+    disposition_weights: Annotated[dict[DispositionCode, NonNegativeFloat], AfterValidator(_some_weight)] = Field(
+        default_factory=lambda: dict(DEFAULT_DISPOSITION_WEIGHTS),
+        description="Relative weight of each agent disposition for answered calls; unlisted codes weigh 0.",
+    )
+
+    @property
+    def slots(self) -> int:
+        """Calls the switch carries at once: agents times dial ratio, rounded down."""
+        return dial_slots(self.agents, self.dial_ratio)

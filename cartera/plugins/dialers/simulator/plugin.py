@@ -1,0 +1,67 @@
+"""Registers the simulated PBX as the ``simulator`` dialer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from cartera.plugin import (
+    AdapterRegistry,
+    CallRequest,
+    CheckResult,
+    Dialer,
+    PluginConfig,
+    PluginContext,
+    UnfinishedCall,
+    hookimpl,
+)
+from cartera.plugins.dialers.simulator.audio import voice_bank
+from cartera.plugins.dialers.simulator.client import SimulatedSwitch
+from cartera.plugins.dialers.simulator.config import SimulatorConfig
+
+#: The raw cause of a call a killed node left in flight.
+SIMULATION_LOST = "simulated in the killed node's process: its end is unknown"
+
+
+class SimulatorDialer(Dialer[SimulatorConfig]):
+    """A PBX simulated in-process, for the demo site and for tests: needs nothing outside the repo."""
+
+    name: ClassVar[str] = "simulator"
+    config_model: ClassVar[type[PluginConfig]] = SimulatorConfig
+
+    def __init__(self, config: SimulatorConfig, context: PluginContext) -> None:
+        super().__init__(config, context)
+        self._switch = SimulatedSwitch(config, context)
+
+    def start(self) -> None:
+        if self.config.record:
+            voice_bank()  # synthesise the voices now rather than during the first answered call
+
+    def check(self) -> CheckResult:
+        if self._switch.stopped:
+            return CheckResult(ok=False, detail="simulator stopped: it places no more calls")
+        return CheckResult(
+            ok=True, detail=f"simulator ready: {self.config.agents} agents, dial ratio {self.config.dial_ratio:g}"
+        )
+
+    def capacity(self) -> int:
+        return self._switch.capacity()
+
+    def place_call(self, request: CallRequest) -> None:
+        self._switch.place_call(request)
+
+    def cancel(self, attempt_id: int) -> bool:
+        return self._switch.cancel(attempt_id)
+
+    def reconcile(self, calls: Sequence[UnfinishedCall]) -> None:
+        """The simulated switch ran inside the node's process: its calls ended, unseen, when the node was killed."""
+        for call in calls:
+            self.context.report_call(call.unknown(SIMULATION_LOST))
+
+    def stop(self) -> None:
+        self._switch.stop()
+
+
+@hookimpl
+def cartera_register_dialers(register: AdapterRegistry[Dialer[Any]]) -> None:
+    register.add(SimulatorDialer)

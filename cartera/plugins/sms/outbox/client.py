@@ -1,0 +1,76 @@
+"""The outbox file: one JSON object per line, appended atomically per message."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from cartera.plugin import segment_count, sms_encoding
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One line of the outbox."""
+
+    gateway_id: str
+    message_id: int
+    to: str
+    text: str
+    at: str
+    encoding: str
+    segments: int
+
+
+class OutboxFile:
+    """Appends entries to a JSON Lines file; thread-safe, each line flushed (and fsynced) before returning."""
+
+    def __init__(self, path: Path, *, fsync: bool) -> None:
+        self.path = path
+        self._fsync = fsync
+        self._lock = threading.Lock()
+        self._file: BinaryIO | None = None
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            if self._file is None:
+                self._file = self.path.open("ab")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def probe(self) -> None:
+        """Raise :class:`OSError` unless the outbox's directory can be created and the file appended to."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("ab"):
+            pass
+
+    def append(self, *, message_id: int, to: str, text: str, at: datetime) -> OutboxEntry:
+        """Write one message as a line; it is on disk (fsynced when configured) when this returns."""
+        entry = OutboxEntry(
+            gateway_id=uuid.uuid4().hex,
+            message_id=message_id,
+            to=to,
+            text=text,
+            at=at.astimezone(UTC).isoformat(),
+            encoding=sms_encoding(text),
+            segments=segment_count(text),
+        )
+        line = (json.dumps(asdict(entry), ensure_ascii=False) + "\n").encode("utf-8")
+        with self._lock:
+            if self._file is None:
+                raise RuntimeError(f"outbox {self.path} is not open")
+            self._file.write(line)
+            self._file.flush()
+            if self._fsync:
+                os.fsync(self._file.fileno())
+        return entry

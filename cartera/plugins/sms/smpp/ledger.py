@@ -1,0 +1,212 @@
+"""The submit ledger: a durable record of each message part's submit_sm and what became of it.
+
+A JSON Lines file, one event per line: ``sent`` is written and fsynced before the PDU goes to the socket,
+``accepted`` (with the SMSC's message id) when the submit_sm_resp arrives, ``unsent`` when the PDU never
+left, ``refused`` for an error response, ``receipt`` per delivery receipt and ``reported`` once the message's
+final report went to core. So after a reconnect or a restart, a part that was answered is never submitted
+again, a part ``sent`` but never answered is known to be in doubt, and receipts still find their message.
+Only ``sent`` waits for its fsync; the other events are flushed and made durable by the next fsync (the next
+``sent``, or closing): a crash can lose the last of them, which leaves that part in doubt, never resubmitted
+by default. Opening the ledger drops messages older than the retention and rewrites the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from cartera.plugin import SmsState, write_atomically
+
+
+@dataclass(slots=True)
+class PartRecord:
+    sent: bool = False
+    smsc_id: str | None = None
+    refused: int | None = None
+    stat: str | None = None
+    state: SmsState | None = None
+
+
+@dataclass(slots=True)
+class MessageRecord:
+    message_id: int
+    total: int
+    updated: float
+    parts: dict[int, PartRecord] = field(default_factory=dict)
+    reported: bool = False
+
+    def part(self, number: int) -> PartRecord:
+        return self.parts.setdefault(number, PartRecord())
+
+    @property
+    def gateway_id(self) -> str | None:
+        """The SMSC's id of the first part: the message's gateway id."""
+        first = self.parts.get(1)
+        return first.smsc_id if first else None
+
+    def final_state(self) -> SmsState | None:
+        """DELIVERED when every part was, FAILED or EXPIRED as soon as every part has a final receipt."""
+        states = [self.parts[n].state if n in self.parts else None for n in range(1, self.total + 1)]
+        if any(state is None for state in states):
+            return None
+        if all(state is SmsState.DELIVERED for state in states):
+            return SmsState.DELIVERED
+        return SmsState.FAILED if SmsState.FAILED in states else SmsState.EXPIRED
+
+    def raw_status(self) -> str:
+        return ",".join(self.parts[n].stat or "?" for n in range(1, self.total + 1) if n in self.parts)
+
+
+class SubmitLedger:
+    """Thread-safe; every mutation is one appended line, written to the OS on return (``sent`` also fsynced
+    when configured)."""
+
+    def __init__(self, path: Path, *, fsync: bool, retention_s: float) -> None:
+        self.path = path
+        self._fsync = fsync
+        self._retention_s = retention_s
+        self._lock = threading.Lock()
+        self._file: BinaryIO | None = None
+        self._messages: dict[int, MessageRecord] = {}
+        self._by_smsc_id: dict[str, tuple[int, int]] = {}
+
+    def open(self) -> None:
+        """Load the file (a torn last line is ignored), drop expired messages and rewrite it compacted."""
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            for event in self._read_events():
+                self._apply(event)
+            horizon = time.time() - self._retention_s
+            self._messages = {m: r for m, r in self._messages.items() if r.updated >= horizon}
+            self._by_smsc_id = {
+                part.smsc_id: (record.message_id, number)
+                for record in self._messages.values()
+                for number, part in record.parts.items()
+                if part.smsc_id
+            }
+            records = list(self._messages.values())
+            write_atomically(self.path, lambda out: out.writelines(_line(e) for r in records for e in _events_of(r)))
+            self._file = self.path.open("ab")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                if self._fsync:
+                    os.fsync(self._file.fileno())
+                self._file.close()
+                self._file = None
+
+    def message(self, message_id: int, total: int) -> MessageRecord:
+        """The record of ``message_id`` (a copy-free view: read it, change it only through this ledger)."""
+        with self._lock:
+            record = self._messages.get(message_id)
+            if record is None or record.total != total:
+                record = self._messages[message_id] = MessageRecord(message_id, total, time.time())
+            return record
+
+    def sent(self, message_id: int, number: int, total: int) -> None:
+        """On disk (fsynced when configured) on return: only then may the PDU be written."""
+        self._record({"e": "sent", "m": message_id, "p": number, "n": total}, durable=True)
+
+    def unsent(self, message_id: int, number: int, total: int) -> None:
+        self._record({"e": "unsent", "m": message_id, "p": number, "n": total})
+
+    def answered(self, message_id: int, number: int, total: int, status: int, smsc_id: str) -> None:
+        """A submit_sm_resp: ``accepted`` with the SMSC's id when ``status`` is 0, else ``refused``."""
+        if status == 0:
+            self._record({"e": "accepted", "m": message_id, "p": number, "n": total, "id": smsc_id})
+        else:
+            self._record({"e": "refused", "m": message_id, "p": number, "n": total, "status": status})
+
+    def receipt(self, smsc_id: str, stat: str, state: SmsState | None) -> MessageRecord | None:
+        """Record a receipt for the part the SMSC calls ``smsc_id``; return the message's record when this
+        receipt made it final (then it is marked reported), else ``None`` (also for unknown ids)."""
+        with self._lock:
+            known = self._by_smsc_id.get(smsc_id)
+            if known is None:
+                return None
+            message_id, number = known
+            record = self._messages[message_id]
+            base = {"m": message_id, "p": number, "n": record.total}
+            self._append({**base, "e": "receipt", "stat": stat, "state": state.value if state else None})
+            if record.reported or record.final_state() is None:
+                return None
+            self._append({**base, "e": "reported"})
+            return record
+
+    def _record(self, event: dict[str, Any], durable: bool = False) -> None:
+        with self._lock:
+            fileno = self._append(event)
+        if durable and self._fsync:
+            os.fsync(fileno)  # outside the lock: concurrent senders share fsyncs, receipts are not held up
+
+    def _append(self, event: dict[str, Any]) -> int:
+        if self._file is None:
+            raise RuntimeError(f"submit ledger {self.path} is not open")
+        event["t"] = time.time()
+        self._file.write(_line(event))
+        self._file.flush()
+        self._apply(event)
+        return self._file.fileno()
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        message_id, number, total = int(event["m"]), int(event["p"]), int(event["n"])
+        record = self._messages.get(message_id)
+        if record is None or record.total != total:
+            record = self._messages[message_id] = MessageRecord(message_id, total, float(event["t"]))
+        record.updated = float(event["t"])
+        part = record.part(number)
+        kind = event["e"]
+        if kind == "sent":
+            part.sent, part.refused = True, None
+        elif kind == "unsent":
+            part.sent = False
+        elif kind == "accepted":
+            part.smsc_id = str(event["id"])
+            self._by_smsc_id[part.smsc_id] = (message_id, number)
+        elif kind == "refused":
+            part.sent, part.refused = False, int(event["status"])
+        elif kind == "receipt":
+            part.stat = str(event["stat"])
+            part.state = SmsState(event["state"]) if event["state"] else None
+        elif kind == "reported":
+            record.reported = True
+
+    def _read_events(self) -> Iterator[dict[str, Any]]:
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as source:
+            for line, raw in enumerate(source, start=1):
+                if not raw.endswith(b"\n"):
+                    return  # torn by a crash mid-write: the event it held never took effect
+                try:
+                    event = json.loads(raw)
+                    int(event["m"]), int(event["p"]), int(event["n"]), str(event["e"]), float(event["t"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ValueError(f"submit ledger {self.path}, line {line}: not a ledger event ({exc})") from exc
+                yield event
+
+
+def _line(event: dict[str, Any]) -> bytes:
+    return (json.dumps(event, separators=(",", ":")) + "\n").encode()
+
+
+def _events_of(record: MessageRecord) -> Iterator[dict[str, Any]]:
+    base = {"m": record.message_id, "n": record.total, "t": record.updated}
+    for number, part in sorted(record.parts.items()):
+        if part.sent:
+            yield {**base, "p": number, "e": "sent"}
+        if part.smsc_id:
+            yield {**base, "p": number, "e": "accepted", "id": part.smsc_id}
+        if part.refused is not None:
+            yield {**base, "p": number, "e": "refused", "status": part.refused}
+        if part.stat:
+            yield {**base, "p": number, "e": "receipt", "stat": part.stat, "state": part.state}
+    if record.reported:
+        yield {**base, "p": 1, "e": "reported"}

@@ -1,0 +1,255 @@
+"""The smpp SMS gateway adapter.
+
+Guarantee on resubmission. Each part's submit_sm is recorded in the submit ledger (data_dir) before it is
+written and again when its submit_sm_resp arrives. After a reconnect (or a restart), ``send`` of the same
+message resubmits only parts with no answer: a part the SMSC accepted is never submitted again. A part whose
+PDU was written but whose response was lost with the connection is *in doubt*: the SMSC may or may not have
+it, and SMPP 3.4 offers no way to ask without its message id. By default such a part is not resubmitted and
+``send`` returns FAILED naming it in doubt, so no message is ever submitted twice (at most once); with
+``resubmit_in_doubt = true`` it is resubmitted after the rebind (at least once: a duplicate is possible in
+exactly that window).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from functools import partial
+from typing import Any, ClassVar
+
+from cartera.plugin import (
+    AdapterRegistry,
+    CheckResult,
+    DeliveryReport,
+    InboundSms,
+    PluginConfig,
+    PluginContext,
+    SmsGateway,
+    SmsMessage,
+    SmsState,
+    SmsSubmitResult,
+    event,
+    hookimpl,
+)
+from cartera.plugins.sms.smpp.client import ESME_ROK, InDoubt, LinkDown, SmppLink, status_text
+from cartera.plugins.sms.smpp.config import SmppConfig
+from cartera.plugins.sms.smpp.ledger import MessageRecord, SubmitLedger
+from cartera.plugins.sms.smpp.text import (
+    ESM_DELIVERY_RECEIPT,
+    ESM_TYPE_MASK,
+    Part,
+    decode_text,
+    encode_parts,
+    parse_receipt,
+    split_udh,
+)
+
+_RETRY_LATER = frozenset({0x14, 0x58})  # ESME_RMSGQFUL, ESME_RTHROTTLED: the SMSC asks to slow down
+LEDGER_FILE = "smpp-submits.jsonl"
+
+
+class TokenBucket:
+    """At most ``rate`` takes per second on average, ``burst`` back to back; ``take`` blocks (thread-safe)."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate, self._burst = rate, float(burst)
+        self._tokens, self._stamp = float(burst), time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+            self._tokens -= 1
+            wait = -self._tokens / self._rate if self._tokens < 0 else 0.0
+        if wait:
+            time.sleep(wait)
+
+
+class _Concatenation:
+    """Joins concatenated MO parts by (sender, reference); a message is complete when every part arrived."""
+
+    def __init__(self) -> None:
+        self._parts: dict[tuple[str, int, int], dict[int, str]] = {}
+
+    def add(self, phone: str, concat: tuple[int, int, int] | None, text: str) -> str | None:
+        if concat is None or concat[1] <= 1:
+            return text
+        reference, total, number = concat
+        parts = self._parts.setdefault((phone, reference, total), {})
+        parts[number] = text
+        if len(parts) < total:
+            return None
+        del self._parts[(phone, reference, total)]
+        return "".join(parts[n] for n in sorted(parts))
+
+
+class SmppGateway(SmsGateway[SmppConfig]):
+    """Submits over one bound transceiver session; receipts and MO messages arrive on the same session."""
+
+    name: ClassVar[str] = "smpp"
+    config_model: ClassVar[type[PluginConfig]] = SmppConfig
+
+    def __init__(self, config: SmppConfig, context: PluginContext) -> None:
+        super().__init__(config, context)
+        self._log = context.log.getChild("smpp")
+        self._ledger = SubmitLedger(
+            context.data_dir / LEDGER_FILE, fsync=config.fsync, retention_s=config.ledger_retention_h * 3600
+        )
+        self._bucket = TokenBucket(config.messages_per_second, config.burst)
+        self._link = SmppLink(config, self._on_deliver, self._log)
+        self._inbound = _Concatenation()
+        self._started = False
+
+    def start(self) -> None:
+        self._ledger.open()
+        self._link.start()
+        self._started = True
+
+    def stop(self) -> None:
+        if self._started:
+            self._link.stop()
+            self._ledger.close()
+            self._started = False
+
+    def check(self) -> CheckResult:
+        if not self._started:
+            return self._check_once()
+        if not self._link.wait_bound(self.config.response_timeout_s):
+            return CheckResult(ok=False, detail=f"SMPP {self._link.where} not bound: {self._link.last_error}")
+        try:
+            rtt = self._link.enquire()
+        except (LinkDown, InDoubt) as exc:
+            return CheckResult(ok=False, detail=f"SMPP {self._link.where}: {exc}")
+        return CheckResult(ok=True, detail=f"SMPP bound to {self._link.where}; enquire_link answered in {rtt:.3f}s")
+
+    def _check_once(self) -> CheckResult:
+        """A bind and an unbind on a connection of its own (``check`` before ``start``)."""
+        link = SmppLink(self.config, lambda _pdu: ESME_ROK, self._log)
+        link.start()
+        try:
+            if not link.wait_bound(self.config.response_timeout_s):
+                return CheckResult(ok=False, detail=f"SMPP {link.where} not bound: {link.last_error}")
+            return CheckResult(ok=True, detail=f"SMPP bind_transceiver to {link.where} accepted")
+        finally:
+            link.stop()
+
+    def send(self, message: SmsMessage) -> SmsSubmitResult:
+        try:
+            parts = encode_parts(message.text, reference=message.message_id)
+        except ValueError as exc:
+            return SmsSubmitResult(
+                message_id=message.message_id, state=SmsState.FAILED, gateway_id=None, detail=str(exc)
+            )
+        record = self._ledger.message(message.message_id, len(parts))
+        deadline = time.monotonic() + self.config.submit_timeout_s
+        for number, part in enumerate(parts, start=1):
+            state = record.parts.get(number)
+            if state is not None and state.smsc_id:
+                continue  # answered before a reconnect or restart: never submitted again
+            if state is not None and state.sent and not self.config.resubmit_in_doubt:
+                return self._failed(message, record, f"part {number}/{len(parts)} is in doubt from an earlier try")
+            refusal = self._submit(message, record, number, part, deadline)
+            if refusal:
+                return self._failed(message, record, refusal)
+        event(self._log, "sms.submitted", message_id=message.message_id, gateway_id=record.gateway_id,
+              parts=len(parts), data_coding=parts[0].data_coding)  # fmt: skip
+        return SmsSubmitResult(
+            message_id=message.message_id,
+            state=SmsState.SUBMITTED,
+            gateway_id=record.gateway_id,
+            detail=f"{len(parts)} part(s), data_coding {parts[0].data_coding}",
+        )
+
+    def _submit(self, message: SmsMessage, record: MessageRecord, number: int, part: Part, deadline: float) -> str:
+        """Submit one part until the SMSC answers it; the refusal or in-doubt reason, or "" when accepted."""
+        total = record.total
+        while True:
+            if not self._link.wait_bound(max(0.0, deadline - time.monotonic())):
+                return f"no SMPP session within {self.config.submit_timeout_s:g}s: {self._link.last_error}"
+            self._bucket.take()
+            self._ledger.sent(message.message_id, number, total)
+            answered = partial(self._answered, message.message_id, number, total)
+            try:
+                response = self._link.submit(answered, **self._params(message.phone, part))
+            except LinkDown:
+                self._ledger.unsent(message.message_id, number, total)
+                continue
+            except InDoubt as exc:
+                if self.config.resubmit_in_doubt:
+                    continue
+                return f"part {number}/{total} in doubt, not resubmitted: {exc}"
+            if response.status == ESME_ROK:
+                return ""
+            if response.status not in _RETRY_LATER or time.monotonic() > deadline:
+                return f"SMSC refused part {number}/{total}: {status_text(response.status)}"
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+    def _answered(self, message_id: int, number: int, total: int, response: Any) -> None:
+        smsc_id = response.message_id.decode("ascii", "replace") if response.message_id else ""
+        self._ledger.answered(message_id, number, total, response.status, smsc_id)
+
+    def _params(self, phone: str, part: Part) -> dict[str, Any]:
+        config = self.config
+        return {
+            "source_addr_ton": config.source_addr_ton,
+            "source_addr_npi": config.source_addr_npi,
+            "source_addr": config.source_addr,
+            "dest_addr_ton": config.dest_addr_ton,
+            "dest_addr_npi": config.dest_addr_npi,
+            "destination_addr": phone.removeprefix("+"),
+            "esm_class": part.esm_class,
+            "data_coding": part.data_coding,
+            "registered_delivery": 0x01,  # a receipt on final delivery or failure
+            "short_message": part.short_message,
+        }
+
+    def _failed(self, message: SmsMessage, record: MessageRecord, reason: str) -> SmsSubmitResult:
+        event(self._log, "sms.submit_failed", logging.WARNING, message_id=message.message_id, reason=reason)
+        return SmsSubmitResult(
+            message_id=message.message_id, state=SmsState.FAILED, gateway_id=record.gateway_id, detail=reason
+        )
+
+    def _on_deliver(self, pdu: Any) -> int:
+        """A deliver_sm: a delivery receipt, or a message a debtor sent. Runs in the link's thread."""
+        payload = pdu.short_message or getattr(pdu, "message_payload", None) or b""
+        receipted = getattr(pdu, "receipted_message_id", None)
+        if pdu.esm_class & ESM_TYPE_MASK == ESM_DELIVERY_RECEIPT or receipted:
+            text = payload.decode("latin-1")
+            receipt_id = receipted.decode("ascii", "replace") if receipted else None
+            receipt = parse_receipt(text, receipt_id, getattr(pdu, "message_state", None))
+            if receipt is None:
+                event(self._log, "smpp.receipt_unreadable", logging.WARNING)
+                return ESME_ROK
+            record = self._ledger.receipt(receipt.smsc_id, receipt.stat, receipt.state)
+            final = record.final_state() if record else None
+            if record is not None and final is not None:
+                self.context.report_delivery(
+                    DeliveryReport(
+                        state=final,
+                        gateway_id=record.gateway_id,
+                        at=self.context.clock.now(),
+                        message_id=record.message_id,
+                        raw_status=record.raw_status(),
+                    )
+                )
+            return ESME_ROK
+        user_data = split_udh(payload, pdu.esm_class)
+        phone = _phone(pdu.source_addr.decode("ascii", "replace"), pdu.source_addr_ton)
+        text = self._inbound.add(phone, user_data.concat, decode_text(user_data.payload, pdu.data_coding))
+        if text is not None:
+            self.context.report_inbound(InboundSms(phone=phone, text=text, received_at=self.context.clock.now()))
+        return ESME_ROK
+
+
+def _phone(address: str, ton: int) -> str:
+    """An MO sender in E.164 when the SMSC marks it international (TON 1), else as the SMSC gave it."""
+    digits = address.removeprefix("+")
+    return f"+{digits}" if ton == 1 and digits.isdigit() else address
+
+
+@hookimpl
+def cartera_register_sms_gateways(register: AdapterRegistry[SmsGateway[Any]]) -> None:
+    register.add(SmppGateway)

@@ -1,0 +1,166 @@
+"""Activities: the work on each account the creditor receives back, numbered by ``seq`` for export."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from cartera.core.adapters import CrmSync
+from cartera.core.errors import CarteraError
+from cartera.core.logs import event
+from cartera.core.models import Activity, ActivityKind
+from cartera.core.store.database import Database
+from cartera.core.store.schema import Account, ActivityRow, Creditor, ExportCursor, Portfolio
+
+log = logging.getLogger("cartera.activities")
+
+
+def add_activity(
+    session: Session,
+    *,
+    site: str,
+    kind: ActivityKind,
+    at: datetime,
+    account: Account,
+    phone: str | None = None,
+    outcome: str | None = None,
+    amount: Decimal | None = None,
+    due_date: date | None = None,
+    agent: str | None = None,
+) -> ActivityRow:
+    row = ActivityRow(
+        site=site,
+        kind=kind.value,
+        at=at,
+        account=account,
+        phone=phone,
+        outcome=outcome,
+        amount=amount,
+        due_date=due_date,
+        agent=agent,
+    )
+    session.add(row)
+    return row
+
+
+def to_activity(row: ActivityRow) -> Activity:
+    account = row.account
+    return Activity(
+        seq=row.seq,
+        kind=ActivityKind(row.kind),
+        at=row.at,
+        creditor=account.portfolio.creditor.code,
+        portfolio=account.portfolio.code,
+        account_ref=account.ref,
+        phone=row.phone,
+        outcome=row.outcome,
+        amount=row.amount,
+        due_date=row.due_date,
+        agent=row.agent,
+    )
+
+
+class ExportFailed(CarteraError):
+    """The delivery of one or more creditors' activities failed; the other creditors' were exported."""
+
+
+class ActivityExporter:
+    """Sends each creditor the activities after its cursor, in ``seq`` order, each exactly once.
+
+    Before a batch goes out its last seq is stored as the cursor's ``pending_seq``; the cursor moves (and the
+    pending mark clears) only after the adapter's ``export`` returned. After a crash or a failed upload the
+    next run sends the same activities again (the same file, which the creditor's side overwrites) before
+    anything newer. On PostgreSQL the read waits for transactions still inserting activities, so a seq taken
+    earlier but committed later is never skipped.
+    """
+
+    def __init__(self, site: str, db: Database, crm: CrmSync[Any], batch_size: int = 5000) -> None:
+        self.site = site
+        self.db = db
+        self.crm = crm
+        self.batch_size = batch_size
+
+    def run_once(self) -> int:
+        """Export each creditor's pending activities; one creditor's failed delivery (its webhook refusing, say)
+        holds back only that creditor: the others are exported, then :class:`ExportFailed` names the failures."""
+        sent = 0
+        failures: dict[str, CarteraError] = {}
+        with self.db.session() as session:
+            creditors = session.scalars(
+                select(Creditor.code)
+                .join(Portfolio)
+                .where(Portfolio.site == self.site)
+                .distinct()
+                .order_by(Creditor.code)
+            ).all()
+        for creditor in creditors:
+            try:
+                sent += self._export(creditor)
+            except CarteraError as exc:
+                failures[creditor] = exc
+                event(log, "activities.export_failed", level=logging.WARNING, creditor=creditor, reason=str(exc))
+        if failures:
+            listed = "; ".join(f"{creditor}: {exc}" for creditor, exc in failures.items())
+            raise ExportFailed(f"activity export failed for {listed}") from next(iter(failures.values()))
+        return sent
+
+    def _export(self, creditor: str) -> int:
+        sent = 0
+        while batch := self._next_batch(creditor):
+            self.crm.export(batch)
+            self._advance(creditor, batch[-1].seq)
+            sent += len(batch)
+            event(log, "activities.exported", creditor=creditor, count=len(batch), last_seq=batch[-1].seq)
+        return sent
+
+    def _next_batch(self, creditor: str) -> list[Activity]:
+        """The pending batch again when there is one, else the next ``batch_size`` activities (marked pending)."""
+        with self.db.session() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("LOCK TABLE activities IN SHARE MODE"))
+            cursor = session.get(ExportCursor, (self.site, creditor))
+            if cursor is None:
+                cursor = ExportCursor(site=self.site, creditor=creditor, last_seq=0)
+                session.add(cursor)
+            query = (
+                select(ActivityRow)
+                .join(Account)
+                .join(Portfolio)
+                .join(Creditor)
+                .where(ActivityRow.site == self.site, Creditor.code == creditor, ActivityRow.seq > cursor.last_seq)
+                .order_by(ActivityRow.seq)
+            )
+            if cursor.pending_seq is not None:
+                query = query.where(ActivityRow.seq <= cursor.pending_seq)
+            rows = session.scalars(query.limit(self.batch_size)).all()
+            batch = [to_activity(row) for row in rows]
+            cursor.pending_seq = batch[-1].seq if batch else None
+            return batch
+
+    def _advance(self, creditor: str, last_seq: int) -> None:
+        with self.db.session() as session:
+            cursor = session.get_one(ExportCursor, (self.site, creditor))
+            cursor.last_seq, cursor.pending_seq = last_seq, None
+
+    def pending(self) -> int:
+        """Activities not yet exported, over all creditors of the site."""
+        last_seq = (
+            select(ExportCursor.last_seq)
+            .where(ExportCursor.site == self.site, ExportCursor.creditor == Creditor.code)
+            .scalar_subquery()
+        )
+        with self.db.session() as session:
+            count = session.scalar(
+                select(func.count())
+                .select_from(ActivityRow)
+                .join(Account)
+                .join(Portfolio)
+                .join(Creditor)
+                .where(ActivityRow.site == self.site, ActivityRow.seq > func.coalesce(last_seq, 0))
+            )
+        return int(count or 0)

@@ -1,0 +1,75 @@
+"""What goes back to the creditor, in its CSV dialect: activity exports and rejection reports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
+from pathlib import PurePosixPath
+from typing import IO
+
+from cartera.core.models import Activity, RowError
+from cartera.portfolio.files.config import ExportFormatConfig
+
+
+def export_name(activities: Sequence[Activity]) -> str:
+    """The export's file name, from its first and last seq: the same activities always get the same name."""
+    return f"activities-{activities[0].seq:08d}-{activities[-1].seq:08d}.csv"
+
+
+def rejection_name(source: str) -> str:
+    """The rejection report's file name for the delivery ``source`` (a path or a remote name)."""
+    return f"{PurePosixPath(source.replace(chr(92), '/')).stem}.rechazos.csv"
+
+
+def _amount(value: Decimal | None, fmt: ExportFormatConfig) -> str:
+    if value is None:
+        return ""
+    text = f"{value:f}"
+    return text.replace(".", ",") if fmt.decimal_comma else text
+
+
+def _cells(activity: Activity, fmt: ExportFormatConfig) -> dict[str, object]:
+    return {
+        "seq": activity.seq,
+        "kind": activity.kind.value,
+        "at": activity.at.isoformat(),
+        "creditor": activity.creditor,
+        "portfolio": activity.portfolio,
+        "account_ref": activity.account_ref,
+        "phone": activity.phone or "",
+        "outcome": activity.outcome or "",
+        "amount": _amount(activity.amount, fmt),
+        "due_date": "" if activity.due_date is None else activity.due_date.strftime(fmt.date_format),
+        "agent": activity.agent or "",
+    }
+
+
+def _write(sink: IO[bytes], fmt: ExportFormatConfig, rows: Iterable[Sequence[object]]) -> None:
+    text = io.TextIOWrapper(sink, encoding=fmt.encoding, newline="")
+    csv.writer(text, delimiter=fmt.delimiter, lineterminator="\r\n").writerows(rows)
+    text.flush()
+    text.detach()
+
+
+def activities_writer(activities: Sequence[Activity], fmt: ExportFormatConfig) -> Callable[[IO[bytes]], None]:
+    """Writes the export: a header of the creditor's column names, then one line per activity."""
+    fields = list(fmt.columns)
+
+    def write(sink: IO[bytes]) -> None:
+        rows = (tuple(cells[name] for name in fields) for cells in (_cells(a, fmt) for a in activities))
+        _write(sink, fmt, itertools.chain([tuple(fmt.columns.values())], rows))
+
+    return write
+
+
+def rejections_writer(errors: Sequence[RowError], fmt: ExportFormatConfig) -> Callable[[IO[bytes]], None]:
+    """Writes the rejection report: line, field and reason of every quarantined row."""
+
+    def write(sink: IO[bytes]) -> None:
+        rows = ((error.line, error.field, error.reason) for error in errors)
+        _write(sink, fmt, itertools.chain([fmt.rejection_columns], rows))
+
+    return write

@@ -1,0 +1,73 @@
+"""The creditor sync job: import new deliveries (answering bad rows with a rejection report), set rejected ones
+aside, then export."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from cartera.core.adapters import CrmSync
+from cartera.core.logs import event
+from cartera.core.models import AssignmentBatch, FileRejected, RowError
+from cartera.portfolio.export import ActivityExporter
+from cartera.portfolio.importer import AssignmentImporter, ImportReport
+
+log = logging.getLogger("cartera.sync")
+_LINE = re.compile(r"line (\d+): (.*)", re.DOTALL)
+
+
+@runtime_checkable
+class RejectionReports(Protocol):
+    """A crm_sync adapter that can send the creditor the rows of a delivery that were quarantined."""
+
+    def report_rejections(self, batch: AssignmentBatch, errors: Sequence[RowError]) -> None:
+        """Deliver line, field and reason of each of ``errors`` for ``batch`` (idempotent: same name, same
+        content). Raise on failure: the delivery is then not acknowledged and the report is sent again."""
+
+
+@dataclass
+class SyncRun:
+    imports: list[ImportReport] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    exported: int = 0
+
+
+class CreditorSync:
+    def __init__(self, crm: CrmSync[Any], importer: AssignmentImporter, exporter: ActivityExporter) -> None:
+        self.crm, self.importer, self.exporter = crm, importer, exporter
+
+    def run_once(self) -> SyncRun:
+        """Import each waiting delivery, send its rejection report, acknowledge it; then export activities.
+
+        A delivery is acknowledged (archived) only after it was committed and its report was sent; a delivery
+        seen again after a crash is recognised by its content and only its report is sent again. A delivery
+        rejected whole gets a report of one row, field ``file``, with the reason; once the report was sent it
+        is set aside (``CrmSync.reject``: a ``rejected/`` folder...) and not fetched again. If sending the
+        report fails, nothing is set aside and the next sync tries both again.
+        """
+        run = SyncRun()
+        for batch in self.crm.fetch():
+            try:
+                report = self.importer.import_batch(batch, actor="sync", scope=self.crm.delivers())
+            except FileRejected as exc:
+                run.rejected.append(str(exc))
+                event(log, "sync.file_rejected", logging.ERROR, source=exc.source, reason=exc.reason)
+                if isinstance(self.crm, RejectionReports):
+                    self.crm.report_rejections(batch, [_file_error(exc.reason)])
+                self.crm.reject(batch)
+                continue
+            if report.quarantined and isinstance(self.crm, RejectionReports):
+                self.crm.report_rejections(batch, report.quarantined)
+            self.crm.acknowledge(batch)
+            run.imports.append(report)
+        run.exported = self.exporter.run_once()
+        return run
+
+
+def _file_error(reason: str) -> RowError:
+    """A whole-file rejection as a report row: its line when the reason names one (``line 3: ...``)."""
+    found = _LINE.match(reason)
+    return RowError(int(found[1]), "file", found[2]) if found else RowError(0, "file", reason)

@@ -1,0 +1,213 @@
+"""Finding and fetching recordings for supervisors: site-scoped, checksum-verified, every access audited."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Select, select
+
+from cartera.core.adapters import RecordingStore
+from cartera.core.audit import audit
+from cartera.core.checksums import file_checksums
+from cartera.core.clock import Clock
+from cartera.core.errors import IntegrityError, NotFound, UsageError
+from cartera.core.store.database import Database
+from cartera.core.store.schema import Account, ContactAttempt, Creditor, Portfolio, RecordingRow
+from cartera.portfolio.identity import PortfolioKey, Reference, in_portfolios
+
+MAX_URL_SECONDS = 15 * 60
+
+
+@dataclass(frozen=True)
+class RecordingView:
+    id: int
+    site: str
+    account: str | None
+    phone: str | None
+    agent: str | None
+    outcome: str | None
+    started_at: str
+    duration_s: float
+    size: int | None
+    sha256: str | None
+    location: str | None
+    state: str
+    legal_hold: bool = False
+    retain_until: str | None = None
+    portfolio: str | None = None  #: ``CREDITOR/CODE``
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    account: str | None = None
+    phone: str | None = None
+    agent: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 500
+    portfolio: str | None = None  #: ``CODE`` or ``CREDITOR/CODE``
+    outcome: str | None = None
+    #: The portfolios the asker may see (``None``: all, and recordings of no account).
+    within: frozenset[PortfolioKey] | None = None
+    offset: int = 0
+
+
+class RecordingLibrary:
+    def __init__(self, site: str, db: Database, clock: Clock) -> None:
+        self.site, self.db, self.clock = site, db, clock
+
+    def search(self, filters: SearchFilters, actor: str) -> list[RecordingView]:
+        query = (
+            self._catalog()
+            .order_by(RecordingRow.started_at.desc(), RecordingRow.id.desc())
+            .limit(filters.limit)
+            .offset(filters.offset)
+        )
+        if filters.account:
+            account = Reference.parse(filters.account, "account", 3)
+            query = query.where(account.where(Creditor.code, Portfolio.code, Account.ref))
+        if filters.phone:
+            query = query.where(ContactAttempt.phone == filters.phone)
+        if filters.agent:
+            query = query.where(RecordingRow.agent == filters.agent)
+        if filters.since:
+            query = query.where(RecordingRow.started_at >= filters.since)
+        if filters.until:
+            query = query.where(RecordingRow.started_at < filters.until)
+        if filters.portfolio:
+            portfolio = Reference.parse(filters.portfolio, "portfolio", 2)
+            query = query.where(portfolio.where(Creditor.code, Portfolio.code))
+        if filters.outcome:
+            query = query.where(ContactAttempt.outcome == filters.outcome)
+        query = query.where(in_portfolios(filters.within))
+        with self.db.session() as session:
+            views = [_view(*row) for row in session.execute(query)]
+        used = {k: str(v) for k, v in asdict(filters).items() if v is not None and k not in ("limit", "offset")}
+        if filters.within is not None:
+            used["within"] = ", ".join(sorted(map(str, filters.within)))
+        self._audit(actor, "recordings.search", "recordings", filters=used, results=len(views))
+        return views
+
+    def view(self, recording_id: int) -> RecordingView | None:
+        """This site's recording ``recording_id``, unaudited: for callers that audit the access themselves."""
+        with self.db.session() as session:
+            row = session.execute(self._catalog().where(RecordingRow.id == recording_id)).first()
+        return _view(*row) if row else None
+
+    def get(self, recording_id: int, store: RecordingStore[Any], destination: Path, actor: str) -> RecordingView:
+        """Write the recording to ``destination`` after checking its sha256 against the catalog."""
+        subject = f"recording:{recording_id}"
+        view, key = self._archived(recording_id, actor, "recordings.get_denied")
+        destination = destination.resolve()
+        fd, tmp_name = tempfile.mkstemp(prefix=".cartera-", dir=destination.parent)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as sink:
+                store.read(key, sink)
+            if file_checksums(tmp).sha256_hex != view.sha256:
+                raise IntegrityError(f"recording {recording_id}: sha256 of the stored copy does not match the catalog")
+            tmp.replace(destination)
+        finally:
+            tmp.unlink(missing_ok=True)
+        where = {"destination": str(destination), "portfolio": view.portfolio}
+        self._audit(actor, "recordings.get", subject, sha256=view.sha256, **where)
+        return view
+
+    def url(self, recording_id: int, store: RecordingStore[Any], expires_s: int, actor: str) -> str:
+        """A presigned URL to the stored recording, valid ``expires_s`` seconds (at most 15 minutes)."""
+        if not 1 <= expires_s <= MAX_URL_SECONDS:
+            raise UsageError(f"--expires must be between 1 and {MAX_URL_SECONDS} seconds, got {expires_s}")
+        view, key = self._archived(recording_id, actor, "recordings.url_denied")
+        url = store.url(key, expires_s)
+        self._audit(actor, "recordings.url", f"recording:{view.id}", key=key, expires_s=expires_s)
+        return url
+
+    def set_legal_hold(
+        self, recording_id: int, store: RecordingStore[Any], on: bool, actor: str, reason: str
+    ) -> RecordingView:
+        """Put a recording on legal hold (nothing deletes it, in the catalog or the store) or release it."""
+        subject = f"recording:{recording_id}"
+        with self.db.session() as session:
+            row = session.scalar(
+                select(RecordingRow).where(RecordingRow.id == recording_id, RecordingRow.site == self.site)
+            )
+            if row is None:
+                raise NotFound(f"no recording {recording_id} at site {self.site!r}")
+            if row.state == "purged":
+                raise UsageError(f"recording {recording_id} was purged after its retention")
+            key, retain_until, archived = row.store_key, row.retain_until, row.state == "verified"
+        if on:  # the catalog first: the purge job reads it; the store's own lock follows
+            self._set_hold(recording_id, True)
+        if archived and key is not None:
+            store.set_retention(key, retain_until, on)
+        if not on:
+            self._set_hold(recording_id, False)
+        self._audit(actor, "recordings.hold" if on else "recordings.release", subject, reason=reason)
+        with self.db.session() as session:
+            found = session.execute(self._catalog().where(RecordingRow.id == recording_id)).one()
+        return _view(*found)
+
+    def _set_hold(self, recording_id: int, on: bool) -> None:
+        with self.db.session() as session:
+            session.get_one(RecordingRow, recording_id).legal_hold = on
+
+    def _archived(self, recording_id: int, actor: str, denied: str) -> tuple[RecordingView, str]:
+        """The recording's view and store key; audited NotFound or UsageError when it is not in the store."""
+        with self.db.session() as session:
+            row = session.execute(self._catalog().where(RecordingRow.id == recording_id)).first()
+        if row is None:
+            self._audit(actor, denied, f"recording:{recording_id}", reason="not found at this site")
+            raise NotFound(f"no recording {recording_id} at site {self.site!r}")
+        view, key = _view(*row), row[0].store_key
+        if view.state != "verified" or view.sha256 is None or key is None:
+            raise UsageError(f"recording {recording_id} is {view.state}, not archived and verified")
+        return view, key
+
+    def _catalog(self) -> Select[RecordingRow, ContactAttempt | None, Account | None, Portfolio | None, str | None]:
+        """This site's recordings with their attempt, account, portfolio and creditor, when they have one."""
+        return (
+            select(RecordingRow, ContactAttempt, Account, Portfolio, Creditor.code)
+            .outerjoin(ContactAttempt, RecordingRow.attempt_id == ContactAttempt.id)
+            .outerjoin(Account, ContactAttempt.account_id == Account.id)
+            .outerjoin(Portfolio, Account.portfolio_id == Portfolio.id)
+            .outerjoin(Creditor, Portfolio.creditor_id == Creditor.id)
+            .where(RecordingRow.site == self.site)
+        )
+
+    def _audit(self, actor: str, action: str, subject: str, **details: Any) -> None:
+        with self.db.session() as session:
+            audit(session, at=self.clock.now(), site=self.site, actor=actor, action=action, subject=subject, **details)
+
+
+def _view(
+    row: RecordingRow,
+    attempt: ContactAttempt | None,
+    account: Account | None,
+    portfolio: Portfolio | None,
+    creditor: str | None,
+) -> RecordingView:
+    return RecordingView(
+        id=row.id,
+        site=row.site,
+        account=account.ref if account else None,
+        phone=attempt.phone if attempt else None,
+        agent=row.agent,
+        outcome=attempt.outcome if attempt else None,
+        started_at=row.started_at.isoformat(),
+        duration_s=round(row.duration_s, 1),
+        size=row.size,
+        sha256=row.sha256,
+        location=row.location,
+        state=row.state,
+        legal_hold=row.legal_hold,
+        retain_until=row.retain_until.isoformat() if row.retain_until else None,
+        portfolio=str(PortfolioKey(creditor or "", portfolio.code)) if portfolio else None,
+    )

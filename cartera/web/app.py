@@ -1,0 +1,140 @@
+"""The node's ASGI app: core's own routes plus each started adapter's
+:meth:`~cartera.core.adapters.Adapter.http_router`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from cartera.core.errors import CarteraError
+from cartera.core.logs import event
+from cartera.web.context import SignInRequired, Viewer, Web, WebError, anonymous
+from cartera.web.health import health_router
+from cartera.web.pages import pages_router
+from cartera.web.signin import signin_router
+from cartera.web.workers import RETRY_AFTER_S, Overloaded
+
+if TYPE_CHECKING:
+    from cartera.node import Node
+
+PLUGIN_PREFIX = "/plugins"
+STATIC = Path(__file__).with_name("static")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+log = logging.getLogger("cartera.web")
+
+
+def build_app(node: Node) -> FastAPI:
+    """The app of one site's node. Plugin routes live under ``/plugins/{kind}``; the supervisors' pages,
+    ``/healthz`` and ``/metrics`` are core's."""
+    app = FastAPI(title=f"Cartera node {node.site.name}", version="1", docs_url=None, redoc_url=None)
+    for kind, router in node.http_routers():
+        app.include_router(router, prefix=f"{PLUGIN_PREFIX}/{kind}")
+    web = Web(node)
+    app.state.web = web
+    app.include_router(health_router(node))
+    app.include_router(signin_router(web))
+    app.include_router(pages_router(web))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _handle_errors(app, web)
+    trusted = node.site.section.web.trusted_proxies
+    if trusted:  # only then is X-Forwarded-For believed: its right-most address outside these networks
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(network) for network in trusted])
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if not request.url.path.startswith("/static/"):  # pages show accounts and phones: kept by no cache
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app
+
+
+def _handle_errors(app: FastAPI, web: Web) -> None:
+    """Every failure a clean page or JSON, audited with who asked; never a stack trace in a response."""
+
+    def answer(request: Request, status: int, message_key: str, viewer: Viewer | None) -> Response:
+        """Plugins' routes are machines' APIs: their errors are JSON (``{"detail": ...}``), never a page."""
+        if request.url.path.startswith(f"{PLUGIN_PREFIX}/"):
+            return JSONResponse({"detail": HTTPStatus(status).phrase}, status_code=status)
+        return web.error(request, status, message_key, viewer)
+
+    def rejected(request: Request, status: int, reason: str, message_key: str, headers: dict[str, str]) -> Response:
+        viewer = web.known_viewer(request)
+        actor = viewer.actor if viewer else anonymous(request)
+        web.audit(actor, "web.rejected", request.url.path[:200], status=status, reason=reason[:300])
+        response = answer(request, status, message_key, viewer)
+        response.headers.update(headers)
+        return response
+
+    def failed(request: Request, status: int, error: str) -> Response:
+        """The error page of a failure on our side (5xx), audited when the store still answers."""
+        viewer = web.known_viewer(request)
+        actor = viewer.actor if viewer else anonymous(request)
+        try:
+            web.audit(actor, "web.failed", request.url.path[:200], status=status, error=error[:100])
+        except Exception as exc:  # the store may be what failed; the answer must not
+            event(log, "web.audit_failed", logging.ERROR, path=request.url.path, error=type(exc).__name__)
+        return answer(request, status, f"error.{status}", viewer)
+
+    @app.exception_handler(SignInRequired)
+    def sign_in(request: Request, exc: SignInRequired) -> Response:
+        reason = "session expired" if exc.expired else "not signed in"
+        web.audit(anonymous(request), "web.rejected", request.url.path[:200], status=303, reason=reason)
+        return RedirectResponse("/login?expired=1" if exc.expired else "/login", status_code=303)
+
+    @app.exception_handler(WebError)
+    def web_error(request: Request, exc: WebError) -> Response:
+        return rejected(request, exc.status, exc.reason, exc.message_key, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        key = f"error.{exc.status_code}" if exc.status_code in (400, 403, 404, 405, 413) else "error.400"
+        return rejected(request, exc.status_code, str(exc.detail), key, dict(exc.headers or {}))
+
+    @app.exception_handler(Overloaded)
+    def overloaded(request: Request, _exc: Overloaded) -> Response:
+        return rejected(
+            request, 503, "every worker busy: request shed", "error.503", {"Retry-After": f"{RETRY_AFTER_S}"}
+        )
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(request: Request, exc: RequestValidationError) -> Response:
+        fields = ", ".join(".".join(str(part) for part in error["loc"]) for error in exc.errors()[:3])
+        return rejected(request, 422, f"invalid fields: {fields}", "error.422", {})
+
+    @app.exception_handler(CarteraError)
+    def vendor_failed(request: Request, exc: CarteraError) -> Response:
+        event(log, "web.failed", logging.ERROR, path=request.url.path, error=str(exc))
+        return failed(request, 502, type(exc).__name__)
+
+    @app.middleware("http")
+    async def crashed(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """A crash answers 500 here: left to Starlette's last handler, it would be raised on to the server,
+        which logs its traceback a second time and drops the connection."""
+        try:
+            return await call_next(request)
+        except Exception as exc:
+            log.error("web: %s %s failed", request.method, request.url.path, exc_info=exc)
+            return await run_in_threadpool(failed, request, 500, type(exc).__name__)

@@ -1,0 +1,156 @@
+"""What every supervisors' page needs: the node's services, the signed-in viewer, rendering and auditing."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
+
+from cartera.core.audit import audit
+from cartera.web.i18n import LANGUAGES, Language, number, translate
+from cartera.web.media import VerifiedCopies
+from cartera.web.sessions import LoginThrottler, SessionInfo, SessionStore
+from cartera.web.users import User, UserDirectory
+from cartera.web.workers import WorkerPool
+
+if TYPE_CHECKING:
+    from cartera.node import Node
+
+SESSION_COOKIE = "cartera_session"
+LANGUAGE_COOKIE = "cartera_lang"
+TEMPLATES = Path(__file__).with_name("templates")
+
+
+class SignInRequired(Exception):
+    """No live session: HTML pages redirect to the sign-in form."""
+
+    def __init__(self, expired: bool) -> None:
+        self.expired = expired
+
+
+class WebError(Exception):
+    """A clean 4xx: rendered as the error page (or JSON) and audited as ``web.rejected`` with ``reason``."""
+
+    def __init__(self, status: int, reason: str, message_key: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.message_key, self.headers = status, reason, message_key, headers or {}
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user: User
+    session: SessionInfo
+
+    @property
+    def actor(self) -> str:
+        return f"web:{self.user.name}"
+
+
+class Web:
+    """The supervisors' pages of one node; ``now`` is wall-clock time for sessions and throttling."""
+
+    def __init__(self, node: Node, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        config = node.site.section.web
+        self.node, self.site, self.now = node, node.site.name, now
+        self.users = UserDirectory(node.db, now)
+        self.sessions = SessionStore(node.db, config.session_minutes, config.session_max_hours, now)
+        self.throttle = LoginThrottler(node.db, now)
+        self.workers = WorkerPool(config.workers, config.queue)
+        self.copies = VerifiedCopies(node.site.data_dir / "web" / "copies", node.library)
+        self.secure_cookies = (config.public_url or "").startswith("https://")
+        self.default_language: Language = config.language
+        self.templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True))
+
+    # --- who is asking ---------------------------------------------------------------------------
+
+    def viewer(self, request: Request) -> Viewer:
+        token = request.cookies.get(SESSION_COOKIE)
+        session = self.sessions.lookup(token) if token else None
+        user = self.users.get(session.user_id) if session else None
+        if session is None or user is None or user.disabled:
+            raise SignInRequired(expired=token is not None)
+        return Viewer(user, session)
+
+    def known_viewer(self, request: Request) -> Viewer | None:
+        """Who asked, when known (for error pages and their audit entries); never raises."""
+        known: Viewer | None = getattr(request.state, "viewer", None)
+        if known is None:
+            try:
+                known = self.viewer(request)
+            except Exception:
+                return None
+        return known
+
+    def signed_in(self, request: Request) -> Viewer:
+        """The viewer, who must be granted this site (else a clear 403 page, audited)."""
+        viewer = request.state.viewer = self.viewer(request)
+        if not viewer.user.sees_site(self.site):
+            raise WebError(403, f"no grant for site {self.site}", "site.none")
+        unresolved = viewer.user.unresolved(self.site)
+        if unresolved:  # granted before portfolios named their creditor: which one is not known
+            raise WebError(403, f"portfolio grant {', '.join(unresolved)} names no creditor", "grant.unresolved")
+        return viewer
+
+    def language(self, request: Request) -> Language:
+        chosen = request.cookies.get(LANGUAGE_COOKIE)
+        for language in LANGUAGES:
+            if chosen == language:
+                return language
+        return self.default_language
+
+    # --- answers ---------------------------------------------------------------------------------
+
+    def page(
+        self, request: Request, template: str, viewer: Viewer | None, status: int = 200, **values: Any
+    ) -> HTMLResponse:
+        language = self.language(request)
+
+        def t(key: str, **fields: object) -> str:
+            return translate(language, key, **fields)
+
+        def num(value: object, decimals: int = 0) -> str:
+            return number(language, value, decimals)
+
+        context = {
+            "t": t,
+            "num": num,
+            "lang": language,
+            "viewer": viewer,
+            "site": self.site,
+            "path": request.url.path,
+            **values,
+        }
+        response: HTMLResponse = self.templates.TemplateResponse(request, template, context, status_code=status)
+        return response
+
+    def error(self, request: Request, status: int, message_key: str, viewer: Viewer | None = None) -> Response:
+        accept = request.headers.get("accept", "")
+        if "application/json" in accept and "text/html" not in accept:
+            return JSONResponse({"error": translate("en", message_key, site=self.site)}, status_code=status)
+        return self.page(request, "error.html", viewer, status=status, message_key=message_key)
+
+    def audit(self, actor: str, action: str, subject: str, **details: Any) -> None:
+        with self.node.db.session() as session:
+            at = self.node.clock.now()
+            audit(session, at=at, site=self.site, actor=actor, action=action, subject=subject, **details)
+
+
+def check_csrf(given: str, expected: str) -> None:
+    if not (given and expected and hmac.compare_digest(given.encode(), expected.encode())):
+        raise WebError(403, "missing or wrong CSRF token", "error.csrf")
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def anonymous(request: Request) -> str:
+    return f"web:anonymous@{client_address(request)}"

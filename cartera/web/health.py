@@ -1,0 +1,146 @@
+"""``/healthz`` for IT and ``/metrics`` for Prometheus: no sign-in, read from the node and its store.
+
+``/healthz`` tells anyone only ok or fail per check; the detail (store URL without password, vendor answers,
+paths: redacted all the same) goes to a signed-in admin of the site, or to a request whose socket peer is
+loopback and that carries no forwarded header (a proxy in front adds one).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from cartera.core.redaction import redact
+from cartera.core.store.schema import ContactAttempt, ExportCursor, ImportBatch, RecordingRow, SmsRow
+from cartera.recordings.archival import PENDING
+from cartera.web.users import Role
+
+if TYPE_CHECKING:
+    from cartera.node import Node
+
+#: Headers a proxy adds: a request carrying one is not trusted as local, whatever its socket peer.
+FORWARDED_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host")
+
+
+def health_router(node: Node) -> APIRouter:
+    router = APIRouter()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(node))
+
+    @router.get("/healthz")
+    def healthz(request: Request) -> JSONResponse:
+        detail = _checks(node)
+        healthy = all(check["ok"] for check in detail.values())
+        body: dict[str, Any] = {
+            "status": "ok" if healthy else "fail",
+            "checks": {name: "ok" if check["ok"] else "fail" for name, check in detail.items()},
+        }
+        if _may_see_detail(request, node):
+            body |= {"site": node.site.name, "detail": detail}
+        return JSONResponse(body, status_code=200 if healthy else 503, headers={"Cache-Control": "no-store"})
+
+    @router.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _checks(node: Node) -> dict[str, dict[str, Any]]:
+    """Every check by name with its result and (redacted) detail: scheduler, store, each vendor's last check."""
+    store_ok, store_detail = _store_reachable(node)
+    checks: dict[str, dict[str, Any]] = {
+        "scheduler": {"ok": node.scheduler_running},
+        "store": {"ok": store_ok, "detail": redact(store_detail)},
+    }
+    if node.last_check is not None:
+        at, lines = node.last_check
+        for line in lines:
+            if line.what != "store":
+                result = line.result
+                checks[line.what] = {"ok": result.ok, "detail": redact(result.detail), "checked_at": at.isoformat()}
+    return checks
+
+
+def _may_see_detail(request: Request, node: Node) -> bool:
+    """A signed-in admin granted the site, or a local request: loopback socket peer and no forwarded header."""
+    peer = request.client.host if request.client else ""
+    try:
+        local = ipaddress.ip_address(peer).is_loopback
+    except ValueError:
+        local = False
+    if local and not any(name in request.headers for name in FORWARDED_HEADERS):
+        return True
+    viewer = request.app.state.web.known_viewer(request)
+    return viewer is not None and viewer.user.role is Role.ADMIN and viewer.user.sees_site(node.site.name)
+
+
+def _store_reachable(node: Node) -> tuple[bool, str]:
+    try:
+        with node.db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        return False, type(exc).__name__
+    return True, node.db.display_url
+
+
+class StoreCollector(Collector):
+    """Every scrape counts what the store holds for the node's site (no process-local counters to lose)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        site = self.node.site.name
+        with self.node.db.session() as session:
+            calls = session.execute(
+                select(ContactAttempt.outcome, func.count())
+                .where(ContactAttempt.site == site, ContactAttempt.state == "finished")
+                .group_by(ContactAttempt.outcome)
+            ).all()
+            recordings = session.execute(
+                select(RecordingRow.state, func.count()).where(RecordingRow.site == site).group_by(RecordingRow.state)
+            ).all()
+            oldest: datetime | None = session.scalar(
+                select(func.min(RecordingRow.found_at)).where(
+                    RecordingRow.site == site, RecordingRow.state.in_(PENDING)
+                )
+            )
+            sms = session.execute(
+                select(SmsRow.state, func.count()).where(SmsRow.site == site).group_by(SmsRow.state)
+            ).all()
+            batches = session.scalars(select(ImportBatch.counts).where(ImportBatch.site == site)).all()
+            cursors = session.execute(
+                select(ExportCursor.creditor, ExportCursor.last_seq).where(ExportCursor.site == site)
+            ).all()
+        yield _family("cartera_calls", "Finished calls by outcome", "outcome", calls)
+        yield _family("cartera_recordings", "Recordings by archival state", "state", recordings)
+        lag = max(0.0, (self.node.clock.now() - oldest).total_seconds()) if oldest else 0.0
+        yield GaugeMetricFamily(
+            "cartera_archival_lag_seconds", "Age of the oldest recording not archived yet (0: none)", value=lag
+        )
+        yield _family("cartera_sms", "Text messages by state", "state", sms)
+        rows: dict[str, int] = {}
+        for counts in batches:
+            for result, count in counts.items():
+                rows[result] = rows.get(result, 0) + count
+        yield GaugeMetricFamily("cartera_creditor_import_batches", "Creditor files imported", value=len(batches))
+        yield _family("cartera_creditor_import_rows", "Imported creditor rows by result", "result", rows.items())
+        yield _family("cartera_creditor_exported_seq", "Last activity exported, per creditor", "creditor", cursors)
+
+
+def _family(name: str, doc: str, label: str, values: Any) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for key, count in values:
+        family.add_metric([str(key)], float(count))
+    return family

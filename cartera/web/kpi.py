@@ -1,0 +1,130 @@
+"""What creditors review each month, per portfolio and site-local day, computed from what the store holds."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from html import escape
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from cartera.core.models import ActivityKind, CallOutcome, DispositionCode
+from cartera.core.store.database import Database
+from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Portfolio
+from cartera.portfolio.identity import PortfolioKey, in_portfolios
+
+#: Dispositions where the agent spoke with the debtor.
+RIGHT_PARTY = frozenset(
+    {DispositionCode.RIGHT_PARTY_CONTACT, DispositionCode.PROMISE_TO_PAY, DispositionCode.REFUSED_TO_PAY}
+)
+
+
+@dataclass
+class DayKpi:
+    portfolio: str  #: ``CREDITOR/CODE``
+    day: date
+    attempts: int = 0
+    contacts: int = 0
+    right_party: int = 0
+    promises: int = 0
+    kept: int = 0
+    recovered: Decimal = Decimal(0)
+
+    @property
+    def contact_rate(self) -> float:
+        return self.contacts / self.attempts if self.attempts else 0.0
+
+
+def daily_kpis(
+    db: Database, site: str, zone: ZoneInfo, within: frozenset[PortfolioKey] | None, *, since: date, until: date
+) -> list[DayKpi]:
+    """KPIs per (portfolio, day) for days ``since``..``until`` inclusive, newest first; ``within`` limits
+    the portfolios (``None``: all of the site's)."""
+    start = datetime.combine(since, time(), zone)
+    end = datetime.combine(until + timedelta(days=1), time(), zone)
+    rows: dict[tuple[str, date], DayKpi] = {}
+
+    def cell(creditor: str, code: str, at: datetime) -> DayKpi:
+        key = (str(PortfolioKey(creditor, code)), at.astimezone(zone).date())
+        return rows.setdefault(key, DayKpi(*key))
+
+    with db.session() as session:
+        attempts = (
+            select(Creditor.code, Portfolio.code, ContactAttempt.requested_at, ContactAttempt.outcome)
+            .add_columns(ContactAttempt.disposition)
+            .join(Account, ContactAttempt.account_id == Account.id)
+            .join(Portfolio, Account.portfolio_id == Portfolio.id)
+            .join(Creditor, Portfolio.creditor_id == Creditor.id)
+            .where(ContactAttempt.site == site, ContactAttempt.state == "finished", in_portfolios(within))
+            .where(ContactAttempt.requested_at >= start, ContactAttempt.requested_at < end)
+        )
+        for creditor, code, at, outcome, disposition in session.execute(attempts):
+            kpi = cell(creditor, code, at)
+            kpi.attempts += 1
+            kpi.contacts += outcome == CallOutcome.ANSWERED
+            kpi.right_party += disposition in RIGHT_PARTY
+        activities = (
+            select(Creditor.code, Portfolio.code, ActivityRow.kind, ActivityRow.at, ActivityRow.account_id)
+            .add_columns(ActivityRow.amount, ActivityRow.due_date)
+            .join(Account, ActivityRow.account_id == Account.id)
+            .join(Portfolio, Account.portfolio_id == Portfolio.id)
+            .join(Creditor, Portfolio.creditor_id == Creditor.id)
+            .where(ActivityRow.site == site, ActivityRow.at >= start, in_portfolios(within))
+            .where(ActivityRow.kind.in_((ActivityKind.PROMISE_TO_PAY.value, ActivityKind.PAYMENT.value)))
+        )
+        found = session.execute(activities).all()
+    payments: dict[int, list[datetime]] = defaultdict(list)
+    for creditor, code, kind, at, account_id, amount, _due in found:
+        if kind == ActivityKind.PAYMENT:
+            payments[account_id].append(at)
+            if at < end:
+                cell(creditor, code, at).recovered += amount or Decimal(0)
+    for creditor, code, kind, at, account_id, _amount, due in found:
+        if kind == ActivityKind.PROMISE_TO_PAY and at < end:
+            kpi = cell(creditor, code, at)
+            kpi.promises += 1
+            deadline = datetime.combine(due + timedelta(days=1), time(), zone) if due else None
+            kpi.kept += deadline is not None and any(at <= paid < deadline for paid in payments[account_id])
+    return sorted(rows.values(), key=lambda k: (k.day, k.portfolio), reverse=True)
+
+
+def bar_chart(kpis: list[DayKpi], since: date, until: date, title: str, labels: tuple[str, str]) -> str:
+    """An inline SVG: attempts (light) and contacts (dark) on each day of the period, all portfolios summed."""
+    days: dict[date, list[int]] = {since + timedelta(days=n): [0, 0] for n in range((until - since).days + 1)}
+    for kpi in kpis:
+        if kpi.day in days:
+            days[kpi.day][0] += kpi.attempts
+            days[kpi.day][1] += kpi.contacts
+    ordered = sorted(days.items())
+    if not ordered:
+        return ""
+    every = -(-len(ordered) // 15)  # at most 15 day labels
+    width, height, pad = max(320, 24 * len(ordered) + 56), 200, 28
+    top = max(values[0] for _, values in ordered) or 1
+    step = (width - 2 * pad) / len(ordered)
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
+        'xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" class="axis"/>',
+    ]
+    for index, (day, (attempts, contacts)) in enumerate(ordered):
+        x = pad + index * step + step * 0.15
+        for value, css, shrink in ((attempts, "bar-attempts", 0.0), (contacts, "bar-contacts", 0.2)):
+            bar = (height - 2 * pad) * value / top
+            parts.append(
+                f'<rect class="{css}" x="{x + step * shrink / 2:.1f}" y="{height - pad - bar:.1f}" '
+                f'width="{step * (0.7 - shrink):.1f}" height="{bar:.1f}">'
+                f"<title>{day:%d/%m}: {value}</title></rect>"
+            )
+        if index % every == 0:
+            parts.append(f'<text x="{x + step * 0.35:.1f}" y="{height - pad + 14}" class="tick">{day:%d/%m}</text>')
+    parts += [
+        f'<text x="{pad}" y="14" class="legend"><tspan class="key-attempts">■</tspan> {escape(labels[0])} '
+        f'<tspan class="key-contacts">■</tspan> {escape(labels[1])} (max {top})</text>',
+        "</svg>",
+    ]
+    return "".join(parts)

@@ -1,0 +1,127 @@
+"""Recordings over HTTP: a verified local copy per recording, served whole or by one byte range (RFC 9110)."""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from starlette.responses import StreamingResponse
+
+from cartera.core.adapters import RecordingStore
+from cartera.recordings.access import RecordingLibrary, RecordingView
+
+CHUNK = 64 * 1024
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+_BEYOND_ANY_FILE = 2**63  #: what a position of more than 18 digits is read as
+
+
+class BadRange(ValueError):
+    """The Range header cannot be satisfied: answer 416 with the size."""
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    start: int
+    end: int  #: inclusive
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+def parse_range(header: str | None, size: int) -> ByteRange | None:
+    """The single range ``header`` asks for (``None``: the whole file). Multiple ranges, a start past the end,
+    or an inverted range raise :class:`BadRange`; an end past the file is cut to it, as RFC 9110 says.
+    Positions of any length are read without converting thousands of digits."""
+    if header is None:
+        return None
+    match = _RANGE.match(header.strip())
+    if match is None or size == 0:
+        raise BadRange(header)
+    first, last = (_position(text) for text in match.groups())
+    if first is None:  # suffix: the last N bytes
+        if not last:
+            raise BadRange(header)
+        return ByteRange(max(0, size - last), size - 1)
+    if first >= size or (last is not None and last < first):
+        raise BadRange(header)
+    return ByteRange(first, size - 1 if last is None else min(last, size - 1))
+
+
+def _position(digits: str) -> int | None:
+    if not digits:
+        return None
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= 18 else _BEYOND_ANY_FILE
+
+
+def file_response(path: Path, wanted: ByteRange | None, filename: str, *, attachment: bool) -> StreamingResponse:
+    size = path.stat().st_size
+    part = wanted or ByteRange(0, size - 1)
+    media_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Length": str(max(part.length, 0)),
+        "Content-Disposition": f'{"attachment" if attachment else "inline"}; filename="{filename}"',
+        "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if wanted is not None:
+        headers["Content-Range"] = f"bytes {part.start}-{part.end}/{size}"
+    return StreamingResponse(
+        _read(path, part), status_code=206 if wanted else 200, media_type=media_type, headers=headers
+    )
+
+
+def _read(path: Path, part: ByteRange) -> Iterator[bytes]:
+    with path.open("rb") as source:
+        source.seek(part.start)
+        left = part.length
+        while left > 0:
+            chunk = source.read(min(CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
+
+
+class VerifiedCopies:
+    """Local copies of archived recordings, fetched through :meth:`RecordingLibrary.get` (sha256-checked,
+    audited) on first play, then served by range; copies unused for ``keep_s`` seconds are removed."""
+
+    def __init__(self, directory: Path, library: RecordingLibrary, keep_s: float = 3600) -> None:
+        self.directory, self.library, self.keep_s = directory, library, keep_s
+        self._lock = threading.Lock()
+
+    def path(self, view: RecordingView, store: RecordingStore[Any], actor: str) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        copy = self.directory / f"{view.id}-{view.sha256}{suffix(view)}"
+        with self._lock:
+            if not copy.exists():
+                self._prune()
+                self.library.get(view.id, store, copy, actor=actor)
+            copy.touch()
+        return copy
+
+    def _prune(self) -> None:
+        cutoff = time.time() - self.keep_s
+        for old in self.directory.iterdir():
+            if old.is_file() and old.stat().st_mtime < cutoff:
+                old.unlink(missing_ok=True)
+
+
+def suffix(view: RecordingView) -> str:
+    """The recording's file extension (from its location), ``.wav`` when it has none."""
+    name = PurePosixPath(view.location or "").name
+    ext = PurePosixPath(name).suffix.lower()
+    return ext if re.fullmatch(r"\.[a-z0-9]{1,5}", ext) else ".wav"
+
+
+def download_name(site: str, view: RecordingView) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{site}-recording-{view.id}{suffix(view)}")

@@ -1,0 +1,249 @@
+"""The supervisors' pages: recordings search, player, download, KPIs and the audit view."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy import or_, select
+
+from cartera.contact.phones import InvalidPhone, normalize
+from cartera.core.adapters import RecordingStore
+from cartera.core.models import CallOutcome
+from cartera.core.store.schema import AuditEntry, Creditor, Portfolio
+from cartera.portfolio.identity import PortfolioKey, code_problem, in_portfolios
+from cartera.recordings.access import RecordingView, SearchFilters
+from cartera.web.context import Viewer, Web, WebError
+from cartera.web.i18n import translate
+from cartera.web.kpi import bar_chart, daily_kpis
+from cartera.web.media import BadRange, download_name, file_response, parse_range
+
+PAGE_SIZE = 25
+AUDIT_PAGE_SIZE = 50
+KPI_DEFAULT_DAYS = 14
+KPI_MAX_DAYS = 92
+_ID = re.compile(r"[0-9]{1,12}")
+#: Query numbers and dates are ASCII digits only (``str.isdigit`` also takes ``²`` and ``①``, ``int`` takes
+#: Arabic-Indic digits), and dates lie within a range where a day more, in any time zone, is still a date.
+_PAGE = re.compile(r"[0-9]{1,6}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+FIRST_DATE, LAST_DATE = date(1970, 1, 1), date(2999, 12, 31)
+_AUDITED = ("recordings.", "web.", "users.")
+
+
+@dataclass(frozen=True)
+class Search:
+    """The search form, validated: anything outside the expected shapes is a 400, not a query."""
+
+    filters: SearchFilters
+    page: int
+    form: dict[str, str]
+
+
+def pages_router(web: Web) -> APIRouter:
+    """Recordings, player, download, KPIs and audit: signed-in users granted this site only."""
+    router = APIRouter()
+
+    @router.get("/recordings", include_in_schema=False)
+    @web.workers.pooled
+    def recordings(request: Request) -> Response:
+        viewer = web.signed_in(request)
+        search = _search(web, request, viewer)
+        views = web.node.library.search(search.filters, actor=viewer.actor)
+        return web.page(
+            request,
+            "recordings.html",
+            viewer,
+            views=views[:PAGE_SIZE],
+            page=search.page,
+            more=len(views) > PAGE_SIZE,
+            form=search.form,
+            query=urlencode({key: value for key, value in search.form.items() if value}),
+            outcomes=[outcome.value for outcome in CallOutcome],
+            portfolios=_portfolios(web, viewer),
+            zone=web.node.site.zone,
+            as_local=_local(web),
+        )
+
+    @router.get("/recordings/{recording_id}", include_in_schema=False)
+    @web.workers.pooled
+    def player(request: Request, recording_id: str) -> Response:
+        viewer = web.signed_in(request)
+        view = visible(web, viewer, recording_id)
+        web.audit(viewer.actor, "recordings.view", f"recording:{view.id}")  # the page shows account and phone
+        return web.page(request, "player.html", viewer, view=view, as_local=_local(web))
+
+    def stream(request: Request, recording_id: str, *, attachment: bool) -> Response:
+        viewer = web.signed_in(request)
+        view = visible(web, viewer, recording_id)
+        if view.state != "verified":
+            raise WebError(409, f"recording {view.id} is {view.state}", "error.409")
+        store = web.node.adapter("recording", RecordingStore)
+        copy = web.copies.path(view, store, actor=viewer.actor)
+        header = request.headers.get("range")
+        try:
+            wanted = parse_range(header, copy.stat().st_size)
+        except BadRange:
+            size = copy.stat().st_size
+            reason = f"unsatisfiable range {(header or '')[:80]!r} of {size} bytes"
+            raise WebError(416, reason, "error.416", {"Content-Range": f"bytes */{size}"}) from None
+        action = "recordings.download" if attachment else "recordings.play"
+        details = {"range": header or "all", "sha256": view.sha256, "portfolio": view.portfolio}
+        web.audit(viewer.actor, action, f"recording:{view.id}", **details)
+        return file_response(copy, wanted, download_name(web.site, view), attachment=attachment)
+
+    @router.get("/recordings/{recording_id}/audio", include_in_schema=False)
+    @web.workers.pooled
+    def audio(request: Request, recording_id: str) -> Response:
+        return stream(request, recording_id, attachment=False)
+
+    @router.get("/recordings/{recording_id}/download", include_in_schema=False)
+    @web.workers.pooled
+    def download(request: Request, recording_id: str) -> Response:
+        return stream(request, recording_id, attachment=True)
+
+    @router.get("/kpi", include_in_schema=False)
+    @web.workers.pooled
+    def kpi(request: Request) -> Response:
+        viewer = web.signed_in(request)
+        today = web.node.clock.now().astimezone(web.node.site.zone).date()
+        since = _date(request.query_params.get("since")) or today - timedelta(days=KPI_DEFAULT_DAYS - 1)
+        until = _date(request.query_params.get("until")) or today
+        if since > until or (until - since).days >= KPI_MAX_DAYS:
+            raise WebError(400, "the KPI period must run forward and span at most 92 days", "error.422")
+        kpis = daily_kpis(
+            web.node.db, web.site, web.node.site.zone, viewer.user.portfolios(web.site), since=since, until=until
+        )
+        language = web.language(request)
+        chart = bar_chart(
+            kpis,
+            since,
+            until,
+            title=translate(language, "kpi.chart"),
+            labels=(translate(language, "kpi.attempts"), translate(language, "kpi.contacts")),
+        )
+        return web.page(
+            request, "kpi.html", viewer, kpis=kpis, chart=chart, since=since.isoformat(), until=until.isoformat()
+        )
+
+    @router.get("/audit", include_in_schema=False)
+    @web.workers.pooled
+    def audit_view(request: Request) -> Response:
+        viewer = web.signed_in(request)
+        if not viewer.user.may_audit:
+            raise WebError(403, f"the audit view needs the auditor or admin role, not {viewer.user.role}", "error.403")
+        if viewer.user.portfolios(web.site) is not None:  # the log spans every creditor's portfolios
+            raise WebError(403, "the audit view needs a grant of the whole site, not of some portfolios", "error.403")
+        page = _page(request.query_params.get("page"))
+        with web.node.db.session() as session:
+            entries = session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.site == web.site, or_(*(AuditEntry.action.startswith(p) for p in _AUDITED)))
+                .order_by(AuditEntry.id.desc())
+                .limit(AUDIT_PAGE_SIZE + 1)
+                .offset((page - 1) * AUDIT_PAGE_SIZE)
+            ).all()
+        return web.page(
+            request,
+            "audit.html",
+            viewer,
+            entries=entries[:AUDIT_PAGE_SIZE],
+            page=page,
+            more=len(entries) > AUDIT_PAGE_SIZE,
+            form={},
+        )
+
+    return router
+
+
+def visible(web: Web, viewer: Viewer, recording_id: str) -> RecordingView:
+    """The recording, when it is this site's and in the viewer's portfolios; else 400 or 404 (audited by the
+    error handler, like every refusal): another site's id and an unknown id look the same."""
+    if not _ID.fullmatch(recording_id):
+        raise WebError(400, f"not a recording id: {recording_id[:80]!r}", "error.400")
+    view = web.node.library.view(int(recording_id))
+    within = viewer.user.portfolios(web.site)
+    if view is None or (within is not None and view.portfolio not in {str(key) for key in within}):
+        raise WebError(404, "no such recording within the viewer's reach", "error.404")
+    return view
+
+
+def _search(web: Web, request: Request, viewer: Viewer) -> Search:
+    params = request.query_params
+    form = {key: params.get(key, "").strip() for key in ("account", "phone", "agent", "portfolio", "outcome")}
+    form |= {key: params.get(key, "").strip() for key in ("since", "until")}
+    for key, parts in (("account", 3), ("agent", 1), ("portfolio", 2)):
+        if form[key] and not _reference(form[key], parts):
+            raise WebError(400, f"search field {key} has characters outside [A-Za-z0-9._@-]", "error.422")
+    if form["outcome"] and form["outcome"] not in {outcome.value for outcome in CallOutcome}:
+        raise WebError(400, "unknown outcome", "error.422")
+    phone = None
+    if form["phone"]:
+        try:
+            phone = normalize(form["phone"][:32], web.node.site.section.country)
+        except InvalidPhone:
+            raise WebError(400, "the phone is not a valid number", "error.422") from None
+    zone = web.node.site.zone
+    since, until = _date(form["since"]), _date(form["until"])
+    page = _page(params.get("page"))
+    filters = SearchFilters(
+        account=form["account"] or None,
+        phone=phone,
+        agent=form["agent"] or None,
+        portfolio=form["portfolio"] or None,
+        outcome=form["outcome"] or None,
+        since=datetime.combine(since, time(), zone) if since else None,
+        until=datetime.combine(until + timedelta(days=1), time(), zone) if until else None,
+        within=viewer.user.portfolios(web.site),
+        limit=PAGE_SIZE + 1,
+        offset=(page - 1) * PAGE_SIZE,
+    )
+    return Search(filters, page, form)
+
+
+def _date(text: str | None) -> date | None:
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text) if _DATE.fullmatch(text) else None
+    except ValueError:
+        day = None
+    if day is None or not FIRST_DATE <= day <= LAST_DATE:
+        raise WebError(400, f"dates must be YYYY-MM-DD from {FIRST_DATE} to {LAST_DATE}", "error.422")
+    return day
+
+
+def _page(text: str | None) -> int:
+    if text is None or text == "":
+        return 1
+    if not _PAGE.fullmatch(text) or not 1 <= int(text) <= 100_000:
+        raise WebError(400, "page must be a number from 1 to 100000", "error.422")
+    return int(text)
+
+
+def _reference(text: str, parts: int) -> bool:
+    """``text`` is at most ``parts`` identifiers of the import's allow-list joined by ``/``."""
+    split = text.split("/")
+    return len(split) <= parts and all(code_problem(part) is None for part in split)
+
+
+def _portfolios(web: Web, viewer: Viewer) -> list[str]:
+    """The site's portfolios the viewer may see, as ``CREDITOR/CODE``."""
+    query = select(Creditor.code, Portfolio.code).join(Portfolio, Portfolio.creditor_id == Creditor.id)
+    query = query.where(Portfolio.site == web.site, in_portfolios(viewer.user.portfolios(web.site)))
+    with web.node.db.session() as session:
+        return sorted(str(PortfolioKey(creditor, code)) for creditor, code in session.execute(query))
+
+
+def _local(web: Web) -> Callable[[str], str]:
+    zone = web.node.site.zone
+
+    def as_local(iso: str) -> str:
+        return f"{datetime.fromisoformat(iso).astimezone(zone):%Y-%m-%d %H:%M:%S}"
+
+    return as_local
