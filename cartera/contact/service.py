@@ -22,7 +22,7 @@ from cartera.contact.compliance import history as contact_history
 from cartera.contact.compliance import prefs as contact_prefs
 from cartera.contact.optout import opt_out_keyword
 from cartera.contact.phones import InvalidPhone, normalize
-from cartera.contact.sms_templates import RenderedSms, SmsPricing, SmsTemplates
+from cartera.contact.sms_templates import PROMISE, RenderedSms, SmsPricing, SmsTemplates, TemplateProblem
 from cartera.core.adapters import Dialer, SmsGateway
 from cartera.core.audit import audit
 from cartera.core.clock import Clock
@@ -274,6 +274,7 @@ class ContactService:
             attempt.vendor_call_id = result.vendor_call_id
             attempt.disposition = result.disposition.code.value if result.disposition else None
             rows = self._call_activities(session, attempt, result)
+            confirmation = self._promise_text(attempt.account, result)
             if result.outcome is CallOutcome.INVALID_NUMBER and attempt.account is not None:
                 for phone in attempt.account.debtor.phones:
                     phone.invalid = phone.invalid or phone.e164 == attempt.phone
@@ -297,7 +298,8 @@ class ContactService:
         self.hooks.call_finished(self.site, request, result)
         for activity in activities:
             self.hooks.activity_recorded(self.site, activity)
-        self._confirm_promise(request, result, account_id)
+        if confirmation is not None:
+            self._confirm_promise(request, confirmation, account_id)
         with self._lock:
             self._results[result.attempt_id] = result
             self._requests.pop(result.attempt_id, None)
@@ -331,21 +333,30 @@ class ContactService:
             return now + timedelta(days=1)
         return now + timedelta(minutes=self.campaign.retry_after_minutes)
 
-    def _confirm_promise(self, request: CallRequest, result: CallResult, account_id: int | None) -> None:
+    def _promise_text(self, account: Account | None, result: CallResult) -> str | None:
+        """The confirmation of the promise to pay the call ended with, from the portfolio's ``promise`` template;
+        ``None`` when there is none to text (no promise, confirmations off, no gateway, a template problem)."""
         promise = result.disposition
         if not (
             self.campaign.promise_sms
             and self.sms is not None
+            and account is not None
             and promise is not None
             and promise.code is DispositionCode.PROMISE_TO_PAY
             and promise.promised_amount is not None
             and promise.promised_date is not None
         ):
-            return
-        text = (
-            f"Gracias por su compromiso de pago de ${promise.promised_amount:,.0f} "
-            f"para el {promise.promised_date:%d/%m/%Y}. Ref. {request.account_ref}."
-        ).replace(",", ".")
+            return None
+        fields = {"promised_amount": promise.promised_amount, "promised_date": promise.promised_date}
+        try:
+            rendered = self.templates.render(PROMISE, account, **fields)
+        except TemplateProblem as problem:
+            event(log, "sms.promise_not_sent", logging.WARNING, account=account.ref, reason=str(problem))
+            return None
+        assert rendered is not None  # built in
+        return rendered.text
+
+    def _confirm_promise(self, request: CallRequest, text: str, account_id: int | None) -> None:
         try:
             self.send_sms(
                 phone=request.phone,

@@ -1,13 +1,15 @@
 """SMS templates per portfolio, filled with an account's fields in a sandboxed Jinja2 environment.
 
-Templates come from ``sites.toml`` (``[sites.NAME.sms_templates.PORTFOLIO]``, one key per template name); a
-template sees only the plain values of :data:`TEMPLATE_FIELDS` (strings and numbers, never ORM objects), the
-sandbox refuses attribute access to Python internals, and an unknown name is an error, never an empty string.
+Templates come from ``sites.toml`` (``[sites.NAME.sms_templates.PORTFOLIO]``, one key per template name), else
+from :data:`BUILT_IN`; a template sees only the plain values of :data:`TEMPLATE_FIELDS` (strings, numbers and
+dates, never ORM objects; the ``promise`` template also :data:`PROMISE_FIELDS`), the sandbox refuses attribute
+access to Python internals, and an unknown name is an error, never an empty string.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -30,38 +32,66 @@ TEMPLATE_FIELDS: dict[str, str] = {
     "creditor": "the creditor's code",
     "portfolio": "the portfolio's code",
 }
+#: What the ``promise`` template sees besides :data:`TEMPLATE_FIELDS`.
+PROMISE_FIELDS: dict[str, str] = {
+    "promised_amount": "the amount promised, a number ({{ promised_amount | money }})",
+    "promised_date": "the day the debtor promised to pay by, a date ({{ promised_date | day }}: 30/11/2026)",
+}
 #: Templates for every portfolio without one of the same name.
 DEFAULT_PORTFOLIO = "default"
 REMINDER = "reminder"
+#: The confirmation texted after a call ends with a promise to pay.
+PROMISE = "promise"
+#: Templates a site has without configuring them; its own (default or per portfolio) win.
+BUILT_IN: dict[str, str] = {
+    PROMISE: (
+        "Gracias por su compromiso de pago de ${{ promised_amount | money(0) }} "
+        "para el {{ promised_date | day }}. Ref. {{ account }}."
+    ),
+}
 
 
 class TemplateProblem(CarteraError):
     """A template cannot be rendered for an account (it names a field the account lacks, or a bad value)."""
 
 
-def money(value: Any) -> str:
-    """``1234567.5`` → ``1.234.567,50``; whole amounts without decimals (``1.234.567``), as debtors read them."""
+def money(value: Any, decimals: int | None = None) -> str:
+    """``1234567.5`` → ``1.234.567,50``; whole amounts without decimals (``1.234.567``), as debtors read them;
+    ``decimals`` rounds to that many places instead (``money(0)``: ``1.234.568``)."""
     amount = Decimal(str(value))
-    text = f"{amount:,.0f}" if amount == amount.to_integral_value() else f"{amount:,.2f}"
+    if decimals is None:
+        decimals = 0 if amount == amount.to_integral_value() else 2
+    text = f"{amount:,.{decimals}f}"
     return text.replace(",", "\0").replace(".", ",").replace("\0", ".")
+
+
+def day(value: date) -> str:
+    """``2026-11-30`` → ``30/11/2026``, as debtors read dates."""
+    return f"{value:%d/%m/%Y}"
 
 
 def _environment() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
     env.filters["money"] = money
+    env.filters["day"] = day
     return env
 
 
 _ENV = _environment()
 
 
-def check_template(source: str) -> str:
-    """Config validator: the template parses and uses only :data:`TEMPLATE_FIELDS`."""
+def _used_fields(source: str) -> set[str]:
     try:
         tree = _ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise ValueError(f"template syntax error at line {exc.lineno} of the template: {exc.message}") from None
-    unknown = sorted(meta.find_undeclared_variables(tree) - set(TEMPLATE_FIELDS))
+    return meta.find_undeclared_variables(tree)
+
+
+def check_template(source: str) -> str:
+    """Config validator: the template parses and uses only :data:`TEMPLATE_FIELDS` (or :data:`PROMISE_FIELDS`,
+    which :func:`check_template_set` keeps to the ``promise`` template)."""
+    unknown = sorted(_used_fields(source) - set(TEMPLATE_FIELDS) - set(PROMISE_FIELDS))
     if unknown:
         raise ValueError(f"unknown template field {unknown[0]!r} (use {', '.join(TEMPLATE_FIELDS)})")
     if not source.strip():
@@ -69,8 +99,19 @@ def check_template(source: str) -> str:
     return source
 
 
+def check_template_set(templates: dict[str, str]) -> dict[str, str]:
+    """Config validator of one portfolio's templates: only the ``promise`` template sees :data:`PROMISE_FIELDS`."""
+    for name, source in templates.items():
+        misplaced = sorted(_used_fields(source) & set(PROMISE_FIELDS)) if name != PROMISE else []
+        if misplaced:
+            raise ValueError(f"template {name!r}: {misplaced[0]!r} is a field of the {PROMISE!r} template only")
+    return templates
+
+
 #: A template's source in a config model, checked when the config loads.
 TemplateSource = Annotated[str, AfterValidator(check_template)]
+#: One portfolio's templates by name in a config model, checked when the config loads.
+TemplateSet = Annotated[dict[str, TemplateSource], AfterValidator(check_template_set)]
 
 
 class SmsPricing(BaseModel):
@@ -120,15 +161,17 @@ class SmsTemplates:
         return sorted({name for templates in self._sources.values() for name in templates})
 
     def source(self, name: str, creditor: str, portfolio: str) -> str | None:
-        """The template ``name`` for a portfolio: its own, else the default one, else ``None``."""
+        """The template ``name`` for a portfolio: its own, else the default one, else the built-in one, else
+        ``None``."""
         for key in (f"{creditor}/{portfolio}", portfolio, DEFAULT_PORTFOLIO):
             found = self._sources.get(key, {}).get(name)
             if found is not None:
                 return found
-        return None
+        return BUILT_IN.get(name)
 
-    def render(self, name: str, account: Account) -> RenderedSms | None:
-        """Fill template ``name`` of the account's portfolio; ``None`` when there is no such template."""
+    def render(self, name: str, account: Account, **extra: Any) -> RenderedSms | None:
+        """Fill template ``name`` of the account's portfolio with its fields and ``extra`` (the promise template's
+        :data:`PROMISE_FIELDS`); ``None`` when there is no such template."""
         source = self.source(name, account.portfolio.creditor.code, account.portfolio.code)
         if source is None:
             return None
@@ -138,7 +181,7 @@ class SmsTemplates:
             if problem is not None:  # stored before the import refused them: never sent, never shown raw
                 raise TemplateProblem(f"template {name!r} for account {account.ref!r}: field {field!r}: {problem}")
         try:
-            text = _ENV.from_string(source).render(fields).strip()
+            text = _ENV.from_string(source).render(fields | extra).strip()
         except TemplateError as exc:
             raise TemplateProblem(f"template {name!r} for account {account.ref!r}: {exc}") from None
         return self._describe(name, account.ref, text)

@@ -35,7 +35,7 @@ from pydantic import (
 
 from cartera.contact.compliance import PolicyError, validate
 from cartera.contact.compliance.packs import ChannelName, LocalRule, WindowRule
-from cartera.contact.sms_templates import SmsPricing, TemplateSource
+from cartera.contact.sms_templates import SmsPricing, TemplateSet
 from cartera.core import credentials
 from cartera.core.adapters import CHECK_DIRS, ConfigPath, PluginConfig, WritableDir, template_fields
 from cartera.core.errors import ConfigError, SettingError
@@ -222,7 +222,7 @@ class SiteSection(_Section):
     sync: SyncConfig = SyncConfig()
     web: WebConfig = WebConfig()
     #: SMS templates by portfolio ("CREDITOR/PORTFOLIO", "PORTFOLIO" or "default"), then by name
-    sms_templates: dict[str, dict[str, TemplateSource]] = {}
+    sms_templates: dict[str, TemplateSet] = {}
     sms_pricing: SmsPricing = SmsPricing()
     dialer: PluginSection | None = None
     recording: PluginSection | None = None
