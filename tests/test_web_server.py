@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from cartera.core.adapters import PluginConfig, SmsGateway
+from cartera.core.adapters import AdapterCapabilities, PluginConfig, SmsGateway
 from cartera.core.errors import CarteraError
 from cartera.core.hooks import load_plugins
 from cartera.core.hookspecs import hookimpl
@@ -36,6 +36,7 @@ class CallbackGateway(SmsGateway[PluginConfig]):
 
     name: ClassVar[str] = "callback"
     config_model: ClassVar[type[PluginConfig]] = PluginConfig
+    capabilities: ClassVar[AdapterCapabilities] = AdapterCapabilities(serves_http=True)
 
     def check(self) -> CheckResult:
         return CheckResult(True, "ok")

@@ -15,6 +15,7 @@ import logging
 import string
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, ClassVar, Generic, Protocol, TypeVar
@@ -35,6 +36,7 @@ from cartera.core.models import (
     DeliveryScope,
     InboundSms,
     Recording,
+    RowError,
     SmsMessage,
     SmsSubmitResult,
     StoredObject,
@@ -120,11 +122,70 @@ class PluginContext(Protocol):
         ...
 
 
+_METHOD = "method"
+
+
+def _overrides(method: str) -> bool:
+    """A capability that is the adapter's own ``method``: declared exactly when the adapter overrides it."""
+    return field(default=False, metadata={_METHOD: method})
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdapterCapabilities:
+    """What an adapter does beyond its kind's required methods: the class attribute ``capabilities`` declares it,
+    one subclass per kind (this class itself for SMS gateways). Everything is off by default.
+
+    A capability that is an optional method is declared exactly when the adapter overrides that method:
+    registration refuses the adapter otherwise. Core and the conformance kits read the declaration."""
+
+    #: Serves routes on the node's HTTP server: overrides :meth:`Adapter.http_router`.
+    serves_http: bool = _overrides("http_router")
+
+    @classmethod
+    def methods(cls) -> dict[str, str]:
+        """Each capability that is an optional method, with the method's name."""
+        return {item.name: item.metadata[_METHOD] for item in fields(cls) if _METHOD in item.metadata}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DialerCapabilities(AdapterCapabilities):
+    """What a :class:`Dialer` does beyond placing calls and reporting their ends."""
+
+    #: Records answered calls and reports each file through ``context.report_recording``.
+    records_calls: bool = False
+    #: Names the agent who took an answered call in :attr:`CallResult.agent`.
+    reports_agents: bool = False
+    #: Cancels a call being set up or ringing: overrides :meth:`Dialer.cancel`.
+    cancels: bool = _overrides("cancel")
+    #: Settles the calls a killed run left in flight itself: overrides :meth:`Dialer.reconcile`.
+    reconciles: bool = _overrides("reconcile")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordingStoreCapabilities(AdapterCapabilities):
+    """What a :class:`RecordingStore` does beyond storing, reading and retaining objects."""
+
+    #: Issues expiring credential-free URLs: overrides :meth:`RecordingStore.url`.
+    presigned_urls: bool = _overrides("url")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrmSyncCapabilities(AdapterCapabilities):
+    """What a :class:`CrmSync` does beyond reading, fetching, acknowledging, rejecting and exporting."""
+
+    #: Sends the creditor the rows of a delivery that were quarantined: overrides :meth:`CrmSync.report_rejections`.
+    rejection_reports: bool = _overrides("report_rejections")
+    #: Names the creditors and portfolios it may deliver for: overrides :meth:`CrmSync.delivers`.
+    restricts_deliveries: bool = _overrides("delivers")
+
+
 class Adapter(abc.ABC, Generic[ConfigT]):
-    """Common shape: a unique ``name`` per kind, a ``config_model``, a ``check`` for operators."""
+    """Common shape: a unique ``name`` per kind, a ``config_model``, a ``check`` for operators, and the
+    ``capabilities`` it declares (of its kind's type; the base class declares none)."""
 
     name: ClassVar[str]
     config_model: ClassVar[type[PluginConfig]]
+    capabilities: ClassVar[AdapterCapabilities] = AdapterCapabilities()
 
     def __init__(self, config: ConfigT, context: PluginContext) -> None:
         self.config = config
@@ -143,7 +204,7 @@ class Adapter(abc.ABC, Generic[ConfigT]):
     def http_router(self) -> APIRouter | None:
         """Routes this adapter serves on the node's HTTP server (delivery-report callbacks, a creditor's push
         API), mounted under ``/plugins/{kind}``; ``None`` (the default) serves nothing. Called once, after
-        :meth:`start`, while ``run`` serves HTTP."""
+        :meth:`start`, while ``run`` serves HTTP. An adapter that overrides it declares ``serves_http``."""
         return None
 
 
@@ -190,6 +251,8 @@ def dial_slots(available_agents: int, dial_ratio: float) -> int:
 class Dialer(Adapter[ConfigT]):
     """Places calls. Results are asynchronous: ``place_call`` returns at once, the end is reported later."""
 
+    capabilities: ClassVar[DialerCapabilities] = DialerCapabilities()
+
     @abc.abstractmethod
     def capacity(self) -> int:
         """How many more calls may be placed right now (agents available times dial ratio, minus in flight)."""
@@ -202,7 +265,6 @@ class Dialer(Adapter[ConfigT]):
         ``context.report_call``; a recording, when one was made, through ``context.report_recording``.
         """
 
-    @abc.abstractmethod
     def cancel(self, attempt_id: int) -> bool:
         """Cancel the call of ``attempt_id`` if it has not been answered: core calls it when the account was
         withdrawn or paid while its call was being set up or ringing. Must not block for the call's end.
@@ -212,8 +274,10 @@ class Dialer(Adapter[ConfigT]):
         ``CallOutcome.CANCELLED`` (unanswered; the raw cause says what the vendor did) when this returned
         ``True``, even if the debtor's answer crossed the hang-up. Returns ``True`` when the call will end as
         cancelled, ``False`` when the attempt is unknown to this dialer, already answered, already ending for
-        another reason (ring timeout, shutdown), or finished.
+        another reason (ring timeout, shutdown), or finished. This default cannot cancel: ``False``, the call goes
+        on. A dialer that overrides it declares ``cancels``.
         """
+        return False
 
     def reconcile(self, calls: Sequence[UnfinishedCall]) -> None:
         """Settle the calls a previous run of the site's node left in flight: it was killed before their ends
@@ -222,7 +286,8 @@ class Dialer(Adapter[ConfigT]):
         Never dial them again. Report each one's end exactly once through ``context.report_call``: the real end
         when the vendor can still tell (a call still up may be followed and reported when it ends, or by
         :meth:`stop`), else ``call.unknown(raw_cause)`` (``CallOutcome.UNKNOWN``, the cause saying why). Must not
-        block for a call's duration. This default can tell nothing: every call ends ``UNKNOWN``.
+        block for a call's duration. This default can tell nothing: every call ends ``UNKNOWN``. A dialer that
+        overrides it declares ``reconciles``.
         """
         for call in calls:
             self.context.report_call(call.unknown(f"{self.name} keeps nothing across node runs: end unknown"))
@@ -234,6 +299,8 @@ class Dialer(Adapter[ConfigT]):
 
 class RecordingStore(Adapter[ConfigT]):
     """Durable storage for recordings (a directory, an S3 bucket...). Keys are relative POSIX paths."""
+
+    capabilities: ClassVar[RecordingStoreCapabilities] = RecordingStoreCapabilities()
 
     @abc.abstractmethod
     def put(self, key: str, source: Path, checksums: Checksums) -> StoredObject:
@@ -272,7 +339,8 @@ class RecordingStore(Adapter[ConfigT]):
         """A URL serving the object's bytes without credentials for ``expires_s`` seconds.
 
         Raises :class:`cartera.core.errors.ObjectNotFound`; stores that cannot issue expiring URLs raise
-        :class:`cartera.core.errors.Unsupported` (this default).
+        :class:`cartera.core.errors.Unsupported` (this default). A store that overrides it declares
+        ``presigned_urls``.
         """
         raise Unsupported(f"the {self.name} recording store cannot issue expiring URLs; use 'recordings get'")
 
@@ -292,6 +360,8 @@ class SmsGateway(Adapter[ConfigT]):
 class CrmSync(Adapter[ConfigT]):
     """Exchanges data with one creditor: assignments in, activities out."""
 
+    capabilities: ClassVar[CrmSyncCapabilities] = CrmSyncCapabilities()
+
     @abc.abstractmethod
     def read_file(self, path: Path) -> AssignmentBatch:
         """Parse an assignment file an operator names (``import FILE``).
@@ -305,7 +375,8 @@ class CrmSync(Adapter[ConfigT]):
 
         Core's import refuses whole (:class:`cartera.core.models.FileRejected`, nothing loaded) a batch with a row
         outside them, from ``fetch`` and from ``read_file`` (``import FILE``) alike. ``None`` (the default):
-        the adapter does not restrict them; declare them whenever the configuration names them.
+        the adapter does not restrict them; declare them whenever the configuration names them (and declare
+        ``restricts_deliveries``).
         """
         return None
 
@@ -323,6 +394,16 @@ class CrmSync(Adapter[ConfigT]):
         report was delivered: set it aside, never deleted, so ``fetch`` does not yield it again (a corrected
         delivery is fetched as usual). May be called again for a batch already set aside (after a crash);
         ignore a batch ``fetch`` did not yield, gone, or changed since it was read."""
+
+    def report_rejections(self, batch: AssignmentBatch, errors: Sequence[RowError]) -> None:
+        """Deliver line, field and reason of each of ``errors`` (the quarantined rows of ``batch``, or one row of
+        field ``file`` when it was rejected whole) to the creditor. Core calls it after the import committed and
+        before :meth:`acknowledge` (or :meth:`reject`), when the adapter declares ``rejection_reports``.
+
+        Idempotent: same name, same content. Raise on failure: the delivery is then fetched and reported again.
+        This default cannot deliver reports: it raises :class:`cartera.core.errors.Unsupported`.
+        """
+        raise Unsupported(f"the {self.name} crm_sync adapter cannot send rejection reports")
 
     @abc.abstractmethod
     def export(self, activities: Sequence[Activity]) -> None:

@@ -32,12 +32,29 @@ class AdapterRegistry(Generic[AdapterT]):
         model = getattr(adapter, "config_model", None)
         if not (inspect.isclass(model) and issubclass(model, PluginConfig)):
             raise PluginError(f"{where} needs a config_model subclassing cartera.core.adapters.PluginConfig")
+        self._check_capabilities(adapter, where)
         other = self._adapters.get(name)
         if other is not None and other is not adapter:
             raise PluginError(
                 f"two {self.kind} adapters are named {name!r}: {other.__module__}.{other.__qualname__} and {where}"
             )
         self._adapters[name] = adapter
+
+    def _check_capabilities(self, adapter: type[AdapterT], where: str) -> None:
+        """The declared capabilities are of the kind's type and name exactly the optional methods overridden."""
+        declared = adapter.capabilities
+        kind = type(self._base.capabilities)
+        if type(declared) is not kind:
+            raise PluginError(f"{where} declares capabilities {declared!r}: a {self.kind} declares a {kind.__name__}")
+        for capability, method in kind.methods().items():
+            overridden = getattr(adapter, method) is not getattr(self._base, method)
+            if getattr(declared, capability) and not overridden:
+                raise PluginError(f"{where} declares the capability {capability} but does not override {method}()")
+            if overridden and not getattr(declared, capability):
+                raise PluginError(
+                    f"{where} overrides {method}() but does not declare the capability {capability} "
+                    f"(capabilities = {kind.__name__}({capability}=True, ...))"
+                )
 
     def get(self, name: str) -> type[AdapterT]:
         try:

@@ -4,7 +4,8 @@ Everything else under ``cartera`` is private to the node and may change without 
 
 - **Hooks:** ``hookimpl`` marks a plugin's registration hooks (``cartera_register_dialers`` and the other
   ``cartera_register_*`` hooks) and observers; the specifications live in :mod:`cartera.core.hookspecs`.
-- **Base classes** an adapter subclasses, one per kind, with the registries it is registered in.
+- **Base classes** an adapter subclasses, one per kind, with the registries it is registered in, and the
+  **capabilities** it declares (``DialerCapabilities`` & co.).
 - **Models** passed across the contract, and **errors** an adapter raises.
 - **Helpers** for what several vendors need: dial strings and pacing, durable files, checksums, SMS segment
   counting, secret masking, creditor CSV files.
@@ -14,13 +15,17 @@ from cartera.contact.phones import InvalidPhone, normalize, time_zones
 from cartera.contact.smstext import GSM7, UCS2, segment_count, sms_encoding
 from cartera.core.adapters import (
     Adapter,
+    AdapterCapabilities,
     ConfigPath,
     CrmSync,
+    CrmSyncCapabilities,
     Dialer,
+    DialerCapabilities,
     DialRatio,
     PluginConfig,
     PluginContext,
     RecordingStore,
+    RecordingStoreCapabilities,
     SmsGateway,
     WritableDir,
     dial_slots,
@@ -94,6 +99,7 @@ __all__ = [
     "Activity",
     "ActivityKind",
     "Adapter",
+    "AdapterCapabilities",
     "AdapterCatalog",
     "AdapterRegistry",
     "AssignmentAction",
@@ -111,11 +117,13 @@ __all__ = [
     "ColumnsConfig",
     "ConfigPath",
     "CrmSync",
+    "CrmSyncCapabilities",
     "CsvFormatConfig",
     "DeliveryReport",
     "DeliveryScope",
     "DialRatio",
     "Dialer",
+    "DialerCapabilities",
     "Disposition",
     "DispositionCode",
     "FileRejected",
@@ -128,6 +136,7 @@ __all__ = [
     "PluginContext",
     "Recording",
     "RecordingStore",
+    "RecordingStoreCapabilities",
     "RowError",
     "SettingError",
     "SmsGateway",

@@ -5,27 +5,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from cartera.core.adapters import CrmSync
 from cartera.core.logs import event
-from cartera.core.models import AssignmentBatch, FileRejected, RowError
+from cartera.core.models import FileRejected, RowError
 from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.importer import AssignmentImporter, ImportReport
 
 log = logging.getLogger("cartera.sync")
 _LINE = re.compile(r"line (\d+): (.*)", re.DOTALL)
-
-
-@runtime_checkable
-class RejectionReports(Protocol):
-    """A crm_sync adapter that can send the creditor the rows of a delivery that were quarantined."""
-
-    def report_rejections(self, batch: AssignmentBatch, errors: Sequence[RowError]) -> None:
-        """Deliver line, field and reason of each of ``errors`` for ``batch`` (idempotent: same name, same
-        content). Raise on failure: the delivery is then not acknowledged and the report is sent again."""
 
 
 @dataclass
@@ -55,11 +45,11 @@ class CreditorSync:
             except FileRejected as exc:
                 run.rejected.append(str(exc))
                 event(log, "sync.file_rejected", logging.ERROR, source=exc.source, reason=exc.reason)
-                if isinstance(self.crm, RejectionReports):
+                if self.crm.capabilities.rejection_reports:
                     self.crm.report_rejections(batch, [_file_error(exc.reason)])
                 self.crm.reject(batch)
                 continue
-            if report.quarantined and isinstance(self.crm, RejectionReports):
+            if report.quarantined and self.crm.capabilities.rejection_reports:
                 self.crm.report_rejections(batch, report.quarantined)
             self.crm.acknowledge(batch)
             run.imports.append(report)

@@ -19,6 +19,7 @@ import pytest
 from pydantic import ValidationError
 
 from cartera.core.adapters import CrmSync
+from cartera.core.errors import Unsupported
 from cartera.core.models import (
     Activity,
     ActivityKind,
@@ -28,6 +29,7 @@ from cartera.core.models import (
     FileRejected,
     RowError,
 )
+from cartera.core.testing.capabilities import assert_serves_http_as_declared
 from cartera.core.testing.context import CapturingContext
 
 
@@ -143,12 +145,14 @@ class CrmSyncConformance:
         assert tuple(row.account_ref for row in rows) == good_delivery.account_refs
         assert {(row.creditor, row.portfolio) for row in rows} == {(good_delivery.creditor, good_delivery.portfolio)}
 
-    def test_delivers_admits_its_own_deliveries(self, crm: CrmSync[Any], good_delivery: Delivery) -> None:
-        """delivers() (when the adapter restricts) admits the good delivery's creditor and portfolio, and no
-        creditor the configuration does not name."""
+    def test_delivers_as_declared(self, crm: CrmSync[Any], good_delivery: Delivery) -> None:
+        """delivers() of an adapter declaring restricts_deliveries admits the good delivery's creditor and portfolio,
+        and no creditor the configuration does not name; any other adapter's is None (no restriction)."""
         scope = crm.delivers()
-        if scope is None:
+        if not type(crm).capabilities.restricts_deliveries:
+            assert scope is None, "delivers() restricts but restricts_deliveries is not declared"
             return
+        assert scope is not None, "declares restricts_deliveries but delivers() is None"
         assert scope.refusal(good_delivery.creditor, good_delivery.portfolio) is None
         refused = scope.refusal(f"{good_delivery.creditor}-NOT-CONFIGURED", good_delivery.portfolio)
         assert refused is not None
@@ -209,6 +213,24 @@ class CrmSyncConformance:
         _split(batch)
         crm.acknowledge(batch)
         assert list(crm.fetch()) == []
+
+    def test_rejection_reports_as_declared(self, crm: CrmSync[Any], good_delivery: Delivery) -> None:
+        """An adapter declaring rejection_reports takes the report of a fetched delivery's bad rows, twice alike
+        (after a crash), before acknowledge; any other adapter refuses with Unsupported."""
+        (batch,) = list(crm.fetch())
+        _, errors = _split(batch)
+        if not type(crm).capabilities.rejection_reports:
+            with pytest.raises(Unsupported):
+                crm.report_rejections(batch, errors)
+            return
+        crm.report_rejections(batch, errors)
+        crm.report_rejections(batch, errors)
+        crm.acknowledge(batch)
+        assert list(crm.fetch()) == []
+
+    def test_serves_http_as_declared(self, crm: CrmSync[Any]) -> None:
+        """http_router() gives routes exactly when the adapter declares serves_http."""
+        assert_serves_http_as_declared(crm)
 
     def test_rejected_delivery_is_set_aside_not_lost(
         self, crm: CrmSync[Any], rejected_delivery: RejectedDelivery

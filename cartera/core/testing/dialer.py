@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from cartera.core.adapters import Dialer
 from cartera.core.models import CallOutcome, CallRequest, CallResult, CheckResult, UnfinishedCall
+from cartera.core.testing.capabilities import assert_serves_http_as_declared
 from cartera.core.testing.context import CapturingContext
 
 _attempt_ids = itertools.count(910_000)
@@ -33,8 +34,6 @@ class DialerConformance:
 
     #: Real seconds to wait for a call's report or for free capacity; raise it for slow peers.
     timeout: ClassVar[float] = 20.0
-    #: Whether answered calls are recorded (the recording test is skipped when ``False``).
-    records: ClassVar[bool] = True
     #: Real seconds a call to ``ringing_number`` rings before the cancel test cancels it (it must ring longer).
     ring_before_cancel_s: ClassVar[float] = 0.5
 
@@ -139,6 +138,10 @@ class DialerConformance:
         assert result.answered_at is not None
         assert result.ended_at is not None
         assert result.started_at <= result.answered_at <= result.ended_at
+        if type(dialer).capabilities.reports_agents:
+            assert (result.agent or "").strip(), "declares reports_agents but names no agent"
+        else:
+            assert result.agent is None, f"names agent {result.agent!r} but reports_agents is not declared"
 
     def test_outcomes_mapped(
         self, dialer: Dialer[Any], context: CapturingContext, numbers: dict[CallOutcome, str]
@@ -211,20 +214,23 @@ class DialerConformance:
         time.sleep(0.3)
         assert len(context.calls) == reported, "calls were reported after stop() returned"
 
-    def test_recording_reported(
+    def test_recordings_as_declared(
         self, dialer: Dialer[Any], context: CapturingContext, numbers: dict[CallOutcome, str]
     ) -> None:
-        """A reported recording is a non-empty file on disk and refers to a placed attempt."""
-        if not self.records:
-            pytest.skip("this dialer does not record calls")
+        """A dialer declaring records_calls reports a recording of an answered call: a non-empty file on disk,
+        referring to the placed attempt. Any other dialer reports none."""
         request = self._request(context, self._answered_number(numbers))
         dialer.place_call(request)
-        recordings = context.wait_for_recordings(1, self.timeout)
+        if type(dialer).capabilities.records_calls:
+            context.wait_for_recordings(1, self.timeout)
         context.wait_until(
             lambda: bool(self._results_for(context, request.attempt_id)), self.timeout, "the call's result"
         )
         dialer.stop()
-        for recording in recordings:
+        if not type(dialer).capabilities.records_calls:
+            assert not context.recordings, "reported a recording but records_calls is not declared"
+            return
+        for recording in context.recordings:
             assert recording.attempt_id == request.attempt_id
             assert recording.path.is_file(), f"{recording.path} does not exist"
             assert recording.path.stat().st_size > 0, f"{recording.path} is empty"
@@ -235,13 +241,20 @@ class DialerConformance:
     def test_cancel_before_answer(
         self, dialer: Dialer[Any], context: CapturingContext, ringing_number: str, when: str
     ) -> None:
-        """A call cancelled before it is answered (at once, or while it rings) ends exactly once, as CANCELLED
-        and unanswered; once it has ended, cancel() is False."""
+        """A call cancelled before it is answered (at once, or while it rings) by a dialer declaring cancels ends
+        exactly once, as CANCELLED and unanswered; once it has ended, cancel() is False. Any other dialer refuses
+        (False) and the call goes on to another end."""
         request = self._request(context, ringing_number)
         dialer.place_call(request)
         if when == "ringing":
             time.sleep(self.ring_before_cancel_s)
         assert not self._results_for(context, request.attempt_id), "the call ended before it could be cancelled"
+        if not type(dialer).capabilities.cancels:
+            assert dialer.cancel(request.attempt_id) is False, "cancel() accepted but cancels is not declared"
+            dialer.stop()
+            self._assert_each_reported_once(context, [request])
+            assert context.calls[0].outcome is not CallOutcome.CANCELLED
+            return
         assert dialer.cancel(request.attempt_id) is True
         context.wait_until(
             lambda: bool(self._results_for(context, request.attempt_id)), self.timeout, "the cancelled call's result"
@@ -302,6 +315,10 @@ class DialerConformance:
             assert _aware(result.started_at)
         assert self._results_for(context, request.attempt_id)[0].outcome is CallOutcome.ANSWERED
         assert {recording.attempt_id for recording in context.recordings} <= {request.attempt_id}
+
+    def test_serves_http_as_declared(self, dialer: Dialer[Any]) -> None:
+        """http_router() gives routes exactly when the dialer declares serves_http."""
+        assert_serves_http_as_declared(dialer)
 
     def test_config_rejects_unknown_key(self, dialer: Dialer[Any]) -> None:
         """The adapter's config_model refuses a key it does not know."""

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from cartera.core.adapters import RecordingStore
 from cartera.core.errors import IntegrityError, ObjectLocked, ObjectNotFound, Unsupported
 from cartera.core.models import Checksums, StoredObject
+from cartera.core.testing.capabilities import assert_serves_http_as_declared
 from cartera.core.testing.context import CapturingContext
 
 NESTED_KEY = "site/2026/11/23/42.wav"
@@ -220,24 +221,22 @@ class RecordingStoreConformance:
         with pytest.raises(ObjectNotFound):
             store.set_retention("calls/missing.wav", None, legal_hold=True)
 
-    def test_url_serves_the_object_or_is_unsupported(
-        self, store: RecordingStore[Any], recording_file: RecordingFile
-    ) -> None:
-        """url gives a credential-free URL to the exact bytes (or the store says it cannot issue one)."""
+    def test_url_as_declared(self, store: RecordingStore[Any], recording_file: RecordingFile) -> None:
+        """A store declaring presigned_urls gives a credential-free URL to the exact bytes (ObjectNotFound for a
+        missing key); any other store refuses with Unsupported, pointing to 'recordings get'."""
         store.put("calls/12.wav", recording_file.path, recording_file.checksums)
-        try:
-            url = store.url("calls/12.wav", 60)
-        except Unsupported as exc:
-            unsupported: Unsupported | None = exc
-        else:
-            unsupported = None
-        if unsupported is not None:
-            assert "recordings get" in str(unsupported), "an Unsupported error must point to 'recordings get'"
+        if not type(store).capabilities.presigned_urls:
+            with pytest.raises(Unsupported, match="recordings get"):
+                store.url("calls/12.wav", 60)
             return
-        with urllib.request.urlopen(url, timeout=30) as response:
+        with urllib.request.urlopen(store.url("calls/12.wav", 60), timeout=30) as response:
             assert _checksums(response.read()) == recording_file.checksums
         with pytest.raises(ObjectNotFound):
             store.url("calls/missing.wav", 60)
+
+    def test_serves_http_as_declared(self, store: RecordingStore[Any]) -> None:
+        """http_router() gives routes exactly when the store declares serves_http."""
+        assert_serves_http_as_declared(store)
 
     def test_max_concurrency_is_positive(self, store: RecordingStore[Any]) -> None:
         """The store tells core how many transfers it serves at once."""

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from cartera.core.adapters import SmsGateway
 from cartera.core.models import DeliveryReport, SmsMessage, SmsState, SmsSubmitResult
+from cartera.core.testing.capabilities import assert_serves_http_as_declared
 from cartera.core.testing.context import CapturingContext
 
 ACCEPTED = frozenset({SmsState.SUBMITTED, SmsState.DELIVERED})
@@ -148,6 +149,10 @@ class SmsConformance:
         result = gateway.check()
         assert result.ok, result.detail
         assert result.detail.strip()
+
+    def test_serves_http_as_declared(self, gateway: SmsGateway[Any]) -> None:
+        """http_router() gives routes exactly when the gateway declares serves_http."""
+        assert_serves_http_as_declared(gateway)
 
     def test_config_model_rejects_unknown_key(self, gateway: SmsGateway[Any]) -> None:
         """The config model refuses a key it does not declare."""

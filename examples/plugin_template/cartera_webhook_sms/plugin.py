@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from cartera.plugin import (
+    AdapterCapabilities,
     AdapterRegistry,
     CheckResult,
     DeliveryReport,
@@ -40,6 +41,8 @@ class WebhookSmsGateway(SmsGateway[WebhookSmsConfig]):
 
     name: ClassVar[str] = "webhook"
     config_model: ClassVar[type[PluginConfig]] = WebhookSmsConfig
+    #: Nothing optional: a gateway whose vendor calls back over HTTP overrides http_router, declaring serves_http=True.
+    capabilities: ClassVar[AdapterCapabilities] = AdapterCapabilities()
 
     def __init__(self, config: WebhookSmsConfig, context: PluginContext) -> None:
         super().__init__(config, context)

@@ -185,8 +185,6 @@ def one_call(dialer: SipTrunkDialer, context: CapturingContext, phone: str, atte
 
 @sip
 class TestSipTrunkConformance(DialerConformance):
-    records = False  # a trunk dialer hands the call over; the queue's PBX records it
-
     @pytest.fixture
     def context(self, tmp_path: Path) -> CapturingContext:
         return CapturingContext(tmp_path / "dialer")

@@ -15,6 +15,7 @@ from cartera.plugin import (
     AssignmentReader,
     CheckResult,
     CrmSync,
+    CrmSyncCapabilities,
     DeliveryScope,
     PluginConfig,
     PluginContext,
@@ -39,6 +40,7 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
 
     name: ClassVar[str] = "csv"
     config_model: ClassVar[type[PluginConfig]] = CsvDirConfig
+    capabilities: ClassVar[CrmSyncCapabilities] = CrmSyncCapabilities(rejection_reports=True, restricts_deliveries=True)
 
     def __init__(self, config: CsvDirConfig, context: PluginContext) -> None:
         super().__init__(config, context)

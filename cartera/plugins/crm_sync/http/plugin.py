@@ -17,6 +17,7 @@ from cartera.plugin import (
     AssignmentBatch,
     CheckResult,
     CrmSync,
+    CrmSyncCapabilities,
     DeliveryScope,
     PluginConfig,
     PluginContext,
@@ -39,6 +40,9 @@ class HttpCrmSync(CrmSync[HttpApiConfig]):
 
     name: ClassVar[str] = "http"
     config_model: ClassVar[type[PluginConfig]] = HttpApiConfig
+    capabilities: ClassVar[CrmSyncCapabilities] = CrmSyncCapabilities(
+        serves_http=True, rejection_reports=True, restricts_deliveries=True
+    )
 
     def __init__(self, config: HttpApiConfig, context: PluginContext) -> None:
         super().__init__(config, context)

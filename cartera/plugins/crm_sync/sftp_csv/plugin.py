@@ -22,6 +22,7 @@ from cartera.plugin import (
     AssignmentReader,
     CheckResult,
     CrmSync,
+    CrmSyncCapabilities,
     DeliveryScope,
     PluginConfig,
     PluginContext,
@@ -49,6 +50,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
 
     name: ClassVar[str] = "sftp_csv"
     config_model: ClassVar[type[PluginConfig]] = SftpCsvConfig
+    capabilities: ClassVar[CrmSyncCapabilities] = CrmSyncCapabilities(rejection_reports=True, restricts_deliveries=True)
 
     def __init__(self, config: SftpCsvConfig, context: PluginContext) -> None:
         super().__init__(config, context)

@@ -28,6 +28,7 @@ from cartera.plugin import (
     AssignmentReader,
     CheckResult,
     CrmSync,
+    CrmSyncCapabilities,
     CsvFormatConfig,
     DeliveryScope,
     FileRejected,
@@ -51,6 +52,7 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
 
     name: ClassVar[str] = "sql"
     config_model: ClassVar[type[PluginConfig]] = SqlSyncConfig
+    capabilities: ClassVar[CrmSyncCapabilities] = CrmSyncCapabilities(rejection_reports=True, restricts_deliveries=True)
 
     def __init__(self, config: SqlSyncConfig, context: PluginContext) -> None:
         super().__init__(config, context)

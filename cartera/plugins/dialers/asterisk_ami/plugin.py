@@ -10,6 +10,7 @@ from cartera.plugin import (
     CallRequest,
     CheckResult,
     Dialer,
+    DialerCapabilities,
     PluginConfig,
     PluginContext,
     UnfinishedCall,
@@ -24,6 +25,9 @@ class AsteriskAmiDialer(Dialer[AsteriskAmiConfig]):
 
     name: ClassVar[str] = "asterisk_ami"
     config_model: ClassVar[type[PluginConfig]] = AsteriskAmiConfig
+    capabilities: ClassVar[DialerCapabilities] = DialerCapabilities(
+        records_calls=True, reports_agents=True, cancels=True, reconciles=True
+    )
 
     def __init__(self, config: AsteriskAmiConfig, context: PluginContext) -> None:
         super().__init__(config, context)

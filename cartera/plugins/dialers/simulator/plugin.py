@@ -10,6 +10,7 @@ from cartera.plugin import (
     CallRequest,
     CheckResult,
     Dialer,
+    DialerCapabilities,
     PluginConfig,
     PluginContext,
     UnfinishedCall,
@@ -28,6 +29,9 @@ class SimulatorDialer(Dialer[SimulatorConfig]):
 
     name: ClassVar[str] = "simulator"
     config_model: ClassVar[type[PluginConfig]] = SimulatorConfig
+    capabilities: ClassVar[DialerCapabilities] = DialerCapabilities(
+        records_calls=True, reports_agents=True, cancels=True, reconciles=True
+    )
 
     def __init__(self, config: SimulatorConfig, context: PluginContext) -> None:
         super().__init__(config, context)

@@ -10,6 +10,7 @@ from cartera.plugin import (
     CallRequest,
     CheckResult,
     Dialer,
+    DialerCapabilities,
     PluginConfig,
     PluginContext,
     UnfinishedCall,
@@ -27,6 +28,8 @@ class SipTrunkDialer(Dialer[SipTrunkConfig]):
 
     name: ClassVar[str] = "sip_trunk"
     config_model: ClassVar[type[PluginConfig]] = SipTrunkConfig
+    #: Records nothing and names no agent: it REFERs an answered call to the queue, whose PBX does both.
+    capabilities: ClassVar[DialerCapabilities] = DialerCapabilities(cancels=True, reconciles=True)
 
     def __init__(self, config: SipTrunkConfig, context: PluginContext) -> None:
         super().__init__(config, context)

@@ -13,6 +13,7 @@ from cartera.plugin import (
     PluginConfig,
     PluginContext,
     RecordingStore,
+    RecordingStoreCapabilities,
     StoredObject,
     hookimpl,
 )
@@ -25,6 +26,7 @@ class LocalDirStore(RecordingStore[LocalDirConfig]):
 
     name: ClassVar[str] = "localdir"
     config_model: ClassVar[type[PluginConfig]] = LocalDirConfig
+    capabilities: ClassVar[RecordingStoreCapabilities] = RecordingStoreCapabilities()
 
     def __init__(self, config: LocalDirConfig, context: PluginContext) -> None:
         super().__init__(config, context)

@@ -13,6 +13,7 @@ from cartera.plugin import (
     PluginConfig,
     PluginContext,
     RecordingStore,
+    RecordingStoreCapabilities,
     StoredObject,
     hookimpl,
 )
@@ -25,6 +26,7 @@ class S3Store(RecordingStore[S3Config]):
 
     name: ClassVar[str] = "s3"
     config_model: ClassVar[type[PluginConfig]] = S3Config
+    capabilities: ClassVar[RecordingStoreCapabilities] = RecordingStoreCapabilities(presigned_urls=True)
 
     def __init__(self, config: S3Config, context: PluginContext) -> None:
         super().__init__(config, context)

@@ -20,6 +20,7 @@ from fastapi.responses import PlainTextResponse
 from cartera.plugin import (
     PLUGIN_PREFIX,
     UCS2,
+    AdapterCapabilities,
     AdapterRegistry,
     CheckResult,
     DeliveryReport,
@@ -75,6 +76,7 @@ class KannelGateway(SmsGateway[KannelConfig]):
 
     name: ClassVar[str] = "kannel"
     config_model: ClassVar[type[PluginConfig]] = KannelConfig
+    capabilities: ClassVar[AdapterCapabilities] = AdapterCapabilities(serves_http=True)
 
     def __init__(self, config: KannelConfig, context: PluginContext) -> None:
         super().__init__(config, context)

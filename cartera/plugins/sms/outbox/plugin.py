@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from cartera.plugin import (
+    AdapterCapabilities,
     AdapterRegistry,
     CheckResult,
     DeliveryReport,
@@ -30,6 +31,7 @@ class OutboxGateway(SmsGateway[OutboxConfig]):
 
     name: ClassVar[str] = "outbox"
     config_model: ClassVar[type[PluginConfig]] = OutboxConfig
+    capabilities: ClassVar[AdapterCapabilities] = AdapterCapabilities()
 
     def __init__(self, config: OutboxConfig, context: PluginContext) -> None:
         super().__init__(config, context)

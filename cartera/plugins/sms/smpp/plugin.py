@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any, ClassVar
 
 from cartera.plugin import (
+    AdapterCapabilities,
     AdapterRegistry,
     CheckResult,
     DeliveryReport,
@@ -91,6 +92,7 @@ class SmppGateway(SmsGateway[SmppConfig]):
 
     name: ClassVar[str] = "smpp"
     config_model: ClassVar[type[PluginConfig]] = SmppConfig
+    capabilities: ClassVar[AdapterCapabilities] = AdapterCapabilities()
 
     def __init__(self, config: SmppConfig, context: PluginContext) -> None:
         super().__init__(config, context)
