@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, select
 
@@ -21,6 +22,7 @@ from cartera.core.store.schema import Account, ContactAttempt, Creditor, Portfol
 from cartera.portfolio.identity import PortfolioKey, Reference, in_portfolios
 
 MAX_URL_SECONDS = 15 * 60
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -96,39 +98,58 @@ class RecordingLibrary:
         self._audit(actor, "recordings.search", "recordings", filters=used, results=len(views))
         return views
 
-    def view(self, recording_id: int) -> RecordingView | None:
-        """This site's recording ``recording_id``, unaudited: for callers that audit the access themselves."""
-        with self.db.session() as session:
-            row = session.execute(self._catalog().where(RecordingRow.id == recording_id)).first()
-        return _view(*row) if row else None
+    def view(self, recording_id: int, within: frozenset[PortfolioKey] | None = None) -> RecordingView | None:
+        """This site's recording ``recording_id`` when it is in the portfolios ``within`` (``None``: any),
+        unaudited: for callers that audit the access themselves."""
+        found = self._find(recording_id, within)
+        return found[0] if found else None
+
+    def deliver(
+        self,
+        recording_id: int,
+        actor: str,
+        action: str,
+        send: Callable[[RecordingView, str], tuple[T, dict[str, Any]]],
+        *,
+        within: frozenset[PortfolioKey] | None = None,
+        refusal: str | None = None,
+    ) -> tuple[RecordingView, T]:
+        """One pass over an archived recording: view (one catalog read, within the portfolios ``within``),
+        ``send`` (fetch and verify, given the view and store key; returns its result and what the audit row
+        records), audit (one ``action`` row). An unknown id, or one outside ``within``, raises NotFound (audited
+        as ``refusal`` when given); a recording not archived and verified raises UsageError."""
+        subject = f"recording:{recording_id}"
+        found = self._find(recording_id, within)
+        if found is None:
+            if refusal is not None:
+                self._audit(actor, refusal, subject, reason="not found at this site")
+            raise NotFound(f"no recording {recording_id} at site {self.site!r}")
+        view, key = found
+        if view.state != "verified" or view.sha256 is None or key is None:
+            raise UsageError(f"recording {recording_id} is {view.state}, not archived and verified")
+        result, details = send(view, key)
+        self._audit(actor, action, subject, **details)
+        return view, result
 
     def get(self, recording_id: int, store: RecordingStore[Any], destination: Path, actor: str) -> RecordingView:
         """Write the recording to ``destination`` after checking its sha256 against the catalog."""
-        subject = f"recording:{recording_id}"
-        view, key = self._archived(recording_id, actor, "recordings.get_denied")
         destination = destination.resolve()
-        fd, tmp_name = tempfile.mkstemp(prefix=".cartera-", dir=destination.parent)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as sink:
-                store.read(key, sink)
-            if file_checksums(tmp).sha256_hex != view.sha256:
-                raise IntegrityError(f"recording {recording_id}: sha256 of the stored copy does not match the catalog")
-            tmp.replace(destination)
-        finally:
-            tmp.unlink(missing_ok=True)
-        where = {"destination": str(destination), "portfolio": view.portfolio}
-        self._audit(actor, "recordings.get", subject, sha256=view.sha256, **where)
-        return view
+
+        def write(view: RecordingView, key: str) -> tuple[None, dict[str, Any]]:
+            fetch_verified(store, key, view, destination)
+            return None, {"sha256": view.sha256, "destination": str(destination), "portfolio": view.portfolio}
+
+        return self.deliver(recording_id, actor, "recordings.get", write, refusal="recordings.get_denied")[0]
 
     def url(self, recording_id: int, store: RecordingStore[Any], expires_s: int, actor: str) -> str:
         """A presigned URL to the stored recording, valid ``expires_s`` seconds (at most 15 minutes)."""
         if not 1 <= expires_s <= MAX_URL_SECONDS:
             raise UsageError(f"--expires must be between 1 and {MAX_URL_SECONDS} seconds, got {expires_s}")
-        view, key = self._archived(recording_id, actor, "recordings.url_denied")
-        url = store.url(key, expires_s)
-        self._audit(actor, "recordings.url", f"recording:{view.id}", key=key, expires_s=expires_s)
-        return url
+
+        def presign(_: RecordingView, key: str) -> tuple[str, dict[str, Any]]:
+            return store.url(key, expires_s), {"key": key, "expires_s": expires_s}
+
+        return self.deliver(recording_id, actor, "recordings.url", presign, refusal="recordings.url_denied")[1]
 
     def set_legal_hold(
         self, recording_id: int, store: RecordingStore[Any], on: bool, actor: str, reason: str
@@ -159,17 +180,18 @@ class RecordingLibrary:
         with self.db.session() as session:
             session.get_one(RecordingRow, recording_id).legal_hold = on
 
-    def _archived(self, recording_id: int, actor: str, denied: str) -> tuple[RecordingView, str]:
-        """The recording's view and store key; audited NotFound or UsageError when it is not in the store."""
+    def _find(
+        self, recording_id: int, within: frozenset[PortfolioKey] | None
+    ) -> tuple[RecordingView, str | None] | None:
+        """One catalog read: the recording's view and store key, when it is this site's and within reach."""
         with self.db.session() as session:
             row = session.execute(self._catalog().where(RecordingRow.id == recording_id)).first()
         if row is None:
-            self._audit(actor, denied, f"recording:{recording_id}", reason="not found at this site")
-            raise NotFound(f"no recording {recording_id} at site {self.site!r}")
-        view, key = _view(*row), row[0].store_key
-        if view.state != "verified" or view.sha256 is None or key is None:
-            raise UsageError(f"recording {recording_id} is {view.state}, not archived and verified")
-        return view, key
+            return None
+        view = _view(*row)
+        if within is not None and view.portfolio not in {str(key) for key in within}:
+            return None
+        return view, row[0].store_key
 
     def _catalog(self) -> Select[RecordingRow, ContactAttempt | None, Account | None, Portfolio | None, str | None]:
         """This site's recordings with their attempt, account, portfolio and creditor, when they have one."""
@@ -185,6 +207,20 @@ class RecordingLibrary:
     def _audit(self, actor: str, action: str, subject: str, **details: Any) -> None:
         with self.db.session() as session:
             audit(session, at=self.clock.now(), site=self.site, actor=actor, action=action, subject=subject, **details)
+
+
+def fetch_verified(store: RecordingStore[Any], key: str, view: RecordingView, destination: Path) -> None:
+    """Write the stored object ``key`` to ``destination``, only if its sha256 is the catalog's (``view``)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=".cartera-", dir=destination.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            store.read(key, sink)
+        if file_checksums(tmp).sha256_hex != view.sha256:
+            raise IntegrityError(f"recording {view.id}: sha256 of the stored copy does not match the catalog")
+        tmp.replace(destination)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _view(

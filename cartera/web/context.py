@@ -64,7 +64,7 @@ class Web:
         self.sessions = SessionStore(node.db, config.session_minutes, config.session_max_hours, now)
         self.throttle = LoginThrottler(node.db, now)
         self.workers = WorkerPool(config.workers, config.queue)
-        self.copies = VerifiedCopies(node.site.data_dir / "web" / "copies", node.library)
+        self.copies = VerifiedCopies(node.site.data_dir / "web" / "copies")
         self.secure_cookies = (config.public_url or "").startswith("https://")
         self.default_language: Language = config.language
         self.templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True))

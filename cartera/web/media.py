@@ -6,7 +6,7 @@ import mimetypes
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 from starlette.responses import StreamingResponse
 
 from cartera.core.adapters import RecordingStore
-from cartera.recordings.access import RecordingLibrary, RecordingView
+from cartera.recordings.access import RecordingView, fetch_verified
 
 CHUNK = 64 * 1024
 _RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
@@ -92,20 +92,22 @@ def _read(path: Path, part: ByteRange) -> Iterator[bytes]:
 
 
 class VerifiedCopies:
-    """Local copies of archived recordings, fetched through :meth:`RecordingLibrary.get` (sha256-checked,
-    audited) on first play, then served by range; copies unused for ``keep_s`` seconds are removed."""
+    """Local copies of archived recordings, fetched and sha256-checked on first play (the caller views and
+    audits: :meth:`RecordingLibrary.deliver`), then served by range; copies unused for ``keep_s`` seconds are
+    removed."""
 
-    def __init__(self, directory: Path, library: RecordingLibrary, keep_s: float = 3600) -> None:
-        self.directory, self.library, self.keep_s = directory, library, keep_s
+    def __init__(self, directory: Path, keep_s: float = 3600) -> None:
+        self.directory, self.keep_s = directory, keep_s
         self._lock = threading.Lock()
 
-    def path(self, view: RecordingView, store: RecordingStore[Any], actor: str) -> Path:
+    def path(self, view: RecordingView, key: str, store: Callable[[], RecordingStore[Any]]) -> Path:
+        """The verified copy of ``view`` (the store object ``key``), fetched from ``store()`` when missing."""
         self.directory.mkdir(parents=True, exist_ok=True)
         copy = self.directory / f"{view.id}-{view.sha256}{suffix(view)}"
         with self._lock:
             if not copy.exists():
                 self._prune()
-                self.library.get(view.id, store, copy, actor=actor)
+                fetch_verified(store(), key, view, copy)
             copy.touch()
         return copy
 

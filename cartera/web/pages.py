@@ -6,6 +6,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -14,6 +16,7 @@ from sqlalchemy import or_, select
 
 from cartera.contact.phones import InvalidPhone, normalize
 from cartera.core.adapters import RecordingStore
+from cartera.core.errors import NotFound, UsageError
 from cartera.core.models import CallOutcome
 from cartera.core.store.schema import AuditEntry, Creditor, Portfolio
 from cartera.portfolio.identity import PortfolioKey, code_problem, in_portfolios
@@ -21,13 +24,14 @@ from cartera.recordings.access import RecordingView, SearchFilters
 from cartera.web.context import Viewer, Web, WebError
 from cartera.web.i18n import translate
 from cartera.web.kpi import bar_chart, daily_kpis
-from cartera.web.media import BadRange, download_name, file_response, parse_range
+from cartera.web.media import BadRange, ByteRange, download_name, file_response, parse_range
 
 PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 50
 KPI_DEFAULT_DAYS = 14
 KPI_MAX_DAYS = 92
 _ID = re.compile(r"[0-9]{1,12}")
+NOT_VISIBLE = "no such recording within the viewer's reach"
 #: Query numbers and dates are ASCII digits only (``str.isdigit`` also takes ``²`` and ``①``, ``int`` takes
 #: Arabic-Indic digits), and dates lie within a range where a day more, in any time zone, is still a date.
 _PAGE = re.compile(r"[0-9]{1,6}")
@@ -78,34 +82,15 @@ def pages_router(web: Web) -> APIRouter:
         web.audit(viewer.actor, "recordings.view", f"recording:{view.id}")  # the page shows account and phone
         return web.page(request, "player.html", viewer, view=view, as_local=_local(web))
 
-    def stream(request: Request, recording_id: str, *, attachment: bool) -> Response:
-        viewer = web.signed_in(request)
-        view = visible(web, viewer, recording_id)
-        if view.state != "verified":
-            raise WebError(409, f"recording {view.id} is {view.state}", "error.409")
-        store = web.node.adapter("recording", RecordingStore)
-        copy = web.copies.path(view, store, actor=viewer.actor)
-        header = request.headers.get("range")
-        try:
-            wanted = parse_range(header, copy.stat().st_size)
-        except BadRange:
-            size = copy.stat().st_size
-            reason = f"unsatisfiable range {(header or '')[:80]!r} of {size} bytes"
-            raise WebError(416, reason, "error.416", {"Content-Range": f"bytes */{size}"}) from None
-        action = "recordings.download" if attachment else "recordings.play"
-        details = {"range": header or "all", "sha256": view.sha256, "portfolio": view.portfolio}
-        web.audit(viewer.actor, action, f"recording:{view.id}", **details)
-        return file_response(copy, wanted, download_name(web.site, view), attachment=attachment)
-
     @router.get("/recordings/{recording_id}/audio", include_in_schema=False)
     @web.workers.pooled
     def audio(request: Request, recording_id: str) -> Response:
-        return stream(request, recording_id, attachment=False)
+        return stream(web, request, recording_id, attachment=False)
 
     @router.get("/recordings/{recording_id}/download", include_in_schema=False)
     @web.workers.pooled
     def download(request: Request, recording_id: str) -> Response:
-        return stream(request, recording_id, attachment=True)
+        return stream(web, request, recording_id, attachment=True)
 
     @router.get("/kpi", include_in_schema=False)
     @web.workers.pooled
@@ -161,16 +146,48 @@ def pages_router(web: Web) -> APIRouter:
     return router
 
 
+def stream(web: Web, request: Request, recording_id: str, *, attachment: bool) -> Response:
+    """A recording played or downloaded, whole or by range: one pass, one audit row (see ``deliver``)."""
+    viewer = web.signed_in(request)
+    header = request.headers.get("range")
+
+    def send(view: RecordingView, key: str) -> tuple[tuple[Path, ByteRange | None], dict[str, Any]]:
+        copy = web.copies.path(view, key, lambda: web.node.adapter("recording", RecordingStore))
+        size = copy.stat().st_size
+        try:
+            wanted = parse_range(header, size)
+        except BadRange:
+            reason = f"unsatisfiable range {(header or '')[:80]!r} of {size} bytes"
+            raise WebError(416, reason, "error.416", {"Content-Range": f"bytes */{size}"}) from None
+        return (copy, wanted), {"range": header or "all", "sha256": view.sha256, "portfolio": view.portfolio}
+
+    action = "recordings.download" if attachment else "recordings.play"
+    within = viewer.user.portfolios(web.site)
+    try:
+        view, (copy, wanted) = web.node.library.deliver(
+            recording_number(recording_id), viewer.actor, action, send, within=within
+        )
+    except NotFound:
+        raise WebError(404, NOT_VISIBLE, "error.404") from None
+    except UsageError as exc:
+        raise WebError(409, str(exc), "error.409") from None
+    return file_response(copy, wanted, download_name(web.site, view), attachment=attachment)
+
+
 def visible(web: Web, viewer: Viewer, recording_id: str) -> RecordingView:
     """The recording, when it is this site's and in the viewer's portfolios; else 400 or 404 (audited by the
     error handler, like every refusal): another site's id and an unknown id look the same."""
+    view = web.node.library.view(recording_number(recording_id), viewer.user.portfolios(web.site))
+    if view is None:
+        raise WebError(404, NOT_VISIBLE, "error.404")
+    return view
+
+
+def recording_number(recording_id: str) -> int:
+    """The id in a recording's URL; 400 unless it is 1 to 12 ASCII digits."""
     if not _ID.fullmatch(recording_id):
         raise WebError(400, f"not a recording id: {recording_id[:80]!r}", "error.400")
-    view = web.node.library.view(int(recording_id))
-    within = viewer.user.portfolios(web.site)
-    if view is None or (within is not None and view.portfolio not in {str(key) for key in within}):
-        raise WebError(404, "no such recording within the viewer's reach", "error.404")
-    return view
+    return int(recording_id)
 
 
 def _search(web: Web, request: Request, viewer: Viewer) -> Search:
