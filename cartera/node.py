@@ -236,7 +236,8 @@ class Node:
     def creditor_sync(self) -> CreditorSync:
         crm = self.adapter("crm_sync", CrmSync)
         if self._sync is None:
-            self._sync = CreditorSync(crm, self.importer, ActivityExporter(self.site.name, self.db, crm))
+            exporter = ActivityExporter(self.site.name, self.db, crm)
+            self._sync = CreditorSync(crm, self.importer, exporter, stop=self._stop.is_set)
         return self._sync
 
     def close(self) -> None:
@@ -309,7 +310,10 @@ class Node:
 
     def _sync_job(self) -> None:
         """The creditor sync; when it withdrew accounts or recorded payments, their calls still ringing are
-        cancelled at once rather than at the next campaign tick."""
+        cancelled at once rather than at the next campaign tick. None starts once the node is stopping (the
+        scheduler may still fire it): each failing creditor's webhook would hold the stop for its deadline."""
+        if self._stop.is_set():
+            return
         run = self.creditor_sync().run_once()
         if "dialer" in self._adapters and any(report.withdrawn or report.payments for report in run.imports):
             self.contacts.cancel_closed_calls(actor="sync")
@@ -343,7 +347,10 @@ class Node:
         if self.archiver:
             _logged("archive_recordings", self.archiver.run_once)()
         if "crm_sync" in self._adapters:
-            _logged("creditor_sync", self.creditor_sync().exporter.run_once)()
+            # the last calls' activities; a failed delivery ends it (the next start sends the rest), so the stop
+            # waits for one failing creditor's webhook, not for each in turn
+            exporter = self.creditor_sync().exporter
+            _logged("creditor_sync", lambda: exporter.run_once(stop_at_failure=True))()
 
 
 def _backlog_result(backlog: Backlog) -> CheckResult:

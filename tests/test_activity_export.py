@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -101,6 +102,22 @@ def test_creditor_columns_and_dialect(tmp_path: Path, db: Database) -> None:
     )
 
 
+def two_creditors(tmp_path: Path, db: Database) -> None:
+    """Activities 1 and 2 of creditor BCO, 3 of creditor CCC; an empty outbox."""
+    record(db, 2)  # BCO's account
+    with db.session() as session:
+        portfolio = Portfolio(creditor=Creditor(code="CCC"), code="P", site="t", country="CO")
+        session.add(
+            Account(
+                portfolio=portfolio, ref="Z-1", debtor=Debtor(name="Zoe"), balance=1, currency="COP", updated_at=NOW
+            )
+        )
+    with db.session() as session:
+        zoe = session.scalars(select(Account).where(Account.ref == "Z-1")).one()
+        add_activity(session, site="t", kind=ActivityKind.CALL_ATTEMPT, at=NOW, account=zoe, phone="+573001234568")
+    (tmp_path / "outbox").mkdir()
+
+
 class RefusedFor(CsvDirSync):
     """The csv plugin, but the delivery to creditor ``BCO`` fails, as a creditor's refusing webhook does."""
 
@@ -114,18 +131,7 @@ class RefusedFor(CsvDirSync):
 def test_one_creditors_failed_delivery_holds_back_only_that_creditor(tmp_path: Path, db: Database) -> None:
     """The export went creditor by creditor and stopped at the first failure, so a creditor whose webhook refused
     (at will: it is the creditor's endpoint) froze the export of every creditor after it."""
-    record(db, 2)  # BCO's account
-    with db.session() as session:
-        portfolio = Portfolio(creditor=Creditor(code="CCC"), code="P", site="t", country="CO")
-        session.add(
-            Account(
-                portfolio=portfolio, ref="Z-1", debtor=Debtor(name="Zoe"), balance=1, currency="COP", updated_at=NOW
-            )
-        )
-    with db.session() as session:
-        zoe = session.scalars(select(Account).where(Account.ref == "Z-1")).one()
-        add_activity(session, site="t", kind=ActivityKind.CALL_ATTEMPT, at=NOW, account=zoe, phone="+573001234568")
-    (tmp_path / "outbox").mkdir()
+    two_creditors(tmp_path, db)
     exporter = ActivityExporter("t", db, RefusedFor(adapter(tmp_path).config, CapturingContext(tmp_path / "data")))
     with pytest.raises(ExportFailed, match="BCO: BCO's webhook answered HTTP 307"):
         exporter.run_once()
@@ -133,3 +139,38 @@ def test_one_creditors_failed_delivery_holds_back_only_that_creditor(tmp_path: P
     with db.session() as session:
         assert session.get_one(ExportCursor, ("t", "BCO")).last_seq == 0
         assert session.get_one(ExportCursor, ("t", "CCC")).last_seq == 3
+
+
+def test_a_stopping_export_starts_no_further_batch_nor_creditor(tmp_path: Path, db: Database) -> None:
+    """Each creditor's delivery may wait its webhook's whole deadline: a node asked to stop while exporting waited
+    them all, one creditor after another. What is left is sent by the next run, from the cursors."""
+    two_creditors(tmp_path, db)
+    stopping = threading.Event()
+
+    class StopAsked(CsvDirSync):
+        def export(self, batch: Sequence[Activity]) -> None:
+            super().export(batch)
+            stopping.set()  # the node is asked to stop while this delivery is under way
+
+    sync = StopAsked(adapter(tmp_path).config, CapturingContext(tmp_path / "data"))
+    exporter = ActivityExporter("t", db, sync, batch_size=1)
+    assert exporter.run_once(stop=stopping.is_set) == 1
+    assert [int(row["secuencia"]) for row in exported_rows(tmp_path / "outbox")] == [1]
+    stopping.clear()
+    assert exporter.run_once(stop=stopping.is_set) == 1  # the next run goes on where this one stopped
+    assert exporter.run_once() == 1
+    assert [int(row["secuencia"]) for row in exported_rows(tmp_path / "outbox")] == [1, 2, 3]
+
+
+@pytest.mark.abuse
+def test_the_export_on_the_way_out_ends_at_the_first_failure(tmp_path: Path, db: Database) -> None:
+    """The export a stopping node makes of its last calls' activities would wait each failing creditor's deadline
+    in turn; it gives up at the first failure instead, and the next start sends the rest."""
+    two_creditors(tmp_path, db)
+    exporter = ActivityExporter("t", db, RefusedFor(adapter(tmp_path).config, CapturingContext(tmp_path / "data")))
+    with pytest.raises(ExportFailed, match="BCO: BCO's webhook answered HTTP 307"):
+        exporter.run_once(stop_at_failure=True)
+    assert exported_rows(tmp_path / "outbox") == []
+    with pytest.raises(ExportFailed):
+        exporter.run_once()
+    assert [int(row["secuencia"]) for row in exported_rows(tmp_path / "outbox")] == [3]

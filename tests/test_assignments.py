@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -27,6 +29,7 @@ from cartera.core.store.schema import (
     ActivityRow,
     AuditEntry,
     ContactAttempt,
+    Debtor,
     Phone,
     QuarantinedRow,
     ReportedPayment,
@@ -37,6 +40,7 @@ from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
 from cartera.plugins.crm_sync.csv_dir.plugin import CsvDirSync
 from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.files.phones import PhoneNormalizer
+from cartera.portfolio.files.values import control_problem, escape_controls
 from cartera.portfolio.importer import CHUNK_ROWS, AssignmentImporter
 from tests.conftest import write_portfolio, write_sites
 from tests.plugins.crm_sync.test_csv_dir import exported_rows
@@ -178,7 +182,13 @@ def test_kept_phones_keep_their_flags(importer: AssignmentImporter, db: Database
 HOSTILE_TEXT = [
     *("Ana\x00Nul", "\x00", "Ana\x1b[31mRoja", "Ana\u202eGómez", "\x1b]52;c;aGk=\x07", "Ana\x9bGómez"),
     *('Ana\u2028{"gateway_id": "forged"}', "Ana\u2029Gómez", "Ana\u200fGómez", "Ana\u061cGómez"),
+    # invisible format characters (Unicode category Cf): zero-width space, word joiner, BOM, a tag, soft hyphen
+    *("Ana\u200bGómez", "Ana\u2060Gómez", "Ana\ufeffGómez", "Ana\U000e0041Gómez", "Ana\u00adGómez", "\u200b"),
+    # ZWJ/ZWNJ where no script needs them: beside a Latin letter, or at either end
+    *("Ana\u200dGómez", "Ana\u200cGómez", "\u200dAna", "\u0645\u062d\u0645\u062f\u200c", "\u0645\u200c\u200d\u0631"),
 ]
+#: Names whose scripts need ZWNJ or ZWJ inside words: Persian Mohammadreza (ZWNJ), Sinhala Sri (ZWJ).
+NEEDED_JOINERS = ["\u0645\u062d\u0645\u062f\u200c\u0631\u0636\u0627", "\u0dc1\u0dca\u200d\u0dbb\u0dd3 Perera"]
 
 
 @pytest.mark.abuse
@@ -200,6 +210,31 @@ def test_control_characters_in_free_text_quarantine_the_row(
         assert repr(hostile) in error.reason
         assert error.reason.isprintable()
     assert set(accounts(db)) == {"B"}
+
+
+def test_joiners_that_scripts_need_load(importer: AssignmentImporter, db: Database) -> None:
+    report = importer.import_batch(
+        batch(
+            "m1",
+            *(
+                row(line, f"N{line}", f"300123456{line}", debtor_name=name)
+                for line, name in enumerate(NEEDED_JOINERS, 2)
+            ),
+        ),
+        "t",
+    )
+    assert (report.new, report.quarantined) == (len(NEEDED_JOINERS), [])
+    with db.session() as session:
+        assert sorted(session.scalars(select(Debtor.name))) == sorted(NEEDED_JOINERS)
+
+
+@pytest.mark.abuse
+def test_every_format_character_but_the_joiners_is_refused() -> None:
+    """The rule follows Unicode's Cf category (what this Python's Unicode database says), not a list of examples."""
+    formats = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"]
+    assert [char for char in formats if control_problem(f"\u0645{char}\u0631") is None] == ["\u200c", "\u200d"]
+    assert all(control_problem(f"Ana{char}Gómez") for char in formats)
+    assert escape_controls("Ana\u200bGómez\U000e0041") == "Ana\\u200bGómez\\U000e0041"
 
 
 def test_rejected_file_loads_nothing(importer: AssignmentImporter, db: Database) -> None:

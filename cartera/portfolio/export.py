@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -85,11 +86,20 @@ class ActivityExporter:
         self.crm = crm
         self.batch_size = batch_size
 
-    def run_once(self) -> int:
+    def run_once(self, stop: Callable[[], bool] | None = None, *, stop_at_failure: bool = False) -> int:
         """Export each creditor's pending activities; one creditor's failed delivery (its webhook refusing, say)
-        holds back only that creditor: the others are exported, then :class:`ExportFailed` names the failures."""
+        holds back only that creditor: the others are exported, then :class:`ExportFailed` names the failures.
+
+        Each delivery may take a webhook's whole deadline. Once ``stop()`` is true no further batch or creditor
+        is started; ``stop_at_failure`` (the export of a stopping node) starts none after a failed delivery,
+        so a node's stop time does not grow with the number of failing creditors. The cursors keep the rest
+        for the next run."""
         sent = 0
         failures: dict[str, CarteraError] = {}
+
+        def stopped() -> bool:
+            return (stop is not None and stop()) or (stop_at_failure and bool(failures))
+
         with self.db.session() as session:
             creditors = session.scalars(
                 select(Creditor.code)
@@ -98,9 +108,12 @@ class ActivityExporter:
                 .distinct()
                 .order_by(Creditor.code)
             ).all()
-        for creditor in creditors:
+        for done, creditor in enumerate(creditors):
+            if stopped():
+                event(log, "activities.export_stopped", creditors_left=len(creditors) - done)
+                break
             try:
-                sent += self._export(creditor)
+                sent += self._export(creditor, stopped)
             except CarteraError as exc:
                 failures[creditor] = exc
                 event(log, "activities.export_failed", level=logging.WARNING, creditor=creditor, reason=str(exc))
@@ -109,9 +122,9 @@ class ActivityExporter:
             raise ExportFailed(f"activity export failed for {listed}") from next(iter(failures.values()))
         return sent
 
-    def _export(self, creditor: str) -> int:
+    def _export(self, creditor: str, stopped: Callable[[], bool]) -> int:
         sent = 0
-        while batch := self._next_batch(creditor):
+        while not (sent and stopped()) and (batch := self._next_batch(creditor)):
             self.crm.export(batch)
             self._advance(creditor, batch[-1].seq)
             sent += len(batch)

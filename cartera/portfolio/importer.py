@@ -298,7 +298,8 @@ def _identified(item: AssignmentRow | RowError) -> AssignmentRow | RowError:
     """The row, or its error when its creditor, portfolio or account ref breaks
     :data:`cartera.portfolio.identity.CODE_PATTERN`
     (what searches and references accept), or its free text (name, currency, payment ref) holds a control
-    character or bidi override (:func:`cartera.portfolio.files.values.control_problem`): every import path gets both."""
+    character, bidi override or invisible format character (:func:`cartera.portfolio.files.values.control_problem`):
+    every import path gets both."""
     if isinstance(item, RowError):
         return item
     for name, value in (("creditor", item.creditor), ("portfolio", item.portfolio), ("account_ref", item.account_ref)):

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cartera.core.adapters import CrmSync
 from cartera.core.logs import event
-from cartera.core.models import FileRejected, RowError
+from cartera.core.models import AssignmentBatch, FileRejected, RowError
 from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.importer import AssignmentImporter, ImportReport
 
@@ -26,8 +27,16 @@ class SyncRun:
 
 
 class CreditorSync:
-    def __init__(self, crm: CrmSync[Any], importer: AssignmentImporter, exporter: ActivityExporter) -> None:
-        self.crm, self.importer, self.exporter = crm, importer, exporter
+    """``stop``: true once the node is stopping; a run then starts no further delivery, nor the export."""
+
+    def __init__(
+        self,
+        crm: CrmSync[Any],
+        importer: AssignmentImporter,
+        exporter: ActivityExporter,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.crm, self.importer, self.exporter, self.stop = crm, importer, exporter, stop
 
     def run_once(self) -> SyncRun:
         """Import each waiting delivery, send its rejection report, acknowledge it; then export activities.
@@ -36,25 +45,34 @@ class CreditorSync:
         seen again after a crash is recognised by its content and only its report is sent again. A delivery
         rejected whole gets a report of one row, field ``file``, with the reason; once the report was sent it
         is set aside (``CrmSync.reject``: a ``rejected/`` folder...) and not fetched again. If sending the
-        report fails, nothing is set aside and the next sync tries both again.
+        report fails, nothing is set aside and the next sync tries both again. Once ``stop()`` is true the run
+        fetches no further delivery and does not export; the next run takes what is left.
         """
         run = SyncRun()
         for batch in self.crm.fetch():
-            try:
-                report = self.importer.import_batch(batch, actor="sync", scope=self.crm.delivers())
-            except FileRejected as exc:
-                run.rejected.append(str(exc))
-                event(log, "sync.file_rejected", logging.ERROR, source=exc.source, reason=exc.reason)
-                if self.crm.capabilities.rejection_reports:
-                    self.crm.report_rejections(batch, [_file_error(exc.reason)])
-                self.crm.reject(batch)
-                continue
-            if report.quarantined and self.crm.capabilities.rejection_reports:
-                self.crm.report_rejections(batch, report.quarantined)
-            self.crm.acknowledge(batch)
-            run.imports.append(report)
-        run.exported = self.exporter.run_once()
+            self._take(batch, run)
+            if self.stop():  # before the next delivery is even fetched
+                break
+        if self.stop():
+            event(log, "sync.stopped", reason="node stopping")
+            return run
+        run.exported = self.exporter.run_once(self.stop)
         return run
+
+    def _take(self, batch: AssignmentBatch, run: SyncRun) -> None:
+        try:
+            report = self.importer.import_batch(batch, actor="sync", scope=self.crm.delivers())
+        except FileRejected as exc:
+            run.rejected.append(str(exc))
+            event(log, "sync.file_rejected", logging.ERROR, source=exc.source, reason=exc.reason)
+            if self.crm.capabilities.rejection_reports:
+                self.crm.report_rejections(batch, [_file_error(exc.reason)])
+            self.crm.reject(batch)
+            return
+        if report.quarantined and self.crm.capabilities.rejection_reports:
+            self.crm.report_rejections(batch, report.quarantined)
+        self.crm.acknowledge(batch)
+        run.imports.append(report)
 
 
 def _file_error(reason: str) -> RowError:

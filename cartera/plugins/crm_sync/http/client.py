@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -45,12 +49,65 @@ class _DeadlinePassed(Exception):
     """The delivery's total deadline passed while its answer was still coming."""
 
 
+class _Cutoff:
+    """Shuts an exchange's connection down at its deadline, whatever it is waiting for.
+
+    Per-operation timeouts cannot bound an exchange: a webhook sending one header byte a second never lets a read
+    time out. httpx has no total timeout, so its ``trace`` extension hands over each connection as it is made;
+    a timer thread shuts down a duplicate of its socket (``shutdown`` acts on the connection, the duplicate is
+    ours to close, so a number reused after httpx closed its own is never touched, and TLS, which takes over the
+    original socket, is cut as well). The blocked read then ends at once; ``close`` stops the timer and closes
+    the duplicates, leaving no thread or socket behind."""
+
+    def __init__(self, deadline: float) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.fired = False
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.name = "webhook-deadline"
+        self._timer.daemon = True
+        self._timer.start()
+
+    def trace(self, name: str, info: dict[str, Any]) -> None:
+        """httpx's ``trace`` extension: keeps each connection made (a proxy's too) to shut it down in time."""
+        if not name.endswith(("connect_tcp.complete", "connect_unix_socket.complete")):
+            return
+        made = info["return_value"].get_extra_info("socket")
+        if made is None:
+            return
+        own = made.dup()
+        with self._lock:
+            self._sockets.append(own)
+            if self.fired:
+                self._shut(own)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            for own in self._sockets:
+                self._shut(own)
+
+    @staticmethod
+    def _shut(own: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # the peer may have closed it already
+            own.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._timer.cancel()
+        self._timer.join()
+        with self._lock:
+            for own in self._sockets:
+                own.close()
+            self._sockets.clear()
+
+
 class Webhook:
     """POSTs JSON to one creditor URL: retries timeouts, connection errors, 408/425/429 and 5xx with backoff.
 
     Only the status of an answer matters: at most ``ANSWER_CAP`` bytes of its body are read, the rest is
-    discarded with the connection. One delivery, every try, wait and answer included, ends by ``deadline_s``
-    (checked before each try and after each read; each connect, write and read waits at most what is left)."""
+    discarded with the connection. One delivery, every try, wait and answer included, ends by ``deadline_s``:
+    checked before each try, each connect waits at most what is left, and the connection is shut down when the
+    deadline passes, whatever part of the exchange (request, status line, headers, body) it is in."""
 
     def __init__(
         self,
@@ -118,15 +175,25 @@ class Webhook:
         if left <= 0:
             raise _DeadlinePassed
         timeout = httpx.Timeout(min(self._timeout_s, left))
-        with (
-            httpx.Client(timeout=timeout) as client,
-            client.stream(method, self.url, content=body, headers=headers) as response,
-        ):
-            read = 0
-            for chunk in response.iter_raw():
-                read += len(chunk)
-                if read >= ANSWER_CAP or time.monotonic() >= deadline:
-                    break
-            if time.monotonic() >= deadline:
-                raise _DeadlinePassed
-            return response.status_code
+        cutoff = _Cutoff(deadline)
+        try:
+            with (
+                httpx.Client(timeout=timeout) as client,
+                client.stream(
+                    method, self.url, content=body, headers=headers, extensions={"trace": cutoff.trace}
+                ) as response,
+            ):
+                read = 0
+                for chunk in response.iter_raw():
+                    read += len(chunk)
+                    if read >= ANSWER_CAP or time.monotonic() >= deadline:
+                        break
+        except httpx.HTTPError:
+            if cutoff.fired:
+                raise _DeadlinePassed from None
+            raise
+        finally:
+            cutoff.close()
+        if cutoff.fired or time.monotonic() >= deadline:
+            raise _DeadlinePassed
+        return response.status_code

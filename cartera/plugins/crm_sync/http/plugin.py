@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +33,8 @@ from cartera.plugins.crm_sync.http.config import HttpApiConfig
 from cartera.plugins.crm_sync.http.feed import ActivityFeed
 
 PROBE_TIMEOUT_S = 5.0
+#: Webhooks ``check`` probes at once.
+PROBE_WORKERS = 16
 
 
 class HttpCrmSync(CrmSync[HttpApiConfig]):
@@ -75,7 +78,10 @@ class HttpCrmSync(CrmSync[HttpApiConfig]):
         )
 
     def check(self) -> CheckResult:
-        problems = [problem for hook in self._webhooks.values() if (problem := hook.probe(PROBE_TIMEOUT_S))]
+        """The API's health and each webhook's reachability. The webhooks are probed at once (up to
+        :data:`PROBE_WORKERS`), each for :data:`PROBE_TIMEOUT_S` at most: probed in turn, each unreachable one
+        added its timeout to the node's vendor checks, a job a stopping node waits for."""
+        problems = [problem for problem in self._probe_webhooks() if problem]
         health = f"{self.api_url}/health"
         try:
             response = httpx.get(health, timeout=PROBE_TIMEOUT_S)
@@ -92,6 +98,13 @@ class HttpCrmSync(CrmSync[HttpApiConfig]):
         pending = len(self.spool.pending())
         hooks = f", {len(self._webhooks)} webhook(s) answering" if self._webhooks else ""
         return CheckResult(True, f"{served}; {pending} batch(es) waiting for import{hooks}")
+
+    def _probe_webhooks(self) -> list[str | None]:
+        hooks = list(self._webhooks.values())
+        if not hooks:
+            return []
+        with ThreadPoolExecutor(min(len(hooks), PROBE_WORKERS), thread_name_prefix="webhook-probe") as pool:
+            return list(pool.map(lambda hook: hook.probe(PROBE_TIMEOUT_S), hooks))
 
     def delivers(self) -> DeliveryScope:
         """The configured creditors, each to its ``portfolios`` (any of its portfolios when none are listed):
