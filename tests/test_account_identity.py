@@ -89,13 +89,13 @@ def test_an_ambiguous_account_is_refused_listing_the_candidates(twice: Twice, co
 def test_a_qualified_reference_reaches_its_own_debtor_only(twice: Twice) -> None:
     contacts = twice.node.contacts
     with pytest.raises(UsageError, match="BANCO/TARJETAS/R-1, OTRO/CUENTAS/R-1"):
-        contacts.place_call(phone=None, account_ref="R-1", actor="test")
+        contacts.place_call(phone=None, account="R-1", actor="test")
     for reference in ("CUENTAS/R-1", "OTRO/CUENTAS/R-1"):
         _, subject = contacts.explain(
-            phone=None, account_ref=reference, channel=Channel.CALL, at=twice.node.clock.now(), actor="test"
+            phone=None, account=reference, channel=Channel.CALL, at=twice.node.clock.now(), actor="test"
         )
         assert (subject.portfolio, subject.phone) == ("OTRO/CUENTAS", "+573157654321")
-    request = contacts.place_call(phone=None, account_ref="OTRO/CUENTAS/R-1", actor="test")
+    request = contacts.place_call(phone=None, account="OTRO/CUENTAS/R-1", actor="test")
     assert request.phone == "+573157654321"
     otro = twice.account_id("CUENTAS")
     with twice.node.db.session() as session:
@@ -103,9 +103,9 @@ def test_a_qualified_reference_reaches_its_own_debtor_only(twice: Twice) -> None
         decided = session.scalars(select(AuditEntry).where(AuditEntry.action == "compliance.allow")).one()
         assert (decided.details["account"], decided.details["portfolio"]) == ("R-1", "OTRO/CUENTAS")
     with pytest.raises(NotFound, match="no account 'BANCO/CUENTAS/R-1'"):
-        contacts.place_call(phone=None, account_ref="BANCO/CUENTAS/R-1", actor="test")
+        contacts.place_call(phone=None, account="BANCO/CUENTAS/R-1", actor="test")
     with pytest.raises(UsageError, match="CREDITOR/PORTFOLIO/REF"):
-        contacts.place_call(phone=None, account_ref="A/B/C/R-1", actor="test")
+        contacts.place_call(phone=None, account="A/B/C/R-1", actor="test")
 
 
 def test_contact_prefs_of_a_qualified_reference_land_on_that_account(twice: Twice) -> None:
@@ -170,10 +170,10 @@ def test_two_sites_on_one_store_each_hold_their_own_copy_of_a_portfolio(tmp_path
         assert (reports["a"].new, reports["c"].new, reports["c"].unchanged) == (1, 1, 0)
         for name, node in nodes.items():
             _, subject = node.contacts.explain(
-                phone=None, account_ref="R", channel=Channel.CALL, at=node.clock.now(), actor="test"
+                phone=None, account="R", channel=Channel.CALL, at=node.clock.now(), actor="test"
             )
             assert subject.portfolio == "BANCO/P", name
-            request = node.contacts.place_call(phone=None, account_ref="BANCO/P/R", actor="test")
+            request = node.contacts.place_call(phone=None, account="BANCO/P/R", actor="test")
             assert node.contacts.wait_for_call(request.attempt_id, timeout=30) is not None
         with nodes["a"].db.session() as session:
             attempts = session.execute(

@@ -315,7 +315,7 @@ def test_withdrawal_stops_contact_at_once(tmp_path: Path, open_node: Callable[..
         account = session.scalars(select(Account)).one()
         assert (account.status, account.next_contact_at) == ("withdrawn", None)
     with pytest.raises(Denied) as denied:
-        node.contacts.place_call(phone=None, account_ref="BCO-1", actor="test")
+        node.contacts.place_call(phone=None, account="BCO-1", actor="test")
     assert "account_withdrawn" in str(denied.value)
 
 
@@ -343,7 +343,7 @@ def cancels(node: Node) -> list[tuple[str, str, dict[str, Any]]]:
 def test_withdrawal_cancels_the_ringing_call_at_the_next_tick(tmp_path: Path, open_node: Callable[..., Node]) -> None:
     node = open_node(ringing_site(tmp_path))
     node.creditor_sync().run_once()
-    withdrawn, active = (node.contacts.place_call(phone=None, account_ref=ref, actor="t") for ref in ("BCO-1", "BCO-2"))
+    withdrawn, active = (node.contacts.place_call(phone=None, account=ref, actor="t") for ref in ("BCO-1", "BCO-2"))
     campaign = node._campaign()
     assert campaign is not None
     campaign.tick()  # BCO-3 is called; nothing to cancel yet
@@ -387,7 +387,7 @@ def test_the_sync_job_cancels_calls_of_accounts_it_withdrew_or_saw_paid(
     node = open_node(ringing_site(tmp_path))
     node.creditor_sync().run_once()
     refs = ("BCO-1", "BCO-2", "BCO-3")
-    calls = {ref: node.contacts.place_call(phone=None, account_ref=ref, actor="t") for ref in refs}
+    calls = {ref: node.contacts.place_call(phone=None, account=ref, actor="t") for ref in refs}
     (tmp_path / "inbox" / "novedades.csv").write_text(
         "cuenta;nombre;telefono1;saldo;accion\nBCO-1;;;;retirar\nBCO-2;;;500.000,00;pago\nBCO-3;;;1.000,00;pago\n",
         encoding="utf-8",

@@ -43,7 +43,7 @@ def site(tmp_path: Path, *, extra: str = "", database: str | None = None, dialer
 
 
 def call(node: Node) -> CallRequest:
-    request = node.contacts.place_call(phone=None, account_ref="BCO-1", actor="test")
+    request = node.contacts.place_call(phone=None, account="BCO-1", actor="test")
     assert node.contacts.wait_for_call(request.attempt_id, timeout=10) is not None
     return request
 
@@ -90,7 +90,7 @@ def test_history_is_read_from_the_store(tmp_path: Path, open_node: Callable[...,
             amount=Decimal("100000"),
             due_date=date(2026, 11, 30),
         )
-    decision, subject = node.contacts.explain(phone=None, account_ref="BCO-1", channel=Channel.CALL, at=now, actor="t")
+    decision, subject = node.contacts.explain(phone=None, account="BCO-1", channel=Channel.CALL, at=now, actor="t")
     history = subject.history
     assert sorted((c.channel, c.same_account, c.conversation) for c in history.contacts) == [
         (Channel.CALL, True, False),  # answered by the wrong person: no conversation
@@ -113,7 +113,7 @@ def test_counts_survive_a_restart(tmp_path: Path, open_node: Callable[..., Node]
     again = Node.open(path, "t", first.hooks)
     try:
         with pytest.raises(Denied) as denied:
-            again.contacts.place_call(phone=None, account_ref="BCO-1", actor="test")
+            again.contacts.place_call(phone=None, account="BCO-1", actor="test")
         assert denied.value.decision.rules == ("site.rules.1",)
         assert denied.value.decision.next_allowed_at == datetime(2026, 11, 24, 7, 0, tzinfo=BOGOTA)
     finally:
@@ -135,7 +135,7 @@ def test_two_nodes_on_one_postgres_store_share_the_count(
     def dial(node: Node) -> None:
         start.wait()
         try:
-            placed.append(node.contacts.place_call(phone=None, account_ref="BCO-1", actor="test").attempt_id)
+            placed.append(node.contacts.place_call(phone=None, account="BCO-1", actor="test").attempt_id)
         except Denied as denied:
             refused.append(denied)
 
@@ -201,7 +201,7 @@ def test_the_creditors_address_gives_zone_region_and_law(tmp_path: Path, open_no
     ]
     arica_holiday = datetime(2027, 6, 7, 10, 0, tzinfo=ZoneInfo("America/Santiago"))  # a Monday
     decision, subject = node.contacts.explain(
-        phone=None, account_ref="CL-1", channel=Channel.CALL, at=arica_holiday, actor="test"
+        phone=None, account="CL-1", channel=Channel.CALL, at=arica_holiday, actor="test"
     )
     assert (subject.region, subject.timezone, subject.country) == ("CL-AP", "America/Santiago", "CL")
     assert decision.pack == "cl"  # a Chilean portfolio gets Chile's law at a Colombian site
@@ -233,10 +233,10 @@ def test_test_numbers_are_the_only_bypass_and_audited_as_such(tmp_path: Path, op
     allow_list = f'test_numbers = ["{ANA}"]\n[sites.t.campaign]'
     sunday_night.write_text(sunday_night.read_text().replace("[sites.t.campaign]", allow_list))
     node = open_node(sunday_night)
-    request = node.contacts.place_call(phone="300 123 4567", account_ref=None, actor="os:it")
+    request = node.contacts.place_call(phone="300 123 4567", account=None, actor="os:it")
     assert request.phone == ANA
     with pytest.raises(Denied):
-        node.contacts.place_call(phone="310 123 4567", account_ref=None, actor="os:it")
+        node.contacts.place_call(phone="310 123 4567", account=None, actor="os:it")
     with node.db.session() as session:
         entries = session.execute(
             sa.select(AuditEntry.action, AuditEntry.subject).where(AuditEntry.action.like("compliance.%"))

@@ -224,7 +224,7 @@ def _import(node: Node, args: argparse.Namespace) -> int:
 
 def _call(node: Node, args: argparse.Namespace) -> int:
     try:
-        request = node.contacts.place_call(phone=args.phone, account_ref=args.account, actor=os_user())
+        request = node.contacts.place_call(phone=args.phone, account=args.account, actor=os_user())
     except Denied as denied:
         print(f"call not placed: {denied}", file=sys.stderr)
         return 1
@@ -239,7 +239,7 @@ def _call(node: Node, args: argparse.Namespace) -> int:
 
 def _sms(node: Node, args: argparse.Namespace) -> int:
     try:
-        result = node.contacts.send_sms(phone=args.phone, text=args.text, account_ref=args.account, actor=os_user())
+        result = node.contacts.send_sms(phone=args.phone, text=args.text, account=args.account, actor=os_user())
     except Denied as denied:
         print(f"sms not sent: {denied}", file=sys.stderr)
         return 1
@@ -438,7 +438,7 @@ def _explain(node: Node, args: argparse.Namespace) -> int:
     at = _when(node, args.at, "--at") or node.clock.now()
     channel = Channel(args.channel)
     decision, subject = node.contacts.explain(
-        phone=args.phone, account_ref=args.account, channel=channel, at=at, actor=os_user()
+        phone=args.phone, account=args.account, channel=channel, at=at, actor=os_user()
     )
     print(explanation(node.gate, decision, subject, at, node.site.zone))
     return 0

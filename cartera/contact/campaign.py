@@ -61,7 +61,7 @@ class Campaign:
             if self._paused.is_set():
                 break
             try:
-                self.contacts.place_call(phone=None, account_id=account_id, actor="campaign")
+                self.contacts.place_call(phone=None, account=account_id, actor="campaign")
                 placed += 1
             except Denied as denied:
                 event(log, "campaign.deferred", account=ref, reason=str(denied))
@@ -77,7 +77,7 @@ class Campaign:
             rendered = self.contacts.render_sms(REMINDER, account_id)
             text = rendered.text if rendered else self.config.reminder_sms.replace("{account}", ref)
             if text:
-                self.contacts.send_sms(phone=None, text=text, account_id=account_id, actor="campaign")
+                self.contacts.send_sms(phone=None, text=text, account=account_id, actor="campaign")
         except CarteraError as refused:  # denied by the gate, no phone left, a template problem
             event(log, "campaign.reminder_not_sent", account=ref, reason=str(refused))
 

@@ -73,6 +73,7 @@ class Denied(CarteraError):
 @dataclass(frozen=True)
 class _Target:
     phone: str
+    account: Account | None  # valid in the session that found it
     account_id: int | None
     account_ref: str | None
     subject: Subject
@@ -107,20 +108,17 @@ class ContactService:
 
     # --- calls ----------------------------------------------------------------------------------
 
-    def place_call(
-        self, *, phone: str | None, account_ref: str | None = None, actor: str, account_id: int | None = None
-    ) -> CallRequest:
+    def place_call(self, *, phone: str | None, account: int | str | None = None, actor: str) -> CallRequest:
         """Gate, record and hand one call to the dialer. Raises :class:`Denied` when the gate says no.
-        The account is ``account_id``, else the one ``account_ref`` names (see :mod:`cartera.portfolio.identity`)."""
+        ``account`` is the account's id (the campaign's), or a reference (see :mod:`cartera.portfolio.identity`)."""
         if self.dialer is None:
             raise UsageError(f"site {self.site!r} has no dialer configured")
         now = self.clock.now()
         with self.db.session() as session:
-            wanted = _either(account_id, account_ref)
-            target = self._target(session, Channel.CALL, phone, wanted, at=now, lock=True)
+            target = self._target(session, Channel.CALL, phone, account, at=now, lock=True)
             decision = self.gate.decide(session, target.subject, now, actor)
             if not decision.allowed:
-                self._defer(session, target.account_id, decision, now)
+                self._defer(target.account, decision, now)
             else:
                 attempt = ContactAttempt(
                     site=self.site,
@@ -130,9 +128,9 @@ class ContactService:
                     requested_at=now,
                 )
                 session.add(attempt)
-                if target.account_id is not None:
+                if target.account is not None:
                     # Not picked again by the campaign while in flight; the result reschedules it.
-                    session.get_one(Account, target.account_id).next_contact_at = now + timedelta(days=1)
+                    target.account.next_contact_at = now + timedelta(days=1)
                 session.flush()
                 attempt_id = attempt.id
         if not decision.allowed:
@@ -361,7 +359,7 @@ class ContactService:
             self.send_sms(
                 phone=request.phone,
                 text=text,
-                account_id=account_id,
+                account=account_id,
                 actor="campaign",
                 purpose=Purpose.PROMISE_CONFIRMATION,
             )
@@ -380,21 +378,19 @@ class ContactService:
         *,
         phone: str | None,
         text: str,
-        account_ref: str | None = None,
+        account: int | str | None = None,
         actor: str,
         purpose: Purpose = Purpose.COLLECTION,
-        account_id: int | None = None,
     ) -> SmsSubmitResult:
-        """Gate, record and submit one text. Raises :class:`Denied` when the gate says no. The account is
-        ``account_id``, else the one ``account_ref`` names."""
+        """Gate, record and submit one text. Raises :class:`Denied` when the gate says no. ``account`` is the
+        account's id, or a reference."""
         if self.sms is None:
             raise UsageError(f"site {self.site!r} has no sms gateway configured")
         if not text.strip():
             raise UsageError("the message text is empty")
         now = self.clock.now()
         with self.db.session() as session:
-            wanted = _either(account_id, account_ref)
-            target = self._target(session, Channel.SMS, phone, wanted, at=now, text=text, purpose=purpose, lock=True)
+            target = self._target(session, Channel.SMS, phone, account, at=now, text=text, purpose=purpose, lock=True)
             decision = self.gate.decide(session, target.subject, now, actor)
             if decision.allowed:
                 row = SmsRow(
@@ -423,14 +419,13 @@ class ContactService:
                 row.state = result.state.value
             row.gateway_id, row.detail, row.updated_at = result.gateway_id, result.detail, self.clock.now()
             if target.account_id is not None:
-                account = session.get_one(Account, target.account_id)
                 activities.append(
                     add_activity(
                         session,
                         site=self.site,
                         kind=ActivityKind.SMS,
                         at=now,
-                        account=account,
+                        account=session.get_one(Account, target.account_id),
                         phone=target.phone,
                         outcome=result.state.value,
                     )
@@ -543,11 +538,12 @@ class ContactService:
     # --- shared ---------------------------------------------------------------------------------
 
     def explain(
-        self, *, phone: str | None, account_ref: str | None, channel: Channel, at: datetime, actor: str
+        self, *, phone: str | None, account: int | str | None, channel: Channel, at: datetime, actor: str
     ) -> tuple[Decision, Subject]:
-        """What the gate would decide for this contact at ``at``, contacting no one; audited."""
+        """What the gate would decide for this contact at ``at``, contacting no one; audited. ``account``: an id
+        or a reference."""
         with self.db.session() as session:
-            target = self._target(session, channel, phone, account_ref, at=at, as_of=True)
+            target = self._target(session, channel, phone, account, at=at, as_of=True)
             decision = self.gate.explain(session, target.subject, at, actor)
         return decision, target.subject
 
@@ -581,6 +577,7 @@ class ContactService:
             e164, subject = self._pick_phone(session, account, channel, at=at, text=text, purpose=purpose, as_of=as_of)
         return _Target(
             phone=e164,
+            account=account,
             account_id=account.id if account else None,
             account_ref=account.ref if account else None,
             subject=subject,
@@ -697,12 +694,6 @@ class ContactService:
         assert first is not None
         return first
 
-    def _defer(self, session: Session, account_id: int | None, decision: Decision, now: datetime) -> None:
-        if account_id is None:
-            return
-        account = session.get_one(Account, account_id)
-        account.next_contact_at = decision.next_allowed_at or now + timedelta(days=1)
-
-
-def _either(account_id: int | None, account_ref: str | None) -> int | str | None:
-    return account_id if account_id is not None else account_ref
+    def _defer(self, account: Account | None, decision: Decision, now: datetime) -> None:
+        if account is not None:
+            account.next_contact_at = decision.next_allowed_at or now + timedelta(days=1)

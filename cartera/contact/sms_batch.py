@@ -110,7 +110,7 @@ def send_batch(contacts: ContactService, plan: BatchPlan, actor: str) -> BatchOu
     for line in plan.to_send:
         assert line.rendered is not None
         try:
-            result = contacts.send_sms(phone=None, text=line.rendered.text, account_id=line.account_id, actor=actor)
+            result = contacts.send_sms(phone=None, text=line.rendered.text, account=line.account_id, actor=actor)
         except Denied:
             outcome.denied += 1
             continue
