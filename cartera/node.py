@@ -34,6 +34,7 @@ from cartera.core.models import CallResult, CheckResult, DeliveryReport, Inbound
 from cartera.core.registry import AdapterCatalog
 from cartera.core.store.database import Database
 from cartera.core.store.schema import AuditEntry, Site
+from cartera.core.store.site_lock import hold_site
 from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.importer import AssignmentImporter
 from cartera.portfolio.sync import CreditorSync
@@ -254,7 +255,12 @@ class Node:
     # --- run ------------------------------------------------------------------------------------
 
     def run(self, duration: float | None = None) -> None:
-        """Run the site's jobs until ``duration`` real seconds pass, SIGINT/SIGTERM arrives or :meth:`stop`."""
+        """Run the site's jobs until ``duration`` real seconds pass, SIGINT/SIGTERM arrives or :meth:`stop`.
+        The site's lock comes first: a second node of the site raises ``SiteAlreadyRunning`` and changes nothing."""
+        with hold_site(self.db, self.site.name):
+            self._run(duration)
+
+    def _run(self, duration: float | None) -> None:
         stop = self._stop
         for kind in self.configured_kinds():
             self.adapter(kind, Adapter)
