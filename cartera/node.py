@@ -285,7 +285,11 @@ class Node:
 
     def _web_server(self) -> WebServer | None:
         web = self.site.section.web
-        return WebServer(build_app(self), web.bind, web.port) if web.enabled else None
+        if not web.enabled:
+            return None
+        return WebServer(
+            build_app(self), web.bind, web.port, head_timeout=web.head_timeout, max_connections=web.max_connections
+        )
 
     def _campaign(self) -> Campaign | None:
         if "dialer" not in self._adapters or not self.site.section.campaign.enabled:

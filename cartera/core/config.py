@@ -198,6 +198,10 @@ class WebConfig(_Section):
     queue: int = Field(default=8, ge=0, le=1000)  #: requests waiting for a worker; more are answered 503
     #: proxies (addresses or networks) whose X-Forwarded-For is believed; none by default
     trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
+    #: seconds a connection has to send a complete request head (after connecting or its previous response)
+    head_timeout: float = Field(default=10, gt=0, le=300)
+    #: open connections at most; more are closed at once (default: the descriptor limit less a reserve)
+    max_connections: int | None = Field(default=None, ge=1)
 
     @property
     def base_url(self) -> str:

@@ -1,28 +1,59 @@
-"""Serve an ASGI app with uvicorn on a background thread, so the node's scheduler keeps the main thread."""
+"""Serve an ASGI app with uvicorn on a background thread, so the node's scheduler keeps the main thread.
+
+Connections are bounded so that strangers cannot use up the node's file descriptors: one that has not sent a
+complete request head within ``head_timeout`` seconds (of connecting, or of its previous response) is closed,
+and past ``max_connections`` a new one is closed at once. The descriptor soft limit is raised to the hard one.
+Refused connections and failed accepts are logged once per interval with a count, never once each.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import resource
 import threading
 import time
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cartera.core.errors import CarteraError
 from cartera.core.logs import event
 
 log = logging.getLogger("cartera.web")
 
+HEAD_TIMEOUT = 10.0  #: seconds a connection has to send a complete request head ([web] head_timeout)
+RESERVED_DESCRIPTORS = 512  #: kept for the store, the vendors' sockets and files when sizing the default cap
+TALLY_SECONDS = 60.0  #: how often a repeated connection problem is logged (with its count)
+
 
 class WebServer:
     """One uvicorn server on ``bind:port``; :meth:`start` returns once it listens or raises if it cannot."""
 
-    def __init__(self, app: FastAPI, bind: str, port: int, *, start_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        bind: str,
+        port: int,
+        *,
+        start_timeout: float = 10.0,
+        head_timeout: float = HEAD_TIMEOUT,
+        max_connections: int | None = None,
+    ) -> None:
+        cap = max_connections or default_max_connections(raise_descriptor_limit())
         # uvicorn would believe X-Forwarded-For from loopback: build_app applies [web] trusted_proxies instead
         config = uvicorn.Config(
-            app, host=bind, port=port, log_config=None, access_log=False, lifespan="off", proxy_headers=False
+            app,
+            host=bind,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            proxy_headers=False,
+            http=_bounded_h11(head_timeout, cap),
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="cartera-web", daemon=True)
@@ -31,7 +62,11 @@ class WebServer:
 
     def _serve(self) -> None:
         with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind; start() reports that
-            self._server.run()
+            asyncio.run(self._serve_quietly())
+
+    async def _serve_quietly(self) -> None:
+        asyncio.get_running_loop().set_exception_handler(_FailedAccepts())
+        await self._server.serve()
 
     def start(self) -> None:
         self._thread.start()
@@ -54,3 +89,98 @@ class WebServer:
         self._server.should_exit = True
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+
+
+def raise_descriptor_limit() -> int:
+    """Raise the process's descriptor soft limit to its hard limit (when finite); returns the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard not in (resource.RLIM_INFINITY, soft):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft
+
+
+def default_max_connections(descriptor_limit: int) -> int:
+    """The connection cap when ``[web] max_connections`` is not set: what the descriptors allow, less a reserve."""
+    return max(64, descriptor_limit - RESERVED_DESCRIPTORS)
+
+
+class _Tally:
+    """Counts a repeated problem and logs it at most once per :data:`TALLY_SECONDS`, with the count since."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._count = 0
+        self._next = 0.0
+
+    def note(self, **fields: Any) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now >= self._next:
+            event(log, self.name, logging.WARNING, count=self._count, **fields)
+            self._count, self._next = 0, now + TALLY_SECONDS
+
+
+class _FailedAccepts:
+    """The loop's exception handler: asyncio reports each failed ``accept()`` (out of descriptors) with a
+    traceback; those are tallied instead. Anything else goes to asyncio's default handler."""
+
+    def __init__(self) -> None:
+        self._tally = _Tally("web.accept_failing")
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if str(context.get("message", "")).startswith("socket.accept() out of system resource"):
+            self._tally.note(error=str(context.get("exception", "")))
+        else:
+            loop.default_exception_handler(context)
+
+
+def _bounded_h11(head_timeout: float, max_connections: int) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with a deadline for each request head and a cap on open connections."""
+    refused = _Tally("web.connections_refused")
+
+    class BoundedH11(H11Protocol):
+        _head_deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                refused.note(max_connections=max_connections)
+                transport.abort()  # frees the descriptor now; nothing is kept for it
+                return
+            self._await_head()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._serving():
+                self._cancel_head_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and not self._serving():
+                self._await_head()  # the next request's head (keep-alive) has the same time
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_head_deadline()
+            super().connection_lost(exc)
+
+        def _serving(self) -> bool:
+            """A request's head has arrived and its response is not complete."""
+            return self.cycle is not None and not self.cycle.response_complete
+
+        def _await_head(self) -> None:
+            self._cancel_head_deadline()
+            self._head_deadline = self.loop.call_later(head_timeout, self._head_too_slow)
+
+        def _head_too_slow(self) -> None:
+            self._head_deadline = None
+            if not self._serving():
+                self.transport.close()
+
+        def _cancel_head_deadline(self) -> None:
+            if self._head_deadline is not None:
+                self._head_deadline.cancel()
+                self._head_deadline = None
+
+    return BoundedH11
