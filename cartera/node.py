@@ -20,10 +20,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import APIRouter
 from sqlalchemy import func, select
 
+from cartera.contact.calls import CallService
 from cartera.contact.campaign import Campaign
 from cartera.contact.compliance import ComplianceGate
-from cartera.contact.service import ContactService
+from cartera.contact.explain import GateExplainer
 from cartera.contact.sms_templates import SmsTemplates
+from cartera.contact.targets import Targets
+from cartera.contact.texts import TextService
 from cartera.core.adapters import Adapter, CrmSync, Dialer, RecordingStore, SmsGateway
 from cartera.core.clock import Clock, SimulatedClock, SystemClock
 from cartera.core.config import SiteConfig, load_site
@@ -87,7 +90,7 @@ class NodeContext:
         return self._log
 
     def report_call(self, result: CallResult) -> None:
-        self._node.contacts.on_call_result(result)
+        self._node.calls.on_call_result(result)
 
     def report_recording(self, recording: Recording) -> None:
         archiver = self._node.archiver
@@ -97,10 +100,10 @@ class NodeContext:
         archiver.catalog(recording)
 
     def report_delivery(self, report: DeliveryReport) -> None:
-        self._node.contacts.on_delivery(report)
+        self._node.texts.on_delivery(report)
 
     def report_inbound(self, message: InboundSms) -> None:
-        self._node.contacts.on_inbound(message)
+        self._node.texts.on_inbound(message)
 
     @property
     def base_url(self) -> str:
@@ -130,18 +133,26 @@ class Node:
         self.gate = ComplianceGate.for_site(
             site.name, site.section.compliance, country=site.section.country, zone=site.zone
         )
-        self.contacts = ContactService(
-            site=site.name,
-            country=site.section.country,
+        targets = Targets(site.name, site.section.country, self.gate)
+        dialer = self._provider("dialer", Dialer)
+        self.texts = TextService(
+            targets=targets,
             db=self.db,
-            gate=self.gate,
             hooks=hooks,
             clock=self.clock,
-            campaign=site.section.campaign,
-            dialer=self._provider("dialer", Dialer),
             sms=self._provider("sms", SmsGateway),
             templates=SmsTemplates(site.section.sms_templates, site.section.sms_pricing),
         )
+        self.calls = CallService(
+            targets=targets,
+            db=self.db,
+            hooks=hooks,
+            clock=self.clock,
+            campaign=site.section.campaign,
+            dialer=dialer,
+            texts=self.texts,
+        )
+        self.explainer = GateExplainer(targets, self.db)
         store = self._provider("recording", RecordingStore)
         self.archiver = (
             Archiver(
@@ -264,7 +275,7 @@ class Node:
         stop = self._stop
         for kind in self.configured_kinds():
             self.adapter(kind, Adapter)
-        _logged("reconcile_calls", self.contacts.reconcile_calls)()  # calls a killed run left in flight
+        _logged("reconcile_calls", self.calls.reconcile_calls)()  # calls a killed run left in flight
         web = self._web_server()
         campaign = self._campaign()
         scheduler = self._scheduler = self._new_scheduler(campaign)
@@ -299,7 +310,8 @@ class Node:
             site=self.site.name,
             zone=self.site.zone,
             db=self.db,
-            contacts=self.contacts,
+            calls=self.calls,
+            texts=self.texts,
             dialer=dialer,
             clock=self.clock,
             config=self.site.section.campaign,
@@ -326,7 +338,7 @@ class Node:
             return
         run = self.creditor_sync().run_once()
         if "dialer" in self._adapters and any(report.withdrawn or report.payments for report in run.imports):
-            self.contacts.cancel_closed_calls(actor="sync")
+            self.calls.cancel_closed_calls(actor="sync")
 
     def _new_scheduler(self, campaign: Campaign | None) -> BackgroundScheduler:
         scheduler = BackgroundScheduler(

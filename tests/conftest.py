@@ -115,7 +115,7 @@ def call_once_unanswered(path: Path, open_node: Callable[[Path], Node], row: str
     assert campaign.tick() == 1
     with node.db.session() as session:
         attempt = session.scalars(sa.select(ContactAttempt)).one()
-    assert node.contacts.wait_for_call(attempt.id, timeout=10) is not None
+    assert node.calls.wait_for_call(attempt.id, timeout=10) is not None
     time.sleep(node.clock.real_seconds(90))
     return campaign
 

@@ -87,15 +87,15 @@ def test_an_ambiguous_account_is_refused_listing_the_candidates(twice: Twice, co
 
 
 def test_a_qualified_reference_reaches_its_own_debtor_only(twice: Twice) -> None:
-    contacts = twice.node.contacts
+    calls, explainer = twice.node.calls, twice.node.explainer
     with pytest.raises(UsageError, match="BANCO/TARJETAS/R-1, OTRO/CUENTAS/R-1"):
-        contacts.place_call(phone=None, account="R-1", actor="test")
+        calls.place_call(phone=None, account="R-1", actor="test")
     for reference in ("CUENTAS/R-1", "OTRO/CUENTAS/R-1"):
-        _, subject = contacts.explain(
+        _, subject = explainer.explain(
             phone=None, account=reference, channel=Channel.CALL, at=twice.node.clock.now(), actor="test"
         )
         assert (subject.portfolio, subject.phone) == ("OTRO/CUENTAS", "+573157654321")
-    request = contacts.place_call(phone=None, account="OTRO/CUENTAS/R-1", actor="test")
+    request = calls.place_call(phone=None, account="OTRO/CUENTAS/R-1", actor="test")
     assert request.phone == "+573157654321"
     otro = twice.account_id("CUENTAS")
     with twice.node.db.session() as session:
@@ -103,9 +103,9 @@ def test_a_qualified_reference_reaches_its_own_debtor_only(twice: Twice) -> None
         decided = session.scalars(select(AuditEntry).where(AuditEntry.action == "compliance.allow")).one()
         assert (decided.details["account"], decided.details["portfolio"]) == ("R-1", "OTRO/CUENTAS")
     with pytest.raises(NotFound, match="no account 'BANCO/CUENTAS/R-1'"):
-        contacts.place_call(phone=None, account="BANCO/CUENTAS/R-1", actor="test")
+        calls.place_call(phone=None, account="BANCO/CUENTAS/R-1", actor="test")
     with pytest.raises(UsageError, match="CREDITOR/PORTFOLIO/REF"):
-        contacts.place_call(phone=None, account="A/B/C/R-1", actor="test")
+        calls.place_call(phone=None, account="A/B/C/R-1", actor="test")
 
 
 def test_contact_prefs_of_a_qualified_reference_land_on_that_account(twice: Twice) -> None:
@@ -169,12 +169,12 @@ def test_two_sites_on_one_store_each_hold_their_own_copy_of_a_portfolio(tmp_path
         reports = {name: node.importer.import_batch(assigned, "test") for name, node in nodes.items()}
         assert (reports["a"].new, reports["c"].new, reports["c"].unchanged) == (1, 1, 0)
         for name, node in nodes.items():
-            _, subject = node.contacts.explain(
+            _, subject = node.explainer.explain(
                 phone=None, account="R", channel=Channel.CALL, at=node.clock.now(), actor="test"
             )
             assert subject.portfolio == "BANCO/P", name
-            request = node.contacts.place_call(phone=None, account="BANCO/P/R", actor="test")
-            assert node.contacts.wait_for_call(request.attempt_id, timeout=30) is not None
+            request = node.calls.place_call(phone=None, account="BANCO/P/R", actor="test")
+            assert node.calls.wait_for_call(request.attempt_id, timeout=30) is not None
         with nodes["a"].db.session() as session:
             attempts = session.execute(
                 select(ContactAttempt.site, Account.portfolio_id).join(Account).order_by(ContactAttempt.site)

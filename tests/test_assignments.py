@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from cartera.contact.compliance import history as contact_history
 from cartera.contact.phones import InvalidPhone, normalize
-from cartera.contact.service import Denied
+from cartera.contact.targets import Denied
 from cartera.core.adapters import CrmSync
 from cartera.core.clock import SimulatedClock
 from cartera.core.hooks import Hooks
@@ -315,7 +315,7 @@ def test_withdrawal_stops_contact_at_once(tmp_path: Path, open_node: Callable[..
         account = session.scalars(select(Account)).one()
         assert (account.status, account.next_contact_at) == ("withdrawn", None)
     with pytest.raises(Denied) as denied:
-        node.contacts.place_call(phone=None, account="BCO-1", actor="test")
+        node.calls.place_call(phone=None, account="BCO-1", actor="test")
     assert "account_withdrawn" in str(denied.value)
 
 
@@ -343,7 +343,7 @@ def cancels(node: Node) -> list[tuple[str, str, dict[str, Any]]]:
 def test_withdrawal_cancels_the_ringing_call_at_the_next_tick(tmp_path: Path, open_node: Callable[..., Node]) -> None:
     node = open_node(ringing_site(tmp_path))
     node.creditor_sync().run_once()
-    withdrawn, active = (node.contacts.place_call(phone=None, account=ref, actor="t") for ref in ("BCO-1", "BCO-2"))
+    withdrawn, active = (node.calls.place_call(phone=None, account=ref, actor="t") for ref in ("BCO-1", "BCO-2"))
     campaign = node._campaign()
     assert campaign is not None
     campaign.tick()  # BCO-3 is called; nothing to cancel yet
@@ -354,10 +354,10 @@ def test_withdrawal_cancels_the_ringing_call_at_the_next_tick(tmp_path: Path, op
     assert node.importer.import_batch(crm.read_file(withdrawal), "os:operator").withdrawn == 1  # as `import FILE`
 
     assert campaign.tick() == 0
-    result = node.contacts.wait_for_call(withdrawn.attempt_id, timeout=5)
+    result = node.calls.wait_for_call(withdrawn.attempt_id, timeout=5)
     assert result is not None
     assert (result.outcome, result.answered_at) == (CallOutcome.CANCELLED, None)
-    assert node.contacts.wait_for_call(active.attempt_id, timeout=0.5) is None, "the active account's call was cut"
+    assert node.calls.wait_for_call(active.attempt_id, timeout=0.5) is None, "the active account's call was cut"
     assert cancels(node) == [
         (
             "campaign",
@@ -387,7 +387,7 @@ def test_the_sync_job_cancels_calls_of_accounts_it_withdrew_or_saw_paid(
     node = open_node(ringing_site(tmp_path))
     node.creditor_sync().run_once()
     refs = ("BCO-1", "BCO-2", "BCO-3")
-    calls = {ref: node.contacts.place_call(phone=None, account=ref, actor="t") for ref in refs}
+    calls = {ref: node.calls.place_call(phone=None, account=ref, actor="t") for ref in refs}
     (tmp_path / "inbox" / "novedades.csv").write_text(
         "cuenta;nombre;telefono1;saldo;accion\nBCO-1;;;;retirar\nBCO-2;;;500.000,00;pago\nBCO-3;;;1.000,00;pago\n",
         encoding="utf-8",
@@ -395,10 +395,10 @@ def test_the_sync_job_cancels_calls_of_accounts_it_withdrew_or_saw_paid(
     jobs = {job_id: job for job_id, job, _ in node._jobs(None)}
     jobs["creditor_sync"]()
     for ref in ("BCO-1", "BCO-2"):
-        result = node.contacts.wait_for_call(calls[ref].attempt_id, timeout=5)
+        result = node.calls.wait_for_call(calls[ref].attempt_id, timeout=5)
         assert result is not None
         assert result.outcome is CallOutcome.CANCELLED
-    assert node.contacts.wait_for_call(calls["BCO-3"].attempt_id, timeout=0.5) is None, "BCO-3 is still active"
+    assert node.calls.wait_for_call(calls["BCO-3"].attempt_id, timeout=0.5) is None, "BCO-3 is still active"
     assert [(actor, details["account"], details["account_status"]) for actor, _, details in cancels(node)] == [
         ("sync", "BCO-1", "withdrawn"),
         ("sync", "BCO-2", "paid"),

@@ -39,9 +39,9 @@ def test_a_call_by_account_id_reads_the_account_once(tmp_path: Path, open_node: 
     with node.db.session() as session:
         account_id = session.scalars(sa.select(Account.id).where(Account.ref == "BCO-1")).one()
     with account_reads(node) as reads:
-        request = node.contacts.place_call(phone=None, account=account_id, actor="campaign")
+        request = node.calls.place_call(phone=None, account=account_id, actor="campaign")
     assert len(reads) == 1, reads
     assert request.account_ref == "BCO-1"
     with account_reads(node) as reads:
-        node.contacts.place_call(phone="310 765 4321", account="BCO-1", actor="os:it")
+        node.calls.place_call(phone="310 765 4321", account="BCO-1", actor="os:it")
     assert len(reads) == 2, reads  # the reference resolved, then the account read

@@ -163,7 +163,7 @@ def test_line_types_decide_which_massachusetts_cap_counts(tmp_path: Path, open_n
     now = two_calls_ten_days_ago(node, ANA)
 
     def decide(phone: str) -> tuple[str, ...]:
-        decision, _ = node.contacts.explain(phone=phone, account="BCO-1", channel=Channel.CALL, at=now, actor="t")
+        decision, _ = node.explainer.explain(phone=phone, account="BCO-1", channel=Channel.CALL, at=now, actor="t")
         return decision.rules
 
     assert decide(ANA) == ("ma.940cmr.7_04_1_f.other",)  # unknown: two in 30 days already
@@ -208,6 +208,6 @@ def test_a_capped_line_does_not_hold_back_the_debtors_other_line(
             session.add(
                 ContactAttempt(site="t", account_id=account.id, phone=ANA_WORK, state="finished", requested_at=at)
             )
-    decision, picked = node.contacts.explain(phone=None, account="BCO-1", channel=Channel.CALL, at=now, actor="t")
+    decision, picked = node.explainer.explain(phone=None, account="BCO-1", channel=Channel.CALL, at=now, actor="t")
     assert picked.phone == ANA_WORK
     assert decision.allowed, decision.rules

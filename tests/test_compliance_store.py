@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from cartera.contact.compliance import Reason
-from cartera.contact.service import Denied
+from cartera.contact.targets import Denied
 from cartera.core.models import ActivityKind, AssignmentBatch, AssignmentRow, CallRequest, Channel, RowError
 from cartera.core.store.schema import Account, AuditEntry, ContactAttempt, SmsRow
 from cartera.node import Node
@@ -43,8 +43,8 @@ def site(tmp_path: Path, *, extra: str = "", database: str | None = None, dialer
 
 
 def call(node: Node) -> CallRequest:
-    request = node.contacts.place_call(phone=None, account="BCO-1", actor="test")
-    assert node.contacts.wait_for_call(request.attempt_id, timeout=10) is not None
+    request = node.calls.place_call(phone=None, account="BCO-1", actor="test")
+    assert node.calls.wait_for_call(request.attempt_id, timeout=10) is not None
     return request
 
 
@@ -90,7 +90,7 @@ def test_history_is_read_from_the_store(tmp_path: Path, open_node: Callable[...,
             amount=Decimal("100000"),
             due_date=date(2026, 11, 30),
         )
-    decision, subject = node.contacts.explain(phone=None, account="BCO-1", channel=Channel.CALL, at=now, actor="t")
+    decision, subject = node.explainer.explain(phone=None, account="BCO-1", channel=Channel.CALL, at=now, actor="t")
     history = subject.history
     assert sorted((c.channel, c.same_account, c.conversation) for c in history.contacts) == [
         (Channel.CALL, True, False),  # answered by the wrong person: no conversation
@@ -113,7 +113,7 @@ def test_counts_survive_a_restart(tmp_path: Path, open_node: Callable[..., Node]
     again = Node.open(path, "t", first.hooks)
     try:
         with pytest.raises(Denied) as denied:
-            again.contacts.place_call(phone=None, account="BCO-1", actor="test")
+            again.calls.place_call(phone=None, account="BCO-1", actor="test")
         assert denied.value.decision.rules == ("site.rules.1",)
         assert denied.value.decision.next_allowed_at == datetime(2026, 11, 24, 7, 0, tzinfo=BOGOTA)
     finally:
@@ -135,7 +135,7 @@ def test_two_nodes_on_one_postgres_store_share_the_count(
     def dial(node: Node) -> None:
         start.wait()
         try:
-            placed.append(node.contacts.place_call(phone=None, account="BCO-1", actor="test").attempt_id)
+            placed.append(node.calls.place_call(phone=None, account="BCO-1", actor="test").attempt_id)
         except Denied as denied:
             refused.append(denied)
 
@@ -146,7 +146,7 @@ def test_two_nodes_on_one_postgres_store_share_the_count(
         thread.join(30)
     assert len(placed) == 1, "the account's row lock must let only one node pass the cap"
     assert [d.decision.reasons for d in refused] == [(Reason.FREQUENCY_CAP,)]
-    assert a.contacts.wait_for_call(placed[0], 10) or b.contacts.wait_for_call(placed[0], 10)
+    assert a.calls.wait_for_call(placed[0], 10) or b.calls.wait_for_call(placed[0], 10)
 
 
 def test_after_a_conversation_the_account_waits_for_the_law_not_for_a_poll(
@@ -200,7 +200,7 @@ def test_the_creditors_address_gives_zone_region_and_law(tmp_path: Path, open_no
         RowError(2, "timezone", "time zone 'Mars/Base' is not an IANA name like 'America/Tijuana'")
     ]
     arica_holiday = datetime(2027, 6, 7, 10, 0, tzinfo=ZoneInfo("America/Santiago"))  # a Monday
-    decision, subject = node.contacts.explain(
+    decision, subject = node.explainer.explain(
         phone=None, account="CL-1", channel=Channel.CALL, at=arica_holiday, actor="test"
     )
     assert (subject.region, subject.timezone, subject.country) == ("CL-AP", "America/Santiago", "CL")
@@ -233,10 +233,10 @@ def test_test_numbers_are_the_only_bypass_and_audited_as_such(tmp_path: Path, op
     allow_list = f'test_numbers = ["{ANA}"]\n[sites.t.campaign]'
     sunday_night.write_text(sunday_night.read_text().replace("[sites.t.campaign]", allow_list))
     node = open_node(sunday_night)
-    request = node.contacts.place_call(phone="300 123 4567", account=None, actor="os:it")
+    request = node.calls.place_call(phone="300 123 4567", account=None, actor="os:it")
     assert request.phone == ANA
     with pytest.raises(Denied):
-        node.contacts.place_call(phone="310 123 4567", account=None, actor="os:it")
+        node.calls.place_call(phone="310 123 4567", account=None, actor="os:it")
     with node.db.session() as session:
         entries = session.execute(
             sa.select(AuditEntry.action, AuditEntry.subject).where(AuditEntry.action.like("compliance.%"))

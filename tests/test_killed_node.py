@@ -77,7 +77,7 @@ def test_a_node_settles_only_its_own_sites_calls_on_a_store_shared_by_sites(
         session.flush()
         ids = {name: attempt.id for name, attempt in left.items()}
 
-    assert nodes["u"].contacts.reconcile_calls() == [ids["u"]]
+    assert nodes["u"].calls.reconcile_calls() == [ids["u"]]
 
     with nodes["t"].db.session() as session:
         rows = {row.site: row for row in session.scalars(select(ContactAttempt))}
@@ -97,7 +97,7 @@ def test_a_raw_cause_of_any_length_ends_the_attempt_and_is_kept_whole(
         session.flush()
         attempt_id = attempt.id
     cause = "16 Normal Clearing, dial ANSWER; " + "; ".join(f"note {n} of the dialer" for n in range(9))
-    node.contacts.on_call_result(CallResult(attempt_id, CallOutcome.FAILED, cause, now, ended_at=now))
+    node.calls.on_call_result(CallResult(attempt_id, CallOutcome.FAILED, cause, now, ended_at=now))
     with node.db.session() as session:
         stored = session.get_one(ContactAttempt, attempt_id)
         assert (stored.state, stored.raw_cause) == ("finished", cause)

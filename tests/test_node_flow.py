@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from cartera.contact.service import Denied
+from cartera.contact.targets import Denied
 from cartera.core.adapters import Dialer, RecordingStore
 from cartera.core.hooks import load_plugins
 from cartera.core.hookspecs import hookimpl
@@ -91,9 +91,9 @@ def test_end_to_end_with_every_observer(tmp_path: Path, open_node: Callable[...,
     assert node.creditor_sync().run_once().imports == []  # acknowledged: not fetched again
 
     # The text goes first: once the debtor is reached, Ley 2300 allows one channel a week.
-    sms = node.contacts.send_sms(phone=None, text="Recordatorio de pago", account="BCO-1", actor="os:tester")
-    request = node.contacts.place_call(phone=None, account="BCO-1", actor="os:tester")
-    result = node.contacts.wait_for_call(request.attempt_id, timeout=10)
+    sms = node.texts.send_sms(phone=None, text="Recordatorio de pago", account="BCO-1", actor="os:tester")
+    request = node.calls.place_call(phone=None, account="BCO-1", actor="os:tester")
+    result = node.calls.wait_for_call(request.attempt_id, timeout=10)
     assert result is not None
     assert result.outcome is CallOutcome.ANSWERED
     assert request.variables["CARTERA_ACCOUNT"] == "BCO-1"
@@ -139,10 +139,10 @@ def test_a_second_report_of_the_same_call_changes_nothing(tmp_path: Path, open_n
     observer = Observer()
     node = open_node(scripted_site(tmp_path), with_hooks=load_plugins(entry_points=False, extra=[observer]))
     node.creditor_sync().run_once()
-    request = node.contacts.place_call(phone=None, account="BCO-1", actor="test")
-    result = node.contacts.wait_for_call(request.attempt_id, timeout=10)
+    request = node.calls.place_call(phone=None, account="BCO-1", actor="test")
+    result = node.calls.wait_for_call(request.attempt_id, timeout=10)
     assert result is not None
-    node.contacts.on_call_result(result)
+    node.calls.on_call_result(result)
     assert len(observer.calls) == 1
     assert [a.kind for a in observer.activities].count(ActivityKind.CALL_ATTEMPT) == 1
 
@@ -151,7 +151,7 @@ def test_gate_denial_is_audited_and_defers_the_account(tmp_path: Path, open_node
     node = open_node(scripted_site(tmp_path, start="2026-11-23T19:30:00-05:00"))
     node.creditor_sync().run_once()
     with pytest.raises(Denied) as denied:
-        node.contacts.place_call(phone=None, account="BCO-1", actor="os:tester")
+        node.calls.place_call(phone=None, account="BCO-1", actor="os:tester")
     assert denied.value.decision.next_allowed_at == datetime.fromisoformat("2026-11-24T07:00:00-05:00")
     with node.db.session() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(ContactAttempt)) == 0
@@ -193,8 +193,8 @@ def test_an_invalid_number_is_not_dialled_again(tmp_path: Path, open_node: Calla
     node.creditor_sync().run_once()
     dialled = []
     for _ in range(3):
-        request = node.contacts.place_call(phone=None, account="BCO-1", actor="test")
-        assert node.contacts.wait_for_call(request.attempt_id, timeout=10) is not None
+        request = node.calls.place_call(phone=None, account="BCO-1", actor="test")
+        assert node.calls.wait_for_call(request.attempt_id, timeout=10) is not None
         dialled.append(request.phone)
     assert dialled == ["+573001234567", "+573101234567", "+573101234567"]
 

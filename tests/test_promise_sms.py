@@ -40,7 +40,7 @@ def promised(tmp_path: Path, open_node: Callable[..., Node], extra: str = "", ca
         session.flush()
         attempt_id = attempt.id
     promise = Disposition(DispositionCode.PROMISE_TO_PAY, Decimal("1250000.50"), date(2026, 11, 30))
-    node.contacts.on_call_result(
+    node.calls.on_call_result(
         CallResult(attempt_id, CallOutcome.ANSWERED, "16", now, now, now, agent="a-1", disposition=promise)
     )
     outbox = tmp_path / "sms" / "outbox.jsonl"

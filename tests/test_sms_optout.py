@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from cartera.contact.compliance.model import Reason
 from cartera.contact.optout import opt_out_keyword
-from cartera.contact.service import Denied
+from cartera.contact.targets import Denied
 from cartera.core.models import Channel, DeliveryReport, InboundSms, SmsState
 from cartera.core.store.schema import AuditEntry, InboundSmsRow, Phone, SmsOptOut, SmsRow
 from cartera.node import Node
@@ -55,11 +55,11 @@ def node(tmp_path: Path, open_node: Callable[..., Node]) -> Node:
 
 
 def _mo(node: Node, text: str, gateway_id: str | None, phone: str = ANA) -> None:
-    node.contacts.on_inbound(InboundSms(phone, text, node.clock.now(), gateway_id))
+    node.texts.on_inbound(InboundSms(phone, text, node.clock.now(), gateway_id))
 
 
 def test_baja_opts_the_number_out_at_once_and_is_audited(node: Node) -> None:
-    node.contacts.send_sms(phone=None, text="Recordatorio de pago", account="BCO-1", actor="test")
+    node.texts.send_sms(phone=None, text="Recordatorio de pago", account="BCO-1", actor="test")
     _mo(node, "  Bája. ", "mo-1", phone="300 123 4567")  # national form, as some SMSCs give it
     with node.db.session() as session:
         assert session.scalars(sa.select(Phone.do_not_text).where(Phone.e164 == ANA)).all() == [True]
@@ -74,11 +74,11 @@ def test_baja_opts_the_number_out_at_once_and_is_audited(node: Node) -> None:
         assert [a.action for a in actions][-2:] == ["sms.inbound", "sms.opt_out"]
     for phone, account in ((None, "BCO-1"), (ANA, None), ("300 123 4567", "BCO-1")):
         with pytest.raises(Denied) as denied:
-            node.contacts.send_sms(phone=phone, text="Otro aviso", account=account, actor="test")
+            node.texts.send_sms(phone=phone, text="Otro aviso", account=account, actor="test")
         assert Reason.DEBTOR_OPT_OUT in denied.value.decision.reasons
     with node.db.session() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(SmsRow)) == 1
-    call, _ = node.contacts.explain(phone=ANA, account=None, channel=Channel.CALL, at=node.clock.now(), actor="t")
+    call, _ = node.explainer.explain(phone=ANA, account=None, channel=Channel.CALL, at=node.clock.now(), actor="t")
     assert Reason.DEBTOR_OPT_OUT not in call.reasons  # texts only: calls stay allowed
 
 
@@ -89,7 +89,7 @@ def test_an_ordinary_reply_is_stored_and_opts_nothing_out(node: Node) -> None:
         assert (stored.text, stored.opt_out) == ("¿Cuánto debo? Quiero pagar", None)
         assert session.scalars(sa.select(Phone.do_not_text)).all() == [False]
         assert session.scalars(sa.select(SmsOptOut)).all() == []
-    node.contacts.send_sms(phone=None, text="Con gusto: su saldo es $1.000", account="BCO-1", actor="test")
+    node.texts.send_sms(phone=None, text="Con gusto: su saldo es $1.000", account="BCO-1", actor="test")
 
 
 def test_the_same_mo_delivered_twice_is_handled_once(node: Node) -> None:
@@ -110,7 +110,7 @@ def test_a_number_no_debtor_has_yet_stays_opted_out_after_it_is_assigned(node: N
     with node.db.session() as session:
         assert session.scalars(sa.select(Phone.do_not_text).where(Phone.e164 == "+573109876543")).all() == [False]
     with pytest.raises(Denied) as denied:
-        node.contacts.send_sms(phone=None, text="Aviso", account="BCO-2", actor="test")
+        node.texts.send_sms(phone=None, text="Aviso", account="BCO-2", actor="test")
     assert Reason.DEBTOR_OPT_OUT in denied.value.decision.reasons
 
 
@@ -124,7 +124,7 @@ def test_a_sender_that_is_no_phone_number_is_stored_as_given(node: Node) -> None
 
 
 def test_delivery_reports_never_move_a_final_state_back(node: Node) -> None:
-    result = node.contacts.send_sms(phone=None, text="Aviso", account="BCO-1", actor="test")
+    result = node.texts.send_sms(phone=None, text="Aviso", account="BCO-1", actor="test")
     later = node.clock.now() + timedelta(seconds=5)
 
     def state() -> str:
@@ -133,7 +133,7 @@ def test_delivery_reports_never_move_a_final_state_back(node: Node) -> None:
 
     assert state() == SmsState.DELIVERED  # the outbox reports delivery when it wrote the line
     report = DeliveryReport(SmsState.SUBMITTED, result.gateway_id, later, message_id=None, raw_status="type 8")
-    node.contacts.on_delivery(report)
+    node.texts.on_delivery(report)
     assert state() == SmsState.DELIVERED
-    node.contacts.on_delivery(DeliveryReport(SmsState.EXPIRED, result.gateway_id, later, raw_status="EXPIRED"))
+    node.texts.on_delivery(DeliveryReport(SmsState.EXPIRED, result.gateway_id, later, raw_status="EXPIRED"))
     assert state() == SmsState.EXPIRED

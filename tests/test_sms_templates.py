@@ -69,7 +69,7 @@ def test_money_reads_as_debtors_read_amounts(amount: str, text: str) -> None:
 def test_a_template_is_filled_with_the_accounts_fields(tmp_path: Path, open_node: Callable[..., Node]) -> None:
     node = open_node(site_with_templates(tmp_path))
     node.creditor_sync().run_once()
-    rendered = node.contacts.render_sms("reminder", "BCO-1")
+    rendered = node.texts.render_sms("reminder", "BCO-1")
     assert rendered is not None
     assert rendered.text == (
         "Hola Ana, su cuenta BCO-1 con BANCO tiene un saldo de $1.250.000,50 COP. "
@@ -77,11 +77,11 @@ def test_a_template_is_filled_with_the_accounts_fields(tmp_path: Path, open_node
     )
     assert (rendered.encoding, rendered.segments) == ("UCS-2", 2)  # "á" is not in GSM 03.38
     assert (rendered.cost, rendered.currency) == (Decimal("0.0250"), "USD")
-    aviso = node.contacts.render_sms("aviso", "BCO-2")
+    aviso = node.texts.render_sms("aviso", "BCO-2")
     assert aviso is not None
     assert aviso.text == "Sr(a). Luis Pérez: su cuota de TARJETAS vence hoy."
     assert (aviso.encoding, aviso.segments, aviso.cost) == ("GSM-7", 1, Decimal("0.0125"))
-    assert node.contacts.render_sms("no-such-template", "BCO-1") is None
+    assert node.texts.render_sms("no-such-template", "BCO-1") is None
 
 
 def test_the_portfolios_own_template_wins_over_the_default(tmp_path: Path, open_node: Callable[..., Node]) -> None:
@@ -205,7 +205,7 @@ def test_a_csv_name_with_control_characters_is_quarantined_and_stored_ones_never
     assert repr(hostile)[1:-1] in output
     node = open_node(path)
     with pytest.raises(TemplateProblem, match="control character"):
-        node.contacts.render_sms("reminder", "BCO-2")
+        node.texts.render_sms("reminder", "BCO-2")
 
 
 def test_batch_shows_its_cost_and_refusals_then_sends_through_the_gate(
@@ -214,7 +214,7 @@ def test_batch_shows_its_cost_and_refusals_then_sends_through_the_gate(
     path = site_with_templates(tmp_path)
     node = open_node(path)
     node.creditor_sync().run_once()
-    node.contacts.on_inbound(InboundSms("+573107654321", "ALTO", node.clock.now(), "mo-1"))  # BCO-2 opts out
+    node.texts.on_inbound(InboundSms("+573107654321", "ALTO", node.clock.now(), "mo-1"))  # BCO-2 opts out
     node.close()
     outbox = tmp_path / "sms" / "outbox.jsonl"
 

@@ -22,10 +22,10 @@ from cartera.cli import contact_prefs
 from cartera.cli.summary import site_summary
 from cartera.contact.compliance.report import explanation
 from cartera.contact.phones import InvalidPhone, normalize
-from cartera.contact.service import Denied
 from cartera.contact.sms_batch import plan_batch, send_batch
 from cartera.contact.sms_templates import REMINDER
 from cartera.core.adapters import CrmSync, RecordingStore
+from cartera.contact.targets import Denied
 from cartera.core.audit import audit, os_user
 from cartera.core.errors import CarteraError, UsageError
 from cartera.core.hooks import load_plugins
@@ -224,12 +224,12 @@ def _import(node: Node, args: argparse.Namespace) -> int:
 
 def _call(node: Node, args: argparse.Namespace) -> int:
     try:
-        request = node.contacts.place_call(phone=args.phone, account=args.account, actor=os_user())
+        request = node.calls.place_call(phone=args.phone, account=args.account, actor=os_user())
     except Denied as denied:
         print(f"call not placed: {denied}", file=sys.stderr)
         return 1
     print(f"attempt {request.attempt_id}: calling {request.phone}")
-    result = node.contacts.wait_for_call(request.attempt_id, args.wait)
+    result = node.calls.wait_for_call(request.attempt_id, args.wait)
     if result is None:
         print(f"attempt {request.attempt_id}: no outcome after {args.wait:g}s; hanging up", file=sys.stderr)
         return 1
@@ -239,7 +239,7 @@ def _call(node: Node, args: argparse.Namespace) -> int:
 
 def _sms(node: Node, args: argparse.Namespace) -> int:
     try:
-        result = node.contacts.send_sms(phone=args.phone, text=args.text, account=args.account, actor=os_user())
+        result = node.texts.send_sms(phone=args.phone, text=args.text, account=args.account, actor=os_user())
     except Denied as denied:
         print(f"sms not sent: {denied}", file=sys.stderr)
         return 1
@@ -248,9 +248,9 @@ def _sms(node: Node, args: argparse.Namespace) -> int:
 
 
 def _sms_template(node: Node, args: argparse.Namespace) -> int:
-    rendered = node.contacts.render_sms(args.template, args.account)
+    rendered = node.texts.render_sms(args.template, args.account)
     if rendered is None:
-        defined = ", ".join(node.contacts.templates.names()) or "none"
+        defined = ", ".join(node.texts.templates.names()) or "none"
         raise UsageError(f"no SMS template {args.template!r} for account {args.account!r} (defined: {defined})")
     print(f"template {rendered.template!r} for account {rendered.account_ref}:")
     print("\n".join(f"  {escape_controls(line)}" for line in rendered.text.splitlines()))
@@ -262,11 +262,11 @@ def _sms_template(node: Node, args: argparse.Namespace) -> int:
 
 
 def _sms_batch(node: Node, args: argparse.Namespace) -> int:
-    plan = plan_batch(node.contacts, args.template, args.portfolio, node.clock.now())
+    plan = plan_batch(node.texts, args.template, args.portfolio, node.clock.now())
     print(plan.summary())
     if args.dry_run:
         return 0
-    outcome = send_batch(node.contacts, plan, os_user())
+    outcome = send_batch(node.texts, plan, os_user())
     print(outcome.summary())
     for failure in outcome.failures:
         print(f"  failed: {failure}", file=sys.stderr)
@@ -437,7 +437,7 @@ def _explain(node: Node, args: argparse.Namespace) -> int:
         raise UsageError("explain needs --account or --phone")
     at = _when(node, args.at, "--at") or node.clock.now()
     channel = Channel(args.channel)
-    decision, subject = node.contacts.explain(
+    decision, subject = node.explainer.explain(
         phone=args.phone, account=args.account, channel=channel, at=at, actor=os_user()
     )
     print(explanation(node.gate, decision, subject, at, node.site.zone))

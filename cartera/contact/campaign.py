@@ -10,8 +10,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from cartera.contact.service import ContactService, Denied
+from cartera.contact.calls import CallService
 from cartera.contact.sms_templates import REMINDER
+from cartera.contact.targets import Denied
+from cartera.contact.texts import TextService
 from cartera.core.adapters import Dialer
 from cartera.core.clock import Clock
 from cartera.core.config import CampaignConfig
@@ -30,12 +32,13 @@ class Campaign:
         site: str,
         zone: ZoneInfo,
         db: Database,
-        contacts: ContactService,
+        calls: CallService,
+        texts: TextService,
         dialer: Dialer[Any],
         clock: Clock,
         config: CampaignConfig,
     ) -> None:
-        self.site, self.zone, self.db, self.contacts = site, zone, db, contacts
+        self.site, self.zone, self.db, self.calls, self.texts = site, zone, db, calls, texts
         self.dialer, self.clock, self.config = dialer, clock, config
         self._paused = threading.Event()
 
@@ -46,7 +49,7 @@ class Campaign:
     def tick(self) -> int:
         """Cancel the calls in flight of accounts withdrawn or paid meanwhile, then place calls to due accounts
         while the dialer has capacity; returns how many were placed."""
-        self.contacts.cancel_closed_calls(actor="campaign")
+        self.calls.cancel_closed_calls(actor="campaign")
         placed = 0
         if self._paused.is_set():
             return placed
@@ -61,7 +64,7 @@ class Campaign:
             if self._paused.is_set():
                 break
             try:
-                self.contacts.place_call(phone=None, account=account_id, actor="campaign")
+                self.calls.place_call(phone=None, account=account_id, actor="campaign")
                 placed += 1
             except Denied as denied:
                 event(log, "campaign.deferred", account=ref, reason=str(denied))
@@ -74,10 +77,10 @@ class Campaign:
         """Text a debtor whom today's calls did not reach (the gate decides whether that is allowed): the
         portfolio's ``reminder`` SMS template when the site has one, else ``campaign.reminder_sms``."""
         try:
-            rendered = self.contacts.render_sms(REMINDER, account_id)
+            rendered = self.texts.render_sms(REMINDER, account_id)
             text = rendered.text if rendered else self.config.reminder_sms.replace("{account}", ref)
             if text:
-                self.contacts.send_sms(phone=None, text=text, account=account_id, actor="campaign")
+                self.texts.send_sms(phone=None, text=text, account=account_id, actor="campaign")
         except CarteraError as refused:  # denied by the gate, no phone left, a template problem
             event(log, "campaign.reminder_not_sent", account=ref, reason=str(refused))
 

@@ -11,8 +11,9 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from cartera.contact.compliance import Decision
-from cartera.contact.service import ContactService, Denied
 from cartera.contact.sms_templates import RenderedSms
+from cartera.contact.targets import Denied
+from cartera.contact.texts import TextService
 from cartera.core.errors import CarteraError, UsageError
 from cartera.core.models import SmsState
 from cartera.core.store.schema import Account, Creditor, Portfolio
@@ -83,34 +84,34 @@ class BatchOutcome:
         return f"sent: {self.submitted} submitted, {self.failed} failed, {self.denied} refused by the gate"
 
 
-def plan_batch(contacts: ContactService, template: str, portfolio: str, at: datetime) -> BatchPlan:
+def plan_batch(texts: TextService, template: str, portfolio: str, at: datetime) -> BatchPlan:
     """Render ``template`` for each active account of ``portfolio`` (``CREDITOR/CODE``, or ``CODE`` when one
     creditor has it) and ask the gate, without auditing, what it would decide at ``at``."""
-    with contacts.db.session() as session:
-        key = resolve_portfolio(session, contacts.site, portfolio)
-    if contacts.templates.source(template, key.creditor, key.code) is None:
-        defined = ", ".join(contacts.templates.names()) or "none"
+    with texts.db.session() as session:
+        key = resolve_portfolio(session, texts.site, portfolio)
+    if texts.templates.source(template, key.creditor, key.code) is None:
+        defined = ", ".join(texts.templates.names()) or "none"
         raise UsageError(f"no SMS template {template!r} for portfolio {key} (defined: {defined})")
     lines: list[BatchLine] = []
-    for account_id, ref in _active_accounts(contacts, key):
+    for account_id, ref in _active_accounts(texts, key):
         try:
-            rendered = contacts.render_sms(template, account_id)
+            rendered = texts.render_sms(template, account_id)
             assert rendered is not None  # checked above
-            decision, _ = contacts.preview_sms(account_id=account_id, text=rendered.text, at=at)
+            decision, _ = texts.preview_sms(account_id=account_id, text=rendered.text, at=at)
         except CarteraError as problem:  # a template field the account lacks, no valid phone left...
             lines.append(BatchLine(account_id, ref, None, problem=str(problem)))
             continue
         lines.append(BatchLine(account_id, ref, rendered, decision))
-    return BatchPlan(template, str(key), at, lines, contacts.templates.pricing.currency)
+    return BatchPlan(template, str(key), at, lines, texts.templates.pricing.currency)
 
 
-def send_batch(contacts: ContactService, plan: BatchPlan, actor: str) -> BatchOutcome:
+def send_batch(texts: TextService, plan: BatchPlan, actor: str) -> BatchOutcome:
     """Send each text the preview allowed, each through the gate again (it is the gate's decision that counts)."""
     outcome = BatchOutcome()
     for line in plan.to_send:
         assert line.rendered is not None
         try:
-            result = contacts.send_sms(phone=None, text=line.rendered.text, account=line.account_id, actor=actor)
+            result = texts.send_sms(phone=None, text=line.rendered.text, account=line.account_id, actor=actor)
         except Denied:
             outcome.denied += 1
             continue
@@ -122,14 +123,14 @@ def send_batch(contacts: ContactService, plan: BatchPlan, actor: str) -> BatchOu
     return outcome
 
 
-def _active_accounts(contacts: ContactService, portfolio: PortfolioKey) -> list[tuple[int, str]]:
+def _active_accounts(texts: TextService, portfolio: PortfolioKey) -> list[tuple[int, str]]:
     """(account id, ref) of the portfolio's active accounts at the site."""
     query = (
         select(Account.id, Account.ref)
         .join(Portfolio, Account.portfolio_id == Portfolio.id)
         .join(Creditor, Portfolio.creditor_id == Creditor.id)
-        .where(Portfolio.site == contacts.site, in_portfolios({portfolio}), Account.status == "active")
+        .where(Portfolio.site == texts.site, in_portfolios({portfolio}), Account.status == "active")
         .order_by(Account.ref)
     )
-    with contacts.db.session() as session:
+    with texts.db.session() as session:
         return [(account_id, ref) for account_id, ref in session.execute(query)]

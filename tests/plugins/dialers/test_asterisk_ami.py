@@ -786,9 +786,9 @@ def test_unreached_debtors_through_the_node(
         NUMBERS[CallOutcome.CONGESTION]: ("congestion", "34 Circuit/channel congestion, dial CONGESTION"),
         NUMBERS[CallOutcome.INVALID_NUMBER]: ("invalid_number", "1 Unallocated (unassigned) number, dial NOANSWER"),
     }
-    placed = {node.contacts.place_call(phone=phone, account=None, actor="test").attempt_id: phone for phone in expected}
+    placed = {node.calls.place_call(phone=phone, account=None, actor="test").attempt_id: phone for phone in expected}
     for attempt_id, phone in placed.items():
-        result = node.contacts.wait_for_call(attempt_id, 30)
+        result = node.calls.wait_for_call(attempt_id, 30)
         assert isinstance(result, CallResult), f"no outcome for {phone}"
         assert (result.outcome.value, result.raw_cause) == expected[phone]
     stored = {(outcome, cause) for _, state, outcome, cause, _ in attempts(site) if state == "finished"}

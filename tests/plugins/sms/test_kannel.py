@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from cartera.contact.compliance.model import Reason
-from cartera.contact.service import Denied
 from cartera.contact.smstext import GSM7, UCS2, segment_count, sms_encoding
+from cartera.contact.targets import Denied
 from cartera.core.models import SmsMessage, SmsState
 from cartera.core.registry import AdapterCatalog
 from cartera.core.store.schema import AuditEntry, InboundSmsRow, Phone, SmsOptOut, SmsRow
@@ -350,7 +350,7 @@ def test_the_nodes_text_is_delivered_and_its_report_reaches_the_node(
 ) -> None:
     node = node_on_kannel
     caplog.set_level(logging.DEBUG)
-    result = node.contacts.send_sms(phone=None, text=LONG, account="BCO-1", actor="test")
+    result = node.texts.send_sms(phone=None, text=LONG, account="BCO-1", actor="test")
     assert result.state is SmsState.SUBMITTED, result.detail
     wait_until(lambda: sms_row(node, result.message_id).state == SmsState.DELIVERED, "the DLR to reach the node")
     row = sms_row(node, result.message_id)
@@ -375,7 +375,7 @@ def test_baja_through_fakesmsc_opts_the_phone_out_at_once(kannel: KannelPeer, no
         assert session.get(SmsOptOut, NODE_PHONE) is not None
     before = len(kannel.received_by(NODE_PHONE))  # the previous test's texts, all received
     with pytest.raises(Denied) as denied:
-        node.contacts.send_sms(phone=None, text="Recordatorio", account="BCO-1", actor="test")
+        node.texts.send_sms(phone=None, text="Recordatorio", account="BCO-1", actor="test")
     assert Reason.DEBTOR_OPT_OUT in denied.value.decision.reasons
     with node.db.session() as session:
         assert session.scalars(sa.select(SmsRow)).all() == []

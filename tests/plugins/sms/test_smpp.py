@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from cartera.contact.compliance.model import Reason
-from cartera.contact.service import Denied
 from cartera.contact.smstext import GSM7_BASIC, GSM7_EXTENSION, segment_count, sms_encoding
+from cartera.contact.targets import Denied
 from cartera.core.models import SmsMessage, SmsState, SmsSubmitResult
 from cartera.core.registry import AdapterCatalog
 from cartera.core.store.schema import InboundSmsRow, Phone, SmsOptOut
@@ -486,7 +486,7 @@ def test_the_nodes_text_is_delivered_and_its_receipt_reaches_the_store(
     node = node_on_jasmin
     caplog.set_level(logging.DEBUG)
     before = len(jasmin.carrier.submitted)
-    result = node.contacts.send_sms(phone=None, text=LONG, account="BCO-1", actor="test")
+    result = node.texts.send_sms(phone=None, text=LONG, account="BCO-1", actor="test")
     assert result.state is SmsState.SUBMITTED, result.detail
     wait_until(lambda: sms_row(node, result.message_id).state == SmsState.DELIVERED, "the receipt to reach the store")
     row = sms_row(node, result.message_id)
@@ -509,7 +509,7 @@ def test_baja_from_the_carrier_opts_the_phone_out_at_once(jasmin: Jasmin, node_o
         assert session.get(SmsOptOut, PHONE) is not None
     before = len(jasmin.carrier.submitted)
     with pytest.raises(Denied) as denied:
-        node.contacts.send_sms(phone=None, text="Recordatorio", account="BCO-1", actor="test")
+        node.texts.send_sms(phone=None, text="Recordatorio", account="BCO-1", actor="test")
     assert Reason.DEBTOR_OPT_OUT in denied.value.decision.reasons
     time.sleep(1)
     assert len(jasmin.carrier.submitted) == before, "a text reached the carrier after the opt-out"

@@ -1,0 +1,338 @@
+"""Calls: the only path from a call request to the dialer, through the compliance gate, and the dialer's reports.
+
+An attempt row is committed *before* the dialer sees the request, so a crash never makes core place the
+same call twice; the dialer's report later completes that row. Reports arrive on vendor threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cartera.contact.compliance import Decision, Purpose
+from cartera.contact.targets import Denied, Targets
+from cartera.contact.texts import TextService
+from cartera.core.adapters import Dialer
+from cartera.core.audit import audit
+from cartera.core.clock import Clock
+from cartera.core.config import CampaignConfig
+from cartera.core.errors import UsageError
+from cartera.core.hooks import Hooks
+from cartera.core.logs import event
+from cartera.core.models import (
+    ActivityKind,
+    CallOutcome,
+    CallRequest,
+    CallResult,
+    Channel,
+    DispositionCode,
+    UnfinishedCall,
+)
+from cartera.core.store.database import Database
+from cartera.core.store.schema import Account, ActivityRow, ContactAttempt
+from cartera.portfolio.export import add_activity, to_activity
+
+log = logging.getLogger("cartera.contacts")
+
+
+class CallService:
+    """One site's calls: placed through the gate, completed from the dialer's reports, cancelled when their
+    account closes; a promise to pay is confirmed by a text (:class:`cartera.contact.texts.TextService`)."""
+
+    def __init__(
+        self,
+        *,
+        targets: Targets,
+        db: Database,
+        hooks: Hooks,
+        clock: Clock,
+        campaign: CampaignConfig,
+        dialer: Callable[[], Dialer[Any]] | None,
+        texts: TextService,
+    ) -> None:
+        """``dialer`` gives the site's dialer, started on first use (``None``: not configured)."""
+        self.targets, self.site, self.db = targets, targets.site, db
+        self.hooks, self.clock, self.campaign = hooks, clock, campaign
+        self.dialer, self.texts = dialer, texts
+        self._lock = threading.Condition()
+        self._requests: dict[int, CallRequest] = {}
+        self._results: dict[int, CallResult] = {}
+        self._dialled: set[int] = set()  # attempts in flight that the dialer has taken (place_call returned)
+        self._cancel_asked: set[int] = set()
+
+    def place_call(self, *, phone: str | None, account: int | str | None = None, actor: str) -> CallRequest:
+        """Gate, record and hand one call to the dialer. Raises :class:`Denied` when the gate says no.
+        ``account`` is the account's id (the campaign's), or a reference (see :mod:`cartera.portfolio.identity`)."""
+        if self.dialer is None:
+            raise UsageError(f"site {self.site!r} has no dialer configured")
+        now = self.clock.now()
+        with self.db.session() as session:
+            target = self.targets.find(session, Channel.CALL, phone, account, at=now, lock=True)
+            decision = self.targets.gate.decide(session, target.subject, now, actor)
+            if not decision.allowed:
+                self._defer(target.account, decision, now)
+            else:
+                attempt = ContactAttempt(
+                    site=self.site,
+                    account_id=target.account_id,
+                    phone=target.phone,
+                    state="placing",
+                    requested_at=now,
+                )
+                session.add(attempt)
+                if target.account is not None:
+                    # Not picked again by the campaign while in flight; the result reschedules it.
+                    target.account.next_contact_at = now + timedelta(days=1)
+                session.flush()
+                attempt_id = attempt.id
+        if not decision.allowed:
+            raise Denied(decision)
+        request = self._call_request(attempt_id, target.phone, target.account_ref, target.balance)
+        with self._lock:
+            self._requests[attempt_id] = request
+        event(
+            log,
+            "call.placing",
+            attempt=attempt_id,
+            account=target.account_ref,
+            phone=target.phone,
+            actor=actor,
+        )
+        self.dialer().place_call(request)
+        with self._lock:
+            if attempt_id in self._requests:  # not reported yet
+                self._dialled.add(attempt_id)
+        return request
+
+    def _call_request(
+        self, attempt_id: int, phone: str, account_ref: str | None, balance: str | None = None
+    ) -> CallRequest:
+        variables = {"CARTERA_ATTEMPT": str(attempt_id)}
+        if account_ref:
+            variables["CARTERA_ACCOUNT"] = account_ref
+        if balance:
+            variables["balance"] = balance
+        return CallRequest(attempt_id, self.site, phone, account_ref, variables=variables)
+
+    def reconcile_calls(self) -> list[int]:
+        """Hand the dialer the site's calls a previous run left ``placing`` (it was killed with calls in flight)
+        for it to report how each ended (:meth:`cartera.core.adapters.Dialer.reconcile`); each is audited as
+        ``call.reconcile``. Only this site's attempts, none this process placed; returns their ids."""
+        if self.dialer is None:
+            return []
+        with self._lock:
+            ours = set(self._requests)
+        now = self.clock.now()
+        calls: list[UnfinishedCall] = []
+        with self.db.session() as session:
+            rows = session.execute(
+                select(ContactAttempt.id, ContactAttempt.phone, ContactAttempt.requested_at, Account.ref)
+                .outerjoin(Account, ContactAttempt.account_id == Account.id)
+                .where(ContactAttempt.site == self.site, ContactAttempt.state == "placing")
+                .order_by(ContactAttempt.id)
+            ).all()
+            for row in rows:
+                if row.id in ours:
+                    continue
+                calls.append(UnfinishedCall(self._call_request(row.id, row.phone, row.ref), row.requested_at))
+                audit(
+                    session,
+                    at=now,
+                    site=self.site,
+                    actor="node",
+                    action="call.reconcile",
+                    subject=f"{Channel.CALL}:{row.phone}",
+                    account=row.ref,
+                    attempt=row.id,
+                )
+        attempts = [call.request.attempt_id for call in calls]
+        if calls:
+            event(log, "call.reconciling", logging.WARNING, attempts=attempts)
+            self.dialer().reconcile(calls)
+        return attempts
+
+    def cancel_closed_calls(self, actor: str) -> int:
+        """Ask the dialer to cancel each call in flight whose account is no longer active (withdrawn or paid,
+        perhaps by an import in another process: the store says so). Each call is asked about once, audited as
+        ``call.cancel``; returns how many the dialer will end as cancelled. Only the calls this process handed
+        to its dialer are looked up (by primary key): no other dialer instance could cancel the others."""
+        with self._lock:
+            in_flight = sorted(self._dialled - self._cancel_asked)
+        if not in_flight or self.dialer is None:
+            return 0
+        with self.db.session() as session:
+            closed = session.execute(
+                select(ContactAttempt.id, ContactAttempt.phone, Account.ref, Account.status)
+                .join(Account, ContactAttempt.account_id == Account.id)
+                .where(
+                    ContactAttempt.id.in_(in_flight),
+                    ContactAttempt.site == self.site,
+                    ContactAttempt.state == "placing",
+                    Account.status != "active",
+                )
+            ).all()
+        with self._lock:
+            closed = [row for row in closed if row.id in self._dialled and row.id not in self._cancel_asked]
+            self._cancel_asked.update(row.id for row in closed)
+        cancelled = 0
+        for row in closed:
+            try:
+                accepted = self.dialer().cancel(row.id)
+            except Exception:
+                log.exception("attempt %s: the dialer's cancel failed", row.id)
+                accepted = False
+            cancelled += accepted
+            with self.db.session() as session:
+                audit(
+                    session,
+                    at=self.clock.now(),
+                    site=self.site,
+                    actor=actor,
+                    action="call.cancel",
+                    subject=f"{Channel.CALL}:{row.phone}",
+                    account=row.ref,
+                    account_status=row.status,
+                    attempt=row.id,
+                    cancelled=accepted,
+                )
+            event(log, "call.cancel", attempt=row.id, account=row.ref, status=row.status, cancelled=accepted)
+        return cancelled
+
+    def wait_for_call(self, attempt_id: int, timeout: float) -> CallResult | None:
+        with self._lock:
+            self._lock.wait_for(lambda: attempt_id in self._results, timeout)
+            return self._results.get(attempt_id)
+
+    def on_call_result(self, result: CallResult) -> None:
+        """A dialer's report: complete the attempt, record activities, reschedule the account."""
+        now = self.clock.now()
+        with self.db.session() as session:
+            attempt = session.get(ContactAttempt, result.attempt_id)
+            if attempt is None or attempt.site != self.site:
+                event(log, "call.unknown_attempt", logging.WARNING, attempt=result.attempt_id)
+                return
+            if attempt.state == "finished":
+                event(log, "call.duplicate_report", logging.WARNING, attempt=result.attempt_id)
+                return
+            attempt.state = "finished"
+            attempt.outcome = result.outcome.value
+            attempt.raw_cause = result.raw_cause
+            attempt.started_at = result.started_at
+            attempt.answered_at = result.answered_at
+            attempt.ended_at = result.ended_at or now
+            attempt.agent = result.agent
+            attempt.vendor_call_id = result.vendor_call_id
+            attempt.disposition = result.disposition.code.value if result.disposition else None
+            rows = self._call_activities(session, attempt, result)
+            confirmation = self._promise_text(attempt.account, result)
+            if result.outcome is CallOutcome.INVALID_NUMBER and attempt.account is not None:
+                for phone in attempt.account.debtor.phones:
+                    phone.invalid = phone.invalid or phone.e164 == attempt.phone
+            if attempt.account is not None and attempt.account.status == "active":  # a closed account stays so
+                wanted = self._next_contact(result, now)
+                attempt.account.next_contact_at = self._schedule(session, attempt.account, wanted)
+            account_ref = attempt.account.ref if attempt.account else None
+            account_id = attempt.account_id
+            session.flush()
+            activities = [to_activity(row) for row in rows]
+            request = self._request_for(attempt, account_ref)
+        event(
+            log,
+            "call.finished",
+            attempt=result.attempt_id,
+            outcome=result.outcome.value,
+            cause=result.raw_cause,
+            agent=result.agent,
+            talk_s=round(result.talk_seconds),
+        )
+        self.hooks.call_finished(self.site, request, result)
+        for activity in activities:
+            self.hooks.activity_recorded(self.site, activity)
+        if confirmation is not None:
+            self._confirm_promise(request, confirmation, account_id)
+        with self._lock:
+            self._results[result.attempt_id] = result
+            self._requests.pop(result.attempt_id, None)
+            self._dialled.discard(result.attempt_id)
+            self._cancel_asked.discard(result.attempt_id)
+            self._lock.notify_all()
+
+    def _call_activities(self, session: Session, attempt: ContactAttempt, result: CallResult) -> list[ActivityRow]:
+        if attempt.account is None:
+            return []
+        record = partial(
+            add_activity,
+            session,
+            site=self.site,
+            at=result.ended_at or result.started_at,
+            account=attempt.account,
+            phone=attempt.phone,
+            agent=result.agent,
+        )
+        promise = result.disposition
+        rows = [record(kind=ActivityKind.CALL_ATTEMPT, outcome=promise.code.value if promise else result.outcome.value)]
+        if promise and promise.code is DispositionCode.PROMISE_TO_PAY and promise.promised_amount is not None:
+            rows.append(
+                record(kind=ActivityKind.PROMISE_TO_PAY, amount=promise.promised_amount, due_date=promise.promised_date)
+            )
+        return rows
+
+    def _next_contact(self, result: CallResult, now: datetime) -> datetime:
+        """When the campaign would like to try again; :meth:`_schedule` moves it to when the law allows."""
+        if result.outcome is CallOutcome.ANSWERED:
+            return now + timedelta(days=1)
+        return now + timedelta(minutes=self.campaign.retry_after_minutes)
+
+    def _promise_text(self, account: Account | None, result: CallResult) -> str | None:
+        """The confirmation of the promise to pay the call ended with; ``None`` when there is none to text."""
+        promise = result.disposition
+        if not (
+            self.campaign.promise_sms
+            and account is not None
+            and promise is not None
+            and promise.code is DispositionCode.PROMISE_TO_PAY
+            and promise.promised_amount is not None
+            and promise.promised_date is not None
+        ):
+            return None
+        return self.texts.promise_confirmation(account, promise)
+
+    def _confirm_promise(self, request: CallRequest, text: str, account_id: int | None) -> None:
+        try:
+            self.texts.send_sms(
+                phone=request.phone,
+                text=text,
+                account=account_id,
+                actor="campaign",
+                purpose=Purpose.PROMISE_CONFIRMATION,
+            )
+        except Denied as denied:
+            event(log, "sms.denied", account=request.account_ref, reason=str(denied))
+
+    def _request_for(self, attempt: ContactAttempt, account_ref: str | None) -> CallRequest:
+        with self._lock:
+            known = self._requests.get(attempt.id)
+        return known or CallRequest(attempt.id, self.site, attempt.phone, account_ref)
+
+    def _schedule(self, session: Session, account: Account, wanted: datetime) -> datetime:
+        """``wanted``, or the first instant after it the gate will allow a call: the campaign picks the account
+        when the law lets it, instead of asking and being refused."""
+        try:
+            _phone, subject = self.targets.pick_phone(session, account, Channel.CALL, at=wanted)
+        except UsageError:
+            return wanted
+        preview = self.targets.gate.evaluate(subject, wanted)
+        if preview.allowed or preview.next_allowed_at is None:
+            return wanted
+        return preview.next_allowed_at
+
+    def _defer(self, account: Account | None, decision: Decision, now: datetime) -> None:
+        if account is not None:
+            account.next_contact_at = decision.next_allowed_at or now + timedelta(days=1)

@@ -1,0 +1,236 @@
+"""Texts: sending one through the compliance gate, the gateway's delivery receipts, and debtors' messages
+(an opt-out keyword stops texts to that number at once)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cartera.contact.compliance import Decision, Purpose
+from cartera.contact.optout import opt_out_keyword
+from cartera.contact.phones import InvalidPhone, normalize
+from cartera.contact.sms_templates import PROMISE, RenderedSms, SmsTemplates, TemplateProblem
+from cartera.contact.targets import Denied, Targets
+from cartera.core.adapters import SmsGateway
+from cartera.core.audit import audit
+from cartera.core.clock import Clock
+from cartera.core.errors import UsageError
+from cartera.core.hooks import Hooks
+from cartera.core.logs import event
+from cartera.core.models import (
+    ActivityKind,
+    Channel,
+    DeliveryReport,
+    Disposition,
+    InboundSms,
+    SmsMessage,
+    SmsState,
+    SmsSubmitResult,
+)
+from cartera.core.store.database import Database
+from cartera.core.store.schema import Account, ActivityRow, InboundSmsRow, Phone, SmsOptOut, SmsRow
+from cartera.portfolio.export import add_activity, to_activity
+
+log = logging.getLogger("cartera.contacts")
+_FINAL_SMS_STATES = frozenset({SmsState.DELIVERED.value, SmsState.FAILED.value, SmsState.EXPIRED.value})
+
+
+class TextService:
+    """One site's texts; :attr:`templates` are its SMS templates."""
+
+    def __init__(
+        self,
+        *,
+        targets: Targets,
+        db: Database,
+        hooks: Hooks,
+        clock: Clock,
+        sms: Callable[[], SmsGateway[Any]] | None,
+        templates: SmsTemplates,
+    ) -> None:
+        """``sms`` gives the site's gateway, started on first use (``None``: not configured)."""
+        self.targets, self.site, self.db = targets, targets.site, db
+        self.hooks, self.clock, self.sms, self.templates = hooks, clock, sms, templates
+
+    def send_sms(
+        self,
+        *,
+        phone: str | None,
+        text: str,
+        account: int | str | None = None,
+        actor: str,
+        purpose: Purpose = Purpose.COLLECTION,
+    ) -> SmsSubmitResult:
+        """Gate, record and submit one text. Raises :class:`Denied` when the gate says no. ``account`` is the
+        account's id, or a reference."""
+        if self.sms is None:
+            raise UsageError(f"site {self.site!r} has no sms gateway configured")
+        if not text.strip():
+            raise UsageError("the message text is empty")
+        now = self.clock.now()
+        with self.db.session() as session:
+            target = self.targets.find(
+                session, Channel.SMS, phone, account, at=now, text=text, purpose=purpose, lock=True
+            )
+            decision = self.targets.gate.decide(session, target.subject, now, actor)
+            if decision.allowed:
+                row = SmsRow(
+                    site=self.site,
+                    account_id=target.account_id,
+                    phone=target.phone,
+                    text=text,
+                    state=SmsState.QUEUED.value,
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(row)
+                session.flush()
+                message_id = row.id
+        if not decision.allowed:
+            raise Denied(decision)
+        message = SmsMessage(message_id, self.site, target.phone, text, target.account_ref)
+        try:
+            result = self.sms().send(message)
+        except Exception as exc:
+            result = SmsSubmitResult(message_id, SmsState.FAILED, None, f"gateway error: {exc}")
+        activities: list[ActivityRow] = []
+        with self.db.session() as session:
+            row = session.get_one(SmsRow, message_id)
+            if row.state == SmsState.QUEUED.value:  # a delivery report may already have moved it on
+                row.state = result.state.value
+            row.gateway_id, row.detail, row.updated_at = result.gateway_id, result.detail, self.clock.now()
+            if target.account_id is not None:
+                activities.append(
+                    add_activity(
+                        session,
+                        site=self.site,
+                        kind=ActivityKind.SMS,
+                        at=now,
+                        account=session.get_one(Account, target.account_id),
+                        phone=target.phone,
+                        outcome=result.state.value,
+                    )
+                )
+            session.flush()
+            done = [to_activity(a) for a in activities]
+        event(log, "sms.submitted", message=message_id, state=result.state.value, gateway_id=result.gateway_id)
+        for activity in done:
+            self.hooks.activity_recorded(self.site, activity)
+        return result
+
+    def on_delivery(self, report: DeliveryReport) -> None:
+        with self.db.session() as session:
+            row = None
+            if report.message_id is not None:
+                row = session.get(SmsRow, report.message_id)
+            if row is None and report.gateway_id:
+                row = session.scalar(
+                    select(SmsRow).where(SmsRow.site == self.site, SmsRow.gateway_id == report.gateway_id)
+                )
+            if row is None or row.site != self.site:
+                event(log, "sms.unknown_delivery", logging.WARNING, gateway_id=report.gateway_id)
+                return
+            if row.state in _FINAL_SMS_STATES and report.state.value not in _FINAL_SMS_STATES:
+                # Receipts overtake each other (Kannel's "delivered" can precede its "accepted by the SMSC").
+                event(log, "sms.late_delivery", message=row.id, state=report.state.value, kept=row.state)
+                return
+            row.state, row.updated_at = report.state.value, report.at
+            row.gateway_id = row.gateway_id or report.gateway_id
+            message_id = row.id
+        event(log, "sms.delivery", message=message_id, state=report.state.value, raw=report.raw_status)
+        self.hooks.sms_delivery(self.site, message_id, report)
+
+    def on_inbound(self, message: InboundSms) -> None:
+        """A debtor's message (MO) reached the site: stored and audited with its sender and text. An opt-out
+        keyword (:mod:`cartera.contact.optout`) stops texts to that number at once, audited as ``sms.opt_out``; a
+        message the gateway delivers twice (same gateway id) is handled once."""
+        try:
+            phone = normalize(message.phone, self.targets.country)
+        except InvalidPhone:
+            phone = message.phone.strip()
+        keyword = opt_out_keyword(message.text)
+        with self.db.session() as session:
+            if message.gateway_id is not None and session.scalar(
+                select(InboundSmsRow.id).where(
+                    InboundSmsRow.site == self.site, InboundSmsRow.gateway_id == message.gateway_id
+                )
+            ):
+                event(log, "sms.inbound_duplicate", gateway_id=message.gateway_id)
+                return
+            row = InboundSmsRow(
+                site=self.site,
+                phone=phone[:32],
+                text=message.text,
+                received_at=message.received_at,
+                gateway_id=message.gateway_id,
+                opt_out=keyword,
+            )
+            session.add(row)
+            session.flush()
+            audit(
+                session,
+                at=message.received_at,
+                site=self.site,
+                actor=f"phone:{message.phone}",
+                action="sms.inbound",
+                subject=phone,
+                text=message.text,
+                gateway_id=message.gateway_id,
+            )
+            if keyword is not None:
+                self._opt_out(session, phone, keyword, row, message)
+        event(log, "sms.inbound", phone=phone, opt_out=keyword)
+
+    def _opt_out(self, session: Session, phone: str, keyword: str, row: InboundSmsRow, message: InboundSms) -> None:
+        """Flag every debtor's copy of the number and keep the number on the site's opt-out list."""
+        flagged = 0
+        for match in session.scalars(select(Phone).where(Phone.e164 == phone)):
+            flagged += not match.do_not_text
+            match.do_not_text = True
+        if session.get(SmsOptOut, phone) is None:
+            session.add(
+                SmsOptOut(e164=phone, site=self.site, at=message.received_at, keyword=keyword, inbound_id=row.id)
+            )
+        audit(
+            session,
+            at=message.received_at,
+            site=self.site,
+            actor=f"phone:{message.phone}",
+            action="sms.opt_out",
+            subject=phone,
+            keyword=keyword,
+            inbound_id=row.id,
+            phones_flagged=flagged,
+        )
+
+    def render_sms(self, template: str, account: int | str) -> RenderedSms | None:
+        """Template ``template`` of the account's portfolio filled for it (``None``: no such template); the
+        account is an id or a reference (see :mod:`cartera.portfolio.identity`)."""
+        with self.db.session() as session:
+            return self.templates.render(template, self.targets.account(session, account, lock=False))
+
+    def preview_sms(self, *, account_id: int, text: str, at: datetime) -> tuple[Decision, str]:
+        """What the gate would decide for texting the account's number at ``at`` (not audited, sends nothing),
+        and the number it would pick."""
+        with self.db.session() as session:
+            target = self.targets.find(session, Channel.SMS, None, account_id, at=at, text=text)
+            return self.targets.gate.evaluate(target.subject, at), target.phone
+
+    def promise_confirmation(self, account: Account, promise: Disposition) -> str | None:
+        """The text confirming a promise to pay (with its amount and date), from the portfolio's ``promise``
+        template; ``None`` when the site has no gateway or the template cannot be filled (logged)."""
+        if self.sms is None:
+            return None
+        fields = {"promised_amount": promise.promised_amount, "promised_date": promise.promised_date}
+        try:
+            rendered = self.templates.render(PROMISE, account, **fields)
+        except TemplateProblem as problem:
+            event(log, "sms.promise_not_sent", logging.WARNING, account=account.ref, reason=str(problem))
+            return None
+        assert rendered is not None  # built in
+        return rendered.text
