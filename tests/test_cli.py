@@ -137,6 +137,18 @@ def test_import_of_a_file_with_a_wrong_header_loads_nothing(site: Path) -> None:
         assert db.execute("select count(*) from accounts").fetchone() == (0,)
 
 
+@pytest.mark.abuse
+def test_import_of_a_fifo_or_a_directory_is_refused_naming_it(site: Path) -> None:
+    fifo = site.parent / "pipe.csv"
+    os.mkfifo(fifo)
+    result = cartera(site, "--site", "t", "import", str(fifo), timeout=30)
+    assert_one_line_error(result, 2, str(fifo), "is not a regular file (a FIFO)")
+    result = cartera(site, "--site", "t", "import", str(site.parent))
+    assert_one_line_error(result, 2, str(site.parent), "is not a regular file (a directory)")
+    result = cartera(site, "--site", "t", "import", str(site.parent / "missing.csv"))
+    assert_one_line_error(result, 2, "missing.csv: no such file")
+
+
 def test_call_and_sms_pass_the_gate(site: Path) -> None:
     # The text first: once the debtor answers, Ley 2300 allows one channel a week.
     sms = cartera(site, "--site", "t", "sms", "3001234567", "Hola, ¿podemos hablar mañana?")

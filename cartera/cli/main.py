@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -209,8 +210,13 @@ def _check(node: Node, _args: argparse.Namespace) -> int:
 def _import(node: Node, args: argparse.Namespace) -> int:
     crm = node.adapter("crm_sync", CrmSync)
     path: Path = args.file
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    if not stat.S_ISREG(mode):  # a FIFO would block the import forever
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise UsageError(f"{path}: is not a regular file ({kind})")
     try:
         report = node.importer.import_batch(crm.read_file(path), actor=os_user(), scope=crm.delivers())
     except FileRejected as exc:

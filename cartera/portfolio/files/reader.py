@@ -27,7 +27,14 @@ from ftfy.badness import is_bad
 
 from cartera.core.models import AssignmentAction, AssignmentBatch, AssignmentRow, FileRejected, RowError
 from cartera.portfolio.files.config import ENCODINGS, LEGACY_ENCODINGS, CsvFormatConfig, codec_name
-from cartera.portfolio.files.values import C1_CONTROLS, has_c1_control, header_key, parse_amount, parse_date
+from cartera.portfolio.files.values import (
+    C1_CONTROLS,
+    escape_controls,
+    has_c1_control,
+    header_key,
+    parse_amount,
+    parse_date,
+)
 
 CHUNK_SIZE = 1 << 20
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -187,7 +194,7 @@ class AssignmentReader:
             raise FileRejected(
                 source,
                 f"line 1: missing required column(s) {', '.join(missing)} in the header "
-                f"(found: {', '.join(name.strip() for name in header)})",
+                f"(found: {_excerpt(', '.join(name.strip() for name in header))})",
             )
         absent = len(header)
 
@@ -318,6 +325,12 @@ def _decoded_lines(stream: IO[bytes], dialect: Dialect, source: str, seen: Calla
             raise FileRejected(source, f"line {lines_before + line}: {reason}")
         lines_before += block.count(b"\n")
         yield from io.StringIO(text, newline="\n")
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    """The start of ``text`` (a header line as found), escaped for a terminal: a file that is not an assignment
+    file at all (a secret, a log) is not echoed into reports and logs."""
+    return escape_controls(text[:limit]) + ("..." if len(text) > limit else "")
 
 
 def _mojibake(text: str, dialect: Dialect) -> tuple[int, str] | None:

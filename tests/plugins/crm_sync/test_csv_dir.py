@@ -6,6 +6,7 @@ import codecs
 import csv
 import hashlib
 import logging
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
@@ -676,3 +677,62 @@ def test_a_file_for_another_creditor_or_portfolio_than_configured_is_refused_who
         assert "1 quarantined; portfolio BCO/TARJETAS (read as" in report.summary()
     finally:
         db.dispose()
+
+
+@pytest.mark.abuse
+def test_only_regular_files_of_the_inbox_are_read_the_rest_skipped_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = tmp_path / "environ"
+    secret.write_text("SHELL=/bin/bash BCO_TOK=s3cr3t\n", encoding="utf-8")
+    elsewhere = tmp_path / "other-creditor"
+    elsewhere.mkdir()
+    shutil.copy(FIXTURES / "plain_comma.csv", elsewhere / "theirs.csv")
+    sync = make_sync(tmp_path, pattern="**/*.csv")
+    inbox = sync.config.inbox
+    inbox.mkdir()
+    shutil.copy(FIXTURES / "plain_comma.csv", inbox / "a.csv")
+    (inbox / "env.csv").symlink_to(secret)
+    (inbox / "theirs.csv").symlink_to(elsewhere / "theirs.csv")
+    (inbox / "linked").symlink_to(elsewhere, target_is_directory=True)
+    os.mkfifo(inbox / "pipe.csv")
+    (inbox / "folder.csv").mkdir()
+    caplog.set_level(logging.WARNING)
+    for _ in range(2):
+        assert [Path(batch.source).name for batch in sync.fetch()] == ["a.csv"]
+    warnings = [record for record in caplog.records if record.getMessage() == "crm_sync.csv.not_a_regular_file"]
+    skipped = sorted(record.fields["file"] for record in warnings)  # type: ignore[attr-defined]
+    names = ("env.csv", "folder.csv", "pipe.csv", "theirs.csv")
+    assert skipped == [str(inbox / name) for name in names]  # one warning each, not one per sync
+    assert list(make_sync(tmp_path, pattern="*/*.csv").fetch()) == []  # linked/theirs.csv: through a symlink
+    assert "s3cr3t" not in caplog.text
+
+
+@pytest.mark.abuse
+def test_a_file_swapped_for_a_symlink_after_listing_is_not_followed(sync: CsvDirSync, tmp_path: Path) -> None:
+    secret = tmp_path / "environ"
+    secret.write_text("SHELL=/bin/bash BCO_TOK=s3cr3t\n", encoding="utf-8")
+    inbox_file = sync.config.inbox / "a.csv"
+    shutil.copy(FIXTURES / "plain_comma.csv", inbox_file)
+    (batch,) = sync.fetch()
+    inbox_file.unlink()
+    inbox_file.symlink_to(secret)
+    with pytest.raises(FileRejected) as rejected:
+        list(batch.items)
+    assert "s3cr3t" not in str(rejected.value)
+    sync.reject(batch)
+    assert inbox_file.is_symlink()
+    assert not sync.config.rejected_dir.exists()
+
+
+@pytest.mark.abuse
+def test_a_wrong_header_is_echoed_as_a_short_escaped_excerpt(tmp_path: Path) -> None:
+    path = tmp_path / "long-header.csv"
+    path.write_text("cuenta;\x1b[31mnombre;" + "SECRET=" * 2000 + "END\nX;Y\n", encoding="utf-8")
+    with pytest.raises(FileRejected) as rejected:
+        list(make_sync(tmp_path).read_file(path).items)
+    reason = rejected.value.reason
+    assert "found: cuenta, \\x1b[31mnombre, SECRET=" in reason
+    assert "\x1b" not in reason
+    assert "END" not in reason
+    assert len(reason) < 300

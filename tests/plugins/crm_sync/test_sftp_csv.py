@@ -224,6 +224,40 @@ def test_bad_file_is_reported_once_set_aside_and_a_corrected_one_imports(
     assert (sshd.jail / "outbox" / "rechazados" / "roto.csv").read_bytes() == content
 
 
+@pytest.mark.abuse
+def test_only_regular_remote_files_are_fetched_a_symlink_skipped_with_one_warning(
+    sshd: Sshd, make_sync: Callable[..., SftpCsvSync], caplog: pytest.LogCaptureFixture
+) -> None:
+    theirs = sshd.jail / "outbox" / "theirs.csv"
+    theirs.write_text(GOOD_DELIVERY, encoding="utf-8")
+    deliver(sshd, "a.csv", GOOD_DELIVERY)
+    (sshd.jail / "inbox" / "env.csv").symlink_to("../outbox/theirs.csv")
+    (sshd.jail / "inbox" / "folder.csv").mkdir()
+    sync = make_sync()
+    caplog.set_level(logging.WARNING)
+    for _ in range(2):
+        assert [batch.source.rsplit("/", 1)[1] for batch in sync.fetch()] == ["a.csv"]
+    warnings = [r for r in caplog.records if r.getMessage() == "crm_sync.sftp.not_a_regular_file"]
+    skipped = [r.fields["file"] for r in warnings]  # type: ignore[attr-defined]
+    assert [name.rsplit("/", 1)[1] for name in skipped] == ["env.csv", "folder.csv"]
+    assert sync.check().detail.endswith("lists 1 file(s) waiting")
+
+
+@pytest.mark.abuse
+def test_a_remote_file_swapped_for_a_symlink_after_listing_is_dropped(
+    sshd: Sshd, make_sync: Callable[..., SftpCsvSync], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (sshd.jail / "outbox" / "theirs.csv").write_text(GOOD_DELIVERY, encoding="utf-8")
+    inbox_file = deliver(sshd, "a.csv", WRONG_HEADER)
+    sync = make_sync()
+    listed = sync._session.waiting()
+    inbox_file.unlink()
+    inbox_file.symlink_to("../outbox/theirs.csv")
+    monkeypatch.setattr(sync._session, "waiting", lambda: listed)
+    assert list(sync.fetch()) == []
+    assert list((tmp_path / "data" / "incoming").iterdir()) == []
+
+
 def test_export_upload_is_incremental(
     sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync]
 ) -> None:

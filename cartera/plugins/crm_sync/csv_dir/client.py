@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
+import stat
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from cartera.plugin import fsync_dir
 
@@ -32,15 +36,48 @@ class Ledger:
             os.fsync(stream.fileno())
 
 
-def waiting_files(inbox: Path, pattern: str, *set_aside: Path) -> list[Path]:
-    """Files matching ``pattern`` in ``inbox``, by name, leaving out the folders ``set_aside`` (archive...)."""
+def inbox_entries(inbox: Path, pattern: str, *set_aside: Path) -> Iterator[tuple[Path, bool]]:
+    """Entries matching ``pattern`` in ``inbox`` by name, leaving out the folders ``set_aside`` (archive...),
+    each with whether it is a regular file reached without a symlink (a symlink, FIFO, device, directory, or an
+    entry under a symlinked directory is not: it is never read)."""
+    real_inbox = inbox.resolve()
     folders = [folder.resolve() for folder in set_aside]
-    found = (
-        path
-        for path in inbox.glob(pattern)
-        if path.is_file() and not any(folder in path.resolve().parents for folder in folders)
-    )
-    return sorted(found, key=lambda path: path.name)
+    for path in sorted(inbox.glob(pattern), key=lambda path: path.name):
+        real = path.resolve()
+        if not any(folder in real.parents for folder in folders):
+            yield path, real == real_inbox / path.relative_to(inbox) and _regular(path)
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file; a symlink is not followed and a FIFO or device
+    neither blocks nor is read (:class:`OSError` says what it is)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "a symbolic link, not followed") from None
+        raise
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(f"not a regular file ({_kind(mode)})")
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a device")
 
 
 def move_into(path: Path, folder: Path, now: datetime) -> Path:

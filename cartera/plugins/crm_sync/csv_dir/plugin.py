@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from cartera.plugin import (
     Activity,
@@ -17,6 +17,7 @@ from cartera.plugin import (
     CrmSync,
     CrmSyncCapabilities,
     DeliveryScope,
+    FileRejected,
     PluginConfig,
     PluginContext,
     RowError,
@@ -30,7 +31,7 @@ from cartera.plugin import (
     scan,
     write_atomically,
 )
-from cartera.plugins.crm_sync.csv_dir.client import Ledger, move_into, waiting_files
+from cartera.plugins.crm_sync.csv_dir.client import Ledger, inbox_entries, move_into, open_regular
 from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
 
 
@@ -47,6 +48,7 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         self._reader = AssignmentReader(config)
         self._ledger = Ledger(context.data_dir / "acknowledged.sha256")
         self._rejected = Ledger(context.data_dir / "rejected.sha256")
+        self._skipped: set[Path] = set()  #: inbox entries that are not regular files, warned about once
 
     def start(self) -> None:
         self.config.outbox.mkdir(parents=True, exist_ok=True)
@@ -71,12 +73,31 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         return read_local(self._reader, path)
 
     def fetch(self) -> Iterator[AssignmentBatch]:
+        """The inbox's regular files; a symlink, FIFO, device or directory is skipped (one warning), never read."""
         config = self.config
-        for path in waiting_files(config.inbox, config.pattern, config.archive_dir, config.rejected_dir):
-            batch = self.read_file(path)
+        for path, regular in inbox_entries(config.inbox, config.pattern, config.archive_dir, config.rejected_dir):
+            if not regular:
+                if path not in self._skipped:
+                    self._skipped.add(path)
+                    event(self.context.log, "crm_sync.csv.not_a_regular_file", logging.WARNING, file=str(path))
+                continue
+            batch = self._read_inbox(path)
             sha256 = batch.content_sha256
             if not (config.keep_files and (sha256 in self._ledger or sha256 in self._rejected)):
                 yield batch
+
+    def _read_inbox(self, path: Path) -> AssignmentBatch:
+        """An inbox file as a batch, opened (on every pass) only while it is a regular file, never through a
+        symlink swapped in after the listing."""
+        source = str(path)
+
+        def opener() -> BinaryIO:
+            try:
+                return open_regular(path)
+            except OSError as exc:
+                raise FileRejected(source, f"cannot read: {exc.strerror or exc}") from None
+
+        return self._reader.batch(source, opener)
 
     def acknowledge(self, batch: AssignmentBatch) -> None:
         """Archive the file, unless it is outside the inbox, already gone, or changed since it was read.
@@ -109,9 +130,9 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         if self.config.inbox.resolve() not in path.resolve().parents:
             return None
         try:
-            with path.open("rb") as stream:
+            with open_regular(path) as stream:
                 current = scan(stream).sha256
-        except FileNotFoundError:
+        except OSError:  # gone, or no longer a regular file
             return None
         if current != batch.content_sha256:
             event(self.context.log, changed_event, logging.WARNING, file=str(path))

@@ -37,6 +37,7 @@ class RemoteFile:
     path: str
     size: int
     mtime: int
+    regular: bool  #: a regular file itself, not a symlink, directory or special file (never downloaded)
 
 
 class SftpSession:
@@ -130,14 +131,14 @@ class SftpSession:
         return sftp
 
     def waiting(self) -> list[RemoteFile]:
-        """Regular files of the inbox matching the pattern, by name."""
+        """Entries of the inbox matching the pattern, by name, as listed (symlinks not followed)."""
         inbox = self.config.inbox
         with self.sftp(f"listing {inbox}") as sftp:
             entries = sftp.listdir_attr(inbox)
         found = [
-            RemoteFile(posixpath.join(inbox, entry.filename), entry.st_size or 0, entry.st_mtime or 0)
+            _remote(posixpath.join(inbox, entry.filename), entry)
             for entry in entries
-            if stat.S_ISREG(entry.st_mode or 0) and fnmatch.fnmatchcase(entry.filename, self.config.pattern)
+            if fnmatch.fnmatchcase(entry.filename, self.config.pattern)
         ]
         return sorted(found, key=lambda remote: remote.path)
 
@@ -152,12 +153,13 @@ class SftpSession:
             temp.unlink(missing_ok=True)
 
     def stat(self, path: str) -> RemoteFile | None:
+        """What ``path`` is now (a symlink itself, not what it points to); None when it is gone."""
         with self.sftp(f"checking {path}") as sftp:
             try:
-                attributes = sftp.stat(path)
+                attributes = sftp.lstat(path)
             except FileNotFoundError:
                 return None
-        return RemoteFile(path, attributes.st_size or 0, attributes.st_mtime or 0)
+        return _remote(path, attributes)
 
     def move_into(self, remote: RemoteFile, directory: str, now: datetime) -> str:
         """Rename ``remote`` into ``directory`` (created if missing); a name already there is kept and the file
@@ -202,6 +204,11 @@ class SftpSession:
                 sftp.stat(path)
             except FileNotFoundError:
                 sftp.mkdir(path)
+
+
+def _remote(path: str, attributes: paramiko.SFTPAttributes) -> RemoteFile:
+    regular = stat.S_ISREG(attributes.st_mode or 0)
+    return RemoteFile(path, attributes.st_size or 0, attributes.st_mtime or 0, regular)
 
 
 def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:

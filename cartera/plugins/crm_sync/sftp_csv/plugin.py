@@ -58,6 +58,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         self._session = SftpSession(config)
         self._incoming = context.data_dir / "incoming"
         self._fetched: dict[str, _Fetched] = {}
+        self._skipped: set[str] = set()  #: inbox entries that are not regular files, warned about once
 
     def start(self) -> None:
         self._incoming.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
 
     def check(self) -> CheckResult:
         try:
-            waiting = self._session.waiting()
+            waiting = [remote for remote in self._session.waiting() if remote.regular]
         except SftpError as exc:
             return CheckResult(False, str(exc))
         return CheckResult(
@@ -82,11 +83,22 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         return read_local(self._reader, path)
 
     def fetch(self) -> Iterator[AssignmentBatch]:
+        """The inbox's regular files; a symlink, directory or special file is skipped (one warning), and a file
+        that is no longer the one listed once downloaded (swapped for a symlink...) is dropped until next time."""
         self._incoming.mkdir(parents=True, exist_ok=True)
         for remote in self._session.waiting():
+            source = f"{self._session.where}{remote.path}"
+            if not remote.regular:
+                if source not in self._skipped:
+                    self._skipped.add(source)
+                    event(self.context.log, "crm_sync.sftp.not_a_regular_file", logging.WARNING, file=source)
+                continue
             local = self._incoming / posixpath.basename(remote.path)
             self._session.download(remote, local)
-            source = f"{self._session.where}{remote.path}"
+            if self._session.stat(remote.path) != remote:
+                event(self.context.log, "crm_sync.sftp.changed_while_downloaded", logging.WARNING, file=source)
+                local.unlink(missing_ok=True)
+                continue
             batch = read_local(self._reader, local, source)
             self._fetched[source] = _Fetched(remote, local)
             event(self.context.log, "crm_sync.sftp.fetched", file=source, size=remote.size)
