@@ -31,7 +31,7 @@ from cartera.core.adapters import Adapter, CrmSync, Dialer, RecordingStore, SmsG
 from cartera.core.clock import Clock, SimulatedClock, SystemClock
 from cartera.core.config import SiteConfig, load_site
 from cartera.core.errors import CarteraError, UsageError
-from cartera.core.hooks import Hooks, load_plugins
+from cartera.core.hooks import Hooks, load_site_plugins
 from cartera.core.logs import event
 from cartera.core.models import CallResult, CheckResult, DeliveryReport, InboundSms, Recording
 from cartera.core.registry import AdapterCatalog
@@ -178,7 +178,7 @@ class Node:
 
     @classmethod
     def open(cls, config_path: Path, site_name: str, hooks: Hooks | None = None) -> Node:
-        hooks = hooks or load_plugins()
+        hooks = hooks or load_site_plugins(config_path, site_name)
         catalog = hooks.collect_adapters()
         site = load_site(config_path, site_name, catalog)
         db = Database(site.database_url)

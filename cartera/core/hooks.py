@@ -7,12 +7,14 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pluggy
 
 from cartera.core import hookspecs
+from cartera.core.config import PLUGIN_KINDS, read_document
 from cartera.core.errors import PluginError
 from cartera.core.models import Activity, CallRequest, CallResult, DeliveryReport, StoredObject
 from cartera.core.registry import AdapterCatalog
@@ -21,21 +23,23 @@ log = logging.getLogger("cartera.plugins")
 
 ENTRY_POINT_GROUP = "cartera"
 
-#: Built-in plugins, registered explicitly (third-party ones come through the entry-point group).
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "cartera.plugins.dialers.simulator.plugin",
-    "cartera.plugins.dialers.asterisk_ami.plugin",
-    "cartera.plugins.dialers.sip_trunk.plugin",
-    "cartera.plugins.recording.localdir.plugin",
-    "cartera.plugins.recording.s3.plugin",
-    "cartera.plugins.sms.outbox.plugin",
-    "cartera.plugins.sms.kannel.plugin",
-    "cartera.plugins.sms.smpp.plugin",
-    "cartera.plugins.crm_sync.csv_dir.plugin",
-    "cartera.plugins.crm_sync.sftp_csv.plugin",
-    "cartera.plugins.crm_sync.http.plugin",
-    "cartera.plugins.crm_sync.sql.plugin",
-)
+#: The built-in adapters by (kind, name) and the module that registers each, known without importing them, so
+#: a node imports only the modules its site names (tests/test_plugin_loading.py checks the table against what
+#: each module registers). Third-party plugins come through the entry-point group.
+BUILTIN_ADAPTERS: dict[tuple[str, str], str] = {
+    ("dialer", "simulator"): "cartera.plugins.dialers.simulator.plugin",
+    ("dialer", "asterisk_ami"): "cartera.plugins.dialers.asterisk_ami.plugin",
+    ("dialer", "sip_trunk"): "cartera.plugins.dialers.sip_trunk.plugin",
+    ("recording", "localdir"): "cartera.plugins.recording.localdir.plugin",
+    ("recording", "s3"): "cartera.plugins.recording.s3.plugin",
+    ("sms", "outbox"): "cartera.plugins.sms.outbox.plugin",
+    ("sms", "kannel"): "cartera.plugins.sms.kannel.plugin",
+    ("sms", "smpp"): "cartera.plugins.sms.smpp.plugin",
+    ("crm_sync", "csv"): "cartera.plugins.crm_sync.csv_dir.plugin",
+    ("crm_sync", "sftp_csv"): "cartera.plugins.crm_sync.sftp_csv.plugin",
+    ("crm_sync", "http"): "cartera.plugins.crm_sync.http.plugin",
+    ("crm_sync", "sql"): "cartera.plugins.crm_sync.sql.plugin",
+}
 
 
 @dataclass(frozen=True)
@@ -112,15 +116,18 @@ class Hooks:
         return infos
 
 
-def load_plugins(*, entry_points: bool = True, extra: Iterable[object] = ()) -> Hooks:
-    """Build the plugin manager: built-ins, then the ``cartera`` entry points, then ``extra``.
+def load_plugins(
+    *, entry_points: bool = True, extra: Iterable[object] = (), builtins: Iterable[str] = BUILTIN_ADAPTERS.values()
+) -> Hooks:
+    """Build the plugin manager: the ``builtins`` modules (default: every built-in), then the ``cartera`` entry
+    points, then ``extra``.
 
     Raises :class:`PluginError` naming the plugin when one cannot be imported or implements a hook that
     does not exist (``check_pending``), so a misspelled hook fails at start-up.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    for module_name in BUILTIN_PLUGINS:
+    for module_name in builtins:
         _register(pm, _import(module_name), module_name)
     if entry_points:
         _load_entry_points(pm)
@@ -131,6 +138,27 @@ def load_plugins(*, entry_points: bool = True, extra: Iterable[object] = ()) -> 
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"plugin {pm.get_name(exc.plugin) or exc.plugin!r}: {exc}") from exc
     return Hooks(pm)
+
+
+def load_site_plugins(config: Path, site: str) -> Hooks:
+    """The plugins of site ``site`` of ``config``: the built-in modules of the adapters it names, and the
+    ``cartera`` entry points. When it names an adapter none of these registers, every built-in is loaded, so
+    the configuration's error lists every known adapter."""
+    named = _named_adapters(config, site)
+    hooks = load_plugins(builtins=[BUILTIN_ADAPTERS[choice] for choice in named if choice in BUILTIN_ADAPTERS])
+    registries = hooks.collect_adapters().by_kind()
+    if all(name in registries[kind].names() for kind, name in named):
+        return hooks
+    return load_plugins()
+
+
+def _named_adapters(config: Path, site: str) -> list[tuple[str, str]]:
+    """(kind, name) of each adapter the site's tables name, as written; :func:`load_site` validates them."""
+    raw = read_document(config)[1]["sites"].get(site)
+    if not isinstance(raw, dict):
+        return []
+    tables = {kind: raw.get(kind) for kind in PLUGIN_KINDS}
+    return [(kind, str(table.get("plugin"))) for kind, table in tables.items() if isinstance(table, dict)]
 
 
 def _import(module_name: str) -> ModuleType:
