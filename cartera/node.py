@@ -169,7 +169,13 @@ class Node:
         )
         self._provider("crm_sync", CrmSync)
         self.importer = AssignmentImporter(
-            site.name, site.section.country, self.db, self.clock, hooks, law_country=self.gate.law_country
+            site.name,
+            site.section.country,
+            self.db,
+            self.clock,
+            hooks,
+            law_country=self.gate.law_country,
+            max_rows=site.section.sync.max_delivery_rows,
         )
         self.library = RecordingLibrary(site.name, self.db, self.clock)
         #: The latest :meth:`check`: when (wall clock) and its lines, for ``/healthz``.

@@ -180,6 +180,8 @@ class ArchivalConfig(_Section):
 
 class SyncConfig(_Section):
     every_seconds: float = Field(default=300, gt=0)
+    #: a creditor delivery (file or API batch) of more rows is refused whole, nothing of it loaded
+    max_delivery_rows: int = Field(default=200_000, ge=1)
 
 
 class WebConfig(_Section):

@@ -144,6 +144,7 @@ class AssignmentImporter:
         hooks: Hooks,
         *,
         law_country: Callable[[str, str], str | None] | None = None,
+        max_rows: int | None = None,
     ) -> None:
         self.site = site
         self.default_country = default_country
@@ -153,6 +154,8 @@ class AssignmentImporter:
         #: the country of the law pack a portfolio (``CREDITOR/PORTFOLIO``, its country) is held to: a debtor's
         #: address zone must be one of the portfolio's country or of this one's
         self.law_country = law_country
+        #: a batch of more rows is refused whole (:class:`FileRejected`), so one delivery cannot hold the store
+        self.max_rows = max_rows
         self._phones: dict[str, PhoneNormalizer] = {}
         self._places: dict[
             tuple[str | None, str | None, tuple[str, ...]], tuple[str | None, str | None] | RowError
@@ -186,6 +189,8 @@ class AssignmentImporter:
             session.flush()
             chunk = _Chunk(self, session, batch_row.id, now, report)
             items = iter(batch.items) if scope is None else _within(batch.source, batch.items, scope)
+            if self.max_rows is not None:
+                items = _at_most(batch.source, items, self.max_rows)
             while (applied := _apply_next_chunk(chunk, items)) is not None:
                 recorded.extend(applied)
             batch_row.counts = report.counts()
@@ -258,6 +263,14 @@ def _within(
             refusal = scope.refusal(item.creditor, item.portfolio)
             if refusal is not None:
                 raise FileRejected(source, f"line {item.line}: {refusal[0]}: {refusal[1]}")
+        yield item
+
+
+def _at_most(source: str, items: Iterator[AssignmentRow | RowError], limit: int) -> Iterator[AssignmentRow | RowError]:
+    """``items``, raising :class:`FileRejected` at the first past ``limit`` (the batch's transaction rolls back)."""
+    for count, item in enumerate(items, 1):
+        if count > limit:
+            raise FileRejected(source, f"more than {limit} rows ([sync] max_delivery_rows): split the delivery")
         yield item
 
 

@@ -87,8 +87,8 @@ def _may_see_detail(request: Request, node: Node) -> bool:
 
 def _store_reachable(node: Node) -> tuple[bool, str]:
     try:
-        with node.db.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        with node.db.reading() as session:  # never waits for a writer (a long import on SQLite)
+            session.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         return False, type(exc).__name__
     return True, node.db.display_url
@@ -102,7 +102,7 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         site = self.node.site.name
-        with self.node.db.session() as session:
+        with self.node.db.reading() as session:
             calls = session.execute(
                 select(ContactAttempt.outcome, func.count())
                 .where(ContactAttempt.site == site, ContactAttempt.state == "finished")

@@ -163,7 +163,7 @@ class UserDirectory:
     def authenticate(self, name: str, password: str) -> User | None:
         """The enabled user with that name and password, else ``None`` (same work either way). The hash is
         checked outside any transaction: SQLite's write lock must not wait on it."""
-        with self.db.session() as session:
+        with self.db.reading() as session:
             row = session.scalar(select(WebUser).options(selectinload(WebUser.grants)).where(WebUser.name == name))
         try:
             _hasher.verify(row.password_hash if row else _dummy_hash(), password)

@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from cartera.core.errors import CarteraError, ConfigError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+#: The execution option of :meth:`Database.reading`'s connections.
+READING = "cartera_reading"
 
 
 class Database:
@@ -36,6 +38,7 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(**{READING: True}), expire_on_commit=False)
 
     @property
     def display_url(self) -> str:
@@ -68,6 +71,13 @@ class Database:
         with self._sessions() as session, session.begin():
             yield session
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A unit of work that only reads. On SQLite it takes no write lock, so it never waits for a writer (a long
+        import): WAL lets it read the last committed state; a write in it fails ("readonly database")."""
+        with self._readers() as session, session.begin():
+            yield session
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -97,8 +107,13 @@ def _sqlite_check_foreign_keys(connection: Connection) -> None:
         raise CarteraError(f"migration left rows referring to nothing (table, rowid, parent): {broken[:5]}")
 
 
-def _sqlite_begin(connection: Any) -> None:
-    # IMMEDIATE: take the write lock up front (waiting up to the busy timeout). A deferred transaction that
-    # reads, then writes after another connection committed, fails at once with "database is locked" (WAL
-    # cannot upgrade a stale snapshot); and the compliance gate's count-then-insert needs writers in turn.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_begin(connection: Connection) -> None:
+    """A reader (:meth:`Database.reading`) begins deferred and query-only: it waits for no writer.
+
+    Any other unit of work begins IMMEDIATE: it takes the write lock up front (waiting up to the busy timeout).
+    A deferred transaction that reads, then writes after another connection committed, fails at once with
+    "database is locked" (WAL cannot upgrade a stale snapshot); and the compliance gate's count-then-insert
+    needs writers in turn. The pragma is per connection: every begin sets it, so a pooled one never keeps it."""
+    reading = bool(connection.get_execution_options().get(READING))
+    connection.exec_driver_sql(f"PRAGMA query_only={'ON' if reading else 'OFF'}")
+    connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
