@@ -1,4 +1,5 @@
-"""The archival job on a real store: spool source, keys, verification, per-file failures, retention, hold, CLI."""
+"""The archival job on a real store: the dialer's reports, keys, verification, per-file failures, retention, hold,
+CLI. Recordings enter through the one door, a dialer's report (here the Asterisk dialer's spool watcher)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from cartera.node import Node
 from cartera.plugins.recording.s3.plugin import S3Store
 from tests.conftest import REPO, run_site
 from tests.peers.s3 import S3Endpoint, s3_recording_table, spool_recordings, write_archival_site
+from tests.recording_spool import report_spool, spool_watcher
 
 pytestmark = pytest.mark.s3
 
@@ -55,11 +57,13 @@ def test_spool_files_are_archived_once_finished(
     spool = s3_site.parent / "spool"
     made = spool_recordings(spool, 3, 20_000, age_s=60)
     growing = spool / "in-progress.wav"
-    growing.write_bytes(b"RIFF")  # just written: inside the quiet period
+    growing.write_bytes(b"RIFF" + bytes(60))  # just written: inside the quiet period
     (spool / ".hidden.wav").write_bytes(b"x")
     (spool / "notes.txt").write_bytes(b"x")
     node = open_node(s3_site)
     assert node.archiver is not None
+    watcher = spool_watcher(node, spool, quiet_period_s=30)
+    assert watcher.scan() == 3
     run = node.archiver.run_once()
     assert (run.found, run.archived, run.failed, run.deleted_local) == (3, 3, 0, 3)
     rows = _rows(node)
@@ -76,14 +80,15 @@ def test_spool_files_are_archived_once_finished(
         assert head["Metadata"]["sha256"] == sha256
     assert sorted(sha or "" for *_, sha in rows) == sorted(made.values())
     assert sorted(p.name for p in spool.rglob("*") if p.is_file()) == [".hidden.wav", "in-progress.wav", "notes.txt"]
-    stamp = time.time() - 10
+    stamp = time.time() - 60
     os.utime(growing, (stamp, stamp))
+    assert watcher.scan() == 1
     again = node.archiver.run_once()
     assert (again.found, again.archived) == (1, 1)
     assert node.archiver.run_once().archived == 0
 
 
-def test_a_reported_recording_is_finished_at_once_and_catalogued_once(
+def test_a_reported_recording_is_catalogued_once(
     s3_site: Path, open_node: Callable[[Path], Node], s3_env: S3Endpoint, bucket: str
 ) -> None:
     spool = s3_site.parent / "spool"
@@ -91,9 +96,10 @@ def test_a_reported_recording_is_finished_at_once_and_catalogued_once(
     path.write_bytes(os.urandom(5000))  # fresh: the spool scan alone would wait
     node = open_node(s3_site)
     assert node.archiver is not None
-    node.archiver.catalog(Recording(path, None, datetime(2026, 11, 23, 14, 0, tzinfo=UTC), 1.0))
+    first = node.archiver.catalog(Recording(path, None, datetime(2026, 11, 23, 14, 0, tzinfo=UTC), 1.0))
+    assert node.archiver.catalog(Recording(path, 7, datetime(2026, 11, 24, 9, 0, tzinfo=UTC), 2.0)) == first
     run = node.archiver.run_once()
-    assert (run.found, run.archived) == (0, 1)
+    assert (run.found, run.archived) == (1, 1)
     assert list(s3_env.objects(bucket)) == ["t/2026/11/23/rec-1.wav"]
     assert len(_rows(node)) == 1
 
@@ -118,7 +124,7 @@ def test_a_vanished_file_skips_only_that_file(s3_site: Path, open_node: Callable
     made = spool_recordings(spool, 3, 10_000)
     node = open_node(s3_site)
     assert node.archiver is not None
-    node.archiver.scan_spool()
+    report_spool(node, spool)
     vanished = sorted(spool.rglob("*.wav"))[1]
     vanished.unlink()
     run = node.archiver.run_once()
@@ -132,10 +138,13 @@ def test_a_vanished_file_skips_only_that_file(s3_site: Path, open_node: Callable
     assert "vanished" in check.detail
 
 
-def test_a_permission_error_skips_only_that_file(s3_site: Path, s3_env: S3Endpoint, bucket: str) -> None:
+def test_a_permission_error_skips_only_that_file(
+    s3_site: Path, s3_env: S3Endpoint, bucket: str, open_node: Callable[[Path], Node]
+) -> None:
     """The CLI in a child process without CAP_DAC_OVERRIDE, so even root obeys the unreadable file's mode."""
     spool = s3_site.parent / "spool"
     spool_recordings(spool, 3, 10_000)
+    assert report_spool(open_node(s3_site), spool) == 3
     unreadable = sorted(spool.rglob("*.wav"))[0]
     unreadable.chmod(0o000)
     command = [sys.executable, str(REPO / "run_site.py"), "--config", str(s3_site), "--site", "t", "archive"]
@@ -175,6 +184,7 @@ def test_a_full_disk_skips_only_that_file(tmp_path: Path, small_disk: Path, open
     os.utime(spool / "big.wav", (stamp, stamp))
     node = open_node(site)
     assert node.archiver is not None
+    assert report_spool(node, spool) == 4
     run = node.archiver.run_once()
     assert (run.archived, run.failed) == (3, 1)
     failed = [(Path(path).name, state) for path, state, *_ in _rows(node) if state != "verified"]
@@ -194,7 +204,7 @@ def test_retention_purges_expired_recordings_except_on_legal_hold(
     spool_recordings(spool, 1, 5000, age_s=60, seed=1)  # retained until tomorrow
     node = open_node(site)
     assert node.archiver is not None
-    node.archiver.scan_spool()
+    report_spool(node, spool)
     held = node.library.set_legal_hold(
         1, node.adapter("recording", RecordingStore), True, actor="os:tester", reason="case 77"
     )
@@ -229,7 +239,7 @@ def test_a_hold_put_on_during_the_upload_reaches_the_store(
     spool_recordings(s3_site.parent / "spool", 1, 5000)
     node = open_node(s3_site)
     assert node.archiver is not None
-    node.archiver.scan_spool()
+    report_spool(node, s3_site.parent / "spool")
     store = node.adapter("recording", RecordingStore)
 
     def hold_now(**_: Any) -> None:
@@ -245,9 +255,12 @@ def test_a_hold_put_on_during_the_upload_reaches_the_store(
         store.delete(key)
 
 
-def test_backfill_url_and_check_from_the_command_line(s3_site: Path, s3_env: S3Endpoint, bucket: str) -> None:
+def test_backfill_url_and_check_from_the_command_line(
+    s3_site: Path, s3_env: S3Endpoint, bucket: str, open_node: Callable[[Path], Node]
+) -> None:
     env = {"S3_ACCESS_KEY": s3_env.access_key, "S3_SECRET_KEY": s3_env.secret_key}
     made = spool_recordings(s3_site.parent / "spool", 120, 2000)
+    assert report_spool(open_node(s3_site), s3_site.parent / "spool") == 120
     backfill = run_site(s3_site, "archive", "--backfill", env=env, timeout=300)
     assert backfill.returncode == 0, backfill.stderr
     assert "120/120" in backfill.stderr  # the progress bar
@@ -276,6 +289,7 @@ def test_url_is_refused_by_a_store_that_cannot_issue_one(open_node: Callable[[Pa
     spool_recordings(tmp_path / "spool", 1, 100)
     node = open_node(site)
     assert node.archiver is not None
+    report_spool(node, tmp_path / "spool")
     node.archiver.run_once()
     store = node.adapter("recording", RecordingStore)
     with pytest.raises(Exception, match="cannot issue expiring URLs"):

@@ -11,12 +11,16 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from cartera.node import Node
+from cartera.plugins.dialers.asterisk_ami.spool import SpoolWatcher
 from tests.conftest import REPO
 from tests.peers.s3 import S3Endpoint, s3_recording_table, spool_recordings, write_archival_site
+from tests.recording_spool import spool_watcher
 
 pytestmark = pytest.mark.s3
 TRIALS = 8
@@ -41,6 +45,15 @@ def _verified(database: Path) -> set[str]:
         return {Path(p).name for (p,) in db.execute("select local_path from recordings where state='verified'")}
 
 
+def _dialer(request: pytest.FixtureRequest, site: Path, endpoint: S3Endpoint) -> SpoolWatcher:
+    """What reports the spool's recordings to the site's catalog, as the Asterisk dialer does."""
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setenv("S3_ACCESS_KEY", endpoint.access_key)
+    monkeypatch.setenv("S3_SECRET_KEY", endpoint.secret_key)
+    open_node: Callable[[Path], Node] = request.getfixturevalue("open_node")
+    return spool_watcher(open_node(site), site.parent / "spool")
+
+
 @pytest.mark.parametrize(("store", "guard"), [("radosgw", "head"), ("seaweedfs", "if-none-match")])
 def test_kill_9_at_random_instants_loses_and_duplicates_nothing(
     tmp_path: Path, request: pytest.FixtureRequest, store: str, guard: str
@@ -50,6 +63,8 @@ def test_kill_9_at_random_instants_loses_and_duplicates_nothing(
     table = s3_recording_table(endpoint, bucket, no_overwrite=guard)
     site = write_archival_site(tmp_path, table, archival="workers = 4")
     made = spool_recordings(tmp_path / "spool", RECORDINGS, 150_000)
+    dialer = _dialer(request, site, endpoint)
+    assert dialer.scan() == RECORDINGS
     env = {**os.environ, "S3_ACCESS_KEY": endpoint.access_key, "S3_SECRET_KEY": endpoint.secret_key}
     # The store is created and migrated first, so every trial exercises archival rather than start-up (a kill
     # during the first migration is covered by tests/test_store.py).
@@ -69,6 +84,7 @@ def test_kill_9_at_random_instants_loses_and_duplicates_nothing(
     database = tmp_path / "var" / "t.db"
     for trial in range(1, TRIALS + 1):
         made |= spool_recordings(tmp_path / "spool", PER_TRIAL, 150_000, seed=trial)
+        assert dialer.scan() == PER_TRIAL
         # Kill at a random instant after the run verified a random number of this trial's recordings: always
         # mid-run, however fast the machine (a fixed delay lets a fast run finish first).
         target = len(_verified(database)) + rng.randint(1, PER_TRIAL - 1)

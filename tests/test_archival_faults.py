@@ -11,6 +11,7 @@ import pytest
 from cartera.node import Node
 from tests.peers.s3 import Fault, FaultProxy, S3Endpoint, fault_proxy, s3_recording_table, spool_recordings
 from tests.peers.s3 import write_archival_site as write_site
+from tests.recording_spool import report_spool
 
 pytestmark = pytest.mark.s3
 
@@ -37,6 +38,7 @@ def test_faults_during_a_run_are_retried_and_every_recording_lands_once(
     made = spool_recordings(tmp_path / "spool", 12, 50_000)
     node = open_node(_site(tmp_path, radosgw, proxy, bucket))
     assert node.archiver is not None
+    report_spool(node, tmp_path / "spool")
     proxy.inject(
         Fault("500"),
         Fault("slowdown"),
@@ -67,6 +69,7 @@ def test_an_endpoint_that_is_down_leaves_recordings_local_then_the_next_run_resu
     spool_recordings(spool, 20, 20_000)
     node = open_node(_site(tmp_path, radosgw, proxy, bucket))
     assert node.archiver is not None
+    report_spool(node, spool)
     proxy.stop()
     with caplog.at_level(logging.INFO, logger="cartera"):
         down = node.archiver.run_once()

@@ -63,7 +63,9 @@ username = "cartera"
 secret = "${{SEEDED_AMI_SECRET}}"
 queue = "cobranza"
 connect_timeout_s = 1
-action_timeout_s = 1"""
+action_timeout_s = 1
+spool_dir = "spool"
+quiet_period_s = 0"""
     vendors = f"""
 [sites.t.dialer]
 {dialer}
@@ -95,7 +97,6 @@ token = "${{SEEDED_CREDITOR_TOKEN}}"
 webhook_url = "http://127.0.0.1:{closed}/hook"
 webhook_token = "${{SEEDED_WEBHOOK_TOKEN}}"
 """
-    text = text.replace("[sites.t.archival]\n", '[sites.t.archival]\nspool_dir = "spool"\nquiet_period_s = 0\n')
     config.write_text(text[: text.index("[sites.t.dialer]")] + vendors)
     (directory / "spool").mkdir()
     (directory / "spool" / "rec-1.wav").write_bytes(b"RIFF" + bytes(64))  # archival fails on the store

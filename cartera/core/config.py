@@ -37,7 +37,7 @@ from cartera.contact.compliance import PolicyError, validate
 from cartera.contact.compliance.packs import ChannelName, LocalRule, WindowRule
 from cartera.contact.sms_templates import SmsPricing, TemplateSet
 from cartera.core import credentials
-from cartera.core.adapters import CHECK_DIRS, ConfigPath, PluginConfig, WritableDir, template_fields
+from cartera.core.adapters import CHECK_DIRS, PluginConfig, WritableDir, template_fields
 from cartera.core.errors import ConfigError, SettingError
 from cartera.core.logs import LogFormat
 from cartera.core.redaction import MASK, MIN_SECRET_LENGTH, encodings, redact
@@ -156,15 +156,28 @@ class RetentionConfig(_Section):
         return value
 
 
+#: Keys the dialer's section took over: finding finished recordings in a PBX's spool is the dialer's job.
+MOVED_TO_DIALER = ("spool_dir", "spool_patterns", "quiet_period_s")
+
+
 class ArchivalConfig(_Section):
     every_seconds: float = Field(default=30, gt=0)
-    quiet_period_s: float = Field(default=5, ge=0)
     local_retention_hours: float = Field(default=0, ge=0)
     workers: int | None = Field(default=None, ge=1, le=256)
-    spool_dir: ConfigPath | None = Path("/var/spool/asterisk/monitor")
-    spool_patterns: tuple[str, ...] = ("*.wav", "*.WAV", "*.gsm", "*.mp3", "*.ogg", "*.opus")
     key_template: str = "{site}/{yyyy}/{mm}/{dd}/{call_id}.{ext}"
     retention: RetentionConfig = RetentionConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        for key in MOVED_TO_DIALER:
+            if isinstance(data, dict) and key in data:
+                raise SettingError(
+                    f'moved to the site\'s dialer section: the Asterisk dialer (plugin = "asterisk_ami") finds '
+                    f"the finished recordings in its spool folder now; write {key} there",
+                    key,
+                )
+        return data
 
     @field_validator("key_template")
     @classmethod

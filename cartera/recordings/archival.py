@@ -1,5 +1,8 @@
 """Recording archival: catalog finished recordings, upload them verified, free local disk, apply retention.
 
+Recordings enter by one door: a dialer's report (``PluginContext.report_recording`` → :meth:`Archiver.catalog`),
+idempotent on the file's path. Finding finished files in a PBX's spool folder is the dialer's job.
+
 Catalog states: ``found`` (on local disk) → ``verified`` (the store took the upload, checked it, and its
 description matches size and sha256) → ``purged`` (deleted from the store after its retention). ``failed``
 rows are retried every run; ``missing`` rows lost their local file before it was archived.
@@ -29,9 +32,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-import sqlalchemy.exc
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects import postgresql, sqlite
 
 from cartera.core.adapters import RecordingStore
 from cartera.core.audit import SYSTEM, audit
@@ -44,12 +46,10 @@ from cartera.core.logs import event
 from cartera.core.models import Checksums, Recording, StoredObject
 from cartera.core.store.database import Database
 from cartera.core.store.schema import Account, ContactAttempt, Creditor, Portfolio, RecordingRow
-from cartera.recordings.spool import SpoolSource
 
 log = logging.getLogger("cartera.archival")
 
 PENDING = ("found", "failed")
-_CATALOG_BATCH = 500
 _COMMIT_BATCH, _COMMIT_EVERY_S = 64, 1.0  # verified uploads committed together: at most this many, this late
 
 
@@ -101,7 +101,7 @@ class Progress(Protocol):
 
 @dataclass
 class ArchiveRun:
-    found: int = 0
+    found: int = 0  #: recordings the dialer reported since the previous run
     archived: int = 0
     failed: int = 0
     missing: int = 0
@@ -116,7 +116,7 @@ class ArchiveRun:
 
     def __str__(self) -> str:
         text = (
-            f"{self.found} found in the spool, {self.archived} archived and verified, {self.failed} failed, "
+            f"{self.found} reported by the dialer, {self.archived} archived and verified, {self.failed} failed, "
             f"{self.missing} missing, {self.deleted_local} local copies removed, {self.purged} purged"
         )
         if self.store_error:
@@ -151,97 +151,49 @@ class Archiver:
     ) -> None:
         self.site, self.zone, self.db, self.store = site, zone, db, store
         self.hooks, self.clock, self.config = hooks, clock, config
-        self.spool = (
-            SpoolSource(config.spool_dir, config.spool_patterns, config.quiet_period_s) if config.spool_dir else None
-        )
+        self._reported = 0  #: recordings catalogued since the last run
+        self._reported_lock = threading.Lock()
         self._store_down = threading.Event()
         self._last_store_error: str | None = None
 
     # --- cataloguing ----------------------------------------------------------------------------------
 
     def catalog(self, recording: Recording) -> int:
-        """Record a finished recording as ``found`` (idempotent on its path); returns its catalog id.
-
-        A dialer's report of a file the spool scan catalogued first adds what the scan could not know
-        (the attempt, the agent), as long as the row has no store key yet.
-        """
+        """Record a finished recording a dialer reported as ``found``; returns its catalog id. Idempotent on
+        its path: a second report of the same file (a dialer's scan after a restart) changes nothing."""
         path = str(recording.path.resolve())
-        try:
-            with self.db.session() as session:
-                row = session.scalar(select(RecordingRow).where(RecordingRow.local_path == path))
-                if row is None:
-                    row = self._new_row(path, recording)
-                    session.add(row)
-                    session.flush()
-                elif row.store_key is None and row.attempt_id is None and recording.attempt_id is not None:
-                    row.attempt_id, row.agent = recording.attempt_id, recording.agent or row.agent
-                    row.started_at, row.duration_s = recording.started_at, recording.duration_s
-                return row.id
-        except sqlalchemy.exc.IntegrityError:  # the spool scan and the dialer's report raced for the path
-            with self.db.session() as session:
-                return session.scalars(select(RecordingRow.id).where(RecordingRow.local_path == path)).one()
-
-    def scan_spool(self) -> int:
-        """Catalog the spool's finished files not yet in the catalog; returns how many were new."""
-        if self.spool is None:
-            return 0
+        values = {
+            "site": self.site,
+            "attempt_id": recording.attempt_id,
+            "local_path": path,
+            "state": "found",
+            "started_at": recording.started_at,
+            "duration_s": recording.duration_s,
+            "agent": recording.agent,
+            "found_at": self.clock.now(),
+            "failures": 0,
+            "legal_hold": False,
+        }
         with self.db.session() as session:
-            known = set(session.scalars(select(RecordingRow.local_path).where(RecordingRow.site == self.site)))
-        batch: list[RecordingRow] = []
-        added = 0
-        for spooled in self.spool.finished():
-            path = str(spooled.path.resolve())
-            if path in known:
-                continue
-            recording = Recording(path=Path(path), attempt_id=None, started_at=spooled.started_at, duration_s=0)
-            batch.append(self._new_row(path, recording, duration_s=spooled.duration_s))
-            if len(batch) >= _CATALOG_BATCH:
-                added += self._insert(batch)
-                batch = []
-        added += self._insert(batch)
-        if added:
-            event(log, "archive.spool_found", directory=str(self.spool.directory), recordings=added)
-        return added
-
-    def _new_row(self, path: str, recording: Recording, duration_s: float | None = None) -> RecordingRow:
-        return RecordingRow(
-            site=self.site,
-            attempt_id=recording.attempt_id,
-            local_path=path,
-            state="found",
-            started_at=recording.started_at,
-            duration_s=recording.duration_s if duration_s is None else duration_s,
-            agent=recording.agent,
-            found_at=self.clock.now(),
-            failures=0,
-            legal_hold=False,
-        )
-
-    def _insert(self, rows: list[RecordingRow]) -> int:
-        if not rows:
-            return 0
-        try:
-            with self.db.session() as session:
-                session.add_all(rows)
-            return len(rows)
-        except sqlalchemy.exc.IntegrityError:  # a dialer reported one of them meanwhile: one by one
-            return sum(self._insert_one(row) for row in rows)
-
-    def _insert_one(self, row: RecordingRow) -> int:
-        fresh = self._new_row(row.local_path, Recording(Path(row.local_path), None, row.started_at, row.duration_s))
-        try:
-            with self.db.session() as session:
-                session.add(fresh)
-        except sqlalchemy.exc.IntegrityError:
-            return 0
-        return 1
+            dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+            new: int | None = session.scalar(
+                dialect.insert(RecordingRow)
+                .values(values)
+                .on_conflict_do_nothing(index_elements=[RecordingRow.local_path])
+                .returning(RecordingRow.id)
+            )
+            if new is not None:
+                with self._reported_lock:
+                    self._reported += 1
+                return new
+            return session.scalars(select(RecordingRow.id).where(RecordingRow.local_path == path)).one()
 
     # --- the job --------------------------------------------------------------------------------------
 
     def run_once(self, progress: Progress | None = None) -> ArchiveRun:
-        """Scan the spool, archive every pending recording, free local disk, purge expired recordings."""
-        run = ArchiveRun(found=self.scan_spool())
-        self._assign_keys()
+        """Archive every pending recording, free local disk, purge expired recordings."""
+        with self._reported_lock:
+            run, self._reported = ArchiveRun(found=self._reported), 0
         pending = self._pending()
         self._store_down.clear()
         if progress is not None:
@@ -285,35 +237,26 @@ class Archiver:
             )
         return run
 
-    def _assign_keys(self) -> None:
-        """Fix the store key of every pending row before its first upload: a retry reuses it."""
-        with self.db.session() as session:
-            rows = session.scalars(
-                select(RecordingRow).where(
-                    RecordingRow.site == self.site, RecordingRow.state.in_(PENDING), RecordingRow.store_key.is_(None)
-                )
-            ).all()
-            for row in rows:
-                row.store_key = self._key(row)
-
     def _pending(self) -> list[_Upload]:
-        """Every recording still to archive, in catalog order, with its key, hold and retention."""
+        """Every recording still to archive, in catalog order (one read), with its key, hold and retention. A
+        row's store key is fixed, and committed, before its first upload: a retry reuses it."""
         with self.db.session() as session:
-            rows = session.scalars(
-                select(RecordingRow)
+            rows = session.execute(
+                select(RecordingRow, Creditor.code, Portfolio.code)
+                .outerjoin(ContactAttempt, RecordingRow.attempt_id == ContactAttempt.id)
+                .outerjoin(Account, ContactAttempt.account_id == Account.id)
+                .outerjoin(Portfolio, Account.portfolio_id == Portfolio.id)
+                .outerjoin(Creditor, Portfolio.creditor_id == Creditor.id)
                 .where(RecordingRow.site == self.site, RecordingRow.state.in_(PENDING))
                 .order_by(RecordingRow.id)
             ).all()
-            return [
-                _Upload(
-                    row.id,
-                    Path(row.local_path),
-                    row.store_key or self._key(row),
-                    row.legal_hold,
-                    self._retain_until(session, row),
-                )
-                for row in rows
-            ]
+            uploads: list[_Upload] = []
+            for row, creditor, portfolio in rows:
+                if row.store_key is None:
+                    row.store_key = self._key(row)
+                retain_until = self._retain_until(row, creditor, portfolio)
+                uploads.append(_Upload(row.id, Path(row.local_path), row.store_key, row.legal_hold, retain_until))
+            return uploads
 
     def _upload(self, upload: _Upload) -> _Verified | _NotArchived:
         """A worker: checksum the file, put it in the store (which verifies it), apply retention and hold."""
@@ -424,19 +367,10 @@ class Archiver:
 
     # --- retention ------------------------------------------------------------------------------------
 
-    def _retain_until(self, session: Session, row: RecordingRow) -> datetime | None:
+    def _retain_until(self, row: RecordingRow, creditor: str | None, portfolio: str | None) -> datetime | None:
+        """Until when the store keeps ``row``: its portfolio's retention ("CREDITOR/PORTFOLIO", then
+        "PORTFOLIO"), else the default; ``None``: no retention."""
         retention = self.config.retention
-        creditor = portfolio = None
-        if row.attempt_id is not None:
-            found = session.execute(
-                select(Creditor.code, Portfolio.code)
-                .join(Portfolio, Portfolio.creditor_id == Creditor.id)
-                .join(Account, Account.portfolio_id == Portfolio.id)
-                .join(ContactAttempt, ContactAttempt.account_id == Account.id)
-                .where(ContactAttempt.id == row.attempt_id)
-            ).first()
-            if found is not None:
-                creditor, portfolio = found
         days = (
             retention.portfolios.get(f"{creditor}/{portfolio}")
             or retention.portfolios.get(portfolio or "")

@@ -415,7 +415,8 @@ def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
 
 
 def write_archival_site(directory: Path, recording: str, *, archival: str = "") -> Path:
-    """A sites.toml for site ``t`` with only archival: spool ``directory/spool``, the given recording table."""
+    """A sites.toml for site ``t`` with only archival and the given recording table; the recordings' spool
+    folder is ``directory/spool`` (:func:`tests.recording_spool.spool_watcher` reports its files)."""
     (directory / "spool").mkdir(exist_ok=True)
     path = directory / "sites.toml"
     path.write_text(
@@ -426,8 +427,6 @@ def write_archival_site(directory: Path, recording: str, *, archival: str = "") 
         "[sites.t.compliance]\n"
         'authorised_channels = ["call", "sms"]\n\n'
         "[sites.t.archival]\n"
-        'spool_dir = "spool"\n'
-        "quiet_period_s = 0.5\n"
         f"{archival}\n\n"
         "[sites.t.recording]\n"
         f"{recording}\n",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, StringConstraints
@@ -44,11 +45,21 @@ class AsteriskAmiConfig(PluginConfig):
         description="SIP header carrying the attempt id on PJSIP calls (the carrier's records can name it); "
         '"" sends none.',
     )
-    spool_dir: ConfigPath | None = Field(
-        default=None,
-        description="Directory where MixMonitor writes the recordings, as this node sees it (a mount of "
-        "Asterisk's spool/monitor); unset: recordings are not reported.",
+    spool_dir: ConfigPath = Field(
+        default=Path("/var/spool/asterisk/monitor"),
+        description="Directory where MixMonitor writes the recordings, as this node sees it (Asterisk's "
+        "spool/monitor, or a mount of it): the calls' recordings are reported from it, those of a killed run's "
+        "calls and those matching spool_patterns by a scan.",
     )
+    spool_patterns: tuple[str, ...] = Field(
+        default=(),
+        description="Other files in spool_dir (and its folders) to report once finished, besides this site's "
+        'calls\' recordings: e.g. ["*.wav"] for recordings made outside Cartera or before it; none by default.',
+    )
+    quiet_period_s: float = Field(
+        default=5, ge=0, description="Seconds a file must stay unmodified before the scan takes it as finished."
+    )
+    spool_scan_s: float = Field(default=30, gt=0, le=3600, description="Seconds between two scans of spool_dir.")
     recording_name: Annotated[AmiValue, format_template("uniqueid")] = Field(
         default="{uniqueid}.wav",
         description="File name MixMonitor gives a call's recording in spool_dir ({uniqueid}: the channel's UNIQUEID).",

@@ -3,7 +3,8 @@
 Threads: callers of :meth:`AsteriskSwitch.place_call`; the AMI reader (events → :class:`CallTracker` and the
 :class:`AgentPool`); the supervisor (connects, reconnects with backoff, resynchronises live calls, Pings,
 refreshes the queue, gives up calls Asterisk never reported); a small pool that waits for each ended call's
-recording and reports it, then the call.
+recording and reports it, then the call; the spool's watcher, which reports the finished recordings no call
+reports (:mod:`.spool`).
 
 An Originate is sent once, from :meth:`place_call`, and never again: after a reconnection the calls are
 found among Asterisk's channels (CoreShowChannels) by the UNIQUEID we gave them, or reported ended.
@@ -21,7 +22,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 from asterisk.ami import Response, SimpleAction
 
@@ -37,7 +37,8 @@ from cartera.plugins.dialers.asterisk_ami.client import (
     Message,
 )
 from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
-from cartera.plugins.dialers.asterisk_ami.recordings import recording_of, wait_until_written
+from cartera.plugins.dialers.asterisk_ami.recordings import recording_of, wait_until_finished
+from cartera.plugins.dialers.asterisk_ami.spool import SpoolWatcher
 
 log = logging.getLogger("cartera.plugin.asterisk_ami")
 
@@ -110,6 +111,7 @@ class AsteriskSwitch:
             "Shutdown": self._shutdown_event,
         }
         self._prefix = channel_prefix(context.site)
+        self._spool = SpoolWatcher(config, context, self._prefix)
         self._uniqueid = re.compile(rf"{re.escape(self._prefix)}-([0-9]+)-[0-9a-f]+")  # group 1: the attempt
         self._needles = event_needles(self._prefix, config.queue)
         self._session: Session | None = None
@@ -135,6 +137,7 @@ class AsteriskSwitch:
     def start(self) -> None:
         """Log in (raising a clear :class:`AmiError` when that fails), then keep the connection alive."""
         self._open()
+        self._spool.start()
         self._supervisor.start()
 
     def stop(self) -> None:
@@ -159,6 +162,7 @@ class AsteriskSwitch:
             session, self._session = self._session, None
             self._problem = "stopped"
         self._finisher.shutdown(wait=True)
+        self._spool.stop()
         if session is not None:
             session.connection.logoff()
             session.connection.close()
@@ -183,6 +187,7 @@ class AsteriskSwitch:
         if call is None:
             self._context.log.warning("attempt %s was already placed: not placed twice", request.attempt_id)
             return
+        self._spool.call_started(self._spool.recording_path(call.uniqueid))
         with self._lock:
             session, stopping, problem = self._session, self._stopping, self._problem
         if stopping:
@@ -220,16 +225,19 @@ class AsteriskSwitch:
         for unfinished in calls:
             channel = alive.get(unfinished.request.attempt_id)
             if channel is None:
+                self._spool.left_by_a_killed_run(unfinished.request.attempt_id, unfinished.requested_at)
                 self._context.report_call(unfinished.unknown(CHANNEL_GONE))
             elif call := self._calls.adopt(unfinished.request, channel, unfinished.requested_at):
+                self._spool.call_started(self._spool.recording_path(call.uniqueid))
                 adopted.append((call, unfinished))
         still = self._channels_by_attempt(session) if adopted else {}
         missed = [  # hung up between the listing and the adoption: that Hangup went unseen
-            unfinished
+            (call, unfinished)
             for call, unfinished in adopted
             if unfinished.request.attempt_id not in still and self._calls.forget(call)
         ]
-        for unfinished in missed:
+        for call, unfinished in missed:
+            self._spool.call_ended(self._spool.recording_path(call.uniqueid), call.request.attempt_id, reported=False)
             self._context.report_call(unfinished.unknown(CHANNEL_GONE))
         followed = len(adopted) - len(missed)
         event(log, "asterisk.reconciled", followed=followed, unknown=len(calls) - followed)
@@ -494,14 +502,18 @@ class AsteriskSwitch:
         )
 
     def _report_recording(self, call: Call) -> None:
-        spool = self._config.spool_dir
-        if call.answered_at is None or spool is None:
-            return
-        path = Path(spool) / self._config.recording_name.format(uniqueid=call.uniqueid)
-        if not wait_until_written(path, self._config.recording_wait_s):
-            self._context.log.warning("attempt %s: no recording at %s", call.request.attempt_id, path)
-            return
-        self._context.report_recording(recording_of(call, path))
+        path = self._spool.recording_path(call.uniqueid)
+        reported = False
+        try:
+            if call.answered_at is None:
+                return
+            if not wait_until_finished(path, self._config.recording_wait_s):
+                self._context.log.warning("attempt %s: no recording at %s", call.request.attempt_id, path)
+                return
+            self._context.report_recording(recording_of(call, path))
+            reported = True
+        finally:
+            self._spool.call_ended(path, call.request.attempt_id, reported=reported)
 
 
 def _one_line(value: str) -> str:
