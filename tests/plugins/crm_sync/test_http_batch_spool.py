@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cartera.plugins.crm_sync.http.batches import BatchSpool
-from cartera.plugins.crm_sync.http.models import BatchIn
+from cartera.plugins.crm_sync.http import batches
+from cartera.plugins.crm_sync.http.batches import BatchSpool, parse
+from cartera.plugins.crm_sync.http.models import BatchIn, rows_of
 
 ROW = {"account_ref": "A-1", "name": "Ana", "phone1": "+573001234567", "balance": "10", "due_date": "2026-01-01"}
 
@@ -39,3 +44,63 @@ def test_a_result_read_while_the_sync_job_moves_the_batch_is_answered(
     assert result.status in ("pending", "imported")
     monkeypatch.undo()
     assert spool.result("BCO", "b-1") == result.model_copy(update={"status": "imported"})
+
+
+def batch_of(batch_id: str, creditor: str = "BCO", rows: int = 1) -> BatchIn:
+    return BatchIn.model_validate({"batch_id": batch_id, "creditor": creditor, "portfolio": "T", "rows": [ROW] * rows})
+
+
+@pytest.mark.abuse
+def test_a_result_is_answered_without_parsing_the_stored_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = BatchSpool(tmp_path, "COP")
+    saved, _ = spool.save(batch_of("b-1", rows=3))
+    parsed: list[str] = []
+
+    def counted(name: str, function: Callable[..., Any]) -> None:
+        def call(*args: Any) -> Any:
+            parsed.append(name)
+            return function(*args)
+
+        monkeypatch.setattr(batches, name, call)
+
+    counted("parse", parse)
+    counted("rows_of", rows_of)
+    for _ in range(3):
+        assert spool.result("BCO", "b-1") == saved
+    (path,) = spool.pending()
+    spool.mark_imported(path)
+    assert spool.result("BCO", "b-1") == saved.model_copy(update={"status": "imported"})
+    assert parsed == []
+
+
+@pytest.mark.abuse
+def test_a_save_is_not_held_by_concurrent_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forty GETs of a 15 MB batch held another creditor's POST for 18-20 s behind the spool's lock."""
+    spool = BatchSpool(tmp_path, "COP")
+    spool.save(batch_of("big", creditor="OTRO", rows=50))
+    slow_json_loads = json.loads
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.2)  # the work of a big batch, wherever a GET does it
+        return slow_json_loads(*args, **kwargs)
+
+    monkeypatch.setattr(json, "loads", slow)
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            spool.result("OTRO", "big")
+
+    readers = [threading.Thread(target=hammer) for _ in range(8)]
+    for reader in readers:
+        reader.start()
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        spool.save(batch_of("small"))
+        held = time.monotonic() - started
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+    assert held < 0.15

@@ -5,6 +5,11 @@ acknowledges it, or to ``rejected/`` when core could not read it as a whole (a s
 by a newer version's checks) and set it aside; ``received`` (nanoseconds) orders deliveries. Core's rejection
 report of a batch is kept as ``{creditor}/rejections/{same name}``. The file's bytes are the batch's canonical JSON,
 so its sha256 (core's idempotency key) differs for every batch id and is the same on every read.
+
+The batch's summary (its sha256 and result: creditor, portfolio, rows, rejected rows) is kept as
+``{creditor}/summaries/{same name}``, written once when the batch is saved (again when core rejects it whole), so
+a result is answered from it and the batch's place, never by parsing the batch; the spool's lock only covers
+finding and moving files, never reading or writing a whole batch.
 """
 
 from __future__ import annotations
@@ -14,18 +19,19 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from cartera.plugin import AssignmentBatch, AssignmentRow, FileRejected, RowError, fsync_dir, write_atomically
 from cartera.plugins.crm_sync.http.models import BatchIn, BatchOut, RejectedRow, rows_of
 
-PENDING, IMPORTED, REJECTED, REPORTS = "pending", "imported", "rejected", "rejections"
+PENDING, IMPORTED, REJECTED, REPORTS, SUMMARIES = "pending", "imported", "rejected", "rejections", "summaries"
 _SET_ASIDE = (PENDING, IMPORTED, REJECTED)
 _RECEIVED_DIGITS = 20
 
@@ -80,6 +86,39 @@ def _envelope(raw: bytes, path: Path) -> BatchIn:
         raise FileRejected(str(path), f"not a valid batch: {problems}") from None
 
 
+class _Summary(BaseModel):
+    """A stored batch's sha256 and result (its status is where the batch is now)."""
+
+    sha256: str
+    result: BatchOut
+
+
+def _rejected_rows(errors: Iterable[AssignmentRow | RowError]) -> list[RejectedRow]:
+    """The row errors among ``errors`` as the API shows them (index = line - 1)."""
+    return [
+        RejectedRow(index=error.line - 1, field=error.field, reason=error.reason)
+        for error in errors
+        if isinstance(error, RowError)
+    ]
+
+
+def _summary(content: bytes, batch: BatchIn, currency: str) -> _Summary:
+    result = BatchOut(
+        batch_id=batch.batch_id,
+        creditor=batch.creditor,
+        portfolio=batch.portfolio,
+        status="pending",
+        rows=len(batch.rows),
+        rejected=_rejected_rows(rows_of(batch, currency)),
+    )
+    return _Summary(sha256=hashlib.sha256(content).hexdigest(), result=result)
+
+
+def _status(path: Path) -> Literal["pending", "imported", "rejected"]:
+    state = path.parent.name
+    return "imported" if state == IMPORTED else "rejected" if state == REJECTED else "pending"
+
+
 class BatchSpool:
     """The pushed batches under ``root``; safe to use from the API's and the sync job's threads at once."""
 
@@ -100,26 +139,49 @@ class BatchSpool:
         Raises :class:`BatchConflict` when the id was used for different content.
         """
         content = canonical(batch)
-        with self._lock:
-            known = self._find(batch.creditor, batch.batch_id)
-            if known is not None:
-                if known.read_bytes() != content:
-                    raise BatchConflict(
-                        f"batch {batch.batch_id!r} was already received with different content; use a new batch_id"
-                    )
-                return self._result(known), False
-            self._last_received = max(time.time_ns(), self._last_received + 1)
-            directory = self.root / batch.creditor / PENDING
-            directory.mkdir(parents=True, exist_ok=True)
-            path = directory / f"{self._last_received:0{_RECEIVED_DIGITS}d}-{batch.batch_id}.json"
-            write_atomically(path, _writing(content))
-            return self._result(path), True
+        summary = _summary(content, batch, self.currency)
+        directory = self.root / batch.creditor / PENDING
+        directory.mkdir(parents=True, exist_ok=True)
+        staged = directory.parent / f".{batch.batch_id}.{uuid.uuid4().hex}.staged"
+        write_atomically(staged, _writing(content))  # the long write, before the lock
+        try:
+            with self._lock:
+                known = self._find(batch.creditor, batch.batch_id)
+                if known is None:
+                    self._last_received = max(time.time_ns(), self._last_received + 1)
+                    path = directory / f"{self._last_received:0{_RECEIVED_DIGITS}d}-{batch.batch_id}.json"
+                    self._keep_summary(path, summary)
+                    os.replace(staged, path)
+                    fsync_dir(directory)
+                    fsync_dir(staged.parent)
+                    return summary.result, True
+                stored = self._summary(known)
+        finally:
+            staged.unlink(missing_ok=True)
+        if stored.sha256 != summary.sha256:
+            raise BatchConflict(
+                f"batch {batch.batch_id!r} was already received with different content; use a new batch_id"
+            )
+        return self._answer(known, stored), False
 
     def result(self, creditor: str, batch_id: str) -> BatchOut | None:
-        """The batch's result, or None when the id is unknown; never torn by a concurrent move."""
+        """The batch's result, or None when the id is unknown; never torn by a concurrent move, never a parse
+        of the batch (but once for a batch stored before summaries were kept)."""
         with self._lock:
             path = self._find(creditor, batch_id)
-            return None if path is None else self._result(path)
+            if path is None:
+                return None
+            summary = self._summary(path)
+        return self._answer(path, summary)
+
+    def _answer(self, path: Path, summary: _Summary) -> BatchOut:
+        """The result of the batch found at ``path``: its summary, the status of that place, and core's
+        rejection report once there is one."""
+        report = path.parent.parent / REPORTS / path.name
+        update: dict[str, object] = {"status": _status(path)}
+        if report.exists():
+            update["rejected"] = _rejected_rows(RowError(**error) for error in json.loads(report.read_bytes()))
+        return summary.result.model_copy(update=update)
 
     def pending(self) -> list[Path]:
         """Batches waiting for import, in the order they were received."""
@@ -131,8 +193,12 @@ class BatchSpool:
         return self._move(path, IMPORTED)
 
     def mark_rejected(self, path: Path) -> bool:
-        """Move a pending batch to ``rejected``; False when ``path`` is not a pending batch of this spool."""
-        return self._move(path, REJECTED)
+        """Move a pending batch to ``rejected`` and summarise it as it is stored now (unreadable: no rows);
+        False when ``path`` is not a pending batch of this spool."""
+        if not self._move(path, REJECTED):
+            return False
+        self._keep_summary(path, self._summary_of(path.parent.parent / REJECTED / path.name))
+        return True
 
     def _move(self, path: Path, state: str) -> bool:
         if path.parent.name != PENDING or path.parent.parent.parent != self.root:
@@ -164,38 +230,31 @@ class BatchSpool:
                 return path
         return None
 
-    def _result(self, path: Path) -> BatchOut:
-        state = path.parent.name
+    def _summary(self, path: Path) -> _Summary:
+        """The summary of the batch at ``path``, kept once if the batch was stored before summaries were."""
+        kept = path.parent.parent / SUMMARIES / path.name
         try:
-            _, batch = parse(path)
+            return _Summary.model_validate_json(kept.read_bytes())
+        except FileNotFoundError:
+            summary = self._summary_of(path)
+            self._keep_summary(path, summary)
+            return summary
+
+    def _summary_of(self, path: Path) -> _Summary:
+        """Summarise the stored batch at ``path``; an unreadable one is what its place in the spool tells."""
+        try:
+            raw, batch = parse(path)
         except FileRejected:
-            if state != REJECTED:
-                raise
-            batch = None
-        status: Literal["pending", "imported", "rejected"] = (
-            "imported" if state == IMPORTED else "rejected" if state == REJECTED else "pending"
-        )
-        report = path.parent.parent / REPORTS / path.name
-        if report.exists():
-            errors = [RowError(**error) for error in json.loads(report.read_bytes())]
-        elif batch is not None:
-            errors = [item for item in rows_of(batch, self.currency) if isinstance(item, RowError)]
-        else:
-            errors = []
-        rejected = [RejectedRow(index=error.line - 1, field=error.field, reason=error.reason) for error in errors]
-        if batch is None:  # unreadable: what its place in the spool tells
+            raw = _read(path)
             creditor, batch_id = path.parent.parent.name, path.stem.split("-", 1)[1]
-            return BatchOut(
-                batch_id=batch_id, creditor=creditor, portfolio="", status=status, rows=0, rejected=rejected
-            )
-        return BatchOut(
-            batch_id=batch.batch_id,
-            creditor=batch.creditor,
-            portfolio=batch.portfolio,
-            status=status,
-            rows=len(batch.rows),
-            rejected=rejected,
-        )
+            result = BatchOut(batch_id=batch_id, creditor=creditor, portfolio="", status="pending", rows=0, rejected=[])
+            return _Summary(sha256=hashlib.sha256(raw).hexdigest(), result=result)
+        return _summary(raw, batch, self.currency)
+
+    def _keep_summary(self, path: Path, summary: _Summary) -> None:
+        target = path.parent.parent / SUMMARIES / path.name
+        target.parent.mkdir(exist_ok=True)
+        write_atomically(target, _writing(summary.model_dump_json().encode()))
 
 
 @dataclass(frozen=True)
