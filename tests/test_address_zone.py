@@ -87,7 +87,7 @@ def test_a_zone_of_the_law_packs_country_is_accepted(tmp_path: Path, open_node: 
     report = node.importer.import_batch(AssignmentBatch("api", "sha-ma", rows), actor="test")
     assert report.new == 1
     assert [(e.line, e.field) for e in report.quarantined] == [(2, "timezone"), (3, "timezone")]
-    assert "CO, US" in report.quarantined[0].reason
+    assert "the portfolio's country US " in report.quarantined[0].reason  # the law pack's, as the site set it
 
 
 def test_http_push_of_an_implausible_zone_is_rejected_with_its_index(

@@ -166,7 +166,10 @@ def test_after_a_conversation_the_account_waits_for_the_law_not_for_a_poll(
 
 
 def test_the_creditors_address_gives_zone_region_and_law(tmp_path: Path, open_node: Callable[..., Node]) -> None:
-    node = open_node(site(tmp_path))
+    chile = '\n[sites.t.compliance.portfolios."BANCO/CHILE"]\nlaw_pack = "cl"\n'  # the site's say, not a row's
+    path = site(tmp_path, extra=chile)
+    path.write_text(path.read_text().replace('start = "07:00"', 'start = "08:00"'))  # within cl's hours too
+    node = open_node(path)
     rows = [
         AssignmentRow(
             1,
@@ -204,7 +207,7 @@ def test_the_creditors_address_gives_zone_region_and_law(tmp_path: Path, open_no
         phone=None, account="CL-1", channel=Channel.CALL, at=arica_holiday, actor="test"
     )
     assert (subject.region, subject.timezone, subject.country) == ("CL-AP", "America/Santiago", "CL")
-    assert decision.pack == "cl"  # a Chilean portfolio gets Chile's law at a Colombian site
+    assert decision.pack == "cl"  # a Chilean portfolio, as the site configured it, gets Chile's law at a Colombian site
     assert decision.reasons == (Reason.PUBLIC_HOLIDAY,)
 
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import phonenumbers
 from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -217,6 +218,13 @@ class AssignmentImporter:
         )
         return report
 
+    def portfolio_country(self, creditor: str, portfolio: str) -> str:
+        """The country a new portfolio gets (its law pack, how its national numbers read): the country of the law
+        the site holds it to (``compliance.portfolios`` in sites.toml, else the site's), else the site's; never
+        a creditor row's, so a creditor does not choose the law its debtors are contacted under."""
+        law = self.law_country(f"{creditor}/{portfolio}", self.default_country) if self.law_country else None
+        return law or self.default_country
+
     def phones(self, country: str) -> PhoneNormalizer:
         normalizer = self._phones.get(country)
         if normalizer is None:
@@ -311,8 +319,8 @@ def _identified(item: AssignmentRow | RowError) -> AssignmentRow | RowError:
     """The row, or its error when its creditor, portfolio or account ref breaks
     :data:`cartera.portfolio.identity.CODE_PATTERN`
     (what searches and references accept), or its free text (name, currency, payment ref) holds a control
-    character, bidi override or invisible format character (:func:`cartera.portfolio.files.values.control_problem`):
-    every import path gets both."""
+    character, bidi override or invisible format character (:func:`cartera.portfolio.files.values.control_problem`),
+    or its ``country`` (how its phones read) is no country phonenumbers knows: every import path gets all three."""
     if isinstance(item, RowError):
         return item
     for name, value in (("creditor", item.creditor), ("portfolio", item.portfolio), ("account_ref", item.account_ref)):
@@ -324,6 +332,8 @@ def _identified(item: AssignmentRow | RowError) -> AssignmentRow | RowError:
         problem = control_problem(text_value) if text_value else None
         if problem is not None:
             return RowError(item.line, name, problem)
+    if item.country is not None and item.country not in phonenumbers.SUPPORTED_REGIONS:
+        return RowError(item.line, "country", f"unknown country {item.country!r} (use an ISO 3166 code like CO)")
     return item
 
 
@@ -342,7 +352,7 @@ class _Chunk:
         self, importer: AssignmentImporter, session: Session, batch_id: int, now: datetime, report: ImportReport
     ) -> None:
         self.importer, self.session, self.batch_id, self.now, self.report = importer, session, batch_id, now, report
-        self.portfolios = _PortfolioCache(session, importer.site, importer.default_country)
+        self.portfolios = _PortfolioCache(session, importer.site, importer.portfolio_country)
 
     def apply(self, items: Sequence[AssignmentRow | RowError]) -> list[Activity]:
         items = [_identified(item) for item in items]
@@ -374,7 +384,7 @@ class _Chunk:
         wanted: dict[int, set[str]] = {}
         portfolios: dict[int, _PortfolioKey] = {}
         for row in rows:
-            portfolio = self.portfolios.get(row.creditor, row.portfolio, row.country)
+            portfolio = self.portfolios.get(row.creditor, row.portfolio)
             portfolios[portfolio.id] = portfolio
             wanted.setdefault(portfolio.id, set()).add(row.account_ref)
         accounts: dict[tuple[int, str], _Account] = {}
@@ -429,7 +439,7 @@ class _Chunk:
         created: list[_Account],
         payments: list[_Payment],
     ) -> RowError | None:
-        portfolio = self.portfolios.get(row.creditor, row.portfolio, row.country)
+        portfolio = self.portfolios.get(row.creditor, row.portfolio)
         account = accounts.get((portfolio.id, row.account_ref))
         report = self.report
         if row.action is AssignmentAction.WITHDRAW:
@@ -750,14 +760,15 @@ class _PortfolioKey:
 
 
 class _PortfolioCache:
-    """Creditors by code, and this site's portfolios by (creditor, code), created on first sight: a portfolio
+    """Creditors by code, and this site's portfolios by (creditor, code), created on first sight with the
+    country ``country_of`` gives (see :meth:`AssignmentImporter.portfolio_country`), never a row's. A portfolio
     another site holds in the same store is that site's, not this one's."""
 
-    def __init__(self, session: Session, site: str, default_country: str) -> None:
-        self.session, self.site, self.default_country = session, site, default_country
+    def __init__(self, session: Session, site: str, country_of: Callable[[str, str], str]) -> None:
+        self.session, self.site, self.country_of = session, site, country_of
         self._portfolios: dict[tuple[str, str], _PortfolioKey] = {}
 
-    def get(self, creditor_code: str, portfolio_code: str, country: str | None) -> _PortfolioKey:
+    def get(self, creditor_code: str, portfolio_code: str) -> _PortfolioKey:
         known = self._portfolios.get((creditor_code, portfolio_code))
         if known is not None:
             return known
@@ -776,7 +787,7 @@ class _PortfolioCache:
                 creditor=creditor,
                 code=portfolio_code,
                 site=self.site,
-                country=country or self.default_country,
+                country=self.country_of(creditor_code, portfolio_code),
             )
             self.session.add(portfolio)
             self.session.flush()

@@ -74,7 +74,11 @@ class AssignmentIn(BaseModel):
         "amount) was loaded before is not applied twice.",
     )
     country: str | None = Field(
-        None, pattern=r"^[A-Z]{2}$", description="ISO 3166 country of the phones; unset: the portfolio's."
+        None,
+        pattern=r"^[A-Z]{2}$",
+        description="ISO 3166 country of this row's phones, how their national numbers read; unset: the "
+        "portfolio's. A portfolio's country and law pack are set by the site, never by a row. A country the "
+        "node does not know quarantines the row (field country).",
     )
     region: str | None = Field(None, description="ISO 3166-2 subdivision of the debtor's address (CO-DC).")
     timezone: str | None = Field(None, description="IANA zone of the debtor's address (America/Bogota).")
