@@ -19,9 +19,11 @@ from urllib.parse import quote
 
 import pytest
 
+from cartera.node import Node
 from tests.conftest import REPO, run_site, write_sites
 from tests.hostile_ami import echoing_ami
 from tests.peers.net import free_port
+from tests.recording_spool import spool_watcher
 from tests.test_redaction import carried
 
 pytestmark = pytest.mark.abuse
@@ -63,9 +65,7 @@ username = "cartera"
 secret = "${{SEEDED_AMI_SECRET}}"
 queue = "cobranza"
 connect_timeout_s = 1
-action_timeout_s = 1
-spool_dir = "spool"
-quiet_period_s = 0"""
+action_timeout_s = 1"""
     vendors = f"""
 [sites.t.dialer]
 {dialer}
@@ -101,6 +101,17 @@ webhook_token = "${{SEEDED_WEBHOOK_TOKEN}}"
     (directory / "spool").mkdir()
     (directory / "spool" / "rec-1.wav").write_bytes(b"RIFF" + bytes(64))  # archival fails on the store
     return config
+
+
+def _report_the_spool(site: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spool's recording reaches the catalog as a dialer reports it: archival then fails on the store."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    node = Node.open(site, "t")
+    try:
+        assert spool_watcher(node, site.parent / "spool", quiet_period_s=0).scan() == 1
+    finally:
+        node.close()
 
 
 def environment() -> dict[str, str]:
@@ -162,11 +173,12 @@ def run_node(config: Path, seconds: float) -> tuple[subprocess.CompletedProcess[
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr), answers
 
 
-def test_no_output_of_a_site_with_seeded_secrets_carries_them(tmp_path: Path) -> None:
+def test_no_output_of_a_site_with_seeded_secrets_carries_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = environment()
     outputs: dict[str, str] = {}
     with echoing_ami() as ami:
         site = seeded_site(tmp_path / "site", ami.port)
+        _report_the_spool(site, env, monkeypatch)
         for args in (
             ["check"],
             ["--debug", "--log-format", "json", "check"],
