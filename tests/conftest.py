@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher
 
 from cartera.contact.campaign import Campaign
 from cartera.core.hooks import Hooks, load_plugins
 from cartera.core.store.schema import ContactAttempt
 from cartera.node import Node
+from cartera.web import users
 from tests.peers import unavailable
 from tests.peers.net import free_port
 from tests.peers.s3 import moto_s3, radosgw, seaweedfs  # noqa: F401  (session-wide S3 endpoints)
@@ -174,6 +176,15 @@ def kill_site_with_calls_in_flight(
         process.kill()
         process.wait()
     return placing(config)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashes() -> Iterator[None]:
+    """argon2id at its smallest cost for in-process hashing: the production cost (64 MiB, 3 passes) was the bulk of
+    the web tests' time and proves nothing the algorithm does not; the CLI run as a process keeps the real cost."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+        yield
 
 
 @pytest.fixture
