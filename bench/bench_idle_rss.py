@@ -6,10 +6,9 @@ port. It waits until the node is idle: ``node.started`` logged, then ``--settle`
 working day is over after about 25 s, the portfolio imported and exported, the recordings archived). Then it reads
 VmRSS and VmHWM from ``/proc/PID/status`` and stops the node with SIGTERM. The baseline runs the same node with
 every built-in plugin module imported before ``run_site.py`` starts, as every node did before plugins were loaded
-per site. A third variant, ``after-mmap128k``, is ``after`` with glibc's ``MALLOC_MMAP_THRESHOLD_=131072``: the
-simulator builds each recording (up to 3 MB of PCM, copied twice) in memory, and glibc keeps such freed buffers
-in the threads' heaps once its dynamic mmap threshold has risen; a fixed threshold returns them. The variants
-alternate, each round in reverse order.
+per site. A third variant, ``after-untuned``, is ``after`` without ``run``'s malloc tuning (cartera/cli/malloc.py:
+a fixed mmap threshold and two arenas), as glibc's defaults leave it: glibc keeps large freed buffers in the
+threads' heaps once its dynamic mmap threshold has risen. The variants alternate, each round in reverse order.
 
 Usage: ``.venv/bin/python bench/bench_idle_rss.py [--runs 3] [--settle 30]``
 """
@@ -30,19 +29,19 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Variant -> (every built-in plugin imported first, environment added).
-VARIANTS: dict[str, tuple[bool, dict[str, str]]] = {
-    "before": (True, {}),
-    "after": (False, {}),
-    "after-mmap128k": (False, {"MALLOC_MMAP_THRESHOLD_": "131072"}),
-}
-#: Run in the measured interpreter: with "all", every built-in plugin module is imported first; then run_site.py.
+#: Variant -> how the measured interpreter starts (see LAUNCH).
+VARIANTS: dict[str, str] = {"before": "all", "after": "site", "after-untuned": "untuned"}
+#: Run in the measured interpreter: with "all", every built-in plugin module is imported first; with "untuned",
+#: ``run`` leaves malloc as glibc's defaults have it; then run_site.py.
 LAUNCH = """
 import importlib, runpy, sys
 if sys.argv[1] == "all":
     from cartera.core.hooks import BUILTIN_ADAPTERS
     for module in BUILTIN_ADAPTERS.values():
         importlib.import_module(module)
+if sys.argv[1] == "untuned":
+    import cartera.cli.main
+    cartera.cli.main.tune_malloc = dict
 sys.argv = sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
@@ -73,12 +72,11 @@ def idle_node(variant: str, settle: float) -> dict[str, int]:
     with tempfile.TemporaryDirectory(prefix="bench-idle-") as scratch:
         config = demo_copy(Path(scratch))
         log_path = Path(scratch) / "node.log"
-        import_all, env = VARIANTS[variant]
-        command = [sys.executable, "-c", LAUNCH, "all" if import_all else "site", str(ROOT / "run_site.py")]
+        command = [sys.executable, "-c", LAUNCH, VARIANTS[variant], str(ROOT / "run_site.py")]
         command += ["--config", str(config), "--site", "demo", "run"]
         with (
             log_path.open("w") as log,
-            subprocess.Popen(command, cwd=scratch, env={**os.environ, **env}, stdout=log, stderr=log) as node,
+            subprocess.Popen(command, cwd=scratch, stdout=log, stderr=log) as node,
         ):
             try:
                 deadline = time.monotonic() + 120

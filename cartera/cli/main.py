@@ -14,19 +14,18 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Never
+from typing import TYPE_CHECKING, Never
 from zoneinfo import ZoneInfo
 
-from tqdm import tqdm
-
 from cartera.cli import contact_prefs
+from cartera.cli.malloc import tune_malloc
 from cartera.cli.summary import site_summary
 from cartera.contact.compliance.report import explanation
 from cartera.contact.phones import InvalidPhone, normalize
 from cartera.contact.sms_batch import plan_batch, send_batch
 from cartera.contact.sms_templates import REMINDER
-from cartera.core.adapters import CrmSync, RecordingStore
 from cartera.contact.targets import Denied
+from cartera.core.adapters import CrmSync, RecordingStore
 from cartera.core.audit import audit, os_user
 from cartera.core.errors import CarteraError, UsageError
 from cartera.core.hooks import load_plugins
@@ -38,6 +37,9 @@ from cartera.portfolio.files.values import escape_controls
 from cartera.portfolio.identity import resolve_account, resolve_portfolio
 from cartera.recordings.access import MAX_URL_SECONDS, RecordingView, SearchFilters
 from cartera.web.users import ADMIN_SEES_ALL, Grant, Role, UserDirectory
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logging.getLogger("cartera.cli")
 
@@ -171,6 +173,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _plugins()
     if not args.site:
         raise UsageError(f"'{command}' needs --site NAME")
+    if command == "run":
+        tune_malloc()
     node = Node.open(args.config, args.site)
     configure(args.log_format or node.site.section.log_format, logging.DEBUG if args.debug else logging.INFO)
     try:
@@ -302,6 +306,8 @@ class _ProgressBar:
         self._bytes = 0
 
     def start(self, files: int) -> None:
+        from tqdm import tqdm  # imported where a bar is drawn only
+
         self._bar = tqdm(total=files, unit="rec", desc="archive", file=sys.stderr, dynamic_ncols=True)
 
     def advance(self, size: int) -> None:

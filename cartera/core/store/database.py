@@ -7,8 +7,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -46,6 +44,9 @@ class Database:
 
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to the newest revision (idempotent; run at every start), or to ``revision``."""
+        from alembic import command  # alembic (with mako) only where migrations run
+        from alembic.config import Config as AlembicConfig
+
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         sqlite = self.url.get_backend_name() == "sqlite"

@@ -13,6 +13,7 @@ import random
 import sys
 import wave
 from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +31,11 @@ class Voice:
     pcm: bytes
     words: tuple[int, ...]
 
-    def phrase(self, first: int, count: int) -> list[bytes]:
-        """``count`` consecutive words from word ``first``, wrapping around the end."""
+    def phrase(self, first: int, count: int) -> list[memoryview]:
+        """``count`` consecutive words from word ``first``, wrapping around the end (views, not copies)."""
         size = len(self.words) - 1
-        return [self.pcm[self.words[k % size] : self.words[k % size + 1]] for k in range(first, first + count)]
+        pcm = memoryview(self.pcm)
+        return [pcm[self.words[k % size] : self.words[k % size + 1]] for k in range(first, first + count)]
 
 
 @dataclass(frozen=True)
@@ -120,36 +122,36 @@ def voice_bank() -> VoiceBank:
     )
 
 
-def conversation(rng: random.Random, frames: int) -> bytes:
-    """``frames`` frames of an agent and a debtor taking turns, the agent first."""
+def conversation(rng: random.Random, frames: int) -> Iterator[memoryview]:
+    """``frames`` frames of an agent and a debtor taking turns, the agent first, in parts: views of the voice
+    bank, so that a recording of several MB is never held in memory whole."""
     bank = voice_bank()
-    size = frames * SAMPLE_WIDTH
-    parts: list[bytes] = []
-    filled = 0
+    line = memoryview(bank.line)
+    left = frames * SAMPLE_WIDTH
     speakers = (bank.agent, bank.debtor)
     turn = 0
-    while filled < size:
+    while left > 0:
         voice = speakers[turn % 2]
-        for word in voice.phrase(rng.randrange(len(voice.words) - 1), rng.randint(2, 9)):
-            parts.append(word)
-            filled += len(word)
+        words = voice.phrase(rng.randrange(len(voice.words) - 1), rng.randint(2, 9))
         gap = SAMPLE_WIDTH * rng.randint(int(0.15 * RATE), int(0.8 * RATE))
         start = SAMPLE_WIDTH * rng.randrange((len(bank.line) - gap) // SAMPLE_WIDTH)
-        parts.append(bank.line[start : start + gap])
-        filled += gap
+        for part in (*words, line[start : start + gap]):
+            if left > 0:
+                yield part[:left]
+                left -= len(part)
         turn += 1
-    return b"".join(parts)[:size]
 
 
-def write_wav(path: Path, pcm: bytes) -> None:
-    """Write ``pcm`` as a WAV under a temporary name, renamed to ``path`` once complete."""
+def write_wav(path: Path, pcm: Iterable[bytes | memoryview]) -> None:
+    """Write the parts of ``pcm`` as a WAV under a temporary name, renamed to ``path`` once complete."""
     partial = path.with_name(f".{path.name}.part")
     try:
         with wave.open(str(partial), "wb") as out:
             out.setnchannels(1)
             out.setsampwidth(SAMPLE_WIDTH)
             out.setframerate(RATE)
-            out.writeframes(pcm)
+            for part in pcm:
+                out.writeframesraw(part)
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
