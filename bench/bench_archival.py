@@ -1,7 +1,8 @@
 """Recording archival throughput against real S3 stores, in one run, on the same 1 MB files, store by store:
 radosgw (Ceph's gateway on its SQLite dbstore backend) and SeaweedFS (``weed mini``).
 
-- Cartera's archival job (spool scan, MD5+SHA-256, PUT with Content-MD5 + verifying HEAD, catalog; a HEAD
+- Cartera's archival job (the dialer's reports of the spool's files, MD5+SHA-256, PUT with Content-MD5 +
+  verifying HEAD, catalog; a HEAD
   before the PUT where the store ignores ``If-None-Match: *``: the plugin's ``no_overwrite = "auto"`` probe);
 - a naive sequential boto3 ``upload_file`` loop (the baseline: target at least 3x);
 - ``rclone copy`` (Debian's rclone, in the radosgw Debian root; target: at least as fast);
@@ -34,6 +35,7 @@ from tests.peers.s3 import (
     s3_recording_table,
     write_archival_site,
 )
+from tests.recording_spool import report_spool
 
 POOL = 10  # the s3 plugin's default max_pool_connections, also the ceiling's concurrency
 STORES: dict[str, tuple[Callable[[Path], AbstractContextManager[S3Endpoint]], str]] = {
@@ -59,12 +61,12 @@ def cartera(endpoint: S3Endpoint, work: Path, spool: Path) -> int:
     site_dir = work / "site"
     site_dir.mkdir()
     table = s3_recording_table(endpoint, endpoint.new_bucket(), no_overwrite="auto")
-    site = write_archival_site(site_dir, table, archival=f'spool_dir = "{spool}"\nlocal_retention_hours = 10000')
-    site.write_text(site.read_text().replace('spool_dir = "spool"\n', ""))
+    site = write_archival_site(site_dir, table, archival="local_retention_hours = 10000")
     os.environ["S3_ACCESS_KEY"], os.environ["S3_SECRET_KEY"] = endpoint.access_key, endpoint.secret_key
     node = Node.open(site, "t")
     try:
         assert node.archiver is not None
+        report_spool(node, spool)  # the files reach the catalog by the one door, the dialer's report
         run = node.archiver.run_once()
     finally:
         node.close()
