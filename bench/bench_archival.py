@@ -2,8 +2,8 @@
 radosgw (Ceph's gateway on its SQLite dbstore backend) and SeaweedFS (``weed mini``).
 
 - Cartera's archival job (the dialer's reports of the spool's files, MD5+SHA-256, PUT with Content-MD5 +
-  verifying HEAD, catalog; a HEAD
-  before the PUT where the store ignores ``If-None-Match: *``: the plugin's ``no_overwrite = "auto"`` probe);
+  verifying HEAD, catalog; a HEAD before the PUT where the store ignores ``If-None-Match: *``: the plugin's
+  ``no_overwrite = "auto"`` probe);
 - a naive sequential boto3 ``upload_file`` loop (the baseline: target at least 3x);
 - ``rclone copy`` (Debian's rclone, in the radosgw Debian root; target: at least as fast);
 - a raw concurrent ``put_object`` loop without any verification (the ceiling: target at least 80%).
