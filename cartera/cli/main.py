@@ -12,7 +12,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Never
 from zoneinfo import ZoneInfo
@@ -351,6 +351,8 @@ def _recordings(node: Node, args: argparse.Namespace) -> int:
         print(url, file=stdout.unredacted if isinstance(stdout, RedactingStream) else stdout)
         return 0
     if args.recordings_command in ("hold", "release"):
+        if not args.reason.strip():
+            raise UsageError("--reason: say why (case number, request); a blank reason is not one")
         on = args.recordings_command == "hold"
         view = node.library.set_legal_hold(args.id, store, on, actor=os_user(), reason=args.reason)
         print(f"recording {view.id}: legal hold {'on' if on else 'released'}")
@@ -456,14 +458,26 @@ def _explain(node: Node, args: argparse.Namespace) -> int:
     return 0
 
 
+_EARLIEST, _LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def _when(node: Node, text: str | None, option: str) -> datetime | None:
+    """The instant ``text`` names (site time without an offset); refused outside 1900-9000, where windows and
+    the database's dates would overflow."""
     if text is None:
         return None
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise UsageError(f"{option}: {text!r} is not an ISO date or date-time") from None
-    return value if value.tzinfo else value.replace(tzinfo=node.site.zone)
+    value = value if value.tzinfo else value.replace(tzinfo=node.site.zone)
+    try:
+        in_range = _EARLIEST <= value.astimezone(UTC) < _LATEST
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise UsageError(f"{option}: {text!r} is out of range (years 1900 to 8999)")
+    return value
 
 
 _HANDLERS: dict[str, Callable[[Node, argparse.Namespace], int]] = {

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from cartera.plugins.dialers.asterisk_ami.client import Message
+from cartera.plugins.dialers.asterisk_ami.client import AmiNotManager, Message
 
 #: Device states of a member that cannot take a call: AST_DEVICE_INVALID and AST_DEVICE_UNAVAILABLE.
 UNREACHABLE_STATUSES = frozenset({"4", "5"})
 #: Events that change a member (all carry ``Queue`` and ``Interface``), but for its removal.
 MEMBER_EVENTS = ("QueueMemberStatus", "QueueMemberPause", "QueueMemberAdded")
 MEMBER_REMOVED = "QueueMemberRemoved"
+#: Fields of a ``QueueMember`` event the pool reads.
+MEMBER_FIELDS = ("Location", "Status", "Paused")
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,19 @@ class AgentPool:
 
     def reset(self, status_events: Iterable[Message]) -> None:
         """Replace the members with those a ``QueueStatus`` listed (its ``QueueMember`` events)."""
+        members = [
+            event for event in status_events if event.get("Event") == "QueueMember" and event.get("Queue") == self.queue
+        ]
+        for event in members:
+            missing = [name for name in MEMBER_FIELDS if name not in event]
+            if missing:
+                raise AmiNotManager(
+                    f"the PBX listed a member of queue {self.queue!r} without {', '.join(missing)} "
+                    f"(QueueStatus must give {', '.join(MEMBER_FIELDS)}, as Asterisk's app_queue does)"
+                )
         self._members = {
             event["Location"]: Member(event.get("Name", event["Location"]), event["Status"], event["Paused"] == "1")
-            for event in status_events
-            if event.get("Event") == "QueueMember" and event.get("Queue") == self.queue
+            for event in members
         }
 
     def update(self, event: Message) -> None:

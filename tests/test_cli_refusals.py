@@ -1,0 +1,27 @@
+"""Command-line values that make no sense are refused with exit 2 naming the option (red team round 5, lows):
+a blank legal-hold reason, an instant outside the calendar the node can reason about."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_sites
+from tests.test_cli import assert_one_line_error, cartera
+
+pytestmark = pytest.mark.abuse
+
+
+@pytest.mark.parametrize(("command", "reason"), [("hold", ""), ("release", " "), ("hold", "\t\n")])
+def test_a_blank_legal_hold_reason_is_refused(tmp_path: Path, command: str, reason: str) -> None:
+    site = write_sites(tmp_path)
+    result = cartera(site, "--site", "t", "recordings", command, "1", "--reason", reason)
+    assert_one_line_error(result, 2, "--reason")
+
+
+@pytest.mark.parametrize("at", ["9999-12-31T23:59:59", "0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00"])
+def test_an_out_of_range_instant_is_refused_naming_the_option(tmp_path: Path, at: str) -> None:
+    site = write_sites(tmp_path)
+    result = cartera(site, "--site", "t", "explain", "--phone", "+573001234567", "--at", at)
+    assert_one_line_error(result, 2, "--at", "out of range")
