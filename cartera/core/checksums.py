@@ -14,7 +14,12 @@ CHUNK_SIZE = 1 << 20
 def file_checksums(path: Path, chunk_size: int = CHUNK_SIZE) -> Checksums:
     """Checksums of the file at ``path``, reading it once in ``chunk_size`` pieces."""
     with path.open("rb") as src:
-        return _digest(src, None, chunk_size)
+        return stream_checksums(src, chunk_size)
+
+
+def stream_checksums(src: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Checksums:
+    """Checksums of ``src`` read until end of file."""
+    return _digest(src, None, chunk_size)
 
 
 def copy_with_checksums(src: BinaryIO, dst: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Checksums:

@@ -20,7 +20,10 @@ before it is verified.
 from __future__ import annotations
 
 import enum
+import errno
 import logging
+import os
+import stat
 import threading
 import time
 from collections import Counter
@@ -37,7 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from cartera.core.adapters import RecordingStore
 from cartera.core.audit import SYSTEM, audit
-from cartera.core.checksums import file_checksums
+from cartera.core.checksums import stream_checksums
 from cartera.core.clock import Clock
 from cartera.core.config import ArchivalConfig
 from cartera.core.errors import IntegrityError, ObjectLocked, StoreUnavailable
@@ -155,13 +158,15 @@ class Archiver:
         self._reported_lock = threading.Lock()
         self._store_down = threading.Event()
         self._last_store_error: str | None = None
+        self._left_alone: set[int] = set()  #: recordings whose local copy was replaced after archival, logged
 
     # --- cataloguing ----------------------------------------------------------------------------------
 
     def catalog(self, recording: Recording) -> int:
         """Record a finished recording a dialer reported as ``found``; returns its catalog id. Idempotent on
-        its path: a second report of the same file (a dialer's scan after a restart) changes nothing."""
-        path = str(recording.path.resolve())
+        its path: a second report of the same file (a dialer's scan after a restart) changes nothing. The path is
+        kept as reported (its folder made absolute): a symlink's target is never taken for the recording."""
+        path = str(recording.path.parent.resolve() / recording.path.name)
         values = {
             "site": self.site,
             "attempt_id": recording.attempt_id,
@@ -263,11 +268,13 @@ class Archiver:
         if self._store_down.is_set():
             return _NotArchived(Outcome.LEFT)
         try:
-            checksums = file_checksums(upload.path)
+            checksums = _regular_file_checksums(upload.path)
             store = self.store()
             stored = self._matching(store.put(upload.key, upload.path, checksums), checksums)
             if upload.retain_until is not None or upload.legal_hold:
                 store.set_retention(upload.key, upload.retain_until, upload.legal_hold)
+        except NotARegularFile as exc:
+            return _NotArchived(Outcome.FAILED, error=str(exc))
         except FileNotFoundError:
             return _NotArchived(Outcome.MISSING, error=f"{upload.path} vanished before it was archived")
         except StoreUnavailable as exc:
@@ -417,6 +424,8 @@ class Archiver:
         return purged
 
     def _apply_local_retention(self) -> int:
+        """Delete the local copies archived long enough ago, each only while it is still the regular file that
+        was archived (same size, not a symlink); a replaced one is left, and logged once."""
         cutoff = self.clock.now() - timedelta(hours=self.config.local_retention_hours)
         deleted = 0
         with self.db.session() as session:
@@ -429,6 +438,13 @@ class Archiver:
                 )
             ).all()
             for row in rows:
+                if _replaced(Path(row.local_path), row.size):
+                    if row.id not in self._left_alone:
+                        self._left_alone.add(row.id)
+                        event(
+                            log, "recording.local_copy_replaced", logging.WARNING, recording=row.id, path=row.local_path
+                        )
+                    continue
                 try:
                     Path(row.local_path).unlink(missing_ok=True)
                 except OSError as exc:
@@ -461,3 +477,30 @@ class Archiver:
                 .limit(1)
             )
         return Backlog(waiting, oldest, failing, missing or 0, last_error)
+
+
+class NotARegularFile(OSError):
+    """A catalogued path that is not a regular file (a symlink, FIFO, device): never read, never deleted."""
+
+
+def _regular_file_checksums(path: Path) -> Checksums:
+    """Checksums of the regular file at ``path``, opened without following a symlink or waiting on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotARegularFile(f"{path} is not a regular file: left alone") from exc
+        raise
+    with open(fd, "rb") as src:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotARegularFile(f"{path} is not a regular file: left alone")
+        return stream_checksums(src)
+
+
+def _replaced(path: Path, size: int | None) -> bool:
+    """Whether ``path`` exists but is no longer the regular file of ``size`` bytes that was archived."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return False
+    return not stat.S_ISREG(info.st_mode) or (size is not None and info.st_size != size)

@@ -3,6 +3,7 @@ recording left to its call; a killed run's recordings found by their attempt; ot
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -10,6 +11,7 @@ import wave
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
 from cartera.plugin.testing import CapturingContext
@@ -156,3 +158,39 @@ def test_waiting_for_a_calls_recording_ends_when_asterisk_stops_writing(tmp_path
     finally:
         writer.join()
     assert path.stat().st_size == 32_000
+
+
+@pytest.mark.abuse
+def test_only_regular_files_are_reported_a_symlink_or_fifo_is_skipped_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    watcher, context = _watcher(tmp_path, spool_patterns=["*.wav"])
+    spool = tmp_path / "monitor"
+    victim = _file(tmp_path / "victim" / "important.wav", b"RIFF" + bytes(100))
+    linked = spool / "call-123.wav"
+    linked.parent.mkdir(parents=True)
+    linked.symlink_to(victim)
+    killed = spool / f"{PREFIX}-9-0a1b2c.wav"  # a killed run's name, pointing elsewhere
+    killed.symlink_to(victim)
+    fifo = spool / "pipe.wav"
+    os.mkfifo(fifo)
+    regular = _wav(spool / "real.wav", 1.0)
+    watcher.left_by_a_killed_run(9, datetime.now(UTC) - timedelta(hours=2))
+    with caplog.at_level(logging.WARNING):
+        assert watcher.scan() == 1
+        assert watcher.scan() == 0
+    assert [recording.path for recording in context.recordings] == [regular]
+    warned = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert sorted(warned) == sorted(f"not a regular file, left alone: {path}" for path in (linked, killed, fifo))
+    assert victim.read_bytes() == b"RIFF" + bytes(100)
+
+
+@pytest.mark.abuse
+def test_a_calls_recording_that_is_a_symlink_is_never_finished(tmp_path: Path) -> None:
+    target = _wav(tmp_path / "elsewhere.wav", 1.0)
+    path = tmp_path / "monitor" / "call.wav"
+    path.parent.mkdir()
+    path.symlink_to(target)
+    assert finished(target, 0) is not None
+    assert finished(path, 0) is None
+    assert not wait_until_finished(path, 0.3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import time
 import wave
 from datetime import UTC, datetime, timedelta
@@ -18,10 +19,13 @@ _WAV_HEADER = 44
 def finished(path: Path, quiet_s: float, now: float | None = None) -> os.stat_result | None:
     """The file's status once Asterisk finished writing it: not modified for ``quiet_s`` seconds and, a WAV,
     holding at least its header (MixMonitor writes it on opening). ``None`` while it is missing, unreadable or
-    still written. The test keeps no state, so after a restart every old file qualifies at once."""
+    still written, and always for anything but a regular file (a symlink is never followed). The test keeps no
+    state, so after a restart every old file qualifies at once."""
     try:
-        info = path.stat()
+        info = path.lstat()
     except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
         return None
     if path.suffix.lower() == ".wav" and info.st_size < _WAV_HEADER:
         return None

@@ -4,13 +4,15 @@ A call's recording is reported by the call's own report, with its attempt and ag
 others once they are finished: those of a killed run's calls that ended while no node watched (by the attempt
 in their UNIQUEID, so they keep their attempt), those whose call gave up waiting for them, and, when
 ``spool_patterns`` names any, every other finished file matching them (recordings made outside Cartera, a
-spool from before it). Files of calls in progress are left to their calls.
+spool from before it). Files of calls in progress are left to their calls. Only regular files are reported: a
+symlink, FIFO or device is never read, and is named once in a warning.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -43,6 +45,7 @@ class SpoolWatcher:
         self._reported: set[Path] = set()
         self._calls: set[Path] = set()  #: recordings of calls in progress: their calls report them
         self._awaited: set[_Awaited] = set()
+        self._irregular: set[Path] = set()  #: not regular files, already warned about
         self._halt = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="asterisk-spool", daemon=True)
@@ -114,6 +117,8 @@ class SpoolWatcher:
         with self._lock:
             if path in self._reported or path in self._calls:
                 return False
+        if not self._regular(path):
+            return False
         info = finished(path, self._config.quiet_period_s, now)
         if info is None:
             return False
@@ -121,6 +126,20 @@ class SpoolWatcher:
         with self._lock:
             self._reported.add(path)
         return True
+
+    def _regular(self, path: Path) -> bool:
+        """Whether ``path`` is a regular file (not followed if a symlink); the first time it is not, says so."""
+        try:
+            if stat.S_ISREG(path.lstat().st_mode):
+                return True
+        except OSError:  # gone: nothing to warn about
+            return False
+        with self._lock:
+            first = path not in self._irregular
+            self._irregular.add(path)
+        if first:
+            self._context.log.warning("not a regular file, left alone: %s", path)
+        return False
 
     def _watch(self) -> None:
         while not self._halt.is_set():
@@ -144,6 +163,6 @@ class SpoolWatcher:
 
 def _written_since(path: Path, since: float) -> bool:
     try:
-        return path.stat().st_mtime >= since
+        return path.lstat().st_mtime >= since
     except OSError:
         return False
