@@ -93,7 +93,8 @@ def prefs_site(tmp_path: Path, compliance: str = "") -> Path:
     text = path.read_text()
     window = 'contact_window = { start = "07:00", end = "19:00", days = ["mon", "tue", "wed", "thu", "fri"] }'
     path.write_text(text.replace(window, compliance))
-    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;601 555 0123;1.250.000,00;COP"])
+    # international numbers: a site held to a foreign law pack reads national ones in that pack's country
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;+57 300 123 4567;+57 601 555 0123;1.250.000,00;COP"])
     assert run_site(path, "import", str(tmp_path / "inbox" / "asignacion.csv")).returncode == 0
     return path
 
@@ -169,21 +170,21 @@ def test_line_types_decide_which_massachusetts_cap_counts(tmp_path: Path, open_n
     assert decide(ANA) == ("ma.940cmr.7_04_1_f.other",)  # unknown: two in 30 days already
     assert decide(ANA_WORK) == ("ma.940cmr.7_04_1_f.other",)  # calls to a number of unknown type count for it too
     personal = run_site(
-        path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "300 123 4567", "--type", "personal"
+        path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "+57 300 123 4567", "--type", "personal"
     )
     assert personal.returncode == 0, personal.stderr
     assert decide(ANA) == ()  # a personal number: two a week, and the last week is clear
     assert decide(ANA_WORK) == ()  # the personal number's calls do not count for the other
-    done = run_site(path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "601 555 0123", "--type", "work")
+    done = run_site(path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "+57 601 555 0123", "--type", "work")
     assert done.stdout.strip() == f"BCO-1: {ANA_WORK} is work"
     shown = run_site(path, "contact-prefs", "show", "--account", "BCO-1").stdout
     assert f"{ANA}: personal" in shown
     assert f"{ANA_WORK}: work" in shown
-    other = run_site(path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "310 000 0000", "--type", "work")
+    other = run_site(path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "+57 310 000 0000", "--type", "work")
     assert other.returncode == 2
     assert "is not a number of the debtor of account 'BCO-1'" in other.stderr
     unknown = run_site(
-        path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "300 123 4567", "--type", "unknown"
+        path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "+57 300 123 4567", "--type", "unknown"
     )
     assert unknown.returncode == 0, unknown.stderr
     assert decide(ANA) == ("ma.940cmr.7_04_1_f.other",)
@@ -196,7 +197,7 @@ def test_a_capped_line_does_not_hold_back_the_debtors_other_line(
     tmp_path: Path, open_node: Callable[..., Node]
 ) -> None:
     path = prefs_site(tmp_path, MA)
-    for phone, kind in (("300 123 4567", "work"), ("601 555 0123", "personal")):
+    for phone, kind in (("+57 300 123 4567", "work"), ("+57 601 555 0123", "personal")):
         done = run_site(path, "contact-prefs", "line", "--account", "BCO-1", "--phone", phone, "--type", kind)
         assert done.returncode == 0, done.stderr
     node = open_node(path)
