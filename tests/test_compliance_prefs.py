@@ -175,12 +175,16 @@ def test_line_types_decide_which_massachusetts_cap_counts(tmp_path: Path, open_n
     assert personal.returncode == 0, personal.stderr
     assert decide(ANA) == ()  # a personal number: two a week, and the last week is clear
     assert decide(ANA_WORK) == ()  # the personal number's calls do not count for the other
-    done = run_site(path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "+57 601 555 0123", "--type", "work")
+    done = run_site(
+        path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "+57 601 555 0123", "--type", "work"
+    )
     assert done.stdout.strip() == f"BCO-1: {ANA_WORK} is work"
     shown = run_site(path, "contact-prefs", "show", "--account", "BCO-1").stdout
     assert f"{ANA}: personal" in shown
     assert f"{ANA_WORK}: work" in shown
-    other = run_site(path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "+57 310 000 0000", "--type", "work")
+    other = run_site(
+        path, "contact-prefs", "line", "--account", "BCO-1", "--phone", "+57 310 000 0000", "--type", "work"
+    )
     assert other.returncode == 2
     assert "is not a number of the debtor of account 'BCO-1'" in other.stderr
     unknown = run_site(
