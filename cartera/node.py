@@ -305,7 +305,12 @@ class Node:
         if not web.enabled:
             return None
         return WebServer(
-            build_app(self), web.bind, web.port, head_timeout=web.head_timeout, max_connections=web.max_connections
+            build_app(self),
+            web.bind,
+            web.port,
+            head_timeout=web.head_timeout,
+            body_timeout=web.body_timeout,
+            max_connections=web.max_connections,
         )
 
     def _campaign(self) -> Campaign | None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from cartera.web.server import WebServer
 from tests.peers.net import free_port
@@ -101,7 +101,7 @@ def test_past_the_cap_new_connections_are_refused_at_once_and_logged_once(caplog
 
 SERVER_OUT_OF_DESCRIPTORS = """
 import logging, os, resource, sys
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from cartera.web.server import WebServer
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s %(message)s")
 with WebServer(FastAPI(), "127.0.0.1", int(sys.argv[1])):
@@ -132,3 +132,43 @@ def test_failed_accepts_are_logged_once_with_a_count_not_once_each() -> None:
     _, log_text = server.communicate("done\n", timeout=30)
     assert "out of system resource" not in log_text
     assert log_text.count("web.accept_failing") == 1, log_text
+
+
+def echo_length_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/upload")
+    async def upload(request: Request) -> dict[str, int]:
+        return {"length": len(await request.body())}
+
+    return app
+
+
+def test_a_trickled_request_body_is_closed_within_the_body_timeout() -> None:
+    port = free_port()
+    head = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+    with (
+        WebServer(echo_length_app(), "127.0.0.1", port, head_timeout=1.0, body_timeout=1.5),
+        socket.create_connection(("127.0.0.1", port)) as conn,
+    ):
+        conn.sendall(head)
+        assert closed_after(conn, b"x" * 100, limit=8) < 4
+
+
+def test_a_large_body_sent_at_a_normal_pace_is_still_read_whole() -> None:
+    port = free_port()
+    body = b"x" * 16 * 1024 * 1024
+    head = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with (
+        WebServer(echo_length_app(), "127.0.0.1", port, head_timeout=1.0, body_timeout=1.0),
+        socket.create_connection(("127.0.0.1", port), timeout=30) as conn,
+    ):
+        for _ in range(2):  # kept alive for a second upload
+            conn.sendall(head + body)
+            answer = b""
+            while not answer.endswith(b"}"):
+                chunk = conn.recv(4096)
+                assert chunk
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200")
+            assert answer.endswith(b'{"length":%d}' % len(body))

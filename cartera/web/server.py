@@ -2,6 +2,8 @@
 
 Connections are bounded so that strangers cannot use up the node's file descriptors: one that has not sent a
 complete request head within ``head_timeout`` seconds (of connecting, or of its previous response) is closed,
+so is one whose request body has not arrived within ``body_timeout`` seconds of its head plus one second for each
+``MIN_BODY_RATE`` bytes already received (a trickled body is cut, a large upload at any usable pace is not),
 and past ``max_connections`` a new one is closed at once. The descriptor soft limit is raised to the hard one.
 Refused connections and failed accepts are logged once per interval with a count, never once each.
 """
@@ -26,6 +28,8 @@ from cartera.core.logs import event
 log = logging.getLogger("cartera.web")
 
 HEAD_TIMEOUT = 10.0  #: seconds a connection has to send a complete request head ([web] head_timeout)
+BODY_TIMEOUT = 15.0  #: seconds a request body has after its head, before the rate allowance ([web] body_timeout)
+MIN_BODY_RATE = 64 * 1024  #: bytes a second a body must keep up past ``body_timeout`` (16 MiB: 256 s more)
 RESERVED_DESCRIPTORS = 512  #: kept for the store, the vendors' sockets and files when sizing the default cap
 TALLY_SECONDS = 60.0  #: how often a repeated connection problem is logged (with its count)
 
@@ -41,6 +45,7 @@ class WebServer:
         *,
         start_timeout: float = 10.0,
         head_timeout: float = HEAD_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
         max_connections: int | None = None,
     ) -> None:
         cap = max_connections or default_max_connections(raise_descriptor_limit())
@@ -53,7 +58,7 @@ class WebServer:
             access_log=False,
             lifespan="off",
             proxy_headers=False,
-            http=_bounded_h11(head_timeout, cap),
+            http=_bounded_h11(head_timeout, body_timeout, cap),
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="cartera-web", daemon=True)
@@ -136,12 +141,15 @@ class _FailedAccepts:
             loop.default_exception_handler(context)
 
 
-def _bounded_h11(head_timeout: float, max_connections: int) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with a deadline for each request head and a cap on open connections."""
+def _bounded_h11(head_timeout: float, body_timeout: float, max_connections: int) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with deadlines for each request head and body, and a cap on open connections."""
     refused = _Tally("web.connections_refused")
 
     class BoundedH11(H11Protocol):
         _head_deadline: asyncio.TimerHandle | None = None
+        _body_deadline: asyncio.TimerHandle | None = None
+        _body_started = 0.0
+        _body_received = 0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -155,6 +163,7 @@ def _bounded_h11(head_timeout: float, max_connections: int) -> type[H11Protocol]
             super().data_received(data)
             if self._serving():
                 self._cancel_head_deadline()
+                self._await_body(len(data))
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -163,11 +172,15 @@ def _bounded_h11(head_timeout: float, max_connections: int) -> type[H11Protocol]
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_head_deadline()
+            self._cancel_body_deadline()
             super().connection_lost(exc)
 
         def _serving(self) -> bool:
             """A request's head has arrived and its response is not complete."""
             return self.cycle is not None and not self.cycle.response_complete
+
+        def _receiving_body(self) -> bool:
+            return self._serving() and self.cycle.more_body and not self.transport.is_closing()
 
         def _await_head(self) -> None:
             self._cancel_head_deadline()
@@ -182,5 +195,30 @@ def _bounded_h11(head_timeout: float, max_connections: int) -> type[H11Protocol]
             if self._head_deadline is not None:
                 self._head_deadline.cancel()
                 self._head_deadline = None
+
+        def _await_body(self, received: int) -> None:
+            """Count ``received`` towards the body in flight; the first bytes of a request start its deadline."""
+            if not self._receiving_body():
+                self._cancel_body_deadline()
+            elif self._body_deadline is None:
+                self._body_started, self._body_received = self.loop.time(), received
+                self._body_deadline = self.loop.call_later(body_timeout, self._check_body)
+            else:
+                self._body_received += received
+
+        def _check_body(self) -> None:
+            self._body_deadline = None
+            if not self._receiving_body():
+                return
+            due = self._body_started + body_timeout + self._body_received / MIN_BODY_RATE
+            if self.flow.read_paused or self.loop.time() < due:  # paused: the app has not read what came yet
+                self._body_deadline = self.loop.call_at(max(due, self.loop.time() + 1), self._check_body)
+            else:
+                self.transport.close()
+
+        def _cancel_body_deadline(self) -> None:
+            if self._body_deadline is not None:
+                self._body_deadline.cancel()
+                self._body_deadline = None
 
     return BoundedH11
