@@ -148,12 +148,14 @@ def test_an_account_ref_outside_the_allow_list_is_quarantined_and_refused_by_sea
 
 
 def two_sites(directory: Path, database: str) -> Path:
-    """Sites ``a`` and ``c`` on one store, each with its own data directory."""
+    """Sites ``a`` and ``c`` on one store, each with its own data directory and creditor folders."""
     path = directory / "sites.toml"
     text = "".join(
         SITE_TOML.format(start="2026-11-23T09:00:00-05:00", database=f'database = "{database}"', web_port=free_port())
         .replace("[sites.t", f"[sites.{name}")
         .replace('data_dir = "var/t"', f'data_dir = "var/{name}"')
+        .replace('inbox = "inbox"', f'inbox = "inbox_{name}"')
+        .replace('outbox = "exports"', f'outbox = "exports_{name}"')
         for name in ("a", "c")
     )
     path.write_text(text, encoding="utf-8")

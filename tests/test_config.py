@@ -190,3 +190,45 @@ def test_unknown_key_lists_the_valid_ones(hooks: Hooks, sites_toml: Path) -> Non
     assert message.endswith(
         "unknown key (valid: account_ref, action, balance, currency, debtor_name, payment_date, payment_ref, phones)"
     )
+
+
+def _second_site(crm_sync: str, data_dir: str = "var/u") -> str:
+    return (
+        f'\n[sites.u]\ntimezone = "America/Bogota"\ncountry = "CO"\ndata_dir = "{data_dir}"\n'
+        '[sites.u.compliance]\nauthorised_channels = ["call"]\n'
+        f'[sites.u.crm_sync]\nplugin = "csv"\ncreditor = "OTRO"\nportfolio = "TARJETAS"\n{crm_sync}'
+    )
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize(
+    ("crm_sync", "theirs", "ours"),
+    [
+        ('inbox = "inbox"\noutbox = "exports_u"\n', "crm_sync.inbox", "crm_sync.inbox"),
+        ('inbox = "inbox_u"\noutbox = "inbox/out"\n', "crm_sync.outbox", "crm_sync.inbox"),
+        ('inbox = "inbox_u"\noutbox = "exports_u"\narchive = "exports"\n', "crm_sync.archive", "crm_sync.outbox"),
+    ],
+)
+def test_two_sites_sharing_a_creditor_folder_are_refused_naming_both(
+    hooks: Hooks, tmp_path: Path, crm_sync: str, theirs: str, ours: str
+) -> None:
+    path = write_sites(tmp_path, extra=_second_site(crm_sync))
+    message = _error(hooks, path)
+    assert message.startswith(f"{path}:"), message
+    assert f"site 't', key '{ours}'" in message
+    assert f"site 'u', key '{theirs}'" in message
+    assert f"site 'u', key '{theirs}'" in _error(hooks, path, site="u").split(":", 2)[2]
+
+
+@pytest.mark.abuse
+def test_two_sites_with_one_data_dir_are_refused(hooks: Hooks, tmp_path: Path) -> None:
+    path = write_sites(tmp_path, extra=_second_site('inbox = "inbox_u"\noutbox = "exports_u"\n', data_dir="var/t"))
+    message = _error(hooks, path)
+    assert "site 't', key 'data_dir'" in message
+    assert "site 'u', key 'data_dir'" in message
+
+
+def test_sites_with_their_own_folders_load(hooks: Hooks, tmp_path: Path) -> None:
+    path = write_sites(tmp_path, extra=_second_site('inbox = "inbox_u"\noutbox = "exports_u"\n'))
+    assert load_site(path, "t", hooks.collect_adapters()).name == "t"
+    assert load_site(path, "u", hooks.collect_adapters()).name == "u"

@@ -50,6 +50,10 @@ class PluginConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    #: keys of the directories that are this site's alone (a creditor's inbox...): when ``sites.toml`` is loaded,
+    #: another site's such directory that is the same as one of them, inside or around it, is refused
+    exclusive_dirs: ClassVar[tuple[str, ...]] = ()
+
 
 ConfigT = TypeVar("ConfigT", bound=PluginConfig)
 

@@ -345,11 +345,63 @@ def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
         for name, value in credentials.secret_settings(settings):
             _checked(credentials.secret, value, (kind, *name), errors, "this secret")
         plugins[kind] = PluginChoice(kind=kind, name=choice.plugin, settings=settings)
+    _refuse_shared_dirs(sites, site, base_dir, registries, errors)
     data_dir = section.data_dir or base_dir / "var" / site
     database = section.database or f"sqlite:///{base_dir / 'var' / f'{site}.db'}"
     return SiteConfig(
         name=site, source=path, section=section, data_dir=data_dir, database_url=database, plugins=plugins
     )
+
+
+def _refuse_shared_dirs(
+    sites: dict[str, Any], site: str, base_dir: Path, registries: dict[str, Any], errors: _Errors
+) -> None:
+    """Two sites with one ``data_dir``, or with overlapping directories their plugins declare exclusive (a
+    creditor's inbox...), would take each other's files: refused, naming both sites and keys."""
+    ours = _exclusive_dirs(site, sites[site], base_dir, registries)
+    for other, raw in sites.items():
+        if other == site:
+            continue
+        for their_key, theirs in _exclusive_dirs(other, raw, base_dir, registries).items():
+            for our_key, mine in ours.items():
+                if _clash(our_key, mine, their_key, theirs):
+                    errors.fail(
+                        our_key,
+                        f"{mine} overlaps site {other!r}, key {'.'.join(their_key)!r} ({theirs}): two sites would "
+                        "take each other's files; give each site its own",
+                    )
+
+
+def _exclusive_dirs(site: str, raw: Any, base_dir: Path, registries: dict[str, Any]) -> dict[tuple[str, ...], Path]:
+    """Site ``site``'s ``data_dir`` and its plugins' ``exclusive_dirs``, read from its raw table (another site
+    is not validated here): a value that is no text, or uses a variable unset on this node, is skipped."""
+    if not isinstance(raw, dict):
+        return {}
+    found: dict[tuple[str, ...], Path | None] = {("data_dir",): _raw_path(raw.get("data_dir", f"var/{site}"), base_dir)}
+    for kind in PLUGIN_KINDS:
+        section = raw.get(kind)
+        plugin = section.get("plugin") if isinstance(section, dict) else None
+        if not isinstance(section, dict) or not isinstance(plugin, str):
+            continue
+        try:
+            model: type[PluginConfig] = registries[kind].get(plugin).config_model
+        except ConfigError:
+            continue
+        found.update({(kind, key): _raw_path(section.get(key), base_dir) for key in model.exclusive_dirs})
+    return {key: path for key, path in found.items() if path is not None}
+
+
+def _raw_path(value: Any, base_dir: Path) -> Path | None:
+    if not isinstance(value, str) or any(name not in os.environ for name in _ENV_REF.findall(value)):
+        return None
+    return (base_dir / _ENV_REF.sub(lambda match: os.environ[match.group(1)], value)).resolve()
+
+
+def _clash(our_key: tuple[str, ...], mine: Path, their_key: tuple[str, ...], theirs: Path) -> bool:
+    """The same ``data_dir``, or exclusive directories that are the same or one inside the other."""
+    if ("data_dir",) in (our_key, their_key):
+        return our_key == their_key and mine == theirs
+    return mine == theirs or mine in theirs.parents or theirs in mine.parents
 
 
 def _strict(model: type[M], raw: dict[str, Any], base_dir: Path, errors: _Errors, key: tuple[str, ...]) -> M:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -11,6 +12,8 @@ from cartera.plugin import ConfigPath, CsvFormatConfig, WritableDir
 
 class CsvDirConfig(CsvFormatConfig):
     """Assignment files arrive in ``inbox``; activity exports are written to ``outbox``."""
+
+    exclusive_dirs: ClassVar[tuple[str, ...]] = ("inbox", "archive", "rejected", "outbox")
 
     inbox: ConfigPath = Field(description="Directory where the creditor drops assignment files.")
     pattern: str = Field("*.csv", min_length=1, description="Glob of the assignment files in the inbox.")
