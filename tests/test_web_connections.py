@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import subprocess
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 
 from cartera.web.server import WebServer
 from tests.peers.net import free_port
@@ -101,7 +102,7 @@ def test_past_the_cap_new_connections_are_refused_at_once_and_logged_once(caplog
 
 SERVER_OUT_OF_DESCRIPTORS = """
 import logging, os, resource, sys
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from cartera.web.server import WebServer
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s %(message)s")
 with WebServer(FastAPI(), "127.0.0.1", int(sys.argv[1])):
@@ -172,3 +173,25 @@ def test_a_large_body_sent_at_a_normal_pace_is_still_read_whole() -> None:
                 answer += chunk
             assert answer.startswith(b"HTTP/1.1 200")
             assert answer.endswith(b'{"length":%d}' % len(body))
+
+
+def test_a_response_the_client_stops_reading_is_cut_after_the_body_timeout() -> None:
+    app = FastAPI()
+    size = 64 * 1024 * 1024
+
+    @app.get("/big")
+    def big() -> Response:
+        return Response(b"x" * size, media_type="application/octet-stream")
+
+    port = free_port()
+    with (
+        WebServer(app, "127.0.0.1", port, head_timeout=1.0, body_timeout=1.0),
+        socket.create_connection(("127.0.0.1", port), timeout=5) as conn,
+    ):
+        conn.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(4)  # reads nothing meanwhile
+        received = 0
+        with contextlib.suppress(OSError):
+            while chunk := conn.recv(1 << 20):
+                received += len(chunk)
+        assert received < size

@@ -215,7 +215,7 @@ class WebConfig(_Section):
     trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
     #: seconds a connection has to send a complete request head (after connecting or its previous response)
     head_timeout: float = Field(default=10, gt=0, le=300)
-    #: seconds a request body has after its head, plus one for each 64 KiB already received
+    #: seconds a request body has after its head (plus one for each 64 KiB received), and a response left unread
     body_timeout: float = Field(default=15, gt=0, le=300)
     #: open connections at most; more are closed at once (default: the descriptor limit less a reserve)
     max_connections: int | None = Field(default=None, ge=1)

@@ -4,6 +4,7 @@ Connections are bounded so that strangers cannot use up the node's file descript
 complete request head within ``head_timeout`` seconds (of connecting, or of its previous response) is closed,
 so is one whose request body has not arrived within ``body_timeout`` seconds of its head plus one second for each
 ``MIN_BODY_RATE`` bytes already received (a trickled body is cut, a large upload at any usable pace is not),
+so is one that leaves its response unread (the send buffer full) for ``body_timeout`` seconds,
 and past ``max_connections`` a new one is closed at once. The descriptor soft limit is raised to the hard one.
 Refused connections and failed accepts are logged once per interval with a count, never once each.
 """
@@ -148,6 +149,7 @@ def _bounded_h11(head_timeout: float, body_timeout: float, max_connections: int)
     class BoundedH11(H11Protocol):
         _head_deadline: asyncio.TimerHandle | None = None
         _body_deadline: asyncio.TimerHandle | None = None
+        _read_deadline: asyncio.TimerHandle | None = None
         _body_started = 0.0
         _body_received = 0
 
@@ -173,7 +175,17 @@ def _bounded_h11(head_timeout: float, body_timeout: float, max_connections: int)
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_head_deadline()
             self._cancel_body_deadline()
+            self._cancel_read_deadline()
             super().connection_lost(exc)
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            self._cancel_read_deadline()
+            self._read_deadline = self.loop.call_later(body_timeout, self._not_reading)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self._cancel_read_deadline()
 
         def _serving(self) -> bool:
             """A request's head has arrived and its response is not complete."""
@@ -220,5 +232,16 @@ def _bounded_h11(head_timeout: float, body_timeout: float, max_connections: int)
             if self._body_deadline is not None:
                 self._body_deadline.cancel()
                 self._body_deadline = None
+
+        def _not_reading(self) -> None:
+            """The client has left the response unread for ``body_timeout``: its buffered rest is dropped."""
+            self._read_deadline = None
+            if self.flow.write_paused:
+                self.transport.abort()
+
+        def _cancel_read_deadline(self) -> None:
+            if self._read_deadline is not None:
+                self._read_deadline.cancel()
+                self._read_deadline = None
 
     return BoundedH11
