@@ -14,8 +14,13 @@ from contextlib import closing, contextmanager
 import pytest
 from fastapi import FastAPI, Request, Response
 
+from cartera.web.app import build_app
 from cartera.web.server import WebServer
 from tests.peers.net import free_port
+from tests.test_web_pages import Site
+from tests.test_web_pages import site as pages_site
+
+site = pages_site  # the pages' fixture: site t, seeded
 
 pytestmark = pytest.mark.abuse
 
@@ -145,15 +150,23 @@ def echo_length_app() -> FastAPI:
     return app
 
 
-def test_a_trickled_request_body_is_closed_within_the_body_timeout() -> None:
+def test_a_trickled_request_body_is_closed_within_the_body_timeout_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
     port = free_port()
     head = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
-    with (
-        WebServer(echo_length_app(), "127.0.0.1", port, head_timeout=1.0, body_timeout=1.5),
-        socket.create_connection(("127.0.0.1", port)) as conn,
-    ):
-        conn.sendall(head)
-        assert closed_after(conn, b"x" * 100, limit=8) < 4
+    with WebServer(echo_length_app(), "127.0.0.1", port, head_timeout=1.0, body_timeout=1.5):
+        trickling = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        for conn in trickling:
+            conn.sendall(head)
+        assert closed_after(trickling[0], b"x" * 100, limit=8) < 4
+        time.sleep(0.5)
+        for conn in trickling:
+            conn.close()
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("web.slow_requests_cut") == 1, messages
+    assert not any(r.exc_info for r in caplog.records), messages  # the app's read of the cut body: no traceback
 
 
 def test_a_large_body_sent_at_a_normal_pace_is_still_read_whole() -> None:
@@ -195,3 +208,18 @@ def test_a_response_the_client_stops_reading_is_cut_after_the_body_timeout() -> 
             while chunk := conn.recv(1 << 20):
                 received += len(chunk)
         assert received < size
+
+
+def test_a_trickled_sign_in_is_cut_quietly_on_the_real_app(site: Site, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    head = b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+    with (
+        WebServer(build_app(site.node), "127.0.0.1", port, body_timeout=1.0),
+        socket.create_connection(("127.0.0.1", port)) as conn,
+    ):
+        conn.sendall(head + b"Content-Length: 1000\r\n\r\nuser=a")
+        assert closed_after(conn, limit=6) < 4
+        time.sleep(0.5)
+    assert not [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert site.audits("web.failed") == []

@@ -21,6 +21,8 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cartera.core.errors import CarteraError
@@ -52,7 +54,7 @@ class WebServer:
         cap = max_connections or default_max_connections(raise_descriptor_limit())
         # uvicorn would believe X-Forwarded-For from loopback: build_app applies [web] trusted_proxies instead
         config = uvicorn.Config(
-            app,
+            _QuietDisconnects(app),
             host=bind,
             port=port,
             log_config=None,
@@ -142,9 +144,22 @@ class _FailedAccepts:
             loop.default_exception_handler(context)
 
 
+class _QuietDisconnects:
+    """The app, where a request whose client is gone (or was cut) before its body was read simply ends: there is
+    no one to answer, and a traceback for each would flood the log."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with contextlib.suppress(ClientDisconnect):
+            await self._app(scope, receive, send)
+
+
 def _bounded_h11(head_timeout: float, body_timeout: float, max_connections: int) -> type[H11Protocol]:
     """uvicorn's h11 protocol with deadlines for each request head and body, and a cap on open connections."""
     refused = _Tally("web.connections_refused")
+    cut = _Tally("web.slow_requests_cut")
 
     class BoundedH11(H11Protocol):
         _head_deadline: asyncio.TimerHandle | None = None
@@ -226,6 +241,7 @@ def _bounded_h11(head_timeout: float, body_timeout: float, max_connections: int)
             if self.flow.read_paused or self.loop.time() < due:  # paused: the app has not read what came yet
                 self._body_deadline = self.loop.call_at(max(due, self.loop.time() + 1), self._check_body)
             else:
+                cut.note(body_timeout=body_timeout, waiting_for="request body")
                 self.transport.close()
 
         def _cancel_body_deadline(self) -> None:
@@ -237,6 +253,7 @@ def _bounded_h11(head_timeout: float, body_timeout: float, max_connections: int)
             """The client has left the response unread for ``body_timeout``: its buffered rest is dropped."""
             self._read_deadline = None
             if self.flow.write_paused:
+                cut.note(body_timeout=body_timeout, waiting_for="client to read the response")
                 self.transport.abort()
 
         def _cancel_read_deadline(self) -> None:
