@@ -27,6 +27,7 @@ from cartera.contact.sms_templates import REMINDER
 from cartera.contact.targets import Denied
 from cartera.core.adapters import CrmSync, RecordingStore
 from cartera.core.audit import audit, os_user
+from cartera.core.durable import file_kind
 from cartera.core.errors import CarteraError, UsageError
 from cartera.core.hooks import load_plugins
 from cartera.core.logs import configure
@@ -219,8 +220,7 @@ def _import(node: Node, args: argparse.Namespace) -> int:
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     if not stat.S_ISREG(mode):  # a FIFO would block the import forever
-        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
-        raise UsageError(f"{path}: is not a regular file ({kind})")
+        raise UsageError(f"{path}: is not a regular file ({file_kind(mode)})")
     try:
         report = node.importer.import_batch(crm.read_file(path), actor=os_user(), scope=crm.delivers())
     except FileRejected as exc:

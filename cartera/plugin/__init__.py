@@ -35,7 +35,7 @@ from cartera.core.adapters import (
 from cartera.core.checksums import CHUNK_SIZE, copy_with_checksums, file_checksums
 from cartera.core.clock import Clock, SystemClock
 from cartera.core.credentials import secret_settings
-from cartera.core.durable import fsync_dir, write_atomically
+from cartera.core.durable import NotARegularFile, fsync_dir, open_regular, write_atomically
 from cartera.core.errors import (
     CarteraError,
     IntegrityError,
@@ -130,6 +130,7 @@ __all__ = [
     "InboundSms",
     "IntegrityError",
     "InvalidPhone",
+    "NotARegularFile",
     "ObjectLocked",
     "ObjectNotFound",
     "PluginConfig",
@@ -161,6 +162,7 @@ __all__ = [
     "header_key",
     "hookimpl",
     "normalize",
+    "open_regular",
     "read_local",
     "register_secret",
     "rejection_name",

@@ -20,9 +20,7 @@ before it is verified.
 from __future__ import annotations
 
 import enum
-import errno
 import logging
-import os
 import stat
 import threading
 import time
@@ -43,6 +41,7 @@ from cartera.core.audit import SYSTEM, audit
 from cartera.core.checksums import stream_checksums
 from cartera.core.clock import Clock
 from cartera.core.config import ArchivalConfig
+from cartera.core.durable import NotARegularFile, open_regular
 from cartera.core.errors import IntegrityError, ObjectLocked, StoreUnavailable
 from cartera.core.hooks import Hooks
 from cartera.core.logs import event
@@ -479,22 +478,13 @@ class Archiver:
         return Backlog(waiting, oldest, failing, missing or 0, last_error)
 
 
-class NotARegularFile(OSError):
-    """A catalogued path that is not a regular file (a symlink, FIFO, device): never read, never deleted."""
-
-
 def _regular_file_checksums(path: Path) -> Checksums:
-    """Checksums of the regular file at ``path``, opened without following a symlink or waiting on a FIFO."""
+    """Checksums of the regular file at ``path``; a symlink, FIFO or device is never read, never deleted."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise NotARegularFile(f"{path} is not a regular file: left alone") from exc
-        raise
-    with open(fd, "rb") as src:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotARegularFile(f"{path} is not a regular file: left alone")
-        return stream_checksums(src)
+        with open_regular(path) as src:
+            return stream_checksums(src)
+    except NotARegularFile:
+        raise NotARegularFile(f"{path} is not a regular file: left alone") from None
 
 
 def _replaced(path: Path, size: int | None) -> bool:

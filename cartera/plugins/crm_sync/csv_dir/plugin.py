@@ -25,13 +25,14 @@ from cartera.plugin import (
     event,
     export_name,
     hookimpl,
+    open_regular,
     read_local,
     rejection_name,
     rejections_writer,
     scan,
     write_atomically,
 )
-from cartera.plugins.crm_sync.csv_dir.client import Ledger, inbox_entries, move_into, open_regular
+from cartera.plugins.crm_sync.csv_dir.client import Ledger, inbox_entries, move_into
 from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
 
 
