@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -16,6 +18,20 @@ LogFormat = Literal["text", "json"]
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log event ``name`` with structured ``fields``."""
     logger.log(level, name, extra={"fields": fields})
+
+
+class FirstTime:
+    """Whether something (a path, a name) is seen for the first time, thread-safe: to warn about it once."""
+
+    def __init__(self) -> None:
+        self._seen: set[Hashable] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, key: Hashable) -> bool:
+        with self._lock:
+            first = key not in self._seen
+            self._seen.add(key)
+        return first
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from cartera.core.errors import (
     Unsupported,
 )
 from cartera.core.hookspecs import hookimpl
-from cartera.core.logs import event
+from cartera.core.logs import FirstTime, event
 from cartera.core.models import (
     Activity,
     ActivityKind,
@@ -127,6 +127,7 @@ __all__ = [
     "Disposition",
     "DispositionCode",
     "FileRejected",
+    "FirstTime",
     "InboundSms",
     "IntegrityError",
     "InvalidPhone",

@@ -18,6 +18,7 @@ from cartera.plugin import (
     CrmSyncCapabilities,
     DeliveryScope,
     FileRejected,
+    FirstTime,
     PluginConfig,
     PluginContext,
     RowError,
@@ -49,7 +50,7 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         self._reader = AssignmentReader(config)
         self._ledger = Ledger(context.data_dir / "acknowledged.sha256")
         self._rejected = Ledger(context.data_dir / "rejected.sha256")
-        self._skipped: set[Path] = set()  #: inbox entries that are not regular files, warned about once
+        self._first_skip = FirstTime()  #: inbox entries that are not regular files are warned about once
 
     def start(self) -> None:
         self.config.outbox.mkdir(parents=True, exist_ok=True)
@@ -78,8 +79,7 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         config = self.config
         for path, regular in inbox_entries(config.inbox, config.pattern, config.archive_dir, config.rejected_dir):
             if not regular:
-                if path not in self._skipped:
-                    self._skipped.add(path)
+                if self._first_skip(path):
                     event(self.context.log, "crm_sync.csv.not_a_regular_file", logging.WARNING, file=str(path))
                 continue
             batch = self._read_inbox(path)

@@ -24,6 +24,7 @@ from cartera.plugin import (
     CrmSync,
     CrmSyncCapabilities,
     DeliveryScope,
+    FirstTime,
     PluginConfig,
     PluginContext,
     RowError,
@@ -58,7 +59,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         self._session = SftpSession(config)
         self._incoming = context.data_dir / "incoming"
         self._fetched: dict[str, _Fetched] = {}
-        self._skipped: set[str] = set()  #: inbox entries that are not regular files, warned about once
+        self._first_skip = FirstTime()  #: inbox entries that are not regular files are warned about once
 
     def start(self) -> None:
         self._incoming.mkdir(parents=True, exist_ok=True)
@@ -89,8 +90,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         for remote in self._session.waiting():
             source = f"{self._session.where}{remote.path}"
             if not remote.regular:
-                if source not in self._skipped:
-                    self._skipped.add(source)
+                if self._first_skip(source):
                     event(self.context.log, "crm_sync.sftp.not_a_regular_file", logging.WARNING, file=source)
                 continue
             local = self._incoming / posixpath.basename(remote.path)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from cartera.plugin import PluginContext, event
+from cartera.plugin import FirstTime, PluginContext, event
 from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from cartera.plugins.dialers.asterisk_ami.recordings import finished, spooled
 
@@ -45,7 +45,7 @@ class SpoolWatcher:
         self._reported: set[Path] = set()
         self._calls: set[Path] = set()  #: recordings of calls in progress: their calls report them
         self._awaited: set[_Awaited] = set()
-        self._irregular: set[Path] = set()  #: not regular files, already warned about
+        self._first_irregular = FirstTime()  #: files that are not regular are warned about once
         self._halt = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="asterisk-spool", daemon=True)
@@ -134,10 +134,7 @@ class SpoolWatcher:
                 return True
         except OSError:  # gone: nothing to warn about
             return False
-        with self._lock:
-            first = path not in self._irregular
-            self._irregular.add(path)
-        if first:
+        if self._first_irregular(path):
             self._context.log.warning("not a regular file, left alone: %s", path)
         return False
 
