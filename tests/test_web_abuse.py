@@ -326,7 +326,8 @@ def test_a_burst_of_sign_ins_skips_no_scheduled_job(tmp_path: Path) -> None:
         runner.join(60)
         node.close()
     assert missed == [], "a scheduled job waited on the web pages"
-    assert set(statuses) <= {303, 503}
+    # 429: ten parallel tries of one user from one address claim more than the pair's free checks at once
+    assert set(statuses) <= {303, 429, 503}
     assert statuses.count(303) >= 4
 
 
