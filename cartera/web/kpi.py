@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -15,6 +16,10 @@ from cartera.core.models import ActivityKind, CallOutcome, DispositionCode
 from cartera.core.store.database import Database
 from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Portfolio
 from cartera.portfolio.identity import PortfolioKey, in_portfolios
+
+TICK_FONT_PX = 11  #: the day labels' font size, as app.css draws them (``.chart .tick``)
+#: A ``dd/mm`` label's width in ems (four digits and a slash, DejaVu Sans), plus a gap of half an em.
+TICK_LABEL_EM = 3.4
 
 #: Dispositions where the agent spoke with the debtor.
 RIGHT_PARTY = frozenset(
@@ -101,10 +106,10 @@ def bar_chart(kpis: list[DayKpi], since: date, until: date, title: str, labels: 
     ordered = sorted(days.items())
     if not ordered:
         return ""
-    every = -(-len(ordered) // 15)  # at most 15 day labels
     width, height, pad = max(320, 24 * len(ordered) + 56), 200, 28
     top = max(values[0] for _, values in ordered) or 1
     step = (width - 2 * pad) / len(ordered)
+    every = max(-(-len(ordered) // 15), math.ceil(TICK_LABEL_EM * TICK_FONT_PX / step))  # labels never touch
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
         'xmlns="http://www.w3.org/2000/svg">',
@@ -121,7 +126,10 @@ def bar_chart(kpis: list[DayKpi], since: date, until: date, title: str, labels: 
                 f"<title>{day:%d/%m}: {value}</title></rect>"
             )
         if index % every == 0:
-            parts.append(f'<text x="{x + step * 0.35:.1f}" y="{height - pad + 14}" class="tick">{day:%d/%m}</text>')
+            parts.append(
+                f'<text x="{x + step * 0.35:.1f}" y="{height - pad + 14}" text-anchor="middle" class="tick">'
+                f"{day:%d/%m}</text>"
+            )
     parts += [
         f'<text x="{pad}" y="14" class="legend"><tspan class="key-attempts">■</tspan> {escape(labels[0])} '
         f'<tspan class="key-contacts">■</tspan> {escape(labels[1])} (max {top})</text>',
