@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from cartera.contact.compliance import DebtorHours, PolicyError, Reason, validate
 from cartera.contact.compliance.packs import WindowRule, week_hours
-from cartera.core.config import ComplianceConfig
+from cartera.contact.compliance.settings import ComplianceConfig
 from cartera.core.models import Channel
 from cartera.core.store.schema import Account, ContactAttempt
 from cartera.node import Node

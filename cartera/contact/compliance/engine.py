@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
@@ -33,12 +33,10 @@ from cartera.contact.compliance.rules import (
     Window,
     compile_rule,
 )
+from cartera.contact.compliance.settings import ComplianceConfig
 from cartera.contact.phones import number_country, time_zones
 from cartera.core.audit import audit
 from cartera.core.models import Channel
-
-if TYPE_CHECKING:
-    from cartera.core.config import ComplianceConfig
 
 _FIXPOINT_ROUNDS = 64
 _DAY = 86400.0
