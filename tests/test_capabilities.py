@@ -42,7 +42,17 @@ DELIVERY = (
 
 #: Each kind's base class, the type of its declaration, and its capabilities that are optional methods.
 KINDS: list[tuple[type[Adapter[Any]], type[AdapterCapabilities], list[tuple[str, str]]]] = [
-    (Dialer, DialerCapabilities, [("serves_http", "http_router"), ("cancels", "cancel"), ("reconciles", "reconcile")]),
+    (
+        Dialer,
+        DialerCapabilities,
+        [
+            ("serves_http", "http_router"),
+            ("cancels", "cancel"),
+            ("reconciles", "reconcile"),
+            ("pauses_agents", "pause_agent"),
+            ("pauses_agents", "resume_agent"),
+        ],
+    ),
     (RecordingStore, RecordingStoreCapabilities, [("serves_http", "http_router"), ("presigned_urls", "url")]),
     (SmsGateway, AdapterCapabilities, [("serves_http", "http_router")]),
     (
@@ -75,14 +85,22 @@ def registry_of(base: type[Adapter[Any]]) -> AdapterRegistry[Any]:
 
 def test_the_declarations_list_the_optional_methods() -> None:
     for _, kind, methods in KINDS:
-        assert kind.methods() == dict(methods)
+        grouped: dict[str, tuple[str, ...]] = {}
+        for capability, method in methods:
+            grouped[capability] = (*grouped.get(capability, ()), method)
+        assert kind.methods() == grouped
+
+
+def _others(kind: type[AdapterCapabilities], capability: str, method: str) -> list[str]:
+    """The capability's methods but ``method`` (a capability may be several methods: pause and resume)."""
+    return [other for other in kind.methods()[capability] if other != method]
 
 
 @pytest.mark.parametrize(("base", "kind", "capability", "method"), CASES)
 def test_a_declared_capability_without_its_method_is_refused(
     base: type[Adapter[Any]], kind: type[AdapterCapabilities], capability: str, method: str
 ) -> None:
-    adapter = adapter_class(base, kind(**{capability: True}))
+    adapter = adapter_class(base, kind(**{capability: True}), *_others(kind, capability, method))
     with pytest.raises(PluginError) as raised:
         registry_of(base).add(adapter)
     message = str(raised.value)
@@ -108,7 +126,7 @@ def test_a_declaration_matching_the_class_is_registered(
     base: type[Adapter[Any]], kind: type[AdapterCapabilities], capability: str, method: str
 ) -> None:
     registry = registry_of(base)
-    registry.add(adapter_class(base, kind(**{capability: True}), method))
+    registry.add(adapter_class(base, kind(**{capability: True}), method, *_others(kind, capability, method)))
     assert registry.names() == ["probe"]
 
 

@@ -27,6 +27,7 @@ from cartera.core.clock import Clock
 from cartera.core.errors import Unsupported
 from cartera.core.models import (
     Activity,
+    AgentConnected,
     AssignmentBatch,
     CallRequest,
     CallResult,
@@ -113,6 +114,10 @@ class PluginContext(Protocol):
     def report_recording(self, recording: Recording) -> None:
         """A dialer reports a finished recording file; core catalogs it for archival."""
 
+    def report_agent_connected(self, event: AgentConnected) -> None:
+        """A dialer reports that an answered call was connected to an agent: once per attempt, before the call's
+        end is reported; core records the agent on the attempt and pops the debtor on the agent's screen."""
+
     def report_delivery(self, report: DeliveryReport) -> None:
         """An SMS gateway reports a delivery receipt."""
 
@@ -129,9 +134,9 @@ class PluginContext(Protocol):
 _METHOD = "method"
 
 
-def _overrides(method: str) -> bool:
-    """A capability that is the adapter's own ``method``: declared exactly when the adapter overrides it."""
-    return field(default=False, metadata={_METHOD: method})
+def _overrides(*methods: str) -> bool:
+    """A capability that is the adapter's own ``methods``: declared exactly when the adapter overrides them."""
+    return field(default=False, metadata={_METHOD: methods})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,8 +151,8 @@ class AdapterCapabilities:
     serves_http: bool = _overrides("http_router")
 
     @classmethod
-    def methods(cls) -> dict[str, str]:
-        """Each capability that is an optional method, with the method's name."""
+    def methods(cls) -> dict[str, tuple[str, ...]]:
+        """Each capability that is one or more optional methods, with the methods' names."""
         return {item.name: item.metadata[_METHOD] for item in fields(cls) if _METHOD in item.metadata}
 
 
@@ -159,10 +164,14 @@ class DialerCapabilities(AdapterCapabilities):
     records_calls: bool = False
     #: Names the agent who took an answered call in :attr:`CallResult.agent`.
     reports_agents: bool = False
+    #: Reports each answered call's connection to an agent through ``context.report_agent_connected``.
+    reports_agent_connections: bool = False
     #: Cancels a call being set up or ringing: overrides :meth:`Dialer.cancel`.
     cancels: bool = _overrides("cancel")
     #: Settles the calls a killed run left in flight itself: overrides :meth:`Dialer.reconcile`.
     reconciles: bool = _overrides("reconcile")
+    #: Pauses and resumes its agents: overrides :meth:`Dialer.pause_agent` and :meth:`Dialer.resume_agent`.
+    pauses_agents: bool = _overrides("pause_agent", "resume_agent")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -295,6 +304,23 @@ class Dialer(Adapter[ConfigT]):
         """
         for call in calls:
             self.context.report_call(call.unknown(f"{self.name} keeps nothing across node runs: end unknown"))
+
+    def pause_agent(self, agent: str, reason: str) -> None:
+        """Offer ``agent`` (its identity at the dialer, as in :class:`AgentConnected`) no call until
+        :meth:`resume_agent`: a call already connected to the agent goes on. ``reason`` (a break, training...)
+        goes to the vendor where it keeps one. Pacing counts only agents not paused, so :meth:`capacity` drops.
+
+        Idempotent. Raises :class:`cartera.core.errors.UnknownAgent` for an agent the dialer does not serve. This
+        default cannot pause: it raises :class:`cartera.core.errors.Unsupported`. A dialer that overrides it and
+        :meth:`resume_agent` declares ``pauses_agents``.
+        """
+        raise Unsupported(f"the {self.name} dialer cannot pause agents")
+
+    def resume_agent(self, agent: str) -> None:
+        """Offer ``agent`` calls again after :meth:`pause_agent`. Idempotent; raises
+        :class:`cartera.core.errors.UnknownAgent` like it. This default raises :class:`cartera.core.errors.Unsupported`.
+        """
+        raise Unsupported(f"the {self.name} dialer cannot resume agents")
 
     @abc.abstractmethod
     def stop(self) -> None:

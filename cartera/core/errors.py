@@ -58,3 +58,7 @@ class ObjectLocked(CarteraError):
 
 class Unsupported(CarteraError):
     """The site's plugin cannot do what was asked (e.g. a directory store issuing expiring URLs)."""
+
+
+class UnknownAgent(CarteraError):
+    """A dialer was asked to pause or resume an agent it does not know (no such queue member or seat)."""

@@ -88,6 +88,17 @@ class CallResult:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentConnected:
+    """A dialer's report that the answered call of ``attempt_id`` was connected to ``agent`` (the agent's identity at
+    the dialer: a queue member's interface, a simulator seat) at ``at``: the moment the agent's screen shows the
+    debtor."""
+
+    attempt_id: int
+    agent: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class UnfinishedCall:
     """A call a previous run of the site's node handed to its dialer and never saw end (the node was killed)."""
 

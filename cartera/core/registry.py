@@ -46,15 +46,16 @@ class AdapterRegistry(Generic[AdapterT]):
         kind = type(self._base.capabilities)
         if type(declared) is not kind:
             raise PluginError(f"{where} declares capabilities {declared!r}: a {self.kind} declares a {kind.__name__}")
-        for capability, method in kind.methods().items():
-            overridden = getattr(adapter, method) is not getattr(self._base, method)
-            if getattr(declared, capability) and not overridden:
-                raise PluginError(f"{where} declares the capability {capability} but does not override {method}()")
-            if overridden and not getattr(declared, capability):
-                raise PluginError(
-                    f"{where} overrides {method}() but does not declare the capability {capability} "
-                    f"(capabilities = {kind.__name__}({capability}=True, ...))"
-                )
+        for capability, methods in kind.methods().items():
+            for method in methods:
+                overridden = getattr(adapter, method) is not getattr(self._base, method)
+                if getattr(declared, capability) and not overridden:
+                    raise PluginError(f"{where} declares the capability {capability} but does not override {method}()")
+                if overridden and not getattr(declared, capability):
+                    raise PluginError(
+                        f"{where} overrides {method}() but does not declare the capability {capability} "
+                        f"(capabilities = {kind.__name__}({capability}=True, ...))"
+                    )
 
     def get(self, name: str) -> type[AdapterT]:
         try:

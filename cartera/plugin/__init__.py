@@ -43,6 +43,7 @@ from cartera.core.errors import (
     ObjectNotFound,
     SettingError,
     StoreUnavailable,
+    UnknownAgent,
     Unsupported,
 )
 from cartera.core.hookspecs import hookimpl
@@ -50,6 +51,7 @@ from cartera.core.logs import FirstTime, event
 from cartera.core.models import (
     Activity,
     ActivityKind,
+    AgentConnected,
     AssignmentAction,
     AssignmentBatch,
     AssignmentRow,
@@ -102,6 +104,7 @@ __all__ = [
     "AdapterCapabilities",
     "AdapterCatalog",
     "AdapterRegistry",
+    "AgentConnected",
     "AssignmentAction",
     "AssignmentBatch",
     "AssignmentReader",
@@ -149,6 +152,7 @@ __all__ = [
     "StoredObject",
     "SystemClock",
     "UnfinishedCall",
+    "UnknownAgent",
     "Unsupported",
     "WritableDir",
     "activities_writer",

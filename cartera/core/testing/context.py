@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import TypeVar
 
 from cartera.core.clock import Clock, SystemClock
-from cartera.core.models import CallResult, DeliveryReport, InboundSms, Recording
+from cartera.core.models import AgentConnected, CallResult, DeliveryReport, InboundSms, Recording
 
-T = TypeVar("T")
+#: Anything an adapter reports.
+Report = CallResult | Recording | DeliveryReport | InboundSms | AgentConnected
+T = TypeVar("T", bound=Report)
 
 
 class CapturingContext:
-    """Collects reports; ``wait_for_*`` block until enough arrived or fail the test on timeout."""
+    """Collects reports, each kind in its list and all of them in ``reports`` in the order they arrived;
+    ``wait_for_*`` block until enough arrived or fail the test on timeout."""
 
     def __init__(
         self,
@@ -35,6 +38,8 @@ class CapturingContext:
         self.recordings: list[Recording] = []
         self.deliveries: list[DeliveryReport] = []
         self.inbound: list[InboundSms] = []
+        self.agent_connections: list[AgentConnected] = []
+        self.reports: list[Report] = []
         self._base_url = base_url
 
     @property
@@ -69,6 +74,9 @@ class CapturingContext:
     def report_inbound(self, message: InboundSms) -> None:
         self._append(self.inbound, message)
 
+    def report_agent_connected(self, event: AgentConnected) -> None:
+        self._append(self.agent_connections, event)
+
     def wait_for_calls(self, count: int, timeout: float = 10.0) -> list[CallResult]:
         return self._wait(self.calls, count, timeout, "call results")
 
@@ -81,6 +89,9 @@ class CapturingContext:
     def wait_for_inbound(self, count: int, timeout: float = 10.0) -> list[InboundSms]:
         return self._wait(self.inbound, count, timeout, "inbound messages")
 
+    def wait_for_agent_connections(self, count: int, timeout: float = 10.0) -> list[AgentConnected]:
+        return self._wait(self.agent_connections, count, timeout, "agent connections")
+
     def wait_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         with self._changed:
             if not self._changed.wait_for(predicate, timeout):
@@ -89,6 +100,7 @@ class CapturingContext:
     def _append(self, items: list[T], item: T) -> None:
         with self._changed:
             items.append(item)
+            self.reports.append(item)
             self._changed.notify_all()
 
     def _wait(self, items: list[T], count: int, timeout: float, what: str) -> list[T]:

@@ -1,8 +1,9 @@
 """Conformance suite for :class:`cartera.core.adapters.Dialer` adapters.
 
 Subclass :class:`DialerConformance` in a test module (name it ``TestMyDialer``) and override the fixtures
-``context``, ``dialer`` and ``numbers`` (and ``ringing_number`` when ``numbers`` has no ``NO_ANSWER``). Every
-test places real calls through the adapter and asserts on what it reported to the :class:`CapturingContext`.
+``context``, ``dialer`` and ``numbers`` (and ``ringing_number`` when ``numbers`` has no ``NO_ANSWER``, ``agents``
+when the dialer declares ``pauses_agents``). Every test places real calls through the adapter and asserts on what
+it reported to the :class:`CapturingContext`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -18,7 +19,8 @@ import pytest
 from pydantic import ValidationError
 
 from cartera.core.adapters import Dialer
-from cartera.core.models import CallOutcome, CallRequest, CallResult, CheckResult, UnfinishedCall
+from cartera.core.errors import UnknownAgent, Unsupported
+from cartera.core.models import AgentConnected, CallOutcome, CallRequest, CallResult, CheckResult, UnfinishedCall
 from cartera.core.testing.capabilities import assert_serves_http_as_declared
 from cartera.core.testing.context import CapturingContext
 
@@ -64,6 +66,12 @@ class DialerConformance:
             pytest.fail("give 'numbers' a CallOutcome.NO_ANSWER, or override 'ringing_number'")
         return numbers[CallOutcome.NO_ANSWER]
 
+    @pytest.fixture
+    def agents(self) -> list[str]:
+        """Every agent the peer under test serves (identities as the dialer reports them, at least two), when the
+        dialer declares ``pauses_agents``; the pause test pauses them all."""
+        return []
+
     # --- helpers --------------------------------------------------------------------------------------
 
     def _request(self, context: CapturingContext, phone: str) -> CallRequest:
@@ -90,6 +98,26 @@ class DialerConformance:
 
     def _results_for(self, context: CapturingContext, attempt_id: int) -> list[CallResult]:
         return [result for result in context.calls if result.attempt_id == attempt_id]
+
+    def _wait_for_capacity(self, dialer: Dialer[Any], wanted: Callable[[int], bool], what: str) -> int:
+        deadline = time.monotonic() + self.timeout
+        while not wanted(capacity := dialer.capacity()):
+            assert time.monotonic() < deadline, f"capacity {capacity} after {self.timeout}s: expected {what}"
+            time.sleep(0.02)
+        return capacity
+
+    def _answered_call(
+        self, dialer: Dialer[Any], context: CapturingContext, phone: str
+    ) -> tuple[CallResult, list[AgentConnected]]:
+        """Place an answered call and wait for its end: its result and its agent connections."""
+        request = self._request(context, phone)
+        self._place_within_capacity(dialer, [request])
+        context.wait_until(
+            lambda: bool(self._results_for(context, request.attempt_id)), self.timeout, "the call's result"
+        )
+        (result,) = self._results_for(context, request.attempt_id)
+        assert result.outcome is CallOutcome.ANSWERED, (result.outcome, result.raw_cause)
+        return result, [event for event in context.agent_connections if event.attempt_id == request.attempt_id]
 
     def _assert_each_reported_once(self, context: CapturingContext, requests: list[CallRequest]) -> None:
         counts = Counter(result.attempt_id for result in context.calls)
@@ -315,6 +343,64 @@ class DialerConformance:
             assert _aware(result.started_at)
         assert self._results_for(context, request.attempt_id)[0].outcome is CallOutcome.ANSWERED
         assert {recording.attempt_id for recording in context.recordings} <= {request.attempt_id}
+
+    def test_agent_connections_as_declared(
+        self, dialer: Dialer[Any], context: CapturingContext, numbers: dict[CallOutcome, str]
+    ) -> None:
+        """A dialer declaring reports_agent_connections reports an answered call's connection to an agent once,
+        naming the attempt and a non-empty agent, at a time between the answer and the end, before the call's end.
+        Any other dialer reports none."""
+        result, connections = self._answered_call(dialer, context, self._answered_number(numbers))
+        dialer.stop()
+        if not type(dialer).capabilities.reports_agent_connections:
+            assert not context.agent_connections, (
+                "reported an agent connection but reports_agent_connections is not declared"
+            )
+            return
+        assert len(connections) == 1, f"the answered call's connection was reported {len(connections)} times"
+        assert len(context.agent_connections) == 1, "a connection of a call nobody placed was reported"
+        (connection,) = connections
+        assert isinstance(connection.agent, str)
+        assert connection.agent.strip(), "the connection names no agent"
+        assert _aware(connection.at)
+        assert result.answered_at is not None
+        assert result.ended_at is not None
+        assert result.answered_at <= connection.at <= result.ended_at, (result.answered_at, connection.at)
+        assert context.reports.index(connection) < context.reports.index(result), "connection reported after the end"
+
+    def test_pausing_agents_as_declared(
+        self, dialer: Dialer[Any], context: CapturingContext, numbers: dict[CallOutcome, str], agents: list[str]
+    ) -> None:
+        """A dialer declaring pauses_agents has no capacity while every agent is paused (twice: idempotent), offers
+        calls again once one is resumed (and, reporting connections, connects them to that one alone), is back
+        to its idle capacity once all are resumed, and refuses an agent it does not serve (UnknownAgent). Any
+        other dialer refuses to pause or resume (Unsupported)."""
+        if not type(dialer).capabilities.pauses_agents:
+            with pytest.raises(Unsupported):
+                dialer.pause_agent("agent-conformance", "break")
+            with pytest.raises(Unsupported):
+                dialer.resume_agent("agent-conformance")
+            return
+        assert len(agents) >= 2, "declares pauses_agents: override the 'agents' fixture with every agent (2 or more)"
+        idle = self._wait_for_capacity(dialer, lambda capacity: capacity > 0, "some on an idle dialer")
+        with pytest.raises(UnknownAgent):
+            dialer.pause_agent("no-such-agent-conformance", "break")
+        with pytest.raises(UnknownAgent):
+            dialer.resume_agent("no-such-agent-conformance")
+        for agent in [*agents, *agents]:
+            dialer.pause_agent(agent, "break")
+        self._wait_for_capacity(dialer, lambda capacity: capacity == 0, "0 with every agent paused")
+        dialer.resume_agent(agents[0])
+        self._wait_for_capacity(dialer, lambda capacity: capacity > 0, "some with one agent resumed")
+        phone = self._answered_number(numbers)
+        for _ in range(2):
+            _, connections = self._answered_call(dialer, context, phone)
+            if type(dialer).capabilities.reports_agent_connections:
+                assert [event.agent for event in connections] == [agents[0]], "a paused agent was offered a call"
+        for agent in agents:
+            dialer.resume_agent(agent)
+        self._wait_for_capacity(dialer, lambda capacity: capacity == idle, f"{idle} with every agent resumed")
+        dialer.stop()
 
     def test_serves_http_as_declared(self, dialer: Dialer[Any]) -> None:
         """http_router() gives routes exactly when the dialer declares serves_http."""
