@@ -33,7 +33,7 @@ from cartera.core.config import SiteConfig, load_site
 from cartera.core.errors import CarteraError, UsageError
 from cartera.core.hooks import Hooks, load_site_plugins
 from cartera.core.logs import event
-from cartera.core.models import CallResult, CheckResult, DeliveryReport, InboundSms, Recording
+from cartera.core.models import AgentConnected, CallResult, CheckResult, DeliveryReport, InboundSms, Recording
 from cartera.core.registry import AdapterCatalog
 from cartera.core.store.database import Database
 from cartera.core.store.schema import AuditEntry, Site
@@ -98,6 +98,9 @@ class NodeContext:
             event(log, "recording.no_store", logging.WARNING, path=str(recording.path))
             return
         archiver.catalog(recording)
+
+    def report_agent_connected(self, connected: AgentConnected) -> None:
+        self._node.calls.on_agent_connected(connected)
 
     def report_delivery(self, report: DeliveryReport) -> None:
         self._node.texts.on_delivery(report)

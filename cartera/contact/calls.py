@@ -28,6 +28,7 @@ from cartera.core.hooks import Hooks
 from cartera.core.logs import event
 from cartera.core.models import (
     ActivityKind,
+    AgentConnected,
     CallOutcome,
     CallRequest,
     CallResult,
@@ -210,6 +211,18 @@ class CallService:
             self._lock.wait_for(lambda: attempt_id in self._results, timeout)
             return self._results.get(attempt_id)
 
+    def on_agent_connected(self, connected: AgentConnected) -> bool:
+        """A dialer's report that an answered call reached an agent: the attempt is that agent's from now on (a
+        disposition is checked against it). ``False`` for an attempt this site never placed."""
+        with self.db.session() as session:
+            attempt = session.get(ContactAttempt, connected.attempt_id)
+            if attempt is None or attempt.site != self.site:
+                event(log, "call.unknown_attempt", logging.WARNING, attempt=connected.attempt_id, agent=connected.agent)
+                return False
+            attempt.agent = connected.agent
+        event(log, "call.agent_connected", attempt=connected.attempt_id, agent=connected.agent)
+        return True
+
     def on_call_result(self, result: CallResult) -> None:
         """A dialer's report: complete the attempt, record activities, reschedule the account."""
         now = self.clock.now()
@@ -227,7 +240,7 @@ class CallService:
             attempt.started_at = result.started_at
             attempt.answered_at = result.answered_at
             attempt.ended_at = result.ended_at or now
-            attempt.agent = result.agent
+            attempt.agent = result.agent or attempt.agent  # the agent it was connected to, when the end names none
             attempt.vendor_call_id = result.vendor_call_id
             attempt.disposition = result.disposition.code.value if result.disposition else None
             rows = self._call_activities(session, attempt, result)

@@ -348,8 +348,8 @@ class DialerConformance:
         self, dialer: Dialer[Any], context: CapturingContext, numbers: dict[CallOutcome, str]
     ) -> None:
         """A dialer declaring reports_agent_connections reports an answered call's connection to an agent once,
-        naming the attempt and a non-empty agent, at a time between the answer and the end, before the call's end.
-        Any other dialer reports none."""
+        naming the attempt and a non-empty agent (the one the end names, when it names agents), at a time between
+        the answer and the end, before the call's end. Any other dialer reports none."""
         result, connections = self._answered_call(dialer, context, self._answered_number(numbers))
         dialer.stop()
         if not type(dialer).capabilities.reports_agent_connections:
@@ -367,6 +367,8 @@ class DialerConformance:
         assert result.ended_at is not None
         assert result.answered_at <= connection.at <= result.ended_at, (result.answered_at, connection.at)
         assert context.reports.index(connection) < context.reports.index(result), "connection reported after the end"
+        if type(dialer).capabilities.reports_agents:
+            assert result.agent == connection.agent, "the call's end names another agent than its connection"
 
     def test_pausing_agents_as_declared(
         self, dialer: Dialer[Any], context: CapturingContext, numbers: dict[CallOutcome, str], agents: list[str]

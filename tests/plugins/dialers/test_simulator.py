@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -20,6 +21,9 @@ import pytest
 from pydantic import ValidationError
 
 from cartera.core.clock import SimulatedClock
+from cartera.core.config import load_site
+from cartera.core.errors import ConfigError, UnknownAgent
+from cartera.core.hooks import load_plugins
 from cartera.core.models import CallOutcome, CallRequest, CallResult, CheckResult, DispositionCode, Recording
 from cartera.core.registry import AdapterCatalog
 from cartera.core.testing.context import CapturingContext
@@ -27,6 +31,7 @@ from cartera.core.testing.dialer import DialerConformance
 from cartera.plugins.dialers.simulator.client import CANCELLED_CAUSE, RAW_CAUSES
 from cartera.plugins.dialers.simulator.config import DEFAULT_OUTCOME_WEIGHTS, SimulatorConfig
 from cartera.plugins.dialers.simulator.plugin import SimulatorDialer, cartera_register_dialers
+from tests.conftest import write_sites
 
 START = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)  # a Monday, 08:00 in Bogotá
 ANSWERS = "+573001110001"
@@ -59,6 +64,10 @@ class TestSimulatorConformance(DialerConformance):
         dialer.start()
         yield dialer
         dialer.stop()
+
+    @pytest.fixture
+    def agents(self) -> list[str]:
+        return ["agent-01", "agent-02", "agent-03", "agent-04"]
 
 
 class OrderedContext(CapturingContext):
@@ -369,3 +378,34 @@ def test_config_defaults_and_toml_shapes() -> None:
 def test_config_rejects_bad_settings(settings: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         SimulatorConfig.model_validate(settings)
+
+
+def test_named_seats_are_the_agents_connected_and_paused(build: Build) -> None:
+    """Seats given by name are the agents: as many as named, the connections name them, a paused one gets none."""
+    dialer, context = build(seats=["sim/1", "sim/2"], scripted={ANSWERS: "answered"}, dial_ratio=1.0)
+    assert dialer.check().detail == "simulator ready: 2 agents, dial ratio 1"
+    assert dialer.capacity() == 2
+    dialer.pause_agent("sim/1", "lunch")
+    assert dialer.capacity() == 1
+    place_all(dialer, [call(1), call(2), call(3)])
+    context.wait_for_calls(3)
+    assert [event.agent for event in context.agent_connections] == ["sim/2"] * 3
+    assert [result.agent for result in context.calls] == ["sim/2"] * 3
+    with pytest.raises(UnknownAgent, match="no seat 'agent-01' \\(seats: sim/1, sim/2\\)"):
+        dialer.resume_agent("agent-01")
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        ({"seats": ["a", "a"]}, "a seat is named twice"),
+        ({"seats": ["a", "b"], "agents": 3}, "2 seats for 3 agents"),
+        ({"seats": ["bad seat"]}, "String should match pattern"),
+    ],
+)
+def test_bad_seats_are_refused_naming_the_key(tmp_path: Path, settings: dict[str, Any], fragment: str) -> None:
+    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    config = write_sites(tmp_path)
+    config.write_text(config.read_text().replace("seed = 7", "seed = 7\n" + "\n".join(lines)))
+    with pytest.raises(ConfigError, match=f"key 'dialer.seats': .*{fragment}"):
+        load_site(config, "t", load_plugins(entry_points=False).collect_adapters())

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from cartera.plugin import (
+    AgentConnected,
     CallOutcome,
     CallRequest,
     CallResult,
@@ -21,6 +22,8 @@ from cartera.plugin import (
     DispositionCode,
     PluginContext,
     Recording,
+    UnknownAgent,
+    dial_slots,
     time_zones,
 )
 from cartera.plugins.dialers.simulator.audio import RATE, conversation, write_wav
@@ -47,7 +50,8 @@ _channels = itertools.count(1)  # Asterisk-like channel counter of the process, 
 
 
 class SimulatedSwitch:
-    """A PBX with ``agents`` agents dialling ``dial_ratio`` lines each; thread-safe."""
+    """A PBX with ``agents`` agents (its seats) dialling ``dial_ratio`` lines each for every agent not paused;
+    thread-safe."""
 
     def __init__(self, config: SimulatorConfig, context: PluginContext) -> None:
         self._config = config
@@ -59,7 +63,8 @@ class SimulatedSwitch:
         self._in_flight: set[int] = set()
         self._settled: set[int] = set()  # calls in flight past their ringing: answered, or ending otherwise
         self._cancelled: set[int] = set()
-        self._agent_calls = {f"agent-{n:02d}": 0 for n in range(1, config.agents + 1)}
+        self._agent_calls = dict.fromkeys(config.seat_names, 0)
+        self._paused: set[str] = set()
         self._agent_freed = dict.fromkeys(self._agent_calls, 0)  # order in which agents last hung up
         self._hang_ups = itertools.count(1)
         self._pool = ThreadPoolExecutor(max_workers=config.slots, thread_name_prefix="simulator-call")
@@ -69,8 +74,26 @@ class SimulatedSwitch:
         return self._stopping.is_set()
 
     def capacity(self) -> int:
+        """Seats not paused times the dial ratio, minus the calls in flight."""
         with self._lock:
-            return max(0, self._config.slots - len(self._in_flight))
+            ready = len(self._agent_calls) - len(self._paused)
+            return max(0, dial_slots(ready, self._config.dial_ratio) - len(self._in_flight))
+
+    def pause_agent(self, agent: str, reason: str) -> None:
+        """Offer the seat no answered call until it is resumed."""
+        with self._lock:
+            self._known(agent)
+            self._paused.add(agent)
+        self._context.log.info("seat %s paused: %s", agent, reason)
+
+    def resume_agent(self, agent: str) -> None:
+        with self._lock:
+            self._known(agent)
+            self._paused.discard(agent)
+
+    def _known(self, agent: str) -> None:
+        if agent not in self._agent_calls:
+            raise UnknownAgent(f"the simulator has no seat {agent!r} (seats: {', '.join(self._agent_calls)})")
 
     def place_call(self, request: CallRequest) -> None:
         """Queue the call on a worker; after :meth:`stop` report it failed at once instead."""
@@ -133,6 +156,7 @@ class SimulatedSwitch:
             return CallResult(request.attempt_id, outcome, cause, started, ended_at=clock.now(), vendor_call_id=call_id)
         answered = clock.now()
         agent = self._take_agent()
+        self._context.report_agent_connected(AgentConnected(request.attempt_id, agent, answered))
         low, high = config.talk_seconds
         self._elapse(rng.triangular(low, high, low + (high - low) * 0.3))
         ended = clock.now()
@@ -178,9 +202,11 @@ class SimulatedSwitch:
         return False
 
     def _take_agent(self) -> str:
-        """The longest idle agent; when over-dialling answered more calls than agents, the least busy one."""
+        """The longest idle agent not paused; when over-dialling answered more calls than agents, the least busy
+        one (and, every agent paused meanwhile, the least busy of all)."""
         with self._lock:
-            agent = min(self._agent_calls, key=lambda name: (self._agent_calls[name], self._agent_freed[name]))
+            seats = [name for name in self._agent_calls if name not in self._paused] or list(self._agent_calls)
+            agent = min(seats, key=lambda name: (self._agent_calls[name], self._agent_freed[name]))
             self._agent_calls[agent] += 1
         return agent
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, TypeVar
+from typing import Annotated, Self, TypeVar
 
-from pydantic import AfterValidator, Field, NonNegativeFloat, StringConstraints
+from pydantic import AfterValidator, Field, NonNegativeFloat, StringConstraints, model_validator
 
-from cartera.plugin import CallOutcome, DialRatio, DispositionCode, PluginConfig, dial_slots
+from cartera.plugin import CallOutcome, DialRatio, DispositionCode, PluginConfig, SettingError, dial_slots
 
 K = TypeVar("K")
 
@@ -51,6 +51,8 @@ def _network_script(script: dict[str, CallOutcome]) -> dict[str, CallOutcome]:
 #: A ``[low, high]`` duration in seconds of the site's clock.
 SecondsRange = Annotated[tuple[NonNegativeFloat, NonNegativeFloat], AfterValidator(_ordered)]
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
+#: A seat's name: the agent's identity at the simulated PBX, as a workspace user's extension names it.
+SeatName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@/-]{0,63}$")]
 
 #: A Latin-American collections list: roughly a third answered, many unanswered or unreachable lines.
 DEFAULT_OUTCOME_WEIGHTS: dict[CallOutcome, float] = {
@@ -73,7 +75,14 @@ DEFAULT_DISPOSITION_WEIGHTS: dict[DispositionCode, float] = {
 
 
 class SimulatorConfig(PluginConfig):
-    agents: int = Field(default=4, ge=1, le=500, description="Agents logged in to the simulated campaign.")
+    agents: int = Field(
+        default=4, ge=1, le=500, description="Agents logged in to the simulated campaign, unless 'seats' names them."
+    )
+    seats: tuple[SeatName, ...] = Field(
+        default=(),
+        description="The agents' seats by name (each agent's identity at this PBX, as a workspace user's extension "
+        "names it); by default agent-01, agent-02... one per agent. Given, they are the agents.",
+    )
     dial_ratio: DialRatio = Field(default=1.5, description="Calls dialled per agent (predictive over-dialling).")
     outcome_weights: Annotated[dict[CallOutcome, NonNegativeFloat], AfterValidator(_network_weights)] = Field(
         default_factory=lambda: dict(DEFAULT_OUTCOME_WEIGHTS),
@@ -99,7 +108,23 @@ class SimulatorConfig(PluginConfig):
         description="Relative weight of each agent disposition for answered calls; unlisted codes weigh 0.",
     )
 
+    @model_validator(mode="after")
+    def _one_seat_per_agent(self) -> Self:
+        if len(set(self.seats)) != len(self.seats):
+            raise SettingError("a seat is named twice", "seats")
+        if self.seats and "agents" in self.model_fields_set and len(self.seats) != self.agents:
+            raise SettingError(
+                f"{len(self.seats)} seats for {self.agents} agents: name one seat per agent, or leave agents out",
+                "seats",
+            )
+        return self
+
+    @property
+    def seat_names(self) -> tuple[str, ...]:
+        """The seats, one per agent: as configured, else ``agent-01``, ``agent-02``..."""
+        return self.seats or tuple(f"agent-{n:02d}" for n in range(1, self.agents + 1))
+
     @property
     def slots(self) -> int:
         """Calls the switch carries at once: agents times dial ratio, rounded down."""
-        return dial_slots(self.agents, self.dial_ratio)
+        return dial_slots(len(self.seat_names), self.dial_ratio)

@@ -30,7 +30,12 @@ class SimulatorDialer(Dialer[SimulatorConfig]):
     name: ClassVar[str] = "simulator"
     config_model: ClassVar[type[PluginConfig]] = SimulatorConfig
     capabilities: ClassVar[DialerCapabilities] = DialerCapabilities(
-        records_calls=True, reports_agents=True, cancels=True, reconciles=True
+        records_calls=True,
+        reports_agents=True,
+        reports_agent_connections=True,
+        cancels=True,
+        reconciles=True,
+        pauses_agents=True,
     )
 
     def __init__(self, config: SimulatorConfig, context: PluginContext) -> None:
@@ -45,7 +50,8 @@ class SimulatorDialer(Dialer[SimulatorConfig]):
         if self._switch.stopped:
             return CheckResult(ok=False, detail="simulator stopped: it places no more calls")
         return CheckResult(
-            ok=True, detail=f"simulator ready: {self.config.agents} agents, dial ratio {self.config.dial_ratio:g}"
+            ok=True,
+            detail=f"simulator ready: {len(self.config.seat_names)} agents, dial ratio {self.config.dial_ratio:g}",
         )
 
     def capacity(self) -> int:
@@ -56,6 +62,12 @@ class SimulatorDialer(Dialer[SimulatorConfig]):
 
     def cancel(self, attempt_id: int) -> bool:
         return self._switch.cancel(attempt_id)
+
+    def pause_agent(self, agent: str, reason: str) -> None:
+        self._switch.pause_agent(agent, reason)
+
+    def resume_agent(self, agent: str) -> None:
+        self._switch.resume_agent(agent)
 
     def reconcile(self, calls: Sequence[UnfinishedCall]) -> None:
         """The simulated switch ran inside the node's process: its calls ended, unseen, when the node was killed."""

@@ -21,7 +21,16 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from cartera.plugin import CallRequest, CallResult, Clock, DeliveryReport, InboundSms, Recording, SystemClock
+from cartera.plugin import (
+    AgentConnected,
+    CallRequest,
+    CallResult,
+    Clock,
+    DeliveryReport,
+    InboundSms,
+    Recording,
+    SystemClock,
+)
 from cartera.plugins.dialers.sip_trunk.client import SipTrunk
 from cartera.plugins.dialers.sip_trunk.config import SipTrunkConfig
 
@@ -48,6 +57,9 @@ class _WorkerContext:
 
     def report_inbound(self, message: InboundSms) -> None:
         raise NotImplementedError("a SIP trunk worker receives no SMS")
+
+    def report_agent_connected(self, event: AgentConnected) -> None:
+        raise NotImplementedError("a SIP trunk worker hands answered calls to the PBX's queue, which knows the agent")
 
 
 def serve(conn: Connection, config: SipTrunkConfig, site: str, data_dir: Path) -> None:
