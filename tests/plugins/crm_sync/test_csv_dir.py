@@ -736,3 +736,46 @@ def test_a_wrong_header_is_echoed_as_a_short_escaped_excerpt(tmp_path: Path) -> 
     assert "\x1b" not in reason
     assert "END" not in reason
     assert len(reason) < 300
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize(
+    ("settings", "link", "rejected"),
+    [
+        ({}, "imported", False),
+        ({}, "rejected", True),
+        ({"archive": "inbox/done/2026"}, "done", False),
+    ],
+)
+def test_a_folder_of_the_inbox_made_a_symlink_never_moves_a_file_into_another_inbox(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, settings: dict[str, str], link: str, rejected: bool
+) -> None:
+    other_inbox = tmp_path / "otro-inbox"  # another creditor's, on the same file system
+    other_inbox.mkdir()
+    sync = make_sync(tmp_path, None, **{key: tmp_path / value for key, value in settings.items()})
+    inbox = sync.config.inbox
+    inbox.mkdir()
+    sync.start()
+    (inbox / link).symlink_to(other_inbox, target_is_directory=True)
+    path = inbox / "evil.csv"
+    content = (WRONG_HEADER if rejected else GOOD_DELIVERY).encode()
+    path.write_bytes(content)
+    (batch,) = sync.fetch()
+    caplog.set_level(logging.WARNING)
+    for _ in range(2):
+        (sync.reject if rejected else sync.acknowledge)(batch)
+    assert list(other_inbox.iterdir()) == []
+    assert path.read_bytes() == content
+    refused = [record for record in caplog.records if record.getMessage() == "crm_sync.csv.folder_refused"]
+    assert len(refused) == 1
+
+
+def test_an_archive_the_operator_configured_through_a_symlink_is_used(tmp_path: Path) -> None:
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "archive").symlink_to(tmp_path / "disk", target_is_directory=True)
+    sync = make_sync(tmp_path, archive=tmp_path / "archive")
+    sync.config.inbox.mkdir()
+    shutil.copy(FIXTURES / "plain_comma.csv", sync.config.inbox / "a.csv")
+    (batch,) = sync.fetch()
+    sync.acknowledge(batch)
+    assert [p.name for p in (tmp_path / "disk").iterdir()] == ["a.csv"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import os
 import stat
@@ -53,17 +55,57 @@ def _regular(path: Path) -> bool:
         return False
 
 
-def move_into(path: Path, folder: Path, now: datetime) -> Path:
+class FolderIsASymlink(OSError):
+    """A folder inside the creditor's inbox (``imported``, ``rejected``) is a symlink: never moved through."""
+
+
+def move_into(path: Path, folder: Path, now: datetime, *, inbox: Path) -> Path:
     """Move ``path`` into ``folder`` with one rename, both directories synced; a name already there is kept
-    and the file gets a UTC timestamp suffix instead."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / path.name
-    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    for counter in itertools.count():
-        if not target.exists():
-            break
-        target = folder / f"{path.stem}-{stamp}{f'-{counter}' if counter else ''}{path.suffix}"
-    os.replace(path, target)
-    fsync_dir(folder)
+    and the file gets a UTC timestamp suffix instead. ``folder`` is created as needed; the part of it inside
+    ``inbox`` (where the creditor writes) is opened one level at a time and never through a symlink, so a
+    creditor cannot send its file into another creditor's inbox (:class:`FolderIsASymlink`)."""
+    descriptor = _open_folder(folder, inbox)
+    try:
+        stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        name = path.name
+        for counter in itertools.count():
+            if not _taken(name, descriptor):
+                break
+            name = f"{path.stem}-{stamp}{f'-{counter}' if counter else ''}{path.suffix}"
+        os.replace(path, name, dst_dir_fd=descriptor)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
     fsync_dir(path.parent)
-    return target
+    return folder / name
+
+
+def _open_folder(folder: Path, inbox: Path) -> int:
+    """A descriptor of ``folder``, created as needed; inside ``inbox`` each level is opened with O_NOFOLLOW."""
+    folder, inbox = Path(os.path.normpath(folder)), Path(os.path.normpath(inbox))
+    if not folder.is_relative_to(inbox):  # the operator's own folder, as configured
+        folder.mkdir(parents=True, exist_ok=True)
+        return os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    descriptor = os.open(inbox, os.O_RDONLY | os.O_DIRECTORY)
+    for part in folder.relative_to(inbox).parts:
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, dir_fd=descriptor)
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise FolderIsASymlink(exc.errno, "a symbolic link or not a directory: not moved through") from None
+            raise
+        finally:
+            os.close(descriptor)
+        descriptor = child
+    return descriptor
+
+
+def _taken(name: str, folder: int) -> bool:
+    """Whether ``folder`` has an entry ``name`` (a dangling symlink counts)."""
+    try:
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True

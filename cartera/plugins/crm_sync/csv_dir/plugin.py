@@ -33,7 +33,7 @@ from cartera.plugin import (
     scan,
     write_atomically,
 )
-from cartera.plugins.crm_sync.csv_dir.client import Ledger, inbox_entries, move_into
+from cartera.plugins.crm_sync.csv_dir.client import FolderIsASymlink, Ledger, inbox_entries, move_into
 from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
 
 
@@ -109,8 +109,7 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
             self._ledger.add(batch.content_sha256, batch.source)
             return
         path = self._unchanged(batch, "crm_sync.csv.changed_after_import")
-        if path is not None:
-            target = move_into(path, self.config.archive_dir, self.context.clock.now())
+        if path is not None and (target := self._move(path, self.config.archive_dir)) is not None:
             event(self.context.log, "crm_sync.csv.archived", file=str(path), to=str(target))
 
     def reject(self, batch: AssignmentBatch) -> None:
@@ -121,9 +120,24 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
             self._rejected.add(batch.content_sha256, batch.source)
             return
         path = self._unchanged(batch, "crm_sync.csv.changed_after_rejection")
-        if path is not None:
-            target = move_into(path, self.config.rejected_dir, self.context.clock.now())
+        if path is not None and (target := self._move(path, self.config.rejected_dir)) is not None:
             event(self.context.log, "crm_sync.csv.set_aside", file=str(path), to=str(target))
+
+    def _move(self, path: Path, folder: Path) -> Path | None:
+        """``path`` moved into ``folder``; a folder the creditor made a symlink (into another creditor's inbox,
+        say) is never moved through: the file stays in the inbox (one warning; the next sync finds it imported)."""
+        try:
+            return move_into(path, folder, self.context.clock.now(), inbox=self.config.inbox)
+        except FolderIsASymlink as exc:
+            if self._first_skip(folder):
+                event(
+                    self.context.log,
+                    "crm_sync.csv.folder_refused",
+                    logging.WARNING,
+                    folder=str(folder),
+                    why=exc.strerror,
+                )
+            return None
 
     def _unchanged(self, batch: AssignmentBatch, changed_event: str) -> Path | None:
         """The inbox file ``batch`` was read from, if it is still there with the same content."""
