@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -42,11 +42,19 @@ from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.importer import AssignmentImporter
 from cartera.portfolio.sync import CreditorSync
 from cartera.recordings.access import RecordingLibrary
-from cartera.recordings.archival import Archiver, Backlog
+from cartera.recordings.archival import Archiver
+from cartera.recordings.catalog import Backlog
 from cartera.web.app import build_app
 from cartera.web.server import WebServer
+from cartera.web.services import WebServices
+from cartera.workspace.hub import CallEnds, WorkspaceHub
+from cartera.workspace.screen import ScreenBuilder
+from cartera.workspace.service import WorkspaceService
 
 log = logging.getLogger("cartera.node")
+WORKSPACE_SWEEP_S = 5.0  #: how often calls their agents left are looked for (page gone, wrap-up too long)
+#: how often promises are settled from the payments reported, and calls no agent's page watches dispositioned
+WORKSPACE_REVIEW_S = 60.0
 SIGNAL_POLL_S = 0.5  #: how soon a signal the kernel gave another thread is handled
 
 A = TypeVar("A", bound=Adapter[Any])
@@ -100,7 +108,8 @@ class NodeContext:
         archiver.catalog(recording)
 
     def report_agent_connected(self, connected: AgentConnected) -> None:
-        self._node.calls.on_agent_connected(connected)
+        if self._node.calls.on_agent_connected(connected):
+            self._node.workspace.agent_connected(connected)  # the screen pop, pushed to the agent's page
 
     def report_delivery(self, report: DeliveryReport) -> None:
         self._node.texts.on_delivery(report)
@@ -146,6 +155,16 @@ class Node:
             sms=self._provider("sms", SmsGateway),
             templates=SmsTemplates(site.section.sms_templates, site.section.sms_pricing),
         )
+        self.workspace_service = WorkspaceService(
+            targets=targets,
+            db=self.db,
+            hooks=hooks,
+            clock=self.clock,
+            config=site.section.workspace,
+            campaign=site.section.campaign,
+            texts=self.texts,
+            zone=site.zone,
+        )
         self.calls = CallService(
             targets=targets,
             db=self.db,
@@ -153,9 +172,19 @@ class Node:
             clock=self.clock,
             campaign=site.section.campaign,
             dialer=dialer,
-            texts=self.texts,
+            workspace=self.workspace_service,
         )
         self.explainer = GateExplainer(targets, self.db)
+        self.workspace = WorkspaceHub(
+            ScreenBuilder(site.name, self.db, self.clock, self.explainer),
+            now=lambda: datetime.now(UTC),  # agents' timeouts are people's: wall-clock time
+            dialer=lambda: self.adapter("dialer", Dialer) if dialer else None,
+            dispose=self._dispose_left_call,
+            wrap_up_limit=timedelta(seconds=site.section.workspace.wrap_up_seconds),
+            gone_limit=timedelta(seconds=site.section.workspace.gone_seconds),
+        )
+        self._call_ends = CallEnds(site.name, self.workspace)
+        hooks.plugin_manager.register(self._call_ends)
         store = self._provider("recording", RecordingStore)
         self.archiver = (
             Archiver(
@@ -228,6 +257,24 @@ class Node:
                 self._started.append(adapter)
         return adapter
 
+    def web_services(self) -> WebServices:
+        """What the site's web app may use: the node's narrow services, never the node itself."""
+        return WebServices(
+            site=self.site.name,
+            zone=self.site.zone,
+            country=self.site.section.country,
+            data_dir=self.site.data_dir,
+            config=self.site.section.web,
+            db=self.db,
+            clock=self.clock,
+            library=self.library,
+            recordings=lambda: self.adapter("recording", RecordingStore),
+            routers=self.http_routers,
+            state=self,
+            workspace=self.workspace,
+            workspace_service=self.workspace_service,
+        )
+
     def configured_kinds(self) -> list[str]:
         return list(self._adapters)
 
@@ -261,8 +308,13 @@ class Node:
             self._sync = CreditorSync(crm, self.importer, exporter, stop=self._stop.is_set)
         return self._sync
 
+    def _dispose_left_call(self, agent: str, attempt_id: int, code: str) -> None:
+        """A call its agent left (page gone, wrap-up too long) is dispositioned ``code`` for the agent."""
+        self.workspace_service.system_disposition(agent, attempt_id, code)
+
     def close(self) -> None:
         """Stop started adapters in reverse order, then release the store."""
+        self.hooks.plugin_manager.unregister(self._call_ends)
         with self._lock:
             started, self._started = self._started[::-1], []
         for adapter in started:
@@ -308,7 +360,7 @@ class Node:
         if not web.enabled:
             return None
         return WebServer(
-            build_app(self),
+            build_app(self.web_services()),
             web.bind,
             web.port,
             head_timeout=web.head_timeout,
@@ -342,6 +394,8 @@ class Node:
             jobs.append(("archive_recordings", self.archiver.run_once, section.archival.every_seconds))
         if section.web.enabled:
             jobs.append(("vendor_checks", self.check, section.web.check_seconds))
+            jobs.append(("workspace_timeouts", self.workspace.sweep, WORKSPACE_SWEEP_S))
+        jobs.append(("promises_and_orphan_calls", self.workspace_service.sweep, WORKSPACE_REVIEW_S))
         return jobs
 
     def _sync_job(self) -> None:

@@ -37,7 +37,7 @@ from cartera.node import Node
 from cartera.portfolio.files.values import escape_controls
 from cartera.portfolio.identity import resolve_account, resolve_portfolio
 from cartera.recordings.access import MAX_URL_SECONDS, RecordingView, SearchFilters
-from cartera.web.users import ADMIN_SEES_ALL, Grant, Role, UserDirectory
+from cartera.web.users import ADMIN_SEES_ALL, AGENT_EXTENSION, Grant, Role, User, UserDirectory
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -48,6 +48,12 @@ log = logging.getLogger("cartera.cli")
 PASSWORD_ENV = "CARTERA_USER_PASSWORD"
 _PORTFOLIO_HELP = "grant only this portfolio, CREDITOR/CODE (or CODE when one creditor has it); repeatable"
 _ACCOUNT_HELP = "REF, PORTFOLIO/REF or CREDITOR/PORTFOLIO/REF"
+
+
+#: Permission bits no file or folder the node creates has: the store and the creditors' files (batches, exports,
+#: the SMS outbox) hold every creditor's debtors, so other users of the host (another service, a creditor's drop
+#: account) read none of them; the service's group may read (a creditor's pick-up of exports): files 0640.
+PRIVATE_UMASK = 0o027
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    users = commands.add_parser("users", help="users of the supervisors' pages")
+    users = commands.add_parser("users", help="users of the supervisors' and agents' pages")
     user_commands = users.add_subparsers(dest="users_command", metavar="SUBCOMMAND", required=True)
     add = user_commands.add_parser(
         "add", help=f"add a user granted this site; password from ${PASSWORD_ENV} or a prompt (never an argument)"
@@ -119,6 +125,7 @@ def _add_users_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     add.add_argument("name")
     add.add_argument("--role", choices=[role.value for role in Role], required=True)
     add.add_argument("--portfolio", action="append", default=[], help=_PORTFOLIO_HELP)
+    add.add_argument("--extension", help="an agent's identity at the site's dialer (queue member, SIP agent, seat)")
     grant = user_commands.add_parser("grant", help="replace what a user is granted at this site")
     grant.add_argument("name")
     grant.add_argument("--portfolio", action="append", default=[], help=_PORTFOLIO_HELP)
@@ -143,6 +150,7 @@ def _add_sms_template_commands(commands: argparse._SubParsersAction[argparse.Arg
 
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly, like any Unix tool
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)  # the operator's umask, never less strict
     args = build_parser().parse_args(argv)
     with redacted_output():  # all the command writes, logs and tracebacks included, passes the site's redaction
         return _main(args)
@@ -403,6 +411,8 @@ def _users(node: Node, args: argparse.Namespace) -> int:
     if args.users_command in ("add", "grant"):
         if args.users_command == "add" and args.role == Role.ADMIN and args.portfolio:
             raise UsageError(f"--portfolio with --role admin: {ADMIN_SEES_ALL}")
+        if args.users_command == "add" and (args.role == Role.AGENT) != (args.extension is not None):
+            raise UsageError(f"--extension: {AGENT_EXTENSION}")
         with node.db.session() as session:
             keys = [resolve_portfolio(session, node.site.name, code) for code in args.portfolio]
         grants = [Grant(node.site.name, key) for key in keys] or [Grant(node.site.name)]
@@ -413,8 +423,8 @@ def _users(node: Node, args: argparse.Namespace) -> int:
             print(f"user {user.name!r} granted: {user.described_grants()}")
             return 0
         password = os.environ.get(PASSWORD_ENV) or _prompt_password(args.name)
-        user = directory.add(args.name, password, Role(args.role), grants)
-        _audit_user(node, "users.add", user.name, role=user.role.value, portfolios=portfolios)
+        user = directory.add(args.name, password, Role(args.role), grants, args.extension)
+        _audit_user(node, "users.add", user.name, role=user.role.value, portfolios=portfolios, extension=user.extension)
         print(f"user {user.name!r} ({user.role}) added: {user.described_grants()}")
         return 0
     if args.users_command == "disable":
@@ -426,9 +436,13 @@ def _users(node: Node, args: argparse.Namespace) -> int:
     if not users:
         print("no users")
         return 0
-    rows = [(u.name, u.role.value, "disabled" if u.disabled else "active", u.described_grants()) for u in users]
+    rows = [(u.name, _role(u), "disabled" if u.disabled else "active", u.described_grants()) for u in users]
     _print_table([("NAME", "ROLE", "STATE", "GRANTS"), *rows])
     return 0
+
+
+def _role(user: User) -> str:
+    return f"{user.role.value} ({user.extension})" if user.extension else user.role.value
 
 
 def _prompt_password(name: str) -> str:

@@ -10,15 +10,13 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cartera.contact.compliance import Decision, Purpose
+from cartera.contact.compliance import Decision
 from cartera.contact.targets import Denied, Targets
-from cartera.contact.texts import TextService
 from cartera.core.adapters import Dialer
 from cartera.core.audit import audit
 from cartera.core.clock import Clock
@@ -33,19 +31,20 @@ from cartera.core.models import (
     CallRequest,
     CallResult,
     Channel,
-    DispositionCode,
     UnfinishedCall,
 )
 from cartera.core.store.database import Database
-from cartera.core.store.schema import Account, ActivityRow, ContactAttempt
+from cartera.core.store.schema import Account, ActivityRow, CallbackRow, ContactAttempt, DispositionRow
 from cartera.portfolio.export import add_activity, to_activity
+from cartera.workspace.service import WorkspaceService
 
 log = logging.getLogger("cartera.contacts")
 
 
 class CallService:
     """One site's calls: placed through the gate, completed from the dialer's reports, cancelled when their
-    account closes; a promise to pay is confirmed by a text (:class:`cartera.contact.texts.TextService`)."""
+    account closes; a disposition a dialer reports with the end goes to the workspace
+    (:class:`cartera.workspace.service.WorkspaceService`), like an agent's."""
 
     def __init__(
         self,
@@ -56,12 +55,12 @@ class CallService:
         clock: Clock,
         campaign: CampaignConfig,
         dialer: Callable[[], Dialer[Any]] | None,
-        texts: TextService,
+        workspace: WorkspaceService,
     ) -> None:
         """``dialer`` gives the site's dialer, started on first use (``None``: not configured)."""
         self.targets, self.site, self.db = targets, targets.site, db
         self.hooks, self.clock, self.campaign = hooks, clock, campaign
-        self.dialer, self.texts = dialer, texts
+        self.dialer, self.workspace = dialer, workspace
         self._lock = threading.Condition()
         self._requests: dict[int, CallRequest] = {}
         self._results: dict[int, CallResult] = {}
@@ -219,7 +218,7 @@ class CallService:
             if attempt is None or attempt.site != self.site:
                 event(log, "call.unknown_attempt", logging.WARNING, attempt=connected.attempt_id, agent=connected.agent)
                 return False
-            attempt.agent = connected.agent
+            attempt.agent, attempt.connected_at = connected.agent, connected.at
         event(log, "call.agent_connected", attempt=connected.attempt_id, agent=connected.agent)
         return True
 
@@ -242,17 +241,16 @@ class CallService:
             attempt.ended_at = result.ended_at or now
             attempt.agent = result.agent or attempt.agent  # the agent it was connected to, when the end names none
             attempt.vendor_call_id = result.vendor_call_id
-            attempt.disposition = result.disposition.code.value if result.disposition else None
             rows = self._call_activities(session, attempt, result)
-            confirmation = self._promise_text(attempt.account, result)
             if result.outcome is CallOutcome.INVALID_NUMBER and attempt.account is not None:
                 for phone in attempt.account.debtor.phones:
                     phone.invalid = phone.invalid or phone.e164 == attempt.phone
             if attempt.account is not None and attempt.account.status == "active":  # a closed account stays so
                 wanted = self._next_contact(result, now)
-                attempt.account.next_contact_at = self._schedule(session, attempt.account, wanted)
+                attempt.account.next_contact_at = self._callback_at(session, attempt) or self._schedule(
+                    session, attempt.account, wanted
+                )
             account_ref = attempt.account.ref if attempt.account else None
-            account_id = attempt.account_id
             session.flush()
             activities = [to_activity(row) for row in rows]
             request = self._request_for(attempt, account_ref)
@@ -268,8 +266,8 @@ class CallService:
         self.hooks.call_finished(self.site, request, result)
         for activity in activities:
             self.hooks.activity_recorded(self.site, activity)
-        if confirmation is not None:
-            self._confirm_promise(request, confirmation, account_id)
+        if result.disposition is not None:
+            self.workspace.dialer_disposition(result)
         with self._lock:
             self._results[result.attempt_id] = result
             self._requests.pop(result.attempt_id, None)
@@ -278,24 +276,24 @@ class CallService:
             self._lock.notify_all()
 
     def _call_activities(self, session: Session, attempt: ContactAttempt, result: CallResult) -> list[ActivityRow]:
+        """The call's activity for the creditor, its outcome the disposition's code when there is one; none yet for
+        a call an agent took and has not dispositioned: the disposition records it (with its code)."""
         if attempt.account is None:
             return []
-        record = partial(
-            add_activity,
+        code = attempt.disposition or (result.disposition.code.value if result.disposition else None)
+        if code is None and attempt.connected_at is not None:
+            return []
+        row = add_activity(
             session,
             site=self.site,
+            kind=ActivityKind.CALL_ATTEMPT,
             at=result.ended_at or result.started_at,
             account=attempt.account,
             phone=attempt.phone,
-            agent=result.agent,
+            outcome=code or result.outcome.value,
+            agent=attempt.agent,
         )
-        promise = result.disposition
-        rows = [record(kind=ActivityKind.CALL_ATTEMPT, outcome=promise.code.value if promise else result.outcome.value)]
-        if promise and promise.code is DispositionCode.PROMISE_TO_PAY and promise.promised_amount is not None:
-            rows.append(
-                record(kind=ActivityKind.PROMISE_TO_PAY, amount=promise.promised_amount, due_date=promise.promised_date)
-            )
-        return rows
+        return [row]
 
     def _next_contact(self, result: CallResult, now: datetime) -> datetime:
         """When the campaign would like to try again; :meth:`_schedule` moves it to when the law allows."""
@@ -303,31 +301,15 @@ class CallService:
             return now + timedelta(days=1)
         return now + timedelta(minutes=self.campaign.retry_after_minutes)
 
-    def _promise_text(self, account: Account | None, result: CallResult) -> str | None:
-        """The confirmation of the promise to pay the call ended with; ``None`` when there is none to text."""
-        promise = result.disposition
-        if not (
-            self.campaign.promise_sms
-            and account is not None
-            and promise is not None
-            and promise.code is DispositionCode.PROMISE_TO_PAY
-            and promise.promised_amount is not None
-            and promise.promised_date is not None
-        ):
-            return None
-        return self.texts.promise_confirmation(account, promise)
-
-    def _confirm_promise(self, request: CallRequest, text: str, account_id: int | None) -> None:
-        try:
-            self.texts.send_sms(
-                phone=request.phone,
-                text=text,
-                account=account_id,
-                actor="campaign",
-                purpose=Purpose.PROMISE_CONFIRMATION,
-            )
-        except Denied as denied:
-            event(log, "sms.denied", account=request.account_ref, reason=str(denied))
+    def _callback_at(self, session: Session, attempt: ContactAttempt) -> datetime | None:
+        """When the campaign should call again for the callback the agent set during this call, if any (the
+        workspace scheduled it when the disposition was saved; the call's end must not move it)."""
+        return session.scalar(
+            select(Account.next_contact_at)
+            .join(CallbackRow, CallbackRow.account_id == Account.id)
+            .join(DispositionRow, CallbackRow.disposition_id == DispositionRow.id)
+            .where(DispositionRow.attempt_id == attempt.id, Account.id == attempt.account_id)
+        )
 
     def _request_for(self, attempt: ContactAttempt, account_ref: str | None) -> CallRequest:
         with self._lock:

@@ -8,7 +8,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 
 from cartera.contact.calls import CallService
 from cartera.contact.sms_templates import REMINDER
@@ -20,7 +20,7 @@ from cartera.core.config import CampaignConfig
 from cartera.core.errors import CarteraError, UsageError
 from cartera.core.logs import event
 from cartera.core.store.database import Database
-from cartera.core.store.schema import Account, ContactAttempt, Portfolio
+from cartera.core.store.schema import Account, AccountStop, ContactAttempt, Portfolio
 
 log = logging.getLogger("cartera.campaign")
 
@@ -105,6 +105,7 @@ class Campaign:
                 .where(
                     Portfolio.site == self.site,
                     Account.status == "active",
+                    ~exists().where(AccountStop.account_id == Account.id),  # an agent's cease contact, dispute...
                     (Account.next_contact_at.is_(None)) | (Account.next_contact_at <= now),
                 )
                 .order_by(Account.next_contact_at.is_not(None), Account.next_contact_at, Account.id)

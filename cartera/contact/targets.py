@@ -10,13 +10,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from cartera.contact.compliance import ComplianceGate, Decision, Purpose, Subject
+from cartera.contact.compliance import ComplianceGate, Decision, Purpose, Subject, debtor
 from cartera.contact.compliance import history as contact_history
 from cartera.contact.compliance import prefs as contact_prefs
 from cartera.contact.phones import InvalidPhone, normalize
 from cartera.core.errors import CarteraError, NotFound, UsageError
 from cartera.core.models import Channel
-from cartera.core.store.schema import Account, ContactAttempt, Phone, Portfolio, SmsOptOut
+from cartera.core.store.schema import Account, AccountStop, ContactAttempt, Phone, Portfolio, SmsOptOut
 from cartera.portfolio.identity import resolve_account
 
 
@@ -61,8 +61,9 @@ class Targets:
         as_of: bool = False,
     ) -> Target:
         """The contact asked for (``account``: the account's id or reference), as the gate sees it, the account
-        read once. ``lock`` holds the account's row until the transaction ends (PostgreSQL), so two nodes cannot
-        both pass a frequency cap with the same history."""
+        read once. ``lock`` holds the account's row and the debtor's advisory locks until the transaction ends
+        (PostgreSQL, :func:`cartera.contact.compliance.debtor.serialize`), so two nodes or sites deciding about
+        one debtor cannot both pass a limit with the same history."""
         found = None if account is None else self.account(session, account, lock=lock)
         if phone is not None:
             try:
@@ -71,6 +72,10 @@ class Targets:
                 raise UsageError(str(exc)) from None
         elif found is None:
             raise UsageError("give a phone number or an account")
+        if lock:
+            debtor.serialize(
+                session, debtor.key_of(session, found.id if found else None, e164 if phone is not None else None)
+            )
         if phone is not None or found is None:
             subject = self._subject(session, channel, e164, found, at=at, text=text, purpose=purpose, as_of=as_of)
         else:
@@ -163,7 +168,7 @@ class Targets:
             channel=channel,
             phone=e164,
             account_ref=account.ref if account else None,
-            account_status=account.status if account else None,
+            account_status=_status(session, account),
             portfolio=f"{portfolio.creditor.code}/{portfolio.code}" if portfolio else None,
             country=portfolio.country if portfolio else None,
             opted_out=frozenset(opted_out),
@@ -181,3 +186,11 @@ class Targets:
             session, account_id=account.id if account else None, phone=e164, at=at, horizon=policy.horizon, as_of=as_of
         )
         return replace(subject, history=found)
+
+
+def _status(session: Session, account: Account | None) -> str | None:
+    """The account's status as the gate reads it: an agent's stop (cease contact, dispute, deceased) first."""
+    if account is None:
+        return None
+    stop = session.get(AccountStop, account.id)
+    return stop.status if stop is not None else account.status

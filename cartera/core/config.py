@@ -42,6 +42,7 @@ from cartera.core.errors import ConfigError, SettingError
 from cartera.core.logs import LogFormat
 from cartera.core.redaction import MASK, MIN_SECRET_LENGTH, encodings, redact
 from cartera.core.registry import AdapterCatalog
+from cartera.workspace.settings import WorkspaceConfig
 
 PLUGIN_KINDS = ("dialer", "recording", "sms", "crm_sync")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -181,6 +182,7 @@ class SiteSection(_Section):
     archival: ArchivalConfig = ArchivalConfig()
     sync: SyncConfig = SyncConfig()
     web: WebConfig = WebConfig()
+    workspace: WorkspaceConfig = WorkspaceConfig()
     #: SMS templates by portfolio ("CREDITOR/PORTFOLIO", "PORTFOLIO" or "default"), then by name
     sms_templates: dict[str, TemplateSet] = {}
     sms_pricing: SmsPricing = SmsPricing()

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from cartera.core.models import ActivityKind, CallOutcome, DispositionCode
+from cartera.core.models import ActivityKind, CallOutcome
 from cartera.core.store.database import Database
 from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Portfolio
 from cartera.portfolio.identity import PortfolioKey, in_portfolios
@@ -21,11 +21,6 @@ TICK_FONT_PX = 11  #: the day labels' font size, as app.css draws them (``.chart
 #: A ``dd/mm`` label's width in ems (four digits and a slash, DejaVu Sans), plus a gap of half an em.
 TICK_LABEL_EM = 3.4
 
-#: Dispositions where the agent spoke with the debtor.
-RIGHT_PARTY = frozenset(
-    {DispositionCode.RIGHT_PARTY_CONTACT, DispositionCode.PROMISE_TO_PAY, DispositionCode.REFUSED_TO_PAY}
-)
-
 
 @dataclass
 class DayKpi:
@@ -33,7 +28,7 @@ class DayKpi:
     day: date
     attempts: int = 0
     contacts: int = 0
-    right_party: int = 0
+    right_party: int = 0  #: calls whose disposition says the agent spoke with the debtor
     promises: int = 0
     kept: int = 0
     recovered: Decimal = Decimal(0)
@@ -59,18 +54,18 @@ def daily_kpis(
     with db.session() as session:
         attempts = (
             select(Creditor.code, Portfolio.code, ContactAttempt.requested_at, ContactAttempt.outcome)
-            .add_columns(ContactAttempt.disposition)
+            .add_columns(ContactAttempt.right_party)
             .join(Account, ContactAttempt.account_id == Account.id)
             .join(Portfolio, Account.portfolio_id == Portfolio.id)
             .join(Creditor, Portfolio.creditor_id == Creditor.id)
             .where(ContactAttempt.site == site, ContactAttempt.state == "finished", in_portfolios(within))
             .where(ContactAttempt.requested_at >= start, ContactAttempt.requested_at < end)
         )
-        for creditor, code, at, outcome, disposition in session.execute(attempts):
+        for creditor, code, at, outcome, right_party in session.execute(attempts):
             kpi = cell(creditor, code, at)
             kpi.attempts += 1
             kpi.contacts += outcome == CallOutcome.ANSWERED
-            kpi.right_party += disposition in RIGHT_PARTY
+            kpi.right_party += right_party is True
         activities = (
             select(Creditor.code, Portfolio.code, ActivityRow.kind, ActivityRow.at, ActivityRow.account_id)
             .add_columns(ActivityRow.amount, ActivityRow.due_date)

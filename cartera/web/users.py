@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,9 @@ ADMIN_SEES_ALL = (
     "an admin sees every portfolio of its sites: it takes no portfolio grants; "
     "give a restricted user the supervisor or auditor role"
 )
+#: Why ``--extension`` is refused without the agent role, or needed with it.
+AGENT_EXTENSION = "an agent needs --extension (its identity at the site's dialer), and only an agent takes one"
+_EXTENSION = re.compile(r"[A-Za-z0-9._/@:-]{1,64}")
 _hasher = PasswordHasher()
 
 
@@ -34,11 +38,13 @@ def _dummy_hash() -> str:
 
 
 class Role(enum.StrEnum):
-    """supervisor: recordings and KPIs; auditor: also the audit view; admin: also every portfolio of its sites."""
+    """supervisor: recordings and KPIs; auditor: also the audit view; admin: also every portfolio of its sites;
+    agent: the agent's page, bound to an extension (its identity at the site's dialer)."""
 
     SUPERVISOR = "supervisor"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    AGENT = "agent"
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class User:
     role: Role
     disabled: bool
     grants: tuple[Grant, ...]
+    extension: str | None = None  #: an agent's identity at the site's dialer (queue member, SIP agent, seat)
 
     @property
     def may_audit(self) -> bool:
@@ -104,10 +111,15 @@ class UserDirectory:
     def __init__(self, db: Database, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.db, self.now = db, now
 
-    def add(self, name: str, password: str, role: Role, grants: Sequence[Grant]) -> User:
+    def add(self, name: str, password: str, role: Role, grants: Sequence[Grant], extension: str | None = None) -> User:
+        """A new user; an agent needs the ``extension`` no other user has, and only an agent takes one."""
         name = name.strip()
         if role is Role.ADMIN and not all(_whole(grant) for grant in grants):
             raise UsageError(f"user {name!r}: {ADMIN_SEES_ALL}")
+        if (role is Role.AGENT) != (extension is not None):
+            raise UsageError(f"user {name!r}: {AGENT_EXTENSION}")
+        if extension is not None and not _EXTENSION.fullmatch(extension):
+            raise UsageError(f"extension {extension!r}: 1 to 64 of letters, digits and . _ - / @ :")
         if not name or len(name) > 64 or not name.isprintable() or " " in name:
             raise UsageError(f"user name {name!r}: 1 to 64 printable characters, no spaces")
         if len(password) < MIN_PASSWORD_LENGTH:
@@ -115,6 +127,10 @@ class UserDirectory:
         with self.db.session() as session:
             if session.scalar(select(WebUser.id).where(WebUser.name == name)) is not None:
                 raise UsageError(f"user {name!r} exists already")
+            if extension is not None:
+                holder = session.scalar(select(WebUser.name).where(WebUser.extension == extension))
+                if holder is not None:
+                    raise UsageError(f"extension {extension!r} is user {holder!r}'s already")
             row = WebUser(
                 name=name,
                 password_hash=_hasher.hash(password),
@@ -122,6 +138,7 @@ class UserDirectory:
                 disabled=False,
                 created_at=self.now(),
                 grants=_rows(grants),
+                extension=extension,
             )
             session.add(row)
             session.flush()
@@ -145,6 +162,16 @@ class UserDirectory:
         with self.db.session() as session:
             rows = session.scalars(select(WebUser).options(selectinload(WebUser.grants)).order_by(WebUser.name))
             return [_user(row) for row in rows]
+
+    def by_extension(self, extension: str) -> User | None:
+        """The enabled agent bound to ``extension`` (a dialer's agent identity), else ``None``."""
+        with self.db.reading() as session:
+            row = session.scalar(
+                select(WebUser)
+                .options(selectinload(WebUser.grants))
+                .where(WebUser.extension == extension, WebUser.disabled.is_(False))
+            )
+            return _user(row) if row else None
 
     def get(self, user_id: int) -> User | None:
         with self.db.session() as session:
@@ -204,4 +231,6 @@ def _grant(row: WebGrant) -> Grant:
 
 def _user(row: WebUser) -> User:
     grants = tuple(_grant(grant) for grant in row.grants)
-    return User(id=row.id, name=row.name, role=Role(row.role), disabled=row.disabled, grants=grants)
+    return User(
+        id=row.id, name=row.name, role=Role(row.role), disabled=row.disabled, grants=grants, extension=row.extension
+    )

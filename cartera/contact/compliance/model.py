@@ -21,6 +21,9 @@ class Reason(enum.StrEnum):
     ACCOUNT_WITHDRAWN = "account_withdrawn"
     ACCOUNT_PAID = "account_paid"
     ACCOUNT_NOT_ACTIVE = "account_not_active"
+    CEASE_CONTACT_REQUESTED = "cease_contact_requested"
+    ACCOUNT_DISPUTED = "account_disputed"
+    DEBTOR_DECEASED = "debtor_deceased"
     DEBTOR_OPT_OUT = "debtor_opt_out"
     CHANNEL_NOT_AUTHORISED = "channel_not_authorised"
     FREQUENCY_CAP = "frequency_cap"
@@ -67,8 +70,9 @@ class Contact(NamedTuple):
     ts: float  #: POSIX seconds of the request
     channel: Channel
     phone: str
-    same_account: bool  #: made about the subject's account
+    same_account: bool  #: made about the subject's debt: its account, or the creditor's same account at another site
     conversation: bool  #: an answered call with the right party (Reg F's "telephone conversation")
+    site: str | None = None  #: the site that made it (the store may be shared by several)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +80,7 @@ class History:
     """What the store knows of past contacts, loaded once per decision (:func:`.history.load`)."""
 
     contacts: tuple[Contact, ...] = ()  #: newest first, back to the policy's horizon
-    last_conversation: float | None = None  #: POSIX seconds of the latest conversation, ever
+    last_conversation: float | None = None  #: POSIX seconds of the debtor's latest conversation, ever
     promise_due: date | None = None  #: date of the latest promise to pay
 
 

@@ -79,11 +79,18 @@ def _channels(names: tuple[packs.ChannelName, ...]) -> frozenset[Channel]:
 
 
 class AccountStatus:
-    """No contact about an account the creditor withdrew or that was paid off."""
+    """No contact about an account the creditor withdrew or that was paid off, or that an agent's disposition
+    stopped (the debtor asked to cease contact, disputes the debt, or died)."""
 
     id = "core.account_status"
     channels = ALL_CHANNELS
-    _REASONS = {"withdrawn": Reason.ACCOUNT_WITHDRAWN, "paid": Reason.ACCOUNT_PAID}
+    _REASONS = {
+        "withdrawn": Reason.ACCOUNT_WITHDRAWN,
+        "paid": Reason.ACCOUNT_PAID,
+        "ceased": Reason.CEASE_CONTACT_REQUESTED,
+        "disputed": Reason.ACCOUNT_DISPUTED,
+        "deceased": Reason.DEBTOR_DECEASED,
+    }
 
     def check(self, subject: Subject, moment: Moment) -> Finding | None:
         status = subject.account_status
@@ -265,13 +272,16 @@ class RequestedHours(Window):
 
 
 class _Counting:
-    """Shared by the rules that count stored contacts of the debtor (the account, else the number).
+    """Shared by the rules that count stored contacts of the debtor, keyed as the law counts: the debt
+    (``account``: the account, at any site; without an account, the number), the ``phone`` number, or the
+    ``debtor`` (every contact the history holds: :mod:`.debtor`).
 
     Each rule scans ``history.contacts`` in its own inlined loop: a shared generator costs ~10% of the
     gate's rate (bench/bench_gate.py), and this is its hot path."""
 
     def __init__(self, scope: str) -> None:
         self.by_account = scope == "account"
+        self.every = scope == "debtor"  #: every contact of the history is the debtor's
 
     def _mine(self, subject: Subject) -> bool:
         """Whether contacts are matched by account (else by phone number)."""
@@ -302,13 +312,13 @@ class Frequency(_Counting):
         if lines is not None and known.get(subject.phone, LineType.UNKNOWN) not in lines:
             return None
         start = moment.window_start(self.days)
-        by_account, phone, counts, seen = self._mine(subject), subject.phone, self.counts, 0
-        for ts, channel, number, same_account, _ in history.contacts:
+        every, by_account, phone, counts, seen = self.every, self._mine(subject), subject.phone, self.counts, 0
+        for ts, channel, number, same_account, _, _ in history.contacts:
             if ts < start:
                 break
             if (
                 channel in counts
-                and (same_account if by_account else number == phone)
+                and (every or (same_account if by_account else number == phone))
                 and (lines is None or known.get(number, LineType.UNKNOWN) in lines)
             ):
                 seen += 1
@@ -330,11 +340,11 @@ class QuietAfterConversation(_Counting):
         if subject.history.last_conversation is None:
             return None
         start = moment.window_start(self.days)
-        by_account, phone = self._mine(subject), subject.phone
-        for ts, _, number, same_account, conversation in subject.history.contacts:
+        every, by_account, phone = self.every, self._mine(subject), subject.phone
+        for ts, _, number, same_account, conversation, _ in subject.history.contacts:
             if ts < start:
                 break
-            if conversation and (same_account if by_account else number == phone):
+            if conversation and (every or (same_account if by_account else number == phone)):
                 return Finding(Reason.QUIET_AFTER_CONVERSATION, moment.days_after(ts, self.days))
         return None
 
@@ -343,7 +353,7 @@ class OneChannelAfterConversation(_Counting):
     """Once the debtor was reached, all contacts of the last ``days`` local days go through one channel."""
 
     def __init__(self, rule_id: str, spec: packs.OneChannelAfterConversationRule) -> None:
-        super().__init__("account")
+        super().__init__("debtor")  # Ley 2300: the consumer is not contacted through several channels a week
         self.id = rule_id
         self.channels = _channels(spec.channels)
         self.days = spec.days
@@ -352,11 +362,11 @@ class OneChannelAfterConversation(_Counting):
         if subject.history.last_conversation is None:
             return None
         start = moment.window_start(self.days)
-        by_account, phone, wanted = self._mine(subject), subject.phone, subject.channel
-        for ts, channel, number, same_account, _ in subject.history.contacts:
+        every, by_account, phone, wanted = self.every, self._mine(subject), subject.phone, subject.channel
+        for ts, channel, number, same_account, _, _ in subject.history.contacts:
             if ts < start:
                 break
-            if channel is not wanted and (same_account if by_account else number == phone):
+            if channel is not wanted and (every or (same_account if by_account else number == phone)):
                 return Finding(Reason.ONE_CHANNEL_AFTER_CONTACT, moment.days_after(ts, self.days))
         return None
 
@@ -373,11 +383,11 @@ class MinInterval(_Counting):
 
     def check(self, subject: Subject, moment: Moment) -> Finding | None:
         since = moment.ts - self.seconds
-        by_account, phone = self._mine(subject), subject.phone
-        for ts, channel, number, same_account, _ in subject.history.contacts:
+        every, by_account, phone = self.every, self._mine(subject), subject.phone
+        for ts, channel, number, same_account, _, _ in subject.history.contacts:
             if ts <= since:
                 break
-            if channel in self.counts and (same_account if by_account else number == phone):
+            if channel in self.counts and (every or (same_account if by_account else number == phone)):
                 return Finding(Reason.MIN_INTERVAL, ts + self.seconds)
         return None
 

@@ -155,6 +155,11 @@ class ContactAttempt(Base):
     agent: Mapped[str | None] = mapped_column(String(64))
     vendor_call_id: Mapped[str | None] = mapped_column(String(128))
     disposition: Mapped[str | None] = mapped_column(String(32))
+    #: The dialer connected the answered call to an agent (migration 0011_workspace): a disposition is awaited.
+    connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Whether the disposition says the debtor was reached (``None``: it does not say, or none yet); an answered
+    #: call is a conversation for the compliance history unless this is false.
+    right_party: Mapped[bool | None] = mapped_column(Boolean)
     account: Mapped[Account | None] = relationship()
 
 
@@ -310,7 +315,7 @@ class ReportedPayment(Base):
 
 
 class WebUser(Base):
-    """A person who signs in to the supervisors' pages; ``role`` is supervisor, auditor or admin."""
+    """A person who signs in to the node's pages; ``role`` is supervisor, auditor, admin or agent."""
 
     __tablename__ = "web_users"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -318,6 +323,8 @@ class WebUser(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: An agent's identity at the site's dialer (queue member interface, SIP agent, simulator seat); 0011_workspace
+    extension: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     grants: Mapped[list[WebGrant]] = relationship(cascade="all, delete-orphan", order_by="WebGrant.id")
 
@@ -392,3 +399,78 @@ class PhoneLineType(Base):
     source: Mapped[str] = mapped_column(String(16))  # operator | creditor
     set_by: Mapped[str] = mapped_column(String(128))
     set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- agents' workspace: dispositions, promises, callbacks, stopped accounts (migration 0011_workspace) ---
+
+
+class DispositionRow(Base):
+    """What the agent recorded for one call attempt: at most one per attempt (a double submit is refused)."""
+
+    __tablename__ = "dispositions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site: Mapped[str] = mapped_column(String(64), index=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("contact_attempts.id"), unique=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    flags: Mapped[list[str]] = mapped_column(JSON)
+    agent: Mapped[str] = mapped_column(String(64), index=True)
+    note: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class PromiseRow(Base):
+    """A promise to pay: one instalment or a plan; ``pending`` → ``kept`` | ``broken`` from reported payments."""
+
+    __tablename__ = "promises"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site: Mapped[str] = mapped_column(String(64), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    disposition_id: Mapped[int] = mapped_column(ForeignKey("dispositions.id"))
+    state: Mapped[str] = mapped_column(String(8), index=True)
+    total: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    agent: Mapped[str] = mapped_column(String(64))
+    made_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    instalments: Mapped[list[PromiseInstalment]] = relationship(
+        cascade="all, delete-orphan", order_by="PromiseInstalment.position"
+    )
+    account: Mapped[Account] = relationship()
+
+
+class PromiseInstalment(Base):
+    __tablename__ = "promise_instalments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    promise_id: Mapped[int] = mapped_column(ForeignKey("promises.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    due: Mapped[date] = mapped_column(Date)
+
+
+class CallbackRow(Base):
+    """A time the debtor chose to be called back, for its agent alone (``agent``) or for anyone (``None``);
+    ``pending`` until a call about the account is dispositioned at or after it (``done``)."""
+
+    __tablename__ = "callbacks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site: Mapped[str] = mapped_column(String(64), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    disposition_id: Mapped[int] = mapped_column(ForeignKey("dispositions.id"))
+    phone: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    agent: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(8), index=True)
+    account: Mapped[Account] = relationship()
+
+
+class AccountStop(Base):
+    """An account no one may contact any more (cease contact, dispute, deceased), kept apart from ``accounts`` so
+    a creditor's later update of the account cannot undo it; the compliance gate reads it as the status."""
+
+    __tablename__ = "account_stops"
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # ceased | disputed | deceased
+    agent: Mapped[str] = mapped_column(String(64))
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("contact_attempts.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
