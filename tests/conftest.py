@@ -21,6 +21,7 @@ from cartera.core.hooks import Hooks, load_plugins
 from cartera.core.store.schema import ContactAttempt
 from cartera.node import Node
 from cartera.web import users
+from tests.cli_in_process import run_cli
 from tests.peers import unavailable
 from tests.peers.net import free_port
 from tests.peers.s3 import moto_s3, radosgw, seaweedfs  # noqa: F401  (session-wide S3 endpoints)
@@ -122,11 +123,18 @@ def call_once_unanswered(path: Path, open_node: Callable[[Path], Node], row: str
     return campaign
 
 
-def run_site(
+def run_site(config: Path, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``run_site.py --config CONFIG --site t ARGS`` as an operator runs it, from the config's directory, with
+    ``env`` added to the environment (secrets the site refers to as ``${VAR}``); run in this process, as a fresh
+    process would run it (:mod:`tests.cli_in_process`)."""
+    return run_cli(["--config", str(config), "--site", "t", *args], cwd=config.parent, env=env)
+
+
+def run_site_process(
     config: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
-    """``run_site.py --config CONFIG --site t ARGS`` as an operator runs it, from the config's directory, with
-    ``env`` added to the environment (secrets the site refers to as ``${VAR}``)."""
+    """:func:`run_site` as a real process: for what only a process shows (a lock held by another process, the
+    node's own exit, its start-up), or where the command waits on a peer and needs ``timeout``."""
     return subprocess.run(
         [sys.executable, str(REPO / "run_site.py"), "--config", str(config), "--site", "t", *args],
         capture_output=True,
@@ -181,7 +189,8 @@ def kill_site_with_calls_in_flight(
 @pytest.fixture(scope="session", autouse=True)
 def cheap_password_hashes() -> Iterator[None]:
     """argon2id at its smallest cost for in-process hashing: the production cost (64 MiB, 3 passes) was the bulk of
-    the web tests' time and proves nothing the algorithm does not; the CLI run as a process keeps the real cost."""
+    the web tests' time and proves nothing the algorithm does not; ``run_site.py`` run as a process keeps the real
+    cost (tests/test_web_users.py checks it)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
         yield

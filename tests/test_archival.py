@@ -22,7 +22,7 @@ from cartera.core.errors import ObjectLocked, UsageError
 from cartera.core.models import Recording
 from cartera.node import Node
 from cartera.plugins.recording.s3.plugin import S3Store
-from tests.conftest import REPO, run_site
+from tests.conftest import REPO, run_site, run_site_process
 from tests.peers.s3 import S3Endpoint, s3_recording_table, spool_recordings, write_archival_site
 from tests.recording_spool import report_spool, spool_watcher
 
@@ -261,7 +261,7 @@ def test_backfill_url_and_check_from_the_command_line(
     env = {"S3_ACCESS_KEY": s3_env.access_key, "S3_SECRET_KEY": s3_env.secret_key}
     made = spool_recordings(s3_site.parent / "spool", 120, 2000)
     assert report_spool(open_node(s3_site), s3_site.parent / "spool") == 120
-    backfill = run_site(s3_site, "archive", "--backfill", env=env, timeout=300)
+    backfill = run_site_process(s3_site, "archive", "--backfill", env=env, timeout=300)
     assert backfill.returncode == 0, backfill.stderr
     assert "120/120" in backfill.stderr  # the progress bar
     assert "120 archived and verified, 0 failed" in backfill.stdout

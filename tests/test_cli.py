@@ -1,4 +1,5 @@
-"""The operator's command line, run as a real process: exit codes, one-line errors, the commands' output."""
+"""The operator's command line: exit codes, one-line errors, the commands' output. A real process where the test is
+about the process (its exit code, SIGTERM, a FIFO that would block it), else run in this process as a fresh one."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.cli_in_process import run_cli
 from tests.conftest import REPO, write_portfolio, write_sites
 
 #: Real seconds after which a node that never logged its first call is killed: a hang, not a slow start.
@@ -37,18 +39,25 @@ RECORDING_FIELDS = {
 }
 
 
-def cartera(config: Path | None, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, str(REPO / "run_site.py")]
-    if config is not None:
-        command += ["--config", str(config)]
+def cartera(config: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
+    """``run_site.py [--config CONFIG] ARGS`` from the config's directory, run in this process as a fresh process."""
+    return run_cli([*_config_option(config), *args], cwd=config.parent if config else REPO)
+
+
+def cartera_process(config: Path | None, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """:func:`cartera` as a real process: what ``run_site.py`` exits with, or a command that could block."""
     return subprocess.run(
-        [*command, *args],
+        [sys.executable, str(REPO / "run_site.py"), *_config_option(config), *args],
         capture_output=True,
         text=True,
         check=False,
         timeout=timeout,
         cwd=config.parent if config else REPO,
     )
+
+
+def _config_option(config: Path | None) -> list[str]:
+    return [] if config is None else ["--config", str(config)]
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> None:
@@ -76,7 +85,7 @@ def test_plugins_lists_every_kind_without_a_site() -> None:
 
 
 def test_missing_site_is_a_usage_error(site: Path) -> None:
-    assert_one_line_error(cartera(site, "check"), 2, "'check' needs --site NAME")
+    assert_one_line_error(cartera_process(site, "check"), 2, "'check' needs --site NAME")  # run_site.py's exit code
 
 
 def test_bad_config_is_one_line_and_exit_2(site: Path) -> None:
@@ -141,7 +150,7 @@ def test_import_of_a_file_with_a_wrong_header_loads_nothing(site: Path) -> None:
 def test_import_of_a_fifo_or_a_directory_is_refused_naming_it(site: Path) -> None:
     fifo = site.parent / "pipe.csv"
     os.mkfifo(fifo)
-    result = cartera(site, "--site", "t", "import", str(fifo), timeout=30)
+    result = cartera_process(site, "--site", "t", "import", str(fifo), timeout=30)  # an open() would block
     assert_one_line_error(result, 2, str(fifo), "is not a regular file (a FIFO)")
     result = cartera(site, "--site", "t", "import", str(site.parent))
     assert_one_line_error(result, 2, str(site.parent), "is not a regular file (a directory)")
@@ -269,9 +278,7 @@ def test_sigterm_finishes_in_flight_work_and_exits_cleanly(site: Path) -> None:
 def test_a_secret_in_an_invalid_value_is_masked_in_the_error(site: Path) -> None:
     secret = "hunter2-not-a-number"
     site.write_text(site.read_text().replace("agents", "x").replace("seed = 7", 'seed = 7\nagents = "${AGENTS}"'))
-    command = [sys.executable, str(REPO / "run_site.py"), "--config", str(site), "--site", "t", "check"]
-    env = {**os.environ, "AGENTS": secret}
-    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env, timeout=60)
+    result = run_cli(["--config", str(site), "--site", "t", "check"], cwd=REPO, env={"AGENTS": secret})
     assert_one_line_error(result, 2, "key 'dialer.agents'")
     assert secret not in result.stderr + result.stdout
     assert "***" in result.stderr

@@ -17,7 +17,7 @@ import pytest
 from cartera.core.store.schema import ContactAttempt
 from cartera.core.store.site_lock import SiteAlreadyRunning, hold_site
 from cartera.node import Node
-from tests.conftest import REPO, placing, run_site, write_portfolio, write_sites
+from tests.conftest import REPO, placing, run_site, run_site_process, write_portfolio, write_sites
 
 pytestmark = pytest.mark.abuse
 
@@ -52,7 +52,7 @@ def test_a_second_run_of_a_running_site_exits_2_and_changes_none_of_its_calls(tm
             assert time.monotonic() < deadline
             time.sleep(0.1)
 
-        second = run_site(site, "run", "--duration", "3")
+        second = run_site_process(site, "run", "--duration", "3")  # the lock held by another process
 
         assert second.returncode == 2, second.stderr
         assert f"site 't' is already running (pid {first.pid} on host {socket.gethostname()})" in second.stderr

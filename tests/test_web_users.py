@@ -7,11 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher, extract_parameters
 from sqlalchemy import select
 
 from cartera.core.store.database import Database
 from cartera.core.store.schema import AuditEntry, WebUser
-from tests.conftest import run_site, write_sites
+from tests.conftest import run_site, run_site_process, write_sites
 
 
 def cli(config: Path, *args: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -20,9 +21,9 @@ def cli(config: Path, *args: str, password: str | None = None) -> subprocess.Com
 
 def test_users_add_list_and_disable(tmp_path: Path) -> None:
     config = write_sites(tmp_path)
-    added = cli(
-        config, "add", "ana", "--role", "supervisor", "--portfolio", "BANCO/TARJETAS", password="una clave larga"
-    )
+    ana = ["add", "ana", "--role", "supervisor", "--portfolio", "BANCO/TARJETAS"]
+    password = {"CARTERA_USER_PASSWORD": "una clave larga"}
+    added = run_site_process(config, "users", *ana, env=password)  # a process: the tests' cheap hashing is not in it
     assert added.returncode == 0, added.stderr
     assert "t:BANCO/TARJETAS" in added.stdout
     assert cli(config, "add", "carla", "--role", "auditor", password="otra clave larga").returncode == 0
@@ -35,10 +36,12 @@ def test_users_add_list_and_disable(tmp_path: Path) -> None:
     assert "disabled" in cli(config, "list").stdout.splitlines()[1]
     db = Database(f"sqlite:///{tmp_path / 'var' / 't.db'}")
     with db.session() as session:
-        stored = session.scalars(select(WebUser.password_hash)).all()
+        stored = dict(session.execute(select(WebUser.name, WebUser.password_hash)).all())
         actions = session.scalars(select(AuditEntry.action).where(AuditEntry.action.startswith("users."))).all()
     db.dispose()
-    assert all(value.startswith("$argon2id$") for value in stored)
+    assert all(value.startswith("$argon2id$") for value in stored.values())
+    production, hashed = PasswordHasher(), extract_parameters(stored["ana"])
+    assert (hashed.memory_cost, hashed.time_cost) == (production.memory_cost, production.time_cost)
     assert actions == ["users.add", "users.add", "users.disable"]
 
 

@@ -51,7 +51,7 @@ from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from cartera.plugins.dialers.asterisk_ami.outcomes import call_outcome, raw_cause
 from cartera.plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer, cartera_register_dialers
 from cartera.plugins.dialers.asterisk_ami.switch import event_needles
-from tests.conftest import REPO, kill_site_with_calls_in_flight, placing, run_site, write_portfolio
+from tests.conftest import REPO, kill_site_with_calls_in_flight, placing, run_site_process, write_portfolio
 from tests.peers.asterisk import DEBTOR_HANGS_UP, NUMBERS, READONLY_USER, AsteriskPeer, running_asterisk
 from tests.peers.net import free_port
 
@@ -161,7 +161,7 @@ def test_reader_frames_messages_split_anywhere() -> None:
 def test_a_failed_originate_naming_no_channel_reaches_its_call() -> None:
     """Asterisk answers an Originate that made no channel with ``Uniqueid: <unknown>`` unless it echoes the
     ChannelId (Asterisk 22 does): the call is found by its ActionID either way."""
-    tracker = CallTracker(SystemClock(), on_end=lambda _: None, hang_up=lambda _: None)
+    tracker = CallTracker(SystemClock(), on_end=lambda _: None, hang_up=lambda _: None, on_connect=lambda *_: None)
     call = tracker.admit(request(1), "cartera-t-1-abc")
     assert call is not None
     connection = AmiConnection(
@@ -429,7 +429,7 @@ def test_unanswered_outcomes_keep_the_raw_cause(started: Callable[..., Any], out
 def test_a_cancelled_call_stays_cancelled_even_if_the_answer_crosses_the_hangup() -> None:
     ended: list[Call] = []
     hung_up: list[Call] = []
-    tracker = CallTracker(SystemClock(), on_end=ended.append, hang_up=hung_up.append)
+    tracker = CallTracker(SystemClock(), on_end=ended.append, hang_up=hung_up.append, on_connect=lambda *_: None)
     ringing = tracker.admit(request(1, NUMBERS[CallOutcome.NO_ANSWER]), "u-1")
     answered = tracker.admit(request(2), "u-2")
     assert ringing is not None
@@ -720,7 +720,7 @@ def write_site(directory: Path, peer: AsteriskPeer, *, clock: str, campaign: boo
 
 
 def cartera(site: Path, peer: AsteriskPeer, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return run_site(site, *args, env={"CARTERA_TEST_AMI_SECRET": peer.ami_secret}, timeout=timeout)
+    return run_site_process(site, *args, env={"CARTERA_TEST_AMI_SECRET": peer.ami_secret}, timeout=timeout)
 
 
 def attempts(site: Path) -> list[tuple[int, str, str | None, str | None, str | None]]:

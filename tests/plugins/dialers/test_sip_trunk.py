@@ -29,7 +29,7 @@ from cartera.plugins.dialers.sip_trunk.config import SipTrunkConfig
 from cartera.plugins.dialers.sip_trunk.options import host_port
 from cartera.plugins.dialers.sip_trunk.outcomes import call_outcome, raw_cause
 from cartera.plugins.dialers.sip_trunk.plugin import SipTrunkDialer, cartera_register_dialers
-from tests.conftest import REPO, run_site
+from tests.conftest import REPO, run_site_process
 from tests.peers import unavailable
 from tests.peers.net import free_port
 from tests.peers.sip import (
@@ -437,7 +437,7 @@ def test_check_and_call_from_the_command_line(peer: SipPeer, tmp_path: Path) -> 
     site.write_text(SITE.format(number=ANSWERS, **peer.trunk_settings()), encoding="utf-8")
 
     def cartera(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_site(site, *args, env={"CARTERA_TEST_TRUNK_PASSWORD": peer.password}, timeout=120)
+        return run_site_process(site, *args, env={"CARTERA_TEST_TRUNK_PASSWORD": peer.password}, timeout=120)
 
     check = cartera("check")
     assert check.returncode == 0, check.stdout + check.stderr
