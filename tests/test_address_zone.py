@@ -96,7 +96,7 @@ def test_http_push_of_an_implausible_zone_is_rejected_with_its_index(
     node = open_node(http_site(tmp_path, monkeypatch))
     rows = [row("TZ-1", "+573109990001", timezone="Asia/Tokyo"), row("TZ-2", "3101234567", timezone="America/Bogota")]
     port = node.site.section.web.port
-    with WebServer(build_app(node), "127.0.0.1", port):
+    with WebServer(build_app(node.web_services()), "127.0.0.1", port):
         base = f"http://127.0.0.1:{port}{PLUGIN_PREFIX}/crm_sync/v1"
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {BCO_TOKEN}"}, timeout=10) as client:
             assert client.post("/batches", json=batch("tz-1", rows, creditor="BANCO")).status_code == 202

@@ -51,7 +51,7 @@ def test_health_and_metrics_answer_at_once_during_a_long_import_on_sqlite(
     started, resume = threading.Event(), threading.Event()
     importing = threading.Thread(target=node.importer.import_batch, args=(paused_batch(started, resume), "t"))
     port = free_port()
-    with WebServer(build_app(node), "127.0.0.1", port):
+    with WebServer(build_app(node.web_services()), "127.0.0.1", port):
         importing.start()
         try:
             assert started.wait(30)

@@ -43,7 +43,7 @@ HUGE = "9" * 5000
 def served(node: Node) -> Iterator[int]:
     """The node's app on a real uvicorn server on loopback; yields its port."""
     port = free_port()
-    with WebServer(build_app(node), "127.0.0.1", port):
+    with WebServer(build_app(node.web_services()), "127.0.0.1", port):
         yield port
 
 
@@ -80,7 +80,7 @@ def test_huge_and_malformed_ranges_answer_cleanly_and_are_audited(site: Site) ->
 def test_a_huge_range_over_the_wire_keeps_the_connection(site: Site) -> None:
     rid = site.seeded.recordings["BCO-1"]
     with served(site.node) as port:
-        client = sign_in(TestClient(build_app(site.node)), "ana")
+        client = sign_in(TestClient(build_app(site.node.web_services())), "ana")
         cookie = f"cartera_session={client.cookies['cartera_session']}"
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         try:
@@ -173,7 +173,7 @@ def test_anonymous_visits_player_views_and_failures_are_audited(site: Site, monk
 
 
 def from_address(site: Site, address: str) -> TestClient:
-    return TestClient(build_app(site.node), raise_server_exceptions=False, client=(address, 40000))
+    return TestClient(build_app(site.node.web_services()), raise_server_exceptions=False, client=(address, 40000))
 
 
 def try_password(client: TestClient, user: str, password: str) -> int:

@@ -215,7 +215,7 @@ def test_a_trickled_sign_in_is_cut_quietly_on_the_real_app(site: Site, caplog: p
     port = free_port()
     head = b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
     with (
-        WebServer(build_app(site.node), "127.0.0.1", port, body_timeout=1.0),
+        WebServer(build_app(site.node.web_services()), "127.0.0.1", port, body_timeout=1.0),
         socket.create_connection(("127.0.0.1", port)) as conn,
     ):
         conn.sendall(head + b"Content-Length: 1000\r\n\r\nuser=a")

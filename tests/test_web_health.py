@@ -124,7 +124,7 @@ def test_healthz_fails_when_the_scheduler_is_not_running(tmp_path: Path, open_no
     from cartera.web.app import build_app
 
     node = open_node(quiet_site(tmp_path))
-    answer = TestClient(build_app(node)).get("/healthz")
+    answer = TestClient(build_app(node.web_services())).get("/healthz")
     assert answer.status_code == 503
     assert answer.json() == {"status": "fail", "checks": {"scheduler": "fail", "store": "ok"}}
 
@@ -142,7 +142,7 @@ def test_healthz_detail_for_a_signed_in_admin_of_the_site(tmp_path: Path, open_n
     users.add("ana", PASSWORD, Role.SUPERVISOR, [Grant("t")])
     users.add("dora", PASSWORD, Role.ADMIN, [Grant("t")])
     users.add("elsa", PASSWORD, Role.ADMIN, [Grant("lima")])
-    app = build_app(node)
+    app = build_app(node.web_services())
     anonymous = TestClient(app).get("/healthz").json()
     seen = {name: sign_in(TestClient(app), name).get("/healthz").json() for name in ("ana", "dora", "elsa")}
     assert set(anonymous) == set(seen["ana"]) == set(seen["elsa"]) == {"status", "checks"}

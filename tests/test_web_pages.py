@@ -30,7 +30,7 @@ class Site:
     config: Path
 
     def client(self) -> TestClient:
-        return TestClient(build_app(self.node), raise_server_exceptions=False)
+        return TestClient(build_app(self.node.web_services()), raise_server_exceptions=False)
 
     def audits(self, action: str | None = None) -> list[AuditEntry]:
         with self.node.db.session() as session:
@@ -99,7 +99,7 @@ def test_https_public_url_makes_the_session_cookie_secure(tmp_path: Path) -> Non
     )
     try:
         seed(node, tmp_path / "spool")
-        client = TestClient(build_app(node), base_url="https://testserver")
+        client = TestClient(build_app(node.web_services()), base_url="https://testserver")
         form = client.get("/login")
         answer = client.post(
             "/login", data={"user": "ana", "password": PASSWORD, "csrf": csrf_of(form.text)}, follow_redirects=False

@@ -64,7 +64,7 @@ def supervisors_document(node: Node, app: Any, recordings: list[int]) -> dict[st
     """The OpenAPI document of the node's own routers (hidden from its /openapi.json), with what each route may
     answer declared; valid requests name one of ``recordings`` and a language of the pages."""
     web = app.state.web
-    routes = [*signin_router(web).routes, *pages_router(web).routes, *health_router(node).routes]
+    routes = [*signin_router(web).routes, *pages_router(web).routes, *health_router(node.web_services()).routes]
     for route in routes:
         assert isinstance(route, APIRoute)
         route.include_in_schema = True
@@ -107,7 +107,7 @@ def supervisors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor
     try:
         seeded = seed(node, directory / "spool")
         recordings = [*seeded.recordings.values(), seeded.pending_id, seeded.foreign_id]
-        app = build_app(node)
+        app = build_app(node.web_services())
         port = free_port()
         with WebServer(app, "127.0.0.1", port):
             base_url = f"http://127.0.0.1:{port}"

@@ -7,7 +7,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,11 +21,9 @@ from cartera.core.logs import event
 from cartera.web.context import SignInRequired, Viewer, Web, WebError, anonymous
 from cartera.web.health import health_router
 from cartera.web.pages import pages_router
+from cartera.web.services import WebServices
 from cartera.web.signin import signin_router
 from cartera.web.workers import RETRY_AFTER_S, Overloaded
-
-if TYPE_CHECKING:
-    from cartera.node import Node
 
 PLUGIN_PREFIX = "/plugins"
 STATIC = Path(__file__).with_name("static")
@@ -42,20 +39,20 @@ SECURITY_HEADERS = {
 log = logging.getLogger("cartera.web")
 
 
-def build_app(node: Node) -> FastAPI:
-    """The app of one site's node. Plugin routes live under ``/plugins/{kind}``; the supervisors' pages,
-    ``/healthz`` and ``/metrics`` are core's."""
-    app = FastAPI(title=f"Cartera node {node.site.name}", version="1", docs_url=None, redoc_url=None)
-    for kind, router in node.http_routers():
+def build_app(services: WebServices) -> FastAPI:
+    """The app of one site's node, given its services (never the node). Plugin routes live under
+    ``/plugins/{kind}``; the supervisors' pages, ``/healthz`` and ``/metrics`` are core's."""
+    app = FastAPI(title=f"Cartera node {services.site}", version="1", docs_url=None, redoc_url=None)
+    for kind, router in services.routers():
         app.include_router(router, prefix=f"{PLUGIN_PREFIX}/{kind}")
-    web = Web(node)
+    web = Web(services)
     app.state.web = web
-    app.include_router(health_router(node))
+    app.include_router(health_router(services))
     app.include_router(signin_router(web))
     app.include_router(pages_router(web))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _handle_errors(app, web)
-    trusted = node.site.section.web.trusted_proxies
+    trusted = services.config.trusted_proxies
     if trusted:  # only then is X-Forwarded-For believed: its right-most address outside these networks
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(network) for network in trusted])
 

@@ -1,4 +1,4 @@
-"""What every supervisors' page needs: the node's services, the signed-in viewer, rendering and auditing."""
+"""What every supervisors' page needs: the site's services, the signed-in viewer, rendering and auditing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -17,12 +17,10 @@ from jinja2 import Environment, FileSystemLoader
 from cartera.core.audit import audit
 from cartera.web.i18n import LANGUAGES, Language, number, translate
 from cartera.web.media import VerifiedCopies
+from cartera.web.services import WebServices
 from cartera.web.sessions import LoginThrottler, SessionInfo, SessionStore
 from cartera.web.users import User, UserDirectory
 from cartera.web.workers import WorkerPool
-
-if TYPE_CHECKING:
-    from cartera.node import Node
 
 SESSION_COOKIE = "cartera_session"
 LANGUAGE_COOKIE = "cartera_lang"
@@ -57,14 +55,14 @@ class Viewer:
 class Web:
     """The supervisors' pages of one node; ``now`` is wall-clock time for sessions and throttling."""
 
-    def __init__(self, node: Node, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        config = node.site.section.web
-        self.node, self.site, self.now = node, node.site.name, now
-        self.users = UserDirectory(node.db, now)
-        self.sessions = SessionStore(node.db, config.session_minutes, config.session_max_hours, now)
-        self.throttle = LoginThrottler(node.db, now)
+    def __init__(self, services: WebServices, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        config = services.config
+        self.services, self.site, self.now = services, services.site, now
+        self.users = UserDirectory(services.db, now)
+        self.sessions = SessionStore(services.db, config.session_minutes, config.session_max_hours, now)
+        self.throttle = LoginThrottler(services.db, now)
         self.workers = WorkerPool(config.workers, config.queue)
-        self.copies = VerifiedCopies(node.site.data_dir / "web" / "copies")
+        self.copies = VerifiedCopies(services.data_dir / "web" / "copies")
         self.secure_cookies = (config.public_url or "").startswith("https://")
         self.default_language: Language = config.language
         self.templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True))
@@ -138,8 +136,8 @@ class Web:
         return self.page(request, "error.html", viewer, status=status, message_key=message_key)
 
     def audit(self, actor: str, action: str, subject: str, **details: Any) -> None:
-        with self.node.db.session() as session:
-            at = self.node.clock.now()
+        with self.services.db.session() as session:
+            at = self.services.clock.now()
             audit(session, at=at, site=self.site, actor=actor, action=action, subject=subject, **details)
 
 

@@ -1,4 +1,4 @@
-"""``/healthz`` for IT and ``/metrics`` for Prometheus: no sign-in, read from the node and its store.
+"""``/healthz`` for IT and ``/metrics`` for Prometheus: no sign-in, read from the node's state and its store.
 
 ``/healthz`` tells anyone only ok or fail per check; the detail (store URL without password, vendor answers,
 paths: redacted all the same) goes to a signed-in admin of the site, or to a request whose socket peer is
@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -22,31 +22,29 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cartera.core.redaction import redact
 from cartera.core.store.schema import ContactAttempt, ExportCursor, ImportBatch, RecordingRow, SmsRow
-from cartera.recordings.archival import PENDING
+from cartera.recordings.catalog import PENDING
+from cartera.web.services import WebServices
 from cartera.web.users import Role
-
-if TYPE_CHECKING:
-    from cartera.node import Node
 
 #: Headers a proxy adds: a request carrying one is not trusted as local, whatever its socket peer.
 FORWARDED_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host")
 
 
-def health_router(node: Node) -> APIRouter:
+def health_router(services: WebServices) -> APIRouter:
     router = APIRouter()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(node))
+    registry.register(StoreCollector(services))
 
     @router.get("/healthz")
     def healthz(request: Request) -> JSONResponse:
-        detail = _checks(node)
+        detail = _checks(services)
         healthy = all(check["ok"] for check in detail.values())
         body: dict[str, Any] = {
             "status": "ok" if healthy else "fail",
             "checks": {name: "ok" if check["ok"] else "fail" for name, check in detail.items()},
         }
-        if _may_see_detail(request, node):
-            body |= {"site": node.site.name, "detail": detail}
+        if _may_see_detail(request, services.site):
+            body |= {"site": services.site, "detail": detail}
         return JSONResponse(body, status_code=200 if healthy else 503, headers={"Cache-Control": "no-store"})
 
     @router.get("/metrics")
@@ -56,15 +54,16 @@ def health_router(node: Node) -> APIRouter:
     return router
 
 
-def _checks(node: Node) -> dict[str, dict[str, Any]]:
+def _checks(services: WebServices) -> dict[str, dict[str, Any]]:
     """Every check by name with its result and (redacted) detail: scheduler, store, each vendor's last check."""
-    store_ok, store_detail = _store_reachable(node)
+    store_ok, store_detail = _store_reachable(services)
     checks: dict[str, dict[str, Any]] = {
-        "scheduler": {"ok": node.scheduler_running},
+        "scheduler": {"ok": services.state.scheduler_running},
         "store": {"ok": store_ok, "detail": redact(store_detail)},
     }
-    if node.last_check is not None:
-        at, lines = node.last_check
+    last_check = services.state.last_check
+    if last_check is not None:
+        at, lines = last_check
         for line in lines:
             if line.what != "store":
                 result = line.result
@@ -72,7 +71,7 @@ def _checks(node: Node) -> dict[str, dict[str, Any]]:
     return checks
 
 
-def _may_see_detail(request: Request, node: Node) -> bool:
+def _may_see_detail(request: Request, site: str) -> bool:
     """A signed-in admin granted the site, or a local request: loopback socket peer and no forwarded header."""
     peer = request.client.host if request.client else ""
     try:
@@ -82,27 +81,27 @@ def _may_see_detail(request: Request, node: Node) -> bool:
     if local and not any(name in request.headers for name in FORWARDED_HEADERS):
         return True
     viewer = request.app.state.web.known_viewer(request)
-    return viewer is not None and viewer.user.role is Role.ADMIN and viewer.user.sees_site(node.site.name)
+    return viewer is not None and viewer.user.role is Role.ADMIN and viewer.user.sees_site(site)
 
 
-def _store_reachable(node: Node) -> tuple[bool, str]:
+def _store_reachable(services: WebServices) -> tuple[bool, str]:
     try:
-        with node.db.reading() as session:  # never waits for a writer (a long import on SQLite)
+        with services.db.reading() as session:  # never waits for a writer (a long import on SQLite)
             session.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         return False, type(exc).__name__
-    return True, node.db.display_url
+    return True, services.db.display_url
 
 
 class StoreCollector(Collector):
     """Every scrape counts what the store holds for the node's site (no process-local counters to lose)."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, services: WebServices) -> None:
+        self.services = services
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        site = self.node.site.name
-        with self.node.db.reading() as session:
+        site = self.services.site
+        with self.services.db.reading() as session:
             calls = session.execute(
                 select(ContactAttempt.outcome, func.count())
                 .where(ContactAttempt.site == site, ContactAttempt.state == "finished")
@@ -125,7 +124,7 @@ class StoreCollector(Collector):
             ).all()
         yield _family("cartera_calls", "Finished calls by outcome", "outcome", calls)
         yield _family("cartera_recordings", "Recordings by archival state", "state", recordings)
-        lag = max(0.0, (self.node.clock.now() - oldest).total_seconds()) if oldest else 0.0
+        lag = max(0.0, (self.services.clock.now() - oldest).total_seconds()) if oldest else 0.0
         yield GaugeMetricFamily(
             "cartera_archival_lag_seconds", "Age of the oldest recording not archived yet (0: none)", value=lag
         )

@@ -15,7 +15,6 @@ from fastapi.responses import Response
 from sqlalchemy import or_, select
 
 from cartera.contact.phones import InvalidPhone, normalize
-from cartera.core.adapters import RecordingStore
 from cartera.core.errors import NotFound, UsageError
 from cartera.core.models import CallOutcome
 from cartera.core.store.schema import AuditEntry, Creditor, Portfolio
@@ -58,7 +57,7 @@ def pages_router(web: Web) -> APIRouter:
     def recordings(request: Request) -> Response:
         viewer = web.signed_in(request)
         search = _search(web, request, viewer)
-        views = web.node.library.search(search.filters, actor=viewer.actor)
+        views = web.services.library.search(search.filters, actor=viewer.actor)
         return web.page(
             request,
             "recordings.html",
@@ -70,7 +69,7 @@ def pages_router(web: Web) -> APIRouter:
             query=urlencode({key: value for key, value in search.form.items() if value}),
             outcomes=[outcome.value for outcome in CallOutcome],
             portfolios=_portfolios(web, viewer),
-            zone=web.node.site.zone,
+            zone=web.services.zone,
             as_local=_local(web),
         )
 
@@ -96,13 +95,13 @@ def pages_router(web: Web) -> APIRouter:
     @web.workers.pooled
     def kpi(request: Request) -> Response:
         viewer = web.signed_in(request)
-        today = web.node.clock.now().astimezone(web.node.site.zone).date()
+        today = web.services.clock.now().astimezone(web.services.zone).date()
         since = _date(request.query_params.get("since")) or today - timedelta(days=KPI_DEFAULT_DAYS - 1)
         until = _date(request.query_params.get("until")) or today
         if since > until or (until - since).days >= KPI_MAX_DAYS:
             raise WebError(400, "the KPI period must run forward and span at most 92 days", "error.422")
         kpis = daily_kpis(
-            web.node.db, web.site, web.node.site.zone, viewer.user.portfolios(web.site), since=since, until=until
+            web.services.db, web.site, web.services.zone, viewer.user.portfolios(web.site), since=since, until=until
         )
         language = web.language(request)
         chart = bar_chart(
@@ -125,7 +124,7 @@ def pages_router(web: Web) -> APIRouter:
         if viewer.user.portfolios(web.site) is not None:  # the log spans every creditor's portfolios
             raise WebError(403, "the audit view needs a grant of the whole site, not of some portfolios", "error.403")
         page = _page(request.query_params.get("page"))
-        with web.node.db.session() as session:
+        with web.services.db.session() as session:
             entries = session.scalars(
                 select(AuditEntry)
                 .where(AuditEntry.site == web.site, or_(*(AuditEntry.action.startswith(p) for p in _AUDITED)))
@@ -152,7 +151,7 @@ def stream(web: Web, request: Request, recording_id: str, *, attachment: bool) -
     header = request.headers.get("range")
 
     def send(view: RecordingView, key: str) -> tuple[tuple[Path, ByteRange | None], dict[str, Any]]:
-        copy = web.copies.path(view, key, lambda: web.node.adapter("recording", RecordingStore))
+        copy = web.copies.path(view, key, web.services.recordings)
         size = copy.stat().st_size
         try:
             wanted = parse_range(header, size)
@@ -164,7 +163,7 @@ def stream(web: Web, request: Request, recording_id: str, *, attachment: bool) -
     action = "recordings.download" if attachment else "recordings.play"
     within = viewer.user.portfolios(web.site)
     try:
-        view, (copy, wanted) = web.node.library.deliver(
+        view, (copy, wanted) = web.services.library.deliver(
             recording_number(recording_id), viewer.actor, action, send, within=within
         )
     except NotFound:
@@ -177,7 +176,7 @@ def stream(web: Web, request: Request, recording_id: str, *, attachment: bool) -
 def visible(web: Web, viewer: Viewer, recording_id: str) -> RecordingView:
     """The recording, when it is this site's and in the viewer's portfolios; else 400 or 404 (audited by the
     error handler, like every refusal): another site's id and an unknown id look the same."""
-    view = web.node.library.view(recording_number(recording_id), viewer.user.portfolios(web.site))
+    view = web.services.library.view(recording_number(recording_id), viewer.user.portfolios(web.site))
     if view is None:
         raise WebError(404, NOT_VISIBLE, "error.404")
     return view
@@ -202,10 +201,10 @@ def _search(web: Web, request: Request, viewer: Viewer) -> Search:
     phone = None
     if form["phone"]:
         try:
-            phone = normalize(form["phone"][:32], web.node.site.section.country)
+            phone = normalize(form["phone"][:32], web.services.country)
         except InvalidPhone:
             raise WebError(400, "the phone is not a valid number", "error.422") from None
-    zone = web.node.site.zone
+    zone = web.services.zone
     since, until = _date(form["since"]), _date(form["until"])
     page = _page(params.get("page"))
     filters = SearchFilters(
@@ -253,12 +252,12 @@ def _portfolios(web: Web, viewer: Viewer) -> list[str]:
     """The site's portfolios the viewer may see, as ``CREDITOR/CODE``."""
     query = select(Creditor.code, Portfolio.code).join(Portfolio, Portfolio.creditor_id == Creditor.id)
     query = query.where(Portfolio.site == web.site, in_portfolios(viewer.user.portfolios(web.site)))
-    with web.node.db.session() as session:
+    with web.services.db.session() as session:
         return sorted(str(PortfolioKey(creditor, code)) for creditor, code in session.execute(query))
 
 
 def _local(web: Web) -> Callable[[str], str]:
-    zone = web.node.site.zone
+    zone = web.services.zone
 
     def as_local(iso: str) -> str:
         return f"{datetime.fromisoformat(iso).astimezone(zone):%Y-%m-%d %H:%M:%S}"

@@ -46,7 +46,7 @@ def node_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, open_node: Callab
     """A node with the http plugin serving its whole app (creditor API and supervisors' pages) on loopback."""
     node = open_node(limited_site(tmp_path, monkeypatch))
     port = node.site.section.web.port
-    with WebServer(build_app(node), "127.0.0.1", port):
+    with WebServer(build_app(node.web_services()), "127.0.0.1", port):
         yield port
 
 

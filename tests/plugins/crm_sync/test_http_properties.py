@@ -46,7 +46,7 @@ def node_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         node = Node.open(config, "t", load_plugins(entry_points=False))
     try:
         port = node.site.section.web.port
-        with WebServer(build_app(node), "127.0.0.1", port):
+        with WebServer(build_app(node.web_services()), "127.0.0.1", port):
             yield f"http://127.0.0.1:{port}"
     finally:
         node.close()

@@ -1,0 +1,62 @@
+"""What a node hands its web app: the narrow services the pages, ``/healthz`` and ``/metrics`` use, never the node."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter
+
+from cartera.core.adapters import RecordingStore
+from cartera.core.clock import Clock
+from cartera.core.config import WebConfig
+from cartera.core.models import CheckResult
+from cartera.core.store.database import Database
+from cartera.recordings.access import RecordingLibrary
+from cartera.workspace.hub import WorkspaceHub
+from cartera.workspace.service import WorkspaceService
+
+
+class CheckedLine(Protocol):
+    """One line of the node's latest check: what was checked, and how it went."""
+
+    @property
+    def what(self) -> str: ...
+
+    @property
+    def result(self) -> CheckResult: ...
+
+
+class NodeState(Protocol):
+    """What ``/healthz`` reports of the running node."""
+
+    @property
+    def scheduler_running(self) -> bool: ...
+
+    @property
+    def last_check(self) -> tuple[datetime, Sequence[CheckedLine]] | None: ...
+
+
+@dataclass(frozen=True)
+class WebServices:
+    """One site's services for its web app. ``recordings`` starts the site's recording store (a
+    :class:`~cartera.core.errors.UsageError` when it has none); ``routers`` starts the adapters that serve HTTP
+    and gives their routes by kind."""
+
+    site: str
+    zone: ZoneInfo
+    country: str
+    data_dir: Path
+    config: WebConfig
+    db: Database
+    clock: Clock
+    library: RecordingLibrary
+    recordings: Callable[[], RecordingStore[Any]]
+    routers: Callable[[], list[tuple[str, APIRouter]]]
+    state: NodeState
+    workspace: WorkspaceHub  #: the agents' states and the workspace's live events
+    workspace_service: WorkspaceService  #: dispositions, promises and callbacks
