@@ -150,10 +150,14 @@ def _add_sms_template_commands(commands: argparse._SubParsersAction[argparse.Arg
 
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly, like any Unix tool
-    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)  # the operator's umask, never less strict
-    args = build_parser().parse_args(argv)
-    with redacted_output():  # all the command writes, logs and tracebacks included, passes the site's redaction
-        return _main(args)
+    inherited = os.umask(PRIVATE_UMASK)
+    os.umask(inherited | PRIVATE_UMASK)  # the operator's umask, never less strict
+    try:
+        args = build_parser().parse_args(argv)
+        with redacted_output():  # all the command writes, logs and tracebacks included, passes the site's redaction
+            return _main(args)
+    finally:
+        os.umask(inherited)  # as found, for a caller in the same process
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -1,0 +1,42 @@
+"""The node's files are not readable by other users of its host: the store and the creditors' files hold every
+creditor's debtors (#14 red team round 7, H2)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, write_portfolio, write_sites
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize(("umask", "denied"), [(0o022, 0o007), (0o077, 0o077)])
+def test_what_the_node_writes_is_never_world_readable_and_a_stricter_umask_is_kept(
+    tmp_path: Path, umask: int, denied: int
+) -> None:
+    config = write_sites(tmp_path)
+    assignment = write_portfolio(tmp_path, ["BCO-1;Ana Gómez;3001234567;;1000;COP"])
+    environment = os.environ | {"CARTERA_USER_PASSWORD": "a long password"}
+    previous = os.umask(umask)  # what the node's process inherits
+    try:
+        for command in (["import", str(assignment)], ["users", "add", "ana", "--role", "auditor"]):
+            result = subprocess.run(
+                [sys.executable, str(REPO / "run_site.py"), "--config", str(config), "--site", "t", *command],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=120,
+                env=environment,
+            )
+            assert result.returncode == 0, result.stderr
+    finally:
+        os.umask(previous)
+    written = list((tmp_path / "var").rglob("*"))
+    assert any(path.name == "t.db" for path in written)
+    exposed = [f"{path}: {stat.filemode(path.lstat().st_mode)}" for path in written if path.lstat().st_mode & denied]
+    assert exposed == []
