@@ -37,6 +37,9 @@ from cartera.portfolio.files.values import (
 )
 
 CHUNK_SIZE = 1 << 20
+#: The longest line read (an assignment row is a few hundred bytes): a longer one rejects the file before it is
+#: held whole, since each line is decoded and parsed in one piece.
+MAX_LINE_BYTES = 1 << 20
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _ZERO = Decimal(0)
 #: A well-formed UTF-8 multi-byte character; Spanish Windows-1252 text practically never forms one.
@@ -304,27 +307,32 @@ class _Items:
 def _decoded_lines(stream: IO[bytes], dialect: Dialect, source: str, seen: Callable[[bytes], object]) -> Iterator[str]:
     """The stream's lines (split at ``\\n``, ends kept), decoded a block of whole lines at a time. The lines
     before an undecodable one come out first, then :class:`FileRejected` names its line and column; a block
-    holding mojibake is refused before any of its lines comes out."""
+    holding mojibake is refused before any of its lines comes out, and so is a line longer than
+    :data:`MAX_LINE_BYTES` before it is held whole (a creditor's one-line gigabyte costs neither memory nor time)."""
     encoding, label = dialect.encoding, dialect.label
     decoder = codecs.getincrementaldecoder(encoding)()
     lines_before = 0
-    for block in _line_blocks(stream, seen):
-        try:
-            text = decoder.decode(block)
-        except UnicodeDecodeError:
-            for number, raw in enumerate(io.BytesIO(block), lines_before + 1):
-                try:
-                    yield raw.decode(encoding)
-                except UnicodeDecodeError as exc:
-                    byte, column = raw[exc.start], exc.start + 1
-                    reason = f"line {number}: byte 0x{byte:02x} at column {column} is not valid {label}"
-                    raise FileRejected(source, reason) from None
-            raise FileRejected(source, f"not valid {label} after line {lines_before}") from None
-        if not text.isascii() and (mojibake := _mojibake(text, dialect)) is not None:
-            line, reason = mojibake
-            raise FileRejected(source, f"line {lines_before + line}: {reason}")
-        lines_before += block.count(b"\n")
-        yield from io.StringIO(text, newline="\n")
+    try:
+        for block in _line_blocks(stream, seen):
+            try:
+                text = decoder.decode(block)
+            except UnicodeDecodeError:
+                for number, raw in enumerate(io.BytesIO(block), lines_before + 1):
+                    try:
+                        yield raw.decode(encoding)
+                    except UnicodeDecodeError as exc:
+                        byte, column = raw[exc.start], exc.start + 1
+                        reason = f"line {number}: byte 0x{byte:02x} at column {column} is not valid {label}"
+                        raise FileRejected(source, reason) from None
+                raise FileRejected(source, f"not valid {label} after line {lines_before}") from None
+            if not text.isascii() and (mojibake := _mojibake(text, dialect)) is not None:
+                line, reason = mojibake
+                raise FileRejected(source, f"line {lines_before + line}: {reason}")
+            lines_before += block.count(b"\n")
+            yield from io.StringIO(text, newline="\n")
+    except _LineTooLong:
+        reason = f"line {lines_before + 1} is longer than {MAX_LINE_BYTES} bytes: not an assignment file"
+        raise FileRejected(source, reason) from None
 
 
 def _excerpt(text: str, limit: int = 80) -> str:
@@ -371,8 +379,13 @@ def _cp1252(latin1: str) -> bool:
     return True
 
 
+class _LineTooLong(Exception):
+    """A line runs past :data:`MAX_LINE_BYTES`."""
+
+
 def _line_blocks(stream: IO[bytes], seen: Callable[[bytes], object]) -> Iterator[bytes]:
-    """The stream in blocks of about :data:`CHUNK_SIZE` bytes that end at a line end (or the stream's end)."""
+    """The stream in blocks of about :data:`CHUNK_SIZE` bytes that end at a line end (or the stream's end);
+    :class:`_LineTooLong` as soon as a line passes :data:`MAX_LINE_BYTES`, before it is kept whole."""
     tail = b""
     while chunk := stream.read(CHUNK_SIZE):
         seen(chunk)
@@ -381,6 +394,8 @@ def _line_blocks(stream: IO[bytes], seen: Callable[[bytes], object]) -> Iterator
         if end:
             yield block[:end]
         tail = block[end:]
+        if len(tail) > MAX_LINE_BYTES:
+            raise _LineTooLong
     if tail:
         yield tail
 

@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import shutil
+import tracemalloc
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -779,3 +780,22 @@ def test_an_archive_the_operator_configured_through_a_symlink_is_used(tmp_path: 
     (batch,) = sync.fetch()
     sync.acknowledge(batch)
     assert [p.name for p in (tmp_path / "disk").iterdir()] == ["a.csv"]
+
+
+@pytest.mark.abuse
+def test_a_line_of_many_megabytes_rejects_the_file_without_holding_it(tmp_path: Path) -> None:
+    path = tmp_path / "long-line.csv"
+    with path.open("wb") as sink:
+        sink.write(b"cuenta;nombre;telefono1;saldo;moneda\nB-1;Ana;3001234567;10;COP\nB-2;")
+        for _ in range(32):
+            sink.write(b"A" * (1 << 20))
+        sink.write(b";3001234568;10;COP\n")
+    batch = make_sync(tmp_path).read_file(path)
+    tracemalloc.start()
+    try:
+        with pytest.raises(FileRejected, match=r": line 3 is longer than 1048576 bytes: not an assignment file$"):
+            list(batch.items)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20  # a few blocks of 1 MiB, never the 32 MiB line (before: its copies and its text)
