@@ -104,6 +104,8 @@ def _outside(week: tuple[packs.Hours | None, ...], local: datetime) -> bool:
 
 
 def _mine(subject: Subject, contact: Contact, scope: str) -> bool:
+    if scope == "debtor":  # the history holds the debtor's contacts only
+        return True
     if scope == "account" and subject.account_ref is not None:
         return contact.same_account
     return contact.phone == subject.phone
@@ -182,7 +184,7 @@ def oracle(
                 first = today - timedelta(days=rule.days - 1)
                 if any(
                     c.channel is not subject.channel
-                    and _mine(subject, c, "account")
+                    and _mine(subject, c, "debtor")
                     and datetime.fromtimestamp(c.ts, zone).date() >= first
                     for c in past
                 ):

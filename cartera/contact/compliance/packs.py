@@ -19,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ChannelName = Literal["call", "sms"]
 LineName = Literal["personal", "work"]
+#: whose contacts a counting rule counts: the debt (the account, at any site), the number, or the debtor (every
+#: account and number of theirs: :mod:`cartera.contact.compliance.debtor`)
+Scope = Literal["account", "phone", "debtor"]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _INTERVAL = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
@@ -79,7 +82,7 @@ class FrequencyRule(_Rule):
     max: int = Field(ge=1)
     days: int = Field(ge=1, le=366)
     counts: tuple[ChannelName, ...] | None = None  #: contacts counted (default: ``channels``)
-    scope: Literal["account", "phone"] = "account"
+    scope: Scope = "account"
     after_conversation: bool = False  #: only once the debtor was reached in a conversation
     #: only contacts to numbers of these line types (and numbers of unknown type, which may be either)
     line_types: tuple[LineName, ...] | None = None
@@ -94,7 +97,7 @@ class QuietAfterConversationRule(_Rule):
 
     kind: Literal["quiet_after_conversation"]
     days: int = Field(ge=1, le=366)
-    scope: Literal["account", "phone"] = "account"
+    scope: Scope = "account"
 
 
 class OneChannelAfterConversationRule(_Rule):
@@ -110,7 +113,7 @@ class MinIntervalRule(_Rule):
     kind: Literal["min_interval"]
     hours: float = Field(gt=0, le=24 * 366)
     counts: tuple[ChannelName, ...] | None = None
-    scope: Literal["account", "phone"] = "account"
+    scope: Scope = "account"
 
     @property
     def counted(self) -> tuple[ChannelName, ...]:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from cartera.contact.compliance.engine import ComplianceGate
-from cartera.contact.compliance.model import Decision, Subject
+from cartera.contact.compliance.model import Contact, Decision, Subject
 
 
 def explanation(gate: ComplianceGate, decision: Decision, subject: Subject, at: datetime, site_zone: ZoneInfo) -> str:
@@ -36,6 +36,7 @@ def explanation(gate: ComplianceGate, decision: Decision, subject: Subject, at: 
             site = "" if zones == (site_zone,) else f" ({_when(first, site_zone)})"
             lines.append(f"next allowed: {_when(first, zones[0])}{site}")
     lines.append(_history(subject, site_zone))
+    lines += [_contact(contact, site_zone) for contact in subject.history.contacts]
     refused = {violation.rule: violation.reason for violation in decision.violations}
     lines.append("rules checked:")
     for info in policy.info.values():
@@ -58,6 +59,14 @@ def _history(subject: Subject, zone: ZoneInfo) -> str:
     if history.promise_due is not None:
         text += f"; promise to pay due {history.promise_due:%Y-%m-%d}"
     return text
+
+
+def _contact(contact: Contact, zone: ZoneInfo) -> str:
+    """One contact of the history: when, how, to which number, about what and by which site of the store."""
+    about = "this debt" if contact.same_account else "another account or none"
+    talked = ", a conversation" if contact.conversation else ""
+    when = _when(datetime.fromtimestamp(contact.ts, UTC), zone)
+    return f"  {contact.channel} {when} to {contact.phone} ({about}{talked}) by site {contact.site}"
 
 
 def _count(number: int, noun: str) -> str:
