@@ -65,6 +65,7 @@ def test_history_is_read_from_the_store(tmp_path: Path, open_node: Callable[...,
                     answered_at=now,
                     outcome="answered",
                     disposition="wrong_party",
+                    right_party=False,  # as the workspace stores it (cartera.workspace.dispositions)
                 ),
                 ContactAttempt(
                     site="t",
@@ -75,6 +76,7 @@ def test_history_is_read_from_the_store(tmp_path: Path, open_node: Callable[...,
                     answered_at=now,
                     outcome="answered",
                     disposition="right_party_contact",
+                    right_party=True,
                 ),
                 SmsRow(
                     site="t", account_id=None, phone=ANA, text="x", state="delivered", created_at=now, updated_at=now

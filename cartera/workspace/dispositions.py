@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from cartera.core.models import DispositionCode
 
@@ -98,3 +99,17 @@ SYSTEM_CODES: tuple[CodeSpec, ...] = (
     _code(WRAP_UP_TIMEOUT, "Sin tipificar a tiempo", "Wrap-up timed out", H, system=True),
     _code(BROWSER_CLOSED, "Navegador cerrado", "Browser closed", H, system=True),
 )
+
+
+@dataclass(frozen=True)
+class SavedDisposition:
+    """A disposition as stored: by whom, when, and the promise and callback it made, if any."""
+
+    id: int
+    attempt_id: int
+    account_ref: str | None
+    code: str
+    agent: str
+    at: datetime
+    promise_id: int | None = None
+    callback_id: int | None = None

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from cartera.core.errors import CarteraError
-
-if TYPE_CHECKING:
-    from cartera.workspace.service import SavedDisposition
+from cartera.workspace.dispositions import SavedDisposition
 
 
 class WorkspaceError(CarteraError):

@@ -54,7 +54,7 @@ from cartera.portfolio.export import add_activity, to_activity
 from cartera.portfolio.identity import qualified
 from cartera.workspace import callbacks, promises
 from cartera.workspace.callbacks import CallbackView
-from cartera.workspace.dispositions import BROWSER_CLOSED, WRAP_UP_TIMEOUT, CodeSpec, Flag
+from cartera.workspace.dispositions import BROWSER_CLOSED, WRAP_UP_TIMEOUT, CodeSpec, Flag, SavedDisposition
 from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, WorkspaceError
 from cartera.workspace.promises import Instalment, PromiseState, PromiseView
 from cartera.workspace.settings import PortfolioRules, WorkspaceConfig
@@ -84,18 +84,6 @@ class DispositionInput:
     promise: tuple[Instalment, ...] = ()
     callback: CallbackRequest | None = None
     line_type: LineType | None = None  #: what the debtor said the number called is
-
-
-@dataclass(frozen=True)
-class SavedDisposition:
-    id: int
-    attempt_id: int
-    account_ref: str | None
-    code: str
-    agent: str
-    at: datetime
-    promise_id: int | None = None
-    callback_id: int | None = None
 
 
 @dataclass(frozen=True)
