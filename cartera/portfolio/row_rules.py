@@ -1,0 +1,198 @@
+"""One creditor row applied to a chunk's picture of its accounts: its checks (identity, free text, country,
+phones, region and zone) and what it does (new, update, withdrawal, payment), idempotent: a row that changes
+nothing is ``unchanged``, a payment reported again is not applied twice."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from decimal import Decimal
+
+import phonenumbers
+
+from cartera.contact.compliance.calendar import check_address_zone, check_region, check_zone
+from cartera.contact.phones import InvalidPhone
+from cartera.core.models import AssignmentAction, AssignmentRow, RowError
+from cartera.portfolio.chunk_state import AccountState, ChunkState, Payment, PortfolioInfo
+from cartera.portfolio.files.phones import PhoneNormalizer
+from cartera.portfolio.files.values import control_problem
+from cartera.portfolio.identity import code_problem
+
+CENT = Decimal("0.01")
+
+
+class Applied(enum.Enum):
+    """What an applied row did, as the import's report counts it."""
+
+    NEW = "new"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    WITHDRAWN = "withdrawn"
+    PAYMENT = "payments"
+
+
+class RowChecks:
+    """The checks of a row's phones and place, their answers kept per value for the importer's lifetime;
+    ``law_country`` gives the country of the law pack a portfolio (``CREDITOR/PORTFOLIO``, its country) is held to."""
+
+    def __init__(self, law_country: Callable[[str, str], str | None] | None) -> None:
+        self.law_country = law_country
+        self._phones: dict[str, PhoneNormalizer] = {}
+        self._places: dict[
+            tuple[str | None, str | None, tuple[str, ...]], tuple[str | None, str | None] | RowError
+        ] = {}
+        self._countries: dict[int, tuple[str, ...]] = {}
+
+    def phones(self, country: str) -> PhoneNormalizer:
+        normalizer = self._phones.get(country)
+        if normalizer is None:
+            normalizer = self._phones[country] = PhoneNormalizer(country)
+        return normalizer
+
+    def countries(self, portfolio: PortfolioInfo) -> tuple[str, ...]:
+        """The countries whose zones a debtor of ``portfolio`` may be in: its own, and its law pack's."""
+        found = self._countries.get(portfolio.id)
+        if found is None:
+            law = (
+                self.law_country(f"{portfolio.creditor}/{portfolio.code}", portfolio.country)
+                if self.law_country
+                else None
+            )
+            found = self._countries[portfolio.id] = tuple(sorted({portfolio.country, law or portfolio.country}))
+        return found
+
+    def place(self, row: AssignmentRow, countries: tuple[str, ...]) -> tuple[str | None, str | None] | RowError:
+        """The row's checked (region, time zone), or the error of the first bad one (cached per value pair): the
+        zone must be a real one of ``countries`` (and of the region's country), never ``posixrules``..."""
+        key = (row.region, row.timezone, countries)
+        found = self._places.get(key)
+        if found is None:
+            try:
+                region = check_region(row.region)
+            except ValueError as exc:
+                found = RowError(0, "region", str(exc))
+            else:
+                try:
+                    found = (region, check_address_zone(check_zone(row.timezone), countries, region))
+                except ValueError as exc:
+                    found = RowError(0, "timezone", str(exc))
+            self._places[key] = found
+        return found
+
+
+def identified(item: AssignmentRow | RowError) -> AssignmentRow | RowError:
+    """The row, or its error when its creditor, portfolio or account ref breaks
+    :data:`cartera.portfolio.identity.CODE_PATTERN`
+    (what searches and references accept), or its free text (name, currency, payment ref) holds a control
+    character, bidi override or invisible format character (:func:`cartera.portfolio.files.values.control_problem`),
+    or its ``country`` (how its phones read) is no country phonenumbers knows: every import path gets all three."""
+    if isinstance(item, RowError):
+        return item
+    for name, value in (("creditor", item.creditor), ("portfolio", item.portfolio), ("account_ref", item.account_ref)):
+        problem = code_problem(value)
+        if problem is not None:
+            return RowError(item.line, name, problem)
+    free_text = (("debtor_name", item.debtor_name), ("currency", item.currency), ("payment_ref", item.payment_ref))
+    for name, text_value in free_text:
+        problem = control_problem(text_value) if text_value else None
+        if problem is not None:
+            return RowError(item.line, name, problem)
+    if item.country is not None and item.country not in phonenumbers.SUPPORTED_REGIONS:
+        return RowError(item.line, "country", f"unknown country {item.country!r} (use an ISO 3166 code like CO)")
+    return item
+
+
+def apply_row(row: AssignmentRow, portfolio: PortfolioInfo, state: ChunkState, checks: RowChecks) -> Applied | RowError:
+    """Apply ``row`` (of ``portfolio``) to ``state``: what it did, or why it is quarantined."""
+    account = state.accounts.get((portfolio.id, row.account_ref))
+    if row.action is AssignmentAction.WITHDRAW:
+        if account is None:
+            return RowError(row.line, "account_ref", f"withdrawal of unknown account {row.account_ref!r}")
+        if account.status == "withdrawn":
+            return Applied.UNCHANGED
+        account.status, account.dirty = "withdrawn", True
+        return Applied.WITHDRAWN
+    if row.action is AssignmentAction.PAYMENT:
+        if account is None or row.payment_amount is None:
+            return RowError(row.line, "account_ref", f"payment for unknown account {row.account_ref!r}")
+        return _pay(row, row.payment_amount.quantize(CENT), account, state)
+    if account is None and row.action is AssignmentAction.UPDATE:
+        return RowError(row.line, "account_ref", f"update of unknown account {row.account_ref!r}")
+    phones = _phones(row, checks.phones(row.country or portfolio.country))
+    if isinstance(phones, RowError):
+        return phones
+    place = checks.place(row, checks.countries(portfolio))
+    if isinstance(place, RowError):
+        return RowError(row.line, place.field, place.reason)
+    region, zone = place
+    balance = row.balance.quantize(CENT)
+    if account is None:
+        account = AccountState(
+            None,
+            portfolio,
+            row.account_ref,
+            None,
+            row.debtor_name,
+            region,
+            zone,
+            balance,
+            row.currency,
+            "active",
+            phones,
+        )
+        state.accounts[(portfolio.id, row.account_ref)] = account
+        state.created.append(account)
+        return Applied.NEW
+    wanted = (row.debtor_name, region, zone, balance, row.currency, "active", phones)
+    if (
+        account.name,
+        account.region,
+        account.timezone,
+        account.balance,
+        account.currency,
+        account.status,
+        account.phones,
+    ) == wanted:
+        return Applied.UNCHANGED
+    account.phones_changed = account.phones_changed or account.phones != phones
+    account.name, account.region, account.timezone, account.balance, account.currency, account.status = wanted[:6]
+    account.phones = phones
+    account.dirty = True
+    return Applied.UPDATED
+
+
+def _pay(row: AssignmentRow, amount: Decimal, account: AccountState, state: ChunkState) -> Applied:
+    key = _payment_key(row, amount)
+    if key is not None and key in account.payment_keys:
+        return Applied.UNCHANGED
+    if key is not None:
+        account.payment_keys.add(key)
+    account.balance -= amount
+    if account.balance <= 0:
+        account.status = "paid"
+    account.dirty = True
+    state.payments.append(Payment(account, row, amount, key))
+    return Applied.PAYMENT
+
+
+def _phones(row: AssignmentRow, normalize: PhoneNormalizer) -> list[str] | RowError:
+    """The row's phones in E.164, each once, in the row's order; at least one."""
+    phones: list[str] = []
+    for position, raw in enumerate(row.phones, 1):
+        try:
+            e164 = normalize(raw)
+        except InvalidPhone as exc:
+            return RowError(row.line, f"phone{position}", str(exc))
+        if e164 not in phones:
+            phones.append(e164)
+    if not phones:
+        return RowError(row.line, "phones", "no phone number")
+    return phones
+
+
+def _payment_key(row: AssignmentRow, amount: Decimal) -> str | None:
+    if row.payment_ref:
+        return f"ref:{row.payment_ref}"[:128]
+    if row.paid_on is not None:
+        return f"day:{row.paid_on.isoformat()}:{amount}"
+    return None
