@@ -49,14 +49,31 @@ seed = 7
 record = false
 outcome_weights = {{ {outcome} = 1 }}
 disposition_weights = {{ right_party_contact = 1 }}
+
+[sites.{name}.sms]
+plugin = "outbox"
+path = "sms/{name}.jsonl"
+{extra}
+"""
+#: A site's own limit per debt (Regulation F's key): one call a day about each debt.
+ONE_CALL_A_DAY_PER_DEBT = """
+[[sites.{name}.compliance.rules]]
+kind = "frequency"
+channels = ["call"]
+max = 1
+days = 1
+scope = "account"
 """
 
 
-def sites(directory: Path, *names: str, database: str | None = None, outcome: str = "busy") -> Path:
-    """A sites.toml of Colombian sites ``names`` on one store (``database``; default: each its own SQLite)."""
+def sites(directory: Path, *names: str, database: str | None = None, outcome: str = "busy", extra: str = "") -> Path:
+    """A sites.toml of Colombian sites ``names`` on one store (``database``; default: each its own SQLite);
+    ``extra`` is added to each site (``{name}``: the site's name)."""
     path = directory / "sites.toml"
     line = f'database = "{database}"' if database else ""
-    path.write_text("".join(SITE.format(name=name, database=line, outcome=outcome) for name in names))
+    path.write_text(
+        "".join(SITE.format(name=name, database=line, outcome=outcome, extra=extra.format(name=name)) for name in names)
+    )
     return path
 
 
@@ -201,6 +218,22 @@ def test_the_second_site_is_refused_and_explain_names_the_first(
     assert "  call Sun 22 Nov 2026 10:00 America/Bogota to +573001000007" in out, out
 
 
+@pytest.mark.postgres
+@pytest.mark.cluster
+def test_a_limit_per_debt_counts_the_debt_at_every_site_and_no_other_debt(
+    tmp_path: Path, open_node: Callable[..., Node], postgres_url: str
+) -> None:
+    path = sites(tmp_path, "t", "b", database=postgres_url, extra=ONE_CALL_A_DAY_PER_DEBT)
+    first, second = open_node(path, "t"), open_node(path, "b")
+    assign(first, ("BANCO", "A-8", number(8)))
+    assign(second, ("BANCO", "A-8", number(8)), ("BANCO", "C-8", number(8)))  # the same debt, and another one
+    first.calls.place_call(phone=None, account="A-8", actor="test")
+    with pytest.raises(Denied) as denied:
+        second.calls.place_call(phone=None, account="A-8", actor="test")
+    assert denied.value.decision.rules == ("site.rules.1",)
+    second.calls.place_call(phone=None, account="C-8", actor="test")  # no conversation yet: Ley 2300 allows it
+
+
 def request_time(node: Node, attempt_id: int) -> str:
     with node.db.session() as session:
         return f"{session.get_one(ContactAttempt, attempt_id).requested_at.astimezone(BOGOTA):%H:%M}"
@@ -218,6 +251,9 @@ def test_one_debtor_with_two_accounts_at_one_site_is_counted_together(
     assert denied.value.decision.rules == ("co.ley2300.art3.una_vez_al_dia",)
     with pytest.raises(Denied):
         node.calls.place_call(phone=number(3), account=None, actor="test")
+    with pytest.raises(Denied) as texted:
+        node.texts.send_sms(phone=None, account="B-3", text="Recuerde su pago", actor="test")
+    assert set(texted.value.decision.reasons) == {Reason.FREQUENCY_CAP, Reason.ONE_CHANNEL_AFTER_CONTACT}
     node.calls.place_call(phone=None, account="A-4", actor="test")  # another debtor: their own count
     tomorrow = node.clock.now() + timedelta(days=1)
     decision, _ = node.explainer.explain(phone=None, account="B-3", channel=Channel.CALL, at=tomorrow, actor="t")
