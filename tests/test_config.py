@@ -232,3 +232,58 @@ def test_sites_with_their_own_folders_load(hooks: Hooks, tmp_path: Path) -> None
     path = write_sites(tmp_path, extra=_second_site('inbox = "inbox_u"\noutbox = "exports_u"\n'))
     assert load_site(path, "t", hooks.collect_adapters()).name == "t"
     assert load_site(path, "u", hooks.collect_adapters()).name == "u"
+
+
+def _sftp_site(name: str, folders: str, server: str = 'host = "sftp.bco.example"\nusername = "cobranza"\n') -> str:
+    return (
+        f'\n[sites.{name}]\ntimezone = "America/Bogota"\ncountry = "CO"\ndata_dir = "var/{name}"\n'
+        f'[sites.{name}.compliance]\nauthorised_channels = ["call"]\n'
+        f'[sites.{name}.crm_sync]\nplugin = "sftp_csv"\n{server}password = "${{CARTERA_TEST_SFTP_PASSWORD}}"\n'
+        f'known_hosts = "known_hosts"\ncreditor = "BCO"\nportfolio = "TARJETAS"\n{folders}'
+    )
+
+
+@pytest.fixture
+def sftp_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARTERA_TEST_SFTP_PASSWORD", "a password")
+
+
+@pytest.mark.abuse
+@pytest.mark.usefixtures("sftp_password")
+@pytest.mark.parametrize(
+    ("theirs", "ours", "keys"),
+    [
+        (
+            'inbox = "/entrada/"\noutbox = "/salida/v"\n',
+            'inbox = "/entrada"\noutbox = "/salida/u"\n',
+            ("inbox", "inbox"),
+        ),
+        ('inbox = "/v"\noutbox = "/entrada/x/../salida"\n', 'inbox = "/entrada"\noutbox = "/u"\n', ("outbox", "inbox")),
+        (
+            'inbox = "entrada"\noutbox = "salida-v"\nport = 22\n',
+            'inbox = "entrada/"\noutbox = "u"\n',
+            ("inbox", "inbox"),
+        ),
+    ],
+)
+def test_two_sites_on_one_remote_creditor_folder_are_refused_naming_both(
+    hooks: Hooks, tmp_path: Path, theirs: str, ours: str, keys: tuple[str, str]
+) -> None:
+    their_key, our_key = keys
+    path = write_sites(tmp_path, extra=_sftp_site("u", ours) + _sftp_site("v", theirs))
+    message = _error(hooks, path, site="u")
+    assert f"site 'u', key 'crm_sync.{our_key}'" in message
+    assert f"overlaps site 'v', key 'crm_sync.{their_key}' (cobranza:sftp.bco.example:22:" in message
+
+
+@pytest.mark.usefixtures("sftp_password")
+def test_sites_on_other_sftp_servers_or_logins_may_use_the_same_remote_folders(hooks: Hooks, tmp_path: Path) -> None:
+    folders = 'inbox = "/entrada"\noutbox = "/salida"\n'
+    others = [
+        'host = "sftp.otro.example"\nusername = "cobranza"\n',
+        'host = "sftp.bco.example"\nusername = "sede2"\n',
+        'host = "sftp.bco.example"\nusername = "cobranza"\nport = 2222\n',
+    ]
+    extra = _sftp_site("u", folders) + "".join(_sftp_site(f"v{n}", folders, server) for n, server in enumerate(others))
+    path = write_sites(tmp_path, extra=extra)
+    assert load_site(path, "u", hooks.collect_adapters()).name == "u"

@@ -54,6 +54,9 @@ class PluginConfig(BaseModel):
     #: keys of the directories that are this site's alone (a creditor's inbox...): when ``sites.toml`` is loaded,
     #: another site's such directory that is the same as one of them, inside or around it, is refused
     exclusive_dirs: ClassVar[tuple[str, ...]] = ()
+    #: keys naming the server ``exclusive_dirs`` are on when they are remote (``username``, ``host``, ``port``):
+    #: then another site's directory clashes only on the same server, compared as written (normalised)
+    exclusive_server: ClassVar[tuple[str, ...]] = ()
 
 
 ConfigT = TypeVar("ConfigT", bound=PluginConfig)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from types import UnionType
 from typing import Annotated, Any, Literal, TypeGuard, TypeVar, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -298,7 +299,8 @@ def _refuse_shared_dirs(
     sites: dict[str, Any], site: str, base_dir: Path, registries: dict[str, Any], errors: _Errors
 ) -> None:
     """Two sites with one ``data_dir``, or with overlapping directories their plugins declare exclusive (a
-    creditor's inbox...), would take each other's files: refused, naming both sites and keys."""
+    creditor's inbox, local or on the creditor's server...), would take each other's files: refused, naming
+    both sites and keys."""
     ours = _exclusive_dirs(site, sites[site], base_dir, registries)
     for other, raw in sites.items():
         if other == site:
@@ -313,12 +315,27 @@ def _refuse_shared_dirs(
                     )
 
 
-def _exclusive_dirs(site: str, raw: Any, base_dir: Path, registries: dict[str, Any]) -> dict[tuple[str, ...], Path]:
+@dataclass(frozen=True)
+class _Place:
+    """A directory as two sites' tables are compared: a local path (no ``server``), or a path on the remote
+    server its plugin's ``exclusive_server`` keys name (``cobranza:sftp.bco.example:22``)."""
+
+    server: str
+    path: PurePath
+
+    def __str__(self) -> str:
+        return f"{self.server}:{self.path}" if self.server else str(self.path)
+
+
+def _exclusive_dirs(site: str, raw: Any, base_dir: Path, registries: dict[str, Any]) -> dict[tuple[str, ...], _Place]:
     """Site ``site``'s ``data_dir`` and its plugins' ``exclusive_dirs``, read from its raw table (another site
     is not validated here): a value that is no text, or uses a variable unset on this node, is skipped."""
     if not isinstance(raw, dict):
         return {}
-    found: dict[tuple[str, ...], Path | None] = {("data_dir",): _raw_path(raw.get("data_dir", f"var/{site}"), base_dir)}
+    data_dir = _raw_text(raw.get("data_dir", f"var/{site}"))
+    found: dict[tuple[str, ...], _Place] = {}
+    if data_dir is not None:
+        found[("data_dir",)] = _Place("", (base_dir / data_dir).resolve())
     for kind in PLUGIN_KINDS:
         section = raw.get(kind)
         plugin = section.get("plugin") if isinstance(section, dict) else None
@@ -328,21 +345,41 @@ def _exclusive_dirs(site: str, raw: Any, base_dir: Path, registries: dict[str, A
             model: type[PluginConfig] = registries[kind].get(plugin).config_model
         except ConfigError:
             continue
-        found.update({(kind, key): _raw_path(section.get(key), base_dir) for key in model.exclusive_dirs})
-    return {key: path for key, path in found.items() if path is not None}
+        found.update({(kind, key): place for key, place in _declared_dirs(model, section, base_dir).items()})
+    return found
 
 
-def _raw_path(value: Any, base_dir: Path) -> Path | None:
+def _declared_dirs(model: type[PluginConfig], section: dict[str, Any], base_dir: Path) -> dict[str, _Place]:
+    """The places of ``model``'s ``exclusive_dirs`` in ``section``: local paths, or remote ones (compared as
+    written, normalised) on the server its ``exclusive_server`` keys name (their defaults when unset)."""
+    texts = {key: _raw_text(section.get(key)) for key in model.exclusive_dirs}
+    if not model.exclusive_server:
+        return {key: _Place("", (base_dir / text).resolve()) for key, text in texts.items() if text is not None}
+    fields = model.model_fields
+    server = [_raw_text(section.get(key, fields[key].default)) for key in model.exclusive_server]
+    if any(part is None for part in server):
+        return {}
+    named = ":".join(part for part in server if part is not None)
+    return {key: _Place(named, PurePosixPath(posixpath.normpath(text))) for key, text in texts.items() if text}
+
+
+def _raw_text(value: Any) -> str | None:
+    """A raw value as text with its ``${VAR}`` substituted; None when it is no text or number, or names a
+    variable unset on this node."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     if not isinstance(value, str) or any(name not in os.environ for name in _ENV_REF.findall(value)):
         return None
-    return (base_dir / _ENV_REF.sub(lambda match: os.environ[match.group(1)], value)).resolve()
+    return _ENV_REF.sub(lambda match: os.environ[match.group(1)], value)
 
 
-def _clash(our_key: tuple[str, ...], mine: Path, their_key: tuple[str, ...], theirs: Path) -> bool:
-    """The same ``data_dir``, or exclusive directories that are the same or one inside the other."""
+def _clash(our_key: tuple[str, ...], mine: _Place, their_key: tuple[str, ...], theirs: _Place) -> bool:
+    """The same ``data_dir``, or exclusive directories on one server that are the same or one inside the other."""
     if ("data_dir",) in (our_key, their_key):
         return our_key == their_key and mine == theirs
-    return mine == theirs or mine in theirs.parents or theirs in mine.parents
+    if mine.server != theirs.server:
+        return False
+    return mine.path == theirs.path or mine.path in theirs.path.parents or theirs.path in mine.path.parents
 
 
 def _strict(model: type[M], raw: dict[str, Any], base_dir: Path, errors: _Errors, key: tuple[str, ...]) -> M:

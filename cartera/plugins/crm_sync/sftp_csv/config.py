@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from typing import ClassVar
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -11,6 +12,9 @@ from cartera.plugin import ConfigPath, CsvFormatConfig
 
 class SftpCsvConfig(CsvFormatConfig):
     """Assignment files wait in the remote ``inbox``; exports and rejection reports go to the remote ``outbox``."""
+
+    exclusive_dirs: ClassVar[tuple[str, ...]] = ("inbox", "archive", "rejected", "outbox")
+    exclusive_server: ClassVar[tuple[str, ...]] = ("username", "host", "port")
 
     host: str = Field(min_length=1, description="The creditor's SFTP server (name or address).")
     port: int = Field(22, ge=1, le=65535, description="Its SSH port.")
