@@ -277,11 +277,11 @@ class CallService:
 
     def _call_activities(self, session: Session, attempt: ContactAttempt, result: CallResult) -> list[ActivityRow]:
         """The call's activity for the creditor, its outcome the disposition's code when there is one; none yet for
-        a call an agent took and has not dispositioned: the disposition records it (with its code)."""
+        an answered call an agent took and has not dispositioned: the disposition records it (with its code)."""
         if attempt.account is None:
             return []
         code = attempt.disposition or (result.disposition.code.value if result.disposition else None)
-        if code is None and attempt.connected_at is not None:
+        if code is None and attempt.connected_at is not None and result.outcome is CallOutcome.ANSWERED:
             return []
         row = add_activity(
             session,

@@ -33,6 +33,7 @@ from cartera.core.hooks import Hooks
 from cartera.core.logs import event
 from cartera.core.models import (
     ActivityKind,
+    CallOutcome,
     CallResult,
     Channel,
     Disposition,
@@ -187,11 +188,14 @@ class WorkspaceService:
             settled = promises.review(
                 session, site=self.site, zone=self.zone, now=now, grace=self.config.promise_grace_days
             )
-            limit = now - timedelta(seconds=self.config.wrap_up_seconds + self.config.gone_seconds)
+            # the limits are people's time: real seconds, however fast a simulated clock runs
+            left = (self.config.wrap_up_seconds + self.config.gone_seconds) / self.clock.real_seconds(1.0)
+            limit = now - timedelta(seconds=left)
             orphans = session.execute(
                 select(ContactAttempt.id, ContactAttempt.agent).where(
                     ContactAttempt.site == self.site,
                     ContactAttempt.state == "finished",
+                    ContactAttempt.outcome == CallOutcome.ANSWERED.value,
                     ContactAttempt.connected_at.is_not(None),
                     ContactAttempt.ended_at < limit,
                     ~exists().where(DispositionRow.attempt_id == ContactAttempt.id),
