@@ -1,0 +1,278 @@
+"""The agents' page: state (ready / paused), the screen pop pushed over server-sent events, the right party's
+confirmation that reveals the debt, and the disposition. Only users of the ``agent`` role with an extension."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from cartera.contact.compliance import LineType, Reason
+from cartera.core.errors import UsageError
+from cartera.web.context import Viewer, Web, WebError, check_csrf
+from cartera.web.i18n import Language, translate
+from cartera.web.sse import event_stream, last_event_id
+from cartera.web.users import Role
+from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, WorkspaceError
+from cartera.workspace.hub import WorkspaceHub
+from cartera.workspace.promises import Instalment
+from cartera.workspace.screen import NotOnScreen, jsonable
+from cartera.workspace.service import CallbackRequest, DispositionInput
+
+_ID = re.compile(r"[0-9]{1,12}")
+_AMOUNT = re.compile(r"[0-9]{1,12}([.,][0-9]{1,2})?")
+MAX_NOTE = 500
+
+
+class DispositionForm(BaseModel):
+    """The disposition form as posted (every field text, as typed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(max_length=32)
+    note: str = Field("", max_length=MAX_NOTE)
+    promise_amount: str = Field("", max_length=20)
+    promise_due: str = Field("", max_length=10)
+    callback_at: str = Field("", max_length=20)
+    callback_anyone: str = Field("", max_length=5)
+    line_type: str = Field("", max_length=16)
+    csrf: str = Field("", max_length=128)
+
+
+def agent_router(web: Web) -> APIRouter:
+    """The agent's page, its event stream, its state and the call on its screen."""
+    router = APIRouter()
+    hub = web.services.workspace
+
+    @router.get("/agent", include_in_schema=False)
+    @web.workers.pooled
+    def page(request: Request) -> Response:
+        viewer, extension = signed_in_agent(web, request)
+        status = hub.open_page(viewer.user.name, extension, viewer.user.portfolios(web.site))
+        messages = page_messages(web.language(request))
+        return web.page(request, "agent.html", viewer, agent_status=status, messages=messages)
+
+    @router.get("/agent/events", include_in_schema=False)
+    async def events(request: Request) -> Response:
+        viewer, extension = await run_in_threadpool(signed_in_agent, web, request)
+        name = viewer.user.name
+        hub.open_page(name, extension, viewer.user.portfolios(web.site))
+        since = last_event_id(request)
+        subscription = hub.subscribe(name, last_event_id=since)
+        hub.roster.page_seen(name)
+        first = []
+        if since is None:  # a page just opened: its state, and the call on screen if there is one
+            first.append(hub.publish_state(name))
+            pop = hub.on_screen(name)
+            if pop is not None:
+                first.append(pop)
+        return event_stream(request, subscription, first, on_close=lambda: hub.roster.page_gone(name))
+
+    @router.post("/agent/state", include_in_schema=False)
+    @web.workers.pooled
+    def state(
+        request: Request,
+        state: Annotated[str, Form(max_length=16)],
+        reason: Annotated[str, Form(max_length=64)] = "",
+        csrf: Annotated[str, Form(max_length=128)] = "",
+    ) -> Response:
+        viewer, _ = signed_in_agent(web, request)
+        check_csrf(csrf, viewer.session.csrf)
+        name = viewer.user.name
+        try:
+            if state == "ready":
+                status = hub.roster.ready(name)
+            elif state == "paused":
+                status = hub.roster.pause(name, reason or "break")
+            else:
+                raise WebError(400, f"unknown agent state {state[:16]!r}", "error.422")
+        except UsageError as exc:
+            return _refused(409, "state", str(exc))
+        web.audit(viewer.actor, "workspace.state", f"agent:{name}", state=status.state, reason=status.pause_reason)
+        return JSONResponse(status.as_event())
+
+    call_routes(router, web, hub)
+    return router
+
+
+def call_routes(router: APIRouter, web: Web, hub: WorkspaceHub) -> None:
+    """The call on the agent's screen: its codes, the right party's confirmation, its disposition."""
+
+    @router.post("/agent/calls/{attempt_id}/right-party", include_in_schema=False)
+    @web.workers.pooled
+    def right_party(request: Request, attempt_id: str, csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
+        viewer, _ = signed_in_agent(web, request)
+        check_csrf(csrf, viewer.session.csrf)
+        number = on_screen(hub, viewer, attempt_id)
+        try:
+            details = hub.screens.details(number, viewer.user.name, viewer.user.portfolios(web.site))
+        except NotOnScreen as exc:
+            raise WebError(404, str(exc), "error.404") from None
+        found = details.as_json()
+        service = web.services.workspace_service
+        found["promises"] = [
+            jsonable(asdict(promise)) for line in details.accounts for promise in service.promises_of(line.id)
+        ]
+        return JSONResponse(found)
+
+    @router.get("/agent/calls/{attempt_id}/codes", include_in_schema=False)
+    @web.workers.pooled
+    def codes(request: Request, attempt_id: str) -> Response:
+        viewer, _ = signed_in_agent(web, request)
+        number = on_screen(hub, viewer, attempt_id)
+        pop = hub.on_screen(viewer.user.name)
+        account_id = pop.data.get("account_id") if pop else None
+        if not isinstance(account_id, int):
+            raise WebError(404, f"call {number} is of no account: no disposition codes", "error.404")
+        english = web.language(request) == "en"
+        return JSONResponse(
+            [
+                {
+                    "code": spec.code,
+                    "label": spec.label_en if english else spec.label_es,
+                    "flags": sorted(flag.value for flag in spec.flags),
+                }
+                for spec in web.services.workspace_service.codes(account_id)
+            ]
+        )
+
+    @router.post("/agent/calls/{attempt_id}/disposition", include_in_schema=False)
+    @web.workers.pooled
+    def disposition(request: Request, attempt_id: str, form: Annotated[DispositionForm, Form()]) -> Response:
+        viewer, _ = signed_in_agent(web, request)
+        check_csrf(form.csrf, viewer.session.csrf)
+        if not _ID.fullmatch(attempt_id):
+            raise WebError(400, f"not a call id: {attempt_id[:20]!r}", "error.400")
+        try:
+            given = DispositionInput(
+                attempt_id=int(attempt_id),
+                code=form.code.strip(),
+                note=form.note.strip(),
+                promise=_promise(form.promise_amount, form.promise_due),
+                callback=_callback(web, form.callback_at, bool(form.callback_anyone)),
+                line_type=_line_type(form.line_type),
+            )
+        except WorkspaceError as exc:
+            return _refused(400, exc.field, str(exc))
+        return _dispose(web, hub, viewer, given)
+
+
+def signed_in_agent(web: Web, request: Request) -> tuple[Viewer, str]:
+    """The signed-in agent and its extension; 403 for anyone else."""
+    viewer = web.signed_in(request, agents=True)
+    extension = viewer.user.extension
+    if viewer.user.role is not Role.AGENT or not extension:
+        reason = f"the agent page needs the agent role and an extension, not {viewer.user.role}"
+        raise WebError(403, reason, "error.403")
+    return viewer, extension
+
+
+def on_screen(hub: WorkspaceHub, viewer: Viewer, attempt_id: str) -> int:
+    """The call ``attempt_id`` when it is the one on the agent's screen, else 404 (audited)."""
+    number = int(attempt_id) if _ID.fullmatch(attempt_id) else None
+    pop = hub.on_screen(viewer.user.name)
+    if number is None or pop is None or pop.data.get("attempt_id") != number:
+        raise WebError(404, f"call {attempt_id[:20]!r} is not on the agent's screen", "error.404")
+    return number
+
+
+def _dispose(web: Web, hub: WorkspaceHub, viewer: Viewer, given: DispositionInput) -> Response:
+    """Save the disposition through the workspace service; each refusal a JSON answer naming its field."""
+    name = viewer.user.name
+    try:
+        saved = web.services.workspace_service.post_disposition(name, given)
+    except NotYourCall as exc:
+        return _refused(403, exc.field, str(exc))
+    except AlreadyDispositioned as exc:
+        hub.dispositioned(name, given.attempt_id)  # saved already (a double submit): the screen is free
+        return _refused(409, exc.field, str(exc))
+    except CallbackNotAllowed as exc:
+        answer = _refused(400, exc.field, str(exc))
+        answer.headers["X-Next-Allowed-At"] = exc.next_allowed_at.isoformat() if exc.next_allowed_at else ""
+        return answer
+    except WorkspaceError as exc:
+        return _refused(400, exc.field, str(exc))
+    status = hub.dispositioned(name, given.attempt_id)
+    return JSONResponse(
+        {"saved": saved.id, "code": saved.code, "state": status.state.value if status else None}, status_code=201
+    )
+
+
+def _refused(status: int, field: str, message: str) -> JSONResponse:
+    return JSONResponse({"field": field, "error": message}, status_code=status)
+
+
+def _promise(amount: str, due: str) -> tuple[Instalment, ...]:
+    amount, due = amount.strip(), due.strip()
+    if not amount and not due:
+        return ()
+    if not _AMOUNT.fullmatch(amount):
+        raise WorkspaceError("promise.amount", f"an amount like 1500.00 is needed, not {amount[:20]!r}")
+    try:
+        day = date.fromisoformat(due)
+    except ValueError:
+        raise WorkspaceError("promise.due", f"a date YYYY-MM-DD is needed, not {due[:10]!r}") from None
+    try:
+        return (Instalment(Decimal(amount.replace(",", ".")), day),)
+    except InvalidOperation:
+        raise WorkspaceError("promise.amount", f"not an amount: {amount[:20]!r}") from None
+
+
+def _callback(web: Web, at: str, anyone: bool) -> CallbackRequest | None:
+    """A callback's time as typed (``YYYY-MM-DDTHH:MM``, the site's local time)."""
+    at = at.strip()
+    if not at:
+        return None
+    try:
+        local = datetime.fromisoformat(at)
+    except ValueError:
+        raise WorkspaceError("callback.at", f"a time YYYY-MM-DDTHH:MM is needed, not {at[:20]!r}") from None
+    if local.tzinfo is None:
+        local = local.replace(tzinfo=web.services.zone)
+    return CallbackRequest(at=local, for_anyone=anyone)
+
+
+def _line_type(text: str) -> LineType | None:
+    if not text:
+        return None
+    try:
+        return LineType(text)
+    except ValueError:
+        raise WorkspaceError("line_type", f"one of {', '.join(LineType)}, not {text[:16]!r}") from None
+
+
+#: The page's script reads its texts from here (the page never builds HTML from data: text only).
+_PAGE_KEYS = (
+    "agent.state.ready",
+    "agent.state.on_call",
+    "agent.state.wrap_up",
+    "agent.state.paused",
+    "agent.waiting",
+    "agent.ask_for",
+    "agent.no_account",
+    "agent.not_visible",
+    "agent.confirm",
+    "agent.mini_miranda",
+    "agent.saved",
+    "agent.ended",
+    "agent.law.allowed",
+    "agent.law.denied",
+    "agent.law.next",
+    "agent.channel.call",
+    "agent.channel.sms",
+    "agent.reconnecting",
+)
+
+
+def page_messages(language: Language) -> dict[str, str]:
+    """The texts the page's script shows, in ``language``."""
+    messages = {key: translate(language, key) for key in _PAGE_KEYS}
+    messages |= {f"reason.{key}": translate(language, f"reason.{key}") for key in Reason}
+    return messages

@@ -1,0 +1,86 @@
+"""Server-sent events: a workspace subscription streamed to a browser or an integration.
+
+A stream runs on the server's event loop, never in the pages' worker pool, and waits on the hub without
+polling. A comment every :data:`KEEP_ALIVE_S` keeps proxies from closing an idle stream (and the server's
+deadlines apply to request heads and bodies, which a stream has done with). The client reconnects by itself
+after ``retry`` and sends ``Last-Event-ID``: the hub replays what it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Iterable
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+from cartera.workspace.hub import Subscription, WorkspaceEvent
+
+KEEP_ALIVE_S = 15.0
+RETRY_MS = 2000
+RETRY = f"retry: {RETRY_MS}\n\n".encode()  #: how soon a client reconnects
+KEEP_ALIVE = b": keep-alive\n\n"
+_EVENT_ID = re.compile(r"[0-9]{1,20}")
+
+
+def last_event_id(request: Request) -> int | None:
+    """The ``Last-Event-ID`` a reconnecting client sent (the header, or ``lastEventId`` in the query for a
+    client that cannot set headers); ``None`` when absent or not a number."""
+    given = request.headers.get("last-event-id") or request.query_params.get("lastEventId") or ""
+    return int(given) if _EVENT_ID.fullmatch(given) else None
+
+
+def encode(event: WorkspaceEvent) -> bytes:
+    data = json.dumps(dict(event.data), separators=(",", ":"), ensure_ascii=False)
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode()
+
+
+async def pushed(
+    request: Request, subscription: Subscription, keep_alive: float = KEEP_ALIVE_S
+) -> AsyncIterator[WorkspaceEvent | None]:
+    """``subscription``'s events as they come, ``None`` after each ``keep_alive`` seconds without one, until the
+    client disconnects (noticed at once, not at the next write) or falls so far behind that its queue overflowed
+    (it reconnects and is replayed what it missed). Closes the subscription."""
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        subscription.end()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        while not (subscription.overflowed or subscription.ended):
+            event = await subscription.next(keep_alive)
+            if not subscription.ended:
+                yield event
+    finally:
+        watcher.cancel()
+        subscription.close()
+
+
+def stream_response(body: AsyncIterator[bytes]) -> StreamingResponse:
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+
+def event_stream(
+    request: Request,
+    subscription: Subscription,
+    first: Iterable[WorkspaceEvent] = (),
+    on_close: Callable[[], None] = lambda: None,
+) -> StreamingResponse:
+    """The response streaming ``first``, then ``subscription``'s events (see :func:`pushed`); then ``on_close``."""
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            yield RETRY
+            for replayed in first:
+                yield encode(replayed)
+            async for event in pushed(request, subscription):
+                yield KEEP_ALIVE if event is None else encode(event)
+        finally:
+            on_close()
+
+    return stream_response(stream())

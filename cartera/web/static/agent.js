@@ -1,0 +1,163 @@
+// The agent's desk: events pushed by the node (server-sent events), never polled. Text only, never HTML from data.
+"use strict";
+(function () {
+  const desk = document.getElementById("desk");
+  const say = JSON.parse(document.getElementById("messages").textContent);
+  const csrf = desk.dataset.csrf;
+  const $ = (id) => document.getElementById(id);
+  let attempt = null;
+
+  function text(tag, content) {
+    const node = document.createElement(tag);
+    node.textContent = content;
+    return node;
+  }
+
+  function post(url, fields) {
+    const body = new URLSearchParams(fields);
+    body.set("csrf", csrf);
+    return fetch(url, {method: "POST", body, credentials: "same-origin", headers: {Accept: "application/json"}})
+      .then((response) => response.json().then((answer) => ({ok: response.ok, answer})));
+  }
+
+  function showState(status) {
+    const state = $("state");
+    state.dataset.state = status.state;
+    state.textContent = say["agent.state." + status.state] || status.state;
+    $("pause-shown").textContent = status.pause_reason || "";
+    if (status.state === "ready" || (status.state === "paused" && status.attempt_id === null)) {
+      if (attempt !== null && status.attempt_id === null) clearCall();
+    }
+  }
+
+  function clearCall() {
+    attempt = null;
+    $("call").hidden = true;
+    $("wrap").hidden = true;
+    $("waiting").hidden = false;
+    $("details").hidden = true;
+    $("before-confirm").hidden = false;
+    $("call-note").hidden = true;
+    $("refused").hidden = true;
+    $("disposition").reset();
+    for (const id of ["accounts", "law", "promises", "timeline", "code"]) $(id).replaceChildren();
+  }
+
+  function showPop(pop, visible) {
+    clearCall();
+    attempt = pop.attempt_id;
+    $("waiting").hidden = true;
+    $("call").hidden = false;
+    $("wrap").hidden = false;
+    $("debtor").textContent = visible ? (pop.debtor || say["agent.no_account"]) : "";
+    $("phone").textContent = visible ? pop.phone : "";
+    if (!visible) {
+      $("call-note").textContent = say["agent.not_visible"];
+      $("call-note").hidden = false;
+      $("before-confirm").hidden = true;
+      return;
+    }
+    desk.dataset.popAttempt = String(attempt);
+    fetch("/agent/calls/" + attempt + "/codes", {credentials: "same-origin", headers: {Accept: "application/json"}})
+      .then((response) => (response.ok ? response.json() : []))
+      .then((codes) => {
+        codes.forEach((code, index) => {
+          const option = text("option", (index < 9 ? index + 1 + " · " : "") + code.label);
+          option.value = code.code;
+          $("code").append(option);
+        });
+      });
+  }
+
+  function showDetails(details) {
+    $("before-confirm").hidden = true;
+    $("details").hidden = false;
+    $("mini-miranda").hidden = !details.mini_miranda;
+    for (const account of details.accounts) {
+      const row = document.createElement("tr");
+      row.append(text("td", account.ref), text("td", account.portfolio));
+      const balance = text("td", account.balance + " " + account.currency);
+      balance.className = "num";
+      row.append(balance);
+      $("accounts").append(row);
+    }
+    for (const law of details.law) {
+      let line = say["agent.channel." + law.channel] + ": ";
+      line += law.allowed ? say["agent.law.allowed"] : say["agent.law.denied"] + " (" +
+        law.reasons.map((reason) => say["reason." + reason] || reason).join(", ") + ")";
+      if (!law.allowed && law.next_allowed_at) line += " · " + say["agent.law.next"] + " " + law.next_allowed_at;
+      $("law").append(text("li", line));
+    }
+    for (const promise of details.promises) {
+      $("promises").append(text("li", [promise.account_ref, promise.state, promise.total, promise.currency].join(" · ")));
+    }
+    for (const entry of details.timeline) {
+      const parts = [entry.at.slice(0, 16).replace("T", " "), entry.account, entry.kind, entry.outcome || "",
+        entry.amount || "", entry.agent || ""];
+      $("timeline").append(text("li", parts.filter(Boolean).join(" · ")));
+    }
+  }
+
+  function confirmParty() {
+    if (attempt === null || !$("details").hidden) return;
+    post("/agent/calls/" + attempt + "/right-party", {}).then(({ok, answer}) => {
+      if (ok) showDetails(answer);
+    });
+  }
+
+  function setState(state) {
+    post("/agent/state", {state, reason: $("pause-reason").value}).then(({ok, answer}) => {
+      if (ok) showState(answer);
+      else refuse(answer);
+    });
+  }
+
+  function refuse(answer) {
+    $("refused").textContent = answer.error || String(answer);
+    $("refused").hidden = false;
+  }
+
+  $("ready").addEventListener("click", () => setState("ready"));
+  $("pause").addEventListener("click", () => setState("paused"));
+  $("confirm").addEventListener("click", confirmParty);
+  $("disposition").addEventListener("submit", (submitted) => {
+    submitted.preventDefault();
+    if (attempt === null) return;
+    const fields = Object.fromEntries(new FormData($("disposition")).entries());
+    post("/agent/calls/" + attempt + "/disposition", fields).then(({ok, answer}) => {
+      if (ok) {
+        clearCall();
+        $("link").textContent = say["agent.saved"];
+        if (answer.state) showState({state: answer.state, pause_reason: null, attempt_id: null});
+      } else refuse(answer);
+    });
+  });
+
+  document.addEventListener("keydown", (key) => {
+    if (key.key === "Enter" && (key.ctrlKey || key.metaKey)) {
+      key.preventDefault();
+      $("disposition").requestSubmit();
+      return;
+    }
+    const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName);
+    if (typing || key.ctrlKey || key.altKey || key.metaKey) return;
+    if (key.key === "r") setState("ready");
+    else if (key.key === "p") setState("paused");
+    else if (key.key === "c") confirmParty();
+    else if (/^[1-9]$/.test(key.key) && $("code").options.length >= Number(key.key)) {
+      $("code").selectedIndex = Number(key.key) - 1;
+    }
+  });
+
+  const events = new EventSource("/agent/events");
+  events.addEventListener("open", () => { $("link").textContent = ""; });
+  events.addEventListener("error", () => { $("link").textContent = say["agent.reconnecting"]; });
+  events.addEventListener("agent_state", (message) => showState(JSON.parse(message.data)));
+  events.addEventListener("screen_pop", (message) => showPop(JSON.parse(message.data), true));
+  events.addEventListener("call_not_visible", (message) => showPop(JSON.parse(message.data), false));
+  events.addEventListener("call_ended", (message) => {
+    if (JSON.parse(message.data).attempt_id !== attempt) return;
+    $("call-note").textContent = say["agent.ended"];
+    $("call-note").hidden = false;
+  });
+})();

@@ -1,0 +1,129 @@
+"""The supervisors' live wallboard: agents and their states, calls ringing and talking, today's contacts,
+promises, abandoned calls and occupancy, pushed (server-sent events) whenever an agent or a call changes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
+
+from cartera.core.models import ActivityKind, CallOutcome
+from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Portfolio
+from cartera.portfolio.identity import PortfolioKey, in_portfolios
+from cartera.web.context import Web
+from cartera.web.sse import KEEP_ALIVE, KEEP_ALIVE_S, RETRY, encode, pushed, stream_response
+from cartera.workspace.agents import AgentState, AgentStatus
+from cartera.workspace.hub import PUBLIC_KINDS, WorkspaceEvent
+
+SETTLE_S = 0.25  #: changes this close together are shown as one update
+WALLBOARD = "wallboard"
+
+
+@dataclass(frozen=True)
+class Board:
+    """What the wallboard shows; counts of today (the site's day) within the viewer's portfolios."""
+
+    agents: list[dict[str, object]]
+    ringing: int
+    talking: int
+    contacts: int
+    promises: int
+    abandoned: int
+    occupancy: float  #: agents on a call or in wrap-up over agents not paused (0 without any)
+
+
+def board(web: Web, within: frozenset[PortfolioKey] | None) -> Board:
+    """The wallboard now, from the roster and the store."""
+    statuses = web.services.workspace.roster.everyone()
+    zone, now = web.services.zone, web.services.clock.now()
+    midnight = datetime.combine(now.astimezone(zone).date(), time(), zone)
+    attempts = (
+        select(func.count())
+        .select_from(ContactAttempt)
+        .join(Account, ContactAttempt.account_id == Account.id)
+        .join(Portfolio, Account.portfolio_id == Portfolio.id)
+        .join(Creditor, Portfolio.creditor_id == Creditor.id)
+        .where(ContactAttempt.site == web.site, in_portfolios(within), ContactAttempt.requested_at >= midnight)
+    )
+    answered = attempts.where(ContactAttempt.state == "finished", ContactAttempt.outcome == CallOutcome.ANSWERED)
+    with web.services.db.reading() as session:
+        placing = session.scalar(attempts.where(ContactAttempt.state == "placing")) or 0
+        contacts = session.scalar(answered) or 0
+        abandoned = session.scalar(answered.where(ContactAttempt.agent.is_(None))) or 0
+        promises = (
+            session.scalar(
+                select(func.count())
+                .select_from(ActivityRow)
+                .join(Account, ActivityRow.account_id == Account.id)
+                .join(Portfolio, Account.portfolio_id == Portfolio.id)
+                .join(Creditor, Portfolio.creditor_id == Creditor.id)
+                .where(ActivityRow.site == web.site, in_portfolios(within), ActivityRow.at >= midnight)
+                .where(ActivityRow.kind == ActivityKind.PROMISE_TO_PAY.value)
+            )
+            or 0
+        )
+    talking = sum(status.state is AgentState.ON_CALL for status in statuses)
+    busy = sum(status.state in (AgentState.ON_CALL, AgentState.WRAP_UP) for status in statuses)
+    working = sum(status.state is not AgentState.PAUSED or status.attempt_id is not None for status in statuses)
+    return Board(
+        agents=[_agent(status) for status in statuses],
+        ringing=max(placing - talking, 0),
+        talking=talking,
+        contacts=contacts,
+        promises=promises,
+        abandoned=abandoned,
+        occupancy=round(busy / working, 3) if working else 0.0,
+    )
+
+
+def _agent(status: AgentStatus) -> dict[str, object]:
+    return {
+        "agent": status.agent,
+        "state": status.state.value,
+        "since": status.since.isoformat(),
+        "pause_reason": status.pause_reason,
+    }
+
+
+def wallboard_router(web: Web) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/wallboard", include_in_schema=False)
+    @web.workers.pooled
+    def page(request: Request) -> Response:
+        viewer = web.signed_in(request)  # agents are refused
+        return web.page(request, "wallboard.html", viewer, board=board(web, viewer.user.portfolios(web.site)))
+
+    @router.get("/wallboard/events", include_in_schema=False)
+    async def events(request: Request) -> Response:
+        viewer = await run_in_threadpool(web.signed_in, request)
+        within = viewer.user.portfolios(web.site)
+        subscription = web.services.workspace.subscribe(None, PUBLIC_KINDS)
+
+        async def snapshot(last: int) -> bytes:
+            """The board now (a few counts: not worth a page worker, which a burst of pages could hold)."""
+            now = await run_in_threadpool(board, web, within)
+            return encode(WorkspaceEvent(last, WALLBOARD, None, asdict(now)))
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield RETRY
+            yield await snapshot(0)
+            settling, quiet = None, 0.0
+            async for event in pushed(request, subscription, SETTLE_S):
+                if event is not None:  # changes close together are one update
+                    settling = event
+                elif settling is not None:
+                    yield await snapshot(settling.id)
+                    settling, quiet = None, 0.0
+                elif (quiet := quiet + SETTLE_S) >= KEEP_ALIVE_S:
+                    yield KEEP_ALIVE
+                    quiet = 0.0
+
+        return stream_response(stream())
+
+    return router

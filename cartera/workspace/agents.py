@@ -1,0 +1,210 @@
+"""Agents' states at one node: ready, on a call, in wrap-up or paused (with a reason), kept in memory.
+
+Pause and resume drive the dialer when it declares ``pauses_agents``, so its pacing counts only ready agents.
+Times are wall-clock (agents are people, whatever the site's simulated clock says). An agent whose wrap-up
+outlasts ``wrap_up_limit``, or whose page has been gone for ``gone_limit`` with a call on screen, is
+:meth:`AgentRoster.overdue`: the node dispositions that call as such and pauses the agent.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from cartera.core.adapters import Dialer
+from cartera.core.errors import UsageError
+from cartera.workspace.dispositions import BROWSER_CLOSED, WRAP_UP_TIMEOUT
+
+SIGNED_IN = "signed_in"  #: the pause reason of an agent who opened the page and is not ready yet
+WRAP_UP = "wrap_up"  #: the dialer's pause reason while the agent owes a call's disposition
+MAX_REASON = 64
+
+
+class AgentState(enum.StrEnum):
+    READY = "ready"
+    ON_CALL = "on_call"
+    WRAP_UP = "wrap_up"
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    agent: str  #: the web user's name
+    extension: str  #: the agent's identity at the dialer
+    state: AgentState
+    since: datetime
+    pause_reason: str | None = None
+    attempt_id: int | None = None  #: the call on screen (on a call or in wrap-up)
+    pages: int = 0  #: the agent's pages open now (event streams connected)
+    gone_since: datetime | None = None  #: when the last page closed
+
+    def as_event(self) -> dict[str, object]:
+        return {
+            "agent": self.agent,
+            "state": self.state.value,
+            "since": self.since.isoformat(),
+            "pause_reason": self.pause_reason,
+            "attempt_id": self.attempt_id,
+        }
+
+
+class AgentRoster:
+    """Every agent's state; thread-safe. ``on_change`` hears each new status (outside the roster's lock)."""
+
+    def __init__(
+        self,
+        now: Callable[[], datetime],
+        dialer: Callable[[], Dialer[Any] | None],
+        *,
+        wrap_up_limit: timedelta,
+        gone_limit: timedelta,
+        on_change: Callable[[AgentStatus], None],
+    ) -> None:
+        self._now, self._dialer, self._on_change = now, dialer, on_change
+        self.wrap_up_limit, self.gone_limit = wrap_up_limit, gone_limit
+        self._agents: dict[str, AgentStatus] = {}
+        self._lock = threading.Lock()
+
+    def sign_in(self, agent: str, extension: str) -> AgentStatus:
+        """The agent's page opened: a new agent starts paused (``signed_in``) until it says it is ready."""
+        with self._lock:
+            known = self._agents.get(agent)
+            if known is not None and known.extension == extension:
+                return known
+            status = AgentStatus(agent, extension, AgentState.PAUSED, self._now(), pause_reason=SIGNED_IN)
+            self._agents[agent] = status
+        self._drive(status.extension, status.pause_reason)
+        self._on_change(status)
+        return status
+
+    def ready(self, agent: str) -> AgentStatus:
+        """Offer the agent calls; refused while a call is on screen (a disposition must be saved first)."""
+        current = self.get(agent)
+        if current.state in (AgentState.ON_CALL, AgentState.WRAP_UP):
+            raise UsageError(f"agent {agent}: save the disposition of call {current.attempt_id} first")
+        return self._set(agent, AgentState.READY, drive=True)
+
+    def pause(self, agent: str, reason: str) -> AgentStatus:
+        """No new call for the agent; a call on screen stays there (its disposition is still owed)."""
+        reason = reason.strip()
+        if not reason or len(reason) > MAX_REASON or not reason.isprintable():
+            raise UsageError(f"pause reason: 1 to {MAX_REASON} printable characters, not {reason[:80]!r}")
+        current = self.get(agent)
+        if current.state in (AgentState.ON_CALL, AgentState.WRAP_UP):
+            status = self._update(agent, pause_reason=reason)
+            self._drive(status.extension, reason)
+            return status
+        return self._set(agent, AgentState.PAUSED, reason=reason, drive=True)
+
+    def connected(self, agent: str, attempt_id: int) -> AgentStatus:
+        """A call was connected to the agent: on a call, whatever the state before (the dialer decided)."""
+        with self._lock:
+            current = self._agents[agent]
+            status = replace(current, state=AgentState.ON_CALL, since=self._now(), attempt_id=attempt_id)
+            self._agents[agent] = status
+        self._on_change(status)
+        return status
+
+    def ended(self, agent: str, attempt_id: int) -> AgentStatus | None:
+        """The call on the agent's screen ended: wrap-up until its disposition is saved. ``None``: not that call."""
+        with self._lock:
+            current = self._agents.get(agent)
+            if current is None or current.attempt_id != attempt_id or current.state is not AgentState.ON_CALL:
+                return None
+            status = self._agents[agent] = replace(current, state=AgentState.WRAP_UP, since=self._now())
+        self._drive(status.extension, status.pause_reason or WRAP_UP)  # no call is offered until it is saved
+        self._on_change(status)
+        return status
+
+    def dispositioned(self, agent: str, attempt_id: int) -> AgentStatus | None:
+        """The call's disposition is saved: ready again, unless the agent paused meanwhile (then paused, with
+        that reason). ``None``: not the agent's call on screen."""
+        with self._lock:
+            current = self._agents.get(agent)
+            if current is None or current.attempt_id != attempt_id:
+                return None
+        if current.pause_reason is not None:
+            return self._set(agent, AgentState.PAUSED, reason=current.pause_reason, drive=False)
+        return self._set(agent, AgentState.READY, drive=True)
+
+    def timed_out(self, agent: str, attempt_id: int, reason: str) -> AgentStatus | None:
+        """The call was dispositioned for the agent (``reason``): the agent is paused with that reason."""
+        with self._lock:
+            current = self._agents.get(agent)
+            if current is None or current.attempt_id != attempt_id:
+                return None
+        return self._set(agent, AgentState.PAUSED, reason=reason, drive=True)
+
+    def page_seen(self, agent: str) -> None:
+        self._update(agent, pages=self.get(agent).pages + 1, gone_since=None)
+
+    def page_gone(self, agent: str) -> None:
+        with self._lock:
+            current = self._agents.get(agent)
+            if current is None:
+                return
+            pages = max(current.pages - 1, 0)
+            self._agents[agent] = replace(current, pages=pages, gone_since=self._now() if pages == 0 else None)
+
+    def overdue(self) -> list[tuple[AgentStatus, str]]:
+        """Calls whose disposition is overdue, with why: the page gone too long, or the wrap-up too long."""
+        now, found = self._now(), []
+        with self._lock:
+            for status in self._agents.values():
+                if status.attempt_id is None or status.state not in (AgentState.ON_CALL, AgentState.WRAP_UP):
+                    continue
+                if status.gone_since is not None and now - status.gone_since >= self.gone_limit:
+                    found.append((status, BROWSER_CLOSED))
+                elif status.state is AgentState.WRAP_UP and now - status.since >= self.wrap_up_limit:
+                    found.append((status, WRAP_UP_TIMEOUT))
+        return found
+
+    def get(self, agent: str) -> AgentStatus:
+        with self._lock:
+            status = self._agents.get(agent)
+        if status is None:
+            raise UsageError(f"agent {agent} has not opened the agent page")
+        return status
+
+    def by_extension(self, extension: str) -> AgentStatus | None:
+        with self._lock:
+            return next((s for s in self._agents.values() if s.extension == extension), None)
+
+    def ready_agents(self) -> list[str]:
+        """The agents offered calls now: pacing counts only these."""
+        with self._lock:
+            return sorted(s.agent for s in self._agents.values() if s.state is AgentState.READY)
+
+    def everyone(self) -> list[AgentStatus]:
+        with self._lock:
+            return sorted(self._agents.values(), key=lambda status: status.agent)
+
+    def _set(self, agent: str, state: AgentState, *, reason: str | None = None, drive: bool) -> AgentStatus:
+        with self._lock:
+            status = replace(self._agents[agent], state=state, since=self._now(), pause_reason=reason)
+            if state in (AgentState.READY, AgentState.PAUSED):
+                status = replace(status, attempt_id=None)
+            self._agents[agent] = status
+        if drive:
+            self._drive(status.extension, status.pause_reason)
+        self._on_change(status)
+        return status
+
+    def _update(self, agent: str, **changes: object) -> AgentStatus:
+        with self._lock:
+            status = self._agents[agent] = replace(self._agents[agent], **changes)  # type: ignore[arg-type]
+        return status
+
+    def _drive(self, extension: str, pause_reason: str | None) -> None:
+        """Tell the dialer, when it pauses agents, to pause (with the reason) or resume the agent."""
+        dialer = self._dialer()
+        if dialer is None or not dialer.capabilities.pauses_agents:
+            return
+        if pause_reason is not None:
+            dialer.pause_agent(extension, pause_reason)
+        else:
+            dialer.resume_agent(extension)

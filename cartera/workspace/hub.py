@@ -1,0 +1,236 @@
+"""The workspace's events, pushed to agents' pages, the wallboard and integrations as they happen.
+
+:class:`WorkspaceHub` is an in-process publish/subscribe: events are published from any thread (the dialer's
+reports, the pages' posts, the node's jobs) and read by subscribers on an asyncio loop (the web server's event
+streams), with no polling. Each event has an increasing id; the latest ones are kept, so a page that reconnects
+with ``Last-Event-ID`` misses nothing that happened meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cartera.core.adapters import Dialer
+from cartera.core.hookspecs import hookimpl
+from cartera.core.logs import event as log_event
+from cartera.core.models import AgentConnected, CallRequest, CallResult
+from cartera.portfolio.identity import PortfolioKey
+from cartera.workspace.agents import AgentRoster, AgentState, AgentStatus
+from cartera.workspace.screen import NotOnScreen, ScreenBuilder
+
+log = logging.getLogger("cartera.workspace")
+
+KEPT_EVENTS = 1024  #: events kept for pages reconnecting with ``Last-Event-ID``
+QUEUED_EVENTS = 256  #: events a subscriber may leave unread; past that its stream ends and the page reconnects
+WRAP_UP_LIMIT = timedelta(minutes=3)  #: longest wrap-up before the call is dispositioned ``wrap_up_timeout``
+GONE_LIMIT = timedelta(seconds=60)  #: longest absence of an agent's page with a call on screen
+
+#: Kinds of events; ``screen_pop`` carries a debtor's name and number, so only its agent's page receives it.
+SCREEN_POP, CALL_NOT_VISIBLE = "screen_pop", "call_not_visible"
+AGENT_STATE, CALL_CONNECTED, CALL_ENDED = "agent_state", "call_connected", "call_ended"
+#: What may leave the agents' pages: the wallboard and integrations see states and calls, never a debtor.
+PUBLIC_KINDS = frozenset({AGENT_STATE, CALL_CONNECTED, CALL_ENDED})
+
+
+@dataclass(frozen=True)
+class WorkspaceEvent:
+    id: int
+    kind: str
+    agent: str | None  #: the agent it concerns (its page receives it); ``None``: no one agent's
+    data: Mapping[str, object]
+
+
+class Subscription:
+    """One reader's events, on the asyncio loop that subscribed. :attr:`overflowed` once it fell too far behind."""
+
+    def __init__(self, hub: WorkspaceHub, agent: str | None, kinds: frozenset[str] | None) -> None:
+        self.hub, self.agent, self.kinds = hub, agent, kinds
+        self.overflowed = self.ended = False
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[WorkspaceEvent | None] = asyncio.Queue(QUEUED_EVENTS + 1)  # + end's wake-up
+
+    def wants(self, event: WorkspaceEvent) -> bool:
+        if self.kinds is not None and event.kind not in self.kinds:
+            return False
+        return self.agent is None or event.agent == self.agent
+
+    def offer(self, event: WorkspaceEvent) -> bool:
+        """Hand ``event`` to the subscriber's loop (from any thread); ``False`` when that loop is gone."""
+        try:
+            self._loop.call_soon_threadsafe(self._put, event)
+        except RuntimeError:  # the loop is closed: the server stopped
+            return False
+        return True
+
+    def _put(self, event: WorkspaceEvent) -> None:
+        if self._queue.qsize() >= QUEUED_EVENTS:
+            self.overflowed = True
+        else:
+            self._queue.put_nowait(event)
+
+    def end(self) -> None:
+        """The reader is gone (its client disconnected): :meth:`next` returns at once, :attr:`ended` is set."""
+        self.ended = True
+        self._queue.put_nowait(None)
+
+    async def next(self, timeout: float) -> WorkspaceEvent | None:
+        """The next event, or ``None`` after ``timeout`` seconds without one (or once ended)."""
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+    def close(self) -> None:
+        self.hub.unsubscribe(self)
+
+
+class WorkspaceHub:
+    """One site's workspace events and agents (:attr:`roster`). ``dispose`` dispositions a call its agent
+    left (agent, attempt id, code ``wrap_up_timeout`` or ``browser_closed``)."""
+
+    def __init__(
+        self,
+        screens: ScreenBuilder,
+        *,
+        now: Callable[[], datetime],
+        dialer: Callable[[], Dialer[Any] | None],
+        dispose: Callable[[str, int, str], object] | None,
+        wrap_up_limit: timedelta = WRAP_UP_LIMIT,
+        gone_limit: timedelta = GONE_LIMIT,
+    ) -> None:
+        self.screens, self._dispose = screens, dispose
+        self.roster = AgentRoster(
+            now, dialer, wrap_up_limit=wrap_up_limit, gone_limit=gone_limit, on_change=self._state_changed
+        )
+        self._lock = threading.Lock()
+        self._ids = itertools.count(time.time_ns() // 1000)  # a restarted node's ids stay above the last run's
+        self._kept: deque[WorkspaceEvent] = deque(maxlen=KEPT_EVENTS)
+        self._subscribers: list[Subscription] = []
+        self._grants: dict[str, frozenset[PortfolioKey] | None] = {}
+        self._pops: dict[str, WorkspaceEvent] = {}  #: each agent's pop on screen now
+
+    # --- agents and calls ------------------------------------------------------------------------
+
+    def open_page(self, agent: str, extension: str, within: frozenset[PortfolioKey] | None) -> AgentStatus:
+        """An agent's page opened (``within``: the portfolios the agent may see)."""
+        self._grants[agent] = within
+        return self.roster.sign_in(agent, extension)
+
+    def agent_connected(self, event: AgentConnected) -> None:
+        """The dialer connected the answered call of ``event.attempt_id`` to the agent at ``event.agent`` (its
+        identity at the dialer): the agent goes on the call and its page gets the screen pop."""
+        status = self.roster.by_extension(event.agent)
+        data = {"attempt_id": event.attempt_id, "extension": event.agent, "at": event.at.isoformat()}
+        self.publish(CALL_CONNECTED, data, agent=status.agent if status else None)
+        if status is None:
+            log_event(log, "workspace.agent_not_signed_in", logging.WARNING, extension=event.agent)
+            return
+        self.roster.connected(status.agent, event.attempt_id)
+        try:
+            pop = self.screens.pop(
+                event.attempt_id, status.agent, self._grants.get(status.agent, frozenset()), event.at
+            )
+        except NotOnScreen as exc:
+            log_event(log, "workspace.call_not_visible", logging.WARNING, agent=status.agent, reason=str(exc))
+            self._pops[status.agent] = self.publish(
+                CALL_NOT_VISIBLE, {"attempt_id": event.attempt_id}, agent=status.agent
+            )
+            return
+        self._pops[status.agent] = self.publish(SCREEN_POP, pop.as_event(), agent=status.agent)
+
+    def call_ended(self, attempt_id: int) -> None:
+        """The call of ``attempt_id`` ended: its agent, if one has it on screen, goes into wrap-up."""
+        agent = next((s.agent for s in self.roster.everyone() if s.attempt_id == attempt_id), None)
+        self.publish(CALL_ENDED, {"attempt_id": attempt_id}, agent=agent)
+        if agent is not None:
+            self.roster.ended(agent, attempt_id)
+
+    def dispositioned(self, agent: str, attempt_id: int) -> AgentStatus | None:
+        """The agent saved the call's disposition: its screen is free again."""
+        status = self.roster.dispositioned(agent, attempt_id)
+        if status is not None:
+            self._pops.pop(agent, None)
+        return status
+
+    def sweep(self) -> int:
+        """Disposition the calls whose agent left them (page gone, or wrap-up too long) and pause those agents;
+        returns how many. Run by the node's scheduler."""
+        swept = 0
+        for status, reason in self.roster.overdue():
+            attempt_id = status.attempt_id
+            if attempt_id is None:
+                continue
+            if self._dispose is not None:
+                self._dispose(status.agent, attempt_id, reason)
+            self._pops.pop(status.agent, None)
+            self.roster.timed_out(status.agent, attempt_id, reason)
+            log_event(log, "workspace.call_left", agent=status.agent, attempt=attempt_id, reason=reason)
+            swept += 1
+        return swept
+
+    def publish_state(self, agent: str) -> WorkspaceEvent:
+        """Publish the agent's state as it is now (a page that opens starts from it)."""
+        return self.publish(AGENT_STATE, self.roster.get(agent).as_event(), agent=agent)
+
+    def on_screen(self, agent: str) -> WorkspaceEvent | None:
+        """The pop the agent has on screen now (a page opened mid-call shows it again)."""
+        status = self.roster.get(agent)
+        pop = self._pops.get(agent)
+        if pop is None or status.state not in (AgentState.ON_CALL, AgentState.WRAP_UP):
+            return None
+        return pop
+
+    # --- publish and subscribe -------------------------------------------------------------------
+
+    def publish(self, kind: str, data: Mapping[str, object], agent: str | None = None) -> WorkspaceEvent:
+        """Publish an event (from any thread); its subscribers have it at once."""
+        with self._lock:
+            event = WorkspaceEvent(next(self._ids), kind, agent, data)
+            self._kept.append(event)
+            gone = [sub for sub in self._subscribers if sub.wants(event) and not sub.offer(event)]
+            for subscription in gone:
+                self._subscribers.remove(subscription)
+        return event
+
+    def subscribe(
+        self, agent: str | None, kinds: frozenset[str] | None = None, last_event_id: int | None = None
+    ) -> Subscription:
+        """Events for ``agent`` (``None``: every agent's) of ``kinds`` (``None``: all), from now on, after the
+        kept ones newer than ``last_event_id``. Call it on the loop that reads them."""
+        subscription = Subscription(self, agent, kinds)
+        with self._lock:
+            if last_event_id is not None:
+                for missed in self._kept:
+                    if missed.id > last_event_id and subscription.wants(missed):
+                        subscription.offer(missed)
+            self._subscribers.append(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._subscribers.remove(subscription)
+
+    def _state_changed(self, status: AgentStatus) -> None:
+        self.publish(AGENT_STATE, status.as_event(), agent=status.agent)
+
+
+class CallEnds:
+    """The observer (a plugin of the node's own) that tells the hub of each call's end at ``site``."""
+
+    def __init__(self, site: str, hub: WorkspaceHub) -> None:
+        self.site, self.hub = site, hub
+
+    @hookimpl
+    def cartera_call_finished(self, site: str, request: CallRequest, result: CallResult) -> None:
+        if site == self.site:
+            self.hub.call_ended(result.attempt_id)

@@ -1,0 +1,285 @@
+"""The agent's page on the node's real HTTP server: the screen pop pushed over server-sent events when the dialer
+reports the connection, the debt shown only after the right party is confirmed, the disposition posted through
+the workspace service, and the stream's life next to the server's deadlines and the pages' worker pool."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from cartera.core.models import AgentConnected
+from cartera.core.store.schema import AuditEntry
+from cartera.node import Node, NodeContext
+from cartera.portfolio.identity import PortfolioKey
+from cartera.web.users import Grant, Role, UserDirectory
+from tests.conftest import write_sites
+from tests.test_web_server import serving
+from tests.workspace_seed import DAY, Calls, seed_calls
+
+PASSWORD = "correct horse battery"
+POP_WITHIN_S = 0.5
+
+
+@dataclass
+class Site:
+    node: Node
+    calls: Calls
+    base: str
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    config = write_sites(tmp_path)
+    text = config.read_text().replace("[sites.t.campaign]\n", "[sites.t.campaign]\nenabled = false\n")
+    text = text.replace("seed = 7\n", 'seed = 7\nseats = ["agent-01", "agent-02"]\n')
+    # one page worker and no queue: a stream holding a worker would shut every page out; short deadlines: a
+    # stream outlives those meant for request heads and bodies
+    text = text.replace(
+        "[sites.t.web]\n", "[sites.t.web]\nworkers = 1\nqueue = 0\nhead_timeout = 1\nbody_timeout = 1\n"
+    )
+    config.write_text(text)
+    node = Node.open(config, "t")
+    users = UserDirectory(node.db)
+    tarjetas = (Grant("t", PortfolioKey("BANCO", "TARJETAS")),)
+    users.add("ana", PASSWORD, Role.AGENT, tarjetas, extension="agent-01")
+    users.add("bruno", PASSWORD, Role.AGENT, (Grant("t"),), extension="agent-02")
+    users.add("sara", PASSWORD, Role.SUPERVISOR, tarjetas)
+    runner = serving(node)
+    calls = seed_calls(node)  # once running: a start settles the calls a killed run left placing
+    try:
+        yield Site(node, calls, node.site.section.web.base_url)
+    finally:
+        node.stop()
+        runner.join(30)
+        node.close()
+
+
+def signed_in(base: str, user: str) -> httpx.Client:
+    client = httpx.Client(base_url=base, timeout=10)
+    form = client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    answer = client.post("/login", data={"user": user, "password": PASSWORD, "csrf": csrf.group(1)})
+    assert answer.status_code == 303
+    return client
+
+
+def page_csrf(client: httpx.Client, path: str = "/agent") -> str:
+    page = client.get(path)
+    assert page.status_code == 200, page.text[:300]
+    found = re.search(r'data-csrf="([^"]+)"', page.text)
+    assert found is not None
+    return found.group(1)
+
+
+@dataclass
+class Stream:
+    """An event stream read on a thread: each event as (id, kind, data) with when it arrived."""
+
+    events: queue.Queue[tuple[float, str, str, dict[str, object]]] = field(default_factory=queue.Queue)
+    comments: list[str] = field(default_factory=list)
+
+    def next(self, kind: str, timeout: float = 5) -> tuple[float, str, dict[str, object]]:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            at, event_id, got, data = self.events.get(timeout=left)
+            if got == kind:
+                return at, event_id, data
+        raise AssertionError(f"no {kind} event within {timeout} s")
+
+
+class Closer:
+    """Closes a stream's connection as a closing browser tab does: at once (a socket another thread reads from
+    is shut down; closed only, it would stay open until that read returns)."""
+
+    def __init__(self) -> None:
+        self.socket: socket.socket | None = None
+
+    def set(self) -> None:
+        if self.socket is not None:
+            with contextlib.suppress(OSError):
+                self.socket.shutdown(socket.SHUT_RDWR)
+
+
+def stream(client: httpx.Client, path: str, headers: dict[str, str] | None = None) -> tuple[Stream, Closer]:
+    read, stop = Stream(), Closer()
+
+    def run() -> None:
+        with (
+            contextlib.suppress(httpx.HTTPError),
+            client.stream("GET", path, headers=headers, timeout=httpx.Timeout(10, read=30)) as answer,
+        ):
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            stop.socket = answer.extensions["network_stream"].get_extra_info("socket")
+            event_id, kind, data = "", "message", ""
+            for line in answer.iter_lines():
+                if line.startswith(":"):
+                    read.comments.append(line)
+                elif line.startswith("id: "):
+                    event_id = line[4:]
+                elif line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    data = line[6:]
+                elif not line and data:
+                    read.events.put((time.monotonic(), event_id, kind, json.loads(data)))
+                    event_id, kind, data = "", "message", ""
+
+    threading.Thread(target=run, daemon=True).start()
+    return read, stop
+
+
+def states(board: dict[str, object]) -> list[tuple[object, object]]:
+    """The wallboard's agents as (agent, state)."""
+    agents = board["agents"]
+    assert isinstance(agents, list)
+    return [(row["agent"], row["state"]) for row in agents]
+
+
+def connect(site: Site, attempt_id: int, extension: str = "agent-01") -> float:
+    """The dialer's report, through the node's context as a dialer plugin gives it; when it was given."""
+    at = time.monotonic()
+    NodeContext(site.node, "dialer").report_agent_connected(AgentConnected(attempt_id, extension, DAY))
+    return at
+
+
+def test_the_pop_is_pushed_the_debt_shown_after_the_right_party_and_the_disposition_saved(site: Site) -> None:
+    agent = signed_in(site.base, "ana")
+    csrf = page_csrf(agent)
+    assert "Puesto del agente" in agent.get("/agent").text  # Spanish by default
+    events, stop = stream(agent, "/agent/events")
+    _, _, state = events.next("agent_state")
+    assert state["state"] == "paused"
+    assert agent.post("/agent/state", data={"state": "ready", "csrf": csrf}).json()["state"] == "ready"
+
+    sent = connect(site, site.calls.colombian)
+    arrived, _, pop = events.next("screen_pop")
+    assert arrived - sent < POP_WITHIN_S
+    assert (pop["debtor"], pop["phone"]) == ("Deudora Uno", "+573001112233")
+    assert "500000" not in json.dumps(pop)  # the debt is not on screen yet
+
+    path = f"/agent/calls/{site.calls.colombian}"
+    assert agent.post(f"{path}/right-party", data={"csrf": "wrong"}).status_code == 403
+    details = agent.post(f"{path}/right-party", data={"csrf": csrf}).json()
+    assert [(a["ref"], a["balance"]) for a in details["accounts"]] == [("BCO-1", "500000.00")]
+    assert not details["mini_miranda"]
+    codes = [code["code"] for code in agent.get(f"{path}/codes").json()]
+    assert "promise_to_pay" in codes
+
+    too_much = {"code": "promise_to_pay", "promise_amount": "900000", "promise_due": "2026-11-30", "csrf": csrf}
+    refused = agent.post(f"{path}/disposition", data=too_much)
+    assert refused.status_code == 400
+    assert refused.json()["field"].startswith("promise")
+    promise = too_much | {"promise_amount": "200000"}
+    saved = agent.post(f"{path}/disposition", data=promise)
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["state"] == "ready"
+    again = agent.post(f"{path}/disposition", data=promise)  # a double submit
+    assert again.status_code in (404, 409)
+    stop.set()
+    with site.node.db.session() as session:
+        actions = set(session.scalars(select(AuditEntry.action).where(AuditEntry.actor == "web:ana")))
+    assert {"workspace.screen_pop", "workspace.right_party", "workspace.state"} <= actions
+
+
+def test_a_call_outside_the_agents_portfolios_pops_nothing_of_the_debtor(site: Site) -> None:
+    agent = signed_in(site.base, "ana")
+    page_csrf(agent)
+    events, stop = stream(agent, "/agent/events")
+    events.next("agent_state")
+    connect(site, site.calls.vehicles)
+    _, _, shown = events.next("call_not_visible")
+    assert "debtor" not in shown
+    assert agent.get(f"/agent/calls/{site.calls.vehicles}/codes").status_code == 404
+    stop.set()
+
+
+def test_a_us_account_asks_for_the_mini_miranda(site: Site) -> None:
+    agent = signed_in(site.base, "bruno")
+    csrf = page_csrf(agent)
+    events, stop = stream(agent, "/agent/events")
+    events.next("agent_state")
+    connect(site, site.calls.american, "agent-02")
+    events.next("screen_pop")
+    details = agent.post(f"/agent/calls/{site.calls.american}/right-party", data={"csrf": csrf}).json()
+    assert details["mini_miranda"]
+    assert "debt collector" in agent.get("/lang/en?back=/agent", follow_redirects=True).text
+    stop.set()
+
+
+def test_a_reconnecting_page_is_replayed_what_it_missed(site: Site) -> None:
+    agent = signed_in(site.base, "ana")
+    page_csrf(agent)
+    first, stop = stream(agent, "/agent/events")
+    _, last_id, _ = first.next("agent_state")
+    stop.set()
+    connect(site, site.calls.colombian)  # while the page is away
+    again, stop_again = stream(agent, "/agent/events", headers={"Last-Event-ID": last_id})
+    _, _, pop = again.next("screen_pop")
+    assert pop["attempt_id"] == site.calls.colombian
+    stop_again.set()
+
+
+def test_streams_outlive_the_request_deadlines_and_hold_no_page_worker(site: Site) -> None:
+    agent, other, supervisor = signed_in(site.base, "ana"), signed_in(site.base, "bruno"), signed_in(site.base, "sara")
+    page_csrf(agent)
+    page_csrf(other)
+    streams = [stream(agent, "/agent/events"), stream(other, "/agent/events"), stream(supervisor, "/wallboard/events")]
+    for events, _ in streams[:2]:
+        events.next("agent_state")
+    streams[2][0].next("wallboard")
+    assert supervisor.get("/kpi").status_code == 200  # one worker, no queue, three streams open: pages answer
+    time.sleep(2.5)  # past head_timeout and body_timeout (1 s each)
+    connect(site, site.calls.colombian)
+    streams[0][0].next("screen_pop")
+    deadline = time.monotonic() + 5
+    while ("ana", "on_call") not in states(streams[2][0].next("wallboard")[2]):
+        assert time.monotonic() < deadline, "the wallboard never showed ana on the call"
+    for _, stop in streams:
+        stop.set()
+
+
+def test_agents_and_supervisors_each_see_only_their_pages(site: Site) -> None:
+    agent, supervisor = signed_in(site.base, "ana"), signed_in(site.base, "sara")
+    assert agent.get("/recordings").status_code == 403
+    assert agent.get("/wallboard").status_code == 403
+    assert agent.get("/wallboard/events").status_code == 403
+    assert supervisor.get("/agent").status_code == 403
+    assert supervisor.get("/agent/events").status_code == 403
+    assert supervisor.get("/wallboard").status_code == 200
+    anonymous = httpx.Client(base_url=site.base)
+    assert anonymous.get("/agent/events").status_code == 303
+
+
+def test_a_page_closed_mid_call_is_dispositioned_and_its_agent_paused(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    roster = site.node.workspace.roster
+    monkeypatch.setattr(roster, "gone_limit", timedelta(seconds=0.5))
+    agent = signed_in(site.base, "ana")
+    page_csrf(agent)
+    events, stop = stream(agent, "/agent/events")
+    events.next("agent_state")
+    connect(site, site.calls.colombian)
+    events.next("screen_pop")
+    stop.set()  # the browser closed
+    deadline = time.monotonic() + 15
+    while roster.get("ana").pause_reason != "browser_closed":
+        assert time.monotonic() < deadline, f"still {roster.get('ana')}"
+        time.sleep(0.1)
+    with site.node.db.session() as session:
+        codes = session.scalars(select(AuditEntry.details).where(AuditEntry.action == "call.disposition")).all()
+    assert [entry["code"] for entry in codes] == ["browser_closed"]

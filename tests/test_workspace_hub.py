@@ -1,0 +1,210 @@
+"""The workspace hub and the agents' roster: states driving the simulator's pacing, events pushed from any thread
+to an asyncio reader, replay after ``Last-Event-ID``, calls left by their agents, and the screen pop's two steps."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from cartera.core.adapters import Dialer
+from cartera.core.errors import UsageError
+from cartera.core.models import AgentConnected, CallOutcome, CallResult
+from cartera.core.store.schema import AuditEntry
+from cartera.node import Node
+from cartera.workspace.agents import AgentState
+from cartera.workspace.hub import AGENT_STATE, SCREEN_POP, WorkspaceHub
+from cartera.workspace.screen import NotOnScreen
+from tests.conftest import write_sites
+from tests.workspace_seed import DAY, KEYS, seed_calls
+
+
+@pytest.fixture
+def node(tmp_path: Path, open_node: Callable[[Path], Node]) -> Node:
+    config = write_sites(tmp_path)
+    text = config.read_text().replace("[sites.t.campaign]\n", "[sites.t.campaign]\nenabled = false\n")
+    config.write_text(text.replace("seed = 7\n", 'seed = 7\nseats = ["agent-01", "agent-02"]\n'))
+    return open_node(config)
+
+
+class Wall:
+    """A wall clock the test moves."""
+
+    def __init__(self) -> None:
+        self.at = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def hub_of(node: Node, wall: Wall, disposed: list[tuple[str, int, str]]) -> WorkspaceHub:
+    def dispose(agent: str, attempt_id: int, code: str) -> None:
+        disposed.append((agent, attempt_id, code))
+
+    return WorkspaceHub(
+        node.workspace.screens,
+        now=wall,
+        dialer=lambda: node.adapter("dialer", Dialer),
+        dispose=dispose,
+        wrap_up_limit=timedelta(seconds=120),
+        gone_limit=timedelta(seconds=30),
+    )
+
+
+def test_pacing_counts_only_ready_agents(node: Node) -> None:
+    dialer = node.adapter("dialer", Dialer)
+    hub = node.workspace
+    everyone = dialer.capacity()
+    hub.open_page("ana", "agent-01", None)
+    assert hub.roster.get("ana").state is AgentState.PAUSED  # opening the page is not being ready
+    assert dialer.capacity() < everyone
+    hub.roster.ready("ana")
+    assert dialer.capacity() == everyone
+    hub.roster.pause("ana", "lunch")
+    assert dialer.capacity() < everyone
+    assert hub.roster.ready_agents() == []
+
+
+def test_no_call_is_offered_until_the_disposition_is_saved(node: Node) -> None:
+    calls = seed_calls(node)
+    hub = node.workspace
+    hub.open_page("ana", "agent-01", None)
+    hub.roster.ready("ana")
+    hub.agent_connected(AgentConnected(calls.colombian, "agent-01", DAY))
+    assert hub.roster.get("ana").state is AgentState.ON_CALL
+    with pytest.raises(UsageError, match="save the disposition"):
+        hub.roster.ready("ana")
+    ended = DAY + timedelta(seconds=40)
+    node.calls.on_call_result(
+        CallResult(calls.colombian, CallOutcome.ANSWERED, "16", DAY, DAY, ended, agent="agent-01")
+    )  # the end as the dialer reports it: the node tells the hub
+    assert hub.roster.get("ana").state is AgentState.WRAP_UP
+    assert hub.roster.ready_agents() == []
+    status = hub.dispositioned("ana", calls.colombian)
+    assert status is not None
+    assert status.state is AgentState.READY
+    assert hub.on_screen("ana") is None
+
+
+def test_events_published_from_another_thread_reach_the_reader_and_a_reconnect_replays_what_it_missed(
+    node: Node,
+) -> None:
+    hub = node.workspace
+
+    async def read() -> tuple[list[str], list[str]]:
+        first = hub.subscribe("ana")
+        publisher = threading.Thread(target=lambda: [hub.publish("x", {"n": n}, agent="ana") for n in range(3)])
+        publisher.start()
+        got = [await first.next(2) for _ in range(3)]
+        publisher.join()
+        first.close()
+        hub.publish("x", {"n": 3}, agent="ana")
+        hub.publish("x", {"n": 4}, agent="bea")  # another agent's: never ana's
+        assert got[0] is not None
+        again = hub.subscribe("ana", last_event_id=got[0].id)
+        replayed = [await again.next(0.5) for _ in range(3)]
+        again.close()
+        return [str(e.data["n"]) for e in got if e], [str(e.data["n"]) for e in replayed if e]
+
+    live, replayed = asyncio.run(read())
+    assert live == ["0", "1", "2"]
+    assert replayed == ["1", "2", "3"]
+
+
+def test_a_call_whose_page_is_gone_is_dispositioned_and_its_agent_paused(node: Node) -> None:
+    calls, wall = seed_calls(node), Wall()
+    disposed: list[tuple[str, int, str]] = []
+    hub = hub_of(node, wall, disposed)
+    hub.open_page("ana", "agent-01", None)
+    hub.roster.page_seen("ana")
+    hub.roster.ready("ana")
+    hub.agent_connected(AgentConnected(calls.colombian, "agent-01", DAY))
+    hub.roster.page_gone("ana")
+    wall.at += timedelta(seconds=29)
+    assert hub.sweep() == 0
+    wall.at += timedelta(seconds=1)
+    assert hub.sweep() == 1
+    assert disposed == [("ana", calls.colombian, "browser_closed")]
+    status = hub.roster.get("ana")
+    assert (status.state, status.pause_reason, status.attempt_id) == (AgentState.PAUSED, "browser_closed", None)
+    assert node.adapter("dialer", Dialer).capacity() < 2 * 2  # the seat is paused at the dialer too
+
+
+def test_a_wrap_up_past_its_limit_is_dispositioned_and_its_agent_paused(node: Node) -> None:
+    calls, wall = seed_calls(node), Wall()
+    disposed: list[tuple[str, int, str]] = []
+    hub = hub_of(node, wall, disposed)
+    hub.open_page("ana", "agent-01", None)
+    hub.roster.page_seen("ana")
+    hub.agent_connected(AgentConnected(calls.colombian, "agent-01", DAY))
+    hub.call_ended(calls.colombian)
+    wall.at += timedelta(seconds=119)
+    assert hub.sweep() == 0
+    wall.at += timedelta(seconds=1)
+    assert hub.sweep() == 1
+    assert disposed == [("ana", calls.colombian, "wrap_up_timeout")]
+    assert hub.roster.get("ana").pause_reason == "wrap_up_timeout"
+
+
+def test_the_screen_pop_names_whom_to_ask_for_and_hides_the_debt(node: Node) -> None:
+    calls = seed_calls(node)
+    hub = node.workspace
+    hub.open_page("ana", "agent-01", KEYS["TARJETAS"])
+
+    async def pop() -> dict[str, object]:
+        subscription = hub.subscribe("ana", frozenset({SCREEN_POP}))
+        await asyncio.to_thread(hub.agent_connected, AgentConnected(calls.colombian, "agent-01", DAY))
+        event = await subscription.next(2)
+        subscription.close()
+        assert event is not None
+        return dict(event.data)
+
+    shown = asyncio.run(pop())
+    assert (shown["debtor"], shown["phone"]) == ("Deudora Uno", "+573001112233")
+    assert not {"balance", "accounts", "ref", "currency"} & shown.keys()
+    assert "500000" not in str(shown)
+
+    details = hub.screens.details(calls.colombian, "ana", KEYS["TARJETAS"])
+    assert [(line.ref, line.balance) for line in details.accounts] == [
+        ("BCO-1", Decimal(500000))
+    ]  # not VEH-1: no grant
+    assert not details.mini_miranda
+    assert {law.channel for law in details.law} == {"call", "sms"}
+    assert [entry.kind for entry in details.timeline] == ["call_attempt"]
+    with node.db.session() as session:
+        actions = session.scalars(select(AuditEntry.action).where(AuditEntry.actor == "web:ana")).all()
+    assert {"workspace.screen_pop", "workspace.right_party"} <= set(actions)
+
+
+def test_a_us_account_shows_the_mini_miranda_and_a_call_outside_the_grants_shows_nothing(node: Node) -> None:
+    calls = seed_calls(node)
+    screens = node.workspace.screens
+    assert screens.details(calls.american, "ana", None).mini_miranda
+    with pytest.raises(NotOnScreen, match="outside the agent's portfolios"):
+        screens.pop(calls.vehicles, "ana", KEYS["TARJETAS"], DAY)
+    hub = node.workspace
+    hub.open_page("ana", "agent-01", KEYS["TARJETAS"])
+    hub.agent_connected(AgentConnected(calls.vehicles, "agent-01", DAY))
+    shown = hub.on_screen("ana")
+    assert shown is not None
+    assert (shown.kind, "debtor" in shown.data) == ("call_not_visible", False)
+
+
+def test_an_agent_state_change_is_published(node: Node) -> None:
+    hub = node.workspace
+
+    async def watch() -> list[str]:
+        subscription = hub.subscribe(None, frozenset({AGENT_STATE}))
+        await asyncio.to_thread(hub.open_page, "ana", "agent-01", None)
+        await asyncio.to_thread(hub.roster.ready, "ana")
+        states = [await subscription.next(2) for _ in range(2)]
+        subscription.close()
+        return [str(event.data["state"]) for event in states if event]
+
+    assert asyncio.run(watch()) == ["paused", "ready"]
