@@ -22,7 +22,7 @@ from cartera.core.models import CheckResult
 from cartera.core.store.database import Database
 from cartera.core.testing.context import CapturingContext
 from cartera.core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
-from cartera.plugins.crm_sync.sftp_csv.client import SftpError
+from cartera.plugins.crm_sync.sftp_csv.client import FileTooLarge, SftpError, SftpSession
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 from cartera.plugins.crm_sync.sftp_csv.plugin import SftpCsvSync
 from cartera.portfolio.export import ActivityExporter
@@ -335,3 +335,34 @@ def test_cycle_into_a_postgresql_store(
         assert len(list((sshd.jail / "inbox" / "imported").iterdir())) == 2
     finally:
         store.dispose()
+
+
+@pytest.mark.abuse
+def test_a_file_larger_than_max_file_bytes_stays_on_the_server_with_one_warning(
+    sshd: Sshd, make_sync: Callable[..., SftpCsvSync], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    enormous = deliver(sshd, "enorme.csv", GOOD_DELIVERY + "X" * (100 << 10))
+    deliver(sshd, "normal.csv", GOOD_DELIVERY)
+    sync = make_sync(max_file_bytes=64 << 10)
+    caplog.set_level(logging.WARNING)
+    for _ in range(2):
+        assert [batch.source.rsplit("/", 1)[1] for batch in sync.fetch()] == ["normal.csv"]
+    warnings = [record for record in caplog.records if record.getMessage() == "crm_sync.sftp.file_too_large"]
+    assert len(warnings) == 1
+    assert enormous.exists()
+    assert not list((tmp_path / "data").rglob("*enorme*"))
+
+
+@pytest.mark.abuse
+def test_a_download_is_cut_once_it_passes_max_file_bytes(sshd: Sshd, tmp_path: Path) -> None:
+    growing = deliver(sshd, "crece.csv", "x" * (60 << 10), encoding="ascii")
+    session = SftpSession(SftpCsvConfig.model_validate(settings(sshd, max_file_bytes=64 << 10)))
+    try:
+        (remote,) = session.waiting()  # listed under the limit, then it grows (or the server lied)
+        with growing.open("ab") as sink:
+            sink.write(b"x" * (4 << 20))
+        with pytest.raises(FileTooLarge, match=r"crece\.csv: more than 65536 bytes \(max_file_bytes\)$"):
+            session.download(remote, tmp_path / "crece.csv")
+    finally:
+        session.close()
+    assert list(tmp_path.iterdir()) == []

@@ -27,9 +27,15 @@ import paramiko
 from cartera.plugin import CarteraError
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 
+DOWNLOAD_CHUNK = 1 << 20  #: bytes read at a time from a remote file
+
 
 class SftpError(CarteraError):
     """The creditor's SFTP server cannot be reached, refused us, or an operation on it failed."""
+
+
+class FileTooLarge(SftpError):
+    """A remote file sent more than ``max_file_bytes``: not fetched."""
 
 
 @dataclass(frozen=True)
@@ -143,11 +149,24 @@ class SftpSession:
         return sorted(found, key=lambda remote: remote.path)
 
     def download(self, remote: RemoteFile, target: Path) -> None:
-        """Copy ``remote`` to ``target`` through a temporary name; fails unless the whole size arrived."""
+        """Copy ``remote`` to ``target`` through a temporary name; fails unless the size the opened file had
+        arrived, and (:class:`FileTooLarge`) as soon as more than ``max_file_bytes`` did: a file growing
+        meanwhile, or a server that tells one size and sends more, never fills the node's disk."""
+        limit = self.config.max_file_bytes
         temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
         try:
-            with self.sftp(f"downloading {remote.path}") as sftp:
-                sftp.get(remote.path, str(temp))
+            with self.sftp(f"downloading {remote.path}") as sftp, sftp.open(remote.path, "rb") as source:
+                size = source.stat().st_size or 0
+                source.prefetch(min(size, limit))
+                with temp.open("wb") as sink:
+                    received = 0
+                    while chunk := source.read(DOWNLOAD_CHUNK):
+                        received += len(chunk)
+                        if received > limit:
+                            raise FileTooLarge(f"{self.where}{remote.path}: more than {limit} bytes (max_file_bytes)")
+                        sink.write(chunk)
+            if received != size:
+                raise SftpError(f"{self.where}{remote.path}: {received} bytes arrived of {size}")
             temp.replace(target)
         finally:
             temp.unlink(missing_ok=True)

@@ -9,6 +9,9 @@ from pydantic import Field, SecretStr, model_validator
 
 from cartera.plugin import ConfigPath, CsvFormatConfig
 
+#: 200,000 rows of a few hundred bytes, with room.
+DEFAULT_MAX_FILE_BYTES = 512 << 20
+
 
 class SftpCsvConfig(CsvFormatConfig):
     """Assignment files wait in the remote ``inbox``; exports and rejection reports go to the remote ``outbox``."""
@@ -42,6 +45,13 @@ class SftpCsvConfig(CsvFormatConfig):
     )
     outbox: str = Field(min_length=1, description="Remote directory exports and rejection reports are uploaded to.")
     timeout_s: float = Field(30.0, gt=0, description="Connect, authentication and per-operation timeout.")
+    max_file_bytes: int = Field(
+        DEFAULT_MAX_FILE_BYTES,
+        ge=64 << 10,
+        le=64 << 30,
+        description="Largest assignment file fetched, bytes: a larger one is left on the server (one warning), "
+        "and a download passing it is cut, so the creditor's server cannot fill the node's disk.",
+    )
 
     @model_validator(mode="after")
     def _some_login(self) -> SftpCsvConfig:

@@ -36,7 +36,7 @@ from cartera.plugin import (
     rejection_name,
     rejections_writer,
 )
-from cartera.plugins.crm_sync.sftp_csv.client import RemoteFile, SftpError, SftpSession
+from cartera.plugins.crm_sync.sftp_csv.client import FileTooLarge, RemoteFile, SftpError, SftpSession
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 
 
@@ -94,7 +94,14 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
                     event(self.context.log, "crm_sync.sftp.not_a_regular_file", logging.WARNING, file=source)
                 continue
             local = self._incoming / posixpath.basename(remote.path)
-            self._session.download(remote, local)
+            try:
+                if remote.size > self.config.max_file_bytes:
+                    raise FileTooLarge(f"{source}: {remote.size} bytes, more than {self.config.max_file_bytes}")
+                self._session.download(remote, local)
+            except FileTooLarge as exc:
+                if self._first_skip(source):
+                    event(self.context.log, "crm_sync.sftp.file_too_large", logging.WARNING, file=source, why=str(exc))
+                continue
             if self._session.stat(remote.path) != remote:
                 event(self.context.log, "crm_sync.sftp.changed_while_downloaded", logging.WARNING, file=source)
                 local.unlink(missing_ok=True)
