@@ -71,7 +71,9 @@ class Target:
 
     def __init__(self, stream: bytes) -> None:
         self.uniqueids = sorted(set(re.findall(r"Uniqueid: (cartera-[^\r]+)", stream.decode())))
-        self.tracker = CallTracker(SystemClock(), on_end=lambda _: None, hang_up=lambda _: None)
+        self.tracker = CallTracker(
+            SystemClock(), on_end=lambda _: None, hang_up=lambda _: None, on_connect=lambda *_: None
+        )
         self.pool = AgentPool(QUEUE)
         self.handlers: dict[str, Callable[[Message], None]] = {
             **self.tracker.handlers,

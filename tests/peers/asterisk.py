@@ -8,7 +8,8 @@ control socket, all owned by the ``asterisk`` user), and runs there, on free por
   the line does (see :data:`NUMBERS`);
 - Asterisk with AMI for the user ``cartera``, a ``carrier`` PJSIP endpoint pointing at SIPp, the ``agents``
   context (answer → ``MixMonitor(${UNIQUEID}.wav)`` → queue), and the queue ``cobranza`` whose static members
-  are the agents' phones (Local channels that answer, play tones for ``TALK_SECONDS`` and hang up).
+  are the agents' phones: Local channels that answer, play tones for ``TALK_SECONDS`` and hang up, or, with
+  ``sip_agents``, the PJSIP endpoints ``agent01``... that SIP user agents register to (:data:`SIP_AGENT`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ NUMBERS: dict[CallOutcome, str] = {
 }
 #: Answers, then the debtor hangs up after 3 seconds.
 DEBTOR_HANGS_UP = "+573005550008"
+#: The PJSIP endpoint (and AOR) of the n-th agent's phone, with ``sip_agents``; its queue member is ``PJSIP/...``.
+SIP_AGENT = "agent{n:02d}"
 
 _MODULES = (
     "res_timing_timerfd",
@@ -63,6 +66,8 @@ _MODULES = (
     "res_pjproject",
     "res_pjsip",
     "res_pjsip_session",
+    "res_pjsip_registrar",
+    "res_pjsip_endpoint_identifier_user",
     "res_pjsip_pubsub",
     "res_pjsip_sdp_rtp",
     "res_pjsip_caller_id",
@@ -99,6 +104,7 @@ class AsteriskPeer(ChrootedHome):
     rtp_ports: int = 400  # Asterisk's RTP ports (two a call); SIPp gets half as many (one a call)
     rtp_start: int = 0
     without: tuple[str, ...] = ()  # modules not loaded (noload in modules.conf), e.g. "app_queue"
+    sip_agents: bool = False  # the agents are SIP phones registering to PJSIP endpoints, not Local channels
     _asterisk: ExitStack = field(default_factory=ExitStack)
     _process: subprocess.Popen[bytes] | None = None
 
@@ -124,6 +130,13 @@ class AsteriskPeer(ChrootedHome):
     @property
     def asterisk_log(self) -> Path:
         return self.home / "log" / "full"
+
+    @property
+    def agent_interfaces(self) -> list[str]:
+        """The queue members' interfaces: the agents' identities at this PBX."""
+        if self.sip_agents:
+            return [f"PJSIP/{SIP_AGENT.format(n=n)}" for n in range(1, self.agents + 1)]
+        return [f"Local/{n:02d}@agent-phones/n" for n in range(1, self.agents + 1)]
 
     def dialer_settings(self, **overrides: Any) -> dict[str, Any]:
         """Settings of the ``asterisk_ami`` dialer for this instance."""
@@ -301,7 +314,28 @@ class AsteriskPeer(ChrootedHome):
 
     def _configs(self) -> dict[str, str]:
         inner = self.inner
-        members = "\n".join(f"member => Local/{n:02d}@agent-phones/n,0,agent{n:02d}" for n in range(1, self.agents + 1))
+        members = "\n".join(
+            f"member => {interface},0,agent{n:02d}" for n, interface in enumerate(self.agent_interfaces, start=1)
+        )
+        phones = "".join(
+            f"""
+[{name}]
+type = aor
+max_contacts = 1
+remove_existing = yes
+
+[{name}]
+type = endpoint
+transport = transport-udp
+context = from-agents
+disallow = all
+allow = ulaw
+aors = {name}
+direct_media = no
+media_address = 127.0.0.1
+"""
+            for name in (SIP_AGENT.format(n=n) for n in range(1, self.agents + 1) if self.sip_agents)
+        )
         loads = "\n".join(f"{'noload' if module in self.without else 'load'} => {module}.so" for module in _MODULES)
         return {
             "asterisk.conf": f"""
@@ -370,13 +404,16 @@ direct_media = no
 media_address = 127.0.0.1
 bind_rtp_to_media_address = yes
 from_user = cobranza
-""",
+{phones}""",
             "rtp.conf": f"[general]\nrtpstart = {self.rtp_start}\nrtpend = {self.rtp_start + self.rtp_ports - 2}\n",
             "extensions.conf": f"""
 [globals]
 TALK_SECONDS = {self.talk_seconds:g}
 
 [from-carrier]
+exten => _X.,1,Hangup(21)
+
+[from-agents]
 exten => _X.,1,Hangup(21)
 
 ; The debtor answered an Originate: record the call, then hand it to the next free agent.
@@ -420,11 +457,17 @@ leavewhenempty = no
 
 @contextmanager
 def running_asterisk(
-    *, agents: int = 4, talk_seconds: float = 2.0, rtp_ports: int = 400, without: tuple[str, ...] = ()
+    *,
+    agents: int = 4,
+    talk_seconds: float = 2.0,
+    rtp_ports: int = 400,
+    without: tuple[str, ...] = (),
+    sip_agents: bool = False,
 ) -> Iterator[AsteriskPeer]:
     """A running Asterisk + SIPp pair in the cached root; everything is stopped and removed afterwards.
 
-    ``without``: modules of the usual set left unloaded.
+    ``without``: modules of the usual set left unloaded. ``sip_agents``: the agents' phones are PJSIP endpoints
+    (unreachable until a user agent registers to each), not Local channels.
     """
     root = debian_root("asterisk", PACKAGES)
     peer = AsteriskPeer(
@@ -434,6 +477,7 @@ def running_asterisk(
         talk_seconds=talk_seconds,
         rtp_ports=rtp_ports,
         without=without,
+        sip_agents=sip_agents,
     )
     peer.write_instance()
     sipp = [

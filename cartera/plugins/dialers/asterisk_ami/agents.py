@@ -63,6 +63,14 @@ class AgentPool:
             paused=event["Paused"] == "1" if "Paused" in event else bool(known and known.paused),
         )
 
+    def pause(self, interface: str, *, paused: bool) -> None:
+        """What a QueuePause Asterisk accepted did, before its QueueMemberPause event arrives."""
+        member = self._members[interface]
+        self._members[interface] = Member(member.name, member.status, paused)
+
+    def __contains__(self, interface: str) -> bool:
+        return interface in self._members
+
     def remove(self, event: Message) -> None:
         """Apply a :data:`MEMBER_REMOVED` event."""
         if event.get("Queue") == self.queue:

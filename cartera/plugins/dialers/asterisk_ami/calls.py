@@ -28,7 +28,7 @@ class Call:
     channel: str | None = None
     seen: bool = False  # Asterisk reported the channel
     answered_at: datetime | None = None
-    agent: str | None = None
+    agent: str | None = None  # the queue member's interface the call was connected to
     dial_status: str | None = None
     originate_response: str | None = None  # an OriginateResponse's Response (Success, Failure) and Reason
     originate_reason: str | None = None
@@ -73,15 +73,24 @@ class Call:
 
 
 class CallTracker:
-    """Live calls by UNIQUEID; thread-safe. ``on_end(call)`` runs exactly once per call, outside the lock.
+    """Live calls by UNIQUEID; thread-safe. ``on_end(call)`` runs exactly once per call, outside the lock;
+    ``on_connect(call, at)`` once per call connected to an agent, before its end, outside the lock.
 
     ``hang_up(call)`` is asked again when the channel of a call the dialer wants hung up appears.
     """
 
-    def __init__(self, clock: Clock, *, on_end: Callable[[Call], None], hang_up: Callable[[Call], None]) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        on_end: Callable[[Call], None],
+        hang_up: Callable[[Call], None],
+        on_connect: Callable[[Call, datetime], None],
+    ) -> None:
         self._clock = clock
         self._on_end = on_end
         self._hang_up = hang_up
+        self._on_connect = on_connect
         self._changed = threading.Condition()
         self._live: dict[str, Call] = {}
         self._attempts: set[int] = set()
@@ -213,10 +222,19 @@ class CallTracker:
             self._answered(call)
 
     def on_agent_connect(self, event: Message) -> None:
+        """The queue connected our channel (the caller, by the UNIQUEID set at Originate) to a member: the agent is
+        the member's interface, the identity an agent's workspace extension names."""
         call = self._live.get(event.get("Uniqueid", ""))
-        if call is not None:
-            with self._changed:
-                call.agent = event.get("MemberName") or event.get("Interface")
+        agent = event.get("Interface") or event.get("MemberName")
+        if call is None or not agent:
+            return
+        self._answered(call)
+        with self._changed:
+            first = call.agent is None
+            call.agent = agent
+            at = self._clock.now()
+        if first:
+            self._on_connect(call, at)
 
     def on_hangup(self, event: Message) -> None:
         call = self._live.get(event.get("Uniqueid", ""))

@@ -26,7 +26,12 @@ class AsteriskAmiDialer(Dialer[AsteriskAmiConfig]):
     name: ClassVar[str] = "asterisk_ami"
     config_model: ClassVar[type[PluginConfig]] = AsteriskAmiConfig
     capabilities: ClassVar[DialerCapabilities] = DialerCapabilities(
-        records_calls=True, reports_agents=True, cancels=True, reconciles=True
+        records_calls=True,
+        reports_agents=True,
+        reports_agent_connections=True,
+        cancels=True,
+        reconciles=True,
+        pauses_agents=True,
     )
 
     def __init__(self, config: AsteriskAmiConfig, context: PluginContext) -> None:
@@ -47,6 +52,13 @@ class AsteriskAmiDialer(Dialer[AsteriskAmiConfig]):
 
     def cancel(self, attempt_id: int) -> bool:
         return self._switch.cancel(attempt_id)
+
+    def pause_agent(self, agent: str, reason: str) -> None:
+        """``agent`` is a member's interface in the queue (``PJSIP/ana``); ``reason`` is QueuePause's."""
+        self._switch.set_paused(agent, True, reason)
+
+    def resume_agent(self, agent: str) -> None:
+        self._switch.set_paused(agent, False)
 
     def reconcile(self, calls: Sequence[UnfinishedCall]) -> None:
         self._switch.reconcile(calls)

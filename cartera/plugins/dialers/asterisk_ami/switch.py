@@ -21,11 +21,22 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 
 from asterisk.ami import Response, SimpleAction
 
-from cartera.plugin import CallRequest, CheckResult, PluginContext, UnfinishedCall, dial_slots, dial_string, event
+from cartera.plugin import (
+    AgentConnected,
+    CallRequest,
+    CheckResult,
+    PluginContext,
+    UnfinishedCall,
+    UnknownAgent,
+    dial_slots,
+    dial_string,
+    event,
+)
 from cartera.plugins.dialers.asterisk_ami.agents import MEMBER_EVENTS, MEMBER_REMOVED, AgentPool
 from cartera.plugins.dialers.asterisk_ami.calls import CALL_EVENTS, Call, CallTracker
 from cartera.plugins.dialers.asterisk_ami.client import (
@@ -103,7 +114,9 @@ class AsteriskSwitch:
         self._context = context
         self._lock = threading.Lock()
         self._agents = AgentPool(config.queue)
-        self._calls = CallTracker(context.clock, on_end=self._ended, hang_up=self._send_hangup)
+        self._calls = CallTracker(
+            context.clock, on_end=self._ended, hang_up=self._send_hangup, on_connect=self._connected
+        )
         self._handlers: dict[str, EventHandler] = {
             **self._calls.handlers,
             **dict.fromkeys(MEMBER_EVENTS, self._member_event),
@@ -211,6 +224,27 @@ class AsteriskSwitch:
             return False
         self._send_hangup(call)
         return True
+
+    def set_paused(self, agent: str, paused: bool, reason: str = "") -> None:
+        """QueuePause the member whose interface is ``agent`` in our queue (AMI ``write = agent``); capacity counts
+        the change at once, the QueueMemberPause event confirms it."""
+        with self._lock:
+            session, problem, known = self._session, self._problem, agent in self._agents
+        if not known:
+            raise UnknownAgent(f"queue {self._config.queue!r} at {self.where} has no member {agent!r}")
+        if session is None:
+            raise AmiError(f"no AMI connection to {self.where} to pause or resume {agent!r}: {problem}")
+        session.connection.action(
+            "QueuePause",
+            Queue=self._config.queue,
+            Interface=agent,
+            Paused="true" if paused else "false",
+            Reason=_one_line(reason),
+        )
+        with self._lock:
+            if agent in self._agents:
+                self._agents.pause(agent, paused=paused)
+        event(log, "asterisk.agent_paused" if paused else "asterisk.agent_resumed", agent=agent, reason=reason)
 
     def reconcile(self, calls: Sequence[UnfinishedCall]) -> None:
         """Follow to their end the calls of a killed run whose channel Asterisk still carries (found by the
@@ -470,6 +504,15 @@ class AsteriskSwitch:
             session.connection.send_action(SimpleAction("Hangup", Channel=call.channel or call.uniqueid, Cause="16"))
         except AmiError as exc:
             self._context.log.warning("attempt %s: Hangup not sent: %s", call.request.attempt_id, exc)
+
+    def _connected(self, call: Call, at: datetime) -> None:
+        """The queue connected the call to an agent (AgentConnect, on the AMI reader): reported at once."""
+        if call.agent is None:
+            return
+        try:
+            self._context.report_agent_connected(AgentConnected(call.request.attempt_id, call.agent, at))
+        except Exception:
+            self._context.log.exception("attempt %s: reporting the agent's connection failed", call.request.attempt_id)
 
     def _ended(self, call: Call) -> None:
         with self._lock:

@@ -1,0 +1,102 @@
+"""Real Asterisk, real SIP phones: the agents' phones are SIP user agents (SIPp) registered to PJSIP endpoints, the
+debtors' too; each answered call is reported connected to the agent whose phone took it, pausing is QueuePause."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cartera.core.errors import UnknownAgent
+from cartera.core.models import CallOutcome, CallRequest
+from cartera.core.testing.context import CapturingContext
+from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
+from cartera.plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer
+from tests.peers.asterisk import NUMBERS, AsteriskPeer, running_asterisk
+from tests.peers.sip_agents import AgentPhones, agent_phones
+
+pytestmark = pytest.mark.asterisk
+
+ANSWERS = NUMBERS[CallOutcome.ANSWERED]
+
+
+@pytest.fixture(scope="module")
+def peer() -> Iterator[AsteriskPeer]:
+    with running_asterisk(agents=2, sip_agents=True) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def phones(peer: AsteriskPeer) -> Iterator[AgentPhones]:
+    with agent_phones(peer, talk_s=2) as running:
+        yield running
+
+
+@pytest.fixture
+def dialer(peer: AsteriskPeer, tmp_path: Path) -> Iterator[tuple[AsteriskAmiDialer, CapturingContext]]:
+    context = CapturingContext(tmp_path / "dialer")
+    settings = AsteriskAmiConfig.model_validate(peer.dialer_settings(dial_ratio=1.0, ring_timeout_s=10))
+    started = AsteriskAmiDialer(settings, context)
+    started.start()
+    yield started, context
+    started.stop()
+
+
+def wait_for_capacity(dialer: AsteriskAmiDialer, wanted: int) -> None:
+    deadline = time.monotonic() + 15
+    while dialer.capacity() != wanted:
+        assert time.monotonic() < deadline, f"capacity {dialer.capacity()}, expected {wanted}"
+        time.sleep(0.05)
+
+
+def call(attempt_id: int) -> CallRequest:
+    """A call to an answering debtor, its caller ID the attempt: the agent's phone shows which call it took."""
+    return CallRequest(attempt_id=attempt_id, site="test", phone=ANSWERS, caller_id=f'"{attempt_id}" <{attempt_id}>')
+
+
+def test_each_answered_call_is_reported_connected_to_the_phone_that_took_it(
+    dialer: tuple[AsteriskAmiDialer, CapturingContext], phones: AgentPhones, peer: AsteriskPeer
+) -> None:
+    started, context = dialer
+    wait_for_capacity(started, 2)  # both phones registered: both members reachable
+    for attempt in (7101, 7102):
+        started.place_call(call(attempt))
+    results = {result.attempt_id: result for result in context.wait_for_calls(2, 60)}
+    took = {int(caller): f"PJSIP/{agent}" for agent, caller in phones.answered() if caller in ("7101", "7102")}
+    connected = {event.attempt_id: event.agent for event in context.agent_connections}
+    assert connected == took, "a connection names another agent than the phone that answered it"
+    assert set(connected) == {7101, 7102}
+    assert sorted(connected.values()) == peer.agent_interfaces, "both calls went to one phone"
+    for attempt, result in results.items():
+        assert result.outcome is CallOutcome.ANSWERED, result.raw_cause
+        assert result.agent == connected[attempt]
+        (connection,) = [event for event in context.agent_connections if event.attempt_id == attempt]
+        assert result.answered_at is not None
+        assert result.ended_at is not None
+        assert result.answered_at <= connection.at <= result.ended_at
+        assert context.reports.index(connection) < context.reports.index(result)
+
+
+def test_a_paused_phone_is_offered_no_call_until_resumed(
+    dialer: tuple[AsteriskAmiDialer, CapturingContext], phones: AgentPhones, peer: AsteriskPeer
+) -> None:
+    started, context = dialer
+    first, second = peer.agent_interfaces
+    wait_for_capacity(started, 2)
+    started.pause_agent(first, "almuerzo")
+    wait_for_capacity(started, 1)
+    member = {event["Location"]: event for event in peer.queue_members()}[first]
+    assert (member["Paused"], member["PausedReason"]) == ("1", "almuerzo")
+    for count, attempt in enumerate((7201, 7202), start=1):
+        started.place_call(call(attempt))
+        context.wait_for_calls(count, 60)
+    assert [event.agent for event in context.agent_connections] == [second, second]
+    took = {caller: f"PJSIP/{agent}" for agent, caller in phones.answered()}
+    assert (took["7201"], took["7202"]) == (second, second)
+    with pytest.raises(UnknownAgent, match=r"queue 'cobranza' at .* has no member 'PJSIP/nobody'"):
+        started.pause_agent("PJSIP/nobody", "almuerzo")
+    started.resume_agent(first)
+    wait_for_capacity(started, 2)
+    assert {event["Location"]: event for event in peer.queue_members()}[first]["Paused"] == "0"
