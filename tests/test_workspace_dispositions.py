@@ -45,13 +45,16 @@ AGENT, EXTENSION = "ana.agente", "sim-01"
 class Desk:
     node: Node
     tmp_path: Path
+    phone: str = ANA
 
     def call(self, *, connected_to: str | None = EXTENSION, ended: bool = True) -> int:
         """An answered call of account BCO-1 connected to ``connected_to``, ended when ``ended``: its attempt id."""
         now = self.node.clock.now()
         with self.node.db.session() as session:
             account_id = session.scalars(sa.select(Account.id).where(Account.ref == "BCO-1")).one()
-            attempt = ContactAttempt(site="t", account_id=account_id, phone=ANA, state="placing", requested_at=now)
+            attempt = ContactAttempt(
+                site="t", account_id=account_id, phone=self.phone, state="placing", requested_at=now
+            )
             session.add(attempt)
             session.flush()
             attempt_id = attempt.id
@@ -91,17 +94,20 @@ def desk(tmp_path: Path, open_node: Callable[..., Node]) -> Desk:
     return open_desk(tmp_path, open_node)
 
 
-def open_desk(tmp_path: Path, open_node: Callable[..., Node], extra: str = "", law_pack: str = "co") -> Desk:
-    """Site ``t`` (clock at real speed from Monday 09:00 Bogotá) with account BCO-1 (balance 1.000.000), agent
-    ``ana.agente`` on extension ``sim-01``; ``law_pack`` held for every portfolio."""
+def open_desk(
+    tmp_path: Path, open_node: Callable[..., Node], extra: str = "", law_pack: str = "co", phone: str = ANA
+) -> Desk:
+    """Site ``t`` (clock at real speed from Monday 09:00 Bogotá, its window from 08:00 as every pack allows) with
+    account BCO-1 (balance 1.000.000), agent ``ana.agente`` on extension ``sim-01``; ``law_pack`` held for every
+    portfolio; the debtor's ``phone`` (E.164)."""
     path = write_sites(tmp_path, extra=extra)
-    text = path.read_text().replace("speed = 600", "speed = 1")
+    text = path.read_text().replace("speed = 600", "speed = 1").replace('start = "07:00"', 'start = "08:00"')
     path.write_text(text.replace("[sites.t.compliance]", f'[sites.t.compliance]\nlaw_pack = "{law_pack}"'))
-    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000.000,00;COP"])
+    write_portfolio(tmp_path / "inbox", [f"BCO-1;Ana Gómez;{phone};;1.000.000,00;COP"])
     node = open_node(path)
     node.creditor_sync().run_once()
     UserDirectory(node.db).add(AGENT, "una clave larga", Role.AGENT, [Grant("t")], extension=EXTENSION)
-    return Desk(node, tmp_path)
+    return Desk(node, tmp_path, phone)
 
 
 def refused(desk: Desk, attempt_id: int, code: str, **fields: Any) -> WorkspaceError:
@@ -310,3 +316,16 @@ def _decision(desk: Desk, channel: Channel, at: datetime) -> Decision:
     """What the gate would decide about contacting BCO-1 at ``at`` on ``channel``."""
     decision, _ = desk.node.explainer.explain(channel=channel, phone=None, account=_account_id(desk), at=at, actor="t")
     return decision
+
+
+def test_a_right_party_conversation_starts_reg_fs_seven_quiet_days(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    desk = open_desk(tmp_path, open_node, law_pack="us", phone="+12127365000")
+    desk.post(desk.call(), "refused_to_pay")
+    zone = desk.node.site.zone
+    for days in (1, 6):
+        later = datetime.combine(desk.today() + timedelta(days=days), time(10), zone)
+        assert Reason.QUIET_AFTER_CONVERSATION in _decision(desk, Channel.CALL, later).reasons
+    a_week_on = datetime.combine(desk.today() + timedelta(days=7), time(10), zone)
+    assert Reason.QUIET_AFTER_CONVERSATION not in _decision(desk, Channel.CALL, a_week_on).reasons
