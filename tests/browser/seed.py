@@ -78,6 +78,7 @@ def seed(node: Node, spool: Path, first_call_seconds: float = 12.0) -> Seeded:
                 ended_at=started + timedelta(seconds=seconds),
                 agent=agent,
                 disposition="promise_to_pay" if ref == "BCO-1" else "right_party_contact",
+                right_party=True,  # as the workspace stores a right-party code (cartera.workspace.dispositions)
             )
             session.add(attempt)
             attempts.append((ref, attempt, seconds))
