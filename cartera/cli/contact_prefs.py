@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from cartera.node import Node
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser("contact-prefs", help="the debtor's requested contact hours, phone line types")
+def define(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``run_site.py contact-prefs``."""
     sub = parser.add_subparsers(dest="prefs_command", metavar="SUBCOMMAND", required=True)
     show = sub.add_parser("show", help="print an account's requested hours and its numbers' line types")
     show.add_argument("--account", required=True)

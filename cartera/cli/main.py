@@ -1,9 +1,12 @@
-"""``run_site.py``: the operator's command line. Exit codes: 0 ok, 1 operational failure, 2 usage or config."""
+"""``run_site.py``: the operator's command line. Exit codes: 0 ok, 1 operational failure, 2 usage or config.
+
+Only the command run is defined in full, and each command imports what it needs when it runs: ``--help``, a
+usage error or ``plugins`` import none of the node.
+"""
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import logging
 import os
@@ -12,35 +15,25 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Never
-from zoneinfo import ZoneInfo
 
-from cartera.cli import contact_prefs
 from cartera.cli.malloc import tune_malloc
-from cartera.cli.summary import site_summary
-from cartera.contact.compliance.report import explanation
-from cartera.contact.phones import InvalidPhone, normalize
-from cartera.contact.sms_batch import plan_batch, send_batch
-from cartera.contact.sms_templates import REMINDER
-from cartera.contact.targets import Denied
-from cartera.core.adapters import CrmSync, RecordingStore
-from cartera.core.audit import audit, os_user
-from cartera.core.durable import file_kind
 from cartera.core.errors import CarteraError, UsageError
-from cartera.core.hooks import load_plugins
 from cartera.core.logs import configure
-from cartera.core.models import Channel, FileRejected
 from cartera.core.redaction import RedactingStream, redacted_output
-from cartera.node import Node
 from cartera.portfolio.files.values import escape_controls
-from cartera.portfolio.identity import resolve_account, resolve_portfolio
-from cartera.recordings.access import MAX_URL_SECONDS, RecordingView, SearchFilters
-from cartera.web.users import ADMIN_SEES_ALL, AGENT_EXTENSION, Grant, Role, User, UserDirectory
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from tqdm import tqdm
+
+    from cartera.node import Node
+    from cartera.recordings.access import RecordingView
+    from cartera.web.users import User
 
 log = logging.getLogger("cartera.cli")
 
@@ -56,41 +49,85 @@ _ACCOUNT_HELP = "REF, PORTFOLIO/REF or CREDITOR/PORTFOLIO/REF"
 PRIVATE_UMASK = 0o027
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line, every command named; only ``command``'s arguments are defined (importing what their
+    choices and defaults come from), and only its parser answers ``--help``."""
     parser = argparse.ArgumentParser(prog="run_site.py", description="Run and operate one Cartera site node.")
     parser.add_argument("--config", type=Path, default=Path("sites.toml"), help="sites file (default ./sites.toml)")
     parser.add_argument("--site", help="site name in the sites file (not needed for 'plugins')")
     parser.add_argument("--log-format", choices=("text", "json"), help="override the site's log_format")
     parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, spec in _COMMANDS.items():
+        defined = name == command
+        sub = commands.add_parser(name, help=spec.help, add_help=defined)
+        if defined:
+            spec.define(sub)
+    return parser
 
-    run = commands.add_parser("run", help="start the node (default command)")
-    run.add_argument("--duration", type=float, help="stop after this many seconds (default: until signalled)")
-    commands.add_parser("check", help="validate config and reach every configured vendor")
-    commands.add_parser("plugins", help="list installed plugins per kind")
-    imp = commands.add_parser("import", help="load a creditor assignment file through the crm_sync plugin")
-    imp.add_argument("file", type=Path)
-    call = commands.add_parser("call", help="place one call through the compliance gate")
-    call.add_argument("phone")
-    call.add_argument("--account")
-    call.add_argument("--wait", type=float, default=120.0, help="real seconds to wait for the outcome (default 120)")
-    sms = commands.add_parser("sms", help="send one text through the compliance gate")
-    sms.add_argument("phone")
-    sms.add_argument("text")
-    sms.add_argument("--account")
-    _add_sms_template_commands(commands)
-    explain = commands.add_parser("explain", help="what the compliance gate decides for a contact, and why (audited)")
-    explain.add_argument("--account")
-    explain.add_argument("--phone")
-    explain.add_argument("--channel", choices=("call", "sms"), default="call")
-    explain.add_argument("--at", help="ISO date-time; site time when no offset (default: now)")
-    archive = commands.add_parser("archive", help="run the recording archival job once")
-    archive.add_argument(
+
+def _command_in(argv: Sequence[str] | None) -> str | None:
+    """The command ``argv`` names, read by the parser with no command defined (``--help`` alone is answered)."""
+    command: str | None = build_parser().parse_known_args(argv)[0].command
+    return command
+
+
+def _define_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until signalled)")
+
+
+def _define_nothing(_parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _define_import(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path)
+
+
+def _define_call(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("phone")
+    parser.add_argument("--account")
+    parser.add_argument("--wait", type=float, default=120.0, help="real seconds to wait for the outcome (default 120)")
+
+
+def _define_sms(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("phone")
+    parser.add_argument("text")
+    parser.add_argument("--account")
+
+
+def _define_sms_template(parser: argparse.ArgumentParser) -> None:
+    from cartera.contact.sms_templates import REMINDER
+
+    template_commands = parser.add_subparsers(dest="template_command", metavar="SUBCOMMAND", required=True)
+    preview = template_commands.add_parser("preview", help="a template filled for an account: text, encoding, cost")
+    preview.add_argument("--account", required=True)
+    preview.add_argument("--template", default=REMINDER, help=f"template name (default {REMINDER})")
+
+
+def _define_sms_batch(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--template", required=True)
+    parser.add_argument("--portfolio", required=True, help="CREDITOR/PORTFOLIO or PORTFOLIO")
+    parser.add_argument("--dry-run", action="store_true", help="show count, segments, cost and refusals; send nothing")
+
+
+def _define_explain(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--account")
+    parser.add_argument("--phone")
+    parser.add_argument("--channel", choices=("call", "sms"), default="call")
+    parser.add_argument("--at", help="ISO date-time; site time when no offset (default: now)")
+
+
+def _define_archive(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--backfill", action="store_true", help="archive a large spool: a progress bar, runs until nothing is left"
     )
 
-    recordings = commands.add_parser("recordings", help="find and fetch call recordings")
-    rec_commands = recordings.add_subparsers(dest="recordings_command", metavar="SUBCOMMAND", required=True)
+
+def _define_recordings(parser: argparse.ArgumentParser) -> None:
+    from cartera.recordings.access import MAX_URL_SECONDS
+
+    rec_commands = parser.add_subparsers(dest="recordings_command", metavar="SUBCOMMAND", required=True)
     search = rec_commands.add_parser("search", help="search the recordings catalog")
     search.add_argument("--account", help=_ACCOUNT_HELP)
     search.add_argument("--portfolio", help="CREDITOR/CODE or CODE")
@@ -111,14 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         hold = rec_commands.add_parser(name, help=what)
         hold.add_argument("id", type=int)
         hold.add_argument("--reason", required=True, help="why (case number, request): written to the audit log")
-    _add_users_parser(commands)
-    contact_prefs.add_parser(commands)
-    return parser
 
 
-def _add_users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    users = commands.add_parser("users", help="users of the supervisors' and agents' pages")
-    user_commands = users.add_subparsers(dest="users_command", metavar="SUBCOMMAND", required=True)
+def _define_users(parser: argparse.ArgumentParser) -> None:
+    from cartera.web.users import Role
+
+    user_commands = parser.add_subparsers(dest="users_command", metavar="SUBCOMMAND", required=True)
     add = user_commands.add_parser(
         "add", help=f"add a user granted this site; password from ${PASSWORD_ENV} or a prompt (never an argument)"
     )
@@ -134,18 +169,10 @@ def _add_users_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     disable.add_argument("name")
 
 
-def _add_sms_template_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    template = commands.add_parser("sms-template", help="SMS templates of the site's portfolios")
-    template_commands = template.add_subparsers(dest="template_command", metavar="SUBCOMMAND", required=True)
-    preview = template_commands.add_parser("preview", help="a template filled for an account: text, encoding, cost")
-    preview.add_argument("--account", required=True)
-    preview.add_argument("--template", default=REMINDER, help=f"template name (default {REMINDER})")
-    batch = commands.add_parser(
-        "sms-batch", help="text a template to a portfolio's active accounts, each through the compliance gate"
-    )
-    batch.add_argument("--template", required=True)
-    batch.add_argument("--portfolio", required=True, help="CREDITOR/PORTFOLIO or PORTFOLIO")
-    batch.add_argument("--dry-run", action="store_true", help="show count, segments, cost and refusals; send nothing")
+def _define_contact_prefs(parser: argparse.ArgumentParser) -> None:
+    from cartera.cli import contact_prefs
+
+    contact_prefs.define(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     inherited = os.umask(PRIVATE_UMASK)
     os.umask(inherited | PRIVATE_UMASK)  # the operator's umask, never less strict
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(_command_in(argv)).parse_args(argv)
         with redacted_output():  # all the command writes, logs and tracebacks included, passes the site's redaction
             return _main(args)
     finally:
@@ -182,22 +209,26 @@ def _main(args: argparse.Namespace) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command or "run"
-    if command == "plugins":
+    run = _COMMANDS[command].run
+    if run is None:
         return _plugins()
     if not args.site:
         raise UsageError(f"'{command}' needs --site NAME")
     if command == "run":
         tune_malloc()
+    from cartera.node import Node
+
     node = Node.open(args.config, args.site)
     configure(args.log_format or node.site.section.log_format, logging.DEBUG if args.debug else logging.INFO)
     try:
-        handler = _HANDLERS[command]
-        return handler(node, args)
+        return run(node, args)
     finally:
         node.close()
 
 
 def _plugins() -> int:
+    from cartera.core.hooks import load_plugins
+
     hooks = load_plugins()
     infos = hooks.describe(hooks.collect_adapters())
     _print_table([("KIND", "NAME", "VERSION", "ORIGIN"), *[(i.kind, i.name, i.version, i.origin) for i in infos]])
@@ -205,6 +236,8 @@ def _plugins() -> int:
 
 
 def _run(node: Node, args: argparse.Namespace) -> int:
+    from cartera.cli.summary import site_summary
+
     started = time.monotonic()
     began = node.clock.now()
     node.run(getattr(args, "duration", None))
@@ -225,6 +258,11 @@ def _check(node: Node, _args: argparse.Namespace) -> int:
 
 
 def _import(node: Node, args: argparse.Namespace) -> int:
+    from cartera.core.adapters import CrmSync
+    from cartera.core.audit import os_user
+    from cartera.core.durable import file_kind
+    from cartera.core.models import FileRejected
+
     crm = node.adapter("crm_sync", CrmSync)
     path: Path = args.file
     try:
@@ -245,6 +283,9 @@ def _import(node: Node, args: argparse.Namespace) -> int:
 
 
 def _call(node: Node, args: argparse.Namespace) -> int:
+    from cartera.contact.targets import Denied
+    from cartera.core.audit import os_user
+
     try:
         request = node.calls.place_call(phone=args.phone, account=args.account, actor=os_user())
     except Denied as denied:
@@ -260,6 +301,9 @@ def _call(node: Node, args: argparse.Namespace) -> int:
 
 
 def _sms(node: Node, args: argparse.Namespace) -> int:
+    from cartera.contact.targets import Denied
+    from cartera.core.audit import os_user
+
     try:
         result = node.texts.send_sms(phone=args.phone, text=args.text, account=args.account, actor=os_user())
     except Denied as denied:
@@ -284,6 +328,9 @@ def _sms_template(node: Node, args: argparse.Namespace) -> int:
 
 
 def _sms_batch(node: Node, args: argparse.Namespace) -> int:
+    from cartera.contact.sms_batch import plan_batch, send_batch
+    from cartera.core.audit import os_user
+
     plan = plan_batch(node.texts, args.template, args.portfolio, node.clock.now())
     print(plan.summary())
     if args.dry_run:
@@ -337,6 +384,11 @@ class _ProgressBar:
 
 
 def _recordings(node: Node, args: argparse.Namespace) -> int:
+    from cartera.core.adapters import RecordingStore
+    from cartera.core.audit import os_user
+    from cartera.portfolio.identity import resolve_account
+    from cartera.recordings.access import SearchFilters
+
     if args.recordings_command == "search":
         if args.account is not None:  # refused when it names accounts of two portfolios
             with node.db.session() as session:
@@ -402,6 +454,8 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
 
 
 def _phone_filter(node: Node, phone: str | None) -> str | None:
+    from cartera.contact.phones import InvalidPhone, normalize
+
     if phone is None:
         return None
     try:
@@ -411,6 +465,9 @@ def _phone_filter(node: Node, phone: str | None) -> str | None:
 
 
 def _users(node: Node, args: argparse.Namespace) -> int:
+    from cartera.portfolio.identity import resolve_portfolio
+    from cartera.web.users import ADMIN_SEES_ALL, AGENT_EXTENSION, Grant, Role, UserDirectory
+
     directory = UserDirectory(node.db)
     if args.users_command in ("add", "grant"):
         if args.users_command == "add" and args.role == Role.ADMIN and args.portfolio:
@@ -450,6 +507,8 @@ def _role(user: User) -> str:
 
 
 def _prompt_password(name: str) -> str:
+    import getpass
+
     if not sys.stdin.isatty():
         raise UsageError(f"set {PASSWORD_ENV} or run 'users add' in a terminal to type the password")
     password = getpass.getpass(f"password for {name}: ")
@@ -459,12 +518,18 @@ def _prompt_password(name: str) -> str:
 
 
 def _audit_user(node: Node, action: str, name: str, **details: object) -> None:
+    from cartera.core.audit import audit, os_user
+
     with node.db.session() as session:
         at, site = node.clock.now(), node.site.name
         audit(session, at=at, site=site, actor=os_user(), action=action, subject=f"user:{name}", **details)
 
 
 def _explain(node: Node, args: argparse.Namespace) -> int:
+    from cartera.contact.compliance.report import explanation
+    from cartera.core.audit import os_user
+    from cartera.core.models import Channel
+
     if args.account is None and args.phone is None:
         raise UsageError("explain needs --account or --phone")
     at = _when(node, args.at, "--at") or node.clock.now()
@@ -498,17 +563,40 @@ def _when(node: Node, text: str | None, option: str) -> datetime | None:
     return value
 
 
-_HANDLERS: dict[str, Callable[[Node, argparse.Namespace], int]] = {
-    "run": _run,
-    "check": _check,
-    "import": _import,
-    "call": _call,
-    "sms": _sms,
-    "sms-template": _sms_template,
-    "sms-batch": _sms_batch,
-    "explain": _explain,
-    "archive": _archive,
-    "recordings": _recordings,
-    "users": _users,
-    "contact-prefs": contact_prefs.run,
+def _contact_prefs(node: Node, args: argparse.Namespace) -> int:
+    from cartera.cli import contact_prefs
+
+    return contact_prefs.run(node, args)
+
+
+@dataclass(frozen=True)
+class _Command:
+    """A command: its line in ``--help``, what defines its arguments, and what runs it on the site's node (none for
+    ``plugins``, which needs no site)."""
+
+    help: str
+    define: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[Node, argparse.Namespace], int] | None
+
+
+_COMMANDS: dict[str, _Command] = {
+    "run": _Command("start the node (default command)", _define_run, _run),
+    "check": _Command("validate config and reach every configured vendor", _define_nothing, _check),
+    "plugins": _Command("list installed plugins per kind", _define_nothing, None),
+    "import": _Command("load a creditor assignment file through the crm_sync plugin", _define_import, _import),
+    "call": _Command("place one call through the compliance gate", _define_call, _call),
+    "sms": _Command("send one text through the compliance gate", _define_sms, _sms),
+    "sms-template": _Command("SMS templates of the site's portfolios", _define_sms_template, _sms_template),
+    "sms-batch": _Command(
+        "text a template to a portfolio's active accounts, each through the compliance gate",
+        _define_sms_batch,
+        _sms_batch,
+    ),
+    "explain": _Command("what the compliance gate decides for a contact, and why (audited)", _define_explain, _explain),
+    "archive": _Command("run the recording archival job once", _define_archive, _archive),
+    "recordings": _Command("find and fetch call recordings", _define_recordings, _recordings),
+    "users": _Command("users of the supervisors' and agents' pages", _define_users, _users),
+    "contact-prefs": _Command(
+        "the debtor's requested contact hours, phone line types", _define_contact_prefs, _contact_prefs
+    ),
 }
