@@ -260,7 +260,9 @@ def test_cease_contact_stops_the_account_for_the_gate_and_the_campaign(desk: Des
     with desk.node.db.reading() as session:
         assert session.get_one(AccountStop, _account_id(desk)).status == "ceased"
         actions = session.scalars(sa.select(AuditEntry.action).where(AuditEntry.action == "account.stop")).all()
+        exported = session.scalars(sa.select(ActivityRow.outcome).where(ActivityRow.kind == "call_attempt")).all()
     assert actions == ["account.stop"]
+    assert exported == ["cease_contact"]  # the creditor's export says why contact stopped
 
 
 def test_wrong_number_retires_the_number_and_the_line_type_is_kept(desk: Desk) -> None:
