@@ -88,6 +88,7 @@ from cartera.portfolio.files.reader import AssignmentReader, read_local, scan
 from cartera.portfolio.files.values import header_key
 from cartera.portfolio.files.writer import activities_writer, export_name, rejection_name, rejections_writer
 from cartera.web.app import PLUGIN_PREFIX
+from cartera.web.health import local_request
 
 __all__ = [
     "CHUNK_SIZE",
@@ -166,6 +167,7 @@ __all__ = [
     "fsync_dir",
     "header_key",
     "hookimpl",
+    "local_request",
     "normalize",
     "open_regular",
     "read_local",

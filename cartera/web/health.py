@@ -71,14 +71,19 @@ def _checks(services: WebServices) -> dict[str, dict[str, Any]]:
     return checks
 
 
-def _may_see_detail(request: Request, site: str) -> bool:
-    """A signed-in admin granted the site, or a local request: loopback socket peer and no forwarded header."""
+def local_request(request: Request) -> bool:
+    """The request comes from this host: its socket peer is loopback and it carries no forwarded header."""
     peer = request.client.host if request.client else ""
     try:
         local = ipaddress.ip_address(peer).is_loopback
     except ValueError:
         local = False
-    if local and not any(name in request.headers for name in FORWARDED_HEADERS):
+    return local and not any(name in request.headers for name in FORWARDED_HEADERS)
+
+
+def _may_see_detail(request: Request, site: str) -> bool:
+    """A signed-in admin granted the site, or a local request (:func:`local_request`)."""
+    if local_request(request):
         return True
     viewer = request.app.state.web.known_viewer(request)
     return viewer is not None and viewer.user.role is Role.ADMIN and viewer.user.sees_site(site)

@@ -21,6 +21,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from cartera.contact.compliance.model import Reason
 from cartera.contact.smstext import GSM7, UCS2, segment_count, sms_encoding
@@ -54,12 +55,17 @@ def _settings(**overrides: Any) -> KannelConfig:
     return KannelConfig.model_validate({**base, **overrides})
 
 
-@contextmanager
-def serving(gateway: KannelGateway, port: int) -> Iterator[None]:
-    """The adapter's routes on a real HTTP server at ``port``, mounted where the node mounts them."""
+def gateway_app(gateway: KannelGateway) -> FastAPI:
+    """The adapter's routes mounted where the node mounts them."""
     app = FastAPI()
     app.include_router(gateway.http_router(), prefix=f"{PLUGIN_PREFIX}/sms")
-    with WebServer(app, "127.0.0.1", port):
+    return app
+
+
+@contextmanager
+def serving(gateway: KannelGateway, port: int) -> Iterator[None]:
+    """The adapter's routes on a real HTTP server at ``port``."""
+    with WebServer(gateway_app(gateway), "127.0.0.1", port):
         yield
 
 
@@ -154,6 +160,25 @@ def test_callbacks_need_the_token_when_one_is_set(tmp_path: Path) -> None:
         assert bad_type.status_code == 400
         assert http.get(f"{base}/mo", params={"text": "BAJA", "token": TOKEN}).status_code == 400
     assert [(r.message_id, r.gateway_id, r.state) for r in context.deliveries] == [(1, "r", SmsState.DELIVERED)]
+    assert context.inbound == []
+
+
+@pytest.mark.abuse
+def test_without_a_token_only_callbacks_from_this_host_are_taken(tmp_path: Path) -> None:
+    context = CapturingContext(tmp_path / "data")
+    gateway = KannelGateway(_settings(), context)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}{PLUGIN_PREFIX}/sms/kannel"
+    proxied = {"X-Forwarded-For": "203.0.113.9"}  # through a proxy on this host: someone else's request
+    with serving(gateway, port), httpx.Client() as http:
+        assert http.get(f"{base}/mo", params={"from": PHONE, "text": "BAJA"}, headers=proxied).status_code == 403
+        forged = http.get(f"{base}/dlr", params={"msg": 1, "ref": "r", "type": 1}, headers={"Forwarded": "for=x"})
+        assert forged.status_code == 403
+        assert "callback_token" in forged.json()["detail"]
+        assert http.get(f"{base}/dlr", params={"msg": 2, "ref": "s", "type": 1}).status_code == 200  # Kannel here
+    with TestClient(gateway_app(gateway)) as remote:  # its socket peer is no loopback address
+        assert remote.get(f"{PLUGIN_PREFIX}/sms/kannel/mo", params={"from": PHONE, "text": "BAJA"}).status_code == 403
+    assert [(r.message_id, r.gateway_id) for r in context.deliveries] == [(2, "s")]
     assert context.inbound == []
 
 

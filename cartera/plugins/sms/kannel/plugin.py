@@ -33,6 +33,7 @@ from cartera.plugin import (
     SmsSubmitResult,
     event,
     hookimpl,
+    local_request,
     segment_count,
     sms_encoding,
 )
@@ -182,9 +183,10 @@ class KannelGateway(SmsGateway[KannelConfig]):
             dlr_type: Annotated[int, Query(alias="type")],
             smsc_status: str = "",
             smsc_id: str = "",
+            request: Request,
             token: str = "",
         ) -> str:
-            self._authorize(token)
+            self._authorize(token, request)
             state = dlr_state(dlr_type, smsc_status)
             if state is None:
                 raise HTTPException(400, f"unknown Kannel DLR type {dlr_type}")
@@ -198,7 +200,7 @@ class KannelGateway(SmsGateway[KannelConfig]):
         def mo(request: Request) -> str:
             query = parse_qs(request.scope["query_string"].decode("ascii"), keep_blank_values=True, encoding="latin-1")
             first = {key: values[0] for key, values in query.items()}
-            self._authorize(first.get("token", ""))
+            self._authorize(first.get("token", ""), request)
             sender = first.get("from", "").strip()
             if not sender or "text" not in first:
                 raise HTTPException(400, "an MO needs from= and text= (get-url ...?" + MO_QUERY + ")")
@@ -210,9 +212,14 @@ class KannelGateway(SmsGateway[KannelConfig]):
 
         return router
 
-    def _authorize(self, token: str) -> None:
+    def _authorize(self, token: str, request: Request) -> None:
+        """A callback carries the ``callback_token``; without one configured, only Kannel on this host may call
+        (anyone else could opt any number out, or mark texts delivered)."""
         expected = self.config.callback_token
-        if expected is not None and not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
+        if expected is None:
+            if not local_request(request):
+                raise HTTPException(403, "a callback from another host needs the site's callback_token")
+        elif not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
             raise HTTPException(403, "bad or missing token")
 
 
