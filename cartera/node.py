@@ -33,12 +33,20 @@ from cartera.core.config import SiteConfig, load_site
 from cartera.core.errors import CarteraError, UsageError
 from cartera.core.hooks import Hooks, load_site_plugins
 from cartera.core.logs import event
-from cartera.core.models import AgentConnected, CallResult, CheckResult, DeliveryReport, InboundSms, Recording
+from cartera.core.models import (
+    Activity,
+    AgentConnected,
+    CallResult,
+    CheckResult,
+    DeliveryReport,
+    InboundSms,
+    Recording,
+)
 from cartera.core.registry import AdapterCatalog
 from cartera.core.store.database import Database
 from cartera.core.store.schema import AuditEntry, Site
 from cartera.core.store.site_lock import hold_site
-from cartera.portfolio.export import ActivityExporter
+from cartera.portfolio.export import ActivityExporter, exported_activities
 from cartera.portfolio.importer import AssignmentImporter
 from cartera.portfolio.sync import CreditorSync
 from cartera.recordings.access import RecordingLibrary
@@ -120,6 +128,9 @@ class NodeContext:
     @property
     def base_url(self) -> str:
         return self._node.site.section.web.base_url
+
+    def exported_activities(self, creditor: str, after: int, limit: int) -> list[Activity]:
+        return exported_activities(self._node.db, self._node.site.name, creditor, after, limit)
 
 
 @dataclass(frozen=True)

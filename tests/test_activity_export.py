@@ -19,7 +19,7 @@ from cartera.core.store.schema import Account, Creditor, Debtor, ExportCursor, P
 from cartera.core.testing.context import CapturingContext
 from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
 from cartera.plugins.crm_sync.csv_dir.plugin import CsvDirSync
-from cartera.portfolio.export import ActivityExporter, ExportFailed, add_activity
+from cartera.portfolio.export import ActivityExporter, ExportFailed, add_activity, exported_activities
 from tests.plugins.crm_sync.test_csv_dir import exported_rows
 
 NOW = datetime(2026, 3, 2, 13, 30, tzinfo=UTC)
@@ -72,6 +72,27 @@ def test_failed_upload_resends_the_same_range_first(tmp_path: Path, db: Database
     assert [int(row["secuencia"]) for row in exported_rows(tmp_path / "outbox")] == [1, 2, 3, 4]
     assert exporter.run_once() == 0
     assert exporter.pending() == 0
+
+
+def test_a_creditor_may_pull_what_the_export_reached_and_no_more(db: Database) -> None:
+    """What an adapter's context answers as exported (the ``http`` creditor API's pull): the creditor's
+    activities up to its export cursor, the batch being exported included, in seq order, from ``after`` on."""
+    assert exported_activities(db, "t", "BCO", 0, 10) == []  # nothing exported yet
+    record(db, 3)
+    with db.session() as session:
+        bco = session.scalars(select(Account)).one()
+        portfolio = Portfolio(creditor=Creditor(code="OTRO"), code="TARJETAS", site="t", country="CO")
+        other = Account(portfolio=portfolio, ref="O-1", debtor=Debtor(name="Olga"), balance=1, currency="COP")
+        other.updated_at = NOW
+        add_activity(session, site="t", kind=ActivityKind.CALL_ATTEMPT, at=NOW, account=other)
+        add_activity(session, site="t", kind=ActivityKind.CALL_ATTEMPT, at=NOW, account=bco)  # not exported yet
+        session.add(ExportCursor(site="t", creditor="BCO", last_seq=1, pending_seq=2))
+        session.add(ExportCursor(site="t", creditor="OTRO", last_seq=5))
+    assert [a.seq for a in exported_activities(db, "t", "BCO", 0, 10)] == [1, 2]
+    assert [a.seq for a in exported_activities(db, "t", "BCO", 1, 10)] == [2]
+    assert [a.seq for a in exported_activities(db, "t", "BCO", 0, 1)] == [1]
+    assert [(a.seq, a.creditor) for a in exported_activities(db, "t", "OTRO", 0, 10)] == [(4, "OTRO")]
+    assert exported_activities(db, "other-site", "BCO", 0, 10) == []
 
 
 def test_creditor_columns_and_dialect(tmp_path: Path, db: Database) -> None:

@@ -133,6 +133,12 @@ class PluginContext(Protocol):
         gateway's delivery-report URL; routes come from :meth:`Adapter.http_router`."""
         ...
 
+    def exported_activities(self, creditor: str, after: int, limit: int) -> list[Activity]:
+        """Up to ``limit`` of ``creditor``'s activities that core's export has reached (its cursor, the batch being
+        handed to :meth:`CrmSync.export` included), with seq above ``after``, in seq order: read from core's
+        store, so an adapter that lets creditors pull them keeps no copy of its own."""
+        ...
+
 
 _METHOD = "method"
 

@@ -66,6 +66,26 @@ def to_activity(row: ActivityRow) -> Activity:
     )
 
 
+def exported_activities(db: Database, site: str, creditor: str, after: int, limit: int) -> list[Activity]:
+    """Up to ``limit`` of ``creditor``'s activities at ``site`` that the export has reached (its cursor, the batch
+    being exported included), with seq above ``after``, in seq order."""
+    with db.reading() as session:
+        cursor = session.get(ExportCursor, (site, creditor))
+        if cursor is None:
+            return []
+        rows = session.scalars(
+            select(ActivityRow)
+            .join(Account)
+            .join(Portfolio)
+            .join(Creditor)
+            .where(ActivityRow.site == site, Creditor.code == creditor, ActivityRow.seq > after)
+            .where(ActivityRow.seq <= max(cursor.last_seq, cursor.pending_seq or 0))
+            .order_by(ActivityRow.seq)
+            .limit(limit)
+        ).all()
+        return [to_activity(row) for row in rows]
+
+
 class ExportFailed(CarteraError):
     """The delivery of one or more creditors' activities failed; the other creditors' were exported."""
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from operator import attrgetter
 from pathlib import Path
 from typing import TypeVar
 
 from cartera.core.clock import Clock, SystemClock
-from cartera.core.models import AgentConnected, CallResult, DeliveryReport, InboundSms, Recording
+from cartera.core.models import Activity, AgentConnected, CallResult, DeliveryReport, InboundSms, Recording
 
 #: Anything an adapter reports.
 Report = CallResult | Recording | DeliveryReport | InboundSms | AgentConnected
@@ -18,7 +19,8 @@ T = TypeVar("T", bound=Report)
 
 class CapturingContext:
     """Collects reports, each kind in its list and all of them in ``reports`` in the order they arrived;
-    ``wait_for_*`` block until enough arrived or fail the test on timeout."""
+    ``wait_for_*`` block until enough arrived or fail the test on timeout. ``exported`` stands for what core's
+    store holds as exported: a test puts activities there for :meth:`exported_activities` to answer."""
 
     def __init__(
         self,
@@ -40,6 +42,7 @@ class CapturingContext:
         self.inbound: list[InboundSms] = []
         self.agent_connections: list[AgentConnected] = []
         self.reports: list[Report] = []
+        self.exported: list[Activity] = []
         self._base_url = base_url
 
     @property
@@ -61,6 +64,10 @@ class CapturingContext:
     @property
     def base_url(self) -> str:
         return self._base_url
+
+    def exported_activities(self, creditor: str, after: int, limit: int) -> list[Activity]:
+        own = sorted((a for a in self.exported if a.creditor == creditor and a.seq > after), key=attrgetter("seq"))
+        return own[:limit]
 
     def report_call(self, result: CallResult) -> None:
         self._append(self.calls, result)

@@ -1,4 +1,4 @@
-"""The ``http`` crm_sync adapter over a real socket: the conformance suite, auth, idempotency, the export feed."""
+"""The ``http`` crm_sync adapter over a real socket: the conformance suite, auth, idempotency, the export's pull."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -120,8 +120,19 @@ def pull_all(adapter: HttpCrmSync, token: str = BCO_TOKEN, limit: int = 500) -> 
 
 class TestHttpConformance(CrmSyncConformance):
     @pytest.fixture
-    def crm(self, served: Callable[..., HttpCrmSync]) -> HttpCrmSync:
-        return served()
+    def crm(self, served: Callable[..., HttpCrmSync], monkeypatch: pytest.MonkeyPatch) -> HttpCrmSync:
+        """The adapter, its exports reaching the creditors' pull as core's do: core's store keeps what it hands
+        ``export`` (the context's ``exported``, core's export cursor passed them)."""
+        sync = served()
+        context, export = sync.context, sync.export
+        assert isinstance(context, CapturingContext)
+
+        def exported_by_core(activities: Sequence[Activity]) -> None:
+            export(activities)
+            context.exported.extend(activities)
+
+        monkeypatch.setattr(sync, "export", exported_by_core)
+        return sync
 
     @pytest.fixture
     def context(self, crm: HttpCrmSync) -> Any:
@@ -316,10 +327,11 @@ def activities(*seqs: int, creditor: str = "BCO") -> list[Activity]:
     ]
 
 
-def test_export_feed_never_skips_nor_duplicates_across_crashes(served: Callable[..., HttpCrmSync]) -> None:
+def test_creditors_pull_what_core_exported_never_skipping_nor_repeating(served: Callable[..., HttpCrmSync]) -> None:
     sync = served()
-    sync.export(activities(1, 2))
-    sync.export([*activities(1, 2), *activities(3, creditor="OTRO"), *activities(4, 5)])  # core re-sends after a crash
+    context = sync.context
+    assert isinstance(context, CapturingContext)
+    context.exported += [*activities(1, 2), *activities(3, creditor="OTRO"), *activities(4, 5)]  # core's store
     with api(sync) as client:
         first = client.get("/activities", params={"after": 0, "limit": 2}).json()
         assert [a["seq"] for a in first["activities"]] == [1, 2]
@@ -394,13 +406,17 @@ def test_webhook_gets_the_export_with_retries(served: Callable[..., HttpCrmSync]
     assert body["activities"][0]["due_date"] is None
 
 
-def test_webhook_refusal_fails_the_export_and_keeps_it_for_pulling(
+def test_webhook_refusal_fails_the_export_and_the_pull_still_has_it(
     served: Callable[..., HttpCrmSync], receiver: Receiver
 ) -> None:
     sync = served(BCO={"webhook_url": receiver.url})
+    context = sync.context
+    assert isinstance(context, CapturingContext)
+    context.exported += activities(1)  # core marks the batch it exports in its store before it calls export
     receiver.script[:] = [503, 503, 503, 400]
     with pytest.raises(WebhookFailed) as failed:
         sync.export(activities(1))
+    assert pull_all(sync) == [1]
     assert str(failed.value) == (
         f"webhook http://127.0.0.1:{receiver.server_address[1]}/cartera/actividades refused the export "
         "(HTTP 503) after 3 tries"

@@ -13,15 +13,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 
-from cartera.plugin import event
+from cartera.plugin import Activity, event
 from cartera.plugins.crm_sync.http.batches import BatchConflict, BatchSpool
 from cartera.plugins.crm_sync.http.config import CODE_PATTERN, DEFAULT_MAX_BODY_BYTES, CreditorAccess
-from cartera.plugins.crm_sync.http.feed import ActivityFeed
-from cartera.plugins.crm_sync.http.models import ActivityPage, BatchIn, BatchOut, ErrorOut, HealthOut
+from cartera.plugins.crm_sync.http.models import ActivityOut, ActivityPage, BatchIn, BatchOut, ErrorOut, HealthOut
 
 API_VERSION = "v1"
 MAX_PAGE = 1000
-MAX_SEQ = 2**63 - 1  #: SQLite's largest integer: the activity feed's seqs never pass it
+MAX_SEQ = 2**63 - 1  #: the store's largest integer (BIGINT): activities' seqs never pass it
 UNREADABLE_BODY = "the body is not JSON the API can read (UTF-8, depth, number sizes)"
 
 _bearer = HTTPBearer(auto_error=False, description="The creditor's API token: `Authorization: Bearer TOKEN`.")
@@ -104,11 +103,11 @@ def token_owner(creditors: dict[str, CreditorAccess], token: str) -> str | None:
 def api_router(
     creditors: dict[str, CreditorAccess],
     spool: BatchSpool,
-    feed: ActivityFeed,
+    exported: Callable[[str, int, int], list[Activity]],
     log: logging.Logger,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> APIRouter:
-    """The routes of API version 1."""
+    """The routes of API version 1; ``exported`` is :meth:`PluginContext.exported_activities`."""
 
     def creditor(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
@@ -217,7 +216,8 @@ def api_router(
         after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="The last seq you stored (0 at first).")] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 500,
     ) -> ActivityPage:
-        page, more = feed.page(owner, after, limit)
-        return ActivityPage(activities=page, next_after=page[-1].seq if page else after, more=more)
+        found = exported(owner, after, limit + 1)
+        page = [ActivityOut.of(activity) for activity in found[:limit]]
+        return ActivityPage(activities=page, next_after=page[-1].seq if page else after, more=len(found) > limit)
 
     return router

@@ -16,7 +16,6 @@ from fastapi import FastAPI
 from cartera.plugin import PLUGIN_PREFIX
 from cartera.plugins.crm_sync.http.api import API_VERSION, api_router
 from cartera.plugins.crm_sync.http.batches import BatchSpool
-from cartera.plugins.crm_sync.http.feed import ActivityFeed
 
 DESCRIPTION = """\
 Creditors deliver assignment batches to a Cartera site node and collect the activity export (calls, SMS,
@@ -32,7 +31,9 @@ their index, field and reason while the other rows load.
 def creditor_api_schema() -> dict[str, Any]:
     app = FastAPI(title="Cartera creditor exchange API", version=API_VERSION, description=DESCRIPTION)
     unused = Path("/nonexistent")
-    router = api_router({}, BatchSpool(unused, "COP"), ActivityFeed(unused), logging.getLogger(__name__))
+    router = api_router(
+        {}, BatchSpool(unused, "COP"), lambda _creditor, _after, _limit: [], logging.getLogger(__name__)
+    )
     app.include_router(router, prefix=f"{PLUGIN_PREFIX}/crm_sync")
     return app.openapi()
 

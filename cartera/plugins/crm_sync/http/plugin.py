@@ -30,7 +30,6 @@ from cartera.plugins.crm_sync.http.api import API_VERSION, api_router
 from cartera.plugins.crm_sync.http.batches import BatchSpool
 from cartera.plugins.crm_sync.http.client import Webhook, export_body
 from cartera.plugins.crm_sync.http.config import HttpApiConfig
-from cartera.plugins.crm_sync.http.feed import ActivityFeed
 
 PROBE_TIMEOUT_S = 5.0
 #: Webhooks ``check`` probes at once.
@@ -38,8 +37,9 @@ PROBE_WORKERS = 16
 
 
 class HttpCrmSync(CrmSync[HttpApiConfig]):
-    """Batches pushed to the API wait in the data directory until core imported them; every export is kept
-    for the creditors to pull, and POSTed to a creditor's webhook when one is configured."""
+    """Batches pushed to the API wait in the data directory until core imported them; creditors pull the
+    exported activities from core's store (the context's ``exported_activities``), and each export is POSTed to
+    a creditor's webhook when one is configured."""
 
     name: ClassVar[str] = "http"
     config_model: ClassVar[type[PluginConfig]] = HttpApiConfig
@@ -50,7 +50,6 @@ class HttpCrmSync(CrmSync[HttpApiConfig]):
     def __init__(self, config: HttpApiConfig, context: PluginContext) -> None:
         super().__init__(config, context)
         self.spool = BatchSpool(context.data_dir / "batches", config.currency)
-        self.feed = ActivityFeed(context.data_dir / "activities.sqlite3")
         self._webhooks = {
             code: Webhook(
                 str(access.webhook_url),
@@ -70,11 +69,14 @@ class HttpCrmSync(CrmSync[HttpApiConfig]):
 
     def start(self) -> None:
         self.spool.root.mkdir(parents=True, exist_ok=True)
-        self.feed.create()
 
     def http_router(self) -> APIRouter:
         return api_router(
-            self.config.creditors, self.spool, self.feed, self.context.log, max_body_bytes=self.config.max_body_bytes
+            self.config.creditors,
+            self.spool,
+            self.context.exported_activities,
+            self.context.log,
+            max_body_bytes=self.config.max_body_bytes,
         )
 
     def check(self) -> CheckResult:
@@ -136,10 +138,7 @@ class HttpCrmSync(CrmSync[HttpApiConfig]):
         self.spool.record_rejections(Path(batch.source), errors)
 
     def export(self, activities: Sequence[Activity]) -> None:
-        """Keep the activities for pulling (durably, once per seq), then push each creditor's to its webhook."""
-        if not activities:
-            return
-        self.feed.append(activities)
+        """Push each creditor's activities to its webhook; creditors pull them from core's store."""
         by_creditor: dict[str, list[Activity]] = defaultdict(list)
         for activity in activities:
             by_creditor[activity.creditor].append(activity)

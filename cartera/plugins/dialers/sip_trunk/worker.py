@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cartera.plugin import (
+    Activity,
     AgentConnected,
     CallRequest,
     CallResult,
@@ -60,6 +61,9 @@ class _WorkerContext:
 
     def report_agent_connected(self, event: AgentConnected) -> None:
         raise NotImplementedError("a SIP trunk worker hands answered calls to the PBX's queue, which knows the agent")
+
+    def exported_activities(self, creditor: str, after: int, limit: int) -> list[Activity]:
+        raise NotImplementedError("a SIP trunk worker exports no activities")
 
 
 def serve(conn: Connection, config: SipTrunkConfig, site: str, data_dir: Path) -> None:
