@@ -21,7 +21,7 @@ import pytest
 from cartera.node import Node
 from cartera.web.app import PLUGIN_PREFIX, build_app
 from cartera.web.server import WebServer
-from tests.conftest import REPO
+from tests.conftest import REPO, run_site
 from tests.plugins.crm_sync.test_http import BCO_TOKEN, GOOD_ROWS, OTRO_TOKEN, batch, http_site
 
 pytestmark = pytest.mark.abuse
@@ -264,15 +264,7 @@ def scoped_http_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def import_by_hand(config: Path, file: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(REPO / "run_site.py"), "--config", str(config), "--site", "t", "import", str(file)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-        cwd=config.parent,
-        env=os.environ,
-    )
+    return run_site(config, "import", str(file))
 
 
 @pytest.mark.parametrize(
