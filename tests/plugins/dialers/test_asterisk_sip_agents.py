@@ -3,6 +3,7 @@ debtors' too; each answered call is reported connected to the agent whose phone 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cartera.core.errors import UnknownAgent
-from cartera.core.models import CallOutcome, CallRequest
+from cartera.core.models import AgentConnected, CallOutcome, CallRequest
 from cartera.core.testing.context import CapturingContext
 from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from cartera.plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer
@@ -100,3 +101,33 @@ def test_a_paused_phone_is_offered_no_call_until_resumed(
     started.resume_agent(first)
     wait_for_capacity(started, 2)
     assert {event["Location"]: event for event in peer.queue_members()}[first]["Paused"] == "0"
+
+
+class SlowScreens(CapturingContext):
+    """A node whose screen pop takes longer than the AMI connection's ping timeout."""
+
+    def report_agent_connected(self, event: AgentConnected) -> None:
+        time.sleep(2.5)
+        super().report_agent_connected(event)
+
+
+def test_a_slow_connection_report_holds_up_neither_the_ami_connection_nor_the_calls_order(
+    peer: AsteriskPeer, phones: AgentPhones, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    context = SlowScreens(tmp_path / "slow")
+    settings = peer.dialer_settings(dial_ratio=1.0, ring_timeout_s=10, ping_interval_s=0.5, ping_timeout_s=1.0)
+    started = AsteriskAmiDialer(AsteriskAmiConfig.model_validate(settings), context)
+    started.start()
+    try:
+        wait_for_capacity(started, 2)
+        with caplog.at_level(logging.INFO, logger="cartera.plugin.asterisk_ami"):
+            started.place_call(call(7301))
+            (result,) = context.wait_for_calls(1, 60)
+        assert started.check().ok
+    finally:
+        started.stop()
+    assert "asterisk.disconnected" not in caplog.text, "the AMI reader waited for the report and missed its Pongs"
+    (connection,) = context.agent_connections
+    assert (connection.attempt_id, result.agent) == (7301, connection.agent)
+    assert context.reports.index(connection) < context.reports.index(result)
+    assert any(caller == "7301" for _, caller in phones.answered())

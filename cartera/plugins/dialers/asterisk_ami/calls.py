@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,6 +30,7 @@ class Call:
     seen: bool = False  # Asterisk reported the channel
     answered_at: datetime | None = None
     agent: str | None = None  # the queue member's interface the call was connected to
+    connection: Future[None] | None = None  # the report of that connection, which the call's end waits for
     dial_status: str | None = None
     originate_response: str | None = None  # an OriginateResponse's Response (Success, Failure) and Reason
     originate_reason: str | None = None

@@ -3,8 +3,9 @@
 Threads: callers of :meth:`AsteriskSwitch.place_call`; the AMI reader (events → :class:`CallTracker` and the
 :class:`AgentPool`); the supervisor (connects, reconnects with backoff, resynchronises live calls, Pings,
 refreshes the queue, gives up calls Asterisk never reported); a small pool that waits for each ended call's
-recording and reports it, then the call; the spool's watcher, which reports the finished recordings no call
-reports (:mod:`.spool`).
+recording and reports it, then the call; one that reports each call's connection to an agent (the node's
+screen pop may take its time, never the reader's); the spool's watcher, which reports the finished recordings
+no call reports (:mod:`.spool`).
 
 An Originate is sent once, from :meth:`place_call`, and never again: after a reconnection the calls are
 found among Asterisk's channels (CoreShowChannels) by the UNIQUEID we gave them, or reported ended.
@@ -136,6 +137,7 @@ class AsteriskSwitch:
         self._wake = threading.Event()
         self._finisher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="asterisk-call-end")
         self._finisher_open = True
+        self._connector = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asterisk-agent-connect")
         self._supervisor = threading.Thread(target=self._supervise, name="asterisk-supervisor", daemon=True)
         self._token = secrets.token_hex(3)  # keeps UNIQUEIDs (and recording names) unique across node runs
         self._next_ping = 0.0
@@ -175,6 +177,7 @@ class AsteriskSwitch:
             session, self._session = self._session, None
             self._problem = "stopped"
         self._finisher.shutdown(wait=True)
+        self._connector.shutdown(wait=True)
         self._spool.stop()
         if session is not None:
             session.connection.logoff()
@@ -506,13 +509,22 @@ class AsteriskSwitch:
             self._context.log.warning("attempt %s: Hangup not sent: %s", call.request.attempt_id, exc)
 
     def _connected(self, call: Call, at: datetime) -> None:
-        """The queue connected the call to an agent (AgentConnect, on the AMI reader): reported at once."""
+        """The queue connected the call to an agent (AgentConnect, on the AMI reader): reported at once on a thread
+        of its own, so that a slow report never holds up the reader (and the Pongs it reads); the end waits for it."""
         if call.agent is None:
             return
+        connected = AgentConnected(call.request.attempt_id, call.agent, at)
+        with self._lock:
+            if self._finisher_open:
+                call.connection = self._connector.submit(self._report_connection, connected)
+                return
+        self._report_connection(connected)
+
+    def _report_connection(self, connected: AgentConnected) -> None:
         try:
-            self._context.report_agent_connected(AgentConnected(call.request.attempt_id, call.agent, at))
+            self._context.report_agent_connected(connected)
         except Exception:
-            self._context.log.exception("attempt %s: reporting the agent's connection failed", call.request.attempt_id)
+            self._context.log.exception("attempt %s: reporting the agent's connection failed", connected.attempt_id)
 
     def _ended(self, call: Call) -> None:
         with self._lock:
@@ -523,8 +535,10 @@ class AsteriskSwitch:
             self._report(call)
 
     def _report(self, call: Call) -> None:
-        """Report the recording (once Asterisk finished writing it), then the call."""
+        """Report the recording (once Asterisk finished writing it), then the call, after its connection."""
         attempt = call.request.attempt_id
+        if call.connection is not None:
+            call.connection.result()
         try:
             self._report_recording(call)
         except Exception:
