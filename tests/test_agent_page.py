@@ -40,9 +40,13 @@ class Site:
     base: str
 
 
+INTEGRATION_TOKEN = "crm-token-0123456789abcdefghij"
+
+
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    config = write_sites(tmp_path)
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    monkeypatch.setenv("CRM_TOKEN", INTEGRATION_TOKEN)
+    config = write_sites(tmp_path, extra='\n[sites.t.workspace.integrations.crm]\ntoken = "${CRM_TOKEN}"\n')
     text = config.read_text().replace("[sites.t.campaign]\n", "[sites.t.campaign]\nenabled = false\n")
     text = text.replace("seed = 7\n", 'seed = 7\nseats = ["agent-01", "agent-02"]\n')
     # one page worker and no queue: a stream holding a worker would shut every page out; short deadlines: a
@@ -91,6 +95,7 @@ class Stream:
 
     events: queue.Queue[tuple[float, str, str, dict[str, object]]] = field(default_factory=queue.Queue)
     comments: list[str] = field(default_factory=list)
+    opened: threading.Event = field(default_factory=threading.Event)  #: the answer's head arrived: subscribed
 
     def next(self, kind: str, timeout: float = 5) -> tuple[float, str, dict[str, object]]:
         deadline = time.monotonic() + timeout
@@ -124,6 +129,7 @@ def stream(client: httpx.Client, path: str, headers: dict[str, str] | None = Non
         ):
             assert answer.headers["content-type"].startswith("text/event-stream")
             stop.socket = answer.extensions["network_stream"].get_extra_info("socket")
+            read.opened.set()
             event_id, kind, data = "", "message", ""
             for line in answer.iter_lines():
                 if line.startswith(":"):

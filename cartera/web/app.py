@@ -18,12 +18,15 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from cartera.core.errors import CarteraError
 from cartera.core.logs import event
+from cartera.web.agent_pages import agent_router
 from cartera.web.context import SignInRequired, Viewer, Web, WebError, anonymous
 from cartera.web.health import health_router
 from cartera.web.pages import pages_router
 from cartera.web.services import WebServices
 from cartera.web.signin import signin_router
+from cartera.web.wallboard import wallboard_router
 from cartera.web.workers import RETRY_AFTER_S, Overloaded
+from cartera.web.workspace_api import API_PREFIX, answer_refusals, api_router
 
 PLUGIN_PREFIX = "/plugins"
 STATIC = Path(__file__).with_name("static")
@@ -50,6 +53,10 @@ def build_app(services: WebServices) -> FastAPI:
     app.include_router(health_router(services))
     app.include_router(signin_router(web))
     app.include_router(pages_router(web))
+    app.include_router(agent_router(web))
+    app.include_router(wallboard_router(web))
+    app.include_router(api_router())
+    answer_refusals(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _handle_errors(app, web)
     trusted = services.config.trusted_proxies
@@ -72,8 +79,8 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
     """Every failure a clean page or JSON, audited with who asked; never a stack trace in a response."""
 
     def answer(request: Request, status: int, message_key: str, viewer: Viewer | None) -> Response:
-        """Plugins' routes are machines' APIs: their errors are JSON (``{"detail": ...}``), never a page."""
-        if request.url.path.startswith(f"{PLUGIN_PREFIX}/"):
+        """Plugins' routes and the workspace API are machines' APIs: their errors are JSON, never a page."""
+        if request.url.path.startswith((f"{PLUGIN_PREFIX}/", f"{API_PREFIX}/")):
             return JSONResponse({"detail": HTTPStatus(status).phrase}, status_code=status)
         return web.error(request, status, message_key, viewer)
 

@@ -19,7 +19,7 @@ from cartera.web.i18n import LANGUAGES, Language, number, translate
 from cartera.web.media import VerifiedCopies
 from cartera.web.services import WebServices
 from cartera.web.sessions import LoginThrottler, SessionInfo, SessionStore
-from cartera.web.users import User, UserDirectory
+from cartera.web.users import Role, User, UserDirectory
 from cartera.web.workers import WorkerPool
 
 SESSION_COOKIE = "cartera_session"
@@ -87,11 +87,14 @@ class Web:
                 return None
         return known
 
-    def signed_in(self, request: Request) -> Viewer:
-        """The viewer, who must be granted this site (else a clear 403 page, audited)."""
+    def signed_in(self, request: Request, *, agents: bool = False) -> Viewer:
+        """The viewer, who must be granted this site (else a clear 403 page, audited); an agent only where
+        ``agents`` (its own page: the supervisors' pages are not an agent's)."""
         viewer = request.state.viewer = self.viewer(request)
         if not viewer.user.sees_site(self.site):
             raise WebError(403, f"no grant for site {self.site}", "site.none")
+        if viewer.user.role is Role.AGENT and not agents:
+            raise WebError(403, f"{request.url.path[:80]} is a supervisors' page, not an agent's", "error.403")
         unresolved = viewer.user.unresolved(self.site)
         if unresolved:  # granted before portfolios named their creditor: which one is not known
             raise WebError(403, f"portfolio grant {', '.join(unresolved)} names no creditor", "grant.unresolved")

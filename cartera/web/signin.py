@@ -17,6 +17,7 @@ from cartera.web.context import (
     client_address,
 )
 from cartera.web.i18n import LANGUAGES
+from cartera.web.users import Role
 
 PRESESSION_COOKIE = "cartera_signin"  #: the sign-in form's pre-session, whose CSRF token the server keeps
 
@@ -68,7 +69,7 @@ def signin_router(web: Web) -> APIRouter:
         web.throttle.succeeded(user, address)
         token, _ = web.sessions.create(found.id)
         web.audit(f"web:{found.name}", "web.login", f"user:{found.name}", address=address)
-        response = RedirectResponse("/recordings", status_code=303)
+        response = RedirectResponse("/agent" if found.role is Role.AGENT else "/recordings", status_code=303)
         session_cookie(response, token)
         response.delete_cookie(PRESESSION_COOKIE, path="/login")
         return response

@@ -38,7 +38,7 @@ GONE_LIMIT = timedelta(seconds=60)  #: longest absence of an agent's page with a
 #: Kinds of events; ``screen_pop`` carries a debtor's name and number, so only its agent's page receives it.
 SCREEN_POP, CALL_NOT_VISIBLE = "screen_pop", "call_not_visible"
 AGENT_STATE, CALL_CONNECTED, CALL_ENDED = "agent_state", "call_connected", "call_ended"
-#: What may leave the agents' pages: the wallboard and integrations see states and calls, never a debtor.
+#: What the wallboard (its board only) and the integrations (the events) hear of: states and calls, no pop.
 PUBLIC_KINDS = frozenset({AGENT_STATE, CALL_CONNECTED, CALL_ENDED})
 
 
@@ -130,7 +130,19 @@ class WorkspaceHub:
         """The dialer connected the answered call of ``event.attempt_id`` to the agent at ``event.agent`` (its
         identity at the dialer): the agent goes on the call and its page gets the screen pop."""
         status = self.roster.by_extension(event.agent)
-        data = {"attempt_id": event.attempt_id, "extension": event.agent, "at": event.at.isoformat()}
+        try:
+            account, phone = self.screens.called(event.attempt_id)
+        except NotOnScreen as exc:
+            log_event(log, "workspace.unknown_call", logging.WARNING, reason=str(exc))
+            return
+        data = {
+            "attempt_id": event.attempt_id,
+            "extension": event.agent,
+            "agent": status.agent if status else None,
+            "account": account,
+            "phone": phone,
+            "at": event.at.isoformat(),
+        }
         self.publish(CALL_CONNECTED, data, agent=status.agent if status else None)
         if status is None:
             log_event(log, "workspace.agent_not_signed_in", logging.WARNING, extension=event.agent)

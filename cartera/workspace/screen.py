@@ -124,6 +124,17 @@ class ScreenBuilder:
             self._audit(session, agent, "workspace.screen_pop", attempt_id, account)
         return pop
 
+    def called(self, attempt_id: int) -> tuple[str | None, str]:
+        """The account (``CREDITOR/PORTFOLIO/REF``, ``None`` for a number of no account) and phone of a call of
+        this site, for the integrations' desktops to open their record."""
+        with self.db.reading() as session:
+            attempt = session.get(ContactAttempt, attempt_id)
+            if attempt is None or attempt.site != self.site:
+                raise NotOnScreen(f"no call {attempt_id} at site {self.site}")
+            account = attempt.account
+            ref = f"{account.portfolio.creditor.code}/{account.portfolio.code}/{account.ref}" if account else None
+            return ref, attempt.phone
+
     def details(self, attempt_id: int, agent: str, within: frozenset[PortfolioKey] | None) -> DebtDetails:
         """The debt behind ``attempt_id``, for its agent once the right party is confirmed; audited as
         ``workspace.right_party`` (the agent's word that it spoke with the debtor) with the accounts shown."""

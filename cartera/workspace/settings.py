@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from cartera.workspace.dispositions import DEFAULT_CODES, SYSTEM_CODES, CodeSpec, Flag
 
@@ -73,6 +73,14 @@ class PortfolioRules:
         return next((spec for spec in self.codes + SYSTEM_CODES if spec.code == code), None)
 
 
+class IntegrationAccess(_Section):
+    """One integration of the workspace API (a centre's own agent desktop or CRM): its bearer token."""
+
+    token: SecretStr = Field(
+        min_length=24, description='The bearer token it sends (24+ characters); write it as "${ENV_VAR}".'
+    )
+
+
 class WorkspaceConfig(_Section):
     """The agents' workspace of a site."""
 
@@ -87,6 +95,8 @@ class WorkspaceConfig(_Section):
     gone_seconds: float = Field(default=30, gt=0, le=3600)
     codes: tuple[CodeSetting, ...] | None = None  #: the site's list (default: the built-in one)
     portfolios: dict[str, PortfolioWorkspace] = {}
+    #: the workspace API's integrations by name (events and dispositions; docs/workspace-api.openapi.json)
+    integrations: dict[str, IntegrationAccess] = {}
 
     @field_validator("codes")
     @classmethod

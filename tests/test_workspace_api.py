@@ -1,0 +1,64 @@
+"""The workspace API for a centre's own desktop, on the node's real HTTP server: its token, the calls pushed as
+server-sent events, a disposition posted over REST with each refusal naming its field, and its OpenAPI file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from cartera.web.workspace_api import API_PREFIX, render
+from tests import test_agent_page
+from tests.test_agent_page import INTEGRATION_TOKEN, Site, connect, stream
+
+site = test_agent_page.site  # the running node's fixture
+
+OPENAPI_FILE = Path(__file__).resolve().parents[1] / "docs" / "workspace-api.openapi.json"
+
+
+def api(running: Site, token: str | None = INTEGRATION_TOKEN) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=running.base + API_PREFIX, headers=headers, timeout=10)
+
+
+def test_a_desktop_hears_the_call_and_posts_its_disposition(site: Site) -> None:
+    desk = api(site)
+    events, stop = stream(desk, "/events")
+    assert events.opened.wait(5)
+    connect(site, site.calls.colombian)
+    _, _, connected = events.next("call_connected")
+    assert connected["account"] == "BANCO/TARJETAS/BCO-1"
+    assert (connected["attempt_id"], connected["extension"]) == (site.calls.colombian, "agent-01")
+
+    base = {"agent": "ana", "attempt_id": site.calls.colombian}
+    past = desk.post(
+        "/dispositions", json=base | {"code": "promise_to_pay", "promise": [{"amount": "100", "due": "2020-01-01"}]}
+    )
+    assert past.status_code == 400
+    assert past.json()["field"].startswith("promise")
+    stranger = desk.post("/dispositions", json=base | {"agent": "bruno", "code": "right_party_contact"})
+    assert stranger.status_code == 403
+    assert stranger.json()["field"] == "attempt"
+    saved = desk.post("/dispositions", json=base | {"code": "right_party_contact", "note": "desde el CRM"})
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["code"] == "right_party_contact"
+    twice = desk.post("/dispositions", json=base | {"code": "right_party_contact"})
+    assert twice.status_code == 409
+    stop.set()
+
+
+def test_without_a_valid_token_nothing_is_heard_or_recorded(site: Site) -> None:
+    for token in (None, "crm-token-0123456789abcdefghiX"):
+        client = api(site, token)
+        assert client.get("/events").status_code == 401
+        refused = client.post("/dispositions", json={"agent": "ana", "attempt_id": 1, "code": "right_party_contact"})
+        assert refused.status_code == 401
+        assert refused.json()["field"] == "Authorization"
+        assert refused.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_the_committed_openapi_file_is_current() -> None:
+    assert OPENAPI_FILE.read_text(encoding="utf-8") == render(), (
+        "docs/workspace-api.openapi.json is stale: "
+        "python -m cartera.web.workspace_api > docs/workspace-api.openapi.json"
+    )
