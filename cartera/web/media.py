@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +21,7 @@ from cartera.recordings.access import RecordingView, fetch_verified
 CHUNK = 64 * 1024
 _RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
 _BEYOND_ANY_FILE = 2**63  #: what a position of more than 18 digits is read as
+MAX_COPIES_BYTES = 2 << 30  #: local copies kept for playing, at most (the least recently used go first)
 
 
 class BadRange(ValueError):
@@ -94,10 +97,11 @@ def _read(path: Path, part: ByteRange) -> Iterator[bytes]:
 class VerifiedCopies:
     """Local copies of archived recordings, fetched and sha256-checked on first play (the caller views and
     audits: :meth:`RecordingLibrary.deliver`), then served by range; copies unused for ``keep_s`` seconds are
-    removed."""
+    removed, and the least recently used ones too when a new copy would take them past ``max_bytes``: a user
+    playing one byte of every recording fills no disk (the store's and the recordings' own)."""
 
-    def __init__(self, directory: Path, keep_s: float = 3600) -> None:
-        self.directory, self.keep_s = directory, keep_s
+    def __init__(self, directory: Path, keep_s: float = 3600, max_bytes: int = MAX_COPIES_BYTES) -> None:
+        self.directory, self.keep_s, self.max_bytes = directory, keep_s, max_bytes
         self._lock = threading.Lock()
 
     def path(self, view: RecordingView, key: str, store: Callable[[], RecordingStore[Any]]) -> Path:
@@ -106,16 +110,30 @@ class VerifiedCopies:
         copy = self.directory / f"{view.id}-{view.sha256}{suffix(view)}"
         with self._lock:
             if not copy.exists():
-                self._prune()
+                self._prune(incoming=view.size or 0)
                 fetch_verified(store(), key, view, copy)
             copy.touch()
         return copy
 
-    def _prune(self) -> None:
-        cutoff = time.time() - self.keep_s
+    def _prune(self, incoming: int) -> None:
+        """Remove the copies unused for ``keep_s``, then the least recently used until ``incoming`` more bytes
+        fit within ``max_bytes``."""
+        cutoff, kept = time.time() - self.keep_s, []
         for old in self.directory.iterdir():
-            if old.is_file() and old.stat().st_mtime < cutoff:
-                old.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                info = old.stat()
+                if not stat.S_ISREG(info.st_mode):
+                    continue
+                if info.st_mtime < cutoff:
+                    old.unlink(missing_ok=True)
+                else:
+                    kept.append((info.st_mtime, info.st_size, old))
+        total = incoming + sum(size for _, size, _ in kept)
+        for _, size, old in sorted(kept):
+            if total <= self.max_bytes:
+                break
+            old.unlink(missing_ok=True)
+            total -= size
 
 
 def suffix(view: RecordingView) -> str:
