@@ -122,7 +122,7 @@ class WorkspaceService:
 
     def codes(self, account_id: int) -> tuple[CodeSpec, ...]:
         """The codes offered to agents for this account's calls."""
-        with self.db.session() as session:
+        with self.db.reading() as session:
             return self.rules(self.targets.account(session, account_id, lock=False)).codes
 
     def post_disposition(self, agent: str, disposition: DispositionInput) -> SavedDisposition:
