@@ -29,7 +29,7 @@ class PredictiveSettings:
     horizons: tuple[float, ...] = (2.0, 5.0, 8.0, 11.0, 14.0, 17.0, 20.0)
     max_lines_per_agent: float = 10.0
     start_lam: float = 0.01
-    step: float = 0.02
+    step: float = 0.3
 
     def __post_init__(self) -> None:
         if not 0.0 < self.target < 1.0:
@@ -91,7 +91,11 @@ class PredictivePacer:
             self.lam = min(max(self.lam, 1e-4), 1.0)
 
     def predict(self, floor: Floor) -> tuple[Prediction, float]:
-        """The prediction for new calls placed now, and the expected person-answers of the calls ringing."""
+        """The prediction for new calls placed now, and the expected person-answers of the calls ringing.
+
+        Each answer and each agent freeing up counts with the variance of a Poisson count (its mean), not of a
+        Bernoulli trial: the normal approximation of a few such events underrates its tail, and with it the
+        abandons of a small team."""
         est, hour = self.estimates, floor.hour
         p = est.answer.probability(hour)
         rang, wrapped = Counter(int(s) for s in floor.ringing), Counter(int(s) for s in floor.wrapping)
@@ -102,35 +106,38 @@ class PredictivePacer:
             for seconds, count in rang.items():
                 q = est.answers_within(seconds + 0.5, horizon, hour)
                 mean += count * q
-                variance += count * q * (1 - q)
+                variance += count * q
             for seconds, count in wrapped.items():
                 q = est.wrapper_free_within(seconds + 0.5, within)
                 mean -= count * q
-                variance += count * q * (1 - q)
+                variance += count * q
             if within > est.wrap.mean():
                 for talked in floor.talking:
                     q = est.talker_free_within(talked, within)
                     mean -= q
-                    variance += q * (1 - q)
+                    variance += q
             fresh = est.answers_within(0.0, horizon, hour)
             means.append(mean)
             variances.append(variance)
             add_mean.append(fresh)
-            add_variance.append(fresh * (1 - fresh))
+            add_variance.append(fresh)
         ringing_live = sum(count * est.answers_within(seconds + 0.5, 600.0, hour) for seconds, count in rang.items())
         return Prediction(means, variances, add_mean, add_variance, p), ringing_live + floor.waiting
 
     def calls_to_place(self, floor: Floor) -> int:
+        """Never fewer calls than progressive dialling places (those cannot be abandoned); more while each adds
+        under ``lam`` expected abandons per person reached and all of them stay within the budget: what is
+        left of it (or minus what is owed), plus the limit's share of the calls in flight."""
+        progressive = max(0, floor.ready - len(floor.ringing) - floor.waiting)
         if floor.agents < self.settings.min_team:
-            return max(0, floor.ready - len(floor.ringing) - floor.waiting)
+            return progressive
         lines = int(self.settings.max_lines_per_agent * floor.agents) - len(floor.ringing) - floor.waiting
-        if lines <= 0:
-            return 0
+        if lines <= progressive:
+            return progressive
         prediction, live_in_flight = self.predict(floor)
-        allowed = max(0.0, self.budget.remaining(floor.now))
-        limit = self.budget.limit
+        allowed, limit = self.budget.remaining(floor.now), self.budget.limit
         threshold = self.lam * prediction.answer_probability
-        placed, abandons = 0, prediction.abandons(0)
+        placed, abandons = progressive, prediction.abandons(progressive)
         while placed < lines:
             more = prediction.abandons(placed + 1)
             if more - abandons > threshold:
