@@ -331,3 +331,18 @@ def test_a_right_party_conversation_starts_reg_fs_seven_quiet_days(
         assert Reason.QUIET_AFTER_CONVERSATION in _decision(desk, Channel.CALL, later).reasons
     a_week_on = datetime.combine(desk.today() + timedelta(days=7), time(10), zone)
     assert Reason.QUIET_AFTER_CONVERSATION not in _decision(desk, Channel.CALL, a_week_on).reasons
+
+
+def test_the_campaign_no_longer_picks_a_stopped_account(desk: Desk) -> None:
+    campaign = desk.node._campaign()
+    assert campaign is not None
+    account_id = _account_id(desk)
+
+    def due() -> list[int]:
+        with desk.node.db.session() as session:  # due now, whatever the call before scheduled
+            session.get_one(Account, account_id).next_contact_at = None
+        return [picked for picked, _ in campaign._due_accounts(desk.node.clock.now(), 10)[0]]
+
+    assert due() == [account_id]
+    desk.post(desk.call(), "dispute")
+    assert due() == []
