@@ -220,7 +220,9 @@ class Node:
             law_country=self.gate.law_country,
             max_rows=site.section.sync.max_delivery_rows,
         )
-        self.library = RecordingLibrary(site.name, self.db, self.clock)
+        self.library = RecordingLibrary(
+            site.name, self.db, self.clock, lambda: self.adapter("recording", RecordingStore)
+        )
         #: The latest :meth:`check`: when (wall clock) and its lines, for ``/healthz``.
         self.last_check: tuple[datetime, list[CheckLine]] | None = None
         self._scheduler: BackgroundScheduler | None = None
@@ -279,7 +281,6 @@ class Node:
             db=self.db,
             clock=self.clock,
             library=self.library,
-            recordings=lambda: self.adapter("recording", RecordingStore),
             routers=self.http_routers,
             state=self,
             workspace=self.workspace,

@@ -205,9 +205,7 @@ def test_retention_purges_expired_recordings_except_on_legal_hold(
     node = open_node(site)
     assert node.archiver is not None
     report_spool(node, spool)
-    held = node.library.set_legal_hold(
-        1, node.adapter("recording", RecordingStore), True, actor="os:tester", reason="case 77"
-    )
+    held = node.library.set_legal_hold(1, True, actor="os:tester", reason="case 77")
     assert held.legal_hold
     run = node.archiver.run_once()
     assert (run.archived, run.purged) == (3, 1)
@@ -219,7 +217,7 @@ def test_retention_purges_expired_recordings_except_on_legal_hold(
     for key in (keys[0], keys[2]):  # held, and retained until tomorrow: the store refuses too
         with pytest.raises(ObjectLocked):
             store.delete(key)
-    node.library.set_legal_hold(1, store, False, actor="os:tester", reason="case closed")
+    node.library.set_legal_hold(1, False, actor="os:tester", reason="case closed")
     assert node.archiver.run_once().purged == 1
     assert list(s3_env.objects(bucket)) == [keys[2]]
     with sqlite3.connect(tmp_path / "var" / "t.db") as db:
@@ -243,7 +241,7 @@ def test_a_hold_put_on_during_the_upload_reaches_the_store(
     store = node.adapter("recording", RecordingStore)
 
     def hold_now(**_: Any) -> None:
-        node.library.set_legal_hold(1, store, True, actor="os:tester", reason="case 78")
+        node.library.set_legal_hold(1, True, actor="os:tester", reason="case 78")
 
     cast(S3Store, store).bucket.client.meta.events.register("before-send.s3.PutObject", hold_now)
     assert node.archiver.run_once().archived == 1
@@ -291,8 +289,7 @@ def test_url_is_refused_by_a_store_that_cannot_issue_one(open_node: Callable[[Pa
     assert node.archiver is not None
     report_spool(node, tmp_path / "spool")
     node.archiver.run_once()
-    store = node.adapter("recording", RecordingStore)
     with pytest.raises(Exception, match="cannot issue expiring URLs"):
-        node.library.url(1, store, 60, actor="os:tester")
+        node.library.url(1, 60, actor="os:tester")
     with pytest.raises(UsageError, match="between 1 and 900"):
-        node.library.url(1, store, 0, actor="os:tester")
+        node.library.url(1, 0, actor="os:tester")

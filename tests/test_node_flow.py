@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from cartera.contact.targets import Denied
-from cartera.core.adapters import Dialer, RecordingStore
+from cartera.core.adapters import Dialer
 from cartera.core.hooks import load_plugins
 from cartera.core.hookspecs import hookimpl
 from cartera.core.models import (
@@ -112,9 +112,8 @@ def test_end_to_end_with_every_observer(tmp_path: Path, open_node: Callable[...,
     assert observer.archived[0][1] == view.id
     assert observer.archived[0][2].sha256_hex == view.sha256
 
-    store = node.adapter("recording", RecordingStore)
     out = tmp_path / "fetched.wav"
-    node.library.get(view.id, store, out, actor="os:tester")
+    node.library.get(view.id, out, actor="os:tester")
     assert hashlib.sha256(out.read_bytes()).hexdigest() == view.sha256
     with wave.open(str(out)) as wav:
         assert wav.getframerate() == 8000

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from cartera.core.adapters import RecordingStore
 from cartera.core.store.schema import AuditEntry
 from cartera.node import Node
 from tests.test_web_pages import Site, sign_in
@@ -57,10 +56,9 @@ def test_a_first_play_reads_the_catalog_once_and_writes_one_audit_row(site: Site
 
 def test_get_and_url_read_the_catalog_once_and_write_one_audit_row(site: Site, tmp_path: Path) -> None:
     rid = site.seeded.recordings["BCO-2"]
-    store = site.node.adapter("recording", RecordingStore)
     before = _last_id(site)
     with catalog_reads(site.node) as reads:
-        view = site.node.library.get(rid, store, tmp_path / "copy.wav", actor="os:tester")
+        view = site.node.library.get(rid, tmp_path / "copy.wav", actor="os:tester")
     assert len(reads) == 1
     assert view.sha256 == site.seeded.sha256[rid]
     assert _actions(site, before) == ["recordings.get"]
@@ -72,6 +70,6 @@ def test_get_and_url_read_the_catalog_once_and_write_one_audit_row(site: Site, t
     }
     before = _last_id(site)
     with catalog_reads(site.node) as reads, pytest.raises(Exception, match="cannot issue expiring URLs"):
-        site.node.library.url(rid, store, 60, actor="os:tester")
+        site.node.library.url(rid, 60, actor="os:tester")
     assert len(reads) == 1
     assert _actions(site, before) == []  # the store refused: nothing was handed out

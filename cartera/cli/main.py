@@ -384,7 +384,6 @@ class _ProgressBar:
 
 
 def _recordings(node: Node, args: argparse.Namespace) -> int:
-    from cartera.core.adapters import RecordingStore
     from cartera.core.audit import os_user
     from cartera.portfolio.identity import resolve_account
     from cartera.recordings.access import SearchFilters
@@ -407,9 +406,8 @@ def _recordings(node: Node, args: argparse.Namespace) -> int:
         else:
             _print_recordings(views, node.site.zone)
         return 0
-    store = node.adapter("recording", RecordingStore)
     if args.recordings_command == "url":
-        url = node.library.url(args.id, store, args.expires, actor=os_user())
+        url = node.library.url(args.id, args.expires, actor=os_user())
         # A presigned URL carries the store's access key id by design (never its secret key): printed as is.
         stdout = sys.stdout
         print(url, file=stdout.unredacted if isinstance(stdout, RedactingStream) else stdout)
@@ -418,10 +416,10 @@ def _recordings(node: Node, args: argparse.Namespace) -> int:
         if not args.reason.strip():
             raise UsageError("--reason: say why (case number, request); a blank reason is not one")
         on = args.recordings_command == "hold"
-        view = node.library.set_legal_hold(args.id, store, on, actor=os_user(), reason=args.reason)
+        view = node.library.set_legal_hold(args.id, on, actor=os_user(), reason=args.reason)
         print(f"recording {view.id}: legal hold {'on' if on else 'released'}")
         return 0
-    view = node.library.get(args.id, store, args.output, actor=os_user())
+    view = node.library.get(args.id, args.output, actor=os_user())
     print(f"recording {view.id} written to {args.output} ({view.size} bytes, sha256 {view.sha256} verified)")
     return 0
 

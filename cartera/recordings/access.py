@@ -63,8 +63,11 @@ class SearchFilters:
 
 
 class RecordingLibrary:
-    def __init__(self, site: str, db: Database, clock: Clock) -> None:
-        self.site, self.db, self.clock = site, db, clock
+    """A site's recordings for those who may see them: search, and get, URL or hold one, each in one pass with
+    its audit row; ``store`` gives the site's recording store, started on first use."""
+
+    def __init__(self, site: str, db: Database, clock: Clock, store: Callable[[], RecordingStore[Any]]) -> None:
+        self.site, self.db, self.clock, self.store = site, db, clock, store
 
     def search(self, filters: SearchFilters, actor: str) -> list[RecordingView]:
         query = (
@@ -131,8 +134,9 @@ class RecordingLibrary:
         self._audit(actor, action, subject, **details)
         return view, result
 
-    def get(self, recording_id: int, store: RecordingStore[Any], destination: Path, actor: str) -> RecordingView:
+    def get(self, recording_id: int, destination: Path, actor: str) -> RecordingView:
         """Write the recording to ``destination`` after checking its sha256 against the catalog."""
+        store = self.store()
         destination = destination.resolve()
 
         def write(view: RecordingView, key: str) -> tuple[None, dict[str, Any]]:
@@ -141,8 +145,9 @@ class RecordingLibrary:
 
         return self.deliver(recording_id, actor, "recordings.get", write, refusal="recordings.get_denied")[0]
 
-    def url(self, recording_id: int, store: RecordingStore[Any], expires_s: int, actor: str) -> str:
+    def url(self, recording_id: int, expires_s: int, actor: str) -> str:
         """A presigned URL to the stored recording, valid ``expires_s`` seconds (at most 15 minutes)."""
+        store = self.store()
         if not 1 <= expires_s <= MAX_URL_SECONDS:
             raise UsageError(f"--expires must be between 1 and {MAX_URL_SECONDS} seconds, got {expires_s}")
 
@@ -151,10 +156,9 @@ class RecordingLibrary:
 
         return self.deliver(recording_id, actor, "recordings.url", presign, refusal="recordings.url_denied")[1]
 
-    def set_legal_hold(
-        self, recording_id: int, store: RecordingStore[Any], on: bool, actor: str, reason: str
-    ) -> RecordingView:
+    def set_legal_hold(self, recording_id: int, on: bool, actor: str, reason: str) -> RecordingView:
         """Put a recording on legal hold (nothing deletes it, in the catalog or the store) or release it."""
+        store = self.store()
         subject = f"recording:{recording_id}"
         with self.db.session() as session:
             row = session.scalar(

@@ -151,7 +151,7 @@ def stream(web: Web, request: Request, recording_id: str, *, attachment: bool) -
     header = request.headers.get("range")
 
     def send(view: RecordingView, key: str) -> tuple[tuple[Path, ByteRange | None], dict[str, Any]]:
-        copy = web.copies.path(view, key, web.services.recordings)
+        copy = web.copies.path(view, key, web.services.library.store)
         size = copy.stat().st_size
         try:
             wanted = parse_range(header, size)

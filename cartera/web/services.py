@@ -6,12 +6,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter
 
-from cartera.core.adapters import RecordingStore
 from cartera.core.clock import Clock
 from cartera.core.config import WebConfig
 from cartera.core.models import CheckResult
@@ -43,7 +42,7 @@ class NodeState(Protocol):
 
 @dataclass(frozen=True)
 class WebServices:
-    """One site's services for its web app. ``recordings`` starts the site's recording store (a
+    """One site's services for its web app. ``library`` reaches the site's recording store (a
     :class:`~cartera.core.errors.UsageError` when it has none); ``routers`` starts the adapters that serve HTTP
     and gives their routes by kind."""
 
@@ -55,7 +54,6 @@ class WebServices:
     db: Database
     clock: Clock
     library: RecordingLibrary
-    recordings: Callable[[], RecordingStore[Any]]
     routers: Callable[[], list[tuple[str, APIRouter]]]
     state: NodeState
     workspace: WorkspaceHub  #: the agents' states and the workspace's live events
