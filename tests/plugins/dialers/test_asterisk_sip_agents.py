@@ -3,18 +3,22 @@ debtors' too; each answered call is reported connected to the agent whose phone 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from cartera.core.errors import UnknownAgent
 from cartera.core.models import AgentConnected, CallOutcome, CallRequest
+from cartera.core.store.schema import ContactAttempt
 from cartera.core.testing.context import CapturingContext
+from cartera.node import Node
 from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from cartera.plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer
+from tests.conftest import write_portfolio
 from tests.peers.asterisk import NUMBERS, AsteriskPeer, running_asterisk
 from tests.peers.sip_agents import AgentPhones, agent_phones
 
@@ -131,3 +135,86 @@ def test_a_slow_connection_report_holds_up_neither_the_ami_connection_nor_the_ca
     assert (connection.attempt_id, result.agent) == (7301, connection.agent)
     assert context.reports.index(connection) < context.reports.index(result)
     assert any(caller == "7301" for _, caller in phones.answered())
+
+
+SITE = """
+[sites.t]
+timezone = "America/Bogota"
+country = "CO"
+data_dir = "var/t"
+
+[sites.t.clock]
+mode = "simulated"
+start = 2026-11-23T10:00:00-05:00
+speed = 1
+
+[sites.t.compliance]
+authorised_channels = ["call"]
+test_numbers = {numbers}
+
+[sites.t.campaign]
+promise_sms = false
+
+[sites.t.dialer]
+plugin = "asterisk_ami"
+port = {port}
+username = "cartera"
+secret = "${{CARTERA_TEST_AMI_SECRET}}"
+queue = "cobranza"
+dial_ratio = 1.0
+ring_timeout_s = 10
+spool_dir = "{spool}"
+
+[sites.t.crm_sync]
+plugin = "csv"
+inbox = "inbox"
+outbox = "exports"
+creditor = "BANCO"
+portfolio = "TARJETAS"
+"""
+
+
+def test_the_node_pops_each_call_on_the_page_of_the_agent_whose_phone_took_it(
+    peer: AsteriskPeer,
+    phones: AgentPhones,
+    tmp_path: Path,
+    open_node: Callable[..., Node],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Agents ana and luis, bound to the phones PJSIP/agent01 and 02, open their pages and say they are ready (the
+    queue unpauses them); two debtors are called: each attempt is in the store as the call of the phone that took
+    it, and each agent's page has the pop of that call."""
+    monkeypatch.setenv("CARTERA_TEST_AMI_SECRET", peer.ami_secret)
+    site = tmp_path / "sites.toml"
+    numbers = json.dumps([ANSWERS])
+    site.write_text(SITE.format(numbers=numbers, port=peer.ami_port, spool=peer.spool), encoding="utf-8")
+    (tmp_path / "inbox").mkdir()
+    write_portfolio(
+        tmp_path / "inbox",
+        ["BCO-1;Ana Gómez;300 555 0001;;1.250.000,00;COP", "BCO-2;Luis Peña;300 555 0001;;800.000,00;COP"],
+    )
+    node = open_node(site)
+    node.creditor_sync().run_once()
+    agents = dict(zip(("ana", "luis"), peer.agent_interfaces, strict=True))
+    for agent, extension in agents.items():
+        node.workspace.open_page(agent, extension, None)  # paused in the queue until ready
+    dialer = node.adapter("dialer", AsteriskAmiDialer)
+    wait_for_capacity(dialer, 0)
+    for agent in agents:
+        node.workspace.roster.ready(agent)
+    wait_for_capacity(dialer, 2)
+    requests = [node.calls.place_call(phone=None, account=ref, actor="test") for ref in ("BCO-1", "BCO-2")]
+    for request in requests:
+        result = node.calls.wait_for_call(request.attempt_id, timeout=60)
+        assert result is not None
+        assert result.outcome is CallOutcome.ANSWERED, result.raw_cause
+    with node.db.session() as session:
+        taken = {attempt.agent: attempt.id for attempt in session.query(ContactAttempt)}
+    assert set(taken) == set(agents.values()), "both calls went to one phone"
+    assert sorted(name for name, _ in phones.answered()[-2:]) == ["agent01", "agent02"]
+    for agent, extension in agents.items():
+        pop = node.workspace.on_screen(agent)
+        assert pop is not None, f"{agent} has no pop on screen"
+        assert pop.kind == "screen_pop"
+        assert pop.agent == agent
+        assert pop.data["attempt_id"] == taken[extension], pop.data
