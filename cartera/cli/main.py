@@ -258,12 +258,11 @@ def _check(node: Node, _args: argparse.Namespace) -> int:
 
 
 def _import(node: Node, args: argparse.Namespace) -> int:
-    from cartera.core.adapters import CrmSync
     from cartera.core.audit import os_user
     from cartera.core.durable import file_kind
     from cartera.core.models import FileRejected
 
-    crm = node.adapter("crm_sync", CrmSync)
+    sync = node.creditor_sync()
     path: Path = args.file
     try:
         mode = path.stat().st_mode
@@ -272,7 +271,7 @@ def _import(node: Node, args: argparse.Namespace) -> int:
     if not stat.S_ISREG(mode):  # a FIFO would block the import forever
         raise UsageError(f"{path}: is not a regular file ({file_kind(mode)})")
     try:
-        report = node.importer.import_batch(crm.read_file(path), actor=os_user(), scope=crm.delivers())
+        report = sync.import_file(path, actor=os_user())
     except FileRejected as exc:
         print(f"error: {exc} (nothing was loaded)", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cartera.core.adapters import CrmSync
@@ -58,6 +59,11 @@ class CreditorSync:
             return run
         run.exported = self.exporter.run_once(self.stop)
         return run
+
+    def import_file(self, path: Path, actor: str) -> ImportReport:
+        """A creditor's file given by hand (``import``), read as the adapter reads its deliveries and held to
+        what it may deliver; :class:`FileRejected` loads nothing."""
+        return self.importer.import_batch(self.crm.read_file(path), actor=actor, scope=self.crm.delivers())
 
     def _take(self, batch: AssignmentBatch, run: SyncRun) -> None:
         try:
