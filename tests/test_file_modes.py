@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, write_portfolio, write_sites
+from tests.conftest import run_site, write_portfolio, write_sites
 
 
 @pytest.mark.abuse
@@ -21,18 +19,11 @@ def test_what_the_node_writes_is_never_world_readable_and_a_stricter_umask_is_ke
 ) -> None:
     config = write_sites(tmp_path)
     assignment = write_portfolio(tmp_path, ["BCO-1;Ana Gómez;3001234567;;1000;COP"])
-    environment = os.environ | {"CARTERA_USER_PASSWORD": "a long password"}
+    environment = {"CARTERA_USER_PASSWORD": "a long password"}
     previous = os.umask(umask)  # what the node's process inherits
     try:
         for command in (["import", str(assignment)], ["users", "add", "ana", "--role", "auditor"]):
-            result = subprocess.run(
-                [sys.executable, str(REPO / "run_site.py"), "--config", str(config), "--site", "t", *command],
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=120,
-                env=environment,
-            )
+            result = run_site(config, *command, env=environment)
             assert result.returncode == 0, result.stderr
     finally:
         os.umask(previous)
