@@ -22,7 +22,7 @@ from cartera.core.hooks import load_plugins
 from cartera.core.store.database import Database
 from cartera.core.store.schema import WebSession
 from cartera.node import Node
-from cartera.web.app import build_app
+from cartera.web.app import PAGE_BODY_LIMIT, build_app
 from cartera.web.server import WebServer
 from cartera.web.sessions import FREE_TRIES, LoginThrottler
 from cartera.web.users import UserDirectory
@@ -385,3 +385,14 @@ def test_every_signed_in_page_and_its_errors_are_not_stored_by_caches(site: Site
         answer = client.get(path)
         assert "no-store" in answer.headers.get("cache-control", ""), (path, answer.status_code)
     assert "no-store" in site.client().get("/login").headers.get("cache-control", "")
+
+
+def test_a_page_request_body_past_the_limit_is_refused_before_it_is_held(site: Site) -> None:
+    client = site.client()
+    form = {"user": "admin", "password": "x" * (PAGE_BODY_LIMIT + 1), "csrf": "c"}
+    assert client.post("/login", data=form).status_code == 413
+    upload = {"user": ("x.bin", b"\0" * (4 << 20), "application/octet-stream")}  # a file part: a temporary file
+    assert client.post("/login", files=upload, data={"password": "p", "csrf": "c"}).status_code == 413
+    refused = [entry for entry in site.audits("web.rejected") if entry.details.get("status") == 413]
+    assert [entry.subject for entry in refused] == ["/login", "/login"]
+    assert sign_in(site.client(), "ana").get("/recordings").status_code == 200  # a real sign-in still fits

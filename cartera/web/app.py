@@ -29,6 +29,8 @@ from cartera.web.workers import RETRY_AFTER_S, Overloaded
 from cartera.web.workspace_api import API_PREFIX, answer_refusals, api_router
 
 PLUGIN_PREFIX = "/plugins"
+#: The largest body of a page's or the workspace API's request (a sign-in form is a few hundred bytes).
+PAGE_BODY_LIMIT = 64 * 1024
 STATIC = Path(__file__).with_name("static")
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -50,12 +52,9 @@ def build_app(services: WebServices) -> FastAPI:
         app.include_router(router, prefix=f"{PLUGIN_PREFIX}/{kind}")
     web = Web(services)
     app.state.web = web
-    app.include_router(health_router(services))
-    app.include_router(signin_router(web))
-    app.include_router(pages_router(web))
-    app.include_router(agent_router(web))
-    app.include_router(wallboard_router(web))
-    app.include_router(api_router())
+    core = (health_router(services), signin_router(web), pages_router(web), agent_router(web), wallboard_router(web))
+    for router in (*core, api_router()):
+        app.include_router(router, max_body_size=PAGE_BODY_LIMIT)  # 413 past it, before a form is held
     answer_refusals(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _handle_errors(app, web)
