@@ -148,10 +148,13 @@ def test_an_account_ref_outside_the_allow_list_is_quarantined_and_refused_by_sea
 
 
 def two_sites(directory: Path, database: str) -> Path:
-    """Sites ``a`` and ``c`` on one store, each with its own data directory and creditor folders."""
+    """Sites ``a`` and ``c`` on one store, each with its own data directory and creditor folders. The debtor of
+    the batch does not answer: after a conversation at one site, Ley 2300 holds the other to the debtor's one
+    contact a day (tests/test_cluster.py)."""
     path = directory / "sites.toml"
     text = "".join(
         SITE_TOML.format(start="2026-11-23T09:00:00-05:00", database=f'database = "{database}"', web_port=free_port())
+        .replace("seed = 7", 'seed = 7\nscripted = { "+573001234567" = "busy" }')
         .replace("[sites.t", f"[sites.{name}")
         .replace('data_dir = "var/t"', f'data_dir = "var/{name}"')
         .replace('inbox = "inbox"', f'inbox = "inbox_{name}"')

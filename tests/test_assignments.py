@@ -375,7 +375,7 @@ def test_withdrawal_cancels_the_ringing_call_at_the_next_tick(tmp_path: Path, op
         outcomes = session.scalars(select(ActivityRow.outcome).where(ActivityRow.account_id == attempt.account_id))
         assert list(outcomes) == ["cancelled"]  # what the creditor's export says of the call
         history = contact_history.load(
-            session, account_id=attempt.account_id, phone=attempt.phone, at=node.clock.now(), horizon=86400
+            session, account=attempt.account, phone=attempt.phone, at=node.clock.now(), horizon=86400
         )
         assert len(history.contacts) == 1, "the cancelled call rang: it counts towards the contact limits"
         assert session.get_one(ContactAttempt, active.attempt_id).state == "placing"
@@ -392,7 +392,7 @@ def test_the_sync_job_cancels_calls_of_accounts_it_withdrew_or_saw_paid(
         "cuenta;nombre;telefono1;saldo;accion\nBCO-1;;;;retirar\nBCO-2;;;500.000,00;pago\nBCO-3;;;1.000,00;pago\n",
         encoding="utf-8",
     )
-    jobs = {job_id: job for job_id, job, _ in node._jobs(None)}
+    jobs = {job.id: job.run for job in node.jobs.scheduled(None)}
     jobs["creditor_sync"]()
     for ref in ("BCO-1", "BCO-2"):
         result = node.calls.wait_for_call(calls[ref].attempt_id, timeout=5)

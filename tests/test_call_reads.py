@@ -1,5 +1,6 @@
 """A call reads its account once: the campaign hands ``place_call`` the account's id, the command line a
-reference (resolved by :func:`cartera.portfolio.identity.resolve_account`)."""
+reference (resolved by :func:`cartera.portfolio.identity.resolve_account`); the compliance history then reads the
+ids of the debtor's accounts once (:mod:`cartera.contact.compliance.debtor`)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ def test_a_call_by_account_id_reads_the_account_once(tmp_path: Path, open_node: 
         account_id = session.scalars(sa.select(Account.id).where(Account.ref == "BCO-1")).one()
     with account_reads(node) as reads:
         request = node.calls.place_call(phone=None, account=account_id, actor="campaign")
-    assert len(reads) == 1, reads
+    assert len(reads) == 2, reads  # the account, then the ids of the debtor's accounts (compliance/debtor.py)
+    assert "accounts.balance" not in reads[1].partition(" FROM ")[0], "the debtor's accounts: their ids alone"
     assert request.account_ref == "BCO-1"
     with account_reads(node) as reads:
         node.calls.place_call(phone="310 765 4321", account="BCO-1", actor="os:it")
-    assert len(reads) == 2, reads  # the reference resolved, then the account read
+    assert len(reads) == 3, reads  # the reference resolved, the account read, the ids of the debtor's accounts

@@ -73,9 +73,7 @@ class Targets:
         elif found is None:
             raise UsageError("give a phone number or an account")
         if lock:
-            debtor.serialize(
-                session, debtor.key_of(session, found.id if found else None, e164 if phone is not None else None)
-            )
+            debtor.serialize(session, debtor.key_of(found, e164 if phone is not None else None))
         if phone is not None or found is None:
             subject = self._subject(session, channel, e164, found, at=at, text=text, purpose=purpose, as_of=as_of)
         else:
@@ -182,9 +180,7 @@ class Targets:
         policy = self.gate.policy_for(subject)
         if policy is None:
             return subject
-        found = contact_history.load(
-            session, account_id=account.id if account else None, phone=e164, at=at, horizon=policy.horizon, as_of=as_of
-        )
+        found = contact_history.load(session, account=account, phone=e164, at=at, horizon=policy.horizon, as_of=as_of)
         return replace(subject, history=found)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, false, or_, select, text
+from sqlalchemy import bindparam, literal, select, text, union_all
 from sqlalchemy.orm import Session
 
 from cartera.core.store.schema import Account, Phone, Portfolio
@@ -41,6 +41,15 @@ class DebtorKey:
         return sorted({_lock_id(name) for name in names})
 
 
+def key_of(account: Account | None, phone: str | None) -> DebtorKey:
+    """The key of the debtor of ``account`` (``None``: the person behind ``phone``), with ``phone`` as well."""
+    numbers = {phone} if phone is not None else set()
+    if account is None:
+        return DebtorKey(tuple(sorted(numbers)))
+    numbers.update(number.e164 for number in account.debtor.phones)
+    return DebtorKey(tuple(sorted(numbers)), (account.portfolio.creditor_id, account.ref))
+
+
 @dataclass(frozen=True)
 class Accounts:
     """The accounts whose contacts count for a debtor: ``debt``, those of the same debt; ``all``, also every
@@ -50,33 +59,20 @@ class Accounts:
     all: frozenset[int]
 
 
-def key_of(session: Session, account_id: int | None, phone: str | None) -> DebtorKey:
-    """The key of the debtor of ``account_id`` (``None``: the person behind ``phone``), with ``phone`` as well."""
-    numbers = {phone} if phone is not None else set()
-    if account_id is None:
-        return DebtorKey(tuple(sorted(numbers)))
-    rows = session.execute(
-        select(Portfolio.creditor_id, Account.ref, Phone.e164)
-        .join(Portfolio, Account.portfolio_id == Portfolio.id)
-        .outerjoin(Phone, Phone.debtor_id == Account.debtor_id)
-        .where(Account.id == account_id)
-    ).all()
-    numbers.update(row.e164 for row in rows if row.e164 is not None)
-    debt = (rows[0].creditor_id, rows[0].ref) if rows else None
-    return DebtorKey(tuple(sorted(numbers)), debt)
-
-
 def accounts(session: Session, key: DebtorKey) -> Accounts:
-    """The accounts of ``key``'s debt, and every account whose debtor has one of its numbers, at any site."""
-    same_debt = (
-        and_(Portfolio.creditor_id == key.debt[0], Account.ref == key.debt[1]) if key.debt is not None else false()
+    """The accounts of ``key``'s debt, and every account whose debtor has one of its numbers, at any site (one
+    query, through the indexes on the numbers, the debtors of accounts and the references)."""
+    of_debtor = select(Account.id, literal(False).label("same_debt")).where(
+        Account.debtor_id.in_(select(Phone.debtor_id).where(Phone.e164.in_(key.numbers)))
     )
-    of_debtor = Account.debtor_id.in_(select(Phone.debtor_id).where(Phone.e164.in_(key.numbers)))
-    rows = session.execute(
-        select(Account.id, same_debt.label("same_debt"))
-        .join(Portfolio, Account.portfolio_id == Portfolio.id)
-        .where(or_(same_debt, of_debtor))
-    ).all()
+    if key.debt is None:
+        rows = session.execute(of_debtor).all()
+    else:
+        creditor, ref = key.debt
+        of_debt = select(Account.id, literal(True)).where(
+            Account.ref == ref, Account.portfolio_id.in_(select(Portfolio.id).where(Portfolio.creditor_id == creditor))
+        )
+        rows = session.execute(union_all(of_debtor, of_debt)).all()  # each part through its own index
     return Accounts(frozenset(row.id for row in rows if row.same_debt), frozenset(row.id for row in rows))
 
 

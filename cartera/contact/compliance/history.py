@@ -1,4 +1,4 @@
-"""A debtor's contact history from the store, loaded once per decision in two queries.
+"""A debtor's contact history from the store, loaded once per decision in three queries.
 
 Counting reads the stored attempts and texts, never counters in memory: a restart, or a second node on the
 same PostgreSQL store, sees every contact already made. The contacts of the debtor are loaded, at every site
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from cartera.contact.compliance import debtor
 from cartera.contact.compliance.model import Contact, History
 from cartera.core.models import ActivityKind, Channel
-from cartera.core.store.schema import ActivityRow, ContactAttempt, SmsRow
+from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, SmsRow
 
 #: An answered call is a conversation with the debtor unless its disposition says someone else answered (a third
 #: party, a wrong number, a machine: see :attr:`cartera.workspace.dispositions.CodeSpec.right_party`).
@@ -29,7 +29,7 @@ CONVERSATION = and_(
 
 
 def load(
-    session: Session, *, account_id: int | None, phone: str, at: datetime, horizon: float, as_of: bool = False
+    session: Session, *, account: Account | None, phone: str, at: datetime, horizon: float, as_of: bool = False
 ) -> History:
     """The debtor's contacts (of the account's debt, of any account of the debtor, to any of the debtor's numbers
     or to ``phone``, at every site) from ``horizon`` seconds before ``at`` on, newest first; the debtor's latest
@@ -37,7 +37,7 @@ def load(
     also one stamped after ``at`` by a node whose clock runs ahead; ``as_of`` reads the store as it was at ``at``."""
     since = at - timedelta(seconds=horizon)
     until = at if as_of else datetime.max.replace(tzinfo=at.tzinfo)
-    key = debtor.key_of(session, account_id, phone)
+    key = debtor.key_of(account, phone)
     related = debtor.accounts(session, key)
     call_of_debtor = or_(ContactAttempt.account_id.in_(related.all), ContactAttempt.phone.in_(key.numbers))
     calls = select(
@@ -76,7 +76,7 @@ def load(
     promise = (
         select(ActivityRow.due_date)
         .where(
-            ActivityRow.account_id == account_id,
+            ActivityRow.account_id == (account.id if account is not None else None),
             ActivityRow.kind == ActivityKind.PROMISE_TO_PAY.value,
             ActivityRow.due_date.is_not(None),
             ActivityRow.at <= until,

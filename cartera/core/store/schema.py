@@ -124,7 +124,7 @@ class Account(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     portfolio_id: Mapped[int] = mapped_column(ForeignKey("portfolios.id"))
     ref: Mapped[str] = mapped_column(String(64), index=True)
-    debtor_id: Mapped[int] = mapped_column(ForeignKey("debtors.id"))
+    debtor_id: Mapped[int] = mapped_column(ForeignKey("debtors.id"), index=True)
     balance: Mapped[Decimal] = mapped_column(Money)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | withdrawn | paid
