@@ -1,22 +1,16 @@
-"""One site's node: its config, store, adapters, services and scheduled jobs, and their orderly shutdown."""
+"""One site's node, the composition root: its config, store, adapters and services, wired (and closed); running
+them is :mod:`cartera.runtime`'s."""
 
 from __future__ import annotations
 
 import logging
-import math
-import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any, TypeVar
 
-from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
-from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import APIRouter
 from sqlalchemy import func, select
 
@@ -45,13 +39,14 @@ from cartera.core.models import (
 from cartera.core.registry import AdapterCatalog
 from cartera.core.store.database import Database
 from cartera.core.store.schema import AuditEntry, Site
-from cartera.core.store.site_lock import hold_site
 from cartera.portfolio.export import ActivityExporter, exported_activities
 from cartera.portfolio.importer import AssignmentImporter
 from cartera.portfolio.sync import CreditorSync
 from cartera.recordings.access import RecordingLibrary
 from cartera.recordings.archival import Archiver
 from cartera.recordings.catalog import Backlog
+from cartera.runtime.jobs import SiteJobs
+from cartera.runtime.lifecycle import Lifecycle
 from cartera.web.app import build_app
 from cartera.web.server import WebServer
 from cartera.web.services import WebServices
@@ -60,10 +55,6 @@ from cartera.workspace.screen import ScreenBuilder
 from cartera.workspace.service import WorkspaceService
 
 log = logging.getLogger("cartera.node")
-WORKSPACE_SWEEP_S = 5.0  #: how often calls their agents left are looked for (page gone, wrap-up too long)
-#: how often promises are settled from the payments reported, and calls no agent's page watches dispositioned
-WORKSPACE_REVIEW_S = 60.0
-SIGNAL_POLL_S = 0.5  #: how soon a signal the kernel gave another thread is handled
 
 A = TypeVar("A", bound=Adapter[Any])
 
@@ -225,7 +216,27 @@ class Node:
         )
         #: The latest :meth:`check`: when (wall clock) and its lines, for ``/healthz``.
         self.last_check: tuple[datetime, list[CheckLine]] | None = None
-        self._scheduler: BackgroundScheduler | None = None
+        self.jobs = SiteJobs(
+            section=site.section,
+            calls=self.calls,
+            workspace=self.workspace,
+            workspace_service=self.workspace_service,
+            archiver=self.archiver,
+            creditor_sync=self.creditor_sync if "crm_sync" in self._adapters else None,
+            check=self.check,
+            dials=dialer is not None,
+            stopping=self._stop.is_set,
+        )
+        self.lifecycle = Lifecycle(
+            site.name,
+            self.db,
+            self.jobs,
+            self._stop,
+            start_adapters=self._start_adapters,
+            campaign=self._campaign,
+            web_server=self._web_server,
+            end_calls=self._end_calls,
+        )
 
     @classmethod
     def open(cls, config_path: Path, site_name: str, hooks: Hooks | None = None) -> Node:
@@ -311,7 +322,7 @@ class Node:
 
     @property
     def scheduler_running(self) -> bool:
-        return self._scheduler is not None and self._scheduler.running
+        return self.lifecycle.running
 
     def creditor_sync(self) -> CreditorSync:
         crm = self.adapter("crm_sync", CrmSync)
@@ -339,33 +350,17 @@ class Node:
     # --- run ------------------------------------------------------------------------------------
 
     def run(self, duration: float | None = None) -> None:
-        """Run the site's jobs until ``duration`` real seconds pass, SIGINT/SIGTERM arrives or :meth:`stop`.
-        The site's lock comes first: a second node of the site raises ``SiteAlreadyRunning`` and changes nothing."""
-        with hold_site(self.db, self.site.name):
-            self._run(duration)
-
-    def _run(self, duration: float | None) -> None:
-        stop = self._stop
-        for kind in self.configured_kinds():
-            self.adapter(kind, Adapter)
-        _logged("reconcile_calls", self.calls.reconcile_calls)()  # calls a killed run left in flight
-        web = self._web_server()
-        campaign = self._campaign()
-        scheduler = self._scheduler = self._new_scheduler(campaign)
-        with _stop_on_signals(stop), web or nullcontext():
-            scheduler.start()
-            event(log, "node.started", site=self.site.name, jobs=",".join(j.id for j in scheduler.get_jobs()))
-            _wait_for_stop(stop, duration)
-            event(log, "node.stopping", site=self.site.name)
-            if campaign:
-                campaign.pause()
-            scheduler.shutdown(wait=True)
-            self._drain()
-        event(log, "node.stopped", site=self.site.name)
+        """Run the site's jobs until ``duration`` real seconds pass, SIGINT/SIGTERM arrives or :meth:`stop`
+        (see :class:`~cartera.runtime.lifecycle.Lifecycle`)."""
+        self.lifecycle.run(duration)
 
     def stop(self) -> None:
         """Ask :meth:`run` to drain and return."""
-        self._stop.set()
+        self.lifecycle.stop()
+
+    def _start_adapters(self) -> None:
+        for kind in self.configured_kinds():
+            self.adapter(kind, Adapter)
 
     def _web_server(self) -> WebServer | None:
         web = self.site.section.web
@@ -395,64 +390,13 @@ class Node:
             config=self.site.section.campaign,
         )
 
-    def _jobs(self, campaign: Campaign | None) -> list[tuple[str, Callable[[], object], float]]:
-        section = self.site.section
-        jobs: list[tuple[str, Callable[[], object], float]] = []
-        if "crm_sync" in self._adapters:
-            jobs.append(("creditor_sync", self._sync_job, section.sync.every_seconds))
-        if campaign:
-            jobs.append(("campaign_tick", campaign.tick, section.campaign.tick_seconds))
-        if self.archiver:
-            jobs.append(("archive_recordings", self.archiver.run_once, section.archival.every_seconds))
-        if section.web.enabled:
-            jobs.append(("vendor_checks", self.check, section.web.check_seconds))
-            jobs.append(("workspace_timeouts", self.workspace.sweep, WORKSPACE_SWEEP_S))
-        jobs.append(("promises_and_orphan_calls", self.workspace_service.sweep, WORKSPACE_REVIEW_S))
-        return jobs
-
-    def _sync_job(self) -> None:
-        """The creditor sync; when it withdrew accounts or recorded payments, their calls still ringing are
-        cancelled at once rather than at the next campaign tick. None starts once the node is stopping (the
-        scheduler may still fire it): each failing creditor's webhook would hold the stop for its deadline."""
-        if self._stop.is_set():
-            return
-        run = self.creditor_sync().run_once()
-        if "dialer" in self._adapters and any(report.withdrawn or report.payments for report in run.imports):
-            self.calls.cancel_closed_calls(actor="sync")
-
-    def _new_scheduler(self, campaign: Campaign | None) -> BackgroundScheduler:
-        scheduler = BackgroundScheduler(
-            timezone=UTC,
-            executors={"default": SchedulerPool(4)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
-        )
-        for job_id, job, every in self._jobs(campaign):
-            scheduler.add_job(
-                _logged(job_id, job),
-                "interval",
-                seconds=every,
-                id=job_id,
-                next_run_time=datetime.now(UTC),
-                coalesce=True,
-                max_instances=1,
-                misfire_grace_time=max(1, int(every * 2)),
-            )
-        return scheduler
-
-    def _drain(self) -> None:
-        """After the scheduler stopped: finish calls in progress, archive and export what they produced."""
+    def _end_calls(self) -> None:
+        """Once the run's scheduler stopped: the dialer's stop finishes the calls in progress."""
         dialer = self._adapters.get("dialer")
         if dialer in self._started:
             assert isinstance(dialer, Dialer)
             dialer.stop()
             self._started.remove(dialer)
-        if self.archiver:
-            _logged("archive_recordings", self.archiver.run_once)()
-        if "crm_sync" in self._adapters:
-            # the last calls' activities; a failed delivery ends it (the next start sends the rest), so the stop
-            # waits for one failing creditor's webhook, not for each in turn
-            exporter = self.creditor_sync().exporter
-            _logged("creditor_sync", lambda: exporter.run_once(stop_at_failure=True))()
 
 
 def _backlog_result(backlog: Backlog) -> CheckResult:
@@ -468,44 +412,3 @@ def _backlog_result(backlog: Backlog) -> CheckResult:
     if backlog.last_error:
         detail += f"; last error: {backlog.last_error}"
     return CheckResult(not backlog.failing and not backlog.missing, detail)
-
-
-def _logged(job_id: str, func: Callable[[], object]) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            func()
-        except CarteraError as exc:  # a vendor or input failure its message explains; the next run retries
-            event(log, "job.failed", level=logging.WARNING, job=job_id, reason=str(exc))
-        except Exception:
-            log.exception("job %s failed", job_id)
-
-    run.__name__ = job_id
-    return run
-
-
-def _wait_for_stop(stop: threading.Event, duration: float | None) -> None:
-    """Until ``stop`` is set or ``duration`` seconds pass, waking every :data:`SIGNAL_POLL_S`. CPython runs signal
-    handlers in the main thread only, and the kernel may hand SIGTERM to any other thread: an endless wait here
-    then never woke to run the handler (a node ignored SIGTERM for 15 minutes on a loaded machine)."""
-    deadline = math.inf if duration is None else time.monotonic() + duration
-    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
-        stop.wait(min(left, SIGNAL_POLL_S))
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``stop`` (main thread only); previous handlers come back afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        event(log, "node.signal", signal=signal.Signals(signum).name)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

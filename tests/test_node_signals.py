@@ -60,7 +60,7 @@ def test_a_stopping_node_starts_no_creditor_sync_run(tmp_path: Path, open_node: 
     node = open_node(write_sites(tmp_path))
     delivered = write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.250.000,00;COP"])
     node.stop()
-    node._sync_job()  # what the scheduler runs
+    node.jobs.sync()  # what the scheduler runs
     assert delivered.exists()
     assert _accounts(node) == 0
 

@@ -312,7 +312,7 @@ def test_a_burst_of_sign_ins_skips_no_scheduled_job(tmp_path: Path) -> None:
     runner.start()
     try:
         for _ in range(500):
-            scheduler = node._scheduler  # the node's own scheduler, to listen to its missed runs
+            scheduler = node.lifecycle.scheduler  # the node's own scheduler, to listen to its missed runs
             if scheduler is not None and node.scheduler_running:
                 break
             runner.join(0.02)
