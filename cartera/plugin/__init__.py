@@ -84,7 +84,7 @@ from cartera.portfolio.files.config import (
     ColumnsConfig,
     CsvFormatConfig,
 )
-from cartera.portfolio.files.reader import AssignmentReader, read_local, scan
+from cartera.portfolio.files.reader import AssignmentReader, FileIdentity, read_identity, read_local, scan
 from cartera.portfolio.files.values import header_key
 from cartera.portfolio.files.writer import activities_writer, export_name, rejection_name, rejections_writer
 from cartera.web.app import PLUGIN_PREFIX
@@ -130,6 +130,7 @@ __all__ = [
     "DialerCapabilities",
     "Disposition",
     "DispositionCode",
+    "FileIdentity",
     "FileRejected",
     "FirstTime",
     "InboundSms",
@@ -170,6 +171,7 @@ __all__ = [
     "local_request",
     "normalize",
     "open_regular",
+    "read_identity",
     "read_local",
     "register_secret",
     "rejection_name",

@@ -2,10 +2,11 @@
 
 One chunked pass computes the sha256 (and whether the bytes are UTF-8); each iteration of a batch's items
 parses the file again (decoding blocks of whole lines, parsing one row at a time) and checks the bytes did not
-change meanwhile. Only ASCII-compatible encodings are read, so lines split at ``b"\\n"``. Decoded text that
-looks like mojibake (UTF-8 read as a single-byte code page, a C1 control character of Windows-1252 read as
-Latin-1, text misread before the file was written) rejects the file, naming the line, the value and the
-likely right encoding: stored, it would be wrong on every letter and every export.
+change meanwhile: a file by its :class:`FileIdentity` (so its bytes are hashed once per import, by the first
+pass), bytes in memory by their sha256. Only ASCII-compatible encodings are read, so lines split at
+``b"\\n"``. Decoded text that looks like mojibake (UTF-8 read as a single-byte code page, a C1 control
+character of Windows-1252 read as Latin-1, text misread before the file was written) rejects the file, naming
+the line, the value and the likely right encoding: stored, it would be wrong on every letter and every export.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import csv
 import hashlib
 import io
 import itertools
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -63,6 +65,34 @@ _SUSPECT = re.compile(f"[{_read_as_legacy(0xC2, 0xF4)}][{_read_as_legacy(0x80, 0
 #: Opens the file's bytes from the start; called once per pass.
 Opener = Callable[[], IO[bytes]]
 
+_CHANGED = "the file changed while it was being read; import it again"
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What the file system tells of a file: a write changes its size or its modification and change times, a
+    replacement its device or inode. Equal identities stand for the same bytes (a rewrite of the same size
+    within one tick of the file system's clock would not show: that is the price of not hashing again)."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, status: os.stat_result) -> FileIdentity:
+        return cls(status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+
+
+def file_identity(stream: IO[bytes]) -> FileIdentity | None:
+    """The identity of the file ``stream`` reads; None for bytes that are not a file (in memory)."""
+    try:
+        descriptor = stream.fileno()
+    except (OSError, ValueError):  # io.UnsupportedOperation
+        return None
+    return FileIdentity.of(os.fstat(descriptor))
+
 
 @dataclass(frozen=True)
 class Scan:
@@ -73,9 +103,13 @@ class Scan:
     utf8: bool
     has_utf8_sequences: bool
     header: bytes  #: the first line (of the first chunk at most), for the delimiter and the BOM
+    #: the file's identity, the same before and after the pass; None for bytes in memory or a file written to
+    #: during the pass (later passes then compare the sha256)
+    identity: FileIdentity | None
 
 
 def scan(stream: IO[bytes]) -> Scan:
+    before = file_identity(stream)
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     utf8, sequences = True, False
@@ -96,7 +130,8 @@ def scan(stream: IO[bytes]) -> Scan:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             utf8 = False
-    return Scan(digest.hexdigest(), utf8, sequences, header or b"")
+    identity = before if before is not None and file_identity(stream) == before else None
+    return Scan(digest.hexdigest(), utf8, sequences, header or b"", identity)
 
 
 @dataclass(frozen=True)
@@ -138,7 +173,7 @@ class AssignmentReader:
         with opener() as stream:
             facts = scan(stream)
         dialect = self._dialect(facts)
-        items = _Items(self, source, opener, facts.sha256, dialect)
+        items = _Items(self, source, opener, facts.sha256, facts.identity, dialect)
         return AssignmentBatch(source, facts.sha256, items, read_as=dialect.shown)
 
     def _dialect(self, facts: Scan) -> Dialect:
@@ -161,11 +196,17 @@ class AssignmentReader:
         delimiter = self.fmt.delimiter or (";" if header.count(b";") >= header.count(b",") else ",")
         return Dialect(encoding, label, delimiter, f"{shown}, delimiter {delimiter!r}")
 
-    def rows(self, source: str, opener: Opener, sha256: str, dialect: Dialect) -> Iterator[AssignmentRow | RowError]:
-        """Stream the rows of the file; :class:`FileRejected` comes before any row when the header is wrong."""
-        digest = hashlib.sha256()
+    def rows(
+        self, source: str, opener: Opener, sha256: str, identity: FileIdentity | None, dialect: Dialect
+    ) -> Iterator[AssignmentRow | RowError]:
+        """Stream the rows of the file; :class:`FileRejected` comes before any row when the header is wrong or
+        the file is no longer the one of ``identity``, and after the last when it changed meanwhile (without an
+        identity: when the bytes read are not those of ``sha256``)."""
+        digest = hashlib.sha256() if identity is None else None
         with opener() as stream:
-            lines = _decoded_lines(stream, dialect, source, digest.update)
+            if identity is not None and file_identity(stream) != identity:
+                raise FileRejected(source, _CHANGED)
+            lines = _decoded_lines(stream, dialect, source, digest.update if digest is not None else _not_hashed)
             first = next(lines, None)
             if first is None:
                 raise FileRejected(source, "empty file: no header line")
@@ -179,8 +220,10 @@ class AssignmentReader:
                         yield parse(cells, line)
             except csv.Error as exc:
                 raise FileRejected(source, f"line {reader.line_num}: {exc}") from None
-        if digest.hexdigest() != sha256:
-            raise FileRejected(source, "the file changed while it was being read; import it again")
+            if identity is not None and file_identity(stream) != identity:
+                raise FileRejected(source, _CHANGED)
+        if digest is not None and digest.hexdigest() != sha256:
+            raise FileRejected(source, _CHANGED)
 
     def _layout(self, header: list[str], source: str) -> _Layout:
         positions: dict[str, int] = {}
@@ -298,10 +341,23 @@ class _Items:
     source: str
     opener: Opener
     sha256: str
+    identity: FileIdentity | None
     dialect: Dialect
 
     def __iter__(self) -> Iterator[AssignmentRow | RowError]:
-        return self.reader.rows(self.source, self.opener, self.sha256, self.dialect)
+        return self.reader.rows(self.source, self.opener, self.sha256, self.identity, self.dialect)
+
+
+def read_identity(batch: AssignmentBatch) -> FileIdentity | None:
+    """The identity of the file ``batch`` holds the bytes of (every pass over its items checks it), so an
+    adapter knows the file unchanged without reading it again; None for a batch not read from a file here, or
+    from a file written to while it was hashed."""
+    items = batch.items
+    return items.identity if isinstance(items, _Items) else None
+
+
+def _not_hashed(chunk: bytes) -> None:
+    """A pass that checks the file's identity instead of hashing its bytes again."""
 
 
 def _decoded_lines(stream: IO[bytes], dialect: Dialect, source: str, seen: Callable[[bytes], object]) -> Iterator[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
 import logging
 import os
 import shutil
@@ -13,7 +14,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from types import SimpleNamespace
+from typing import Any, BinaryIO, ClassVar
 
 import pytest
 from hypothesis import given, settings
@@ -24,6 +26,7 @@ from sqlalchemy import func, select
 from cartera.contact.phones import InvalidPhone, normalize
 from cartera.core.adapters import CrmSync
 from cartera.core.clock import SimulatedClock
+from cartera.core.durable import open_regular
 from cartera.core.hooks import Hooks
 from cartera.core.models import (
     Activity,
@@ -41,9 +44,11 @@ from cartera.core.store.database import Database
 from cartera.core.store.schema import Account
 from cartera.core.testing.context import CapturingContext
 from cartera.core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
+from cartera.plugins.crm_sync.csv_dir import plugin as csv_dir_plugin
 from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
 from cartera.plugins.crm_sync.csv_dir.plugin import CsvDirSync, cartera_register_crm_syncs
 from cartera.portfolio.export import ActivityExporter
+from cartera.portfolio.files import reader as reader_module
 from cartera.portfolio.files.config import ColumnsConfig
 from cartera.portfolio.files.values import parse_amount
 from cartera.portfolio.importer import AssignmentImporter
@@ -799,3 +804,57 @@ def test_a_line_of_many_megabytes_rejects_the_file_without_holding_it(tmp_path: 
     finally:
         tracemalloc.stop()
     assert peak < 8 << 20  # a few blocks of 1 MiB, never the 32 MiB line (before: its copies and its text)
+
+
+def test_a_synced_delivery_is_hashed_once_and_read_twice(
+    tmp_path: Path, hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One sync of a delivery: fetch reads and hashes the file (its sha256, encoding, delimiter), the import
+    streams its rows checking the file's identity instead of hashing it again, and acknowledge archives it by
+    that identity without reading it."""
+    read: list[int] = []
+    hashed: list[int] = []
+
+    class CountedReads(io.BufferedReader):
+        def read(self, size: int | None = -1) -> bytes:
+            data = super().read(size)
+            read.append(len(data))
+            return data
+
+    class CountedHash:
+        def __init__(self) -> None:
+            self.digest = hashlib.sha256()
+
+        def update(self, data: bytes) -> None:
+            hashed.append(len(data))
+            self.digest.update(data)
+
+        def hexdigest(self) -> str:
+            return self.digest.hexdigest()
+
+    def counted_open(path: Path) -> BinaryIO:
+        stream = open_regular(path)
+        assert isinstance(stream, io.BufferedReader)
+        return CountedReads(stream.detach())
+
+    monkeypatch.setattr(csv_dir_plugin, "open_regular", counted_open)
+    monkeypatch.setattr(reader_module, "hashlib", SimpleNamespace(sha256=CountedHash))
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    content = GOOD_DELIVERY.encode()
+    (inbox / "asignacion.csv").write_bytes(content)
+    sync = make_sync(tmp_path)
+    sync.start()
+    db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    db.migrate()
+    job = CreditorSync(
+        sync, AssignmentImporter("t", "CO", db, SimulatedClock(NOW, 1.0), hooks), ActivityExporter("t", db, sync)
+    )
+    try:
+        (imported,) = job.run_once().imports
+    finally:
+        db.dispose()
+    assert (imported.new, len(imported.quarantined)) == (4, 1)
+    assert imported.content_sha256 == hashlib.sha256(content).hexdigest()
+    assert [p.name for p in (inbox / "imported").iterdir()] == ["asignacion.csv"]
+    assert (sum(hashed), sum(read)) == (len(content), 2 * len(content))

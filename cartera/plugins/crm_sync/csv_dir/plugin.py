@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
@@ -17,6 +18,7 @@ from cartera.plugin import (
     CrmSync,
     CrmSyncCapabilities,
     DeliveryScope,
+    FileIdentity,
     FileRejected,
     FirstTime,
     PluginConfig,
@@ -27,10 +29,10 @@ from cartera.plugin import (
     export_name,
     hookimpl,
     open_regular,
+    read_identity,
     read_local,
     rejection_name,
     rejections_writer,
-    scan,
     write_atomically,
 )
 from cartera.plugins.crm_sync.csv_dir.client import FolderIsASymlink, Ledger, inbox_entries, move_into
@@ -140,16 +142,19 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
             return None
 
     def _unchanged(self, batch: AssignmentBatch, changed_event: str) -> Path | None:
-        """The inbox file ``batch`` was read from, if it is still there with the same content."""
+        """The inbox file ``batch`` was read from, if it is still there with the same content: the same file
+        (not a symlink) with the identity the batch's reads checked, so the file is not read again. A file
+        written to while it was hashed has no identity: it counts as changed (the next sync fetches it again)."""
         path = Path(batch.source)
         if self.config.inbox.resolve() not in path.resolve().parents:
             return None
         try:
-            with open_regular(path) as stream:
-                current = scan(stream).sha256
-        except OSError:  # gone, or no longer a regular file
+            status = path.lstat()
+        except OSError:  # gone
             return None
-        if current != batch.content_sha256:
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        if FileIdentity.of(status) != read_identity(batch):
             event(self.context.log, changed_event, logging.WARNING, file=str(path))
             return None
         return path
