@@ -25,6 +25,7 @@ from cartera.core.store.schema import AuditEntry
 from cartera.node import Node, NodeContext
 from cartera.portfolio.identity import PortfolioKey
 from cartera.web.users import Grant, Role, UserDirectory
+from cartera.workspace.agents import AgentState
 from tests.conftest import write_sites
 from tests.test_web_server import serving
 from tests.workspace_seed import DAY, Calls, seed_calls
@@ -61,6 +62,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     users.add("ana", PASSWORD, Role.AGENT, tarjetas, extension="agent-01")
     users.add("bruno", PASSWORD, Role.AGENT, (Grant("t"),), extension="agent-02")
     users.add("sara", PASSWORD, Role.SUPERVISOR, tarjetas)
+    users.add("dora", PASSWORD, Role.AGENT, tarjetas, extension="agent-99")  # no such seat at the dialer
     runner = serving(node)
     calls = seed_calls(node)  # once running: a start settles the calls a killed run left placing
     try:
@@ -289,3 +291,14 @@ def test_a_page_closed_mid_call_is_dispositioned_and_its_agent_paused(
     with site.node.db.session() as session:
         codes = session.scalars(select(AuditEntry.details).where(AuditEntry.action == "call.disposition")).all()
     assert [entry["code"] for entry in codes] == ["browser_closed"]
+
+
+def test_an_agent_the_dialer_refuses_stays_paused_and_is_told(site: Site) -> None:
+    agent = signed_in(site.base, "dora")
+    csrf = page_csrf(agent)  # the page opens though the dialer knows no seat agent-99
+    refused = agent.post("/agent/state", data={"state": "ready", "csrf": csrf}, headers={"Accept": "application/json"})
+    assert refused.status_code == 502
+    assert "error" in refused.json()
+    status = site.node.workspace.roster.get("dora")
+    assert (status.state, status.pause_reason) == (AgentState.PAUSED, "signed_in")
+    assert "dora" not in site.node.workspace.roster.ready_agents()

@@ -9,6 +9,7 @@ outlasts ``wrap_up_limit``, or whose page has been gone for ``gone_limit`` with 
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -16,12 +17,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cartera.core.adapters import Dialer
-from cartera.core.errors import UsageError
+from cartera.core.errors import CarteraError, UsageError
+from cartera.core.logs import event
 from cartera.workspace.dispositions import BROWSER_CLOSED, WRAP_UP_TIMEOUT
 
 SIGNED_IN = "signed_in"  #: the pause reason of an agent who opened the page and is not ready yet
 WRAP_UP = "wrap_up"  #: the dialer's pause reason while the agent owes a call's disposition
 MAX_REASON = 64
+log = logging.getLogger("cartera.workspace")
 
 
 class AgentState(enum.StrEnum):
@@ -77,7 +80,10 @@ class AgentRoster:
                 return known
             status = AgentStatus(agent, extension, AgentState.PAUSED, self._now(), pause_reason=SIGNED_IN)
             self._agents[agent] = status
-        self._drive(status.extension, status.pause_reason)
+        try:
+            self._drive(status.extension, status.pause_reason)
+        except CarteraError as exc:  # the page opens anyway; becoming ready asks the dialer again
+            event(log, "workspace.dialer_refused_pause", logging.WARNING, agent=agent, error=str(exc))
         self._on_change(status)
         return status
 
@@ -95,9 +101,8 @@ class AgentRoster:
             raise UsageError(f"pause reason: 1 to {MAX_REASON} printable characters, not {reason[:80]!r}")
         current = self.get(agent)
         if current.state in (AgentState.ON_CALL, AgentState.WRAP_UP):
-            status = self._update(agent, pause_reason=reason)
-            self._drive(status.extension, reason)
-            return status
+            self._drive(current.extension, reason)
+            return self._update(agent, pause_reason=reason)
         return self._set(agent, AgentState.PAUSED, reason=reason, drive=True)
 
     def connected(self, agent: str, attempt_id: int) -> AgentStatus:
@@ -184,13 +189,15 @@ class AgentRoster:
             return sorted(self._agents.values(), key=lambda status: status.agent)
 
     def _set(self, agent: str, state: AgentState, *, reason: str | None = None, drive: bool) -> AgentStatus:
+        """The agent's new state; when ``drive``, the dialer is told first, and a dialer that refuses (or is
+        down) leaves the state as it was and raises."""
+        if drive:
+            self._drive(self.get(agent).extension, reason)
         with self._lock:
             status = replace(self._agents[agent], state=state, since=self._now(), pause_reason=reason)
             if state in (AgentState.READY, AgentState.PAUSED):
                 status = replace(status, attempt_id=None)
             self._agents[agent] = status
-        if drive:
-            self._drive(status.extension, status.pause_reason)
         self._on_change(status)
         return status
 
