@@ -18,6 +18,7 @@ from cartera.contact.calls import CallService
 from cartera.contact.campaign import Campaign
 from cartera.contact.compliance import ComplianceGate
 from cartera.contact.explain import GateExplainer
+from cartera.contact.listing import CallList, ready_in
 from cartera.contact.sms_templates import SmsTemplates
 from cartera.contact.targets import Targets
 from cartera.contact.texts import TextService
@@ -184,6 +185,16 @@ class Node:
             dispose=self._dispose_left_call,
             wrap_up_limit=timedelta(seconds=site.section.workspace.wrap_up_seconds),
             gone_limit=timedelta(seconds=site.section.workspace.gone_seconds),
+        )
+        self.call_list = CallList(
+            site=site.name,
+            zone=site.zone,
+            db=self.db,
+            clock=self.clock,
+            config=site.section.campaign.listing,
+            release=timedelta(minutes=site.section.workspace.callback_release_minutes),
+            ready_agents=lambda: ready_in(self.workspace.roster),
+            targets_agents=lambda: dialer is not None and self.adapter("dialer", Dialer).capabilities.targets_agents,
         )
         self._call_ends = CallEnds(site.name, self.workspace)
         hooks.plugin_manager.register(self._call_ends)
@@ -388,6 +399,7 @@ class Node:
             dialer=dialer,
             clock=self.clock,
             config=self.site.section.campaign,
+            listing=self.call_list,
         )
 
     def _end_calls(self) -> None:

@@ -118,6 +118,13 @@ def _define_explain(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--at", help="ISO date-time; site time when no offset (default: now)")
 
 
+def _define_campaign(parser: argparse.ArgumentParser) -> None:
+    campaign_commands = parser.add_subparsers(dest="campaign_command", metavar="SUBCOMMAND", required=True)
+    queue = campaign_commands.add_parser("queue", help="the next accounts the campaign calls, their score and why")
+    queue.add_argument("--top", type=int, default=20, help="how many (default 20)")
+    queue.add_argument("--at", help="ISO date-time; site time when no offset (default: now)")
+
+
 def _define_archive(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backfill", action="store_true", help="archive a large spool: a progress bar, runs until nothing is left"
@@ -538,6 +545,22 @@ def _explain(node: Node, args: argparse.Namespace) -> int:
     return 0
 
 
+def _campaign(node: Node, args: argparse.Namespace) -> int:
+    """``campaign queue``: callbacks first (one for an agent waits until the agent is ready in the running
+    node: this process sees no agent), then broken promises, then by expected value."""
+    if not 1 <= args.top <= 10_000:
+        raise UsageError(f"--top: 1 to 10000, not {args.top}")
+    at = _when(node, args.at, "--at") or node.clock.now()
+    picks = node.call_list.queue(at, args.top, node.site.section.campaign.max_attempts_per_day)
+    if not picks:
+        print("no account is due")
+    for number, pick in enumerate(picks, 1):
+        value = "waiting" if pick.waiting else f"{pick.value:,.2f}"
+        line = f"{number:>4}  {pick.ref:<24} {pick.priority.name.lower():<14} {value:>16}  {pick.why}"
+        print(escape_controls(line))
+    return 0
+
+
 _EARLIEST, _LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 
 
@@ -590,6 +613,7 @@ _COMMANDS: dict[str, _Command] = {
         _sms_batch,
     ),
     "explain": _Command("what the compliance gate decides for a contact, and why (audited)", _define_explain, _explain),
+    "campaign": _Command("the campaign's list: the next accounts to call and why", _define_campaign, _campaign),
     "archive": _Command("run the recording archival job once", _define_archive, _archive),
     "recordings": _Command("find and fetch call recordings", _define_recordings, _recordings),
     "users": _Command("users of the supervisors' and agents' pages", _define_users, _users),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -67,11 +68,16 @@ class CallService:
         self._dialled: set[int] = set()  # attempts in flight that the dialer has taken (place_call returned)
         self._cancel_asked: set[int] = set()
 
-    def place_call(self, *, phone: str | None, account: int | str | None = None, actor: str) -> CallRequest:
+    def place_call(
+        self, *, phone: str | None, account: int | str | None = None, actor: str, agent: str | None = None
+    ) -> CallRequest:
         """Gate, record and hand one call to the dialer. Raises :class:`Denied` when the gate says no.
-        ``account`` is the account's id (the campaign's), or a reference (see :mod:`cartera.portfolio.identity`)."""
+        ``account`` is the account's id (the campaign's), or a reference (see :mod:`cartera.portfolio.identity`);
+        ``agent``: the agent (its identity at the dialer) the answered call must reach, not any ready agent."""
         if self.dialer is None:
             raise UsageError(f"site {self.site!r} has no dialer configured")
+        if agent is not None and not self.dialer().capabilities.targets_agents:
+            raise UsageError(f"site {self.site!r}: the dialer cannot connect a call to a given agent ({agent})")
         now = self.clock.now()
         with self.db.session() as session:
             target = self.targets.find(session, Channel.CALL, phone, account, at=now, lock=True)
@@ -94,7 +100,7 @@ class CallService:
                 attempt_id = attempt.id
         if not decision.allowed:
             raise Denied(decision)
-        request = self._call_request(attempt_id, target.phone, target.account_ref, target.balance)
+        request = replace(self._call_request(attempt_id, target.phone, target.account_ref, target.balance), agent=agent)
         with self._lock:
             self._requests[attempt_id] = request
         event(

@@ -8,9 +8,8 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, func, select
-
 from cartera.contact.calls import CallService
+from cartera.contact.listing import CallList, Pick, due_accounts
 from cartera.contact.sms_templates import REMINDER
 from cartera.contact.targets import Denied
 from cartera.contact.texts import TextService
@@ -20,7 +19,7 @@ from cartera.core.config import CampaignConfig
 from cartera.core.errors import CarteraError, UsageError
 from cartera.core.logs import event
 from cartera.core.store.database import Database
-from cartera.core.store.schema import Account, AccountStop, ContactAttempt, Portfolio
+from cartera.core.store.schema import Account
 
 log = logging.getLogger("cartera.campaign")
 
@@ -37,9 +36,11 @@ class Campaign:
         dialer: Dialer[Any],
         clock: Clock,
         config: CampaignConfig,
+        listing: CallList,
     ) -> None:
+        """``listing`` orders the due accounts (:mod:`cartera.contact.listing`)."""
         self.site, self.zone, self.db, self.calls, self.texts = site, zone, db, calls, texts
-        self.dialer, self.clock, self.config = dialer, clock, config
+        self.dialer, self.clock, self.config, self.listing = dialer, clock, config, listing
         self._paused = threading.Event()
 
     def pause(self) -> None:
@@ -47,8 +48,8 @@ class Campaign:
         self._paused.set()
 
     def tick(self) -> int:
-        """Cancel the calls in flight of accounts withdrawn or paid meanwhile, then place calls to due accounts
-        while the dialer has capacity; returns how many were placed."""
+        """Cancel the calls in flight of accounts withdrawn or paid meanwhile, then place calls to due accounts,
+        in the list's order, while the dialer has capacity; returns how many were placed."""
         self.calls.cancel_closed_calls(actor="campaign")
         placed = 0
         if self._paused.is_set():
@@ -57,21 +58,28 @@ class Campaign:
         if capacity <= 0:
             return placed
         now = self.clock.now()
-        due, unreached = self._due_accounts(now, capacity)
+        due, unreached = self._due_accounts(now, max(capacity, self.config.listing.candidates))
         for account_id, ref in unreached:
             self._remind(account_id, ref)
-        for account_id, ref in due:
+        picks = [pick for pick in self.listing.order(due, now) if not pick.waiting][:capacity]
+        for pick in picks:
             if self._paused.is_set():
                 break
-            try:
-                self.calls.place_call(phone=None, account=account_id, actor="campaign")
-                placed += 1
-            except Denied as denied:
-                event(log, "campaign.deferred", account=ref, reason=str(denied))
-            except UsageError as problem:  # e.g. no valid phone left: try again tomorrow, after a new assignment
-                self._defer_until_tomorrow(account_id, now)
-                event(log, "campaign.skipped", logging.WARNING, account=ref, reason=str(problem))
+            placed += self._place(pick, now)
         return placed
+
+    def _place(self, pick: Pick, now: datetime) -> bool:
+        try:
+            self.calls.place_call(phone=pick.phone, account=pick.account_id, agent=pick.agent, actor="campaign")
+        except Denied as denied:
+            event(log, "campaign.deferred", account=pick.ref, reason=str(denied))
+            return False
+        except UsageError as problem:  # e.g. no valid phone left: try again tomorrow, after a new assignment
+            self._defer_until_tomorrow(pick.account_id, now)
+            event(log, "campaign.skipped", logging.WARNING, account=pick.ref, reason=str(problem))
+            return False
+        event(log, "campaign.picked", account=pick.ref, why=pick.why, agent=pick.agent)
+        return True
 
     def _remind(self, account_id: int, ref: str) -> None:
         """Text a debtor whom today's calls did not reach (the gate decides whether that is allowed): the
@@ -95,30 +103,16 @@ class Campaign:
         """Accounts to call now (at most ``limit``), and those whose attempts for today just ran out
         without reaching the debtor (they rest until tomorrow)."""
         day_start = self._day_start(now)
-        today = (ContactAttempt.account_id == Account.id, ContactAttempt.requested_at >= day_start)
-        attempts_today = select(func.count()).where(*today).scalar_subquery()
-        answered_today = select(func.count()).where(*today, ContactAttempt.outcome == "answered").scalar_subquery()
         with self.db.session() as session:
-            rows = session.execute(
-                select(Account.id, Account.ref, attempts_today, answered_today)
-                .join(Portfolio)
-                .where(
-                    Portfolio.site == self.site,
-                    Account.status == "active",
-                    ~exists().where(AccountStop.account_id == Account.id),  # an agent's cease contact, dispute...
-                    (Account.next_contact_at.is_(None)) | (Account.next_contact_at <= now),
-                )
-                .order_by(Account.next_contact_at.is_not(None), Account.next_contact_at, Account.id)
-                .limit(limit * 4)
-            ).all()
+            rows = due_accounts(session, site=self.site, now=now, day_start=day_start, limit=limit * 4)
             due: list[tuple[int, str]] = []
             unreached: list[tuple[int, str]] = []
             tomorrow = day_start + timedelta(days=1)
-            for account_id, ref, tries, answered in rows:
-                if tries >= self.config.max_attempts_per_day:
-                    session.get_one(Account, account_id).next_contact_at = tomorrow
-                    if not answered:
-                        unreached.append((account_id, ref))
+            for row in rows:
+                if row.tries_today >= self.config.max_attempts_per_day:
+                    session.get_one(Account, row.account_id).next_contact_at = tomorrow
+                    if not row.answered_today:
+                        unreached.append((row.account_id, row.ref))
                 elif len(due) < limit:
-                    due.append((account_id, ref))
+                    due.append((row.account_id, row.ref))
         return due, unreached

@@ -181,6 +181,9 @@ class DialerCapabilities(AdapterCapabilities):
     reconciles: bool = _overrides("reconcile")
     #: Pauses and resumes its agents: overrides :meth:`Dialer.pause_agent` and :meth:`Dialer.resume_agent`.
     pauses_agents: bool = _overrides("pause_agent", "resume_agent")
+    #: Connects an answered call to the agent its :attr:`CallRequest.agent` names (an agent it does not know: the
+    #: call is reported failed).
+    targets_agents: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -66,6 +66,21 @@ class ClockConfig(_Section):
         return self
 
 
+class ListingConfig(_Section):
+    """Which due accounts the campaign calls first (:mod:`cartera.contact.listing`): callbacks at their time, then
+    broken promises, then ``value`` (balance x P(reaching the debtor now), learned from the last ``history_days`` of
+    calls) or ``fifo`` (longest due first)."""
+
+    order: Literal["value", "fifo"] = "value"
+    #: How many due accounts are ranked each tick (the longest due first).
+    candidates: int = Field(default=200, ge=1, le=100_000)
+    history_days: int = Field(default=90, ge=1)
+    #: Calls' worth of the site's overall rate in an hour of the week's rate, and of the site's pattern in a number's.
+    hour_strength: float = Field(default=20.0, gt=0)
+    number_strength: float = Field(default=3.0, gt=0)
+    relearn_minutes: float = Field(default=15.0, gt=0)
+
+
 class CampaignConfig(_Section):
     enabled: bool = True
     tick_seconds: float = Field(default=1.0, gt=0)
@@ -77,6 +92,7 @@ class CampaignConfig(_Section):
     reminder_sms: str = (
         "Tiene un saldo pendiente en la cuenta {account}. Comuníquese con nosotros para acordar su pago."
     )
+    listing: ListingConfig = ListingConfig()
 
 
 KEY_FIELDS = ("site", "yyyy", "mm", "dd", "call_id", "ext")

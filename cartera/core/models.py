@@ -64,6 +64,10 @@ class CallRequest:
     account_ref: str | None = None
     caller_id: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
+    #: The agent (its identity at the dialer, as in :attr:`AgentConnected.agent`) the answered call must be connected
+    #: to, not any ready agent: a callback the debtor arranged with that agent. Only for a dialer that declares
+    #: :attr:`cartera.core.adapters.DialerCapabilities.targets_agents`.
+    agent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ RAW_CAUSES: dict[CallOutcome, str] = {
 STOPPED_CAUSE = "dialer stopped"
 SHUTDOWN_CAUSE = "shutdown"
 CANCELLED_CAUSE = "cancelled by the dialer while ringing"
+UNKNOWN_SEAT_CAUSE = "no such seat"
 
 _SIGNALLING_S = (0.5, 3.0)  # how soon the network answers busy, unallocated, congested or failed
 _POLL_REAL_S = 0.05  # how often (real seconds) a call in progress looks whether the switch is stopping
@@ -96,17 +97,21 @@ class SimulatedSwitch:
             raise UnknownAgent(f"the simulator has no seat {agent!r} (seats: {', '.join(self._agent_calls)})")
 
     def place_call(self, request: CallRequest) -> None:
-        """Queue the call on a worker; after :meth:`stop` report it failed at once instead."""
+        """Queue the call on a worker; after :meth:`stop`, or for a seat (``request.agent``) the switch does not
+        have, report it failed at once instead."""
+        cause = STOPPED_CAUSE
         with self._lock:
             if request.attempt_id in self._in_flight:
                 self._context.log.warning("attempt %s is already in progress: not placed twice", request.attempt_id)
                 return
-            if not self._stopping.is_set():
+            if request.agent is not None and request.agent not in self._agent_calls:
+                cause = f"{UNKNOWN_SEAT_CAUSE} {request.agent!r}"
+            elif not self._stopping.is_set():
                 self._in_flight.add(request.attempt_id)
                 self._pool.submit(self._run, request)
                 return
         now = self._context.clock.now()
-        self._context.report_call(CallResult(request.attempt_id, CallOutcome.FAILED, STOPPED_CAUSE, now, ended_at=now))
+        self._context.report_call(CallResult(request.attempt_id, CallOutcome.FAILED, cause, now, ended_at=now))
 
     def cancel(self, attempt_id: int) -> bool:
         """Cut the call short while it rings (it then ends as cancelled); ``False`` once its ringing is over."""
@@ -155,7 +160,7 @@ class SimulatedSwitch:
         if outcome is not CallOutcome.ANSWERED:
             return CallResult(request.attempt_id, outcome, cause, started, ended_at=clock.now(), vendor_call_id=call_id)
         answered = clock.now()
-        agent = self._take_agent()
+        agent = self._take_agent(request.agent)
         self._context.report_agent_connected(AgentConnected(request.attempt_id, agent, answered))
         low, high = config.talk_seconds
         self._elapse(rng.triangular(low, high, low + (high - low) * 0.3))
@@ -201,12 +206,13 @@ class SimulatedSwitch:
             clock.sleep(min(remaining, step))
         return False
 
-    def _take_agent(self) -> str:
-        """The longest idle agent not paused; when over-dialling answered more calls than agents, the least busy
-        one (and, every agent paused meanwhile, the least busy of all)."""
+    def _take_agent(self, wanted: str | None) -> str:
+        """The seat the call was placed for (``wanted``), else the longest idle agent not paused; when
+        over-dialling answered more calls than agents, the least busy one (and, every agent paused meanwhile, the
+        least busy of all)."""
         with self._lock:
             seats = [name for name in self._agent_calls if name not in self._paused] or list(self._agent_calls)
-            agent = min(seats, key=lambda name: (self._agent_calls[name], self._agent_freed[name]))
+            agent = wanted or min(seats, key=lambda name: (self._agent_calls[name], self._agent_freed[name]))
             self._agent_calls[agent] += 1
         return agent
 

@@ -36,6 +36,7 @@ class SimulatorDialer(Dialer[SimulatorConfig]):
         cancels=True,
         reconciles=True,
         pauses_agents=True,
+        targets_agents=True,
     )
 
     def __init__(self, config: SimulatorConfig, context: PluginContext) -> None:

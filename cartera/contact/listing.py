@@ -1,0 +1,310 @@
+"""Which accounts the campaign calls first: callbacks due, at their time and to their agent; then accounts whose
+promise broke; then the rest by expected value (balance x P(reaching the debtor now), :mod:`cartera.contact.reach`).
+
+Only the order is decided here: every call still goes through the compliance gate
+(:meth:`cartera.contact.calls.CallService.place_call`).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta, tzinfo
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from cartera.contact.reach import ReachModel, hour_of_week, learn, week_hour_label
+from cartera.core.clock import Clock
+from cartera.core.config import ListingConfig
+from cartera.core.store.database import Database
+from cartera.core.store.schema import (
+    Account,
+    AccountStop,
+    CallbackRow,
+    ContactAttempt,
+    Debtor,
+    Phone,
+    Portfolio,
+    PromiseRow,
+)
+from cartera.workspace.agents import AgentRoster, AgentState
+from cartera.workspace.callbacks import PENDING
+from cartera.workspace.promises import PromiseState
+
+
+class Priority(enum.IntEnum):
+    CALLBACK = 0
+    BROKEN_PROMISE = 1
+    VALUE = 2
+
+
+@dataclass(frozen=True)
+class ReadyAgent:
+    """An agent offered calls now: ``name`` as callbacks name it (the web user), ``extension`` its identity at the
+    dialer."""
+
+    name: str
+    extension: str
+
+
+def ready_in(roster: AgentRoster) -> list[ReadyAgent]:
+    """The agents of the workspace's roster ready now."""
+    return [ReadyAgent(s.agent, s.extension) for s in roster.everyone() if s.state is AgentState.READY]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A due account as the order sees it: ``phones`` the numbers a call may go to, the one the gate tries first
+    first (the least tried); ``zone`` the debtor's."""
+
+    account_id: int
+    ref: str
+    balance: Decimal
+    currency: str
+    phones: tuple[str, ...]
+    zone: tzinfo
+    broken_promise: bool = False
+
+
+@dataclass(frozen=True)
+class Pick:
+    """An account to call, and why. ``phone``: the number to call (a callback's, the one the debtor gave), else the
+    gate picks; ``agent``: the dialer identity the answered call must reach (a callback for its agent)."""
+
+    account_id: int
+    ref: str
+    priority: Priority
+    value: float  #: expected value: balance x P(reaching the debtor now); 0 for callbacks
+    why: str
+    phone: str | None = None
+    agent: str | None = None
+    waiting: bool = False  #: a callback whose agent is not ready: not placed yet
+
+
+def rank(candidates: Iterable[Candidate], model: ReachModel, now: datetime) -> list[Pick]:
+    """Broken promises first, then by expected value, highest first (ties: the order given)."""
+    picks = []
+    for candidate in candidates:
+        hour = hour_of_week(now, candidate.zone)
+        reach = model.reach(candidate.phones[0], hour) if candidate.phones else None
+        probability = reach.probability if reach else 0.0
+        value = float(candidate.balance) * probability
+        why = f"{candidate.balance} {candidate.currency} x " + (
+            f"{reach.explain()} at {week_hour_label(hour)} on {candidate.phones[0]}" if reach else "no number"
+        )
+        priority = Priority.BROKEN_PROMISE if candidate.broken_promise else Priority.VALUE
+        if candidate.broken_promise:
+            why = f"broken promise; {why}"
+        picks.append(Pick(candidate.account_id, candidate.ref, priority, value, why))
+    return sorted(picks, key=lambda pick: (pick.priority, -pick.value))
+
+
+class CallList:
+    """One site's order of calls. ``ready_agents`` gives the agents ready now; ``targets_agents`` whether the
+    dialer can connect a call to a given agent (else a callback for an agent goes to the queue when it is ready);
+    ``release``: how long after its time a callback for one agent is offered to anyone."""
+
+    def __init__(
+        self,
+        *,
+        site: str,
+        zone: ZoneInfo,
+        db: Database,
+        clock: Clock,
+        config: ListingConfig,
+        release: timedelta,
+        ready_agents: Callable[[], Sequence[ReadyAgent]],
+        targets_agents: Callable[[], bool],
+    ) -> None:
+        self.site, self.zone, self.db, self.clock, self.config = site, zone, db, clock, config
+        self.release, self.ready_agents, self.targets_agents = release, ready_agents, targets_agents
+        self._model: ReachModel | None = None
+        self._learned_at: datetime | None = None
+        self._lock = threading.Lock()
+
+    def model(self, now: datetime) -> ReachModel:
+        """The reach model, learned again when older than ``relearn_minutes``."""
+        with self._lock:
+            stale = self._learned_at is None or now - self._learned_at >= timedelta(minutes=self.config.relearn_minutes)
+            if self._model is None or stale:
+                fresh = ReachModel(hour_strength=self.config.hour_strength, number_strength=self.config.number_strength)
+                with self.db.session() as session:
+                    since = now - timedelta(days=self.config.history_days)
+                    self._model = learn(session, site=self.site, zone=self.zone, since=since, model=fresh)
+                self._learned_at = now
+            return self._model
+
+    def order(self, due: Sequence[tuple[int, str]], now: datetime) -> list[Pick]:
+        """The callbacks due (those waiting for their agent included, marked), then ``due`` (account id and
+        reference, longest due first) in the configured order."""
+        with self.db.session() as session:
+            callbacks = self._callbacks(session, now)
+            called_back = {pick.account_id for pick in callbacks}
+            rest = [(account_id, ref) for account_id, ref in due if account_id not in called_back]
+            if self.config.order == "fifo":
+                ranked = [Pick(account_id, ref, Priority.VALUE, 0.0, "longest due") for account_id, ref in rest]
+            else:
+                candidates = self._candidates(session, rest)
+        if self.config.order != "fifo":
+            ranked = rank(candidates, self.model(now), now)
+        return callbacks + ranked
+
+    def queue(self, now: datetime, top: int, max_attempts_per_day: int) -> list[Pick]:
+        """The next ``top`` calls in the order the campaign would place them at ``now``, placing none and changing
+        nothing (callbacks waiting for their agent included, marked)."""
+        day_start = datetime.combine(now.astimezone(self.zone).date(), time.min, self.zone)
+        pool = max(top, self.config.candidates)
+        with self.db.session() as session:
+            rows = due_accounts(session, site=self.site, now=now, day_start=day_start, limit=pool * 4)
+        due = [(row.account_id, row.ref) for row in rows if row.tries_today < max_attempts_per_day]
+        return self.order(due[:pool], now)[:top]
+
+    def _callbacks(self, session: Session, now: datetime) -> list[Pick]:
+        """Pending callbacks due by ``now`` and not yet tried since their time, earliest first: one for its agent
+        goes to that agent once ready (one callback per agent at a time), until ``release`` after its time;
+        then, or one for anyone, to any ready agent."""
+        tried_since = exists().where(
+            ContactAttempt.account_id == CallbackRow.account_id, ContactAttempt.requested_at >= CallbackRow.at
+        )
+        rows = session.execute(
+            select(CallbackRow.account_id, Account.ref, CallbackRow.phone, CallbackRow.at, CallbackRow.agent)
+            .join(Account, CallbackRow.account_id == Account.id)
+            .where(
+                CallbackRow.site == self.site,
+                CallbackRow.state == PENDING,
+                CallbackRow.at <= now,
+                Account.status == "active",
+                ~exists().where(AccountStop.account_id == Account.id),
+                ~tried_since,
+            )
+            .order_by(CallbackRow.at, CallbackRow.id)
+        ).all()
+        ready = self.ready_agents()
+        targets = self.targets_agents()
+        taken: set[str] = set()
+        picks: list[Pick] = []
+        seen: set[int] = set()
+        for account_id, ref, phone, at, agent in rows:
+            if account_id in seen:
+                continue
+            seen.add(account_id)
+            local = at.astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
+            if agent is None or at <= now - self.release:
+                whom = "for anyone" if agent is None else f"for {agent}, released to anyone"
+                picks.append(Pick(account_id, ref, Priority.CALLBACK, 0.0, f"callback {local} {whom}", phone))
+                continue
+            found = next((a for a in ready if agent in (a.name, a.extension) and a.name not in taken), None)
+            if found is None:
+                why = f"callback {local} for {agent}: waits until the agent is ready"
+                picks.append(Pick(account_id, ref, Priority.CALLBACK, 0.0, why, phone, waiting=True))
+                continue
+            taken.add(found.name)
+            target = found.extension if targets else None
+            why = f"callback {local} for {agent}" + ("" if targets else " (the dialer cannot target it: queue)")
+            picks.append(Pick(account_id, ref, Priority.CALLBACK, 0.0, why, phone, target))
+        return picks
+
+    def _candidates(self, session: Session, due: Sequence[tuple[int, str]]) -> list[Candidate]:
+        """The due accounts with their balance, debtor's zone, callable numbers (least tried first, then the
+        creditor's order) and whether a promise broke since the account was last called."""
+        ids = [account_id for account_id, _ in due]
+        if not ids:
+            return []
+        accounts = {
+            row.id: row
+            for row in session.execute(
+                select(Account.id, Account.ref, Account.balance, Account.currency, Account.debtor_id, Debtor.timezone)
+                .join(Debtor, Account.debtor_id == Debtor.id)
+                .where(Account.id.in_(ids))
+            ).all()
+        }
+        phones: dict[int, list[tuple[str, int]]] = {}
+        for debtor_id, e164, position in session.execute(
+            select(Phone.debtor_id, Phone.e164, Phone.position)
+            .where(
+                Phone.debtor_id.in_({row.debtor_id for row in accounts.values()}),
+                Phone.invalid.is_(False),
+                Phone.do_not_call.is_(False),
+            )
+            .order_by(Phone.position)
+        ).all():
+            phones.setdefault(debtor_id, []).append((e164, position))
+        tries: dict[tuple[int | None, str], int] = {
+            (account_id, phone): count
+            for account_id, phone, count in session.execute(
+                select(ContactAttempt.account_id, ContactAttempt.phone, func.count())
+                .where(ContactAttempt.account_id.in_(ids))
+                .group_by(ContactAttempt.account_id, ContactAttempt.phone)
+            ).all()
+        }
+        last_call = (
+            select(func.max(ContactAttempt.requested_at))
+            .where(ContactAttempt.account_id == PromiseRow.account_id)
+            .scalar_subquery()
+        )
+        broken = set(
+            session.scalars(
+                select(PromiseRow.account_id).where(
+                    PromiseRow.account_id.in_(ids),
+                    PromiseRow.state == PromiseState.BROKEN.value,
+                    (last_call.is_(None)) | (PromiseRow.settled_at > last_call),
+                )
+            ).all()
+        )
+        zones: dict[str | None, tzinfo] = {None: self.zone}
+        found = []
+        for account_id, _ref in due:
+            row = accounts.get(account_id)
+            if row is None:
+                continue
+            if row.timezone not in zones:
+                zones[row.timezone] = ZoneInfo(row.timezone)
+            numbers = sorted(phones.get(row.debtor_id, []), key=lambda p: (tries.get((account_id, p[0]), 0), p[1]))
+            found.append(
+                Candidate(
+                    account_id,
+                    row.ref,
+                    row.balance,
+                    row.currency,
+                    tuple(e164 for e164, _ in numbers),
+                    zones[row.timezone],
+                    broken_promise=account_id in broken,
+                )
+            )
+        return found
+
+
+@dataclass(frozen=True)
+class DueAccount:
+    """An account due now, with its calls today and how many were answered."""
+
+    account_id: int
+    ref: str
+    tries_today: int
+    answered_today: int
+
+
+def due_accounts(session: Session, *, site: str, now: datetime, day_start: datetime, limit: int) -> list[DueAccount]:
+    """Active, not stopped accounts of the site due by ``now``, longest due first (never tried first), with their
+    calls and answered calls since ``day_start``; at most ``limit``."""
+    today = (ContactAttempt.account_id == Account.id, ContactAttempt.requested_at >= day_start)
+    attempts_today = select(func.count()).where(*today).scalar_subquery()
+    answered_today = select(func.count()).where(*today, ContactAttempt.outcome == "answered").scalar_subquery()
+    rows = session.execute(
+        select(Account.id, Account.ref, attempts_today, answered_today)
+        .join(Portfolio)
+        .where(
+            Portfolio.site == site,
+            Account.status == "active",
+            ~exists().where(AccountStop.account_id == Account.id),  # an agent's cease contact, dispute...
+            (Account.next_contact_at.is_(None)) | (Account.next_contact_at <= now),
+        )
+        .order_by(Account.next_contact_at.is_not(None), Account.next_contact_at, Account.id)
+        .limit(limit)
+    ).all()
+    return [DueAccount(account_id, ref, tries, answered) for account_id, ref, tries, answered in rows]
