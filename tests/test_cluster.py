@@ -125,20 +125,26 @@ def contender(round_: int, worker: int) -> dict[str, str | None]:
 
 
 def decide_rounds(config: str, worker: int, barrier: Barrier, results: Queue[list[str]]) -> None:
-    """One node (a separate process): in each round, wait for the other node, then ask for the round's call."""
-    node = Node.open(Path(config), "t", load_plugins(entry_points=False))
+    """One node (a separate process): in each round, wait for the other node, then ask for the round's call. Its
+    answers go to ``results`` however it ends; a failure breaks the barrier, so the other node stops too."""
     answers: list[str] = []
     try:
-        for round_ in range(ROUNDS):
-            barrier.wait(timeout=60)
-            try:
-                node.calls.place_call(**contender(round_, worker), actor=f"node-{worker}")
-                answers.append("allowed")
-            except Denied as denied:
-                answers.append(",".join(denied.decision.reasons))
+        node = Node.open(Path(config), "t", load_plugins(entry_points=False))
+        try:
+            for round_ in range(ROUNDS):
+                barrier.wait(timeout=60)
+                try:
+                    node.calls.place_call(**contender(round_, worker), actor=f"node-{worker}")
+                    answers.append("allowed")
+                except Denied as denied:
+                    answers.append(",".join(denied.decision.reasons))
+        finally:
+            node.close()
+    except BaseException:
+        barrier.abort()
+        raise
     finally:
         results.put(answers)
-        node.close()
 
 
 @pytest.mark.postgres
