@@ -24,6 +24,7 @@ from cartera.core.models import AgentConnected
 from cartera.core.store.schema import AuditEntry
 from cartera.node import Node, NodeContext
 from cartera.portfolio.identity import PortfolioKey
+from cartera.web import sse
 from cartera.web.users import Grant, Role, UserDirectory
 from cartera.workspace.agents import AgentState
 from tests.conftest import write_sites
@@ -302,3 +303,26 @@ def test_an_agent_the_dialer_refuses_stays_paused_and_is_told(site: Site) -> Non
     status = site.node.workspace.roster.get("dora")
     assert (status.state, status.pause_reason) == (AgentState.PAUSED, "signed_in")
     assert "dora" not in site.node.workspace.roster.ready_agents()
+
+
+def test_an_agent_signing_out_mid_call_hears_no_more_and_the_call_is_dispositioned(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sse, "SESSION_CHECK_S", 0.2)
+    monkeypatch.setattr(sse, "KEEP_ALIVE_S", 0.2)
+    roster = site.node.workspace.roster
+    monkeypatch.setattr(roster, "gone_limit", timedelta(seconds=0.5))
+    agent = signed_in(site.base, "ana")
+    csrf = page_csrf(agent)
+    events, _ = stream(agent, "/agent/events")
+    events.next("agent_state")
+    connect(site, site.calls.colombian)
+    events.next("screen_pop")
+    assert agent.post("/logout", data={"csrf": csrf}).status_code == 303
+    deadline = time.monotonic() + 15
+    while roster.get("ana").pause_reason != "browser_closed":  # the stream ended: the page is gone
+        assert time.monotonic() < deadline, f"still {roster.get('ana')}"
+        time.sleep(0.1)
+    connect(site, site.calls.american)  # a call for a signed-out agent reaches no page
+    with pytest.raises(queue.Empty):
+        events.next("screen_pop", timeout=1)

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cartera.contact.compliance import LineType, Reason
 from cartera.core.errors import UsageError
-from cartera.web.context import Viewer, Web, WebError, check_csrf
+from cartera.web.context import SESSION_COOKIE, Viewer, Web, WebError, check_csrf
 from cartera.web.i18n import Language, translate
 from cartera.web.sse import event_stream, last_event_id
 from cartera.web.users import Role
@@ -73,7 +73,13 @@ def agent_router(web: Web) -> APIRouter:
             pop = hub.on_screen(name)
             if pop is not None:
                 first.append(pop)
-        return event_stream(request, subscription, first, on_close=lambda: hub.roster.page_gone(name))
+        token = request.cookies.get(SESSION_COOKIE, "")
+
+        async def alive() -> bool:
+            """The agent's session is live (an open page keeps it so, up to its longest life)."""
+            return await run_in_threadpool(web.sessions.lookup, token) is not None
+
+        return event_stream(request, subscription, first, on_close=lambda: hub.roster.page_gone(name), alive=alive)
 
     @router.post("/agent/state", include_in_schema=False)
     @web.workers.pooled

@@ -9,9 +9,10 @@ after ``retry`` and sends ``Last-Event-ID``: the hub replays what it missed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
@@ -19,6 +20,7 @@ from fastapi.responses import StreamingResponse
 from cartera.workspace.hub import Subscription, WorkspaceEvent
 
 KEEP_ALIVE_S = 15.0
+SESSION_CHECK_S = 60.0  #: how often a page's stream checks that its session is still live (and keeps it so)
 RETRY_MS = 2000
 RETRY = f"retry: {RETRY_MS}\n\n".encode()  #: how soon a client reconnects
 KEEP_ALIVE = b": keep-alive\n\n"
@@ -38,23 +40,33 @@ def encode(event: WorkspaceEvent) -> bytes:
 
 
 async def pushed(
-    request: Request, subscription: Subscription, keep_alive: float = KEEP_ALIVE_S
-) -> AsyncIterator[WorkspaceEvent | None]:
-    """``subscription``'s events as they come, ``None`` after each ``keep_alive`` seconds without one, until the
-    client disconnects (noticed at once, not at the next write) or falls so far behind that its queue overflowed
-    (it reconnects and is replayed what it missed). Closes the subscription."""
+    request: Request,
+    subscription: Subscription,
+    keep_alive: float | None = None,
+    alive: Callable[[], Awaitable[bool]] | None = None,
+) -> AsyncGenerator[WorkspaceEvent | None]:
+    """``subscription``'s events as they come, ``None`` after each ``keep_alive`` seconds (default
+    :data:`KEEP_ALIVE_S`) without one, until the client disconnects (noticed at once, not at the next write), falls
+    so far behind that its queue overflowed (it reconnects and is replayed what it missed), or ``alive`` (asked every
+    :data:`SESSION_CHECK_S`) says its session has ended. Closes the subscription."""
 
     async def watch() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
         subscription.end()
 
-    watcher = asyncio.create_task(watch())
+    loop = asyncio.get_running_loop()
+    watcher, checked = asyncio.create_task(watch()), loop.time()
     try:
         while not (subscription.overflowed or subscription.ended):
-            event = await subscription.next(keep_alive)
-            if not subscription.ended:
-                yield event
+            event = await subscription.next(keep_alive or KEEP_ALIVE_S)
+            if subscription.ended:
+                break
+            if alive is not None and loop.time() - checked >= SESSION_CHECK_S:
+                if not await alive():  # signed out, disabled or expired: no more of the debtors' data
+                    break
+                checked = loop.time()
+            yield event
     finally:
         watcher.cancel()
         subscription.close()
@@ -70,6 +82,7 @@ def event_stream(
     subscription: Subscription,
     first: Iterable[WorkspaceEvent] = (),
     on_close: Callable[[], None] = lambda: None,
+    alive: Callable[[], Awaitable[bool]] | None = None,
 ) -> StreamingResponse:
     """The response streaming ``first``, then ``subscription``'s events (see :func:`pushed`); then ``on_close``."""
 
@@ -78,8 +91,9 @@ def event_stream(
             yield RETRY
             for replayed in first:
                 yield encode(replayed)
-            async for event in pushed(request, subscription):
-                yield KEEP_ALIVE if event is None else encode(event)
+            async with contextlib.aclosing(pushed(request, subscription, alive=alive)) as events:
+                async for event in events:
+                    yield KEEP_ALIVE if event is None else encode(event)
         finally:
             on_close()
 

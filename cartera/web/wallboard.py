@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from cartera.core.models import ActivityKind, CallOutcome
 from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Portfolio
 from cartera.portfolio.identity import PortfolioKey, in_portfolios
-from cartera.web.context import Web
+from cartera.web.context import SESSION_COOKIE, Web
 from cartera.web.sse import KEEP_ALIVE, KEEP_ALIVE_S, RETRY, encode, pushed, stream_response
 from cartera.workspace.agents import AgentState, AgentStatus
 from cartera.workspace.hub import PUBLIC_KINDS, WorkspaceEvent
@@ -104,6 +104,10 @@ def wallboard_router(web: Web) -> APIRouter:
         viewer = await run_in_threadpool(web.signed_in, request)
         within = viewer.user.portfolios(web.site)
         subscription = web.services.workspace.subscribe(None, PUBLIC_KINDS)
+        token = request.cookies.get(SESSION_COOKIE, "")
+
+        async def alive() -> bool:
+            return await run_in_threadpool(web.sessions.lookup, token) is not None
 
         async def snapshot(last: int) -> bytes:
             """The board now (a few counts: not worth a page worker, which a burst of pages could hold)."""
@@ -114,7 +118,7 @@ def wallboard_router(web: Web) -> APIRouter:
             yield RETRY
             yield await snapshot(0)
             settling, quiet = None, 0.0
-            async for event in pushed(request, subscription, SETTLE_S):
+            async for event in pushed(request, subscription, SETTLE_S, alive):
                 if event is not None:  # changes close together are one update
                     settling = event
                 elif settling is not None:
