@@ -145,7 +145,8 @@ class WorkspaceHub:
         }
         self.publish(CALL_CONNECTED, data, agent=status.agent if status else None)
         if status is None:
-            log_event(log, "workspace.agent_not_signed_in", logging.WARNING, extension=event.agent)
+            # a seat no page watches (the simulator's own agents, a desktop on the API): nothing to pop
+            log_event(log, "workspace.agent_not_signed_in", logging.DEBUG, extension=event.agent)
             return
         self.roster.connected(status.agent, event.attempt_id)
         try:
