@@ -96,7 +96,6 @@ def test_an_agent_page_receives_the_pushed_pop_and_saves_a_promise(browser: Brow
     sign_in(board, base, "sara")
     board.goto(f"{base}/wallboard")
     expect(board.locator("tr[data-agent=ana] .state")).to_have_attribute("data-state", "ready")
-    running.shot(agent, "agent-waiting")
 
     sent = time.monotonic()
     NodeContext(running.node, "dialer").report_agent_connected(AgentConnected(attempt, "agent-01", DAY))
