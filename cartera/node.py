@@ -305,6 +305,7 @@ class Node:
             library=self.library,
             routers=self.http_routers,
             state=self,
+            calls=self.calls,
             workspace=self.workspace,
             workspace_service=self.workspace_service,
         )
@@ -348,7 +349,8 @@ class Node:
 
     def close(self) -> None:
         """Stop started adapters in reverse order, then release the store."""
-        self.hooks.plugin_manager.unregister(self._call_ends)
+        if self.hooks.plugin_manager.is_registered(self._call_ends):  # a node may be closed twice
+            self.hooks.plugin_manager.unregister(self._call_ends)
         with self._lock:
             started, self._started = self._started[::-1], []
         for adapter in started:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -21,7 +22,7 @@ import pytest
 from sqlalchemy import select
 
 from cartera.core.models import AgentConnected
-from cartera.core.store.schema import AuditEntry
+from cartera.core.store.schema import Account, AuditEntry, Debtor, Phone, Portfolio
 from cartera.node import Node, NodeContext
 from cartera.portfolio.identity import PortfolioKey
 from cartera.web import sse
@@ -50,7 +51,8 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     monkeypatch.setenv("CRM_TOKEN", INTEGRATION_TOKEN)
     config = write_sites(tmp_path, extra='\n[sites.t.workspace.integrations.crm]\ntoken = "${CRM_TOKEN}"\n')
     text = config.read_text().replace("[sites.t.campaign]\n", "[sites.t.campaign]\nenabled = false\n")
-    text = text.replace("seed = 7\n", 'seed = 7\nseats = ["agent-01", "agent-02"]\n')
+    seats = 'seats = ["agent-01", "agent-02"]\nscripted = { "+573009998877" = "answered" }\n'
+    text = text.replace("seed = 7\n", f"seed = 7\n{seats}")
     # one page worker and no queue: a stream holding a worker would shut every page out; short deadlines: a
     # stream outlives those meant for request heads and bodies
     text = text.replace(
@@ -326,3 +328,35 @@ def test_an_agent_signing_out_mid_call_hears_no_more_and_the_call_is_disposition
     connect(site, site.calls.american)  # a call for a signed-out agent reaches no page
     with pytest.raises(queue.Empty):
         events.next("screen_pop", timeout=1)
+
+
+def test_a_preview_call_goes_through_the_gate_and_the_dialer_and_pops_on_its_agents_page(site: Site) -> None:
+    with site.node.db.session() as session:
+        portfolio = session.scalars(select(Portfolio).where(Portfolio.code == "TARJETAS")).one()
+        debtor = Debtor(name="Deudor Nueve", phones=[Phone(e164="+573009998877", position=0)])
+        session.add(
+            Account(
+                portfolio=portfolio,
+                ref="BCO-9",
+                debtor=debtor,
+                balance=Decimal(90000),
+                currency="COP",
+                status="active",
+                updated_at=DAY,
+            )
+        )
+    agent = signed_in(site.base, "ana")
+    csrf = page_csrf(agent)
+    events, stop = stream(agent, "/agent/events")
+    events.next("agent_state")
+    assert agent.post("/agent/state", data={"state": "ready", "csrf": csrf}).status_code == 200
+    assert [row["ref"] for row in agent.get("/agent/accounts", params={"q": "VEH"}).json()] == []  # not granted
+    found = agent.get("/agent/accounts", params={"q": "BCO-9"}).json()
+    assert [(row["ref"], row["debtor"]) for row in found] == [("BCO-9", "Deudor Nueve")]
+    placed = agent.post("/agent/preview", data={"account_id": str(found[0]["id"]), "csrf": csrf})
+    assert placed.status_code == 202, placed.text
+    _, _, pop = events.next("screen_pop", timeout=10)
+    assert (pop["attempt_id"], pop["debtor"]) == (placed.json()["attempt_id"], "Deudor Nueve")
+    busy = agent.post("/agent/preview", data={"account_id": str(found[0]["id"]), "csrf": csrf})
+    assert busy.status_code == 409  # a call on screen: its disposition first
+    stop.set()

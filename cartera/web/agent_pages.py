@@ -274,6 +274,8 @@ _PAGE_KEYS = (
     "agent.channel.call",
     "agent.channel.sms",
     "agent.reconnecting",
+    "agent.call",
+    "agent.calling",
 )
 
 

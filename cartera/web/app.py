@@ -22,6 +22,7 @@ from cartera.web.agent_pages import agent_router
 from cartera.web.context import SignInRequired, Viewer, Web, WebError, anonymous
 from cartera.web.health import health_router
 from cartera.web.pages import pages_router
+from cartera.web.preview import preview_router
 from cartera.web.services import WebServices
 from cartera.web.signin import signin_router
 from cartera.web.wallboard import wallboard_router
@@ -52,8 +53,8 @@ def build_app(services: WebServices) -> FastAPI:
         app.include_router(router, prefix=f"{PLUGIN_PREFIX}/{kind}")
     web = Web(services)
     app.state.web = web
-    core = (health_router(services), signin_router(web), pages_router(web), agent_router(web), wallboard_router(web))
-    for router in (*core, api_router()):
+    core = (health_router(services), signin_router(web), pages_router(web), agent_router(web), preview_router(web))
+    for router in (*core, wallboard_router(web), api_router()):
         app.include_router(router, max_body_size=PAGE_BODY_LIMIT)  # 413 past it, before a form is held
     answer_refusals(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

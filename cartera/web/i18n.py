@@ -138,6 +138,9 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (Spanish, English)
         "Read to the debtor: \u201cThis is a communication from a debt collector. This is an attempt to collect a "
         "debt and any information obtained will be used for that purpose.\u201d",
     ),
+    "agent.preview": ("Llamar a una cuenta (/)", "Call an account (/)"),
+    "agent.call": ("Llamar", "Call"),
+    "agent.calling": ("Llamando…", "Calling…"),
     "agent.accounts": ("Cuentas", "Accounts"),
     "agent.balance": ("Saldo", "Balance"),
     "agent.timeline": ("Historial de contacto", "Contact history"),
@@ -171,8 +174,8 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (Spanish, English)
     "agent.ended": ("La llamada terminó: guarde la tipificación.", "The call ended: save the disposition."),
     "agent.reconnecting": ("Reconectando…", "Reconnecting…"),
     "agent.keys": (
-        "Teclado: R disponible · P pausa · C confirmar titular · 1-9 resultado · Ctrl+Enter guardar",
-        "Keys: R ready · P pause · C confirm debtor · 1-9 outcome · Ctrl+Enter save",
+        "Teclado: R disponible · P pausa · / buscar cuenta · C confirmar titular · 1-9 resultado · Ctrl+Enter guardar",
+        "Keys: R ready · P pause · / find an account · C confirm debtor · 1-9 outcome · Ctrl+Enter save",
     ),
     "reason.outside_contact_window": ("fuera del horario permitido", "outside the allowed hours"),
     "reason.outside_requested_hours": ("fuera del horario pedido por el deudor", "outside the debtor's hours"),

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter
 
+from cartera.contact.calls import CallService
 from cartera.core.clock import Clock
 from cartera.core.config import WebConfig
 from cartera.core.models import CheckResult
@@ -56,5 +57,6 @@ class WebServices:
     library: RecordingLibrary
     routers: Callable[[], list[tuple[str, APIRouter]]]
     state: NodeState
+    calls: CallService  #: the one path of a call to the dialer (an agent's preview call)
     workspace: WorkspaceHub  #: the agents' states and the workspace's live events
     workspace_service: WorkspaceService  #: dispositions, promises and callbacks

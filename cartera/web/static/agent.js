@@ -117,6 +117,35 @@
     $("refused").hidden = false;
   }
 
+  $("search").addEventListener("submit", (submitted) => {
+    submitted.preventDefault();
+    const query = new URLSearchParams({q: $("search-ref").value.trim()});
+    fetch("/agent/accounts?" + query, {credentials: "same-origin", headers: {Accept: "application/json"}})
+      .then((response) => response.json().then((answer) => ({ok: response.ok, answer})))
+      .then(({ok, answer}) => {
+        $("found").replaceChildren();
+        if (!ok) return refuse(answer);
+        for (const account of answer) {
+          const button = text("button", say["agent.call"]);
+          button.type = "button";
+          button.dataset.account = String(account.id);
+          button.addEventListener("click", () => preview(account.id));
+          const line = text("li", [account.ref, account.portfolio, account.debtor].join(" · ") + " ");
+          line.append(button);
+          $("found").append(line);
+        }
+      });
+  });
+
+  function preview(accountId) {
+    $("link").textContent = say["agent.calling"];
+    post("/agent/preview", {account_id: String(accountId)}).then(({ok, answer}) => {
+      if (!ok) {
+        $("link").textContent = answer.error || "";
+      }
+    });
+  }
+
   $("ready").addEventListener("click", () => setState("ready"));
   $("pause").addEventListener("click", () => setState("paused"));
   $("confirm").addEventListener("click", confirmParty);
@@ -141,7 +170,10 @@
     }
     const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName);
     if (typing || key.ctrlKey || key.altKey || key.metaKey) return;
-    if (key.key === "r") setState("ready");
+    if (key.key === "/") {
+      key.preventDefault();
+      $("search-ref").focus();
+    } else if (key.key === "r") setState("ready");
     else if (key.key === "p") setState("paused");
     else if (key.key === "c") confirmParty();
     else if (/^[1-9]$/.test(key.key) && $("code").options.length >= Number(key.key)) {

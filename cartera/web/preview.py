@@ -1,0 +1,87 @@
+"""The agent's preview call: find an account of the agent's portfolios, and call it through the compliance gate and
+the dialer, which connects the answered call to this agent; its pop arrives as any other."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import ColumnElement, select
+
+from cartera.contact.targets import Denied
+from cartera.core.errors import UsageError
+from cartera.core.store.schema import Account, Creditor, Debtor, Portfolio
+from cartera.portfolio.identity import PortfolioKey, code_problem, in_portfolios
+from cartera.web.agent_pages import signed_in_agent
+from cartera.web.context import Web, WebError, check_csrf
+from cartera.web.users import User
+from cartera.workspace.agents import AgentState
+
+FOUND_AT_MOST = 10
+_ID = re.compile(r"[0-9]{1,12}")
+
+
+def preview_router(web: Web) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/agent/accounts", include_in_schema=False)
+    @web.workers.pooled
+    def accounts(request: Request, q: str = "") -> Response:
+        viewer, _ = signed_in_agent(web, request)
+        query = q.strip()
+        if not query or code_problem(query) is not None:
+            raise WebError(400, f"search an account reference, not {query[:40]!r}", "error.422")
+        found = _accounts(web, viewer.user, Account.ref.startswith(query, autoescape=True))
+        web.audit(viewer.actor, "workspace.search", f"query:{query}", found=[row["ref"] for row in found])
+        return JSONResponse(found)
+
+    @router.post("/agent/preview", include_in_schema=False)
+    @web.workers.pooled
+    def preview(
+        request: Request,
+        account_id: Annotated[str, Form(max_length=12)],
+        csrf: Annotated[str, Form(max_length=128)] = "",
+    ) -> Response:
+        viewer, extension = signed_in_agent(web, request)
+        check_csrf(csrf, viewer.session.csrf)
+        if not _ID.fullmatch(account_id) or not _accounts(web, viewer.user, Account.id == int(account_id)):
+            raise WebError(404, f"no account {account_id[:12]!r} within the agent's portfolios", "error.404")
+        status = web.services.workspace.roster.get(viewer.user.name)
+        if status.state in (AgentState.ON_CALL, AgentState.WRAP_UP):
+            return _refused("account", f"save the disposition of call {status.attempt_id} first")
+        try:
+            call = web.services.calls.place_call(
+                phone=None, account=int(account_id), actor=viewer.actor, agent=extension
+            )
+        except Denied as denied:  # the gate's reason and next allowed time, as it audited them
+            return _refused("account", str(denied))
+        except UsageError as exc:  # a dialer that cannot connect a call to a given agent
+            return _refused("account", str(exc))
+        return JSONResponse({"attempt_id": call.attempt_id}, status_code=202)
+
+    return router
+
+
+def _accounts(web: Web, user: User, matching: ColumnElement[bool]) -> list[dict[str, object]]:
+    """The site's active accounts within ``user``'s portfolios that match (a SQL condition), few at most."""
+    within: frozenset[PortfolioKey] | None = user.portfolios(web.site)
+    with web.services.db.reading() as session:
+        rows = session.execute(
+            select(Account.id, Account.ref, Creditor.code, Portfolio.code, Debtor.name)
+            .join(Portfolio, Account.portfolio_id == Portfolio.id)
+            .join(Creditor, Portfolio.creditor_id == Creditor.id)
+            .join(Debtor, Account.debtor_id == Debtor.id)
+            .where(Portfolio.site == web.site, Account.status == "active", in_portfolios(within), matching)
+            .order_by(Account.ref)
+            .limit(FOUND_AT_MOST)
+        ).all()
+    return [
+        {"id": id_, "ref": ref, "portfolio": f"{creditor}/{code}", "debtor": name}
+        for id_, ref, creditor, code, name in rows
+    ]
+
+
+def _refused(field: str, message: str) -> JSONResponse:
+    return JSONResponse({"field": field, "error": message}, status_code=409)
