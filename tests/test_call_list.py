@@ -235,10 +235,23 @@ def test_campaign_queue_prints_the_next_accounts_and_why(tmp_path: Path, open_no
     assert first.split()[:4] == ["1", "C-1", "callback", "waiting"]
     assert first.endswith("for ana: waits until the agent is ready")
     assert second.split()[:4] == ["2", "C-2", "value", "600,000.00"]  # the one call so far answered: 67%
-    assert (
-        f"P(contact) 67% (site 67% at this hour, number x1.00, 0/0 here) at {week_hour_label(hour_of_week(at, BOGOTA))} on +573001110002"
-        in second
-    )
+    hour = week_hour_label(hour_of_week(at, BOGOTA))
+    assert f"P(contact) 67% (site 67% at this hour, number x1.00, 0/0 here) at {hour} on +573001110002" in second
     refused = run_site(tmp_path / "sites.toml", "campaign", "queue", "--top", "0")
     assert refused.returncode == 2
     assert "--top: 1 to 10000, not 0" in refused.stderr
+
+
+def test_the_pool_is_the_best_of_all_due_accounts_not_the_longest_due(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    node = _node(tmp_path, open_node)
+    now = node.clock.now()
+    small, large = _account(node, "C-1"), _account(node, "C-2")
+    with node.db.session() as session:  # C-1 (100,000) due for a day, C-2 (900,000) just now
+        session.get_one(Account, small).next_contact_at = now - timedelta(days=1)
+        session.get_one(Account, large).next_contact_at = now
+    [best] = node.call_list.pool(now, now - timedelta(hours=1), limit=1)
+    assert best.ref == "C-2"
+    longest = node.call_list.queue(now, 2, max_attempts_per_day=3)
+    assert [pick.ref for pick in longest] == ["C-2", "C-1"]

@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cartera.contact.calls import CallService
-from cartera.contact.listing import CallList, Pick, due_accounts
+from cartera.contact.listing import CallList, Pick
 from cartera.contact.sms_templates import REMINDER
 from cartera.contact.targets import Denied
 from cartera.contact.texts import TextService
@@ -103,8 +103,8 @@ class Campaign:
         """Accounts to call now (at most ``limit``), and those whose attempts for today just ran out
         without reaching the debtor (they rest until tomorrow)."""
         day_start = self._day_start(now)
+        rows = self.listing.pool(now, day_start, limit * 4)
         with self.db.session() as session:
-            rows = due_accounts(session, site=self.site, now=now, day_start=day_start, limit=limit * 4)
             due: list[tuple[int, str]] = []
             unreached: list[tuple[int, str]] = []
             tomorrow = day_start + timedelta(days=1)

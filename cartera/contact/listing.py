@@ -8,14 +8,16 @@ Only the order is decided here: every call still goes through the compliance gat
 from __future__ import annotations
 
 import enum
+import heapq
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from cartera.contact.reach import ReachModel, hour_of_week, learn, week_hour_label
@@ -125,6 +127,8 @@ class CallList:
         self.release, self.ready_agents, self.targets_agents = release, ready_agents, targets_agents
         self._model: ReachModel | None = None
         self._learned_at: datetime | None = None
+        self._scored: dict[int, tuple[int, float]] = {}
+        self._scored_for: tuple[datetime, datetime | None] | None = None
         self._lock = threading.Lock()
 
     def model(self, now: datetime) -> ReachModel:
@@ -154,15 +158,48 @@ class CallList:
             ranked = rank(candidates, self.model(now), now)
         return callbacks + ranked
 
+    def pool(self, now: datetime, day_start: datetime, limit: int) -> list[DueAccount]:
+        """At most ``limit`` accounts due by ``now`` to rank, with their calls since ``day_start``: ``fifo``, the
+        longest due; ``value``, the best of all the due accounts by their score this hour (kept until the hour or
+        the model changes, so an account passed over does not hold its place at the front of the pool)."""
+        if self.config.order == "fifo":
+            with self.db.session() as session:
+                return due_accounts(session, site=self.site, now=now, day_start=day_start, limit=limit)
+        model = self.model(now)
+        with self.db.session() as session:
+            due = session.execute(_due(self.site, now, Account.id)).scalars().all()
+            scores = self._scores(session, model, now, due)
+            best = heapq.nlargest(limit, due, key=lambda account_id: scores[account_id])
+            found = {
+                row.account_id: row
+                for chunk in _chunks(best)
+                for row in due_accounts(session, site=self.site, now=now, day_start=day_start, limit=limit, ids=chunk)
+            }
+        return [found[account_id] for account_id in best if account_id in found]
+
     def queue(self, now: datetime, top: int, max_attempts_per_day: int) -> list[Pick]:
         """The next ``top`` calls in the order the campaign would place them at ``now``, placing none and changing
         nothing (callbacks waiting for their agent included, marked)."""
         day_start = datetime.combine(now.astimezone(self.zone).date(), time.min, self.zone)
-        pool = max(top, self.config.candidates)
-        with self.db.session() as session:
-            rows = due_accounts(session, site=self.site, now=now, day_start=day_start, limit=pool * 4)
+        size = max(top, self.config.candidates)
+        rows = self.pool(now, day_start, size * 4)
         due = [(row.account_id, row.ref) for row in rows if row.tries_today < max_attempts_per_day]
-        return self.order(due[:pool], now)[:top]
+        return self.order(due[:size], now)[:top]
+
+    def _scores(
+        self, session: Session, model: ReachModel, now: datetime, due: Sequence[int]
+    ) -> dict[int, tuple[int, float]]:
+        """Each due account's rank key (broken promise first, then expected value) at ``now``'s hour, computed once
+        per hour and model (new accounts when first seen)."""
+        key = (now.replace(minute=0, second=0, microsecond=0), self._learned_at)
+        if key != self._scored_for:
+            self._scored, self._scored_for = {}, key
+        missing = [account_id for account_id in due if account_id not in self._scored]
+        for chunk in _chunks(missing):
+            rows = session.execute(select(Account.id, Account.ref).where(Account.id.in_(chunk))).all()
+            for pick in rank(self._candidates(session, [(row.id, row.ref) for row in rows]), model, now):
+                self._scored[pick.account_id] = (-pick.priority, pick.value)
+        return {account_id: self._scored.get(account_id, (-Priority.VALUE, 0.0)) for account_id in due}
 
     def _callbacks(self, session: Session, now: datetime) -> list[Pick]:
         """Pending callbacks due by ``now`` and not yet tried since their time, earliest first: one for its agent
@@ -289,15 +326,26 @@ class DueAccount:
     answered_today: int
 
 
-def due_accounts(session: Session, *, site: str, now: datetime, day_start: datetime, limit: int) -> list[DueAccount]:
-    """Active, not stopped accounts of the site due by ``now``, longest due first (never tried first), with their
-    calls and answered calls since ``day_start``; at most ``limit``."""
+def due_accounts(
+    session: Session, *, site: str, now: datetime, day_start: datetime, limit: int, ids: Sequence[int] | None = None
+) -> list[DueAccount]:
+    """Active, not stopped accounts of the site due by ``now`` (of ``ids`` when given), longest due first (never
+    tried first), with their calls and answered calls since ``day_start``; at most ``limit``."""
     today = (ContactAttempt.account_id == Account.id, ContactAttempt.requested_at >= day_start)
     attempts_today = select(func.count()).where(*today).scalar_subquery()
     answered_today = select(func.count()).where(*today, ContactAttempt.outcome == "answered").scalar_subquery()
-    rows = session.execute(
-        select(Account.id, Account.ref, attempts_today, answered_today)
-        .join(Portfolio)
+    query = _due(site, now, Account.id, Account.ref, attempts_today, answered_today)
+    if ids is not None:
+        query = query.where(Account.id.in_(ids))
+    rows = session.execute(query.limit(limit)).all()
+    return [DueAccount(account_id, ref, tries, answered) for account_id, ref, tries, answered in rows]
+
+
+def _due(site: str, now: datetime, *columns: Any) -> Select[Any]:
+    """``columns`` of the site's active, not stopped accounts due by ``now``, longest due first."""
+    return (
+        select(*columns)
+        .join(Portfolio, Account.portfolio_id == Portfolio.id)
         .where(
             Portfolio.site == site,
             Account.status == "active",
@@ -305,6 +353,10 @@ def due_accounts(session: Session, *, site: str, now: datetime, day_start: datet
             (Account.next_contact_at.is_(None)) | (Account.next_contact_at <= now),
         )
         .order_by(Account.next_contact_at.is_not(None), Account.next_contact_at, Account.id)
-        .limit(limit)
-    ).all()
-    return [DueAccount(account_id, ref, tries, answered) for account_id, ref, tries, answered in rows]
+    )
+
+
+def _chunks(ids: Sequence[int], size: int = 5000) -> Iterator[Sequence[int]]:
+    """``ids`` in slices small enough for one ``IN`` list."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
