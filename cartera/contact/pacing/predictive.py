@@ -1,9 +1,10 @@
 """Cartera's predictive pacer: at every event it compares, at a few instants over the next seconds, the calls
 that will be answered by a person (those ringing, and each new one) with the agents that will be free by then
 (ready ones, and those ending their wrap-up), and places new calls while one more call adds less than ``lam``
-expected abandons per person reached. ``lam`` follows the abandons it sees towards ``target``; the expected
-abandons of the calls in flight never exceed what is left of the limit's budget; below ``min_team`` agents it
-dials progressively."""
+expected abandons per person reached. ``lam`` follows the abandons it sees towards ``target`` (each abandon
+lowers it, each connected call raises it a little, but not while the budget rather than ``lam`` holds calls
+back); the expected abandons of the calls in flight never exceed what is left of the limit's budget; it never
+places fewer calls than progressive dialling, and below ``min_team`` agents it dials progressively."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 class PredictiveSettings:
     """``target``: the abandon rate aimed at (under the limit, for the noise); ``min_team``: fewer agents than
     this are paced progressively; ``horizons``: the instants (s from now) at which supply and demand are
-    compared; ``max_lines_per_agent``: calls ringing per agent at most; ``step``: how fast ``lam`` moves."""
+    compared; ``max_lines_per_agent``: calls ringing per agent at most; ``step``: how far ``lam`` moves per
+    person answering for a team of ``step_team`` agents (a larger team hears more answers a minute, so each
+    moves it less)."""
 
     target: float = 0.02
     min_team: int = 5
@@ -30,6 +33,7 @@ class PredictiveSettings:
     max_lines_per_agent: float = 10.0
     start_lam: float = 0.01
     step: float = 0.3
+    step_team: int = 20
 
     def __post_init__(self) -> None:
         if not 0.0 < self.target < 1.0:
@@ -76,6 +80,8 @@ class PredictivePacer:
     budget: AbandonBudget = field(default_factory=AbandonBudget)
     name: str = "cartera"
     lam: float = field(init=False)
+    _team: int = field(init=False, default=1)
+    _lam_bound: bool = field(init=False, default=True)
 
     def __post_init__(self) -> None:
         self.lam = self.settings.start_lam
@@ -84,10 +90,11 @@ class PredictivePacer:
         self.estimates.observe(event)
         if isinstance(event, LiveCallSettled):
             self.budget.record(event.at, abandoned=event.abandoned)
-            target = self.settings.target
-            self.lam *= (
-                (1 - self.settings.step) if event.abandoned else (1 + self.settings.step * target / (1 - target))
-            )
+            target, step = self.settings.target, self.settings.step * min(1.0, self.settings.step_team / self._team)
+            if event.abandoned:
+                self.lam *= 1 - step
+            elif self._lam_bound:  # no wind-up while the budget, not lam, holds the calls back
+                self.lam *= 1 + step * target / (1 - target)
             self.lam = min(max(self.lam, 1e-4), 1.0)
 
     def predict(self, floor: Floor) -> tuple[Prediction, float]:
@@ -129,6 +136,7 @@ class PredictivePacer:
         under ``lam`` expected abandons per person reached and all of them stay within the budget: what is
         left of it (or minus what is owed), plus the limit's share of the calls in flight."""
         progressive = max(0, floor.ready - len(floor.ringing) - floor.waiting)
+        self._team = max(1, floor.agents)
         if floor.agents < self.settings.min_team:
             return progressive
         lines = int(self.settings.max_lines_per_agent * floor.agents) - len(floor.ringing) - floor.waiting
@@ -141,8 +149,10 @@ class PredictivePacer:
         while placed < lines:
             more = prediction.abandons(placed + 1)
             if more - abandons > threshold:
+                self._lam_bound = True
                 break
             if more > allowed + limit * prediction.live_answers(live_in_flight, placed + 1):
+                self._lam_bound = False
                 break
             placed, abandons = placed + 1, more
         return placed
