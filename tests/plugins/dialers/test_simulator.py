@@ -11,6 +11,7 @@ import wave
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -393,6 +394,17 @@ def test_named_seats_are_the_agents_connected_and_paused(build: Build) -> None:
     assert [result.agent for result in context.calls] == ["sim/2"] * 3
     with pytest.raises(UnknownAgent, match="no seat 'agent-01' \\(seats: sim/1, sim/2\\)"):
         dialer.resume_agent("agent-01")
+
+
+def test_a_call_for_a_seat_is_connected_to_that_seat(build: Build) -> None:
+    """A request naming an agent (a callback for it) reaches that seat, not the longest idle; an unknown seat fails."""
+    dialer, context = build(seats=["sim/1", "sim/2", "sim/3"], scripted={ANSWERS: "answered"}, dial_ratio=1.0)
+    assert dialer.capabilities.targets_agents
+    place_all(dialer, [replace(call(1), agent="sim/3"), replace(call(2), agent="sim/3"), replace(call(3), agent="x")])
+    context.wait_for_calls(3)
+    assert [event.agent for event in context.agent_connections] == ["sim/3", "sim/3"]
+    failed = next(result for result in context.calls if result.attempt_id == 3)
+    assert (failed.outcome, failed.raw_cause) == (CallOutcome.FAILED, "no such seat 'x'")
 
 
 @pytest.mark.parametrize(
