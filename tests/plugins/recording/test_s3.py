@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
 import pytest
 from pydantic import ValidationError
 
@@ -218,6 +219,50 @@ def test_multipart_sends_content_md5_per_part(
     assert stored.etag is not None
     assert stored.etag.endswith("-3")
     assert stored.sha256_hex == big.checksums.sha256_hex
+
+
+def test_a_long_recording_goes_in_parts_each_held_to_its_sha256_by_the_store(
+    make_store: Callable[..., S3Store], seaweedfs: S3Endpoint, tmp_path: Path
+) -> None:
+    """Over 16 MB (the default threshold): 16 MB parts, each with its Content-MD5 and x-amz-checksum-sha256
+    (SeaweedFS checks both), then the object is read back."""
+    big = make_recording_file(tmp_path / "long-stereo.wav", 40 * MiB + 11, seed=26)
+    bucket = seaweedfs.new_bucket()
+    store = make_store(seaweedfs.settings(bucket))
+    assert store.bucket.sha256_check() == "store"
+    created, parts = _capture(store, "CreateMultipartUpload"), _capture(store, "UploadPart")
+    reads = _capture(store, "GetObject")
+    stored = store.put("a/long-stereo.wav", big.path, big.checksums)
+    data = big.path.read_bytes()
+    chunks = [data[i : i + 16 * MiB] for i in range(0, len(data), 16 * MiB)]
+    assert [len(chunk) for chunk in chunks] == [16 * MiB, 16 * MiB, 8 * MiB + 11]
+    assert created[0]["x-amz-checksum-algorithm"] == "SHA256"
+    assert [(h["content-md5"], h["x-amz-checksum-sha256"]) for h in parts] == [
+        (
+            base64.b64encode(hashlib.md5(chunk, usedforsecurity=False).digest()).decode(),
+            base64.b64encode(hashlib.sha256(chunk).digest()).decode(),
+        )
+        for chunk in chunks
+    ]
+    assert len(reads) == 1  # a multipart ETag is no MD5 of the file: every byte is read back
+    assert stored.etag is not None
+    assert stored.etag.endswith("-3")
+    assert stored.sha256_hex == big.checksums.sha256_hex
+    got = seaweedfs.client().get_object(Bucket=bucket, Key="a/long-stereo.wav")["Body"].read()
+    assert hashlib.sha256(got).hexdigest() == big.checksums.sha256_hex
+    assert seaweedfs.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_seaweedfs_refuses_a_part_whose_sha256_is_wrong(seaweedfs: S3Endpoint) -> None:
+    """What the per-part x-amz-checksum-sha256 buys: the store refuses a part with other bytes (BadDigest)."""
+    client, bucket = seaweedfs.client(), seaweedfs.new_bucket()
+    upload = client.create_multipart_upload(Bucket=bucket, Key="k", ChecksumAlgorithm="SHA256")["UploadId"]
+    part = b"x" * (5 * MiB)
+    other = base64.b64encode(hashlib.sha256(b"y" + part[1:]).digest()).decode()
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        client.upload_part(Bucket=bucket, Key="k", UploadId=upload, PartNumber=1, Body=part, ChecksumSHA256=other)
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    client.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload)
 
 
 def test_a_wrong_content_md5_is_rejected_with_bad_digest(

@@ -173,7 +173,7 @@ class S3Bucket:
             try:
                 with self._errors(f"upload {key}"):
                     if size > self.config.multipart_threshold_mb * MiB:
-                        sent_sha256 = self._put_parts(src, args)
+                        sent_sha256 = self._put_parts(src, args, store_checks_sha256=self.sha256_check() == "store")
                     else:
                         sent_sha256 = self._put_single(src, size, expected, args)
             except botocore.exceptions.ClientError as exc:
@@ -352,9 +352,13 @@ class S3Bucket:
         self.client.put_object(Body=body, **args)
         return body.hexdigest()
 
-    def _put_parts(self, src: BinaryIO, args: dict[str, Any]) -> str:
-        """Multipart upload, each part with its own Content-MD5; aborted on any failure."""
+    def _put_parts(self, src: BinaryIO, args: dict[str, Any], *, store_checks_sha256: bool) -> str:
+        """Multipart upload, each part with its own Content-MD5 and, where the store checks it, its own
+        x-amz-checksum-sha256 (a part with other bytes is refused, as a single PUT is); aborted on any failure.
+        Returns the SHA-256 of all the bytes sent."""
         conditional = {"IfNoneMatch": args.pop("IfNoneMatch")} if "IfNoneMatch" in args else {}
+        if store_checks_sha256:
+            args = {**args, "ChecksumAlgorithm": "SHA256"}
         upload_id = self.client.create_multipart_upload(**args)["UploadId"]
         where = {"Bucket": self.bucket, "Key": args["Key"], "UploadId": upload_id}
         sha256 = hashlib.sha256()
@@ -362,11 +366,13 @@ class S3Bucket:
         try:
             while data := src.read(self.config.part_size_mb * MiB):
                 sha256.update(data)
-                number = len(parts) + 1
+                part: dict[str, Any] = {"PartNumber": len(parts) + 1}
+                if store_checks_sha256:
+                    part["ChecksumSHA256"] = _b64(hashlib.sha256(data).hexdigest())
                 answer = self.client.upload_part(
-                    PartNumber=number, Body=data, ContentLength=len(data), ContentMD5=_b64_md5(data), **where
+                    Body=data, ContentLength=len(data), ContentMD5=_b64_md5(data), **part, **where
                 )
-                parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+                parts.append({**part, "ETag": answer["ETag"]})
             self.client.complete_multipart_upload(MultipartUpload={"Parts": parts}, **where, **conditional)
         except BaseException:
             with suppress(Exception):

@@ -66,15 +66,20 @@ class S3Config(PluginConfig):
         "only if the store took the first and refused the second (the probe is deleted after).",
     )
     multipart_threshold_mb: int = Field(
-        default=64, ge=5, le=5120, description="Files larger than this go up in parts, each with its Content-MD5."
+        default=16,
+        ge=5,
+        le=5120,
+        description="Files larger than this (long or stereo calls) go up in parts, each with its Content-MD5 and, "
+        "where the store checks it (sha256_check), its x-amz-checksum-sha256; the object is then read back.",
     )
     part_size_mb: int = Field(default=16, ge=5, le=5120, description="Size of each multipart part.")
     max_pool_connections: int = Field(
-        default=10,
+        default=32,
         ge=1,
         le=256,
-        description="HTTP connections to the endpoint; the archival job uploads as many "
-        "recordings at once unless [archival] workers says otherwise.",
+        description="HTTP connections to the endpoint; the archival job uploads as many recordings at once unless "
+        "[archival] workers says otherwise. Each upload waits out a few round trips, so a store far away (a cloud "
+        "region) needs many in flight (bench/RESULTS.md, archives across a WAN).",
     )
     max_attempts: int = Field(
         default=5, ge=1, le=20, description="Tries per request (5xx, 503 SlowDown, timeouts, dropped connections)."
