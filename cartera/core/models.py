@@ -6,6 +6,7 @@ All datetimes are timezone-aware (UTC unless stated); phone numbers are E.164 st
 
 from __future__ import annotations
 
+import abc
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -272,14 +273,45 @@ class DeliveryScope:
         return None
 
 
+class Reading(abc.ABC):
+    """A delivery hashed as its items are read (a file, read once per import): its sha256 and how it was read
+    are known once a pass over the items reached the end."""
+
+    @abc.abstractmethod
+    def known_sha256(self) -> str | None:
+        """The sha256, if a pass over the items reached the end (nothing is read for it)."""
+
+    @abc.abstractmethod
+    def sha256(self) -> str:
+        """The sha256, reading the content for it unless a pass over the items reached the end."""
+
+    @abc.abstractmethod
+    def read_as(self) -> str | None:
+        """How the last pass to the end read the content, for the import summary: ``windows-1252, delimiter ','``."""
+
+
 @dataclass(frozen=True, slots=True)
 class AssignmentBatch:
-    """A unit of delivery from a creditor (a file, an API batch). ``source`` names it for operators."""
+    """A unit of delivery from a creditor (a file, an API batch). ``source`` names it for operators; ``hashed``
+    is the sha256 of its content, or the :class:`Reading` that learns it while the items are read."""
 
     source: str
-    content_sha256: str
+    hashed: str | Reading
     items: Iterable[AssignmentRow | RowError]
-    read_as: str | None = None  #: how a file was read, for the import summary: ``windows-1252, delimiter ','``
+
+    @property
+    def content_sha256(self) -> str:
+        """The sha256 of the content (a file no pass read to the end is read for it)."""
+        return self.hashed if isinstance(self.hashed, str) else self.hashed.sha256()
+
+    def known_sha256(self) -> str | None:
+        """The sha256 if it is known without reading anything: a file's once a pass read its items to the end."""
+        return self.hashed if isinstance(self.hashed, str) else self.hashed.known_sha256()
+
+    @property
+    def read_as(self) -> str | None:
+        """How a file was read (once its items were read to the end), for the import summary."""
+        return None if isinstance(self.hashed, str) else self.hashed.read_as()
 
 
 class ActivityKind(enum.StrEnum):

@@ -84,7 +84,7 @@ from cartera.portfolio.files.config import (
     ColumnsConfig,
     CsvFormatConfig,
 )
-from cartera.portfolio.files.reader import AssignmentReader, FileIdentity, read_identity, read_local, scan
+from cartera.portfolio.files.reader import AssignmentReader, FileIdentity, read_identity, read_local
 from cartera.portfolio.files.values import header_key
 from cartera.portfolio.files.writer import activities_writer, export_name, rejection_name, rejections_writer
 from cartera.web.app import PLUGIN_PREFIX
@@ -176,7 +176,6 @@ __all__ = [
     "register_secret",
     "rejection_name",
     "rejections_writer",
-    "scan",
     "secret_settings",
     "segment_count",
     "sms_encoding",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -80,8 +81,11 @@ class AssignmentImporter:
 
     The whole batch is one transaction: a :class:`cartera.core.models.FileRejected` raised while iterating loads
     nothing. A batch whose content was imported before changes nothing (its report lists the rows quarantined
-    then). Rows are idempotent too: an account assigned again unchanged counts as ``unchanged``, a withdrawal
-    of a withdrawn account changes nothing, and a payment reported again (same payment reference, or same day
+    then); a file, whose sha256 is known only once its rows were read (it is read once), is applied and rolled
+    back when its sha256 turns out to be imported already (also when it is rejected: a pass hashes the rest of a
+    file it rejects). Rows
+    are idempotent too: an account assigned again unchanged counts as ``unchanged``, a withdrawal of a withdrawn
+    account changes nothing, and a payment reported again (same payment reference, or same day
     and amount) is not applied twice.
     """
 
@@ -111,57 +115,88 @@ class AssignmentImporter:
     def import_batch(self, batch: AssignmentBatch, actor: str, scope: DeliveryScope | None = None) -> ImportReport:
         """Apply ``batch``; with ``scope`` (the crm_sync adapter's :meth:`cartera.core.adapters.CrmSync.delivers`), a
         row for another creditor or portfolio rejects the batch whole (:class:`FileRejected`, nothing loaded)."""
-        report = ImportReport(batch.source, batch.content_sha256, read_as=batch.read_as)
+        sha256 = batch.known_sha256()
+        #: a file's batch row until its sha256 is known: unique, and never a sha256 (those are 64 hex digits)
+        pending = f"pending-{uuid.uuid4().hex}"
+        report = ImportReport(batch.source, sha256 or pending)
         now = self.clock.now()
         recorded: list[Activity] = []
-        with self.db.session() as session:
-            known = session.scalar(
-                select(ImportBatch.id).where(
-                    ImportBatch.site == self.site, ImportBatch.content_sha256 == batch.content_sha256
+        try:
+            with self.db.session() as session:
+                if sha256 is not None and (known := self._imported(session, sha256)) is not None:
+                    raise _AlreadyImported(sha256, known)
+                if session.get_bind().dialect.name == "postgresql":
+                    # The planner's statistics do not count the rows this transaction inserts: without this, the
+                    # per-chunk lookups by key would scan the tables a long import keeps growing.
+                    session.execute(text("SET LOCAL enable_seqscan = off"))
+                batch_row = ImportBatch(
+                    site=self.site,
+                    source=batch.source,
+                    content_sha256=report.content_sha256,
+                    imported_at=now,
+                    counts={},
                 )
-            )
-            if known is not None:
-                report.already_imported = True
-                report.quarantined = _quarantined(session, known)
-                return report
-            if session.get_bind().dialect.name == "postgresql":
-                # The planner's statistics do not count the rows this transaction inserts: without this, the
-                # per-chunk lookups by key would scan the tables a long import keeps growing.
-                session.execute(text("SET LOCAL enable_seqscan = off"))
-            batch_row = ImportBatch(
-                site=self.site, source=batch.source, content_sha256=batch.content_sha256, imported_at=now, counts={}
-            )
-            session.add(batch_row)
-            session.flush()
-            chunk = _Chunk(self, session, batch_row.id, now, report)
-            items = iter(batch.items) if scope is None else _within(batch.source, batch.items, scope)
-            if self.max_rows is not None:
-                items = _at_most(batch.source, items, self.max_rows)
-            while (applied := _apply_next_chunk(chunk, items)) is not None:
-                recorded.extend(applied)
-            batch_row.counts = report.counts()
-            audit(
-                session,
-                at=now,
-                site=self.site,
-                actor=actor,
-                action="assignments.import",
-                subject=batch.source,
-                sha256=batch.content_sha256,
-                portfolios=report.portfolio_names(),
-                **report.counts(),
-            )
+                session.add(batch_row)
+                session.flush()
+                try:
+                    recorded = self._apply(batch, scope, _Chunk(self, session, batch_row.id, now, report))
+                except FileRejected:
+                    if sha256 is None and (known := self._imported(session, batch.content_sha256)) is not None:
+                        raise _AlreadyImported(batch.content_sha256, known) from None
+                    raise
+                if sha256 is None:
+                    sha256 = batch.content_sha256  # the pass that read the rows hashed the file
+                    if (known := self._imported(session, sha256)) is not None:
+                        raise _AlreadyImported(sha256, known)
+                    batch_row.content_sha256 = report.content_sha256 = sha256
+                report.read_as = batch.read_as
+                batch_row.counts = report.counts()
+                audit(
+                    session,
+                    at=now,
+                    site=self.site,
+                    actor=actor,
+                    action="assignments.import",
+                    subject=batch.source,
+                    sha256=sha256,
+                    portfolios=report.portfolio_names(),
+                    **report.counts(),
+                )
+        except _AlreadyImported as imported:
+            return self._already_imported(batch.source, imported)
         for activity in recorded:
             self.hooks.activity_recorded(self.site, activity)
         event(
             log,
             "assignments.imported",
             source=batch.source,
-            read_as=batch.read_as,
+            read_as=report.read_as,
             portfolios=report.portfolio_names(),
             **report.counts(),
         )
         return report
+
+    def _apply(self, batch: AssignmentBatch, scope: DeliveryScope | None, chunk: _Chunk) -> list[Activity]:
+        """Apply the items of ``batch`` chunk by chunk; the activities recorded."""
+        items = iter(batch.items) if scope is None else _within(batch.source, batch.items, scope)
+        if self.max_rows is not None:
+            items = _at_most(batch.source, items, self.max_rows)
+        recorded: list[Activity] = []
+        while (applied := _apply_next_chunk(chunk, items)) is not None:
+            recorded.extend(applied)
+        return recorded
+
+    def _imported(self, session: Session, sha256: str) -> int | None:
+        """The id of the batch of this content imported before, if any."""
+        return session.scalar(
+            select(ImportBatch.id).where(ImportBatch.site == self.site, ImportBatch.content_sha256 == sha256)
+        )
+
+    def _already_imported(self, source: str, imported: _AlreadyImported) -> ImportReport:
+        """The report of a batch whose content was imported before: the rows quarantined then."""
+        with self.db.reading() as session:
+            quarantined = _quarantined(session, imported.batch_id)
+        return ImportReport(source, imported.sha256, quarantined=quarantined, already_imported=True)
 
     def portfolio_country(self, creditor: str, portfolio: str) -> str:
         """The country a new portfolio gets (its law pack, how its national numbers read): the country of the law
@@ -169,6 +204,14 @@ class AssignmentImporter:
         a creditor row's, so a creditor does not choose the law its debtors are contacted under."""
         law = self.law_country(f"{creditor}/{portfolio}", self.default_country) if self.law_country else None
         return law or self.default_country
+
+
+class _AlreadyImported(Exception):
+    """The content of the batch being imported was imported before (as ``batch_id``): its transaction rolls back."""
+
+    def __init__(self, sha256: str, batch_id: int) -> None:
+        super().__init__(sha256)
+        self.sha256, self.batch_id = sha256, batch_id
 
 
 def _within(

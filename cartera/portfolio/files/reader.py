@@ -1,33 +1,36 @@
 """Streaming assignment files: encoding, delimiter and header first, then one row at a time.
 
-One chunked pass computes the sha256 (and whether the bytes are UTF-8); each iteration of a batch's items
-parses the file again (decoding blocks of whole lines, parsing one row at a time) and checks the bytes did not
-change meanwhile: a file by its :class:`FileIdentity` (so its bytes are hashed once per import, by the first
-pass), bytes in memory by their sha256. Only ASCII-compatible encodings are read, so lines split at
-``b"\\n"``. Decoded text that looks like mojibake (UTF-8 read as a single-byte code page, a C1 control
-character of Windows-1252 read as Latin-1, text misread before the file was written) rejects the file, naming
-the line, the value and the likely right encoding: stored, it would be wrong on every letter and every export.
+Making a batch reads nothing; each iteration of its items reads the file once, decoding blocks of whole lines,
+parsing one row at a time and hashing the bytes on the way, so an import reads a file once (a file whose
+encoding is not set and that turns out not to be UTF-8 is read ahead from its first such byte: see
+:func:`_decoded_lines`). The file must not change meanwhile (:class:`FileReading`). Only ASCII-compatible
+encodings are read, so lines split at ``b"\\n"``. Decoded text that looks like mojibake (UTF-8 read as a
+single-byte code page, a C1 control character of Windows-1252 read as Latin-1, text misread before the file was
+written) rejects the file, naming the line, the value and the likely right encoding: stored, it would be wrong on
+every letter and every export.
 """
 
 from __future__ import annotations
 
 import codecs
+import collections
 import csv
 import hashlib
 import io
 import itertools
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import IO
 
 from ftfy import fix_encoding_and_explain
 from ftfy.badness import is_bad
 
-from cartera.core.models import AssignmentAction, AssignmentBatch, AssignmentRow, FileRejected, RowError
+from cartera.core.models import AssignmentAction, AssignmentBatch, AssignmentRow, FileRejected, Reading, RowError
 from cartera.portfolio.files.config import ENCODINGS, LEGACY_ENCODINGS, CsvFormatConfig, codec_name
 from cartera.portfolio.files.values import (
     C1_CONTROLS,
@@ -94,54 +97,49 @@ def file_identity(stream: IO[bytes]) -> FileIdentity | None:
     return FileIdentity.of(os.fstat(descriptor))
 
 
-@dataclass(frozen=True)
-class Scan:
-    """What one pass over a file's bytes tells: its sha256, whether it decodes as UTF-8, and whether it holds
-    UTF-8 multi-byte characters at all (a file that does but is not UTF-8 is damaged, not a legacy export)."""
-
-    sha256: str
-    utf8: bool
-    has_utf8_sequences: bool
-    header: bytes  #: the first line (of the first chunk at most), for the delimiter and the BOM
-    #: the file's identity, the same before and after the pass; None for bytes in memory or a file written to
-    #: during the pass (later passes then compare the sha256)
-    identity: FileIdentity | None
+def _has_utf8_sequence(chunk: bytes) -> bool:
+    """Whether ``chunk`` holds a UTF-8 multi-byte character (one split between two chunks is not seen)."""
+    return bool(chunk.translate(None, _NOT_CONTINUATION)) and _UTF8_SEQUENCE.search(chunk) is not None
 
 
-def scan(stream: IO[bytes]) -> Scan:
-    before = file_identity(stream)
-    digest = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    utf8, sequences = True, False
-    header = None
-    while chunk := stream.read(CHUNK_SIZE):
-        if header is None:
-            header = chunk.split(b"\n", 1)[0]
-        digest.update(chunk)
-        if not sequences and chunk.translate(None, _NOT_CONTINUATION):  # the regex only where it may match
-            sequences = _UTF8_SEQUENCE.search(chunk) is not None
-        if utf8:
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError:
-                utf8 = False
-    if utf8:
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            utf8 = False
-    identity = before if before is not None and file_identity(stream) == before else None
-    return Scan(digest.hexdigest(), utf8, sequences, header or b"", identity)
+class _Pass:
+    """What one pass over a file learns: the sha256 of the chunks read, whether one held a UTF-8 multi-byte
+    character, and (once the first line was read) how it reads the file."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.sequences = False
+        self.dialect: Dialect | None = None
+
+    def __call__(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.sequences = self.sequences or _has_utf8_sequence(chunk)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Dialect:
-    """How one file is read: the codec, how its errors name the encoding, the delimiter."""
+    """How one pass reads a file: the codec, how its errors name the encoding, the delimiter, the encoding the
+    summary shows. ``legacy``: the encoding a file whose encoding is not set turns to at its first byte that is
+    not UTF-8 (None once that is decided, and for a set encoding)."""
 
     encoding: str
     label: str
     delimiter: str
-    shown: str  #: for the import summary: ``utf-8-sig, delimiter ';'``
+    shown: str
+    legacy: str | None
+
+    @property
+    def read_as(self) -> str:
+        """For the import summary: ``utf-8-sig, delimiter ';'``."""
+        return f"{self.shown}, delimiter {self.delimiter!r}"
+
+    def turn_legacy(self, legacy: str) -> None:
+        """Read the rest of the file as ``legacy`` (what came before was ASCII: it reads alike)."""
+        self.encoding, self.shown, self.legacy = legacy, ENCODINGS[codec_name(legacy)], None
+
+    def damaged(self) -> None:
+        """The file mixes UTF-8 characters with other bytes: its first byte that is not UTF-8 rejects it."""
+        self.label, self.legacy = _DAMAGED, None
 
 
 @dataclass(frozen=True)
@@ -169,61 +167,51 @@ class AssignmentReader:
         self._action_names = ", ".join(repr(value) for value in fmt.actions if value)
 
     def batch(self, source: str, opener: Opener) -> AssignmentBatch:
-        """Hash the file now; its ``items`` parse it lazily, afresh on every iteration."""
+        """The file as a batch, nothing of it read yet: its ``items`` stream it, afresh on every iteration, and
+        hash it on the way (see :class:`FileReading`)."""
         with opener() as stream:
-            facts = scan(stream)
-        dialect = self._dialect(facts)
-        items = _Items(self, source, opener, facts.sha256, facts.identity, dialect)
-        return AssignmentBatch(source, facts.sha256, items, read_as=dialect.shown)
+            identity = file_identity(stream)
+        reading = FileReading(self, source, opener, identity)
+        return AssignmentBatch(source, reading, reading)
 
-    def _dialect(self, facts: Scan) -> Dialect:
+    def _dialect(self, header: bytes) -> Dialect:
+        """How a pass starts reading a file whose first line is ``header``: a set encoding, else UTF-8 (until a
+        byte that is not UTF-8 shows)."""
         if self.fmt.encoding is not None:
-            encoding = self.fmt.encoding
-            label = encoding
-            if codec_name(encoding) == "utf-8" and not facts.utf8:
+            encoding = label = self.fmt.encoding
+            if codec_name(encoding) == "utf-8":  # a label is only shown for a byte that is not the encoding
                 label += " (the file is probably windows-1252 or latin-1: set encoding to it)"
         else:
-            damaged = facts.has_utf8_sequences and not facts.utf8
-            encoding = "utf-8" if facts.utf8 or damaged else self.fmt.legacy_encoding
-            label = _DAMAGED if damaged else f"UTF-8 or {self.fmt.legacy_encoding.title()}"
+            encoding, label = "utf-8", f"UTF-8 or {self.fmt.legacy_encoding.title()}"
         codec = codec_name(encoding)
         if codec in ("utf-8", "utf-8-sig"):
             encoding = "utf-8-sig"
-            shown = "utf-8-sig" if facts.header.startswith(codecs.BOM_UTF8) else "utf-8"
+            shown = "utf-8-sig" if header.startswith(codecs.BOM_UTF8) else "utf-8"
         else:
             shown = ENCODINGS[codec]
-        header = facts.header
         delimiter = self.fmt.delimiter or (";" if header.count(b";") >= header.count(b",") else ",")
-        return Dialect(encoding, label, delimiter, f"{shown}, delimiter {delimiter!r}")
+        return Dialect(encoding, label, delimiter, shown, None if self.fmt.encoding else self.fmt.legacy_encoding)
 
-    def rows(
-        self, source: str, opener: Opener, sha256: str, identity: FileIdentity | None, dialect: Dialect
-    ) -> Iterator[AssignmentRow | RowError]:
-        """Stream the rows of the file; :class:`FileRejected` comes before any row when the header is wrong or
-        the file is no longer the one of ``identity``, and after the last when it changed meanwhile (without an
-        identity: when the bytes read are not those of ``sha256``)."""
-        digest = hashlib.sha256() if identity is None else None
-        with opener() as stream:
-            if identity is not None and file_identity(stream) != identity:
-                raise FileRejected(source, _CHANGED)
-            lines = _decoded_lines(stream, dialect, source, digest.update if digest is not None else _not_hashed)
-            first = next(lines, None)
-            if first is None:
-                raise FileRejected(source, "empty file: no header line")
-            reader = csv.reader(itertools.chain([first], lines), delimiter=dialect.delimiter)
-            try:
-                parse = self._row_parser(self._layout(next(reader), source))
-                previous = reader.line_num
-                for cells in reader:
-                    line, previous = previous + 1, reader.line_num
-                    if "".join(cells).strip():  # blank lines and rows of empty cells are skipped
-                        yield parse(cells, line)
-            except csv.Error as exc:
-                raise FileRejected(source, f"line {reader.line_num}: {exc}") from None
-            if identity is not None and file_identity(stream) != identity:
-                raise FileRejected(source, _CHANGED)
-        if digest is not None and digest.hexdigest() != sha256:
-            raise FileRejected(source, _CHANGED)
+    def rows(self, source: str, stream: IO[bytes], seen: _Pass) -> Iterator[AssignmentRow | RowError]:
+        """The rows of ``stream``, each chunk read handed to ``seen``; :class:`FileRejected` comes before any
+        row when the header is wrong."""
+        chunks = _chunks(stream, seen)
+        first_chunk = next(chunks, b"")
+        dialect = seen.dialect = self._dialect(first_chunk.split(b"\n", 1)[0])
+        lines = _decoded_lines(itertools.chain([first_chunk], chunks), stream, dialect, source, seen)
+        first = next(lines, None)
+        if first is None:
+            raise FileRejected(source, "empty file: no header line")
+        reader = csv.reader(itertools.chain([first], lines), delimiter=dialect.delimiter)
+        try:
+            parse = self._row_parser(self._layout(next(reader), source))
+            previous = reader.line_num
+            for cells in reader:
+                line, previous = previous + 1, reader.line_num
+                if "".join(cells).strip():  # blank lines and rows of empty cells are skipped
+                    yield parse(cells, line)
+        except csv.Error as exc:
+            raise FileRejected(source, f"line {reader.line_num}: {exc}") from None
 
     def _layout(self, header: list[str], source: str) -> _Layout:
         positions: dict[str, int] = {}
@@ -333,62 +321,148 @@ class AssignmentReader:
         return parse
 
 
-@dataclass(frozen=True)
-class _Items:
-    """A batch's items: iterating streams the file again from the start."""
+class FileReading(Reading):
+    """A file's items: every iteration streams the file from the start and hashes it on the way, so an import
+    reads it once; its sha256 and how it was read are known once a pass reached the end. The file must keep the
+    :class:`FileIdentity` it had when the batch was made, from the start to the end of every pass, and a pass
+    after one that reached the end must read the same sha256; else :class:`FileRejected` (it changed)."""
 
-    reader: AssignmentReader
-    source: str
-    opener: Opener
-    sha256: str
-    identity: FileIdentity | None
-    dialect: Dialect
+    def __init__(self, reader: AssignmentReader, source: str, opener: Opener, identity: FileIdentity | None) -> None:
+        self.reader, self.source, self.opener = reader, source, opener
+        self.identity = identity  #: the file's when the batch was made (None for bytes in memory)
+        self._sha256: str | None = None
+        self._read_as: str | None = None
 
     def __iter__(self) -> Iterator[AssignmentRow | RowError]:
-        return self.reader.rows(self.source, self.opener, self.sha256, self.identity, self.dialect)
+        seen = _Pass()
+        with self.opener() as stream:
+            opened = self._unchanged(stream)
+            try:
+                yield from self.reader.rows(self.source, stream, seen)
+            except FileRejected:
+                collections.deque(_chunks(stream, seen), maxlen=0)  # the rest hashed: a rejected file's sha256
+                if file_identity(stream) == opened:
+                    self._learnt(seen)
+                raise
+            if file_identity(stream) != opened:
+                raise FileRejected(self.source, _CHANGED)
+        self._learnt(seen)
+
+    def known_sha256(self) -> str | None:
+        return self._sha256
+
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            digest = hashlib.sha256()
+            with self.opener() as stream:
+                opened = self._unchanged(stream)
+                while chunk := stream.read(CHUNK_SIZE):
+                    digest.update(chunk)
+                if file_identity(stream) != opened:
+                    raise FileRejected(self.source, _CHANGED)
+            self._sha256 = digest.hexdigest()
+        return self._sha256
+
+    def read_as(self) -> str | None:
+        return self._read_as
+
+    def _learnt(self, seen: _Pass) -> None:
+        """Keep what a pass over the whole file learnt; :class:`FileRejected` if an earlier one read other bytes."""
+        sha256 = seen.digest.hexdigest()
+        if self._sha256 is not None and sha256 != self._sha256:
+            raise FileRejected(self.source, _CHANGED)
+        self._sha256 = sha256
+        self._read_as = seen.dialect.read_as if seen.dialect is not None else None
+
+    def _unchanged(self, stream: IO[bytes]) -> FileIdentity | None:
+        """The identity of the file ``stream`` reads, which must be the batch's."""
+        opened = file_identity(stream)
+        if opened != self.identity:
+            raise FileRejected(self.source, _CHANGED)
+        return opened
 
 
 def read_identity(batch: AssignmentBatch) -> FileIdentity | None:
-    """The identity of the file ``batch`` holds the bytes of (every pass over its items checks it), so an
-    adapter knows the file unchanged without reading it again; None for a batch not read from a file here, or
-    from a file written to while it was hashed."""
-    items = batch.items
-    return items.identity if isinstance(items, _Items) else None
+    """The identity the file ``batch`` was read from had when the batch was made (every pass over its items
+    checks it), so an adapter knows the file unchanged without reading it again; None for a batch not read from
+    a file here."""
+    return batch.hashed.identity if isinstance(batch.hashed, FileReading) else None
 
 
-def _not_hashed(chunk: bytes) -> None:
-    """A pass that checks the file's identity instead of hashing its bytes again."""
+def _chunks(stream: IO[bytes], seen: Callable[[bytes], object]) -> Iterator[bytes]:
+    """``stream`` read :data:`CHUNK_SIZE` bytes at a time, each chunk handed to ``seen`` as it is read."""
+    while chunk := stream.read(CHUNK_SIZE):
+        seen(chunk)
+        yield chunk
 
 
-def _decoded_lines(stream: IO[bytes], dialect: Dialect, source: str, seen: Callable[[bytes], object]) -> Iterator[str]:
-    """The stream's lines (split at ``\\n``, ends kept), decoded a block of whole lines at a time. The lines
+def _decoded_lines(
+    chunks: Iterable[bytes], stream: IO[bytes], dialect: Dialect, source: str, seen: _Pass
+) -> Iterator[str]:
+    """The lines of ``chunks`` (split at ``\\n``, ends kept), decoded a block of whole lines at a time. The lines
     before an undecodable one come out first, then :class:`FileRejected` names its line and column; a block
     holding mojibake is refused before any of its lines comes out, and so is a line longer than
-    :data:`MAX_LINE_BYTES` before it is held whole (a creditor's one-line gigabyte costs neither memory nor time)."""
-    encoding, label = dialect.encoding, dialect.label
-    decoder = codecs.getincrementaldecoder(encoding)()
-    lines_before = 0
+    :data:`MAX_LINE_BYTES` before it is held whole (a creditor's one-line gigabyte costs neither memory nor time).
+
+    A file whose encoding is not set is read as UTF-8 until a byte is not: if everything before was ASCII and
+    the file holds no UTF-8 multi-byte character (the rest of ``stream`` is read ahead for that, then again:
+    such a file is read twice from that block on), it is read as ``dialect.legacy`` from that block on (the
+    ASCII before reads alike); otherwise it is damaged and that byte rejects it."""
+    decoder = codecs.getincrementaldecoder(dialect.encoding)()
+    lines_before, ascii_before = 0, True
     try:
-        for block in _line_blocks(stream, seen):
-            try:
-                text = decoder.decode(block)
-            except UnicodeDecodeError:
-                for number, raw in enumerate(io.BytesIO(block), lines_before + 1):
-                    try:
-                        yield raw.decode(encoding)
-                    except UnicodeDecodeError as exc:
-                        byte, column = raw[exc.start], exc.start + 1
-                        reason = f"line {number}: byte 0x{byte:02x} at column {column} is not valid {label}"
-                        raise FileRejected(source, reason) from None
-                raise FileRejected(source, f"not valid {label} after line {lines_before}") from None
-            if not text.isascii() and (mojibake := _mojibake(text, dialect)) is not None:
+        for block in _line_blocks(chunks):
+            text = _decoded(decoder, block)
+            if text is None and dialect.legacy is not None:
+                if ascii_before and not seen.sequences and not _utf8_sequence_ahead(stream):
+                    dialect.turn_legacy(dialect.legacy)
+                    decoder = codecs.getincrementaldecoder(dialect.encoding)()
+                    text = _decoded(decoder, block)
+                else:
+                    dialect.damaged()
+            if text is None:
+                yield from _lines_before_undecodable(block, lines_before, dialect, source)
+                raise FileRejected(source, f"not valid {dialect.label} after line {lines_before}")
+            ascii_text = text.isascii()
+            if not ascii_text and (mojibake := _mojibake(text, dialect)) is not None:
                 line, reason = mojibake
                 raise FileRejected(source, f"line {lines_before + line}: {reason}")
+            ascii_before = ascii_before and ascii_text
             lines_before += block.count(b"\n")
             yield from io.StringIO(text, newline="\n")
     except _LineTooLong:
         reason = f"line {lines_before + 1} is longer than {MAX_LINE_BYTES} bytes: not an assignment file"
         raise FileRejected(source, reason) from None
+
+
+def _decoded(decoder: codecs.IncrementalDecoder, block: bytes) -> str | None:
+    """``block`` decoded, None when it holds a byte the encoding does not have; the last block of a file that
+    does not end at a line end is the last (a character cut short there is not dropped: it is undecodable)."""
+    try:
+        return decoder.decode(block, final=not block.endswith(b"\n"))
+    except UnicodeDecodeError:
+        return None
+
+
+def _lines_before_undecodable(block: bytes, lines_before: int, dialect: Dialect, source: str) -> Iterator[str]:
+    """The lines of ``block`` before its first undecodable one, then :class:`FileRejected` naming that line."""
+    for number, raw in enumerate(io.BytesIO(block), lines_before + 1):
+        try:
+            yield raw.decode(dialect.encoding)
+        except UnicodeDecodeError as exc:
+            byte, column = raw[exc.start], exc.start + 1
+            reason = f"line {number}: byte 0x{byte:02x} at column {column} is not valid {dialect.label}"
+            raise FileRejected(source, reason) from None
+
+
+def _utf8_sequence_ahead(stream: IO[bytes]) -> bool:
+    """Whether the rest of ``stream`` (in the same chunks a pass reads) holds a UTF-8 multi-byte character;
+    the stream is left where it was."""
+    position = stream.tell()
+    try:
+        return any(_has_utf8_sequence(chunk) for chunk in iter(partial(stream.read, CHUNK_SIZE), b""))
+    finally:
+        stream.seek(position)
 
 
 def _excerpt(text: str, limit: int = 80) -> str:
@@ -439,12 +513,11 @@ class _LineTooLong(Exception):
     """A line runs past :data:`MAX_LINE_BYTES`."""
 
 
-def _line_blocks(stream: IO[bytes], seen: Callable[[bytes], object]) -> Iterator[bytes]:
-    """The stream in blocks of about :data:`CHUNK_SIZE` bytes that end at a line end (or the stream's end);
+def _line_blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """``chunks`` in blocks of about :data:`CHUNK_SIZE` bytes that end at a line end (or the last chunk's end);
     :class:`_LineTooLong` as soon as a line passes :data:`MAX_LINE_BYTES`, before it is kept whole."""
     tail = b""
-    while chunk := stream.read(CHUNK_SIZE):
-        seen(chunk)
+    for chunk in chunks:
         block = tail + chunk
         end = block.rfind(b"\n") + 1
         if end:

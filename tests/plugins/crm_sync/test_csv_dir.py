@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from cartera.contact.phones import InvalidPhone, normalize
 from cartera.core.adapters import CrmSync
@@ -41,7 +41,7 @@ from cartera.core.models import (
 )
 from cartera.core.registry import AdapterRegistry
 from cartera.core.store.database import Database
-from cartera.core.store.schema import Account
+from cartera.core.store.schema import Account, ImportBatch
 from cartera.core.testing.context import CapturingContext
 from cartera.core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
 from cartera.plugins.crm_sync.csv_dir import plugin as csv_dir_plugin
@@ -806,12 +806,12 @@ def test_a_line_of_many_megabytes_rejects_the_file_without_holding_it(tmp_path: 
     assert peak < 8 << 20  # a few blocks of 1 MiB, never the 32 MiB line (before: its copies and its text)
 
 
-def test_a_synced_delivery_is_hashed_once_and_read_twice(
+def test_a_synced_delivery_is_read_and_hashed_once(
     tmp_path: Path, hooks: Hooks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One sync of a delivery: fetch reads and hashes the file (its sha256, encoding, delimiter), the import
-    streams its rows checking the file's identity instead of hashing it again, and acknowledge archives it by
-    that identity without reading it."""
+    """One sync of a delivery: fetch does not read the file, the import streams its rows hashing it on the way
+    (the already-imported check comes once the sha256 is known), and acknowledge archives it by the file's
+    identity without reading it."""
     read: list[int] = []
     hashed: list[int] = []
 
@@ -857,4 +857,64 @@ def test_a_synced_delivery_is_hashed_once_and_read_twice(
     assert (imported.new, len(imported.quarantined)) == (4, 1)
     assert imported.content_sha256 == hashlib.sha256(content).hexdigest()
     assert [p.name for p in (inbox / "imported").iterdir()] == ["asignacion.csv"]
-    assert (sum(hashed), sum(read)) == (len(content), 2 * len(content))
+    assert (sum(hashed), sum(read)) == (len(content), len(content))
+
+
+def test_a_file_imported_before_is_recognised_once_read(tmp_path: Path, hooks: Hooks) -> None:
+    """The sha256 of a file is known once its rows were read: a file imported before is then rolled back whole
+    (reported as already imported, with the rows quarantined then), also when it is rejected now."""
+    path = tmp_path / "asignacion.csv"
+    path.write_bytes(GOOD_DELIVERY.encode())
+    sync = make_sync(tmp_path)
+    db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    db.migrate()
+    importer = AssignmentImporter("t", "CO", db, SimulatedClock(NOW, 1.0), hooks)
+    try:
+        first = importer.import_batch(sync.read_file(path), "t")
+        with db.session() as session:
+            session.execute(update(Account).values(balance=Decimal(1)))
+        again = importer.import_batch(sync.read_file(path), "t")
+        refused = importer.import_batch(sync.read_file(path), "t", scope=DeliveryScope.of("OTRO", "TARJETAS"))
+        with db.reading() as session:
+            balances = set(session.scalars(select(Account.balance)))
+            batches = session.scalar(select(func.count()).select_from(ImportBatch))
+    finally:
+        db.dispose()
+    assert (first.new, first.already_imported, first.read_as) == (4, False, "utf-8, delimiter ';'")
+    for report in (again, refused):
+        assert report.already_imported
+        assert report.content_sha256 == first.content_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert report.quarantined == first.quarantined
+    assert balances == {Decimal(1)}
+    assert batches == 1
+
+
+@pytest.mark.parametrize("later", ["Peña Muñoz".encode("cp1252"), "Peña Muñoz".encode()])
+def test_a_file_that_turns_out_not_utf8_after_some_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, later: bytes
+) -> None:
+    """A file whose encoding is not set is read as UTF-8 until a byte is not: with only ASCII before it and no
+    UTF-8 character anywhere, it is windows-1252 from that block on; a UTF-8 character after that byte makes the
+    file damaged, rejected at that byte."""
+    monkeypatch.setattr(reader_module, "CHUNK_SIZE", 64)  # the first byte that is not UTF-8 comes a few blocks in
+    ascii_rows = "".join(f"CR-{n};Ana;3001234567;1\n" for n in range(10)).encode()
+    path = tmp_path / "legacy.csv"
+    path.write_bytes(
+        b"cuenta;nombre;telefono1;saldo\n"
+        + ascii_rows
+        + b"CR-X;Nu\xf1ez;3001234567;1\n"
+        + ascii_rows.replace(b"CR-", b"CR-1")
+        + b"CR-Y;"
+        + later
+        + b";3001234567;1\n"
+    )
+    batch = make_sync(tmp_path).read_file(path)
+    if later == "Peña Muñoz".encode():
+        with pytest.raises(FileRejected) as rejected:
+            list(batch.items)
+        assert rejected.value.reason.startswith("line 12: byte 0xf1 at column 8 is not valid UTF-8 (the file mixes")
+        return
+    names = [item.debtor_name for item in batch.items if isinstance(item, AssignmentRow)]
+    assert names == ["Ana"] * 10 + ["Nuñez"] + ["Ana"] * 10 + ["Peña Muñoz"]
+    assert batch.read_as == "windows-1252, delimiter ';'"
+    assert batch.known_sha256() == hashlib.sha256(path.read_bytes()).hexdigest()

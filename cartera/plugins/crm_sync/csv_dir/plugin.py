@@ -77,7 +77,9 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         return read_local(self._reader, path)
 
     def fetch(self) -> Iterator[AssignmentBatch]:
-        """The inbox's regular files; a symlink, FIFO, device or directory is skipped (one warning), never read."""
+        """The inbox's regular files, not read yet (the import reads each once); a symlink, FIFO, device or
+        directory is skipped (one warning), never read. With ``keep_files`` each file is hashed here, to leave
+        out those remembered, so its import reads it a second time."""
         config = self.config
         for path, regular in inbox_entries(config.inbox, config.pattern, config.archive_dir, config.rejected_dir):
             if not regular:
@@ -85,9 +87,12 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
                     event(self.context.log, "crm_sync.csv.not_a_regular_file", logging.WARNING, file=str(path))
                 continue
             batch = self._read_inbox(path)
-            sha256 = batch.content_sha256
-            if not (config.keep_files and (sha256 in self._ledger or sha256 in self._rejected)):
+            if not (config.keep_files and self._remembered(batch.content_sha256)):
                 yield batch
+
+    def _remembered(self, sha256: str) -> bool:
+        """Whether a file of this content was imported or rejected and kept in the inbox."""
+        return sha256 in self._ledger or sha256 in self._rejected
 
     def _read_inbox(self, path: Path) -> AssignmentBatch:
         """An inbox file as a batch, opened (on every pass) only while it is a regular file, never through a
@@ -143,8 +148,8 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
 
     def _unchanged(self, batch: AssignmentBatch, changed_event: str) -> Path | None:
         """The inbox file ``batch`` was read from, if it is still there with the same content: the same file
-        (not a symlink) with the identity the batch's reads checked, so the file is not read again. A file
-        written to while it was hashed has no identity: it counts as changed (the next sync fetches it again)."""
+        (not a symlink) with the identity it had when fetched (which every read of the batch checked), so the
+        file is not read again."""
         path = Path(batch.source)
         if self.config.inbox.resolve() not in path.resolve().parents:
             return None
