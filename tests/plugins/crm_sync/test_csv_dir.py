@@ -918,3 +918,10 @@ def test_a_file_that_turns_out_not_utf8_after_some_blocks(
     assert names == ["Ana"] * 10 + ["Nuñez"] + ["Ana"] * 10 + ["Peña Muñoz"]
     assert batch.read_as == "windows-1252, delimiter ';'"
     assert batch.known_sha256() == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_character_cut_short_at_the_end_is_refused_not_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "cut.csv"
+    path.write_bytes(b"cuenta;nombre;telefono1;saldo\nCR-1;Ana;3001234567;1\nCR-2;Pe\xc3")
+    with pytest.raises(FileRejected, match="line 3: byte 0xc3 at column 8 is not valid utf-8"):
+        read(make_sync(tmp_path, encoding="utf-8"), path)
