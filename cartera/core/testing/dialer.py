@@ -2,8 +2,8 @@
 
 Subclass :class:`DialerConformance` in a test module (name it ``TestMyDialer``) and override the fixtures
 ``context``, ``dialer`` and ``numbers`` (and ``ringing_number`` when ``numbers`` has no ``NO_ANSWER``, ``agents``
-when the dialer declares ``pauses_agents``). Every test places real calls through the adapter and asserts on what
-it reported to the :class:`CapturingContext`.
+when the dialer declares ``pauses_agents`` or ``targets_agents``). Every test places real calls through the adapter
+and asserts on what it reported to the :class:`CapturingContext`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import itertools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -98,6 +99,9 @@ class DialerConformance:
 
     def _results_for(self, context: CapturingContext, attempt_id: int) -> list[CallResult]:
         return [result for result in context.calls if result.attempt_id == attempt_id]
+
+    def _wait_for_end(self, context: CapturingContext, attempt_id: int) -> None:
+        context.wait_until(lambda: bool(self._results_for(context, attempt_id)), self.timeout, "the call's result")
 
     def _wait_for_capacity(self, dialer: Dialer[Any], wanted: Callable[[int], bool], what: str) -> int:
         deadline = time.monotonic() + self.timeout
@@ -402,6 +406,31 @@ class DialerConformance:
         for agent in agents:
             dialer.resume_agent(agent)
         self._wait_for_capacity(dialer, lambda capacity: capacity == idle, f"{idle} with every agent resumed")
+        dialer.stop()
+
+    def test_targeting_agents_as_declared(
+        self, dialer: Dialer[Any], context: CapturingContext, numbers: dict[CallOutcome, str], agents: list[str]
+    ) -> None:
+        """A dialer declaring targets_agents (with reports_agent_connections and the 'agents' fixture) connects an
+        answered call placed for one agent (``CallRequest.agent``) to that agent, the longest idle or not, and
+        reports a call for an agent it does not serve failed, once. Core never sends another dialer such a call."""
+        capabilities = type(dialer).capabilities
+        if not capabilities.targets_agents:
+            return
+        assert capabilities.reports_agent_connections, "declares targets_agents: report the connections too"
+        assert len(agents) >= 2, "declares targets_agents: override the 'agents' fixture with every agent (2 or more)"
+        phone = self._answered_number(numbers)
+        for _ in range(2):
+            request = replace(self._request(context, phone), agent=agents[-1])
+            self._place_within_capacity(dialer, [request])
+            self._wait_for_end(context, request.attempt_id)
+            connected = [e.agent for e in context.agent_connections if e.attempt_id == request.attempt_id]
+            assert connected == [agents[-1]], f"a call placed for {agents[-1]} was connected to {connected}"
+        stranger = replace(self._request(context, phone), agent="no-such-agent-conformance")
+        self._place_within_capacity(dialer, [stranger])
+        self._wait_for_end(context, stranger.attempt_id)
+        (result,) = self._results_for(context, stranger.attempt_id)
+        assert result.outcome is CallOutcome.FAILED, (result.outcome, result.raw_cause)
         dialer.stop()
 
     def test_serves_http_as_declared(self, dialer: Dialer[Any]) -> None:
