@@ -362,10 +362,10 @@ class Node:
 
     # --- run ------------------------------------------------------------------------------------
 
-    def run(self, duration: float | None = None) -> None:
-        """Run the site's jobs until ``duration`` real seconds pass, SIGINT/SIGTERM arrives or :meth:`stop`
-        (see :class:`~cartera.runtime.lifecycle.Lifecycle`)."""
-        self.lifecycle.run(duration)
+    def run(self, duration: float | None = None, *, standby: bool = False) -> None:
+        """Run the site's jobs until ``duration`` real seconds pass, SIGINT/SIGTERM arrives or :meth:`stop`;
+        ``standby``: wait for the site's lease first (see :class:`~cartera.runtime.lifecycle.Lifecycle`)."""
+        self.lifecycle.run(duration, standby=standby)
 
     def stop(self) -> None:
         """Ask :meth:`run` to drain and return."""

@@ -74,6 +74,11 @@ def _command_in(argv: Sequence[str] | None) -> str | None:
 
 def _define_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until signalled)")
+    parser.add_argument(
+        "--standby",
+        action="store_true",
+        help="PostgreSQL: if another node runs the site, wait and take it over when its lease expires",
+    )
 
 
 def _define_nothing(_parser: argparse.ArgumentParser) -> None:
@@ -247,15 +252,19 @@ def _run(node: Node, args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     began = node.clock.now()
-    node.run(getattr(args, "duration", None))
+    node.run(getattr(args, "duration", None), standby=getattr(args, "standby", False))
     print(site_summary(node, began, time.monotonic() - started))
     return 0
 
 
 def _check(node: Node, _args: argparse.Namespace) -> int:
+    from cartera.core.store.site_lease import lease_holder
+
     lines = node.check()
     for line in lines:
         print(f"{'ok  ' if line.result.ok else 'FAIL'}  {line.what}: {line.result.detail}")
+    if (lease := lease_holder(node.db, node.site.name)) is not None:  # which node works the site (PostgreSQL)
+        print(f"info  node: {lease.describe(datetime.now(UTC))[1]}")
     failed = [line.what for line in lines if not line.result.ok]
     if failed:
         print(f"check failed: {', '.join(failed)}", file=sys.stderr)

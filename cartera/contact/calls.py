@@ -96,6 +96,7 @@ class CallService:
                 if target.account is not None:
                     # Not picked again by the campaign while in flight; the result reschedules it.
                     target.account.next_contact_at = now + timedelta(days=1)
+                self.db.fence(session)  # a node whose site was taken over originates nothing
                 session.flush()
                 attempt_id = attempt.id
         if not decision.allowed:

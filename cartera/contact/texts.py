@@ -89,6 +89,7 @@ class TextService:
                     updated_at=now,
                 )
                 session.add(row)
+                self.db.fence(session)  # a node whose site was taken over sends nothing
                 session.flush()
                 message_id = row.id
         if not decision.allowed:

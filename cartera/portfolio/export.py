@@ -173,12 +173,15 @@ class ActivityExporter:
             rows = session.scalars(query.limit(self.batch_size)).all()
             batch = [to_activity(row) for row in rows]
             cursor.pending_seq = batch[-1].seq if batch else None
+            if batch:
+                self.db.fence(session)  # a node whose site was taken over exports nothing
             return batch
 
     def _advance(self, creditor: str, last_seq: int) -> None:
         with self.db.session() as session:
             cursor = session.get_one(ExportCursor, (self.site, creditor))
             cursor.last_seq, cursor.pending_seq = last_seq, None
+            self.db.fence(session)
 
     def pending(self) -> int:
         """Activities not yet exported, over all creditors of the site."""

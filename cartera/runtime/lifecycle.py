@@ -53,11 +53,17 @@ class Lifecycle:
     def running(self) -> bool:
         return self.scheduler is not None and self.scheduler.running
 
-    def run(self, duration: float | None = None) -> None:
+    def run(self, duration: float | None = None, *, standby: bool = False) -> None:
         """Run the site's jobs until ``duration`` real seconds pass, SIGINT/SIGTERM arrives or :meth:`stop`.
-        The site's lock comes first: a second node of the site raises ``SiteAlreadyRunning`` and changes nothing."""
-        with hold_site(self._db, self._site):
-            self._run(duration)
+        The site's lock comes first: a second node of the site raises ``SiteAlreadyRunning`` and changes nothing;
+        with ``standby`` (PostgreSQL) it waits for the site's lease instead, then takes the site over. A node whose
+        lease another node took stops, and raises ``LeaseLost``."""
+        with (
+            stop_on_signals(self._stop),
+            hold_site(self._db, self._site, standby=standby, stop=self._stop, on_lost=self.stop) as held,
+        ):
+            if held:
+                self._run(duration)
 
     def stop(self) -> None:
         """Ask :meth:`run` to drain and return."""

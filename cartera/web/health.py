@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cartera.core.redaction import redact
 from cartera.core.store.schema import ContactAttempt, ExportCursor, ImportBatch, RecordingRow, SmsRow
+from cartera.core.store.site_lease import lease_holder
 from cartera.recordings.catalog import PENDING
 from cartera.web.services import WebServices
 from cartera.web.users import Role
@@ -61,6 +62,10 @@ def _checks(services: WebServices) -> dict[str, dict[str, Any]]:
         "scheduler": {"ok": services.state.scheduler_running},
         "store": {"ok": store_ok, "detail": redact(store_detail)},
     }
+    lease = lease_holder(services.db, services.site) if store_ok else None
+    if lease is not None:  # PostgreSQL: which node works the site, with its fencing token
+        active, detail = lease.describe(datetime.now(UTC))
+        checks["node"] = {"ok": active, "detail": detail, "token": lease.token}
     last_check = services.state.last_check
     if last_check is not None:
         at, lines = last_check
@@ -141,6 +146,15 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily("cartera_creditor_import_batches", "Creditor files imported", value=len(batches))
         yield _family("cartera_creditor_import_rows", "Imported creditor rows by result", "result", rows.items())
         yield _family("cartera_creditor_exported_seq", "Last activity exported, per creditor", "creditor", cursors)
+        lease = lease_holder(self.services.db, site)
+        if lease is not None:  # a takeover raises the token: changes(cartera_site_lease_token[1h])
+            token = GaugeMetricFamily("cartera_site_lease_token", "The site's lease: fencing token", labels=["holder"])
+            token.add_metric([lease.holder], float(lease.token))
+            yield token
+            left = (lease.expires_at - datetime.now(UTC)).total_seconds()
+            yield GaugeMetricFamily(
+                "cartera_site_lease_seconds_left", "Seconds until the site's lease expires unless renewed", value=left
+            )
 
 
 def _family(name: str, doc: str, label: str, values: Any) -> GaugeMetricFamily:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,9 @@ class Database:
             event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self.engine.execution_options(**{READING: True}), expire_on_commit=False)
+        #: Set while a node holds its site's lease (:mod:`cartera.core.store.site_lease`): checks the lease's
+        #: fencing token in a session, raising when another node took the site over.
+        self.fence_check: Callable[[Session], None] | None = None
 
     @property
     def display_url(self) -> str:
@@ -71,6 +74,12 @@ class Database:
         """A unit of work: committed when the block ends, rolled back on an exception."""
         with self._sessions() as session, session.begin():
             yield session
+
+    def fence(self, session: Session) -> None:
+        """Before an action that must happen once (a call placed, a text sent, a recording deleted, an export)
+        commits in ``session``: refused when this node's lease on the site was taken over (no lease: no check)."""
+        if self.fence_check is not None:
+            self.fence_check(session)
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

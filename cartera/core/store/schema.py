@@ -474,3 +474,14 @@ class AccountStop(Base):
     agent: Mapped[str] = mapped_column(String(64))
     attempt_id: Mapped[int | None] = mapped_column(ForeignKey("contact_attempts.id"))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SiteLeaseRow(Base):
+    """Which node of a site works, on PostgreSQL (:mod:`cartera.core.store.site_lease`): its holder renews the
+    lease before ``expires_at``; a standby takes an expired lease with the next fencing ``token``."""
+
+    __tablename__ = "site_leases"
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token: Mapped[int] = mapped_column(BigInteger)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

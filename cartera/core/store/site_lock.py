@@ -1,25 +1,23 @@
-"""One running node per site: an exclusive lock held for the node's lifetime, released with its process.
-
-SQLite: ``flock`` on a file beside the database (``<db>.<site>.lock``), so a second node on that database
-file is refused. PostgreSQL: a session advisory lock keyed by the site, so a node on another machine sharing
-the database is refused too. Either lock goes when the process dies (kill -9 included), so the next start
-still reconciles the calls a killed node left in flight.
+"""One working node per site. SQLite: an exclusive ``flock`` on a file beside the database
+(``<db>.<site>.lock``) held for the node's lifetime, so a second node on that database file is refused; it goes
+with the process (kill -9 included), so the next start still reconciles the calls a killed node left in flight.
+PostgreSQL: the site's lease (:mod:`cartera.core.store.site_lease`), so a node on another machine sharing the
+database is refused too, or stands by and takes the site over once the working node's lease expires.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import text
-
-from cartera.core.errors import CarteraError
+from cartera.core.errors import CarteraError, UsageError
 from cartera.core.store.database import Database
+from cartera.core.store.site_lease import LeaseLost, SiteLease
 
 
 class SiteAlreadyRunning(CarteraError):
@@ -36,17 +34,33 @@ def _refusal(site: str, holder: str) -> SiteAlreadyRunning:
     return SiteAlreadyRunning(f"site {site!r} is already running ({holder or 'holder unknown'})")
 
 
+def _nothing() -> None:
+    pass
+
+
 @contextmanager
-def hold_site(db: Database, site: str) -> Iterator[None]:
-    """Hold ``site``'s lock for the block, or raise :class:`SiteAlreadyRunning` naming the holder."""
+def hold_site(
+    db: Database,
+    site: str,
+    *,
+    standby: bool = False,
+    stop: threading.Event | None = None,
+    on_lost: Callable[[], None] = _nothing,
+) -> Iterator[bool]:
+    """Hold ``site`` for the block (it gets ``True``), or raise :class:`SiteAlreadyRunning` naming the holder.
+    ``standby`` (PostgreSQL only) waits for the site's lease instead; the block gets ``False`` when ``stop`` was
+    set first. On PostgreSQL ``on_lost`` is called when another node takes the site over, and the block's end
+    raises :class:`~cartera.core.store.site_lease.LeaseLost`."""
     if db.url.get_backend_name() == "postgresql":
-        with _advisory_lock(db, site):
-            yield
+        with _lease(db, site, standby, stop or threading.Event(), on_lost) as held:
+            yield held
+    elif standby:
+        raise UsageError(f"site {site!r}: a standby node needs the site's database on PostgreSQL")
     elif db.url.database and db.url.database != ":memory:":
         with _file_lock(Path(db.url.database).with_name(f"{Path(db.url.database).name}.{site}.lock"), site):
-            yield
+            yield True
     else:  # a private in-memory store: no other process can reach it
-        yield
+        yield True
 
 
 @contextmanager
@@ -65,22 +79,23 @@ def _file_lock(path: Path, site: str) -> Iterator[None]:
 
 
 @contextmanager
-def _advisory_lock(db: Database, site: str) -> Iterator[None]:
-    key = int.from_bytes(hashlib.sha256(f"cartera site {site}".encode()).digest()[:8], "big", signed=True)
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("SELECT set_config('application_name', :name, false)"), {"name": _holder()})
-        if not connection.scalar(text("SELECT pg_try_advisory_lock(CAST(:key AS bigint))"), {"key": key}):
-            holder = connection.scalar(
-                text(
-                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                    " WHERE l.locktype = 'advisory' AND l.granted"
-                    " AND l.classid = ((CAST(:key AS bigint) >> 32) & 4294967295)::oid"
-                    " AND l.objid = (CAST(:key AS bigint) & 4294967295)::oid"
-                ),
-                {"key": key},
-            )
-            raise _refusal(site, str(holder or ""))
-        try:
-            yield
-        finally:
-            connection.scalar(text("SELECT pg_advisory_unlock(CAST(:key AS bigint))"), {"key": key})
+def _lease(
+    db: Database, site: str, standby: bool, stop: threading.Event, on_lost: Callable[[], None]
+) -> Iterator[bool]:
+    lease = SiteLease(db, site, _holder(), on_lost)
+    if standby:
+        if not lease.wait(stop):
+            yield False
+            return
+    elif (active := lease.try_acquire()) is not None:
+        raise SiteAlreadyRunning(
+            f"site {site!r} is already running ({active.holder}, token {active.token}; its lease expires at"
+            f" {active.expires_at:%H:%M:%S}Z if not renewed: `run --standby` waits for it)"
+        )
+    lease.start_renewing()
+    try:
+        yield True
+    finally:
+        lease.release()
+    if lease.lost:
+        raise LeaseLost(lease.lost)
