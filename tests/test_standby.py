@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,12 +20,14 @@ from typing import IO
 import pytest
 import sqlalchemy as sa
 
-from cartera.core.store.schema import ActivityRow, ContactAttempt, ExportCursor, SmsRow
+from cartera.core.store.schema import ActivityRow, ContactAttempt, ExportCursor, RecordingRow, SmsRow
 from cartera.core.store.site_lease import LeaseLost, SiteLease, lease_holder
 from cartera.core.store.site_lock import hold_site
 from cartera.node import Node
 from cartera.portfolio.export import ExportFailed
 from tests.conftest import REPO, write_portfolio, write_sites
+from tests.test_web_health import fetch
+from tests.test_web_server import serving
 
 pytestmark = [pytest.mark.postgres, pytest.mark.cluster]
 
@@ -49,6 +52,8 @@ def test_a_stale_token_is_refused_and_the_node_stops(
     with node.db.session() as session:
         assert session.scalars(sa.select(ContactAttempt.phone)).all() == ["+573005550001"]
         assert session.scalar(sa.select(sa.func.count()).select_from(SmsRow)) == 0
+        kept = sa.select(RecordingRow.state).where(RecordingRow.store_key == "t/2025/old.wav")
+        assert session.scalars(kept).all() == ["verified"]  # not purged
     holder = lease_holder(node.db, "t")
     assert holder is not None
     assert (holder.holder, holder.token) == ("pid 1 on host standby", 2)  # the stale node left the lease alone
@@ -97,6 +102,22 @@ def test_a_standby_waits_for_a_released_lease_and_check_names_the_active_node(
     assert holder.expires_at <= datetime.now(UTC) + timedelta(seconds=1)  # released in turn
 
 
+def expired_recording(node: Node) -> RecordingRow:
+    """An archived recording whose retention ended yesterday."""
+    at = node.clock.now() - timedelta(days=400)
+    return RecordingRow(
+        site="t",
+        local_path=str(node.site.data_dir / "old.wav"),
+        state="verified",
+        started_at=at,
+        duration_s=60,
+        store_key="t/2025/old.wav",
+        found_at=at,
+        verified_at=at,
+        retain_until=node.clock.now() - timedelta(days=1),
+    )
+
+
 def work_through_a_takeover(node: Node, lost: threading.Event) -> None:
     """Hold the site, place a call, then have a standby take the site over: every action that must happen once is
     refused from then on."""
@@ -106,6 +127,7 @@ def work_through_a_takeover(node: Node, lost: threading.Event) -> None:
         assert node.calls.wait_for_call(request.attempt_id, timeout=60) is not None
         with node.db.session() as session:
             exported = session.execute(sa.select(ExportCursor.creditor, ExportCursor.last_seq)).all()
+            session.add(expired_recording(node))
             last: int | None = session.scalar(sa.select(sa.func.max(ActivityRow.seq)))
             assert last is not None
             assert last > max(seq for _, seq in exported)  # the call's activity waits for the export
@@ -122,8 +144,34 @@ def work_through_a_takeover(node: Node, lost: threading.Event) -> None:
             node.texts.send_sms(phone="300 555 0003", text="Recuerde su pago", actor="test")
         with pytest.raises(ExportFailed, match="lost the lease"):
             node.creditor_sync().run_once()  # the call's activity stays for the standby to export
+        assert node.archiver is not None
+        with pytest.raises(LeaseLost):
+            node.archiver.retention.purge_expired()  # before the store's copy is deleted
         with node.db.session() as session:
             assert session.execute(sa.select(ExportCursor.creditor, ExportCursor.last_seq)).all() == exported
+
+
+def test_healthz_and_metrics_name_the_working_node_and_its_token(
+    tmp_path: Path, open_node: Callable[..., Node], postgres_url: str
+) -> None:
+    config = write_sites(tmp_path, database=postgres_url)
+    config.write_text(config.read_text().replace("[sites.t.campaign]\n", "[sites.t.campaign]\nenabled = false\n"))
+    node = open_node(config)
+    runner = serving(node)
+    base = node.site.section.web.base_url
+    try:
+        status, body = fetch(f"{base}/healthz")
+        _, metrics = fetch(f"{base}/metrics")
+    finally:
+        node.stop()
+        runner.join(30)
+    health = json.loads(body)
+    assert status == 200, health
+    assert health["checks"]["node"] == "ok"
+    assert health["detail"]["node"]["token"] == 1
+    assert health["detail"]["node"]["detail"].startswith(f"active: pid {os.getpid()} on host ")
+    assert re.search(rf'^cartera_site_lease_token{{holder="pid {os.getpid()} on host [^"]+"}} 1\.0$', metrics, re.M)
+    assert re.search(r"^cartera_site_lease_seconds_left \d", metrics, re.M)
 
 
 class RunningNode:

@@ -126,7 +126,7 @@ class SiteLease:
             token=self.token,
             holder=self.holder,
             previous=row.holder or None,
-            previous_expired_at=row.expires_at.isoformat() if row.holder else None,
+            previous_expired_at=row.expires_at.replace(tzinfo=UTC).isoformat() if row.holder else None,
         )
         return None
 
