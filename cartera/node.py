@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +31,6 @@ from cartera.core.models import (
     Activity,
     AgentConnected,
     CallResult,
-    CheckResult,
     DeliveryReport,
     InboundSms,
     Recording,
@@ -45,7 +43,7 @@ from cartera.portfolio.importer import AssignmentImporter
 from cartera.portfolio.sync import CreditorSync
 from cartera.recordings.access import RecordingLibrary
 from cartera.recordings.archival import Archiver
-from cartera.recordings.catalog import Backlog
+from cartera.runtime.health import CheckLine, Health
 from cartera.runtime.jobs import SiteJobs
 from cartera.runtime.lifecycle import Lifecycle
 from cartera.web.app import build_app
@@ -123,12 +121,6 @@ class NodeContext:
 
     def exported_activities(self, creditor: str, after: int, limit: int) -> list[Activity]:
         return exported_activities(self._node.db, self._node.site.name, creditor, after, limit)
-
-
-@dataclass(frozen=True)
-class CheckLine:
-    what: str
-    result: CheckResult
 
 
 class Node:
@@ -225,8 +217,13 @@ class Node:
         self.library = RecordingLibrary(
             site.name, self.db, self.clock, lambda: self.adapter("recording", RecordingStore)
         )
-        #: The latest :meth:`check`: when (wall clock) and its lines, for ``/healthz``.
-        self.last_check: tuple[datetime, list[CheckLine]] | None = None
+        self.health = Health(
+            self.db,
+            {kind: choice.name for kind, choice in site.plugins.items()},
+            lambda kind: self.adapter(kind, Adapter),
+            self.archiver,
+            running=lambda: self.lifecycle.running,
+        )
         self.jobs = SiteJobs(
             section=site.section,
             calls=self.calls,
@@ -234,7 +231,7 @@ class Node:
             workspace_service=self.workspace_service,
             archiver=self.archiver,
             creditor_sync=self.creditor_sync if "crm_sync" in self._adapters else None,
-            check=self.check,
+            check=self.health.check,
             dials=dialer is not None,
             stopping=self._stop.is_set,
         )
@@ -304,7 +301,7 @@ class Node:
             clock=self.clock,
             library=self.library,
             routers=self.http_routers,
-            state=self,
+            state=self.health,
             calls=self.calls,
             workspace=self.workspace,
             workspace_service=self.workspace_service,
@@ -319,18 +316,7 @@ class Node:
         return [(kind, router) for kind, router in routers if router is not None]
 
     def check(self) -> list[CheckLine]:
-        lines = [CheckLine("store", CheckResult(True, f"{self.db.display_url} migrated"))]
-        for kind, choice in self.site.plugins.items():
-            what = f"{kind} {choice.name}"
-            try:
-                result = self.adapter(kind, Adapter).check()
-            except Exception as exc:
-                result = CheckResult(False, f"{type(exc).__name__}: {exc}")
-            lines.append(CheckLine(what, result))
-        if self.archiver is not None:
-            lines.append(CheckLine("recordings", _backlog_result(self.archiver.backlog())))
-        self.last_check = (datetime.now(UTC), lines)
-        return lines
+        return self.health.check()
 
     @property
     def scheduler_running(self) -> bool:
@@ -411,18 +397,3 @@ class Node:
             assert isinstance(dialer, Dialer)
             dialer.stop()
             self._started.remove(dialer)
-
-
-def _backlog_result(backlog: Backlog) -> CheckResult:
-    """Recordings still only on local disk: fine while they wait for the next run, not once they fail."""
-    if not backlog.waiting and not backlog.missing:
-        return CheckResult(True, "none waiting on local disk")
-    detail = f"{backlog.waiting} waiting on local disk"
-    detail += f" (oldest found {backlog.oldest:%Y-%m-%d %H:%M}Z)" if backlog.oldest else ""
-    if backlog.failing:
-        detail += f", {backlog.failing} failing"
-    if backlog.missing:
-        detail += f", {backlog.missing} missing (the file vanished before it was archived)"
-    if backlog.last_error:
-        detail += f"; last error: {backlog.last_error}"
-    return CheckResult(not backlog.failing and not backlog.missing, detail)

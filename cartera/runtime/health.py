@@ -1,0 +1,75 @@
+"""The node's health: a check of its store, each of its adapters and the recordings' backlog; the latest check and
+whether the scheduler runs, for ``/healthz``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cartera.core.adapters import Adapter
+from cartera.core.models import CheckResult
+from cartera.core.store.database import Database
+from cartera.recordings.archival import Archiver
+from cartera.recordings.catalog import Backlog
+
+
+@dataclass(frozen=True)
+class CheckLine:
+    what: str
+    result: CheckResult
+
+
+class Health:
+    """``plugins`` names the site's plugin of each kind, ``adapter`` gives that kind's adapter (started),
+    ``running`` whether the node's scheduler runs."""
+
+    def __init__(
+        self,
+        db: Database,
+        plugins: Mapping[str, str],
+        adapter: Callable[[str], Adapter[Any]],
+        archiver: Archiver | None,
+        running: Callable[[], bool],
+    ) -> None:
+        self._db = db
+        self._plugins = plugins
+        self._adapter = adapter
+        self._archiver = archiver
+        self._running = running
+        #: The latest :meth:`check`: when (wall clock) and its lines.
+        self.last_check: tuple[datetime, list[CheckLine]] | None = None
+
+    @property
+    def scheduler_running(self) -> bool:
+        return self._running()
+
+    def check(self) -> list[CheckLine]:
+        """The store, each adapter (a failing check is a line, never an error), then the recordings' backlog."""
+        lines = [CheckLine("store", CheckResult(True, f"{self._db.display_url} migrated"))]
+        for kind, name in self._plugins.items():
+            try:
+                result = self._adapter(kind).check()
+            except Exception as exc:
+                result = CheckResult(False, f"{type(exc).__name__}: {exc}")
+            lines.append(CheckLine(f"{kind} {name}", result))
+        if self._archiver is not None:
+            lines.append(CheckLine("recordings", _backlog_result(self._archiver.backlog())))
+        self.last_check = (datetime.now(UTC), lines)
+        return lines
+
+
+def _backlog_result(backlog: Backlog) -> CheckResult:
+    """Recordings still only on local disk: fine while they wait for the next run, not once they fail."""
+    if not backlog.waiting and not backlog.missing:
+        return CheckResult(True, "none waiting on local disk")
+    detail = f"{backlog.waiting} waiting on local disk"
+    detail += f" (oldest found {backlog.oldest:%Y-%m-%d %H:%M}Z)" if backlog.oldest else ""
+    if backlog.failing:
+        detail += f", {backlog.failing} failing"
+    if backlog.missing:
+        detail += f", {backlog.missing} missing (the file vanished before it was archived)"
+    if backlog.last_error:
+        detail += f"; last error: {backlog.last_error}"
+    return CheckResult(not backlog.failing and not backlog.missing, detail)
