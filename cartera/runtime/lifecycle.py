@@ -75,7 +75,7 @@ class Lifecycle:
         web = self._web_server()
         campaign = self._campaign()
         scheduler = self.scheduler = new_scheduler(self._jobs.scheduled(campaign))
-        with stop_on_signals(self._stop), web or nullcontext():
+        with web or nullcontext():
             scheduler.start()
             event(log, "node.started", site=self._site, jobs=",".join(j.id for j in scheduler.get_jobs()))
             wait_for_stop(self._stop, duration)
