@@ -1,4 +1,4 @@
-"""Pacing: how many calls to place now. Pure and clock-agnostic, shared by the campaign and bench/bench_pacing.py."""
+"""How many calls to place now: pure, clock-agnostic pacers, run on a simulated floor in bench/bench_pacing.py."""
 
 from cartera.contact.pacing.budget import AbandonBudget
 from cartera.contact.pacing.estimates import Estimates
