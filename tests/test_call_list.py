@@ -121,7 +121,7 @@ def _dispositioned_call(node: Node, account_id: int, at: datetime, agent: str) -
         return row.id
 
 
-def _callback(node: Node, ref: str, at: datetime, agent: str | None) -> None:
+def _callback(node: Node, ref: str, at: datetime, agent: str | None, phone: str = "+573001110001") -> None:
     account_id = _account(node, ref)
     disposition = _dispositioned_call(node, account_id, at - timedelta(days=1), agent or "ana")
     with node.db.session() as session:
@@ -130,7 +130,7 @@ def _callback(node: Node, ref: str, at: datetime, agent: str | None) -> None:
                 site="t",
                 account_id=account_id,
                 disposition_id=disposition,
-                phone="+573001110001",
+                phone=phone,
                 at=at,
                 agent=agent,
                 state="pending",
@@ -255,3 +255,31 @@ def test_the_pool_is_the_best_of_all_due_accounts_not_the_longest_due(
     assert best.ref == "C-2"
     longest = node.call_list.queue(now, 2, max_attempts_per_day=3)
     assert [pick.ref for pick in longest] == ["C-2", "C-1"]
+
+
+def test_an_agent_gets_one_callback_at_a_time(tmp_path: Path, open_node: Callable[..., Node]) -> None:
+    node = _node(tmp_path, open_node)
+    now = node.clock.now()
+    _callback(node, "C-1", now - timedelta(minutes=2), agent="ana")
+    _callback(node, "C-2", now - timedelta(minutes=1), agent="ana", phone="+573001110002")
+    node.workspace.roster.sign_in("ana", "agent-03")
+    node.workspace.roster.ready("ana")
+    first, second = node.call_list.order([], now)
+    assert [(pick.ref, pick.agent, pick.waiting) for pick in (first, second)] == [
+        ("C-1", "agent-03", False),
+        ("C-2", None, True),
+    ]
+    node.call_list.placed(first)  # ringing: ana is still ready, but her callback's call is not over
+    with node.db.session() as session:
+        call = ContactAttempt(
+            site="t", account_id=first.account_id, phone="+573001110001", state="placing", requested_at=now
+        )
+        session.add(call)
+        session.flush()
+        call_id = call.id
+    [waiting] = node.call_list.order([], now)
+    assert (waiting.ref, waiting.waiting) == ("C-2", True)
+    with node.db.session() as session:
+        session.get_one(ContactAttempt, call_id).state = "finished"
+    [next_one] = node.call_list.order([], now)
+    assert (next_one.ref, next_one.agent, next_one.waiting) == ("C-2", "agent-03", False)

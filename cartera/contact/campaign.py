@@ -78,6 +78,7 @@ class Campaign:
             self._defer_until_tomorrow(pick.account_id, now)
             event(log, "campaign.skipped", logging.WARNING, account=pick.ref, reason=str(problem))
             return False
+        self.listing.placed(pick)
         event(log, "campaign.picked", account=pick.ref, why=pick.why, agent=pick.agent)
         return True
 

@@ -128,6 +128,7 @@ class CallList:
         self._model: ReachModel | None = None
         self._learned_at: datetime | None = None
         self._scored: dict[int, tuple[int, float]] = {}
+        self._callback_calls: dict[str, int] = {}  #: agent (dialer identity) -> account of its callback's call
         self._scored_for: tuple[datetime, datetime | None] | None = None
         self._lock = threading.Lock()
 
@@ -223,7 +224,7 @@ class CallList:
         ).all()
         ready = self.ready_agents()
         targets = self.targets_agents()
-        taken: set[str] = set()
+        taken = self._agents_called_back(session)
         picks: list[Pick] = []
         seen: set[int] = set()
         for account_id, ref, phone, at, agent in rows:
@@ -235,16 +236,39 @@ class CallList:
                 whom = "for anyone" if agent is None else f"for {agent}, released to anyone"
                 picks.append(Pick(account_id, ref, Priority.CALLBACK, 0.0, f"callback {local} {whom}", phone))
                 continue
-            found = next((a for a in ready if agent in (a.name, a.extension) and a.name not in taken), None)
+            found = next((a for a in ready if agent in (a.name, a.extension) and a.extension not in taken), None)
             if found is None:
                 why = f"callback {local} for {agent}: waits until the agent is ready"
                 picks.append(Pick(account_id, ref, Priority.CALLBACK, 0.0, why, phone, waiting=True))
                 continue
-            taken.add(found.name)
+            taken.add(found.extension)
             target = found.extension if targets else None
             why = f"callback {local} for {agent}" + ("" if targets else " (the dialer cannot target it: queue)")
             picks.append(Pick(account_id, ref, Priority.CALLBACK, 0.0, why, phone, target))
         return picks
+
+    def placed(self, pick: Pick) -> None:
+        """``pick``'s call was placed: a callback's agent is offered no other callback until that call ends."""
+        if pick.agent is not None:
+            with self._lock:
+                self._callback_calls[pick.agent] = pick.account_id
+
+    def _agents_called_back(self, session: Session) -> set[str]:
+        """The agents (dialer identities) a callback's call placed for them is still in progress for."""
+        with self._lock:
+            calls = dict(self._callback_calls)
+        placing = set(
+            session.scalars(
+                select(ContactAttempt.account_id).where(
+                    ContactAttempt.account_id.in_(set(calls.values())), ContactAttempt.state == "placing"
+                )
+            ).all()
+        )
+        with self._lock:
+            for agent, account_id in calls.items():
+                if account_id not in placing and self._callback_calls.get(agent) == account_id:
+                    del self._callback_calls[agent]
+        return {agent for agent, account_id in calls.items() if account_id in placing}
 
     def _candidates(self, session: Session, due: Sequence[tuple[int, str]]) -> list[Candidate]:
         """The due accounts with their balance, debtor's zone, callable numbers (least tried first, then the
