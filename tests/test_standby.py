@@ -59,6 +59,34 @@ def test_a_stale_token_is_refused_and_the_node_stops(
     assert (holder.holder, holder.token) == ("pid 1 on host standby", 2)  # the stale node left the lease alone
 
 
+def test_the_renewals_find_a_takeover_and_stop_the_node(
+    tmp_path: Path, open_node: Callable[..., Node], postgres_url: str
+) -> None:
+    node = open_node(write_sites(tmp_path, database=postgres_url))
+    lost = threading.Event()
+    working = SiteLease(node.db, "t", "pid 1 on host a", lost.set, renew_seconds=0.2)
+    assert working.try_acquire() is None
+    working.start_renewing()
+    try:
+        first = lease_holder(node.db, "t")
+        assert not lost.wait(1)
+        renewed = lease_holder(node.db, "t")
+        assert first is not None
+        assert renewed is not None
+        assert renewed.expires_at > first.expires_at
+        with node.db.session() as session:  # a standby took the site over while this node was cut off
+            session.execute(sa.text("UPDATE site_leases SET token = token + 1, holder = 'pid 2 on host b'"))
+        assert lost.wait(5)
+        assert working.lost is not None
+        assert working.lost.endswith("lost the lease: another node took the site's lease over")
+    finally:
+        working.release()
+    holder = lease_holder(node.db, "t")
+    assert holder is not None
+    assert (holder.holder, holder.token) == ("pid 2 on host b", 2)  # the lost node's release left it alone
+    assert holder.expires_at > datetime.now(UTC)
+
+
 def test_a_standby_waits_for_a_released_lease_and_check_names_the_active_node(
     tmp_path: Path, open_node: Callable[..., Node], postgres_url: str
 ) -> None:

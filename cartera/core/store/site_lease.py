@@ -86,7 +86,6 @@ class SiteLease:
         self._lease_seconds, self._renew_seconds = lease_seconds, renew_seconds
         self.token: int | None = None  #: the fencing token, once acquired
         self.lost: str | None = None  #: why the lease was lost, once it was
-        self._renewed = 0.0  # time.monotonic() of the last renewal the store confirmed
         self._done = threading.Event()
         self._lost_lock = threading.Lock()
         self._renewer: threading.Thread | None = None
@@ -118,7 +117,6 @@ class SiteLease:
                 ),
                 {"site": self._site, "token": self.token, "holder": self.holder, "seconds": self._lease_seconds},
             )
-        self._renewed = time.monotonic()
         event(
             log,
             "lease.acquired",
@@ -133,12 +131,16 @@ class SiteLease:
     def wait(self, stop: threading.Event) -> bool:
         """Stand by until the lease is this node's (``True``) or ``stop`` is set (``False``)."""
         waited: LeaseHolder | None = None
+        unreachable = False
         while not stop.is_set():
             try:
                 holder = self.try_acquire()
             except SQLAlchemyError as exc:
-                event(log, "lease.unreachable", logging.WARNING, site=self._site, error=type(exc).__name__)
+                if not unreachable:  # once per outage
+                    event(log, "lease.unreachable", logging.WARNING, site=self._site, error=type(exc).__name__)
+                unreachable = True
             else:
+                unreachable = False
                 if holder is None:
                     return True
                 if waited is None or waited.token != holder.token:
@@ -179,19 +181,23 @@ class SiteLease:
             event(log, "lease.released", site=self._site, token=self.token)
 
     def _renew_loop(self) -> None:
+        """A store out of reach fails the renewals (logged once) and every fenced action, but loses nothing by
+        itself: once it is back, the lease is renewed if no standby took it meanwhile, else the node stops."""
+        failing_since: float | None = None
         while not self._done.wait(self._renew_seconds) and self.lost is None:
             try:
                 with self._db.engine.begin() as connection:
                     renewed = self._renew(connection, self._lease_seconds)
             except SQLAlchemyError as exc:
-                event(log, "lease.renew_failed", logging.WARNING, site=self._site, error=type(exc).__name__)
-                if time.monotonic() - self._renewed >= self._lease_seconds:
-                    self._lose(f"not renewed for {self._lease_seconds:.0f} s (the store is unreachable)")
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    event(log, "lease.renew_failed", logging.WARNING, site=self._site, error=type(exc).__name__)
                 continue
             if not renewed:
                 self._lose("another node took the site's lease over")
-            else:
-                self._renewed = time.monotonic()
+            elif failing_since is not None:
+                event(log, "lease.renewed", site=self._site, token=self.token, after_s=time.monotonic() - failing_since)
+                failing_since = None
 
     def _renew(self, connection: Connection, seconds: float) -> bool:
         updated = connection.execute(
