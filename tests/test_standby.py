@@ -87,6 +87,29 @@ def test_the_renewals_find_a_takeover_and_stop_the_node(
     assert holder.expires_at > datetime.now(UTC)
 
 
+def test_a_running_node_whose_site_is_taken_over_stops_and_exits_3(
+    tmp_path: Path, open_node: Callable[..., Node], postgres_url: str
+) -> None:
+    path = write_sites(tmp_path, database=postgres_url)
+    path.write_text(path.read_text().replace("[sites.t.web]", "[sites.t.web]\nenabled = false"))
+    setup = open_node(path)
+    node = RunningNode(path, "node")
+    try:
+        wait_for("the node takes the site", lambda: active(setup)[0].startswith(node.holder), 120)
+        with setup.db.session() as session:  # a standby took the site over while the node was cut off
+            session.execute(sa.text("UPDATE site_leases SET token = token + 1, holder = 'pid 2 on host b'"))
+        code = node.process.wait(60)
+    finally:
+        node.end()
+    log = node.log_path.read_text()
+    assert code == 3, log[-3000:]
+    assert [doc["reason"] for doc in node.events("lease.lost")] == ["another node took the site's lease over"]
+    assert node.events("node.stopped")
+    assert "error: site 't': this node (pid" in log
+    assert not node.events("lease.released")  # the new holder's lease is left alone
+    assert active(setup) == ("pid 2 on host b", 2)
+
+
 def test_a_standby_waits_for_a_released_lease_and_check_names_the_active_node(
     tmp_path: Path, open_node: Callable[..., Node], postgres_url: str
 ) -> None:
