@@ -70,7 +70,7 @@ def lease_holder(db: Database, site: str) -> LeaseHolder | None:
 
 class SiteLease:
     """This node's lease on ``site`` (PostgreSQL). ``holder`` names the node (pid and host); ``on_lost`` is called
-    once, from the renewing thread or the refused action's, when the lease is found taken over or expired."""
+    once, from the renewing thread or the refused action's, when another node is found holding the lease."""
 
     def __init__(
         self,
@@ -176,9 +176,13 @@ class SiteLease:
             self._renewer.join()
         self._db.fence_check = None
         if self.lost is None and self.token is not None:
-            with self._db.engine.begin() as connection:
-                self._renew(connection, 0)
-            event(log, "lease.released", site=self._site, token=self.token)
+            try:
+                with self._db.engine.begin() as connection:
+                    self._renew(connection, 0)
+            except SQLAlchemyError as exc:  # the lease then expires by itself
+                event(log, "lease.release_failed", logging.WARNING, site=self._site, error=type(exc).__name__)
+            else:
+                event(log, "lease.released", site=self._site, token=self.token)
 
     def _renew_loop(self) -> None:
         """A store out of reach fails the renewals (logged once) and every fenced action, but loses nothing by
