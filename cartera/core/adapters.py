@@ -184,6 +184,9 @@ class DialerCapabilities(AdapterCapabilities):
     #: Connects an answered call to the agent its :attr:`CallRequest.agent` names (an agent it does not know: the
     #: call is reported failed).
     targets_agents: bool = False
+    #: Ends a call answered by a person that no agent took in time as :attr:`CallOutcome.ABANDONED`, after the
+    #: identification message (other dialers connect it late, or to an agent already busy).
+    abandons_calls: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -27,6 +27,9 @@ class CallOutcome(enum.StrEnum):
     """Final outcome of one call attempt; every dialer maps its vendor's causes onto these."""
 
     ANSWERED = "answered"
+    #: Answered by a person, no agent free within the wait allowed (2 s, 47 CFR 64.1200(a)(7)): the dialer played
+    #: the portfolio's identification message and hung up. Counts as an attempt; never as a conversation.
+    ABANDONED = "abandoned"
     BUSY = "busy"
     NO_ANSWER = "no_answer"
     REJECTED = "rejected"
@@ -226,6 +229,8 @@ class AssignmentRow:
     timezone: str | None = None  #: IANA zone of the debtor's address (``America/Tijuana``), when known
     paid_on: date | None = None  #: payment rows: the day the debtor paid, when the creditor says
     payment_ref: str | None = None  #: payment rows: the creditor's reference of the payment, when it has one
+    due_on: date | None = None  #: the day the debt fell due, when the creditor says (None: keep the stored one)
+    days_past_due: int | None = None  #: or its days past due on the day the file is imported
 
 
 @dataclass(frozen=True, slots=True)

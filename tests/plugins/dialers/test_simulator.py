@@ -421,3 +421,62 @@ def test_bad_seats_are_refused_naming_the_key(tmp_path: Path, settings: dict[str
     config.write_text(config.read_text().replace("seed = 7", "seed = 7\n" + "\n".join(lines)))
     with pytest.raises(ConfigError, match=f"key 'dialer.seats': .*{fragment}"):
         load_site(config, "t", load_plugins(entry_points=False).collect_adapters())
+
+
+def test_an_answered_call_no_seat_is_free_for_is_abandoned(build: Build) -> None:
+    """With ``abandon_after``, a person answering while every seat talks waits that long, hears the identification
+    message and is hung up on: abandoned, with no agent, no conversation and no recording; without it the call goes
+    to the least busy seat."""
+    settings: dict[str, Any] = {
+        "agents": 1,
+        "dial_ratio": 2.0,
+        "scripted": {ANSWERS: "answered"},
+        "ring_seconds": (5, 5),
+        "talk_seconds": (100, 100),
+        "identification_seconds": 4,
+    }
+    dialer, context = build(speed=600, abandon_after=2, **settings)
+    assert dialer.capabilities.abandons_calls
+    place_all(dialer, [call(1), call(2)])
+    first, second = sorted(context.wait_for_calls(2), key=lambda result: result.attempt_id)
+    assert {first.outcome, second.outcome} == {CallOutcome.ANSWERED, CallOutcome.ABANDONED}
+    abandoned = first if first.outcome is CallOutcome.ABANDONED else second
+    assert (abandoned.agent, abandoned.answered_at, abandoned.disposition) == (None, None, None)
+    assert abandoned.ended_at is not None
+    assert 5 + 2 + 4 <= (abandoned.ended_at - abandoned.started_at).total_seconds() < 5 + 2 + 4 + 3
+    assert {recording.attempt_id for recording in context.recordings} == {1, 2} - {abandoned.attempt_id}
+    dialer, context = build(speed=600, **settings)
+    place_all(dialer, [call(1), call(2)])
+    assert [result.outcome for result in context.wait_for_calls(2)] == [CallOutcome.ANSWERED] * 2
+
+
+def test_a_seat_freed_within_the_wait_takes_the_call(build: Build) -> None:
+    """A seat hanging up within ``abandon_after`` of the answer takes the waiting call: nothing is abandoned."""
+    dialer, context = build(
+        speed=60,
+        agents=1,
+        dial_ratio=2.0,
+        abandon_after=30,
+        record=False,
+        scripted={ANSWERS: "answered"},
+        ring_seconds=(5, 5),
+        talk_seconds=(30, 30),
+    )
+    dialer.place_call(call(1))
+    deadline = time.monotonic() + 5
+    while not context.agent_connections:  # the seat talks from 5 s to 35 s
+        assert time.monotonic() < deadline, "the first call was never connected"
+        time.sleep(0.002)
+    dialer.place_call(call(2))  # answered about 10 s in: it waits for the seat
+    results = context.wait_for_calls(2)
+    assert [result.outcome for result in results] == [CallOutcome.ANSWERED] * 2
+    assert [result.agent for result in results] == ["agent-01"] * 2
+    second = results[1]
+    assert second.answered_at is not None
+    assert results[0].ended_at is not None
+    assert second.answered_at < results[0].ended_at
+
+
+def test_abandoned_is_not_an_outcome_to_script() -> None:
+    with pytest.raises(ValidationError, match="abandon_after"):
+        SimulatorConfig.model_validate({"scripted": {ANSWERS: "abandoned"}})

@@ -43,8 +43,10 @@ STOPPED_CAUSE = "dialer stopped"
 SHUTDOWN_CAUSE = "shutdown"
 CANCELLED_CAUSE = "cancelled by the dialer while ringing"
 UNKNOWN_SEAT_CAUSE = "no such seat"
+ABANDONED_CAUSE = "no free seat in time: identification message played, then hung up"
 
 _SIGNALLING_S = (0.5, 3.0)  # how soon the network answers busy, unallocated, congested or failed
+_SEAT_POLL_S = 0.1  # how often (clock seconds) an answered call looks for a free seat
 _POLL_REAL_S = 0.05  # how often (real seconds) a call in progress looks whether the switch is stopping
 _PROMISE_FRACTIONS = ("0.10", "0.15", "0.20", "0.25", "0.30", "0.50", "1")
 _channels = itertools.count(1)  # Asterisk-like channel counter of the process, for unique ids
@@ -160,7 +162,17 @@ class SimulatedSwitch:
         if outcome is not CallOutcome.ANSWERED:
             return CallResult(request.attempt_id, outcome, cause, started, ended_at=clock.now(), vendor_call_id=call_id)
         answered = clock.now()
-        agent = self._take_agent(request.agent)
+        agent = self._take_agent(request.agent) if config.abandon_after is None or request.agent else self._free_seat()
+        if agent is None:
+            self._elapse(config.identification_seconds)
+            return CallResult(
+                request.attempt_id,
+                CallOutcome.ABANDONED,
+                ABANDONED_CAUSE,
+                started,
+                ended_at=clock.now(),
+                vendor_call_id=call_id,
+            )
         self._context.report_agent_connected(AgentConnected(request.attempt_id, agent, answered))
         low, high = config.talk_seconds
         self._elapse(rng.triangular(low, high, low + (high - low) * 0.3))
@@ -215,6 +227,22 @@ class SimulatedSwitch:
             agent = wanted or min(seats, key=lambda name: (self._agent_calls[name], self._agent_freed[name]))
             self._agent_calls[agent] += 1
         return agent
+
+    def _free_seat(self) -> str | None:
+        """The longest idle seat not paused and not on a call, waiting ``abandon_after`` seconds of the clock for
+        one to hang up; ``None`` when none did (or the switch started stopping meanwhile)."""
+        clock, wait = self._context.clock, self._config.abandon_after or 0.0
+        deadline = clock.now() + timedelta(seconds=wait)
+        while True:
+            with self._lock:
+                free = [name for name, calls in self._agent_calls.items() if not calls and name not in self._paused]
+                if free:
+                    agent = min(free, key=self._agent_freed.__getitem__)
+                    self._agent_calls[agent] += 1
+                    return agent
+            remaining = (deadline - clock.now()).total_seconds()
+            if remaining <= 0 or not self._elapse(min(remaining, _SEAT_POLL_S)):
+                return None
 
     def _release_agent(self, agent: str) -> None:
         with self._lock:

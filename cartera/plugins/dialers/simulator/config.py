@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Self, TypeVar
 
-from pydantic import AfterValidator, Field, NonNegativeFloat, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, NonNegativeFloat, PositiveFloat, StringConstraints, model_validator
 
 from cartera.plugin import CallOutcome, DialRatio, DispositionCode, PluginConfig, SettingError, dial_slots
 
@@ -27,6 +27,7 @@ def _some_weight(weights: dict[K, float]) -> dict[K, float]:
 #: Outcomes the dialer makes of a call, never the network, and how.
 _NOT_FROM_THE_NETWORK = {
     CallOutcome.CANCELLED: "cancel() makes of a ringing call",
+    CallOutcome.ABANDONED: "the switch makes of an answered call no seat is free for ('abandon_after')",
     CallOutcome.UNKNOWN: "reconcile() makes of a call a killed node left in flight",
 }
 
@@ -94,6 +95,14 @@ class SimulatorConfig(PluginConfig):
     )
     talk_seconds: SecondsRange = Field(
         default=(20.0, 240.0), description="How long an answered call lasts, from answer to hang-up."
+    )
+    abandon_after: PositiveFloat | None = Field(
+        default=None,
+        description="Seconds an answered call waits for a free seat before it is abandoned (the identification "
+        "message played, then hung up): 2 as the US rule counts; unset, it goes to the least busy seat at once.",
+    )
+    identification_seconds: NonNegativeFloat = Field(
+        default=4.0, description="How long the identification message of an abandoned call lasts."
     )
     scripted: Annotated[dict[E164, CallOutcome], AfterValidator(_network_script)] = Field(
         default_factory=dict,

@@ -37,6 +37,7 @@ class SimulatorDialer(Dialer[SimulatorConfig]):
         reconciles=True,
         pauses_agents=True,
         targets_agents=True,
+        abandons_calls=True,
     )
 
     def __init__(self, config: SimulatorConfig, context: PluginContext) -> None:
