@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -40,6 +41,7 @@ class AccountState:
     currency: str
     status: str
     phones: list[str]
+    due_on: date | None = None
     phone_ids: dict[str, int] = field(default_factory=dict)
     payment_keys: set[str] = field(default_factory=set)
     dirty: bool = False
@@ -117,8 +119,10 @@ def known_accounts(session: Session, portfolios: Portfolios, rows: Iterable[Assi
     refs = {ref for wanted_refs in wanted.values() for ref in wanted_refs}
     # By ref alone, filtered here: one index fits, whatever the planner believes (see import_batch).
     connection = session.connection()
-    money = result_processor(connection, Account.balance)
-    for account_id, portfolio_id, ref, debtor_id, balance, currency, status in accounts_by_ref(connection, refs):
+    money, day = result_processor(connection, Account.balance), result_processor(connection, Account.due_on)
+    for account_id, portfolio_id, ref, debtor_id, balance, currency, status, due_on in accounts_by_ref(
+        connection, refs
+    ):
         if ref in wanted.get(portfolio_id, ()):
             accounts[(portfolio_id, ref)] = AccountState(
                 account_id,
@@ -132,6 +136,7 @@ def known_accounts(session: Session, portfolios: Portfolios, rows: Iterable[Assi
                 currency,
                 status,
                 [],
+                day(due_on),
             )
     if accounts:
         _complete(session, accounts)

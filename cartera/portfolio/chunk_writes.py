@@ -31,7 +31,7 @@ class ChunkWriter:
             account.id, account.debtor_id = account_id, debtor_id
             account.dirty = account.phones_changed = False  # inserted as it is now
         stamp = bind_processor(connection, Account.updated_at)(self.now)
-        money = bind_processor(connection, Account.balance)
+        money, day = bind_processor(connection, Account.balance), bind_processor(connection, Account.due_on)
         insert_rows(
             connection,
             Debtor,
@@ -41,7 +41,7 @@ class ChunkWriter:
         insert_rows(
             connection,
             Account,
-            ("id", "portfolio_id", "ref", "debtor_id", "balance", "currency", "status", "updated_at"),
+            ("id", "portfolio_id", "ref", "debtor_id", "balance", "currency", "status", "updated_at", "due_on"),
             [
                 (
                     a.id,
@@ -52,6 +52,7 @@ class ChunkWriter:
                     a.currency,
                     a.status,
                     stamp,
+                    day(a.due_on),
                 )
                 for a in created
             ],
@@ -79,6 +80,7 @@ class ChunkWriter:
                 currency=bindparam("currency"),
                 status=bindparam("status"),
                 updated_at=bindparam("updated_at"),
+                due_on=bindparam("due_on"),
             ),
             [
                 {
@@ -87,6 +89,7 @@ class ChunkWriter:
                     "currency": a.currency,
                     "status": a.status,
                     "updated_at": self.now,
+                    "due_on": a.due_on,
                 }
                 for a in changed
             ],

@@ -277,6 +277,7 @@ class _Chunk:
         self.session, self.report, self.checks = session, report, importer.checks
         self.portfolios = Portfolios(session, importer.site, importer.portfolio_country)
         self.writer = ChunkWriter(importer.site, batch_id, now)
+        self.today = now.date()
 
     def apply(self, items: Sequence[AssignmentRow | RowError]) -> list[Activity]:
         items = [identified(item) for item in items]
@@ -287,7 +288,7 @@ class _Chunk:
             if isinstance(item, RowError):
                 errors.append(item)
                 continue
-            done = apply_row(item, self.portfolios.get(item.creditor, item.portfolio), state, self.checks)
+            done = apply_row(item, self.portfolios.get(item.creditor, item.portfolio), state, self.checks, self.today)
             if isinstance(done, RowError):
                 errors.append(done)
             else:

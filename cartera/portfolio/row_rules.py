@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from datetime import date, timedelta
 from decimal import Decimal
 
 import phonenumbers
@@ -102,8 +103,11 @@ def identified(item: AssignmentRow | RowError) -> AssignmentRow | RowError:
     return item
 
 
-def apply_row(row: AssignmentRow, portfolio: PortfolioInfo, state: ChunkState, checks: RowChecks) -> Applied | RowError:
-    """Apply ``row`` (of ``portfolio``) to ``state``: what it did, or why it is quarantined."""
+def apply_row(
+    row: AssignmentRow, portfolio: PortfolioInfo, state: ChunkState, checks: RowChecks, today: date
+) -> Applied | RowError:
+    """Apply ``row`` (of ``portfolio``) to ``state`` on the import's day ``today`` (days past due count back from
+    it): what it did, or why it is quarantined."""
     account = state.accounts.get((portfolio.id, row.account_ref))
     if row.action is AssignmentAction.WITHDRAW:
         if account is None:
@@ -126,6 +130,9 @@ def apply_row(row: AssignmentRow, portfolio: PortfolioInfo, state: ChunkState, c
         return RowError(row.line, place.field, place.reason)
     region, zone = place
     balance = row.balance.quantize(CENT)
+    due_on = row.due_on
+    if due_on is None and row.days_past_due is not None:
+        due_on = today - timedelta(days=row.days_past_due)
     if account is None:
         account = AccountState(
             None,
@@ -139,11 +146,13 @@ def apply_row(row: AssignmentRow, portfolio: PortfolioInfo, state: ChunkState, c
             row.currency,
             "active",
             phones,
+            due_on,
         )
         state.accounts[(portfolio.id, row.account_ref)] = account
         state.created.append(account)
         return Applied.NEW
-    wanted = (row.debtor_name, region, zone, balance, row.currency, "active", phones)
+    due_on = account.due_on if due_on is None else due_on  # a file without the column keeps the stored day
+    wanted = (row.debtor_name, region, zone, balance, row.currency, "active", phones, due_on)
     if (
         account.name,
         account.region,
@@ -152,11 +161,12 @@ def apply_row(row: AssignmentRow, portfolio: PortfolioInfo, state: ChunkState, c
         account.currency,
         account.status,
         account.phones,
+        account.due_on,
     ) == wanted:
         return Applied.UNCHANGED
     account.phones_changed = account.phones_changed or account.phones != phones
     account.name, account.region, account.timezone, account.balance, account.currency, account.status = wanted[:6]
-    account.phones = phones
+    account.phones, account.due_on = phones, due_on
     account.dirty = True
     return Applied.UPDATED
 

@@ -266,6 +266,7 @@ _PAGE_KEYS = (
     "agent.not_visible",
     "agent.confirm",
     "agent.mini_miranda",
+    "agent.script.text",
     "agent.saved",
     "agent.ended",
     "agent.law.allowed",

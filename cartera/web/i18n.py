@@ -143,6 +143,7 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (Spanish, English)
     "agent.calling": ("Llamando…", "Calling…"),
     "agent.accounts": ("Cuentas", "Accounts"),
     "agent.balance": ("Saldo", "Balance"),
+    "agent.days_past_due": ("Días de mora", "Days past due"),
     "agent.timeline": ("Historial de contacto", "Contact history"),
     "agent.promises": ("Promesas", "Promises"),
     "agent.law": ("Lo que la ley aún permite", "What the law still allows"),

@@ -3,8 +3,8 @@
 In two steps, because a debt may not be disclosed to a third party (FDCPA, Ley 2300, CONDUSEF): the pop
 (:class:`ScreenPop`) names whom to ask for and the number called, nothing about a debt; once the agent
 confirms the right party, :meth:`ScreenBuilder.details` gives the accounts of that debtor the agent may see,
-the contact timeline, promises, what the law still allows and whether the mini-Miranda must be read. Each is
-a view of a debtor's data, audited.
+the contact timeline, promises, what the law still allows, whether the mini-Miranda must be read and the
+portfolio's script. Each is a view of a debtor's data, audited.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from cartera.core.models import Channel
 from cartera.core.store.database import Database
 from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Portfolio
 from cartera.portfolio.identity import PortfolioKey, in_portfolios
+from cartera.workspace.settings import WorkspaceConfig
 
 TIMELINE_LENGTH = 20
 #: Countries whose debtors hear the mini-Miranda (15 U.S.C. 1692e(11)) once the right party is confirmed.
@@ -59,6 +60,12 @@ class AccountLine:
     balance: Decimal
     currency: str
     status: str
+    days_past_due: int | None  #: since the day the debt fell due, when the creditor said (0: due today or later)
+
+
+def days_past_due(due_on: date | None, today: date) -> int | None:
+    """Days from ``due_on`` to ``today`` (never negative); ``None`` when the due day is unknown."""
+    return None if due_on is None else max((today - due_on).days, 0)
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ class DebtDetails:
     timeline: tuple[TimelineEntry, ...]
     law: tuple[LawNow, ...]
     mini_miranda: bool
+    script: str | None  #: the portfolio's own script (``None``: the page's generic one)
 
     def as_json(self) -> dict[str, object]:
         found: dict[str, object] = jsonable(asdict(self))  # type: ignore[assignment]
@@ -99,10 +107,12 @@ class DebtDetails:
 
 
 class ScreenBuilder:
-    """Builds screen pops and their details from the store, for one site."""
+    """Builds screen pops and their details from the store, for one site whose workspace is ``workspace``."""
 
-    def __init__(self, site: str, db: Database, clock: Clock, explainer: GateExplainer) -> None:
-        self.site, self.db, self.clock, self.explainer = site, db, clock, explainer
+    def __init__(
+        self, site: str, db: Database, clock: Clock, explainer: GateExplainer, workspace: WorkspaceConfig
+    ) -> None:
+        self.site, self.db, self.clock, self.explainer, self.workspace = site, db, clock, explainer, workspace
 
     def pop(
         self, attempt_id: int, agent: str, within: frozenset[PortfolioKey] | None, connected_at: datetime
@@ -146,8 +156,10 @@ class ScreenBuilder:
                 session, agent, "workspace.right_party", attempt_id, account, shown=[line.ref for line in accounts]
             )
             phone, country = attempt.phone, account.portfolio.country if account else None
+            portfolio = (account.portfolio.creditor.code, account.portfolio.code) if account else ("", "")
         law = tuple(self._law(phone, account_id=accounts[0].id if accounts else None, agent=agent))
-        return DebtDetails(attempt_id, tuple(accounts), tuple(timeline), law, country in MINI_MIRANDA_COUNTRIES)
+        script = self.workspace.rules(*portfolio).script
+        return DebtDetails(attempt_id, tuple(accounts), tuple(timeline), law, country in MINI_MIRANDA_COUNTRIES, script)
 
     def _visible(
         self, session: Session, attempt_id: int, within: frozenset[PortfolioKey] | None
@@ -176,8 +188,17 @@ class ScreenBuilder:
             .where(Account.debtor_id == account.debtor_id, Portfolio.site == self.site, in_portfolios(within))
             .order_by(Account.id)
         ).all()
+        today = self.clock.now().date()
         lines = [
-            AccountLine(row.id, row.ref, f"{creditor}/{code}", row.balance, row.currency, row.status)
+            AccountLine(
+                row.id,
+                row.ref,
+                f"{creditor}/{code}",
+                row.balance,
+                row.currency,
+                row.status,
+                days_past_due(row.due_on, today),
+            )
             for row, creditor, code in rows
         ]
         return sorted(lines, key=lambda line: line.id != account.id)

@@ -1,5 +1,6 @@
 """The ``[sites.X.workspace]`` section: promise and callback limits, wrap-up limits, and per portfolio
-(``[sites.X.workspace.portfolios."CREDITOR/PORTFOLIO"]`` or ``."PORTFOLIO"``) its own disposition codes and limits.
+(``[sites.X.workspace.portfolios."CREDITOR/PORTFOLIO"]`` or ``."PORTFOLIO"``) its own disposition codes, limits
+and script.
 Nothing configured: :data:`~cartera.workspace.dispositions.DEFAULT_CODES` and the defaults below."""
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class PortfolioWorkspace(_Section):
     promise_horizon_days: int | None = Field(default=None, ge=1, le=3660)
     promise_grace_days: int | None = Field(default=None, ge=0, le=60)
     max_instalments: int | None = Field(default=None, ge=1, le=120)
+    #: the script the agent's screen shows once the right party is confirmed (default: the page's generic one)
+    script: str | None = Field(default=None, min_length=1, max_length=4000)
 
     @field_validator("codes")
     @classmethod
@@ -67,6 +70,7 @@ class PortfolioRules:
     promise_horizon_days: int  #: a promise's (last) date is at most this many days after today
     promise_grace_days: int  #: a payment this many days late still keeps the promise
     max_instalments: int
+    script: str | None = None  #: the portfolio's own script; ``None``: the page's generic text
 
     def code(self, code: str) -> CodeSpec | None:
         """The spec of ``code``: one of the portfolio's, or a system code; ``None`` when unknown."""
@@ -114,4 +118,5 @@ class WorkspaceConfig(_Section):
             promise_horizon_days=own.promise_horizon_days or self.promise_horizon_days,
             promise_grace_days=self.promise_grace_days if own.promise_grace_days is None else own.promise_grace_days,
             max_instalments=own.max_instalments or self.max_instalments,
+            script=own.script,
         )

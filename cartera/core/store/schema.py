@@ -130,6 +130,7 @@ class Account(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | withdrawn | paid
     next_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_on: Mapped[date | None] = mapped_column(Date)  # the day the debt fell due, when the creditor says
     portfolio: Mapped[Portfolio] = relationship()
     debtor: Mapped[Debtor] = relationship()
 

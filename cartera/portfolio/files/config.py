@@ -91,6 +91,18 @@ class ColumnsConfig(PluginConfig):
         min_length=1,
         description="Header of the creditor's payment reference (payment rows); optional.",
     )
+    due_date: str = Field(
+        "fecha_vencimiento",
+        min_length=1,
+        description="Header of the day the debt fell due (a date in `date_formats`); optional: days past due on "
+        "the screen and the list's segments (tramos de mora) come from it.",
+    )
+    days_past_due: str = Field(
+        "dias_mora",
+        min_length=1,
+        description="Header of the days past due on the day the file is imported, for files without a due date; "
+        "optional (the due date wins when a row has both).",
+    )
 
 
 class ExportFormatConfig(PluginConfig):

@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -156,6 +157,8 @@ class _Layout:
     action: int
     payment_date: int
     payment_ref: int
+    due_date: int
+    days_past_due: int
 
 
 class AssignmentReader:
@@ -245,6 +248,8 @@ class AssignmentReader:
             action=optional(columns.action),
             payment_date=optional(columns.payment_date),
             payment_ref=optional(columns.payment_ref),
+            due_date=optional(columns.due_date),
+            days_past_due=optional(columns.days_past_due),
         )
 
     def _action(self, text: str) -> AssignmentAction | None:
@@ -265,6 +270,23 @@ class AssignmentReader:
         )
         action_of, currencies = self._action, set[str]()
         withdraw, payment_action = AssignmentAction.WITHDRAW, AssignmentAction.PAYMENT
+        due_at, days_at = layout.due_date, layout.days_past_due
+
+        def past_due(cells: list[str], line: int) -> tuple[date | None, int | None] | RowError:
+            """The row's due date, else its days past due; an unreadable one of either fails the row."""
+            if raw_due := cells[due_at].strip():
+                due_on = parse_date(raw_due, fmt.date_formats)
+                if due_on is None:
+                    formats = " or ".join(fmt.date_formats)
+                    return RowError(line, "due_date", f"column {columns.due_date!r}: {raw_due!r} is not {formats}")
+                return due_on, None
+            if raw_days := cells[days_at].strip():
+                if not raw_days.isascii() or not raw_days.isdigit() or len(raw_days) > 5:
+                    return RowError(
+                        line, "days_past_due", f"column {columns.days_past_due!r}: {raw_days!r} is not a number of days"
+                    )
+                return None, int(raw_days)
+            return None, None
 
         def parse(cells: list[str], line: int) -> AssignmentRow | RowError:
             if len(cells) < width:
@@ -292,8 +314,21 @@ class AssignmentReader:
                 currencies.add(currency)
             phones = tuple([phone for index in phones_at if (phone := cells[index].strip())])
             if not payment:
+                overdue = past_due(cells, line)
+                if isinstance(overdue, RowError):
+                    return overdue
                 return AssignmentRow(
-                    line, creditor, portfolio, account_ref, cells[name_at].strip(), phones, amount, currency, action
+                    line,
+                    creditor,
+                    portfolio,
+                    account_ref,
+                    cells[name_at].strip(),
+                    phones,
+                    amount,
+                    currency,
+                    action,
+                    due_on=overdue[0],
+                    days_past_due=overdue[1],
                 )
             paid_on = None
             if raw_date := cells[date_at].strip():

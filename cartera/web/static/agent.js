@@ -73,12 +73,15 @@
     $("before-confirm").hidden = true;
     $("details").hidden = false;
     $("mini-miranda").hidden = !details.mini_miranda;
+    $("script").textContent = details.script || say["agent.script.text"];
     for (const account of details.accounts) {
       const row = document.createElement("tr");
       row.append(text("td", account.ref), text("td", account.portfolio));
       const balance = text("td", account.balance + " " + account.currency);
       balance.className = "num";
-      row.append(balance);
+      const overdue = text("td", account.days_past_due === null ? "" : String(account.days_past_due));
+      overdue.className = "num";
+      row.append(balance, overdue);
       $("accounts").append(row);
     }
     for (const law of details.law) {
