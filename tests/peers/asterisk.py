@@ -81,6 +81,7 @@ _MODULES = (
     "bridge_simple",
     "pbx_config",
     "app_queue",
+    "app_dial",
     "app_mixmonitor",
     "app_playtones",
     "app_userevent",
@@ -421,6 +422,12 @@ exten => _X.,1,Hangup(21)
 exten => s,1,UserEvent(CarteraAnswered,Attempt: ${{CARTERA_ATTEMPT}},Account: ${{CARTERA_ACCOUNT}})
  same => n,MixMonitor(${{UNIQUEID}}.wav)
  same => n,Queue({QUEUE},r,,,120)
+ same => n,Hangup()
+
+; The debtor answered a call placed for one agent (a callback): record it, then ring that agent's phone alone.
+[agent]
+exten => s,1,MixMonitor(${{UNIQUEID}}.wav)
+ same => n,Dial(${{CARTERA_AGENT}},10)
  same => n,Hangup()
 
 ; Answered, recorded, hung up after a second: for benchmarks of the dialer itself (no queue).

@@ -455,6 +455,32 @@ def test_a_cancelled_call_stays_cancelled_even_if_the_answer_crosses_the_hangup(
     )
 
 
+def test_a_call_placed_for_an_agent_is_connected_when_its_dial_of_that_agent_answers() -> None:
+    """The dialplan's agent_context dials CARTERA_AGENT: our channel's DialEnd (as the caller) with ANSWER connects
+    the call to the agent it was placed for, once; a queue's dials are left to AgentConnect."""
+    connected: list[tuple[str | None, int]] = []
+    tracker = CallTracker(
+        SystemClock(),
+        on_end=lambda _: None,
+        hang_up=lambda _: None,
+        on_connect=lambda call, _: connected.append((call.agent, call.request.attempt_id)),
+    )
+    targeted = tracker.admit(request(1, agent="PJSIP/agent02"), "u-1")
+    queued = tracker.admit(request(2), "u-2")
+    unanswered = tracker.admit(request(3, agent="PJSIP/agent01"), "u-3")
+    assert targeted is not None
+    assert queued is not None
+    assert unanswered is not None
+    answer = {"DestChannel": "PJSIP/agent02-00000004", "DialStatus": "ANSWER"}
+    tracker.on_dial_end({"Uniqueid": "u-1", **answer})
+    tracker.on_dial_end({"Uniqueid": "u-1", **answer})
+    tracker.on_dial_end({"Uniqueid": "u-2", **answer})
+    tracker.on_dial_end({"Uniqueid": "u-3", "DestChannel": "PJSIP/agent01-00000005", "DialStatus": "NOANSWER"})
+    assert connected == [("PJSIP/agent02", 1)]
+    assert (queued.agent, unanswered.agent) == (None, None)
+    assert targeted.dial_status is None, "the agent's dial is not the debtor's"
+
+
 @pytest.mark.asterisk
 def test_cancel_hangs_up_a_ringing_call_and_spares_a_talking_one(
     peer: AsteriskPeer, started: Callable[..., Any], talk: Callable[[float], None]

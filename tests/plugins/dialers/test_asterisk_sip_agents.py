@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,22 @@ def test_a_paused_phone_is_offered_no_call_until_resumed(
     started.resume_agent(first)
     wait_for_capacity(started, 2)
     assert {event["Location"]: event for event in peer.queue_members()}[first]["Paused"] == "0"
+
+
+def test_a_call_placed_for_one_agent_rings_that_agents_phone_alone(
+    dialer: tuple[AsteriskAmiDialer, CapturingContext], phones: AgentPhones, peer: AsteriskPeer
+) -> None:
+    """A callback: placed for the second phone while both are free, each call is answered by that phone."""
+    started, context = dialer
+    second = peer.agent_interfaces[1]
+    wait_for_capacity(started, 2)
+    for count, attempt in enumerate((7401, 7402), start=1):
+        started.place_call(replace(call(attempt), agent=second))
+        context.wait_for_calls(count, 60)
+    assert [(event.attempt_id, event.agent) for event in context.agent_connections] == [(7401, second), (7402, second)]
+    took = {caller: f"PJSIP/{agent}" for agent, caller in phones.answered()}
+    assert (took["7401"], took["7402"]) == (second, second)
+    assert all(result.agent == second for result in context.calls)
 
 
 class SlowScreens(CapturingContext):

@@ -204,7 +204,10 @@ class CallTracker:
             self._answered(call)
 
     def on_dial_end(self, event: Message) -> None:
-        call = self._live.get(event.get("DestUniqueid", ""))  # the Originate's dial; the queue's has ours as caller
+        caller = self._live.get(event.get("Uniqueid", ""))
+        if caller is not None:
+            self._dialled(caller, event)
+        call = self._live.get(event.get("DestUniqueid", ""))  # the Originate's dial
         if call is None:
             return
         with self._changed:
@@ -228,8 +231,17 @@ class CallTracker:
         the member's interface, the identity an agent's workspace extension names."""
         call = self._live.get(event.get("Uniqueid", ""))
         agent = event.get("Interface") or event.get("MemberName")
-        if call is None or not agent:
-            return
+        if call is not None and agent:
+            self._connected(call, agent)
+
+    def _dialled(self, call: Call, event: Message) -> None:
+        """Our channel, the caller, dialled someone (a DialEnd): a call placed for one agent dials that agent's
+        interface (``CARTERA_AGENT``, from the dialplan's ``agent_context``), connected once it answers. The
+        queue's dials are left to AgentConnect, which names the member that took the call."""
+        if call.request.agent is not None and event.get("DialStatus") == "ANSWER":
+            self._connected(call, call.request.agent)
+
+    def _connected(self, call: Call, agent: str) -> None:
         self._answered(call)
         with self._changed:
             first = call.agent is None

@@ -31,7 +31,12 @@ class AsteriskAmiConfig(PluginConfig):
     context: AmiValue = Field(
         default="agents", description="Dialplan context an answered call enters (it records and queues the call)."
     )
-    exten: AmiValue = Field(default="s", description="Extension in 'context' an answered call enters.")
+    agent_context: AmiValue = Field(
+        default="agent",
+        description="Dialplan context an answered call placed for one agent (a callback) enters instead: it records "
+        "the call and dials ${CARTERA_AGENT}, that agent's queue member interface.",
+    )
+    exten: AmiValue = Field(default="s", description="Extension in 'context' (or 'agent_context') a call enters.")
     priority: int = Field(default=1, ge=1, description="Priority in 'context' an answered call enters.")
     caller_id: AmiValue | None = Field(
         default=None,

@@ -32,6 +32,7 @@ class AsteriskAmiDialer(Dialer[AsteriskAmiConfig]):
         cancels=True,
         reconciles=True,
         pauses_agents=True,
+        targets_agents=True,
     )
 
     def __init__(self, config: AsteriskAmiConfig, context: PluginContext) -> None:

@@ -212,12 +212,18 @@ class AsteriskSwitch:
             self._calls.end(call, note=f"not placed: no AMI connection to {self.where} ({problem})")
         elif not _E164.match(request.phone):
             self._calls.end(call, note=f"not placed: {request.phone!r} is not an E.164 number")
+        elif request.agent is not None and not self._serves(request.agent):
+            self._calls.end(call, note=f"not placed: queue {self._config.queue!r} has no member {request.agent!r}")
         else:
             try:
                 session.connection.send_action(self._originate(call), callback=partial(self._originate_answer, call))
             except AmiError as exc:
                 # It may have reached Asterisk: never sent again; the resynchronisation settles the call.
                 self._context.log.warning("attempt %s: Originate send failed: %s", request.attempt_id, exc)
+
+    def _serves(self, agent: str) -> bool:
+        with self._lock:
+            return agent in self._agents
 
     def cancel(self, attempt_id: int) -> bool:
         """Hang up the attempt's channel while it is not answered: at once when Asterisk has reported it, else
@@ -470,7 +476,7 @@ class AsteriskSwitch:
         config, request = self._config, call.request
         keys = {
             "Channel": dial_string(config.channel, request.phone),
-            "Context": config.context,
+            "Context": config.context if request.agent is None else config.agent_context,
             "Exten": config.exten,
             "Priority": str(config.priority),
             "Timeout": str(round(config.ring_timeout_s * 1000)),
@@ -484,6 +490,8 @@ class AsteriskSwitch:
         variables = {"CARTERA_ATTEMPT": str(request.attempt_id), "CARTERA_SITE": self._context.site}
         if request.account_ref:
             variables["CARTERA_ACCOUNT"] = request.account_ref
+        if request.agent is not None:
+            variables["CARTERA_AGENT"] = request.agent
         for name, value in request.variables.items():
             if _VARIABLE_NAME.match(name):
                 variables.setdefault(name, value)
