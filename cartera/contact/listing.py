@@ -1,5 +1,7 @@
 """Which accounts the campaign calls first: callbacks due, at their time and to their agent; then accounts whose
-promise broke; then the rest by expected value (balance x P(reaching the debtor now), :mod:`cartera.contact.reach`).
+promise broke; then the rest by expected value (balance x P(reaching the debtor now), :mod:`cartera.contact.reach`),
+each segment of days past due (tramo de mora) given its quota of those calls when the site sets quotas
+(:mod:`cartera.contact.segments`).
 
 Only the order is decided here: every call still goes through the compliance gate
 (:meth:`cartera.contact.calls.CallService.place_call`).
@@ -10,9 +12,9 @@ from __future__ import annotations
 import enum
 import heapq
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,6 +23,7 @@ from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from cartera.contact.reach import ReachModel, hour_of_week, learn, week_hour_label
+from cartera.contact.segments import Segment, by_quota, segment_of
 from cartera.core.clock import Clock
 from cartera.core.config import ListingConfig
 from cartera.core.store.database import Database
@@ -71,6 +74,7 @@ class Candidate:
     phones: tuple[str, ...]
     zone: tzinfo
     broken_promise: bool = False
+    due_on: date | None = None  #: the day the debt fell due, when the creditor said
 
 
 @dataclass(frozen=True)
@@ -86,10 +90,14 @@ class Pick:
     phone: str | None = None
     agent: str | None = None
     waiting: bool = False  #: a callback whose agent is not ready: not placed yet
+    segment: Segment | None = None  #: its days past due's segment (tramo de mora), when the due day is known
 
 
-def rank(candidates: Iterable[Candidate], model: ReachModel, now: datetime) -> list[Pick]:
-    """Broken promises first, then by expected value, highest first (ties: the order given)."""
+def rank(
+    candidates: Iterable[Candidate], model: ReachModel, now: datetime, quotas: Mapping[Segment, float] | None = None
+) -> list[Pick]:
+    """Broken promises first, then by expected value, highest first (ties: the order given), each segment of days
+    past due given its share of the value-ordered places by ``quotas`` (:func:`cartera.contact.segments.by_quota`)."""
     picks = []
     for candidate in candidates:
         hour = hour_of_week(now, candidate.zone)
@@ -102,8 +110,17 @@ def rank(candidates: Iterable[Candidate], model: ReachModel, now: datetime) -> l
         priority = Priority.BROKEN_PROMISE if candidate.broken_promise else Priority.VALUE
         if candidate.broken_promise:
             why = f"broken promise; {why}"
-        picks.append(Pick(candidate.account_id, candidate.ref, priority, value, why))
-    return sorted(picks, key=lambda pick: (pick.priority, -pick.value))
+        segment = None
+        if candidate.due_on is not None:
+            days = (now.astimezone(candidate.zone).date() - candidate.due_on).days
+            segment = segment_of(days)
+            why += f"; {max(days, 0)} days past due" + (f" (tramo {segment})" if segment else "")
+        picks.append(Pick(candidate.account_id, candidate.ref, priority, value, why, segment=segment))
+    ranked = sorted(picks, key=lambda pick: (pick.priority, -pick.value))
+    if not quotas:
+        return ranked
+    first = [pick for pick in ranked if pick.priority is not Priority.VALUE]
+    return first + by_quota(ranked[len(first) :], lambda pick: pick.segment, quotas)
 
 
 class CallList:
@@ -128,6 +145,7 @@ class CallList:
         self._model: ReachModel | None = None
         self._learned_at: datetime | None = None
         self._scored: dict[int, tuple[int, float]] = {}
+        self._segments: dict[int, Segment | None] = {}  #: the scored accounts' segments (tramos de mora)
         self._callback_calls: dict[str, int] = {}  #: agent (dialer identity) -> account of its callback's call
         self._scored_for: tuple[datetime, datetime | None] | None = None
         self._lock = threading.Lock()
@@ -156,13 +174,14 @@ class CallList:
             else:
                 candidates = self._candidates(session, rest)
         if self.config.order != "fifo":
-            ranked = rank(candidates, self.model(now), now)
+            ranked = rank(candidates, self.model(now), now, self.config.segment_quotas)
         return callbacks + ranked
 
     def pool(self, now: datetime, day_start: datetime, limit: int) -> list[DueAccount]:
         """At most ``limit`` accounts due by ``now`` to rank, with their calls since ``day_start``: ``fifo``, the
         longest due; ``value``, the best of all the due accounts by their score this hour (kept until the hour or
-        the model changes, so an account passed over does not hold its place at the front of the pool)."""
+        the model changes, so an account passed over does not hold its place at the front of the pool), each
+        segment of days past due given its quota of the pool."""
         if self.config.order == "fifo":
             with self.db.session() as session:
                 return due_accounts(session, site=self.site, now=now, day_start=day_start, limit=limit)
@@ -170,13 +189,30 @@ class CallList:
         with self.db.session() as session:
             due = session.execute(_due(self.site, now, Account.id)).scalars().all()
             scores = self._scores(session, model, now, due)
-            best = heapq.nlargest(limit, due, key=lambda account_id: scores[account_id])
+            best = self._best(due, scores, limit)
             found = {
                 row.account_id: row
                 for chunk in _chunks(best)
                 for row in due_accounts(session, site=self.site, now=now, day_start=day_start, limit=limit, ids=chunk)
             }
         return [found[account_id] for account_id in best if account_id in found]
+
+    def _best(self, due: Sequence[int], scores: dict[int, tuple[int, float]], limit: int) -> list[int]:
+        """The ``limit`` best of ``due`` by ``scores``, with the segments' quotas: each segment's best are
+        shortlisted, then interleaved by :func:`cartera.contact.segments.by_quota`."""
+        quotas = self.config.segment_quotas
+        if not quotas:
+            return heapq.nlargest(limit, due, key=lambda account_id: scores[account_id])
+        segments: dict[Segment | None, list[int]] = {}
+        for account_id in due:
+            segments.setdefault(self._segments.get(account_id), []).append(account_id)
+        shortlist = [
+            account_id
+            for ids in segments.values()
+            for account_id in heapq.nlargest(limit, ids, key=lambda account_id: scores[account_id])
+        ]
+        shortlist.sort(key=lambda account_id: scores[account_id], reverse=True)
+        return by_quota(shortlist, self._segments.get, quotas)[:limit]
 
     def queue(self, now: datetime, top: int, max_attempts_per_day: int) -> list[Pick]:
         """The next ``top`` calls in the order the campaign would place them at ``now``, placing none and changing
@@ -194,12 +230,13 @@ class CallList:
         per hour and model (new accounts when first seen)."""
         key = (now.replace(minute=0, second=0, microsecond=0), self._learned_at)
         if key != self._scored_for:
-            self._scored, self._scored_for = {}, key
+            self._scored, self._segments, self._scored_for = {}, {}, key
         missing = [account_id for account_id in due if account_id not in self._scored]
         for chunk in _chunks(missing):
             rows = session.execute(select(Account.id, Account.ref).where(Account.id.in_(chunk))).all()
             for pick in rank(self._candidates(session, [(row.id, row.ref) for row in rows]), model, now):
                 self._scored[pick.account_id] = (-pick.priority, pick.value)
+                self._segments[pick.account_id] = pick.segment
         return {account_id: self._scored.get(account_id, (-Priority.VALUE, 0.0)) for account_id in due}
 
     def _callbacks(self, session: Session, now: datetime) -> list[Pick]:
@@ -279,7 +316,15 @@ class CallList:
         accounts = {
             row.id: row
             for row in session.execute(
-                select(Account.id, Account.ref, Account.balance, Account.currency, Account.debtor_id, Debtor.timezone)
+                select(
+                    Account.id,
+                    Account.ref,
+                    Account.balance,
+                    Account.currency,
+                    Account.debtor_id,
+                    Account.due_on,
+                    Debtor.timezone,
+                )
                 .join(Debtor, Account.debtor_id == Debtor.id)
                 .where(Account.id.in_(ids))
             ).all()
@@ -335,6 +380,7 @@ class CallList:
                     tuple(e164 for e164, _ in numbers),
                     zones[row.timezone],
                     broken_promise=account_id in broken,
+                    due_on=row.due_on,
                 )
             )
         return found

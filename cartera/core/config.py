@@ -36,6 +36,7 @@ from pydantic import (
 
 from cartera.contact.compliance import PolicyError, validate
 from cartera.contact.compliance.settings import ComplianceConfig
+from cartera.contact.segments import Segment
 from cartera.contact.sms_templates import SmsPricing, TemplateSet
 from cartera.core import credentials
 from cartera.core.adapters import CHECK_DIRS, PluginConfig, WritableDir, template_fields
@@ -79,6 +80,19 @@ class ListingConfig(_Section):
     hour_strength: float = Field(default=20.0, gt=0)
     number_strength: float = Field(default=3.0, gt=0)
     relearn_minutes: float = Field(default=15.0, gt=0)
+    #: Share of the value-ordered calls each segment of days past due (tramo de mora) gets, e.g.
+    #: {"1-30" = 0.4, "180+" = 0.1}; the segments without one (and accounts not past due) share the rest.
+    segment_quotas: dict[Segment, float] = Field(default_factory=dict)
+
+    @field_validator("segment_quotas")
+    @classmethod
+    def _shares(cls, value: dict[Segment, float]) -> dict[Segment, float]:
+        for segment, share in value.items():
+            if not 0 < share <= 1:
+                raise ValueError(f"segment {segment!r}: a quota is a share of the calls, above 0 and at most 1")
+        if sum(value.values()) > 1 + 1e-9:
+            raise ValueError(f"the segments' quotas add up to {sum(value.values()):g}: at most 1")
+        return value
 
 
 class CampaignConfig(_Section):
