@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from cartera.contact.abandonment import abandonment_rate
 from cartera.core.store.schema import (
     Account,
     ActivityRow,
@@ -51,6 +52,7 @@ def site_summary(node: Node, began: datetime, real_seconds: float) -> str:
                 )
             ),
         )
+        abandonment = abandonment_rate(session, site, node.clock.now(), node.site.section.campaign.abandonment)
         decisions = session.execute(
             select(AuditEntry.action, AuditEntry.details).where(
                 AuditEntry.site == site, AuditEntry.action.in_(("compliance.allow", "compliance.deny"))
@@ -91,6 +93,8 @@ def site_summary(node: Node, began: datetime, real_seconds: float) -> str:
     lines += [
         f"  calls        {sum(outcomes.values())} finished" + (f": {_counts(outcomes)}" if outcomes else ""),
     ]
+    if abandonment.answered:
+        lines.append(f"  abandoned    {abandonment.describe()}")
     if reconciled:
         lines.append(
             f"  reconciled   {sum(reconciled.values())} calls a killed run left in flight: {_counts(reconciled)}"

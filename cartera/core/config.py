@@ -95,6 +95,15 @@ class ListingConfig(_Section):
         return value
 
 
+class AbandonmentConfig(_Section):
+    """The abandonment limit: abandoned calls over calls answered by a person, per campaign over a rolling window
+    (the US rule's 3% over 30 days; Ofcom's is 3% per day), and how long a number whose call was abandoned rests."""
+
+    limit: float = Field(default=0.03, gt=0, lt=1)
+    window_days: float = Field(default=30, gt=0)
+    redial_after_hours: float = Field(default=72, ge=0)
+
+
 class CampaignConfig(_Section):
     enabled: bool = True
     tick_seconds: float = Field(default=1.0, gt=0)
@@ -107,6 +116,7 @@ class CampaignConfig(_Section):
         "Tiene un saldo pendiente en la cuenta {account}. Comuníquese con nosotros para acordar su pago."
     )
     listing: ListingConfig = ListingConfig()
+    abandonment: AbandonmentConfig = AbandonmentConfig()
 
 
 KEY_FIELDS = ("site", "yyyy", "mm", "dd", "call_id", "ext")

@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from cartera.contact.abandonment import abandonment_rate
 from cartera.core.redaction import redact
 from cartera.core.store.schema import ContactAttempt, ExportCursor, ImportBatch, RecordingRow, SmsRow
 from cartera.core.store.site_lease import lease_holder
@@ -128,11 +129,21 @@ class StoreCollector(Collector):
             sms = session.execute(
                 select(SmsRow.state, func.count()).where(SmsRow.site == site).group_by(SmsRow.state)
             ).all()
+            abandonment = abandonment_rate(
+                session, site, self.services.clock.now(), self.services.calls.campaign.abandonment
+            )
             batches = session.scalars(select(ImportBatch.counts).where(ImportBatch.site == site)).all()
             cursors = session.execute(
                 select(ExportCursor.creditor, ExportCursor.last_seq).where(ExportCursor.site == site)
             ).all()
         yield _family("cartera_calls", "Finished calls by outcome", "outcome", calls)
+        yield GaugeMetricFamily(
+            "cartera_abandonment_rate",
+            f"Abandoned calls over calls answered by a person, last {abandonment.window_days:g} days "
+            f"(limit {abandonment.limit:g})",
+            value=abandonment.rate,
+        )
+        yield GaugeMetricFamily("cartera_abandonment_limit", "The abandonment rate allowed", value=abandonment.limit)
         yield _family("cartera_recordings", "Recordings by archival state", "state", recordings)
         lag = max(0.0, (self.services.clock.now() - oldest).total_seconds()) if oldest else 0.0
         yield GaugeMetricFamily(

@@ -88,6 +88,7 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (Spanish, English)
     "kpi.contacts": ("Contactos", "Contacts"),
     "kpi.contact_rate": ("Tasa de contacto", "Contact rate"),
     "kpi.rpc": ("Contactos titulares", "Right-party contacts"),
+    "kpi.abandoned": ("Abandonadas (tasa)", "Abandoned (rate)"),
     "kpi.promises": ("Promesas de pago", "Promises to pay"),
     "kpi.kept": ("Promesas cumplidas", "Promises kept"),
     "kpi.recovered": ("Monto recuperado", "Amount recovered"),
@@ -203,12 +204,15 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (Spanish, English)
     "wallboard.contacts": ("Contactos hoy", "Contacts today"),
     "wallboard.promises": ("Promesas hoy", "Promises today"),
     "wallboard.abandoned": ("Abandonadas hoy", "Abandoned today"),
+    "wallboard.abandon_rate": ("Tasa de abandono (ventana)", "Abandonment rate (window)"),
     "wallboard.occupancy": ("Ocupación", "Occupancy"),
     "wallboard.note": (
-        "Se actualiza solo. Abandonada: contestada sin agente conectado. Ocupación: agentes en llamada o "
-        "tipificando sobre los agentes no pausados.",
-        "Updates by itself. Abandoned: answered with no agent connected. Occupancy: agents on a call or in "
-        "wrap-up over the agents not paused.",
+        "Se actualiza solo. Abandonada: contestada por una persona sin agente libre a tiempo (2 s). Tasa de "
+        "abandono: abandonadas sobre contestadas por una persona en la ventana de la campaña. Ocupación: agentes "
+        "en llamada o tipificando sobre los agentes no pausados.",
+        "Updates by itself. Abandoned: answered by a person with no agent free in time (2 s). Abandonment rate: "
+        "abandoned over answered by a person in the campaign's window. Occupancy: agents on a call or in wrap-up "
+        "over the agents not paused.",
     ),
     "error.title": ("No se pudo completar", "Could not complete"),
     "error.400": ("La solicitud no es válida.", "The request is not valid."),

@@ -29,6 +29,7 @@ class DayKpi:
     attempts: int = 0
     contacts: int = 0
     right_party: int = 0  #: calls whose disposition says the agent spoke with the debtor
+    abandoned: int = 0  #: calls a person answered that no agent took in time
     promises: int = 0
     kept: int = 0
     recovered: Decimal = Decimal(0)
@@ -36,6 +37,12 @@ class DayKpi:
     @property
     def contact_rate(self) -> float:
         return self.contacts / self.attempts if self.attempts else 0.0
+
+    @property
+    def abandon_rate(self) -> float:
+        """Abandoned over answered by a person (connected or abandoned), this day."""
+        answered = self.contacts + self.abandoned
+        return self.abandoned / answered if answered else 0.0
 
 
 def daily_kpis(
@@ -65,6 +72,7 @@ def daily_kpis(
             kpi = cell(creditor, code, at)
             kpi.attempts += 1
             kpi.contacts += outcome == CallOutcome.ANSWERED
+            kpi.abandoned += outcome == CallOutcome.ABANDONED
             kpi.right_party += right_party is True
         activities = (
             select(Creditor.code, Portfolio.code, ActivityRow.kind, ActivityRow.at, ActivityRow.account_id)

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
+from cartera.contact.abandonment import abandonment_rate
 from cartera.core.models import ActivityKind, CallOutcome
 from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Portfolio
 from cartera.portfolio.identity import PortfolioKey, in_portfolios
@@ -33,7 +34,9 @@ class Board:
     talking: int
     contacts: int
     promises: int
-    abandoned: int
+    abandoned: int  #: calls answered by a person that no agent took in time (:attr:`CallOutcome.ABANDONED`)
+    abandon_rate: float  #: abandoned / answered by a person over the campaign's window (not only today)
+    abandon_limit: float
     occupancy: float  #: agents on a call or in wrap-up over agents not paused (0 without any)
 
 
@@ -54,7 +57,13 @@ def board(web: Web, within: frozenset[PortfolioKey] | None) -> Board:
     with web.services.db.reading() as session:
         placing = session.scalar(attempts.where(ContactAttempt.state == "placing")) or 0
         contacts = session.scalar(answered) or 0
-        abandoned = session.scalar(answered.where(ContactAttempt.agent.is_(None))) or 0
+        abandoned = (
+            session.scalar(
+                attempts.where(ContactAttempt.state == "finished", ContactAttempt.outcome == CallOutcome.ABANDONED)
+            )
+            or 0
+        )
+        rate = abandonment_rate(session, web.site, now, web.services.calls.campaign.abandonment, within)
         promises = (
             session.scalar(
                 select(func.count())
@@ -77,6 +86,8 @@ def board(web: Web, within: frozenset[PortfolioKey] | None) -> Board:
         contacts=contacts,
         promises=promises,
         abandoned=abandoned,
+        abandon_rate=round(rate.rate, 4),
+        abandon_limit=rate.limit,
         occupancy=round(busy / working, 3) if working else 0.0,
     )
 

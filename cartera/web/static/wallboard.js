@@ -12,6 +12,8 @@
 
   function show(board) {
     for (const key of ["ringing", "talking", "contacts", "promises", "abandoned"]) $(key).textContent = board[key];
+    $("abandon_rate").textContent = (board.abandon_rate * 100).toFixed(1) + " %";
+    $("abandon_rate").classList.toggle("over", board.abandon_rate > board.abandon_limit);
     $("occupancy").textContent = Math.round(board.occupancy * 100) + " %";
     const rows = board.agents.map((agent) => {
       const row = document.createElement("tr");

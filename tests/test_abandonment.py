@@ -1,0 +1,73 @@
+"""The abandonment rate (abandoned / answered by a person, over the campaign's window) as the summary, the KPIs,
+the wallboard and ``/metrics`` read it from the store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from cartera.contact.abandonment import abandonment_rate
+from cartera.core.config import AbandonmentConfig
+from cartera.core.models import CallOutcome
+from cartera.core.store.schema import Account, ContactAttempt
+from cartera.node import Node
+from cartera.portfolio.identity import PortfolioKey
+from cartera.web.context import Web
+from cartera.web.health import StoreCollector
+from cartera.web.kpi import daily_kpis
+from cartera.web.wallboard import board
+from tests.conftest import write_portfolio, write_sites
+
+ANA = "+573001234567"
+
+
+@pytest.fixture
+def node(tmp_path: Path, open_node: Callable[..., Node]) -> Node:
+    """Site ``t`` with account BCO-1 and its calls: today 3 connected, 1 abandoned, 1 unanswered; one abandoned
+    31 days ago (outside the 30-day window)."""
+    path = write_sites(tmp_path)
+    write_portfolio(tmp_path / "inbox", [f"BCO-1;Ana Gómez;{ANA};;1.000.000,00;COP"])
+    node = open_node(path)
+    node.creditor_sync().run_once()
+    now = node.clock.now()
+    calls = [(now, CallOutcome.ANSWERED)] * 3 + [(now, CallOutcome.ABANDONED), (now, CallOutcome.NO_ANSWER)]
+    calls.append((now - timedelta(days=31), CallOutcome.ABANDONED))
+    with node.db.session() as session:
+        account_id = session.scalars(sa.select(Account.id).where(Account.ref == "BCO-1")).one()
+        session.add_all(
+            ContactAttempt(
+                site="t", account_id=account_id, phone=ANA, state="finished", requested_at=at, outcome=outcome.value
+            )
+            for at, outcome in calls
+        )
+    return node
+
+
+def rate_at(node: Node, at: datetime, config: AbandonmentConfig, within: set[PortfolioKey] | None = None) -> str:
+    with node.db.reading() as session:
+        return abandonment_rate(session, "t", at, config, within).describe()
+
+
+def test_the_rate_counts_the_window_and_the_portfolios(node: Node) -> None:
+    now = node.clock.now()
+    assert rate_at(node, now, AbandonmentConfig()) == (
+        "25.0% (1 of 4 answered by a person) over 30 days: OVER the limit of 3%"
+    )
+    wider = AbandonmentConfig(limit=0.5, window_days=40)
+    assert rate_at(node, now, wider) == "40.0% (2 of 5 answered by a person) over 40 days: within the limit of 50%"
+    assert rate_at(node, now, AbandonmentConfig(), {PortfolioKey("BANCO", "OTRA")}).startswith("0.0% (0 of 0")
+
+
+def test_kpis_wallboard_and_metrics_show_the_abandoned_calls(node: Node) -> None:
+    today = node.clock.now().astimezone(node.site.zone).date()
+    (kpi,) = daily_kpis(node.db, {"t": None}, node.site.zone, since=today, until=today)
+    assert (kpi.attempts, kpi.contacts, kpi.abandoned, kpi.abandon_rate) == (5, 3, 1, 0.25)
+    shown = board(Web(node.web_services()), None)
+    assert (shown.contacts, shown.abandoned, shown.abandon_rate, shown.abandon_limit) == (3, 1, 0.25, 0.03)
+    metrics = {family.name: family for family in StoreCollector(node.web_services()).collect()}
+    assert [sample.value for sample in metrics["cartera_abandonment_rate"].samples] == [0.25]
+    assert [sample.value for sample in metrics["cartera_abandonment_limit"].samples] == [0.03]
