@@ -1,4 +1,4 @@
-"""The end-of-run summary: what the node did, and how to find a recording."""
+"""The end-of-run summary: what the node did, how to find a recording and how to open an agent's page."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from cartera.cli.main import PASSWORD_ENV
 from cartera.contact.abandonment import abandonment_rate
 from cartera.core.store.schema import (
     Account,
@@ -106,16 +107,35 @@ def site_summary(node: Node, began: datetime, real_seconds: float) -> str:
         f"  sms          {sum(sms.values())} sent" + (f": {_counts(sms)}" if sms else ""),
         f"  recordings   {_counts(recordings) or 'none'}; {(archived_bytes or 0) / 1e6:.1f} MB archived and verified",
     ]
+    config = "" if node.site.source == Path("sites.toml").resolve() else f" --config {node.site.source}"
+    cmd = f".venv/bin/python run_site.py{config} --site {site}"
     if example:
-        config = "" if node.site.source == Path("sites.toml").resolve() else f" --config {node.site.source}"
-        cmd = f".venv/bin/python run_site.py{config} --site {site}"
         lines += [
             "",
             "Find and fetch a recording:",
             f"  {cmd} recordings search --account {example[1]}",
             f"  {cmd} recordings get {example[0]} -o /tmp/recording-{example[0]}.wav",
         ]
-    return "\n".join(lines)
+    return "\n".join(lines + agent_page(node, cmd))
+
+
+def agent_page(node: Node, cmd: str) -> list[str]:
+    """How to open an agent's page, when the site serves its pages: an agent user on one of the dialer's seats
+    (the simulator's first one, when it is the dialer), then a run, then ``/agent``."""
+    section = node.site.section
+    if not section.web.enabled:
+        return []
+    dialer = section.dialer
+    extension = "EXTENSION"  # the agent's identity at the dialer: a queue member, a SIP agent...
+    if dialer is not None and dialer.plugin == "simulator":
+        extension = ((dialer.model_extra or {}).get("seats") or ["agent-01"])[0]
+    return [
+        "",
+        f"Open an agent's page: add an agent on a dialer seat (password from ${PASSWORD_ENV} or a prompt), run the"
+        f" site, sign in at {section.web.base_url}/agent:",
+        f"  {cmd} users add ana --role agent --extension {extension}",
+        f"  {cmd} run",
+    ]
 
 
 def _count_by(session: Session, query: Select[Any, int]) -> Counter[str]:
