@@ -43,6 +43,7 @@ from cartera.portfolio.importer import AssignmentImporter
 from cartera.portfolio.sync import CreditorSync
 from cartera.recordings.access import RecordingLibrary
 from cartera.recordings.archival import Archiver
+from cartera.recordings.peer_stores import PeerStores
 from cartera.runtime.health import CheckLine, Health
 from cartera.runtime.jobs import SiteJobs
 from cartera.runtime.lifecycle import Lifecycle
@@ -138,7 +139,11 @@ class Node:
         self._sync: CreditorSync | None = None
         self._stop = threading.Event()
         self.gate = ComplianceGate.for_site(
-            site.name, site.section.compliance, country=site.section.country, zone=site.zone
+            site.name,
+            site.section.compliance,
+            country=site.section.country,
+            zone=site.zone,
+            abandoned_rest_hours=site.section.campaign.abandonment.redial_after_hours,
         )
         targets = Targets(site.name, site.section.country, self.gate)
         dialer = self._provider("dialer", Dialer)
@@ -214,8 +219,13 @@ class Node:
             law_country=self.gate.law_country,
             max_rows=site.section.sync.max_delivery_rows,
         )
+        self.peer_stores = PeerStores(site.source, site.database_url, catalog, self.clock, site.data_dir)
         self.library = RecordingLibrary(
-            site.name, self.db, self.clock, lambda: self.adapter("recording", RecordingStore)
+            site.name,
+            self.db,
+            self.clock,
+            lambda: self.adapter("recording", RecordingStore),
+            peer_store=self.peer_stores.get,
         )
         self.health = Health(
             self.db,
@@ -244,6 +254,7 @@ class Node:
             campaign=self._campaign,
             web_server=self._web_server,
             end_calls=self._end_calls,
+            lease=site.section.node,
         )
 
     @classmethod
@@ -344,6 +355,7 @@ class Node:
                 adapter.stop()
             except Exception:
                 log.exception("stopping %s failed", type(adapter).__name__)
+        self.peer_stores.close()
         self.db.dispose()
 
     # --- run ------------------------------------------------------------------------------------

@@ -247,7 +247,7 @@ def test_right_party_feeds_the_kpis_and_the_compliance_history(desk: Desk) -> No
     assert Reason.ONE_CHANNEL_AFTER_CONTACT not in _decision(desk, Channel.SMS, tomorrow).reasons
     desk.post(desk.call(), "right_party_contact")
     assert Reason.ONE_CHANNEL_AFTER_CONTACT in _decision(desk, Channel.SMS, tomorrow).reasons
-    [kpi] = daily_kpis(desk.node.db, "t", zone, None, since=desk.today(), until=desk.today())
+    [kpi] = daily_kpis(desk.node.db, {"t": None}, zone, since=desk.today(), until=desk.today())
     assert (kpi.attempts, kpi.contacts, kpi.right_party) == (2, 2, 1)
 
 

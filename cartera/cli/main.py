@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
     from cartera.node import Node
-    from cartera.recordings.access import RecordingView
+    from cartera.recordings.access import Reach, RecordingView
     from cartera.web.users import User
 
 log = logging.getLogger("cartera.cli")
@@ -147,6 +147,14 @@ def _define_recordings(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--agent")
     search.add_argument("--since", help="ISO date or date-time; site time when no offset")
     search.add_argument("--until", help="ISO date or date-time; site time when no offset")
+    search.add_argument(
+        "--all-sites",
+        action="store_true",
+        help="every site on this store (with --user: the sites granted to that user), with a SITE column",
+    )
+    search.add_argument(
+        "--user", metavar="NAME", help="only what web user NAME may see (its grants here, or with --all-sites)"
+    )
     search.add_argument("--json", action="store_true", help="print a JSON array")
     get = rec_commands.add_parser("get", help="write a recording to a file, verifying its sha256")
     get.add_argument("id", type=int)
@@ -404,7 +412,7 @@ def _recordings(node: Node, args: argparse.Namespace) -> int:
     from cartera.recordings.access import SearchFilters
 
     if args.recordings_command == "search":
-        if args.account is not None:  # refused when it names accounts of two portfolios
+        if args.account is not None and not args.all_sites:  # refused when it names accounts of two portfolios
             with node.db.session() as session:
                 resolve_account(session, node.site.name, args.account)
         filters = SearchFilters(
@@ -414,12 +422,14 @@ def _recordings(node: Node, args: argparse.Namespace) -> int:
             agent=args.agent,
             since=_when(node, args.since, "--since"),
             until=_when(node, args.until, "--until"),
+            sites=_searched_sites(node, args.all_sites, args.user),
+            as_user=args.user,
         )
         views = node.library.search(filters, actor=os_user())
         if args.json:
             print(json.dumps([view.as_dict() for view in views], indent=2, ensure_ascii=False))
         else:
-            _print_recordings(views, node.site.zone)
+            _print_recordings(views, node.site.zone, with_site=args.all_sites)
         return 0
     if args.recordings_command == "url":
         url = node.library.url(args.id, args.expires, actor=os_user())
@@ -439,12 +449,47 @@ def _recordings(node: Node, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_recordings(views: list[RecordingView], zone: ZoneInfo) -> None:
+def _searched_sites(node: Node, all_sites: bool, user_name: str | None) -> Reach | None:
+    """What ``recordings search`` spans: ``None`` (this site, all of it) unless ``--all-sites`` (every site on
+    the store) or ``--user`` (that user's grants: at this site, or every site granted with ``--all-sites``)."""
+    from sqlalchemy import select
+
+    from cartera.core.store.schema import RecordingRow
+    from cartera.web.users import UserDirectory
+
+    site = node.site.name
+    if user_name is None:
+        if not all_sites:
+            return None
+        with node.db.session() as session:
+            return dict.fromkeys(sorted({site, *session.scalars(select(RecordingRow.site).distinct())}))
+    user = next((user for user in UserDirectory(node.db).everyone() if user.name == user_name), None)
+    if user is None:
+        raise UsageError(f"--user: no user {user_name!r} (see users list)")
+    reach = user.reach()
+    if all_sites:
+        return reach
+    if site not in reach:
+        granted = ", ".join(reach) or "none"
+        raise UsageError(f"--user: {user_name!r} has no grant for site {site!r} (granted: {granted})")
+    return {site: reach[site]}
+
+
+def _print_recordings(views: list[RecordingView], zone: ZoneInfo, *, with_site: bool = False) -> None:
     if not views:
         print("no recordings match")
         return
-    header = ("ID", f"STARTED ({zone.key})", "PORTFOLIO", "ACCOUNT", "PHONE", "AGENT", "DURATION", "STATE")
-    body = [
+    header: tuple[str, ...] = (
+        "ID",
+        f"STARTED ({zone.key})",
+        "PORTFOLIO",
+        "ACCOUNT",
+        "PHONE",
+        "AGENT",
+        "DURATION",
+        "STATE",
+    )
+    body: list[tuple[str, ...]] = [
         (
             str(v.id),
             f"{datetime.fromisoformat(v.started_at).astimezone(zone):%Y-%m-%d %H:%M:%S}",
@@ -457,6 +502,8 @@ def _print_recordings(views: list[RecordingView], zone: ZoneInfo) -> None:
         )
         for v in views
     ]
+    if with_site:
+        header, body = ("SITE", *header), [(v.site, *row) for v, row in zip(views, body, strict=True)]
     _print_table([header, *body])
 
 

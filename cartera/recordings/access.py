@@ -1,16 +1,18 @@
-"""Finding and fetching recordings for supervisors: site-scoped, checksum-verified, every access audited."""
+"""Finding and fetching recordings for supervisors: within the sites and portfolios the asker may see (this site
+by default; the company's sites granted to a user when they share the store), checksum-verified, every access
+audited."""
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select
 
 from cartera.core.adapters import RecordingStore
 from cartera.core.audit import audit
@@ -23,6 +25,9 @@ from cartera.portfolio.identity import PortfolioKey, Reference, in_portfolios
 
 MAX_URL_SECONDS = 15 * 60
 T = TypeVar("T")
+#: The sites searched, each with the portfolios within reach there (``None``: all of them, and recordings of no
+#: account): what a user's grants let it see across the company's sites on one store.
+Reach = Mapping[str, frozenset[PortfolioKey] | None]
 
 
 @dataclass(frozen=True)
@@ -60,18 +65,38 @@ class SearchFilters:
     #: The portfolios the asker may see (``None``: all, and recordings of no account).
     within: frozenset[PortfolioKey] | None = None
     offset: int = 0
+    #: Search these sites, each within its portfolios, instead of this site ``within`` (the company view).
+    sites: Reach | None = None
+    as_user: str | None = None  #: the web user whose grants ``sites`` are (the CLI's ``--user``), for the audit
 
 
 class RecordingLibrary:
     """A site's recordings for those who may see them: search, and get, URL or hold one, each in one pass with
-    its audit row; ``store`` gives the site's recording store, started on first use."""
+    its audit row; ``store`` gives the site's recording store, started on first use, and ``peer_store`` another
+    site's of the same store (``None`` when this node does not know that site's store configuration)."""
 
-    def __init__(self, site: str, db: Database, clock: Clock, store: Callable[[], RecordingStore[Any]]) -> None:
-        self.site, self.db, self.clock, self.store = site, db, clock, store
+    def __init__(
+        self,
+        site: str,
+        db: Database,
+        clock: Clock,
+        store: Callable[[], RecordingStore[Any]],
+        peer_store: Callable[[str], RecordingStore[Any] | None] = lambda _site: None,
+    ) -> None:
+        self.site, self.db, self.clock, self.store, self.peer_store = site, db, clock, store, peer_store
+
+    def store_of(self, site: str) -> Callable[[], RecordingStore[Any]] | None:
+        """The recording store ``site``'s recordings are kept in, as this node reaches it; ``None`` when this node
+        knows no store of that site (its recordings are fetched at that site's node)."""
+        if site == self.site:
+            return self.store
+        store = self.peer_store(site)
+        return None if store is None else lambda: store
 
     def search(self, filters: SearchFilters, actor: str) -> list[RecordingView]:
+        reach = filters.sites if filters.sites is not None else {self.site: filters.within}
         query = (
-            self._catalog()
+            self._catalog(reach.keys())
             .order_by(RecordingRow.started_at.desc(), RecordingRow.id.desc())
             .limit(filters.limit)
             .offset(filters.offset)
@@ -92,19 +117,25 @@ class RecordingLibrary:
             query = query.where(portfolio.where(Creditor.code, Portfolio.code))
         if filters.outcome:
             query = query.where(ContactAttempt.outcome == filters.outcome)
-        query = query.where(in_portfolios(filters.within))
+        query = query.where(_within(reach))
         with self.db.session() as session:
             views = [_view(*row) for row in session.execute(query)]
-        used = {k: str(v) for k, v in asdict(filters).items() if v is not None and k not in ("limit", "offset")}
-        if filters.within is not None:
+        ignored = ("limit", "offset", "sites")
+        used = {k: str(v) for k, v in asdict(filters).items() if v is not None and k not in ignored}
+        if filters.within is not None and filters.sites is None:
             used["within"] = ", ".join(sorted(map(str, filters.within)))
+        if filters.sites is not None:
+            used["sites"] = ", ".join(f"{site}:{_described(within)}" for site, within in sorted(reach.items()))
         self._audit(actor, "recordings.search", "recordings", filters=used, results=len(views))
         return views
 
-    def view(self, recording_id: int, within: frozenset[PortfolioKey] | None = None) -> RecordingView | None:
-        """This site's recording ``recording_id`` when it is in the portfolios ``within`` (``None``: any),
-        unaudited: for callers that audit the access themselves."""
-        found = self._find(recording_id, within)
+    def view(
+        self, recording_id: int, within: frozenset[PortfolioKey] | None = None, *, sites: Reach | None = None
+    ) -> RecordingView | None:
+        """This site's recording ``recording_id`` when it is in the portfolios ``within`` (``None``: any), or
+        with ``sites``, a recording of one of those sites within its portfolios there; unaudited: for callers
+        that audit the access themselves."""
+        found = self._find(recording_id, sites if sites is not None else {self.site: within})
         return found[0] if found else None
 
     def deliver(
@@ -115,14 +146,16 @@ class RecordingLibrary:
         send: Callable[[RecordingView, str], tuple[T, dict[str, Any]]],
         *,
         within: frozenset[PortfolioKey] | None = None,
+        sites: Reach | None = None,
         refusal: str | None = None,
     ) -> tuple[RecordingView, T]:
-        """One pass over an archived recording: view (one catalog read, within the portfolios ``within``),
-        ``send`` (fetch and verify, given the view and store key; returns its result and what the audit row
-        records), audit (one ``action`` row). An unknown id, or one outside ``within``, raises NotFound (audited
-        as ``refusal`` when given); a recording not archived and verified raises UsageError."""
+        """One pass over an archived recording: view (one catalog read, within the portfolios ``within`` of this
+        site, or of ``sites``), ``send`` (fetch and verify, given the view and store key; returns its result and
+        what the audit row records), audit (one ``action`` row, naming the recording's site when it is
+        another's). An unknown id, or one outside reach, raises NotFound (audited as ``refusal`` when given); a
+        recording not archived and verified raises UsageError."""
         subject = f"recording:{recording_id}"
-        found = self._find(recording_id, within)
+        found = self._find(recording_id, sites if sites is not None else {self.site: within})
         if found is None:
             if refusal is not None:
                 self._audit(actor, refusal, subject, reason="not found at this site")
@@ -131,6 +164,8 @@ class RecordingLibrary:
         if view.state != "verified" or view.sha256 is None or key is None:
             raise UsageError(f"recording {recording_id} is {view.state}, not archived and verified")
         result, details = send(view, key)
+        if view.site != self.site:
+            details = {**details, "recording_site": view.site}
         self._audit(actor, action, subject, **details)
         return view, result
 
@@ -184,33 +219,40 @@ class RecordingLibrary:
         with self.db.session() as session:
             session.get_one(RecordingRow, recording_id).legal_hold = on
 
-    def _find(
-        self, recording_id: int, within: frozenset[PortfolioKey] | None
-    ) -> tuple[RecordingView, str | None] | None:
-        """One catalog read: the recording's view and store key, when it is this site's and within reach."""
+    def _find(self, recording_id: int, reach: Reach) -> tuple[RecordingView, str | None] | None:
+        """One catalog read: the recording's view and store key, when it is of a site of ``reach`` and within
+        its portfolios there."""
+        query = self._catalog(reach.keys()).where(RecordingRow.id == recording_id, _within(reach))
         with self.db.session() as session:
-            row = session.execute(self._catalog().where(RecordingRow.id == recording_id)).first()
-        if row is None:
-            return None
-        view = _view(*row)
-        if within is not None and view.portfolio not in {str(key) for key in within}:
-            return None
-        return view, row[0].store_key
+            row = session.execute(query).first()
+        return None if row is None else (_view(*row), row[0].store_key)
 
-    def _catalog(self) -> Select[RecordingRow, ContactAttempt | None, Account | None, Portfolio | None, str | None]:
-        """This site's recordings with their attempt, account, portfolio and creditor, when they have one."""
+    def _catalog(
+        self, sites: Collection[str] | None = None
+    ) -> Select[RecordingRow, ContactAttempt | None, Account | None, Portfolio | None, str | None]:
+        """The recordings of ``sites`` (``None``: this site's) with their attempt, account, portfolio and
+        creditor, when they have one."""
         return (
             select(RecordingRow, ContactAttempt, Account, Portfolio, Creditor.code)
             .outerjoin(ContactAttempt, RecordingRow.attempt_id == ContactAttempt.id)
             .outerjoin(Account, ContactAttempt.account_id == Account.id)
             .outerjoin(Portfolio, Account.portfolio_id == Portfolio.id)
             .outerjoin(Creditor, Portfolio.creditor_id == Creditor.id)
-            .where(RecordingRow.site == self.site)
+            .where(RecordingRow.site.in_(sites) if sites is not None else RecordingRow.site == self.site)
         )
 
     def _audit(self, actor: str, action: str, subject: str, **details: Any) -> None:
         with self.db.session() as session:
             audit(session, at=self.clock.now(), site=self.site, actor=actor, action=action, subject=subject, **details)
+
+
+def _within(reach: Reach) -> ColumnElement[bool]:
+    """Rows of a site of ``reach`` within its portfolios there; the query joins Creditor and Portfolio."""
+    return or_(false(), *(and_(RecordingRow.site == site, in_portfolios(within)) for site, within in reach.items()))
+
+
+def _described(within: frozenset[PortfolioKey] | None) -> str:
+    return "*" if within is None else " ".join(sorted(map(str, within))) or "none"
 
 
 def fetch_verified(store: RecordingStore[Any], key: str, view: RecordingView, destination: Path) -> None:

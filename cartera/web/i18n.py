@@ -68,6 +68,10 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (Spanish, English)
         "Esta grabación aún no está archivada y verificada ({state}).",
         "This recording is not archived and verified yet ({state}).",
     ),
+    "player.elsewhere": (
+        "Disponible en el nodo de la sede {site}: este nodo no conoce su almacén de grabaciones.",
+        "Available at site {site}'s node: this node does not know its recording store.",
+    ),
     "state.found": ("pendiente", "pending"),
     "state.failed": ("reintentando", "retrying"),
     "state.verified": ("archivada", "archived"),
@@ -220,6 +224,10 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (Spanish, English)
     "error.404": ("No existe o no está a su alcance.", "It does not exist or is not within your reach."),
     "error.405": ("Método no permitido.", "Method not allowed."),
     "error.409": ("No disponible todavía.", "Not available yet."),
+    "error.elsewhere": (
+        "Esta grabación está disponible en el nodo de su sede: este nodo no conoce el almacén donde se guarda.",
+        "This recording is available at its site's node: this node does not know the store it is kept in.",
+    ),
     "error.413": ("Solicitud demasiado grande.", "Request too large."),
     "error.416": ("Rango de bytes no válido.", "Invalid byte range."),
     "error.422": ("Algún campo no es válido.", "A field is not valid."),

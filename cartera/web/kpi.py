@@ -1,4 +1,4 @@
-"""What creditors review each month, per portfolio and site-local day, computed from what the store holds."""
+"""What creditors review each month, per site, portfolio and local day, computed from what the store holds."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from decimal import Decimal
 from html import escape
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from cartera.core.models import ActivityKind, CallOutcome
 from cartera.core.store.database import Database
 from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Portfolio
 from cartera.portfolio.identity import PortfolioKey, in_portfolios
+from cartera.recordings.access import Reach
 
 TICK_FONT_PX = 11  #: the day labels' font size, as app.css draws them (``.chart .tick``)
 #: A ``dd/mm`` label's width in ems (four digits and a slash, DejaVu Sans), plus a gap of half an em.
@@ -33,6 +35,7 @@ class DayKpi:
     promises: int = 0
     kept: int = 0
     recovered: Decimal = Decimal(0)
+    site: str = ""  #: the portfolio's site
 
     @property
     def contact_rate(self) -> float:
@@ -45,58 +48,61 @@ class DayKpi:
         return self.abandoned / answered if answered else 0.0
 
 
-def daily_kpis(
-    db: Database, site: str, zone: ZoneInfo, within: frozenset[PortfolioKey] | None, *, since: date, until: date
-) -> list[DayKpi]:
-    """KPIs per (portfolio, day) for days ``since``..``until`` inclusive, newest first; ``within`` limits
-    the portfolios (``None``: all of the site's)."""
+def daily_kpis(db: Database, sites: Reach, zone: ZoneInfo, *, since: date, until: date) -> list[DayKpi]:
+    """KPIs per (site, portfolio, day in ``zone``) for days ``since``..``until`` inclusive, newest first, of the
+    ``sites`` each within its portfolios (``None``: all of that site's)."""
     start = datetime.combine(since, time(), zone)
     end = datetime.combine(until + timedelta(days=1), time(), zone)
-    rows: dict[tuple[str, date], DayKpi] = {}
+    rows: dict[tuple[str, date, str], DayKpi] = {}
 
-    def cell(creditor: str, code: str, at: datetime) -> DayKpi:
-        key = (str(PortfolioKey(creditor, code)), at.astimezone(zone).date())
-        return rows.setdefault(key, DayKpi(*key))
+    def cell(site: str, creditor: str, code: str, at: datetime) -> DayKpi:
+        portfolio, day = str(PortfolioKey(creditor, code)), at.astimezone(zone).date()
+        return rows.setdefault((portfolio, day, site), DayKpi(portfolio, day, site=site))
 
     with db.session() as session:
         attempts = (
-            select(Creditor.code, Portfolio.code, ContactAttempt.requested_at, ContactAttempt.outcome)
-            .add_columns(ContactAttempt.right_party)
+            select(ContactAttempt.site, Creditor.code, Portfolio.code, ContactAttempt.requested_at)
+            .add_columns(ContactAttempt.outcome, ContactAttempt.right_party)
             .join(Account, ContactAttempt.account_id == Account.id)
             .join(Portfolio, Account.portfolio_id == Portfolio.id)
             .join(Creditor, Portfolio.creditor_id == Creditor.id)
-            .where(ContactAttempt.site == site, ContactAttempt.state == "finished", in_portfolios(within))
+            .where(_reach(ContactAttempt.site, sites), ContactAttempt.state == "finished")
             .where(ContactAttempt.requested_at >= start, ContactAttempt.requested_at < end)
         )
-        for creditor, code, at, outcome, right_party in session.execute(attempts):
-            kpi = cell(creditor, code, at)
+        for site, creditor, code, at, outcome, right_party in session.execute(attempts):
+            kpi = cell(site, creditor, code, at)
             kpi.attempts += 1
             kpi.contacts += outcome == CallOutcome.ANSWERED
             kpi.abandoned += outcome == CallOutcome.ABANDONED
             kpi.right_party += right_party is True
         activities = (
-            select(Creditor.code, Portfolio.code, ActivityRow.kind, ActivityRow.at, ActivityRow.account_id)
-            .add_columns(ActivityRow.amount, ActivityRow.due_date)
+            select(ActivityRow.site, Creditor.code, Portfolio.code, ActivityRow.kind, ActivityRow.at)
+            .add_columns(ActivityRow.account_id, ActivityRow.amount, ActivityRow.due_date)
             .join(Account, ActivityRow.account_id == Account.id)
             .join(Portfolio, Account.portfolio_id == Portfolio.id)
             .join(Creditor, Portfolio.creditor_id == Creditor.id)
-            .where(ActivityRow.site == site, ActivityRow.at >= start, in_portfolios(within))
+            .where(_reach(ActivityRow.site, sites), ActivityRow.at >= start)
             .where(ActivityRow.kind.in_((ActivityKind.PROMISE_TO_PAY.value, ActivityKind.PAYMENT.value)))
         )
         found = session.execute(activities).all()
     payments: dict[int, list[datetime]] = defaultdict(list)
-    for creditor, code, kind, at, account_id, amount, _due in found:
+    for site, creditor, code, kind, at, account_id, amount, _due in found:
         if kind == ActivityKind.PAYMENT:
             payments[account_id].append(at)
             if at < end:
-                cell(creditor, code, at).recovered += amount or Decimal(0)
-    for creditor, code, kind, at, account_id, _amount, due in found:
+                cell(site, creditor, code, at).recovered += amount or Decimal(0)
+    for site, creditor, code, kind, at, account_id, _amount, due in found:
         if kind == ActivityKind.PROMISE_TO_PAY and at < end:
-            kpi = cell(creditor, code, at)
+            kpi = cell(site, creditor, code, at)
             kpi.promises += 1
             deadline = datetime.combine(due + timedelta(days=1), time(), zone) if due else None
             kpi.kept += deadline is not None and any(at <= paid < deadline for paid in payments[account_id])
-    return sorted(rows.values(), key=lambda k: (k.day, k.portfolio), reverse=True)
+    return sorted(rows.values(), key=lambda k: (k.day, k.site, k.portfolio), reverse=True)
+
+
+def _reach(site: InstrumentedAttribute[str], sites: Reach) -> ColumnElement[bool]:
+    """Rows of a site of ``sites`` within its portfolios there; the query joins Creditor and Portfolio."""
+    return or_(false(), *(and_(site == name, in_portfolios(within)) for name, within in sites.items()))
 
 
 def bar_chart(kpis: list[DayKpi], since: date, until: date, title: str, labels: tuple[str, str]) -> str:

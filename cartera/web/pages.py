@@ -1,4 +1,5 @@
-"""The supervisors' pages: recordings search, player, download, KPIs and the audit view."""
+"""The supervisors' pages: recordings search, player, download, KPIs and the audit view; recordings and KPIs span
+every site granted to the viewer that shares this node's store (the company view), with a site filter."""
 
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import or_, select
+from sqlalchemy import and_, false, or_, select
 
 from cartera.contact.phones import InvalidPhone, normalize
 from cartera.core.errors import NotFound, UsageError
 from cartera.core.models import CallOutcome
 from cartera.core.store.schema import AuditEntry, Creditor, Portfolio
 from cartera.portfolio.identity import PortfolioKey, code_problem, in_portfolios
-from cartera.recordings.access import RecordingView, SearchFilters
+from cartera.recordings.access import Reach, RecordingView, SearchFilters
 from cartera.web.context import Viewer, Web, WebError
 from cartera.web.i18n import translate
 from cartera.web.kpi import bar_chart, daily_kpis
@@ -46,6 +47,7 @@ class Search:
     filters: SearchFilters
     page: int
     form: dict[str, str]
+    sites: list[str]  #: the sites granted to the viewer, for the site filter
 
 
 def pages_router(web: Web) -> APIRouter:
@@ -68,7 +70,8 @@ def pages_router(web: Web) -> APIRouter:
             form=search.form,
             query=urlencode({key: value for key, value in search.form.items() if value}),
             outcomes=[outcome.value for outcome in CallOutcome],
-            portfolios=_portfolios(web, viewer),
+            portfolios=_portfolios(web, viewer.user.reach()),
+            sites=search.sites,
             zone=web.services.zone,
             as_local=_local(web),
         )
@@ -78,8 +81,10 @@ def pages_router(web: Web) -> APIRouter:
     def player(request: Request, recording_id: str) -> Response:
         viewer = web.signed_in(request)
         view = visible(web, viewer, recording_id)
-        web.audit(viewer.actor, "recordings.view", f"recording:{view.id}")  # the page shows account and phone
-        return web.page(request, "player.html", viewer, view=view, as_local=_local(web))
+        details = {"recording_site": view.site} if view.site != web.site else {}
+        web.audit(viewer.actor, "recordings.view", f"recording:{view.id}", **details)  # shows account and phone
+        here = web.services.library.store_of(view.site) is not None
+        return web.page(request, "player.html", viewer, view=view, here=here, as_local=_local(web))
 
     @router.get("/recordings/{recording_id}/audio", include_in_schema=False)
     @web.workers.pooled
@@ -100,9 +105,8 @@ def pages_router(web: Web) -> APIRouter:
         until = _date(request.query_params.get("until")) or today
         if since > until or (until - since).days >= KPI_MAX_DAYS:
             raise WebError(400, "the KPI period must run forward and span at most 92 days", "error.422")
-        kpis = daily_kpis(
-            web.services.db, web.site, web.services.zone, viewer.user.portfolios(web.site), since=since, until=until
-        )
+        reach = _site_filter(viewer.user.reach(), request.query_params.get("site", "").strip())
+        kpis = daily_kpis(web.services.db, reach, web.services.zone, since=since, until=until)
         language = web.language(request)
         chart = bar_chart(
             kpis,
@@ -112,7 +116,15 @@ def pages_router(web: Web) -> APIRouter:
             labels=(translate(language, "kpi.attempts"), translate(language, "kpi.contacts")),
         )
         return web.page(
-            request, "kpi.html", viewer, kpis=kpis, chart=chart, since=since.isoformat(), until=until.isoformat()
+            request,
+            "kpi.html",
+            viewer,
+            kpis=kpis,
+            chart=chart,
+            since=since.isoformat(),
+            until=until.isoformat(),
+            sites=list(viewer.user.reach()),
+            chosen=request.query_params.get("site", "").strip(),
         )
 
     @router.get("/audit", include_in_schema=False)
@@ -151,7 +163,11 @@ def stream(web: Web, request: Request, recording_id: str, *, attachment: bool) -
     header = request.headers.get("range")
 
     def send(view: RecordingView, key: str) -> tuple[tuple[Path, ByteRange | None], dict[str, Any]]:
-        copy = web.copies.path(view, key, web.services.library.store)
+        store = web.services.library.store_of(view.site)
+        if store is None:
+            reason = f"recording {view.id} is kept in site {view.site}'s store, unknown to this node"
+            raise WebError(409, reason, "error.elsewhere")
+        copy = web.copies.path(view, key, store)
         size = copy.stat().st_size
         try:
             wanted = parse_range(header, size)
@@ -161,22 +177,21 @@ def stream(web: Web, request: Request, recording_id: str, *, attachment: bool) -
         return (copy, wanted), {"range": header or "all", "sha256": view.sha256, "portfolio": view.portfolio}
 
     action = "recordings.download" if attachment else "recordings.play"
-    within = viewer.user.portfolios(web.site)
     try:
         view, (copy, wanted) = web.services.library.deliver(
-            recording_number(recording_id), viewer.actor, action, send, within=within
+            recording_number(recording_id), viewer.actor, action, send, sites=viewer.user.reach()
         )
     except NotFound:
         raise WebError(404, NOT_VISIBLE, "error.404") from None
     except UsageError as exc:
         raise WebError(409, str(exc), "error.409") from None
-    return file_response(copy, wanted, download_name(web.site, view), attachment=attachment)
+    return file_response(copy, wanted, download_name(view.site, view), attachment=attachment)
 
 
 def visible(web: Web, viewer: Viewer, recording_id: str) -> RecordingView:
-    """The recording, when it is this site's and in the viewer's portfolios; else 400 or 404 (audited by the
-    error handler, like every refusal): another site's id and an unknown id look the same."""
-    view = web.services.library.view(recording_number(recording_id), viewer.user.portfolios(web.site))
+    """The recording, when it is of a site granted to the viewer and in its portfolios there; else 400 or 404
+    (audited by the error handler, like every refusal): an id out of reach and an unknown id look the same."""
+    view = web.services.library.view(recording_number(recording_id), sites=viewer.user.reach())
     if view is None:
         raise WebError(404, NOT_VISIBLE, "error.404")
     return view
@@ -192,7 +207,9 @@ def recording_number(recording_id: str) -> int:
 def _search(web: Web, request: Request, viewer: Viewer) -> Search:
     params = request.query_params
     form = {key: params.get(key, "").strip() for key in ("account", "phone", "agent", "portfolio", "outcome")}
-    form |= {key: params.get(key, "").strip() for key in ("since", "until")}
+    form |= {key: params.get(key, "").strip() for key in ("since", "until", "site")}
+    granted = viewer.user.reach()
+    reach = _site_filter(granted, form["site"])
     for key, parts in (("account", 3), ("agent", 1), ("portfolio", 2)):
         if form[key] and not _reference(form[key], parts):
             raise WebError(400, f"search field {key} has characters outside [A-Za-z0-9._@-]", "error.422")
@@ -215,11 +232,20 @@ def _search(web: Web, request: Request, viewer: Viewer) -> Search:
         outcome=form["outcome"] or None,
         since=datetime.combine(since, time(), zone) if since else None,
         until=datetime.combine(until + timedelta(days=1), time(), zone) if until else None,
-        within=viewer.user.portfolios(web.site),
         limit=PAGE_SIZE + 1,
         offset=(page - 1) * PAGE_SIZE,
+        sites=reach,
     )
-    return Search(filters, page, form)
+    return Search(filters, page, form, list(granted))
+
+
+def _site_filter(granted: Reach, chosen: str) -> Reach:
+    """The viewer's sites, or only ``chosen`` (400 unless it is one of them, whatever exists elsewhere)."""
+    if not chosen:
+        return granted
+    if chosen not in granted:
+        raise WebError(400, f"site filter {chosen[:64]!r} is not a site granted to the viewer", "error.422")
+    return {chosen: granted[chosen]}
 
 
 def _date(text: str | None) -> date | None:
@@ -248,12 +274,13 @@ def _reference(text: str, parts: int) -> bool:
     return len(split) <= parts and all(code_problem(part) is None for part in split)
 
 
-def _portfolios(web: Web, viewer: Viewer) -> list[str]:
-    """The site's portfolios the viewer may see, as ``CREDITOR/CODE``."""
+def _portfolios(web: Web, reach: Reach) -> list[str]:
+    """The portfolios the viewer may see at its sites, as ``CREDITOR/CODE``."""
     query = select(Creditor.code, Portfolio.code).join(Portfolio, Portfolio.creditor_id == Creditor.id)
-    query = query.where(Portfolio.site == web.site, in_portfolios(viewer.user.portfolios(web.site)))
+    sites = (and_(Portfolio.site == site, in_portfolios(within)) for site, within in reach.items())
     with web.services.db.session() as session:
-        return sorted(str(PortfolioKey(creditor, code)) for creditor, code in session.execute(query))
+        found = session.execute(query.where(or_(false(), *sites)))
+        return sorted({str(PortfolioKey(creditor, code)) for creditor, code in found})
 
 
 def _local(web: Web) -> Callable[[str], str]:

@@ -84,6 +84,11 @@ class User:
             return None
         return frozenset(grant.portfolio for grant in grants if grant.portfolio is not None)
 
+    def reach(self) -> dict[str, frozenset[PortfolioKey] | None]:
+        """Each site granted, in name order, with the portfolios this user may see there (:meth:`portfolios`):
+        what the company view shows on any node of a site granted."""
+        return {site: self.portfolios(site) for site in sorted({grant.site for grant in self.grants})}
+
     def unresolved(self, site: str) -> tuple[str, ...]:
         """The bare portfolio codes granted at ``site`` that name no creditor (see :attr:`Grant.unresolved`);
         none for an admin, who sees every portfolio whatever its grants name."""
