@@ -44,6 +44,7 @@ from cartera.core.errors import ConfigError, SettingError
 from cartera.core.logs import LogFormat
 from cartera.core.redaction import MASK, MIN_SECRET_LENGTH, encodings, redact
 from cartera.core.registry import AdapterCatalog
+from cartera.core.store.site_lease import LEASE_SECONDS, RENEW_SECONDS
 from cartera.workspace.settings import WorkspaceConfig
 
 PLUGIN_KINDS = ("dialer", "recording", "sms", "crm_sync")
@@ -206,6 +207,24 @@ class WebConfig(_Section):
         return (self.public_url or f"http://{self.bind}:{self.port}").rstrip("/")
 
 
+class NodeConfig(_Section):
+    """The site's lease on PostgreSQL (a standby node takes the site over once it expires): the working node renews
+    it every ``renew_seconds``; it expires ``lease_seconds`` after the last renewal. A renewal must fit in the lease
+    twice, so one renewal lost to a slow store does not hand the site to the standby."""
+
+    lease_seconds: float = Field(default=LEASE_SECONDS, gt=0, le=3600)
+    renew_seconds: float = Field(default=RENEW_SECONDS, gt=0)
+
+    @model_validator(mode="after")
+    def _renewed_in_time(self) -> NodeConfig:
+        if self.renew_seconds >= self.lease_seconds / 2:
+            raise SettingError(
+                f"must be less than half of lease_seconds ({self.lease_seconds:g}), got {self.renew_seconds:g}",
+                "renew_seconds",
+            )
+        return self
+
+
 class PluginSection(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     plugin: str
@@ -224,6 +243,7 @@ class SiteSection(_Section):
     sync: SyncConfig = SyncConfig()
     web: WebConfig = WebConfig()
     workspace: WorkspaceConfig = WorkspaceConfig()
+    node: NodeConfig = NodeConfig()
     #: SMS templates by portfolio ("CREDITOR/PORTFOLIO", "PORTFOLIO" or "default"), then by name
     sms_templates: dict[str, TemplateSet] = {}
     sms_pricing: SmsPricing = SmsPricing()

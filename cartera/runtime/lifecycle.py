@@ -12,6 +12,7 @@ from contextlib import nullcontext
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from cartera.contact.campaign import Campaign
+from cartera.core.config import NodeConfig
 from cartera.core.logs import event
 from cartera.core.store.database import Database
 from cartera.core.store.site_lock import hold_site
@@ -25,7 +26,7 @@ log = logging.getLogger("cartera.node")
 class Lifecycle:
     """Runs one site's jobs. ``stop`` is the node's stop request, shared with the services that end early on it;
     ``campaign`` and ``web_server`` build the run's (``None``: the site has none), ``end_calls`` stops the dialer
-    once its calls ended."""
+    once its calls ended; ``lease`` times the site's lease on PostgreSQL."""
 
     def __init__(
         self,
@@ -38,6 +39,7 @@ class Lifecycle:
         campaign: Callable[[], Campaign | None],
         web_server: Callable[[], WebServer | None],
         end_calls: Callable[[], None],
+        lease: NodeConfig,
     ) -> None:
         self._site = site
         self._db = db
@@ -47,6 +49,7 @@ class Lifecycle:
         self._campaign = campaign
         self._web_server = web_server
         self._end_calls = end_calls
+        self._lease = lease
         self.scheduler: BackgroundScheduler | None = None  #: the run's, once it started
 
     @property
@@ -60,7 +63,15 @@ class Lifecycle:
         lease another node took stops, and raises ``LeaseLost``."""
         with (
             stop_on_signals(self._stop),
-            hold_site(self._db, self._site, standby=standby, stop=self._stop, on_lost=self.stop) as held,
+            hold_site(
+                self._db,
+                self._site,
+                standby=standby,
+                stop=self._stop,
+                on_lost=self.stop,
+                lease_seconds=self._lease.lease_seconds,
+                renew_seconds=self._lease.renew_seconds,
+            ) as held,
         ):
             if held:
                 self._run(duration)

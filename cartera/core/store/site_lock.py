@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cartera.core.errors import CarteraError, UsageError
 from cartera.core.store.database import Database
-from cartera.core.store.site_lease import LeaseLost, SiteLease
+from cartera.core.store.site_lease import LEASE_SECONDS, RENEW_SECONDS, LeaseLost, SiteLease
 
 
 class SiteAlreadyRunning(CarteraError):
@@ -46,13 +46,17 @@ def hold_site(
     standby: bool = False,
     stop: threading.Event | None = None,
     on_lost: Callable[[], None] = _nothing,
+    lease_seconds: float = LEASE_SECONDS,
+    renew_seconds: float = RENEW_SECONDS,
 ) -> Iterator[bool]:
     """Hold ``site`` for the block (it gets ``True``), or raise :class:`SiteAlreadyRunning` naming the holder.
     ``standby`` (PostgreSQL only) waits for the site's lease instead; the block gets ``False`` when ``stop`` was
     set first. On PostgreSQL ``on_lost`` is called when another node takes the site over, and the block's end
-    raises :class:`~cartera.core.store.site_lease.LeaseLost`."""
+    raises :class:`~cartera.core.store.site_lease.LeaseLost`; the lease is renewed every ``renew_seconds`` and
+    expires ``lease_seconds`` after the last renewal."""
     if db.url.get_backend_name() == "postgresql":
-        with _lease(db, site, standby, stop or threading.Event(), on_lost) as held:
+        lease = SiteLease(db, site, _holder(), on_lost, lease_seconds=lease_seconds, renew_seconds=renew_seconds)
+        with _lease(lease, site, standby, stop or threading.Event()) as held:
             yield held
     elif standby:
         raise UsageError(f"site {site!r}: a standby node needs the site's database on PostgreSQL")
@@ -79,10 +83,7 @@ def _file_lock(path: Path, site: str) -> Iterator[None]:
 
 
 @contextmanager
-def _lease(
-    db: Database, site: str, standby: bool, stop: threading.Event, on_lost: Callable[[], None]
-) -> Iterator[bool]:
-    lease = SiteLease(db, site, _holder(), on_lost)
+def _lease(lease: SiteLease, site: str, standby: bool, stop: threading.Event) -> Iterator[bool]:
     if standby:
         if not lease.wait(stop):
             yield False
