@@ -122,9 +122,10 @@ class RecordingLibrary:
             views = [_view(*row) for row in session.execute(query)]
         ignored = ("limit", "offset", "sites")
         used = {k: str(v) for k, v in asdict(filters).items() if v is not None and k not in ignored}
-        if filters.within is not None and filters.sites is None:
-            used["within"] = ", ".join(sorted(map(str, filters.within)))
-        if filters.sites is not None:
+        here = reach.get(self.site)
+        if here is not None:
+            used["within"] = ", ".join(sorted(map(str, here)))
+        if set(reach) != {self.site}:
             used["sites"] = ", ".join(f"{site}:{_described(within)}" for site, within in sorted(reach.items()))
         self._audit(actor, "recordings.search", "recordings", filters=used, results=len(views))
         return views
