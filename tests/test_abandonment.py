@@ -11,8 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from cartera.contact.abandonment import abandonment_rate
+from cartera.contact.compliance import Reason
 from cartera.core.config import AbandonmentConfig
-from cartera.core.models import CallOutcome
+from cartera.core.errors import ConfigError
+from cartera.core.models import CallOutcome, Channel
 from cartera.core.store.schema import Account, ContactAttempt
 from cartera.node import Node
 from cartera.portfolio.identity import PortfolioKey
@@ -71,3 +73,30 @@ def test_kpis_wallboard_and_metrics_show_the_abandoned_calls(node: Node) -> None
     metrics = {family.name: family for family in StoreCollector(node.web_services()).collect()}
     assert [sample.value for sample in metrics["cartera_abandonment_rate"].samples] == [0.25]
     assert [sample.value for sample in metrics["cartera_abandonment_limit"].samples] == [0.03]
+
+
+def test_an_abandoned_number_rests_for_the_configured_hours(node: Node) -> None:
+    """The gate refuses a call to a number whose call was abandoned within 72 h (the rule is named by explain), and
+    names the instant it lifts: 72 h after that call, within the law's hours."""
+    with node.db.reading() as session:
+        abandoned_at = session.scalars(
+            sa.select(sa.func.max(ContactAttempt.requested_at)).where(ContactAttempt.outcome == "abandoned")
+        ).one()
+    now = abandoned_at + timedelta(minutes=1)
+    decision, subject = node.explainer.explain(phone=None, account="BCO-1", channel=Channel.CALL, at=now, actor="t")
+    assert Reason.ABANDONED_RECENTLY in decision.reasons
+    assert "core.rest_after_abandoned" in decision.rules
+    assert sum(contact.abandoned for contact in subject.history.contacts) == 1  # 31 days ago: beyond what it reads
+    assert decision.next_allowed_at == abandoned_at + timedelta(hours=72)  # Thursday 09:00 Bogotá: within hours
+    later = abandoned_at + timedelta(hours=72)
+    decision, _ = node.explainer.explain(phone=None, account="BCO-1", channel=Channel.CALL, at=later, actor="t")
+    assert Reason.ABANDONED_RECENTLY not in decision.reasons
+    text, _ = node.explainer.explain(phone=None, account="BCO-1", channel=Channel.SMS, at=now, actor="t")
+    assert Reason.ABANDONED_RECENTLY not in text.reasons  # a text is not a call
+
+
+def test_the_rest_is_configured_and_zero_turns_it_off(tmp_path: Path, open_node: Callable[..., Node]) -> None:
+    path = write_sites(tmp_path, extra="\n[sites.t.campaign.abandonment]\nredial_after_hours = 0\n")
+    assert "rest_after_abandoned" not in " ".join(open_node(path).gate.default.info)
+    with pytest.raises(ConfigError, match="redial_after_hours"):
+        open_node(write_sites(tmp_path, extra="\n[sites.t.campaign.abandonment]\nredial_after_hours = -1\n"))

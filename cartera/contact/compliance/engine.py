@@ -30,6 +30,7 @@ from cartera.contact.compliance.rules import (
     Moment,
     PromiseMoratorium,
     RequestedHours,
+    RestAfterAbandoned,
     Window,
     compile_rule,
 )
@@ -40,6 +41,8 @@ from cartera.core.models import Channel
 
 _FIXPOINT_ROUNDS = 64
 _DAY = 86400.0
+#: Hours a number whose call was abandoned is not called again (Ofcom's 72 h); ``campaign.abandonment``.
+ABANDONED_REST_HOURS = 72.0
 
 
 @dataclass(frozen=True)
@@ -127,10 +130,15 @@ class Policy:
 
 
 def build_policy(
-    pack_id: str, local: Iterable[tuple[str, packs.AnyRule]], authorised: tuple[str, ...] | None
+    pack_id: str,
+    local: Iterable[tuple[str, packs.AnyRule]],
+    authorised: tuple[str, ...] | None,
+    *,
+    abandoned_rest_hours: float = ABANDONED_REST_HOURS,
 ) -> Policy:
     """``pack_id``'s rules with the site's ``local`` ones; ``authorised``: the channels the site states the
-    debtors authorised (``None``: not stated, so a pack that requires them allows no channel)."""
+    debtors authorised (``None``: not stated, so a pack that requires them allows no channel);
+    ``abandoned_rest_hours``: how long a number whose call was abandoned rests (0: not at all)."""
     pack = packs.load_pack(pack_id)
     allowed = frozenset(Channel(name) for name in authorised) if authorised is not None else None
     checks: list[Check] = [AccountStatus(), DebtorOptOut()]
@@ -154,6 +162,11 @@ def build_policy(
     info.append(RuleInfo(requested.id, "core", _CORE[requested.id]))
     checks.append(PromiseMoratorium())
     info.append(RuleInfo(PromiseMoratorium.id, "core", _CORE[PromiseMoratorium.id]))
+    if abandoned_rest_hours > 0:
+        checks.append(RestAfterAbandoned(abandoned_rest_hours))
+        summary = f"no call to a number for {abandoned_rest_hours:g} h after a call to it was abandoned"
+        info.append(RuleInfo(RestAfterAbandoned.id, "core", summary))
+        horizon = max(horizon, abandoned_rest_hours * 3600 + _DAY)
     return Policy(pack, checks, info, horizon)
 
 
@@ -274,6 +287,7 @@ class ComplianceGate:
         local: list[tuple[str, packs.AnyRule]] | None = None,
         authorised: tuple[str, ...] | None = None,
         test_numbers: Iterable[str] = (),
+        abandoned_rest_hours: float = ABANDONED_REST_HOURS,
     ) -> None:
         self.site = site
         self.country = country
@@ -283,11 +297,21 @@ class ComplianceGate:
         self.test_numbers = frozenset(test_numbers)
         self._local = local or []
         self._authorised = authorised
+        self._abandoned_rest_hours = abandoned_rest_hours
         self._by_country: dict[str, Policy | None] = {}
 
     @classmethod
-    def for_site(cls, site: str, config: ComplianceConfig, *, country: str, zone: ZoneInfo) -> ComplianceGate:
-        """The gate ``config`` (validated by :func:`validate`) describes."""
+    def for_site(
+        cls,
+        site: str,
+        config: ComplianceConfig,
+        *,
+        country: str,
+        zone: ZoneInfo,
+        abandoned_rest_hours: float = ABANDONED_REST_HOURS,
+    ) -> ComplianceGate:
+        """The gate ``config`` (validated by :func:`validate`) describes; ``abandoned_rest_hours`` as in
+        :func:`build_policy`."""
         default_id = config.law_pack or packs.default_pack(country)
         if default_id is None:
             raise PolicyError(("law_pack",), f"no law pack for country {country!r}")
@@ -297,6 +321,7 @@ class ComplianceGate:
                 entry.law_pack or default_id,
                 local,
                 entry.authorised_channels if entry.authorised_channels is not None else config.authorised_channels,
+                abandoned_rest_hours=abandoned_rest_hours,
             )
             for name, entry in config.portfolios.items()
         }
@@ -304,11 +329,14 @@ class ComplianceGate:
             site,
             country=country,
             fallback_zone=zone,
-            default=build_policy(default_id, local, config.authorised_channels),
+            default=build_policy(
+                default_id, local, config.authorised_channels, abandoned_rest_hours=abandoned_rest_hours
+            ),
             portfolios=portfolios,
             local=local,
             authorised=config.authorised_channels,
             test_numbers=config.test_numbers,
+            abandoned_rest_hours=abandoned_rest_hours,
         )
 
     # --- deciding ---------------------------------------------------------------------------------
@@ -324,7 +352,11 @@ class ComplianceGate:
             return self.default
         if country not in self._by_country:
             pack_id = packs.default_pack(country)
-            self._by_country[country] = build_policy(pack_id, self._local, self._authorised) if pack_id else None
+            self._by_country[country] = (
+                build_policy(pack_id, self._local, self._authorised, abandoned_rest_hours=self._abandoned_rest_hours)
+                if pack_id
+                else None
+            )
         return self._by_country[country]
 
     def law_country(self, portfolio: str, country: str) -> str | None:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from cartera.contact.compliance import debtor
 from cartera.contact.compliance.model import Contact, History
-from cartera.core.models import ActivityKind, Channel
+from cartera.core.models import ActivityKind, CallOutcome, Channel
 from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, SmsRow
 
 #: An answered call is a conversation with the debtor unless its disposition says someone else answered (a third
@@ -47,9 +47,16 @@ def load(
         ContactAttempt.account_id,
         case((CONVERSATION, 1), else_=0).label("conversation"),
         ContactAttempt.site,
+        case((ContactAttempt.outcome == CallOutcome.ABANDONED.value, 1), else_=0).label("abandoned"),
     ).where(ContactAttempt.requested_at >= since, ContactAttempt.requested_at <= until, call_of_debtor)
     texts = select(
-        SmsRow.created_at, literal(Channel.SMS.value), SmsRow.phone, SmsRow.account_id, literal(0), SmsRow.site
+        SmsRow.created_at,
+        literal(Channel.SMS.value),
+        SmsRow.phone,
+        SmsRow.account_id,
+        literal(0),
+        SmsRow.site,
+        literal(0),
     ).where(
         SmsRow.created_at >= since,
         SmsRow.created_at <= until,
@@ -65,6 +72,7 @@ def load(
             row.account_id in related.debt,
             bool(row.conversation),
             row.site,
+            bool(row.abandoned),
         )
         for row in rows
     )

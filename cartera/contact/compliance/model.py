@@ -30,6 +30,7 @@ class Reason(enum.StrEnum):
     QUIET_AFTER_CONVERSATION = "quiet_after_conversation"
     ONE_CHANNEL_AFTER_CONTACT = "one_channel_after_contact"
     MIN_INTERVAL = "min_interval"
+    ABANDONED_RECENTLY = "abandoned_recently"
     PROMISE_TO_PAY_PENDING = "promise_to_pay_pending"
     OPT_OUT_NOTICE_MISSING = "opt_out_notice_missing"
     NO_LAW_PACK = "no_law_pack"
@@ -73,6 +74,7 @@ class Contact(NamedTuple):
     same_account: bool  #: made about the subject's debt: its account, or the creditor's same account at another site
     conversation: bool  #: an answered call with the right party (Reg F's "telephone conversation")
     site: str | None = None  #: the site that made it (the store may be shared by several)
+    abandoned: bool = False  #: a call a person answered that no agent took in time
 
 
 @dataclass(frozen=True, slots=True)

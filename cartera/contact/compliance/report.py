@@ -64,7 +64,7 @@ def _history(subject: Subject, zone: ZoneInfo) -> str:
 def _contact(contact: Contact, zone: ZoneInfo) -> str:
     """One contact of the history: when, how, to which number, about what and by which site of the store."""
     about = "this debt" if contact.same_account else "another account or none"
-    talked = ", a conversation" if contact.conversation else ""
+    talked = ", a conversation" if contact.conversation else ", abandoned" if contact.abandoned else ""
     when = _when(datetime.fromtimestamp(contact.ts, UTC), zone)
     return f"  {contact.channel} {when} to {contact.phone} ({about}{talked}) by site {contact.site}"
 

@@ -109,6 +109,26 @@ class DebtorOptOut:
         return Finding(Reason.DEBTOR_OPT_OUT, None) if subject.channel in subject.opted_out else None
 
 
+class RestAfterAbandoned:
+    """No call to a number for ``hours`` after a call to it was abandoned (answered by a person, no agent in time):
+    the debtor is not called back by a machine that just hung up on them (Ofcom: 72 h)."""
+
+    id = "core.rest_after_abandoned"
+    channels = frozenset({Channel.CALL})
+
+    def __init__(self, hours: float) -> None:
+        self.seconds = hours * 3600
+
+    def check(self, subject: Subject, moment: Moment) -> Finding | None:
+        since, phone = moment.ts - self.seconds, subject.phone
+        for ts, channel, number, _, _, _, abandoned in subject.history.contacts:
+            if ts <= since:
+                break
+            if abandoned and number == phone and channel is Channel.CALL:
+                return Finding(Reason.ABANDONED_RECENTLY, ts + self.seconds)
+        return None
+
+
 class PromiseMoratorium:
     """No collection contact until the promised date has passed in the debtor's local time."""
 
@@ -313,7 +333,7 @@ class Frequency(_Counting):
             return None
         start = moment.window_start(self.days)
         every, by_account, phone, counts, seen = self.every, self._mine(subject), subject.phone, self.counts, 0
-        for ts, channel, number, same_account, _, _ in history.contacts:
+        for ts, channel, number, same_account, _, _, _ in history.contacts:
             if ts < start:
                 break
             if (
@@ -341,7 +361,7 @@ class QuietAfterConversation(_Counting):
             return None
         start = moment.window_start(self.days)
         every, by_account, phone = self.every, self._mine(subject), subject.phone
-        for ts, _, number, same_account, conversation, _ in subject.history.contacts:
+        for ts, _, number, same_account, conversation, _, _ in subject.history.contacts:
             if ts < start:
                 break
             if conversation and (every or (same_account if by_account else number == phone)):
@@ -363,7 +383,7 @@ class OneChannelAfterConversation(_Counting):
             return None
         start = moment.window_start(self.days)
         every, by_account, phone, wanted = self.every, self._mine(subject), subject.phone, subject.channel
-        for ts, channel, number, same_account, _, _ in subject.history.contacts:
+        for ts, channel, number, same_account, _, _, _ in subject.history.contacts:
             if ts < start:
                 break
             if channel is not wanted and (every or (same_account if by_account else number == phone)):
@@ -384,7 +404,7 @@ class MinInterval(_Counting):
     def check(self, subject: Subject, moment: Moment) -> Finding | None:
         since = moment.ts - self.seconds
         every, by_account, phone = self.every, self._mine(subject), subject.phone
-        for ts, channel, number, same_account, _, _ in subject.history.contacts:
+        for ts, channel, number, same_account, _, _, _ in subject.history.contacts:
             if ts <= since:
                 break
             if channel in self.counts and (every or (same_account if by_account else number == phone)):
