@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from cartera.cli.summary import site_summary
 from cartera.contact.abandonment import abandonment_rate
 from cartera.contact.compliance import Reason
 from cartera.core.config import AbandonmentConfig
@@ -100,3 +101,8 @@ def test_the_rest_is_configured_and_zero_turns_it_off(tmp_path: Path, open_node:
     assert "rest_after_abandoned" not in " ".join(open_node(path).gate.default.info)
     with pytest.raises(ConfigError, match="redial_after_hours"):
         open_node(write_sites(tmp_path, extra="\n[sites.t.campaign.abandonment]\nredial_after_hours = -1\n"))
+
+
+def test_the_run_summary_states_the_rate_against_the_limit(node: Node) -> None:
+    summary = site_summary(node, node.clock.now(), 0.0)
+    assert "  abandoned    25.0% (1 of 4 answered by a person) over 30 days: OVER the limit of 3%" in summary
