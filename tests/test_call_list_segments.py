@@ -81,7 +81,7 @@ def test_rank_says_the_days_past_due_and_gives_each_segment_its_quota() -> None:
     assert [pick.ref for pick in by_value] == ["C-1", "C-2", "C-3"]
     assert by_value[0].why.endswith("; 200 days past due (tramo 180+)")
     assert [pick.segment for pick in by_value] == ["180+", "180+", "31-60"]
-    quota = rank(candidates, ReachModel(), MONDAY_10, {"31-60": 0.5})
+    quota = rank(candidates, ReachModel(), MONDAY_10, ListingConfig(segment_quotas={"31-60": 0.5}))
     assert [pick.ref for pick in quota] == ["C-1", "C-3", "C-2"]
     not_due = rank([_candidate(4, 10, today + timedelta(days=3))], ReachModel(), MONDAY_10)[0]
     assert (not_due.segment, not_due.why.endswith("; 0 days past due")) == (None, True)

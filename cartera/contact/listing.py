@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import heapq
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
@@ -75,6 +75,7 @@ class Candidate:
     zone: tzinfo
     broken_promise: bool = False
     due_on: date | None = None  #: the day the debt fell due, when the creditor said
+    risk_score: float | None = None  #: the creditor's risk score, when it gave one
 
 
 @dataclass(frozen=True)
@@ -93,20 +94,35 @@ class Pick:
     segment: Segment | None = None  #: its days past due's segment (tramo de mora), when the due day is known
 
 
+def risk_weight(score: float | None, config: ListingConfig) -> float:
+    """What the creditor's risk ``score`` multiplies an account's expected value by: 0.5 to 1.5 by where the score
+    lies in ``risk_score_range`` (reversed for ``lower_pays``), 1 without a score or when ``ignore``."""
+    if score is None or config.risk_score == "ignore":
+        return 1.0
+    low, high = config.risk_score_range
+    scaled = min(max((score - low) / (high - low), 0.0), 1.0)
+    return 0.5 + (scaled if config.risk_score == "higher_pays" else 1.0 - scaled)
+
+
 def rank(
-    candidates: Iterable[Candidate], model: ReachModel, now: datetime, quotas: Mapping[Segment, float] | None = None
+    candidates: Iterable[Candidate], model: ReachModel, now: datetime, config: ListingConfig | None = None
 ) -> list[Pick]:
-    """Broken promises first, then by expected value, highest first (ties: the order given), each segment of days
-    past due given its share of the value-ordered places by ``quotas`` (:func:`cartera.contact.segments.by_quota`)."""
+    """Broken promises first, then by expected value (times the creditor's risk score's :func:`risk_weight`),
+    highest first (ties: the order given), each segment of days past due given its share of the value-ordered
+    places by ``config``'s quotas (:func:`cartera.contact.segments.by_quota`)."""
+    config = config or ListingConfig()
     picks = []
     for candidate in candidates:
         hour = hour_of_week(now, candidate.zone)
         reach = model.reach(candidate.phones[0], hour) if candidate.phones else None
         probability = reach.probability if reach else 0.0
-        value = float(candidate.balance) * probability
+        weight = risk_weight(candidate.risk_score, config)
+        value = float(candidate.balance) * probability * weight
         why = f"{candidate.balance} {candidate.currency} x " + (
             f"{reach.explain()} at {week_hour_label(hour)} on {candidate.phones[0]}" if reach else "no number"
         )
+        if weight != 1.0:
+            why += f" x{weight:.2f} (risk score {candidate.risk_score:g})"
         priority = Priority.BROKEN_PROMISE if candidate.broken_promise else Priority.VALUE
         if candidate.broken_promise:
             why = f"broken promise; {why}"
@@ -117,10 +133,10 @@ def rank(
             why += f"; {max(days, 0)} days past due" + (f" (tramo {segment})" if segment else "")
         picks.append(Pick(candidate.account_id, candidate.ref, priority, value, why, segment=segment))
     ranked = sorted(picks, key=lambda pick: (pick.priority, -pick.value))
-    if not quotas:
+    if not config.segment_quotas:
         return ranked
     first = [pick for pick in ranked if pick.priority is not Priority.VALUE]
-    return first + by_quota(ranked[len(first) :], lambda pick: pick.segment, quotas)
+    return first + by_quota(ranked[len(first) :], lambda pick: pick.segment, config.segment_quotas)
 
 
 class CallList:
@@ -174,7 +190,7 @@ class CallList:
             else:
                 candidates = self._candidates(session, rest)
         if self.config.order != "fifo":
-            ranked = rank(candidates, self.model(now), now, self.config.segment_quotas)
+            ranked = rank(candidates, self.model(now), now, self.config)
         return callbacks + ranked
 
     def pool(self, now: datetime, day_start: datetime, limit: int) -> list[DueAccount]:
@@ -234,7 +250,7 @@ class CallList:
         missing = [account_id for account_id in due if account_id not in self._scored]
         for chunk in _chunks(missing):
             rows = session.execute(select(Account.id, Account.ref).where(Account.id.in_(chunk))).all()
-            for pick in rank(self._candidates(session, [(row.id, row.ref) for row in rows]), model, now):
+            for pick in rank(self._candidates(session, [(row.id, row.ref) for row in rows]), model, now, self.config):
                 self._scored[pick.account_id] = (-pick.priority, pick.value)
                 self._segments[pick.account_id] = pick.segment
         return {account_id: self._scored.get(account_id, (-Priority.VALUE, 0.0)) for account_id in due}
@@ -323,6 +339,7 @@ class CallList:
                     Account.currency,
                     Account.debtor_id,
                     Account.due_on,
+                    Account.risk_score,
                     Debtor.timezone,
                 )
                 .join(Debtor, Account.debtor_id == Debtor.id)
@@ -381,6 +398,7 @@ class CallList:
                     zones[row.timezone],
                     broken_promise=account_id in broken,
                     due_on=row.due_on,
+                    risk_score=row.risk_score,
                 )
             )
         return found

@@ -95,6 +95,19 @@ class ListingConfig(_Section):
             raise ValueError(f"the segments' quotas add up to {sum(value.values()):g}: at most 1")
         return value
 
+    #: How the creditor's risk score (its files' risk_score column) weighs an account's expected value: "ignore";
+    #: "higher_pays" (a higher score, a likelier payment) or "lower_pays": value x (0.5 + the score scaled to 0-1
+    #: over risk_score_range, reversed for lower_pays); an account without a score counts as the middle (x1).
+    risk_score: Literal["ignore", "higher_pays", "lower_pays"] = "ignore"
+    risk_score_range: tuple[float, float] = (0.0, 1000.0)
+
+    @field_validator("risk_score_range")
+    @classmethod
+    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] >= value[1]:
+            raise ValueError(f"the lowest score {value[0]:g} must be below the highest {value[1]:g}")
+        return value
+
 
 class AbandonmentConfig(_Section):
     """The abandonment limit: abandoned calls over calls answered by a person, per campaign over a rolling window

@@ -231,6 +231,7 @@ class AssignmentRow:
     payment_ref: str | None = None  #: payment rows: the creditor's reference of the payment, when it has one
     due_on: date | None = None  #: the day the debt fell due, when the creditor says (None: keep the stored one)
     days_past_due: int | None = None  #: or its days past due on the day the file is imported
+    risk_score: float | None = None  #: the creditor's risk score of the account, when it gives one (None: keep)
 
 
 @dataclass(frozen=True, slots=True)

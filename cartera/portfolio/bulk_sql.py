@@ -30,15 +30,15 @@ def insert_rows(
 
 
 def accounts_by_ref(connection: Connection, refs: set[str]) -> Sequence[Any]:
-    """id, portfolio_id, ref, debtor_id, balance (as stored), currency, status and due_on (as stored) of the accounts
-    with these refs.
+    """id, portfolio_id, ref, debtor_id, balance (as stored), currency, status, due_on (as stored) and risk_score of
+    the accounts with these refs.
 
     One driver-level statement: SQLAlchemy's expansion of a chunk's thousands of ``IN`` parameters costs more
     than the lookup itself. PostgreSQL takes the refs as one array.
     """
     if not refs:
         return []
-    columns = "id, portfolio_id, ref, debtor_id, balance, currency, status, due_on"
+    columns = "id, portfolio_id, ref, debtor_id, balance, currency, status, due_on, risk_score"
     if connection.dialect.name == "postgresql":
         return connection.exec_driver_sql(f"SELECT {columns} FROM accounts WHERE ref = ANY(%s)", (list(refs),)).all()
     marks = ", ".join([_mark(connection)] * len(refs))

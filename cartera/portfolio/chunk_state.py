@@ -42,6 +42,7 @@ class AccountState:
     status: str
     phones: list[str]
     due_on: date | None = None
+    risk_score: float | None = None
     phone_ids: dict[str, int] = field(default_factory=dict)
     payment_keys: set[str] = field(default_factory=set)
     dirty: bool = False
@@ -120,7 +121,7 @@ def known_accounts(session: Session, portfolios: Portfolios, rows: Iterable[Assi
     # By ref alone, filtered here: one index fits, whatever the planner believes (see import_batch).
     connection = session.connection()
     money, day = result_processor(connection, Account.balance), result_processor(connection, Account.due_on)
-    for account_id, portfolio_id, ref, debtor_id, balance, currency, status, due_on in accounts_by_ref(
+    for account_id, portfolio_id, ref, debtor_id, balance, currency, status, due_on, score in accounts_by_ref(
         connection, refs
     ):
         if ref in wanted.get(portfolio_id, ()):
@@ -137,6 +138,7 @@ def known_accounts(session: Session, portfolios: Portfolios, rows: Iterable[Assi
                 status,
                 [],
                 day(due_on),
+                score,
             )
     if accounts:
         _complete(session, accounts)

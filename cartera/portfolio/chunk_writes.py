@@ -41,7 +41,18 @@ class ChunkWriter:
         insert_rows(
             connection,
             Account,
-            ("id", "portfolio_id", "ref", "debtor_id", "balance", "currency", "status", "updated_at", "due_on"),
+            (
+                "id",
+                "portfolio_id",
+                "ref",
+                "debtor_id",
+                "balance",
+                "currency",
+                "status",
+                "updated_at",
+                "due_on",
+                "risk_score",
+            ),
             [
                 (
                     a.id,
@@ -53,6 +64,7 @@ class ChunkWriter:
                     a.status,
                     stamp,
                     day(a.due_on),
+                    a.risk_score,
                 )
                 for a in created
             ],
@@ -81,6 +93,7 @@ class ChunkWriter:
                 status=bindparam("status"),
                 updated_at=bindparam("updated_at"),
                 due_on=bindparam("due_on"),
+                risk_score=bindparam("risk_score"),
             ),
             [
                 {
@@ -90,6 +103,7 @@ class ChunkWriter:
                     "status": a.status,
                     "updated_at": self.now,
                     "due_on": a.due_on,
+                    "risk_score": a.risk_score,
                 }
                 for a in changed
             ],

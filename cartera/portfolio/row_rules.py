@@ -147,12 +147,14 @@ def apply_row(
             "active",
             phones,
             due_on,
+            row.risk_score,
         )
         state.accounts[(portfolio.id, row.account_ref)] = account
         state.created.append(account)
         return Applied.NEW
     due_on = account.due_on if due_on is None else due_on  # a file without the column keeps the stored day
-    wanted = (row.debtor_name, region, zone, balance, row.currency, "active", phones, due_on)
+    score = account.risk_score if row.risk_score is None else row.risk_score
+    wanted = (row.debtor_name, region, zone, balance, row.currency, "active", phones, due_on, score)
     if (
         account.name,
         account.region,
@@ -162,11 +164,12 @@ def apply_row(
         account.status,
         account.phones,
         account.due_on,
+        account.risk_score,
     ) == wanted:
         return Applied.UNCHANGED
     account.phones_changed = account.phones_changed or account.phones != phones
     account.name, account.region, account.timezone, account.balance, account.currency, account.status = wanted[:6]
-    account.phones, account.due_on = phones, due_on
+    account.phones, account.due_on, account.risk_score = phones, due_on, score
     account.dirty = True
     return Applied.UPDATED
 

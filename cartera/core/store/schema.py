@@ -131,6 +131,7 @@ class Account(Base):
     next_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     due_on: Mapped[date | None] = mapped_column(Date)  # the day the debt fell due, when the creditor says
+    risk_score: Mapped[float | None] = mapped_column(Float)  # the creditor's risk score, when it gives one
     portfolio: Mapped[Portfolio] = relationship()
     debtor: Mapped[Debtor] = relationship()
 

@@ -103,6 +103,12 @@ class ColumnsConfig(PluginConfig):
         description="Header of the days past due on the day the file is imported, for files without a due date; "
         "optional (the due date wins when a row has both).",
     )
+    risk_score: str = Field(
+        "puntaje_riesgo",
+        min_length=1,
+        description="Header of the creditor's risk score of the account (a number); optional: the call list "
+        "weighs it as [campaign.listing] risk_score says.",
+    )
 
 
 class ExportFormatConfig(PluginConfig):

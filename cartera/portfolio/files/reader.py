@@ -159,6 +159,7 @@ class _Layout:
     payment_ref: int
     due_date: int
     days_past_due: int
+    risk_score: int
 
 
 class AssignmentReader:
@@ -250,6 +251,7 @@ class AssignmentReader:
             payment_ref=optional(columns.payment_ref),
             due_date=optional(columns.due_date),
             days_past_due=optional(columns.days_past_due),
+            risk_score=optional(columns.risk_score),
         )
 
     def _action(self, text: str) -> AssignmentAction | None:
@@ -270,7 +272,7 @@ class AssignmentReader:
         )
         action_of, currencies = self._action, set[str]()
         withdraw, payment_action = AssignmentAction.WITHDRAW, AssignmentAction.PAYMENT
-        due_at, days_at = layout.due_date, layout.days_past_due
+        due_at, days_at, score_at = layout.due_date, layout.days_past_due, layout.risk_score
 
         def past_due(cells: list[str], line: int) -> tuple[date | None, int | None] | RowError:
             """The row's due date, else its days past due; an unreadable one of either fails the row."""
@@ -317,6 +319,14 @@ class AssignmentReader:
                 overdue = past_due(cells, line)
                 if isinstance(overdue, RowError):
                     return overdue
+                score = None
+                if raw_score := cells[score_at].strip():
+                    parsed = parse_amount(raw_score.removeprefix("-"), decimal_comma)
+                    if parsed is None:
+                        return RowError(
+                            line, "risk_score", f"column {columns.risk_score!r}: {raw_score!r} is not a number"
+                        )
+                    score = -float(parsed) if raw_score.startswith("-") else float(parsed)
                 return AssignmentRow(
                     line,
                     creditor,
@@ -329,6 +339,7 @@ class AssignmentReader:
                     action,
                     due_on=overdue[0],
                     days_past_due=overdue[1],
+                    risk_score=score,
                 )
             paid_on = None
             if raw_date := cells[date_at].strip():
