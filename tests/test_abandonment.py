@@ -106,3 +106,44 @@ def test_the_rest_is_configured_and_zero_turns_it_off(tmp_path: Path, open_node:
 def test_the_run_summary_states_the_rate_against_the_limit(node: Node) -> None:
     summary = site_summary(node, node.clock.now(), 0.0)
     assert "  abandoned    25.0% (1 of 4 answered by a person) over 30 days: OVER the limit of 3%" in summary
+
+
+def test_a_campaign_call_the_simulator_abandons_is_stored_counted_and_rests(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    """One seat, two answered calls at once: one is abandoned; it is stored as such, without an agent or a
+    conversation, counted in the rate, and its account is next due once the 72 h rest is over."""
+    path = write_sites(tmp_path)
+    text = path.read_text().replace("seed = 7", "seed = 7\nagents = 1\ndial_ratio = 2.0\nabandon_after = 2")
+    text = text.replace("ring_seconds = [1, 10]", "ring_seconds = [3, 3]\noutcome_weights = { answered = 1 }")
+    path.write_text(text.replace("talk_seconds = [5, 30]", "talk_seconds = [60, 60]"))
+    write_portfolio(
+        tmp_path / "inbox", [f"BCO-1;Ana Gómez;{ANA};;1.000.000,00;COP", "BCO-2;Beto;+573001234568;;5,00;COP"]
+    )
+    node = open_node(path)
+    node.creditor_sync().run_once()
+    campaign = node._campaign()
+    assert campaign is not None
+    assert campaign.tick() == 2
+    with node.db.session() as session:
+        attempts = session.scalars(sa.select(ContactAttempt)).all()
+        ids = [attempt.id for attempt in attempts]
+    for attempt_id in ids:
+        assert node.calls.wait_for_call(attempt_id, timeout=30) is not None
+    with node.db.reading() as session:
+        stored = session.execute(
+            sa.select(
+                ContactAttempt.outcome, ContactAttempt.agent, ContactAttempt.answered_at, ContactAttempt.requested_at
+            ).order_by(ContactAttempt.outcome)
+        ).all()
+        (abandoned,) = [row for row in stored if row.outcome == "abandoned"]
+        next_due = session.scalars(
+            sa.select(Account.next_contact_at)
+            .join(ContactAttempt, ContactAttempt.account_id == Account.id)
+            .where(ContactAttempt.outcome == "abandoned")
+        ).one()
+        rate = abandonment_rate(session, "t", node.clock.now(), AbandonmentConfig())
+    assert [row.outcome for row in stored] == ["abandoned", "answered"]
+    assert (abandoned.agent, abandoned.answered_at) == (None, None)
+    assert (rate.abandoned, rate.answered) == (1, 2)
+    assert next_due >= abandoned.requested_at + timedelta(hours=72)
