@@ -45,6 +45,7 @@ from cartera.recordings.access import RecordingLibrary
 from cartera.recordings.archival import Archiver
 from cartera.recordings.peer_stores import PeerStores
 from cartera.runtime.health import CheckLine, Health
+from cartera.runtime.held_reports import HeldReports
 from cartera.runtime.jobs import SiteJobs
 from cartera.runtime.lifecycle import Lifecycle
 from cartera.web.app import build_app
@@ -55,6 +56,7 @@ from cartera.workspace.screen import ScreenBuilder
 from cartera.workspace.service import WorkspaceService
 
 log = logging.getLogger("cartera.node")
+REPORTS_WAIT_S = 15.0  #: how long a stopping node waits for reports the store could not take yet
 
 A = TypeVar("A", bound=Adapter[Any])
 
@@ -96,25 +98,30 @@ class NodeContext:
     def log(self) -> logging.Logger:
         return self._log
 
+    # Reports are written through the node's HeldReports: held while the store is out of reach, never lost to it.
+
     def report_call(self, result: CallResult) -> None:
-        self._node.calls.on_call_result(result)
+        self._node.reports.write(f"call {result.attempt_id}", lambda: self._node.calls.on_call_result(result))
 
     def report_recording(self, recording: Recording) -> None:
         archiver = self._node.archiver
         if archiver is None:
             event(log, "recording.no_store", logging.WARNING, path=str(recording.path))
             return
-        archiver.catalog(recording)
+        self._node.reports.write(f"recording of call {recording.attempt_id}", lambda: archiver.catalog(recording))
 
     def report_agent_connected(self, connected: AgentConnected) -> None:
-        if self._node.calls.on_agent_connected(connected):
-            self._node.workspace.agent_connected(connected)  # the screen pop, pushed to the agent's page
+        def write() -> None:
+            if self._node.calls.on_agent_connected(connected):
+                self._node.workspace.agent_connected(connected)  # the screen pop, pushed to the agent's page
+
+        self._node.reports.write(f"agent of call {connected.attempt_id}", write)
 
     def report_delivery(self, report: DeliveryReport) -> None:
-        self._node.texts.on_delivery(report)
+        self._node.reports.write("sms receipt", lambda: self._node.texts.on_delivery(report))
 
     def report_inbound(self, message: InboundSms) -> None:
-        self._node.texts.on_inbound(message)
+        self._node.reports.write("sms received", lambda: self._node.texts.on_inbound(message))
 
     @property
     def base_url(self) -> str:
@@ -138,6 +145,7 @@ class Node:
         self._lock = threading.Lock()
         self._sync: CreditorSync | None = None
         self._stop = threading.Event()
+        self.reports = HeldReports()  #: the dialer's and gateway's reports, held while the store is out of reach
         self.gate = ComplianceGate.for_site(
             site.name,
             site.section.compliance,
@@ -355,6 +363,7 @@ class Node:
                 adapter.stop()
             except Exception:
                 log.exception("stopping %s failed", type(adapter).__name__)
+        self.reports.close(REPORTS_WAIT_S)
         self.peer_stores.close()
         self.db.dispose()
 
@@ -409,3 +418,4 @@ class Node:
             assert isinstance(dialer, Dialer)
             dialer.stop()
             self._started.remove(dialer)
+        self.reports.wait_written(REPORTS_WAIT_S)  # the last calls' ends, before the drain exports them
