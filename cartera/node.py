@@ -184,7 +184,9 @@ class Node:
         )
         self.explainer = GateExplainer(targets, self.db)
         self.workspace = WorkspaceHub(
-            ScreenBuilder(site.name, self.db, self.clock, self.explainer, site.section.workspace),
+            ScreenBuilder(
+                site.name, self.db, self.clock, self.explainer, workspace=site.section.workspace, zone=site.zone
+            ),
             now=lambda: datetime.now(UTC),  # agents' timeouts are people's: wall-clock time
             dialer=lambda: self.adapter("dialer", Dialer) if dialer else None,
             dispose=self._dispose_left_call,

@@ -41,3 +41,12 @@ def test_the_details_show_days_past_due_and_the_portfolios_script(
     assert colombian.as_json()["accounts"][0]["days_past_due"] == 90  # type: ignore[index]
     american = screens.details(calls.american, "ana", None)
     assert american.script is None  # the page shows its generic script
+
+
+def test_days_past_due_count_the_sites_days_not_utcs(tmp_path: Path, open_node: Callable[[Path], Node]) -> None:
+    node = open_node(write_sites(tmp_path, start="2026-11-23T20:30:00-05:00"))  # already the 24th in UTC
+    calls = seed_calls(node)
+    with node.db.session() as session:
+        session.execute(update(Account).where(Account.ref == "BCO-1").values(due_on=date(2026, 8, 25)))
+    (line, *_) = node.workspace.screens.details(calls.colombian, "ana", None).accounts
+    assert (line.ref, line.days_past_due) == ("BCO-1", 90)

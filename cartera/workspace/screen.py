@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -107,12 +107,21 @@ class DebtDetails:
 
 
 class ScreenBuilder:
-    """Builds screen pops and their details from the store, for one site whose workspace is ``workspace``."""
+    """Builds screen pops and their details from the store, for one site whose workspace is ``workspace`` and
+    whose days (days past due count them) are those of ``zone``."""
 
     def __init__(
-        self, site: str, db: Database, clock: Clock, explainer: GateExplainer, workspace: WorkspaceConfig
+        self,
+        site: str,
+        db: Database,
+        clock: Clock,
+        explainer: GateExplainer,
+        *,
+        workspace: WorkspaceConfig,
+        zone: tzinfo,
     ) -> None:
         self.site, self.db, self.clock, self.explainer, self.workspace = site, db, clock, explainer, workspace
+        self.zone = zone
 
     def pop(
         self, attempt_id: int, agent: str, within: frozenset[PortfolioKey] | None, connected_at: datetime
@@ -188,7 +197,7 @@ class ScreenBuilder:
             .where(Account.debtor_id == account.debtor_id, Portfolio.site == self.site, in_portfolios(within))
             .order_by(Account.id)
         ).all()
-        today = self.clock.now().date()
+        today = self.clock.now().astimezone(self.zone).date()
         lines = [
             AccountLine(
                 row.id,
