@@ -228,6 +228,7 @@ class Node:
             hooks,
             law_country=self.gate.law_country,
             max_rows=site.section.sync.max_delivery_rows,
+            zone=site.zone,
         )
         self.peer_stores = PeerStores(site.source, site.database_url, catalog, self.clock, site.data_dir)
         self.library = RecordingLibrary(

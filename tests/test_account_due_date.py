@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -95,3 +96,10 @@ def test_the_due_day_is_stored_days_past_due_count_back_from_the_import_and_a_fi
     assert _due(db) == {"A1": date(2026, 1, 15), "A2": date(2026, 1, 31), "A3": None}
     _import(importer, "two.csv", _row(1, "A1"), _row(2, "A2", due_on=date(2025, 12, 1)), _row(3, "A3", days_past_due=0))
     assert _due(db) == {"A1": date(2026, 1, 15), "A2": date(2025, 12, 1), "A3": date(2026, 3, 2)}
+
+
+def test_days_past_due_count_back_from_the_sites_day(db: Database, hooks: Hooks) -> None:
+    evening = datetime(2026, 3, 1, 20, 30, tzinfo=ZoneInfo("America/Bogota"))  # already 2 March in UTC
+    importer = AssignmentImporter("t", "CO", db, SimulatedClock(evening, 1.0), hooks, zone=ZoneInfo("America/Bogota"))
+    _import(importer, "one.csv", _row(1, "A1", days_past_due=30))
+    assert _due(db) == {"A1": date(2026, 1, 30)}

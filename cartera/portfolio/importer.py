@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -99,6 +99,7 @@ class AssignmentImporter:
         *,
         law_country: Callable[[str, str], str | None] | None = None,
         max_rows: int | None = None,
+        zone: tzinfo = UTC,
     ) -> None:
         self.site = site
         self.default_country = default_country
@@ -110,6 +111,7 @@ class AssignmentImporter:
         self.law_country = law_country
         #: a batch of more rows is refused whole (:class:`FileRejected`), so one delivery cannot hold the store
         self.max_rows = max_rows
+        self.zone = zone  #: the site's: a file's days past due count back from its day of import there
         self.checks = RowChecks(law_country)
 
     def import_batch(self, batch: AssignmentBatch, actor: str, scope: DeliveryScope | None = None) -> ImportReport:
@@ -277,7 +279,7 @@ class _Chunk:
         self.session, self.report, self.checks = session, report, importer.checks
         self.portfolios = Portfolios(session, importer.site, importer.portfolio_country)
         self.writer = ChunkWriter(importer.site, batch_id, now)
-        self.today = now.date()
+        self.today = now.astimezone(importer.zone).date()
 
     def apply(self, items: Sequence[AssignmentRow | RowError]) -> list[Activity]:
         items = [identified(item) for item in items]
