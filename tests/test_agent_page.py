@@ -360,3 +360,26 @@ def test_a_preview_call_goes_through_the_gate_and_the_dialer_and_pops_on_its_age
     busy = agent.post("/agent/preview", data={"account_id": str(found[0]["id"]), "csrf": csrf})
     assert busy.status_code == 409  # a call on screen: its disposition first
     stop.set()
+
+
+@pytest.mark.abuse
+def test_a_call_outside_the_agents_grants_reveals_nothing_and_takes_no_disposition(site: Site) -> None:
+    agent = signed_in(site.base, "ana")
+    csrf = page_csrf(agent)
+    events, stop = stream(agent, "/agent/events")
+    events.next("agent_state")
+    connect(site, site.calls.vehicles)
+    events.next("call_not_visible")
+    stop.set()
+    replayed, stop_replay = stream(agent, "/agent/events", headers={"Last-Event-ID": "0"})
+    seen = [replayed.events.get(timeout=5)]
+    while seen[-1][2] != "call_not_visible":
+        seen.append(replayed.events.get(timeout=5))
+    stop_replay.set()
+    assert all(kind != "call_connected" and "account" not in data and "phone" not in data for *_, kind, data in seen)
+    path = f"/agent/calls/{site.calls.vehicles}/disposition"
+    probe = {"code": "promise_to_pay", "promise_amount": "999999999", "promise_due": "2026-11-30", "csrf": csrf}
+    answers = [agent.post(path, data=probe), agent.post(path, data={"code": "dispute", "csrf": csrf})]
+    assert [answer.status_code for answer in answers] == [403, 403]
+    assert answers[0].json() == answers[1].json()
+    assert "balance" not in answers[0].text

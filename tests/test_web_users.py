@@ -81,3 +81,17 @@ def test_an_admin_is_never_restricted_to_portfolios_it_would_not_be_held_to(tmp_
         conn.execute("UPDATE web_grants SET creditor = 'BCO', portfolio = 'TARJETAS'")
     listed = cli(config, "list").stdout.splitlines()[1]
     assert "t:* (admin: every portfolio; BCO/TARJETAS ignored)" in listed, listed
+
+
+@pytest.mark.abuse
+def test_no_user_name_is_another_users_extension(tmp_path: Path) -> None:
+    config = write_sites(tmp_path)
+    agent = ("--role", "agent", "--portfolio", "BCO/TARJETAS", "--extension")
+    assert cli(config, "add", "caro", *agent, "agent-03", password="una clave larga").returncode == 0
+    named = cli(config, "add", "agent-03", *agent, "agent-09", password="una clave larga")
+    assert named.returncode == 2
+    assert "user name 'agent-03' is the extension of user 'caro'" in named.stderr
+    extended = cli(config, "add", "dani", *agent, "caro", password="una clave larga")
+    assert extended.returncode == 2
+    assert "user 'caro' is named so" in extended.stderr
+    assert [line.split()[0] for line in cli(config, "list").stdout.splitlines()[1:]] == ["caro"]

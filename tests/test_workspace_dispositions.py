@@ -30,6 +30,7 @@ from cartera.core.store.schema import (
     PromiseRow,
 )
 from cartera.node import Node
+from cartera.portfolio.identity import PortfolioKey
 from cartera.web.kpi import daily_kpis
 from cartera.web.users import Grant, Role, UserDirectory
 from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, WorkspaceError
@@ -64,8 +65,16 @@ class Desk:
             self.node.calls.on_call_result(CallResult(attempt_id, CallOutcome.ANSWERED, "16", now, now, now))
         return attempt_id
 
-    def post(self, attempt_id: int, code: str, agent: str = AGENT, **fields: Any) -> Any:
-        return self.node.workspace_service.post_disposition(agent, DispositionInput(attempt_id, code, **fields))
+    def post(
+        self,
+        attempt_id: int,
+        code: str,
+        agent: str = AGENT,
+        within: frozenset[PortfolioKey] | None = None,
+        **fields: Any,
+    ) -> Any:
+        service = self.node.workspace_service
+        return service.post_disposition(agent, DispositionInput(attempt_id, code, **fields), within=within)
 
     def today(self) -> date:
         return self.node.clock.now().astimezone(self.node.site.zone).date()
@@ -190,10 +199,31 @@ def test_a_call_that_is_not_the_agents_is_refused(desk: Desk) -> None:
     attempt = desk.call()
     error = refused(desk, attempt, "right_party_contact", agent="beto")
     assert isinstance(error, NotYourCall)
-    assert str(error) == f"attempt: call {attempt} was connected to another agent, not to beto"
+    assert str(error) == f"attempt: call {attempt} is not one of beto's calls"
     never_connected = desk.call(connected_to=None)
-    assert "was not connected to an agent" in str(refused(desk, never_connected, "right_party_contact"))
+    assert "is not one of ana.agente's calls" in str(refused(desk, never_connected, "right_party_contact"))
     assert "no call 999999 at site 't'" in str(refused(desk, 999999, "right_party_contact"))
+
+
+@pytest.mark.abuse
+def test_a_call_outside_the_agents_grants_is_refused_as_not_theirs_before_its_balance(desk: Desk) -> None:
+    attempt = desk.call()
+    elsewhere = frozenset({PortfolioKey("OTRO", "TARJETAS")})
+    probe = {"promise": (Instalment(Decimal("999999999"), desk.today() + timedelta(days=3)),)}
+    errors = [
+        refused(desk, attempt, "promise_to_pay", within=elsewhere, **probe),
+        refused(desk, attempt, "dispute", within=elsewhere),
+        refused(desk, attempt, "dispute", agent="beto"),
+    ]
+    assert all(isinstance(error, NotYourCall) for error in errors)
+    assert str(errors[0]) == str(errors[1])
+    assert "balance" not in str(errors[0])
+
+
+@pytest.mark.abuse
+def test_a_name_equal_to_the_calls_extension_is_not_its_agent(desk: Desk) -> None:
+    attempt = desk.call()
+    assert isinstance(refused(desk, attempt, "cease_contact", agent=EXTENSION), NotYourCall)
 
 
 def test_a_double_submit_keeps_the_first(desk: Desk) -> None:

@@ -21,7 +21,7 @@ from cartera.web.i18n import Language, translate
 from cartera.web.sse import event_stream, last_event_id
 from cartera.web.users import Role
 from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, WorkspaceError
-from cartera.workspace.hub import WorkspaceHub
+from cartera.workspace.hub import AGENT_KINDS, WorkspaceHub
 from cartera.workspace.promises import Instalment
 from cartera.workspace.screen import NotOnScreen, jsonable
 from cartera.workspace.service import CallbackRequest, DispositionInput
@@ -65,7 +65,7 @@ def agent_router(web: Web) -> APIRouter:
         name = viewer.user.name
         hub.open_page(name, extension, viewer.user.portfolios(web.site))
         since = last_event_id(request)
-        subscription = hub.subscribe(name, last_event_id=since)
+        subscription = hub.subscribe(name, AGENT_KINDS, last_event_id=since)
         hub.roster.page_seen(name)
         first = []
         if since is None:  # a page just opened: its state, and the call on screen if there is one
@@ -193,7 +193,7 @@ def _dispose(web: Web, hub: WorkspaceHub, viewer: Viewer, given: DispositionInpu
     """Save the disposition through the workspace service; each refusal a JSON answer naming its field."""
     name = viewer.user.name
     try:
-        saved = web.services.workspace_service.post_disposition(name, given)
+        saved = web.services.workspace_service.post_disposition(name, given, within=viewer.user.portfolios(web.site))
     except NotYourCall as exc:
         return _refused(403, exc.field, str(exc))
     except AlreadyDispositioned as exc:

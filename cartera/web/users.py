@@ -132,10 +132,16 @@ class UserDirectory:
         with self.db.session() as session:
             if session.scalar(select(WebUser.id).where(WebUser.name == name)) is not None:
                 raise UsageError(f"user {name!r} exists already")
+            # a name equal to an extension would read as that agent at the dialer: names and extensions never meet
+            holder = session.scalar(select(WebUser.name).where(WebUser.extension == name))
+            if holder is not None:
+                raise UsageError(f"user name {name!r} is the extension of user {holder!r}")
             if extension is not None:
                 holder = session.scalar(select(WebUser.name).where(WebUser.extension == extension))
                 if holder is not None:
                     raise UsageError(f"extension {extension!r} is user {holder!r}'s already")
+                if session.scalar(select(WebUser.id).where(WebUser.name == extension)) is not None:
+                    raise UsageError(f"extension {extension!r}: user {extension!r} is named so")
             row = WebUser(
                 name=name,
                 password_hash=_hasher.hash(password),

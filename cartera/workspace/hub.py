@@ -40,6 +40,9 @@ SCREEN_POP, CALL_NOT_VISIBLE = "screen_pop", "call_not_visible"
 AGENT_STATE, CALL_CONNECTED, CALL_ENDED = "agent_state", "call_connected", "call_ended"
 #: What the wallboard (its board only) and the integrations (the events) hear of: states and calls, no pop.
 PUBLIC_KINDS = frozenset({AGENT_STATE, CALL_CONNECTED, CALL_ENDED})
+#: What an agent's page hears of: never ``call_connected``, which names any call's account and phone whatever the
+#: agent's grants; the pop (or ``call_not_visible``, its id only) tells the agent of its call.
+AGENT_KINDS = frozenset({AGENT_STATE, SCREEN_POP, CALL_NOT_VISIBLE, CALL_ENDED})
 
 
 @dataclass(frozen=True)

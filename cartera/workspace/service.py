@@ -52,7 +52,7 @@ from cartera.core.store.schema import (
     WebUser,
 )
 from cartera.portfolio.export import add_activity, to_activity
-from cartera.portfolio.identity import qualified
+from cartera.portfolio.identity import PortfolioKey, qualified
 from cartera.workspace import callbacks, promises
 from cartera.workspace.callbacks import CallbackView
 from cartera.workspace.dispositions import BROWSER_CLOSED, WRAP_UP_TIMEOUT, CodeSpec, Flag, SavedDisposition
@@ -125,10 +125,15 @@ class WorkspaceService:
         with self.db.reading() as session:
             return self.rules(self.targets.account(session, account_id, lock=False)).codes
 
-    def post_disposition(self, agent: str, disposition: DispositionInput) -> SavedDisposition:
-        """Record what ``agent`` (a user's name) submitted for a call the dialer connected to them. Raises
-        :class:`~cartera.workspace.errors.WorkspaceError` (naming the field) and stores nothing on bad input."""
-        return self._post(agent, disposition, actor=agent, source="agent")
+    def post_disposition(
+        self, agent: str, disposition: DispositionInput, *, within: frozenset[PortfolioKey] | None
+    ) -> SavedDisposition:
+        """Record what ``agent`` (a user's name) submitted for a call the dialer connected to its extension, of an
+        account ``within`` the portfolios it may see (``None``: the whole site, the integrations' view). A call
+        that is not the agent's, or outside ``within``, is refused alike, before anything of its account is read.
+        Raises :class:`~cartera.workspace.errors.WorkspaceError` (naming the field) and stores nothing on bad
+        input."""
+        return self._post(agent, disposition, actor=agent, source="agent", within=within)
 
     def system_disposition(self, agent: str, attempt_id: int, code: str) -> SavedDisposition | None:
         """Disposition the agent's call ``wrap_up_timeout`` or ``browser_closed``; ``None`` when the call was
@@ -212,7 +217,13 @@ class WorkspaceService:
     # --- one disposition --------------------------------------------------------------------------------
 
     def _post(
-        self, agent: str, wanted: DispositionInput, *, actor: str, source: _Source = "system"
+        self,
+        agent: str,
+        wanted: DispositionInput,
+        *,
+        actor: str,
+        source: _Source = "system",
+        within: frozenset[PortfolioKey] | None = None,
     ) -> SavedDisposition:
         """Save one disposition; ``source`` says who records it: an ``agent`` (the call must be theirs, the
         code's promise or callback given), the workspace (``system`` codes allowed), a ``dialer`` (a promise the
@@ -220,7 +231,7 @@ class WorkspaceService:
         now = self.clock.now()
         try:
             with self.db.session() as session:
-                done = self._save(session, agent, wanted, now, actor=actor, source=source)
+                done = self._save(session, agent, wanted, now, actor=actor, source=source, within=within)
         except IntegrityError:  # another node saved one for the same attempt meanwhile
             with self.db.reading() as session:
                 existing = self._existing(session, wanted.attempt_id)
@@ -256,12 +267,13 @@ class WorkspaceService:
         *,
         actor: str,
         source: _Source,
+        within: frozenset[PortfolioKey] | None,
     ) -> _Done:
         attempt = session.scalar(select(ContactAttempt).where(ContactAttempt.id == wanted.attempt_id).with_for_update())
         if attempt is None or attempt.site != self.site:
             raise NotYourCall("attempt", f"no call {wanted.attempt_id} at site {self.site!r}")
         if source == "agent":
-            self._check_agent(session, attempt, agent)
+            self._check_agent(session, attempt, agent, within)
         existing = self._existing(session, attempt.id)
         if existing is not None:
             raise AlreadyDispositioned(existing)
@@ -325,12 +337,19 @@ class WorkspaceService:
         session.flush()
         return _Done(saved, activities, confirmation)
 
-    def _check_agent(self, session: Session, attempt: ContactAttempt, agent: str) -> None:
-        if attempt.agent is None:
-            raise NotYourCall("attempt", f"call {attempt.id} was not connected to an agent")
+    def _check_agent(
+        self, session: Session, attempt: ContactAttempt, agent: str, within: frozenset[PortfolioKey] | None
+    ) -> None:
+        """The call is the agent's: connected to its extension (never matched by its user name, which may be
+        another agent's extension) and of a portfolio it sees; one refusal for every case, telling nothing."""
         extension = session.scalar(select(WebUser.extension).where(WebUser.name == agent))
-        if attempt.agent not in {agent, extension}:
-            raise NotYourCall("attempt", f"call {attempt.id} was connected to another agent, not to {agent}")
+        account = attempt.account
+        if account is None:
+            visible = within is None
+        else:
+            visible = within is None or PortfolioKey(account.portfolio.creditor.code, account.portfolio.code) in within
+        if extension is None or attempt.agent != extension or not visible:
+            raise NotYourCall("attempt", f"call {attempt.id} is not one of {agent}'s calls")
 
     def _existing(self, session: Session, attempt_id: int) -> SavedDisposition | None:
         row = session.scalar(select(DispositionRow).where(DispositionRow.attempt_id == attempt_id))
