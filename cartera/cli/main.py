@@ -44,9 +44,10 @@ _ACCOUNT_HELP = "REF, PORTFOLIO/REF or CREDITOR/PORTFOLIO/REF"
 
 
 #: Permission bits no file or folder the node creates has: the store and the creditors' files (batches, exports,
-#: the SMS outbox) hold every creditor's debtors, so other users of the host (another service, a creditor's drop
-#: account) read none of them; the service's group may read (a creditor's pick-up of exports): files 0640.
-PRIVATE_UMASK = 0o027
+#: the SMS outbox) hold every creditor's debtors and the users' password hashes, so no other user of the host, not
+#: even of the service's group (a creditor's pick-up account), reads them: files 0600, folders 0700. Only the
+#: files a creditor picks up get the mode its plugin's ``file_mode`` says.
+PRIVATE_UMASK = 0o077
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, BinaryIO, ClassVar, Generic, Protocol, TypeVar
 
 from fastapi import APIRouter
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationInfo
 
 from cartera.core.clock import Clock
 from cartera.core.errors import Unsupported
@@ -55,7 +55,8 @@ class PluginConfig(BaseModel):
     #: another site's such directory that is the same as one of them, inside or around it, is refused
     exclusive_dirs: ClassVar[tuple[str, ...]] = ()
     #: keys naming the server ``exclusive_dirs`` are on when they are remote (``username``, ``host``, ``port``):
-    #: then another site's directory clashes only on the same server, compared as written (normalised)
+    #: then another site's directory clashes only on the same server (a ``host`` key compared in lower case without
+    #: its trailing dot), the paths normalised; a relative and an absolute path on one server are refused too
     exclusive_server: ClassVar[tuple[str, ...]] = ()
 
 
@@ -92,6 +93,20 @@ def _creatable(value: Path, info: ValidationInfo) -> Path:
 #: A directory core or the plugin creates when missing and writes to: when a site's config is loaded, the
 #: nearest existing ancestor must be a directory where one can be created (not a file, not ``/proc``).
 WritableDir = Annotated[ConfigPath, AfterValidator(_creatable)]
+
+
+def _file_mode(value: Any) -> int:
+    if not isinstance(value, str) or len(value) not in (3, 4) or any(digit not in "01234567" for digit in value):
+        raise ValueError('write the mode as octal text, "0600" or "0640"')
+    mode = int(value, 8)
+    if mode & 0o600 != 0o600 or mode & ~0o660:
+        raise ValueError("the owner reads and writes; the group may read or write; other users get nothing")
+    return mode
+
+
+#: The permission bits of files written for a creditor to pick up (``"0640"``: its pick-up account, in the
+#: service's group, reads them); every other file the node writes is its service user's alone (0600).
+FileMode = Annotated[int, BeforeValidator(_file_mode), PlainSerializer(lambda mode: f"{mode:04o}", return_type=str)]
 
 
 class PluginContext(Protocol):

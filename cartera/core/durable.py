@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 
-def write_atomically(target: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``target`` through a hidden temporary file in its directory: readers never see it partial."""
+def write_atomically(target: Path, write: Callable[[IO[bytes]], None], mode: int | None = None) -> None:
+    """Write ``target`` through a hidden temporary file in its directory: readers never see it partial. ``mode``:
+    its permission bits whatever the umask (a file for a creditor's pick-up); unset: as the umask gives."""
     temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         with temp.open("xb") as sink:
+            if mode is not None:
+                os.fchmod(sink.fileno(), mode)
             write(sink)
             sink.flush()
             os.fsync(sink.fileno())

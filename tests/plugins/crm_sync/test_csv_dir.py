@@ -925,3 +925,36 @@ def test_a_character_cut_short_at_the_end_is_refused_not_dropped(tmp_path: Path)
     path.write_bytes(b"cuenta;nombre;telefono1;saldo\nCR-1;Ana;3001234567;1\nCR-2;Pe\xc3")
     with pytest.raises(FileRejected, match="line 3: byte 0xc3 at column 8 is not valid utf-8"):
         read(make_sync(tmp_path, encoding="utf-8"), path)
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize(("setting", "expected"), [({}, 0o600), ({"file_mode": "0640"}, 0o640)])
+def test_exports_and_rejection_reports_get_the_configured_mode_whatever_the_umask(
+    tmp_path: Path, setting: dict[str, str], expected: int
+) -> None:
+    """Only the files a creditor picks up may be group-readable, and only as the operator chooses (#14 round 8 H2)."""
+    sync = make_sync(tmp_path, None, **setting)
+    previous = os.umask(0o077)  # the node's own
+    try:
+        sync.start()
+    finally:
+        os.umask(previous)
+    assert tmp_path.joinpath("outbox").stat().st_mode & 0o777 == (0o750 if expected & 0o040 else 0o700)
+    at = datetime(2026, 3, 2, 14, 5, 30, tzinfo=UTC)
+    previous = os.umask(0o022)
+    try:
+        sync.export([Activity(7, ActivityKind.CALL_ATTEMPT, at, "BCO", "TARJETAS", "BCO-1", "+573001234567", "busy")])
+        batch = AssignmentBatch(source=str(tmp_path / "inbox" / "a.csv"), hashed="0" * 64, items=[])
+        sync.report_rejections(batch, [RowError(2, "saldo", "not a number")])
+    finally:
+        os.umask(previous)
+    written = sorted(tmp_path.joinpath("outbox").iterdir())
+    assert len(written) == 2
+    assert [oct(path.stat().st_mode & 0o777) for path in written] == [oct(expected)] * 2
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize("mode", ["0644", "0666", "0700", "0400", "640x", "", "0o640", 640])
+def test_a_file_mode_others_could_read_or_no_mode_is_refused(tmp_path: Path, mode: object) -> None:
+    with pytest.raises(ValidationError, match="file_mode"):
+        make_sync(tmp_path, file_mode=mode)

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from cartera.core.adapters import CrmSync
 from cartera.core.clock import SimulatedClock
 from cartera.core.hooks import Hooks
-from cartera.core.models import CheckResult
+from cartera.core.models import Activity, ActivityKind, AssignmentBatch, CheckResult, RowError
 from cartera.core.store.database import Database
 from cartera.core.testing.context import CapturingContext
 from cartera.core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
@@ -366,3 +366,18 @@ def test_a_download_is_cut_once_it_passes_max_file_bytes(sshd: Sshd, tmp_path: P
     finally:
         session.close()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize(("setting", "expected"), [({}, 0o600), ({"file_mode": "0640"}, 0o640)])
+def test_uploaded_exports_and_rejection_reports_get_the_configured_mode(
+    sshd: Sshd, make_sync: Callable[..., SftpCsvSync], setting: dict[str, str], expected: int
+) -> None:
+    """Not the server's umask: only the mode the operator chose for the creditor's pick-up (#14 round 8, H2)."""
+    sync = make_sync(**setting)
+    at = datetime(2026, 3, 2, 14, 5, 30, tzinfo=UTC)
+    sync.export([Activity(7, ActivityKind.CALL_ATTEMPT, at, "BCO", "TARJETAS", "BCO-1", "+573001234567", "busy")])
+    sync.report_rejections(AssignmentBatch("/inbox/a.csv", "0" * 64, []), [RowError(2, "saldo", "not a number")])
+    written = sorted((sshd.jail / "outbox").iterdir())
+    assert len(written) == 2
+    assert [oct(path.stat().st_mode & 0o777) for path in written] == [oct(expected)] * 2

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from cartera.plugin import ConfigPath, CsvFormatConfig, WritableDir
+from cartera.plugin import ConfigPath, CsvFormatConfig, FileMode, WritableDir
 
 
 class CsvDirConfig(CsvFormatConfig):
@@ -32,6 +32,11 @@ class CsvDirConfig(CsvFormatConfig):
         "adapter's data directory so they are not fetched again) instead of moving them.",
     )
     outbox: WritableDir = Field(description="Directory the activity exports are written to.")
+    file_mode: FileMode = Field(
+        0o600,
+        description='Mode of the exports and rejection reports, octal text: "0640" lets the creditor\'s pick-up '
+        "account, in the service's group, read them (and only them: the store and every other file are 0600).",
+    )
 
     @property
     def archive_dir(self) -> Path:

@@ -55,7 +55,13 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         self._first_skip = FirstTime()  #: inbox entries that are not regular files are warned about once
 
     def start(self) -> None:
-        self.config.outbox.mkdir(parents=True, exist_ok=True)
+        """Create a missing outbox, group-readable (0750) when the exports are for the service's group to read."""
+        try:
+            self.config.outbox.mkdir(parents=True)
+        except FileExistsError:
+            return
+        if self.config.file_mode & 0o040:
+            self.config.outbox.chmod(0o750)
 
     def check(self) -> CheckResult:
         inbox, outbox = self.config.inbox, self.config.outbox
@@ -168,13 +174,15 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         if not activities:
             return
         write_atomically(
-            self.config.outbox / export_name(activities), activities_writer(activities, self.config.export)
+            self.config.outbox / export_name(activities),
+            activities_writer(activities, self.config.export),
+            self.config.file_mode,
         )
 
     def report_rejections(self, batch: AssignmentBatch, errors: Sequence[RowError]) -> None:
         """Write the rejection report of ``batch`` to the outbox, next to the exports."""
         target = self.config.outbox / rejection_name(batch.source)
-        write_atomically(target, rejections_writer(errors, self.config.export))
+        write_atomically(target, rejections_writer(errors, self.config.export), self.config.file_mode)
 
 
 @hookimpl

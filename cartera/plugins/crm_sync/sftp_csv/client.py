@@ -198,7 +198,8 @@ class SftpSession:
         return posixpath.join(directory, target)
 
     def upload(self, name: str, write: Callable[[IO[bytes]], None]) -> str:
-        """Put ``name`` in the outbox atomically: written under a hidden temporary name, checked, renamed."""
+        """Put ``name`` in the outbox atomically: written under a hidden temporary name, checked, given the
+        configured mode, renamed."""
         buffer = io.BytesIO()
         write(buffer)
         outbox = self.config.outbox
@@ -208,6 +209,7 @@ class SftpSession:
             buffer.seek(0)
             try:
                 sftp.putfo(buffer, temp, file_size=buffer.getbuffer().nbytes, confirm=True)
+                sftp.chmod(temp, self.config.file_mode)
                 sftp.posix_rename(temp, target)
             except BaseException:
                 _remove_quietly(sftp, temp)

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr, model_validator
 
-from cartera.plugin import ConfigPath, CsvFormatConfig
+from cartera.plugin import ConfigPath, CsvFormatConfig, FileMode
 
 #: 200,000 rows of a few hundred bytes, with room.
 DEFAULT_MAX_FILE_BYTES = 512 << 20
@@ -44,6 +44,11 @@ class SftpCsvConfig(CsvFormatConfig):
         "uploaded (created if missing); unset: INBOX/rejected.",
     )
     outbox: str = Field(min_length=1, description="Remote directory exports and rejection reports are uploaded to.")
+    file_mode: FileMode = Field(
+        0o600,
+        description='Mode of the uploaded exports and rejection reports, octal text ("0640": readable by the '
+        "login's group on the server), set whatever the server's umask.",
+    )
     timeout_s: float = Field(30.0, gt=0, description="Connect, authentication and per-operation timeout.")
     max_file_bytes: int = Field(
         DEFAULT_MAX_FILE_BYTES,
