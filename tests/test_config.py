@@ -188,7 +188,8 @@ def test_unknown_key_lists_the_valid_ones(hooks: Hooks, sites_toml: Path) -> Non
     message = _error(hooks, sites_toml)
     assert message.startswith(f"{sites_toml}:{_line_of(text, 'columns =')}: site 't', key 'crm_sync.columns.cuenta'")
     assert message.endswith(
-        "unknown key (valid: account_ref, action, balance, currency, debtor_name, payment_date, payment_ref, phones)"
+        "unknown key (valid: account_ref, action, balance, currency, days_past_due, debtor_name, due_date, "
+        "payment_date, payment_ref, phones, risk_score)"
     )
 
 
@@ -287,3 +288,36 @@ def test_sites_on_other_sftp_servers_or_logins_may_use_the_same_remote_folders(h
     extra = _sftp_site("u", folders) + "".join(_sftp_site(f"v{n}", folders, server) for n, server in enumerate(others))
     path = write_sites(tmp_path, extra=extra)
     assert load_site(path, "u", hooks.collect_adapters()).name == "u"
+
+
+@pytest.mark.abuse
+@pytest.mark.usefixtures("sftp_password")
+@pytest.mark.parametrize(
+    ("their_server", "their_folders"),
+    [
+        ('host = "SFTP.BCO.Example"\nusername = "cobranza"\n', 'inbox = "/entrada"\noutbox = "/salida/v"\n'),
+        ('host = "sftp.bco.example."\nusername = "cobranza"\nport = 22\n', 'inbox = "/entrada"\noutbox = "/v"\n'),
+        ('host = "sftp.bco.example"\nusername = "cobranza"\n', 'inbox = "//entrada/./x/.."\noutbox = "/v"\n'),
+    ],
+)
+def test_one_remote_inbox_spelt_otherwise_is_refused(
+    hooks: Hooks, tmp_path: Path, their_server: str, their_folders: str
+) -> None:
+    """Host names compare without case or trailing dot, paths normalised (#14 red team round 8, M3)."""
+    extra = _sftp_site("u", 'inbox = "/entrada"\noutbox = "/salida/u"\n') + _sftp_site("v", their_folders, their_server)
+    message = _error(hooks, write_sites(tmp_path, extra=extra), site="u")
+    assert "site 'u', key 'crm_sync.inbox'" in message
+    assert "overlaps site 'v', key 'crm_sync.inbox' (cobranza:sftp.bco.example:22:/entrada)" in message
+
+
+@pytest.mark.abuse
+@pytest.mark.usefixtures("sftp_password")
+def test_a_relative_and_an_absolute_remote_folder_on_one_login_are_refused(hooks: Hooks, tmp_path: Path) -> None:
+    """``in`` is under the login's home, which the configuration cannot know: it may be ``/home/cobranza/in``."""
+    extra = _sftp_site("u", 'inbox = "in"\noutbox = "out-u"\n') + _sftp_site(
+        "v", 'inbox = "/home/cobranza/in"\noutbox = "/home/cobranza/out-v"\n'
+    )
+    message = _error(hooks, write_sites(tmp_path, extra=extra), site="u")
+    assert "site 'u', key 'crm_sync.inbox'" in message
+    assert "site 'v', key 'crm_sync.inbox'" in message
+    assert "write both absolute" in message

@@ -386,6 +386,13 @@ def _refuse_shared_dirs(
                         f"{mine} overlaps site {other!r}, key {'.'.join(their_key)!r} ({theirs}): two sites would "
                         "take each other's files; give each site its own",
                     )
+                elif mine.server == theirs.server and mine.path.is_absolute() != theirs.path.is_absolute():
+                    errors.fail(
+                        our_key,
+                        f"{mine} may be the folder of site {other!r}, key {'.'.join(their_key)!r} ({theirs}): a "
+                        "relative remote path is under the login's home, which the configuration cannot know; "
+                        "write both absolute",
+                    )
 
 
 @dataclass(frozen=True)
@@ -423,8 +430,9 @@ def _exclusive_dirs(site: str, raw: Any, base_dir: Path, registries: dict[str, A
 
 
 def _declared_dirs(model: type[PluginConfig], section: dict[str, Any], base_dir: Path) -> dict[str, _Place]:
-    """The places of ``model``'s ``exclusive_dirs`` in ``section``: local paths, or remote ones (compared as
-    written, normalised) on the server its ``exclusive_server`` keys name (their defaults when unset)."""
+    """The places of ``model``'s ``exclusive_dirs`` in ``section``: local paths, or remote ones (normalised) on
+    the server its ``exclusive_server`` keys name (their defaults when unset; a ``host`` in lower case without its
+    trailing dot)."""
     texts = {key: _raw_text(section.get(key)) for key in model.exclusive_dirs}
     if not model.exclusive_server:
         return {key: _Place("", (base_dir / text).resolve()) for key, text in texts.items() if text is not None}
@@ -432,8 +440,17 @@ def _declared_dirs(model: type[PluginConfig], section: dict[str, Any], base_dir:
     server = [_raw_text(section.get(key, fields[key].default)) for key in model.exclusive_server]
     if any(part is None for part in server):
         return {}
-    named = ":".join(part for part in server if part is not None)
-    return {key: _Place(named, PurePosixPath(posixpath.normpath(text))) for key, text in texts.items() if text}
+    named = ":".join(
+        part.lower().rstrip(".") if key == "host" else part
+        for key, part in zip(model.exclusive_server, server, strict=True)
+        if part is not None
+    )
+    return {key: _Place(named, _remote_path(text)) for key, text in texts.items() if text}
+
+
+def _remote_path(text: str) -> PurePosixPath:
+    """A remote folder normalised: ``//in/./x/..`` is ``/in`` (POSIX keeps a leading ``//``; SFTP servers do not)."""
+    return PurePosixPath(re.sub("^/+", "/", posixpath.normpath(text)))
 
 
 def _raw_text(value: Any) -> str | None:
