@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Never
 
 from cartera.cli.malloc import tune_malloc
+from cartera.cli.passwords import PASSWORD_ENV, new_password
 from cartera.core.errors import CarteraError, UsageError
 from cartera.core.logs import configure
 from cartera.core.redaction import RedactingStream, redacted_output
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("cartera.cli")
 
 #: ``users add`` reads the new user's password from this variable (for scripts) or else prompts for it.
-PASSWORD_ENV = "CARTERA_USER_PASSWORD"
 _PORTFOLIO_HELP = "grant only this portfolio, CREDITOR/CODE (or CODE when one creditor has it); repeatable"
 _ACCOUNT_HELP = "REF, PORTFOLIO/REF or CREDITOR/PORTFOLIO/REF"
 
@@ -544,7 +544,7 @@ def _users(node: Node, args: argparse.Namespace) -> int:
             _audit_user(node, "users.grant", user.name, portfolios=portfolios)
             print(f"user {user.name!r} granted: {user.described_grants()}")
             return 0
-        password = os.environ.get(PASSWORD_ENV) or _prompt_password(args.name)
+        password = new_password(args.name)
         user = directory.add(args.name, password, Role(args.role), grants, args.extension)
         _audit_user(node, "users.add", user.name, role=user.role.value, portfolios=portfolios, extension=user.extension)
         print(f"user {user.name!r} ({user.role}) added: {user.described_grants()}")
@@ -565,17 +565,6 @@ def _users(node: Node, args: argparse.Namespace) -> int:
 
 def _role(user: User) -> str:
     return f"{user.role.value} ({user.extension})" if user.extension else user.role.value
-
-
-def _prompt_password(name: str) -> str:
-    import getpass
-
-    if not sys.stdin.isatty():
-        raise UsageError(f"set {PASSWORD_ENV} or run 'users add' in a terminal to type the password")
-    password = getpass.getpass(f"password for {name}: ")
-    if getpass.getpass("again: ") != password:
-        raise UsageError("the two passwords differ")
-    return password
 
 
 def _audit_user(node: Node, action: str, name: str, **details: object) -> None:

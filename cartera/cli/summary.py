@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from cartera.cli.main import PASSWORD_ENV
+from cartera.cli.passwords import PASSWORD_ENV
 from cartera.contact.abandonment import abandonment_rate
 from cartera.core.store.schema import (
     Account,
