@@ -25,7 +25,7 @@ from cartera.core.models import AgentConnected
 from cartera.core.store.schema import Account, AuditEntry, Debtor, Phone, Portfolio
 from cartera.node import Node, NodeContext
 from cartera.portfolio.identity import PortfolioKey
-from cartera.web import sse
+from cartera.web import sse, wallboard
 from cartera.web.users import Grant, Role, UserDirectory
 from cartera.workspace.agents import AgentState
 from tests.conftest import write_sites
@@ -383,3 +383,46 @@ def test_a_call_outside_the_agents_grants_reveals_nothing_and_takes_no_dispositi
     assert [answer.status_code for answer in answers] == [403, 403]
     assert answers[0].json() == answers[1].json()
     assert "balance" not in answers[0].text
+
+
+@pytest.mark.abuse
+def test_an_agents_streams_are_capped_and_a_new_one_tells_only_itself(site: Site) -> None:
+    agent = signed_in(site.base, "ana")
+    page_csrf(agent)
+    opened = [stream(agent, "/agent/events") for _ in range(sse.STREAMS_PER_USER)]
+    for events, _ in opened:
+        events.next("agent_state")
+    first = opened[0][0]
+    assert first.events.empty(), "a new stream's state reached the agent's other streams"
+    refused = agent.get("/agent/events")
+    assert refused.status_code == 429
+    assert signed_in(site.base, "bruno").get("/agent").status_code == 200  # another user is not held to ana's
+    for _, stop in opened:
+        stop.set()
+
+
+@pytest.mark.abuse
+def test_the_wallboard_is_computed_once_per_change_for_all_its_streams(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    computed: list[object] = []
+    real = wallboard.board
+
+    def counted(web: object, within: object) -> object:
+        computed.append(within)
+        return real(web, within)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(wallboard, "board", counted)
+    supervisor, agent = signed_in(site.base, "sara"), signed_in(site.base, "ana")
+    csrf = page_csrf(agent)
+    boards = [stream(supervisor, "/wallboard/events") for _ in range(sse.STREAMS_PER_USER)]
+    for events, _ in boards:
+        events.next("wallboard")
+    assert supervisor.get("/wallboard/events").status_code == 429
+    computed.clear()
+    assert agent.post("/agent/state", data={"state": "ready", "csrf": csrf}).status_code == 200
+    for events, _ in boards:
+        events.next("wallboard")
+    assert len(computed) == 1, computed
+    for _, stop in boards:
+        stop.set()

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request, Response
 
 from cartera.web.app import build_app
 from cartera.web.server import WebServer
+from cartera.web.sse import StreamSlots, stream_cap
 from tests.peers.net import free_port
 from tests.test_web_pages import Site
 from tests.test_web_pages import site as pages_site
@@ -223,3 +224,14 @@ def test_a_trickled_sign_in_is_cut_quietly_on_the_real_app(site: Site, caplog: p
         time.sleep(0.5)
     assert not [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert site.audits("web.failed") == []
+
+
+@pytest.mark.abuse
+def test_event_streams_are_bounded_per_holder_and_in_all() -> None:
+    slots = StreamSlots(total=3, per_user=2)
+    assert [slots.take("user:ana"), slots.take("user:ana"), slots.take("user:ana")] == [True, True, False]
+    assert slots.take("user:sara")
+    assert not slots.take("user:beto"), "past the total"
+    slots.give_back("user:ana")
+    assert slots.take("user:beto")
+    assert stream_cap(100) == 50

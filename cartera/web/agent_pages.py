@@ -18,7 +18,7 @@ from cartera.contact.compliance import LineType, Reason
 from cartera.core.errors import UsageError
 from cartera.web.context import SESSION_COOKIE, Viewer, Web, WebError, check_csrf
 from cartera.web.i18n import Language, translate
-from cartera.web.sse import event_stream, last_event_id
+from cartera.web.sse import event_stream, last_event_id, too_many_streams
 from cartera.web.users import Role
 from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, WorkspaceError
 from cartera.workspace.hub import AGENT_KINDS, WorkspaceHub
@@ -63,13 +63,16 @@ def agent_router(web: Web) -> APIRouter:
     async def events(request: Request) -> Response:
         viewer, extension = await run_in_threadpool(signed_in_agent, web, request)
         name = viewer.user.name
+        holder = f"user:{name}"
+        if not web.streams.take(holder):
+            return too_many_streams()
         hub.open_page(name, extension, viewer.user.portfolios(web.site))
         since = last_event_id(request)
         subscription = hub.subscribe(name, AGENT_KINDS, last_event_id=since)
         hub.roster.page_seen(name)
         first = []
-        if since is None:  # a page just opened: its state, and the call on screen if there is one
-            first.append(hub.publish_state(name))
+        if since is None:  # a page just opened: its state (to it alone), and the call on screen if there is one
+            first.append(hub.state_now(name))
             pop = hub.on_screen(name)
             if pop is not None:
                 first.append(pop)
@@ -79,7 +82,11 @@ def agent_router(web: Web) -> APIRouter:
             """The agent's session is live (an open page keeps it so, up to its longest life)."""
             return await run_in_threadpool(web.sessions.lookup, token) is not None
 
-        return event_stream(request, subscription, first, on_close=lambda: hub.roster.page_gone(name), alive=alive)
+        def closed() -> None:
+            web.streams.give_back(holder)
+            hub.roster.page_gone(name)
+
+        return event_stream(request, subscription, first, on_close=closed, alive=alive)
 
     @router.post("/agent/state", include_in_schema=False)
     @web.workers.pooled

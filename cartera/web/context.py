@@ -19,6 +19,7 @@ from cartera.web.i18n import LANGUAGES, Language, number, translate
 from cartera.web.media import VerifiedCopies
 from cartera.web.services import WebServices
 from cartera.web.sessions import LoginThrottler, SessionInfo, SessionStore
+from cartera.web.sse import StreamSlots, stream_cap
 from cartera.web.users import Role, User, UserDirectory
 from cartera.web.workers import WorkerPool
 
@@ -62,6 +63,7 @@ class Web:
         self.sessions = SessionStore(services.db, config.session_minutes, config.session_max_hours, now)
         self.throttle = LoginThrottler(services.db, now)
         self.workers = WorkerPool(config.workers, config.queue)
+        self.streams = StreamSlots(stream_cap(config.max_connections))
         self.copies = VerifiedCopies(services.data_dir / "web" / "copies")
         self.secure_cookies = (config.public_url or "").startswith("https://")
         self.default_language: Language = config.language

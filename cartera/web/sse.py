@@ -12,11 +12,14 @@ import asyncio
 import contextlib
 import json
 import re
+import threading
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 
 from fastapi import Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
+from cartera.web.server import default_max_connections, raise_descriptor_limit
 from cartera.workspace.hub import Subscription, WorkspaceEvent
 
 KEEP_ALIVE_S = 15.0
@@ -25,6 +28,44 @@ RETRY_MS = 2000
 RETRY = f"retry: {RETRY_MS}\n\n".encode()  #: how soon a client reconnects
 KEEP_ALIVE = b": keep-alive\n\n"
 _EVENT_ID = re.compile(r"[0-9]{1,20}")
+STREAMS_PER_USER = 4  #: event streams one user (or integration) may hold open: a few tabs, not a script's thousands
+
+
+class StreamSlots:
+    """The open event streams: at most ``per_user`` of one holder and ``total`` in all. A stream past either is
+    refused (429), so one browser or script cannot take the server's loop and connections from everyone else."""
+
+    def __init__(self, total: int, per_user: int = STREAMS_PER_USER) -> None:
+        self.total, self.per_user = total, per_user
+        self._held: Counter[str] = Counter()
+        self._open = 0
+        self._lock = threading.Lock()
+
+    def take(self, holder: str) -> bool:
+        """A slot for one more stream of ``holder``; ``False`` when it holds its share or all are taken."""
+        with self._lock:
+            if self._held[holder] >= self.per_user or self._open >= self.total:
+                return False
+            self._held[holder] += 1
+            self._open += 1
+            return True
+
+    def give_back(self, holder: str) -> None:
+        with self._lock:
+            self._open -= 1
+            self._held[holder] -= 1
+            if self._held[holder] <= 0:
+                del self._held[holder]
+
+
+def stream_cap(max_connections: int | None) -> int:
+    """Event streams in all: half the server's connections (``[web] max_connections``, else what the descriptors
+    allow), so the pages and the sign-in keep the other half."""
+    return max(1, (max_connections or default_max_connections(raise_descriptor_limit())) // 2)
+
+
+def too_many_streams() -> JSONResponse:
+    return JSONResponse({"error": "too many event streams open"}, status_code=429, headers={"Retry-After": "30"})
 
 
 def last_event_id(request: Request) -> int | None:

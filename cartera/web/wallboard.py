@@ -3,9 +3,11 @@ promises, abandoned calls and occupancy, pushed (server-sent events) whenever an
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, time
+from time import monotonic as time_now
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -17,7 +19,7 @@ from cartera.core.models import ActivityKind, CallOutcome
 from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Portfolio
 from cartera.portfolio.identity import PortfolioKey, in_portfolios
 from cartera.web.context import SESSION_COOKIE, Web
-from cartera.web.sse import KEEP_ALIVE, KEEP_ALIVE_S, RETRY, encode, pushed, stream_response
+from cartera.web.sse import KEEP_ALIVE, KEEP_ALIVE_S, RETRY, encode, pushed, stream_response, too_many_streams
 from cartera.workspace.agents import AgentState, AgentStatus
 from cartera.workspace.hub import PUBLIC_KINDS, WorkspaceEvent
 
@@ -92,6 +94,28 @@ def board(web: Web, within: frozenset[PortfolioKey] | None) -> Board:
     )
 
 
+class SharedBoards:
+    """The board computed once per change for every stream of the same grants: a stream settling on an event
+    another stream's board already followed takes that board (not one query per stream and event)."""
+
+    def __init__(self, web: Web) -> None:
+        self.web = web
+        self._held: dict[frozenset[PortfolioKey] | None, tuple[int, float, bytes]] = {}
+        self._locks: dict[frozenset[PortfolioKey] | None, asyncio.Lock] = {}
+
+    async def after(self, within: frozenset[PortfolioKey] | None, last: int) -> bytes:
+        """The board (encoded) as of event ``last`` or later; ``last`` 0: one at most :data:`SETTLE_S` old."""
+        async with self._locks.setdefault(within, asyncio.Lock()):
+            held = self._held.get(within)
+            now = time_now()
+            if held is not None and held[0] >= last and (last or now - held[1] < SETTLE_S):
+                return held[2]
+            fresh = await run_in_threadpool(board, self.web, within)
+            encoded = encode(WorkspaceEvent(last, WALLBOARD, None, asdict(fresh)))
+            self._held[within] = (last, now, encoded)
+            return encoded
+
+
 def _agent(status: AgentStatus) -> dict[str, object]:
     return {
         "agent": status.agent,
@@ -103,6 +127,7 @@ def _agent(status: AgentStatus) -> dict[str, object]:
 
 def wallboard_router(web: Web) -> APIRouter:
     router = APIRouter()
+    boards = SharedBoards(web)
 
     @router.get("/wallboard", include_in_schema=False)
     @web.workers.pooled
@@ -113,6 +138,9 @@ def wallboard_router(web: Web) -> APIRouter:
     @router.get("/wallboard/events", include_in_schema=False)
     async def events(request: Request) -> Response:
         viewer = await run_in_threadpool(web.signed_in, request)
+        holder = f"user:{viewer.user.name}"
+        if not web.streams.take(holder):
+            return too_many_streams()
         within = viewer.user.portfolios(web.site)
         subscription = web.services.workspace.subscribe(None, PUBLIC_KINDS)
         token = request.cookies.get(SESSION_COOKIE, "")
@@ -120,24 +148,22 @@ def wallboard_router(web: Web) -> APIRouter:
         async def alive() -> bool:
             return await run_in_threadpool(web.sessions.lookup, token) is not None
 
-        async def snapshot(last: int) -> bytes:
-            """The board now (a few counts: not worth a page worker, which a burst of pages could hold)."""
-            now = await run_in_threadpool(board, web, within)
-            return encode(WorkspaceEvent(last, WALLBOARD, None, asdict(now)))
-
         async def stream() -> AsyncIterator[bytes]:
-            yield RETRY
-            yield await snapshot(0)
-            settling, quiet = None, 0.0
-            async for event in pushed(request, subscription, SETTLE_S, alive):
-                if event is not None:  # changes close together are one update
-                    settling = event
-                elif settling is not None:
-                    yield await snapshot(settling.id)
-                    settling, quiet = None, 0.0
-                elif (quiet := quiet + SETTLE_S) >= KEEP_ALIVE_S:
-                    yield KEEP_ALIVE
-                    quiet = 0.0
+            try:
+                yield RETRY
+                yield await boards.after(within, 0)
+                settling, quiet = None, 0.0
+                async for event in pushed(request, subscription, SETTLE_S, alive):
+                    if event is not None:  # changes close together are one update
+                        settling = event
+                    elif settling is not None:
+                        yield await boards.after(within, settling.id)
+                        settling, quiet = None, 0.0
+                    elif (quiet := quiet + SETTLE_S) >= KEEP_ALIVE_S:
+                        yield KEEP_ALIVE
+                        quiet = 0.0
+            finally:
+                web.streams.give_back(holder)
 
         return stream_response(stream())
 

@@ -194,9 +194,12 @@ class WorkspaceHub:
             swept += 1
         return swept
 
-    def publish_state(self, agent: str) -> WorkspaceEvent:
-        """Publish the agent's state as it is now (a page that opens starts from it)."""
-        return self.publish(AGENT_STATE, self.roster.get(agent).as_event(), agent=agent)
+    def state_now(self, agent: str) -> WorkspaceEvent:
+        """The agent's state as it is now, for a page that opens to start from; not published (the agent's other
+        pages heard every change already), and numbered as the latest event, so a reconnect misses nothing."""
+        with self._lock:
+            latest = self._kept[-1].id if self._kept else next(self._ids)
+        return WorkspaceEvent(latest, AGENT_STATE, agent, self.roster.get(agent).as_event())
 
     def on_screen(self, agent: str) -> WorkspaceEvent | None:
         """The pop the agent has on screen now (a page opened mid-call shows it again)."""
