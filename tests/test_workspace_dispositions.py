@@ -190,6 +190,16 @@ def test_a_callback_outside_legal_hours_gives_the_gates_next_allowed_time(desk: 
         assert (row.at, row.agent, row.state) == (error.next_allowed_at, AGENT, "pending")
 
 
+@pytest.mark.abuse
+def test_a_callback_is_no_further_than_the_promise_horizon(desk: Desk) -> None:
+    attempt = desk.call()
+    zone = desk.node.site.zone
+    for far in (datetime(2150, 1, 5, 10, tzinfo=zone), datetime(9999, 12, 31, 23, 59, tzinfo=zone)):
+        error = refused(desk, attempt, "callback_requested", callback=CallbackRequest(far))
+        assert error.field == "callback.at"
+        assert "60-day horizon" in str(error)
+
+
 def test_a_callback_code_needs_its_time(desk: Desk) -> None:
     assert refused(desk, desk.call(), "callback_requested").field == "callback.at"
 

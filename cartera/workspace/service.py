@@ -403,6 +403,11 @@ class WorkspaceService:
                 raise WorkspaceError("callback.at", f"{callback.at.isoformat()} has no UTC offset")
             if callback.at <= now:
                 raise WorkspaceError("callback.at", f"{callback.at.isoformat()} is in the past")
+            if callback.at - now > timedelta(days=rules.promise_horizon_days):  # no account parked for years
+                raise WorkspaceError(
+                    "callback.at",
+                    f"{callback.at.isoformat()} is beyond this portfolio's {rules.promise_horizon_days}-day horizon",
+                )
             callback = replace(callback, at=callback.at.astimezone(UTC))
         if wanted.line_type is not None and account is None:
             raise WorkspaceError("line_type", "the call has no account whose number it could describe")
