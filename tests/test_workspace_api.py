@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
+from cartera.web import sse
 from cartera.web.workspace_api import API_PREFIX, render
 from tests import test_agent_page
 from tests.test_agent_page import INTEGRATION_TOKEN, Site, connect, stream
@@ -62,3 +64,26 @@ def test_the_committed_openapi_file_is_current() -> None:
         "docs/workspace-api.openapi.json is stale: "
         "python -m cartera.web.workspace_api > docs/workspace-api.openapi.json"
     )
+
+
+@pytest.mark.abuse
+def test_the_token_is_checked_before_the_body_and_a_huge_id_is_refused_naming_it(site: Site) -> None:
+    anonymous = api(site, None).post("/dispositions", content=b"{nope", headers={"Content-Type": "application/json"})
+    assert anonymous.status_code == 401
+    assert anonymous.json()["field"] == "Authorization"
+    for huge in (2**63, 10**23):
+        body = {"agent": "ana", "attempt_id": huge, "code": "right_party_contact"}
+        refused = api(site).post("/dispositions", json=body)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["field"] == "body.attempt_id"
+
+
+@pytest.mark.abuse
+def test_an_integrations_streams_are_capped(site: Site) -> None:
+    desk = api(site)
+    opened = [stream(desk, "/events") for _ in range(sse.STREAMS_PER_USER)]
+    for events, _ in opened:
+        assert events.opened.wait(5)
+    assert desk.get("/events").status_code == 429
+    for _, stop in opened:
+        stop.set()

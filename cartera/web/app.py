@@ -27,7 +27,7 @@ from cartera.web.services import WebServices
 from cartera.web.signin import signin_router
 from cartera.web.wallboard import wallboard_router
 from cartera.web.workers import RETRY_AFTER_S, Overloaded
-from cartera.web.workspace_api import API_PREFIX, answer_refusals, api_router
+from cartera.web.workspace_api import API_PREFIX, Refused, answer_refusals, api_router, integration
 
 PLUGIN_PREFIX = "/plugins"
 #: The largest body of a page's or the workspace API's request (a sign-in form is a few hundred bytes).
@@ -126,6 +126,16 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
     @app.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> Response:
         fields = ", ".join(".".join(str(part) for part in error["loc"]) for error in exc.errors()[:3])
+        if request.url.path.startswith(API_PREFIX):  # its body is read before its token: the token answers first
+            try:
+                integration(request)
+            except Refused as refused:
+                return JSONResponse(
+                    {"field": refused.error.field, "error": str(refused.error)}, 401, headers=refused.headers
+                )
+            first = exc.errors()[0]
+            field = ".".join(str(part) for part in first["loc"])
+            return JSONResponse({"field": field, "error": f"{field}: {first['msg']}"}, 422)
         return rejected(request, 422, f"invalid fields: {fields}", "error.422", {})
 
     @app.exception_handler(CarteraError)

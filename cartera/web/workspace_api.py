@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cartera.contact.compliance import LineType
 from cartera.web.context import Web
-from cartera.web.sse import event_stream, last_event_id
+from cartera.web.sse import event_stream, last_event_id, too_many_streams
 from cartera.workspace.errors import AlreadyDispositioned, NotYourCall, WorkspaceError
 from cartera.workspace.hub import PUBLIC_KINDS
 from cartera.workspace.promises import Instalment
@@ -60,7 +60,7 @@ class DispositionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     agent: str = Field(min_length=1, max_length=64, description="The agent's user name at Cartera.")
-    attempt_id: int = Field(ge=1, description="The call, as `call_connected` named it.")
+    attempt_id: int = Field(ge=1, le=2**63 - 1, description="The call, as `call_connected` named it.")
     code: str = Field(min_length=1, max_length=32, description="A disposition code of the account's portfolio.")
     note: str = Field("", max_length=500)
     promise: list[InstalmentIn] = Field([], max_length=120, description="One: a promise; several: a plan.")
@@ -96,9 +96,12 @@ def api_router() -> APIRouter:
     async def events(request: Request, name: Annotated[str, Depends(integration)]) -> Response:
         web: Web = request.app.state.web
         since = last_event_id(request)
-        await run_in_threadpool(web.audit, f"integration:{name}", "workspace.integration_stream", "events", since=since)
+        holder = f"integration:{name}"
+        if not web.streams.take(holder):
+            return too_many_streams()
+        await run_in_threadpool(web.audit, holder, "workspace.integration_stream", "events", since=since)
         subscription = web.services.workspace.subscribe(None, PUBLIC_KINDS, last_event_id=since)
-        return event_stream(request, subscription)
+        return event_stream(request, subscription, on_close=lambda: web.streams.give_back(holder))
 
     @router.post(
         "/dispositions",
