@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import closing, contextmanager
 
 import pytest
@@ -229,9 +230,29 @@ def test_a_trickled_sign_in_is_cut_quietly_on_the_real_app(site: Site, caplog: p
 @pytest.mark.abuse
 def test_event_streams_are_bounded_per_holder_and_in_all() -> None:
     slots = StreamSlots(total=3, per_user=2)
-    assert [slots.take("user:ana"), slots.take("user:ana"), slots.take("user:ana")] == [True, True, False]
-    assert slots.take("user:sara")
-    assert not slots.take("user:beto"), "past the total"
-    slots.give_back("user:ana")
-    assert slots.take("user:beto")
+    first, second, third = slots.take("user:ana"), slots.take("user:ana"), slots.take("user:ana")
+    assert first is not None
+    assert second is not None
+    assert third is None
+    assert slots.take("user:sara") is not None
+    assert slots.take("user:beto") is None, "past the total"
+    first.give_back()
+    first.give_back()  # once only
+    assert slots.take("user:beto") is not None
+    assert slots.take("user:carl") is None
+
+
+@pytest.mark.abuse
+def test_a_stream_never_started_gives_its_slot_back() -> None:
+    slots = StreamSlots(total=1)
+    slot = slots.take("user:ana")
+    assert slot is not None
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b""
+
+    unstarted = slot.follow(body())
+    del unstarted
+    gc.collect()
+    assert slots.take("user:ana") is not None
     assert stream_cap(100) == 50

@@ -64,7 +64,8 @@ def agent_router(web: Web) -> APIRouter:
         viewer, extension = await run_in_threadpool(signed_in_agent, web, request)
         name = viewer.user.name
         holder = f"user:{name}"
-        if not web.streams.take(holder):
+        slot = web.streams.take(holder)
+        if slot is None:
             return too_many_streams()
         hub.open_page(name, extension, viewer.user.portfolios(web.site))
         since = last_event_id(request)
@@ -82,11 +83,9 @@ def agent_router(web: Web) -> APIRouter:
             """The agent's session is live (an open page keeps it so, up to its longest life)."""
             return await run_in_threadpool(web.sessions.lookup, token) is not None
 
-        def closed() -> None:
-            web.streams.give_back(holder)
-            hub.roster.page_gone(name)
-
-        return event_stream(request, subscription, first, on_close=closed, alive=alive)
+        return event_stream(
+            request, subscription, first, on_close=lambda: hub.roster.page_gone(name), alive=alive, slot=slot
+        )
 
     @router.post("/agent/state", include_in_schema=False)
     @web.workers.pooled

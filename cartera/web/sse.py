@@ -13,6 +13,7 @@ import contextlib
 import json
 import re
 import threading
+import weakref
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 
@@ -41,21 +42,40 @@ class StreamSlots:
         self._open = 0
         self._lock = threading.Lock()
 
-    def take(self, holder: str) -> bool:
-        """A slot for one more stream of ``holder``; ``False`` when it holds its share or all are taken."""
+    def take(self, holder: str) -> Slot | None:
+        """A slot for one more stream of ``holder``; ``None`` when it holds its share or all are taken."""
         with self._lock:
             if self._held[holder] >= self.per_user or self._open >= self.total:
-                return False
+                return None
             self._held[holder] += 1
             self._open += 1
-            return True
+            return Slot(self, holder)
 
-    def give_back(self, holder: str) -> None:
+    def _give_back(self, slot: Slot) -> None:
         with self._lock:
+            if slot.given:
+                return
+            slot.given = True
             self._open -= 1
-            self._held[holder] -= 1
-            if self._held[holder] <= 0:
-                del self._held[holder]
+            self._held[slot.holder] -= 1
+            if self._held[slot.holder] <= 0:
+                del self._held[slot.holder]
+
+
+class Slot:
+    """One stream's place in :class:`StreamSlots`, given back once however its stream ends."""
+
+    def __init__(self, slots: StreamSlots, holder: str) -> None:
+        self.slots, self.holder, self.given = slots, holder, False
+
+    def give_back(self) -> None:
+        self.slots._give_back(self)
+
+    def follow(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """``body``, with the slot given back when it is collected: a body the server never started (its client
+        left at once) runs no ``finally``, and the slot would stay taken."""
+        weakref.finalize(body, self.give_back)
+        return body
 
 
 def stream_cap(max_connections: int | None) -> int:
@@ -122,10 +142,13 @@ def event_stream(
     request: Request,
     subscription: Subscription,
     first: Iterable[WorkspaceEvent] = (),
+    *,
     on_close: Callable[[], None] = lambda: None,
     alive: Callable[[], Awaitable[bool]] | None = None,
+    slot: Slot | None = None,
 ) -> StreamingResponse:
-    """The response streaming ``first``, then ``subscription``'s events (see :func:`pushed`); then ``on_close``."""
+    """The response streaming ``first``, then ``subscription``'s events (see :func:`pushed`); then ``on_close``
+    and ``slot`` given back."""
 
     async def stream() -> AsyncIterator[bytes]:
         try:
@@ -136,6 +159,9 @@ def event_stream(
                 async for event in events:
                     yield KEEP_ALIVE if event is None else encode(event)
         finally:
+            if slot is not None:
+                slot.give_back()
             on_close()
 
-    return stream_response(stream())
+    body = stream()
+    return stream_response(slot.follow(body) if slot is not None else body)

@@ -139,7 +139,8 @@ def wallboard_router(web: Web) -> APIRouter:
     async def events(request: Request) -> Response:
         viewer = await run_in_threadpool(web.signed_in, request)
         holder = f"user:{viewer.user.name}"
-        if not web.streams.take(holder):
+        slot = web.streams.take(holder)
+        if slot is None:
             return too_many_streams()
         within = viewer.user.portfolios(web.site)
         subscription = web.services.workspace.subscribe(None, PUBLIC_KINDS)
@@ -163,8 +164,8 @@ def wallboard_router(web: Web) -> APIRouter:
                         yield KEEP_ALIVE
                         quiet = 0.0
             finally:
-                web.streams.give_back(holder)
+                slot.give_back()
 
-        return stream_response(stream())
+        return stream_response(slot.follow(stream()))
 
     return router

@@ -97,11 +97,12 @@ def api_router() -> APIRouter:
         web: Web = request.app.state.web
         since = last_event_id(request)
         holder = f"integration:{name}"
-        if not web.streams.take(holder):
+        slot = web.streams.take(holder)
+        if slot is None:
             return too_many_streams()
         await run_in_threadpool(web.audit, holder, "workspace.integration_stream", "events", since=since)
         subscription = web.services.workspace.subscribe(None, PUBLIC_KINDS, last_event_id=since)
-        return event_stream(request, subscription, on_close=lambda: web.streams.give_back(holder))
+        return event_stream(request, subscription, slot=slot)
 
     @router.post(
         "/dispositions",
