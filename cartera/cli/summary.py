@@ -66,10 +66,13 @@ def site_summary(node: Node, began: datetime, real_seconds: float) -> str:
         ).one()
         sms = _count_by(session, select(SmsRow.state, func.count()).where(SmsRow.site == site))
         recordings = _count_by(session, select(RecordingRow.state, func.count()).where(RecordingRow.site == site))
-        archived_bytes = session.scalar(
-            select(func.coalesce(func.sum(RecordingRow.size), 0)).where(
-                RecordingRow.site == site, RecordingRow.state == "verified"
+        archived_bytes = int(  # PostgreSQL's sum of a bigint is a numeric (a Decimal), not to divide by a float
+            session.scalar(
+                select(func.coalesce(func.sum(RecordingRow.size), 0)).where(
+                    RecordingRow.site == site, RecordingRow.state == "verified"
+                )
             )
+            or 0
         )
         example = session.execute(
             select(RecordingRow.id, Account.ref)
@@ -105,7 +108,7 @@ def site_summary(node: Node, began: datetime, real_seconds: float) -> str:
         + (f" (reasons: {_counts(denied)})" if denied else ""),
         f"  promises     {promises[0]} promises to pay, total {_money(promises[1])}",
         f"  sms          {sum(sms.values())} sent" + (f": {_counts(sms)}" if sms else ""),
-        f"  recordings   {_counts(recordings) or 'none'}; {(archived_bytes or 0) / 1e6:.1f} MB archived and verified",
+        f"  recordings   {_counts(recordings) or 'none'}; {archived_bytes / 1e6:.1f} MB archived and verified",
     ]
     config = "" if node.site.source == Path("sites.toml").resolve() else f" --config {node.site.source}"
     cmd = f".venv/bin/python run_site.py{config} --site {site}"
