@@ -32,8 +32,9 @@ import httpx
 
 from cartera.core.models import AgentConnected
 from cartera.core.store.schema import Account, ContactAttempt, Creditor, Debtor, Phone, Portfolio
-from cartera.node import Node, NodeContext
+from cartera.node import Node
 from cartera.portfolio.identity import PortfolioKey
+from cartera.runtime.context import NodeContext
 from cartera.web.context import SESSION_COOKIE
 from cartera.web.sessions import SessionStore
 from cartera.web.users import Grant, Role, UserDirectory

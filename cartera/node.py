@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import APIRouter
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from cartera.contact.calls import CallService
 from cartera.contact.campaign import Campaign
@@ -22,35 +22,28 @@ from cartera.contact.sms_templates import SmsTemplates
 from cartera.contact.targets import Targets
 from cartera.contact.texts import TextService
 from cartera.core.adapters import Adapter, CrmSync, Dialer, RecordingStore, SmsGateway
-from cartera.core.clock import Clock, SimulatedClock, SystemClock
 from cartera.core.config import SiteConfig, load_site
 from cartera.core.errors import CarteraError, UsageError
 from cartera.core.hooks import Hooks, load_site_plugins
-from cartera.core.logs import event
-from cartera.core.models import (
-    Activity,
-    AgentConnected,
-    CallResult,
-    DeliveryReport,
-    InboundSms,
-    Recording,
-)
 from cartera.core.registry import AdapterCatalog
 from cartera.core.store.database import Database
-from cartera.core.store.schema import AuditEntry, Site
-from cartera.portfolio.export import ActivityExporter, exported_activities
+from cartera.core.store.schema import Site
+from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.importer import AssignmentImporter
 from cartera.portfolio.sync import CreditorSync
 from cartera.recordings.access import RecordingLibrary
 from cartera.recordings.archival import Archiver
 from cartera.recordings.peer_stores import PeerStores
+from cartera.runtime.context import NodeContext
 from cartera.runtime.health import CheckLine, Health
 from cartera.runtime.held_reports import HeldReports
 from cartera.runtime.jobs import SiteJobs
 from cartera.runtime.lifecycle import Lifecycle
+from cartera.runtime.site_clock import make_clock
 from cartera.web.app import build_app
 from cartera.web.server import WebServer
 from cartera.web.services import WebServices
+from cartera.web.users import Role, UserDirectory
 from cartera.workspace.hub import CallEnds, WorkspaceHub
 from cartera.workspace.screen import ScreenBuilder
 from cartera.workspace.service import WorkspaceService
@@ -59,76 +52,6 @@ log = logging.getLogger("cartera.node")
 REPORTS_WAIT_S = 15.0  #: how long a stopping node waits for reports the store could not take yet
 
 A = TypeVar("A", bound=Adapter[Any])
-
-
-def make_clock(site: SiteConfig, db: Database) -> Clock:
-    """The site's clock. A simulated clock resumes at the newest audited instant of the store (every gate
-    decision is audited): time never runs backwards for a store, so a second run continues the first."""
-    clock = site.section.clock
-    if clock.mode != "simulated" or clock.start is None:
-        return SystemClock()
-    with db.session() as session:
-        latest = session.scalar(select(func.max(AuditEntry.at)).where(AuditEntry.site == site.name))
-    return SimulatedClock(max(clock.start, latest) if latest else clock.start, clock.speed)
-
-
-class NodeContext:
-    """The :class:`cartera.core.adapters.PluginContext` core hands one adapter."""
-
-    def __init__(self, node: Node, kind: str) -> None:
-        self._node = node
-        self._kind = kind
-        self._data_dir = node.site.data_dir / kind
-        self._data_dir.mkdir(parents=True, exist_ok=True)
-        self._log = logging.getLogger(f"cartera.plugin.{kind}")
-
-    @property
-    def site(self) -> str:
-        return self._node.site.name
-
-    @property
-    def clock(self) -> Clock:
-        return self._node.clock
-
-    @property
-    def data_dir(self) -> Path:
-        return self._data_dir
-
-    @property
-    def log(self) -> logging.Logger:
-        return self._log
-
-    # Reports are written through the node's HeldReports: held while the store is out of reach, never lost to it.
-
-    def report_call(self, result: CallResult) -> None:
-        self._node.reports.write(f"call {result.attempt_id}", lambda: self._node.calls.on_call_result(result))
-
-    def report_recording(self, recording: Recording) -> None:
-        archiver = self._node.archiver
-        if archiver is None:
-            event(log, "recording.no_store", logging.WARNING, path=str(recording.path))
-            return
-        self._node.reports.write(f"recording of call {recording.attempt_id}", lambda: archiver.catalog(recording))
-
-    def report_agent_connected(self, connected: AgentConnected) -> None:
-        def write() -> None:
-            if self._node.calls.on_agent_connected(connected):
-                self._node.workspace.agent_connected(connected)  # the screen pop, pushed to the agent's page
-
-        self._node.reports.write(f"agent of call {connected.attempt_id}", write)
-
-    def report_delivery(self, report: DeliveryReport) -> None:
-        self._node.reports.write("sms receipt", lambda: self._node.texts.on_delivery(report))
-
-    def report_inbound(self, message: InboundSms) -> None:
-        self._node.reports.write("sms received", lambda: self._node.texts.on_inbound(message))
-
-    @property
-    def base_url(self) -> str:
-        return self._node.site.section.web.base_url
-
-    def exported_activities(self, creditor: str, after: int, limit: int) -> list[Activity]:
-        return exported_activities(self._node.db, self._node.site.name, creditor, after, limit)
 
 
 class Node:
@@ -262,6 +185,7 @@ class Node:
             self.jobs,
             self._stop,
             start_adapters=self._start_adapters,
+            pause_agents=self._pause_signed_out,
             campaign=self._campaign,
             web_server=self._web_server,
             end_calls=self._end_calls,
@@ -384,6 +308,17 @@ class Node:
     def _start_adapters(self) -> None:
         for kind in self.configured_kinds():
             self.adapter(kind, Adapter)
+
+    def _pause_signed_out(self) -> None:
+        """Every agent granted this site is paused at the dialer until its page says it is ready."""
+        if "dialer" not in self._adapters:
+            return
+        agents = [
+            (user.name, user.extension)
+            for user in UserDirectory(self.db).everyone()
+            if user.role is Role.AGENT and user.extension and user.sees_site(self.site.name)
+        ]
+        self.workspace.roster.pause_signed_out(agents)
 
     def _web_server(self) -> WebServer | None:
         web = self.site.section.web

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from cartera.node import Node, NodeContext
+from cartera.node import Node
 from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from cartera.plugins.dialers.asterisk_ami.spool import SpoolWatcher
+from cartera.runtime.context import NodeContext
 
 
 def spool_watcher(node: Node, spool: Path, quiet_period_s: float = 0.5) -> SpoolWatcher:

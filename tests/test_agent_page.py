@@ -23,8 +23,9 @@ from sqlalchemy import select
 
 from cartera.core.models import AgentConnected
 from cartera.core.store.schema import Account, AuditEntry, Debtor, Phone, Portfolio
-from cartera.node import Node, NodeContext
+from cartera.node import Node
 from cartera.portfolio.identity import PortfolioKey
+from cartera.runtime.context import NodeContext
 from cartera.web import sse, wallboard
 from cartera.web.users import Grant, Role, UserDirectory
 from cartera.workspace.agents import AgentState

@@ -20,8 +20,9 @@ from sqlalchemy import select
 
 from cartera.core.models import AgentConnected
 from cartera.core.store.schema import AuditEntry
-from cartera.node import Node, NodeContext
+from cartera.node import Node
 from cartera.portfolio.identity import PortfolioKey
+from cartera.runtime.context import NodeContext
 from cartera.web.users import Grant, Role, UserDirectory
 from tests.conftest import write_sites
 from tests.peers import unavailable
