@@ -136,6 +136,24 @@ def test_a_call_whose_page_is_gone_is_dispositioned_and_its_agent_paused(node: N
     assert node.adapter("dialer", Dialer).capacity() < 2 * 2  # the seat is paused at the dialer too
 
 
+def test_a_ready_agent_whose_page_is_gone_for_good_is_paused(node: Node) -> None:
+    wall, dialer = Wall(), node.adapter("dialer", Dialer)
+    hub = hub_of(node, wall, [])
+    everyone = dialer.capacity()
+    hub.open_page("ana", "agent-01", None)
+    hub.roster.page_seen("ana")
+    hub.roster.ready("ana")
+    hub.roster.page_gone("ana")
+    wall.at += timedelta(seconds=29)
+    assert hub.sweep() == 0
+    assert hub.roster.get("ana").state is AgentState.READY  # a reload has gone_seconds to come back
+    wall.at += timedelta(seconds=1)
+    assert hub.sweep() == 0  # no call was on screen: nothing dispositioned
+    status = hub.roster.get("ana")
+    assert (status.state, status.pause_reason) == (AgentState.PAUSED, "browser_closed")
+    assert dialer.capacity() < everyone  # paused at the dialer: no call goes to a page nobody watches
+
+
 def test_a_wrap_up_past_its_limit_is_dispositioned_and_its_agent_paused(node: Node) -> None:
     calls, wall = seed_calls(node), Wall()
     disposed: list[tuple[str, int, str]] = []

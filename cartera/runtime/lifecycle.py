@@ -25,6 +25,7 @@ log = logging.getLogger("cartera.node")
 
 class Lifecycle:
     """Runs one site's jobs. ``stop`` is the node's stop request, shared with the services that end early on it;
+    ``pause_agents`` pauses at the dialer the agents no page made ready yet, once the adapters started;
     ``campaign`` and ``web_server`` build the run's (``None``: the site has none), ``end_calls`` stops the dialer
     once its calls ended; ``lease`` times the site's lease on PostgreSQL."""
 
@@ -36,6 +37,7 @@ class Lifecycle:
         stop: threading.Event,
         *,
         start_adapters: Callable[[], None],
+        pause_agents: Callable[[], None],
         campaign: Callable[[], Campaign | None],
         web_server: Callable[[], WebServer | None],
         end_calls: Callable[[], None],
@@ -46,6 +48,7 @@ class Lifecycle:
         self._jobs = jobs
         self._stop = stop
         self._start_adapters = start_adapters
+        self._pause_agents = pause_agents
         self._campaign = campaign
         self._web_server = web_server
         self._end_calls = end_calls
@@ -82,6 +85,7 @@ class Lifecycle:
 
     def _run(self, duration: float | None) -> None:
         self._start_adapters()
+        self._pause_agents()  # before any page can open and before the campaign's first tick
         logged("reconcile_calls", self._jobs.calls.reconcile_calls)()  # calls a killed run left in flight
         web = self._web_server()
         campaign = self._campaign()

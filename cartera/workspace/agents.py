@@ -11,17 +11,18 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from cartera.core.adapters import Dialer
-from cartera.core.errors import CarteraError, UsageError
+from cartera.core.errors import CarteraError, UnknownAgent, UsageError
 from cartera.core.logs import event
 from cartera.workspace.dispositions import BROWSER_CLOSED, WRAP_UP_TIMEOUT
 
 SIGNED_IN = "signed_in"  #: the pause reason of an agent who opened the page and is not ready yet
+SIGNED_OUT = "signed_out"  #: the dialer's pause reason of an agent whose page has not opened since the node started
 WRAP_UP = "wrap_up"  #: the dialer's pause reason while the agent owes a call's disposition
 MAX_REASON = 64
 log = logging.getLogger("cartera.workspace")
@@ -86,6 +87,15 @@ class AgentRoster:
             event(log, "workspace.dialer_refused_pause", logging.WARNING, agent=agent, error=str(exc))
         self._on_change(status)
         return status
+
+    def pause_signed_out(self, agents: Iterable[tuple[str, str]]) -> None:
+        """At the node's start, pause at the dialer each (user, extension) of ``agents``: a queue member is offered
+        calls until paused, and no page says it is ready yet. An extension the dialer does not serve is a warning."""
+        for agent, extension in agents:
+            try:
+                self._drive(extension, SIGNED_OUT)
+            except UnknownAgent as exc:
+                event(log, "workspace.agent_unknown", logging.WARNING, agent=agent, extension=extension, error=str(exc))
 
     def ready(self, agent: str) -> AgentStatus:
         """Offer the agent calls; refused while a call is on screen (a disposition must be saved first)."""
@@ -167,6 +177,16 @@ class AgentRoster:
                 elif status.state is AgentState.WRAP_UP and now - status.since >= self.wrap_up_limit:
                     found.append((status, WRAP_UP_TIMEOUT))
         return found
+
+    def left(self) -> list[AgentStatus]:
+        """Ready agents whose every page has been gone for ``gone_limit``: to be paused (``browser_closed``)."""
+        now = self._now()
+        with self._lock:
+            return [
+                s
+                for s in self._agents.values()
+                if s.state is AgentState.READY and s.gone_since is not None and now - s.gone_since >= self.gone_limit
+            ]
 
     def get(self, agent: str) -> AgentStatus:
         with self._lock:

@@ -21,11 +21,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cartera.core.adapters import Dialer
+from cartera.core.errors import CarteraError
 from cartera.core.hookspecs import hookimpl
 from cartera.core.logs import event as log_event
 from cartera.core.models import AgentConnected, CallRequest, CallResult
 from cartera.portfolio.identity import PortfolioKey
 from cartera.workspace.agents import AgentRoster, AgentState, AgentStatus
+from cartera.workspace.dispositions import BROWSER_CLOSED
 from cartera.workspace.screen import NotOnScreen, ScreenBuilder
 
 log = logging.getLogger("cartera.workspace")
@@ -180,7 +182,7 @@ class WorkspaceHub:
 
     def sweep(self) -> int:
         """Disposition the calls whose agent left them (page gone, or wrap-up too long) and pause those agents;
-        returns how many. Run by the node's scheduler."""
+        returns how many. A ready agent whose pages are gone for good is paused too. Run by the node's scheduler."""
         swept = 0
         for status, reason in self.roster.overdue():
             attempt_id = status.attempt_id
@@ -192,6 +194,13 @@ class WorkspaceHub:
             self.roster.timed_out(status.agent, attempt_id, reason)
             log_event(log, "workspace.call_left", agent=status.agent, attempt=attempt_id, reason=reason)
             swept += 1
+        for status in self.roster.left():  # ready, page closed for good: no call the agent will not see
+            try:
+                self.roster.pause(status.agent, BROWSER_CLOSED)
+            except CarteraError as exc:  # the dialer refused: the next sweep asks again
+                log_event(log, "workspace.dialer_refused_pause", logging.WARNING, agent=status.agent, error=str(exc))
+                continue
+            log_event(log, "workspace.agent_left", agent=status.agent, reason=BROWSER_CLOSED)
         return swept
 
     def state_now(self, agent: str) -> WorkspaceEvent:
