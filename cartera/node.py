@@ -16,12 +16,14 @@ from sqlalchemy import select
 from cartera.contact.calls import CallService
 from cartera.contact.campaign import Campaign
 from cartera.contact.compliance import ComplianceGate
+from cartera.contact.compliance.prefs_service import ContactPrefs
 from cartera.contact.explain import GateExplainer
 from cartera.contact.listing import CallList, ready_in
 from cartera.contact.sms_templates import SmsTemplates
 from cartera.contact.targets import Targets
 from cartera.contact.texts import TextService
 from cartera.core.adapters import Adapter, CrmSync, Dialer, RecordingStore, SmsGateway
+from cartera.core.audit import AuditLog
 from cartera.core.config import SiteConfig, load_site
 from cartera.core.errors import CarteraError, UsageError
 from cartera.core.hooks import Hooks, load_site_plugins
@@ -29,6 +31,7 @@ from cartera.core.registry import AdapterCatalog
 from cartera.core.store.database import Database
 from cartera.core.store.schema import Site
 from cartera.portfolio.export import ActivityExporter
+from cartera.portfolio.identity import SiteIdentity
 from cartera.portfolio.importer import AssignmentImporter
 from cartera.portfolio.sync import CreditorSync
 from cartera.recordings.access import RecordingLibrary
@@ -69,6 +72,10 @@ class Node:
         self._sync: CreditorSync | None = None
         self._stop = threading.Event()
         self.reports = HeldReports()  #: the dialer's and gateway's reports, held while the store is out of reach
+        self.users = UserDirectory(db)  #: the users of the site's pages
+        self.audit = AuditLog(site.name, db, self.clock)  #: the site's audit log, an entry per call
+        self.contact_prefs = ContactPrefs(site.name, db, self.clock)  #: the debtors' requested hours, line types
+        self.identity = SiteIdentity(site.name, db)  #: the portfolio or account an operator's reference names
         self.gate = ComplianceGate.for_site(
             site.name,
             site.section.compliance,

@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session
-
-from cartera.contact.compliance import packs, prefs
+from cartera.contact.compliance import ComplianceGate, packs
 from cartera.contact.compliance.model import LineType, Subject
+from cartera.contact.compliance.prefs_service import AccountPrefs
 from cartera.contact.phones import InvalidPhone, normalize
 from cartera.core.audit import os_user
 from cartera.core.errors import UsageError
 from cartera.core.models import Channel
-from cartera.core.store.schema import Account
 
 if TYPE_CHECKING:
     from cartera.node import Node
@@ -39,57 +37,35 @@ def define(parser: argparse.ArgumentParser) -> None:
 
 
 def run(node: Node, args: argparse.Namespace) -> int:
-    at = node.clock.now()
-    site = node.site.name
-    with node.db.session() as session:
-        account = prefs.account(session, site, args.account)
-        if args.prefs_command == "hours":
-            try:
-                wanted = None if args.clear else packs.parse_hours(args.hours)
-            except ValueError as exc:
-                raise UsageError(f"--hours: {exc}") from None
-            stored = prefs.set_hours(
-                session,
-                site=site,
-                account_ref=args.account,
-                hours=wanted,
-                instrument=args.instrument,
-                source=prefs.OPERATOR,
-                actor=os_user(),
-                at=at,
-            )
-            print(f"{args.account}: requested hours " + (stored.describe() if stored else "cleared"))
-            if wanted is not None:
-                print(_effect(node, account, wanted, bool(stored and stored.instrument)))
-        elif args.prefs_command == "line":
-            try:
-                phone = normalize(args.phone, account.portfolio.country)
-            except InvalidPhone as exc:
-                raise UsageError(f"--phone: {exc}") from None
-            kind = LineType(args.type)
-            prefs.set_line_type(
-                session,
-                site=site,
-                account_ref=args.account,
-                phone=phone,
-                line_type=kind,
-                source=prefs.OPERATOR,
-                actor=os_user(),
-                at=at,
-            )
-            print(f"{args.account}: {phone} is {kind}")
-        else:
-            _show(session, account)
+    service = node.contact_prefs
+    account = service.show(args.account)  # refused first when it names no account of the site
+    if args.prefs_command == "hours":
+        try:
+            wanted = None if args.clear else packs.parse_hours(args.hours)
+        except ValueError as exc:
+            raise UsageError(f"--hours: {exc}") from None
+        stored = service.set_hours(args.account, wanted, instrument=args.instrument, actor=os_user())
+        print(f"{args.account}: requested hours " + (stored.describe() if stored else "cleared"))
+        if wanted is not None:
+            print(_effect(node.gate, account, wanted, bool(stored and stored.instrument)))
+    elif args.prefs_command == "line":
+        try:
+            phone = normalize(args.phone, account.country)
+        except InvalidPhone as exc:
+            raise UsageError(f"--phone: {exc}") from None
+        kind = LineType(args.type)
+        service.set_line_type(args.account, phone, kind, actor=os_user())
+        print(f"{args.account}: {phone} is {kind}")
+    else:
+        print(f"{account.ref}: requested hours " + (account.hours.describe() if account.hours else "none"))
+        for phone, line in account.lines:
+            print(f"  {phone}: {line}")
     return 0
 
 
-def _effect(node: Node, account: Account, hours: dict[str, str], instrument: bool) -> str:
+def _effect(gate: ComplianceGate, account: AccountPrefs, hours: dict[str, str], instrument: bool) -> str:
     """What the request does under the account's law pack: replace the law's hours, or only narrow them."""
-    portfolio = account.portfolio
-    probe = Subject(
-        Channel.CALL, "", portfolio=f"{portfolio.creditor.code}/{portfolio.code}", country=portfolio.country
-    )
-    policy = node.gate.policy_for(probe)
+    policy = gate.policy_for(Subject(Channel.CALL, "", portfolio=account.portfolio, country=account.country))
     if policy is None:
         return "no law pack applies to this account: no contact at all"
     week = packs.week_hours(hours)
@@ -106,10 +82,3 @@ def _effect(node: Node, account: Account, hours: dict[str, str], instrument: boo
     else:
         why = "the law does not let a debtor's request widen its hours"
     return f"law pack {policy.pack.id}: the request only narrows the law's hours; {wider}: {why}"
-
-
-def _show(session: Session, account: Account) -> None:
-    requested, lines = prefs.load(session, account_id=account.id, debtor_id=account.debtor_id, phone="")
-    print(f"{account.ref}: requested hours " + (requested.describe() if requested else "none"))
-    for phone in account.debtor.phones:
-        print(f"  {phone.e164}: {lines.get(phone.e164, LineType.UNKNOWN)}")

@@ -409,13 +409,11 @@ class _ProgressBar:
 
 def _recordings(node: Node, args: argparse.Namespace) -> int:
     from cartera.core.audit import os_user
-    from cartera.portfolio.identity import resolve_account
     from cartera.recordings.access import SearchFilters
 
     if args.recordings_command == "search":
         if args.account is not None and not args.all_sites:  # refused when it names accounts of two portfolios
-            with node.db.session() as session:
-                resolve_account(session, node.site.name, args.account)
+            node.identity.account(args.account)
         filters = SearchFilters(
             account=args.account,
             portfolio=args.portfolio,
@@ -453,18 +451,10 @@ def _recordings(node: Node, args: argparse.Namespace) -> int:
 def _searched_sites(node: Node, all_sites: bool, user_name: str | None) -> Reach | None:
     """What ``recordings search`` spans: ``None`` (this site, all of it) unless ``--all-sites`` (every site on
     the store) or ``--user`` (that user's grants: at this site, or every site granted with ``--all-sites``)."""
-    from sqlalchemy import select
-
-    from cartera.core.store.schema import RecordingRow
-    from cartera.web.users import UserDirectory
-
     site = node.site.name
     if user_name is None:
-        if not all_sites:
-            return None
-        with node.db.session() as session:
-            return dict.fromkeys(sorted({site, *session.scalars(select(RecordingRow.site).distinct())}))
-    user = next((user for user in UserDirectory(node.db).everyone() if user.name == user_name), None)
+        return dict.fromkeys(node.library.sites()) if all_sites else None
+    user = next((user for user in node.users.everyone() if user.name == user_name), None)
     if user is None:
         raise UsageError(f"--user: no user {user_name!r} (see users list)")
     reach = user.reach()
@@ -526,17 +516,15 @@ def _phone_filter(node: Node, phone: str | None) -> str | None:
 
 
 def _users(node: Node, args: argparse.Namespace) -> int:
-    from cartera.portfolio.identity import resolve_portfolio
-    from cartera.web.users import ADMIN_SEES_ALL, AGENT_EXTENSION, Grant, Role, UserDirectory
+    from cartera.web.users import ADMIN_SEES_ALL, AGENT_EXTENSION, Grant, Role
 
-    directory = UserDirectory(node.db)
+    directory = node.users
     if args.users_command in ("add", "grant"):
         if args.users_command == "add" and args.role == Role.ADMIN and args.portfolio:
             raise UsageError(f"--portfolio with --role admin: {ADMIN_SEES_ALL}")
         if args.users_command == "add" and (args.role == Role.AGENT) != (args.extension is not None):
             raise UsageError(f"--extension: {AGENT_EXTENSION}")
-        with node.db.session() as session:
-            keys = [resolve_portfolio(session, node.site.name, code) for code in args.portfolio]
+        keys = node.identity.portfolios(args.portfolio)
         grants = [Grant(node.site.name, key) for key in keys] or [Grant(node.site.name)]
         portfolios = [str(key) for key in keys] or "all"
         if args.users_command == "grant":
@@ -568,11 +556,9 @@ def _role(user: User) -> str:
 
 
 def _audit_user(node: Node, action: str, name: str, **details: object) -> None:
-    from cartera.core.audit import audit, os_user
+    from cartera.core.audit import os_user
 
-    with node.db.session() as session:
-        at, site = node.clock.now(), node.site.name
-        audit(session, at=at, site=site, actor=os_user(), action=action, subject=f"user:{name}", **details)
+    node.audit.write(actor=os_user(), action=action, subject=f"user:{name}", **details)
 
 
 def _explain(node: Node, args: argparse.Namespace) -> int:

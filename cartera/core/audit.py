@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cartera.core.clock import Clock
+from cartera.core.store.database import Database
 from cartera.core.store.schema import AuditEntry
 
 SYSTEM = "system"
@@ -23,3 +25,19 @@ def os_user() -> str:
 
 def audit(session: Session, *, at: datetime, site: str, actor: str, action: str, subject: str, **details: Any) -> None:
     session.add(AuditEntry(at=at, site=site, actor=actor, action=action, subject=subject, details=details))
+
+
+class AuditLog:
+    """One site's audit log, for a caller that holds no session: each entry is written in its own, at the site's
+    clock's now."""
+
+    def __init__(self, site: str, db: Database, clock: Clock) -> None:
+        self._site = site
+        self._db = db
+        self._clock = clock
+
+    def write(self, *, actor: str, action: str, subject: str, **details: Any) -> None:
+        with self._db.session() as session:
+            audit(
+                session, at=self._clock.now(), site=self._site, actor=actor, action=action, subject=subject, **details
+            )

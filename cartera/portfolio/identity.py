@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, and_, false, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from cartera.core.errors import NotFound, UsageError
+from cartera.core.store.database import Database
 from cartera.core.store.schema import Account, Creditor, Portfolio
 
 #: Account refs, creditor codes and portfolio codes: what the import accepts and what searches take.
@@ -122,3 +123,21 @@ def qualified(account: Account) -> str:
 
 def _listed(items: Iterable[object]) -> str:
     return ", ".join(str(item) for item in items)
+
+
+class SiteIdentity:
+    """What an operator's references name at one site, each looked up in a session of its own."""
+
+    def __init__(self, site: str, db: Database) -> None:
+        self._site = site
+        self._db = db
+
+    def portfolios(self, texts: Iterable[str]) -> list[PortfolioKey]:
+        """The portfolio each of ``texts`` names (see :func:`resolve_portfolio`), in order."""
+        with self._db.session() as session:
+            return [resolve_portfolio(session, self._site, text) for text in texts]
+
+    def account(self, text: str) -> int:
+        """The id of the one account ``text`` names (see :func:`resolve_account`)."""
+        with self._db.session() as session:
+            return resolve_account(session, self._site, text)

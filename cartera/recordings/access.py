@@ -93,6 +93,11 @@ class RecordingLibrary:
         store = self.peer_store(site)
         return None if store is None else lambda: store
 
+    def sites(self) -> list[str]:
+        """This site and every other site with recordings in the store, by name."""
+        with self.db.session() as session:
+            return sorted({self.site, *session.scalars(select(RecordingRow.site).distinct())})
+
     def search(self, filters: SearchFilters, actor: str) -> list[RecordingView]:
         reach = filters.sites if filters.sites is not None else {self.site: filters.within}
         query = (
