@@ -155,8 +155,6 @@ def node(peer: AsteriskPeer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         tmp_path / "inbox",
         [f"{ref};{name};{phone};;1.250,00;USD" for ref, (name, phone) in DEBTORS.items()],
     )
-    for interface in peer.agent_interfaces:  # agents away until their page says they are ready
-        peer.action("QueuePause", Queue="cobranza", Interface=interface, Paused="true", Reason="away")
     opened = Node.open(site, "t")
     opened.creditor_sync().run_once()
     users = UserDirectory(opened.db)
