@@ -30,6 +30,7 @@ from cartera.core.hooks import Hooks, load_site_plugins
 from cartera.core.registry import AdapterCatalog
 from cartera.core.store.database import Database
 from cartera.core.store.schema import Site
+from cartera.core.store.site_lease import LeaseHolder, lease_holder
 from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.identity import SiteIdentity
 from cartera.portfolio.importer import AssignmentImporter
@@ -38,6 +39,7 @@ from cartera.recordings.access import RecordingLibrary
 from cartera.recordings.archival import Archiver
 from cartera.recordings.peer_stores import PeerStores
 from cartera.runtime.context import NodeContext
+from cartera.runtime.figures import SiteFigures
 from cartera.runtime.health import CheckLine, Health
 from cartera.runtime.held_reports import HeldReports
 from cartera.runtime.jobs import SiteJobs
@@ -76,6 +78,8 @@ class Node:
         self.audit = AuditLog(site.name, db, self.clock)  #: the site's audit log, an entry per call
         self.contact_prefs = ContactPrefs(site.name, db, self.clock)  #: the debtors' requested hours, line types
         self.identity = SiteIdentity(site.name, db)  #: the portfolio or account an operator's reference names
+        self.figures = SiteFigures(site.name, db, self.clock, site.section.campaign.abandonment)  #: the store, counted
+        self.lease_holder: Callable[[], LeaseHolder | None] = lambda: lease_holder(db, site.name)  #: on PostgreSQL
         self.gate = ComplianceGate.for_site(
             site.name,
             site.section.compliance,

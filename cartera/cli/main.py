@@ -267,12 +267,10 @@ def _run(node: Node, args: argparse.Namespace) -> int:
 
 
 def _check(node: Node, _args: argparse.Namespace) -> int:
-    from cartera.core.store.site_lease import lease_holder
-
     lines = node.check()
     for line in lines:
         print(f"{'ok  ' if line.result.ok else 'FAIL'}  {line.what}: {line.result.detail}")
-    if (lease := lease_holder(node.db, node.site.name)) is not None:  # which node works the site (PostgreSQL)
+    if (lease := node.lease_holder()) is not None:  # which node works the site (PostgreSQL)
         print(f"info  node: {lease.describe(datetime.now(UTC))[1]}")
     failed = [line.what for line in lines if not line.result.ok]
     if failed:
