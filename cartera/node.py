@@ -326,7 +326,7 @@ class Node:
             return
         agents = [
             (user.name, user.extension)
-            for user in UserDirectory(self.db).everyone()
+            for user in self.users.everyone()
             if user.role is Role.AGENT and user.extension and user.sees_site(self.site.name)
         ]
         self.workspace.roster.pause_signed_out(agents)
