@@ -321,3 +321,79 @@ def test_a_relative_and_an_absolute_remote_folder_on_one_login_are_refused(hooks
     assert "site 'u', key 'crm_sync.inbox'" in message
     assert "site 'v', key 'crm_sync.inbox'" in message
     assert "write both absolute" in message
+
+
+SHARED_TOKEN = "shared-token-0123456789abcdef-Q7"
+
+
+def _integration_site(directory: Path, bco_webhook_token: str = "${BCO_HOOK_TOKEN}") -> Path:
+    """Site ``t`` on the ``http`` creditor API (BCO with a webhook, OTRO) and two integrations of the workspace
+    API: ``desk`` (``${DESK_TOKEN}``), then ``crm`` (``${CRM_WS_TOKEN}``)."""
+    config = write_sites(directory)
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text[: text.index("[sites.t.crm_sync]")]
+        + '[sites.t.crm_sync]\nplugin = "http"\n'
+        + '[sites.t.crm_sync.creditors.BCO]\ntoken = "${BCO_TOKEN}"\n'
+        + f'webhook_url = "https://crm.bco.example/hook"\nwebhook_token = "{bco_webhook_token}"\n'
+        + '[sites.t.crm_sync.creditors.OTRO]\ntoken = "${OTRO_TOKEN}"\n'
+        + '[sites.t.workspace.integrations.desk]\ntoken = "${DESK_TOKEN}"\n'
+        + '[sites.t.workspace.integrations.crm]\ntoken = "${CRM_WS_TOKEN}"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+@pytest.fixture
+def distinct_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("BCO_TOKEN", "OTRO_TOKEN", "CRM_WS_TOKEN", "BCO_HOOK_TOKEN", "DESK_TOKEN"):
+        monkeypatch.setenv(name, f"{name.lower().replace('_', '-')}-0123456789abcdef")
+
+
+@pytest.mark.abuse
+@pytest.mark.usefixtures("distinct_tokens")
+@pytest.mark.parametrize(
+    ("shared_with", "holder"),
+    [
+        ("BCO_TOKEN", "crm_sync.creditors.BCO.token"),  # a creditor's API token
+        ("BCO_HOOK_TOKEN", "crm_sync.creditors.BCO.webhook_token"),  # the token the node sends BCO's webhook
+        ("DESK_TOKEN", "workspace.integrations.desk.token"),  # another integration's
+    ],
+)
+def test_an_integration_token_used_for_another_role_is_refused_naming_both_keys_never_the_secret(
+    hooks: Hooks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_with: str, holder: str
+) -> None:
+    """The integration's token acts for the whole site: the same secret held by a creditor (or sent to one)
+    would let that creditor read every creditor's calls and disposition them (#15 red team round 9, M1)."""
+    monkeypatch.setenv("CRM_WS_TOKEN", SHARED_TOKEN)
+    monkeypatch.setenv(shared_with, SHARED_TOKEN)
+    config = _integration_site(tmp_path)
+    message = _error(hooks, config)
+    line = _line_of(config.read_text(), "${CRM_WS_TOKEN}")
+    assert message.startswith(f"{config}:{line}: site 't', key 'workspace.integrations.crm.token': "), message
+    assert f"the same secret as {holder}" in message, message
+    for part in (SHARED_TOKEN, SHARED_TOKEN[:8], SHARED_TOKEN[-8:]):
+        assert part not in message, message
+
+
+@pytest.mark.usefixtures("distinct_tokens")
+def test_integration_and_creditor_tokens_of_their_own_load(hooks: Hooks, tmp_path: Path) -> None:
+    config = _integration_site(tmp_path, bco_webhook_token="${BCO_TOKEN}")
+    site = load_site(config, "t", hooks.collect_adapters())
+    assert sorted(site.section.workspace.integrations) == ["crm", "desk"]
+
+
+@pytest.mark.abuse
+def test_check_exits_2_on_an_integration_token_a_creditor_holds(tmp_path: Path) -> None:
+    config = _integration_site(tmp_path)
+    tokens = {
+        "BCO_TOKEN": "bco-token-0123456789abcdef-W3",
+        "BCO_HOOK_TOKEN": "bco-hook-0123456789abcdef-K5",
+        "DESK_TOKEN": "desk-token-0123456789abcdef-J2",
+    }
+    result = run_site(config, "check", env={**tokens, "OTRO_TOKEN": SHARED_TOKEN, "CRM_WS_TOKEN": SHARED_TOKEN})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "key 'workspace.integrations.crm.token'" in result.stderr
+    assert "crm_sync.creditors.OTRO.token" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert SHARED_TOKEN not in result.stdout + result.stderr

@@ -360,12 +360,36 @@ def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
         for name, value in credentials.secret_settings(settings):
             _checked(credentials.secret, value, (kind, *name), errors, "this secret")
         plugins[kind] = PluginChoice(kind=kind, name=choice.plugin, settings=settings)
+    _refuse_shared_integration_tokens(section.workspace, plugins, errors)
     _refuse_shared_dirs(sites, site, base_dir, registries, errors)
     data_dir = section.data_dir or base_dir / "var" / site
     database = section.database or f"sqlite:///{base_dir / 'var' / f'{site}.db'}"
     return SiteConfig(
         name=site, source=path, section=section, data_dir=data_dir, database_url=database, plugins=plugins
     )
+
+
+def _refuse_shared_integration_tokens(
+    workspace: WorkspaceConfig, plugins: dict[str, PluginChoice], errors: _Errors
+) -> None:
+    """A workspace integration's token acts for the whole site (every creditor's calls, dispositions as any
+    agent): one that is also another integration's token or any plugin's secret (a creditor's API token, the
+    webhook token the node sends a creditor...) would hand the site to whoever holds that secret. Refused, naming
+    both keys, never the secret."""
+    holders: dict[str, str] = {}
+    for choice in plugins.values():
+        for name, value in credentials.secret_settings(choice.settings):
+            holders.setdefault(value, ".".join((choice.kind, *name)))
+    for integration, access in workspace.integrations.items():
+        key = ("workspace", "integrations", integration, "token")
+        token = access.token.get_secret_value()
+        if token in holders:
+            errors.fail(
+                key,
+                f"the same secret as {holders[token]}: an integration token acts for the whole site, so it needs a "
+                "secret of its own",
+            )
+        holders[token] = ".".join(key)
 
 
 def _refuse_shared_dirs(
