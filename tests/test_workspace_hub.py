@@ -19,7 +19,7 @@ from cartera.core.models import AgentConnected, CallOutcome, CallResult
 from cartera.core.store.schema import AuditEntry
 from cartera.node import Node
 from cartera.workspace.agents import AgentState
-from cartera.workspace.hub import AGENT_STATE, SCREEN_POP, WorkspaceHub
+from cartera.workspace.hub import AGENT_STATE, KEPT_EVENTS, RESET, SCREEN_POP, WorkspaceHub
 from cartera.workspace.screen import NotOnScreen
 from tests.conftest import write_sites
 from tests.workspace_seed import DAY, KEYS, seed_calls
@@ -115,6 +115,48 @@ def test_events_published_from_another_thread_reach_the_reader_and_a_reconnect_r
     live, replayed = asyncio.run(read())
     assert live == ["0", "1", "2"]
     assert replayed == ["1", "2", "3"]
+
+
+@pytest.mark.abuse
+def test_a_reconnect_far_behind_is_replayed_everything_kept_then_live_events_and_never_overflows(node: Node) -> None:
+    hub = node.workspace
+
+    async def resume() -> tuple[list[int], bool]:
+        sent = [hub.publish("x", {"n": n}) for n in range(300)]
+        again = hub.subscribe(None, last_event_id=sent[19].id)  # 280 back: more than the live queue holds
+        hub.publish("x", {"n": 300})
+        got = [await again.next(0.5) for _ in range(281)]
+        overflowed = again.overflowed
+        again.close()
+        return [int(str(e.data["n"])) for e in got if e], overflowed
+
+    got, overflowed = asyncio.run(resume())
+    assert got == list(range(20, 301))
+    assert not overflowed
+
+
+@pytest.mark.abuse
+def test_a_reconnect_older_than_the_kept_events_gets_a_reset_then_live_events(node: Node) -> None:
+    hub = node.workspace
+
+    async def resume() -> tuple[list[str], int, bool]:
+        first = hub.publish("x", {"n": -1})
+        last = [hub.publish("x", {"n": n}) for n in range(KEPT_EVENTS + 1)][-1]
+        again = hub.subscribe(None, last_event_id=first.id)  # the event after it is no longer kept
+        hub.publish("x", {"n": KEPT_EVENTS + 1})
+        reset, live = await again.next(0.5), await again.next(0.5)
+        overflowed = again.overflowed
+        again.close()
+        assert reset is not None
+        assert live is not None
+        assert reset.id == last.id
+        assert reset.data == {"last_event_id": first.id}
+        return [reset.kind, live.kind], int(str(live.data["n"])), overflowed
+
+    kinds, n, overflowed = asyncio.run(resume())
+    assert kinds == [RESET, "x"]
+    assert n == KEPT_EVENTS + 1
+    assert not overflowed
 
 
 def test_a_call_whose_page_is_gone_is_dispositioned_and_its_agent_paused(node: Node) -> None:

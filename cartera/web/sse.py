@@ -3,7 +3,8 @@
 A stream runs on the server's event loop, never in the pages' worker pool, and waits on the hub without
 polling. A comment every :data:`KEEP_ALIVE_S` keeps proxies from closing an idle stream (and the server's
 deadlines apply to request heads and bodies, which a stream has done with). The client reconnects by itself
-after ``retry`` and sends ``Last-Event-ID``: the hub replays what it missed.
+after ``retry`` and sends ``Last-Event-ID``: the hub replays what it missed (or sends ``reset`` when it no longer
+keeps it all).
 """
 
 from __future__ import annotations

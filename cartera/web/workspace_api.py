@@ -36,7 +36,9 @@ For a centre that keeps its own agent desktop or CRM: the node pushes each call 
 each call's end (`call_ended`) and each agent's state (`agent_state`) as server-sent events; the desktop posts the
 disposition of the call back, and it feeds the promises, the KPIs, the compliance history and the creditor's
 export exactly as the agent's page does. Each integration sends its own token: `Authorization: Bearer TOKEN`.
-A stream that drops reconnects with `Last-Event-ID` and is sent what it missed.
+A stream that drops reconnects with `Last-Event-ID` and is sent what it missed (the node keeps the latest 1,024
+events); when it missed more than that, it is sent one `reset` event instead (`{"last_event_id": ID}`: what it shows
+of the agents and calls may be stale until their next events) and then the live events.
 """
 
 

@@ -3,7 +3,8 @@
 :class:`WorkspaceHub` is an in-process publish/subscribe: events are published from any thread (the dialer's
 reports, the pages' posts, the node's jobs) and read by subscribers on an asyncio loop (the web server's event
 streams), with no polling. Each event has an increasing id; the latest ones are kept, so a page that reconnects
-with ``Last-Event-ID`` misses nothing that happened meanwhile.
+with ``Last-Event-ID`` misses nothing that happened meanwhile; one that asks for events older than those kept is
+sent a ``reset`` event instead (it reloads its state) and goes on with the live ones.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,6 +46,9 @@ PUBLIC_KINDS = frozenset({AGENT_STATE, CALL_CONNECTED, CALL_ENDED})
 #: What an agent's page hears of: never ``call_connected``, which names any call's account and phone whatever the
 #: agent's grants; the pop (or ``call_not_visible``, its id only) tells the agent of its call.
 AGENT_KINDS = frozenset({AGENT_STATE, SCREEN_POP, CALL_NOT_VISIBLE, CALL_ENDED})
+#: Sent to a reconnecting reader whose ``Last-Event-ID`` is older than the kept events: it missed some for good,
+#: so it reloads its state; numbered as the latest event, so its next reconnect resumes from there.
+RESET = "reset"
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,15 @@ class WorkspaceEvent:
 
 
 class Subscription:
-    """One reader's events, on the asyncio loop that subscribed. :attr:`overflowed` once it fell too far behind."""
+    """One reader's events, on the asyncio loop that subscribed: first those replayed to it (read from their own
+    list, never the bounded queue of live events), then the live ones. :attr:`overflowed` once it fell too far
+    behind the live ones."""
 
     def __init__(self, hub: WorkspaceHub, agent: str | None, kinds: frozenset[str] | None) -> None:
         self.hub, self.agent, self.kinds = hub, agent, kinds
         self.overflowed = self.ended = False
         self._loop = asyncio.get_running_loop()
+        self._replay: deque[WorkspaceEvent] = deque()
         self._queue: asyncio.Queue[WorkspaceEvent | None] = asyncio.Queue(QUEUED_EVENTS + 1)  # + end's wake-up
 
     def wants(self, event: WorkspaceEvent) -> bool:
@@ -77,6 +84,10 @@ class Subscription:
             return False
         return True
 
+    def replay(self, events: Iterable[WorkspaceEvent]) -> None:
+        """Events the reader missed, read before the live ones (however many: they are already kept)."""
+        self._replay.extend(events)
+
     def _put(self, event: WorkspaceEvent) -> None:
         if self._queue.qsize() >= QUEUED_EVENTS:
             self.overflowed = True
@@ -89,7 +100,9 @@ class Subscription:
         self._queue.put_nowait(None)
 
     async def next(self, timeout: float) -> WorkspaceEvent | None:
-        """The next event, or ``None`` after ``timeout`` seconds without one (or once ended)."""
+        """The next event (a replayed one first), or ``None`` after ``timeout`` seconds without one (or once ended)."""
+        if self._replay and not self.ended:
+            return self._replay.popleft()
         try:
             return await asyncio.wait_for(self._queue.get(), timeout)
         except TimeoutError:
@@ -120,6 +133,7 @@ class WorkspaceHub:
         self._lock = threading.Lock()
         self._ids = itertools.count(time.time_ns() // 1000)  # a restarted node's ids stay above the last run's
         self._kept: deque[WorkspaceEvent] = deque(maxlen=KEPT_EVENTS)
+        self._forgotten = -1  #: id of the newest event no longer kept (``-1``: none yet)
         self._subscribers: list[Subscription] = []
         self._grants: dict[str, frozenset[PortfolioKey] | None] = {}
         self._pops: dict[str, WorkspaceEvent] = {}  #: each agent's pop on screen now
@@ -224,6 +238,8 @@ class WorkspaceHub:
         """Publish an event (from any thread); its subscribers have it at once."""
         with self._lock:
             event = WorkspaceEvent(next(self._ids), kind, agent, data)
+            if len(self._kept) == KEPT_EVENTS:
+                self._forgotten = self._kept[0].id
             self._kept.append(event)
             gone = [sub for sub in self._subscribers if sub.wants(event) and not sub.offer(event)]
             for subscription in gone:
@@ -234,13 +250,14 @@ class WorkspaceHub:
         self, agent: str | None, kinds: frozenset[str] | None = None, last_event_id: int | None = None
     ) -> Subscription:
         """Events for ``agent`` (``None``: every agent's) of ``kinds`` (``None``: all), from now on, after the
-        kept ones newer than ``last_event_id``. Call it on the loop that reads them."""
+        kept ones newer than ``last_event_id`` (a :data:`RESET` event instead when some it missed are no longer
+        kept). Call it on the loop that reads them."""
         subscription = Subscription(self, agent, kinds)
         with self._lock:
-            if last_event_id is not None:
-                for missed in self._kept:
-                    if missed.id > last_event_id and subscription.wants(missed):
-                        subscription.offer(missed)
+            if last_event_id is not None and last_event_id < self._forgotten:
+                subscription.replay([WorkspaceEvent(self._kept[-1].id, RESET, agent, {"last_event_id": last_event_id})])
+            elif last_event_id is not None:
+                subscription.replay(e for e in self._kept if e.id > last_event_id and subscription.wants(e))
             self._subscribers.append(subscription)
         return subscription
 

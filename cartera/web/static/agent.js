@@ -190,6 +190,8 @@
   events.addEventListener("agent_state", (message) => showState(JSON.parse(message.data)));
   events.addEventListener("screen_pop", (message) => showPop(JSON.parse(message.data), true));
   events.addEventListener("call_not_visible", (message) => showPop(JSON.parse(message.data), false));
+  // the node no longer keeps some events this page missed: start again from its state now
+  events.addEventListener("reset", () => window.location.reload());
   events.addEventListener("call_ended", (message) => {
     if (JSON.parse(message.data).attempt_id !== attempt) return;
     $("call-note").textContent = say["agent.ended"];
