@@ -27,6 +27,7 @@ from cartera.node import Node
 from cartera.portfolio.identity import PortfolioKey
 from cartera.runtime.context import NodeContext
 from cartera.web import sse, wallboard
+from cartera.web.agent_pages import StateRate
 from cartera.web.users import Grant, Role, UserDirectory
 from cartera.workspace.agents import AgentState
 from tests.conftest import write_sites
@@ -384,6 +385,36 @@ def test_a_call_outside_the_agents_grants_reveals_nothing_and_takes_no_dispositi
     assert [answer.status_code for answer in answers] == [403, 403]
     assert answers[0].json() == answers[1].json()
     assert "balance" not in answers[0].text
+
+
+@pytest.mark.abuse
+def test_an_agents_state_changes_past_the_rate_are_refused_and_leave_no_audit_row(site: Site) -> None:
+    agent = signed_in(site.base, "ana")
+    csrf = page_csrf(agent)
+    answers = []
+    for n in range(30):
+        answers.append(agent.post("/agent/state", data={"state": ("ready", "paused")[n % 2], "csrf": csrf}))
+        if answers[-1].status_code == 429:
+            break
+    assert answers[-1].status_code == 429
+    assert answers[-1].json() == {"field": "state", "error": "more than 5 state changes in a second"}
+    with site.node.db.session() as session:
+        audited = select(AuditEntry.id).where(AuditEntry.action == "workspace.state", AuditEntry.actor == "web:ana")
+        rows = session.scalars(audited).all()
+    assert len(rows) == len(answers) - 1
+    bruno = signed_in(site.base, "bruno")
+    assert bruno.post("/agent/state", data={"state": "ready", "csrf": page_csrf(bruno)}).status_code == 200
+
+
+def test_the_state_rate_counts_each_agent_over_the_last_second() -> None:
+    now = [0.0]
+    rate = StateRate(2, clock=lambda: now[0])
+    assert [rate.allow("ana") for _ in range(3)] == [True, True, False]
+    assert rate.allow("bruno")
+    now[0] = 0.99
+    assert not rate.allow("ana")
+    now[0] = 1.0
+    assert rate.allow("ana")
 
 
 @pytest.mark.abuse

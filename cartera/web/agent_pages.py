@@ -4,6 +4,10 @@ confirmation that reveals the debt, and the disposition. Only users of the ``age
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -29,6 +33,7 @@ from cartera.workspace.service import CallbackRequest, DispositionInput
 _ID = re.compile(r"[0-9]{1,12}")
 _AMOUNT = re.compile(r"[0-9]{1,12}([.,][0-9]{1,2})?")
 MAX_NOTE = 500
+STATE_CHANGES_PER_S = 5  #: state changes one agent may make in a second: each is an audit row and a dialer request
 
 
 class DispositionForm(BaseModel):
@@ -46,10 +51,31 @@ class DispositionForm(BaseModel):
     csrf: str = Field("", max_length=128)
 
 
+class StateRate:
+    """At most ``per_second`` state changes per agent in any second; past that, refused (429) until it slows."""
+
+    def __init__(self, per_second: int = STATE_CHANGES_PER_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second, self._clock = per_second, clock
+        self._recent: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def allow(self, agent: str) -> bool:
+        now = self._clock()
+        with self._lock:
+            recent = self._recent[agent]
+            while recent and now - recent[0] >= 1.0:
+                recent.popleft()
+            if len(recent) >= self.per_second:
+                return False
+            recent.append(now)
+            return True
+
+
 def agent_router(web: Web) -> APIRouter:
     """The agent's page, its event stream, its state and the call on its screen."""
     router = APIRouter()
     hub = web.services.workspace
+    rate = StateRate()
 
     @router.get("/agent", include_in_schema=False)
     @web.workers.pooled
@@ -98,6 +124,8 @@ def agent_router(web: Web) -> APIRouter:
         viewer, _ = signed_in_agent(web, request)
         check_csrf(csrf, viewer.session.csrf)
         name = viewer.user.name
+        if not rate.allow(name):
+            return _refused(429, "state", f"more than {rate.per_second} state changes in a second")
         try:
             if state == "ready":
                 status = hub.roster.ready(name)
