@@ -54,13 +54,13 @@ class DispositionForm(BaseModel):
 class StateRate:
     """At most ``per_second`` state changes per agent in any second; past that, refused (429) until it slows."""
 
-    def __init__(self, per_second: int = STATE_CHANGES_PER_S, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, per_second: int = STATE_CHANGES_PER_S, clock: Callable[[], float] | None = None) -> None:
         self.per_second, self._clock = per_second, clock
         self._recent: defaultdict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
 
     def allow(self, agent: str) -> bool:
-        now = self._clock()
+        now = self._clock() if self._clock else time.monotonic()
         with self._lock:
             recent = self._recent[agent]
             while recent and now - recent[0] >= 1.0:
