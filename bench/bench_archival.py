@@ -37,7 +37,7 @@ from tests.peers.s3 import (
 )
 from tests.recording_spool import report_spool
 
-POOL = 10  # the s3 plugin's default max_pool_connections, also the ceiling's concurrency
+POOL = 10  # the ceiling's concurrency here (the s3 plugin's max_pool_connections default when this was measured)
 STORES: dict[str, tuple[Callable[[Path], AbstractContextManager[S3Endpoint]], str]] = {
     "radosgw": (running_radosgw, "Ceph"),  # the server, and rclone's provider name for it
     "seaweedfs": (running_seaweedfs, "SeaweedFS"),
@@ -82,25 +82,26 @@ def naive(endpoint: S3Endpoint, files: list[Path]) -> int:
     return len(files)
 
 
-def ceiling(endpoint: S3Endpoint, files: list[Path]) -> int:
-    client, bucket = endpoint.client(max_pool_connections=POOL), endpoint.new_bucket()
+def ceiling(endpoint: S3Endpoint, files: list[Path], threads: int = POOL) -> int:
+    """Bare ``put_object`` calls on ``threads`` threads: no checksum, no HEAD, no catalog."""
+    client, bucket = endpoint.client(max_pool_connections=threads), endpoint.new_bucket()
 
     def put(path: Path) -> None:
         with path.open("rb") as body:
             client.put_object(Bucket=bucket, Key=f"raw/{path.name}", Body=body)
 
-    with ThreadPoolExecutor(POOL) as pool:
+    with ThreadPoolExecutor(threads) as pool:
         list(pool.map(put, files))
     return len(files)
 
 
-def rclone(endpoint: S3Endpoint, provider: str, root: Path, spool_in_root: str, log: Path) -> int:
-    """``rclone copy`` run chrooted in ``root``, where the spool is ``spool_in_root``."""
+def rclone(endpoint: S3Endpoint, provider: str, root: Path, spool_in_root: str, log: Path, *flags: str) -> int:
+    """``rclone copy [flags]`` run chrooted in ``root``, where the spool is ``spool_in_root``."""
     remote = (
         f":s3,provider={provider},endpoint='{endpoint.url}',access_key_id={endpoint.access_key},"
         f"secret_access_key={endpoint.secret_key}:{endpoint.new_bucket()}/rclone"
     )
-    with chrooted(root, ["rclone", "copy", spool_in_root, remote], log=log) as process:
+    with chrooted(root, ["rclone", "copy", *flags, spool_in_root, remote], log=log) as process:
         if process.wait(3600) != 0:
             raise SystemExit(f"rclone failed, see {log}")
     return len(os.listdir(root / spool_in_root.lstrip("/")))

@@ -29,14 +29,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
 import pytest
-from bench_archival import STORES, Results, cartera, make_files, measure, naive
+from bench_archival import STORES, Results, cartera, ceiling, make_files, measure, naive, rclone
 
-from tests.peers.debian import chrooted, debian_root
+from tests.peers.debian import debian_root
 from tests.peers.net import free_port
 from tests.peers.s3 import PACKAGES, S3Endpoint
 
@@ -116,31 +115,6 @@ def latency_proxy(endpoint: S3Endpoint, delay_ms: float) -> Iterator[S3Endpoint]
         process.wait(10)
 
 
-def raw_ceiling(endpoint: S3Endpoint, files: list[Path]) -> int:
-    """Bare ``put_object`` calls on RAW_THREADS threads: no checksum, no HEAD, no catalog."""
-    client, bucket = endpoint.client(max_pool_connections=RAW_THREADS), endpoint.new_bucket()
-
-    def put(path: Path) -> None:
-        with path.open("rb") as body:
-            client.put_object(Bucket=bucket, Key=f"raw/{path.name}", Body=body)
-
-    with ThreadPoolExecutor(RAW_THREADS) as pool:
-        list(pool.map(put, files))
-    return len(files)
-
-
-def rclone(endpoint: S3Endpoint, provider: str, root: Path, spool_in_root: str, log: Path) -> int:
-    """``rclone copy --transfers 16`` run chrooted in ``root``, where the spool is ``spool_in_root``."""
-    remote = (
-        f":s3,provider={provider},endpoint='{endpoint.url}',access_key_id={endpoint.access_key},"
-        f"secret_access_key={endpoint.secret_key}:{endpoint.new_bucket()}/rclone"
-    )
-    with chrooted(root, ["rclone", "copy", "--transfers", "16", spool_in_root, remote], log=log) as process:
-        if process.wait(3600) != 0:
-            raise SystemExit(f"rclone failed, see {log}")
-    return len(os.listdir(root / spool_in_root.lstrip("/")))
-
-
 def round_trip_ms(endpoint: S3Endpoint) -> float:
     """The median of 5 HEAD-bucket round trips through the proxy (connection kept)."""
     client, bucket = endpoint.client(), endpoint.new_bucket()
@@ -163,8 +137,13 @@ def bench_store(
         results: Results = {}
         log = Path(temp) / "rclone.log"
         measure("naive upload_file loop", lambda: naive(far, files), size, results)
-        measure("rclone copy --transfers 16", lambda: rclone(far, provider, root, spool_in_root, log), size, results)
-        measure(f"raw put_object x{RAW_THREADS} (ceiling)", lambda: raw_ceiling(far, files), size, results)
+        measure(
+            "rclone copy --transfers 16",
+            lambda: rclone(far, provider, root, spool_in_root, log, "--transfers", "16"),
+            size,
+            results,
+        )
+        measure(f"raw put_object x{RAW_THREADS} (ceiling)", lambda: ceiling(far, files, RAW_THREADS), size, results)
         measure("cartera archival (verified)", lambda: cartera(far, Path(temp), spool), size, results)
     ours = results["cartera archival (verified)"][0]
     base, rcl = results["naive upload_file loop"][0], results["rclone copy --transfers 16"][0]
