@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Error, Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 from sqlalchemy import select
 
 from cartera.core.models import AgentConnected
@@ -25,25 +25,12 @@ from cartera.portfolio.identity import PortfolioKey
 from cartera.runtime.context import NodeContext
 from cartera.web.users import Grant, Role, UserDirectory
 from tests.conftest import write_sites
-from tests.peers import unavailable
-from tests.peers.chromium import ARGS, chromium
 from tests.test_web_server import serving
 from tests.workspace_seed import DAY, Calls, seed_calls
 
 pytestmark = pytest.mark.browser
 PASSWORD = "correct horse battery"
 LAPTOP = ViewportSize(width=1366, height=768)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as executable, sync_playwright() as playwright:
-        try:
-            launched = playwright.chromium.launch(executable_path=str(executable), args=ARGS, timeout=60_000)
-        except Error as exc:
-            unavailable(f"Debian's chromium does not start: {str(exc).splitlines()[0]}")
-        yield launched
-        launched.close()
 
 
 @dataclass

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from playwright.sync_api import Browser, Error, Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from cartera.contact.compliance import Reason
 from cartera.core.models import Channel
@@ -31,9 +31,7 @@ from cartera.portfolio.export import exported_activities
 from cartera.web.kpi import daily_kpis
 from cartera.web.users import Grant, Role, UserDirectory
 from tests.conftest import write_portfolio
-from tests.peers import unavailable
 from tests.peers.asterisk import AsteriskPeer, running_asterisk
-from tests.peers.chromium import ARGS, chromium
 from tests.peers.net import free_port
 from tests.peers.sip_agents import AgentPhones, agent_phones
 
@@ -115,17 +113,6 @@ def peer() -> Iterator[AsteriskPeer]:
 def phones(peer: AsteriskPeer) -> Iterator[AgentPhones]:
     with agent_phones(peer, talk_s=4) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as executable, sync_playwright() as playwright:
-        try:
-            launched = playwright.chromium.launch(executable_path=str(executable), args=ARGS, timeout=60_000)
-        except Error as exc:
-            unavailable(f"Debian's chromium does not start: {str(exc).splitlines()[0]}")
-        yield launched
-        launched.close()
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Error, Page, ViewportSize, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize
 from sqlalchemy import select
 
 from cartera.core.hooks import load_plugins
@@ -23,25 +23,12 @@ from cartera.core.store.schema import AuditEntry
 from cartera.node import Node
 from tests.browser.seed import PASSWORD, Seeded, seed
 from tests.conftest import write_sites
-from tests.peers import unavailable
-from tests.peers.chromium import ARGS, chromium
 from tests.test_web_server import serving
 
 pytestmark = pytest.mark.browser
 LONG_CALL_S = 300.0  # long enough that seeking near its end needs a new range request
 LAPTOP = ViewportSize(width=1280, height=800)
 TABLET = ViewportSize(width=820, height=1180)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as executable, sync_playwright() as playwright:
-        try:
-            launched = playwright.chromium.launch(executable_path=str(executable), args=ARGS, timeout=60_000)
-        except Error as exc:
-            unavailable(f"Debian's chromium does not start: {str(exc).splitlines()[0]}")
-        yield launched
-        launched.close()
 
 
 @dataclass
