@@ -49,10 +49,11 @@ class Campaign:
 
     def tick(self) -> int:
         """Cancel the calls in flight of accounts withdrawn or paid meanwhile, then place calls to due accounts,
-        in the list's order, while the dialer has capacity; returns how many were placed."""
+        in the list's order, while the dialer has capacity; returns how many were placed. In ``preview`` mode it
+        places none: the agents place them."""
         self.calls.cancel_closed_calls(actor="campaign")
         placed = 0
-        if self._paused.is_set():
+        if self._paused.is_set() or self.config.mode == "preview":
             return placed
         capacity = self.dialer.capacity()
         if capacity <= 0:

@@ -120,6 +120,9 @@ class AbandonmentConfig(_Section):
 
 class CampaignConfig(_Section):
     enabled: bool = True
+    #: How many calls the campaign places: "ratio" (the dialer's ``dial_ratio`` calls per ready agent) or
+    #: "preview" (none by itself: the agent sees the account, then calls).
+    mode: Literal["ratio", "preview"] = "ratio"
     tick_seconds: float = Field(default=1.0, gt=0)
     max_attempts_per_day: int = Field(default=3, ge=1)
     retry_after_minutes: float = Field(default=120, gt=0)
