@@ -23,7 +23,7 @@ from cartera.workspace.errors import WorkspaceError
 from cartera.workspace.promises import Instalment, PromiseState, judge
 from cartera.workspace.service import CallbackRequest
 from tests.conftest import run_site, write_sites
-from tests.test_workspace_dispositions import AGENT, Desk, one, open_desk
+from tests.test_workspace_dispositions import Desk, one, open_desk
 
 D = date(2026, 12, 1)
 PLAN = (Instalment(Decimal(100), D), Instalment(Decimal(50), D + timedelta(days=30)))
@@ -89,20 +89,20 @@ def test_a_callback_is_its_agents_then_anyones_once_overdue(tmp_path: Path, open
     own = desk.post(desk.call(), "callback_requested", callback=CallbackRequest(at)).callback_id
     anyone = desk.post(desk.call(), "callback_requested", callback=CallbackRequest(at, for_anyone=True)).callback_id
 
-    def offered(agent: str, minutes: int) -> list[tuple[int, bool]]:
+    def due(minutes: int) -> list[tuple[int, bool]]:
+        """The callbacks due ``minutes`` after their time, each with whether any agent may take it then."""
+        now = at + timedelta(minutes=minutes)
         with desk.node.db.reading() as session:
-            due = callbacks.due_for(
-                session, site="t", agent=agent, now=at + timedelta(minutes=minutes), release=timedelta(minutes=20)
-            )
-        return [(c.id, c.released) for c in due]
+            found = callbacks.due_callbacks(session, site="t", now=now)
+        return [(c.id, c.for_anyone(now, timedelta(minutes=20))) for c in found]
 
-    assert offered(AGENT, -1) == []
-    assert offered(AGENT, 0) == [(own, False), (anyone, False)]
-    assert offered("beto", 19) == [(anyone, False)]
-    assert offered("beto", 20) == [(own, True), (anyone, False)]
+    assert due(-1) == []
+    assert due(0) == [(own, False), (anyone, True)]
+    assert due(19) == [(own, False), (anyone, True)]
+    assert due(20) == [(own, True), (anyone, True)]  # overdue by the release time: anyone's
     with desk.node.db.reading() as session:
         assert session.get_one(Account, _account(desk)).next_contact_at == at  # anyone's: the campaign calls then
-    assert desk.node.workspace_service.callbacks_for(AGENT) == []  # not due yet
+        assert callbacks.due_callbacks(session, site="t", now=desk.node.clock.now()) == []  # not due yet
 
 
 def _account(desk: Desk) -> int:

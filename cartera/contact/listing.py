@@ -30,7 +30,6 @@ from cartera.core.store.database import Database
 from cartera.core.store.schema import (
     Account,
     AccountStop,
-    CallbackRow,
     ContactAttempt,
     Debtor,
     Phone,
@@ -38,7 +37,7 @@ from cartera.core.store.schema import (
     PromiseRow,
 )
 from cartera.workspace.agents import AgentRoster, AgentState
-from cartera.workspace.callbacks import PENDING
+from cartera.workspace.callbacks import due_callbacks
 from cartera.workspace.promises import PromiseState
 
 
@@ -259,33 +258,19 @@ class CallList:
         """Pending callbacks due by ``now`` and not yet tried since their time, earliest first: one for its agent
         goes to that agent once ready (one callback per agent at a time), until ``release`` after its time;
         then, or one for anyone, to any ready agent."""
-        tried_since = exists().where(
-            ContactAttempt.account_id == CallbackRow.account_id, ContactAttempt.requested_at >= CallbackRow.at
-        )
-        rows = session.execute(
-            select(CallbackRow.account_id, Account.ref, CallbackRow.phone, CallbackRow.at, CallbackRow.agent)
-            .join(Account, CallbackRow.account_id == Account.id)
-            .where(
-                CallbackRow.site == self.site,
-                CallbackRow.state == PENDING,
-                CallbackRow.at <= now,
-                Account.status == "active",
-                ~exists().where(AccountStop.account_id == Account.id),
-                ~tried_since,
-            )
-            .order_by(CallbackRow.at, CallbackRow.id)
-        ).all()
+        due = due_callbacks(session, site=self.site, now=now)
         ready = self.ready_agents()
         targets = self.targets_agents()
         taken = self._agents_called_back(session)
         picks: list[Pick] = []
         seen: set[int] = set()
-        for account_id, ref, phone, at, agent in rows:
+        for callback in due:
+            account_id, ref, phone, agent = callback.account_id, callback.account_ref, callback.phone, callback.agent
             if account_id in seen:
                 continue
             seen.add(account_id)
-            local = at.astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
-            if agent is None or at <= now - self.release:
+            local = callback.at.astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
+            if callback.for_anyone(now, self.release):
                 whom = "for anyone" if agent is None else f"for {agent}, released to anyone"
                 picks.append(Pick(account_id, ref, Priority.CALLBACK, 0.0, f"callback {local} {whom}", phone))
                 continue

@@ -6,17 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from cartera.core.store.schema import CallbackRow
+from cartera.core.store.schema import Account, AccountStop, CallbackRow, ContactAttempt
 
 PENDING, DONE = "pending", "done"
 
 
 @dataclass(frozen=True)
-class CallbackView:
-    """A callback as an agent's page lists it; ``agent`` ``None``: for anyone."""
+class DueCallback:
+    """A pending callback due now; ``agent`` ``None``: for anyone."""
 
     id: int
     account_id: int
@@ -24,38 +24,34 @@ class CallbackView:
     phone: str
     at: datetime
     agent: str | None
-    released: bool  #: for its agent alone, but overdue: offered to every agent
+
+    def for_anyone(self, now: datetime, release: timedelta) -> bool:
+        """Whether any agent may take it at ``now``: asked for anyone, or its agent's but overdue by ``release``."""
+        return self.agent is None or self.at <= now - release
 
 
-def due_for(session: Session, *, site: str, agent: str, now: datetime, release: timedelta) -> list[CallbackView]:
-    """The site's pending callbacks due by ``now`` that ``agent`` may take: its own, anyone's, and others' overdue
-    by ``release``; earliest first."""
-    rows = session.scalars(
-        select(CallbackRow)
+def due_callbacks(session: Session, *, site: str, now: datetime) -> list[DueCallback]:
+    """The site's pending callbacks due by ``now`` on active, not stopped accounts not called since their time,
+    earliest first."""
+    called_since = exists().where(
+        ContactAttempt.account_id == CallbackRow.account_id, ContactAttempt.requested_at >= CallbackRow.at
+    )
+    rows = session.execute(
+        select(
+            CallbackRow.id, CallbackRow.account_id, Account.ref, CallbackRow.phone, CallbackRow.at, CallbackRow.agent
+        )
+        .join(Account, CallbackRow.account_id == Account.id)
         .where(
             CallbackRow.site == site,
             CallbackRow.state == PENDING,
             CallbackRow.at <= now,
-            or_(
-                CallbackRow.agent.is_(None),
-                CallbackRow.agent == agent,
-                CallbackRow.at <= now - release,
-            ),
+            Account.status == "active",
+            ~exists().where(AccountStop.account_id == Account.id),
+            ~called_since,
         )
         .order_by(CallbackRow.at, CallbackRow.id)
     ).all()
-    return [
-        CallbackView(
-            row.id,
-            row.account_id,
-            row.account.ref,
-            row.phone,
-            row.at,
-            row.agent,
-            released=row.agent is not None and row.agent != agent,
-        )
-        for row in rows
-    ]
+    return [DueCallback(*row) for row in rows]
 
 
 def close_served(session: Session, *, account_id: int, now: datetime) -> None:

@@ -54,7 +54,6 @@ from cartera.core.store.schema import (
 from cartera.portfolio.export import add_activity, to_activity
 from cartera.portfolio.identity import PortfolioKey, qualified
 from cartera.workspace import callbacks, promises
-from cartera.workspace.callbacks import CallbackView
 from cartera.workspace.dispositions import BROWSER_CLOSED, WRAP_UP_TIMEOUT, CodeSpec, Flag, SavedDisposition
 from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, WorkspaceError
 from cartera.workspace.promises import Instalment, PromiseState, PromiseView
@@ -166,12 +165,6 @@ class WorkspaceService:
                 reason=str(refused),
             )
             return None
-
-    def callbacks_for(self, agent: str) -> list[CallbackView]:
-        """Callbacks ``agent`` may take now: its own, anyone's, and the overdue ones of other agents."""
-        release = timedelta(minutes=self.config.callback_release_minutes)
-        with self.db.reading() as session:
-            return callbacks.due_for(session, site=self.site, agent=agent, now=self.clock.now(), release=release)
 
     def promises_of(self, account_id: int) -> list[PromiseView]:
         """The account's promises, newest first."""
