@@ -155,6 +155,31 @@ class PluginContext(Protocol):
         ...
 
 
+class ContextBase:
+    """What every :class:`PluginContext` holds the same way: the site's name, the clock, the adapter's folder
+    (created here) and its logger; a context adds the reports and the rest."""
+
+    def __init__(self, site: str, clock: Clock, data_dir: Path, log: logging.Logger) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._site, self._clock, self._data_dir, self._log = site, clock, data_dir, log
+
+    @property
+    def site(self) -> str:
+        return self._site
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir
+
+    @property
+    def log(self) -> logging.Logger:
+        return self._log
+
+
 _METHOD = "method"
 
 

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from cartera.core.adapters import RecordingStore
+from cartera.core.adapters import ContextBase, RecordingStore
 from cartera.core.clock import Clock
 from cartera.core.config import load_site
 from cartera.core.errors import CarteraError, UsageError
@@ -65,29 +65,11 @@ class PeerStores:
                 log.exception("stopping %s failed", type(store).__name__)
 
 
-class PeerContext:
+class PeerContext(ContextBase):
     """The :class:`cartera.core.adapters.PluginContext` of another site's recording store: read from only."""
 
     def __init__(self, site: str, clock: Clock, data_dir: Path) -> None:
-        self._site, self._clock, self._data_dir = site, clock, data_dir
-        self._data_dir.mkdir(parents=True, exist_ok=True)
-        self._log = logging.getLogger("cartera.plugin.recording.peer")
-
-    @property
-    def site(self) -> str:
-        return self._site
-
-    @property
-    def clock(self) -> Clock:
-        return self._clock
-
-    @property
-    def data_dir(self) -> Path:
-        return self._data_dir
-
-    @property
-    def log(self) -> logging.Logger:
-        return self._log
+        super().__init__(site, clock, data_dir, logging.getLogger("cartera.plugin.recording.peer"))
 
     def report_call(self, result: CallResult) -> None:
         raise UsageError(_READ_ONLY)

@@ -4,11 +4,11 @@ reports it makes, written to the node's services through its held reports (never
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Protocol
 
 from cartera.contact.calls import CallService
 from cartera.contact.texts import TextService
+from cartera.core.adapters import ContextBase
 from cartera.core.clock import Clock
 from cartera.core.config import SiteConfig
 from cartera.core.logs import event
@@ -44,31 +44,14 @@ class ContextServices(Protocol):
     def archiver(self) -> Archiver | None: ...
 
 
-class NodeContext:
+class NodeContext(ContextBase):
     """The :class:`cartera.core.adapters.PluginContext` of the adapter of ``kind``."""
 
     def __init__(self, node: ContextServices, kind: str) -> None:
+        super().__init__(
+            node.site.name, node.clock, node.site.data_dir / kind, logging.getLogger(f"cartera.plugin.{kind}")
+        )
         self._node = node
-        self._kind = kind
-        self._data_dir = node.site.data_dir / kind
-        self._data_dir.mkdir(parents=True, exist_ok=True)
-        self._log = logging.getLogger(f"cartera.plugin.{kind}")
-
-    @property
-    def site(self) -> str:
-        return self._node.site.name
-
-    @property
-    def clock(self) -> Clock:
-        return self._node.clock
-
-    @property
-    def data_dir(self) -> Path:
-        return self._data_dir
-
-    @property
-    def log(self) -> logging.Logger:
-        return self._log
 
     # Reports are written through the node's HeldReports: held while the store is out of reach, never lost to it.
 

@@ -9,6 +9,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import TypeVar
 
+from cartera.core.adapters import ContextBase
 from cartera.core.clock import Clock, SystemClock
 from cartera.core.models import Activity, AgentConnected, CallResult, DeliveryReport, InboundSms, Recording
 
@@ -17,7 +18,7 @@ Report = CallResult | Recording | DeliveryReport | InboundSms | AgentConnected
 T = TypeVar("T", bound=Report)
 
 
-class CapturingContext:
+class CapturingContext(ContextBase):
     """Collects reports, each kind in its list and all of them in ``reports`` in the order they arrived;
     ``wait_for_*`` block until enough arrived or fail the test on timeout. ``exported`` stands for what core's
     store holds as exported: a test puts activities there for :meth:`exported_activities` to answer."""
@@ -30,11 +31,7 @@ class CapturingContext:
         clock: Clock | None = None,
         base_url: str = "http://127.0.0.1:8080",
     ) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self._site = site
-        self._clock = clock or SystemClock()
-        self._data_dir = data_dir
-        self._log = logging.getLogger(f"cartera.test.{site}")
+        super().__init__(site, clock or SystemClock(), data_dir, logging.getLogger(f"cartera.test.{site}"))
         self._changed = threading.Condition()
         self.calls: list[CallResult] = []
         self.recordings: list[Recording] = []
@@ -44,22 +41,6 @@ class CapturingContext:
         self.reports: list[Report] = []
         self.exported: list[Activity] = []
         self._base_url = base_url
-
-    @property
-    def site(self) -> str:
-        return self._site
-
-    @property
-    def clock(self) -> Clock:
-        return self._clock
-
-    @property
-    def data_dir(self) -> Path:
-        return self._data_dir
-
-    @property
-    def log(self) -> logging.Logger:
-        return self._log
 
     @property
     def base_url(self) -> str:
