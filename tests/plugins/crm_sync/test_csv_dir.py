@@ -508,7 +508,9 @@ def test_keep_files_remembers_acknowledged_content(tmp_path: Path) -> None:
     sync.acknowledge(batch)
     assert sorted(p.name for p in inbox.iterdir()) == ["a.csv"]
     ledger = (tmp_path / "data" / "acknowledged.sha256").read_text(encoding="utf-8")
-    assert ledger == f"{batch.content_sha256}  {inbox / 'a.csv'}\n"
+    status = (inbox / "a.csv").stat()
+    identity = f"{status.st_dev}:{status.st_ino}:{status.st_size}:{status.st_mtime_ns}:{status.st_ctime_ns}"
+    assert ledger == f"{batch.content_sha256}  {identity}  {inbox / 'a.csv'}\n"
     assert list(make_sync(tmp_path, keep_files=True).fetch()) == []
     with (inbox / "a.csv").open("a", encoding="utf-8") as stream:
         stream.write("CR-13,Ana,3001234567,1\n")
@@ -806,12 +808,14 @@ def test_a_line_of_many_megabytes_rejects_the_file_without_holding_it(tmp_path: 
     assert peak < 8 << 20  # a few blocks of 1 MiB, never the 32 MiB line (before: its copies and its text)
 
 
+@pytest.mark.parametrize("keep_files", [False, True])
 def test_a_synced_delivery_is_read_and_hashed_once(
-    tmp_path: Path, hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, hooks: Hooks, monkeypatch: pytest.MonkeyPatch, keep_files: bool
 ) -> None:
     """One sync of a delivery: fetch does not read the file, the import streams its rows hashing it on the way
     (the already-imported check comes once the sha256 is known), and acknowledge archives it by the file's
-    identity without reading it."""
+    identity without reading it (with ``keep_files``, remembers it by its hash and identity: the next sync
+    leaves it out unread)."""
     read: list[int] = []
     hashed: list[int] = []
 
@@ -843,7 +847,7 @@ def test_a_synced_delivery_is_read_and_hashed_once(
     inbox.mkdir()
     content = GOOD_DELIVERY.encode()
     (inbox / "asignacion.csv").write_bytes(content)
-    sync = make_sync(tmp_path)
+    sync = make_sync(tmp_path, keep_files=keep_files)
     sync.start()
     db = Database(f"sqlite:///{tmp_path / 'store.db'}")
     db.migrate()
@@ -852,11 +856,16 @@ def test_a_synced_delivery_is_read_and_hashed_once(
     )
     try:
         (imported,) = job.run_once().imports
+        again = job.run_once().imports
     finally:
         db.dispose()
     assert (imported.new, len(imported.quarantined)) == (4, 1)
     assert imported.content_sha256 == hashlib.sha256(content).hexdigest()
-    assert [p.name for p in (inbox / "imported").iterdir()] == ["asignacion.csv"]
+    assert again == []
+    if keep_files:
+        assert sorted(p.name for p in inbox.iterdir()) == ["asignacion.csv"]
+    else:
+        assert [p.name for p in (inbox / "imported").iterdir()] == ["asignacion.csv"]
     assert (sum(hashed), sum(read)) == (len(content), len(content))
 
 

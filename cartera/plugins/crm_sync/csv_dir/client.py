@@ -12,28 +12,36 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cartera.plugin import fsync_dir
+from cartera.plugin import FileIdentity, fsync_dir
 
 
 class Ledger:
-    """Content hashes of files set aside in place: an append-only text file of ``sha256  source`` lines."""
+    """Files set aside in place: an append-only text file of ``sha256  identity  source`` lines, the identity
+    (device, inode, size, modification and change times) telling a file met again without reading it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
 
-    def __contains__(self, sha256: object) -> bool:
+    def holds(self, identity: FileIdentity) -> bool:
+        """Whether a file of this identity (so of the same bytes) was set aside."""
+        key = _key(identity)
         try:
             with self.path.open(encoding="utf-8") as stream:
-                return any(line.split(" ", 1)[0] == sha256 for line in stream)
+                return any(line.split("  ", 2)[1:2] == [key] for line in stream)
         except FileNotFoundError:
             return False
 
-    def add(self, sha256: str, source: str) -> None:
+    def add(self, sha256: str, identity: FileIdentity | None, source: str) -> None:
+        line = f"{sha256}  {_key(identity)}  {source}\n" if identity is not None else f"{sha256}  {source}\n"
         with self._lock, self.path.open("a", encoding="utf-8") as stream:
-            stream.write(f"{sha256}  {source}\n")
+            stream.write(line)
             stream.flush()
             os.fsync(stream.fileno())
+
+
+def _key(identity: FileIdentity) -> str:
+    return f"{identity.device}:{identity.inode}:{identity.size}:{identity.mtime_ns}:{identity.ctime_ns}"
 
 
 def inbox_entries(inbox: Path, pattern: str, *set_aside: Path) -> Iterator[tuple[Path, bool]]:

@@ -28,8 +28,8 @@ class CsvDirConfig(CsvFormatConfig):
     )
     keep_files: bool = Field(
         False,
-        description="Leave imported and rejected files in the inbox (their sha256 is remembered in the "
-        "adapter's data directory so they are not fetched again) instead of moving them.",
+        description="Leave imported and rejected files in the inbox (their sha256 and file identity are "
+        "remembered in the adapter's data directory so they are not fetched again) instead of moving them.",
     )
     outbox: WritableDir = Field(description="Directory the activity exports are written to.")
     file_mode: FileMode = Field(

@@ -84,8 +84,9 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
 
     def fetch(self) -> Iterator[AssignmentBatch]:
         """The inbox's regular files, not read yet (the import reads each once); a symlink, FIFO, device or
-        directory is skipped (one warning), never read. With ``keep_files`` each file is hashed here, to leave
-        out those remembered, so its import reads it a second time."""
+        directory is skipped (one warning), never read. With ``keep_files`` a file set aside in place is left out
+        by its identity, unread; the same bytes under a new identity (copied in again) are fetched, and the
+        import, reading them once, finds them imported before."""
         config = self.config
         for path, regular in inbox_entries(config.inbox, config.pattern, config.archive_dir, config.rejected_dir):
             if not regular:
@@ -93,12 +94,12 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
                     event(self.context.log, "crm_sync.csv.not_a_regular_file", logging.WARNING, file=str(path))
                 continue
             batch = self._read_inbox(path)
-            if not (config.keep_files and self._remembered(batch.content_sha256)):
+            if not (config.keep_files and self._remembered(read_identity(batch))):
                 yield batch
 
-    def _remembered(self, sha256: str) -> bool:
-        """Whether a file of this content was imported or rejected and kept in the inbox."""
-        return sha256 in self._ledger or sha256 in self._rejected
+    def _remembered(self, identity: FileIdentity | None) -> bool:
+        """Whether the file of this identity was imported or rejected and kept in the inbox."""
+        return identity is not None and (self._ledger.holds(identity) or self._rejected.holds(identity))
 
     def _read_inbox(self, path: Path) -> AssignmentBatch:
         """An inbox file as a batch, opened (on every pass) only while it is a regular file, never through a
@@ -116,10 +117,10 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
     def acknowledge(self, batch: AssignmentBatch) -> None:
         """Archive the file, unless it is outside the inbox, already gone, or changed since it was read.
 
-        With ``keep_files`` the file stays and its content hash is remembered instead.
+        With ``keep_files`` the file stays and its content hash and identity are remembered instead.
         """
         if self.config.keep_files:
-            self._ledger.add(batch.content_sha256, batch.source)
+            self._ledger.add(batch.content_sha256, read_identity(batch), batch.source)
             return
         path = self._unchanged(batch, "crm_sync.csv.changed_after_import")
         if path is not None and (target := self._move(path, self.config.archive_dir)) is not None:
@@ -128,9 +129,10 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
     def reject(self, batch: AssignmentBatch) -> None:
         """Move the file into the rejected folder (a name already there is kept: the file gets a timestamp
         suffix), unless it is outside the inbox, already gone, or changed since it was read (a corrected file
-        under the same name is fetched next time). With ``keep_files`` the file stays, its hash remembered."""
+        under the same name is fetched next time). With ``keep_files`` the file stays, its hash and identity
+        remembered."""
         if self.config.keep_files:
-            self._rejected.add(batch.content_sha256, batch.source)
+            self._rejected.add(batch.content_sha256, read_identity(batch), batch.source)
             return
         path = self._unchanged(batch, "crm_sync.csv.changed_after_rejection")
         if path is not None and (target := self._move(path, self.config.rejected_dir)) is not None:
