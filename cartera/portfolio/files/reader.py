@@ -2,12 +2,11 @@
 
 Making a batch reads nothing; each iteration of its items reads the file once, decoding blocks of whole lines,
 parsing one row at a time and hashing the bytes on the way, so an import reads a file once (a file whose
-encoding is not set and that turns out not to be UTF-8 is read ahead from its first such byte: see
-:func:`_decoded_lines`). The file must not change meanwhile (:class:`FileReading`). Only ASCII-compatible
-encodings are read, so lines split at ``b"\\n"``. Decoded text that looks like mojibake (UTF-8 read as a
-single-byte code page, a C1 control character of Windows-1252 read as Latin-1, text misread before the file was
-written) rejects the file, naming the line, the value and the likely right encoding: stored, it would be wrong on
-every letter and every export.
+encoding is not set and that turns out not to be UTF-8 too: see :func:`_decoded_lines`). The file must not
+change meanwhile (:class:`FileReading`). Only ASCII-compatible encodings are read, so lines split at
+``b"\\n"``. Decoded text that looks like mojibake (UTF-8 read as a single-byte code page, a C1 control character
+of Windows-1252 read as Latin-1, text misread before the file was written) rejects the file, naming the line,
+the value and the likely right encoding: stored, it would be wrong on every letter and every export.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -202,7 +200,7 @@ class AssignmentReader:
         chunks = _chunks(stream, seen)
         first_chunk = next(chunks, b"")
         dialect = seen.dialect = self._dialect(first_chunk.split(b"\n", 1)[0])
-        lines = _decoded_lines(itertools.chain([first_chunk], chunks), stream, dialect, source, seen)
+        lines = _decoded_lines(itertools.chain([first_chunk], chunks), dialect, source, seen)
         first = next(lines, None)
         if first is None:
             raise FileRejected(source, "empty file: no header line")
@@ -442,33 +440,37 @@ def _chunks(stream: IO[bytes], seen: Callable[[bytes], object]) -> Iterator[byte
         yield chunk
 
 
-def _decoded_lines(
-    chunks: Iterable[bytes], stream: IO[bytes], dialect: Dialect, source: str, seen: _Pass
-) -> Iterator[str]:
+def _decoded_lines(chunks: Iterable[bytes], dialect: Dialect, source: str, seen: _Pass) -> Iterator[str]:
     """The lines of ``chunks`` (split at ``\\n``, ends kept), decoded a block of whole lines at a time. The lines
     before an undecodable one come out first, then :class:`FileRejected` names its line and column; a block
     holding mojibake is refused before any of its lines comes out, and so is a line longer than
     :data:`MAX_LINE_BYTES` before it is held whole (a creditor's one-line gigabyte costs neither memory nor time).
 
-    A file whose encoding is not set is read as UTF-8 until a byte is not: if everything before was ASCII and
-    the file holds no UTF-8 multi-byte character (the rest of ``stream`` is read ahead for that, then again:
-    such a file is read twice from that block on), it is read as ``dialect.legacy`` from that block on (the
-    ASCII before reads alike); otherwise it is damaged and that byte rejects it."""
+    A file whose encoding is not set is read as UTF-8 until a byte is not: if everything before was ASCII and no
+    UTF-8 multi-byte character was read yet, it is read as ``dialect.legacy`` from that block on (the ASCII before
+    reads alike), unless a UTF-8 multi-byte character shows later: then the file is damaged and that first byte
+    rejects it (the import loads nothing of a rejected file). Otherwise it is damaged at once. Nothing is read
+    twice."""
     decoder = codecs.getincrementaldecoder(dialect.encoding)()
     lines_before, ascii_before = 0, True
+    damaged_at: str | None = None  #: why a file turned legacy is refused if a UTF-8 character shows after all
     try:
         for block in _line_blocks(chunks):
             text = _decoded(decoder, block)
             if text is None and dialect.legacy is not None:
-                if ascii_before and not seen.sequences and not _utf8_sequence_ahead(stream):
+                if ascii_before and not seen.sequences:
+                    damaged_at = _undecodable(block, lines_before, dialect.encoding, _DAMAGED)[1]
                     dialect.turn_legacy(dialect.legacy)
                     decoder = codecs.getincrementaldecoder(dialect.encoding)()
                     text = _decoded(decoder, block)
                 else:
                     dialect.damaged()
+            if damaged_at is not None and seen.sequences:
+                raise FileRejected(source, damaged_at)
             if text is None:
-                yield from _lines_before_undecodable(block, lines_before, dialect, source)
-                raise FileRejected(source, f"not valid {dialect.label} after line {lines_before}")
+                lines, reason = _undecodable(block, lines_before, dialect.encoding, dialect.label)
+                yield from lines
+                raise FileRejected(source, reason)
             ascii_text = text.isascii()
             if not ascii_text and (mojibake := _mojibake(text, dialect)) is not None:
                 line, reason = mojibake
@@ -490,25 +492,16 @@ def _decoded(decoder: codecs.IncrementalDecoder, block: bytes) -> str | None:
         return None
 
 
-def _lines_before_undecodable(block: bytes, lines_before: int, dialect: Dialect, source: str) -> Iterator[str]:
-    """The lines of ``block`` before its first undecodable one, then :class:`FileRejected` naming that line."""
+def _undecodable(block: bytes, lines_before: int, encoding: str, label: str) -> tuple[list[str], str]:
+    """The lines of ``block`` before its first undecodable one, decoded, and why that line is refused."""
+    lines = []
     for number, raw in enumerate(io.BytesIO(block), lines_before + 1):
         try:
-            yield raw.decode(dialect.encoding)
+            lines.append(raw.decode(encoding))
         except UnicodeDecodeError as exc:
             byte, column = raw[exc.start], exc.start + 1
-            reason = f"line {number}: byte 0x{byte:02x} at column {column} is not valid {dialect.label}"
-            raise FileRejected(source, reason) from None
-
-
-def _utf8_sequence_ahead(stream: IO[bytes]) -> bool:
-    """Whether the rest of ``stream`` (in the same chunks a pass reads) holds a UTF-8 multi-byte character;
-    the stream is left where it was."""
-    position = stream.tell()
-    try:
-        return any(_has_utf8_sequence(chunk) for chunk in iter(partial(stream.read, CHUNK_SIZE), b""))
-    finally:
-        stream.seek(position)
+            return lines, f"line {number}: byte 0x{byte:02x} at column {column} is not valid {label}"
+    return lines, f"not valid {label} after line {lines_before}"
 
 
 def _excerpt(text: str, limit: int = 80) -> str:

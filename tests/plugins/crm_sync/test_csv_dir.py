@@ -808,6 +808,19 @@ def test_a_line_of_many_megabytes_rejects_the_file_without_holding_it(tmp_path: 
     assert peak < 8 << 20  # a few blocks of 1 MiB, never the 32 MiB line (before: its copies and its text)
 
 
+class CountedReads(io.BufferedReader):
+    """A file's bytes, the length of each read added to ``counts``."""
+
+    def __init__(self, raw: io.RawIOBase, counts: list[int]) -> None:
+        super().__init__(raw)
+        self.counts = counts
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.counts.append(len(data))
+        return data
+
+
 @pytest.mark.parametrize("keep_files", [False, True])
 def test_a_synced_delivery_is_read_and_hashed_once(
     tmp_path: Path, hooks: Hooks, monkeypatch: pytest.MonkeyPatch, keep_files: bool
@@ -818,12 +831,6 @@ def test_a_synced_delivery_is_read_and_hashed_once(
     leaves it out unread)."""
     read: list[int] = []
     hashed: list[int] = []
-
-    class CountedReads(io.BufferedReader):
-        def read(self, size: int | None = -1) -> bytes:
-            data = super().read(size)
-            read.append(len(data))
-            return data
 
     class CountedHash:
         def __init__(self) -> None:
@@ -839,7 +846,7 @@ def test_a_synced_delivery_is_read_and_hashed_once(
     def counted_open(path: Path) -> BinaryIO:
         stream = open_regular(path)
         assert isinstance(stream, io.BufferedReader)
-        return CountedReads(stream.detach())
+        return CountedReads(stream.detach(), read)
 
     monkeypatch.setattr(csv_dir_plugin, "open_regular", counted_open)
     monkeypatch.setattr(reader_module, "hashlib", SimpleNamespace(sha256=CountedHash))
@@ -904,7 +911,7 @@ def test_a_file_that_turns_out_not_utf8_after_some_blocks(
 ) -> None:
     """A file whose encoding is not set is read as UTF-8 until a byte is not: with only ASCII before it and no
     UTF-8 character anywhere, it is windows-1252 from that block on; a UTF-8 character after that byte makes the
-    file damaged, rejected at that byte."""
+    file damaged, rejected at that byte. Either way the file is read once."""
     monkeypatch.setattr(reader_module, "CHUNK_SIZE", 64)  # the first byte that is not UTF-8 comes a few blocks in
     ascii_rows = "".join(f"CR-{n};Ana;3001234567;1\n" for n in range(10)).encode()
     path = tmp_path / "legacy.csv"
@@ -917,16 +924,20 @@ def test_a_file_that_turns_out_not_utf8_after_some_blocks(
         + later
         + b";3001234567;1\n"
     )
-    batch = make_sync(tmp_path).read_file(path)
+    read: list[int] = []
+    reader = reader_module.AssignmentReader(make_sync(tmp_path).config)
+    batch = reader.batch(str(path), lambda: CountedReads(io.FileIO(path), read))
     if later == "Peña Muñoz".encode():
         with pytest.raises(FileRejected) as rejected:
             list(batch.items)
         assert rejected.value.reason.startswith("line 12: byte 0xf1 at column 8 is not valid UTF-8 (the file mixes")
+        assert sum(read) == path.stat().st_size
         return
     names = [item.debtor_name for item in batch.items if isinstance(item, AssignmentRow)]
     assert names == ["Ana"] * 10 + ["Nuñez"] + ["Ana"] * 10 + ["Peña Muñoz"]
     assert batch.read_as == "windows-1252, delimiter ';'"
     assert batch.known_sha256() == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert sum(read) == path.stat().st_size
 
 
 def test_a_character_cut_short_at_the_end_is_refused_not_dropped(tmp_path: Path) -> None:
