@@ -6,10 +6,11 @@ a session and an event stream open (``/agent/events``, read by a thread each, as
 Each round reports one call connected to one agent through the node's dialer context
 (``report_agent_connected``: the attempt recorded, the pop built from the store, pushed) and times it until that
 agent's stream has delivered the ``screen_pop``. The baseline, in alternating rounds, is the same hub pushing a
-bare one-field event to the same agent's stream: the transport alone, without recording the connection or
-building the pop. CPU: the process's CPU time over ``--idle`` seconds with no page connected, then with every
-page connected (keep-alives only), per page, and the CPU time of each measured round (a pop and a bare push); the
-in-process readers are counted too (an upper bound). Usage::
+bare one-field event (a ``call_ended``, a kind the agent's stream carries) to the same agent's stream: the
+transport alone, without recording the connection or building the pop. CPU: the process's CPU time over
+``--idle`` seconds with no page connected, then with every page connected (keep-alives only), per page, and the
+CPU time of each measured round (a pop and a bare push); the in-process readers are counted too (an upper
+bound). Usage::
 
     .venv/bin/python bench/bench_screen_pop.py --agents 50 --pops 300 [--json]
 """
@@ -23,6 +24,8 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -38,6 +41,7 @@ from cartera.runtime.context import NodeContext
 from cartera.web.context import SESSION_COOKIE
 from cartera.web.sessions import SessionStore
 from cartera.web.users import Grant, Role, UserDirectory
+from cartera.workspace.hub import CALL_ENDED
 
 SITES = """
 [sites.bench]
@@ -190,16 +194,18 @@ def measure(
         if not arrived.wait(5):
             raise SystemExit(f"the pop of call {attempt_id} never reached {name}")
         pops.append(reader.arrived[f"screen_pop:{attempt_id}"] - start)
-        pushed = reader.expect(f"bench:{n}")
+        pushed = reader.expect(f"{CALL_ENDED}:{n}")
         start = time.perf_counter()
-        node.workspace.publish("bench", {"n": n}, agent=name)
+        node.workspace.publish(CALL_ENDED, {"n": n}, agent=name)  # a kind the agent's stream carries
         if not pushed.wait(5):
             raise SystemExit(f"the bare event {n} never reached {name}")
-        bare.append(reader.arrived[f"bench:{n}"] - start)
+        bare.append(reader.arrived[f"{CALL_ENDED}:{n}"] - start)
     return pops, bare
 
 
-def run(agents: int, rounds: int, idle: float) -> dict[str, object]:
+@contextmanager
+def bench_node(agents: int) -> Iterator[tuple[Node, list[tuple[str, str, int]]]]:
+    """A node serving its web app on a free loopback port, with ``agents`` seeded agents (see :func:`seed`)."""
     with tempfile.TemporaryDirectory(prefix="bench-pop-") as tmp:
         config = Path(tmp) / "sites.toml"
         seats = ", ".join(f'"agent-{n:02d}"' for n in range(agents))
@@ -208,27 +214,48 @@ def run(agents: int, rounds: int, idle: float) -> dict[str, object]:
         runner = threading.Thread(target=node.run, daemon=True)
         seeded = seed(node, agents)
         runner.start()
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", node.site.section.web.port)) == 0:
-                    break
-            time.sleep(0.05)
+        try:
+            while True:
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", node.site.section.web.port)) == 0:
+                        break
+                time.sleep(0.05)
+            yield node, seeded
+        finally:
+            node.stop()
+            runner.join(30)
+            node.close()
+
+
+def open_readers(node: Node, seeded: list[tuple[str, str, int]]) -> list[Reader]:
+    """One event stream read on a thread per seeded agent, each opened (its first state received)."""
+    readers = [Reader(name, token) for name, token, _ in seeded]
+    for reader in readers:
+        threading.Thread(target=reader.run, args=(node.site.section.web.base_url,), daemon=True).start()
+    for reader in readers:
+        if not reader.opened.wait(30):
+            raise SystemExit(f"{reader.name}'s stream never opened")
+    return readers
+
+
+def cpu_figures(idle_cpu: float, connected_cpu: float, idle: float, agents: int) -> dict[str, float]:
+    return {
+        "cpu_idle_s_per_s": round(idle_cpu / idle, 4),
+        "cpu_connected_s_per_s": round(connected_cpu / idle, 4),
+        "cpu_per_connected_agent_pct": round((connected_cpu - idle_cpu) / agents / idle * 100, 3),
+    }
+
+
+def run(agents: int, rounds: int, idle: float) -> dict[str, object]:
+    with bench_node(agents) as (node, seeded):
         idle_cpu = cpu_over(idle)
-        readers = [Reader(name, token) for name, token, _ in seeded]
-        for reader in readers:
-            threading.Thread(target=reader.run, args=(node.site.section.web.base_url,), daemon=True).start()
-        for reader in readers:
-            if not reader.opened.wait(30):
-                raise SystemExit(f"{reader.name}'s stream never opened")
+        readers = open_readers(node, seeded)
         connected_cpu = cpu_over(idle)
         busy = time.process_time()
         pops, bare = measure(node, readers, seeded, rounds)
         busy = time.process_time() - busy
         for reader in readers:
             reader.close()
-        node.stop()
-        runner.join(30)
-        node.close()
     pop, baseline = quantiles(pops), quantiles(bare)
     return {
         "agents": agents,
@@ -236,21 +263,20 @@ def run(agents: int, rounds: int, idle: float) -> dict[str, object]:
         "bare_event": baseline,
         "ratio_p50": round(pop["p50_ms"] / baseline["p50_ms"], 2),
         "ratio_p95": round(pop["p95_ms"] / baseline["p95_ms"], 2),
-        "cpu_idle_s_per_s": round(idle_cpu / idle, 4),
-        "cpu_connected_s_per_s": round(connected_cpu / idle, 4),
-        "cpu_per_connected_agent_pct": round((connected_cpu - idle_cpu) / agents / idle * 100, 3),
+        **cpu_figures(idle_cpu, connected_cpu, idle, agents),
         "cpu_ms_per_pop_and_bare_round": round(busy / rounds * 1000, 2),
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(bench: Callable[[int, int, float], dict[str, object]] = run, doc: str = __doc__, pops: int = 300) -> None:
+    """The command line of ``bench`` (``run`` here): its figures as ``key value`` lines, or JSON."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--agents", type=int, default=50)
-    parser.add_argument("--pops", type=int, default=300)
+    parser.add_argument("--pops", type=int, default=pops)
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of each CPU window")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = run(args.agents, args.pops, args.idle)
+    result = bench(args.agents, args.pops, args.idle)
     if args.json:
         print(json.dumps(result, indent=2))
         return
