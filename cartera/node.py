@@ -50,6 +50,7 @@ from cartera.web.server import WebServer
 from cartera.web.services import WebServices
 from cartera.web.users import Role, UserDirectory
 from cartera.workspace.hub import CallEnds, WorkspaceHub
+from cartera.workspace.offers import PreviewOffers
 from cartera.workspace.screen import ScreenBuilder
 from cartera.workspace.service import WorkspaceService
 
@@ -137,6 +138,18 @@ class Node:
             ready_agents=lambda: ready_in(self.workspace.roster),
             targets_agents=lambda: dialer is not None and self.adapter("dialer", Dialer).capabilities.targets_agents,
         )
+        self.offers = PreviewOffers(
+            db=self.db,
+            audit=self.audit,
+            clock=self.clock,
+            now=lambda: datetime.now(UTC),  # an offer's hold is people's time
+            hub=self.workspace,
+            listing=self.call_list,
+            calls=self.calls,
+            campaign=site.section.campaign,
+            hold=timedelta(seconds=site.section.workspace.offer_hold_seconds),
+            skip_rest=timedelta(minutes=site.section.workspace.skip_rest_minutes),
+        )
         self._call_ends = CallEnds(site.name, self.workspace)
         hooks.plugin_manager.register(self._call_ends)
         store = self._provider("recording", RecordingStore)
@@ -184,6 +197,7 @@ class Node:
             calls=self.calls,
             workspace=self.workspace,
             workspace_service=self.workspace_service,
+            offers=self.offers,
             archiver=self.archiver,
             creditor_sync=self.creditor_sync if "crm_sync" in self._adapters else None,
             check=self.health.check,
@@ -262,6 +276,7 @@ class Node:
             calls=self.calls,
             workspace=self.workspace,
             workspace_service=self.workspace_service,
+            offers=self.offers,
         )
 
     def configured_kinds(self) -> list[str]:

@@ -31,11 +31,13 @@ from cartera.core.store.schema import (
     Account,
     AccountStop,
     ContactAttempt,
+    Creditor,
     Debtor,
     Phone,
     Portfolio,
     PromiseRow,
 )
+from cartera.portfolio.identity import PortfolioKey, in_portfolios
 from cartera.workspace.agents import AgentRoster, AgentState
 from cartera.workspace.callbacks import due_callbacks
 from cartera.workspace.promises import PromiseState
@@ -192,17 +194,19 @@ class CallList:
             ranked = rank(candidates, self.model(now), now, self.config)
         return callbacks + ranked
 
-    def pool(self, now: datetime, day_start: datetime, limit: int) -> list[DueAccount]:
-        """At most ``limit`` accounts due by ``now`` to rank, with their calls since ``day_start``: ``fifo``, the
-        longest due; ``value``, the best of all the due accounts by their score this hour (kept until the hour or
-        the model changes, so an account passed over does not hold its place at the front of the pool), each
-        segment of days past due given its quota of the pool."""
+    def pool(
+        self, now: datetime, day_start: datetime, limit: int, within: frozenset[PortfolioKey] | None = None
+    ) -> list[DueAccount]:
+        """At most ``limit`` accounts due by ``now`` to rank (of the portfolios ``within``, ``None``: all), with
+        their calls since ``day_start``: ``fifo``, the longest due; ``value``, the best of all the due accounts by
+        their score this hour (kept until the hour or the model changes, so an account passed over does not hold
+        its place at the front of the pool), each segment of days past due given its quota of the pool."""
         if self.config.order == "fifo":
             with self.db.session() as session:
-                return due_accounts(session, site=self.site, now=now, day_start=day_start, limit=limit)
+                return due_accounts(session, site=self.site, now=now, day_start=day_start, limit=limit, within=within)
         model = self.model(now)
         with self.db.session() as session:
-            due = session.execute(_due(self.site, now, Account.id)).scalars().all()
+            due = session.execute(_due(self.site, now, Account.id, within=within)).scalars().all()
             scores = self._scores(session, model, now, due)
             best = self._best(due, scores, limit)
             found = {
@@ -229,12 +233,15 @@ class CallList:
         shortlist.sort(key=lambda account_id: scores[account_id], reverse=True)
         return by_quota(shortlist, self._segments.get, quotas)[:limit]
 
-    def queue(self, now: datetime, top: int, max_attempts_per_day: int) -> list[Pick]:
+    def queue(
+        self, now: datetime, top: int, max_attempts_per_day: int, within: frozenset[PortfolioKey] | None = None
+    ) -> list[Pick]:
         """The next ``top`` calls in the order the campaign would place them at ``now``, placing none and changing
-        nothing (callbacks waiting for their agent included, marked)."""
+        nothing (callbacks waiting for their agent included, marked); the due accounts of the portfolios
+        ``within`` only (``None``: all), callbacks of every portfolio."""
         day_start = datetime.combine(now.astimezone(self.zone).date(), time.min, self.zone)
         size = max(top, self.config.candidates)
-        rows = self.pool(now, day_start, size * 4)
+        rows = self.pool(now, day_start, size * 4, within)
         due = [(row.account_id, row.ref) for row in rows if row.tries_today < max_attempts_per_day]
         return self.order(due[:size], now)[:top]
 
@@ -400,27 +407,38 @@ class DueAccount:
 
 
 def due_accounts(
-    session: Session, *, site: str, now: datetime, day_start: datetime, limit: int, ids: Sequence[int] | None = None
+    session: Session,
+    *,
+    site: str,
+    now: datetime,
+    day_start: datetime,
+    limit: int,
+    ids: Sequence[int] | None = None,
+    within: frozenset[PortfolioKey] | None = None,
 ) -> list[DueAccount]:
-    """Active, not stopped accounts of the site due by ``now`` (of ``ids`` when given), longest due first (never
-    tried first), with their calls and answered calls since ``day_start``; at most ``limit``."""
+    """Active, not stopped accounts of the site due by ``now`` (of ``ids`` when given, of the portfolios
+    ``within``), longest due first (never tried first), with their calls and answered calls since ``day_start``;
+    at most ``limit``."""
     today = (ContactAttempt.account_id == Account.id, ContactAttempt.requested_at >= day_start)
     attempts_today = select(func.count()).where(*today).scalar_subquery()
     answered_today = select(func.count()).where(*today, ContactAttempt.outcome == "answered").scalar_subquery()
-    query = _due(site, now, Account.id, Account.ref, attempts_today, answered_today)
+    query = _due(site, now, Account.id, Account.ref, attempts_today, answered_today, within=within)
     if ids is not None:
         query = query.where(Account.id.in_(ids))
     rows = session.execute(query.limit(limit)).all()
     return [DueAccount(account_id, ref, tries, answered) for account_id, ref, tries, answered in rows]
 
 
-def _due(site: str, now: datetime, *columns: Any) -> Select[Any]:
-    """``columns`` of the site's active, not stopped accounts due by ``now``, longest due first."""
+def _due(site: str, now: datetime, *columns: Any, within: frozenset[PortfolioKey] | None = None) -> Select[Any]:
+    """``columns`` of the site's active, not stopped accounts due by ``now`` (of the portfolios ``within``, ``None``:
+    all), longest due first."""
     return (
         select(*columns)
         .join(Portfolio, Account.portfolio_id == Portfolio.id)
+        .join(Creditor, Portfolio.creditor_id == Creditor.id)
         .where(
             Portfolio.site == site,
+            in_portfolios(within),
             Account.status == "active",
             ~exists().where(AccountStop.account_id == Account.id),  # an agent's cease contact, dispute...
             (Account.next_contact_at.is_(None)) | (Account.next_contact_at <= now),

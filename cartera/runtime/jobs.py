@@ -19,6 +19,7 @@ from cartera.core.logs import event
 from cartera.portfolio.sync import CreditorSync
 from cartera.recordings.archival import Archiver
 from cartera.workspace.hub import WorkspaceHub
+from cartera.workspace.offers import PreviewOffers
 from cartera.workspace.service import WorkspaceService
 
 log = logging.getLogger("cartera.node")
@@ -45,6 +46,7 @@ class SiteJobs:
     calls: CallService
     workspace: WorkspaceHub
     workspace_service: WorkspaceService
+    offers: PreviewOffers
     archiver: Archiver | None
     creditor_sync: Callable[[], CreditorSync] | None
     check: Callable[[], object]
@@ -64,6 +66,8 @@ class SiteJobs:
         if section.web.enabled:
             jobs.append(Job("vendor_checks", self.check, section.web.check_seconds))
             jobs.append(Job("workspace_timeouts", self.workspace.sweep, WORKSPACE_SWEEP_S))
+            if section.campaign.mode == "preview":
+                jobs.append(Job("preview_offers", self.offers.sweep, WORKSPACE_SWEEP_S))
         jobs.append(Job("promises_and_orphan_calls", self.workspace_service.sweep, WORKSPACE_REVIEW_S))
         return jobs
 

@@ -20,12 +20,14 @@ from starlette.concurrency import run_in_threadpool
 
 from cartera.contact.compliance import LineType, Reason
 from cartera.core.errors import UsageError
+from cartera.core.models import CallOutcome
 from cartera.web.context import SESSION_COOKIE, Viewer, Web, WebError, check_csrf
 from cartera.web.i18n import Language, translate
 from cartera.web.sse import event_stream, last_event_id, too_many_streams
 from cartera.web.users import Role
 from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, WorkspaceError
 from cartera.workspace.hub import AGENT_KINDS, WorkspaceHub
+from cartera.workspace.offers import SKIP_REASONS
 from cartera.workspace.promises import Instalment
 from cartera.workspace.screen import NotOnScreen, jsonable
 from cartera.workspace.service import CallbackRequest, DispositionInput
@@ -83,7 +85,9 @@ def agent_router(web: Web) -> APIRouter:
         viewer, extension = signed_in_agent(web, request)
         status = hub.open_page(viewer.user.name, extension, viewer.user.portfolios(web.site))
         messages = page_messages(web.language(request))
-        return web.page(request, "agent.html", viewer, agent_status=status, messages=messages)
+        return web.page(
+            request, "agent.html", viewer, agent_status=status, messages=messages, skip_reasons=SKIP_REASONS
+        )
 
     @router.get("/agent/events", include_in_schema=False)
     async def events(request: Request) -> Response:
@@ -98,11 +102,12 @@ def agent_router(web: Web) -> APIRouter:
         subscription = hub.subscribe(name, AGENT_KINDS, last_event_id=since)
         hub.roster.page_seen(name)
         first = []
-        if since is None:  # a page just opened: its state (to it alone), and the call on screen if there is one
+        offer = web.services.offers.held(name)
+        if since is None:  # a page just opened: its state (to it alone), the call on screen or the offer held
             first.append(hub.state_now(name))
-            pop = hub.on_screen(name)
-            if pop is not None:
-                first.append(pop)
+            first.extend(event for event in (hub.on_screen(name), offer) if event is not None)
+        if offer is None:  # preview mode: a ready agent's first page is offered an account (pushed as it is made)
+            await run_in_threadpool(web.services.offers.offer, name)
         token = request.cookies.get(SESSION_COOKIE, "")
 
         async def alive() -> bool:
@@ -311,6 +316,8 @@ _PAGE_KEYS = (
     "agent.reconnecting",
     "agent.call",
     "agent.calling",
+    "agent.offer.unanswered",
+    "agent.offer.denied",
 )
 
 
@@ -318,4 +325,5 @@ def page_messages(language: Language) -> dict[str, str]:
     """The texts the page's script shows, in ``language``."""
     messages = {key: translate(language, key) for key in _PAGE_KEYS}
     messages |= {f"reason.{key}": translate(language, f"reason.{key}") for key in Reason}
+    messages |= {f"outcome.{key}": translate(language, f"outcome.{key}") for key in CallOutcome}
     return messages

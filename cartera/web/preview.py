@@ -1,5 +1,6 @@
-"""The agent's preview call: find an account of the agent's portfolios, and call it through the compliance gate and
-the dialer, which connects the answered call to this agent; its pop arrives as any other."""
+"""The agent's preview call: the account preview mode offers it (call or skip it), or one of its portfolios it
+finds, called through the compliance gate and the dialer, which connects the answered call to this agent; its pop
+arrives as any other."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from cartera.portfolio.identity import PortfolioKey, code_problem, in_portfolios
 from cartera.web.agent_pages import signed_in_agent
 from cartera.web.context import Web, WebError, check_csrf
 from cartera.web.users import User
-from cartera.workspace.agents import AgentState
+from cartera.workspace.errors import WorkspaceError
 
 FOUND_AT_MOST = 10
 _ID = re.compile(r"[0-9]{1,12}")
@@ -48,18 +49,33 @@ def preview_router(web: Web) -> APIRouter:
         check_csrf(csrf, viewer.session.csrf)
         if not _ID.fullmatch(account_id) or not _accounts(web, viewer.user, Account.id == int(account_id)):
             raise WebError(404, f"no account {account_id[:12]!r} within the agent's portfolios", "error.404")
-        status = web.services.workspace.roster.get(viewer.user.name)
-        if status.state in (AgentState.ON_CALL, AgentState.WRAP_UP):
-            return _refused("account", f"save the disposition of call {status.attempt_id} first")
-        try:
-            call = web.services.calls.place_call(
-                phone=None, account=int(account_id), actor=viewer.actor, agent=extension
-            )
+        try:  # the account offered to the agent, or one it found
+            call = web.services.offers.dial(viewer.user.name, extension, int(account_id), actor=viewer.actor)
         except Denied as denied:  # the gate's reason and next allowed time, as it audited them
-            return _refused("account", str(denied))
-        except UsageError as exc:  # a dialer that cannot connect a call to a given agent
+            allowed = denied.decision.next_allowed_at
+            when = allowed.isoformat() if allowed else None
+            return JSONResponse({"field": "account", "error": str(denied), "next_allowed_at": when}, status_code=409)
+        except (WorkspaceError, UsageError) as exc:  # a call on screen or ringing; a dialer that cannot target agents
             return _refused("account", str(exc))
         return JSONResponse({"attempt_id": call.attempt_id}, status_code=202)
+
+    @router.post("/agent/offer/skip", include_in_schema=False)
+    @web.workers.pooled
+    def skip_offer(
+        request: Request,
+        account_id: Annotated[str, Form(max_length=12)],
+        reason: Annotated[str, Form(max_length=32)],
+        csrf: Annotated[str, Form(max_length=128)] = "",
+    ) -> Response:
+        viewer, _ = signed_in_agent(web, request)
+        check_csrf(csrf, viewer.session.csrf)
+        if not _ID.fullmatch(account_id):
+            raise WebError(400, f"not an account id: {account_id[:12]!r}", "error.400")
+        try:
+            web.services.offers.skip(viewer.user.name, int(account_id), reason)
+        except WorkspaceError as exc:  # an unknown reason; an account no longer offered to the agent
+            return _refused(exc.field, str(exc), 400 if exc.field == "reason" else 409)
+        return JSONResponse({"skipped": int(account_id)})
 
     return router
 
@@ -83,5 +99,5 @@ def _accounts(web: Web, user: User, matching: ColumnElement[bool]) -> list[dict[
     ]
 
 
-def _refused(field: str, message: str) -> JSONResponse:
-    return JSONResponse({"field": field, "error": message}, status_code=409)
+def _refused(field: str, message: str, status: int = 409) -> JSONResponse:
+    return JSONResponse({"field": field, "error": message}, status_code=status)

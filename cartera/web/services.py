@@ -18,6 +18,7 @@ from cartera.core.models import CheckResult
 from cartera.core.store.database import Database
 from cartera.recordings.access import RecordingLibrary
 from cartera.workspace.hub import WorkspaceHub
+from cartera.workspace.offers import PreviewOffers
 from cartera.workspace.service import WorkspaceService
 
 
@@ -60,3 +61,4 @@ class WebServices:
     calls: CallService  #: the one path of a call to the dialer (an agent's preview call)
     workspace: WorkspaceHub  #: the agents' states and the workspace's live events
     workspace_service: WorkspaceService  #: dispositions, promises and callbacks
+    offers: PreviewOffers  #: preview mode's offers of the next account, and the agents' own calls

@@ -80,6 +80,8 @@ def signin_router(web: Web) -> APIRouter:
         check_csrf(csrf, viewer.session.csrf)
         web.sessions.end(request.cookies.get(SESSION_COOKIE, ""))
         web.audit(viewer.actor, "web.logout", f"user:{viewer.user.name}")
+        if viewer.user.role is Role.AGENT:  # its preview offer goes back to the list, and no call reaches it
+            web.services.offers.signed_out(viewer.user.name)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response

@@ -43,9 +43,11 @@ SCREEN_POP, CALL_NOT_VISIBLE = "screen_pop", "call_not_visible"
 AGENT_STATE, CALL_CONNECTED, CALL_ENDED = "agent_state", "call_connected", "call_ended"
 #: What the wallboard (its board only) and the integrations (the events) hear of: states and calls, no pop.
 PUBLIC_KINDS = frozenset({AGENT_STATE, CALL_CONNECTED, CALL_ENDED})
+#: Preview mode's offer of the next account to an agent (whom to ask for, like a pop), and its withdrawal.
+PREVIEW_OFFER, PREVIEW_CLEARED = "preview_offer", "preview_cleared"
 #: What an agent's page hears of: never ``call_connected``, which names any call's account and phone whatever the
 #: agent's grants; the pop (or ``call_not_visible``, its id only) tells the agent of its call.
-AGENT_KINDS = frozenset({AGENT_STATE, SCREEN_POP, CALL_NOT_VISIBLE, CALL_ENDED})
+AGENT_KINDS = frozenset({AGENT_STATE, SCREEN_POP, CALL_NOT_VISIBLE, CALL_ENDED, PREVIEW_OFFER, PREVIEW_CLEARED})
 #: Sent to a reconnecting reader whose ``Last-Event-ID`` is older than the kept events: it missed some for good,
 #: so it reloads its state; numbered as the latest event, so its next reconnect resumes from there.
 RESET = "reset"
@@ -137,6 +139,7 @@ class WorkspaceHub:
         self._subscribers: list[Subscription] = []
         self._grants: dict[str, frozenset[PortfolioKey] | None] = {}
         self._pops: dict[str, WorkspaceEvent] = {}  #: each agent's pop on screen now
+        self._listeners: list[Callable[[WorkspaceEvent], None]] = []
 
     # --- agents and calls ------------------------------------------------------------------------
 
@@ -144,6 +147,10 @@ class WorkspaceHub:
         """An agent's page opened (``within``: the portfolios the agent may see)."""
         self._grants[agent] = within
         return self.roster.sign_in(agent, extension)
+
+    def grants(self, agent: str) -> frozenset[PortfolioKey] | None:
+        """The portfolios ``agent`` may see, as its page last opened (``None``: the whole site; none before)."""
+        return self._grants.get(agent, frozenset())
 
     def agent_connected(self, event: AgentConnected) -> None:
         """The dialer connected the answered call of ``event.attempt_id`` to the agent at ``event.agent`` (its
@@ -244,7 +251,13 @@ class WorkspaceHub:
             gone = [sub for sub in self._subscribers if sub.wants(event) and not sub.offer(event)]
             for subscription in gone:
                 self._subscribers.remove(subscription)
+        for listener in self._listeners:
+            listener(event)
         return event
+
+    def listen(self, listener: Callable[[WorkspaceEvent], None]) -> None:
+        """Have ``listener`` hear every event once published, on the publishing thread (outside the hub's lock)."""
+        self._listeners.append(listener)
 
     def subscribe(
         self, agent: str | None, kinds: frozenset[str] | None = None, last_event_id: int | None = None

@@ -97,6 +97,10 @@ class WorkspaceConfig(_Section):
     wrap_up_seconds: float = Field(default=120, gt=0, le=3600)
     #: an agent's page gone (browser closed) longer than this mid-call: dispositioned ``browser_closed``
     gone_seconds: float = Field(default=30, gt=0, le=3600)
+    #: preview mode: how long an account offered to an agent is held for it alone; then the agent is paused
+    offer_hold_seconds: float = Field(default=120, gt=0, le=3600)
+    #: preview mode: how long an account an agent skipped (or could not call) is not offered to that agent again
+    skip_rest_minutes: float = Field(default=60, ge=0, le=24 * 60)
     codes: tuple[CodeSetting, ...] | None = None  #: the site's list (default: the built-in one)
     portfolios: dict[str, PortfolioWorkspace] = {}
     #: the workspace API's integrations by name (events and dispositions; docs/workspace-api.openapi.json)

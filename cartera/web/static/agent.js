@@ -6,6 +6,7 @@
   const csrf = desk.dataset.csrf;
   const $ = (id) => document.getElementById(id);
   let attempt = null;
+  let offered = null; // the account preview mode offers this agent now
 
   function text(tag, content) {
     const node = document.createElement(tag);
@@ -43,8 +44,54 @@
     for (const id of ["accounts", "law", "promises", "timeline", "code"]) $(id).replaceChildren();
   }
 
+  function showOffer(offer) {
+    offered = offer.account_id;
+    $("offer-debtor").textContent = offer.debtor;
+    $("offer-phone").textContent = offer.phone;
+    $("offer-account").textContent = offer.account;
+    $("offer-callback").hidden = !offer.callback;
+    $("offer").hidden = false;
+    $("offer").dataset.account = String(offer.account_id);
+  }
+
+  function clearOffer(cleared) {
+    if (cleared.reason === "unanswered") { // the agent's call ended without reaching it
+      note(say["agent.offer.unanswered"] + " " + (say["outcome." + cleared.outcome] || cleared.outcome || ""));
+      return;
+    }
+    if (cleared.account_id !== offered) return;
+    offered = null;
+    $("offer").hidden = true;
+    delete $("offer").dataset.account;
+  }
+
+  function note(message) {
+    $("offer-note").textContent = message;
+    $("offer-note").hidden = !message;
+  }
+
+  function callOffer() {
+    if (offered === null) return;
+    note(say["agent.calling"]);
+    post("/agent/preview", {account_id: String(offered)}).then(({ok, answer}) => {
+      if (ok) return;
+      let message = say["agent.offer.denied"] + " " + (answer.error || "");
+      if (answer.next_allowed_at) message += " · " + say["agent.law.next"] + " " + answer.next_allowed_at;
+      note(message);
+    });
+  }
+
+  function skipOffer() {
+    if (offered === null) return;
+    note("");
+    post("/agent/offer/skip", {account_id: String(offered), reason: $("skip-reason").value}).then(({ok, answer}) => {
+      if (!ok) note(answer.error || "");
+    });
+  }
+
   function showPop(pop, visible) {
     clearCall();
+    note("");
     attempt = pop.attempt_id;
     $("waiting").hidden = true;
     $("call").hidden = false;
@@ -149,6 +196,8 @@
     });
   }
 
+  $("offer-call").addEventListener("click", callOffer);
+  $("offer-skip").addEventListener("click", skipOffer);
   $("ready").addEventListener("click", () => setState("ready"));
   $("pause").addEventListener("click", () => setState("paused"));
   $("confirm").addEventListener("click", confirmParty);
@@ -176,7 +225,9 @@
     if (key.key === "/") {
       key.preventDefault();
       $("search-ref").focus();
-    } else if (key.key === "r") setState("ready");
+    } else if (key.key === "l") callOffer();
+    else if (key.key === "s") skipOffer();
+    else if (key.key === "r") setState("ready");
     else if (key.key === "p") setState("paused");
     else if (key.key === "c") confirmParty();
     else if (/^[1-9]$/.test(key.key) && $("code").options.length >= Number(key.key)) {
@@ -190,6 +241,8 @@
   events.addEventListener("agent_state", (message) => showState(JSON.parse(message.data)));
   events.addEventListener("screen_pop", (message) => showPop(JSON.parse(message.data), true));
   events.addEventListener("call_not_visible", (message) => showPop(JSON.parse(message.data), false));
+  events.addEventListener("preview_offer", (message) => showOffer(JSON.parse(message.data)));
+  events.addEventListener("preview_cleared", (message) => clearOffer(JSON.parse(message.data)));
   // the node no longer keeps some events this page missed: start again from its state now
   events.addEventListener("reset", () => window.location.reload());
   events.addEventListener("call_ended", (message) => {
