@@ -44,10 +44,13 @@ from cartera.runtime.health import CheckLine, Health
 from cartera.runtime.held_reports import HeldReports
 from cartera.runtime.jobs import SiteJobs
 from cartera.runtime.lifecycle import Lifecycle
+from cartera.runtime.page_reads import PageReads
 from cartera.runtime.site_clock import make_clock
+from cartera.runtime.store_status import StoreStatus
 from cartera.web.app import build_app
 from cartera.web.server import WebServer
 from cartera.web.services import WebServices
+from cartera.web.sessions import LoginThrottler, SessionStore
 from cartera.web.users import Role, UserDirectory
 from cartera.workspace.hub import CallEnds, WorkspaceHub
 from cartera.workspace.offers import PreviewOffers
@@ -261,15 +264,22 @@ class Node:
         return adapter
 
     def web_services(self) -> WebServices:
-        """What the site's web app may use: the node's narrow services, never the node itself."""
+        """What the site's web app may use: the node's narrow services, never the node itself; sessions and sign-in
+        throttling run on wall-clock time."""
+        web, abandonment = self.site.section.web, self.site.section.campaign.abandonment
         return WebServices(
             site=self.site.name,
             zone=self.site.zone,
             country=self.site.section.country,
             data_dir=self.site.data_dir,
-            config=self.site.section.web,
-            db=self.db,
+            config=web,
             clock=self.clock,
+            users=self.users,
+            sessions=SessionStore(self.db, web.session_minutes, web.session_max_hours, _wall_clock),
+            throttle=LoginThrottler(self.db, _wall_clock),
+            audit=self.audit,
+            reads=PageReads(self.site.name, self.db, self.clock, self.site.zone, abandonment),
+            store=StoreStatus(self.site.name, self.db, self.clock, abandonment),
             library=self.library,
             routers=self.http_routers,
             state=self.health,
@@ -383,3 +393,7 @@ class Node:
             dialer.stop()
             self._started.remove(dialer)
         self.reports.wait_written(REPORTS_WAIT_S)  # the last calls' ends, before the drain exports them
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)

@@ -19,9 +19,9 @@ from cartera.core.models import CallOutcome, Channel
 from cartera.core.store.schema import Account, ContactAttempt
 from cartera.node import Node
 from cartera.portfolio.identity import PortfolioKey
+from cartera.runtime.kpis import daily_kpis
 from cartera.web.context import Web
 from cartera.web.health import StoreCollector
-from cartera.web.kpi import daily_kpis
 from cartera.web.wallboard import board
 from tests.conftest import write_portfolio, write_sites
 

@@ -8,7 +8,8 @@ from itertools import pairwise
 
 import pytest
 
-from cartera.web.kpi import TICK_FONT_PX, DayKpi, bar_chart
+from cartera.runtime.kpis import DayKpi
+from cartera.web.kpi import TICK_FONT_PX, bar_chart
 
 #: Widest glyphs of a ``dd/mm`` label in DejaVu Sans (the font of the browser tests): digits 0.64 em, "/" 0.34 em.
 LABEL_EM = 4 * 0.64 + 0.34

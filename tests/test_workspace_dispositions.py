@@ -31,7 +31,7 @@ from cartera.core.store.schema import (
 )
 from cartera.node import Node
 from cartera.portfolio.identity import PortfolioKey
-from cartera.web.kpi import daily_kpis
+from cartera.runtime.kpis import daily_kpis
 from cartera.web.users import Grant, Role, UserDirectory
 from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, WorkspaceError
 from cartera.workspace.promises import Instalment

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +12,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
-from cartera.core.audit import audit
 from cartera.web.i18n import LANGUAGES, Language, number, translate
 from cartera.web.media import VerifiedCopies
 from cartera.web.services import WebServices
-from cartera.web.sessions import LoginThrottler, SessionInfo, SessionStore
+from cartera.web.sessions import SessionInfo
 from cartera.web.sse import StreamSlots, stream_cap
-from cartera.web.users import Role, User, UserDirectory
+from cartera.web.users import Role, User
 from cartera.web.workers import WorkerPool
 
 SESSION_COOKIE = "cartera_session"
@@ -54,14 +51,12 @@ class Viewer:
 
 
 class Web:
-    """The supervisors' pages of one node; ``now`` is wall-clock time for sessions and throttling."""
+    """The supervisors' pages of one node."""
 
-    def __init__(self, services: WebServices, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(self, services: WebServices) -> None:
         config = services.config
-        self.services, self.site, self.now = services, services.site, now
-        self.users = UserDirectory(services.db, now)
-        self.sessions = SessionStore(services.db, config.session_minutes, config.session_max_hours, now)
-        self.throttle = LoginThrottler(services.db, now)
+        self.services, self.site = services, services.site
+        self.users, self.sessions, self.throttle = services.users, services.sessions, services.throttle
         self.workers = WorkerPool(config.workers, config.queue)
         self.streams = StreamSlots(stream_cap(config.max_connections))
         self.copies = VerifiedCopies(services.data_dir / "web" / "copies")
@@ -141,9 +136,7 @@ class Web:
         return self.page(request, "error.html", viewer, status=status, message_key=message_key)
 
     def audit(self, actor: str, action: str, subject: str, **details: Any) -> None:
-        with self.services.db.session() as session:
-            at = self.services.clock.now()
-            audit(session, at=at, site=self.site, actor=actor, action=action, subject=subject, **details)
+        self.services.audit.write(actor=actor, action=action, subject=subject, **details)
 
 
 def check_csrf(given: str, expected: str) -> None:

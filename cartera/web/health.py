@@ -17,14 +17,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select, text
-from sqlalchemy.exc import SQLAlchemyError
 
-from cartera.contact.abandonment import abandonment_rate
 from cartera.core.redaction import redact
-from cartera.core.store.schema import ContactAttempt, ExportCursor, ImportBatch, RecordingRow, SmsRow
-from cartera.core.store.site_lease import lease_holder
-from cartera.recordings.catalog import PENDING
 from cartera.web.services import WebServices
 from cartera.web.users import Role
 
@@ -58,12 +52,12 @@ def health_router(services: WebServices) -> APIRouter:
 
 def _checks(services: WebServices) -> dict[str, dict[str, Any]]:
     """Every check by name with its result and (redacted) detail: scheduler, store, each vendor's last check."""
-    store_ok, store_detail = _store_reachable(services)
+    store_ok, store_detail = services.store.reachable()
     checks: dict[str, dict[str, Any]] = {
         "scheduler": {"ok": services.state.scheduler_running},
         "store": {"ok": store_ok, "detail": redact(store_detail)},
     }
-    lease = lease_holder(services.db, services.site) if store_ok else None
+    lease = services.store.lease() if store_ok else None
     if lease is not None:  # PostgreSQL: which node works the site, with its fencing token
         active, detail = lease.describe(datetime.now(UTC))
         checks["node"] = {"ok": active, "detail": detail, "token": lease.token}
@@ -95,15 +89,6 @@ def _may_see_detail(request: Request, site: str) -> bool:
     return viewer is not None and viewer.user.role is Role.ADMIN and viewer.user.sees_site(site)
 
 
-def _store_reachable(services: WebServices) -> tuple[bool, str]:
-    try:
-        with services.db.reading() as session:  # never waits for a writer (a long import on SQLite)
-            session.execute(text("SELECT 1"))
-    except SQLAlchemyError as exc:
-        return False, type(exc).__name__
-    return True, services.db.display_url
-
-
 class StoreCollector(Collector):
     """Every scrape counts what the store holds for the node's site (no process-local counters to lose)."""
 
@@ -111,32 +96,9 @@ class StoreCollector(Collector):
         self.services = services
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        site = self.services.site
-        with self.services.db.reading() as session:
-            calls = session.execute(
-                select(ContactAttempt.outcome, func.count())
-                .where(ContactAttempt.site == site, ContactAttempt.state == "finished")
-                .group_by(ContactAttempt.outcome)
-            ).all()
-            recordings = session.execute(
-                select(RecordingRow.state, func.count()).where(RecordingRow.site == site).group_by(RecordingRow.state)
-            ).all()
-            oldest: datetime | None = session.scalar(
-                select(func.min(RecordingRow.found_at)).where(
-                    RecordingRow.site == site, RecordingRow.state.in_(PENDING)
-                )
-            )
-            sms = session.execute(
-                select(SmsRow.state, func.count()).where(SmsRow.site == site).group_by(SmsRow.state)
-            ).all()
-            abandonment = abandonment_rate(
-                session, site, self.services.clock.now(), self.services.calls.campaign.abandonment
-            )
-            batches = session.scalars(select(ImportBatch.counts).where(ImportBatch.site == site)).all()
-            cursors = session.execute(
-                select(ExportCursor.creditor, ExportCursor.last_seq).where(ExportCursor.site == site)
-            ).all()
-        yield _family("cartera_calls", "Finished calls by outcome", "outcome", calls)
+        counts = self.services.store.counts()
+        yield _family("cartera_calls", "Finished calls by outcome", "outcome", counts.calls)
+        abandonment = counts.abandonment
         yield GaugeMetricFamily(
             "cartera_abandonment_rate",
             f"Abandoned calls over calls answered by a person, last {abandonment.window_days:g} days "
@@ -144,20 +106,23 @@ class StoreCollector(Collector):
             value=abandonment.rate,
         )
         yield GaugeMetricFamily("cartera_abandonment_limit", "The abandonment rate allowed", value=abandonment.limit)
-        yield _family("cartera_recordings", "Recordings by archival state", "state", recordings)
+        yield _family("cartera_recordings", "Recordings by archival state", "state", counts.recordings)
+        oldest = counts.oldest_pending
         lag = max(0.0, (self.services.clock.now() - oldest).total_seconds()) if oldest else 0.0
         yield GaugeMetricFamily(
             "cartera_archival_lag_seconds", "Age of the oldest recording not archived yet (0: none)", value=lag
         )
-        yield _family("cartera_sms", "Text messages by state", "state", sms)
+        yield _family("cartera_sms", "Text messages by state", "state", counts.sms)
         rows: dict[str, int] = {}
-        for counts in batches:
-            for result, count in counts.items():
+        for batch in counts.batches:
+            for result, count in batch.items():
                 rows[result] = rows.get(result, 0) + count
-        yield GaugeMetricFamily("cartera_creditor_import_batches", "Creditor files imported", value=len(batches))
+        yield GaugeMetricFamily("cartera_creditor_import_batches", "Creditor files imported", value=len(counts.batches))
         yield _family("cartera_creditor_import_rows", "Imported creditor rows by result", "result", rows.items())
-        yield _family("cartera_creditor_exported_seq", "Last activity exported, per creditor", "creditor", cursors)
-        lease = lease_holder(self.services.db, site)
+        yield _family(
+            "cartera_creditor_exported_seq", "Last activity exported, per creditor", "creditor", counts.cursors
+        )
+        lease = self.services.store.lease()
         if lease is not None:  # a takeover raises the token: changes(cartera_site_lease_token[1h])
             token = GaugeMetricFamily("cartera_site_lease_token", "The site's lease: fencing token", labels=["holder"])
             token.add_metric([lease.holder], float(lease.token))

@@ -13,17 +13,15 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import and_, false, or_, select
 
 from cartera.contact.phones import InvalidPhone, normalize
 from cartera.core.errors import NotFound, UsageError
 from cartera.core.models import CallOutcome
-from cartera.core.store.schema import AuditEntry, Creditor, Portfolio
-from cartera.portfolio.identity import PortfolioKey, code_problem, in_portfolios
+from cartera.portfolio.identity import code_problem
 from cartera.recordings.access import Reach, RecordingView, SearchFilters
 from cartera.web.context import Viewer, Web, WebError
 from cartera.web.i18n import translate
-from cartera.web.kpi import bar_chart, daily_kpis
+from cartera.web.kpi import bar_chart
 from cartera.web.media import BadRange, ByteRange, download_name, file_response, parse_range
 
 PAGE_SIZE = 25
@@ -70,7 +68,7 @@ def pages_router(web: Web) -> APIRouter:
             form=search.form,
             query=urlencode({key: value for key, value in search.form.items() if value}),
             outcomes=[outcome.value for outcome in CallOutcome],
-            portfolios=_portfolios(web, viewer.user.reach()),
+            portfolios=web.services.reads.portfolios(viewer.user.reach()),
             sites=search.sites,
             zone=web.services.zone,
             as_local=_local(web),
@@ -106,7 +104,7 @@ def pages_router(web: Web) -> APIRouter:
         if since > until or (until - since).days >= KPI_MAX_DAYS:
             raise WebError(400, "the KPI period must run forward and span at most 92 days", "error.422")
         reach = _site_filter(viewer.user.reach(), request.query_params.get("site", "").strip())
-        kpis = daily_kpis(web.services.db, reach, web.services.zone, since=since, until=until)
+        kpis = web.services.reads.kpis(reach, since=since, until=until)
         language = web.language(request)
         chart = bar_chart(
             kpis,
@@ -136,14 +134,8 @@ def pages_router(web: Web) -> APIRouter:
         if viewer.user.portfolios(web.site) is not None:  # the log spans every creditor's portfolios
             raise WebError(403, "the audit view needs a grant of the whole site, not of some portfolios", "error.403")
         page = _page(request.query_params.get("page"))
-        with web.services.db.session() as session:
-            entries = session.scalars(
-                select(AuditEntry)
-                .where(AuditEntry.site == web.site, or_(*(AuditEntry.action.startswith(p) for p in _AUDITED)))
-                .order_by(AuditEntry.id.desc())
-                .limit(AUDIT_PAGE_SIZE + 1)
-                .offset((page - 1) * AUDIT_PAGE_SIZE)
-            ).all()
+        offset = (page - 1) * AUDIT_PAGE_SIZE
+        entries = web.services.reads.audit_page(_AUDITED, offset=offset, limit=AUDIT_PAGE_SIZE + 1)
         return web.page(
             request,
             "audit.html",
@@ -272,15 +264,6 @@ def _reference(text: str, parts: int) -> bool:
     """``text`` is at most ``parts`` identifiers of the import's allow-list joined by ``/``."""
     split = text.split("/")
     return len(split) <= parts and all(code_problem(part) is None for part in split)
-
-
-def _portfolios(web: Web, reach: Reach) -> list[str]:
-    """The portfolios the viewer may see at its sites, as ``CREDITOR/CODE``."""
-    query = select(Creditor.code, Portfolio.code).join(Portfolio, Portfolio.creditor_id == Creditor.id)
-    sites = (and_(Portfolio.site == site, in_portfolios(within)) for site, within in reach.items())
-    with web.services.db.session() as session:
-        found = session.execute(query.where(or_(false(), *sites)))
-        return sorted({str(PortfolioKey(creditor, code)) for creditor, code in found})
 
 
 def _local(web: Web) -> Callable[[str], str]:

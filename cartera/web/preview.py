@@ -9,12 +9,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import ColumnElement, select
 
 from cartera.contact.targets import Denied
 from cartera.core.errors import UsageError
-from cartera.core.store.schema import Account, Creditor, Debtor, Portfolio
-from cartera.portfolio.identity import PortfolioKey, code_problem, in_portfolios
+from cartera.portfolio.identity import code_problem
 from cartera.web.agent_pages import signed_in_agent
 from cartera.web.context import Web, WebError, check_csrf
 from cartera.web.users import User
@@ -34,7 +32,7 @@ def preview_router(web: Web) -> APIRouter:
         query = q.strip()
         if not query or code_problem(query) is not None:
             raise WebError(400, f"search an account reference, not {query[:40]!r}", "error.422")
-        found = _accounts(web, viewer.user, Account.ref.startswith(query, autoescape=True))
+        found = _accounts(web, viewer.user, ref_prefix=query)
         web.audit(viewer.actor, "workspace.search", f"query:{query}", found=[row["ref"] for row in found])
         return JSONResponse(found)
 
@@ -47,7 +45,7 @@ def preview_router(web: Web) -> APIRouter:
     ) -> Response:
         viewer, extension = signed_in_agent(web, request)
         check_csrf(csrf, viewer.session.csrf)
-        if not _ID.fullmatch(account_id) or not _accounts(web, viewer.user, Account.id == int(account_id)):
+        if not _ID.fullmatch(account_id) or not _accounts(web, viewer.user, account_id=int(account_id)):
             raise WebError(404, f"no account {account_id[:12]!r} within the agent's portfolios", "error.404")
         try:  # the account offered to the agent, or one it found
             call = web.services.offers.dial(viewer.user.name, extension, int(account_id), actor=viewer.actor)
@@ -80,23 +78,12 @@ def preview_router(web: Web) -> APIRouter:
     return router
 
 
-def _accounts(web: Web, user: User, matching: ColumnElement[bool]) -> list[dict[str, object]]:
-    """The site's active accounts within ``user``'s portfolios that match (a SQL condition), few at most."""
-    within: frozenset[PortfolioKey] | None = user.portfolios(web.site)
-    with web.services.db.reading() as session:
-        rows = session.execute(
-            select(Account.id, Account.ref, Creditor.code, Portfolio.code, Debtor.name)
-            .join(Portfolio, Account.portfolio_id == Portfolio.id)
-            .join(Creditor, Portfolio.creditor_id == Creditor.id)
-            .join(Debtor, Account.debtor_id == Debtor.id)
-            .where(Portfolio.site == web.site, Account.status == "active", in_portfolios(within), matching)
-            .order_by(Account.ref)
-            .limit(FOUND_AT_MOST)
-        ).all()
-    return [
-        {"id": id_, "ref": ref, "portfolio": f"{creditor}/{code}", "debtor": name}
-        for id_, ref, creditor, code, name in rows
-    ]
+def _accounts(web: Web, user: User, *, ref_prefix: str = "", account_id: int | None = None) -> list[dict[str, object]]:
+    """The site's active accounts within ``user``'s portfolios that match, few at most."""
+    found = web.services.reads.accounts(
+        user.portfolios(web.site), ref_prefix=ref_prefix, account_id=account_id, limit=FOUND_AT_MOST
+    )
+    return [{"id": row.id, "ref": row.ref, "portfolio": row.portfolio, "debtor": row.debtor} for row in found]
 
 
 def _refused(field: str, message: str, status: int = 409) -> JSONResponse:

@@ -12,11 +12,15 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter
 
 from cartera.contact.calls import CallService
+from cartera.core.audit import AuditLog
 from cartera.core.clock import Clock
 from cartera.core.config import WebConfig
 from cartera.core.models import CheckResult
-from cartera.core.store.database import Database
 from cartera.recordings.access import RecordingLibrary
+from cartera.runtime.page_reads import PageReads
+from cartera.runtime.store_status import StoreStatus
+from cartera.web.sessions import LoginThrottler, SessionStore
+from cartera.web.users import UserDirectory
 from cartera.workspace.hub import WorkspaceHub
 from cartera.workspace.offers import PreviewOffers
 from cartera.workspace.service import WorkspaceService
@@ -53,8 +57,13 @@ class WebServices:
     country: str
     data_dir: Path
     config: WebConfig
-    db: Database
     clock: Clock
+    users: UserDirectory  #: the users of the node's pages
+    sessions: SessionStore  #: their sign-in sessions
+    throttle: LoginThrottler  #: failed sign-ins, slowed down
+    audit: AuditLog  #: the site's audit log, written
+    reads: PageReads  #: what the pages read of the store: KPIs, the audit log, the wallboard's counts...
+    store: StoreStatus  #: what /healthz and /metrics read of the store
     library: RecordingLibrary
     routers: Callable[[], list[tuple[str, APIRouter]]]
     state: NodeState

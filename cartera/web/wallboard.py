@@ -11,13 +11,9 @@ from time import monotonic as time_now
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from cartera.contact.abandonment import abandonment_rate
-from cartera.core.models import ActivityKind, CallOutcome
-from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Portfolio
-from cartera.portfolio.identity import PortfolioKey, in_portfolios
+from cartera.portfolio.identity import PortfolioKey
 from cartera.web.context import SESSION_COOKIE, Web
 from cartera.web.sse import KEEP_ALIVE, KEEP_ALIVE_S, RETRY, encode, pushed, stream_response, too_many_streams
 from cartera.workspace.agents import AgentState, AgentStatus
@@ -47,49 +43,19 @@ def board(web: Web, within: frozenset[PortfolioKey] | None) -> Board:
     statuses = web.services.workspace.roster.everyone()
     zone, now = web.services.zone, web.services.clock.now()
     midnight = datetime.combine(now.astimezone(zone).date(), time(), zone)
-    attempts = (
-        select(func.count())
-        .select_from(ContactAttempt)
-        .join(Account, ContactAttempt.account_id == Account.id)
-        .join(Portfolio, Account.portfolio_id == Portfolio.id)
-        .join(Creditor, Portfolio.creditor_id == Creditor.id)
-        .where(ContactAttempt.site == web.site, in_portfolios(within), ContactAttempt.requested_at >= midnight)
-    )
-    answered = attempts.where(ContactAttempt.state == "finished", ContactAttempt.outcome == CallOutcome.ANSWERED)
-    with web.services.db.reading() as session:
-        placing = session.scalar(attempts.where(ContactAttempt.state == "placing")) or 0
-        contacts = session.scalar(answered) or 0
-        abandoned = (
-            session.scalar(
-                attempts.where(ContactAttempt.state == "finished", ContactAttempt.outcome == CallOutcome.ABANDONED)
-            )
-            or 0
-        )
-        rate = abandonment_rate(session, web.site, now, web.services.calls.campaign.abandonment, within)
-        promises = (
-            session.scalar(
-                select(func.count())
-                .select_from(ActivityRow)
-                .join(Account, ActivityRow.account_id == Account.id)
-                .join(Portfolio, Account.portfolio_id == Portfolio.id)
-                .join(Creditor, Portfolio.creditor_id == Creditor.id)
-                .where(ActivityRow.site == web.site, in_portfolios(within), ActivityRow.at >= midnight)
-                .where(ActivityRow.kind == ActivityKind.PROMISE_TO_PAY.value)
-            )
-            or 0
-        )
+    today = web.services.reads.today(within, midnight)
     talking = sum(status.state is AgentState.ON_CALL for status in statuses)
     busy = sum(status.state in (AgentState.ON_CALL, AgentState.WRAP_UP) for status in statuses)
     working = sum(status.state is not AgentState.PAUSED or status.attempt_id is not None for status in statuses)
     return Board(
         agents=[_agent(status) for status in statuses],
-        ringing=max(placing - talking, 0),
+        ringing=max(today.placing - talking, 0),
         talking=talking,
-        contacts=contacts,
-        promises=promises,
-        abandoned=abandoned,
-        abandon_rate=round(rate.rate, 4),
-        abandon_limit=rate.limit,
+        contacts=today.contacts,
+        promises=today.promises,
+        abandoned=today.abandoned,
+        abandon_rate=round(today.abandonment.rate, 4),
+        abandon_limit=today.abandonment.limit,
         occupancy=round(busy / working, 3) if working else 0.0,
     )
 

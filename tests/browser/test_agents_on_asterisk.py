@@ -28,7 +28,7 @@ from cartera.core.models import Channel
 from cartera.core.store.schema import Account, CallbackRow, ContactAttempt
 from cartera.node import Node
 from cartera.portfolio.export import exported_activities
-from cartera.web.kpi import daily_kpis
+from cartera.runtime.kpis import daily_kpis
 from cartera.web.users import Grant, Role, UserDirectory
 from tests.conftest import write_portfolio
 from tests.peers.asterisk import AsteriskPeer, running_asterisk
