@@ -169,6 +169,21 @@ def test_withdrawn_twice_and_unknown_accounts(importer: AssignmentImporter) -> N
     ]
 
 
+@pytest.mark.abuse
+def test_a_payment_dated_after_the_day_of_import_is_quarantined(importer: AssignmentImporter, db: Database) -> None:
+    importer.import_batch(batch("m1", row(2, "A", "3001234567", balance="1000")), "t")
+    report = importer.import_batch(
+        batch("m2", pay(2, "A", "5", paid_on=date(2062, 11, 23)), pay(3, "A", "7", paid_on=NOW.date())), "t"
+    )
+    assert report.payments == 1
+    assert [(e.line, e.field, e.reason) for e in report.quarantined] == [
+        (2, "paid_on", "payment dated 2062-11-23, after the day of import 2026-03-02")
+    ]
+    assert accounts(db)["A"][0] == Decimal("993.00")
+    with db.session() as session:
+        assert session.scalars(select(ReportedPayment.paid_on)).all() == [NOW.date()]
+
+
 def test_kept_phones_keep_their_flags(importer: AssignmentImporter, db: Database) -> None:
     importer.import_batch(batch("m1", row(2, "A", "3001234567", "3101234567")), "t")
     with db.session() as session:

@@ -17,7 +17,7 @@ from cartera.core.hooks import load_plugins
 from cartera.core.store.database import Database
 from cartera.core.store.schema import Account, AuditEntry, PromiseRow, WebUser
 from cartera.node import Node
-from cartera.web.users import UserDirectory
+from cartera.users.directory import UserDirectory
 from cartera.workspace import callbacks
 from cartera.workspace.errors import WorkspaceError
 from cartera.workspace.promises import Instalment, PromiseState, judge
@@ -39,6 +39,8 @@ PLAN = (Instalment(Decimal(100), D), Instalment(Decimal(50), D + timedelta(days=
         ([(D, Decimal(100)), (D + timedelta(days=20), Decimal(50))], D + timedelta(days=20), PromiseState.KEPT),
         ([(D, Decimal(100))], D + timedelta(days=34), PromiseState.BROKEN),  # the second instalment missed
         ([(D - timedelta(days=1), Decimal(150))], D, PromiseState.KEPT),  # paid early
+        ([(date(2062, 11, 23), Decimal(150))], D, PromiseState.PENDING),  # a payment dated after today: not yet
+        ([(D + timedelta(days=2), Decimal(150))], D + timedelta(days=2), PromiseState.KEPT),  # paid today
     ],
 )
 def test_a_plan_is_judged_by_what_was_paid_by_each_date_plus_grace(
@@ -80,6 +82,22 @@ def test_a_payment_reported_by_the_creditor_keeps_the_promise(tmp_path: Path, op
     assert sum(r.payments for r in report.imports) == 1, report
     service.sweep()
     assert [p.state for p in service.promises_of(_account(desk))] == ["kept"]
+
+
+@pytest.mark.abuse
+def test_a_payment_dated_in_the_future_keeps_no_promise(tmp_path: Path, open_node: Callable[..., Node]) -> None:
+    desk = open_desk(tmp_path, open_node)
+    service = desk.node.workspace_service
+    desk.post(desk.call(), "promise_to_pay", promise=one("5", desk.today() + timedelta(days=7)))
+    (desk.tmp_path / "inbox" / "pagos.csv").write_text(  # the creditor's typo: 2062 for 2026
+        "cuenta;nombre;telefono1;saldo;accion;fecha_pago\nBCO-1;;;5,00;pago;2062-11-23\n", encoding="utf-8"
+    )
+    (imported,) = desk.node.creditor_sync().run_once().imports
+    assert imported.payments == 0
+    assert [(e.line, e.field) for e in imported.quarantined] == [(2, "paid_on")]
+    assert "2062-11-23" in imported.quarantined[0].reason
+    service.sweep()
+    assert [p.state for p in service.promises_of(_account(desk))] == ["pending"]
 
 
 def test_a_callback_is_its_agents_then_anyones_once_overdue(tmp_path: Path, open_node: Callable[..., Node]) -> None:

@@ -107,7 +107,7 @@ def apply_row(
     row: AssignmentRow, portfolio: PortfolioInfo, state: ChunkState, checks: RowChecks, today: date
 ) -> Applied | RowError:
     """Apply ``row`` (of ``portfolio``) to ``state`` on the import's day ``today`` (days past due count back from
-    it): what it did, or why it is quarantined."""
+    it, a payment may not be dated after it): what it did, or why it is quarantined."""
     account = state.accounts.get((portfolio.id, row.account_ref))
     if row.action is AssignmentAction.WITHDRAW:
         if account is None:
@@ -119,6 +119,8 @@ def apply_row(
     if row.action is AssignmentAction.PAYMENT:
         if account is None or row.payment_amount is None:
             return RowError(row.line, "account_ref", f"payment for unknown account {row.account_ref!r}")
+        if row.paid_on is not None and row.paid_on > today:
+            return RowError(row.line, "paid_on", f"payment dated {row.paid_on}, after the day of import {today}")
         return _pay(row, row.payment_amount.quantize(CENT), account, state)
     if account is None and row.action is AssignmentAction.UPDATE:
         return RowError(row.line, "account_ref", f"update of unknown account {row.account_ref!r}")

@@ -110,7 +110,9 @@ def judge(
     plan: Sequence[Instalment], payments: Sequence[tuple[date, Decimal]], today: date, grace: int
 ) -> PromiseState:
     """Broken once an instalment's date plus ``grace`` days passed with less paid by then than due by then; kept
-    once the whole was paid; else pending. ``payments``: (day, amount) made since the promise."""
+    once the whole was paid; else pending. ``payments``: (day, amount) made since the promise; one dated after
+    ``today`` (a creditor's typo) counts from its day, not before."""
+    payments = [(day, amount) for day, amount in payments if day <= today]
     due_so_far = Decimal(0)
     for instalment in plan:
         due_so_far += instalment.amount

@@ -612,3 +612,27 @@ def test_a_stored_batch_outside_the_creditors_portfolios_now_is_rejected_by_the_
     assert result is not None
     assert result.status == "rejected"
     assert [(row.index, row.field) for row in result.rejected] == [(0, "file")]
+
+
+@pytest.mark.abuse
+def test_a_payment_dated_after_the_day_of_import_is_rejected_with_its_index(tmp_path: Path, hooks: Hooks) -> None:
+    adapter = make_sync(tmp_path, "http://127.0.0.1:9")
+    adapter.start()
+    typo = {"account_ref": "BCO-000101", "action": "payment", "payment_amount": "5", "paid_on": "2062-11-23"}
+    assert adapter.spool.save(BatchIn.model_validate(batch("b-1", [GOOD_ROWS[0], typo])))[1]
+    db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    db.migrate()
+    try:
+        importer = AssignmentImporter("t", "CO", db, SimulatedClock(NOW, 1.0), hooks)
+        CreditorSync(adapter, importer, ActivityExporter("t", db, adapter)).run_once()
+        with db.session() as session:
+            assert session.scalar(select(Account.balance)) == Decimal("1250000.50")
+    finally:
+        db.dispose()
+        adapter.stop()
+    result = adapter.spool.result("BCO", "b-1")
+    assert result is not None
+    assert result.status == "imported"
+    assert [(row.index, row.field, row.reason) for row in result.rejected] == [
+        (1, "paid_on", "payment dated 2062-11-23, after the day of import 2026-03-02")
+    ]

@@ -65,7 +65,11 @@ class AssignmentIn(BaseModel):
         allow_inf_nan=False,
         description="Amount paid, at most 2 decimals; required with action payment, only then.",
     )
-    paid_on: date | None = Field(None, description="Payment rows: the day the debtor paid.")
+    paid_on: date | None = Field(
+        None,
+        description="Payment rows: the day the debtor paid; a day after the day of import (the site's) quarantines "
+        "the row (field paid_on).",
+    )
     payment_ref: str | None = Field(
         None,
         min_length=1,
