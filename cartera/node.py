@@ -13,12 +13,14 @@ from typing import Any, TypeVar
 from fastapi import APIRouter
 from sqlalchemy import select
 
+from cartera.contact.abandonment import answered_calls
 from cartera.contact.calls import CallService
 from cartera.contact.campaign import Campaign
 from cartera.contact.compliance import ComplianceGate
 from cartera.contact.compliance.prefs_service import ContactPrefs
 from cartera.contact.explain import GateExplainer
 from cartera.contact.listing import CallList, ready_in
+from cartera.contact.pace import Pace
 from cartera.contact.sms_templates import SmsTemplates
 from cartera.contact.targets import Targets
 from cartera.contact.texts import TextService
@@ -47,11 +49,11 @@ from cartera.runtime.lifecycle import Lifecycle
 from cartera.runtime.page_reads import PageReads
 from cartera.runtime.site_clock import make_clock
 from cartera.runtime.store_status import StoreStatus
-from cartera.users.directory import Role, UserDirectory
-from cartera.users.sessions import LoginThrottler, SessionStore
 from cartera.web.app import build_app
 from cartera.web.server import WebServer
 from cartera.web.services import WebServices
+from cartera.web.sessions import LoginThrottler, SessionStore
+from cartera.web.users import Role, UserDirectory
 from cartera.workspace.hub import CallEnds, WorkspaceHub
 from cartera.workspace.offers import PreviewOffers
 from cartera.workspace.screen import ScreenBuilder
@@ -111,14 +113,24 @@ class Node:
             texts=self.texts,
             zone=site.zone,
         )
+        campaign = site.section.campaign
+        self.pace = Pace(
+            config=campaign,
+            clock=self.clock,
+            zone=site.zone,
+            workspace=lambda: self.workspace.roster.everyone(),  # noqa: PLW0108 (the hub is built below)
+            dialer=lambda: self.adapter("dialer", Dialer) if dialer else None,
+            answered=self._answered_calls,
+        )
         self.calls = CallService(
             targets=targets,
             db=self.db,
             hooks=hooks,
             clock=self.clock,
-            campaign=site.section.campaign,
+            campaign=campaign,
             dialer=dialer,
             workspace=self.workspace_service,
+            pace=self.pace,
         )
         self.explainer = GateExplainer(targets, self.db)
         self.workspace = WorkspaceHub(
@@ -131,6 +143,7 @@ class Node:
             wrap_up_limit=timedelta(seconds=site.section.workspace.wrap_up_seconds),
             gone_limit=timedelta(seconds=site.section.workspace.gone_seconds),
         )
+        self.workspace.listen(self.pace.workspace_event)
         self.call_list = CallList(
             site=site.name,
             zone=site.zone,
@@ -383,7 +396,12 @@ class Node:
             clock=self.clock,
             config=self.site.section.campaign,
             listing=self.call_list,
+            pace=self.pace,
         )
+
+    def _answered_calls(self, now: datetime) -> list[tuple[datetime, bool]]:
+        with self.db.reading() as session:
+            return answered_calls(session, self.site.name, now, self.site.section.campaign.abandonment)
 
     def _end_calls(self) -> None:
         """Once the run's scheduler stopped: the dialer's stop finishes the calls in progress."""

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 
-from cartera.core.config import load_site
+from cartera.contact.abandonment import abandonment_rate
+from cartera.contact.pace import Pace
+from cartera.contact.pacing import AgentCycle, Estimates, PredictivePacer
+from cartera.core.clock import SimulatedClock
+from cartera.core.config import AbandonmentConfig, CampaignConfig, load_site
 from cartera.core.errors import ConfigError
 from cartera.core.hooks import Hooks
-from cartera.core.store.schema import ContactAttempt
+from cartera.core.models import CallOutcome
+from cartera.core.store.schema import Account, ContactAttempt
 from cartera.node import Node
+from cartera.workspace.agents import AgentState
 from tests.conftest import write_portfolio, write_sites
 
 ROWS = [f"BCO-{n};Deudor {n};+5730012345{n:02d};;1.000.000,00;COP" for n in range(1, 7)]
@@ -32,7 +40,7 @@ def test_a_mode_typo_is_a_config_error_naming_file_line_and_key(tmp_path: Path, 
         load_site(path, "t", hooks.collect_adapters())
     message = str(raised.value)
     assert message.startswith(f"{path}:{line}: site 't', key 'campaign.mode'")
-    assert "'ratio' or 'preview'" in message
+    assert "'ratio', 'progressive', 'predictive' or 'preview'" in message
 
 
 def test_preview_places_no_call_by_itself(tmp_path: Path, open_node: Callable[..., Node]) -> None:
@@ -44,3 +52,148 @@ def test_preview_places_no_call_by_itself(tmp_path: Path, open_node: Callable[..
     assert [campaign.tick() for _ in range(3)] == [0, 0, 0]
     with node.db.reading() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(ContactAttempt)) == 0
+
+
+def _floor_site(tmp_path: Path, mode: str, dialer: str, *, speed: int = 1, rows: list[str] = ROWS) -> Path:
+    """Site ``t`` in ``mode`` on a simulator with these ``dialer`` settings, its clock at ``speed``."""
+    path = _with_mode(tmp_path, mode)
+    text = path.read_text().replace("speed = 600", f"speed = {speed}")
+    path.write_text(text.replace("seed = 7\nring_seconds = [1, 10]\ntalk_seconds = [5, 30]", f"seed = 7\n{dialer}"))
+    write_portfolio(tmp_path / "inbox", rows)
+    return path
+
+
+RINGING = "agents = 3\ndial_ratio = 3.0\nring_seconds = [60, 60]\noutcome_weights = { answered = 1 }"
+
+
+def test_ratio_places_what_the_dialer_counts_free(tmp_path: Path, open_node: Callable[..., Node]) -> None:
+    node = open_node(_floor_site(tmp_path, "ratio", RINGING))
+    node.creditor_sync().run_once()
+    campaign = node._campaign()
+    assert campaign is not None
+    assert campaign.dialer.capacity() == 9  # 3 seats x 3.0
+    assert campaign.tick() == 6  # every due account
+    assert campaign.dialer.capacity() == 3
+
+
+def test_progressive_keeps_no_more_calls_ringing_than_ready_agents(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    node = open_node(_floor_site(tmp_path, "progressive", RINGING))
+    node.creditor_sync().run_once()
+    campaign = node._campaign()
+    assert campaign is not None
+    placed = [campaign.tick(), campaign.tick()]
+    floor = node.pace.floor()
+    assert placed == [3, 0]
+    assert (floor.ready, len(floor.ringing)) == (3, 3)
+    campaign.dialer.pause_agent("agent-01", "break")
+    floor = node.pace.floor()
+    assert (floor.ready, len(floor.ringing)) == (2, 3)
+    assert campaign.tick() == 0
+
+
+def test_an_agent_is_counted_once_from_the_workspace_or_the_dialer(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    """The dialer's seat a workspace user is bound to counts as the workspace says, the other seats as the
+    dialer says."""
+    node = open_node(_floor_site(tmp_path, "progressive", RINGING))
+    assert node.pace.floor().ready == 3
+    node.workspace.open_page("ana", "agent-01", None)  # signs in paused, and pauses the seat
+    assert node.pace.floor().ready == 2
+    node.workspace.roster.ready("ana")
+    assert node.pace.floor().ready == 3
+    node.workspace.roster.pause("ana", "break")
+    assert node.pace.floor().ready == 2
+
+
+PREDICTIVE = (
+    "agents = 10\ndial_ratio = 3.0\nabandon_after = 2\nidentification_seconds = 3\nrecord = false\n"
+    "ring_seconds = [4, 16]\ntalk_seconds = [20, 60]\n"
+    "outcome_weights = { answered = 0.15, no_answer = 0.6, busy = 0.25 }"
+)
+
+
+def test_predictive_learns_from_the_nodes_calls_and_keeps_within_the_abandon_limit(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    """Ten seats, 15% of calls answered by a person, 20-60 s talks, no wrap-up, abandoned after 2 s without a free
+    seat, and yesterday's 400 calls answered by a person (4 abandoned) in the store: five minutes of the campaign
+    ticking every second of the simulated clock."""
+    rows = [f"BCO-{n};Deudor {n};+57300{n:07d};;1.000.000,00;COP" for n in range(1, 1201)]
+    node = open_node(_floor_site(tmp_path, "predictive", PREDICTIVE, speed=20, rows=rows))
+    node.creditor_sync().run_once()
+    yesterday = node.clock.now() - timedelta(days=1)
+    with node.db.session() as session:
+        account = session.scalars(sa.select(Account.id)).first()
+        session.add_all(
+            ContactAttempt(
+                site="t",
+                account_id=account,
+                phone="+573000000001",
+                state="finished",
+                requested_at=yesterday - timedelta(minutes=n),
+                outcome=CallOutcome.ABANDONED if n % 100 == 0 else CallOutcome.ANSWERED,
+            )
+            for n in range(400)
+        )
+    campaign = node._campaign()
+    assert campaign is not None
+    pacer = node.pace.pacer
+    assert isinstance(pacer, PredictivePacer)
+    ahead = 0  # ticks that placed more calls than the ready agents not yet given one
+    end = node.clock.now() + timedelta(minutes=5)
+    while node.clock.now() < end:
+        floor = node.pace.floor()
+        ahead += campaign.tick() > max(0, floor.ready - len(floor.ringing))
+        node.clock.sleep(1.0)
+    campaign.dialer.stop()
+    with node.db.reading() as session:
+        rate = abandonment_rate(session, "t", node.clock.now(), AbandonmentConfig())
+    assert rate.answered >= 420
+    assert rate.rate <= rate.limit, rate.describe()
+    assert pacer.budget.answered == rate.answered  # the store's window, then each call answered since
+    assert ahead > 0
+    assert pacer.estimates.answer.overall() < 0.25  # from its prior 35% towards the calls' 15%
+    assert pacer.estimates.talk.mean() < 90  # from its prior 180 s towards 20-60 s
+
+
+def test_a_workspace_agent_leaving_its_wrap_up_teaches_the_predictive_pacer(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    node = open_node(_floor_site(tmp_path, "predictive", RINGING))
+    pacer = node.pace.pacer
+    assert isinstance(pacer, PredictivePacer)
+    node.workspace.open_page("ana", "agent-01", None)
+    node.workspace.roster.ready("ana")
+    node.workspace.roster.connected("ana", 1)
+    node.workspace.roster.ended("ana", 1)
+    assert pacer.estimates.talk.mu == Estimates().talk.mu  # no cycle until the wrap-up ends
+    node.workspace.dispositioned("ana", 1)
+    assert pacer.estimates.talk.mu != Estimates().talk.mu
+
+
+def test_a_cycles_talk_and_wrap_up_are_the_workspaces_times_on_the_sites_clock() -> None:
+    """Talk from the call's connection to its end, wrap-up from there until the disposition is saved (or timed
+    out), in seconds of the site's clock: a clock running 10 times faster than the workspace's wall clock."""
+    start = datetime(2026, 11, 23, 14, tzinfo=UTC)
+    pace = Pace(
+        config=CampaignConfig(mode="predictive"),
+        clock=SimulatedClock(start, speed=10),
+        zone=ZoneInfo("America/Bogota"),
+        workspace=list,
+        dialer=lambda: None,
+        answered=lambda _now: [],
+    )
+    pacer = pace.pacer
+    assert isinstance(pacer, PredictivePacer)
+    expected = Estimates()
+    for left in (AgentState.READY, AgentState.PAUSED) * 10:
+        pace.agent_state("ana", AgentState.ON_CALL, start)
+        pace.agent_state("ana", AgentState.WRAP_UP, start + timedelta(seconds=10))
+        pace.agent_state("ana", left, start + timedelta(seconds=13))
+        expected.observe(AgentCycle(talk=100.0, wrap=30.0))
+    assert pacer.estimates.talk.mean() == pytest.approx(expected.talk.mean())
+    assert pacer.estimates.wrap.mean() == pytest.approx(expected.wrap.mean())
+    assert pacer.estimates.talk.mean() < Estimates().talk.mean()

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from cartera.core.config import AbandonmentConfig
@@ -42,6 +42,26 @@ class AbandonmentRate:
         )
 
 
+def _in_window(site: str, now: datetime, config: AbandonmentConfig) -> tuple[ColumnElement[bool], ...]:
+    """The site's calls answered by a person over the ``config.window_days`` before ``now``."""
+    return (
+        ContactAttempt.site == site,
+        ContactAttempt.state == "finished",
+        ContactAttempt.outcome.in_(ANSWERED_BY_A_PERSON),
+        ContactAttempt.requested_at >= now - timedelta(days=config.window_days),
+    )
+
+
+def answered_calls(
+    session: Session, site: str, now: datetime, config: AbandonmentConfig
+) -> list[tuple[datetime, bool]]:
+    """The calls :func:`abandonment_rate` counts, oldest first: when each was requested, and whether it was
+    abandoned (the predictive pacer's budget starts from them)."""
+    query = select(ContactAttempt.requested_at, ContactAttempt.outcome).where(*_in_window(site, now, config))
+    rows = session.execute(query.order_by(ContactAttempt.requested_at))
+    return [(requested, outcome == CallOutcome.ABANDONED.value) for requested, outcome in rows]
+
+
 def abandonment_rate(
     session: Session,
     site: str,
@@ -53,9 +73,7 @@ def abandonment_rate(
     portfolios' calls (``None``: every call of the site, also those made without an account)."""
     query = (
         select(ContactAttempt.outcome, func.count())
-        .where(ContactAttempt.site == site, ContactAttempt.state == "finished")
-        .where(ContactAttempt.outcome.in_(ANSWERED_BY_A_PERSON))
-        .where(ContactAttempt.requested_at >= now - timedelta(days=config.window_days))
+        .where(*_in_window(site, now, config))
         .group_by(ContactAttempt.outcome)
     )
     if within is not None:

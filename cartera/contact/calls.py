@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cartera.contact.compliance import Decision
+from cartera.contact.pace import Pace
 from cartera.contact.targets import Denied, Targets
 from cartera.core.adapters import Dialer
 from cartera.core.audit import audit
@@ -57,11 +58,13 @@ class CallService:
         campaign: CampaignConfig,
         dialer: Callable[[], Dialer[Any]] | None,
         workspace: WorkspaceService,
+        pace: Pace,
     ) -> None:
-        """``dialer`` gives the site's dialer, started on first use (``None``: not configured)."""
+        """``dialer`` gives the site's dialer, started on first use (``None``: not configured); ``pace`` hears of
+        every call handed to it, connected to an agent and ended."""
         self.targets, self.site, self.db = targets, targets.site, db
         self.hooks, self.clock, self.campaign = hooks, clock, campaign
-        self.dialer, self.workspace = dialer, workspace
+        self.dialer, self.workspace, self.pace = dialer, workspace, pace
         self._lock = threading.Condition()
         self._requests: dict[int, CallRequest] = {}
         self._results: dict[int, CallResult] = {}
@@ -112,7 +115,12 @@ class CallService:
             phone=target.phone,
             actor=actor,
         )
-        self.dialer().place_call(request)
+        self.pace.dialled(attempt_id, now)
+        try:
+            self.dialer().place_call(request)
+        except BaseException:
+            self.pace.dropped(attempt_id)
+            raise
         with self._lock:
             if attempt_id in self._requests:  # not reported yet
                 self._dialled.add(attempt_id)
@@ -227,6 +235,7 @@ class CallService:
                 return False
             attempt.agent, attempt.connected_at = connected.agent, connected.at
         event(log, "call.agent_connected", attempt=connected.attempt_id, agent=connected.agent)
+        self.pace.connected(connected)
         return True
 
     def on_call_result(self, result: CallResult) -> None:
@@ -270,6 +279,7 @@ class CallService:
             agent=result.agent,
             talk_s=round(result.talk_seconds),
         )
+        self.pace.finished(result)
         self.hooks.call_finished(self.site, request, result)
         for activity in activities:
             self.hooks.activity_recorded(self.site, activity)

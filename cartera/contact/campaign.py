@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from cartera.contact.calls import CallService
 from cartera.contact.listing import CallList, Pick
+from cartera.contact.pace import Pace
 from cartera.contact.sms_templates import REMINDER
 from cartera.contact.targets import Denied
 from cartera.contact.texts import TextService
@@ -37,10 +38,11 @@ class Campaign:
         clock: Clock,
         config: CampaignConfig,
         listing: CallList,
+        pace: Pace,
     ) -> None:
-        """``listing`` orders the due accounts (:mod:`cartera.contact.listing`)."""
+        """``listing`` orders the due accounts (:mod:`cartera.contact.listing`), ``pace`` says how many to call."""
         self.site, self.zone, self.db, self.calls, self.texts = site, zone, db, calls, texts
-        self.dialer, self.clock, self.config, self.listing = dialer, clock, config, listing
+        self.dialer, self.clock, self.config, self.listing, self.pace = dialer, clock, config, listing, pace
         self._paused = threading.Event()
 
     def pause(self) -> None:
@@ -49,13 +51,13 @@ class Campaign:
 
     def tick(self) -> int:
         """Cancel the calls in flight of accounts withdrawn or paid meanwhile, then place calls to due accounts,
-        in the list's order, while the dialer has capacity; returns how many were placed. In ``preview`` mode it
-        places none: the agents place them."""
+        in the list's order, as many as the mode's pacing wants within the dialer's capacity; returns how many were
+        placed. In ``preview`` mode it places none: the agents place them."""
         self.calls.cancel_closed_calls(actor="campaign")
         placed = 0
         if self._paused.is_set() or self.config.mode == "preview":
             return placed
-        capacity = self.dialer.capacity()
+        capacity = self.pace.calls_to_place(self.dialer.capacity())
         if capacity <= 0:
             return placed
         now = self.clock.now()

@@ -38,6 +38,7 @@ from cartera.core.models import (
     InboundSms,
     Recording,
     RowError,
+    Seat,
     SmsMessage,
     SmsSubmitResult,
     StoredObject,
@@ -227,6 +228,8 @@ class DialerCapabilities(AdapterCapabilities):
     #: Ends a call answered by a person that no agent took in time as :attr:`CallOutcome.ABANDONED`, after the
     #: identification message (other dialers connect it late, or to an agent already busy).
     abandons_calls: bool = False
+    #: Tells each of its agents' state, for the campaign's pacing: overrides :meth:`Dialer.seats`.
+    reports_seats: bool = _overrides("seats")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -376,6 +379,16 @@ class Dialer(Adapter[ConfigT]):
         :class:`cartera.core.errors.UnknownAgent` like it. This default raises :class:`cartera.core.errors.Unsupported`.
         """
         raise Unsupported(f"the {self.name} dialer cannot resume agents")
+
+    def seats(self) -> list[Seat]:
+        """Every agent the dialer serves, each with its state now and since when (the site's clock): the campaign's
+        progressive and predictive pacing counts, from it, the agents the node's own workspace does not know (an
+        agent no workspace user's extension names). Must not block on a call.
+
+        This default cannot tell: it raises :class:`cartera.core.errors.Unsupported`, and those modes count only
+        the workspace's agents. A dialer that overrides it declares ``reports_seats``.
+        """
+        raise Unsupported(f"the {self.name} dialer cannot tell its agents' states")
 
     @abc.abstractmethod
     def stop(self) -> None:

@@ -120,9 +120,12 @@ class AbandonmentConfig(_Section):
 
 class CampaignConfig(_Section):
     enabled: bool = True
-    #: How many calls the campaign places: "ratio" (the dialer's ``dial_ratio`` calls per ready agent) or
-    #: "preview" (none by itself: the agent sees the account, then calls).
-    mode: Literal["ratio", "preview"] = "ratio"
+    #: How many calls the campaign places (:mod:`cartera.contact.pace`): "ratio" (the dialer's ``dial_ratio`` calls
+    #: per available agent), "progressive" (one call in flight per ready agent), "predictive" (as many as keep the
+    #: abandoned calls within ``abandonment.limit``; progressive below ``min_team`` agents) or "preview" (none by
+    #: itself: the agent sees the account, then calls). The dialer's capacity is the ceiling of each.
+    mode: Literal["ratio", "progressive", "predictive", "preview"] = "ratio"
+    min_team: int = Field(default=5, ge=1)
     tick_seconds: float = Field(default=1.0, gt=0)
     max_attempts_per_day: int = Field(default=3, ge=1)
     retry_after_minutes: float = Field(default=120, gt=0)

@@ -106,6 +106,25 @@ class AgentConnected:
     at: datetime
 
 
+class SeatState(enum.StrEnum):
+    """What one of a dialer's agents is doing, as its pacing counts it."""
+
+    READY = "ready"  #: waiting for a call
+    ON_CALL = "on_call"  #: connected to an answered call
+    WRAP_UP = "wrap_up"  #: after a call, not offered one yet
+    PAUSED = "paused"  #: offered no call (a break, :meth:`Dialer.pause_agent`)
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """One of a dialer's agents (``agent``: its identity at the dialer, as in :class:`AgentConnected`), in
+    ``state`` since ``since`` (the time of the site's clock it entered it)."""
+
+    agent: str
+    state: SeatState
+    since: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class UnfinishedCall:
     """A call a previous run of the site's node handed to its dialer and never saw end (the node was killed)."""

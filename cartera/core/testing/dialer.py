@@ -21,7 +21,15 @@ from pydantic import ValidationError
 
 from cartera.core.adapters import Dialer
 from cartera.core.errors import UnknownAgent, Unsupported
-from cartera.core.models import AgentConnected, CallOutcome, CallRequest, CallResult, CheckResult, UnfinishedCall
+from cartera.core.models import (
+    AgentConnected,
+    CallOutcome,
+    CallRequest,
+    CallResult,
+    CheckResult,
+    SeatState,
+    UnfinishedCall,
+)
 from cartera.core.testing.capabilities import assert_serves_http_as_declared
 from cartera.core.testing.context import CapturingContext
 
@@ -436,6 +444,35 @@ class DialerConformance:
     def test_serves_http_as_declared(self, dialer: Dialer[Any]) -> None:
         """http_router() gives routes exactly when the dialer declares serves_http."""
         assert_serves_http_as_declared(dialer)
+
+    def test_seats_as_declared(self, dialer: Dialer[Any], context: CapturingContext, agents: list[str]) -> None:
+        """A dialer declaring reports_seats lists each of its agents once, with a state and an aware time not after
+        the clock's now: every agent of the 'agents' fixture ready on the idle dialer and, when it declares
+        pauses_agents, paused once paused and ready again once resumed. Any other dialer raises Unsupported."""
+        if not type(dialer).capabilities.reports_seats:
+            with pytest.raises(Unsupported):
+                dialer.seats()
+            return
+        assert agents, "declares reports_seats: override the 'agents' fixture with every agent"
+
+        def states() -> dict[str, SeatState]:
+            seats = dialer.seats()
+            names = [seat.agent for seat in seats]
+            assert len(set(names)) == len(names), f"an agent is listed twice: {names}"
+            for seat in seats:
+                assert seat.agent.strip(), "a seat names no agent"
+                assert isinstance(seat.state, SeatState), seat
+                assert _aware(seat.since), seat
+                assert seat.since <= context.clock.now(), seat
+            return {seat.agent: seat.state for seat in seats}
+
+        assert {agent: states().get(agent) for agent in agents} == dict.fromkeys(agents, SeatState.READY)
+        if type(dialer).capabilities.pauses_agents:
+            dialer.pause_agent(agents[0], "break")
+            assert states()[agents[0]] is SeatState.PAUSED
+            dialer.resume_agent(agents[0])
+            assert states()[agents[0]] is SeatState.READY
+        dialer.stop()
 
     def test_config_rejects_unknown_key(self, dialer: Dialer[Any]) -> None:
         """The adapter's config_model refuses a key it does not know."""

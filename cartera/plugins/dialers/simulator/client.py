@@ -22,6 +22,8 @@ from cartera.plugin import (
     DispositionCode,
     PluginContext,
     Recording,
+    Seat,
+    SeatState,
     UnknownAgent,
     dial_slots,
     time_zones,
@@ -69,6 +71,7 @@ class SimulatedSwitch:
         self._agent_calls = dict.fromkeys(config.seat_names, 0)
         self._paused: set[str] = set()
         self._agent_freed = dict.fromkeys(self._agent_calls, 0)  # order in which agents last hung up
+        self._agent_since = dict.fromkeys(self._agent_calls, context.clock.now())  # each seat's state since
         self._hang_ups = itertools.count(1)
         self._pool = ThreadPoolExecutor(max_workers=config.slots, thread_name_prefix="simulator-call")
 
@@ -82,17 +85,34 @@ class SimulatedSwitch:
             ready = len(self._agent_calls) - len(self._paused)
             return max(0, dial_slots(ready, self._config.dial_ratio) - len(self._in_flight))
 
+    def seats(self) -> list[Seat]:
+        """Each seat: on a call, else paused or ready (the simulated agents need no wrap-up)."""
+        with self._lock:
+            return [Seat(name, self._seat_state(name), self._agent_since[name]) for name in self._agent_calls]
+
+    def _seat_state(self, name: str) -> SeatState:
+        if self._agent_calls[name]:
+            return SeatState.ON_CALL
+        return SeatState.PAUSED if name in self._paused else SeatState.READY
+
     def pause_agent(self, agent: str, reason: str) -> None:
         """Offer the seat no answered call until it is resumed."""
         with self._lock:
             self._known(agent)
-            self._paused.add(agent)
+            self._set_paused(agent, paused=True)
         self._context.log.info("seat %s paused: %s", agent, reason)
 
     def resume_agent(self, agent: str) -> None:
         with self._lock:
             self._known(agent)
-            self._paused.discard(agent)
+            self._set_paused(agent, paused=False)
+
+    def _set_paused(self, agent: str, *, paused: bool) -> None:
+        """Under the lock: pause or resume the seat, its state's start moved when the state changes."""
+        before = self._seat_state(agent)
+        (self._paused.add if paused else self._paused.discard)(agent)
+        if self._seat_state(agent) is not before:
+            self._agent_since[agent] = self._context.clock.now()
 
     def _known(self, agent: str) -> None:
         if agent not in self._agent_calls:
@@ -225,7 +245,7 @@ class SimulatedSwitch:
         with self._lock:
             seats = [name for name in self._agent_calls if name not in self._paused] or list(self._agent_calls)
             agent = wanted or min(seats, key=lambda name: (self._agent_calls[name], self._agent_freed[name]))
-            self._agent_calls[agent] += 1
+            self._occupy(agent)
         return agent
 
     def _free_seat(self) -> str | None:
@@ -238,16 +258,24 @@ class SimulatedSwitch:
                 free = [name for name, calls in self._agent_calls.items() if not calls and name not in self._paused]
                 if free:
                     agent = min(free, key=self._agent_freed.__getitem__)
-                    self._agent_calls[agent] += 1
+                    self._occupy(agent)
                     return agent
             remaining = (deadline - clock.now()).total_seconds()
             if remaining <= 0 or not self._elapse(min(remaining, _SEAT_POLL_S)):
                 return None
 
+    def _occupy(self, agent: str) -> None:
+        """Under the lock: one more call on the seat."""
+        if not self._agent_calls[agent]:
+            self._agent_since[agent] = self._context.clock.now()
+        self._agent_calls[agent] += 1
+
     def _release_agent(self, agent: str) -> None:
         with self._lock:
             self._agent_calls[agent] -= 1
             self._agent_freed[agent] = next(self._hang_ups)
+            if not self._agent_calls[agent]:
+                self._agent_since[agent] = self._context.clock.now()
 
     def _disposition(self, rng: random.Random, request: CallRequest, answered: datetime) -> Disposition:
         weights = self._config.disposition_weights

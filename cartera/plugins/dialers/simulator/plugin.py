@@ -13,6 +13,7 @@ from cartera.plugin import (
     DialerCapabilities,
     PluginConfig,
     PluginContext,
+    Seat,
     UnfinishedCall,
     hookimpl,
 )
@@ -38,6 +39,7 @@ class SimulatorDialer(Dialer[SimulatorConfig]):
         pauses_agents=True,
         targets_agents=True,
         abandons_calls=True,
+        reports_seats=True,
     )
 
     def __init__(self, config: SimulatorConfig, context: PluginContext) -> None:
@@ -70,6 +72,9 @@ class SimulatorDialer(Dialer[SimulatorConfig]):
 
     def resume_agent(self, agent: str) -> None:
         self._switch.resume_agent(agent)
+
+    def seats(self) -> list[Seat]:
+        return self._switch.seats()
 
     def reconcile(self, calls: Sequence[UnfinishedCall]) -> None:
         """The simulated switch ran inside the node's process: its calls ended, unseen, when the node was killed."""

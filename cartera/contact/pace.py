@@ -1,0 +1,229 @@
+"""The campaign's pacing at the node: the pacer of ``[campaign] mode`` (:mod:`cartera.contact.pacing`) decides each
+tick how many of the dialer's free lines to use, from a snapshot of the floor, and learns from the node's calls.
+
+The floor's agents are the workspace's (the roster, by their extensions) and, when the dialer declares
+``reports_seats``, its other agents (the simulator's seats no workspace user is bound to): each agent is counted
+once, from one of the two. Its calls ringing are the calls the node handed the dialer and saw neither connected
+to an agent nor ended; a call answered and waiting for an agent is not seen apart (the dialer abandons it within
+2 s). The pacer hears each call's end of ringing (:class:`DialEnded`: at its connection, or at its end when it
+had none), each call answered by a person connected or abandoned (:class:`LiveCallSettled`) and each agent's
+talk and wrap-up (:class:`AgentCycle`: from the workspace's states, or a dialer's agent's call with no wrap-up).
+Times are the site's clock's seconds (the workspace's wall-clock ages scaled to it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from cartera.contact.pacing import (
+    AbandonBudget,
+    AgentCycle,
+    DialEnded,
+    Floor,
+    LiveCallSettled,
+    Pacer,
+    PacingEvent,
+    PredictivePacer,
+    PredictiveSettings,
+    ProgressivePacer,
+)
+from cartera.contact.pacing.budget import DAY
+from cartera.core.adapters import Dialer
+from cartera.core.clock import Clock
+from cartera.core.config import CampaignConfig
+from cartera.core.models import AgentConnected, CallOutcome, CallResult, SeatState
+from cartera.workspace.agents import AgentState, AgentStatus
+from cartera.workspace.hub import AGENT_STATE, WorkspaceEvent
+
+#: Ends that say nothing of the debtor's line: the node cut the call short, or it was lost with a killed node.
+_NOT_LEARNT = frozenset({CallOutcome.CANCELLED, CallOutcome.UNKNOWN})
+#: The target abandon rate of the predictive pacer, as a share of the limit (the rest absorbs the noise).
+TARGET_SHARE = 2 / 3
+
+
+def pacer_for(config: CampaignConfig) -> Pacer | None:
+    """The pacer of the campaign's mode; ``None`` for ``ratio`` (the dialer's capacity, as it counts it) and
+    ``preview`` (the campaign places nothing)."""
+    if config.mode == "progressive":
+        return ProgressivePacer()
+    if config.mode == "predictive":
+        limit = config.abandonment.limit
+        settings = PredictiveSettings(target=limit * TARGET_SHARE, min_team=config.min_team)
+        return PredictivePacer(settings, budget=AbandonBudget(limit=limit, window=config.abandonment.window_days * DAY))
+    return None
+
+
+@dataclass(slots=True)
+class _Line:
+    dialled: float
+    connected: bool = False
+
+
+@dataclass(slots=True)
+class _Cycle:
+    on_call: datetime | None = None
+    wrap_up: datetime | None = None
+
+
+class Pace:
+    """How many calls the campaign places now, and what its pacer learns; thread-safe (the dialer reports on its
+    own threads). ``workspace`` gives the workspace's agents, ``dialer`` the started dialer (``None``: none),
+    ``answered`` the calls answered by a person over the abandonment window before an instant, each with its time
+    and whether it was abandoned (the predictive pacer's budget starts from them)."""
+
+    def __init__(
+        self,
+        *,
+        config: CampaignConfig,
+        clock: Clock,
+        zone: ZoneInfo,
+        workspace: Callable[[], Iterable[AgentStatus]],
+        dialer: Callable[[], Dialer[Any] | None],
+        answered: Callable[[datetime], Iterable[tuple[datetime, bool]]],
+    ) -> None:
+        self.pacer = pacer_for(config)
+        self.clock, self.zone = clock, zone
+        self._workspace, self._dialer, self._answered = workspace, dialer, answered
+        self._lock = threading.Lock()
+        self._lines: dict[int, _Line] = {}
+        self._cycles: dict[str, _Cycle] = {}
+        self._seeded = False
+
+    def calls_to_place(self, capacity: int) -> int:
+        """New calls to place now: the pacer's number within ``capacity`` (the dialer's free lines); all of them
+        when no pacer paces the mode."""
+        if self.pacer is None:
+            return capacity
+        floor = self.floor()
+        with self._lock:
+            self._seed(floor.now)
+            return min(capacity, self.pacer.calls_to_place(floor))
+
+    def floor(self) -> Floor:
+        """The floor now: the workspace's agents, the dialer's others, the node's calls ringing."""
+        now = self.clock.now()
+        local = now.astimezone(self.zone)
+        wall_now, speed = datetime.now(UTC), self._speed()
+        workspace = list(self._workspace())
+        agents = [(str(agent.state), (wall_now - agent.since).total_seconds() * speed) for agent in workspace]
+        dialer = self._dialer()
+        if dialer is not None and dialer.capabilities.reports_seats:
+            known = {agent.extension for agent in workspace}
+            agents += [(str(s.state), (now - s.since).total_seconds()) for s in dialer.seats() if s.agent not in known]
+        at = now.timestamp()
+        with self._lock:
+            ringing = tuple(at - line.dialled for line in self._lines.values() if not line.connected)
+        return Floor(
+            now=at,
+            time_of_day=(local - local.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds(),
+            ready=sum(state == SeatState.READY for state, _ in agents),
+            talking=tuple(age for state, age in agents if state == SeatState.ON_CALL),
+            wrapping=tuple(age for state, age in agents if state == SeatState.WRAP_UP),
+            ringing=ringing,
+        )
+
+    # --- what the node learns of its calls and agents ----------------------------------------------------
+
+    def dialled(self, attempt_id: int, at: datetime) -> None:
+        """The node hands the call of ``attempt_id``, requested at ``at``, to the dialer."""
+        with self._lock:
+            self._lines[attempt_id] = _Line(at.timestamp())
+
+    def dropped(self, attempt_id: int) -> None:
+        """The dialer refused the call of ``attempt_id`` (it raised): it rings nowhere."""
+        with self._lock:
+            self._lines.pop(attempt_id, None)
+
+    def connected(self, event: AgentConnected) -> None:
+        """The call was answered and reached an agent in time."""
+        with self._lock:
+            line = self._lines.get(event.attempt_id)
+            if line is None or line.connected:
+                return
+            line.connected = True
+            at = event.at.timestamp()
+            self._observe(
+                DialEnded(at, self._hour(line.dialled), at - line.dialled, live=True),
+                LiveCallSettled(at, abandoned=False),
+            )
+
+    def finished(self, result: CallResult) -> None:
+        """The call ended: what its end teaches, unless its connection taught it already; the talk of a dialer's
+        agent the workspace does not know (its wrap-up unseen: none)."""
+        with self._lock:
+            line = self._lines.pop(result.attempt_id, None)
+        if line is None or result.outcome in _NOT_LEARNT:
+            return
+        end = (result.ended_at or self.clock.now()).timestamp()
+        hour = self._hour(line.dialled)
+        if line.connected:
+            if result.answered_at is not None and not self._in_workspace(result.agent):
+                with self._lock:
+                    self._observe(AgentCycle(talk=end - result.answered_at.timestamp(), wrap=0.0))
+            return
+        events: list[PacingEvent] = []
+        if result.outcome is CallOutcome.ABANDONED:
+            events = [DialEnded(end, hour, end - line.dialled, live=True), LiveCallSettled(end, abandoned=True)]
+        elif result.outcome is CallOutcome.ANSWERED:
+            answered = result.answered_at.timestamp() if result.answered_at else end
+            events = [DialEnded(answered, hour, answered - line.dialled, live=True), LiveCallSettled(answered, False)]
+        else:
+            events = [DialEnded(end, hour, end - line.dialled, live=False)]
+        with self._lock:
+            self._observe(*events)
+
+    def workspace_event(self, event: WorkspaceEvent) -> None:
+        """An event of the workspace's hub: a workspace agent leaving its wrap-up (its disposition saved, or the
+        wrap-up timed out) ends a cycle of talk and wrap-up."""
+        if event.kind == AGENT_STATE and event.agent is not None:
+            self.agent_state(
+                event.agent, AgentState(str(event.data["state"])), datetime.fromisoformat(str(event.data["since"]))
+            )
+
+    def agent_state(self, agent: str, state: AgentState, since: datetime) -> None:
+        """A workspace agent's new state, since ``since`` (wall clock)."""
+        with self._lock:
+            cycle = self._cycles.setdefault(agent, _Cycle())
+            if state is AgentState.ON_CALL:
+                cycle.on_call, cycle.wrap_up = since, None
+            elif state is AgentState.WRAP_UP:
+                cycle.wrap_up = since if cycle.on_call is not None else None
+            else:
+                if cycle.on_call is not None and cycle.wrap_up is not None:
+                    speed = self._speed()
+                    talk = (cycle.wrap_up - cycle.on_call).total_seconds() * speed
+                    self._observe(AgentCycle(talk=talk, wrap=(since - cycle.wrap_up).total_seconds() * speed))
+                self._cycles[agent] = _Cycle()
+
+    # --- internals ---------------------------------------------------------------------------------------
+
+    def _observe(self, *events: PacingEvent) -> None:
+        """Under the lock."""
+        if self.pacer is not None:
+            for event in events:
+                self.pacer.observe(event)
+
+    def _seed(self, now: float) -> None:
+        """Under the lock, once: the predictive pacer's budget starts from the store's window of answered calls."""
+        if self._seeded:
+            return
+        self._seeded = True
+        if isinstance(self.pacer, PredictivePacer):
+            for at, abandoned in self._answered(datetime.fromtimestamp(now, UTC)):
+                self.pacer.budget.record(at.timestamp(), abandoned=abandoned)
+
+    def _in_workspace(self, extension: str | None) -> bool:
+        return extension is not None and any(agent.extension == extension for agent in self._workspace())
+
+    def _hour(self, at: float) -> int:
+        return datetime.fromtimestamp(at, self.zone).hour
+
+    def _speed(self) -> float:
+        """Seconds of the site's clock per real second."""
+        real = self.clock.real_seconds(1.0)
+        return 1.0 / real if real > 0 else 1.0
