@@ -25,7 +25,7 @@ from cartera.web.context import SESSION_COOKIE, Viewer, Web, WebError, check_csr
 from cartera.web.i18n import Language, translate
 from cartera.web.sse import event_stream, last_event_id, too_many_streams
 from cartera.web.users import Role
-from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, WorkspaceError
+from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, PageNotOpen, WorkspaceError
 from cartera.workspace.hub import AGENT_KINDS, WorkspaceHub
 from cartera.workspace.offers import SKIP_REASONS
 from cartera.workspace.promises import Instalment
@@ -138,6 +138,8 @@ def agent_router(web: Web) -> APIRouter:
                 status = hub.roster.pause(name, reason or "break")
             else:
                 raise WebError(400, f"unknown agent state {state[:16]!r}", "error.422")
+        except PageNotOpen as exc:  # its state is not known until its page opens
+            return _refused(409, exc.field, str(exc))
         except UsageError as exc:
             return _refused(409, "state", str(exc))
         web.audit(viewer.actor, "workspace.state", f"agent:{name}", state=status.state, reason=status.pause_reason)

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from cartera.core.errors import CarteraError
+from cartera.core.errors import CarteraError, UsageError
 from cartera.core.logs import event
 from cartera.web.agent_pages import agent_router
 from cartera.web.context import SignInRequired, Viewer, Web, WebError, anonymous
@@ -137,6 +137,11 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
             field = ".".join(str(part) for part in first["loc"])
             return JSONResponse({"field": field, "error": f"{field}: {first['msg']}"}, 422)
         return rejected(request, 422, f"invalid fields: {fields}", "error.422", {})
+
+    @app.exception_handler(UsageError)
+    def misused(request: Request, exc: UsageError) -> Response:
+        """A request core cannot do as asked now (the caller's to change): 409, audited, never a 502."""
+        return rejected(request, 409, str(exc), "error.409", {})
 
     @app.exception_handler(CarteraError)
     def vendor_failed(request: Request, exc: CarteraError) -> Response:

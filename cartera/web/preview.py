@@ -16,7 +16,7 @@ from cartera.portfolio.identity import code_problem
 from cartera.web.agent_pages import signed_in_agent
 from cartera.web.context import Web, WebError, check_csrf
 from cartera.web.users import User
-from cartera.workspace.errors import WorkspaceError
+from cartera.workspace.errors import PageNotOpen, WorkspaceError
 
 FOUND_AT_MOST = 10
 _ID = re.compile(r"[0-9]{1,12}")
@@ -53,6 +53,8 @@ def preview_router(web: Web) -> APIRouter:
             allowed = denied.decision.next_allowed_at
             when = allowed.isoformat() if allowed else None
             return JSONResponse({"field": "account", "error": str(denied), "next_allowed_at": when}, status_code=409)
+        except PageNotOpen as exc:  # its state is not known until its page opens
+            return _refused(exc.field, str(exc))
         except (WorkspaceError, UsageError) as exc:  # a call on screen or ringing; a dialer that cannot target agents
             return _refused("account", str(exc))
         return JSONResponse({"attempt_id": call.attempt_id}, status_code=202)

@@ -20,6 +20,7 @@ from cartera.core.adapters import Dialer
 from cartera.core.errors import CarteraError, UnknownAgent, UsageError
 from cartera.core.logs import event
 from cartera.workspace.dispositions import BROWSER_CLOSED, WRAP_UP_TIMEOUT
+from cartera.workspace.errors import PageNotOpen
 
 SIGNED_IN = "signed_in"  #: the pause reason of an agent who opened the page and is not ready yet
 SIGNED_OUT = "signed_out"  #: the dialer's pause reason of an agent whose page has not opened since the node started
@@ -192,7 +193,7 @@ class AgentRoster:
         with self._lock:
             status = self._agents.get(agent)
         if status is None:
-            raise UsageError(f"agent {agent} has not opened the agent page")
+            raise PageNotOpen(agent)
         return status
 
     def by_extension(self, extension: str) -> AgentStatus | None:

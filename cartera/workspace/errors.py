@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cartera.core.errors import CarteraError
+from cartera.core.errors import CarteraError, UsageError
 from cartera.workspace.dispositions import SavedDisposition
 
 
@@ -16,6 +16,16 @@ class WorkspaceError(CarteraError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class PageNotOpen(UsageError):
+    """The agent's page has not opened since the node started (its stream reconnects after a restart): the node
+    does not know the agent's state yet; ``field`` is ``agent``."""
+
+    field = "agent"
+
+    def __init__(self, agent: str) -> None:
+        super().__init__(f"agent {agent}: open the agent page first (not opened since the node started)")
 
 
 class NotYourCall(WorkspaceError):

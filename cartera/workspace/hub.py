@@ -29,6 +29,7 @@ from cartera.core.models import AgentConnected, CallRequest, CallResult
 from cartera.portfolio.identity import PortfolioKey
 from cartera.workspace.agents import AgentRoster, AgentState, AgentStatus
 from cartera.workspace.dispositions import BROWSER_CLOSED
+from cartera.workspace.errors import PageNotOpen
 from cartera.workspace.screen import NotOnScreen, ScreenBuilder
 
 log = logging.getLogger("cartera.workspace")
@@ -232,8 +233,11 @@ class WorkspaceHub:
         return WorkspaceEvent(latest, AGENT_STATE, agent, self.roster.get(agent).as_event())
 
     def on_screen(self, agent: str) -> WorkspaceEvent | None:
-        """The pop the agent has on screen now (a page opened mid-call shows it again)."""
-        status = self.roster.get(agent)
+        """The pop the agent has on screen now (a page opened mid-call shows it again); none before its page opened."""
+        try:
+            status = self.roster.get(agent)
+        except PageNotOpen:
+            return None
         pop = self._pops.get(agent)
         if pop is None or status.state not in (AgentState.ON_CALL, AgentState.WRAP_UP):
             return None
