@@ -246,7 +246,10 @@ def capture() -> None:
         with tempfile.TemporaryDirectory() as scratch:
             context = CapturingContext(Path(scratch), site=SITE)
             dialer = AsteriskAmiDialer(
-                AsteriskAmiConfig.model_validate(peer.dialer_settings(dial_ratio=2.0, ring_timeout_s=3)), context
+                AsteriskAmiConfig.model_validate(
+                    peer.dialer_settings(dial_ratio=2.0, ring_timeout_s=15, abandon_after_s=30)
+                ),
+                context,
             )
             dialer.start()
             for index, number in enumerate(numbers):
@@ -306,7 +309,7 @@ def wait_idle(peer: AsteriskPeer, timeout: float = 60) -> None:
 def plugin_originates(peer: AsteriskPeer, rate: float, count: int) -> Run:
     with tempfile.TemporaryDirectory() as scratch:
         context = CapturingContext(Path(scratch))
-        settings = peer.dialer_settings(context="short-call", ring_timeout_s=10, action_timeout_s=10)
+        settings = peer.dialer_settings(context="short-call", ring_timeout_s=15, action_timeout_s=10)
         dialer = AsteriskAmiDialer(AsteriskAmiConfig.model_validate(settings), context)
         dialer.start()
         switch = dialer._switch

@@ -104,7 +104,10 @@ class CallService:
                 attempt_id = attempt.id
         if not decision.allowed:
             raise Denied(decision)
-        request = replace(self._call_request(attempt_id, target.phone, target.account_ref, target.balance), agent=agent)
+        request = replace(
+            self._call_request(attempt_id, target.phone, target.account_ref, target.balance, target.subject.portfolio),
+            agent=agent,
+        )
         with self._lock:
             self._requests[attempt_id] = request
         event(
@@ -127,11 +130,19 @@ class CallService:
         return request
 
     def _call_request(
-        self, attempt_id: int, phone: str, account_ref: str | None, balance: str | None = None
+        self,
+        attempt_id: int,
+        phone: str,
+        account_ref: str | None,
+        balance: str | None = None,
+        portfolio: str | None = None,
     ) -> CallRequest:
+        """``portfolio``: ``CREDITOR/PORTFOLIO``, whose identification message an abandoned call hears."""
         variables = {"CARTERA_ATTEMPT": str(attempt_id)}
         if account_ref:
             variables["CARTERA_ACCOUNT"] = account_ref
+        if portfolio:
+            variables["CARTERA_PORTFOLIO"] = portfolio
         if balance:
             variables["balance"] = balance
         return CallRequest(attempt_id, self.site, phone, account_ref, variables=variables)

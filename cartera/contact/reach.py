@@ -22,7 +22,7 @@ from cartera.core.store.schema import Account, ContactAttempt, Debtor
 
 HOURS_OF_WEEK = 7 * 24
 #: Outcomes that say whether someone picks up the number at that hour (not the network's failures).
-TELLING = (CallOutcome.ANSWERED, CallOutcome.NO_ANSWER, CallOutcome.BUSY, CallOutcome.REJECTED)
+TELLING = (CallOutcome.ANSWERED, CallOutcome.NO_ANSWER, CallOutcome.BUSY, CallOutcome.REJECTED, CallOutcome.MACHINE)
 
 
 def hour_of_week(moment: datetime, zone: tzinfo) -> int:

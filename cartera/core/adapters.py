@@ -312,6 +312,22 @@ def dial_string(template: str, phone: str) -> str:
 #: A dialer's predictive over-dialling: calls in flight per available agent.
 DialRatio = Annotated[float, Field(ge=1.0, le=3.0)]
 
+#: The shortest ring before an unanswered call is given up: 15 s (47 CFR 64.1200(a)(6)).
+MIN_RING_S = 15.0
+
+
+def _rings_long_enough(seconds: float) -> float:
+    if seconds < MIN_RING_S:
+        raise ValueError(
+            f"{seconds:g} s: a call rings at least {MIN_RING_S:g} s before it is given up as not answered "
+            "(47 CFR 64.1200(a)(6)); a test wanting a quick unanswered call dials a busy or rejecting number"
+        )
+    return seconds
+
+
+#: A dialer's ring timeout in seconds: at least :data:`MIN_RING_S`, at most 5 minutes.
+RingTimeout = Annotated[float, Field(le=300), AfterValidator(_rings_long_enough)]
+
 
 def dial_slots(available_agents: int, dial_ratio: float) -> int:
     """Calls a dialer may have in flight: available agents times the dial ratio, rounded down. The epsilon

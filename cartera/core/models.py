@@ -30,6 +30,9 @@ class CallOutcome(enum.StrEnum):
     #: Answered by a person, no agent free within the wait allowed (2 s, 47 CFR 64.1200(a)(7)): the dialer played
     #: the portfolio's identification message and hung up. Counts as an attempt; never as a conversation.
     ABANDONED = "abandoned"
+    #: Answered by an answering machine (the dialer's answering-machine detection, Asterisk's AMD()): hung up, never
+    #: offered to an agent. Counts as an attempt, never as a conversation nor as answered by a person.
+    MACHINE = "machine"
     BUSY = "busy"
     NO_ANSWER = "no_answer"
     REJECTED = "rejected"

@@ -79,6 +79,7 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (Spanish, English)
     "state.purged": ("eliminada", "purged"),
     "outcome.answered": ("contestada", "answered"),
     "outcome.abandoned": ("abandonada (sin agente a tiempo)", "abandoned (no agent in time)"),
+    "outcome.machine": ("contestador automático", "answering machine"),
     "outcome.busy": ("ocupado", "busy"),
     "outcome.no_answer": ("sin respuesta", "no answer"),
     "outcome.rejected": ("rechazada", "rejected"),

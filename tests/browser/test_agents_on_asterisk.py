@@ -91,7 +91,7 @@ username = "cartera"
 secret = "${{CARTERA_TEST_AMI_SECRET}}"
 queue = "cobranza"
 dial_ratio = 1.0
-ring_timeout_s = 10
+ring_timeout_s = 15
 spool_dir = "{spool}"
 
 [sites.t.crm_sync]

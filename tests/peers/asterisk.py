@@ -7,13 +7,16 @@ control socket, all owned by the ``asterisk`` user), and runs there, on free por
 - SIPp as the debtors' phones (``tests/peers/sipp/debtor.xml``): the dialled number's last digit picks what
   the line does (see :data:`NUMBERS`);
 - Asterisk with AMI for the user ``cartera``, a ``carrier`` PJSIP endpoint pointing at SIPp, the ``agents``
-  context (answer → ``MixMonitor(${UNIQUEID}.wav)`` → queue), and the queue ``cobranza`` whose static members
+  context (answer → ``MixMonitor(${UNIQUEID}.wav)`` → AMD() if asked → queue, or the identification message
+  :attr:`AsteriskPeer.identification_message` once no agent took the call in time: docs/operations.md's
+  dialplan, which also says so in a ``CarteraIdentified`` UserEvent), and the queue ``cobranza`` whose static members
   are the agents' phones: Local channels that answer, play tones for ``TALK_SECONDS`` and hang up, or, with
   ``sip_agents``, the PJSIP endpoints ``agent01``... that SIP user agents register to (:data:`SIP_AGENT`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
@@ -22,6 +25,8 @@ import signal
 import socket
 import subprocess
 import time
+import wave
+from array import array
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +37,7 @@ from typing import Any
 from asterisk.ami import AMIClient, SimpleAction
 
 from cartera.core.models import CallOutcome
+from cartera.plugins.dialers.simulator.audio import RATE, write_wav
 from tests.peers.debian import ChrootedHome, chrooted, debian_root, stop
 from tests.peers.net import free_port, free_udp_range
 
@@ -55,6 +61,14 @@ NUMBERS: dict[CallOutcome, str] = {
 }
 #: Answers, then the debtor hangs up after 3 seconds.
 DEBTOR_HANGS_UP = "+573005550008"
+#: The identification message the peer provisions: a tone of this pitch and length.
+IDENTIFICATION_HZ = 1000
+IDENTIFICATION_S = 1.5
+#: What the debtor says on answer, for AMD(): a call's CARTERA_GREETING names one; Asterisk plays it during AMD()
+#: and the debtor's phone (SIPp, echoing) sends it back, so AMD() hears it as the debtor's greeting. A machine's
+#: greeting: 4 s without a pause; a person's: "hello" (0.3 s), then silence.
+MACHINE_GREETING = "machine-greeting"
+PERSON_GREETING = "person-hello"
 #: The PJSIP endpoint (and AOR) of the n-th agent's phone, with ``sip_agents``; its queue member is ``PJSIP/...``.
 SIP_AGENT = "agent{n:02d}"
 
@@ -84,6 +98,8 @@ _MODULES = (
     "app_dial",
     "app_mixmonitor",
     "app_playtones",
+    "app_playback",
+    "app_amd",
     "app_userevent",
     "func_channel",
 )
@@ -124,6 +140,15 @@ class AsteriskPeer(ChrootedHome):
         return self.home / "spool" / "monitor"
 
     @property
+    def identification_message(self) -> str:
+        """The sound abandoned calls hear (Playback's argument, inside the root): a 1 kHz tone, 1.5 s long."""
+        return f"{self.inner}/sounds/identification"
+
+    def sound(self, name: str) -> str:
+        """A sound the peer provisions (Playback's argument, inside the root): e.g. :data:`MACHINE_GREETING`."""
+        return f"{self.inner}/sounds/{name}"
+
+    @property
     def sipp_messages(self) -> Path:
         """Every SIP message SIPp sent and received."""
         return self.home / "log" / "sipp-messages.log"
@@ -148,15 +173,19 @@ class AsteriskPeer(ChrootedHome):
             "secret": self.ami_secret,
             "queue": QUEUE,
             "spool_dir": str(self.spool),
-            "ring_timeout_s": 2.5,
+            "ring_timeout_s": 15,
+            "identification_message": self.identification_message,
             **overrides,
         }
 
     # --- lifecycle --------------------------------------------------------------------------------
 
     def write_instance(self) -> None:
-        for sub in ("etc", "spool/monitor", "spool/tmp", "lib", "log", "run", "cache", "sipp"):
+        for sub in ("etc", "spool/monitor", "spool/tmp", "lib", "log", "run", "cache", "sipp", "sounds"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
+        write_tone(self.home / "sounds" / "identification.wav", IDENTIFICATION_HZ, IDENTIFICATION_S)
+        write_tone(self.home / "sounds" / f"{MACHINE_GREETING}.wav", 400, 4.0)
+        write_tone(self.home / "sounds" / f"{PERSON_GREETING}.wav", 400, 0.3, silence_s=2.0)
         for scenario in SIPP_DIR.glob("*.xml"):
             shutil.copy(scenario, self.home / "sipp" / scenario.name)
         for name, text in self._configs().items():
@@ -417,11 +446,20 @@ exten => _X.,1,Hangup(21)
 [from-agents]
 exten => _X.,1,Hangup(21)
 
-; The debtor answered an Originate: record the call, then hand it to the next free agent.
+; The debtor answered an Originate: record the call; a machine (AMD, when the dialer asks) is hung up; a person
+; goes to the next free agent, or, none free within CARTERA_ABANDON_AFTER seconds, hears the identification message.
 [agents]
 exten => s,1,UserEvent(CarteraAnswered,Attempt: ${{CARTERA_ATTEMPT}},Account: ${{CARTERA_ACCOUNT}})
  same => n,MixMonitor(${{UNIQUEID}}.wav)
- same => n,Queue({QUEUE},r,,,120)
+ same => n,GotoIf($["${{CARTERA_AMD}}" != "1"]?queue)
+ same => n,AMD(,,,,,,,,,${{CARTERA_GREETING}})
+ same => n,GotoIf($["${{AMDSTATUS}}" = "MACHINE"]?machine)
+ same => n(queue),Queue({QUEUE},r,,,${{CARTERA_ABANDON_AFTER}})
+ same => n,UserEvent(CarteraAbandoned,Detail: ${{QUEUESTATUS}})
+ same => n,Playback(${{CARTERA_MESSAGE}})
+ same => n,UserEvent(CarteraIdentified,Detail: ${{PLAYBACKSTATUS}})
+ same => n,Hangup()
+ same => n(machine),UserEvent(CarteraMachine,Detail: ${{AMDCAUSE}})
  same => n,Hangup()
 
 ; The debtor answered a call placed for one agent (a callback): record it, then ring that agent's phone alone.
@@ -444,6 +482,7 @@ exten => _XX,1,Answer()
  same => n,Wait(${{TALK_SECONDS}})
  same => n,Hangup()
 """,
+            "amd.conf": "[general]\n",
             "queues.conf": f"""
 [general]
 persistentmembers = no
@@ -460,6 +499,28 @@ leavewhenempty = no
 {members}
 """,
         }
+
+
+def write_tone(path: Path, hertz: float, seconds: float, silence_s: float = 0.0) -> None:
+    """A WAV Asterisk plays (8 kHz, 16-bit, mono): a sine of ``hertz`` lasting ``seconds``, then ``silence_s`` of
+    silence."""
+    samples = array("h", (round(8000 * math.sin(2 * math.pi * hertz * n / RATE)) for n in range(round(RATE * seconds))))
+    samples.extend([0] * round(RATE * silence_s))
+    write_wav(path, [samples.tobytes()])
+
+
+def tone_share(path: Path, hertz: float) -> float:
+    """The share of a recording's energy at ``hertz`` (Goertzel), from 0 to 1."""
+    with wave.open(str(path), "rb") as wav:
+        rate = wav.getframerate()
+        samples = array("h", wav.readframes(wav.getnframes()))
+    coefficient = 2 * math.cos(2 * math.pi * hertz / rate)
+    previous = before = 0.0
+    for sample in samples:
+        previous, before = sample + coefficient * previous - before, previous
+    power = previous * previous + before * before - coefficient * previous * before
+    energy = sum(sample * sample for sample in samples)
+    return 2 * power / (len(samples) * energy) if energy else 0.0
 
 
 @contextmanager

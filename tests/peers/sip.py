@@ -94,7 +94,7 @@ class SipPeer(ChrootedHome):
             "local_address": "127.0.0.1",
             "local_port": 0,
             "max_calls": 8,
-            "ring_timeout_s": 2.5,
+            "ring_timeout_s": 15,
             **overrides,
         }
 
@@ -108,7 +108,7 @@ class SipPeer(ChrootedHome):
             "local_address": "127.0.0.1",
             "local_port": 0,
             "max_calls": 8,
-            "ring_timeout_s": 2.5,
+            "ring_timeout_s": 15,
             **overrides,
         }
 

@@ -441,6 +441,37 @@ class DialerConformance:
         assert result.outcome is CallOutcome.FAILED, (result.outcome, result.raw_cause)
         dialer.stop()
 
+    def test_abandoning_as_declared(
+        self, dialer: Dialer[Any], context: CapturingContext, numbers: dict[CallOutcome, str], agents: list[str]
+    ) -> None:
+        """A dialer declaring abandons_calls (with pauses_agents and the 'agents' fixture) ends a call a person answers
+        while every agent is paused (no agent free in time) as ABANDONED, once: unanswered, no agent, no connection,
+        no disposition, a raw cause; with an agent resumed, the next answered call is ANSWERED. Any other dialer is
+        not asked: core sees no abandoned calls from it."""
+        capabilities = type(dialer).capabilities
+        if not capabilities.abandons_calls:
+            return
+        assert capabilities.pauses_agents, "declares abandons_calls: the kit abandons a call by pausing every agent"
+        assert agents, "declares abandons_calls: override the 'agents' fixture with every agent"
+        phone = self._answered_number(numbers)
+        for agent in agents:
+            dialer.pause_agent(agent, "break")
+        self._wait_for_capacity(dialer, lambda capacity: capacity == 0, "0 with every agent paused")
+        request = self._request(context, phone)
+        dialer.place_call(request)  # as a predictive dialer's call answered when no agent is free
+        self._wait_for_end(context, request.attempt_id)
+        (result,) = self._results_for(context, request.attempt_id)
+        assert result.outcome is CallOutcome.ABANDONED, (result.outcome, result.raw_cause)
+        assert (result.answered_at, result.agent, result.disposition) == (None, None, None)
+        assert result.raw_cause.strip()
+        assert not [event for event in context.agent_connections if event.attempt_id == request.attempt_id]
+        dialer.resume_agent(agents[0])
+        self._wait_for_capacity(dialer, lambda capacity: capacity > 0, "some with one agent resumed")
+        self._answered_call(dialer, context, phone)
+        for agent in agents:
+            dialer.resume_agent(agent)
+        dialer.stop()
+
     def test_serves_http_as_declared(self, dialer: Dialer[Any]) -> None:
         """http_router() gives routes exactly when the dialer declares serves_http."""
         assert_serves_http_as_declared(dialer)

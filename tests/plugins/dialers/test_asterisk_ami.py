@@ -52,7 +52,18 @@ from cartera.plugins.dialers.asterisk_ami.outcomes import call_outcome, raw_caus
 from cartera.plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer, cartera_register_dialers
 from cartera.plugins.dialers.asterisk_ami.switch import event_needles
 from tests.conftest import REPO, kill_site_with_calls_in_flight, placing, run_site_process, write_portfolio
-from tests.peers.asterisk import DEBTOR_HANGS_UP, NUMBERS, READONLY_USER, AsteriskPeer, running_asterisk
+from tests.peers.asterisk import (
+    DEBTOR_HANGS_UP,
+    IDENTIFICATION_HZ,
+    MACHINE_GREETING,
+    NUMBERS,
+    PERSON_GREETING,
+    READONLY_USER,
+    AsteriskPeer,
+    running_asterisk,
+    tone_share,
+    write_tone,
+)
 from tests.peers.net import free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore:notifyAll:DeprecationWarning")  # the bare asterisk-ami client
@@ -124,6 +135,10 @@ def test_config_defaults_and_templates() -> None:
         ({"queue": "cobranza\r\nAction: Originate"}, "String should match pattern"),
         ({"attempt_header": "Cartera-Attempt"}, "String should match pattern"),
         ({"dial_ratio": 0.5}, "greater than or equal to 1"),
+        ({"ring_timeout_s": 14.9}, "a call rings at least 15 s before it is given up"),
+        ({"abandon_after_s": 0}, "greater than or equal to 1"),
+        ({"identification_message": "hello&goodbye"}, "String should match pattern"),
+        ({"portfolio_messages": {"TARJETAS": "x"}}, "String should match pattern"),
         ({"no_such_key": 1}, "Extra inputs are not permitted"),
     ],
 )
@@ -174,6 +189,37 @@ def test_a_failed_originate_naming_no_channel_reaches_its_call() -> None:
     )
     assert call.originate_failed_at is not None, "the failed OriginateResponse was dropped"
     assert call.result().raw_cause == "originate Failure, reason 0 (not placed)"
+
+
+def test_the_dialplans_user_events_settle_abandoned_and_machine_calls() -> None:
+    """CarteraAbandoned (no agent within CARTERA_ABANDON_AFTER) and CarteraMachine (AMD) on our answered channel end
+    the call abandoned or machine, unanswered and with no agent; a call an agent took stays answered; another
+    UserEvent (the operator's own) changes nothing."""
+    ended: list[Call] = []
+    tracker = CallTracker(SystemClock(), on_end=ended.append, hang_up=lambda _: None, on_connect=lambda *_: None)
+    for attempt in (1, 2, 3, 4):
+        tracker.admit(request(attempt), f"u-{attempt}")
+        tracker.on_new_state({"Uniqueid": f"u-{attempt}", "ChannelState": "6"})
+    handle = tracker.handlers["UserEvent"]
+    handle({"Uniqueid": "u-1", "UserEvent": "CarteraAbandoned", "Detail": "TIMEOUT"})
+    handle({"Uniqueid": "u-2", "UserEvent": "CarteraMachine", "Detail": "LONGGREETING-1500-1500"})
+    tracker.on_agent_connect({"Uniqueid": "u-3", "Interface": "PJSIP/agent01"})
+    handle({"Uniqueid": "u-3", "UserEvent": "CarteraAbandoned", "Detail": "TIMEOUT"})
+    handle({"Uniqueid": "u-4", "UserEvent": "CarteraAnswered", "Attempt": "4"})
+    for attempt in (1, 2, 3, 4):
+        tracker.on_hangup({"Uniqueid": f"u-{attempt}", "Cause": "16", "Cause-txt": "Normal Clearing"})
+    results = {call.request.attempt_id: call.result() for call in ended}
+    assert {attempt: result.outcome for attempt, result in results.items()} == {
+        1: CallOutcome.ABANDONED,
+        2: CallOutcome.MACHINE,
+        3: CallOutcome.ANSWERED,
+        4: CallOutcome.ANSWERED,
+    }
+    assert results[1].raw_cause == "16 Normal Clearing, no agent in time: identification message played (TIMEOUT)"
+    assert results[2].raw_cause == "16 Normal Clearing, answering machine (LONGGREETING-1500-1500)"
+    for attempt in (1, 2):
+        assert (results[attempt].answered_at, results[attempt].agent) == (None, None)
+    assert results[3].agent == "PJSIP/agent01"
 
 
 def test_agent_pool_counts_logged_in_unpaused_reachable_members() -> None:
@@ -431,6 +477,59 @@ def test_unanswered_outcomes_keep_the_raw_cause(started: Callable[..., Any], out
     assert not context.recordings
 
 
+@pytest.mark.asterisk
+def test_a_call_no_agent_takes_in_time_hears_its_identification_message_and_ends_abandoned(
+    peer: AsteriskPeer, started: Callable[..., Any]
+) -> None:
+    """Every agent paused: an answered call waits abandon_after_s in the queue, hears the identification message
+    (the site's, or its portfolio's: a 1 kHz and a 2 kHz tone, found in the calls' recordings), is hung up and ends
+    abandoned, unanswered, with no agent."""
+    write_tone(peer.home / "sounds" / "tarjetas.wav", 2000, 1.5)
+    for interface in peer.agent_interfaces:
+        peer.action("QueuePause", Queue="cobranza", Interface=interface, Paused="true")
+    try:
+        dialer, context = started(portfolio_messages={"BANCO/TARJETAS": f"{peer.inner}/sounds/tarjetas"})
+        dialer.place_call(request(7301))
+        dialer.place_call(request(7302, variables={"CARTERA_PORTFOLIO": "BANCO/TARJETAS"}))
+        results = {result.attempt_id: result for result in context.wait_for_calls(2, 30)}
+        recordings = {recording.attempt_id: recording for recording in context.wait_for_recordings(2, 30)}
+    finally:
+        for interface in peer.agent_interfaces:
+            peer.action("QueuePause", Queue="cobranza", Interface=interface, Paused="false")
+    for result in results.values():
+        assert (result.outcome, result.answered_at, result.agent) == (CallOutcome.ABANDONED, None, None)
+        assert "no agent in time: identification message played (TIMEOUT)" in result.raw_cause
+    assert not context.agent_connections
+    site, portfolio = recordings[7301].path, recordings[7302].path
+    assert tone_share(site, IDENTIFICATION_HZ) > 0.2, "the site's message is not in the abandoned call"
+    assert tone_share(site, 2000) < 0.01
+    assert tone_share(portfolio, 2000) > 0.2, "the portfolio's message is not in its abandoned call"
+    assert tone_share(portfolio, IDENTIFICATION_HZ) < 0.01
+
+
+@pytest.mark.asterisk
+def test_with_amd_a_machine_is_hung_up_as_machine_and_a_person_goes_to_an_agent(
+    peer: AsteriskPeer, started: Callable[..., Any]
+) -> None:
+    """``amd = true``: AMD() hears each debtor's greeting (the peer plays it during AMD() and SIPp echoes it back):
+    four seconds without a pause is a machine, hung up and ended ``machine``, unanswered, no agent; "hello" and
+    silence is a person, connected to an agent. Without ``amd`` the machine's call goes to an agent too."""
+    dialer, context = started(amd=True)
+    plain, plain_context = started()
+    machine, person = ({"CARTERA_GREETING": peer.sound(name)} for name in (MACHINE_GREETING, PERSON_GREETING))
+    dialer.place_call(request(7311, variables=machine))
+    dialer.place_call(request(7312, variables=person))
+    plain.place_call(request(7313, variables=machine))
+    results = {result.attempt_id: result for result in context.wait_for_calls(2, 30)}
+    (unchecked,) = plain_context.wait_for_calls(1, 30)
+    detected = results[7311]
+    assert (detected.outcome, detected.answered_at, detected.agent) == (CallOutcome.MACHINE, None, None)
+    assert "answering machine (LONGGREETING" in detected.raw_cause, detected.raw_cause
+    assert [event.attempt_id for event in context.agent_connections] == [7312]
+    assert results[7312].outcome is CallOutcome.ANSWERED, results[7312].raw_cause
+    assert unchecked.outcome is CallOutcome.ANSWERED, unchecked.raw_cause
+
+
 def test_a_cancelled_call_stays_cancelled_even_if_the_answer_crosses_the_hangup() -> None:
     ended: list[Call] = []
     hung_up: list[Call] = []
@@ -489,7 +588,7 @@ def test_cancel_hangs_up_a_ringing_call_and_spares_a_talking_one(
     dialer, context = started()
     dialer.place_call(request(4401))  # answered after 0.7 s of ringing, then talks 4 s
     time.sleep(1.0)
-    dialer.place_call(request(4402, NUMBERS[CallOutcome.NO_ANSWER]))  # rings until the 2.5 s ring timeout
+    dialer.place_call(request(4402, NUMBERS[CallOutcome.NO_ANSWER]))  # rings until the 15 s ring timeout
     time.sleep(0.5)
     assert dialer.cancel(4402) is True
     time.sleep(0.5)
@@ -513,7 +612,7 @@ def test_twenty_four_concurrent_calls_on_one_connection(
     peer: AsteriskPeer, started: Callable[..., Any], talk: Callable[[float], None]
 ) -> None:
     talk(1)
-    dialer, context = started(dial_ratio=2.0)
+    dialer, context = started(dial_ratio=2.0, abandon_after_s=30)  # half the calls wait for an agent
     assert dialer.capacity() == 2 * AGENTS
     requests = [request(5000 + n) for n in range(2 * AGENTS)]
     began = datetime.now(UTC)
@@ -539,7 +638,7 @@ def test_calls_in_flight_never_exceed_available_agents_times_ratio(
     for interface in paused:
         peer.action("QueuePause", Queue="cobranza", Interface=interface, Paused="true")
     try:
-        dialer, context = started(dial_ratio=1.5)
+        dialer, context = started(dial_ratio=1.5, abandon_after_s=30)  # a call in four waits for an agent
         deadline = time.monotonic() + 5
         while dialer.capacity() != 4:  # 3 agents x 1.5
             assert time.monotonic() < deadline, f"capacity {dialer.capacity()}, expected 4"
@@ -719,7 +818,8 @@ username = "cartera"
 secret = "${{CARTERA_TEST_AMI_SECRET}}"
 queue = "cobranza"
 dial_ratio = 2.0
-ring_timeout_s = 2.5
+ring_timeout_s = 15
+abandon_after_s = 30
 spool_dir = "{spool}"
 reconnect_max_s = 1
 
@@ -734,6 +834,20 @@ outbox = "exports"
 creditor = "BANCO"
 portfolio = "TARJETAS"
 """
+
+
+def test_a_ring_timeout_under_15_s_is_refused_naming_file_line_and_key(tmp_path: Path) -> None:
+    """47 CFR 64.1200(a)(6): a call rings 15 s at least; ``check`` exits 2 naming the file, line and key."""
+    text = SITE.format(clock=SYSTEM_CLOCK, test_numbers="[]", campaign="false", port=free_port(), spool=tmp_path)
+    text = text.replace("ring_timeout_s = 15", "ring_timeout_s = 10")
+    site = tmp_path / "sites.toml"
+    site.write_text(text, encoding="utf-8")
+    result = run_site_process(site, "check", env={"CARTERA_TEST_AMI_SECRET": "s3cret-value"})
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = text[: text.index("ring_timeout_s = 10")].count("\n") + 1
+    assert f"{site}:{line}: site 't', key 'dialer.ring_timeout_s'" in result.stderr
+    assert "10 s: a call rings at least 15 s before it is given up as not answered" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def write_site(directory: Path, peer: AsteriskPeer, *, clock: str, campaign: bool = False) -> Path:

@@ -43,7 +43,7 @@ def phones(peer: AsteriskPeer) -> Iterator[AgentPhones]:
 @pytest.fixture
 def dialer(peer: AsteriskPeer, tmp_path: Path) -> Iterator[tuple[AsteriskAmiDialer, CapturingContext]]:
     context = CapturingContext(tmp_path / "dialer")
-    settings = AsteriskAmiConfig.model_validate(peer.dialer_settings(dial_ratio=1.0, ring_timeout_s=10))
+    settings = AsteriskAmiConfig.model_validate(peer.dialer_settings(dial_ratio=1.0, ring_timeout_s=15))
     started = AsteriskAmiDialer(settings, context)
     started.start()
     yield started, context
@@ -136,7 +136,7 @@ def test_a_slow_connection_report_holds_up_neither_the_ami_connection_nor_the_ca
     peer: AsteriskPeer, phones: AgentPhones, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     context = SlowScreens(tmp_path / "slow")
-    settings = peer.dialer_settings(dial_ratio=1.0, ring_timeout_s=10, ping_interval_s=0.5, ping_timeout_s=1.0)
+    settings = peer.dialer_settings(dial_ratio=1.0, ring_timeout_s=15, ping_interval_s=0.5, ping_timeout_s=1.0)
     started = AsteriskAmiDialer(AsteriskAmiConfig.model_validate(settings), context)
     started.start()
     try:
@@ -179,7 +179,7 @@ username = "cartera"
 secret = "${{CARTERA_TEST_AMI_SECRET}}"
 queue = "cobranza"
 dial_ratio = 1.0
-ring_timeout_s = 10
+ring_timeout_s = 15
 spool_dir = "{spool}"
 
 [sites.t.crm_sync]

@@ -58,9 +58,10 @@ class TestSimulatorConformance(DialerConformance):
 
     @pytest.fixture
     def dialer(self, context: CapturingContext, numbers: dict[CallOutcome, str]) -> Iterator[SimulatorDialer]:
-        # no answer rings 900 s of the clock (1.5 s real): long enough to be cancelled while it rings
+        # no answer rings 900 s of the clock (1.5 s real): long enough to be cancelled while it rings; an answered
+        # call waits up to 600 s (1 s real) for a free seat: abandoned only with every seat paused
         scripted = {phone: outcome for outcome, phone in numbers.items()}
-        config = SimulatorConfig(scripted=scripted, seed=7, ring_seconds=(3, 900))
+        config = SimulatorConfig(scripted=scripted, seed=7, ring_seconds=(3, 900), abandon_after=600)
         dialer = SimulatorDialer(config, context)
         dialer.start()
         yield dialer

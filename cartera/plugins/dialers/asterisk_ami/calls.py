@@ -15,7 +15,12 @@ from cartera.plugins.dialers.asterisk_ami.outcomes import call_outcome, raw_caus
 
 UP = "6"  # ChannelState of an answered channel
 #: The events the tracker reads; each names one of our channels in a ``...Uniqueid`` field.
-CALL_EVENTS = ("Newchannel", "Newstate", "DialEnd", "OriginateResponse", "AgentConnect", "Hangup")
+CALL_EVENTS = ("Newchannel", "Newstate", "DialEnd", "OriginateResponse", "AgentConnect", "UserEvent", "Hangup")
+#: The documented dialplan's UserEvents that settle an answered call's outcome, with what each says.
+VERDICTS: dict[str, tuple[CallOutcome, str]] = {
+    "CarteraAbandoned": (CallOutcome.ABANDONED, "no agent in time: identification message played"),
+    "CarteraMachine": (CallOutcome.MACHINE, "answering machine"),
+}
 
 
 @dataclass
@@ -40,6 +45,7 @@ class Call:
     ended_at: datetime | None = None
     notes: list[str] = field(default_factory=list)
     hang_up: bool = False  # the dialer asked Asterisk to hang it up
+    verdict: CallOutcome | None = None  # what the dialplan made of the answered call (:data:`VERDICTS`)
     cancelled: bool = False  # ... because core cancelled it before it was answered
 
     def result(self) -> CallResult:
@@ -48,6 +54,8 @@ class Call:
         if self.cancelled:
             outcome = CallOutcome.CANCELLED
             notes = [*notes, "the debtor answered as it was hung up"] if answered else notes
+        elif self.verdict is not None and self.agent is None:
+            outcome = self.verdict
         else:
             outcome = call_outcome(
                 answered=answered,
@@ -106,6 +114,7 @@ class CallTracker:
             self.on_dial_end,
             self.on_originate_response,
             self.on_agent_connect,
+            self.on_user_event,
             self.on_hangup,
         )
         return dict(zip(CALL_EVENTS, handlers, strict=True))
@@ -233,6 +242,20 @@ class CallTracker:
         agent = event.get("Interface") or event.get("MemberName")
         if call is not None and agent:
             self._connected(call, agent)
+
+    def on_user_event(self, event: Message) -> None:
+        """The dialplan's word on our answered channel: abandoned (no agent within ``CARTERA_ABANDON_AFTER``) or
+        an answering machine (AMD()); other UserEvents are the operator's own."""
+        call = self._live.get(event.get("Uniqueid", ""))
+        verdict = VERDICTS.get(event.get("UserEvent", ""))
+        if call is None or verdict is None:
+            return
+        outcome, note = verdict
+        detail = event.get("Detail", "")
+        with self._changed:
+            call.verdict = outcome
+            call.notes.append(f"{note} ({detail})" if detail else note)
+        self._answered(call)
 
     def _dialled(self, call: Call, event: Message) -> None:
         """Our channel, the caller, dialled someone (a DialEnd): a call placed for one agent dials that agent's

@@ -7,10 +7,16 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, StringConstraints
 
-from cartera.plugin import ConfigPath, DialRatio, PluginConfig, format_template
+from cartera.plugin import ConfigPath, DialRatio, PluginConfig, RingTimeout, format_template
 
 #: One AMI header value: no line breaks (they would inject headers into the action).
 AmiValue = Annotated[str, StringConstraints(min_length=1, pattern=r"^[^\r\n]+$")]
+#: A sound Playback() plays: a name under Asterisk's sounds or an absolute path, without extension; no ',', '&' or
+#: '|' (they would add files or options to the application's arguments).
+SoundName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_./-]{1,200}$")]
+_CODE = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"
+#: A portfolio as sites.toml names it: ``CREDITOR/PORTFOLIO``.
+PortfolioName = Annotated[str, StringConstraints(pattern=rf"^{_CODE}/{_CODE}$")]
 
 
 class AsteriskAmiConfig(PluginConfig):
@@ -42,8 +48,30 @@ class AsteriskAmiConfig(PluginConfig):
         default=None,
         description='Caller ID presented to debtors, e.g. "Cobranza" <6015550000>, unless the call sets one.',
     )
-    ring_timeout_s: float = Field(
-        default=30.0, gt=0, le=300, description="Seconds a call rings before it is given up as not answered."
+    ring_timeout_s: RingTimeout = Field(
+        default=30.0, description="Seconds a call rings before it is given up as not answered (15 at least)."
+    )
+    abandon_after_s: int = Field(
+        default=2,
+        ge=1,
+        le=60,
+        description="Whole seconds an answered call waits in the queue for a free agent (CARTERA_ABANDON_AFTER, the "
+        "Queue() timeout of the documented dialplan): then it hears the identification message, is hung up and "
+        "ends 'abandoned'. 2 as 47 CFR 64.1200(a)(7) counts.",
+    )
+    identification_message: SoundName = Field(
+        default="cartera/identification",
+        description="The sound an abandoned call hears (CARTERA_MESSAGE, Playback's argument: a name under "
+        "Asterisk's sounds or an absolute path, without extension): who calls, and a number to call back.",
+    )
+    portfolio_messages: dict[PortfolioName, SoundName] = Field(
+        default_factory=dict,
+        description='The identification message of a portfolio\'s calls instead, by "CREDITOR/PORTFOLIO".',
+    )
+    amd: bool = Field(
+        default=False,
+        description="Answering-machine detection (CARTERA_AMD=1: the documented dialplan runs AMD() on answer): a "
+        "machine is hung up and ends 'machine', a person goes on to the queue.",
     )
     attempt_header: Annotated[str, StringConstraints(pattern=r"^(X-[A-Za-z0-9-]+)?$")] = Field(
         default="X-Cartera-Attempt",

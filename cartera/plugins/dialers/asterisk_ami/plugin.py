@@ -33,6 +33,7 @@ class AsteriskAmiDialer(Dialer[AsteriskAmiConfig]):
         reconciles=True,
         pauses_agents=True,
         targets_agents=True,
+        abandons_calls=True,
     )
 
     def __init__(self, config: AsteriskAmiConfig, context: PluginContext) -> None:

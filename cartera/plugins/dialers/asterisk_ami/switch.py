@@ -66,7 +66,7 @@ REQUIRED_ACTIONS: dict[str, str] = {
 MODULE_ACTIONS: dict[str, str] = {"QueueStatus": "app_queue"}
 #: Server-side filter (the Filter action, needs ``write = system``): only the events the dialer reads.
 EVENT_FILTER = (
-    "^Event: (Newchannel|Newstate|DialEnd|Hangup|OriginateResponse|AgentConnect"
+    "^Event: (Newchannel|Newstate|DialEnd|Hangup|OriginateResponse|AgentConnect|UserEvent"
     "|QueueMember(Status|Pause|Added|Removed)|Shutdown)[[:space:]]"
 )
 #: After a failed OriginateResponse, how long to wait for the channel's own events (they travel separately).
@@ -487,7 +487,13 @@ class AsteriskSwitch:
         caller_id = request.caller_id or config.caller_id
         if caller_id:
             keys["CallerID"] = _one_line(caller_id)
-        variables = {"CARTERA_ATTEMPT": str(request.attempt_id), "CARTERA_SITE": self._context.site}
+        variables = {
+            "CARTERA_ATTEMPT": str(request.attempt_id),
+            "CARTERA_SITE": self._context.site,
+            "CARTERA_ABANDON_AFTER": str(config.abandon_after_s),
+            "CARTERA_MESSAGE": self._identification_message(request),
+            "CARTERA_AMD": "1" if config.amd else "0",
+        }
         if request.account_ref:
             variables["CARTERA_ACCOUNT"] = request.account_ref
         if request.agent is not None:
@@ -500,6 +506,11 @@ class AsteriskSwitch:
         action = SimpleAction("Originate", **keys)
         action.variables = {name: _one_line(value) for name, value in variables.items()}
         return action
+
+    def _identification_message(self, request: CallRequest) -> str:
+        """The sound an abandoned call hears: its portfolio's (``CARTERA_PORTFOLIO``, set by core), else the site's."""
+        portfolio = request.variables.get("CARTERA_PORTFOLIO", "")
+        return self._config.portfolio_messages.get(portfolio, self._config.identification_message)
 
     def _originate_answer(self, call: Call, response: Response) -> None:
         if response.is_error():

@@ -40,6 +40,7 @@ RAW_CAUSES: dict[CallOutcome, str] = {
     CallOutcome.INVALID_NUMBER: "1 UNALLOCATED_NUMBER",
     CallOutcome.CONGESTION: "34 NO_CIRCUIT_AVAILABLE",
     CallOutcome.FAILED: "38 NETWORK_OUT_OF_ORDER",
+    CallOutcome.MACHINE: "16 NORMAL_CLEARING, answering machine",
 }
 STOPPED_CAUSE = "dialer stopped"
 SHUTDOWN_CAUSE = "shutdown"

@@ -6,7 +6,7 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, Field, SecretStr, StringConstraints, model_validator
 
-from cartera.plugin import PluginConfig, format_template
+from cartera.plugin import PluginConfig, RingTimeout, format_template
 
 #: A SIP or SIPS URI, one line, no angle brackets.
 SipUri = Annotated[str, StringConstraints(pattern=r"^sips?:[^\s<>\"]+$")]
@@ -60,8 +60,8 @@ class SipTrunkConfig(PluginConfig):
         le=MAX_CALLS,
         description=f"Calls in flight at most (the trunk's channels); one SIP worker process per {CALLS_PER_ENGINE}.",
     )
-    ring_timeout_s: float = Field(
-        default=30.0, gt=0, le=300, description="Seconds a call rings before it is cancelled as not answered."
+    ring_timeout_s: RingTimeout = Field(
+        default=30.0, description="Seconds a call rings before it is cancelled as not answered (15 at least)."
     )
     transfer_timeout_s: float = Field(
         default=15.0,
