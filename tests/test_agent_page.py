@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,7 +22,7 @@ import pytest
 from sqlalchemy import select
 
 from cartera.core.models import AgentConnected
-from cartera.core.store.schema import Account, AuditEntry, Debtor, Phone, Portfolio
+from cartera.core.store.schema import AuditEntry
 from cartera.node import Node
 from cartera.portfolio.identity import PortfolioKey
 from cartera.runtime.context import NodeContext
@@ -33,7 +32,7 @@ from cartera.web.users import Grant, Role, UserDirectory
 from cartera.workspace.agents import AgentState
 from tests.conftest import write_sites
 from tests.test_web_server import serving
-from tests.workspace_seed import DAY, Calls, seed_calls
+from tests.workspace_seed import DAY, Calls, seed_calls, uncalled_account
 
 PASSWORD = "correct horse battery"
 POP_WITHIN_S = 0.5
@@ -334,20 +333,7 @@ def test_an_agent_signing_out_mid_call_hears_no_more_and_the_call_is_disposition
 
 
 def test_a_preview_call_goes_through_the_gate_and_the_dialer_and_pops_on_its_agents_page(site: Site) -> None:
-    with site.node.db.session() as session:
-        portfolio = session.scalars(select(Portfolio).where(Portfolio.code == "TARJETAS")).one()
-        debtor = Debtor(name="Deudor Nueve", phones=[Phone(e164="+573009998877", position=0)])
-        session.add(
-            Account(
-                portfolio=portfolio,
-                ref="BCO-9",
-                debtor=debtor,
-                balance=Decimal(90000),
-                currency="COP",
-                status="active",
-                updated_at=DAY,
-            )
-        )
+    uncalled_account(site.node)
     agent = signed_in(site.base, "ana")
     csrf = page_csrf(agent)
     events, stop = stream(agent, "/agent/events")

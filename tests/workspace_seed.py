@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from sqlalchemy import select
+
 from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Debtor, Phone, Portfolio
 from cartera.node import Node
 from cartera.portfolio.identity import PortfolioKey
@@ -53,6 +55,26 @@ def seed_calls(node: Node) -> Calls:
         session.add_all(attempts)
         session.flush()
         return Calls(*(attempt.id for attempt in attempts))
+
+
+def uncalled_account(node: Node) -> int:
+    """BCO-9, Deudor Nueve's TARJETAS account, never called, at the number the test site's simulator answers
+    (``+573009998877``, scripted): an agent's preview call; its id."""
+    with node.db.session() as session:
+        portfolio = session.scalars(select(Portfolio).where(Portfolio.code == "TARJETAS")).one()
+        debtor = Debtor(name="Deudor Nueve", phones=[Phone(e164="+573009998877", position=0)])
+        account = Account(
+            portfolio=portfolio,
+            ref="BCO-9",
+            debtor=debtor,
+            balance=Decimal(90000),
+            currency="COP",
+            status="active",
+            updated_at=DAY,
+        )
+        session.add(account)
+        session.flush()
+        return account.id
 
 
 #: Grants by portfolio code, as the hub is given them.

@@ -23,7 +23,7 @@ from cartera.core.adapters import Dialer
 from cartera.core.audit import audit
 from cartera.core.clock import Clock
 from cartera.core.config import CampaignConfig
-from cartera.core.errors import UsageError
+from cartera.core.errors import DialerUnavailable, UsageError
 from cartera.core.hooks import Hooks
 from cartera.core.logs import event
 from cartera.core.models import (
@@ -74,13 +74,20 @@ class CallService:
     def place_call(
         self, *, phone: str | None, account: int | str | None = None, actor: str, agent: str | None = None
     ) -> CallRequest:
-        """Gate, record and hand one call to the dialer. Raises :class:`Denied` when the gate says no.
+        """Gate, record and hand one call to the dialer. Raises :class:`Denied` when the gate says no, and
+        :class:`DialerUnavailable`, recording nothing, for an agent's call the dialer cannot take now.
         ``account`` is the account's id (the campaign's), or a reference (see :mod:`cartera.portfolio.identity`);
         ``agent``: the agent (its identity at the dialer) the answered call must reach, not any ready agent."""
         if self.dialer is None:
             raise UsageError(f"site {self.site!r} has no dialer configured")
         if agent is not None and not self.dialer().capabilities.targets_agents:
             raise UsageError(f"site {self.site!r}: the dialer cannot connect a call to a given agent ({agent})")
+        if agent is not None:
+            # an agent's own call is not paced by the dialer's capacity, which keeps the campaign's calls from a
+            # dialer down: asked first, so no attempt is recorded (nor counted by the law) for a call never placed
+            checked = self.dialer().check()
+            if not checked.ok:
+                raise DialerUnavailable(f"the dialer cannot place {agent}'s call now: {checked.detail}")
         now = self.clock.now()
         with self.db.session() as session:
             target = self.targets.find(session, Channel.CALL, phone, account, at=now, lock=True)

@@ -62,3 +62,8 @@ class Unsupported(CarteraError):
 
 class UnknownAgent(CarteraError):
     """A dialer was asked to pause or resume an agent it does not know (no such queue member or seat)."""
+
+
+class DialerUnavailable(CarteraError):
+    """The site's dialer cannot be reached now (its connection is down, it failed): nothing was placed, paused or
+    resumed there; the same request succeeds once it is back."""

@@ -246,10 +246,9 @@ def _dispose(web: Web, hub: WorkspaceHub, viewer: Viewer, given: DispositionInpu
         return answer
     except WorkspaceError as exc:
         return _refused(400, exc.field, str(exc))
-    status = hub.dispositioned(name, given.attempt_id)
-    return JSONResponse(
-        {"saved": saved.id, "code": saved.code, "state": status.state.value if status else None}, status_code=201
-    )
+    status = hub.dispositioned(name, given.attempt_id)  # a dialer down leaves the agent paused, told so
+    state, down = (status.state.value, status.dialer_down) if status else (None, False)
+    return JSONResponse({"saved": saved.id, "code": saved.code, "state": state, "dialer_down": down}, status_code=201)
 
 
 def _refused(status: int, field: str, message: str) -> JSONResponse:
@@ -309,6 +308,7 @@ _PAGE_KEYS = (
     "agent.mini_miranda",
     "agent.script.text",
     "agent.saved",
+    "agent.dialer_down",
     "agent.ended",
     "agent.law.allowed",
     "agent.law.denied",

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from cartera.core.errors import CarteraError, UsageError
+from cartera.core.errors import CarteraError, DialerUnavailable, UsageError
 from cartera.core.logs import event
 from cartera.web.agent_pages import agent_router
 from cartera.web.context import SignInRequired, Viewer, Web, WebError, anonymous
@@ -137,6 +137,14 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
             field = ".".join(str(part) for part in first["loc"])
             return JSONResponse({"field": field, "error": f"{field}: {first['msg']}"}, 422)
         return rejected(request, 422, f"invalid fields: {fields}", "error.422", {})
+
+    @app.exception_handler(DialerUnavailable)
+    def dialer_down(request: Request, exc: DialerUnavailable) -> Response:
+        """The agent's page tells the agent (``field`` ``dialer``); nothing was changed, the same post may be
+        sent again once the dialer is back."""
+        event(log, "web.dialer_unavailable", logging.WARNING, path=request.url.path, error=str(exc))
+        headers = {"Retry-After": f"{RETRY_AFTER_S}"}
+        return JSONResponse({"field": "dialer", "error": str(exc)}, status_code=503, headers=headers)
 
     @app.exception_handler(UsageError)
     def misused(request: Request, exc: UsageError) -> Response:

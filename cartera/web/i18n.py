@@ -190,6 +190,12 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (Spanish, English)
     "agent.line.work": ("Trabajo", "Work"),
     "agent.save": ("Guardar (Ctrl+Enter)", "Save (Ctrl+Enter)"),
     "agent.saved": ("Tipificación guardada.", "Disposition saved."),
+    "agent.dialer_down": (
+        "El marcador no responde: sus llamadas, pausas y regresos esperan a que vuelva. Lo guardado no se pierde; "
+        "pulse Disponible (R) para volver a intentarlo.",
+        "The dialer is not answering: your calls, pauses and resumes wait until it is back. Nothing saved is lost; "
+        "press Ready (R) to try again.",
+    ),
     "agent.ended": ("La llamada terminó: guarde la tipificación.", "The call ended: save the disposition."),
     "agent.reconnecting": ("Reconectando…", "Reconnecting…"),
     "agent.keys": (

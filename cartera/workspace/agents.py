@@ -4,6 +4,10 @@ Pause and resume drive the dialer when it declares ``pauses_agents``, so its pac
 Times are wall-clock (agents are people, whatever the site's simulated clock says). An agent whose wrap-up
 outlasts ``wrap_up_limit``, or whose page has been gone for ``gone_limit`` with a call on screen, is
 :meth:`AgentRoster.overdue`: the node dispositions that call as such and pauses the agent.
+
+A dialer that cannot be reached (:class:`~cartera.core.errors.DialerUnavailable`) marks the agent's status
+``dialer_down`` until a pause or resume of that agent goes through again: a change the agent asked for is refused
+(its state stays as it was), one that follows a saved disposition leaves the agent paused ``dialer_unreachable``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cartera.core.adapters import Dialer
-from cartera.core.errors import CarteraError, UnknownAgent, UsageError
+from cartera.core.errors import CarteraError, DialerUnavailable, UnknownAgent, Unsupported, UsageError
 from cartera.core.logs import event
 from cartera.workspace.dispositions import BROWSER_CLOSED, WRAP_UP_TIMEOUT
 from cartera.workspace.errors import PageNotOpen
@@ -25,6 +29,7 @@ from cartera.workspace.errors import PageNotOpen
 SIGNED_IN = "signed_in"  #: the pause reason of an agent who opened the page and is not ready yet
 SIGNED_OUT = "signed_out"  #: the dialer's pause reason of an agent whose page has not opened since the node started
 WRAP_UP = "wrap_up"  #: the dialer's pause reason while the agent owes a call's disposition
+DIALER_UNREACHABLE = "dialer_unreachable"  #: the pause reason of an agent the dialer could not be told to resume
 MAX_REASON = 64
 log = logging.getLogger("cartera.workspace")
 
@@ -46,6 +51,7 @@ class AgentStatus:
     attempt_id: int | None = None  #: the call on screen (on a call or in wrap-up)
     pages: int = 0  #: the agent's pages open now (event streams connected)
     gone_since: datetime | None = None  #: when the last page closed
+    dialer_down: bool = False  #: the dialer could not be reached the last time this agent's state was sent to it
 
     def as_event(self) -> dict[str, object]:
         return {
@@ -54,6 +60,7 @@ class AgentStatus:
             "since": self.since.isoformat(),
             "pause_reason": self.pause_reason,
             "attempt_id": self.attempt_id,
+            "dialer_down": self.dialer_down,
         }
 
 
@@ -83,9 +90,10 @@ class AgentRoster:
             status = AgentStatus(agent, extension, AgentState.PAUSED, self._now(), pause_reason=SIGNED_IN)
             self._agents[agent] = status
         try:
-            self._drive(status.extension, status.pause_reason)
+            self._drive(agent, status.extension, status.pause_reason)
         except CarteraError as exc:  # the page opens anyway; becoming ready asks the dialer again
             event(log, "workspace.dialer_refused_pause", logging.WARNING, agent=agent, error=str(exc))
+        status = self.get(agent)
         self._on_change(status)
         return status
 
@@ -94,7 +102,7 @@ class AgentRoster:
         calls until paused, and no page says it is ready yet. An extension the dialer does not serve is a warning."""
         for agent, extension in agents:
             try:
-                self._drive(extension, SIGNED_OUT)
+                self._drive(agent, extension, SIGNED_OUT)
             except UnknownAgent as exc:
                 event(log, "workspace.agent_unknown", logging.WARNING, agent=agent, extension=extension, error=str(exc))
 
@@ -112,7 +120,7 @@ class AgentRoster:
             raise UsageError(f"pause reason: 1 to {MAX_REASON} printable characters, not {reason[:80]!r}")
         current = self.get(agent)
         if current.state in (AgentState.ON_CALL, AgentState.WRAP_UP):
-            self._drive(current.extension, reason)
+            self._drive(agent, current.extension, reason)
             return self._update(agent, pause_reason=reason)
         return self._set(agent, AgentState.PAUSED, reason=reason, drive=True)
 
@@ -132,7 +140,11 @@ class AgentRoster:
             if current is None or current.attempt_id != attempt_id or current.state is not AgentState.ON_CALL:
                 return None
             status = self._agents[agent] = replace(current, state=AgentState.WRAP_UP, since=self._now())
-        self._drive(status.extension, status.pause_reason or WRAP_UP)  # no call is offered until it is saved
+        try:
+            self._drive(agent, status.extension, status.pause_reason or WRAP_UP)  # no call until it is saved
+        except DialerUnavailable as exc:  # the dialer that reported the end is gone since: wrap-up all the same
+            event(log, "workspace.dialer_unreachable", logging.WARNING, agent=agent, error=str(exc))
+        status = self.get(agent)
         self._on_change(status)
         return status
 
@@ -145,7 +157,11 @@ class AgentRoster:
                 return None
         if current.pause_reason is not None:
             return self._set(agent, AgentState.PAUSED, reason=current.pause_reason, drive=False)
-        return self._set(agent, AgentState.READY, drive=True)
+        try:
+            return self._set(agent, AgentState.READY, drive=True)
+        except DialerUnavailable as exc:  # the disposition is saved: the agent waits, paused, for the dialer
+            event(log, "workspace.dialer_unreachable", logging.WARNING, agent=agent, error=str(exc))
+            return self._set(agent, AgentState.PAUSED, reason=DIALER_UNREACHABLE, drive=False)
 
     def timed_out(self, agent: str, attempt_id: int, reason: str) -> AgentStatus | None:
         """The call was dispositioned for the agent (``reason``): the agent is paused with that reason."""
@@ -153,7 +169,11 @@ class AgentRoster:
             current = self._agents.get(agent)
             if current is None or current.attempt_id != attempt_id:
                 return None
-        return self._set(agent, AgentState.PAUSED, reason=reason, drive=True)
+        try:
+            return self._set(agent, AgentState.PAUSED, reason=reason, drive=True)
+        except DialerUnavailable as exc:  # the call is dispositioned: paused here, the dialer is told next time
+            event(log, "workspace.dialer_unreachable", logging.WARNING, agent=agent, error=str(exc))
+            return self._set(agent, AgentState.PAUSED, reason=reason, drive=False)
 
     def page_seen(self, agent: str) -> None:
         self._update(agent, pages=self.get(agent).pages + 1, gone_since=None)
@@ -213,7 +233,7 @@ class AgentRoster:
         """The agent's new state; when ``drive``, the dialer is told first, and a dialer that refuses (or is
         down) leaves the state as it was and raises."""
         if drive:
-            self._drive(self.get(agent).extension, reason)
+            self._drive(agent, self.get(agent).extension, reason)
         with self._lock:
             status = replace(self._agents[agent], state=state, since=self._now(), pause_reason=reason)
             if state in (AgentState.READY, AgentState.PAUSED):
@@ -227,12 +247,31 @@ class AgentRoster:
             status = self._agents[agent] = replace(self._agents[agent], **changes)  # type: ignore[arg-type]
         return status
 
-    def _drive(self, extension: str, pause_reason: str | None) -> None:
-        """Tell the dialer, when it pauses agents, to pause (with the reason) or resume the agent."""
+    def _drive(self, agent: str, extension: str, pause_reason: str | None) -> None:
+        """Tell the dialer, when it pauses agents, to pause (with the reason) or resume the agent at ``extension``.
+        A dialer that cannot be reached raises :class:`DialerUnavailable` and marks the agent ``dialer_down`` (its
+        pages hear of it); one that answers clears the mark."""
         dialer = self._dialer()
         if dialer is None or not dialer.capabilities.pauses_agents:
             return
-        if pause_reason is not None:
-            dialer.pause_agent(extension, pause_reason)
-        else:
-            dialer.resume_agent(extension)
+        try:
+            if pause_reason is not None:
+                dialer.pause_agent(extension, pause_reason)
+            else:
+                dialer.resume_agent(extension)
+        except (UnknownAgent, Unsupported):
+            raise
+        except (CarteraError, OSError) as exc:
+            self._dialer_down(agent, down=True)
+            what = f"pause agent {agent} ({pause_reason})" if pause_reason is not None else f"resume agent {agent}"
+            raise DialerUnavailable(f"the dialer could not be reached to {what}: {exc}") from exc
+        self._dialer_down(agent, down=False)
+
+    def _dialer_down(self, agent: str, *, down: bool) -> None:
+        """Mark (or clear) ``agent``'s status ``dialer_down``; a change is heard at once."""
+        with self._lock:
+            current = self._agents.get(agent)
+            if current is None or current.dialer_down is down:
+                return
+            status = self._agents[agent] = replace(current, dialer_down=down)
+        self._on_change(status)

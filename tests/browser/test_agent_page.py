@@ -25,6 +25,7 @@ from cartera.portfolio.identity import PortfolioKey
 from cartera.runtime.context import NodeContext
 from cartera.web.users import Grant, Role, UserDirectory
 from tests.conftest import write_sites
+from tests.test_agent_dialer_down import dialer_down
 from tests.test_web_server import serving
 from tests.workspace_seed import DAY, Calls, seed_calls
 
@@ -120,3 +121,20 @@ def test_english_is_one_click_away(browser: Browser, running: Running) -> None:
     page.click("a.lang")
     expect(page.locator("h1")).to_contain_text("Agent desk")
     assert page.url == f"{running.base}/agent"
+
+
+def test_the_page_tells_the_agent_when_the_dialer_is_down_and_clears_once_it_is_back(
+    browser: Browser, running: Running
+) -> None:
+    agent = browser.new_context(viewport=LAPTOP).new_page()
+    sign_in(agent, running.base, "ana")
+    notice = agent.locator("#dialer-down")
+    expect(notice).to_be_hidden()
+    with dialer_down(running.node):
+        agent.keyboard.press("r")
+        expect(notice).to_be_visible()
+        expect(notice).to_contain_text("El marcador no responde")
+        expect(agent.locator("#state")).to_have_attribute("data-state", "paused")
+    agent.keyboard.press("r")
+    expect(agent.locator("#state")).to_have_attribute("data-state", "ready")
+    expect(notice).to_be_hidden()

@@ -18,7 +18,10 @@
     const body = new URLSearchParams(fields);
     body.set("csrf", csrf);
     return fetch(url, {method: "POST", body, credentials: "same-origin", headers: {Accept: "application/json"}})
-      .then((response) => response.json().then((answer) => ({ok: response.ok, answer})));
+      .then((response) => response.json().then((answer) => {
+        if (answer.field === "dialer") $("dialer-down").hidden = false; // nothing changed: the dialer is down
+        return {ok: response.ok, answer};
+      }));
   }
 
   function showState(status) {
@@ -26,6 +29,7 @@
     state.dataset.state = status.state;
     state.textContent = say["agent.state." + status.state] || status.state;
     $("pause-shown").textContent = status.pause_reason || "";
+    if ("dialer_down" in status) $("dialer-down").hidden = !status.dialer_down;
     if (status.state === "ready" || (status.state === "paused" && status.attempt_id === null)) {
       if (attempt !== null && status.attempt_id === null) clearCall();
     }
@@ -209,7 +213,7 @@
       if (ok) {
         clearCall();
         $("link").textContent = say["agent.saved"];
-        if (answer.state) showState({state: answer.state, pause_reason: null, attempt_id: null});
+        if (answer.state) showState({state: answer.state, pause_reason: null, attempt_id: null, dialer_down: answer.dialer_down});
       } else refuse(answer);
     });
   });
