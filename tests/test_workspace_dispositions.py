@@ -40,6 +40,7 @@ from tests.conftest import write_portfolio, write_sites
 
 ANA = "+573001234567"
 AGENT, EXTENSION = "ana.agente", "sim-01"
+ROBOT = "sim-02"  #: a seat no agent user holds
 
 
 @dataclass
@@ -318,18 +319,18 @@ def test_a_dialers_reported_disposition_goes_through_the_workspace(
     tmp_path: Path, open_node: Callable[..., Node]
 ) -> None:
     desk = open_desk(tmp_path, open_node, law_pack="mx")
-    attempt = desk.call(ended=False)
+    attempt = desk.call(connected_to=ROBOT, ended=False)  # a simulated agent's seat: no agent user holds it
     now = desk.node.clock.now()
     promise = Disposition(DispositionCode.PROMISE_TO_PAY, Decimal("5000"), desk.today() + timedelta(days=4))
     desk.node.calls.on_call_result(
-        CallResult(attempt, CallOutcome.ANSWERED, "16", now, now, now, agent=EXTENSION, disposition=promise)
+        CallResult(attempt, CallOutcome.ANSWERED, "16", now, now, now, agent=ROBOT, disposition=promise)
     )
     with desk.node.db.reading() as session:
         row = session.scalars(sa.select(DispositionRow)).one()
         kinds = session.scalars(
             sa.select(ActivityRow.kind).where(ActivityRow.kind != "sms").order_by(ActivityRow.seq)
         ).all()
-    assert (row.attempt_id, row.code, row.agent) == (attempt, "promise_to_pay", EXTENSION)
+    assert (row.attempt_id, row.code, row.agent) == (attempt, "promise_to_pay", ROBOT)
     assert kinds == ["call_attempt", "promise_to_pay"]
     assert len(desk.texts()) == 1
 

@@ -274,6 +274,8 @@ class CallService:
             attempt.answered_at = result.answered_at
             attempt.ended_at = result.ended_at or now
             attempt.agent = result.agent or attempt.agent  # the agent it was connected to, when the end names none
+            if result.disposition is not None and self.workspace.agents_call(session, attempt, result.disposition):
+                result = replace(result, disposition=None)  # the agent's to record, not the dialer's
             attempt.vendor_call_id = result.vendor_call_id
             rows = self._call_activities(session, attempt, result)
             if result.outcome is CallOutcome.INVALID_NUMBER and attempt.account is not None:

@@ -53,6 +53,7 @@ from cartera.core.store.schema import (
 )
 from cartera.portfolio.export import add_activity, to_activity
 from cartera.portfolio.identity import PortfolioKey, qualified
+from cartera.users.directory import Role
 from cartera.workspace import callbacks, promises
 from cartera.workspace.dispositions import BROWSER_CLOSED, WRAP_UP_TIMEOUT, CodeSpec, Flag, SavedDisposition
 from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, WorkspaceError
@@ -165,6 +166,31 @@ class WorkspaceService:
                 reason=str(refused),
             )
             return None
+
+    def agents_call(self, session: Session, attempt: ContactAttempt, reported: Disposition) -> str | None:
+        """The enabled agent user whose extension ``attempt`` was connected to: that agent's page (or an
+        integration posting for it) records the call's disposition, so ``reported``, the dialer's, is ignored
+        (audited in ``session``). ``None`` when no such user holds the extension (a seat no page watches)."""
+        if attempt.agent is None:
+            return None
+        owner = session.scalar(
+            select(WebUser.name).where(
+                WebUser.extension == attempt.agent, WebUser.role == Role.AGENT.value, WebUser.disabled.is_(False)
+            )
+        )
+        if owner is not None:
+            audit(
+                session,
+                at=self.clock.now(),
+                site=self.site,
+                actor=f"dialer:{attempt.agent}",
+                action="call.dialer_disposition_ignored",
+                subject=f"attempt:{attempt.id}",
+                agent=owner,
+                code=reported.code.value,
+            )
+            event(log, "workspace.dialer_disposition_ignored", attempt=attempt.id, agent=owner)
+        return owner
 
     def promises_of(self, account_id: int) -> list[PromiseView]:
         """The account's promises, newest first."""
