@@ -38,9 +38,9 @@ from cartera.core.store.schema import Account, ContactAttempt, Creditor, Debtor,
 from cartera.node import Node
 from cartera.portfolio.identity import PortfolioKey
 from cartera.runtime.context import NodeContext
+from cartera.users.directory import Grant, Role, UserDirectory
+from cartera.users.sessions import SessionStore
 from cartera.web.context import SESSION_COOKIE
-from cartera.web.sessions import SessionStore
-from cartera.web.users import Grant, Role, UserDirectory
 from cartera.workspace.hub import CALL_ENDED
 
 SITES = """

@@ -49,11 +49,11 @@ from cartera.runtime.lifecycle import Lifecycle
 from cartera.runtime.page_reads import PageReads
 from cartera.runtime.site_clock import make_clock
 from cartera.runtime.store_status import StoreStatus
+from cartera.users.directory import Role, UserDirectory
+from cartera.users.sessions import LoginThrottler, SessionStore
 from cartera.web.app import build_app
 from cartera.web.server import WebServer
 from cartera.web.services import WebServices
-from cartera.web.sessions import LoginThrottler, SessionStore
-from cartera.web.users import Role, UserDirectory
 from cartera.workspace.hub import CallEnds, WorkspaceHub
 from cartera.workspace.offers import PreviewOffers
 from cartera.workspace.screen import ScreenBuilder

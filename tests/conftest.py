@@ -20,7 +20,7 @@ from cartera.contact.campaign import Campaign
 from cartera.core.hooks import Hooks, load_plugins
 from cartera.core.store.schema import ContactAttempt
 from cartera.node import Node
-from cartera.web import users
+from cartera.users import directory as users
 from tests.cli_in_process import run_cli
 from tests.peers import unavailable
 from tests.peers.net import free_port

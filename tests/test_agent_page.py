@@ -26,9 +26,9 @@ from cartera.core.store.schema import AuditEntry
 from cartera.node import Node
 from cartera.portfolio.identity import PortfolioKey
 from cartera.runtime.context import NodeContext
+from cartera.users.directory import Grant, Role, UserDirectory
 from cartera.web import agent_pages, sse, wallboard
 from cartera.web.agent_pages import StateRate
-from cartera.web.users import Grant, Role, UserDirectory
 from cartera.workspace.agents import AgentState
 from tests.conftest import write_sites
 from tests.test_web_server import serving

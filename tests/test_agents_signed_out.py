@@ -12,7 +12,7 @@ import pytest
 from cartera.core.adapters import Dialer
 from cartera.core.models import CallOutcome
 from cartera.node import Node
-from cartera.web.users import Grant, Role, UserDirectory
+from cartera.users.directory import Grant, Role, UserDirectory
 from tests.conftest import write_portfolio, write_sites
 
 ANA, BETO = "+573001234567", "+573007654321"

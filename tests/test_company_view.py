@@ -23,8 +23,8 @@ from cartera.core.store.schema import Account, AuditEntry, ContactAttempt, Credi
 from cartera.node import Node
 from cartera.plugins.dialers.simulator.audio import RATE, conversation, write_wav
 from cartera.portfolio.identity import PortfolioKey
+from cartera.users.directory import Grant, Role, UserDirectory
 from cartera.web.app import build_app
-from cartera.web.users import Grant, Role, UserDirectory
 from tests.browser.seed import DAY, PASSWORD, Seeded, seed
 from tests.conftest import run_site, write_sites
 from tests.test_web_pages import rows, sign_in

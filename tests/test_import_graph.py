@@ -8,7 +8,10 @@ import runs on the way is not counted as imported by it: only what a module name
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
+
+from cartera.web.services import WebServices
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,3 +86,23 @@ def test_a_circle_under_type_checking_or_relative_is_found_and_named(tmp_path: P
     (package / "c.py").write_text("def later():\n    import pkg.a\n")
     (package / "d.py").write_text("from pkg import a\n")
     assert cycles(import_graph(tmp_path, "pkg")) == [["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]]
+
+
+def test_the_web_reaches_the_store_only_through_narrow_services() -> None:
+    """No module of ``cartera.web`` imports the store (its database handle, schema, lease...) or SQLAlchemy, and
+    the services the node hands the web carry no database handle: its reads are the runtime's page reads and
+    store status, its users the user directory's."""
+    graph = import_graph(ROOT, "cartera")
+    reaching = {
+        name: sorted(target for target in targets if target.startswith("cartera.core.store"))
+        for name, targets in graph.items()
+        if name.startswith("cartera.web")
+    }
+    assert not {name: found for name, found in reaching.items() if found}, "the web imports the store"
+    for path in sorted((ROOT / "cartera" / "web").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [name for name in names if name.split(".")[0] == "sqlalchemy"], f"{path} imports SQLAlchemy"
+    annotations = {field.name: str(field.type) for field in dataclasses.fields(WebServices)}
+    assert not [name for name, kind in annotations.items() if "Database" in kind], annotations

@@ -16,7 +16,7 @@ from cartera.core.store.database import Database
 from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Debtor, Portfolio
 from cartera.node import Node
 from cartera.plugins.dialers.simulator.audio import RATE, conversation, write_wav
-from cartera.web.users import UserDirectory
+from cartera.users.directory import UserDirectory
 from tests import test_web_pages
 from tests.browser.seed import DAY, PASSWORD
 from tests.conftest import run_site

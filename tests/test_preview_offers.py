@@ -30,7 +30,7 @@ from cartera.core.store.schema import (
 )
 from cartera.node import Node
 from cartera.portfolio.identity import PortfolioKey
-from cartera.web.users import Grant, Role, UserDirectory
+from cartera.users.directory import Grant, Role, UserDirectory
 from cartera.workspace.agents import AgentState
 from cartera.workspace.errors import WorkspaceError
 from cartera.workspace.hub import PREVIEW_CLEARED, PREVIEW_OFFER, WorkspaceEvent

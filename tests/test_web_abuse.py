@@ -22,10 +22,10 @@ from cartera.core.hooks import load_plugins
 from cartera.core.store.database import Database
 from cartera.core.store.schema import WebSession
 from cartera.node import Node
+from cartera.users.directory import UserDirectory
+from cartera.users.sessions import FREE_TRIES, LoginThrottler
 from cartera.web.app import PAGE_BODY_LIMIT, build_app
 from cartera.web.server import WebServer
-from cartera.web.sessions import FREE_TRIES, LoginThrottler
-from cartera.web.users import UserDirectory
 from tests.browser.seed import PASSWORD, seed
 from tests.conftest import write_sites
 from tests.peers.net import free_port

@@ -132,8 +132,8 @@ def test_healthz_fails_when_the_scheduler_is_not_running(tmp_path: Path, open_no
 def test_healthz_detail_for_a_signed_in_admin_of_the_site(tmp_path: Path, open_node: Callable[..., Node]) -> None:
     from fastapi.testclient import TestClient
 
+    from cartera.users.directory import Grant, Role, UserDirectory
     from cartera.web.app import build_app
-    from cartera.web.users import Grant, Role, UserDirectory
     from tests.browser.seed import PASSWORD
     from tests.test_web_pages import sign_in
 

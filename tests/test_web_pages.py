@@ -16,9 +16,9 @@ from sqlalchemy import func, select, update
 from cartera.core.hooks import load_plugins
 from cartera.core.store.schema import AuditEntry, WebSession
 from cartera.node import Node
+from cartera.users.directory import UserDirectory
+from cartera.users.sessions import FREE_TRIES
 from cartera.web.app import build_app
-from cartera.web.sessions import FREE_TRIES
-from cartera.web.users import UserDirectory
 from tests.browser.seed import PASSWORD, Seeded, seed
 from tests.conftest import write_sites
 

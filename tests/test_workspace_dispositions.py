@@ -32,7 +32,7 @@ from cartera.core.store.schema import (
 from cartera.node import Node
 from cartera.portfolio.identity import PortfolioKey
 from cartera.runtime.kpis import daily_kpis
-from cartera.web.users import Grant, Role, UserDirectory
+from cartera.users.directory import Grant, Role, UserDirectory
 from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, WorkspaceError
 from cartera.workspace.promises import Instalment
 from cartera.workspace.service import CallbackRequest, DispositionInput

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from cartera.node import Node
     from cartera.recordings.access import Reach, RecordingView
-    from cartera.web.users import User
+    from cartera.users.directory import User
 
 log = logging.getLogger("cartera.cli")
 
@@ -172,7 +172,7 @@ def _define_recordings(parser: argparse.ArgumentParser) -> None:
 
 
 def _define_users(parser: argparse.ArgumentParser) -> None:
-    from cartera.web.users import Role
+    from cartera.users.directory import Role
 
     user_commands = parser.add_subparsers(dest="users_command", metavar="SUBCOMMAND", required=True)
     add = user_commands.add_parser(
@@ -514,7 +514,7 @@ def _phone_filter(node: Node, phone: str | None) -> str | None:
 
 
 def _users(node: Node, args: argparse.Namespace) -> int:
-    from cartera.web.users import ADMIN_SEES_ALL, AGENT_EXTENSION, Grant, Role
+    from cartera.users.directory import ADMIN_SEES_ALL, AGENT_EXTENSION, Grant, Role
 
     directory = node.users
     if args.users_command in ("add", "grant"):

@@ -21,10 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from cartera.contact.compliance import LineType, Reason
 from cartera.core.errors import UsageError
 from cartera.core.models import CallOutcome
+from cartera.users.directory import Role
 from cartera.web.context import SESSION_COOKIE, Viewer, Web, WebError, check_csrf
 from cartera.web.i18n import Language, translate
 from cartera.web.sse import event_stream, last_event_id, too_many_streams
-from cartera.web.users import Role
 from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, PageNotOpen, WorkspaceError
 from cartera.workspace.hub import AGENT_KINDS, WorkspaceHub
 from cartera.workspace.offers import SKIP_REASONS

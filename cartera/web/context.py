@@ -12,12 +12,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
+from cartera.users.directory import Role, User
+from cartera.users.sessions import SessionInfo
 from cartera.web.i18n import LANGUAGES, Language, number, translate
 from cartera.web.media import VerifiedCopies
 from cartera.web.services import WebServices
-from cartera.web.sessions import SessionInfo
 from cartera.web.sse import StreamSlots, stream_cap
-from cartera.web.users import Role, User
 from cartera.web.workers import WorkerPool
 
 SESSION_COOKIE = "cartera_session"

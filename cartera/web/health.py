@@ -19,8 +19,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cartera.core.redaction import redact
+from cartera.users.directory import Role
 from cartera.web.services import WebServices
-from cartera.web.users import Role
 
 #: Headers a proxy adds: a request carrying one is not trusted as local, whatever its socket peer.
 FORWARDED_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host")

@@ -13,9 +13,9 @@ from fastapi.responses import JSONResponse, Response
 from cartera.contact.targets import Denied
 from cartera.core.errors import UsageError
 from cartera.portfolio.identity import code_problem
+from cartera.users.directory import User
 from cartera.web.agent_pages import signed_in_agent
 from cartera.web.context import Web, WebError, check_csrf
-from cartera.web.users import User
 from cartera.workspace.errors import PageNotOpen, WorkspaceError
 
 FOUND_AT_MOST = 10

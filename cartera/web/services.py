@@ -19,8 +19,8 @@ from cartera.core.models import CheckResult
 from cartera.recordings.access import RecordingLibrary
 from cartera.runtime.page_reads import PageReads
 from cartera.runtime.store_status import StoreStatus
-from cartera.web.sessions import LoginThrottler, SessionStore
-from cartera.web.users import UserDirectory
+from cartera.users.directory import UserDirectory
+from cartera.users.sessions import LoginThrottler, SessionStore
 from cartera.workspace.hub import WorkspaceHub
 from cartera.workspace.offers import PreviewOffers
 from cartera.workspace.service import WorkspaceService

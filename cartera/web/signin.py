@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from cartera.users.directory import Role
 from cartera.web.context import (
     LANGUAGE_COOKIE,
     SESSION_COOKIE,
@@ -17,7 +18,6 @@ from cartera.web.context import (
     client_address,
 )
 from cartera.web.i18n import LANGUAGES
-from cartera.web.users import Role
 
 PRESESSION_COOKIE = "cartera_signin"  #: the sign-in form's pre-session, whose CSRF token the server keeps
 

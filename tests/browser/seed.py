@@ -16,7 +16,7 @@ from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, Cred
 from cartera.node import Node
 from cartera.plugins.dialers.simulator.audio import RATE, conversation, write_wav
 from cartera.portfolio.identity import PortfolioKey
-from cartera.web.users import Grant, Role, UserDirectory
+from cartera.users.directory import Grant, Role, UserDirectory
 
 PASSWORD = "correct horse battery"
 #: name: (role, grants)

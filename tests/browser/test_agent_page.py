@@ -23,7 +23,7 @@ from cartera.core.store.schema import AuditEntry
 from cartera.node import Node
 from cartera.portfolio.identity import PortfolioKey
 from cartera.runtime.context import NodeContext
-from cartera.web.users import Grant, Role, UserDirectory
+from cartera.users.directory import Grant, Role, UserDirectory
 from tests.conftest import write_sites
 from tests.test_agent_dialer_down import dialer_down
 from tests.test_web_server import serving

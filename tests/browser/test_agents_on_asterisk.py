@@ -29,7 +29,7 @@ from cartera.core.store.schema import Account, CallbackRow, ContactAttempt
 from cartera.node import Node
 from cartera.portfolio.export import exported_activities
 from cartera.runtime.kpis import daily_kpis
-from cartera.web.users import Grant, Role, UserDirectory
+from cartera.users.directory import Grant, Role, UserDirectory
 from tests.conftest import write_portfolio
 from tests.peers.asterisk import AsteriskPeer, running_asterisk
 from tests.peers.net import free_port
