@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy import Select, and_, false, func, or_, select
 
 from cartera.contact.abandonment import AbandonmentRate, abandonment_rate
 from cartera.core.clock import Clock
@@ -77,23 +77,12 @@ class PageReads:
     def today(self, within: frozenset[PortfolioKey] | None, midnight: datetime) -> TodayCounts:
         """The wallboard's counts since ``midnight`` within ``within`` (``None``: every portfolio)."""
         site = self._site
-        attempts = (
-            select(func.count())
-            .select_from(ContactAttempt)
-            .join(Account, ContactAttempt.account_id == Account.id)
-            .join(Portfolio, Account.portfolio_id == Portfolio.id)
-            .join(Creditor, Portfolio.creditor_id == Creditor.id)
-            .where(ContactAttempt.site == site, in_portfolios(within), ContactAttempt.requested_at >= midnight)
+        attempts = _counted(ContactAttempt, within).where(
+            ContactAttempt.site == site, ContactAttempt.requested_at >= midnight
         )
         finished = attempts.where(ContactAttempt.state == "finished")
-        promises = (
-            select(func.count())
-            .select_from(ActivityRow)
-            .join(Account, ActivityRow.account_id == Account.id)
-            .join(Portfolio, Account.portfolio_id == Portfolio.id)
-            .join(Creditor, Portfolio.creditor_id == Creditor.id)
-            .where(ActivityRow.site == site, in_portfolios(within), ActivityRow.at >= midnight)
-            .where(ActivityRow.kind == ActivityKind.PROMISE_TO_PAY.value)
+        promises = _counted(ActivityRow, within).where(
+            ActivityRow.site == site, ActivityRow.at >= midnight, ActivityRow.kind == ActivityKind.PROMISE_TO_PAY.value
         )
         with self._db.reading() as session:
             return TodayCounts(
@@ -123,3 +112,15 @@ class PageReads:
                 .limit(limit)
             ).all()
         return [FoundAccount(id_, ref, f"{creditor}/{code}", name) for id_, ref, creditor, code, name in rows]
+
+
+def _counted(rows: type[ContactAttempt] | type[ActivityRow], within: frozenset[PortfolioKey] | None) -> Select[int]:
+    """``SELECT count(*)`` of ``rows`` (each about an account) within the portfolios ``within``."""
+    return (
+        select(func.count())
+        .select_from(rows)
+        .join(Account, rows.account_id == Account.id)
+        .join(Portfolio, Account.portfolio_id == Portfolio.id)
+        .join(Creditor, Portfolio.creditor_id == Creditor.id)
+        .where(in_portfolios(within))
+    )
