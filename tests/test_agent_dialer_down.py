@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from decimal import Decimal
 
 import httpx
@@ -18,16 +19,18 @@ from sqlalchemy import func, select
 
 from cartera.core.adapters import Dialer
 from cartera.core.errors import CarteraError
-from cartera.core.models import CallOutcome, CallRequest, CallResult, CheckResult
+from cartera.core.models import AgentConnected, CallOutcome, CallRequest, CallResult, CheckResult
 from cartera.core.store.schema import ContactAttempt, DispositionRow, PromiseRow
 from cartera.node import Node
 from cartera.web.context import LANGUAGE_COOKIE
 from cartera.workspace.agents import DIALER_UNREACHABLE, AgentState
-from tests import test_agent_page
+from tests import test_agent_page, test_workspace_hub
 from tests.test_agent_page import Site, connect, page_csrf, signed_in, stream
-from tests.workspace_seed import uncalled_account
+from tests.test_workspace_hub import Wall, hub_of
+from tests.workspace_seed import DAY, seed_calls, uncalled_account
 
 site = test_agent_page.site  # the running node's fixture
+node = test_workspace_hub.node  # a node not serving, its hub driven directly
 NO_CONNECTION = "no AMI connection to 127.0.0.1:5038: connection refused"
 BANNER = re.compile(r'<p id="dialer-down" class="notice" role="alert"( hidden)?>([^<]*)</p>')
 
@@ -168,3 +171,26 @@ def test_a_preview_call_with_the_dialer_down_is_refused_and_records_no_attempt_t
     _, _, pop = events.next("screen_pop", timeout=10)
     assert (pop["attempt_id"], pop["debtor"]) == (placed.json()["attempt_id"], "Deudor Nueve")
     stop.set()
+
+
+def test_a_call_that_ends_and_is_left_while_the_dialer_is_down_is_dispositioned_once_and_its_agent_paused(
+    node: Node,
+) -> None:
+    calls, wall = seed_calls(node), Wall()
+    disposed: list[tuple[str, int, str]] = []
+    hub = hub_of(node, wall, disposed)
+    hub.open_page("ana", "agent-01", None)
+    hub.roster.page_seen("ana")
+    hub.roster.ready("ana")
+    hub.agent_connected(AgentConnected(calls.colombian, "agent-01", DAY))
+    with dialer_down(node):
+        hub.call_ended(calls.colombian)  # the dialer cannot be told to hold the agent: wrap-up all the same
+        status = hub.roster.get("ana")
+        assert (status.state, status.attempt_id, status.dialer_down) == (AgentState.WRAP_UP, calls.colombian, True)
+        hub.roster.page_gone("ana")
+        wall.at += timedelta(seconds=30)
+        assert hub.sweep() == 1
+        assert hub.sweep() == 0  # dispositioned once, not again at every sweep
+    assert disposed == [("ana", calls.colombian, "browser_closed")]
+    status = hub.roster.get("ana")
+    assert (status.state, status.pause_reason, status.attempt_id) == (AgentState.PAUSED, "browser_closed", None)
