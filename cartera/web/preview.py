@@ -33,7 +33,8 @@ def preview_router(web: Web) -> APIRouter:
         if not query or code_problem(query) is not None:
             raise WebError(400, f"search an account reference, not {query[:40]!r}", "error.422")
         found = _accounts(web, viewer.user, ref_prefix=query)
-        web.audit(viewer.actor, "workspace.search", f"query:{query}", found=[row["ref"] for row in found])
+        shown = [f"{row['portfolio']}/{row['ref']}" for row in found]  # CREDITOR/PORTFOLIO/REF, as every audit
+        web.audit(viewer.actor, "workspace.search", f"query:{query}", found=shown)
         return JSONResponse(found)
 
     @router.post("/agent/preview", include_in_schema=False)

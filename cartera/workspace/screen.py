@@ -24,7 +24,7 @@ from cartera.core.errors import CarteraError
 from cartera.core.models import Channel
 from cartera.core.store.database import Database
 from cartera.core.store.schema import Account, ActivityRow, ContactAttempt, Creditor, Portfolio
-from cartera.portfolio.identity import PortfolioKey, in_portfolios
+from cartera.portfolio.identity import PortfolioKey, in_portfolios, qualified
 from cartera.workspace.settings import WorkspaceConfig
 
 TIMELINE_LENGTH = 20
@@ -151,8 +151,7 @@ class ScreenBuilder:
             if attempt is None or attempt.site != self.site:
                 raise NotOnScreen(f"no call {attempt_id} at site {self.site}")
             account = attempt.account
-            ref = f"{account.portfolio.creditor.code}/{account.portfolio.code}/{account.ref}" if account else None
-            return ref, attempt.phone
+            return (qualified(account) if account else None), attempt.phone
 
     def details(self, attempt_id: int, agent: str, within: frozenset[PortfolioKey] | None) -> DebtDetails:
         """The debt behind ``attempt_id``, for its agent once the right party is confirmed; audited as
@@ -162,7 +161,12 @@ class ScreenBuilder:
             accounts = self._accounts(session, account, within) if account else []
             timeline = self._timeline(session, [line.id for line in accounts])
             self._audit(
-                session, agent, "workspace.right_party", attempt_id, account, shown=[line.ref for line in accounts]
+                session,
+                agent,
+                "workspace.right_party",
+                attempt_id,
+                account,
+                shown=[f"{line.portfolio}/{line.ref}" for line in accounts],
             )
             phone, country = attempt.phone, account.portfolio.country if account else None
             portfolio = (account.portfolio.creditor.code, account.portfolio.code) if account else ("", "")
@@ -239,7 +243,7 @@ class ScreenBuilder:
         self, session: Session, agent: str, action: str, attempt_id: int, account: Account | None, **details: object
     ) -> None:
         subject = f"attempt:{attempt_id}"
-        ref = account.ref if account else None
+        ref = qualified(account) if account else None
         audit(
             session,
             at=self.clock.now(),
