@@ -19,15 +19,15 @@ from sqlalchemy import func, select
 
 from cartera.core.adapters import Dialer
 from cartera.core.errors import CarteraError
-from cartera.core.models import AgentConnected, CallOutcome, CallRequest, CallResult, CheckResult
+from cartera.core.models import CallOutcome, CallRequest, CallResult, CheckResult
 from cartera.core.store.schema import ContactAttempt, DispositionRow, PromiseRow
 from cartera.node import Node
 from cartera.web.context import LANGUAGE_COOKIE
 from cartera.workspace.agents import DIALER_UNREACHABLE, AgentState
 from tests import test_agent_page, test_workspace_hub
 from tests.test_agent_page import Site, connect, page_csrf, signed_in, stream
-from tests.test_workspace_hub import Wall, hub_of
-from tests.workspace_seed import DAY, seed_calls, uncalled_account
+from tests.test_workspace_hub import Wall, ana_on_a_call
+from tests.workspace_seed import uncalled_account
 
 site = test_agent_page.site  # the running node's fixture
 node = test_workspace_hub.node  # a node not serving, its hub driven directly
@@ -176,13 +176,8 @@ def test_a_preview_call_with_the_dialer_down_is_refused_and_records_no_attempt_t
 def test_a_call_that_ends_and_is_left_while_the_dialer_is_down_is_dispositioned_once_and_its_agent_paused(
     node: Node,
 ) -> None:
-    calls, wall = seed_calls(node), Wall()
-    disposed: list[tuple[str, int, str]] = []
-    hub = hub_of(node, wall, disposed)
-    hub.open_page("ana", "agent-01", None)
-    hub.roster.page_seen("ana")
-    hub.roster.ready("ana")
-    hub.agent_connected(AgentConnected(calls.colombian, "agent-01", DAY))
+    wall, disposed = Wall(), list[tuple[str, int, str]]()
+    hub, calls = ana_on_a_call(node, wall, disposed)
     with dialer_down(node):
         hub.call_ended(calls.colombian)  # the dialer cannot be told to hold the agent: wrap-up all the same
         status = hub.roster.get("ana")

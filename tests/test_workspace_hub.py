@@ -22,7 +22,7 @@ from cartera.workspace.agents import AgentState
 from cartera.workspace.hub import AGENT_STATE, KEPT_EVENTS, RESET, SCREEN_POP, WorkspaceHub
 from cartera.workspace.screen import NotOnScreen
 from tests.conftest import write_sites
-from tests.workspace_seed import DAY, KEYS, seed_calls
+from tests.workspace_seed import DAY, KEYS, Calls, seed_calls
 
 
 @pytest.fixture
@@ -159,14 +159,20 @@ def test_a_reconnect_older_than_the_kept_events_gets_a_reset_then_live_events(no
     assert not overflowed
 
 
-def test_a_call_whose_page_is_gone_is_dispositioned_and_its_agent_paused(node: Node) -> None:
-    calls, wall = seed_calls(node), Wall()
-    disposed: list[tuple[str, int, str]] = []
+def ana_on_a_call(node: Node, wall: Wall, disposed: list[tuple[str, int, str]]) -> tuple[WorkspaceHub, Calls]:
+    """A hub whose agent ana, page open and ready, has the colombian call on screen."""
+    calls = seed_calls(node)
     hub = hub_of(node, wall, disposed)
     hub.open_page("ana", "agent-01", None)
     hub.roster.page_seen("ana")
     hub.roster.ready("ana")
     hub.agent_connected(AgentConnected(calls.colombian, "agent-01", DAY))
+    return hub, calls
+
+
+def test_a_call_whose_page_is_gone_is_dispositioned_and_its_agent_paused(node: Node) -> None:
+    wall, disposed = Wall(), list[tuple[str, int, str]]()
+    hub, calls = ana_on_a_call(node, wall, disposed)
     hub.roster.page_gone("ana")
     wall.at += timedelta(seconds=29)
     assert hub.sweep() == 0
