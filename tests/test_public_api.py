@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -56,9 +57,15 @@ def test_the_public_module_exports_what_it_imports(module: object) -> None:
 
 
 def test_the_distribution_installs_one_top_level_package(tmp_path: Path) -> None:
-    """``pip install .`` adds ``cartera`` only: no generic ``core`` or ``plugins`` in site-packages."""
+    """``pip install .`` adds ``cartera`` only: no generic ``core`` or ``plugins`` in site-packages. The wheel is
+    built from a copy of the sources: setuptools builds in the source tree's ``build/``, which keeps modules
+    since removed and would put them in a wheel built later."""
+    source = tmp_path / "source"
+    shutil.copytree(REPO / "cartera", source / "cartera", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path), str(source)],
         check=True,
         capture_output=True,
     )
