@@ -290,6 +290,8 @@ class WorkspaceService:
     ) -> _Done:
         attempt = session.scalar(select(ContactAttempt).where(ContactAttempt.id == wanted.attempt_id).with_for_update())
         if attempt is None or attempt.site != self.site:
+            if source == "agent":  # as for another's call: whether the id exists is not the agent's to learn
+                raise _not_yours(wanted.attempt_id, agent)
             raise NotYourCall("attempt", f"no call {wanted.attempt_id} at site {self.site!r}")
         if source == "agent":
             self._check_agent(session, attempt, agent, within)
@@ -368,7 +370,7 @@ class WorkspaceService:
         else:
             visible = within is None or PortfolioKey(account.portfolio.creditor.code, account.portfolio.code) in within
         if extension is None or attempt.agent != extension or not visible:
-            raise NotYourCall("attempt", f"call {attempt.id} is not one of {agent}'s calls")
+            raise _not_yours(attempt.id, agent)
 
     def _existing(self, session: Session, attempt_id: int) -> SavedDisposition | None:
         row = session.scalar(select(DispositionRow).where(DispositionRow.attempt_id == attempt_id))
@@ -551,3 +553,9 @@ class WorkspaceService:
         account.next_contact_at = callback.at + release
         session.flush()
         return row.id
+
+
+def _not_yours(attempt_id: int, agent: str) -> NotYourCall:
+    """The one refusal of an agent's disposition of a call that is not its own, unknown at the site or outside its
+    grants: it tells nothing of the call."""
+    return NotYourCall("attempt", f"call {attempt_id} is not one of {agent}'s calls")
