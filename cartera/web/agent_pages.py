@@ -30,11 +30,10 @@ from cartera.workspace.hub import AGENT_KINDS, WorkspaceHub
 from cartera.workspace.offers import SKIP_REASONS
 from cartera.workspace.promises import Instalment
 from cartera.workspace.screen import NotOnScreen, jsonable
-from cartera.workspace.service import CallbackRequest, DispositionInput
+from cartera.workspace.service import MAX_NOTE, CallbackRequest, DispositionInput
 
 _ID = re.compile(r"[0-9]{1,12}")
 _AMOUNT = re.compile(r"[0-9]{1,12}([.,][0-9]{1,2})?")
-MAX_NOTE = 500
 STATE_CHANGES_PER_S = 5  #: state changes one agent may make in a second: each is an audit row and a dialer request
 
 
@@ -47,7 +46,7 @@ class DispositionForm(BaseModel):
     note: str = Field("", max_length=MAX_NOTE)
     promise_amount: str = Field("", max_length=20)
     promise_due: str = Field("", max_length=10)
-    callback_at: str = Field("", max_length=20)
+    callback_at: str = Field("", max_length=40)  # with seconds, a fraction and a UTC offset: 32
     callback_anyone: str = Field("", max_length=5)
     line_type: str = Field("", max_length=16)
     csrf: str = Field("", max_length=128)
@@ -86,7 +85,13 @@ def agent_router(web: Web) -> APIRouter:
         status = hub.open_page(viewer.user.name, extension, viewer.user.portfolios(web.site))
         messages = page_messages(web.language(request))
         return web.page(
-            request, "agent.html", viewer, agent_status=status, messages=messages, skip_reasons=SKIP_REASONS
+            request,
+            "agent.html",
+            viewer,
+            agent_status=status,
+            messages=messages,
+            skip_reasons=SKIP_REASONS,
+            max_note=MAX_NOTE,
         )
 
     @router.get("/agent/events", include_in_schema=False)

@@ -30,6 +30,7 @@ from cartera.web.workers import RETRY_AFTER_S, Overloaded
 from cartera.web.workspace_api import API_PREFIX, Refused, answer_refusals, api_router, integration
 
 PLUGIN_PREFIX = "/plugins"
+AGENT_ROUTES = "/agent/"  #: the agent page's own requests, which read JSON answers
 #: The largest body of a page's or the workspace API's request (a sign-in form is a few hundred bytes).
 PAGE_BODY_LIMIT = 64 * 1024
 STATIC = Path(__file__).with_name("static")
@@ -84,10 +85,15 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
             return JSONResponse({"detail": HTTPStatus(status).phrase}, status_code=status)
         return web.error(request, status, message_key, viewer)
 
-    def rejected(request: Request, status: int, reason: str, message_key: str, headers: dict[str, str]) -> Response:
+    def audit_rejected(request: Request, status: int, reason: str) -> Viewer | None:
+        """Audit a refused request (``web.rejected``) with who asked; that viewer, when known."""
         viewer = web.known_viewer(request)
         actor = viewer.actor if viewer else anonymous(request)
         web.audit(actor, "web.rejected", request.url.path[:200], status=status, reason=reason[:300])
+        return viewer
+
+    def rejected(request: Request, status: int, reason: str, message_key: str, headers: dict[str, str]) -> Response:
+        viewer = audit_rejected(request, status, reason)
         response = answer(request, status, message_key, viewer)
         response.headers.update(headers)
         return response
@@ -133,9 +139,10 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
                 return JSONResponse(
                     {"field": refused.error.field, "error": str(refused.error)}, 401, headers=refused.headers
                 )
-            first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"])
-            return JSONResponse({"field": field, "error": f"{field}: {first['msg']}"}, 422)
+            return _invalid_field(exc, skip=0)
+        if request.url.path.startswith(AGENT_ROUTES):  # the agent's page reads {field, error}: the form's field
+            audit_rejected(request, 422, f"invalid fields: {fields}")
+            return _invalid_field(exc, skip=1)
         return rejected(request, 422, f"invalid fields: {fields}", "error.422", {})
 
     @app.exception_handler(DialerUnavailable)
@@ -165,3 +172,10 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
         except Exception as exc:
             log.error("web: %s %s failed", request.method, request.url.path, exc_info=exc)
             return await run_in_threadpool(failed, request, 500, type(exc).__name__)
+
+
+def _invalid_field(exc: RequestValidationError, *, skip: int) -> JSONResponse:
+    """422 ``{"field", "error"}`` naming the request's first invalid field (its location past ``skip`` parts)."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"][skip:])
+    return JSONResponse({"field": field, "error": f"{field}: {first['msg']}"}, 422)

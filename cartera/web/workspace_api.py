@@ -26,7 +26,7 @@ from cartera.web.sse import event_stream, last_event_id, too_many_streams
 from cartera.workspace.errors import AlreadyDispositioned, NotYourCall, WorkspaceError
 from cartera.workspace.hub import PUBLIC_KINDS
 from cartera.workspace.promises import Instalment
-from cartera.workspace.service import CallbackRequest, DispositionInput
+from cartera.workspace.service import MAX_NOTE, CallbackRequest, DispositionInput
 
 API_PREFIX = "/api/workspace/v1"
 API_VERSION = "1"
@@ -64,7 +64,7 @@ class DispositionIn(BaseModel):
     agent: str = Field(min_length=1, max_length=64, description="The agent's user name at Cartera.")
     attempt_id: int = Field(ge=1, le=2**63 - 1, description="The call, as `call_connected` named it.")
     code: str = Field(min_length=1, max_length=32, description="A disposition code of the account's portfolio.")
-    note: str = Field("", max_length=500)
+    note: str = Field("", max_length=MAX_NOTE)
     promise: list[InstalmentIn] = Field([], max_length=120, description="One: a promise; several: a plan.")
     callback: CallbackIn | None = None
     line_type: LineType | None = Field(None, description="What the number called is to the debtor.")

@@ -61,7 +61,7 @@ from cartera.workspace.promises import Instalment, PromiseState, PromiseView
 from cartera.workspace.settings import PortfolioRules, WorkspaceConfig
 
 log = logging.getLogger("cartera.workspace")
-MAX_NOTE = 2000
+MAX_NOTE = 500  #: the longest note of a disposition, whoever records it (the page and the API cap it alike)
 #: The agent recorded for a disposition a dialer reported without naming one.
 DIALER = "dialer"
 _Source = Literal["agent", "system", "dialer"]
