@@ -306,8 +306,9 @@ def test_an_offer_goes_back_to_the_list_when_its_agent_signs_out_or_leaves(desk:
     assert desk.offered("ana") == "T2"
 
 
-def test_no_offer_appears_unless_the_campaign_is_in_preview_mode(tmp_path: Path) -> None:
-    node = open_desk(tmp_path, "ratio")
+@pytest.mark.parametrize("mode", ["ratio", "progressive", "predictive"])
+def test_no_offer_appears_unless_the_campaign_is_in_preview_mode(tmp_path: Path, mode: str) -> None:
+    node = open_desk(tmp_path, mode)
     try:
         seed(node)
         heard: list[WorkspaceEvent] = []
