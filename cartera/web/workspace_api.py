@@ -110,6 +110,9 @@ def api_router() -> APIRouter:
         "/dispositions",
         status_code=201,
         summary="Record the disposition of a call connected to one of the agents",
+        description="A call has one disposition: a second is refused 409 (`attempt`), save one that replaces what "
+        "the node recorded itself when the agent left the call (`wrap_up_timeout`, `browser_closed`), within the "
+        "site's `late_disposition_minutes` (30 by default) of that: the export and the KPIs then follow this one.",
         responses={400: {"model": Refusal}, 401: {"model": Refusal}, 403: {"model": Refusal}, 409: {"model": Refusal}},
     )
     def disposition(

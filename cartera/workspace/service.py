@@ -296,21 +296,15 @@ class WorkspaceService:
         if source == "agent":
             self._check_agent(session, attempt, agent, within)
         existing = self._existing(session, attempt.id)
-        if existing is not None:
+        if existing is not None and not self._supersedes(existing, source, now):
             raise AlreadyDispositioned(existing)
         account = attempt.account
         spec, plan, callback = self._checked(account, wanted, now, source)
-        row = DispositionRow(
-            site=self.site,
-            attempt_id=attempt.id,
-            account_id=attempt.account_id,
-            code=spec.code,
-            flags=sorted(spec.flags),
-            agent=agent,
-            note=wanted.note,
-            at=now,
-        )
-        session.add(row)
+        row = session.get_one(DispositionRow, existing.id) if existing is not None else None
+        if row is None:
+            row = DispositionRow(site=self.site, attempt_id=attempt.id, account_id=attempt.account_id)
+            session.add(row)
+        row.code, row.flags, row.agent, row.note, row.at = spec.code, sorted(spec.flags), agent, wanted.note, now
         attempt.disposition, attempt.right_party = spec.code, spec.right_party
         session.flush()
         saved = SavedDisposition(row.id, attempt.id, account.ref if account else None, spec.code, agent, now)
@@ -327,6 +321,7 @@ class WorkspaceService:
             agent=agent,
             promised=[[str(i.amount), i.due.isoformat()] for i in plan],
             callback=callback.at.isoformat() if callback else None,
+            **({"superseded": existing.code} if existing is not None else {}),
         )
         if account is None:
             return _Done(saved, [], None)
@@ -357,6 +352,15 @@ class WorkspaceService:
             saved = replace(saved, callback_id=self._callback(session, row, callback, attempt=attempt, account=account))
         session.flush()
         return _Done(saved, activities, confirmation)
+
+    def _supersedes(self, existing: SavedDisposition, source: _Source, now: datetime) -> bool:
+        """Whether the agent's disposition replaces ``existing``: a code the workspace recorded when the agent left
+        the call (its wrap-up timed out, its page gone) at most ``late_disposition_minutes`` of people's time ago."""
+        late_minutes = self.config.late_disposition_minutes
+        if source != "agent" or existing.code not in (WRAP_UP_TIMEOUT, BROWSER_CLOSED) or not late_minutes:
+            return False
+        late = late_minutes * 60 / self.clock.real_seconds(1.0)
+        return now - existing.at <= timedelta(seconds=late)
 
     def _check_agent(
         self, session: Session, attempt: ContactAttempt, agent: str, within: frozenset[PortfolioKey] | None

@@ -97,6 +97,9 @@ class WorkspaceConfig(_Section):
     wrap_up_seconds: float = Field(default=120, gt=0, le=3600)
     #: an agent's page gone (browser closed) longer than this mid-call: dispositioned ``browser_closed``
     gone_seconds: float = Field(default=30, gt=0, le=3600)
+    #: the agent's own disposition saved this long after the call was dispositioned ``wrap_up_timeout`` or
+    #: ``browser_closed`` replaces that code (0: never)
+    late_disposition_minutes: float = Field(default=30, ge=0, le=24 * 60)
     #: preview mode: how long an account offered to an agent is held for it alone; then the agent is paused
     offer_hold_seconds: float = Field(default=120, gt=0, le=3600)
     #: preview mode: how long an account an agent skipped (or could not call) is not offered to that agent again
