@@ -91,7 +91,7 @@ class Node:
             site.section.compliance,
             country=site.section.country,
             zone=site.zone,
-            abandoned_rest_hours=site.section.campaign.abandonment.redial_after_hours,
+            abandoned_rest_hours=site.section.campaign.abandoned_rest_hours,
         )
         targets = Targets(site.name, site.section.country, self.gate)
         dialer = self._provider("dialer", Dialer)

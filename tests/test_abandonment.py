@@ -147,3 +147,86 @@ def test_a_campaign_call_the_simulator_abandons_is_stored_counted_and_rests(
     assert (abandoned.agent, abandoned.answered_at) == (None, None)
     assert (rate.abandoned, rate.answered) == (1, 2)
     assert next_due >= abandoned.requested_at + timedelta(hours=72)
+
+
+def calls_to_ana(node: Node, calls: list[tuple[datetime, CallOutcome]]) -> None:
+    """Finished calls to Ana's number about BCO-1, each requested at its instant, ending as its outcome."""
+    with node.db.session() as session:
+        account_id = session.scalars(sa.select(Account.id).where(Account.ref == "BCO-1")).one()
+        session.add_all(
+            ContactAttempt(
+                site="t",
+                account_id=account_id,
+                phone=ANA,
+                state="finished",
+                requested_at=at,
+                answered_at=at if outcome is CallOutcome.ANSWERED else None,
+                outcome=outcome.value,
+                right_party=True if outcome is CallOutcome.ANSWERED else None,
+            )
+            for at, outcome in calls
+        )
+
+
+def call_reasons(node: Node, at: datetime) -> tuple[set[Reason], set[str]]:
+    decision, _ = node.explainer.explain(phone=None, account="BCO-1", channel=Channel.CALL, at=at, actor="t")
+    return set(decision.reasons), set(decision.rules)
+
+
+@pytest.mark.parametrize("outcome", [CallOutcome.MACHINE, CallOutcome.ABANDONED])
+def test_machine_and_abandoned_calls_count_towards_the_daily_limit_of_the_law_pack(
+    outcome: CallOutcome, tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    """Colombia's pack: once the debtor was reached directly, one contact a day. A call today that an answering
+    machine took, or that was abandoned, is that day's contact (the rest after an abandoned call is off here)."""
+    path = write_sites(tmp_path, extra="\n[sites.t.campaign.abandonment]\nredial_after_hours = 0\n")
+    write_portfolio(tmp_path / "inbox", [f"BCO-1;Ana Gómez;{ANA};;1.000.000,00;COP"])
+    node = open_node(path)
+    node.creditor_sync().run_once()
+    now = node.clock.now()
+    calls_to_ana(node, [(now - timedelta(days=10), CallOutcome.ANSWERED)])
+    assert Reason.FREQUENCY_CAP not in call_reasons(node, now)[0]
+    calls_to_ana(node, [(now - timedelta(minutes=30), outcome)])
+    reasons, rules = call_reasons(node, now)
+    assert reasons == {Reason.FREQUENCY_CAP}
+    assert "co.ley2300.art3.una_vez_al_dia" in rules
+
+
+def test_machine_and_abandoned_calls_count_towards_the_weekly_limit_of_the_law_pack(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    """The US pack (Regulation F): at most 7 calls in 7 days per debt. Seven calls over the last six days, each
+    taken by an answering machine or abandoned, use them up; six do not."""
+    extra = "\n[sites.t.campaign.abandonment]\nredial_after_hours = 0\n"
+    path = write_sites(tmp_path, extra=extra)
+    text = path.read_text().replace("[sites.t.compliance]", '[sites.t.compliance]\nlaw_pack = "us"')
+    path.write_text(text.replace('start = "07:00"', 'start = "09:00"'))  # within the US pack's 08:00-21:00
+    write_portfolio(tmp_path / "inbox", [f"BCO-1;Ana Gómez;{ANA};;1.000.000,00;COP"])
+    node = open_node(path)
+    node.creditor_sync().run_once()
+    now = node.clock.now()
+    outcomes = [CallOutcome.MACHINE, CallOutcome.ABANDONED] * 3
+    calls_to_ana(node, [(now - timedelta(days=day, hours=1), outcome) for day, outcome in enumerate(outcomes)])
+    assert Reason.FREQUENCY_CAP not in call_reasons(node, now)[0]
+    calls_to_ana(node, [(now - timedelta(hours=2), CallOutcome.MACHINE)])
+    reasons, rules = call_reasons(node, now)
+    assert Reason.FREQUENCY_CAP in reasons
+    assert "us.regf.1006_14_b_2_i_A" in rules
+
+
+@pytest.mark.parametrize(("mode", "rests"), [("ratio", True), ("predictive", True), ("progressive", False)])
+def test_an_abandoned_number_rests_unless_the_campaign_is_progressive(
+    mode: str, rests: bool, tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    """Progressive dialling keeps an agent ready for each call it places, so the rest after an abandoned call does
+    not hold its calls back; the modes that may dial ahead of their agents rest the number 72 h."""
+    path = write_sites(tmp_path)
+    path.write_text(path.read_text().replace("[sites.t.campaign]", f'[sites.t.campaign]\nmode = "{mode}"'))
+    write_portfolio(tmp_path / "inbox", [f"BCO-1;Ana Gómez;{ANA};;1.000.000,00;COP"])
+    node = open_node(path)
+    node.creditor_sync().run_once()
+    now = node.clock.now()
+    calls_to_ana(node, [(now - timedelta(hours=1), CallOutcome.ABANDONED)])
+    reasons, rules = call_reasons(node, now)
+    assert (Reason.ABANDONED_RECENTLY in reasons) is rests
+    assert ("core.rest_after_abandoned" in rules) is rests

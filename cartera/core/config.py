@@ -138,6 +138,12 @@ class CampaignConfig(_Section):
     listing: ListingConfig = ListingConfig()
     abandonment: AbandonmentConfig = AbandonmentConfig()
 
+    @property
+    def abandoned_rest_hours(self) -> float:
+        """How long a number whose call was abandoned rests from calls: not at all in progressive mode, where a
+        ready agent waits for each call (the rule's exemption when an agent is guaranteed)."""
+        return 0.0 if self.mode == "progressive" else self.abandonment.redial_after_hours
+
 
 KEY_FIELDS = ("site", "yyyy", "mm", "dd", "call_id", "ext")
 
