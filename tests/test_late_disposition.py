@@ -4,6 +4,7 @@ a second one is a double submit."""
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +24,10 @@ from tests.test_workspace_dispositions import AGENT, Desk, one, open_desk
 site = test_agent_page.site  # the running node's fixture
 
 QUICK = "\n[sites.t.workspace]\nwrap_up_seconds = 0.01\ngone_seconds = 0.01\n"
+#: the creditor's CSV export with the call's id
+WITH_ATTEMPT = (
+    '\n[sites.t.crm_sync.export.columns]\nseq = "seq"\nkind = "kind"\noutcome = "outcome"\nattempt = "attempt"\n'
+)
 
 
 def timed_out(desk: Desk) -> int:
@@ -53,15 +58,48 @@ def test_the_agents_late_disposition_replaces_the_timeout_code(tmp_path: Path, o
         superseded = session.scalars(
             sa.select(AuditEntry.details).where(AuditEntry.action == "call.disposition").order_by(AuditEntry.id)
         ).all()
-    assert exported == [
-        ("call_attempt", "wrap_up_timeout"),
-        ("call_attempt", "promise_to_pay"),
-        ("promise_to_pay", "promise_to_pay"),
-    ]
+    assert exported == [("call_attempt", "promise_to_pay"), ("promise_to_pay", "promise_to_pay")]
     assert [entry.get("superseded") for entry in superseded] == [None, "wrap_up_timeout"]
     with pytest.raises(AlreadyDispositioned) as again:  # a second real one is a double submit
         desk.post(attempt, "refused_to_pay")
     assert again.value.saved.code == "promise_to_pay"
+
+
+def exported_calls(desk: Desk) -> list[tuple[str, str, str]]:
+    """Runs the creditor sync; the (kind, outcome, attempt) of each row of every export file written so far."""
+    desk.node.creditor_sync().run_once()
+    rows = []
+    for path in sorted((desk.tmp_path / "exports").glob("activities-*.csv")):
+        with path.open(encoding="utf-8-sig", newline="") as file:
+            rows += [(row["kind"], row["outcome"], row["attempt"]) for row in csv.DictReader(file, delimiter=";")]
+    return [row for row in rows if row[0] != "sms"]
+
+
+def test_a_late_disposition_before_the_export_leaves_one_activity_for_the_call(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    desk = open_desk(tmp_path, open_node, QUICK + WITH_ATTEMPT)
+    attempt = timed_out(desk)
+    desk.post(attempt, "promise_to_pay", promise=one("1000", desk.today() + timedelta(days=3)))
+    call = str(attempt)
+    assert exported_calls(desk) == [
+        ("call_attempt", "promise_to_pay", call),
+        ("promise_to_pay", "promise_to_pay", call),
+    ]
+
+
+def test_a_late_disposition_after_the_export_sends_a_correction_of_the_same_call(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    desk = open_desk(tmp_path, open_node, QUICK + WITH_ATTEMPT)
+    attempt = timed_out(desk)
+    call = str(attempt)
+    assert exported_calls(desk) == [("call_attempt", "wrap_up_timeout", call)]
+    desk.post(attempt, "right_party_contact")
+    assert exported_calls(desk) == [
+        ("call_attempt", "wrap_up_timeout", call),
+        ("call_attempt", "right_party_contact", call),
+    ]
 
 
 def test_a_disposition_past_the_bound_leaves_the_timeout_code(tmp_path: Path, open_node: Callable[..., Node]) -> None:

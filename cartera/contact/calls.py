@@ -329,6 +329,7 @@ class CallService:
             phone=attempt.phone,
             outcome=code or result.outcome.value,
             agent=attempt.agent,
+            attempt_id=attempt.id,
         )
         return [row]
 

@@ -121,7 +121,8 @@ def cartera_sms_delivery(site: str, message_id: int, report: DeliveryReport) -> 
 def cartera_activity_recorded(site: str, activity: Activity) -> None:
     """Work on an account was recorded for the creditor's activity export.
 
-    When: after the activity row (call attempt, SMS, promise to pay, payment) was committed.
+    When: after the activity row (call attempt, SMS, promise to pay, payment) was committed; a call attempt not
+        exported yet is reported again, with its seq, when an agent's late disposition changed its outcome.
 
     :param site: the site's name.
     :param activity: the activity with its export sequence number.

@@ -364,6 +364,9 @@ class Activity:
     amount: Decimal | None = None
     due_date: date | None = None
     agent: str | None = None
+    #: the node's id of the call (``call_attempt``, ``promise_to_pay``): a second ``call_attempt`` of the same call
+    #: corrects the first's outcome (the agent's disposition replacing ``wrap_up_timeout`` / ``browser_closed``)
+    attempt: int | None = None
 
 
 # --- health ----------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from cartera.core.adapters import CrmSync
 from cartera.core.errors import CarteraError
@@ -33,6 +33,7 @@ def add_activity(
     amount: Decimal | None = None,
     due_date: date | None = None,
     agent: str | None = None,
+    attempt_id: int | None = None,
 ) -> ActivityRow:
     row = ActivityRow(
         site=site,
@@ -44,9 +45,28 @@ def add_activity(
         amount=amount,
         due_date=due_date,
         agent=agent,
+        attempt_id=attempt_id,
     )
     session.add(row)
     return row
+
+
+def unexported_call_activity(session: Session, site: str, attempt_id: int, creditor: str) -> ActivityRow | None:
+    """The call's ``call_attempt`` activity while the export has not reached it (its seq above the creditor's
+    cursor and any batch being sent), to be changed in place; None once it was sent (or there is none)."""
+    if session.get_bind().dialect.name == "postgresql":  # an export's batch waits for this transaction, or it for it
+        session.execute(text("LOCK TABLE activities IN ROW EXCLUSIVE MODE"))
+    row = session.scalar(
+        select(ActivityRow)
+        .where(ActivityRow.site == site, ActivityRow.attempt_id == attempt_id)
+        .where(ActivityRow.kind == ActivityKind.CALL_ATTEMPT.value)
+        .order_by(ActivityRow.seq.desc())
+        .limit(1)
+        .options(joinedload(ActivityRow.account).joinedload(Account.portfolio).joinedload(Portfolio.creditor))
+    )
+    cursor = session.get(ExportCursor, (site, creditor))
+    reached = max(cursor.last_seq, cursor.pending_seq or 0) if cursor is not None else 0
+    return row if row is not None and row.seq > reached else None
 
 
 def to_activity(row: ActivityRow) -> Activity:
@@ -63,6 +83,7 @@ def to_activity(row: ActivityRow) -> Activity:
         amount=row.amount,
         due_date=row.due_date,
         agent=row.agent,
+        attempt=row.attempt_id,
     )
 
 

@@ -51,7 +51,7 @@ from cartera.core.store.schema import (
     PromiseRow,
     WebUser,
 )
-from cartera.portfolio.export import add_activity, to_activity
+from cartera.portfolio.export import add_activity, to_activity, unexported_call_activity
 from cartera.portfolio.identity import PortfolioKey, qualified
 from cartera.users.directory import Role
 from cartera.workspace import callbacks, promises
@@ -327,7 +327,7 @@ class WorkspaceService:
             return _Done(saved, [], None)
         activities = []
         if attempt.state == "finished" and source != "dialer":  # else CallService records it, with this code
-            activities.append(self._activity(session, attempt, ActivityKind.CALL_ATTEMPT, account=account, now=now))
+            activities.append(self._call_activity(session, attempt, account=account, now=now, superseding=existing))
         callbacks.close_served(session, account_id=account.id, now=now)
         self._apply_flags(session, spec, attempt, account=account, agent=agent, now=now)
         if wanted.line_type is not None:
@@ -492,7 +492,28 @@ class WorkspaceService:
             amount=instalment.amount if instalment else None,
             due_date=instalment.due if instalment else None,
             agent=attempt.agent,
+            attempt_id=attempt.id,
         )
+
+    def _call_activity(
+        self,
+        session: Session,
+        attempt: ContactAttempt,
+        *,
+        account: Account,
+        now: datetime,
+        superseding: SavedDisposition | None,
+    ) -> ActivityRow:
+        """The call's ``call_attempt`` activity with the disposition's code: superseding a system code, the one the
+        export has not sent yet takes it in place (one activity a call); once sent, a further one of the same call
+        corrects it."""
+        if superseding is not None:
+            creditor = account.portfolio.creditor.code
+            unsent = unexported_call_activity(session, self.site, attempt.id, creditor)
+            if unsent is not None:
+                unsent.outcome, unsent.agent = attempt.disposition, attempt.agent
+                return unsent
+        return self._activity(session, attempt, ActivityKind.CALL_ATTEMPT, account=account, now=now)
 
     def _promise(
         self,

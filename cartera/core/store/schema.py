@@ -223,6 +223,8 @@ class ActivityRow(Base):
     amount: Mapped[Decimal | None] = mapped_column(Money)
     due_date: Mapped[date | None] = mapped_column(Date)
     agent: Mapped[str | None] = mapped_column(String(64))
+    #: the call of a ``call_attempt`` activity (and of a promise made on it)
+    attempt_id: Mapped[int | None] = mapped_column(ForeignKey("contact_attempts.id"), index=True)
     account: Mapped[Account] = relationship()
 
 

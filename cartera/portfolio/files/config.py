@@ -40,7 +40,8 @@ DEFAULT_EXPORT_COLUMNS: dict[str, str] = {
     "due_date": "fecha_compromiso",
     "agent": "agente",
 }
-EXPORT_FIELDS = tuple(DEFAULT_EXPORT_COLUMNS)
+#: All export fields: ``attempt`` (the call's id, shared by a call_attempt and the one correcting it) on request.
+EXPORT_FIELDS = (*DEFAULT_EXPORT_COLUMNS, "attempt")
 
 
 #: The encodings creditor files are read and written in (codec name → the name operators write).

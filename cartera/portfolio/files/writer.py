@@ -44,6 +44,7 @@ def _cells(activity: Activity, fmt: ExportFormatConfig) -> dict[str, object]:
         "amount": _amount(activity.amount, fmt),
         "due_date": "" if activity.due_date is None else activity.due_date.strftime(fmt.date_format),
         "agent": activity.agent or "",
+        "attempt": "" if activity.attempt is None else activity.attempt,
     }
 
 

@@ -168,6 +168,12 @@ class ActivityOut(BaseModel):
     amount: Decimal | None = Field(None, description="Promised or paid amount (a decimal string).")
     due_date: date | None = Field(None, description="When the debtor promised to pay.")
     agent: str | None = None
+    attempt: int | None = Field(
+        None,
+        description="The node's id of the call (call_attempt, promise_to_pay). A later call_attempt of the same "
+        "call corrects the earlier one's outcome (the agent's disposition after the node recorded "
+        "wrap_up_timeout or browser_closed): count one attempt per call.",
+    )
 
     @classmethod
     def of(cls, activity: Activity) -> ActivityOut:
@@ -183,6 +189,7 @@ class ActivityOut(BaseModel):
             amount=activity.amount,
             due_date=activity.due_date,
             agent=activity.agent,
+            attempt=activity.attempt,
         )
 
 
