@@ -23,6 +23,7 @@ from cartera.core.models import CallOutcome, CallRequest, CallResult, CheckResul
 from cartera.core.store.schema import ContactAttempt, DispositionRow, PromiseRow
 from cartera.node import Node
 from cartera.web.context import LANGUAGE_COOKIE
+from cartera.web.i18n import translate
 from cartera.workspace.agents import DIALER_UNREACHABLE, AgentState
 from tests import test_agent_page, test_workspace_hub
 from tests.test_agent_page import Site, connect, page_csrf, signed_in, stream
@@ -32,24 +33,25 @@ from tests.workspace_seed import uncalled_account
 site = test_agent_page.site  # the running node's fixture
 node = test_workspace_hub.node  # a node not serving, its hub driven directly
 NO_CONNECTION = "no AMI connection to 127.0.0.1:5038: connection refused"
+DIALER_DOWN_ES = translate("es", "agent.dialer_down")
 BANNER = re.compile(r'<p id="dialer-down" class="notice" role="alert"( hidden)?>([^<]*)</p>')
 
 
 @contextmanager
-def dialer_down(node: Node) -> Iterator[None]:
-    """The site's dialer unreachable while the context lasts, then back."""
+def dialer_down(node: Node, failure: str = NO_CONNECTION) -> Iterator[None]:
+    """The site's dialer unreachable while the context lasts, then back; ``failure``: the vendor's text."""
     dialer = node.adapter("dialer", Dialer)
 
     def unreachable(*_args: str) -> None:
-        raise CarteraError(NO_CONNECTION)
+        raise CarteraError(failure)
 
     def not_placed(request: CallRequest) -> None:
         now = node.clock.now()
-        cause = f"not placed: {NO_CONNECTION}"
+        cause = f"not placed: {failure}"
         dialer.context.report_call(CallResult(request.attempt_id, CallOutcome.FAILED, cause, now, ended_at=now))
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dialer, "check", lambda: CheckResult(False, NO_CONNECTION))
+        patch.setattr(dialer, "check", lambda: CheckResult(False, failure))
         patch.setattr(dialer, "pause_agent", unreachable)
         patch.setattr(dialer, "resume_agent", unreachable)
         patch.setattr(dialer, "place_call", not_placed)
@@ -79,8 +81,7 @@ def test_ready_and_pause_with_the_dialer_down_are_refused_and_told_then_go_throu
         for state in ("ready", "paused"):
             refused = post_state(agent, csrf, state)
             assert refused.status_code == 503, refused.text
-            assert refused.json()["field"] == "dialer"
-            assert NO_CONNECTION in refused.json()["error"]
+            assert refused.json() == {"field": "dialer", "error": DIALER_DOWN_ES}  # the agent's language
         told = events.next("agent_state")[2]
         assert (told["state"], told["dialer_down"]) == ("paused", True)  # the page shows its notice
         status = roster.get("ana")
@@ -161,8 +162,7 @@ def test_a_preview_call_with_the_dialer_down_is_refused_and_records_no_attempt_t
     with dialer_down(site.node):
         refused = agent.post("/agent/preview", data=call)
         assert refused.status_code == 503, refused.text
-        assert refused.json()["field"] == "dialer"
-        assert NO_CONNECTION in refused.json()["error"]
+        assert refused.json() == {"field": "dialer", "error": DIALER_DOWN_ES}
     with site.node.db.session() as session:
         attempts = session.scalar(select(func.count()).where(ContactAttempt.account_id == account_id))
     assert attempts == 0  # nothing placed, nothing for the law to count

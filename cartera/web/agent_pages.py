@@ -22,7 +22,7 @@ from cartera.contact.compliance import LineType, Reason
 from cartera.core.errors import UsageError
 from cartera.core.models import CallOutcome
 from cartera.users.directory import Role
-from cartera.web.context import SESSION_COOKIE, Viewer, Web, WebError, check_csrf
+from cartera.web.context import SESSION_COOKIE, Viewer, Web, WebError, check_csrf, refusal
 from cartera.web.i18n import Language, translate
 from cartera.web.sse import event_stream, last_event_id, too_many_streams
 from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, PageNotOpen, WorkspaceError
@@ -135,7 +135,7 @@ def agent_router(web: Web) -> APIRouter:
         check_csrf(csrf, viewer.session.csrf)
         name = viewer.user.name
         if not rate.allow(name):
-            return _refused(429, "state", f"more than {rate.per_second} state changes in a second")
+            return refusal(429, "state", f"more than {rate.per_second} state changes in a second")
         try:
             if state == "ready":
                 status = hub.roster.ready(name)
@@ -144,9 +144,9 @@ def agent_router(web: Web) -> APIRouter:
             else:
                 raise WebError(400, f"unknown agent state {state[:16]!r}", "error.422")
         except PageNotOpen as exc:  # its state is not known until its page opens
-            return _refused(409, exc.field, str(exc))
+            return refusal(409, exc.field, str(exc))
         except UsageError as exc:
-            return _refused(409, "state", str(exc))
+            return refusal(409, "state", str(exc))
         web.audit(viewer.actor, "workspace.state", f"agent:{name}", state=status.state, reason=status.pause_reason)
         return JSONResponse(status.as_event())
 
@@ -212,7 +212,7 @@ def call_routes(router: APIRouter, web: Web, hub: WorkspaceHub) -> None:
                 line_type=_line_type(form.line_type),
             )
         except WorkspaceError as exc:
-            return _refused(400, exc.field, str(exc))
+            return refusal(400, exc.field, str(exc))
         return _dispose(web, hub, viewer, given)
 
 
@@ -241,23 +241,19 @@ def _dispose(web: Web, hub: WorkspaceHub, viewer: Viewer, given: DispositionInpu
     try:
         saved = web.services.workspace_service.post_disposition(name, given, within=viewer.user.portfolios(web.site))
     except NotYourCall as exc:
-        return _refused(403, exc.field, str(exc))
+        return refusal(403, exc.field, str(exc))
     except AlreadyDispositioned as exc:
         hub.dispositioned(name, given.attempt_id)  # saved already (a double submit): the screen is free
-        return _refused(409, exc.field, str(exc))
+        return refusal(409, exc.field, str(exc))
     except CallbackNotAllowed as exc:
-        answer = _refused(400, exc.field, str(exc))
+        answer = refusal(400, exc.field, str(exc))
         answer.headers["X-Next-Allowed-At"] = exc.next_allowed_at.isoformat() if exc.next_allowed_at else ""
         return answer
     except WorkspaceError as exc:
-        return _refused(400, exc.field, str(exc))
+        return refusal(400, exc.field, str(exc))
     status = hub.dispositioned(name, given.attempt_id)  # a dialer down leaves the agent paused, told so
     state, down = (status.state.value, status.dialer_down) if status else (None, False)
     return JSONResponse({"saved": saved.id, "code": saved.code, "state": state, "dialer_down": down}, status_code=201)
-
-
-def _refused(status: int, field: str, message: str) -> JSONResponse:
-    return JSONResponse({"field": field, "error": message}, status_code=status)
 
 
 def _promise(amount: str, due: str) -> tuple[Instalment, ...]:

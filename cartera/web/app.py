@@ -19,8 +19,9 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from cartera.core.errors import CarteraError, DialerUnavailable, UsageError
 from cartera.core.logs import event
 from cartera.web.agent_pages import agent_router
-from cartera.web.context import SignInRequired, Viewer, Web, WebError, anonymous
+from cartera.web.context import SignInRequired, Viewer, Web, WebError, anonymous, refusal
 from cartera.web.health import health_router
+from cartera.web.i18n import translate
 from cartera.web.pages import pages_router
 from cartera.web.preview import preview_router
 from cartera.web.services import WebServices
@@ -136,9 +137,7 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
             try:
                 integration(request)
             except Refused as refused:
-                return JSONResponse(
-                    {"field": refused.error.field, "error": str(refused.error)}, 401, headers=refused.headers
-                )
+                return refusal(401, refused.error.field, str(refused.error), refused.headers)
             return _invalid_field(exc, skip=0)
         if request.url.path.startswith(AGENT_ROUTES):  # the agent's page reads {field, error}: the form's field
             audit_rejected(request, 422, f"invalid fields: {fields}")
@@ -147,11 +146,12 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
 
     @app.exception_handler(DialerUnavailable)
     def dialer_down(request: Request, exc: DialerUnavailable) -> Response:
-        """The agent's page tells the agent (``field`` ``dialer``); nothing was changed, the same post may be
-        sent again once the dialer is back."""
+        """The agent's page tells the agent (``field`` ``dialer``) in its language that the dialer is unreachable,
+        never the vendor's text (it may echo a login): that goes to the log (redacted) and the admin's ``/healthz``.
+        Nothing was changed, the same post may be sent again once the dialer is back."""
         event(log, "web.dialer_unavailable", logging.WARNING, path=request.url.path, error=str(exc))
-        headers = {"Retry-After": f"{RETRY_AFTER_S}"}
-        return JSONResponse({"field": "dialer", "error": str(exc)}, status_code=503, headers=headers)
+        told = translate(web.language(request), "agent.dialer_down")
+        return refusal(503, "dialer", told, {"Retry-After": f"{RETRY_AFTER_S}"})
 
     @app.exception_handler(UsageError)
     def misused(request: Request, exc: UsageError) -> Response:
@@ -178,4 +178,4 @@ def _invalid_field(exc: RequestValidationError, *, skip: int) -> JSONResponse:
     """422 ``{"field", "error"}`` naming the request's first invalid field (its location past ``skip`` parts)."""
     first = exc.errors()[0]
     field = ".".join(str(part) for part in first["loc"][skip:])
-    return JSONResponse({"field": field, "error": f"{field}: {first['msg']}"}, 422)
+    return refusal(422, field, f"{field}: {first['msg']}")

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
+from cartera.core.redaction import redact
 from cartera.users.directory import Role, User
 from cartera.users.sessions import SessionInfo
 from cartera.web.i18n import LANGUAGES, Language, number, translate
@@ -137,6 +138,15 @@ class Web:
 
     def audit(self, actor: str, action: str, subject: str, **details: Any) -> None:
         self.services.audit.write(actor=actor, action=action, subject=subject, **details)
+
+
+def refusal(
+    status: int, field: str, message: str, headers: dict[str, str] | None = None, **more: object
+) -> JSONResponse:
+    """A JSON refusal ``{"field", "error", **more}``: every error answer built from an exception's text is one,
+    its text redacted (a vendor's message may echo a secret)."""
+    body = {"field": field, "error": redact(message), **more}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def check_csrf(given: str, expected: str) -> None:

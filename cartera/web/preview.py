@@ -15,7 +15,7 @@ from cartera.core.errors import UsageError
 from cartera.portfolio.identity import code_problem
 from cartera.users.directory import User
 from cartera.web.agent_pages import signed_in_agent
-from cartera.web.context import Web, WebError, check_csrf
+from cartera.web.context import Web, WebError, check_csrf, refusal
 from cartera.workspace.errors import PageNotOpen, WorkspaceError
 
 FOUND_AT_MOST = 10
@@ -53,11 +53,11 @@ def preview_router(web: Web) -> APIRouter:
         except Denied as denied:  # the gate's reason and next allowed time, as it audited them
             allowed = denied.decision.next_allowed_at
             when = allowed.isoformat() if allowed else None
-            return JSONResponse({"field": "account", "error": str(denied), "next_allowed_at": when}, status_code=409)
+            return refusal(409, "account", str(denied), next_allowed_at=when)
         except PageNotOpen as exc:  # its state is not known until its page opens
-            return _refused(exc.field, str(exc))
+            return refusal(409, exc.field, str(exc))
         except (WorkspaceError, UsageError) as exc:  # a call on screen or ringing; a dialer that cannot target agents
-            return _refused("account", str(exc))
+            return refusal(409, "account", str(exc))
         return JSONResponse({"attempt_id": call.attempt_id}, status_code=202)
 
     @router.post("/agent/offer/skip", include_in_schema=False)
@@ -75,7 +75,7 @@ def preview_router(web: Web) -> APIRouter:
         try:
             web.services.offers.skip(viewer.user.name, int(account_id), reason)
         except WorkspaceError as exc:  # an unknown reason; an account no longer offered to the agent
-            return _refused(exc.field, str(exc), 400 if exc.field == "reason" else 409)
+            return refusal(400 if exc.field == "reason" else 409, exc.field, str(exc))
         return JSONResponse({"skipped": int(account_id)})
 
     return router
@@ -87,7 +87,3 @@ def _accounts(web: Web, user: User, *, ref_prefix: str = "", account_id: int | N
         user.portfolios(web.site), ref_prefix=ref_prefix, account_id=account_id, limit=FOUND_AT_MOST
     )
     return [{"id": row.id, "ref": row.ref, "portfolio": row.portfolio, "debtor": row.debtor} for row in found]
-
-
-def _refused(field: str, message: str, status: int = 409) -> JSONResponse:
-    return JSONResponse({"field": field, "error": message}, status_code=status)

@@ -16,12 +16,12 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from cartera.contact.compliance import LineType
-from cartera.web.context import Web
+from cartera.web.context import Web, refusal
 from cartera.web.sse import event_stream, last_event_id, too_many_streams
 from cartera.workspace.errors import AlreadyDispositioned, NotYourCall, WorkspaceError
 from cartera.workspace.hub import PUBLIC_KINDS
@@ -179,8 +179,7 @@ class Refused(Exception):
 def answer_refusals(app: FastAPI) -> None:
     @app.exception_handler(Refused)
     def refused(_request: Request, exc: Refused) -> Response:
-        body = {"field": exc.error.field, "error": str(exc.error)}
-        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+        return refusal(exc.status, exc.error.field, str(exc.error), exc.headers)
 
 
 def render() -> str:
