@@ -397,3 +397,56 @@ def test_check_exits_2_on_an_integration_token_a_creditor_holds(tmp_path: Path) 
     assert "crm_sync.creditors.OTRO.token" in result.stderr
     assert "Traceback" not in result.stderr
     assert SHARED_TOKEN not in result.stdout + result.stderr
+
+
+def _creditor_api_site(name: str, otro_token: str) -> str:
+    """Site ``name`` on the ``http`` creditor API, creditor OTRO's token ``otro_token`` (as written)."""
+    return (
+        f'\n[sites.{name}]\ntimezone = "America/Bogota"\ncountry = "CO"\ndata_dir = "var/{name}"\n'
+        f'[sites.{name}.compliance]\nauthorised_channels = ["call"]\n'
+        f'[sites.{name}.crm_sync]\nplugin = "http"\n[sites.{name}.crm_sync.creditors.OTRO]\ntoken = "{otro_token}"\n'
+    )
+
+
+@pytest.mark.abuse
+@pytest.mark.usefixtures("distinct_tokens")
+@pytest.mark.parametrize(
+    ("checked", "key", "holder"),
+    [
+        ("t", "workspace.integrations.crm.token", "site 'u', key 'crm_sync.creditors.OTRO.token'"),
+        ("u", "crm_sync.creditors.OTRO.token", "site 't', key 'workspace.integrations.crm.token'"),
+    ],
+)
+@pytest.mark.parametrize("their_token", ["${CRM_WS_TOKEN}", "${U_OTRO_TOKEN}"])
+def test_an_integration_token_another_site_holds_as_a_plugin_secret_is_refused_at_either_site(
+    hooks: Hooks,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    checked: str,
+    key: str,
+    holder: str,
+    their_token: str,
+) -> None:
+    """Site u's creditor OTRO would stream site t's calls and disposition them with its own API token: the rule
+    holds across the sites of the file, by value or by the same variable (#14 red team round 11, M2)."""
+    monkeypatch.setenv("CRM_WS_TOKEN", SHARED_TOKEN)
+    monkeypatch.setenv("U_OTRO_TOKEN", SHARED_TOKEN)
+    config = _integration_site(tmp_path)
+    config.write_text(config.read_text(encoding="utf-8") + _creditor_api_site("u", their_token), encoding="utf-8")
+    message = _error(hooks, config, site=checked)
+    assert f"site {checked!r}, key {key!r}: the same secret as {holder}" in message, message
+    for part in (SHARED_TOKEN, SHARED_TOKEN[:8], SHARED_TOKEN[-8:]):
+        assert part not in message, message
+
+
+@pytest.mark.usefixtures("distinct_tokens")
+def test_another_sites_token_in_a_variable_unset_here_or_of_its_own_loads(
+    hooks: Hooks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("U_OTRO_TOKEN", raising=False)
+    config = _integration_site(tmp_path)
+    config.write_text(config.read_text(encoding="utf-8") + _creditor_api_site("u", "${U_OTRO_TOKEN}"), encoding="utf-8")
+    assert load_site(config, "t", hooks.collect_adapters()).name == "t"
+    monkeypatch.setenv("U_OTRO_TOKEN", "u-otro-token-0123456789abcdef-P4")
+    assert load_site(config, "u", hooks.collect_adapters()).name == "u"

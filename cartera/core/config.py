@@ -372,7 +372,7 @@ def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
         for name, value in credentials.secret_settings(settings):
             _checked(credentials.secret, value, (kind, *name), errors, "this secret")
         plugins[kind] = PluginChoice(kind=kind, name=choice.plugin, settings=settings)
-    _refuse_shared_integration_tokens(section.workspace, plugins, errors)
+    _refuse_shared_integration_tokens(sites, site, section.workspace, plugins, errors)
     _refuse_shared_dirs(sites, site, base_dir, registries, errors)
     data_dir = section.data_dir or base_dir / "var" / site
     database = section.database or f"sqlite:///{base_dir / 'var' / f'{site}.db'}"
@@ -382,26 +382,62 @@ def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
 
 
 def _refuse_shared_integration_tokens(
-    workspace: WorkspaceConfig, plugins: dict[str, PluginChoice], errors: _Errors
+    sites: dict[str, Any], site: str, workspace: WorkspaceConfig, plugins: dict[str, PluginChoice], errors: _Errors
 ) -> None:
     """A workspace integration's token acts for the whole site (every creditor's calls, dispositions as any
     agent): one that is also another integration's token or any plugin's secret (a creditor's API token, the
-    webhook token the node sends a creditor...) would hand the site to whoever holds that secret. Refused, naming
-    both keys, never the secret."""
+    webhook token the node sends a creditor...), at this site or any other of the file, would hand the site to
+    whoever holds that secret. Refused, naming both keys, never the secret. Another site's value that names a
+    variable unset here is compared as written: the same ``${VAR}`` is the same secret."""
+    integrations = ("workspace", "integrations")
+    ours = [
+        ((choice.kind, *name), value)
+        for choice in plugins.values()
+        for name, value in credentials.secret_settings(choice.settings)
+    ]
+    ours += [
+        ((*integrations, name, "token"), access.token.get_secret_value())
+        for name, access in workspace.integrations.items()
+    ]
     holders: dict[str, str] = {}
-    for choice in plugins.values():
-        for name, value in credentials.secret_settings(choice.settings):
-            holders.setdefault(value, ".".join((choice.kind, *name)))
-    for integration, access in workspace.integrations.items():
-        key = ("workspace", "integrations", integration, "token")
-        token = access.token.get_secret_value()
-        if token in holders:
-            errors.fail(
-                key,
-                f"the same secret as {holders[token]}: an integration token acts for the whole site, so it needs a "
-                "secret of its own",
-            )
-        holders[token] = ".".join(key)
+    for key, value in ours:
+        if key[:2] == integrations and value in holders:
+            errors.fail(key, f"the same secret as {holders[value]}: {_OWN_SECRET}")
+        holders.setdefault(value, ".".join(key))
+    for other, raw in sites.items():
+        if other == site or not isinstance(raw, dict):
+            continue
+        tables: list[tuple[tuple[str, ...], Any]] = [((kind,), raw.get(kind)) for kind in PLUGIN_KINDS]
+        tables.append((integrations, _raw_at(raw, integrations)))
+        theirs = [(key, text) for where, table in tables for key, text in _texts(table, where)]
+        for key, value in ours:
+            mine = {value, _raw_at(sites[site], key) or value}
+            for their_key, text in theirs:
+                shared = text in mine or _raw_text(text) in mine
+                if shared and integrations in (key[:2], their_key[:2]):
+                    errors.fail(key, f"the same secret as site {other!r}, key {'.'.join(their_key)!r}: {_OWN_SECRET}")
+
+
+_OWN_SECRET = "an integration token acts for the whole site, so it needs a secret of its own"
+
+
+def _texts(value: Any, key: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str]]:
+    """``(key, text)`` of every text in a raw table, as written (``${VAR}`` unsubstituted)."""
+    if isinstance(value, dict):
+        for name, inner in value.items():
+            yield from _texts(inner, (*key, str(name)))
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _texts(inner, key)
+    elif isinstance(value, str):
+        yield key, value
+
+
+def _raw_at(raw: Any, key: tuple[str, ...]) -> Any:
+    """What a raw table holds at ``key`` as written (``None``: nothing)."""
+    for part in key:
+        raw = raw.get(part) if isinstance(raw, dict) else None
+    return raw
 
 
 def _refuse_shared_dirs(
