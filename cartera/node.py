@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from cartera.contact.abandonment import answered_calls
+from cartera.contact.abandonment import answered_calls, latest_calls
 from cartera.contact.calls import CallService
 from cartera.contact.campaign import Campaign
 from cartera.contact.compliance import ComplianceGate
@@ -29,6 +29,7 @@ from cartera.core.audit import AuditLog
 from cartera.core.config import SiteConfig, load_site
 from cartera.core.errors import CarteraError, UsageError
 from cartera.core.hooks import Hooks, load_site_plugins
+from cartera.core.models import CallOutcome
 from cartera.core.registry import AdapterCatalog
 from cartera.core.store.database import Database
 from cartera.core.store.schema import Site
@@ -121,6 +122,7 @@ class Node:
             workspace=lambda: self.workspace.roster.everyone(),  # noqa: PLW0108 (the hub is built below)
             dialer=lambda: self.adapter("dialer", Dialer) if dialer else None,
             answered=self._answered_calls,
+            latest=self._latest_calls,
         )
         self.calls = CallService(
             targets=targets,
@@ -402,6 +404,10 @@ class Node:
     def _answered_calls(self, now: datetime) -> list[tuple[datetime, bool]]:
         with self.db.reading() as session:
             return answered_calls(session, self.site.name, now, self.site.section.campaign.abandonment)
+
+    def _latest_calls(self, before: datetime, count: int) -> list[tuple[datetime, CallOutcome]]:
+        with self.db.reading() as session:
+            return latest_calls(session, self.site.name, before, count)
 
     def _end_calls(self) -> None:
         """Once the run's scheduler stopped: the dialer's stop finishes the calls in progress."""

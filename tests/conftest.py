@@ -9,7 +9,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from argon2 import PasswordHasher
 
 from cartera.contact.campaign import Campaign
 from cartera.core.hooks import Hooks, load_plugins
+from cartera.core.models import CallOutcome
 from cartera.core.store.schema import ContactAttempt
 from cartera.node import Node
 from cartera.users import directory as users
@@ -95,6 +97,15 @@ def write_sites(
     path.write_text(SITE_TOML.format(start=start, database=db_line, web_port=free_port()) + extra, encoding="utf-8")
     (directory / "inbox").mkdir(exist_ok=True)
     return path
+
+
+def store_site_calls(node: Node, calls: Iterable[tuple[datetime, CallOutcome]]) -> None:
+    """Site ``t``'s earlier calls, finished, about no account: each requested at its instant, ending as its outcome."""
+    with node.db.session() as session:
+        session.add_all(
+            ContactAttempt(site="t", phone="+573009999999", state="finished", requested_at=at, outcome=outcome.value)
+            for at, outcome in calls
+        )
 
 
 def write_portfolio(directory: Path, rows: list[str], name: str = "asignacion.csv") -> Path:

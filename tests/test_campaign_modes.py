@@ -21,7 +21,7 @@ from cartera.core.models import CallOutcome
 from cartera.core.store.schema import Account, ContactAttempt
 from cartera.node import Node
 from cartera.workspace.agents import AgentState
-from tests.conftest import write_portfolio, write_sites
+from tests.conftest import store_site_calls, write_portfolio, write_sites
 
 ROWS = [f"BCO-{n};Deudor {n};+5730012345{n:02d};;1.000.000,00;COP" for n in range(1, 7)]
 
@@ -119,8 +119,8 @@ def test_predictive_learns_from_the_nodes_calls_and_keeps_within_the_abandon_lim
     tmp_path: Path, open_node: Callable[..., Node]
 ) -> None:
     """Ten seats, 15% of calls answered by a person, 20-60 s talks, no wrap-up, abandoned after 2 s without a free
-    seat, and yesterday's 400 calls answered by a person (4 abandoned) in the store: five minutes of the campaign
-    ticking every second of the simulated clock."""
+    seat, and yesterday's calls in the store (400 answered by a person, 4 of them abandoned, one in six dialled:
+    the others unanswered): five minutes of the campaign ticking every second of the simulated clock."""
     rows = [f"BCO-{n};Deudor {n};+57300{n:07d};;1.000.000,00;COP" for n in range(1, 1201)]
     node = open_node(_floor_site(tmp_path, "predictive", PREDICTIVE, speed=20, rows=rows))
     node.creditor_sync().run_once()
@@ -133,10 +133,10 @@ def test_predictive_learns_from_the_nodes_calls_and_keeps_within_the_abandon_lim
                 account_id=account,
                 phone="+573000000001",
                 state="finished",
-                requested_at=yesterday - timedelta(minutes=n),
-                outcome=CallOutcome.ABANDONED if n % 100 == 0 else CallOutcome.ANSWERED,
+                requested_at=yesterday - timedelta(seconds=10 * n),
+                outcome=(CallOutcome.NO_ANSWER, CallOutcome.ANSWERED)[n % 6 == 0] if n % 600 else CallOutcome.ABANDONED,
             )
-            for n in range(400)
+            for n in range(2400)
         )
     campaign = node._campaign()
     assert campaign is not None
@@ -155,7 +155,7 @@ def test_predictive_learns_from_the_nodes_calls_and_keeps_within_the_abandon_lim
     assert rate.rate <= rate.limit, rate.describe()
     assert pacer.budget.answered == rate.answered  # the store's window, then each call answered since
     assert ahead > 0
-    assert pacer.estimates.answer.overall() < 0.25  # from its prior 35% towards the calls' 15%
+    assert pacer.estimates.answer.overall() < 0.25  # from its prior 35% towards the calls' 15% and yesterday's 17%
     assert pacer.estimates.talk.mean() < 90  # from its prior 180 s towards 20-60 s
 
 
@@ -197,3 +197,27 @@ def test_a_cycles_talk_and_wrap_up_are_the_workspaces_times_on_the_sites_clock()
     assert pacer.estimates.talk.mean() == pytest.approx(expected.talk.mean())
     assert pacer.estimates.wrap.mean() == pytest.approx(expected.wrap.mean())
     assert pacer.estimates.talk.mean() < Estimates().talk.mean()
+
+
+@pytest.mark.parametrize(("answered", "ahead"), [(None, False), (10, True)])
+def test_predictive_starts_from_the_answer_rate_of_the_sites_latest_calls(
+    answered: int | None, ahead: bool, tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    """Four ready seats, nothing ringing: from its prior answer rate (35%) the pacer dials one call per agent;
+    once the store holds yesterday's 60 calls, 10 of them answered by a person, it dials ahead of its agents at
+    its first decision (the learnt rate, about 21%, keeps the expected abandons within its aim)."""
+    rows = [f"BCO-{n};Deudor {n};+5730012345{n:02d};;1.000.000,00;COP" for n in range(1, 13)]
+    ringing = "agents = 4\ndial_ratio = 3.0\nring_seconds = [60, 60]\noutcome_weights = { answered = 1 }"
+    path = _floor_site(tmp_path, "predictive", ringing, rows=rows)
+    path.write_text(path.read_text().replace('mode = "predictive"', 'mode = "predictive"\nmin_team = 4'))
+    node = open_node(path)
+    node.creditor_sync().run_once()
+    if answered is not None:
+        yesterday = node.clock.now() - timedelta(days=1)
+        outcomes = [CallOutcome.ANSWERED] * answered + [CallOutcome.BUSY] * (60 - answered)
+        store_site_calls(node, ((yesterday + timedelta(minutes=n), outcome) for n, outcome in enumerate(outcomes)))
+    campaign = node._campaign()
+    assert campaign is not None
+    assert node.pace.floor().ready == 4
+    placed = campaign.tick()
+    assert placed > 4 if ahead else placed == 4

@@ -62,6 +62,19 @@ def answered_calls(
     return [(requested, outcome == CallOutcome.ABANDONED.value) for requested, outcome in rows]
 
 
+def latest_calls(session: Session, site: str, before: datetime, count: int) -> list[tuple[datetime, CallOutcome]]:
+    """The site's latest ``count`` finished calls requested before ``before``, oldest first: when each was requested
+    and its outcome (the predictive pacer's answer rate starts from them)."""
+    query = select(ContactAttempt.requested_at, ContactAttempt.outcome).where(
+        ContactAttempt.site == site,
+        ContactAttempt.state == "finished",
+        ContactAttempt.outcome.is_not(None),
+        ContactAttempt.requested_at < before,
+    )
+    rows = session.execute(query.order_by(ContactAttempt.requested_at.desc(), ContactAttempt.id.desc()).limit(count))
+    return [(requested, CallOutcome(outcome or "")) for requested, outcome in reversed(rows.all())]
+
+
 def abandonment_rate(
     session: Session,
     site: str,

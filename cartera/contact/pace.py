@@ -13,6 +13,7 @@ Times are the site's clock's seconds (the workspace's wall-clock ages scaled to 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from cartera.contact.abandonment import ANSWERED_BY_A_PERSON
 from cartera.contact.pacing import (
     AbandonBudget,
     AgentCycle,
@@ -36,12 +38,16 @@ from cartera.contact.pacing.budget import DAY
 from cartera.core.adapters import Dialer
 from cartera.core.clock import Clock
 from cartera.core.config import CampaignConfig
+from cartera.core.logs import event
 from cartera.core.models import AgentConnected, CallOutcome, CallResult, SeatState
 from cartera.workspace.agents import AgentState, AgentStatus
 from cartera.workspace.hub import AGENT_STATE, WorkspaceEvent
 
+log = logging.getLogger("cartera.pace")
 #: Ends that say nothing of the debtor's line: the node cut the call short, or it was lost with a killed node.
 _NOT_LEARNT = frozenset({CallOutcome.CANCELLED, CallOutcome.UNKNOWN})
+#: The site's latest calls the predictive pacer's answer rate starts from (it forgets at a half-life of 500 calls).
+SEED_CALLS = 2000
 #: The target abandon rate of the predictive pacer, as a share of the limit (the rest absorbs the noise).
 TARGET_SHARE = 2 / 3
 
@@ -74,7 +80,9 @@ class Pace:
     """How many calls the campaign places now, and what its pacer learns; thread-safe (the dialer reports on its
     own threads). ``workspace`` gives the workspace's agents, ``dialer`` the started dialer (``None``: none),
     ``answered`` the calls answered by a person over the abandonment window before an instant, each with its time
-    and whether it was abandoned (the predictive pacer's budget starts from them)."""
+    and whether it was abandoned (the predictive pacer's budget starts from them), ``latest`` the site's latest
+    calls before an instant, at most so many, each with its time and outcome (its answer rate starts from them:
+    a node started again, or a campaign's next day, does not learn the list's answer rate afresh; default: none)."""
 
     def __init__(
         self,
@@ -85,10 +93,11 @@ class Pace:
         workspace: Callable[[], Iterable[AgentStatus]],
         dialer: Callable[[], Dialer[Any] | None],
         answered: Callable[[datetime], Iterable[tuple[datetime, bool]]],
+        latest: Callable[[datetime, int], Iterable[tuple[datetime, CallOutcome]]] = lambda _before, _count: (),
     ) -> None:
         self.pacer = pacer_for(config)
         self.clock, self.zone = clock, zone
-        self._workspace, self._dialer, self._answered = workspace, dialer, answered
+        self._workspace, self._dialer, self._answered, self._latest = workspace, dialer, answered, latest
         self._lock = threading.Lock()
         self._lines: dict[int, _Line] = {}
         self._cycles: dict[str, _Cycle] = {}
@@ -96,13 +105,17 @@ class Pace:
 
     def calls_to_place(self, capacity: int) -> int:
         """New calls to place now: the pacer's number within ``capacity`` (the dialer's free lines); all of them
-        when no pacer paces the mode."""
+        when no pacer paces the mode. A decision to place calls is logged (``campaign.paced``) with the floor's
+        ready agents and calls ringing it was made on: dialling ahead shows as ringing + placing > ready."""
         if self.pacer is None:
             return capacity
         floor = self.floor()
         with self._lock:
             self._seed(floor.now)
-            return min(capacity, self.pacer.calls_to_place(floor))
+            placing = min(capacity, self.pacer.calls_to_place(floor))
+        if placing > 0:
+            event(log, "campaign.paced", ready=floor.ready, ringing=len(floor.ringing), placing=placing)
+        return placing
 
     def floor(self) -> Floor:
         """The floor now: the workspace's agents, the dialer's others, the node's calls ringing."""
@@ -209,13 +222,18 @@ class Pace:
                 self.pacer.observe(event)
 
     def _seed(self, now: float) -> None:
-        """Under the lock, once: the predictive pacer's budget starts from the store's window of answered calls."""
+        """Under the lock, once: the predictive pacer's budget starts from the store's window of answered calls,
+        its answer rate from the site's latest calls."""
         if self._seeded:
             return
         self._seeded = True
         if isinstance(self.pacer, PredictivePacer):
-            for at, abandoned in self._answered(datetime.fromtimestamp(now, UTC)):
+            instant = datetime.fromtimestamp(now, UTC)
+            for at, abandoned in self._answered(instant):
                 self.pacer.budget.record(at.timestamp(), abandoned=abandoned)
+            for at, outcome in self._latest(instant, SEED_CALLS):
+                if outcome not in _NOT_LEARNT:
+                    self.pacer.estimates.answer.observe(self._hour(at.timestamp()), outcome in ANSWERED_BY_A_PERSON)
 
     def _in_workspace(self, extension: str | None) -> bool:
         return extension is not None and any(agent.extension == extension for agent in self._workspace())

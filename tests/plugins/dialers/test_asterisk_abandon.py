@@ -6,11 +6,12 @@ workspace agents (dispositioning each call a second after it ends) keep the rate
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from cartera.node import Node
 from cartera.plugins.dialers.asterisk_ami.client import AmiConnection, Message
 from cartera.workspace.agents import AgentState
 from cartera.workspace.service import DispositionInput
-from tests.conftest import write_portfolio
+from tests.conftest import store_site_calls, write_portfolio
 from tests.peers.asterisk import AMI_USER, IDENTIFICATION_HZ, AsteriskPeer, running_asterisk, tone_share
 from tests.peers.sip_agents import AgentPhones, agent_phones
 
@@ -106,11 +107,18 @@ def user_events(peer: AsteriskPeer) -> Iterator[dict[str, list[tuple[str, str]]]
 
 
 def run_campaign(
-    peer: AsteriskPeer, tmp_path: Path, campaign: str, lines: list[str], agents: Callable[[Node], None] | None = None
+    peer: AsteriskPeer,
+    tmp_path: Path,
+    campaign: str,
+    lines: list[str],
+    agents: Callable[[Node], None] | None = None,
+    *,
+    yesterday: Sequence[CallOutcome] = (),
 ) -> tuple[Node, list[ContactAttempt]]:
     """The campaign run until each debtor's call (one to each of ``lines``, the last digits SIPp answers by) ended;
     ``agents`` (the workspace's agents at work) is called every 0.2 s once the node started, its agents' users
-    added before. The node (stopped) and its attempts."""
+    added before; ``yesterday``: the outcomes of the site's calls of the day before, stored first. The node
+    (stopped) and today's attempts."""
     site = tmp_path / "sites.toml"
     text = SITE.format(campaign=campaign, port=peer.ami_port, message=peer.identification_message, spool=peer.spool)
     site.write_text(text, encoding="utf-8")
@@ -119,6 +127,8 @@ def run_campaign(
     write_portfolio(tmp_path / "inbox", rows)
     node = Node.open(site, "t")
     node.creditor_sync().run_once()
+    start = node.clock.now()
+    store_site_calls(node, ((start - timedelta(days=1, minutes=n), outcome) for n, outcome in enumerate(yesterday)))
     if agents is not None:
         with node.db.session() as session:  # an agent user per phone, bound to it by its extension
             session.add_all(
@@ -150,9 +160,12 @@ def run_campaign(
 
 
 def finished(node: Node) -> list[ContactAttempt]:
+    """Today's calls that ended."""
     with node.db.reading() as session:
-        query = sa.select(ContactAttempt).where(ContactAttempt.state == "finished").order_by(ContactAttempt.id)
-        return list(session.scalars(query))
+        query = sa.select(ContactAttempt).where(
+            ContactAttempt.state == "finished", ContactAttempt.account_id.is_not(None)
+        )
+        return list(session.scalars(query.order_by(ContactAttempt.id)))
 
 
 def test_overdialling_four_agents_abandons_calls_that_hear_the_message_and_are_counted(
@@ -215,11 +228,13 @@ def dispositioning(names: list[str]) -> Callable[[Node], None]:
 
 
 @pytest.mark.usefixtures("phones")
-def test_predictive_with_four_agents_keeps_the_abandonment_rate_within_the_limit(
-    peer: AsteriskPeer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_predictive_with_four_agents_dials_ahead_and_keeps_the_abandonment_rate_within_the_limit(
+    peer: AsteriskPeer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A third of the debtors answer (the others are busy or decline): the predictive pacer, its team the four
-    workspace agents ready on their pages, keeps the abandoned calls within 3% of those answered by a person."""
+    """A sixth of the debtors answer (the others are busy or decline, as on a collections list, and as on the
+    site's 60 calls of yesterday): the predictive pacer, its team the four workspace agents ready on their pages,
+    starts from yesterday's answer rate and dials ahead of them (more calls in flight than ready agents, as its
+    logged decisions show), and keeps the abandoned calls within 3% of those answered by a person."""
     monkeypatch.setenv("CARTERA_TEST_AMI_SECRET", peer.ami_secret)
     names = [agent_name(n) for n in range(1, AGENTS + 1)]
     work = dispositioning(names)
@@ -232,15 +247,23 @@ def test_predictive_with_four_agents_keeps_the_abandonment_rate_within_the_limit
                 node.workspace.roster.ready(name)
         work(node)
 
-    lines = ["1", "2", "4"] * 12  # answers, busy, declines
-    with user_events(peer) as said:
-        node, attempts = run_campaign(peer, tmp_path, f'mode = "predictive"\nmin_team = {AGENTS}', lines, agents)
+    rounds = 8
+    lines = ["1", "2", "4", "2", "4", "4"] * rounds  # answers, busy, declines
+    with user_events(peer) as said, caplog.at_level(logging.INFO, logger="cartera.pace"):
+        yesterday = [CallOutcome.ANSWERED, CallOutcome.BUSY, CallOutcome.REJECTED] + [CallOutcome.BUSY] * 3
+        mode = f'mode = "predictive"\nmin_team = {AGENTS}'
+        node, attempts = run_campaign(peer, tmp_path, mode, lines, agents, yesterday=yesterday * 10)
     try:
         assert isinstance(node.pace.pacer, PredictivePacer)
+        decisions = [record.__dict__["fields"] for record in caplog.records if record.getMessage() == "campaign.paced"]
+        assert decisions, "the pacer never placed a call"
+        ahead = [d for d in decisions if d["ringing"] + d["placing"] > d["ready"]]
+        assert ahead, f"never more calls in flight than ready agents: {decisions}"
         outcomes = [CallOutcome(attempt.outcome or "") for attempt in attempts]
-        assert sorted(outcomes.count(outcome) for outcome in (CallOutcome.BUSY, CallOutcome.REJECTED)) == [12, 12]
+        busy_rejected = [outcomes.count(outcome) for outcome in (CallOutcome.BUSY, CallOutcome.REJECTED)]
+        assert busy_rejected == [2 * rounds, 3 * rounds]
         person = [attempt for attempt in attempts if attempt.outcome in ("answered", "abandoned")]
-        assert len(person) == 12, outcomes
+        assert len(person) == rounds, outcomes
         for attempt in person:
             if attempt.outcome == "abandoned":
                 assert ("CarteraIdentified", "SUCCESS") in said.get(attempt.vendor_call_id or "", []), attempt.id
@@ -248,7 +271,7 @@ def test_predictive_with_four_agents_keeps_the_abandonment_rate_within_the_limit
                 assert attempt.agent in peer.agent_interfaces, attempt.agent
         with node.db.reading() as session:
             rate = abandonment_rate(session, "t", node.clock.now(), node.site.section.campaign.abandonment)
-        assert rate.answered == 12
+        assert rate.answered == rounds + 10  # and yesterday's
         assert not rate.over_limit, rate.describe()
     finally:
         node.close()
