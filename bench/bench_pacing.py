@@ -2,12 +2,14 @@
 
 A discrete-event simulation (its own event queue): ``--agents`` agents logged in for ``--hours`` from 09:00,
 each ready, talking or in wrap-up. A dialled debtor answers in person with a probability that varies by hour
-of day (around ``--answer-rate``) and by debtor (log-normal spread), after 4 to 16 s of ringing; otherwise the
-line rings out after 25 s (60%) or fails after 1 to 6 s (busy, unreachable, 40%). A person who answers and
-finds no agent within 2 s is abandoned. Talk is log-normal with a mean of 180 s, wrap-up log-normal around
-30 s. Of those answering, 70% are the right party; 25% of right-party contacts promise to pay. The pacer is
-asked for new calls after every instant at which something happened (and every second), and hears every
-outcome.
+of day (around ``--answer-rate``), by the debtor's segment of days past due (1.5x for 1-30 days down to 0.5x for
+180+, the five segments equally common) and by debtor (log-normal spread), after 4 to 16 s of ringing;
+otherwise the line rings out after 25 s (60%) or fails after 1 to 6 s (busy, unreachable, 40%). A person who
+answers and finds no agent within 2 s is abandoned. Talk is log-normal with a mean of 180 s, wrap-up log-normal
+around 30 s. Of those answering, 70% are the right party; 25% of right-party contacts promise to pay. The pacer
+is asked for new calls after every instant at which something happened (and every second), and hears every
+outcome with its call's segment; it sees the segments of the calls ringing and of the list's next
+``LOOKAHEAD`` debtors (drawn in advance).
 
 Occupancy is talk plus wrap-up time over staffed time; the abandonment rate is abandoned over answered in
 person. Usage::
@@ -28,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TypeAlias
 
 from cartera.contact.pacing import (
     AdaptSettings,
@@ -42,6 +45,7 @@ from cartera.contact.pacing import (
     VicidialPacer,
 )
 from cartera.contact.pacing.vicidial import hhmm
+from cartera.contact.segments import SEGMENTS, Segment
 
 START = 9 * 3600.0
 #: live-answer rate by hour from 09:00, relative to the day's mean
@@ -52,6 +56,12 @@ TALK_MEAN, TALK_SIGMA = 180.0, 0.6
 WRAP_MEAN, WRAP_SIGMA = 30.0, 0.3
 RING_OUT = 25.0
 DEBTOR_SIGMA = 0.5
+#: live-answer rate by segment of days past due, relative to the day's mean (segments equally common: mean 1)
+SEGMENT_FACTORS: dict[Segment, float] = dict(zip(SEGMENTS, (1.5, 1.2, 1.0, 0.8, 0.5), strict=True))
+#: debtors of the list the pacer sees ahead (their segments)
+LOOKAHEAD = 20
+#: a debtor of the list: its segment and its own answer factor
+ListDebtor: TypeAlias = tuple[Segment, float]
 
 
 class Kind(IntEnum):
@@ -97,6 +107,7 @@ class CallCentre:
     def __init__(self, scenario: Scenario, pacer: Pacer) -> None:
         self.scenario, self.pacer = scenario, pacer
         self.rng = random.Random(scenario.seed)
+        self.list_rng = random.Random(scenario.seed + 1)
         self.now = START
         self.end = START + scenario.hours * 3600.0
         self.queue: list[tuple[float, int, Kind, int]] = []
@@ -105,6 +116,8 @@ class CallCentre:
         self.talking: dict[int, float] = {}
         self.wrapping: dict[int, tuple[float, float]] = {}
         self.ringing: dict[int, float] = {}
+        self.segments: dict[int, Segment] = {}
+        self.upcoming: deque[ListDebtor] = deque()
         self.waiting: deque[int] = deque()
         self.answered_at: dict[int, float] = {}
         self.busy_seconds = 0.0
@@ -140,10 +153,20 @@ class CallCentre:
             wrapping=tuple(now - started for started, _ in self.wrapping.values()),
             ringing=tuple(now - dialled for dialled in self.ringing.values()),
             waiting=len(self.waiting),
+            ringing_segments=tuple(self.segments.get(call) for call in self.ringing),
+            next_segments=tuple(segment for segment, _ in self.upcoming),
         )
 
     def hour_factor(self) -> float:
         return HOUR_FACTORS[int((self.now - START) // 3600) % len(HOUR_FACTORS)]
+
+    def next_on_list(self) -> ListDebtor:
+        """The list's next debtor; the ``LOOKAHEAD`` after it are drawn too."""
+        while len(self.upcoming) <= LOOKAHEAD:
+            rng = self.list_rng
+            factor = math.exp(rng.gauss(-DEBTOR_SIGMA * DEBTOR_SIGMA / 2, DEBTOR_SIGMA))
+            self.upcoming.append((rng.choice(SEGMENTS), factor))
+        return self.upcoming.popleft()
 
     def place(self, calls: int) -> None:
         rng = self.rng
@@ -151,8 +174,10 @@ class CallCentre:
             self.dials += 1
             call = self.dials
             self.ringing[call] = self.now
-            debtor = math.exp(rng.gauss(-DEBTOR_SIGMA * DEBTOR_SIGMA / 2, DEBTOR_SIGMA))
-            if rng.random() < min(0.95, self.scenario.answer_rate * self.hour_factor() * debtor):
+            segment, debtor = self.next_on_list()
+            self.segments[call] = segment
+            rate = self.scenario.answer_rate * self.hour_factor() * SEGMENT_FACTORS[segment] * debtor
+            if rng.random() < min(0.95, rate):
                 self.schedule(self.now + rng.uniform(4.0, 16.0), Kind.ANSWER, call)
             elif rng.random() < 0.6:
                 self.schedule(self.now + RING_OUT, Kind.NO_ANSWER, call)
@@ -164,12 +189,10 @@ class CallCentre:
         if kind is Kind.TICK:
             self.schedule(now + 1.0, Kind.TICK, 0)
         elif kind is Kind.NO_ANSWER:
-            dialled = self.ringing.pop(item)
-            self.pacer.observe(DialEnded(at=now, hour=int(now // 3600) % 24, seconds=now - dialled, live=False))
+            self.dial_ended(item, live=False)
         elif kind is Kind.ANSWER:
-            dialled = self.ringing.pop(item)
+            self.dial_ended(item, live=True)
             self.live += 1
-            self.pacer.observe(DialEnded(at=now, hour=int(now // 3600) % 24, seconds=now - dialled, live=True))
             self.answered_at[item] = now
             if self.ready:
                 self.connect(item)
@@ -194,6 +217,10 @@ class CallCentre:
             self.ready.append(item)
             if self.waiting:
                 self.connect(self.waiting.popleft())
+
+    def dial_ended(self, call: int, *, live: bool) -> None:
+        dialled, now = self.ringing.pop(call), self.now
+        self.pacer.observe(DialEnded(now, int(now // 3600) % 24, now - dialled, live, self.segments.pop(call, None)))
 
     def connect(self, call: int) -> None:
         agent = self.ready.pop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from cartera.core.clock import SimulatedClock
 from cartera.core.config import AbandonmentConfig, CampaignConfig, load_site
 from cartera.core.errors import ConfigError
 from cartera.core.hooks import Hooks
-from cartera.core.models import CallOutcome
+from cartera.core.models import CallOutcome, CallResult
 from cartera.core.store.schema import Account, ContactAttempt
 from cartera.node import Node
 from cartera.workspace.agents import AgentState
@@ -221,3 +222,59 @@ def test_predictive_starts_from_the_answer_rate_of_the_sites_latest_calls(
     assert node.pace.floor().ready == 4
     placed = campaign.tick()
     assert placed > 4 if ahead else placed == 4
+
+
+def test_each_call_carries_its_accounts_segment_and_the_floor_the_lists_next(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    """Three seats, six due accounts (three 200 days past due, three 10): a tick places three calls, each ringing
+    with its account's segment, and the three picks it left are the segments the pacer's next calls count at."""
+    node = open_node(_floor_site(tmp_path, "progressive", RINGING))
+    node.creditor_sync().run_once()
+    today = node.clock.now().astimezone(node.site.zone).date()
+    with node.db.session() as session:
+        for account in session.scalars(sa.select(Account)):
+            days = 200 if account.ref in ("BCO-1", "BCO-3", "BCO-5") else 10
+            account.due_on = today - timedelta(days=days)
+    campaign = node._campaign()
+    assert campaign is not None
+    assert campaign.tick() == 3
+    floor = node.pace.floor()
+    assert len(floor.ringing_segments) == len(floor.ringing) == 3
+    assert len(floor.next_segments) == 3
+    assert Counter(floor.ringing_segments + floor.next_segments) == {"180+": 3, "1-30": 3}
+
+
+def test_the_pacer_learns_the_answer_rate_of_each_segment_from_the_nodes_calls() -> None:
+    start = datetime(2026, 11, 23, 14, tzinfo=UTC)
+    zone = ZoneInfo("America/Bogota")
+    pace = Pace(
+        config=CampaignConfig(mode="predictive"),
+        clock=SimulatedClock(start, speed=1),
+        zone=zone,
+        workspace=list,
+        dialer=lambda: None,
+        answered=lambda _now: [],
+    )
+    pacer = pace.pacer
+    assert isinstance(pacer, PredictivePacer)
+    today = start.astimezone(zone).date()
+    for n in range(60):
+        at = start + timedelta(seconds=n)
+        pace.dialled(2 * n, at, today - timedelta(days=200))
+        pace.dialled(2 * n + 1, at, today - timedelta(days=10))
+    pace.dialled(500, start, today)  # not past due yet: no segment
+    pace.dialled(501, start)
+    assert Counter(pace.floor().ringing_segments) == {"180+": 60, "1-30": 60, None: 2}
+    for n in range(60):
+        at = start + timedelta(seconds=n)
+        unanswered = CallResult(2 * n, CallOutcome.NO_ANSWER, "", at, ended_at=at + timedelta(seconds=25))
+        answered = at + timedelta(seconds=8)
+        live = CallResult(2 * n + 1, CallOutcome.ANSWERED, "", at, answered, answered + timedelta(seconds=60))
+        pace.finished(unanswered)
+        pace.finished(live)
+    hour = pace.floor().hour
+    rate = pacer.estimates.answer
+    assert rate.probability(hour, "180+") < rate.probability(hour) < rate.probability(hour, "1-30")
+    pace.upcoming(["180+", None])
+    assert pace.floor().next_segments == ("180+", None)

@@ -7,6 +7,7 @@ import importlib.util
 import math
 import random
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -142,7 +143,7 @@ def test_a_wrapping_agent_frees_up_sooner_than_a_talking_one() -> None:
         estimates.observe(AgentCycle(talk=180.0, wrap=30.0))
     assert estimates.wrapper_free_within(28.0, 5.0) > 0.5
     assert estimates.talker_free_within(20.0, 10.0) == 0.0
-    assert estimates.answers_within(0.0, 20.0, 12) > estimates.answers_within(0.0, 5.0, 12)
+    assert estimates.answers_within(0.0, 20.0, 0.3) > estimates.answers_within(0.0, 5.0, 0.3)
 
 
 def test_adapt_tapered_moves_the_level_by_idle_agents_and_tapers_on_drops() -> None:
@@ -180,3 +181,66 @@ def test_a_simulated_hour_of_predictive_dialling_stays_within_the_limit() -> Non
     progressive = module.simulate(module.Scenario(agents=20, answer_rate=0.2, hours=1.0, seed=5), "progressive")
     assert result.abandon_rate <= 0.03
     assert result.occupancy > progressive.occupancy + 0.1
+
+
+def test_a_segment_that_answers_less_gets_a_lower_estimate_and_an_unknown_one_the_hours() -> None:
+    rng = random.Random(11)
+    rate = AnswerRate(prior=0.3, half_life=4000.0)
+    for _ in range(3000):
+        rate.observe(10, rng.random() < 0.40, "1-30")
+        rate.observe(10, rng.random() < 0.10, "180+")
+        rate.observe(11, rng.random() < 0.25)
+    assert rate.probability(10, "1-30") == pytest.approx(0.40, abs=0.04)
+    assert rate.probability(10, "180+") == pytest.approx(0.10, abs=0.03)
+    assert rate.probability(10, None) == rate.probability(10)
+    assert rate.probability(10, "61-90") == rate.probability(10)  # a segment never called: its hour's rate
+    # at an hour where no call of a segment was placed yet, the segments' difference already shows
+    assert rate.probability(11, "180+") < rate.probability(11) < rate.probability(11, "1-30")
+
+
+def test_a_calls_segment_reaches_the_answer_rate_once_it_settles() -> None:
+    estimates = Estimates()
+    for call in range(40):
+        estimates.observe(DialEnded(at=50.0 + call, hour=12, seconds=20.0, live=False, segment="180+"))
+        estimates.observe(DialEnded(at=50.5 + call, hour=12, seconds=10.0, live=True, segment="1-30"))
+    settled = estimates.answer
+    assert settled.probability(12, "180+") < settled.probability(12) < settled.probability(12, "1-30")
+
+
+def _learnt_segments() -> PredictivePacer:
+    """A predictive pacer that has seen segment 1-30 answer 40% of its calls at noon and 180+ 8%."""
+    rng = random.Random(5)
+    pacer = PredictivePacer()
+    for _ in range(2000):
+        pacer.estimates.answer.observe(12, rng.random() < 0.40, "1-30")
+        pacer.estimates.answer.observe(12, rng.random() < 0.08, "180+")
+    for _ in range(300):
+        pacer.observe(AgentCycle(talk=180.0, wrap=30.0))
+    for _ in range(1000):
+        pacer.budget.record(0.0, abandoned=False)
+    return pacer
+
+
+def test_the_pacer_places_more_calls_for_a_segment_that_answers_less_at_the_same_floor() -> None:
+    pacer = _learnt_segments()
+    floor = Floor(now=10.0, time_of_day=NOON, ready=4, talking=(100.0,) * 10, wrapping=(20.0,) * 4)
+    low = pacer.calls_to_place(replace(floor, next_segments=("180+",) * 50))
+    high = pacer.calls_to_place(replace(floor, next_segments=("1-30",) * 50))
+    unknown = pacer.calls_to_place(floor)
+    mixed = pacer.calls_to_place(replace(floor, next_segments=("180+", "1-30") * 25))
+    assert low > mixed > high >= 4
+    assert low > unknown > high
+
+
+def test_each_ringing_call_counts_at_its_own_segments_answer_rate() -> None:
+    pacer = _learnt_segments()
+    floor = Floor(now=10.0, time_of_day=NOON, ready=4, talking=(100.0,) * 10, ringing=(3.0,) * 6)
+    _, live_low = pacer.predict(replace(floor, ringing_segments=("180+",) * 6))
+    _, live_high = pacer.predict(replace(floor, ringing_segments=("1-30",) * 6))
+    _, live_unknown = pacer.predict(floor)
+    assert live_low < live_unknown < live_high
+    assert pacer.calls_to_place(replace(floor, ringing_segments=("180+",) * 6)) > pacer.calls_to_place(
+        replace(floor, ringing_segments=("1-30",) * 6)
+    )
+    with pytest.raises(ValueError, match="2 segments for 6 calls ringing"):
+        replace(floor, ringing_segments=("180+", "1-30"))

@@ -108,7 +108,7 @@ class CallService:
                     target.account.next_contact_at = now + timedelta(days=1)
                 self.db.fence(session)  # a node whose site was taken over originates nothing
                 session.flush()
-                attempt_id = attempt.id
+                attempt_id, due_on = attempt.id, target.account.due_on if target.account is not None else None
         if not decision.allowed:
             raise Denied(decision)
         request = replace(
@@ -125,7 +125,7 @@ class CallService:
             phone=target.phone,
             actor=actor,
         )
-        self.pace.dialled(attempt_id, now)
+        self.pace.dialled(attempt_id, now, due_on)
         try:
             self.dialer().place_call(request)
         except BaseException:

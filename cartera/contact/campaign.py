@@ -64,7 +64,9 @@ class Campaign:
         due, unreached = self._due_accounts(now, max(capacity, self.config.listing.candidates))
         for account_id, ref in unreached:
             self._remind(account_id, ref)
-        picks = [pick for pick in self.listing.order(due, now) if not pick.waiting][:capacity]
+        ordered = [pick for pick in self.listing.order(due, now) if not pick.waiting]
+        picks = ordered[:capacity]
+        self.pace.upcoming(pick.segment for pick in ordered[capacity:])
         for pick in picks:
             if self._paused.is_set():
                 break

@@ -9,6 +9,10 @@ to an agent nor ended; a call answered and waiting for an agent is not seen apar
 had none), each call answered by a person connected or abandoned (:class:`LiveCallSettled`) and each agent's
 talk and wrap-up (:class:`AgentCycle`: from the workspace's states, or a dialer's agent's call with no wrap-up).
 Times are the site's clock's seconds (the workspace's wall-clock ages scaled to it).
+
+Each call carries its account's list segment (days past due, from the account's ``due_on`` when placed), so the
+pacer learns the live-answer rate per hour and segment and counts each ringing call at its own; its new calls
+count at the mix of the segments the list ordered next at the campaign's last tick (:meth:`Pace.upcoming`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,6 +39,7 @@ from cartera.contact.pacing import (
     ProgressivePacer,
 )
 from cartera.contact.pacing.budget import DAY
+from cartera.contact.segments import Segment, segment_of
 from cartera.core.adapters import Dialer
 from cartera.core.clock import Clock
 from cartera.core.config import CampaignConfig
@@ -67,6 +72,7 @@ def pacer_for(config: CampaignConfig) -> Pacer | None:
 @dataclass(slots=True)
 class _Line:
     dialled: float
+    segment: Segment | None = None
     connected: bool = False
 
 
@@ -101,6 +107,7 @@ class Pace:
         self._lock = threading.Lock()
         self._lines: dict[int, _Line] = {}
         self._cycles: dict[str, _Cycle] = {}
+        self._upcoming: tuple[Segment | None, ...] = ()
         self._seeded = False
 
     def calls_to_place(self, capacity: int) -> int:
@@ -130,22 +137,33 @@ class Pace:
             agents += [(str(s.state), (now - s.since).total_seconds()) for s in dialer.seats() if s.agent not in known]
         at = now.timestamp()
         with self._lock:
-            ringing = tuple(at - line.dialled for line in self._lines.values() if not line.connected)
+            lines = [line for line in self._lines.values() if not line.connected]
+            upcoming = self._upcoming
         return Floor(
             now=at,
             time_of_day=(local - local.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds(),
             ready=sum(state == SeatState.READY for state, _ in agents),
             talking=tuple(age for state, age in agents if state == SeatState.ON_CALL),
             wrapping=tuple(age for state, age in agents if state == SeatState.WRAP_UP),
-            ringing=ringing,
+            ringing=tuple(at - line.dialled for line in lines),
+            ringing_segments=tuple(line.segment for line in lines),
+            next_segments=upcoming,
         )
+
+    def upcoming(self, segments: Iterable[Segment | None]) -> None:
+        """The segments of the accounts the list would call next, in its order (the picks a tick did not place):
+        the pacer's next new calls count at their mix."""
+        with self._lock:
+            self._upcoming = tuple(segments)
 
     # --- what the node learns of its calls and agents ----------------------------------------------------
 
-    def dialled(self, attempt_id: int, at: datetime) -> None:
-        """The node hands the call of ``attempt_id``, requested at ``at``, to the dialer."""
+    def dialled(self, attempt_id: int, at: datetime, due_on: date | None = None) -> None:
+        """The node hands the call of ``attempt_id``, requested at ``at``, to the dialer; ``due_on``: the day its
+        account's debt fell due (its segment), when known."""
+        days = (at.astimezone(self.zone).date() - due_on).days if due_on is not None else None
         with self._lock:
-            self._lines[attempt_id] = _Line(at.timestamp())
+            self._lines[attempt_id] = _Line(at.timestamp(), segment_of(days))
 
     def dropped(self, attempt_id: int) -> None:
         """The dialer refused the call of ``attempt_id`` (it raised): it rings nowhere."""
@@ -161,7 +179,7 @@ class Pace:
             line.connected = True
             at = event.at.timestamp()
             self._observe(
-                DialEnded(at, self._hour(line.dialled), at - line.dialled, live=True),
+                DialEnded(at, self._hour(line.dialled), at - line.dialled, live=True, segment=line.segment),
                 LiveCallSettled(at, abandoned=False),
             )
 
@@ -173,7 +191,7 @@ class Pace:
         if line is None or result.outcome in _NOT_LEARNT:
             return
         end = (result.ended_at or self.clock.now()).timestamp()
-        hour = self._hour(line.dialled)
+        hour, segment = self._hour(line.dialled), line.segment
         if line.connected:
             if result.answered_at is not None and not self._in_workspace(result.agent):
                 with self._lock:
@@ -181,12 +199,15 @@ class Pace:
             return
         events: list[PacingEvent] = []
         if result.outcome is CallOutcome.ABANDONED:
-            events = [DialEnded(end, hour, end - line.dialled, live=True), LiveCallSettled(end, abandoned=True)]
+            events = [DialEnded(end, hour, end - line.dialled, True, segment), LiveCallSettled(end, abandoned=True)]
         elif result.outcome is CallOutcome.ANSWERED:
             answered = result.answered_at.timestamp() if result.answered_at else end
-            events = [DialEnded(answered, hour, answered - line.dialled, live=True), LiveCallSettled(answered, False)]
+            events = [
+                DialEnded(answered, hour, answered - line.dialled, True, segment),
+                LiveCallSettled(answered, False),
+            ]
         else:
-            events = [DialEnded(end, hour, end - line.dialled, live=False)]
+            events = [DialEnded(end, hour, end - line.dialled, live=False, segment=segment)]
         with self._lock:
             self._observe(*events)
 

@@ -1,16 +1,20 @@
 """Online estimates from the campaign's own calls, each forgetting the past at a set half-life: the live-answer
-probability by hour, when calls are answered or give up ringing, talk and wrap-up times, and from these when a
-busy agent will be free and whether a ringing call will still reach a person."""
+probability by hour and list segment, when calls are answered or give up ringing, talk and wrap-up times, and
+from these when a busy agent will be free and whether a ringing call will still reach a person."""
 
 from __future__ import annotations
 
 import heapq
 import math
 from dataclasses import dataclass, field
+from itertools import count
+from typing import TypeVar
 
 from cartera.contact.pacing.floor import AgentCycle, DialEnded, PacingEvent
+from cartera.contact.segments import Segment
 
 _RESCALE = 1e12
+K = TypeVar("K")
 
 
 def _decay(half_life: float) -> float:
@@ -24,8 +28,11 @@ def normal_cdf(z: float) -> float:
 
 
 class AnswerRate:
-    """P(a dial is answered by a person), per hour of day, shrunk towards the campaign's recent overall rate
-    (itself starting from ``prior`` with the weight of ``prior_weight`` calls)."""
+    """P(a dial is answered by a person), per hour of day and list segment (days past due), shrunk empirical-Bayes
+    style: the campaign's recent overall rate starts from ``prior`` with the weight of ``prior_weight`` calls;
+    each hour's rate and each segment's are shrunk towards it; an (hour, segment) cell towards its hour's rate
+    times its segment's rate relative to the overall one (so a segment seen at other hours carries its
+    difference into a new hour). An unknown segment (``None``) has its hour's rate."""
 
     def __init__(self, prior: float = 0.35, prior_weight: float = 20.0, half_life: float = 500.0) -> None:
         if not 0.0 < prior < 1.0:
@@ -33,19 +40,37 @@ class AnswerRate:
         self._prior, self._weight, self._keep = prior, prior_weight, _decay(half_life)
         self._live = self._calls = 0.0
         self._hours: dict[int, tuple[float, float]] = {}
+        self._segments: dict[Segment, tuple[float, float]] = {}
+        self._cells: dict[tuple[int, Segment], tuple[float, float]] = {}
 
-    def observe(self, hour: int, live: bool) -> None:
+    def observe(self, hour: int, live: bool, segment: Segment | None = None) -> None:
         self._live = self._live * self._keep + live
         self._calls = self._calls * self._keep + 1.0
-        hour_live, hour_calls = self._hours.get(hour, (0.0, 0.0))
-        self._hours[hour] = (hour_live * self._keep + live, hour_calls * self._keep + 1.0)
+        _count(self._hours, hour, live, self._keep)
+        if segment is not None:
+            _count(self._segments, segment, live, self._keep)
+            _count(self._cells, (hour, segment), live, self._keep)
 
     def overall(self) -> float:
         return (self._live + self._weight * self._prior) / (self._calls + self._weight)
 
-    def probability(self, hour: int) -> float:
-        hour_live, hour_calls = self._hours.get(hour, (0.0, 0.0))
-        return (hour_live + self._weight * self.overall()) / (hour_calls + self._weight)
+    def probability(self, hour: int, segment: Segment | None = None) -> float:
+        overall = self.overall()
+        hour_rate = self._shrunk(self._hours.get(hour), overall)
+        if segment is None:
+            return hour_rate
+        segment_rate = self._shrunk(self._segments.get(segment), overall)
+        return self._shrunk(self._cells.get((hour, segment)), min(hour_rate * segment_rate / overall, 0.99))
+
+    def _shrunk(self, counts: tuple[float, float] | None, towards: float) -> float:
+        live, calls = counts or (0.0, 0.0)
+        return (live + self._weight * towards) / (calls + self._weight)
+
+
+def _count(cells: dict[K, tuple[float, float]], key: K, live: bool, keep: float) -> None:
+    """One more call (live or not) in ``cells[key]``, its earlier ones decayed by ``keep``."""
+    cell_live, cell_calls = cells.get(key, (0.0, 0.0))
+    cells[key] = (cell_live * keep + live, cell_calls * keep + 1.0)
 
 
 class Durations:
@@ -130,22 +155,23 @@ class Estimates:
     talk: LogNormal = field(default_factory=lambda: LogNormal(180.0))
     wrap: LogNormal = field(default_factory=lambda: LogNormal(30.0, sigma=0.3))
     ring_limit: float = 30.0
-    _unsettled: list[tuple[float, int, bool]] = field(default_factory=list)
+    _unsettled: list[tuple[float, int, DialEnded]] = field(default_factory=list)
+    _order: count[int] = field(default_factory=count)
 
     def observe(self, event: PacingEvent) -> None:
         if isinstance(event, DialEnded):
             (self.live_after if event.live else self.other_after).observe(event.seconds)
-            heapq.heappush(self._unsettled, (event.at - event.seconds, event.hour, event.live))
+            heapq.heappush(self._unsettled, (event.at - event.seconds, next(self._order), event))
             while self._unsettled and self._unsettled[0][0] <= event.at - self.ring_limit:
-                _, hour, live = heapq.heappop(self._unsettled)
-                self.answer.observe(hour, live)
+                ended = heapq.heappop(self._unsettled)[2]
+                self.answer.observe(ended.hour, ended.live, ended.segment)
         elif isinstance(event, AgentCycle):
             self.talk.observe(event.talk)
             self.wrap.observe(event.wrap)
 
-    def answers_within(self, rang: float, within: float, hour: int) -> float:
-        """P(a call ringing for ``rang`` seconds is answered by a person in the next ``within`` seconds)."""
-        p = self.answer.probability(hour)
+    def answers_within(self, rang: float, within: float, p: float) -> float:
+        """P(a call ringing for ``rang`` seconds is answered by a person in the next ``within`` seconds), ``p``
+        the probability that it is answered by a person at all (:meth:`AnswerRate.probability`)."""
         live_left, other_left = p * self.live_after.survival(rang), (1 - p) * self.other_after.survival(rang)
         if live_left + other_left <= 0:
             return 0.0

@@ -1,10 +1,11 @@
 """Cartera's predictive pacer: at every event it compares, at a few instants over the next seconds, the calls
-that will be answered by a person (those ringing, and each new one) with the agents that will be free by then
-(ready ones, and those ending their wrap-up), and places new calls while one more call adds less than ``lam``
-expected abandons per person reached. ``lam`` follows the abandons it sees towards ``target`` (each abandon
-lowers it, each connected call raises it a little, but not while the budget rather than ``lam`` holds calls
-back); the expected abandons of the calls in flight never exceed what is left of the limit's budget; it never
-places fewer calls than progressive dialling, and below ``min_team`` agents it dials progressively."""
+that will be answered by a person (those ringing, and each new one, each at its list segment's rate) with the
+agents that will be free by then (ready ones, and those ending their wrap-up), and places new calls while one
+more call adds less than ``lam`` expected abandons per person reached. ``lam`` follows the abandons it sees
+towards ``target`` (each abandon lowers it, each connected call raises it a little, but not while the budget
+rather than ``lam`` holds calls back); the expected abandons of the calls in flight never exceed what is left of
+the limit's budget; it never places fewer calls than progressive dialling, and below ``min_team`` agents it
+dials progressively."""
 
 from __future__ import annotations
 
@@ -100,18 +101,23 @@ class PredictivePacer:
     def predict(self, floor: Floor) -> tuple[Prediction, float]:
         """The prediction for new calls placed now, and the expected person-answers of the calls ringing.
 
-        Each answer and each agent freeing up counts with the variance of a Poisson count (its mean), not of a
-        Bernoulli trial: the normal approximation of a few such events underrates its tail, and with it the
-        abandons of a small team."""
+        Each ringing call counts with its own segment's answer rate; each new call as one drawn from the segments
+        the list calls next (its mix, ``floor.next_segments``; none known: the hour's rate). Each answer and each
+        agent freeing up counts with the variance of a Poisson count (its mean), not of a Bernoulli trial: the
+        normal approximation of a few such events underrates its tail, and with it the abandons of a small team."""
         est, hour = self.estimates, floor.hour
-        p = est.answer.probability(hour)
-        rang, wrapped = Counter(int(s) for s in floor.ringing), Counter(int(s) for s in floor.wrapping)
+        rang = Counter((int(seconds), segment) for seconds, segment in floor.ringing_calls())
+        wrapped = Counter(int(s) for s in floor.wrapping)
+        mix = Counter(floor.next_segments or (None,))
+        rates = {segment: est.answer.probability(hour, segment) for segment in {*mix, *(s for _, s in rang)}}
+        share = 1.0 / sum(mix.values())
+        p = share * sum(count * rates[segment] for segment, count in mix.items())
         means, variances, add_mean, add_variance = [], [], [], []
         for horizon in self.settings.horizons:
             within = horizon + ABANDON_AFTER
             mean, variance = float(floor.waiting - floor.ready), 0.0
-            for seconds, count in rang.items():
-                q = est.answers_within(seconds + 0.5, horizon, hour)
+            for (seconds, segment), count in rang.items():
+                q = est.answers_within(seconds + 0.5, horizon, rates[segment])
                 mean += count * q
                 variance += count * q
             for seconds, count in wrapped.items():
@@ -123,12 +129,15 @@ class PredictivePacer:
                     q = est.talker_free_within(talked, within)
                     mean -= q
                     variance += q
-            fresh = est.answers_within(0.0, horizon, hour)
+            fresh = share * sum(count * est.answers_within(0.0, horizon, rates[seg]) for seg, count in mix.items())
             means.append(mean)
             variances.append(variance)
             add_mean.append(fresh)
             add_variance.append(fresh)
-        ringing_live = sum(count * est.answers_within(seconds + 0.5, 600.0, hour) for seconds, count in rang.items())
+        ringing_live = sum(
+            count * est.answers_within(seconds + 0.5, 600.0, rates[segment])
+            for (seconds, segment), count in rang.items()
+        )
         return Prediction(means, variances, add_mean, add_variance, p), ringing_live + floor.waiting
 
     def calls_to_place(self, floor: Floor) -> int:
