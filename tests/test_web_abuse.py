@@ -302,6 +302,46 @@ def sign_in_burst(port: int) -> list[int]:
         return list(pool.map(lambda user: post_login(port, user, PASSWORD), ["ana", "beto", "carla", "otro"] * 20))
 
 
+def test_a_shed_request_writes_nothing_to_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A burst's shed requests must not queue for SQLite's write lock in the scheduled jobs' way."""
+    config = web_settings(tmp_path, "workers = 1\nqueue = 0")
+    node = Node.open(config, "t", load_plugins(entry_points=False))
+    checking, release = threading.Event(), threading.Event()
+    authenticate = UserDirectory.authenticate
+
+    def slow(directory: UserDirectory, name: str, password: str) -> object:
+        checking.set()
+        release.wait(30)
+        return authenticate(directory, name, password)
+
+    monkeypatch.setattr(UserDirectory, "authenticate", slow)
+    try:
+        site = Site(node, seed(node, tmp_path / "spool"), config)
+        with served(node) as port, ThreadPoolExecutor(1) as pool:
+            signing_in = pool.submit(post_login, port, "ana", PASSWORD)  # holds the only worker
+            assert checking.wait(30)
+            before = len(site.audits())
+            with caplog.at_level(logging.WARNING, logger="cartera.web"):
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                try:
+                    connection.request("GET", "/login")
+                    shed = connection.getresponse()
+                    shed.read()
+                finally:
+                    connection.close()
+            after = len(site.audits())
+            release.set()
+            assert signing_in.result(30) == 303
+        assert (shed.status, shed.getheader("Retry-After")) == (503, "2")
+        assert after == before, "a shed request wrote an audit entry"
+        assert "web.requests_shed" in caplog.text
+    finally:
+        release.set()
+        node.close()
+
+
 def test_a_burst_of_sign_ins_skips_no_scheduled_job(tmp_path: Path) -> None:
     config = write_sites(tmp_path)  # the jobs at their default pace: a tick a second, archival as often
     config.write_text(config.read_text().replace("tick_seconds = 0.2", "tick_seconds = 1").replace("= 0.5", "= 1"))

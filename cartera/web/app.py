@@ -24,6 +24,7 @@ from cartera.web.health import health_router
 from cartera.web.i18n import translate
 from cartera.web.pages import pages_router
 from cartera.web.preview import preview_router
+from cartera.web.server import Tally
 from cartera.web.services import WebServices
 from cartera.web.signin import signin_router
 from cartera.web.wallboard import wallboard_router
@@ -77,6 +78,20 @@ def build_app(services: WebServices) -> FastAPI:
     return app
 
 
+def _answer_shed(app: FastAPI, answer: Callable[[Request, int, str, Viewer | None], Response]) -> None:
+    """A request the worker pool shed answers 503 touching no store (no audit entry, no viewer looked up): a
+    burst's sheds would queue for SQLite's write lock in the scheduled jobs' way. The log counts them instead,
+    once a minute (``web.requests_shed``)."""
+    shed = Tally("web.requests_shed")
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, _exc: Overloaded) -> Response:
+        shed.note(path=request.url.path[:200])
+        response = answer(request, 503, "error.503", None)
+        response.headers["Retry-After"] = f"{RETRY_AFTER_S}"
+        return response
+
+
 def _handle_errors(app: FastAPI, web: Web) -> None:
     """Every failure a clean page or JSON, audited with who asked; never a stack trace in a response."""
 
@@ -124,11 +139,7 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
         key = f"error.{exc.status_code}" if exc.status_code in (400, 403, 404, 405, 413) else "error.400"
         return rejected(request, exc.status_code, str(exc.detail), key, dict(exc.headers or {}))
 
-    @app.exception_handler(Overloaded)
-    def overloaded(request: Request, _exc: Overloaded) -> Response:
-        return rejected(
-            request, 503, "every worker busy: request shed", "error.503", {"Retry-After": f"{RETRY_AFTER_S}"}
-        )
+    _answer_shed(app, answer)
 
     @app.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> Response:

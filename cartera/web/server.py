@@ -114,7 +114,7 @@ def default_max_connections(descriptor_limit: int) -> int:
     return max(64, descriptor_limit - RESERVED_DESCRIPTORS)
 
 
-class _Tally:
+class Tally:
     """Counts a repeated problem and logs it at most once per :data:`TALLY_SECONDS`, with the count since."""
 
     def __init__(self, name: str) -> None:
@@ -135,7 +135,7 @@ class _FailedAccepts:
     traceback; those are tallied instead. Anything else goes to asyncio's default handler."""
 
     def __init__(self) -> None:
-        self._tally = _Tally("web.accept_failing")
+        self._tally = Tally("web.accept_failing")
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if str(context.get("message", "")).startswith("socket.accept() out of system resource"):
@@ -158,8 +158,8 @@ class _QuietDisconnects:
 
 def _bounded_h11(head_timeout: float, body_timeout: float, max_connections: int) -> type[H11Protocol]:
     """uvicorn's h11 protocol with deadlines for each request head and body, and a cap on open connections."""
-    refused = _Tally("web.connections_refused")
-    cut = _Tally("web.slow_requests_cut")
+    refused = Tally("web.connections_refused")
+    cut = Tally("web.slow_requests_cut")
 
     class BoundedH11(H11Protocol):
         _head_deadline: asyncio.TimerHandle | None = None

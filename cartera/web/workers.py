@@ -1,6 +1,7 @@
 """The pages' blocking work (password hashing, searches, fetches) runs in a small pool of low-priority threads,
-with at most ``queue`` requests waiting; beyond that the pages answer 503 at once. A burst of sign-ins can take
-neither the CPU nor the store from the node's scheduled jobs (campaign tick, archival)."""
+with at most ``queue`` requests waiting; beyond that the pages answer 503 at once, writing nothing to the store
+(the log counts them). A burst of sign-ins can take neither the CPU nor the store from the node's scheduled jobs
+(campaign tick, archival)."""
 
 from __future__ import annotations
 
