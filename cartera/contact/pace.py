@@ -109,6 +109,8 @@ class Pace:
         self._cycles: dict[str, _Cycle] = {}
         self._upcoming: tuple[Segment | None, ...] = ()
         self._seeded = False
+        #: Runs the campaign's next tick now: called on each pacing event (the run's scheduler sets it).
+        self.wake: Callable[[], None] = _no_tick
 
     def calls_to_place(self, capacity: int) -> int:
         """New calls to place now: the pacer's number within ``capacity`` (the dialer's free lines); all of them
@@ -177,6 +179,7 @@ class Pace:
             if line is None or line.connected:
                 return
             line.connected = True
+            self.wake()
             at = event.at.timestamp()
             self._observe(
                 DialEnded(at, self._hour(line.dialled), at - line.dialled, live=True, segment=line.segment),
@@ -188,7 +191,10 @@ class Pace:
         agent the workspace does not know (its wrap-up unseen: none)."""
         with self._lock:
             line = self._lines.pop(result.attempt_id, None)
-        if line is None or result.outcome in _NOT_LEARNT:
+        if line is None:
+            return
+        self.wake()
+        if result.outcome in _NOT_LEARNT:
             return
         end = (result.ended_at or self.clock.now()).timestamp()
         hour, segment = self._hour(line.dialled), line.segment
@@ -220,7 +226,9 @@ class Pace:
             )
 
     def agent_state(self, agent: str, state: AgentState, since: datetime) -> None:
-        """A workspace agent's new state, since ``since`` (wall clock)."""
+        """A workspace agent's new state, since ``since`` (wall clock); ready, it wakes the campaign's tick."""
+        if state is AgentState.READY:
+            self.wake()
         with self._lock:
             cycle = self._cycles.setdefault(agent, _Cycle())
             if state is AgentState.ON_CALL:
@@ -266,3 +274,7 @@ class Pace:
         """Seconds of the site's clock per real second."""
         real = self.clock.real_seconds(1.0)
         return 1.0 / real if real > 0 else 1.0
+
+
+def _no_tick() -> None:
+    """No run to wake (the campaign is not running)."""

@@ -4,12 +4,17 @@ and the next one retries."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
 
 from cartera.contact.calls import CallService
 from cartera.contact.campaign import Campaign
@@ -37,6 +42,38 @@ class Job:
     every: float
 
 
+class Wakeable:
+    """A job that :meth:`wake` runs at once on its scheduler, which stays its one runner: never two runs at once,
+    and a wake during a run has the next one follow it."""
+
+    def __init__(self, job_id: str, run: Callable[[], object]) -> None:
+        self.id, self._run = job_id, run
+        self.scheduler: BaseScheduler | None = None  #: set by :func:`new_scheduler`
+        self._lock = threading.Lock()
+        self._running = self._again = False
+
+    def __call__(self) -> None:
+        with self._lock:
+            self._running, self._again = True, False
+        try:
+            self._run()
+        finally:
+            with self._lock:
+                self._running, again = False, self._again
+            if again:
+                self.wake()
+
+    def wake(self) -> None:
+        """Run the job now, or once the run in progress ended."""
+        with self._lock:
+            if self._running:
+                self._again = True
+                return
+        if self.scheduler is not None:
+            with suppress(JobLookupError, SchedulerNotRunningError):  # the run is over
+                self.scheduler.modify_job(self.id, next_run_time=datetime.now(UTC))
+
+
 @dataclass(frozen=True)
 class SiteJobs:
     """The site's jobs over its services. ``creditor_sync`` is ``None`` when the site has no crm_sync plugin,
@@ -59,8 +96,10 @@ class SiteJobs:
         jobs: list[Job] = []
         if self.creditor_sync is not None:
             jobs.append(Job("creditor_sync", self.sync, section.sync.every_seconds))
-        if campaign:
-            jobs.append(Job("campaign_tick", campaign.tick, section.campaign.tick_seconds))
+        if campaign:  # every tick_seconds, and at once on a pacing event (a call ended, an agent ready)
+            tick = Wakeable("campaign_tick", campaign.tick)
+            campaign.pace.wake = tick.wake
+            jobs.append(Job(tick.id, tick, section.campaign.tick_seconds))
         if self.archiver:
             jobs.append(Job("archive_recordings", self.archiver.run_once, section.archival.every_seconds))
         if section.web.enabled:
@@ -100,6 +139,8 @@ def new_scheduler(jobs: Sequence[Job]) -> BackgroundScheduler:
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
     )
     for job in jobs:
+        if isinstance(job.run, Wakeable):
+            job.run.scheduler = scheduler
         scheduler.add_job(
             logged(job.id, job.run),
             "interval",

@@ -153,13 +153,15 @@ class SimulatedSwitch:
     # --- one call, on a worker thread -----------------------------------------------------------------
 
     def _run(self, request: CallRequest) -> None:
+        """The call's line is free before its end is reported: a campaign tick the end wakes can use it."""
         try:
-            self._context.report_call(self._simulate(request))
+            result = self._simulate(request)
         finally:
             with self._lock:
                 self._in_flight.discard(request.attempt_id)
                 self._settled.discard(request.attempt_id)
                 self._cancelled.discard(request.attempt_id)
+        self._context.report_call(result)
 
     def _simulate(self, request: CallRequest) -> CallResult:
         config, clock = self._config, self._context.clock

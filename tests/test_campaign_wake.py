@@ -1,0 +1,113 @@
+"""The campaign re-decides at each pacing event, not only every ``tick_seconds``: a call's connection or end and an
+agent turning ready wake its tick, run by the node's one scheduler (never two ticks at once)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from cartera.contact.pace import Pace
+from cartera.core.clock import SimulatedClock
+from cartera.core.config import CampaignConfig
+from cartera.core.models import AgentConnected, CallOutcome, CallResult
+from cartera.core.store.schema import ContactAttempt
+from cartera.node import Node
+from cartera.runtime.jobs import Job, Wakeable, new_scheduler
+from cartera.workspace.agents import AgentState
+from tests.conftest import write_portfolio, write_sites
+
+START = datetime(2026, 11, 23, 14, tzinfo=UTC)
+
+
+def until(done: Callable[[], bool], what: str) -> None:
+    """Wait for ``done`` (a loaded machine may take a while; the test asserts what happens, not how fast)."""
+    deadline = time.monotonic() + 60
+    while not done():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_each_pacing_event_wakes_the_campaign_tick() -> None:
+    """A call's connection and its end, and an agent turning ready, wake the tick; a call the campaign did not
+    place, and an agent starting a call, do not."""
+    pace = Pace(
+        config=CampaignConfig(mode="predictive"),
+        clock=SimulatedClock(START, speed=1),
+        zone=ZoneInfo("America/Bogota"),
+        workspace=list,
+        dialer=lambda: None,
+        answered=lambda _now: [],
+    )
+    wakes: list[str] = []
+    pace.wake = lambda: wakes.append("tick")
+    pace.dialled(1, START)
+    pace.connected(AgentConnected(1, "agent-01", START))
+    assert len(wakes) == 1
+    pace.finished(CallResult(1, CallOutcome.ANSWERED, "", START, START, START))
+    assert len(wakes) == 2
+    pace.finished(CallResult(2, CallOutcome.NO_ANSWER, "", START))  # not one the node handed the dialer
+    pace.agent_state("ana", AgentState.ON_CALL, START)
+    pace.agent_state("ana", AgentState.WRAP_UP, START)
+    assert len(wakes) == 2
+    pace.agent_state("ana", AgentState.READY, START)
+    assert len(wakes) == 3
+
+
+def test_a_wake_runs_the_job_at_once_and_never_two_runs_at_once() -> None:
+    """An hour between scheduled runs: each wake runs the job; a wake during a run has one more run follow it."""
+    runs: list[int] = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def run() -> None:
+        runs.append(len(runs))
+        if len(runs) == 2:
+            inside.set()
+            release.wait(30)
+
+    tick = Wakeable("campaign_tick", run)
+    scheduler = new_scheduler([Job(tick.id, tick, 3600)])
+    scheduler.start()
+    try:
+        until(lambda: len(runs) == 1, "the first run")
+        tick.wake()
+        until(inside.is_set, "the woken run")
+        tick.wake()
+        tick.wake()
+        assert len(runs) == 2  # the run in progress is not doubled
+        release.set()
+        until(lambda: len(runs) == 3, "the run the wakes during the second asked for")
+    finally:
+        scheduler.shutdown(wait=True)
+    assert len(runs) == 3
+
+
+def test_an_ended_call_has_the_campaign_place_the_next_within_the_hour_between_its_ticks(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    """One seat, progressive, a tick an hour: each call's end wakes the tick that places the next, so the six due
+    accounts are called one after the other (ticking on the hour alone, one call would be placed)."""
+    path = write_sites(tmp_path)
+    text = path.read_text().replace("tick_seconds = 0.2", 'tick_seconds = 3600\nmode = "progressive"')
+    path.write_text(text.replace("seed = 7\n", "seed = 7\nagents = 1\n"))
+    write_portfolio(tmp_path / "inbox", [f"BCO-{n};Deudor {n};+5730012345{n:02d};;1.000.000,00;COP" for n in range(6)])
+    node = open_node(path)
+    node.creditor_sync().run_once()
+    runner = threading.Thread(target=node.run, kwargs={"duration": 120})
+    runner.start()
+
+    def placed() -> int:
+        with node.db.reading() as session:
+            return session.scalar(sa.select(sa.func.count()).select_from(ContactAttempt)) or 0
+
+    try:
+        until(lambda: placed() >= 6, "the six accounts called")
+    finally:
+        node.stop()
+        runner.join(60)
