@@ -144,6 +144,7 @@ class Node:
             dispose=self._dispose_left_call,
             wrap_up_limit=timedelta(seconds=site.section.workspace.wrap_up_seconds),
             gone_limit=timedelta(seconds=site.section.workspace.gone_seconds),
+            audit=self.audit,
         )
         self.workspace.listen(self.pace.workspace_event)
         self.call_list = CallList(

@@ -305,6 +305,7 @@ _PAGE_KEYS = (
     "agent.ask_for",
     "agent.no_account",
     "agent.not_visible",
+    "agent.pending",
     "agent.confirm",
     "agent.mini_miranda",
     "agent.script.text",

@@ -196,6 +196,10 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (Spanish, English)
         "The dialer is not answering: your calls, pauses and resumes wait until it is back. Nothing saved is lost; "
         "press Ready (R) to try again.",
     ),
+    "agent.pending": (
+        "Otra llamada le fue conectada y espera: aparece al guardar la tipificación de esta.",
+        "Another call was connected to you and waits: it shows once this one's disposition is saved.",
+    ),
     "agent.ended": ("La llamada terminó: guarde la tipificación.", "The call ended: save the disposition."),
     "agent.reconnecting": ("Reconectando…", "Reconnecting…"),
     "agent.keys": (

@@ -1,6 +1,10 @@
 """Agents' states at one node: ready, on a call, in wrap-up or paused (with a reason), kept in memory.
 
 Pause and resume drive the dialer when it declares ``pauses_agents``, so its pacing counts only ready agents.
+A call connected to an agent that already has one on screen waits behind it (``pending``), never replacing it:
+it comes on screen once the first is dispositioned. While an agent's own call rings, the agent is paused at the
+dialer (``own_call``), its state here unchanged, so the dialer offers it no other call meanwhile.
+
 Times are wall-clock (agents are people, whatever the site's simulated clock says). An agent whose wrap-up
 outlasts ``wrap_up_limit``, or whose page has been gone for ``gone_limit`` with a call on screen, is
 :meth:`AgentRoster.overdue`: the node dispositions that call as such and pauses the agent.
@@ -30,6 +34,7 @@ SIGNED_IN = "signed_in"  #: the pause reason of an agent who opened the page and
 SIGNED_OUT = "signed_out"  #: the dialer's pause reason of an agent whose page has not opened since the node started
 WRAP_UP = "wrap_up"  #: the dialer's pause reason while the agent owes a call's disposition
 DIALER_UNREACHABLE = "dialer_unreachable"  #: the pause reason of an agent the dialer could not be told to resume
+OWN_CALL = "own_call"  #: the dialer's pause reason while the agent's own (preview) call rings
 MAX_REASON = 64
 log = logging.getLogger("cartera.workspace")
 
@@ -52,6 +57,7 @@ class AgentStatus:
     pages: int = 0  #: the agent's pages open now (event streams connected)
     gone_since: datetime | None = None  #: when the last page closed
     dialer_down: bool = False  #: the dialer could not be reached the last time this agent's state was sent to it
+    pending: tuple[int, ...] = ()  #: calls connected to the agent while one was on screen, waiting their turn
 
     def as_event(self) -> dict[str, object]:
         return {
@@ -61,6 +67,7 @@ class AgentStatus:
             "pause_reason": self.pause_reason,
             "attempt_id": self.attempt_id,
             "dialer_down": self.dialer_down,
+            "pending": list(self.pending),
         }
 
 
@@ -79,6 +86,7 @@ class AgentRoster:
         self._now, self._dialer, self._on_change = now, dialer, on_change
         self.wrap_up_limit, self.gone_limit = wrap_up_limit, gone_limit
         self._agents: dict[str, AgentStatus] = {}
+        self._ended_pending: set[int] = set()  #: pending calls that ended before coming on screen
         self._lock = threading.Lock()
 
     def sign_in(self, agent: str, extension: str) -> AgentStatus:
@@ -125,18 +133,43 @@ class AgentRoster:
         return self._set(agent, AgentState.PAUSED, reason=reason, drive=True)
 
     def connected(self, agent: str, attempt_id: int) -> AgentStatus:
-        """A call was connected to the agent: on a call, whatever the state before (the dialer decided)."""
+        """A call was connected to the agent: on that call, whatever the state before (the dialer decided); with
+        another call on screen, that one stays and this one is pending behind it (its ``attempt_id`` is then not
+        the status's)."""
         with self._lock:
             current = self._agents[agent]
-            status = replace(current, state=AgentState.ON_CALL, since=self._now(), attempt_id=attempt_id)
+            if _busy(current) and current.attempt_id != attempt_id:
+                if attempt_id in current.pending:
+                    return current
+                status = replace(current, pending=(*current.pending, attempt_id))
+            else:
+                status = replace(current, state=AgentState.ON_CALL, since=self._now(), attempt_id=attempt_id)
             self._agents[agent] = status
         self._on_change(status)
         return status
 
+    def hold_for_own_call(self, agent: str) -> None:
+        """The agent places its own call: a ready agent is paused at the dialer (``own_call``) while it rings, its
+        state here unchanged, so no other call reaches it meanwhile."""
+        status = self.get(agent)
+        if status.state is AgentState.READY:
+            self._drive(agent, status.extension, OWN_CALL)
+
+    def release_own_call(self, agent: str) -> None:
+        """The agent's own call ended without reaching it (or was not placed): a ready agent is offered calls
+        again at the dialer."""
+        status = self.get(agent)
+        if status.state is AgentState.READY:
+            self._drive(agent, status.extension, None)
+
     def ended(self, agent: str, attempt_id: int) -> AgentStatus | None:
-        """The call on the agent's screen ended: wrap-up until its disposition is saved. ``None``: not that call."""
+        """The call on the agent's screen ended: wrap-up until its disposition is saved. ``None``: not that call
+        (a pending one is noted as ended: it comes on screen in wrap-up)."""
         with self._lock:
             current = self._agents.get(agent)
+            if current is not None and attempt_id in current.pending:
+                self._ended_pending.add(attempt_id)
+                return None
             if current is None or current.attempt_id != attempt_id or current.state is not AgentState.ON_CALL:
                 return None
             status = self._agents[agent] = replace(current, state=AgentState.WRAP_UP, since=self._now())
@@ -155,6 +188,8 @@ class AgentRoster:
             current = self._agents.get(agent)
             if current is None or current.attempt_id != attempt_id:
                 return None
+        if current.pending:
+            return self._next_pending(agent)
         if current.pause_reason is not None:
             return self._set(agent, AgentState.PAUSED, reason=current.pause_reason, drive=False)
         try:
@@ -169,6 +204,8 @@ class AgentRoster:
             current = self._agents.get(agent)
             if current is None or current.attempt_id != attempt_id:
                 return None
+        if current.pending:
+            return self._next_pending(agent)
         try:
             return self._set(agent, AgentState.PAUSED, reason=reason, drive=True)
         except DialerUnavailable as exc:  # the call is dispositioned: paused here, the dialer is told next time
@@ -242,6 +279,19 @@ class AgentRoster:
         self._on_change(status)
         return status
 
+    def _next_pending(self, agent: str) -> AgentStatus:
+        """The agent's first pending call comes on screen: on that call, or in wrap-up when it ended already."""
+        with self._lock:
+            current = self._agents[agent]
+            attempt_id, *rest = current.pending
+            ended = attempt_id in self._ended_pending
+            self._ended_pending.discard(attempt_id)
+            state = AgentState.WRAP_UP if ended else AgentState.ON_CALL
+            status = replace(current, state=state, since=self._now(), attempt_id=attempt_id, pending=tuple(rest))
+            self._agents[agent] = status
+        self._on_change(status)
+        return status
+
     def _update(self, agent: str, **changes: object) -> AgentStatus:
         with self._lock:
             status = self._agents[agent] = replace(self._agents[agent], **changes)  # type: ignore[arg-type]
@@ -275,3 +325,8 @@ class AgentRoster:
                 return
             status = self._agents[agent] = replace(current, dialer_down=down)
         self._on_change(status)
+
+
+def _busy(status: AgentStatus) -> bool:
+    """A call is on the agent's screen (on it, or its disposition owed)."""
+    return status.attempt_id is not None and status.state in (AgentState.ON_CALL, AgentState.WRAP_UP)

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cartera.core.adapters import Dialer
+from cartera.core.audit import AuditLog
 from cartera.core.errors import CarteraError
 from cartera.core.hookspecs import hookimpl
 from cartera.core.logs import event as log_event
@@ -44,11 +45,15 @@ SCREEN_POP, CALL_NOT_VISIBLE = "screen_pop", "call_not_visible"
 AGENT_STATE, CALL_CONNECTED, CALL_ENDED = "agent_state", "call_connected", "call_ended"
 #: What the wallboard (its board only) and the integrations (the events) hear of: states and calls, no pop.
 PUBLIC_KINDS = frozenset({AGENT_STATE, CALL_CONNECTED, CALL_ENDED})
+#: A call connected to an agent with another on screen: it waits behind that one (its id, and the one on screen).
+CALL_PENDING = "call_pending"
 #: Preview mode's offer of the next account to an agent (whom to ask for, like a pop), and its withdrawal.
 PREVIEW_OFFER, PREVIEW_CLEARED = "preview_offer", "preview_cleared"
 #: What an agent's page hears of: never ``call_connected``, which names any call's account and phone whatever the
 #: agent's grants; the pop (or ``call_not_visible``, its id only) tells the agent of its call.
-AGENT_KINDS = frozenset({AGENT_STATE, SCREEN_POP, CALL_NOT_VISIBLE, CALL_ENDED, PREVIEW_OFFER, PREVIEW_CLEARED})
+AGENT_KINDS = frozenset(
+    {AGENT_STATE, SCREEN_POP, CALL_NOT_VISIBLE, CALL_PENDING, CALL_ENDED, PREVIEW_OFFER, PREVIEW_CLEARED}
+)
 #: Sent to a reconnecting reader whose ``Last-Event-ID`` is older than the kept events: it missed some for good,
 #: so it reloads its state; numbered as the latest event, so its next reconnect resumes from there.
 RESET = "reset"
@@ -117,7 +122,8 @@ class Subscription:
 
 class WorkspaceHub:
     """One site's workspace events and agents (:attr:`roster`). ``dispose`` dispositions a call its agent
-    left (agent, attempt id, code ``wrap_up_timeout`` or ``browser_closed``)."""
+    left (agent, attempt id, code ``wrap_up_timeout`` or ``browser_closed``); ``audit`` hears of a call that had to
+    wait behind another on its agent's screen."""
 
     def __init__(
         self,
@@ -128,8 +134,9 @@ class WorkspaceHub:
         dispose: Callable[[str, int, str], object] | None,
         wrap_up_limit: timedelta = WRAP_UP_LIMIT,
         gone_limit: timedelta = GONE_LIMIT,
+        audit: AuditLog | None = None,
     ) -> None:
-        self.screens, self._dispose = screens, dispose
+        self.screens, self._dispose, self._audit = screens, dispose, audit
         self.roster = AgentRoster(
             now, dialer, wrap_up_limit=wrap_up_limit, gone_limit=gone_limit, on_change=self._state_changed
         )
@@ -140,6 +147,7 @@ class WorkspaceHub:
         self._subscribers: list[Subscription] = []
         self._grants: dict[str, frozenset[PortfolioKey] | None] = {}
         self._pops: dict[str, WorkspaceEvent] = {}  #: each agent's pop on screen now
+        self._waiting: dict[int, AgentConnected] = {}  #: pending calls' connections, by attempt: popped in turn
         self._listeners: list[Callable[[WorkspaceEvent], None]] = []
 
     # --- agents and calls ------------------------------------------------------------------------
@@ -175,22 +183,40 @@ class WorkspaceHub:
             # a seat no page watches (the simulator's own agents, a desktop on the API): nothing to pop
             log_event(log, "workspace.agent_not_signed_in", logging.DEBUG, extension=event.agent)
             return
-        self.roster.connected(status.agent, event.attempt_id)
-        try:
-            pop = self.screens.pop(
-                event.attempt_id, status.agent, self._grants.get(status.agent, frozenset()), event.at
-            )
-        except NotOnScreen as exc:
-            log_event(log, "workspace.call_not_visible", logging.WARNING, agent=status.agent, reason=str(exc))
-            self._pops[status.agent] = self.publish(
-                CALL_NOT_VISIBLE, {"attempt_id": event.attempt_id}, agent=status.agent
-            )
+        now = self.roster.connected(status.agent, event.attempt_id)
+        if now.attempt_id != event.attempt_id:  # another call is on the agent's screen: it stays, this one waits
+            self._waiting[event.attempt_id] = event
+            pending = {"attempt_id": event.attempt_id, "on_screen": now.attempt_id}
+            log_event(log, "workspace.call_pending", logging.WARNING, agent=status.agent, **pending)
+            if self._audit is not None:
+                subject = f"attempt:{event.attempt_id}"
+                self._audit.write(
+                    actor="workspace", action="workspace.call_pending", subject=subject, agent=status.agent
+                )
+            self.publish(CALL_PENDING, pending, agent=status.agent)
             return
-        self._pops[status.agent] = self.publish(SCREEN_POP, pop.as_event(), agent=status.agent)
+        self._pop(status.agent, event)
+
+    def _pop(self, agent: str, event: AgentConnected) -> None:
+        """Put the call connected by ``event`` on the agent's screen (its pop, or only its id when not visible)."""
+        try:
+            pop = self.screens.pop(event.attempt_id, agent, self._grants.get(agent, frozenset()), event.at)
+        except NotOnScreen as exc:
+            log_event(log, "workspace.call_not_visible", logging.WARNING, agent=agent, reason=str(exc))
+            self._pops[agent] = self.publish(CALL_NOT_VISIBLE, {"attempt_id": event.attempt_id}, agent=agent)
+            return
+        self._pops[agent] = self.publish(SCREEN_POP, pop.as_event(), agent=agent)
+
+    def _next_on_screen(self, status: AgentStatus | None) -> None:
+        """After a call left the agent's screen: the pending call that came on it gets its pop."""
+        waiting = self._waiting.pop(status.attempt_id, None) if status and status.attempt_id is not None else None
+        if status is not None and waiting is not None:
+            self._pop(status.agent, waiting)
 
     def call_ended(self, attempt_id: int) -> None:
         """The call of ``attempt_id`` ended: its agent, if one has it on screen, goes into wrap-up."""
-        agent = next((s.agent for s in self.roster.everyone() if s.attempt_id == attempt_id), None)
+        statuses = self.roster.everyone()
+        agent = next((s.agent for s in statuses if attempt_id == s.attempt_id or attempt_id in s.pending), None)
         self.publish(CALL_ENDED, {"attempt_id": attempt_id}, agent=agent)
         if agent is not None:
             self.roster.ended(agent, attempt_id)
@@ -200,6 +226,7 @@ class WorkspaceHub:
         status = self.roster.dispositioned(agent, attempt_id)
         if status is not None:
             self._pops.pop(agent, None)
+            self._next_on_screen(status)
         return status
 
     def sweep(self) -> int:
@@ -213,7 +240,7 @@ class WorkspaceHub:
             if self._dispose is not None:
                 self._dispose(status.agent, attempt_id, reason)
             self._pops.pop(status.agent, None)
-            self.roster.timed_out(status.agent, attempt_id, reason)
+            self._next_on_screen(self.roster.timed_out(status.agent, attempt_id, reason))
             log_event(log, "workspace.call_left", agent=status.agent, attempt=attempt_id, reason=reason)
             swept += 1
         for status in self.roster.left():  # ready, page closed for good: no call the agent will not see

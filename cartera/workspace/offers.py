@@ -186,17 +186,24 @@ class PreviewOffers:
             shown = self._shown.get(agent)
         phone = shown[0].phone if shown and shown[0].account_id == account_id else None
         self._withdraw(agent, "called")
+        held = False
         try:
+            self.hub.roster.hold_for_own_call(agent)  # the dialer gives it no other call while this one rings
+            held = True
             call = self.calls.place_call(phone=phone, account=account_id, actor=actor, agent=extension)
         except (Denied, UsageError):
             with self._lock:
                 self._dialing.pop(agent, None)
                 self._pass(agent, account_id)
+            if held:
+                self._safely(self.hub.roster.release_own_call, agent)
             self._safely(self.offer, agent)
             raise
         except BaseException:
             with self._lock:
                 self._dialing.pop(agent, None)
+            if held:
+                self._safely(self.hub.roster.release_own_call, agent)
             raise
         with self._lock:
             if self._dialing.get(agent) == _PLACING:  # not connected meanwhile
@@ -275,6 +282,7 @@ class PreviewOffers:
         self.hub.publish(
             PREVIEW_CLEARED, {"attempt_id": attempt_id, "reason": "unanswered", "outcome": outcome}, agent=agent
         )
+        self._safely(self.hub.roster.release_own_call, agent)
         self._safely(self.offer, agent)
 
     # --- offers -----------------------------------------------------------------------------------

@@ -249,6 +249,7 @@
   events.addEventListener("preview_cleared", (message) => clearOffer(JSON.parse(message.data)));
   // the node no longer keeps some events this page missed: start again from its state now
   events.addEventListener("reset", () => window.location.reload());
+  events.addEventListener("call_pending", () => note(say["agent.pending"])); // it pops once this call is saved
   events.addEventListener("call_ended", (message) => {
     if (JSON.parse(message.data).attempt_id !== attempt) return;
     $("call-note").textContent = say["agent.ended"];

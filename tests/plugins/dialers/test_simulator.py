@@ -12,7 +12,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -426,8 +426,8 @@ def test_bad_seats_are_refused_naming_the_key(tmp_path: Path, settings: dict[str
 
 def test_an_answered_call_no_seat_is_free_for_is_abandoned(build: Build) -> None:
     """With ``abandon_after``, a person answering while every seat talks waits that long, hears the identification
-    message and is hung up on: abandoned, with no agent, no conversation and no recording; without it the call goes
-    to the least busy seat."""
+    message and is hung up on: abandoned, with no agent, no conversation and no recording; without it the call waits
+    for the seat."""
     settings: dict[str, Any] = {
         "agents": 1,
         "dial_ratio": 2.0,
@@ -451,18 +451,20 @@ def test_an_answered_call_no_seat_is_free_for_is_abandoned(build: Build) -> None
     assert [result.outcome for result in context.wait_for_calls(2)] == [CallOutcome.ANSWERED] * 2
 
 
+#: One seat dialled for two: each answered call talks 30 s, 5 s after it was placed.
+ONE_SEAT_TWO_CALLS: dict[str, Any] = {
+    "agents": 1,
+    "dial_ratio": 2.0,
+    "record": False,
+    "scripted": {ANSWERS: "answered"},
+    "ring_seconds": (5, 5),
+    "talk_seconds": (30, 30),
+}
+
+
 def test_a_seat_freed_within_the_wait_takes_the_call(build: Build) -> None:
     """A seat hanging up within ``abandon_after`` of the answer takes the waiting call: nothing is abandoned."""
-    dialer, context = build(
-        speed=60,
-        agents=1,
-        dial_ratio=2.0,
-        abandon_after=30,
-        record=False,
-        scripted={ANSWERS: "answered"},
-        ring_seconds=(5, 5),
-        talk_seconds=(30, 30),
-    )
+    dialer, context = build(speed=60, abandon_after=30, **ONE_SEAT_TWO_CALLS)
     dialer.place_call(call(1))
     deadline = time.monotonic() + 5
     while not context.agent_connections:  # the seat talks from 5 s to 35 s
@@ -476,6 +478,33 @@ def test_a_seat_freed_within_the_wait_takes_the_call(build: Build) -> None:
     assert second.answered_at is not None
     assert results[0].ended_at is not None
     assert second.answered_at < results[0].ended_at
+
+
+@pytest.mark.abuse
+def test_without_abandon_after_a_call_waits_for_a_free_seat_never_a_busy_or_paused_one(build: Build) -> None:
+    """As a real ACD: a seat on a call, or paused (in wrap-up, on a break), is given no other call; an answered
+    call waits until one is free (#14 red team round 11: a second call replaced a workspace agent's first)."""
+    dialer, context = build(speed=600, **ONE_SEAT_TWO_CALLS)
+    place_all(dialer, [call(1), call(2)])
+    results = sorted(context.wait_for_calls(2), key=lambda result: result.answered_at or START)
+    assert [(result.outcome, result.agent) for result in results] == [(CallOutcome.ANSWERED, "agent-01")] * 2
+    connected = {event.attempt_id: event.at for event in context.agent_connections}
+    assert results[0].ended_at is not None
+    assert connected[results[1].attempt_id] >= results[0].ended_at  # not while the seat talked
+
+    dialer, context = build(speed=600, agents=1, record=False, scripted={ANSWERS: "answered"}, ring_seconds=(5, 5))
+    dialer.pause_agent("agent-01", "wrap_up")
+    dialer.place_call(call(3))
+    clock = context.clock
+    waited = clock.now() + timedelta(seconds=60)
+    while clock.now() < waited:  # answered at 5 s: it waits, the only seat paused
+        time.sleep(0.01)
+    assert context.agent_connections == []
+    resumed = clock.now()
+    dialer.resume_agent("agent-01")
+    (result,) = context.wait_for_calls(1)
+    assert (result.outcome, result.agent) == (CallOutcome.ANSWERED, "agent-01")
+    assert context.agent_connections[0].at >= resumed
 
 
 def test_abandoned_is_not_an_outcome_to_script() -> None:

@@ -185,18 +185,16 @@ class SimulatedSwitch:
         if outcome is not CallOutcome.ANSWERED:
             return CallResult(request.attempt_id, outcome, cause, started, ended_at=clock.now(), vendor_call_id=call_id)
         answered = clock.now()
-        agent = self._take_agent(request.agent) if config.abandon_after is None or request.agent else self._free_seat()
-        if agent is None:
-            self._elapse(config.identification_seconds)
-            return CallResult(
-                request.attempt_id,
-                CallOutcome.ABANDONED,
-                ABANDONED_CAUSE,
-                started,
-                ended_at=clock.now(),
-                vendor_call_id=call_id,
+        agent = self._take_agent(request.agent) if request.agent else self._free_seat()
+        if agent is None:  # no seat in time; without abandon_after, a stop ended the caller's wait
+            abandoned = config.abandon_after is not None
+            if abandoned:
+                self._elapse(config.identification_seconds)
+            outcome, cause = (
+                (CallOutcome.ABANDONED, ABANDONED_CAUSE) if abandoned else (CallOutcome.FAILED, SHUTDOWN_CAUSE)
             )
-        self._context.report_agent_connected(AgentConnected(request.attempt_id, agent, answered))
+            return CallResult(request.attempt_id, outcome, cause, started, ended_at=clock.now(), vendor_call_id=call_id)
+        self._context.report_agent_connected(AgentConnected(request.attempt_id, agent, clock.now()))
         low, high = config.talk_seconds
         self._elapse(rng.triangular(low, high, low + (high - low) * 0.3))
         ended = clock.now()
@@ -241,21 +239,18 @@ class SimulatedSwitch:
             clock.sleep(min(remaining, step))
         return False
 
-    def _take_agent(self, wanted: str | None) -> str:
-        """The seat the call was placed for (``wanted``), else the longest idle agent not paused; when
-        over-dialling answered more calls than agents, the least busy one (and, every agent paused meanwhile, the
-        least busy of all)."""
+    def _take_agent(self, wanted: str) -> str:
+        """The seat an agent's own call was placed for (paused for it while it rang)."""
         with self._lock:
-            seats = [name for name in self._agent_calls if name not in self._paused] or list(self._agent_calls)
-            agent = wanted or min(seats, key=lambda name: (self._agent_calls[name], self._agent_freed[name]))
-            self._occupy(agent)
-        return agent
+            self._occupy(wanted)
+        return wanted
 
     def _free_seat(self) -> str | None:
-        """The longest idle seat not paused and not on a call, waiting ``abandon_after`` seconds of the clock for
-        one to hang up; ``None`` when none did (or the switch started stopping meanwhile)."""
-        clock, wait = self._context.clock, self._config.abandon_after or 0.0
-        deadline = clock.now() + timedelta(seconds=wait)
+        """The longest idle seat not paused (on a break, in wrap-up, ringing its own call) and not on a call, as
+        an ACD connects a queued call: never a busy seat. Waits for one ``abandon_after`` seconds of the clock, or
+        without it as long as it takes; ``None`` when none freed in time (or the switch started stopping)."""
+        clock, wait = self._context.clock, self._config.abandon_after
+        deadline = None if wait is None else clock.now() + timedelta(seconds=wait)
         while True:
             with self._lock:
                 free = [name for name, calls in self._agent_calls.items() if not calls and name not in self._paused]
@@ -263,7 +258,7 @@ class SimulatedSwitch:
                     agent = min(free, key=self._agent_freed.__getitem__)
                     self._occupy(agent)
                     return agent
-            remaining = (deadline - clock.now()).total_seconds()
+            remaining = _SEAT_POLL_S if deadline is None else (deadline - clock.now()).total_seconds()
             if remaining <= 0 or not self._elapse(min(remaining, _SEAT_POLL_S)):
                 return None
 

@@ -99,7 +99,8 @@ class SimulatorConfig(PluginConfig):
     abandon_after: PositiveFloat | None = Field(
         default=None,
         description="Seconds an answered call waits for a free seat before it is abandoned (the identification "
-        "message played, then hung up): 2 as the US rule counts; unset, it goes to the least busy seat at once.",
+        "message played, then hung up): 2 as the US rule counts; unset, it waits until a seat is free. A call never "
+        "goes to a seat on a call or paused (in wrap-up, on a break), as a real ACD.",
     )
     identification_seconds: NonNegativeFloat = Field(
         default=4.0, description="How long the identification message of an abandoned call lasts."
