@@ -450,3 +450,33 @@ def test_another_sites_token_in_a_variable_unset_here_or_of_its_own_loads(
     assert load_site(config, "t", hooks.collect_adapters()).name == "t"
     monkeypatch.setenv("U_OTRO_TOKEN", "u-otro-token-0123456789abcdef-P4")
     assert load_site(config, "u", hooks.collect_adapters()).name == "u"
+
+
+SIP_TRUNK = """plugin = "sip_trunk"
+account_uri = "sip:cartera@127.0.0.1"
+dial_uri = "sip:{number}@127.0.0.1"
+queue_uri = "sip:queue@127.0.0.1"
+registrar = "sip:127.0.0.1"
+username = "cartera"
+password = "${CARTERA_TEST_TRUNK_PASSWORD}"
+"""
+
+
+@pytest.mark.parametrize("mode", ["preview", "ratio"])
+def test_preview_mode_on_a_dialer_that_cannot_reach_a_given_agent_is_refused_at_load(
+    hooks: Hooks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """Preview calls are connected to the agent who placed them: on a trunk without ``targets_agents`` every offer
+    would be refused 409 while ``check`` passed (#14 red team round 11)."""
+    monkeypatch.setenv("CARTERA_TEST_TRUNK_PASSWORD", "a trunk password")
+    config = write_sites(tmp_path)
+    text = config.read_text(encoding="utf-8")
+    text = text.replace('plugin = "simulator"\nseed = 7\nring_seconds = [1, 10]\ntalk_seconds = [5, 30]\n', SIP_TRUNK)
+    config.write_text(text.replace("[sites.t.campaign]\n", f'[sites.t.campaign]\nmode = "{mode}"\n'), encoding="utf-8")
+    if mode == "ratio":
+        assert load_site(config, "t", hooks.collect_adapters()).plugins["dialer"].name == "sip_trunk"
+        return
+    message = _error(hooks, config)
+    line = _line_of(config.read_text(encoding="utf-8"), 'mode = "preview"')
+    assert message.startswith(f"{config}:{line}: site 't', key 'campaign.mode': preview mode needs a dialer"), message
+    assert "dialer 'sip_trunk' cannot" in message

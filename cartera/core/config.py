@@ -39,7 +39,7 @@ from cartera.contact.compliance.settings import ComplianceConfig
 from cartera.contact.segments import Segment
 from cartera.contact.sms_templates import SmsPricing, TemplateSet
 from cartera.core import credentials
-from cartera.core.adapters import CHECK_DIRS, PluginConfig, WritableDir, template_fields
+from cartera.core.adapters import CHECK_DIRS, DialerCapabilities, PluginConfig, WritableDir, template_fields
 from cartera.core.errors import ConfigError, SettingError
 from cartera.core.logs import LogFormat
 from cartera.core.redaction import MASK, MIN_SECRET_LENGTH, encodings, redact
@@ -372,6 +372,8 @@ def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
         for name, value in credentials.secret_settings(settings):
             _checked(credentials.secret, value, (kind, *name), errors, "this secret")
         plugins[kind] = PluginChoice(kind=kind, name=choice.plugin, settings=settings)
+        if kind == "dialer":
+            _refuse_preview_without_agents(section, choice.plugin, adapter.capabilities, errors)
     _refuse_shared_integration_tokens(sites, site, section.workspace, plugins, errors)
     _refuse_shared_dirs(sites, site, base_dir, registries, errors)
     data_dir = section.data_dir or base_dir / "var" / site
@@ -379,6 +381,19 @@ def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
     return SiteConfig(
         name=site, source=path, section=section, data_dir=data_dir, database_url=database, plugins=plugins
     )
+
+
+def _refuse_preview_without_agents(section: SiteSection, dialer: str, declared: object, errors: _Errors) -> None:
+    """Preview mode has each agent place its own calls, connected to that agent: a dialer that cannot connect a
+    call to a given agent (``targets_agents``) would refuse every offer."""
+    if section.campaign.mode == "preview" and not (
+        isinstance(declared, DialerCapabilities) and declared.targets_agents
+    ):
+        errors.fail(
+            ("campaign", "mode"),
+            f"preview mode needs a dialer that connects a call to a given agent (targets_agents): dialer {dialer!r} "
+            "cannot; use mode ratio, progressive or predictive, or such a dialer (simulator, asterisk_ami)",
+        )
 
 
 def _refuse_shared_integration_tokens(
