@@ -364,3 +364,27 @@ def test_the_page_is_pushed_its_offer_skips_it_calls_the_next_and_is_offered_ano
         node.stop()
         runner.join(30)
         node.close()
+
+
+@pytest.mark.abuse
+def test_an_account_offered_to_one_agent_is_dialled_by_no_other_even_paused(desk: Desk) -> None:
+    """A paused agent may call an account it found, never one held for another agent's offer (#14 red team round
+    11): refused, no attempt recorded; the agent it is offered to calls it."""
+    desk.ready("ana")
+    assert desk.offered("ana") == "T2"
+    hub = desk.node.workspace
+    hub.open_page("bruno", "agent-02", TARJETAS)  # paused (signed_in): offered nothing
+    hub.roster.page_seen("bruno")
+    with pytest.raises(WorkspaceError, match=r"^account: account \d+ is held for another agent's call$"):
+        desk.node.offers.dial("bruno", "agent-02", desk.ids["T2"], actor="web:bruno")
+    with desk.node.db.session() as session:
+        attempts = session.scalars(select(ContactAttempt.account_id)).all()
+    assert attempts == []
+    assert desk.offered("ana") == "T2"  # still ana's
+    found = desk.node.offers.dial("bruno", "agent-02", desk.ids["T3"], actor="web:bruno")  # held by no one
+    mine = desk.node.offers.dial("ana", "agent-01", desk.ids["T2"], actor="web:ana")
+    with desk.node.db.session() as session:
+        placed = {
+            row.id: row.account_id for row in session.execute(select(ContactAttempt.id, ContactAttempt.account_id))
+        }
+    assert placed == {found.attempt_id: desk.ids["T3"], mine.attempt_id: desk.ids["T2"]}

@@ -101,6 +101,7 @@ class PreviewOffers:
         self._held: dict[str, int] = {}  #: agent -> the account reserved for it (offer being built or shown)
         self._shown: dict[str, tuple[Offer, WorkspaceEvent]] = {}  #: agent -> its offer, as published
         self._dialing: dict[str, int] = {}  #: agent -> its call not connected nor ended yet
+        self._calling: dict[str, int] = {}  #: agent -> the account of that call
         self._passed: dict[str, dict[int, datetime]] = {}  #: agent -> accounts not offered to it until then
         hub.listen(self._heard)
 
@@ -172,7 +173,8 @@ class PreviewOffers:
     def dial(self, agent: str, extension: str, account_id: int, *, actor: str) -> CallRequest:
         """Place the agent's call to ``account_id`` (the one offered to it, at the number shown; or one it found)
         through the gate and the dialer, the answered call connected to ``extension``; its offer is released.
-        Raises :class:`WorkspaceError` while the agent has a call on screen or ringing,
+        Raises :class:`WorkspaceError` while the agent has a call on screen or ringing, or for an account offered
+        to another agent or being called for one (a paused agent may still call an account it found),
         :class:`~cartera.contact.targets.Denied` (the gate's reason and next allowed time) or :class:`UsageError`
         when it cannot be placed: that account is passed over and the next one offered."""
         status = self.hub.roster.get(agent)
@@ -182,7 +184,9 @@ class PreviewOffers:
             ringing = self._dialing.get(agent)
             if ringing is not None:
                 raise WorkspaceError("account", f"call {ringing} is still ringing" if ringing > 0 else "calling")
-            self._dialing[agent] = _PLACING
+            if self._taken(account_id, agent):
+                raise WorkspaceError("account", f"account {account_id} is held for another agent's call")
+            self._dialing[agent], self._calling[agent] = _PLACING, account_id
             shown = self._shown.get(agent)
         phone = shown[0].phone if shown and shown[0].account_id == account_id else None
         self._withdraw(agent, "called")
@@ -193,7 +197,7 @@ class PreviewOffers:
             call = self.calls.place_call(phone=phone, account=account_id, actor=actor, agent=extension)
         except (Denied, UsageError):
             with self._lock:
-                self._dialing.pop(agent, None)
+                self._stop_dialing(agent)
                 self._pass(agent, account_id)
             if held:
                 self._safely(self.hub.roster.release_own_call, agent)
@@ -201,7 +205,7 @@ class PreviewOffers:
             raise
         except BaseException:
             with self._lock:
-                self._dialing.pop(agent, None)
+                self._stop_dialing(agent)
             if held:
                 self._safely(self.hub.roster.release_own_call, agent)
             raise
@@ -262,7 +266,7 @@ class PreviewOffers:
                 return
             if state == AgentState.ON_CALL.value:
                 with self._lock:
-                    self._dialing.pop(event.agent, None)
+                    self._stop_dialing(event.agent)
             self._withdraw(event.agent, str(state))
         elif event.kind == CALL_ENDED:
             attempt = event.data.get("attempt_id")
@@ -271,12 +275,22 @@ class PreviewOffers:
             if agent is not None and isinstance(attempt, int):
                 self._call_ended(agent, attempt)
 
+    def _taken(self, account_id: int, agent: str) -> bool:
+        """Under the lock: ``account_id`` is offered to another agent than ``agent``, or being called for one."""
+        reserved = (*self._held.items(), *self._calling.items())
+        return any(other != agent and taken == account_id for other, taken in reserved)
+
+    def _stop_dialing(self, agent: str) -> None:
+        """Under the lock: the agent's call is connected, ended or was not placed."""
+        self._dialing.pop(agent, None)
+        self._calling.pop(agent, None)
+
     def _call_ended(self, agent: str, attempt_id: int) -> None:
         """The agent's call ended without reaching it (not answered, busy, failed): told why, offered the next."""
         with self._lock:
             if self._dialing.get(agent) != attempt_id:
                 return
-            del self._dialing[agent]
+            self._stop_dialing(agent)
         with self.db.reading() as session:
             outcome = session.scalar(select(ContactAttempt.outcome).where(ContactAttempt.id == attempt_id))
         self.hub.publish(
