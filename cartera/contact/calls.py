@@ -23,7 +23,7 @@ from cartera.core.adapters import Dialer
 from cartera.core.audit import audit
 from cartera.core.clock import Clock
 from cartera.core.config import CampaignConfig
-from cartera.core.errors import DialerUnavailable, UsageError
+from cartera.core.errors import DialerUnavailable, UnknownAgent, UsageError
 from cartera.core.hooks import Hooks
 from cartera.core.logs import event
 from cartera.core.models import (
@@ -88,6 +88,7 @@ class CallService:
             checked = self.dialer().check()
             if not checked.ok:
                 raise DialerUnavailable(f"the dialer cannot place {agent}'s call now: {checked.detail}")
+            _refuse_unknown_agent(self.dialer(), agent)
         now = self.clock.now()
         with self.db.session() as session:
             target = self.targets.find(session, Channel.CALL, phone, account, at=now, lock=True)
@@ -369,3 +370,10 @@ class CallService:
     def _defer(self, account: Account | None, decision: Decision, now: datetime) -> None:
         if account is not None:
             account.next_contact_at = decision.next_allowed_at or now + timedelta(days=1)
+
+
+def _refuse_unknown_agent(dialer: Dialer[Any], agent: str) -> None:
+    """Raise :class:`UnknownAgent`, recording nothing, for an agent a dialer that tells its agents
+    (``reports_seats``) does not serve: the call could never reach it, nor count for the law."""
+    if dialer.capabilities.reports_seats and agent not in {seat.agent for seat in dialer.seats()}:
+        raise UnknownAgent(f"the dialer serves no agent {agent!r}: its call is not placed")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, Response
 
 from cartera.contact.targets import Denied
-from cartera.core.errors import UsageError
+from cartera.core.errors import UnknownAgent, UsageError
 from cartera.portfolio.identity import code_problem
 from cartera.users.directory import User
 from cartera.web.agent_pages import signed_in_agent
@@ -58,6 +58,8 @@ def preview_router(web: Web) -> APIRouter:
             return refusal(409, exc.field, str(exc))
         except (WorkspaceError, UsageError) as exc:  # a call on screen or ringing; a dialer that cannot target agents
             return refusal(409, "account", str(exc))
+        except UnknownAgent as exc:  # the agent's extension is no agent of the dialer's: nothing recorded
+            return refusal(409, "extension", str(exc))
         return JSONResponse({"attempt_id": call.attempt_id}, status_code=202)
 
     @router.post("/agent/offer/skip", include_in_schema=False)
