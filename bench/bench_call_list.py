@@ -3,14 +3,17 @@ its pacers, agents, ringing, talk and wrap-up), with a list of debtors instead o
 
 Each debtor has one number, a balance (log-normal around 1,000,000), a reach of its own (log-normal spread around
 ``--answer-rate``), an hour profile (morning, flat or evening: the same 8 hours weighted differently) and a chance
-that whoever answers is the debtor (0.9 for 70% of numbers, 0.3 for the rest: a relative's or a work line). A debtor
-is called at most 3 times a day, 2 hours apart, and not again that day once reached (a right-party contact).
+that whoever answers is the debtor (0.9 for 70% of numbers, 0.3 for the rest: a relative's or a work line), and days
+past due (``DUE_MIX``): the chance that a debtor reached promises to pay falls with them (``PAYMENT``). A debtor is
+called at most 3 times a day, 2 hours apart, and not again that day once reached (a right-party contact).
 
 ``fifo`` calls the longest due first, as the campaign did; ``value`` is :func:`cartera.contact.listing.rank` with a
 :class:`cartera.contact.reach.ReachModel` learned from ``--history`` earlier days on the same weekday (worked FIFO,
-the same for both) and, online, from the day's own calls, every due debtor scored again each hour and every 15
-simulated minutes (the campaign's ``relearn_minutes``). The measured day is the next one; both orders run it with the
-same pacer (``--pacer``: Cartera's predictive, or progressive) and seed. Usage::
+the same for each) and, online, from the day's own calls, every due debtor scored again each hour and every 15
+simulated minutes (the campaign's ``relearn_minutes``); ``segment`` is the same with the listing's P(payment |
+segment) term (``payment_by_segment`` set to ``PAYMENT``, as a creditor who knows its curve would). The measured day
+is the next one; each order runs it with the same pacer (``--pacer``: Cartera's predictive, or progressive) and
+seed. Usage::
 
     .venv/bin/python bench/bench_call_list.py --agents 50 --answer-rate 0.3 --hours 8 [--json]
 """
@@ -26,7 +29,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from bench_pacing import START, TALK_MEAN, TALK_SIGMA, CallCentre, Kind, Scenario, lognormal
@@ -34,6 +37,8 @@ from bench_pacing import START, TALK_MEAN, TALK_SIGMA, CallCentre, Kind, Scenari
 from cartera.contact.listing import Candidate, rank
 from cartera.contact.pacing import LiveCallSettled, Pacer, PredictivePacer, ProgressivePacer
 from cartera.contact.reach import ReachModel
+from cartera.contact.segments import Segment, segment_of
+from cartera.core.config import ListingConfig
 
 PROFILES = (
     (1.5, 1.4, 1.2, 1.0, 0.8, 0.7, 0.6, 0.5),  # morning
@@ -46,7 +51,17 @@ MAX_TRIES, RETRY_S = 3, 2 * 3600.0
 RESCORE_S = 15 * 60.0  #: the campaign's ``listing.relearn_minutes``: scores are kept that long (and per hour)
 DAY_S = 86_400.0
 MONDAY = datetime(2026, 11, 23, tzinfo=UTC)
-PROMISE = 0.25
+#: P(a debtor reached promises to pay | days past due): falling with the days, about 0.26 over the population.
+PAYMENT: dict[Segment, float] = {"1-30": 0.40, "31-60": 0.30, "61-90": 0.22, "91-180": 0.14, "180+": 0.07}
+#: The population's days past due: each segment's share, its days drawn evenly within it (180+: to 720).
+DUE_MIX: tuple[tuple[int, int, float], ...] = (
+    (1, 30, 0.35),
+    (31, 60, 0.20),
+    (61, 90, 0.15),
+    (91, 180, 0.15),
+    (181, 720, 0.15),
+)
+ORDERS = {"fifo": None, "value": ListingConfig(), "segment": ListingConfig(payment_by_segment=PAYMENT)}
 
 
 @dataclass
@@ -57,6 +72,7 @@ class Debtor:
     reach: float
     profile: tuple[float, ...]
     right_party: float
+    due_on: date
     last_called: float = -math.inf  #: absolute simulated seconds
     tries: int = 0
     due_at: float = 0.0
@@ -80,7 +96,7 @@ class Day:
 
 
 def candidate(debtor: Debtor) -> Candidate:
-    return Candidate(debtor.id, str(debtor.id), debtor.balance, "COP", (debtor.phone,), UTC)
+    return Candidate(debtor.id, str(debtor.id), debtor.balance, "COP", (debtor.phone,), UTC, due_on=debtor.due_on)
 
 
 def population(agents: int, answer_rate: float, seed: int) -> list[Debtor]:
@@ -90,7 +106,9 @@ def population(agents: int, answer_rate: float, seed: int) -> list[Debtor]:
         reach = answer_rate * math.exp(rng.gauss(-REACH_SIGMA * REACH_SIGMA / 2, REACH_SIGMA))
         balance = Decimal(round(1_000_000 * math.exp(rng.gauss(-0.5, 1.0))))
         right_party = 0.9 if rng.random() < 0.7 else 0.3
-        debtors.append(Debtor(n, f"+57300{n:07d}", balance, reach, rng.choice(PROFILES), right_party))
+        low, high, _ = rng.choices(DUE_MIX, [share for _, _, share in DUE_MIX])[0]
+        due_on = MONDAY.date() - timedelta(days=rng.randint(low, high))
+        debtors.append(Debtor(n, f"+57300{n:07d}", balance, reach, rng.choice(PROFILES), right_party, due_on))
     return debtors
 
 
@@ -113,18 +131,21 @@ class ListCallCentre(CallCentre):
         return int(self.now // 3600)  # Monday: the hour of the week is the hour of the day
 
     def key(self, debtor: Debtor) -> float:
-        """fifo: when last called (never first); value: minus the expected value the campaign's rank gives."""
-        if self.day.order == "fifo":
+        """fifo: when last called (never first); value, segment: minus the expected value the campaign's rank gives."""
+        config = ORDERS[self.day.order]
+        if config is None:
             return debtor.last_called
-        return -rank([candidate(debtor)], self.day.model, self.moment())[0].value
+        return -rank([candidate(debtor)], self.day.model, self.moment(), config)[0].value
 
     def next_debtor(self) -> Debtor | None:
         day, now = self.day, self.now
         while day.retries and day.retries[0][0] <= now:
             _, debtor_id = heapq.heappop(day.retries)
             heapq.heappush(day.due, (self.key(day.debtors[debtor_id]), debtor_id))
-        if day.order == "value" and (now - day.scored_at >= RESCORE_S or self.hour() != day.scored_hour):
-            picks = rank([candidate(day.debtors[debtor_id]) for _, debtor_id in day.due], day.model, self.moment())
+        config = ORDERS[day.order]
+        if config is not None and (now - day.scored_at >= RESCORE_S or self.hour() != day.scored_hour):
+            due = [candidate(day.debtors[debtor_id]) for _, debtor_id in day.due]
+            picks = rank(due, day.model, self.moment(), config)
             day.due = [(-pick.value, pick.account_id) for pick in picks]
             heapq.heapify(day.due)
             day.scored_at, day.scored_hour = now, self.hour()
@@ -176,7 +197,8 @@ class ListCallCentre(CallCentre):
         self.day.model.observe(debtor.phone, self.hour(), reached=reached)
         if reached:
             self.rpc += 1
-            self.promises += self.rng.random() < PROMISE
+            days = (self.moment().date() - debtor.due_on).days
+            self.promises += self.rng.random() < PAYMENT[segment_of(days) or "1-30"]
             self.day.balance_reached += debtor.balance
             debtor.done = True
         self.retry(debtor)
@@ -220,7 +242,7 @@ def compare(scenario: Scenario, history: int, pacer: str = "cartera") -> list[Ro
         run_day(earlier, debtors, "fifo", learned, week=week, pacer=pacer)
     rows = []
     agent_hours = scenario.agents * scenario.hours
-    for order in ("fifo", "value"):
+    for order in ORDERS:
         started = time.process_time()
         centre = run_day(scenario, copy.deepcopy(debtors), order, copy.deepcopy(learned), week=history, pacer=pacer)
         result = centre.result(time.process_time() - started)
@@ -256,22 +278,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.agents < 1 or not 0.0 < args.answer_rate < 1.0 or not 0 < args.hours <= 8 or args.history < 0:
         parser.error("--agents at least 1, --answer-rate between 0 and 1, --hours 0 to 8, --history 0 or more")
-    fifo, value = compare(Scenario(args.agents, args.answer_rate, args.hours, args.seed), args.history, args.pacer)
-    for row in (fifo, value):
+    rows = compare(Scenario(args.agents, args.answer_rate, args.hours, args.seed), args.history, args.pacer)
+    for row in rows:
         if args.json:
             print(json.dumps(asdict(row)), flush=True)
             continue
         print(
-            f"{row.agents:>4} agents {row.answer_rate:>4.0%} answer  {row.pacer:<11} {row.order:<6}"
+            f"{row.agents:>4} agents {row.answer_rate:>4.0%} answer  {row.pacer:<11} {row.order:<7}"
             f" occupancy {row.occupancy:6.1%}  abandoned {row.abandon_rate:5.2%}"
             f"  RPC/agent-h {row.rpc_per_agent_hour:5.2f}  promises/agent-h {row.promises_per_agent_hour:5.2f}"
             f"  balance reached/agent-h {row.balance_reached_per_agent_hour:>12,}  ({row.dials} dials)",
             flush=True,
         )
     if not args.json:
-        rpc = value.rpc_per_agent_hour / max(fifo.rpc_per_agent_hour, 1e-9)
-        balance = value.balance_reached_per_agent_hour / max(fifo.balance_reached_per_agent_hour, 1)
-        print(f"value / fifo: right-party contacts per agent-hour {rpc:.2f}x, balance reached {balance:.2f}x")
+        fifo = rows[0]
+        for row in rows[1:]:
+            rpc = row.rpc_per_agent_hour / max(fifo.rpc_per_agent_hour, 1e-9)
+            promises = row.promises_per_agent_hour / max(fifo.promises_per_agent_hour, 1e-9)
+            balance = row.balance_reached_per_agent_hour / max(fifo.balance_reached_per_agent_hour, 1)
+            print(
+                f"{row.order} / fifo: right-party contacts per agent-hour {rpc:.2f}x, promises {promises:.2f}x,"
+                f" balance reached {balance:.2f}x"
+            )
 
 
 if __name__ == "__main__":

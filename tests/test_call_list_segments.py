@@ -87,6 +87,27 @@ def test_rank_says_the_days_past_due_and_gives_each_segment_its_quota() -> None:
     assert (not_due.segment, not_due.why.endswith("; 0 days past due")) == (None, True)
 
 
+def test_rank_weighs_each_account_by_its_segments_chance_of_payment() -> None:
+    """P(payment | segment): 900,000 at 200 days past due (7%) is worth less than 300,000 at 10 days (40%); an
+    account not past due counts at the mean chance given; without the setting, balance alone orders them."""
+    today = MONDAY_10.date()
+    recent, old = (
+        _candidate(1, 300_000, today - timedelta(days=10)),
+        _candidate(2, 900_000, today - timedelta(days=200)),
+    )
+    not_due = _candidate(3, 100_000, None)
+    config = ListingConfig(payment_by_segment={"1-30": 0.4, "180+": 0.07})
+    assert [pick.ref for pick in rank([old, recent, not_due], ReachModel(), MONDAY_10)] == ["C-2", "C-1", "C-3"]
+    ranked = rank([old, recent, not_due], ReachModel(), MONDAY_10, config)
+    assert [pick.ref for pick in ranked] == ["C-1", "C-2", "C-3"]
+    per_peso = {pick.ref: pick.value / balance for pick, balance in zip(ranked, (3e5, 9e5, 1e5), strict=True)}
+    assert per_peso["C-2"] / per_peso["C-1"] == pytest.approx(0.07 / 0.4)
+    assert per_peso["C-3"] / per_peso["C-1"] == pytest.approx((0.4 + 0.07) / 2 / 0.4)
+    assert "x P(payment) 0.40; 10 days past due (tramo 1-30)" in ranked[0].why
+    with pytest.raises(ValidationError, match="segment '31-60': a chance of payment is above 0 and at most 1"):
+        ListingConfig.model_validate({"payment_by_segment": {"31-60": 1.5}})
+
+
 def test_the_campaign_queue_works_the_segments_by_their_quotas(tmp_path: Path, open_node: Callable[..., Node]) -> None:
     """Days past due from the creditor's file, the segment's quota in the site's config, the queue's order."""
     path = write_sites(tmp_path, extra='\n[sites.t.campaign.listing]\nsegment_quotas = { "1-30" = 0.5 }\n')

@@ -108,9 +108,10 @@ def risk_weight(score: float | None, config: ListingConfig) -> float:
 def rank(
     candidates: Iterable[Candidate], model: ReachModel, now: datetime, config: ListingConfig | None = None
 ) -> list[Pick]:
-    """Broken promises first, then by expected value (times the creditor's risk score's :func:`risk_weight`),
-    highest first (ties: the order given), each segment of days past due given its share of the value-ordered
-    places by ``config``'s quotas (:func:`cartera.contact.segments.by_quota`)."""
+    """Broken promises first, then by expected value (times the creditor's risk score's :func:`risk_weight` and
+    the segment's chance of payment, ``config.payment_chance``), highest first (ties: the order given), each
+    segment of days past due given its share of the value-ordered places by ``config``'s quotas
+    (:func:`cartera.contact.segments.by_quota`)."""
     config = config or ListingConfig()
     picks = []
     for candidate in candidates:
@@ -118,19 +119,21 @@ def rank(
         reach = model.reach(candidate.phones[0], hour) if candidate.phones else None
         probability = reach.probability if reach else 0.0
         weight = risk_weight(candidate.risk_score, config)
-        value = float(candidate.balance) * probability * weight
+        days = (now.astimezone(candidate.zone).date() - candidate.due_on).days if candidate.due_on else None
+        segment = segment_of(days)
+        payment = config.payment_chance(segment)
+        value = float(candidate.balance) * probability * weight * payment
         why = f"{candidate.balance} {candidate.currency} x " + (
             f"{reach.explain()} at {week_hour_label(hour)} on {candidate.phones[0]}" if reach else "no number"
         )
         if weight != 1.0:
             why += f" x{weight:.2f} (risk score {candidate.risk_score:g})"
+        if config.payment_by_segment:
+            why += f" x P(payment) {payment:.2f}"
         priority = Priority.BROKEN_PROMISE if candidate.broken_promise else Priority.VALUE
         if candidate.broken_promise:
             why = f"broken promise; {why}"
-        segment = None
-        if candidate.due_on is not None:
-            days = (now.astimezone(candidate.zone).date() - candidate.due_on).days
-            segment = segment_of(days)
+        if days is not None:
             why += f"; {max(days, 0)} days past due" + (f" (tramo {segment})" if segment else "")
         picks.append(Pick(candidate.account_id, candidate.ref, priority, value, why, segment=segment))
     ranked = sorted(picks, key=lambda pick: (pick.priority, -pick.value))

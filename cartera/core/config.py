@@ -71,7 +71,7 @@ class ClockConfig(_Section):
 class ListingConfig(_Section):
     """Which due accounts the campaign calls first (:mod:`cartera.contact.listing`): callbacks at their time, then
     broken promises, then ``value`` (balance x P(reaching the debtor now), learned from the last ``history_days`` of
-    calls) or ``fifo`` (longest due first)."""
+    calls, x P(payment | segment) when ``payment_by_segment`` is set) or ``fifo`` (longest due first)."""
 
     order: Literal["value", "fifo"] = "value"
     #: How many due accounts are ranked each tick (the longest due first).
@@ -94,6 +94,27 @@ class ListingConfig(_Section):
         if sum(value.values()) > 1 + 1e-9:
             raise ValueError(f"the segments' quotas add up to {sum(value.values()):g}: at most 1")
         return value
+
+    #: P(payment | segment): an account's expected value is multiplied by its segment's chance that a debtor reached
+    #: pays (or promises), e.g. {"1-30" = 0.4, "180+" = 0.07}; an account past due in a segment without one, or not
+    #: past due, counts at the mean of those given. Empty (the default): no such term.
+    payment_by_segment: dict[Segment, float] = Field(default_factory=dict)
+
+    @field_validator("payment_by_segment")
+    @classmethod
+    def _chances(cls, value: dict[Segment, float]) -> dict[Segment, float]:
+        for segment, chance in value.items():
+            if not 0 < chance <= 1:
+                raise ValueError(f"segment {segment!r}: a chance of payment is above 0 and at most 1")
+        return value
+
+    def payment_chance(self, segment: Segment | None) -> float:
+        """The ``payment_by_segment`` term of an account of ``segment`` (1 without that setting)."""
+        chances = self.payment_by_segment
+        if not chances:
+            return 1.0
+        found = chances.get(segment) if segment is not None else None
+        return found if found is not None else sum(chances.values()) / len(chances)
 
     #: How the creditor's risk score (its files' risk_score column) weighs an account's expected value: "ignore";
     #: "higher_pays" (a higher score, a likelier payment) or "lower_pays": value x (0.5 + the score scaled to 0-1
