@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import logging
 import multiprocessing
+import os
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -23,9 +25,10 @@ from cartera.core.store.database import Database
 from cartera.core.store.schema import WebSession
 from cartera.node import Node
 from cartera.users.directory import UserDirectory
-from cartera.users.sessions import FREE_TRIES, LoginThrottler
+from cartera.users.sessions import FREE_TRIES, LoginThrottler, SessionStore
 from cartera.web.app import PAGE_BODY_LIMIT, build_app
 from cartera.web.server import WebServer
+from cartera.web.workers import NICENESS
 from tests.browser.seed import PASSWORD, seed
 from tests.conftest import write_sites
 from tests.peers.net import free_port
@@ -340,6 +343,33 @@ def test_a_shed_request_writes_nothing_to_the_store(
     finally:
         release.set()
         node.close()
+
+
+def thread_priority() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="only Linux sets a thread's priority on its own")
+def test_a_sign_in_hashes_below_the_nodes_priority_and_writes_at_it(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A low-priority thread holding SQLite's write lock would hold up the scheduled jobs while the CPU is busy."""
+    seen: dict[str, int] = {}
+    authenticate, create = UserDirectory.authenticate, SessionStore.create
+
+    def hashing(directory: UserDirectory, name: str, password: str) -> object:
+        seen["hash"] = thread_priority()
+        return authenticate(directory, name, password)
+
+    def storing(store: SessionStore, user_id: int) -> object:
+        seen["store"] = thread_priority()
+        return create(store, user_id)
+
+    monkeypatch.setattr(UserDirectory, "authenticate", hashing)
+    monkeypatch.setattr(SessionStore, "create", storing)
+    with served(site.node) as port:
+        assert post_login(port, "ana", PASSWORD) == 303
+    assert seen == {"hash": min(thread_priority() + NICENESS, 19), "store": thread_priority()}
 
 
 def test_a_burst_of_sign_ins_skips_no_scheduled_job(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def signin_router(web: Web) -> APIRouter:
         if locked is not None:
             web.audit(anonymous(request), "web.login_throttled", f"user:{user}", until=locked.isoformat())
             return _login_page(request, "login.throttled", 429, until=f"{locked:%H:%M:%S}")
-        found = web.users.authenticate(user, password)
+        found = web.workers.low_priority(lambda: web.users.authenticate(user, password))
         if found is None:
             web.throttle.failed(user, address)
             web.audit(anonymous(request), "web.login_failed", f"user:{user}")

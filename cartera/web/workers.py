@@ -1,7 +1,8 @@
-"""The pages' blocking work (password hashing, searches, fetches) runs in a small pool of low-priority threads,
-with at most ``queue`` requests waiting; beyond that the pages answer 503 at once, writing nothing to the store
-(the log counts them). A burst of sign-ins can take neither the CPU nor the store from the node's scheduled jobs
-(campaign tick, archival)."""
+"""The pages' blocking work (sign-ins, searches, fetches) runs in a small pool of threads, with at most ``queue``
+requests waiting; beyond that the pages answer 503 at once, writing nothing to the store (the log counts them).
+Password hashing, the CPU-heavy part, runs on low-priority threads of its own that hold no store lock: a low
+priority thread holding SQLite's write lock would keep the scheduled jobs waiting whenever the CPU is busy. A burst
+of sign-ins can take neither the CPU nor the store from the node's scheduled jobs (campaign tick, archival)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 R = TypeVar("R")
 RETRY_AFTER_S = 2
-NICENESS = 10  #: the workers' scheduling priority below the node's own threads (Linux: per thread)
+NICENESS = 10  #: the hashing threads' scheduling priority below the node's own threads (Linux: per thread)
 
 
 class Overloaded(Exception):
@@ -26,7 +27,8 @@ class Overloaded(Exception):
 class WorkerPool:
     def __init__(self, size: int, queue: int) -> None:
         self._admitted = threading.BoundedSemaphore(size + queue)
-        self._pool = ThreadPoolExecutor(size, thread_name_prefix="cartera-web-worker", initializer=_lower_priority)
+        self._pool = ThreadPoolExecutor(size, thread_name_prefix="cartera-web-worker")
+        self._hashing = ThreadPoolExecutor(size, thread_name_prefix="cartera-web-hashing", initializer=_lower_priority)
 
     def run(self, work: Callable[[], R]) -> R:
         """``work``'s result, computed by a worker; raises :class:`Overloaded` when the queue is full."""
@@ -36,6 +38,11 @@ class WorkerPool:
             return self._pool.submit(work).result()
         finally:
             self._admitted.release()
+
+    def low_priority(self, work: Callable[[], R]) -> R:
+        """``work``'s result, computed on a low-priority thread: CPU-heavy work (a password hash) that must not
+        hold a store lock (a worker waits for it)."""
+        return self._hashing.submit(work).result()
 
     def pooled(self, endpoint: Callable[P, R]) -> Callable[P, R]:
         """``endpoint`` (a blocking route) run through :meth:`run`."""
