@@ -89,10 +89,11 @@ class HeldReports:
         written = 0
         while True:
             with self._lock:
-                if not self._held:
+                if not self._held:  # said before waiters wake, so they find it logged
+                    event(log, "store.reports_written", count=written, after_s=round(time.monotonic() - began, 1))
                     self._writer = None
                     self._emptied.notify_all()
-                    break
+                    return
                 what, write = self._held[0]
             try:
                 write()
@@ -105,4 +106,3 @@ class HeldReports:
                 if self._held and self._held[0][1] is write:  # not dropped by close() meanwhile
                     self._held.popleft()
             written += 1
-        event(log, "store.reports_written", count=written, after_s=round(time.monotonic() - began, 1))
