@@ -25,6 +25,7 @@ from cartera.core.models import AgentConnected
 from cartera.core.store.schema import AuditEntry
 from cartera.node import Node
 from cartera.portfolio.identity import PortfolioKey
+from cartera.runtime import jobs
 from cartera.runtime.context import NodeContext
 from cartera.users.directory import Grant, Role, UserDirectory
 from cartera.web import agent_pages, sse, wallboard
@@ -76,6 +77,14 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
         node.stop()
         runner.join(30)
         node.close()
+
+
+@pytest.fixture
+def swept_often(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Site:
+    """The site, its node looking for calls their agents left every 0.5 s rather than every 5."""
+    monkeypatch.setattr(jobs, "WORKSPACE_SWEEP_S", 0.5)
+    started: Site = request.getfixturevalue("site")
+    return started
 
 
 def signed_in(base: str, user: str) -> httpx.Client:
@@ -278,8 +287,9 @@ def test_agents_and_supervisors_each_see_only_their_pages(site: Site) -> None:
 
 
 def test_a_page_closed_mid_call_is_dispositioned_and_its_agent_paused(
-    site: Site, monkeypatch: pytest.MonkeyPatch
+    swept_often: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    site = swept_often
     roster = site.node.workspace.roster
     monkeypatch.setattr(roster, "gone_limit", timedelta(seconds=0.5))
     agent = signed_in(site.base, "ana")
@@ -310,8 +320,9 @@ def test_an_agent_the_dialer_refuses_stays_paused_and_is_told(site: Site) -> Non
 
 
 def test_an_agent_signing_out_mid_call_hears_no_more_and_the_call_is_dispositioned(
-    site: Site, monkeypatch: pytest.MonkeyPatch
+    swept_often: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    site = swept_often
     monkeypatch.setattr(sse, "SESSION_CHECK_S", 0.2)
     monkeypatch.setattr(sse, "KEEP_ALIVE_S", 0.2)
     roster = site.node.workspace.roster
