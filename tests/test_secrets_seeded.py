@@ -14,6 +14,7 @@ import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
@@ -181,7 +182,8 @@ def run_node(config: Path, seconds: float) -> tuple[subprocess.CompletedProcess[
 def test_no_output_of_a_site_with_seeded_secrets_carries_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = environment()
     outputs: dict[str, str] = {}
-    with echoing_ami() as ami:
+    with echoing_ami() as ami, ThreadPoolExecutor(1) as beside:
+        running = beside.submit(run_node, seeded_site(tmp_path / "running", None), 15)  # meanwhile, the CLI runs
         site = seeded_site(tmp_path / "site", ami.port)
         _report_the_spool(site, env, monkeypatch)
         for args in (
@@ -193,9 +195,6 @@ def test_no_output_of_a_site_with_seeded_secrets_carries_them(tmp_path: Path, mo
             result = run_site(site, *args, env=env)
             assert result.returncode == 1, result.stderr
             outputs[" ".join(args)] = result.stdout + result.stderr
-        ran, answers = run_node(seeded_site(tmp_path / "running", None), 15)
-        outputs["run"] = ran.stdout + ran.stderr
-        outputs |= {f"web answer {n}": answer for n, answer in enumerate(answers)}
         store = "postgresql+psycopg://cartera:${SEEDED_DB_PASSWORD}" + f"@127.0.0.1:{free_port()}/cartera"
         unreachable = seeded_site(tmp_path / "store", ami.port, database=store)
         result = run_site(unreachable, "--debug", "--log-format", "json", "check", env=env)
@@ -208,6 +207,9 @@ def test_no_output_of_a_site_with_seeded_secrets_carries_them(tmp_path: Path, mo
         assert result.returncode == 2, result.stderr
         assert "percent-encoded" in result.stderr
         outputs["unencoded store"] = result.stdout + result.stderr
+        ran, answers = running.result()
+        outputs["run"] = ran.stdout + ran.stderr
+        outputs |= {f"web answer {n}": answer for n, answer in enumerate(answers)}
 
     assert "FAIL  dialer asterisk_ami" in outputs["check"]
     assert "Secret: ***" in outputs["check"]  # the AMI peer echoed it: the error paths were taken
