@@ -12,7 +12,7 @@ from functools import cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from cartera.core.errors import NotFound, UsageError
 from cartera.core.store.database import Database
@@ -137,9 +137,8 @@ class UserDirectory:
             if holder is not None:
                 raise UsageError(f"user name {name!r} is the extension of user {holder!r}")
             if extension is not None:
-                holder = session.scalar(select(WebUser.name).where(WebUser.extension == extension))
-                if holder is not None:
-                    raise UsageError(f"extension {extension!r} is user {holder!r}'s already")
+                for site in dict.fromkeys(grant.site for grant in grants):
+                    _free_at(session, site, extension, name)
                 if session.scalar(select(WebUser.id).where(WebUser.name == extension)) is not None:
                     raise UsageError(f"extension {extension!r}: user {extension!r} is named so")
             row = WebUser(
@@ -163,6 +162,8 @@ class UserDirectory:
                 raise NotFound(f"no user {name!r}")
             if row.role == Role.ADMIN and not all(_whole(grant) for grant in grants):
                 raise UsageError(f"user {name!r}: {ADMIN_SEES_ALL}")
+            if row.extension is not None and grants:
+                _free_at(session, site, row.extension, name)
             row.grants = [grant for grant in row.grants if grant.site != site]
             session.flush()
             row.grants.extend(_rows(grants))
@@ -214,6 +215,30 @@ class UserDirectory:
             with self.db.session() as session:
                 session.execute(update(WebUser).where(WebUser.id == row.id).values(password_hash=rehashed))
         return _user(row)
+
+
+def site_agent(session: Session, site: str, extension: str) -> str | None:
+    """The enabled agent user granted ``site`` that holds ``extension`` there, else ``None``: a user of another
+    site of the store holding the same extension is not this site's seat."""
+    return session.scalar(
+        select(WebUser.name).where(
+            WebUser.extension == extension,
+            WebUser.role == Role.AGENT.value,
+            WebUser.disabled.is_(False),
+            WebUser.grants.any(WebGrant.site == site),
+        )
+    )
+
+
+def _free_at(session: Session, site: str, extension: str, name: str) -> None:
+    """Refuses ``extension`` for user ``name`` when another user granted ``site`` holds it (unique per site)."""
+    holder = session.scalar(
+        select(WebUser.name).where(
+            WebUser.extension == extension, WebUser.name != name, WebUser.grants.any(WebGrant.site == site)
+        )
+    )
+    if holder is not None:
+        raise UsageError(f"extension {extension!r} is user {holder!r}'s already at site {site!r}")
 
 
 def _whole(grant: Grant) -> bool:

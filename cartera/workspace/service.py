@@ -49,11 +49,10 @@ from cartera.core.store.schema import (
     DispositionRow,
     PromiseInstalment,
     PromiseRow,
-    WebUser,
 )
 from cartera.portfolio.export import add_activity, to_activity, unexported_call_activity
 from cartera.portfolio.identity import PortfolioKey, qualified
-from cartera.users.directory import Role
+from cartera.users.directory import site_agent
 from cartera.workspace import callbacks, promises
 from cartera.workspace.dispositions import BROWSER_CLOSED, WRAP_UP_TIMEOUT, CodeSpec, Flag, SavedDisposition
 from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, WorkspaceError
@@ -173,11 +172,7 @@ class WorkspaceService:
         (audited in ``session``). ``None`` when no such user holds the extension (a seat no page watches)."""
         if attempt.agent is None:
             return None
-        owner = session.scalar(
-            select(WebUser.name).where(
-                WebUser.extension == attempt.agent, WebUser.role == Role.AGENT.value, WebUser.disabled.is_(False)
-            )
-        )
+        owner = site_agent(session, self.site, attempt.agent)
         if owner is not None:
             audit(
                 session,
@@ -365,15 +360,16 @@ class WorkspaceService:
     def _check_agent(
         self, session: Session, attempt: ContactAttempt, agent: str, within: frozenset[PortfolioKey] | None
     ) -> None:
-        """The call is the agent's: connected to its extension (never matched by its user name, which may be
-        another agent's extension) and of a portfolio it sees; one refusal for every case, telling nothing."""
-        extension = session.scalar(select(WebUser.extension).where(WebUser.name == agent))
+        """The call is the agent's: connected to its extension, held by an enabled agent granted this site (never
+        matched by its user name, which may be another agent's extension), and of a portfolio it sees; one refusal
+        for every case, telling nothing."""
+        owner = site_agent(session, self.site, attempt.agent) if attempt.agent is not None else None
         account = attempt.account
         if account is None:
             visible = within is None
         else:
             visible = within is None or PortfolioKey(account.portfolio.creditor.code, account.portfolio.code) in within
-        if extension is None or attempt.agent != extension or not visible:
+        if owner != agent or not visible:
             raise _not_yours(attempt.id, agent)
 
     def _existing(self, session: Session, attempt_id: int) -> SavedDisposition | None:

@@ -327,8 +327,9 @@ class WebUser(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    #: An agent's identity at the site's dialer (queue member interface, SIP agent, simulator seat); 0011_workspace
-    extension: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    #: An agent's identity at the site's dialer (queue member interface, SIP agent, simulator seat); 0011_workspace.
+    #: Unique among the users of each site (the directory checks it; 0017_extension_per_site)
+    extension: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     grants: Mapped[list[WebGrant]] = relationship(cascade="all, delete-orphan", order_by="WebGrant.id")
 
