@@ -48,6 +48,8 @@ class EchoingAmi:
                     connection.sendall(answer.encode())
 
     def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept: closing alone does not
         self._server.close()
         self._accepting.join(5)
         for connection in self._connections:
