@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import re
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from cartera.core.store.database import Database
 from cartera.core.store.schema import AuditEntry
 
 SYSTEM = "system"
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def os_user() -> str:
@@ -24,7 +26,24 @@ def os_user() -> str:
 
 
 def audit(session: Session, *, at: datetime, site: str, actor: str, action: str, subject: str, **details: Any) -> None:
-    session.add(AuditEntry(at=at, site=site, actor=actor, action=action, subject=subject, details=details))
+    """One entry; control characters in its texts (a request's path, a name someone typed) stored escaped: a NUL
+    is no text PostgreSQL stores, and the others would act on the terminal that shows the log."""
+    session.add(
+        AuditEntry(
+            at=at, site=site, actor=_escaped(actor), action=action, subject=_escaped(subject), details=_escaped(details)
+        )
+    )
+
+
+def _escaped(value: Any) -> Any:
+    """``value`` with each C0 control character and DEL in its texts escaped (``\\x00``), at any depth."""
+    if isinstance(value, str):
+        return _CONTROL.sub(lambda found: repr(found[0])[1:-1], value)
+    if isinstance(value, dict):
+        return {key: _escaped(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escaped(item) for item in value]
+    return value
 
 
 class AuditLog:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -22,6 +22,7 @@ from cartera.web.agent_pages import agent_router
 from cartera.web.context import SignInRequired, Viewer, Web, WebError, anonymous, refusal
 from cartera.web.health import health_router
 from cartera.web.i18n import translate
+from cartera.web.nul_guard import REFUSED, NulInRequest, refuse_nul
 from cartera.web.pages import pages_router
 from cartera.web.preview import preview_router
 from cartera.web.server import Tally
@@ -51,7 +52,13 @@ log = logging.getLogger("cartera.web")
 def build_app(services: WebServices) -> FastAPI:
     """The app of one site's node, given its services (never the node). Plugin routes live under
     ``/plugins/{kind}``; the supervisors' pages, ``/healthz`` and ``/metrics`` are core's."""
-    app = FastAPI(title=f"Cartera node {services.site}", version="1", docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title=f"Cartera node {services.site}",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(refuse_nul)],
+    )
     for kind, router in services.routers():
         app.include_router(router, prefix=f"{PLUGIN_PREFIX}/{kind}")
     web = Web(services)
@@ -90,6 +97,20 @@ def _answer_shed(app: FastAPI, answer: Callable[[Request, int, str, Viewer | Non
         response = answer(request, 503, "error.503", None)
         response.headers["Retry-After"] = f"{RETRY_AFTER_S}"
         return response
+
+
+def _answer_nul(
+    app: FastAPI, page: Callable[[Request], Response], audit_rejected: Callable[[Request, int, str], Viewer | None]
+) -> None:
+    """A request holding a NUL answers 400, audited: a JSON ``{field, error}`` for the workspace API and the agent's
+    page, else the error ``page``."""
+
+    @app.exception_handler(NulInRequest)
+    def nul(request: Request, _exc: NulInRequest) -> Response:
+        if request.url.path.startswith((API_PREFIX, AGENT_ROUTES)):
+            audit_rejected(request, 400, REFUSED)
+            return refusal(400, "request", REFUSED)
+        return page(request)
 
 
 def _handle_errors(app: FastAPI, web: Web) -> None:
@@ -140,6 +161,7 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
         return rejected(request, exc.status_code, str(exc.detail), key, dict(exc.headers or {}))
 
     _answer_shed(app, answer)
+    _answer_nul(app, lambda request: rejected(request, 400, REFUSED, "error.400", {}), audit_rejected)
 
     @app.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> Response:

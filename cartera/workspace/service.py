@@ -51,6 +51,7 @@ from cartera.core.store.schema import (
     PromiseRow,
 )
 from cartera.portfolio.export import add_activity, to_activity, unexported_call_activity
+from cartera.portfolio.files.values import escape_controls, has_control
 from cartera.portfolio.identity import PortfolioKey, qualified
 from cartera.users.directory import site_agent
 from cartera.workspace import callbacks, promises
@@ -153,7 +154,8 @@ class WorkspaceService:
         plan: tuple[Instalment, ...] = ()
         if reported.promised_amount is not None and reported.promised_date is not None:
             plan = (Instalment(reported.promised_amount, reported.promised_date),)
-        wanted = DispositionInput(result.attempt_id, reported.code.value, reported.note[:MAX_NOTE], plan)
+        note = escape_controls(reported.note)[:MAX_NOTE]  # a vendor's text: kept, its controls made visible
+        wanted = DispositionInput(result.attempt_id, reported.code.value, note, plan)
         try:
             return self._post(result.agent or DIALER, wanted, actor=result.agent or DIALER, source="dialer")
         except WorkspaceError as refused:
@@ -398,6 +400,8 @@ class WorkspaceService:
             raise WorkspaceError("code", f"{spec.code!r} is recorded by the workspace itself, not chosen")
         if len(wanted.note) > MAX_NOTE:
             raise WorkspaceError("note", f"{len(wanted.note)} characters, at most {MAX_NOTE}")
+        if has_control(wanted.note):
+            raise WorkspaceError("note", "holds a control, bidi or invisible format character")
         plan = wanted.promise
         if plan and Flag.PROMISE not in spec.flags:
             raise WorkspaceError("promise", f"code {spec.code!r} takes no promise to pay")

@@ -99,10 +99,15 @@ def has_c1_control(text: str) -> bool:
     return any("\x80" <= char <= "\x9f" for char in text)
 
 
+def has_control(value: str) -> bool:
+    """Whether ``value`` holds a character no free text may: a control, bidi or invisible format character."""
+    return _CONTROL.search(value) is not None
+
+
 def control_problem(value: str) -> str | None:
     """Why ``value`` (free text from a creditor: a name, a reference) is refused: it holds a control character,
     a bidi override or another invisible format character, named escaped (``None``: it holds none)."""
-    if _CONTROL.search(value) is None:
+    if not has_control(value):
         return None
     return (
         f"{value[:80]!r} holds a control character, bidi mark or invisible format character, which no name or "
