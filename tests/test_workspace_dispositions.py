@@ -135,14 +135,14 @@ def one(amount: str, due: date) -> tuple[Instalment, ...]:
 def test_a_promise_above_the_balance_is_refused_naming_the_amount(desk: Desk) -> None:
     error = refused(desk, desk.call(), "promise_to_pay", promise=one("1000000.01", desk.today() + timedelta(days=3)))
     assert error.field == "promise.amount"
-    assert str(error) == "promise.amount: 1000000.01 promised is more than the balance 1000000.00"
+    assert str(error) == "promise.amount: more than the balance 1000000.00"
 
 
 def test_a_promise_in_the_past_is_refused_naming_the_date(desk: Desk) -> None:
     yesterday = desk.today() - timedelta(days=1)
     error = refused(desk, desk.call(), "promise_to_pay", promise=one("100", yesterday))
     assert error.field == "promise.date"
-    assert f"{yesterday} is in the past" in str(error)
+    assert f"in the past (today is {desk.today()})" in str(error)
 
 
 def test_a_promise_beyond_the_portfolios_horizon_is_refused(tmp_path: Path, open_node: Callable[..., Node]) -> None:
@@ -158,7 +158,7 @@ def test_a_plan_names_the_instalment_at_fault(desk: Desk) -> None:
     plan = (Instalment(Decimal(100), start), Instalment(Decimal(100), start))
     error = refused(desk, desk.call(), "promise_to_pay", promise=plan)
     assert error.field == "promise.instalments[1].due"
-    assert "is not after the previous instalment's date" in str(error)
+    assert "not after the previous instalment's date" in str(error)
 
 
 def test_a_promise_code_without_a_promise_and_a_promise_on_another_code_are_refused(desk: Desk) -> None:

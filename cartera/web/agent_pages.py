@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from http import HTTPStatus
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -53,7 +54,8 @@ class DispositionForm(BaseModel):
 
 
 class StateRate:
-    """At most ``per_second`` state changes per agent in any second; past that, refused (429) until it slows."""
+    """At most ``per_second`` state changes (or refused dispositions) per agent in any second; past that, refused
+    (429) until it slows."""
 
     def __init__(self, per_second: int = STATE_CHANGES_PER_S, clock: Callable[[], float] | None = None) -> None:
         self.per_second, self._clock = per_second, clock
@@ -61,15 +63,24 @@ class StateRate:
         self._lock = threading.Lock()
 
     def allow(self, agent: str) -> bool:
+        """Counts one for ``agent`` unless it spent its second's allowance (then ``False``)."""
         now = self._clock() if self._clock else time.monotonic()
         with self._lock:
-            recent = self._recent[agent]
-            while recent and now - recent[0] >= 1.0:
-                recent.popleft()
-            if len(recent) >= self.per_second:
+            if self._spent(agent, now):
                 return False
-            recent.append(now)
+            self._recent[agent].append(now)
             return True
+
+    def spent(self, agent: str) -> bool:
+        """Whether ``agent`` spent its allowance in the last second (nothing counted)."""
+        with self._lock:
+            return self._spent(agent, self._clock() if self._clock else time.monotonic())
+
+    def _spent(self, agent: str, now: float) -> bool:
+        recent = self._recent[agent]
+        while recent and now - recent[0] >= 1.0:
+            recent.popleft()
+        return len(recent) >= self.per_second
 
 
 def agent_router(web: Web) -> APIRouter:
@@ -156,6 +167,7 @@ def agent_router(web: Web) -> APIRouter:
 
 def call_routes(router: APIRouter, web: Web, hub: WorkspaceHub) -> None:
     """The call on the agent's screen: its codes, the right party's confirmation, its disposition."""
+    refused = StateRate()  # refused dispositions: each may be an audit row, and a guess at a field
 
     @router.post("/agent/calls/{attempt_id}/right-party", include_in_schema=False)
     @web.workers.pooled
@@ -200,8 +212,11 @@ def call_routes(router: APIRouter, web: Web, hub: WorkspaceHub) -> None:
     def disposition(request: Request, attempt_id: str, form: Annotated[DispositionForm, Form()]) -> Response:
         viewer, _ = signed_in_agent(web, request)
         check_csrf(form.csrf, viewer.session.csrf)
+        name = viewer.user.name
+        if refused.spent(name):
+            return refusal(429, "disposition", f"more than {refused.per_second} refused dispositions in a second")
         if not _ID.fullmatch(attempt_id):
-            raise WebError(400, f"not a call id: {attempt_id[:20]!r}", "error.400")
+            raise WebError(400, "not a call id", "error.400")
         try:
             given = DispositionInput(
                 attempt_id=int(attempt_id),
@@ -212,8 +227,12 @@ def call_routes(router: APIRouter, web: Web, hub: WorkspaceHub) -> None:
                 line_type=_line_type(form.line_type),
             )
         except WorkspaceError as exc:
+            refused.allow(name)
             return refusal(400, exc.field, str(exc))
-        return _dispose(web, hub, viewer, given)
+        answer = _dispose(web, hub, viewer, given)
+        if answer.status_code >= HTTPStatus.BAD_REQUEST:
+            refused.allow(name)
+        return answer
 
 
 def signed_in_agent(web: Web, request: Request) -> tuple[Viewer, str]:
@@ -261,15 +280,15 @@ def _promise(amount: str, due: str) -> tuple[Instalment, ...]:
     if not amount and not due:
         return ()
     if not _AMOUNT.fullmatch(amount):
-        raise WorkspaceError("promise.amount", f"an amount like 1500.00 is needed, not {amount[:20]!r}")
+        raise WorkspaceError("promise.amount", "an amount like 1500.00 is needed")
     try:
         day = date.fromisoformat(due)
     except ValueError:
-        raise WorkspaceError("promise.due", f"a date YYYY-MM-DD is needed, not {due[:10]!r}") from None
+        raise WorkspaceError("promise.due", "a date YYYY-MM-DD is needed") from None
     try:
         return (Instalment(Decimal(amount.replace(",", ".")), day),)
     except InvalidOperation:
-        raise WorkspaceError("promise.amount", f"not an amount: {amount[:20]!r}") from None
+        raise WorkspaceError("promise.amount", "an amount like 1500.00 is needed") from None
 
 
 def _callback(web: Web, at: str, anyone: bool) -> CallbackRequest | None:
@@ -280,7 +299,7 @@ def _callback(web: Web, at: str, anyone: bool) -> CallbackRequest | None:
     try:
         local = datetime.fromisoformat(at)
     except ValueError:
-        raise WorkspaceError("callback.at", f"a time YYYY-MM-DDTHH:MM is needed, not {at[:20]!r}") from None
+        raise WorkspaceError("callback.at", "a time YYYY-MM-DDTHH:MM is needed") from None
     if local.tzinfo is None:
         local = local.replace(tzinfo=web.services.zone)
     return CallbackRequest(at=local, for_anyone=anyone)
@@ -292,7 +311,7 @@ def _line_type(text: str) -> LineType | None:
     try:
         return LineType(text)
     except ValueError:
-        raise WorkspaceError("line_type", f"one of {', '.join(LineType)}, not {text[:16]!r}") from None
+        raise WorkspaceError("line_type", f"one of {', '.join(LineType)}") from None
 
 
 #: The page's script reads its texts from here (the page never builds HTML from data: text only).

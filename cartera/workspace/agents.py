@@ -125,7 +125,7 @@ class AgentRoster:
         """No new call for the agent; a call on screen stays there (its disposition is still owed)."""
         reason = reason.strip()
         if not reason or len(reason) > MAX_REASON or not reason.isprintable():
-            raise UsageError(f"pause reason: 1 to {MAX_REASON} printable characters, not {reason[:80]!r}")
+            raise UsageError(f"pause reason: 1 to {MAX_REASON} printable characters")
         current = self.get(agent)
         if current.state in (AgentState.ON_CALL, AgentState.WRAP_UP):
             self._drive(agent, current.extension, reason)

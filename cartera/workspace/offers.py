@@ -160,7 +160,7 @@ class PreviewOffers:
         """The agent passes over its offer (``reason``: one of :data:`SKIP_REASONS`), audited; returns the next
         offer. The account is not offered to this agent again for ``skip_rest``."""
         if reason not in SKIP_REASONS:
-            raise WorkspaceError("reason", f"one of {', '.join(SKIP_REASONS)}, not {reason[:32]!r}")
+            raise WorkspaceError("reason", f"one of {', '.join(SKIP_REASONS)}")
         with self._lock:
             shown = self._shown.get(agent)
         if shown is None or shown[0].account_id != account_id:

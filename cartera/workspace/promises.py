@@ -86,24 +86,24 @@ def check_plan(plan: Sequence[Instalment], *, balance: Decimal, today: date, rul
     for position, instalment in enumerate(plan):
         amount = instalment.amount
         if not amount.is_finite() or amount <= 0:
-            raise WorkspaceError(_field(plan, position, "amount"), f"{amount} is not a positive amount")
+            raise WorkspaceError(_field(plan, position, "amount"), "not a positive amount")
         if amount != amount.quantize(CENT):
-            raise WorkspaceError(_field(plan, position, "amount"), f"{amount} has more decimals than cents")
+            raise WorkspaceError(_field(plan, position, "amount"), "more decimals than cents")
         due = instalment.due
         where = _field(plan, position, "due")
         if due < today:
-            raise WorkspaceError(where, f"{due} is in the past (today is {today})")
+            raise WorkspaceError(where, f"in the past (today is {today})")
         if due > last_day:
             raise WorkspaceError(
-                where, f"{due} is beyond this portfolio's {rules.promise_horizon_days}-day horizon (at most {last_day})"
+                where, f"beyond this portfolio's {rules.promise_horizon_days}-day horizon (at most {last_day})"
             )
         if previous is not None and due <= previous:
-            raise WorkspaceError(where, f"{due} is not after the previous instalment's date {previous}")
+            raise WorkspaceError(where, "not after the previous instalment's date")
         previous = due
     total = sum((i.amount for i in plan), Decimal(0))
     if total > balance:
         field = "promise.amount" if len(plan) == 1 else "promise.instalments"
-        raise WorkspaceError(field, f"{total} promised is more than the balance {balance}")
+        raise WorkspaceError(field, f"more than the balance {balance}")
 
 
 def judge(

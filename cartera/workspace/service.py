@@ -394,7 +394,7 @@ class WorkspaceService:
         spec = rules.code(wanted.code)
         if spec is None:
             offered = ", ".join(code.code for code in rules.codes)
-            raise WorkspaceError("code", f"unknown code {wanted.code!r} (this portfolio's: {offered})")
+            raise WorkspaceError("code", f"unknown code (this portfolio's: {offered})")
         lenient = source == "dialer"
         if spec.system and source != "system":
             raise WorkspaceError("code", f"{spec.code!r} is recorded by the workspace itself, not chosen")
@@ -425,9 +425,9 @@ class WorkspaceService:
             if account is None:
                 raise WorkspaceError("callback", "the call has no account to call back about")
             if callback.at.tzinfo is None:
-                raise WorkspaceError("callback.at", f"{callback.at.isoformat()} has no UTC offset")
+                raise WorkspaceError("callback.at", "a time with a UTC offset is needed")
             if callback.at <= now:
-                raise WorkspaceError("callback.at", f"{callback.at.isoformat()} is in the past")
+                raise WorkspaceError("callback.at", "in the past")
             if callback.at - now > timedelta(days=rules.promise_horizon_days):  # no account parked for years
                 raise WorkspaceError(
                     "callback.at",
