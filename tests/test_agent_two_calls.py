@@ -30,8 +30,10 @@ site = test_agent_page.site
 node = test_workspace_hub.node
 
 
-def test_a_second_call_connected_to_an_agent_on_a_call_waits_behind_the_first_and_is_not_lost(node: Node) -> None:
-    wall, disposed = Wall(), list[tuple[str, int, str]]()
+def two_calls(
+    node: Node, wall: Wall, disposed: list[tuple[str, int, str]]
+) -> tuple[WorkspaceHub, list[WorkspaceEvent], int, int]:
+    """A hub where ana (agent-01, ready) got two calls: the first on screen, the second waiting; what it published."""
     calls = seed_calls(node)
     hub = WorkspaceHub(
         node.workspace.screens,
@@ -50,6 +52,12 @@ def test_a_second_call_connected_to_an_agent_on_a_call_waits_behind_the_first_an
     first, second = calls.colombian, calls.vehicles
     hub.agent_connected(AgentConnected(first, "agent-01", DAY))
     hub.agent_connected(AgentConnected(second, "agent-01", DAY))
+    return hub, heard, first, second
+
+
+def test_a_second_call_connected_to_an_agent_on_a_call_waits_behind_the_first_and_is_not_lost(node: Node) -> None:
+    wall, disposed = Wall(), list[tuple[str, int, str]]()
+    hub, heard, first, second = two_calls(node, wall, disposed)
 
     status = hub.roster.get("ana")
     assert (status.state, status.attempt_id, status.pending) == (AgentState.ON_CALL, first, (second,))
@@ -104,3 +112,20 @@ def test_an_agents_own_call_pauses_it_at_the_dialer_while_it_rings(site: Site, m
     assert placed.status_code == 202, placed.text
     assert said[:2] == [("pause_agent", "agent-01", OWN_CALL), ("place_call", "agent-01")]
     assert site.node.workspace.roster.get("ana").state in (AgentState.READY, AgentState.ON_CALL)
+
+
+def test_a_waiting_call_dispositioned_before_it_comes_up_never_pops(node: Node) -> None:
+    disposed: list[tuple[str, int, str]] = []
+    hub, heard, first, second = two_calls(node, Wall(), disposed)
+
+    saved_early = hub.dispositioned("ana", second)  # its disposition saved while it waited: owed no more
+    assert saved_early is not None
+    assert (saved_early.state, saved_early.attempt_id, saved_early.pending) == (AgentState.ON_CALL, first, ())
+    on_screen = hub.on_screen("ana")
+    assert on_screen is not None
+    assert on_screen.data["attempt_id"] == first, "the call on screen stays"
+    hub.dispositioned("ana", first)
+    assert hub.roster.get("ana").attempt_id is None
+    assert hub.on_screen("ana") is None
+    assert [event.data["attempt_id"] for event in heard if event.kind == SCREEN_POP] == [first]
+    assert disposed == []

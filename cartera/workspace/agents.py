@@ -198,6 +198,19 @@ class AgentRoster:
             event(log, "workspace.dialer_unreachable", logging.WARNING, agent=agent, error=str(exc))
             return self._set(agent, AgentState.PAUSED, reason=DIALER_UNREACHABLE, drive=False)
 
+    def drop_pending(self, agent: str, attempt_id: int) -> AgentStatus | None:
+        """The disposition of a call waiting behind the one on screen is saved: it leaves the queue (it never comes
+        up, owed no more). ``None``: not one of the agent's waiting calls."""
+        with self._lock:
+            current = self._agents.get(agent)
+            if current is None or attempt_id not in current.pending:
+                return None
+            self._ended_pending.discard(attempt_id)
+            rest = tuple(waiting for waiting in current.pending if waiting != attempt_id)
+            status = self._agents[agent] = replace(current, pending=rest)
+        self._on_change(status)
+        return status
+
     def timed_out(self, agent: str, attempt_id: int, reason: str) -> AgentStatus | None:
         """The call was dispositioned for the agent (``reason``): the agent is paused with that reason."""
         with self._lock:

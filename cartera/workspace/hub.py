@@ -222,7 +222,11 @@ class WorkspaceHub:
             self.roster.ended(agent, attempt_id)
 
     def dispositioned(self, agent: str, attempt_id: int) -> AgentStatus | None:
-        """The agent saved the call's disposition: its screen is free again."""
+        """The agent saved the call's disposition: its screen is free again; a call still waiting behind the one
+        on screen leaves the queue instead (the screen stays as it is)."""
+        waiting = self.roster.drop_pending(agent, attempt_id)
+        if waiting is not None:
+            return waiting
         status = self.roster.dispositioned(agent, attempt_id)
         if status is not None:
             self._pops.pop(agent, None)
