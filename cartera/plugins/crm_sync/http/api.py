@@ -27,6 +27,10 @@ _bearer = HTTPBearer(auto_error=False, description="The creditor's API token: `A
 _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "No bearer token, or one the node does not know."}
 }
+#: The node refuses any request holding a NUL character before a route sees it (no text it keeps may hold one).
+_NUL: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "The path, the query or the body holds a NUL character."}
+}
 _FORBIDDEN: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorOut, "description": "The token's creditor may not use this creditor or portfolio."}
 }
@@ -128,6 +132,7 @@ def api_router(
         summary="Whether the API is served (no token needed)",
         operation_id="health",
         response_model=HealthOut,
+        responses=_NUL,
     )
     def health() -> HealthOut:
         return HealthOut(status="ok", api=f"cartera creditor exchange {API_VERSION}")
@@ -150,7 +155,8 @@ def api_router(
             400: {
                 "model": ErrorOut,
                 "description": "The body is not JSON the API can read: invalid UTF-8, nesting "
-                "deeper than the parser allows, or a number of more than 4300 digits.",
+                "deeper than the parser allows, or a number of more than 4300 digits; or the request holds a NUL "
+                "character.",
             },
             409: {"model": ErrorOut, "description": "The batch id was already used for different content."},
             413: {
@@ -191,7 +197,11 @@ def api_router(
         summary="A batch's result: status and rejection report",
         operation_id="get_batch",
         response_model=BatchOut,
-        responses={**_UNAUTHORIZED, 404: {"model": ErrorOut, "description": "No batch of yours has this id."}},
+        responses={
+            **_NUL,
+            **_UNAUTHORIZED,
+            404: {"model": ErrorOut, "description": "No batch of yours has this id."},
+        },
     )
     def batch_result(
         batch_id: Annotated[str, Path(pattern=CODE_PATTERN)], owner: Annotated[str, Depends(creditor)]
@@ -209,7 +219,7 @@ def api_router(
         "you have stored a page and ask with it for the next one: asking again with the same `after` returns "
         "the same activities, so nothing is skipped or sent twice across your restarts.",
         response_model=ActivityPage,
-        responses=_UNAUTHORIZED,
+        responses={**_NUL, **_UNAUTHORIZED},
     )
     def activities(
         owner: Annotated[str, Depends(creditor)],
