@@ -232,6 +232,11 @@ class AssignmentAction(enum.StrEnum):
     PAYMENT = "payment"
 
 
+#: The largest amount a creditor may send, by any channel (API, CSV, SQL exchange): digits in all, and decimals.
+AMOUNT_MAX_DIGITS = 16
+AMOUNT_DECIMAL_PLACES = 2
+
+
 @dataclass(frozen=True, slots=True)
 class AssignmentRow:
     """One account as a creditor assigns it. Phones are raw strings: core normalises them to E.164."""

@@ -51,6 +51,8 @@ from cartera.core.errors import (
 from cartera.core.hookspecs import hookimpl
 from cartera.core.logs import FirstTime, event
 from cartera.core.models import (
+    AMOUNT_DECIMAL_PLACES,
+    AMOUNT_MAX_DIGITS,
     Activity,
     ActivityKind,
     AgentConnected,
@@ -95,6 +97,8 @@ from cartera.web.app import PLUGIN_PREFIX
 from cartera.web.health import local_request
 
 __all__ = [
+    "AMOUNT_DECIMAL_PLACES",
+    "AMOUNT_MAX_DIGITS",
     "CHUNK_SIZE",
     "DEFAULT_ACTIONS",
     "DEFAULT_EXPORT_COLUMNS",

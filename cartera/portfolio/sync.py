@@ -24,6 +24,8 @@ _LINE = re.compile(r"line (\d+): (.*)", re.DOTALL)
 class SyncRun:
     imports: list[ImportReport] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    #: deliveries an unexpected error stopped (``source: error``): left where they are for the next run
+    failed: list[str] = field(default_factory=list)
     exported: int = 0
 
 
@@ -43,6 +45,8 @@ class CreditorSync:
         """Import each waiting delivery, send its rejection report, acknowledge it; then export activities.
 
         A delivery is acknowledged (archived) only after it was committed and its report was sent; a delivery
+        an unexpected error stops is logged (``sync.delivery_failed``), listed in ``failed`` and left for the next
+        run, while the others and the export go on; a delivery
         seen again after a crash is recognised by its content and only its report is sent again. A delivery
         rejected whole gets a report of one row, field ``file``, with the reason; once the report was sent it
         is set aside (``CrmSync.reject``: a ``rejected/`` folder...) and not fetched again. If sending the
@@ -51,7 +55,17 @@ class CreditorSync:
         """
         run = SyncRun()
         for batch in self.crm.fetch():
-            self._take(batch, run)
+            try:
+                self._take(batch, run)
+            except Exception as exc:  # one delivery's fault never holds up the others, nor the export
+                run.failed.append(f"{batch.source}: {type(exc).__name__}: {exc}")
+                event(
+                    log,
+                    "sync.delivery_failed",
+                    logging.ERROR,
+                    source=batch.source,
+                    reason=f"{type(exc).__name__}: {exc}",
+                )
             if self.stop():  # before the next delivery is even fetched
                 break
         if self.stop():

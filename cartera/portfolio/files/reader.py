@@ -33,6 +33,7 @@ from cartera.core.models import AssignmentAction, AssignmentBatch, AssignmentRow
 from cartera.portfolio.files.config import ENCODINGS, LEGACY_ENCODINGS, CsvFormatConfig, codec_name
 from cartera.portfolio.files.values import (
     C1_CONTROLS,
+    amount_problem,
     escape_controls,
     has_c1_control,
     header_key,
@@ -299,11 +300,11 @@ class AssignmentReader:
             if action is None:
                 return RowError(line, "action", f"unknown action {raw_action!r} (use {self._action_names})")
             raw_amount = cells[balance_at].strip()
-            amount = parse_amount(raw_amount, decimal_comma)
-            if not raw_amount and action is withdraw:
-                amount = _ZERO
+            amount = _ZERO if not raw_amount and action is withdraw else parse_amount(raw_amount, decimal_comma)
             if amount is None:
                 return RowError(line, "balance", f"column {columns.balance!r}: {raw_amount!r} is not an amount")
+            if (problem := amount_problem(amount)) is not None:
+                return RowError(line, "balance", f"column {columns.balance!r}: {raw_amount!r} {problem}")
             payment = action is payment_action
             if amount < 0 or (payment and amount == 0):
                 return RowError(line, "balance", f"column {columns.balance!r}: {raw_amount!r} must be positive")

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 
+from cartera.core.models import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS
+
 #: C1 control characters (U+0080-U+009F): no name or address has one (a Windows-1252 sign read as Latin-1 does).
 C1_CONTROLS = "\x80-\x9f"
 #: Unicode's format characters (category Cf) but ZWNJ and ZWJ (U+200C, U+200D): invisible, they make two names
@@ -69,6 +71,21 @@ def parse_amount(text: str, decimal_comma: bool | None) -> Decimal | None:
         return None
     digits = "".join(groups)
     return Decimal(f"{sign}{digits}.{fraction}" if fraction else f"{sign}{digits}")
+
+
+#: The smallest amount too large for any channel (the creditor API's limit), and the smallest step it allows.
+_AMOUNT_LIMIT = Decimal(10) ** (AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES)
+_AMOUNT_STEP = Decimal(1).scaleb(-AMOUNT_DECIMAL_PLACES)
+
+
+def amount_problem(amount: Decimal) -> str | None:
+    """Why ``amount`` cannot be loaded as it was written (``None``: it can): the same limits as the creditor API's,
+    so an amount is never rounded nor too large to store."""
+    if abs(amount) >= _AMOUNT_LIMIT:
+        return f"has more than {AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES} digits before the decimals"
+    if amount % _AMOUNT_STEP:
+        return f"has more than {AMOUNT_DECIMAL_PLACES} decimals"
+    return None
 
 
 def _decimal_separator(amount: str) -> str:

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from cartera.plugin import Activity, AssignmentAction, AssignmentRow, RowError
+from cartera.plugin import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, Activity, AssignmentAction, AssignmentRow, RowError
 from cartera.plugins.crm_sync.http.config import CODE_PATTERN
 
 MAX_ROWS = 10_000
@@ -49,8 +49,8 @@ class AssignmentIn(BaseModel):
     balance: Decimal = Field(
         Decimal(0),
         ge=0,
-        max_digits=16,
-        decimal_places=2,
+        max_digits=AMOUNT_MAX_DIGITS,
+        decimal_places=AMOUNT_DECIMAL_PLACES,
         allow_inf_nan=False,
         description="Balance owed, at most 2 decimals; send it as a string to keep every digit.",
     )
@@ -60,8 +60,8 @@ class AssignmentIn(BaseModel):
     payment_amount: Decimal | None = Field(
         None,
         gt=0,
-        max_digits=16,
-        decimal_places=2,
+        max_digits=AMOUNT_MAX_DIGITS,
+        decimal_places=AMOUNT_DECIMAL_PLACES,
         allow_inf_nan=False,
         description="Amount paid, at most 2 decimals; required with action payment, only then.",
     )

@@ -1,0 +1,76 @@
+"""Creditor amounts the node cannot hold exactly, and deliveries that fail: the row, or the delivery, is set aside
+while the rest of the sync goes on."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cartera.core.clock import SimulatedClock
+from cartera.core.hooks import Hooks
+from cartera.core.store.database import Database
+from cartera.portfolio.export import ActivityExporter
+from cartera.portfolio.importer import AssignmentImporter
+from cartera.portfolio.sync import CreditorSync
+from tests.plugins.crm_sync.test_csv_dir import NOW, make_sync
+
+pytestmark = pytest.mark.abuse
+
+HEADER = "cuenta;nombre;telefono1;saldo;accion\r\n"
+
+
+def creditor_sync(tmp_path: Path, hooks: Hooks, **settings: Any) -> CreditorSync:
+    (tmp_path / "inbox").mkdir()
+    sync = make_sync(tmp_path, **settings)
+    sync.start()
+    db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    db.migrate()
+    importer = AssignmentImporter("t", "CO", db, SimulatedClock(NOW, 1.0), hooks)
+    return CreditorSync(sync, importer, ActivityExporter("t", db, sync))
+
+
+def test_amounts_beyond_the_api_limits_quarantine_their_row(tmp_path: Path, hooks: Hooks) -> None:
+    job = creditor_sync(tmp_path, hooks, decimal_comma=False)
+    (tmp_path / "inbox" / "a.csv").write_text(
+        HEADER
+        + f"BCO-1;Ana;3001234567;{'9' * 40};asignar\r\n"
+        + "BCO-2;Luis;3101234567;12345678901234567890;asignar\r\n"
+        + "BCO-3;Eva;3151234567;99999999999999.99;asignar\r\n"
+        + f"BCO-3;Eva;3151234567;{'9' * 40};pago\r\n"
+        + "BCO-3;Eva;3151234567;1.5555;pago\r\n",
+        encoding="utf-8",
+    )
+    run = job.run_once()
+    (report,) = run.imports
+    assert report.new == 1
+    assert [(error.line, error.field) for error in report.quarantined] == [
+        (2, "balance"),
+        (3, "balance"),
+        (5, "balance"),
+        (6, "balance"),
+    ]
+    assert "more than 14 digits" in report.quarantined[0].reason
+    assert "more than 2 decimals" in report.quarantined[3].reason
+    assert not run.failed
+
+
+def test_a_failing_delivery_leaves_the_others_and_the_export_running(
+    tmp_path: Path, hooks: Hooks, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = creditor_sync(tmp_path, hooks)
+    inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
+    (inbox / "a.csv").write_text(HEADER + "BCO-1;Ana;3001234567;mil pesos;asignar\r\n", encoding="utf-8")
+    (inbox / "b.csv").write_text(HEADER + "BCO-2;Luis;3101234567;1000;asignar\r\n", encoding="utf-8")
+    (outbox / "a.rechazos.csv").mkdir(parents=True)  # a's report cannot be written
+    caplog.set_level(logging.INFO)
+    run = job.run_once()
+    assert [report.new for report in run.imports] == [1]
+    (failed,) = run.failed
+    assert failed.startswith(f"{inbox / 'a.csv'}: IsADirectoryError")
+    assert [r.getMessage() for r in caplog.records if r.getMessage() == "sync.delivery_failed"] == [
+        "sync.delivery_failed"
+    ]
+    assert sorted(path.name for path in inbox.glob("*.csv")) == ["a.csv"]  # a waits for the next run
