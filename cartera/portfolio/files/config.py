@@ -119,7 +119,7 @@ class ExportFormatConfig(PluginConfig):
     encoding: str = Field(
         "utf-8-sig",
         description="Text encoding: utf-8-sig (UTF-8 with a BOM, as spreadsheets open it), utf-8, windows-1252 "
-        "or latin-1.",
+        "or latin-1; a character windows-1252 or latin-1 lacks is written as a backslash escape (\\u03a9).",
     )
     decimal_comma: bool = Field(True, description="Write amounts with a decimal comma (1250000,50).")
     date_format: str = Field("%Y-%m-%d", description="strftime format of dates (promise due dates).")

@@ -49,7 +49,9 @@ def _cells(activity: Activity, fmt: ExportFormatConfig) -> dict[str, object]:
 
 
 def _write(sink: IO[bytes], fmt: ExportFormatConfig, rows: Iterable[Sequence[object]]) -> None:
-    text = io.TextIOWrapper(sink, encoding=fmt.encoding, newline="")
+    """A character the encoding lacks (Ω or an emoji in windows-1252) is written escaped (``\\u03a9``), never
+    an error: a report quoting a creditor's refused cell is always written."""
+    text = io.TextIOWrapper(sink, encoding=fmt.encoding, errors="backslashreplace", newline="")
     csv.writer(text, delimiter=fmt.delimiter, lineterminator="\r\n").writerows(rows)
     text.flush()
     text.detach()

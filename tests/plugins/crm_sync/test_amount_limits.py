@@ -1,5 +1,5 @@
-"""Creditor amounts the node cannot hold exactly, and deliveries that fail: the row, or the delivery, is set aside
-while the rest of the sync goes on."""
+"""Creditor amounts the node cannot hold exactly, reports a legacy encoding cannot hold, and deliveries that fail:
+the row is quarantined, the report written escaped, the delivery set aside, while the rest of the sync goes on."""
 
 from __future__ import annotations
 
@@ -74,3 +74,15 @@ def test_a_failing_delivery_leaves_the_others_and_the_export_running(
         "sync.delivery_failed"
     ]
     assert sorted(path.name for path in inbox.glob("*.csv")) == ["a.csv"]  # a waits for the next run
+
+
+def test_a_report_quoting_characters_the_export_encoding_lacks_is_written_escaped(tmp_path: Path, hooks: Hooks) -> None:
+    job = creditor_sync(tmp_path, hooks, export={"encoding": "windows-1252"})
+    (tmp_path / "inbox" / "a.csv").write_text(
+        "cuenta;nombre;telefono1;saldo;moneda\r\nBCO-1;Ana;3001234567;1000;Ω\U0001f600\r\n", encoding="utf-8"
+    )
+    run = job.run_once()
+    assert not run.failed
+    assert [len(report.quarantined) for report in run.imports] == [1]
+    report = (tmp_path / "outbox" / "a.rechazos.csv").read_bytes().decode("windows-1252")
+    assert "'\\u03a9\\U0001f600' is not an ISO 4217 currency code" in report
