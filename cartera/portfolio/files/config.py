@@ -170,7 +170,9 @@ class CsvFormatConfig(PluginConfig):
         None,
         description="Amounts use ',' for decimals and '.' for thousands (false: the reverse); a value written "
         "the other way fails its row. Unset: decided per value (the last separator is decimal; a single one "
-        "followed by exactly 3 digits groups thousands).",
+        "followed by exactly 3 digits groups thousands: 7,999 and 7.999 are 7999). A first group starting with 0 "
+        "is never one of thousands (0.004 is 4 thousandths), and an amount with more than 2 decimals fails its row, "
+        "never rounded.",
     )
     date_formats: tuple[str, ...] = Field(
         ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y"),

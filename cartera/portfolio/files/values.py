@@ -33,9 +33,10 @@ _JOINER_MISPLACED = rf"(?:(?<={_NEAR_JOINER})|\A)[{_JOINERS}]|[{_JOINERS}](?={_N
 _CONTROL = re.compile(f"[\x00-\x1f\x7f{C1_CONTROLS}\u2028\u2029{FORMAT_CHARACTERS}]|{_JOINER_MISPLACED}")
 _AMOUNT = re.compile(r"[+-]?\d+(?:[.,]\d+)*")
 _PLAIN = re.compile(r"[+-]?\d+")
-#: Grouped thousands and a decimal part, each with its own mark: read the same whatever the setting allows.
-_COMMA_DECIMAL = re.compile(r"(\d{1,3}(?:\.\d{3})+),(\d+)")
-_POINT_DECIMAL = re.compile(r"(\d{1,3}(?:,\d{3})+)\.(\d+)")
+#: Grouped thousands and a decimal part, each with its own mark: read the same whatever the setting allows. A
+#: first group starting with 0 is never one of thousands (``0.004`` is 4 thousandths, not 4).
+_COMMA_DECIMAL = re.compile(r"([1-9]\d{0,2}(?:\.\d{3})+),(\d+)")
+_POINT_DECIMAL = re.compile(r"([1-9]\d{0,2}(?:,\d{3})+)\.(\d+)")
 
 
 def header_key(text: str) -> str:
@@ -67,7 +68,9 @@ def parse_amount(text: str, decimal_comma: bool | None) -> Decimal | None:
         return None
     sign = whole[0] if whole[0] in "+-" else ""
     groups = whole.removeprefix(sign).split(thousands)
-    if len(groups) > 1 and (len(groups[0]) > 3 or any(len(group) != 3 for group in groups[1:])):
+    if len(groups) > 1 and (
+        len(groups[0]) > 3 or groups[0].startswith("0") or any(len(group) != 3 for group in groups[1:])
+    ):
         return None
     digits = "".join(groups)
     return Decimal(f"{sign}{digits}.{fraction}" if fraction else f"{sign}{digits}")
@@ -96,7 +99,7 @@ def _decimal_separator(amount: str) -> str:
     other = "," if mark == "." else "."
     if other in amount:
         return mark
-    if amount.count(mark) > 1 or len(amount) - last - 1 == 3:
+    if amount.count(mark) > 1 or (len(amount) - last - 1 == 3 and not amount.lstrip("+-").startswith("0")):
         return other
     return mark
 

@@ -4,6 +4,7 @@ the row is quarantined, the report written escaped, the delivery set aside, whil
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from cartera.core.clock import SimulatedClock
 from cartera.core.hooks import Hooks
 from cartera.core.store.database import Database
 from cartera.portfolio.export import ActivityExporter
+from cartera.portfolio.files.values import parse_amount
 from cartera.portfolio.importer import AssignmentImporter
 from cartera.portfolio.sync import CreditorSync
 from tests.plugins.crm_sync.test_csv_dir import NOW, make_sync
@@ -86,3 +88,33 @@ def test_a_report_quoting_characters_the_export_encoding_lacks_is_written_escape
     assert [len(report.quarantined) for report in run.imports] == [1]
     report = (tmp_path / "outbox" / "a.rechazos.csv").read_bytes().decode("windows-1252")
     assert "'\\u03a9\\U0001f600' is not an ISO 4217 currency code" in report
+
+
+@pytest.mark.parametrize("amount", ["1.5555", "1234,5678", "0.004", "000.125", "0,004", "-0.125"])
+def test_an_amount_never_changes_silently(tmp_path: Path, hooks: Hooks, amount: str) -> None:
+    job = creditor_sync(tmp_path, hooks)
+    (tmp_path / "inbox" / "a.csv").write_text(
+        f"{HEADER}BCO-1;Ana;3001234567;{amount};asignar\r\nBCO-2;Luis;3101234567;7,999;asignar\r\n", encoding="utf-8"
+    )
+    (report,) = job.run_once().imports
+    assert report.new == 1  # 7,999 with decimal_comma unset: a lone group of 3 digits is thousands, as documented
+    assert [(error.line, error.field) for error in report.quarantined] == [(2, "balance")]
+    assert "more than 2 decimals" in report.quarantined[0].reason
+
+
+@pytest.mark.parametrize(
+    ("text", "decimal_comma", "expected"),
+    [
+        ("0.004", False, Decimal("0.004")),  # then quarantined: more than 2 decimals
+        ("0,004", False, None),  # a leading 0 group is never thousands: not 4
+        ("000.125", True, None),
+        ("0.125.000", None, None),
+        ("0.004,5", None, None),
+        ("7,999", False, Decimal(7999)),  # the declared format decides
+        ("7,999", True, Decimal("7.999")),
+    ],
+)
+def test_a_first_group_starting_with_0_is_never_thousands(
+    text: str, decimal_comma: bool | None, expected: Decimal | None
+) -> None:
+    assert parse_amount(text, decimal_comma) == expected
