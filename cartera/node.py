@@ -204,12 +204,15 @@ class Node:
             lambda: self.adapter("recording", RecordingStore),
             peer_store=self.peer_stores.get,
         )
+        #: the deliveries that failed the creditor sync's last run, for ``check`` and ``/healthz``
+        self._sync_failures = site.data_dir / "creditor_sync.failed"
         self.health = Health(
             self.db,
             {kind: choice.name for kind, choice in site.plugins.items()},
             lambda kind: self.adapter(kind, Adapter),
             self.archiver,
             running=lambda: self.lifecycle.running,
+            sync_failures=self._sync_failures if "crm_sync" in self._adapters else None,
         )
         self.jobs = SiteJobs(
             section=site.section,
@@ -324,7 +327,9 @@ class Node:
         crm = self.adapter("crm_sync", CrmSync)
         if self._sync is None:
             exporter = ActivityExporter(self.site.name, self.db, crm)
-            self._sync = CreditorSync(crm, self.importer, exporter, stop=self._stop.is_set)
+            self._sync = CreditorSync(
+                crm, self.importer, exporter, stop=self._stop.is_set, failures=self._sync_failures
+            )
         return self._sync
 
     def _dispose_left_call(self, agent: str, attempt_id: int, code: str) -> None:

@@ -63,6 +63,7 @@ def test_healthz_and_metrics_while_the_node_runs(tmp_path: Path, open_node: Call
         "recording localdir": "ok",
         "sms outbox": "ok",
         "crm_sync csv": "ok",
+        "creditor sync": "ok",
         "recordings": "ok",
     }
     assert health["detail"]["store"]["detail"] == node.db.display_url  # asked from loopback: the detail

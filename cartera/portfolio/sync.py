@@ -8,9 +8,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cartera.core.adapters import CrmSync
+from cartera.core.durable import write_atomically
 from cartera.core.logs import event
 from cartera.core.models import AssignmentBatch, FileRejected, RowError
 from cartera.portfolio.export import ActivityExporter
@@ -38,8 +39,11 @@ class CreditorSync:
         importer: AssignmentImporter,
         exporter: ActivityExporter,
         stop: Callable[[], bool] = lambda: False,
+        failures: Path | None = None,
     ) -> None:
         self.crm, self.importer, self.exporter, self.stop = crm, importer, exporter, stop
+        #: where the deliveries that failed the last run are listed (see :func:`last_failures`); absent: none did
+        self.failures = failures
 
     def run_once(self) -> SyncRun:
         """Import each waiting delivery, send its rejection report, acknowledge it; then export activities.
@@ -68,6 +72,7 @@ class CreditorSync:
                 )
             if self.stop():  # before the next delivery is even fetched
                 break
+        self._record(run.failed)
         if self.stop():
             event(log, "sync.stopped", reason="node stopping")
             return run
@@ -78,6 +83,20 @@ class CreditorSync:
         """A creditor's file given by hand (``import``), read as the adapter reads its deliveries and held to
         what it may deliver; :class:`FileRejected` loads nothing."""
         return self.importer.import_batch(self.crm.read_file(path), actor=actor, scope=self.crm.delivers())
+
+    def _record(self, failed: list[str]) -> None:
+        if self.failures is None:
+            return
+        if not failed:
+            self.failures.unlink(missing_ok=True)
+            return
+        self.failures.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(f"{line}\n" for line in failed).encode(errors="backslashreplace")
+
+        def write(sink: IO[bytes]) -> None:
+            sink.write(text)
+
+        write_atomically(self.failures, write)
 
     def _take(self, batch: AssignmentBatch, run: SyncRun) -> None:
         try:
@@ -93,6 +112,14 @@ class CreditorSync:
             self.crm.report_rejections(batch, report.quarantined)
         self.crm.acknowledge(batch)
         run.imports.append(report)
+
+
+def last_failures(failures: Path) -> list[str]:
+    """The deliveries that failed the creditor sync's last run, as :attr:`SyncRun.failed` listed them."""
+    try:
+        return failures.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
 
 
 def _file_error(reason: str) -> RowError:

@@ -1,16 +1,18 @@
-"""The node's health: a check of its store, each of its adapters and the recordings' backlog; the latest check and
-whether the scheduler runs, for ``/healthz``."""
+"""The node's health: a check of its store, each of its adapters, the creditor sync's last run and the recordings'
+backlog; the latest check and whether the scheduler runs, for ``/healthz``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cartera.core.adapters import Adapter
 from cartera.core.models import CheckResult
 from cartera.core.store.database import Database
+from cartera.portfolio.sync import last_failures
 from cartera.recordings.archival import Archiver
 from cartera.recordings.catalog import Backlog
 
@@ -31,13 +33,16 @@ class Health:
         plugins: Mapping[str, str],
         adapter: Callable[[str], Adapter[Any]],
         archiver: Archiver | None,
+        *,
         running: Callable[[], bool],
+        sync_failures: Path | None = None,
     ) -> None:
         self._db = db
         self._plugins = plugins
         self._adapter = adapter
         self._archiver = archiver
         self._running = running
+        self._sync_failures = sync_failures
         #: The latest :meth:`check`: when (wall clock) and its lines.
         self.last_check: tuple[datetime, list[CheckLine]] | None = None
 
@@ -54,10 +59,21 @@ class Health:
             except Exception as exc:
                 result = CheckResult(False, f"{type(exc).__name__}: {exc}")
             lines.append(CheckLine(f"{kind} {name}", result))
+        if self._sync_failures is not None:
+            lines.append(CheckLine("creditor sync", _sync_result(last_failures(self._sync_failures))))
         if self._archiver is not None:
             lines.append(CheckLine("recordings", _backlog_result(self._archiver.backlog())))
         self.last_check = (datetime.now(UTC), lines)
         return lines
+
+
+def _sync_result(failed: list[str]) -> CheckResult:
+    """The creditor sync's last run: failing while a delivery it could not take waits for the next run."""
+    if not failed:
+        return CheckResult(True, "no delivery failed in the last run")
+    return CheckResult(
+        False, f"{len(failed)} deliveries failed in the last run, left for the next: {'; '.join(failed)}"
+    )
 
 
 def _backlog_result(backlog: Backlog) -> CheckResult:

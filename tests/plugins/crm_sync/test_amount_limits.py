@@ -4,6 +4,7 @@ the row is quarantined, the report written escaped, the delivery set aside, whil
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,12 @@ import pytest
 from cartera.core.clock import SimulatedClock
 from cartera.core.hooks import Hooks
 from cartera.core.store.database import Database
+from cartera.node import Node
 from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.files.values import parse_amount
 from cartera.portfolio.importer import AssignmentImporter
 from cartera.portfolio.sync import CreditorSync
+from tests.conftest import run_site, write_sites
 from tests.plugins.crm_sync.test_csv_dir import NOW, make_sync
 
 pytestmark = pytest.mark.abuse
@@ -118,3 +121,23 @@ def test_a_first_group_starting_with_0_is_never_thousands(
     text: str, decimal_comma: bool | None, expected: Decimal | None
 ) -> None:
     assert parse_amount(text, decimal_comma) == expected
+
+
+def test_check_shows_a_creditor_sync_whose_last_run_failed_a_delivery(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    config = write_sites(tmp_path)
+    node = open_node(config)
+    (tmp_path / "inbox" / "a.csv").write_text(HEADER + "BCO-1;Ana;3001234567;mil pesos;asignar\r\n", encoding="utf-8")
+    (tmp_path / "exports" / "a.rechazos.csv").mkdir(parents=True)  # a's report cannot be written
+    assert len(node.creditor_sync().run_once().failed) == 1
+    (line,) = [line for line in node.check() if line.what == "creditor sync"]
+    assert not line.result.ok
+    assert line.result.detail.startswith("1 deliveries failed in the last run, left for the next: ")
+    checked = run_site(config, "check")  # another process: the operator's check
+    assert checked.returncode == 1
+    assert "FAIL  creditor sync: 1 deliveries failed" in checked.stdout
+    (tmp_path / "exports" / "a.rechazos.csv").rmdir()
+    assert not node.creditor_sync().run_once().failed
+    (line,) = [line for line in node.check() if line.what == "creditor sync"]
+    assert line.result.ok
