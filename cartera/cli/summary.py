@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cartera.cli.passwords import PASSWORD_ENV
+from cartera.portfolio.files.values import escape_controls
 
 if TYPE_CHECKING:
     from cartera.node import Node
@@ -29,7 +30,7 @@ def site_summary(node: Node, began: datetime, real_seconds: float) -> str:
         f"  accounts     {_counts(figures.accounts) or 'none loaded'}",
     ]
     for source, counts in figures.batches:
-        lines.append(f"  imported     {source}: {_counts(Counter(counts))}")
+        lines.append(f"  imported     {escape_controls(source)}: {_counts(Counter(counts))}")
     outcomes, reconciled, sms = figures.outcomes, figures.reconciled, figures.sms
     lines += [
         f"  calls        {sum(outcomes.values())} finished" + (f": {_counts(outcomes)}" if outcomes else ""),

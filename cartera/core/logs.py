@@ -40,8 +40,14 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def _text_value(value: Any) -> str:
+    """``value`` as one token of the text line: quoted when it is empty or holds a space, ``=`` or a character
+    that is not printable (a newline, a tab, ESC, a bidi mark), which is escaped (``\\n``, ``\\u202e``): a
+    value never forges a line or a field."""
     text = str(value)
-    return json.dumps(text, ensure_ascii=False) if (" " in text or "=" in text or not text) else text
+    if text and text.isprintable() and " " not in text and "=" not in text:
+        return text
+    quoted = json.dumps(text, ensure_ascii=False)
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode() for char in quoted)
 
 
 class TextFormatter(logging.Formatter):
