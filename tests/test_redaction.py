@@ -116,6 +116,28 @@ def test_a_database_password_not_percent_encoded_is_refused_unshown(
     assert "127.0.0.1" not in message
 
 
+@pytest.mark.abuse
+@pytest.mark.parametrize("parameter", ["password", "sslpassword", "PGPASSWORD"])
+@pytest.mark.parametrize("key", ["database", "crm_sync.url"])
+def test_a_database_password_in_the_url_query_is_refused_unshown(
+    hooks: Hooks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, parameter: str
+) -> None:
+    """Rendering a URL hides only its userinfo password: one in the query would be printed with it."""
+    monkeypatch.setenv("CARTERA_TEST_DB_PASSWORD", "query-secret-9")
+    url = "postgresql+psycopg://cartera@127.0.0.1/x?sslmode=disable&" + parameter + "=${CARTERA_TEST_DB_PASSWORD}"
+    if key == "database":
+        path = write_sites(tmp_path, database=url)
+    else:
+        path = write_sites(tmp_path)
+        sql = f'plugin = "sql"\nurl = "{url}"\nview = "v"\nactivities_table = "a"\n'
+        path.write_text(path.read_text().replace('plugin = "csv"\ninbox = "inbox"\noutbox = "exports"\n', sql))
+    message = _error(hooks, path)
+    assert re.match(rf"{re.escape(str(path))}:\d+: site 't', key '{key}': ", message), message
+    assert f"query holds '{parameter}'" in message
+    assert "query-secret-9" not in message
+    assert "127.0.0.1" not in message
+
+
 def test_a_percent_encoded_database_password_loads_and_both_forms_are_masked(
     hooks: Hooks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

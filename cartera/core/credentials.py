@@ -2,7 +2,8 @@
 URL whose user or password a parser would misread.
 
 A password with ``#``, ``@`` or ``/`` written as is into a URL is split there: part of it is taken for the host
-(printed, and sent to DNS). Such URLs are refused, never echoed, with the advice to percent-encode.
+(printed, and sent to DNS). Such URLs are refused, never echoed, with the advice to percent-encode. A password
+in a URL's query (libpq's ``?password=``, ``sslpassword=``) would be printed with the URL: refused too.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, SecretStr
 
@@ -33,9 +35,12 @@ def secret(value: str, what: str) -> None:
 
 def url_credentials(value: str) -> None:
     """When ``value`` is a URL with a user or password: :class:`ValueError` (without the value) unless they are
-    percent-encoded where needed; its password is a :func:`secret`."""
+    percent-encoded where needed, or with a password in its query; its password is a :func:`secret`."""
     url = _URL.fullmatch(value)
-    if url is None or url["rest"].startswith("/") or "@" not in url["rest"]:
+    if url is None:
+        return
+    _no_query_password(url["rest"])
+    if url["rest"].startswith("/") or "@" not in url["rest"]:
         return
     userinfo = url["rest"][: url["rest"].rindex("@")]
     if not _USERINFO.fullmatch(userinfo):
@@ -43,6 +48,16 @@ def url_credentials(value: str) -> None:
     password = userinfo.partition(":")[2]
     if password:
         secret(password, "the URL's password")
+
+
+def _no_query_password(rest: str) -> None:
+    query = rest.partition("?")[2].partition("#")[0]
+    for name, _ in parse_qsl(query, keep_blank_values=True):
+        if "password" in name.lower():
+            raise ValueError(
+                f"the URL's query holds {name!r}, which would be shown with the URL: put the password in the URL's"
+                " user information instead (scheme://user:password@host/..., percent-encoded)"
+            )
 
 
 def secret_settings(settings: Any, key: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str]]:
