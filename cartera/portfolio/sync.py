@@ -14,6 +14,7 @@ from cartera.core.adapters import CrmSync
 from cartera.core.durable import write_atomically
 from cartera.core.logs import event
 from cartera.core.models import AssignmentBatch, FileRejected, RowError
+from cartera.core.redaction import redact
 from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.importer import AssignmentImporter, ImportReport
 
@@ -50,7 +51,8 @@ class CreditorSync:
 
         A delivery is acknowledged (archived) only after it was committed and its report was sent; a delivery
         an unexpected error stops is logged (``sync.delivery_failed``), listed in ``failed`` and left for the next
-        run, while the others and the export go on; a delivery
+        run, while the others and the export go on; the adapter's fetch failing (``sync.fetch_failed``) is listed
+        in ``failed`` too, and the export goes on; a delivery
         seen again after a crash is recognised by its content and only its report is sent again. A delivery
         rejected whole gets a report of one row, field ``file``, with the reason; once the report was sent it
         is set aside (``CrmSync.reject``: a ``rejected/`` folder...) and not fetched again. If sending the
@@ -58,20 +60,11 @@ class CreditorSync:
         fetches no further delivery and does not export; the next run takes what is left.
         """
         run = SyncRun()
-        for batch in self.crm.fetch():
-            try:
-                self._take(batch, run)
-            except Exception as exc:  # one delivery's fault never holds up the others, nor the export
-                run.failed.append(f"{batch.source}: {type(exc).__name__}: {exc}")
-                event(
-                    log,
-                    "sync.delivery_failed",
-                    logging.ERROR,
-                    source=batch.source,
-                    reason=f"{type(exc).__name__}: {exc}",
-                )
-            if self.stop():  # before the next delivery is even fetched
-                break
+        try:
+            self._take_all(run)
+        except Exception as exc:  # the adapter's fetch itself (the creditor's view, say): the export still runs
+            run.failed.append(f"fetch: {type(exc).__name__}: {exc}")
+            event(log, "sync.fetch_failed", logging.ERROR, reason=f"{type(exc).__name__}: {exc}")
         self._record(run.failed)
         if self.stop():
             event(log, "sync.stopped", reason="node stopping")
@@ -91,12 +84,28 @@ class CreditorSync:
             self.failures.unlink(missing_ok=True)
             return
         self.failures.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(f"{line}\n" for line in failed).encode(errors="backslashreplace")
+        text = "".join(f"{redact(line)}\n" for line in failed).encode(errors="backslashreplace")
 
         def write(sink: IO[bytes]) -> None:
             sink.write(text)
 
         write_atomically(self.failures, write)
+
+    def _take_all(self, run: SyncRun) -> None:
+        for batch in self.crm.fetch():
+            try:
+                self._take(batch, run)
+            except Exception as exc:  # one delivery's fault never holds up the others, nor the export
+                run.failed.append(f"{batch.source}: {type(exc).__name__}: {exc}")
+                event(
+                    log,
+                    "sync.delivery_failed",
+                    logging.ERROR,
+                    source=batch.source,
+                    reason=f"{type(exc).__name__}: {exc}",
+                )
+            if self.stop():  # before the next delivery is even fetched
+                break
 
     def _take(self, batch: AssignmentBatch, run: SyncRun) -> None:
         try:
