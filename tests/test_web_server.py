@@ -69,15 +69,17 @@ def callback_site(tmp_path: Path) -> Path:
 
 
 def serving(node: Node) -> threading.Thread:
+    """``node`` running in a thread, once its web server listens and its scheduler runs (the server starts a moment
+    before the scheduler, and /healthz fails the scheduler's check until it runs)."""
     runner = threading.Thread(target=node.run, kwargs={"duration": 60})
     runner.start()
     web = node.site.section.web
     for _ in range(500):
         with socket.socket() as probe:
-            if probe.connect_ex((web.bind, web.port)) == 0:
+            if probe.connect_ex((web.bind, web.port)) == 0 and node.scheduler_running:
                 return runner
         runner.join(0.02)
-    raise AssertionError("the node's web server never listened")
+    raise AssertionError("the node's web server never listened or its scheduler never ran")
 
 
 def post(url: str, body: dict[str, str]) -> Any:
