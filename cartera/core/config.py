@@ -68,6 +68,13 @@ class ClockConfig(_Section):
         return self
 
 
+def _each_share(value: dict[Segment, float], what: str) -> None:
+    """:class:`ValueError` naming the first segment whose share is not above 0 and at most 1."""
+    for segment, share in value.items():
+        if not 0 < share <= 1:
+            raise ValueError(f"segment {segment!r}: {what} above 0 and at most 1")
+
+
 class ListingConfig(_Section):
     """Which due accounts the campaign calls first (:mod:`cartera.contact.listing`): callbacks at their time, then
     broken promises, then ``value`` (balance x P(reaching the debtor now), learned from the last ``history_days`` of
@@ -88,9 +95,7 @@ class ListingConfig(_Section):
     @field_validator("segment_quotas")
     @classmethod
     def _shares(cls, value: dict[Segment, float]) -> dict[Segment, float]:
-        for segment, share in value.items():
-            if not 0 < share <= 1:
-                raise ValueError(f"segment {segment!r}: a quota is a share of the calls, above 0 and at most 1")
+        _each_share(value, "a quota is a share of the calls,")
         if sum(value.values()) > 1 + 1e-9:
             raise ValueError(f"the segments' quotas add up to {sum(value.values()):g}: at most 1")
         return value
@@ -103,9 +108,7 @@ class ListingConfig(_Section):
     @field_validator("payment_by_segment")
     @classmethod
     def _chances(cls, value: dict[Segment, float]) -> dict[Segment, float]:
-        for segment, chance in value.items():
-            if not 0 < chance <= 1:
-                raise ValueError(f"segment {segment!r}: a chance of payment is above 0 and at most 1")
+        _each_share(value, "a chance of payment is")
         return value
 
     def payment_chance(self, segment: Segment | None) -> float:
