@@ -200,7 +200,7 @@ class WorkspaceHub:
     def _pop(self, agent: str, event: AgentConnected) -> None:
         """Put the call connected by ``event`` on the agent's screen (its pop, or only its id when not visible)."""
         try:
-            pop = self.screens.pop(event.attempt_id, agent, self._grants.get(agent, frozenset()), event.at)
+            pop = self.screens.pop(event.attempt_id, agent, self.grants(agent), event.at)
         except NotOnScreen as exc:
             log_event(log, "workspace.call_not_visible", logging.WARNING, agent=agent, reason=str(exc))
             self._pops[agent] = self.publish(CALL_NOT_VISIBLE, {"attempt_id": event.attempt_id}, agent=agent)
@@ -209,8 +209,10 @@ class WorkspaceHub:
 
     def _next_on_screen(self, status: AgentStatus | None) -> None:
         """After a call left the agent's screen: the pending call that came on it gets its pop."""
-        waiting = self._waiting.pop(status.attempt_id, None) if status and status.attempt_id is not None else None
-        if status is not None and waiting is not None:
+        if status is None or status.attempt_id is None:
+            return
+        waiting = self._waiting.pop(status.attempt_id, None)
+        if waiting is not None:
             self._pop(status.agent, waiting)
 
     def call_ended(self, attempt_id: int) -> None:
