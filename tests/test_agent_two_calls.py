@@ -121,6 +121,7 @@ def test_a_waiting_call_dispositioned_before_it_comes_up_never_pops(node: Node) 
     saved_early = hub.dispositioned("ana", second)  # its disposition saved while it waited: owed no more
     assert saved_early is not None
     assert (saved_early.state, saved_early.attempt_id, saved_early.pending) == (AgentState.ON_CALL, first, ())
+    assert second not in hub._waiting, "the hub keeps no connection of a call that never comes up"
     on_screen = hub.on_screen("ana")
     assert on_screen is not None
     assert on_screen.data["attempt_id"] == first, "the call on screen stays"

@@ -228,6 +228,7 @@ class WorkspaceHub:
         on screen leaves the queue instead (the screen stays as it is)."""
         waiting = self.roster.drop_pending(agent, attempt_id)
         if waiting is not None:
+            self._waiting.pop(attempt_id, None)  # its connection is never popped now
             return waiting
         status = self.roster.dispositioned(agent, attempt_id)
         if status is not None:
