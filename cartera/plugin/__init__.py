@@ -93,6 +93,7 @@ from cartera.portfolio.files.config import (
 from cartera.portfolio.files.reader import AssignmentReader, FileIdentity, read_identity, read_local
 from cartera.portfolio.files.values import header_key
 from cartera.portfolio.files.writer import activities_writer, export_name, rejection_name, rejections_writer
+from cartera.portfolio.identity import CODE_PATTERN
 from cartera.web.app import PLUGIN_PREFIX
 from cartera.web.health import local_request
 
@@ -100,6 +101,7 @@ __all__ = [
     "AMOUNT_DECIMAL_PLACES",
     "AMOUNT_MAX_DIGITS",
     "CHUNK_SIZE",
+    "CODE_PATTERN",
     "DEFAULT_ACTIONS",
     "DEFAULT_EXPORT_COLUMNS",
     "EXPORT_FIELDS",

@@ -7,16 +7,15 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, StringConstraints
 
-from cartera.plugin import ConfigPath, DialRatio, PluginConfig, RingTimeout, format_template
+from cartera.plugin import CODE_PATTERN, ConfigPath, DialRatio, PluginConfig, RingTimeout, format_template
 
 #: One AMI header value: no line breaks (they would inject headers into the action).
 AmiValue = Annotated[str, StringConstraints(min_length=1, pattern=r"^[^\r\n]+$")]
 #: A sound Playback() plays: a name under Asterisk's sounds or an absolute path, without extension; no ',', '&' or
 #: '|' (they would add files or options to the application's arguments).
 SoundName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_./-]{1,200}$")]
-_CODE = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"
 #: A portfolio as sites.toml names it: ``CREDITOR/PORTFOLIO``.
-PortfolioName = Annotated[str, StringConstraints(pattern=rf"^{_CODE}/{_CODE}$")]
+PortfolioName = Annotated[str, StringConstraints(pattern=rf"^{CODE_PATTERN}/{CODE_PATTERN}$")]
 
 
 class AsteriskAmiConfig(PluginConfig):
