@@ -27,6 +27,18 @@ from tests.conftest import store_site_calls, write_portfolio, write_sites
 ROWS = [f"BCO-{n};Deudor {n};+5730012345{n:02d};;1.000.000,00;COP" for n in range(1, 7)]
 
 
+def predictive_pace(start: datetime, speed: float = 1) -> Pace:
+    """A predictive site's pacing alone, in Bogotá on a simulated clock from ``start``: no agents, dialer or calls."""
+    return Pace(
+        config=CampaignConfig(mode="predictive"),
+        clock=SimulatedClock(start, speed=speed),
+        zone=ZoneInfo("America/Bogota"),
+        workspace=list,
+        dialer=lambda: None,
+        answered=lambda _now: [],
+    )
+
+
 def _with_mode(tmp_path: Path, mode: str) -> Path:
     path = write_sites(tmp_path)
     path.write_text(path.read_text().replace("[sites.t.campaign]\n", f'[sites.t.campaign]\nmode = "{mode}"\n'))
@@ -179,14 +191,7 @@ def test_a_cycles_talk_and_wrap_up_are_the_workspaces_times_on_the_sites_clock()
     """Talk from the call's connection to its end, wrap-up from there until the disposition is saved (or timed
     out), in seconds of the site's clock: a clock running 10 times faster than the workspace's wall clock."""
     start = datetime(2026, 11, 23, 14, tzinfo=UTC)
-    pace = Pace(
-        config=CampaignConfig(mode="predictive"),
-        clock=SimulatedClock(start, speed=10),
-        zone=ZoneInfo("America/Bogota"),
-        workspace=list,
-        dialer=lambda: None,
-        answered=lambda _now: [],
-    )
+    pace = predictive_pace(start, speed=10)
     pacer = pace.pacer
     assert isinstance(pacer, PredictivePacer)
     expected = Estimates()
@@ -247,15 +252,8 @@ def test_each_call_carries_its_accounts_segment_and_the_floor_the_lists_next(
 
 def test_the_pacer_learns_the_answer_rate_of_each_segment_from_the_nodes_calls() -> None:
     start = datetime(2026, 11, 23, 14, tzinfo=UTC)
-    zone = ZoneInfo("America/Bogota")
-    pace = Pace(
-        config=CampaignConfig(mode="predictive"),
-        clock=SimulatedClock(start, speed=1),
-        zone=zone,
-        workspace=list,
-        dialer=lambda: None,
-        answered=lambda _now: [],
-    )
+    pace = predictive_pace(start)
+    zone = pace.zone
     pacer = pace.pacer
     assert isinstance(pacer, PredictivePacer)
     today = start.astimezone(zone).date()

@@ -8,19 +8,16 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from cartera.contact.pace import Pace
-from cartera.core.clock import SimulatedClock
-from cartera.core.config import CampaignConfig
 from cartera.core.models import AgentConnected, CallOutcome, CallResult
 from cartera.core.store.schema import ContactAttempt
 from cartera.node import Node
 from cartera.runtime.jobs import Job, Wakeable, new_scheduler
 from cartera.workspace.agents import AgentState
 from tests.conftest import write_portfolio, write_sites
+from tests.test_campaign_modes import predictive_pace
 
 START = datetime(2026, 11, 23, 14, tzinfo=UTC)
 
@@ -36,14 +33,7 @@ def until(done: Callable[[], bool], what: str) -> None:
 def test_each_pacing_event_wakes_the_campaign_tick() -> None:
     """A call's connection and its end, and an agent turning ready, wake the tick; a call the campaign did not
     place, and an agent starting a call, do not."""
-    pace = Pace(
-        config=CampaignConfig(mode="predictive"),
-        clock=SimulatedClock(START, speed=1),
-        zone=ZoneInfo("America/Bogota"),
-        workspace=list,
-        dialer=lambda: None,
-        answered=lambda _now: [],
-    )
+    pace = predictive_pace(START)
     wakes: list[str] = []
     pace.wake = lambda: wakes.append("tick")
     pace.dialled(1, START)
