@@ -60,7 +60,7 @@ def daily_kpis(db: Database, sites: Reach, zone: ZoneInfo, *, since: date, until
             .join(Account, ContactAttempt.account_id == Account.id)
             .join(Portfolio, Account.portfolio_id == Portfolio.id)
             .join(Creditor, Portfolio.creditor_id == Creditor.id)
-            .where(_reach(ContactAttempt.site, sites), ContactAttempt.state == "finished")
+            .where(in_reach(ContactAttempt.site, sites), ContactAttempt.state == "finished")
             .where(ContactAttempt.requested_at >= start, ContactAttempt.requested_at < end)
         )
         for site, creditor, code, at, outcome, right_party in session.execute(attempts):
@@ -75,7 +75,7 @@ def daily_kpis(db: Database, sites: Reach, zone: ZoneInfo, *, since: date, until
             .join(Account, ActivityRow.account_id == Account.id)
             .join(Portfolio, Account.portfolio_id == Portfolio.id)
             .join(Creditor, Portfolio.creditor_id == Creditor.id)
-            .where(_reach(ActivityRow.site, sites), ActivityRow.at >= start)
+            .where(in_reach(ActivityRow.site, sites), ActivityRow.at >= start)
             .where(ActivityRow.kind.in_((ActivityKind.PROMISE_TO_PAY.value, ActivityKind.PAYMENT.value)))
         )
         found = session.execute(activities).all()
@@ -94,6 +94,6 @@ def daily_kpis(db: Database, sites: Reach, zone: ZoneInfo, *, since: date, until
     return sorted(rows.values(), key=lambda k: (k.day, k.site, k.portfolio), reverse=True)
 
 
-def _reach(site: InstrumentedAttribute[str], sites: Reach) -> ColumnElement[bool]:
+def in_reach(site: InstrumentedAttribute[str], sites: Reach) -> ColumnElement[bool]:
     """Rows of a site of ``sites`` within its portfolios there; the query joins Creditor and Portfolio."""
     return or_(false(), *(and_(site == name, in_portfolios(within)) for name, within in sites.items()))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, false, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 
 from cartera.contact.abandonment import AbandonmentRate, abandonment_rate
 from cartera.core.clock import Clock
@@ -18,7 +18,7 @@ from cartera.core.store.database import Database
 from cartera.core.store.schema import Account, ActivityRow, AuditEntry, ContactAttempt, Creditor, Debtor, Portfolio
 from cartera.portfolio.identity import PortfolioKey, in_portfolios
 from cartera.recordings.access import Reach
-from cartera.runtime.kpis import DayKpi, daily_kpis
+from cartera.runtime.kpis import DayKpi, daily_kpis, in_reach
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,8 @@ class PageReads:
     def portfolios(self, reach: Reach) -> list[str]:
         """The portfolios of ``reach`` (sites, each within its portfolios) as ``CREDITOR/CODE``, sorted."""
         query = select(Creditor.code, Portfolio.code).join(Portfolio, Portfolio.creditor_id == Creditor.id)
-        sites = (and_(Portfolio.site == site, in_portfolios(within)) for site, within in reach.items())
         with self._db.session() as session:
-            found = session.execute(query.where(or_(false(), *sites)))
+            found = session.execute(query.where(in_reach(Portfolio.site, reach)))
             return sorted({str(PortfolioKey(creditor, code)) for creditor, code in found})
 
     def today(self, within: frozenset[PortfolioKey] | None, midnight: datetime) -> TodayCounts:
