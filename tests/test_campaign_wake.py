@@ -4,7 +4,6 @@ agent turning ready wake its tick, run by the node's one scheduler (never two ti
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,17 +16,14 @@ from cartera.node import Node
 from cartera.runtime.jobs import Job, Wakeable, new_scheduler
 from cartera.workspace.agents import AgentState
 from tests.conftest import write_portfolio, write_sites
+from tests.peers.net import wait_until
 from tests.test_campaign_modes import predictive_pace
 
 START = datetime(2026, 11, 23, 14, tzinfo=UTC)
 
 
-def until(done: Callable[[], bool], what: str) -> None:
-    """Wait for ``done`` (a loaded machine may take a while; the test asserts what happens, not how fast)."""
-    deadline = time.monotonic() + 60
-    while not done():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
+#: How long a wait may take on a loaded machine (the tests assert what happens, not how fast).
+WAIT_S = 60
 
 
 def test_each_pacing_event_wakes_the_campaign_tick() -> None:
@@ -65,14 +61,14 @@ def test_a_wake_runs_the_job_at_once_and_never_two_runs_at_once() -> None:
     scheduler = new_scheduler([Job(tick.id, tick, 3600)])
     scheduler.start()
     try:
-        until(lambda: len(runs) == 1, "the first run")
+        wait_until(lambda: len(runs) == 1, "the first run", timeout=WAIT_S)
         tick.wake()
-        until(inside.is_set, "the woken run")
+        wait_until(inside.is_set, "the woken run", timeout=WAIT_S)
         tick.wake()
         tick.wake()
         assert len(runs) == 2  # the run in progress is not doubled
         release.set()
-        until(lambda: len(runs) == 3, "the run the wakes during the second asked for")
+        wait_until(lambda: len(runs) == 3, "the run the wakes during the second asked for", timeout=WAIT_S)
     finally:
         scheduler.shutdown(wait=True)
     assert len(runs) == 3
@@ -97,7 +93,7 @@ def test_an_ended_call_has_the_campaign_place_the_next_within_the_hour_between_i
             return session.scalar(sa.select(sa.func.count()).select_from(ContactAttempt)) or 0
 
     try:
-        until(lambda: placed() >= 6, "the six accounts called")
+        wait_until(lambda: placed() >= 6, "the six accounts called", timeout=WAIT_S)
     finally:
         node.stop()
         runner.join(60)
