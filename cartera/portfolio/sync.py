@@ -63,8 +63,9 @@ class CreditorSync:
         try:
             self._take_all(run)
         except Exception as exc:  # the adapter's fetch itself (the creditor's view, say): the export still runs
-            run.failed.append(f"fetch: {type(exc).__name__}: {exc}")
-            event(log, "sync.fetch_failed", logging.ERROR, reason=f"{type(exc).__name__}: {exc}")
+            reason = f"{type(exc).__name__}: {exc}"
+            run.failed.append(f"fetch: {reason}")
+            event(log, "sync.fetch_failed", logging.ERROR, reason=reason)
         self._record(run.failed)
         if self.stop():
             event(log, "sync.stopped", reason="node stopping")
@@ -96,14 +97,9 @@ class CreditorSync:
             try:
                 self._take(batch, run)
             except Exception as exc:  # one delivery's fault never holds up the others, nor the export
-                run.failed.append(f"{batch.source}: {type(exc).__name__}: {exc}")
-                event(
-                    log,
-                    "sync.delivery_failed",
-                    logging.ERROR,
-                    source=batch.source,
-                    reason=f"{type(exc).__name__}: {exc}",
-                )
+                reason = f"{type(exc).__name__}: {exc}"
+                run.failed.append(f"{batch.source}: {reason}")
+                event(log, "sync.delivery_failed", logging.ERROR, source=batch.source, reason=reason)
             if self.stop():  # before the next delivery is even fetched
                 break
 
