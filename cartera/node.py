@@ -115,12 +115,16 @@ class Node:
             zone=site.zone,
         )
         campaign = site.section.campaign
+
+        def started_dialer() -> Dialer[Any] | None:
+            return dialer() if dialer is not None else None
+
         self.pace = Pace(
             config=campaign,
             clock=self.clock,
             zone=site.zone,
             workspace=lambda: self.workspace.roster.everyone(),  # noqa: PLW0108 (the hub is built below)
-            dialer=lambda: self.adapter("dialer", Dialer) if dialer else None,
+            dialer=started_dialer,
             answered=self._answered_calls,
             latest=self._latest_calls,
         )
@@ -139,8 +143,8 @@ class Node:
             ScreenBuilder(
                 site.name, self.db, self.clock, self.explainer, workspace=site.section.workspace, zone=site.zone
             ),
-            now=lambda: datetime.now(UTC),  # agents' timeouts are people's: wall-clock time
-            dialer=lambda: self.adapter("dialer", Dialer) if dialer else None,
+            now=_wall_clock,  # agents' timeouts are people's: wall-clock time
+            dialer=started_dialer,
             dispose=self._dispose_left_call,
             wrap_up_limit=timedelta(seconds=site.section.workspace.wrap_up_seconds),
             gone_limit=timedelta(seconds=site.section.workspace.gone_seconds),
@@ -161,7 +165,7 @@ class Node:
             db=self.db,
             audit=self.audit,
             clock=self.clock,
-            now=lambda: datetime.now(UTC),  # an offer's hold is people's time
+            now=_wall_clock,  # an offer's hold is people's time
             hub=self.workspace,
             listing=self.call_list,
             calls=self.calls,
