@@ -57,14 +57,14 @@ class StateRate:
     """At most ``per_second`` state changes (or refused dispositions) per agent in any second; past that, refused
     (429) until it slows."""
 
-    def __init__(self, per_second: int = STATE_CHANGES_PER_S, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, per_second: int = STATE_CHANGES_PER_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.per_second, self._clock = per_second, clock
         self._recent: defaultdict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
 
     def allow(self, agent: str) -> bool:
         """Counts one for ``agent`` unless it spent its second's allowance (then ``False``)."""
-        now = self._clock() if self._clock else time.monotonic()
+        now = self._clock()
         with self._lock:
             if self._spent(agent, now):
                 return False
@@ -74,7 +74,7 @@ class StateRate:
     def spent(self, agent: str) -> bool:
         """Whether ``agent`` spent its allowance in the last second (nothing counted)."""
         with self._lock:
-            return self._spent(agent, self._clock() if self._clock else time.monotonic())
+            return self._spent(agent, self._clock())
 
     def _spent(self, agent: str, now: float) -> bool:
         recent = self._recent[agent]
