@@ -5,6 +5,7 @@ arrives as any other."""
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -88,4 +89,4 @@ def _accounts(web: Web, user: User, *, ref_prefix: str = "", account_id: int | N
     found = web.services.reads.accounts(
         user.portfolios(web.site), ref_prefix=ref_prefix, account_id=account_id, limit=FOUND_AT_MOST
     )
-    return [{"id": row.id, "ref": row.ref, "portfolio": row.portfolio, "debtor": row.debtor} for row in found]
+    return [asdict(row) for row in found]
