@@ -203,7 +203,7 @@ class Pace:
                 with self._lock:
                     self._observe(AgentCycle(talk=end - result.answered_at.timestamp(), wrap=0.0))
             return
-        events: list[PacingEvent] = []
+        events: list[PacingEvent]
         if result.outcome is CallOutcome.ABANDONED:
             events = [DialEnded(end, hour, end - line.dialled, True, segment), LiveCallSettled(end, abandoned=True)]
         elif result.outcome is CallOutcome.ANSWERED:
