@@ -55,7 +55,6 @@
     $("offer-account").textContent = offer.account;
     $("offer-callback").hidden = !offer.callback;
     $("offer").hidden = false;
-    $("offer").dataset.account = String(offer.account_id);
   }
 
   function clearOffer(cleared) {
@@ -66,7 +65,6 @@
     if (cleared.account_id !== offered) return;
     offered = null;
     $("offer").hidden = true;
-    delete $("offer").dataset.account;
   }
 
   function note(message) {
