@@ -443,17 +443,16 @@ def _refuse_shared_integration_tokens(
         if key[:2] == integrations and value in holders:
             errors.fail(key, f"the same secret as {holders[value]}: {_OWN_SECRET}")
         holders.setdefault(value, ".".join(key))
+    written = [(key, {value, _raw_at(sites[site], key) or value}) for key, value in ours]
     for other, raw in sites.items():
         if other == site or not isinstance(raw, dict):
             continue
         tables: list[tuple[tuple[str, ...], Any]] = [((kind,), raw.get(kind)) for kind in PLUGIN_KINDS]
         tables.append((integrations, _raw_at(raw, integrations)))
-        theirs = [(key, text) for where, table in tables for key, text in _texts(table, where)]
-        for key, value in ours:
-            mine = {value, _raw_at(sites[site], key) or value}
-            for their_key, text in theirs:
-                shared = text in mine or _raw_text(text) in mine
-                if shared and integrations in (key[:2], their_key[:2]):
+        theirs = [(key, {text, _raw_text(text)}) for where, table in tables for key, text in _texts(table, where)]
+        for key, mine in written:
+            for their_key, forms in theirs:
+                if integrations in (key[:2], their_key[:2]) and not mine.isdisjoint(forms):
                     errors.fail(key, f"the same secret as site {other!r}, key {'.'.join(their_key)!r}: {_OWN_SECRET}")
 
 
