@@ -9,9 +9,9 @@ from pathlib import Path
 
 from sqlalchemy import update
 
+from cartera.contact.segments import days_past_due
 from cartera.core.store.schema import Account
 from cartera.node import Node
-from cartera.workspace.screen import days_past_due
 from tests.conftest import write_sites
 from tests.workspace_seed import seed_calls
 

@@ -23,7 +23,7 @@ from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from cartera.contact.reach import ReachModel, hour_of_week, learn, week_hour_label
-from cartera.contact.segments import Segment, by_quota, segment_of
+from cartera.contact.segments import Segment, by_quota, days_past_due, segment_of
 from cartera.core.clock import Clock
 from cartera.core.config import ListingConfig
 from cartera.core.store.database import Database
@@ -119,7 +119,7 @@ def rank(
         reach = model.reach(candidate.phones[0], hour) if candidate.phones else None
         probability = reach.probability if reach else 0.0
         weight = risk_weight(candidate.risk_score, config)
-        days = (now.astimezone(candidate.zone).date() - candidate.due_on).days if candidate.due_on else None
+        days = days_past_due(candidate.due_on, now.astimezone(candidate.zone).date())
         segment = segment_of(days)
         payment = config.payment_chance(segment)
         value = float(candidate.balance) * probability * weight * payment
@@ -134,7 +134,7 @@ def rank(
         if candidate.broken_promise:
             why = f"broken promise; {why}"
         if days is not None:
-            why += f"; {max(days, 0)} days past due" + (f" (tramo {segment})" if segment else "")
+            why += f"; {days} days past due" + (f" (tramo {segment})" if segment else "")
         picks.append(Pick(candidate.account_id, candidate.ref, priority, value, why, segment=segment))
     ranked = sorted(picks, key=lambda pick: (pick.priority, -pick.value))
     if not config.segment_quotas:

@@ -39,7 +39,7 @@ from cartera.contact.pacing import (
     ProgressivePacer,
 )
 from cartera.contact.pacing.budget import DAY
-from cartera.contact.segments import Segment, segment_of
+from cartera.contact.segments import Segment, days_past_due, segment_of
 from cartera.core.adapters import Dialer
 from cartera.core.clock import Clock
 from cartera.core.config import CampaignConfig
@@ -163,9 +163,9 @@ class Pace:
     def dialled(self, attempt_id: int, at: datetime, due_on: date | None = None) -> None:
         """The node hands the call of ``attempt_id``, requested at ``at``, to the dialer; ``due_on``: the day its
         account's debt fell due (its segment), when known."""
-        days = (at.astimezone(self.zone).date() - due_on).days if due_on is not None else None
+        segment = segment_of(days_past_due(due_on, at.astimezone(self.zone).date()))
         with self._lock:
-            self._lines[attempt_id] = _Line(at.timestamp(), segment_of(days))
+            self._lines[attempt_id] = _Line(at.timestamp(), segment)
 
     def dropped(self, attempt_id: int) -> None:
         """The dialer refused the call of ``attempt_id`` (it raised): it rings nowhere."""

@@ -4,6 +4,7 @@ segment gets, so a list is not worked only where the balances are largest."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import date
 from typing import Literal, TypeVar
 
 Segment = Literal["1-30", "31-60", "61-90", "91-180", "180+"]
@@ -11,6 +12,11 @@ SEGMENTS: tuple[Segment, ...] = ("1-30", "31-60", "61-90", "91-180", "180+")
 _UPPER: tuple[tuple[int, Segment], ...] = ((30, "1-30"), (60, "31-60"), (90, "61-90"), (180, "91-180"))
 
 T = TypeVar("T")
+
+
+def days_past_due(due_on: date | None, today: date) -> int | None:
+    """Days from ``due_on`` to ``today`` (never negative); ``None`` when the due day is unknown."""
+    return None if due_on is None else max((today - due_on).days, 0)
 
 
 def segment_of(days_past_due: int | None) -> Segment | None:

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cartera.contact.explain import GateExplainer
+from cartera.contact.segments import days_past_due
 from cartera.core.audit import audit
 from cartera.core.clock import Clock
 from cartera.core.errors import CarteraError
@@ -61,11 +62,6 @@ class AccountLine:
     currency: str
     status: str
     days_past_due: int | None  #: since the day the debt fell due, when the creditor said (0: due today or later)
-
-
-def days_past_due(due_on: date | None, today: date) -> int | None:
-    """Days from ``due_on`` to ``today`` (never negative); ``None`` when the due day is unknown."""
-    return None if due_on is None else max((today - due_on).days, 0)
 
 
 @dataclass(frozen=True)
