@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from cartera.contact.compliance import LineType
+from cartera.core.models import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS
 from cartera.web.context import Web, refusal
 from cartera.web.sse import event_stream, last_event_id, too_many_streams
 from cartera.workspace.errors import AlreadyDispositioned, NotYourCall, WorkspaceError
@@ -45,7 +46,12 @@ of the agents and calls may be stale until their next events) and then the live 
 class InstalmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2, description="Amount, a decimal string.")
+    amount: Decimal = Field(
+        gt=0,
+        max_digits=AMOUNT_MAX_DIGITS,
+        decimal_places=AMOUNT_DECIMAL_PLACES,
+        description="Amount, a decimal string.",
+    )
     due: date
 
 
