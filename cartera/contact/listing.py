@@ -182,11 +182,13 @@ class CallList:
                 self._learned_at = now
             return self._model
 
-    def order(self, due: Sequence[tuple[int, str]], now: datetime) -> list[Pick]:
-        """The callbacks due (those waiting for their agent included, marked), then ``due`` (account id and
-        reference, longest due first) in the configured order."""
+    def order(
+        self, due: Sequence[tuple[int, str]], now: datetime, within: frozenset[PortfolioKey] | None = None
+    ) -> list[Pick]:
+        """The callbacks due (of the portfolios ``within``, ``None``: all; those waiting for their agent included,
+        marked), then ``due`` (account id and reference, longest due first) in the configured order."""
         with self.db.session() as session:
-            callbacks = self._callbacks(session, now)
+            callbacks = self._callbacks(session, now, within)
             called_back = {pick.account_id for pick in callbacks}
             rest = [(account_id, ref) for account_id, ref in due if account_id not in called_back]
             if self.config.order == "fifo":
@@ -240,13 +242,13 @@ class CallList:
         self, now: datetime, top: int, max_attempts_per_day: int, within: frozenset[PortfolioKey] | None = None
     ) -> list[Pick]:
         """The next ``top`` calls in the order the campaign would place them at ``now``, placing none and changing
-        nothing (callbacks waiting for their agent included, marked); the due accounts of the portfolios
-        ``within`` only (``None``: all), callbacks of every portfolio."""
+        nothing (callbacks waiting for their agent included, marked); the callbacks and due accounts of the
+        portfolios ``within`` only (``None``: all)."""
         day_start = datetime.combine(now.astimezone(self.zone).date(), time.min, self.zone)
         size = max(top, self.config.candidates)
         rows = self.pool(now, day_start, size * 4, within)
         due = [(row.account_id, row.ref) for row in rows if row.tries_today < max_attempts_per_day]
-        return self.order(due[:size], now)[:top]
+        return self.order(due[:size], now, within)[:top]
 
     def _scores(
         self, session: Session, model: ReachModel, now: datetime, due: Sequence[int]
@@ -264,11 +266,11 @@ class CallList:
                 self._segments[pick.account_id] = pick.segment
         return {account_id: self._scored.get(account_id, (-Priority.VALUE, 0.0)) for account_id in due}
 
-    def _callbacks(self, session: Session, now: datetime) -> list[Pick]:
+    def _callbacks(self, session: Session, now: datetime, within: frozenset[PortfolioKey] | None) -> list[Pick]:
         """Pending callbacks due by ``now`` and not yet tried since their time, earliest first: one for its agent
         goes to that agent once ready (one callback per agent at a time), until ``release`` after its time;
         then, or one for anyone, to any ready agent."""
-        due = due_callbacks(session, site=self.site, now=now)
+        due = due_callbacks(session, site=self.site, now=now, within=within)
         ready = self.ready_agents()
         targets = self.targets_agents()
         taken = self._agents_called_back(session)

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from cartera.core.store.schema import Account, AccountStop, CallbackRow, ContactAttempt
+from cartera.core.store.schema import Account, AccountStop, CallbackRow, ContactAttempt, Creditor, Portfolio
+from cartera.portfolio.identity import PortfolioKey, in_portfolios
 
 PENDING, DONE = "pending", "done"
 
@@ -30,9 +31,11 @@ class DueCallback:
         return self.agent is None or self.at <= now - release
 
 
-def due_callbacks(session: Session, *, site: str, now: datetime) -> list[DueCallback]:
-    """The site's pending callbacks due by ``now`` on active, not stopped accounts not called since their time,
-    earliest first."""
+def due_callbacks(
+    session: Session, *, site: str, now: datetime, within: frozenset[PortfolioKey] | None = None
+) -> list[DueCallback]:
+    """The site's pending callbacks due by ``now`` on active, not stopped accounts not called since their time
+    (of the portfolios ``within``, ``None``: all), earliest first."""
     called_since = exists().where(
         ContactAttempt.account_id == CallbackRow.account_id, ContactAttempt.requested_at >= CallbackRow.at
     )
@@ -41,7 +44,10 @@ def due_callbacks(session: Session, *, site: str, now: datetime) -> list[DueCall
             CallbackRow.id, CallbackRow.account_id, Account.ref, CallbackRow.phone, CallbackRow.at, CallbackRow.agent
         )
         .join(Account, CallbackRow.account_id == Account.id)
+        .join(Portfolio, Account.portfolio_id == Portfolio.id)
+        .join(Creditor, Portfolio.creditor_id == Creditor.id)
         .where(
+            in_portfolios(within),
             CallbackRow.site == site,
             CallbackRow.state == PENDING,
             CallbackRow.at <= now,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,8 +34,8 @@ from cartera.core.errors import CarteraError, UsageError
 from cartera.core.logs import event as log_event
 from cartera.core.models import CallRequest, Channel
 from cartera.core.store.database import Database
-from cartera.core.store.schema import Account, ContactAttempt, Creditor, Portfolio
-from cartera.portfolio.identity import PortfolioKey, in_portfolios, qualified
+from cartera.core.store.schema import ContactAttempt
+from cartera.portfolio.identity import qualified
 from cartera.workspace.agents import SIGNED_OUT, AgentState, AgentStatus
 from cartera.workspace.errors import WorkspaceError
 from cartera.workspace.hub import AGENT_STATE, CALL_ENDED, PREVIEW_CLEARED, PREVIEW_OFFER, WorkspaceEvent, WorkspaceHub
@@ -327,24 +327,7 @@ class PreviewOffers:
             for pick in picks
             if pick.priority is Priority.CALLBACK and not pick.waiting and pick.agent in (None, status.extension)
         ]
-        visible = self._visible([pick.account_id for pick in callbacks], within)
-        return [pick for pick in callbacks if pick.account_id in visible] + [
-            pick for pick in picks if pick.priority is not Priority.CALLBACK
-        ]
-
-    def _visible(self, account_ids: Sequence[int], within: frozenset[PortfolioKey] | None) -> set[int]:
-        """Those of ``account_ids`` in the portfolios ``within`` (``None``: all)."""
-        if not account_ids or within is None:
-            return set(account_ids)
-        with self.db.reading() as session:
-            return set(
-                session.scalars(
-                    select(Account.id)
-                    .join(Portfolio, Account.portfolio_id == Portfolio.id)
-                    .join(Creditor, Portfolio.creditor_id == Creditor.id)
-                    .where(Account.id.in_(account_ids), in_portfolios(within))
-                )
-            )
+        return callbacks + [pick for pick in picks if pick.priority is not Priority.CALLBACK]
 
     def _build(self, status: AgentStatus, pick: Pick, now: datetime) -> Offer:
         """The offer of ``pick`` (the number the call would go to: a callback's, else the one the gate would try
