@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
+from apscheduler.schedulers.base import STATE_RUNNING
 
 from cartera.core.models import AgentConnected, CallOutcome, CallResult
 from cartera.core.store.schema import ContactAttempt
@@ -72,6 +73,35 @@ def test_a_wake_runs_the_job_at_once_and_never_two_runs_at_once() -> None:
     finally:
         scheduler.shutdown(wait=True)
     assert len(runs) == 3
+
+
+def test_a_wake_during_the_last_run_does_not_hang_the_schedulers_shutdown() -> None:
+    """A node stopping mid-tick: the scheduler's shutdown waits for the running tick while holding its job stores'
+    lock, so the run a wake asked for must not ask the scheduler for it (the node hung in its shutdown)."""
+    runs: list[int] = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def run() -> None:
+        runs.append(len(runs))
+        if len(runs) == 2:
+            inside.set()
+            release.wait(WAIT_S)
+
+    tick = Wakeable("campaign_tick", run)
+    scheduler = new_scheduler([Job(tick.id, tick, 3600)])
+    scheduler.start()
+    wait_until(lambda: len(runs) == 1, "the first run", timeout=WAIT_S)
+    tick.wake()
+    wait_until(inside.is_set, "the woken run", timeout=WAIT_S)
+    tick.wake()  # a call ended during the run
+    stopping = threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True)
+    stopping.start()
+    wait_until(lambda: scheduler.state != STATE_RUNNING, "the shutdown to begin", timeout=WAIT_S)
+    release.set()
+    stopping.join(WAIT_S)
+    assert not stopping.is_alive(), "the scheduler's shutdown hung on the run a wake asked for"
+    assert len(runs) == 2  # no run after the stop
 
 
 def test_an_ended_call_has_the_campaign_place_the_next_within_the_hour_between_its_ticks(

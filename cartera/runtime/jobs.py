@@ -14,7 +14,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.base import STATE_RUNNING, BaseScheduler
 
 from cartera.contact.calls import CallService
 from cartera.contact.campaign import Campaign
@@ -44,7 +44,9 @@ class Job:
 
 class Wakeable:
     """A job that :meth:`wake` runs at once on its scheduler, which stays its one runner: never two runs at once,
-    and a wake during a run has the next one follow it."""
+    and a wake during a run has the next one follow it, in the same thread. A run never calls back into the
+    scheduler: its shutdown holds the job stores' lock while it waits for the running jobs, so a job asking it to
+    reschedule itself would wait for that lock forever (a node stopping mid-tick hung)."""
 
     def __init__(self, job_id: str, run: Callable[[], object]) -> None:
         self.id, self._run = job_id, run
@@ -53,15 +55,16 @@ class Wakeable:
         self._running = self._again = False
 
     def __call__(self) -> None:
-        with self._lock:
-            self._running, self._again = True, False
-        try:
-            self._run()
-        finally:
+        again = True
+        while again:
             with self._lock:
-                self._running, again = False, self._again
-            if again:
-                self.wake()
+                self._running, self._again = True, False
+            try:
+                self._run()
+            finally:
+                with self._lock:
+                    self._running, again = False, self._again
+            again = again and self._scheduler_running()
 
     def wake(self) -> None:
         """Run the job now, or once the run in progress ended."""
@@ -69,9 +72,12 @@ class Wakeable:
             if self._running:
                 self._again = True
                 return
-        if self.scheduler is not None:
+        if self.scheduler is not None and self._scheduler_running():
             with suppress(JobLookupError, SchedulerNotRunningError):  # the run is over
                 self.scheduler.modify_job(self.id, next_run_time=datetime.now(UTC))
+
+    def _scheduler_running(self) -> bool:
+        return self.scheduler is not None and self.scheduler.state == STATE_RUNNING
 
 
 @dataclass(frozen=True)
