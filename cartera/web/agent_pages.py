@@ -53,12 +53,17 @@ class DispositionForm(BaseModel):
     csrf: str = Field("", max_length=128)
 
 
+def _monotonic() -> float:
+    return time.monotonic()  # looked up at each call: tests replace this module's clock
+
+
 class StateRate:
     """At most ``per_second`` state changes (or refused dispositions) per agent in any second; past that, refused
     (429) until it slows."""
 
-    def __init__(self, per_second: int = STATE_CHANGES_PER_S, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_second, self._clock = per_second, clock
+    def __init__(self, per_second: int = STATE_CHANGES_PER_S, clock: Callable[[], float] | None = None) -> None:
+        self.per_second = per_second
+        self._clock = clock or _monotonic
         self._recent: defaultdict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
 
