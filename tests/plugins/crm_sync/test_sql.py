@@ -207,6 +207,28 @@ def test_watermark_reads_each_change_once_across_pages_and_restarts(
     assert "updated_at" in restarted.check().detail
 
 
+def test_a_position_is_kept_for_its_order_columns_only(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Read by ``version`` up to 200, then configured to read by ``saldo``: the stored 200 is not a balance, and
+    taken as one it skipped every row (all balances are under 200); the view is read from the start instead."""
+    insert_rows(creditor_db, [(f"A-{n}", "Ana", "3001234567", None, n, "COP", None, 100 * n) for n in range(1, 6)])
+    by_version = make_sync(tmp_path, postgres_url, page_rows=2)
+    first = next(by_version.fetch())
+    by_version.acknowledge(first)
+    assert "after version=200, cuenta=A-2" in by_version.check().detail
+    by_balance = make_sync(tmp_path, postgres_url, watermark="saldo")
+    with caplog.at_level(logging.WARNING):
+        (everything,) = by_balance.fetch()
+    assert [r.account_ref for r in split(everything)[0]] == [f"A-{n}" for n in range(1, 6)]
+    assert "crm_sync.sql.position_reset" in caplog.text
+    by_balance.acknowledge(everything)
+    assert "after saldo=5.00, cuenta=A-5" in by_balance.check().detail
+    assert [r.account_ref for b in make_sync(tmp_path, postgres_url).fetch() for r in split(b)[0]] == [
+        f"A-{n}" for n in range(1, 6)
+    ], "back to version: the position by saldo says nothing of it either"
+
+
 def test_export_inserts_once_in_one_transaction(tmp_path: Path, postgres_url: str, creditor_db: sa.Engine) -> None:
     sync = make_sync(tmp_path, postgres_url)
     at = datetime(2026, 3, 2, 14, 5, 30, tzinfo=UTC)

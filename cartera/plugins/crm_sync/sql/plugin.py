@@ -150,15 +150,14 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         if page is None:
             return
         end = page[0]
-        document = {"view": self.config.view, **end.to_json()}
+        document = {"view": self.config.view, "order": list(self._order), **end.to_json()}
         content = json.dumps(document).encode()
 
         def write(sink: IO[bytes]) -> None:
             sink.write(content)
 
         write_atomically(self._position_file, write)
-        order = (self.config.watermark, self.config.key_column)
-        event(self.context.log, "crm_sync.sql.position", view=self.config.view, position=end.describe(order))
+        event(self.context.log, "crm_sync.sql.position", view=self.config.view, position=end.describe(self._order))
 
     def reject(self, batch: AssignmentBatch) -> None:
         """Keep the snapshot of a page rejected whole in ``rejected/``; the position does not move, and
@@ -212,7 +211,7 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         of the (watermark, key) columns."""
         spelled = {header_key(name): name for name in self.db.columns(self.config.view)}
         names = self.config.columns
-        order = (self.config.watermark, self.config.key_column)
+        order = self._order
         required = (names.account_ref, names.debtor_name, names.balance, *order)
         missing = [name for name in required if header_key(name) not in spelled]
         if not any(header_key(name) in spelled for name in names.phones):
@@ -227,12 +226,30 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         columns = list(dict.fromkeys(spelled[key] for name in wanted if (key := header_key(name)) in spelled))
         return columns, (spelled[header_key(order[0])], spelled[header_key(order[1])])
 
+    @property
+    def _order(self) -> tuple[str, str]:
+        """The configured (watermark, key) columns the view is read in the order of."""
+        return self.config.watermark, self.config.key_column
+
     def _position(self) -> Position | None:
+        """The stored position, if it was stored for this view read in this order: a position of another view, or
+        of other (watermark, key) columns, says nothing about this one, and the view is read from the start (each
+        row imported again is unchanged). A position stored before the order was kept is taken as this order's."""
         try:
             document = json.loads(self._position_file.read_bytes())
         except FileNotFoundError:
             return None
-        return Position.from_json(document) if document.get("view") == self.config.view else None
+        stored = (document.get("view"), tuple(document.get("order", self._order)))
+        if stored[0] == self.config.view and list(map(header_key, stored[1])) == list(map(header_key, self._order)):
+            return Position.from_json(document)
+        event(
+            self.context.log,
+            "crm_sync.sql.position_reset",
+            logging.WARNING,
+            stored=f"{stored[0]} by {', '.join(map(str, stored[1]))}",
+            now=f"{self.config.view} by {', '.join(self._order)}",
+        )
+        return None
 
 
 def _account_refs(snapshot: bytes) -> dict[int, str]:
