@@ -21,6 +21,7 @@ from cartera.contact.phones import InvalidPhone, normalize
 from cartera.contact.targets import Denied
 from cartera.core.adapters import CrmSync
 from cartera.core.clock import SimulatedClock
+from cartera.core.control_characters import control_problem, escape_controls
 from cartera.core.hooks import Hooks
 from cartera.core.models import AssignmentAction, AssignmentBatch, AssignmentRow, CallOutcome, FileRejected, RowError
 from cartera.core.store.database import Database
@@ -40,7 +41,6 @@ from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
 from cartera.plugins.crm_sync.csv_dir.plugin import CsvDirSync
 from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.files.phones import PhoneNormalizer
-from cartera.portfolio.files.values import control_problem, escape_controls
 from cartera.portfolio.importer import CHUNK_ROWS, AssignmentImporter
 from tests.conftest import write_portfolio, write_sites
 from tests.plugins.crm_sync.test_csv_dir import exported_rows

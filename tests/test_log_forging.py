@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from cartera.cli.summary import site_summary
+from cartera.core.audit import AuditLog
+from cartera.core.clock import SimulatedClock
 from cartera.core.logs import TextFormatter
+from cartera.core.store.database import Database
+from cartera.core.store.schema import AuditEntry
 from cartera.node import Node
 from tests.conftest import write_sites
 
@@ -29,6 +35,23 @@ def test_a_text_log_value_holding_a_control_character_is_quoted_and_escaped() ->
         ' sync.file_rejected source="a.csv\\n2026-12-04T21:00:00.00Z ERROR cartera.sync sync.fake\\tsource='
         '\\u001b[2Jx\\u202e" count=2'
     )
+
+
+def test_an_audit_entry_keeps_controls_and_bidi_marks_escaped(tmp_path: Path) -> None:
+    """A right-to-left override in a typed name reordered the audit log as a terminal showed it."""
+    db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    db.migrate()
+    try:
+        log = AuditLog("demo", db, SimulatedClock(datetime(2026, 12, 4, tzinfo=UTC), 1))
+        log.write(actor="ana\u202e", action="x", subject=FORGED, note=[FORGED])
+        with db.reading() as session:
+            entry = session.scalars(sa.select(AuditEntry)).one()
+        assert entry.actor == "ana\\u202e"
+        assert entry.subject.isprintable()
+        assert entry.subject.endswith("source=\\x1b[2Jx\\u202e")
+        assert entry.details == {"note": [entry.subject]}
+    finally:
+        db.dispose()
 
 
 def test_the_run_summary_escapes_a_file_name_with_control_characters(

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Never
 
 from cartera.cli.malloc import tune_malloc
 from cartera.cli.passwords import PASSWORD_ENV, new_password
+from cartera.core.control_characters import escape_controls
 from cartera.core.errors import CarteraError, UsageError
 from cartera.core.logs import configure
 from cartera.core.redaction import RedactingStream, redacted_output
-from cartera.portfolio.files.values import escape_controls
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo

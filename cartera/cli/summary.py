@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cartera.cli.passwords import PASSWORD_ENV
-from cartera.portfolio.files.values import escape_controls
+from cartera.core.control_characters import escape_controls
 
 if TYPE_CHECKING:
     from cartera.node import Node

@@ -18,9 +18,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from cartera.contact.smstext import segment_count, sms_encoding
+from cartera.core.control_characters import control_problem
 from cartera.core.errors import CarteraError
 from cartera.core.store.schema import Account
-from cartera.portfolio.files.values import control_problem
 
 #: The names a template may use, with what they hold.
 TEMPLATE_FIELDS: dict[str, str] = {

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import getpass
-import re
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from cartera.core.clock import Clock
+from cartera.core.control_characters import escape_controls
 from cartera.core.store.database import Database
 from cartera.core.store.schema import AuditEntry
 
 SYSTEM = "system"
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def os_user() -> str:
@@ -36,9 +35,9 @@ def audit(session: Session, *, at: datetime, site: str, actor: str, action: str,
 
 
 def _escaped(value: Any) -> Any:
-    """``value`` with each C0 control character and DEL in its texts escaped (``\\x00``), at any depth."""
+    """``value`` with each control, bidi and format character in its texts escaped (``\\x00``), at any depth."""
     if isinstance(value, str):
-        return _CONTROL.sub(lambda found: repr(found[0])[1:-1], value)
+        return escape_controls(value)
     if isinstance(value, dict):
         return {key: _escaped(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -13,10 +13,10 @@ import phonenumbers
 
 from cartera.contact.compliance.calendar import check_address_zone, check_region, check_zone
 from cartera.contact.phones import InvalidPhone
+from cartera.core.control_characters import control_problem
 from cartera.core.models import AssignmentAction, AssignmentRow, RowError
 from cartera.portfolio.chunk_state import AccountState, ChunkState, Payment, PortfolioInfo
 from cartera.portfolio.files.phones import PhoneNormalizer
-from cartera.portfolio.files.values import control_problem
 from cartera.portfolio.identity import code_problem
 
 CENT = Decimal("0.01")

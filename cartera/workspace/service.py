@@ -29,6 +29,7 @@ from cartera.contact.texts import TextService
 from cartera.core.audit import audit
 from cartera.core.clock import Clock
 from cartera.core.config import CampaignConfig
+from cartera.core.control_characters import escape_controls, has_control
 from cartera.core.hooks import Hooks
 from cartera.core.logs import event
 from cartera.core.models import (
@@ -51,7 +52,6 @@ from cartera.core.store.schema import (
     PromiseRow,
 )
 from cartera.portfolio.export import add_activity, to_activity, unexported_call_activity
-from cartera.portfolio.files.values import escape_controls, has_control
 from cartera.portfolio.identity import PortfolioKey, qualified
 from cartera.users.directory import site_agent
 from cartera.workspace import callbacks, promises

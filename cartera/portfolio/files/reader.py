@@ -29,17 +29,10 @@ from typing import IO
 from ftfy import fix_encoding_and_explain
 from ftfy.badness import is_bad
 
+from cartera.core.control_characters import C1_CONTROLS, escape_controls, has_c1_control
 from cartera.core.models import AssignmentAction, AssignmentBatch, AssignmentRow, FileRejected, Reading, RowError
 from cartera.portfolio.files.config import ENCODINGS, LEGACY_ENCODINGS, CsvFormatConfig, codec_name
-from cartera.portfolio.files.values import (
-    C1_CONTROLS,
-    amount_problem,
-    escape_controls,
-    has_c1_control,
-    header_key,
-    parse_amount,
-    parse_date,
-)
+from cartera.portfolio.files.values import amount_problem, header_key, parse_amount, parse_date
 
 CHUNK_SIZE = 1 << 20
 #: The longest line read (an assignment row is a few hundred bytes): a longer one rejects the file before it is
