@@ -80,15 +80,16 @@ class CallService:
         ``agent``: the agent (its identity at the dialer) the answered call must reach, not any ready agent."""
         if self.dialer is None:
             raise UsageError(f"site {self.site!r} has no dialer configured")
-        if agent is not None and not self.dialer().capabilities.targets_agents:
-            raise UsageError(f"site {self.site!r}: the dialer cannot connect a call to a given agent ({agent})")
+        dialer = self.dialer()
         if agent is not None:
+            if not dialer.capabilities.targets_agents:
+                raise UsageError(f"site {self.site!r}: the dialer cannot connect a call to a given agent ({agent})")
             # an agent's own call is not paced by the dialer's capacity, which keeps the campaign's calls from a
             # dialer down: asked first, so no attempt is recorded (nor counted by the law) for a call never placed
-            checked = self.dialer().check()
+            checked = dialer.check()
             if not checked.ok:
                 raise DialerUnavailable(f"the dialer cannot place {agent}'s call now: {checked.detail}")
-            _refuse_unknown_agent(self.dialer(), agent)
+            _refuse_unknown_agent(dialer, agent)
         now = self.clock.now()
         with self.db.session() as session:
             target = self.targets.find(session, Channel.CALL, phone, account, at=now, lock=True)
@@ -128,7 +129,7 @@ class CallService:
         )
         self.pace.dialled(attempt_id, now, due_on)
         try:
-            self.dialer().place_call(request)
+            dialer.place_call(request)
         except BaseException:
             self.pace.dropped(attempt_id)
             raise
