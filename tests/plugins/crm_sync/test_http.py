@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from cartera.core.adapters import CrmSync
@@ -448,6 +449,20 @@ def test_committed_openapi_document_is_current() -> None:
         "docs/creditor-api.openapi.json is stale: python -m cartera.plugins.crm_sync.http.openapi > "
         "docs/creditor-api.openapi.json"
     )
+
+
+def test_codes_follow_the_stores_allow_list_whole() -> None:
+    """A creditor or portfolio code the store takes (``@`` included) is one the API takes; nothing else is, even
+    around a valid one: the API's own pattern lacked ``@``, so a portfolio imported from a file could not be
+    pushed."""
+    HttpApiConfig.model_validate({"creditors": {"BCO@CO": {"token": BCO_TOKEN}}})
+    with pytest.raises(ValidationError, match="creditor code 'BCO CO'"):
+        HttpApiConfig.model_validate({"creditors": {"BCO CO": {"token": BCO_TOKEN}}})
+    batch = {"batch_id": "b@1", "creditor": "BCO@CO", "portfolio": "TARJETAS@2026", "rows": [row("A-1")]}
+    assert BatchIn.model_validate(batch).portfolio == "TARJETAS@2026"
+    for field in ("batch_id", "creditor", "portfolio"):
+        with pytest.raises(ValidationError, match=field):
+            BatchIn.model_validate(batch | {field: "ok/../x"})
 
 
 def test_registered_under_http() -> None:

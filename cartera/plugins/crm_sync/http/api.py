@@ -15,7 +15,7 @@ from starlette.types import Message
 
 from cartera.plugin import Activity, event
 from cartera.plugins.crm_sync.http.batches import BatchConflict, BatchSpool
-from cartera.plugins.crm_sync.http.config import CODE_PATTERN, DEFAULT_MAX_BODY_BYTES, CreditorAccess
+from cartera.plugins.crm_sync.http.config import CODE, DEFAULT_MAX_BODY_BYTES, CreditorAccess
 from cartera.plugins.crm_sync.http.models import ActivityOut, ActivityPage, BatchIn, BatchOut, ErrorOut, HealthOut
 
 API_VERSION = "v1"
@@ -204,7 +204,7 @@ def api_router(
         },
     )
     def batch_result(
-        batch_id: Annotated[str, Path(pattern=CODE_PATTERN)], owner: Annotated[str, Depends(creditor)]
+        batch_id: Annotated[str, Path(pattern=CODE)], owner: Annotated[str, Depends(creditor)]
     ) -> BatchOut:
         result = spool.result(owner, batch_id)
         if result is None:

@@ -6,10 +6,11 @@ import re
 
 from pydantic import Field, HttpUrl, SecretStr, field_validator
 
-from cartera.plugin import PluginConfig, SettingError, secret_settings
+from cartera.plugin import CODE_PATTERN, PluginConfig, SettingError, secret_settings
 
-#: Creditor codes and batch ids: safe as file names and URL segments.
-CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+#: A creditor code, portfolio code or batch id, whole (pydantic and FastAPI search a pattern): core's allow-list,
+#: safe as a file name and a URL segment.
+CODE = rf"^{CODE_PATTERN}$"
 DEFAULT_MAX_BODY_BYTES = 16 << 20
 #: RFC 6750's b64token: what a bearer token may hold, so the token a creditor presents is compared as written.
 B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -82,7 +83,7 @@ class HttpApiConfig(PluginConfig):
     def _codes(cls, creditors: dict[str, CreditorAccess]) -> dict[str, CreditorAccess]:
         for code in creditors:
             if not re.fullmatch(CODE_PATTERN, code):
-                raise ValueError(f"creditor code {code!r} must be letters, digits, '.', '_' or '-' (64 at most)")
+                raise ValueError(f"creditor code {code!r} must be letters, digits, '.', '_', '@' or '-' (64 at most)")
         return creditors
 
     @field_validator("creditors")

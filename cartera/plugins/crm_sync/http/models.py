@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from cartera.plugin import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, Activity, AssignmentAction, AssignmentRow, RowError
-from cartera.plugins.crm_sync.http.config import CODE_PATTERN
+from cartera.plugins.crm_sync.http.config import CODE
 
 MAX_ROWS = 10_000
 _ROW_EXAMPLE: dict[str, JsonValue] = {
@@ -106,9 +106,9 @@ class BatchIn(BaseModel):
         },
     )
 
-    batch_id: str = Field(pattern=CODE_PATTERN, description="The creditor's unique id of this batch (idempotency key).")
-    creditor: str = Field(pattern=CODE_PATTERN, description="The creditor code; must be the token's creditor.")
-    portfolio: str = Field(pattern=CODE_PATTERN, description="The portfolio the rows belong to.")
+    batch_id: str = Field(pattern=CODE, description="The creditor's unique id of this batch (idempotency key).")
+    creditor: str = Field(pattern=CODE, description="The creditor code; must be the token's creditor.")
+    portfolio: str = Field(pattern=CODE, description="The portfolio the rows belong to.")
     rows: list[SkipValidation[AssignmentIn]] = Field(
         min_length=1,
         max_length=MAX_ROWS,
