@@ -100,8 +100,8 @@ class PreviewOffers:
         self._lock = threading.Lock()
         self._held: dict[str, int] = {}  #: agent -> the account reserved for it (offer being built or shown)
         self._shown: dict[str, tuple[Offer, WorkspaceEvent]] = {}  #: agent -> its offer, as published
-        self._dialing: dict[str, int] = {}  #: agent -> its call not connected nor ended yet
-        self._calling: dict[str, int] = {}  #: agent -> the account of that call
+        #: agent -> its call not connected nor ended yet (its attempt, or _PLACING) and that call's account
+        self._dialing: dict[str, tuple[int, int]] = {}
         self._passed: dict[str, dict[int, datetime]] = {}  #: agent -> accounts not offered to it until then
         hub.listen(self._heard)
 
@@ -181,12 +181,12 @@ class PreviewOffers:
         if status.state in (AgentState.ON_CALL, AgentState.WRAP_UP):
             raise WorkspaceError("account", f"save the disposition of call {status.attempt_id} first")
         with self._lock:
-            ringing = self._dialing.get(agent)
-            if ringing is not None:
+            if agent in self._dialing:
+                ringing = self._dialing[agent][0]
                 raise WorkspaceError("account", f"call {ringing} is still ringing" if ringing > 0 else "calling")
             if self._taken(account_id, agent):
                 raise WorkspaceError("account", f"account {account_id} is held for another agent's call")
-            self._dialing[agent], self._calling[agent] = _PLACING, account_id
+            self._dialing[agent] = (_PLACING, account_id)
             shown = self._shown.get(agent)
         phone = shown[0].phone if shown and shown[0].account_id == account_id else None
         self._withdraw(agent, "called")
@@ -210,8 +210,8 @@ class PreviewOffers:
                 self._safely(self.hub.roster.release_own_call, agent)
             raise
         with self._lock:
-            if self._dialing.get(agent) == _PLACING:  # not connected meanwhile
-                self._dialing[agent] = call.attempt_id
+            if self._dialing.get(agent) == (_PLACING, account_id):  # not connected meanwhile
+                self._dialing[agent] = (call.attempt_id, account_id)
         return call
 
     def signed_out(self, agent: str) -> None:
@@ -230,7 +230,7 @@ class PreviewOffers:
         now = self._now()
         with self._lock:
             shown = list(self._shown.values())
-            dialing = {agent: attempt for agent, attempt in self._dialing.items() if attempt > 0}
+            dialing = {agent: attempt for agent, (attempt, _) in self._dialing.items() if attempt > 0}
         for offer, _ in shown:
             status = self._status(offer.agent)
             if status is None or status.pages == 0:
@@ -271,24 +271,23 @@ class PreviewOffers:
         elif event.kind == CALL_ENDED:
             attempt = event.data.get("attempt_id")
             with self._lock:
-                agent = next((name for name, ringing in self._dialing.items() if ringing == attempt), None)
+                agent = next((name for name, (ringing, _) in self._dialing.items() if ringing == attempt), None)
             if agent is not None and isinstance(attempt, int):
                 self._call_ended(agent, attempt)
 
     def _taken(self, account_id: int, agent: str) -> bool:
         """Under the lock: ``account_id`` is offered to another agent than ``agent``, or being called for one."""
-        reserved = (*self._held.items(), *self._calling.items())
+        reserved = (*self._held.items(), *((other, account) for other, (_, account) in self._dialing.items()))
         return any(other != agent and taken == account_id for other, taken in reserved)
 
     def _stop_dialing(self, agent: str) -> None:
         """Under the lock: the agent's call is connected, ended or was not placed."""
         self._dialing.pop(agent, None)
-        self._calling.pop(agent, None)
 
     def _call_ended(self, agent: str, attempt_id: int) -> None:
         """The agent's call ended without reaching it (not answered, busy, failed): told why, offered the next."""
         with self._lock:
-            if self._dialing.get(agent) != attempt_id:
+            if agent not in self._dialing or self._dialing[agent][0] != attempt_id:
                 return
             self._stop_dialing(agent)
         with self.db.reading() as session:
