@@ -9,6 +9,10 @@ Times are wall-clock (agents are people, whatever the site's simulated clock say
 outlasts ``wrap_up_limit``, or whose page has been gone for ``gone_limit`` with a call on screen, is
 :meth:`AgentRoster.overdue`: the node dispositions that call as such and pauses the agent.
 
+The changes an agent (or the node on its behalf) asks for are made one at a time per agent, the dialer told
+before the state is written; a call the dialer connects meanwhile wins over them: it comes on screen, and the pause
+reason asked for is kept for after it.
+
 A dialer that cannot be reached (:class:`~cartera.core.errors.DialerUnavailable`) marks the agent's status
 ``dialer_down`` until a pause or resume of that agent goes through again: a change the agent asked for is refused
 (its state stays as it was), one that follows a saved disposition leaves the agent paused ``dialer_unreachable``.
@@ -88,6 +92,7 @@ class AgentRoster:
         self._agents: dict[str, AgentStatus] = {}
         self._ended_pending: set[int] = set()  #: pending calls that ended before coming on screen
         self._lock = threading.Lock()
+        self._changes: dict[str, threading.RLock] = {}  #: per agent: its asked-for changes, one at a time
 
     def sign_in(self, agent: str, extension: str) -> AgentStatus:
         """The agent's page opened: a new agent starts paused (``signed_in``) until it says it is ready."""
@@ -116,21 +121,19 @@ class AgentRoster:
 
     def ready(self, agent: str) -> AgentStatus:
         """Offer the agent calls; refused while a call is on screen (a disposition must be saved first)."""
-        current = self.get(agent)
-        if current.state in (AgentState.ON_CALL, AgentState.WRAP_UP):
-            raise UsageError(f"agent {agent}: save the disposition of call {current.attempt_id} first")
-        return self._set(agent, AgentState.READY, drive=True)
+        with self._changing(agent):
+            current = self.get(agent)
+            if current.state in (AgentState.ON_CALL, AgentState.WRAP_UP):
+                raise UsageError(f"agent {agent}: save the disposition of call {current.attempt_id} first")
+            return self._set(agent, AgentState.READY, drive=True)
 
     def pause(self, agent: str, reason: str) -> AgentStatus:
         """No new call for the agent; a call on screen stays there (its disposition is still owed)."""
         reason = reason.strip()
         if not reason or len(reason) > MAX_REASON or not reason.isprintable():
             raise UsageError(f"pause reason: 1 to {MAX_REASON} printable characters")
-        current = self.get(agent)
-        if current.state in (AgentState.ON_CALL, AgentState.WRAP_UP):
-            self._drive(agent, current.extension, reason)
-            return self._update(agent, pause_reason=reason)
-        return self._set(agent, AgentState.PAUSED, reason=reason, drive=True)
+        with self._changing(agent):
+            return self._set(agent, AgentState.PAUSED, reason=reason, drive=True)
 
     def connected(self, agent: str, attempt_id: int) -> AgentStatus:
         """A call was connected to the agent: on that call, whatever the state before (the dialer decided); with
@@ -151,16 +154,18 @@ class AgentRoster:
     def hold_for_own_call(self, agent: str) -> None:
         """The agent places its own call: a ready agent is paused at the dialer (``own_call``) while it rings, its
         state here unchanged, so no other call reaches it meanwhile."""
-        status = self.get(agent)
-        if status.state is AgentState.READY:
-            self._drive(agent, status.extension, OWN_CALL)
+        with self._changing(agent):
+            status = self.get(agent)
+            if status.state is AgentState.READY:
+                self._drive(agent, status.extension, OWN_CALL)
 
     def release_own_call(self, agent: str) -> None:
         """The agent's own call ended without reaching it (or was not placed): a ready agent is offered calls
         again at the dialer."""
-        status = self.get(agent)
-        if status.state is AgentState.READY:
-            self._drive(agent, status.extension, None)
+        with self._changing(agent):
+            status = self.get(agent)
+            if status.state is AgentState.READY:
+                self._drive(agent, status.extension, None)
 
     def ended(self, agent: str, attempt_id: int) -> AgentStatus | None:
         """The call on the agent's screen ended: wrap-up until its disposition is saved. ``None``: not that call
@@ -184,19 +189,20 @@ class AgentRoster:
     def dispositioned(self, agent: str, attempt_id: int) -> AgentStatus | None:
         """The call's disposition is saved: ready again, unless the agent paused meanwhile (then paused, with
         that reason). ``None``: not the agent's call on screen."""
-        with self._lock:
-            current = self._agents.get(agent)
-            if current is None or current.attempt_id != attempt_id:
-                return None
-        if current.pending:
-            return self._next_pending(agent)
-        if current.pause_reason is not None:
-            return self._set(agent, AgentState.PAUSED, reason=current.pause_reason, drive=False)
-        try:
-            return self._set(agent, AgentState.READY, drive=True)
-        except DialerUnavailable as exc:  # the disposition is saved: the agent waits, paused, for the dialer
-            event(log, "workspace.dialer_unreachable", logging.WARNING, agent=agent, error=str(exc))
-            return self._set(agent, AgentState.PAUSED, reason=DIALER_UNREACHABLE, drive=False)
+        with self._changing(agent):
+            with self._lock:
+                current = self._agents.get(agent)
+                if current is None or current.attempt_id != attempt_id:
+                    return None
+            if current.pending:
+                return self._next_pending(agent)
+            if current.pause_reason is not None:
+                return self._set(agent, AgentState.PAUSED, reason=current.pause_reason, drive=False, leaving=attempt_id)
+            try:
+                return self._set(agent, AgentState.READY, drive=True, leaving=attempt_id)
+            except DialerUnavailable as exc:  # the disposition is saved: the agent waits, paused, for the dialer
+                event(log, "workspace.dialer_unreachable", logging.WARNING, agent=agent, error=str(exc))
+                return self._set(agent, AgentState.PAUSED, reason=DIALER_UNREACHABLE, drive=False, leaving=attempt_id)
 
     def drop_pending(self, agent: str, attempt_id: int) -> AgentStatus | None:
         """The disposition of a call waiting behind the one on screen is saved: it leaves the queue (it never comes
@@ -213,20 +219,23 @@ class AgentRoster:
 
     def timed_out(self, agent: str, attempt_id: int, reason: str) -> AgentStatus | None:
         """The call was dispositioned for the agent (``reason``): the agent is paused with that reason."""
-        with self._lock:
-            current = self._agents.get(agent)
-            if current is None or current.attempt_id != attempt_id:
-                return None
-        if current.pending:
-            return self._next_pending(agent)
-        try:
-            return self._set(agent, AgentState.PAUSED, reason=reason, drive=True)
-        except DialerUnavailable as exc:  # the call is dispositioned: paused here, the dialer is told next time
-            event(log, "workspace.dialer_unreachable", logging.WARNING, agent=agent, error=str(exc))
-            return self._set(agent, AgentState.PAUSED, reason=reason, drive=False)
+        with self._changing(agent):
+            with self._lock:
+                current = self._agents.get(agent)
+                if current is None or current.attempt_id != attempt_id:
+                    return None
+            if current.pending:
+                return self._next_pending(agent)
+            try:
+                return self._set(agent, AgentState.PAUSED, reason=reason, drive=True, leaving=attempt_id)
+            except DialerUnavailable as exc:  # the call is dispositioned: paused here, the dialer is told next time
+                event(log, "workspace.dialer_unreachable", logging.WARNING, agent=agent, error=str(exc))
+                return self._set(agent, AgentState.PAUSED, reason=reason, drive=False, leaving=attempt_id)
 
     def page_seen(self, agent: str) -> None:
-        self._update(agent, pages=self.get(agent).pages + 1, gone_since=None)
+        with self._lock:
+            current = self._agents[agent]
+            self._agents[agent] = replace(current, pages=current.pages + 1, gone_since=None)
 
     def page_gone(self, agent: str) -> None:
         with self._lock:
@@ -279,15 +288,29 @@ class AgentRoster:
         with self._lock:
             return sorted(self._agents.values(), key=lambda status: status.agent)
 
-    def _set(self, agent: str, state: AgentState, *, reason: str | None = None, drive: bool) -> AgentStatus:
-        """The agent's new state; when ``drive``, the dialer is told first, and a dialer that refuses (or is
-        down) leaves the state as it was and raises."""
+    def _changing(self, agent: str) -> threading.RLock:
+        """The lock that makes ``agent``'s asked-for changes one at a time, so the dialer hears them in the order
+        their states are written (re-entrant: a change may lead to another on the same thread)."""
+        with self._lock:
+            return self._changes.setdefault(agent, threading.RLock())
+
+    def _set(
+        self, agent: str, state: AgentState, *, reason: str | None = None, drive: bool, leaving: int | None = None
+    ) -> AgentStatus:
+        """The agent's new state (``READY`` or ``PAUSED``), leaving the call ``leaving`` (its disposition saved;
+        ``None``: none on screen); when ``drive``, the dialer is told first, and a dialer that refuses (or is down)
+        leaves the state as it was and raises. A call the dialer connected meanwhile stays on screen, the reason
+        kept for after it; one connected behind ``leaving`` comes on screen."""
         if drive:
             self._drive(agent, self.get(agent).extension, reason)
         with self._lock:
-            status = replace(self._agents[agent], state=state, since=self._now(), pause_reason=reason)
-            if state in (AgentState.READY, AgentState.PAUSED):
-                status = replace(status, attempt_id=None)
+            current = self._agents[agent]
+            if _busy(current) and current.attempt_id != leaving:
+                status = replace(current, pause_reason=reason)
+            elif current.pending and current.attempt_id == leaving:
+                status = self._pending_on_screen(current)
+            else:
+                status = replace(current, state=state, since=self._now(), pause_reason=reason, attempt_id=None)
             self._agents[agent] = status
         self._on_change(status)
         return status
@@ -295,20 +318,17 @@ class AgentRoster:
     def _next_pending(self, agent: str) -> AgentStatus:
         """The agent's first pending call comes on screen: on that call, or in wrap-up when it ended already."""
         with self._lock:
-            current = self._agents[agent]
-            attempt_id, *rest = current.pending
-            ended = attempt_id in self._ended_pending
-            self._ended_pending.discard(attempt_id)
-            state = AgentState.WRAP_UP if ended else AgentState.ON_CALL
-            status = replace(current, state=state, since=self._now(), attempt_id=attempt_id, pending=tuple(rest))
-            self._agents[agent] = status
+            status = self._agents[agent] = self._pending_on_screen(self._agents[agent])
         self._on_change(status)
         return status
 
-    def _update(self, agent: str, **changes: object) -> AgentStatus:
-        with self._lock:
-            status = self._agents[agent] = replace(self._agents[agent], **changes)  # type: ignore[arg-type]
-        return status
+    def _pending_on_screen(self, current: AgentStatus) -> AgentStatus:
+        """Under the lock: ``current`` with its first pending call on screen."""
+        attempt_id, *rest = current.pending
+        ended = attempt_id in self._ended_pending
+        self._ended_pending.discard(attempt_id)
+        state = AgentState.WRAP_UP if ended else AgentState.ON_CALL
+        return replace(current, state=state, since=self._now(), attempt_id=attempt_id, pending=tuple(rest))
 
     def _drive(self, agent: str, extension: str, pause_reason: str | None) -> None:
         """Tell the dialer, when it pauses agents, to pause (with the reason) or resume the agent at ``extension``.

@@ -194,6 +194,7 @@ class WorkspaceHub:
                     actor="workspace", action="workspace.call_pending", subject=subject, agent=status.agent
                 )
             self.publish(CALL_PENDING, pending, agent=status.agent)
+            self._next_on_screen(self.roster.get(status.agent))  # it came on screen before it waited: its pop
             return
         self._pop(status.agent, event)
 
@@ -203,9 +204,18 @@ class WorkspaceHub:
             pop = self.screens.pop(event.attempt_id, agent, self.grants(agent), event.at)
         except NotOnScreen as exc:
             log_event(log, "workspace.call_not_visible", logging.WARNING, agent=agent, reason=str(exc))
-            self._pops[agent] = self.publish(CALL_NOT_VISIBLE, {"attempt_id": event.attempt_id}, agent=agent)
-            return
-        self._pops[agent] = self.publish(SCREEN_POP, pop.as_event(), agent=agent)
+            shown = self.publish(CALL_NOT_VISIBLE, {"attempt_id": event.attempt_id}, agent=agent)
+        else:
+            shown = self.publish(SCREEN_POP, pop.as_event(), agent=agent)
+        with self._lock:
+            self._pops[agent] = shown
+
+    def _clear_pop(self, agent: str, attempt_id: int) -> None:
+        """The call of ``attempt_id`` left the agent's screen: its pop goes (a later call's pop stays)."""
+        with self._lock:
+            shown = self._pops.get(agent)
+            if shown is not None and shown.data.get("attempt_id") == attempt_id:
+                del self._pops[agent]
 
     def _next_on_screen(self, status: AgentStatus | None) -> None:
         """After a call left the agent's screen: the pending call that came on it gets its pop."""
@@ -232,7 +242,7 @@ class WorkspaceHub:
             return waiting
         status = self.roster.dispositioned(agent, attempt_id)
         if status is not None:
-            self._pops.pop(agent, None)
+            self._clear_pop(agent, attempt_id)
             self._next_on_screen(status)
         return status
 
@@ -246,7 +256,7 @@ class WorkspaceHub:
                 continue
             if self._dispose is not None:
                 self._dispose(status.agent, attempt_id, reason)
-            self._pops.pop(status.agent, None)
+            self._clear_pop(status.agent, attempt_id)
             self._next_on_screen(self.roster.timed_out(status.agent, attempt_id, reason))
             log_event(log, "workspace.call_left", agent=status.agent, attempt=attempt_id, reason=reason)
             swept += 1
@@ -272,10 +282,11 @@ class WorkspaceHub:
             status = self.roster.get(agent)
         except PageNotOpen:
             return None
-        pop = self._pops.get(agent)
+        with self._lock:
+            pop = self._pops.get(agent)
         if pop is None or status.state not in (AgentState.ON_CALL, AgentState.WRAP_UP):
             return None
-        return pop
+        return pop if pop.data.get("attempt_id") == status.attempt_id else None
 
     # --- publish and subscribe -------------------------------------------------------------------
 
