@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from cartera.core.store.schema import CallbackRow
+from cartera.web.agent_pages import _checked
 from cartera.web.workspace_api import API_PREFIX
 from cartera.workspace.errors import WorkspaceError
 from cartera.workspace.service import MAX_NOTE, DispositionInput
@@ -56,3 +59,34 @@ def test_a_callback_time_with_its_utc_offset_is_taken_from_the_page(site: Site) 
     # Tuesday 10:00 in Bogotá, written in UTC+14
     saved = agent.post(path, data={"code": "callback_requested", "callback_at": "2026-11-25T05:00+14:00", "csrf": csrf})
     assert saved.status_code == 201, saved.text
+
+
+@pytest.mark.abuse
+def test_callback_anyone_false_keeps_the_callback_for_its_agent_and_a_value_of_neither_is_refused(
+    site: Site,
+) -> None:
+    agent, csrf = on_call(site)
+    path = f"/agent/calls/{site.calls.colombian}/disposition"
+    form = {"code": "callback_requested", "callback_at": "2026-12-02T10:00", "csrf": csrf}
+    for value in ("yes", "2", "nah", "<i>"):  # fewer than the refusals an agent may make in a second
+        refused = agent.post(path, data=form | {"callback_anyone": value})
+        assert refused.status_code == 400, value
+        assert refused.json()["field"] == "callback_anyone", value
+        assert value not in refused.json()["error"], value
+    with site.node.db.reading() as session:
+        assert session.scalars(select(CallbackRow)).all() == []
+    saved = agent.post(path, data=form | {"callback_anyone": "FALSE"})
+    assert saved.status_code == 201, saved.text
+    with site.node.db.reading() as session:
+        assert [row.agent for row in session.scalars(select(CallbackRow))] == ["ana"]
+
+
+def test_callback_anyone_reads_a_checkbox_value_without_case() -> None:
+    for value in ("1", "on", "ON", "true", "True", "TRUE"):
+        assert _checked(value) is True, value
+    for value in ("", "0", "off", "Off", "false", "FALSE"):
+        assert _checked(value) is False, value
+    for value in ("yes", "no", "2", "-1", "t", "f", "\uff54\uff52\uff55\uff45"):  # fullwidth "true"
+        with pytest.raises(WorkspaceError) as refused:
+            _checked(value)
+        assert refused.value.field == "callback_anyone"

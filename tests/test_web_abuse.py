@@ -21,15 +21,17 @@ from sqlalchemy import select, update
 
 from cartera.core.errors import ConfigError
 from cartera.core.hooks import load_plugins
+from cartera.core.models import Recording
 from cartera.core.store.database import Database
-from cartera.core.store.schema import WebSession
+from cartera.core.store.schema import RecordingRow, WebSession
 from cartera.node import Node
 from cartera.users.directory import UserDirectory
 from cartera.users.sessions import FREE_TRIES, LoginThrottler, SessionStore
 from cartera.web.app import PAGE_BODY_LIMIT, build_app
+from cartera.web.media import BadRange, ByteRange, parse_range
 from cartera.web.server import WebServer
 from cartera.web.workers import NICENESS
-from tests.browser.seed import PASSWORD, seed
+from tests.browser.seed import DAY, PASSWORD, seed
 from tests.conftest import write_sites
 from tests.peers.net import free_port
 from tests.test_web_pages import Site, csrf_of, sign_in, web_settings
@@ -60,7 +62,7 @@ def test_huge_and_malformed_ranges_answer_cleanly_and_are_audited(site: Site) ->
         f"bytes=0-{HUGE}": 206,  # an end past the file is cut to it
         f"bytes=-{HUGE}": 206,  # the last N bytes, N past the size: all of them
         f"bytes=000{'0' * 5000}5-9": 206,  # leading zeros are still 5
-        "bytes= 1 - 2 , ": 416,
+        "bytes= 1 - 2 , ": 200,  # no ranges-specifier (spaces inside a range): ignored, the whole file
     }
     for header, status in expected.items():
         before = len(site.audits("web.rejected"))
@@ -78,6 +80,124 @@ def test_huge_and_malformed_ranges_answer_cleanly_and_are_audited(site: Site) ->
         client.get(f"/recordings/{rid}/audio", headers={"Range": f"bytes=000{'0' * 5000}5-9"}).content
         == (client.get(f"/recordings/{rid}/audio").content[5:10])
     )
+
+
+def test_range_units_are_read_without_case_and_malformed_ranges_are_ignored(site: Site) -> None:
+    """RFC 9110 §14.1-14.2: ``BYTES`` is ``bytes``; a header that is no ranges specifier, or of a unit other
+    than bytes, is ignored (200, the whole file, no audited refusal); a well-formed range the file cannot give
+    is still 416."""
+    client = sign_in(site.client(), "ana")
+    rid = site.seeded.recordings["BCO-1"]
+    data = client.get(f"/recordings/{rid}/audio").content
+    size = len(data)
+    for header in ("BYTES=0-1", "Bytes=0-1", "bYtEs=0-1", "bytes=0-1,", "bytes=, 0-1", "bytes=0-1 ,\t,"):
+        answer = client.get(f"/recordings/{rid}/audio", headers={"Range": header})
+        assert answer.status_code == 206, header
+        assert answer.headers["content-range"] == f"bytes 0-1/{size}", header
+        assert answer.content == data[:2], header
+    malformed = (
+        "bytes= 1-2",
+        "bytes=1 -2",
+        "bytes=1- 2",
+        "bytes=a-b",
+        "bytes=-",
+        "bytes=",
+        "bytes=,",
+        "bytes",
+        "bytes 0-1",
+        "bytes=0-1;",
+        "bytes=0x1-2",
+        "bytes=+1-2",
+        "bytes==0-1",
+        "=0-1",
+        "by tes=0-1",
+        f"bytes={HUGE}",
+        "pages=1-2",  # a unit the node does not know: ignored (RFC 9110 §14.2)
+    )
+    for header in malformed:
+        before = len(site.audits("web.rejected"))
+        answer = client.get(f"/recordings/{rid}/audio", headers={"Range": header})
+        assert answer.status_code == 200, header[:40]
+        assert "content-range" not in answer.headers, header[:40]
+        assert answer.content == data, header[:40]
+        assert len(site.audits("web.rejected")) == before, header[:40]
+    for header in (f"BYTES={size}-", "Bytes=-0", "BYTES=500-100", "bytes=0-1, 5-9", f"bytes={HUGE}-"):
+        answer = client.get(f"/recordings/{rid}/audio", headers={"Range": header})
+        assert answer.status_code == 416, header[:40]
+        assert answer.headers["content-range"] == f"bytes */{size}", header[:40]
+
+
+def test_parse_range_reads_the_unit_without_case_and_ignores_what_is_no_range() -> None:
+    assert parse_range("BYTES=5-9", 100) == ByteRange(5, 9)
+    assert parse_range("bytes=-10", 100) == ByteRange(90, 99)
+    assert parse_range("bytes=90-", 100) == ByteRange(90, 99)
+    assert parse_range("bytes=,\t5-9 , ", 100) == ByteRange(5, 9)
+    for header in ("bytes= 5-9", "bytes=5-9x", "items=5-9", "bytes=5", "bytes=-", "bytes=\n5-9", "bytes=\u0665-9"):
+        assert parse_range(header, 100) is None, header
+    for header in ("bytes=100-", "bytes=-0", "bytes=9-5", "bytes=0-1,3-4", "bytes=0-0"):
+        with pytest.raises(BadRange):
+            parse_range(header, 100 if header != "bytes=0-0" else 0)
+
+
+def archived(site: Site, spool: Path, files: dict[str, bytes]) -> dict[str, int]:
+    """Recordings of BCO-1's call archived from files named as ``files`` says (as a spool pattern taking any
+    file would catalog them); their ids by name."""
+    assert site.node.archiver is not None
+    with site.node.db.session() as session:
+        attempt_id = session.scalar(
+            select(RecordingRow.attempt_id).where(RecordingRow.id == site.seeded.recordings["BCO-1"])
+        )
+    spool.mkdir(parents=True, exist_ok=True)
+    ids: dict[str, int] = {}
+    for name, data in files.items():
+        (spool / name).write_bytes(data)
+        ids[name] = site.node.archiver.catalog(Recording(spool / name, attempt_id, DAY, 1.0, agent="agent-01"))
+    run = site.node.archiver.run_once()
+    assert run.archived >= len(files), run
+    assert run.failed == 0, run
+    return ids
+
+
+def test_a_recording_that_is_no_audio_is_never_shown_as_a_page_or_a_script(site: Site, tmp_path: Path) -> None:
+    """A recording archived as ``.html`` or ``.js`` is an opaque download in a sandbox, never a page or a script
+    of the node's origin; an audio recording still plays inline, in a sandbox too."""
+    page = b"<html><body><h1>hello</h1><script>document.title=document.cookie</script></body></html>"
+    ids = archived(
+        site,
+        tmp_path / "odd",
+        {
+            "call-x.html": page,
+            "call-x.js": b"alert(document.cookie)",
+            "call-x.svg": page,
+            "call-x.mp3": b"ID3\x03\x00" + bytes(200),
+        },
+    )
+    sound = ids.pop("call-x.mp3")
+    odd = ids
+    html_name = f"t-recording-{odd['call-x.html']}.html"
+    client = sign_in(site.client(), "ana")
+    for name, rid in odd.items():
+        for path, headers in (("audio", {}), ("audio", {"Range": "bytes=0-9"}), ("download", {})):
+            answer = client.get(f"/recordings/{rid}/{path}", headers=headers)
+            assert answer.status_code in (200, 206), (name, path)
+            assert answer.headers["content-type"] == "application/octet-stream", (name, path)
+            assert answer.headers["content-disposition"].startswith("attachment;"), (name, path)
+            assert answer.headers["content-security-policy"] == "sandbox", (name, path)
+            assert answer.headers["x-content-type-options"] == "nosniff", (name, path)
+    html = client.get(f"/recordings/{odd['call-x.html']}/audio")
+    assert (html.content, html.headers["content-disposition"]) == (page, f'attachment; filename="{html_name}"')
+    for rid in (sound, site.seeded.recordings["BCO-1"]):
+        play = client.get(f"/recordings/{rid}/audio")
+        assert play.status_code == 200
+        assert play.headers["content-type"].startswith("audio/"), play.headers["content-type"]
+        assert play.headers["content-disposition"].startswith("inline;")
+        assert play.headers["content-security-policy"] == "sandbox"
+        assert play.headers["x-content-type-options"] == "nosniff"
+        download = client.get(f"/recordings/{rid}/download")
+        assert download.headers["content-type"] == play.headers["content-type"]
+        assert download.headers["content-disposition"].startswith("attachment;")
+        assert download.headers["content-security-policy"] == "sandbox"
+    assert client.get(f"/recordings/{sound}/audio").headers["content-type"] == "audio/mpeg"
 
 
 def test_a_huge_range_over_the_wire_keeps_the_connection(site: Site) -> None:

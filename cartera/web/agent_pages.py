@@ -228,7 +228,7 @@ def call_routes(router: APIRouter, web: Web, hub: WorkspaceHub) -> None:
                 code=form.code.strip(),
                 note=form.note.strip(),
                 promise=_promise(form.promise_amount, form.promise_due),
-                callback=_callback(web, form.callback_at, bool(form.callback_anyone)),
+                callback=_callback(web, form.callback_at, _checked(form.callback_anyone)),
                 line_type=_line_type(form.line_type),
             )
         except WorkspaceError as exc:
@@ -308,6 +308,18 @@ def _callback(web: Web, at: str, anyone: bool) -> CallbackRequest | None:
     if local.tzinfo is None:
         local = local.replace(tzinfo=web.services.zone)
     return CallbackRequest(at=local, for_anyone=anyone)
+
+
+#: what a checkbox's value may read (the page's sends "1" or nothing), case aside
+_CHECKED = {"1": True, "on": True, "true": True, "": False, "0": False, "false": False, "off": False}
+
+
+def _checked(text: str) -> bool:
+    """``callback_anyone`` as posted: one of :data:`_CHECKED`, else refused (never read as true)."""
+    try:
+        return _CHECKED[text.strip().lower()]
+    except KeyError:
+        raise WorkspaceError("callback_anyone", "1, on or true; or 0, off, false or nothing") from None
 
 
 def _line_type(text: str) -> LineType | None:

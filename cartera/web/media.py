@@ -19,8 +19,16 @@ from cartera.core.adapters import RecordingStore
 from cartera.recordings.access import RecordingView, fetch_verified
 
 CHUNK = 64 * 1024
-_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+#: RFC 9110 §14.1: ``range-unit "=" range-set``, the unit a token compared without case
+_SPECIFIER = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+)=(.*)", re.DOTALL)
+_SPEC = r"(?:[0-9]+-[0-9]*|-[0-9]+)"  #: an int-range or a suffix-range
+#: a range-set as a recipient reads it (RFC 9110 §5.6.1.2): empty elements and spaces around commas allowed
+_RANGE_SET = re.compile(rf"(?:{_SPEC})?(?:[ \t]*,[ \t]*(?:{_SPEC})?)*")
+_RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
 _BEYOND_ANY_FILE = 2**63  #: what a position of more than 18 digits is read as
+OPAQUE = "application/octet-stream"  #: a recording that is no known audio: downloaded, never shown
+#: audio formats Asterisk records that mimetypes does not know as audio (.gsm is "model/vnd.gdl" there)
+_AUDIO_TYPES = {".gsm": "audio/x-gsm"}
 MAX_COPIES_BYTES = 2 << 30  #: local copies kept for playing, at most (the least recently used go first)
 
 
@@ -39,15 +47,22 @@ class ByteRange:
 
 
 def parse_range(header: str | None, size: int) -> ByteRange | None:
-    """The single range ``header`` asks for (``None``: the whole file). Multiple ranges, a start past the end,
-    or an inverted range raise :class:`BadRange`; an end past the file is cut to it, as RFC 9110 says.
-    Positions of any length are read without converting thousands of digits."""
+    """The single range ``header`` asks for (``None``: the whole file). A header that is no ``bytes`` ranges
+    specifier (malformed, or of another unit) is ignored: ``None``, as RFC 9110 §14.2 says. Multiple ranges, a
+    start past the end, an empty suffix or an inverted range raise :class:`BadRange`; an end past the file is
+    cut to it. Positions of any length are read without converting thousands of digits."""
     if header is None:
         return None
-    match = _RANGE.match(header.strip())
-    if match is None or size == 0:
+    specifier = _SPECIFIER.fullmatch(header.strip(" \t"))
+    if specifier is None or specifier[1].lower() != "bytes" or not _RANGE_SET.fullmatch(specifier[2]):
+        return None
+    ranges = [_RANGE_SPEC.fullmatch(element.strip(" \t")) for element in specifier[2].split(",")]
+    wanted = [match for match in ranges if match is not None]
+    if not wanted:  # only empty elements: no range-spec at all
+        return None
+    if len(wanted) > 1 or size == 0:
         raise BadRange(header)
-    first, last = (_position(text) for text in match.groups())
+    first, last = (_position(text) for text in wanted[0].groups())
     if first is None:  # suffix: the last N bytes
         if not last:
             raise BadRange(header)
@@ -64,16 +79,26 @@ def _position(digits: str) -> int | None:
     return int(significant) if len(significant) <= 18 else _BEYOND_ANY_FILE
 
 
+def audio_type(filename: str) -> str:
+    """The audio type of a recording named ``filename``; :data:`OPAQUE` for any other (a recording archived
+    as ``.html`` or ``.js`` is never served as a page or a script of the node's origin)."""
+    ext = PurePosixPath(filename).suffix.lower()
+    guessed = _AUDIO_TYPES.get(ext) or mimetypes.guess_type(f"recording{ext}")[0] or ""
+    return guessed if guessed.startswith("audio/") else OPAQUE
+
+
 def file_response(path: Path, wanted: ByteRange | None, filename: str, *, attachment: bool) -> StreamingResponse:
     size = path.stat().st_size
     part = wanted or ByteRange(0, size - 1)
-    media_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    media_type = audio_type(filename)
+    inline = not attachment and media_type != OPAQUE
     headers = {
         "Accept-Ranges": "bytes",
         "Content-Length": str(max(part.length, 0)),
-        "Content-Disposition": f'{"attachment" if attachment else "inline"}; filename="{filename}"',
+        "Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{filename}"',
         "Cache-Control": "private, no-store",
         "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",  # whatever the file holds, it runs no script of the node's origin
     }
     if wanted is not None:
         headers["Content-Range"] = f"bytes {part.start}-{part.end}/{size}"
