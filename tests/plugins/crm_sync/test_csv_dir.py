@@ -978,3 +978,41 @@ def test_exports_and_rejection_reports_get_the_configured_mode_whatever_the_umas
 def test_a_file_mode_others_could_read_or_no_mode_is_refused(tmp_path: Path, mode: object) -> None:
     with pytest.raises(ValidationError, match="file_mode"):
         make_sync(tmp_path, file_mode=mode)
+
+
+@pytest.mark.abuse
+def test_a_file_that_cannot_be_opened_is_skipped_with_one_warning_and_the_others_load(
+    tmp_path: Path, hooks: Hooks, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One inbox file the node may not read does not stop the files after it, nor ``check`` (#14 round 15 M5)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    locked = inbox / "a-locked.csv"
+    locked.write_text("cuenta;nombre;telefono1;saldo\nU-1;Ana;3001234567;1000\n", encoding="utf-8")
+    (inbox / "b-good.csv").write_text("cuenta;nombre;telefono1;saldo\nB-1;Ana;3001234567;1000\n", encoding="utf-8")
+
+    def refusing_open(path: Path) -> BinaryIO:
+        if path == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return open_regular(path)
+
+    monkeypatch.setattr(csv_dir_plugin, "open_regular", refusing_open)
+    sync = make_sync(tmp_path)
+    sync.start()
+    db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    db.migrate()
+    job = CreditorSync(
+        sync, AssignmentImporter("t", "CO", db, SimulatedClock(NOW, 1.0), hooks), ActivityExporter("t", db, sync)
+    )
+    caplog.set_level(logging.WARNING)
+    try:
+        assert sync.check().detail.startswith(f"inbox {inbox} readable, 1 file(s) waiting")
+        first, second = job.run_once(), job.run_once()
+    finally:
+        db.dispose()
+    assert (first.failed, [report.new for report in first.imports]) == ([], [1])
+    assert (second.failed, second.imports, second.rejected) == ([], [], [])
+    warnings = [r for r in caplog.records if r.getMessage() == "crm_sync.csv.file_unreadable"]
+    assert [r.fields["file"] for r in warnings] == [str(locked)]  # type: ignore[attr-defined]
+    assert "Permission denied" in warnings[0].fields["why"]  # type: ignore[attr-defined]
+    assert [p.name for p in inbox.iterdir() if p.is_file()] == ["a-locked.csv"]

@@ -381,3 +381,32 @@ def test_uploaded_exports_and_rejection_reports_get_the_configured_mode(
     written = sorted((sshd.jail / "outbox").iterdir())
     assert len(written) == 2
     assert [oct(path.stat().st_mode & 0o777) for path in written] == [oct(expected)] * 2
+
+
+@pytest.mark.abuse
+def test_a_file_that_cannot_be_downloaded_is_skipped_with_one_warning_and_the_others_load(
+    sshd: Sshd,
+    db: Database,
+    hooks: Hooks,
+    make_sync: Callable[..., SftpCsvSync],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One file the server refuses (mode 000) or whose name is too long for a local temporary name does not stop
+    the files after it, on any run (#14 round 15 M5)."""
+    locked = deliver(sshd, "a-unreadable.csv", "cuenta;nombre;telefono1;saldo\nU-1;Ana;3001234567;1000\n")
+    locked.chmod(0)
+    long_name = "a" + "x" * 240 + ".csv"
+    deliver(sshd, long_name, "cuenta;nombre;telefono1;saldo\nL-1;Ana;3001234567;1000\n")
+    deliver(sshd, "b-good.csv", "cuenta;nombre;telefono1;saldo\nB-1;Ana;3001234567;1000\n")
+    sync = make_sync()
+    job = cycle(sync, db, hooks)
+    caplog.set_level(logging.WARNING)
+    first, second = job.run_once(), job.run_once()
+    assert (first.failed, [report.new for report in first.imports]) == ([], [1, 1])
+    assert (second.failed, second.imports) == ([], [])
+    warnings = [r for r in caplog.records if r.getMessage() == "crm_sync.sftp.file_unreadable"]
+    assert [r.fields["file"].rsplit("/", 1)[1] for r in warnings] == ["a-unreadable.csv"]  # type: ignore[attr-defined]
+    assert "Permission denied" in warnings[0].fields["why"]  # type: ignore[attr-defined]
+    assert locked.exists()
+    assert sorted(p.name for p in (sshd.jail / "inbox" / "imported").iterdir()) == [long_name, "b-good.csv"]
+    assert list(sync._incoming.iterdir()) == []

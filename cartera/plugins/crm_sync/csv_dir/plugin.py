@@ -84,16 +84,27 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
 
     def fetch(self) -> Iterator[AssignmentBatch]:
         """The inbox's regular files, not read yet (the import reads each once); a symlink, FIFO, device or
-        directory is skipped (one warning), never read. With ``keep_files`` a file set aside in place is left out
-        by its identity, unread; the same bytes under a new identity (copied in again) are fetched, and the
-        import, reading them once, finds them imported before."""
+        directory is skipped (one warning), never read; so is a file the node may not open (left in place). With
+        ``keep_files`` a file set aside in place is left out by its identity, unread; the same bytes under a new
+        identity (copied in again) are fetched, and the import, reading them once, finds them imported before."""
         config = self.config
         for path, regular in inbox_entries(config.inbox, config.pattern, config.archive_dir, config.rejected_dir):
             if not regular:
                 if self._first_skip(path):
                     event(self.context.log, "crm_sync.csv.not_a_regular_file", logging.WARNING, file=str(path))
                 continue
-            batch = self._read_inbox(path)
+            try:
+                batch = self._read_inbox(path)
+            except FileRejected as exc:  # this file only (not readable by the node): the others still load
+                if self._first_skip(path):
+                    event(
+                        self.context.log,
+                        "crm_sync.csv.file_unreadable",
+                        logging.WARNING,
+                        file=str(path),
+                        why=exc.reason,
+                    )
+                continue
             if not (config.keep_files and self._remembered(read_identity(batch))):
                 yield batch
 

@@ -38,6 +38,10 @@ class FileTooLarge(SftpError):
     """A remote file sent more than ``max_file_bytes``: not fetched."""
 
 
+class FileUnreadable(SftpError):
+    """One remote file could not be downloaded (refused by the server, not storable here); the session works."""
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     path: str
@@ -149,27 +153,48 @@ class SftpSession:
         return sorted(found, key=lambda remote: remote.path)
 
     def download(self, remote: RemoteFile, target: Path) -> None:
-        """Copy ``remote`` to ``target`` through a temporary name; fails unless the size the opened file had
+        """Copy ``remote`` to ``target`` through a short temporary name; fails unless the size the opened file had
         arrived, and (:class:`FileTooLarge`) as soon as more than ``max_file_bytes`` did: a file growing
-        meanwhile, or a server that tells one size and sends more, never fills the node's disk."""
+        meanwhile, or a server that tells one size and sends more, never fills the node's disk. A failure of this
+        one file (the server refuses to open or read it, the local copy cannot be written) that leaves the session
+        working is a :class:`FileUnreadable`: the other files can still be fetched."""
         limit = self.config.max_file_bytes
-        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        temp = target.with_name(f".{uuid.uuid4().hex}.part")
         try:
-            with self.sftp(f"downloading {remote.path}") as sftp, sftp.open(remote.path, "rb") as source:
-                size = source.stat().st_size or 0
-                source.prefetch(min(size, limit))
-                with temp.open("wb") as sink:
-                    received = 0
-                    while chunk := source.read(DOWNLOAD_CHUNK):
-                        received += len(chunk)
-                        if received > limit:
-                            raise FileTooLarge(f"{self.where}{remote.path}: more than {limit} bytes (max_file_bytes)")
-                        sink.write(chunk)
+            with self.sftp(f"downloading {remote.path}") as sftp:
+                try:
+                    received, size = self._copy(sftp, remote, temp, limit)
+                except (OSError, paramiko.SSHException, EOFError) as exc:
+                    if isinstance(exc, TimeoutError) or not self._working():
+                        raise
+                    raise FileUnreadable(f"{self.where}{remote.path}: cannot download: {_describe(exc)}") from None
             if received != size:
-                raise SftpError(f"{self.where}{remote.path}: {received} bytes arrived of {size}")
-            temp.replace(target)
+                raise FileUnreadable(f"{self.where}{remote.path}: {received} bytes arrived of {size}")
+            try:
+                temp.replace(target)
+            except OSError as exc:
+                raise FileUnreadable(f"{self.where}{remote.path}: cannot store {target}: {_describe(exc)}") from None
         finally:
             temp.unlink(missing_ok=True)
+
+    def _copy(self, sftp: paramiko.SFTPClient, remote: RemoteFile, temp: Path, limit: int) -> tuple[int, int]:
+        """Bytes received and the size the opened file had."""
+        with sftp.open(remote.path, "rb") as source:
+            size = source.stat().st_size or 0
+            source.prefetch(min(size, limit))
+            with temp.open("wb") as sink:
+                received = 0
+                while chunk := source.read(DOWNLOAD_CHUNK):
+                    received += len(chunk)
+                    if received > limit:
+                        raise FileTooLarge(f"{self.where}{remote.path}: more than {limit} bytes (max_file_bytes)")
+                    sink.write(chunk)
+        return received, size
+
+    def _working(self) -> bool:
+        """Whether the session is still up (an error was about one file, not the connection)."""
+        transport = self._ssh.get_transport() if self._ssh is not None else None
+        return transport is not None and transport.is_active()
 
     def stat(self, path: str) -> RemoteFile | None:
         """What ``path`` is now (a symlink itself, not what it points to); None when it is gone."""

@@ -8,6 +8,7 @@ reports are uploaded under a temporary name and renamed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import posixpath
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,7 @@ from cartera.plugin import (
     CrmSync,
     CrmSyncCapabilities,
     DeliveryScope,
+    FileRejected,
     FirstTime,
     PluginConfig,
     PluginContext,
@@ -36,7 +38,7 @@ from cartera.plugin import (
     rejection_name,
     rejections_writer,
 )
-from cartera.plugins.crm_sync.sftp_csv.client import FileTooLarge, RemoteFile, SftpError, SftpSession
+from cartera.plugins.crm_sync.sftp_csv.client import FileTooLarge, FileUnreadable, RemoteFile, SftpError, SftpSession
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 
 
@@ -93,7 +95,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
                 if self._first_skip(source):
                     event(self.context.log, "crm_sync.sftp.not_a_regular_file", logging.WARNING, file=source)
                 continue
-            local = self._incoming / posixpath.basename(remote.path)
+            local = self._incoming / _local_name(remote.path)
             try:
                 if remote.size > self.config.max_file_bytes:
                     raise FileTooLarge(f"{source}: {remote.size} bytes, more than {self.config.max_file_bytes}")
@@ -102,11 +104,21 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
                 if self._first_skip(source):
                     event(self.context.log, "crm_sync.sftp.file_too_large", logging.WARNING, file=source, why=str(exc))
                 continue
+            except FileUnreadable as exc:  # this file only (refused, not storable here): the others still load
+                if self._first_skip(source):
+                    event(self.context.log, "crm_sync.sftp.file_unreadable", logging.WARNING, file=source, why=str(exc))
+                continue
             if self._session.stat(remote.path) != remote:
                 event(self.context.log, "crm_sync.sftp.changed_while_downloaded", logging.WARNING, file=source)
                 local.unlink(missing_ok=True)
                 continue
-            batch = read_local(self._reader, local, source)
+            try:
+                batch = read_local(self._reader, local, source)
+            except FileRejected as exc:  # the local copy cannot be opened: this file only
+                local.unlink(missing_ok=True)
+                if self._first_skip(source):
+                    event(self.context.log, "crm_sync.sftp.file_unreadable", logging.WARNING, file=source, why=str(exc))
+                continue
             self._fetched[source] = _Fetched(remote, local)
             event(self.context.log, "crm_sync.sftp.fetched", file=source, size=remote.size)
             yield batch
@@ -142,6 +154,15 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
     def report_rejections(self, batch: AssignmentBatch, errors: Sequence[RowError]) -> None:
         target = self._session.upload(rejection_name(batch.source), rejections_writer(errors, self.config.export))
         event(self.context.log, "crm_sync.sftp.rejections_uploaded", file=target, count=len(errors))
+
+
+def _local_name(remote_path: str) -> str:
+    """The local copy's name: the remote name when short, else a hash of it (a remote name may be as long as
+    the local file system allows, or longer in UTF-8 than a Windows server's 255 characters)."""
+    name = posixpath.basename(remote_path)
+    if len(name.encode("utf-8", "surrogateescape")) <= 100 and not name.startswith("."):
+        return name
+    return hashlib.sha256(remote_path.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".csv"
 
 
 @hookimpl
