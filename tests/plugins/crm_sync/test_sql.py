@@ -185,10 +185,12 @@ def test_watermark_reads_each_change_once_across_pages_and_restarts(
 ) -> None:
     insert_rows(creditor_db, [(f"A-{n}", "Ana", "3001234567", None, n, "COP", None, 0) for n in range(1, 6)])
     sync = make_sync(tmp_path, postgres_url, watermark="updated_at", page_rows=2)
-    batches = list(sync.fetch())
+    batches = []
+    for batch in sync.fetch():
+        batches.append(batch)
+        if len(batches) < 3:
+            sync.acknowledge(batch)
     assert [[r.account_ref for r in split(b)[0]] for b in batches] == [["A-1", "A-2"], ["A-3", "A-4"], ["A-5"]]
-    for batch in batches[:2]:
-        sync.acknowledge(batch)
     restarted = make_sync(tmp_path, postgres_url, watermark="updated_at", page_rows=2)
     (again,) = restarted.fetch()
     assert again.content_sha256 == batches[2].content_sha256, "an unacknowledged page is read the same again"
@@ -205,6 +207,46 @@ def test_watermark_reads_each_change_once_across_pages_and_restarts(
     restarted.acknowledge(changed)
     assert list(make_sync(tmp_path, postgres_url, watermark="updated_at").fetch()) == []
     assert "updated_at" in restarted.check().detail
+
+
+@pytest.mark.abuse
+def test_a_page_whose_delivery_failed_ends_the_read(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    open_node: Callable[..., Node],
+    postgres_url: str,
+    creditor_db: sa.Engine,
+) -> None:
+    """Page 1's rejection report fails (the table's trigger raises once): the read stops there, so page 2's
+    acknowledge cannot move the position past page 1, and the next run imports and reports page 1 (round 15 M1)."""
+    rows = [(f"A-{n}", "Ana", "3001234567", None, "-7" if n == 2 else "1000", "COP", None, n) for n in range(1, 5)]
+    insert_rows(creditor_db, rows)
+    with creditor_db.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE crm.outage (n int); INSERT INTO crm.outage VALUES (1)"))
+        connection.execute(
+            sa.text(
+                "CREATE FUNCTION crm.refuse() RETURNS trigger AS $$ BEGIN"
+                " IF EXISTS (SELECT FROM crm.outage) THEN RAISE EXCEPTION 'rechazos unavailable'; END IF;"
+                " RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+        )
+        connection.execute(
+            sa.text("CREATE TRIGGER refuse BEFORE INSERT ON crm.rechazos FOR EACH ROW EXECUTE FUNCTION crm.refuse()")
+        )
+    node = sql_node(tmp_path, monkeypatch, open_node, postgres_url, "page_rows = 2\n")
+    first = node.creditor_sync().run_once()
+    assert [r.new for r in first.imports] == [], first
+    assert len(first.failed) == 1, first
+    assert "rechazos unavailable" in first.failed[0]
+    with creditor_db.begin() as connection:
+        connection.execute(sa.text("DELETE FROM crm.outage"))
+    second = node.creditor_sync().run_once()
+    assert [r.new for r in second.imports] == [0, 2], second
+    assert second.failed == [], second
+    with creditor_db.connect() as connection:
+        assert list(connection.scalars(sa.text("SELECT cuenta FROM crm.rechazos"))) == ["A-2"]
+    with node.db.session() as session:
+        assert sorted(session.scalars(select(Account.ref))) == ["A-1", "A-3", "A-4"]
 
 
 def test_a_position_is_kept_for_its_order_columns_only(
@@ -319,6 +361,16 @@ watermark = "version"
 activities_table = "crm.actividades"
 rejections_table = "crm.rechazos"
 """
+
+
+def sql_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, open_node: Callable[..., Node], postgres_url: str, extra: str = ""
+) -> Node:
+    monkeypatch.setenv("CARTERA_TEST_CREDITOR_DB", with_password(postgres_url))
+    config = write_sites(tmp_path)
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text[: text.index("[sites.t.crm_sync]")] + SQL_SITE.format() + extra, encoding="utf-8")
+    return open_node(config)
 
 
 def test_node_cycle_imports_the_view_once_and_writes_activities_back(

@@ -6,7 +6,8 @@ watermark and key last. Core imports the snapshot like any file, so a page read 
 same content hash and changes nothing; acknowledging a page moves the stored position past it. A page rejected
 whole (a cell the CSV reader refuses, such as one over its field size limit) is set aside as its snapshot in
 the data directory's ``rejected/``; the position stays before it, and ``fetch`` holds there (yielding
-nothing, logging ``crm_sync.sql.held``) until the creditor corrects the rows and the page reads differently.
+nothing, logging ``crm_sync.sql.held``) until the creditor corrects the rows and the page reads differently. A
+page neither acknowledged nor set aside (its import or report failed) ends the read: the next fetch reads it again.
 ``import FILE`` takes a snapshot in the same format (``psql \\copy (SELECT ...) TO FILE CSV HEADER DELIMITER ';'``).
 """
 
@@ -140,6 +141,8 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
                 return
             self._unacknowledged[batch.content_sha256] = (end, data)
             yield batch
+            if batch.content_sha256 in self._unacknowledged:
+                return  # neither acknowledged nor set aside (its delivery failed): the next run reads it again
             if count < self.config.page_rows or self._set_aside(batch).exists():
                 return  # the last page, or one rejected: the rows after it wait until it is corrected
             after = end
