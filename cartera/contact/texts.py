@@ -125,16 +125,17 @@ class TextService:
         return result
 
     def on_delivery(self, report: DeliveryReport) -> None:
+        """Apply a gateway's receipt to the message it was made for: the one ``report.message_id`` names (else
+        the one with its gateway id) when the gateway id stored for that message is the report's. A report
+        naming no message of this site, or another submission's gateway id (a forged report, or a stale one
+        after the store was restored and message ids were reused), is refused as unknown: logged, nothing
+        changed, no hook. While a text is still being submitted (queued) its gateway id is not stored yet: a
+        report then (the outbox's, a fast gateway's) is taken and its gateway id kept."""
         with self.db.session() as session:
-            row = None
-            if report.message_id is not None:
-                row = session.get(SmsRow, report.message_id)
-            if row is None and report.gateway_id:
-                row = session.scalar(
-                    select(SmsRow).where(SmsRow.site == self.site, SmsRow.gateway_id == report.gateway_id)
-                )
-            if row is None or row.site != self.site:
-                event(log, "sms.unknown_delivery", logging.WARNING, gateway_id=report.gateway_id)
+            row = self._reported_row(session, report)
+            if row is None:
+                event(log, "sms.unknown_delivery", logging.WARNING, message=report.message_id,
+                      gateway_id=report.gateway_id)  # fmt: skip
                 return
             if row.state in _FINAL_SMS_STATES and report.state.value not in _FINAL_SMS_STATES:
                 # Receipts overtake each other (Kannel's "delivered" can precede its "accepted by the SMSC").
@@ -145,6 +146,21 @@ class TextService:
             message_id = row.id
         event(log, "sms.delivery", message=message_id, state=report.state.value, raw=report.raw_status)
         self.hooks.sms_delivery(self.site, message_id, report)
+
+    def _reported_row(self, session: Session, report: DeliveryReport) -> SmsRow | None:
+        """The site's message ``report`` is for, when its stored gateway id is the report's (see on_delivery)."""
+        if report.message_id is None:
+            if not report.gateway_id:
+                return None
+            return session.scalar(
+                select(SmsRow).where(SmsRow.site == self.site, SmsRow.gateway_id == report.gateway_id)
+            )
+        row = session.get(SmsRow, report.message_id)
+        if row is None or row.site != self.site:
+            return None
+        if row.gateway_id is None:
+            return row if row.state == SmsState.QUEUED.value else None
+        return row if report.gateway_id == row.gateway_id else None
 
     def on_inbound(self, message: InboundSms) -> None:
         """A debtor's message (MO) reached the site: stored and audited with its sender and text. An opt-out

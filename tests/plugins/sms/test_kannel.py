@@ -135,7 +135,7 @@ def test_unreachable_smsbox_fails_the_text_and_check_without_secrets(tmp_path: P
     finally:
         gateway.stop()
     assert result.state is SmsState.FAILED
-    assert result.gateway_id is None
+    assert result.gateway_id  # smsbox may have taken it: its report carries this ref and must still match
     assert "did not answer" in result.detail
     assert config.smsbox_url in result.detail
     assert not check.ok

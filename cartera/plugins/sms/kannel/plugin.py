@@ -118,8 +118,8 @@ class KannelGateway(SmsGateway[KannelConfig]):
         params.update({key: str(value) for key, value in optional.items() if value is not None})
         try:
             reply = self._http().sendsms(params)
-        except KannelUnavailable as exc:  # not retried: smsbox may have taken it; its report still finds it by msg
-            return SmsSubmitResult(message.message_id, SmsState.FAILED, None, str(exc))
+        except KannelUnavailable as exc:  # not retried: smsbox may have taken it; its report (with ref) still finds it
+            return SmsSubmitResult(message.message_id, SmsState.FAILED, ref, str(exc))
         if not reply.ok:
             detail = f"smsbox refused the text (HTTP {reply.status}): {reply.body}"
             return SmsSubmitResult(message.message_id, SmsState.FAILED, None, detail)

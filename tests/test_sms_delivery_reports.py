@@ -1,0 +1,85 @@
+"""Delivery reports reach only the message they were made for: the report's gateway id must be the one stored
+for its message (a stale or forged report naming another message's number changes nothing)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from cartera.core.hooks import load_plugins
+from cartera.core.hookspecs import hookimpl
+from cartera.core.models import DeliveryReport, SmsState
+from cartera.core.store.schema import SmsRow
+from cartera.node import Node
+from tests.conftest import write_portfolio, write_sites
+
+pytestmark = pytest.mark.abuse
+
+TOKEN = "tok-0123456789abcdef"
+
+
+class Deliveries:
+    @hookimpl
+    def cartera_sms_delivery(self, site: str, message_id: int, report: DeliveryReport) -> None:
+        self.seen.append((message_id, report.state))
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, SmsState]] = []
+
+
+@pytest.fixture
+def observer() -> Deliveries:
+    return Deliveries()
+
+
+@pytest.fixture
+def node(tmp_path: Path, open_node: Callable[..., Node], observer: Deliveries) -> Node:
+    path = write_sites(tmp_path)
+    write_portfolio(
+        tmp_path / "inbox",
+        ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP", "BCO-2;Luis Pérez;310 987 6543;;500,00;COP"],
+    )
+    node = open_node(path, with_hooks=load_plugins(entry_points=False, extra=[observer]))
+    node.creditor_sync().run_once()
+    return node
+
+
+def _rows(node: Node) -> list[tuple[int, str, str | None]]:
+    with node.db.session() as session:
+        return [(r.id, r.state, r.gateway_id) for r in session.scalars(sa.select(SmsRow).order_by(SmsRow.id))]
+
+
+def _unknown(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(r.getMessage() == "sms.unknown_delivery" for r in caplog.records)
+
+
+def test_a_report_whose_gateway_id_is_not_its_messages_changes_nothing(
+    node: Node, observer: Deliveries, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = node.texts.send_sms(phone=None, text="Aviso uno", account="BCO-1", actor="test")
+    second = node.texts.send_sms(phone=None, text="Aviso dos", account="BCO-2", actor="test")
+    before = _rows(node)
+    assert [state for _, state, _ in before] == [SmsState.DELIVERED, SmsState.DELIVERED]  # the outbox's own
+    assert observer.seen == [(first.message_id, SmsState.DELIVERED), (second.message_id, SmsState.DELIVERED)]
+    later = node.clock.now() + timedelta(seconds=5)
+    forged = [
+        DeliveryReport(SmsState.FAILED, "FORGED-not-the-ref", later, message_id=first.message_id, raw_status="x"),
+        DeliveryReport(SmsState.EXPIRED, second.gateway_id, later, message_id=first.message_id, raw_status="x"),
+        DeliveryReport(SmsState.FAILED, None, later, message_id=second.message_id, raw_status="x"),
+        DeliveryReport(SmsState.FAILED, "", later, message_id=second.message_id, raw_status="x"),
+    ]
+    with caplog.at_level(logging.INFO, logger="cartera.contacts"):
+        for report in forged:
+            node.texts.on_delivery(report)
+    assert _rows(node) == before
+    assert len(observer.seen) == 2  # no hook for a refused report
+    assert _unknown(caplog) == len(forged)
+    # the report of that very submission still applies
+    node.texts.on_delivery(DeliveryReport(SmsState.EXPIRED, first.gateway_id, later, message_id=first.message_id))
+    assert _rows(node)[0][1] == SmsState.EXPIRED
+    assert observer.seen[-1] == (first.message_id, SmsState.EXPIRED)
