@@ -20,6 +20,7 @@ import time
 import wave
 from array import array
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -276,6 +277,157 @@ def test_nothing_listening_is_a_clear_error(tmp_path: Path) -> None:
     dialer = AsteriskAmiDialer(config, CapturingContext(tmp_path))
     with pytest.raises(AmiUnreachable, match=r"cannot reach Asterisk's AMI at 127\.0\.0\.1:"):
         dialer.start()
+
+
+# --- a hostile PBX: a fake AMI server on loopback ----------------------------------------------------------
+
+
+def _ami_message(**fields: str) -> bytes:
+    return ("".join(f"{key}: {value}\r\n" for key, value in fields.items()) + "\r\n").encode()
+
+
+class FakeAmi:
+    """Just enough of AMI for the dialer to log in, list a queue of two agents and place calls, each answered and
+    hung up (``cause``) ``hangup_after_s`` later; it writes no recording. ``channels``: the CoreShowChannel
+    entries it lists."""
+
+    ACTIONS = "Login Logoff Ping ListCommands Originate Hangup CoreShowChannels CoreSettings CoreStatus QueueStatus"
+    PERMITTED = {name: f"{name} (Priv: all)" for name in ACTIONS.split()}
+
+    def __init__(self, *, cause: str = "16", hangup_after_s: float = 0.2, channels: tuple[Message, ...] = ()) -> None:
+        self.cause, self.hangup_after_s, self.channels = cause, hangup_after_s, channels
+        self.list_events: tuple[Message, ...] = ()  # extra QueueStatus entries
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        self._clients: list[socket.socket] = []
+        self._closed = threading.Event()
+        self._spawn(self._accept)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._server.close()
+        for client in self._clients:
+            with suppress(OSError):
+                client.shutdown(socket.SHUT_RDWR)
+            client.close()
+        for thread in self._threads:
+            thread.join(5)
+
+    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            self._clients.append(client)
+            self._spawn(self._serve, client)
+
+    def _serve(self, client: socket.socket) -> None:
+        lock = threading.Lock()
+
+        def send(data: bytes) -> None:
+            with lock, suppress(OSError):
+                client.sendall(data)
+
+        send(b"Asterisk Call Manager/9.0.0\r\n")
+        buffer = b""
+        while not self._closed.is_set():
+            try:
+                data = client.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            buffer += data
+            while b"\r\n\r\n" in buffer:
+                block, buffer = buffer.split(b"\r\n\r\n", 1)
+                self._answer(parse_fields(block.decode()), send)
+
+    def _answer(self, action: Message, send: Callable[[bytes], None]) -> None:
+        name, action_id = action.get("Action", ""), action.get("ActionID", "")
+        if name == "ListCommands":
+            send(_ami_message(Response="Success", ActionID=action_id, **self.PERMITTED))
+        elif name == "CoreSettings":
+            send(_ami_message(Response="Success", ActionID=action_id, AsteriskVersion="22.0.0"))
+        elif name == "CoreStatus":
+            send(_ami_message(Response="Success", ActionID=action_id, CoreStartupDate="2026", CoreStartupTime="0"))
+        elif name == "QueueStatus":
+            send(_ami_message(Response="Success", ActionID=action_id, EventList="start"))
+            send(_ami_message(Event="QueueParams", Queue="cobranza", ActionID=action_id))
+            for agent in ("PJSIP/agent01", "PJSIP/agent02"):
+                member = {"Location": agent, "StateInterface": agent, "Status": "1", "Paused": "0"}
+                send(_ami_message(Event="QueueMember", Queue="cobranza", ActionID=action_id, Name=agent, **member))
+            for entry in self.list_events:
+                send(_ami_message(**{**entry, "ActionID": action_id}))
+            send(_ami_message(Event="QueueStatusComplete", ActionID=action_id, EventList="Complete"))
+        elif name == "CoreShowChannels":
+            send(_ami_message(Response="Success", ActionID=action_id, EventList="start"))
+            for channel in self.channels:
+                send(_ami_message(Event="CoreShowChannel", ActionID=action_id, **channel))
+            send(_ami_message(Event="CoreShowChannelsComplete", ActionID=action_id, EventList="Complete"))
+        elif name == "Originate":
+            send(_ami_message(Response="Success", ActionID=action_id, Message="Originate successfully queued"))
+            self._spawn(self._call, action_id, send)
+        elif name == "Logoff":
+            send(_ami_message(Response="Goodbye", ActionID=action_id))
+        else:
+            send(_ami_message(Response="Success", ActionID=action_id))
+
+    def _call(self, uniqueid: str, send: Callable[[bytes], None]) -> None:
+        channel = f"PJSIP/carrier-{uniqueid[-6:]}"
+        send(_ami_message(Event="Newchannel", Channel=channel, ChannelState="0", Uniqueid=uniqueid))
+        send(_ami_message(Event="OriginateResponse", ActionID=uniqueid, Response="Success", Uniqueid=uniqueid))
+        send(_ami_message(Event="Newstate", Channel=channel, ChannelState="6", Uniqueid=uniqueid))
+        if not self._closed.wait(self.hangup_after_s):
+            hangup = {"Cause": self.cause, "Cause-txt": "Normal Clearing"}
+            send(_ami_message(Event="Hangup", Channel=channel, Uniqueid=uniqueid, **hangup))
+
+
+@pytest.fixture
+def fake_ami() -> Iterator[FakeAmi]:
+    server = FakeAmi()
+    yield server
+    server.close()
+
+
+def fake_dialer(fake: FakeAmi, tmp_path: Path, **settings: Any) -> tuple[AsteriskAmiDialer, CapturingContext]:
+    context = CapturingContext(tmp_path)
+    config = AsteriskAmiConfig.model_validate({**SETTINGS, "port": fake.port, "spool_dir": tmp_path, **settings})
+    return AsteriskAmiDialer(config, context), context
+
+
+@pytest.mark.abuse
+def test_stopping_cuts_short_the_waits_for_recordings_a_pbx_never_writes(
+    fake_ami: FakeAmi, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A PBX that writes no recording (MixMonitor off, a wrong mount): each answered call's report waits up to
+    recording_wait_s for it, 4 at a time. Stopping cuts those waits short: every call is reported, its recording
+    logged missing, and stop returns within about stop_timeout_s, not after the whole backlog of waits."""
+    dialer, context = fake_dialer(fake_ami, tmp_path, recording_wait_s=30, stop_timeout_s=2)
+    dialer.start()
+    try:
+        for attempt in range(1, 11):
+            dialer.place_call(request(attempt))
+        deadline = time.monotonic() + 10
+        while dialer._switch._calls.in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not dialer._switch._calls.in_flight, "the fake PBX did not hang the calls up"
+    finally:
+        began = time.monotonic()
+        dialer.stop()
+        took = time.monotonic() - began
+    assert took < 4, f"stop took {took:.1f} s against stop_timeout_s = 2"
+    assert sorted(result.attempt_id for result in context.calls) == list(range(1, 11))
+    assert {result.outcome for result in context.calls} == {CallOutcome.ANSWERED}
+    assert not context.recordings
+    missing = [r for r in caplog.records if "no recording at" in r.getMessage()]
+    assert len(missing) == 10
 
 
 # --- against Asterisk 22 ------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import time
 import wave
 from datetime import UTC, datetime, timedelta
@@ -32,13 +33,15 @@ def finished(path: Path, quiet_s: float, now: float | None = None) -> os.stat_re
     return info if info.st_mtime <= (time.time() if now is None else now) - quiet_s else None
 
 
-def wait_until_finished(path: Path, timeout: float) -> bool:
-    """``True`` once ``path`` is :func:`finished` (unmodified for one poll); ``False`` after ``timeout`` s."""
+def wait_until_finished(path: Path, timeout: float, cut_short: threading.Event | None = None) -> bool:
+    """``True`` once ``path`` is :func:`finished` (unmodified for one poll); ``False`` after ``timeout`` s, or
+    at once when ``cut_short`` is set (the dialer stopping) and the file is not finished by then."""
     deadline = time.monotonic() + timeout
+    halt = cut_short or threading.Event()
     while finished(path, _POLL_S) is None:
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or halt.is_set():
             return False
-        time.sleep(_POLL_S)
+        halt.wait(_POLL_S)
     return True
 
 

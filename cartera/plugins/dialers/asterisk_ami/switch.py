@@ -5,7 +5,8 @@ Threads: callers of :meth:`AsteriskSwitch.place_call`; the AMI reader (events â†
 refreshes the queue, gives up calls Asterisk never reported); a small pool that waits for each ended call's
 recording and reports it, then the call; one that reports each call's connection to an agent (the node's
 screen pop may take its time, never the reader's); the spool's watcher, which reports the finished recordings
-no call reports (:mod:`.spool`).
+no call reports (:mod:`.spool`). Stopping is bounded by ``stop_timeout_s``: the calls' ends get that long to be
+reported, then the waits for recordings still missing are cut short (the calls are reported all the same).
 
 An Originate is sent once, from :meth:`place_call`, and never again: after a reconnection the calls are
 found among Asterisk's channels (CoreShowChannels) by the UNIQUEID we gave them, or reported ended.
@@ -20,7 +21,8 @@ import secrets
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_all
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -137,6 +139,8 @@ class AsteriskSwitch:
         self._wake = threading.Event()
         self._finisher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="asterisk-call-end")
         self._finisher_open = True
+        self._finishing: set[Future[None]] = set()  #: the finisher's reports not done yet
+        self._cut_short = threading.Event()  #: set once stop's time is up: the recording waits end at once
         self._connector = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asterisk-agent-connect")
         self._supervisor = threading.Thread(target=self._supervise, name="asterisk-supervisor", daemon=True)
         self._token = secrets.token_hex(3)  # keeps UNIQUEIDs (and recording names) unique across node runs
@@ -156,11 +160,13 @@ class AsteriskSwitch:
         self._supervisor.start()
 
     def stop(self) -> None:
-        """Refuse new calls, hang up those in progress and return once every one was reported."""
+        """Refuse new calls, hang up those in progress and return once every one was reported: within about
+        ``stop_timeout_s`` (the recordings still missing then are not waited for)."""
         with self._lock:
             if self._stopping:
                 return
             self._stopping = True
+        deadline = time.monotonic() + self._config.stop_timeout_s
         for call in self._calls.live():
             call.hang_up = True
             call.notes.append("hung up by the dialer at stop")
@@ -176,6 +182,9 @@ class AsteriskSwitch:
             self._finisher_open = False
             session, self._session = self._session, None
             self._problem = "stopped"
+            finishing = set(self._finishing)
+        wait_for_all(finishing, timeout=max(0.0, deadline - time.monotonic()))
+        self._cut_short.set()
         self._finisher.shutdown(wait=True)
         self._connector.shutdown(wait=True)
         self._spool.stop()
@@ -547,11 +556,17 @@ class AsteriskSwitch:
 
     def _ended(self, call: Call) -> None:
         with self._lock:
-            pooled = self._finisher_open
-            if pooled:
-                self._finisher.submit(self._report, call)
-        if not pooled:
+            future = self._finisher.submit(self._report, call) if self._finisher_open else None
+            if future is not None:
+                self._finishing.add(future)
+        if future is None:
             self._report(call)
+        else:
+            future.add_done_callback(self._finished)  # outside the lock: a done future calls back at once
+
+    def _finished(self, future: Future[None]) -> None:
+        with self._lock:
+            self._finishing.discard(future)
 
     def _report(self, call: Call) -> None:
         """Report the recording (once Asterisk finished writing it), then the call, after its connection."""
@@ -583,7 +598,7 @@ class AsteriskSwitch:
         try:
             if call.answered_at is None:
                 return
-            if not wait_until_finished(path, self._config.recording_wait_s):
+            if not wait_until_finished(path, self._config.recording_wait_s, self._cut_short):
                 self._context.log.warning("attempt %s: no recording at %s", call.request.attempt_id, path)
                 return
             self._context.report_recording(recording_of(call, path))
