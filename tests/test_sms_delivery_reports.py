@@ -1,5 +1,6 @@
 """Delivery reports reach only the message they were made for: the report's gateway id must be the one stored
-for its message (a stale or forged report naming another message's number changes nothing)."""
+for its message (a stale or forged report naming another message's number changes nothing) and a
+message number beyond any the store holds is an unknown report (never a 5xx)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,19 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
 from cartera.core.hooks import load_plugins
 from cartera.core.hookspecs import hookimpl
-from cartera.core.models import DeliveryReport, SmsState
+from cartera.core.models import DeliveryReport, InboundSms, SmsState
 from cartera.core.store.schema import SmsRow
+from cartera.core.testing.context import CapturingContext
 from cartera.node import Node
+from cartera.plugins.sms.kannel.config import KannelConfig
+from cartera.plugins.sms.kannel.plugin import KannelGateway
 from tests.conftest import write_portfolio, write_sites
+from tests.peers.net import free_port
+from tests.plugins.sms.test_kannel import gateway_app
 
 pytestmark = pytest.mark.abuse
 
@@ -83,3 +90,45 @@ def test_a_report_whose_gateway_id_is_not_its_messages_changes_nothing(
     node.texts.on_delivery(DeliveryReport(SmsState.EXPIRED, first.gateway_id, later, message_id=first.message_id))
     assert _rows(node)[0][1] == SmsState.EXPIRED
     assert observer.seen[-1] == (first.message_id, SmsState.EXPIRED)
+
+
+@pytest.mark.parametrize("message_id", [10**23, 2**63, -(2**63) - 1, 0, -1])
+def test_a_message_number_beyond_the_store_is_an_unknown_report(
+    node: Node, observer: Deliveries, caplog: pytest.LogCaptureFixture, message_id: int
+) -> None:
+    node.texts.send_sms(phone=None, text="Aviso", account="BCO-1", actor="test")
+    before = _rows(node)
+    with caplog.at_level(logging.INFO, logger="cartera.contacts"):
+        node.texts.on_delivery(DeliveryReport(SmsState.FAILED, "x", node.clock.now(), message_id=message_id))
+    assert _rows(node) == before
+    assert _unknown(caplog) == 1
+    assert len(observer.seen) == 1
+
+
+class _ToNode(CapturingContext):
+    """A Kannel adapter's context handing reports to a node's texts, as the node's own does."""
+
+    def __init__(self, data_dir: Path, node: Node) -> None:
+        super().__init__(data_dir, site="t", clock=node.clock)
+        self._node = node
+
+    def report_delivery(self, report: DeliveryReport) -> None:
+        self._node.texts.on_delivery(report)
+
+    def report_inbound(self, message: InboundSms) -> None:
+        self._node.texts.on_inbound(message)
+
+
+def test_kannel_reports_with_a_huge_or_foreign_msg_answer_like_unknown_ones(node: Node, tmp_path: Path) -> None:
+    sent = node.texts.send_sms(phone=None, text="Aviso", account="BCO-1", actor="test")
+    config = KannelConfig.model_validate(
+        {"smsbox_url": f"http://127.0.0.1:{free_port()}", "username": "u", "password": "p", "callback_token": TOKEN}
+    )
+    gateway = KannelGateway(config, _ToNode(tmp_path / "k", node))
+    before = _rows(node)
+    with TestClient(gateway_app(gateway), raise_server_exceptions=False) as http:
+        for msg in ("99999999999999999999999", str(2**63), "-99999999999999999999999", str(sent.message_id)):
+            params = {"msg": msg, "ref": "FORGED", "type": "16", "smsc_status": "x", "token": TOKEN}
+            answer = http.get("/plugins/sms/kannel/dlr", params=params)
+            assert (answer.status_code, answer.text) == (200, "ok"), msg
+    assert _rows(node) == before

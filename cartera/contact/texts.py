@@ -37,6 +37,8 @@ from cartera.core.store.schema import Account, ActivityRow, InboundSmsRow, Phone
 from cartera.portfolio.export import add_activity, to_activity
 
 log = logging.getLogger("cartera.contacts")
+#: The largest id the store holds (a signed 64-bit integer): a report naming a larger one is unknown.
+MAX_ROW_ID = 2**63 - 1
 _FINAL_SMS_STATES = frozenset({SmsState.DELIVERED.value, SmsState.FAILED.value, SmsState.EXPIRED.value})
 
 
@@ -155,6 +157,8 @@ class TextService:
             return session.scalar(
                 select(SmsRow).where(SmsRow.site == self.site, SmsRow.gateway_id == report.gateway_id)
             )
+        if not 0 < report.message_id <= MAX_ROW_ID:  # no message has it (and SQLite cannot even compare it)
+            return None
         row = session.get(SmsRow, report.message_id)
         if row is None or row.site != self.site:
             return None
