@@ -1,6 +1,6 @@
 """Delivery reports reach only the message they were made for: the report's gateway id must be the one stored
-for its message (a stale or forged report naming another message's number changes nothing) and a
-message number beyond any the store holds is an unknown report (never a 5xx)."""
+for its message (a stale or forged report naming another message's number changes nothing), a message number
+beyond any the store holds is an unknown report (never a 5xx), and an inbound sender is never cut short."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from cartera.core.hooks import load_plugins
 from cartera.core.hookspecs import hookimpl
 from cartera.core.models import DeliveryReport, InboundSms, SmsState
-from cartera.core.store.schema import SmsRow
+from cartera.core.store.schema import AuditEntry, InboundSmsRow, SmsRow
 from cartera.core.testing.context import CapturingContext
 from cartera.node import Node
 from cartera.plugins.sms.kannel.config import KannelConfig
@@ -132,3 +132,19 @@ def test_kannel_reports_with_a_huge_or_foreign_msg_answer_like_unknown_ones(node
             answer = http.get("/plugins/sms/kannel/dlr", params=params)
             assert (answer.status_code, answer.text) == (200, "ok"), msg
     assert _rows(node) == before
+
+
+def test_a_sender_too_long_for_the_store_is_refused_not_cut(node: Node, caplog: pytest.LogCaptureFixture) -> None:
+    sender = "9" * 5000
+    with caplog.at_level(logging.INFO, logger="cartera.contacts"):
+        node.texts.on_inbound(InboundSms(sender, "BAJA", node.clock.now(), "mo-1"))
+    with node.db.session() as session:
+        assert session.scalars(sa.select(InboundSmsRow)).all() == []
+        assert session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "sms.inbound")).all() == []
+    refused = [r for r in caplog.records if r.getMessage() == "sms.inbound_refused"]
+    assert len(refused) == 1
+    assert refused[0].levelno == logging.WARNING
+    assert sender not in caplog.text
+    node.texts.on_inbound(InboundSms("9" * 32, "hola", node.clock.now(), "mo-2"))  # the longest the store holds
+    with node.db.session() as session:
+        assert session.scalars(sa.select(InboundSmsRow.phone)).all() == ["9" * 32]

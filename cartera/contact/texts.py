@@ -39,6 +39,8 @@ from cartera.portfolio.export import add_activity, to_activity
 log = logging.getLogger("cartera.contacts")
 #: The largest id the store holds (a signed 64-bit integer): a report naming a larger one is unknown.
 MAX_ROW_ID = 2**63 - 1
+#: The longest inbound sender the store keeps (``sms_inbound.phone``).
+MAX_SENDER = 32
 _FINAL_SMS_STATES = frozenset({SmsState.DELIVERED.value, SmsState.FAILED.value, SmsState.EXPIRED.value})
 
 
@@ -169,11 +171,17 @@ class TextService:
     def on_inbound(self, message: InboundSms) -> None:
         """A debtor's message (MO) reached the site: stored and audited with its sender and text. An opt-out
         keyword (:mod:`cartera.contact.optout`) stops texts to that number at once, audited as ``sms.opt_out``; a
-        message the gateway delivers twice (same gateway id) is handled once."""
+        message the gateway delivers twice (same gateway id) is handled once. A sender longer than the store
+        keeps (:data:`MAX_SENDER`: no phone number nor alphanumeric sender is) is refused, logged as
+        ``sms.inbound_refused``, never stored cut short."""
         try:
             phone = normalize(message.phone, self.targets.country)
         except InvalidPhone:
             phone = message.phone.strip()
+        if len(phone) > MAX_SENDER:
+            event(log, "sms.inbound_refused", logging.WARNING, reason="sender too long", length=len(phone),
+                  gateway_id=message.gateway_id)  # fmt: skip
+            return
         keyword = opt_out_keyword(message.text)
         with self.db.session() as session:
             if message.gateway_id is not None and session.scalar(
@@ -185,7 +193,7 @@ class TextService:
                 return
             row = InboundSmsRow(
                 site=self.site,
-                phone=phone[:32],
+                phone=phone,
                 text=message.text,
                 received_at=message.received_at,
                 gateway_id=message.gateway_id,
