@@ -249,6 +249,47 @@ def test_a_page_whose_delivery_failed_ends_the_read(
         assert sorted(session.scalars(select(Account.ref))) == ["A-1", "A-3", "A-4"]
 
 
+@pytest.mark.abuse
+def test_a_page_rejected_for_an_over_long_cell_is_reported_set_aside_and_held(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    open_node: Callable[..., Node],
+    postgres_url: str,
+    creditor_db: sa.Engine,
+) -> None:
+    """The report of a page rejected for a cell over the CSV reader's field size limit used to read the snapshot
+    again with that reader, hit the same limit and fail: never reported, never set aside (round 15 M2)."""
+    insert_rows(creditor_db, [HUGE_NAME_ROW, *GOOD_ROWS])
+    node = sql_node(tmp_path, monkeypatch, open_node, postgres_url)
+    first = node.creditor_sync().run_once()
+    assert first.failed == [], first.failed
+    assert len(first.rejected) == 1
+    with creditor_db.connect() as connection:
+        reported = connection.execute(sa.text("SELECT rechazo, cuenta, campo, motivo FROM crm.rechazos")).all()
+    assert [(r.cuenta, r.campo) for r in reported] == [("BCO-000100", "file")]
+    assert "field larger than field limit" in reported[0].motivo
+    folder = tmp_path / "var" / "t" / "crm_sync" / "rejected"
+    assert len(list(folder.iterdir())) == 1
+    again = node.creditor_sync().run_once()
+    assert (again.imports, again.rejected, again.failed) == ([], [], []), "held before the page"
+
+
+def test_a_report_names_the_account_of_a_row_after_a_multi_line_cell(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine
+) -> None:
+    insert_rows(
+        creditor_db,
+        [("A-1", "Ana\nMaría\nPérez", "3001234567", None, "10", "COP", None, 1), (*GOOD_ROWS[3][:7], 2)],
+    )
+    sync = make_sync(tmp_path, postgres_url, rejections_table="crm.rechazos")
+    (batch,) = sync.fetch()
+    _, errors = split(batch)
+    assert [e.line for e in errors] == [5]
+    sync.report_rejections(batch, errors)
+    with creditor_db.connect() as connection:
+        assert list(connection.scalars(sa.text("SELECT cuenta FROM crm.rechazos"))) == ["BCO-000104"]
+
+
 def test_a_position_is_kept_for_its_order_columns_only(
     tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -71,7 +71,8 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         self._reader = AssignmentReader(snapshot)
         self._position_file = context.data_dir / "position.json"
         self._rejected_dir = context.data_dir / "rejected"
-        self._unacknowledged: dict[str, tuple[Position, bytes]] = {}
+        #: pages fetched and not yet acknowledged or set aside: their end, snapshot, and account by line
+        self._unacknowledged: dict[str, tuple[Position, bytes, dict[int, str]]] = {}
         self._db: CreditorDatabase | None = None
 
     @property
@@ -117,16 +118,19 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         after = self._position()
         self._unacknowledged.clear()
         while True:
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, delimiter=";", lineterminator="\n")
+            parts: list[str] = []
+            writer = csv.writer(_Sink(parts), delimiter=";", lineterminator="\n")
             writer.writerow(columns)
-            count, end = 0, None
+            count, end, lines, refs = 0, None, parts[-1].count("\n"), {}
             for row in self.db.rows(self.config.view, columns, order, after, self.config.page_rows):
-                writer.writerow(cells(row))
+                record = cells(row)
+                writer.writerow(record)
+                refs[lines + 1] = record[0]  # numbered as core's reader does: the line the record starts on
+                lines += parts[-1].count("\n")
                 count, end = count + 1, Position(row[marks[0]], row[marks[1]])
             if end is None:
                 return
-            data = buffer.getvalue().encode()
+            data = "".join(parts).encode()
             since = after.describe(order) if after else "from the start"
             batch = self._reader.batch(f"{self.config.view} {since}, {count} row(s)", partial(io.BytesIO, data))
             if self._set_aside(batch).exists():
@@ -139,7 +143,7 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
                     rejected=str(self._set_aside(batch)),
                 )
                 return
-            self._unacknowledged[batch.content_sha256] = (end, data)
+            self._unacknowledged[batch.content_sha256] = (end, data, refs)
             yield batch
             if batch.content_sha256 in self._unacknowledged:
                 return  # neither acknowledged nor set aside (its delivery failed): the next run reads it again
@@ -185,7 +189,7 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         page = self._unacknowledged.get(batch.content_sha256)
         if self.config.rejections_table is None or page is None:
             return
-        refs = _account_refs(page[1])
+        refs = page[2]
         names, now = self.config.rejection_columns, self.context.clock.now()
         records = [
             {
@@ -255,14 +259,11 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         return None
 
 
-def _account_refs(snapshot: bytes) -> dict[int, str]:
-    """Line number → account reference (the first column) of a page's snapshot, numbered as core's reader does."""
-    reader = csv.reader(io.StringIO(snapshot.decode()), delimiter=";")
-    next(reader)
-    refs, previous = {}, reader.line_num
-    for record in reader:
-        refs[previous + 1], previous = (record[0] if record else ""), reader.line_num
-    return refs
+class _Sink:
+    """Where ``csv.writer`` puts each record's text: a list, so each record's lines can be counted."""
+
+    def __init__(self, parts: list[str]) -> None:
+        self.write = parts.append
 
 
 def _field(activity: Activity, name: str) -> Any:
