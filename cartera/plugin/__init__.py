@@ -92,7 +92,13 @@ from cartera.portfolio.files.config import (
 )
 from cartera.portfolio.files.reader import AssignmentReader, FileIdentity, read_identity, read_local
 from cartera.portfolio.files.values import header_key
-from cartera.portfolio.files.writer import activities_writer, export_name, rejection_name, rejections_writer
+from cartera.portfolio.files.writer import (
+    activities_writer,
+    export_name,
+    rejection_name,
+    rejection_names,
+    rejections_writer,
+)
 from cartera.portfolio.identity import CODE_PATTERN
 from cartera.web.app import PLUGIN_PREFIX
 from cartera.web.health import local_request
@@ -189,6 +195,7 @@ __all__ = [
     "read_local",
     "register_secret",
     "rejection_name",
+    "rejection_names",
     "rejections_writer",
     "secret_settings",
     "segment_count",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import PurePosixPath
 from typing import IO
@@ -19,9 +20,32 @@ def export_name(activities: Sequence[Activity]) -> str:
     return f"activities-{activities[0].seq:08d}-{activities[-1].seq:08d}.csv"
 
 
+REJECTIONS_SUFFIX = ".rechazos.csv"
+MAX_REPORT_STEM_BYTES = 180  #: a report name, suffixed, and its temporary name fit a 255-byte file name
+
+
 def rejection_name(source: str) -> str:
     """The rejection report's file name for the delivery ``source`` (a path or a remote name)."""
-    return f"{PurePosixPath(source.replace(chr(92), '/')).stem}.rechazos.csv"
+    return f"{_report_stem(source)}{REJECTIONS_SUFFIX}"
+
+
+def rejection_names(source: str, now: datetime) -> Iterator[str]:
+    """The names a rejection report of ``source`` may take, in order: :func:`rejection_name`, then with a UTC
+    timestamp suffix (and a counter), as the archive names a file delivered again, so a report still in the
+    outbox is never overwritten by the next one's."""
+    stem = _report_stem(source)
+    yield f"{stem}{REJECTIONS_SUFFIX}"
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for counter in itertools.count():
+        yield f"{stem}-{stamp}{f'-{counter}' if counter else ''}{REJECTIONS_SUFFIX}"
+
+
+def _report_stem(source: str) -> str:
+    """The delivery's name without its suffix, cut to :data:`MAX_REPORT_STEM_BYTES` (UTF-8)."""
+    stem = PurePosixPath(source.replace(chr(92), "/")).stem
+    while len(stem.encode("utf-8", "surrogateescape")) > MAX_REPORT_STEM_BYTES:
+        stem = stem[:-1]
+    return stem
 
 
 def _amount(value: Decimal | None, fmt: ExportFormatConfig) -> str:

@@ -1016,3 +1016,39 @@ def test_a_file_that_cannot_be_opened_is_skipped_with_one_warning_and_the_others
     assert [r.fields["file"] for r in warnings] == [str(locked)]  # type: ignore[attr-defined]
     assert "Permission denied" in warnings[0].fields["why"]  # type: ignore[attr-defined]
     assert [p.name for p in inbox.iterdir() if p.is_file()] == ["a-locked.csv"]
+
+
+@pytest.mark.abuse
+def test_a_rejection_report_never_overwrites_an_earlier_one_still_in_the_outbox(tmp_path: Path, hooks: Hooks) -> None:
+    """Creditors reuse one file name: each delivery's report is kept until the creditor takes it; the same
+    report written again (after a crash) is not written twice (#14 round 15 M6)."""
+    inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
+    inbox.mkdir()
+    sync = make_sync(tmp_path)
+    sync.start()
+    db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    db.migrate()
+    job = CreditorSync(
+        sync, AssignmentImporter("t", "CO", db, SimulatedClock(NOW, 1.0), hooks), ActivityExporter("t", db, sync)
+    )
+    header = "cuenta;nombre;telefono1;saldo\nA-1;Ana;3001234567;1000\n"
+    try:
+        for bad in ("-5", "abc", "x"):
+            (inbox / "asignacion.csv").write_text(f"{header}A-2;Luis;3101234567;{bad}\n", encoding="utf-8")
+            (report,) = job.run_once().imports
+            assert len(report.quarantined) == 1
+    finally:
+        db.dispose()
+    names = ["asignacion.rechazos.csv", "asignacion-20260302T133000Z.rechazos.csv"]
+    names.append("asignacion-20260302T133000Z-1.rechazos.csv")
+    assert sorted(p.name for p in outbox.iterdir()) == sorted(names)
+    reasons = []
+    for name in names:
+        with (outbox / name).open(encoding="utf-8-sig", newline="") as stream:
+            reasons.append(list(csv.reader(stream, delimiter=";"))[1][2])
+    assert ["-5" in reasons[0], "abc" in reasons[1], "'x'" in reasons[2]] == [True] * 3
+    assert [oct(p.stat().st_mode & 0o777) for p in outbox.iterdir()] == [oct(0o600)] * 3
+    for _ in range(2):
+        sync.report_rejections(AssignmentBatch(str(inbox / "asignacion.csv"), "0" * 64, []), [RowError(3, "x", "y")])
+    assert len(list(outbox.iterdir())) == 4  # the same report twice: one file
+    assert not [p for p in outbox.iterdir() if p.name.startswith(".")]

@@ -410,3 +410,31 @@ def test_a_file_that_cannot_be_downloaded_is_skipped_with_one_warning_and_the_ot
     assert locked.exists()
     assert sorted(p.name for p in (sshd.jail / "inbox" / "imported").iterdir()) == [long_name, "b-good.csv"]
     assert list(sync._incoming.iterdir()) == []
+
+
+@pytest.mark.abuse
+def test_a_rejection_report_never_overwrites_an_earlier_one_still_in_the_outbox(
+    sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync]
+) -> None:
+    """Creditors reuse one file name: each delivery's report is kept until the creditor takes it; the same
+    report sent again (after a crash) is not written twice (#14 round 15 M6)."""
+    sync = make_sync()
+    job = cycle(sync, db, hooks)
+    header = "cuenta;nombre;telefono1;saldo\nA-1;Ana;3001234567;1000\n"
+    for bad in ("-5", "abc", "x"):
+        deliver(sshd, "asignacion.csv", f"{header}A-2;Luis;3101234567;{bad}\n")
+        (report,) = job.run_once().imports
+        assert len(report.quarantined) == 1
+    outbox = sshd.jail / "outbox"
+    names = ["asignacion.rechazos.csv", "asignacion-20260302T133000Z.rechazos.csv"]
+    names.append("asignacion-20260302T133000Z-1.rechazos.csv")
+    assert sorted(p.name for p in outbox.iterdir()) == sorted(names)
+    reasons = []
+    for name in names:
+        with (outbox / name).open(encoding="utf-8-sig", newline="") as stream:
+            reasons.append(list(csv.reader(stream, delimiter=";"))[1][2])
+    assert ["-5" in reasons[0], "abc" in reasons[1], "'x'" in reasons[2]] == [True] * 3
+    for _ in range(2):
+        sync.report_rejections(AssignmentBatch("/inbox/asignacion.csv", "0" * 64, []), [RowError(3, "x", "y")])
+    assert len(list(outbox.iterdir())) == 4  # the same report twice: one file
+    assert not [p for p in outbox.iterdir() if p.name.startswith(".")]

@@ -8,11 +8,15 @@ import itertools
 import os
 import stat
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
-from cartera.plugin import FileIdentity, fsync_dir
+from cartera.plugin import FileIdentity, fsync_dir, open_regular
+
+_COMPARE_CHUNK = 1 << 16
 
 
 class Ledger:
@@ -117,3 +121,50 @@ def _taken(name: str, folder: int) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def write_new(folder: Path, names: Iterable[str], write: Callable[[IO[bytes]], None], mode: int) -> Path:
+    """Write a file into ``folder`` under the first of ``names`` not taken, never replacing a file there: written
+    under a short hidden temporary name with ``mode``, synced, then linked to the name (which fails if it is
+    taken). A taken name holding the same bytes is this very file written before (sent again after a crash):
+    it is kept and its path returned, not written twice."""
+    temp = folder / f".{uuid.uuid4().hex}.tmp"
+    try:
+        with temp.open("xb") as sink:
+            os.fchmod(sink.fileno(), mode)
+            write(sink)
+            sink.flush()
+            os.fsync(sink.fileno())
+        for name in names:
+            target = folder / name
+            if _same_bytes(target, temp):
+                return target
+            try:
+                os.link(temp, target, follow_symlinks=False)
+            except FileExistsError:
+                continue
+            except OSError as exc:  # a file system without hard links: a rename where the name is free
+                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP) or os.path.lexists(target):
+                    raise
+                os.replace(temp, target)
+            break
+    finally:
+        temp.unlink(missing_ok=True)
+    fsync_dir(folder)
+    return target
+
+
+def _same_bytes(path: Path, temp: Path) -> bool:
+    """Whether ``path`` is a regular file (not through a symlink) with the bytes of ``temp``."""
+    try:
+        if path.lstat().st_size != temp.stat().st_size:
+            return False
+        with open_regular(path) as existing, temp.open("rb") as written:
+            while True:
+                chunk = existing.read(_COMPARE_CHUNK)
+                if chunk != written.read(_COMPARE_CHUNK):
+                    return False
+                if not chunk:
+                    return True
+    except OSError:
+        return False

@@ -31,11 +31,11 @@ from cartera.plugin import (
     open_regular,
     read_identity,
     read_local,
-    rejection_name,
+    rejection_names,
     rejections_writer,
     write_atomically,
 )
-from cartera.plugins.crm_sync.csv_dir.client import FolderIsASymlink, Ledger, inbox_entries, move_into
+from cartera.plugins.crm_sync.csv_dir.client import FolderIsASymlink, Ledger, inbox_entries, move_into, write_new
 from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
 
 
@@ -193,9 +193,14 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         )
 
     def report_rejections(self, batch: AssignmentBatch, errors: Sequence[RowError]) -> None:
-        """Write the rejection report of ``batch`` to the outbox, next to the exports."""
-        target = self.config.outbox / rejection_name(batch.source)
-        write_atomically(target, rejections_writer(errors, self.config.export), self.config.file_mode)
+        """Write the rejection report of ``batch`` to the outbox, next to the exports; a report of the same name
+        still there (of an earlier delivery under the same name) is kept: this one gets a timestamp suffix."""
+        write_new(
+            self.config.outbox,
+            rejection_names(batch.source, self.context.clock.now()),
+            rejections_writer(errors, self.config.export),
+            self.config.file_mode,
+        )
 
 
 @hookimpl

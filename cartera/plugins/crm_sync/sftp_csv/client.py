@@ -15,7 +15,7 @@ import socket
 import stat
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -224,22 +224,48 @@ class SftpSession:
 
     def upload(self, name: str, write: Callable[[IO[bytes]], None]) -> str:
         """Put ``name`` in the outbox atomically: written under a hidden temporary name, checked, given the
-        configured mode, renamed."""
-        buffer = io.BytesIO()
-        write(buffer)
-        outbox = self.config.outbox
-        target = posixpath.join(outbox, name)
-        temp = posixpath.join(outbox, f".{name}.{uuid.uuid4().hex}.part")
-        with self.sftp(f"uploading {target}") as sftp:
-            buffer.seek(0)
-            try:
-                sftp.putfo(buffer, temp, file_size=buffer.getbuffer().nbytes, confirm=True)
-                sftp.chmod(temp, self.config.file_mode)
-                sftp.posix_rename(temp, target)
-            except BaseException:
-                _remove_quietly(sftp, temp)
-                raise
+        configured mode, renamed (replacing a file of that name)."""
+        content = _written(write)
+        target = posixpath.join(self.config.outbox, name)
+        with self.sftp(f"uploading {target}") as sftp, self._staged(sftp, content) as temp:
+            sftp.posix_rename(temp, target)
         return target
+
+    def upload_new(self, names: Iterable[str], write: Callable[[IO[bytes]], None]) -> str:
+        """Put a file in the outbox under the first of ``names`` not taken, never replacing one: staged as
+        :meth:`upload` does, then renamed with SFTP's plain rename (which fails on a name taken meanwhile). A taken
+        name holding the same bytes is this very file uploaded before (sent again after a crash): kept, its path
+        returned."""
+        content = _written(write)
+        outbox = self.config.outbox
+        with self.sftp(f"uploading into {outbox}") as sftp, self._staged(sftp, content) as temp:
+            taken = set(sftp.listdir(outbox))
+            for name in names:
+                target = posixpath.join(outbox, name)
+                if name in taken:
+                    if _holds(sftp, target, content):
+                        return target
+                    continue
+                try:
+                    sftp.rename(temp, target)
+                except OSError:
+                    if not _exists(sftp, target):
+                        raise
+                    continue
+                return target
+        raise AssertionError("names ran out")  # pragma: no cover - the names are endless
+
+    @contextmanager
+    def _staged(self, sftp: paramiko.SFTPClient, content: bytes) -> Iterator[str]:
+        """``content`` in the outbox under a short hidden temporary name with the configured mode; removed
+        unless renamed."""
+        temp = posixpath.join(self.config.outbox, f".{uuid.uuid4().hex}.part")
+        try:
+            sftp.putfo(io.BytesIO(content), temp, file_size=len(content), confirm=True)
+            sftp.chmod(temp, self.config.file_mode)
+            yield temp
+        finally:
+            _remove_quietly(sftp, temp)
 
     def _makedirs(self, sftp: paramiko.SFTPClient, directory: str) -> None:
         parts = directory.strip("/").split("/")
@@ -258,8 +284,35 @@ def _remote(path: str, attributes: paramiko.SFTPAttributes) -> RemoteFile:
 
 
 def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
+    """Remove ``path`` if it is there (a temporary name already renamed is not)."""
     with contextlib.suppress(OSError, paramiko.SSHException):
         sftp.remove(path)
+
+
+def _written(write: Callable[[IO[bytes]], None]) -> bytes:
+    buffer = io.BytesIO()
+    write(buffer)
+    return buffer.getvalue()
+
+
+def _exists(sftp: paramiko.SFTPClient, path: str) -> bool:
+    try:
+        sftp.lstat(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _holds(sftp: paramiko.SFTPClient, path: str, content: bytes) -> bool:
+    """Whether ``path`` is a regular file holding exactly ``content``."""
+    try:
+        attributes = sftp.lstat(path)
+        if not stat.S_ISREG(attributes.st_mode or 0) or attributes.st_size != len(content):
+            return False
+        with sftp.open(path, "rb") as existing:
+            return existing.read(len(content) + 1) == content
+    except OSError:
+        return False
 
 
 def _describe(exc: BaseException) -> str:

@@ -35,7 +35,7 @@ from cartera.plugin import (
     export_name,
     hookimpl,
     read_local,
-    rejection_name,
+    rejection_names,
     rejections_writer,
 )
 from cartera.plugins.crm_sync.sftp_csv.client import FileTooLarge, FileUnreadable, RemoteFile, SftpError, SftpSession
@@ -152,7 +152,11 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         event(self.context.log, "crm_sync.sftp.uploaded", file=target, count=len(activities))
 
     def report_rejections(self, batch: AssignmentBatch, errors: Sequence[RowError]) -> None:
-        target = self._session.upload(rejection_name(batch.source), rejections_writer(errors, self.config.export))
+        """Upload the rejection report of ``batch``; a report of the same name still in the outbox (of an earlier
+        delivery under the same name) is kept: this one gets a timestamp suffix."""
+        target = self._session.upload_new(
+            rejection_names(batch.source, self.context.clock.now()), rejections_writer(errors, self.config.export)
+        )
         event(self.context.log, "crm_sync.sftp.rejections_uploaded", file=target, count=len(errors))
 
 
