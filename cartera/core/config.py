@@ -59,7 +59,12 @@ class _Section(BaseModel):
 class ClockConfig(_Section):
     mode: Literal["system", "simulated"] = "system"
     start: datetime | None = None
-    speed: float = Field(default=1.0, gt=0)
+    speed: float = Field(
+        default=1.0,
+        ge=0.01,
+        le=100_000,
+        description="how many times faster than real time a simulated clock runs: 0.01 to 100,000",
+    )
 
     @model_validator(mode="after")
     def _start_for_simulated(self) -> ClockConfig:
@@ -83,11 +88,13 @@ class ListingConfig(_Section):
     order: Literal["value", "fifo"] = "value"
     #: How many due accounts are ranked each tick (the longest due first).
     candidates: int = Field(default=200, ge=1, le=100_000)
-    history_days: int = Field(default=90, ge=1)
+    history_days: int = Field(default=90, ge=1, le=3660, description="days of calls learned from: 1 to 3660 (10 years)")
     #: Calls' worth of the site's overall rate in an hour of the week's rate, and of the site's pattern in a number's.
-    hour_strength: float = Field(default=20.0, gt=0)
-    number_strength: float = Field(default=3.0, gt=0)
-    relearn_minutes: float = Field(default=15.0, gt=0)
+    hour_strength: float = Field(default=20.0, gt=0, le=1_000_000, description="calls' worth: at most 1,000,000")
+    number_strength: float = Field(default=3.0, gt=0, le=1_000_000, description="calls' worth: at most 1,000,000")
+    relearn_minutes: float = Field(
+        default=15.0, gt=0, le=7 * 24 * 60, description="minutes between relearning: at most 10080 (a week)"
+    )
     #: Share of the value-ordered calls each segment of days past due (tramo de mora) gets, e.g.
     #: {"1-30" = 0.4, "180+" = 0.1}; the segments without one (and accounts not past due) share the rest.
     segment_quotas: dict[Segment, float] = Field(default_factory=dict)
@@ -138,8 +145,10 @@ class AbandonmentConfig(_Section):
     (the US rule's 3% over 30 days; Ofcom's is 3% per day), and how long a number whose call was abandoned rests."""
 
     limit: float = Field(default=0.03, gt=0, lt=1)
-    window_days: float = Field(default=30, gt=0)
-    redial_after_hours: float = Field(default=72, ge=0)
+    window_days: float = Field(default=30, gt=0, le=366, description="the rolling window in days: at most 366")
+    redial_after_hours: float = Field(
+        default=72, ge=0, le=24 * 366, description="hours a number rests: 0 to 8784 (366 days)"
+    )
 
 
 class CampaignConfig(_Section):
@@ -149,10 +158,12 @@ class CampaignConfig(_Section):
     #: abandoned calls within ``abandonment.limit``; progressive below ``min_team`` agents) or "preview" (none by
     #: itself: the agent sees the account, then calls). The dialer's capacity is the ceiling of each.
     mode: Literal["ratio", "progressive", "predictive", "preview"] = "ratio"
-    min_team: int = Field(default=5, ge=1)
-    tick_seconds: float = Field(default=1.0, gt=0)
-    max_attempts_per_day: int = Field(default=3, ge=1)
-    retry_after_minutes: float = Field(default=120, gt=0)
+    min_team: int = Field(default=5, ge=1, le=10_000, description="agents: 1 to 10,000")
+    tick_seconds: float = Field(default=1.0, gt=0, le=3600, description="seconds between ticks: at most 3600")
+    max_attempts_per_day: int = Field(default=3, ge=1, le=1000, description="call attempts: 1 to 1000")
+    retry_after_minutes: float = Field(
+        default=120, gt=0, le=30 * 24 * 60, description="minutes before a retry: at most 43200 (30 days)"
+    )
     promise_sms: bool = True
     #: Texted (through the gate) when a day's call attempts all failed to reach the debtor; {account} is
     #: replaced by the account reference. Empty: no reminder.
@@ -170,13 +181,17 @@ class CampaignConfig(_Section):
 
 
 KEY_FIELDS = ("site", "yyyy", "mm", "dd", "call_id", "ext")
+#: The longest retention a store is asked for: 100 years (a "keep for ever" value past it overflows dates).
+MAX_RETENTION_DAYS = 36_500
 
 
 class RetentionConfig(_Section):
     """How long the store keeps recordings: per portfolio ("CREDITOR/PORTFOLIO" or "PORTFOLIO"), else default."""
 
-    default_days: int | None = Field(default=None, ge=1)
-    portfolios: dict[str, int] = Field(default_factory=dict)
+    default_days: int | None = Field(
+        default=None, ge=1, le=MAX_RETENTION_DAYS, description="days kept: 1 to 36500 (100 years)"
+    )
+    portfolios: dict[str, int] = Field(default_factory=dict, description="days kept: 1 to 36500 (100 years)")
 
     @field_validator("portfolios")
     @classmethod
@@ -184,6 +199,8 @@ class RetentionConfig(_Section):
         for name, days in value.items():
             if days < 1:
                 raise ValueError(f"retention of {name!r} must be at least 1 day (got {days})")
+            if days > MAX_RETENTION_DAYS:
+                raise ValueError(f"retention of {name!r} must be at most {MAX_RETENTION_DAYS} days (got {days})")
         return value
 
 
@@ -192,8 +209,10 @@ MOVED_TO_DIALER = ("spool_dir", "spool_patterns", "quiet_period_s")
 
 
 class ArchivalConfig(_Section):
-    every_seconds: float = Field(default=30, gt=0)
-    local_retention_hours: float = Field(default=0, ge=0)
+    every_seconds: float = Field(default=30, gt=0, le=86_400, description="seconds between runs: at most 86400")
+    local_retention_hours: float = Field(
+        default=0, ge=0, le=24 * MAX_RETENTION_DAYS, description="hours: 0 to 876000 (100 years)"
+    )
     workers: int | None = Field(default=None, ge=1, le=256)
     key_template: str = "{site}/{yyyy}/{mm}/{dd}/{call_id}.{ext}"
     retention: RetentionConfig = RetentionConfig()
@@ -223,9 +242,9 @@ class ArchivalConfig(_Section):
 
 
 class SyncConfig(_Section):
-    every_seconds: float = Field(default=300, gt=0)
+    every_seconds: float = Field(default=300, gt=0, le=86_400, description="seconds between runs: at most 86400")
     #: a creditor delivery (file or API batch) of more rows is refused whole, nothing of it loaded
-    max_delivery_rows: int = Field(default=200_000, ge=1)
+    max_delivery_rows: int = Field(default=200_000, ge=1, le=100_000_000, description="rows: 1 to 100,000,000")
 
 
 class WebConfig(_Section):
@@ -239,7 +258,7 @@ class WebConfig(_Section):
     session_minutes: float = Field(default=30, gt=0, le=24 * 60)  #: supervisors' sessions expire when idle
     session_max_hours: float = Field(default=12, gt=0, le=7 * 24)  #: and this long after sign-in, however busy
     language: Literal["es", "en"] = "es"  #: the pages' default language (each user may switch)
-    check_seconds: float = Field(default=60, gt=0)  #: how often ``run`` checks the vendors for ``/healthz``
+    check_seconds: float = Field(default=60, gt=0, le=86_400)  #: how often ``run`` checks the vendors for ``/healthz``
     workers: int = Field(default=2, ge=1, le=64)  #: the pages' blocking work (sign-in, search...) at a time
     queue: int = Field(default=8, ge=0, le=1000)  #: requests waiting for a worker; more are answered 503
     #: proxies (addresses or networks) whose X-Forwarded-For is believed; none by default
@@ -249,7 +268,7 @@ class WebConfig(_Section):
     #: seconds a request body has after its head (plus one for each 64 KiB received), and a response left unread
     body_timeout: float = Field(default=15, gt=0, le=300)
     #: open connections at most; more are closed at once (default: the descriptor limit less a reserve)
-    max_connections: int | None = Field(default=None, ge=1)
+    max_connections: int | None = Field(default=None, ge=1, le=1_000_000)
 
     @property
     def base_url(self) -> str:

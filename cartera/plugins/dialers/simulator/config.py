@@ -50,7 +50,9 @@ def _network_script(script: dict[str, CallOutcome]) -> dict[str, CallOutcome]:
 
 
 #: A ``[low, high]`` duration in seconds of the site's clock.
-SecondsRange = Annotated[tuple[NonNegativeFloat, NonNegativeFloat], AfterValidator(_ordered)]
+#: Simulated seconds a call takes, at most a day (a longer one overflows the simulation's timers).
+CallSeconds = Annotated[float, Field(ge=0, le=86_400)]
+SecondsRange = Annotated[tuple[CallSeconds, CallSeconds], AfterValidator(_ordered)]
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 #: A seat's name: the agent's identity at the simulated PBX, as a workspace user's extension names it.
 SeatName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@/-]{0,63}$")]
@@ -98,12 +100,15 @@ class SimulatorConfig(PluginConfig):
     )
     abandon_after: PositiveFloat | None = Field(
         default=None,
+        le=86_400,
         description="Seconds an answered call waits for a free seat before it is abandoned (the identification "
         "message played, then hung up): 2 as the US rule counts; unset, it waits until a seat is free. A call never "
         "goes to a seat on a call or paused (in wrap-up, on a break), as a real ACD.",
     )
     identification_seconds: NonNegativeFloat = Field(
-        default=4.0, description="How long the identification message of an abandoned call lasts."
+        default=4.0,
+        le=3600,
+        description="How long the identification message of an abandoned call lasts (at most 3600 seconds).",
     )
     scripted: Annotated[dict[E164, CallOutcome], AfterValidator(_network_script)] = Field(
         default_factory=dict,

@@ -27,16 +27,26 @@ class SmppConfig(PluginConfig):
     )
     burst: int = Field(default=1, ge=1, le=10_000, description="submit_sm PDUs that may go out back to back.")
     enquire_link_s: float = Field(
-        default=30.0, gt=0, description="Idle seconds before an enquire_link keepalive; no answer drops the link."
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Idle seconds before an enquire_link keepalive; no answer drops the link.",
     )
     response_timeout_s: float = Field(
-        default=10.0, gt=0, description="Seconds to wait for a bind, submit_sm or enquire_link response."
+        default=10.0, gt=0, le=300, description="Seconds to wait for a bind, submit_sm or enquire_link response."
     )
     submit_timeout_s: float = Field(
-        default=30.0, gt=0, description="Seconds send() waits for a bound link (through reconnects) before failing."
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds send() waits for a bound link (through reconnects) before failing.",
     )
-    reconnect_min_s: float = Field(default=1.0, gt=0, description="First wait before rebinding after a failure.")
-    reconnect_max_s: float = Field(default=60.0, gt=0, description="Longest wait between rebind attempts (doubling).")
+    reconnect_min_s: float = Field(
+        default=1.0, gt=0, le=3600, description="First wait before rebinding after a failure."
+    )
+    reconnect_max_s: float = Field(
+        default=60.0, gt=0, le=3600, description="Longest wait between rebind attempts (doubling)."
+    )
     resubmit_in_doubt: bool = Field(
         default=False,
         description="A part sent whose submit_sm_resp was lost with the connection is in doubt: false (default) "
@@ -46,5 +56,8 @@ class SmppConfig(PluginConfig):
         default=True, description="fsync the submit ledger before each submit_sm is written (crash-safe)."
     )
     ledger_retention_h: float = Field(
-        default=168.0, gt=0, description="Hours a message stays in the submit ledger (idempotent send, receipts)."
+        default=168.0,
+        gt=0,
+        le=24 * 366,
+        description="Hours a message stays in the submit ledger (idempotent send, receipts).",
     )
