@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from cartera.core.clock import SystemClock
 from cartera.core.hooks import load_plugins
-from cartera.core.models import CallOutcome, CallRequest, CallResult
+from cartera.core.models import CallOutcome, CallRequest, CallResult, UnfinishedCall
 from cartera.core.registry import AdapterCatalog
 from cartera.core.testing.context import CapturingContext
 from cartera.core.testing.dialer import DialerConformance
@@ -46,6 +46,7 @@ from cartera.plugins.dialers.asterisk_ami.client import (
     AmiPermissionDenied,
     AmiUnreachable,
     Message,
+    ami_int,
     parse_fields,
 )
 from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
@@ -428,6 +429,52 @@ def test_stopping_cuts_short_the_waits_for_recordings_a_pbx_never_writes(
     assert not context.recordings
     missing = [r for r in caplog.records if "no recording at" in r.getMessage()]
     assert len(missing) == 10
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize(
+    "cause", ["\u00b2", "9" * 5000, "", "-1", "16 "], ids=["superscript", "5000-digits", "empty", "negative", "space"]
+)
+def test_a_hangup_with_a_cause_that_is_no_number_still_ends_its_call(cause: str) -> None:
+    """A hostile PBX's Hangup ``Cause``: ``²`` (``str.isdigit`` takes it, ``int`` refuses it) or more digits than
+    ``int`` converts never raises out of the handler (the event was dropped, the call marked seen, so never timed
+    out: dialing stalled): the call ends, its cause unknown."""
+    ended: list[Call] = []
+    tracker = CallTracker(SystemClock(), on_end=ended.append, hang_up=lambda _: None, on_connect=lambda *_: None)
+    call = tracker.admit(request(1), "u-1")
+    assert call is not None
+    tracker.on_hangup({"Uniqueid": "u-1", "Cause": cause, "Cause-txt": "Normal Clearing"})
+    assert ended == [call]
+    assert (call.seen, call.cause, tracker.in_flight) == (True, None, 0)
+    assert call.result().raw_cause == "Asterisk reported no cause"
+
+
+def test_ami_numbers_are_bounded_ascii_digits() -> None:
+    assert [ami_int(value) for value in ("16", "0", "9" * 20)] == [16, 0, int("9" * 20)]
+    assert [ami_int(value) for value in ("", "9" * 21, "9" * 5000, "\u00b2", "\u0661", "+1", "-1", " 1")] == [None] * 8
+
+
+@pytest.mark.abuse
+def test_a_channel_with_a_garbage_attempt_is_not_taken_for_a_killed_runs_call(tmp_path: Path) -> None:
+    """CoreShowChannels naming a UNIQUEID of our prefix whose attempt has 5,000 digits (past ``int``'s limit): the
+    reconciliation aborted with ValueError, leaving the calls placing; the channel is now not ours, and the killed
+    run's calls whose channel is gone end UNKNOWN."""
+    garbage = ({"Channel": "PJSIP/x-1", "Uniqueid": f"cartera-test-{'9' * 5000}-ab"},)
+    fake = FakeAmi(channels=garbage)
+    try:
+        dialer, context = fake_dialer(fake, tmp_path)
+        dialer.start()
+        try:
+            requested = datetime(2026, 1, 1, tzinfo=UTC)
+            dialer.reconcile([UnfinishedCall(request(attempt), requested) for attempt in (1, 2)])
+        finally:
+            dialer.stop()
+    finally:
+        fake.close()
+    assert [(result.attempt_id, result.outcome) for result in context.calls] == [
+        (1, CallOutcome.UNKNOWN),
+        (2, CallOutcome.UNKNOWN),
+    ]
 
 
 # --- against Asterisk 22 ------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cartera.plugin import CallOutcome, CallRequest, CallResult, Clock
-from cartera.plugins.dialers.asterisk_ami.client import EventHandler, Message
+from cartera.plugins.dialers.asterisk_ami.client import EventHandler, Message, ami_int
 from cartera.plugins.dialers.asterisk_ami.outcomes import call_outcome, raw_cause
 
 UP = "6"  # ChannelState of an answered channel
@@ -277,10 +277,10 @@ class CallTracker:
         call = self._live.get(event.get("Uniqueid", ""))
         if call is None:
             return
-        cause = event.get("Cause", "")
+        cause = ami_int(event.get("Cause", ""))
         with self._changed:
             call.seen = True
-            call.cause = int(cause) if cause.isdigit() else None
+            call.cause = cause
             call.cause_text = event.get("Cause-txt", "")
         self.end(call)
 

@@ -85,6 +85,18 @@ def parse_fields(block: str) -> Message:
         return fields
 
 
+#: The most digits an AMI number the dialer reads may have (an attempt id fits in 19, a cause in 3).
+AMI_INT_DIGITS = 20
+
+
+def ami_int(value: str) -> int | None:
+    """An AMI value read as a number: ``None`` unless it is 1 to :data:`AMI_INT_DIGITS` ASCII digits (a hostile
+    PBX's ``²``, which :meth:`str.isdigit` accepts, or 5,000 digits, past ``int``'s limit, never raise)."""
+    if 0 < len(value) <= AMI_INT_DIGITS and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 

@@ -49,6 +49,7 @@ from cartera.plugins.dialers.asterisk_ami.client import (
     AmiTimeout,
     EventHandler,
     Message,
+    ami_int,
 )
 from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from cartera.plugins.dialers.asterisk_ami.recordings import recording_of, wait_until_finished
@@ -295,10 +296,16 @@ class AsteriskSwitch:
         event(log, "asterisk.reconciled", followed=followed, unknown=len(calls) - followed)
 
     def _channels_by_attempt(self, session: Session) -> dict[int, Message]:
-        """The channels of this site's calls Asterisk carries now, by attempt."""
+        """The channels of this site's calls Asterisk carries now, by attempt (a UNIQUEID whose attempt is no
+        number we could have given is not ours)."""
         channels = session.connection.list_action("CoreShowChannels", "CoreShowChannelsComplete")
-        found = (self._uniqueid.fullmatch(channel.get("Uniqueid", "")) for channel in channels)
-        return {int(match[1]): channel for match, channel in zip(found, channels, strict=True) if match}
+        found: dict[int, Message] = {}
+        for channel in channels:
+            match = self._uniqueid.fullmatch(channel.get("Uniqueid", ""))
+            attempt = ami_int(match[1]) if match else None
+            if attempt is not None:
+                found[attempt] = channel
+        return found
 
     def check(self) -> CheckResult:
         with self._lock:
