@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -438,3 +439,29 @@ def test_a_rejection_report_never_overwrites_an_earlier_one_still_in_the_outbox(
         sync.report_rejections(AssignmentBatch("/inbox/asignacion.csv", "0" * 64, []), [RowError(3, "x", "y")])
     assert len(list(outbox.iterdir())) == 4  # the same report twice: one file
     assert not [p for p in outbox.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.abuse
+def test_a_file_rewritten_in_place_within_the_second_at_the_same_size_is_not_archived_unimported(
+    sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync], caplog: pytest.LogCaptureFixture
+) -> None:
+    """SFTP's mtime has whole seconds: the corrected bytes, not the attributes, show the rewrite; they stay in
+    the inbox and are imported next run (#14 round 15 L1)."""
+    path = deliver(sshd, "d.csv", "cuenta;nombre;telefono1;saldo\nD-1;Ana;3001234561;1000\n")
+    sync = make_sync()
+    importer = AssignmentImporter("t", "CO", db, SimulatedClock(NOW, 1.0), hooks)
+    (batch,) = sync.fetch()
+    before = path.stat()
+    with path.open("r+b") as stream:  # in place: same inode, same size, same whole-second mtime
+        stream.write(b"cuenta;nombre;telefono1;saldo\nD-1;Ana;3001234561;9000\n")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+    caplog.set_level(logging.WARNING)
+    assert importer.import_batch(batch, actor="sync", scope=sync.delivers()).new == 1
+    sync.acknowledge(batch)
+    assert path.exists()
+    assert not (sshd.jail / "inbox" / "imported").exists()
+    assert [r.getMessage() for r in caplog.records] == ["crm_sync.sftp.changed_after_import"]
+    (again,) = cycle(sync, db, hooks).run_once().imports
+    assert (again.updated, again.new) == (1, 0)
+    assert [p.name for p in (sshd.jail / "inbox" / "imported").iterdir()] == ["d.csv"]

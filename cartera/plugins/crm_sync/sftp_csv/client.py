@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import hashlib
 import io
 import itertools
 import posixpath
@@ -152,18 +153,19 @@ class SftpSession:
         ]
         return sorted(found, key=lambda remote: remote.path)
 
-    def download(self, remote: RemoteFile, target: Path) -> None:
-        """Copy ``remote`` to ``target`` through a short temporary name; fails unless the size the opened file had
-        arrived, and (:class:`FileTooLarge`) as soon as more than ``max_file_bytes`` did: a file growing
-        meanwhile, or a server that tells one size and sends more, never fills the node's disk. A failure of this
-        one file (the server refuses to open or read it, the local copy cannot be written) that leaves the session
-        working is a :class:`FileUnreadable`: the other files can still be fetched."""
+    def download(self, remote: RemoteFile, target: Path) -> str:
+        """Copy ``remote`` to ``target`` through a short temporary name, returning the SHA-256 of its bytes.
+        Fails unless the size the opened file had arrived, and (:class:`FileTooLarge`) as soon as more than
+        ``max_file_bytes`` did: a file growing meanwhile, or a server that tells one size and sends more, never
+        fills the node's disk. A failure of this one file (the server refuses to open or read it, the local copy
+        cannot be written) that leaves the session working is a :class:`FileUnreadable`: the other files can
+        still be fetched."""
         limit = self.config.max_file_bytes
         temp = target.with_name(f".{uuid.uuid4().hex}.part")
         try:
             with self.sftp(f"downloading {remote.path}") as sftp:
                 try:
-                    received, size = self._copy(sftp, remote, temp, limit)
+                    received, size, digest = self._copy(sftp, remote, temp, limit)
                 except (OSError, paramiko.SSHException, EOFError) as exc:
                     if isinstance(exc, TimeoutError) or not self._working():
                         raise
@@ -176,9 +178,11 @@ class SftpSession:
                 raise FileUnreadable(f"{self.where}{remote.path}: cannot store {target}: {_describe(exc)}") from None
         finally:
             temp.unlink(missing_ok=True)
+        return digest
 
-    def _copy(self, sftp: paramiko.SFTPClient, remote: RemoteFile, temp: Path, limit: int) -> tuple[int, int]:
-        """Bytes received and the size the opened file had."""
+    def _copy(self, sftp: paramiko.SFTPClient, remote: RemoteFile, temp: Path, limit: int) -> tuple[int, int, str]:
+        """Bytes received, the size the opened file had, and the SHA-256 of the bytes."""
+        digest = hashlib.sha256()
         with sftp.open(remote.path, "rb") as source:
             size = source.stat().st_size or 0
             source.prefetch(min(size, limit))
@@ -188,8 +192,27 @@ class SftpSession:
                     received += len(chunk)
                     if received > limit:
                         raise FileTooLarge(f"{self.where}{remote.path}: more than {limit} bytes (max_file_bytes)")
+                    digest.update(chunk)
                     sink.write(chunk)
-        return received, size
+        return received, size, digest.hexdigest()
+
+    def sha256(self, remote: RemoteFile) -> str | None:
+        """The SHA-256 of the bytes ``remote.path`` holds now, read up to one byte past ``remote.size`` (a longer
+        file differs anyway); None when it is gone. SFTP's modification times have whole seconds only: a file
+        rewritten in place within the second, at the same size, shows only in its bytes."""
+        digest = hashlib.sha256()
+        with self.sftp(f"reading {remote.path} again") as sftp:
+            try:
+                source = sftp.open(remote.path, "rb")
+            except FileNotFoundError:
+                return None
+            with source:
+                source.prefetch(remote.size + 1)
+                left = remote.size + 1
+                while left > 0 and (chunk := source.read(min(DOWNLOAD_CHUNK, left))):
+                    left -= len(chunk)
+                    digest.update(chunk)
+        return digest.hexdigest()
 
     def _working(self) -> bool:
         """Whether the session is still up (an error was about one file, not the connection)."""

@@ -46,6 +46,7 @@ from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 class _Fetched:
     remote: RemoteFile
     local: Path
+    sha256: str  #: of the bytes downloaded (and imported)
 
 
 class SftpCsvSync(CrmSync[SftpCsvConfig]):
@@ -99,7 +100,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
             try:
                 if remote.size > self.config.max_file_bytes:
                     raise FileTooLarge(f"{source}: {remote.size} bytes, more than {self.config.max_file_bytes}")
-                self._session.download(remote, local)
+                digest = self._session.download(remote, local)
             except FileTooLarge as exc:
                 if self._first_skip(source):
                     event(self.context.log, "crm_sync.sftp.file_too_large", logging.WARNING, file=source, why=str(exc))
@@ -119,12 +120,13 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
                 if self._first_skip(source):
                     event(self.context.log, "crm_sync.sftp.file_unreadable", logging.WARNING, file=source, why=str(exc))
                 continue
-            self._fetched[source] = _Fetched(remote, local)
+            self._fetched[source] = _Fetched(remote, local, digest)
             event(self.context.log, "crm_sync.sftp.fetched", file=source, size=remote.size)
             yield batch
 
     def acknowledge(self, batch: AssignmentBatch) -> None:
-        """Archive the remote file, unless it is gone or changed since it was downloaded; drop the local copy."""
+        """Archive the remote file, unless it is gone or changed since it was downloaded (its attributes or, read
+        again, its bytes: a rewrite within the same second at the same size); drop the local copy."""
         self._move(batch, self.config.archive_dir, "archived", "changed_after_import")
 
     def reject(self, batch: AssignmentBatch) -> None:
@@ -138,7 +140,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         if fetched is None:
             return
         current = self._session.stat(fetched.remote.path)
-        if current is not None and current == fetched.remote:
+        if current == fetched.remote and self._session.sha256(fetched.remote) == fetched.sha256:
             target = self._session.move_into(fetched.remote, directory, self.context.clock.now())
             event(self.context.log, f"crm_sync.sftp.{moved}", file=batch.source, to=target)
         else:
