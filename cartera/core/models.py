@@ -203,7 +203,9 @@ class SmsSubmitResult:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryReport:
-    """A gateway's delivery receipt, matched to our message by ``message_id`` or ``gateway_id``."""
+    """A gateway's delivery receipt for message ``message_id`` (else the one with ``gateway_id``); applied only
+    when ``gateway_id`` is the one the gateway's submit result gave that message (core refuses any other as
+    unknown), or while the message is still being submitted."""
 
     state: SmsState
     gateway_id: str | None
