@@ -477,6 +477,30 @@ def test_a_channel_with_a_garbage_attempt_is_not_taken_for_a_killed_runs_call(tm
     ]
 
 
+@pytest.mark.abuse
+def test_a_list_action_flooded_by_the_pbx_is_given_up_past_its_byte_bound(fake_ami: FakeAmi) -> None:
+    """Every event of an open list action (QueueStatus, CoreShowChannels) was kept: a PBX sending 300,000 ~1 KB
+    QueueEntry events inside one list grew the node to 589 MB. Past max_list_bytes the list keeps nothing more
+    and fails; a list under the bound is read whole."""
+    fake_ami.list_events = tuple({"Event": "QueueEntry", "Queue": "cobranza", "X": "y" * 1000} for _ in range(200))
+    connection = AmiConnection("127.0.0.1", fake_ami.port, handlers={}, on_lost=lambda _: None, max_list_bytes=1 << 16)
+    connection.connect()
+    try:
+        connection.login("cartera", "s3cret-value")
+        with pytest.raises(AmiError, match=r"QueueStatus: the list from 127\.0\.0\.1:\d+ passed 65536 bytes"):
+            connection.list_action("QueueStatus", "QueueStatusComplete", Queue="cobranza")
+        fake_ami.list_events = fake_ami.list_events[:20]
+        listed = connection.list_action("QueueStatus", "QueueStatusComplete", Queue="cobranza")
+        assert [event["Event"] for event in listed] == [
+            "QueueParams",
+            "QueueMember",
+            "QueueMember",
+            *["QueueEntry"] * 20,
+        ]
+    finally:
+        connection.close()
+
+
 # --- against Asterisk 22 ------------------------------------------------------------------------------------
 
 

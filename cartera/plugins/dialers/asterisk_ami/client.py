@@ -42,6 +42,9 @@ Message = dict[str, str]
 EventHandler = Callable[[Message], None]
 
 _CHUNK = 1 << 16
+#: The most a list action's events may weigh (their text), complete or not: a CoreShowChannel is ~1 KB, so tens
+#: of thousands of channels fit; a PBX sending more before the list's timeout cannot grow the node's memory further.
+MAX_LIST_BYTES = 32 << 20
 _SPLIT_FIELD = methodcaller("partition", ": ")
 
 
@@ -102,20 +105,30 @@ def _reason(exc: OSError) -> str:
 
 
 class _EventList:
-    """Events answering one list action (``CoreShowChannels``...), until its ``...Complete`` event."""
+    """Events answering one list action (``CoreShowChannels``...), until its ``...Complete`` event; past
+    ``max_bytes`` of them, none is kept and the list is given up (:attr:`overflowed`)."""
 
-    def __init__(self, complete: str) -> None:
+    def __init__(self, complete: str, max_bytes: int) -> None:
         self.complete = complete
+        self.max_bytes = max_bytes
         self.events: list[Message] = []
+        self.size = 0
         self.completed = False
-        self.done = threading.Event()  # completed, or the connection broke
+        self.overflowed = False
+        self.done = threading.Event()  # completed, overflowed, or the connection broke
 
-    def add(self, name: str, event: Message) -> None:
+    def add(self, name: str, event: Message, size: int) -> None:
         if name == self.complete:
             self.completed = True
             self.done.set()
-        else:
-            self.events.append(event)
+        elif not self.overflowed:
+            self.size += size
+            if self.size > self.max_bytes:
+                self.overflowed = True
+                self.events = []
+                self.done.set()
+            else:
+                self.events.append(event)
 
 
 class _Future(FutureResponse):  # type: ignore[misc]
@@ -156,7 +169,7 @@ class AmiConnection(AMIClient):  # type: ignore[misc]  # asterisk-ami ships no t
     block); an event whose name has a ``needles`` entry reaches its handler only when its text contains it
     (events about other channels are then not even parsed). ``on_lost(reason)`` is called once when the
     connection breaks without :meth:`close`; :attr:`lost` then holds the reason. A message longer than
-    ``max_message_bytes`` breaks it.
+    ``max_message_bytes`` breaks it; a list action whose events pass ``max_list_bytes`` fails.
     """
 
     def __init__(
@@ -170,6 +183,7 @@ class AmiConnection(AMIClient):  # type: ignore[misc]  # asterisk-ami ships no t
         connect_timeout: float = 5.0,
         action_timeout: float = 5.0,
         max_message_bytes: int = 1 << 20,
+        max_list_bytes: int = MAX_LIST_BYTES,
     ) -> None:
         super().__init__(address=host, port=port, timeout=action_timeout)
         self.host, self.port = host, port
@@ -180,6 +194,7 @@ class AmiConnection(AMIClient):  # type: ignore[misc]  # asterisk-ami ships no t
         self._needles = dict(needles or {})
         self._on_lost = on_lost
         self._lists: dict[str, _EventList] = {}
+        self._max_list_bytes = max_list_bytes
         self._send_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._closing = False
@@ -301,11 +316,16 @@ class AmiConnection(AMIClient):  # type: ignore[misc]  # asterisk-ami ships no t
     def list_action(self, name: str, complete: str, **keys: str) -> list[Message]:
         """Run a list action and return the events it produced, up to its ``complete`` event."""
         action_id = self.next_action_id()
-        collected = _EventList(complete)
+        collected = _EventList(complete, self._max_list_bytes)
         self._lists[action_id] = collected
         try:
             self._answer(name, self.send_action(SimpleAction(name, ActionID=action_id, **keys)), None)
             collected.done.wait(self._timeout)
+            if collected.overflowed:
+                raise AmiError(
+                    f"{name}: the list from {self.where} passed {self._max_list_bytes} bytes before it completed: "
+                    "given up"
+                )
             if not collected.completed:
                 self._raise_if_lost(name)
                 raise AmiTimeout(f"{name}: the list from {self.where} did not complete within {self._timeout:g}s")
@@ -381,7 +401,7 @@ class AmiConnection(AMIClient):  # type: ignore[misc]  # asterisk-ami ships no t
             event = parse_fields(block)
             collected = self._lists.get(event.get("ActionID", "")) if self._lists else None
             if collected is not None:
-                collected.add(name, event)
+                collected.add(name, event, len(block))
             elif handler is not None:
                 try:
                     handler(event)
