@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -288,6 +289,105 @@ def test_a_report_names_the_account_of_a_row_after_a_multi_line_cell(
     sync.report_rejections(batch, errors)
     with creditor_db.connect() as connection:
         assert list(connection.scalars(sa.text("SELECT cuenta FROM crm.rechazos"))) == ["BCO-000104"]
+
+
+def other_view(engine: sa.Engine, columns: str, rows: list[dict[str, Any]]) -> None:
+    """``crm.otra``: cuenta, nombre, telefono1, saldo and ``columns``, holding ``rows``."""
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(f"CREATE TABLE crm.otra (cuenta text, nombre text, telefono1 text, saldo numeric, {columns})")
+        )
+        names = list(rows[0])
+        connection.execute(
+            sa.text(f"INSERT INTO crm.otra ({', '.join(names)}) VALUES ({', '.join(f':{n}' for n in names)})"),
+            rows,
+        )
+
+
+def read_all(sync: SqlCrmSync, pages: int = 10) -> list[list[str]]:
+    """The account refs of each page of one fetch, each page acknowledged; at most ``pages`` pages."""
+    seen = []
+    for batch in sync.fetch():
+        seen.append([r.account_ref for r in split(batch)[0]] + [f"!{e.line}:{e.field}" for e in split(batch)[1]])
+        sync.acknowledge(batch)
+        if len(seen) == pages:
+            break
+    return seen
+
+
+@pytest.mark.abuse
+def test_a_cell_the_driver_cannot_load_quarantines_its_row_only(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine
+) -> None:
+    """A payment date 'infinity' or past year 9999 failed the page's query every run (round 15 M4); an
+    'infinity' timestamp watermark too."""
+    row = {"nombre": "Ana", "telefono1": "3001234567", "saldo": 10, "accion": "pago"}
+    other_view(
+        creditor_db,
+        "accion text, fecha_pago date, referencia_pago text, updated_at timestamptz",
+        [
+            row | {"cuenta": "A-1", "fecha_pago": date(2026, 3, 1), "referencia_pago": "P1", "updated_at": NOW},
+            row | {"cuenta": "A-2", "fecha_pago": None, "referencia_pago": "P2", "updated_at": NOW},
+            row | {"cuenta": "A-3", "fecha_pago": None, "referencia_pago": "P3", "updated_at": NOW},
+            row | {"cuenta": "A-4", "fecha_pago": None, "referencia_pago": None, "updated_at": None},
+        ],
+    )
+    with creditor_db.begin() as connection:
+        connection.execute(sa.text("UPDATE crm.otra SET fecha_pago = 'infinity' WHERE cuenta = 'A-2'"))
+        connection.execute(sa.text("UPDATE crm.otra SET fecha_pago = '12026-03-01' WHERE cuenta = 'A-3'"))
+        connection.execute(sa.text("UPDATE crm.otra SET updated_at = 'infinity' WHERE cuenta = 'A-4'"))
+    sync = make_sync(tmp_path, postgres_url, view="crm.otra", watermark="updated_at", page_rows=2)
+    assert sync.check().ok, sync.check().detail
+    (page, last) = read_all(sync)
+    assert page == ["A-1", "!3:payment_date"]
+    assert last == ["A-4", "!2:payment_date"]
+    assert "after updated_at=infinity, cuenta=A-4" in sync.check().detail
+    assert read_all(make_sync(tmp_path, postgres_url, view="crm.otra", watermark="updated_at")) == []
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize(("value", "page_rows"), [(0.3, 1), (0.7, 2), (1e30, 3)])
+def test_a_float4_watermark_is_compared_exactly(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, value: float, page_rows: int
+) -> None:
+    """A real watermark was kept as the float of its short text (0.3, not float4's 0.30000001...): the boundary
+    row was read forever (0.3) or the rest of its watermark skipped (0.7) (round 15 M3)."""
+    row = {"nombre": "Ana", "telefono1": "3001234567", "saldo": 10, "version": value}
+    other_view(creditor_db, "version real", [row | {"cuenta": f"A-{n}"} for n in range(1, 5)])
+    sync = make_sync(tmp_path, postgres_url, view="crm.otra", page_rows=page_rows)
+    pages = read_all(sync)
+    assert [ref for page in pages for ref in page] == ["A-1", "A-2", "A-3", "A-4"], pages
+    assert read_all(make_sync(tmp_path, postgres_url, view="crm.otra", page_rows=page_rows)) == []
+
+
+def test_a_uuid_or_null_key_is_kept_and_an_older_position_file_still_read(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine
+) -> None:
+    """A uuid key failed every acknowledge with a message about the watermark (round 15 L2); rows of a NULL key
+    sort after the others of their watermark and are read once."""
+    row = {"nombre": "Ana", "telefono1": "3001234567", "saldo": 10, "version": 1}
+    ids = ["0b3c5f8e-0000-4000-8000-000000000001", "0b3c5f8e-0000-4000-8000-000000000002", None]
+    other_view(
+        creditor_db, "version bigint, id uuid", [row | {"cuenta": f"A-{n}", "id": i} for n, i in enumerate(ids, 1)]
+    )
+    sync = make_sync(tmp_path, postgres_url, view="crm.otra", key="id", page_rows=1)
+    assert sync.check().ok, sync.check().detail
+    assert read_all(sync) == [["A-1"], ["A-2"], ["A-3"]]
+    assert read_all(make_sync(tmp_path, postgres_url, view="crm.otra", key="id")) == []
+    old = {"view": "crm.otra", "order": ["version", "id"], "watermark": {"type": "int", "value": 1}}
+    (tmp_path / "data" / "position.json").write_text(json.dumps(old | {"key": {"type": "str", "value": ids[0]}}))
+    assert read_all(make_sync(tmp_path, postgres_url, view="crm.otra", key="id")) == [["A-2", "A-3"]]
+
+
+def test_check_reports_a_key_that_cannot_order_rows(tmp_path: Path, postgres_url: str, creditor_db: sa.Engine) -> None:
+    row = {"cuenta": "A-1", "nombre": "Ana", "telefono1": "3001234567", "saldo": 10, "version": 1, "datos": "{}"}
+    other_view(creditor_db, "version bigint, datos json", [row])
+    result = make_sync(tmp_path, postgres_url, view="crm.otra", key="datos").check()
+    assert not result.ok
+    assert result.detail.startswith(
+        "view crm.otra: rows cannot be read in order of, and past a position in, (version, datos)"
+    )
+    assert "json" in result.detail
 
 
 def test_a_position_is_kept_for_its_order_columns_only(

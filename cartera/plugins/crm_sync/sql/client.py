@@ -5,15 +5,31 @@ The URL's password never leaves this module: errors and ``display`` render the U
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, column, create_engine, insert, inspect, literal, select, table, tuple_
+from sqlalchemy import (
+    Float,
+    Row,
+    String,
+    cast,
+    column,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    literal,
+    or_,
+    select,
+    table,
+    tuple_,
+)
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
-from sqlalchemy.sql.expression import TableClause
+from sqlalchemy.sql.expression import ColumnElement, TableClause
+from sqlalchemy.types import NullType, TypeEngine
 
 from cartera.plugin import CarteraError, register_secret
 
@@ -26,41 +42,49 @@ class CreditorDatabaseError(CarteraError):
 
 @dataclass(frozen=True)
 class Position:
-    """Where reading the view stopped: the last row's watermark and key values."""
+    """Where reading the view stopped: the last row's watermark and key, each as the database's text of it
+    (``CAST(column AS text)``), compared again as ``CAST(text AS the column's type)``: exact for every type
+    whose text reads back as itself (numbers, float4 included, timestamps, ``'infinity'``, uuids, text)."""
 
-    watermark: Any
-    key: Any
+    watermark: str
+    key: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"watermark": _tagged(self.watermark), "key": _tagged(self.key)}
+        return {"watermark": {"type": "text", "value": self.watermark}, "key": {"type": "text", "value": self.key}}
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> Position:
-        return cls(_untagged(document["watermark"]), _untagged(document["key"]))
+        """Also a position stored before the text form (tagged ``int``, ``datetime``, ``float``...: the value
+        as the database reads it back). ``ValueError`` when it is not a position."""
+        if not isinstance(document, Mapping) or not {"watermark", "key"} <= document.keys():
+            raise ValueError("no watermark and key")
+        watermark, key = _untagged(document["watermark"]), _untagged(document["key"])
+        if watermark is None:
+            raise ValueError("no watermark value")
+        return cls(watermark, key)
 
     def describe(self, order: tuple[str, str]) -> str:
         """``after watermark=VALUE, key=VALUE`` for operators."""
-        return f"after {order[0]}={_text(self.watermark)}, {order[1]}={_text(self.key)}"
+        return f"after {order[0]}={self.watermark}, {order[1]}={'' if self.key is None else self.key}"
 
 
-def _tagged(value: Any) -> dict[str, Any]:
-    for kind in (bool, int, str):
-        if type(value) is kind:
-            return {"type": kind.__name__, "value": value}
-    if isinstance(value, datetime | date | Decimal | float):
-        return {"type": type(value).__name__, "value": _text(value)}
-    raise CreditorDatabaseError(f"cannot keep a watermark of type {type(value).__name__}; use a timestamp or number")
+#: The tags of positions stored before the text form whose value was already the text the database reads back.
+_TEXT_TAGS = frozenset({"text", "str", "datetime", "date", "Decimal", "float"})
 
 
-def _untagged(tagged: Mapping[str, Any]) -> Any:
+def _untagged(tagged: Any) -> str | None:
+    if not isinstance(tagged, Mapping) or not {"type", "value"} <= tagged.keys():
+        raise ValueError("a value is not {type, value}")
     kind, value = tagged["type"], tagged["value"]
-    parse: dict[str, Callable[[str], Any]] = {
-        "datetime": datetime.fromisoformat,
-        "date": date.fromisoformat,
-        "Decimal": Decimal,
-        "float": float,
-    }
-    return parse[kind](value) if kind in parse else value
+    if kind == "text" and value is None:
+        return None
+    if kind in _TEXT_TAGS and isinstance(value, str):
+        return value
+    if kind == "int" and type(value) is int:
+        return str(value)
+    if kind == "bool" and type(value) is bool:
+        return "true" if value else "false"
+    raise ValueError(f"a value of type {str(kind)[:20]!r} is not one a position holds")
 
 
 def _text(value: Any) -> str:
@@ -76,13 +100,31 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def cells(row: Row[Any]) -> list[str]:
+def cells(row: Sequence[Any]) -> list[str]:
     return [_text(value) for value in row]
+
+
+def _typed(text: str, types: Mapping[str, TypeEngine[Any]], name: str, role: str, view: str) -> ColumnElement[Any]:
+    """``CAST(text AS the column's type)``: the stored position compared exactly as the column's value."""
+    kind = types.get(name)
+    if kind is None or isinstance(kind, NullType):
+        raise CreditorDatabaseError(
+            f"view {view}: the {role} column {name!r} is of a type SQLAlchemy does not know, so a position in it "
+            f"cannot be compared; use a timestamp, number or text column as the {role}"
+        )
+    return cast(literal(text, String), kind)
 
 
 def _table(name: str, columns: Sequence[str]) -> TableClause:
     schema, _, bare = name.rpartition(".")
     return table(bare, *(column(name) for name in dict.fromkeys(columns)), schema=schema or None)
+
+
+def _iso_dates(connection: Any, _record: Any) -> None:
+    """Dates and timestamps as text in ISO 8601 (the snapshot's format) whatever the server's ``DateStyle``."""
+    cursor = connection.cursor()
+    cursor.execute("SET DateStyle TO ISO")
+    cursor.close()
 
 
 class CreditorDatabase:
@@ -93,29 +135,55 @@ class CreditorDatabase:
         if self.engine.url.password:
             register_secret(str(self.engine.url.password))
         self.display = self.engine.url.render_as_string(hide_password=True)
+        if self.engine.dialect.name == "postgresql":
+            event.listen(self.engine, "connect", _iso_dates)
 
-    def columns(self, name: str) -> list[str]:
-        """The column names of table or view ``name``."""
+    def columns(self, name: str) -> dict[str, TypeEngine[Any]]:
+        """The column names of table or view ``name`` and their types."""
         schema, _, bare = name.rpartition(".")
         try:
-            return [info["name"] for info in inspect(self.engine).get_columns(bare, schema=schema or None)]
+            found = inspect(self.engine).get_columns(bare, schema=schema or None)
         except NoSuchTableError:
             raise CreditorDatabaseError(f"{self.display}: no table or view {name!r}") from None
         except SQLAlchemyError as exc:
             raise self._error(exc) from None
+        return {info["name"]: info["type"] for info in found}
 
     def rows(
-        self, view: str, columns: Sequence[str], order: tuple[str, str], after: Position | None, limit: int
+        self,
+        view: str,
+        columns: Sequence[str],
+        order: tuple[str, str],
+        types: Mapping[str, TypeEngine[Any]],
+        *,
+        after: Position | None,
+        limit: int,
     ) -> Iterator[Row[Any]]:
         """Up to ``limit`` rows of ``columns`` of ``view`` in ``order`` (watermark, key) after ``after``, streamed
-        from the server."""
+        from the server, each followed by its watermark's and key's text (a :class:`Position`).
+
+        Cells come as the database's text of them (``CAST(... AS VARCHAR)``), floats alone typed (their text may
+        be ``1e+06``): a cell the driver cannot load (a date ``'infinity'``, a year past 9999) then fails only
+        its row at import, not the page's query. Rows whose key is NULL sort after the others of their watermark.
+        """
         source = _table(view, [*columns, *order])
         watermark, key = source.c[order[0]], source.c[order[1]]
-        selected = (source.c[name].label(f"c{index}") for index, name in enumerate(columns))
-        query = select(*selected).where(watermark.is_not(None))
+        selected = [
+            (source.c[name] if isinstance(types.get(name), Float) else cast(source.c[name], String)).label(f"c{i}")
+            for i, name in enumerate(columns)
+        ]
+        marks = [cast(watermark, String).label("watermark"), cast(key, String).label("key")]
+        query = select(*selected, *marks).where(watermark.is_not(None))
         if after is not None:
-            query = query.where(tuple_(watermark, key) > tuple_(literal(after.watermark), literal(after.key)))
-        query = query.order_by(watermark, key).limit(limit)
+            stored = _typed(after.watermark, types, order[0], "watermark", view)
+            if after.key is None:
+                query = query.where(watermark > stored)
+            else:
+                stored_key = _typed(after.key, types, order[1], "key", view)
+                query = query.where(
+                    watermark >= stored, or_(tuple_(watermark, key) > tuple_(stored, stored_key), key.is_(None))
+                )
+        query = query.order_by(watermark, key.asc().nulls_last()).limit(limit)
         try:
             with self.engine.connect() as connection:
                 yield from connection.execution_options(yield_per=STREAM_ROWS).execute(query)

@@ -90,8 +90,9 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         if self.config.rejections_table is not None:
             tables[self.config.rejections_table] = list(self.config.rejection_columns.model_dump().values())
         try:
-            columns, order = self._layout()
+            columns, order, types = self._layout()
             self.db.probe(self.config.view, columns)
+            self._probe_order(order, types)
             for table, table_columns in tables.items():
                 self.db.probe(table, table_columns)
         except (CreditorDatabaseError, FileRejected) as exc:
@@ -112,9 +113,22 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         """A snapshot of the view as CSV (the format pages are delivered in)."""
         return read_local(self._reader, path)
 
+    def _probe_order(self, order: tuple[str, str], types: dict[str, Any]) -> None:
+        """Read the view's first row and then past it: the view can be read in (watermark, key) order and a
+        position in those columns kept and compared (a type without an order, or one SQLAlchemy does not know,
+        fails here rather than at the first sync)."""
+        view = self.config.view
+        try:
+            first = [tuple(row) for row in self.db.rows(view, [], order, types, after=None, limit=1)]
+            if first:
+                list(self.db.rows(view, [], order, types, after=Position(first[0][-2], first[0][-1]), limit=1))
+        except CreditorDatabaseError as exc:
+            raise CreditorDatabaseError(
+                f"view {view}: rows cannot be read in order of, and past a position in, ({', '.join(order)}): {exc}"
+            ) from None
+
     def fetch(self) -> Iterator[AssignmentBatch]:
-        columns, order = self._layout()
-        marks = (columns.index(order[0]), columns.index(order[1]))
+        columns, order, types = self._layout()
         after = self._position()
         self._unacknowledged.clear()
         while True:
@@ -122,12 +136,13 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
             writer = csv.writer(_Sink(parts), delimiter=";", lineterminator="\n")
             writer.writerow(columns)
             count, end, lines, refs = 0, None, parts[-1].count("\n"), {}
-            for row in self.db.rows(self.config.view, columns, order, after, self.config.page_rows):
-                record = cells(row)
+            for row in self.db.rows(self.config.view, columns, order, types, after=after, limit=self.config.page_rows):
+                values: tuple[Any, ...] = tuple(row)
+                record = cells(values[:-2])
                 writer.writerow(record)
                 refs[lines + 1] = record[0]  # numbered as core's reader does: the line the record starts on
                 lines += parts[-1].count("\n")
-                count, end = count + 1, Position(row[marks[0]], row[marks[1]])
+                count, end = count + 1, Position(values[-2], values[-1])
             if end is None:
                 return
             data = "".join(parts).encode()
@@ -213,10 +228,11 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         inserted = self.db.insert_new(self.config.activities_table, records, mapping["seq"])
         event(self.context.log, "crm_sync.sql.exported", table=self.config.activities_table, inserted=inserted)
 
-    def _layout(self) -> tuple[list[str], tuple[str, str]]:
-        """The view's names of the mapped columns in snapshot order (our fields, then watermark and key), and
-        of the (watermark, key) columns."""
-        spelled = {header_key(name): name for name in self.db.columns(self.config.view)}
+    def _layout(self) -> tuple[list[str], tuple[str, str], dict[str, Any]]:
+        """The view's names of the mapped columns in snapshot order (our fields, then watermark and key), of the
+        (watermark, key) columns, and the types of the view's columns."""
+        types = self.db.columns(self.config.view)
+        spelled = {header_key(name): name for name in types}
         names = self.config.columns
         order = self._order
         required = (names.account_ref, names.debtor_name, names.balance, *order)
@@ -231,7 +247,7 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         fields = (names.account_ref, names.debtor_name, *names.phones, names.balance, names.currency, names.action)
         wanted = (*fields, names.payment_date, names.payment_ref, *order)
         columns = list(dict.fromkeys(spelled[key] for name in wanted if (key := header_key(name)) in spelled))
-        return columns, (spelled[header_key(order[0])], spelled[header_key(order[1])])
+        return columns, (spelled[header_key(order[0])], spelled[header_key(order[1])]), types
 
     @property
     def _order(self) -> tuple[str, str]:
