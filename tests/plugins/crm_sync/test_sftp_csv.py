@@ -465,3 +465,42 @@ def test_a_file_rewritten_in_place_within_the_second_at_the_same_size_is_not_arc
     (again,) = cycle(sync, db, hooks).run_once().imports
     assert (again.updated, again.new) == (1, 0)
     assert [p.name for p in (sshd.jail / "inbox" / "imported").iterdir()] == ["d.csv"]
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize("also_listed", [True, False])
+def test_a_host_key_marked_revoked_in_known_hosts_is_refused(
+    sshd: Sshd, tmp_path: Path, make_sync: Callable[..., SftpCsvSync], also_listed: bool
+) -> None:
+    """OpenSSH's ``@revoked`` marker is honoured: that key is refused even where a plain line lists it, before
+    logging in (#14 round 15 L4)."""
+    good = sshd.known_hosts.read_text()
+    known = tmp_path / "known_hosts.revoked"
+    known.write_text((good if also_listed else "") + f"@revoked [127.0.0.1]:{sshd.port} {good.split(' ', 1)[1]}")
+    result = make_sync(known_hosts=known).check()
+    assert not result.ok
+    assert "host key REVOKED: the server presented ssh-ed25519 SHA256:" in result.detail
+    assert result.detail.endswith(f"marked @revoked in {known}; refusing to connect")
+    other = sshd.other_host_key(tmp_path).read_text().split(" ", 1)[1]
+    known.write_text(f"{good}@revoked * {other}")  # another key revoked: this server's is still good
+    assert make_sync(known_hosts=known).check().ok
+
+
+@pytest.mark.abuse
+def test_a_cert_authority_line_in_known_hosts_fails_closed_naming_the_line(
+    sshd: Sshd, tmp_path: Path, make_sync: Callable[..., SftpCsvSync]
+) -> None:
+    """Host certificates are not checked: a ``@cert-authority`` line says so, naming the file and line, instead of
+    paramiko's raw InvalidHostKey (#14 round 15 L4)."""
+    good = sshd.known_hosts.read_text()
+    known = tmp_path / "known_hosts.ca"
+    known.write_text(f"# the creditor's CA\n{good}@cert-authority *.example.com {good.split(' ', 1)[1]}")
+    result = make_sync(known_hosts=known).check()
+    assert not result.ok
+    assert f"known_hosts {known} line 3: markers are not supported ('@cert-authority'" in result.detail
+    with pytest.raises(SftpError, match="markers are not supported"):
+        list(make_sync(known_hosts=known).fetch())
+    known.write_text(f"{good}[127.0.0.1]:{sshd.port} ssh-ed25519 not*base64\n")
+    assert (
+        make_sync(known_hosts=known).check().detail.endswith(f"known_hosts {known} line 2: not a valid host key line")
+    )

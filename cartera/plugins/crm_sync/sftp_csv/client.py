@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 import paramiko
+from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 
 from cartera.plugin import CarteraError
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
@@ -91,10 +92,7 @@ class SftpSession:
     def _connect(self) -> paramiko.SFTPClient:
         config = self.config
         ssh = paramiko.SSHClient()
-        try:
-            ssh.load_host_keys(str(config.known_hosts))
-        except (OSError, paramiko.SSHException) as exc:
-            raise SftpError(f"{self.where}: cannot read known_hosts {config.known_hosts}: {_describe(exc)}") from None
+        revoked = self._load_known_hosts(ssh.get_host_keys())
         ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
         try:
             ssh.connect(
@@ -112,6 +110,8 @@ class SftpSession:
             )
         except paramiko.BadHostKeyException as exc:
             ssh.close()
+            if refusal := self._revoked(exc.key, revoked):
+                raise SftpError(refusal) from None
             raise SftpError(
                 f"{self.where}: host key CHANGED: the server presented {exc.key.get_name()} "
                 f"{exc.key.fingerprint}, {config.known_hosts} holds {exc.expected_key.fingerprint}; refusing to "
@@ -124,8 +124,11 @@ class SftpSession:
             )
             raise SftpError(f"{self.where}: authentication failed ({login} refused)") from None
         except paramiko.SSHException as exc:
+            presented = _server_key(ssh)
             ssh.close()
             if "not found in known_hosts" in str(exc):
+                if presented is not None and (refusal := self._revoked(presented, revoked)):
+                    raise SftpError(refusal) from None
                 raise SftpError(
                     f"{self.where}: host key UNKNOWN: [{config.host}]:{config.port} is not in "
                     f"{config.known_hosts}; refusing to connect (add the key checked with the creditor)"
@@ -140,6 +143,55 @@ class SftpSession:
             channel.settimeout(config.timeout_s)
         self._ssh, self._sftp = ssh, sftp
         return sftp
+
+    def _load_known_hosts(self, keys: paramiko.HostKeys) -> frozenset[_KeyId]:
+        """Read ``known_hosts`` into ``keys``, leaving out the keys a ``@revoked`` line names (refused for every
+        host, as OpenSSH refuses them); returns those. Any other marker (``@cert-authority``: host certificates
+        are not checked here) and a line that is not a host key fail, naming the file and line."""
+        path = self.config.known_hosts
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise SftpError(f"{self.where}: cannot read known_hosts {path}: {_describe(exc)}") from None
+        known: list[HostKeyEntry] = []
+        revoked: set[_KeyId] = set()
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            marker = ""
+            if line.startswith("@"):
+                marker, _, line = line.replace("\t", " ").partition(" ")
+                line = line.strip()
+                if marker != "@revoked":
+                    raise SftpError(
+                        f"{self.where}: known_hosts {path} line {number}: markers are not supported ({marker[:40]!r}: "
+                        "host certificates are not checked); list the server's own key there, without a marker"
+                    )
+            try:
+                entry = HostKeyEntry.from_line(line, number)
+            except (paramiko.SSHException, InvalidHostKey, ValueError):
+                raise SftpError(f"{self.where}: known_hosts {path} line {number}: not a valid host key line") from None
+            if entry is None:  # a key type paramiko does not know: never matches, as before
+                continue
+            if marker:
+                revoked.add(_key_id(entry.key))
+            else:
+                known.append(entry)
+        for entry in known:
+            if _key_id(entry.key) not in revoked:
+                for name in entry.hostnames:
+                    keys.add(name, entry.key.get_name(), entry.key)
+        return frozenset(revoked)
+
+    def _revoked(self, key: paramiko.PKey, revoked: frozenset[_KeyId]) -> str | None:
+        """The refusal of a server that presented ``key``, when a ``@revoked`` line names it."""
+        if _key_id(key) not in revoked:
+            return None
+        return (
+            f"{self.where}: host key REVOKED: the server presented {key.get_name()} {key.fingerprint}, marked "
+            f"@revoked in {self.config.known_hosts}; refusing to connect"
+        )
 
     def waiting(self) -> list[RemoteFile]:
         """Entries of the inbox matching the pattern, by name, as listed (symlinks not followed)."""
@@ -299,6 +351,22 @@ class SftpSession:
                 sftp.stat(path)
             except FileNotFoundError:
                 sftp.mkdir(path)
+
+
+_KeyId = tuple[str, bytes]  #: a key's type and its bytes
+
+
+def _key_id(key: paramiko.PKey) -> _KeyId:
+    return key.get_name(), key.asbytes()
+
+
+def _server_key(ssh: paramiko.SSHClient) -> paramiko.PKey | None:
+    """The key the server presented, if the key exchange got that far."""
+    transport = ssh.get_transport()
+    try:
+        return transport.get_remote_server_key() if transport is not None else None
+    except paramiko.SSHException:
+        return None
 
 
 def _remote(path: str, attributes: paramiko.SFTPAttributes) -> RemoteFile:
