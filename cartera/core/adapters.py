@@ -279,6 +279,24 @@ class Adapter(abc.ABC, Generic[ConfigT]):
         return None
 
 
+def recording_key_problem(key: str) -> str | None:
+    """Why ``key`` is not a valid recording key (a relative POSIX path of plain components: none empty, ``.``,
+    ``..`` or starting with ``.``, which the stores keep for their own files; no backslash), or ``None`` when it is
+    one. Core checks the archival ``key_template`` with it; a store refuses such a key."""
+    if not key:
+        return "it is empty"
+    if key.startswith("/"):
+        return "it is absolute"
+    if "\\" in key:
+        return "it contains a backslash"
+    for part in key.split("/"):
+        if part in ("", ".", ".."):
+            return f"it has a {part or 'empty'!r} component"
+        if part.startswith("."):
+            return f"component {part!r} starts with '.', which is reserved for the archive's own files"
+    return None
+
+
 def template_fields(template: str) -> set[str]:
     """The field names a ``str.format`` template uses; ValueError when it does not parse."""
     try:

@@ -39,7 +39,14 @@ from cartera.contact.compliance.settings import ComplianceConfig
 from cartera.contact.segments import Segment
 from cartera.contact.sms_templates import SmsPricing, TemplateSet
 from cartera.core import credentials
-from cartera.core.adapters import CHECK_DIRS, DialerCapabilities, PluginConfig, WritableDir, template_fields
+from cartera.core.adapters import (
+    CHECK_DIRS,
+    DialerCapabilities,
+    PluginConfig,
+    WritableDir,
+    recording_key_problem,
+    template_fields,
+)
 from cartera.core.errors import ConfigError, SettingError
 from cartera.core.logs import LogFormat
 from cartera.core.redaction import MASK, MIN_SECRET_LENGTH, encodings, redact
@@ -181,6 +188,13 @@ class CampaignConfig(_Section):
 
 
 KEY_FIELDS = ("site", "yyyy", "mm", "dd", "call_id", "ext")
+#: Values a key template is tried with: a call's attempt number (short, long) or, for a recording of no attempt,
+#: its catalog id ("rec-7"), a site's name and extensions as the catalog gives them.
+KEY_SAMPLES: tuple[dict[str, object], ...] = (
+    {"site": "demo", "yyyy": "2026", "mm": "01", "dd": "02", "call_id": 7, "ext": "wav"},
+    {"site": "bogota_norte", "yyyy": "2026", "mm": "12", "dd": "31", "call_id": 123456789012, "ext": "bin"},
+    {"site": "d", "yyyy": "2026", "mm": "01", "dd": "02", "call_id": "rec-7", "ext": "mp3"},
+)
 #: The longest retention a store is asked for: 100 years (a "keep for ever" value past it overflows dates).
 MAX_RETENTION_DAYS = 36_500
 
@@ -238,6 +252,14 @@ class ArchivalConfig(_Section):
             raise ValueError(f"unknown field {sorted(unknown)[0]!r} (use {', '.join(KEY_FIELDS)})")
         if "call_id" not in names:
             raise ValueError("the key template must contain {call_id}, or recordings would share keys")
+        for sample in KEY_SAMPLES:
+            try:
+                key = value.format(**sample)
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+                raise ValueError(f"cannot make a key of call {sample['call_id']!r}: {exc}") from None
+            problem = recording_key_problem(key)
+            if problem is not None:
+                raise ValueError(f"gives keys a recording store refuses, such as {key!r}: {problem}")
         return value
 
 

@@ -33,6 +33,7 @@ from cartera.core.adapters import (
     dial_slots,
     dial_string,
     format_template,
+    recording_key_problem,
 )
 from cartera.core.checksums import CHUNK_SIZE, copy_with_checksums, file_checksums
 from cartera.core.clock import Clock, SystemClock
@@ -193,6 +194,7 @@ __all__ = [
     "open_regular",
     "read_identity",
     "read_local",
+    "recording_key_problem",
     "register_secret",
     "rejection_name",
     "rejection_names",

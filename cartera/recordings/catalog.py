@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from cartera.core.adapters import recording_key_problem
 from cartera.core.clock import Clock
 from cartera.core.config import ArchivalConfig
 from cartera.core.logs import event
@@ -104,6 +105,8 @@ class Catalog:
             for row, creditor, portfolio in rows:
                 if row.store_key is None:
                     row.store_key = self._key(row)
+                elif (problem := recording_key_problem(row.store_key)) is not None:
+                    self._rekey(row, problem)
                 until = retain_until(self.config, row.started_at, creditor, portfolio)
                 pending.append(Pending(row.id, Path(row.local_path), row.store_key, row.legal_hold, until))
             return pending
@@ -139,6 +142,22 @@ class Catalog:
                 .limit(1)
             )
         return Backlog(waiting, oldest, failing, missing or 0, last_error)
+
+    def _rekey(self, row: RecordingRow, problem: str) -> None:
+        """A key a store refuses, given by a template of before such templates were refused, would fail the row
+        at every run: it is made again from the current template (never uploaded, as the row is not verified)."""
+        new = self._key(row)
+        if recording_key_problem(new) is None:
+            event(
+                log,
+                "recording.key_remade",
+                logging.WARNING,
+                recording=row.id,
+                old_key=row.store_key,
+                problem=problem,
+                key=new,
+            )
+            row.store_key = new
 
     def _key(self, row: RecordingRow) -> str:
         local = row.started_at.astimezone(self.zone)

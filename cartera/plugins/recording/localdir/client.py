@@ -25,6 +25,7 @@ from cartera.plugin import (
     copy_with_checksums,
     file_checksums,
     fsync_dir,
+    recording_key_problem,
 )
 
 TEMP_SUFFIX = ".tmp"
@@ -33,20 +34,8 @@ HOLD_SUFFIX = ".hold"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
-def key_problem(key: str) -> str | None:
-    """Why ``key`` is not a valid object key, or ``None`` when it is one."""
-    if not key:
-        return "it is empty"
-    if key.startswith("/"):
-        return "it is absolute"
-    if "\\" in key:
-        return "it contains a backslash"
-    for part in key.split("/"):
-        if part in ("", ".", ".."):
-            return f"it has a {part or 'empty'!r} component"
-        if part.startswith("."):
-            return f"component {part!r} starts with '.', which is reserved for the archive's own files"
-    return None
+#: Why a key is not a valid object key, or ``None`` when it is one: core's rule, which the key template meets.
+key_problem = recording_key_problem
 
 
 def sidecar_of(path: Path) -> Path:
