@@ -3,6 +3,7 @@ the row is quarantined, the report written escaped, the delivery set aside, whil
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Callable
 from decimal import Decimal
@@ -15,6 +16,7 @@ from cartera.core.clock import SimulatedClock
 from cartera.core.hooks import Hooks
 from cartera.core.store.database import Database
 from cartera.node import Node
+from cartera.plugins.crm_sync.csv_dir import plugin as csv_dir_plugin
 from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.files.values import parse_amount
 from cartera.portfolio.importer import AssignmentImporter
@@ -62,19 +64,24 @@ def test_amounts_beyond_the_api_limits_quarantine_their_row(tmp_path: Path, hook
     assert not run.failed
 
 
+def _full_disk(*_: object) -> Path:
+    """A rejection report's write on a full disk (a name already taken no longer fails it: another is used)."""
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
 def test_a_failing_delivery_leaves_the_others_and_the_export_running(
-    tmp_path: Path, hooks: Hooks, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, hooks: Hooks, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job = creditor_sync(tmp_path, hooks)
-    inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
+    inbox = tmp_path / "inbox"
     (inbox / "a.csv").write_text(HEADER + "BCO-1;Ana;3001234567;mil pesos;asignar\r\n", encoding="utf-8")
     (inbox / "b.csv").write_text(HEADER + "BCO-2;Luis;3101234567;1000;asignar\r\n", encoding="utf-8")
-    (outbox / "a.rechazos.csv").mkdir(parents=True)  # a's report cannot be written
+    monkeypatch.setattr(csv_dir_plugin, "write_new", _full_disk)  # a's report cannot be written
     caplog.set_level(logging.INFO)
     run = job.run_once()
     assert [report.new for report in run.imports] == [1]
     (failed,) = run.failed
-    assert failed.startswith(f"{inbox / 'a.csv'}: IsADirectoryError")
+    assert failed.startswith(f"{inbox / 'a.csv'}: OSError: [Errno 28] No space left on device")
     assert [r.getMessage() for r in caplog.records if r.getMessage() == "sync.delivery_failed"] == [
         "sync.delivery_failed"
     ]
@@ -129,15 +136,15 @@ def test_check_shows_a_creditor_sync_whose_last_run_failed_a_delivery(
     config = write_sites(tmp_path)
     node = open_node(config)
     (tmp_path / "inbox" / "a.csv").write_text(HEADER + "BCO-1;Ana;3001234567;mil pesos;asignar\r\n", encoding="utf-8")
-    (tmp_path / "exports" / "a.rechazos.csv").mkdir(parents=True)  # a's report cannot be written
-    assert len(node.creditor_sync().run_once().failed) == 1
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(csv_dir_plugin, "write_new", _full_disk)  # a's report cannot be written
+        assert len(node.creditor_sync().run_once().failed) == 1
     (line,) = [line for line in node.check() if line.what == "creditor sync"]
     assert not line.result.ok
     assert line.result.detail.startswith("1 deliveries failed in the last run, left for the next: ")
     checked = run_site(config, "check")  # another process: the operator's check
     assert checked.returncode == 1
     assert "FAIL  creditor sync: 1 deliveries failed" in checked.stdout
-    (tmp_path / "exports" / "a.rechazos.csv").rmdir()
     assert not node.creditor_sync().run_once().failed
     (line,) = [line for line in node.check() if line.what == "creditor sync"]
     assert line.result.ok
