@@ -379,6 +379,33 @@ def test_a_uuid_or_null_key_is_kept_and_an_older_position_file_still_read(
     assert read_all(make_sync(tmp_path, postgres_url, view="crm.otra", key="id")) == [["A-2", "A-3"]]
 
 
+@pytest.mark.abuse
+def test_a_page_never_ends_inside_rows_of_equal_watermark_and_key(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A view with a row per phone: the next page was read after (1, A-2), so A-2's second row was never read
+    when a page ended between them, and which phone was stored depended on page_rows (round 15 M7)."""
+    rows = [("A-1", "3001234561", 1), ("A-2", "3001234599", 1), ("A-2", "3001234562", 1), ("A-3", "3001234563", 2)]
+    other_view(
+        creditor_db,
+        "version bigint",
+        [{"cuenta": c, "nombre": "Ana", "telefono1": t, "saldo": 10, "version": v} for c, t, v in rows],
+    )
+    read = {}
+    for page_rows in (1, 2, 3, 10):
+        sync = make_sync(tmp_path / str(page_rows), postgres_url, view="crm.otra", page_rows=page_rows)
+        delivered = []
+        with caplog.at_level(logging.WARNING):
+            for batch in sync.fetch():
+                good, bad = split(batch)
+                delivered += [(r.account_ref, r.phones[0]) for r in good] + [(e.line, e.field) for e in bad]
+                sync.acknowledge(batch)
+        read[page_rows] = delivered
+    expected = [("A-1", "3001234561"), ("A-2", "3001234562"), ("A-2", "3001234599"), ("A-3", "3001234563")]
+    assert read == dict.fromkeys((1, 2, 3, 10), expected)
+    assert "crm_sync.sql.duplicate_order" in caplog.text
+
+
 def test_check_reports_a_key_that_cannot_order_rows(tmp_path: Path, postgres_url: str, creditor_db: sa.Engine) -> None:
     row = {"cuenta": "A-1", "nombre": "Ana", "telefono1": "3001234567", "saldo": 10, "version": 1, "datos": "{}"}
     other_view(creditor_db, "version bigint, datos json", [row])

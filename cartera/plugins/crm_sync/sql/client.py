@@ -156,11 +156,12 @@ class CreditorDatabase:
         order: tuple[str, str],
         types: Mapping[str, TypeEngine[Any]],
         *,
-        after: Position | None,
-        limit: int,
+        after: Position | None = None,
+        at: Position | None = None,
+        limit: int | None = None,
     ) -> Iterator[Row[Any]]:
-        """Up to ``limit`` rows of ``columns`` of ``view`` in ``order`` (watermark, key) after ``after``, streamed
-        from the server, each followed by its watermark's and key's text (a :class:`Position`).
+        """Up to ``limit`` rows of ``columns`` of ``view`` in ``order`` (watermark, key) after ``after`` (or those
+        ``at`` its (watermark, key)), streamed from the server, each followed by its watermark's and key's text.
 
         Cells come as the database's text of them (``CAST(... AS VARCHAR)``), floats alone typed (their text may
         be ``1e+06``): a cell the driver cannot load (a date ``'infinity'``, a year past 9999) then fails only
@@ -183,6 +184,11 @@ class CreditorDatabase:
                 query = query.where(
                     watermark >= stored, or_(tuple_(watermark, key) > tuple_(stored, stored_key), key.is_(None))
                 )
+        if at is not None:
+            query = query.where(
+                watermark == _typed(at.watermark, types, order[0], "watermark", view),
+                key.is_(None) if at.key is None else key == _typed(at.key, types, order[1], "key", view),
+            )
         query = query.order_by(watermark, key.asc().nulls_last()).limit(limit)
         try:
             with self.engine.connect() as connection:

@@ -60,7 +60,10 @@ class SqlSyncConfig(PluginConfig):
         "are never read.",
     )
     key: str | None = Field(
-        None, min_length=1, description="Column that orders rows of equal watermark; unset: the account column."
+        None,
+        min_length=1,
+        description="Column that orders rows of equal watermark; unset: the account column. (watermark, key) "
+        "should be unique: rows of an equal pair are read into one page whole, however many.",
     )
     page_rows: int = Field(
         5000, ge=1, le=100_000, description="Rows per delivery: each page of the view is imported on its own."

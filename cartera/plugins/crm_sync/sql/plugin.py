@@ -1,6 +1,7 @@
 """The ``sql`` crm_sync adapter: assignments from the creditor's view, activities into the creditor's table.
 
-The view is read in pages of ``page_rows`` rows in (watermark, key) order, each page streamed from the server
+The view is read in pages of ``page_rows`` rows in (watermark, key) order (a page never ends among rows of an
+equal pair: such a run is read whole into it), each page streamed from the server
 and delivered as a snapshot: CSV with the view's column names (``;``, UTF-8, decimal point, ISO dates), the
 watermark and key last. Core imports the snapshot like any file, so a page read again after a crash has the
 same content hash and changes nothing; acknowledging a page moves the stored position past it. A page rejected
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -132,19 +134,21 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         after = self._position()
         self._unacknowledged.clear()
         while True:
+            page = self._page(columns, order, types, after)
+            if not page:
+                return
+            more = len(page) > self.config.page_rows
+            page = page[: self.config.page_rows] if not more else self._whole_runs(columns, order, types, page)
             parts: list[str] = []
             writer = csv.writer(_Sink(parts), delimiter=";", lineterminator="\n")
             writer.writerow(columns)
-            count, end, lines, refs = 0, None, parts[-1].count("\n"), {}
-            for row in self.db.rows(self.config.view, columns, order, types, after=after, limit=self.config.page_rows):
-                values: tuple[Any, ...] = tuple(row)
+            lines, refs = parts[-1].count("\n"), {}
+            for values in page:
                 record = cells(values[:-2])
                 writer.writerow(record)
                 refs[lines + 1] = record[0]  # numbered as core's reader does: the line the record starts on
                 lines += parts[-1].count("\n")
-                count, end = count + 1, Position(values[-2], values[-1])
-            if end is None:
-                return
+            count, end = len(page), Position(page[-1][-2], page[-1][-1])
             data = "".join(parts).encode()
             since = after.describe(order) if after else "from the start"
             batch = self._reader.batch(f"{self.config.view} {since}, {count} row(s)", partial(io.BytesIO, data))
@@ -162,9 +166,46 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
             yield batch
             if batch.content_sha256 in self._unacknowledged:
                 return  # neither acknowledged nor set aside (its delivery failed): the next run reads it again
-            if count < self.config.page_rows or self._set_aside(batch).exists():
+            if not more or self._set_aside(batch).exists():
                 return  # the last page, or one rejected: the rows after it wait until it is corrected
             after = end
+
+    def _page(
+        self, columns: list[str], order: tuple[str, str], types: dict[str, Any], after: Position | None
+    ) -> list[tuple[Any, ...]]:
+        """Up to ``page_rows`` + 1 rows after ``after`` (the one more tells whether the page ends inside a run),
+        rows of equal (watermark, key) in the order of their cells, so a page reads the same each time."""
+        rows = [
+            tuple(row)
+            for row in self.db.rows(
+                self.config.view, columns, order, types, after=after, limit=self.config.page_rows + 1
+            )
+        ]
+        return [row for _, run in itertools.groupby(rows, _pair) for row in sorted(run, key=_cells_key)]
+
+    def _whole_runs(
+        self, columns: list[str], order: tuple[str, str], types: dict[str, Any], page: list[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """``page`` (``page_rows`` + 1 rows) cut to ``page_rows``, but never inside a run of rows of equal
+        (watermark, key): the next read starts after the pair, so the run's rows past the page would be skipped.
+        Such a run is read whole into the page (and logged: the pair should be unique)."""
+        last, following = _pair(page[self.config.page_rows - 1]), _pair(page[self.config.page_rows])
+        if last != following:
+            return page[: self.config.page_rows]
+        at = Position(*last)
+        run = sorted(
+            (tuple(row) for row in self.db.rows(self.config.view, columns, order, types, at=at)), key=_cells_key
+        )
+        before = list(itertools.takewhile(lambda row: _pair(row) != last, page))
+        event(
+            self.context.log,
+            "crm_sync.sql.duplicate_order",
+            logging.WARNING,
+            view=self.config.view,
+            pair=at.describe(order).removeprefix("after "),
+            rows=len(run),
+        )
+        return before + run
 
     def acknowledge(self, batch: AssignmentBatch) -> None:
         """Store the position after the page, so the next fetch starts there."""
@@ -273,6 +314,15 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
             now=f"{self.config.view} by {', '.join(self._order)}",
         )
         return None
+
+
+def _pair(row: tuple[Any, ...]) -> tuple[Any, Any]:
+    """A fetched row's (watermark, key) text."""
+    return row[-2], row[-1]
+
+
+def _cells_key(row: tuple[Any, ...]) -> list[str]:
+    return cells(row)
 
 
 class _Sink:
