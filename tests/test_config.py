@@ -480,3 +480,19 @@ def test_preview_mode_on_a_dialer_that_cannot_reach_a_given_agent_is_refused_at_
     line = _line_of(config.read_text(encoding="utf-8"), 'mode = "preview"')
     assert message.startswith(f"{config}:{line}: site 't', key 'campaign.mode': preview mode needs a dialer"), message
     assert "dialer 'sip_trunk' cannot" in message
+
+
+def test_a_file_saved_with_a_byte_order_mark_is_read(hooks: Hooks, sites_toml: Path) -> None:
+    """Windows editors save UTF-8 with a BOM; it was read as text and refused as 'Invalid statement' at 1:1
+    (red team round 15 L5)."""
+    text = sites_toml.read_text(encoding="utf-8")
+    sites_toml.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_site(sites_toml, "t", hooks.collect_adapters()).name == "t"
+    sites_toml.write_bytes(b"\xef\xbb\xbf" + text.replace("seed = 7", "seed = 7\nring_timout = 30").encode())
+    line = _line_of(text.replace("seed = 7", "seed = 7\nring_timout = 30"), "ring_timout")
+    assert _error(hooks, sites_toml).startswith(f"{sites_toml}:{line}: site 't', key 'dialer.ring_timout'")
+
+
+def test_a_utf16_file_is_refused_naming_it(hooks: Hooks, sites_toml: Path) -> None:
+    sites_toml.write_bytes(sites_toml.read_text(encoding="utf-8").encode("utf-16"))
+    assert _error(hooks, sites_toml).startswith(f"{sites_toml}: cannot read: ")

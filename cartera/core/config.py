@@ -383,9 +383,11 @@ class SiteConfig:
 
 
 def read_document(path: Path) -> tuple[str, dict[str, Any]]:
-    """Read and parse the TOML file; syntax errors name line and column."""
+    """Read and parse the TOML file (UTF-8, with or without a byte-order mark); syntax errors name line and
+    column."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # "utf-8-sig": a byte-order mark (Windows editors write one) is read as the file's start, not its text
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found (pass --config PATH)") from None
     except (OSError, UnicodeDecodeError) as exc:
