@@ -439,6 +439,43 @@ def test_a_position_is_kept_for_its_order_columns_only(
     ], "back to version: the position by saldo says nothing of it either"
 
 
+OF_VIEW = b'{"view": "crm.asignaciones", '
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"\xff\xfe",
+        b"[]",
+        OF_VIEW + b'"order": 5}',
+        OF_VIEW + b'"order": ["version", "cuenta"]}',
+        OF_VIEW + b'"watermark": {"type": "list", "value": []}, "key": {"type": "str", "value": ""}}',
+        OF_VIEW + b'"watermark": {"type": "Decimal", "value": "x"}, "key": {"type": "text"}}',
+        OF_VIEW + b'"watermark": {"type": "text", "value": "x"}, "key": {"type": "text", "value": null}}',
+    ],
+)
+def test_a_damaged_position_file_is_named_with_what_to_do(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, content: bytes
+) -> None:
+    """check and every sync failed with a bare exception name (JSONDecodeError, KeyError...) (round 15 L3)."""
+    insert_rows(creditor_db, GOOD_ROWS)
+    sync = make_sync(tmp_path, postgres_url)
+    position = tmp_path / "data" / "position.json"
+    position.parent.mkdir(parents=True, exist_ok=True)
+    position.write_bytes(content)
+    result = sync.check()
+    assert not result.ok
+    assert str(position) in result.detail
+    assert "delete" in result.detail
+    with pytest.raises(Exception, match="delete it to read the view from the start") as failed:
+        list(sync.fetch())
+    assert str(position) in str(failed.value)
+    position.unlink()
+    assert [len(split(b)[0]) for b in sync.fetch()] == [4]
+
+
 def test_export_inserts_once_in_one_transaction(tmp_path: Path, postgres_url: str, creditor_db: sa.Engine) -> None:
     sync = make_sync(tmp_path, postgres_url)
     at = datetime(2026, 3, 2, 14, 5, 30, tzinfo=UTC)

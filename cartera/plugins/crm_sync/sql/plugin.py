@@ -19,16 +19,17 @@ import io
 import itertools
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, TypeVar
 
 from cartera.plugin import (
     Activity,
     AdapterRegistry,
     AssignmentBatch,
     AssignmentReader,
+    CarteraError,
     CheckResult,
     CrmSync,
     CrmSyncCapabilities,
@@ -48,6 +49,11 @@ from cartera.plugins.crm_sync.sql.client import CreditorDatabase, CreditorDataba
 from cartera.plugins.crm_sync.sql.config import SqlSyncConfig
 
 SNAPSHOT_DATES = ("%Y-%m-%d",)
+_T = TypeVar("_T")
+
+
+class PositionDamaged(CarteraError):
+    """The stored position file is not one this plugin wrote; the message names it and what to do."""
 
 
 class SqlCrmSync(CrmSync[SqlSyncConfig]):
@@ -97,9 +103,13 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
             self._probe_order(order, types)
             for table, table_columns in tables.items():
                 self.db.probe(table, table_columns)
-        except (CreditorDatabaseError, FileRejected) as exc:
+            position = self._position()
+            if position is not None:
+                self._stored_read(
+                    lambda: list(self.db.rows(self.config.view, [], order, types, after=position, limit=1))
+                )
+        except (CreditorDatabaseError, FileRejected, PositionDamaged) as exc:
             return CheckResult(False, str(exc))
-        position = self._position()
         since = position.describe(order) if position else "from the start"
         return CheckResult(
             True,
@@ -131,10 +141,13 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
 
     def fetch(self) -> Iterator[AssignmentBatch]:
         columns, order, types = self._layout()
-        after = self._position()
+        after = stored = self._position()
         self._unacknowledged.clear()
         while True:
-            page = self._page(columns, order, types, after)
+            if after is not None and after is stored:
+                page = self._stored_read(partial(self._page, columns, order, types, after))
+            else:
+                page = self._page(columns, order, types, after)
             if not page:
                 return
             more = len(page) > self.config.page_rows
@@ -169,6 +182,16 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
             if not more or self._set_aside(batch).exists():
                 return  # the last page, or one rejected: the rows after it wait until it is corrected
             after = end
+
+    def _stored_read(self, read: Callable[[], _T]) -> _T:
+        """``read()`` (a read past the stored position); its error also names the position's file."""
+        try:
+            return read()
+        except CreditorDatabaseError as exc:
+            raise CreditorDatabaseError(
+                f"{exc} (reading past the position stored in {self._position_file}: if that file is damaged, delete "
+                "it to read the view from the start)"
+            ) from None
 
     def _page(
         self, columns: list[str], order: tuple[str, str], types: dict[str, Any], after: Position | None
@@ -298,19 +321,33 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
     def _position(self) -> Position | None:
         """The stored position, if it was stored for this view read in this order: a position of another view, or
         of other (watermark, key) columns, says nothing about this one, and the view is read from the start (each
-        row imported again is unchanged). A position stored before the order was kept is taken as this order's."""
+        row imported again is unchanged). A position stored before the order was kept is taken as this order's.
+        :class:`PositionDamaged` when the file is not a position."""
         try:
-            document = json.loads(self._position_file.read_bytes())
+            content = self._position_file.read_bytes()
         except FileNotFoundError:
             return None
-        stored = (document.get("view"), tuple(document.get("order", self._order)))
-        if stored[0] == self.config.view and list(map(header_key, stored[1])) == list(map(header_key, self._order)):
-            return Position.from_json(document)
+        try:
+            document = json.loads(content)
+            if not isinstance(document, dict):
+                raise ValueError("not a JSON object")
+            view, order = document.get("view"), document.get("order", list(self._order))
+            if not (view is None or isinstance(view, str)):
+                raise ValueError("the view is not a name")
+            if not (isinstance(order, list) and len(order) == 2 and all(isinstance(name, str) for name in order)):
+                raise ValueError("the order is not two column names")
+            if view == self.config.view and list(map(header_key, order)) == list(map(header_key, self._order)):
+                return Position.from_json(document)
+        except ValueError as exc:
+            raise PositionDamaged(
+                f"{self._position_file}: not a position of the view ({str(exc)[:200]}); delete it to read the view "
+                "from the start (each row imported again is unchanged)"
+            ) from None
         event(
             self.context.log,
             "crm_sync.sql.position_reset",
             logging.WARNING,
-            stored=f"{stored[0]} by {', '.join(map(str, stored[1]))}",
+            stored=f"{view} by {', '.join(order)}",
             now=f"{self.config.view} by {', '.join(self._order)}",
         )
         return None
