@@ -11,6 +11,7 @@ from cartera.core.config import load_site
 from cartera.core.errors import ConfigError
 from cartera.core.hooks import Hooks
 from cartera.core.logs import TextFormatter
+from tests.cli_in_process import run_cli
 from tests.conftest import run_site, write_sites
 
 
@@ -496,3 +497,39 @@ def test_a_file_saved_with_a_byte_order_mark_is_read(hooks: Hooks, sites_toml: P
 def test_a_utf16_file_is_refused_naming_it(hooks: Hooks, sites_toml: Path) -> None:
     sites_toml.write_bytes(sites_toml.read_text(encoding="utf-8").encode("utf-16"))
     assert _error(hooks, sites_toml).startswith(f"{sites_toml}: cannot read: ")
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize(
+    "name", ["../../evil", "a/b", "bogota.norte", "Bogota", "bogotá", "_x", "-x", "x" * 33, "a b", "a\x1bb", ""]
+)
+def test_a_site_name_that_is_no_plain_name_is_refused_with_its_line(hooks: Hooks, tmp_path: Path, name: str) -> None:
+    """A site's name makes its data directory and database file (var/NAME) and its channel ids at the PBX:
+    '../../evil' made files outside var/, 'bogota.norte' and 'bogota_norte' one channel prefix (red team round 15
+    L3). Nothing is created."""
+    path = write_sites(tmp_path)
+    quoted = '"' + name.replace("\x1b", "\\u001b") + '"'
+    path.write_text(path.read_text(encoding="utf-8").replace("[sites.t", f"[sites.{quoted}"), encoding="utf-8")
+    message = _error(hooks, path, site=name)
+    assert message.startswith(f"{path}:2: site {name!r}: not a valid site name: 1 to 32 lower-case letters"), message
+
+
+@pytest.mark.abuse
+def test_check_of_a_site_named_out_of_var_creates_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "a" / "b" / "sub"
+    config.mkdir(parents=True)
+    path = write_sites(config)
+    path.write_text(path.read_text(encoding="utf-8").replace("[sites.t", '[sites."../../evil"'), encoding="utf-8")
+    path.write_text(path.read_text(encoding="utf-8").replace('data_dir = "var/t"\n', ""), encoding="utf-8")
+    result = run_cli(["--config", str(path), "--site", "../../evil", "check"], cwd=config)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: {path}:2: site '../../evil': not a valid site name"), result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*evil*")) == []
+    assert not (config / "var").exists()
+
+
+@pytest.mark.parametrize("name", ["bogota", "bogota_norte", "bogota-norte", "2", "x" * 32])
+def test_plain_site_names_load(hooks: Hooks, tmp_path: Path, name: str) -> None:
+    path = write_sites(tmp_path)
+    path.write_text(path.read_text(encoding="utf-8").replace("[sites.t", f'[sites."{name}"'), encoding="utf-8")
+    assert load_site(path, name, hooks.collect_adapters()).name == name

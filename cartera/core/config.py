@@ -55,6 +55,9 @@ from cartera.core.store.site_lease import LEASE_SECONDS, RENEW_SECONDS
 from cartera.workspace.settings import WorkspaceConfig
 
 PLUGIN_KINDS = ("dialer", "recording", "sms", "crm_sync")
+#: A site's name: it names the site's data directory and database file (var/NAME), its rows in a shared store and
+#: its calls' channel ids at the PBX, so it is a plain, lower-case file name that no two sites share in any form.
+SITE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 M = TypeVar("M", bound=BaseModel)
 
@@ -416,6 +419,13 @@ def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
     sites: dict[str, Any] = doc["sites"]
     if site not in sites:
         raise ConfigError(f"{path}: unknown site {site!r} (defined: {', '.join(sorted(sites))})")
+    if not SITE_NAME.fullmatch(site):
+        line = _site_line(text, site)
+        where = f"{path}:{line}" if line else str(path)
+        raise ConfigError(
+            f"{where}: site {site!r}: not a valid site name: 1 to 32 lower-case letters, digits, '_' or '-', "
+            "beginning with a letter or digit"
+        )
     errors = _Errors(path, text, site)
     raw = sites[site]
     if not isinstance(raw, dict):
@@ -448,6 +458,21 @@ def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
     return SiteConfig(
         name=site, source=path, section=section, data_dir=data_dir, database_url=database, plugins=plugins
     )
+
+
+def _site_line(text: str, site: str) -> int | None:
+    """The line of the first table header of site ``site`` (``[sites."a.b"]``, ``[sites.x.web]``...), if any."""
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not _HEADER.match(line):
+            continue
+        try:
+            table = tomllib.loads(line.strip().replace("[[", "[").replace("]]", "]"))
+        except tomllib.TOMLDecodeError:
+            continue
+        sites = table.get("sites")
+        if isinstance(sites, dict) and site in sites:
+            return lineno
+    return None
 
 
 def _refuse_preview_without_agents(section: SiteSection, dialer: str, declared: object, errors: _Errors) -> None:
