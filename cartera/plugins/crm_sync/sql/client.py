@@ -165,7 +165,8 @@ class CreditorDatabase:
 
         Cells come as the database's text of them (``CAST(... AS VARCHAR)``), floats alone typed (their text may
         be ``1e+06``): a cell the driver cannot load (a date ``'infinity'``, a year past 9999) then fails only
-        its row at import, not the page's query. Rows whose key is NULL sort after the others of their watermark.
+        its row at import, not the page's query. Rows whose key is NULL sort after the others of their watermark
+        (PostgreSQL's ascending order), and are read after them.
         """
         source = _table(view, [*columns, *order])
         watermark, key = source.c[order[0]], source.c[order[1]]
@@ -189,7 +190,7 @@ class CreditorDatabase:
                 watermark == _typed(at.watermark, types, order[0], "watermark", view),
                 key.is_(None) if at.key is None else key == _typed(at.key, types, order[1], "key", view),
             )
-        query = query.order_by(watermark, key.asc().nulls_last()).limit(limit)
+        query = query.order_by(watermark, key).limit(limit)
         try:
             with self.engine.connect() as connection:
                 yield from connection.execution_options(yield_per=STREAM_ROWS).execute(query)
