@@ -501,6 +501,32 @@ def test_a_list_action_flooded_by_the_pbx_is_given_up_past_its_byte_bound(fake_a
         connection.close()
 
 
+@pytest.mark.abuse
+def test_a_pbx_slow_to_write_recordings_does_not_hold_back_the_calls_ends(fake_ami: FakeAmi, tmp_path: Path) -> None:
+    """Each answered call's end was reported only after its recording (or recording_wait_s without it), 4 at a
+    time: a PBX writing none held every end back 10 s and capped them at 4 per 10 s. The ends are now reported at
+    once, each recording when its file is finished, with the call's attempt and answer time."""
+    dialer, context = fake_dialer(fake_ami, tmp_path, recording_wait_s=60, stop_timeout_s=1)
+    dialer.start()
+    try:
+        for attempt in range(1, 11):
+            dialer.place_call(request(attempt))
+        results = {result.attempt_id: result for result in context.wait_for_calls(10, 5)}
+        assert not context.recordings
+        late = tmp_path / f"{results[3].vendor_call_id}.wav"
+        with wave.open(str(late), "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(8000)
+            wav.writeframes(b"\0\0" * 8000)
+        (recording,) = context.wait_for_recordings(1, 5)
+    finally:
+        dialer.stop()
+    assert (recording.path, recording.attempt_id, recording.duration_s) == (late, 3, 1.0)
+    assert recording.started_at == results[3].answered_at
+    assert len(context.recordings) == 1
+
+
 # --- against Asterisk 22 ------------------------------------------------------------------------------------
 
 
@@ -658,7 +684,7 @@ def test_an_answered_call_carries_its_ids_and_is_recorded(
     (event,) = [e for e in answered if e.get("Uniqueid") == result.vendor_call_id]
     assert (event["Attempt"], event["Account"]) == ("4101", "BCO-000107")
     assert peer.invites()["4101"], "the INVITE did not carry X-Cartera-Attempt"
-    (recording,) = context.recordings
+    (recording,) = context.wait_for_recordings(1, 15)  # reported after the call
     assert recording.path == peer.spool / f"{result.vendor_call_id}.wav"
     assert (recording.attempt_id, recording.agent) == (4101, result.agent)
     assert recording.vendor_call_id == result.vendor_call_id
@@ -677,7 +703,7 @@ def test_the_debtor_hanging_up_is_an_answered_call(started: Callable[..., Any], 
     (result,) = context.wait_for_calls(1, 30)
     assert (result.outcome, result.raw_cause) == (CallOutcome.ANSWERED, "16 Normal Clearing, dial ANSWER")
     assert 2 < result.talk_seconds < 6
-    assert len(context.recordings) == 1
+    assert len(context.wait_for_recordings(1, 15)) == 1
 
 
 @pytest.mark.asterisk

@@ -2,11 +2,12 @@
 
 Threads: callers of :meth:`AsteriskSwitch.place_call`; the AMI reader (events → :class:`CallTracker` and the
 :class:`AgentPool`); the supervisor (connects, reconnects with backoff, resynchronises live calls, Pings,
-refreshes the queue, gives up calls Asterisk never reported); a small pool that waits for each ended call's
-recording and reports it, then the call; one that reports each call's connection to an agent (the node's
-screen pop may take its time, never the reader's); the spool's watcher, which reports the finished recordings
-no call reports (:mod:`.spool`). Stopping is bounded by ``stop_timeout_s``: the calls' ends get that long to be
-reported, then the waits for recordings still missing are cut short (the calls are reported all the same).
+refreshes the queue, gives up calls Asterisk never reported); a small pool that reports each ended call, and
+another that then waits for its recording and reports it (a PBX slow to write recordings, or writing none, never
+holds back the calls' ends); one that reports each call's connection to an agent (the node's screen pop may take
+its time, never the reader's); the spool's watcher, which reports the finished recordings no call reports
+(:mod:`.spool`). Stopping is bounded by ``stop_timeout_s``: the calls' ends and recordings get that long to be
+reported, then the waits for recordings still missing are cut short.
 
 An Originate is sent once, from :meth:`place_call`, and never again: after a reconnection the calls are
 found among Asterisk's channels (CoreShowChannels) by the UNIQUEID we gave them, or reported ended.
@@ -20,7 +21,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_all
 from dataclasses import dataclass
@@ -139,8 +140,9 @@ class AsteriskSwitch:
         self._halt = threading.Event()
         self._wake = threading.Event()
         self._finisher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="asterisk-call-end")
-        self._finisher_open = True
-        self._finishing: set[Future[None]] = set()  #: the finisher's reports not done yet
+        self._recorder = ThreadPoolExecutor(max_workers=4, thread_name_prefix="asterisk-recording")
+        self._finisher_open = True  #: both pools take work (else it runs on the caller's thread)
+        self._finishing: set[Future[None]] = set()  #: the pools' reports not done yet
         self._cut_short = threading.Event()  #: set once stop's time is up: the recording waits end at once
         self._connector = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asterisk-agent-connect")
         self._supervisor = threading.Thread(target=self._supervise, name="asterisk-supervisor", daemon=True)
@@ -187,6 +189,7 @@ class AsteriskSwitch:
         wait_for_all(finishing, timeout=max(0.0, deadline - time.monotonic()))
         self._cut_short.set()
         self._finisher.shutdown(wait=True)
+        self._recorder.shutdown(wait=True)
         self._connector.shutdown(wait=True)
         self._spool.stop()
         if session is not None:
@@ -562,12 +565,16 @@ class AsteriskSwitch:
             self._context.log.exception("attempt %s: reporting the agent's connection failed", connected.attempt_id)
 
     def _ended(self, call: Call) -> None:
+        self._pooled(self._finisher, self._report, call)
+
+    def _pooled(self, pool: ThreadPoolExecutor, work: Callable[[Call], None], call: Call) -> None:
+        """Run ``work(call)`` on ``pool``, followed until done (stop waits for it); on this thread once stopping."""
         with self._lock:
-            future = self._finisher.submit(self._report, call) if self._finisher_open else None
+            future = pool.submit(work, call) if self._finisher_open else None
             if future is not None:
                 self._finishing.add(future)
         if future is None:
-            self._report(call)
+            work(call)
         else:
             future.add_done_callback(self._finished)  # outside the lock: a done future calls back at once
 
@@ -576,14 +583,11 @@ class AsteriskSwitch:
             self._finishing.discard(future)
 
     def _report(self, call: Call) -> None:
-        """Report the recording (once Asterisk finished writing it), then the call, after its connection."""
+        """Report the call, after its connection; then its recording, on the recorder's pool when answered (the
+        wait for the file never holds back the ends of other calls)."""
         attempt = call.request.attempt_id
         if call.connection is not None:
             call.connection.result()
-        try:
-            self._report_recording(call)
-        except Exception:
-            self._context.log.exception("attempt %s: reporting the recording failed", attempt)
         result = call.result()
         try:
             self._context.report_call(result)
@@ -598,8 +602,13 @@ class AsteriskSwitch:
             agent=result.agent,
             uniqueid=call.uniqueid,
         )
+        if call.answered_at is None:
+            self._report_recording(call)
+        else:
+            self._pooled(self._recorder, self._report_recording, call)
 
     def _report_recording(self, call: Call) -> None:
+        """Report the answered call's recording once Asterisk finished writing it; else the spool's scans may."""
         path = self._spool.recording_path(call.uniqueid)
         reported = False
         try:
@@ -610,6 +619,8 @@ class AsteriskSwitch:
                 return
             self._context.report_recording(recording_of(call, path))
             reported = True
+        except Exception:
+            self._context.log.exception("attempt %s: reporting the recording failed", call.request.attempt_id)
         finally:
             self._spool.call_ended(path, call.request.attempt_id, reported=reported)
 
