@@ -175,9 +175,9 @@ class TextService:
         keeps (:data:`MAX_SENDER`: no phone number nor alphanumeric sender is) is refused, logged as
         ``sms.inbound_refused``, never stored cut short."""
         try:
-            phone = normalize(message.phone, self.targets.country)
+            phone, is_number = normalize(message.phone, self.targets.country), True
         except InvalidPhone:
-            phone = message.phone.strip()
+            phone, is_number = message.phone.strip(), False
         if len(phone) > MAX_SENDER:
             event(log, "sms.inbound_refused", logging.WARNING, reason="sender too long", length=len(phone),
                   gateway_id=message.gateway_id)  # fmt: skip
@@ -211,7 +211,7 @@ class TextService:
                 text=message.text,
                 gateway_id=message.gateway_id,
             )
-            if keyword is not None:
+            if keyword is not None and is_number:  # no text goes to a sender that is no number: none to stop
                 self._opt_out(session, phone, keyword, row, message)
         event(log, "sms.inbound", phone=phone, opt_out=keyword)
 
