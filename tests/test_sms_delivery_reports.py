@@ -145,6 +145,8 @@ def test_a_sender_too_long_for_the_store_is_refused_not_cut(node: Node, caplog: 
     assert len(refused) == 1
     assert refused[0].levelno == logging.WARNING
     assert sender not in caplog.text
+    node.texts.on_inbound(InboundSms("+573001234567", "hola", node.clock.now(), "m" * 129))  # nor a gateway id
+    assert len([r for r in caplog.records if r.getMessage() == "sms.inbound_refused"]) == 2
     node.texts.on_inbound(InboundSms("9" * 32, "hola", node.clock.now(), "mo-2"))  # the longest the store holds
     with node.db.session() as session:
         assert session.scalars(sa.select(InboundSmsRow.phone)).all() == ["9" * 32]

@@ -41,6 +41,8 @@ log = logging.getLogger("cartera.contacts")
 MAX_ROW_ID = 2**63 - 1
 #: The longest inbound sender the store keeps (``sms_inbound.phone``).
 MAX_SENDER = 32
+#: The longest gateway id of an inbound message the store keeps (``sms_inbound.gateway_id``).
+MAX_GATEWAY_ID = 128
 _FINAL_SMS_STATES = frozenset({SmsState.DELIVERED.value, SmsState.FAILED.value, SmsState.EXPIRED.value})
 
 
@@ -172,15 +174,15 @@ class TextService:
         """A debtor's message (MO) reached the site: stored and audited with its sender and text. An opt-out
         keyword (:mod:`cartera.contact.optout`) stops texts to that number at once, audited as ``sms.opt_out``; a
         message the gateway delivers twice (same gateway id) is handled once. A sender longer than the store
-        keeps (:data:`MAX_SENDER`: no phone number nor alphanumeric sender is) is refused, logged as
-        ``sms.inbound_refused``, never stored cut short."""
+        keeps (:data:`MAX_SENDER`: no phone number nor alphanumeric sender is), or a gateway id longer than
+        :data:`MAX_GATEWAY_ID`, is refused, logged as ``sms.inbound_refused``, never stored cut short."""
         try:
             phone, is_number = normalize(message.phone, self.targets.country), True
         except InvalidPhone:
             phone, is_number = message.phone.strip(), False
-        if len(phone) > MAX_SENDER:
-            event(log, "sms.inbound_refused", logging.WARNING, reason="sender too long", length=len(phone),
-                  gateway_id=message.gateway_id)  # fmt: skip
+        if len(phone) > MAX_SENDER or len(message.gateway_id or "") > MAX_GATEWAY_ID:
+            event(log, "sms.inbound_refused", logging.WARNING, reason="sender or gateway id too long",
+                  sender_length=len(phone), gateway_id_length=len(message.gateway_id or ""))  # fmt: skip
             return
         keyword = opt_out_keyword(message.text)
         with self.db.session() as session:
