@@ -58,4 +58,5 @@ def _lower_priority() -> None:
     """Linux nices threads one by one, and argon2's own threads inherit it; elsewhere this would nice the
     whole process, so it is left alone."""
     if sys.platform == "linux":
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
+        thread = threading.get_native_id()  # below the node's own priority, whatever the node was started with
+        os.setpriority(os.PRIO_PROCESS, thread, min(os.getpriority(os.PRIO_PROCESS, thread) + NICENESS, 19))
