@@ -36,6 +36,9 @@ PLUGIN_PREFIX = "/plugins"
 AGENT_ROUTES = "/agent/"  #: the agent page's own requests, which read JSON answers
 #: The largest body of a page's or the workspace API's request (a sign-in form is a few hundred bytes).
 PAGE_BODY_LIMIT = 64 * 1024
+#: The largest body of a plugin's request unless its router sets its own ``max_body_size`` (the creditor API's
+#: is its ``max_body_bytes``, checked after its token): every body is bounded before anything reads it.
+PLUGIN_BODY_LIMIT = PAGE_BODY_LIMIT
 STATIC = Path(__file__).with_name("static")
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -60,7 +63,7 @@ def build_app(services: WebServices) -> FastAPI:
         dependencies=[Depends(refuse_nul)],
     )
     for kind, router in services.routers():
-        app.include_router(router, prefix=f"{PLUGIN_PREFIX}/{kind}")
+        app.include_router(router, prefix=f"{PLUGIN_PREFIX}/{kind}", max_body_size=PLUGIN_BODY_LIMIT)
     web = Web(services)
     app.state.web = web
     core = (health_router(services), signin_router(web), pages_router(web), agent_router(web), preview_router(web))

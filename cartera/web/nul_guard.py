@@ -6,6 +6,8 @@ from __future__ import annotations
 from fastapi import Request
 
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+#: Methods that take no body: theirs is never read, whatever their Content-Type says.
+_BODILESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 REFUSED = "a NUL character in the request"
 
 
@@ -14,9 +16,11 @@ class NulInRequest(Exception):
 
 
 async def refuse_nul(request: Request) -> None:
-    """The app's dependency: 400 when the path, the query or the form's or JSON body's text holds a NUL."""
+    """The app's dependency: 400 when the path, the query or the form's or JSON body's text holds a NUL. A body is
+    read only for a method that takes one, and only through the route's body limit (every route has one: the
+    app's routers are included with ``max_body_size``), so never more than that limit is held."""
     texts: list[str] = [request.url.path, *(name + value for name, value in request.query_params.multi_items())]
-    content_type = request.headers.get("content-type", "")
+    content_type = "" if request.method in _BODILESS else request.headers.get("content-type", "")
     if content_type.startswith(_FORMS):
         form = await request.form()
         texts += [name + value for name, value in form.multi_items() if isinstance(value, str)]

@@ -21,6 +21,7 @@ from cartera.plugins.crm_sync.http.models import ActivityOut, ActivityPage, Batc
 API_VERSION = "v1"
 MAX_PAGE = 1000
 MAX_SEQ = 2**63 - 1  #: the store's largest integer (BIGINT): activities' seqs never pass it
+UNBOUNDED_HERE = 2**63 - 1  #: the node's body bound on these routes: none, they bound bodies after the token
 UNREADABLE_BODY = "the body is not JSON the API can read (UTF-8, depth, number sizes)"
 
 _bearer = HTTPBearer(auto_error=False, description="The creditor's API token: `Authorization: Bearer TOKEN`.")
@@ -125,7 +126,12 @@ def api_router(
         return owner
 
     route_class = guarded_route(creditor, max_body_bytes)
-    router = APIRouter(prefix=f"/{API_VERSION}", tags=["creditor exchange"], route_class=route_class)
+    # The node bounds a plugin's bodies (64 KiB) before anything reads them unless its router sets its own bound:
+    # this API's is ``max_body_bytes``, enforced by its routes after the token (a stranger's oversized request
+    # answers 401, a creditor's 413), so the node's own bound is set past any length.
+    router = APIRouter(
+        prefix=f"/{API_VERSION}", tags=["creditor exchange"], route_class=route_class, max_body_size=UNBOUNDED_HERE
+    )
 
     @router.get(
         "/health",
