@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
@@ -13,7 +14,7 @@ from sqlalchemy import select
 
 from cartera.core.clock import SimulatedClock
 from cartera.core.errors import CarteraError
-from cartera.core.models import Activity, ActivityKind
+from cartera.core.models import Activity, ActivityKind, DeliveryScope
 from cartera.core.store.database import Database
 from cartera.core.store.schema import Account, Creditor, Debtor, ExportCursor, Portfolio
 from cartera.core.testing.context import CapturingContext
@@ -139,7 +140,14 @@ def two_creditors(tmp_path: Path, db: Database) -> None:
     (tmp_path / "outbox").mkdir()
 
 
-class RefusedFor(CsvDirSync):
+class BothCreditors(CsvDirSync):
+    """The csv plugin delivering for creditors BCO and CCC (as the ``http`` plugin does for several)."""
+
+    def delivers(self) -> DeliveryScope:
+        return DeliveryScope({"BCO": frozenset(), "CCC": frozenset()})
+
+
+class RefusedFor(BothCreditors):
     """The csv plugin, but the delivery to creditor ``BCO`` fails, as a creditor's refusing webhook does."""
 
     def export(self, batch: Sequence[Activity]) -> None:
@@ -162,13 +170,30 @@ def test_one_creditors_failed_delivery_holds_back_only_that_creditor(tmp_path: P
         assert session.get_one(ExportCursor, ("t", "CCC")).last_seq == 3
 
 
+@pytest.mark.abuse
+def test_a_creditors_activities_reach_only_an_adapter_that_delivers_for_it(
+    tmp_path: Path, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every creditor with a portfolio at the site was exported through the site's one adapter: a site moved to a
+    plugin configured for BCO alone sent CCC's calls (account, time, outcome) into BCO's system."""
+    two_creditors(tmp_path, db)
+    exporter = ActivityExporter("t", db, adapter(tmp_path))  # configured for BCO
+    with caplog.at_level(logging.WARNING):
+        assert exporter.run_once() == 2
+    assert {row["acreedor"] for row in exported_rows(tmp_path / "outbox")} == {"BCO"}
+    (warned,) = [r for r in caplog.records if r.getMessage() == "activities.not_delivered"]
+    assert warned.fields == {"creditors": ["CCC"]}  # type: ignore[attr-defined]
+    with db.session() as session:
+        assert session.get(ExportCursor, ("t", "CCC")) is None  # CCC's wait for an adapter that delivers for it
+
+
 def test_a_stopping_export_starts_no_further_batch_nor_creditor(tmp_path: Path, db: Database) -> None:
     """Each creditor's delivery may wait its webhook's whole deadline: a node asked to stop while exporting waited
     them all, one creditor after another. What is left is sent by the next run, from the cursors."""
     two_creditors(tmp_path, db)
     stopping = threading.Event()
 
-    class StopAsked(CsvDirSync):
+    class StopAsked(BothCreditors):
         def export(self, batch: Sequence[Activity]) -> None:
             super().export(batch)
             stopping.set()  # the node is asked to stop while this delivery is under way

@@ -112,7 +112,9 @@ class ExportFailed(CarteraError):
 
 
 class ActivityExporter:
-    """Sends each creditor the activities after its cursor, in ``seq`` order, each exactly once.
+    """Sends each creditor the activities after its cursor, in ``seq`` order, each exactly once: only the
+    creditors the crm_sync adapter delivers for (:meth:`~cartera.core.adapters.CrmSync.delivers`), so one
+    creditor's activities never reach another's system; the others' wait, logged ``activities.not_delivered``.
 
     Before a batch goes out its last seq is stored as the cursor's ``pending_seq``; the cursor moves (and the
     pending mark clears) only after the adapter's ``export`` returned. After a crash or a failed upload the
@@ -142,13 +144,18 @@ class ActivityExporter:
             return (stop is not None and stop()) or (stop_at_failure and bool(failures))
 
         with self.db.session() as session:
-            creditors = session.scalars(
+            at_site = session.scalars(
                 select(Creditor.code)
                 .join(Portfolio)
                 .where(Portfolio.site == self.site)
                 .distinct()
                 .order_by(Creditor.code)
             ).all()
+        scope = self.crm.delivers()
+        creditors = [code for code in at_site if scope is None or code in scope.creditors]
+        if len(creditors) < len(at_site):  # their activities wait, never sent to another creditor's system
+            others = [code for code in at_site if code not in creditors]
+            event(log, "activities.not_delivered", level=logging.WARNING, creditors=others)
         for done, creditor in enumerate(creditors):
             if stopped():
                 event(log, "activities.export_stopped", creditors_left=len(creditors) - done)
