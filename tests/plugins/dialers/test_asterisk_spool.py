@@ -130,6 +130,22 @@ def test_a_killed_runs_recordings_are_reported_with_their_attempt_at_start(tmp_p
     assert watcher.scan() == 0
 
 
+@pytest.mark.abuse
+def test_a_killed_runs_attempt_never_takes_the_recordings_of_a_site_whose_name_extends_its_own(
+    tmp_path: Path,
+) -> None:
+    """Site ``test``'s attempt 2 looked for ``cartera-test-2-*``: site ``test-2``'s recordings matched, were taken
+    as this site's and, archived, deleted from the spool the other site reads."""
+    watcher, context = _watcher(tmp_path, spool_scan_s=3600)
+    spool = tmp_path / "monitor"
+    others = [_wav(spool / f"{PREFIX}-2-{attempt}-0a1b2c.wav", 1.0) for attempt in (5, 51)]  # site test-2's
+    own = _wav(spool / f"{PREFIX}-2-ab12cd.wav", 1.0)
+    watcher.left_by_a_killed_run(2, datetime.now(UTC) - timedelta(minutes=5))
+    assert watcher.scan() == 1
+    assert [(recording.path, recording.attempt_id) for recording in context.recordings] == [(own, 2)]
+    assert all(path.exists() for path in others)
+
+
 def test_a_file_is_finished_once_unmodified_for_the_quiet_period(tmp_path: Path) -> None:
     path = _wav(tmp_path / "x.wav", 1.0, age_s=3)
     assert finished(path, quiet_s=5) is None

@@ -24,6 +24,9 @@ from cartera.plugin import FirstTime, PluginContext, event
 from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from cartera.plugins.dialers.asterisk_ami.recordings import finished, spooled
 
+#: Random bytes of a run's token, written in hex at the end of its calls' UNIQUEIDs and recording names.
+TOKEN_BYTES = 3
+
 
 @dataclass(frozen=True)
 class _Awaited:
@@ -72,7 +75,9 @@ class SpoolWatcher:
     def left_by_a_killed_run(self, attempt_id: int, requested_at: datetime) -> None:
         """The call of ``attempt_id`` (requested at ``requested_at`` by a killed run, whatever its token) ended
         while no node watched: its recording, if any, is reported."""
-        pattern = self._config.recording_name.format(uniqueid=f"{self._prefix}-{attempt_id}-*")
+        # the run's token exactly, never ``*``: site bogota's attempt 2 is no prefix of site bogota-2's recordings
+        token = "[0-9a-f]" * (2 * TOKEN_BYTES)
+        pattern = self._config.recording_name.format(uniqueid=f"{self._prefix}-{attempt_id}-{token}")
         with self._lock:
             self._awaited.add(_Awaited(pattern, attempt_id, requested_at.timestamp()))
         self._wake.set()

@@ -54,7 +54,7 @@ from cartera.plugins.dialers.asterisk_ami.client import (
 )
 from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from cartera.plugins.dialers.asterisk_ami.recordings import recording_of, wait_until_finished
-from cartera.plugins.dialers.asterisk_ami.spool import SpoolWatcher
+from cartera.plugins.dialers.asterisk_ami.spool import TOKEN_BYTES, SpoolWatcher
 
 log = logging.getLogger("cartera.plugin.asterisk_ami")
 
@@ -146,7 +146,7 @@ class AsteriskSwitch:
         self._cut_short = threading.Event()  #: set once stop's time is up: the recording waits end at once
         self._connector = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asterisk-agent-connect")
         self._supervisor = threading.Thread(target=self._supervise, name="asterisk-supervisor", daemon=True)
-        self._token = secrets.token_hex(3)  # keeps UNIQUEIDs (and recording names) unique across node runs
+        self._token = secrets.token_hex(TOKEN_BYTES)  # keeps UNIQUEIDs (and recording names) unique across runs
         self._next_ping = 0.0
         self._next_refresh = 0.0
 
