@@ -504,3 +504,38 @@ def test_a_cert_authority_line_in_known_hosts_fails_closed_naming_the_line(
     assert (
         make_sync(known_hosts=known).check().detail.endswith(f"known_hosts {known} line 2: not a valid host key line")
     )
+
+
+@pytest.mark.abuse
+def test_a_name_that_is_not_utf8_is_skipped_with_one_warning_and_the_other_folders_still_list(
+    sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Windows-1252 ERP's ``caf\\xe9.csv`` in the inbox, the archive, the rejected folder or the outbox: the
+    inbox entry is skipped with one warning naming it escaped, and the good file is imported, archived and
+    reported on (paramiko's strict decoding failed the whole listing, #14 round 16 M4)."""
+    inbox = sshd.jail / "inbox"
+    for made in ("imported", "rejected"):
+        (inbox / made).mkdir()
+        (inbox / made).chmod(0o777)  # the server's login is another user
+    for folder in (b"", b"imported/", b"rejected/"):
+        with open(os.path.join(os.fsencode(inbox), folder + b"caf\xe9.csv"), "wb") as stream:
+            stream.write(GOOD_DELIVERY.encode())
+    with open(os.path.join(os.fsencode(sshd.jail / "outbox"), b"good-rechaz\xe9.csv"), "wb") as stream:
+        stream.write(b"x")
+    deliver(sshd, "good.csv", GOOD_DELIVERY)
+    deliver(sshd, "roto.csv", WRONG_HEADER)
+    sync = make_sync()
+    assert sync.check().detail.endswith("lists 2 file(s) waiting")
+    job = cycle(sync, db, hooks)
+    caplog.set_level(logging.WARNING)
+    first, second = job.run_once(), job.run_once()
+    assert (first.failed, [report.new for report in first.imports], len(first.rejected)) == ([], [4], 1)
+    assert (second.failed, second.imports, second.rejected) == ([], [], [])
+    warnings = [r for r in caplog.records if r.getMessage() == "crm_sync.sftp.name_not_utf8"]
+    assert [r.fields["file"] for r in warnings] == [  # type: ignore[attr-defined]
+        f"sftp://{sshd.user}@127.0.0.1:{sshd.port}/inbox/caf\\xe9.csv"
+    ]
+    assert sorted(os.listdir(os.fsencode(inbox))) == [b"caf\xe9.csv", b"imported", b"rejected"]
+    assert sorted(os.listdir(os.fsencode(inbox / "imported"))) == [b"caf\xe9.csv", b"good.csv"]
+    assert sorted(os.listdir(os.fsencode(inbox / "rejected"))) == [b"caf\xe9.csv", b"roto.csv"]
+    assert (sshd.jail / "outbox" / "good.rechazos.csv").exists()

@@ -21,10 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import paramiko
 from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
+from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
 
 from cartera.plugin import CarteraError
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
@@ -50,6 +51,17 @@ class RemoteFile:
     size: int
     mtime: int
     regular: bool  #: a regular file itself, not a symlink, directory or special file (never downloaded)
+
+    @property
+    def utf8(self) -> bool:
+        """Whether the name the server listed is valid UTF-8 (paramiko, and so every later operation on the file,
+        needs it): one that is not is skipped, named by :attr:`shown`."""
+        return _decodable(self.path)
+
+    @property
+    def shown(self) -> str:
+        """The path as logs show it: bytes that are not UTF-8 escaped (``caf\\xe9.csv``)."""
+        return _shown(self.path)
 
 
 class SftpSession:
@@ -77,9 +89,9 @@ class SftpSession:
             except SftpError:
                 self.close()
                 raise
-            except (OSError, paramiko.SSHException, EOFError) as exc:
+            except (OSError, paramiko.SSHException, EOFError, UnicodeError) as exc:
                 self.close()
-                raise SftpError(f"{self.where}: {doing} failed: {_describe(exc)}") from None
+                raise SftpError(f"{self.where}: {_shown(doing)} failed: {_describe(exc)}") from None
 
     def _current(self) -> paramiko.SFTPClient | None:
         """The open session, unless the server closed it meanwhile (idle timeout, restart)."""
@@ -197,7 +209,7 @@ class SftpSession:
         """Entries of the inbox matching the pattern, by name, as listed (symlinks not followed)."""
         inbox = self.config.inbox
         with self.sftp(f"listing {inbox}") as sftp:
-            entries = sftp.listdir_attr(inbox)
+            entries = _listdir_attr(sftp, inbox)
         found = [
             _remote(posixpath.join(inbox, entry.filename), entry)
             for entry in entries
@@ -288,7 +300,7 @@ class SftpSession:
         stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
         with self.sftp(f"moving {remote.path} into {directory}") as sftp:
             self._makedirs(sftp, directory)
-            taken = set(sftp.listdir(directory))
+            taken = {entry.filename for entry in _listdir_attr(sftp, directory)}
             target = name
             for counter in itertools.count():
                 if target not in taken:
@@ -314,7 +326,7 @@ class SftpSession:
         content = _written(write)
         outbox = self.config.outbox
         with self.sftp(f"uploading into {outbox}") as sftp, self._staged(sftp, content) as temp:
-            taken = set(sftp.listdir(outbox))
+            taken = {entry.filename for entry in _listdir_attr(sftp, outbox)}
             for name in names:
                 target = posixpath.join(outbox, name)
                 if name in taken:
@@ -367,6 +379,48 @@ def _server_key(ssh: paramiko.SSHClient) -> paramiko.PKey | None:
         return transport.get_remote_server_key() if transport is not None else None
     except paramiko.SSHException:
         return None
+
+
+def _listdir_attr(sftp: paramiko.SFTPClient, path: str) -> list[paramiko.SFTPAttributes]:
+    """``sftp.listdir_attr(path)``, but a name that is not valid UTF-8 (a Windows-1252 ERP's ``Peñalosa.csv``)
+    is decoded with ``surrogateescape`` rather than failing the whole listing (paramiko decodes names strictly)."""
+    attributes: Any = paramiko.SFTPAttributes
+    client: Any = sftp  # its request methods are not typed (private: there is no public bytes listing)
+    kind, message = client._request(CMD_OPENDIR, path)
+    if kind != CMD_HANDLE:
+        raise paramiko.SFTPError("Expected handle")
+    handle = message.get_binary()
+    entries: list[paramiko.SFTPAttributes] = []
+    try:
+        while True:
+            try:
+                kind, message = client._request(CMD_READDIR, handle)
+            except EOFError:  # the end of the folder
+                break
+            if kind != CMD_NAME:
+                raise paramiko.SFTPError("Expected name response")
+            for _ in range(message.get_int()):
+                name = message.get_string().decode("utf-8", "surrogateescape")
+                longname = message.get_string().decode("utf-8", "replace")
+                entry = attributes._from_msg(message, name, longname)
+                if name not in (".", ".."):
+                    entries.append(entry)
+    finally:
+        with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+            client._request(CMD_CLOSE, handle)
+    return entries
+
+
+def _decodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _remote(path: str, attributes: paramiko.SFTPAttributes) -> RemoteFile:

@@ -72,7 +72,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
 
     def check(self) -> CheckResult:
         try:
-            waiting = [remote for remote in self._session.waiting() if remote.regular]
+            waiting = [remote for remote in self._session.waiting() if remote.regular and remote.utf8]
         except SftpError as exc:
             return CheckResult(False, str(exc))
         return CheckResult(
@@ -88,10 +88,17 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
 
     def fetch(self) -> Iterator[AssignmentBatch]:
         """The inbox's regular files; a symlink, directory or special file is skipped (one warning), and a file
-        that is no longer the one listed once downloaded (swapped for a symlink...) is dropped until next time."""
+        that is no longer the one listed once downloaded (swapped for a symlink...) is dropped until next time. A
+        name that is not valid UTF-8 (a Windows-1252 ERP's ``Peñalosa.csv``) is skipped too, with one warning
+        naming it escaped (``Pe\\xf1alosa.csv``): the creditor renames it."""
         self._incoming.mkdir(parents=True, exist_ok=True)
         for remote in self._session.waiting():
             source = f"{self._session.where}{remote.path}"
+            if not remote.utf8:
+                shown = f"{self._session.where}{remote.shown}"
+                if self._first_skip(shown):
+                    event(self.context.log, "crm_sync.sftp.name_not_utf8", logging.WARNING, file=shown)
+                continue
             if not remote.regular:
                 if self._first_skip(source):
                     event(self.context.log, "crm_sync.sftp.not_a_regular_file", logging.WARNING, file=source)
