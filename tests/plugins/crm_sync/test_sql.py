@@ -360,6 +360,27 @@ def test_a_float4_watermark_is_compared_exactly(
     assert read_all(make_sync(tmp_path, postgres_url, view="crm.otra", page_rows=page_rows)) == []
 
 
+@pytest.mark.abuse
+@pytest.mark.parametrize("kind", ["real", "double precision"])
+def test_a_float_watermark_is_exact_whatever_the_servers_extra_float_digits(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, kind: str
+) -> None:
+    """With ``extra_float_digits = 0`` (PostgreSQL 11's default, or a role's or database's setting) a float's
+    text is rounded: a position '1' after 1.0000001 read that row again without end, and rows just under 1 after
+    a position rounded up to '1' were skipped (round 16 M1)."""
+    with creditor_db.connect() as connection:
+        name = connection.exec_driver_sql("SELECT current_database()").scalar()
+        connection.exec_driver_sql(f'ALTER DATABASE "{name}" SET extra_float_digits = 0')
+        connection.commit()
+    under, over = (0.99999994, 1.0000001) if kind == "real" else (1 - 2.2e-16, 1 + 1e-13)
+    row = {"nombre": "Ana", "telefono1": "3001234567", "saldo": 10}
+    rows = [row | {"cuenta": f"A-{n}", "version": under if n <= 2 else over} for n in range(1, 6)]
+    other_view(creditor_db, f"version {kind}", rows)
+    sync = make_sync(tmp_path, postgres_url, view="crm.otra", page_rows=1)
+    assert [ref for page in read_all(sync) for ref in page] == ["A-1", "A-2", "A-3", "A-4", "A-5"]
+    assert read_all(make_sync(tmp_path, postgres_url, view="crm.otra", page_rows=1)) == []
+
+
 def test_a_uuid_or_null_key_is_kept_and_an_older_position_file_still_read(
     tmp_path: Path, postgres_url: str, creditor_db: sa.Engine
 ) -> None:

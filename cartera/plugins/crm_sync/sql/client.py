@@ -120,11 +120,16 @@ def _table(name: str, columns: Sequence[str]) -> TableClause:
     return table(bare, *(column(name) for name in dict.fromkeys(columns)), schema=schema or None)
 
 
-def _iso_dates(connection: Any, _record: Any) -> None:
-    """Dates and timestamps as text in ISO 8601 (the snapshot's format) whatever the server's ``DateStyle``."""
+def _session_settings(connection: Any, _record: Any) -> None:
+    """Whatever the server's, role's or database's defaults: dates and timestamps as text in ISO 8601 (the
+    snapshot's format), and floats as text that reads back as the same float (``extra_float_digits`` 3: at 0 or
+    less a float's text is rounded, and a watermark kept as it was read again, or rows after it skipped).
+    Committed: a ``SET`` left in the connection's first transaction was rolled back when the pool took it back."""
     cursor = connection.cursor()
     cursor.execute("SET DateStyle TO ISO")
+    cursor.execute("SET extra_float_digits TO 3")
     cursor.close()
+    connection.commit()
 
 
 class CreditorDatabase:
@@ -136,7 +141,7 @@ class CreditorDatabase:
             register_secret(str(self.engine.url.password))
         self.display = self.engine.url.render_as_string(hide_password=True)
         if self.engine.dialect.name == "postgresql":
-            event.listen(self.engine, "connect", _iso_dates)
+            event.listen(self.engine, "connect", _session_settings)
 
     def columns(self, name: str) -> dict[str, TypeEngine[Any]]:
         """The column names of table or view ``name`` and their types."""
