@@ -25,6 +25,7 @@ from cartera.web.i18n import translate
 from cartera.web.nul_guard import REFUSED, NulInRequest, refuse_nul
 from cartera.web.pages import pages_router
 from cartera.web.preview import preview_router
+from cartera.web.refusals import RefusalAudit
 from cartera.web.server import Tally
 from cartera.web.services import WebServices
 from cartera.web.signin import signin_router
@@ -125,11 +126,12 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
             return JSONResponse({"detail": HTTPStatus(status).phrase}, status_code=status)
         return web.error(request, status, message_key, viewer)
 
+    audit_refusal = app.state.refusal_audit = RefusalAudit(web)  # its budget of strangers' refusals
+
     def audit_rejected(request: Request, status: int, reason: str) -> Viewer | None:
         """Audit a refused request (``web.rejected``) with who asked; that viewer, when known."""
         viewer = web.known_viewer(request)
-        actor = viewer.actor if viewer else anonymous(request)
-        web.audit(actor, "web.rejected", request.url.path[:200], status=status, reason=reason[:300])
+        audit_refusal(request, viewer.actor if viewer else None, status, reason)
         return viewer
 
     def rejected(request: Request, status: int, reason: str, message_key: str, headers: dict[str, str]) -> Response:
@@ -151,7 +153,7 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
     @app.exception_handler(SignInRequired)
     def sign_in(request: Request, exc: SignInRequired) -> Response:
         reason = "session expired" if exc.expired else "not signed in"
-        web.audit(anonymous(request), "web.rejected", request.url.path[:200], status=303, reason=reason)
+        audit_refusal(request, None, 303, reason)
         return RedirectResponse("/login?expired=1" if exc.expired else "/login", status_code=303)
 
     @app.exception_handler(WebError)

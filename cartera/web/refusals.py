@@ -1,0 +1,81 @@
+"""A budget of audit entries for anonymous refused requests (round 16 M3): each refusal of a stranger (an unknown
+path, a missing static file, the agent's stream without a session) wrote an audit row, kept forever: one client
+added ~250 rows a second. Past :data:`PER_MINUTE` refusals of one address in a minute they are only counted; one
+``web.rejected_unaudited`` entry (and log line) a minute says how many went unwritten. Anonymous requests to the
+recordings' routes (the player's pages and files) are always audited, as are failures (5xx)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from fastapi import Request
+
+from cartera.core.logs import event
+from cartera.web.context import Web, anonymous
+
+PER_MINUTE = 30  #: audit entries of one address's anonymous refusals in one minute
+WINDOW_S = 60.0
+MAX_ADDRESSES = 10_000  #: addresses given a budget in one minute: the rest's refusals are only counted
+RECORDINGS = "/recordings"  #: anonymous requests to it and below it are audited whatever the budget
+log = logging.getLogger("cartera.web")
+
+
+class AnonymousRefusals:
+    """Thread-safe: which anonymous refusals get their audit entry. ``clock`` is monotonic seconds."""
+
+    def __init__(self, per_minute: int = PER_MINUTE, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._window_end = 0.0
+        self._written: dict[str, int] = {}  #: this minute's entries by actor (the addresses seen this minute)
+        self._unwritten = 0
+        self._unwritten_actors: set[str] = set()
+
+    def admit(self, actor: str, path: str) -> tuple[bool, tuple[int, int] | None]:
+        """Whether ``actor``'s refusal at ``path`` is audited, and, once a minute when some went unwritten, the
+        count of refusals and of addresses the last minute left unaudited (to write as one summary): it comes with
+        the first refusal after that minute."""
+        with self._lock:
+            summary = None
+            now = self.clock()
+            if now >= self._window_end:
+                if self._unwritten:
+                    summary = (self._unwritten, len(self._unwritten_actors))
+                self._window_end, self._written, self._unwritten = now + WINDOW_S, {}, 0
+                self._unwritten_actors = set()
+            if path == RECORDINGS or path.startswith(f"{RECORDINGS}/"):
+                return True, summary
+            written = self._written.get(actor, 0)
+            if written < self.per_minute and (written or len(self._written) < MAX_ADDRESSES):
+                self._written[actor] = written + 1
+                return True, summary
+            self._unwritten += 1
+            if len(self._unwritten_actors) < 1000:  # bounded: a count past it is at least that many
+                self._unwritten_actors.add(actor)
+            return False, summary
+
+
+class RefusalAudit:
+    """Audits a refused request (``web.rejected``): a known viewer's always, a stranger's within its address's
+    :class:`AnonymousRefusals` budget, with the minute's summary of those left unwritten."""
+
+    def __init__(self, web: Web, budget: AnonymousRefusals | None = None) -> None:
+        self.web = web
+        self.budget = budget or AnonymousRefusals()
+
+    def __call__(self, request: Request, actor: str | None, status: int, reason: str) -> None:
+        """``actor`` None: an anonymous request."""
+        if actor is None:
+            actor = anonymous(request)
+            admitted, summary = self.budget.admit(actor, request.url.path)
+            if summary is not None:
+                count, addresses = summary
+                event(log, "web.rejected_unaudited", logging.WARNING, count=count, addresses=addresses)
+                self.web.audit("web", "web.rejected_unaudited", "anonymous refusals", count=count, addresses=addresses)
+            if not admitted:
+                return
+        self.web.audit(actor, "web.rejected", request.url.path[:200], status=status, reason=reason[:300])

@@ -1,0 +1,67 @@
+"""Strangers' refused requests are audited within a budget per address (round 16 M3): every anonymous request to
+an unknown path, a missing static file or the agent's stream wrote an audit row, kept forever (one client added
+~250 a second). Anonymous requests to the recordings' routes are still audited, each."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cartera.web.app import build_app
+from cartera.web.refusals import PER_MINUTE, WINDOW_S, AnonymousRefusals
+from tests.test_web_pages import Site
+from tests.test_web_pages import site as pages_site
+
+pytestmark = pytest.mark.abuse
+site = pages_site  # the pages' fixture: site t, seeded
+
+FLOOD = 500
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_flood_of_anonymous_refusals_adds_at_most_the_budget_and_one_summary(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = build_app(site.node.web_services())
+    clock = Clock()
+    budget: AnonymousRefusals = app.state.refusal_audit.budget
+    budget.clock = clock
+    stranger = TestClient(app, raise_server_exceptions=False)
+    other = TestClient(app, raise_server_exceptions=False, client=("203.0.113.9", 40000))
+    rid = site.seeded.recordings["BCO-1"]
+    before = len(site.audits())
+    paths = ("/no-such-page", "/static/missing.css", "/agent/events")
+    for n in range(FLOOD):
+        assert stranger.get(paths[n % len(paths)], follow_redirects=False).status_code in (303, 404)
+        if n == FLOOD // 2:  # the recordings' routes are audited during the flood
+            recorded = len(site.audits("web.rejected"))
+            assert stranger.get(f"/recordings/{rid}", follow_redirects=False).status_code == 303
+            entry = site.audits("web.rejected")[-1]
+            assert len(site.audits("web.rejected")) == recorded + 1
+            assert (entry.actor, entry.subject) == ("web:anonymous@testclient", f"/recordings/{rid}")
+    assert other.get("/no-such-page").status_code == 404  # another address has a budget of its own
+    added = site.audits()[before:]
+    assert len(added) == PER_MINUTE + 2
+    assert [entry.action for entry in added] == ["web.rejected"] * len(added)
+    assert {entry.actor for entry in added} == {"web:anonymous@testclient", "web:anonymous@203.0.113.9"}
+    clock.now += WINDOW_S
+    with caplog.at_level(logging.WARNING, logger="cartera.web"):
+        assert stranger.get("/no-such-page").status_code == 404
+    summary, audited = site.audits()[-2:]
+    assert (summary.action, summary.details["count"], summary.details["addresses"]) == (
+        "web.rejected_unaudited",
+        FLOOD - PER_MINUTE,
+        1,
+    )
+    assert (audited.action, audited.subject) == ("web.rejected", "/no-such-page")  # a new minute, a new budget
+    assert [record.getMessage() for record in caplog.records] == ["web.rejected_unaudited"]
+    assert len(site.audits()) == before + PER_MINUTE + 4
