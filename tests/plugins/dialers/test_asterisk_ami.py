@@ -37,7 +37,7 @@ from cartera.core.testing.context import CapturingContext
 from cartera.core.testing.dialer import DialerConformance
 from cartera.node import Node
 from cartera.plugins.dialers.asterisk_ami.agents import MEMBER_EVENTS, MEMBER_REMOVED, AgentPool
-from cartera.plugins.dialers.asterisk_ami.calls import CALL_EVENTS, Call, CallTracker
+from cartera.plugins.dialers.asterisk_ami.calls import CALL_EVENTS, MAX_NOTES, MAX_NOTES_CHARS, Call, CallTracker
 from cartera.plugins.dialers.asterisk_ami.client import (
     AmiConnection,
     AmiError,
@@ -50,7 +50,7 @@ from cartera.plugins.dialers.asterisk_ami.client import (
     parse_fields,
 )
 from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
-from cartera.plugins.dialers.asterisk_ami.outcomes import call_outcome, raw_cause
+from cartera.plugins.dialers.asterisk_ami.outcomes import MAX_RAW_CAUSE_CHARS, call_outcome, raw_cause
 from cartera.plugins.dialers.asterisk_ami.plugin import AsteriskAmiDialer, cartera_register_dialers
 from cartera.plugins.dialers.asterisk_ami.switch import event_needles
 from tests.conftest import REPO, kill_site_with_calls_in_flight, placing, run_site_process, write_portfolio
@@ -222,6 +222,58 @@ def test_the_dialplans_user_events_settle_abandoned_and_machine_calls() -> None:
     for attempt in (1, 2):
         assert (results[attempt].answered_at, results[attempt].agent) == (None, None)
     assert results[3].agent == "PJSIP/agent01"
+
+
+@pytest.mark.abuse
+def test_a_pbx_repeating_user_events_does_not_grow_a_calls_notes_or_raw_cause() -> None:
+    """A hostile or broken dialplan sends UserEvent after UserEvent for one live call, each with a Detail near
+    max_message_bytes (and a huge Cause-txt at its Hangup): the call keeps one note per verdict, each cut short,
+    a bounded count of notes, and a raw_cause of bounded size."""
+    ended: list[Call] = []
+    tracker = CallTracker(SystemClock(), on_end=ended.append, hang_up=lambda _: None, on_connect=lambda *_: None)
+    tracker.admit(request(1), "u-1")
+    tracker.admit(request(2), "u-2")
+    detail = "D" * 1_000_000
+    for _ in range(50):  # the same verdict again and again
+        tracker.on_user_event({"Uniqueid": "u-1", "UserEvent": "CarteraMachine", "Detail": detail})
+    for n in range(200):  # verdicts that keep changing
+        verdict = ("CarteraMachine", "CarteraAbandoned")[n % 2]
+        tracker.on_user_event({"Uniqueid": "u-2", "UserEvent": verdict, "Detail": f"{n}{detail}"})
+    for attempt in (1, 2):
+        live = {call.uniqueid: call for call in tracker.live()}[f"u-{attempt}"]
+        assert len(live.notes) <= MAX_NOTES
+        assert sum(map(len, live.notes)) <= MAX_NOTES_CHARS
+        tracker.on_hangup({"Uniqueid": f"u-{attempt}", "Cause": "16", "Cause-txt": "C" * 1_000_000})
+    results = {call.request.attempt_id: call.result() for call in ended}
+    assert len(ended[0].notes) == 1, "a repeated verdict added notes"
+    assert results[1].outcome is CallOutcome.MACHINE
+    assert results[1].raw_cause.startswith("16 CCC")
+    assert "answering machine (DDD" in results[1].raw_cause
+    assert results[2].outcome is CallOutcome.ABANDONED  # the last verdict still settles the outcome
+    assert results[2].raw_cause.endswith("more notes dropped")
+    for result in results.values():
+        assert len(result.raw_cause) <= MAX_RAW_CAUSE_CHARS, len(result.raw_cause)
+
+
+@pytest.mark.abuse
+def test_a_second_agent_connect_does_not_change_the_agent_already_reported() -> None:
+    """A second AgentConnect naming another member (a hostile or confused PBX) after the call's connection was
+    reported: the call's result keeps the agent the workspace was told of, and the connection is reported once."""
+    ended: list[Call] = []
+    connected: list[str | None] = []
+    tracker = CallTracker(
+        SystemClock(),
+        on_end=ended.append,
+        hang_up=lambda _: None,
+        on_connect=lambda call, _: connected.append(call.agent),
+    )
+    tracker.admit(request(1), "u-1")
+    tracker.on_agent_connect({"Uniqueid": "u-1", "Interface": "PJSIP/agent01"})
+    tracker.on_agent_connect({"Uniqueid": "u-1", "Interface": "PJSIP/agent02"})
+    tracker.on_hangup({"Uniqueid": "u-1", "Cause": "16", "Cause-txt": "Normal Clearing"})
+    result = ended[0].result()
+    assert connected == ["PJSIP/agent01"]
+    assert (result.agent, result.outcome) == ("PJSIP/agent01", CallOutcome.ANSWERED)
 
 
 def test_agent_pool_counts_logged_in_unpaused_reachable_members() -> None:

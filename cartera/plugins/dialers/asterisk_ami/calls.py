@@ -11,7 +11,7 @@ from datetime import datetime
 
 from cartera.plugin import CallOutcome, CallRequest, CallResult, Clock
 from cartera.plugins.dialers.asterisk_ami.client import EventHandler, Message, ami_int
-from cartera.plugins.dialers.asterisk_ami.outcomes import call_outcome, raw_cause
+from cartera.plugins.dialers.asterisk_ami.outcomes import call_outcome, clip, raw_cause
 
 UP = "6"  # ChannelState of an answered channel
 #: The events the tracker reads; each names one of our channels in a ``...Uniqueid`` field.
@@ -21,6 +21,12 @@ VERDICTS: dict[str, tuple[CallOutcome, str]] = {
     "CarteraAbandoned": (CallOutcome.ABANDONED, "no agent in time: identification message played"),
     "CarteraMachine": (CallOutcome.MACHINE, "answering machine"),
 }
+#: Bounds on a call's notes, whatever a PBX sends (a UserEvent's Detail is up to ``max_message_bytes``, and a
+#: hostile or broken dialplan can send any number of them): at most this many notes, each cut to this many
+#: characters, and this many characters in all; a later note past a bound is counted, not kept.
+MAX_NOTES = 8
+MAX_NOTE_CHARS = 160
+MAX_NOTES_CHARS = 800
 
 
 @dataclass
@@ -43,14 +49,28 @@ class Call:
     cause: int | None = None
     cause_text: str = ""
     ended_at: datetime | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # bounded: add with :meth:`note`
+    notes_dropped: int = 0  # notes past the bounds (:data:`MAX_NOTES`, :data:`MAX_NOTES_CHARS`)
     hang_up: bool = False  # the dialer asked Asterisk to hang it up
     verdict: CallOutcome | None = None  # what the dialplan made of the answered call (:data:`VERDICTS`)
     cancelled: bool = False  # ... because core cancelled it before it was answered
 
+    def note(self, text: str) -> None:
+        """Keep ``text`` (cut to :data:`MAX_NOTE_CHARS`) among the call's notes, unless it repeats one or the
+        notes are full (:data:`MAX_NOTES`, :data:`MAX_NOTES_CHARS`): then it is only counted."""
+        text = clip(text, MAX_NOTE_CHARS)
+        if text in self.notes:
+            return
+        if len(self.notes) >= MAX_NOTES or sum(map(len, self.notes)) + len(text) > MAX_NOTES_CHARS:
+            self.notes_dropped += 1
+            return
+        self.notes.append(text)
+
     def result(self) -> CallResult:
         answered = self.answered_at is not None
         notes = self.notes
+        if self.notes_dropped:
+            notes = [*notes, f"{self.notes_dropped} more notes dropped"]
         if self.cancelled:
             outcome = CallOutcome.CANCELLED
             notes = [*notes, "the debtor answered as it was hung up"] if answered else notes
@@ -134,7 +154,7 @@ class CallTracker:
         ``CoreShowChannel`` entry); ``None`` when this dialer already follows the attempt."""
         call = self.admit(request, channel.get("Uniqueid", ""), started_at)
         if call is not None:
-            call.notes.append("taken over from a killed run")
+            call.note("taken over from a killed run")
             self.resume(call, channel)
         return call
 
@@ -168,7 +188,7 @@ class CallTracker:
                 return None
             if not call.cancelled:
                 call.cancelled = call.hang_up = True
-                call.notes.append("cancelled by the dialer before the answer")
+                call.note("cancelled by the dialer before the answer")
             return call
 
     def end(self, call: Call, note: str = "") -> None:
@@ -179,7 +199,7 @@ class CallTracker:
             del self._live[call.uniqueid]
             call.ended_at = self._clock.now()
             if note:
-                call.notes.append(note)
+                call.note(note)
             self._changed.notify_all()
         self._on_end(call)
 
@@ -190,10 +210,10 @@ class CallTracker:
             call.channel = channel.get("Channel", call.channel)
             if channel.get("ChannelState") == UP and call.answered_at is None:
                 call.answered_at = self._clock.now()
-                call.notes.append("answer time taken at reconnection")
+                call.note("answer time taken at reconnection")
                 if call.cancelled:  # answered before the cancel's Hangup could be sent: an answered call stays up
                     call.cancelled = call.hang_up = False
-                    call.notes.append("answered while the AMI connection was down: not cancelled")
+                    call.note("answered while the AMI connection was down: not cancelled")
 
     # --- events (on the AMI reader thread) ----------------------------------------------------------
 
@@ -253,8 +273,9 @@ class CallTracker:
         outcome, note = verdict
         detail = event.get("Detail", "")
         with self._changed:
-            call.verdict = outcome
-            call.notes.append(f"{note} ({detail})" if detail else note)
+            if call.verdict is not outcome:  # one note per verdict: a repeated UserEvent adds nothing
+                call.verdict = outcome
+                call.note(f"{note} ({detail})" if detail else note)
         self._answered(call)
 
     def _dialled(self, call: Call, event: Message) -> None:
@@ -268,7 +289,8 @@ class CallTracker:
         self._answered(call)
         with self._changed:
             first = call.agent is None
-            call.agent = agent
+            if first:  # a later AgentConnect (another member) does not change the agent already reported
+                call.agent = agent
             at = self._clock.now()
         if first:
             self._on_connect(call, at)

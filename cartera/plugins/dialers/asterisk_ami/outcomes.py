@@ -76,19 +76,30 @@ def raw_cause(
     note: str,
 ) -> str:
     """What Asterisk said about the end, e.g. ``17 User busy, dial BUSY``; the OriginateResponse only when
-    neither a cause nor a dial status came (``originate Failure, reason 0 (not placed)``): the store keeps 64
-    characters."""
+    neither a cause nor a dial status came (``originate Failure, reason 0 (not placed)``). Bounded whatever the
+    PBX sent: each of its fields to :data:`MAX_FIELD_CHARS`, the whole to :data:`MAX_RAW_CAUSE_CHARS`."""
     parts = []
     if cause is not None:
-        parts.append(f"{cause} {cause_text}".strip())
+        parts.append(f"{cause} {clip(cause_text, MAX_FIELD_CHARS)}".strip())
     if dial_status:
-        parts.append(f"dial {dial_status}")
+        parts.append(f"dial {clip(dial_status, MAX_FIELD_CHARS)}")
     if originate_reason is not None and cause is None and not dial_status:
         meaning = ORIGINATE_REASONS.get(originate_reason)
+        response = clip(originate_response or "response", MAX_FIELD_CHARS)
         parts.append(
-            f"originate {originate_response or 'response'}, reason {originate_reason}"
+            f"originate {response}, reason {clip(originate_reason, MAX_FIELD_CHARS)}"
             + (f" ({meaning})" if meaning else "")
         )
     if note:
         parts.append(note)
-    return ", ".join(parts) or "Asterisk reported no cause"
+    return clip(", ".join(parts), MAX_RAW_CAUSE_CHARS) or "Asterisk reported no cause"
+
+
+#: Bounds on :func:`raw_cause`: an AMI field in it (Cause-txt, DialStatus, Response, Reason), and the whole.
+MAX_FIELD_CHARS = 80
+MAX_RAW_CAUSE_CHARS = 1200
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"

@@ -172,7 +172,7 @@ class AsteriskSwitch:
         deadline = time.monotonic() + self._config.stop_timeout_s
         for call in self._calls.live():
             call.hang_up = True
-            call.notes.append("hung up by the dialer at stop")
+            call.note("hung up by the dialer at stop")
             self._send_hangup(call)
         if not self._calls.wait_until_idle(self._config.stop_timeout_s):
             for call in self._calls.live():
