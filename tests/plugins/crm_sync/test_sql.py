@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tracemalloc
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -23,6 +24,7 @@ from cartera.core.store.schema import Account
 from cartera.core.testing.context import CapturingContext
 from cartera.core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
 from cartera.node import Node
+from cartera.plugin import FileRejected
 from cartera.plugins.crm_sync.sql.client import CreditorDatabaseError
 from cartera.plugins.crm_sync.sql.config import SqlSyncConfig
 from cartera.plugins.crm_sync.sql.plugin import SqlCrmSync, cartera_register_crm_syncs
@@ -273,6 +275,46 @@ def test_a_page_rejected_for_an_over_long_cell_is_reported_set_aside_and_held(
     assert len(list(folder.iterdir())) == 1
     again = node.creditor_sync().run_once()
     assert (again.imports, again.rejected, again.failed) == ([], [], []), "held before the page"
+
+
+@pytest.mark.abuse
+def test_a_huge_cell_is_cut_by_the_server_and_rejects_its_page(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine
+) -> None:
+    """A view's ``repeat('N', 100000000)`` was read whole into the node, ~5 times over, every sync (round 16 M2):
+    the server cuts each cell past the CSV reader's field limit, so the page is rejected and reported without it."""
+    insert_rows(creditor_db, [(*GOOD_ROWS[0][:7], 1), (*GOOD_ROWS[1][:7], 2)])
+    with creditor_db.begin() as connection:
+        connection.execute(
+            sa.text(
+                "CREATE VIEW crm.enorme AS SELECT cuenta, CASE WHEN version = 2 THEN repeat('N', 50000000)"
+                " ELSE nombre END AS nombre, telefono1, saldo, version FROM crm.cartera"
+            )
+        )
+    sync = make_sync(tmp_path, postgres_url, view="crm.enorme", rejections_table="crm.rechazos")
+    tracemalloc.start()
+    try:
+        (batch,) = sync.fetch()
+        with pytest.raises(FileRejected, match="line 3") as rejected:
+            list(batch.items)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8_000_000, f"{peak} bytes held for a page of 2 rows"
+    assert "line 3: field larger than field limit" in str(rejected.value)
+    sync.reject(batch)
+    assert list(sync.fetch()) == [], "held before the page"
+    with creditor_db.begin() as connection:
+        connection.execute(
+            sa.text(
+                "CREATE VIEW crm.clave AS SELECT repeat('K', 200000) AS cuenta, nombre, telefono1, saldo,"
+                " 1 AS version FROM crm.cartera"
+            )
+        )
+    same_key = make_sync(tmp_path / "clave", postgres_url, view="crm.clave", page_rows=1)
+    (cut,) = same_key.fetch()  # a run of one (cut) pair: its page rejected, not a run read back by the cut text
+    with pytest.raises(FileRejected, match="line 2: field larger than field limit"):
+        list(cut.items)
 
 
 def test_a_report_names_the_account_of_a_row_after_a_multi_line_cell(

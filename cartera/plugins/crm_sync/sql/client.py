@@ -5,6 +5,7 @@ The URL's password never leaves this module: errors and ``display`` render the U
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -19,6 +20,7 @@ from sqlalchemy import (
     column,
     create_engine,
     event,
+    func,
     insert,
     inspect,
     literal,
@@ -115,6 +117,22 @@ def _typed(text: str, types: Mapping[str, TypeEngine[Any]], name: str, role: str
     return cast(literal(text, String), kind)
 
 
+def cell_chars() -> int:
+    """The characters of a cell read: one more than the snapshot's CSV reader takes in a field, so a longer cell
+    still rejects its page, and no more."""
+    return csv.field_size_limit() + 1
+
+
+def is_cut(text: str | None) -> bool:
+    """A watermark's or key's text was cut (:func:`cell_chars`): it is not the value's, and its page is rejected."""
+    return text is not None and len(text) >= cell_chars()
+
+
+def _cut(cell: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``SUBSTR(CAST(cell AS VARCHAR), 1, cell_chars())``: the cell's text, at most :func:`cell_chars` long."""
+    return func.substr(cast(cell, String), 1, cell_chars())
+
+
 def _table(name: str, columns: Sequence[str]) -> TableClause:
     schema, _, bare = name.rpartition(".")
     return table(bare, *(column(name) for name in dict.fromkeys(columns)), schema=schema or None)
@@ -170,16 +188,18 @@ class CreditorDatabase:
 
         Cells come as the database's text of them (``CAST(... AS VARCHAR)``), floats alone typed (their text may
         be ``1e+06``): a cell the driver cannot load (a date ``'infinity'``, a year past 9999) then fails only
-        its row at import, not the page's query. Rows whose key is NULL sort after the others of their watermark
-        (PostgreSQL's ascending order), and are read after them.
+        its row at import, not the page's query. Each text is cut by the server to :func:`cell_chars` characters:
+        a cell longer than the snapshot reader takes is seen as such (its page rejected) without being read
+        whole (a view's ``repeat('x', 500000000)`` costs the creditor nothing). Rows whose key is NULL sort
+        after the others of their watermark (PostgreSQL's ascending order), and are read after them.
         """
         source = _table(view, [*columns, *order])
         watermark, key = source.c[order[0]], source.c[order[1]]
         selected = [
-            (source.c[name] if isinstance(types.get(name), Float) else cast(source.c[name], String)).label(f"c{i}")
+            (source.c[name] if isinstance(types.get(name), Float) else _cut(source.c[name])).label(f"c{i}")
             for i, name in enumerate(columns)
         ]
-        marks = [cast(watermark, String).label("watermark"), cast(key, String).label("key")]
+        marks = [_cut(watermark).label("watermark"), _cut(key).label("key")]
         query = select(*selected, *marks).where(watermark.is_not(None))
         if after is not None:
             stored = _typed(after.watermark, types, order[0], "watermark", view)

@@ -45,7 +45,7 @@ from cartera.plugin import (
     read_local,
     write_atomically,
 )
-from cartera.plugins.crm_sync.sql.client import CreditorDatabase, CreditorDatabaseError, Position, cells
+from cartera.plugins.crm_sync.sql.client import CreditorDatabase, CreditorDatabaseError, Position, cells, is_cut
 from cartera.plugins.crm_sync.sql.config import SqlSyncConfig
 
 SNAPSHOT_DATES = ("%Y-%m-%d",)
@@ -213,8 +213,8 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         (watermark, key): the next read starts after the pair, so the run's rows past the page would be skipped.
         Such a run is read whole into the page (and logged: the pair should be unique)."""
         last, following = _pair(page[self.config.page_rows - 1]), _pair(page[self.config.page_rows])
-        if last != following:
-            return page[: self.config.page_rows]
+        if last != following or any(map(is_cut, last)):
+            return page[: self.config.page_rows]  # a cut pair's cell rejects the page: no run to read whole
         at = Position(*last)
         run = sorted(
             (tuple(row) for row in self.db.rows(self.config.view, columns, order, types, at=at)), key=_cells_key
