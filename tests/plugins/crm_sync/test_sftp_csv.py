@@ -539,3 +539,130 @@ def test_a_name_that_is_not_utf8_is_skipped_with_one_warning_and_the_other_folde
     assert sorted(os.listdir(os.fsencode(inbox / "imported"))) == [b"caf\xe9.csv", b"good.csv"]
     assert sorted(os.listdir(os.fsencode(inbox / "rejected"))) == [b"caf\xe9.csv", b"roto.csv"]
     assert (sshd.jail / "outbox" / "good.rechazos.csv").exists()
+
+
+class _TrickleServer:
+    """An SFTP server (paramiko, in this process) whose inbox holds ``a-slow.csv``, sent one byte per read every
+    0.2 s (each read well within ``timeout_s``), and ``b-good.csv``, sent at once."""
+
+    GOOD = b"cuenta;nombre;telefono1;saldo\nT-1;Ana;3001234567;1000\n"
+
+    def __init__(self, tmp_path: Path) -> None:
+        import socket
+        import threading
+
+        import paramiko
+        from paramiko.common import AUTH_SUCCESSFUL, OPEN_SUCCEEDED
+
+        self.key = paramiko.RSAKey.generate(2048)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.known_hosts = tmp_path / "known_hosts.trickle"
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} ssh-rsa {self.key.get_base64()}\n")
+        self.transports: list[paramiko.Transport] = []
+        good = self.GOOD
+
+        def attributes(name: str) -> paramiko.SFTPAttributes:
+            found = paramiko.SFTPAttributes()
+            found.filename, found.st_size, found.st_mode = name, 100 if "slow" in name else len(good), 0o100644
+            found.st_mtime = found.st_atime = 1_700_000_000
+            return found
+
+        class Handle(paramiko.SFTPHandle):
+            name = ""
+
+            def read(self, offset: int, length: int) -> bytes:
+                if "slow" not in self.name:
+                    return good[offset : offset + length]
+                time.sleep(0.2)
+                return b"c" if offset < 100 else b""
+
+            def stat(self) -> paramiko.SFTPAttributes:
+                return attributes(self.name)
+
+        class Folder(paramiko.SFTPServerInterface):
+            def list_folder(self, path: str) -> list[paramiko.SFTPAttributes]:
+                return [attributes("a-slow.csv"), attributes("b-good.csv")]
+
+            def stat(self, path: str) -> paramiko.SFTPAttributes:
+                return attributes(path.rsplit("/", 1)[-1])
+
+            lstat = stat
+
+            def open(self, path: str, flags: int, attr: paramiko.SFTPAttributes) -> Handle:
+                handle = Handle(flags)
+                handle.name = path.rsplit("/", 1)[-1]
+                return handle
+
+        class Login(paramiko.ServerInterface):
+            def check_auth_password(self, username: str, password: str) -> int:
+                return AUTH_SUCCESSFUL
+
+            def get_allowed_auths(self, username: str) -> str:
+                return "password"
+
+            def check_channel_request(self, kind: str, chanid: int) -> int:
+                return OPEN_SUCCEEDED
+
+        def serve() -> None:
+            while True:
+                try:
+                    client, _ = self.listener.accept()
+                except OSError:
+                    return
+                transport = paramiko.Transport(client)
+                transport.add_server_key(self.key)
+                transport.set_subsystem_handler("sftp", paramiko.SFTPServer, Folder)
+                transport.start_server(server=Login())
+                self.transports.append(transport)
+
+        self.thread = threading.Thread(target=serve, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.listener.close()
+        for transport in self.transports:
+            transport.close()
+        self.thread.join(5)
+
+
+@pytest.mark.abuse
+def test_a_server_sending_a_byte_at_a_time_is_cut_by_download_timeout_s_and_the_other_files_load(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``timeout_s`` bounds each read only: a server answering every read with one byte held the sync job (and the
+    node's stop, which waits for it) for ever. Past ``download_timeout_s`` the download is cut, the file skipped
+    with one warning and the fetch ended; the next fetch takes the other files first (#14 round 16 M3)."""
+    server = _TrickleServer(tmp_path)
+    config = SftpCsvConfig.model_validate(
+        {
+            "host": "127.0.0.1",
+            "port": server.port,
+            "username": "acreedor",
+            "password": "x",
+            "known_hosts": server.known_hosts,
+            "inbox": "/inbox",
+            "outbox": "/outbox",
+            "creditor": "BCO",
+            "portfolio": "TARJETAS",
+            "timeout_s": 5,
+            "download_timeout_s": 1,
+        }
+    )
+    sync = SftpCsvSync(config, CapturingContext(tmp_path / "data", clock=SimulatedClock(NOW, 1e-6)))
+    sync.start()
+    caplog.set_level(logging.WARNING)
+    try:
+        fetched: list[list[str]] = []
+        for _ in range(3):
+            began = time.monotonic()
+            fetched.append([batch.source.rsplit("/", 1)[1] for batch in sync.fetch()])
+            assert time.monotonic() - began < 4  # one cut at 1 s (the file would take 20 s)
+    finally:
+        sync.stop()
+        server.close()
+    assert fetched == [[], ["b-good.csv"], ["b-good.csv"]]
+    warnings = [r for r in caplog.records if r.getMessage() == "crm_sync.sftp.file_unreadable"]
+    assert [r.fields["file"].rsplit("/", 1)[1] for r in warnings] == ["a-slow.csv"]  # type: ignore[attr-defined]
+    assert "cut after 1 s (download_timeout_s)" in warnings[0].fields["why"]  # type: ignore[attr-defined]
+    assert [p.name for p in (tmp_path / "data" / "incoming").iterdir()] == ["b-good.csv"]

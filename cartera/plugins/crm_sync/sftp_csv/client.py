@@ -45,6 +45,10 @@ class FileUnreadable(SftpError):
     """One remote file could not be downloaded (refused by the server, not storable here); the session works."""
 
 
+class DownloadTooSlow(FileUnreadable):
+    """A download took longer than ``download_timeout_s``: cut by closing the session (reopened on next use)."""
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     path: str
@@ -227,7 +231,7 @@ class SftpSession:
         limit = self.config.max_file_bytes
         temp = target.with_name(f".{uuid.uuid4().hex}.part")
         try:
-            with self.sftp(f"downloading {remote.path}") as sftp:
+            with self.sftp(f"downloading {remote.path}") as sftp, self._bounded(remote.path):
                 try:
                     received, size, digest = self._copy(sftp, remote, temp, limit)
                 except (OSError, paramiko.SSHException, EOFError) as exc:
@@ -265,7 +269,7 @@ class SftpSession:
         file differs anyway); None when it is gone. SFTP's modification times have whole seconds only: a file
         rewritten in place within the second, at the same size, shows only in its bytes."""
         digest = hashlib.sha256()
-        with self.sftp(f"reading {remote.path} again") as sftp:
+        with self.sftp(f"reading {remote.path} again") as sftp, self._bounded(remote.path):
             try:
                 source = sftp.open(remote.path, "rb")
             except FileNotFoundError:
@@ -277,6 +281,34 @@ class SftpSession:
                     left -= len(chunk)
                     digest.update(chunk)
         return digest.hexdigest()
+
+    @contextmanager
+    def _bounded(self, path: str) -> Iterator[None]:
+        """Reading ``path`` within ``download_timeout_s``: ``timeout_s`` bounds each read only, so a server sending
+        a byte at a time would hold the sync (and the node's stop) for ever. Past the deadline the session is closed
+        from a timer (a blocked read then fails at once) and the read raises :class:`DownloadTooSlow`."""
+        limit = self.config.download_timeout_s
+        ssh = self._ssh
+        cut = threading.Event()
+
+        def expire() -> None:
+            cut.set()
+            if ssh is not None:
+                ssh.close()
+
+        timer = threading.Timer(limit, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except Exception:
+            if cut.is_set():
+                raise DownloadTooSlow(
+                    f"{self.where}{path}: cut after {limit:g} s (download_timeout_s): the server sends too slowly"
+                ) from None
+            raise
+        finally:
+            timer.cancel()
 
     def _working(self) -> bool:
         """Whether the session is still up (an error was about one file, not the connection)."""

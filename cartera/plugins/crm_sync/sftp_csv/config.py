@@ -50,6 +50,14 @@ class SftpCsvConfig(CsvFormatConfig):
         "login's group on the server), set whatever the server's umask.",
     )
     timeout_s: float = Field(30.0, gt=0, description="Connect, authentication and per-operation timeout.")
+    download_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        le=86400,
+        description="Longest one assignment file may take to download, seconds (timeout_s bounds each read only): a "
+        "server sending too slowly is cut (the file is skipped with one warning and tried again next sync, after the "
+        "others), so it never holds the sync, nor the node's stop, longer than this.",
+    )
     max_file_bytes: int = Field(
         DEFAULT_MAX_FILE_BYTES,
         ge=64 << 10,

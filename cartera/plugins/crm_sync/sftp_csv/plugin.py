@@ -38,7 +38,14 @@ from cartera.plugin import (
     rejection_names,
     rejections_writer,
 )
-from cartera.plugins.crm_sync.sftp_csv.client import FileTooLarge, FileUnreadable, RemoteFile, SftpError, SftpSession
+from cartera.plugins.crm_sync.sftp_csv.client import (
+    DownloadTooSlow,
+    FileTooLarge,
+    FileUnreadable,
+    RemoteFile,
+    SftpError,
+    SftpSession,
+)
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 
 
@@ -63,6 +70,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         self._incoming = context.data_dir / "incoming"
         self._fetched: dict[str, _Fetched] = {}
         self._first_skip = FirstTime()  #: inbox entries that are not regular files are warned about once
+        self._slow: set[str] = set()  #: files whose download was cut (download_timeout_s): tried after the others
 
     def start(self) -> None:
         self._incoming.mkdir(parents=True, exist_ok=True)
@@ -90,10 +98,13 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         """The inbox's regular files; a symlink, directory or special file is skipped (one warning), and a file
         that is no longer the one listed once downloaded (swapped for a symlink...) is dropped until next time. A
         name that is not valid UTF-8 (a Windows-1252 ERP's ``Peñalosa.csv``) is skipped too, with one warning
-        naming it escaped (``Pe\\xf1alosa.csv``): the creditor renames it."""
+        naming it escaped (``Pe\\xf1alosa.csv``): the creditor renames it. A download cut by ``download_timeout_s``
+        (a server sending too slowly) is skipped with one warning and ends this fetch, so that one sync, and the
+        node's stop, wait at most that long for it; the next fetch takes the other files first and tries it last."""
         self._incoming.mkdir(parents=True, exist_ok=True)
-        for remote in self._session.waiting():
-            source = f"{self._session.where}{remote.path}"
+        where = self._session.where
+        for remote in sorted(self._session.waiting(), key=lambda found: f"{where}{found.path}" in self._slow):
+            source = f"{where}{remote.path}"
             if not remote.utf8:
                 shown = f"{self._session.where}{remote.shown}"
                 if self._first_skip(shown):
@@ -112,6 +123,11 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
                 if self._first_skip(source):
                     event(self.context.log, "crm_sync.sftp.file_too_large", logging.WARNING, file=source, why=str(exc))
                 continue
+            except DownloadTooSlow as exc:  # this file only, tried again next time after the others
+                self._slow.add(source)
+                if self._first_skip(source):
+                    event(self.context.log, "crm_sync.sftp.file_unreadable", logging.WARNING, file=source, why=str(exc))
+                return
             except FileUnreadable as exc:  # this file only (refused, not storable here): the others still load
                 if self._first_skip(source):
                     event(self.context.log, "crm_sync.sftp.file_unreadable", logging.WARNING, file=source, why=str(exc))
@@ -127,6 +143,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
                 if self._first_skip(source):
                     event(self.context.log, "crm_sync.sftp.file_unreadable", logging.WARNING, file=source, why=str(exc))
                 continue
+            self._slow.discard(source)
             self._fetched[source] = _Fetched(remote, local, digest)
             event(self.context.log, "crm_sync.sftp.fetched", file=source, size=remote.size)
             yield batch
