@@ -105,6 +105,7 @@ def test_a_disposition_saved_while_the_dialer_is_down_is_kept_and_its_agent_wait
     events, stop = stream(agent, "/agent/events")
     connect(site, attempt)
     events.next("screen_pop")
+    assert agent.post(f"/agent/calls/{attempt}/right-party", data={"csrf": csrf}).status_code == 200
     promise = {"code": "promise_to_pay", "promise_amount": "200000", "promise_due": "2026-11-30", "csrf": csrf}
     with dialer_down(site.node):
         saved = agent.post(f"/agent/calls/{attempt}/disposition", data=promise)

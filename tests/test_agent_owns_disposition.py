@@ -70,6 +70,7 @@ def test_the_simulator_invents_no_disposition_for_an_agents_call(site: Site) -> 
     attempt = placed.json()["attempt_id"]
     events.next("screen_pop", timeout=10)
     assert site.node.calls.wait_for_call(attempt, timeout=60) is not None  # ended, its report handled
+    assert agent.post(f"/agent/calls/{attempt}/right-party", data={"csrf": csrf}).status_code == 200
     saved = agent.post(f"/agent/calls/{attempt}/disposition", data={"code": "right_party_contact", "csrf": csrf})
     stop.set()
     assert saved.status_code == 201, saved.text

@@ -19,10 +19,10 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cartera.core.models import AgentConnected
-from cartera.core.store.schema import AuditEntry
+from cartera.core.store.schema import AuditEntry, DispositionRow
 from cartera.node import Node
 from cartera.portfolio.identity import PortfolioKey
 from cartera.runtime import jobs
@@ -215,6 +215,41 @@ def test_the_pop_is_pushed_the_debt_shown_after_the_right_party_and_the_disposit
     with site.node.db.session() as session:
         actions = set(session.scalars(select(AuditEntry.action).where(AuditEntry.actor == "web:ana")))
     assert {"workspace.screen_pop", "workspace.right_party", "workspace.state"} <= actions
+
+
+@pytest.mark.abuse
+def test_a_promise_before_the_right_party_is_refused_naming_no_balance_and_the_confirmation_outlives_a_reload(
+    site: Site,
+) -> None:
+    """Round 16 M2: before its right-party confirmation, a promise larger than the balance told the agent the
+    balance and a promise was saved (its text sent) with no ``workspace.right_party`` on record."""
+    agent = signed_in(site.base, "ana")
+    csrf = page_csrf(agent)
+    events, stop = stream(agent, "/agent/events")
+    events.next("agent_state")
+    agent.post("/agent/state", data={"state": "ready", "csrf": csrf})
+    connect(site, site.calls.colombian)
+    events.next("screen_pop")
+    path = f"/agent/calls/{site.calls.colombian}"
+    probe = {"code": "promise_to_pay", "promise_amount": "999999999999", "promise_due": "2026-11-30", "csrf": csrf}
+    for form in (probe, probe | {"promise_amount": "500000"}, {"code": "refused_to_pay", "csrf": csrf}):
+        refused = agent.post(f"{path}/disposition", data=form)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["field"] == "right_party"
+        assert "balance" not in refused.text
+        assert "500000" not in refused.text  # a refusal never echoes the typed amount either
+    with site.node.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(DispositionRow)) == 0
+    assert agent.post(f"{path}/right-party", data={"csrf": csrf}).status_code == 200
+    page_csrf(agent)  # the page reloads: the confirmation stays the call's (the debt was shown already)
+    too_much = agent.post(f"{path}/disposition", data=probe)
+    assert (too_much.status_code, too_much.json()["error"]) == (400, "promise.amount: more than the balance 500000.00")
+    saved = agent.post(f"{path}/disposition", data=probe | {"promise_amount": "500000"})
+    assert saved.status_code == 201, saved.text
+    stop.set()
+    with site.node.db.session() as session:
+        actions = list(session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
+    assert actions.index("workspace.right_party") < actions.index("call.disposition")
 
 
 def test_a_call_outside_the_agents_portfolios_pops_nothing_of_the_debtor(site: Site) -> None:

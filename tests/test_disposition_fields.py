@@ -35,6 +35,7 @@ def test_a_note_past_the_cap_is_refused_by_the_workspace_the_page_and_the_api(si
     agent, csrf = on_call(site)
     assert f'name="note" maxlength="{MAX_NOTE}"' in agent.get("/agent").text
     long_note = "x" * (MAX_NOTE + 1)
+    site.node.workspace_service.confirm_right_party("ana", site.calls.colombian, within=None)
     with pytest.raises(WorkspaceError) as refused:
         site.node.workspace_service.post_disposition(
             "ana", DispositionInput(site.calls.colombian, "right_party_contact", long_note), within=None

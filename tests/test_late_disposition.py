@@ -118,6 +118,7 @@ def test_an_integrations_late_disposition_replaces_the_timeout_code_once(site: S
     token = {"Authorization": f"Bearer {INTEGRATION_TOKEN}"}
     body = {"agent": "ana", "attempt_id": attempt, "code": "right_party_contact"}
     with httpx.Client(base_url=f"{site.base}{API_PREFIX}", headers=token, timeout=10) as client:
+        assert client.post("/right-party", json={"agent": "ana", "attempt_id": attempt}).status_code == 200
         late = client.post("/dispositions", json=body)
         again = client.post("/dispositions", json=body | {"code": "refused_to_pay"})
     assert (late.status_code, late.json()["code"]) == (201, "right_party_contact"), late.text

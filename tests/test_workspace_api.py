@@ -7,7 +7,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from cartera.core.store.schema import AuditEntry
 from cartera.web import sse
 from cartera.web.workspace_api import API_PREFIX, render
 from tests import test_agent_page
@@ -33,6 +35,15 @@ def test_a_desktop_hears_the_call_and_posts_its_disposition(site: Site) -> None:
     assert (connected["attempt_id"], connected["extension"]) == (site.calls.colombian, "agent-01")
 
     base = {"agent": "ana", "attempt_id": site.calls.colombian}
+    huge = {"code": "promise_to_pay", "promise": [{"amount": "999999999999", "due": "2026-11-30"}]}
+    early = desk.post("/dispositions", json=base | huge)  # a right-party code before the desktop confirmed it
+    assert (early.status_code, early.json()["field"]) == (400, "right_party")
+    assert "balance" not in early.text
+    assert "500000" not in early.text
+    stranger = desk.post("/right-party", json=base | {"agent": "bruno"})
+    assert (stranger.status_code, stranger.json()["field"]) == (403, "attempt")
+    confirmed = desk.post("/right-party", json=base)
+    assert confirmed.json() == base
     past = desk.post(
         "/dispositions", json=base | {"code": "promise_to_pay", "promise": [{"amount": "100", "due": "2020-01-01"}]}
     )
@@ -47,6 +58,11 @@ def test_a_desktop_hears_the_call_and_posts_its_disposition(site: Site) -> None:
     twice = desk.post("/dispositions", json=base | {"code": "right_party_contact"})
     assert twice.status_code == 409
     stop.set()
+    with site.node.db.reading() as session:
+        audited = session.execute(
+            select(AuditEntry.actor, AuditEntry.subject).where(AuditEntry.action == "workspace.right_party")
+        ).all()
+    assert audited == [("integration:crm", f"attempt:{site.calls.colombian}")]
 
 
 def test_without_a_valid_token_nothing_is_heard_or_recorded(site: Site) -> None:
@@ -55,6 +71,7 @@ def test_without_a_valid_token_nothing_is_heard_or_recorded(site: Site) -> None:
         assert client.get("/events").status_code == 401
         refused = client.post("/dispositions", json={"agent": "ana", "attempt_id": 1, "code": "right_party_contact"})
         assert refused.status_code == 401
+        assert client.post("/right-party", json={"agent": "ana", "attempt_id": 1}).status_code == 401
         assert refused.json()["field"] == "Authorization"
         assert refused.headers["WWW-Authenticate"] == "Bearer"
 

@@ -4,6 +4,7 @@ retirement, the line type, the promise (with its confirmation text) and the call
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,9 +73,15 @@ class Desk:
         code: str,
         agent: str = AGENT,
         within: frozenset[PortfolioKey] | None = None,
+        confirm: bool = True,
         **fields: Any,
     ) -> Any:
+        """Post as the agent's page does, after its right-party confirmation (``confirm``: a call not the agent's
+        is refused alike by both)."""
         service = self.node.workspace_service
+        if confirm:
+            with contextlib.suppress(NotYourCall):
+                service.confirm_right_party(agent, attempt_id, within=within)
         return service.post_disposition(agent, DispositionInput(attempt_id, code, **fields), within=within)
 
     def today(self) -> date:
@@ -236,6 +243,76 @@ def test_a_call_outside_the_agents_grants_is_refused_as_not_theirs_before_its_ba
 def test_a_name_equal_to_the_calls_extension_is_not_its_agent(desk: Desk) -> None:
     attempt = desk.call()
     assert isinstance(refused(desk, attempt, "cease_contact", agent=EXTENSION), NotYourCall)
+
+
+@pytest.mark.abuse
+def test_a_right_party_code_waits_for_the_agents_confirmation_and_names_no_balance_before_it(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    """Round 16 M2: a promise larger than the balance told the balance, and a promise (with its confirmation text)
+    was saved, before the agent confirmed the right party. Every code flagged ``right_party`` is refused first,
+    with a fixed text, whatever its promise; once confirmed, the balance may be named."""
+    desk = open_desk(tmp_path, open_node, law_pack="mx")  # a text the day of a call allowed: none must go
+    attempt = desk.call()
+    huge = one("999999999999", desk.today() + timedelta(days=3))
+    fine = one("5000", desk.today() + timedelta(days=3))
+    errors = [
+        refused(desk, attempt, "promise_to_pay", confirm=False, promise=huge),
+        refused(desk, attempt, "promise_to_pay", confirm=False, promise=fine),
+        *(refused(desk, attempt, code, confirm=False) for code in ("right_party_contact", "refused_to_pay")),
+        *(refused(desk, attempt, code, confirm=False) for code in ("dispute", "cease_contact")),
+    ]
+    assert {error.field for error in errors} == {"right_party"}
+    assert str(errors[0]) == (
+        "right_party: confirm the right party of the call first: code 'promise_to_pay' says the agent spoke with "
+        "the debtor"
+    )
+    assert str(errors[0]) == str(errors[1])
+    assert not any(figure in str(error) for error in errors for figure in ("balance", "1000000", "1.000.000"))
+    assert desk.texts() == []
+    service = desk.node.workspace_service
+    assert not service.right_party_confirmed(AGENT, attempt)
+    UserDirectory(desk.node.db).add("beto", "una clave larga", Role.AGENT, [Grant("t")], extension="sim-02")
+    with pytest.raises(NotYourCall):  # another agent cannot confirm the call for its agent
+        service.confirm_right_party("beto", attempt, within=None)
+    assert not service.right_party_confirmed(AGENT, attempt)
+    service.confirm_right_party(AGENT, attempt, within=None)
+    assert service.right_party_confirmed(AGENT, attempt)
+    assert not service.right_party_confirmed("beto", attempt)
+    after = refused(desk, attempt, "promise_to_pay", confirm=False, promise=huge)
+    assert str(after) == "promise.amount: more than the balance 1000000.00"  # the agent sees the debt now
+    saved = desk.post(attempt, "promise_to_pay", confirm=False, promise=fine)
+    assert saved.promise_id is not None
+    assert len(desk.texts()) == 1
+    assert not service.right_party_confirmed(AGENT, attempt)  # spent with the call's disposition
+
+
+def test_codes_that_do_not_say_the_debtor_was_reached_need_no_confirmation(desk: Desk) -> None:
+    """A third party, a wrong number, a callback whoever answered, a machine: saved without the confirmation."""
+    tomorrow = datetime.combine(desk.today() + timedelta(days=1), time(10), desk.node.site.zone)
+    callback: dict[str, Any] = {"callback": CallbackRequest(tomorrow)}  # whoever answered asked for it
+    nothing: dict[str, Any] = {}
+    for code, fields in (("callback_requested", callback), ("wrong_party", nothing), ("answering_machine", nothing)):
+        assert desk.post(desk.call(), code, confirm=False, **fields).code == code
+    assert desk.post(desk.call(), "wrong_number", confirm=False).code == "wrong_number"
+
+
+def test_the_workspaces_and_the_dialers_own_dispositions_need_no_confirmation(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    desk = open_desk(tmp_path, open_node, law_pack="mx")
+    service = desk.node.workspace_service
+    attempt = desk.call()
+    assert service.system_disposition(AGENT, attempt, "wrap_up_timeout") is not None
+    robot = desk.call(connected_to=ROBOT, ended=False)
+    now = desk.node.clock.now()
+    promise = Disposition(DispositionCode.PROMISE_TO_PAY, Decimal("5000"), desk.today() + timedelta(days=4))
+    desk.node.calls.on_call_result(
+        CallResult(robot, CallOutcome.ANSWERED, "16", now, now, now, agent=ROBOT, disposition=promise)
+    )
+    with desk.node.db.reading() as session:
+        saved = session.execute(sa.select(DispositionRow.attempt_id, DispositionRow.code)).all()
+    assert sorted(saved) == sorted([(attempt, "wrap_up_timeout"), (robot, "promise_to_pay")])
 
 
 def test_a_double_submit_keeps_the_first(desk: Desk) -> None:

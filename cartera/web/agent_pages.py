@@ -180,12 +180,14 @@ def call_routes(router: APIRouter, web: Web, hub: WorkspaceHub) -> None:
         viewer, _ = signed_in_agent(web, request)
         check_csrf(csrf, viewer.session.csrf)
         number = on_screen(hub, viewer, attempt_id)
+        within = viewer.user.portfolios(web.site)
+        service = web.services.workspace_service
         try:
-            details = hub.screens.details(number, viewer.user.name, viewer.user.portfolios(web.site))
-        except NotOnScreen as exc:
+            details = hub.screens.details(number, viewer.user.name, within)
+            service.confirm_right_party(viewer.user.name, number, within=within)  # its right-party codes now
+        except (NotOnScreen, NotYourCall) as exc:
             raise WebError(404, str(exc), "error.404") from None
         found = details.as_json()
-        service = web.services.workspace_service
         found["promises"] = [
             jsonable(asdict(promise)) for line in details.accounts for promise in service.promises_of(line.id)
         ]

@@ -35,8 +35,9 @@ DESCRIPTION = """\
 For a centre that keeps its own agent desktop or CRM: the node pushes each call connected to an agent
 (`call_connected`: attempt, the agent's extension and user, the account `CREDITOR/PORTFOLIO/REF`, the phone),
 each call's end (`call_ended`) and each agent's state (`agent_state`) as server-sent events; the desktop posts the
-disposition of the call back, and it feeds the promises, the KPIs, the compliance history and the creditor's
-export exactly as the agent's page does. Each integration sends its own token: `Authorization: Bearer TOKEN`.
+disposition of the call back (a right-party code, such as a promise, once it told the node that its agent
+confirmed the right party: `/right-party`), and it feeds the promises, the KPIs, the compliance history and the
+creditor's export exactly as the agent's page does. Each integration sends its own token: `Authorization: Bearer TOKEN`.
 A stream that drops reconnects with `Last-Event-ID` and is sent what it missed (the node keeps the latest 1,024
 events); when it missed more than that, it is sent one `reset` event instead (`{"last_event_id": ID}`: what it shows
 of the agents and calls may be stale until their next events) and then the live events.
@@ -76,6 +77,20 @@ class DispositionIn(BaseModel):
     line_type: LineType | None = Field(None, description="What the number called is to the debtor.")
 
 
+class RightPartyIn(BaseModel):
+    """The agent's word that it speaks with the debtor of its call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str = Field(min_length=1, max_length=64, description="The agent's user name at Cartera.")
+    attempt_id: int = Field(ge=1, le=2**63 - 1, description="The call, as `call_connected` named it.")
+
+
+class RightPartyOut(BaseModel):
+    attempt_id: int
+    agent: str
+
+
 class DispositionOut(BaseModel):
     id: int
     attempt_id: int
@@ -113,12 +128,32 @@ def api_router() -> APIRouter:
         return event_stream(request, subscription, slot=slot)
 
     @router.post(
+        "/right-party",
+        summary="Record that the agent confirmed it speaks with the debtor of its call",
+        description="Needed before a disposition whose code is flagged `right_party` (a promise, a dispute, a cease "
+        "contact, a right-party contact...): the desktop shows the debt only once its agent confirmed the right "
+        "party, and tells the node so here (audited `workspace.right_party`). The call must be the agent's (else "
+        "403, `attempt`); the node keeps it in memory until the call's disposition (a restarted node asks again).",
+        responses={401: {"model": Refusal}, 403: {"model": Refusal}},
+    )
+    def right_party(request: Request, body: RightPartyIn, name: Annotated[str, Depends(integration)]) -> RightPartyOut:
+        web: Web = request.app.state.web
+        try:
+            web.services.workspace_service.confirm_right_party(body.agent, body.attempt_id, within=None)
+        except NotYourCall as exc:
+            raise Refused(403, exc) from None
+        web.audit(f"integration:{name}", "workspace.right_party", f"attempt:{body.attempt_id}", agent=body.agent)
+        return RightPartyOut(attempt_id=body.attempt_id, agent=body.agent)
+
+    @router.post(
         "/dispositions",
         status_code=201,
         summary="Record the disposition of a call connected to one of the agents",
         description="A call has one disposition: a second is refused 409 (`attempt`), save one that replaces what "
         "the node recorded itself when the agent left the call (`wrap_up_timeout`, `browser_closed`), within the "
-        "site's `late_disposition_minutes` (30 by default) of that: the export and the KPIs then follow this one.",
+        "site's `late_disposition_minutes` (30 by default) of that: the export and the KPIs then follow this one. "
+        "A code flagged `right_party` is refused 400 (`right_party`) until `/right-party` recorded the agent's "
+        "confirmation for the call.",
         responses={400: {"model": Refusal}, 401: {"model": Refusal}, 403: {"model": Refusal}, 409: {"model": Refusal}},
     )
     def disposition(

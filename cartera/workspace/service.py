@@ -12,6 +12,8 @@ observers, and the promise's confirmation text through the gate.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -65,6 +67,12 @@ MAX_NOTE = 500  #: the longest note of a disposition, whoever records it (the pa
 #: The agent recorded for a disposition a dialer reported without naming one.
 DIALER = "dialer"
 _Source = Literal["agent", "system", "dialer"]
+#: Calls whose right party an agent confirmed, kept in memory (a node restarted asks again): more than a site's
+#: agents ever have on screen at once; the oldest is forgotten past it.
+KEPT_CONFIRMATIONS = 4096
+#: The refusal of an agent's right-party code before the agent confirmed the call's right party: fixed, it names
+#: no figure of the debt (nothing of the account is checked before it).
+RIGHT_PARTY_FIRST = "confirm the right party of the call first: code {code!r} says the agent spoke with the debtor"
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,8 @@ class WorkspaceService:
     ) -> None:
         self.targets, self.site, self.db, self.hooks, self.clock = targets, targets.site, db, hooks, clock
         self.config, self.campaign, self.texts, self.zone = config, campaign, texts, zone
+        self._confirmed: OrderedDict[int, str] = OrderedDict()  #: attempt id -> the agent that confirmed it
+        self._confirmed_lock = threading.Lock()
 
     def rules(self, account: Account | None) -> PortfolioRules:
         """The account's portfolio's codes and limits (a call without an account: the site's)."""
@@ -125,15 +135,40 @@ class WorkspaceService:
         with self.db.reading() as session:
             return self.rules(self.targets.account(session, account_id, lock=False)).codes
 
+    def confirm_right_party(self, agent: str, attempt_id: int, *, within: frozenset[PortfolioKey] | None) -> None:
+        """``agent`` confirmed it speaks with the debtor of its call ``attempt_id`` (the step that shows it the
+        debt): from now on it may record that call's right-party codes (:data:`RIGHT_PARTY_FIRST`). A call that is
+        not the agent's, or outside ``within``, is refused as :meth:`post_disposition` refuses it."""
+        with self.db.reading() as session:
+            attempt = session.get(ContactAttempt, attempt_id)
+            if attempt is None or attempt.site != self.site:
+                raise _not_yours(attempt_id, agent)
+            self._check_agent(session, attempt, agent, within)
+        with self._confirmed_lock:
+            self._confirmed[attempt_id] = agent
+            self._confirmed.move_to_end(attempt_id)
+            while len(self._confirmed) > KEPT_CONFIRMATIONS:
+                self._confirmed.popitem(last=False)
+
+    def right_party_confirmed(self, agent: str, attempt_id: int) -> bool:
+        """Whether ``agent`` confirmed the right party of its call ``attempt_id`` (since the node started)."""
+        with self._confirmed_lock:
+            return self._confirmed.get(attempt_id) == agent
+
     def post_disposition(
         self, agent: str, disposition: DispositionInput, *, within: frozenset[PortfolioKey] | None
     ) -> SavedDisposition:
         """Record what ``agent`` (a user's name) submitted for a call the dialer connected to its extension, of an
         account ``within`` the portfolios it may see (``None``: the whole site, the integrations' view). A call
         that is not the agent's, or outside ``within``, is refused alike, before anything of its account is read.
-        Raises :class:`~cartera.workspace.errors.WorkspaceError` (naming the field) and stores nothing on bad
-        input."""
-        return self._post(agent, disposition, actor=agent, source="agent", within=within)
+        A code flagged ``right_party`` (so every promise, dispute and cease contact) is refused (``right_party``)
+        until the agent confirmed the call's right party (:meth:`confirm_right_party`), before anything of the
+        account is checked. Raises :class:`~cartera.workspace.errors.WorkspaceError` (naming the field) and stores
+        nothing on bad input."""
+        saved = self._post(agent, disposition, actor=agent, source="agent", within=within)
+        with self._confirmed_lock:
+            self._confirmed.pop(disposition.attempt_id, None)
+        return saved
 
     def system_disposition(self, agent: str, attempt_id: int, code: str) -> SavedDisposition | None:
         """Disposition the agent's call ``wrap_up_timeout`` or ``browser_closed``; ``None`` when the call was
@@ -296,7 +331,8 @@ class WorkspaceService:
         if existing is not None and not self._supersedes(existing, source, now):
             raise AlreadyDispositioned(existing)
         account = attempt.account
-        spec, plan, callback = self._checked(account, wanted, now, source)
+        confirmed = source != "agent" or self.right_party_confirmed(agent, attempt.id)
+        spec, plan, callback = self._checked(account, wanted, now, source, confirmed=confirmed)
         row = session.get_one(DispositionRow, existing.id) if existing is not None else None
         if row is None:
             row = DispositionRow(site=self.site, attempt_id=attempt.id, account_id=attempt.account_id)
@@ -386,10 +422,11 @@ class WorkspaceService:
         )
 
     def _checked(
-        self, account: Account | None, wanted: DispositionInput, now: datetime, source: _Source
+        self, account: Account | None, wanted: DispositionInput, now: datetime, source: _Source, *, confirmed: bool
     ) -> tuple[CodeSpec, tuple[Instalment, ...], CallbackRequest | None]:
         """The code's spec, the promise and the callback to store, each checked (the callback's time against the
-        gate later, once the disposition is in the session's history)."""
+        gate later, once the disposition is in the session's history); a right-party code is refused first unless
+        ``confirmed`` (the agent confirmed the call's right party), so no refusal names the balance before it."""
         rules = self.rules(account)
         spec = rules.code(wanted.code)
         if spec is None:
@@ -398,6 +435,8 @@ class WorkspaceService:
         lenient = source == "dialer"
         if spec.system and source != "system":
             raise WorkspaceError("code", f"{spec.code!r} is recorded by the workspace itself, not chosen")
+        if Flag.RIGHT_PARTY in spec.flags and not confirmed:
+            raise WorkspaceError("right_party", RIGHT_PARTY_FIRST.format(code=spec.code))
         if len(wanted.note) > MAX_NOTE:
             raise WorkspaceError("note", f"{len(wanted.note)} characters, at most {MAX_NOTE}")
         if has_control(wanted.note):

@@ -93,6 +93,10 @@ def test_an_agent_page_receives_the_pushed_pop_and_saves_a_promise(browser: Brow
     assert popped < 2.0, f"the pop took {popped:.2f} s to reach the page"  # the benchmark measures it precisely
     expect(agent.locator("#details")).to_be_hidden()  # no debt before the right party is confirmed
     assert "500" not in agent.locator("#call").inner_text()
+    # nor a promise, nor a code that says the debtor was reached, until then (round 16 M2)
+    expect(agent.locator("#promise-fields")).to_be_hidden()
+    expect(agent.locator("#code option[value=promise_to_pay]")).to_be_disabled()
+    expect(agent.locator("#code option[value=wrong_party]")).to_be_enabled()
     expect(board.locator("tr[data-agent=ana] .state")).to_have_attribute("data-state", "on_call")
     running.shot(agent, "agent-pop")
     running.shot(board, "wallboard")
@@ -102,6 +106,8 @@ def test_an_agent_page_receives_the_pushed_pop_and_saves_a_promise(browser: Brow
     expect(agent.locator("#accounts")).to_contain_text("BCO-1")
     expect(agent.locator("#law li")).to_have_count(2)
     expect(agent.locator("#code option[value=promise_to_pay]")).to_have_count(1)
+    expect(agent.locator("#code option[value=promise_to_pay]")).to_be_enabled()
+    expect(agent.locator("#promise-fields")).to_be_visible()
     agent.select_option("#code", "promise_to_pay")
     agent.fill("input[name=promise_amount]", "200000")
     agent.fill("input[name=promise_due]", "2026-11-30")

@@ -42,6 +42,7 @@
     $("waiting").hidden = false;
     $("details").hidden = true;
     $("before-confirm").hidden = false;
+    $("promise-fields").hidden = true;
     $("call-note").hidden = true;
     $("refused").hidden = true;
     $("disposition").reset();
@@ -113,6 +114,9 @@
         codes.forEach((code, index) => {
           const option = text("option", (index < 9 ? index + 1 + " · " : "") + code.label);
           option.value = code.code;
+          // a code that says the agent spoke with the debtor (a promise...) once the right party is confirmed
+          option.dataset.rightParty = code.flags.includes("right_party") ? "1" : "";
+          option.disabled = option.dataset.rightParty === "1" && $("details").hidden;
           $("code").append(option);
         });
       });
@@ -121,6 +125,8 @@
   function showDetails(details) {
     $("before-confirm").hidden = true;
     $("details").hidden = false;
+    $("promise-fields").hidden = false;
+    for (const option of $("code").options) option.disabled = false;
     $("mini-miranda").hidden = !details.mini_miranda;
     $("script").textContent = details.script || say["agent.script.text"];
     for (const account of details.accounts) {
@@ -233,7 +239,7 @@
     else if (key.key === "p") setState("paused");
     else if (key.key === "c") confirmParty();
     else if (/^[1-9]$/.test(key.key) && $("code").options.length >= Number(key.key)) {
-      $("code").selectedIndex = Number(key.key) - 1;
+      if (!$("code").options[Number(key.key) - 1].disabled) $("code").selectedIndex = Number(key.key) - 1;
     }
   });
 

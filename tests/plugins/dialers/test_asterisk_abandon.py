@@ -221,6 +221,7 @@ def dispositioning(names: list[str]) -> Callable[[Node], None]:
             waited = (datetime.now(UTC) - status.since).total_seconds()
             if status.state is AgentState.WRAP_UP and status.attempt_id is not None and waited >= 1:
                 given = DispositionInput(status.attempt_id, "right_party_contact")
+                node.workspace_service.confirm_right_party(name, given.attempt_id, within=None)  # its page's "C"
                 node.workspace_service.post_disposition(name, given, within=None)
                 node.workspace.dispositioned(name, given.attempt_id)  # as the page's route does
 
