@@ -27,6 +27,7 @@ from cartera.workspace.agents import AgentState
 from cartera.workspace.service import DispositionInput
 from tests.conftest import store_site_calls, write_portfolio
 from tests.peers.asterisk import AMI_USER, IDENTIFICATION_HZ, AsteriskPeer, running_asterisk, tone_share
+from tests.peers.net import free_port
 from tests.peers.sip_agents import AgentPhones, agent_phones
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.sip]
@@ -55,6 +56,9 @@ tick_seconds = 0.2
 promise_sms = false
 reminder_sms = ""
 {campaign}
+
+[sites.t.web]
+port = {web_port}
 
 [sites.t.dialer]
 plugin = "asterisk_ami"
@@ -120,7 +124,13 @@ def run_campaign(
     added before; ``yesterday``: the outcomes of the site's calls of the day before, stored first. The node
     (stopped) and today's attempts."""
     site = tmp_path / "sites.toml"
-    text = SITE.format(campaign=campaign, port=peer.ami_port, message=peer.identification_message, spool=peer.spool)
+    text = SITE.format(
+        campaign=campaign,
+        port=peer.ami_port,
+        web_port=free_port(),
+        message=peer.identification_message,
+        spool=peer.spool,
+    )
     site.write_text(text, encoding="utf-8")
     (tmp_path / "inbox").mkdir()
     rows = [f"BCO-{n};Deudor {n};300 555 {n:02d}0{line};;1.000.000,00;COP" for n, line in enumerate(lines)]
