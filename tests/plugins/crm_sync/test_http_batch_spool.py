@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,59 @@ def test_a_result_never_parses_its_batch_so_a_save_never_waits_on_one(
     assert {answer.rows for answer in answers if answer is not None} == {50}
     assert len(answers) == 40
     assert spool.save(batch_of("small"))[1]
+
+
+@pytest.mark.abuse
+def test_batches_set_aside_are_removed_after_the_retention_and_answered_until_then(tmp_path: Path) -> None:
+    """Every pushed batch was kept for ever: a creditor with a token filled the node's disk at ~25 MB/s. A batch
+    imported (or rejected) is kept ``keep_seconds`` from then, answered as before, then removed with its summary
+    and rejection report; a re-push after that is a new batch (#14 round 16 M5)."""
+    import os
+    import time
+
+    from cartera.plugin import RowError
+
+    spool = BatchSpool(tmp_path, "COP", keep_seconds=30 * 86400)
+    _, stored = spool.save(batch_of("b-1"))
+    assert stored
+    (path,) = spool.pending()
+    spool.record_rejections(path, [RowError(2, "balance", "not an amount")])
+    assert spool.mark_imported(path)
+    spool.save(batch_of("b-2"))
+    (other,) = spool.pending()
+    assert spool.mark_rejected(other)
+    assert spool.purge() == 0
+    answered, stored = spool.save(batch_of("b-1"))  # within the retention: idempotent, as before
+    assert (stored, answered.status, [row.reason for row in answered.rejected]) == (
+        False,
+        "imported",
+        ["not an amount"],
+    )
+    old = time.time() - 31 * 86400
+    for kept in tmp_path.glob("BCO/*/*.json"):
+        os.utime(kept, (old, old))
+    assert spool.purge() == 2
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == []
+    assert spool.result("BCO", "b-1") is None
+    again, stored = spool.save(batch_of("b-1"))
+    assert (stored, again.status) == (True, "pending")
+    assert BatchSpool(tmp_path, "COP").purge() == 0  # no retention set: kept for ever
+
+
+@pytest.mark.abuse
+def test_keep_batches_days_0_removes_a_batch_once_imported(tmp_path: Path) -> None:
+    from cartera.core.clock import SimulatedClock
+    from cartera.core.testing.context import CapturingContext
+    from cartera.plugins.crm_sync.http.config import HttpApiConfig
+    from cartera.plugins.crm_sync.http.plugin import HttpCrmSync
+
+    token = "t" * 32
+    config = HttpApiConfig.model_validate({"creditors": {"BCO": {"token": token}}, "keep_batches_days": 0})
+    clock = SimulatedClock(datetime(2026, 3, 2, tzinfo=UTC), 1e-6)
+    sync = HttpCrmSync(config, CapturingContext(tmp_path / "data", clock=clock))
+    assert sync.spool.keep_seconds == 0
+    sync.spool.save(batch_of("b-1"))
+    (batch,) = sync.fetch()
+    sync.acknowledge(batch)
+    assert list((tmp_path / "data").rglob("*.json")) == []
+    assert HttpApiConfig.model_validate({"creditors": {"BCO": {"token": token}}}).keep_batches_days == 30

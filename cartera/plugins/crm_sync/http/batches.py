@@ -10,6 +10,11 @@ The batch's summary (its sha256 and result: creditor, portfolio, rows, rejected 
 ``{creditor}/summaries/{same name}``, written once when the batch is saved (again when core rejects it whole), so
 a result is answered from it and the batch's place, never by parsing the batch; the spool's lock only covers
 finding and moving files, never reading or writing a whole batch.
+
+A batch set aside (imported or rejected) is kept ``keep_seconds`` from the moment it was set aside (its file's
+modification time), then removed with its summary and rejection report (:meth:`BatchSpool.purge`): a creditor
+pushing without end cannot fill the node's disk. Until then a re-push of its id answers its result as before;
+after, the id is unknown: a re-push is stored and imported again (core knows its sha256 and changes nothing).
 """
 
 from __future__ import annotations
@@ -122,9 +127,10 @@ def _status(path: Path) -> Literal["pending", "imported", "rejected"]:
 class BatchSpool:
     """The pushed batches under ``root``; safe to use from the API's and the sync job's threads at once."""
 
-    def __init__(self, root: Path, currency: str) -> None:
+    def __init__(self, root: Path, currency: str, keep_seconds: float | None = None) -> None:
         self.root = root
         self.currency = currency
+        self.keep_seconds = keep_seconds  #: how long a batch set aside is kept; None: for ever
         self._lock = threading.Lock()
         self._last_received = 0
 
@@ -179,8 +185,12 @@ class BatchSpool:
         rejection report once there is one."""
         report = path.parent.parent / REPORTS / path.name
         update: dict[str, object] = {"status": _status(path)}
-        if report.exists():
-            update["rejected"] = _rejected_rows(RowError(**error) for error in json.loads(report.read_bytes()))
+        try:
+            errors = json.loads(report.read_bytes())
+        except FileNotFoundError:  # none, or purged meanwhile
+            pass
+        else:
+            update["rejected"] = _rejected_rows(RowError(**error) for error in errors)
         return summary.result.model_copy(update=update)
 
     def pending(self) -> list[Path]:
@@ -209,9 +219,31 @@ class BatchSpool:
                 return False
             target.parent.mkdir(exist_ok=True)
             os.replace(path, target)
+            os.utime(target)  # set aside now: its retention counts from here
             fsync_dir(target.parent)
             fsync_dir(path.parent)
         return True
+
+    def purge(self, now: float | None = None) -> int:
+        """Remove the batches set aside (imported, rejected) more than ``keep_seconds`` ago, with their summaries
+        and rejection reports; how many. Nothing when ``keep_seconds`` is None."""
+        if self.keep_seconds is None:
+            return 0
+        cutoff = (time.time() if now is None else now) - self.keep_seconds
+        removed = 0
+        for state in (IMPORTED, REJECTED):
+            for path in self.root.glob(f"*/{state}/*.json"):
+                try:
+                    if path.stat().st_mtime > cutoff:
+                        continue
+                except FileNotFoundError:
+                    continue
+                with self._lock:  # never while a result or a save looks at it
+                    for kept in (path.parent.parent / SUMMARIES / path.name, path.parent.parent / REPORTS / path.name):
+                        kept.unlink(missing_ok=True)
+                    path.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def record_rejections(self, path: Path, errors: Sequence[RowError]) -> bool:
         """Keep core's rejection report of the batch at ``path``; False when it is not a batch of this spool."""

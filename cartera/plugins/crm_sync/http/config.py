@@ -61,6 +61,14 @@ class HttpApiConfig(PluginConfig):
         le=256 << 20,
         description="Largest request body the API reads, bytes (16 MiB: 10,000 rows with room); larger ones get 413.",
     )
+    keep_batches_days: float = Field(
+        30,
+        ge=0,
+        le=3650,
+        description="Days a pushed batch is kept once imported (or rejected), with its summary and rejection report, "
+        "then removed so a creditor cannot fill the node's disk; 0: removed once imported. Until then a re-push of "
+        "its id answers its result; after, the id is unknown (a re-push is imported again, changing nothing).",
+    )
     webhook_attempts: int = Field(
         3, ge=1, le=10, description="Tries per webhook delivery before the export fails (core re-sends later)."
     )

@@ -49,7 +49,9 @@ class HttpCrmSync(CrmSync[HttpApiConfig]):
 
     def __init__(self, config: HttpApiConfig, context: PluginContext) -> None:
         super().__init__(config, context)
-        self.spool = BatchSpool(context.data_dir / "batches", config.currency)
+        self.spool = BatchSpool(
+            context.data_dir / "batches", config.currency, keep_seconds=config.keep_batches_days * 86400
+        )
         self._webhooks = {
             code: Webhook(
                 str(access.webhook_url),
@@ -118,12 +120,17 @@ class HttpCrmSync(CrmSync[HttpApiConfig]):
         return self.spool.read(path)
 
     def fetch(self) -> Iterator[AssignmentBatch]:
+        """The pending batches, once the batches set aside longer than ``keep_batches_days`` are removed."""
+        if removed := self.spool.purge():
+            event(self.context.log, "crm_sync.http.batches_removed", count=removed)
         for path in self.spool.pending():
             yield self.read_file(path)
 
     def acknowledge(self, batch: AssignmentBatch) -> None:
         if self.spool.mark_imported(Path(batch.source)):
             event(self.context.log, "crm_sync.http.batch_imported", file=batch.source)
+            if self.config.keep_batches_days == 0:
+                self.spool.purge()
 
     def reject(self, batch: AssignmentBatch) -> None:
         """Move the stored batch to ``rejected``: ``GET /batches/{id}`` answers status rejected from now on.
