@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -315,6 +316,30 @@ def test_a_huge_cell_is_cut_by_the_server_and_rejects_its_page(
     (cut,) = same_key.fetch()  # a run of one (cut) pair: its page rejected, not a run read back by the cut text
     with pytest.raises(FileRejected, match="line 2: field larger than field limit"):
         list(cut.items)
+
+
+@pytest.mark.abuse
+def test_a_view_that_does_not_answer_is_cancelled_by_the_statement_timeout(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine
+) -> None:
+    """A view waiting on a lock (or pg_sleep) held the sync job, and the node's stop, for ever (round 16 M3)."""
+    insert_rows(creditor_db, GOOD_ROWS[:1])
+    with creditor_db.begin() as connection:
+        connection.execute(sa.text("CREATE VIEW crm.lenta AS SELECT * FROM crm.cartera WHERE pg_sleep(30) IS NOT NULL"))
+    sync = make_sync(tmp_path, postgres_url, view="crm.lenta", statement_timeout_s=2)
+    started = time.monotonic()
+    with pytest.raises(CreditorDatabaseError) as failed:
+        list(sync.fetch())
+    assert time.monotonic() - started < 20
+    assert "view crm.lenta did not answer within statement_timeout_s = 2 s" in str(failed.value)
+    assert "QueryCanceled" in str(failed.value)
+    result = sync.check()
+    assert not result.ok
+    assert "crm.lenta did not answer within statement_timeout_s = 2 s" in result.detail
+    assert time.monotonic() - started < 30
+    sync.stop()
+    with pytest.raises(ValidationError):
+        make_sync(tmp_path, postgres_url, statement_timeout_s=0)
 
 
 def test_a_report_names_the_account_of_a_row_after_a_multi_line_cell(

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
@@ -40,6 +41,14 @@ STREAM_ROWS = 1000
 
 class CreditorDatabaseError(CarteraError):
     """The creditor's database refused or failed a request; the message names the URL without its password."""
+
+
+class StatementTimedOut(CreditorDatabaseError):
+    """A statement ran past ``statement_timeout_s`` and the server cancelled it; the message names what it read."""
+
+
+#: PostgreSQL's SQLSTATE of a statement cancelled (by its statement timeout among others).
+QUERY_CANCELED = "57014"
 
 
 @dataclass(frozen=True)
@@ -138,28 +147,34 @@ def _table(name: str, columns: Sequence[str]) -> TableClause:
     return table(bare, *(column(name) for name in dict.fromkeys(columns)), schema=schema or None)
 
 
-def _session_settings(connection: Any, _record: Any) -> None:
+def _session_settings(statement_timeout_ms: int, connection: Any, _record: Any) -> None:
     """Whatever the server's, role's or database's defaults: dates and timestamps as text in ISO 8601 (the
-    snapshot's format), and floats as text that reads back as the same float (``extra_float_digits`` 3: at 0 or
-    less a float's text is rounded, and a watermark kept as it was read again, or rows after it skipped).
-    Committed: a ``SET`` left in the connection's first transaction was rolled back when the pool took it back."""
+    snapshot's format), floats as text that reads back as the same float (``extra_float_digits`` 3: at 0 or
+    less a float's text is rounded, and a watermark kept as it was read again, or rows after it skipped), and
+    no statement running longer than ``statement_timeout_ms`` (a view that never answers held the sync, and the
+    node's stop, for ever). Committed: a ``SET`` left in the connection's first transaction was rolled back when
+    the pool took it back."""
     cursor = connection.cursor()
     cursor.execute("SET DateStyle TO ISO")
     cursor.execute("SET extra_float_digits TO 3")
+    cursor.execute(f"SET statement_timeout TO {int(statement_timeout_ms)}")
     cursor.close()
     connection.commit()
 
 
 class CreditorDatabase:
-    """One creditor database; SQLAlchemy's pool keeps connections between syncs."""
+    """One creditor database; SQLAlchemy's pool keeps connections between syncs. On PostgreSQL no statement
+    runs longer than ``statement_timeout_s`` seconds."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, statement_timeout_s: float = 300.0) -> None:
         self.engine = create_engine(url, hide_parameters=True, pool_pre_ping=True)
         if self.engine.url.password:
             register_secret(str(self.engine.url.password))
         self.display = self.engine.url.render_as_string(hide_password=True)
+        self.statement_timeout_s = statement_timeout_s
         if self.engine.dialect.name == "postgresql":
-            event.listen(self.engine, "connect", _session_settings)
+            timeout_ms = max(1, round(statement_timeout_s * 1000))
+            event.listen(self.engine, "connect", partial(_session_settings, timeout_ms))
 
     def columns(self, name: str) -> dict[str, TypeEngine[Any]]:
         """The column names of table or view ``name`` and their types."""
@@ -220,7 +235,7 @@ class CreditorDatabase:
             with self.engine.connect() as connection:
                 yield from connection.execution_options(yield_per=STREAM_ROWS).execute(query)
         except SQLAlchemyError as exc:
-            raise self._error(exc) from None
+            raise self._error(exc, f"view {view}") from None
 
     def probe(self, name: str, columns: Sequence[str]) -> None:
         """Read one row of ``columns`` from ``name``: the connection, the table and its columns work."""
@@ -229,7 +244,7 @@ class CreditorDatabase:
             with self.engine.connect() as connection:
                 connection.execute(select(*source.c).limit(1)).all()
         except SQLAlchemyError as exc:
-            raise self._error(exc) from None
+            raise self._error(exc, name) from None
 
     def insert_new(self, name: str, records: Sequence[Mapping[str, Any]], unique: str) -> int:
         """Insert the records whose ``unique`` value the table does not hold yet, in one transaction."""
@@ -246,13 +261,21 @@ class CreditorDatabase:
                 if new:
                     connection.execute(insert(target), new)
         except SQLAlchemyError as exc:
-            raise self._error(exc) from None
+            raise self._error(exc, name) from None
         return len(new)
 
     def dispose(self) -> None:
         self.engine.dispose()
 
-    def _error(self, exc: SQLAlchemyError) -> CreditorDatabaseError:
+    def _error(self, exc: SQLAlchemyError, reading: str | None = None) -> CreditorDatabaseError:
+        """The error as one line naming the URL (without its password); a statement cut by the statement
+        timeout also names what it read (``reading``) and the setting."""
         cause = getattr(exc, "orig", None) or exc
         first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        if getattr(cause, "sqlstate", None) == QUERY_CANCELED and "statement timeout" in first_line:
+            return StatementTimedOut(
+                f"{self.display}: {reading or 'a statement'} did not answer within statement_timeout_s = "
+                f"{self.statement_timeout_s:g} s (the query was cancelled; a lock held on it, or a view too slow "
+                f"to read): {type(cause).__name__}: {first_line}"
+            )
         return CreditorDatabaseError(f"{self.display}: {type(cause).__name__}: {first_line}")

@@ -68,6 +68,15 @@ class SqlSyncConfig(PluginConfig):
     page_rows: int = Field(
         5000, ge=1, le=100_000, description="Rows per delivery: each page of the view is imported on its own."
     )
+    statement_timeout_s: float = Field(
+        300.0,
+        ge=1,
+        le=3600,
+        description="Longest any one statement on the creditor's database may run, seconds (PostgreSQL's "
+        "statement_timeout, set on each connection): a page of the view that does not answer in time (a lock held "
+        "on it, a view too slow) is cancelled and that sync fails naming the view, so neither the sync nor the "
+        "node's stop waits on it for ever.",
+    )
     activities_table: str = Field(
         pattern=TABLE_NAME,
         description="The creditor's table activities are inserted into; its seq column must be unique.",

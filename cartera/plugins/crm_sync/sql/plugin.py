@@ -45,7 +45,14 @@ from cartera.plugin import (
     read_local,
     write_atomically,
 )
-from cartera.plugins.crm_sync.sql.client import CreditorDatabase, CreditorDatabaseError, Position, cells, is_cut
+from cartera.plugins.crm_sync.sql.client import (
+    CreditorDatabase,
+    CreditorDatabaseError,
+    Position,
+    StatementTimedOut,
+    cells,
+    is_cut,
+)
 from cartera.plugins.crm_sync.sql.config import SqlSyncConfig
 
 SNAPSHOT_DATES = ("%Y-%m-%d",)
@@ -86,7 +93,7 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
     @property
     def db(self) -> CreditorDatabase:
         if self._db is None:
-            self._db = CreditorDatabase(self.config.url.get_secret_value())
+            self._db = CreditorDatabase(self.config.url.get_secret_value(), self.config.statement_timeout_s)
         return self._db
 
     def stop(self) -> None:
@@ -187,6 +194,8 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         """``read()`` (a read past the stored position); its error also names the position's file."""
         try:
             return read()
+        except StatementTimedOut:
+            raise  # the view did not answer: the position is not at fault
         except CreditorDatabaseError as exc:
             raise CreditorDatabaseError(
                 f"{exc} (reading past the position stored in {self._position_file}: if that file is damaged, delete "
