@@ -193,6 +193,8 @@ class AssignmentReader:
         row when the header is wrong."""
         chunks = _chunks(stream, seen)
         first_chunk = next(chunks, b"")
+        if problem := _unsupported_export(first_chunk):
+            raise FileRejected(source, problem)
         dialect = seen.dialect = self._dialect(first_chunk.split(b"\n", 1)[0])
         lines = _decoded_lines(itertools.chain([first_chunk], chunks), dialect, source, seen)
         first = next(lines, None)
@@ -425,6 +427,23 @@ def read_identity(batch: AssignmentBatch) -> FileIdentity | None:
     checks it), so an adapter knows the file unchanged without reading it again; None for a batch not read from
     a file here."""
     return batch.hashed.identity if isinstance(batch.hashed, FileReading) else None
+
+
+def _unsupported_export(head: bytes) -> str | None:
+    """What makes a file starting with ``head`` none of the CSVs read here, said so that an operator can fix it:
+    a spreadsheet's UTF-16 ("Unicode text") or bare-CR ("CSV (Macintosh)") export, which would otherwise get a
+    header of NULs or Python's csv message about universal-newline mode; None when it may be one."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in head[:2]:
+        return (
+            'line 1: the file is UTF-16 (a spreadsheet\'s "Unicode text" export), which is not supported: save it as '
+            '"CSV UTF-8"'
+        )
+    if b"\r" in head.split(b"\n", 1)[0].rstrip(b"\r"):
+        return (
+            'line 1: line ends are bare CR, without LF (a spreadsheet\'s "CSV (Macintosh)" export), which is not '
+            'supported: save it as "CSV UTF-8" (line ends LF or CRLF)'
+        )
+    return None
 
 
 def _chunks(stream: IO[bytes], seen: Callable[[bytes], object]) -> Iterator[bytes]:

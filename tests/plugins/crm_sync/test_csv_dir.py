@@ -278,7 +278,7 @@ def test_empty_file_is_rejected(tmp_path: Path) -> None:
 def test_classic_mac_line_endings_are_rejected_naming_the_line(tmp_path: Path) -> None:
     path = tmp_path / "mac.csv"
     path.write_bytes(b"cuenta;nombre;telefono1;saldo\rCR-1;Ana;3001234567;1\r")
-    with pytest.raises(FileRejected, match=r"line 1: new-line character seen in unquoted field"):
+    with pytest.raises(FileRejected, match=r"line 1: line ends are bare CR, without LF"):
         list(make_sync(tmp_path).read_file(path).items)
 
 
@@ -1052,3 +1052,39 @@ def test_a_rejection_report_never_overwrites_an_earlier_one_still_in_the_outbox(
         sync.report_rejections(AssignmentBatch(str(inbox / "asignacion.csv"), "0" * 64, []), [RowError(3, "x", "y")])
     assert len(list(outbox.iterdir())) == 4  # the same report twice: one file
     assert not [p for p in outbox.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            codecs.BOM_UTF16_LE + "cuenta\tnombre\ttelefono1\tsaldo\r\nA-1\tAna\t3001234567\t1\r\n".encode("utf-16-le"),
+            'line 1: the file is UTF-16 (a spreadsheet\'s "Unicode text" export), which is not supported: save it '
+            'as "CSV UTF-8"',
+        ),
+        (
+            "cuenta;nombre;telefono1;saldo\r\nA-1;Ana;3001234567;1\r\n".encode("utf-16-be"),
+            'line 1: the file is UTF-16 (a spreadsheet\'s "Unicode text" export), which is not supported: save it '
+            'as "CSV UTF-8"',
+        ),
+        (
+            b"cuenta;nombre;telefono1;saldo\rA-1;Ana;3001234567;1\rA-2;Luis;3101234567;2\r",
+            'line 1: line ends are bare CR, without LF (a spreadsheet\'s "CSV (Macintosh)" export), which is not '
+            'supported: save it as "CSV UTF-8" (line ends LF or CRLF)',
+        ),
+    ],
+    ids=["utf-16-bom", "utf-16-no-bom", "bare-cr"],
+)
+def test_a_utf16_or_bare_cr_export_is_refused_saying_what_is_wrong(
+    sync: CsvDirSync, tmp_path: Path, content: bytes, expected: str
+) -> None:
+    """Excel's "Unicode text" and "CSV (Macintosh)" exports loaded nothing (right) with a header of NULs or
+    Python's universal-newline message (#14 round 16 L2); CRLF files still load."""
+    path = tmp_path / "export.csv"
+    path.write_bytes(content)
+    with pytest.raises(FileRejected) as rejected:
+        list(sync.read_file(path).items)
+    assert rejected.value.reason == expected
+    path.write_bytes(b"cuenta;nombre;telefono1;saldo\r\nA-1;Ana;3001234567;1\r\n")
+    assert [row.account_ref for row in sync.read_file(path).items if isinstance(row, AssignmentRow)] == ["A-1"]
