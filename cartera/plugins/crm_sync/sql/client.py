@@ -199,7 +199,9 @@ class CreditorDatabase:
         limit: int | None = None,
     ) -> Iterator[Row[Any]]:
         """Up to ``limit`` rows of ``columns`` of ``view`` in ``order`` (watermark, key) after ``after`` (or those
-        ``at`` its (watermark, key)), streamed from the server, each followed by its watermark's and key's text.
+        ``at`` its (watermark, key)), streamed from the server, each followed by its watermark's and key's text
+        and its run: rows of (watermark, key) equal by the database's equality (``1.0`` and ``1.00`` of a numeric,
+        whose texts differ) share it, counted from 1 in the query's order.
 
         Cells come as the database's text of them (``CAST(... AS VARCHAR)``), floats alone typed (their text may
         be ``1e+06``): a cell the driver cannot load (a date ``'infinity'``, a year past 9999) then fails only
@@ -214,7 +216,11 @@ class CreditorDatabase:
             (source.c[name] if isinstance(types.get(name), Float) else _cut(source.c[name])).label(f"c{i}")
             for i, name in enumerate(columns)
         ]
-        marks = [_cut(watermark).label("watermark"), _cut(key).label("key")]
+        marks = [
+            _cut(watermark).label("watermark"),
+            _cut(key).label("key"),
+            func.dense_rank().over(order_by=(watermark, key)).label("run"),
+        ]
         query = select(*selected, *marks).where(watermark.is_not(None))
         if after is not None:
             stored = _typed(after.watermark, types, order[0], "watermark", view)

@@ -140,7 +140,7 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         try:
             first = [tuple(row) for row in self.db.rows(view, [], order, types, after=None, limit=1)]
             if first:
-                list(self.db.rows(view, [], order, types, after=Position(first[0][-2], first[0][-1]), limit=1))
+                list(self.db.rows(view, [], order, types, after=Position(*_pair(first[0])), limit=1))
         except CreditorDatabaseError as exc:
             raise CreditorDatabaseError(
                 f"view {view}: rows cannot be read in order of, and past a position in, ({', '.join(order)}): {exc}"
@@ -164,11 +164,11 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
             writer.writerow(columns)
             lines, refs = parts[-1].count("\n"), {}
             for values in page:
-                record = cells(values[:-2])
+                record = cells(values[:-3])
                 writer.writerow(record)
                 refs[lines + 1] = record[0]  # numbered as core's reader does: the line the record starts on
                 lines += parts[-1].count("\n")
-            count, end = len(page), Position(page[-1][-2], page[-1][-1])
+            count, end = len(page), Position(*_pair(page[-1]))
             data = "".join(parts).encode()
             since = after.describe(order) if after else "from the start"
             batch = self._reader.batch(f"{self.config.view} {since}, {count} row(s)", partial(io.BytesIO, data))
@@ -213,7 +213,7 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
                 self.config.view, columns, order, types, after=after, limit=self.config.page_rows + 1
             )
         ]
-        return [row for _, run in itertools.groupby(rows, _pair) for row in sorted(run, key=_cells_key)]
+        return [row for _, run in itertools.groupby(rows, _run) for row in sorted(run, key=_cells_key)]
 
     def _whole_runs(
         self, columns: list[str], order: tuple[str, str], types: dict[str, Any], page: list[tuple[Any, ...]]
@@ -221,14 +221,14 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         """``page`` (``page_rows`` + 1 rows) cut to ``page_rows``, but never inside a run of rows of equal
         (watermark, key): the next read starts after the pair, so the run's rows past the page would be skipped.
         Such a run is read whole into the page (and logged: the pair should be unique)."""
-        last, following = _pair(page[self.config.page_rows - 1]), _pair(page[self.config.page_rows])
-        if last != following or any(map(is_cut, last)):
+        last, following = page[self.config.page_rows - 1], page[self.config.page_rows]
+        if _run(last) != _run(following) or any(map(is_cut, _pair(last))):
             return page[: self.config.page_rows]  # a cut pair's cell rejects the page: no run to read whole
-        at = Position(*last)
+        at = Position(*_pair(last))
         run = sorted(
             (tuple(row) for row in self.db.rows(self.config.view, columns, order, types, at=at)), key=_cells_key
         )
-        before = list(itertools.takewhile(lambda row: _pair(row) != last, page))
+        before = list(itertools.takewhile(lambda row: _run(row) != _run(last), page))
         event(
             self.context.log,
             "crm_sync.sql.duplicate_order",
@@ -364,7 +364,13 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
 
 def _pair(row: tuple[Any, ...]) -> tuple[Any, Any]:
     """A fetched row's (watermark, key) text."""
-    return row[-2], row[-1]
+    return row[-3], row[-2]
+
+
+def _run(row: tuple[Any, ...]) -> Any:
+    """A fetched row's run in its query: rows of (watermark, key) equal by the database's equality share it (their
+    texts may differ: ``1.0`` and ``1.00``)."""
+    return row[-1]
 
 
 def _cells_key(row: tuple[Any, ...]) -> list[str]:
