@@ -33,6 +33,8 @@ from cartera.plugin import (
     event,
 )
 from cartera.plugins.recording.s3.config import OverwriteGuard, S3Config, Sha256Check
+from cartera.plugins.recording.s3.deadline import Deadlines
+from cartera.plugins.recording.s3.deadline import install as install_deadlines
 
 MiB = 1 << 20
 SHA256_METADATA = "sha256"
@@ -135,6 +137,8 @@ class S3Bucket:
             aws_access_key_id=config.access_key_id.get_secret_value() if config.access_key_id else None,
             aws_secret_access_key=config.secret_access_key.get_secret_value() if config.secret_access_key else None,
         )
+        self.deadlines = Deadlines(config.request_deadline_s, config.min_rate_kib_s * 1024, self.where, log)
+        install_deadlines(self.client, self.deadlines)
         self._upload_args: dict[str, str] = {}
         if config.server_side_encryption:
             self._upload_args["ServerSideEncryption"] = config.server_side_encryption

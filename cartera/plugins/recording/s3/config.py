@@ -89,7 +89,29 @@ class S3Config(PluginConfig):
         description="botocore retry mode: exponential backoff with jitter (adaptive adds client-side rate limiting).",
     )
     connect_timeout_s: float = Field(default=5, gt=0, le=120, description="Seconds to open a connection.")
-    read_timeout_s: float = Field(default=60, gt=0, le=600, description="Seconds to wait for the store's answer.")
+    read_timeout_s: float = Field(
+        default=60, gt=0, le=600, description="Seconds to wait for each read of the store's answer (per read)."
+    )
+    deadline_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="Wall-clock seconds one request (each try, each part) may take in all, plus the time to move "
+        "its body at min_rate_kib_s; a store answering a byte at a time then counts as down. Default: "
+        "connect_timeout_s + 2 * read_timeout_s.",
+    )
+    min_rate_kib_s: float = Field(
+        default=64,
+        gt=0,
+        le=1048576,
+        description="Slowest transfer (KiB/s) a request's deadline allows for: a request moving N KiB (an upload, "
+        "a part, a read back) gets N / min_rate_kib_s seconds more than deadline_s.",
+    )
+
+    @property
+    def request_deadline_s(self) -> float:
+        """deadline_s, or its default from the timeouts."""
+        return self.deadline_s if self.deadline_s is not None else self.connect_timeout_s + 2 * self.read_timeout_s
 
     @field_validator("endpoint_url", mode="before")
     @classmethod
