@@ -63,6 +63,9 @@ class Campaign:
         now = self.clock.now()
         due, unreached = self._due_accounts(now, max(capacity, self.config.listing.candidates))
         for account_id, ref in unreached:
+            if self._paused.is_set():  # stopping: each text may take its gateway's whole timeout
+                event(log, "campaign.reminder_not_sent", account=ref, reason="the node is stopping")
+                continue
             self._remind(account_id, ref)
         ordered = [pick for pick in self.listing.order(due, now) if not pick.waiting]
         picks = ordered[:capacity]
