@@ -3,15 +3,28 @@
 Kannel takes its credentials in the URL query, so every text this module puts into an exception or a
 detail passes :meth:`KannelClient.redact` first, and so does each line urllib3 and uvicorn's access log write
 (request URLs: sendsms with the password, Kannel's callbacks with the token).
+
+Each request has a wall-clock deadline (``timeout_s``, connecting to the last byte of the body), not only a
+bound on each socket read: a box that drips its headers or body a byte at a time would otherwise hold the
+sender (the campaign's tick, and with it the node's stop) forever. A watchdog thread shuts the request's socket
+down when its deadline passes. The body read is bounded too (smsbox answers one line).
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import itertools
 import logging
+import socket
+import threading
+import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from cartera.plugin import MASK
 from cartera.plugins.sms.kannel.config import KannelConfig
@@ -19,6 +32,8 @@ from cartera.plugins.sms.kannel.config import KannelConfig
 SENDSMS_PATH = "/cgi-bin/sendsms"
 _URL_LOGGERS = ("urllib3.connectionpool", "uvicorn.access")
 STATUS_PATH = "/status.txt"
+SENDSMS_MAX_BYTES = 4096  #: the most of smsbox's answer read (it answers one line: ``0: Accepted for delivery``)
+STATUS_MAX_BYTES = 1 << 20  #: the most of bearerbox's status.txt read (a few lines per box and SMSC connection)
 
 
 class KannelUnavailable(Exception):
@@ -35,6 +50,122 @@ class Reply:
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
+
+
+class _Deadline:
+    """The wall-clock deadline of one request. While the request runs it holds a duplicate of the socket the
+    request is on (taken at connect, before any TLS, or when a pooled connection is reused): when the deadline
+    passes, shutting that down ends any read or write blocked on the socket, from the watchdog's thread."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.expired = False
+        self.done = False
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+
+    def watch(self, sock: socket.socket) -> None:
+        """The request now runs on ``sock`` (its own thread)."""
+        twin = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        with self._lock:
+            old, self._socket = self._socket, twin
+            if self.expired:  # it passed while connecting
+                _shut_down(twin)
+        if old is not None:
+            old.close()
+
+    def expire(self) -> None:
+        """The deadline passed (the watchdog's thread)."""
+        with self._lock:
+            self.expired = True
+            if self._socket is not None:
+                _shut_down(self._socket)
+
+    def finish(self) -> bool:
+        """The request is over (its own thread): whether the deadline had passed. Its socket is not cut later."""
+        with self._lock:
+            self.done = True
+            twin, self._socket = self._socket, None
+            expired = self.expired
+        if twin is not None:
+            twin.close()
+        return expired
+
+
+def _shut_down(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by the peer
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+#: The deadline of the request the current thread is making (urllib3 runs it in the caller's thread).
+_requests = threading.local()
+
+
+def _watch(sock: socket.socket) -> None:
+    deadline: _Deadline | None = getattr(_requests, "deadline", None)
+    if deadline is not None:
+        deadline.watch(sock)
+
+
+class _WatchedConnection(HTTPConnection):
+    """A pooled connection that hands its socket to the deadline of the request it runs."""
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _watch(sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        if self.sock is not None:  # reused from the pool (a new one is watched as it connects)
+            _watch(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
+    pass
+
+
+class _Pool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _Watchdog:
+    """One thread that expires a client's request deadlines in time order (started on the first request)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._queue: list[tuple[float, int, _Deadline]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: _Deadline) -> None:
+        with self._changed:
+            heapq.heappush(self._queue, (deadline.at, next(self._order), deadline))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="kannel-deadlines", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def close(self) -> None:
+        with self._changed:
+            thread, self._thread = self._thread, None
+            self._queue.clear()
+            self._changed.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5)
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        with self._changed:
+            while self._thread is me:
+                now = time.monotonic()
+                while self._queue and (self._queue[0][2].done or self._queue[0][0] <= now):
+                    heapq.heappop(self._queue)[2].expire()
+                self._changed.wait(self._queue[0][0] - now if self._queue else None)
 
 
 class _RedactingFilter(logging.Filter):
@@ -58,6 +189,8 @@ class KannelClient:
         self._http = urllib3.PoolManager(
             num_pools=2, maxsize=config.max_connections, timeout=urllib3.Timeout(total=config.timeout_s), retries=False
         )
+        self._http.pool_classes_by_scheme = {"http": _Pool, "https": _HTTPSPool}
+        self._watchdog = _Watchdog()
         secrets = [config.username, config.password.get_secret_value()]
         secrets += [s.get_secret_value() for s in (config.status_password, config.callback_token) if s is not None]
         forms = {form for secret in secrets if secret for form in (secret, quote(secret, safe=""), quote_plus(secret))}
@@ -68,6 +201,7 @@ class KannelClient:
 
     def close(self) -> None:
         self._http.clear()
+        self._watchdog.close()
         for name in _URL_LOGGERS:
             logging.getLogger(name).removeFilter(self._log_filter)
 
@@ -80,19 +214,51 @@ class KannelClient:
     def sendsms(self, params: dict[str, str]) -> Reply:
         """One ``sendsms`` request as the configured user with ``params`` (to, text, dlr-url...)."""
         query = {"username": self.config.username, "password": self.config.password.get_secret_value(), **params}
-        return self._get(f"{self.config.smsbox_url}{SENDSMS_PATH}", query, "smsbox")
+        return self._get(f"{self.config.smsbox_url}{SENDSMS_PATH}", query, "smsbox", SENDSMS_MAX_BYTES)
 
     def bearerbox_status(self) -> Reply:
         """bearerbox's plain-text status page (``Status: running...``, one line per SMSC connection)."""
         if self.config.status_url is None:
             raise ValueError("no status_url configured")
         password = self.config.status_password.get_secret_value() if self.config.status_password else ""
-        return self._get(f"{self.config.status_url}{STATUS_PATH}", {"password": password}, "bearerbox")
+        url = f"{self.config.status_url}{STATUS_PATH}"
+        return self._get(url, {"password": password}, "bearerbox", STATUS_MAX_BYTES)
 
-    def _get(self, url: str, params: dict[str, str], box: str) -> Reply:
+    def _get(self, url: str, params: dict[str, str], box: str, limit: int) -> Reply:
+        """The box's answer within ``timeout_s`` of wall-clock time, its body cut after ``limit`` bytes."""
+        deadline = _Deadline(time.monotonic() + self.config.timeout_s)
+        _requests.deadline = deadline
+        self._watchdog.watch(deadline)
+        response: urllib3.BaseHTTPResponse | None = None
+        body, problem = b"", None
         try:
-            response = self._http.request("GET", url, fields=params)
-        except urllib3.exceptions.HTTPError as exc:
+            response = self._http.request("GET", url, fields=params, preload_content=False, decode_content=False)
+            body = _read_at_most(response, limit)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             problem = str(exc) or type(exc).__name__
-            raise KannelUnavailable(self.redact(f"{box} at {url} did not answer: {problem}")) from None
-        return Reply(response.status, self.redact(response.data.decode("utf-8", "replace").strip()))
+        finally:
+            _requests.deadline = None
+            if deadline.finish():
+                problem = f"no full answer within timeout_s ({self.config.timeout_s:g} s)"
+        if response is not None and (problem is not None or len(body) > limit):
+            response.close()  # the rest is never read: the connection is not reused
+        if response is not None:
+            response.release_conn()
+        if problem is not None:
+            raise KannelUnavailable(self.redact(f"{box} at {url} did not answer: {problem}"))
+        text = body[:limit].decode("utf-8", "replace").strip()
+        if len(body) > limit:
+            text += f" [... cut after {limit} bytes]"
+        assert response is not None
+        return Reply(response.status, self.redact(text))
+
+
+def _read_at_most(response: urllib3.BaseHTTPResponse, limit: int) -> bytes:
+    """The body up to its end, or its first ``limit + 1`` bytes when it is longer."""
+    body = b""
+    while len(body) <= limit:
+        chunk = response.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return body

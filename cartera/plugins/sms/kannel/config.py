@@ -54,7 +54,12 @@ class KannelConfig(PluginConfig):
         description="a shared secret (16+ letters, digits, - or _) the node requires on Kannel's delivery-report "
         "and MO callbacks, as ?token=...: put the same in the sms-service get-url",
     )
-    timeout_s: float = Field(default=10.0, gt=0, description="seconds to wait for smsbox or bearerbox to answer")
+    timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds smsbox or bearerbox has for a whole answer (connecting to the body's last byte): "
+        "a box slower than that counts as not answering",
+    )
     max_connections: int = Field(default=16, ge=1, le=256, description="HTTP connections kept open to smsbox")
 
     @field_validator("callback_token")
