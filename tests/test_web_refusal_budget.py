@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from cartera.web.app import build_app
 from cartera.web.refusals import PER_MINUTE, WINDOW_S, AnonymousRefusals
-from tests.test_web_pages import Site
+from tests.test_web_pages import FREE_TRIES, Site, csrf_of
 from tests.test_web_pages import site as pages_site
 
 pytestmark = pytest.mark.abuse
@@ -65,3 +65,26 @@ def test_a_flood_of_anonymous_refusals_adds_at_most_the_budget_and_one_summary(
     assert (audited.action, audited.subject) == ("web.rejected", "/no-such-page")  # a new minute, a new budget
     assert [record.getMessage() for record in caplog.records] == ["web.rejected_unaudited"]
     assert len(site.audits()) == before + PER_MINUTE + 4
+
+
+def test_strangers_recordings_requests_and_throttled_sign_ins_have_budgets_of_their_own(site: Site) -> None:
+    """Round 17: anonymous requests under /recordings were audited each, and so was each sign-in refused while
+    locked: one client added ~260 rows a second through either. Each has a budget per address of its own, so a
+    flood of unknown paths still leaves a stranger's first recordings requests audited."""
+    app = build_app(site.node.web_services())
+    app.state.refusal_audit.budget.clock = Clock()
+    stranger = TestClient(app, raise_server_exceptions=False)
+    for _ in range(2 * PER_MINUTE):
+        assert stranger.get("/no-such-page").status_code == 404
+    before = len(site.audits())
+    for n in range(3 * PER_MINUTE):
+        assert stranger.get(f"/recordings/{n}x", follow_redirects=False).status_code == 303
+    assert len(site.audits()) == before + PER_MINUTE
+    for _ in range(FREE_TRIES):
+        form = stranger.get("/login")
+        stranger.post("/login", data={"user": "ana", "password": "wrong-password", "csrf": csrf_of(form.text)})
+    for _ in range(2 * PER_MINUTE):
+        form = stranger.get("/login")
+        answer = stranger.post("/login", data={"user": "ana", "password": "x", "csrf": csrf_of(form.text)})
+        assert answer.status_code == 429
+    assert len(site.audits("web.login_throttled")) == PER_MINUTE

@@ -2,7 +2,8 @@
 path, a missing static file, the agent's stream without a session) wrote an audit row, kept forever: one client
 added ~250 rows a second. Past :data:`PER_MINUTE` refusals of one address in a minute they are only counted; one
 ``web.rejected_unaudited`` entry (and log line) a minute says how many went unwritten. Anonymous requests to the
-recordings' routes (the player's pages and files) are always audited, as are failures (5xx)."""
+recordings' routes (the player's pages and files) and throttled sign-ins have budgets of their own, so a flood of
+other refusals never leaves them unaudited; failures (5xx) are always audited."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from cartera.web.context import Web, anonymous
 PER_MINUTE = 30  #: audit entries of one address's anonymous refusals in one minute
 WINDOW_S = 60.0
 MAX_ADDRESSES = 10_000  #: addresses given a budget in one minute: the rest's refusals are only counted
-RECORDINGS = "/recordings"  #: anonymous requests to it and below it are audited whatever the budget
+RECORDINGS = "/recordings"  #: anonymous requests to it and below it have a budget of their own
+SIGN_IN = "sign-in"  #: the kind of a throttled sign-in's entry, with a budget of its own
 log = logging.getLogger("cartera.web")
 
 
@@ -31,14 +33,15 @@ class AnonymousRefusals:
         self.clock = clock
         self._lock = threading.Lock()
         self._window_end = 0.0
-        self._written: dict[str, int] = {}  #: this minute's entries by actor (the addresses seen this minute)
+        self._written: dict[tuple[str, str], int] = {}  #: this minute's entries by (actor, kind)
         self._unwritten = 0
         self._unwritten_actors: set[str] = set()
 
     def admit(self, actor: str, path: str) -> tuple[bool, tuple[int, int] | None]:
-        """Whether ``actor``'s refusal at ``path`` is audited, and, once a minute when some went unwritten, the
-        count of refusals and of addresses the last minute left unaudited (to write as one summary): it comes with
-        the first refusal after that minute."""
+        """Whether ``actor``'s refusal at ``path`` (or of kind :data:`SIGN_IN`) is audited, and, once a minute when
+        some went unwritten, the count of refusals and of addresses the last minute left unaudited (to write as one
+        summary): it comes with the first refusal after that minute. Each address has a budget per kind: the
+        recordings' routes, sign-ins, anything else."""
         with self._lock:
             summary = None
             now = self.clock()
@@ -48,10 +51,12 @@ class AnonymousRefusals:
                 self._window_end, self._written, self._unwritten = now + WINDOW_S, {}, 0
                 self._unwritten_actors = set()
             if path == RECORDINGS or path.startswith(f"{RECORDINGS}/"):
-                return True, summary
-            written = self._written.get(actor, 0)
+                key = (actor, RECORDINGS)
+            else:
+                key = (actor, SIGN_IN if path == SIGN_IN else "")
+            written = self._written.get(key, 0)
             if written < self.per_minute and (written or len(self._written) < MAX_ADDRESSES):
-                self._written[actor] = written + 1
+                self._written[key] = written + 1
                 return True, summary
             self._unwritten += 1
             if len(self._unwritten_actors) < 1000:  # bounded: a count past it is at least that many
@@ -71,11 +76,20 @@ class RefusalAudit:
         """``actor`` None: an anonymous request."""
         if actor is None:
             actor = anonymous(request)
-            admitted, summary = self.budget.admit(actor, request.url.path)
-            if summary is not None:
-                count, addresses = summary
-                event(log, "web.rejected_unaudited", logging.WARNING, count=count, addresses=addresses)
-                self.web.audit("web", "web.rejected_unaudited", "anonymous refusals", count=count, addresses=addresses)
-            if not admitted:
+            if not self._admitted(actor, request.url.path):
                 return
         self.web.audit(actor, "web.rejected", request.url.path[:200], status=status, reason=reason[:300])
+
+    def throttled_sign_in(self, request: Request, user: str, until: str) -> None:
+        """A sign-in refused as its user or address is locked (``web.login_throttled``), within its budget."""
+        actor = anonymous(request)
+        if self._admitted(actor, SIGN_IN):
+            self.web.audit(actor, "web.login_throttled", f"user:{user}"[:200], until=until)
+
+    def _admitted(self, actor: str, kind: str) -> bool:
+        admitted, summary = self.budget.admit(actor, kind)
+        if summary is not None:
+            count, addresses = summary
+            event(log, "web.rejected_unaudited", logging.WARNING, count=count, addresses=addresses)
+            self.web.audit("web", "web.rejected_unaudited", "anonymous refusals", count=count, addresses=addresses)
+        return admitted

@@ -59,7 +59,7 @@ def signin_router(web: Web) -> APIRouter:
         address = client_address(request)
         locked = web.throttle.attempt(user, address)
         if locked is not None:
-            web.audit(anonymous(request), "web.login_throttled", f"user:{user}", until=locked.isoformat())
+            request.app.state.refusal_audit.throttled_sign_in(request, user, locked.isoformat())
             return _login_page(request, "login.throttled", 429, until=f"{locked:%H:%M:%S}")
         found = web.workers.low_priority(lambda: web.users.authenticate(user, password))
         if found is None:
