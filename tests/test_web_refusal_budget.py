@@ -9,9 +9,10 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
+from cartera.users.sessions import FREE_TRIES
 from cartera.web.app import build_app
 from cartera.web.refusals import PER_MINUTE, WINDOW_S, AnonymousRefusals
-from tests.test_web_pages import FREE_TRIES, Site, csrf_of
+from tests.test_web_pages import Site, csrf_of
 from tests.test_web_pages import site as pages_site
 
 pytestmark = pytest.mark.abuse
