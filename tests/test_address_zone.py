@@ -108,6 +108,25 @@ def test_http_push_of_an_implausible_zone_is_rejected_with_its_index(
     assert "Asia/Tokyo" in answer["rejected"][0]["reason"]
 
 
+def test_http_push_of_a_zone_too_long_for_a_file_name_quarantines_only_that_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, open_node: Callable[..., Node]
+) -> None:
+    """Red-team round 17 M5: ZoneInfo raised OSError (ENAMETOOLONG) for a zone over 255 characters; the whole
+    batch failed on every run instead of quarantining the row."""
+    node = open_node(http_site(tmp_path, monkeypatch))
+    rows = [row("TZ-1", "+573109990001", timezone="A" * 300), row("TZ-2", "3101234567", timezone="America/Bogota")]
+    port = node.site.section.web.port
+    with WebServer(build_app(node.web_services()), "127.0.0.1", port):
+        base = f"http://127.0.0.1:{port}{PLUGIN_PREFIX}/crm_sync/v1"
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {BCO_TOKEN}"}, timeout=10) as client:
+            assert client.post("/batches", json=batch("tz-1", rows, creditor="BANCO")).status_code == 202
+            run = node.creditor_sync().run_once()
+            assert [report.new for report in run.imports] == [1]
+            answer = client.get("/batches/tz-1").json()
+    assert answer["status"] == "imported"
+    assert [(r["index"], r["field"]) for r in answer["rejected"]] == [(0, "timezone")]
+
+
 def test_import_file_quarantines_an_implausible_zone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = http_site(tmp_path, monkeypatch)
     file = tmp_path / "mail.json"

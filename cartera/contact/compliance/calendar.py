@@ -99,7 +99,7 @@ def check_zone(text: str | None) -> str | None:
         return None
     try:
         return ZoneInfo(text.strip()).key
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         raise ValueError(f"time zone {text!r} is not an IANA name like 'America/Tijuana'") from None
 
 

@@ -261,7 +261,7 @@ def debtor_zones(address: str | None, phone: str, fallback: ZoneInfo) -> tuple[t
         return number, None
     try:
         zone = ZoneInfo(address)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return number, f"the creditor's address zone {address!r} is not a known zone: the number's zones are used"
     country = number_country(phone)
     if address in country_zones(country):
