@@ -82,6 +82,17 @@ def test_bad_timezone_is_named(hooks: Hooks, sites_toml: Path) -> None:
     assert message.count("America/Bogata") == 1
 
 
+@pytest.mark.abuse
+def test_a_timezone_too_long_for_a_file_name_is_named(hooks: Hooks, sites_toml: Path) -> None:
+    """Red-team round 17 L1: ZoneInfo raised a raw OSError (ENAMETOOLONG) for a name over 255 characters."""
+    text = sites_toml.read_text()
+    sites_toml.write_text(text.replace("America/Bogota", "A" * 5000))
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "America/Bogota" in row)
+    message = _error(hooks, sites_toml)
+    assert message.startswith(f"{sites_toml}:{line}: site 't', key 'timezone': unknown time zone 'AAAA"), message
+    assert message.count("A" * 5000) == 1
+
+
 def test_bad_clock_and_window_values_are_named(hooks: Hooks, sites_toml: Path) -> None:
     sites_toml.write_text(sites_toml.read_text().replace('end = "19:00"', 'end = "06:00"'))
     assert "key 'compliance.contact_window'" in _error(hooks, sites_toml)

@@ -350,7 +350,7 @@ class SiteSection(_Section):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
             raise ValueError(f"unknown time zone {value!r} (use an IANA name like America/Bogota)") from None
         return value
 
