@@ -19,6 +19,7 @@ from cartera.core.errors import StoreUnavailable
 from cartera.core.testing.context import CapturingContext
 from cartera.core.testing.recording_store import make_recording_file
 from cartera.plugins.recording.s3.config import S3Config
+from cartera.plugins.recording.s3.deadline import Deadlines
 from cartera.plugins.recording.s3.plugin import S3Store
 
 pytestmark = pytest.mark.abuse
@@ -203,3 +204,68 @@ def test_the_deadline_defaults_from_the_timeouts() -> None:
     config = S3Config(bucket="grabaciones", connect_timeout_s=5, read_timeout_s=60)
     assert config.request_deadline_s == 125
     assert S3Config(bucket="grabaciones", deadline_s=30).request_deadline_s == 30
+
+
+def huge_answer(length: int, seconds: float) -> Callable[[socket.socket, bytes, threading.Event], None]:
+    """Answers 200 announcing ``length`` bytes of body, then sends one byte every 0.2 s for ``seconds``."""
+
+    def handle(conn: socket.socket, _head: bytes, stop: threading.Event) -> None:
+        conn.sendall(b'HTTP/1.1 200 OK\r\nETag: "0123456789abcdef0123456789abcdef"\r\n')
+        conn.sendall(b"Content-Length: %d\r\n\r\n" % length)
+        for _ in range(int(seconds / 0.2)):
+            if stop.wait(0.2):
+                return
+            conn.sendall(b"x")
+
+    return handle
+
+
+def test_an_announced_huge_answer_extends_the_deadline_at_most_by_the_cap(
+    peer: Callable[..., Peer], make_store: Callable[..., S3Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 17 M1a: an answer announcing 1e11 bytes gave its request ~17 days at 64 KiB/s; the extension is
+    capped (here at 1 s, so the deadline is 1 + 1 s)."""
+    monkeypatch.setattr("cartera.plugins.recording.s3.deadline.MAX_ANSWER_EXTENSION_S", 1.0)
+    store = make_store(peer(huge_answer(100_000_000_000, 20)).url, deadline_s=1)
+    began = time.monotonic()
+    with pytest.raises(botocore.exceptions.BotoCoreError):
+        store.bucket.client.put_object(Bucket="grabaciones", Key="a/1.wav", Body=b"x")
+    assert 1.8 < time.monotonic() - began < 6  # before: until the store stopped sending (20 s)
+
+
+def test_an_answer_announcing_2_to_the_63_bytes_leaves_later_requests_a_deadline(
+    peer: Callable[..., Peer], make_store: Callable[..., S3Store]
+) -> None:
+    """Round 17 M1b: the extension for 2^63 - 1 announced bytes made the watchdog's wait overflow; its thread
+    died and no later request of the client had a deadline."""
+    answers = iter([huge_answer(2**63 - 1, 1), drip])
+
+    def handle(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
+        next(answers)(conn, head, stop)
+
+    store = make_store(peer(handle).url, deadline_s=1)
+    with pytest.raises((botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)):
+        store.bucket.client.put_object(Bucket="grabaciones", Key="a/1.wav", Body=b"x")
+    began = time.monotonic()
+    with pytest.raises(botocore.exceptions.ReadTimeoutError):
+        store.bucket.client.put_object(Bucket="grabaciones", Key="a/2.wav", Body=b"x")
+    assert time.monotonic() - began < 6  # before: the drip's 60 s
+
+
+def test_the_watchdog_survives_a_deadline_too_far_to_wait_for() -> None:
+    """A tiny min_rate_kib_s makes a request's deadline infinite: the watchdog still cuts the others."""
+
+    class Conn:
+        sock = None
+        deadline_expired = False
+
+    deadlines = Deadlines(0.3, 1e-300, "here", logging.getLogger("test"))
+    far, near = Conn(), Conn()
+    deadlines.arm(far, "PUT", 10**6)
+    time.sleep(0.1)
+    deadlines.arm(near, "GET", 0)
+    time.sleep(1)
+    assert near.deadline_expired
+    assert not far.deadline_expired
+    assert [t for t in threading.enumerate() if t.name == "s3-deadlines"]
+    deadlines.disarm(far)

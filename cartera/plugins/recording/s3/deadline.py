@@ -4,7 +4,8 @@ botocore's ``read_timeout`` bounds each read from the socket, so a store that an
 body byte) at a time within it never times out: archival, ``check`` and the node's stop waited on it forever.
 Here each request (each try of botocore's retries, each part of a multipart upload) gets a deadline of
 ``deadline_s`` plus one second per ``min_rate_kib_s`` KiB of body sent or announced in the answer's
-Content-Length, so a large upload or read still goes through at that rate. A watchdog thread shuts down the
+Content-Length (that announced length, which the store chooses, adds at most MAX_ANSWER_EXTENSION_S), so a large
+upload or read still goes through at that rate. A watchdog thread, which no error ends, shuts down the
 socket of a request past its deadline: the request fails like a read timeout and botocore retries it or
 gives up (the plugin's StoreUnavailable). The connection classes are this client's own (never process-wide)."""
 
@@ -21,6 +22,11 @@ import botocore.awsrequest
 from urllib3.connectionpool import HTTPConnectionPool
 
 from cartera.plugin import event
+
+MAX_ANSWER_EXTENSION_S = 3600.0
+"""The most time an answer's announced Content-Length adds to a request's deadline (1 GiB at 300 KiB/s): the
+store chooses that length, and 1e11 bytes at the default 64 KiB/s would otherwise give a try ~17 days."""
+_MAX_WAIT_S = 60.0  # the watchdog wakes at least this often (a far deadline never overflows the wait)
 
 
 class Deadlines:
@@ -53,7 +59,7 @@ class Deadlines:
         """More time for a request whose answer announces ``size`` bytes of body."""
         if size <= 0:
             return
-        more = size / self.min_rate_bytes_s
+        more = min(size / self.min_rate_bytes_s, MAX_ANSWER_EXTENSION_S)
         with self._cond:
             if conn in self._due:
                 due, seconds, method = self._due[conn]
@@ -69,15 +75,32 @@ class Deadlines:
 
     def _watch(self) -> None:
         with self._cond:
-            while self._due:
-                now = time.monotonic()
-                for conn, (due, seconds, method) in list(self._due.items()):
-                    if due <= now:
-                        del self._due[conn]
-                        self._expire(conn, seconds, method)
-                if self._due:
-                    self._cond.wait(max(0.0, min(due for due, _, _ in self._due.values()) - now))
-            self._watchdog = None
+            try:
+                while self._due:
+                    try:
+                        self._expire_due()
+                    except Exception as exc:  # the watchdog never dies: later requests would have no deadline
+                        event(
+                            self._log,
+                            "s3.deadline_watchdog_error",
+                            logging.ERROR,
+                            endpoint=self._where,
+                            error=repr(exc),
+                        )
+                        self._cond.wait(1.0)
+            finally:
+                self._watchdog = None
+
+    def _expire_due(self) -> None:
+        """Expire the requests past their deadline, then wait for the next deadline (or a new request)."""
+        now = time.monotonic()
+        for conn, (due, seconds, method) in list(self._due.items()):
+            if due <= now:
+                del self._due[conn]
+                self._expire(conn, seconds, method)
+        if self._due:
+            wait = min(due for due, _, _ in self._due.values()) - now
+            self._cond.wait(min(max(0.0, wait), _MAX_WAIT_S))
 
     def _expire(self, conn: Any, seconds: float, method: str) -> None:
         conn.deadline_expired = True
