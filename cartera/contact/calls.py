@@ -253,8 +253,9 @@ class CallService:
             if attempt is None or attempt.site != self.site:
                 event(log, "call.unknown_attempt", logging.WARNING, attempt=connected.attempt_id, agent=connected.agent)
                 return False
-            attempt.agent, attempt.connected_at = connected.agent, connected.at
-        event(log, "call.agent_connected", attempt=connected.attempt_id, agent=connected.agent)
+            agent = _stored_agent(connected.attempt_id, connected.agent)
+            attempt.agent, attempt.connected_at = agent, connected.at
+        event(log, "call.agent_connected", attempt=connected.attempt_id, agent=agent)
         self.pace.connected(connected)
         return True
 
@@ -269,6 +270,8 @@ class CallService:
             if attempt.state == "finished":
                 event(log, "call.duplicate_report", logging.WARNING, attempt=result.attempt_id)
                 return
+            if result.agent is not None:
+                result = replace(result, agent=_stored_agent(result.attempt_id, result.agent))
             attempt.state = "finished"
             attempt.outcome = result.outcome.value
             attempt.raw_cause = result.raw_cause
@@ -371,6 +374,20 @@ class CallService:
     def _defer(self, account: Account | None, decision: Decision, now: datetime) -> None:
         if account is not None:
             account.next_contact_at = decision.next_allowed_at or now + timedelta(days=1)
+
+
+#: The longest agent identity the store keeps (``contact_attempts.agent``, ``users.extension``: String(64)).
+AGENT_MAX = 64
+
+
+def _stored_agent(attempt_id: int, agent: str | None) -> str | None:
+    """``agent`` as a dialer's report names it, or ``None`` (logged) when it is longer than any agent the store can
+    keep (and so than any user's extension): a misconfigured or hostile PBX's interface name must not cost the
+    call's end, which PostgreSQL would refuse whole (round 17 M3)."""
+    if agent is None or len(agent) <= AGENT_MAX:
+        return agent
+    event(log, "call.agent_too_long", logging.WARNING, attempt=attempt_id, length=len(agent), agent=agent[:AGENT_MAX])
+    return None
 
 
 def _refuse_unknown_agent(dialer: Dialer[Any], agent: str) -> None:
