@@ -279,6 +279,37 @@ def test_a_page_rejected_for_an_over_long_cell_is_reported_set_aside_and_held(
 
 
 @pytest.mark.abuse
+def test_a_page_reading_differently_each_time_keeps_one_snapshot_set_aside(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine
+) -> None:
+    """A rejected page with a volatile cell (clock_timestamp()) was set aside anew on every sync, each snapshot kept
+    for ever (round 17 M2): one is kept per position, the newest; a page that reads the same is still held."""
+    insert_rows(creditor_db, [(*GOOD_ROWS[0][:7], 1), (*GOOD_ROWS[1][:7], 2)])
+    with creditor_db.begin() as connection:
+        connection.execute(
+            sa.text(
+                "CREATE VIEW crm.volatil AS SELECT cuenta, clock_timestamp()::text || repeat('N', 140000) AS nombre,"
+                " telefono1, saldo, version FROM crm.cartera"
+            )
+        )
+    sync = make_sync(tmp_path, postgres_url, view="crm.volatil")
+    folder = tmp_path / "data" / "rejected"
+    for _ in range(3):
+        (batch,) = sync.fetch()
+        with pytest.raises(FileRejected):
+            list(batch.items)
+        sync.reject(batch)
+        (kept,) = folder.iterdir()
+        assert kept.read_bytes().startswith(b"cuenta;"), "the newest snapshot"
+    insert_rows(creditor_db, [HUGE_NAME_ROW])
+    steady = make_sync(tmp_path / "steady", postgres_url)
+    (batch,) = steady.fetch()
+    steady.reject(batch)
+    assert list(steady.fetch()) == [], "held before the page that reads the same"
+    assert len(list((tmp_path / "steady" / "data" / "rejected").iterdir())) == 1
+
+
+@pytest.mark.abuse
 def test_a_huge_cell_is_cut_by_the_server_and_rejects_its_page(
     tmp_path: Path, postgres_url: str, creditor_db: sa.Engine
 ) -> None:

@@ -15,6 +15,7 @@ page neither acknowledged nor set aside (its import or report failed) ends the r
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import itertools
 import json
@@ -88,6 +89,8 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         self._rejected_dir = context.data_dir / "rejected"
         #: pages fetched and not yet acknowledged or set aside: their end, snapshot, and account by line
         self._unacknowledged: dict[str, tuple[Position, bytes, dict[int, str]]] = {}
+        #: where each of those pages starts (its ``since`` text): a page set aside is kept per start
+        self._starts: dict[str, str] = {}
         self._db: CreditorDatabase | None = None
 
     @property
@@ -150,6 +153,7 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         columns, order, types = self._layout()
         after = stored = self._position()
         self._unacknowledged.clear()
+        self._starts.clear()
         while True:
             if after is not None and after is stored:
                 page = self._stored_read(partial(self._page, columns, order, types, after))
@@ -172,21 +176,23 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
             data = "".join(parts).encode()
             since = after.describe(order) if after else "from the start"
             batch = self._reader.batch(f"{self.config.view} {since}, {count} row(s)", partial(io.BytesIO, data))
-            if self._set_aside(batch).exists():
+            held = self._held(batch, since)
+            if held is not None:
                 event(
                     self.context.log,
                     "crm_sync.sql.held",
                     logging.WARNING,
                     view=self.config.view,
                     position=since,
-                    rejected=str(self._set_aside(batch)),
+                    rejected=str(held),
                 )
                 return
             self._unacknowledged[batch.content_sha256] = (end, data, refs)
+            self._starts[batch.content_sha256] = since
             yield batch
             if batch.content_sha256 in self._unacknowledged:
                 return  # neither acknowledged nor set aside (its delivery failed): the next run reads it again
-            if not more or self._set_aside(batch).exists():
+            if not more or self._held(batch, since) is not None:
                 return  # the last page, or one rejected: the rows after it wait until it is corrected
             after = end
 
@@ -256,21 +262,34 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
 
     def reject(self, batch: AssignmentBatch) -> None:
         """Keep the snapshot of a page rejected whole in ``rejected/``; the position does not move, and
-        ``fetch`` holds before the page while the view reads it the same."""
+        ``fetch`` holds before the page while the view reads it the same. One snapshot is kept per position: a
+        page that reads differently each time (a volatile cell) replaces the one set aside before it."""
         page = self._unacknowledged.pop(batch.content_sha256, None)
-        if page is None:
+        since = self._starts.pop(batch.content_sha256, None)
+        if page is None or since is None:
             return
         self._rejected_dir.mkdir(parents=True, exist_ok=True)
-        target = self._set_aside(batch)
+        target = self._set_aside(batch, since)
 
         def write(sink: IO[bytes]) -> None:
             sink.write(page[1])
 
         write_atomically(target, write)
+        for older in self._rejected_dir.glob(f"{_start_tag(since)}-*.csv"):
+            if older != target:
+                older.unlink(missing_ok=True)
         event(self.context.log, "crm_sync.sql.set_aside", view=self.config.view, page=batch.source, to=str(target))
 
-    def _set_aside(self, batch: AssignmentBatch) -> Path:
-        return self._rejected_dir / f"{batch.content_sha256}.csv"
+    def _set_aside(self, batch: AssignmentBatch, since: str) -> Path:
+        """Where a page starting at ``since`` is kept when rejected: named by its start and its content."""
+        return self._rejected_dir / f"{_start_tag(since)}-{batch.content_sha256}.csv"
+
+    def _held(self, batch: AssignmentBatch, since: str) -> Path | None:
+        """The snapshot this page was set aside as, if it was (also under the older name, its hash alone)."""
+        for path in (self._set_aside(batch, since), self._rejected_dir / f"{batch.content_sha256}.csv"):
+            if path.exists():
+                return path
+        return None
 
     def report_rejections(self, batch: AssignmentBatch, errors: Sequence[RowError]) -> None:
         """Insert each quarantined row of a page into the rejections table, once (ids: page hash and line)."""
@@ -360,6 +379,11 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
             now=f"{self.config.view} by {', '.join(self._order)}",
         )
         return None
+
+
+def _start_tag(since: str) -> str:
+    """A page start's part of a set-aside snapshot's name."""
+    return hashlib.sha256(since.encode()).hexdigest()[:16]
 
 
 def _pair(row: tuple[Any, ...]) -> tuple[Any, Any]:
