@@ -310,6 +310,29 @@ def test_a_page_reading_differently_each_time_keeps_one_snapshot_set_aside(
 
 
 @pytest.mark.abuse
+def test_a_watermark_moving_on_every_read_ends_the_fetch(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A view's ``now()`` watermark is past the stored position on every page: one fetch read the view again and
+    again for ever, the export never ran (round 17 M5). It ends at a page holding rows of the previous one."""
+    insert_rows(creditor_db, [(f"A-{n}", "Ana", "3001234567", None, "1000", "COP", None, n) for n in range(1, 5)])
+    with creditor_db.begin() as connection:
+        connection.execute(
+            sa.text(
+                "CREATE VIEW crm.ahora AS SELECT cuenta, nombre, telefono1, saldo, clock_timestamp() AS updated_at"
+                " FROM crm.cartera"
+            )
+        )
+    sync = make_sync(tmp_path, postgres_url, view="crm.ahora", watermark="updated_at", page_rows=3)
+    with caplog.at_level(logging.WARNING):
+        assert len(read_all(sync, pages=50)) == 1
+        assert len(read_all(sync, pages=50)) == 1, "each run reads a page"
+    assert caplog.text.count("crm_sync.sql.rows_again") == 2
+    steady = make_sync(tmp_path / "steady", postgres_url, page_rows=1)
+    assert read_all(steady) == [["A-1"], ["A-2"], ["A-3"], ["A-4"]]
+
+
+@pytest.mark.abuse
 def test_a_huge_cell_is_cut_by_the_server_and_rejects_its_page(
     tmp_path: Path, postgres_url: str, creditor_db: sa.Engine
 ) -> None:

@@ -154,6 +154,8 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         after = stored = self._position()
         self._unacknowledged.clear()
         self._starts.clear()
+        previous: set[bytes] = set()  # the previous page's rows (a digest of their cells but the watermark)
+        moved = columns.index(order[0])
         while True:
             if after is not None and after is stored:
                 page = self._stored_read(partial(self._page, columns, order, types, after))
@@ -163,6 +165,21 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
                 return
             more = len(page) > self.config.page_rows
             page = page[: self.config.page_rows] if not more else self._whole_runs(columns, order, types, page)
+            since = after.describe(order) if after else "from the start"
+            rows = {_digest(record[:moved] + record[moved + 1 :]) for record in map(cells, (v[:-3] for v in page))}
+            if not previous.isdisjoint(rows):
+                # a row of the previous page again with a later watermark: one computed at read time (now()) reads
+                # the view anew on every page, for ever; the rest waits for the next run (which reads a page)
+                event(
+                    self.context.log,
+                    "crm_sync.sql.rows_again",
+                    logging.WARNING,
+                    view=self.config.view,
+                    position=since,
+                    hint="the watermark changes on every read (set it at commit, not now())",
+                )
+                return
+            previous = rows
             parts: list[str] = []
             writer = csv.writer(_Sink(parts), delimiter=";", lineterminator="\n")
             writer.writerow(columns)
@@ -174,7 +191,6 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
                 lines += parts[-1].count("\n")
             count, end = len(page), Position(*_pair(page[-1]))
             data = "".join(parts).encode()
-            since = after.describe(order) if after else "from the start"
             batch = self._reader.batch(f"{self.config.view} {since}, {count} row(s)", partial(io.BytesIO, data))
             held = self._held(batch, since)
             if held is not None:
@@ -379,6 +395,10 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
             now=f"{self.config.view} by {', '.join(self._order)}",
         )
         return None
+
+
+def _digest(record: list[str]) -> bytes:
+    return hashlib.sha256(json.dumps(record).encode()).digest()
 
 
 def _start_tag(since: str) -> str:
