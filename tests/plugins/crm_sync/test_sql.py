@@ -788,3 +788,23 @@ def test_registered_under_sql() -> None:
     registry: AdapterRegistry[CrmSync[Any]] = AdapterRegistry("crm_sync", CrmSync)
     cartera_register_crm_syncs(registry)
     assert registry.get("sql") is SqlCrmSync
+
+
+@pytest.mark.abuse
+def test_a_lone_cr_in_a_cell_is_read_back_and_the_pages_after_it_imported(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine
+) -> None:
+    """A lone CR in a cell was written unquoted into the page's snapshot, so core's reader refused the whole page
+    ("new-line character seen in unquoted field") and the sync held before it until the creditor edited the row
+    (round 17 M1); pages without one read the same as before."""
+    rows = [(*GOOD_ROWS[0][:7], 1), ("A-2", "Ci\rX", "3001234568", None, "20", "COP", None, 2)]
+    insert_rows(creditor_db, [*rows, (*GOOD_ROWS[1][:7], 3), (*GOOD_ROWS[3][:7], 4)])
+    sync = make_sync(tmp_path, postgres_url, page_rows=2)
+    names, refused = [], []
+    for batch in sync.fetch():
+        good, errors = split(batch)
+        names += [(row.account_ref, row.debtor_name) for row in good]
+        refused += [error.field for error in errors]
+        sync.acknowledge(batch)
+    assert names == [("BCO-000101", GOOD_ROWS[0][1]), ("A-2", "Ci\rX"), ("BCO-000102", GOOD_ROWS[1][1])]
+    assert refused == ["currency"]

@@ -181,7 +181,7 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
                 return
             previous = rows
             parts: list[str] = []
-            writer = csv.writer(_Sink(parts), delimiter=";", lineterminator="\n")
+            writer = _SnapshotWriter(parts)
             writer.writerow(columns)
             lines, refs = parts[-1].count("\n"), {}
             for values in page:
@@ -426,6 +426,19 @@ class _Sink:
 
     def __init__(self, parts: list[str]) -> None:
         self.write = parts.append
+
+
+class _SnapshotWriter:
+    """A page's snapshot writer: ``;``-separated records ended by ``\\n``. A record with a lone CR in a cell has
+    every cell quoted (``QUOTE_MINIMAL`` quotes only the characters of the line terminator, so the CR would be left
+    bare and core's reader refuse the page); every other record is written as before, so its page reads the same."""
+
+    def __init__(self, parts: list[str]) -> None:
+        self._plain = csv.writer(_Sink(parts), delimiter=";", lineterminator="\n")
+        self._quoted = csv.writer(_Sink(parts), delimiter=";", lineterminator="\n", quoting=csv.QUOTE_ALL)
+
+    def writerow(self, record: Sequence[str]) -> None:
+        (self._quoted if any("\r" in cell for cell in record) else self._plain).writerow(record)
 
 
 def _field(activity: Activity, name: str) -> Any:
