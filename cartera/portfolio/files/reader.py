@@ -274,12 +274,16 @@ class AssignmentReader:
                 due_on = parse_date(raw_due, fmt.date_formats)
                 if due_on is None:
                     formats = " or ".join(fmt.date_formats)
-                    return RowError(line, "due_date", f"column {columns.due_date!r}: {raw_due!r} is not {formats}")
+                    return RowError(
+                        line, "due_date", f"column {columns.due_date!r}: {_quoted(raw_due)} is not {formats}"
+                    )
                 return due_on, None
             if raw_days := cells[days_at].strip():
                 if not raw_days.isascii() or not raw_days.isdigit() or len(raw_days) > 5:
                     return RowError(
-                        line, "days_past_due", f"column {columns.days_past_due!r}: {raw_days!r} is not a number of days"
+                        line,
+                        "days_past_due",
+                        f"column {columns.days_past_due!r}: {_quoted(raw_days)} is not a number of days",
                     )
                 return None, int(raw_days)
             return None, None
@@ -293,20 +297,20 @@ class AssignmentReader:
             raw_action = cells[action_at].strip()
             action = action_of(raw_action)
             if action is None:
-                return RowError(line, "action", f"unknown action {raw_action!r} (use {self._action_names})")
+                return RowError(line, "action", f"unknown action {_quoted(raw_action)} (use {self._action_names})")
             raw_amount = cells[balance_at].strip()
             amount = _ZERO if not raw_amount and action is withdraw else parse_amount(raw_amount, decimal_comma)
             if amount is None:
-                return RowError(line, "balance", f"column {columns.balance!r}: {raw_amount!r} is not an amount")
+                return RowError(line, "balance", f"column {columns.balance!r}: {_quoted(raw_amount)} is not an amount")
             if (problem := amount_problem(amount)) is not None:
-                return RowError(line, "balance", f"column {columns.balance!r}: {raw_amount!r} {problem}")
+                return RowError(line, "balance", f"column {columns.balance!r}: {_quoted(raw_amount)} {problem}")
             payment = action is payment_action
             if amount < 0 or (payment and amount == 0):
-                return RowError(line, "balance", f"column {columns.balance!r}: {raw_amount!r} must be positive")
+                return RowError(line, "balance", f"column {columns.balance!r}: {_quoted(raw_amount)} must be positive")
             currency = (cells[currency_at].strip() or default_currency).upper()
             if currency not in currencies:  # at most 26³ distinct codes pass
                 if not _CURRENCY.fullmatch(currency):
-                    return RowError(line, "currency", f"{currency!r} is not an ISO 4217 currency code")
+                    return RowError(line, "currency", f"{_quoted(currency)} is not an ISO 4217 currency code")
                 currencies.add(currency)
             phones = tuple([phone for index in phones_at if (phone := cells[index].strip())])
             if not payment:
@@ -318,7 +322,7 @@ class AssignmentReader:
                     parsed = parse_amount(raw_score.removeprefix("-"), decimal_comma)
                     if parsed is None:
                         return RowError(
-                            line, "risk_score", f"column {columns.risk_score!r}: {raw_score!r} is not a number"
+                            line, "risk_score", f"column {columns.risk_score!r}: {_quoted(raw_score)} is not a number"
                         )
                     score = -float(parsed) if raw_score.startswith("-") else float(parsed)
                 return AssignmentRow(
@@ -341,7 +345,7 @@ class AssignmentReader:
                 if paid_on is None:
                     formats = " or ".join(fmt.date_formats)
                     return RowError(
-                        line, "payment_date", f"column {columns.payment_date!r}: {raw_date!r} is not {formats}"
+                        line, "payment_date", f"column {columns.payment_date!r}: {_quoted(raw_date)} is not {formats}"
                     )
             return AssignmentRow(
                 line=line,
@@ -515,6 +519,13 @@ def _undecodable(block: bytes, lines_before: int, encoding: str, label: str) -> 
             byte, column = raw[exc.start], exc.start + 1
             return lines, f"line {number}: byte 0x{byte:02x} at column {column} is not valid {label}"
     return lines, f"not valid {label} after line {lines_before}"
+
+
+def _quoted(cell: str, limit: int = 80) -> str:
+    """A cell quoted in a row's reason: ``repr`` (escaped), cut to ``limit`` characters then ``...``, so a reason
+    stays short whatever the file holds (it is logged and sent to the creditor's rejections table)."""
+    shown = repr(cell[:limit])
+    return shown if len(shown) <= limit + 2 and len(cell) <= limit else shown[:limit] + "..."
 
 
 def _excerpt(text: str, limit: int = 80) -> str:

@@ -808,3 +808,30 @@ def test_a_lone_cr_in_a_cell_is_read_back_and_the_pages_after_it_imported(
         sync.acknowledge(batch)
     assert names == [("BCO-000101", GOOD_ROWS[0][1]), ("A-2", "Ci\rX"), ("BCO-000102", GOOD_ROWS[1][1])]
     assert refused == ["currency"]
+
+
+@pytest.mark.abuse
+def test_a_rejection_reason_quotes_a_short_excerpt_of_the_cell(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine
+) -> None:
+    """A row's reason quoted its whole bad cell (up to the server's cut): a rejections table with an ordinary
+    ``motivo varchar(255)`` refused the insert, the page was never acknowledged and the sync stopped there for
+    good (round 17 M3)."""
+    insert_rows(creditor_db, [(*GOOD_ROWS[0][:7], 1), (*GOOD_ROWS[1][:7], 2)])
+    with creditor_db.begin() as connection:
+        connection.execute(
+            sa.text(
+                "CREATE TABLE crm.cortos (rechazo varchar(64) PRIMARY KEY, cuenta varchar(40), campo varchar(40),"
+                " motivo varchar(255), fecha_hora timestamptz);"
+                "CREATE VIEW crm.texto AS SELECT cuenta, nombre, telefono1, CASE WHEN version = 2 THEN"
+                " repeat('9,', 150) ELSE saldo::text END AS saldo, moneda, version FROM crm.cartera"
+            )
+        )
+    sync = make_sync(tmp_path, postgres_url, view="crm.texto", rejections_table="crm.cortos")
+    (batch,) = sync.fetch()
+    _, errors = split(batch)
+    assert [e.field for e in errors] == ["balance"]
+    assert errors[0].reason == f"column 'saldo': {repr('9,' * 150)[:80]}... is not an amount"
+    sync.report_rejections(batch, errors)
+    with creditor_db.connect() as connection:
+        assert list(connection.scalars(sa.text("SELECT cuenta FROM crm.cortos"))) == ["BCO-000102"]
