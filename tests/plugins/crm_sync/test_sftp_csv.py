@@ -23,7 +23,7 @@ from cartera.core.models import Activity, ActivityKind, AssignmentBatch, CheckRe
 from cartera.core.store.database import Database
 from cartera.core.testing.context import CapturingContext
 from cartera.core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
-from cartera.plugins.crm_sync.sftp_csv.client import FileTooLarge, SftpError, SftpSession
+from cartera.plugins.crm_sync.sftp_csv.client import FileTooLarge, SftpError, SftpSession, _describe
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 from cartera.plugins.crm_sync.sftp_csv.plugin import SftpCsvSync
 from cartera.portfolio.export import ActivityExporter
@@ -666,3 +666,11 @@ def test_a_server_sending_a_byte_at_a_time_is_cut_by_download_timeout_s_and_the_
     assert [r.fields["file"].rsplit("/", 1)[1] for r in warnings] == ["a-slow.csv"]  # type: ignore[attr-defined]
     assert "cut after 1 s (download_timeout_s)" in warnings[0].fields["why"]  # type: ignore[attr-defined]
     assert [p.name for p in (tmp_path / "data" / "incoming").iterdir()] == ["b-good.csv"]
+
+
+@pytest.mark.abuse
+def test_a_servers_error_text_is_cut() -> None:
+    """The server writes an SFTP status message (up to a packet, ~256 KiB): it was logged and stored whole (round
+    17 M4); an error keeps its first 500 characters and says how long it was."""
+    assert _describe(OSError("no such file")) == "no such file"
+    assert _describe(OSError("x" * 100_000)) == "x" * 500 + "... (100000 characters)"

@@ -835,3 +835,24 @@ def test_a_rejection_reason_quotes_a_short_excerpt_of_the_cell(
     sync.report_rejections(batch, errors)
     with creditor_db.connect() as connection:
         assert list(connection.scalars(sa.text("SELECT cuenta FROM crm.cortos"))) == ["BCO-000102"]
+
+
+@pytest.mark.abuse
+def test_the_creditor_databases_error_text_is_cut(tmp_path: Path, postgres_url: str, creditor_db: sa.Engine) -> None:
+    """A view raising a 20 MB message wrote it whole into the log and the failure file on every sync (round 17
+    M4): the error keeps its first 500 characters and says how long it was."""
+    insert_rows(creditor_db, GOOD_ROWS[:1])
+    with creditor_db.begin() as connection:
+        connection.execute(
+            sa.text(
+                "CREATE FUNCTION crm.boom(text) RETURNS text LANGUAGE plpgsql AS"
+                " $$ BEGIN RAISE EXCEPTION '%', repeat('x', 100000); END $$;"
+                "CREATE VIEW crm.ruidosa AS SELECT cuenta, crm.boom(nombre) AS nombre, telefono1, saldo, version"
+                " FROM crm.cartera"
+            )
+        )
+    sync = make_sync(tmp_path, postgres_url, view="crm.ruidosa")
+    with pytest.raises(CreditorDatabaseError) as failed:
+        list(sync.fetch())
+    assert "RaiseException: " + "x" * 500 + "... (100000 characters)" in str(failed.value)
+    assert len(str(failed.value)) < 1200

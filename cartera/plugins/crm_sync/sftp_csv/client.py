@@ -492,7 +492,10 @@ def _holds(sftp: paramiko.SFTPClient, path: str, content: bytes) -> bool:
         return False
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, limit: int = 500) -> str:
+    """The error's text, cut to ``limit`` characters: a server's error text (its SFTP status message) is the
+    server's to write, and it is logged and stored."""
     if isinstance(exc, socket.timeout):
         return "timed out"
-    return str(exc) or type(exc).__name__
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

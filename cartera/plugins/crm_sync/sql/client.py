@@ -78,6 +78,10 @@ class Position:
         """``after watermark=VALUE, key=VALUE`` for operators."""
         return f"after {order[0]}={self.watermark}, {order[1]}={'' if self.key is None else self.key}"
 
+#: The characters of the creditor database's error text kept in an error (it is logged and stored).
+_ERROR_CHARS = 500
+
+
 
 #: The tags of positions stored before the text form whose value was already the text the database reads back.
 _TEXT_TAGS = frozenset({"text", "str", "datetime", "date", "Decimal", "float"})
@@ -277,7 +281,10 @@ class CreditorDatabase:
         """The error as one line naming the URL (without its password); a statement cut by the statement
         timeout also names what it read (``reading``) and the setting."""
         cause = getattr(exc, "orig", None) or exc
-        first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        text = str(cause).strip()
+        first_line = text.splitlines()[0] if text else ""
+        if len(first_line) > _ERROR_CHARS:  # the creditor's database writes it: a view can raise megabytes
+            first_line = first_line[:_ERROR_CHARS] + f"... ({len(first_line)} characters)"
         if getattr(cause, "sqlstate", None) == QUERY_CANCELED and "statement timeout" in first_line:
             return StatementTimedOut(
                 f"{self.display}: {reading or 'a statement'} did not answer within statement_timeout_s = "
