@@ -856,3 +856,24 @@ def test_the_creditor_databases_error_text_is_cut(tmp_path: Path, postgres_url: 
         list(sync.fetch())
     assert "RaiseException: " + "x" * 500 + "... (100000 characters)" in str(failed.value)
     assert len(str(failed.value)) < 1200
+
+
+@pytest.mark.abuse
+def test_a_page_after_an_over_long_key_has_a_source_that_fits_the_store(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine
+) -> None:
+    """A page's source quoted the position's key whole: after a row with a key over ~1,000 characters (itself
+    quarantined) every page's source was too long for ``import_batches.source`` VARCHAR(1024) on PostgreSQL, and
+    the sync stopped there for good (round 17 M6)."""
+    long_key = "X" * 1100
+    rows = [(*GOOD_ROWS[0][:7], 1), (long_key, "Bo", "3001234568", None, "20", "COP", None, 2)]
+    insert_rows(creditor_db, [*rows, (*GOOD_ROWS[1][:7], 3)])
+    sync = make_sync(tmp_path, postgres_url, page_rows=1)
+    sources = []
+    for batch in sync.fetch():
+        sources.append(batch.source)
+        list(batch.items)
+        sync.acknowledge(batch)
+    assert len(sources) == 3
+    assert sources[2] == f"crm.asignaciones after version=2, cuenta={'X' * 200}... (1100 characters), 1 row(s)"
+    assert all(len(source) <= 1024 for source in sources)

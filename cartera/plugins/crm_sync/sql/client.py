@@ -76,11 +76,19 @@ class Position:
 
     def describe(self, order: tuple[str, str]) -> str:
         """``after watermark=VALUE, key=VALUE`` for operators."""
-        return f"after {order[0]}={self.watermark}, {order[1]}={'' if self.key is None else self.key}"
+        return f"after {order[0]}={_shown(self.watermark)}, {order[1]}={_shown('' if self.key is None else self.key)}"
+
+
+#: The characters of a watermark or key shown in a position's description: it names an import's source, stored in
+#: ``import_batches.source`` (VARCHAR(1024)), and a creditor's key can be of any length.
+_SHOWN_CHARS = 200
 
 #: The characters of the creditor database's error text kept in an error (it is logged and stored).
 _ERROR_CHARS = 500
 
+
+def _shown(text: str) -> str:
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text)} characters)"
 
 
 #: The tags of positions stored before the text form whose value was already the text the database reads back.
