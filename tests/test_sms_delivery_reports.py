@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from cartera.core.hooks import load_plugins
 from cartera.core.hookspecs import hookimpl
-from cartera.core.models import DeliveryReport, InboundSms, SmsState
-from cartera.core.store.schema import AuditEntry, InboundSmsRow, SmsRow
+from cartera.core.models import DeliveryReport, InboundSms, SmsMessage, SmsState, SmsSubmitResult
+from cartera.core.store.schema import ActivityRow, AuditEntry, InboundSmsRow, SmsRow
 from cartera.core.testing.context import CapturingContext
 from cartera.node import Node
 from cartera.plugins.sms.kannel.config import KannelConfig
@@ -150,3 +150,46 @@ def test_a_sender_too_long_for_the_store_is_refused_not_cut(node: Node, caplog: 
     node.texts.on_inbound(InboundSms("9" * 32, "hola", node.clock.now(), "mo-2"))  # the longest the store holds
     with node.db.session() as session:
         assert session.scalars(sa.select(InboundSmsRow.phone)).all() == ["9" * 32]
+
+
+class LongIdGateway:
+    """A gateway taking every text with an id longer than the store keeps, as smpplib hands an SMSC's
+    submit_sm_resp message_id through whole (its C-octet string's max is not checked); with ``receipt``, a fast
+    receipt carrying that id arrives while the text is still being submitted (queued)."""
+
+    def __init__(self, receipt: Callable[[DeliveryReport], None] | None = None) -> None:
+        self.sent: list[int] = []
+        self.receipt = receipt
+
+    def send(self, message: SmsMessage) -> SmsSubmitResult:
+        self.sent.append(message.message_id)
+        if self.receipt is not None:
+            self.receipt(DeliveryReport(SmsState.DELIVERED, "9" * 200, datetime.now(UTC), message.message_id))
+        return SmsSubmitResult(message.message_id, SmsState.SUBMITTED, "9" * 200)
+
+
+@pytest.mark.postgres
+def test_a_gateway_id_longer_than_the_store_keeps_does_not_lose_the_submission(
+    tmp_path: Path, postgres_url: str, open_node: Callable[..., Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Red-team round 17 M4: PostgreSQL refused a 200-character SMSC id after the gateway had taken the text:
+    the row stayed queued with no activity. The id is dropped (logged); the state and activity are stored."""
+    path = write_sites(tmp_path, database=postgres_url)
+    write_portfolio(
+        tmp_path / "inbox",
+        ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP", "BCO-2;Luis Pérez;310 987 6543;;500,00;COP"],
+    )
+    node = open_node(path)
+    node.creditor_sync().run_once()
+    gateway = LongIdGateway()
+    monkeypatch.setattr(node.texts, "sms", lambda: gateway)
+    result = node.texts.send_sms(phone=None, text="Hola", account="BCO-1", actor="test")
+    assert (result.state, result.gateway_id) == (SmsState.SUBMITTED, None)
+    assert gateway.sent == [result.message_id]
+    assert _rows(node) == [(result.message_id, "submitted", None)]
+    with node.db.session() as session:
+        assert session.scalars(sa.select(ActivityRow.outcome).where(ActivityRow.kind == "sms")).all() == ["submitted"]
+    # a receipt with such an id while the text is queued: its state is taken, the id is not kept
+    gateway.receipt = node.texts.on_delivery
+    second = node.texts.send_sms(phone=None, text="Hola", account="BCO-2", actor="test")
+    assert _rows(node)[1] == (second.message_id, "delivered", None)

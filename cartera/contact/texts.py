@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +40,8 @@ from cartera.portfolio.export import add_activity, to_activity
 log = logging.getLogger("cartera.contacts")
 #: The largest id the store holds (a signed 64-bit integer): a report naming a larger one is unknown.
 MAX_ROW_ID = 2**63 - 1
+#: The longest gateway id the store keeps (``sms_messages.gateway_id``: String(128)).
+GATEWAY_ID_MAX = 128
 #: The longest inbound sender the store keeps (``sms_inbound.phone``).
 MAX_SENDER = 32
 #: The longest gateway id of an inbound message the store keeps (``sms_inbound.gateway_id``).
@@ -105,6 +108,11 @@ class TextService:
             result = self.sms().send(message)
         except Exception as exc:
             result = SmsSubmitResult(message_id, SmsState.FAILED, None, f"gateway error: {exc}")
+        if result.gateway_id is not None and len(result.gateway_id) > GATEWAY_ID_MAX:
+            # the text was taken: its state and activity are stored, without an id the store cannot keep (round 17 M4)
+            event(log, "sms.gateway_id_too_long", logging.WARNING, message=message_id, length=len(result.gateway_id),
+                  gateway_id=result.gateway_id[:GATEWAY_ID_MAX])  # fmt: skip
+            result = replace(result, gateway_id=None)
         activities: list[ActivityRow] = []
         with self.db.session() as session:
             row = session.get_one(SmsRow, message_id)
@@ -148,7 +156,8 @@ class TextService:
                 event(log, "sms.late_delivery", message=row.id, state=report.state.value, kept=row.state)
                 return
             row.state, row.updated_at = report.state.value, report.at
-            row.gateway_id = row.gateway_id or report.gateway_id
+            if report.gateway_id is None or len(report.gateway_id) <= GATEWAY_ID_MAX:
+                row.gateway_id = row.gateway_id or report.gateway_id
             message_id = row.id
         event(log, "sms.delivery", message=message_id, state=report.state.value, raw=report.raw_status)
         self.hooks.sms_delivery(self.site, message_id, report)
