@@ -18,6 +18,7 @@ import pytest
 from cartera.core.errors import StoreUnavailable
 from cartera.core.testing.context import CapturingContext
 from cartera.core.testing.recording_store import make_recording_file
+from cartera.plugins.recording.s3.client import MAX_PROBE_PAGES, MAX_VERSION_PAGES
 from cartera.plugins.recording.s3.config import S3Config
 from cartera.plugins.recording.s3.deadline import Deadlines
 from cartera.plugins.recording.s3.plugin import S3Store
@@ -269,3 +270,60 @@ def test_the_watchdog_survives_a_deadline_too_far_to_wait_for() -> None:
     assert not far.deadline_expired
     assert [t for t in threading.enumerate() if t.name == "s3-deadlines"]
     deadlines.disarm(far)
+
+
+def endless_listings(versions_end: bool) -> Callable[[socket.socket, bytes, threading.Event], None]:
+    """A store whose object listing never ends (each page truncated, with a new token and one probe key); its
+    versions listing ends at once if ``versions_end``, else never; DELETE succeeds."""
+    count = iter(range(1_000_000))
+
+    def handle(conn: socket.socket, head: bytes, _stop: threading.Event) -> None:
+        line = head.split(b"\r\n", 1)[0]
+        n = next(count)
+        ns = b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+        if b"list-type=2" in line:
+            body = (
+                b"<ListBucketResult %s><Name>grabaciones</Name><IsTruncated>true</IsTruncated>"
+                b"<NextContinuationToken>t%d</NextContinuationToken>"
+                b"<Contents><Key>.cartera-probe/left%d</Key><Size>0</Size></Contents></ListBucketResult>" % (ns, n, n)
+            )
+        elif b"versions" in line:
+            more = b"false" if versions_end else b"true"
+            body = (
+                b"<ListVersionsResult %s><Name>grabaciones</Name><IsTruncated>%s</IsTruncated>"
+                b"<NextKeyMarker>k%d</NextKeyMarker><NextVersionIdMarker>v%d</NextVersionIdMarker>"
+                b"</ListVersionsResult>" % (ns, more, n, n)
+            )
+        else:
+            conn.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            return
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+
+    return handle
+
+
+def test_a_listing_of_earlier_probes_that_never_ends_is_cut(
+    peer: Callable[..., Peer], make_store: Callable[..., S3Store], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Round 17 M2: every key of an endless listing was kept before the probe, until the node ran out of memory;
+    the listing stops after MAX_PROBE_PAGES pages, logged, and the keys listed are still cleaned up."""
+    store = peer(endless_listings(versions_end=True))
+    bucket = make_store(store.url).bucket
+    with caplog.at_level(logging.WARNING), bucket._probe_key():
+        pass
+    lists = [r for r in store.requests if b"list-type=2" in r]
+    assert len(lists) == MAX_PROBE_PAGES
+    assert [r for r in caplog.records if r.getMessage() == "s3.probe_listing_cut"]
+    assert len([r for r in store.requests if b"versions" in r]) == MAX_PROBE_PAGES + 1  # each discarded, and its own
+
+
+def test_a_versions_listing_that_never_ends_is_store_unavailable(
+    peer: Callable[..., Peer], make_store: Callable[..., S3Store], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Round 17 M2: delete (and retention's purge) listed a key's versions for as long as the store went on."""
+    store = peer(endless_listings(versions_end=False))
+    bucket = make_store(store.url).bucket
+    with caplog.at_level(logging.WARNING), pytest.raises(StoreUnavailable, match="no end after"):
+        bucket.delete("a/1.wav")
+    assert len(store.requests) == MAX_VERSION_PAGES
+    assert [r for r in caplog.records if r.getMessage() == "s3.versions_listing_cut"]

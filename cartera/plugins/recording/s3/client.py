@@ -45,6 +45,8 @@ _UNAVAILABLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestT
 _REFUSED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket"}
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
 _TRANSPORT_ERRORS = (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
+MAX_PROBE_PAGES = 10  # earlier probe keys listed before a probe; the rest wait for the next probe
+MAX_VERSION_PAGES = 100  # pages of a key's versions: a store whose listing never ends is unavailable
 
 
 def botocore_config(config: S3Config) -> Config:
@@ -320,7 +322,12 @@ class S3Bucket:
         probe of another node that is deleted under it only gets the conservative answer: head, client.)"""
         with self._errors("list earlier probes"):
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=PROBE_PREFIX)
-            left = [entry["Key"] for page in pages for entry in page.get("Contents", [])]
+            left: list[str] = []
+            for number, page in enumerate(pages, 1):
+                left.extend(entry["Key"] for entry in page.get("Contents", []))
+                if number == MAX_PROBE_PAGES and page.get("IsTruncated"):  # an endless listing ran out of memory
+                    event(self._log, "s3.probe_listing_cut", logging.WARNING, endpoint=self.where, pages=number)
+                    break
         key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
         try:
             yield key
@@ -428,10 +435,13 @@ class S3Bucket:
         found: list[str] = []
         with self._errors(f"list versions of {key}"):
             pages = self.client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=key)
-            for page in pages:
+            for number, page in enumerate(pages, 1):
                 for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
                     if entry["Key"] == key:
                         found.append(str(entry.get("VersionId") or "null"))
+                if number == MAX_VERSION_PAGES and page.get("IsTruncated"):  # an endless listing looped forever
+                    event(self._log, "s3.versions_listing_cut", logging.WARNING, endpoint=self.where, key=key)
+                    raise StoreUnavailable(f"{self.where}: list versions of {key}: no end after {number} pages")
         return found
 
     def _tags(self, key: str) -> dict[str, str]:
