@@ -105,7 +105,8 @@ class S3Config(PluginConfig):
         gt=0,
         le=1048576,
         description="Slowest transfer (KiB/s) a request's deadline allows for: a request moving N KiB (an upload, "
-        "a part, a read back) gets N / min_rate_kib_s seconds more than deadline_s.",
+        "a part, a read back) gets N / min_rate_kib_s seconds more than deadline_s; the size a store's answer "
+        "announces adds at most one hour.",
     )
 
     @property
