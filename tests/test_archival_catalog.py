@@ -62,3 +62,18 @@ def test_a_path_is_catalogued_once_on_sqlite(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_a_path_is_catalogued_once_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
     _reported_twice_concurrently(_archiver(postgres_url), tmp_path / "spool")
+
+
+@pytest.mark.abuse
+@pytest.mark.postgres
+def test_an_agent_longer_than_the_store_keeps_does_not_cost_the_recordings_row(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Red-team round 17 M3: a PBX's AgentConnect Interface over 64 characters reached recordings.agent
+    (String(64)); PostgreSQL refused the row. It is catalogued without the agent (logged)."""
+    archiver = _archiver(postgres_url)
+    began = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+    new = archiver.catalog(Recording(tmp_path / "long.wav", None, began, 1.0, agent="PJSIP/" + "a" * 94))
+    with archiver.db.session() as session:
+        row = session.get_one(RecordingRow, new)
+        assert (row.agent, row.duration_s) == (None, 1.0)

@@ -28,6 +28,8 @@ from cartera.recordings.retention import retain_until
 from cartera.recordings.upload import Pending
 
 log = logging.getLogger("cartera.archival")
+#: The longest agent identity the store keeps (``recordings.agent``: String(64)).
+AGENT_MAX = 64
 
 PENDING = ("found", "failed")
 
@@ -56,6 +58,12 @@ class Catalog:
         its path: a second report of the same file (a dialer's scan after a restart) changes nothing. The path is
         kept as reported (its folder made absolute): a symlink's target is never taken for the recording."""
         path = str(recording.path.parent.resolve() / recording.path.name)
+        agent = recording.agent
+        if agent is not None and len(agent) > AGENT_MAX:  # a PBX's interface name the store cannot keep (round 17 M3)
+            event(
+                log, "archival.agent_too_long", logging.WARNING, path=path, length=len(agent), agent=agent[:AGENT_MAX]
+            )
+            agent = None
         values = {
             "site": self.site,
             "attempt_id": recording.attempt_id,
@@ -63,7 +71,7 @@ class Catalog:
             "state": "found",
             "started_at": recording.started_at,
             "duration_s": recording.duration_s,
-            "agent": recording.agent,
+            "agent": agent,
             "found_at": self.clock.now(),
             "failures": 0,
             "legal_hold": False,
