@@ -189,20 +189,7 @@ class AgentRoster:
     def dispositioned(self, agent: str, attempt_id: int) -> AgentStatus | None:
         """The call's disposition is saved: ready again, unless the agent paused meanwhile (then paused, with
         that reason). ``None``: not the agent's call on screen."""
-        with self._changing(agent):
-            with self._lock:
-                current = self._agents.get(agent)
-                if current is None or current.attempt_id != attempt_id:
-                    return None
-            if current.pending:
-                return self._next_pending(agent)
-            if current.pause_reason is not None:
-                return self._set(agent, AgentState.PAUSED, reason=current.pause_reason, drive=False, leaving=attempt_id)
-            try:
-                return self._set(agent, AgentState.READY, drive=True, leaving=attempt_id)
-            except DialerUnavailable as exc:  # the disposition is saved: the agent waits, paused, for the dialer
-                event(log, "workspace.dialer_unreachable", logging.WARNING, agent=agent, error=str(exc))
-                return self._set(agent, AgentState.PAUSED, reason=DIALER_UNREACHABLE, drive=False, leaving=attempt_id)
+        return self._leave(agent, attempt_id, None)
 
     def drop_pending(self, agent: str, attempt_id: int) -> AgentStatus | None:
         """The disposition of a call waiting behind the one on screen is saved: it leaves the queue (it never comes
@@ -219,6 +206,13 @@ class AgentRoster:
 
     def timed_out(self, agent: str, attempt_id: int, reason: str) -> AgentStatus | None:
         """The call was dispositioned for the agent (``reason``): the agent is paused with that reason."""
+        return self._leave(agent, attempt_id, reason)
+
+    def _leave(self, agent: str, attempt_id: int, pause_reason: str | None) -> AgentStatus | None:
+        """The call on screen is dispositioned: a pending call comes on screen; else the agent is paused with
+        ``pause_reason``, or (``None``) ready again unless it paused meanwhile. A dialer that cannot be reached
+        leaves the agent paused here (``pause_reason`` or ``dialer_unreachable``), the dialer told next time.
+        ``None``: not the agent's call on screen."""
         with self._changing(agent):
             with self._lock:
                 current = self._agents.get(agent)
@@ -226,10 +220,14 @@ class AgentRoster:
                     return None
             if current.pending:
                 return self._next_pending(agent)
+            if pause_reason is None and current.pause_reason is not None:
+                return self._set(agent, AgentState.PAUSED, reason=current.pause_reason, drive=False, leaving=attempt_id)
+            state = AgentState.READY if pause_reason is None else AgentState.PAUSED
             try:
-                return self._set(agent, AgentState.PAUSED, reason=reason, drive=True, leaving=attempt_id)
-            except DialerUnavailable as exc:  # the call is dispositioned: paused here, the dialer is told next time
+                return self._set(agent, state, reason=pause_reason, drive=True, leaving=attempt_id)
+            except DialerUnavailable as exc:  # the disposition is saved: the agent waits, paused, for the dialer
                 event(log, "workspace.dialer_unreachable", logging.WARNING, agent=agent, error=str(exc))
+                reason = pause_reason or DIALER_UNREACHABLE
                 return self._set(agent, AgentState.PAUSED, reason=reason, drive=False, leaving=attempt_id)
 
     def page_seen(self, agent: str) -> None:
