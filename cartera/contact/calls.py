@@ -27,6 +27,7 @@ from cartera.core.errors import DialerUnavailable, UnknownAgent, UsageError
 from cartera.core.hooks import Hooks
 from cartera.core.logs import event
 from cartera.core.models import (
+    AGENT_MAX,
     ActivityKind,
     AgentConnected,
     CallOutcome,
@@ -34,6 +35,7 @@ from cartera.core.models import (
     CallResult,
     Channel,
     UnfinishedCall,
+    storable_agent,
 )
 from cartera.core.store.database import Database
 from cartera.core.store.schema import Account, ActivityRow, CallbackRow, ContactAttempt, DispositionRow
@@ -376,18 +378,14 @@ class CallService:
             account.next_contact_at = decision.next_allowed_at or now + timedelta(days=1)
 
 
-#: The longest agent identity the store keeps (``contact_attempts.agent``, ``users.extension``: String(64)).
-AGENT_MAX = 64
-
-
 def _stored_agent(attempt_id: int, agent: str | None) -> str | None:
-    """``agent`` as a dialer's report names it, or ``None`` (logged) when it is longer than any agent the store can
-    keep (and so than any user's extension): a misconfigured or hostile PBX's interface name must not cost the
-    call's end, which PostgreSQL would refuse whole (round 17 M3)."""
-    if agent is None or len(agent) <= AGENT_MAX:
-        return agent
-    event(log, "call.agent_too_long", logging.WARNING, attempt=attempt_id, length=len(agent), agent=agent[:AGENT_MAX])
-    return None
+    """``agent`` as the store can keep it (:func:`~cartera.core.models.storable_agent`), logged when dropped."""
+    stored = storable_agent(agent)
+    if agent is not None and stored is None:
+        event(
+            log, "call.agent_too_long", logging.WARNING, attempt=attempt_id, length=len(agent), agent=agent[:AGENT_MAX]
+        )
+    return stored
 
 
 def _refuse_unknown_agent(dialer: Dialer[Any], agent: str) -> None:

@@ -237,6 +237,15 @@ class AssignmentAction(enum.StrEnum):
 #: The largest amount a creditor may send, by any channel (API, CSV, SQL exchange): digits in all, and decimals.
 AMOUNT_MAX_DIGITS = 16
 AMOUNT_DECIMAL_PLACES = 2
+#: The longest agent identity at a dialer the store keeps (calls', recordings' and users' extension columns).
+AGENT_MAX = 64
+
+
+def storable_agent(agent: str | None) -> str | None:
+    """``agent`` as a dialer reported it, or ``None`` when it is longer than the store keeps (and so than any
+    user's extension): a misconfigured or hostile PBX's interface name must not cost a call's end or a recording's
+    row, which PostgreSQL would refuse whole."""
+    return agent if agent is None or len(agent) <= AGENT_MAX else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,15 +21,13 @@ from cartera.core.adapters import recording_key_problem
 from cartera.core.clock import Clock
 from cartera.core.config import ArchivalConfig
 from cartera.core.logs import event
-from cartera.core.models import Recording
+from cartera.core.models import AGENT_MAX, Recording, storable_agent
 from cartera.core.store.database import Database
 from cartera.core.store.schema import Account, ContactAttempt, Creditor, Portfolio, RecordingRow
 from cartera.recordings.retention import retain_until
 from cartera.recordings.upload import Pending
 
 log = logging.getLogger("cartera.archival")
-#: The longest agent identity the store keeps (``recordings.agent``: String(64)).
-AGENT_MAX = 64
 
 PENDING = ("found", "failed")
 
@@ -58,12 +56,10 @@ class Catalog:
         its path: a second report of the same file (a dialer's scan after a restart) changes nothing. The path is
         kept as reported (its folder made absolute): a symlink's target is never taken for the recording."""
         path = str(recording.path.parent.resolve() / recording.path.name)
-        agent = recording.agent
-        if agent is not None and len(agent) > AGENT_MAX:  # a PBX's interface name the store cannot keep (round 17 M3)
-            event(
-                log, "archival.agent_too_long", logging.WARNING, path=path, length=len(agent), agent=agent[:AGENT_MAX]
-            )
-            agent = None
+        agent = storable_agent(recording.agent)
+        if recording.agent is not None and agent is None:
+            length, shown = len(recording.agent), recording.agent[:AGENT_MAX]
+            event(log, "archival.agent_too_long", logging.WARNING, path=path, length=length, agent=shown)
         values = {
             "site": self.site,
             "attempt_id": recording.attempt_id,
