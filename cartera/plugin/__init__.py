@@ -8,7 +8,7 @@ Everything else under ``cartera`` is private to the node and may change without 
   **capabilities** it declares (``DialerCapabilities`` & co.).
 - **Models** passed across the contract, and **errors** an adapter raises.
 - **Helpers** for what several vendors need: dial strings and pacing, durable files, checksums, SMS segment
-  counting, secret masking, creditor CSV files.
+  counting, secret masking, creditor CSV files, wall-clock deadlines on requests to a peer.
 """
 
 from cartera.contact.phones import InvalidPhone, normalize, time_zones
@@ -38,6 +38,7 @@ from cartera.core.adapters import (
 from cartera.core.checksums import CHUNK_SIZE, copy_with_checksums, file_checksums
 from cartera.core.clock import Clock, SystemClock
 from cartera.core.credentials import secret_settings
+from cartera.core.deadlines import DeadlineWatchdog, RequestDeadline
 from cartera.core.durable import NotARegularFile, fsync_dir, open_regular, write_atomically
 from cartera.core.errors import (
     CarteraError,
@@ -140,6 +141,7 @@ __all__ = [
     "CrmSync",
     "CrmSyncCapabilities",
     "CsvFormatConfig",
+    "DeadlineWatchdog",
     "DeliveryReport",
     "DeliveryScope",
     "DialRatio",
@@ -162,6 +164,7 @@ __all__ = [
     "Recording",
     "RecordingStore",
     "RecordingStoreCapabilities",
+    "RequestDeadline",
     "RingTimeout",
     "RowError",
     "Seat",

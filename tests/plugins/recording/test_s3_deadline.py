@@ -22,6 +22,7 @@ from cartera.plugins.recording.s3.client import MAX_PROBE_PAGES, MAX_VERSION_PAG
 from cartera.plugins.recording.s3.config import S3Config
 from cartera.plugins.recording.s3.deadline import Deadlines
 from cartera.plugins.recording.s3.plugin import S3Store
+from tests.peers.net import wait_until
 
 pytestmark = pytest.mark.abuse
 MiB = 1 << 20
@@ -253,23 +254,20 @@ def test_an_answer_announcing_2_to_the_63_bytes_leaves_later_requests_a_deadline
     assert time.monotonic() - began < 6  # before: the drip's 60 s
 
 
-def test_the_watchdog_survives_a_deadline_too_far_to_wait_for() -> None:
-    """A tiny min_rate_kib_s makes a request's deadline infinite: the watchdog still cuts the others."""
-
-    class Conn:
-        sock = None
-        deadline_expired = False
-
+def test_a_request_too_slow_to_have_a_deadline_leaves_the_others_theirs(caplog: pytest.LogCaptureFixture) -> None:
+    """A tiny min_rate_kib_s makes a request's deadline infinite: the watchdog still cuts the others, and logs
+    each one it cuts."""
     deadlines = Deadlines(0.3, 1e-300, "here", logging.getLogger("test"))
-    far, near = Conn(), Conn()
-    deadlines.arm(far, "PUT", 10**6)
-    time.sleep(0.1)
-    deadlines.arm(near, "GET", 0)
-    time.sleep(1)
-    assert near.deadline_expired
-    assert not far.deadline_expired
-    assert [t for t in threading.enumerate() if t.name == "s3-deadlines"]
-    deadlines.disarm(far)
+    try:
+        far = deadlines.start("PUT", 10**6)
+        near = deadlines.start("GET", 0)
+        wait_until(lambda: near.expired, "the near request's deadline", 5)
+        assert not far.expired
+        cut = [r.fields for r in caplog.records if r.getMessage() == "s3.request_deadline"]  # type: ignore[attr-defined]
+        assert cut == [{"endpoint": "here", "method": "GET", "deadline_s": 0.3}]
+        far.finish()
+    finally:
+        deadlines.watchdog.close()
 
 
 def endless_listings(versions_end: bool) -> Callable[[socket.socket, bytes, threading.Event], None]:

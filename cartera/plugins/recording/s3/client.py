@@ -149,6 +149,11 @@ class S3Bucket:
         if config.storage_class:
             self._upload_args["StorageClass"] = config.storage_class
 
+    def close(self) -> None:
+        """Closes the client's connections and ends its deadlines' watchdog."""
+        self.client.close()
+        self.deadlines.watchdog.close()
+
     @property
     def where(self) -> str:
         return f"bucket {self.bucket} at {self.endpoint or 'AWS S3'}"

@@ -11,110 +11,50 @@ gives up (the plugin's StoreUnavailable). The connection classes are this client
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
-import threading
-import time
 from typing import Any
 
 import botocore.awsrequest
 from urllib3.connectionpool import HTTPConnectionPool
 
-from cartera.plugin import event
+from cartera.plugin import DeadlineWatchdog, RequestDeadline, event
 
 MAX_ANSWER_EXTENSION_S = 3600.0
 """The most time an answer's announced Content-Length adds to a request's deadline (1 GiB at 300 KiB/s): the
 store chooses that length, and 1e11 bytes at the default 64 KiB/s would otherwise give a try ~17 days."""
-_MAX_WAIT_S = 60.0  # the watchdog wakes at least this often (a far deadline never overflows the wait)
 
 
 class Deadlines:
-    """The deadlines of one client's requests, and the watchdog that enforces them."""
+    """How long each of one client's requests may take, enforced by the client's watchdog."""
 
     def __init__(self, base_s: float, min_rate_bytes_s: float, where: str, log: logging.Logger) -> None:
         self.base_s = base_s
         self.min_rate_bytes_s = min_rate_bytes_s
         self._where = where
         self._log = log
-        self._cond = threading.Condition()
-        self._due: dict[Any, tuple[float, float, str]] = {}  # connection -> (monotonic due, seconds, method)
-        self._watchdog: threading.Thread | None = None
+        self.watchdog = DeadlineWatchdog("s3-deadlines", log, self._expired, endpoint=where)
 
     def seconds_for(self, size: int) -> float:
         """The deadline of a request moving ``size`` bytes of body."""
         return self.base_s + max(size, 0) / self.min_rate_bytes_s
 
-    def arm(self, conn: Any, method: str, body_size: int) -> None:
-        seconds = self.seconds_for(body_size)
-        with self._cond:
-            conn.deadline_expired = False
-            self._due[conn] = (time.monotonic() + seconds, seconds, method)
-            if self._watchdog is None:
-                self._watchdog = threading.Thread(target=self._watch, name="s3-deadlines", daemon=True)
-                self._watchdog.start()
-            self._cond.notify()
+    def start(self, method: str, body_size: int) -> RequestDeadline:
+        """The deadline of a request starting now with ``body_size`` bytes of body."""
+        return self.watchdog.start(self.seconds_for(body_size), method)
 
-    def extend(self, conn: Any, size: int) -> None:
-        """More time for a request whose answer announces ``size`` bytes of body."""
-        if size <= 0:
-            return
-        more = min(size / self.min_rate_bytes_s, MAX_ANSWER_EXTENSION_S)
-        with self._cond:
-            if conn in self._due:
-                due, seconds, method = self._due[conn]
-                self._due[conn] = (due + more, seconds + more, method)
+    def extension(self, size: int) -> float:
+        """The time an answer announcing ``size`` bytes of body adds to its request's deadline."""
+        return min(max(size, 0) / self.min_rate_bytes_s, MAX_ANSWER_EXTENSION_S)
 
-    def armed(self, conn: Any) -> bool:
-        with self._cond:
-            return conn in self._due
-
-    def disarm(self, conn: Any) -> None:
-        with self._cond:
-            self._due.pop(conn, None)
-
-    def _watch(self) -> None:
-        with self._cond:
-            try:
-                while self._due:
-                    try:
-                        self._expire_due()
-                    except Exception as exc:  # the watchdog never dies: later requests would have no deadline
-                        event(
-                            self._log,
-                            "s3.deadline_watchdog_error",
-                            logging.ERROR,
-                            endpoint=self._where,
-                            error=repr(exc),
-                        )
-                        self._cond.wait(1.0)
-            finally:
-                self._watchdog = None
-
-    def _expire_due(self) -> None:
-        """Expire the requests past their deadline, then wait for the next deadline (or a new request)."""
-        now = time.monotonic()
-        for conn, (due, seconds, method) in list(self._due.items()):
-            if due <= now:
-                del self._due[conn]
-                self._expire(conn, seconds, method)
-        if self._due:
-            wait = min(due for due, _, _ in self._due.values()) - now
-            self._cond.wait(min(max(0.0, wait), _MAX_WAIT_S))
-
-    def _expire(self, conn: Any, seconds: float, method: str) -> None:
-        conn.deadline_expired = True
-        sock = getattr(conn, "sock", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+    def _expired(self, deadline: RequestDeadline) -> None:
         event(
             self._log,
             "s3.request_deadline",
             logging.WARNING,
             endpoint=self._where,
-            method=method,
-            deadline_s=round(seconds, 1),
+            method=deadline.label,
+            deadline_s=round(deadline.seconds, 1),
         )
 
 
@@ -161,21 +101,35 @@ class _DeadlineReader:
 
 
 class _DeadlineConnection:
-    """Mixed before botocore's connection class: arms the deadline as each request starts."""
+    """Mixed before botocore's connection class: starts a deadline as each request starts, and hands it the
+    request's socket."""
 
     deadlines: Deadlines | None = None
-    deadline_expired = False
+    deadline: RequestDeadline | None = None  #: the deadline of the request running, or of the last one
+    sock: socket.socket | None  # botocore's connection's
+
+    @property
+    def deadline_expired(self) -> bool:
+        return self.deadline is not None and self.deadline.expired
+
+    def _new_conn(self) -> socket.socket:
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        if self.deadline is not None and not self.deadline.done:
+            self.deadline.watch(sock)
+        return sock
 
     def connect(self) -> None:
-        armed = self.deadlines is not None and self.deadlines.armed(self)
         super().connect()  # type: ignore[misc]
-        if armed and self.deadline_expired:  # the deadline passed while connecting
+        if self.deadline_expired:  # the deadline passed while connecting
             self.close()
             raise TimeoutError("the store did not answer within the request's deadline")
 
     def request(self, method: str, url: str, body: Any = None, headers: Any = None, *args: Any, **kwargs: Any) -> Any:
         if self.deadlines is not None:
-            self.deadlines.arm(self, method, _body_size(body, headers))
+            self.finish_deadline()
+            self.deadline = self.deadlines.start(method, _body_size(body, headers))
+            if self.sock is not None:  # reused from the pool (a new one is watched as it connects)
+                self.deadline.watch(self.sock)
         return super().request(method, url, body, headers, *args, **kwargs)  # type: ignore[misc]
 
     def getresponse(self) -> Any:
@@ -187,16 +141,20 @@ class _DeadlineConnection:
             raise
         if self.deadline_expired:  # http.client takes the end of the stream for the end of the headers
             raise TimeoutError("the store did not answer within the request's deadline")
-        if self.deadlines is not None:
-            self.deadlines.extend(self, int(getattr(response, "length_remaining", None) or 0))
+        if self.deadline is not None and self.deadlines is not None:
+            self.deadline.extend(self.deadlines.extension(int(getattr(response, "length_remaining", None) or 0)))
             raw = getattr(response, "_fp", None)  # http.client's response, reading the socket through .fp
             if raw is not None and getattr(raw, "fp", None) is not None:
                 raw.fp = _DeadlineReader(raw.fp, self)
         return response
 
+    def finish_deadline(self) -> None:
+        """The request is over: its socket is no longer cut at its deadline."""
+        if self.deadline is not None:
+            self.deadline.finish()
+
     def close(self) -> None:
-        if self.deadlines is not None:
-            self.deadlines.disarm(self)
+        self.finish_deadline()
         super().close()  # type: ignore[misc]
 
 
@@ -209,7 +167,8 @@ class _DeadlineHTTPSConnection(_DeadlineConnection, botocore.awsrequest.AWSHTTPS
 
 
 class _DeadlinePool:
-    """Mixed before botocore's pool class: hands its deadlines to each connection, disarmed once released."""
+    """Mixed before botocore's pool class: hands its deadlines to each connection, whose request's deadline ends
+    when the pool takes it back."""
 
     deadlines: Deadlines
 
@@ -220,7 +179,7 @@ class _DeadlinePool:
 
     def _put_conn(self, conn: Any) -> None:
         if conn is not None:
-            self.deadlines.disarm(conn)
+            conn.finish_deadline()
         super()._put_conn(conn)  # type: ignore[misc]
 
 

@@ -43,7 +43,7 @@ class S3Store(RecordingStore[S3Config]):
 
     def stop(self) -> None:
         if self._bucket is not None:
-            self._bucket.client.close()
+            self._bucket.close()
 
     def check(self) -> CheckResult:
         return self.bucket.check()

@@ -7,18 +7,15 @@ detail passes :meth:`KannelClient.redact` first, and so does each line urllib3 a
 Each request has a wall-clock deadline (``timeout_s``, connecting to the last byte of the body), not only a
 bound on each socket read: a box that drips its headers or body a byte at a time would otherwise hold the
 sender (the campaign's tick, and with it the node's stop) forever. A watchdog thread shuts the request's socket
-down when its deadline passes. The body read is bounded too (smsbox answers one line).
+down when its deadline passes (:class:`cartera.plugin.DeadlineWatchdog`). The body read is bounded too (smsbox
+answers one line).
 """
 
 from __future__ import annotations
 
-import contextlib
-import heapq
-import itertools
 import logging
 import socket
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -26,7 +23,7 @@ from urllib.parse import quote, quote_plus
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
-from cartera.plugin import MASK
+from cartera.plugin import MASK, DeadlineWatchdog, RequestDeadline
 from cartera.plugins.sms.kannel.config import KannelConfig
 
 SENDSMS_PATH = "/cgi-bin/sendsms"
@@ -52,57 +49,12 @@ class Reply:
         return 200 <= self.status < 300
 
 
-class _Deadline:
-    """The wall-clock deadline of one request. While the request runs it holds a duplicate of the socket the
-    request is on (taken at connect, before any TLS, or when a pooled connection is reused): when the deadline
-    passes, shutting that down ends any read or write blocked on the socket, from the watchdog's thread."""
-
-    def __init__(self, at: float) -> None:
-        self.at = at
-        self.expired = False
-        self.done = False
-        self._lock = threading.Lock()
-        self._socket: socket.socket | None = None
-
-    def watch(self, sock: socket.socket) -> None:
-        """The request now runs on ``sock`` (its own thread)."""
-        twin = socket.fromfd(sock.fileno(), sock.family, sock.type)
-        with self._lock:
-            old, self._socket = self._socket, twin
-            if self.expired:  # it passed while connecting
-                _shut_down(twin)
-        if old is not None:
-            old.close()
-
-    def expire(self) -> None:
-        """The deadline passed (the watchdog's thread)."""
-        with self._lock:
-            self.expired = True
-            if self._socket is not None:
-                _shut_down(self._socket)
-
-    def finish(self) -> bool:
-        """The request is over (its own thread): whether the deadline had passed. Its socket is not cut later."""
-        with self._lock:
-            self.done = True
-            twin, self._socket = self._socket, None
-            expired = self.expired
-        if twin is not None:
-            twin.close()
-        return expired
-
-
-def _shut_down(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):  # already closed by the peer
-        sock.shutdown(socket.SHUT_RDWR)
-
-
 #: The deadline of the request the current thread is making (urllib3 runs it in the caller's thread).
 _requests = threading.local()
 
 
 def _watch(sock: socket.socket) -> None:
-    deadline: _Deadline | None = getattr(_requests, "deadline", None)
+    deadline: RequestDeadline | None = getattr(_requests, "deadline", None)
     if deadline is not None:
         deadline.watch(sock)
 
@@ -133,41 +85,6 @@ class _HTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 
-class _Watchdog:
-    """One thread that expires a client's request deadlines in time order (started on the first request)."""
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._queue: list[tuple[float, int, _Deadline]] = []
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, deadline: _Deadline) -> None:
-        with self._changed:
-            heapq.heappush(self._queue, (deadline.at, next(self._order), deadline))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="kannel-deadlines", daemon=True)
-                self._thread.start()
-            self._changed.notify()
-
-    def close(self) -> None:
-        with self._changed:
-            thread, self._thread = self._thread, None
-            self._queue.clear()
-            self._changed.notify()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(5)
-
-    def _run(self) -> None:
-        me = threading.current_thread()
-        with self._changed:
-            while self._thread is me:
-                now = time.monotonic()
-                while self._queue and (self._queue[0][2].done or self._queue[0][0] <= now):
-                    heapq.heappop(self._queue)[2].expire()
-                self._changed.wait(self._queue[0][0] - now if self._queue else None)
-
-
 class _RedactingFilter(logging.Filter):
     """Masks a client's credentials in the records of the loggers that write request URLs."""
 
@@ -190,7 +107,7 @@ class KannelClient:
             num_pools=2, maxsize=config.max_connections, timeout=urllib3.Timeout(total=config.timeout_s), retries=False
         )
         self._http.pool_classes_by_scheme = {"http": _Pool, "https": _HTTPSPool}
-        self._watchdog = _Watchdog()
+        self._watchdog = DeadlineWatchdog("kannel-deadlines", logging.getLogger(__name__))
         secrets = [config.username, config.password.get_secret_value()]
         secrets += [s.get_secret_value() for s in (config.status_password, config.callback_token) if s is not None]
         forms = {form for secret in secrets if secret for form in (secret, quote(secret, safe=""), quote_plus(secret))}
@@ -226,9 +143,8 @@ class KannelClient:
 
     def _get(self, url: str, params: dict[str, str], box: str, limit: int) -> Reply:
         """The box's answer within ``timeout_s`` of wall-clock time, its body cut after ``limit`` bytes."""
-        deadline = _Deadline(time.monotonic() + self.config.timeout_s)
+        deadline = self._watchdog.start(self.config.timeout_s, box)
         _requests.deadline = deadline
-        self._watchdog.watch(deadline)
         response: urllib3.BaseHTTPResponse | None = None
         body, problem = b"", None
         try:
