@@ -18,12 +18,12 @@ from typing import Any, cast
 import pytest
 
 from cartera.core.adapters import RecordingStore
-from cartera.core.errors import ObjectLocked, UsageError
+from cartera.core.errors import ObjectLocked, StoreUnavailable, UsageError
 from cartera.core.models import Recording
 from cartera.node import Node
 from cartera.plugins.recording.s3.plugin import S3Store
 from tests.conftest import REPO, run_site, run_site_process
-from tests.peers.s3 import S3Endpoint, s3_recording_table, spool_recordings, write_archival_site
+from tests.peers.s3 import Fault, S3Endpoint, fault_proxy, s3_recording_table, spool_recordings, write_archival_site
 from tests.recording_spool import report_spool, spool_watcher
 
 pytestmark = pytest.mark.s3
@@ -251,6 +251,55 @@ def test_a_hold_put_on_during_the_upload_reaches_the_store(
     assert {"Key": "cartera-legal-hold", "Value": "on"} in tags
     with pytest.raises(ObjectLocked):
         store.delete(key)
+
+
+@pytest.mark.abuse
+def test_a_hold_while_the_store_is_down_is_held_and_audited_and_says_the_store_has_not_got_it(
+    tmp_path: Path, s3_env: S3Endpoint, bucket: str, open_node: Callable[[Path], Node]
+) -> None:
+    """The catalog's hold and its audit row are one: a store that is down when a recording is held leaves it held
+    in the catalog (the purge job skips it) and audited, the failure audited and reported; a release while the
+    store is down changes nothing. Holding it again once the store is back puts the store's hold on."""
+    env = {"S3_ACCESS_KEY": s3_env.access_key, "S3_SECRET_KEY": s3_env.secret_key}
+    with fault_proxy(s3_env.url) as proxy:
+        table = s3_recording_table(s3_env, bucket, proxy.url, max_attempts=1, connect_timeout_s=1, read_timeout_s=1)
+        site = write_archival_site(tmp_path, table)
+        spool_recordings(tmp_path / "spool", 1, 5000)
+        node = open_node(site)
+        assert node.archiver is not None
+        report_spool(node, tmp_path / "spool")
+        assert node.archiver.run_once().archived == 1
+        key = _rows(node)[0][2]
+        assert key is not None
+        proxy.inject(*(Fault("500", method) for method in ("HEAD", "GET", "PUT") for _ in range(20)))  # down
+        with pytest.raises(StoreUnavailable) as raised:
+            node.library.set_legal_hold(1, True, actor="os:tester", reason="case 99")
+        assert "recording 1 is on legal hold in the catalog" in str(raised.value)
+        assert "recordings hold 1" in str(raised.value)  # what to run once the store is back
+        held = run_site(site, "recordings", "hold", "1", "--reason", "case 99", env=env)
+        assert held.returncode == 1, held.stderr
+        assert "recording 1 is on legal hold in the catalog" in held.stderr
+        with pytest.raises(StoreUnavailable) as refused:
+            node.library.set_legal_hold(1, False, actor="os:tester", reason="case closed")
+        assert "still on legal hold" in str(refused.value)
+        with sqlite3.connect(tmp_path / "var" / "t.db") as db:
+            assert db.execute("select legal_hold from recordings").fetchall() == [(1,)]
+        proxy.faults.clear()  # back
+        assert node.library.set_legal_hold(1, True, actor="os:tester", reason="case 99").legal_hold
+    tags = s3_env.client().get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+    assert {"Key": "cartera-legal-hold", "Value": "on"} in tags
+    with sqlite3.connect(tmp_path / "var" / "t.db") as db:
+        audited = db.execute("select action, actor, details from audit_log order by id").fetchall()
+    assert [(action, actor) for action, actor, _ in audited] == [
+        ("recordings.hold", "os:tester"),
+        ("recordings.hold_store_failed", "os:tester"),
+        ("recordings.hold", held_actor := audited[2][1]),
+        ("recordings.hold_store_failed", held_actor),
+        ("recordings.release_store_failed", "os:tester"),
+        ("recordings.hold", "os:tester"),
+    ]
+    assert '"case 99"' in audited[0][2]
+    assert "error" in audited[1][2]
 
 
 def test_backfill_url_and_check_from_the_command_line(

@@ -10,15 +10,16 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, false, or_, select
+from sqlalchemy.orm import Session
 
 from cartera.core.adapters import RecordingStore
 from cartera.core.audit import audit
 from cartera.core.checksums import file_checksums
 from cartera.core.clock import Clock
-from cartera.core.errors import IntegrityError, NotFound, UsageError
+from cartera.core.errors import CarteraError, IntegrityError, NotFound, StoreUnavailable, UsageError
 from cartera.core.store.database import Database
 from cartera.core.store.schema import Account, ContactAttempt, Creditor, Portfolio, RecordingRow
 from cartera.portfolio.identity import PortfolioKey, Reference, in_portfolios
@@ -198,7 +199,12 @@ class RecordingLibrary:
         return self.deliver(recording_id, actor, "recordings.url", presign, refusal="recordings.url_denied")[1]
 
     def set_legal_hold(self, recording_id: int, on: bool, actor: str, reason: str) -> RecordingView:
-        """Put a recording on legal hold (nothing deletes it, in the catalog or the store) or release it."""
+        """Put a recording on legal hold (nothing deletes it, in the catalog or the store) or release it. The
+        catalog's change and its audit row are one transaction. A hold goes to the catalog first (the purge job
+        reads it), then to the store; a store that fails leaves it held in the catalog, and audited, with the
+        failure audited too (``recordings.hold_store_failed``) and raised, saying to hold it again once the store
+        is back. A release goes to the store first: one that fails leaves the hold on
+        (``recordings.release_store_failed``)."""
         store = self.store()
         subject = f"recording:{recording_id}"
         with self.db.session() as session:
@@ -210,20 +216,38 @@ class RecordingLibrary:
             if row.state == "purged":
                 raise UsageError(f"recording {recording_id} was purged after its retention")
             key, retain_until, archived = row.store_key, row.retain_until, row.state == "verified"
-        if on:  # the catalog first: the purge job reads it; the store's own lock follows
-            self._set_hold(recording_id, True)
+            if on:
+                row.legal_hold = True
+                self._audit_in(session, actor, "recordings.hold", subject, reason=reason)
         if archived and key is not None:
-            store.set_retention(key, retain_until, on)
+            try:
+                store.set_retention(key, retain_until, on)
+            except CarteraError as exc:
+                self._refused_by_store(recording_id, on, actor, reason, exc)
         if not on:
-            self._set_hold(recording_id, False)
-        self._audit(actor, "recordings.hold" if on else "recordings.release", subject, reason=reason)
+            with self.db.session() as session:
+                session.get_one(RecordingRow, recording_id).legal_hold = False
+                self._audit_in(session, actor, "recordings.release", subject, reason=reason)
         with self.db.session() as session:
             found = session.execute(self._catalog().where(RecordingRow.id == recording_id)).one()
         return _view(*found)
 
-    def _set_hold(self, recording_id: int, on: bool) -> None:
-        with self.db.session() as session:
-            session.get_one(RecordingRow, recording_id).legal_hold = on
+    def _refused_by_store(self, recording_id: int, on: bool, actor: str, reason: str, exc: CarteraError) -> NoReturn:
+        """The store did not take a hold or its release: audited, and raised saying where the hold stands."""
+        subject, verb = f"recording:{recording_id}", "hold" if on else "release"
+        self._audit(actor, f"recordings.{verb}_store_failed", subject, reason=reason, error=str(exc))
+        if on:
+            told = (
+                f"recording {recording_id} is on legal hold in the catalog (audited; the purge job does not delete "
+                f"it), but the store did not take the hold: {exc}. Once the store is back, run `recordings hold "
+                f"{recording_id}` again"
+            )
+        else:
+            told = (
+                f"recording {recording_id} is still on legal hold: the store did not release it: {exc}. Once the "
+                f"store is back, run `recordings release {recording_id}` again"
+            )
+        raise (StoreUnavailable if isinstance(exc, StoreUnavailable) else CarteraError)(told) from exc
 
     def _find(self, recording_id: int, reach: Reach) -> tuple[RecordingView, str | None] | None:
         """One catalog read: the recording's view and store key, when it is of a site of ``reach`` and within
@@ -249,7 +273,11 @@ class RecordingLibrary:
 
     def _audit(self, actor: str, action: str, subject: str, **details: Any) -> None:
         with self.db.session() as session:
-            audit(session, at=self.clock.now(), site=self.site, actor=actor, action=action, subject=subject, **details)
+            self._audit_in(session, actor, action, subject, **details)
+
+    def _audit_in(self, session: Session, actor: str, action: str, subject: str, **details: Any) -> None:
+        """An audit row in ``session``: committed with the change it records, or not at all."""
+        audit(session, at=self.clock.now(), site=self.site, actor=actor, action=action, subject=subject, **details)
 
 
 def _within(reach: Reach) -> ColumnElement[bool]:
