@@ -10,6 +10,7 @@ from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from cartera.core.control_characters import escape_controls
 from cartera.core.redaction import redact
 
 LogFormat = Literal["text", "json"]
@@ -53,7 +54,8 @@ def _text_value(value: Any) -> str:
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
-        parts = [ts, record.levelname, record.name, record.getMessage()]
+        # the message's arguments are a path, a peer's answer: escaped like a field's value, it forges no line
+        parts = [ts, record.levelname, record.name, escape_controls(record.getMessage())]
         parts += [f"{key}={_text_value(value)}" for key, value in _fields(record).items()]
         line = " ".join(parts)
         if record.exc_info:
