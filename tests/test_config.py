@@ -39,6 +39,48 @@ def test_toml_syntax_error_names_line_and_column(hooks: Hooks, tmp_path: Path) -
     assert "TOML syntax error" in message
 
 
+@pytest.mark.abuse
+@pytest.mark.parametrize("nested", ["[" * 5000 + "]" * 5000, "{a=" * 5000 + "1" + "}" * 5000])
+def test_a_value_nested_too_deeply_is_a_config_error_naming_file_and_line(
+    hooks: Hooks, tmp_path: Path, nested: str
+) -> None:
+    """tomllib parses nested arrays and inline tables recursively: 5,000 levels raised a bare RecursionError."""
+    path = tmp_path / "sites.toml"
+    path.write_text(f'[sites.t]\ntimezone = "America/Bogota"\ncountry = "CO"\ndeep = {nested}\n')
+    message = _error(hooks, path)
+    assert message.startswith(f"{path}:4: ")
+    assert "nested too deeply" in message
+    assert len(message) < 300
+
+
+@pytest.mark.abuse
+def test_a_value_nested_deeper_than_a_setting_is_named_with_its_key(hooks: Hooks, tmp_path: Path) -> None:
+    """300 levels parse, but validation's JSON parser stops at 200: its error echoed the whole site table."""
+    path = tmp_path / "sites.toml"
+    path.write_text(
+        '[sites.t]\ntimezone = "America/Bogota"\ncountry = "CO"\n[sites.t.dialer]\nplugin = "simulator"\n'
+        f"deep = {'[' * 300}{']' * 300}\n"
+    )
+    message = _error(hooks, path)
+    assert message == (
+        f"{path}:6: site 't', key 'dialer.deep': a value nested too deeply: more than 32 arrays or tables inside "
+        "one another"
+    )
+
+
+@pytest.mark.abuse
+def test_a_value_nested_too_deeply_over_many_lines_names_a_line_inside_it(tmp_path: Path) -> None:
+    path = tmp_path / "sites.toml"
+    path.write_text('[sites.t]\ntimezone = "America/Bogota"\ndeep = ' + "[\n" * 5000 + "]\n" * 5000)
+    done = run_site(path, "check")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: {path}:")
+    line = int(done.stderr.split(":")[2])
+    assert 3 < line < 5003  # where the nesting gets too deep, inside the value
+    assert "nested too deeply" in done.stderr
+    assert "RecursionError" not in done.stderr
+
+
 def test_unknown_site_lists_the_defined_ones(hooks: Hooks, sites_toml: Path) -> None:
     message = _error(hooks, sites_toml, site="bogota")
     assert "unknown site 'bogota'" in message

@@ -59,6 +59,9 @@ PLUGIN_KINDS = ("dialer", "recording", "sms", "crm_sync")
 #: its calls' channel ids at the PBX, so it is a plain, lower-case file name that no two sites share in any form.
 SITE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: How many arrays or tables a site's setting may hold inside one another: far more than any setting has, far
+#: fewer than a validator's recursion can take (pydantic's JSON parser stops at 200).
+MAX_NESTING = 32
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -402,10 +405,48 @@ def read_document(path: Path) -> tuple[str, dict[str, Any]]:
         where = f"{path}:{match.group(1)}:{match.group(2)}" if match else str(path)
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise ConfigError(f"{where}: TOML syntax error: {message}") from None
+    except RecursionError:  # tomllib parses arrays and inline tables recursively
+        line = _too_deep_line(text)
+        raise ConfigError(
+            f"{path}:{line}: a value nested too deeply (arrays or inline tables inside one another)"
+        ) from None
     sites = doc.get("sites")
     if not isinstance(sites, dict) or not sites:
         raise ConfigError(f"{path}: no [sites.NAME] table defined")
     return text, doc
+
+
+def _nested_too_deeply(table: dict[str, Any]) -> tuple[str, ...] | None:
+    """The key of the first value of ``table`` with more than :data:`MAX_NESTING` arrays or tables inside one
+    another (``None``: none has), walked without recursion."""
+    pending: list[tuple[Any, tuple[str, ...], int]] = [(value, (name,), 1) for name, value in table.items()]
+    while pending:
+        value, key, depth = pending.pop()
+        if depth > MAX_NESTING:
+            return key
+        if isinstance(value, dict):
+            pending += [(item, (*key, str(name)), depth + 1) for name, item in value.items()]
+        elif isinstance(value, list):
+            pending += [(item, key, depth + 1) for item in value]
+    return None
+
+
+def _too_deep_line(text: str) -> int:
+    """The line where the nesting of ``text`` gets too deep for the parser: the first line whose text up to it
+    already fails so (parsing stops there whatever follows), found by bisection."""
+    lines = text.splitlines(keepends=True)
+    low, high = 1, len(lines)
+    while low < high:
+        middle = (low + high) // 2
+        try:
+            tomllib.loads("".join(lines[:middle]))
+        except RecursionError:
+            high = middle
+            continue
+        except tomllib.TOMLDecodeError:
+            pass
+        low = middle + 1
+    return low
 
 
 def site_names(path: Path) -> list[str]:
@@ -430,6 +471,9 @@ def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
     raw = sites[site]
     if not isinstance(raw, dict):
         errors.fail((), "must be a table")
+    deep = _nested_too_deeply(raw)
+    if deep is not None:
+        errors.fail(deep, f"a value nested too deeply: more than {MAX_NESTING} arrays or tables inside one another")
     raw = _substitute_env(raw, (), errors)
     base_dir = path.parent
     section = _strict(SiteSection, raw, base_dir, errors, ())
