@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import select
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import smpplib.client
+import smpplib.command_codes
 import smpplib.consts
 import smpplib.exceptions
 import smpplib.smpp
@@ -27,7 +29,17 @@ from cartera.plugins.sms.smpp.config import SmppConfig
 
 ESME_ROK: int = smpplib.consts.SMPP_ESME_ROK
 ESME_RX_T_APPN: int = smpplib.consts.SMPP_ESME_RX_T_APPN  # "temporary application error": the SMSC retries later
+ESME_RINVCMDID: int = smpplib.consts.SMPP_ESME_RINVCMDID  # "invalid command ID": the generic_nack status
 _POLL_S = 0.2
+_HEADER = 16  # command_length, command_id, command_status, sequence_number
+#: The longest PDU read: a deliver_sm or data_sm with a full 64 KiB message_payload fits; a longer
+#: command_length is a broken or hostile peer, not a message.
+MAX_PDU = 0x10000 + 0x1000
+_RESPONSE_BIT = 0x80000000
+#: Requests an ESME is never sent, or needs no answer to: any other request this link does not handle gets a
+#: generic_nack (ESME_RINVCMDID) so the SMSC's window does not fill with unanswered PDUs.
+_NO_ANSWER = frozenset({"alert_notification"})
+_MAY_BE_EMPTY = frozenset({"short_message"})  # sm_length 0: the text is in message_payload, or there is none
 _LinkErrors = (smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError, OSError)
 
 DeliverHandler = Callable[[Any], int]
@@ -64,8 +76,24 @@ class _Sequences:
             return self.sequence
 
 
+class MalformedPdu(smpplib.exceptions.PDUError):  # type: ignore[misc]
+    """A PDU shorter than its header, longer than :data:`MAX_PDU`, or whose body does not parse: the byte stream
+    can no longer be trusted, so the link drops the connection and rebinds."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownPdu:
+    """A well-framed PDU whose command_id this client does not know: answered generic_nack, the session goes on."""
+
+    command_id: int
+    sequence: int
+
+
 class _Client(smpplib.client.Client):  # type: ignore[misc]
-    """smpplib's client with thread-safe sequences and writes, and no PDU dumps in the log."""
+    """smpplib's client with thread-safe sequences and writes, no PDU dumps in the log, and a ``read_pdu`` that
+    frames every PDU itself (smpplib's raises whatever its parser hit, unknown command ids included)."""
+
+    state: int
 
     def __init__(self, host: str, port: int, timeout: float) -> None:
         super().__init__(
@@ -92,6 +120,31 @@ class _Client(smpplib.client.Client):  # type: ignore[misc]
                 raise smpplib.exceptions.ConnectionError(str(exc)) from exc
         return True
 
+    def read_pdu(self) -> Any:
+        """The next PDU, or :class:`UnknownPdu`; :class:`MalformedPdu` when the framing or the body is broken."""
+        (length,) = struct.unpack(">L", self._recv_exact(4))
+        if not _HEADER <= length <= MAX_PDU:
+            raise MalformedPdu(f"malformed PDU: command_length {length} (must be {_HEADER}..{MAX_PDU})")
+        raw = struct.pack(">L", length) + self._recv_exact(length - 4)
+        command_id, _status, sequence = struct.unpack(">LLL", raw[4:_HEADER])
+        try:
+            name = smpplib.command_codes.get_command_name(command_id)
+            pdu = smpplib.smpp.parse_pdu(raw, client=self, allow_unknown_opt_params=True)
+        except smpplib.exceptions.UnknownCommandError:  # unknown to SMPP 3.4, or to smpplib (e.g. outbind)
+            if self.state == smpplib.consts.SMPP_CLIENT_STATE_OPEN:  # bind_transceiver reads its response
+                raise MalformedPdu(f"command_id 0x{command_id:08X} instead of the bind response") from None
+            return UnknownPdu(command_id, sequence)
+        except Exception as exc:  # smpplib's parser raises struct.error, IndexError, ValueError...
+            raise MalformedPdu(f"malformed {name} PDU: {type(exc).__name__}: {exc}") from exc
+        if pdu.is_request():  # smpplib leaves the fields a cut-short body lacks as None
+            missing = [f for f in pdu.params_order if f not in _MAY_BE_EMPTY and not pdu.field_is_optional(f)]
+            missing = [f for f in missing if getattr(pdu, f, None) is None]
+            if missing:
+                raise MalformedPdu(f"malformed {name} PDU: the body ends before {missing[0]}")
+        if not pdu.is_error() and pdu.command in smpplib.consts.STATE_SETTERS:
+            self.state = smpplib.consts.STATE_SETTERS[pdu.command]
+        return pdu
+
 
 @dataclass(slots=True)
 class _Waiter:
@@ -102,8 +155,8 @@ class _Waiter:
 
 
 class SmppLink:
-    """A bound transceiver: ``submit`` from any thread; deliver_sm PDUs go to ``on_deliver`` (in the link's
-    thread), whose return value is the deliver_sm_resp status."""
+    """A bound transceiver: ``submit`` from any thread; deliver_sm and data_sm PDUs go to ``on_deliver`` (in the
+    link's thread), whose return value is the status of their response."""
 
     def __init__(self, config: SmppConfig, on_deliver: DeliverHandler, log: logging.Logger) -> None:
         self.config = config
@@ -187,8 +240,8 @@ class SmppLink:
         while not self._stopping.is_set():
             try:
                 client = self._bind()
-            except _LinkErrors as exc:
-                self.last_error = f"bind failed: {exc or type(exc).__name__}"
+            except Exception as exc:  # whatever the SMSC sent, the thread lives on and retries
+                self.last_error = f"bind failed: {_reason(exc)}"
                 event(self._log, "smpp.bind_failed", logging.WARNING, to=self.where, error=self.last_error,
                       retry_in_s=delay)  # fmt: skip
                 self._stopping.wait(delay)
@@ -197,11 +250,12 @@ class SmppLink:
             delay = self.config.reconnect_min_s
             try:
                 self._serve(client)
-            except _LinkErrors as exc:
-                self.last_error = f"connection lost: {exc or type(exc).__name__}"
+            except Exception as exc:  # a broken PDU or a bug in a handler: drop the connection and rebind
+                self.last_error = f"connection lost: {_reason(exc)}"
                 event(self._log, "smpp.link_lost", logging.WARNING, to=self.where, error=self.last_error)
             finally:
                 self._drop(client)
+            self._stopping.wait(delay)  # a peer that breaks every session is not rebound in a tight loop
 
     def _bind(self) -> _Client:
         client = _Client(self.config.host, self.config.port, self.config.response_timeout_s)
@@ -241,7 +295,9 @@ class SmppLink:
             if readable:
                 pdu = client.read_pdu()
                 idle_since = now
-                if pdu.command == "unbind_resp" or self._dispatch(client, pdu):
+                if isinstance(pdu, UnknownPdu):
+                    self._unknown(client, pdu)
+                elif pdu.command == "unbind_resp" or self._dispatch(client, pdu):
                     return
             elif keepalive is not None and not keepalive.done.is_set():
                 if now - idle_since > self.config.enquire_link_s + self.config.response_timeout_s:
@@ -258,9 +314,9 @@ class SmppLink:
                 waiter.response = pdu
                 waiter.on_response(pdu)
                 waiter.done.set()
-        elif pdu.command == "deliver_sm":
+        elif pdu.command in ("deliver_sm", "data_sm"):  # an MO or a receipt; SMPP 3.4 allows either
             status = self._deliver(pdu)
-            self._respond(client, "deliver_sm_resp", pdu.sequence, status)
+            self._respond(client, f"{pdu.command}_resp", pdu.sequence, status)
         elif pdu.command == "enquire_link":
             self._respond(client, "enquire_link_resp", pdu.sequence, ESME_ROK)
         elif pdu.command == "unbind":
@@ -268,9 +324,22 @@ class SmppLink:
             self.last_error = "the SMSC unbound"
             event(self._log, "smpp.unbound_by_smsc", logging.WARNING, to=self.where)
             return True
+        elif pdu.is_request() and pdu.command not in _NO_ANSWER:
+            self._nack(client, pdu.sequence, pdu.command)
         else:
             event(self._log, "smpp.unhandled_pdu", logging.WARNING, command=pdu.command)
         return False
+
+    def _unknown(self, client: _Client, pdu: UnknownPdu) -> None:
+        if pdu.command_id & _RESPONSE_BIT:  # a response nobody waits for needs no answer
+            event(self._log, "smpp.unhandled_pdu", logging.WARNING, command=f"0x{pdu.command_id:08X}")
+        else:
+            self._nack(client, pdu.sequence, f"0x{pdu.command_id:08X}")
+
+    def _nack(self, client: _Client, sequence: int, command: str) -> None:
+        """generic_nack ESME_RINVCMDID (SMPP 3.4 §4.3) for a request this link does not handle; the session goes on."""
+        event(self._log, "smpp.unknown_command", logging.WARNING, to=self.where, command=command, sequence=sequence)
+        self._respond(client, "generic_nack", sequence, ESME_RINVCMDID)
 
     def _deliver(self, pdu: Any) -> int:
         try:
@@ -295,3 +364,11 @@ class SmppLink:
         for waiter in waiters:
             waiter.lost = True
             waiter.done.set()
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a reason an operator can read: its type when smpplib gave no message."""
+    text = str(exc)
+    if isinstance(exc, _LinkErrors) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

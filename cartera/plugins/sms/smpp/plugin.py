@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar
 
@@ -69,22 +71,84 @@ class TokenBucket:
             time.sleep(wait)
 
 
-class _Concatenation:
-    """Joins concatenated MO parts by (sender, reference); a message is complete when every part arrived."""
+#: How long the first part of a concatenated MO waits for the others; SMSCs deliver the parts seconds apart.
+MO_PARTS_TTL_S = 15 * 60
+#: Incomplete concatenated MO messages kept from one sender, and from all: past either, the oldest is dropped.
+MO_PARTS_PER_SENDER = 16
+MO_PARTS_TOTAL = 10_000
 
-    def __init__(self) -> None:
-        self._parts: dict[tuple[str, int, int], dict[int, str]] = {}
+
+class _Concatenation:
+    """Joins concatenated MO parts by (sender, reference); a message is complete when every part arrived.
+
+    Incomplete messages are bounded, so a peer sending first parts only cannot grow the node's memory: one is
+    dropped (logged as ``smpp.mo_parts_dropped``) when its first part is older than ``ttl_s``, and the oldest
+    goes when a sender has ``per_sender`` of them, or everyone ``total``."""
+
+    def __init__(
+        self,
+        log: logging.Logger,
+        *,
+        ttl_s: float = MO_PARTS_TTL_S,
+        per_sender: int = MO_PARTS_PER_SENDER,
+        total: int = MO_PARTS_TOTAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = log
+        self._ttl_s, self._per_sender, self._total, self._clock = ttl_s, per_sender, total, clock
+        self._parts: OrderedDict[tuple[str, int, int], tuple[float, dict[int, str]]] = OrderedDict()
+        self._by_sender: dict[str, OrderedDict[tuple[str, int, int], None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._parts)
 
     def add(self, phone: str, concat: tuple[int, int, int] | None, text: str) -> str | None:
         if concat is None or concat[1] <= 1:
             return text
         reference, total, number = concat
-        parts = self._parts.setdefault((phone, reference, total), {})
+        if not 1 <= number <= total:
+            event(self._log, "smpp.mo_part_invalid", logging.WARNING, part=number, parts=total)
+            return None
+        now = self._clock()
+        self._expire(now)
+        key = (phone, reference, total)
+        if key not in self._parts:
+            self._make_room(phone)
+            self._parts[key] = (now, {})
+            self._by_sender.setdefault(phone, OrderedDict())[key] = None
+        parts = self._parts[key][1]
         parts[number] = text
         if len(parts) < total:
             return None
-        del self._parts[(phone, reference, total)]
+        self._forget(key)
         return "".join(parts[n] for n in sorted(parts))
+
+    def _expire(self, now: float) -> None:
+        while self._parts:
+            key, (first_at, _parts) = next(iter(self._parts.items()))
+            if now - first_at < self._ttl_s:
+                return
+            self._drop(key, "expired")
+
+    def _make_room(self, phone: str) -> None:
+        senders = self._by_sender.get(phone)
+        if senders is not None and len(senders) >= self._per_sender:
+            self._drop(next(iter(senders)), "too many from this sender")
+        if len(self._parts) >= self._total:
+            self._drop(next(iter(self._parts)), "too many in all")
+
+    def _drop(self, key: tuple[str, int, int], reason: str) -> None:
+        parts = self._forget(key)
+        event(self._log, "smpp.mo_parts_dropped", logging.WARNING, reason=reason, reference=key[1],
+              parts=key[2], arrived=len(parts))  # fmt: skip
+
+    def _forget(self, key: tuple[str, int, int]) -> dict[int, str]:
+        _first_at, parts = self._parts.pop(key)
+        senders = self._by_sender[key[0]]
+        del senders[key]
+        if not senders:
+            del self._by_sender[key[0]]
+        return parts
 
 
 class SmppGateway(SmsGateway[SmppConfig]):
@@ -102,7 +166,7 @@ class SmppGateway(SmsGateway[SmppConfig]):
         )
         self._bucket = TokenBucket(config.messages_per_second, config.burst)
         self._link = SmppLink(config, self._on_deliver, self._log)
-        self._inbound = _Concatenation()
+        self._inbound = _Concatenation(self._log)
         self._started = False
 
     def start(self) -> None:
@@ -215,8 +279,8 @@ class SmppGateway(SmsGateway[SmppConfig]):
         )
 
     def _on_deliver(self, pdu: Any) -> int:
-        """A deliver_sm: a delivery receipt, or a message a debtor sent. Runs in the link's thread."""
-        payload = pdu.short_message or getattr(pdu, "message_payload", None) or b""
+        """A deliver_sm or data_sm: a delivery receipt, or a message a debtor sent. Runs in the link's thread."""
+        payload = getattr(pdu, "short_message", None) or getattr(pdu, "message_payload", None) or b""
         receipted = getattr(pdu, "receipted_message_id", None)
         if pdu.esm_class & ESM_TYPE_MASK == ESM_DELIVERY_RECEIPT or receipted:
             text = payload.decode("latin-1")

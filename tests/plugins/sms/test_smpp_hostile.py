@@ -1,0 +1,301 @@
+"""The smpp plugin against a hostile SMSC on 127.0.0.1 (round 18, I2/I6/I8): PDUs with an unknown command id,
+shorter than their header or cut short, a data_sm MO, and a flood of first parts that never complete."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cartera.core.models import SmsMessage, SmsState
+from cartera.core.testing.context import CapturingContext
+from cartera.plugins.sms.smpp.config import SmppConfig
+from cartera.plugins.sms.smpp.plugin import SmppGateway, _Concatenation
+from tests.peers.jasmin import _recv
+from tests.peers.net import wait_until
+
+pytestmark = pytest.mark.abuse
+
+BIND_TRX, SUBMIT_SM, ENQUIRE_LINK, UNBIND, DELIVER_SM, DATA_SM = 0x09, 0x04, 0x15, 0x06, 0x05, 0x103
+GENERIC_NACK, RESPONSE = 0x80000000, 0x80000000
+ESME_RINVCMDID = 0x03
+
+Hostile = Callable[[socket.socket, int], None]
+
+
+def pdu(command_id: int, sequence: int, body: bytes = b"", status: int = 0) -> bytes:
+    return struct.pack(">LLLL", 16 + len(body), command_id, status, sequence) + body
+
+
+class FakeSmsc:
+    """Binds anyone, accepts every submit_sm, answers enquire_link and unbind. After each bind,
+    ``after_bind(conn, session)`` may misbehave (session counts from 1). Response PDUs it gets are recorded."""
+
+    def __init__(self, after_bind: Hostile) -> None:
+        self._after_bind = after_bind
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self.sessions = 0
+        self.responses: list[tuple[int, int, int]] = []  # (command_id, status, sequence) of responses received
+        self.submits = 0
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.sessions += 1
+                self._conns.append(conn)
+                session = self.sessions
+            threading.Thread(target=self._serve, args=(conn, session), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, session: int) -> None:
+        with suppress(OSError), conn:
+            while (header := _recv(conn, 16)) is not None:
+                length, command_id, status, sequence = struct.unpack(">LLLL", header)
+                if _recv(conn, length - 16) is None:
+                    return
+                if command_id & RESPONSE:
+                    with self._lock:
+                        self.responses.append((command_id, status, sequence))
+                elif command_id == BIND_TRX:
+                    conn.sendall(pdu(BIND_TRX | RESPONSE, sequence, b"SMSC\x00"))
+                    self._after_bind(conn, session)
+                elif command_id == SUBMIT_SM:
+                    with self._lock:
+                        self.submits += 1
+                    conn.sendall(pdu(SUBMIT_SM | RESPONSE, sequence, b"msg%d\x00" % sequence))
+                elif command_id == ENQUIRE_LINK:
+                    conn.sendall(pdu(ENQUIRE_LINK | RESPONSE, sequence))
+                elif command_id == UNBIND:
+                    conn.sendall(pdu(UNBIND | RESPONSE, sequence))
+                    return
+
+    def close(self) -> None:
+        self._server.close()
+        with self._lock:
+            for conn in self._conns:
+                with suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+
+
+def _config(port: int, **overrides: Any) -> SmppConfig:
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "system_id": "acct",
+        "password": "pw",
+        "source_addr": "Cartera",
+        "fsync": False,
+        "submit_timeout_s": 10,
+        "response_timeout_s": 2,
+        "reconnect_min_s": 0.1,
+        "reconnect_max_s": 0.5,
+        **overrides,
+    }
+    return SmppConfig.model_validate(values)
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> CapturingContext:
+    return CapturingContext(tmp_path / "data")
+
+
+@pytest.fixture
+def smsc_with() -> Iterator[Callable[[Hostile], FakeSmsc]]:
+    made: list[FakeSmsc] = []
+
+    def make(after_bind: Hostile) -> FakeSmsc:
+        made.append(FakeSmsc(after_bind))
+        return made[-1]
+
+    yield make
+    for smsc in made:
+        smsc.close()
+
+
+@pytest.fixture
+def gateways() -> Iterator[Callable[[SmppConfig, CapturingContext], SmppGateway]]:
+    started: list[SmppGateway] = []
+
+    def start(config: SmppConfig, context: CapturingContext, pending_cap: int | None = None) -> SmppGateway:
+        gateway = SmppGateway(config, context)
+        if pending_cap is not None:  # the cap in all, made small for the test
+            gateway._inbound = _Concatenation(logging.getLogger("test.smpp"), total=pending_cap)
+        gateway.start()
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop()
+
+
+def _on_first_session(data: bytes) -> Hostile:
+    def after_bind(conn: socket.socket, session: int) -> None:
+        if session == 1:
+            conn.sendall(data)
+
+    return after_bind
+
+
+def _message(text: str = "hola") -> SmsMessage:
+    return SmsMessage(message_id=int(time.monotonic_ns() % 2**31), site="test", phone="+573001234567", text=text)
+
+
+def test_an_unknown_command_id_is_answered_generic_nack_and_the_session_goes_on(
+    smsc_with: Callable[[Hostile], FakeSmsc], gateways: Any, context: CapturingContext
+) -> None:
+    smsc = smsc_with(_on_first_session(pdu(0x00000999, 77)))
+    gateway = gateways(_config(smsc.port), context)
+    wait_until(lambda: (GENERIC_NACK, ESME_RINVCMDID, 77) in smsc.responses, "the generic_nack of sequence 77")
+    result = gateway.send(_message())
+    assert result.state is SmsState.SUBMITTED, result.detail
+    assert smsc.sessions == 1  # no rebind: the session went on
+    assert gateway.check().ok
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (struct.pack(">L", 2), "command_length 2"),  # shorter than its own header
+        (struct.pack(">L", 0xFFFFFFF0), "command_length 4294967280"),  # would have the node read 4 GiB
+        (pdu(DELIVER_SM, 79, b"\x00\x01\x01"), "malformed deliver_sm"),  # mandatory fields cut short
+    ],
+    ids=["short", "huge", "truncated-body"],
+)
+def test_a_malformed_pdu_drops_the_connection_and_the_link_rebinds(  # noqa: PLR0917 (fixtures and parameters)
+    smsc_with: Callable[[Hostile], FakeSmsc],
+    gateways: Any,
+    context: CapturingContext,
+    caplog: pytest.LogCaptureFixture,
+    data: bytes,
+    reason: str,
+) -> None:
+    smsc = smsc_with(_on_first_session(data))
+    with caplog.at_level(logging.WARNING):
+        gateway = gateways(_config(smsc.port), context)
+        wait_until(lambda: smsc.sessions >= 2, "a second session")
+        result = gateway.send(_message())
+    assert result.state is SmsState.SUBMITTED, result.detail
+    lost = [r.fields["error"] for r in caplog.records if r.getMessage() == "smpp.link_lost"]  # type: ignore[attr-defined]
+    assert len(lost) == 1, caplog.text
+    assert reason in lost[0]
+    assert gateway._link._thread is not None
+    assert gateway._link._thread.is_alive()
+
+
+def test_check_names_the_reason_the_link_is_down(
+    smsc_with: Callable[[Hostile], FakeSmsc], gateways: Any, context: CapturingContext
+) -> None:
+    """An SMSC that breaks every session: the link waits before rebinding, and check says why it is down."""
+    smsc = smsc_with(lambda conn, _session: conn.sendall(struct.pack(">L", 2)))
+    gateway = gateways(_config(smsc.port, reconnect_min_s=60, response_timeout_s=0.5), context)
+    wait_until(lambda: "malformed" in gateway._link.last_error, "the link to drop")
+    check = gateway.check()
+    assert not check.ok
+    assert "connection lost: malformed PDU: command_length 2" in check.detail
+    assert smsc.sessions == 1  # not rebound in a tight loop
+
+
+def test_a_request_the_link_does_not_handle_is_nacked(
+    smsc_with: Callable[[Hostile], FakeSmsc], gateways: Any, context: CapturingContext
+) -> None:
+    """query_sm is a request an ESME is never sent: generic_nack, not silence that fills the SMSC's window."""
+    smsc = smsc_with(_on_first_session(pdu(0x00000003, 91, b"id\x00\x00\x00\x00")))
+    gateway = gateways(_config(smsc.port), context)
+    wait_until(lambda: (GENERIC_NACK, ESME_RINVCMDID, 91) in smsc.responses, "the generic_nack of sequence 91")
+    assert gateway.send(_message()).state is SmsState.SUBMITTED
+    assert smsc.sessions == 1
+
+
+def _data_sm(sender: bytes, payload: bytes, sequence: int) -> bytes:
+    # service_type, source ton/npi/addr, dest ton/npi/addr, esm_class, registered_delivery, data_coding,
+    # then the message_payload TLV (0x0424)
+    body = b"\x00\x01\x01" + sender + b"\x00\x01\x01Cartera\x00\x00\x00\x00"
+    return pdu(DATA_SM, sequence, body + struct.pack(">HH", 0x0424, len(payload)) + payload)
+
+
+def test_a_data_sm_mo_is_answered_and_reaches_core(
+    smsc_with: Callable[[Hostile], FakeSmsc], gateways: Any, context: CapturingContext
+) -> None:
+    smsc = smsc_with(_on_first_session(_data_sm(b"573001234567", b"BAJA", 81)))
+    gateways(_config(smsc.port), context)
+    wait_until(lambda: any(r[2] == 81 for r in smsc.responses), "the data_sm_resp of sequence 81")
+    assert (DATA_SM | RESPONSE, 0, 81) in smsc.responses
+    wait_until(lambda: bool(context.inbound), "the MO")
+    assert [(m.phone, m.text) for m in context.inbound] == [("+573001234567", "BAJA")]
+
+
+def _first_part(sender: bytes, reference: int, sequence: int) -> bytes:
+    udh = bytes([0x05, 0x00, 0x03, reference, 0x02, 0x01])
+    body = b"\x00\x01\x01" + sender + b"\x00\x01\x01Cartera\x00\x40" + bytes(8)
+    short = udh + b"hola"
+    return pdu(DELIVER_SM, sequence, body + bytes([len(short)]) + short)
+
+
+def test_a_flood_of_first_parts_is_bounded(
+    smsc_with: Callable[[Hostile], FakeSmsc], gateways: Any, context: CapturingContext
+) -> None:
+    """The red team's flood (part 1 of 2, each from another sender), cut down: pending parts stay under the cap."""
+    count = 300
+    flood = b"".join(_first_part(b"5730%08d" % n, 2, 1000 + n) for n in range(count))
+    smsc = smsc_with(_on_first_session(flood))
+    gateway = gateways(_config(smsc.port), context, pending_cap=50)
+    wait_until(
+        lambda: sum(1 for r in smsc.responses if r[0] == DELIVER_SM | RESPONSE) == count, "every deliver_sm_resp"
+    )
+    assert len(gateway._inbound) == 50
+    assert context.inbound == []
+
+
+def _concatenation(**limits: Any) -> tuple[_Concatenation, list[float]]:
+    now = [0.0]
+    return _Concatenation(logging.getLogger("test.smpp"), clock=lambda: now[0], **limits), now
+
+
+def test_incomplete_parts_expire(caplog: pytest.LogCaptureFixture) -> None:
+    joiner, now = _concatenation(ttl_s=600)
+    assert joiner.add("+573001", (7, 2, 1), "ho") is None
+    now[0] = 599
+    assert joiner.add("+573002", (8, 2, 1), "ad") is None
+    now[0] = 601
+    with caplog.at_level(logging.WARNING):
+        assert joiner.add("+573001", (7, 2, 2), "la") is None  # its first part was dropped at 600 s
+    dropped = [r.fields for r in caplog.records if r.getMessage() == "smpp.mo_parts_dropped"]  # type: ignore[attr-defined]
+    assert dropped == [{"reason": "expired", "reference": 7, "parts": 2, "arrived": 1}]
+    assert joiner.add("+573002", (8, 2, 2), "ios") == "adios"  # the younger one is still complete
+    assert len(joiner) == 1  # the late second part of 7, waiting for a first part that will not come
+
+
+def test_pending_parts_are_capped_per_sender_and_in_all() -> None:
+    joiner, _now = _concatenation(per_sender=3, total=5)
+    for reference in range(4):
+        assert joiner.add("+573001", (reference, 2, 1), f"a{reference}") is None
+    assert len(joiner) == 3  # the sender's oldest (reference 0) went
+    assert joiner.add("+573001", (0, 2, 2), "b") is None  # a new pending message, not a completion
+    for sender in ("+573002", "+573003", "+573004"):
+        joiner.add(sender, (1, 2, 1), "x")
+    assert len(joiner) == 5
+    assert joiner.add("+573001", (3, 2, 2), "z") == "a3z"  # the newest of the first sender survived
+
+
+def test_a_part_number_outside_its_total_is_dropped() -> None:
+    joiner, _now = _concatenation()
+    assert joiner.add("+573001", (5, 2, 0), "x") is None
+    assert joiner.add("+573001", (5, 2, 3), "x") is None
+    assert len(joiner) == 0
