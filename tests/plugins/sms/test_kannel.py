@@ -35,7 +35,13 @@ from cartera.node import Node
 from cartera.plugins.sms.kannel import plugin
 from cartera.plugins.sms.kannel.client import KannelClient
 from cartera.plugins.sms.kannel.config import KannelConfig
-from cartera.plugins.sms.kannel.plugin import MO_QUERY, KannelGateway, decode_mo_text, dlr_state
+from cartera.plugins.sms.kannel.plugin import (
+    MO_QUERY,
+    KannelGateway,
+    UnsupportedCharset,
+    decode_mo_text,
+    dlr_state,
+)
 from cartera.web.app import PLUGIN_PREFIX
 from cartera.web.server import WebServer
 from tests.conftest import write_portfolio, write_sites
@@ -99,7 +105,34 @@ def test_mo_text_is_decoded_by_coding_and_charset() -> None:
     assert decode_mo_text("¿Bája?".encode(), "0", "UTF-8") == "¿Bája?"
     assert decode_mo_text("¿Bája?".encode("latin-1"), "0", "ISO-8859-1") == "¿Bája?"
     assert decode_mo_text(b"BAJA", "", "") == "BAJA"
-    assert decode_mo_text(b"\xbfBaja", "0", "no-such-charset") == "¿Baja"
+    assert decode_mo_text("¿Bája?".encode("utf-16-be"), "2", "UCS-2") == "¿Bája?"
+    assert decode_mo_text("¿Bája? €".encode("cp1252"), "0", "windows-1252") == "¿Bája? €"
+    assert decode_mo_text(b"\xbfBaja", "1", "8-BIT") == "¿Baja"  # Kannel's %C of an 8-bit MO: bytes as they came
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize("charset", ["punycode", "idna", "UTF-7", "unicode_escape", "rot13", "no-such-charset"])
+def test_an_mo_in_a_charset_kannel_does_not_send_is_refused(charset: str) -> None:
+    with pytest.raises(UnsupportedCharset, match="charset"):
+        decode_mo_text(b"xn--" + b"a" * 70, "0", charset)
+
+
+@pytest.mark.abuse
+def test_an_mo_callback_in_an_odd_charset_is_a_400_not_a_500(tmp_path: Path) -> None:
+    """Round 18 I5: charset=punycode (or idna) gave a 500 and the MO was lost to a codec error."""
+    context = CapturingContext(tmp_path / "data")
+    gateway = KannelGateway(_settings(callback_token=TOKEN), context)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}{PLUGIN_PREFIX}/sms/kannel/mo"
+    mo = {"from": PHONE, "token": TOKEN, "coding": "0"}
+    with serving(gateway, port), httpx.Client() as http:
+        refused = [http.get(url, params={**mo, "text": text, "charset": charset}) for text, charset in
+                   [("a-99999", "punycode"), ("xn--" + "a" * 70, "idna"), ("+AGE-", "UTF-7")]]  # fmt: skip
+        taken = http.get(url, params={**mo, "text": "BAJA", "charset": "UTF-8"})
+    assert [r.status_code for r in refused] == [400, 400, 400]
+    assert all("charset" in r.json()["detail"] for r in refused)
+    assert taken.status_code == 200
+    assert [m.text for m in context.inbound] == ["BAJA"]  # nothing of the refused ones stored
 
 
 def test_config_refuses_bad_urls_and_tokens() -> None:

@@ -63,9 +63,48 @@ def dlr_state(dlr_type: int, smsc_status: str) -> SmsState | None:
     return state
 
 
+#: The charsets Kannel names in an MO's ``%C`` (its own: UTF-8 for 7-bit, 8-BIT, UTF-16BE for UCS-2; others an SMSC
+#: module or an ``alt-charset`` sets), as Python codecs. Any other, such as ``punycode`` or ``idna`` from an HTTP
+#: SMSC upstream, is refused: those codecs are no SMS text encoding and fail in ways a text codec does not.
+MO_CHARSETS: dict[str, str] = {
+    "UTF-8": "utf-8",
+    "UTF8": "utf-8",
+    "UTF-16BE": "utf-16-be",
+    "UTF-16-BE": "utf-16-be",
+    "UCS-2": "utf-16-be",
+    "UCS2": "utf-16-be",
+    "UCS-2BE": "utf-16-be",
+    "8-BIT": "latin-1",  # the bytes as the phone sent them
+    "BINARY": "latin-1",
+    "ISO-8859-1": "latin-1",
+    "ISO8859-1": "latin-1",
+    "LATIN1": "latin-1",
+    "LATIN-1": "latin-1",
+    "ISO-8859-15": "iso8859-15",
+    "WINDOWS-1252": "cp1252",
+    "CP1252": "cp1252",
+    "US-ASCII": "ascii",
+    "ASCII": "ascii",
+}
+
+
+class UnsupportedCharset(ValueError):
+    """An MO whose charset is none of :data:`MO_CHARSETS`: refused (400), nothing stored."""
+
+
+def mo_encoding(coding: str, charset: str) -> str:
+    """The Python codec of an MO: its charset, else UTF-16BE for UCS-2 (coding 2) and UTF-8 for the rest."""
+    if not charset:
+        return "utf-16-be" if coding == "2" else "utf-8"
+    encoding = MO_CHARSETS.get(charset.strip().upper())
+    if encoding is None:
+        raise UnsupportedCharset(f"charset {charset[:40]!r} is not one Kannel sends: {', '.join(MO_CHARSETS)}")
+    return encoding
+
+
 def decode_mo_text(raw: bytes, coding: str, charset: str) -> str:
     """The text of an MO as smsbox passes it (``%b``): UCS-2 (coding 2) as UTF-16BE, else its charset or UTF-8."""
-    encoding = charset or ("UTF-16BE" if coding == "2" else "UTF-8")
+    encoding = mo_encoding(coding, charset)
     try:
         return raw.decode(encoding)
     except (LookupError, UnicodeDecodeError):
@@ -204,7 +243,11 @@ class KannelGateway(SmsGateway[KannelConfig]):
             sender = first.get("from", "").strip()
             if not sender or "text" not in first:
                 raise HTTPException(400, "an MO needs from= and text= (get-url ...?" + MO_QUERY + ")")
-            text = decode_mo_text(first["text"].encode("latin-1"), first.get("coding", ""), first.get("charset", ""))
+            raw = first["text"].encode("latin-1")
+            try:
+                text = decode_mo_text(raw, first.get("coding", ""), first.get("charset", ""))
+            except UnsupportedCharset as exc:
+                raise HTTPException(400, str(exc)) from exc
             gateway_id = first.get("id") or None
             self.context.report_inbound(InboundSms(sender, text, self.context.clock.now(), gateway_id))
             event(log, "kannel.mo", gateway_id=gateway_id)
