@@ -277,7 +277,7 @@ def test_incomplete_parts_expire(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         assert joiner.add("+573001", (7, 2, 2), "la") is None  # its first part was dropped at 600 s
     dropped = [r.fields for r in caplog.records if r.getMessage() == "smpp.mo_parts_dropped"]  # type: ignore[attr-defined]
-    assert dropped == [{"reason": "expired", "reference": 7, "parts": 2, "arrived": 1}]
+    assert dropped == [{"reason": "expired", "dropped": 1, "reference": 7, "parts": 2, "arrived": 1}]
     assert joiner.add("+573002", (8, 2, 2), "ios") == "adios"  # the younger one is still complete
     assert len(joiner) == 1  # the late second part of 7, waiting for a first part that will not come
 
@@ -299,3 +299,14 @@ def test_a_part_number_outside_its_total_is_dropped() -> None:
     assert joiner.add("+573001", (5, 2, 0), "x") is None
     assert joiner.add("+573001", (5, 2, 3), "x") is None
     assert len(joiner) == 0
+
+
+def test_a_flood_of_drops_is_one_log_line_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    joiner, now = _concatenation(total=10)
+    with caplog.at_level(logging.WARNING):
+        for n in range(1000):
+            joiner.add(f"+57300{n:05d}", (1, 2, 1), "x")
+        now[0] = 61
+        joiner.add("+573009", (1, 2, 1), "x")
+    dropped = [r.fields for r in caplog.records if r.getMessage() == "smpp.mo_parts_dropped"]  # type: ignore[attr-defined]
+    assert [(d["reason"], d["dropped"]) for d in dropped] == [("too many in all", 1), ("too many in all", 990)]

@@ -76,6 +76,8 @@ MO_PARTS_TTL_S = 15 * 60
 #: Incomplete concatenated MO messages kept from one sender, and from all: past either, the oldest is dropped.
 MO_PARTS_PER_SENDER = 16
 MO_PARTS_TOTAL = 10_000
+#: At most one ``smpp.mo_parts_dropped`` line per reason this often, counting the drops since the last one.
+MO_PARTS_LOG_EVERY_S = 60.0
 
 
 class _Concatenation:
@@ -83,7 +85,8 @@ class _Concatenation:
 
     Incomplete messages are bounded, so a peer sending first parts only cannot grow the node's memory: one is
     dropped (logged as ``smpp.mo_parts_dropped``) when its first part is older than ``ttl_s``, and the oldest
-    goes when a sender has ``per_sender`` of them, or everyone ``total``."""
+    goes when a sender has ``per_sender`` of them, or everyone ``total``. A flood of drops is logged as one line
+    per reason and :data:`MO_PARTS_LOG_EVERY_S`, with the count."""
 
     def __init__(
         self,
@@ -98,6 +101,8 @@ class _Concatenation:
         self._ttl_s, self._per_sender, self._total, self._clock = ttl_s, per_sender, total, clock
         self._parts: OrderedDict[tuple[str, int, int], tuple[float, dict[int, str]]] = OrderedDict()
         self._by_sender: dict[str, OrderedDict[tuple[str, int, int], None]] = {}
+        self._unlogged: dict[str, int] = {}  # drops per reason not yet logged
+        self._logged_at: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._parts)
@@ -113,7 +118,7 @@ class _Concatenation:
         self._expire(now)
         key = (phone, reference, total)
         if key not in self._parts:
-            self._make_room(phone)
+            self._make_room(phone, now)
             self._parts[key] = (now, {})
             self._by_sender.setdefault(phone, OrderedDict())[key] = None
         parts = self._parts[key][1]
@@ -128,19 +133,24 @@ class _Concatenation:
             key, (first_at, _parts) = next(iter(self._parts.items()))
             if now - first_at < self._ttl_s:
                 return
-            self._drop(key, "expired")
+            self._drop(key, "expired", now)
 
-    def _make_room(self, phone: str) -> None:
+    def _make_room(self, phone: str, now: float) -> None:
         senders = self._by_sender.get(phone)
         if senders is not None and len(senders) >= self._per_sender:
-            self._drop(next(iter(senders)), "too many from this sender")
+            self._drop(next(iter(senders)), "too many from this sender", now)
         if len(self._parts) >= self._total:
-            self._drop(next(iter(self._parts)), "too many in all")
+            self._drop(next(iter(self._parts)), "too many in all", now)
 
-    def _drop(self, key: tuple[str, int, int], reason: str) -> None:
+    def _drop(self, key: tuple[str, int, int], reason: str, now: float) -> None:
         parts = self._forget(key)
-        event(self._log, "smpp.mo_parts_dropped", logging.WARNING, reason=reason, reference=key[1],
-              parts=key[2], arrived=len(parts))  # fmt: skip
+        self._unlogged[reason] = self._unlogged.get(reason, 0) + 1
+        last = self._logged_at.get(reason)
+        if last is not None and now - last < MO_PARTS_LOG_EVERY_S:
+            return
+        self._logged_at[reason] = now
+        event(self._log, "smpp.mo_parts_dropped", logging.WARNING, reason=reason, dropped=self._unlogged.pop(reason),
+              reference=key[1], parts=key[2], arrived=len(parts))  # fmt: skip
 
     def _forget(self, key: tuple[str, int, int]) -> dict[int, str]:
         _first_at, parts = self._parts.pop(key)
