@@ -107,7 +107,8 @@ def apply_row(
     row: AssignmentRow, portfolio: PortfolioInfo, state: ChunkState, checks: RowChecks, today: date
 ) -> Applied | RowError:
     """Apply ``row`` (of ``portfolio``) to ``state`` on the import's day ``today`` (days past due count back from
-    it, a payment may not be dated after it): what it did, or why it is quarantined."""
+    it, a payment may not be dated after it; a payment or balance must be in the account's currency): what it did, or
+    why it is quarantined."""
     account = state.accounts.get((portfolio.id, row.account_ref))
     if row.action is AssignmentAction.WITHDRAW:
         if account is None:
@@ -121,9 +122,13 @@ def apply_row(
             return RowError(row.line, "account_ref", f"payment for unknown account {row.account_ref!r}")
         if row.paid_on is not None and row.paid_on > today:
             return RowError(row.line, "paid_on", f"payment dated {row.paid_on}, after the day of import {today}")
+        if row.currency != account.currency:
+            return _other_currency(row, account)
         return _pay(row, row.payment_amount.quantize(CENT), account, state)
     if account is None and row.action is AssignmentAction.UPDATE:
         return RowError(row.line, "account_ref", f"update of unknown account {row.account_ref!r}")
+    if account is not None and row.currency != account.currency:
+        return _other_currency(row, account)
     phones = _phones(row, checks.phones(row.country or portfolio.country))
     if isinstance(phones, RowError):
         return phones
@@ -188,6 +193,13 @@ def _pay(row: AssignmentRow, amount: Decimal, account: AccountState, state: Chun
     account.dirty = True
     state.payments.append(Payment(account, row, amount, key))
     return Applied.PAYMENT
+
+
+def _other_currency(row: AssignmentRow, account: AccountState) -> RowError:
+    """A payment or balance in another currency than the account's: never applied as the account's (100 USD is not
+    100 COP), nor does a row change an account's currency; no rate is guessed."""
+    reason = f"an amount in {row.currency} for an account in {account.currency}: not applied (no conversion is guessed)"
+    return RowError(row.line, "currency", reason)
 
 
 def _phones(row: AssignmentRow, normalize: PhoneNormalizer) -> list[str] | RowError:
