@@ -326,7 +326,7 @@ def test_kpis_per_portfolio_and_day(site: Site) -> None:
     table = {(day, code): re.findall(r">([^<]*)</td>", rest) for day, code, rest in cells}
     # TARJETAS on the 23rd: 3 attempts, 2 answered, 2 right-party, 1 promise kept by the payment on the 25th
     assert table[("2026-11-23", "BANCO/TARJETAS")] == ["3", "66,7 %", "2", "0 (0,0 %)", "1", "1", "0,00"]
-    assert table[("2026-11-25", "BANCO/TARJETAS")] == ["0", "0,0 %", "0", "0 (0,0 %)", "0", "0", "150.000,50"]
+    assert table[("2026-11-25", "BANCO/TARJETAS")] == ["0", "0,0 %", "0", "0 (0,0 %)", "0", "0", "150.000,50 COP"]
     assert table[("2026-11-23", "BANCO/VEHICULOS")] == ["1", "100,0 %", "1", "0 (0,0 %)", "0", "0", "0,00"]
 
 

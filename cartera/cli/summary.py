@@ -44,7 +44,7 @@ def site_summary(node: Node, began: datetime, real_seconds: float) -> str:
     lines += [
         f"  compliance   {allowed} allowed, {sum(1 for a, _ in decisions if a == 'compliance.deny')} denied"
         + (f" (reasons: {_counts(denied)})" if denied else ""),
-        f"  promises     {figures.promises} promises to pay, total {_money(figures.promised)}",
+        f"  promises     {figures.promises} promises to pay, total {_totals(figures.promised)}",
         f"  sms          {sum(sms.values())} sent" + (f": {_counts(sms)}" if sms else ""),
         f"  recordings   {_counts(figures.recordings) or 'none'}; "
         f"{figures.archived_bytes / 1e6:.1f} MB archived and verified",
@@ -86,3 +86,8 @@ def _counts(counter: Counter[str]) -> str:
 
 def _money(amount: Decimal | int | None) -> str:
     return f"{Decimal(amount or 0):,.0f}".replace(",", ".")
+
+
+def _totals(by_currency: dict[str, Decimal]) -> str:
+    """Amounts by currency, each with its code (``150.000 COP, 1.000 USD``); never one sum across currencies."""
+    return ", ".join(f"{_money(amount)} {code}" for code, amount in sorted(by_currency.items())) or _money(0)

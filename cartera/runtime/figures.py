@@ -38,7 +38,7 @@ class Figures:
     abandonment: AbandonmentRate
     decisions: list[tuple[str, dict[str, Any]]]  #: the gate's audited decisions: action and details
     promises: int
-    promised: Decimal  #: the promises' total amount
+    promised: dict[str, Decimal]  #: the promises' total amount by currency (ISO 4217 code), never summed across
     sms: Counter[str]  #: by state
     recordings: Counter[str]  #: by state
     archived_bytes: int  #: of the verified recordings
@@ -86,10 +86,11 @@ class SiteFigures:
                 )
             ).all()
             promises = session.execute(
-                select(func.count(), func.coalesce(func.sum(ActivityRow.amount), 0)).where(
-                    ActivityRow.site == site, ActivityRow.kind == "promise_to_pay"
-                )
-            ).one()
+                select(Account.currency, func.count(), func.coalesce(func.sum(ActivityRow.amount), 0))
+                .join(Account, ActivityRow.account_id == Account.id)
+                .where(ActivityRow.site == site, ActivityRow.kind == "promise_to_pay")
+                .group_by(Account.currency)
+            ).all()
             sms = _count_by(session, select(SmsRow.state, func.count()).where(SmsRow.site == site))
             recordings = _count_by(session, select(RecordingRow.state, func.count()).where(RecordingRow.site == site))
             archived_bytes = int(  # PostgreSQL's sum of a bigint is a numeric (a Decimal), not to divide by a float
@@ -115,8 +116,8 @@ class SiteFigures:
             reconciled=reconciled,
             abandonment=abandonment,
             decisions=[(action, details) for action, details in decisions],
-            promises=promises[0],
-            promised=Decimal(promises[1] or 0),
+            promises=sum(count for _, count, _ in promises),
+            promised={currency: Decimal(total or 0) for currency, _, total in promises},
             sms=sms,
             recordings=recordings,
             archived_bytes=archived_bytes,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -28,7 +28,8 @@ class DayKpi:
     abandoned: int = 0  #: calls a person answered that no agent took in time
     promises: int = 0
     kept: int = 0
-    recovered: Decimal = Decimal(0)
+    #: the payments' amounts by currency (ISO 4217 code): never one sum across currencies
+    recovered: dict[str, Decimal] = field(default_factory=dict)
     site: str = ""  #: the portfolio's site
 
     @property
@@ -71,7 +72,7 @@ def daily_kpis(db: Database, sites: Reach, zone: ZoneInfo, *, since: date, until
             kpi.right_party += right_party is True
         activities = (
             select(ActivityRow.site, Creditor.code, Portfolio.code, ActivityRow.kind, ActivityRow.at)
-            .add_columns(ActivityRow.account_id, ActivityRow.amount, ActivityRow.due_date)
+            .add_columns(ActivityRow.account_id, ActivityRow.amount, ActivityRow.due_date, Account.currency)
             .join(Account, ActivityRow.account_id == Account.id)
             .join(Portfolio, Account.portfolio_id == Portfolio.id)
             .join(Creditor, Portfolio.creditor_id == Creditor.id)
@@ -80,12 +81,13 @@ def daily_kpis(db: Database, sites: Reach, zone: ZoneInfo, *, since: date, until
         )
         found = session.execute(activities).all()
     payments: dict[int, list[datetime]] = defaultdict(list)
-    for site, creditor, code, kind, at, account_id, amount, _due in found:
+    for site, creditor, code, kind, at, account_id, amount, _due, currency in found:
         if kind == ActivityKind.PAYMENT:
             payments[account_id].append(at)
             if at < end:
-                cell(site, creditor, code, at).recovered += amount or Decimal(0)
-    for site, creditor, code, kind, at, account_id, _amount, due in found:
+                recovered = cell(site, creditor, code, at).recovered
+                recovered[currency] = recovered.get(currency, Decimal(0)) + (amount or Decimal(0))
+    for site, creditor, code, kind, at, account_id, _amount, due, _currency in found:
         if kind == ActivityKind.PROMISE_TO_PAY and at < end:
             kpi = cell(site, creditor, code, at)
             kpi.promises += 1

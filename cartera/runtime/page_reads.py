@@ -30,6 +30,8 @@ class TodayCounts:
     abandoned: int  #: calls a person answered that no agent took in time
     promises: int
     abandonment: AbandonmentRate  #: over the campaign's window (not only today), within the portfolios
+    talking: int = 0  #: of the calls agents are talking on (``on_call``), those within the portfolios
+    ringing: int = 0  #: calls placed and not ended within the portfolios that no agent is talking on
 
 
 @dataclass(frozen=True)
@@ -73,23 +75,31 @@ class PageReads:
             found = session.execute(query.where(in_reach(Portfolio.site, reach)))
             return sorted({str(PortfolioKey(creditor, code)) for creditor, code in found})
 
-    def today(self, within: frozenset[PortfolioKey] | None, midnight: datetime) -> TodayCounts:
-        """The wallboard's counts since ``midnight`` within ``within`` (``None``: every portfolio)."""
+    def today(
+        self, within: frozenset[PortfolioKey] | None, midnight: datetime, on_call: Sequence[int] = ()
+    ) -> TodayCounts:
+        """The wallboard's counts since ``midnight`` within ``within`` (``None``: every portfolio); ``on_call``: the
+        attempts agents are talking on now, counted (``talking``) when within ``within`` too."""
         site = self._site
         attempts = _counted(ContactAttempt, within).where(
             ContactAttempt.site == site, ContactAttempt.requested_at >= midnight
         )
         finished = attempts.where(ContactAttempt.state == "finished")
+        placing = attempts.where(ContactAttempt.state == "placing")
+        talking = _counted(ContactAttempt, within).where(ContactAttempt.site == site, ContactAttempt.id.in_(on_call))
         promises = _counted(ActivityRow, within).where(
             ActivityRow.site == site, ActivityRow.at >= midnight, ActivityRow.kind == ActivityKind.PROMISE_TO_PAY.value
         )
         with self._db.reading() as session:
+            placed = session.scalar(placing) or 0
             return TodayCounts(
-                placing=session.scalar(attempts.where(ContactAttempt.state == "placing")) or 0,
+                placing=placed,
                 contacts=session.scalar(finished.where(ContactAttempt.outcome == CallOutcome.ANSWERED)) or 0,
                 abandoned=session.scalar(finished.where(ContactAttempt.outcome == CallOutcome.ABANDONED)) or 0,
                 promises=session.scalar(promises) or 0,
                 abandonment=abandonment_rate(session, site, self._clock.now(), self._abandonment, within),
+                talking=(session.scalar(talking) or 0) if on_call else 0,
+                ringing=(session.scalar(placing.where(ContactAttempt.id.not_in(on_call))) or 0) if on_call else placed,
             )
 
     def accounts(

@@ -43,13 +43,16 @@ def board(web: Web, within: frozenset[PortfolioKey] | None) -> Board:
     statuses = web.services.workspace.roster.everyone()
     zone, now = web.services.zone, web.services.clock.now()
     midnight = datetime.combine(now.astimezone(zone).date(), time(), zone)
-    today = web.services.reads.today(within, midnight)
-    talking = sum(status.state is AgentState.ON_CALL for status in statuses)
+    on_call = [s.attempt_id for s in statuses if s.state is AgentState.ON_CALL and s.attempt_id is not None]
+    today = web.services.reads.today(within, midnight, on_call)
+    # every agent is listed, but the calls counted are the viewer's portfolios' (an agent talking on another
+    # portfolio's call is neither this viewer's talking nor taken off its ringing)
+    talking = sum(status.state is AgentState.ON_CALL for status in statuses) if within is None else today.talking
     busy = sum(status.state in (AgentState.ON_CALL, AgentState.WRAP_UP) for status in statuses)
     working = sum(status.state is not AgentState.PAUSED or status.attempt_id is not None for status in statuses)
     return Board(
         agents=[_agent(status) for status in statuses],
-        ringing=max(today.placing - talking, 0),
+        ringing=today.ringing,
         talking=talking,
         contacts=today.contacts,
         promises=today.promises,
