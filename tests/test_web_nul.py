@@ -55,9 +55,10 @@ def test_a_nul_anywhere_in_a_request_is_refused_and_audited(any_store: Site) -> 
     assert site.audits()[-1].subject == "/nope\\x00"
 
 
+@pytest.mark.parametrize("note", ["pagará\x1b[2J", "pagará\ud800"], ids=["escape", "lone-surrogate"])
 def test_a_note_with_a_control_character_is_refused_naming_the_field(
-    tmp_path: Path, open_node: Callable[..., Node]
+    tmp_path: Path, open_node: Callable[..., Node], note: str
 ) -> None:
     desk = open_desk(tmp_path, open_node)
-    error = refused(desk, desk.call(), "right_party_contact", note="pagará\x1b[2J")
+    error = refused(desk, desk.call(), "right_party_contact", note=note)
     assert (error.field, str(error)) == ("note", "note: holds a control, bidi or invisible format character")

@@ -25,8 +25,30 @@ _JOINERS = "\u200c\u200d"
 _NEAR_JOINER = f"[\\x00-\\u024f{_JOINERS}]"
 _JOINER_MISPLACED = rf"(?:(?<={_NEAR_JOINER})|\A)[{_JOINERS}]|[{_JOINERS}](?={_NEAR_JOINER}|\Z)"
 #: What no free text from a creditor may hold: C0 controls, DEL, C1 controls, the line and paragraph separators
-#: (U+2028, U+2029) that break a line where a reader splits lines, and the format characters above.
-_CONTROL = re.compile(f"[\x00-\x1f\x7f{C1_CONTROLS}\u2028\u2029{FORMAT_CHARACTERS}]|{_JOINER_MISPLACED}")
+#: (U+2028, U+2029) that break a line where a reader splits lines, the format characters above and lone surrogates.
+_CONTROL = re.compile(f"[\x00-\x1f\x7f{C1_CONTROLS}\u2028\u2029{FORMAT_CHARACTERS}\ud800-\udfff]|{_JOINER_MISPLACED}")
+
+
+#: Lone UTF-16 surrogates (U+D800-U+DFFF): a Python text holds one only when decoded from a JSON escape
+#: (``"\\ud800"``), from UTF-8 bytes of a surrogate that JSON's parser passes, or from a codec such as UTF-7. No
+#: UTF-8 file, database or answer can hold one: writing it fails (a 500) where it is not refused.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone UTF-16 surrogate, which no UTF-8 text can hold (a pair decodes to one
+    character outside the surrogates' range, so every surrogate in a Python text is a lone one)."""
+    return _SURROGATE.search(text) is not None
+
+
+def unkeepable(text: str) -> str | None:
+    """What in ``text`` no store or file of the node's can keep: a NUL (PostgreSQL stores none) or a lone UTF-16
+    surrogate (UTF-8 encodes none); ``None`` when it holds neither."""
+    if "\x00" in text:
+        return "a NUL character"
+    if has_lone_surrogate(text):
+        return "a lone UTF-16 surrogate"
+    return None
 
 
 def has_c1_control(text: str) -> bool:

@@ -22,7 +22,7 @@ from cartera.web.agent_pages import agent_router
 from cartera.web.context import SignInRequired, Viewer, Web, WebError, anonymous, refusal
 from cartera.web.health import health_router
 from cartera.web.i18n import translate
-from cartera.web.nul_guard import REFUSED, NulInRequest, refuse_nul
+from cartera.web.nul_guard import NulInRequest, refuse_nul
 from cartera.web.pages import pages_router
 from cartera.web.preview import preview_router
 from cartera.web.refusals import RefusalAudit
@@ -104,17 +104,24 @@ def _answer_shed(app: FastAPI, answer: Callable[[Request, int, str, Viewer | Non
 
 
 def _answer_nul(
-    app: FastAPI, page: Callable[[Request], Response], audit_rejected: Callable[[Request, int, str], Viewer | None]
+    app: FastAPI,
+    page: Callable[[Request, str], Response],
+    audit_rejected: Callable[[Request, int, str], Viewer | None],
 ) -> None:
-    """A request holding a NUL answers 400, audited: a JSON ``{field, error}`` for the workspace API and the agent's
-    page, else the error ``page``."""
+    """A request holding a NUL or a lone surrogate answers 400, audited: a JSON ``{field, error}`` for the workspace
+    API and the agent's page, ``{detail}`` (FastAPI's, the creditor API's) for a plugin's routes, else the error
+    ``page``; each says which it held."""
 
     @app.exception_handler(NulInRequest)
-    def nul(request: Request, _exc: NulInRequest) -> Response:
+    def nul(request: Request, exc: NulInRequest) -> Response:
+        reason = str(exc)
         if request.url.path.startswith((API_PREFIX, AGENT_ROUTES)):
-            audit_rejected(request, 400, REFUSED)
-            return refusal(400, "request", REFUSED)
-        return page(request)
+            audit_rejected(request, 400, reason)
+            return refusal(400, "request", reason)
+        if request.url.path.startswith(f"{PLUGIN_PREFIX}/"):
+            audit_rejected(request, 400, reason)
+            return JSONResponse({"detail": reason}, status_code=400)
+        return page(request, reason)
 
 
 def _handle_errors(app: FastAPI, web: Web) -> None:
@@ -166,7 +173,7 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
         return rejected(request, exc.status_code, str(exc.detail), key, dict(exc.headers or {}))
 
     _answer_shed(app, answer)
-    _answer_nul(app, lambda request: rejected(request, 400, REFUSED, "error.400", {}), audit_rejected)
+    _answer_nul(app, lambda request, reason: rejected(request, 400, reason, "error.400", {}), audit_rejected)
 
     @app.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -1,33 +1,66 @@
-"""Every request holding a NUL character is refused (400) before a route sees it: no text of the node's holds
-one, and PostgreSQL cannot store one (a name, a note or a path would fail its write with a 500)."""
+"""Every request holding text no store or file of the node's can keep is refused (400) before a route sees it: a
+NUL (PostgreSQL stores none: a name, a note or a path would fail its write with a 500) or a lone UTF-16 surrogate
+(UTF-8 encodes none: a JSON ``"\\ud800"`` failed a batch's or a note's write with a 500)."""
 
 from __future__ import annotations
 
+import json
+import re
+
 from fastapi import Request
+
+from cartera.core.control_characters import unkeepable
 
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 #: Methods that take no body: theirs is never read, whatever their Content-Type says.
 _BODILESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
-REFUSED = "a NUL character in the request"
+#: Whether a JSON text holds a surrogate's escape at all (then its escapes are read one by one).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+#: A JSON escape (``\\"``, ``\\\\``, ...), a surrogate pair's two escapes, or a lone surrogate's escape (its group):
+#: read left to right, so an escaped backslash before ``u`` (``"\\\\ud800"``, the text ``\\ud800``) is no escape.
+_ESCAPE = re.compile(
+    r"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|(u[dD][89a-fA-F][0-9a-fA-F]{2})|.)", re.DOTALL
+)
 
 
 class NulInRequest(Exception):
-    """A request holding a NUL: answered 400 (the app's handler), audited with its path escaped."""
+    """A request holding a NUL or a lone surrogate: answered 400 (the app's handler, its text the reason), audited
+    with its path escaped."""
+
+
+def refused(what: str) -> NulInRequest:
+    return NulInRequest(f"{what} in the request")
 
 
 async def refuse_nul(request: Request) -> None:
-    """The app's dependency: 400 when the path, the query or the form's or JSON body's text holds a NUL. A body is
-    read only for a method that takes one, and only through the route's body limit (every route has one: the
-    app's routers are included with ``max_body_size``), so never more than that limit is held."""
+    """The app's dependency: 400 when the path, the query or the form's or JSON body's text holds a NUL or a lone
+    surrogate. A body is read only for a method that takes one, and only through the route's body limit (every
+    route has one: the app's routers are included with ``max_body_size``), so never more than that limit is held.
+    A JSON body is decoded as the JSON parser decodes it (its encoding detected, surrogates' bytes passed), and
+    its escapes of a NUL or a lone surrogate are looked at too."""
     texts: list[str] = [request.url.path, *(name + value for name, value in request.query_params.multi_items())]
-    content_type = "" if request.method in _BODILESS else request.headers.get("content-type", "")
+    content_type = "" if request.method in _BODILESS else request.headers.get("content-type", "").lower()
     if content_type.startswith(_FORMS):
         form = await request.form()
         texts += [name + value for name, value in form.multi_items() if isinstance(value, str)]
     elif "json" in content_type:
         body = await request.body()
         if b"\\u0000" in body:  # what JSON encodes a NUL to; the decoded text is looked at below
-            raise NulInRequest(REFUSED)
-        texts.append(body.decode("utf-8", "replace"))
-    if any("\x00" in text for text in texts):
-        raise NulInRequest(REFUSED)
+            raise refused("a NUL character")
+        text = _as_json_reads(body)
+        if _SURROGATE_ESCAPE.search(text) and any(escape[1] for escape in _ESCAPE.finditer(text)):
+            raise refused("a lone UTF-16 surrogate")
+        texts.append(text)
+    for text in texts:
+        problem = unkeepable(text)
+        if problem:
+            raise refused(problem)
+
+
+def _as_json_reads(body: bytes) -> str:
+    """``body``'s text as :func:`json.loads` decodes it (which passes a surrogate's UTF-8 bytes through); a body it
+    cannot decode is the parser's to refuse, looked at here with its bad bytes replaced."""
+    try:
+        return body.decode(json.detect_encoding(body), "surrogatepass")
+    except (UnicodeDecodeError, LookupError):
+        return body.decode("utf-8", "replace")

@@ -28,9 +28,13 @@ _bearer = HTTPBearer(auto_error=False, description="The creditor's API token: `A
 _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "No bearer token, or one the node does not know."}
 }
-#: The node refuses any request holding a NUL character before a route sees it (no text it keeps may hold one).
+#: The node refuses any request holding a NUL or a lone UTF-16 surrogate before a route sees it (no text it keeps may
+#: hold one): ``{"detail": "a NUL character in the request"}`` or ``"a lone UTF-16 surrogate in the request"``.
 _NUL: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorOut, "description": "The path, the query or the body holds a NUL character."}
+    400: {
+        "model": ErrorOut,
+        "description": "The path, the query or the body holds a NUL character or a lone UTF-16 surrogate.",
+    }
 }
 _FORBIDDEN: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorOut, "description": "The token's creditor may not use this creditor or portfolio."}
@@ -162,7 +166,8 @@ def api_router(
                 "model": ErrorOut,
                 "description": "The body is not JSON the API can read: invalid UTF-8, nesting "
                 "deeper than the parser allows, or a number of more than 4300 digits; or the request holds a NUL "
-                "character.",
+                "character or a lone UTF-16 surrogate (`\\ud800` without its pair, in a value or a key), which no "
+                "UTF-8 text holds: the whole batch is refused, `detail` saying which.",
             },
             409: {"model": ErrorOut, "description": "The batch id was already used for different content."},
             413: {
