@@ -237,6 +237,10 @@ class AssignmentAction(enum.StrEnum):
 #: The largest amount a creditor may send, by any channel (API, CSV, SQL exchange): digits in all, and decimals.
 AMOUNT_MAX_DIGITS = 16
 AMOUNT_DECIMAL_PLACES = 2
+#: The longest payment reference a creditor may send, by any channel (API, CSV, SQL exchange; the API's documented
+#: maximum): a payment activity's outcome keeps it whole, and a payment is recognised by all of it; a longer one
+#: quarantines its row.
+PAYMENT_REF_MAX = 120
 #: The longest agent identity at a dialer the store keeps (calls', recordings' and users' extension columns).
 AGENT_MAX = 64
 

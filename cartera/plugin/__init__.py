@@ -55,6 +55,7 @@ from cartera.core.logs import FirstTime, event
 from cartera.core.models import (
     AMOUNT_DECIMAL_PLACES,
     AMOUNT_MAX_DIGITS,
+    PAYMENT_REF_MAX,
     Activity,
     ActivityKind,
     AgentConnected,
@@ -115,6 +116,7 @@ __all__ = [
     "EXPORT_FIELDS",
     "GSM7",
     "MASK",
+    "PAYMENT_REF_MAX",
     "PLUGIN_PREFIX",
     "UCS2",
     "Activity",

@@ -14,7 +14,7 @@ import phonenumbers
 from cartera.contact.compliance.calendar import check_address_zone, check_region, check_zone
 from cartera.contact.phones import InvalidPhone
 from cartera.core.control_characters import control_problem
-from cartera.core.models import AssignmentAction, AssignmentRow, RowError
+from cartera.core.models import PAYMENT_REF_MAX, AssignmentAction, AssignmentRow, RowError
 from cartera.portfolio.chunk_state import AccountState, ChunkState, Payment, PortfolioInfo
 from cartera.portfolio.files.phones import PhoneNormalizer
 from cartera.portfolio.identity import code_problem
@@ -86,13 +86,17 @@ def identified(item: AssignmentRow | RowError) -> AssignmentRow | RowError:
     :data:`cartera.portfolio.identity.CODE_PATTERN`
     (what searches and references accept), or its free text (name, currency, payment ref) holds a control
     character, bidi override or invisible format character (:func:`cartera.portfolio.files.values.control_problem`),
-    or its ``country`` (how its phones read) is no country phonenumbers knows: every import path gets all three."""
+    or its ``country`` (how its phones read) is no country phonenumbers knows, or its payment ref is longer than
+    :data:`cartera.core.models.PAYMENT_REF_MAX` (what the store keeps, whole): every import path gets them all."""
     if isinstance(item, RowError):
         return item
     for name, value in (("creditor", item.creditor), ("portfolio", item.portfolio), ("account_ref", item.account_ref)):
         problem = code_problem(value)
         if problem is not None:
             return RowError(item.line, name, problem)
+    if item.payment_ref is not None and len(item.payment_ref) > PAYMENT_REF_MAX:
+        reason = f"a payment reference of {len(item.payment_ref)} characters: at most {PAYMENT_REF_MAX}"
+        return RowError(item.line, "payment_ref", reason)
     free_text = (("debtor_name", item.debtor_name), ("currency", item.currency), ("payment_ref", item.payment_ref))
     for name, text_value in free_text:
         problem = control_problem(text_value) if text_value else None
@@ -218,8 +222,12 @@ def _phones(row: AssignmentRow, normalize: PhoneNormalizer) -> list[str] | RowEr
 
 
 def _payment_key(row: AssignmentRow, amount: Decimal) -> str | None:
+    """What recognises the payment when it is reported again (``reported_payments.key``, 128 characters): its whole
+    reference, never cut (two references sharing a prefix are two payments), else its day and amount."""
     if row.payment_ref:
-        return f"ref:{row.payment_ref}"[:128]
+        if len(row.payment_ref) > PAYMENT_REF_MAX:  # identified() quarantines such a row before it is applied
+            raise ValueError(f"a payment reference of {len(row.payment_ref)} characters: at most {PAYMENT_REF_MAX}")
+        return f"ref:{row.payment_ref}"
     if row.paid_on is not None:
         return f"day:{row.paid_on.isoformat()}:{amount}"
     return None

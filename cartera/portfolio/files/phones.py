@@ -1,4 +1,5 @@
-"""E.164 normalisation at bulk-import speed: a fast path for plain national numbers, a cache for the rest.
+"""E.164 normalisation at bulk-import speed: a fast path for plain national numbers, a cache for the rest; a number
+written as a float (``3001234567.0``) is refused, never read with its ``0`` as a digit.
 
 The fast path only answers when phonenumbers would give the same answer: the input is digits and
 separators (after ``+`` and the default country's code, if written so), does not start with a national or
@@ -14,9 +15,12 @@ import re
 
 from phonenumbers import PhoneMetadata
 
-from cartera.contact.phones import normalize
+from cartera.contact.phones import InvalidPhone, normalize
 
 _SEPARATORS = str.maketrans("", "", " -.()/")
+#: A number as a spreadsheet or pandas writes a float column: ``3001234567.0``. Its ``.`` is no separator: read so,
+#: ``300123456.0`` (a digit short) would be ``3001234560``, another person's number.
+_FLOAT_TEXT = re.compile(r"\s*\+?[0-9]+\.0+\s*")
 CACHE_LIMIT = 200_000
 
 
@@ -52,7 +56,12 @@ class PhoneNormalizer:
         self._cache: dict[str, str] = {}
 
     def __call__(self, raw: str) -> str:
-        digits = raw if raw.isdigit() else raw.translate(_SEPARATORS)
+        if raw.isdigit():
+            digits = raw
+        elif _FLOAT_TEXT.fullmatch(raw):
+            raise InvalidPhone(f"{raw!r} is written as a floating-point number: send the phone as text, without '.0'")
+        else:
+            digits = raw.translate(_SEPARATORS)
         if digits.startswith(self._prefix):  # written internationally, in the default country
             digits = digits[len(self._prefix) :]
         shape = self._shapes.get(len(digits))

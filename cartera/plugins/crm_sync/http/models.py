@@ -18,7 +18,15 @@ from pydantic import (
     model_validator,
 )
 
-from cartera.plugin import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, Activity, AssignmentAction, AssignmentRow, RowError
+from cartera.plugin import (
+    AMOUNT_DECIMAL_PLACES,
+    AMOUNT_MAX_DIGITS,
+    PAYMENT_REF_MAX,
+    Activity,
+    AssignmentAction,
+    AssignmentRow,
+    RowError,
+)
 from cartera.plugins.crm_sync.http.config import CODE
 
 MAX_ROWS = 10_000
@@ -73,7 +81,7 @@ class AssignmentIn(BaseModel):
     payment_ref: str | None = Field(
         None,
         min_length=1,
-        max_length=120,
+        max_length=PAYMENT_REF_MAX,
         description="Payment rows: your reference of the payment; a payment whose reference (or day and "
         "amount) was loaded before is not applied twice.",
     )
@@ -164,7 +172,11 @@ class ActivityOut(BaseModel):
     portfolio: str
     account_ref: str
     phone: str | None = Field(None, description="E.164 number contacted.")
-    outcome: str | None = Field(None, description="Call outcome, agent disposition or SMS state.")
+    outcome: str | None = Field(
+        None,
+        description="Call outcome, agent disposition or SMS state; of a payment, its payment_ref (at most "
+        f"{PAYMENT_REF_MAX} characters).",
+    )
     amount: Decimal | None = Field(None, description="Promised or paid amount (a decimal string).")
     due_date: date | None = Field(None, description="When the debtor promised to pay.")
     agent: str | None = None

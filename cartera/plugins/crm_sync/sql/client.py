@@ -111,11 +111,15 @@ def _untagged(tagged: Any) -> str | None:
 
 
 def _text(value: Any) -> str:
-    """A cell as the snapshot CSV holds it: decimal point, ISO 8601 dates, NULL empty."""
+    """A cell as the snapshot CSV holds it: decimal point, ISO 8601 dates, NULL empty. An integral float (a
+    ``double precision`` phone or account column) is its integer's digits: ``300123456``, not ``300123456.0``, which
+    a phone's separators stripped read as another number, ``3001234560``."""
     if value is None:
         return ""
     if isinstance(value, float):
         value = Decimal(repr(value))
+        if value.is_finite() and value == value.to_integral_value():
+            value = value.to_integral_value()
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, datetime | date):
