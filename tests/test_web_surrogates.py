@@ -71,6 +71,19 @@ def test_the_creditor_api_refuses_a_lone_surrogate_storing_nothing(
     assert client.get(f"{BATCHES}/s1").status_code == 404
 
 
+@pytest.mark.parametrize("escape", [b"\\ud800", b"\\u0000"])
+def test_the_creditor_api_refuses_a_utf16_body_holding_an_escaped_nul_or_surrogate(
+    creditor_api: tuple[TestClient, HttpCrmSync], escape: bytes
+) -> None:
+    """JSON's parser reads UTF-16 too: the guard reads the body as the parser does, so an escape is seen in it."""
+    client, sync = creditor_api
+    body = creditor_body("s1", b'"account_ref":"A' + escape + b'",' + ROW).decode().encode("utf-16-le")
+    answer = client.post(BATCHES, content=body, headers=JSON)
+    assert answer.status_code == 400
+    assert answer.json()["detail"] in (SURROGATE, "a NUL character in the request")
+    assert spooled(sync) == []
+
+
 def test_the_creditor_api_takes_a_surrogate_pair_and_an_escaped_backslash(
     creditor_api: tuple[TestClient, HttpCrmSync],
 ) -> None:

@@ -45,12 +45,12 @@ async def refuse_nul(request: Request) -> None:
         texts += [name + value for name, value in form.multi_items() if isinstance(value, str)]
     elif "json" in content_type:
         body = await request.body()
-        if b"\\u0000" in body:  # what JSON encodes a NUL to; the decoded text is looked at below
-            raise refused("a NUL character")
         text = _as_json_reads(body)
+        if "\\u0000" in text:  # what JSON encodes a NUL to, in whatever encoding the parser detects
+            raise refused("a NUL character")
         if _SURROGATE_ESCAPE.search(text) and any(escape[1] for escape in _ESCAPE.finditer(text)):
             raise refused("a lone UTF-16 surrogate")
-        texts.append(text)
+        texts += [text, body.decode("utf-8", "replace")]  # the raw bytes' NULs too (a UTF-16 body has them)
     for text in texts:
         problem = unkeepable(text)
         if problem:
