@@ -116,12 +116,14 @@ class Archiver:
             outcomes = self._upload(pending, uploader, progress)
             run.archived, run.failed = outcomes[Outcome.VERIFIED], outcomes[Outcome.FAILED]
             run.missing, run.left = outcomes[Outcome.MISSING], outcomes[Outcome.LEFT]
-        if uploader.store_down.is_set():
-            run.store_error = uploader.last_store_error
-            event(log, "archive.store_unavailable", logging.ERROR, left=run.left, error=run.store_error)
-        else:
-            run.purged = self.retention.purge_expired()
-        run.deleted_local = self.retention.free_local_disk()
+        try:
+            if uploader.store_down.is_set():
+                run.store_error = uploader.last_store_error
+                event(log, "archive.store_unavailable", logging.ERROR, left=run.left, error=run.store_error)
+            else:
+                run.purged = self.retention.purge_expired()
+        finally:  # local disk is freed even when the purge failed: a full spool stops the PBX recording
+            run.deleted_local = self.retention.free_local_disk()
         if pending or run.deleted_local or run.purged:
             event(
                 log,

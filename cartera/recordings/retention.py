@@ -69,6 +69,9 @@ class Retention:
             except (ObjectLocked, StoreUnavailable) as exc:
                 event(log, "recording.purge_refused", logging.WARNING, recording=recording_id, error=str(exc))
                 continue
+            except Exception as exc:  # a store's unexpected answer about one object must not stop the others
+                event(log, "recording.purge_failed", logging.ERROR, recording=recording_id, error=repr(exc)[:500])
+                continue
             with self.db.session() as session:
                 row = session.get_one(RecordingRow, recording_id)
                 if row.legal_hold:  # held while the delete was under way: the store's copy is gone, say so

@@ -31,7 +31,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -265,6 +265,7 @@ class FaultProxy:
     port: int = field(default_factory=free_port)
     faults: deque[Fault] = field(default_factory=deque)
     seen: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, what was done)
+    rewrite: Callable[[str, str], str] | None = None  # (method, path) -> the path forwarded: a store that lies
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -326,6 +327,8 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
         def _any(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            if proxy.rewrite is not None:
+                self.path = proxy.rewrite(self.command, self.path)
             fault = proxy._take(self.command, self.path)
             what = fault.kind if fault else "forwarded"
             proxy._record(self.command, self.path, what)
@@ -405,8 +408,8 @@ def moto_s3() -> Iterator[S3Endpoint]:
 
 
 @contextmanager
-def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(upstream)
+def fault_proxy(upstream: str, rewrite: Callable[[str, str], str] | None = None) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(upstream, rewrite=rewrite)
     proxy.start()
     try:
         yield proxy

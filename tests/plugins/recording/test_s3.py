@@ -9,6 +9,7 @@ import hashlib
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -510,7 +511,7 @@ def test_a_probe_removes_what_the_probes_of_killed_processes_left(
     make_store: Callable[..., S3Store], seaweedfs: S3Endpoint
 ) -> None:
     bucket = seaweedfs.new_bucket()
-    seaweedfs.client().put_object(Bucket=bucket, Key=f"{PROBE_PREFIX}left-by-kill-9", Body=b"probe")
+    seaweedfs.client().put_object(Bucket=bucket, Key=f"{PROBE_PREFIX}{uuid.uuid4().hex}", Body=b"probe")
     assert make_store(seaweedfs.settings(bucket)).bucket.sha256_check() == "store"
     assert seaweedfs.objects(bucket) == {}
 

@@ -283,7 +283,7 @@ def endless_listings(versions_end: bool) -> Callable[[socket.socket, bytes, thre
             body = (
                 b"<ListBucketResult %s><Name>grabaciones</Name><IsTruncated>true</IsTruncated>"
                 b"<NextContinuationToken>t%d</NextContinuationToken>"
-                b"<Contents><Key>.cartera-probe/left%d</Key><Size>0</Size></Contents></ListBucketResult>" % (ns, n, n)
+                b"<Contents><Key>.cartera-probe/%032x</Key><Size>0</Size></Contents></ListBucketResult>" % (ns, n, n)
             )
         elif b"versions" in line:
             more = b"false" if versions_end else b"true"

@@ -8,11 +8,12 @@ import io
 import logging
 import mimetypes
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -41,9 +42,11 @@ SHA256_METADATA = "sha256"
 RETAIN_TAG = "cartera-retain-until"
 HOLD_TAG = "cartera-legal-hold"
 PROBE_PREFIX = ".cartera-probe/"
+PROBE_KEY = re.compile(re.escape(PROBE_PREFIX) + "[0-9a-f]{32}")  # the only keys a probe writes, and deletes
 _UNAVAILABLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable"}
 _REFUSED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket"}
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
+_UNREADABLE = datetime.max.replace(tzinfo=UTC)  # a retain-until tag that is not an aware date: kept for ever
 _TRANSPORT_ERRORS = (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
 MAX_PROBE_PAGES = 10  # earlier probe keys listed before a probe; the rest wait for the next probe
 MAX_VERSION_PAGES = 100  # pages of a key's versions: a store whose listing never ends is unavailable
@@ -231,6 +234,8 @@ class S3Bucket:
             return
         if self.config.object_lock == "off":
             retain_until, legal_hold = self._tag_hold(key)
+            if retain_until is _UNREADABLE:
+                raise ObjectLocked(f"{key}: its {RETAIN_TAG} tag is not a date with a UTC offset; kept")
             if legal_hold or (retain_until is not None and retain_until > self._now()):
                 until = f" until {retain_until.isoformat()}" if retain_until else ""
                 raise ObjectLocked(f"{key}: under {'legal hold' if legal_hold else 'retention'}{until}")
@@ -308,8 +313,10 @@ class S3Bucket:
     def _refuses_conditional_overwrite(self) -> bool:
         """PUT a throwaway key twice with If-None-Match: *; True when the store refused the second (412)."""
         with self._probe_key() as key:
-            return self._probe_put(key, b"probe", IfNoneMatch="*") == 200 and (
-                self._probe_put(key, b"again", IfNoneMatch="*") == 412
+            return (
+                key is not None
+                and self._probe_put(key, b"probe", IfNoneMatch="*") == 200
+                and (self._probe_put(key, b"again", IfNoneMatch="*") == 412)
             )
 
     def _refuses_wrong_sha256(self) -> bool:
@@ -317,22 +324,24 @@ class S3Bucket:
         took the first and refused the second (400)."""
         right = hashlib.sha256(b"probe").hexdigest()
         with self._probe_key() as key:
-            return self._probe_put(key, b"probe", ChecksumSHA256=_b64(right)) == 200 and (
-                self._probe_put(key, b"wrong", ChecksumSHA256=_b64(right)) == 400
+            return (
+                key is not None
+                and self._probe_put(key, b"probe", ChecksumSHA256=_b64(right)) == 200
+                and (self._probe_put(key, b"wrong", ChecksumSHA256=_b64(right)) == 400)
             )
 
     @contextmanager
-    def _probe_key(self) -> Iterator[str]:
+    def _probe_key(self) -> Iterator[str | None]:
         """A throwaway key, deleted after the probe, and before it every probe key a killed process left. (A
-        probe of another node that is deleted under it only gets the conservative answer: head, client.)"""
-        with self._errors("list earlier probes"):
-            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=PROBE_PREFIX)
-            left: list[str] = []
-            for number, page in enumerate(pages, 1):
-                left.extend(entry["Key"] for entry in page.get("Contents", []))
-                if number == MAX_PROBE_PAGES and page.get("IsTruncated"):  # an endless listing ran out of memory
-                    event(self._log, "s3.probe_listing_cut", logging.WARNING, endpoint=self.where, pages=number)
-                    break
+        probe of another node that is deleted under it only gets the conservative answer: head, client.)
+
+        ``None``, and nothing written or deleted, when the store's listing of the probes' prefix names any other
+        key: a store that ignores the prefix (or lies) would otherwise have the probe delete recordings, so it
+        gets no probe and the conservative answers."""
+        left = self._earlier_probes()
+        if left is None:
+            yield None
+            return
         key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
         try:
             yield key
@@ -342,6 +351,33 @@ class S3Bucket:
                     self._discard(probe)
                 except (StoreUnavailable, botocore.exceptions.ClientError) as exc:
                     event(self._log, "s3.probe_left", logging.WARNING, endpoint=self.where, key=probe, error=str(exc))
+
+    def _earlier_probes(self) -> list[str] | None:
+        """The keys earlier probes left (only ever ``PROBE_KEY``s: anything else under the prefix is left alone);
+        ``None`` when the listing names a key outside the prefix, logged as ``s3.probe_listing_foreign``."""
+        left: list[str] = []
+        with self._errors("list earlier probes"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=PROBE_PREFIX)
+            for number, page in enumerate(pages, 1):
+                listed = [str(entry.get("Key", "")) for entry in page.get("Contents", [])]
+                foreign = [key for key in listed if not key.startswith(PROBE_PREFIX)]
+                if foreign:
+                    event(
+                        self._log,
+                        "s3.probe_listing_foreign",
+                        logging.ERROR,
+                        endpoint=self.where,
+                        prefix=PROBE_PREFIX,
+                        key=foreign[0][:200],
+                        keys=len(foreign),
+                        action="no probe, nothing deleted; head guard and client sha256",
+                    )
+                    return None
+                left.extend(key for key in listed if PROBE_KEY.fullmatch(key))
+                if number == MAX_PROBE_PAGES and page.get("IsTruncated"):  # an endless listing ran out of memory
+                    event(self._log, "s3.probe_listing_cut", logging.WARNING, endpoint=self.where, pages=number)
+                    break
+        return left
 
     def _probe_put(self, key: str, body: bytes, **header: str) -> int:
         """HTTP status of a PUT with one probed header: 200, 412 (refused), or 400/501 (a refused body, or a
@@ -455,18 +491,44 @@ class S3Bucket:
         return {tag["Key"]: tag["Value"] for tag in answer.get("TagSet", [])}
 
     def _tag_hold(self, key: str) -> tuple[datetime | None, bool]:
+        """The object's retain-until tag (``_UNREADABLE`` when it is not an aware date) and legal hold tag."""
         try:
             tags = self._tags(key)
         except ObjectNotFound:
             return None, False
+        return self._retain_tag(key, tags), tags.get(HOLD_TAG) == "on"
+
+    def _retain_tag(self, key: str, tags: dict[str, str]) -> datetime | None:
+        """The retain-until tag as an aware date; ``_UNREADABLE`` (logged as ``s3.retention_tag_unreadable``)
+        when the store holds anything else there, which the plugin never writes: such an object is kept."""
         until = tags.get(RETAIN_TAG)
-        return (datetime.fromisoformat(until) if until else None), tags.get(HOLD_TAG) == "on"
+        if not until:
+            return None
+        try:
+            parsed = datetime.fromisoformat(until)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.utcoffset() is None:
+            event(
+                self._log,
+                "s3.retention_tag_unreadable",
+                logging.WARNING,
+                endpoint=self.where,
+                key=key,
+                tag=until[:64],
+            )
+            return _UNREADABLE
+        return parsed
 
     def _set_tag_hold(self, key: str, retain_until: datetime | None, legal_hold: bool) -> None:
+        """Tag retention (only ever extended) and hold. An unreadable retain-until tag is replaced by a new
+        date, or kept as it is (the object then is never deleted) when there is none."""
         tags = self._tags(key)
-        current = tags.get(RETAIN_TAG)
-        if current and (retain_until is None or datetime.fromisoformat(current) > retain_until):
-            retain_until = datetime.fromisoformat(current)
+        current = self._retain_tag(key, tags)
+        if current is _UNREADABLE:
+            current = None
+        if current is not None and (retain_until is None or current > retain_until):
+            retain_until = current
         if retain_until is not None:
             tags[RETAIN_TAG] = retain_until.isoformat()
         tags[HOLD_TAG] = "on" if legal_hold else "off"
