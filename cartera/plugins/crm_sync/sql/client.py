@@ -6,6 +6,11 @@ The URL's password never leaves this module: errors and ``display`` render the U
 from __future__ import annotations
 
 import csv
+import logging
+import math
+import os
+import socket
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -14,6 +19,7 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     Float,
     Row,
     String,
@@ -30,13 +36,33 @@ from sqlalchemy import (
     table,
     tuple_,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.expression import ColumnElement, TableClause
 from sqlalchemy.types import NullType, TypeEngine
 
-from cartera.plugin import CarteraError, register_secret
+from cartera.plugin import CarteraError, DeadlineWatchdog, RequestDeadline, register_secret
 
 STREAM_ROWS = 1000
+
+#: Seconds a statement is given past ``statement_timeout_s`` before the node closes its connection: the server's
+#: cancel arrives well within it, so only a database (or network) that stopped answering, or a statement that
+#: ignored its cancel (a view's function catching ``query_canceled``), reaches this deadline.
+DEADLINE_GRACE_S = 5.0
+
+#: The longest a connection may take to be made (libpq's ``connect_timeout``, whole seconds, 2 at least).
+CONNECT_TIMEOUT_S = 30
+
+#: How often the server checks, while a statement runs, that the node has not closed the connection (PostgreSQL
+#: 14 and later, ``client_connection_check_interval``), milliseconds.
+CLIENT_CHECK_MS = 10_000
+CLIENT_CHECK_SINCE = 140000
+
+#: The PostgreSQL drivers built on libpq, which take its connection parameters (``connect_timeout``, keepalives).
+_LIBPQ_DRIVERS = frozenset({"psycopg", "psycopg2", "psycopg2cffi"})
+
+log = logging.getLogger("cartera.crm_sync.sql")
 
 
 class CreditorDatabaseError(CarteraError):
@@ -45,6 +71,11 @@ class CreditorDatabaseError(CarteraError):
 
 class StatementTimedOut(CreditorDatabaseError):
     """A statement ran past ``statement_timeout_s`` and the server cancelled it; the message names what it read."""
+
+
+class DeadlinePassed(StatementTimedOut):
+    """A statement did not answer within ``statement_timeout_s`` and :data:`DEADLINE_GRACE_S` and the node closed its
+    connection (the server's cancel never came back); the message names what it read."""
 
 
 #: PostgreSQL's SQLSTATE of a statement cancelled (by its statement timeout among others).
@@ -174,33 +205,126 @@ def _session_settings(statement_timeout_ms: int, connection: Any, _record: Any) 
     cursor.execute("SET DateStyle TO ISO")
     cursor.execute("SET extra_float_digits TO 3")
     cursor.execute(f"SET statement_timeout TO {int(statement_timeout_ms)}")
+    info = getattr(connection, "info", None)  # psycopg 3; psycopg2 has the version on the connection
+    version: int = getattr(info, "server_version", None) or getattr(connection, "server_version", None) or 0
+    if version >= CLIENT_CHECK_SINCE:
+        # a statement the node gave up on (its deadline passed) ends on the server too, even one whose view
+        # ignores its cancel: the server checks this often that the node is still there
+        cursor.execute(f"SET client_connection_check_interval TO {CLIENT_CHECK_MS}")
     cursor.close()
     connection.commit()
 
 
+class _Statements:
+    """The deadlines of one request's statements on one connection: each statement is given ``seconds`` from its
+    start (:meth:`next`); at a deadline the watchdog shuts the connection's socket down, which ends the statement
+    (psycopg raises, the connection is dropped)."""
+
+    def __init__(self, watchdog: DeadlineWatchdog, seconds: float, label: str) -> None:
+        self._watchdog, self.seconds, self.label = watchdog, seconds, label
+        self._fd: int | None = None
+        self._deadline: RequestDeadline = watchdog.start(seconds, label)
+        self._expired = False
+
+    def watch(self, dbapi_connection: Any) -> None:
+        """The request runs on this (new) connection: its socket is shut down at the deadline."""
+        fileno = getattr(getattr(dbapi_connection, "driver_connection", dbapi_connection), "fileno", None)
+        if fileno is None:  # not a network connection (SQLite)
+            return
+        self._fd = fileno()
+        self._watch()
+
+    def next(self) -> None:
+        """The request's next statement starts now, with a deadline of its own."""
+        self._expired |= self._deadline.finish()
+        self._deadline = self._watchdog.start(self.seconds, self.label)
+        self._watch()
+
+    def finish(self) -> bool:
+        """The request is over (again: no matter): whether a deadline of it passed."""
+        self._expired |= self._deadline.finish()
+        return self._expired
+
+    def _watch(self) -> None:
+        if self._fd is None:
+            return
+        twin = socket.socket(fileno=os.dup(self._fd))  # the deadline holds a duplicate of its own; the fd is psycopg's
+        try:
+            self._deadline.watch(twin)
+        finally:
+            twin.close()
+
+
 class CreditorDatabase:
-    """One creditor database; SQLAlchemy's pool keeps connections between syncs. On PostgreSQL no statement
-    runs longer than ``statement_timeout_s`` seconds."""
+    """One creditor database. On PostgreSQL no statement runs longer than ``statement_timeout_s`` seconds on the
+    server, and none is waited on longer than that and :data:`DEADLINE_GRACE_S` by the node, whatever the server
+    or the network does: each request gets a connection of its own (made within ``connect_timeout``), whose socket
+    the node shuts down when a statement's deadline passes."""
 
     def __init__(self, url: str, statement_timeout_s: float = 300.0) -> None:
-        self.engine = create_engine(url, hide_parameters=True, pool_pre_ping=True)
+        self.statement_timeout_s = statement_timeout_s
+        self.deadline_s = statement_timeout_s + DEADLINE_GRACE_S
+        self.connect_timeout_s = max(2, min(CONNECT_TIMEOUT_S, math.ceil(self.deadline_s)))
+        options: dict[str, Any] = {}
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "postgresql":
+            # no pool: a pooled connection's pre-ping ran before its deadline could watch it
+            options["poolclass"] = NullPool
+        if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in _LIBPQ_DRIVERS:
+            options["connect_args"] = {
+                "connect_timeout": self.connect_timeout_s,
+                "keepalives": 1,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
+                "tcp_user_timeout": round(self.deadline_s * 1000),
+            }
+        if "poolclass" not in options:
+            options["pool_pre_ping"] = True
+        self.engine = create_engine(url, hide_parameters=True, **options)
         if self.engine.url.password:
             register_secret(str(self.engine.url.password))
         self.display = self.engine.url.render_as_string(hide_password=True)
-        self.statement_timeout_s = statement_timeout_s
+        self._watchdog = DeadlineWatchdog("crm_sync-sql-deadlines", log, database=self.display)
+        self._connecting = threading.local()
+        event.listen(self.engine, "do_connect", self._connect)
         if self.engine.dialect.name == "postgresql":
             timeout_ms = max(1, round(statement_timeout_s * 1000))
             event.listen(self.engine, "connect", partial(_session_settings, timeout_ms))
 
+    def _connect(self, dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        """A new connection (SQLAlchemy's ``do_connect``): watched by the deadline of the request making it from
+        before its first statement (the session settings, the dialect's first queries)."""
+        connection = dialect.connect(*cargs, **cparams)
+        statements: _Statements | None = getattr(self._connecting, "statements", None)
+        if statements is not None:
+            statements.watch(connection)
+        return connection
+
+    def _statements(self, label: str) -> _Statements:
+        return _Statements(self._watchdog, self.deadline_s, f"{self.display} {label}")
+
+    def _connection(self, statements: _Statements) -> Connection:
+        """A connection for a request, watched by its deadlines."""
+        self._connecting.statements = statements
+        try:
+            return self.engine.connect()
+        finally:
+            self._connecting.statements = None
+
     def columns(self, name: str) -> dict[str, TypeEngine[Any]]:
         """The column names of table or view ``name`` and their types."""
         schema, _, bare = name.rpartition(".")
+        statements = self._statements(f"columns of {name}")
         try:
-            found = inspect(self.engine).get_columns(bare, schema=schema or None)
+            with self._connection(statements) as connection:
+                found = inspect(connection).get_columns(bare, schema=schema or None)
         except NoSuchTableError:
             raise CreditorDatabaseError(f"{self.display}: no table or view {name!r}") from None
         except SQLAlchemyError as exc:
-            raise self._error(exc) from None
+            raise self._error(exc, f"the columns of {name}", expired=statements.finish()) from None
+        finally:
+            statements.finish()
         return {info["name"]: info["type"] for info in found}
 
     def rows(
@@ -253,27 +377,42 @@ class CreditorDatabase:
                 key.is_(None) if at.key is None else key == _typed(at.key, types, order[1], "key", view),
             )
         query = query.order_by(watermark, key).limit(limit)
+        if at is not None:
+            position = at.describe(order).replace("after ", "at ", 1)
+        else:
+            position = after.describe(order) if after is not None else "from the start"
+        statements = self._statements(f"view {view} {position}")
         try:
-            with self.engine.connect() as connection:
-                yield from connection.execution_options(yield_per=STREAM_ROWS).execute(query)
+            with self._connection(statements) as connection:
+                result = connection.execution_options(yield_per=STREAM_ROWS).execute(query)
+                for count, row in enumerate(result, 1):
+                    yield row
+                    if count % STREAM_ROWS == 0:
+                        statements.next()  # the next chunk's FETCH: a statement of its own
         except SQLAlchemyError as exc:
-            raise self._error(exc, f"view {view}") from None
+            raise self._error(exc, f"view {view}", expired=statements.finish(), position=position) from None
+        finally:
+            statements.finish()
 
     def probe(self, name: str, columns: Sequence[str]) -> None:
         """Read one row of ``columns`` from ``name``: the connection, the table and its columns work."""
         source = _table(name, columns)
+        statements = self._statements(f"probe of {name}")
         try:
-            with self.engine.connect() as connection:
+            with self._connection(statements) as connection:
                 connection.execute(select(*source.c).limit(1)).all()
         except SQLAlchemyError as exc:
-            raise self._error(exc, name) from None
+            raise self._error(exc, name, expired=statements.finish()) from None
+        finally:
+            statements.finish()
 
     def insert_new(self, name: str, records: Sequence[Mapping[str, Any]], unique: str) -> int:
         """Insert the records whose ``unique`` value the table does not hold yet, in one transaction."""
         target = _table(name, list(records[0]))
         values = [record[unique] for record in records]
+        statements = self._statements(f"insert into {name}")
         try:
-            with self.engine.begin() as connection:
+            with self._connection(statements) as connection, connection.begin():
                 stored = set(
                     connection.scalars(
                         select(target.c[unique]).where(target.c[unique].between(min(values), max(values)))
@@ -281,26 +420,50 @@ class CreditorDatabase:
                 )
                 new = [record for record in records if record[unique] not in stored]
                 if new:
+                    statements.next()
                     connection.execute(insert(target), new)
+                statements.next()  # the commit
         except SQLAlchemyError as exc:
-            raise self._error(exc, name) from None
+            raise self._error(exc, name, expired=statements.finish()) from None
+        finally:
+            statements.finish()
         return len(new)
 
     def dispose(self) -> None:
+        """Drop the connections and end the deadlines' thread (the adapter stops)."""
         self.engine.dispose()
+        self._watchdog.close()
 
-    def _error(self, exc: SQLAlchemyError, reading: str | None = None) -> CreditorDatabaseError:
+    def _error(
+        self, exc: SQLAlchemyError, reading: str | None = None, *, expired: bool = False, position: str | None = None
+    ) -> CreditorDatabaseError:
         """The error as one line naming the URL (without its password); a statement cut by the statement
-        timeout also names what it read (``reading``) and the setting."""
+        timeout, or by the node at its deadline (``expired``), also names what it read (``reading``, from
+        ``position``) and the setting."""
         cause = getattr(exc, "orig", None) or exc
         text = str(cause).strip()
         first_line = text.splitlines()[0] if text else ""
         if len(first_line) > _ERROR_CHARS:  # the creditor's database writes it: a view can raise megabytes
             first_line = first_line[:_ERROR_CHARS] + f"... ({len(first_line)} characters)"
+        where = f" [reading {position}]" if position else ""
+        if type(cause).__name__ == "ConnectionTimeout":  # psycopg's connect_timeout
+            return DeadlinePassed(
+                f"{self.display}: no connection within connect_timeout = {self.connect_timeout_s} s (for "
+                f"{reading or 'a statement'}): the server or the network to it did not answer: "
+                f"{type(cause).__name__}: {first_line}{where}"
+            )
+        if expired:
+            return DeadlinePassed(
+                f"{self.display}: {reading or 'a statement'} did not answer within its deadline of "
+                f"{self.deadline_s:g} s (statement_timeout_s = {self.statement_timeout_s:g} s and "
+                f"{DEADLINE_GRACE_S:g} s of grace), so the node closed the connection: the database or the network "
+                f"to it stopped answering, or the statement ignored its cancel: {type(cause).__name__}: "
+                f"{first_line}{where}"
+            )
         if getattr(cause, "sqlstate", None) == QUERY_CANCELED and "statement timeout" in first_line:
             return StatementTimedOut(
                 f"{self.display}: {reading or 'a statement'} did not answer within statement_timeout_s = "
                 f"{self.statement_timeout_s:g} s (the query was cancelled; a lock held on it, or a view too slow "
-                f"to read): {type(cause).__name__}: {first_line}"
+                f"to read): {type(cause).__name__}: {first_line}{where}"
             )
         return CreditorDatabaseError(f"{self.display}: {type(cause).__name__}: {first_line}")

@@ -74,8 +74,9 @@ class SqlSyncConfig(PluginConfig):
         le=3600,
         description="Longest any one statement on the creditor's database may run, seconds (PostgreSQL's "
         "statement_timeout, set on each connection): a page of the view that does not answer in time (a lock held "
-        "on it, a view too slow) is cancelled and that sync fails naming the view, so neither the sync nor the "
-        "node's stop waits on it for ever.",
+        "on it, a view too slow) is cancelled and that sync fails naming the view. The node itself waits on no "
+        "statement longer than this and 5 s, nor on a connection longer than that (30 s at most), whatever the "
+        "server or the network does, so neither the sync, check nor the node's stop waits on it for ever.",
     )
     activities_table: str = Field(
         pattern=TABLE_NAME,
