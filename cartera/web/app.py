@@ -20,6 +20,7 @@ from cartera.core.errors import CarteraError, DialerUnavailable, UsageError
 from cartera.core.logs import event
 from cartera.web.agent_pages import agent_router
 from cartera.web.context import SignInRequired, Viewer, Web, WebError, anonymous, refusal
+from cartera.web.head import HeadAsGet
 from cartera.web.health import health_router
 from cartera.web.i18n import translate
 from cartera.web.nul_guard import NulInRequest, refuse_nul
@@ -86,6 +87,7 @@ def build_app(services: WebServices) -> FastAPI:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    app.add_middleware(HeadAsGet)  # outermost: HEAD meets every check, audit and header its GET does
     return app
 
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from starlette.responses import StreamingResponse
 
@@ -19,12 +19,13 @@ from cartera.core.adapters import RecordingStore
 from cartera.recordings.access import RecordingView, fetch_verified
 
 CHUNK = 64 * 1024
-#: RFC 9110 §14.1: ``range-unit "=" range-set``, the unit a token compared without case
-_SPECIFIER = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+)=(.*)", re.DOTALL)
-_SPEC = r"(?:[0-9]+-[0-9]*|-[0-9]+)"  #: an int-range or a suffix-range
-#: a range-set as a recipient reads it (RFC 9110 §5.6.1.2): empty elements and spaces around commas allowed
-_RANGE_SET = re.compile(rf"(?:{_SPEC})?(?:[ \t]*,[ \t]*(?:{_SPEC})?)*")
-_RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
+#: RFC 9110 §14.1: ``range-unit "=" range-set``, the unit a token compared without case. Parsed by splitting on
+#: "," and reading each element on its own: a regex over the whole range-set with empty elements allowed
+#: backtracked exponentially (" , , ... ,x": the GIL held for seconds to days, the whole node frozen).
+_UNIT = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_BLANK = " \t"
+MAX_RANGE_HEADER = 16 * 1024  #: a longer Range header is ignored (the whole file)
+MAX_RANGE_ELEMENTS = 64  #: so is one of more comma-separated elements (empty ones too)
 _BEYOND_ANY_FILE = 2**63  #: what a position of more than 18 digits is read as
 OPAQUE = "application/octet-stream"  #: a recording that is no known audio: downloaded, never shown
 #: audio formats Asterisk records that mimetypes does not know as audio (.gsm is "model/vnd.gdl" there)
@@ -48,21 +49,31 @@ class ByteRange:
 
 def parse_range(header: str | None, size: int) -> ByteRange | None:
     """The single range ``header`` asks for (``None``: the whole file). A header that is no ``bytes`` ranges
-    specifier (malformed, or of another unit) is ignored: ``None``, as RFC 9110 §14.2 says. Multiple ranges, a
-    start past the end, an empty suffix or an inverted range raise :class:`BadRange`; an end past the file is
-    cut to it. Positions of any length are read without converting thousands of digits."""
-    if header is None:
+    specifier (malformed, or of another unit) is ignored: ``None``, as RFC 9110 §14.2 says; so is one longer than
+    :data:`MAX_RANGE_HEADER` or of more than :data:`MAX_RANGE_ELEMENTS` elements. Empty elements and blanks
+    around commas are allowed (RFC 9110 §5.6.1.2). Multiple ranges, a start past the end, an empty suffix or an
+    inverted range raise :class:`BadRange`; an end past the file is cut to it. Positions of any length are read
+    without converting thousands of digits. Linear in the header's length."""
+    if header is None or len(header) > MAX_RANGE_HEADER:
         return None
-    specifier = _SPECIFIER.fullmatch(header.strip(" \t"))
-    if specifier is None or specifier[1].lower() != "bytes" or not _RANGE_SET.fullmatch(specifier[2]):
+    unit, equals, range_set = header.strip(_BLANK).partition("=")
+    if not equals or not _UNIT.fullmatch(unit) or unit.lower() != "bytes" or range_set[:1] in tuple(_BLANK):
         return None
-    ranges = [_RANGE_SPEC.fullmatch(element.strip(" \t")) for element in specifier[2].split(",")]
-    wanted = [match for match in ranges if match is not None]
+    elements = range_set.split(",", MAX_RANGE_ELEMENTS)
+    if len(elements) > MAX_RANGE_ELEMENTS:
+        return None
+    wanted = []
+    for element in elements:
+        spec = _range_spec(element.strip(_BLANK))
+        if spec is False:
+            return None
+        if spec is not None:
+            wanted.append(spec)
     if not wanted:  # only empty elements: no range-spec at all
         return None
     if len(wanted) > 1 or size == 0:
         raise BadRange(header)
-    first, last = (_position(text) for text in wanted[0].groups())
+    first, last = wanted[0]
     if first is None:  # suffix: the last N bytes
         if not last:
             raise BadRange(header)
@@ -72,11 +83,27 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     return ByteRange(first, size - 1 if last is None else min(last, size - 1))
 
 
+def _range_spec(element: str) -> tuple[int | None, int | None] | Literal[False] | None:
+    """An element of a range-set: ``(first, last)`` of an int-range (``last`` ``None`` when open) or of a
+    suffix-range (``first`` ``None``); ``None`` when empty, ``False`` when malformed."""
+    if not element:
+        return None
+    first, dash, last = element.partition("-")
+    if not dash or not _digits(first) or not _digits(last) or not (first or last):
+        return False
+    return _position(first), _position(last)
+
+
 def _position(digits: str) -> int | None:
     if not digits:
         return None
     significant = digits.lstrip("0") or "0"
     return int(significant) if len(significant) <= 18 else _BEYOND_ANY_FILE
+
+
+def _digits(text: str) -> bool:
+    """``text`` is ASCII digits or empty (``str.isdigit`` alone takes any script's digits)."""
+    return not text or (text.isascii() and text.isdigit())
 
 
 def audio_type(filename: str) -> str:
