@@ -21,8 +21,10 @@ from urllib.parse import quote, quote_plus, unquote
 
 MASK = "***"
 MIN_SECRET_LENGTH = 4
-#: ``scheme://user:password@``: the password is masked wherever such a URL is printed, known secret or not.
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*):[^\s/@]+@")
+#: ``scheme://user:password@``: the password is masked wherever such a URL is printed, known secret or not. Keyed
+#: on ``://`` alone, the scheme left out: a scheme pattern was tried from every word boundary to the end of a long
+#: run like ``a.a.a...`` (quadratic, the GIL held for seconds by one long log line or creditor file line).
+_URL_PASSWORD = re.compile(r"(?P<head>://[^\s/:@]*):[^\s/@]+@")
 
 
 def _python_escapes(text: str) -> set[str]:

@@ -29,6 +29,7 @@ from cartera.plugins.dialers.sip_trunk.options import OptionsFailed, send_option
 log = logging.getLogger("cartera.plugin.sip_trunk")
 
 _E164 = re.compile(r"^\+?[0-9]{3,20}$")
+_SOURCE_LOCATION = re.compile(r"[^\]]*\.cpp:\d+")  #: inside pjsua2's ``[file.cpp:line]``
 _URI_PARTS = re.compile(r"^(sips?):(?:[^@]*@)?(.+)$")
 #: How often the engine thread reads the registration state (a lost registration is logged).
 REGISTRATION_POLL_S = 2.0
@@ -415,5 +416,14 @@ def _split(uri: str) -> tuple[str, str]:
 
 
 def _pj_reason(exc: Exception) -> str:
-    """pjsua2's error text without the source location it appends."""
-    return re.sub(r"\s*\[[^\]]*\.cpp:\d+\]\s*$", "", str(exc))
+    """pjsua2's error text without the source location it appends (`` [file.cpp:line]`` at its end). Read from
+    the last ``[`` with no ``]`` after it but the closing one, not by a search trying every blank and every
+    ``[`` (quadratic over a long text)."""
+    text = str(exc)
+    trimmed = text.rstrip()
+    if not trimmed.endswith("]"):
+        return text
+    start = trimmed.find("[", trimmed.rfind("]", 0, -1) + 1)
+    if start < 0 or not _SOURCE_LOCATION.fullmatch(trimmed, start + 1, len(trimmed) - 1):
+        return text
+    return trimmed[:start].rstrip()
