@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from cartera.core.errors import ObjectLocked
+from cartera.core.errors import IntegrityError, ObjectLocked
 from cartera.core.testing.context import CapturingContext
+from cartera.core.testing.recording_store import make_recording_file
 from cartera.node import Node
 from cartera.plugins.recording.s3.client import PROBE_PREFIX, RETAIN_TAG, S3Bucket
 from cartera.plugins.recording.s3.config import S3Config
 from cartera.plugins.recording.s3.plugin import S3Store
-from tests.peers.s3 import S3Endpoint, fault_proxy, s3_recording_table, spool_recordings, write_archival_site
+from tests.peers.s3 import Fault, S3Endpoint, fault_proxy, s3_recording_table, spool_recordings, write_archival_site
 from tests.recording_spool import report_spool
 
 pytestmark = [pytest.mark.abuse, pytest.mark.s3]
@@ -212,3 +213,26 @@ def test_an_unexpected_store_error_on_one_purge_leaves_the_others_and_frees_loca
     assert (run.archived, run.purged, run.deleted_local) == (1, 1, 1)
     assert _catalog(tmp_path) == [(1, "verified", 0), (2, "purged", 0), (3, "verified", 0)]
     assert [r for r in caplog.records if r.getMessage() == "recording.purge_failed"]
+
+
+def test_an_upload_found_wrong_is_removed_without_the_keys_earlier_versions(keys: S3Endpoint, tmp_path: Path) -> None:
+    """An upload the store then describes wrongly (here: bytes changed on the way, which moto stores) is removed,
+    and only it: the key's earlier version in a versioned bucket (behind a delete marker) stays."""
+    name = keys.new_bucket()
+    client = keys.client()
+    client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    earlier = client.put_object(Bucket=name, Key="a/1.wav", Body=b"an earlier recording")["VersionId"]
+    client.delete_object(Bucket=name, Key="a/1.wav")
+    recording = make_recording_file(tmp_path / "rec.wav", 5000, seed=3)
+    with fault_proxy(keys.url) as proxy:
+        settings = keys.settings(name, endpoint_url=proxy.url, no_overwrite="head", sha256_check="client")
+        store = S3Store(S3Config.model_validate(settings), CapturingContext(tmp_path / "data"))
+        store.start()
+        try:
+            proxy.inject(Fault("corrupt", method="PUT"))
+            with pytest.raises(IntegrityError, match="read-back differs"):
+                store.put("a/1.wav", recording.path, recording.checksums)
+        finally:
+            store.stop()
+    versions = client.list_object_versions(Bucket=name, Prefix="a/1.wav").get("Versions", [])
+    assert [v["VersionId"] for v in versions] == [earlier]

@@ -184,12 +184,14 @@ class S3Bucket:
             if guard == "if-none-match":
                 args["IfNoneMatch"] = "*"
             sent_sha256: str | None
+            version: str | None  # the version this upload wrote, where the store names it
             try:
                 with self._errors(f"upload {key}"):
                     if size > self.config.multipart_threshold_mb * MiB:
-                        sent_sha256 = self._put_parts(src, args, store_checks_sha256=self.sha256_check() == "store")
+                        store_checks = self.sha256_check() == "store"
+                        sent_sha256, version = self._put_parts(src, args, store_checks_sha256=store_checks)
                     else:
-                        sent_sha256 = self._put_single(src, size, expected, args)
+                        sent_sha256, version = self._put_single(src, size, expected, args)
             except botocore.exceptions.ClientError as exc:
                 if _code(exc) != "PreconditionFailed":
                     raise
@@ -198,9 +200,9 @@ class S3Bucket:
                     raise IntegrityError(f"{key}: {self.where} answered 412 (exists) yet holds nothing") from None
                 return self._already_stored(key, existing, expected)
         if sent_sha256 is not None and sent_sha256 != expected.sha256_hex:
-            self._discard(key)
+            self._discard(key, version)
             raise IntegrityError(f"{key}: sha256 expected {expected.sha256_hex} got {sent_sha256}; nothing stored")
-        return self._verify_new(key, expected)
+        return self._verify_new(key, expected, version)
 
     def head(self, key: str) -> StoredObject | None:
         try:
@@ -348,7 +350,7 @@ class S3Bucket:
         finally:
             for probe in [*left, key]:
                 try:
-                    self._discard(probe)
+                    self._discard_probe(probe)
                 except (StoreUnavailable, botocore.exceptions.ClientError) as exc:
                     event(self._log, "s3.probe_left", logging.WARNING, endpoint=self.where, key=probe, error=str(exc))
 
@@ -393,21 +395,23 @@ class S3Bucket:
 
     # --- uploads --------------------------------------------------------------------------------------
 
-    def _put_single(self, src: BinaryIO, size: int, expected: Checksums, args: dict[str, Any]) -> str | None:
+    def _put_single(
+        self, src: BinaryIO, size: int, expected: Checksums, args: dict[str, Any]
+    ) -> tuple[str | None, str | None]:
         """One PUT with Content-MD5. Returns the SHA-256 of the bytes sent, or None when the store checked the
-        expected one (x-amz-checksum-sha256) and would have refused other bytes."""
+        expected one (x-amz-checksum-sha256) and would have refused other bytes; and the version written."""
         args = {"ContentLength": size, "ContentMD5": _b64(expected.md5_hex), **args}
         if self.sha256_check() == "store":
-            self.client.put_object(Body=src, ChecksumSHA256=_b64(expected.sha256_hex), **args)
-            return None
+            answer = self.client.put_object(Body=src, ChecksumSHA256=_b64(expected.sha256_hex), **args)
+            return None, answer.get("VersionId")
         body = _HashingReader(src)
-        self.client.put_object(Body=body, **args)
-        return body.hexdigest()
+        answer = self.client.put_object(Body=body, **args)
+        return body.hexdigest(), answer.get("VersionId")
 
-    def _put_parts(self, src: BinaryIO, args: dict[str, Any], *, store_checks_sha256: bool) -> str:
+    def _put_parts(self, src: BinaryIO, args: dict[str, Any], *, store_checks_sha256: bool) -> tuple[str, str | None]:
         """Multipart upload, each part with its own Content-MD5 and, where the store checks it, its own
         x-amz-checksum-sha256 (a part with other bytes is refused, as a single PUT is); aborted on any failure.
-        Returns the SHA-256 of all the bytes sent."""
+        Returns the SHA-256 of all the bytes sent, and the version written."""
         conditional = {"IfNoneMatch": args.pop("IfNoneMatch")} if "IfNoneMatch" in args else {}
         if store_checks_sha256:
             args = {**args, "ChecksumAlgorithm": "SHA256"}
@@ -425,25 +429,25 @@ class S3Bucket:
                     Body=data, ContentLength=len(data), ContentMD5=_b64_md5(data), **part, **where
                 )
                 parts.append({**part, "ETag": answer["ETag"]})
-            self.client.complete_multipart_upload(MultipartUpload={"Parts": parts}, **where, **conditional)
+            answer = self.client.complete_multipart_upload(MultipartUpload={"Parts": parts}, **where, **conditional)
         except BaseException:
             with suppress(Exception):
                 self.client.abort_multipart_upload(**where)
             raise
-        return sha256.hexdigest()
+        return sha256.hexdigest(), answer.get("VersionId")
 
-    def _verify_new(self, key: str, expected: Checksums) -> StoredObject:
+    def _verify_new(self, key: str, expected: Checksums, version: str | None) -> StoredObject:
         """Check what the store now holds: size, and the ETag as MD5 or else a read-back of every byte."""
         stored = self.head(key)
         if stored is None:
             raise IntegrityError(f"{key}: not in {self.where} after a successful upload")
         if stored.size != expected.size:
-            self._discard(key)
+            self._discard(key, version)
             raise IntegrityError(f"{key}: the store holds {stored.size} bytes, expected {expected.size}")
         if stored.etag != expected.md5_hex:
             got = self._read_back(key)
             if got != expected:
-                self._discard(key)
+                self._discard(key, version)
                 raise IntegrityError(f"{key}: read-back differs from the upload ({got} vs {expected}); removed")
         return stored
 
@@ -463,8 +467,19 @@ class S3Bucket:
             finally:
                 body.close()
 
-    def _discard(self, key: str) -> None:
-        """Remove an object this put just created and found wrong."""
+    def _discard(self, key: str, version: str | None) -> None:
+        """Remove an object this put just wrote and found wrong: the version the store said it wrote, else the
+        key's current object (a delete marker where the bucket keeps versions); never the key's other versions."""
+        with self._errors(f"discard {key}"):
+            if version:
+                self.client.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
+            else:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _discard_probe(self, key: str) -> None:
+        """Remove every version of a probe's key (a probe writes two)."""
+        if not PROBE_KEY.fullmatch(key):
+            raise ValueError(f"{key!r} is not a probe's key")
         for version in self._versions(key):
             with self._errors(f"discard {key}"):
                 self.client.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
