@@ -20,6 +20,13 @@ from cartera.portfolio.files.phones import PhoneNormalizer
 from cartera.portfolio.identity import code_problem
 
 CENT = Decimal("0.01")
+#: The longest region and time zone a row may give: what the store keeps (``debtors.region``, ``debtors.timezone``);
+#: a longer value quarantines its row unchecked, its value neither repeated in the reason nor cached.
+REGION_MAX = 8
+TIMEZONE_MAX = 64
+#: The most (region, time zone) answers :class:`RowChecks` keeps: full, it starts over (a creditor's unique values
+#: cannot grow the node-lifetime importer without end).
+PLACES_LIMIT = 10_000
 
 
 class Applied(enum.Enum):
@@ -33,7 +40,7 @@ class Applied(enum.Enum):
 
 
 class RowChecks:
-    """The checks of a row's phones and place, their answers kept per value for the importer's lifetime;
+    """The checks of a row's phones and place, their answers kept per value (at most :data:`PLACES_LIMIT` places);
     ``law_country`` gives the country of the law pack a portfolio (``CREDITOR/PORTFOLIO``, its country) is held to."""
 
     def __init__(self, law_country: Callable[[str, str], str | None] | None) -> None:
@@ -65,6 +72,9 @@ class RowChecks:
     def place(self, row: AssignmentRow, countries: tuple[str, ...]) -> tuple[str | None, str | None] | RowError:
         """The row's checked (region, time zone), or the error of the first bad one (cached per value pair): the
         zone must be a real one of ``countries`` (and of the region's country), never ``posixrules``..."""
+        for name, value, most in (("region", row.region, REGION_MAX), ("timezone", row.timezone, TIMEZONE_MAX)):
+            if value is not None and len(value) > most:
+                return RowError(0, name, f"a {name} of {len(value)} characters: at most {most}")
         key = (row.region, row.timezone, countries)
         found = self._places.get(key)
         if found is None:
@@ -77,6 +87,8 @@ class RowChecks:
                     found = (region, check_address_zone(check_zone(row.timezone), countries, region))
                 except ValueError as exc:
                     found = RowError(0, "timezone", str(exc))
+            if len(self._places) >= PLACES_LIMIT:
+                self._places.clear()
             self._places[key] = found
         return found
 

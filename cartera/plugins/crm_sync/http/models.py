@@ -92,8 +92,11 @@ class AssignmentIn(BaseModel):
         "portfolio's. A portfolio's country and law pack are set by the site, never by a row. A country the "
         "node does not know quarantines the row (field country).",
     )
-    region: str | None = Field(None, description="ISO 3166-2 subdivision of the debtor's address (CO-DC).")
-    timezone: str | None = Field(None, description="IANA zone of the debtor's address (America/Bogota).")
+    # 8 and 64: what the store keeps and the importer accepts (cartera.portfolio.row_rules REGION_MAX, TIMEZONE_MAX)
+    region: str | None = Field(
+        None, max_length=8, description="ISO 3166-2 subdivision of the debtor's address (CO-DC)."
+    )
+    timezone: str | None = Field(None, max_length=64, description="IANA zone of the debtor's address (America/Bogota).")
 
     @model_validator(mode="after")
     def _payment_amount_with_payments(self) -> AssignmentIn:
