@@ -17,16 +17,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from cartera.core.audit import audit
 from cartera.core.clock import Clock
 from cartera.core.hooks import Hooks
 from cartera.core.logs import event
-from cartera.core.models import Activity, AssignmentBatch, AssignmentRow, DeliveryScope, FileRejected, RowError
+from cartera.core.models import (
+    Activity,
+    AssignmentAction,
+    AssignmentBatch,
+    AssignmentRow,
+    DeliveryScope,
+    FileRejected,
+    RowError,
+)
 from cartera.core.store.database import Database
-from cartera.core.store.schema import ImportBatch, QuarantinedRow
+from cartera.core.store.schema import AuditEntry, ImportBatch, QuarantinedRow
 from cartera.portfolio.chunk_state import Portfolios, known_accounts
 from cartera.portfolio.chunk_writes import ChunkWriter
 from cartera.portfolio.row_rules import Applied, RowChecks, apply_row, identified
@@ -34,6 +42,11 @@ from cartera.portfolio.row_rules import Applied, RowChecks, apply_row, identifie
 log = logging.getLogger("cartera.assignments")
 
 CHUNK_ROWS = 5000
+#: Why a payment row of a file delivered again is not applied: nothing tells it from the payment applied then.
+RESENT_PAYMENT = (
+    "a payment with neither payment reference nor day, in a file delivered again: not applied twice (it was "
+    "applied when the file was first imported; give a reference or a day to report a new payment)"
+)
 
 
 @dataclass
@@ -83,7 +96,10 @@ class AssignmentImporter:
     nothing. A batch whose content was imported before changes nothing (its report lists the rows quarantined
     then); a file, whose sha256 is known only once its rows were read (it is read once), is applied and rolled
     back when its sha256 turns out to be imported already (also when it is rejected: a pass hashes the rest of a
-    file it rejects). Rows
+    file it rejects). A file is an instruction, though: imported before, but a later delivery touched one of its
+    portfolios since, it is applied again (the creditor withdrawing again an account it re-assigned meanwhile),
+    its payment rows without reference nor day quarantined (:data:`RESENT_PAYMENT`); an API batch (its sha256
+    known from the start, its id the creditor's idempotency key) never is. Rows
     are idempotent too: an account assigned again unchanged counts as ``unchanged``, a withdrawal of a withdrawn
     account changes nothing, and a payment reported again (same payment reference, or same day
     and amount) is not applied twice.
@@ -123,10 +139,17 @@ class AssignmentImporter:
         report = ImportReport(batch.source, sha256 or pending)
         now = self.clock.now()
         recorded: list[Activity] = []
+        after: str | None = None  #: the later delivery that makes a file imported before an instruction again
         try:
             with self.db.session() as session:
                 if sha256 is not None and (known := self._imported(session, sha256)) is not None:
-                    raise _AlreadyImported(sha256, known)
+                    after = self._instruction_again(session, batch, sha256, known)
+                    # the sha256 names the newest application of the content; the earlier batch keeps its rows
+                    session.execute(
+                        update(ImportBatch)
+                        .where(ImportBatch.id == known)
+                        .values(content_sha256=f"superseded-{uuid.uuid4().hex}")
+                    )
                 if session.get_bind().dialect.name == "postgresql":
                     # The planner's statistics do not count the rows this transaction inserts: without this, the
                     # per-chunk lookups by key would scan the tables a long import keeps growing.
@@ -141,7 +164,8 @@ class AssignmentImporter:
                 session.add(batch_row)
                 session.flush()
                 try:
-                    recorded = self._apply(batch, scope, _Chunk(self, session, batch_row.id, now, report))
+                    chunk = _Chunk(self, session, batch_row.id, now, report, resent=after is not None)
+                    recorded = self._apply(batch, scope, chunk)
                 except FileRejected:
                     if sha256 is None and (known := self._imported(session, batch.content_sha256)) is not None:
                         raise _AlreadyImported(batch.content_sha256, known) from None
@@ -149,7 +173,8 @@ class AssignmentImporter:
                 if sha256 is None:
                     sha256 = batch.content_sha256  # the pass that read the rows hashed the file
                     if (known := self._imported(session, sha256)) is not None:
-                        raise _AlreadyImported(sha256, known)
+                        self._instruction_again(session, batch, sha256, known)
+                        raise _ApplyAgain  # with the sha256 now known, its unrecognisable payments set apart
                     batch_row.content_sha256 = report.content_sha256 = sha256
                 report.read_as = batch.read_as
                 batch_row.counts = report.counts()
@@ -163,9 +188,17 @@ class AssignmentImporter:
                     sha256=sha256,
                     portfolios=report.portfolio_names(),
                     **report.counts(),
+                    **({"again_after": after} if after is not None else {}),
                 )
         except _AlreadyImported as imported:
+            event(log, "assignments.duplicate_skipped", source=batch.source, sha256=imported.sha256[:12])
             return self._already_imported(batch.source, imported)
+        except _ApplyAgain:
+            if batch.known_sha256() is None:  # never: the pass that raised it hashed the file
+                raise RuntimeError(f"{batch.source}: sha256 unknown after a pass") from None
+            return self.import_batch(batch, actor, scope)
+        if after is not None:
+            event(log, "assignments.redelivered", source=batch.source, sha256=report.content_sha256[:12], after=after)
         for activity in recorded:
             self.hooks.activity_recorded(self.site, activity)
         event(
@@ -194,6 +227,37 @@ class AssignmentImporter:
             select(ImportBatch.id).where(ImportBatch.site == self.site, ImportBatch.content_sha256 == sha256)
         )
 
+    def _instruction_again(self, session: Session, batch: AssignmentBatch, sha256: str, known: int) -> str:
+        """The source of the later delivery that makes ``batch`` (its content imported before as batch ``known``)
+        an instruction again; :class:`_AlreadyImported` when it is a duplicate."""
+        later = None if isinstance(batch.hashed, str) else self._later_delivery(session, sha256)
+        if later is None:
+            raise _AlreadyImported(sha256, known)
+        return later
+
+    def _later_delivery(self, session: Session, sha256: str) -> str | None:
+        """The first delivery imported after the newest import of ``sha256`` that touched one of its portfolios
+        (its source), read in the audit log (the imports' portfolios are kept there only)."""
+        imports = (AuditEntry.site == self.site, AuditEntry.action == "assignments.import")
+        newest = session.execute(
+            select(AuditEntry.id, AuditEntry.details)
+            .where(*imports, AuditEntry.details["sha256"].as_string() == sha256)
+            .order_by(AuditEntry.id.desc())
+            .limit(1)
+        ).first()
+        touched = set(newest.details.get("portfolios") or ()) if newest is not None else set()
+        if newest is None or not touched:
+            return None
+        later = session.execute(
+            select(AuditEntry.subject, AuditEntry.details)
+            .where(*imports, AuditEntry.id > newest.id)
+            .order_by(AuditEntry.id)
+        )
+        for subject, details in later.yield_per(500):
+            if touched.intersection(details.get("portfolios") or ()):
+                return str(subject)
+        return None
+
     def _already_imported(self, source: str, imported: _AlreadyImported) -> ImportReport:
         """The report of a batch whose content was imported before: the rows quarantined then."""
         with self.db.reading() as session:
@@ -206,6 +270,11 @@ class AssignmentImporter:
         a creditor row's, so a creditor does not choose the law its debtors are contacted under."""
         law = self.law_country(f"{creditor}/{portfolio}", self.default_country) if self.law_country else None
         return law or self.default_country
+
+
+class _ApplyAgain(Exception):
+    """A file whose sha256, learnt at its end, was imported before but is an instruction again: its transaction rolls
+    back and it is applied again knowing it (:data:`RESENT_PAYMENT`)."""
 
 
 class _AlreadyImported(Exception):
@@ -260,6 +329,11 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _unrecognisable_payment(row: AssignmentRow) -> bool:
+    """A payment row without what recognises it reported again (``reported_payments.key``): a reference or a day."""
+    return row.action is AssignmentAction.PAYMENT and not row.payment_ref and row.paid_on is None
+
+
 def _quarantined(session: Session, batch_id: int) -> list[RowError]:
     rows = session.execute(
         select(QuarantinedRow.line, QuarantinedRow.field, QuarantinedRow.reason)
@@ -274,9 +348,17 @@ class _Chunk:
     read at once, its rows applied to them in file order, its changes written in a few statements."""
 
     def __init__(
-        self, importer: AssignmentImporter, session: Session, batch_id: int, now: datetime, report: ImportReport
+        self,
+        importer: AssignmentImporter,
+        session: Session,
+        batch_id: int,
+        now: datetime,
+        report: ImportReport,
+        *,
+        resent: bool = False,
     ) -> None:
         self.session, self.report, self.checks = session, report, importer.checks
+        self.resent = resent  #: a file imported before, applied again: its unrecognisable payments are not
         self.portfolios = Portfolios(session, importer.site, importer.portfolio_country)
         self.writer = ChunkWriter(importer.site, batch_id, now)
         self.today = now.astimezone(importer.zone).date()
@@ -289,6 +371,9 @@ class _Chunk:
         for item in items:
             if isinstance(item, RowError):
                 errors.append(item)
+                continue
+            if self.resent and _unrecognisable_payment(item):
+                errors.append(RowError(item.line, "payment_ref", RESENT_PAYMENT))
                 continue
             done = apply_row(item, self.portfolios.get(item.creditor, item.portfolio), state, self.checks, self.today)
             if isinstance(done, RowError):

@@ -10,17 +10,20 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from cartera.core.adapters import CrmSync
 from cartera.core.clock import SimulatedClock
 from cartera.core.hooks import Hooks
 from cartera.core.models import Activity, ActivityKind, AssignmentBatch, CheckResult, RowError
 from cartera.core.store.database import Database
+from cartera.core.store.schema import Account
 from cartera.core.testing.context import CapturingContext
 from cartera.core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
 from cartera.plugins.crm_sync.sftp_csv.client import FileTooLarge, SftpError, SftpSession, _describe
@@ -186,6 +189,32 @@ def test_redelivered_file_changes_nothing_and_is_archived(
         "asignacion-20260302T133000Z.csv",
         "asignacion.csv",
     ]
+
+
+@pytest.mark.abuse
+def test_a_file_resent_after_a_later_delivery_is_applied_again(
+    sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync]
+) -> None:
+    """Round 19 G1: a withdrawal re-sent after the account was assigned again withdraws it again; the same file
+    right after itself is still a duplicate."""
+    header = "cuenta;nombre;telefono1;saldo;moneda;accion\n"
+    withdraw = header + "BCO-1;Ana Perez;3001234567;100000;COP;retirar\n"
+    job = cycle(make_sync(), db, hooks)
+    runs: list[tuple[bool, int]] = []
+    for name, text in [
+        ("enero.csv", header + "BCO-1;Ana Perez;3001234567;100000;COP;asignar\n"),
+        ("retiro.csv", withdraw),
+        ("retiro.csv", withdraw),
+        ("marzo.csv", header + "BCO-1;Ana Perez;3001234567;90000;COP;asignar\n"),
+        ("retiro.csv", withdraw),
+    ]:
+        deliver(sshd, name, text)
+        (report,) = job.run_once().imports
+        runs.append((report.already_imported, report.withdrawn))
+    assert runs == [(False, 0), (False, 1), (True, 0), (False, 0), (False, 1)]
+    with db.session() as session:
+        assert session.execute(select(Account.status, Account.balance)).all() == [("withdrawn", Decimal("90000.00"))]
+    assert not list((sshd.jail / "inbox").glob("*.csv"))  # every delivery archived
 
 
 def test_bad_file_is_reported_once_set_aside_and_a_corrected_one_imports(
