@@ -12,7 +12,7 @@ import os
 import posixpath
 import re
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path, PurePath, PurePosixPath
@@ -495,6 +495,11 @@ def load_site(path: Path, site: str, catalog: AdapterCatalog) -> SiteConfig:
         plugins[kind] = PluginChoice(kind=kind, name=choice.plugin, settings=settings)
         if kind == "dialer":
             _refuse_preview_without_agents(section, choice.plugin, adapter.capabilities, errors)
+    secret_keys = [name for name, _ in credentials.secret_settings(section)]
+    secret_keys += [
+        (kind, *name) for kind, choice in plugins.items() for name, _ in credentials.secret_settings(choice.settings)
+    ]
+    _refuse_literal_secrets(sites[site], secret_keys, errors)
     _refuse_shared_integration_tokens(sites, site, section.workspace, plugins, errors)
     _refuse_shared_dirs(sites, site, base_dir, registries, errors)
     data_dir = section.data_dir or base_dir / "var" / site
@@ -741,11 +746,53 @@ def _lookup(registry: Any, name: str, errors: _Errors, kind: str) -> Any:
         errors.fail((kind, "plugin"), str(exc))
 
 
+_MALFORMED_REFERENCE = (
+    "a malformed environment variable reference: write ${NAME}, NAME being letters, digits and '_' (not beginning"
+    " with a digit), without blanks; a '${' is never kept as text"
+)
+_LITERAL_DOLLAR = (
+    "a secret written as text beginning with '$' (a mistyped reference?): write ${NAME} to take it from"
+    " environment variable NAME (a secret that really begins with '$' goes into the environment too)"
+)
+
+
+def _malformed_reference(value: str, key: tuple[str, ...]) -> bool:
+    """Whether ``value`` holds a ``${`` that opens no valid ``${NAME}`` (``${ X }``, ``${A-B}``, an unclosed
+    ``${``): kept as text, it would become the setting (a token anyone reading sites.toml knows). In an SMS
+    template, ``${{``, ``${%`` and ``${#`` are a currency sign before Jinja2's delimiters."""
+    jinja = key[:1] == ("sms_templates",)
+    start = value.find("${")
+    while start != -1:
+        if not _ENV_REF.match(value, start) and not (jinja and value[start + 2 : start + 3] in ("{", "%", "#")):
+            return True
+        start = value.find("${", start + 2)
+    return False
+
+
+def _literal_dollar(raw: object) -> bool:
+    """Whether a secret as written in sites.toml is text beginning with ``$`` but no valid ``${NAME}``
+    (``$NAME``, shell style): a mistyped reference the node would take as the secret itself."""
+    return isinstance(raw, str) and raw.startswith("$") and _ENV_REF.match(raw) is None
+
+
+def _refuse_literal_secrets(raw: dict[str, Any], secrets: Iterable[tuple[str, ...]], errors: _Errors) -> None:
+    """Every secret setting (``SecretStr``) written as text beginning with ``$`` but no ``${NAME}``: refused."""
+    for key in secrets:
+        written = _raw_at(raw, key)
+        for text in written if isinstance(written, list) else [written]:
+            if _literal_dollar(text):
+                errors.fail(key, _LITERAL_DOLLAR)
+
+
 def _substitute_env(value: Any, key: tuple[str, ...], errors: _Errors) -> Any:
     if isinstance(value, dict):
         return {k: _substitute_env(v, (*key, k), errors) for k, v in value.items()}
     if isinstance(value, list):
         return [_substitute_env(v, key, errors) for v in value]
+    if isinstance(value, str) and _malformed_reference(value, key):
+        errors.fail(key, _MALFORMED_REFERENCE)
+    if isinstance(value, str) and _literal_dollar(credentials.url_password(value)):
+        errors.fail(key, f"the URL's password: {_LITERAL_DOLLAR}")
     if isinstance(value, str) and "${" in value:
 
         def replace(match: re.Match[str]) -> str:

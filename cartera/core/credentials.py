@@ -50,6 +50,15 @@ def url_credentials(value: str) -> None:
         secret(password, "the URL's password")
 
 
+def url_password(value: str) -> str | None:
+    """The password of URL ``value`` as written (``None``: no URL, or no password in it)."""
+    url = _URL.fullmatch(value)
+    if url is None or url["rest"].startswith("/") or "@" not in url["rest"]:
+        return None
+    password = url["rest"][: url["rest"].rindex("@")].partition(":")[2]
+    return password or None
+
+
 def _no_query_password(rest: str) -> None:
     query = rest.partition("?")[2].partition("#")[0]
     for name, _ in parse_qsl(query, keep_blank_values=True):
