@@ -75,3 +75,9 @@ def control_problem(value: str) -> str | None:
 def escape_controls(text: str) -> str:
     """``text`` with each control, bidi and format character escaped (``\\x1b``), safe to show on a terminal."""
     return _CONTROL.sub(lambda found: repr(found[0])[1:-1], text)
+
+
+def escape_unprintable(text: str) -> str:
+    """``text`` with each character Python deems unprintable (controls, bidi marks, a no-break space, U+2028...)
+    written as its ``unicode_escape`` (``\\xa0``, ``\\u202e``), the rest as is: a log line's quoted value."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode() for char in text)

@@ -10,7 +10,7 @@ from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from cartera.core.control_characters import escape_controls
+from cartera.core.control_characters import escape_controls, escape_unprintable
 from cartera.core.redaction import redact
 
 LogFormat = Literal["text", "json"]
@@ -44,18 +44,30 @@ def _text_value(value: Any) -> str:
     """``value`` as one token of the text line: quoted when it is empty or holds a space, ``=`` or a character
     that is not printable (a newline, a tab, ESC, a bidi mark), which is escaped (``\\n``, ``\\u202e``): a
     value never forges a line or a field."""
-    text = str(value)
+    text = redact(str(value))  # before escaping: an escaped secret is in a form redaction may not know
     if text and text.isprintable() and " " not in text and "=" not in text:
         return text
-    quoted = json.dumps(text, ensure_ascii=False)
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode() for char in quoted)
+    return escape_unprintable(json.dumps(text, ensure_ascii=False))
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` with every text in it redacted, for JSON: secrets are masked before JSON escapes them."""
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {redact(key) if isinstance(key, str) else key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return redact(str(value))
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
         # the message's arguments are a path, a peer's answer: escaped like a field's value, it forges no line
-        parts = [ts, record.levelname, record.name, escape_controls(record.getMessage())]
+        parts = [ts, record.levelname, record.name, escape_controls(redact(record.getMessage()))]
         parts += [f"{key}={_text_value(value)}" for key, value in _fields(record).items()]
         line = " ".join(parts)
         if record.exc_info:
@@ -74,7 +86,8 @@ class JsonFormatter(logging.Formatter):
         doc.update(_fields(record))
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
-        return redact(json.dumps(doc, default=str, ensure_ascii=False))
+        # each value redacted, then the line (a secret split across values, a form JSON gave it)
+        return redact(json.dumps(_redacted(doc), default=str, ensure_ascii=False))
 
 
 def configure(fmt: LogFormat = "text", level: int = logging.INFO) -> None:

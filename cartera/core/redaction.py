@@ -3,8 +3,10 @@
 Configuration registers each secret it resolves (``${ENV}`` values, secret settings, URL passwords). Log lines
 (after their JSON or text encoding), ``check`` lines, ``/healthz`` detail, configuration errors and everything the
 command line writes pass :func:`redact`, which masks the secret as given, percent-encoded or decoded, in hex, as a
-Python ``repr`` or ``\\u``-escape shows it (or its bytes), and JSON-escaped on top of any of those. A secret
-shorter than :data:`MIN_SECRET_LENGTH` could not be masked without masking ordinary text: configuration refuses it.
+Python ``repr`` or ``\\u``-escape shows it (or its bytes), with only its controls or unprintable characters
+escaped (a terminal line, a text log's value), and JSON-escaped on top of any of those; log formatters redact
+each value before they escape it, too. A secret shorter than :data:`MIN_SECRET_LENGTH` could not be masked
+without masking ordinary text: configuration refuses it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 from urllib.parse import quote, quote_plus, unquote
+
+from cartera.core.control_characters import escape_controls, escape_unprintable
 
 MASK = "***"
 MIN_SECRET_LENGTH = 4
@@ -43,6 +47,9 @@ def encodings(secret: str) -> set[str]:
     for plain in {secret, unquote(secret)}:
         once |= {plain, quote(plain, safe=""), quote(plain), quote_plus(plain), plain.encode().hex()}
         once |= _python_escapes(plain)
+        # as a terminal line or a text log's quoted value shows it: escaped by character, the rest as is
+        once |= {escape_controls(plain), escape_unprintable(plain)}
+        once |= {escape_unprintable(json.dumps(plain, ensure_ascii=False)[1:-1])}
     forms = set(once)
     for form in once:
         forms |= {json.dumps(form)[1:-1], json.dumps(form, ensure_ascii=False)[1:-1]}
