@@ -137,3 +137,21 @@ def test_a_later_delivery_of_another_portfolio_leaves_the_resend_a_duplicate(
     assert node.importer.import_batch(AssignmentBatch("api", "0" * 64, [other]), "test").new == 1
     assert deliver(node, inbox, "asignacion.csv", ASSIGN_JAN).already_imported
     assert events(caplog, "assignments.redelivered") == []
+
+
+def test_a_file_the_archive_refused_is_not_fetched_again(tmp_path: Path, open_node: Callable[..., Node]) -> None:
+    """A file left in the inbox because its archive folder is a symlink would otherwise be applied again after
+    every later delivery (and that one after it, each sync): the csv plugin remembers it by its identity."""
+    node = open_node(write_sites(tmp_path))
+    inbox = tmp_path / "inbox"
+    (tmp_path / "elsewhere").mkdir()
+    (inbox / "imported").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    deliver(node, inbox, "enero.csv", ASSIGN_JAN)
+    assert (inbox / "enero.csv").exists()  # not archived
+    deliver(node, inbox, "marzo.csv", ASSIGN_MAR)
+    assert accounts(node) == {"BCO-1": ("active", "90000.00")}
+    for _ in range(2):
+        assert node.creditor_sync().run_once().imports == []
+    assert accounts(node) == {"BCO-1": ("active", "90000.00")}
+    assert sorted(p.name for p in inbox.glob("*.csv")) == ["enero.csv", "marzo.csv"]
+    assert list((tmp_path / "elsewhere").iterdir()) == []

@@ -86,7 +86,9 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         """The inbox's regular files, not read yet (the import reads each once); a symlink, FIFO, device or
         directory is skipped (one warning), never read; so is a file the node may not open (left in place). With
         ``keep_files`` a file set aside in place is left out by its identity, unread; the same bytes under a new
-        identity (copied in again) are fetched, and the import, reading them once, finds them imported before."""
+        identity (copied in again) are fetched, and the import, reading them once, finds them imported before (or,
+        after a later delivery, applies them again). So is, always, an imported file its archive folder refused
+        (:meth:`acknowledge`): fetched again, it would be applied again after every later delivery."""
         config = self.config
         for path, regular in inbox_entries(config.inbox, config.pattern, config.archive_dir, config.rejected_dir):
             if not regular:
@@ -105,12 +107,17 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
                         why=exc.reason,
                     )
                 continue
-            if not (config.keep_files and self._remembered(read_identity(batch))):
+            identity = read_identity(batch)
+            if not (config.keep_files and self._remembered(identity)) and not self._unarchived(identity):
                 yield batch
 
     def _remembered(self, identity: FileIdentity | None) -> bool:
         """Whether the file of this identity was imported or rejected and kept in the inbox."""
         return identity is not None and (self._ledger.holds(identity) or self._rejected.holds(identity))
+
+    def _unarchived(self, identity: FileIdentity | None) -> bool:
+        """Whether the file of this identity was imported and left in the inbox, its archive folder refused."""
+        return identity is not None and self._ledger.holds(identity)
 
     def _read_inbox(self, path: Path) -> AssignmentBatch:
         """An inbox file as a batch, opened (on every pass) only while it is a regular file, never through a
@@ -136,6 +143,8 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         path = self._unchanged(batch, "crm_sync.csv.changed_after_import")
         if path is not None and (target := self._move(path, self.config.archive_dir)) is not None:
             event(self.context.log, "crm_sync.csv.archived", file=str(path), to=str(target))
+        elif path is not None:  # left in the inbox: remembered, so it is not fetched (and applied) again
+            self._ledger.add(batch.content_sha256, read_identity(batch), batch.source)
 
     def reject(self, batch: AssignmentBatch) -> None:
         """Move the file into the rejected folder (a name already there is kept: the file gets a timestamp
@@ -151,7 +160,7 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
 
     def _move(self, path: Path, folder: Path) -> Path | None:
         """``path`` moved into ``folder``; a folder the creditor made a symlink (into another creditor's inbox,
-        say) is never moved through: the file stays in the inbox (one warning; the next sync finds it imported)."""
+        say) is never moved through: the file stays in the inbox (one warning; :meth:`acknowledge` remembers it)."""
         try:
             return move_into(path, folder, self.context.clock.now(), inbox=self.config.inbox)
         except FolderIsASymlink as exc:
