@@ -217,6 +217,7 @@ class Node:
             self.archiver,
             running=lambda: self.lifecycle.running,
             sync_failures=self._sync_failures if "crm_sync" in self._adapters else None,
+            web=site.section.web,
         )
         self.jobs = SiteJobs(
             section=site.section,

@@ -365,8 +365,21 @@ def _sms_batch(node: Node, args: argparse.Namespace) -> int:
 
 
 def _archive(node: Node, args: argparse.Namespace) -> int:
+    """Archive as the node's job does, holding the site's lock as ``run`` does: beside a running node the command
+    is refused (exit 2), never racing the node's own archival over the same recordings."""
+    from cartera.core.store.site_lock import SiteAlreadyRunning, hold_site
+
     if node.archiver is None:
         raise UsageError(f"site {node.site.name!r} has no recording store configured")
+    try:
+        with hold_site(node.db, node.site.name):
+            return _archive_held(node, args)
+    except SiteAlreadyRunning as exc:
+        raise SiteAlreadyRunning(f"{exc}: its node archives the recordings: stop it to run 'archive' by hand") from None
+
+
+def _archive_held(node: Node, args: argparse.Namespace) -> int:
+    assert node.archiver is not None
     if not args.backfill:
         run = node.archiver.run_once()
         print(f"archive: {run}")

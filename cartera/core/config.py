@@ -7,6 +7,7 @@ machine. Every error is one :class:`ConfigError` line naming the file, site, key
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import posixpath
@@ -275,11 +276,33 @@ class SyncConfig(_Section):
     max_delivery_rows: int = Field(default=200_000, ge=1, le=100_000_000, description="rows: 1 to 100,000,000")
 
 
+_HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def bind_problem(bind: str) -> None:
+    """Raise ``ValueError`` unless ``bind`` is written as an IP address or a host name (whether a name resolves
+    is ``check``'s question: a name may resolve only on its own node's machine)."""
+    if not bind:
+        raise ValueError("empty: give an IP address (127.0.0.1, 0.0.0.0, ::1) or a host name")
+    if bind != bind.strip() or any(char.isspace() for char in bind):
+        raise ValueError(f"{bind!r} has blanks: give an IP address or a host name alone")
+    if ":" in bind or all(part.isdigit() for part in bind.rstrip(".").split(".")):
+        try:
+            ipaddress.ip_address(bind)
+        except ValueError:
+            raise ValueError(f"{bind!r} is not an IP address") from None
+        return
+    labels = bind[:-1].split(".") if bind.endswith(".") else bind.split(".")
+    if len(bind) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"{bind!r} is neither an IP address nor a host name")
+
+
 class WebConfig(_Section):
     """The node's HTTP server, started by ``run``: plugin callbacks, health, metrics and the supervisors'
     pages. It binds to loopback by default; operators put a TLS proxy in front."""
 
     enabled: bool = True
+    #: an IP address, or a host name (``check`` says whether it resolves; ``run`` binds what it resolves to)
     bind: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     public_url: str | None = None  #: how peers reach the node when not at ``http://bind:port``
@@ -297,6 +320,12 @@ class WebConfig(_Section):
     body_timeout: float = Field(default=15, gt=0, le=300)
     #: open connections at most; more are closed at once (default: the descriptor limit less a reserve)
     max_connections: int | None = Field(default=None, ge=1, le=1_000_000)
+
+    @field_validator("bind")
+    @classmethod
+    def _bindable(cls, value: str) -> str:
+        bind_problem(value)
+        return value
 
     @property
     def base_url(self) -> str:

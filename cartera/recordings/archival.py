@@ -23,10 +23,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session
 
 from cartera.core.adapters import RecordingStore
 from cartera.core.clock import Clock
@@ -36,7 +38,7 @@ from cartera.core.logs import event
 from cartera.core.models import Recording
 from cartera.core.store.database import Database
 from cartera.core.store.schema import RecordingRow
-from cartera.recordings.catalog import Backlog, Catalog
+from cartera.recordings.catalog import PENDING, Backlog, Catalog
 from cartera.recordings.retention import Retention
 from cartera.recordings.upload import NotArchived, Outcome, Pending, Uploader, Verified
 
@@ -147,8 +149,8 @@ class Archiver:
             for each, done in zip(pending, pool.map(uploader, pending), strict=True):
                 if isinstance(done, Verified):
                     verified.append(done)
-                else:
-                    outcomes[self._record_failure(each, done)] += 1
+                elif (outcome := self._record_failure(each, done)) is not None:
+                    outcomes[outcome] += 1
                 if verified and (len(verified) >= _COMMIT_BATCH or time.monotonic() - committed >= _COMMIT_EVERY_S):
                     outcomes += self._commit_verified(verified)
                     verified, committed = [], time.monotonic()
@@ -156,10 +158,13 @@ class Archiver:
                     progress.advance(done.checksums.size if isinstance(done, Verified) else 0)
         return outcomes + self._commit_verified(verified)
 
-    def _record_failure(self, pending: Pending, done: NotArchived) -> Outcome:
-        """Write why a worker did not archive a recording."""
-        if done.error is not None:
-            self.recordings.fail(pending.recording_id, done.error, state=_FAILED_STATE[done.outcome])
+    def _record_failure(self, pending: Pending, done: NotArchived) -> Outcome | None:
+        """Write why a worker did not archive a recording; ``None`` when another archiver of the site archived it
+        meanwhile (its catalog row is no longer pending): nothing failed."""
+        if done.error is not None and not self.recordings.fail(
+            pending.recording_id, done.error, state=_FAILED_STATE[done.outcome]
+        ):
+            return None
         return done.outcome
 
     def _commit_verified(self, batch: list[Verified]) -> Counter[Outcome]:
@@ -185,10 +190,10 @@ class Archiver:
                         unheld[pending.recording_id] = f"applying a legal hold: {exc!r}"
                         continue
                 committed.append(done)
-            if committed:
-                session.execute(update(RecordingRow), [_verified_row(done, now) for done in committed])
-        for recording_id, error in unheld.items():
-            self.recordings.fail(recording_id, error, state="failed")
+            committed = [done for done in committed if _mark_verified(session, done, now)]
+        for recording_id, error in list(unheld.items()):
+            if not self.recordings.fail(recording_id, error, state="failed"):
+                del unheld[recording_id]
         for done in committed:
             recording_id = done.pending.recording_id
             event(log, "recording.archived", recording=recording_id, key=done.pending.key, size=done.stored.size)
@@ -196,10 +201,28 @@ class Archiver:
         return Counter({Outcome.VERIFIED: len(committed), Outcome.FAILED: len(unheld)})
 
 
+def _mark_verified(session: Session, done: Verified, now: datetime) -> bool:
+    """Mark a recording verified if its row is still pending (compare-and-set): another archiver of the site
+    (the node's job beside a command-line ``archive``) may have verified, or even purged, it since this run read
+    the catalog; that row is left as it is, and this upload is not counted nor announced again."""
+    recording_id = done.pending.recording_id
+    changed = cast(
+        CursorResult[Any],
+        session.execute(
+            update(RecordingRow)
+            .where(RecordingRow.id == recording_id, RecordingRow.state.in_(PENDING))
+            .values(_verified_row(done, now))
+            .execution_options(synchronize_session=False)
+        ),
+    ).rowcount
+    if not changed:
+        event(log, "recording.archived_already", recording=recording_id, key=done.pending.key)
+    return bool(changed)
+
+
 def _verified_row(done: Verified, now: datetime) -> dict[str, Any]:
-    """The catalog's new values for a verified recording (a bulk UPDATE by primary key)."""
+    """The catalog's new values for a verified recording."""
     return {
-        "id": done.pending.recording_id,
         "state": "verified",
         "store_key": done.pending.key,
         "location": done.stored.location,

@@ -12,10 +12,12 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 
 from cartera.core.adapters import recording_key_problem
 from cartera.core.clock import Clock
@@ -115,15 +117,32 @@ class Catalog:
                 pending.append(Pending(row.id, Path(row.local_path), row.store_key, row.legal_hold, until))
             return pending
 
-    def fail(self, recording_id: int, error: str, state: str | None) -> None:
-        """Count a failed try of a recording with its ``error``; ``state``: the row's new state, if any."""
+    def fail(self, recording_id: int, error: str, state: str | None) -> bool:
+        """Count a failed try of a recording with its ``error``; ``state``: the row's new state, if any. Only a
+        row still pending changes (compare-and-set in the UPDATE): a try's report that comes after another
+        archiver (the node's job beside a command-line ``archive``) verified the recording is dropped, never
+        downgrading it; returns whether the row changed."""
+        changes: dict[str, Any] = {"failures": RecordingRow.failures + 1, "error": error}
+        if state is not None:
+            changes["state"] = state
         with self.db.session() as session:
-            row = session.get_one(RecordingRow, recording_id)
-            row.failures += 1
-            row.error = error
-            if state is not None:
-                row.state = state
+            changed = cast(
+                CursorResult[Any],
+                session.execute(
+                    update(RecordingRow)
+                    .where(RecordingRow.id == recording_id, RecordingRow.state.in_(PENDING))
+                    .values(changes)
+                    .execution_options(synchronize_session=False)
+                ),
+            ).rowcount
+            found = (
+                None if changed else session.scalar(select(RecordingRow.state).where(RecordingRow.id == recording_id))
+            )
+        if not changed:
+            event(log, "recording.failure_ignored", recording=recording_id, state=found, error=error)
+            return False
         event(log, "recording.archive_failed", logging.WARNING, recording=recording_id, error=error)
+        return True
 
     def backlog(self) -> Backlog:
         """What is still only on local disk, for ``check``."""

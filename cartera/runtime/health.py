@@ -3,6 +3,7 @@ backlog; the latest check and whether the scheduler runs, for ``/healthz``."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cartera.core.adapters import Adapter
+from cartera.core.config import WebConfig
 from cartera.core.models import CheckResult
 from cartera.core.store.database import Database
 from cartera.portfolio.sync import last_failures
@@ -36,8 +38,10 @@ class Health:
         *,
         running: Callable[[], bool],
         sync_failures: Path | None = None,
+        web: WebConfig | None = None,
     ) -> None:
         self._db = db
+        self._web = web
         self._plugins = plugins
         self._adapter = adapter
         self._archiver = archiver
@@ -51,7 +55,8 @@ class Health:
         return self._running()
 
     def check(self) -> list[CheckLine]:
-        """The store, each adapter (a failing check is a line, never an error), then the recordings' backlog."""
+        """The store, each adapter (a failing check is a line, never an error), ``[web] bind`` (unless this node
+        runs: it listens), then the recordings' backlog."""
         lines = [CheckLine("store", CheckResult(True, f"{self._db.display_url} migrated"))]
         for kind, name in self._plugins.items():
             try:
@@ -59,12 +64,25 @@ class Health:
             except Exception as exc:
                 result = CheckResult(False, f"{type(exc).__name__}: {exc}")
             lines.append(CheckLine(f"{kind} {name}", result))
+        if self._web is not None and self._web.enabled and not self._running():  # a running node listens already
+            lines.append(CheckLine("web", _bind_result(self._web.bind, self._web.port)))
         if self._sync_failures is not None:
             lines.append(CheckLine("creditor sync", _sync_result(last_failures(self._sync_failures))))
         if self._archiver is not None:
             lines.append(CheckLine("recordings", _backlog_result(self._archiver.backlog())))
         self.last_check = (datetime.now(UTC), lines)
         return lines
+
+
+def _bind_result(bind: str, port: int) -> CheckResult:
+    """Whether ``[web] bind`` resolves to an address ``run`` can listen on (never binds: the running node holds
+    the port)."""
+    try:
+        addresses = socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return CheckResult(False, f"bind {bind!r} does not resolve: {exc.strerror or exc} (sites.toml [web] bind)")
+    shown = ", ".join(sorted({str(address[4][0]) for address in addresses}))
+    return CheckResult(True, f"listens on {bind}:{port}" + (f" ({shown})" if shown != bind else ""))
 
 
 def _sync_result(failed: list[str]) -> CheckResult:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import resource
+import socket
 import threading
 import time
 from typing import Any
@@ -83,8 +84,24 @@ class WebServer:
             time.sleep(0.02)
         if not self._server.started:
             self.stop()
-            raise CarteraError(f"web: cannot listen on {self._address}: is the port in use? (sites.toml [web] port)")
+            raise CarteraError(f"web: cannot listen on {self._address}: {self._why_not()}")
         event(log, "web.listening", address=self._address)
+
+    def _why_not(self) -> str:
+        """Why uvicorn could not listen (it only logs the error, then exits): the same bind tried again."""
+        host, port = self._server.config.host, self._server.config.port
+        try:
+            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except OSError as exc:
+            return f"{host!r} does not resolve: {exc.strerror or exc} (sites.toml [web] bind)"
+        for family, kind, proto, _name, address in addresses:
+            try:
+                with socket.socket(family, kind, proto) as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+                    probe.bind(address)
+            except OSError as exc:
+                return f"{exc.strerror or exc} (sites.toml [web] bind and port)"
+        return f"it did not start listening within {self._start_timeout:g} s (see the log above)"
 
     def __enter__(self) -> WebServer:
         self.start()

@@ -1,6 +1,7 @@
-"""One working node per site. SQLite: an exclusive ``flock`` on a file beside the database
-(``<db>.<site>.lock``) held for the node's lifetime, so a second node on that database file is refused; it goes
-with the process (kill -9 included), so the next start still reconciles the calls a killed node left in flight.
+"""One working node per site. SQLite: an exclusive ``flock`` on a file beside the database's real path
+(``<db>.<site>.lock``: a symlink to the database finds the same lock) held for the node's lifetime, so a second
+node on that database file is refused; it goes with the process (kill -9 included), so the next start still
+reconciles the calls a killed node left in flight.
 PostgreSQL: the site's lease (:mod:`cartera.core.store.site_lease`), so a node on another machine sharing the
 database is refused too, or stands by and takes the site over once the working node's lease expires.
 """
@@ -61,7 +62,8 @@ def hold_site(
     elif standby:
         raise UsageError(f"site {site!r}: a standby node needs the site's database on PostgreSQL")
     elif db.url.database and db.url.database != ":memory:":
-        with _file_lock(Path(db.url.database).with_name(f"{Path(db.url.database).name}.{site}.lock"), site):
+        real = Path(os.path.realpath(db.url.database))  # one lock per file, however its path is written (symlinks)
+        with _file_lock(real.with_name(f"{real.name}.{site}.lock"), site):
             yield True
     else:  # a private in-memory store: no other process can reach it
         yield True
