@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import json
 import logging
 import os
 import subprocess
@@ -26,7 +27,8 @@ from cartera.core.store.database import Database
 from cartera.core.store.schema import Account
 from cartera.core.testing.context import CapturingContext
 from cartera.core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
-from cartera.plugins.crm_sync.sftp_csv.client import FileTooLarge, SftpError, SftpSession, _describe
+from cartera.plugins.crm_sync.sftp_csv import plugin as sftp_plugin
+from cartera.plugins.crm_sync.sftp_csv.client import FileTooLarge, RemoteFile, SftpError, SftpSession, _describe
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 from cartera.plugins.crm_sync.sftp_csv.plugin import SftpCsvSync
 from cartera.portfolio.export import ActivityExporter
@@ -215,6 +217,69 @@ def test_a_file_resent_after_a_later_delivery_is_applied_again(
     with db.session() as session:
         assert session.execute(select(Account.status, Account.balance)).all() == [("withdrawn", Decimal("90000.00"))]
     assert not list((sshd.jail / "inbox").glob("*.csv"))  # every delivery archived
+
+
+@pytest.mark.abuse
+def test_a_file_whose_archive_was_refused_is_not_applied_again_after_a_later_delivery(
+    sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Follow-up of round 19 G1: a withdrawal imported but left on the server (its archive rename refused) is
+    remembered by name, size, mtime and SHA-256 and not fetched again while unchanged, so it never undoes a later
+    re-assignment; the rename is retried every sync (logged) and succeeds once the archive is fixed. The file
+    changed on the server is a new delivery."""
+    caplog.set_level(logging.INFO)
+    header = "cuenta;nombre;telefono1;saldo;moneda;accion\n"
+    inbox = sshd.jail / "inbox"
+    job = cycle(make_sync(), db, hooks)
+
+    def sync() -> tuple[int, int, int, tuple[str, Decimal]]:
+        run = job.run_once()
+        with db.session() as session:
+            ((status, balance),) = session.execute(select(Account.status, Account.balance)).all()
+        return len(run.imports), sum(r.withdrawn for r in run.imports), len(run.failed), (status, balance)
+
+    deliver(sshd, "enero.csv", header + "BCO-1;Ana Perez;3001234567;100000;COP;asignar\n")
+    assert sync() == (1, 0, 0, ("active", Decimal("100000.00")))
+    (inbox / "imported").rename(inbox / "archivo-viejo")
+    (inbox / "imported").write_text("not a folder")  # the archive rename is refused
+    deliver(sshd, "retiro.csv", header + "BCO-1;Ana Perez;3001234567;100000;COP;retirar\n")
+    assert sync() == (0, 0, 1, ("withdrawn", Decimal("100000.00")))  # imported, not archived: delivery_failed
+    deliver(sshd, "marzo.csv", header + "BCO-1;Ana Perez;3001234567;90000;COP;asignar\n")
+    assert sync() == (0, 0, 1, ("active", Decimal("90000.00")))  # marzo stuck too; retiro not applied again
+    job = cycle(make_sync(), db, hooks)  # a restarted node remembers them too (unarchived.json)
+    assert [sync() for _ in range(2)] == [(0, 0, 0, ("active", Decimal("90000.00")))] * 2
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged.count("crm_sync.sftp.archive_failed") == 1 + 2 + 2 * 2  # each import, then each sync's retry
+    assert sorted(p.name for p in inbox.glob("*.csv")) == ["marzo.csv", "retiro.csv"]
+    deliver(sshd, "retiro.csv", header + "BCO-1;Ana Perez;3001234567;90000;COP;retirar\n")  # changed: new delivery
+    assert sync() == (0, 0, 1, ("withdrawn", Decimal("90000.00")))
+    assert sync() == (0, 0, 0, ("withdrawn", Decimal("90000.00")))
+    (inbox / "imported").unlink()
+    (inbox / "archivo-viejo").rename(inbox / "imported")
+    assert sync() == (0, 0, 0, ("withdrawn", Decimal("90000.00")))  # both archived by the retry
+    assert not list(inbox.glob("*.csv"))
+    assert sorted(p.name for p in (inbox / "imported").iterdir()) == ["enero.csv", "marzo.csv", "retiro.csv"]
+    assert [sync() for _ in range(2)] == [(0, 0, 0, ("withdrawn", Decimal("90000.00")))] * 2
+
+
+@pytest.mark.abuse
+def test_the_unarchived_files_remembered_are_bounded_and_a_broken_state_file_is_warned_about(
+    tmp_path: Path,
+    make_sync: Callable[..., SftpCsvSync],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(sftp_plugin, "UNARCHIVED_LIMIT", 2)
+    sync = make_sync()
+    for name in ("a.csv", "b.csv", "c.csv"):
+        remote = RemoteFile(f"/inbox/{name}", 10, 1, True)
+        sync._remember_unarchived(f"sftp://x{remote.path}", sftp_plugin._Fetched(remote, tmp_path / name, "0" * 64))
+    state = tmp_path / "data" / "unarchived.json"
+    assert [entry["path"] for entry in json.loads(state.read_text())] == ["/inbox/b.csv", "/inbox/c.csv"]
+    assert sorted(make_sync()._unarchived) == ["sftp://x/inbox/b.csv", "sftp://x/inbox/c.csv"]
+    state.write_text("{not json")
+    assert make_sync()._unarchived == {}
+    assert "crm_sync.sftp.unarchived_unreadable" in [r.getMessage() for r in caplog.records]
 
 
 def test_bad_file_is_reported_once_set_aside_and_a_corrected_one_imports(

@@ -2,19 +2,22 @@
 
 ``fetch`` downloads each waiting file into the adapter's data directory (so parsing streams a local file and
 the remote one is read once); ``acknowledge`` renames the remote file into the archive, ``reject`` (a file
-rejected whole) into the rejected folder, unless it changed since it was downloaded. Exports and rejection
-reports are uploaded under a temporary name and renamed.
+rejected whole) into the rejected folder, unless it changed since it was downloaded. An imported file whose
+archive rename fails is remembered (``unarchived.json`` in the data directory) and not fetched again while it is
+unchanged on the server: the rename is retried every sync instead. Exports and rejection reports are uploaded
+under a temporary name and renamed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 from cartera.plugin import (
     Activity,
@@ -37,6 +40,7 @@ from cartera.plugin import (
     read_local,
     rejection_names,
     rejections_writer,
+    write_atomically,
 )
 from cartera.plugins.crm_sync.sftp_csv.client import (
     DownloadTooSlow,
@@ -56,6 +60,9 @@ class _Fetched:
     sha256: str  #: of the bytes downloaded (and imported)
 
 
+UNARCHIVED_LIMIT = 1000  #: imported files left on the server (archive refused) remembered at most; oldest dropped
+
+
 class SftpCsvSync(CrmSync[SftpCsvConfig]):
     """One creditor's CSV files on its SFTP server."""
 
@@ -71,6 +78,9 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         self._fetched: dict[str, _Fetched] = {}
         self._first_skip = FirstTime()  #: inbox entries that are not regular files are warned about once
         self._slow: set[str] = set()  #: files whose download was cut (download_timeout_s): tried after the others
+        #: imported files whose archive rename failed, by source: path, size, mtime and sha256 of what was imported
+        self._unarchived_path = context.data_dir / "unarchived.json"
+        self._unarchived: dict[str, dict[str, Any]] = self._load_unarchived()
 
     def start(self) -> None:
         self._incoming.mkdir(parents=True, exist_ok=True)
@@ -100,10 +110,14 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         name that is not valid UTF-8 (a Windows-1252 ERP's ``Peñalosa.csv``) is skipped too, with one warning
         naming it escaped (``Pe\\xf1alosa.csv``): the creditor renames it. A download cut by ``download_timeout_s``
         (a server sending too slowly) is skipped with one warning and ends this fetch, so that one sync, and the
-        node's stop, wait at most that long for it; the next fetch takes the other files first and tries it last."""
+        node's stop, wait at most that long for it; the next fetch takes the other files first and tries it last.
+        An imported file whose archive rename failed is not fetched (nor applied) again while its size, mtime and
+        bytes are those imported: its rename is retried instead (logged); changed, it is a new delivery."""
         self._incoming.mkdir(parents=True, exist_ok=True)
         where = self._session.where
-        for remote in sorted(self._session.waiting(), key=lambda found: f"{where}{found.path}" in self._slow):
+        waiting = self._session.waiting()
+        self._forget_gone({f"{where}{remote.path}" for remote in waiting})
+        for remote in sorted(waiting, key=lambda found: f"{where}{found.path}" in self._slow):
             source = f"{where}{remote.path}"
             if not remote.utf8:
                 shown = f"{self._session.where}{remote.shown}"
@@ -113,6 +127,8 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
             if not remote.regular:
                 if self._first_skip(source):
                     event(self.context.log, "crm_sync.sftp.not_a_regular_file", logging.WARNING, file=source)
+                continue
+            if self._still_unarchived(source, remote):
                 continue
             local = self._incoming / _local_name(remote.path)
             try:
@@ -151,7 +167,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
     def acknowledge(self, batch: AssignmentBatch) -> None:
         """Archive the remote file, unless it is gone or changed since it was downloaded (its attributes or, read
         again, its bytes: a rewrite within the same second at the same size); drop the local copy."""
-        self._move(batch, self.config.archive_dir, "archived", "changed_after_import")
+        self._move(batch, self.config.archive_dir, "archived", "changed_after_import", remember=True)
 
     def reject(self, batch: AssignmentBatch) -> None:
         """Rename the remote file into the rejected folder (a name taken there gets a timestamp suffix), unless
@@ -159,17 +175,109 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         time); drop the local copy."""
         self._move(batch, self.config.rejected_dir, "set_aside", "changed_after_rejection")
 
-    def _move(self, batch: AssignmentBatch, directory: str, moved: str, changed: str) -> None:
+    def _move(
+        self, batch: AssignmentBatch, directory: str, moved: str, changed: str, *, remember: bool = False
+    ) -> None:
+        """``remember``: an imported file whose rename fails is remembered (``crm_sync.sftp.archive_failed``), so
+        it is not fetched and applied again, and the error raised (the sync lists the delivery as failed)."""
         fetched = self._fetched.pop(batch.source, None)
         if fetched is None:
             return
-        current = self._session.stat(fetched.remote.path)
-        if current == fetched.remote and self._session.sha256(fetched.remote) == fetched.sha256:
-            target = self._session.move_into(fetched.remote, directory, self.context.clock.now())
-            event(self.context.log, f"crm_sync.sftp.{moved}", file=batch.source, to=target)
-        else:
-            event(self.context.log, f"crm_sync.sftp.{changed}", logging.WARNING, file=batch.source)
-        fetched.local.unlink(missing_ok=True)
+        try:
+            current = self._session.stat(fetched.remote.path)
+            if current == fetched.remote and self._session.sha256(fetched.remote) == fetched.sha256:
+                try:
+                    target = self._session.move_into(fetched.remote, directory, self.context.clock.now())
+                except SftpError as exc:
+                    if remember:
+                        self._remember_unarchived(batch.source, fetched)
+                        event(
+                            self.context.log,
+                            "crm_sync.sftp.archive_failed",
+                            logging.ERROR,
+                            file=batch.source,
+                            why=str(exc),
+                        )
+                    raise
+                event(self.context.log, f"crm_sync.sftp.{moved}", file=batch.source, to=target)
+            else:
+                event(self.context.log, f"crm_sync.sftp.{changed}", logging.WARNING, file=batch.source)
+        finally:
+            fetched.local.unlink(missing_ok=True)
+
+    def _still_unarchived(self, source: str, remote: RemoteFile) -> bool:
+        """Whether ``remote`` is a file imported whose archive rename failed, unchanged since (size, mtime, then
+        its bytes): its rename is retried (``crm_sync.sftp.archived`` or ``crm_sync.sftp.archive_failed``) and it
+        is not fetched. Changed, it is forgotten: a new delivery."""
+        stuck = self._unarchived.get(source)
+        if stuck is None:
+            return False
+        if (stuck["path"], stuck["size"], stuck["mtime"]) != (remote.path, remote.size, remote.mtime):
+            self._forget_unarchived(source)
+            return False
+        try:
+            if self._session.sha256(remote) != stuck["sha256"]:
+                self._forget_unarchived(source)
+                return False
+            target = self._session.move_into(remote, self.config.archive_dir, self.context.clock.now())
+        except SftpError as exc:
+            event(self.context.log, "crm_sync.sftp.archive_failed", logging.ERROR, file=source, why=str(exc))
+            return True
+        self._forget_unarchived(source)
+        event(self.context.log, "crm_sync.sftp.archived", file=source, to=target)
+        return True
+
+    def _load_unarchived(self) -> dict[str, dict[str, Any]]:
+        try:
+            entries = json.loads(self._unarchived_path.read_text(encoding="utf-8"))
+            return {entry["source"]: entry for entry in entries[-UNARCHIVED_LIMIT:]}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            event(
+                self.context.log,
+                "crm_sync.sftp.unarchived_unreadable",
+                logging.WARNING,
+                file=str(self._unarchived_path),
+                why=str(exc),
+            )
+            return {}
+
+    def _remember_unarchived(self, source: str, fetched: _Fetched) -> None:
+        remote = fetched.remote
+        self._unarchived.pop(source, None)
+        self._unarchived[source] = {
+            "source": source,
+            "path": remote.path,
+            "size": remote.size,
+            "mtime": remote.mtime,
+            "sha256": fetched.sha256,
+        }
+        while len(self._unarchived) > UNARCHIVED_LIMIT:
+            del self._unarchived[next(iter(self._unarchived))]
+        self._save_unarchived()
+
+    def _forget_unarchived(self, source: str) -> None:
+        if self._unarchived.pop(source, None) is not None:
+            self._save_unarchived()
+
+    def _forget_gone(self, listed: set[str]) -> None:
+        """Forget the remembered files of this server no longer in its inbox (archived or removed by hand)."""
+        prefix = self._session.where
+        gone = [source for source in self._unarchived if source.startswith(prefix) and source not in listed]
+        for source in gone:
+            del self._unarchived[source]
+        if gone:
+            self._save_unarchived()
+
+    def _save_unarchived(self) -> None:
+        text = json.dumps(list(self._unarchived.values())).encode("ascii")
+        self._unarchived_path.parent.mkdir(parents=True, exist_ok=True)
+
+        def write(sink: IO[bytes]) -> None:
+            sink.write(text)
+
+        write_atomically(self._unarchived_path, write)
 
     def export(self, activities: Sequence[Activity]) -> None:
         if not activities:
