@@ -94,7 +94,7 @@ from cartera.portfolio.files.config import (
     CsvFormatConfig,
 )
 from cartera.portfolio.files.reader import AssignmentReader, FileIdentity, read_identity, read_local
-from cartera.portfolio.files.values import header_key
+from cartera.portfolio.files.values import AmbiguousColumn, find_column, header_key
 from cartera.portfolio.files.writer import (
     activities_writer,
     export_name,
@@ -126,6 +126,7 @@ __all__ = [
     "AdapterCatalog",
     "AdapterRegistry",
     "AgentConnected",
+    "AmbiguousColumn",
     "AssignmentAction",
     "AssignmentBatch",
     "AssignmentReader",
@@ -190,6 +191,7 @@ __all__ = [
     "event",
     "export_name",
     "file_checksums",
+    "find_column",
     "format_template",
     "fsync_dir",
     "header_key",

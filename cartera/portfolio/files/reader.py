@@ -32,7 +32,14 @@ from ftfy.badness import is_bad
 from cartera.core.control_characters import C1_CONTROLS, escape_controls, has_c1_control
 from cartera.core.models import AssignmentAction, AssignmentBatch, AssignmentRow, FileRejected, Reading, RowError
 from cartera.portfolio.files.config import ENCODINGS, LEGACY_ENCODINGS, CsvFormatConfig, codec_name
-from cartera.portfolio.files.values import amount_problem, header_key, parse_amount, parse_date
+from cartera.portfolio.files.values import (
+    AmbiguousColumn,
+    amount_problem,
+    find_column,
+    header_key,
+    parse_amount,
+    parse_date,
+)
 
 CHUNK_SIZE = 1 << 20
 #: The longest line read (an assignment row is a few hundred bytes): a longer one rejects the file before it is
@@ -212,15 +219,18 @@ class AssignmentReader:
             raise FileRejected(source, f"line {reader.line_num}: {exc}") from None
 
     def _layout(self, header: list[str], source: str) -> _Layout:
-        positions: dict[str, int] = {}
-        for column, name in enumerate(header):
-            positions.setdefault(header_key(name), column)
+        def find(name: str) -> int | None:
+            try:
+                return find_column(name, header)
+            except AmbiguousColumn as exc:
+                raise FileRejected(source, f"line 1: {exc}") from None
+
         columns = self.fmt.columns
         names = (columns.account_ref, columns.debtor_name, columns.balance)
-        account_ref, debtor_name, balance = (positions.get(header_key(name)) for name in names)
-        phones = tuple(index for name in columns.phones if (index := positions.get(header_key(name))) is not None)
+        account_ref, debtor_name, balance = (find(name) for name in names)
+        phones = tuple(index for name in columns.phones if (index := find(name)) is not None)
         if account_ref is None or debtor_name is None or balance is None or not phones:
-            missing = [name for name in names if header_key(name) not in positions]
+            missing = [name for name in names if find(name) is None]
             if not phones:
                 missing.append(" or ".join(columns.phones))
             raise FileRejected(
@@ -231,7 +241,8 @@ class AssignmentReader:
         absent = len(header)
 
         def optional(name: str) -> int:
-            return positions.get(header_key(name), absent)
+            index = find(name)
+            return absent if index is None else index
 
         return _Layout(
             width=absent + 1,

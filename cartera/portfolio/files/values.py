@@ -24,6 +24,26 @@ def header_key(text: str) -> str:
     return "".join(char for char in folded if not unicodedata.combining(char))
 
 
+class AmbiguousColumn(ValueError):
+    """Several columns equal ``name`` ignoring case, accents and spaces, and none is spelled as it is."""
+
+
+def find_column(name: str, found: Sequence[str]) -> int | None:
+    """The index in ``found`` of the column ``name``: the one spelled exactly as it, else the only one equal to it
+    under :func:`header_key`; ``None`` when none is. :class:`AmbiguousColumn` (naming them) when several are equal
+    and none is spelled exactly: which one the creditor meant is not guessed."""
+    if name in found:
+        return found.index(name)
+    key = header_key(name)
+    matches = [index for index, column in enumerate(found) if header_key(column) == key]
+    if len(matches) > 1:
+        raise AmbiguousColumn(
+            f"column {name} is ambiguous: {', '.join(repr(found[index]) for index in matches)} all match it "
+            "ignoring case, accents and spaces; spell it exactly as one of them"
+        )
+    return matches[0] if matches else None
+
+
 def parse_amount(text: str, decimal_comma: bool | None) -> Decimal | None:
     """``text`` as a Decimal (``None`` when it is not an amount); ``decimal_comma=None`` decides per value."""
     if _PLAIN.fullmatch(text):

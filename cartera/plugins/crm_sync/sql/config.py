@@ -115,8 +115,25 @@ class SqlSyncConfig(PluginConfig):
             raise ValueError(f"unknown activity field(s) {', '.join(unknown)}; use {', '.join(EXPORT_FIELDS)}")
         if "seq" not in value:
             raise ValueError("map seq to a unique column: it keeps a re-sent export from inserting twice")
+        _one_column_each(value)
+        return value
+
+    @field_validator("rejection_columns")
+    @classmethod
+    def _distinct_rejection_columns(cls, value: RejectionColumnsConfig) -> RejectionColumnsConfig:
+        _one_column_each(value.model_dump())
         return value
 
     @property
     def key_column(self) -> str:
         return self.key or self.columns.account_ref
+
+
+def _one_column_each(mapping: dict[str, str]) -> None:
+    """Refuse two fields mapped to one column: one would overwrite the other in every inserted row."""
+    by_column: dict[str, list[str]] = {}
+    for field, column in mapping.items():
+        by_column.setdefault(column, []).append(field)
+    shared = [f"{' and '.join(fields)} → {column}" for column, fields in by_column.items() if len(fields) > 1]
+    if shared:
+        raise ValueError(f"fields mapped to one column ({'; '.join(shared)}): give each field its own column")

@@ -28,6 +28,7 @@ from typing import IO, Any, ClassVar, TypeVar
 from cartera.plugin import (
     Activity,
     AdapterRegistry,
+    AmbiguousColumn,
     AssignmentBatch,
     AssignmentReader,
     CarteraError,
@@ -41,6 +42,7 @@ from cartera.plugin import (
     PluginContext,
     RowError,
     event,
+    find_column,
     header_key,
     hookimpl,
     read_local,
@@ -113,6 +115,7 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
             self._probe_order(order, types)
             for table, table_columns in tables.items():
                 self.db.probe(table, table_columns)
+            self._check_export_columns()
             position = self._position()
             if position is not None:
                 self._stored_read(
@@ -333,29 +336,46 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
             return
         mapping = self.config.activity_columns
         records = [{column: _field(activity, name) for name, column in mapping.items()} for activity in activities]
+        self._check_export_columns()  # refused, never rounded by a narrower column (the table can change)
         inserted = self.db.insert_new(self.config.activities_table, records, mapping["seq"])
         event(self.context.log, "crm_sync.sql.exported", table=self.config.activities_table, inserted=inserted)
+
+    def _check_export_columns(self) -> None:
+        mapping = self.config.activity_columns
+        self.db.check_export_columns(self.config.activities_table, mapping["seq"], mapping.get("amount"))
 
     def _layout(self) -> tuple[list[str], tuple[str, str], dict[str, Any]]:
         """The view's names of the mapped columns in snapshot order (our fields, then watermark and key), of the
         (watermark, key) columns, and the types of the view's columns."""
         types = self.db.columns(self.config.view)
-        spelled = {header_key(name): name for name in types}
+        found = list(types)
         names = self.config.columns
         order = self._order
+
+        def find(name: str) -> str | None:
+            """The view's column for ``name``: the same rule as the CSV reader's header (an exact spelling wins;
+            several equal ignoring case and accents, none exact, refuse the view naming them)."""
+            try:
+                index = find_column(name, found)
+            except AmbiguousColumn as exc:
+                raise FileRejected(f"view {self.config.view}", str(exc)) from None
+            return None if index is None else found[index]
+
         required = (names.account_ref, names.debtor_name, names.balance, *order)
-        missing = [name for name in required if header_key(name) not in spelled]
-        if not any(header_key(name) in spelled for name in names.phones):
+        missing = [name for name in required if find(name) is None]
+        if not any(find(name) is not None for name in names.phones):
             missing.append(" or ".join(names.phones))
         if missing:
             raise FileRejected(
                 f"view {self.config.view}",
-                f"missing column(s) {', '.join(missing)} (found: {', '.join(spelled.values())})",
+                f"missing column(s) {', '.join(missing)} (found: {', '.join(found)})",
             )
         fields = (names.account_ref, names.debtor_name, *names.phones, names.balance, names.currency, names.action)
-        wanted = (*fields, names.payment_date, names.payment_ref, *order)
-        columns = list(dict.fromkeys(spelled[key] for name in wanted if (key := header_key(name)) in spelled))
-        return columns, (spelled[header_key(order[0])], spelled[header_key(order[1])]), types
+        extra = (names.payment_date, names.payment_ref, names.due_date, names.days_past_due, names.risk_score)
+        wanted = (*fields, *extra, *order)
+        columns = list(dict.fromkeys(column for name in wanted if (column := find(name)) is not None))
+        watermark, key = (find(name) or name for name in order)  # both found: required above
+        return columns, (watermark, key), types
 
     @property
     def _order(self) -> tuple[str, str]:
