@@ -18,8 +18,18 @@ from cartera.core.errors import UsageError
 from cartera.core.models import AgentConnected, CallOutcome, CallResult
 from cartera.core.store.schema import AuditEntry
 from cartera.node import Node
+from cartera.portfolio.identity import PortfolioKey
 from cartera.workspace.agents import AgentState
-from cartera.workspace.hub import AGENT_STATE, KEPT_EVENTS, RESET, SCREEN_POP, WorkspaceHub
+from cartera.workspace.hub import (
+    AGENT_KINDS,
+    AGENT_STATE,
+    CALL_NOT_VISIBLE,
+    KEPT_EVENTS,
+    RESET,
+    SCREEN_POP,
+    WorkspaceEvent,
+    WorkspaceHub,
+)
 from cartera.workspace.screen import NotOnScreen
 from tests.conftest import write_sites
 from tests.workspace_seed import DAY, KEYS, Calls, seed_calls
@@ -274,3 +284,37 @@ def test_an_agent_state_change_is_published(node: Node) -> None:
         return [str(event.data["state"]) for event in states if event]
 
     assert asyncio.run(watch()) == ["paused", "ready"]
+
+
+@pytest.mark.abuse
+def test_a_narrowed_agent_is_replayed_and_shown_again_only_the_pops_of_the_portfolios_it_keeps(node: Node) -> None:
+    """Round 20 H1: the kept pops were replayed to a new stream whatever the agent's grants were now."""
+    calls = seed_calls(node)
+    hub = node.workspace
+    hub.open_page("ana", "agent-01", None)  # the whole site: both calls pop
+    hub.agent_connected(AgentConnected(calls.colombian, "agent-01", DAY))
+    hub.call_ended(calls.colombian)
+    assert hub.dispositioned("ana", calls.colombian) is not None
+    hub.agent_connected(AgentConnected(calls.vehicles, "agent-01", DAY))
+    hub.open_page("ana", "agent-01", KEYS["TARJETAS"])  # narrowed, signed in again
+
+    async def replayed(within: frozenset[PortfolioKey] | None) -> list[WorkspaceEvent]:
+        subscription = hub.subscribe("ana", AGENT_KINDS, last_event_id=0, within=within)
+        got = []
+        while (event := await subscription.next(0.2)) is not None:
+            got.append(event)
+        subscription.close()
+        return got
+
+    before = asyncio.run(replayed(None))  # a reader granted the whole site: both pops
+    assert [e.data["attempt_id"] for e in before if e.kind == SCREEN_POP] == [calls.colombian, calls.vehicles]
+    now = asyncio.run(replayed(KEYS["TARJETAS"]))
+    pops = [e.data for e in now if e.kind == SCREEN_POP]
+    assert [pop["attempt_id"] for pop in pops] == [calls.colombian]  # the kept portfolio's still replays
+    assert all(e.data.get("account_id") != pops[0]["account_id"] for e in now if e.kind == CALL_NOT_VISIBLE)
+    on_screen = hub.on_screen("ana", KEYS["TARJETAS"])  # the VEHICULOS call on screen: its id only
+    assert on_screen is not None
+    assert (on_screen.kind, dict(on_screen.data)) == (CALL_NOT_VISIBLE, {"attempt_id": calls.vehicles})
+    shown = hub.on_screen("ana", None)
+    assert shown is not None
+    assert shown.kind == SCREEN_POP

@@ -118,15 +118,17 @@ def agent_router(web: Web) -> APIRouter:
         slot = web.streams.take(holder)
         if slot is None:
             return too_many_streams()
-        hub.open_page(name, extension, viewer.user.portfolios(web.site))
+        within = viewer.user.portfolios(web.site)  # its grants now: what is replayed or shown again passes them
+        hub.open_page(name, extension, within)
         since = last_event_id(request)
-        subscription = hub.subscribe(name, AGENT_KINDS, last_event_id=since)
+        subscription = hub.subscribe(name, AGENT_KINDS, last_event_id=since, within=within)
         hub.roster.page_seen(name)
         first = []
         offer = web.services.offers.held(name)
         if since is None:  # a page just opened: its state (to it alone), the call on screen or the offer held
             first.append(hub.state_now(name))
-            first.extend(event for event in (hub.on_screen(name), offer) if event is not None)
+            shown = (hub.on_screen(name, within), offer if offer is not None and offer.visible(within) else None)
+            first.extend(event for event in shown if event is not None)
         if offer is None:  # preview mode: a ready agent's first page is offered an account (pushed as it is made)
             await run_in_threadpool(web.services.offers.offer, name)
         token = request.cookies.get(SESSION_COOKIE, "")
@@ -198,7 +200,7 @@ def call_routes(router: APIRouter, web: Web, hub: WorkspaceHub) -> None:
     def codes(request: Request, attempt_id: str) -> Response:
         viewer, _ = signed_in_agent(web, request)
         number = on_screen(hub, viewer, attempt_id)
-        pop = hub.on_screen(viewer.user.name)
+        pop = hub.on_screen(viewer.user.name, viewer.user.portfolios(web.site))
         account_id = pop.data.get("account_id") if pop else None
         if not isinstance(account_id, int):
             raise WebError(404, f"call {number} is of no account: no disposition codes", "error.404")

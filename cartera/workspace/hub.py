@@ -65,6 +65,15 @@ class WorkspaceEvent:
     kind: str
     agent: str | None  #: the agent it concerns (its page receives it); ``None``: no one agent's
     data: Mapping[str, object]
+    names_debtor: bool = False  #: it names a debtor (a pop, an offer): only readers granted :attr:`portfolio` get it
+    portfolio: PortfolioKey | None = None  #: the portfolio of the debtor it names (``None``: a call of no account)
+
+    def visible(self, within: frozenset[PortfolioKey] | None) -> bool:
+        """Whether a reader granted ``within`` (``None``: the whole site) may have it: the grant filter of a pop,
+        applied again to every event replayed or shown again, with the reader's grants as they are now."""
+        if not self.names_debtor or within is None:
+            return True
+        return self.portfolio is not None and self.portfolio in within
 
 
 class Subscription:
@@ -72,8 +81,14 @@ class Subscription:
     list, never the bounded queue of live events), then the live ones. :attr:`overflowed` once it fell too far
     behind the live ones."""
 
-    def __init__(self, hub: WorkspaceHub, agent: str | None, kinds: frozenset[str] | None) -> None:
-        self.hub, self.agent, self.kinds = hub, agent, kinds
+    def __init__(
+        self,
+        hub: WorkspaceHub,
+        agent: str | None,
+        kinds: frozenset[str] | None,
+        within: frozenset[PortfolioKey] | None = None,
+    ) -> None:
+        self.hub, self.agent, self.kinds, self.within = hub, agent, kinds, within
         self.overflowed = self.ended = False
         self._loop = asyncio.get_running_loop()
         self._replay: deque[WorkspaceEvent] = deque()
@@ -82,7 +97,7 @@ class Subscription:
     def wants(self, event: WorkspaceEvent) -> bool:
         if self.kinds is not None and event.kind not in self.kinds:
             return False
-        return self.agent is None or event.agent == self.agent
+        return (self.agent is None or event.agent == self.agent) and event.visible(self.within)
 
     def offer(self, event: WorkspaceEvent) -> bool:
         """Hand ``event`` to the subscriber's loop (from any thread); ``False`` when that loop is gone."""
@@ -206,7 +221,7 @@ class WorkspaceHub:
             log_event(log, "workspace.call_not_visible", logging.WARNING, agent=agent, reason=str(exc))
             shown = self.publish(CALL_NOT_VISIBLE, {"attempt_id": event.attempt_id}, agent=agent)
         else:
-            shown = self.publish(SCREEN_POP, pop.as_event(), agent=agent)
+            shown = self.publish(SCREEN_POP, pop.as_event(), agent=agent, portfolio=pop.portfolio)
         with self._lock:
             self._pops[agent] = shown
 
@@ -276,8 +291,9 @@ class WorkspaceHub:
             latest = self._kept[-1].id if self._kept else next(self._ids)
         return WorkspaceEvent(latest, AGENT_STATE, agent, self.roster.get(agent).as_event())
 
-    def on_screen(self, agent: str) -> WorkspaceEvent | None:
-        """The pop the agent has on screen now (a page opened mid-call shows it again); none before its page opened."""
+    def on_screen(self, agent: str, within: frozenset[PortfolioKey] | None = None) -> WorkspaceEvent | None:
+        """The pop the agent has on screen now (a page opened mid-call shows it again); none before its page opened.
+        ``within``: the agent's grants now; a pop of a portfolio no longer granted shows only the call's id."""
         try:
             status = self.roster.get(agent)
         except PageNotOpen:
@@ -286,14 +302,28 @@ class WorkspaceHub:
             pop = self._pops.get(agent)
         if pop is None or status.state not in (AgentState.ON_CALL, AgentState.WRAP_UP):
             return None
-        return pop if pop.data.get("attempt_id") == status.attempt_id else None
+        if pop.data.get("attempt_id") != status.attempt_id:
+            return None
+        if not pop.visible(within):
+            return WorkspaceEvent(pop.id, CALL_NOT_VISIBLE, agent, {"attempt_id": status.attempt_id})
+        return pop
 
     # --- publish and subscribe -------------------------------------------------------------------
 
-    def publish(self, kind: str, data: Mapping[str, object], agent: str | None = None) -> WorkspaceEvent:
-        """Publish an event (from any thread); its subscribers have it at once."""
+    def publish(
+        self,
+        kind: str,
+        data: Mapping[str, object],
+        agent: str | None = None,
+        *,
+        portfolio: PortfolioKey | bool | None = False,
+    ) -> WorkspaceEvent:
+        """Publish an event (from any thread); its subscribers have it at once. ``portfolio``: that of the debtor
+        it names (``None``: a call of no account; ``False``: it names none), read against each reader's grants."""
+        names_debtor = portfolio is not False
+        key = portfolio if isinstance(portfolio, PortfolioKey) else None
         with self._lock:
-            event = WorkspaceEvent(next(self._ids), kind, agent, data)
+            event = WorkspaceEvent(next(self._ids), kind, agent, data, names_debtor, key)
             if len(self._kept) == KEPT_EVENTS:
                 self._forgotten = self._kept[0].id
             self._kept.append(event)
@@ -309,12 +339,17 @@ class WorkspaceHub:
         self._listeners.append(listener)
 
     def subscribe(
-        self, agent: str | None, kinds: frozenset[str] | None = None, last_event_id: int | None = None
+        self,
+        agent: str | None,
+        kinds: frozenset[str] | None = None,
+        last_event_id: int | None = None,
+        within: frozenset[PortfolioKey] | None = None,
     ) -> Subscription:
         """Events for ``agent`` (``None``: every agent's) of ``kinds`` (``None``: all), from now on, after the
         kept ones newer than ``last_event_id`` (a :data:`RESET` event instead when some it missed are no longer
-        kept). Call it on the loop that reads them."""
-        subscription = Subscription(self, agent, kinds)
+        kept). ``within``: the reader's grants as the stream opens (``None``: the whole site); an event naming a
+        debtor of another portfolio is neither replayed nor sent live. Call it on the loop that reads them."""
+        subscription = Subscription(self, agent, kinds, within)
         with self._lock:
             if last_event_id is not None and last_event_id < self._forgotten:
                 subscription.replay([WorkspaceEvent(self._kept[-1].id, RESET, agent, {"last_event_id": last_event_id})])

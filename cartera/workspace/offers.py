@@ -35,7 +35,7 @@ from cartera.core.logs import event as log_event
 from cartera.core.models import CallRequest, Channel
 from cartera.core.store.database import Database
 from cartera.core.store.schema import ContactAttempt
-from cartera.portfolio.identity import qualified
+from cartera.portfolio.identity import PortfolioKey, qualified
 from cartera.workspace.agents import SIGNED_OUT, AgentState, AgentStatus
 from cartera.workspace.errors import WorkspaceError
 from cartera.workspace.hub import AGENT_STATE, CALL_ENDED, PREVIEW_CLEARED, PREVIEW_OFFER, WorkspaceEvent, WorkspaceHub
@@ -64,6 +64,11 @@ class Offer:
     def subject(self) -> str:
         """What its audit entries are about."""
         return f"account:{self.account}"
+
+    @property
+    def portfolio(self) -> PortfolioKey:
+        creditor, code, _ = self.account.split("/", 2)
+        return PortfolioKey(creditor, code)
 
     def as_event(self) -> dict[str, object]:
         return {
@@ -145,7 +150,7 @@ class PreviewOffers:
                 with self._lock:
                     self._held.pop(agent, None)
                 raise
-            published = self.hub.publish(PREVIEW_OFFER, offer.as_event(), agent=agent)
+            published = self.hub.publish(PREVIEW_OFFER, offer.as_event(), agent=agent, portfolio=offer.portfolio)
             with self._lock:
                 kept = self._held.get(agent) == pick.account_id
                 if kept:

@@ -48,9 +48,12 @@ class ScreenPop:
     phone: str
     debtor: str | None  #: ``None``: a call to a number of no account
     country: str | None  #: the portfolio's country: the page's script and disclosures follow it
+    portfolio: PortfolioKey | None = None  #: the account's (never sent: the hub reads it against grants)
 
     def as_event(self) -> dict[str, object]:
-        return {**asdict(self), "connected_at": self.connected_at.isoformat()}
+        shown = {**asdict(self), "connected_at": self.connected_at.isoformat()}
+        del shown["portfolio"]
+        return shown
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class ScreenBuilder:
                 attempt.phone,
                 account.debtor.name if account else None,
                 country,
+                PortfolioKey(account.portfolio.creditor.code, account.portfolio.code) if account else None,
             )
             self._audit(session, agent, "workspace.screen_pop", attempt_id, account)
         return pop
