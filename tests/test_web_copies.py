@@ -4,6 +4,8 @@ one byte of every recording made the node fetch and keep each whole recording fo
 from __future__ import annotations
 
 import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -56,3 +58,38 @@ def test_copies_never_take_more_than_their_bound_the_least_recently_played_go_fi
     newest = copies.path(_view(39), "k39", lambda: store)
     assert newest.read_bytes() == _content("k39")
     assert sorted(int(path.name.split("-")[0]) for path in (tmp_path / "copies").iterdir()) == [36, 37, 38, 39]
+
+
+class _SlowStore(_Store):
+    """Key ``k1``'s read waits until released; every read is counted."""
+
+    def __init__(self) -> None:
+        self.reading, self.release = threading.Event(), threading.Event()
+        self.reads: list[str] = []
+
+    def read(self, key: str, sink: BinaryIO) -> None:
+        self.reads.append(key)
+        if key == "k1":
+            self.reading.set()
+            self.release.wait(30)
+        super().read(key, sink)
+
+
+@pytest.mark.abuse
+def test_a_slow_fetch_holds_up_only_its_own_recording(tmp_path: Path) -> None:
+    """Round 20 H5: one lock across every fetch made each uncached play wait for the slowest download."""
+    copies = VerifiedCopies(tmp_path / "copies")
+    slow = _SlowStore()
+    store = cast(RecordingStore[Any], slow)
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(copies.path, _view(1), "k1", lambda: store)
+        assert slow.reading.wait(30)
+        again = pool.submit(copies.path, _view(1), "k1", lambda: store)  # waits for the fetch under way
+        other = pool.submit(copies.path, _view(2), "k2", lambda: store)
+        try:
+            assert other.result(10).read_bytes() == _content("k2"), "another recording waited for k1's fetch"
+        finally:
+            slow.release.set()
+        assert first.result(30) == again.result(30)
+        assert first.result().read_bytes() == _content("k1")
+    assert sorted(slow.reads) == ["k1", "k2"], "one fetch per recording"

@@ -58,7 +58,7 @@ class Web:
         config = services.config
         self.services, self.site = services, services.site
         self.users, self.sessions, self.throttle = services.users, services.sessions, services.throttle
-        self.workers = WorkerPool(config.workers, config.queue)
+        self.workers = WorkerPool(config.workers, config.queue, SESSION_COOKIE)
         self.streams = StreamSlots(stream_cap(config.max_connections))
         self.copies = VerifiedCopies(services.data_dir / "web" / "copies")
         self.secure_cookies = (config.public_url or "").startswith("https://")

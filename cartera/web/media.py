@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import mimetypes
+import os
 import re
 import stat
 import threading
@@ -154,18 +155,52 @@ class VerifiedCopies:
 
     def __init__(self, directory: Path, keep_s: float = 3600, max_bytes: int = MAX_COPIES_BYTES) -> None:
         self.directory, self.keep_s, self.max_bytes = directory, keep_s, max_bytes
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  #: the copies' bookkeeping (prune, touch), never held across a fetch
+        self._fetches: dict[Path, tuple[threading.Lock, int]] = {}  #: per copy: its fetch's lock, its waiters
+        self._incoming = 0  #: bytes of the fetches under way, counted against ``max_bytes``
 
     def path(self, view: RecordingView, key: str, store: Callable[[], RecordingStore[Any]]) -> Path:
-        """The verified copy of ``view`` (the store object ``key``), fetched from ``store()`` when missing."""
+        """The verified copy of ``view`` (the store object ``key``), fetched from ``store()`` when missing: one
+        fetch per recording at a time, other recordings' plays go on meanwhile."""
         self.directory.mkdir(parents=True, exist_ok=True)
         copy = self.directory / f"{view.id}-{view.sha256}{suffix(view)}"
+        if self._touched(copy):
+            return copy
         with self._lock:
-            if not copy.exists():
-                self._prune(incoming=view.size or 0)
-                fetch_verified(store(), key, view, copy)
-            copy.touch()
-        return copy
+            fetching, waiters = self._fetches.get(copy, (threading.Lock(), 0))
+            self._fetches[copy] = (fetching, waiters + 1)
+        try:
+            with fetching:
+                if self._touched(copy):  # fetched while this play waited
+                    return copy
+                size = view.size or 0
+                with self._lock:
+                    self._prune(incoming=size + self._incoming)
+                    self._incoming += size
+                try:
+                    fetch_verified(store(), key, view, copy)
+                finally:
+                    with self._lock:
+                        self._incoming -= size
+                if not self._touched(copy):
+                    raise FileNotFoundError(copy)
+                return copy
+        finally:
+            with self._lock:
+                fetching, waiters = self._fetches[copy]
+                if waiters == 1:
+                    del self._fetches[copy]
+                else:
+                    self._fetches[copy] = (fetching, waiters - 1)
+
+    def _touched(self, copy: Path) -> bool:
+        """Marks ``copy`` just used, if it is there (never creating it: a pruned copy is fetched again)."""
+        with self._lock:
+            try:
+                os.utime(copy)
+            except FileNotFoundError:
+                return False
+            return True
 
     def _prune(self, incoming: int) -> None:
         """Remove the copies unused for ``keep_s``, then the least recently used until ``incoming`` more bytes
@@ -174,7 +209,7 @@ class VerifiedCopies:
         for old in self.directory.iterdir():
             with contextlib.suppress(FileNotFoundError):
                 info = old.stat()
-                if not stat.S_ISREG(info.st_mode):
+                if not stat.S_ISREG(info.st_mode) or old.name.startswith(".cartera-"):  # a fetch under way
                     continue
                 if info.st_mtime < cutoff:
                     old.unlink(missing_ok=True)

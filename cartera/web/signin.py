@@ -35,7 +35,7 @@ def signin_router(web: Web) -> APIRouter:
         return RedirectResponse("/recordings", status_code=303)
 
     @router.get("/login", include_in_schema=False)
-    @web.workers.pooled
+    @web.workers.anonymous
     def login_form(request: Request, expired: int = 0) -> Response:
         return _login_page(request, "login.expired" if expired else None, 200)
 
@@ -48,7 +48,7 @@ def signin_router(web: Web) -> APIRouter:
         return response
 
     @router.post("/login", include_in_schema=False)
-    @web.workers.pooled
+    @web.workers.anonymous
     def login(
         request: Request,
         user: Annotated[str, Form(max_length=64)],

@@ -2,7 +2,11 @@
 requests waiting; beyond that the pages answer 503 at once, writing nothing to the store (the log counts them).
 Password hashing, the CPU-heavy part, runs on low-priority threads of its own that hold no store lock: a low
 priority thread holding SQLite's write lock would keep the scheduled jobs waiting whenever the CPU is busy. A burst
-of sign-ins can take neither the CPU nor the store from the node's scheduled jobs (campaign tick, archival)."""
+of sign-ins can take neither the CPU nor the store from the node's scheduled jobs (campaign tick, archival).
+
+Anonymous work (the sign-in form, sign-in posts, any pooled request carrying no session cookie) runs in a lane of
+its own (half the workers, at least one, and ``queue`` waiting): a stranger's flood fills that lane only and is
+shed there (503), and signed-in users' requests keep their workers and queue (round 20 H4)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from starlette.requests import HTTPConnection
+
 P = ParamSpec("P")
 R = TypeVar("R")
 RETRY_AFTER_S = 2
@@ -24,14 +30,14 @@ class Overloaded(Exception):
     """Every worker busy and the queue full: answered 503 with ``Retry-After``."""
 
 
-class WorkerPool:
-    def __init__(self, size: int, queue: int) -> None:
+class _Lane:
+    """Workers with at most ``size + queue`` requests admitted (running or waiting)."""
+
+    def __init__(self, size: int, queue: int, name: str) -> None:
         self._admitted = threading.BoundedSemaphore(size + queue)
-        self._pool = ThreadPoolExecutor(size, thread_name_prefix="cartera-web-worker")
-        self._hashing = ThreadPoolExecutor(size, thread_name_prefix="cartera-web-hashing", initializer=_lower_priority)
+        self._pool = ThreadPoolExecutor(size, thread_name_prefix=name)
 
     def run(self, work: Callable[[], R]) -> R:
-        """``work``'s result, computed by a worker; raises :class:`Overloaded` when the queue is full."""
         if not self._admitted.acquire(blocking=False):
             raise Overloaded
         try:
@@ -39,19 +45,45 @@ class WorkerPool:
         finally:
             self._admitted.release()
 
+
+class WorkerPool:
+    def __init__(self, size: int, queue: int, session_cookie: str = "") -> None:
+        self._signed_in = _Lane(size, queue, "cartera-web-worker")
+        self._anonymous = _Lane(max(1, size // 2), queue, "cartera-web-anonymous")
+        self._session_cookie = session_cookie
+        self._hashing = ThreadPoolExecutor(size, thread_name_prefix="cartera-web-hashing", initializer=_lower_priority)
+
+    def run(self, work: Callable[[], R], *, anonymous: bool = False) -> R:
+        """``work``'s result, computed by a worker of its lane; raises :class:`Overloaded` when that lane's queue
+        is full."""
+        return (self._anonymous if anonymous else self._signed_in).run(work)
+
     def low_priority(self, work: Callable[[], R]) -> R:
         """``work``'s result, computed on a low-priority thread: CPU-heavy work (a password hash) that must not
         hold a store lock (a worker waits for it)."""
         return self._hashing.submit(work).result()
 
     def pooled(self, endpoint: Callable[P, R]) -> Callable[P, R]:
-        """``endpoint`` (a blocking route) run through :meth:`run`."""
+        """``endpoint`` (a blocking route) run through :meth:`run`: in the anonymous lane when its request carries
+        no session cookie."""
+        return self._wrapped(endpoint, always_anonymous=False)
 
+    def anonymous(self, endpoint: Callable[P, R]) -> Callable[P, R]:
+        """``endpoint`` (a blocking route strangers use: signing in) run in the anonymous lane, whatever cookie
+        its request carries."""
+        return self._wrapped(endpoint, always_anonymous=True)
+
+    def _wrapped(self, endpoint: Callable[P, R], *, always_anonymous: bool) -> Callable[P, R]:
         @functools.wraps(endpoint)
         def pooled_endpoint(*args: P.args, **kwargs: P.kwargs) -> R:
-            return self.run(functools.partial(endpoint, *args, **kwargs))
+            anonymous = always_anonymous or not self._has_session(list(args) + list(kwargs.values()))
+            return self.run(functools.partial(endpoint, *args, **kwargs), anonymous=anonymous)
 
         return pooled_endpoint
+
+    def _has_session(self, values: list[object]) -> bool:
+        requests = [value for value in values if isinstance(value, HTTPConnection)]
+        return bool(requests) and bool(requests[0].cookies.get(self._session_cookie))
 
 
 def _lower_priority() -> None:
