@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Float,
+    Integer,
+    Numeric,
     Row,
     String,
     cast,
@@ -42,7 +44,14 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.expression import ColumnElement, TableClause
 from sqlalchemy.types import NullType, TypeEngine
 
-from cartera.plugin import CarteraError, DeadlineWatchdog, RequestDeadline, register_secret
+from cartera.plugin import (
+    AMOUNT_DECIMAL_PLACES,
+    AMOUNT_MAX_DIGITS,
+    CarteraError,
+    DeadlineWatchdog,
+    RequestDeadline,
+    register_secret,
+)
 
 STREAM_ROWS = 1000
 
@@ -187,6 +196,41 @@ def is_cut(text: str | None) -> bool:
 def _cut(cell: ColumnElement[Any]) -> ColumnElement[Any]:
     """``SUBSTR(CAST(cell AS VARCHAR), 1, cell_chars())``: the cell's text, at most :func:`cell_chars` long."""
     return func.substr(cast(cell, String), 1, cell_chars())
+
+
+def _type_name(kind: TypeEngine[Any]) -> str:
+    try:
+        return str(kind).lower()
+    except Exception:  # a type SQLAlchemy cannot compile
+        return type(kind).__name__.lower()
+
+
+def _whole(kind: TypeEngine[Any]) -> bool:
+    """A column of whole numbers: an integer, or a numeric of scale 0."""
+    if isinstance(kind, Integer):
+        return True
+    return isinstance(kind, Numeric) and not isinstance(kind, Float) and kind.scale == 0
+
+
+def _amount_problem(kind: TypeEngine[Any]) -> str | None:
+    """Why a column of ``kind`` would store an amount other than it is (rounded), or None. A column too narrow
+    for an amount's digits (``numeric(6, 2)``, ``varchar(5)``) fails that export loudly instead, and passes."""
+    if isinstance(kind, Float):
+        return "is floating point (binary: an amount is stored approximately)"
+    if isinstance(kind, Integer):
+        return "holds whole numbers only (350000.50 is stored rounded to 350001)"
+    if isinstance(kind, Numeric):
+        if kind.precision is None:
+            return None  # numeric without a precision: any amount exactly
+        scale = kind.scale or 0
+        if scale == 0:
+            return "holds whole numbers only (350000.50 is stored rounded to 350001)"
+        if scale < AMOUNT_DECIMAL_PLACES:
+            return f"keeps {scale} decimal{'s' if scale > 1 else ''} only (an amount is stored rounded)"
+        return None
+    if isinstance(kind, String):
+        return None
+    return "is not a number or text column"
 
 
 def _table(name: str, columns: Sequence[str]) -> TableClause:
@@ -395,16 +439,57 @@ class CreditorDatabase:
             statements.finish()
 
     def probe(self, name: str, columns: Sequence[str]) -> None:
-        """Read one row of ``columns`` from ``name``: the connection, the table and its columns work."""
+        """Read one row of ``columns`` from ``name`` as the sync reads them (each cell's text: a date
+        ``'infinity'`` or past year 9999, which the driver cannot load, is read as the sync reads it): the
+        connection, the table and its columns work. A failure names ``name``, and the column when one alone fails."""
         source = _table(name, columns)
+        try:
+            self._probe(name, [_cut(cell) for cell in source.c])
+        except CreditorDatabaseError as exc:
+            if isinstance(exc, StatementTimedOut) or len(source.c) < 2:
+                raise
+            for cell in source.c:  # which column: one statement each, on the failing path only
+                try:
+                    self._probe(name, [_cut(cell)], cell.name)
+                except StatementTimedOut:
+                    raise exc from None
+                except CreditorDatabaseError as alone:
+                    raise alone from None
+            raise
+
+    def _probe(self, name: str, cells: Sequence[ColumnElement[Any]], column_name: str | None = None) -> None:
         statements = self._statements(f"probe of {name}")
         try:
             with self._connection(statements) as connection:
-                connection.execute(select(*source.c).limit(1)).all()
+                connection.execute(select(*cells).limit(1)).all()
         except SQLAlchemyError as exc:
-            raise self._error(exc, name, expired=statements.finish()) from None
+            reading = name if column_name is None else f"{name}, column {column_name!r}"
+            raise self._error(exc, reading, expired=statements.finish(), naming=True) from None
         finally:
             statements.finish()
+
+    def check_export_columns(self, name: str, seq: str, amount: str | None) -> None:
+        """Refuse an activities table whose ``seq`` column is not of integers (every export's comparison with
+        the seqs sent fails) or whose ``amount`` column cannot hold every amount exactly (an ``integer`` or
+        ``numeric(14, 0)`` rounds 350000.50 to 350001 silently)."""
+        types = self.columns(name)
+        problems = []
+        if seq in types and not _whole(types[seq]):
+            problems.append(
+                f"the seq column {seq!r} is {_type_name(types[seq])}: it must be an integer column (bigint, "
+                "integer), as the activities' seq numbers are compared with it"
+            )
+        if amount is not None and amount in types:
+            short = _amount_problem(types[amount])
+            if short:
+                problems.append(
+                    f"the amount column {amount!r} is {_type_name(types[amount])}, which {short}: amounts have up to "
+                    f"{AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES} digits and {AMOUNT_DECIMAL_PLACES} decimals; use "
+                    f"numeric({AMOUNT_MAX_DIGITS}, {AMOUNT_DECIMAL_PLACES}) (or another scale of "
+                    f"{AMOUNT_DECIMAL_PLACES} or more), or text"
+                )
+        if problems:
+            raise CreditorDatabaseError(f"{self.display}: table {name}: {'; '.join(problems)}")
 
     def insert_new(self, name: str, records: Sequence[Mapping[str, Any]], unique: str) -> int:
         """Insert the records whose ``unique`` value the table does not hold yet, in one transaction."""
@@ -435,7 +520,13 @@ class CreditorDatabase:
         self._watchdog.close()
 
     def _error(
-        self, exc: SQLAlchemyError, reading: str | None = None, *, expired: bool = False, position: str | None = None
+        self,
+        exc: SQLAlchemyError,
+        reading: str | None = None,
+        *,
+        expired: bool = False,
+        position: str | None = None,
+        naming: bool = False,
     ) -> CreditorDatabaseError:
         """The error as one line naming the URL (without its password); a statement cut by the statement
         timeout, or by the node at its deadline (``expired``), also names what it read (``reading``, from
@@ -466,4 +557,5 @@ class CreditorDatabase:
                 f"{self.statement_timeout_s:g} s (the query was cancelled; a lock held on it, or a view too slow "
                 f"to read): {type(cause).__name__}: {first_line}{where}"
             )
-        return CreditorDatabaseError(f"{self.display}: {type(cause).__name__}: {first_line}")
+        what = f"{reading}: " if naming and reading else ""
+        return CreditorDatabaseError(f"{self.display}: {what}{type(cause).__name__}: {first_line}")
