@@ -115,6 +115,7 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
             self._probe_order(order, types)
             for table, table_columns in tables.items():
                 self.db.probe(table, table_columns)
+            self._check_export_columns()
             position = self._position()
             if position is not None:
                 self._stored_read(
@@ -335,8 +336,13 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
             return
         mapping = self.config.activity_columns
         records = [{column: _field(activity, name) for name, column in mapping.items()} for activity in activities]
+        self._check_export_columns()  # refused, never rounded by a narrower column (the table can change)
         inserted = self.db.insert_new(self.config.activities_table, records, mapping["seq"])
         event(self.context.log, "crm_sync.sql.exported", table=self.config.activities_table, inserted=inserted)
+
+    def _check_export_columns(self) -> None:
+        mapping = self.config.activity_columns
+        self.db.check_export_columns(self.config.activities_table, mapping["seq"], mapping.get("amount"))
 
     def _layout(self) -> tuple[list[str], tuple[str, str], dict[str, Any]]:
         """The view's names of the mapped columns in snapshot order (our fields, then watermark and key), of the
