@@ -41,6 +41,9 @@ def test_an_agent_whose_page_is_not_open_is_refused_clearly(site: Site, caplog: 
         preview = agent.post("/agent/preview", data={"account_id": str(account_id), "csrf": csrf})
         ready = agent.post("/agent/state", data={"state": "ready", "csrf": csrf})
     assert (codes.status_code, right_party.status_code) == (404, 404)
+    # round 20 H2: the call's routes answer {field, error} like the other agent routes, not the error page
+    assert (codes.json()["field"], right_party.json()["field"]) == ("attempt", "attempt")
+    assert right_party.json()["error"] == "the call is not on the agent's screen"  # fixed: it names no portfolio
     assert (preview.status_code, preview.json()["field"]) == (409, "agent")
     assert "open the agent page first" in preview.json()["error"]
     assert (ready.status_code, ready.json()["field"]) == (409, "agent")

@@ -126,6 +126,21 @@ def _answer_nul(
         return page(request, reason)
 
 
+def _agent_not_found(
+    request: Request, exc: WebError, audit_rejected: Callable[[Request, int, str], Viewer | None]
+) -> Response | None:
+    """A 404 of the agent page's own routes (a call not on its screen, an account out of its reach), audited: a
+    ``{field, error}`` as its other refusals, with a fixed text (the reason may name a portfolio outside its
+    grants); ``None`` for any other refusal."""
+    path = request.url.path
+    if exc.status != HTTPStatus.NOT_FOUND or not path.startswith(AGENT_ROUTES):
+        return None
+    audit_rejected(request, exc.status, exc.reason)
+    call = path.startswith(f"{AGENT_ROUTES}calls/")
+    field, text = ("attempt", "the call is not on the agent's screen") if call else ("account", "not found")
+    return refusal(exc.status, field, text, exc.headers)
+
+
 def _handle_errors(app: FastAPI, web: Web) -> None:
     """Every failure a clean page or JSON, audited with who asked; never a stack trace in a response."""
 
@@ -167,7 +182,9 @@ def _handle_errors(app: FastAPI, web: Web) -> None:
 
     @app.exception_handler(WebError)
     def web_error(request: Request, exc: WebError) -> Response:
-        return rejected(request, exc.status, exc.reason, exc.message_key, exc.headers)
+        return _agent_not_found(request, exc, audit_rejected) or rejected(
+            request, exc.status, exc.reason, exc.message_key, exc.headers
+        )
 
     @app.exception_handler(StarletteHTTPException)
     def http_error(request: Request, exc: StarletteHTTPException) -> Response:
