@@ -11,6 +11,9 @@ twice). Which one happened is logged (``assignments.duplicate_skipped`` / ``assi
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +24,7 @@ from sqlalchemy import select
 from cartera.core.models import AssignmentBatch, AssignmentRow
 from cartera.core.store.schema import Account, ImportBatch
 from cartera.node import Node
+from cartera.plugin import CrmSync
 from cartera.portfolio.importer import ImportReport
 from tests.conftest import write_sites
 
@@ -155,3 +159,31 @@ def test_a_file_the_archive_refused_is_not_fetched_again(tmp_path: Path, open_no
     assert accounts(node) == {"BCO-1": ("active", "90000.00")}
     assert sorted(p.name for p in inbox.glob("*.csv")) == ["enero.csv", "marzo.csv"]
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_a_file_the_archive_cannot_take_is_not_fetched_again(tmp_path: Path, open_node: Callable[..., Node]) -> None:
+    """Round 20 I-F1: an archive folder on another filesystem (the rename fails with EXDEV) left each imported file
+    in the inbox unremembered: every sync applied it again, an older file undoing the newer delivery. Any archive
+    failure is now remembered as a symlinked archive is; ``check`` names the archive folder."""
+    if os.stat("/dev/shm").st_dev == tmp_path.stat().st_dev:
+        pytest.skip("/dev/shm is on the same filesystem as the test's directory")
+    archive = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="cartera-archive-"))
+    try:
+        sites = write_sites(tmp_path)
+        sites.write_text(sites.read_text().replace('inbox = "inbox"', f'inbox = "inbox"\narchive = "{archive}"'))
+        node = open_node(sites)
+        inbox = tmp_path / "inbox"
+        deliver(node, inbox, "b_enero.csv", ASSIGN_JAN)
+        assert (inbox / "b_enero.csv").exists()  # not archived
+        deliver(node, inbox, "a_marzo.csv", ASSIGN_MAR)
+        assert accounts(node) == {"BCO-1": ("active", "90000.00")}
+        for _ in range(2):
+            assert node.creditor_sync().run_once().imports == []
+        assert accounts(node) == {"BCO-1": ("active", "90000.00")}
+        with node.db.session() as session:
+            assert len(session.scalars(select(ImportBatch)).all()) == 2
+        result = node.adapter("crm_sync", CrmSync).check()
+        assert not result.ok
+        assert str(archive) in result.detail
+    finally:
+        shutil.rmtree(archive, ignore_errors=True)

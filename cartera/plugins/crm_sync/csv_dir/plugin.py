@@ -70,6 +70,12 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
             problems.append(f"inbox {inbox} is not a readable directory")
         if not (outbox.is_dir() and os.access(outbox, os.W_OK | os.X_OK)):
             problems.append(f"outbox {outbox} is not a writable directory")
+        if not (problems or self.config.keep_files):
+            problems += [
+                problem
+                for folder in (self.config.archive_dir, self.config.rejected_dir)
+                if (problem := _unmovable(inbox, folder)) is not None
+            ]
         if problems:
             return CheckResult(False, "; ".join(problems))
         waiting = sum(1 for _ in self.fetch())
@@ -160,7 +166,9 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
 
     def _move(self, path: Path, folder: Path) -> Path | None:
         """``path`` moved into ``folder``; a folder the creditor made a symlink (into another creditor's inbox,
-        say) is never moved through: the file stays in the inbox (one warning; :meth:`acknowledge` remembers it)."""
+        say) is never moved through: the file stays in the inbox (one warning; :meth:`acknowledge` remembers it).
+        So does a file the folder refuses for any other reason (another filesystem, not writable, missing and
+        not creatable): ``crm_sync.csv.archive_failed`` each time, and :meth:`acknowledge` remembers it."""
         try:
             return move_into(path, folder, self.context.clock.now(), inbox=self.config.inbox)
         except FolderIsASymlink as exc:
@@ -172,6 +180,17 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
                     folder=str(folder),
                     why=exc.strerror,
                 )
+            return None
+        except OSError as exc:
+            event(
+                self.context.log,
+                "crm_sync.csv.archive_failed",
+                logging.ERROR,
+                file=str(path),
+                folder=str(folder),
+                errno=exc.errno,
+                why=exc.strerror or str(exc),
+            )
             return None
 
     def _unchanged(self, batch: AssignmentBatch, changed_event: str) -> Path | None:
@@ -210,6 +229,23 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
             rejections_writer(errors, self.config.export),
             self.config.file_mode,
         )
+
+
+def _unmovable(inbox: Path, folder: Path) -> str | None:
+    """Why a file of ``inbox`` cannot be renamed into ``folder`` (or its nearest existing parent, when it is to be
+    created), if it can be told without moving anything: not a writable directory, or on another filesystem."""
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    try:
+        same_device = existing.stat().st_dev == inbox.stat().st_dev
+    except OSError as exc:
+        return f"folder {folder}: {exc.strerror or exc}"
+    if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        return f"folder {folder} (imported/rejected files) is not a writable directory"
+    if not same_device:
+        return f"folder {folder} is not on the inbox's filesystem (imported/rejected files are moved there by a rename)"
+    return None
 
 
 @hookimpl
