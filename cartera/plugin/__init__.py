@@ -37,6 +37,7 @@ from cartera.core.adapters import (
 )
 from cartera.core.checksums import CHUNK_SIZE, copy_with_checksums, file_checksums
 from cartera.core.clock import Clock, SystemClock
+from cartera.core.control_characters import unkeepable
 from cartera.core.credentials import secret_settings
 from cartera.core.deadlines import DeadlineWatchdog, RequestDeadline
 from cartera.core.durable import NotARegularFile, fsync_dir, open_regular, write_atomically
@@ -105,6 +106,7 @@ from cartera.portfolio.files.writer import (
 from cartera.portfolio.identity import CODE_PATTERN
 from cartera.web.app import PLUGIN_PREFIX
 from cartera.web.health import local_request
+from cartera.web.nul_guard import decodes_query
 
 __all__ = [
     "AMOUNT_DECIMAL_PLACES",
@@ -186,6 +188,7 @@ __all__ = [
     "WritableDir",
     "activities_writer",
     "copy_with_checksums",
+    "decodes_query",
     "dial_slots",
     "dial_string",
     "event",
@@ -210,5 +213,6 @@ __all__ = [
     "segment_count",
     "sms_encoding",
     "time_zones",
+    "unkeepable",
     "write_atomically",
 ]

@@ -1,11 +1,15 @@
 """Every request holding text no store or file of the node's can keep is refused (400) before a route sees it: a
 NUL (PostgreSQL stores none: a name, a note or a path would fail its write with a 500) or a lone UTF-16 surrogate
-(UTF-8 encodes none: a JSON ``"\\ud800"`` failed a batch's or a note's write with a 500)."""
+(UTF-8 encodes none: a JSON ``"\\ud800"`` failed a batch's or a note's write with a 500). A route may take query
+parameters whose bytes it decodes itself in a charset the request names (:func:`decodes_query`: Kannel's MO text,
+UTF-16BE for UCS-2, holds a zero byte for every Latin character): those the route checks once decoded."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 from fastapi import Request
 
@@ -23,6 +27,24 @@ _ESCAPE = re.compile(
 )
 
 
+#: The attribute of a route's endpoint naming the query parameters it decodes itself (:func:`decodes_query`).
+_DECODED_QUERY = "__cartera_decodes_query__"
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., object])
+
+
+def decodes_query(*names: str) -> Callable[[_Endpoint], _Endpoint]:
+    """Mark a route's endpoint as decoding the query parameters ``names`` itself, from their raw bytes in a charset
+    the request declares: the guard leaves their values (never their names, nor any other parameter) to the route,
+    which must refuse a NUL or a lone surrogate in the text it decoded (:func:`~cartera.core.control_characters.
+    unkeepable`, answered 400) before it keeps anything."""
+
+    def mark(endpoint: _Endpoint) -> _Endpoint:
+        setattr(endpoint, _DECODED_QUERY, frozenset(names))
+        return endpoint
+
+    return mark
+
+
 class NulInRequest(Exception):
     """A request holding a NUL or a lone surrogate: answered 400 (the app's handler, its text the reason), audited
     with its path escaped."""
@@ -37,8 +59,11 @@ async def refuse_nul(request: Request) -> None:
     surrogate. A body is read only for a method that takes one, and only through the route's body limit (every
     route has one: the app's routers are included with ``max_body_size``), so never more than that limit is held.
     A JSON body is decoded as the JSON parser decodes it (its encoding detected, surrogates' bytes passed), and
-    its escapes of a NUL or a lone surrogate are looked at too."""
-    texts: list[str] = [request.url.path, *(name + value for name, value in request.query_params.multi_items())]
+    its escapes of a NUL or a lone surrogate are looked at too. A query parameter its route decodes itself
+    (:func:`decodes_query`) is the route's to check, once decoded."""
+    own: frozenset[str] = getattr(request.scope.get("endpoint"), _DECODED_QUERY, frozenset())
+    query = request.query_params.multi_items()
+    texts: list[str] = [request.url.path, *(name + ("" if name in own else value) for name, value in query)]
     content_type = "" if request.method in _BODILESS else request.headers.get("content-type", "").lower()
     if content_type.startswith(_FORMS):
         form = await request.form()

@@ -444,3 +444,50 @@ def test_baja_through_fakesmsc_opts_the_phone_out_at_once(kannel: KannelPeer, no
 def _opted_out(node: Node) -> bool:
     with node.db.session() as session:
         return bool(session.scalar(sa.select(Phone.do_not_text).where(Phone.e164 == NODE_PHONE)))
+
+
+def _inbound(node: Node) -> list[tuple[str, str, str | None]]:
+    with node.db.session() as session:
+        return [(row.phone, row.text, row.opt_out) for row in session.scalars(sa.select(InboundSmsRow))]
+
+
+@pytest.mark.kannel
+@pytest.mark.abuse
+def test_a_ucs2_baja_through_fakesmsc_opts_the_phone_out(kannel: KannelPeer, node_on_kannel: Node) -> None:
+    """Round 20 I-F0: UCS-2 text (any á, or an emoji) reached the node as UTF-16BE bytes, a zero byte beside every
+    Latin character, and the node's NUL guard answered 400 before the plugin decoded it: the opt-out was lost."""
+    node = node_on_kannel
+    kannel.send_mo(NODE_PHONE.removeprefix("+"), urllib.parse.quote("Bája".encode("utf-16-be")), kind="ucs2")
+    wait_until(lambda: _opted_out(node), "the opt-out to reach the store")
+    assert _inbound(node) == [(NODE_PHONE, "Bája", "BAJA")]
+
+
+@pytest.mark.kannel
+@pytest.mark.abuse
+def test_the_nodes_mo_route_checks_the_text_it_decoded(node_on_kannel: Node, mo_port: int) -> None:
+    """Through the node's whole app: UTF-16BE text is taken; a NUL or a lone surrogate in the text once decoded,
+    or a NUL in any other parameter, is refused 400 and nothing of it stored."""
+    node = node_on_kannel
+    url = f"http://127.0.0.1:{mo_port}{PLUGIN_PREFIX}/sms/kannel/mo"
+
+    def mo(text: bytes, sender: str = "573001234509", charset: str = "UTF-16BE") -> httpx.Response:
+        query = f"from={sender}&to=12345&id=x&coding=2&charset={charset}&text={urllib.parse.quote(text)}"
+        return http.get(f"{url}?{query}&token={TOKEN}")
+
+    emoji = "Gracias 😀 pagaré el lunes"
+    with httpx.Client() as http:
+        taken = mo(emoji.encode("utf-16-be"))
+        refused = {
+            "decoded NUL": mo("Ba\x00ja".encode("utf-16-be")),
+            "lone surrogate": mo(b"\xd8\x00\x00a"),  # no UTF-16BE: read as Latin-1 bytes, a NUL among them
+            "lone surrogate, UTF-8": mo(b"Baja \xed\xa0\x80\x00", charset="UTF-8"),
+            "8-bit NUL": mo(b"Baja\x00", charset="8-BIT"),
+            "NUL in the sender": mo("Baja".encode("utf-16-be"), sender="57300%00"),
+        }
+    assert taken.status_code == 200, taken.text
+    assert {what: r.status_code for what, r in refused.items()} == dict.fromkeys(refused, 400)
+    assert refused["NUL in the sender"].json()["detail"] == "a NUL character in the request"  # the guard's
+    assert _inbound(node) == [("+573001234509", emoji, None)]
+    with node.db.session() as session:
+        reasons = session.scalars(sa.select(AuditEntry.details).where(AuditEntry.action == "web.rejected")).all()
+    assert sum("NUL" in str(details) for details in reasons) == len(refused), reasons

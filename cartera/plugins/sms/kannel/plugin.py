@@ -31,11 +31,13 @@ from cartera.plugin import (
     SmsMessage,
     SmsState,
     SmsSubmitResult,
+    decodes_query,
     event,
     hookimpl,
     local_request,
     segment_count,
     sms_encoding,
+    unkeepable,
 )
 from cartera.plugins.sms.kannel.client import KannelClient, KannelUnavailable
 from cartera.plugins.sms.kannel.config import KannelConfig
@@ -236,6 +238,7 @@ class KannelGateway(SmsGateway[KannelConfig]):
             return "ok"
 
         @router.get("/mo", response_class=PlainTextResponse)
+        @decodes_query("text")  # raw bytes (%b): UCS-2's UTF-16BE holds a zero byte for every Latin character
         def mo(request: Request) -> str:
             query = parse_qs(request.scope["query_string"].decode("ascii"), keep_blank_values=True, encoding="latin-1")
             first = {key: values[0] for key, values in query.items()}
@@ -248,6 +251,9 @@ class KannelGateway(SmsGateway[KannelConfig]):
                 text = decode_mo_text(raw, first.get("coding", ""), first.get("charset", ""))
             except UnsupportedCharset as exc:
                 raise HTTPException(400, str(exc)) from exc
+            problem = unkeepable(text)  # what the node's guard refuses in any other request's text
+            if problem:
+                raise HTTPException(400, f"{problem} in the request")
             gateway_id = first.get("id") or None
             self.context.report_inbound(InboundSms(sender, text, self.context.clock.now(), gateway_id))
             event(log, "kannel.mo", gateway_id=gateway_id)
