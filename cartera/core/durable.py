@@ -65,3 +65,35 @@ def open_regular(path: Path) -> BinaryIO:
     except BaseException:
         os.close(descriptor)
         raise
+
+
+class LineAppender:
+    """A file appended to one whole line at a time, unbuffered (``O_APPEND``, ``os.write``): a line whose write
+    fails (disk full, a file-size limit) is cut off again, so it neither reaches the file later (no buffer keeps
+    it) nor leaves a torn line that the next one would be glued to."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def append(self, line: bytes) -> None:
+        """Write ``line`` whole, or raise with the file as it was (unless another writer appended meanwhile)."""
+        before = os.fstat(self._fd).st_size
+        written = 0
+        try:
+            while written < len(line):
+                written += os.write(self._fd, line[written:])
+        except BaseException:
+            if written:
+                try:
+                    if os.fstat(self._fd).st_size == before + written:  # nothing of another writer's after it
+                        os.ftruncate(self._fd, before)
+                except OSError:
+                    pass
+            raise
+
+    def close(self) -> None:
+        os.close(self._fd)

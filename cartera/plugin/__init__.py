@@ -40,7 +40,7 @@ from cartera.core.clock import Clock, SystemClock
 from cartera.core.control_characters import unkeepable
 from cartera.core.credentials import secret_settings
 from cartera.core.deadlines import DeadlineWatchdog, RequestDeadline
-from cartera.core.durable import NotARegularFile, fsync_dir, open_regular, write_atomically
+from cartera.core.durable import LineAppender, NotARegularFile, fsync_dir, open_regular, write_atomically
 from cartera.core.errors import (
     CarteraError,
     IntegrityError,
@@ -161,6 +161,7 @@ __all__ = [
     "InboundSms",
     "IntegrityError",
     "InvalidPhone",
+    "LineAppender",
     "NotARegularFile",
     "ObjectLocked",
     "ObjectNotFound",

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from cartera.plugin import FileIdentity, fsync_dir, open_regular
+from cartera.plugin import FileIdentity, LineAppender, fsync_dir, open_regular
 
 _COMPARE_CHUNK = 1 << 16
 
@@ -38,10 +38,13 @@ class Ledger:
 
     def add(self, sha256: str, identity: FileIdentity | None, source: str) -> None:
         line = f"{sha256}  {_key(identity)}  {source}\n" if identity is not None else f"{sha256}  {source}\n"
-        with self._lock, self.path.open("a", encoding="utf-8") as stream:
-            stream.write(line)
-            stream.flush()
-            os.fsync(stream.fileno())
+        with self._lock:
+            appender = LineAppender(self.path)  # a line whose write fails is cut off, not glued to the next
+            try:
+                appender.append(line.encode("utf-8"))
+                os.fsync(appender.fileno())
+            finally:
+                appender.close()
 
 
 def _key(identity: FileIdentity) -> str:

@@ -9,9 +9,8 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
 
-from cartera.plugin import segment_count, sms_encoding
+from cartera.plugin import LineAppender, segment_count, sms_encoding
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,19 +27,20 @@ class OutboxEntry:
 
 
 class OutboxFile:
-    """Appends entries to a JSON Lines file; thread-safe, each line flushed (and fsynced) before returning."""
+    """Appends entries to a JSON Lines file; thread-safe, each line written whole (and fsynced) before returning,
+    or not at all: a line whose write failed (disk full) is cut off, never written later nor left torn."""
 
     def __init__(self, path: Path, *, fsync: bool) -> None:
         self.path = path
         self._fsync = fsync
         self._lock = threading.Lock()
-        self._file: BinaryIO | None = None
+        self._file: LineAppender | None = None
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             if self._file is None:
-                self._file = self.path.open("ab")
+                self._file = LineAppender(self.path)
 
     def close(self) -> None:
         with self._lock:
@@ -69,8 +69,7 @@ class OutboxFile:
         with self._lock:
             if self._file is None:
                 raise RuntimeError(f"outbox {self.path} is not open")
-            self._file.write(line)
-            self._file.flush()
+            self._file.append(line)
             if self._fsync:
                 os.fsync(self._file.fileno())
         return entry

@@ -19,9 +19,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from cartera.plugin import SmsState, write_atomically
+from cartera.plugin import LineAppender, SmsState, write_atomically
 
 
 @dataclass(slots=True)
@@ -72,7 +72,7 @@ class SubmitLedger:
         self._fsync = fsync
         self._retention_s = retention_s
         self._lock = threading.Lock()
-        self._file: BinaryIO | None = None
+        self._file: LineAppender | None = None
         self._messages: dict[int, MessageRecord] = {}
         self._by_smsc_id: dict[str, tuple[int, int]] = {}
 
@@ -92,7 +92,7 @@ class SubmitLedger:
             }
             records = list(self._messages.values())
             write_atomically(self.path, lambda out: out.writelines(_line(e) for r in records for e in _events_of(r)))
-            self._file = self.path.open("ab")
+            self._file = LineAppender(self.path)
 
     def close(self) -> None:
         with self._lock:
@@ -150,8 +150,7 @@ class SubmitLedger:
         if self._file is None:
             raise RuntimeError(f"submit ledger {self.path} is not open")
         event["t"] = time.time()
-        self._file.write(_line(event))
-        self._file.flush()
+        self._file.append(_line(event))  # whole, or cut off again on failure
         self._apply(event)
         return self._file.fileno()
 
