@@ -25,3 +25,21 @@ def test_an_out_of_range_instant_is_refused_naming_the_option(tmp_path: Path, at
     site = write_sites(tmp_path)
     result = cartera(site, "--site", "t", "explain", "--phone", "+573001234567", "--at", at)
     assert_one_line_error(result, 2, "--at", "out of range")
+
+
+@pytest.mark.parametrize("wait", ["1e309", "inf", "nan", "-1", "1e12"])
+def test_a_wait_that_is_not_a_sane_number_of_seconds_is_refused_before_calling(tmp_path: Path, wait: str) -> None:
+    """Round 20 I-F4: ``call --wait 1e309`` placed the call, then crashed (OverflowError) recording it failed."""
+    site = write_sites(tmp_path)
+    result = cartera(site, "--site", "t", "call", "--wait", wait, "3001000001")
+    assert_one_line_error(result, 2, "--wait")
+    assert "call.placing" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("command", "extra"), [("get", ["-o", "x.wav"]), ("url", []), ("hold", ["--reason", "r"])])
+@pytest.mark.parametrize("ident", ["99999999999999999999999", "0", "-5"])
+def test_a_recording_id_out_of_range_is_refused(tmp_path: Path, command: str, extra: list[str], ident: str) -> None:
+    """Round 20 I-F5: a huge id ended in ``OverflowError: Python int too large to convert to SQLite INTEGER``."""
+    site = write_sites(tmp_path)
+    result = cartera(site, "--site", "t", "recordings", command, ident, *extra)
+    assert_one_line_error(result, 2, "id")

@@ -49,6 +49,11 @@ _ACCOUNT_HELP = "REF, PORTFOLIO/REF or CREDITOR/PORTFOLIO/REF"
 #: files a creditor picks up get the mode its plugin's ``file_mode`` says.
 PRIVATE_UMASK = 0o077
 
+#: ``call --wait`` at most (a day); larger, infinite or NaN is refused before the call is placed.
+MAX_WAIT_SECONDS = 86400
+#: The largest row id the store holds (SQLite's and PostgreSQL's bigint): a larger id names no recording.
+MAX_ROW_ID = 2**63 - 1
+
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The command line, every command named; only ``command``'s arguments are defined (importing what their
@@ -93,7 +98,7 @@ def _define_import(parser: argparse.ArgumentParser) -> None:
 def _define_call(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("phone")
     parser.add_argument("--account")
-    parser.add_argument("--wait", type=float, default=120.0, help="real seconds to wait for the outcome (default 120)")
+    parser.add_argument("--wait", type=float, default=120.0, help=f"real seconds to wait for the outcome, 0 to {MAX_WAIT_SECONDS} (default 120)")
 
 
 def _define_sms(parser: argparse.ArgumentParser) -> None:
@@ -308,6 +313,8 @@ def _call(node: Node, args: argparse.Namespace) -> int:
     from cartera.contact.targets import Denied
     from cartera.core.audit import os_user
 
+    if not 0 <= args.wait <= MAX_WAIT_SECONDS:  # also inf and nan: refused before anyone is called
+        raise UsageError(f"--wait: {args.wait:g} is not a number of seconds from 0 to {MAX_WAIT_SECONDS}")
     try:
         request = node.calls.place_call(phone=args.phone, account=args.account, actor=os_user())
     except Denied as denied:
@@ -422,6 +429,8 @@ def _recordings(node: Node, args: argparse.Namespace) -> int:
     from cartera.core.audit import os_user
     from cartera.recordings.access import SearchFilters
 
+    if args.recordings_command != "search" and not 0 < args.id <= MAX_ROW_ID:
+        raise UsageError(f"id: {args.id} is not a recording id (1 to {MAX_ROW_ID})")
     if args.recordings_command == "search":
         if args.account is not None and not args.all_sites:  # refused when it names accounts of two portfolios
             node.identity.account(args.account)
