@@ -98,7 +98,12 @@ def _define_import(parser: argparse.ArgumentParser) -> None:
 def _define_call(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("phone")
     parser.add_argument("--account")
-    parser.add_argument("--wait", type=float, default=120.0, help=f"real seconds to wait for the outcome, 0 to {MAX_WAIT_SECONDS} (default 120)")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=120.0,
+        help=f"real seconds to wait for the outcome, 0 to {MAX_WAIT_SECONDS} (default 120)",
+    )
 
 
 def _define_sms(parser: argparse.ArgumentParser) -> None:
