@@ -263,6 +263,43 @@ def test_a_file_whose_archive_was_refused_is_not_applied_again_after_a_later_del
 
 
 @pytest.mark.abuse
+def test_a_connection_drop_between_the_import_and_the_archive_rename_leaves_the_file_remembered(
+    sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 20 I-F6: a withdrawal imported, then the link dropped in the check before its archive rename (the
+    server's sha256): it was not remembered, so it was fetched again and undid a later re-assignment."""
+    header = "cuenta;nombre;telefono1;saldo;moneda;accion\n"
+    job = cycle(make_sync(), db, hooks)
+    real_sha256 = SftpSession.sha256
+    dropped: list[str] = []
+
+    def sha256_then_drop(session: SftpSession, remote: RemoteFile) -> str | None:
+        if remote.path.endswith("retiro.csv") and not dropped:
+            dropped.append(remote.path)
+            raise SftpError("connection lost")
+        return real_sha256(session, remote)
+
+    monkeypatch.setattr(SftpSession, "sha256", sha256_then_drop)
+
+    def sync() -> tuple[int, int, tuple[str, Decimal]]:
+        run = job.run_once()
+        with db.session() as session:
+            ((status, balance),) = session.execute(select(Account.status, Account.balance)).all()
+        return len(run.imports), len(run.failed), (status, balance)
+
+    deliver(sshd, "enero.csv", header + "BCO-1;Ana Perez;3001234567;100000;COP;asignar\n")
+    assert sync() == (1, 0, ("active", Decimal("100000.00")))
+    deliver(sshd, "retiro.csv", header + "BCO-1;Ana Perez;3001234567;100000;COP;retirar\n")
+    assert sync() == (0, 1, ("withdrawn", Decimal("100000.00")))  # imported; the drop fails the delivery
+    assert dropped
+    deliver(sshd, "marzo.csv", header + "BCO-1;Ana Perez;3001234567;90000;COP;asignar\n")
+    assert [sync() for _ in range(3)] == [(1, 0, ("active", Decimal("90000.00")))] + [
+        (0, 0, ("active", Decimal("90000.00")))
+    ] * 2
+    assert not list((sshd.jail / "inbox").glob("*.csv"))  # retiro archived by the next sync's retry
+
+
+@pytest.mark.abuse
 def test_the_unarchived_files_remembered_are_bounded_and_a_broken_state_file_is_warned_about(
     tmp_path: Path,
     make_sync: Callable[..., SftpCsvSync],

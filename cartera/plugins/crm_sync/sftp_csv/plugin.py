@@ -178,27 +178,29 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
     def _move(
         self, batch: AssignmentBatch, directory: str, moved: str, changed: str, *, remember: bool = False
     ) -> None:
-        """``remember``: an imported file whose rename fails is remembered (``crm_sync.sftp.archive_failed``), so
-        it is not fetched and applied again, and the error raised (the sync lists the delivery as failed)."""
+        """``remember``: an imported file is remembered before anything is asked of the server and forgotten once
+        renamed (or found changed), so one whose rename fails, or whose connection drops before it
+        (``crm_sync.sftp.archive_failed``), is not fetched and applied again; the error is raised (the sync
+        lists the delivery as failed)."""
         fetched = self._fetched.pop(batch.source, None)
         if fetched is None:
             return
         try:
-            current = self._session.stat(fetched.remote.path)
-            if current == fetched.remote and self._session.sha256(fetched.remote) == fetched.sha256:
-                try:
-                    target = self._session.move_into(fetched.remote, directory, self.context.clock.now())
-                except SftpError as exc:
-                    if remember:
-                        self._remember_unarchived(batch.source, fetched)
-                        event(
-                            self.context.log,
-                            "crm_sync.sftp.archive_failed",
-                            logging.ERROR,
-                            file=batch.source,
-                            why=str(exc),
-                        )
-                    raise
+            if remember:
+                self._remember_unarchived(batch.source, fetched)
+            try:
+                current = self._session.stat(fetched.remote.path)
+                same = current == fetched.remote and self._session.sha256(fetched.remote) == fetched.sha256
+                target = self._session.move_into(fetched.remote, directory, self.context.clock.now()) if same else ""
+            except SftpError as exc:
+                if remember:
+                    event(
+                        self.context.log, "crm_sync.sftp.archive_failed", logging.ERROR, file=batch.source, why=str(exc)
+                    )
+                raise
+            if remember:
+                self._forget_unarchived(batch.source)
+            if same:
                 event(self.context.log, f"crm_sync.sftp.{moved}", file=batch.source, to=target)
             else:
                 event(self.context.log, f"crm_sync.sftp.{changed}", logging.WARNING, file=batch.source)
