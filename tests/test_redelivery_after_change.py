@@ -14,7 +14,8 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -161,16 +162,26 @@ def test_a_file_the_archive_refused_is_not_fetched_again(tmp_path: Path, open_no
     assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
+@contextmanager
+def folder_elsewhere(tmp_path: Path, key: str) -> Iterator[tuple[Path, Path]]:
+    """Site ``t`` whose csv ``key`` folder (archive, rejected) is on another filesystem (/dev/shm): a rename into
+    it fails (EXDEV)."""
+    if os.stat("/dev/shm").st_dev == tmp_path.stat().st_dev:
+        pytest.skip("/dev/shm is on the same filesystem as the test's directory")
+    folder = Path(tempfile.mkdtemp(dir="/dev/shm", prefix=f"cartera-{key}-"))
+    try:
+        sites = write_sites(tmp_path)
+        sites.write_text(sites.read_text().replace('inbox = "inbox"', f'inbox = "inbox"\n{key} = "{folder}"'))
+        yield sites, folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_a_file_the_archive_cannot_take_is_not_fetched_again(tmp_path: Path, open_node: Callable[..., Node]) -> None:
     """Round 20 I-F1: an archive folder on another filesystem (the rename fails with EXDEV) left each imported file
     in the inbox unremembered: every sync applied it again, an older file undoing the newer delivery. Any archive
     failure is now remembered as a symlinked archive is; ``check`` names the archive folder."""
-    if os.stat("/dev/shm").st_dev == tmp_path.stat().st_dev:
-        pytest.skip("/dev/shm is on the same filesystem as the test's directory")
-    archive = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="cartera-archive-"))
-    try:
-        sites = write_sites(tmp_path)
-        sites.write_text(sites.read_text().replace('inbox = "inbox"', f'inbox = "inbox"\narchive = "{archive}"'))
+    with folder_elsewhere(tmp_path, "archive") as (sites, archive):
         node = open_node(sites)
         inbox = tmp_path / "inbox"
         deliver(node, inbox, "b_enero.csv", ASSIGN_JAN)
@@ -185,5 +196,17 @@ def test_a_file_the_archive_cannot_take_is_not_fetched_again(tmp_path: Path, ope
         result = node.adapter("crm_sync", CrmSync).check()
         assert not result.ok
         assert str(archive) in result.detail
-    finally:
-        shutil.rmtree(archive, ignore_errors=True)
+
+
+def test_a_rejected_file_the_rejected_folder_cannot_take_is_not_rejected_again(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    """Round 20 I-F1, the rejected folder: refused by it (another filesystem), a rejected file stayed in the inbox
+    and was read and rejected again every sync, a new rejection report each time; it is remembered instead."""
+    with folder_elsewhere(tmp_path, "rejected") as (sites, rejected):
+        node = open_node(sites)
+        (tmp_path / "inbox" / "malo.csv").write_text("no;es;una;cabecera\n1;2;3;4\n", encoding="utf-8")
+        runs = [node.creditor_sync().run_once() for _ in range(3)]
+        assert [len(run.rejected) for run in runs] == [1, 0, 0]
+        assert (tmp_path / "inbox" / "malo.csv").exists()
+        assert list(rejected.iterdir()) == []

@@ -114,16 +114,12 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
                     )
                 continue
             identity = read_identity(batch)
-            if not (config.keep_files and self._remembered(identity)) and not self._unarchived(identity):
+            if not self._remembered(identity):  # kept (keep_files) or left in the inbox by a refused folder
                 yield batch
 
     def _remembered(self, identity: FileIdentity | None) -> bool:
-        """Whether the file of this identity was imported or rejected and kept in the inbox."""
+        """Whether the file of this identity was imported or rejected and kept (or left) in the inbox."""
         return identity is not None and (self._ledger.holds(identity) or self._rejected.holds(identity))
-
-    def _unarchived(self, identity: FileIdentity | None) -> bool:
-        """Whether the file of this identity was imported and left in the inbox, its archive folder refused."""
-        return identity is not None and self._ledger.holds(identity)
 
     def _read_inbox(self, path: Path) -> AssignmentBatch:
         """An inbox file as a batch, opened (on every pass) only while it is a regular file, never through a
@@ -163,6 +159,8 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         path = self._unchanged(batch, "crm_sync.csv.changed_after_rejection")
         if path is not None and (target := self._move(path, self.config.rejected_dir)) is not None:
             event(self.context.log, "crm_sync.csv.set_aside", file=str(path), to=str(target))
+        elif path is not None:  # left in the inbox: remembered, so it is not read (and rejected) again each sync
+            self._rejected.add(batch.content_sha256, read_identity(batch), batch.source)
 
     def _move(self, path: Path, folder: Path) -> Path | None:
         """``path`` moved into ``folder``; a folder the creditor made a symlink (into another creditor's inbox,
