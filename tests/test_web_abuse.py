@@ -425,12 +425,8 @@ def sign_in_burst(port: int) -> list[int]:
         return list(pool.map(lambda user: post_login(port, user, PASSWORD), ["ana", "beto", "carla", "otro"] * 20))
 
 
-def test_a_shed_request_writes_nothing_to_the_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A burst's shed requests must not queue for SQLite's write lock in the scheduled jobs' way."""
-    config = web_settings(tmp_path, "workers = 1\nqueue = 0")
-    node = Node.open(config, "t", load_plugins(entry_points=False))
+def held_password_checks(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Password checks that wait (at most 30 s) for the second event once they have set the first."""
     checking, release = threading.Event(), threading.Event()
     authenticate = UserDirectory.authenticate
 
@@ -440,6 +436,16 @@ def test_a_shed_request_writes_nothing_to_the_store(
         return authenticate(directory, name, password)
 
     monkeypatch.setattr(UserDirectory, "authenticate", slow)
+    return checking, release
+
+
+def test_a_shed_request_writes_nothing_to_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A burst's shed requests must not queue for SQLite's write lock in the scheduled jobs' way."""
+    config = web_settings(tmp_path, "workers = 1\nqueue = 0")
+    node = Node.open(config, "t", load_plugins(entry_points=False))
+    checking, release = held_password_checks(monkeypatch)
     try:
         site = Site(node, seed(node, tmp_path / "spool"), config)
         with served(node) as port, ThreadPoolExecutor(1) as pool:

@@ -10,9 +10,9 @@ import threading
 import httpx
 import pytest
 
-from cartera.users.directory import UserDirectory
 from tests import test_agent_page
 from tests.test_agent_page import Site, page_csrf, signed_in, stream
+from tests.test_web_abuse import held_password_checks
 
 site = test_agent_page.site  # the running node: one page worker, no queue
 
@@ -25,13 +25,6 @@ def test_a_sign_in_flood_does_not_shed_a_signed_in_agents_state_changes(
     agent = signed_in(site.base, "ana")
     csrf = page_csrf(agent)
     events, stop = stream(agent, "/agent/events")
-    checking, release = threading.Event(), threading.Event()
-    authenticate = UserDirectory.authenticate
-
-    def slow(directory: UserDirectory, name: str, password: str) -> object:
-        checking.set()
-        release.wait(30)
-        return authenticate(directory, name, password)
 
     def stranger_signs_in() -> int:
         with httpx.Client(base_url=site.base, timeout=30) as stranger:
@@ -41,9 +34,9 @@ def test_a_sign_in_flood_does_not_shed_a_signed_in_agents_state_changes(
             data = {"user": "ana", "password": "wrong", "csrf": found.group(1)}
             return stranger.post("/login", data=data).status_code
 
+    checking, release = held_password_checks(monkeypatch)
     try:
         events.next("agent_state")
-        monkeypatch.setattr(UserDirectory, "authenticate", slow)
         statuses: list[int] = []
         holder = threading.Thread(target=lambda: statuses.append(stranger_signs_in()))
         holder.start()  # holds the anonymous lane's only worker while its password is checked
