@@ -13,6 +13,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import os
 import socket
 import threading
 import time
@@ -36,9 +37,10 @@ class RequestDeadline:
         self._watchdog = watchdog
         self._socket: socket.socket | None = None
 
-    def watch(self, sock: socket.socket) -> None:
-        """The request now runs on ``sock`` (called from the request's thread, on connecting or on reuse)."""
-        twin = socket.fromfd(sock.fileno(), sock.family, sock.type)
+    def watch(self, sock: socket.socket | int) -> None:
+        """The request now runs on ``sock``, a socket or a driver's file descriptor (called from the request's
+        thread, on connecting or on reuse)."""
+        twin = socket.socket(fileno=os.dup(sock if isinstance(sock, int) else sock.fileno()))
         with self._watchdog.lock:
             old, self._socket = self._socket, twin
             if self.expired:  # it passed while connecting

@@ -8,8 +8,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
-import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -290,13 +288,8 @@ class _Statements:
         return self._expired
 
     def _watch(self) -> None:
-        if self._fd is None:
-            return
-        twin = socket.socket(fileno=os.dup(self._fd))  # the deadline holds a duplicate of its own; the fd is psycopg's
-        try:
-            self._deadline.watch(twin)
-        finally:
-            twin.close()
+        if self._fd is not None:
+            self._deadline.watch(self._fd)
 
 
 class CreditorDatabase:
