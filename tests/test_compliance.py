@@ -313,6 +313,16 @@ def test_us_number_in_many_zones_takes_the_most_restrictive_reading() -> None:
     assert not gate("us").evaluate(subject(US_TOLL_FREE), decision.next_allowed_at - timedelta(seconds=1)).allowed
 
 
+def test_next_allowed_time_rereads_zones_that_agreed_until_a_dst_change() -> None:
+    # A Colombian number at an address in New York: on Sunday 8 March 2026 at 00:00 UTC both zones read UTC-5,
+    # by Monday morning New York is on EDT (UTC-4). Monday opens at 07:00 in Bogotá (12:00 UTC), which is
+    # 08:00 in New York, not New York's 07:00 (11:00 UTC, 06:00 in Bogotá).
+    debtor = subject(CO_MOBILE, timezone="America/New_York")
+    decision = gate("co").evaluate(debtor, datetime(2026, 3, 8, 0, 0, tzinfo=UTC))
+    denied(decision, Reason.OUTSIDE_CONTACT_WINDOW, until=datetime(2026, 3, 9, 7, 0, tzinfo=BOGOTA))
+    assert gate("co").evaluate(debtor, datetime(2026, 3, 9, 7, 0, tzinfo=BOGOTA)).allowed
+
+
 def test_us_address_zone_beats_the_area_code() -> None:
     at = datetime(2026, 11, 23, 21, 30, tzinfo=NEW_YORK)  # 18:30 in Los Angeles
     assert not gate("us").evaluate(subject(US_NYC), at).allowed

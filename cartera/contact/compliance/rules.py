@@ -252,7 +252,9 @@ class Window:
         for _ in range(_SEARCH_DAYS):
             moment = Moment(ts, zones)
             later = self._next_open(hours, moment, region)
-            if later is None or later == ts or len(moment.days) == 1:  # one zone: its opening is open
+            # one zone: its opening is open. Zones that share an offset now may not at ``later`` (a DST change
+            # between), so several zones are read again until they agree.
+            if later is None or later == ts or len(zones) == 1:
                 return later
             ts = later
         return None
