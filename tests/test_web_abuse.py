@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import http.client
 import logging
-import multiprocessing
 import os
 import sys
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
@@ -419,12 +418,6 @@ def test_signing_in_again_ends_the_older_sessions(site: Site) -> None:
         assert session.scalars(select(WebSession)).all() == [], "disabling a user ends its sessions"
 
 
-def sign_in_burst(port: int) -> list[int]:
-    """40 parallel sign-ins with the right password (in a process of its own, as clients are)."""
-    with ThreadPoolExecutor(40) as pool:
-        return list(pool.map(lambda user: post_login(port, user, PASSWORD), ["ana", "beto", "carla", "otro"] * 20))
-
-
 def held_password_checks(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
     """Password checks that wait (at most 30 s) for the second event once they have set the first."""
     checking, release = threading.Event(), threading.Event()
@@ -498,33 +491,50 @@ def test_a_sign_in_hashes_below_the_nodes_priority_and_writes_at_it(
     assert seen == {"hash": min(thread_priority() + NICENESS, 19), "store": thread_priority()}
 
 
-def test_a_burst_of_sign_ins_skips_no_scheduled_job(tmp_path: Path) -> None:
+def test_a_burst_of_sign_ins_skips_no_scheduled_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a burst of sign-ins fills the web workers and every password check is held, each scheduled job
+    keeps running: counted runs, not a wall-clock figure, so a busy machine only makes it wait longer. (The
+    hashing threads' lower CPU priority is test_a_sign_in_hashes_below_the_nodes_priority_and_writes_at_it.)"""
     config = write_sites(tmp_path)  # the jobs at their default pace: a tick a second, archival as often
     config.write_text(config.read_text().replace("tick_seconds = 0.2", "tick_seconds = 1").replace("= 0.5", "= 1"))
     node = Node.open(config, "t", load_plugins(entry_points=False))
     seed(node, tmp_path / "spool")
-    missed: list[str] = []
-    runner = threading.Thread(target=node.run, kwargs={"duration": 120})
+    checking, release = held_password_checks(monkeypatch)
+    runs: dict[str, int] = {}
+    ran = threading.Condition()
+
+    def count(executed: JobExecutionEvent) -> None:
+        with ran:
+            runs[executed.job_id] = runs.get(executed.job_id, 0) + 1
+            ran.notify_all()
+
+    runner = threading.Thread(target=node.run, kwargs={"duration": 300})
     runner.start()
     try:
         for _ in range(500):
-            scheduler = node.lifecycle.scheduler  # the node's own scheduler, to listen to its missed runs
+            scheduler = node.lifecycle.scheduler  # the node's own scheduler, to count its runs
             if scheduler is not None and node.scheduler_running:
                 break
             runner.join(0.02)
         assert scheduler is not None
-        runner.join(2)  # the jobs' first runs (startup) are not what this measures
-        scheduler.add_listener(lambda e: missed.append(e.job_id), EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as client:
-            statuses = client.submit(sign_in_burst, node.site.section.web.port).result(timeout=120)
+        jobs = [job.id for job in scheduler.get_jobs() if job.id in ("archive_recordings", "campaign_tick")]
+        with ThreadPoolExecutor(40) as clients:
+            burst = clients.map(lambda u: post_login(node.site.section.web.port, u, PASSWORD), ["ana", "beto"] * 20)
+            assert checking.wait(30), "no sign-in reached its password check"
+            scheduler.add_listener(count, EVENT_JOB_EXECUTED)
+            with ran:  # three more runs of each job while every sign-in waits on its held password check
+                everyone_ran = ran.wait_for(lambda: all(runs.get(job, 0) >= 3 for job in jobs), timeout=25)
+            release.set()
+            statuses = list(burst)
     finally:
+        release.set()
         node.stop()
         runner.join(60)
         node.close()
-    assert missed == [], "a scheduled job waited on the web pages"
-    # 429: ten parallel tries of one user from one address claim more than the pair's free checks at once
+    assert len(jobs) == 2, scheduler.get_jobs()
+    assert everyone_ran, f"a scheduled job waited on the web pages: runs while sign-ins were held {runs}"
     assert set(statuses) <= {303, 429, 503}
-    assert statuses.count(303) >= 4
+    assert 303 in statuses
 
 
 def test_a_crash_is_one_traceback_and_a_clean_500(
