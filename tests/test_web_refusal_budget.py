@@ -5,6 +5,7 @@ an unknown path, a missing static file or the agent's stream wrote an audit row,
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -72,7 +73,10 @@ def test_strangers_recordings_requests_and_throttled_sign_ins_have_budgets_of_th
     """Round 17: anonymous requests under /recordings were audited each, and so was each sign-in refused while
     locked: one client added ~260 rows a second through either. Each has a budget per address of its own, so a
     flood of unknown paths still leaves a stranger's first recordings requests audited."""
-    app = build_app(site.node.web_services())
+    services = site.node.web_services()
+    frozen = datetime.now(UTC)  # sign-in throttling's time stands still: a slow machine does not end a delay
+    services.throttle.now = lambda: frozen
+    app = build_app(services)
     app.state.refusal_audit.budget.clock = Clock()
     stranger = TestClient(app, raise_server_exceptions=False)
     for _ in range(2 * PER_MINUTE):
