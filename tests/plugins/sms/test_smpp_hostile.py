@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from cartera.core.models import SmsMessage, SmsState
+from cartera.core.store.schema import InboundSmsRow, SmsOptOut
 from cartera.core.testing.context import CapturingContext
+from cartera.node import Node
 from cartera.plugins.sms.smpp.config import SmppConfig
 from cartera.plugins.sms.smpp.plugin import SmppGateway, _Concatenation
+from tests.conftest import write_sites
 from tests.peers.jasmin import _recv
 from tests.peers.net import wait_until
 
@@ -310,3 +314,87 @@ def test_a_flood_of_drops_is_one_log_line_a_minute(caplog: pytest.LogCaptureFixt
         joiner.add("+573009", (1, 2, 1), "x")
     dropped = [r.fields for r in caplog.records if r.getMessage() == "smpp.mo_parts_dropped"]  # type: ignore[attr-defined]
     assert [(d["reason"], d["dropped"]) for d in dropped] == [("too many in all", 1), ("too many in all", 990)]
+
+
+# --- MO text no store can keep (round 21 C-F1) ------------------------------------------------------------
+
+ESME_RX_P_APPN = 0x65  # "permanent application error": the SMSC does not redeliver
+SENDER = b"573001112222"
+
+
+def _deliver_sm(sender: bytes, data_coding: int, short: bytes, sequence: int) -> bytes:
+    # service_type, source ton/npi/addr, dest ton/npi/addr, esm_class, protocol_id, priority, schedule,
+    # validity, registered_delivery, replace_if_present, data_coding, sm_default_msg_id, sm_length
+    body = b"\x00\x01\x01" + sender + b"\x00\x01\x01Cartera\x00" + b"\x00\x00\x00\x00\x00\x00\x00"
+    return pdu(DELIVER_SM, sequence, body + bytes([data_coding, 0, len(short)]) + short)
+
+
+#: The red team's three texts holding a NUL once decoded (UCS-2 ``00 00``, 8-bit and Latin-1 ``0x00``), by sequence.
+UNKEEPABLE = {
+    501: (0x08, "BAJA".encode("utf-16-be") + b"\x00\x00"),
+    502: (0x04, b"BAJA\x00"),
+    503: (0x03, b"BAJA\x00x"),
+}
+KEPT = 504  # a plain "Baja" after them, taken
+
+
+def _mo_with_nuls() -> bytes:
+    refused = b"".join(_deliver_sm(SENDER, coding, short, sequence) for sequence, (coding, short) in UNKEEPABLE.items())
+    return refused + _deliver_sm(SENDER, 0x00, b"Baja", KEPT)
+
+
+def _statuses(smsc: FakeSmsc) -> dict[int, int]:
+    return {sequence: status for command, status, sequence in smsc.responses if command == DELIVER_SM | RESPONSE}
+
+
+def test_an_mo_holding_a_nul_is_refused_for_good_and_logged_once(
+    smsc_with: Callable[[Hostile], FakeSmsc], gateways: Any, context: CapturingContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A NUL no store keeps (PostgreSQL refuses it): answered a permanent error, never "temporary, retry later"."""
+    smsc = smsc_with(_on_first_session(_mo_with_nuls()))
+    with caplog.at_level(logging.WARNING):
+        gateways(_config(smsc.port), context)
+        wait_until(lambda: len(_statuses(smsc)) == len(UNKEEPABLE) + 1, "every deliver_sm_resp")
+    assert _statuses(smsc) == {**dict.fromkeys(UNKEEPABLE, ESME_RX_P_APPN), KEPT: 0}
+    assert [(m.phone, m.text) for m in context.inbound] == [("+573001112222", "Baja")]
+    refused = [r.fields for r in caplog.records if r.getMessage() == "smpp.mo_refused"]  # type: ignore[attr-defined]
+    assert [r["reason"] for r in refused] == ["a NUL character"] * len(UNKEEPABLE)
+    assert "smpp.deliver_failed" not in caplog.text
+    assert "BAJA" not in caplog.text  # a debtor's text is never logged
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest) -> str | None:
+    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+
+
+def test_a_node_refuses_the_same_mo_on_either_store(
+    smsc_with: Callable[[Hostile], FakeSmsc],
+    store: str | None,
+    tmp_path: Path,
+    open_node: Callable[..., Node],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through a node: SQLite stored the NUL, PostgreSQL refused it and the SMSC was told to retry for ever; on
+    both the text is now refused for good and the plain one after it opts the phone out."""
+    smsc = smsc_with(_on_first_session(_mo_with_nuls()))
+    monkeypatch.setenv("SMPP_PASSWORD", "smpp-secret")
+    site = write_sites(tmp_path, database=store)
+    sms = f'plugin = "smpp"\nhost = "127.0.0.1"\nport = {smsc.port}\nsystem_id = "acct"\n'
+    sms += 'password = "${SMPP_PASSWORD}"\nsource_addr = "85432"\nfsync = false\n'
+    text = site.read_text().replace('plugin = "outbox"\npath = "sms/outbox.jsonl"\n', sms)
+    site.write_text(text.replace("tick_seconds = 0.2", "enabled = false\ntick_seconds = 0.2"))
+    node = open_node(site)
+    runner = threading.Thread(target=node.run, kwargs={"duration": 60})
+    runner.start()
+    try:
+        wait_until(lambda: len(_statuses(smsc)) == len(UNKEEPABLE) + 1, "every deliver_sm_resp")
+    finally:
+        node.stop()
+        runner.join(30)
+    assert _statuses(smsc) == {**dict.fromkeys(UNKEEPABLE, ESME_RX_P_APPN), KEPT: 0}
+    with node.db.session() as session:
+        inbound = [(row.phone, row.text, row.opt_out) for row in session.scalars(sa.select(InboundSmsRow))]
+        opted_out = session.get(SmsOptOut, "+573001112222") is not None
+    assert inbound == [("+573001112222", "Baja", "BAJA")]
+    assert opted_out

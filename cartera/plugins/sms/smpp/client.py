@@ -29,6 +29,7 @@ from cartera.plugins.sms.smpp.config import SmppConfig
 
 ESME_ROK: int = smpplib.consts.SMPP_ESME_ROK
 ESME_RX_T_APPN: int = smpplib.consts.SMPP_ESME_RX_T_APPN  # "temporary application error": the SMSC retries later
+ESME_RX_P_APPN: int = smpplib.consts.SMPP_ESME_RX_P_APPN  # "permanent application error": the SMSC gives it up
 ESME_RINVCMDID: int = smpplib.consts.SMPP_ESME_RINVCMDID  # "invalid command ID": the generic_nack status
 _POLL_S = 0.2
 _HEADER = 16  # command_length, command_id, command_status, sequence_number

@@ -34,8 +34,9 @@ from cartera.plugin import (
     SmsSubmitResult,
     event,
     hookimpl,
+    unkeepable,
 )
-from cartera.plugins.sms.smpp.client import ESME_ROK, InDoubt, LinkDown, SmppLink, status_text
+from cartera.plugins.sms.smpp.client import ESME_ROK, ESME_RX_P_APPN, InDoubt, LinkDown, SmppLink, status_text
 from cartera.plugins.sms.smpp.config import SmppConfig
 from cartera.plugins.sms.smpp.ledger import MessageRecord, SubmitLedger
 from cartera.plugins.sms.smpp.text import (
@@ -314,7 +315,15 @@ class SmppGateway(SmsGateway[SmppConfig]):
             return ESME_ROK
         user_data = split_udh(payload, pdu.esm_class)
         phone = _phone(pdu.source_addr.decode("ascii", "replace"), pdu.source_addr_ton)
-        text = self._inbound.add(phone, user_data.concat, decode_text(user_data.payload, pdu.data_coding))
+        part = decode_text(user_data.payload, pdu.data_coding)
+        problem = unkeepable(phone) or unkeepable(part)  # the rule the Kannel MO route and the web guard apply
+        if problem:
+            # No store can keep it (PostgreSQL refuses a NUL, UTF-8 a lone surrogate), now or on any redelivery: a
+            # permanent error, so the SMSC gives it up instead of retrying until its validity ends (round 21 C-F1).
+            event(self._log, "smpp.mo_refused", logging.WARNING, reason=problem, command=pdu.command,
+                  data_coding=pdu.data_coding)  # fmt: skip
+            return ESME_RX_P_APPN
+        text = self._inbound.add(phone, user_data.concat, part)
         if text is not None:
             self.context.report_inbound(InboundSms(phone=phone, text=text, received_at=self.context.clock.now()))
         return ESME_ROK
