@@ -22,18 +22,18 @@ pytestmark = pytest.mark.abuse
 
 CHILD = textwrap.dedent(
     """
-    import resource, sys
+    import logging, resource, sys
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from cartera.plugin import FileIdentity
-    from cartera.plugins.crm_sync.csv_dir.client import Ledger
+    from cartera.plugin import SetAsideFiles
     from cartera.plugins.sms.outbox.client import OutboxFile
     from cartera.plugins.sms.smpp.ledger import SubmitLedger
 
     outbox_path, ledger_path, kept_path = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     at = datetime(2026, 12, 5, tzinfo=UTC)
+    NAMES = ("uno", "dos", "tres")
 
 
     def limited(path, call, room=100):
@@ -72,18 +72,19 @@ CHILD = textwrap.dedent(
     ledger.sent(3, 1, 1)
     ledger.close()
 
-    kept = Ledger(kept_path)
-    kept.add("a" * 64, FileIdentity(1, 1, 1, 1, 1), "/inbox/uno.csv")
-    limited(kept_path, lambda: kept.add("b" * 64, FileIdentity(2, 2, 2, 2, 2), "/inbox/dos.csv"), room=10)
-    kept.add("c" * 64, FileIdentity(3, 3, 3, 3, 3), "/inbox/tres.csv")
-    print("holds", [kept.holds(FileIdentity(n, n, n, n, n)) for n in (1, 2, 3)])
+    # the csv/sftp_csv memory of files left in the inbox: rewritten whole, so a failed write leaves it as it was
+    kept = SetAsideFiles(kept_path, logging.getLogger())
+    kept.remember("/inbox/uno.csv", "1", "a" * 64, "imported")
+    limited(kept_path, lambda: kept.remember("/inbox/dos.csv", "2", "b" * 64, "imported"), room=10)
+    kept.remember("/inbox/tres.csv", "3", "c" * 64, "imported")
+    print("holds", [kept.get(f"/inbox/{name}.csv", str(n)) is not None for n, name in enumerate(NAMES, 1)])
     """
 )
 
 
 def test_a_failed_append_leaves_the_outbox_and_the_ledgers_as_they_were(tmp_path: Path) -> None:
     outbox, ledger = tmp_path / "sms-outbox.jsonl", tmp_path / "smpp" / "submit-ledger.jsonl"
-    kept = tmp_path / "acknowledged.sha256"
+    kept = tmp_path / "set-aside.json"
     ledger.parent.mkdir()
     result = subprocess.run(
         [sys.executable, "-c", CHILD, str(outbox), str(ledger), str(kept)],

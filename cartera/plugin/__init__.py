@@ -95,6 +95,13 @@ from cartera.portfolio.files.config import (
     CsvFormatConfig,
 )
 from cartera.portfolio.files.reader import AssignmentReader, FileIdentity, read_identity, read_local
+from cartera.portfolio.files.set_aside import (
+    SET_ASIDE_FILE,
+    SetAsideFile,
+    SetAsideFiles,
+    SetAsideKind,
+    local_identity,
+)
 from cartera.portfolio.files.values import AmbiguousColumn, find_column, header_key
 from cartera.portfolio.files.writer import (
     activities_writer,
@@ -120,6 +127,7 @@ __all__ = [
     "MASK",
     "PAYMENT_REF_MAX",
     "PLUGIN_PREFIX",
+    "SET_ASIDE_FILE",
     "UCS2",
     "Activity",
     "ActivityKind",
@@ -175,6 +183,9 @@ __all__ = [
     "RowError",
     "Seat",
     "SeatState",
+    "SetAsideFile",
+    "SetAsideFiles",
+    "SetAsideKind",
     "SettingError",
     "SmsGateway",
     "SmsMessage",
@@ -200,6 +211,7 @@ __all__ = [
     "fsync_dir",
     "header_key",
     "hookimpl",
+    "local_identity",
     "local_request",
     "normalize",
     "open_regular",

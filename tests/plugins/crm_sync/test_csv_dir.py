@@ -6,6 +6,7 @@ import codecs
 import csv
 import hashlib
 import io
+import json
 import logging
 import os
 import shutil
@@ -50,6 +51,7 @@ from cartera.plugins.crm_sync.csv_dir.plugin import CsvDirSync, cartera_register
 from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.files import reader as reader_module
 from cartera.portfolio.files.config import ColumnsConfig
+from cartera.portfolio.files.set_aside import SetAsideFiles
 from cartera.portfolio.files.values import parse_amount
 from cartera.portfolio.importer import AssignmentImporter
 from cartera.portfolio.sync import CreditorSync
@@ -126,10 +128,8 @@ class TestCsvDirConformance(CrmSyncConformance):
 
         def set_aside() -> list[bytes]:
             if crm.config.keep_files:
-                ledger = crm.context.data_dir / "rejected.sha256"
-                hashes = (
-                    {line.split(" ", 1)[0] for line in ledger.read_text().splitlines()} if ledger.exists() else set()
-                )
+                store = SetAsideFiles(crm.context.data_dir / "set-aside.json", logging.getLogger())
+                hashes = {kept.sha256 for kept in store.sources().values() if kept.kind == "rejected"}
                 files = sorted(crm.config.inbox.glob("*.csv"))
                 return [path.read_bytes() for path in files if hashlib.sha256(path.read_bytes()).hexdigest() in hashes]
             folder = crm.config.rejected_dir
@@ -507,14 +507,85 @@ def test_keep_files_remembers_acknowledged_content(tmp_path: Path) -> None:
     (batch,) = sync.fetch()
     sync.acknowledge(batch)
     assert sorted(p.name for p in inbox.iterdir()) == ["a.csv"]
-    ledger = (tmp_path / "data" / "acknowledged.sha256").read_text(encoding="utf-8")
+    stored = json.loads((tmp_path / "data" / "set-aside.json").read_text(encoding="utf-8"))
     status = (inbox / "a.csv").stat()
     identity = f"{status.st_dev}:{status.st_ino}:{status.st_size}:{status.st_mtime_ns}:{status.st_ctime_ns}"
-    assert ledger == f"{batch.content_sha256}  {identity}  {inbox / 'a.csv'}\n"
+    assert stored == {
+        "files": [
+            {"source": str(inbox / "a.csv"), "identity": identity, "sha256": batch.content_sha256, "kind": "imported"}
+        ]
+    }
     assert list(make_sync(tmp_path, keep_files=True).fetch()) == []
     with (inbox / "a.csv").open("a", encoding="utf-8") as stream:
         stream.write("CR-13,Ana,3001234567,1\n")
     assert [len(list(b.items)) for b in sync.fetch()] == [4]
+    assert SetAsideFiles(tmp_path / "data" / "set-aside.json", logging.getLogger()).sources() == {}  # changed
+
+
+def test_files_set_aside_are_forgotten_once_gone_from_the_inbox_and_never_while_there(tmp_path: Path) -> None:
+    """The memory of files kept in the inbox is bounded by the inbox, not by age: a file still there is never
+    forgotten (fetched again it would be applied again after a later delivery), one gone is."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    sync = make_sync(tmp_path, keep_files=True)
+    for name in ("a.csv", "b.csv"):
+        shutil.copy(FIXTURES / "plain_comma.csv", inbox / name)
+    for batch in list(sync.fetch()):
+        sync.acknowledge(batch)
+    (inbox / "wrong.csv").write_text(WRONG_HEADER, encoding="utf-8")
+    (rejected,) = sync.fetch()
+    sync.reject(rejected)
+    store = SetAsideFiles(tmp_path / "data" / "set-aside.json", logging.getLogger())
+    assert {Path(source).name: kept.kind for source, kept in store.sources().items()} == {
+        "a.csv": "imported",
+        "b.csv": "imported",
+        "wrong.csv": "rejected",
+    }
+    (inbox / "a.csv").unlink()
+    (inbox / "wrong.csv").rename(tmp_path / "wrong.csv")
+    assert list(sync.fetch()) == []
+    assert [Path(source).name for source in store.sources()] == ["b.csv"]
+    shutil.rmtree(inbox)  # an inbox that is not there (an unmounted share) forgets nothing
+    assert list(sync.fetch()) == []
+    assert [Path(source).name for source in store.sources()] == ["b.csv"]
+
+
+@pytest.mark.parametrize("keep_files", [False, True])
+def test_a_node_upgraded_in_place_fetches_none_of_the_files_its_old_ledgers_remembered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, keep_files: bool
+) -> None:
+    """An earlier version remembered files left in the inbox in acknowledged.sha256 and rejected.sha256 (lines
+    ``sha256  device:inode:size:mtime_ns:ctime_ns  source``): the new plugin takes them over once, so none of those
+    files is fetched (and applied) again after the upgrade; a file changed since is a new delivery."""
+    caplog.set_level(logging.INFO)
+    inbox, data = tmp_path / "inbox", tmp_path / "data"
+    inbox.mkdir()
+    data.mkdir()
+    shutil.copy(FIXTURES / "plain_comma.csv", inbox / "kept.csv")
+    (inbox / "wrong.csv").write_text(WRONG_HEADER, encoding="utf-8")
+    shutil.copy(FIXTURES / "plain_comma.csv", inbox / "changed.csv")
+
+    def line(name: str) -> str:
+        path = inbox / name
+        status = path.stat()
+        identity = f"{status.st_dev}:{status.st_ino}:{status.st_size}:{status.st_mtime_ns}:{status.st_ctime_ns}"
+        return f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {identity}  {path}\n"
+
+    (data / "acknowledged.sha256").write_text(
+        f"{'0' * 64}  1:2:3:4:5  {inbox / 'kept.csv'}\n{line('kept.csv')}{line('changed.csv')}{'1' * 64}  /elsewhere\n"
+    )
+    shutil.copy(FIXTURES / "plain_comma.csv", inbox / "replaced.csv")  # rejected once, then imported corrected
+    (data / "rejected.sha256").write_text(f"{line('wrong.csv')}{'2' * 64}  9:9:9:9:9  {inbox / 'replaced.csv'}\n")
+    with (data / "acknowledged.sha256").open("a", encoding="utf-8") as stream:
+        stream.write(line("replaced.csv"))
+    with (inbox / "changed.csv").open("a", encoding="utf-8") as stream:
+        stream.write("CR-13,Ana,3001234567,1\n")
+    sync = make_sync(tmp_path, keep_files=keep_files)
+    assert [Path(batch.source).name for batch in sync.fetch()] == ["changed.csv"]
+    assert not (data / "acknowledged.sha256").exists()
+    assert not (data / "rejected.sha256").exists()
+    assert "crm_sync.set_aside.upgraded" in [record.getMessage() for record in caplog.records]
+    assert [Path(batch.source).name for batch in make_sync(tmp_path, keep_files=keep_files).fetch()] == ["changed.csv"]
 
 
 def test_check_counts_waiting_files_and_names_missing_dirs(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -27,7 +28,6 @@ from cartera.core.store.database import Database
 from cartera.core.store.schema import Account
 from cartera.core.testing.context import CapturingContext
 from cartera.core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
-from cartera.plugins.crm_sync.sftp_csv import plugin as sftp_plugin
 from cartera.plugins.crm_sync.sftp_csv.client import FileTooLarge, RemoteFile, SftpError, SftpSession, _describe
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 from cartera.plugins.crm_sync.sftp_csv.plugin import SftpCsvSync
@@ -300,23 +300,44 @@ def test_a_connection_drop_between_the_import_and_the_archive_rename_leaves_the_
 
 
 @pytest.mark.abuse
-def test_the_unarchived_files_remembered_are_bounded_and_a_broken_state_file_is_warned_about(
-    tmp_path: Path,
-    make_sync: Callable[..., SftpCsvSync],
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+def test_a_node_upgraded_in_place_fetches_no_file_its_unarchived_json_remembered(
+    sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync], caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(sftp_plugin, "UNARCHIVED_LIMIT", 2)
+    """An earlier version remembered an imported file whose archive rename failed in unarchived.json (remote name,
+    size, mtime, sha256): the new plugin takes it over once, so the withdrawal left on the server is not applied
+    again after the upgrade (it would undo the later re-assignment); its rename is retried instead."""
+    caplog.set_level(logging.INFO)
+    header = "cuenta;nombre;telefono1;saldo;moneda;accion\n"
     sync = make_sync()
-    for name in ("a.csv", "b.csv", "c.csv"):
-        remote = RemoteFile(f"/inbox/{name}", 10, 1, True)
-        sync._remember_unarchived(f"sftp://x{remote.path}", sftp_plugin._Fetched(remote, tmp_path / name, "0" * 64))
-    state = tmp_path / "data" / "unarchived.json"
-    assert [entry["path"] for entry in json.loads(state.read_text())] == ["/inbox/b.csv", "/inbox/c.csv"]
-    assert sorted(make_sync()._unarchived) == ["sftp://x/inbox/b.csv", "sftp://x/inbox/c.csv"]
-    state.write_text("{not json")
-    assert make_sync()._unarchived == {}
-    assert "crm_sync.sftp.unarchived_unreadable" in [r.getMessage() for r in caplog.records]
+    job = cycle(sync, db, hooks)
+    deliver(sshd, "marzo.csv", header + "BCO-1;Ana Perez;3001234567;90000;COP;asignar\n")
+    assert len(job.run_once().imports) == 1
+    retiro = deliver(sshd, "retiro.csv", header + "BCO-1;Ana Perez;3001234567;90000;COP;retirar\n")
+    status = retiro.stat()
+    state = sync.context.data_dir / "unarchived.json"
+    state.write_text(
+        json.dumps(
+            [
+                {
+                    "source": f"{sync._session.where}/inbox/retiro.csv",
+                    "path": "/inbox/retiro.csv",
+                    "size": status.st_size,
+                    "mtime": int(status.st_mtime),
+                    "sha256": hashlib.sha256(retiro.read_bytes()).hexdigest(),
+                }
+            ]
+        )
+    )
+    job = cycle(make_sync(), db, hooks)
+    assert not state.exists()
+    run = job.run_once()
+    assert (run.imports, run.failed) == ([], [])
+    with db.session() as session:
+        assert session.execute(select(Account.status)).scalars().all() == ["active"]
+    assert sorted(p.name for p in (sshd.jail / "inbox" / "imported").iterdir()) == ["marzo.csv", "retiro.csv"]
+    logged = [r.getMessage() for r in caplog.records]
+    assert "crm_sync.set_aside.upgraded" in logged
+    assert logged.count("crm_sync.sftp.archived") == 2  # marzo at its import, retiro by the retry
 
 
 def test_bad_file_is_reported_once_set_aside_and_a_corrected_one_imports(

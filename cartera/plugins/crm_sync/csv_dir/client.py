@@ -1,4 +1,4 @@
-"""Local directories: waiting files, the archive and rejected folders, and the ledgers of files set aside."""
+"""Local directories: waiting files, the archive and rejected folders."""
 
 from __future__ import annotations
 
@@ -7,48 +7,15 @@ import errno
 import itertools
 import os
 import stat
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from cartera.plugin import FileIdentity, LineAppender, fsync_dir, open_regular
+from cartera.plugin import fsync_dir, open_regular
 
 _COMPARE_CHUNK = 1 << 16
-
-
-class Ledger:
-    """Files set aside in place: an append-only text file of ``sha256  identity  source`` lines, the identity
-    (device, inode, size, modification and change times) telling a file met again without reading it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-
-    def holds(self, identity: FileIdentity) -> bool:
-        """Whether a file of this identity (so of the same bytes) was set aside."""
-        key = _key(identity)
-        try:
-            with self.path.open(encoding="utf-8") as stream:
-                return any(line.split("  ", 2)[1:2] == [key] for line in stream)
-        except FileNotFoundError:
-            return False
-
-    def add(self, sha256: str, identity: FileIdentity | None, source: str) -> None:
-        line = f"{sha256}  {_key(identity)}  {source}\n" if identity is not None else f"{sha256}  {source}\n"
-        with self._lock:
-            appender = LineAppender(self.path)  # a line whose write fails is cut off, not glued to the next
-            try:
-                appender.append(line.encode("utf-8"))
-                os.fsync(appender.fileno())
-            finally:
-                appender.close()
-
-
-def _key(identity: FileIdentity) -> str:
-    return f"{identity.device}:{identity.inode}:{identity.size}:{identity.mtime_ns}:{identity.ctime_ns}"
 
 
 def inbox_entries(inbox: Path, pattern: str, *set_aside: Path) -> Iterator[tuple[Path, bool]]:

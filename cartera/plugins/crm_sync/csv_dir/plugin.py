@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from cartera.plugin import (
+    SET_ASIDE_FILE,
     Activity,
     AdapterRegistry,
     AssignmentBatch,
@@ -24,10 +25,14 @@ from cartera.plugin import (
     PluginConfig,
     PluginContext,
     RowError,
+    SetAsideFile,
+    SetAsideFiles,
+    SetAsideKind,
     activities_writer,
     event,
     export_name,
     hookimpl,
+    local_identity,
     open_regular,
     read_identity,
     read_local,
@@ -35,7 +40,7 @@ from cartera.plugin import (
     rejections_writer,
     write_atomically,
 )
-from cartera.plugins.crm_sync.csv_dir.client import FolderIsASymlink, Ledger, inbox_entries, move_into, write_new
+from cartera.plugins.crm_sync.csv_dir.client import FolderIsASymlink, inbox_entries, move_into, write_new
 from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
 
 
@@ -50,8 +55,9 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
     def __init__(self, config: CsvDirConfig, context: PluginContext) -> None:
         super().__init__(config, context)
         self._reader = AssignmentReader(config)
-        self._ledger = Ledger(context.data_dir / "acknowledged.sha256")
-        self._rejected = Ledger(context.data_dir / "rejected.sha256")
+        #: files imported or rejected but left in the inbox (keep_files, or a folder refused the move)
+        self._set_aside = SetAsideFiles(context.data_dir / SET_ASIDE_FILE, context.log)
+        self._set_aside.upgrade((context.data_dir / name for name in OLD_LEDGERS), _read_old_ledger, _current_identity)
         self._first_skip = FirstTime()  #: inbox entries that are not regular files are warned about once
 
     def start(self) -> None:
@@ -94,9 +100,16 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         ``keep_files`` a file set aside in place is left out by its identity, unread; the same bytes under a new
         identity (copied in again) are fetched, and the import, reading them once, finds them imported before (or,
         after a later delivery, applies them again). So is, always, an imported file its archive folder refused
-        (:meth:`acknowledge`): fetched again, it would be applied again after every later delivery."""
+        (:meth:`acknowledge`): fetched again, it would be applied again after every later delivery. The files
+        remembered so that the inbox no longer lists are forgotten (all of them only while the inbox is a
+        directory: an unmounted share forgets nothing)."""
         config = self.config
-        for path, regular in inbox_entries(config.inbox, config.pattern, config.archive_dir, config.rejected_dir):
+        entries = list(inbox_entries(config.inbox, config.pattern, config.archive_dir, config.rejected_dir))
+        if config.inbox.is_dir():
+            self._set_aside.forget_unlisted(
+                {str(path) for path, _ in entries}, prefix=os.path.join(str(config.inbox), "")
+            )
+        for path, regular in entries:
             if not regular:
                 if self._first_skip(path):
                     event(self.context.log, "crm_sync.csv.not_a_regular_file", logging.WARNING, file=str(path))
@@ -114,12 +127,14 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
                     )
                 continue
             identity = read_identity(batch)
-            if not self._remembered(identity):  # kept (keep_files) or left in the inbox by a refused folder
-                yield batch
+            if identity is None or self._set_aside.get(batch.source, local_identity(identity)) is None:
+                yield batch  # not kept (keep_files) nor left in the inbox by a refused folder, or changed since
 
-    def _remembered(self, identity: FileIdentity | None) -> bool:
-        """Whether the file of this identity was imported or rejected and kept (or left) in the inbox."""
-        return identity is not None and (self._ledger.holds(identity) or self._rejected.holds(identity))
+    def _remember(self, batch: AssignmentBatch, kind: SetAsideKind) -> None:
+        """Remember the inbox file ``batch`` was read from as left there, by its identity (and content hash)."""
+        identity = read_identity(batch)
+        if identity is not None:
+            self._set_aside.remember(batch.source, local_identity(identity), batch.content_sha256, kind)
 
     def _read_inbox(self, path: Path) -> AssignmentBatch:
         """An inbox file as a batch, opened (on every pass) only while it is a regular file, never through a
@@ -140,13 +155,13 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         With ``keep_files`` the file stays and its content hash and identity are remembered instead.
         """
         if self.config.keep_files:
-            self._ledger.add(batch.content_sha256, read_identity(batch), batch.source)
+            self._remember(batch, "imported")
             return
         path = self._unchanged(batch, "crm_sync.csv.changed_after_import")
         if path is not None and (target := self._move(path, self.config.archive_dir)) is not None:
             event(self.context.log, "crm_sync.csv.archived", file=str(path), to=str(target))
         elif path is not None:  # left in the inbox: remembered, so it is not fetched (and applied) again
-            self._ledger.add(batch.content_sha256, read_identity(batch), batch.source)
+            self._remember(batch, "imported")
 
     def reject(self, batch: AssignmentBatch) -> None:
         """Move the file into the rejected folder (a name already there is kept: the file gets a timestamp
@@ -154,13 +169,13 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         under the same name is fetched next time). With ``keep_files`` the file stays, its hash and identity
         remembered."""
         if self.config.keep_files:
-            self._rejected.add(batch.content_sha256, read_identity(batch), batch.source)
+            self._remember(batch, "rejected")
             return
         path = self._unchanged(batch, "crm_sync.csv.changed_after_rejection")
         if path is not None and (target := self._move(path, self.config.rejected_dir)) is not None:
             event(self.context.log, "crm_sync.csv.set_aside", file=str(path), to=str(target))
         elif path is not None:  # left in the inbox: remembered, so it is not read (and rejected) again each sync
-            self._rejected.add(batch.content_sha256, read_identity(batch), batch.source)
+            self._remember(batch, "rejected")
 
     def _move(self, path: Path, folder: Path) -> Path | None:
         """``path`` moved into ``folder``; a folder the creditor made a symlink (into another creditor's inbox,
@@ -227,6 +242,28 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
             rejections_writer(errors, self.config.export),
             self.config.file_mode,
         )
+
+
+OLD_LEDGERS = {"acknowledged.sha256": "imported", "rejected.sha256": "rejected"}
+"""The files set aside as an earlier version remembered them, taken over once (:meth:`SetAsideFiles.upgrade`)."""
+
+
+def _read_old_ledger(path: Path) -> Iterator[tuple[str, SetAsideFile]]:
+    """The entries of an earlier version's ledger: lines ``sha256  identity  source`` (a line without an identity,
+    of a batch not read from a file, never matched one: left out)."""
+    kind: SetAsideKind = "rejected" if OLD_LEDGERS[path.name] == "rejected" else "imported"
+    with path.open(encoding="utf-8") as stream:
+        for line in stream:
+            fields = line.rstrip("\n").split("  ", 2)
+            if len(fields) == 3 and line.endswith("\n"):
+                yield fields[2], SetAsideFile(fields[1], fields[0], kind)
+
+
+def _current_identity(source: str) -> str | None:
+    try:
+        return local_identity(FileIdentity.of(os.lstat(source)))
+    except OSError:
+        return None
 
 
 def _unmovable(inbox: Path, folder: Path) -> str | None:

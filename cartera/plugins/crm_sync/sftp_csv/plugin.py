@@ -3,9 +3,9 @@
 ``fetch`` downloads each waiting file into the adapter's data directory (so parsing streams a local file and
 the remote one is read once); ``acknowledge`` renames the remote file into the archive, ``reject`` (a file
 rejected whole) into the rejected folder, unless it changed since it was downloaded. An imported file whose
-archive rename fails is remembered (``unarchived.json`` in the data directory) and not fetched again while it is
-unchanged on the server: the rename is retried every sync instead. Exports and rejection reports are uploaded
-under a temporary name and renamed.
+archive rename fails is remembered (:class:`SetAsideFiles`, ``set-aside.json`` in the data directory) and not
+fetched again while it is unchanged on the server: the rename is retried every sync instead. Exports and
+rejection reports are uploaded under a temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 
 from cartera.plugin import (
+    SET_ASIDE_FILE,
     Activity,
     AdapterRegistry,
     AssignmentBatch,
@@ -33,6 +34,8 @@ from cartera.plugin import (
     PluginConfig,
     PluginContext,
     RowError,
+    SetAsideFile,
+    SetAsideFiles,
     activities_writer,
     event,
     export_name,
@@ -40,7 +43,6 @@ from cartera.plugin import (
     read_local,
     rejection_names,
     rejections_writer,
-    write_atomically,
 )
 from cartera.plugins.crm_sync.sftp_csv.client import (
     DownloadTooSlow,
@@ -60,9 +62,6 @@ class _Fetched:
     sha256: str  #: of the bytes downloaded (and imported)
 
 
-UNARCHIVED_LIMIT = 1000  #: imported files left on the server (archive refused) remembered at most; oldest dropped
-
-
 class SftpCsvSync(CrmSync[SftpCsvConfig]):
     """One creditor's CSV files on its SFTP server."""
 
@@ -79,8 +78,8 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         self._first_skip = FirstTime()  #: inbox entries that are not regular files are warned about once
         self._slow: set[str] = set()  #: files whose download was cut (download_timeout_s): tried after the others
         #: imported files whose archive rename failed, by source: path, size, mtime and sha256 of what was imported
-        self._unarchived_path = context.data_dir / "unarchived.json"
-        self._unarchived: dict[str, dict[str, Any]] = self._load_unarchived()
+        self._set_aside = SetAsideFiles(context.data_dir / SET_ASIDE_FILE, context.log)
+        self._set_aside.upgrade([context.data_dir / OLD_UNARCHIVED], _read_unarchived)
 
     def start(self) -> None:
         self._incoming.mkdir(parents=True, exist_ok=True)
@@ -116,7 +115,9 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         self._incoming.mkdir(parents=True, exist_ok=True)
         where = self._session.where
         waiting = self._session.waiting()
-        self._forget_gone({f"{where}{remote.path}" for remote in waiting})
+        self._set_aside.forget_unlisted(  # archived or removed by hand
+            {f"{where}{remote.path}" for remote in waiting}, prefix=f"{where}{posixpath.join(self.config.inbox, '')}"
+        )
         for remote in sorted(waiting, key=lambda found: f"{where}{found.path}" in self._slow):
             source = f"{where}{remote.path}"
             if not remote.utf8:
@@ -187,7 +188,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
             return
         try:
             if remember:
-                self._remember_unarchived(batch.source, fetched)
+                self._set_aside.remember(batch.source, _identity(fetched.remote), fetched.sha256, "imported")
             try:
                 current = self._session.stat(fetched.remote.path)
                 same = current == fetched.remote and self._session.sha256(fetched.remote) == fetched.sha256
@@ -199,7 +200,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
                     )
                 raise
             if remember:
-                self._forget_unarchived(batch.source)
+                self._set_aside.forget(batch.source)
             if same:
                 event(self.context.log, f"crm_sync.sftp.{moved}", file=batch.source, to=target)
             else:
@@ -211,75 +212,20 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         """Whether ``remote`` is a file imported whose archive rename failed, unchanged since (size, mtime, then
         its bytes): its rename is retried (``crm_sync.sftp.archived`` or ``crm_sync.sftp.archive_failed``) and it
         is not fetched. Changed, it is forgotten: a new delivery."""
-        stuck = self._unarchived.get(source)
-        if stuck is None:
-            return False
-        if (stuck["path"], stuck["size"], stuck["mtime"]) != (remote.path, remote.size, remote.mtime):
-            self._forget_unarchived(source)
+        stuck = self._set_aside.get(source, _identity(remote))
+        if stuck is None:  # not remembered, or forgotten now: changed in size, mtime or name
             return False
         try:
-            if self._session.sha256(remote) != stuck["sha256"]:
-                self._forget_unarchived(source)
+            if self._session.sha256(remote) != stuck.sha256:
+                self._set_aside.forget(source)
                 return False
             target = self._session.move_into(remote, self.config.archive_dir, self.context.clock.now())
         except SftpError as exc:
             event(self.context.log, "crm_sync.sftp.archive_failed", logging.ERROR, file=source, why=str(exc))
             return True
-        self._forget_unarchived(source)
+        self._set_aside.forget(source)
         event(self.context.log, "crm_sync.sftp.archived", file=source, to=target)
         return True
-
-    def _load_unarchived(self) -> dict[str, dict[str, Any]]:
-        try:
-            entries = json.loads(self._unarchived_path.read_text(encoding="utf-8"))
-            return {entry["source"]: entry for entry in entries[-UNARCHIVED_LIMIT:]}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            event(
-                self.context.log,
-                "crm_sync.sftp.unarchived_unreadable",
-                logging.WARNING,
-                file=str(self._unarchived_path),
-                why=str(exc),
-            )
-            return {}
-
-    def _remember_unarchived(self, source: str, fetched: _Fetched) -> None:
-        remote = fetched.remote
-        self._unarchived.pop(source, None)
-        self._unarchived[source] = {
-            "source": source,
-            "path": remote.path,
-            "size": remote.size,
-            "mtime": remote.mtime,
-            "sha256": fetched.sha256,
-        }
-        while len(self._unarchived) > UNARCHIVED_LIMIT:
-            del self._unarchived[next(iter(self._unarchived))]
-        self._save_unarchived()
-
-    def _forget_unarchived(self, source: str) -> None:
-        if self._unarchived.pop(source, None) is not None:
-            self._save_unarchived()
-
-    def _forget_gone(self, listed: set[str]) -> None:
-        """Forget the remembered files of this server no longer in its inbox (archived or removed by hand)."""
-        prefix = self._session.where
-        gone = [source for source in self._unarchived if source.startswith(prefix) and source not in listed]
-        for source in gone:
-            del self._unarchived[source]
-        if gone:
-            self._save_unarchived()
-
-    def _save_unarchived(self) -> None:
-        text = json.dumps(list(self._unarchived.values())).encode("ascii")
-        self._unarchived_path.parent.mkdir(parents=True, exist_ok=True)
-
-        def write(sink: IO[bytes]) -> None:
-            sink.write(text)
-
-        write_atomically(self._unarchived_path, write)
 
     def export(self, activities: Sequence[Activity]) -> None:
         if not activities:
@@ -294,6 +240,23 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
             rejection_names(batch.source, self.context.clock.now()), rejections_writer(errors, self.config.export)
         )
         event(self.context.log, "crm_sync.sftp.rejections_uploaded", file=target, count=len(errors))
+
+
+OLD_UNARCHIVED = "unarchived.json"
+"""Where an earlier version remembered the imported files left on the server, taken over once."""
+
+
+def _identity(remote: RemoteFile) -> str:
+    """A remote file's identity as remembered: ``size:mtime:path``."""
+    return f"{remote.size}:{remote.mtime}:{remote.path}"
+
+
+def _read_unarchived(path: Path) -> Iterator[tuple[str, SetAsideFile]]:
+    """The entries of an earlier version's ``unarchived.json``: a JSON list of {source, path, size, mtime,
+    sha256}."""
+    for entry in json.loads(path.read_text(encoding="utf-8")):
+        remote = RemoteFile(str(entry["path"]), int(entry["size"]), int(entry["mtime"]), True)
+        yield str(entry["source"]), SetAsideFile(_identity(remote), str(entry["sha256"]), "imported")
 
 
 def _local_name(remote_path: str) -> str:

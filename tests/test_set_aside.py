@@ -1,0 +1,80 @@
+"""The memory of files left in a creditor's inbox (imported or rejected, not moved), shared by csv and sftp_csv."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from cartera.portfolio.files.set_aside import SetAsideFile, SetAsideFiles
+
+
+def store(tmp_path: Path, limit: int = 100) -> SetAsideFiles:
+    return SetAsideFiles(tmp_path / "set-aside.json", logging.getLogger("test.set_aside"), limit=limit)
+
+
+def test_a_file_is_remembered_while_its_identity_holds_and_forgotten_once_it_changed(tmp_path: Path) -> None:
+    files = store(tmp_path)
+    files.remember("/inbox/a.csv", "1:2:3", "a" * 64, "imported")
+    files.remember("/inbox/b.csv", "4:5:6", "b" * 64, "rejected")
+    assert files.get("/inbox/a.csv", "1:2:3") == SetAsideFile("1:2:3", "a" * 64, "imported")
+    assert store(tmp_path).get("/inbox/b.csv", "4:5:6") == SetAsideFile("4:5:6", "b" * 64, "rejected")  # restarted
+    assert files.get("/inbox/a.csv", "1:2:4") is None  # changed: a new delivery, forgotten
+    assert files.get("/inbox/a.csv", "1:2:3") is None
+    assert files.get("/inbox/c.csv", "1:2:3") is None
+    files.forget("/inbox/b.csv")
+    assert store(tmp_path).sources() == {}
+
+
+def test_an_inbox_forgets_only_its_own_files_it_no_longer_lists(tmp_path: Path) -> None:
+    files = store(tmp_path)
+    for source in ("sftp://u@h:22/inbox/a.csv", "sftp://u@h:22/inbox/b.csv", "sftp://u@h:2222/inbox/a.csv"):
+        files.remember(source, "1", "0" * 64, "imported")
+    files.forget_unlisted({"sftp://u@h:22/inbox/b.csv"}, prefix="sftp://u@h:22/inbox/")
+    assert sorted(files.sources()) == ["sftp://u@h:22/inbox/b.csv", "sftp://u@h:2222/inbox/a.csv"]
+
+
+def test_two_processes_sharing_the_file_keep_each_others_changes(tmp_path: Path) -> None:
+    """A node and a CLI process (``check`` fetches) each hold the map: a change is made on the file read again."""
+    node, cli = store(tmp_path), store(tmp_path)
+    assert node.sources() == cli.sources() == {}
+    node.remember("/inbox/a.csv", "1", "a" * 64, "imported")
+    cli.remember("/inbox/b.csv", "2", "b" * 64, "imported")
+    node.forget_unlisted({"/inbox/a.csv", "/inbox/b.csv"}, prefix="/inbox/")
+    assert sorted(cli.sources()) == sorted(node.sources()) == ["/inbox/a.csv", "/inbox/b.csv"]
+
+
+def test_the_safety_cap_forgets_the_oldest_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    files = store(tmp_path, limit=2)
+    for name in ("a", "b", "c"):
+        files.remember(f"/inbox/{name}.csv", name, "0" * 64, "imported")
+    assert sorted(store(tmp_path, limit=2).sources()) == ["/inbox/b.csv", "/inbox/c.csv"]
+    (record,) = [r for r in caplog.records if r.getMessage() == "crm_sync.set_aside.limit_reached"]
+    assert record.levelno == logging.ERROR
+
+
+def test_a_broken_file_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "set-aside.json").write_text("{not json")
+    assert store(tmp_path).sources() == {}
+    assert "crm_sync.set_aside.unreadable" in [r.getMessage() for r in caplog.records]
+
+
+def test_an_upgrade_takes_the_old_files_once_preferring_the_current_identity(tmp_path: Path) -> None:
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps([["/inbox/a.csv", "now"], ["/inbox/a.csv", "stale"], ["/inbox/b.csv", "x"]]))
+
+    def read(path: Path) -> list[tuple[str, SetAsideFile]]:
+        return [
+            (source, SetAsideFile(identity, "0" * 64, "imported")) for source, identity in json.loads(path.read_text())
+        ]
+
+    files = store(tmp_path)
+    files.remember("/inbox/b.csv", "newer", "1" * 64, "rejected")  # an upgrade cut short, run again
+    files.upgrade([old, tmp_path / "missing.json"], read, {"/inbox/a.csv": "now"}.get)
+    assert not old.exists()
+    assert {source: kept.identity for source, kept in store(tmp_path).sources().items()} == {
+        "/inbox/b.csv": "newer",
+        "/inbox/a.csv": "now",
+    }
