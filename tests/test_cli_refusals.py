@@ -1,5 +1,6 @@
-"""Command-line values that make no sense are refused with exit 2 naming the option (red team round 5, lows):
-a blank legal-hold reason, an instant outside the calendar the node can reason about."""
+"""Command-line values that make no sense are refused with exit 2 naming the option (red team rounds 5, 20, 21,
+lows): a blank legal-hold reason, an instant outside the calendar the node can reason about, a wait or run duration
+that is no sane number of seconds."""
 
 from __future__ import annotations
 
@@ -34,6 +35,18 @@ def test_a_wait_that_is_not_a_sane_number_of_seconds_is_refused_before_calling(t
     result = cartera(site, "--site", "t", "call", "--wait", wait, "3001000001")
     assert_one_line_error(result, 2, "--wait")
     assert "call.placing" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("duration", ["nan", "-1", "0", "inf", "1e309"])
+def test_a_run_duration_that_is_not_a_positive_number_of_seconds_is_refused_before_start(
+    tmp_path: Path, duration: str
+) -> None:
+    """Round 21 C-F4: ``run --duration nan`` (or -1) started the node and stopped it at once with exit 0: a typo
+    in a unit file made a restart loop that looked healthy."""
+    site = write_sites(tmp_path)
+    result = cartera(site, "--site", "t", "run", "--duration", duration)
+    assert_one_line_error(result, 2, "--duration", "more than 0")
+    assert "summary" not in (result.stdout + result.stderr).lower()
 
 
 @pytest.mark.parametrize(("command", "extra"), [("get", ["-o", "x.wav"]), ("url", []), ("hold", ["--reason", "r"])])

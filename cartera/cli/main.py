@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import stat
@@ -79,7 +80,11 @@ def _command_in(argv: Sequence[str] | None) -> str | None:
 
 
 def _define_run(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until signalled)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        help="stop after this many seconds, more than 0 (default: until signalled)",
+    )
     parser.add_argument(
         "--standby",
         action="store_true",
@@ -245,6 +250,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _plugins()
     if not args.site:
         raise UsageError(f"'{command}' needs --site NAME")
+    _check_seconds(args)
     if command == "run":
         tune_malloc()
     from cartera.node import Node
@@ -255,6 +261,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run(node, args)
     finally:
         node.close()
+
+
+def _check_seconds(args: argparse.Namespace) -> None:
+    """Refuse, before the node opens, a ``run --duration`` or ``call --wait`` that is no sane number of seconds
+    (NaN, infinite, negative, too long): ``run --duration nan`` stopped at once with exit 0, a restart loop a
+    unit file's typo makes that looks healthy; ``call --wait 1e309`` crashed after placing the call."""
+    duration: float | None = getattr(args, "duration", None)
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise UsageError(f"--duration: {duration:g} is not a number of seconds more than 0")
+    wait: float | None = getattr(args, "wait", None)
+    if wait is not None and not 0 <= wait <= MAX_WAIT_SECONDS:
+        raise UsageError(f"--wait: {wait:g} is not a number of seconds from 0 to {MAX_WAIT_SECONDS}")
 
 
 def _plugins() -> int:
@@ -318,8 +336,6 @@ def _call(node: Node, args: argparse.Namespace) -> int:
     from cartera.contact.targets import Denied
     from cartera.core.audit import os_user
 
-    if not 0 <= args.wait <= MAX_WAIT_SECONDS:  # also inf and nan: refused before anyone is called
-        raise UsageError(f"--wait: {args.wait:g} is not a number of seconds from 0 to {MAX_WAIT_SECONDS}")
     try:
         request = node.calls.place_call(phone=args.phone, account=args.account, actor=os_user())
     except Denied as denied:
