@@ -216,3 +216,23 @@ def test_a_capped_line_does_not_hold_back_the_debtors_other_line(
     decision, picked = node.explainer.explain(phone=None, account="BCO-1", channel=Channel.CALL, at=now, actor="t")
     assert picked.phone == ANA_WORK
     assert decision.allowed, decision.rules
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize(
+    ("instrument", "why"),
+    [("carta\x1b]0;pwned\x07\x1b[2J", "control character"), ("carta \u202eX", "bidi"), ("x" * 513, "513 characters")],
+)
+def test_an_instrument_no_store_or_terminal_should_hold_is_refused(tmp_path: Path, instrument: str, why: str) -> None:
+    """Round 21 C-F3: terminal escapes were stored and printed back to whoever showed the account later; over 512
+    characters PostgreSQL answered a raw SQL error while SQLite kept it all. Refused alike, before anything is
+    stored."""
+    path = prefs_site(tmp_path)
+    hours = ("contact-prefs", "hours", "--account", "BCO-1", "--hours", "mon-fri=19:00-21:00")
+    refused = run_site(path, *hours, "--instrument", instrument)
+    assert refused.returncode == 2, refused.stderr
+    assert "error: instrument: " in refused.stderr
+    assert why in refused.stderr
+    assert "\x1b" not in refused.stdout + refused.stderr
+    assert "BCO-1: requested hours none" in run_site(path, "contact-prefs", "show", "--account", "BCO-1").stdout
+    assert run_site(path, *hours, "--instrument", "x" * 512).returncode == 0

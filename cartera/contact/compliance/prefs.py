@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from cartera.contact.compliance import packs
 from cartera.contact.compliance.model import DebtorHours, LineType
 from cartera.core.audit import audit
+from cartera.core.control_characters import control_problem
 from cartera.core.errors import UsageError
 from cartera.core.store.schema import Account, ContactHours, Phone, PhoneLineType
 from cartera.portfolio.identity import qualified, resolve_account
@@ -45,6 +46,17 @@ def account(session: Session, site: str, reference: str) -> Account:
     return session.get_one(Account, resolve_account(session, site, reference))
 
 
+INSTRUMENT_MAX = 512  #: characters of the instrument recording a debtor's request (ContactHours.instrument)
+
+
+def instrument_problem(instrument: str) -> str | None:
+    """Why ``instrument`` cannot be stored: over :data:`INSTRUMENT_MAX` characters (every store refuses or keeps the
+    same), or holding a control, bidi or format character (printed back to whoever shows the account later)."""
+    if len(instrument) > INSTRUMENT_MAX:
+        return f"{len(instrument)} characters, more than {INSTRUMENT_MAX}"
+    return control_problem(instrument)
+
+
 def set_hours(
     session: Session,
     *,
@@ -64,6 +76,8 @@ def set_hours(
     row = session.get(ContactHours, target.id)
     before = debtor_hours(row).describe() if row is not None else None
     instrument = (instrument or "").strip() or None
+    if instrument is not None and (problem := instrument_problem(instrument)) is not None:
+        raise UsageError(f"instrument: {problem}")
     if hours is None:
         if row is not None:
             session.delete(row)
