@@ -283,6 +283,35 @@ def test_two_sites_with_one_data_dir_are_refused(hooks: Hooks, tmp_path: Path) -
     assert "site 'u', key 'data_dir'" in message
 
 
+@pytest.mark.abuse
+@pytest.mark.parametrize(
+    ("crm_sync", "refused"),
+    [
+        ('inbox = "inbox_u"\noutbox = "inbox_u"\n', "crm_sync.outbox"),
+        ('inbox = "inbox_u"\noutbox = "inbox_u/out"\n', "crm_sync.outbox"),
+        ('inbox = "inbox_u/in"\noutbox = "inbox_u"\n', "crm_sync.outbox"),
+        ('inbox = "inbox_u"\noutbox = "exports_u"\narchive = "inbox_u"\n', "crm_sync.archive"),
+        ('inbox = "inbox_u"\noutbox = "exports_u"\nrejected = "exports_u/r"\n', "crm_sync.outbox"),
+        ('inbox = "var"\noutbox = "exports_u"\n', "crm_sync.inbox"),
+        ('inbox = "inbox_u"\noutbox = "var/u"\n', "crm_sync.outbox"),
+    ],
+)
+def test_a_site_whose_own_creditor_folders_overlap_is_refused(
+    hooks: Hooks, tmp_path: Path, crm_sync: str, refused: str
+) -> None:
+    """Round 21 C-F5: a csv outbox that was the inbox passed check; the node read its own export as a creditor
+    file, moved it to rejected/ (the creditor never got it), then rejected each rejection report in turn."""
+    path = write_sites(tmp_path, extra=_second_site(crm_sync))
+    message = _error(hooks, path, site="u")
+    assert f"site 'u', key '{refused}'" in message
+
+
+def test_a_sites_archive_and_rejected_folders_may_lie_inside_its_inbox(hooks: Hooks, tmp_path: Path) -> None:
+    folders = 'inbox = "inbox_u"\noutbox = "var/u/exports"\narchive = "inbox_u/hecho"\nrejected = "inbox_u/malos"\n'
+    path = write_sites(tmp_path, extra=_second_site(folders))
+    assert load_site(path, "u", hooks.collect_adapters()).name == "u"
+
+
 def test_sites_with_their_own_folders_load(hooks: Hooks, tmp_path: Path) -> None:
     path = write_sites(tmp_path, extra=_second_site('inbox = "inbox_u"\noutbox = "exports_u"\n'))
     assert load_site(path, "t", hooks.collect_adapters()).name == "t"

@@ -40,6 +40,7 @@ from cartera.core.models import (
     RowError,
     Seat,
     SmsMessage,
+    SmsState,
     SmsSubmitResult,
     StoredObject,
     UnfinishedCall,
@@ -59,6 +60,10 @@ class PluginConfig(BaseModel):
     #: then another site's directory clashes only on the same server (a ``host`` key compared in lower case without
     #: its trailing dot), the paths normalised; a relative and an absolute path on one server are refused too
     exclusive_server: ClassVar[tuple[str, ...]] = ()
+    #: of ``exclusive_dirs``, those that may lie inside another of them (its key), never equal to it: ``archive``
+    #: inside ``inbox`` (its default place). Any other two of a site's exclusive directories (and its ``data_dir``
+    #: inside one of them) overlapping is refused: a node would read its own exports as a creditor's files
+    nested_dirs: ClassVar[dict[str, str]] = {}
 
 
 ConfigT = TypeVar("ConfigT", bound=PluginConfig)
@@ -481,12 +486,27 @@ class RecordingStore(Adapter[ConfigT]):
         return 4
 
 
+#: The detail of a text its killed sender left being submitted, of which the gateway can tell nothing.
+KILLED_WHILE_SENDING = "unknown: its sender was killed while the gateway took it; it may or may not have gone"
+
+
 class SmsGateway(Adapter[ConfigT]):
     """Sends text messages; delivery receipts arrive later through ``context.report_delivery``."""
 
     @abc.abstractmethod
     def send(self, message: SmsMessage) -> SmsSubmitResult:
         """Submit one message the compliance gate allowed; return the gateway's verdict and id."""
+
+    def settle(self, messages: Sequence[SmsMessage]) -> list[SmsSubmitResult]:
+        """What became of ``messages``: texts whose sender (a node, an ``sms`` command) was killed while ``send``
+        was under way, so their rows stayed ``queued`` with no gateway id. One result per message, in order; none
+        is submitted again (the gate allowed it then, not now). Core calls it once no live process is sending the
+        site's texts (:meth:`cartera.contact.texts.TextService.reconcile_texts`). This default cannot ask the
+        gateway: each is FAILED, its detail saying whether it went is unknown. A gateway that records its
+        submissions (smpp's submit ledger) overrides it."""
+        return [
+            SmsSubmitResult(message.message_id, SmsState.FAILED, None, KILLED_WHILE_SENDING) for message in messages
+        ]
 
 
 class CrmSync(Adapter[ConfigT]):

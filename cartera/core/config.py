@@ -631,6 +631,7 @@ def _refuse_shared_dirs(
     creditor's inbox, local or on the creditor's server...), would take each other's files: refused, naming
     both sites and keys."""
     ours = _exclusive_dirs(site, sites[site], base_dir, registries)
+    _refuse_own_overlaps(ours, _nested_dirs(sites[site], registries), errors)
     for other, raw in sites.items():
         if other == site:
             continue
@@ -649,6 +650,51 @@ def _refuse_shared_dirs(
                         "relative remote path is under the login's home, which the configuration cannot know; "
                         "write both absolute",
                     )
+
+
+def _refuse_own_overlaps(
+    ours: dict[tuple[str, ...], _Place], nested: set[tuple[tuple[str, ...], tuple[str, ...]]], errors: _Errors
+) -> None:
+    """One site's exclusive directories that overlap (the same, or one inside the other, unless its plugin lets
+    the first lie inside the second: ``nested``), or that hold its ``data_dir``: refused, naming both keys. A
+    csv ``outbox`` that is the ``inbox`` had the node read its own export as a creditor file, reject it, then
+    reject each rejection report in turn, for ever (round 21 C-F5)."""
+    data_dir = ours.get(("data_dir",))
+    keys = [key for key in ours if key != ("data_dir",)]
+    for n, key in enumerate(keys):
+        place = ours[key]
+        if (
+            data_dir is not None
+            and place.server == ""
+            and (place.path == data_dir.path or place.path in data_dir.path.parents)
+        ):
+            errors.fail(
+                key,
+                f"{place} holds the site's data_dir ({data_dir}): a creditor's folder must not hold the node's files",
+            )
+        for other in keys[n + 1 :]:
+            theirs = ours[other]
+            if not _clash(key, place, other, theirs):
+                continue
+            if place.path != theirs.path and (
+                ((key, other) in nested and theirs.path in place.path.parents)
+                or ((other, key) in nested and place.path in theirs.path.parents)
+            ):
+                continue
+            errors.fail(
+                other,
+                f"{theirs} overlaps this site's key {'.'.join(key)!r} ({place}): the node would take its own files "
+                "for another folder's; give each its own folder",
+            )
+
+
+def _nested_dirs(raw: Any, registries: dict[str, Any]) -> set[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The (inner, outer) key pairs of a site's plugins' ``nested_dirs``."""
+    return {
+        ((kind, inner), (kind, outer))
+        for kind, model, _ in _plugin_models(raw, registries)
+        for inner, outer in model.nested_dirs.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -672,8 +718,15 @@ def _exclusive_dirs(site: str, raw: Any, base_dir: Path, registries: dict[str, A
     found: dict[tuple[str, ...], _Place] = {}
     if data_dir is not None:
         found[("data_dir",)] = _Place("", (base_dir / data_dir).resolve())
+    for kind, model, section in _plugin_models(raw, registries):
+        found.update({(kind, key): place for key, place in _declared_dirs(model, section, base_dir).items()})
+    return found
+
+
+def _plugin_models(raw: Any, registries: dict[str, Any]) -> Iterator[tuple[str, type[PluginConfig], dict[str, Any]]]:
+    """Each plugin kind a site's raw table chooses a known plugin for: its config model and raw section."""
     for kind in PLUGIN_KINDS:
-        section = raw.get(kind)
+        section = raw.get(kind) if isinstance(raw, dict) else None
         plugin = section.get("plugin") if isinstance(section, dict) else None
         if not isinstance(section, dict) or not isinstance(plugin, str):
             continue
@@ -681,8 +734,7 @@ def _exclusive_dirs(site: str, raw: Any, base_dir: Path, registries: dict[str, A
             model: type[PluginConfig] = registries[kind].get(plugin).config_model
         except ConfigError:
             continue
-        found.update({(kind, key): place for key, place in _declared_dirs(model, section, base_dir).items()})
-    return found
+        yield kind, model, section
 
 
 def _declared_dirs(model: type[PluginConfig], section: dict[str, Any], base_dir: Path) -> dict[str, _Place]:

@@ -14,6 +14,7 @@ class CsvDirConfig(CsvFormatConfig):
     """Assignment files arrive in ``inbox``; activity exports are written to ``outbox``."""
 
     exclusive_dirs: ClassVar[tuple[str, ...]] = ("inbox", "archive", "rejected", "outbox")
+    nested_dirs: ClassVar[dict[str, str]] = {"archive": "inbox", "rejected": "inbox"}
 
     inbox: ConfigPath = Field(description="Directory where the creditor drops assignment files.")
     pattern: str = Field("*.csv", min_length=1, description="Glob of the assignment files in the inbox.")

@@ -17,6 +17,7 @@ class SftpCsvConfig(CsvFormatConfig):
     """Assignment files wait in the remote ``inbox``; exports and rejection reports go to the remote ``outbox``."""
 
     exclusive_dirs: ClassVar[tuple[str, ...]] = ("inbox", "archive", "rejected", "outbox")
+    nested_dirs: ClassVar[dict[str, str]] = {"archive": "inbox", "rejected": "inbox"}
     exclusive_server: ClassVar[tuple[str, ...]] = ("username", "host", "port")
 
     host: str = Field(min_length=1, description="The creditor's SFTP server (name or address).")
