@@ -46,7 +46,7 @@ CREATE VIEW crm.asignaciones AS SELECT * FROM crm.cartera;
 CREATE TABLE crm.actividades (
     secuencia bigint PRIMARY KEY, tipo text NOT NULL, fecha_hora timestamptz NOT NULL, acreedor text,
     cartera text, cuenta text, telefono text, resultado text, monto numeric(14, 2), fecha_compromiso date,
-    agente varchar(12)
+    agente varchar(64)
 );
 CREATE TABLE crm.rechazos (rechazo text PRIMARY KEY, cuenta text, campo text, motivo text, fecha_hora timestamptz);
 """
@@ -654,7 +654,7 @@ def test_export_inserts_once_in_one_transaction(tmp_path: Path, postgres_url: st
         date(2026, 3, 16), "agente-07",
     )  # fmt: skip
     with pytest.raises(CreditorDatabaseError, match="StringDataRightTruncation"):
-        sync.export([activity(4), activity(5, agent="a name too long for the column")])
+        sync.export([activity(4), activity(5, agent="a" * 65)])  # longer than any agent: the column refuses it
     assert exported(creditor_db) == [1, 2, 3], "a failed export inserts nothing"
 
 

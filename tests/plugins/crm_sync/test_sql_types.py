@@ -1,9 +1,10 @@
 """The ``sql`` crm_sync adapter's check reads what the sync reads, and refuses an activities table whose columns
-would change what is exported (round 20 F2, F4, F6)."""
+would change what is exported (round 20 F2, F4, F6; round 21 A-F1: every mapped column; A-F2: domains)."""
 
 from __future__ import annotations
 
-from datetime import date
+import dataclasses
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from cartera.core.models import Activity, ActivityKind
-from cartera.plugins.crm_sync.sql.client import CreditorDatabaseError
+from cartera.plugin import DEFAULT_EXPORT_COLUMNS, EXPORT_FIELDS
+from cartera.plugins.crm_sync.sql.client import EXPECTED_COLUMNS, CreditorDatabaseError
 from cartera.plugins.crm_sync.sql.plugin import SqlCrmSync
 from tests.plugins.crm_sync import test_sql
 from tests.plugins.crm_sync.test_sql import NOW, insert_rows, make_sync, other_view
@@ -21,9 +23,15 @@ pytestmark = [pytest.mark.postgres, pytest.mark.abuse]
 creditor_db = test_sql.creditor_db  # the fixture: the creditor's schema in a fresh database
 
 
-def retyped(engine: sa.Engine, column: str, kind: str) -> None:
+def retyped(engine: sa.Engine, column: str, kind: str, *domains: str) -> None:
+    """``column`` of the (empty) activities table made of type ``kind``, after creating the ``domains`` (``NAME AS
+    TYPE``)."""
     with engine.begin() as connection:
-        connection.execute(sa.text(f"ALTER TABLE crm.actividades ALTER COLUMN {column} TYPE {kind}"))
+        for domain in domains:
+            connection.execute(sa.text(f"CREATE DOMAIN {domain}"))
+        connection.execute(
+            sa.text(f"ALTER TABLE crm.actividades ALTER COLUMN {column} TYPE {kind} USING CAST(NULL AS {kind})")
+        )
 
 
 def refused(sync: SqlCrmSync, column: str) -> str:
@@ -135,3 +143,144 @@ def test_an_integer_seq_column_passes(tmp_path: Path, postgres_url: str, credito
     retyped(creditor_db, "secuencia", kind)
     result = make_sync(tmp_path, postgres_url).check()
     assert result.ok, result.detail
+
+
+def test_every_export_field_has_its_column_judged() -> None:
+    assert set(EXPECTED_COLUMNS) == set(EXPORT_FIELDS)
+
+
+@pytest.mark.parametrize(
+    ("column", "kind", "shown"),
+    [
+        ("fecha_hora", "date", "keeps the day only"),
+        ("fecha_hora", "time with time zone", "keeps the time of day only"),
+        ("fecha_hora", "varchar(20)", "holds 20 characters"),
+        ("fecha_hora", "bigint", "not a timestamp or text column"),
+        ("telefono", "bigint", "not a text column"),
+        ("telefono", "numeric(20, 0)", "not a text column"),
+        ("telefono", "varchar(12)", "holds 12 characters"),
+        ("agente", "varchar(12)", "holds 12 characters"),
+        ("cuenta", "char(64)", "pads each value with spaces"),
+        ("cuenta", "integer", "not a text column"),
+        ("tipo", "boolean", "not a text column"),
+        ("acreedor", "varchar(10)", "holds 10 characters"),
+        ("resultado", "varchar(100)", "holds 100 characters"),
+        ("fecha_compromiso", "time", "not a date, timestamp or text column"),
+        ("fecha_compromiso", "varchar(8)", "holds 8 characters"),
+    ],
+)
+def test_a_column_that_would_change_what_it_receives_fails_check_and_export(  # noqa: PLR0917 (fixtures and parameters)
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, column: str, kind: str, shown: str
+) -> None:
+    """A call's instant went into a date column as its day, a phone into a bigint without its +, check ok (A-F1)."""
+    retyped(creditor_db, column, kind)
+    assert shown in refused(make_sync(tmp_path, postgres_url), column)
+    with creditor_db.connect() as connection:
+        assert connection.scalar(sa.text("SELECT count(*) FROM crm.actividades")) == 0
+
+
+def test_the_reported_table_is_refused_naming_each_column(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine
+) -> None:
+    """Round 21 A-F1's table: check said ok, the export stored 2026-03-02 and 573001234567."""
+    retyped(creditor_db, "fecha_hora", "date")
+    retyped(creditor_db, "telefono", "bigint")
+    detail = refused(make_sync(tmp_path, postgres_url), "fecha_hora")
+    assert "the at column 'fecha_hora' is date, which keeps the day only" in detail, detail
+    assert "the phone column 'telefono' is bigint, which is not a text column" in detail, detail
+
+
+@pytest.mark.parametrize(
+    ("column", "kind", "stored"),
+    [
+        ("fecha_hora", "timestamp with time zone", NOW),
+        ("fecha_hora", "timestamp(6) with time zone", NOW),
+        ("fecha_hora", "text", None),
+        ("fecha_hora", "varchar(32)", None),
+        ("telefono", "varchar(20)", "+573001234567"),
+        ("telefono", "text", "+573001234567"),
+        ("agente", "varchar(64)", "agente-07"),
+        ("agente", "varchar", "agente-07"),
+        ("tipo", "varchar(14)", "promise_to_pay"),
+        ("resultado", "varchar(120)", "promise_to_pay"),
+        ("fecha_compromiso", "timestamp", datetime(2026, 3, 16)),
+        ("fecha_compromiso", "text", "2026-03-16"),
+    ],
+)
+def test_a_column_keeping_what_it_receives_passes(  # noqa: PLR0917 (fixtures and parameters)
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, column: str, kind: str, stored: object
+) -> None:
+    retyped(creditor_db, column, kind)
+    sync = make_sync(tmp_path, postgres_url)
+    result = sync.check()
+    assert result.ok, result.detail
+    sync.export([promise(1)])
+    with creditor_db.connect() as connection:
+        value = connection.scalar(sa.text(f"SELECT {column} FROM crm.actividades"))
+    if stored is None:  # the instant as text, in the session's zone
+        with creditor_db.connect() as connection:
+            assert connection.scalar(sa.text(f"SELECT CAST({column} AS timestamptz) FROM crm.actividades")) == NOW
+    else:
+        assert value == stored
+
+
+@pytest.mark.parametrize(("kind", "shown"), [("real", "floating point"), ("date", "not a number or text column")])
+def test_an_attempt_column_that_would_change_call_ids_fails_check(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, kind: str, shown: str
+) -> None:
+    with creditor_db.begin() as connection:
+        connection.execute(sa.text(f"ALTER TABLE crm.actividades ADD COLUMN llamada {kind}"))
+    columns = dict(DEFAULT_EXPORT_COLUMNS, attempt="llamada")
+    assert shown in refused(make_sync(tmp_path, postgres_url, activity_columns=columns), "llamada")
+
+
+@pytest.mark.parametrize("kind", ["bigint", "numeric", "text"])
+def test_an_attempt_column_of_whole_numbers_or_text_passes(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, kind: str
+) -> None:
+    with creditor_db.begin() as connection:
+        connection.execute(sa.text(f"ALTER TABLE crm.actividades ADD COLUMN llamada {kind}"))
+    columns = dict(DEFAULT_EXPORT_COLUMNS, attempt="llamada")
+    sync = make_sync(tmp_path, postgres_url, activity_columns=columns)
+    result = sync.check()
+    assert result.ok, result.detail
+    sync.export([dataclasses.replace(promise(1), attempt=4321)])
+    with creditor_db.connect() as connection:
+        assert str(connection.scalar(sa.text("SELECT llamada FROM crm.actividades"))) == "4321"
+
+
+def test_seq_and_amount_columns_of_domains_pass_as_their_base_types(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine
+) -> None:
+    """A domain over bigint (seq) and over numeric(14, 2) (amount) were refused as "domain" (A-F2); so are domains
+    over a domain, and over the other fields' types."""
+    retyped(creditor_db, "secuencia", "crm.seqt", "crm.seqt AS bigint")
+    retyped(creditor_db, "monto", "crm.dinero", "crm.dinero_base AS numeric(14, 2)", "crm.dinero AS crm.dinero_base")
+    retyped(creditor_db, "fecha_hora", "crm.instante", "crm.instante AS timestamp(3) with time zone")
+    retyped(creditor_db, "telefono", "crm.telefono", "crm.telefono AS varchar(20)")
+    sync = make_sync(tmp_path, postgres_url)
+    result = sync.check()
+    assert result.ok, result.detail
+    sync.export([promise(1)])
+    with creditor_db.connect() as connection:
+        stored = connection.execute(sa.text("SELECT secuencia, monto, telefono FROM crm.actividades")).one()
+    assert tuple(stored) == (1, Decimal("350000.50"), "+573001234567")
+
+
+@pytest.mark.parametrize(
+    ("column", "domains", "shown"),
+    [
+        ("monto", ("crm.d AS numeric(14, 1)",), "is domain crm.d over numeric(14,1), which keeps 1 decimal only"),
+        ("monto", ("crm.b AS integer", "crm.d AS crm.b"), "is domain crm.d over integer, which holds whole numbers"),
+        ("secuencia", ("crm.d AS numeric(20, 2)",), "is domain crm.d over numeric(20,2), which is not of integers"),
+        ("telefono", ("crm.d AS varchar(12)",), "is domain crm.d over character varying(12), which holds 12"),
+        ("telefono", ("crm.d AS bigint",), "is domain crm.d over bigint, which is not a text column"),
+        ("fecha_hora", ("crm.d AS date",), "is domain crm.d over date, which keeps the day only"),
+    ],
+)
+def test_a_domain_whose_base_type_would_change_what_it_receives_fails_check_naming_it(  # noqa: PLR0917 (fixtures and parameters)
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, column: str, domains: tuple[str, ...], shown: str
+) -> None:
+    retyped(creditor_db, column, "crm.d", *domains)
+    detail = refused(make_sync(tmp_path, postgres_url), column)
+    assert shown in detail, detail

@@ -8,8 +8,9 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -17,12 +18,19 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import (
+    CHAR,
+    NCHAR,
+    NUMERIC,
     Connection,
+    Date,
+    DateTime,
+    Enum,
     Float,
     Integer,
     Numeric,
     Row,
     String,
+    Time,
     cast,
     column,
     create_engine,
@@ -34,8 +42,10 @@ from sqlalchemy import (
     or_,
     select,
     table,
+    text,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import DOMAIN
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
@@ -45,6 +55,8 @@ from sqlalchemy.types import NullType, TypeEngine
 from cartera.plugin import (
     AMOUNT_DECIMAL_PLACES,
     AMOUNT_MAX_DIGITS,
+    PAYMENT_REF_MAX,
+    ActivityKind,
     CarteraError,
     DeadlineWatchdog,
     RequestDeadline,
@@ -231,6 +243,157 @@ def _amount_problem(kind: TypeEngine[Any]) -> str | None:
     return "is not a number or text column"
 
 
+def _seq_problem(kind: TypeEngine[Any]) -> str | None:
+    return None if _whole(kind) else "is not of integers, and the activities' seq numbers are compared with it"
+
+
+def _text_problem(kind: TypeEngine[Any], chars: int, example: str) -> str | None:
+    """Why a column of ``kind`` would store a text of up to ``chars`` characters (such as ``example``) other than it
+    is, or refuse it, or None."""
+    if isinstance(kind, CHAR | NCHAR):
+        return f"pads each value with spaces to its width ({example!r} is stored with spaces after it)"
+    if not isinstance(kind, String):
+        return f"is not a text column ({example!r} is not stored as it is)"
+    if kind.length is not None and kind.length < chars:
+        return f"holds {kind.length} characters only, and one has up to {chars}"
+    return None
+
+
+#: The longest text of a timestamp, and of a date, as the database writes it into a text column (``DateStyle``
+#: ISO): ``2026-03-02 13:30:45.123456+05:30``, ``2026-03-16``.
+_INSTANT_CHARS = 32
+_DATE_CHARS = 10
+
+
+def _instant_problem(kind: TypeEngine[Any]) -> str | None:
+    if isinstance(kind, DateTime):
+        return None
+    if isinstance(kind, Date):
+        return "keeps the day only (the time of each call, SMS and promise is lost)"
+    if isinstance(kind, Time):
+        return "keeps the time of day only (the day is lost)"
+    if isinstance(kind, String):
+        return _text_problem(kind, _INSTANT_CHARS, "2026-03-02 13:30:45.123456+00")
+    return "is not a timestamp or text column"
+
+
+def _date_problem(kind: TypeEngine[Any]) -> str | None:
+    if isinstance(kind, Date | DateTime):
+        return None
+    if isinstance(kind, String):
+        return _text_problem(kind, _DATE_CHARS, "2026-03-16")
+    return "is not a date, timestamp or text column"
+
+
+def _call_problem(kind: TypeEngine[Any]) -> str | None:
+    if isinstance(kind, Float):
+        return "is floating point (a call's number may be stored approximately)"
+    if isinstance(kind, Integer | Numeric):
+        return None
+    if isinstance(kind, String):
+        return _text_problem(kind, _CALL_CHARS, "4321")
+    return "is not a number or text column"
+
+
+#: The longest text of each text field of an activity: its kind, a creditor's or portfolio code and an account
+#: reference (``CODE_PATTERN``: 64 characters), a phone, an outcome (a payment's reference, whole) and an agent
+#: as the node's store keeps them, a call's number (a bigint's digits and sign).
+_KIND_CHARS = max(len(kind.value) for kind in ActivityKind)
+_CODE_CHARS = 64
+_PHONE_CHARS = 20
+_AGENT_CHARS = 64
+_CALL_CHARS = 20
+
+
+@dataclass(frozen=True)
+class _Expected:
+    """What an export field's column must be: ``problem`` says why a column of a type would store the field's values
+    other than they are (None: it keeps them), ``use`` what to use instead."""
+
+    problem: Callable[[TypeEngine[Any]], str | None]
+    use: str
+
+
+def _text_field(what: str, chars: int, example: str) -> _Expected:
+    return _Expected(
+        partial(_text_problem, chars=chars, example=example),
+        f"{what} has up to {chars} characters; use text, or varchar({chars}) or wider",
+    )
+
+
+#: Every export field's expectation of its column (``check_export_columns``).
+EXPECTED_COLUMNS: dict[str, _Expected] = {
+    "seq": _Expected(_seq_problem, "it must be an integer column (bigint, integer, or a numeric of scale 0)"),
+    "kind": _text_field("a kind", _KIND_CHARS, ActivityKind.PROMISE_TO_PAY.value),
+    "at": _Expected(_instant_problem, "use timestamp with time zone (or timestamp), or text"),
+    "creditor": _text_field("a creditor code", _CODE_CHARS, "BCO"),
+    "portfolio": _text_field("a portfolio code", _CODE_CHARS, "TARJETAS"),
+    "account_ref": _text_field("an account reference", _CODE_CHARS, "000123"),
+    "phone": _text_field("a phone", _PHONE_CHARS, "+573001234567"),
+    "outcome": _text_field("an outcome (a payment's reference)", PAYMENT_REF_MAX, "promise_to_pay"),
+    "amount": _Expected(
+        _amount_problem,
+        f"amounts have up to {AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES} digits and {AMOUNT_DECIMAL_PLACES} decimals; "
+        f"use numeric({AMOUNT_MAX_DIGITS}, {AMOUNT_DECIMAL_PLACES}) (or another scale of {AMOUNT_DECIMAL_PLACES} or "
+        "more), or text",
+    ),
+    "due_date": _Expected(_date_problem, "use date (or timestamp), or text"),
+    "agent": _text_field("an agent", _AGENT_CHARS, "agente-07"),
+    "attempt": _Expected(_call_problem, "use bigint, or text"),
+}
+
+
+@dataclass(frozen=True)
+class ColumnType:
+    """A column's type as an export is judged by: a domain's base type (with the precision and scale, or length, the
+    domain gives it, which SQLAlchemy's reflection drops), and its name for operators."""
+
+    kind: TypeEngine[Any]
+    shown: str
+
+
+#: Each column of a table whose type is a domain: the domain's name, and its base type's with its modifiers (a
+#: domain over a domain is followed to the type at the bottom, whose modifiers the innermost domain gives).
+_DOMAIN_BASES = text(
+    """
+    WITH RECURSIVE walk (name, domain, type, modifier, depth) AS (
+        SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid, a.atttypmod, 0
+        FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relname = :table
+          AND (n.nspname = CAST(:schema AS text) OR (CAST(:schema AS text) IS NULL AND pg_table_is_visible(c.oid)))
+          AND a.attnum > 0 AND NOT a.attisdropped
+        UNION ALL
+        SELECT w.name, w.domain, t.typbasetype, t.typtypmod, w.depth + 1
+        FROM walk w JOIN pg_type t ON t.oid = w.type
+        WHERE t.typtype = 'd' AND w.depth < 100
+    )
+    SELECT w.name, w.domain, format_type(w.type, w.modifier)
+    FROM walk w JOIN pg_type t ON t.oid = w.type
+    WHERE t.typtype <> 'd' AND w.depth > 0
+    """
+)
+
+_MODIFIERS = re.compile(r"\((\d+)(?:,(-?\d+))?\)")
+
+
+def _base_type(kind: TypeEngine[Any], base: str) -> TypeEngine[Any]:
+    """The SQLAlchemy type at the bottom of domain ``kind``, given the modifiers of its catalog name ``base``
+    (``numeric(14,2)``, ``character varying(20)``)."""
+    while isinstance(kind, DOMAIN):
+        kind = kind.data_type
+    found = _MODIFIERS.search(base)
+    if found is None:
+        return kind
+    size, scale = found.groups()
+    if isinstance(kind, Numeric) and not isinstance(kind, Float) and scale is not None:
+        return NUMERIC(int(size), int(scale))
+    if isinstance(kind, String) and not isinstance(kind, Enum):
+        return type(kind)(int(size))
+    return kind
+
+
 def _table(name: str, columns: Sequence[str]) -> TableClause:
     schema, _, bare = name.rpartition(".")
     return table(bare, *(column(name) for name in dict.fromkeys(columns)), schema=schema or None)
@@ -351,18 +514,40 @@ class CreditorDatabase:
 
     def columns(self, name: str) -> dict[str, TypeEngine[Any]]:
         """The column names of table or view ``name`` and their types."""
+        return {each: kind for each, (kind, _) in self._columns(name, bases=False).items()}
+
+    def column_types(self, name: str) -> dict[str, ColumnType]:
+        """The column names of table or view ``name`` and their types, a domain's as its base type."""
+        found = self._columns(name, bases=True)
+        return {
+            each: ColumnType(kind, _type_name(kind)) if base is None else ColumnType(_base_type(kind, base[1]), base[0])
+            for each, (kind, base) in found.items()
+        }
+
+    def _columns(self, name: str, *, bases: bool) -> dict[str, tuple[TypeEngine[Any], tuple[str, str] | None]]:
+        """Each column's type and, with ``bases``, for a domain's column: ``domain NAME over BASE`` and its base
+        type's catalog name."""
         schema, _, bare = name.rpartition(".")
         statements = self._statements(f"columns of {name}")
+        found: dict[str, tuple[str, str]] = {}
         try:
             with self._connection(statements) as connection:
-                found = inspect(connection).get_columns(bare, schema=schema or None)
+                types = {
+                    info["name"]: info["type"] for info in inspect(connection).get_columns(bare, schema=schema or None)
+                }
+                if bases and any(isinstance(kind, DOMAIN) for kind in types.values()):
+                    statements.next()
+                    for each, domain, base in connection.execute(
+                        _DOMAIN_BASES, {"table": bare, "schema": schema or None}
+                    ):
+                        found[each] = (f"domain {domain} over {base}", base)
         except NoSuchTableError:
             raise CreditorDatabaseError(f"{self.display}: no table or view {name!r}") from None
         except SQLAlchemyError as exc:
             raise self._error(exc, f"the columns of {name}", expired=statements.finish()) from None
         finally:
             statements.finish()
-        return {info["name"]: info["type"] for info in found}
+        return {each: (kind, found.get(each)) for each, kind in types.items()}
 
     def rows(
         self,
@@ -461,26 +646,22 @@ class CreditorDatabase:
         finally:
             statements.finish()
 
-    def check_export_columns(self, name: str, seq: str, amount: str | None) -> None:
-        """Refuse an activities table whose ``seq`` column is not of integers (every export's comparison with
-        the seqs sent fails) or whose ``amount`` column cannot hold every amount exactly (an ``integer`` or
-        ``numeric(14, 0)`` rounds 350000.50 to 350001 silently)."""
-        types = self.columns(name)
+    def check_export_columns(self, name: str, mapping: Mapping[str, str]) -> None:
+        """Refuse an activities table a column of which, mapped to an export field (``mapping``: field → column),
+        would store the field's values other than they are (:data:`EXPECTED_COLUMNS`): a call's instant in a
+        ``date`` column kept as its day, a phone in a ``bigint`` without its ``+``, an amount rounded by an
+        ``integer``, a seq column not of integers (every export's comparison with the seqs sent fails). A domain's
+        column is judged by its base type."""
+        types = self.column_types(name)
         problems = []
-        if seq in types and not _whole(types[seq]):
-            problems.append(
-                f"the seq column {seq!r} is {_type_name(types[seq])}: it must be an integer column (bigint, "
-                "integer), as the activities' seq numbers are compared with it"
-            )
-        if amount is not None and amount in types:
-            short = _amount_problem(types[amount])
-            if short:
-                problems.append(
-                    f"the amount column {amount!r} is {_type_name(types[amount])}, which {short}: amounts have up to "
-                    f"{AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES} digits and {AMOUNT_DECIMAL_PLACES} decimals; use "
-                    f"numeric({AMOUNT_MAX_DIGITS}, {AMOUNT_DECIMAL_PLACES}) (or another scale of "
-                    f"{AMOUNT_DECIMAL_PLACES} or more), or text"
-                )
+        for field, mapped in mapping.items():
+            found = types.get(mapped)
+            if found is None:  # check's probe names a missing column
+                continue
+            expected = EXPECTED_COLUMNS[field]
+            why = expected.problem(found.kind)
+            if why:
+                problems.append(f"the {field} column {mapped!r} is {found.shown}, which {why}: {expected.use}")
         if problems:
             raise CreditorDatabaseError(f"{self.display}: table {name}: {'; '.join(problems)}")
 

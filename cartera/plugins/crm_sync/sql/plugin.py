@@ -341,8 +341,7 @@ class SqlCrmSync(CrmSync[SqlSyncConfig]):
         event(self.context.log, "crm_sync.sql.exported", table=self.config.activities_table, inserted=inserted)
 
     def _check_export_columns(self) -> None:
-        mapping = self.config.activity_columns
-        self.db.check_export_columns(self.config.activities_table, mapping["seq"], mapping.get("amount"))
+        self.db.check_export_columns(self.config.activities_table, self.config.activity_columns)
 
     def _layout(self) -> tuple[list[str], tuple[str, str], dict[str, Any]]:
         """The view's names of the mapped columns in snapshot order (our fields, then watermark and key), of the
