@@ -222,6 +222,7 @@ class Node:
         self.jobs = SiteJobs(
             section=site.section,
             calls=self.calls,
+            texts=self.texts,
             workspace=self.workspace,
             workspace_service=self.workspace_service,
             offers=self.offers,

@@ -41,6 +41,8 @@ def site_summary(node: Node, began: datetime, real_seconds: float) -> str:
         lines.append(
             f"  reconciled   {sum(reconciled.values())} calls a killed run left in flight: {_counts(reconciled)}"
         )
+    if texts := figures.texts_reconciled:
+        lines.append(f"  reconciled   {sum(texts.values())} texts a killed sender left queued: {_counts(texts)}")
     lines += [
         f"  compliance   {allowed} allowed, {sum(1 for a, _ in decisions if a == 'compliance.deny')} denied"
         + (f" (reasons: {_counts(denied)})" if denied else ""),

@@ -17,13 +17,14 @@ from cartera.contact.optout import opt_out_keyword
 from cartera.contact.phones import InvalidPhone, normalize
 from cartera.contact.sms_templates import PROMISE, RenderedSms, SmsTemplates, TemplateProblem
 from cartera.contact.targets import Denied, Targets
-from cartera.core.adapters import SmsGateway
+from cartera.core.adapters import KILLED_WHILE_SENDING, SmsGateway
 from cartera.core.audit import audit
 from cartera.core.clock import Clock
 from cartera.core.errors import UsageError
 from cartera.core.hooks import Hooks
 from cartera.core.logs import event
 from cartera.core.models import (
+    Activity,
     ActivityKind,
     Channel,
     DeliveryReport,
@@ -35,6 +36,7 @@ from cartera.core.models import (
 )
 from cartera.core.store.database import Database
 from cartera.core.store.schema import Account, ActivityRow, InboundSmsRow, Phone, SmsOptOut, SmsRow
+from cartera.core.store.text_senders import no_text_in_flight, sending_texts
 from cartera.portfolio.export import add_activity, to_activity
 
 log = logging.getLogger("cartera.contacts")
@@ -81,6 +83,13 @@ class TextService:
             raise UsageError(f"site {self.site!r} has no sms gateway configured")
         if not text.strip():
             raise UsageError("the message text is empty")
+        with sending_texts(self.db, self.site):  # until its answer is stored: a killed sender's text is settled
+            return self._send_sms(phone=phone, text=text, account=account, actor=actor, purpose=purpose)
+
+    def _send_sms(
+        self, *, phone: str | None, text: str, account: int | str | None, actor: str, purpose: Purpose
+    ) -> SmsSubmitResult:
+        assert self.sms is not None
         now = self.clock.now()
         with self.db.session() as session:
             target = self.targets.find(
@@ -138,13 +147,86 @@ class TextService:
             self.hooks.activity_recorded(self.site, activity)
         return result
 
+    def reconcile_texts(self) -> list[int] | None:
+        """Settle the site's texts a killed sender (a node, an ``sms`` command) left ``queued`` with no gateway id:
+        the gateway says what became of each (:meth:`cartera.core.adapters.SmsGateway.settle`: smpp from its
+        submit ledger, else failed as unknown); each gets that state and detail, its SMS activity (the creditor's
+        export has it) and an ``sms.reconcile`` audit entry. Only while no live process is sending one of the
+        site's texts (:mod:`cartera.core.store.text_senders`): a text an ``sms`` command beside the node is
+        sending is never touched. Returns the texts settled, or ``None`` when a sender was live (try later)."""
+        if self.sms is None:
+            return []
+        with no_text_in_flight(self.db, self.site) as quiet:
+            if not quiet:
+                event(log, "sms.reconcile_deferred", reason="a text of the site is being sent")
+                return None
+            return self._reconcile_texts(self.sms)
+
+    def _reconcile_texts(self, gateway: Callable[[], SmsGateway[Any]]) -> list[int]:
+        with self.db.session() as session:
+            left = session.execute(
+                select(SmsRow.id, SmsRow.phone, SmsRow.text, Account.ref)
+                .outerjoin(Account, SmsRow.account_id == Account.id)
+                .where(SmsRow.site == self.site, SmsRow.state == SmsState.QUEUED.value, SmsRow.gateway_id.is_(None))
+                .order_by(SmsRow.id)
+            ).all()
+        if not left:
+            return []
+        ids = [row.id for row in left]
+        event(log, "sms.reconciling", logging.WARNING, messages=ids)
+        messages = [SmsMessage(row.id, self.site, row.phone, row.text, row.ref) for row in left]
+        try:
+            results = gateway().settle(messages)
+            if [result.message_id for result in results] != ids:
+                raise ValueError(f"settle() answered for {[r.message_id for r in results]}, not {ids}")
+        except Exception:
+            log.exception("the sms gateway could not settle texts a killed sender left: settled as unknown")
+            results = SmsGateway.settle(gateway(), messages)
+        now = self.clock.now()
+        done: list[Activity] = []
+        for result in results:
+            done += self._settle(result, now)
+        for activity in done:
+            self.hooks.activity_recorded(self.site, activity)
+        return ids
+
+    def _settle(self, result: SmsSubmitResult, now: datetime) -> list[Activity]:
+        """Store what became of one text a killed sender left queued; its activity, if it has an account."""
+        gateway_id = result.gateway_id if result.gateway_id and len(result.gateway_id) <= GATEWAY_ID_MAX else None
+        with self.db.session() as session:
+            row = session.get_one(SmsRow, result.message_id)
+            if row.state != SmsState.QUEUED.value or row.gateway_id is not None:
+                return []  # a receipt moved it on meanwhile
+            row.state, row.gateway_id, row.detail, row.updated_at = result.state.value, gateway_id, result.detail, now
+            audit(session, at=now, site=self.site, actor="node", action="sms.reconcile",
+                  subject=f"{Channel.SMS}:{row.phone}", message=row.id, state=result.state.value,
+                  detail=result.detail)  # fmt: skip
+            activities = []
+            if row.account_id is not None:
+                activities.append(
+                    add_activity(
+                        session,
+                        site=self.site,
+                        kind=ActivityKind.SMS,
+                        at=row.created_at,
+                        account=session.get_one(Account, row.account_id),
+                        phone=row.phone,
+                        outcome=result.state.value,
+                    )
+                )
+            session.flush()
+            done = [to_activity(a) for a in activities]
+        event(log, "sms.reconciled", message=result.message_id, state=result.state.value, detail=result.detail)
+        return done
+
     def on_delivery(self, report: DeliveryReport) -> None:
         """Apply a gateway's receipt to the message it was made for: the one ``report.message_id`` names (else
         the one with its gateway id) when the gateway id stored for that message is the report's. A report
         naming no message of this site, or another submission's gateway id (a forged report, or a stale one
         after the store was restored and message ids were reused), is refused as unknown: logged, nothing
         changed, no hook. While a text is still being submitted (queued) its gateway id is not stored yet: a
-        report then (the outbox's, a fast gateway's) is taken and its gateway id kept."""
+        report then (the outbox's, a fast gateway's) is taken and its gateway id kept; so is a final one for a text
+        settled unknown after its sender was killed (:meth:`reconcile_texts`: Kannel's receipt tells at last)."""
         with self.db.session() as session:
             row = self._reported_row(session, report)
             if row is None:
@@ -175,8 +257,8 @@ class TextService:
         row = session.get(SmsRow, report.message_id)
         if row is None or row.site != self.site:
             return None
-        if row.gateway_id is None:
-            return row if row.state == SmsState.QUEUED.value else None
+        if row.gateway_id is None:  # still being submitted, or settled unknown after its sender was killed
+            return row if row.state == SmsState.QUEUED.value or row.detail == KILLED_WHILE_SENDING else None
         return row if report.gateway_id == row.gateway_id else None
 
     def on_inbound(self, message: InboundSms) -> None:

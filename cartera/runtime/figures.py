@@ -35,6 +35,7 @@ class Figures:
     batches: list[tuple[str, dict[str, int]]]  #: each import's source and counts, in order
     outcomes: Counter[str]  #: finished calls by outcome
     reconciled: Counter[str]  #: calls a killed run left in flight, by the outcome they were given
+    texts_reconciled: Counter[str]  #: texts a killed sender left queued, by the state they were given
     abandonment: AbandonmentRate
     decisions: list[tuple[str, dict[str, Any]]]  #: the gate's audited decisions: action and details
     promises: int
@@ -79,6 +80,16 @@ class SiteFigures:
                     )
                 ),
             )
+            texts_reconciled = _count_by(
+                session,
+                select(SmsRow.state, func.count()).where(
+                    SmsRow.id.in_(
+                        select(AuditEntry.details["message"].as_integer()).where(
+                            AuditEntry.site == site, AuditEntry.action == "sms.reconcile"
+                        )
+                    )
+                ),
+            )
             abandonment = abandonment_rate(session, site, self._clock.now(), self._abandonment)
             decisions = session.execute(
                 select(AuditEntry.action, AuditEntry.details).where(
@@ -114,6 +125,7 @@ class SiteFigures:
             batches=[(source, counts) for source, counts in batches],
             outcomes=outcomes,
             reconciled=reconciled,
+            texts_reconciled=texts_reconciled,
             abandonment=abandonment,
             decisions=[(action, details) for action, details in decisions],
             promises=sum(count for _, count, _ in promises),

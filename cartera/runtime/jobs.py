@@ -18,6 +18,7 @@ from apscheduler.schedulers.base import STATE_RUNNING, BaseScheduler
 
 from cartera.contact.calls import CallService
 from cartera.contact.campaign import Campaign
+from cartera.contact.texts import TextService
 from cartera.core.config import SiteSection
 from cartera.core.errors import CarteraError
 from cartera.core.logs import event
@@ -87,6 +88,7 @@ class SiteJobs:
 
     section: SiteSection
     calls: CallService
+    texts: TextService
     workspace: WorkspaceHub
     workspace_service: WorkspaceService
     offers: PreviewOffers
@@ -114,6 +116,8 @@ class SiteJobs:
             if section.campaign.mode == "preview":
                 jobs.append(Job("preview_offers", self.offers.sweep, WORKSPACE_SWEEP_S))
         jobs.append(Job("promises_and_orphan_calls", self.workspace_service.sweep, WORKSPACE_REVIEW_S))
+        if self.texts.sms is not None:  # those an sms command killed beside the node left, or one live at the start
+            jobs.append(Job("texts_left_in_flight", self.texts.reconcile_texts, WORKSPACE_REVIEW_S))
         return jobs
 
     def sync(self) -> None:

@@ -87,6 +87,7 @@ class Lifecycle:
         self._start_adapters()
         self._pause_agents()  # before any page can open and before the campaign's first tick
         logged("reconcile_calls", self._jobs.calls.reconcile_calls)()  # calls a killed run left in flight
+        logged("reconcile_texts", self._jobs.texts.reconcile_texts)()  # texts a killed sender left queued
         web = self._web_server()
         campaign = self._campaign()
         scheduler = self.scheduler = new_scheduler(self._jobs.scheduled(campaign))

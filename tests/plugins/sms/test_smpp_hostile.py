@@ -40,11 +40,12 @@ def pdu(command_id: int, sequence: int, body: bytes = b"", status: int = 0) -> b
 
 
 class FakeSmsc:
-    """Binds anyone, accepts every submit_sm, answers enquire_link and unbind. After each bind,
-    ``after_bind(conn, session)`` may misbehave (session counts from 1). Response PDUs it gets are recorded."""
+    """Binds anyone, accepts every submit_sm (or leaves each unanswered), answers enquire_link and unbind. After
+    each bind, ``after_bind(conn, session)`` may misbehave (session counts from 1). Responses it gets are recorded."""
 
-    def __init__(self, after_bind: Hostile) -> None:
+    def __init__(self, after_bind: Hostile, *, answer_submits: bool = True) -> None:
         self._after_bind = after_bind
+        self.answer_submits = answer_submits  #: False: every submit_sm is counted and left unanswered
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
         self.sessions = 0
@@ -81,7 +82,8 @@ class FakeSmsc:
                 elif command_id == SUBMIT_SM:
                     with self._lock:
                         self.submits += 1
-                    conn.sendall(pdu(SUBMIT_SM | RESPONSE, sequence, b"msg%d\x00" % sequence))
+                    if self.answer_submits:
+                        conn.sendall(pdu(SUBMIT_SM | RESPONSE, sequence, b"msg%d\x00" % sequence))
                 elif command_id == ENQUIRE_LINK:
                     conn.sendall(pdu(ENQUIRE_LINK | RESPONSE, sequence))
                 elif command_id == UNBIND:
@@ -363,6 +365,20 @@ def test_an_mo_holding_a_nul_is_refused_for_good_and_logged_once(
     assert "BAJA" not in caplog.text  # a debtor's text is never logged
 
 
+#: The environment variable and value of the password ``smpp_site`` gives its gateway.
+SMPP_SECRET = ("SMPP_PASSWORD", "smpp-secret")
+
+
+def smpp_site(directory: Path, port: int, database: str | None = None) -> Path:
+    """Site ``t`` (no campaign) texting through the SMSC at 127.0.0.1:``port``, its password from $SMPP_PASSWORD."""
+    site = write_sites(directory, database=database)
+    sms = f'plugin = "smpp"\nhost = "127.0.0.1"\nport = {port}\nsystem_id = "acct"\n'
+    sms += 'password = "${SMPP_PASSWORD}"\nsource_addr = "85432"\nfsync = false\nresponse_timeout_s = 60\n'
+    text = site.read_text().replace('plugin = "outbox"\npath = "sms/outbox.jsonl"\n', sms)
+    site.write_text(text.replace("tick_seconds = 0.2", "enabled = false\ntick_seconds = 0.2"))
+    return site
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest) -> str | None:
     return request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
@@ -378,13 +394,8 @@ def test_a_node_refuses_the_same_mo_on_either_store(
     """Through a node: SQLite stored the NUL, PostgreSQL refused it and the SMSC was told to retry for ever; on
     both the text is now refused for good and the plain one after it opts the phone out."""
     smsc = smsc_with(_on_first_session(_mo_with_nuls()))
-    monkeypatch.setenv("SMPP_PASSWORD", "smpp-secret")
-    site = write_sites(tmp_path, database=store)
-    sms = f'plugin = "smpp"\nhost = "127.0.0.1"\nport = {smsc.port}\nsystem_id = "acct"\n'
-    sms += 'password = "${SMPP_PASSWORD}"\nsource_addr = "85432"\nfsync = false\n'
-    text = site.read_text().replace('plugin = "outbox"\npath = "sms/outbox.jsonl"\n', sms)
-    site.write_text(text.replace("tick_seconds = 0.2", "enabled = false\ntick_seconds = 0.2"))
-    node = open_node(site)
+    monkeypatch.setenv(*SMPP_SECRET)
+    node = open_node(smpp_site(tmp_path, smsc.port, store))
     runner = threading.Thread(target=node.run, kwargs={"duration": 60})
     runner.start()
     try:

@@ -110,6 +110,11 @@ class SubmitLedger:
                 record = self._messages[message_id] = MessageRecord(message_id, total, time.time())
             return record
 
+    def known(self, message_id: int) -> MessageRecord | None:
+        """The record of ``message_id`` if any of its parts was recorded (a view, as :meth:`message`'s)."""
+        with self._lock:
+            return self._messages.get(message_id)
+
     def sent(self, message_id: int, number: int, total: int) -> None:
         """On disk (fsynced when configured) on return: only then may the PDU be written."""
         self._record({"e": "sent", "m": message_id, "p": number, "n": total}, durable=True)

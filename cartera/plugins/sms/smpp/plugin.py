@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, ClassVar
 
@@ -239,6 +239,43 @@ class SmppGateway(SmsGateway[SmppConfig]):
             gateway_id=record.gateway_id,
             detail=f"{len(parts)} part(s), data_coding {parts[0].data_coding}",
         )
+
+    def settle(self, messages: Sequence[SmsMessage]) -> list[SmsSubmitResult]:
+        """From the submit ledger, what became of texts a killed sender left being submitted: submitted (with the
+        SMSC's id, so their receipts still find them) when the SMSC accepted every part; else failed, the detail
+        naming the first part refused, in doubt (written, never answered: the SMSC may have it) or never written.
+        None is submitted again."""
+        return [self._settled(message) for message in messages]
+
+    def _settled(self, message: SmsMessage) -> SmsSubmitResult:
+        record = self._ledger.known(message.message_id)
+        if record is None:
+            return self._killed(message, None, "not submitted: its sender was killed before the first submit_sm")
+        if record.final_state() is not None:  # receipts for every part: the one report core may have missed
+            return SmsSubmitResult(message.message_id, record.final_state() or SmsState.FAILED, record.gateway_id,
+                                   f"{record.total} part(s) receipted: {record.raw_status()}")  # fmt: skip
+        for number in range(1, record.total + 1):
+            part = record.parts.get(number)
+            where = f"part {number}/{record.total}"
+            if part is not None and part.smsc_id:
+                continue
+            if part is not None and part.refused is not None:
+                return self._killed(message, record, f"SMSC refused {where}: {status_text(part.refused)}")
+            if part is not None and part.sent:
+                return self._killed(message, record, f"{where} in doubt: its sender was killed before the "
+                                    "submit_sm_resp (the SMSC may have it); not resubmitted")  # fmt: skip
+            return self._killed(message, record, f"{where} not submitted: its sender was killed before it")
+        return SmsSubmitResult(
+            message.message_id,
+            SmsState.SUBMITTED,
+            record.gateway_id,
+            f"{record.total} part(s) accepted by the SMSC before its sender was killed",
+        )
+
+    def _killed(self, message: SmsMessage, record: MessageRecord | None, reason: str) -> SmsSubmitResult:
+        event(self._log, "sms.settled", logging.WARNING, message_id=message.message_id, reason=reason)
+        gateway_id = record.gateway_id if record is not None else None
+        return SmsSubmitResult(message.message_id, SmsState.FAILED, gateway_id, reason)
 
     def _submit(self, message: SmsMessage, record: MessageRecord, number: int, part: Part, deadline: float) -> str:
         """Submit one part until the SMSC answers it; the refusal or in-doubt reason, or "" when accepted."""

@@ -1,0 +1,200 @@
+"""A text in flight when its sender (an ``sms`` command, a node) is killed: the next start settles it, records its
+activity and counts it; a text an ``sms`` command beside the node is still sending is never touched (round 21
+C-F2: it stayed ``queued`` for ever, with no activity, never exported)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from cartera.core.adapters import KILLED_WHILE_SENDING, SmsGateway
+from cartera.core.models import DeliveryReport, SmsMessage, SmsState
+from cartera.core.store.schema import ActivityRow, AuditEntry, SmsRow
+from cartera.core.testing.context import CapturingContext
+from cartera.node import Node
+from cartera.plugins.sms.smpp.plugin import SmppGateway
+from tests.conftest import REPO, run_site, write_portfolio, write_sites
+from tests.peers.net import wait_until
+from tests.plugins.sms.test_smpp_hostile import SMPP_SECRET, FakeSmsc, _config, smpp_site
+
+pytestmark = pytest.mark.abuse
+
+PHONE = "+573001234567"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest) -> str | None:
+    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+
+
+@pytest.fixture(autouse=True)
+def smpp_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(*SMPP_SECRET)
+
+
+@pytest.fixture
+def silent_smsc() -> Iterator[FakeSmsc]:
+    """An SMSC that binds and takes every submit_sm, answering none: a text stays in flight."""
+    smsc = FakeSmsc(lambda _conn, _session: None, answer_submits=False)
+    yield smsc
+    smsc.close()
+
+
+def _site(tmp_path: Path, smsc: FakeSmsc, store: str | None, open_node: Callable[..., Node]) -> tuple[Path, Node]:
+    site = smpp_site(tmp_path, smsc.port, store)
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
+    node = open_node(site)
+    node.creditor_sync().run_once()
+    return site, node
+
+
+def _sending(site: Path, smsc: FakeSmsc) -> subprocess.Popen[str]:
+    """``sms`` as a process, once its submit_sm reached the SMSC (unanswered: the text is in flight)."""
+    before = smsc.submits
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "run_site.py"), "--config", str(site), "--site", "t", "sms", "300 123 4567",
+         "hola prueba", "--account", "BCO-1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, cwd=site.parent,
+        env={**os.environ, SMPP_SECRET[0]: SMPP_SECRET[1]},
+    )  # fmt: skip
+    try:
+        wait_until(lambda: smsc.submits > before or process.poll() is not None, "the text's submit_sm")
+    except BaseException:
+        process.kill()
+        raise
+    assert process.poll() is None, process.communicate()
+    return process
+
+
+def _killed(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+
+
+def _texts(node: Node) -> list[tuple[int, str, str | None, str | None]]:
+    with node.db.session() as session:
+        rows = session.scalars(select(SmsRow).order_by(SmsRow.id))
+        return [(row.id, row.state, row.gateway_id, row.detail) for row in rows]
+
+
+def _sms_activities(node: Node) -> list[tuple[str | None, str | None]]:
+    with node.db.session() as session:
+        return [(a.phone, a.outcome) for a in session.scalars(select(ActivityRow).where(ActivityRow.kind == "sms"))]
+
+
+def _reconcile_audits(node: Node) -> list[dict[str, object]]:
+    with node.db.session() as session:
+        return list(session.scalars(select(AuditEntry.details).where(AuditEntry.action == "sms.reconcile")))
+
+
+def test_a_text_whose_sender_was_killed_is_settled_at_the_next_start(
+    tmp_path: Path, silent_smsc: FakeSmsc, store: str | None, open_node: Callable[..., Node]
+) -> None:
+    site, node = _site(tmp_path, silent_smsc, store, open_node)
+    _killed(_sending(site, silent_smsc))
+    [(message, state, gateway_id, _detail)] = _texts(node)
+    assert (state, gateway_id) == ("queued", None)  # what the killed command left
+    assert _sms_activities(node) == []
+
+    again = run_site(site, "--log-format", "json", "run", "--duration", "1")
+    assert again.returncode == 0, again.stderr
+
+    [(_, state, gateway_id, detail)] = _texts(node)
+    assert (state, gateway_id) == ("failed", None)
+    assert detail is not None
+    assert "part 1/1 in doubt: its sender was killed" in detail  # the submit ledger said it was written
+    assert _sms_activities(node) == [(PHONE, "failed")]  # the creditor's export gets it
+    assert [(a["message"], a["state"]) for a in _reconcile_audits(node)] == [(message, "failed")]
+    events = [json.loads(line) for line in again.stderr.splitlines() if line.startswith("{")]
+    assert [e["messages"] for e in events if e["event"] == "sms.reconciling"] == [[message]]
+    assert "reconciled   1 texts a killed sender left queued: 1 failed" in again.stdout, again.stdout
+    assert "1 queued" not in again.stdout
+
+
+def test_a_text_an_sms_command_is_still_sending_is_left_to_it(
+    tmp_path: Path, silent_smsc: FakeSmsc, store: str | None, open_node: Callable[..., Node]
+) -> None:
+    """The node starting beside a live ``sms`` command of its site leaves the command's text alone; once the
+    command is killed, the node's next look settles it."""
+    site, node = _site(tmp_path, silent_smsc, store, open_node)
+    sending = _sending(site, silent_smsc)
+    try:
+        beside = run_site(site, "--log-format", "json", "run", "--duration", "1")
+        assert beside.returncode == 0, beside.stderr
+        assert [text[1:3] for text in _texts(node)] == [("queued", None)]
+        assert _reconcile_audits(node) == []
+        assert '"event": "sms.reconcile_deferred"' in beside.stderr
+        assert node.texts.reconcile_texts() is None  # the periodic look, too
+        assert sending.poll() is None
+    finally:
+        _killed(sending)
+    [(message, *_)] = _texts(node)
+    assert node.texts.reconcile_texts() == [message]
+    assert [text[1] for text in _texts(node)] == ["failed"]
+    assert _sms_activities(node) == [(PHONE, "failed")]
+    assert node.adapter("sms", SmsGateway).check().ok  # bound before the node closes: no stop mid-bind
+
+
+def test_a_gateway_that_cannot_tell_settles_it_failed_as_unknown(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    """The outbox (as Kannel) keeps no record to ask: the text is failed, its detail saying it is unknown."""
+    site = write_sites(tmp_path)
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
+    node = open_node(site)
+    node.creditor_sync().run_once()
+    sent = node.texts.send_sms(phone=None, text="enviado", account="BCO-1", actor="test")
+    now = node.clock.now()
+    with node.db.session() as session:  # as a sender killed between the row and the gateway's answer leaves it
+        left = SmsRow(site="t", account_id=None, phone=PHONE, text="en vuelo", state="queued", created_at=now,
+                      updated_at=now)  # fmt: skip
+        session.add(left)
+        session.flush()
+        left_id = left.id
+        other_site = SmsRow(site="u", phone=PHONE, text="de otro sitio", state="queued", created_at=now, updated_at=now)
+        session.add(other_site)
+    before = {row[0]: row[1:] for row in _texts(node)}
+    assert node.texts.reconcile_texts() == [left_id]
+    texts = {row[0]: row[1:] for row in _texts(node)}
+    assert texts[left_id] == ("failed", None, KILLED_WHILE_SENDING)
+    assert texts[sent.message_id] == before[sent.message_id]  # a text whose answer was stored is not touched
+    assert texts[other_site.id][0] == "queued"  # another site's is its node's
+    assert node.texts.reconcile_texts() == []
+
+    node.texts.on_delivery(DeliveryReport(SmsState.SUBMITTED, "k-7", node.clock.now(), left_id))  # not final
+    assert _texts(node)[1:2] == [(left_id, "failed", None, KILLED_WHILE_SENDING)]
+    node.texts.on_delivery(DeliveryReport(SmsState.DELIVERED, "k-7", node.clock.now(), left_id))
+    assert _texts(node)[1:2] == [(left_id, "delivered", "k-7", KILLED_WHILE_SENDING)]  # its receipt tells at last
+
+
+def test_the_smpp_ledger_says_what_became_of_each_text(tmp_path: Path) -> None:
+    gateway = SmppGateway(_config(9), CapturingContext(tmp_path / "data"))
+    ledger = gateway._ledger
+    ledger.open()
+    try:
+        ledger.sent(1, 1, 2)
+        ledger.answered(1, 1, 2, 0, "smsc-1")
+        ledger.sent(1, 2, 2)
+        ledger.answered(1, 2, 2, 0, "smsc-2")  # accepted whole
+        ledger.sent(2, 1, 1)
+        ledger.answered(2, 1, 1, 0x45, "")  # refused
+        ledger.sent(3, 1, 2)
+        ledger.answered(3, 1, 2, 0, "smsc-3")  # its second part never written
+        messages = [SmsMessage(n, "t", PHONE, "hola") for n in (1, 2, 3, 4)]
+        settled = {r.message_id: (r.state, r.gateway_id, r.detail) for r in gateway.settle(messages)}
+    finally:
+        ledger.close()
+    assert settled[1][:2] == (SmsState.SUBMITTED, "smsc-1")  # its receipts will find it
+    assert settled[2][:2] == (SmsState.FAILED, None)
+    assert "SMSC refused part 1/1" in str(settled[2][2])
+    assert settled[3][:2] == (SmsState.FAILED, "smsc-3")
+    assert "part 2/2 not submitted" in str(settled[3][2])
+    assert settled[4] == (SmsState.FAILED, None, "not submitted: its sender was killed before the first submit_sm")
