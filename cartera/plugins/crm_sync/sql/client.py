@@ -99,6 +99,8 @@ class DeadlinePassed(StatementTimedOut):
 
 #: PostgreSQL's SQLSTATE of a statement cancelled (by its statement timeout among others).
 QUERY_CANCELED = "57014"
+#: PostgreSQL's SQLSTATE of text that is not valid in the connection's encoding (``invalid byte sequence``).
+CHARACTER_NOT_IN_REPERTOIRE = "22021"
 
 
 @dataclass(frozen=True)
@@ -479,6 +481,10 @@ class CreditorDatabase:
                 "keepalives_count": 3,
                 "tcp_user_timeout": round(self.deadline_s * 1000),
             }
+            if "client_encoding" not in parsed.query:
+                # a SQL_ASCII database (a legacy ERP's) is otherwise read in SQL_ASCII, which psycopg returns as
+                # bytes: its text is read as UTF-8 unless the URL names the encoding it is in
+                options["connect_args"]["client_encoding"] = "UTF8"
         if "poolclass" not in options:
             options["pool_pre_ping"] = True
         self.engine = create_engine(url, hide_parameters=True, **options)
@@ -732,4 +738,10 @@ class CreditorDatabase:
                 f"to read): {type(cause).__name__}: {first_line}{where}"
             )
         what = f"{reading}: " if naming and reading else ""
-        return CreditorDatabaseError(f"{self.display}: {what}{type(cause).__name__}: {first_line}")
+        hint = ""
+        if getattr(cause, "sqlstate", None) == CHARACTER_NOT_IN_REPERTOIRE:
+            hint = (
+                " (the database holds text not in the connection's encoding, UTF-8 unless the URL names another: a "
+                "SQL_ASCII database's text in a legacy encoding is read with it named, ?client_encoding=WIN1252)"
+            )
+        return CreditorDatabaseError(f"{self.display}: {what}{type(cause).__name__}: {first_line}{hint}")
