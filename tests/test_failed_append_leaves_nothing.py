@@ -22,7 +22,7 @@ pytestmark = pytest.mark.abuse
 
 CHILD = textwrap.dedent(
     """
-    import logging, resource, sys
+    import logging, resource, sqlite3, sys
     from datetime import UTC, datetime
     from pathlib import Path
 
@@ -72,19 +72,28 @@ CHILD = textwrap.dedent(
     ledger.sent(3, 1, 1)
     ledger.close()
 
-    # the csv/sftp_csv memory of files left in the inbox: rewritten whole, so a failed write leaves it as it was
+    # the csv/sftp_csv memory of files left in the inbox: a SQLite transaction, so a failed write leaves it as it was
     kept = SetAsideFiles(kept_path, logging.getLogger())
     kept.remember("/inbox/uno.csv", "1", "a" * 64, "imported")
-    limited(kept_path, lambda: kept.remember("/inbox/dos.csv", "2", "b" * 64, "imported"), room=10)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (10, hard))  # no write past 10 bytes, in the database or its log
+    try:
+        kept.remember("/inbox/dos.csv", "2", "b" * 64, "imported")
+    except sqlite3.Error as exc:
+        print("raised", type(exc).__name__)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     kept.remember("/inbox/tres.csv", "3", "c" * 64, "imported")
     print("holds", [kept.get(f"/inbox/{name}.csv", str(n)) is not None for n, name in enumerate(NAMES, 1)])
+    kept.close()
+    again = SetAsideFiles(kept_path, logging.getLogger())
+    print("holds", [again.get(f"/inbox/{name}.csv", str(n)) is not None for n, name in enumerate(NAMES, 1)])
     """
 )
 
 
 def test_a_failed_append_leaves_the_outbox_and_the_ledgers_as_they_were(tmp_path: Path) -> None:
     outbox, ledger = tmp_path / "sms-outbox.jsonl", tmp_path / "smpp" / "submit-ledger.jsonl"
-    kept = tmp_path / "set-aside.json"
+    kept = tmp_path / "set-aside.sqlite3"
     ledger.parent.mkdir()
     result = subprocess.run(
         [sys.executable, "-c", CHILD, str(outbox), str(ledger), str(kept)],
@@ -94,7 +103,9 @@ def test_a_failed_append_leaves_the_outbox_and_the_ledgers_as_they_were(tmp_path
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    expected = ["raised 27", "unchanged True"] * 4 + ["holds [True, False, True]", ""]
+    expected = (
+        ["raised 27", "unchanged True"] * 3 + ["raised OperationalError"] + ["holds [True, False, True]"] * 2 + [""]
+    )
     assert result.stdout.split("\n") == expected, result.stdout
     lines = outbox.read_bytes().split(b"\n")
     assert lines[-1] == b""

@@ -12,7 +12,7 @@ from cartera.portfolio.files.set_aside import SetAsideFile, SetAsideFiles
 
 
 def store(tmp_path: Path, limit: int = 100) -> SetAsideFiles:
-    return SetAsideFiles(tmp_path / "set-aside.json", logging.getLogger("test.set_aside"), limit=limit)
+    return SetAsideFiles(tmp_path / "set-aside.sqlite3", logging.getLogger("test.set_aside"), limit=limit)
 
 
 def test_a_file_is_remembered_while_its_identity_holds_and_forgotten_once_it_changed(tmp_path: Path) -> None:
@@ -56,7 +56,7 @@ def test_the_safety_cap_forgets_the_oldest_and_says_so(tmp_path: Path, caplog: p
 
 
 def test_a_broken_file_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    (tmp_path / "set-aside.json").write_text("{not json")
+    (tmp_path / "set-aside.sqlite3").write_text("{not json")
     assert store(tmp_path).sources() == {}
     assert "crm_sync.set_aside.unreadable" in [r.getMessage() for r in caplog.records]
 
@@ -78,3 +78,24 @@ def test_an_upgrade_takes_the_old_files_once_preferring_the_current_identity(tmp
         "/inbox/b.csv": "newer",
         "/inbox/a.csv": "now",
     }
+
+
+def _written() -> int:
+    """Bytes this process has handed to write() so far (Linux: /proc/self/io ``wchar``)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no wchar in /proc/self/io")
+
+
+def test_a_change_to_a_large_memory_writes_a_few_pages_not_the_whole_map(tmp_path: Path) -> None:
+    """Round 21 A-F4: a creditor leaving 12,000 files in its inbox made each remember() rewrite the whole map
+    (N²/2 bytes over the N files, gigabytes). One change now writes about one row's pages; a lookup reads one."""
+    files = store(tmp_path, limit=100_000)
+    for number in range(3000):
+        files.remember(f"/inbox/{'x' * 60}-{number:06d}.csv", f"1:{number}:12:3:4", "a" * 64, "imported")
+    before = _written()
+    files.remember("/inbox/one-more.csv", "1:9:12:3:4", "b" * 64, "rejected")
+    files.forget("/inbox/one-more.csv")
+    assert _written() - before < 64 * 1024  # the whole map is ~500 KB
+    assert files.get(f"/inbox/{'x' * 60}-002999.csv", "1:2999:12:3:4") is not None

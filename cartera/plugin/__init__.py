@@ -94,6 +94,7 @@ from cartera.portfolio.files.config import (
     ColumnsConfig,
     CsvFormatConfig,
 )
+from cartera.portfolio.files.names import is_utf8_name, shown_name
 from cartera.portfolio.files.reader import AssignmentReader, FileIdentity, read_identity, read_local
 from cartera.portfolio.files.set_aside import (
     SET_ASIDE_FILE,
@@ -211,6 +212,7 @@ __all__ = [
     "fsync_dir",
     "header_key",
     "hookimpl",
+    "is_utf8_name",
     "local_identity",
     "local_request",
     "normalize",
@@ -224,6 +226,7 @@ __all__ = [
     "rejections_writer",
     "secret_settings",
     "segment_count",
+    "shown_name",
     "sms_encoding",
     "time_zones",
     "unkeepable",

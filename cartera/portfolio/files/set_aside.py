@@ -1,40 +1,50 @@
 """Files imported or rejected but left in the creditor's inbox: one memory for every crm_sync plugin that moves
-files (``csv``'s ``keep_files`` or a refused archive folder, ``sftp_csv``'s refused archive rename).
+files (``csv``'s ``keep_files`` or a refused folder, ``sftp_csv``'s refused rename).
 
 Such a file must not be fetched again while it is unchanged: applied again after a later delivery of its portfolio
 it would undo that delivery (a withdrawal re-applied after a re-assignment). It is remembered by source, with an
 identity string the plugin makes of what it can tell without reading the bytes (a local file's device, inode, size
 and times; a remote file's name, size and time), the sha256 of the bytes imported or rejected, and which it was.
-Looked up with another identity (the file changed: a new delivery) it is forgotten; so is every file of an inbox
-that the inbox no longer lists. That, not the age of an entry, bounds the memory: a file still waiting in the inbox
-is never dropped to make room (fetched again it would be applied again). A large cap stays for safety only, and
-says so in the log when it bites.
+Looked up with another identity (the file changed: a new delivery) it is forgotten, unless the plugin tells it is
+the same file still (its bytes hash to the remembered sha256: a chmod, a copy keeping the time), when its identity
+is updated instead; so is every file of an inbox that the inbox no longer lists. That, not the age of an entry,
+bounds the memory: a file still waiting in the inbox is never dropped to make room (fetched again it would be
+applied again). A large cap stays for safety only, and says so in the log when it bites.
 
-The map is one JSON file in the plugin's data directory, rewritten whole through a temporary file
-(:func:`write_atomically`); every change is made under an exclusive lock of a ``.lock`` file beside it, on the file
-read again, so a node and a CLI process sharing the data directory do not undo each other's changes.
+The map is a small SQLite database in the plugin's data directory (``set-aside.sqlite3``, write-ahead log, one row
+per source): a change writes that row's pages and is synced, a lookup reads one row, whatever the number of files
+remembered (a creditor leaving 12,000 files in its inbox once cost gigabytes of rewrites of a JSON map). SQLite's
+own locking keeps a node and a CLI process sharing the data directory from undoing each other's changes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
-from cartera.core.durable import write_atomically
 from cartera.core.logs import event
 from cartera.portfolio.files.reader import FileIdentity
 
 SetAsideKind = Literal["imported", "rejected"]
-SET_ASIDE_FILE = "set-aside.json"
+SET_ASIDE_FILE = "set-aside.sqlite3"
 SET_ASIDE_LIMIT = 100_000  #: files remembered at most; only for safety (the inbox's listing bounds it), logged
+_BUSY_MS = 30_000  #: how long a change waits for another process's (a change is one row: milliseconds)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    source TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('imported', 'rejected'))
+)
+"""
 
 
 @dataclass(frozen=True)
@@ -59,50 +69,68 @@ class SetAsideFiles:
         self._log = log
         self._limit = limit
         self._lock = threading.Lock()
-        self._entries: dict[str, SetAsideFile] = {}
-        self._seen: tuple[int, int, int, int] | None = None  #: the stored file's identity when last read
+        self._db: sqlite3.Connection | None = None
 
-    def get(self, source: str, identity: str) -> SetAsideFile | None:
-        """The file remembered for ``source`` while it has ``identity``; one remembered with another identity (it
-        changed: a new delivery) is forgotten and None returned."""
+    def get(
+        self, source: str, identity: str, same: Callable[[SetAsideFile], bool] | None = None
+    ) -> SetAsideFile | None:
+        """The file remembered for ``source`` while it has ``identity``. One remembered with another identity is
+        forgotten and None returned (it changed: a new delivery), unless ``same`` tells it is the same file still
+        (its bytes are those remembered): then its identity is updated and it is returned."""
         with self._lock:
-            self._refresh()
-            found = self._entries.get(source)
+            found = self._find(self._connection(), source)
         if found is None or found.identity == identity:
             return found
-        self._change(lambda entries: _drop_if(entries, source, found))
+        if same is not None and same(found):
+            updated = replace(found, identity=identity)
+            with self._changing() as db:
+                db.execute(
+                    "UPDATE files SET identity = ? WHERE source = ? AND identity = ? AND sha256 = ? AND kind = ?",
+                    (identity, source, found.identity, found.sha256, found.kind),
+                )
+            return updated
+        with self._changing() as db:  # unless another process remembered it anew meanwhile
+            db.execute(
+                "DELETE FROM files WHERE source = ? AND identity = ? AND sha256 = ? AND kind = ?",
+                (source, found.identity, found.sha256, found.kind),
+            )
         return None
 
     def remember(self, source: str, identity: str, sha256: str, kind: SetAsideKind) -> None:
         """Remember ``source`` as left in the inbox with ``identity`` (replacing what was remembered of it)."""
-        remembered = SetAsideFile(identity, sha256, kind)
-
-        def change(entries: dict[str, SetAsideFile]) -> bool:
-            entries.pop(source, None)
-            entries[source] = remembered
-            return True
-
-        self._change(change)
+        with self._changing() as db:
+            cursor = db.execute(
+                "INSERT OR REPLACE INTO files (source, identity, sha256, kind) VALUES (?, ?, ?, ?)",
+                (source, identity, sha256, kind),
+            )
+            if (cursor.lastrowid or 0) > self._limit:  # rows are numbered in order: fewer rows than that number
+                self._cap(db)
 
     def forget(self, source: str) -> None:
-        self._change(lambda entries: entries.pop(source, None) is not None)
+        with self._changing() as db:
+            db.execute("DELETE FROM files WHERE source = ?", (source,))
 
     def forget_unlisted(self, listed: Collection[str], *, prefix: str) -> None:
         """Forget the files of one inbox (sources starting with ``prefix``) it no longer lists (``listed``):
         archived, set aside or removed by hand."""
-
-        def change(entries: dict[str, SetAsideFile]) -> bool:
-            gone = [source for source in entries if source.startswith(prefix) and source not in listed]
-            for source in gone:
-                del entries[source]
-            return bool(gone)
-
-        self._change(change)
+        with self._lock:
+            stored = [row[0] for row in self._connection().execute("SELECT source FROM files")]
+        gone = [(source,) for source in stored if source.startswith(prefix) and source not in listed]
+        if gone:
+            with self._changing() as db:
+                db.executemany("DELETE FROM files WHERE source = ?", gone)
 
     def sources(self) -> dict[str, SetAsideFile]:
+        """Every file remembered, oldest first."""
         with self._lock:
-            self._refresh()
-            return dict(self._entries)
+            rows = self._connection().execute("SELECT source, identity, sha256, kind FROM files ORDER BY rowid")
+            return {source: SetAsideFile(identity, sha256, _kind(kind)) for source, identity, sha256, kind in rows}
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def upgrade(
         self,
@@ -132,90 +160,82 @@ class SetAsideFiles:
         for source, candidates in read_in.items():
             now = current(source) if current is not None else None
             taken[source] = next((entry for entry in candidates if entry.identity == now), candidates[-1])
-
-        def change(entries: dict[str, SetAsideFile]) -> bool:
-            for source, remembered in taken.items():
-                entries.setdefault(source, remembered)
-            return True
-
-        self._change(change)
+        with self._changing() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO files (source, identity, sha256, kind) VALUES (?, ?, ?, ?)",
+                [(source, kept.identity, kept.sha256, kept.kind) for source, kept in taken.items()],
+            )
+            self._cap(db)
         for path in readable:
             path.unlink(missing_ok=True)
         event(self._log, "crm_sync.set_aside.upgraded", files=len(taken), into=str(self.path))
 
-    def _change(self, change: Callable[[dict[str, SetAsideFile]], bool]) -> None:
-        """Apply ``change`` to the map as stored now, under the lock, and store it if it says it changed."""
-        with self._lock, self._locked():
-            self._refresh()
-            if not change(self._entries):
-                return
-            if len(self._entries) > self._limit:
-                dropped = list(self._entries)[: len(self._entries) - self._limit]
-                for source in dropped:
-                    del self._entries[source]
-                event(
-                    self._log,
-                    "crm_sync.set_aside.limit_reached",
-                    logging.ERROR,
-                    file=str(self.path),
-                    limit=self._limit,
-                    forgotten=len(dropped),
-                )
-            try:
-                self._save()
-            except BaseException:  # not stored (disk full...): the map is read again from what the file holds
-                self._seen = None
-                raise
+    def _cap(self, db: sqlite3.Connection) -> None:
+        """Forget the oldest files past the safety cap, saying so."""
+        (count,) = db.execute("SELECT COUNT(*) FROM files").fetchone()
+        if count <= self._limit:
+            return
+        db.execute(
+            "DELETE FROM files WHERE rowid IN (SELECT rowid FROM files ORDER BY rowid LIMIT ?)", (count - self._limit,)
+        )
+        event(
+            self._log,
+            "crm_sync.set_aside.limit_reached",
+            logging.ERROR,
+            file=str(self.path),
+            limit=self._limit,
+            forgotten=count - self._limit,
+        )
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _changing(self) -> Iterator[sqlite3.Connection]:
+        """One change, under the write lock of the database (taken at once: no other process changes it between
+        this change's reads and writes), committed and synced, or rolled back whole when anything fails (a full
+        disk leaves the map as it was)."""
+        with self._lock:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+
+    def _find(self, db: sqlite3.Connection, source: str) -> SetAsideFile | None:
+        row = db.execute("SELECT identity, sha256, kind FROM files WHERE source = ?", (source,)).fetchone()
+        return None if row is None else SetAsideFile(row[0], row[1], _kind(row[2]))
+
+    def _connection(self) -> sqlite3.Connection:
+        """The database, opened (and made) at first use; one that is not a database of these files is warned
+        about, kept aside under a ``.unreadable`` name, and started afresh."""
+        if self._db is not None:
+            return self._db
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.path.with_name(f"{self.path.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(descriptor)
-
-    def _refresh(self) -> None:
-        """Read the stored map again if the file changed since it was last read (another process wrote it)."""
-        try:
-            status = os.stat(self.path)
-        except FileNotFoundError:
-            self._entries, self._seen = {}, None
-            return
-        seen = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
-        if seen == self._seen:
-            return
-        self._seen = seen
-        try:
-            stored = json.loads(self.path.read_bytes())
-            self._entries = {
-                entry["source"]: SetAsideFile(str(entry["identity"]), str(entry["sha256"]), _kind(entry["kind"]))
-                for entry in stored["files"]
-            }
-        except (OSError, ValueError, TypeError, KeyError) as exc:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
             event(self._log, "crm_sync.set_aside.unreadable", logging.WARNING, file=str(self.path), why=str(exc))
-            self._entries = {}
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(f"{self.path}{suffix}", f"{self.path}.unreadable{suffix}")
+            self._db = self._open()
+        return self._db
 
-    def _save(self) -> None:
-        files = [{"source": source} | asdict(remembered) for source, remembered in self._entries.items()]
-        text = json.dumps({"files": files}, ensure_ascii=True).encode("ascii")
-
-        def write(sink: IO[bytes]) -> None:
-            sink.write(text)
-
-        write_atomically(self.path, write)
-        status = os.stat(self.path)
-        self._seen = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
-
-
-def _drop_if(entries: dict[str, SetAsideFile], source: str, found: SetAsideFile) -> bool:
-    """Forget ``source`` if it is still remembered as ``found`` (another process may have remembered it anew)."""
-    if entries.get(source) != found:
-        return False
-    del entries[source]
-    return True
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=_BUSY_MS / 1000, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")  # a file remembered survives a power cut
+            db.execute(_SCHEMA)
+            db.execute("SELECT source, identity, sha256, kind FROM files LIMIT 1").fetchall()
+        except BaseException:
+            db.close()
+            raise
+        return db
 
 
 def _kind(value: object) -> SetAsideKind:

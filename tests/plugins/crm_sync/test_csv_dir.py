@@ -6,7 +6,6 @@ import codecs
 import csv
 import hashlib
 import io
-import json
 import logging
 import os
 import shutil
@@ -51,7 +50,7 @@ from cartera.plugins.crm_sync.csv_dir.plugin import CsvDirSync, cartera_register
 from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.files import reader as reader_module
 from cartera.portfolio.files.config import ColumnsConfig
-from cartera.portfolio.files.set_aside import SetAsideFiles
+from cartera.portfolio.files.set_aside import SET_ASIDE_FILE, SetAsideFile, SetAsideFiles
 from cartera.portfolio.files.values import parse_amount
 from cartera.portfolio.importer import AssignmentImporter
 from cartera.portfolio.sync import CreditorSync
@@ -128,7 +127,7 @@ class TestCsvDirConformance(CrmSyncConformance):
 
         def set_aside() -> list[bytes]:
             if crm.config.keep_files:
-                store = SetAsideFiles(crm.context.data_dir / "set-aside.json", logging.getLogger())
+                store = SetAsideFiles(crm.context.data_dir / SET_ASIDE_FILE, logging.getLogger())
                 hashes = {kept.sha256 for kept in store.sources().values() if kept.kind == "rejected"}
                 files = sorted(crm.config.inbox.glob("*.csv"))
                 return [path.read_bytes() for path in files if hashlib.sha256(path.read_bytes()).hexdigest() in hashes]
@@ -499,27 +498,34 @@ def test_reject_leaves_changed_and_outside_files(sync: CsvDirSync, tmp_path: Pat
     assert not sync.config.rejected_dir.exists()
 
 
-def test_keep_files_remembers_acknowledged_content(tmp_path: Path) -> None:
+def kept_file(tmp_path: Path, content: bytes) -> tuple[CsvDirSync, AssignmentBatch]:
+    """``inbox/a.csv`` holding ``content``, fetched and imported with ``keep_files``: left in the inbox."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    shutil.copy(FIXTURES / "plain_comma.csv", inbox / "a.csv")
+    (inbox / "a.csv").write_bytes(content)
     sync = make_sync(tmp_path, keep_files=True)
     (batch,) = sync.fetch()
     sync.acknowledge(batch)
+    return sync, batch
+
+
+def identity_of(path: Path) -> str:
+    status = path.stat()
+    return f"{status.st_dev}:{status.st_ino}:{status.st_size}:{status.st_mtime_ns}:{status.st_ctime_ns}"
+
+
+def test_keep_files_remembers_acknowledged_content(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    sync, batch = kept_file(tmp_path, (FIXTURES / "plain_comma.csv").read_bytes())
     assert sorted(p.name for p in inbox.iterdir()) == ["a.csv"]
-    stored = json.loads((tmp_path / "data" / "set-aside.json").read_text(encoding="utf-8"))
-    status = (inbox / "a.csv").stat()
-    identity = f"{status.st_dev}:{status.st_ino}:{status.st_size}:{status.st_mtime_ns}:{status.st_ctime_ns}"
-    assert stored == {
-        "files": [
-            {"source": str(inbox / "a.csv"), "identity": identity, "sha256": batch.content_sha256, "kind": "imported"}
-        ]
-    }
+    stored = SetAsideFiles(tmp_path / "data" / SET_ASIDE_FILE, logging.getLogger()).sources()
+    kept = SetAsideFile(identity_of(inbox / "a.csv"), batch.content_sha256, "imported")
+    assert stored == {str(inbox / "a.csv"): kept}
     assert list(make_sync(tmp_path, keep_files=True).fetch()) == []
     with (inbox / "a.csv").open("a", encoding="utf-8") as stream:
         stream.write("CR-13,Ana,3001234567,1\n")
     assert [len(list(b.items)) for b in sync.fetch()] == [4]
-    assert SetAsideFiles(tmp_path / "data" / "set-aside.json", logging.getLogger()).sources() == {}  # changed
+    assert SetAsideFiles(tmp_path / "data" / SET_ASIDE_FILE, logging.getLogger()).sources() == {}  # changed
 
 
 def test_files_set_aside_are_forgotten_once_gone_from_the_inbox_and_never_while_there(tmp_path: Path) -> None:
@@ -535,7 +541,7 @@ def test_files_set_aside_are_forgotten_once_gone_from_the_inbox_and_never_while_
     (inbox / "wrong.csv").write_text(WRONG_HEADER, encoding="utf-8")
     (rejected,) = sync.fetch()
     sync.reject(rejected)
-    store = SetAsideFiles(tmp_path / "data" / "set-aside.json", logging.getLogger())
+    store = SetAsideFiles(tmp_path / "data" / SET_ASIDE_FILE, logging.getLogger())
     assert {Path(source).name: kept.kind for source, kept in store.sources().items()} == {
         "a.csv": "imported",
         "b.csv": "imported",
@@ -1159,3 +1165,85 @@ def test_a_utf16_or_bare_cr_export_is_refused_saying_what_is_wrong(
     assert rejected.value.reason == expected
     path.write_bytes(b"cuenta;nombre;telefono1;saldo\r\nA-1;Ana;3001234567;1\r\n")
     assert [row.account_ref for row in sync.read_file(path).items if isinstance(row, AssignmentRow)] == ["A-1"]
+
+
+def test_a_kept_file_whose_metadata_alone_changed_is_not_a_new_delivery(tmp_path: Path) -> None:
+    """Round 21 A-F7: a chmod (or a restore keeping the time: a new inode) of a kept file changed its identity,
+    so it was fetched and applied again, an old withdrawal undoing a later re-assignment. The same size and mtime
+    with bytes hashing to the sha256 remembered is the same file: its identity is updated, it is not fetched. A
+    changed mtime (the creditor sending it again) is still a new delivery."""
+    inbox = tmp_path / "inbox"
+    sync, _ = kept_file(tmp_path, (FIXTURES / "plain_comma.csv").read_bytes())
+    store = SetAsideFiles(tmp_path / "data" / SET_ASIDE_FILE, logging.getLogger())
+
+    def remembered() -> str:
+        return store.sources()[str(inbox / "a.csv")].identity
+
+    (inbox / "a.csv").chmod(0o640)
+    assert list(sync.fetch()) == []
+    assert remembered() == identity_of(inbox / "a.csv")
+    shutil.copy2(inbox / "a.csv", tmp_path / "backup.csv")  # a restore: a new inode, the same bytes and mtime
+    (inbox / "a.csv").unlink()
+    shutil.copy2(tmp_path / "backup.csv", inbox / "a.csv")
+    assert list(make_sync(tmp_path, keep_files=True).fetch()) == []
+    assert remembered() == identity_of(inbox / "a.csv")
+    status = (inbox / "a.csv").stat()
+    os.utime(inbox / "a.csv", ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000_000))  # sent again
+    assert [Path(b.source).name for b in sync.fetch()] == ["a.csv"]
+
+
+def test_a_kept_file_rewritten_in_place_at_the_same_size_and_time_is_a_new_delivery(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    sync, _ = kept_file(tmp_path, GOOD_DELIVERY.encode())
+    status = (inbox / "a.csv").stat()
+    (inbox / "a.csv").write_bytes(GOOD_DELIVERY.replace("BCO-000101", "BCO-000109").encode())
+    os.utime(inbox / "a.csv", ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert [Path(b.source).name for b in sync.fetch()] == ["a.csv"]
+
+
+def test_a_name_that_is_not_utf8_is_skipped_with_one_warning_and_the_others_load(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Round 21 A-F6: a Windows-1252 ERP's ``asignación-peña.csv`` failed every sync (UnicodeEncodeError storing
+    its name), keeping the health line failing. As with sftp_csv it is skipped, named escaped, once."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    descriptor = os.open(os.fsencode(inbox) + b"/asignaci\xf3n-pe\xf1a.csv", os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(descriptor, GOOD_DELIVERY.encode())
+    os.close(descriptor)
+    shutil.copy(FIXTURES / "plain_comma.csv", inbox / "b-good.csv")
+    sync = make_sync(tmp_path)
+    sync.start()
+    for _ in range(2):
+        assert [Path(batch.source).name for batch in sync.fetch()] == ["b-good.csv"]
+    warned = [r for r in caplog.records if r.getMessage() == "crm_sync.csv.name_not_utf8"]
+    assert [r.fields["file"] for r in warned] == [f"{inbox}/asignaci\\xf3n-pe\\xf1a.csv"]  # type: ignore[attr-defined]
+    assert sync.check().ok
+
+
+@pytest.mark.parametrize("folder", ["archive_dir", "rejected_dir"])
+def test_a_file_a_refused_folder_left_in_the_inbox_is_moved_once_the_folder_is_fixed(
+    tmp_path: Path, folder: str
+) -> None:
+    """Round 21 A-F8: an imported (rejected) file the archive (rejected) folder refused stayed in the inbox for
+    ever, skipped. Each sync retries its move, as sftp_csv does, and forgets it once moved."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    if folder == "archive_dir":
+        shutil.copy(FIXTURES / "plain_comma.csv", inbox / "a.csv")
+    else:
+        (inbox / "a.csv").write_text(WRONG_HEADER, encoding="utf-8")
+    sync = make_sync(tmp_path)
+    target: Path = getattr(sync.config, folder)
+    target.write_text("in the way")
+    (batch,) = sync.fetch()
+    (sync.acknowledge if folder == "archive_dir" else sync.reject)(batch)
+    assert sorted(p.name for p in inbox.iterdir()) == ["a.csv", target.name]
+    assert list(sync.fetch()) == []
+    assert (inbox / "a.csv").exists()
+    sync.check()  # counts, moves nothing
+    target.unlink()
+    assert list(sync.fetch()) == []
+    assert not (inbox / "a.csv").exists()
+    assert [p.name for p in target.iterdir()] == ["a.csv"]
+    assert SetAsideFiles(tmp_path / "data" / SET_ASIDE_FILE, logging.getLogger()).sources() == {}

@@ -6,6 +6,7 @@ import logging
 import os
 import stat
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
@@ -32,12 +33,14 @@ from cartera.plugin import (
     event,
     export_name,
     hookimpl,
+    is_utf8_name,
     local_identity,
     open_regular,
     read_identity,
     read_local,
     rejection_names,
     rejections_writer,
+    shown_name,
     write_atomically,
 )
 from cartera.plugins.crm_sync.csv_dir.client import FolderIsASymlink, inbox_entries, move_into, write_new
@@ -69,6 +72,9 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         if self.config.file_mode & 0o040:
             self.config.outbox.chmod(0o750)
 
+    def stop(self) -> None:
+        self._set_aside.close()
+
     def check(self) -> CheckResult:
         inbox, outbox = self.config.inbox, self.config.outbox
         problems = []
@@ -84,7 +90,7 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
             ]
         if problems:
             return CheckResult(False, "; ".join(problems))
-        waiting = sum(1 for _ in self.fetch())
+        waiting = sum(1 for _ in self._waiting(retry=False))
         return CheckResult(True, f"inbox {inbox} readable, {waiting} file(s) waiting; outbox {outbox} writable")
 
     def delivers(self) -> DeliveryScope:
@@ -96,20 +102,34 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
 
     def fetch(self) -> Iterator[AssignmentBatch]:
         """The inbox's regular files, not read yet (the import reads each once); a symlink, FIFO, device or
-        directory is skipped (one warning), never read; so is a file the node may not open (left in place). With
+        directory is skipped (one warning), never read; so is a file the node may not open (left in place), and one
+        whose name is not valid UTF-8 (one warning naming it escaped: the creditor renames it). With
         ``keep_files`` a file set aside in place is left out by its identity, unread; the same bytes under a new
         identity (copied in again) are fetched, and the import, reading them once, finds them imported before (or,
-        after a later delivery, applies them again). So is, always, an imported file its archive folder refused
-        (:meth:`acknowledge`): fetched again, it would be applied again after every later delivery. The files
-        remembered so that the inbox no longer lists are forgotten (all of them only while the inbox is a
-        directory: an unmounted share forgets nothing)."""
+        after a later delivery, applies them again). A file whose size and mtime are those remembered and whose
+        bytes hash to the sha256 remembered is the same file (a chmod, a restore keeping the time): its identity is
+        updated, it is not fetched. So is, always, an imported (rejected) file its archive (rejected) folder refused
+        (:meth:`acknowledge`): fetched again, it would be applied again after every later delivery; without
+        ``keep_files`` its move is retried instead, and once moved it is forgotten. The files remembered so that
+        the inbox no longer lists are forgotten (all of them only while the inbox is a directory: an unmounted share
+        forgets nothing)."""
+        return self._waiting(retry=True)
+
+    def _waiting(self, *, retry: bool) -> Iterator[AssignmentBatch]:
+        """:meth:`fetch`; ``retry``: move the files a folder refused (not while ``check`` counts)."""
         config = self.config
         entries = list(inbox_entries(config.inbox, config.pattern, config.archive_dir, config.rejected_dir))
         if config.inbox.is_dir():
             self._set_aside.forget_unlisted(
                 {str(path) for path, _ in entries}, prefix=os.path.join(str(config.inbox), "")
             )
+        refused: set[Path] = set()  #: folders that refused a retried move in this pass: said once
         for path, regular in entries:
+            if not is_utf8_name(str(path)):  # no store nor log line can hold it
+                shown = shown_name(str(path))
+                if self._first_skip(shown):
+                    event(self.context.log, "crm_sync.csv.name_not_utf8", logging.WARNING, file=shown)
+                continue
             if not regular:
                 if self._first_skip(path):
                     event(self.context.log, "crm_sync.csv.not_a_regular_file", logging.WARNING, file=str(path))
@@ -127,8 +147,34 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
                     )
                 continue
             identity = read_identity(batch)
-            if identity is None or self._set_aside.get(batch.source, local_identity(identity)) is None:
+            if identity is None:
+                yield batch
+                continue
+            kept = self._set_aside.get(batch.source, local_identity(identity), partial(_same_bytes, batch, identity))
+            if kept is None:
                 yield batch  # not kept (keep_files) nor left in the inbox by a refused folder, or changed since
+            elif retry and not config.keep_files:
+                self._move_again(batch, kept, refused)
+
+    def _move_again(self, batch: AssignmentBatch, kept: SetAsideFile, refused: set[Path]) -> None:
+        """Move a file a folder refused once more (into the archive if imported, else the rejected folder), unless
+        it changed since; forget it once moved. A folder refusing again is said once per pass."""
+        imported = kept.kind == "imported"
+        path = self._unchanged(batch, f"crm_sync.csv.changed_after_{'import' if imported else 'rejection'}")
+        if path is None:
+            return
+        folder = self.config.archive_dir if imported else self.config.rejected_dir
+        target = self._move(path, folder, quiet=folder in refused)
+        if target is None:
+            refused.add(folder)
+            return
+        self._set_aside.forget(batch.source)
+        event(
+            self.context.log,
+            "crm_sync.csv.archived" if imported else "crm_sync.csv.set_aside",
+            file=str(path),
+            to=str(target),
+        )
 
     def _remember(self, batch: AssignmentBatch, kind: SetAsideKind) -> None:
         """Remember the inbox file ``batch`` was read from as left there, by its identity (and content hash)."""
@@ -177,11 +223,12 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         elif path is not None:  # left in the inbox: remembered, so it is not read (and rejected) again each sync
             self._remember(batch, "rejected")
 
-    def _move(self, path: Path, folder: Path) -> Path | None:
+    def _move(self, path: Path, folder: Path, *, quiet: bool = False) -> Path | None:
         """``path`` moved into ``folder``; a folder the creditor made a symlink (into another creditor's inbox,
         say) is never moved through: the file stays in the inbox (one warning; :meth:`acknowledge` remembers it).
         So does a file the folder refuses for any other reason (another filesystem, not writable, missing and
-        not creatable): ``crm_sync.csv.archive_failed`` each time, and :meth:`acknowledge` remembers it."""
+        not creatable): ``crm_sync.csv.archive_failed`` each time (unless ``quiet``), and :meth:`acknowledge`
+        remembers it."""
         try:
             return move_into(path, folder, self.context.clock.now(), inbox=self.config.inbox)
         except FolderIsASymlink as exc:
@@ -195,6 +242,8 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
                 )
             return None
         except OSError as exc:
+            if quiet:
+                return None
             event(
                 self.context.log,
                 "crm_sync.csv.archive_failed",
@@ -257,6 +306,19 @@ def _read_old_ledger(path: Path) -> Iterator[tuple[str, SetAsideFile]]:
             fields = line.rstrip("\n").split("  ", 2)
             if len(fields) == 3 and line.endswith("\n"):
                 yield fields[2], SetAsideFile(fields[1], fields[0], kind)
+
+
+def _same_bytes(batch: AssignmentBatch, identity: FileIdentity, kept: SetAsideFile) -> bool:
+    """Whether the file ``batch`` reads, of ``identity``, is the one remembered as ``kept`` though its identity
+    changed: the same size and mtime (a metadata change, or a copy keeping the time) and bytes hashing to the
+    sha256 remembered. A changed mtime is a new delivery (the creditor sending it again), never read here."""
+    fields = kept.identity.split(":")
+    if len(fields) != 5 or fields[2:4] != [str(identity.size), str(identity.mtime_ns)]:
+        return False
+    try:
+        return batch.content_sha256 == kept.sha256
+    except FileRejected:  # changed while hashed: a new delivery
+        return False
 
 
 def _current_identity(source: str) -> str | None:

@@ -27,7 +27,7 @@ import paramiko
 from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
 
-from cartera.plugin import CarteraError
+from cartera.plugin import CarteraError, is_utf8_name, shown_name
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 
 DOWNLOAD_CHUNK = 1 << 20  #: bytes read at a time from a remote file
@@ -60,12 +60,12 @@ class RemoteFile:
     def utf8(self) -> bool:
         """Whether the name the server listed is valid UTF-8 (paramiko, and so every later operation on the file,
         needs it): one that is not is skipped, named by :attr:`shown`."""
-        return _decodable(self.path)
+        return is_utf8_name(self.path)
 
     @property
     def shown(self) -> str:
         """The path as logs show it: bytes that are not UTF-8 escaped (``caf\\xe9.csv``)."""
-        return _shown(self.path)
+        return shown_name(self.path)
 
 
 class SftpSession:
@@ -95,7 +95,7 @@ class SftpSession:
                 raise
             except (OSError, paramiko.SSHException, EOFError, UnicodeError) as exc:
                 self.close()
-                raise SftpError(f"{self.where}: {_shown(doing)} failed: {_describe(exc)}") from None
+                raise SftpError(f"{self.where}: {shown_name(doing)} failed: {_describe(exc)}") from None
 
     def _current(self) -> paramiko.SFTPClient | None:
         """The open session, unless the server closed it meanwhile (idle timeout, restart)."""
@@ -441,18 +441,6 @@ def _listdir_attr(sftp: paramiko.SFTPClient, path: str) -> list[paramiko.SFTPAtt
         with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
             client._request(CMD_CLOSE, handle)
     return entries
-
-
-def _decodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _shown(text: str) -> str:
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _remote(path: str, attributes: paramiko.SFTPAttributes) -> RemoteFile:
