@@ -8,10 +8,11 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,7 +31,7 @@ from cartera.core.testing.context import CapturingContext
 from cartera.core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
 from cartera.plugins.crm_sync.sftp_csv.client import FileTooLarge, RemoteFile, SftpError, SftpSession, _describe
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
-from cartera.plugins.crm_sync.sftp_csv.plugin import SftpCsvSync
+from cartera.plugins.crm_sync.sftp_csv.plugin import REHASH_SECONDS, SftpCsvSync
 from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.importer import AssignmentImporter
 from cartera.portfolio.sync import CreditorSync
@@ -826,3 +827,77 @@ def test_a_servers_error_text_is_cut() -> None:
     17 M4); an error keeps its first 500 characters and says how long it was."""
     assert _describe(OSError("no such file")) == "no such file"
     assert _describe(OSError("x" * 100_000)) == "x" * 500 + "... (100000 characters)"
+
+
+def test_a_rejected_file_whose_rejected_folder_refuses_is_remembered_and_its_rename_retried(
+    sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Round 21 A-F5: a rejected file whose rename into the rejected folder failed was downloaded, read and
+    rejected again every sync (a failed delivery each time). It is remembered as rejected, as csv does: not
+    fetched again while unchanged, its rename retried each sync."""
+    caplog.set_level(logging.INFO)
+    inbox = sshd.jail / "inbox"
+    job = cycle(make_sync(), db, hooks)
+    (inbox / "rejected").write_text("not a folder")
+    deliver(sshd, "rota.csv", WRONG_HEADER)
+    runs = [job.run_once() for _ in range(3)]
+    assert [(len(run.rejected), len(run.failed)) for run in runs] == [(1, 1), (0, 0), (0, 0)]
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged.count("crm_sync.sftp.set_aside_failed") == 3  # the rejection, then each sync's retry
+    assert logged.count("sync.file_rejected") == 1
+    (inbox / "rejected").unlink()
+    assert (len(job.run_once().rejected), len(job.run_once().rejected)) == (0, 0)
+    assert [p.name for p in (inbox / "rejected").iterdir()] == ["rota.csv"]
+    assert not list(inbox.glob("*.csv"))
+
+
+class SteppedClock:
+    """Time that moves only when told."""
+
+    def __init__(self, start: datetime) -> None:
+        self.at = start
+
+    def now(self) -> datetime:
+        return self.at
+
+    def sleep(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+    def real_seconds(self, seconds: float) -> float:
+        return 0.0
+
+
+def test_a_stuck_file_is_not_read_again_every_sync_while_its_size_and_time_hold(
+    sshd: Sshd, db: Database, hooks: Hooks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 21 A-F10: each stuck file was read whole from the server every sync to hash it before its rename was
+    retried. Its bytes are checked once (then again after REHASH_SECONDS); between, its size and mtime decide."""
+    header = "cuenta;nombre;telefono1;saldo;moneda;accion\n"
+    inbox = sshd.jail / "inbox"
+    clock = SteppedClock(NOW)
+    sync = SftpCsvSync(SftpCsvConfig.model_validate(settings(sshd)), CapturingContext(tmp_path / "data", clock=clock))
+    sync.start()
+    job = cycle(sync, db, hooks)
+    read: list[str] = []
+    real_sha256 = SftpSession.sha256
+
+    def counting(session: SftpSession, remote: RemoteFile) -> str | None:
+        read.append(posixpath.basename(remote.path))
+        return real_sha256(session, remote)
+
+    monkeypatch.setattr(SftpSession, "sha256", counting)
+    (inbox / "imported").write_text("not a folder")
+    deliver(sshd, "retiro.csv", header + "BCO-1;Ana Perez;3001234567;100000;COP;retirar\n")
+    assert len(job.run_once().failed) == 1
+    assert read == ["retiro.csv"]  # before the rename, at the import
+    read.clear()
+    for _ in range(4):
+        assert len(job.run_once().failed) == 0
+    assert read == ["retiro.csv"]  # the first retry only
+    clock.sleep(REHASH_SECONDS + 1)
+    job.run_once()
+    assert read == ["retiro.csv"] * 2
+    (inbox / "imported").unlink()
+    job.run_once()
+    sync.stop()
+    assert [p.name for p in (inbox / "imported").iterdir()] == ["retiro.csv"]

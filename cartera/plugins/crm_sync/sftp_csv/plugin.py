@@ -2,10 +2,11 @@
 
 ``fetch`` downloads each waiting file into the adapter's data directory (so parsing streams a local file and
 the remote one is read once); ``acknowledge`` renames the remote file into the archive, ``reject`` (a file
-rejected whole) into the rejected folder, unless it changed since it was downloaded. An imported file whose
-archive rename fails is remembered (:class:`SetAsideFiles`, ``set-aside.json`` in the data directory) and not
-fetched again while it is unchanged on the server: the rename is retried every sync instead. Exports and
-rejection reports are uploaded under a temporary name and renamed.
+rejected whole) into the rejected folder, unless it changed since it was downloaded. An imported (rejected) file
+whose archive (rejected) rename fails is remembered (:class:`SetAsideFiles`, ``set-aside.sqlite3`` in the data
+directory) and not fetched again while it is unchanged on the server: the rename is retried every sync instead,
+its bytes read again before a retry only once per :data:`REHASH_SECONDS` (its size and mtime, listed anyway,
+decide between). Exports and rejection reports are uploaded under a temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,6 +38,7 @@ from cartera.plugin import (
     RowError,
     SetAsideFile,
     SetAsideFiles,
+    SetAsideKind,
     activities_writer,
     event,
     export_name,
@@ -53,6 +56,11 @@ from cartera.plugins.crm_sync.sftp_csv.client import (
     SftpSession,
 )
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
+
+REHASH_SECONDS = 3600
+"""How long a stuck file's bytes, once found to be those imported (rejected), are trusted while its size and mtime
+hold: its rename is retried each sync without reading it whole again (a rewrite at the same size that keeps the
+whole-second mtime shows within this time)."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +85,10 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         self._fetched: dict[str, _Fetched] = {}
         self._first_skip = FirstTime()  #: inbox entries that are not regular files are warned about once
         self._slow: set[str] = set()  #: files whose download was cut (download_timeout_s): tried after the others
-        #: imported files whose archive rename failed, by source: path, size, mtime and sha256 of what was imported
+        #: imported (rejected) files whose archive (rejected) rename failed, by source: path, size, mtime, sha256
         self._set_aside = SetAsideFiles(context.data_dir / SET_ASIDE_FILE, context.log)
+        #: stuck files whose bytes were found to be those remembered, by source: with that identity, when
+        self._checked: dict[str, tuple[str, datetime]] = {}
         self._set_aside.upgrade([context.data_dir / OLD_UNARCHIVED], _read_unarchived)
 
     def start(self) -> None:
@@ -86,6 +96,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
 
     def stop(self) -> None:
         self._session.close()
+        self._set_aside.close()
 
     def check(self) -> CheckResult:
         try:
@@ -110,14 +121,13 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         naming it escaped (``Pe\\xf1alosa.csv``): the creditor renames it. A download cut by ``download_timeout_s``
         (a server sending too slowly) is skipped with one warning and ends this fetch, so that one sync, and the
         node's stop, wait at most that long for it; the next fetch takes the other files first and tries it last.
-        An imported file whose archive rename failed is not fetched (nor applied) again while its size, mtime and
-        bytes are those imported: its rename is retried instead (logged); changed, it is a new delivery."""
+        An imported (rejected) file whose archive (rejected) rename failed is not fetched (nor applied, nor
+        rejected) again while its size, mtime and bytes are those imported: its rename is retried instead (logged);
+        changed, it is a new delivery."""
         self._incoming.mkdir(parents=True, exist_ok=True)
         where = self._session.where
         waiting = self._session.waiting()
-        self._set_aside.forget_unlisted(  # archived or removed by hand
-            {f"{where}{remote.path}" for remote in waiting}, prefix=f"{where}{posixpath.join(self.config.inbox, '')}"
-        )
+        self._forget_unlisted({f"{where}{remote.path}" for remote in waiting})
         for remote in sorted(waiting, key=lambda found: f"{where}{found.path}" in self._slow):
             source = f"{where}{remote.path}"
             if not remote.utf8:
@@ -129,7 +139,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
                 if self._first_skip(source):
                     event(self.context.log, "crm_sync.sftp.not_a_regular_file", logging.WARNING, file=source)
                 continue
-            if self._still_unarchived(source, remote):
+            if self._still_set_aside(source, remote):
                 continue
             local = self._incoming / _local_name(remote.path)
             try:
@@ -165,42 +175,42 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
             event(self.context.log, "crm_sync.sftp.fetched", file=source, size=remote.size)
             yield batch
 
+    def _forget_unlisted(self, listed: set[str]) -> None:
+        """Forget the stuck files the inbox no longer lists (archived or removed by hand)."""
+        self._set_aside.forget_unlisted(listed, prefix=f"{self._session.where}{posixpath.join(self.config.inbox, '')}")
+        self._checked = {source: checked for source, checked in self._checked.items() if source in listed}
+
     def acknowledge(self, batch: AssignmentBatch) -> None:
         """Archive the remote file, unless it is gone or changed since it was downloaded (its attributes or, read
         again, its bytes: a rewrite within the same second at the same size); drop the local copy."""
-        self._move(batch, self.config.archive_dir, "archived", "changed_after_import", remember=True)
+        self._move(batch, self.config.archive_dir, "archived", "changed_after_import")
 
     def reject(self, batch: AssignmentBatch) -> None:
         """Rename the remote file into the rejected folder (a name taken there gets a timestamp suffix), unless
         it is gone or changed since it was downloaded (a corrected file under the same name is fetched next
         time); drop the local copy."""
-        self._move(batch, self.config.rejected_dir, "set_aside", "changed_after_rejection")
+        self._move(batch, self.config.rejected_dir, "set_aside", "changed_after_rejection", kind="rejected")
 
     def _move(
-        self, batch: AssignmentBatch, directory: str, moved: str, changed: str, *, remember: bool = False
+        self, batch: AssignmentBatch, directory: str, moved: str, changed: str, *, kind: SetAsideKind = "imported"
     ) -> None:
-        """``remember``: an imported file is remembered before anything is asked of the server and forgotten once
-        renamed (or found changed), so one whose rename fails, or whose connection drops before it
-        (``crm_sync.sftp.archive_failed``), is not fetched and applied again; the error is raised (the sync
-        lists the delivery as failed)."""
+        """The file is remembered (as ``kind``) before anything is asked of the server and forgotten once renamed
+        (or found changed), so one whose rename fails, or whose connection drops before it
+        (``crm_sync.sftp.archive_failed``, ``crm_sync.sftp.set_aside_failed``), is not fetched and applied (or
+        rejected) again; the error is raised (the sync lists the delivery as failed)."""
         fetched = self._fetched.pop(batch.source, None)
         if fetched is None:
             return
         try:
-            if remember:
-                self._set_aside.remember(batch.source, _identity(fetched.remote), fetched.sha256, "imported")
+            self._set_aside.remember(batch.source, _identity(fetched.remote), fetched.sha256, kind)
             try:
                 current = self._session.stat(fetched.remote.path)
                 same = current == fetched.remote and self._session.sha256(fetched.remote) == fetched.sha256
                 target = self._session.move_into(fetched.remote, directory, self.context.clock.now()) if same else ""
             except SftpError as exc:
-                if remember:
-                    event(
-                        self.context.log, "crm_sync.sftp.archive_failed", logging.ERROR, file=batch.source, why=str(exc)
-                    )
+                event(self.context.log, _failed(kind), logging.ERROR, file=batch.source, why=str(exc))
                 raise
-            if remember:
-                self._set_aside.forget(batch.source)
+            self._set_aside.forget(batch.source)
             if same:
                 event(self.context.log, f"crm_sync.sftp.{moved}", file=batch.source, to=target)
             else:
@@ -208,23 +218,39 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         finally:
             fetched.local.unlink(missing_ok=True)
 
-    def _still_unarchived(self, source: str, remote: RemoteFile) -> bool:
-        """Whether ``remote`` is a file imported whose archive rename failed, unchanged since (size, mtime, then
-        its bytes): its rename is retried (``crm_sync.sftp.archived`` or ``crm_sync.sftp.archive_failed``) and it
-        is not fetched. Changed, it is forgotten: a new delivery."""
-        stuck = self._set_aside.get(source, _identity(remote))
+    def _still_set_aside(self, source: str, remote: RemoteFile) -> bool:
+        """Whether ``remote`` is a file imported (rejected) whose archive (rejected) rename failed, unchanged since
+        (size and mtime; its bytes read again only if not found the same within :data:`REHASH_SECONDS`): its
+        rename is retried (``crm_sync.sftp.archived`` / ``set_aside``, or ``archive_failed`` / ``set_aside_failed``)
+        and it is not fetched. Changed, it is forgotten: a new delivery."""
+        identity = _identity(remote)
+        stuck = self._set_aside.get(source, identity)
         if stuck is None:  # not remembered, or forgotten now: changed in size, mtime or name
+            self._checked.pop(source, None)
             return False
+        imported = stuck.kind == "imported"
+        now = self.context.clock.now()
         try:
-            if self._session.sha256(remote) != stuck.sha256:
-                self._set_aside.forget(source)
-                return False
-            target = self._session.move_into(remote, self.config.archive_dir, self.context.clock.now())
+            checked = self._checked.get(source)
+            if checked is None or checked[0] != identity or now - checked[1] > timedelta(seconds=REHASH_SECONDS):
+                if self._session.sha256(remote) != stuck.sha256:
+                    self._set_aside.forget(source)
+                    self._checked.pop(source, None)
+                    return False
+                self._checked[source] = (identity, now)
+            directory = self.config.archive_dir if imported else self.config.rejected_dir
+            target = self._session.move_into(remote, directory, now)
         except SftpError as exc:
-            event(self.context.log, "crm_sync.sftp.archive_failed", logging.ERROR, file=source, why=str(exc))
+            event(self.context.log, _failed(stuck.kind), logging.ERROR, file=source, why=str(exc))
             return True
         self._set_aside.forget(source)
-        event(self.context.log, "crm_sync.sftp.archived", file=source, to=target)
+        self._checked.pop(source, None)
+        event(
+            self.context.log,
+            "crm_sync.sftp.archived" if imported else "crm_sync.sftp.set_aside",
+            file=source,
+            to=target,
+        )
         return True
 
     def export(self, activities: Sequence[Activity]) -> None:
@@ -244,6 +270,11 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
 
 OLD_UNARCHIVED = "unarchived.json"
 """Where an earlier version remembered the imported files left on the server, taken over once."""
+
+
+def _failed(kind: SetAsideKind) -> str:
+    """The event of a failed rename of a file imported (into the archive) or rejected (into the rejected folder)."""
+    return "crm_sync.sftp.archive_failed" if kind == "imported" else "crm_sync.sftp.set_aside_failed"
 
 
 def _identity(remote: RemoteFile) -> str:
