@@ -3,10 +3,18 @@
 ``/healthz`` tells anyone only ok or fail per check; the detail (store URL without password, vendor answers,
 paths: redacted all the same) goes to a signed-in admin of the site, or to a request whose socket peer is
 loopback and that carries no forwarded header (a proxy in front adds one).
+
+Neither takes a page worker nor a thread per request: each is a :class:`~cartera.web.workers.SharedResult`, one
+computation at a time on a thread of its own that every concurrent request awaits, served as is for
+:data:`FRESH_SECONDS` after. A flood of either (anyone may send one) thus costs the store one reader and the node's
+scheduled jobs nothing; no request is shed, so Prometheus's scrape from loopback is answered whoever else floods
+(round 21 M1). Only an admin's ``/healthz`` detail looks its session up, in the pages' lane (when that lane is full
+the answer goes without the detail).
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,35 +25,46 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.concurrency import run_in_threadpool
 
 from cartera.core.redaction import redact
 from cartera.users.directory import Role
+from cartera.web.context import SESSION_COOKIE, Web
 from cartera.web.services import WebServices
+from cartera.web.workers import Overloaded, SharedResult
 
 #: Headers a proxy adds: a request carrying one is not trusted as local, whatever its socket peer.
 FORWARDED_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host")
+#: Seconds a computed ``/metrics`` or ``/healthz`` result is served again to the requests that follow.
+FRESH_SECONDS = 1.0
+
+
+def _fresh() -> float:
+    return FRESH_SECONDS
 
 
 def health_router(services: WebServices) -> APIRouter:
     router = APIRouter()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(services))
+    scrape = SharedResult(lambda: generate_latest(registry), _fresh, "cartera-web-metrics")
+    checks = SharedResult(lambda: _checks(services), _fresh, "cartera-web-healthz")
 
     @router.get("/healthz")
-    def healthz(request: Request) -> JSONResponse:
-        detail = _checks(services)
+    async def healthz(request: Request) -> JSONResponse:
+        detail = await checks.get()
         healthy = all(check["ok"] for check in detail.values())
         body: dict[str, Any] = {
             "status": "ok" if healthy else "fail",
             "checks": {name: "ok" if check["ok"] else "fail" for name, check in detail.items()},
         }
-        if _may_see_detail(request, services.site):
+        if await _may_see_detail(request, services.site):
             body |= {"site": services.site, "detail": detail}
         return JSONResponse(body, status_code=200 if healthy else 503, headers={"Cache-Control": "no-store"})
 
     @router.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics() -> Response:
+        return Response(await scrape.get(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 
@@ -81,11 +100,18 @@ def local_request(request: Request) -> bool:
     return local and not any(name in request.headers for name in FORWARDED_HEADERS)
 
 
-def _may_see_detail(request: Request, site: str) -> bool:
-    """A signed-in admin granted the site, or a local request (:func:`local_request`)."""
+async def _may_see_detail(request: Request, site: str) -> bool:
+    """A signed-in admin granted the site, or a local request (:func:`local_request`). The session is looked up by
+    a worker of the pages' lane; none free (the lane sheds): no detail."""
     if local_request(request):
         return True
-    viewer = request.app.state.web.known_viewer(request)
+    if not request.cookies.get(SESSION_COOKIE):
+        return False
+    web: Web = request.app.state.web
+    try:
+        viewer = await run_in_threadpool(web.workers.run, functools.partial(web.known_viewer, request))
+    except Overloaded:
+        return False
     return viewer is not None and viewer.user.role is Role.ADMIN and viewer.user.sees_site(site)
 
 

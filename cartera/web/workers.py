@@ -6,17 +6,23 @@ of sign-ins can take neither the CPU nor the store from the node's scheduled job
 
 Anonymous work (the sign-in form, sign-in posts, any pooled request carrying no session cookie) runs in a lane of
 its own (half the workers, at least one, and ``queue`` waiting): a stranger's flood fills that lane only and is
-shed there (503), and signed-in users' requests keep their workers and queue (round 20 H4)."""
+shed there (503), and signed-in users' requests keep their workers and queue (round 20 H4).
+
+What anyone may ask again and again and all askers share (``/metrics``, ``/healthz``: no sign-in) is a
+:class:`SharedResult`: one computation at a time on a thread of its own, awaited by every concurrent request on the
+event loop (holding no thread), and served as is to later ones for a second (round 21 M1)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Generic, ParamSpec, TypeVar
 
 from starlette.requests import HTTPConnection
 
@@ -84,6 +90,42 @@ class WorkerPool:
     def _has_session(self, values: list[object]) -> bool:
         requests = [value for value in values if isinstance(value, HTTPConnection)]
         return bool(requests) and bool(requests[0].cookies.get(self._session_cookie))
+
+
+class SharedResult(Generic[R]):
+    """``compute``'s result shared by all who ask: one computation at a time, on a thread of its own; a request
+    arriving while it runs waits for it on the event loop (no thread held), and one arriving at most ``fresh()``
+    seconds after it finished gets that result as is. However many ask at once, the store sees one reader and
+    the pages' threads none; a failed computation is not kept (the next request computes again)."""
+
+    def __init__(self, compute: Callable[[], R], fresh: Callable[[], float], name: str) -> None:
+        self._compute, self._fresh = compute, fresh
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._lock = threading.Lock()
+        self._running: Future[R] | None = None
+        self._last: tuple[float, R] | None = None  #: when the last computation finished, its result
+
+    async def get(self) -> R:
+        with self._lock:
+            last = self._last
+            if last is not None and time.monotonic() - last[0] <= self._fresh():
+                return last[1]
+            if self._running is None:
+                self._running = self._thread.submit(self._run)
+            running = self._running
+        # shielded: a request whose client left must not cancel the computation the others wait for
+        return await asyncio.shield(asyncio.wrap_future(running))
+
+    def _run(self) -> R:
+        try:
+            result = self._compute()
+        except BaseException:
+            with self._lock:
+                self._running = None
+            raise
+        with self._lock:
+            self._last, self._running = (time.monotonic(), result), None
+        return result
 
 
 def _lower_priority() -> None:
