@@ -137,3 +137,18 @@ def test_sync_log_names_encoding_and_delimiter(
     assert [report.read_as for report in run.imports] == ["utf-8-sig, delimiter ';'"]
     imported = [r for r in caplog.records if r.getMessage() == "assignments.imported"]
     assert [r.fields["read_as"] for r in imported] == ["utf-8-sig, delimiter ';'"]  # type: ignore[attr-defined]
+
+
+def test_a_row_with_cells_past_the_header_is_quarantined_naming_both_counts(tmp_path: Path) -> None:
+    """Round 21 A-F13: a cell past the header (an unquoted delimiter in a name) was read as every optional column
+    the header lacks, and the row's error named a column the file does not have. Empty trailing cells are fine."""
+    header = "cuenta;nombre;telefono1;telefono2;saldo;moneda\n"
+    rows = (
+        "BCO-1;Ana;3001234567;;1000;COP;retirar\nBCO-2;Eva;3001234568;;2000;COP;;\nBCO-3;Luz; Peña;3001234569;;9;COP\n"
+    )
+    items = list(read_local(_reader(), _file(tmp_path, (header + rows).encode())).items)
+    errors = [(item.line, item.field, item.reason) for item in items if not isinstance(item, AssignmentRow)]
+    assert [item.account_ref for item in items if isinstance(item, AssignmentRow)] == ["BCO-2"]
+    assert [(line, field) for line, field, _ in errors] == [(2, "row"), (4, "row")]
+    assert errors[0][2].startswith("7 cells, the header has 6")
+    assert errors[1][2].startswith("7 cells, the header has 6")

@@ -302,6 +302,8 @@ class AssignmentReader:
         def parse(cells: list[str], line: int) -> AssignmentRow | RowError:
             if len(cells) < width:
                 cells.extend([""] * (width - len(cells)))
+            elif (overflow := _past_header(cells, width - 1, line)) is not None:
+                return overflow
             account_ref = cells[ref_at].strip()
             if not account_ref:
                 return RowError(line, "account_ref", f"column {columns.account_ref!r} is empty")
@@ -374,6 +376,17 @@ class AssignmentReader:
             )
 
         return parse
+
+
+def _past_header(cells: list[str], columns: int, line: int) -> RowError | None:
+    """A row's error when it has a non-empty cell past the header's ``columns``: no column to read it as (most
+    often a delimiter inside an unquoted value); empty trailing cells are fine."""
+    if not any(cell.strip() for cell in cells[columns:]):
+        return None
+    used = max(index for index, cell in enumerate(cells) if cell.strip()) + 1
+    return RowError(
+        line, "row", f"{used} cells, the header has {columns}: a delimiter inside an unquoted value? (quote it)"
+    )
 
 
 class FileReading(Reading):
