@@ -147,6 +147,21 @@ def test_same_payment_in_another_file_is_applied_once(importer: AssignmentImport
     assert kinds == ["payment"] * 5
 
 
+def test_two_installments_of_one_day_and_amount_in_one_file_are_two_payments(
+    importer: AssignmentImporter, db: Database
+) -> None:
+    """Round 21 A-F14: without a reference, the second of two payments of 50,000 on one day was taken for the
+    first reported again and dropped silently, leaving the balance 50,000 too high. Within a file the n-th such row
+    is the n-th payment; a later (cumulative) file reporting them again changes nothing."""
+    importer.import_batch(batch("m1", row(2, "A", "3001234567", balance="200000")), "t")
+    day = date(2026, 3, 1)
+    both = importer.import_batch(batch("m2", pay(2, "A", "50000", paid_on=day), pay(3, "A", "50000", paid_on=day)), "t")
+    assert both.payments == 2
+    assert accounts(db)["A"][0] == Decimal("100000.00")
+    again = batch("m3", pay(2, "A", "50000", paid_on=day), pay(3, "A", "50000", paid_on=day), pay(4, "A", "1"))
+    assert (importer.import_batch(again, "t").payments, accounts(db)["A"][0]) == (1, Decimal("99999.00"))
+
+
 def test_withdrawn_twice_and_unknown_accounts(importer: AssignmentImporter) -> None:
     importer.import_batch(batch("m1", row(2, "A", "3001234567")), "t")
     withdraw = row(2, "A", balance="0", action=AssignmentAction.WITHDRAW)

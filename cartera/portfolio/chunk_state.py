@@ -64,6 +64,8 @@ class ChunkState:
     accounts: dict[tuple[int, str], AccountState]
     created: list[AccountState] = field(default_factory=list)
     payments: list[Payment] = field(default_factory=list)
+    #: payments without a reference met so far in the batch (every chunk's), by (portfolio id, ref, day and amount)
+    unreferenced: dict[tuple[int, str, str], int] = field(default_factory=dict)
 
     def changed(self) -> list[AccountState]:
         """The accounts the store held that the rows changed."""

@@ -102,7 +102,8 @@ class AssignmentImporter:
     known from the start, its id the creditor's idempotency key) never is. Rows
     are idempotent too: an account assigned again unchanged counts as ``unchanged``, a withdrawal of a withdrawn
     account changes nothing, and a payment reported again (same payment reference, or same day
-    and amount) is not applied twice.
+    and amount) is not applied twice; without a reference, the n-th payment of one day and amount in a file is the
+    n-th such payment (two installments of a day in one file are two; a later file reporting one is one).
     """
 
     def __init__(
@@ -362,11 +363,13 @@ class _Chunk:
         self.portfolios = Portfolios(session, importer.site, importer.portfolio_country)
         self.writer = ChunkWriter(importer.site, batch_id, now)
         self.today = now.astimezone(importer.zone).date()
+        self.unreferenced: dict[tuple[int, str, str], int] = {}
 
     def apply(self, items: Sequence[AssignmentRow | RowError]) -> list[Activity]:
         items = [identified(item) for item in items]
         rows = [item for item in items if isinstance(item, AssignmentRow)]
         state = known_accounts(self.session, self.portfolios, rows)
+        state.unreferenced = self.unreferenced  # counted over the whole batch, not per chunk
         errors: list[RowError] = []
         for item in items:
             if isinstance(item, RowError):

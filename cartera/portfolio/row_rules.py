@@ -199,6 +199,10 @@ def apply_row(
 
 def _pay(row: AssignmentRow, amount: Decimal, account: AccountState, state: ChunkState) -> Applied:
     key = _payment_key(row, amount)
+    if key is not None and not row.payment_ref:  # the n-th of its day and amount in this file: the n-th payment
+        seen = (account.portfolio.id, account.ref, key)
+        count = state.unreferenced[seen] = state.unreferenced.get(seen, 0) + 1
+        key = key if count == 1 else f"{key}#{count}"
     if key is not None and key in account.payment_keys:
         return Applied.UNCHANGED
     if key is not None:
@@ -235,7 +239,8 @@ def _phones(row: AssignmentRow, normalize: PhoneNormalizer) -> list[str] | RowEr
 
 def _payment_key(row: AssignmentRow, amount: Decimal) -> str | None:
     """What recognises the payment when it is reported again (``reported_payments.key``, 128 characters): its whole
-    reference, never cut (two references sharing a prefix are two payments), else its day and amount."""
+    reference, never cut (two references sharing a prefix are two payments), else its day and amount (numbered
+    by :func:`_pay` when one file holds several: two installments of one day are two payments)."""
     if row.payment_ref:
         if len(row.payment_ref) > PAYMENT_REF_MAX:  # identified() quarantines such a row before it is applied
             raise ValueError(f"a payment reference of {len(row.payment_ref)} characters: at most {PAYMENT_REF_MAX}")
