@@ -107,6 +107,8 @@ FREE_TRIES = 3
 PAIR_POLICY = ThrottlePolicy(free=FREE_TRIES, first_delay=timedelta(seconds=5))  #: one user from one address
 ADDRESS_POLICY = ThrottlePolicy(free=20, first_delay=timedelta(minutes=1), window=timedelta(minutes=15))
 CHECKING = timedelta(minutes=1)  #: how long a claimed try holds the key while its password is checked
+PURGE_EVERY = timedelta(minutes=1)  #: how often keys whose window passed are forgotten (when a key is added)
+PAIR_PREFIX, ADDRESS_PREFIX = "pair:", "addr:"
 
 
 class LoginThrottler:
@@ -116,10 +118,18 @@ class LoginThrottler:
 
     def __init__(self, db: Database, now: Callable[[], datetime]) -> None:
         self.db, self.now = db, now
+        self._next_purge: datetime | None = None
 
     def attempt(self, user: str, address: str) -> datetime | None:
-        """Claim one password check: ``None`` when granted, else until when tries from here are refused."""
-        for key, policy in _keyed(user, address):
+        """Claim one password check: ``None`` when granted, else until when tries from here are refused. A try
+        the address's lock refuses writes nothing (round 21 M2: a locked stranger's new user names each left a
+        row, for ever)."""
+        keyed = _keyed(user, address)
+        by_address, policy = keyed[1]
+        refused = self._locked(by_address, policy)
+        if refused is not None:
+            return refused
+        for key, policy in keyed:
             refused = self._claim(key, policy)
             if refused is not None:
                 return refused
@@ -150,10 +160,26 @@ class LoginThrottler:
                 .values(failures=failures, locked_until=self.now() + policy.delay(failures))
             )
 
+    def _locked(self, key: str, policy: ThrottlePolicy) -> datetime | None:
+        """Until when ``key`` refuses tries, as :meth:`_claim` would decide now; ``None`` when it would let one
+        try. Only reads."""
+        now, row = self.now(), LoginThrottle
+        with self.db.reading() as session:
+            found = session.execute(
+                select(row.failures, row.window_start, row.locked_until).where(row.key == key)
+            ).one_or_none()
+        if found is None:
+            return None
+        failures, window_start, locked_until = found
+        if window_start <= now - policy.window or failures < policy.free or locked_until is None:
+            return None
+        return locked_until if locked_until > now else None
+
     def _claim(self, key: str, policy: ThrottlePolicy) -> datetime | None:
         now = self.now()
         with contextlib.suppress(IntegrityError), self.db.session() as session:  # a parallel try made it first
             if session.get(LoginThrottle, key) is None:
+                self._purge(session, now)
                 session.add(LoginThrottle(key=key, failures=0, window_start=now))
         row = LoginThrottle
         with self.db.session() as session:
@@ -175,6 +201,20 @@ class LoginThrottler:
                 return None
             return session.scalar(select(row.locked_until).where(row.key == key)) or now
 
+    def _purge(self, session: Session, now: datetime) -> None:
+        """Forget the keys whose window has passed with no lock in force (their next try would start them over),
+        at most once a minute, when a key is added: the rows are bounded by the tries the policies allow."""
+        if self._next_purge is not None and now < self._next_purge:
+            return
+        self._next_purge = now + PURGE_EVERY
+        row = LoginThrottle
+        unlocked = or_(row.locked_until.is_(None), row.locked_until <= now)
+        for prefix, policy in ((PAIR_PREFIX, PAIR_POLICY), (ADDRESS_PREFIX, ADDRESS_POLICY)):
+            session.execute(
+                delete(row).where(row.key.startswith(prefix), row.window_start <= now - policy.window, unlocked)
+            )
+
 
 def _keyed(user: str, address: str) -> tuple[tuple[str, ThrottlePolicy], tuple[str, ThrottlePolicy]]:
-    return (f"pair:{user[:64]}@{address[:58]}", PAIR_POLICY), (f"addr:{address[:100]}", ADDRESS_POLICY)
+    pair, by_address = f"{PAIR_PREFIX}{user[:64]}@{address[:58]}", f"{ADDRESS_PREFIX}{address[:100]}"
+    return (pair, PAIR_POLICY), (by_address, ADDRESS_POLICY)
