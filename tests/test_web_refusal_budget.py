@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from cartera.users.sessions import FREE_TRIES
 from cartera.web.app import build_app
-from cartera.web.refusals import PER_MINUTE, WINDOW_S, AnonymousRefusals
+from cartera.web.refusals import PER_MINUTE, TOTAL_PER_MINUTE, WINDOW_S, AnonymousRefusals
 from tests.test_web_pages import Site, csrf_of
 from tests.test_web_pages import site as pages_site
 
@@ -93,3 +93,21 @@ def test_strangers_recordings_requests_and_throttled_sign_ins_have_budgets_of_th
         answer = stranger.post("/login", data={"user": "ana", "password": "x", "csrf": csrf_of(form.text)})
         assert answer.status_code == 429
     assert len(site.audits("web.login_throttled")) == PER_MINUTE
+
+
+def test_strangers_refusals_are_bounded_as_a_whole_and_an_ipv6_host_is_one_address() -> None:
+    """Round 21 M3: one host owning many addresses (an IPv6 /64, a proxy's clients, 127.x.y.z) had every refusal
+    audited, ~580 rows a second: the budget was per address, with up to 10,000 addresses a minute."""
+    clock = Clock()
+    budget = AnonymousRefusals(clock=clock)
+    many = [f"web:anonymous@10.{n // 250}.{n % 250}.9" for n in range(1000)]
+    audited = sum(budget.admit(actor, "/nope")[0] for actor in many for _ in range(PER_MINUTE))
+    assert audited == TOTAL_PER_MINUTE, "the strangers' refusals of a minute are bounded as a whole"
+    assert budget.admit("web:anonymous@10.0.0.9", "/recordings/7")[0], "the recordings' routes: a budget apart"
+    host = [f"web:anonymous@2001:db8:1:2:{n:x}::1" for n in range(100)]
+    clock.now += WINDOW_S
+    admitted = [budget.admit(actor, "/nope") for actor in host for _ in range(PER_MINUTE)]
+    unaudited = (1000 * PER_MINUTE - TOTAL_PER_MINUTE, 1000 - TOTAL_PER_MINUTE // PER_MINUTE)
+    assert admitted[0][1] == unaudited, "the last minute's summary: refusals and addresses left unaudited"
+    assert sum(audit for audit, _ in admitted) == PER_MINUTE, "an IPv6 /64 is one address"
+    assert budget.admit("web:anonymous@2001:db8:1:3::1", "/nope")[0], "another /64 is another address"

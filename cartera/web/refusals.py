@@ -3,10 +3,15 @@ path, a missing static file, the agent's stream without a session) wrote an audi
 added ~250 rows a second. Past :data:`PER_MINUTE` refusals of one address in a minute they are only counted; one
 ``web.rejected_unaudited`` entry (and log line) a minute says how many went unwritten. Anonymous requests to the
 recordings' routes (the player's pages and files) and throttled sign-ins have budgets of their own, so a flood of
-other refusals never leaves them unaudited; failures (5xx) are always audited."""
+other refusals never leaves them unaudited; failures (5xx) are always audited.
+
+The budgets are bounded as a whole too (round 21 M3): one host owning many addresses (an IPv6 /64, the clients of a
+trusted proxy, 127.x.y.z) had each address's budget, ~580 rows a second. Of each kind at most
+:data:`TOTAL_PER_MINUTE` refusals a minute are audited in all, and an IPv6 address counts as its /64."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -19,7 +24,8 @@ from cartera.web.context import Web, anonymous
 
 PER_MINUTE = 30  #: audit entries of one address's anonymous refusals in one minute
 WINDOW_S = 60.0
-MAX_ADDRESSES = 10_000  #: addresses given a budget in one minute: the rest's refusals are only counted
+TOTAL_PER_MINUTE = 300  #: audit entries of all strangers' anonymous refusals of one kind in one minute
+IPV6_HOST_PREFIX = 64  #: an IPv6 address's budget is its network's of this prefix (one host owns a /64)
 RECORDINGS = "/recordings"  #: anonymous requests to it and below it have a budget of their own
 SIGN_IN = "sign-in"  #: the kind of a throttled sign-in's entry, with a budget of its own
 log = logging.getLogger("cartera.web")
@@ -33,7 +39,8 @@ class AnonymousRefusals:
         self.clock = clock
         self._lock = threading.Lock()
         self._window_end = 0.0
-        self._written: dict[tuple[str, str], int] = {}  #: this minute's entries by (actor, kind)
+        self._written: dict[tuple[str, str], int] = {}  #: this minute's entries by (address or /64, kind)
+        self._kinds: dict[str, int] = {}  #: this minute's entries by kind
         self._unwritten = 0
         self._unwritten_actors: set[str] = set()
 
@@ -41,27 +48,41 @@ class AnonymousRefusals:
         """Whether ``actor``'s refusal at ``path`` (or of kind :data:`SIGN_IN`) is audited, and, once a minute when
         some went unwritten, the count of refusals and of addresses the last minute left unaudited (to write as one
         summary): it comes with the first refusal after that minute. Each address has a budget per kind: the
-        recordings' routes, sign-ins, anything else."""
+        recordings' routes, sign-ins, anything else, and each kind :data:`TOTAL_PER_MINUTE` in all."""
         with self._lock:
             summary = None
             now = self.clock()
             if now >= self._window_end:
                 if self._unwritten:
                     summary = (self._unwritten, len(self._unwritten_actors))
-                self._window_end, self._written, self._unwritten = now + WINDOW_S, {}, 0
+                self._window_end, self._written, self._kinds, self._unwritten = now + WINDOW_S, {}, {}, 0
                 self._unwritten_actors = set()
             if path == RECORDINGS or path.startswith(f"{RECORDINGS}/"):
-                key = (actor, RECORDINGS)
+                kind = RECORDINGS
             else:
-                key = (actor, SIGN_IN if path == SIGN_IN else "")
-            written = self._written.get(key, 0)
-            if written < self.per_minute and (written or len(self._written) < MAX_ADDRESSES):
-                self._written[key] = written + 1
+                kind = SIGN_IN if path == SIGN_IN else ""
+            key = (_budget_holder(actor), kind)
+            written, in_all = self._written.get(key, 0), self._kinds.get(kind, 0)
+            if written < self.per_minute and in_all < TOTAL_PER_MINUTE:
+                self._written[key], self._kinds[kind] = written + 1, in_all + 1
                 return True, summary
             self._unwritten += 1
             if len(self._unwritten_actors) < 1000:  # bounded: a count past it is at least that many
                 self._unwritten_actors.add(actor)
             return False, summary
+
+
+def _budget_holder(actor: str) -> str:
+    """Whose budget ``actor``'s (``web:anonymous@ADDRESS``) refusal spends: its address, or an IPv6 address's
+    /64 network."""
+    address = actor.rpartition("@")[2]
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return actor
+    if parsed.version == 6 and parsed.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{parsed}/{IPV6_HOST_PREFIX}", strict=False))
+    return actor
 
 
 class RefusalAudit:
