@@ -82,13 +82,19 @@ class FakeSmsc:
                 elif command_id == SUBMIT_SM:
                     with self._lock:
                         self.submits += 1
+                        number = self.submits
                     if self.answer_submits:
-                        conn.sendall(pdu(SUBMIT_SM | RESPONSE, sequence, b"msg%d\x00" % sequence))
+                        conn.sendall(self.submit_response(sequence, number))
                 elif command_id == ENQUIRE_LINK:
                     conn.sendall(pdu(ENQUIRE_LINK | RESPONSE, sequence))
                 elif command_id == UNBIND:
                     conn.sendall(pdu(UNBIND | RESPONSE, sequence))
                     return
+
+    def submit_response(self, sequence: int, number: int) -> bytes:
+        """What answers the ``number``th submit_sm (from 1): its submit_sm_resp, the SMSC's id ``msgSEQUENCE``."""
+        del number
+        return pdu(SUBMIT_SM | RESPONSE, sequence, b"msg%d\x00" % sequence)
 
     def close(self) -> None:
         self._server.close()

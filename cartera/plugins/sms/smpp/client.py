@@ -31,6 +31,8 @@ ESME_ROK: int = smpplib.consts.SMPP_ESME_ROK
 ESME_RX_T_APPN: int = smpplib.consts.SMPP_ESME_RX_T_APPN  # "temporary application error": the SMSC retries later
 ESME_RX_P_APPN: int = smpplib.consts.SMPP_ESME_RX_P_APPN  # "permanent application error": the SMSC gives it up
 ESME_RINVCMDID: int = smpplib.consts.SMPP_ESME_RINVCMDID  # "invalid command ID": the generic_nack status
+#: "unknown error": the status a generic_nack carrying 0 is read as, since a nack never accepts a request
+ESME_RUNKNOWNERR: int = smpplib.consts.SMPP_ESME_RUNKNOWNERR
 _POLL_S = 0.2
 _HEADER = 16  # command_length, command_id, command_status, sequence_number
 #: The longest PDU read: a deliver_sm or data_sm with a full 64 KiB message_payload fits; a longer
@@ -149,10 +151,12 @@ class _Client(smpplib.client.Client):  # type: ignore[misc]
 
 @dataclass(slots=True)
 class _Waiter:
+    command: str
     on_response: ResponseHandler
     done: threading.Event = field(default_factory=threading.Event)
     response: Any = None
     lost: bool = False
+    failed: str = ""  #: why ``on_response`` raised, if it did
 
 
 class SmppLink:
@@ -197,13 +201,17 @@ class SmppLink:
 
     def submit(self, on_response: ResponseHandler, **params: Any) -> Any:
         """Send one submit_sm and return its submit_sm_resp (any status). ``on_response`` runs in the link's
-        thread as the response arrives, before any later PDU is read (so a receipt never overtakes it)."""
+        thread as the response arrives, before any later PDU is read (so a receipt never overtakes it). A
+        generic_nack with its sequence number is its response too: the SMSC refused it with the nack's status
+        (never 0). InDoubt when ``on_response`` raised: what the response said may not have been recorded."""
         waiter = self._request("submit_sm", on_response, **params)
         if not waiter.done.wait(self.config.response_timeout_s):
             # left registered: a late response is still recorded, so its receipt finds the message
             raise InDoubt(f"no submit_sm_resp from {self.where} within {self.config.response_timeout_s:g}s")
         if waiter.lost:
             raise InDoubt(f"the connection to {self.where} dropped before the submit_sm_resp")
+        if waiter.failed:
+            raise InDoubt(f"handling the {waiter.response.command} from {self.where} failed: {waiter.failed}")
         return waiter.response
 
     def enquire(self) -> float:
@@ -225,7 +233,7 @@ class SmppLink:
             raise LinkDown(f"writing {command} to {self.where} failed: {exc}") from exc
 
     def _send_request(self, client: _Client, pdu: Any, on_response: ResponseHandler) -> _Waiter:
-        waiter = _Waiter(on_response)
+        waiter = _Waiter(pdu.command, on_response)
         with self._pending_lock:
             self._pending[pdu.sequence] = waiter
         try:
@@ -311,10 +319,10 @@ class SmppLink:
         if pdu.command in ("submit_sm_resp", "enquire_link_resp", "generic_nack"):
             with self._pending_lock:
                 waiter = self._pending.pop(pdu.sequence, None)
+            if pdu.command == "generic_nack":
+                self._nacked(pdu, waiter)
             if waiter is not None:
-                waiter.response = pdu
-                waiter.on_response(pdu)
-                waiter.done.set()
+                self._answer(waiter, pdu)
         elif pdu.command in ("deliver_sm", "data_sm"):  # an MO or a receipt; SMPP 3.4 allows either
             status = self._deliver(pdu)
             self._respond(client, f"{pdu.command}_resp", pdu.sequence, status)
@@ -330,6 +338,27 @@ class SmppLink:
         else:
             event(self._log, "smpp.unhandled_pdu", logging.WARNING, command=pdu.command)
         return False
+
+    def _nacked(self, pdu: Any, waiter: _Waiter | None) -> None:
+        """A generic_nack (SMPP 3.4 §4.3): the refusal of the request whose sequence number it carries, the session
+        goes on. Logged, also when no request of ours has that number (then nothing else happens)."""
+        if not pdu.status:  # a broken peer's nack with status 0 must not read as ESME_ROK, an acceptance
+            pdu.status = ESME_RUNKNOWNERR
+        event(self._log, "smpp.generic_nack", logging.WARNING, to=self.where, sequence=pdu.sequence,
+              command=waiter.command if waiter else None, status=status_text(pdu.status))  # fmt: skip
+
+    def _answer(self, waiter: _Waiter, pdu: Any) -> None:
+        """Hand a response to its waiter, whose sender is woken whatever its handler does; a handler that raises
+        (a bug, a full disk) is logged and told to the sender, and the session goes on for every other request."""
+        waiter.response = pdu
+        try:
+            waiter.on_response(pdu)
+        except Exception as exc:
+            waiter.failed = _reason(exc)
+            event(self._log, "smpp.response_failed", logging.ERROR, to=self.where, command=pdu.command,
+                  error=repr(exc))  # fmt: skip
+        finally:
+            waiter.done.set()
 
     def _unknown(self, client: _Client, pdu: UnknownPdu) -> None:
         if pdu.command_id & _RESPONSE_BIT:  # a response nobody waits for needs no answer

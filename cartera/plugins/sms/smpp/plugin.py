@@ -302,7 +302,9 @@ class SmppGateway(SmsGateway[SmppConfig]):
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
     def _answered(self, message_id: int, number: int, total: int, response: Any) -> None:
-        smsc_id = response.message_id.decode("ascii", "replace") if response.message_id else ""
+        """A submit_sm_resp (accepted or refused) or a generic_nack (a refusal: no message_id, never status 0)."""
+        raw_id = getattr(response, "message_id", None)
+        smsc_id = raw_id.decode("ascii", "replace") if raw_id else ""
         self._ledger.answered(message_id, number, total, response.status, smsc_id)
 
     def _params(self, phone: str, part: Part) -> dict[str, Any]:
