@@ -90,12 +90,20 @@ from cartera.core.registry import AdapterCatalog, AdapterRegistry
 from cartera.portfolio.files.config import (
     DEFAULT_ACTIONS,
     DEFAULT_EXPORT_COLUMNS,
+    DEFAULT_MAX_FILE_BYTES,
     EXPORT_FIELDS,
     ColumnsConfig,
     CsvFormatConfig,
+    MaxFileBytes,
 )
 from cartera.portfolio.files.names import is_utf8_name, shown_name
-from cartera.portfolio.files.reader import AssignmentReader, FileIdentity, read_identity, read_local
+from cartera.portfolio.files.reader import (
+    AssignmentReader,
+    FileIdentity,
+    FileOverMaxBytes,
+    read_identity,
+    read_local,
+)
 from cartera.portfolio.files.set_aside import (
     SET_ASIDE_FILE,
     SetAsideFile,
@@ -123,6 +131,7 @@ __all__ = [
     "CODE_PATTERN",
     "DEFAULT_ACTIONS",
     "DEFAULT_EXPORT_COLUMNS",
+    "DEFAULT_MAX_FILE_BYTES",
     "EXPORT_FIELDS",
     "GSM7",
     "MASK",
@@ -165,12 +174,14 @@ __all__ = [
     "DispositionCode",
     "FileIdentity",
     "FileMode",
+    "FileOverMaxBytes",
     "FileRejected",
     "FirstTime",
     "InboundSms",
     "IntegrityError",
     "InvalidPhone",
     "LineAppender",
+    "MaxFileBytes",
     "NotARegularFile",
     "ObjectLocked",
     "ObjectNotFound",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Collection
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -143,6 +143,22 @@ class ExportFormatConfig(PluginConfig):
         if unknown or not value:
             raise ValueError(f"unknown export field(s) {', '.join(unknown)}; use {', '.join(EXPORT_FIELDS)}")
         return value
+
+
+#: 200,000 rows of a few hundred bytes, with room.
+DEFAULT_MAX_FILE_BYTES = 512 << 20
+
+MaxFileBytes = Annotated[
+    int,
+    Field(
+        ge=64 << 10,
+        le=64 << 30,
+        description="Largest assignment file read, bytes: a larger one is left where it is, unread (one warning; "
+        "sftp_csv does not download it), and a file (or download) growing past it is read no further, so a "
+        "creditor's file can neither fill the node's disk nor hold the sync (a sparse file's terabytes).",
+    ),
+]
+"""The ``max_file_bytes`` setting, one definition for ``csv`` and ``sftp_csv`` (default 512 MiB)."""
 
 
 class CsvFormatConfig(PluginConfig):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from ftfy import fix_encoding_and_explain
 from ftfy.badness import is_bad
@@ -67,6 +67,16 @@ _SUSPECT = re.compile(f"[{_read_as_legacy(0xC2, 0xF4)}][{_read_as_legacy(0x80, 0
 
 #: Opens the file's bytes from the start; called once per pass.
 Opener = Callable[[], IO[bytes]]
+
+
+class FileOverMaxBytes(FileRejected):
+    """A file larger than the ``max_file_bytes`` its reader was given: said by its size before any byte is read,
+    or once a pass reached the bound and the file had grown past it (nothing beyond the bound is read)."""
+
+
+class _Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
 
 _CHANGED = "the file changed while it was being read; import it again"
 
@@ -164,16 +174,21 @@ class _Layout:
 class AssignmentReader:
     """Reads one creditor's assignment files in the layout ``fmt`` describes."""
 
-    def __init__(self, fmt: CsvFormatConfig) -> None:
+    def __init__(self, fmt: CsvFormatConfig, max_bytes: int | None = None) -> None:
         self.fmt = fmt
+        #: the largest file read (``max_file_bytes``); None: no bound (bytes the node made itself)
+        self.max_bytes = max_bytes
         self._actions = {header_key(value): action for value, action in fmt.actions.items()}
         self._action_names = ", ".join(repr(value) for value in fmt.actions if value)
 
     def batch(self, source: str, opener: Opener) -> AssignmentBatch:
         """The file as a batch, nothing of it read yet: its ``items`` stream it, afresh on every iteration, and
-        hash it on the way (see :class:`FileReading`)."""
+        hash it on the way (see :class:`FileReading`). A file larger than ``max_bytes`` by its size (fstat) is
+        :class:`FileOverMaxBytes` at once, not a byte of it read."""
         with opener() as stream:
             identity = file_identity(stream)
+        if self.max_bytes is not None and identity is not None and identity.size > self.max_bytes:
+            raise FileOverMaxBytes(source, f"{identity.size} bytes, more than max_file_bytes ({self.max_bytes})")
         reading = FileReading(self, source, opener, identity)
         return AssignmentBatch(source, reading, reading)
 
@@ -195,7 +210,7 @@ class AssignmentReader:
         delimiter = self.fmt.delimiter or (";" if header.count(b";") >= header.count(b",") else ",")
         return Dialect(encoding, label, delimiter, shown, None if self.fmt.encoding else self.fmt.legacy_encoding)
 
-    def rows(self, source: str, stream: IO[bytes], seen: _Pass) -> Iterator[AssignmentRow | RowError]:
+    def rows(self, source: str, stream: _Readable, seen: _Pass) -> Iterator[AssignmentRow | RowError]:
         """The rows of ``stream``, each chunk read handed to ``seen``; :class:`FileRejected` comes before any
         row when the header is wrong."""
         chunks = _chunks(stream, seen)
@@ -405,10 +420,11 @@ class FileReading(Reading):
         seen = _Pass()
         with self.opener() as stream:
             opened = self._unchanged(stream)
+            bounded = self._bounded(stream)
             try:
-                yield from self.reader.rows(self.source, stream, seen)
+                yield from self.reader.rows(self.source, bounded, seen)
             except FileRejected:
-                collections.deque(_chunks(stream, seen), maxlen=0)  # the rest hashed: a rejected file's sha256
+                collections.deque(_chunks(bounded, seen), maxlen=0)  # the rest hashed: a rejected file's sha256
                 if file_identity(stream) == opened:
                     self._learnt(seen)
                 raise
@@ -424,7 +440,8 @@ class FileReading(Reading):
             digest = hashlib.sha256()
             with self.opener() as stream:
                 opened = self._unchanged(stream)
-                while chunk := stream.read(CHUNK_SIZE):
+                bounded = self._bounded(stream)
+                while chunk := bounded.read(CHUNK_SIZE):
                     digest.update(chunk)
                 if file_identity(stream) != opened:
                     raise FileRejected(self.source, _CHANGED)
@@ -441,6 +458,12 @@ class FileReading(Reading):
             raise FileRejected(self.source, _CHANGED)
         self._sha256 = sha256
         self._read_as = seen.dialect.read_as if seen.dialect is not None else None
+
+    def _bounded(self, stream: IO[bytes]) -> _Readable:
+        """``stream``, read no further than the reader's ``max_bytes`` (a file grown past it since the batch was
+        made: :class:`FileOverMaxBytes` at the bound)."""
+        limit = self.reader.max_bytes
+        return stream if limit is None else _Bounded(stream, limit, self.source)
 
     def _unchanged(self, stream: IO[bytes]) -> FileIdentity | None:
         """The identity of the file ``stream`` reads, which must be the batch's."""
@@ -474,7 +497,28 @@ def _unsupported_export(head: bytes) -> str | None:
     return None
 
 
-def _chunks(stream: IO[bytes], seen: Callable[[bytes], object]) -> Iterator[bytes]:
+class _Bounded:
+    """Reads of a file that stop at ``limit`` bytes from its start: there, a file holding more (by fstat; bytes
+    in memory: one more byte) raises :class:`FileOverMaxBytes`, its end otherwise. So a file that grows while it is
+    read (a creditor still writing, or a sparse file extended) costs at most ``limit`` bytes of reading."""
+
+    def __init__(self, stream: IO[bytes], limit: int, source: str) -> None:
+        self.stream, self.left, self.limit, self.source = stream, limit, limit, source
+
+    def read(self, size: int, /) -> bytes:
+        if self.left > 0:
+            chunk = self.stream.read(min(size, self.left))
+            self.left -= len(chunk)
+            return chunk
+        identity = file_identity(self.stream)
+        if identity.size > self.limit if identity is not None else self.stream.read(1):
+            raise FileOverMaxBytes(
+                self.source, f"the file grew past max_file_bytes ({self.limit}) while it was being read"
+            )
+        return b""
+
+
+def _chunks(stream: _Readable, seen: Callable[[bytes], object]) -> Iterator[bytes]:
     """``stream`` read :data:`CHUNK_SIZE` bytes at a time, each chunk handed to ``seen`` as it is read."""
     while chunk := stream.read(CHUNK_SIZE):
         seen(chunk)

@@ -47,6 +47,7 @@ from cartera.core.testing.crm_sync import CrmSyncConformance, Delivery, Rejected
 from cartera.plugins.crm_sync.csv_dir import plugin as csv_dir_plugin
 from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
 from cartera.plugins.crm_sync.csv_dir.plugin import CsvDirSync, cartera_register_crm_syncs
+from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.files import reader as reader_module
 from cartera.portfolio.files.config import ColumnsConfig
@@ -1247,3 +1248,128 @@ def test_a_file_a_refused_folder_left_in_the_inbox_is_moved_once_the_folder_is_f
     assert not (inbox / "a.csv").exists()
     assert [p.name for p in target.iterdir()] == ["a.csv"]
     assert SetAsideFiles(tmp_path / "data" / SET_ASIDE_FILE, logging.getLogger()).sources() == {}
+
+
+def counted_sync(
+    tmp_path: Path, hooks: Hooks, monkeypatch: pytest.MonkeyPatch, read: dict[str, list[int]], **settings: Any
+) -> tuple[CsvDirSync, CreditorSync, Database]:
+    """A csv sync job whose every open of an inbox file counts the bytes read from it, by file name."""
+
+    def counted_open(path: Path) -> BinaryIO:
+        stream = open_regular(path)
+        assert isinstance(stream, io.BufferedReader)
+        return CountedReads(stream.detach(), read.setdefault(path.name, []))
+
+    monkeypatch.setattr(csv_dir_plugin, "open_regular", counted_open)
+    sync = make_sync(tmp_path, **settings)
+    sync.start()
+    db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    db.migrate()
+    importer = AssignmentImporter("t", "CO", db, SimulatedClock(NOW, 1.0), hooks)
+    return sync, CreditorSync(sync, importer, ActivityExporter("t", db, sync)), db
+
+
+@pytest.mark.abuse
+def test_a_sparse_file_larger_than_max_file_bytes_is_left_unread_with_one_warning(
+    tmp_path: Path, hooks: Hooks, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Round 21 A-F11: a sparse file (4 KiB on disk, 8 GiB apparent, made with one truncate) held the site's sync
+    while every byte of it was hashed, though its header rejected it at line 1. Larger than ``max_file_bytes``
+    (default 512 MiB, as sftp_csv), it is skipped by its size, never opened for reading, never rejected nor
+    moved: one warning however many syncs; the other files load."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    sparse = inbox / "a-grande.csv"
+    with sparse.open("wb") as sink:
+        sink.write(b"x;y\n")
+        sink.truncate(8 << 30)
+    shutil.copy(FIXTURES / "plain_comma.csv", inbox / "b-good.csv")
+    read: dict[str, list[int]] = {}
+    sync, job, db = counted_sync(tmp_path, hooks, monkeypatch, read)
+    caplog.set_level(logging.WARNING)
+    try:
+        first, second = job.run_once(), job.run_once()
+        assert sync.check().detail.startswith(f"inbox {inbox} readable, 0 file(s) waiting")
+    finally:
+        db.dispose()
+    assert [Path(report.source).name for report in first.imports] == ["b-good.csv"]
+    assert (first.rejected, first.failed, second.imports, second.rejected, second.failed) == ([], [], [], [], [])
+    assert sum(read["a-grande.csv"]) == 0
+    warned = [r for r in caplog.records if r.getMessage() == "crm_sync.csv.file_too_large"]
+    assert [r.fields["file"] for r in warned] == [str(sparse)]  # type: ignore[attr-defined]
+    assert warned[0].fields["why"] == f"{sparse}: 8589934592 bytes, more than max_file_bytes (536870912)"  # type: ignore[attr-defined]
+    assert sorted(p.name for p in inbox.iterdir() if p.is_file()) == ["a-grande.csv"]
+    assert list((tmp_path / "outbox").iterdir()) == []  # no rejection report
+    assert sync.config.max_file_bytes == 512 << 20
+
+
+@pytest.mark.parametrize(("size", "imported"), [(64 << 10, True), ((64 << 10) + 1, False)])
+def test_max_file_bytes_is_the_largest_file_read(
+    tmp_path: Path, hooks: Hooks, monkeypatch: pytest.MonkeyPatch, size: int, imported: bool
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    content = b"cuenta;nombre;telefono1;saldo\nB-1;Ana;3001234567;1000\n"
+    (inbox / "a.csv").write_bytes(content + b"\n" * (size - len(content)))  # blank lines: skipped
+    read: dict[str, list[int]] = {}
+    _, job, db = counted_sync(tmp_path, hooks, monkeypatch, read, max_file_bytes=64 << 10)
+    try:
+        run = job.run_once()
+    finally:
+        db.dispose()
+    assert [report.new for report in run.imports] == ([1] if imported else [])
+    assert run.rejected == []
+    assert sum(read["a.csv"]) == (size if imported else 0)
+    if not imported:  # given by hand (import FILE): refused the same way
+        with pytest.raises(FileRejected, match=r"a\.csv: 65537 bytes, more than max_file_bytes \(65536\)$"):
+            make_sync(tmp_path, max_file_bytes=64 << 10).read_file(inbox / "a.csv")
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize("head", [b"cuenta;nombre;telefono1;saldo\nB-1;Ana;3001234567;1000\n", b"x;y\n"])
+def test_a_file_growing_past_max_file_bytes_while_read_is_read_no_further(
+    tmp_path: Path, hooks: Hooks, monkeypatch: pytest.MonkeyPatch, head: bytes
+) -> None:
+    """A file within ``max_file_bytes`` when fetched that grows past it while the import reads it (here: by 64 MiB
+    of zeros at the first read) is read up to the bound and no further, nor hashed beyond it: rejected (the file
+    changed), left in the inbox and not read the next sync."""
+    limit = 64 << 10
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = inbox / "crece.csv"
+    path.write_bytes(head)
+    read: dict[str, list[int]] = {}
+
+    class GrowingReads(CountedReads):
+        def read(self, size: int | None = -1) -> bytes:
+            if path.stat().st_size == len(head):
+                os.truncate(path, 64 << 20)
+            return super().read(size)
+
+    def growing_open(opened: Path) -> BinaryIO:
+        stream = open_regular(opened)
+        assert isinstance(stream, io.BufferedReader)
+        return GrowingReads(stream.detach(), read.setdefault(opened.name, []))
+
+    sync, job, db = counted_sync(tmp_path, hooks, monkeypatch, read, max_file_bytes=limit)
+    monkeypatch.setattr(csv_dir_plugin, "open_regular", growing_open)
+    try:
+        first = job.run_once()
+        second = job.run_once()
+    finally:
+        db.dispose()
+    assert (first.imports, first.failed) == ([], [])
+    assert [reason.split(": ", 1)[0] for reason in first.rejected] == [str(path)]
+    assert 0 < sum(read["crece.csv"]) <= limit
+    assert (second.imports, second.rejected, second.failed) == ([], [], [])
+    assert path.stat().st_size == 64 << 20  # left in the inbox: it changed after it was read
+    assert sync.config.max_file_bytes == limit
+
+
+def test_max_file_bytes_is_shared_with_sftp_csv_and_bounded() -> None:
+    shared = SftpCsvConfig.model_fields["max_file_bytes"]
+    assert repr(CsvDirConfig.model_fields["max_file_bytes"]) == repr(shared)
+    base = {"inbox": "i", "outbox": "o", "creditor": "B", "portfolio": "P"}
+    for bad in ((64 << 10) - 1, (64 << 30) + 1, "many"):
+        with pytest.raises(ValidationError, match="max_file_bytes"):
+            CsvDirConfig.model_validate(base | {"max_file_bytes": bad})

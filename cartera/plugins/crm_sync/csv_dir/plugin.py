@@ -21,6 +21,7 @@ from cartera.plugin import (
     CrmSyncCapabilities,
     DeliveryScope,
     FileIdentity,
+    FileOverMaxBytes,
     FileRejected,
     FirstTime,
     PluginConfig,
@@ -57,7 +58,7 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
 
     def __init__(self, config: CsvDirConfig, context: PluginContext) -> None:
         super().__init__(config, context)
-        self._reader = AssignmentReader(config)
+        self._reader = AssignmentReader(config, config.max_file_bytes)
         #: files imported or rejected but left in the inbox (keep_files, or a folder refused the move)
         self._set_aside = SetAsideFiles(context.data_dir / SET_ASIDE_FILE, context.log)
         self._set_aside.upgrade((context.data_dir / name for name in OLD_LEDGERS), _read_old_ledger, _current_identity)
@@ -103,7 +104,9 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
     def fetch(self) -> Iterator[AssignmentBatch]:
         """The inbox's regular files, not read yet (the import reads each once); a symlink, FIFO, device or
         directory is skipped (one warning), never read; so is a file the node may not open (left in place), and one
-        whose name is not valid UTF-8 (one warning naming it escaped: the creditor renames it). With
+        whose name is not valid UTF-8 (one warning naming it escaped: the creditor renames it), and one larger than
+        ``max_file_bytes`` by its size (one warning, not a byte read: a sparse file's terabytes cost nothing); one
+        growing past it while the import reads it is read no further (rejected, changed). With
         ``keep_files`` a file set aside in place is left out by its identity, unread; the same bytes under a new
         identity (copied in again) are fetched, and the import, reading them once, finds them imported before (or,
         after a later delivery, applies them again). A file whose size and mtime are those remembered and whose
@@ -136,6 +139,12 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
                 continue
             try:
                 batch = self._read_inbox(path)
+            except FileOverMaxBytes as exc:  # by its size, not a byte read: left in the inbox
+                if self._first_skip(path):
+                    event(
+                        self.context.log, "crm_sync.csv.file_too_large", logging.WARNING, file=str(path), why=str(exc)
+                    )
+                continue
             except FileRejected as exc:  # this file only (not readable by the node): the others still load
                 if self._first_skip(path):
                     event(

@@ -7,10 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr, model_validator
 
-from cartera.plugin import ConfigPath, CsvFormatConfig, FileMode
-
-#: 200,000 rows of a few hundred bytes, with room.
-DEFAULT_MAX_FILE_BYTES = 512 << 20
+from cartera.plugin import DEFAULT_MAX_FILE_BYTES, ConfigPath, CsvFormatConfig, FileMode, MaxFileBytes
 
 
 class SftpCsvConfig(CsvFormatConfig):
@@ -59,13 +56,7 @@ class SftpCsvConfig(CsvFormatConfig):
         "server sending too slowly is cut (the file is skipped with one warning and tried again next sync, after the "
         "others), so it never holds the sync, nor the node's stop, longer than this.",
     )
-    max_file_bytes: int = Field(
-        DEFAULT_MAX_FILE_BYTES,
-        ge=64 << 10,
-        le=64 << 30,
-        description="Largest assignment file fetched, bytes: a larger one is left on the server (one warning), "
-        "and a download passing it is cut, so the creditor's server cannot fill the node's disk.",
-    )
+    max_file_bytes: MaxFileBytes = DEFAULT_MAX_FILE_BYTES
 
     @model_validator(mode="after")
     def _some_login(self) -> SftpCsvConfig:

@@ -79,7 +79,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
 
     def __init__(self, config: SftpCsvConfig, context: PluginContext) -> None:
         super().__init__(config, context)
-        self._reader = AssignmentReader(config)
+        self._reader = AssignmentReader(config, config.max_file_bytes)
         self._session = SftpSession(config)
         self._incoming = context.data_dir / "incoming"
         self._fetched: dict[str, _Fetched] = {}

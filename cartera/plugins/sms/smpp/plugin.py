@@ -77,6 +77,14 @@ MO_PARTS_TTL_S = 15 * 60
 #: Incomplete concatenated MO messages kept from one sender, and from all: past either, the oldest is dropped.
 MO_PARTS_PER_SENDER = 16
 MO_PARTS_TOTAL = 10_000
+#: Bytes the parts of incomplete MO messages may hold, from one sender and from all: past either, the oldest
+#: message is dropped. The counts above do not bound memory (a message keeps up to 254 parts, each up to a 64 KiB
+#: message_payload, and the sender is whatever the peer writes); these do. A part counts its text in UTF-8 (never
+#: less than Python holds for it) plus :data:`MO_PART_OVERHEAD_BYTES`.
+MO_PARTS_BYTES_PER_SENDER = 1024 * 1024
+MO_PARTS_BYTES_TOTAL = 8 * 1024 * 1024
+#: What one held part costs besides its text (the str object, its slot in the message's dict), roughly.
+MO_PART_OVERHEAD_BYTES = 100
 #: At most one ``smpp.mo_parts_dropped`` line per reason this often, counting the drops since the last one.
 MO_PARTS_LOG_EVERY_S = 60.0
 
@@ -84,9 +92,11 @@ MO_PARTS_LOG_EVERY_S = 60.0
 class _Concatenation:
     """Joins concatenated MO parts by (sender, reference); a message is complete when every part arrived.
 
-    Incomplete messages are bounded, so a peer sending first parts only cannot grow the node's memory: one is
-    dropped (logged as ``smpp.mo_parts_dropped``) when its first part is older than ``ttl_s``, and the oldest
-    goes when a sender has ``per_sender`` of them, or everyone ``total``. A flood of drops is logged as one line
+    Incomplete messages are bounded in number and in bytes, so a peer sending first parts only cannot grow the
+    node's memory: one is dropped (logged as ``smpp.mo_parts_dropped``) when its first part is older than
+    ``ttl_s``, and the oldest goes when a sender has ``per_sender`` of them, or everyone ``total``, or when the
+    parts held from a sender pass ``bytes_per_sender``, or from everyone ``bytes_total`` (the message a part just
+    joined goes too if it is the oldest left: alone it is over the budget). A flood of drops is logged as one line
     per reason and :data:`MO_PARTS_LOG_EVERY_S`, with the count."""
 
     def __init__(
@@ -96,12 +106,18 @@ class _Concatenation:
         ttl_s: float = MO_PARTS_TTL_S,
         per_sender: int = MO_PARTS_PER_SENDER,
         total: int = MO_PARTS_TOTAL,
+        bytes_per_sender: int = MO_PARTS_BYTES_PER_SENDER,
+        bytes_total: int = MO_PARTS_BYTES_TOTAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._log = log
         self._ttl_s, self._per_sender, self._total, self._clock = ttl_s, per_sender, total, clock
+        self._bytes_per_sender, self._bytes_total = bytes_per_sender, bytes_total
         self._parts: OrderedDict[tuple[str, int, int], tuple[float, dict[int, str]]] = OrderedDict()
         self._by_sender: dict[str, OrderedDict[tuple[str, int, int], None]] = {}
+        self._bytes_of: dict[tuple[str, int, int], int] = {}  # bytes each incomplete message holds
+        self._sender_bytes: dict[str, int] = {}
+        self.held_bytes = 0  #: bytes the parts of every incomplete message hold, as counted by :func:`_held`
         self._unlogged: dict[str, int] = {}  # drops per reason not yet logged
         self._logged_at: dict[str, float] = {}
 
@@ -122,12 +138,27 @@ class _Concatenation:
             self._make_room(phone, now)
             self._parts[key] = (now, {})
             self._by_sender.setdefault(phone, OrderedDict())[key] = None
+            self._bytes_of[key] = 0
         parts = self._parts[key][1]
+        before = parts.get(number)  # a part delivered again replaces the one held
+        self._count(key, _held(text) - (_held(before) if before is not None else 0))
         parts[number] = text
         if len(parts) < total:
+            self._keep_within_budget(phone, now)
             return None
         self._forget(key)
         return "".join(parts[n] for n in sorted(parts))
+
+    def _count(self, key: tuple[str, int, int], change: int) -> None:
+        self._bytes_of[key] += change
+        self._sender_bytes[key[0]] = self._sender_bytes.get(key[0], 0) + change
+        self.held_bytes += change
+
+    def _keep_within_budget(self, phone: str, now: float) -> None:
+        while self._sender_bytes.get(phone, 0) > self._bytes_per_sender:
+            self._drop(next(iter(self._by_sender[phone])), "too many bytes from this sender", now)
+        while self.held_bytes > self._bytes_total:
+            self._drop(next(iter(self._parts)), "too many bytes in all", now)
 
     def _expire(self, now: float) -> None:
         while self._parts:
@@ -155,11 +186,20 @@ class _Concatenation:
 
     def _forget(self, key: tuple[str, int, int]) -> dict[int, str]:
         _first_at, parts = self._parts.pop(key)
+        held = self._bytes_of.pop(key)
+        self._sender_bytes[key[0]] -= held
+        self.held_bytes -= held
         senders = self._by_sender[key[0]]
         del senders[key]
         if not senders:
             del self._by_sender[key[0]]
+            del self._sender_bytes[key[0]]
         return parts
+
+
+def _held(text: str) -> int:
+    """The bytes one held MO part counts: its text in UTF-8 (a lone surrogate as 3) and the part's overhead."""
+    return len(text.encode("utf-8", "surrogatepass")) + MO_PART_OVERHEAD_BYTES
 
 
 class SmppGateway(SmsGateway[SmppConfig]):
