@@ -3,6 +3,7 @@ server-sent events, a disposition posted over REST with each refusal naming its 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ from tests.test_agent_page import INTEGRATION_TOKEN, Site, connect, stream
 site = test_agent_page.site  # the running node's fixture
 
 OPENAPI_FILE = Path(__file__).resolve().parents[1] / "docs" / "workspace-api.openapi.json"
+JSON = {"Content-Type": "application/json"}
 
 
 def api(running: Site, token: str | None = INTEGRATION_TOKEN) -> httpx.Client:
@@ -104,3 +106,28 @@ def test_an_integrations_streams_are_capped(site: Site) -> None:
     assert desk.get("/events").status_code == 429
     for _, stop in opened:
         stop.set()
+
+
+@pytest.mark.abuse
+def test_a_refused_token_is_audited_and_logged(site: Site, caplog: pytest.LogCaptureFixture) -> None:
+    """Round 21 L4: the API's 401s left no trace (the creditor API's are audited and logged), so someone probing the
+    desktop API's token went unseen. Each is audited as ``web.rejected`` within the strangers' budget; the log
+    counts them once a minute."""
+    with caplog.at_level(logging.WARNING, logger="cartera.web"):
+        for token in (None, "crm-token-0123456789abcdefghiX"):
+            client = api(site, token)
+            assert client.get("/events").status_code == 401
+            body = {"agent": "ana", "attempt_id": 1, "code": "right_party_contact"}
+            assert client.post("/dispositions", json=body).status_code == 401
+            assert client.post("/dispositions", content=b"{nope", headers=JSON).status_code == 401
+    with site.node.db.reading() as session:
+        rejected = session.execute(
+            select(AuditEntry.actor, AuditEntry.subject, AuditEntry.details).where(AuditEntry.action == "web.rejected")
+        ).all()
+    paths = [f"{API_PREFIX}/events", f"{API_PREFIX}/dispositions", f"{API_PREFIX}/dispositions"] * 2
+    assert [subject for _, subject, _ in rejected] == paths
+    assert {actor for actor, _, _ in rejected} == {"web:anonymous@127.0.0.1"}
+    assert {details["status"] for _, _, details in rejected} == {401}
+    assert INTEGRATION_TOKEN[:12] not in caplog.text
+    logged = [record for record in caplog.records if record.getMessage() == "workspace.unauthorized"]
+    assert len(logged) == 1, "counted once a minute, not one line each"
