@@ -51,6 +51,15 @@ def unkeepable(text: str) -> str | None:
     return None
 
 
+_UNKEEPABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def keepable(text: str) -> str:
+    """``text`` with what :func:`unkeepable` names escaped, visibly (``\\x00``, ``\\udcff``), the rest as is: text
+    from a vendor (a PBX's hangup cause, an SMS gateway's answer) that the node keeps rather than refuses."""
+    return _UNKEEPABLE.sub(lambda found: found[0].encode("unicode_escape").decode(), text)
+
+
 def has_c1_control(text: str) -> bool:
     """Whether ``text`` holds a C1 control character."""
     return any("\x80" <= char <= "\x9f" for char in text)

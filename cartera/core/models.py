@@ -2,6 +2,10 @@
 
 These are the only types that cross the plugin boundary: plugins never see ORM rows or sessions.
 All datetimes are timezone-aware (UTC unless stated); phone numbers are E.164 strings.
+
+They are also where a vendor's text enters core: each text field of a report an adapter makes (a call's end, an
+agent's connection, a recording, a text's submission, a receipt, a debtor's message) is made keepable when the
+report is made (:func:`_keep`), so a PBX's or a gateway's NUL never costs the rest of the report its write.
 """
 
 from __future__ import annotations
@@ -13,6 +17,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+
+from cartera.core.control_characters import keepable, unkeepable
+
+
+def _keep(report: object, *fields: str) -> None:
+    """Escape in ``report``'s text ``fields`` what no store keeps (:func:`~cartera.core.control_characters.keepable`:
+    a NUL, a lone surrogate), visibly (``\\x00``): PostgreSQL refuses a NUL and UTF-8 a lone surrogate, so such a
+    character in a hangup cause or an smsbox's answer failed the whole write (the call stayed ``placing``, the text
+    ``queued``) where SQLite kept it (round 21 C-F9). The sms plugins refuse a debtor's message holding one before
+    it is made a report (:func:`~cartera.core.control_characters.unkeepable`, a permanent error to the SMSC)."""
+    for name in fields:
+        value = getattr(report, name)
+        if isinstance(value, str) and unkeepable(value) is not None:
+            object.__setattr__(report, name, keepable(value))
 
 
 class Channel(enum.StrEnum):
@@ -91,6 +109,9 @@ class CallResult:
     vendor_call_id: str | None = None
     disposition: Disposition | None = None
 
+    def __post_init__(self) -> None:
+        _keep(self, "raw_cause", "agent", "vendor_call_id")
+
     @property
     def talk_seconds(self) -> float:
         if self.answered_at is None or self.ended_at is None:
@@ -107,6 +128,9 @@ class AgentConnected:
     attempt_id: int
     agent: str
     at: datetime
+
+    def __post_init__(self) -> None:
+        _keep(self, "agent")
 
 
 class SeatState(enum.StrEnum):
@@ -154,6 +178,9 @@ class Recording:
     agent: str | None = None
     vendor_call_id: str | None = None
 
+    def __post_init__(self) -> None:
+        _keep(self, "agent", "vendor_call_id")
+
 
 @dataclass(frozen=True, slots=True)
 class Checksums:
@@ -200,6 +227,9 @@ class SmsSubmitResult:
     gateway_id: str | None
     detail: str = ""
 
+    def __post_init__(self) -> None:
+        _keep(self, "gateway_id", "detail")
+
 
 @dataclass(frozen=True, slots=True)
 class DeliveryReport:
@@ -213,6 +243,9 @@ class DeliveryReport:
     message_id: int | None = None
     raw_status: str = ""
 
+    def __post_init__(self) -> None:
+        _keep(self, "gateway_id", "raw_status")
+
 
 @dataclass(frozen=True, slots=True)
 class InboundSms:
@@ -222,6 +255,9 @@ class InboundSms:
     text: str
     received_at: datetime
     gateway_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _keep(self, "phone", "text", "gateway_id")
 
 
 # --- creditor data exchange ------------------------------------------------------------------------
