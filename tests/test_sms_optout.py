@@ -3,6 +3,7 @@ delivery reports move a message's state forward only."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -114,16 +115,51 @@ def test_a_number_no_debtor_has_yet_stays_opted_out_after_it_is_assigned(node: N
     assert Reason.DEBTOR_OPT_OUT in denied.value.decision.reasons
 
 
-@pytest.mark.parametrize("sender", ["MOVISTAR", "INFO-" + "X" * 27])
-def test_a_sender_that_is_no_phone_number_is_stored_as_given_and_opts_nothing_out(node: Node, sender: str) -> None:
+@pytest.mark.parametrize("sender", ["MOVISTAR", "INFO-" + "X" * 27, "99999999999"])
+def test_a_sender_that_is_no_phone_number_is_stored_as_given_and_opts_nothing_out(
+    node: Node, sender: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """No text goes to a sender that is no number: its BAJA has nothing to stop. A 32-character one went into the
-    opt-out list, whose numbers are 20 characters at most: PostgreSQL refused it and the message was lost."""
+    opt-out list, whose numbers are 20 characters at most: PostgreSQL refused it and the message was lost. The
+    log and the audit say that the keyword opted nothing out (round 21 C-F11: it was logged ``opt_out=BAJA``)."""
+    caplog.set_level(logging.INFO, "cartera.contacts")
     _mo(node, "BAJA", "mo-1", phone=sender)
     with node.db.session() as session:
         stored = session.scalars(sa.select(InboundSmsRow)).one()
         assert (stored.phone, stored.opt_out) == (sender, "BAJA")
         assert session.scalars(sa.select(SmsOptOut)).all() == []
         assert session.scalars(sa.select(Phone.do_not_text)).all() == [False]
+        [entry] = session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "sms.opt_out_not_applied"))
+        assert entry.subject == sender
+        assert entry.details == {"keyword": "BAJA", "inbound_id": stored.id, "reason": "the sender is no phone number"}
+    fields = {r.getMessage(): getattr(r, "fields", {}) for r in caplog.records}
+    assert fields["sms.inbound"]["opt_out"] is None
+    assert fields["sms.opt_out_not_applied"] == {
+        "phone": sender,
+        "keyword": "BAJA",
+        "reason": "the sender is no phone number",
+    }
+
+
+@pytest.mark.parametrize(
+    ("sender", "e164"),
+    [
+        ("525512345678", "+525512345678"),  # a Mexican mobile, as an SMSC gives it with TON 0 (no valid CO number)
+        ("12125551234", "+12125551234"),
+        ("573001234567", ANA),  # a Colombian one either way
+        ("3001234567", ANA),
+    ],
+)
+def test_a_foreign_sender_without_plus_is_read_as_international_and_its_baja_opts_it_out(
+    node: Node, sender: str, e164: str
+) -> None:
+    """Round 21 C-F11: the sender's digits were read only as a national number of the site's country; a foreign
+    debtor's BAJA from an SMSC giving TON 0 (or Kannel, passing the sender as received) opted nothing out."""
+    _mo(node, "BAJA", "mo-1", phone=sender)
+    with node.db.session() as session:
+        assert session.scalars(sa.select(InboundSmsRow.phone)).all() == [e164]
+        assert session.scalars(sa.select(SmsOptOut.e164)).all() == [e164]
+        assert session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "sms.opt_out_not_applied")).all() == []
 
 
 def test_delivery_reports_never_move_a_final_state_back(node: Node) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -13,8 +14,12 @@ class InvalidPhone(ValueError):
     pass
 
 
-def normalize(raw: str, default_country: str) -> str:
-    """``raw`` as E.164 (``+573001234567``); national numbers are read in ``default_country``."""
+def normalize(raw: str, default_country: str, *, or_international: bool = False) -> str:
+    """``raw`` as E.164 (``+573001234567``); national numbers are read in ``default_country``. With
+    ``or_international``, digits alone that are no valid number of ``default_country`` are tried as an
+    international number (``525512345678`` is ``+525512345678``) before being given up: an SMSC gives a sender
+    so (SMPP TON 0 "unknown", Kannel's ``%p`` as received), and a foreign debtor's BAJA must reach its number (round
+    21 C-F11). Not for a creditor's or an operator's number, where such digits are more likely a typo."""
     text = raw.strip()
     if not text:
         raise InvalidPhone("empty phone number")
@@ -23,6 +28,9 @@ def normalize(raw: str, default_country: str) -> str:
     except phonenumbers.NumberParseException as exc:
         raise InvalidPhone(f"{raw!r} is not a phone number ({exc._msg})") from None
     if not phonenumbers.is_valid_number(number):
+        if or_international and text.isascii() and text.isdigit():
+            with suppress(InvalidPhone):
+                return normalize("+" + text, default_country)
         raise InvalidPhone(f"{raw!r} is not a valid number for {default_country}")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 

@@ -48,6 +48,8 @@ GATEWAY_ID_MAX = 128
 MAX_SENDER = 32
 #: The longest gateway id of an inbound message the store keeps (``sms_inbound.gateway_id``).
 MAX_GATEWAY_ID = 128
+#: Why a sender's opt-out keyword stops nothing (round 21 C-F11: it was logged ``opt_out=BAJA`` all the same).
+_NO_NUMBER = "the sender is no phone number"
 _FINAL_SMS_STATES = frozenset({SmsState.DELIVERED.value, SmsState.FAILED.value, SmsState.EXPIRED.value})
 
 
@@ -266,9 +268,11 @@ class TextService:
         keyword (:mod:`cartera.contact.optout`) stops texts to that number at once, audited as ``sms.opt_out``; a
         message the gateway delivers twice (same gateway id) is handled once. A sender longer than the store
         keeps (:data:`MAX_SENDER`: no phone number nor alphanumeric sender is), or a gateway id longer than
-        :data:`MAX_GATEWAY_ID`, is refused, logged as ``sms.inbound_refused``, never stored cut short."""
+        :data:`MAX_GATEWAY_ID`, is refused, logged as ``sms.inbound_refused``, never stored cut short. A sender of
+        digits that is no number of the site's country is read as international (an SMSC's TON 0); one that is no
+        phone number at all opts nothing out: its keyword is logged and audited ``sms.opt_out_not_applied``."""
         try:
-            phone, is_number = normalize(message.phone, self.targets.country), True
+            phone, is_number = normalize(message.phone, self.targets.country, or_international=True), True
         except InvalidPhone:
             phone, is_number = message.phone.strip(), False
         if len(phone) > MAX_SENDER or len(message.gateway_id or "") > MAX_GATEWAY_ID:
@@ -304,9 +308,15 @@ class TextService:
                 text=message.text,
                 gateway_id=message.gateway_id,
             )
-            if keyword is not None and is_number:  # no text goes to a sender that is no number: none to stop
+            if keyword is not None and is_number:
                 self._opt_out(session, phone, keyword, row, message)
-        event(log, "sms.inbound", phone=phone, opt_out=keyword)
+            elif keyword is not None:  # no text goes to a sender that is no number: none to stop
+                audit(session, at=message.received_at, site=self.site, actor=f"phone:{message.phone}",
+                      action="sms.opt_out_not_applied", subject=phone, keyword=keyword, inbound_id=row.id,
+                      reason=_NO_NUMBER)  # fmt: skip
+        event(log, "sms.inbound", phone=phone, opt_out=keyword if is_number else None)
+        if keyword is not None and not is_number:
+            event(log, "sms.opt_out_not_applied", logging.WARNING, phone=phone, keyword=keyword, reason=_NO_NUMBER)
 
     def _opt_out(self, session: Session, phone: str, keyword: str, row: InboundSmsRow, message: InboundSms) -> None:
         """Flag every debtor's copy of the number and keep the number on the site's opt-out list."""
