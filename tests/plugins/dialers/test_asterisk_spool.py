@@ -8,16 +8,22 @@ import os
 import threading
 import time
 import wave
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import select
 
+from cartera.core.store.schema import RecordingRow
+from cartera.node import Node
 from cartera.plugin.testing import CapturingContext
 from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from cartera.plugins.dialers.asterisk_ami.recordings import finished, wait_until_finished
 from cartera.plugins.dialers.asterisk_ami.spool import SpoolWatcher
+from tests.conftest import write_sites
+from tests.recording_spool import spool_watcher
 
 RATE = 8000
 PREFIX = "cartera-test"
@@ -210,3 +216,26 @@ def test_a_calls_recording_that_is_a_symlink_is_never_finished(tmp_path: Path) -
     assert finished(target, 0) is not None
     assert finished(path, 0) is None
     assert not wait_until_finished(path, 0.3)
+
+
+@pytest.mark.abuse
+def test_a_file_whose_name_is_not_utf8_is_skipped_with_one_warning_and_the_rest_archived(
+    tmp_path: Path, open_node: Callable[..., Node], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Round 21 C-F12: a spool file named from caller data in Latin-1 (``Jos\\xe9``) raised UnicodeEncodeError in
+    the catalog; the scan stopped there, every scan, and no file sorted after it was ever archived."""
+    node = open_node(write_sites(tmp_path))
+    spool = tmp_path / "spool"
+    bad = Path(os.fsdecode(bytes(spool) + b"/a-Jos\xe9.wav"))
+    made = [_wav(bad, 1.0), _wav(spool / "e-good.wav", 1.0), _wav(spool / "f-good.wav", 1.0)]
+    watcher = spool_watcher(node, spool)
+    with caplog.at_level(logging.WARNING):
+        assert watcher.scan() == 2
+        assert watcher.scan() == 0
+    warned = [(r.getMessage(), getattr(r, "fields", {})) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warned == [("asterisk.spool_name_not_utf8", {"file": f"{spool}/a-Jos\\xe9.wav"})]
+    with node.db.session() as session:
+        assert sorted(session.scalars(select(RecordingRow.local_path))) == [str(path) for path in made[1:]]
+    assert node.archiver is not None
+    assert node.archiver.run_once().archived == 2
+    assert bad.exists()  # left where it is, for the operator to rename

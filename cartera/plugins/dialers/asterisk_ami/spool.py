@@ -5,12 +5,15 @@ others once they are finished: those of a killed run's calls that ended while no
 in their UNIQUEID, so they keep their attempt), those whose call gave up waiting for them, and, when
 ``spool_patterns`` names any, every other finished file matching them (recordings made outside Cartera, a
 spool from before it). Files of calls in progress are left to their calls. Only regular files are reported: a
-symlink, FIFO or device is never read, and is named once in a warning.
+symlink, FIFO or device is never read, and is named once in a warning. So is a file whose name is not UTF-8 (a
+dialplan naming recordings from caller data, a Latin-1 ``Jos\xe9``): no store keeps such a path, and it once
+stopped every scan at that file (round 21 C-F12); the rule is the creditor files' (``is_utf8_name``).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import stat
 import threading
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from cartera.plugin import FirstTime, PluginContext, event
+from cartera.plugin import FirstTime, PluginContext, event, is_utf8_name, shown_name
 from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from cartera.plugins.dialers.asterisk_ami.recordings import finished, spooled
 
@@ -49,6 +52,7 @@ class SpoolWatcher:
         self._calls: set[Path] = set()  #: recordings of calls in progress: their calls report them
         self._awaited: set[_Awaited] = set()
         self._first_irregular = FirstTime()  #: files that are not regular are warned about once
+        self._first_not_utf8 = FirstTime()  #: so are files whose name is not UTF-8
         self._halt = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="asterisk-spool", daemon=True)
@@ -122,7 +126,7 @@ class SpoolWatcher:
         with self._lock:
             if path in self._reported or path in self._calls:
                 return False
-        if not self._regular(path):
+        if not self._regular(path) or not self._utf8(path):
             return False
         info = finished(path, self._config.quiet_period_s, now)
         if info is None:
@@ -141,6 +145,14 @@ class SpoolWatcher:
             return False
         if self._first_irregular(path):
             self._context.log.warning("not a regular file, left alone: %s", path)
+        return False
+
+    def _utf8(self, path: Path) -> bool:
+        """Whether ``path``'s name is UTF-8; the first time it is not, says so, the name escaped."""
+        if is_utf8_name(str(path)):
+            return True
+        if self._first_not_utf8(path):
+            event(self._context.log, "asterisk.spool_name_not_utf8", logging.WARNING, file=shown_name(str(path)))
         return False
 
     def _watch(self) -> None:
