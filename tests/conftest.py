@@ -77,6 +77,7 @@ path = "sms/outbox.jsonl"
 plugin = "csv"
 inbox = "inbox"
 outbox = "exports"
+settle_seconds = 0  # tests drop a file and sync at once (the default: tests/plugins/crm_sync/test_settle.py)
 creditor = "BANCO"
 portfolio = "TARJETAS"
 """

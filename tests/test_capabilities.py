@@ -166,6 +166,7 @@ def test_the_sync_sends_rejection_reports_only_when_declared(tmp_path: Path, hoo
     (tmp_path / "inbox").mkdir()
     (tmp_path / "inbox" / "asignacion.csv").write_text(DELIVERY, encoding="utf-8")
     settings = {"inbox": tmp_path / "inbox", "outbox": tmp_path / "outbox", "creditor": "BCO", "portfolio": "TARJETAS"}
+    settings["settle_seconds"] = 0
     sync = SilentCsvSync(CsvDirConfig.model_validate(settings), CapturingContext(tmp_path / "data"))
     sync.start()
     db = Database(f"sqlite:///{tmp_path / 'store.db'}")

@@ -111,6 +111,7 @@ from cartera.portfolio.files.set_aside import (
     SetAsideKind,
     local_identity,
 )
+from cartera.portfolio.files.settle import DEFAULT_SETTLE_SECONDS, SettleSeconds, Settling
 from cartera.portfolio.files.values import AmbiguousColumn, find_column, header_key
 from cartera.portfolio.files.writer import (
     activities_writer,
@@ -132,6 +133,7 @@ __all__ = [
     "DEFAULT_ACTIONS",
     "DEFAULT_EXPORT_COLUMNS",
     "DEFAULT_MAX_FILE_BYTES",
+    "DEFAULT_SETTLE_SECONDS",
     "EXPORT_FIELDS",
     "GSM7",
     "MASK",
@@ -199,6 +201,8 @@ __all__ = [
     "SetAsideFiles",
     "SetAsideKind",
     "SettingError",
+    "SettleSeconds",
+    "Settling",
     "SmsGateway",
     "SmsMessage",
     "SmsState",

@@ -74,8 +74,11 @@ WRONG_HEADER = "account;name;phone;amount\nBCO-1;Ana;3001234567;1000\n"
 
 
 def make_sync(tmp_path: Path, context: CapturingContext | None = None, **settings: Any) -> CsvDirSync:
+    """A csv adapter on ``tmp_path``'s inbox and outbox; files are read as soon as listed unless ``settle_seconds``
+    is given (test_settle.py)."""
     config = CsvDirConfig.model_validate(
         {"inbox": tmp_path / "inbox", "outbox": tmp_path / "outbox", "creditor": "BCO", "portfolio": "TARJETAS"}
+        | {"settle_seconds": 0}
         | settings
     )
     return CsvDirSync(config, context or CapturingContext(tmp_path / "data", clock=SimulatedClock(NOW, 1e-6)))

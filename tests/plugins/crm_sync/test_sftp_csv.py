@@ -66,6 +66,7 @@ def settings(sshd: Sshd, **overrides: Any) -> dict[str, Any]:
         "outbox": "/outbox",
         "creditor": "BCO",
         "portfolio": "TARJETAS",
+        "settle_seconds": 0,  # files are dropped and fetched at once (unless a test sets it)
     } | overrides
 
 
@@ -192,6 +193,38 @@ def test_redelivered_file_changes_nothing_and_is_archived(
         "asignacion-20260302T133000Z.csv",
         "asignacion.csv",
     ]
+
+
+def test_a_file_still_being_uploaded_is_read_once_listed_unchanged_for_settle_seconds(
+    sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Round 21 A-F12: a file caught while the creditor was still writing it under its final name was imported
+    with its last row cut (a balance of 1,250,000 stored as 12), and the rest of the upload landed in the archive.
+    Its size and mtime, listed by the server, must hold for settle_seconds of the node's own clock."""
+    inbox = sshd.jail / "inbox"
+    job = cycle(make_sync(settle_seconds=0.5), db, hooks)
+    header = "cuenta;nombre;telefono1;telefono2;saldo;moneda\n"
+    full = (header + "BCO-1;Ana;3001234567;;1000;COP\nBCO-2;Eva;3001234568;;1250000;COP\n").encode()
+    cut = full.index(b"1250000") + 2
+    caplog.set_level(logging.INFO)
+    with (inbox / "asignacion.csv").open("wb", buffering=0) as upload:  # as sftp-server writes it
+        upload.write(full[:cut])
+        os.utime(inbox / "asignacion.csv", (1, 1))  # an old time is no sign of a finished upload on a server
+        during = job.run_once()
+        upload.write(full[cut:])
+    listed = job.run_once()  # the size changed since: listed anew
+    time.sleep(0.6)
+    after = job.run_once()
+    assert (during.imports, during.failed, listed.imports, listed.failed) == ([], [], [], [])
+    assert [r.new for r in after.imports] == [2]
+    with db.session() as session:
+        assert dict(session.execute(select(Account.ref, Account.balance)).all()) == {
+            "BCO-1": Decimal("1000.00"),
+            "BCO-2": Decimal("1250000.00"),
+        }
+    assert (inbox / "imported" / "asignacion.csv").read_bytes() == full
+    settling = [r for r in caplog.records if r.getMessage() == "crm_sync.sftp.settling"]
+    assert len(settling) == 1
 
 
 @pytest.mark.abuse
@@ -800,6 +833,7 @@ def test_a_server_sending_a_byte_at_a_time_is_cut_by_download_timeout_s_and_the_
             "portfolio": "TARJETAS",
             "timeout_s": 5,
             "download_timeout_s": 1,
+            "settle_seconds": 0,
         }
     )
     sync = SftpCsvSync(config, CapturingContext(tmp_path / "data", clock=SimulatedClock(NOW, 1e-6)))

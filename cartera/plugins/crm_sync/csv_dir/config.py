@@ -7,7 +7,16 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from cartera.plugin import DEFAULT_MAX_FILE_BYTES, ConfigPath, CsvFormatConfig, FileMode, MaxFileBytes, WritableDir
+from cartera.plugin import (
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_SETTLE_SECONDS,
+    ConfigPath,
+    CsvFormatConfig,
+    FileMode,
+    MaxFileBytes,
+    SettleSeconds,
+    WritableDir,
+)
 
 
 class CsvDirConfig(CsvFormatConfig):
@@ -32,6 +41,7 @@ class CsvDirConfig(CsvFormatConfig):
         description="Leave imported and rejected files in the inbox (their sha256 and file identity are "
         "remembered in the adapter's data directory so they are not fetched again) instead of moving them.",
     )
+    settle_seconds: SettleSeconds = DEFAULT_SETTLE_SECONDS
     max_file_bytes: MaxFileBytes = DEFAULT_MAX_FILE_BYTES
     outbox: WritableDir = Field(description="Directory the activity exports are written to.")
     file_mode: FileMode = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import time
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -30,6 +31,7 @@ from cartera.plugin import (
     SetAsideFile,
     SetAsideFiles,
     SetAsideKind,
+    Settling,
     activities_writer,
     event,
     export_name,
@@ -63,6 +65,7 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         self._set_aside = SetAsideFiles(context.data_dir / SET_ASIDE_FILE, context.log)
         self._set_aside.upgrade((context.data_dir / name for name in OLD_LEDGERS), _read_old_ledger, _current_identity)
         self._first_skip = FirstTime()  #: inbox entries that are not regular files are warned about once
+        self._settling = Settling(config.settle_seconds, context.log, "crm_sync.csv.settling")
 
     def start(self) -> None:
         """Create a missing outbox, group-readable (0750) when the exports are for the service's group to read."""
@@ -115,17 +118,22 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         (:meth:`acknowledge`): fetched again, it would be applied again after every later delivery; without
         ``keep_files`` its move is retried instead, and once moved it is forgotten. The files remembered so that
         the inbox no longer lists are forgotten (all of them only while the inbox is a directory: an unmounted share
-        forgets nothing)."""
+        forgets nothing). A file not settled (``settle_seconds``: modified that long ago by the node's clock, or
+        listed with the same size and mtime that long) may still be being written: it is left, unread, for a later
+        fetch (``crm_sync.csv.settling`` once), never an error."""
         return self._waiting(retry=True)
 
     def _waiting(self, *, retry: bool) -> Iterator[AssignmentBatch]:
-        """:meth:`fetch`; ``retry``: move the files a folder refused (not while ``check`` counts)."""
+        """:meth:`fetch`; ``retry``: move the files a folder refused and leave those not settled (not while
+        ``check`` counts)."""
         config = self.config
         entries = list(inbox_entries(config.inbox, config.pattern, config.archive_dir, config.rejected_dir))
         if config.inbox.is_dir():
             self._set_aside.forget_unlisted(
                 {str(path) for path, _ in entries}, prefix=os.path.join(str(config.inbox), "")
             )
+        if retry:
+            self._settling.forget_unlisted({str(path) for path, _ in entries})
         refused: set[Path] = set()  #: folders that refused a retried move in this pass: said once
         for path, regular in entries:
             if not is_utf8_name(str(path)):  # no store nor log line can hold it
@@ -136,6 +144,8 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
             if not regular:
                 if self._first_skip(path):
                     event(self.context.log, "crm_sync.csv.not_a_regular_file", logging.WARNING, file=str(path))
+                continue
+            if retry and not self._settled(path):
                 continue
             try:
                 batch = self._read_inbox(path)
@@ -164,6 +174,16 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
                 yield batch  # not kept (keep_files) nor left in the inbox by a refused folder, or changed since
             elif retry and not config.keep_files:
                 self._move_again(batch, kept, refused)
+
+    def _settled(self, path: Path) -> bool:
+        """Whether the inbox file ``path`` is settled (:class:`Settling`): its age is by the node's system clock,
+        as the file system stamps it (not the site's clock, which may be simulated)."""
+        try:
+            status = path.lstat()
+        except OSError:  # gone: reading it says so
+            return True
+        age = time.time() - status.st_mtime
+        return self._settling.settled(str(path), status.st_size, status.st_mtime_ns, age=age)
 
     def _move_again(self, batch: AssignmentBatch, kept: SetAsideFile, refused: set[Path]) -> None:
         """Move a file a folder refused once more (into the archive if imported, else the rejected folder), unless

@@ -7,7 +7,15 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr, model_validator
 
-from cartera.plugin import DEFAULT_MAX_FILE_BYTES, ConfigPath, CsvFormatConfig, FileMode, MaxFileBytes
+from cartera.plugin import (
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_SETTLE_SECONDS,
+    ConfigPath,
+    CsvFormatConfig,
+    FileMode,
+    MaxFileBytes,
+    SettleSeconds,
+)
 
 
 class SftpCsvConfig(CsvFormatConfig):
@@ -42,6 +50,7 @@ class SftpCsvConfig(CsvFormatConfig):
         "uploaded (created if missing); unset: INBOX/rejected.",
     )
     outbox: str = Field(min_length=1, description="Remote directory exports and rejection reports are uploaded to.")
+    settle_seconds: SettleSeconds = DEFAULT_SETTLE_SECONDS
     file_mode: FileMode = Field(
         0o600,
         description='Mode of the uploaded exports and rejection reports, octal text ("0640": readable by the '

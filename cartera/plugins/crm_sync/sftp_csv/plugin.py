@@ -39,6 +39,7 @@ from cartera.plugin import (
     SetAsideFile,
     SetAsideFiles,
     SetAsideKind,
+    Settling,
     activities_writer,
     event,
     export_name,
@@ -90,6 +91,8 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         #: stuck files whose bytes were found to be those remembered, by source: with that identity, when
         self._checked: dict[str, tuple[str, datetime]] = {}
         self._set_aside.upgrade([context.data_dir / OLD_UNARCHIVED], _read_unarchived)
+        #: files listed, by the node's monotonic clock: read once their size and mtime held settle_seconds
+        self._settling = Settling(config.settle_seconds, context.log, "crm_sync.sftp.settling")
 
     def start(self) -> None:
         self._incoming.mkdir(parents=True, exist_ok=True)
@@ -123,7 +126,9 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         node's stop, wait at most that long for it; the next fetch takes the other files first and tries it last.
         An imported (rejected) file whose archive (rejected) rename failed is not fetched (nor applied, nor
         rejected) again while its size, mtime and bytes are those imported: its rename is retried instead (logged);
-        changed, it is a new delivery."""
+        changed, it is a new delivery. A file not settled (listed with the same size and mtime for
+        ``settle_seconds`` of the node's monotonic clock: the server's clock is not the node's) may still be being
+        uploaded: it is left, unread, for a later fetch (``crm_sync.sftp.settling`` once), never an error."""
         self._incoming.mkdir(parents=True, exist_ok=True)
         where = self._session.where
         waiting = self._session.waiting()
@@ -139,7 +144,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
                 if self._first_skip(source):
                     event(self.context.log, "crm_sync.sftp.not_a_regular_file", logging.WARNING, file=source)
                 continue
-            if self._still_set_aside(source, remote):
+            if self._still_set_aside(source, remote) or not self._settling.settled(source, remote.size, remote.mtime):
                 continue
             local = self._incoming / _local_name(remote.path)
             try:
@@ -176,7 +181,8 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
             yield batch
 
     def _forget_unlisted(self, listed: set[str]) -> None:
-        """Forget the stuck files the inbox no longer lists (archived or removed by hand)."""
+        """Forget the stuck (and the settling) files the inbox no longer lists (archived or removed by hand)."""
+        self._settling.forget_unlisted(listed)
         self._set_aside.forget_unlisted(listed, prefix=f"{self._session.where}{posixpath.join(self.config.inbox, '')}")
         self._checked = {source: checked for source, checked in self._checked.items() if source in listed}
 
