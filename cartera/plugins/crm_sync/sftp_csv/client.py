@@ -31,6 +31,9 @@ from cartera.plugin import CarteraError, is_utf8_name, shown_name
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 
 DOWNLOAD_CHUNK = 1 << 20  #: bytes read at a time from a remote file
+MAX_LISTED_ENTRIES = 100_000
+"""Most entries a folder's listing takes: a server sending names without end would otherwise fill the node's
+memory (the inbox is the one folder listed; past this its listing fails naming it)."""
 
 
 class SftpError(CarteraError):
@@ -47,6 +50,10 @@ class FileUnreadable(SftpError):
 
 class DownloadTooSlow(FileUnreadable):
     """A download took longer than ``download_timeout_s``: cut by closing the session (reopened on next use)."""
+
+
+class TooSlow(SftpError):
+    """An operation on the server (a listing, a rename...) took longer than ``download_timeout_s``: cut."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ class SftpSession:
         self._lock = threading.RLock()
         self._ssh: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        self._stopped = False  #: :meth:`abort` was called: no operation opens a session again until :meth:`resume`
 
     def close(self) -> None:
         with self._lock:
@@ -84,18 +92,68 @@ class SftpSession:
                 self._ssh.close()
             self._ssh = self._sftp = None
 
+    def abort(self) -> None:
+        """Close the connection now, without waiting for the operation under way (which then fails at once), and
+        open none again until :meth:`resume`: the adapter's stop never waits for a server."""
+        self._stopped = True
+        ssh = self._ssh
+        if ssh is not None:
+            ssh.close()
+
+    def resume(self) -> None:
+        """Let operations open a session again after :meth:`abort` (the adapter started again)."""
+        self._stopped = False
+
     @contextmanager
-    def sftp(self, doing: str) -> Iterator[paramiko.SFTPClient]:
-        """The open session, for one operation described by ``doing`` (named in errors)."""
+    def sftp(self, doing: str, too_slow: type[SftpError] = TooSlow) -> Iterator[paramiko.SFTPClient]:
+        """The open session, for one operation described by ``doing`` (named in errors), bounded as a whole by
+        ``download_timeout_s``: ``timeout_s`` bounds each answer only, so a server answering each request in time
+        but never done (a listing one name at a time for ever, a file a byte at a time) would hold the sync, and
+        the node's stop, for ever. Past the deadline the session is closed from a timer (a blocked request then
+        fails at once) and ``too_slow`` is raised."""
         with self._lock:
+            cut = threading.Event()
             try:
-                yield self._current() or self._connect()
-            except SftpError:
+                if self._stopped:
+                    raise SftpError(f"{self.where}: {shown_name(doing)} not started: the adapter is stopping")
+                client = self._current() or self._connect()
+                with self._deadline(cut):
+                    yield client
+            except SftpError as exc:
                 self.close()
+                if cut.is_set() and not isinstance(exc, too_slow):
+                    raise self._too_slow(doing, too_slow) from None
                 raise
             except (OSError, paramiko.SSHException, EOFError, UnicodeError) as exc:
                 self.close()
+                if cut.is_set():
+                    raise self._too_slow(doing, too_slow) from None
                 raise SftpError(f"{self.where}: {shown_name(doing)} failed: {_describe(exc)}") from None
+
+    def _too_slow(self, doing: str, error: type[SftpError]) -> SftpError:
+        limit = self.config.download_timeout_s
+        return error(
+            f"{self.where}: {shown_name(doing)} cut after {limit:g} s (download_timeout_s): the server answers too "
+            "slowly"
+        )
+
+    @contextmanager
+    def _deadline(self, cut: threading.Event) -> Iterator[None]:
+        """Close the session past ``download_timeout_s`` (``cut`` set first), from a timer."""
+        ssh = self._ssh
+
+        def expire() -> None:
+            cut.set()
+            if ssh is not None:
+                ssh.close()
+
+        timer = threading.Timer(self.config.download_timeout_s, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
 
     def _current(self) -> paramiko.SFTPClient | None:
         """The open session, unless the server closed it meanwhile (idle timeout, restart)."""
@@ -158,6 +216,9 @@ class SftpSession:
         if channel is not None:
             channel.settimeout(config.timeout_s)
         self._ssh, self._sftp = ssh, sftp
+        if self._stopped:  # stopped while connecting
+            self.close()
+            raise SftpError(f"{self.where}: the adapter is stopping")
         return sftp
 
     def _load_known_hosts(self, keys: paramiko.HostKeys) -> frozenset[_KeyId]:
@@ -213,7 +274,7 @@ class SftpSession:
         """Entries of the inbox matching the pattern, by name, as listed (symlinks not followed)."""
         inbox = self.config.inbox
         with self.sftp(f"listing {inbox}") as sftp:
-            entries = _listdir_attr(sftp, inbox)
+            entries = _listdir_attr(sftp, inbox, self.where)
         found = [
             _remote(posixpath.join(inbox, entry.filename), entry)
             for entry in entries
@@ -231,7 +292,7 @@ class SftpSession:
         limit = self.config.max_file_bytes
         temp = target.with_name(f".{uuid.uuid4().hex}.part")
         try:
-            with self.sftp(f"downloading {remote.path}") as sftp, self._bounded(remote.path):
+            with self.sftp(f"downloading {remote.path}", DownloadTooSlow) as sftp:
                 try:
                     received, size, digest = self._copy(sftp, remote, temp, limit)
                 except (OSError, paramiko.SSHException, EOFError) as exc:
@@ -269,7 +330,7 @@ class SftpSession:
         file differs anyway); None when it is gone. SFTP's modification times have whole seconds only: a file
         rewritten in place within the second, at the same size, shows only in its bytes."""
         digest = hashlib.sha256()
-        with self.sftp(f"reading {remote.path} again") as sftp, self._bounded(remote.path):
+        with self.sftp(f"reading {remote.path} again", DownloadTooSlow) as sftp:
             try:
                 source = sftp.open(remote.path, "rb")
             except FileNotFoundError:
@@ -281,34 +342,6 @@ class SftpSession:
                     left -= len(chunk)
                     digest.update(chunk)
         return digest.hexdigest()
-
-    @contextmanager
-    def _bounded(self, path: str) -> Iterator[None]:
-        """Reading ``path`` within ``download_timeout_s``: ``timeout_s`` bounds each read only, so a server sending
-        a byte at a time would hold the sync (and the node's stop) for ever. Past the deadline the session is closed
-        from a timer (a blocked read then fails at once) and the read raises :class:`DownloadTooSlow`."""
-        limit = self.config.download_timeout_s
-        ssh = self._ssh
-        cut = threading.Event()
-
-        def expire() -> None:
-            cut.set()
-            if ssh is not None:
-                ssh.close()
-
-        timer = threading.Timer(limit, expire)
-        timer.daemon = True
-        timer.start()
-        try:
-            yield
-        except Exception:
-            if cut.is_set():
-                raise DownloadTooSlow(
-                    f"{self.where}{path}: cut after {limit:g} s (download_timeout_s): the server sends too slowly"
-                ) from None
-            raise
-        finally:
-            timer.cancel()
 
     def _working(self) -> bool:
         """Whether the session is still up (an error was about one file, not the connection)."""
@@ -332,10 +365,9 @@ class SftpSession:
         stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
         with self.sftp(f"moving {remote.path} into {directory}") as sftp:
             self._makedirs(sftp, directory)
-            taken = {entry.filename for entry in _listdir_attr(sftp, directory)}
             target = name
             for counter in itertools.count():
-                if target not in taken:
+                if not _exists(sftp, posixpath.join(directory, target)):
                     break
                 target = f"{stem}-{stamp}{f'-{counter}' if counter else ''}{suffix}"
             sftp.posix_rename(remote.path, posixpath.join(directory, target))
@@ -358,10 +390,9 @@ class SftpSession:
         content = _written(write)
         outbox = self.config.outbox
         with self.sftp(f"uploading into {outbox}") as sftp, self._staged(sftp, content) as temp:
-            taken = {entry.filename for entry in _listdir_attr(sftp, outbox)}
             for name in names:
                 target = posixpath.join(outbox, name)
-                if name in taken:
+                if _exists(sftp, target):
                     if _holds(sftp, target, content):
                         return target
                     continue
@@ -413,9 +444,10 @@ def _server_key(ssh: paramiko.SSHClient) -> paramiko.PKey | None:
         return None
 
 
-def _listdir_attr(sftp: paramiko.SFTPClient, path: str) -> list[paramiko.SFTPAttributes]:
+def _listdir_attr(sftp: paramiko.SFTPClient, path: str, where: str) -> list[paramiko.SFTPAttributes]:
     """``sftp.listdir_attr(path)``, but a name that is not valid UTF-8 (a Windows-1252 ERP's ``Peñalosa.csv``)
-    is decoded with ``surrogateescape`` rather than failing the whole listing (paramiko decodes names strictly)."""
+    is decoded with ``surrogateescape`` rather than failing the whole listing (paramiko decodes names strictly),
+    and a listing past :data:`MAX_LISTED_ENTRIES` fails naming the folder (``where``: the server)."""
     attributes: Any = paramiko.SFTPAttributes
     client: Any = sftp  # its request methods are not typed (private: there is no public bytes listing)
     kind, message = client._request(CMD_OPENDIR, path)
@@ -437,6 +469,11 @@ def _listdir_attr(sftp: paramiko.SFTPClient, path: str) -> list[paramiko.SFTPAtt
                 entry = attributes._from_msg(message, name, longname)
                 if name not in (".", ".."):
                     entries.append(entry)
+            if len(entries) > MAX_LISTED_ENTRIES:
+                raise SftpError(
+                    f"{where}: {shown_name(path)} lists more than {MAX_LISTED_ENTRIES} entries: not read (move "
+                    "files out of it)"
+                )
     finally:
         with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
             client._request(CMD_CLOSE, handle)

@@ -61,9 +61,11 @@ class SftpCsvConfig(CsvFormatConfig):
         600.0,
         gt=0,
         le=86400,
-        description="Longest one assignment file may take to download, seconds (timeout_s bounds each read only): a "
-        "server sending too slowly is cut (the file is skipped with one warning and tried again next sync, after the "
-        "others), so it never holds the sync, nor the node's stop, longer than this.",
+        description="Longest one assignment file may take to download, and any other operation on the server as a "
+        "whole (listing the inbox, a rename, an upload), seconds (timeout_s bounds each answer only): a server sending "
+        "too slowly is cut (a file is skipped with one warning and tried again next sync, after the others; any "
+        "other operation fails the fetch or export naming it), so it never holds the sync, nor the node's stop, "
+        "longer than this.",
     )
     max_file_bytes: MaxFileBytes = DEFAULT_MAX_FILE_BYTES
 

@@ -96,9 +96,12 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
 
     def start(self) -> None:
         self._incoming.mkdir(parents=True, exist_ok=True)
+        self._session.resume()
 
     def stop(self) -> None:
-        self._session.close()
+        """Close the session at once, without waiting for an operation under way (a sync's listing, download...):
+        it fails, and the sync job ends."""
+        self._session.abort()
         self._set_aside.close()
 
     def check(self) -> CheckResult:

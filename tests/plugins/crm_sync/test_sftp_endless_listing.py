@@ -1,0 +1,188 @@
+"""A creditor's SFTP server that never ends the inbox listing (round 21 A-F17): one more name per READDIR, each in
+time, held the sync (and the node's stop, which waits for it) for ever, and the adapter's stop waited for the
+session's lock the listing held. A paramiko server in this process, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+from paramiko.common import AUTH_SUCCESSFUL, OPEN_SUCCEEDED
+
+from cartera.core.clock import SimulatedClock
+from cartera.core.testing.context import CapturingContext
+from cartera.plugins.crm_sync.sftp_csv import client as sftp_client
+from cartera.plugins.crm_sync.sftp_csv.client import SftpError
+from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
+from cartera.plugins.crm_sync.sftp_csv.plugin import SftpCsvSync
+
+pytestmark = pytest.mark.abuse
+
+NOW = datetime(2026, 3, 2, 13, 30, tzinfo=UTC)
+GUARD_S = 60  #: how long a join waits before the test gives up on a thread (a guard, not the measure)
+
+
+class EndlessServer:
+    """An SFTP server whose every folder lists one more name per READDIR, after ``delay`` seconds, for ever."""
+
+    def __init__(self, tmp_path: Path, delay: float) -> None:
+        self.key = paramiko.RSAKey.generate(2048)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.known_hosts = tmp_path / "known_hosts.endless"
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} ssh-rsa {self.key.get_base64()}\n")
+        self.listing = threading.Event()  #: set once a name was sent
+        self.transports: list[paramiko.Transport] = []
+        names = itertools.count()
+        listing = self.listing
+
+        class Endless(paramiko.SFTPHandle):
+            def _get_next_files(self) -> list[paramiko.SFTPAttributes]:
+                time.sleep(delay)
+                entry = paramiko.SFTPAttributes()
+                entry.filename, entry.st_size, entry.st_mode, entry.st_mtime = f"a{next(names):09d}.csv", 1, 0o100644, 1
+                listing.set()
+                return [entry]
+
+        class Server(paramiko.SFTPServer):
+            def _open_folder(self, request_number: int, path: str) -> None:
+                self._send_handle_response(request_number, Endless(), True)  # type: ignore[attr-defined]
+
+        class Folder(paramiko.SFTPServerInterface):
+            def stat(self, path: str) -> paramiko.SFTPAttributes:
+                found = paramiko.SFTPAttributes()
+                found.st_mode = 0o040755
+                return found
+
+            lstat = stat
+
+        class Login(paramiko.ServerInterface):
+            def check_auth_password(self, username: str, password: str) -> int:
+                return AUTH_SUCCESSFUL
+
+            def get_allowed_auths(self, username: str) -> str:
+                return "password"
+
+            def check_channel_request(self, kind: str, chanid: int) -> int:
+                return OPEN_SUCCEEDED
+
+        def serve() -> None:
+            while True:
+                try:
+                    client, _ = self.listener.accept()
+                except OSError:
+                    return
+                transport = paramiko.Transport(client)
+                transport.add_server_key(self.key)
+                transport.set_subsystem_handler("sftp", Server, Folder)
+                transport.start_server(server=Login())
+                self.transports.append(transport)
+
+        self.thread = threading.Thread(target=serve, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.listener.close()
+        for transport in self.transports:
+            transport.close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def endless(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EndlessServer]:
+    server = EndlessServer(tmp_path, getattr(request, "param", 0.05))
+    yield server
+    server.close()
+
+
+def make_sync(tmp_path: Path, server: EndlessServer, **overrides: Any) -> SftpCsvSync:
+    config = SftpCsvConfig.model_validate(
+        {
+            "host": "127.0.0.1",
+            "port": server.port,
+            "username": "acreedor",
+            "password": "x",
+            "known_hosts": server.known_hosts,
+            "inbox": "/inbox",
+            "outbox": "/outbox",
+            "creditor": "BCO",
+            "portfolio": "TARJETAS",
+            "settle_seconds": 0,
+            "timeout_s": 5,
+        }
+        | overrides
+    )
+    sync = SftpCsvSync(config, CapturingContext(tmp_path / "data", clock=SimulatedClock(NOW, 1e-6)))
+    sync.start()
+    return sync
+
+
+def fetch_in_thread(sync: SftpCsvSync) -> tuple[threading.Thread, list[BaseException]]:
+    """``list(sync.fetch())`` in a thread; what it raised is appended to the list returned."""
+    raised: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            list(sync.fetch())
+        except BaseException as exc:  # the test looks at it
+            raised.append(exc)
+
+    thread = threading.Thread(target=fetch, daemon=True)
+    thread.start()
+    return thread, raised
+
+
+def test_a_listing_that_never_ends_is_cut_by_the_deadline_and_names_the_folder(
+    tmp_path: Path, endless: EndlessServer
+) -> None:
+    sync = make_sync(tmp_path, endless, download_timeout_s=1)
+    try:
+        thread, raised = fetch_in_thread(sync)
+        thread.join(GUARD_S)
+        assert not thread.is_alive(), "the fetch is still listing"
+    finally:
+        sync.stop()
+    (error,) = raised
+    assert isinstance(error, SftpError)
+    assert "listing /inbox" in str(error)
+    assert "cut after 1 s (download_timeout_s)" in str(error)
+
+
+@pytest.mark.parametrize("endless", [0.0], indirect=True)
+def test_a_listing_past_the_most_entries_fails_naming_the_folder(
+    tmp_path: Path, endless: EndlessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server sending names without end, fast: the memory the names take is bounded, not the time alone."""
+    monkeypatch.setattr(sftp_client, "MAX_LISTED_ENTRIES", 200)
+    sync = make_sync(tmp_path, endless, download_timeout_s=600)
+    try:
+        thread, raised = fetch_in_thread(sync)
+        thread.join(GUARD_S)
+        assert not thread.is_alive(), "the fetch is still listing"
+    finally:
+        sync.stop()
+    (error,) = raised
+    assert isinstance(error, SftpError)
+    assert "/inbox lists more than 200 entries" in str(error)
+
+
+def test_stop_closes_the_session_while_a_listing_holds_it(tmp_path: Path, endless: EndlessServer) -> None:
+    sync = make_sync(tmp_path, endless, download_timeout_s=3600)
+    thread, raised = fetch_in_thread(sync)
+    assert endless.listing.wait(GUARD_S)
+    stopper = threading.Thread(target=sync.stop, daemon=True)
+    stopper.start()
+    stopper.join(GUARD_S)
+    assert not stopper.is_alive(), "stop() waits for the listing"
+    thread.join(GUARD_S)
+    assert not thread.is_alive(), "the fetch is still listing after stop()"
+    (error,) = raised
+    assert isinstance(error, SftpError)
