@@ -262,6 +262,12 @@ def test_a_call_outside_the_agents_portfolios_pops_nothing_of_the_debtor(site: S
     assert "debtor" not in shown
     assert agent.get(f"/agent/calls/{site.calls.vehicles}/codes").status_code == 404
     stop.set()
+    with site.node.db.reading() as session:  # round 21 L1: audited as a call of no account
+        reason = session.scalars(
+            select(AuditEntry.details).where(AuditEntry.action == "web.rejected").order_by(AuditEntry.id.desc())
+        ).first()
+    assert reason is not None
+    assert reason["reason"] == f"call {site.calls.vehicles} is not visible: outside the agent's portfolios"
 
 
 def test_a_us_account_asks_for_the_mini_miranda(site: Site) -> None:

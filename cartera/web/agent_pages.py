@@ -27,7 +27,7 @@ from cartera.web.context import SESSION_COOKIE, Viewer, Web, WebError, check_csr
 from cartera.web.i18n import Language, translate
 from cartera.web.sse import event_stream, last_event_id, too_many_streams
 from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, PageNotOpen, WorkspaceError
-from cartera.workspace.hub import AGENT_KINDS, WorkspaceHub
+from cartera.workspace.hub import AGENT_KINDS, CALL_NOT_VISIBLE, WorkspaceHub
 from cartera.workspace.offers import SKIP_REASONS
 from cartera.workspace.promises import Instalment
 from cartera.workspace.screen import NotOnScreen, jsonable
@@ -202,6 +202,8 @@ def call_routes(router: APIRouter, web: Web, hub: WorkspaceHub) -> None:
         number = on_screen(hub, viewer, attempt_id)
         pop = hub.on_screen(viewer.user.name, viewer.user.portfolios(web.site))
         account_id = pop.data.get("account_id") if pop else None
+        if pop is not None and pop.kind == CALL_NOT_VISIBLE:  # audited as such, not as a call of no account
+            raise WebError(404, f"call {number} is not visible: outside the agent's portfolios", "error.404")
         if not isinstance(account_id, int):
             raise WebError(404, f"call {number} is of no account: no disposition codes", "error.404")
         english = web.language(request) == "en"
