@@ -65,6 +65,9 @@ from cartera.plugin import (
 
 STREAM_ROWS = 1000
 
+#: The values an insert looks up in one statement (whether the table holds them already).
+LOOKUP_VALUES = 1000
+
 #: Seconds a statement is given past ``statement_timeout_s`` before the node closes its connection: the server's
 #: cancel arrives well within it, so only a database (or network) that stopped answering, or a statement that
 #: ignored its cancel (a view's function catching ``query_canceled``), reaches this deadline.
@@ -672,18 +675,25 @@ class CreditorDatabase:
             raise CreditorDatabaseError(f"{self.display}: table {name}: {'; '.join(problems)}")
 
     def insert_new(self, name: str, records: Sequence[Mapping[str, Any]], unique: str) -> int:
-        """Insert the records whose ``unique`` value the table does not hold yet, in one transaction."""
+        """Insert the records whose ``unique`` value the table does not hold yet, in one transaction. Only the
+        records' own values are looked up, :data:`LOOKUP_VALUES` a statement, and each one held is read back once
+        (``DISTINCT``) as its text cut past the longest of them: the creditor's table may hold any number of rows
+        of one value (the column need not be unique) and values of any length between the records' (a rejection's
+        id is its page's sha256 and line, which the creditor can compute), none of which the node reads."""
         target = _table(name, list(records[0]))
-        values = [record[unique] for record in records]
+        key = target.c[unique]
+        values = list(dict.fromkeys(record[unique] for record in records))
+        held = func.substr(cast(key, String), 1, max(len(str(value)) for value in values) + 1)
         statements = self._statements(f"insert into {name}")
         try:
             with self._connection(statements) as connection, connection.begin():
-                stored = set(
-                    connection.scalars(
-                        select(target.c[unique]).where(target.c[unique].between(min(values), max(values)))
-                    )
-                )
-                new = [record for record in records if record[unique] not in stored]
+                stored: set[str] = set()
+                for start in range(0, len(values), LOOKUP_VALUES):
+                    if start:
+                        statements.next()
+                    lookup = select(held).where(key.in_(values[start : start + LOOKUP_VALUES])).distinct()
+                    stored.update(connection.scalars(lookup))
+                new = [record for record in records if str(record[unique]) not in stored]
                 if new:
                     statements.next()
                     connection.execute(insert(target), new)
