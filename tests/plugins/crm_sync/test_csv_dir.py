@@ -815,6 +815,29 @@ def test_a_file_swapped_for_a_symlink_after_listing_is_not_followed(sync: CsvDir
 
 
 @pytest.mark.abuse
+def test_a_hard_link_in_the_inbox_is_never_read_nor_quoted(
+    sync: CsvDirSync, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Round 21 A-F15: a file of the node's hard-linked into the inbox (where fs.protected_hardlinks is 0, or a
+    file the creditor's account may write) was read like the creditor's; its rejection report, in the outbox the
+    creditor reads, quoted its first line. An entry with more than one name is skipped unread, one warning."""
+    secret = tmp_path / "env"
+    secret.write_text("CRM_TOKEN=s3cr3t-value-123;DB=postgres://x\n", encoding="utf-8")
+    inbox = sync.config.inbox
+    os.link(secret, inbox / "x.csv")
+    shutil.copy(FIXTURES / "plain_comma.csv", inbox / "a.csv")
+    caplog.set_level(logging.WARNING)
+    for _ in range(2):
+        assert [Path(batch.source).name for batch in sync.fetch()] == ["a.csv"]
+    warnings = [record for record in caplog.records if record.getMessage() == "crm_sync.csv.file_unreadable"]
+    assert [record.fields["why"] for record in warnings] == [  # type: ignore[attr-defined]
+        "cannot read: a hard link (2 names for one file), not read"
+    ]
+    assert "s3cr3t" not in caplog.text
+    assert (inbox / "x.csv").exists()
+
+
+@pytest.mark.abuse
 def test_a_wrong_header_is_echoed_as_a_short_escaped_excerpt(tmp_path: Path) -> None:
     path = tmp_path / "long-header.csv"
     path.write_text("cuenta;\x1b[31mnombre;" + "SECRET=" * 2000 + "END\nX;Y\n", encoding="utf-8")

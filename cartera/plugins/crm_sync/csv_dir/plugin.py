@@ -212,15 +212,20 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
             self._set_aside.remember(batch.source, local_identity(identity), batch.content_sha256, kind)
 
     def _read_inbox(self, path: Path) -> AssignmentBatch:
-        """An inbox file as a batch, opened (on every pass) only while it is a regular file, never through a
-        symlink swapped in after the listing."""
+        """An inbox file as a batch, opened (on every pass) only while it is a regular file with one name, never
+        through a symlink swapped in after the listing, nor a hard link to a file elsewhere (the creditor's
+        account could link a file of the node's it cannot read: a rejection report would quote its first line)."""
         source = str(path)
 
         def opener() -> BinaryIO:
             try:
-                return open_regular(path)
+                stream = open_regular(path)
             except OSError as exc:
                 raise FileRejected(source, f"cannot read: {exc.strerror or exc}") from None
+            if (names := os.fstat(stream.fileno()).st_nlink) > 1:
+                stream.close()
+                raise FileRejected(source, f"cannot read: a hard link ({names} names for one file), not read")
+            return stream
 
         return self._reader.batch(source, opener)
 
