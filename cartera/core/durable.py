@@ -67,14 +67,35 @@ def open_regular(path: Path) -> BinaryIO:
         raise
 
 
+def _not_regular(path: Path, mode: int) -> str:
+    return f"{path}: not a regular file ({file_kind(mode)})"
+
+
 class LineAppender:
     """A file appended to one whole line at a time, unbuffered (``O_APPEND``, ``os.write``): a line whose write
     fails (disk full, a file-size limit) is cut off again, so it neither reaches the file later (no buffer keeps
-    it) nor leaves a torn line that the next one would be glued to."""
+    it) nor leaves a torn line that the next one would be glued to. Only a regular file (or a symlink to one) is
+    opened: a FIFO, device or socket raises :class:`NotARegularFile` at once (a FIFO without a reader blocked
+    ``open()`` for ever, hanging ``check`` and start: round 21 C-F8)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
+        try:
+            descriptor = os.open(path, flags, 0o666)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # a FIFO no one reads, a socket
+                raise NotARegularFile(_not_regular(path, os.stat(path).st_mode)) from None
+            raise
+        try:
+            mode = os.fstat(descriptor).st_mode
+            if not stat.S_ISREG(mode):
+                raise NotARegularFile(_not_regular(path, mode))
+            os.set_blocking(descriptor, True)
+        except BaseException:
+            os.close(descriptor)
+            raise
+        self._fd = descriptor
 
     def fileno(self) -> int:
         return self._fd

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,7 +13,8 @@ from typing import Any
 import pytest
 
 from cartera.contact.smstext import GSM7_BASIC, GSM7_EXTENSION, segment_count, sms_encoding
-from cartera.core.models import SmsMessage, SmsState
+from cartera.core.durable import NotARegularFile
+from cartera.core.models import CheckResult, SmsMessage, SmsState
 from cartera.core.registry import AdapterCatalog
 from cartera.core.testing.context import CapturingContext
 from cartera.core.testing.sms import SmsConformance
@@ -210,3 +212,41 @@ def test_send_after_stop_raises(gateway: OutboxGateway) -> None:
     gateway.stop()
     with pytest.raises(RuntimeError, match="not open"):
         gateway.send(SmsMessage(message_id=1, site="test", phone="+34600123456", text="Hola"))
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize("reader", [False, True], ids=["no reader", "a reader"])
+def test_an_outbox_that_is_a_fifo_is_refused_at_once(tmp_path: Path, context: CapturingContext, reader: bool) -> None:
+    """Round 21 C-F8: a FIFO as the outbox path made check (and start) block for ever in open(), silently."""
+    fifo = tmp_path / "outbox.jsonl"
+    os.mkfifo(fifo)
+    held = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK) if reader else None  # then open() would not block: taken
+    gateway = OutboxGateway(OutboxConfig(path=fifo), context)
+    answers: list[object] = []
+
+    def attempt() -> None:
+        answers.append(gateway.check())
+        try:
+            gateway.start()
+        except OSError as exc:
+            answers.append(exc)
+        else:
+            answers.append("started")
+            gateway.stop()
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(60)  # only so that a hang fails this test instead of the run: a refusal takes no wait
+    if worker.is_alive():
+        unblock = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # let the blocked open()s through
+        worker.join()
+        os.close(unblock)
+        pytest.fail(f"check/start blocked on a FIFO: {answers}")
+    if held is not None:
+        os.close(held)
+    checked, started = answers
+    assert isinstance(checked, CheckResult)
+    assert not checked.ok
+    assert checked.detail == f"outbox {fifo}: not a regular file (a FIFO)"
+    assert isinstance(started, NotARegularFile)
+    assert str(started) == f"{fifo}: not a regular file (a FIFO)"

@@ -49,10 +49,10 @@ class OutboxFile:
                 self._file = None
 
     def probe(self) -> None:
-        """Raise :class:`OSError` unless the outbox's directory can be created and the file appended to."""
+        """Raise :class:`OSError` unless the outbox's directory can be created and the file appended to (a regular
+        file: a FIFO, device or socket is refused at once, see :class:`LineAppender`)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab"):
-            pass
+        LineAppender(self.path).close()
 
     def append(self, *, message_id: int, to: str, text: str, at: datetime) -> OutboxEntry:
         """Write one message as a line; it is on disk (fsynced when configured) when this returns."""

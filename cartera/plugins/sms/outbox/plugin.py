@@ -9,6 +9,7 @@ from cartera.plugin import (
     AdapterRegistry,
     CheckResult,
     DeliveryReport,
+    NotARegularFile,
     PluginConfig,
     PluginContext,
     SmsGateway,
@@ -46,6 +47,8 @@ class OutboxGateway(SmsGateway[OutboxConfig]):
     def check(self) -> CheckResult:
         try:
             self._outbox.probe()
+        except NotARegularFile as exc:
+            return CheckResult(ok=False, detail=f"outbox {exc}")
         except OSError as exc:
             return CheckResult(ok=False, detail=f"outbox {self.config.path} is not writable: {exc}")
         return CheckResult(ok=True, detail=f"outbox {self.config.path} is writable")
