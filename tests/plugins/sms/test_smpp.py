@@ -586,6 +586,31 @@ def test_ledger_survives_a_torn_line_and_a_restart(tmp_path: Path) -> None:
     assert path.read_bytes().endswith(b"\n")
 
 
+def test_a_ledger_opened_beside_another_holder_keeps_its_appends_and_reads_them_back(tmp_path: Path) -> None:
+    """An ``sms`` command and the node hold one ledger: the second to open it must not replace the file under the
+    first (whose appends would go to the replaced file, lost), and the node's settling reads the command's events.
+    Alone, a holder still compacts: expired messages dropped."""
+    path = tmp_path / LEDGER_FILE
+    path.write_text('{"e":"sent","m":9,"p":1,"n":1,"t":1.0}\n')  # expired long ago
+    command = SubmitLedger(path, fsync=True, retention_s=3600)
+    command.open()
+    assert command.known(9) is None  # alone: compacted away
+    command.sent(1, 1, 1)
+    node = SubmitLedger(path, fsync=True, retention_s=0)  # would drop every message if it compacted
+    node.open()
+    known = node.known(1)
+    assert known is not None
+    assert known.parts[1].sent
+    command.answered(1, 1, 1, 0, "s-1")  # after the node opened: same file, not a replaced one
+    command.close()
+    node.reload()
+    settled = node.known(1)
+    assert settled is not None
+    assert settled.gateway_id == "s-1"
+    node.close()
+    assert '"id":"s-1"' in path.read_text()
+
+
 def test_a_damaged_ledger_line_is_named(tmp_path: Path) -> None:
     path = tmp_path / LEDGER_FILE
     path.write_text('{"e":"sent","m":1,"p":1,"n":1,"t":1.0}\nnot json\n')

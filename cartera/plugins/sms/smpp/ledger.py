@@ -7,11 +7,15 @@ final report went to core. So after a reconnect or a restart, a part that was an
 again, a part ``sent`` but never answered is known to be in doubt, and receipts still find their message.
 Only ``sent`` waits for its fsync; the other events are flushed and made durable by the next fsync (the next
 ``sent``, or closing): a crash can lose the last of them, which leaves that part in doubt, never resubmitted
-by default. Opening the ledger drops messages older than the retention and rewrites the file.
+by default. Opening the ledger drops messages older than the retention and rewrites the file, unless another
+process (an ``sms`` command beside the node, or the node beside it) has it open: every holder keeps a shared lock
+of ``<ledger>.lock``, and only one that gets it exclusively rewrites, so no holder is left appending to a file
+replaced under it. :meth:`SubmitLedger.reload` reads what such another process appended since.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -73,26 +77,54 @@ class SubmitLedger:
         self._retention_s = retention_s
         self._lock = threading.Lock()
         self._file: LineAppender | None = None
+        self._holder: int | None = None  #: descriptor of ``<ledger>.lock``, locked shared while open
         self._messages: dict[int, MessageRecord] = {}
         self._by_smsc_id: dict[str, tuple[int, int]] = {}
 
     def open(self) -> None:
-        """Load the file (a torn last line is ignored), drop expired messages and rewrite it compacted."""
+        """Load the file (a torn last line is ignored); alone with it, drop expired messages and rewrite it
+        compacted."""
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            for event in self._read_events():
-                self._apply(event)
-            horizon = time.time() - self._retention_s
-            self._messages = {m: r for m, r in self._messages.items() if r.updated >= horizon}
-            self._by_smsc_id = {
-                part.smsc_id: (record.message_id, number)
-                for record in self._messages.values()
-                for number, part in record.parts.items()
-                if part.smsc_id
-            }
-            records = list(self._messages.values())
-            write_atomically(self.path, lambda out: out.writelines(_line(e) for r in records for e in _events_of(r)))
-            self._file = LineAppender(self.path)
+            holder = os.open(self.path.with_name(f"{self.path.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+            try:
+                alone = _flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if not alone:
+                    fcntl.flock(holder, fcntl.LOCK_SH)
+                self._load()
+                if alone:
+                    horizon = time.time() - self._retention_s
+                    self._messages = {m: r for m, r in self._messages.items() if r.updated >= horizon}
+                    self._index()
+                    records = list(self._messages.values())
+                    write_atomically(
+                        self.path, lambda out: out.writelines(_line(e) for r in records for e in _events_of(r))
+                    )
+                    fcntl.flock(holder, fcntl.LOCK_SH)  # others may open it now, appending beside this one
+                self._file = LineAppender(self.path)
+            except BaseException:
+                os.close(holder)
+                raise
+            self._holder = holder
+
+    def reload(self) -> None:
+        """Read the file again: the events another process holding it appended since this one opened it."""
+        with self._lock:
+            self._messages, self._by_smsc_id = {}, {}
+            self._load()
+
+    def _load(self) -> None:
+        for event in self._read_events():
+            self._apply(event)
+        self._index()
+
+    def _index(self) -> None:
+        self._by_smsc_id = {
+            part.smsc_id: (record.message_id, number)
+            for record in self._messages.values()
+            for number, part in record.parts.items()
+            if part.smsc_id
+        }
 
     def close(self) -> None:
         with self._lock:
@@ -101,6 +133,9 @@ class SubmitLedger:
                     os.fsync(self._file.fileno())
                 self._file.close()
                 self._file = None
+            if self._holder is not None:
+                os.close(self._holder)
+                self._holder = None
 
     def message(self, message_id: int, total: int) -> MessageRecord:
         """The record of ``message_id`` (a copy-free view: read it, change it only through this ledger)."""
@@ -195,6 +230,15 @@ class SubmitLedger:
                 except (ValueError, KeyError, TypeError) as exc:
                     raise ValueError(f"submit ledger {self.path}, line {line}: not a ledger event ({exc})") from exc
                 yield event
+
+
+def _flock(descriptor: int, operation: int) -> bool:
+    """Whether ``operation`` (non-blocking) took the lock."""
+    try:
+        fcntl.flock(descriptor, operation)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _line(event: dict[str, Any]) -> bytes:

@@ -284,7 +284,9 @@ class SmppGateway(SmsGateway[SmppConfig]):
         """From the submit ledger, what became of texts a killed sender left being submitted: submitted (with the
         SMSC's id, so their receipts still find them) when the SMSC accepted every part; else failed, the detail
         naming the first part refused, in doubt (written, never answered: the SMSC may have it) or never written.
-        None is submitted again."""
+        None is submitted again. The ledger is read again first: a killed ``sms`` command wrote to it beside
+        this node."""
+        self._ledger.reload()
         return [self._settled(message) for message in messages]
 
     def _settled(self, message: SmsMessage) -> SmsSubmitResult:
