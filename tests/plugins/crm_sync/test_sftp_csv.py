@@ -36,6 +36,7 @@ from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.importer import AssignmentImporter
 from cartera.portfolio.sync import CreditorSync
 from tests.peers.sshd import Sshd, running_sshd
+from tests.plugins.crm_sync.sftp_in_process import InProcessSftp
 from tests.plugins.crm_sync.test_csv_dir import GOOD_DELIVERY, WRONG_HEADER
 
 pytestmark = pytest.mark.sftp
@@ -727,25 +728,15 @@ def test_a_name_that_is_not_utf8_is_skipped_with_one_warning_and_the_other_folde
     assert (sshd.jail / "outbox" / "good.rechazos.csv").exists()
 
 
-class _TrickleServer:
+class _TrickleServer(InProcessSftp):
     """An SFTP server (paramiko, in this process) whose inbox holds ``a-slow.csv``, sent one byte per read every
     0.2 s (each read well within ``timeout_s``), and ``b-good.csv``, sent at once."""
 
     GOOD = b"cuenta;nombre;telefono1;saldo\nT-1;Ana;3001234567;1000\n"
 
     def __init__(self, tmp_path: Path) -> None:
-        import socket
-        import threading
-
         import paramiko
-        from paramiko.common import AUTH_SUCCESSFUL, OPEN_SUCCEEDED
 
-        self.key = paramiko.RSAKey.generate(2048)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.known_hosts = tmp_path / "known_hosts.trickle"
-        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} ssh-rsa {self.key.get_base64()}\n")
-        self.transports: list[paramiko.Transport] = []
         good = self.GOOD
 
         def attributes(name: str) -> paramiko.SFTPAttributes:
@@ -780,36 +771,7 @@ class _TrickleServer:
                 handle.name = path.rsplit("/", 1)[-1]
                 return handle
 
-        class Login(paramiko.ServerInterface):
-            def check_auth_password(self, username: str, password: str) -> int:
-                return AUTH_SUCCESSFUL
-
-            def get_allowed_auths(self, username: str) -> str:
-                return "password"
-
-            def check_channel_request(self, kind: str, chanid: int) -> int:
-                return OPEN_SUCCEEDED
-
-        def serve() -> None:
-            while True:
-                try:
-                    client, _ = self.listener.accept()
-                except OSError:
-                    return
-                transport = paramiko.Transport(client)
-                transport.add_server_key(self.key)
-                transport.set_subsystem_handler("sftp", paramiko.SFTPServer, Folder)
-                transport.start_server(server=Login())
-                self.transports.append(transport)
-
-        self.thread = threading.Thread(target=serve, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.listener.close()
-        for transport in self.transports:
-            transport.close()
-        self.thread.join(5)
+        super().__init__(tmp_path, Folder)
 
 
 @pytest.mark.abuse
@@ -820,24 +782,7 @@ def test_a_server_sending_a_byte_at_a_time_is_cut_by_download_timeout_s_and_the_
     node's stop, which waits for it) for ever. Past ``download_timeout_s`` the download is cut, the file skipped
     with one warning and the fetch ended; the next fetch takes the other files first (#14 round 16 M3)."""
     server = _TrickleServer(tmp_path)
-    config = SftpCsvConfig.model_validate(
-        {
-            "host": "127.0.0.1",
-            "port": server.port,
-            "username": "acreedor",
-            "password": "x",
-            "known_hosts": server.known_hosts,
-            "inbox": "/inbox",
-            "outbox": "/outbox",
-            "creditor": "BCO",
-            "portfolio": "TARJETAS",
-            "timeout_s": 5,
-            "download_timeout_s": 1,
-            "settle_seconds": 0,
-        }
-    )
-    sync = SftpCsvSync(config, CapturingContext(tmp_path / "data", clock=SimulatedClock(NOW, 1e-6)))
-    sync.start()
+    sync = server.sync(tmp_path / "data", download_timeout_s=1)
     caplog.set_level(logging.WARNING)
     try:
         fetched: list[list[str]] = []

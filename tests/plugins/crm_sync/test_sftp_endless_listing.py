@@ -5,42 +5,30 @@ session's lock the listing held. A paramiko server in this process, on 127.0.0.1
 from __future__ import annotations
 
 import itertools
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import paramiko
 import pytest
-from paramiko.common import AUTH_SUCCESSFUL, OPEN_SUCCEEDED
 
-from cartera.core.clock import SimulatedClock
-from cartera.core.testing.context import CapturingContext
 from cartera.plugins.crm_sync.sftp_csv import client as sftp_client
 from cartera.plugins.crm_sync.sftp_csv.client import SftpError
-from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 from cartera.plugins.crm_sync.sftp_csv.plugin import SftpCsvSync
+from tests.plugins.crm_sync.sftp_in_process import InProcessSftp
 
 pytestmark = pytest.mark.abuse
 
-NOW = datetime(2026, 3, 2, 13, 30, tzinfo=UTC)
 GUARD_S = 60  #: how long a join waits before the test gives up on a thread (a guard, not the measure)
 
 
-class EndlessServer:
+class EndlessServer(InProcessSftp):
     """An SFTP server whose every folder lists one more name per READDIR, after ``delay`` seconds, for ever."""
 
     def __init__(self, tmp_path: Path, delay: float) -> None:
-        self.key = paramiko.RSAKey.generate(2048)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.known_hosts = tmp_path / "known_hosts.endless"
-        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} ssh-rsa {self.key.get_base64()}\n")
         self.listing = threading.Event()  #: set once a name was sent
-        self.transports: list[paramiko.Transport] = []
         names = itertools.count()
         listing = self.listing
 
@@ -64,36 +52,7 @@ class EndlessServer:
 
             lstat = stat
 
-        class Login(paramiko.ServerInterface):
-            def check_auth_password(self, username: str, password: str) -> int:
-                return AUTH_SUCCESSFUL
-
-            def get_allowed_auths(self, username: str) -> str:
-                return "password"
-
-            def check_channel_request(self, kind: str, chanid: int) -> int:
-                return OPEN_SUCCEEDED
-
-        def serve() -> None:
-            while True:
-                try:
-                    client, _ = self.listener.accept()
-                except OSError:
-                    return
-                transport = paramiko.Transport(client)
-                transport.add_server_key(self.key)
-                transport.set_subsystem_handler("sftp", Server, Folder)
-                transport.start_server(server=Login())
-                self.transports.append(transport)
-
-        self.thread = threading.Thread(target=serve, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.listener.close()
-        for transport in self.transports:
-            transport.close()
-        self.thread.join(5)
+        super().__init__(tmp_path, Folder, Server)
 
 
 @pytest.fixture
@@ -104,25 +63,7 @@ def endless(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EndlessS
 
 
 def make_sync(tmp_path: Path, server: EndlessServer, **overrides: Any) -> SftpCsvSync:
-    config = SftpCsvConfig.model_validate(
-        {
-            "host": "127.0.0.1",
-            "port": server.port,
-            "username": "acreedor",
-            "password": "x",
-            "known_hosts": server.known_hosts,
-            "inbox": "/inbox",
-            "outbox": "/outbox",
-            "creditor": "BCO",
-            "portfolio": "TARJETAS",
-            "settle_seconds": 0,
-            "timeout_s": 5,
-        }
-        | overrides
-    )
-    sync = SftpCsvSync(config, CapturingContext(tmp_path / "data", clock=SimulatedClock(NOW, 1e-6)))
-    sync.start()
-    return sync
+    return server.sync(tmp_path / "data", **overrides)
 
 
 def fetch_in_thread(sync: SftpCsvSync) -> tuple[threading.Thread, list[BaseException]]:

@@ -1,0 +1,91 @@
+"""An SFTP server in the test's own process (paramiko, on 127.0.0.1) that serves what a test's classes say: the
+hostile servers the sshd peer cannot play (one trickling bytes, one never ending a listing). Any login is let in."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paramiko
+from paramiko.common import AUTH_SUCCESSFUL, OPEN_SUCCEEDED
+
+from cartera.core.clock import SimulatedClock
+from cartera.core.testing.context import CapturingContext
+from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
+from cartera.plugins.crm_sync.sftp_csv.plugin import SftpCsvSync
+
+NOW = datetime(2026, 3, 2, 13, 30, tzinfo=UTC)
+
+
+class _Login(paramiko.ServerInterface):
+    def check_auth_password(self, username: str, password: str) -> int:
+        return AUTH_SUCCESSFUL
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "password"
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        return OPEN_SUCCEEDED
+
+
+class InProcessSftp:
+    """Serves ``folder`` (the files) through ``server`` (the protocol handler) until :meth:`close`."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        folder: type[paramiko.SFTPServerInterface],
+        server: type[paramiko.SFTPServer] = paramiko.SFTPServer,
+    ) -> None:
+        self.key = paramiko.RSAKey.generate(2048)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.known_hosts = tmp_path / f"known_hosts.{self.port}"
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} ssh-rsa {self.key.get_base64()}\n")
+        self.transports: list[paramiko.Transport] = []
+
+        def serve() -> None:
+            while True:
+                try:
+                    client, _ = self.listener.accept()
+                except OSError:
+                    return
+                transport = paramiko.Transport(client)
+                transport.add_server_key(self.key)
+                transport.set_subsystem_handler("sftp", server, folder)
+                transport.start_server(server=_Login())
+                self.transports.append(transport)
+
+        self.thread = threading.Thread(target=serve, daemon=True)
+        self.thread.start()
+
+    def sync(self, data_dir: Path, **overrides: Any) -> SftpCsvSync:
+        """A started ``sftp_csv`` adapter logged in to this server, files read at once (``settle_seconds = 0``)."""
+        config = SftpCsvConfig.model_validate(
+            {
+                "host": "127.0.0.1",
+                "port": self.port,
+                "username": "acreedor",
+                "password": "x",
+                "known_hosts": self.known_hosts,
+                "inbox": "/inbox",
+                "outbox": "/outbox",
+                "creditor": "BCO",
+                "portfolio": "TARJETAS",
+                "settle_seconds": 0,
+                "timeout_s": 5,
+            }
+            | overrides
+        )
+        adapter = SftpCsvSync(config, CapturingContext(data_dir, clock=SimulatedClock(NOW, 1e-6)))
+        adapter.start()
+        return adapter
+
+    def close(self) -> None:
+        self.listener.close()
+        for transport in self.transports:
+            transport.close()
+        self.thread.join(5)
