@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
@@ -33,6 +32,7 @@ from cartera.web.workers import NICENESS
 from tests.browser.seed import DAY, PASSWORD, seed
 from tests.conftest import write_sites
 from tests.peers.net import free_port
+from tests.scheduled_runs import JobRuns
 from tests.test_web_pages import Site, csrf_of, sign_in, web_settings
 from tests.test_web_pages import site as pages_site
 
@@ -500,14 +500,6 @@ def test_a_burst_of_sign_ins_skips_no_scheduled_job(tmp_path: Path, monkeypatch:
     node = Node.open(config, "t", load_plugins(entry_points=False))
     seed(node, tmp_path / "spool")
     checking, release = held_password_checks(monkeypatch)
-    runs: dict[str, int] = {}
-    ran = threading.Condition()
-
-    def count(executed: JobExecutionEvent) -> None:
-        with ran:
-            runs[executed.job_id] = runs.get(executed.job_id, 0) + 1
-            ran.notify_all()
-
     runner = threading.Thread(target=node.run, kwargs={"duration": 300})
     runner.start()
     try:
@@ -517,13 +509,12 @@ def test_a_burst_of_sign_ins_skips_no_scheduled_job(tmp_path: Path, monkeypatch:
                 break
             runner.join(0.02)
         assert scheduler is not None
-        jobs = [job.id for job in scheduler.get_jobs() if job.id in ("archive_recordings", "campaign_tick")]
+        jobs = JobRuns(scheduler)
         with ThreadPoolExecutor(40) as clients:
             burst = clients.map(lambda u: post_login(node.site.section.web.port, u, PASSWORD), ["ana", "beto"] * 20)
             assert checking.wait(30), "no sign-in reached its password check"
-            scheduler.add_listener(count, EVENT_JOB_EXECUTED)
-            with ran:  # three more runs of each job while every sign-in waits on its held password check
-                everyone_ran = ran.wait_for(lambda: all(runs.get(job, 0) >= 3 for job in jobs), timeout=25)
+            jobs.listen()
+            everyone_ran = jobs.each_ran(3, timeout=25)  # while every sign-in waits on its held password check
             release.set()
             statuses = list(burst)
     finally:
@@ -531,8 +522,8 @@ def test_a_burst_of_sign_ins_skips_no_scheduled_job(tmp_path: Path, monkeypatch:
         node.stop()
         runner.join(60)
         node.close()
-    assert len(jobs) == 2, scheduler.get_jobs()
-    assert everyone_ran, f"a scheduled job waited on the web pages: runs while sign-ins were held {runs}"
+    assert len(jobs.jobs) == 2, scheduler.get_jobs()
+    assert everyone_ran, f"a scheduled job waited on the web pages: runs while sign-ins were held {jobs.runs}"
     assert set(statuses) <= {303, 429, 503}
     assert 303 in statuses
 

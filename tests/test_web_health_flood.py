@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 from sqlalchemy import text
 
 from cartera.core.hooks import load_plugins
@@ -23,6 +22,7 @@ from cartera.web import health
 from cartera.web.workers import SharedResult
 from tests.browser.seed import PASSWORD, seed
 from tests.conftest import write_sites
+from tests.scheduled_runs import JobRuns
 
 pytestmark = pytest.mark.abuse
 
@@ -98,15 +98,8 @@ def test_a_flood_of_scrapes_computes_once_and_stops_no_job_nor_page(
     supervisor = signed_in(base)
     scheduler = node.lifecycle.scheduler
     assert scheduler is not None
-    jobs = [job.id for job in scheduler.get_jobs() if job.id in ("archive_recordings", "campaign_tick")]
+    jobs = JobRuns(scheduler)
     hold = held(monkeypatch, method)
-    runs: dict[str, int] = {}
-    ran = threading.Condition()
-
-    def count(executed: JobExecutionEvent) -> None:
-        with ran:
-            runs[executed.job_id] = runs.get(executed.job_id, 0) + 1
-            ran.notify_all()
 
     def scrape(_: int) -> int:
         with httpx.Client(base_url=base, timeout=90) as stranger:
@@ -117,9 +110,8 @@ def test_a_flood_of_scrapes_computes_once_and_stops_no_job_nor_page(
         with ThreadPoolExecutor(FLOOD) as strangers:
             flood = strangers.map(scrape, range(FLOOD))
             assert hold.computing.wait(30), f"no {path} reached the store"
-            scheduler.add_listener(count, EVENT_JOB_EXECUTED)
-            with ran:  # three more runs of each job while the flood waits on its held store read
-                everyone_ran = ran.wait_for(lambda: all(runs.get(job, 0) >= 3 for job in jobs), timeout=25)
+            jobs.listen()
+            everyone_ran = jobs.each_ran(3, timeout=25)  # while the flood waits on its held store read
             try:
                 page = supervisor.get("/recordings").status_code
             except httpx.TimeoutException:
@@ -129,8 +121,8 @@ def test_a_flood_of_scrapes_computes_once_and_stops_no_job_nor_page(
     finally:
         hold.release.set()
         supervisor.close()
-    assert len(jobs) == 2, jobs
-    assert everyone_ran, f"a scheduled job waited on the {path} flood: runs while it was held {runs}"
+    assert len(jobs.jobs) == 2, jobs.jobs
+    assert everyone_ran, f"a scheduled job waited on the {path} flood: runs while it was held {jobs.runs}"
     assert page == 200, f"a signed-in page waited on the {path} flood"
     assert set(statuses) == {200}
     assert len(hold.calls) == 1, f"{FLOOD} concurrent {path} requests computed {len(hold.calls)} times"
