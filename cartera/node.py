@@ -34,6 +34,7 @@ from cartera.core.registry import AdapterCatalog
 from cartera.core.store.database import Database
 from cartera.core.store.schema import Site
 from cartera.core.store.site_lease import LeaseHolder, lease_holder
+from cartera.core.store.site_lock import running_here
 from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.identity import SiteIdentity
 from cartera.portfolio.importer import AssignmentImporter
@@ -218,6 +219,7 @@ class Node:
             running=lambda: self.lifecycle.running,
             sync_failures=self._sync_failures if "crm_sync" in self._adapters else None,
             web=site.section.web,
+            running_here=lambda: running_here(db, site.name),
         )
         self.jobs = SiteJobs(
             section=site.section,

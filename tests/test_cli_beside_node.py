@@ -193,3 +193,41 @@ def test_run_names_the_real_reason_it_cannot_listen() -> None:
         taken.close()
     with pytest.raises(CarteraError, match=r"cannot listen on example.invalid:\d+: .*(not known|resolution)"):
         WebServer(FastAPI(), "example.invalid", free_port()).start()
+
+
+def test_check_tries_the_bind_and_fails_when_another_process_holds_the_port(tmp_path: Path) -> None:
+    """Round 21 C-F10: check said 'listens on 127.0.0.1:PORT' while another process held the port; run then
+    failed."""
+    node = Node.open(write_sites(tmp_path), "t", load_plugins(entry_points=False))
+    port = node.site.section.web.port
+    try:
+        with socket.create_server(("127.0.0.1", port)):
+            web = {line.what: line.result for line in node.check()}["web"]
+            assert not web.ok
+            assert web.detail == (
+                f"cannot listen on 127.0.0.1:{port}: Address already in use (sites.toml [web] bind and port)"
+            )
+        web = {line.what: line.result for line in node.check()}["web"]
+        assert (web.ok, web.detail) == (True, f"listens on 127.0.0.1:{port} (tried)")  # let go again
+        socket.create_server(("127.0.0.1", port)).close()
+    finally:
+        node.close()
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_check_beside_the_sites_running_node_does_not_try_the_port_it_holds(
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
+    database = request.getfixturevalue("postgres_url") if store == "postgresql" else None
+    running = Node.open(write_sites(tmp_path, database=database), "t", load_plugins(entry_points=False))
+    port = running.site.section.web.port
+    checking = Node.open(tmp_path / "sites.toml", "t", load_plugins(entry_points=False))
+    try:
+        with hold_site(running.db, "t"), socket.create_server(("127.0.0.1", port)):  # the running node's listener
+            web = {line.what: line.result for line in checking.check()}["web"]
+            assert web.ok, web.detail
+            assert web.detail.startswith(f"127.0.0.1:{port} is the site's running node's (pid {os.getpid()} on host ")
+            assert web.detail.endswith("): not tried")
+    finally:
+        checking.close()
+        running.close()

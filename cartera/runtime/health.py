@@ -17,6 +17,7 @@ from cartera.core.store.database import Database
 from cartera.portfolio.sync import last_failures
 from cartera.recordings.archival import Archiver
 from cartera.recordings.catalog import Backlog
+from cartera.web.server import bind_problem
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,8 @@ class CheckLine:
 
 class Health:
     """``plugins`` names the site's plugin of each kind, ``adapter`` gives that kind's adapter (started),
-    ``running`` whether the node's scheduler runs."""
+    ``running`` whether the node's scheduler runs, ``running_here`` which node of the site runs on this host (its
+    pid and host; ``None``: none)."""
 
     def __init__(
         self,
@@ -39,9 +41,11 @@ class Health:
         running: Callable[[], bool],
         sync_failures: Path | None = None,
         web: WebConfig | None = None,
+        running_here: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._db = db
         self._web = web
+        self._running_here = running_here
         self._plugins = plugins
         self._adapter = adapter
         self._archiver = archiver
@@ -55,8 +59,8 @@ class Health:
         return self._running()
 
     def check(self) -> list[CheckLine]:
-        """The store, each adapter (a failing check is a line, never an error), ``[web] bind`` (unless this node
-        runs: it listens), then the recordings' backlog."""
+        """The store, each adapter (a failing check is a line, never an error), ``[web] bind`` and port, tried
+        (unless this node runs: it listens), then the recordings' backlog."""
         lines = [CheckLine("store", CheckResult(True, f"{self._db.display_url} migrated"))]
         for kind, name in self._plugins.items():
             try:
@@ -65,7 +69,7 @@ class Health:
                 result = CheckResult(False, f"{type(exc).__name__}: {exc}")
             lines.append(CheckLine(f"{kind} {name}", result))
         if self._web is not None and self._web.enabled and not self._running():  # a running node listens already
-            lines.append(CheckLine("web", _bind_result(self._web.bind, self._web.port)))
+            lines.append(CheckLine("web", _bind_result(self._web.bind, self._web.port, self._running_here)))
         if self._sync_failures is not None:
             lines.append(CheckLine("creditor sync", _sync_result(last_failures(self._sync_failures))))
         if self._archiver is not None:
@@ -74,15 +78,21 @@ class Health:
         return lines
 
 
-def _bind_result(bind: str, port: int) -> CheckResult:
-    """Whether ``[web] bind`` resolves to an address ``run`` can listen on (never binds: the running node holds
-    the port)."""
+def _bind_result(bind: str, port: int, running_here: Callable[[], str | None]) -> CheckResult:
+    """Whether ``[web] bind`` resolves to addresses ``run`` can listen on at ``port``: tried, and let go at once
+    (round 21 C-F10: another process holding the port passed check, then run failed). A port taken while the
+    site's own node runs on this host (its lock or lease says so) is that node's: not tried."""
     try:
         addresses = socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as exc:
         return CheckResult(False, f"bind {bind!r} does not resolve: {exc.strerror or exc} (sites.toml [web] bind)")
     shown = ", ".join(sorted({str(address[4][0]) for address in addresses}))
-    return CheckResult(True, f"listens on {bind}:{port}" + (f" ({shown})" if shown != bind else ""))
+    problem = bind_problem(bind, port)
+    if problem is None:
+        return CheckResult(True, f"listens on {bind}:{port} ({shown + '; ' if shown != bind else ''}tried)")
+    if (node := running_here()) is not None:
+        return CheckResult(True, f"{bind}:{port} is the site's running node's ({node}): not tried")
+    return CheckResult(False, f"cannot listen on {bind}:{port}: {problem}")
 
 
 def _sync_result(failed: list[str]) -> CheckResult:

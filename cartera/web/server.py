@@ -38,6 +38,24 @@ RESERVED_DESCRIPTORS = 512  #: kept for the store, the vendors' sockets and file
 TALLY_SECONDS = 60.0  #: how often a repeated connection problem is logged (with its count)
 
 
+def bind_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on as uvicorn listens (every address ``host`` resolves to, with
+    ``SO_REUSEADDR``), tried and let go at once: ``None`` when it can. ``run`` names it when it cannot listen,
+    ``check`` before (round 21 C-F10: check said 'listens' while another process held the port)."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return f"{host!r} does not resolve: {exc.strerror or exc} (sites.toml [web] bind)"
+    for family, kind, proto, _name, address in addresses:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+                probe.bind(address)
+        except OSError as exc:
+            return f"{exc.strerror or exc} (sites.toml [web] bind and port)"
+    return None
+
+
 class WebServer:
     """One uvicorn server on ``bind:port``; :meth:`start` returns once it listens or raises if it cannot."""
 
@@ -89,19 +107,8 @@ class WebServer:
 
     def _why_not(self) -> str:
         """Why uvicorn could not listen (it only logs the error, then exits): the same bind tried again."""
-        host, port = self._server.config.host, self._server.config.port
-        try:
-            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        except OSError as exc:
-            return f"{host!r} does not resolve: {exc.strerror or exc} (sites.toml [web] bind)"
-        for family, kind, proto, _name, address in addresses:
-            try:
-                with socket.socket(family, kind, proto) as probe:
-                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-                    probe.bind(address)
-            except OSError as exc:
-                return f"{exc.strerror or exc} (sites.toml [web] bind and port)"
-        return f"it did not start listening within {self._start_timeout:g} s (see the log above)"
+        problem = bind_problem(self._server.config.host, self._server.config.port)
+        return problem or f"it did not start listening within {self._start_timeout:g} s (see the log above)"
 
     def __enter__(self) -> WebServer:
         self.start()

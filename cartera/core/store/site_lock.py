@@ -14,11 +14,12 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cartera.core.errors import CarteraError, UsageError
 from cartera.core.store.database import Database
-from cartera.core.store.site_lease import LEASE_SECONDS, RENEW_SECONDS, LeaseLost, SiteLease
+from cartera.core.store.site_lease import LEASE_SECONDS, RENEW_SECONDS, LeaseLost, SiteLease, lease_holder
 
 
 class SiteAlreadyRunning(CarteraError):
@@ -67,6 +68,32 @@ def hold_site(
             yield True
     else:  # a private in-memory store: no other process can reach it
         yield True
+
+
+def running_here(db: Database, site: str) -> str | None:
+    """Who holds ``site`` on this host now (``pid N on host H``), without taking it; ``None`` when no node does (or
+    one on another host: PostgreSQL's lease). For ``check`` beside a running node: the port it listens on is its
+    own. SQLite's lock is tried shared for an instant: a node starting in that instant is refused as if running."""
+    if db.url.get_backend_name() == "postgresql":
+        lease = lease_holder(db, site)
+        if lease is None or not lease.describe(datetime.now(UTC))[0]:
+            return None
+        return lease.holder if lease.holder.endswith(f" on host {socket.gethostname()}") else None
+    if not db.url.database or db.url.database == ":memory:":
+        return None
+    real = Path(os.path.realpath(db.url.database))
+    try:
+        fd = os.open(real.with_name(f"{real.name}.{site}.lock"), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 200, 0).decode(errors="replace").strip() or "holder unknown"
+        return None
+    finally:
+        os.close(fd)  # releases a shared lock taken
 
 
 @contextmanager
