@@ -124,24 +124,12 @@ class TextService:
             event(log, "sms.gateway_id_too_long", logging.WARNING, message=message_id, length=len(result.gateway_id),
                   gateway_id=result.gateway_id[:GATEWAY_ID_MAX])  # fmt: skip
             result = replace(result, gateway_id=None)
-        activities: list[ActivityRow] = []
         with self.db.session() as session:
             row = session.get_one(SmsRow, message_id)
             if row.state == SmsState.QUEUED.value:  # a delivery report may already have moved it on
                 row.state = result.state.value
             row.gateway_id, row.detail, row.updated_at = result.gateway_id, result.detail, self.clock.now()
-            if target.account_id is not None:
-                activities.append(
-                    add_activity(
-                        session,
-                        site=self.site,
-                        kind=ActivityKind.SMS,
-                        at=now,
-                        account=session.get_one(Account, target.account_id),
-                        phone=target.phone,
-                        outcome=result.state.value,
-                    )
-                )
+            activities = self._activity(session, target.account_id, now, target.phone, result.state)
             session.flush()
             done = [to_activity(a) for a in activities]
         event(log, "sms.submitted", message=message_id, state=result.state.value, gateway_id=result.gateway_id)
@@ -203,23 +191,21 @@ class TextService:
             audit(session, at=now, site=self.site, actor="node", action="sms.reconcile",
                   subject=f"{Channel.SMS}:{row.phone}", message=row.id, state=result.state.value,
                   detail=result.detail)  # fmt: skip
-            activities = []
-            if row.account_id is not None:
-                activities.append(
-                    add_activity(
-                        session,
-                        site=self.site,
-                        kind=ActivityKind.SMS,
-                        at=row.created_at,
-                        account=session.get_one(Account, row.account_id),
-                        phone=row.phone,
-                        outcome=result.state.value,
-                    )
-                )
+            activities = self._activity(session, row.account_id, row.created_at, row.phone, result.state)
             session.flush()
             done = [to_activity(a) for a in activities]
         event(log, "sms.reconciled", message=result.message_id, state=result.state.value, detail=result.detail)
         return done
+
+    def _activity(
+        self, session: Session, account_id: int | None, at: datetime, phone: str, state: SmsState
+    ) -> list[ActivityRow]:
+        """The SMS activity of a text sent at ``at`` about an account (none without one), as the creditor gets it."""
+        if account_id is None:
+            return []
+        account = session.get_one(Account, account_id)
+        return [add_activity(session, site=self.site, kind=ActivityKind.SMS, at=at, account=account, phone=phone,
+                             outcome=state.value)]  # fmt: skip
 
     def on_delivery(self, report: DeliveryReport) -> None:
         """Apply a gateway's receipt to the message it was made for: the one ``report.message_id`` names (else
