@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -230,4 +232,40 @@ def test_check_beside_the_sites_running_node_does_not_try_the_port_it_holds(
             assert web.detail.endswith("): not tried")
     finally:
         checking.close()
+        running.close()
+
+
+def test_check_beside_the_sites_running_node_tries_a_port_or_address_it_does_not_hold(tmp_path: Path) -> None:
+    """Round 22 C-F1: beside the running node, any taken port (another process's) or an address not of this host
+    passed as the node's ('not tried'), and the restart with that sites.toml failed."""
+    running = Node.open(write_sites(tmp_path), "t", load_plugins(entry_points=False))
+    port, other = running.site.section.web.port, free_port()
+    holder = subprocess.Popen(  # another process holds the port sites.toml is changed to
+        [sys.executable, "-c", f"import socket,sys,time; s=socket.create_server(('127.0.0.1',{other})); "
+         "print('ok', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "ok\n"
+        with hold_site(running.db, "t"), socket.create_server(("127.0.0.1", port)):  # the running node's listener
+            for changed, refused in ((f"port = {other}", "Address already in use"), (None, None)):
+                config = tmp_path / "sites.toml"
+                text = config.read_text()
+                if changed is not None:
+                    config.write_text(text.replace(f"port = {port}", changed))
+                checking = Node.open(config, "t", load_plugins(entry_points=False))
+                try:
+                    web = {line.what: line.result for line in checking.check()}["web"]
+                finally:
+                    checking.close()
+                    config.write_text(text)
+                if refused is None:
+                    assert web.ok, web.detail  # its own port: not tried
+                else:
+                    assert not web.ok
+                    assert web.detail.startswith(f"cannot listen on 127.0.0.1:{other}: {refused}")
+    finally:
+        holder.kill()
+        holder.wait()
         running.close()

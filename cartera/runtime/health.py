@@ -3,6 +3,7 @@ backlog; the latest check and whether the scheduler runs, for ``/healthz``."""
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -90,9 +91,29 @@ def _bind_result(bind: str, port: int, running_here: Callable[[], str | None]) -
     problem = bind_problem(bind, port)
     if problem is None:
         return CheckResult(True, f"listens on {bind}:{port} ({shown + '; ' if shown != bind else ''}tried)")
-    if (node := running_here()) is not None:
+    node = running_here()
+    if node is not None and _listens(node, {str(address[4][0]) for address in addresses}, port):
         return CheckResult(True, f"{bind}:{port} is the site's running node's ({node}): not tried")
     return CheckResult(False, f"cannot listen on {bind}:{port}: {problem}")
+
+
+def _listens(node: str, addresses: set[str], port: int) -> bool:
+    """Whether the site's running node (``pid N on host H``, this host's) listens on ``port`` at one of
+    ``addresses``: only then is a taken port its own (round 22 C-F1: any taken port or foreign address passed as
+    the node's, and the restart failed). A node whose sockets cannot be read (another user's) is not assumed."""
+    import psutil  # only check asks: a node's own start does not load it
+
+    found = re.match(r"pid (\d+) on host ", node)
+    if found is None:
+        return False
+    try:
+        sockets = psutil.Process(int(found.group(1))).net_connections(kind="tcp")
+    except psutil.Error:
+        return False
+    return any(
+        sock.status == psutil.CONN_LISTEN and sock.laddr and sock.laddr.port == port and sock.laddr.ip in addresses
+        for sock in sockets
+    )
 
 
 def _sync_result(failed: list[str]) -> CheckResult:
