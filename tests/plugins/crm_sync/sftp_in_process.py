@@ -38,7 +38,7 @@ class InProcessSftp:
         self,
         tmp_path: Path,
         folder: type[paramiko.SFTPServerInterface],
-        server: type[paramiko.SFTPServer] = paramiko.SFTPServer,
+        server: type[paramiko.SubsystemHandler] = paramiko.SFTPServer,
     ) -> None:
         self.key = paramiko.RSAKey.generate(2048)
         self.listener = socket.create_server(("127.0.0.1", 0))

@@ -127,3 +127,39 @@ def test_stop_closes_the_session_while_a_listing_holds_it(tmp_path: Path, endles
     assert not thread.is_alive(), "the fetch is still listing after stop()"
     (error,) = raised
     assert isinstance(error, SftpError)
+
+
+@pytest.mark.parametrize("timeout_s", [1, 30])  # the INIT's answer, waited for by timeout_s or download_timeout_s
+def test_a_server_that_never_answers_the_sftp_init_is_cut_and_stop_returns(tmp_path: Path, timeout_s: int) -> None:
+    """Round 22 A-F1: a server that logged in and never answered the SFTP INIT held the sync, check and the
+    node's stop for ever: the session's opening was outside every deadline, and stop() could not close it."""
+    ended = threading.Event()
+
+    class Silent(paramiko.SubsystemHandler):
+        """Takes the sftp subsystem and never answers the client's INIT (until the test ends)."""
+
+        def __init__(self, channel: paramiko.Channel, name: str, server: paramiko.ServerInterface, *_: Any) -> None:
+            super().__init__(channel, name, server)  # the folder class the server passes is not needed
+
+        def start_subsystem(self, name: str, transport: paramiko.Transport, channel: paramiko.Channel) -> None:
+            ended.wait(GUARD_S)
+
+    server = InProcessSftp(tmp_path, paramiko.SFTPServerInterface, Silent)
+    sync = server.sync(tmp_path / "data", timeout_s=timeout_s, download_timeout_s=2)
+    try:
+        thread, raised = fetch_in_thread(sync)
+        thread.join(GUARD_S)
+        assert not thread.is_alive(), "the fetch still waits for the server's VERSION"
+        (error,) = raised
+        assert isinstance(error, SftpError)
+        assert "listing /inbox" in str(error)
+        thread, raised = fetch_in_thread(sync)  # and a stop while it waits returns, ending the wait
+        stopper = threading.Thread(target=sync.stop, daemon=True)
+        stopper.start()
+        stopper.join(GUARD_S)
+        assert not stopper.is_alive(), "stop() waits for the session being opened"
+        thread.join(GUARD_S)
+        assert not thread.is_alive(), "the fetch still waits after stop()"
+    finally:
+        ended.set()
+        server.close()

@@ -116,8 +116,8 @@ class SftpSession:
             try:
                 if self._stopped:
                     raise SftpError(f"{self.where}: {shown_name(doing)} not started: the adapter is stopping")
-                client = self._current() or self._connect()
-                with self._deadline(cut):
+                with self._deadline(cut):  # opening the session included: a server may never answer its INIT
+                    client = self._current() or self._connect()
                     yield client
             except SftpError as exc:
                 self.close()
@@ -139,12 +139,12 @@ class SftpSession:
 
     @contextmanager
     def _deadline(self, cut: threading.Event) -> Iterator[None]:
-        """Close the session past ``download_timeout_s`` (``cut`` set first), from a timer."""
-        ssh = self._ssh
+        """Close the session (the one open then, or being opened) past ``download_timeout_s`` (``cut`` set
+        first), from a timer."""
 
         def expire() -> None:
             cut.set()
-            if ssh is not None:
+            if (ssh := self._ssh) is not None:
                 ssh.close()
 
         timer = threading.Timer(self.config.download_timeout_s, expire)
@@ -164,10 +164,28 @@ class SftpSession:
         return self._sftp
 
     def _connect(self) -> paramiko.SFTPClient:
-        config = self.config
+        """Log in and open the SFTP channel, every step bounded by ``timeout_s``; the client is kept from the start
+        so that :meth:`abort` and the deadline can close a session still being opened (round 22 A-F1: a server
+        that logged in and never answered the SFTP INIT held the sync, check and the node's stop for ever)."""
         ssh = paramiko.SSHClient()
         revoked = self._load_known_hosts(ssh.get_host_keys())
         ssh.set_missing_host_key_policy(paramiko.RejectPolicy())
+        self._ssh = ssh
+        try:
+            self._log_in(ssh, revoked)
+            sftp = _open_sftp(ssh, self.config.timeout_s)
+        except BaseException:
+            self._ssh = None
+            ssh.close()
+            raise
+        self._sftp = sftp
+        if self._stopped:  # stopped while connecting
+            self.close()
+            raise SftpError(f"{self.where}: the adapter is stopping")
+        return sftp
+
+    def _log_in(self, ssh: paramiko.SSHClient, revoked: frozenset[_KeyId]) -> None:
+        config = self.config
         try:
             ssh.connect(
                 config.host,
@@ -211,15 +229,6 @@ class SftpSession:
         except (OSError, EOFError) as exc:
             ssh.close()
             raise SftpError(f"{self.where}: cannot connect: {_describe(exc)}") from None
-        sftp = ssh.open_sftp()
-        channel = sftp.get_channel()
-        if channel is not None:
-            channel.settimeout(config.timeout_s)
-        self._ssh, self._sftp = ssh, sftp
-        if self._stopped:  # stopped while connecting
-            self.close()
-            raise SftpError(f"{self.where}: the adapter is stopping")
-        return sftp
 
     def _load_known_hosts(self, keys: paramiko.HostKeys) -> frozenset[_KeyId]:
         """Read ``known_hosts`` into ``keys``, leaving out the keys a ``@revoked`` line names (refused for every
@@ -515,6 +524,18 @@ def _holds(sftp: paramiko.SFTPClient, path: str, content: bytes) -> bool:
             return existing.read(len(content) + 1) == content
     except OSError:
         return False
+
+
+def _open_sftp(ssh: paramiko.SSHClient, timeout: float) -> paramiko.SFTPClient:
+    """The SFTP channel of a logged-in client, each answer (the channel's opening, the server's VERSION to our
+    INIT, every later one) awaited at most ``timeout`` seconds: ``open_sftp`` waits for them without end."""
+    transport = ssh.get_transport()
+    if transport is None or not transport.is_active():
+        raise paramiko.SSHException("the connection closed after login")
+    channel = transport.open_session(timeout=timeout)
+    channel.settimeout(timeout)
+    channel.invoke_subsystem("sftp")
+    return paramiko.SFTPClient(channel)
 
 
 def _describe(exc: BaseException, limit: int = 500) -> str:
