@@ -29,7 +29,7 @@ from cartera.core.testing.sms import LONG, SPANISH, SmsConformance
 from cartera.node import Node
 from cartera.plugins.sms.smpp import plugin
 from cartera.plugins.sms.smpp.config import SmppConfig
-from cartera.plugins.sms.smpp.ledger import SubmitLedger
+from cartera.plugins.sms.smpp.ledger import SubmitLedger, UnknownSmscId
 from cartera.plugins.sms.smpp.plugin import LEDGER_FILE, SmppGateway
 from cartera.plugins.sms.smpp.text import (
     DATA_CODING_GSM7,
@@ -609,6 +609,36 @@ def test_a_ledger_opened_beside_another_holder_keeps_its_appends_and_reads_them_
     assert settled.gateway_id == "s-1"
     node.close()
     assert '"id":"s-1"' in path.read_text()
+
+
+def test_a_receipt_for_a_text_another_holder_submitted_is_found_and_an_unknown_id_is_said_so(tmp_path: Path) -> None:
+    """Round 22 C-F5: the receipt of a text an ``sms`` command sent beside the node reaches the node's session; the
+    node's view of the ledger did not have its SMSC id, and the receipt was acknowledged and dropped silently. An id
+    no holder recorded is :class:`UnknownSmscId`, and the file is read again only when another holder wrote."""
+    path = tmp_path / LEDGER_FILE
+    node = SubmitLedger(path, fsync=True, retention_s=3600)
+    node.open()
+    command = SubmitLedger(path, fsync=True, retention_s=3600)
+    command.open()
+    command.sent(4, 1, 1)
+    command.answered(4, 1, 1, 0, "ID1")
+    command.close()
+    final = node.receipt("ID1", "DELIVRD", SmsState.DELIVERED)
+    assert final is not None
+    assert (final.message_id, final.final_state()) == (4, SmsState.DELIVERED)
+    reads = []
+    original = node._read_events
+
+    def counted() -> Iterator[dict[str, Any]]:
+        reads.append(1)
+        return original()
+
+    node._read_events = counted  # type: ignore[method-assign]
+    for _ in range(3):
+        with pytest.raises(UnknownSmscId):
+            node.receipt("ID-of-another-application", "DELIVRD", SmsState.DELIVERED)
+    assert reads == []  # nothing new in the file: not read again for each unknown receipt
+    node.close()
 
 
 def test_a_damaged_ledger_line_is_named(tmp_path: Path) -> None:

@@ -28,6 +28,10 @@ from typing import Any
 from cartera.plugin import LineAppender, SmsState, write_atomically
 
 
+class UnknownSmscId(LookupError):
+    """A receipt for an SMSC id no holder of the ledger recorded (another application's, on a shared account)."""
+
+
 @dataclass(slots=True)
 class PartRecord:
     sent: bool = False
@@ -80,6 +84,7 @@ class SubmitLedger:
         self._holder: int | None = None  #: descriptor of ``<ledger>.lock``, locked shared while open
         self._messages: dict[int, MessageRecord] = {}
         self._by_smsc_id: dict[str, tuple[int, int]] = {}
+        self._read_size = 0  #: bytes of the file read or written by this holder
 
     def open(self) -> None:
         """Load the file (a torn last line is ignored); alone with it, drop expired messages and rewrite it
@@ -100,6 +105,7 @@ class SubmitLedger:
                     write_atomically(
                         self.path, lambda out: out.writelines(_line(e) for r in records for e in _events_of(r))
                     )
+                    self._read_size = self.path.stat().st_size
                     fcntl.flock(holder, fcntl.LOCK_SH)  # others may open it now, appending beside this one
                 self._file = LineAppender(self.path)
             except BaseException:
@@ -114,9 +120,18 @@ class SubmitLedger:
             self._load()
 
     def _load(self) -> None:
+        self._read_size = 0
         for event in self._read_events():
             self._apply(event)
         self._index()
+
+    def _grown(self) -> bool:
+        """Whether another holder appended since this one last read the file (its own lines are counted as it
+        writes them): only then can a lookup find more by reading it again."""
+        try:
+            return os.stat(self.path).st_size != self._read_size
+        except FileNotFoundError:
+            return False
 
     def _index(self) -> None:
         self._by_smsc_id = {
@@ -166,11 +181,17 @@ class SubmitLedger:
 
     def receipt(self, smsc_id: str, stat: str, state: SmsState | None) -> MessageRecord | None:
         """Record a receipt for the part the SMSC calls ``smsc_id``; return the message's record when this
-        receipt made it final (then it is marked reported), else ``None`` (also for unknown ids)."""
+        receipt made it final (then it is marked reported), else ``None``. An id this holder does not know is
+        looked for in the file again (an ``sms`` command beside the node submitted it: its receipt reaches the
+        node's session); still unknown, :class:`UnknownSmscId`."""
         with self._lock:
             known = self._by_smsc_id.get(smsc_id)
+            if known is None and self._grown():
+                self._messages, self._by_smsc_id = {}, {}
+                self._load()
+                known = self._by_smsc_id.get(smsc_id)
             if known is None:
-                return None
+                raise UnknownSmscId(smsc_id)
             message_id, number = known
             record = self._messages[message_id]
             base = {"m": message_id, "p": number, "n": record.total}
@@ -190,7 +211,9 @@ class SubmitLedger:
         if self._file is None:
             raise RuntimeError(f"submit ledger {self.path} is not open")
         event["t"] = time.time()
-        self._file.append(_line(event))  # whole, or cut off again on failure
+        line = _line(event)
+        self._file.append(line)  # whole, or cut off again on failure
+        self._read_size += len(line)
         self._apply(event)
         return self._file.fileno()
 
@@ -229,6 +252,7 @@ class SubmitLedger:
                     int(event["m"]), int(event["p"]), int(event["n"]), str(event["e"]), float(event["t"])
                 except (ValueError, KeyError, TypeError) as exc:
                     raise ValueError(f"submit ledger {self.path}, line {line}: not a ledger event ({exc})") from exc
+                self._read_size += len(raw)
                 yield event
 
 

@@ -38,7 +38,7 @@ from cartera.plugin import (
 )
 from cartera.plugins.sms.smpp.client import ESME_ROK, ESME_RX_P_APPN, InDoubt, LinkDown, SmppLink, status_text
 from cartera.plugins.sms.smpp.config import SmppConfig
-from cartera.plugins.sms.smpp.ledger import MessageRecord, SubmitLedger
+from cartera.plugins.sms.smpp.ledger import MessageRecord, SubmitLedger, UnknownSmscId
 from cartera.plugins.sms.smpp.text import (
     ESM_DELIVERY_RECEIPT,
     ESM_TYPE_MASK,
@@ -381,7 +381,11 @@ class SmppGateway(SmsGateway[SmppConfig]):
             if receipt is None:
                 event(self._log, "smpp.receipt_unreadable", logging.WARNING)
                 return ESME_ROK
-            record = self._ledger.receipt(receipt.smsc_id, receipt.stat, receipt.state)
+            try:
+                record = self._ledger.receipt(receipt.smsc_id, receipt.stat, receipt.state)
+            except UnknownSmscId:  # another application's text on a shared account: answered, never retried
+                event(self._log, "smpp.receipt_unknown", smsc_id=receipt.smsc_id[:64], stat=receipt.stat)
+                return ESME_ROK
             final = record.final_state() if record else None
             if record is not None and final is not None:
                 self.context.report_delivery(
