@@ -9,6 +9,7 @@ import json
 import queue
 import re
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from cartera.users.directory import Grant, Role, UserDirectory
 from cartera.web import agent_pages, sse, wallboard
 from cartera.web.agent_pages import StateRate
 from cartera.workspace.agents import AgentState
+from cartera.workspace.offers import PreviewOffers
 from tests.conftest import write_sites
 from tests.test_web_server import serving
 from tests.workspace_seed import DAY, Calls, seed_calls, uncalled_account
@@ -501,3 +503,34 @@ def test_the_wallboard_is_computed_once_per_change_for_all_its_streams(
     assert len(computed) == 1, computed
     for _, stop in boards:
         stop.set()
+
+
+@pytest.mark.abuse
+def test_a_page_stream_the_store_failed_to_open_leaves_no_slot_page_or_subscription(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store failing between the stream's slot and its answer (here the preview offer, after the page was
+    counted and subscribed) costs that request alone: the slot is given back, the roster does not count a page
+    that is gone and the hub keeps no subscription (round 22 B-M1)."""
+    offer, failures = PreviewOffers.offer, [sse.STREAMS_PER_USER + 1]
+
+    def stalled(offers: PreviewOffers, agent: str) -> object:
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return offer(offers, agent)
+
+    agent = signed_in(site.base, "ana")
+    page_csrf(agent)
+    hub = site.node.workspace
+    subscribed = len(hub._subscribers)
+    monkeypatch.setattr(PreviewOffers, "offer", stalled)
+    assert [agent.get("/agent/events").status_code for _ in range(sse.STREAMS_PER_USER + 1)] == [500] * (
+        sse.STREAMS_PER_USER + 1
+    )
+    assert failures == [0]
+    assert hub.roster.get("ana").pages == 0
+    assert len(hub._subscribers) == subscribed
+    with agent.stream("GET", "/agent/events") as answer:
+        assert answer.status_code == 200
+        assert hub.roster.get("ana").pages == 1

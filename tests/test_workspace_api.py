@@ -4,6 +4,7 @@ server-sent events, a disposition posted over REST with each refusal naming its 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,7 @@ from sqlalchemy import select
 
 from cartera.core.store.schema import AuditEntry
 from cartera.web import sse
+from cartera.web.context import Web
 from cartera.web.workspace_api import API_PREFIX, render
 from tests import test_agent_page
 from tests.test_agent_page import INTEGRATION_TOKEN, Site, connect, stream
@@ -131,3 +133,27 @@ def test_a_refused_token_is_audited_and_logged(site: Site, caplog: pytest.LogCap
     assert INTEGRATION_TOKEN[:12] not in caplog.text
     logged = [record for record in caplog.records if record.getMessage() == "workspace.unauthorized"]
     assert len(logged) == 1, "counted once a minute, not one line each"
+
+
+@pytest.mark.abuse
+def test_a_stream_refused_by_a_failing_store_gives_its_slot_back(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store failing while a stream opens (its audit write: a lock past the busy timeout, a database gone) costs
+    that request alone: the integration's slot is given back, so once the store answers its desktop streams again
+    (round 22 B-M1: after four such failures its streams were refused 429 until the node restarted)."""
+    audit, failures = Web.audit, [sse.STREAMS_PER_USER + 1]
+
+    def stalled(web: Web, actor: str, action: str, subject: str, **details: object) -> None:
+        if action == "workspace.integration_stream" and failures[0] > 0:
+            failures[0] -= 1
+            raise sqlite3.OperationalError("database is locked")
+        audit(web, actor, action, subject, **details)
+
+    monkeypatch.setattr(Web, "audit", stalled)
+    desk = api(site)
+    assert [desk.get("/events").status_code for _ in range(sse.STREAMS_PER_USER + 1)] == [500] * (
+        sse.STREAMS_PER_USER + 1
+    )
+    with desk.stream("GET", "/events") as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+    assert failures == [0]

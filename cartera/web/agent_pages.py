@@ -27,7 +27,7 @@ from cartera.web.context import SESSION_COOKIE, Viewer, Web, WebError, check_csr
 from cartera.web.i18n import Language, translate
 from cartera.web.sse import event_stream, last_event_id, too_many_streams
 from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, PageNotOpen, WorkspaceError
-from cartera.workspace.hub import AGENT_KINDS, CALL_NOT_VISIBLE, WorkspaceHub
+from cartera.workspace.hub import AGENT_KINDS, CALL_NOT_VISIBLE, Subscription, WorkspaceEvent, WorkspaceHub
 from cartera.workspace.offers import SKIP_REASONS
 from cartera.workspace.promises import Instalment
 from cartera.workspace.screen import NotOnScreen, jsonable
@@ -118,19 +118,12 @@ def agent_router(web: Web) -> APIRouter:
         slot = web.streams.take(holder)
         if slot is None:
             return too_many_streams()
-        within = viewer.user.portfolios(web.site)  # its grants now: what is replayed or shown again passes them
-        hub.open_page(name, extension, within)
         since = last_event_id(request)
-        subscription = hub.subscribe(name, AGENT_KINDS, last_event_id=since, within=within)
-        hub.roster.page_seen(name)
-        first = []
-        offer = web.services.offers.held(name)
-        if since is None:  # a page just opened: its state (to it alone), the call on screen or the offer held
-            first.append(hub.state_now(name))
-            shown = (hub.on_screen(name, within), offer if offer is not None and offer.visible(within) else None)
-            first.extend(event for event in shown if event is not None)
-        if offer is None:  # preview mode: a ready agent's first page is offered an account (pushed as it is made)
-            await run_in_threadpool(web.services.offers.offer, name)
+        try:
+            subscription, first = await _page_opened(web, hub, viewer, extension, since)
+        except BaseException:  # the store failing (or the client gone) before the stream: its slot is free again
+            slot.give_back()
+            raise
         token = request.cookies.get(SESSION_COOKIE, "")
 
         async def alive() -> bool:
@@ -244,6 +237,37 @@ def call_routes(router: APIRouter, web: Web, hub: WorkspaceHub) -> None:
         if answer.status_code >= HTTPStatus.BAD_REQUEST:
             refused.allow(name)
         return answer
+
+
+async def _page_opened(
+    web: Web, hub: WorkspaceHub, viewer: Viewer, extension: str, since: int | None
+) -> tuple[Subscription, list[WorkspaceEvent]]:
+    """An agent's page stream subscribed and its page counted on the roster, with what it is shown first; when
+    something fails on the way (the store: the preview offer), neither the subscription nor the page is kept."""
+    name = viewer.user.name
+    subscription: Subscription | None = None
+    seen = False
+    try:
+        within = viewer.user.portfolios(web.site)  # its grants now: what is replayed or shown again passes them
+        hub.open_page(name, extension, within)
+        subscription = hub.subscribe(name, AGENT_KINDS, last_event_id=since, within=within)
+        hub.roster.page_seen(name)
+        seen = True
+        first: list[WorkspaceEvent] = []
+        offer = web.services.offers.held(name)
+        if since is None:  # a page just opened: its state (to it alone), the call on screen or the offer held
+            first.append(hub.state_now(name))
+            shown = (hub.on_screen(name, within), offer if offer is not None and offer.visible(within) else None)
+            first.extend(event for event in shown if event is not None)
+        if offer is None:  # preview mode: a ready agent's first page is offered an account (pushed as it is made)
+            await run_in_threadpool(web.services.offers.offer, name)
+    except BaseException:
+        if subscription is not None:
+            subscription.close()
+        if seen:
+            hub.roster.page_gone(name)
+        raise
+    return subscription, first
 
 
 def signed_in_agent(web: Web, request: Request) -> tuple[Viewer, str]:

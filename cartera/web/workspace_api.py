@@ -124,8 +124,12 @@ def api_router() -> APIRouter:
         slot = web.streams.take(holder)
         if slot is None:
             return too_many_streams()
-        await run_in_threadpool(web.audit, holder, "workspace.integration_stream", "events", since=since)
-        subscription = web.services.workspace.subscribe(None, PUBLIC_KINDS, last_event_id=since)
+        try:
+            await run_in_threadpool(web.audit, holder, "workspace.integration_stream", "events", since=since)
+            subscription = web.services.workspace.subscribe(None, PUBLIC_KINDS, last_event_id=since)
+        except BaseException:  # the store failing (or the client gone) before the stream: its slot is free again
+            slot.give_back()
+            raise
         return event_stream(request, subscription, slot=slot)
 
     @router.post(
