@@ -96,7 +96,7 @@ from cartera.portfolio.files.config import (
     CsvFormatConfig,
     MaxFileBytes,
 )
-from cartera.portfolio.files.names import is_utf8_name, shown_name
+from cartera.portfolio.files.names import is_keepable_name, shown_name
 from cartera.portfolio.files.reader import (
     AssignmentReader,
     FileIdentity,
@@ -227,7 +227,7 @@ __all__ = [
     "fsync_dir",
     "header_key",
     "hookimpl",
-    "is_utf8_name",
+    "is_keepable_name",
     "local_identity",
     "local_request",
     "normalize",

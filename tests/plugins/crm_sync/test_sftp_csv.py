@@ -801,6 +801,58 @@ def test_a_server_sending_a_byte_at_a_time_is_cut_by_download_timeout_s_and_the_
 
 
 @pytest.mark.abuse
+def test_a_listed_name_holding_a_nul_is_skipped_and_the_other_files_load(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Round 22 A-F5: a hostile server listing ``a\\x00b.csv`` (valid UTF-8, no file system's) ended every fetch
+    with ``ValueError: embedded null byte`` once downloaded, so the files after it never loaded."""
+    import paramiko
+
+    good = _TrickleServer.GOOD
+    files = {"a\x00b.csv": good, "good.csv": good}
+
+    def attributes(name: str) -> paramiko.SFTPAttributes:
+        found = paramiko.SFTPAttributes()
+        found.filename, found.st_size, found.st_mode, found.st_mtime = name, len(files[name]), 0o100644, 1_700_000_000
+        return found
+
+    class Handle(paramiko.SFTPHandle):
+        name = ""
+
+        def read(self, offset: int, length: int) -> bytes:
+            return files[self.name][offset : offset + length]
+
+        def stat(self) -> paramiko.SFTPAttributes:
+            return attributes(self.name)
+
+    class Folder(paramiko.SFTPServerInterface):
+        def list_folder(self, path: str) -> list[paramiko.SFTPAttributes]:
+            return [attributes(name) for name in files]
+
+        def stat(self, path: str) -> paramiko.SFTPAttributes:
+            return attributes(path.rsplit("/", 1)[-1])
+
+        lstat = stat
+
+        def open(self, path: str, flags: int, attr: paramiko.SFTPAttributes) -> Handle:
+            handle = Handle(flags)
+            handle.name = path.rsplit("/", 1)[-1]
+            return handle
+
+    server = InProcessSftp(tmp_path, Folder)
+    sync = server.sync(tmp_path / "data")
+    caplog.set_level(logging.WARNING)
+    try:
+        fetched = [[batch.source.rsplit("/", 1)[1] for batch in sync.fetch()] for _ in range(2)]
+    finally:
+        sync.stop()
+        server.close()
+    assert fetched == [["good.csv"], ["good.csv"]]
+    warnings = [r for r in caplog.records if r.getMessage() == "crm_sync.sftp.name_not_utf8"]
+    assert [r.fields["file"].rsplit("/", 1)[1] for r in warnings] == ["a\\x00b.csv"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.abuse
 def test_a_servers_error_text_is_cut() -> None:
     """The server writes an SFTP status message (up to a packet, ~256 KiB): it was logged and stored whole (round
     17 M4); an error keeps its first 500 characters and says how long it was."""

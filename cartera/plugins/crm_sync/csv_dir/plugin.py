@@ -36,7 +36,7 @@ from cartera.plugin import (
     event,
     export_name,
     hookimpl,
-    is_utf8_name,
+    is_keepable_name,
     local_identity,
     open_regular,
     read_identity,
@@ -136,7 +136,7 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
             self._settling.forget_unlisted({str(path) for path, _ in entries})
         refused: set[Path] = set()  #: folders that refused a retried move in this pass: said once
         for path, regular in entries:
-            if not is_utf8_name(str(path)):  # no store nor log line can hold it
+            if not is_keepable_name(str(path)):  # no store nor log line can hold it
                 shown = shown_name(str(path))
                 if self._first_skip(shown):
                     event(self.context.log, "crm_sync.csv.name_not_utf8", logging.WARNING, file=shown)

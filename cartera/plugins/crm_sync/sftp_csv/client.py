@@ -27,7 +27,7 @@ import paramiko
 from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
 
-from cartera.plugin import CarteraError, is_utf8_name, shown_name
+from cartera.plugin import CarteraError, is_keepable_name, shown_name
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 
 DOWNLOAD_CHUNK = 1 << 20  #: bytes read at a time from a remote file
@@ -64,10 +64,10 @@ class RemoteFile:
     regular: bool  #: a regular file itself, not a symlink, directory or special file (never downloaded)
 
     @property
-    def utf8(self) -> bool:
+    def keepable_name(self) -> bool:
         """Whether the name the server listed is valid UTF-8 (paramiko, and so every later operation on the file,
-        needs it): one that is not is skipped, named by :attr:`shown`."""
-        return is_utf8_name(self.path)
+        needs it) and holds no NUL (no local copy can bear it): one that is not is skipped, named by :attr:`shown`."""
+        return is_keepable_name(self.path)
 
     @property
     def shown(self) -> str:

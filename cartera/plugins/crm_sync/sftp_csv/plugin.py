@@ -106,7 +106,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
 
     def check(self) -> CheckResult:
         try:
-            waiting = [remote for remote in self._session.waiting() if remote.regular and remote.utf8]
+            waiting = [remote for remote in self._session.waiting() if remote.regular and remote.keepable_name]
         except SftpError as exc:
             return CheckResult(False, str(exc))
         return CheckResult(
@@ -138,7 +138,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         self._forget_unlisted({f"{where}{remote.path}" for remote in waiting})
         for remote in sorted(waiting, key=lambda found: f"{where}{found.path}" in self._slow):
             source = f"{where}{remote.path}"
-            if not remote.utf8:
+            if not remote.keepable_name:
                 shown = f"{self._session.where}{remote.shown}"
                 if self._first_skip(shown):
                     event(self.context.log, "crm_sync.sftp.name_not_utf8", logging.WARNING, file=shown)

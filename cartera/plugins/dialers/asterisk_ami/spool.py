@@ -7,7 +7,7 @@ in their UNIQUEID, so they keep their attempt), those whose call gave up waiting
 spool from before it). Files of calls in progress are left to their calls. Only regular files are reported: a
 symlink, FIFO or device is never read, and is named once in a warning. So is a file whose name is not UTF-8 (a
 dialplan naming recordings from caller data, a Latin-1 ``Jos\xe9``): no store keeps such a path, and it once
-stopped every scan at that file (round 21 C-F12); the rule is the creditor files' (``is_utf8_name``).
+stopped every scan at that file (round 21 C-F12); the rule is the creditor files' (``is_keepable_name``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from cartera.plugin import FirstTime, PluginContext, event, is_utf8_name, shown_name
+from cartera.plugin import FirstTime, PluginContext, event, is_keepable_name, shown_name
 from cartera.plugins.dialers.asterisk_ami.config import AsteriskAmiConfig
 from cartera.plugins.dialers.asterisk_ami.recordings import finished, spooled
 
@@ -149,7 +149,7 @@ class SpoolWatcher:
 
     def _utf8(self, path: Path) -> bool:
         """Whether ``path``'s name is UTF-8; the first time it is not, says so, the name escaped."""
-        if is_utf8_name(str(path)):
+        if is_keepable_name(str(path)):
             return True
         if self._first_not_utf8(path):
             event(self._context.log, "asterisk.spool_name_not_utf8", logging.WARNING, file=shown_name(str(path)))
