@@ -5,6 +5,7 @@ the workspace service, and the stream's life next to the server's deadlines and 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import queue
 import re
@@ -17,9 +18,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import cast
 
 import httpx
 import pytest
+from fastapi import Request
 from sqlalchemy import func, select
 
 from cartera.core.models import AgentConnected
@@ -32,6 +35,7 @@ from cartera.users.directory import Grant, Role, UserDirectory
 from cartera.web import agent_pages, sse, wallboard
 from cartera.web.agent_pages import StateRate
 from cartera.workspace.agents import AgentState
+from cartera.workspace.hub import Subscription
 from cartera.workspace.offers import PreviewOffers
 from tests.conftest import write_sites
 from tests.test_web_server import serving
@@ -534,3 +538,17 @@ def test_a_page_stream_the_store_failed_to_open_leaves_no_slot_page_or_subscript
     with agent.stream("GET", "/agent/events") as answer:
         assert answer.status_code == 200
         assert hub.roster.get("ana").pages == 1
+
+
+def test_a_stream_whose_body_never_started_leaves_no_slot_page_or_subscription() -> None:
+    """A stream answered but never started (its client left before the server began the body) runs no ``finally``:
+    when its body is collected the slot is given back, the subscription closed and the page counted gone, once."""
+    slots, closed, gone = sse.StreamSlots(total=2, per_user=1), [], []
+    slot = slots.take("user:ana")
+    assert slot is not None
+    subscription = cast(Subscription, SimpleNamespace(close=lambda: closed.append(1)))
+    answer = sse.event_stream(cast(Request, None), subscription, on_close=lambda: gone.append(1), slot=slot)
+    del answer
+    gc.collect()
+    assert (slot.given, closed, gone) == (True, [1], [1])
+    assert slots.take("user:ana") is not None

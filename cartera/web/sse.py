@@ -148,8 +148,9 @@ def event_stream(
     alive: Callable[[], Awaitable[bool]] | None = None,
     slot: Slot | None = None,
 ) -> StreamingResponse:
-    """The response streaming ``first``, then ``subscription``'s events (see :func:`pushed`); then ``on_close``
-    and ``slot`` given back."""
+    """The response streaming ``first``, then ``subscription``'s events (see :func:`pushed`); then, once, the
+    subscription closed, ``on_close`` and ``slot`` given back: when the stream ends, or when its body is collected
+    unstarted (its client left before the server began it, and a body never started runs no ``finally``)."""
 
     async def stream() -> AsyncIterator[bytes]:
         try:
@@ -160,9 +161,15 @@ def event_stream(
                 async for event in events:
                     yield KEEP_ALIVE if event is None else encode(event)
         finally:
-            if slot is not None:
-                slot.give_back()
-            on_close()
+            done()
 
     body = stream()
-    return stream_response(slot.follow(body) if slot is not None else body)
+    done = weakref.finalize(body, _stream_done, subscription, on_close, slot)  # called at most once
+    return stream_response(body)
+
+
+def _stream_done(subscription: Subscription, on_close: Callable[[], None], slot: Slot | None) -> None:
+    subscription.close()
+    if slot is not None:
+        slot.give_back()
+    on_close()
