@@ -21,7 +21,7 @@ from cartera.core.models import DeliveryReport, SmsMessage, SmsState
 from cartera.core.store.schema import ActivityRow, AuditEntry, SmsRow
 from cartera.core.testing.context import CapturingContext
 from cartera.node import Node
-from cartera.plugins.sms.smpp.plugin import SmppGateway
+from cartera.plugins.sms.smpp.plugin import NOT_IN_LEDGER, SmppGateway
 from tests.conftest import REPO, run_site, write_portfolio, write_sites
 from tests.peers.net import wait_until
 from tests.plugins.sms.test_smpp_hostile import SMPP_SECRET, FakeSmsc, _config, smpp_site
@@ -208,4 +208,4 @@ def test_the_smpp_ledger_says_what_became_of_each_text(tmp_path: Path) -> None:
     assert "SMSC refused part 1/1" in str(settled[2][2])
     assert settled[3][:2] == (SmsState.FAILED, "smsc-3")
     assert "part 2/2 not submitted" in str(settled[3][2])
-    assert settled[4] == (SmsState.FAILED, None, "not submitted: its sender was killed before the first submit_sm")
+    assert settled[4] == (SmsState.FAILED, None, NOT_IN_LEDGER)

@@ -603,7 +603,12 @@ def test_a_ledger_opened_beside_another_holder_keeps_its_appends_and_reads_them_
     assert known.parts[1].sent
     command.answered(1, 1, 1, 0, "s-1")  # after the node opened: same file, not a replaced one
     command.close()
+    live = node.message(7, 1)  # a send of the node's own under way holds its record
+    node.sent(7, 1, 1)
     node.reload()
+    assert node.message(7, 1) is live  # read again onto it, not replaced: the send sees its answers
+    node.answered(7, 1, 1, 0, "s-7")
+    assert live.gateway_id == "s-7"
     settled = node.known(1)
     assert settled is not None
     assert settled.gateway_id == "s-1"

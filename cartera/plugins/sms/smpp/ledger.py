@@ -116,10 +116,11 @@ class SubmitLedger:
     def reload(self) -> None:
         """Read the file again: the events another process holding it appended since this one opened it."""
         with self._lock:
-            self._messages, self._by_smsc_id = {}, {}
             self._load()
 
     def _load(self) -> None:
+        """Apply every event of the file, in order, onto the records held: a record a live send holds stays the
+        same object (replaying its own events leaves it as it was), others' events are added."""
         self._read_size = 0
         for event in self._read_events():
             self._apply(event)
@@ -187,7 +188,6 @@ class SubmitLedger:
         with self._lock:
             known = self._by_smsc_id.get(smsc_id)
             if known is None and self._grown():
-                self._messages, self._by_smsc_id = {}, {}
                 self._load()
                 known = self._by_smsc_id.get(smsc_id)
             if known is None:

@@ -51,6 +51,12 @@ from cartera.plugins.sms.smpp.text import (
 
 _RETRY_LATER = frozenset({0x14, 0x58})  # ESME_RMSGQFUL, ESME_RTHROTTLED: the SMSC asks to slow down
 LEDGER_FILE = "smpp-submits.jsonl"
+#: A killed sender's text this node's ledger has no record of: no sender sharing the ledger submitted it, but one
+#: with a ledger of its own (another host's node or command, on a shared PostgreSQL store) may have (round 22 C-F8)
+NOT_IN_LEDGER = (
+    "no record in this node's submit ledger: not submitted by a sender sharing it (another host's may have sent it): "
+    "unknown whether it went"
+)
 
 
 class TokenBucket:
@@ -292,7 +298,7 @@ class SmppGateway(SmsGateway[SmppConfig]):
     def _settled(self, message: SmsMessage) -> SmsSubmitResult:
         record = self._ledger.known(message.message_id)
         if record is None:
-            return self._killed(message, None, "not submitted: its sender was killed before the first submit_sm")
+            return self._killed(message, None, NOT_IN_LEDGER)
         if record.final_state() is not None:  # receipts for every part: the one report core may have missed
             return SmsSubmitResult(message.message_id, record.final_state() or SmsState.FAILED, record.gateway_id,
                                    f"{record.total} part(s) receipted: {record.raw_status()}")  # fmt: skip
