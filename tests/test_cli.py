@@ -169,6 +169,23 @@ def test_call_and_sms_pass_the_gate(site: Path) -> None:
     assert "answered" in call.stdout
 
 
+@pytest.mark.abuse
+def test_sms_prints_the_gateways_words_escaped(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Round 22 C-F2: the SMSC's or smsbox's text (a gateway id, a detail) reached the operator's terminal raw."""
+    from cartera.core.models import SmsMessage, SmsState, SmsSubmitResult
+    from cartera.plugins.sms.outbox.plugin import OutboxGateway
+
+    def hostile(_gateway: OutboxGateway, message: SmsMessage) -> SmsSubmitResult:
+        return SmsSubmitResult(message.message_id, SmsState.SUBMITTED, "id\x1b]0;x\x07", "ok\x1b[2J\u202e")
+
+    monkeypatch.setattr(OutboxGateway, "send", hostile)
+    sms = cartera(site, "--site", "t", "sms", "3001234567", "Hola")
+    assert sms.returncode == 0, sms.stderr
+    assert "\x1b" not in sms.stdout
+    assert "\u202e" not in sms.stdout
+    assert "(gateway id id\\x1b]0;x\\x07) ok\\x1b[2J" in sms.stdout
+
+
 def test_call_outside_the_window_is_refused_and_audited(tmp_path: Path) -> None:
     site = write_sites(tmp_path, start="2026-11-23T21:00:00-05:00")
     result = cartera(site, "--site", "t", "call", "3001234567")

@@ -359,7 +359,9 @@ def _sms(node: Node, args: argparse.Namespace) -> int:
     except Denied as denied:
         print(f"sms not sent: {denied}", file=sys.stderr)
         return 1
-    print(f"message {result.message_id}: {result.state} (gateway id {result.gateway_id or '-'}) {result.detail}")
+    # the gateway's words, escaped: an SMSC's or smsbox's text must not drive the operator's terminal
+    gateway_id, detail = escape_controls(result.gateway_id or "-"), escape_controls(result.detail or "")
+    print(f"message {result.message_id}: {result.state} (gateway id {gateway_id}) {detail}")
     return 0 if result.state != "failed" else 1
 
 
@@ -388,7 +390,7 @@ def _sms_batch(node: Node, args: argparse.Namespace) -> int:
     outcome = send_batch(node.texts, plan, os_user())
     print(outcome.summary())
     for failure in outcome.failures:
-        print(f"  failed: {failure}", file=sys.stderr)
+        print(f"  failed: {escape_controls(failure)}", file=sys.stderr)
     return 1 if outcome.failed else 0
 
 
