@@ -9,16 +9,23 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.pool import QueuePool
 
+from cartera.contact import texts as texts_module
 from cartera.core.adapters import KILLED_WHILE_SENDING, SmsGateway
-from cartera.core.models import DeliveryReport, SmsMessage, SmsState
+from cartera.core.models import DeliveryReport, SmsMessage, SmsState, SmsSubmitResult
+from cartera.core.store.database import Database
 from cartera.core.store.schema import ActivityRow, AuditEntry, SmsRow
+from cartera.core.store.text_senders import SendingText, no_text_in_flight, sending_texts
 from cartera.core.testing.context import CapturingContext
 from cartera.node import Node
 from cartera.plugins.sms.smpp.plugin import NOT_IN_LEDGER, SmppGateway
@@ -209,3 +216,157 @@ def test_the_smpp_ledger_says_what_became_of_each_text(tmp_path: Path) -> None:
     assert settled[3][:2] == (SmsState.FAILED, "smsc-3")
     assert "part 2/2 not submitted" in str(settled[3][2])
     assert settled[4] == (SmsState.FAILED, None, NOT_IN_LEDGER)
+
+
+#: Ends every backend holding an advisory lock in the test's database (as a restart or a dropped connection would).
+_KILL_LOCK_HOLDERS = text(
+    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+class _HeldGateway:
+    """A gateway whose sends wait until :attr:`release` is set, then answer accepted with a gateway id."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.waiting = 0
+
+    def send(self, message: SmsMessage) -> SmsSubmitResult:
+        with self.lock:
+            self.waiting += 1
+        self.release.wait(60)
+        return SmsSubmitResult(message.message_id, SmsState.SUBMITTED, f"gw-{message.message_id}", "1 part(s)")
+
+    def settle(self, messages: list[SmsMessage]) -> list[SmsSubmitResult]:
+        return SmsGateway.settle(cast(SmsGateway[Any], self), messages)
+
+
+def _held_node(tmp_path: Path, store: str, open_node: Callable[..., Node]) -> tuple[Node, _HeldGateway]:
+    site = write_sites(tmp_path, database=store)
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
+    node = open_node(site)
+    node.creditor_sync().run_once()
+    gateway = _HeldGateway()
+    node.texts.sms = lambda: cast(SmsGateway[Any], gateway)
+    return node, gateway
+
+
+def _sends(node: Node, count: int) -> list[threading.Thread]:
+    threads = [
+        threading.Thread(
+            target=node.texts.send_sms, kwargs={"phone": None, "text": f"hola {n}", "account": "BCO-1", "actor": "test"}
+        )
+        for n in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+@pytest.mark.postgres
+def test_texts_in_flight_hold_no_connection_of_the_store_pool(
+    tmp_path: Path, postgres_url: str, open_node: Callable[..., Node]
+) -> None:
+    """Round 22 C-F3: each text waiting on its gateway held a pool connection (the senders' lock's): a slow SMSC
+    starved the node's store."""
+    node, gateway = _held_node(tmp_path, postgres_url, open_node)
+    threads = _sends(node, 6)
+    try:
+        wait_until(lambda: gateway.waiting == 6, "six texts at the gateway")
+        assert cast(QueuePool, node.db.engine.pool).checkedout() == 0
+        assert node.texts.reconcile_texts() is None  # the senders' lock is held all the same
+    finally:
+        gateway.release.set()
+        for thread in threads:
+            thread.join()
+    assert sorted(text[1] for text in _texts(node)) == ["submitted"] * 6
+    assert node.texts.reconcile_texts() == []
+
+
+@pytest.mark.postgres
+def test_a_sender_whose_lock_connection_was_dropped_has_the_last_word(
+    tmp_path: Path, postgres_url: str, open_node: Callable[..., Node]
+) -> None:
+    """Round 22 C-F4: the lock's connection dropped mid-send, the node settled the live text as killed, and the
+    sender's real answer (accepted, its gateway id) was thrown away. It replaces the guess, audited, and the one
+    SMS activity tells it."""
+    node, gateway = _held_node(tmp_path, postgres_url, open_node)
+    [thread] = _sends(node, 1)
+    try:
+        wait_until(lambda: gateway.waiting == 1, "the text at the gateway")
+        with node.db.engine.connect() as conn:
+            conn.execute(_KILL_LOCK_HOLDERS)
+        deadline = time.monotonic() + 30
+        while (settled := node.texts.reconcile_texts()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [(message, state, _, detail)] = _texts(node)
+        assert settled == [message]
+        assert (state, detail) == ("failed", KILLED_WHILE_SENDING)
+        assert _sms_activities(node) == [(PHONE, "failed")]
+    finally:
+        gateway.release.set()
+        thread.join()
+    assert _texts(node) == [(message, "submitted", f"gw-{message}", "1 part(s)")]
+    assert _sms_activities(node) == [(PHONE, "submitted")]  # the one activity, now right
+    with node.db.session() as session:
+        answers = list(session.scalars(select(AuditEntry.details).where(AuditEntry.action == "sms.sender_answer")))
+    assert [(a["message"], a["state"], a["gateway_id"]) for a in answers] == [(message, "submitted", f"gw-{message}")]
+    assert node.texts.reconcile_texts() == []
+
+
+@pytest.mark.postgres
+def test_a_lost_senders_lock_is_seen_and_taken_again_before_the_gateway_call(postgres_url: str) -> None:
+    """Round 22 C-F4: the lock's connection dropped, the sender went on unprotected without knowing."""
+    db = Database(postgres_url)
+    try:
+        with sending_texts(db, "t") as sending:
+            assert not sending.lock_retaken()  # held
+            with db.engine.connect() as conn:
+                conn.execute(_KILL_LOCK_HOLDERS)
+            deadline = time.monotonic() + 30
+            while not _free(db) and time.monotonic() < deadline:  # the backend goes a moment after
+                time.sleep(0.05)
+            assert _free(db)  # lost: a settler could take it
+            assert sending.lock_retaken()
+            assert not _free(db)  # held again
+            assert not sending.lock_retaken()
+        assert _free(db)  # the last text's answer stored: let go
+    finally:
+        db.dispose()
+
+
+def _free(db: Database) -> bool:
+    with no_text_in_flight(db, "t") as quiet:
+        return quiet
+
+
+def test_a_text_settled_while_its_lock_was_lost_is_not_sent(
+    tmp_path: Path, open_node: Callable[..., Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its sender saw its lock lost and taken again, and the node had settled its text meanwhile: it sends nothing
+    (the text is the settle's) and says what the settle stored."""
+    site = write_sites(tmp_path)
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
+    node = open_node(site)
+    node.creditor_sync().run_once()
+    gateway = _HeldGateway()
+    gateway.release.set()
+    node.texts.sms = lambda: cast(SmsGateway[Any], gateway)
+
+    class Retaken(SendingText):
+        def lock_retaken(self) -> bool:
+            node.texts._reconcile_texts(node.texts.sms)  # type: ignore[arg-type]  # the settler, in between
+            return True
+
+    @contextmanager
+    def sending(_db: Database, _site: str) -> Iterator[SendingText]:
+        yield Retaken()
+
+    monkeypatch.setattr(texts_module, "sending_texts", sending)
+    result = node.texts.send_sms(phone=None, text="hola", account="BCO-1", actor="test")
+    assert (result.state, result.gateway_id, result.detail) == (SmsState.FAILED, None, KILLED_WHILE_SENDING)
+    assert gateway.waiting == 0  # not sent
+    assert _texts(node) == [(result.message_id, "failed", None, KILLED_WHILE_SENDING)]
+    assert _sms_activities(node) == [(PHONE, "failed")]

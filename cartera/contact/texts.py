@@ -35,8 +35,8 @@ from cartera.core.models import (
     SmsSubmitResult,
 )
 from cartera.core.store.database import Database
-from cartera.core.store.schema import Account, ActivityRow, InboundSmsRow, Phone, SmsOptOut, SmsRow
-from cartera.core.store.text_senders import no_text_in_flight, sending_texts
+from cartera.core.store.schema import Account, ActivityRow, AuditEntry, InboundSmsRow, Phone, SmsOptOut, SmsRow
+from cartera.core.store.text_senders import SendingText, no_text_in_flight, sending_texts
 from cartera.portfolio.export import add_activity, to_activity
 
 log = logging.getLogger("cartera.contacts")
@@ -85,11 +85,18 @@ class TextService:
             raise UsageError(f"site {self.site!r} has no sms gateway configured")
         if not text.strip():
             raise UsageError("the message text is empty")
-        with sending_texts(self.db, self.site):  # until its answer is stored: a killed sender's text is settled
-            return self._send_sms(phone=phone, text=text, account=account, actor=actor, purpose=purpose)
+        with sending_texts(self.db, self.site) as sending:  # until its answer is stored: a killed sender's is settled
+            return self._send_sms(phone=phone, text=text, account=account, actor=actor, purpose=purpose, lock=sending)
 
     def _send_sms(
-        self, *, phone: str | None, text: str, account: int | str | None, actor: str, purpose: Purpose
+        self,
+        *,
+        phone: str | None,
+        text: str,
+        account: int | str | None,
+        actor: str,
+        purpose: Purpose,
+        lock: SendingText,
     ) -> SmsSubmitResult:
         assert self.sms is not None
         now = self.clock.now()
@@ -115,6 +122,12 @@ class TextService:
         if not decision.allowed:
             raise Denied(decision)
         message = SmsMessage(message_id, self.site, target.phone, text, target.account_ref)
+        if lock.lock_retaken():  # its lock was lost a moment: a settler may have taken the text for a killed sender's
+            with self.db.session() as session:
+                row = session.get_one(SmsRow, message_id)
+                if row.state != SmsState.QUEUED.value or row.gateway_id is not None:
+                    event(log, "sms.not_sent", logging.WARNING, message=message_id, reason="settled meanwhile")
+                    return SmsSubmitResult(message_id, SmsState(row.state), row.gateway_id, row.detail or "")
         try:
             result = self.sms().send(message)
         except Exception as exc:
@@ -126,10 +139,19 @@ class TextService:
             result = replace(result, gateway_id=None)
         with self.db.session() as session:
             row = session.get_one(SmsRow, message_id)
-            if row.state == SmsState.QUEUED.value:  # a delivery report may already have moved it on
+            settled = self._settled_as_killed(session, row)
+            if row.state in (SmsState.QUEUED.value, settled):  # a receipt may already have moved it on
                 row.state = result.state.value
             row.gateway_id, row.detail, row.updated_at = result.gateway_id, result.detail, self.clock.now()
-            activities = self._activity(session, target.account_id, now, target.phone, result.state)
+            if settled is None:
+                activities = self._activity(session, target.account_id, now, target.phone, result.state)
+            else:  # its lock was lost and the node settled it meanwhile: the sender's real answer replaces the guess
+                audit(session, at=self.clock.now(), site=self.site, actor=actor, action="sms.sender_answer",
+                      subject=f"{Channel.SMS}:{row.phone}", message=row.id, state=result.state.value,
+                      gateway_id=result.gateway_id, detail=result.detail, settled=settled)  # fmt: skip
+                activities = []
+                for added in self._settled_activities(session, row):  # the one the settle added, updated
+                    added.outcome = row.state
             session.flush()
             done = [to_activity(a) for a in activities]
         event(log, "sms.submitted", message=message_id, state=result.state.value, gateway_id=result.gateway_id)
@@ -196,6 +218,35 @@ class TextService:
             done = [to_activity(a) for a in activities]
         event(log, "sms.reconciled", message=result.message_id, state=result.state.value, detail=result.detail)
         return done
+
+    def _settled_as_killed(self, session: Session, row: SmsRow) -> str | None:
+        """The state :meth:`reconcile_texts` gave ``row`` as a killed sender's text (its ``sms.reconcile`` audit entry
+        tells), or ``None`` when it did not settle it."""
+        if row.state == SmsState.QUEUED.value:
+            return None
+        entries = session.scalars(
+            select(AuditEntry.details).where(
+                AuditEntry.site == self.site, AuditEntry.action == "sms.reconcile", AuditEntry.at >= row.created_at
+            )
+        )
+        states = [entry.get("state") for entry in entries if entry.get("message") == row.id]
+        return str(states[-1]) if states else None
+
+    def _settled_activities(self, session: Session, row: SmsRow) -> list[ActivityRow]:
+        """The SMS activity :meth:`_settle` added for ``row`` (none without an account)."""
+        if row.account_id is None:
+            return []
+        return list(
+            session.scalars(
+                select(ActivityRow).where(
+                    ActivityRow.site == self.site,
+                    ActivityRow.kind == ActivityKind.SMS.value,
+                    ActivityRow.account_id == row.account_id,
+                    ActivityRow.phone == row.phone,
+                    ActivityRow.at == row.created_at,
+                )
+            )
+        )
 
     def _activity(
         self, session: Session, account_id: int | None, at: datetime, phone: str, state: SmsState
