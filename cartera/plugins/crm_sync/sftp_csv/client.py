@@ -14,6 +14,7 @@ import itertools
 import posixpath
 import socket
 import stat
+import struct
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -25,7 +26,17 @@ from typing import IO, Any
 
 import paramiko
 from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
-from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
+from paramiko.sftp import (
+    CMD_ATTRS,
+    CMD_CLOSE,
+    CMD_FSTAT,
+    CMD_HANDLE,
+    CMD_LSTAT,
+    CMD_NAME,
+    CMD_OPENDIR,
+    CMD_READDIR,
+    CMD_STAT,
+)
 
 from cartera.plugin import CarteraError, is_keepable_name, shown_name
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
@@ -322,7 +333,7 @@ class SftpSession:
         """Bytes received, the size the opened file had, and the SHA-256 of the bytes."""
         digest = hashlib.sha256()
         with sftp.open(remote.path, "rb") as source:
-            size = source.stat().st_size or 0
+            size = _fstat(sftp, source, remote.path, self.where).st_size or 0
             source.prefetch(min(size, limit))
             with temp.open("wb") as sink:
                 received = 0
@@ -361,7 +372,7 @@ class SftpSession:
         """What ``path`` is now (a symlink itself, not what it points to); None when it is gone."""
         with self.sftp(f"checking {path}") as sftp:
             try:
-                attributes = sftp.lstat(path)
+                attributes = _stat(sftp, path, self.where)
             except FileNotFoundError:
                 return None
         return _remote(path, attributes)
@@ -376,7 +387,7 @@ class SftpSession:
             self._makedirs(sftp, directory)
             target = name
             for counter in itertools.count():
-                if not _exists(sftp, posixpath.join(directory, target)):
+                if not _exists(sftp, posixpath.join(directory, target), self.where):
                     break
                 target = f"{stem}-{stamp}{f'-{counter}' if counter else ''}{suffix}"
             sftp.posix_rename(remote.path, posixpath.join(directory, target))
@@ -401,14 +412,14 @@ class SftpSession:
         with self.sftp(f"uploading into {outbox}") as sftp, self._staged(sftp, content) as temp:
             for name in names:
                 target = posixpath.join(outbox, name)
-                if _exists(sftp, target):
-                    if _holds(sftp, target, content):
+                if _exists(sftp, target, self.where):
+                    if _holds(sftp, target, content, self.where):
                         return target
                     continue
                 try:
                     sftp.rename(temp, target)
                 except OSError:
-                    if not _exists(sftp, target):
+                    if not _exists(sftp, target, self.where):
                         raise
                     continue
                 return target
@@ -420,7 +431,10 @@ class SftpSession:
         unless renamed."""
         temp = posixpath.join(self.config.outbox, f".{uuid.uuid4().hex}.part")
         try:
-            sftp.putfo(io.BytesIO(content), temp, file_size=len(content), confirm=True)
+            sftp.putfo(io.BytesIO(content), temp, file_size=len(content), confirm=False)
+            written = _stat(sftp, temp, self.where, follow=True).st_size  # putfo's own check parses it laxly
+            if written != len(content):
+                raise OSError(f"size mismatch in put!  {written} != {len(content)}")
             sftp.chmod(temp, self.config.file_mode)
             yield temp
         finally:
@@ -432,7 +446,7 @@ class SftpSession:
         for depth in range(1, len(parts) + 1):
             path = root + "/".join(parts[:depth])
             try:
-                sftp.stat(path)
+                _stat(sftp, path, self.where, follow=True)
             except FileNotFoundError:
                 sftp.mkdir(path)
 
@@ -456,8 +470,10 @@ def _server_key(ssh: paramiko.SSHClient) -> paramiko.PKey | None:
 def _listdir_attr(sftp: paramiko.SFTPClient, path: str, where: str) -> list[paramiko.SFTPAttributes]:
     """``sftp.listdir_attr(path)``, but a name that is not valid UTF-8 (a Windows-1252 ERP's ``Peñalosa.csv``)
     is decoded with ``surrogateescape`` rather than failing the whole listing (paramiko decodes names strictly),
-    and a listing past :data:`MAX_LISTED_ENTRIES` fails naming the folder (``where``: the server)."""
-    attributes: Any = paramiko.SFTPAttributes
+    and a listing past :data:`MAX_LISTED_ENTRIES` fails naming the folder (``where``: the server). Each NAME
+    answer is parsed strictly (:class:`_Answer`): paramiko pads reads past a message's end with zeros, so a
+    13-byte answer claiming 0xFFFFFFFF entries listed empty names until memory ran out, and one entry claiming
+    0xFFFFFFFF extended attributes held the CPU ~37 minutes, past the deadline and stop() (round 22 A-F7)."""
     client: Any = sftp  # its request methods are not typed (private: there is no public bytes listing)
     kind, message = client._request(CMD_OPENDIR, path)
     if kind != CMD_HANDLE:
@@ -472,21 +488,104 @@ def _listdir_attr(sftp: paramiko.SFTPClient, path: str, where: str) -> list[para
                 break
             if kind != CMD_NAME:
                 raise paramiko.SFTPError("Expected name response")
-            for _ in range(message.get_int()):
-                name = message.get_string().decode("utf-8", "surrogateescape")
-                longname = message.get_string().decode("utf-8", "replace")
-                entry = attributes._from_msg(message, name, longname)
+            answer = _Answer(message, where, path)
+            for _ in range(answer.count(_SMALLEST_ENTRY)):
+                name = answer.string().decode("utf-8", "surrogateescape")
+                longname = answer.string().decode("utf-8", "replace")
+                entry = answer.attributes()
+                entry.filename, entry.longname = name, longname
                 if name not in (".", ".."):
                     entries.append(entry)
-            if len(entries) > MAX_LISTED_ENTRIES:
-                raise SftpError(
-                    f"{where}: {shown_name(path)} lists more than {MAX_LISTED_ENTRIES} entries: not read (move "
-                    "files out of it)"
-                )
+                if len(entries) > MAX_LISTED_ENTRIES:
+                    raise SftpError(
+                        f"{where}: {shown_name(path)} lists more than {MAX_LISTED_ENTRIES} entries: not read (move "
+                        "files out of it)"
+                    )
     finally:
         with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
             client._request(CMD_CLOSE, handle)
     return entries
+
+
+def _stat(sftp: paramiko.SFTPClient, path: str, where: str, follow: bool = False) -> paramiko.SFTPAttributes:
+    """``sftp.lstat(path)`` (``sftp.stat(path)`` when ``follow``), the answer parsed strictly (:class:`_Answer`)."""
+    client: Any = sftp  # its request method is not typed
+    kind, message = client._request(CMD_STAT if follow else CMD_LSTAT, path)
+    return _attributes_answer(kind, message, where, path)
+
+
+def _fstat(sftp: paramiko.SFTPClient, opened: paramiko.SFTPFile, path: str, where: str) -> paramiko.SFTPAttributes:
+    """``opened.stat()``, the answer parsed strictly (:class:`_Answer`)."""
+    client: Any = sftp
+    kind, message = client._request(CMD_FSTAT, opened.handle)
+    return _attributes_answer(kind, message, where, path)
+
+
+def _attributes_answer(kind: int, message: Any, where: str, path: str) -> paramiko.SFTPAttributes:
+    if kind != CMD_ATTRS:
+        raise paramiko.SFTPError("Expected attributes")
+    return _Answer(message, where, path).attributes()
+
+
+_SMALLEST_ENTRY = 12  #: a listed entry's bytes at least: its name's and long name's lengths, its attributes' flags
+_SMALLEST_PAIR = 8  #: an extended attribute's bytes at least: its name's and value's lengths
+
+
+class _Answer:
+    """The rest of a server's answer (a paramiko message), read strictly: a read past its end, or a count of items
+    its bytes cannot hold, is an :class:`SftpError` naming ``path`` ("malformed answer"), never zeros."""
+
+    def __init__(self, message: Any, where: str, path: str) -> None:
+        self._data: bytes = message.asbytes()
+        self._at: int = message.packet.tell()
+        self._where, self._path = where, path
+
+    def _malformed(self, what: str) -> SftpError:
+        return SftpError(f"{self._where}: {shown_name(self._path)}: malformed answer from the server ({what})")
+
+    def _take(self, size: int) -> bytes:
+        if size > len(self._data) - self._at:
+            raise self._malformed("cut short")
+        taken = self._data[self._at : self._at + size]
+        self._at += size
+        return taken
+
+    def int32(self) -> int:
+        value: int = struct.unpack(">I", self._take(4))[0]
+        return value
+
+    def int64(self) -> int:
+        value: int = struct.unpack(">Q", self._take(8))[0]
+        return value
+
+    def string(self) -> bytes:
+        return self._take(self.int32())
+
+    def count(self, smallest: int) -> int:
+        """A count of items of at least ``smallest`` bytes each, no more than the bytes left can hold."""
+        count = self.int32()
+        if count > (len(self._data) - self._at) // smallest:
+            raise self._malformed(f"{count} items claimed")
+        return count
+
+    def attributes(self) -> paramiko.SFTPAttributes:
+        """SFTP v3 file attributes (paramiko's ``SFTPAttributes._from_msg``, bounded)."""
+        found = paramiko.SFTPAttributes()
+        flags = self.int32()
+        if flags & found.FLAG_SIZE:
+            found.st_size = self.int64()
+        if flags & found.FLAG_UIDGID:
+            found.st_uid, found.st_gid = self.int32(), self.int32()
+        if flags & found.FLAG_PERMISSIONS:
+            found.st_mode = self.int32()
+        if flags & found.FLAG_AMTIME:
+            found.st_atime, found.st_mtime = self.int32(), self.int32()
+        if flags & found.FLAG_EXTENDED:
+            for _ in range(self.count(_SMALLEST_PAIR)):  # read past, unused
+                self.string()
+                self.string()
+        found._flags = flags  # type: ignore[attr-defined]
+        return found
 
 
 def _remote(path: str, attributes: paramiko.SFTPAttributes) -> RemoteFile:
@@ -506,18 +605,18 @@ def _written(write: Callable[[IO[bytes]], None]) -> bytes:
     return buffer.getvalue()
 
 
-def _exists(sftp: paramiko.SFTPClient, path: str) -> bool:
+def _exists(sftp: paramiko.SFTPClient, path: str, where: str) -> bool:
     try:
-        sftp.lstat(path)
+        _stat(sftp, path, where)
     except FileNotFoundError:
         return False
     return True
 
 
-def _holds(sftp: paramiko.SFTPClient, path: str, content: bytes) -> bool:
+def _holds(sftp: paramiko.SFTPClient, path: str, content: bytes, where: str) -> bool:
     """Whether ``path`` is a regular file holding exactly ``content``."""
     try:
-        attributes = sftp.lstat(path)
+        attributes = _stat(sftp, path, where)
         if not stat.S_ISREG(attributes.st_mode or 0) or attributes.st_size != len(content):
             return False
         with sftp.open(path, "rb") as existing:
