@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from cartera.portfolio.files.set_aside import SetAsideFile, SetAsideFiles
+from cartera.portfolio.files.set_aside import FORGET_AFTER, SetAsideFile, SetAsideFiles
 
 
 def store(tmp_path: Path, limit: int = 100) -> SetAsideFiles:
@@ -28,12 +29,69 @@ def test_a_file_is_remembered_while_its_identity_holds_and_forgotten_once_it_cha
     assert store(tmp_path).sources() == {}
 
 
+class Clock:
+    """The node's system clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_an_inbox_forgets_only_its_own_files_it_no_longer_lists(tmp_path: Path) -> None:
-    files = store(tmp_path)
+    clock = Clock()
+    files = SetAsideFiles(tmp_path / "set-aside.sqlite3", logging.getLogger(), clock=clock)
     for source in ("sftp://u@h:22/inbox/a.csv", "sftp://u@h:22/inbox/b.csv", "sftp://u@h:2222/inbox/a.csv"):
         files.remember(source, "1", "0" * 64, "imported")
+    clock.now += FORGET_AFTER
     files.forget_unlisted({"sftp://u@h:22/inbox/b.csv"}, prefix="sftp://u@h:22/inbox/")
     assert sorted(files.sources()) == ["sftp://u@h:22/inbox/b.csv", "sftp://u@h:2222/inbox/a.csv"]
+
+
+def test_one_empty_listing_forgets_nothing_a_file_gone_longer_than_forget_after_is_forgotten(tmp_path: Path) -> None:
+    """Round 22 A-F8: one empty listing (an unmounted share's empty mount point, a server listing its inbox empty
+    once) forgot every file, and the files back were fetched and applied again over later deliveries. A file is
+    forgotten once its inbox has not listed it for FORGET_AFTER; one listed is seen again (once a day at most)."""
+    clock = Clock()
+    files = SetAsideFiles(tmp_path / "set-aside.sqlite3", logging.getLogger(), clock=clock)
+    files.remember("/inbox/a.csv", "1", "a" * 64, "imported")
+    files.remember("/inbox/b.csv", "2", "b" * 64, "imported")
+    clock.now += 60
+    files.forget_unlisted(set(), prefix="/inbox/")  # the share unmounted for one sync
+    assert sorted(files.sources()) == ["/inbox/a.csv", "/inbox/b.csv"]
+    assert files.get("/inbox/a.csv", "1") == SetAsideFile("1", "a" * 64, "imported")  # back: not fetched again
+    for _ in range(10):  # a.csv listed every day, b.csv gone
+        clock.now += FORGET_AFTER / 5
+        files.forget_unlisted({"/inbox/a.csv"}, prefix="/inbox/")
+    assert list(store(tmp_path).sources()) == ["/inbox/a.csv"]
+    clock.now += FORGET_AFTER - 1  # not listed for a while, not yet for FORGET_AFTER
+    files.forget_unlisted(set(), prefix="/inbox/")
+    assert list(files.sources()) == ["/inbox/a.csv"]
+    clock.now += 1
+    files.forget_unlisted(set(), prefix="/inbox/")
+    assert files.sources() == {}
+
+
+def test_a_map_of_an_earlier_version_gets_last_seen_nothing_lost(tmp_path: Path) -> None:
+    path = tmp_path / "set-aside.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE files (source TEXT PRIMARY KEY, identity TEXT NOT NULL, sha256 TEXT NOT NULL,"
+        " kind TEXT NOT NULL CHECK (kind IN ('imported', 'rejected')))"
+    )
+    old.execute("INSERT INTO files VALUES ('/inbox/a.csv', '1', ?, 'imported')", ("a" * 64,))
+    old.commit()
+    old.close()
+    clock = Clock()
+    files = SetAsideFiles(path, logging.getLogger(), clock=clock)
+    assert files.sources() == {"/inbox/a.csv": SetAsideFile("1", "a" * 64, "imported")}
+    clock.now += FORGET_AFTER - 1
+    files.forget_unlisted(set(), prefix="/inbox/")  # seen at the upgrade: not forgotten yet
+    assert list(SetAsideFiles(path, logging.getLogger(), clock=clock).sources()) == ["/inbox/a.csv"]
+    clock.now += 1
+    files.forget_unlisted(set(), prefix="/inbox/")
+    assert files.sources() == {}
 
 
 def test_two_processes_sharing_the_file_keep_each_others_changes(tmp_path: Path) -> None:

@@ -7,9 +7,12 @@ identity string the plugin makes of what it can tell without reading the bytes (
 and times; a remote file's name, size and time), the sha256 of the bytes imported or rejected, and which it was.
 Looked up with another identity (the file changed: a new delivery) it is forgotten, unless the plugin tells it is
 the same file still (its bytes hash to the remembered sha256: a chmod, a copy keeping the time), when its identity
-is updated instead; so is every file of an inbox that the inbox no longer lists. That, not the age of an entry,
-bounds the memory: a file still waiting in the inbox is never dropped to make room (fetched again it would be
-applied again). A large cap stays for safety only, and says so in the log when it bites.
+is updated instead. A file its inbox no longer lists is forgotten once it has gone unlisted for ``FORGET_AFTER``
+(seven days): each entry keeps when its inbox last listed it (``last_seen``, written at most once a day per entry),
+so one empty listing (an unmounted share's empty mount point, a server listing its inbox empty once) forgets
+nothing, and a file back in the listing is not fetched again. That, not the age of an entry, bounds the memory: a
+file still waiting in the inbox is never dropped to make room (fetched again it would be applied again). A large
+cap stays for safety only, and says so in the log when it bites.
 
 The map is a small SQLite database in the plugin's data directory (``set-aside.sqlite3``, write-ahead log, one row
 per source): a change writes that row's pages and is synced, a lookup reads one row, whatever the number of files
@@ -24,6 +27,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +39,8 @@ from cartera.portfolio.files.reader import FileIdentity
 SetAsideKind = Literal["imported", "rejected"]
 SET_ASIDE_FILE = "set-aside.sqlite3"
 SET_ASIDE_LIMIT = 100_000  #: files remembered at most; only for safety (the inbox's listing bounds it), logged
+FORGET_AFTER = 7 * 86_400.0  #: seconds a file goes unlisted by its inbox before it is forgotten
+_SEEN_EVERY = 86_400.0  #: an entry's last_seen is written at most this often (seconds) while it is listed
 _BUSY_MS = 30_000  #: how long a change waits for another process's (a change is one row: milliseconds)
 
 _SCHEMA = """
@@ -42,7 +48,8 @@ CREATE TABLE IF NOT EXISTS files (
     source TEXT PRIMARY KEY,
     identity TEXT NOT NULL,
     sha256 TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('imported', 'rejected'))
+    kind TEXT NOT NULL CHECK (kind IN ('imported', 'rejected')),
+    last_seen REAL NOT NULL DEFAULT 0
 )
 """
 
@@ -64,8 +71,18 @@ def local_identity(identity: FileIdentity) -> str:
 class SetAsideFiles:
     """The files of one plugin left in its creditor's inbox, by source (see the module)."""
 
-    def __init__(self, path: Path, log: logging.Logger, *, limit: int = SET_ASIDE_LIMIT) -> None:
+    def __init__(
+        self,
+        path: Path,
+        log: logging.Logger,
+        *,
+        limit: int = SET_ASIDE_LIMIT,
+        forget_after: float = FORGET_AFTER,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = path
+        self._forget_after = forget_after
+        self._clock = clock  #: the node's system clock (seconds): last_seen survives restarts
         self._log = log
         self._limit = limit
         self._lock = threading.Lock()
@@ -85,8 +102,9 @@ class SetAsideFiles:
             updated = replace(found, identity=identity)
             with self._changing() as db:
                 db.execute(
-                    "UPDATE files SET identity = ? WHERE source = ? AND identity = ? AND sha256 = ? AND kind = ?",
-                    (identity, source, found.identity, found.sha256, found.kind),
+                    "UPDATE files SET identity = ?, last_seen = ?"
+                    " WHERE source = ? AND identity = ? AND sha256 = ? AND kind = ?",
+                    (identity, self._clock(), source, found.identity, found.sha256, found.kind),
                 )
             return updated
         with self._changing() as db:  # unless another process remembered it anew meanwhile
@@ -100,8 +118,8 @@ class SetAsideFiles:
         """Remember ``source`` as left in the inbox with ``identity`` (replacing what was remembered of it)."""
         with self._changing() as db:
             cursor = db.execute(
-                "INSERT OR REPLACE INTO files (source, identity, sha256, kind) VALUES (?, ?, ?, ?)",
-                (source, identity, sha256, kind),
+                "INSERT OR REPLACE INTO files (source, identity, sha256, kind, last_seen) VALUES (?, ?, ?, ?, ?)",
+                (source, identity, sha256, kind, self._clock()),
             )
             if (cursor.lastrowid or 0) > self._limit:  # rows are numbered in order: fewer rows than that number
                 self._cap(db)
@@ -111,14 +129,27 @@ class SetAsideFiles:
             db.execute("DELETE FROM files WHERE source = ?", (source,))
 
     def forget_unlisted(self, listed: Collection[str], *, prefix: str) -> None:
-        """Forget the files of one inbox (sources starting with ``prefix``) it no longer lists (``listed``):
-        archived, set aside or removed by hand."""
+        """Forget the files of one inbox (sources starting with ``prefix``) it has not listed (``listed``) for
+        ``forget_after``: archived, set aside or removed by hand, not merely missing from one listing (an unmounted
+        share's empty mount point). The files listed are marked seen now, each at most once a day (one
+        transaction, only when one is due)."""
+        now = self._clock()
         with self._lock:
-            stored = [row[0] for row in self._connection().execute("SELECT source FROM files")]
-        gone = [(source,) for source in stored if source.startswith(prefix) and source not in listed]
-        if gone:
+            stored = self._connection().execute("SELECT source, last_seen FROM files").fetchall()
+        seen, gone = [], []
+        for source, last_seen in stored:
+            if not source.startswith(prefix):
+                continue
+            if source in listed:
+                if not 0 <= now - last_seen < _SEEN_EVERY:  # due, or seen "in the future" (the clock went back)
+                    seen.append((now, source))
+            elif now - last_seen >= self._forget_after:
+                gone.append((source, now - self._forget_after))
+        if seen or gone:
             with self._changing() as db:
-                db.executemany("DELETE FROM files WHERE source = ?", gone)
+                db.executemany("UPDATE files SET last_seen = ? WHERE source = ?", seen)
+                # unless remembered anew or seen meanwhile (another process)
+                db.executemany("DELETE FROM files WHERE source = ? AND last_seen <= ?", gone)
 
     def sources(self) -> dict[str, SetAsideFile]:
         """Every file remembered, oldest first."""
@@ -162,8 +193,8 @@ class SetAsideFiles:
             taken[source] = next((entry for entry in candidates if entry.identity == now), candidates[-1])
         with self._changing() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO files (source, identity, sha256, kind) VALUES (?, ?, ?, ?)",
-                [(source, kept.identity, kept.sha256, kept.kind) for source, kept in taken.items()],
+                "INSERT OR IGNORE INTO files (source, identity, sha256, kind, last_seen) VALUES (?, ?, ?, ?, ?)",
+                [(source, kept.identity, kept.sha256, kept.kind, self._clock()) for source, kept in taken.items()],
             )
             self._cap(db)
         for path in readable:
@@ -231,11 +262,32 @@ class SetAsideFiles:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = FULL")  # a file remembered survives a power cut
             db.execute(_SCHEMA)
-            db.execute("SELECT source, identity, sha256, kind FROM files LIMIT 1").fetchall()
+            self._add_last_seen(db)
+            db.execute("SELECT source, identity, sha256, kind, last_seen FROM files LIMIT 1").fetchall()
         except BaseException:
             db.close()
             raise
         return db
+
+    def _add_last_seen(self, db: sqlite3.Connection) -> None:
+        """Give a map made by an earlier version (no ``last_seen``) the column, every entry seen now: nothing is
+        lost, and nothing is forgotten before ``forget_after`` from the upgrade."""
+        if _has_last_seen(db):
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if not _has_last_seen(db):  # another process may have added it meanwhile
+                db.execute(f"ALTER TABLE files ADD COLUMN last_seen REAL NOT NULL DEFAULT {float(self._clock())!r}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            raise
+
+
+def _has_last_seen(db: sqlite3.Connection) -> bool:
+    return any(row[1] == "last_seen" for row in db.execute("PRAGMA table_info(files)"))
 
 
 def _kind(value: object) -> SetAsideKind:

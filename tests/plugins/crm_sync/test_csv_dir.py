@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import hashlib
 import io
 import logging
 import os
 import shutil
+import sqlite3
 import tracemalloc
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
@@ -51,7 +53,7 @@ from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.files import reader as reader_module
 from cartera.portfolio.files.config import ColumnsConfig
-from cartera.portfolio.files.set_aside import SET_ASIDE_FILE, SetAsideFile, SetAsideFiles
+from cartera.portfolio.files.set_aside import FORGET_AFTER, SET_ASIDE_FILE, SetAsideFile, SetAsideFiles
 from cartera.portfolio.files.values import parse_amount
 from cartera.portfolio.importer import AssignmentImporter
 from cartera.portfolio.sync import CreditorSync
@@ -554,10 +556,74 @@ def test_files_set_aside_are_forgotten_once_gone_from_the_inbox_and_never_while_
     (inbox / "a.csv").unlink()
     (inbox / "wrong.csv").rename(tmp_path / "wrong.csv")
     assert list(sync.fetch()) == []
+    assert len(store.sources()) == 3  # gone for less than FORGET_AFTER: remembered still
+    age_set_aside(tmp_path, FORGET_AFTER)
+    assert list(sync.fetch()) == []
     assert [Path(source).name for source in store.sources()] == ["b.csv"]
     shutil.rmtree(inbox)  # an inbox that is not there (an unmounted share) forgets nothing
     assert list(sync.fetch()) == []
     assert [Path(source).name for source in store.sources()] == ["b.csv"]
+
+
+def age_set_aside(tmp_path: Path, seconds: float) -> None:
+    """As if ``seconds`` had gone by since the inbox last listed each file remembered."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "data" / SET_ASIDE_FILE)) as db, db:
+        db.execute("UPDATE files SET last_seen = last_seen - ?", (seconds,))
+
+
+def test_one_empty_listing_of_the_inbox_forgets_no_kept_file(tmp_path: Path) -> None:
+    """Round 22 A-F8: the inbox being a share's mount point, unmounted for one sync (an empty directory), forgot
+    every kept file; mounted again, each was fetched (and applied over later deliveries) again. Gone for longer
+    than FORGET_AFTER, a file is forgotten."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    sync = make_sync(tmp_path, keep_files=True)
+    for name in ("a.csv", "b.csv"):
+        shutil.copy(FIXTURES / "plain_comma.csv", inbox / name)
+    for batch in list(sync.fetch()):
+        sync.acknowledge(batch)
+    inbox.rename(tmp_path / "share")
+    inbox.mkdir()  # the share unmounted: its empty mount point
+    assert list(sync.fetch()) == []
+    inbox.rmdir()
+    (tmp_path / "share").rename(inbox)
+    assert list(sync.fetch()) == []
+    (inbox / "a.csv").unlink()
+    age_set_aside(tmp_path, FORGET_AFTER)
+    assert list(sync.fetch()) == []
+    store = SetAsideFiles(tmp_path / "data" / SET_ASIDE_FILE, logging.getLogger())
+    assert [Path(source).name for source in store.sources()] == ["b.csv"]
+
+
+def test_an_inbox_that_cannot_be_listed_fails_the_fetch_and_forgets_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 22 A-F8: an unreadable inbox (a chmod, an ACL, a share's I/O error) was listed empty by pathlib's
+    glob, the sync reported nothing and every kept file was forgotten, then applied again once readable. The
+    listing's error fails the fetch (the sync reports it), and check says so."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    sync = make_sync(tmp_path, keep_files=True)
+    shutil.copy(FIXTURES / "plain_comma.csv", inbox / "a.csv")
+    (batch,) = sync.fetch()
+    sync.acknowledge(batch)
+    scandir = os.scandir
+
+    def refused(path: Any = ".") -> Any:
+        if Path(path) == inbox:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    sync.config.outbox.mkdir(exist_ok=True)
+    monkeypatch.setattr(os, "scandir", refused)
+    with pytest.raises(PermissionError):
+        list(sync.fetch())
+    result = sync.check()
+    assert not result.ok
+    assert "cannot be listed" in result.detail
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert list(sync.fetch()) == []
+    assert sync.check().ok
 
 
 @pytest.mark.parametrize("keep_files", [False, True])

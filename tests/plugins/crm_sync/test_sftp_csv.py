@@ -255,6 +255,39 @@ def test_a_file_resent_after_a_later_delivery_is_applied_again(
 
 
 @pytest.mark.abuse
+def test_a_server_listing_its_inbox_empty_once_forgets_no_stuck_file(
+    sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync]
+) -> None:
+    """Round 22 A-F8: a server listing its inbox empty for one sync (its storage not mounted yet) made the node
+    forget every stuck file (archive rename refused); listed again, each was applied again, the older delivery
+    (named later) over the later one. One empty listing forgets nothing (forgotten once unlisted for FORGET_AFTER)."""
+    header = "cuenta;nombre;telefono1;saldo;moneda;accion\n"
+    inbox = sshd.jail / "inbox"
+    job = cycle(make_sync(), db, hooks)
+
+    def sync() -> tuple[int, tuple[str, Decimal]]:
+        run = job.run_once()
+        with db.session() as session:
+            ((status, balance),) = session.execute(select(Account.status, Account.balance)).all()
+        return len(run.failed), (status, balance)
+
+    (inbox / "imported").write_text("not a folder")  # the archive rename is refused: the files stay, stuck
+    deliver(sshd, "viejo.csv", header + "BCO-1;Ana Perez;3001234567;1250000;COP;asignar\n")
+    assert sync() == (1, ("active", Decimal("1250000.00")))  # imported, not archived
+    deliver(sshd, "nuevo.csv", header + "BCO-1;Ana Perez;3001234567;99;COP;asignar\n")  # a later delivery
+    assert sync() == (1, ("active", Decimal("99.00")))
+    assert sync() == (0, ("active", Decimal("99.00")))
+    away = sshd.jail / "unmounted"
+    away.mkdir()
+    for name in ("viejo.csv", "nuevo.csv"):
+        (inbox / name).rename(away / name)
+    assert sync() == (0, ("active", Decimal("99.00")))  # listed empty once
+    for name in ("viejo.csv", "nuevo.csv"):
+        (away / name).rename(inbox / name)
+    assert sync() == (0, ("active", Decimal("99.00")))  # neither fetched nor applied again
+
+
+@pytest.mark.abuse
 def test_a_file_whose_archive_was_refused_is_not_applied_again_after_a_later_delivery(
     sshd: Sshd, db: Database, hooks: Hooks, make_sync: Callable[..., SftpCsvSync], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -21,7 +21,14 @@ _COMPARE_CHUNK = 1 << 16
 def inbox_entries(inbox: Path, pattern: str, *set_aside: Path) -> Iterator[tuple[Path, bool]]:
     """Entries matching ``pattern`` in ``inbox`` by name, leaving out the folders ``set_aside`` (archive...),
     each with whether it is a regular file reached without a symlink (a symlink, FIFO, device, directory, or an
-    entry under a symlinked directory is not: it is never read)."""
+    entry under a symlinked directory is not: it is never read). An inbox that is not there lists nothing; one
+    that cannot be listed (no read right, an I/O error of a share) raises its OSError: pathlib's glob would list it
+    empty, and an empty listing is not a failure the sync reports."""
+    try:
+        with os.scandir(inbox) as listing:
+            next(listing, None)
+    except FileNotFoundError:
+        return
     real_inbox = inbox.resolve()
     folders = [folder.resolve() for folder in set_aside]
     for path in sorted(inbox.glob(pattern), key=lambda path: path.name):

@@ -94,7 +94,10 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
             ]
         if problems:
             return CheckResult(False, "; ".join(problems))
-        waiting = sum(1 for _ in self._waiting(retry=False))
+        try:
+            waiting = sum(1 for _ in self._waiting(retry=False))
+        except OSError as exc:  # the inbox cannot be listed (an ACL, a share's I/O error)
+            return CheckResult(False, f"inbox {inbox} cannot be listed: {exc.strerror or exc}")
         return CheckResult(True, f"inbox {inbox} readable, {waiting} file(s) waiting; outbox {outbox} writable")
 
     def delivers(self) -> DeliveryScope:
@@ -117,8 +120,10 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         updated, it is not fetched. So is, always, an imported (rejected) file its archive (rejected) folder refused
         (:meth:`acknowledge`): fetched again, it would be applied again after every later delivery; without
         ``keep_files`` its move is retried instead, and once moved it is forgotten. The files remembered so that
-        the inbox no longer lists are forgotten (all of them only while the inbox is a directory: an unmounted share
-        forgets nothing). A file not settled (``settle_seconds``: modified that long ago by the node's clock, or
+        the inbox has not listed for ``FORGET_AFTER`` (seven days) are forgotten: one empty listing (an unmounted
+        share's empty mount point) forgets nothing, and an inbox that is not there forgets nothing at all. An inbox
+        that cannot be listed (no read right, a share's I/O error) fails the fetch (the sync reports it), never
+        lists empty. A file not settled (``settle_seconds``: modified that long ago by the node's clock, or
         listed with the same size and mtime that long) may still be being written: it is left, unread, for a later
         fetch (``crm_sync.csv.settling`` once), never an error."""
         return self._waiting(retry=True)
