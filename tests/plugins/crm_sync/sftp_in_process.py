@@ -3,6 +3,7 @@ hostile servers the sshd peer cannot play (one trickling bytes, one never ending
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from datetime import UTC, datetime
@@ -85,6 +86,8 @@ class InProcessSftp:
         return adapter
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() under way: close() alone does not
         self.listener.close()
         for transport in self.transports:
             transport.close()

@@ -78,6 +78,7 @@ inbox = "inbox"
 outbox = "exports"
 creditor = "BANCO"
 portfolio = "TARJETAS"
+settle_seconds = 0  # the test drops its file and syncs at once
 """
 
 

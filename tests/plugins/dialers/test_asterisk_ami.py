@@ -359,6 +359,8 @@ class FakeAmi:
 
     def close(self) -> None:
         self._closed.set()
+        with suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes the accept() under way: close() alone does not
         self._server.close()
         for client in self._clients:
             with suppress(OSError):
@@ -1136,6 +1138,7 @@ inbox = "inbox"
 outbox = "exports"
 creditor = "BANCO"
 portfolio = "TARJETAS"
+settle_seconds = 0  # the test drops its file and syncs at once
 """
 
 
