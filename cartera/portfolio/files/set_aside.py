@@ -225,15 +225,8 @@ class SetAsideFiles:
         disk leaves the map as it was)."""
         with self._lock:
             db = self._connection()
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(db):
                 yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                raise
 
     def _find(self, db: sqlite3.Connection, source: str) -> SetAsideFile | None:
         row = db.execute("SELECT identity, sha256, kind FROM files WHERE source = ?", (source,)).fetchone()
@@ -274,16 +267,23 @@ class SetAsideFiles:
         lost, and nothing is forgotten before ``forget_after`` from the upgrade."""
         if _has_last_seen(db):
             return
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(db):
             if not _has_last_seen(db):  # another process may have added it meanwhile
                 db.execute(f"ALTER TABLE files ADD COLUMN last_seen REAL NOT NULL DEFAULT {float(self._clock())!r}")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-            raise
+
+
+@contextlib.contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """A transaction holding the database's write lock from its start, committed, or rolled back whole."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise
 
 
 def _has_last_seen(db: sqlite3.Connection) -> bool:

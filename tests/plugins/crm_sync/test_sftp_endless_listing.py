@@ -84,10 +84,8 @@ def fetch_in_thread(sync: SftpCsvSync) -> tuple[threading.Thread, list[BaseExcep
     return thread, raised
 
 
-def test_a_listing_that_never_ends_is_cut_by_the_deadline_and_names_the_folder(
-    tmp_path: Path, endless: EndlessServer
-) -> None:
-    sync = make_sync(tmp_path, endless, download_timeout_s=1)
+def fetch_failure(sync: SftpCsvSync) -> SftpError:
+    """What one fetch raised (it must end, within the guard), the adapter stopped after it."""
     try:
         thread, raised = fetch_in_thread(sync)
         thread.join(GUARD_S)
@@ -96,6 +94,14 @@ def test_a_listing_that_never_ends_is_cut_by_the_deadline_and_names_the_folder(
         sync.stop()
     (error,) = raised
     assert isinstance(error, SftpError)
+    return error
+
+
+def test_a_listing_that_never_ends_is_cut_by_the_deadline_and_names_the_folder(
+    tmp_path: Path, endless: EndlessServer
+) -> None:
+    sync = make_sync(tmp_path, endless, download_timeout_s=1)
+    error = fetch_failure(sync)
     assert "listing /inbox" in str(error)
     assert "cut after 1 s (download_timeout_s)" in str(error)
 
@@ -107,14 +113,7 @@ def test_a_listing_past_the_most_entries_fails_naming_the_folder(
     """A server sending names without end, fast: the memory the names take is bounded, not the time alone."""
     monkeypatch.setattr(sftp_client, "MAX_LISTED_ENTRIES", 200)
     sync = make_sync(tmp_path, endless, download_timeout_s=600)
-    try:
-        thread, raised = fetch_in_thread(sync)
-        thread.join(GUARD_S)
-        assert not thread.is_alive(), "the fetch is still listing"
-    finally:
-        sync.stop()
-    (error,) = raised
-    assert isinstance(error, SftpError)
+    error = fetch_failure(sync)
     assert "/inbox lists more than 200 entries" in str(error)
 
 
@@ -256,14 +255,9 @@ def test_a_listing_claiming_more_entries_than_its_bytes_hold_fails_as_malformed(
     server = CraftedServer(tmp_path, struct.pack(">I", count))
     sync = server.sync(tmp_path / "data", download_timeout_s=600)
     try:
-        thread, raised = fetch_in_thread(sync)
-        thread.join(GUARD_S)
-        assert not thread.is_alive(), "the fetch is still listing"
+        error = fetch_failure(sync)
     finally:
-        sync.stop()
         server.close()
-    (error,) = raised
-    assert isinstance(error, SftpError)
     assert "/inbox: malformed answer" in str(error)
     assert counted == [-1]
 
@@ -278,14 +272,9 @@ def test_a_listed_entry_claiming_more_extended_attributes_than_its_bytes_hold_fa
     server = CraftedServer(tmp_path, name)
     sync = server.sync(tmp_path / "data", download_timeout_s=600)
     try:
-        thread, raised = fetch_in_thread(sync)
-        thread.join(GUARD_S)
-        assert not thread.is_alive(), "the fetch is still listing"
+        error = fetch_failure(sync)
     finally:
-        sync.stop()
         server.close()
-    (error,) = raised
-    assert isinstance(error, SftpError)
     assert "/inbox: malformed answer" in str(error)
 
 
