@@ -90,11 +90,10 @@ from cartera.core.registry import AdapterCatalog, AdapterRegistry
 from cartera.portfolio.files.config import (
     DEFAULT_ACTIONS,
     DEFAULT_EXPORT_COLUMNS,
-    DEFAULT_MAX_FILE_BYTES,
     EXPORT_FIELDS,
     ColumnsConfig,
     CsvFormatConfig,
-    MaxFileBytes,
+    InboxFilesConfig,
 )
 from cartera.portfolio.files.names import is_keepable_name, shown_name
 from cartera.portfolio.files.reader import (
@@ -111,7 +110,7 @@ from cartera.portfolio.files.set_aside import (
     SetAsideKind,
     local_identity,
 )
-from cartera.portfolio.files.settle import DEFAULT_SETTLE_SECONDS, SettleSeconds, Settling
+from cartera.portfolio.files.settle import DEFAULT_SETTLE_SECONDS, Settling
 from cartera.portfolio.files.values import AmbiguousColumn, find_column, header_key
 from cartera.portfolio.files.writer import (
     activities_writer,
@@ -132,7 +131,6 @@ __all__ = [
     "CODE_PATTERN",
     "DEFAULT_ACTIONS",
     "DEFAULT_EXPORT_COLUMNS",
-    "DEFAULT_MAX_FILE_BYTES",
     "DEFAULT_SETTLE_SECONDS",
     "EXPORT_FIELDS",
     "GSM7",
@@ -180,10 +178,10 @@ __all__ = [
     "FileRejected",
     "FirstTime",
     "InboundSms",
+    "InboxFilesConfig",
     "IntegrityError",
     "InvalidPhone",
     "LineAppender",
-    "MaxFileBytes",
     "NotARegularFile",
     "ObjectLocked",
     "ObjectNotFound",
@@ -201,7 +199,6 @@ __all__ = [
     "SetAsideFiles",
     "SetAsideKind",
     "SettingError",
-    "SettleSeconds",
     "Settling",
     "SmsGateway",
     "SmsMessage",

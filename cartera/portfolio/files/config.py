@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Collection
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from cartera.core.adapters import PluginConfig
 from cartera.core.models import AssignmentAction
+from cartera.portfolio.files.settle import DEFAULT_SETTLE_SECONDS, SettleSeconds
 
 #: Action column values as creditors write them (compared ignoring case, accents and spaces).
 DEFAULT_ACTIONS: dict[str, AssignmentAction] = {
@@ -216,3 +217,15 @@ class CsvFormatConfig(PluginConfig):
     @classmethod
     def _single_byte(cls, value: str) -> str:
         return _allowed(value, LEGACY_ENCODINGS)
+
+
+class InboxFilesConfig(CsvFormatConfig):
+    """CSV files a creditor leaves in an inbox, local (``csv``) or on its server (``sftp_csv``): the folders that are
+    the site's alone (the archive and rejected folders may lie inside the inbox, their default place), how long a
+    file must stay unchanged before it is read, and the largest file read."""
+
+    exclusive_dirs: ClassVar[tuple[str, ...]] = ("inbox", "archive", "rejected", "outbox")
+    nested_dirs: ClassVar[dict[str, str]] = {"archive": "inbox", "rejected": "inbox"}
+
+    settle_seconds: SettleSeconds = DEFAULT_SETTLE_SECONDS
+    max_file_bytes: MaxFileBytes = DEFAULT_MAX_FILE_BYTES

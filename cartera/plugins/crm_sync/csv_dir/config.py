@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
 
 from pydantic import Field
 
 from cartera.plugin import (
-    DEFAULT_MAX_FILE_BYTES,
-    DEFAULT_SETTLE_SECONDS,
     ConfigPath,
-    CsvFormatConfig,
     FileMode,
-    MaxFileBytes,
-    SettleSeconds,
+    InboxFilesConfig,
     WritableDir,
 )
 
 
-class CsvDirConfig(CsvFormatConfig):
+class CsvDirConfig(InboxFilesConfig):
     """Assignment files arrive in ``inbox``; activity exports are written to ``outbox``."""
-
-    exclusive_dirs: ClassVar[tuple[str, ...]] = ("inbox", "archive", "rejected", "outbox")
-    nested_dirs: ClassVar[dict[str, str]] = {"archive": "inbox", "rejected": "inbox"}
 
     inbox: ConfigPath = Field(description="Directory where the creditor drops assignment files.")
     pattern: str = Field("*.csv", min_length=1, description="Glob of the assignment files in the inbox.")
@@ -41,8 +33,6 @@ class CsvDirConfig(CsvFormatConfig):
         description="Leave imported and rejected files in the inbox (their sha256 and file identity are "
         "remembered in the adapter's data directory so they are not fetched again) instead of moving them.",
     )
-    settle_seconds: SettleSeconds = DEFAULT_SETTLE_SECONDS
-    max_file_bytes: MaxFileBytes = DEFAULT_MAX_FILE_BYTES
     outbox: WritableDir = Field(description="Directory the activity exports are written to.")
     file_mode: FileMode = Field(
         0o600,

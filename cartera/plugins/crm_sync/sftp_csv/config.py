@@ -8,21 +8,15 @@ from typing import ClassVar
 from pydantic import Field, SecretStr, model_validator
 
 from cartera.plugin import (
-    DEFAULT_MAX_FILE_BYTES,
-    DEFAULT_SETTLE_SECONDS,
     ConfigPath,
-    CsvFormatConfig,
     FileMode,
-    MaxFileBytes,
-    SettleSeconds,
+    InboxFilesConfig,
 )
 
 
-class SftpCsvConfig(CsvFormatConfig):
+class SftpCsvConfig(InboxFilesConfig):
     """Assignment files wait in the remote ``inbox``; exports and rejection reports go to the remote ``outbox``."""
 
-    exclusive_dirs: ClassVar[tuple[str, ...]] = ("inbox", "archive", "rejected", "outbox")
-    nested_dirs: ClassVar[dict[str, str]] = {"archive": "inbox", "rejected": "inbox"}
     exclusive_server: ClassVar[tuple[str, ...]] = ("username", "host", "port")
 
     host: str = Field(min_length=1, description="The creditor's SFTP server (name or address).")
@@ -50,7 +44,6 @@ class SftpCsvConfig(CsvFormatConfig):
         "uploaded (created if missing); unset: INBOX/rejected.",
     )
     outbox: str = Field(min_length=1, description="Remote directory exports and rejection reports are uploaded to.")
-    settle_seconds: SettleSeconds = DEFAULT_SETTLE_SECONDS
     file_mode: FileMode = Field(
         0o600,
         description='Mode of the uploaded exports and rejection reports, octal text ("0640": readable by the '
@@ -67,7 +60,6 @@ class SftpCsvConfig(CsvFormatConfig):
         "other operation fails the fetch or export naming it), so it never holds the sync, nor the node's stop, "
         "longer than this.",
     )
-    max_file_bytes: MaxFileBytes = DEFAULT_MAX_FILE_BYTES
 
     @model_validator(mode="after")
     def _some_login(self) -> SftpCsvConfig:
