@@ -534,16 +534,22 @@ def test_keep_files_remembers_acknowledged_content(tmp_path: Path) -> None:
     assert SetAsideFiles(tmp_path / "data" / SET_ASIDE_FILE, logging.getLogger()).sources() == {}  # changed
 
 
-def test_files_set_aside_are_forgotten_once_gone_from_the_inbox_and_never_while_there(tmp_path: Path) -> None:
-    """The memory of files kept in the inbox is bounded by the inbox, not by age: a file still there is never
-    forgotten (fetched again it would be applied again after a later delivery), one gone is."""
+def kept_in_the_inbox(tmp_path: Path, *names: str) -> tuple[Path, CsvDirSync]:
+    """An inbox holding ``names``, each imported and kept there (``keep_files``), and its adapter."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     sync = make_sync(tmp_path, keep_files=True)
-    for name in ("a.csv", "b.csv"):
+    for name in names:
         shutil.copy(FIXTURES / "plain_comma.csv", inbox / name)
     for batch in list(sync.fetch()):
         sync.acknowledge(batch)
+    return inbox, sync
+
+
+def test_files_set_aside_are_forgotten_once_gone_from_the_inbox_and_never_while_there(tmp_path: Path) -> None:
+    """The memory of files kept in the inbox is bounded by the inbox: a file still there is never forgotten
+    (fetched again it would be applied again after a later delivery), one gone for FORGET_AFTER is."""
+    inbox, sync = kept_in_the_inbox(tmp_path, "a.csv", "b.csv")
     (inbox / "wrong.csv").write_text(WRONG_HEADER, encoding="utf-8")
     (rejected,) = sync.fetch()
     sync.reject(rejected)
@@ -575,13 +581,7 @@ def test_one_empty_listing_of_the_inbox_forgets_no_kept_file(tmp_path: Path) -> 
     """Round 22 A-F8: the inbox being a share's mount point, unmounted for one sync (an empty directory), forgot
     every kept file; mounted again, each was fetched (and applied over later deliveries) again. Gone for longer
     than FORGET_AFTER, a file is forgotten."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    sync = make_sync(tmp_path, keep_files=True)
-    for name in ("a.csv", "b.csv"):
-        shutil.copy(FIXTURES / "plain_comma.csv", inbox / name)
-    for batch in list(sync.fetch()):
-        sync.acknowledge(batch)
+    inbox, sync = kept_in_the_inbox(tmp_path, "a.csv", "b.csv")
     inbox.rename(tmp_path / "share")
     inbox.mkdir()  # the share unmounted: its empty mount point
     assert list(sync.fetch()) == []

@@ -97,6 +97,16 @@ def fetch_failure(sync: SftpCsvSync) -> SftpError:
     return error
 
 
+def stop_while_fetching(sync: SftpCsvSync, fetching: threading.Thread) -> None:
+    """``sync.stop()`` while ``fetching`` waits on the server: the stop returns, and the fetch ends with it."""
+    stopper = threading.Thread(target=sync.stop, daemon=True)
+    stopper.start()
+    stopper.join(GUARD_S)
+    assert not stopper.is_alive(), "stop() waits for the server"
+    fetching.join(GUARD_S)
+    assert not fetching.is_alive(), "the fetch still waits on the server after stop()"
+
+
 def test_a_listing_that_never_ends_is_cut_by_the_deadline_and_names_the_folder(
     tmp_path: Path, endless: EndlessServer
 ) -> None:
@@ -121,12 +131,7 @@ def test_stop_closes_the_session_while_a_listing_holds_it(tmp_path: Path, endles
     sync = make_sync(tmp_path, endless, download_timeout_s=3600)
     thread, raised = fetch_in_thread(sync)
     assert endless.listing.wait(GUARD_S)
-    stopper = threading.Thread(target=sync.stop, daemon=True)
-    stopper.start()
-    stopper.join(GUARD_S)
-    assert not stopper.is_alive(), "stop() waits for the listing"
-    thread.join(GUARD_S)
-    assert not thread.is_alive(), "the fetch is still listing after stop()"
+    stop_while_fetching(sync, thread)
     (error,) = raised
     assert isinstance(error, SftpError)
 
@@ -155,13 +160,8 @@ def test_a_server_that_never_answers_the_sftp_init_is_cut_and_stop_returns(tmp_p
         (error,) = raised
         assert isinstance(error, SftpError)
         assert "listing /inbox" in str(error)
-        thread, raised = fetch_in_thread(sync)  # and a stop while it waits returns, ending the wait
-        stopper = threading.Thread(target=sync.stop, daemon=True)
-        stopper.start()
-        stopper.join(GUARD_S)
-        assert not stopper.is_alive(), "stop() waits for the session being opened"
-        thread.join(GUARD_S)
-        assert not thread.is_alive(), "the fetch still waits after stop()"
+        thread, _ = fetch_in_thread(sync)  # and a stop while it waits returns, ending the wait
+        stop_while_fetching(sync, thread)
     finally:
         ended.set()
         server.close()
