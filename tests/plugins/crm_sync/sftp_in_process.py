@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,3 +93,43 @@ class InProcessSftp:
         for transport in self.transports:
             transport.close()
         self.thread.join(5)
+
+
+def files_folder(
+    files: Mapping[str, bytes], read: Callable[[str, int, int], bytes] | None = None
+) -> type[paramiko.SFTPServerInterface]:
+    """A folder (any path) listing ``files`` by name, each its bytes' size, read as they are or as ``read(name,
+    offset, length)`` answers (a server sending slowly)."""
+
+    def attributes(name: str) -> paramiko.SFTPAttributes:
+        found = paramiko.SFTPAttributes()
+        found.filename, found.st_size, found.st_mode = name, len(files[name]), 0o100644
+        found.st_mtime = found.st_atime = 1_700_000_000
+        return found
+
+    class Handle(paramiko.SFTPHandle):
+        name = ""
+
+        def read(self, offset: int, length: int) -> bytes:
+            if read is not None:
+                return read(self.name, offset, length)
+            return files[self.name][offset : offset + length]
+
+        def stat(self) -> paramiko.SFTPAttributes:
+            return attributes(self.name)
+
+    class Folder(paramiko.SFTPServerInterface):
+        def list_folder(self, path: str) -> list[paramiko.SFTPAttributes]:
+            return [attributes(name) for name in files]
+
+        def stat(self, path: str) -> paramiko.SFTPAttributes:
+            return attributes(path.rsplit("/", 1)[-1])
+
+        lstat = stat
+
+        def open(self, path: str, flags: int, attr: paramiko.SFTPAttributes) -> Handle:
+            handle = Handle(flags)
+            handle.name = path.rsplit("/", 1)[-1]
+            return handle
+
+    return Folder

@@ -36,7 +36,7 @@ from cartera.portfolio.export import ActivityExporter
 from cartera.portfolio.importer import AssignmentImporter
 from cartera.portfolio.sync import CreditorSync
 from tests.peers.sshd import Sshd, running_sshd
-from tests.plugins.crm_sync.sftp_in_process import InProcessSftp
+from tests.plugins.crm_sync.sftp_in_process import InProcessSftp, files_folder
 from tests.plugins.crm_sync.test_csv_dir import GOOD_DELIVERY, WRONG_HEADER
 
 pytestmark = pytest.mark.sftp
@@ -761,50 +761,23 @@ def test_a_name_that_is_not_utf8_is_skipped_with_one_warning_and_the_other_folde
     assert (sshd.jail / "outbox" / "good.rechazos.csv").exists()
 
 
+GOOD_FILE = b"cuenta;nombre;telefono1;saldo\nT-1;Ana;3001234567;1000\n"
+
+
 class _TrickleServer(InProcessSftp):
     """An SFTP server (paramiko, in this process) whose inbox holds ``a-slow.csv``, sent one byte per read every
     0.2 s (each read well within ``timeout_s``), and ``b-good.csv``, sent at once."""
 
-    GOOD = b"cuenta;nombre;telefono1;saldo\nT-1;Ana;3001234567;1000\n"
-
     def __init__(self, tmp_path: Path) -> None:
-        import paramiko
+        files = {"a-slow.csv": b"c" * 100, "b-good.csv": GOOD_FILE}
 
-        good = self.GOOD
+        def read(name: str, offset: int, length: int) -> bytes:
+            if "slow" not in name:
+                return files[name][offset : offset + length]
+            time.sleep(0.2)
+            return b"c" if offset < 100 else b""
 
-        def attributes(name: str) -> paramiko.SFTPAttributes:
-            found = paramiko.SFTPAttributes()
-            found.filename, found.st_size, found.st_mode = name, 100 if "slow" in name else len(good), 0o100644
-            found.st_mtime = found.st_atime = 1_700_000_000
-            return found
-
-        class Handle(paramiko.SFTPHandle):
-            name = ""
-
-            def read(self, offset: int, length: int) -> bytes:
-                if "slow" not in self.name:
-                    return good[offset : offset + length]
-                time.sleep(0.2)
-                return b"c" if offset < 100 else b""
-
-            def stat(self) -> paramiko.SFTPAttributes:
-                return attributes(self.name)
-
-        class Folder(paramiko.SFTPServerInterface):
-            def list_folder(self, path: str) -> list[paramiko.SFTPAttributes]:
-                return [attributes("a-slow.csv"), attributes("b-good.csv")]
-
-            def stat(self, path: str) -> paramiko.SFTPAttributes:
-                return attributes(path.rsplit("/", 1)[-1])
-
-            lstat = stat
-
-            def open(self, path: str, flags: int, attr: paramiko.SFTPAttributes) -> Handle:
-                handle = Handle(flags)
-                handle.name = path.rsplit("/", 1)[-1]
-                return handle
-
-        super().__init__(tmp_path, Folder)
+        super().__init__(tmp_path, files_folder(files, read))
 
 
 @pytest.mark.abuse
@@ -839,40 +812,8 @@ def test_a_listed_name_holding_a_nul_is_skipped_and_the_other_files_load(
 ) -> None:
     """Round 22 A-F5: a hostile server listing ``a\\x00b.csv`` (valid UTF-8, no file system's) ended every fetch
     with ``ValueError: embedded null byte`` once downloaded, so the files after it never loaded."""
-    import paramiko
-
-    good = _TrickleServer.GOOD
-    files = {"a\x00b.csv": good, "good.csv": good}
-
-    def attributes(name: str) -> paramiko.SFTPAttributes:
-        found = paramiko.SFTPAttributes()
-        found.filename, found.st_size, found.st_mode, found.st_mtime = name, len(files[name]), 0o100644, 1_700_000_000
-        return found
-
-    class Handle(paramiko.SFTPHandle):
-        name = ""
-
-        def read(self, offset: int, length: int) -> bytes:
-            return files[self.name][offset : offset + length]
-
-        def stat(self) -> paramiko.SFTPAttributes:
-            return attributes(self.name)
-
-    class Folder(paramiko.SFTPServerInterface):
-        def list_folder(self, path: str) -> list[paramiko.SFTPAttributes]:
-            return [attributes(name) for name in files]
-
-        def stat(self, path: str) -> paramiko.SFTPAttributes:
-            return attributes(path.rsplit("/", 1)[-1])
-
-        lstat = stat
-
-        def open(self, path: str, flags: int, attr: paramiko.SFTPAttributes) -> Handle:
-            handle = Handle(flags)
-            handle.name = path.rsplit("/", 1)[-1]
-            return handle
-
-    server = InProcessSftp(tmp_path, Folder)
+    files = {"a\x00b.csv": GOOD_FILE, "good.csv": GOOD_FILE}
+    server = InProcessSftp(tmp_path, files_folder(files))
     sync = server.sync(tmp_path / "data")
     caplog.set_level(logging.WARNING)
     try:
