@@ -54,6 +54,7 @@ from cartera.core.errors import (
 from cartera.core.hookspecs import hookimpl
 from cartera.core.logs import FirstTime, event
 from cartera.core.models import (
+    AGENT_MAX,
     AMOUNT_DECIMAL_PLACES,
     AMOUNT_MAX_DIGITS,
     PAYMENT_REF_MAX,
@@ -125,6 +126,7 @@ from cartera.web.health import local_request
 from cartera.web.nul_guard import decodes_query
 
 __all__ = [
+    "AGENT_MAX",
     "AMOUNT_DECIMAL_PLACES",
     "AMOUNT_MAX_DIGITS",
     "CHUNK_SIZE",

@@ -53,6 +53,7 @@ from sqlalchemy.sql.expression import ColumnElement, TableClause
 from sqlalchemy.types import NullType, TypeEngine
 
 from cartera.plugin import (
+    AGENT_MAX,
     AMOUNT_DECIMAL_PLACES,
     AMOUNT_MAX_DIGITS,
     PAYMENT_REF_MAX,
@@ -302,11 +303,10 @@ def _call_problem(kind: TypeEngine[Any]) -> str | None:
 
 #: The longest text of each text field of an activity: its kind, a creditor's or portfolio code and an account
 #: reference (``CODE_PATTERN``: 64 characters), a phone, an outcome (a payment's reference, whole) and an agent
-#: as the node's store keeps them, a call's number (a bigint's digits and sign).
+#: (:data:`AGENT_MAX`) as the node's store keeps them, a call's number (a bigint's digits and sign).
 _KIND_CHARS = max(len(kind.value) for kind in ActivityKind)
 _CODE_CHARS = 64
 _PHONE_CHARS = 20
-_AGENT_CHARS = 64
 _CALL_CHARS = 20
 
 
@@ -343,7 +343,7 @@ EXPECTED_COLUMNS: dict[str, _Expected] = {
         "more), or text",
     ),
     "due_date": _Expected(_date_problem, "use date (or timestamp), or text"),
-    "agent": _text_field("an agent", _AGENT_CHARS, "agente-07"),
+    "agent": _text_field("an agent", AGENT_MAX, "agente-07"),
     "attempt": _Expected(_call_problem, "use bigint, or text"),
 }
 
