@@ -47,11 +47,12 @@ def file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "a device")
 
 
-def open_regular(path: Path) -> BinaryIO:
-    """``path`` opened for reading if it is a regular file: a symlink is not followed, and a FIFO or device
-    neither blocks nor is read (:class:`NotARegularFile` says what it is)."""
+def open_regular(path: Path, *, dir_fd: int | None = None) -> BinaryIO:
+    """``path`` (relative to the directory ``dir_fd``, if given) opened for reading if it is a regular file: a
+    symlink is not followed, and a FIFO or device neither blocks nor is read (:class:`NotARegularFile` says what
+    it is)."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise NotARegularFile(errno.ELOOP, "a symbolic link, not followed") from None

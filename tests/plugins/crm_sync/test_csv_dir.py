@@ -28,7 +28,6 @@ from sqlalchemy import func, select, update
 from cartera.contact.phones import InvalidPhone, normalize
 from cartera.core.adapters import CrmSync
 from cartera.core.clock import SimulatedClock
-from cartera.core.durable import open_regular
 from cartera.core.hooks import Hooks
 from cartera.core.models import (
     Activity,
@@ -47,6 +46,7 @@ from cartera.core.store.schema import Account, ImportBatch
 from cartera.core.testing.context import CapturingContext
 from cartera.core.testing.crm_sync import CrmSyncConformance, Delivery, RejectedDelivery
 from cartera.plugins.crm_sync.csv_dir import plugin as csv_dir_plugin
+from cartera.plugins.crm_sync.csv_dir.client import open_entry
 from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
 from cartera.plugins.crm_sync.csv_dir.plugin import CsvDirSync, cartera_register_crm_syncs
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
@@ -880,6 +880,89 @@ def test_a_file_swapped_for_a_symlink_after_listing_is_not_followed(sync: CsvDir
     assert not sync.config.rejected_dir.exists()
 
 
+def two_creditors(tmp_path: Path) -> tuple[CsvDirSync, Path, Path]:
+    """Creditor B's csv adapter on sub-folders (``*/*.csv``), its inbox holding ``d1/a.csv`` and ``d2/x.csv``, and
+    creditor A's inbox (on the same file system) holding A's own ``x.csv``."""
+    other_inbox = tmp_path / "otro-inbox"
+    other_inbox.mkdir()
+    (other_inbox / "x.csv").write_text("cuenta,nombre,telefono1,saldo\nA-SECRET-1,Deudor de A,3001112233,777000\n")
+    sync = make_sync(tmp_path, pattern="*/*.csv")
+    inbox = sync.config.inbox
+    for folder in ("d1", "d2"):
+        (inbox / folder).mkdir(parents=True)
+    shutil.copy(FIXTURES / "plain_comma.csv", inbox / "d1" / "a.csv")
+    (inbox / "d2" / "x.csv").write_text("cuenta,nombre,telefono1,saldo\nB-2,Propio,3009998878,1000\n")
+    sync.start()
+    return sync, inbox, other_inbox
+
+
+def swap_for_symlink(folder: Path, target: Path) -> None:
+    """What creditor B does over its login: its sub-folder moved away, a symlink to ``target`` in its place."""
+    folder.rename(folder.with_name(f"{folder.name}.old"))
+    folder.symlink_to(target, target_is_directory=True)
+
+
+@pytest.mark.abuse
+def test_a_sub_folder_swapped_for_a_symlink_after_listing_is_not_read_through(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Round 23 A-F9: with a sub-folder pattern, the listing checked each entry once; the read opened the path
+    with O_NOFOLLOW on its last name only, so a sub-folder the creditor swapped for a symlink to another creditor's
+    inbox while an earlier entry was imported was followed, and the other creditor's file imported as this one's
+    delivery. Every folder between the inbox and the file is now opened without following a symlink."""
+    sync, inbox, other_inbox = two_creditors(tmp_path)
+    caplog.set_level(logging.WARNING)
+    fetch = sync.fetch()
+    first = next(fetch)  # the listing is made: d1/a.csv is being imported
+    assert first.source == str(inbox / "d1" / "a.csv")
+    swap_for_symlink(inbox / "d2", other_inbox)
+    rest = list(fetch)
+    assert [batch.source for batch in rest] == []
+    assert "A-SECRET-1" not in caplog.text
+    unreadable = [record for record in caplog.records if record.getMessage() == "crm_sync.csv.file_unreadable"]
+    assert [record.fields["file"] for record in unreadable] == [str(inbox / "d2" / "x.csv")]  # type: ignore[attr-defined]
+    sync.acknowledge(first)
+    assert [path.name for path in other_inbox.iterdir()] == ["x.csv"]
+
+
+@pytest.mark.abuse
+def test_a_sub_folder_swapped_for_a_symlink_before_the_archive_move_moves_nothing_through_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Round 23 A-F9, the move: between the check that the imported file is unchanged and its rename into the
+    archive, creditor B swapped the file's sub-folder for a symlink to creditor A's inbox; the rename went through
+    it and moved A's file (of the same name) into B's archive, out of A's inbox. The file's folder is now opened
+    from the inbox without following a symlink and the rename made from it: nothing is moved, B's file stays (one
+    warning), remembered, and is archived once its folder is back."""
+    sync, inbox, other_inbox = two_creditors(tmp_path)
+    (inbox / "d1" / "a.csv").unlink()
+    (batch,) = sync.fetch()
+    assert batch.source == str(inbox / "d2" / "x.csv")
+    list(batch.items)
+    checked = sync._unchanged
+
+    def swapped_after_the_check(*args: Any) -> Path | None:
+        path = checked(*args)
+        swap_for_symlink(inbox / "d2", other_inbox)
+        return path
+
+    monkeypatch.setattr(sync, "_unchanged", swapped_after_the_check)
+    caplog.set_level(logging.WARNING)
+    sync.acknowledge(batch)
+    monkeypatch.undo()
+    assert [path.name for path in other_inbox.iterdir()] == ["x.csv"]
+    assert "A-SECRET-1" in (other_inbox / "x.csv").read_text()
+    assert not sync.config.archive_dir.exists() or list(sync.config.archive_dir.iterdir()) == []
+    assert [path.name for path in (inbox / "d2.old").iterdir()] == ["x.csv"]
+    refused = [record for record in caplog.records if record.getMessage() == "crm_sync.csv.folder_refused"]
+    assert [record.fields["folder"] for record in refused] == [str(inbox / "d2")]  # type: ignore[attr-defined]
+    (inbox / "d2").unlink()
+    (inbox / "d2.old").rename(inbox / "d2")
+    assert list(sync.fetch()) == []  # remembered: moved again, not read again
+    assert [path.name for path in sync.config.archive_dir.iterdir()] == ["x.csv"]
+    assert [path.name for path in other_inbox.iterdir()] == ["x.csv"]
+
+
 @pytest.mark.abuse
 def test_a_hard_link_in_the_inbox_is_never_read_nor_quoted(
     sync: CsvDirSync, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -1013,12 +1096,12 @@ def test_a_synced_delivery_is_read_and_hashed_once(
         def hexdigest(self) -> str:
             return self.digest.hexdigest()
 
-    def counted_open(path: Path) -> BinaryIO:
-        stream = open_regular(path)
+    def counted_open(path: Path, inbox: Path) -> BinaryIO:
+        stream = open_entry(path, inbox)
         assert isinstance(stream, io.BufferedReader)
         return CountedReads(stream.detach(), read)
 
-    monkeypatch.setattr(csv_dir_plugin, "open_regular", counted_open)
+    monkeypatch.setattr(csv_dir_plugin, "open_entry", counted_open)
     monkeypatch.setattr(reader_module, "hashlib", SimpleNamespace(sha256=CountedHash))
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -1161,12 +1244,12 @@ def test_a_file_that_cannot_be_opened_is_skipped_with_one_warning_and_the_others
     locked.write_text("cuenta;nombre;telefono1;saldo\nU-1;Ana;3001234567;1000\n", encoding="utf-8")
     (inbox / "b-good.csv").write_text("cuenta;nombre;telefono1;saldo\nB-1;Ana;3001234567;1000\n", encoding="utf-8")
 
-    def refusing_open(path: Path) -> BinaryIO:
+    def refusing_open(path: Path, inbox: Path) -> BinaryIO:
         if path == locked:
             raise PermissionError(13, "Permission denied", str(path))
-        return open_regular(path)
+        return open_entry(path, inbox)
 
-    monkeypatch.setattr(csv_dir_plugin, "open_regular", refusing_open)
+    monkeypatch.setattr(csv_dir_plugin, "open_entry", refusing_open)
     sync = make_sync(tmp_path)
     sync.start()
     db = Database(f"sqlite:///{tmp_path / 'store.db'}")
@@ -1347,12 +1430,12 @@ def counted_sync(
 ) -> tuple[CsvDirSync, CreditorSync, Database]:
     """A csv sync job whose every open of an inbox file counts the bytes read from it, by file name."""
 
-    def counted_open(path: Path) -> BinaryIO:
-        stream = open_regular(path)
+    def counted_open(path: Path, inbox: Path) -> BinaryIO:
+        stream = open_entry(path, inbox)
         assert isinstance(stream, io.BufferedReader)
         return CountedReads(stream.detach(), read.setdefault(path.name, []))
 
-    monkeypatch.setattr(csv_dir_plugin, "open_regular", counted_open)
+    monkeypatch.setattr(csv_dir_plugin, "open_entry", counted_open)
     sync = make_sync(tmp_path, **settings)
     sync.start()
     db = Database(f"sqlite:///{tmp_path / 'store.db'}")
@@ -1438,13 +1521,13 @@ def test_a_file_growing_past_max_file_bytes_while_read_is_read_no_further(
                 os.truncate(path, 64 << 20)
             return super().read(size)
 
-    def growing_open(opened: Path) -> BinaryIO:
-        stream = open_regular(opened)
+    def growing_open(opened: Path, inbox: Path) -> BinaryIO:
+        stream = open_entry(opened, inbox)
         assert isinstance(stream, io.BufferedReader)
         return GrowingReads(stream.detach(), read.setdefault(opened.name, []))
 
     sync, job, db = counted_sync(tmp_path, hooks, monkeypatch, read, max_file_bytes=limit)
-    monkeypatch.setattr(csv_dir_plugin, "open_regular", growing_open)
+    monkeypatch.setattr(csv_dir_plugin, "open_entry", growing_open)
     try:
         first = job.run_once()
         second = job.run_once()

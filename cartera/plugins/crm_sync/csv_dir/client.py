@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 from cartera.plugin import fsync_dir, open_regular
 
@@ -21,9 +21,10 @@ _COMPARE_CHUNK = 1 << 16
 def inbox_entries(inbox: Path, pattern: str, *set_aside: Path) -> Iterator[tuple[Path, bool]]:
     """Entries matching ``pattern`` in ``inbox`` by name, leaving out the folders ``set_aside`` (archive...),
     each with whether it is a regular file reached without a symlink (a symlink, FIFO, device, directory, or an
-    entry under a symlinked directory is not: it is never read). An inbox that is not there lists nothing; one
-    that cannot be listed (no read right, an I/O error of a share) raises its OSError: pathlib's glob would list it
-    empty, and an empty listing is not a failure the sync reports."""
+    entry under a symlinked directory is not: it is never read). That holds at listing time only: the file is
+    opened with :func:`open_entry` and moved with :func:`move_into`, which follow no symlink either. An inbox
+    that is not there lists nothing; one that cannot be listed (no read right, an I/O error of a share) raises
+    its OSError: pathlib's glob would list it empty, and an empty listing is not a failure the sync reports."""
     try:
         with os.scandir(inbox) as listing:
             next(listing, None)
@@ -45,28 +46,51 @@ def _regular(path: Path) -> bool:
 
 
 class FolderIsASymlink(OSError):
-    """A folder inside the creditor's inbox (``imported``, ``rejected``) is a symlink: never moved through."""
+    """A folder inside the creditor's inbox (``imported``, ``rejected``, a sub-folder holding a file) is a symlink
+    (or not a folder): never read nor moved through; its path is the exception's ``filename``."""
+
+
+def open_entry(path: Path, inbox: Path) -> BinaryIO:
+    """The inbox entry ``path`` opened as :func:`open_regular` opens a file, reached from ``inbox`` one folder at a
+    time, never through a symlink (:class:`FolderIsASymlink`): a sub-folder the creditor swaps for a symlink to
+    another creditor's inbox after the listing is not followed."""
+    descriptor = _entry_folder(path, inbox, "read")
+    try:
+        return open_regular(Path(path.name), dir_fd=descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def move_into(path: Path, folder: Path, now: datetime, *, inbox: Path) -> Path:
-    """Move ``path`` into ``folder`` with one rename, both directories synced; a name already there is kept
-    and the file gets a UTC timestamp suffix instead. ``folder`` is created as needed; the part of it inside
-    ``inbox`` (where the creditor writes) is opened one level at a time and never through a symlink, so a
-    creditor cannot send its file into another creditor's inbox (:class:`FolderIsASymlink`)."""
-    descriptor = _open_folder(folder, inbox)
+    """Move the inbox entry ``path`` into ``folder`` with one rename, both directories synced; a name already
+    there is kept and the file gets a UTC timestamp suffix instead. ``folder`` is created as needed; the folders
+    inside ``inbox`` (where the creditor writes), both those leading to ``path`` and the part of ``folder`` there,
+    are opened one level at a time and never through a symlink, so a creditor can neither send its file into
+    another creditor's inbox nor have another creditor's file moved out of it (:class:`FolderIsASymlink`)."""
+    source = _entry_folder(path, inbox, "moved")
     try:
-        stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-        name = path.name
-        for counter in itertools.count():
-            if not _taken(name, descriptor):
-                break
-            name = f"{path.stem}-{stamp}{f'-{counter}' if counter else ''}{path.suffix}"
-        os.replace(path, name, dst_dir_fd=descriptor)
-        os.fsync(descriptor)
+        descriptor = _open_folder(folder, inbox)
+        try:
+            stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+            name = path.name
+            for counter in itertools.count():
+                if not _taken(name, descriptor):
+                    break
+                name = f"{path.stem}-{stamp}{f'-{counter}' if counter else ''}{path.suffix}"
+            os.replace(path.name, name, src_dir_fd=source, dst_dir_fd=descriptor)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.fsync(source)
     finally:
-        os.close(descriptor)
-    fsync_dir(path.parent)
+        os.close(source)
     return folder / name
+
+
+def _entry_folder(path: Path, inbox: Path, done: str) -> int:
+    """A descriptor of the folder holding the inbox entry ``path`` (listed under ``inbox``): the inbox as
+    configured, then each sub-folder between it and ``path`` opened with O_NOFOLLOW."""
+    return _descend(inbox, path.relative_to(inbox).parts[:-1], create=False, done=done)
 
 
 def _open_folder(folder: Path, inbox: Path) -> int:
@@ -75,15 +99,28 @@ def _open_folder(folder: Path, inbox: Path) -> int:
     if not folder.is_relative_to(inbox):  # the operator's own folder, as configured
         folder.mkdir(parents=True, exist_ok=True)
         return os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    descriptor = os.open(inbox, os.O_RDONLY | os.O_DIRECTORY)
-    for part in folder.relative_to(inbox).parts:
+    return _descend(inbox, folder.relative_to(inbox).parts, create=True, done="moved")
+
+
+def _descend(inbox: Path, parts: tuple[str, ...], *, create: bool, done: str) -> int:
+    """A descriptor of ``inbox``'s folder ``parts``, each level opened from the one before with O_NOFOLLOW (and
+    created first, if ``create``): a symlink (or a non-folder, or ``..``) at any level is
+    :class:`FolderIsASymlink`, nothing ``done`` through it."""
+    descriptor = os.open(inbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    level = inbox
+    for part in parts:
+        level /= part
         try:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(part, dir_fd=descriptor)
-            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
+            if part == os.pardir:
+                raise FolderIsASymlink(errno.EXDEV, f"outside the inbox: not {done} through", str(level))
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, dir_fd=descriptor)
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=descriptor)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise FolderIsASymlink(exc.errno, "a symbolic link or not a directory: not moved through") from None
+                message = f"a symbolic link or not a directory: not {done} through"
+                raise FolderIsASymlink(exc.errno, message, str(level)) from None
             raise
         finally:
             os.close(descriptor)

@@ -38,7 +38,6 @@ from cartera.plugin import (
     hookimpl,
     is_keepable_name,
     local_identity,
-    open_regular,
     read_identity,
     read_local,
     rejection_names,
@@ -46,7 +45,7 @@ from cartera.plugin import (
     shown_name,
     write_atomically,
 )
-from cartera.plugins.crm_sync.csv_dir.client import FolderIsASymlink, inbox_entries, move_into, write_new
+from cartera.plugins.crm_sync.csv_dir.client import FolderIsASymlink, inbox_entries, move_into, open_entry, write_new
 from cartera.plugins.crm_sync.csv_dir.config import CsvDirConfig
 
 
@@ -218,13 +217,14 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
 
     def _read_inbox(self, path: Path) -> AssignmentBatch:
         """An inbox file as a batch, opened (on every pass) only while it is a regular file with one name, never
-        through a symlink swapped in after the listing, nor a hard link to a file elsewhere (the creditor's
+        through a symlink swapped in after the listing (for the file or any sub-folder leading to it: another
+        creditor's inbox), nor a hard link to a file elsewhere (the creditor's
         account could link a file of the node's it cannot read: a rejection report would quote its first line)."""
         source = str(path)
 
         def opener() -> BinaryIO:
             try:
-                stream = open_regular(path)
+                stream = open_entry(path, self.config.inbox)
             except OSError as exc:
                 raise FileRejected(source, f"cannot read: {exc.strerror or exc}") from None
             if (names := os.fstat(stream.fileno()).st_nlink) > 1:
@@ -264,19 +264,20 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
 
     def _move(self, path: Path, folder: Path, *, quiet: bool = False) -> Path | None:
         """``path`` moved into ``folder``; a folder the creditor made a symlink (into another creditor's inbox,
-        say) is never moved through: the file stays in the inbox (one warning; :meth:`acknowledge` remembers it).
-        So does a file the folder refuses for any other reason (another filesystem, not writable, missing and
-        not creatable): ``crm_sync.csv.archive_failed`` each time (unless ``quiet``), and :meth:`acknowledge`
-        remembers it."""
+        say), ``folder`` or a sub-folder of the inbox holding ``path``, is never moved through: the file stays in
+        the inbox (one warning; :meth:`acknowledge` remembers it). So does a file the folder refuses for any other
+        reason (another filesystem, not writable, missing and not creatable): ``crm_sync.csv.archive_failed`` each
+        time (unless ``quiet``), and :meth:`acknowledge` remembers it."""
         try:
             return move_into(path, folder, self.context.clock.now(), inbox=self.config.inbox)
-        except FolderIsASymlink as exc:
-            if self._first_skip(folder):
+        except FolderIsASymlink as exc:  # the folder, or one leading to the file (swapped after it was read)
+            refused = Path(exc.filename) if exc.filename else folder
+            if self._first_skip(refused):
                 event(
                     self.context.log,
                     "crm_sync.csv.folder_refused",
                     logging.WARNING,
-                    folder=str(folder),
+                    folder=str(refused),
                     why=exc.strerror,
                 )
             return None
