@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import CITEXT
 
 from cartera.core.models import Activity, ActivityKind
 from cartera.plugin import DEFAULT_EXPORT_COLUMNS, EXPORT_FIELDS
@@ -284,3 +285,99 @@ def test_a_domain_whose_base_type_would_change_what_it_receives_fails_check_nami
     retyped(creditor_db, column, "crm.d", *domains)
     detail = refused(make_sync(tmp_path, postgres_url), column)
     assert shown in detail, detail
+
+
+@pytest.mark.parametrize(
+    ("column", "kind", "domains", "shown"),
+    [
+        ("cuenta", "name", (), "the account_ref column 'cuenta' is name, which holds 63 bytes only"),
+        ("acreedor", "name", (), "the creditor column 'acreedor' is name, which holds 63 bytes only"),
+        ("resultado", "name", (), "the outcome column 'resultado' is name, which holds 63 bytes only"),
+        ("agente", "name", (), "the agent column 'agente' is name, which holds 63 bytes only"),
+        ("tipo", '"char"', (), "the kind column 'tipo' is \"char\", which holds 1 byte only"),
+        ("telefono", '"char"', (), "holds 1 byte only"),
+        ("fecha_hora", '"char"', (), "holds 1 byte only"),
+        ("fecha_compromiso", '"char"', (), "holds 1 byte only"),
+        ("monto", '"char"', (), "the amount column 'monto' is \"char\", which holds 1 byte only"),
+        ("cuenta", "crm.d", ("crm.d AS name",), "is domain crm.d over name, which holds 63 bytes only"),
+        ("tipo", "crm.d", ('crm.d AS "char"',), 'is domain crm.d over "char", which holds 1 byte only'),
+    ],
+)
+def test_a_name_or_char_column_that_would_cut_what_it_receives_fails_check_and_export_naming_its_type(  # noqa: PLR0917 (fixtures and parameters)
+    tmp_path: Path,
+    postgres_url: str,
+    creditor_db: sa.Engine,
+    column: str,
+    kind: str,
+    domains: tuple[str, ...],
+    shown: str,
+) -> None:
+    """PostgreSQL's name (63 bytes) and "char" (1 byte), which SQLAlchemy reflects as a bare String, passed as text
+    columns: a 64-character account was stored as another 63-character one, promise_to_pay as 'p' (round 23 A-F4)."""
+    retyped(creditor_db, column, kind, *domains)
+    detail = refused(make_sync(tmp_path, postgres_url), column)
+    assert shown in detail, detail
+    with creditor_db.connect() as connection:
+        assert connection.scalar(sa.text("SELECT count(*) FROM crm.actividades")) == 0
+
+
+def test_the_reported_table_of_name_and_char_columns_is_refused_and_nothing_is_cut(
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine
+) -> None:
+    """Round 23 A-F4's table: check said ok, and a 64-character account and a 100-character payment reference were
+    stored cut to 63, promise_to_pay as 'p'."""
+    retyped(creditor_db, "tipo", '"char"')
+    for each in ("acreedor", "cartera", "cuenta", "resultado", "agente"):
+        retyped(creditor_db, each, "name")
+    sync = make_sync(tmp_path, postgres_url)
+    detail = refused(sync, "tipo")
+    for field, each in [("kind", "tipo"), ("account_ref", "cuenta"), ("outcome", "resultado"), ("agent", "agente")]:
+        assert f"the {field} column {each!r} is " in detail, detail
+    long = dataclasses.replace(promise(2), account_ref="BCO-" + "0" * 60, outcome="PAGO-" + "9" * 95)
+    with pytest.raises(CreditorDatabaseError, match="holds 63 bytes only"):
+        sync.export([long])
+    with creditor_db.connect() as connection:
+        assert connection.scalar(sa.text("SELECT count(*) FROM crm.actividades")) == 0
+
+
+@pytest.mark.parametrize(
+    ("column", "kind", "stored"),
+    [
+        ("tipo", "name", "promise_to_pay"),  # a kind's 14 ASCII characters fit in 63 bytes
+        ("telefono", "name", "+573001234567"),
+        ("fecha_compromiso", "name", "2026-03-16"),
+        ("monto", "name", "350000.50"),
+    ],
+)
+def test_a_name_column_wide_enough_for_its_field_passes(  # noqa: PLR0917 (fixtures and parameters)
+    tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, column: str, kind: str, stored: str
+) -> None:
+    retyped(creditor_db, column, kind)
+    sync = make_sync(tmp_path, postgres_url)
+    result = sync.check()
+    assert result.ok, result.detail
+    sync.export([promise(1)])
+    with creditor_db.connect() as connection:
+        assert connection.scalar(sa.text(f"SELECT CAST({column} AS text) FROM crm.actividades")) == stored
+
+
+@pytest.mark.parametrize(
+    ("kind", "accepted"),
+    [
+        (sa.String(), False),  # a text type SQLAlchemy knows by no class of its own: its width is unknown
+        (sa.Unicode(), False),
+        (sa.TEXT(), True),
+        (sa.Text(), True),
+        (sa.VARCHAR(), True),
+        (sa.NVARCHAR(), True),
+        (CITEXT(), True),
+        (sa.Enum("promise_to_pay", "call", name="kinds"), True),
+    ],
+)
+def test_text_columns_are_accepted_by_their_class_not_as_any_string(
+    kind: sa.types.TypeEngine[str], accepted: bool
+) -> None:
+    problem = EXPECTED_COLUMNS["kind"].problem(kind)
+    assert (problem is None) is accepted, problem
+    if not accepted:
+        assert problem == "is a text type whose width the node does not know (a value may be cut)"

@@ -21,6 +21,8 @@ from sqlalchemy import (
     CHAR,
     NCHAR,
     NUMERIC,
+    NVARCHAR,
+    VARCHAR,
     Connection,
     Date,
     DateTime,
@@ -30,6 +32,7 @@ from sqlalchemy import (
     Numeric,
     Row,
     String,
+    Text,
     Time,
     cast,
     column,
@@ -229,8 +232,9 @@ def _whole(kind: TypeEngine[Any]) -> bool:
 
 
 def _amount_problem(kind: TypeEngine[Any]) -> str | None:
-    """Why a column of ``kind`` would store an amount other than it is (rounded), or None. A column too narrow
-    for an amount's digits (``numeric(6, 2)``, ``varchar(5)``) fails that export loudly instead, and passes."""
+    """Why a column of ``kind`` would store an amount other than it is (rounded, cut), or None. A column too
+    narrow for an amount's digits (``numeric(6, 2)``, ``varchar(5)``) fails that export loudly instead, and
+    passes; a text type that cuts silently (``"char"``) does not."""
     if isinstance(kind, Float):
         return "is floating point (binary: an amount is stored approximately)"
     if isinstance(kind, Integer):
@@ -245,7 +249,7 @@ def _amount_problem(kind: TypeEngine[Any]) -> str | None:
             return f"keeps {scale} decimal{'s' if scale > 1 else ''} only (an amount is stored rounded)"
         return None
     if isinstance(kind, String):
-        return None
+        return _cut_problem(kind, _AMOUNT_CHARS)
     return "is not a number or text column"
 
 
@@ -253,13 +257,54 @@ def _seq_problem(kind: TypeEngine[Any]) -> str | None:
     return None if _whole(kind) else "is not of integers, and the activities' seq numbers are compared with it"
 
 
-def _text_problem(kind: TypeEngine[Any], chars: int, example: str) -> str | None:
-    """Why a column of ``kind`` would store a text of up to ``chars`` characters (such as ``example``) other than it
-    is, or refuse it, or None."""
+class CutText(String):
+    """A PostgreSQL text type that SQLAlchemy reflects as a bare ``String`` and that cuts a longer value to its
+    ``size`` bytes, silently (:data:`CUT_TEXT_TYPES`)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+
+#: PostgreSQL's text types that keep a value's first bytes only, without an error: ``name`` (an identifier, 63
+#: bytes) and ``"char"`` (one byte). SQLAlchemy reflects both as a bare ``String``, of no length.
+CUT_TEXT_TYPES = {"name": 63, '"char"': 1}
+
+#: The text types whose width SQLAlchemy's reflection gives (a length, or none: any text), by class: a bare
+#: ``String`` (or another subclass) is a type it knows by no class of its own, whose width is unknown.
+_KNOWN_TEXT = (CHAR, NCHAR, VARCHAR, NVARCHAR, Text, Enum, CutText)
+
+#: The most bytes one character takes in the database's encoding (UTF-8, GB18030).
+_CHAR_BYTES = 4
+
+
+def _cut_problem(kind: String, chars: int, *, ascii: bool = True) -> str | None:
+    """Why a text column of ``kind`` would cut a text of up to ``chars`` characters (ASCII ones, unless not
+    ``ascii``) without an error, or None: a type of a few bytes (:data:`CUT_TEXT_TYPES`), or one whose width is
+    unknown."""
+    if isinstance(kind, CutText):
+        size = chars if ascii else chars * _CHAR_BYTES
+        if kind.size >= size:
+            return None
+        bytes_ = "1 byte" if kind.size == 1 else f"{kind.size} bytes"
+        longest = f"{chars} characters" if ascii else f"{chars} characters (up to {size} bytes)"
+        return f"holds {bytes_} only (a longer value is cut, without an error), and one has up to {longest}"
+    if not isinstance(kind, _KNOWN_TEXT):
+        return "is a text type whose width the node does not know (a value may be cut)"
+    return None
+
+
+def _text_problem(kind: TypeEngine[Any], chars: int, example: str, *, ascii: bool = True) -> str | None:
+    """Why a column of ``kind`` would store a text of up to ``chars`` characters (such as ``example``; ASCII ones
+    unless not ``ascii``) other than it is, or refuse it, or None. Text columns are known by their class: a bare
+    ``String`` is PostgreSQL's ``name`` or ``"char"`` (which cut a value) or a type of unknown width."""
     if isinstance(kind, CHAR | NCHAR):
         return f"pads each value with spaces to its width ({example!r} is stored with spaces after it)"
     if not isinstance(kind, String):
         return f"is not a text column ({example!r} is not stored as it is)"
+    cut = _cut_problem(kind, chars, ascii=ascii)
+    if cut:
+        return cut
     if kind.length is not None and kind.length < chars:
         return f"holds {kind.length} characters only, and one has up to {chars}"
     return None
@@ -303,11 +348,13 @@ def _call_problem(kind: TypeEngine[Any]) -> str | None:
 
 #: The longest text of each text field of an activity: its kind, a creditor's or portfolio code and an account
 #: reference (``CODE_PATTERN``: 64 characters), a phone, an outcome (a payment's reference, whole) and an agent
-#: (:data:`AGENT_MAX`) as the node's store keeps them, a call's number (a bigint's digits and sign).
+#: (:data:`AGENT_MAX`) as the node's store keeps them, a call's number (a bigint's digits and sign), an amount (its
+#: digits, point and sign). All are ASCII but an outcome's and an agent's.
 _KIND_CHARS = max(len(kind.value) for kind in ActivityKind)
 _CODE_CHARS = 64
 _PHONE_CHARS = 20
 _CALL_CHARS = 20
+_AMOUNT_CHARS = AMOUNT_MAX_DIGITS + 2
 
 
 @dataclass(frozen=True)
@@ -319,9 +366,9 @@ class _Expected:
     use: str
 
 
-def _text_field(what: str, chars: int, example: str) -> _Expected:
+def _text_field(what: str, chars: int, example: str, *, ascii: bool = True) -> _Expected:
     return _Expected(
-        partial(_text_problem, chars=chars, example=example),
+        partial(_text_problem, chars=chars, example=example, ascii=ascii),
         f"{what} has up to {chars} characters; use text, or varchar({chars}) or wider",
     )
 
@@ -335,7 +382,7 @@ EXPECTED_COLUMNS: dict[str, _Expected] = {
     "portfolio": _text_field("a portfolio code", _CODE_CHARS, "TARJETAS"),
     "account_ref": _text_field("an account reference", _CODE_CHARS, "000123"),
     "phone": _text_field("a phone", _PHONE_CHARS, "+573001234567"),
-    "outcome": _text_field("an outcome (a payment's reference)", PAYMENT_REF_MAX, "promise_to_pay"),
+    "outcome": _text_field("an outcome (a payment's reference)", PAYMENT_REF_MAX, "promise_to_pay", ascii=False),
     "amount": _Expected(
         _amount_problem,
         f"amounts have up to {AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES} digits and {AMOUNT_DECIMAL_PLACES} decimals; "
@@ -343,7 +390,7 @@ EXPECTED_COLUMNS: dict[str, _Expected] = {
         "more), or text",
     ),
     "due_date": _Expected(_date_problem, "use date (or timestamp), or text"),
-    "agent": _text_field("an agent", AGENT_MAX, "agente-07"),
+    "agent": _text_field("an agent", AGENT_MAX, "agente-07", ascii=False),
     "attempt": _Expected(_call_problem, "use bigint, or text"),
 }
 
@@ -357,9 +404,10 @@ class ColumnType:
     shown: str
 
 
-#: Each column of a table whose type is a domain: the domain's name, and its base type's with its modifiers (a
-#: domain over a domain is followed to the type at the bottom, whose modifiers the innermost domain gives).
-_DOMAIN_BASES = text(
+#: Each column of a table: its type's name (a domain's), the name of the type at the bottom with its modifiers (a
+#: domain over a domain is followed to the type at the bottom, whose modifiers the innermost domain gives), and
+#: whether it is a domain.
+_CATALOG_TYPES = text(
     """
     WITH RECURSIVE walk (name, domain, type, modifier, depth) AS (
         SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid, a.atttypmod, 0
@@ -374,9 +422,9 @@ _DOMAIN_BASES = text(
         FROM walk w JOIN pg_type t ON t.oid = w.type
         WHERE t.typtype = 'd' AND w.depth < 100
     )
-    SELECT w.name, w.domain, format_type(w.type, w.modifier)
+    SELECT w.name, w.domain, format_type(w.type, w.modifier), w.depth > 0
     FROM walk w JOIN pg_type t ON t.oid = w.type
-    WHERE t.typtype <> 'd' AND w.depth > 0
+    WHERE t.typtype <> 'd'
     """
 )
 
@@ -385,9 +433,12 @@ _MODIFIERS = re.compile(r"\((\d+)(?:,(-?\d+))?\)")
 
 def _base_type(kind: TypeEngine[Any], base: str) -> TypeEngine[Any]:
     """The SQLAlchemy type at the bottom of domain ``kind``, given the modifiers of its catalog name ``base``
-    (``numeric(14,2)``, ``character varying(20)``)."""
+    (``numeric(14,2)``, ``character varying(20)``); a bare ``String`` of a type that cuts text (``name``) as
+    :class:`CutText`."""
     while isinstance(kind, DOMAIN):
         kind = kind.data_type
+    if type(kind) is String and base in CUT_TEXT_TYPES:
+        return CutText(CUT_TEXT_TYPES[base])
     found = _MODIFIERS.search(base)
     if found is None:
         return kind
@@ -526,7 +577,8 @@ class CreditorDatabase:
         return {each: kind for each, (kind, _) in self._columns(name, bases=False).items()}
 
     def column_types(self, name: str) -> dict[str, ColumnType]:
-        """The column names of table or view ``name`` and their types, a domain's as its base type."""
+        """The column names of table or view ``name`` and their types, a domain's as its base type, PostgreSQL's
+        ``name`` and ``"char"`` (a bare ``String`` reflected) as :class:`CutText`."""
         found = self._columns(name, bases=True)
         return {
             each: ColumnType(kind, _type_name(kind)) if base is None else ColumnType(_base_type(kind, base[1]), base[0])
@@ -535,7 +587,7 @@ class CreditorDatabase:
 
     def _columns(self, name: str, *, bases: bool) -> dict[str, tuple[TypeEngine[Any], tuple[str, str] | None]]:
         """Each column's type and, with ``bases``, for a domain's column: ``domain NAME over BASE`` and its base
-        type's catalog name."""
+        type's catalog name; for a column SQLAlchemy reflects as a bare ``String``: its type's catalog name, twice."""
         schema, _, bare = name.rpartition(".")
         statements = self._statements(f"columns of {name}")
         found: dict[str, tuple[str, str]] = {}
@@ -544,12 +596,19 @@ class CreditorDatabase:
                 types = {
                     info["name"]: info["type"] for info in inspect(connection).get_columns(bare, schema=schema or None)
                 }
-                if bases and any(isinstance(kind, DOMAIN) for kind in types.values()):
+                if (
+                    bases
+                    and connection.dialect.name == "postgresql"
+                    and any(isinstance(kind, DOMAIN) or type(kind) is String for kind in types.values())
+                ):
                     statements.next()
-                    for each, domain, base in connection.execute(
-                        _DOMAIN_BASES, {"table": bare, "schema": schema or None}
+                    for each, declared, base, domain in connection.execute(
+                        _CATALOG_TYPES, {"table": bare, "schema": schema or None}
                     ):
-                        found[each] = (f"domain {domain} over {base}", base)
+                        if domain:
+                            found[each] = (f"domain {declared} over {base}", base)
+                        elif type(types.get(each)) is String:
+                            found[each] = (declared, base)
         except NoSuchTableError:
             raise CreditorDatabaseError(f"{self.display}: no table or view {name!r}") from None
         except SQLAlchemyError as exc:
