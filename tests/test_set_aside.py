@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,3 +160,134 @@ def test_a_change_to_a_large_memory_writes_a_few_pages_not_the_whole_map(tmp_pat
     files.forget("/inbox/one-more.csv")
     assert _written() - before < 64 * 1024  # the whole map is ~500 KB
     assert files.get(f"/inbox/{'x' * 60}-002999.csv", "1:2999:12:3:4") is not None
+
+
+def _filled(tmp_path: Path) -> SetAsideFiles:
+    files = store(tmp_path)
+    for number in range(5):
+        files.remember(f"/inbox/{number}.csv", f"1:{number}", "a" * 64, "imported")
+    files.close()
+    return files
+
+
+def _failing_open(code: int) -> sqlite3.OperationalError:
+    failure = sqlite3.OperationalError(f"sqlite error {code}")
+    failure.sqlite_errorcode = code  # as sqlite3 sets it on its own errors
+    return failure
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize(
+    "code",
+    [
+        sqlite3.SQLITE_CANTOPEN,  # out of file descriptors
+        sqlite3.SQLITE_FULL,  # disk full
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_IOERR_SHORT_READ,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_READONLY,
+    ],
+)
+def test_a_passing_failure_to_open_fails_the_operation_and_keeps_every_file_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, code: int
+) -> None:
+    """Round 23 A-F1: any sqlite error at the first open (a full disk, no file descriptor left) moved the map
+    aside as unreadable and started it empty: every kept file was fetched (and applied) again. Only a file that is
+    not a database of these files is moved aside; a passing failure fails the lookup (retried next sync)."""
+    _filled(tmp_path)
+    real_connect = sqlite3.connect
+
+    def connect(*_args: object, **_kwargs: object) -> sqlite3.Connection:
+        raise _failing_open(code)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    files = store(tmp_path)
+    with pytest.raises(sqlite3.OperationalError):
+        files.get("/inbox/1.csv", "1:1")
+    monkeypatch.setattr(sqlite3, "connect", real_connect)
+    assert "crm_sync.set_aside.unreadable" not in [r.getMessage() for r in caplog.records]
+    assert sorted(path.name for path in tmp_path.iterdir() if "unreadable" in path.name) == []
+    assert files.get("/inbox/1.csv", "1:1") == SetAsideFile("1:1", "a" * 64, "imported")  # the next sync
+    assert len(files.sources()) == 5
+
+
+_NO_FILE_DESCRIPTOR_LEFT = """
+import logging, os, resource, sys
+from pathlib import Path
+from cartera.portfolio.files.set_aside import SetAsideFiles
+files = SetAsideFiles(Path(sys.argv[1]), logging.getLogger())
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+taken = []
+try:
+    while True:
+        taken.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+try:
+    files.get("/inbox/1.csv", "1:1")
+except Exception as exc:
+    print("raised", type(exc).__name__)
+for fd in taken:
+    os.close(fd)
+print("remembered", len(files.sources()))
+"""
+
+
+@pytest.mark.abuse
+def test_no_file_descriptor_left_at_the_first_open_keeps_the_map(tmp_path: Path) -> None:
+    """Round 23 A-F1, as run: a process out of file descriptors moved the map aside and started it empty."""
+    _filled(tmp_path)
+    ran = subprocess.run(
+        [sys.executable, "-c", _NO_FILE_DESCRIPTOR_LEFT, str(tmp_path / "set-aside.sqlite3")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert ran.stdout.split("\n")[:2] == ["raised OperationalError", "remembered 5"], ran.stderr
+    assert [path.name for path in tmp_path.iterdir() if "unreadable" in path.name] == []
+
+
+@pytest.mark.abuse
+def test_a_file_of_another_shape_is_moved_aside_and_no_aside_copy_is_ever_overwritten(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Round 23 A-F6: each move aside replaced the copy an earlier one had kept. Not a database, a database whose
+    ``files`` is of another shape: each is moved aside under a name of its own."""
+
+    def fresh() -> None:
+        files = store(tmp_path)
+        assert files.sources() == {}
+        files.close()
+
+    (tmp_path / "set-aside.sqlite3").write_text("{not json")
+    fresh()
+    with contextlib.closing(sqlite3.connect(tmp_path / "set-aside.sqlite3")) as db, db:
+        db.execute("DROP TABLE files")
+        db.execute("CREATE TABLE files (name TEXT)")
+    fresh()
+    (tmp_path / "set-aside.sqlite3").write_bytes(b"\0" * 4096)
+    fresh()
+    asides = sorted(path for path in tmp_path.iterdir() if path.name.startswith("set-aside.sqlite3.unreadable"))
+    kept = [path for path in asides if not path.name.endswith(("-wal", "-shm"))]
+    assert len(kept) == 3
+    assert {path.read_bytes()[:9] for path in kept} == {b"{not json", b"SQLite fo", b"\0" * 9}
+    assert [r.getMessage() for r in caplog.records].count("crm_sync.set_aside.unreadable") == 3
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize("failure", [OverflowError("cannot convert float infinity"), RecursionError("deep")])
+def test_an_old_file_that_cannot_be_read_is_kept_and_warned_about_whatever_the_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, failure: Exception
+) -> None:
+    """Round 23 A-F5: an earlier version's file holding ``1e400`` (OverflowError) or deep nesting (RecursionError)
+    made the adapter's construction raise, not the upgrade_failed warning its docstring promises."""
+    old = tmp_path / "unarchived.json"
+    old.write_text("[]")
+
+    def read(_path: Path) -> list[tuple[str, SetAsideFile]]:
+        raise failure
+
+    store(tmp_path).upgrade([old], read)
+    assert old.exists()
+    assert "crm_sync.set_aside.upgrade_failed" in [r.getMessage() for r in caplog.records]

@@ -23,6 +23,7 @@ own locking keeps a node and a CLI process sharing the data directory from undoi
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import sqlite3
@@ -183,7 +184,7 @@ class SetAsideFiles:
             try:
                 for source, remembered in read(path):
                     read_in.setdefault(source, []).append(remembered)
-            except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            except Exception as exc:  # whatever the old file holds (1e400, deep nesting): kept, warned about
                 event(self._log, "crm_sync.set_aside.upgrade_failed", logging.WARNING, file=str(path), why=str(exc))
                 continue
             readable.append(path)
@@ -233,20 +234,43 @@ class SetAsideFiles:
         return None if row is None else SetAsideFile(row[0], row[1], _kind(row[2]))
 
     def _connection(self) -> sqlite3.Connection:
-        """The database, opened (and made) at first use; one that is not a database of these files is warned
-        about, kept aside under a ``.unreadable`` name, and started afresh."""
+        """The database, opened (and made) at first use. One that is not a database of these files (not SQLite,
+        corrupt, or its ``files`` of another shape) is warned about, kept aside under a ``.unreadable`` name of its
+        own (an earlier copy is never overwritten), and started afresh. Any other failure (a full disk, no file
+        descriptor left, an I/O error, a lock held too long) is raised, the file untouched: the operation fails
+        and the next one opens it again (moved aside, every file remembered would be fetched and applied again)."""
         if self._db is not None:
             return self._db
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = self._open()
-        except sqlite3.DatabaseError as exc:
-            event(self._log, "crm_sync.set_aside.unreadable", logging.WARNING, file=str(self.path), why=str(exc))
+        except (_NotTheseFiles, sqlite3.DatabaseError) as exc:
+            if not _not_these_files(exc):
+                raise
+            aside = self._aside_name()
+            event(
+                self._log,
+                "crm_sync.set_aside.unreadable",
+                logging.WARNING,
+                file=str(self.path),
+                to=aside,
+                why=str(exc),
+            )
             for suffix in ("", "-wal", "-shm"):
                 with contextlib.suppress(FileNotFoundError):
-                    os.replace(f"{self.path}{suffix}", f"{self.path}.unreadable{suffix}")
+                    os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
             self._db = self._open()
         return self._db
+
+    def _aside_name(self) -> str:
+        """A name no earlier copy moved aside has (nor its write-ahead log): ``.unreadable-<UTC time>-<pid>``."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time()))
+        base = f"{self.path}.unreadable-{stamp}-{os.getpid()}"
+        for number in itertools.count(1):
+            name = base if number == 1 else f"{base}-{number}"
+            if not any(os.path.lexists(f"{name}{suffix}") for suffix in ("", "-wal", "-shm")):
+                return name
+        raise AssertionError("unreachable")
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=_BUSY_MS / 1000, isolation_level=None, check_same_thread=False)
@@ -255,6 +279,7 @@ class SetAsideFiles:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = FULL")  # a file remembered survives a power cut
             db.execute(_SCHEMA)
+            _check_shape(db)
             self._add_last_seen(db)
             db.execute("SELECT source, identity, sha256, kind, last_seen FROM files LIMIT 1").fetchall()
         except BaseException:
@@ -284,6 +309,31 @@ def _immediate(db: sqlite3.Connection) -> Iterator[None]:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
         raise
+
+
+class _NotTheseFiles(Exception):
+    """The database holds a ``files`` table of another shape: not a map of these files."""
+
+
+_COLUMNS = frozenset({"source", "identity", "sha256", "kind"})  #: and last_seen, which an earlier version lacks
+_NOT_A_DATABASE = frozenset({sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT})
+
+
+def _check_shape(db: sqlite3.Connection) -> None:
+    """Raise :class:`_NotTheseFiles` unless ``files`` is a table with this map's columns."""
+    kind = db.execute("SELECT type FROM sqlite_master WHERE name = 'files'").fetchone()
+    missing = _COLUMNS - {row[1] for row in db.execute("PRAGMA table_info(files)")}
+    if kind != ("table",) or missing:
+        raise _NotTheseFiles(f"files is not a table of this map (missing {', '.join(sorted(missing)) or 'none'})")
+
+
+def _not_these_files(exc: BaseException) -> bool:
+    """Whether ``exc``, raised opening the map, says the file is not a map of these files (not a database,
+    corrupt, of another shape), not that it could not be opened or read now (CANTOPEN, FULL, IOERR, BUSY...)."""
+    if isinstance(exc, _NotTheseFiles):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in _NOT_A_DATABASE  # the primary code of an extended one
 
 
 def _has_last_seen(db: sqlite3.Connection) -> bool:
