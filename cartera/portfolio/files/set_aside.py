@@ -152,6 +152,25 @@ class SetAsideFiles:
                 # unless remembered anew or seen meanwhile (another process)
                 db.executemany("DELETE FROM files WHERE source = ? AND last_seen <= ?", gone)
 
+    def take_over(self, prefix: str, renamed: Callable[[str], str | None]) -> None:
+        """Give the files remembered under another name of one inbox the name they have under ``prefix`` now
+        (``renamed``: that name, or None when the file is not of that inbox): the same folder named by another path
+        (a symlink's other side, a share mounted elsewhere) is the same inbox, its kept files not new deliveries,
+        and its entries are forgotten by its listings again. One remembered under both names keeps the entry of
+        its name now."""
+        with self._lock:
+            stored = [row[0] for row in self._connection().execute("SELECT source FROM files")]
+        moved = [
+            (new, source)
+            for source in stored
+            if not source.startswith(prefix) and (new := renamed(source)) is not None and new != source
+        ]
+        if moved:
+            with self._changing() as db:
+                db.executemany("UPDATE OR IGNORE files SET source = ? WHERE source = ?", moved)
+                db.executemany("DELETE FROM files WHERE source = ?", [(source,) for _, source in moved])
+            event(self._log, "crm_sync.set_aside.renamed", files=len(moved), prefix=prefix)
+
     def sources(self) -> dict[str, SetAsideFile]:
         """Every file remembered, oldest first."""
         with self._lock:

@@ -595,6 +595,22 @@ def test_one_empty_listing_of_the_inbox_forgets_no_kept_file(tmp_path: Path) -> 
     assert [Path(source).name for source in store.sources()] == ["b.csv"]
 
 
+@pytest.mark.abuse
+def test_the_same_inbox_named_by_another_path_fetches_no_kept_file_again(tmp_path: Path) -> None:
+    """Round 23 A-F8: the inbox configured by another path to the same folder (through a symlink: a share mounted
+    elsewhere, the other name of a link) fetched every kept file again, and the entries under the old path were
+    never forgotten. They are the same inbox's entries: taken under the path configured now."""
+    _, sync = kept_in_the_inbox(tmp_path, "a.csv", "b.csv")
+    sync.stop()
+    (tmp_path / "share").symlink_to(tmp_path)
+    moved = make_sync(tmp_path, keep_files=True, inbox=tmp_path / "share" / "inbox")
+    assert list(moved.fetch()) == []
+    store = SetAsideFiles(tmp_path / "data" / SET_ASIDE_FILE, logging.getLogger())
+    assert sorted(store.sources()) == [str(tmp_path / "share" / "inbox" / name) for name in ("a.csv", "b.csv")]
+    moved.stop()
+    assert list(make_sync(tmp_path, keep_files=True).fetch()) == []  # and back again
+
+
 def test_an_inbox_that_cannot_be_listed_fails_the_fetch_and_forgets_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

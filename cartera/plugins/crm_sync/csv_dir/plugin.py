@@ -6,8 +6,8 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterator, Sequence
-from functools import partial
+from collections.abc import Callable, Iterator, Sequence
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
@@ -64,6 +64,7 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         self._set_aside = SetAsideFiles(context.data_dir / SET_ASIDE_FILE, context.log)
         self._set_aside.upgrade((context.data_dir / name for name in OLD_LEDGERS), _read_old_ledger, _current_identity)
         self._first_skip = FirstTime()  #: inbox entries that are not regular files are warned about once
+        self._spelled = False  #: the files remembered under another path to the inbox were renamed (first listing)
         self._settling = Settling(config.settle_seconds, context.log, "crm_sync.csv.settling")
 
     def start(self) -> None:
@@ -133,17 +134,19 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         config = self.config
         entries = list(inbox_entries(config.inbox, config.pattern, config.archive_dir, config.rejected_dir))
         if config.inbox.is_dir():
-            self._set_aside.forget_unlisted(
-                {str(path) for path, _ in entries}, prefix=os.path.join(str(config.inbox), "")
-            )
+            prefix = os.path.join(str(config.inbox), "")
+            if not self._spelled:  # the inbox configured by another path to the same folder: its kept files
+                self._set_aside.take_over(prefix, _inbox_names(config.inbox))
+                self._spelled = True
+            self._set_aside.forget_unlisted({str(path) for path, _ in entries}, prefix=prefix)
         if retry:
             self._settling.forget_unlisted({str(path) for path, _ in entries})
+            self._first_skip.forget_unlisted(self._warned_keys(entries))
         refused: set[Path] = set()  #: folders that refused a retried move in this pass: said once
         for path, regular in entries:
             if not is_keepable_name(str(path)):  # no store nor log line can hold it
-                shown = shown_name(str(path))
-                if self._first_skip(shown):
-                    event(self.context.log, "crm_sync.csv.name_not_utf8", logging.WARNING, file=shown)
+                if self._first_skip(path):
+                    event(self.context.log, "crm_sync.csv.name_not_utf8", logging.WARNING, file=shown_name(str(path)))
                 continue
             if not regular:
                 if self._first_skip(path):
@@ -178,6 +181,15 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
                 yield batch  # not kept (keep_files) nor left in the inbox by a refused folder, or changed since
             elif retry and not config.keep_files:
                 self._move_again(batch, kept, refused)
+
+    def _warned_keys(self, entries: list[tuple[Path, bool]]) -> set[Path]:
+        """What the warnings said once may be about while the inbox lists ``entries``: their files, the folders
+        leading to them, the archive and rejected folders (a refused folder is said once, not once per sync)."""
+        keys = {self.config.archive_dir, self.config.rejected_dir}
+        for path, _ in entries:
+            keys.add(path)
+            keys.update(path.parents)
+        return keys
 
     def _settled(self, path: Path) -> bool:
         """Whether the inbox file ``path`` is settled (:class:`Settling`): its age is by the node's system clock,
@@ -346,6 +358,25 @@ def _read_old_ledger(path: Path) -> Iterator[tuple[str, SetAsideFile]]:
             fields = line.rstrip("\n").split("  ", 2)
             if len(fields) == 3 and line.endswith("\n"):
                 yield fields[2], SetAsideFile(fields[1], fields[0], kind)
+
+
+def _inbox_names(inbox: Path) -> Callable[[str], str | None]:
+    """A source's name under ``inbox`` when one of its folders is the inbox by another path, else None."""
+    real = inbox.resolve()
+
+    @cache
+    def is_inbox(folder: Path) -> bool:
+        try:
+            return folder.resolve() == real
+        except (OSError, RuntimeError):  # a folder gone, a symlink loop
+            return False
+
+    def renamed(source: str) -> str | None:
+        path = Path(source)
+        folder = next((folder for folder in path.parents if is_inbox(folder)), None)
+        return None if folder is None else str(inbox / path.relative_to(folder))
+
+    return renamed
 
 
 def _same_bytes(batch: AssignmentBatch, identity: FileIdentity, kept: SetAsideFile) -> bool:
