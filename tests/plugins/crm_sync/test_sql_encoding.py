@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from cartera.plugins.crm_sync.sql.client import CreditorDatabaseError
-from tests.plugins.crm_sync.test_sql import CREDITOR_SCHEMA, GOOD_ROWS, insert_rows, make_sync, split
+from tests.plugins.crm_sync.test_sql import CREDITOR_SCHEMA, GOOD_ROWS, PASSWORD, insert_rows, make_sync, split
 from tests.plugins.crm_sync.test_sql_types import promise
 
 pytestmark = pytest.mark.postgres
@@ -91,3 +92,35 @@ def test_the_url_names_the_encoding_of_the_text(tmp_path: Path, ascii_url: str) 
     assert result.ok, result.detail
     (batch,) = sync.fetch()
     assert [row.debtor_name for row in split(batch)[0]] == ["Peña"]
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize(
+    "query",
+    [
+        "client_encoding=SQL_ASCII",
+        "client_encoding=sql_ascii",
+        "client_encoding=sql-ascii",
+        "client_encoding=SQLASCII",
+        "client_encoding=UTF8&client_encoding=SQL_ASCII",
+        "client_encoding=auto",  # libpq takes the node's locale, SQL_ASCII under C
+    ],
+)
+def test_a_url_naming_sql_ascii_as_the_client_encoding_is_refused_naming_a_real_one(
+    tmp_path: Path, ascii_url: str, query: str
+) -> None:
+    """The driver reads SQL_ASCII text as bytes: check raised a bare TypeError (round 23 A-F7), naming nothing. The
+    setting is refused with the site's settings, saying to name the encoding the text is in."""
+    with pytest.raises(ValidationError) as refused:
+        make_sync(tmp_path, f"{ascii_url}?{query}")
+    message = str(refused.value)
+    assert "client_encoding" in message, message
+    assert "SQL_ASCII" in message, message
+    assert "WIN1252" in message, message
+    assert PASSWORD not in message
+
+
+def test_a_url_naming_a_legacy_encoding_still_passes(tmp_path: Path, ascii_url: str) -> None:
+    for query in ("client_encoding=LATIN1", "client_encoding=win1252", "client_encoding=UTF8"):
+        result = make_sync(tmp_path / query, f"{ascii_url}?{query}").check()
+        assert result.ok, result.detail

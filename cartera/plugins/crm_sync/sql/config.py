@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -102,9 +104,11 @@ class SqlSyncConfig(PluginConfig):
     @classmethod
     def _parses(cls, value: SecretStr) -> SecretStr:
         try:
-            make_url(value.get_secret_value())
+            url = make_url(value.get_secret_value())
         except ArgumentError:
             raise ValueError("not a SQLAlchemy URL (dialect+driver://user:password@host:port/database)") from None
+        if url.get_backend_name() == "postgresql":
+            _text_encoding(url.query.get("client_encoding"))
         return value
 
     @field_validator("activity_columns")
@@ -127,6 +131,19 @@ class SqlSyncConfig(PluginConfig):
     @property
     def key_column(self) -> str:
         return self.key or self.columns.account_ref
+
+
+def _text_encoding(named: str | tuple[str, ...] | None) -> None:
+    """Refuse a ``client_encoding`` the driver reads text as bytes in: ``SQL_ASCII`` (however spelt: PostgreSQL
+    ignores case and punctuation in an encoding's name), or libpq's ``auto``, the node's locale's encoding, which is
+    ``SQL_ASCII`` under the C locale. Every statement failed on text as bytes (a bare ``TypeError``)."""
+    for each in (named,) if isinstance(named, str) else named or ():
+        if each == "auto" or re.sub(r"[^0-9a-z]", "", each.lower()) == "sqlascii":
+            raise ValueError(
+                f"client_encoding={each} reads the database's text as bytes, which the node cannot read: name the "
+                "encoding the text is really in (a legacy SQL_ASCII database's, ?client_encoding=WIN1252 or LATIN1), "
+                "or leave client_encoding out to read it as UTF-8"
+            )
 
 
 def _one_column_each(mapping: dict[str, str]) -> None:
