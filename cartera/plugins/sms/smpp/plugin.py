@@ -38,7 +38,7 @@ from cartera.plugin import (
 )
 from cartera.plugins.sms.smpp.client import ESME_ROK, ESME_RX_P_APPN, InDoubt, LinkDown, SmppLink, status_text
 from cartera.plugins.sms.smpp.config import SmppConfig
-from cartera.plugins.sms.smpp.ledger import MessageRecord, SubmitLedger, UnknownSmscId
+from cartera.plugins.sms.smpp.ledger import MessageRecord, SubmitLedger, UnknownSmscId, text_digest
 from cartera.plugins.sms.smpp.text import (
     ESM_DELIVERY_RECEIPT,
     ESM_TYPE_MASK,
@@ -219,7 +219,10 @@ class SmppGateway(SmsGateway[SmppConfig]):
         super().__init__(config, context)
         self._log = context.log.getChild("smpp")
         self._ledger = SubmitLedger(
-            context.data_dir / LEDGER_FILE, fsync=config.fsync, retention_s=config.ledger_retention_h * 3600
+            context.data_dir / LEDGER_FILE,
+            fsync=config.fsync,
+            retention_s=config.ledger_retention_h * 3600,
+            log=self._log,
         )
         self._bucket = TokenBucket(config.messages_per_second, config.burst)
         self._link = SmppLink(config, self._on_deliver, self._log)
@@ -266,7 +269,7 @@ class SmppGateway(SmsGateway[SmppConfig]):
             return SmsSubmitResult(
                 message_id=message.message_id, state=SmsState.FAILED, gateway_id=None, detail=str(exc)
             )
-        record = self._ledger.message(message.message_id, len(parts))
+        record = self._ledger.message(message.message_id, len(parts), text_digest(message))  # its record only
         deadline = time.monotonic() + self.config.submit_timeout_s
         for number, part in enumerate(parts, start=1):
             state = record.parts.get(number)
@@ -296,7 +299,7 @@ class SmppGateway(SmsGateway[SmppConfig]):
         return [self._settled(message) for message in messages]
 
     def _settled(self, message: SmsMessage) -> SmsSubmitResult:
-        record = self._ledger.known(message.message_id)
+        record = self._ledger.known(message.message_id, text_digest(message))  # not another text's of that id
         if record is None:
             return self._killed(message, None, NOT_IN_LEDGER)
         if record.final_state() is not None:  # receipts for every part: the one report core may have missed

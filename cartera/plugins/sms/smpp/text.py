@@ -99,7 +99,9 @@ class UserData:
 
 
 def split_udh(payload: bytes, esm_class: int) -> UserData:
-    """Strip the user data header (when UDHI is set) and read its concatenation element, 8- or 16-bit."""
+    """Strip the user data header (when UDHI is set) and read its concatenation element, 8- or 16-bit. An element
+    cut short (fewer octets than it declares, the header ending first) is not read: such a text is not
+    concatenated."""
     if not esm_class & ESM_UDHI or not payload:
         return UserData(payload, None)
     end = 1 + payload[0]
@@ -107,6 +109,8 @@ def split_udh(payload: bytes, esm_class: int) -> UserData:
     while position + 2 <= len(header):
         iei, length = header[position], header[position + 1]
         data = header[position + 2 : position + 2 + length]
+        if len(data) < length:  # a debtor's modem can send any header: the rest of it is not there
+            break
         if iei == 0x00 and length == 3:
             concat = (data[0], data[1], data[2])
         elif iei == 0x08 and length == 4:
@@ -126,6 +130,8 @@ _FINAL_STATES = {
     "UNKNOWN": SmsState.FAILED,
     "REJECTD": SmsState.FAILED,
 }
+#: The receipt status word kept: appendix B gives ``stat`` 7 characters; a longer one is cut (round 23 C-F6).
+RECEIPT_STAT_MAX = 7
 _RECEIPT_ID = re.compile(r"\bid:(\S+)", re.IGNORECASE)
 _RECEIPT_STAT = re.compile(r"\bstat:(\w+)", re.IGNORECASE)
 
@@ -142,10 +148,11 @@ class Receipt:
 def parse_receipt(text: str, receipted_message_id: str | None, message_state: int | None) -> Receipt | None:
     """Read a receipt from the TLVs receipted_message_id / message_state, else from the receipt text
     (``id:... sub:... stat:DELIVRD ...``); ``None`` when neither names a message id and a status.
-    ENROUTE and ACCEPTD are intermediate (state ``None``)."""
+    ENROUTE and ACCEPTD are intermediate (state ``None``); ``stat`` is kept to :data:`RECEIPT_STAT_MAX`."""
     id_match, stat_match = _RECEIPT_ID.search(text), _RECEIPT_STAT.search(text)
     smsc_id = receipted_message_id or (id_match.group(1) if id_match else None)
     stat = _MESSAGE_STATES.get(message_state or 0) or (stat_match.group(1).upper() if stat_match else None)
     if not smsc_id or not stat:
         return None
-    return Receipt(smsc_id=smsc_id, stat=stat, state=_FINAL_STATES.get(stat))
+    # the state is read from the whole word: "DELIVRDNOT" is not final, though kept cut to "DELIVRD"
+    return Receipt(smsc_id=smsc_id, stat=stat[:RECEIPT_STAT_MAX], state=_FINAL_STATES.get(stat))
