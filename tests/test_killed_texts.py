@@ -370,3 +370,33 @@ def test_a_text_settled_while_its_lock_was_lost_is_not_sent(
     assert gateway.waiting == 0  # not sent
     assert _texts(node) == [(result.message_id, "failed", None, KILLED_WHILE_SENDING)]
     assert _sms_activities(node) == [(PHONE, "failed")]
+
+
+def test_a_killed_senders_text_a_receipt_moved_on_is_still_settled(
+    tmp_path: Path, open_node: Callable[..., Node]
+) -> None:
+    """Round 23 C-F10: the receipt reached the node before its reconcile and moved the queued row on; the reconcile
+    looked at queued rows only, so the text never got its SMS activity (never exported) nor its audit entry. What
+    tells a killed sender's text is that no answer of its sender was stored, whatever state a receipt gave it."""
+    site = write_sites(tmp_path)
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
+    node = open_node(site)
+    node.creditor_sync().run_once()
+    sent = node.texts.send_sms(phone=None, text="enviado", account="BCO-1", actor="test")
+    now = node.clock.now()
+    with node.db.session() as session:  # as a sender killed between the row and the gateway's answer leaves it
+        account_id = session.get_one(SmsRow, sent.message_id).account_id
+        left = SmsRow(site="t", account_id=account_id, phone=PHONE, text="en vuelo", state="queued", created_at=now,
+                      updated_at=now)  # fmt: skip
+        session.add(left)
+        session.flush()
+        left_id = left.id
+    node.texts.on_delivery(DeliveryReport(SmsState.DELIVERED, "k-9", node.clock.now(), left_id))  # the receipt first
+    assert _texts(node)[1] == (left_id, "delivered", "k-9", None)
+    before = _sms_activities(node)
+
+    assert node.texts.reconcile_texts() == [left_id]
+    assert _texts(node)[1] == (left_id, "delivered", "k-9", KILLED_WHILE_SENDING)  # the receipt's state is kept
+    assert _sms_activities(node) == [*before, (PHONE, "delivered")]  # the creditor's export gets it
+    assert [(a["message"], a["state"]) for a in _reconcile_audits(node)] == [(left_id, "delivered")]
+    assert node.texts.reconcile_texts() == []  # once

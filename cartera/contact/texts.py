@@ -142,7 +142,8 @@ class TextService:
             settled = self._settled_as_killed(session, row)
             if row.state in (SmsState.QUEUED.value, settled):  # a receipt may already have moved it on
                 row.state = result.state.value
-            row.gateway_id, row.detail, row.updated_at = result.gateway_id, result.detail, self.clock.now()
+            # detail, "" at least, marks the sender's answer stored (a receipt may move the state on before it)
+            row.gateway_id, row.detail, row.updated_at = result.gateway_id, result.detail or "", self.clock.now()
             if settled is None:
                 activities = self._activity(session, target.account_id, now, target.phone, result.state)
             else:  # its lock was lost and the node settled it meanwhile: the sender's real answer replaces the guess
@@ -160,10 +161,11 @@ class TextService:
         return result
 
     def reconcile_texts(self) -> list[int] | None:
-        """Settle the site's texts a killed sender (a node, an ``sms`` command) left ``queued`` with no gateway id:
-        the gateway says what became of each (:meth:`cartera.core.adapters.SmsGateway.settle`: smpp from its
-        submit ledger, else failed as unknown); each gets that state and detail, its SMS activity (the creditor's
-        export has it) and an ``sms.reconcile`` audit entry. Only while no live process is sending one of the
+        """Settle the site's texts a killed sender (a node, an ``sms`` command) left with no answer stored (no
+        detail: ``queued``, or moved on by a receipt that reached the node first): the gateway says what became of
+        each (:meth:`cartera.core.adapters.SmsGateway.settle`: smpp from its submit ledger, else failed as
+        unknown); each gets that state (a receipt's is kept) and detail, its SMS activity (the creditor's export
+        has it) and an ``sms.reconcile`` audit entry. Only while no live process is sending one of the
         site's texts (:mod:`cartera.core.store.text_senders`): a text an ``sms`` command beside the node is
         sending is never touched. Returns the texts settled, or ``None`` when a sender was live (try later)."""
         if self.sms is None:
@@ -179,7 +181,7 @@ class TextService:
             left = session.execute(
                 select(SmsRow.id, SmsRow.phone, SmsRow.text, Account.ref)
                 .outerjoin(Account, SmsRow.account_id == Account.id)
-                .where(SmsRow.site == self.site, SmsRow.state == SmsState.QUEUED.value, SmsRow.gateway_id.is_(None))
+                .where(SmsRow.site == self.site, SmsRow.detail.is_(None))  # no sender's answer stored
                 .order_by(SmsRow.id)
             ).all()
         if not left:
@@ -203,20 +205,24 @@ class TextService:
         return ids
 
     def _settle(self, result: SmsSubmitResult, now: datetime) -> list[Activity]:
-        """Store what became of one text a killed sender left queued; its activity, if it has an account."""
+        """Store what became of one text a killed sender left unanswered; its activity, if it has an account. A state
+        a receipt gave it meanwhile is kept (the receipt knows more than the gateway's record)."""
         gateway_id = result.gateway_id if result.gateway_id and len(result.gateway_id) <= GATEWAY_ID_MAX else None
         with self.db.session() as session:
             row = session.get_one(SmsRow, result.message_id)
-            if row.state != SmsState.QUEUED.value or row.gateway_id is not None:
-                return []  # a receipt moved it on meanwhile
-            row.state, row.gateway_id, row.detail, row.updated_at = result.state.value, gateway_id, result.detail, now
+            if row.detail is not None:
+                return []  # settled meanwhile
+            receipt = row.state if row.state != SmsState.QUEUED.value else None
+            state = SmsState(receipt) if receipt else result.state
+            row.state, row.gateway_id = state.value, row.gateway_id or gateway_id
+            row.detail, row.updated_at = result.detail or "", now
             audit(session, at=now, site=self.site, actor="node", action="sms.reconcile",
-                  subject=f"{Channel.SMS}:{row.phone}", message=row.id, state=result.state.value,
-                  detail=result.detail)  # fmt: skip
-            activities = self._activity(session, row.account_id, row.created_at, row.phone, result.state)
+                  subject=f"{Channel.SMS}:{row.phone}", message=row.id, state=state.value, detail=result.detail,
+                  settled=result.state.value, receipt=receipt)  # fmt: skip
+            activities = self._activity(session, row.account_id, row.created_at, row.phone, state)
             session.flush()
             done = [to_activity(a) for a in activities]
-        event(log, "sms.reconciled", message=result.message_id, state=result.state.value, detail=result.detail)
+        event(log, "sms.reconciled", message=result.message_id, state=state.value, detail=result.detail)
         return done
 
     def _settled_as_killed(self, session: Session, row: SmsRow) -> str | None:
