@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -22,7 +22,9 @@ def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields
 
 
 class FirstTime:
-    """Whether something (a path, a name) is seen for the first time, thread-safe: to warn about it once."""
+    """Whether something (a path, a name) is seen for the first time, thread-safe: to warn about it once. A
+    listing's user forgets what is no longer listed (:meth:`forget_unlisted`): kept for good, the names a server
+    lists anew on every sync grew the set without end (round 23 A-F2)."""
 
     def __init__(self) -> None:
         self._seen: set[Hashable] = set()
@@ -33,6 +35,15 @@ class FirstTime:
             first = key not in self._seen
             self._seen.add(key)
         return first
+
+    def forget_unlisted(self, listed: Collection[Hashable]) -> None:
+        """Forget what ``listed`` no longer holds: seen again, it is new (warned about again)."""
+        with self._lock:
+            self._seen = {key for key in self._seen if key in listed}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._seen)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

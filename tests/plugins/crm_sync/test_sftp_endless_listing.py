@@ -229,7 +229,7 @@ def _listed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     counted: list[int] = []
     parse = sftp_client._listdir_attr
 
-    def counting(sftp: paramiko.SFTPClient, path: str, where: str) -> list[paramiko.SFTPAttributes]:
+    def counting(sftp: paramiko.SFTPClient, path: str, where: str) -> list[tuple[paramiko.SFTPAttributes, int]]:
         try:
             entries = parse(sftp, path, where)
         except BaseException:

@@ -45,6 +45,11 @@ DOWNLOAD_CHUNK = 1 << 20  #: bytes read at a time from a remote file
 MAX_LISTED_ENTRIES = 100_000
 """Most entries a folder's listing takes: a server sending names without end would otherwise fill the node's
 memory (the inbox is the one folder listed; past this its listing fails naming it)."""
+MAX_NAME_BYTES = 1024
+"""Longest listed name kept (a file system's own bound is 255 bytes): a longer one is kept cut to
+:data:`SHOWN_NAME_BYTES` and never fetched, so a server listing names of megabytes (new ones every sync) fills
+neither the node's memory nor its log (round 23 A-F2)."""
+SHOWN_NAME_BYTES = 200  #: how much of a name longer than MAX_NAME_BYTES is kept (and shown), followed by ``…``
 
 
 class SftpError(CarteraError):
@@ -73,6 +78,8 @@ class RemoteFile:
     size: int
     mtime: int
     regular: bool  #: a regular file itself, not a symlink, directory or special file (never downloaded)
+    #: the listed name's length in bytes when longer than MAX_NAME_BYTES: ``path`` holds it cut (never fetched)
+    name_cut_from: int = 0
 
     @property
     def keepable_name(self) -> bool:
@@ -291,14 +298,16 @@ class SftpSession:
         )
 
     def waiting(self) -> list[RemoteFile]:
-        """Entries of the inbox matching the pattern, by name, as listed (symlinks not followed)."""
+        """Entries of the inbox matching the pattern, by name, as listed (symlinks not followed); and those whose
+        name is longer than :data:`MAX_NAME_BYTES`, cut (:attr:`RemoteFile.name_cut_from`), whatever the pattern
+        (it cannot be matched against a name not kept)."""
         inbox = self.config.inbox
         with self.sftp(f"listing {inbox}") as sftp:
             entries = _listdir_attr(sftp, inbox, self.where)
         found = [
-            _remote(posixpath.join(inbox, entry.filename), entry)
-            for entry in entries
-            if fnmatch.fnmatchcase(entry.filename, self.config.pattern)
+            _remote(posixpath.join(inbox, entry.filename), entry, cut_from)
+            for entry, cut_from in entries
+            if cut_from or fnmatch.fnmatchcase(entry.filename, self.config.pattern)
         ]
         return sorted(found, key=lambda remote: remote.path)
 
@@ -467,19 +476,21 @@ def _server_key(ssh: paramiko.SSHClient) -> paramiko.PKey | None:
         return None
 
 
-def _listdir_attr(sftp: paramiko.SFTPClient, path: str, where: str) -> list[paramiko.SFTPAttributes]:
+def _listdir_attr(sftp: paramiko.SFTPClient, path: str, where: str) -> list[tuple[paramiko.SFTPAttributes, int]]:
     """``sftp.listdir_attr(path)``, but a name that is not valid UTF-8 (a Windows-1252 ERP's ``Peñalosa.csv``)
     is decoded with ``surrogateescape`` rather than failing the whole listing (paramiko decodes names strictly),
     and a listing past :data:`MAX_LISTED_ENTRIES` fails naming the folder (``where``: the server). Each NAME
     answer is parsed strictly (:class:`_Answer`): paramiko pads reads past a message's end with zeros, so a
     13-byte answer claiming 0xFFFFFFFF entries listed empty names until memory ran out, and one entry claiming
-    0xFFFFFFFF extended attributes held the CPU ~37 minutes, past the deadline and stop() (round 22 A-F7)."""
+    0xFFFFFFFF extended attributes held the CPU ~37 minutes, past the deadline and stop() (round 22 A-F7). Each
+    entry comes with its name's length in bytes when longer than :data:`MAX_NAME_BYTES` (its ``filename`` then
+    holds the first :data:`SHOWN_NAME_BYTES` and ``…``), else 0; the long name (``ls -l``'s line) is not kept."""
     client: Any = sftp  # its request methods are not typed (private: there is no public bytes listing)
     kind, message = client._request(CMD_OPENDIR, path)
     if kind != CMD_HANDLE:
         raise paramiko.SFTPError("Expected handle")
     handle = message.get_binary()
-    entries: list[paramiko.SFTPAttributes] = []
+    entries: list[tuple[paramiko.SFTPAttributes, int]] = []
     try:
         while True:
             try:
@@ -490,12 +501,15 @@ def _listdir_attr(sftp: paramiko.SFTPClient, path: str, where: str) -> list[para
                 raise paramiko.SFTPError("Expected name response")
             answer = _Answer(message, where, path)
             for _ in range(answer.count(_SMALLEST_ENTRY)):
-                name = answer.string().decode("utf-8", "surrogateescape")
-                longname = answer.string().decode("utf-8", "replace")
+                name = answer.string()
+                answer.string()  # the long name: unused
                 entry = answer.attributes()
-                entry.filename, entry.longname = name, longname
-                if name not in (".", ".."):
-                    entries.append(entry)
+                cut_from = len(name) if len(name) > MAX_NAME_BYTES else 0
+                if cut_from:
+                    name = name[:SHOWN_NAME_BYTES] + "…".encode()
+                entry.filename = name.decode("utf-8", "surrogateescape")
+                if name not in (b".", b".."):
+                    entries.append((entry, cut_from))
                 if len(entries) > MAX_LISTED_ENTRIES:
                     raise SftpError(
                         f"{where}: {shown_name(path)} lists more than {MAX_LISTED_ENTRIES} entries: not read (move "
@@ -588,9 +602,9 @@ class _Answer:
         return found
 
 
-def _remote(path: str, attributes: paramiko.SFTPAttributes) -> RemoteFile:
+def _remote(path: str, attributes: paramiko.SFTPAttributes, name_cut_from: int = 0) -> RemoteFile:
     regular = stat.S_ISREG(attributes.st_mode or 0)
-    return RemoteFile(path, attributes.st_size or 0, attributes.st_mtime or 0, regular)
+    return RemoteFile(path, attributes.st_size or 0, attributes.st_mtime or 0, regular, name_cut_from)
 
 
 def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:

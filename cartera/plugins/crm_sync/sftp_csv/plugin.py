@@ -106,7 +106,11 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
 
     def check(self) -> CheckResult:
         try:
-            waiting = [remote for remote in self._session.waiting() if remote.regular and remote.keepable_name]
+            waiting = [
+                remote
+                for remote in self._session.waiting()
+                if remote.regular and remote.keepable_name and not remote.name_cut_from
+            ]
         except SftpError as exc:
             return CheckResult(False, str(exc))
         return CheckResult(
@@ -123,6 +127,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
     def fetch(self) -> Iterator[AssignmentBatch]:
         """The inbox's regular files; a symlink, directory or special file is skipped (one warning), and a file
         that is no longer the one listed once downloaded (swapped for a symlink...) is dropped until next time. A
+        name longer than ``MAX_NAME_BYTES`` is skipped (one warning showing it cut, never kept whole nor opened); a
         name that is not valid UTF-8 (a Windows-1252 ERP's ``Peñalosa.csv``) is skipped too, with one warning
         naming it escaped (``Pe\\xf1alosa.csv``): the creditor renames it. A download cut by ``download_timeout_s``
         (a server sending too slowly) is skipped with one warning and ends this fetch, so that one sync, and the
@@ -138,14 +143,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
         self._forget_unlisted({f"{where}{remote.path}" for remote in waiting})
         for remote in sorted(waiting, key=lambda found: f"{where}{found.path}" in self._slow):
             source = f"{where}{remote.path}"
-            if not remote.keepable_name:
-                shown = f"{self._session.where}{remote.shown}"
-                if self._first_skip(shown):
-                    event(self.context.log, "crm_sync.sftp.name_not_utf8", logging.WARNING, file=shown)
-                continue
-            if not remote.regular:
-                if self._first_skip(source):
-                    event(self.context.log, "crm_sync.sftp.not_a_regular_file", logging.WARNING, file=source)
+            if self._skipped(remote, source):
                 continue
             if self._still_set_aside(source, remote) or not self._settling.settled(source, remote.size, remote.mtime):
                 continue
@@ -183,9 +181,30 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
             event(self.context.log, "crm_sync.sftp.fetched", file=source, size=remote.size)
             yield batch
 
+    def _skipped(self, remote: RemoteFile, source: str) -> bool:
+        """Whether ``remote`` is skipped by its name or kind, with one warning: a name longer than
+        ``MAX_NAME_BYTES`` (shown cut, with its length), one not valid UTF-8 (shown escaped), not a regular file."""
+        shown = f"{self._session.where}{remote.shown}"
+        fields: dict[str, object]
+        if remote.name_cut_from:
+            name, fields = "crm_sync.sftp.name_too_long", {"file": shown, "name_bytes": remote.name_cut_from}
+        elif not remote.keepable_name:
+            name, fields = "crm_sync.sftp.name_not_utf8", {"file": shown}
+        elif not remote.regular:
+            name, fields = "crm_sync.sftp.not_a_regular_file", {"file": source}
+        else:
+            return False
+        if self._first_skip(source):
+            event(self.context.log, name, logging.WARNING, **fields)
+        return True
+
     def _forget_unlisted(self, listed: set[str]) -> None:
-        """Forget the stuck (and the settling) files the inbox no longer lists (archived or removed by hand)."""
+        """Forget the stuck (and the settling) files the inbox no longer lists (archived or removed by hand), and the
+        warnings said (and the slow downloads noted) about names no longer listed: a server listing new names every
+        sync grew them without end."""
         self._settling.forget_unlisted(listed)
+        self._first_skip.forget_unlisted(listed)
+        self._slow &= listed
         self._set_aside.forget_unlisted(listed, prefix=f"{self._session.where}{posixpath.join(self.config.inbox, '')}")
         self._checked = {source: checked for source, checked in self._checked.items() if source in listed}
 
