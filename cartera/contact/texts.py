@@ -17,7 +17,7 @@ from cartera.contact.optout import opt_out_keyword
 from cartera.contact.phones import InvalidPhone, normalize
 from cartera.contact.sms_templates import PROMISE, RenderedSms, SmsTemplates, TemplateProblem
 from cartera.contact.targets import Denied, Targets
-from cartera.core.adapters import KILLED_WHILE_SENDING, SmsGateway
+from cartera.core.adapters import IN_DOUBT, KILLED_WHILE_SENDING, SmsGateway
 from cartera.core.audit import audit
 from cartera.core.clock import Clock
 from cartera.core.errors import UsageError
@@ -51,6 +51,11 @@ MAX_GATEWAY_ID = 128
 #: Why a sender's opt-out keyword stops nothing (round 21 C-F11: it was logged ``opt_out=BAJA`` all the same).
 _NO_NUMBER = "the sender is no phone number"
 _FINAL_SMS_STATES = frozenset({SmsState.DELIVERED.value, SmsState.FAILED.value, SmsState.EXPIRED.value})
+
+
+def _in_doubt(row: SmsRow) -> bool:
+    """Whether the gateway failed ``row`` in doubt, without the id of a vendor that may have it (see IN_DOUBT)."""
+    return row.gateway_id is None and (row.detail or "").startswith(IN_DOUBT)
 
 
 class TextService:
@@ -239,7 +244,7 @@ class TextService:
         return str(states[-1]) if states else None
 
     def _settled_activities(self, session: Session, row: SmsRow) -> list[ActivityRow]:
-        """The SMS activity :meth:`_settle` added for ``row`` (none without an account)."""
+        """The SMS activity its sender or :meth:`_settle` added for ``row`` (none without an account)."""
         if row.account_id is None:
             return []
         return list(
@@ -271,14 +276,21 @@ class TextService:
         after the store was restored and message ids were reused), is refused as unknown: logged, nothing
         changed, no hook. While a text is still being submitted (queued) its gateway id is not stored yet: a
         report then (the outbox's, a fast gateway's) is taken and its gateway id kept; so is a final one for a text
-        settled unknown after its sender was killed (:meth:`reconcile_texts`: Kannel's receipt tells at last)."""
+        settled unknown after its sender was killed (:meth:`reconcile_texts`: Kannel's receipt tells at last), and
+        any for a text failed in doubt (:data:`~cartera.core.adapters.IN_DOUBT`: the vendor's late acceptance, then
+        its receipts), whose SMS activity then says what became of it."""
         with self.db.session() as session:
             row = self._reported_row(session, report)
             if row is None:
                 event(log, "sms.unknown_delivery", logging.WARNING, message=report.message_id,
                       gateway_id=report.gateway_id)  # fmt: skip
                 return
-            if row.state in _FINAL_SMS_STATES and report.state.value not in _FINAL_SMS_STATES:
+            answered_late = row.state == SmsState.FAILED.value and _in_doubt(row)
+            if answered_late:  # it went after all: the text's activity (failed) tells what became of it
+                event(log, "sms.answered_late", logging.WARNING, message=row.id, state=report.state.value)
+                for activity in self._settled_activities(session, row):
+                    activity.outcome = report.state.value
+            elif row.state in _FINAL_SMS_STATES and report.state.value not in _FINAL_SMS_STATES:
                 # Receipts overtake each other (Kannel's "delivered" can precede its "accepted by the SMSC").
                 event(log, "sms.late_delivery", message=row.id, state=report.state.value, kept=row.state)
                 return
@@ -302,8 +314,9 @@ class TextService:
         row = session.get(SmsRow, report.message_id)
         if row is None or row.site != self.site:
             return None
-        if row.gateway_id is None:  # still being submitted, or settled unknown after its sender was killed
-            return row if row.state == SmsState.QUEUED.value or row.detail == KILLED_WHILE_SENDING else None
+        if row.gateway_id is None:  # still being submitted, settled unknown after its sender was killed, in doubt
+            taken = row.state == SmsState.QUEUED.value or row.detail == KILLED_WHILE_SENDING or _in_doubt(row)
+            return row if taken else None
         return row if report.gateway_id == row.gateway_id else None
 
     def on_inbound(self, message: InboundSms) -> None:

@@ -488,6 +488,10 @@ class RecordingStore(Adapter[ConfigT]):
 
 #: The detail of a text its killed sender left being submitted, of which the gateway can tell nothing.
 KILLED_WHILE_SENDING = "unknown: its sender was killed while the gateway took it; it may or may not have gone"
+#: How the detail of a ``FAILED`` submit result starts when the gateway handed the text over but had no answer in time:
+#: it may have gone. A report the gateway makes for it later (the vendor's late acceptance, then its receipts) is
+#: applied, as for a text still being submitted, though the result carried no gateway id.
+IN_DOUBT = "in doubt: "
 
 
 class SmsGateway(Adapter[ConfigT]):

@@ -14,6 +14,7 @@ Everything else under ``cartera`` is private to the node and may change without 
 from cartera.contact.phones import InvalidPhone, normalize, time_zones
 from cartera.contact.smstext import GSM7, UCS2, segment_count, sms_encoding
 from cartera.core.adapters import (
+    IN_DOUBT,
     Adapter,
     AdapterCapabilities,
     ConfigPath,
@@ -136,6 +137,7 @@ __all__ = [
     "DEFAULT_SETTLE_SECONDS",
     "EXPORT_FIELDS",
     "GSM7",
+    "IN_DOUBT",
     "MASK",
     "PAYMENT_REF_MAX",
     "PLUGIN_PREFIX",

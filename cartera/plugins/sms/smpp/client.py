@@ -60,6 +60,18 @@ class LinkDown(Exception):
 class InDoubt(Exception):
     """The PDU was written but no response came (connection lost or timeout): the SMSC may have it."""
 
+    def __init__(self, reason: str, waiter: _Waiter | None = None) -> None:
+        super().__init__(reason)
+        self._waiter = waiter  #: the request's, still registered after a timeout: a late response is still handled
+
+    def late_response(self, timeout: float) -> Any | None:
+        """The response that came after all, waiting up to ``timeout`` seconds for it on the live session; ``None``
+        when none can come (the connection dropped), none came in time, or its handler failed."""
+        waiter = self._waiter
+        if waiter is None or not waiter.done.wait(timeout) or waiter.lost or waiter.failed:
+            return None
+        return waiter.response
+
 
 def status_text(status: int) -> str:
     return f"0x{status:08X} {smpplib.consts.DESCRIPTIONS.get(status, 'unknown status')}"
@@ -207,7 +219,7 @@ class SmppLink:
         waiter = self._request("submit_sm", on_response, **params)
         if not waiter.done.wait(self.config.response_timeout_s):
             # left registered: a late response is still recorded, so its receipt finds the message
-            raise InDoubt(f"no submit_sm_resp from {self.where} within {self.config.response_timeout_s:g}s")
+            raise InDoubt(f"no submit_sm_resp from {self.where} within {self.config.response_timeout_s:g}s", waiter)
         if waiter.lost:
             raise InDoubt(f"the connection to {self.where} dropped before the submit_sm_resp")
         if waiter.failed:

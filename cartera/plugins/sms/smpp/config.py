@@ -39,7 +39,7 @@ class SmppConfig(PluginConfig):
         default=30.0,
         gt=0,
         le=3600,
-        description="Seconds send() waits for a bound link (through reconnects) before failing.",
+        description="Seconds send() takes at most (a bound link through reconnects, late answers) before failing.",
     )
     reconnect_min_s: float = Field(
         default=1.0, gt=0, le=3600, description="First wait before rebinding after a failure."
@@ -50,7 +50,8 @@ class SmppConfig(PluginConfig):
     resubmit_in_doubt: bool = Field(
         default=False,
         description="A part sent whose submit_sm_resp was lost with the connection is in doubt: false (default) "
-        "fails it rather than risk a duplicate; true resubmits it after the rebind (at least once).",
+        "fails it rather than risk a duplicate; true resubmits it after the rebind (at least once). An answer "
+        "later than response_timeout_s on a live session is waited for then, never answered by a copy.",
     )
     fsync: bool = Field(
         default=True, description="fsync the submit ledger before each submit_sm is written (crash-safe)."

@@ -7,7 +7,10 @@ PDU was written but whose response was lost with the connection is *in doubt*: t
 it, and SMPP 3.4 offers no way to ask without its message id. By default such a part is not resubmitted and
 ``send`` returns FAILED naming it in doubt, so no message is ever submitted twice (at most once); with
 ``resubmit_in_doubt = true`` it is resubmitted after the rebind (at least once: a duplicate is possible in
-exactly that window).
+exactly that window). A response later than ``response_timeout_s`` on a live session is no lost one: with
+``resubmit_in_doubt`` it is waited for (never a copy on the same session), and ``send`` gives up at
+``submit_timeout_s`` in any case. One that comes after ``send`` gave the part up in doubt and accepts the whole
+text is reported to core (``submitted`` with the SMSC's id), so the text and its receipts reach the store.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
 
 from cartera.plugin import (
+    IN_DOUBT,
     AdapterCapabilities,
     AdapterRegistry,
     CheckResult,
@@ -208,6 +213,15 @@ def _held(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass")) + MO_PART_OVERHEAD_BYTES
 
 
+@dataclass(slots=True)
+class _Attempt:
+    """One submit_sm of a part; ``given_up`` once its send returned it in doubt (a response then comes late)."""
+
+    record: MessageRecord
+    number: int
+    given_up: bool = False
+
+
 class SmppGateway(SmsGateway[SmppConfig]):
     """Submits over one bound transceiver session; receipts and MO messages arrive on the same session."""
 
@@ -228,6 +242,7 @@ class SmppGateway(SmsGateway[SmppConfig]):
         self._link = SmppLink(config, self._on_deliver, self._log)
         self._inbound = _Concatenation(self._log)
         self._started = False
+        self._late = threading.Lock()  #: orders a send giving a part up against that part's late response
 
     def start(self) -> None:
         self._ledger.open()
@@ -276,7 +291,8 @@ class SmppGateway(SmsGateway[SmppConfig]):
             if state is not None and state.smsc_id:
                 continue  # answered before a reconnect or restart: never submitted again
             if state is not None and state.sent and not self.config.resubmit_in_doubt:
-                return self._failed(message, record, f"part {number}/{len(parts)} is in doubt from an earlier try")
+                where = f"part {number}/{len(parts)}"
+                return self._failed(message, record, f"{IN_DOUBT}{where} from an earlier try, never answered")
             refusal = self._submit(message, record, number, part, deadline)
             if refusal:
                 return self._failed(message, record, refusal)
@@ -329,34 +345,76 @@ class SmppGateway(SmsGateway[SmppConfig]):
         return SmsSubmitResult(message.message_id, SmsState.FAILED, gateway_id, reason)
 
     def _submit(self, message: SmsMessage, record: MessageRecord, number: int, part: Part, deadline: float) -> str:
-        """Submit one part until the SMSC answers it; the refusal or in-doubt reason, or "" when accepted."""
+        """Submit one part until the SMSC answers it; the refusal or in-doubt reason, or "" when accepted. Never
+        past ``deadline``. A part in doubt is resubmitted (``resubmit_in_doubt``) only once its session was lost: a
+        response later than ``response_timeout_s`` on a live session is waited for, not answered by a copy."""
         total = record.total
+        where = f"part {number}/{total}"
+        attempt: _Attempt | None = None
+        doubt = ""  # why a copy written before is in doubt (lost with its session)
         while True:
-            if not self._link.wait_bound(max(0.0, deadline - time.monotonic())):
-                return f"no SMPP session within {self.config.submit_timeout_s:g}s: {self._link.last_error}"
+            if attempt is not None:  # again: a response that came meanwhile settles it
+                answered = _answer_in(record, number)
+                if answered is not None:
+                    return answered
+            if (attempt is not None and time.monotonic() >= deadline) or not self._link.wait_bound(
+                max(0.0, deadline - time.monotonic())
+            ):
+                reason = f"no SMPP session within {self.config.submit_timeout_s:g}s: {self._link.last_error}"
+                if attempt is None or not doubt:
+                    return reason
+                return self._give_up(attempt, f"{IN_DOUBT}{where} written, never answered ({doubt}); {reason}")
             self._bucket.take()
             self._ledger.sent(message.message_id, number, total)
-            answered = partial(self._answered, message.message_id, number, total)
+            attempt = _Attempt(record, number)
             try:
-                response = self._link.submit(answered, **self._params(message.phone, part))
+                response = self._link.submit(partial(self._answered, attempt), **self._params(message.phone, part))
             except LinkDown:
-                self._ledger.unsent(message.message_id, number, total)
+                if not doubt:  # an earlier copy in doubt stays so
+                    self._ledger.unsent(message.message_id, number, total)
                 continue
             except InDoubt as exc:
-                if self.config.resubmit_in_doubt:
-                    continue
-                return f"part {number}/{total} in doubt, not resubmitted: {exc}"
+                if not self.config.resubmit_in_doubt:
+                    return self._give_up(attempt, f"{IN_DOUBT}{where} written, not resubmitted: {exc}")
+                response = exc.late_response(max(0.0, deadline - time.monotonic()))
+                if response is None and time.monotonic() >= deadline:
+                    return self._give_up(attempt, f"{IN_DOUBT}{where} written, no submit_sm_resp within "
+                                         f"submit_timeout_s ({self.config.submit_timeout_s:g}s): {exc}")  # fmt: skip
+                if response is None:
+                    doubt = str(exc)
+                    continue  # lost with its session (or its handler failed): resubmitted once bound again
             if response.status == ESME_ROK:
                 return ""
             if response.status not in _RETRY_LATER or time.monotonic() > deadline:
-                return f"SMSC refused part {number}/{total}: {status_text(response.status)}"
+                return f"SMSC refused {where}: {status_text(response.status)}"
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
-    def _answered(self, message_id: int, number: int, total: int, response: Any) -> None:
-        """A submit_sm_resp (accepted or refused) or a generic_nack (a refusal: no message_id, never status 0)."""
+    def _give_up(self, attempt: _Attempt, reason: str) -> str:
+        """``reason``, once ``attempt``'s response may only come late (:meth:`_answered` reports an acceptance
+        then); "" or the refusal if it came meanwhile."""
+        with self._late:
+            answered = _answer_in(attempt.record, attempt.number)
+            attempt.given_up = answered is None
+        return reason if answered is None else answered
+
+    def _answered(self, attempt: _Attempt, response: Any) -> None:
+        """A submit_sm_resp (accepted or refused) or a generic_nack (a refusal: no message_id, never status 0). One
+        that accepts the last part of a text its send gave up in doubt is reported: the text went after all."""
+        record = attempt.record
         raw_id = getattr(response, "message_id", None)
         smsc_id = raw_id.decode("ascii", "replace") if raw_id else ""
-        self._ledger.answered(message_id, number, total, response.status, smsc_id)
+        self._ledger.answered(record.message_id, attempt.number, record.total, response.status, smsc_id)
+        with self._late:
+            late = attempt.given_up
+        if not late or response.status != ESME_ROK:
+            return
+        if any(_answer_in(record, n) != "" for n in range(1, record.total + 1)):
+            return  # a part still unanswered or refused: the text did not go whole
+        event(self._log, "smpp.accepted_late", logging.WARNING, message_id=record.message_id,
+              gateway_id=record.gateway_id)  # fmt: skip
+        self.context.report_delivery(DeliveryReport(state=SmsState.SUBMITTED, gateway_id=record.gateway_id,
+                                                    at=self.context.clock.now(), message_id=record.message_id,
+                                                    raw_status="submit_sm_resp after the send gave it up"))  # fmt: skip
 
     def _params(self, phone: str, part: Part) -> dict[str, Any]:
         config = self.config
@@ -421,6 +479,16 @@ class SmppGateway(SmsGateway[SmppConfig]):
         if text is not None:
             self.context.report_inbound(InboundSms(phone=phone, text=text, received_at=self.context.clock.now()))
         return ESME_ROK
+
+
+def _answer_in(record: MessageRecord, number: int) -> str | None:
+    """What the SMSC answered part ``number`` as the ledger has it: "" accepted, the refusal, ``None`` no answer."""
+    state = record.parts.get(number)
+    if state is not None and state.smsc_id:
+        return ""
+    if state is not None and state.refused is not None:
+        return f"SMSC refused part {number}/{record.total}: {status_text(state.refused)}"
+    return None
 
 
 def _phone(address: str, ton: int) -> str:

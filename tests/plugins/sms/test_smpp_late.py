@@ -1,0 +1,215 @@
+"""An SMSC slower than ``response_timeout_s`` (round 23 C-F9, C-F2): with ``resubmit_in_doubt`` one text went again
+every ``response_timeout_s`` for ever (each copy accepted and sent to the debtor, ``send`` never returning), and a
+late submit_sm_resp that accepted an in-doubt text, and its receipt, never reached the store (it stayed failed)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from cartera.core.adapters import IN_DOUBT
+from cartera.core.models import SmsState, SmsSubmitResult
+from cartera.core.store.schema import ActivityRow, SmsRow
+from cartera.core.testing.context import CapturingContext
+from cartera.node import Node
+from cartera.plugins.sms.smpp.client import InDoubt
+from cartera.plugins.sms.smpp.plugin import SmppGateway
+from tests.conftest import write_portfolio
+from tests.peers.net import wait_until
+from tests.plugins.sms.test_smpp_hostile import DELIVER_SM, SMPP_SECRET, FakeSmsc, _config, _message, pdu, smpp_site
+
+pytestmark = pytest.mark.abuse
+
+
+class LateSmsc(FakeSmsc):
+    """Holds the submit_sm_resp of every submit_sm until :meth:`release` sends them (late); after that it answers
+    at once. :meth:`receipt` sends a DELIVRD receipt, :meth:`drop` cuts the session."""
+
+    def __init__(self) -> None:
+        self._conn: socket.socket | None = None
+        self._held: list[bytes] = []
+        self._holding = True
+        self._hold_lock = threading.Lock()
+        super().__init__(self._bound)
+
+    def _bound(self, conn: socket.socket, _session: int) -> None:
+        self._conn = conn
+
+    def submit_response(self, sequence: int, number: int) -> bytes:
+        answer = super().submit_response(sequence, number)
+        with self._hold_lock:
+            if self._holding:
+                self._held.append(answer)
+                return b""
+        return answer
+
+    def release(self) -> None:
+        with self._hold_lock:
+            self._holding = False
+            held, self._held = self._held, []
+        assert self._conn is not None
+        self._conn.sendall(b"".join(held))
+
+    def receipt(self, smsc_id: str, sequence: int = 900) -> None:
+        short = f"id:{smsc_id} sub:001 dlvrd:001 submit date:2612060000 done date:2612060001 stat:DELIVRD err:000 text:"
+        body = b"\x00\x01\x01573001234567\x00\x05\x0085432\x00" + b"\x04\x00\x00\x00\x00\x00\x00"
+        assert self._conn is not None
+        self._conn.sendall(pdu(DELIVER_SM, sequence, body + bytes([0, 0, len(short)]) + short.encode()))
+
+    def drop(self) -> None:
+        with self._hold_lock:
+            self._holding = False
+            self._held = []
+        assert self._conn is not None
+        with suppress(OSError):
+            self._conn.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def smsc() -> Iterator[LateSmsc]:
+    smsc = LateSmsc()
+    yield smsc
+    smsc.close()
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> CapturingContext:
+    return CapturingContext(tmp_path / "data")
+
+
+@pytest.fixture
+def gateway_on() -> Iterator[Callable[..., tuple[SmppGateway, threading.Event]]]:
+    """A started gateway, and an event set once a submit of it was in doubt (its response_timeout_s passed)."""
+    started: list[SmppGateway] = []
+
+    def start(smsc: FakeSmsc, context: CapturingContext, **overrides: Any) -> tuple[SmppGateway, threading.Event]:
+        gateway = SmppGateway(_config(smsc.port, response_timeout_s=0.2, **overrides), context)
+        gateway.start()
+        started.append(gateway)
+        in_doubt = threading.Event()
+        submit = gateway._link.submit
+
+        def spying(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return submit(*args, **kwargs)
+            except InDoubt:
+                in_doubt.set()
+                raise
+
+        gateway._link.submit = spying  # type: ignore[method-assign]
+        return gateway, in_doubt
+
+    yield start
+    for gateway in started:
+        gateway.stop()
+
+
+def _sending(gateway: SmppGateway) -> tuple[threading.Thread, list[SmsSubmitResult]]:
+    results: list[SmsSubmitResult] = []
+    thread = threading.Thread(target=lambda: results.append(gateway.send(_message("una sola vez"))), daemon=True)
+    thread.start()
+    return thread, results
+
+
+def test_a_late_answer_is_waited_for_and_the_text_goes_once(
+    smsc: LateSmsc, context: CapturingContext, gateway_on: Callable[..., tuple[SmppGateway, threading.Event]]
+) -> None:
+    gateway, in_doubt = gateway_on(smsc, context, resubmit_in_doubt=True, submit_timeout_s=120)
+    thread, results = _sending(gateway)
+    assert in_doubt.wait(30)  # response_timeout_s passed on a live session
+    smsc.release()  # the SMSC answers it, late (and any copy at once)
+    thread.join(30)
+    assert not thread.is_alive()
+    [result] = results
+    assert (result.state, result.gateway_id) == (SmsState.SUBMITTED, "msg2")  # the one submit_sm (sequence 2)
+    assert smsc.submits == 1  # no copy reached the debtor
+
+
+def test_an_unanswered_text_is_given_up_at_submit_timeout_s_not_resubmitted_on_a_live_session(
+    smsc: LateSmsc, context: CapturingContext, gateway_on: Callable[..., tuple[SmppGateway, threading.Event]]
+) -> None:
+    gateway, in_doubt = gateway_on(smsc, context, resubmit_in_doubt=True, submit_timeout_s=1)
+    thread, results = _sending(gateway)
+    thread.join(30)  # submit_timeout_s bounds it (the red team's send never returned)
+    assert not thread.is_alive()
+    [result] = results
+    assert result.state is SmsState.FAILED
+    assert result.detail.startswith(IN_DOUBT), result.detail
+    assert smsc.submits == 1
+    assert in_doubt.is_set()
+
+
+def test_an_in_doubt_part_is_resubmitted_once_after_the_rebind(
+    smsc: LateSmsc, context: CapturingContext, gateway_on: Callable[..., tuple[SmppGateway, threading.Event]]
+) -> None:
+    """As documented: a response lost with the connection, the part goes again on the next session."""
+    gateway, in_doubt = gateway_on(smsc, context, resubmit_in_doubt=True, submit_timeout_s=120)
+    thread, results = _sending(gateway)
+    assert in_doubt.wait(30)
+    smsc.drop()
+    thread.join(30)
+    assert not thread.is_alive()
+    [result] = results
+    assert result.state is SmsState.SUBMITTED
+    assert smsc.submits == 2
+    assert smsc.sessions == 2
+
+
+def test_a_late_acceptance_and_its_receipt_are_reported(
+    smsc: LateSmsc, context: CapturingContext, gateway_on: Callable[..., tuple[SmppGateway, threading.Event]]
+) -> None:
+    """By default the in-doubt part is not resubmitted and the send fails; the SMSC's late acceptance tells at last,
+    then its receipt."""
+    gateway, _ = gateway_on(smsc, context)
+    message = _message("hola tarde")
+    result = gateway.send(message)
+    assert (result.state, result.gateway_id) == (SmsState.FAILED, None)
+    assert result.detail.startswith(IN_DOUBT), result.detail
+    smsc.release()
+    context.wait_until(lambda: len(context.deliveries) >= 1, 15, "the late acceptance")
+    smsc.receipt("msg2")
+    context.wait_until(lambda: len(context.deliveries) >= 2, 15, "the receipt")
+    assert [(r.state, r.gateway_id, r.message_id) for r in context.deliveries] == [
+        (SmsState.SUBMITTED, "msg2", message.message_id),
+        (SmsState.DELIVERED, "msg2", message.message_id),
+    ]
+    assert smsc.submits == 1
+
+
+def test_a_late_acceptance_reaches_the_store(
+    smsc: LateSmsc, tmp_path: Path, open_node: Callable[..., Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The red team's s5: the text stayed failed, no gateway id, its receipt refused as unknown."""
+    monkeypatch.setenv(*SMPP_SECRET)
+    site = smpp_site(tmp_path, smsc.port)
+    site.write_text(site.read_text().replace("response_timeout_s = 60", "response_timeout_s = 0.2"))
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
+    node = open_node(site)
+    node.creditor_sync().run_once()
+    result = node.texts.send_sms(phone=None, text="hola tarde", account="BCO-1", actor="test")
+    assert result.state is SmsState.FAILED
+
+    def row() -> tuple[str, str | None]:
+        with node.db.session() as session:
+            text = session.get_one(SmsRow, result.message_id)
+            return text.state, text.gateway_id
+
+    def activities() -> list[str | None]:
+        with node.db.session() as session:
+            return list(session.scalars(select(ActivityRow.outcome).where(ActivityRow.kind == "sms")))
+
+    assert row() == ("failed", None)
+    assert activities() == ["failed"]
+    smsc.release()
+    wait_until(lambda: row() == ("submitted", "msg2"), "the late acceptance in the store")
+    assert activities() == ["submitted"]  # the creditor's export tells it went
+    smsc.receipt("msg2")
+    wait_until(lambda: row() == ("delivered", "msg2"), "the receipt in the store")
+    assert smsc.submits == 1
