@@ -17,6 +17,7 @@ import stat
 import struct
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,19 +30,28 @@ from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 from paramiko.sftp import (
     CMD_ATTRS,
     CMD_CLOSE,
+    CMD_DATA,
     CMD_FSTAT,
     CMD_HANDLE,
     CMD_LSTAT,
     CMD_NAME,
     CMD_OPENDIR,
+    CMD_READ,
     CMD_READDIR,
     CMD_STAT,
+    CMD_STATUS,
+    SFTP_EOF,
+    int64,
 )
 
 from cartera.plugin import CarteraError, is_keepable_name, shown_name
 from cartera.plugins.crm_sync.sftp_csv.config import SftpCsvConfig
 
-DOWNLOAD_CHUNK = 1 << 20  #: bytes read at a time from a remote file
+READ_SIZE = 32768  #: bytes one READ asks for (what every server answers whole; paramiko's own)
+READS_AHEAD = 16
+"""READs of one file kept in flight: answers that arrive before their turn wait in memory, so one download holds
+at most this many times :data:`READ_SIZE` (a whole-file read-ahead held every answer, of any length the server
+chose, before the byte limit was checked: round 23 A-F3)."""
 MAX_LISTED_ENTRIES = 100_000
 """Most entries a folder's listing takes: a server sending names without end would otherwise fill the node's
 memory (the inbox is the one folder listed; past this its listing fails naming it)."""
@@ -343,10 +353,9 @@ class SftpSession:
         digest = hashlib.sha256()
         with sftp.open(remote.path, "rb") as source:
             size = _fstat(sftp, source, remote.path, self.where).st_size or 0
-            source.prefetch(min(size, limit))
             with temp.open("wb") as sink:
                 received = 0
-                while chunk := source.read(DOWNLOAD_CHUNK):
+                for chunk in _Reads(sftp, source, self.where, remote.path).chunks(limit + 1):
                     received += len(chunk)
                     if received > limit:
                         raise FileTooLarge(f"{self.where}{remote.path}: more than {limit} bytes (max_file_bytes)")
@@ -365,10 +374,7 @@ class SftpSession:
             except FileNotFoundError:
                 return None
             with source:
-                source.prefetch(remote.size + 1)
-                left = remote.size + 1
-                while left > 0 and (chunk := source.read(min(DOWNLOAD_CHUNK, left))):
-                    left -= len(chunk)
+                for chunk in _Reads(sftp, source, self.where, remote.path).chunks(remote.size + 1):
                     digest.update(chunk)
         return digest.hexdigest()
 
@@ -554,12 +560,12 @@ class _Answer:
         self._at: int = message.packet.tell()
         self._where, self._path = where, path
 
-    def _malformed(self, what: str) -> SftpError:
+    def malformed(self, what: str) -> SftpError:
         return SftpError(f"{self._where}: {shown_name(self._path)}: malformed answer from the server ({what})")
 
     def _take(self, size: int) -> bytes:
         if size > len(self._data) - self._at:
-            raise self._malformed("cut short")
+            raise self.malformed("cut short")
         taken = self._data[self._at : self._at + size]
         self._at += size
         return taken
@@ -579,7 +585,7 @@ class _Answer:
         """A count of items of at least ``smallest`` bytes each, no more than the bytes left can hold."""
         count = self.int32()
         if count > (len(self._data) - self._at) // smallest:
-            raise self._malformed(f"{count} items claimed")
+            raise self.malformed(f"{count} items claimed")
         return count
 
     def attributes(self) -> paramiko.SFTPAttributes:
@@ -605,6 +611,92 @@ class _Answer:
 def _remote(path: str, attributes: paramiko.SFTPAttributes, name_cut_from: int = 0) -> RemoteFile:
     regular = stat.S_ISREG(attributes.st_mode or 0)
     return RemoteFile(path, attributes.st_size or 0, attributes.st_mtime or 0, regular, name_cut_from)
+
+
+class _Reads:
+    """The bytes of a remote file opened for reading, from its start, with at most :data:`READS_AHEAD` READs of
+    :data:`READ_SIZE` in flight. Every answer is taken here as it arrives (paramiko hands it over, in whatever
+    order the server sends them) and checked then, before it is kept: one longer than its READ, or not an answer
+    to a READ, fails the file (:class:`FileUnreadable`, malformed answer); a refusal is an :class:`OSError`, as
+    paramiko's own reads raise. Answers to READs no longer wanted (past the end of the file) are dropped."""
+
+    def __init__(self, sftp: paramiko.SFTPClient, opened: paramiko.SFTPFile, where: str, path: str) -> None:
+        self._client: Any = sftp  # its request methods are not typed
+        self._handle = opened.handle
+        self._where, self._path = where, path
+        self._asked: dict[int, int] = {}  #: READs in flight whose answer is wanted: request number -> bytes asked
+        self._answers: dict[int, bytes] = {}  #: answers arrived before their turn (b"": the end of the file)
+        self._failure: Exception | None = None
+
+    def chunks(self, most: int) -> Iterator[bytes]:
+        """The file's bytes in the pieces the server answers, until its end or ``most`` bytes."""
+        in_flight: deque[tuple[int, int, int]] = deque()  #: READs asked, in the file's order: number, offset, bytes
+        offset = 0  #: where the next READ starts
+        try:
+            while True:
+                while len(in_flight) < READS_AHEAD and offset < most:
+                    asked = min(READ_SIZE, most - offset)
+                    in_flight.append((self._ask(offset, asked), offset, asked))
+                    offset += asked
+                if not in_flight:
+                    return
+                number, at, asked = in_flight.popleft()
+                data = self._answer(number)
+                if not data:  # the end of the file
+                    return
+                yield data
+                if len(data) < asked:  # a short answer (a server's right): the rest is asked for, next in turn
+                    at, asked = at + len(data), asked - len(data)
+                    in_flight.appendleft((self._ask(at, asked), at, asked))
+        finally:
+            self._forget(in_flight)  # their answers, read by the next request (the CLOSE), are dropped
+
+    def _ask(self, offset: int, length: int) -> int:
+        """Send a READ of ``length`` bytes at ``offset``; its request number."""
+        number: int = self._client._async_request(self, CMD_READ, self._handle, int64(offset), int(length))
+        self._asked[number] = length
+        return number
+
+    def _forget(self, in_flight: deque[tuple[int, int, int]]) -> None:
+        for number, _, _ in in_flight:
+            self._asked.pop(number, None)
+            self._answers.pop(number, None)
+        in_flight.clear()
+
+    def _answer(self, number: int) -> bytes:
+        """The answer to READ ``number``, reading the server's answers (each handed to :meth:`_async_response`)
+        until it came."""
+        while True:
+            if self._failure is not None:
+                raise self._failure
+            if number in self._answers:
+                return self._answers.pop(number)
+            self._client._read_response()
+
+    def _async_response(self, kind: int, message: Any, number: int) -> None:
+        """Paramiko's hand-over of the answer to request ``number``: kept if still wanted and well-formed. Never
+        raises (paramiko may hand it over while another request waits): a failure is raised by :meth:`_answer`."""
+        asked = self._asked.pop(number, None)
+        if asked is None or self._failure is not None:
+            return  # no longer wanted (past the end of the file, after a failure): dropped
+        answer = _Answer(message, self._where, self._path)
+        try:
+            if kind == CMD_DATA:
+                data = answer.string()
+                if len(data) > asked:
+                    raise answer.malformed(f"{len(data)} bytes for a read of {asked}")
+                self._answers[number] = data
+            elif kind == CMD_STATUS:
+                code = answer.int32()
+                if code == SFTP_EOF:
+                    self._answers[number] = b""
+                else:
+                    text = answer.string().decode("utf-8", "replace")
+                    self._failure = OSError(f"read refused (status {code}): {_cut(text)}")
+            else:
+                raise answer.malformed(f"a message of type {kind} to a read")
+        except SftpError as exc:
+            self._failure = FileUnreadable(str(exc))
 
 
 def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
@@ -656,5 +748,9 @@ def _describe(exc: BaseException, limit: int = 500) -> str:
     server's to write, and it is logged and stored."""
     if isinstance(exc, socket.timeout):
         return "timed out"
-    text = str(exc) or type(exc).__name__
+    return _cut(str(exc) or type(exc).__name__, limit)
+
+
+def _cut(text: str, limit: int = 500) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
