@@ -16,12 +16,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+import cartera.plugins.sms.smpp.plugin as smpp_plugin
 from cartera.core.models import SmsMessage, SmsState
 from cartera.core.store.schema import InboundSmsRow, SmsOptOut
 from cartera.core.testing.context import CapturingContext
 from cartera.node import Node
 from cartera.plugins.sms.smpp.config import SmppConfig
 from cartera.plugins.sms.smpp.plugin import SmppGateway, _Concatenation
+from cartera.plugins.sms.smpp.text import ESM_UDHI, split_udh
 from tests.conftest import write_sites
 from tests.peers.jasmin import _recv
 from tests.peers.net import wait_until
@@ -415,3 +417,82 @@ def test_a_node_refuses_the_same_mo_on_either_store(
         opted_out = session.get(SmsOptOut, "+573001112222") is not None
     assert inbound == [("+573001112222", "Baja", "BAJA")]
     assert opted_out
+
+
+# --- MO whose user data header is cut short (round 23 C-F3) ------------------------------------------------
+
+ESME_RX_T_APPN = 0x64  # "temporary application error": the SMSC redelivers later
+
+
+def _deliver_udh(short: bytes, sequence: int, esm_class: int = 0x40) -> bytes:
+    """A deliver_sm from SENDER, GSM 03.38, its esm_class given (0x40: UDHI, the text starts with a header)."""
+    body = b"\x00\x01\x01" + SENDER + b"\x00\x01\x01Cartera\x00" + bytes([esm_class]) + b"\x00\x00\x00\x00\x00\x00"
+    return pdu(DELIVER_SM, sequence, body + bytes([0, 0, len(short)]) + short)
+
+
+@pytest.mark.parametrize(
+    ("payload", "text"),
+    [
+        (b"\x03\x00\x03\x01", b""),  # the red team's: IEI 0 declares 3 octets, 1 is there
+        (b"\x03\x00\x03\x01Hola", b"Hola"),
+        (b"\x04\x08\x04\x01\x02Hola", b"Hola"),  # 16-bit reference, 2 of 4 octets
+        (b"\x05\x00\x03\x01\x02", b""),  # the header declares 5 octets, the payload ends after 4
+    ],
+    ids=["8-bit-empty", "8-bit", "16-bit", "header-past-the-end"],
+)
+def test_a_cut_concatenation_element_reads_as_not_concatenated(payload: bytes, text: bytes) -> None:
+    user_data = split_udh(payload, ESM_UDHI)
+    assert (user_data.payload, user_data.concat) == (text, None)
+
+
+def test_an_mo_with_a_cut_udh_element_is_taken_not_retried_for_ever(
+    smsc_with: Callable[[Hostile], FakeSmsc], gateways: Any, context: CapturingContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It raised IndexError, answered ESME_RX_T_APPN: the SMSC redelivered it until its validity ended, an ERROR
+    each time. Now it is an ordinary single-part text."""
+    cut = _deliver_udh(b"\x03\x00\x03\x01", 900) + _deliver_udh(b"\x03\x00\x03\x01Hola", 901)
+    smsc = smsc_with(_on_first_session(cut + _deliver_udh(b"BAJA", 950, esm_class=0)))
+    with caplog.at_level(logging.WARNING):
+        gateways(_config(smsc.port), context)
+        wait_until(lambda: len(_statuses(smsc)) == 3, "every deliver_sm_resp")
+    assert _statuses(smsc) == {900: 0, 901: 0, 950: 0}
+    assert [m.text for m in context.inbound] == ["", "Hola", "BAJA"]
+    assert "smpp.deliver_failed" not in caplog.text
+
+
+def test_an_mo_that_cannot_be_read_is_refused_for_good_a_store_failure_is_retried(
+    smsc_with: Callable[[Hostile], FakeSmsc],
+    gateways: Any,
+    context: CapturingContext,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever reading a deliver_sm raises is the same on every redelivery: a permanent error, logged once as a
+    warning. A failure to keep a text that was read (the store down, a full disk) stays temporary: the SMSC
+    redelivers it later."""
+    real_decode, real_report = smpp_plugin.decode_text, context.report_inbound
+
+    def decode(payload: bytes, data_coding: int) -> str:
+        if payload == b"XXXX":  # reading the text fails, as a cut header did
+            raise IndexError("index out of range")
+        return real_decode(payload, data_coding)
+
+    def report(message: Any) -> None:
+        if message.text == "STORE":
+            raise OSError(28, "No space left on device")
+        real_report(message)
+
+    monkeypatch.setattr(smpp_plugin, "decode_text", decode)
+    monkeypatch.setattr(context, "report_inbound", report)
+    mos = _deliver_udh(b"XXXX", 700, esm_class=0) + _deliver_udh(b"STORE", 701, esm_class=0)
+    smsc = smsc_with(_on_first_session(mos + _deliver_udh(b"BAJA", 702, esm_class=0)))
+    with caplog.at_level(logging.WARNING):
+        gateways(_config(smsc.port), context)
+        wait_until(lambda: len(_statuses(smsc)) == 3, "every deliver_sm_resp")
+    assert _statuses(smsc) == {700: ESME_RX_P_APPN, 701: ESME_RX_T_APPN, 702: 0}
+    assert [m.text for m in context.inbound] == ["BAJA"]
+    unreadable = [r for r in caplog.records if r.getMessage() == "smpp.mo_unreadable"]
+    assert [(r.levelno, r.fields["error"]) for r in unreadable] == [(logging.WARNING, "IndexError")]  # type: ignore[attr-defined]
+    failed = [r for r in caplog.records if r.getMessage() == "smpp.deliver_failed"]
+    assert len(failed) == 1
+    assert "XXXX" not in caplog.text  # a debtor's text is never logged

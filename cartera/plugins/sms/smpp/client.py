@@ -73,6 +73,12 @@ class InDoubt(Exception):
         return waiter.response
 
 
+class UnreadableDeliver(Exception):
+    """Raised by a deliver handler for a deliver_sm or data_sm it cannot read (its argument: what failed, never the
+    text): the link answers ESME_RX_P_APPN, so the SMSC gives it up instead of redelivering it until its validity
+    ends."""
+
+
 def status_text(status: int) -> str:
     return f"0x{status:08X} {smpplib.consts.DESCRIPTIONS.get(status, 'unknown status')}"
 
@@ -384,9 +390,15 @@ class SmppLink:
         self._respond(client, "generic_nack", sequence, ESME_RINVCMDID)
 
     def _deliver(self, pdu: Any) -> int:
+        """The status answering a deliver_sm or data_sm: its handler's. One the handler cannot read is refused for
+        good (ESME_RX_P_APPN): every redelivery would be the same. Any other failure (the store down, a full disk)
+        is temporary (ESME_RX_T_APPN): the SMSC redelivers it later. The link stays up either way."""
         try:
             return self._on_deliver(pdu)
-        except Exception as exc:  # the SMSC redelivers on a temporary error; the link stays up
+        except UnreadableDeliver as exc:
+            event(self._log, "smpp.mo_unreadable", logging.WARNING, command=pdu.command, error=str(exc))
+            return ESME_RX_P_APPN
+        except Exception as exc:
             event(self._log, "smpp.deliver_failed", logging.ERROR, error=repr(exc))
             return ESME_RX_T_APPN
 

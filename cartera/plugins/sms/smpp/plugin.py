@@ -41,7 +41,15 @@ from cartera.plugin import (
     hookimpl,
     unkeepable,
 )
-from cartera.plugins.sms.smpp.client import ESME_ROK, ESME_RX_P_APPN, InDoubt, LinkDown, SmppLink, status_text
+from cartera.plugins.sms.smpp.client import (
+    ESME_ROK,
+    ESME_RX_P_APPN,
+    InDoubt,
+    LinkDown,
+    SmppLink,
+    UnreadableDeliver,
+    status_text,
+)
 from cartera.plugins.sms.smpp.config import SmppConfig
 from cartera.plugins.sms.smpp.ledger import MessageRecord, SubmitLedger, UnknownSmscId, text_digest
 from cartera.plugins.sms.smpp.text import (
@@ -465,9 +473,12 @@ class SmppGateway(SmsGateway[SmppConfig]):
                     )
                 )
             return ESME_ROK
-        user_data = split_udh(payload, pdu.esm_class)
-        phone = _phone(pdu.source_addr.decode("ascii", "replace"), pdu.source_addr_ton)
-        part = decode_text(user_data.payload, pdu.data_coding)
+        try:  # whatever reading it raises, every redelivery raises again: refused for good (round 23 C-F3)
+            user_data = split_udh(payload, pdu.esm_class)
+            phone = _phone(pdu.source_addr.decode("ascii", "replace"), pdu.source_addr_ton)
+            part = decode_text(user_data.payload, pdu.data_coding)
+        except Exception as exc:
+            raise UnreadableDeliver(type(exc).__name__) from exc
         problem = unkeepable(phone) or unkeepable(part)  # the rule the Kannel MO route and the web guard apply
         if problem:
             # No store can keep it (PostgreSQL refuses a NUL, UTF-8 a lone surrogate), now or on any redelivery: a
