@@ -34,6 +34,7 @@ from cartera.runtime.context import NodeContext
 from cartera.users.directory import Grant, Role, UserDirectory
 from cartera.web import agent_pages, sse, wallboard
 from cartera.web.agent_pages import StateRate
+from cartera.web.context import SESSION_COOKIE
 from cartera.workspace.agents import AgentState
 from cartera.workspace.hub import Subscription
 from cartera.workspace.offers import PreviewOffers
@@ -552,3 +553,53 @@ def test_a_stream_whose_body_never_started_leaves_no_slot_page_or_subscription()
     gc.collect()
     assert (slot.given, closed, gone) == (True, [1], [1])
     assert slots.take("user:ana") is not None
+
+
+def subscribed_back(site: Site, subscribed: int) -> bool:
+    """The hub's subscriber count is ``subscribed`` again, within 10 s (collections forced: a body left unstarted
+    or cancelled is only collected with its cycles)."""
+    deadline = time.monotonic() + 10
+    while len(site.node.workspace._subscribers) != subscribed:
+        if time.monotonic() > deadline:
+            return False
+        gc.collect()
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.abuse
+def test_a_wallboard_stream_ended_before_its_first_board_gives_back_its_subscription(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wallboard stream whose client left before the first board (a HEAD, which stops after the head; a tab
+    closed while the board is computed) kept its hub subscription for good: only the slot was given back, and
+    every later event was queued to it (round 23 B-F1)."""
+    supervisor = signed_in(site.base, "sara")
+    subscribed = len(site.node.workspace._subscribers)
+    for _ in range(sse.STREAMS_PER_USER + 2):  # more than the slots: each is given back too
+        assert supervisor.head("/wallboard/events").status_code == 200
+    assert subscribed_back(site, subscribed), len(site.node.workspace._subscribers) - subscribed
+
+    entered, release = threading.Event(), threading.Event()
+    real = wallboard.board
+
+    def held(web: object, within: object) -> object:
+        entered.set()
+        release.wait(10)
+        return real(web, within)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(wallboard, "board", held)
+    monkeypatch.setattr(wallboard, "SETTLE_S", 0.0)  # no board the HEADs had computed is taken as fresh
+    cookie = f"{SESSION_COOKIE}={supervisor.cookies[SESSION_COOKIE]}"
+    host, port = httpx.URL(site.base).host, httpx.URL(site.base).port
+    tab = socket.create_connection((host, port))
+    tab.sendall(f"GET /wallboard/events HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n".encode())
+    assert entered.wait(10)
+    tab.close()  # the tab closed while its first board is computed
+    time.sleep(0.5)  # the server notices the disconnect, then the board returns
+    release.set()
+    assert subscribed_back(site, subscribed), len(site.node.workspace._subscribers) - subscribed
+    monkeypatch.setattr(wallboard, "board", real)
+    events, stop = stream(supervisor, "/wallboard/events")
+    events.next("wallboard")
+    stop.set()

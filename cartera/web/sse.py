@@ -152,20 +152,40 @@ def event_stream(
     subscription closed, ``on_close`` and ``slot`` given back: when the stream ends, or when its body is collected
     unstarted (its client left before the server began it, and a body never started runs no ``finally``)."""
 
-    async def stream() -> AsyncIterator[bytes]:
+    async def stream() -> AsyncGenerator[bytes]:
+        yield RETRY
+        for replayed in first:
+            yield encode(replayed)
+        async with contextlib.aclosing(pushed(request, subscription, alive=alive)) as events:
+            async for event in events:
+                yield KEEP_ALIVE if event is None else encode(event)
+
+    return stream_response(ending(stream(), subscription, on_close=on_close, slot=slot))
+
+
+def ending(
+    body: AsyncGenerator[bytes],
+    subscription: Subscription,
+    *,
+    on_close: Callable[[], None] = lambda: None,
+    slot: Slot | None = None,
+) -> AsyncIterator[bytes]:
+    """``body``, then, once, ``subscription`` closed, ``on_close`` and ``slot`` given back: when the body ends,
+    fails, is closed or cancelled anywhere (before its first chunk too: a HEAD stops it after the head, a client
+    leaving while it waits), or when it is collected unstarted (its client left before the server began it, and a
+    body never started runs no ``finally``). Only :func:`pushed` closes a subscription otherwise, once reached."""
+
+    async def run() -> AsyncIterator[bytes]:
         try:
-            yield RETRY
-            for replayed in first:
-                yield encode(replayed)
-            async with contextlib.aclosing(pushed(request, subscription, alive=alive)) as events:
-                async for event in events:
-                    yield KEEP_ALIVE if event is None else encode(event)
+            async with contextlib.aclosing(body) as chunks:
+                async for chunk in chunks:
+                    yield chunk
         finally:
             done()
 
-    body = stream()
-    done = weakref.finalize(body, _stream_done, subscription, on_close, slot)  # called at most once
-    return stream_response(body)
+    outer = run()
+    done = weakref.finalize(outer, _stream_done, subscription, on_close, slot)  # called at most once
+    return outer
 
 
 def _stream_done(subscription: Subscription, on_close: Callable[[], None], slot: Slot | None) -> None:

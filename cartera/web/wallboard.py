@@ -4,7 +4,8 @@ promises, abandoned calls and occupancy, pushed (server-sent events) whenever an
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 from dataclasses import asdict, dataclass
 from datetime import datetime, time
 from time import monotonic as time_now
@@ -15,7 +16,16 @@ from starlette.concurrency import run_in_threadpool
 
 from cartera.portfolio.identity import PortfolioKey
 from cartera.web.context import SESSION_COOKIE, Web
-from cartera.web.sse import KEEP_ALIVE, KEEP_ALIVE_S, RETRY, encode, pushed, stream_response, too_many_streams
+from cartera.web.sse import (
+    KEEP_ALIVE,
+    KEEP_ALIVE_S,
+    RETRY,
+    encode,
+    ending,
+    pushed,
+    stream_response,
+    too_many_streams,
+)
 from cartera.workspace.agents import AgentState, AgentStatus
 from cartera.workspace.hub import PUBLIC_KINDS, WorkspaceEvent
 
@@ -118,12 +128,12 @@ def wallboard_router(web: Web) -> APIRouter:
         async def alive() -> bool:
             return await run_in_threadpool(web.sessions.lookup, token) is not None
 
-        async def stream() -> AsyncIterator[bytes]:
-            try:
-                yield RETRY
-                yield await boards.after(within, 0)
-                settling, quiet = None, 0.0
-                async for event in pushed(request, subscription, SETTLE_S, alive):
+        async def stream() -> AsyncGenerator[bytes]:
+            yield RETRY
+            yield await boards.after(within, 0)
+            settling, quiet = None, 0.0
+            async with contextlib.aclosing(pushed(request, subscription, SETTLE_S, alive)) as events:
+                async for event in events:
                     if event is not None:  # changes close together are one update
                         settling = event
                     elif settling is not None:
@@ -132,9 +142,9 @@ def wallboard_router(web: Web) -> APIRouter:
                     elif (quiet := quiet + SETTLE_S) >= KEEP_ALIVE_S:
                         yield KEEP_ALIVE
                         quiet = 0.0
-            finally:
-                slot.give_back()
 
-        return stream_response(slot.follow(stream()))
+        # the subscription is closed with the slot however the stream ends: also before the first board (a HEAD,
+        # a client gone while it is computed), where pushed() is never reached
+        return stream_response(ending(stream(), subscription, slot=slot))
 
     return router
