@@ -140,3 +140,37 @@ def test_a_store_holding_a_worked_portfolio_upgrades_from_0007(tmp_path: Path) -
         assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
     assert_schema_matches_models(db)
     db.dispose()
+
+
+def test_texts_answered_before_0019_are_not_taken_for_killed_senders_texts(tmp_path: Path) -> None:
+    """Since 0019 a text with no detail is one its sender never answered (the node settles it as a killed sender's).
+    Before, a sender stored its gateway's detail as it came, often none: the upgrade marks every text its sender
+    answered (no longer queued, or holding a gateway id) as answered, so the first reconcile after it does not
+    settle the site's whole history again (an SMS activity more for each, exported to the creditor)."""
+    url = f"sqlite:///{tmp_path / 'site.db'}"
+    db = Database(url)
+    db.migrate("0018_activity_outcome_120")
+    rows = [  # (id, state, gateway_id, detail)
+        (1, "submitted", "GW-1", None),
+        (2, "delivered", "GW-2", None),
+        (3, "failed", None, None),
+        (4, "failed", None, "smsbox refused"),
+        (5, "queued", None, None),  # a killed sender's, before 0019
+        (6, "queued", "GW-6", None),  # answered, receipt pending
+    ]
+    with db.engine.begin() as conn:
+        for id_, state, gateway_id, detail in rows:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO sms_messages (id, site, phone, text, state, gateway_id, detail, created_at,"
+                    " updated_at) VALUES (:id, 't', '+573001234567', 'hola', :state, :gateway_id, :detail,"
+                    " '2026-11-23 09:00:00', '2026-11-23 09:00:00')"
+                ),
+                {"id": id_, "state": state, "gateway_id": gateway_id, "detail": detail},
+            )
+    db.migrate()
+    with db.engine.connect() as conn:
+        details = dict(conn.execute(sa.text("SELECT id, detail FROM sms_messages ORDER BY id")).all())
+    assert details == {1: "", 2: "", 3: "", 4: "smsbox refused", 5: None, 6: ""}
+    assert_schema_matches_models(db)
+    db.dispose()
