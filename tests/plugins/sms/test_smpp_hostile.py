@@ -16,14 +16,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import cartera.plugins.sms.smpp.plugin as smpp_plugin
 from cartera.core.models import SmsMessage, SmsState
 from cartera.core.store.schema import InboundSmsRow, SmsOptOut
 from cartera.core.testing.context import CapturingContext
 from cartera.node import Node
 from cartera.plugins.sms.smpp.config import SmppConfig
 from cartera.plugins.sms.smpp.plugin import SmppGateway, _Concatenation
-from cartera.plugins.sms.smpp.text import ESM_UDHI, split_udh
+from cartera.plugins.sms.smpp.text import ESM_UDHI, decode_text, split_udh
 from tests.conftest import write_sites
 from tests.peers.jasmin import _recv
 from tests.peers.net import wait_until
@@ -470,19 +469,19 @@ def test_an_mo_that_cannot_be_read_is_refused_for_good_a_store_failure_is_retrie
     """Whatever reading a deliver_sm raises is the same on every redelivery: a permanent error, logged once as a
     warning. A failure to keep a text that was read (the store down, a full disk) stays temporary: the SMSC
     redelivers it later."""
-    real_decode, real_report = smpp_plugin.decode_text, context.report_inbound
+    real_report = context.report_inbound
 
     def decode(payload: bytes, data_coding: int) -> str:
         if payload == b"XXXX":  # reading the text fails, as a cut header did
             raise IndexError("index out of range")
-        return real_decode(payload, data_coding)
+        return decode_text(payload, data_coding)
 
     def report(message: Any) -> None:
         if message.text == "STORE":
             raise OSError(28, "No space left on device")
         real_report(message)
 
-    monkeypatch.setattr(smpp_plugin, "decode_text", decode)
+    monkeypatch.setattr("cartera.plugins.sms.smpp.plugin.decode_text", decode)
     monkeypatch.setattr(context, "report_inbound", report)
     mos = _deliver_udh(b"XXXX", 700, esm_class=0) + _deliver_udh(b"STORE", 701, esm_class=0)
     smsc = smsc_with(_on_first_session(mos + _deliver_udh(b"BAJA", 702, esm_class=0)))
