@@ -299,3 +299,102 @@ def test_a_secret_in_an_invalid_value_is_masked_in_the_error(site: Path) -> None
     assert_one_line_error(result, 2, "key 'dialer.agents'")
     assert secret not in result.stderr + result.stdout
     assert "***" in result.stderr
+
+
+#: What a hostile smsbox answered in round 23 C-F4: sets the terminal's title, clears it, forges an "ok" line.
+HOSTILE_WORDS = "Denied\x1b]0;PWNED-TITLE\x07\x1b[2J\x1b[32m\nok    sms kannel: all fine\x1b[0m\u202e"
+HOSTILE_SHOWN = "Denied\\x1b]0;PWNED-TITLE\\x07\\x1b[2J\\x1b[32m\\nok    sms kannel: all fine\\x1b[0m\\u202e"
+
+
+def _raw(output: str) -> list[str]:
+    """What in ``output`` would drive a terminal or forge a line: escapes, bells, bidi marks, a forged ``ok`` line."""
+    found = [char for char in ("\x1b", "\x07", "\u202e") if char in output]
+    return found + [line for line in output.splitlines() if line.startswith("ok    sms kannel")]
+
+
+@pytest.mark.abuse
+def test_check_prints_the_vendors_words_escaped(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Round 23 C-F4: a vendor's detail (an smsbox's refusal body, an AMI peer's message) reached the operator's
+    terminal raw: a title set, the screen cleared and a forged ``ok`` line."""
+    from cartera.core.models import CheckResult
+    from cartera.plugins.sms.outbox.plugin import OutboxGateway
+
+    monkeypatch.setattr(OutboxGateway, "check", lambda _gateway: CheckResult(ok=False, detail=HOSTILE_WORDS))
+    result = cartera(site, "--site", "t", "check")
+    assert result.returncode == 1
+    assert _raw(result.stdout) == []
+    assert f": {HOSTILE_SHOWN}" in result.stdout
+
+
+@pytest.mark.abuse
+def test_check_prints_the_lease_holder_escaped(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node holding the site is named as the store has it (another host's words)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cartera.core.store.site_lease import LeaseHolder
+
+    holder = LeaseHolder(HOSTILE_WORDS, 7, datetime.now(UTC) + timedelta(days=1))
+    monkeypatch.setattr("cartera.node.lease_holder", lambda _db, _site: holder)
+    result = cartera(site, "--site", "t", "check")
+    assert _raw(result.stdout) == []
+    assert f"info  node: active: {HOSTILE_SHOWN}, token 7" in result.stdout
+
+
+@pytest.mark.abuse
+def test_call_prints_the_dialers_cause_escaped(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call's cause is the PBX's or the SIP trunk's words (a reason phrase)."""
+    import dataclasses
+
+    from cartera.contact.calls import CallService
+
+    wait = CallService.wait_for_call
+
+    def hostile(service: CallService, attempt_id: int, timeout: float) -> Any:
+        result = wait(service, attempt_id, timeout)
+        return None if result is None else dataclasses.replace(result, raw_cause=HOSTILE_WORDS)
+
+    monkeypatch.setattr(CallService, "wait_for_call", hostile)
+    call = cartera(site, "--site", "t", "call", "300 123 4567")
+    assert call.returncode == 0, call.stderr
+    assert _raw(call.stdout) == []
+    assert f"answered ({HOSTILE_SHOWN})" in call.stdout
+
+
+@pytest.mark.abuse
+def test_an_unexpected_error_is_printed_escaped(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception no one expected says what it says: a vendor's library may put the peer's words in it."""
+    from cartera.node import Node
+
+    def fails(_node: Node) -> Any:
+        raise RuntimeError(HOSTILE_WORDS)
+
+    monkeypatch.setattr(Node, "check", fails)
+    result = cartera(site, "--site", "t", "check")
+    assert result.returncode == 1
+    assert _raw(result.stderr) == []
+    assert f"error: RuntimeError: {HOSTILE_SHOWN} (run with --debug for details)" in result.stderr
+
+
+@pytest.mark.abuse
+def test_archive_prints_the_stores_error_escaped(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unavailable store's error is the S3 peer's words."""
+    from cartera.recordings.archival import Archiver, ArchiveRun
+
+    monkeypatch.setattr(
+        Archiver, "run_once", lambda _archiver, _bar=None: ArchiveRun(left=1, store_error=HOSTILE_WORDS)
+    )
+    result = cartera(site, "--site", "t", "archive")
+    assert result.returncode == 1
+    assert _raw(result.stdout) == []
+    assert f"left on local disk for the next run: {HOSTILE_SHOWN}" in result.stdout
+
+
+@pytest.mark.abuse
+def test_a_table_cell_is_printed_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    """A recording's agent comes from the PBX: a table cell is shown escaped, the columns aligned on what shows."""
+    from cartera.cli.main import _print_table
+
+    _print_table([("AGENT", "STATE"), (HOSTILE_WORDS, "verified")])
+    out = capsys.readouterr().out
+    assert _raw(out) == []
+    assert out.splitlines() == [f"{'AGENT'.ljust(len(HOSTILE_SHOWN))}  STATE", f"{HOSTILE_SHOWN}  verified"]

@@ -239,7 +239,10 @@ def _main(args: argparse.Namespace) -> int:
         if args.debug:
             log.exception("failed")
             return 1
-        print(f"error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        # an error no one expected may carry a peer's words (a vendor library's message): escaped like theirs
+        print(
+            f"error: {type(exc).__name__}: {escape_controls(str(exc))} (run with --debug for details)", file=sys.stderr
+        )
         return 1
 
 
@@ -296,10 +299,10 @@ def _run(node: Node, args: argparse.Namespace) -> int:
 
 def _check(node: Node, _args: argparse.Namespace) -> int:
     lines = node.check()
-    for line in lines:
-        print(f"{'ok  ' if line.result.ok else 'FAIL'}  {line.what}: {line.result.detail}")
-    if (lease := node.lease_holder()) is not None:  # which node works the site (PostgreSQL)
-        print(f"info  node: {lease.describe(datetime.now(UTC))[1]}")
+    for line in lines:  # a detail is a vendor's words (an smsbox's refusal, an AMI peer's message): escaped
+        print(f"{'ok  ' if line.result.ok else 'FAIL'}  {line.what}: {escape_controls(line.result.detail)}")
+    if (lease := node.lease_holder()) is not None:  # which node works the site (PostgreSQL), as another host wrote it
+        print(f"info  node: {escape_controls(lease.describe(datetime.now(UTC))[1])}")
     failed = [line.what for line in lines if not line.result.ok]
     if failed:
         print(f"check failed: {', '.join(failed)}", file=sys.stderr)
@@ -324,11 +327,11 @@ def _import(node: Node, args: argparse.Namespace) -> int:
     try:
         report = sync.import_file(path, actor=os_user())
     except FileRejected as exc:
-        print(f"error: {exc} (nothing was loaded)", file=sys.stderr)
+        print(f"error: {escape_controls(str(exc))} (nothing was loaded)", file=sys.stderr)
         return 1
     print(report.summary())
     for error in report.quarantined:
-        print(f"  quarantined {path}:{error.line}: {error.field}: {error.reason}")
+        print(escape_controls(f"  quarantined {path}:{error.line}: {error.field}: {error.reason}"))
     return 0
 
 
@@ -346,7 +349,8 @@ def _call(node: Node, args: argparse.Namespace) -> int:
     if result is None:
         print(f"attempt {request.attempt_id}: no outcome after {args.wait:g}s; hanging up", file=sys.stderr)
         return 1
-    print(f"attempt {request.attempt_id}: {result.outcome} ({result.raw_cause}), talk {result.talk_seconds:.0f}s")
+    cause = escape_controls(result.raw_cause)  # the PBX's or the SIP trunk's words
+    print(f"attempt {request.attempt_id}: {result.outcome} ({cause}), talk {result.talk_seconds:.0f}s")
     return 0
 
 
@@ -412,12 +416,12 @@ def _archive_held(node: Node, args: argparse.Namespace) -> int:
     assert node.archiver is not None
     if not args.backfill:
         run = node.archiver.run_once()
-        print(f"archive: {run}")
+        print(f"archive: {escape_controls(str(run))}")  # an unavailable store's error is the S3 peer's words
         return 0 if run.ok else 1
     while True:  # the spool may grow while a large backfill runs: go on until a run finds nothing new
         with _ProgressBar() as bar:
             run = node.archiver.run_once(bar)
-        print(f"archive: {run}")
+        print(f"archive: {escape_controls(str(run))}")
         if not run.ok or not (run.found or run.archived):
             return 0 if run.ok else 1
 
@@ -542,6 +546,8 @@ def _print_recordings(views: list[RecordingView], zone: ZoneInfo, *, with_site: 
 
 
 def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    """``rows`` in aligned columns, each cell escaped (a recording's agent is the PBX's words)."""
+    rows = [[escape_controls(cell) for cell in row] for row in rows]
     widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
