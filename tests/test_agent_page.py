@@ -603,3 +603,50 @@ def test_a_wallboard_stream_ended_before_its_first_board_gives_back_its_subscrip
     events, stop = stream(supervisor, "/wallboard/events")
     events.next("wallboard")
     stop.set()
+
+
+def answered_with_body(site: Site, path: str, auth: str, framing: str) -> str:
+    """The status line of a GET of ``path`` sent with a body over the pages' 64 KiB limit (its length declared,
+    or chunked), the body sent as long as the server reads it."""
+    host, port = httpx.URL(site.base).host, httpx.URL(site.base).port
+    framed = "Content-Length: 10000000" if framing == "length" else "Transfer-Encoding: chunked"
+    with socket.create_connection((host, port), timeout=10) as client:
+        client.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n{framed}\r\n\r\n".encode())
+        piece = b"x" * 65536
+        chunk = piece if framing == "length" else b"10000\r\n" + piece + b"\r\n"
+        with contextlib.suppress(OSError):
+            for _ in range(3):
+                client.sendall(chunk)
+        head = b""
+        with contextlib.suppress(OSError):
+            while b"\r\n" not in head and (more := client.recv(4096)):
+                head += more
+    return head.split(b"\r\n", 1)[0].decode()
+
+
+@pytest.mark.abuse
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_an_event_stream_asked_with_a_body_is_refused_before_it_starts(site: Site, framing: str) -> None:
+    """A GET of an event stream with a body past the pages' limit answered 500 and logged a traceback: the
+    stream's disconnect watch read the body through the limit after the stream had started (round 23 B-F2). A
+    stream takes no body: it is refused (413) before any slot or subscription is taken."""
+    agent, supervisor = signed_in(site.base, "ana"), signed_in(site.base, "sara")
+    page_csrf(agent)
+    hub = site.node.workspace
+    subscribed = len(hub._subscribers)
+    asked = [
+        ("/agent/events", f"Cookie: {SESSION_COOKIE}={agent.cookies[SESSION_COOKIE]}"),
+        ("/wallboard/events", f"Cookie: {SESSION_COOKIE}={supervisor.cookies[SESSION_COOKIE]}"),
+        ("/api/workspace/v1/events", f"Authorization: Bearer {INTEGRATION_TOKEN}"),
+    ]
+    answers = [(path, answered_with_body(site, path, auth, framing)) for path, auth in asked * sse.STREAMS_PER_USER]
+    assert [(path, line.split(" ")[1]) for path, line in answers] == [(path, "413") for path, _ in answers]
+    with site.node.db.session() as session:
+        actions = list(session.scalars(select(AuditEntry.action).where(AuditEntry.action.like("web.%"))))
+    assert "web.failed" not in actions
+    assert actions.count("web.rejected") == 2 * sse.STREAMS_PER_USER  # the agent's and the supervisor's refusals
+    assert subscribed_back(site, subscribed)
+    assert hub.roster.get("ana").pages == 0
+    for events, stop in (stream(agent, "/agent/events"), stream(supervisor, "/wallboard/events")):
+        assert events.opened.wait(10)
+        stop.set()

@@ -23,7 +23,7 @@ from cartera.contact.compliance import LineType, Reason
 from cartera.core.errors import UsageError
 from cartera.core.models import CallOutcome
 from cartera.users.directory import Role
-from cartera.web.context import SESSION_COOKIE, Viewer, Web, WebError, check_csrf, refusal
+from cartera.web.context import SESSION_COOKIE, Viewer, Web, WebError, check_csrf, refusal, refuse_body
 from cartera.web.i18n import Language, translate
 from cartera.web.sse import event_stream, last_event_id, too_many_streams
 from cartera.workspace.errors import AlreadyDispositioned, CallbackNotAllowed, NotYourCall, PageNotOpen, WorkspaceError
@@ -113,6 +113,7 @@ def agent_router(web: Web) -> APIRouter:
     @router.get("/agent/events", include_in_schema=False)
     async def events(request: Request) -> Response:
         viewer, extension = await run_in_threadpool(signed_in_agent, web, request)
+        refuse_body(request)
         name = viewer.user.name
         holder = f"user:{name}"
         slot = web.streams.take(holder)

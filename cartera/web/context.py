@@ -140,6 +140,24 @@ class Web:
         self.services.audit.write(actor=actor, action=action, subject=subject, **details)
 
 
+NO_BODY = "a GET of a stream takes no body"
+
+
+def declares_body(request: Request) -> bool:
+    """The request says a body follows (chunked, or a length other than 0)."""
+    headers = request.headers
+    return "transfer-encoding" in headers or headers.get("content-length", "0").strip() not in ("0", "")
+
+
+def refuse_body(request: Request) -> None:
+    """A GET answered by a stream (events, a recording) takes no body: one declared is refused (413) before the
+    stream starts. Once it started, its disconnect watch reads the request through the pages' body limit, whose
+    refusal can then only end the answer as a crash (a 500, a traceback logged); a body within it is read for
+    nothing."""
+    if declares_body(request):
+        raise WebError(413, NO_BODY, "error.413")
+
+
 def refusal(
     status: int, field: str, message: str, headers: dict[str, str] | None = None, **more: object
 ) -> JSONResponse:

@@ -19,7 +19,7 @@ from cartera.core.errors import NotFound, UsageError
 from cartera.core.models import CallOutcome
 from cartera.portfolio.identity import code_problem
 from cartera.recordings.access import Reach, RecordingView, SearchFilters
-from cartera.web.context import Viewer, Web, WebError
+from cartera.web.context import Viewer, Web, WebError, refuse_body
 from cartera.web.i18n import translate
 from cartera.web.kpi import bar_chart
 from cartera.web.media import BadRange, ByteRange, download_name, file_response, parse_range
@@ -152,6 +152,7 @@ def pages_router(web: Web) -> APIRouter:
 def stream(web: Web, request: Request, recording_id: str, *, attachment: bool) -> Response:
     """A recording played or downloaded, whole or by range: one pass, one audit row (see ``deliver``)."""
     viewer = web.signed_in(request)
+    refuse_body(request)  # the file is streamed: see refuse_body
     header = request.headers.get("range")
 
     def send(view: RecordingView, key: str) -> tuple[tuple[Path, ByteRange | None], dict[str, Any]]:

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from cartera.portfolio.identity import PortfolioKey
-from cartera.web.context import SESSION_COOKIE, Web
+from cartera.web.context import SESSION_COOKIE, Web, refuse_body
 from cartera.web.sse import (
     KEEP_ALIVE,
     KEEP_ALIVE_S,
@@ -117,6 +117,7 @@ def wallboard_router(web: Web) -> APIRouter:
     @router.get("/wallboard/events", include_in_schema=False)
     async def events(request: Request) -> Response:
         viewer = await run_in_threadpool(web.signed_in, request)
+        refuse_body(request)
         holder = f"user:{viewer.user.name}"
         slot = web.streams.take(holder)
         if slot is None:

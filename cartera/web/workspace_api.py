@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cartera.contact.compliance import LineType
 from cartera.core.models import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS
-from cartera.web.context import Web, client_address, refusal
+from cartera.web.context import NO_BODY, Web, client_address, declares_body, refusal
 from cartera.web.server import Tally
 from cartera.web.sse import event_stream, last_event_id, too_many_streams
 from cartera.workspace.errors import AlreadyDispositioned, NotYourCall, WorkspaceError
@@ -119,6 +119,8 @@ def api_router() -> APIRouter:
     )
     async def events(request: Request, name: Annotated[str, Depends(integration)]) -> Response:
         web: Web = request.app.state.web
+        if declares_body(request):  # see refuse_body
+            raise Refused(413, WorkspaceError("request", NO_BODY))
         since = last_event_id(request)
         holder = f"integration:{name}"
         slot = web.streams.take(holder)
