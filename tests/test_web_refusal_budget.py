@@ -5,14 +5,19 @@ an unknown path, a missing static file or the agent's stream wrote an audit row,
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cartera.users.sessions import FREE_TRIES
 from cartera.web.app import build_app
 from cartera.web.refusals import PER_MINUTE, TOTAL_PER_MINUTE, WINDOW_S, AnonymousRefusals
+from cartera.web.server import WebServer
+from tests.peers.net import free_port
 from tests.test_web_pages import Site, csrf_of
 from tests.test_web_pages import site as pages_site
 
@@ -20,6 +25,12 @@ pytestmark = pytest.mark.abuse
 site = pages_site  # the pages' fixture: site t, seeded
 
 FLOOD = 500
+
+
+@contextmanager
+def served_app(app: FastAPI) -> Iterator[None]:
+    with WebServer(app, "127.0.0.1", free_port()):
+        yield
 
 
 class Clock:
@@ -111,3 +122,38 @@ def test_strangers_refusals_are_bounded_as_a_whole_and_an_ipv6_host_is_one_addre
     assert admitted[0][1] == unaudited, "the last minute's summary: refusals and addresses left unaudited"
     assert sum(audit for audit, _ in admitted) == PER_MINUTE, "an IPv6 /64 is one address"
     assert budget.admit("web:anonymous@2001:db8:1:3::1", "/nope")[0], "another /64 is another address"
+
+
+def test_the_minutes_summary_is_written_when_the_minute_ends_and_at_stop(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Round 23 B-F3: the summary of a minute's unaudited refusals came only with the next stranger's refusal, so
+    a flood that stopped left no count in the audit or the log, and a node stopped before lost it. It is written
+    when the minute ends (a timer set at its first unaudited refusal), once, and what is left at the server's
+    stop."""
+    app = build_app(site.node.web_services())
+    audit = app.state.refusal_audit
+    clock, timers = Clock(), []
+    audit.budget.clock = clock
+    audit.timer = lambda delay, flush: timers.append((delay, flush))
+    stranger = TestClient(app, raise_server_exceptions=False)
+    for _ in range(PER_MINUTE + 20):
+        assert stranger.get("/no-such-page").status_code == 404
+    assert [delay for delay, _ in timers] == [WINDOW_S]  # one timer, at the end of the minute
+    assert not site.audits("web.rejected_unaudited")
+    clock.now += WINDOW_S
+    with caplog.at_level(logging.WARNING, logger="cartera.web"):
+        timers[0][1]()
+    assert [
+        (entry.details["count"], entry.details["addresses"]) for entry in site.audits("web.rejected_unaudited")
+    ] == [(20, 1)]
+    assert [record.getMessage() for record in caplog.records] == ["web.rejected_unaudited"]
+    assert stranger.get("/no-such-page").status_code == 404  # the next minute's first: no second summary
+    assert len(site.audits("web.rejected_unaudited")) == 1
+
+    with served_app(app):  # the same app on a real server, stopped after its flood
+        stranger = TestClient(app, raise_server_exceptions=False)
+        for _ in range(PER_MINUTE - 1 + 5):  # the minute's budget less the one above, and 5 past it
+            assert stranger.get("/no-such-page").status_code == 404
+        assert len(site.audits("web.rejected_unaudited")) == 1
+    assert [entry.details["count"] for entry in site.audits("web.rejected_unaudited")] == [20, 5]

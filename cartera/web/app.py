@@ -27,7 +27,7 @@ from cartera.web.nul_guard import NulInRequest, refuse_nul
 from cartera.web.pages import pages_router
 from cartera.web.preview import preview_router
 from cartera.web.refusals import RefusalAudit
-from cartera.web.server import Tally
+from cartera.web.server import ON_STOP, Tally
 from cartera.web.services import WebServices
 from cartera.web.signin import signin_router
 from cartera.web.wallboard import wallboard_router
@@ -74,6 +74,7 @@ def build_app(services: WebServices) -> FastAPI:
     answer_refusals(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _handle_errors(app, web)
+    setattr(app.state, ON_STOP, [app.state.refusal_audit.close])  # the strangers' refusals left only counted
     trusted = services.config.trusted_proxies
     if trusted:  # only then is X-Forwarded-For believed: its right-most address outside these networks
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(network) for network in trusted])

@@ -5,6 +5,10 @@ added ~250 rows a second. Past :data:`PER_MINUTE` refusals of one address in a m
 recordings' routes (the player's pages and files) and throttled sign-ins have budgets of their own, so a flood of
 other refusals never leaves them unaudited; failures (5xx) are always audited.
 
+The summary is written when its minute ends (round 23 B-F3: it came only with the next stranger's refusal, so a
+flood that stopped left no count, and a node stopped before lost it): a timer is set at the minute's first refusal
+left unaudited, and what is left is written at the server's stop (:meth:`RefusalAudit.close`).
+
 The budgets are bounded as a whole too (round 21 M3): one host owning many addresses (an IPv6 /64, the clients of a
 trusted proxy, 127.x.y.z) had each address's budget, ~580 rows a second. Of each kind at most
 :data:`TOTAL_PER_MINUTE` refusals a minute are audited in all, and an IPv6 address counts as its /64."""
@@ -71,6 +75,22 @@ class AnonymousRefusals:
                 self._unwritten_actors.add(actor)
             return False, summary
 
+    def window(self) -> tuple[float, float]:
+        """The current minute's end and the seconds left until it (by :attr:`clock`)."""
+        with self._lock:
+            return self._window_end, max(0.0, self._window_end - self.clock())
+
+    def unwritten(self, window_end: float | None = None) -> tuple[int, int] | None:
+        """The refusals and addresses left unaudited and not summed up yet, taken (each is in one summary only):
+        those of the minute ending at ``window_end`` (``None`` once another began: :meth:`admit` gave them), or
+        with ``window_end`` ``None`` those of the current minute so far (at stop); ``None`` when there are none."""
+        with self._lock:
+            if not self._unwritten or (window_end is not None and window_end != self._window_end):
+                return None
+            summary = (self._unwritten, len(self._unwritten_actors))
+            self._unwritten, self._unwritten_actors = 0, set()
+            return summary
+
 
 def _budget_holder(actor: str) -> str:
     """Whose budget ``actor``'s (``web:anonymous@ADDRESS``) refusal spends: its address, or an IPv6 address's
@@ -85,13 +105,28 @@ def _budget_holder(actor: str) -> str:
     return actor
 
 
+def _start_timer(delay: float, call: Callable[[], None]) -> None:
+    timer = threading.Timer(delay, call)
+    timer.daemon = True
+    timer.start()
+
+
 class RefusalAudit:
     """Audits a refused request (``web.rejected``): a known viewer's always, a stranger's within its address's
-    :class:`AnonymousRefusals` budget, with the minute's summary of those left unwritten."""
+    :class:`AnonymousRefusals` budget, with the minute's summary of those left unwritten, written when the minute
+    ends (``timer(delay, call)`` runs ``call`` ``delay`` seconds later) or at :meth:`close`."""
 
-    def __init__(self, web: Web, budget: AnonymousRefusals | None = None) -> None:
+    def __init__(
+        self,
+        web: Web,
+        budget: AnonymousRefusals | None = None,
+        timer: Callable[[float, Callable[[], None]], None] = _start_timer,
+    ) -> None:
         self.web = web
         self.budget = budget or AnonymousRefusals()
+        self.timer = timer
+        self._lock = threading.Lock()
+        self._timed: float | None = None  #: the end of the minute a timer is set for
 
     def __call__(self, request: Request, actor: str | None, status: int, reason: str) -> None:
         """``actor`` None: an anonymous request."""
@@ -107,10 +142,42 @@ class RefusalAudit:
         if self._admitted(actor, SIGN_IN):
             self.web.audit(actor, "web.login_throttled", f"user:{user}"[:200], until=until)
 
+    def close(self) -> None:
+        """Write the summary of the refusals left unaudited so far (the server stops)."""
+        self._write_quietly(self.budget.unwritten())
+
     def _admitted(self, actor: str, kind: str) -> bool:
         admitted, summary = self.budget.admit(actor, kind)
         if summary is not None:
-            count, addresses = summary
-            event(log, "web.rejected_unaudited", logging.WARNING, count=count, addresses=addresses)
-            self.web.audit("web", "web.rejected_unaudited", "anonymous refusals", count=count, addresses=addresses)
+            self._write(summary)
+        if not admitted:
+            self._summary_at_minutes_end()
         return admitted
+
+    def _summary_at_minutes_end(self) -> None:
+        end, left = self.budget.window()
+        with self._lock:
+            if self._timed == end:
+                return
+            self._timed = end
+        self.timer(left, lambda: self._minute_ended(end))
+
+    def _minute_ended(self, end: float) -> None:
+        with self._lock:
+            if self._timed == end:
+                self._timed = None
+        self._write_quietly(self.budget.unwritten(end))
+
+    def _write_quietly(self, summary: tuple[int, int] | None) -> None:
+        """:meth:`_write` off any request (a timer, the stop): a store that fails is logged, never raised."""
+        try:
+            self._write(summary)
+        except Exception as exc:
+            event(log, "web.audit_failed", logging.ERROR, path="anonymous refusals", error=type(exc).__name__)
+
+    def _write(self, summary: tuple[int, int] | None) -> None:
+        if summary is None:
+            return
+        count, addresses = summary
+        event(log, "web.rejected_unaudited", logging.WARNING, count=count, addresses=addresses)
+        self.web.audit("web", "web.rejected_unaudited", "anonymous refusals", count=count, addresses=addresses)

@@ -56,6 +56,9 @@ def bind_problem(host: str, port: int) -> str | None:
     return None
 
 
+ON_STOP = "on_stop"  #: ``app.state``'s callables :meth:`WebServer.stop` calls once it stopped serving
+
+
 class WebServer:
     """One uvicorn server on ``bind:port``; :meth:`start` returns once it listens or raises if it cannot."""
 
@@ -83,6 +86,7 @@ class WebServer:
             http=_bounded_h11(head_timeout, body_timeout, cap),
         )
         self._server = uvicorn.Server(config)
+        self._app = app
         self._thread = threading.Thread(target=self._serve, name="cartera-web", daemon=True)
         self._address = f"{bind}:{port}"
         self._start_timeout = start_timeout
@@ -118,9 +122,13 @@ class WebServer:
         self.stop()
 
     def stop(self) -> None:
+        """Stop serving, then call what the app asked to be called at its stop (``app.state.on_stop``: the
+        summaries of what it only counted)."""
         self._server.should_exit = True
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        for stopped in getattr(self._app.state, ON_STOP, ()):
+            stopped()
 
 
 def raise_descriptor_limit() -> int:
