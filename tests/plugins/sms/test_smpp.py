@@ -430,12 +430,11 @@ def test_resubmit_in_doubt_trades_a_possible_duplicate_for_delivery(
 def test_keepalive_detects_a_silent_smsc_and_rebinds(
     account: str, context: CapturingContext, proxy: CuttingProxy
 ) -> None:
-    config = _config(proxy.port, account, enquire_link_s=0.3, response_timeout_s=1, reconnect_min_s=0.2)
+    config = _config(proxy.port, account, enquire_link_s=1, response_timeout_s=1, reconnect_min_s=0.2)  # the least
     gateway = _started(config, context)
     try:
         assert gateway.check().ok
-        time.sleep(1.0)
-        assert proxy.requests.count("enquire_link") >= 2  # idle link kept alive (and answered)
+        wait_until(lambda: proxy.requests.count("enquire_link") >= 2, "two keepalives on the idle link (answered)")
         proxy.blackhole()
         deadline = time.monotonic() + 10
         while proxy.connections < 2 and time.monotonic() < deadline:

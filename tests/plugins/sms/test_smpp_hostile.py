@@ -217,7 +217,7 @@ def test_check_names_the_reason_the_link_is_down(
 ) -> None:
     """An SMSC that breaks every session: the link waits before rebinding, and check says why it is down."""
     smsc = smsc_with(lambda conn, _session: conn.sendall(struct.pack(">L", 2)))
-    gateway = gateways(_config(smsc.port, reconnect_min_s=60, response_timeout_s=0.5), context)
+    gateway = gateways(_config(smsc.port, reconnect_min_s=60, reconnect_max_s=60, response_timeout_s=0.5), context)
     wait_until(lambda: "malformed" in gateway._link.last_error, "the link to drop")
     check = gateway.check()
     assert not check.ok
@@ -373,7 +373,7 @@ def test_an_mo_holding_a_nul_is_refused_for_good_and_logged_once(
 
 
 #: The environment variable and value of the password ``smpp_site`` gives its gateway.
-SMPP_SECRET = ("SMPP_PASSWORD", "smpp-secret")
+SMPP_SECRET = ("SMPP_PASSWORD", "smpp-pw1")  # SMPP 3.4 carries at most 8 characters
 
 
 def smpp_site(directory: Path, port: int, database: str | None = None) -> Path:

@@ -73,22 +73,29 @@ NOT_IN_LEDGER = (
 
 
 class TokenBucket:
-    """At most ``rate`` takes per second on average, ``burst`` back to back; ``take`` blocks (thread-safe)."""
+    """At most ``rate`` takes per second on average, ``burst`` back to back; ``take`` blocks until the token's turn,
+    never past the caller's deadline (thread-safe)."""
 
     def __init__(self, rate: float, burst: int) -> None:
         self._rate, self._burst = rate, float(burst)
         self._tokens, self._stamp = float(burst), time.monotonic()
         self._lock = threading.Lock()
 
-    def take(self) -> None:
+    def take(self, deadline: float) -> float | None:
+        """Take a token, sleeping until its turn; ``None`` once taken. A turn later than ``deadline`` (a
+        ``time.monotonic()`` value) is not waited for: nothing is taken, and the seconds until it are returned."""
         with self._lock:
             now = time.monotonic()
-            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+            tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+            wait = (1 - tokens) / self._rate if tokens < 1 else 0.0
             self._stamp = now
-            self._tokens -= 1
-            wait = -self._tokens / self._rate if self._tokens < 0 else 0.0
+            if now + wait > deadline:
+                self._tokens = tokens
+                return wait
+            self._tokens = tokens - 1
         if wait:
             time.sleep(wait)
+        return None
 
 
 #: How long the first part of a concatenated MO waits for the others; SMSCs deliver the parts seconds apart.
@@ -369,10 +376,16 @@ class SmppGateway(SmsGateway[SmppConfig]):
                 max(0.0, deadline - time.monotonic())
             ):
                 reason = f"no SMPP session within {self.config.submit_timeout_s:g}s: {self._link.last_error}"
+            elif (turn := self._bucket.take(deadline)) is not None:  # round 23 C-F11: never slept past the deadline
+                rate, timeout = self.config.messages_per_second, self.config.submit_timeout_s
+                reason = (f"{where} not submitted: its turn under messages_per_second ({rate:g}) comes in "
+                          f"{round(turn, 1):g}s, after submit_timeout_s ({timeout:g}s)")  # fmt: skip
+            else:
+                reason = ""
+            if reason:
                 if attempt is None or not doubt:
                     return reason
                 return self._give_up(attempt, f"{IN_DOUBT}{where} written, never answered ({doubt}); {reason}")
-            self._bucket.take()
             self._ledger.sent(message.message_id, number, total)
             attempt = _Attempt(record, number)
             try:
