@@ -3,6 +3,8 @@ submit ledger's lock file (round 23 C-F11, C-F12)."""
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,8 @@ from cartera.core.hooks import load_plugins
 from cartera.core.models import SmsState
 from cartera.core.testing.context import CapturingContext
 from cartera.plugins.sms.smpp.config import SmppConfig
-from cartera.plugins.sms.smpp.plugin import SmppGateway
+from cartera.plugins.sms.smpp.ledger import SubmitLedger
+from cartera.plugins.sms.smpp.plugin import LEDGER_FILE, SmppGateway
 from tests.plugins.sms.test_smpp_hostile import FakeSmsc, _config, _message
 from tests.test_config_secret_errors import SMPP, site_with
 
@@ -149,3 +152,19 @@ def test_a_wait_for_the_turn_within_the_deadline_is_taken(
     assert [r.state for r in results] == [SmsState.SUBMITTED, SmsState.SUBMITTED], [r.detail for r in results]
     assert clock.slept == [5.0]
     assert smsc.submits == 2
+
+
+# --- the ledger's lock file ----------------------------------------------------------------------------------
+
+
+def test_the_ledgers_lock_file_is_the_owners_to_read_and_write_only(tmp_path: Path) -> None:
+    """Round 23 C-F12: it was created with no mode (0o777 less the umask: -rwxr-xr-x)."""
+    inherited = os.umask(0o022)
+    try:
+        ledger = SubmitLedger(tmp_path / LEDGER_FILE, fsync=False, retention_s=3600)
+        ledger.open()
+        ledger.close()
+    finally:
+        os.umask(inherited)
+    mode = stat.S_IMODE((tmp_path / f"{LEDGER_FILE}.lock").stat().st_mode)
+    assert oct(mode) == oct(0o600)

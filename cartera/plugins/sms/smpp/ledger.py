@@ -125,7 +125,8 @@ class SubmitLedger:
         compacted."""
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            holder = os.open(self.path.with_name(f"{self.path.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+            lock_path = self.path.with_name(f"{self.path.name}.lock")  # the owner's only, never executable
+            holder = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
                 alone = _flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 if not alone:
