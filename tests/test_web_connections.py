@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import closing, contextmanager
+from datetime import UTC, datetime
+from typing import cast
 
 import pytest
 from fastapi import FastAPI, Request, Response
 
 from cartera.web.app import build_app
 from cartera.web.server import WebServer
-from cartera.web.sse import StreamSlots, stream_cap
+from cartera.web.sse import StreamSlots, event_stream, stream_cap
+from cartera.workspace.hub import WorkspaceHub
+from cartera.workspace.screen import ScreenBuilder
 from tests.peers.net import free_port
 from tests.test_web_pages import Site
 from tests.test_web_pages import site as pages_site
@@ -256,3 +262,60 @@ def test_a_stream_never_started_gives_its_slot_back() -> None:
     gc.collect()
     assert slots.take("user:ana") is not None
     assert stream_cap(100) == 50
+
+
+def collect_holding(hub: WorkspaceHub, slots: StreamSlots) -> None:
+    """A collection run by a thread that holds the hub's, the roster's and the slots' locks, as a publish, a
+    roster change or a slot taken does when an allocation there sets the collector off."""
+    with hub._lock, hub.roster._lock, slots._lock:
+        gc.collect()
+
+
+@pytest.mark.abuse
+def test_a_stream_collected_while_its_thread_holds_the_workspace_locks_is_ended_by_the_loop() -> None:
+    """A stream body's finalizer closed its subscription, counted its page gone and gave its slot back in whatever
+    thread the collector ran: in one holding the hub's lock (a publish), those locks, not re-entrant, were waited
+    for by their own holder for good, and the server's loop with them at its next subscribe (round 23 B-F4). The
+    finalizers take no lock: the server's loop ends the stream, once, holding none."""
+    hub = WorkspaceHub(cast(ScreenBuilder, None), now=lambda: datetime.now(UTC), dialer=lambda: None, dispose=None)
+    hub.open_page("ana", "agent-01", None)
+    slots = StreamSlots(total=2, per_user=2)
+    ended_on: list[threading.Thread] = []
+
+    def page_gone() -> None:
+        ended_on.append(threading.current_thread())
+        hub.roster.page_gone("ana")
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b""
+
+    async def scenario() -> None:
+        streamed, followed = slots.take("user:ana"), slots.take("user:ana")
+        assert streamed is not None
+        assert followed is not None
+        subscription = hub.subscribe("ana")
+        hub.roster.page_seen("ana")
+        cycle: list[object] = [
+            event_stream(cast(Request, None), subscription, on_close=page_gone, slot=streamed),
+            followed.follow(body()),
+        ]
+        cycle.append(cycle)  # only a collection frees them, in whatever thread it runs
+        del cycle
+        collector = threading.Thread(target=collect_holding, args=(hub, slots), daemon=True)
+        collector.start()
+        collector.join(10)  # a deadlock fails the test instead of hanging it
+        assert not collector.is_alive(), "the finalizers wait for the locks their own thread holds"
+        for _ in range(5):  # the loop runs what the finalizers left it
+            await asyncio.sleep(0)
+        assert (streamed.given, followed.given, subscription in hub._subscribers) == (True, True, False)
+        assert ended_on == [threading.current_thread()]
+        assert hub.roster.get("ana").pages == 0
+
+    collecting = gc.isenabled()
+    gc.disable()  # no collection on this thread before the collector's
+    try:
+        asyncio.run(scenario())
+    finally:
+        if collecting:
+            gc.enable()
+    assert None not in (slots.take("user:ana"), slots.take("user:ana"))

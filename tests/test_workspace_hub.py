@@ -318,3 +318,39 @@ def test_a_narrowed_agent_is_replayed_and_shown_again_only_the_pops_of_the_portf
     shown = hub.on_screen("ana", None)
     assert shown is not None
     assert shown.kind == SCREEN_POP
+
+
+@pytest.mark.abuse
+def test_a_subscription_closed_while_an_event_is_offered_does_not_stall_the_hub(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream's cleanup, run by the garbage collector wherever it ran (an offer allocates its loop's callback),
+    closed a subscription in the middle of a publish, which held the hub's lock, not re-entrant: the publishing
+    thread waited for itself for good, and the server's loop with it at its next subscribe (round 23 B-F4).
+    Publish offers outside that lock; the subscriber sees the event, the closed one is gone."""
+    hub = hub_of(node, Wall(), [])
+
+    async def scenario() -> list[int]:
+        reader, collected = hub.subscribe(None), hub.subscribe(None)
+        offer = reader.offer
+
+        def offered_while_collecting(event: WorkspaceEvent) -> bool:
+            collected.close()  # what the collected stream's cleanup did, on the publishing thread
+            return offer(event)
+
+        monkeypatch.setattr(reader, "offer", offered_while_collecting)
+        publisher = threading.Thread(target=hub.publish, args=(AGENT_STATE, {"n": 0}), daemon=True)
+        publisher.start()
+        publisher.join(10)  # a deadlock fails the test instead of hanging it
+        assert not publisher.is_alive(), "publish waits for the hub's lock it holds"
+        assert collected not in hub._subscribers
+        monkeypatch.undo()
+        later = hub.subscribe(None)  # the server's loop subscribes again
+        hub.publish(AGENT_STATE, {"n": 1})
+        got = [await reader.next(2), await reader.next(2), await later.next(2)]
+        reader.close()
+        later.close()
+        return [int(str(event.data["n"])) for event in got if event is not None]
+
+    assert asyncio.run(scenario()) == [0, 1, 1]
+    assert hub._subscribers == []

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import queue
 import re
 import threading
 import weakref
@@ -21,6 +23,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from cartera.core.logs import event as log_event
 from cartera.web.server import default_max_connections, raise_descriptor_limit
 from cartera.workspace.hub import Subscription, WorkspaceEvent
 
@@ -31,6 +34,7 @@ RETRY = f"retry: {RETRY_MS}\n\n".encode()  #: how soon a client reconnects
 KEEP_ALIVE = b": keep-alive\n\n"
 _EVENT_ID = re.compile(r"[0-9]{1,20}")
 STREAMS_PER_USER = 4  #: event streams one user (or integration) may hold open: a few tabs, not a script's thousands
+log = logging.getLogger("cartera.web")
 
 
 class StreamSlots:
@@ -44,7 +48,9 @@ class StreamSlots:
         self._lock = threading.Lock()
 
     def take(self, holder: str) -> Slot | None:
-        """A slot for one more stream of ``holder``; ``None`` when it holds its share or all are taken."""
+        """A slot for one more stream of ``holder``; ``None`` when it holds its share or all are taken. Call it
+        holding no lock: the streams collected meanwhile are ended first (see :func:`end_collected`)."""
+        end_collected()
         with self._lock:
             if self._held[holder] >= self.per_user or self._open >= self.total:
                 return None
@@ -74,9 +80,47 @@ class Slot:
 
     def follow(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """``body``, with the slot given back when it is collected: a body the server never started (its client
-        left at once) runs no ``finally``, and the slot would stay taken."""
-        weakref.finalize(body, self.give_back)
+        left at once) runs no ``finally``, and the slot would stay taken (given back by the loop: see
+        :func:`when_collected`)."""
+        weakref.finalize(body, when_collected, _running_loop(), self.give_back)
         return body
+
+
+#: What the finalizers of collected streams left to do, for a thread that holds no lock (see :func:`when_collected`)
+_collected: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def when_collected(loop: asyncio.AbstractEventLoop | None, cleanup: Callable[[], None]) -> None:
+    """A stream's finalizer: it only queues ``cleanup`` for ``loop`` (the server's) to run, and wakes it. The
+    collector runs finalizers in whatever thread allocates at that moment, possibly one holding the hub's, the
+    roster's or the slots' lock (not re-entrant), which ``cleanup`` takes: run there, that thread waited for
+    itself for good, and the server's loop with it. So a finalizer takes no lock (``SimpleQueue.put`` and
+    ``call_soon_threadsafe`` take none); a loop already closed leaves it to the next :meth:`StreamSlots.take`."""
+    _collected.put(cleanup)
+    if loop is not None:
+        with contextlib.suppress(RuntimeError):  # closed: the server stopped
+            loop.call_soon_threadsafe(end_collected)
+
+
+def end_collected() -> None:
+    """Run what the finalizers of the streams collected meanwhile left to do (:func:`when_collected`); call it
+    holding no lock (the server's loop between callbacks)."""
+    while True:
+        try:
+            cleanup = _collected.get_nowait()
+        except queue.Empty:
+            return
+        try:
+            cleanup()
+        except Exception as exc:  # one failing leaves the others to run
+            log_event(log, "web.stream_cleanup_failed", logging.ERROR, error=type(exc).__name__)
 
 
 def stream_cap(max_connections: int | None) -> int:
@@ -173,7 +217,14 @@ def ending(
     """``body``, then, once, ``subscription`` closed, ``on_close`` and ``slot`` given back: when the body ends,
     fails, is closed or cancelled anywhere (before its first chunk too: a HEAD stops it after the head, a client
     leaving while it waits), or when it is collected unstarted (its client left before the server began it, and a
-    body never started runs no ``finally``). Only :func:`pushed` closes a subscription otherwise, once reached."""
+    body never started runs no ``finally``; then the server's loop does it, see :func:`when_collected`). Only
+    :func:`pushed` closes a subscription otherwise, once reached."""
+
+    def done() -> None:
+        subscription.close()
+        if slot is not None:
+            slot.give_back()
+        on_close()
 
     async def run() -> AsyncIterator[bytes]:
         try:
@@ -181,15 +232,9 @@ def ending(
                 async for chunk in chunks:
                     yield chunk
         finally:
-            done()
+            if collected.detach() is not None:  # still to do (once): here, on the server's loop
+                done()
 
     outer = run()
-    done = weakref.finalize(outer, _stream_done, subscription, on_close, slot)  # called at most once
+    collected = weakref.finalize(outer, when_collected, _running_loop(), done)
     return outer
-
-
-def _stream_done(subscription: Subscription, on_close: Callable[[], None], slot: Slot | None) -> None:
-    subscription.close()
-    if slot is not None:
-        slot.give_back()
-    on_close()

@@ -156,6 +156,10 @@ class WorkspaceHub:
             now, dialer, wrap_up_limit=wrap_up_limit, gone_limit=gone_limit, on_change=self._state_changed
         )
         self._lock = threading.Lock()
+        #: held by a publish from its event's number to its last offer, so each reader has the events in their order;
+        #: never taken under :attr:`_lock`, and nothing taking :attr:`_lock` waits for it (re-entrant: whatever a
+        #: collection runs on a publishing thread may publish too)
+        self._publishing = threading.RLock()
         self._ids = itertools.count(time.time_ns() // 1000)  # a restarted node's ids stay above the last run's
         self._kept: deque[WorkspaceEvent] = deque(maxlen=KEPT_EVENTS)
         self._forgotten = -1  #: id of the newest event no longer kept (``-1``: none yet)
@@ -319,17 +323,26 @@ class WorkspaceHub:
         portfolio: PortfolioKey | bool | None = False,
     ) -> WorkspaceEvent:
         """Publish an event (from any thread); its subscribers have it at once. ``portfolio``: that of the debtor
-        it names (``None``: a call of no account; ``False``: it names none), read against each reader's grants."""
+        it names (``None``: a call of no account; ``False``: it names none), read against each reader's grants.
+
+        The event is offered outside the hub's lock: an offer allocates (its loop's callback), so the garbage
+        collector may run there, and with it any stream's cleanup; one that waited for that lock (not re-entrant)
+        stopped the publishing thread for good, and the server's loop at its next subscribe."""
         names_debtor = portfolio is not False
         key = portfolio if isinstance(portfolio, PortfolioKey) else None
-        with self._lock:
-            event = WorkspaceEvent(next(self._ids), kind, agent, data, names_debtor, key)
-            if len(self._kept) == KEPT_EVENTS:
-                self._forgotten = self._kept[0].id
-            self._kept.append(event)
-            gone = [sub for sub in self._subscribers if sub.wants(event) and not sub.offer(event)]
-            for subscription in gone:
-                self._subscribers.remove(subscription)
+        with self._publishing:
+            with self._lock:
+                event = WorkspaceEvent(next(self._ids), kind, agent, data, names_debtor, key)
+                if len(self._kept) == KEPT_EVENTS:
+                    self._forgotten = self._kept[0].id
+                self._kept.append(event)
+                subscribers = list(self._subscribers)  # a reader subscribing after this starts after it
+            gone = [sub for sub in subscribers if sub.wants(event) and not sub.offer(event)]
+        if gone:
+            with self._lock:
+                for subscription in gone:
+                    with contextlib.suppress(ValueError):  # closed meanwhile
+                        self._subscribers.remove(subscription)
         for listener in self._listeners:
             listener(event)
         return event
