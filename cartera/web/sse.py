@@ -78,13 +78,6 @@ class Slot:
     def give_back(self) -> None:
         self.slots._give_back(self)
 
-    def follow(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """``body``, with the slot given back when it is collected: a body the server never started (its client
-        left at once) runs no ``finally``, and the slot would stay taken (given back by the loop: see
-        :func:`when_collected`)."""
-        weakref.finalize(body, when_collected, _running_loop(), self.give_back)
-        return body
-
 
 #: What the finalizers of collected streams left to do, for a thread that holds no lock (see :func:`when_collected`)
 _collected: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
