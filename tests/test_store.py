@@ -170,9 +170,8 @@ def test_texts_answered_before_0019_are_not_taken_for_killed_senders_texts(tmp_p
             )
     db.migrate()
     with db.engine.connect() as conn:
-        details: dict[int, str | None] = dict(
-            conn.execute(sa.text("SELECT id, detail FROM sms_messages ORDER BY id")).tuples().all()
-        )
+        rows_after = conn.execute(sa.text("SELECT id, detail FROM sms_messages ORDER BY id")).all()
+    details: dict[int, str | None] = {row.id: row.detail for row in rows_after}
     assert details == {1: "", 2: "", 3: "", 4: "smsbox refused", 5: None, 6: ""}
     assert_schema_matches_models(db)
     db.dispose()
