@@ -155,9 +155,9 @@ class SetAsideFiles:
     def take_over(self, prefix: str, renamed: Callable[[str], str | None]) -> None:
         """Give the files remembered under another name of one inbox the name they have under ``prefix`` now
         (``renamed``: that name, or None when the file is not of that inbox): the same folder named by another path
-        (a symlink's other side, a share mounted elsewhere) is the same inbox, its kept files not new deliveries,
-        and its entries are forgotten by its listings again. One remembered under both names keeps the entry of
-        its name now."""
+        (a symlink's either side, while the other path still reaches it) is the same inbox, its kept files not new
+        deliveries, and its entries are forgotten by its listings again. One remembered under both names keeps the
+        entry of its name now."""
         with self._lock:
             stored = [row[0] for row in self._connection().execute("SELECT source FROM files")]
         moved = [

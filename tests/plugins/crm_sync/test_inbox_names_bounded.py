@@ -158,14 +158,17 @@ def test_csv_warnings_about_names_no_longer_listed_are_forgotten(
     assert warned.count(str(inbox / "stable.csv")) == 1
 
 
+@pytest.mark.parametrize("archive", [None, "imported/2026"])
 def test_csv_a_refused_archive_folder_is_still_said_once_across_syncs(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, archive: str | None
 ) -> None:
-    """The warn-once set forgets the files no longer listed, never the archive (rejected) folder it refused: the
-    move retried on every sync is refused again, said once."""
+    """The warn-once set forgets the files no longer listed, never the archive (rejected) folder it refused nor a
+    folder leading to it (round 24 A-F1: ``imported`` refused on the way to ``imported/2026`` was said again on
+    every sync): the move retried on every sync is refused again, said once."""
     other_inbox = tmp_path / "otro-inbox"
     other_inbox.mkdir()
-    sync = make_sync(tmp_path)
+    settings = {} if archive is None else {"archive": tmp_path / "inbox" / archive}
+    sync = make_sync(tmp_path, **settings)
     inbox = sync.config.inbox
     inbox.mkdir()
     sync.start()

@@ -184,8 +184,12 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
 
     def _warned_keys(self, entries: list[tuple[Path, bool]]) -> set[Path]:
         """What the warnings said once may be about while the inbox lists ``entries``: their files, the folders
-        leading to them, the archive and rejected folders (a refused folder is said once, not once per sync)."""
-        keys = {self.config.archive_dir, self.config.rejected_dir}
+        leading to them, the archive and rejected folders and those leading to them (a refused folder, at whatever
+        level it was refused, is said once, not once per sync)."""
+        keys: set[Path] = set()
+        for path in (self.config.archive_dir, self.config.rejected_dir):
+            keys.add(path)
+            keys.update(path.parents)
         for path, _ in entries:
             keys.add(path)
             keys.update(path.parents)
