@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import paramiko
 import pytest
@@ -167,7 +168,7 @@ def test_csv_a_refused_archive_folder_is_still_said_once_across_syncs(
     every sync): the move retried on every sync is refused again, said once."""
     other_inbox = tmp_path / "otro-inbox"
     other_inbox.mkdir()
-    settings = {} if archive is None else {"archive": tmp_path / "inbox" / archive}
+    settings: dict[str, Any] = {} if archive is None else {"archive": tmp_path / "inbox" / archive}
     sync = make_sync(tmp_path, **settings)
     inbox = sync.config.inbox
     inbox.mkdir()
