@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
+from starlette.requests import Request
 
 from cartera.core.errors import ConfigError
 from cartera.core.hooks import load_plugins
@@ -28,6 +29,7 @@ from cartera.node import Node
 from cartera.users.directory import UserDirectory
 from cartera.users.sessions import FREE_TRIES, LoginThrottler, SessionStore
 from cartera.web.app import PAGE_BODY_LIMIT, build_app
+from cartera.web.context import declares_body
 from cartera.web.media import BadRange, ByteRange, parse_range
 from cartera.web.server import WebServer
 from cartera.web.workers import NICENESS
@@ -595,6 +597,21 @@ def test_a_page_request_body_past_the_limit_is_refused_before_it_is_held(site: S
     refused = [entry for entry in site.audits("web.rejected") if entry.details.get("status") == 413]
     assert [entry.subject for entry in refused] == ["/login", "/login"]
     assert sign_in(site.client(), "ana").get("/recordings").status_code == 200  # a real sign-in still fits
+
+
+@pytest.mark.parametrize(
+    ("headers", "declared"),
+    [
+        ([], False),
+        ([(b"content-length", b"0")], False),
+        ([(b"content-length", b"00")], False),  # round 24 B-F1: refused as a body by its text
+        ([(b"content-length", b"10")], True),
+        ([(b"content-length", b"100")], True),
+        ([(b"transfer-encoding", b"chunked")], True),
+    ],
+)
+def test_a_body_is_declared_by_its_length_not_its_spelling(headers: list[tuple[bytes, bytes]], declared: bool) -> None:
+    assert declares_body(Request({"type": "http", "method": "GET", "headers": headers})) is declared
 
 
 @pytest.mark.parametrize("route", ["audio", "download"])

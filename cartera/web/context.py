@@ -144,9 +144,9 @@ NO_BODY = "a GET of a stream takes no body"
 
 
 def declares_body(request: Request) -> bool:
-    """The request says a body follows (chunked, or a length other than 0)."""
+    """The request says a body follows (chunked, or a length other than 0, however spelt: ``00`` is none)."""
     headers = request.headers
-    return "transfer-encoding" in headers or headers.get("content-length", "0").strip() not in ("0", "")
+    return "transfer-encoding" in headers or headers.get("content-length", "").strip().strip("0") != ""
 
 
 def refuse_body(request: Request) -> None:
