@@ -13,6 +13,7 @@ import select
 import struct
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -44,6 +45,13 @@ _RESPONSE_BIT = 0x80000000
 _NO_ANSWER = frozenset({"alert_notification"})
 _MAY_BE_EMPTY = frozenset({"short_message"})  # sm_length 0: the text is in message_payload, or there is none
 _LinkErrors = (smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError, OSError)
+#: Submits left unanswered past response_timeout_s stay registered so that a late submit_sm_resp is still recorded
+#: (its text reported, its receipts found): at most this many (the oldest dropped first) and for at most
+#: LATE_WAIT_S seconds (or submit_timeout_s, if longer) each. A response after that finds no waiter and is
+#: logged: the part stays in doubt. Without a bound an SMSC answering keepalives but not submits grew the node's
+#: memory per text for the session's life (round 24 C-F6).
+LATE_WAITERS_MAX = 1000
+LATE_WAIT_S = 600.0
 
 DeliverHandler = Callable[[Any], int]
 ResponseHandler = Callable[[Any], None]
@@ -171,6 +179,7 @@ class _Client(smpplib.client.Client):  # type: ignore[misc]
 class _Waiter:
     command: str
     on_response: ResponseHandler
+    sequence: int
     done: threading.Event = field(default_factory=threading.Event)
     response: Any = None
     lost: bool = False
@@ -179,7 +188,8 @@ class _Waiter:
 
 class SmppLink:
     """A bound transceiver: ``submit`` from any thread; deliver_sm and data_sm PDUs go to ``on_deliver`` (in the
-    link's thread), whose return value is the status of their response."""
+    link's thread), whose return value is the status of their response. A response is its request's only when
+    both its sequence number and its command match (``<request>_resp``, or a generic_nack)."""
 
     def __init__(self, config: SmppConfig, on_deliver: DeliverHandler, log: logging.Logger) -> None:
         self.config = config
@@ -191,6 +201,10 @@ class SmppLink:
         self._thread: threading.Thread | None = None
         self._pending: dict[int, _Waiter] = {}
         self._pending_lock = threading.Lock()
+        #: sequence numbers of submits whose wait timed out, oldest first, with when (:attr:`_clock`); under
+        #: ``_pending_lock``
+        self._late: OrderedDict[int, float] = OrderedDict()
+        self._clock: Callable[[], float] = time.monotonic
         self.last_error = "not bound yet"
         self.binds = 0
 
@@ -224,7 +238,8 @@ class SmppLink:
         (never 0). InDoubt when ``on_response`` raised: what the response said may not have been recorded."""
         waiter = self._request("submit_sm", on_response, **params)
         if not waiter.done.wait(self.config.response_timeout_s):
-            # left registered: a late response is still recorded, so its receipt finds the message
+            # left registered a while: a late response is still recorded, so its receipt finds the message
+            self._keep_late(waiter)
             raise InDoubt(f"no submit_sm_resp from {self.where} within {self.config.response_timeout_s:g}s", waiter)
         if waiter.lost:
             raise InDoubt(f"the connection to {self.where} dropped before the submit_sm_resp")
@@ -237,6 +252,9 @@ class SmppLink:
         started = time.monotonic()
         waiter = self._request("enquire_link", _ignore)
         if not waiter.done.wait(self.config.response_timeout_s) or waiter.lost:
+            with self._pending_lock:  # a late enquire_link_resp is of no use
+                if self._pending.get(waiter.sequence) is waiter:
+                    del self._pending[waiter.sequence]
             raise InDoubt(f"no enquire_link_resp from {self.where} within {self.config.response_timeout_s:g}s")
         return time.monotonic() - started
 
@@ -251,7 +269,7 @@ class SmppLink:
             raise LinkDown(f"writing {command} to {self.where} failed: {exc}") from exc
 
     def _send_request(self, client: _Client, pdu: Any, on_response: ResponseHandler) -> _Waiter:
-        waiter = _Waiter(pdu.command, on_response)
+        waiter = _Waiter(pdu.command, on_response, pdu.sequence)
         with self._pending_lock:
             self._pending[pdu.sequence] = waiter
         try:
@@ -261,6 +279,24 @@ class SmppLink:
                 self._pending.pop(pdu.sequence, None)
             raise
         return waiter
+
+    def _keep_late(self, waiter: _Waiter) -> None:
+        """Keep a submit's waiter registered past its timeout, within :data:`LATE_WAITERS_MAX` and the late horizon."""
+        with self._pending_lock:
+            if self._pending.get(waiter.sequence) is waiter:
+                self._late[waiter.sequence] = self._clock()
+            self._expire_late()
+
+    def _expire_late(self) -> None:
+        """Unregister the waiters kept past their timeout beyond the bound or older than the horizon (under
+        ``_pending_lock``). A sender still waiting on one gets no response: its part stays in doubt."""
+        horizon = self._clock() - max(LATE_WAIT_S, self.config.submit_timeout_s)
+        while self._late:
+            sequence, since = next(iter(self._late.items()))
+            if len(self._late) <= LATE_WAITERS_MAX and since > horizon:
+                return
+            del self._late[sequence]
+            self._pending.pop(sequence, None)
 
     def _run(self) -> None:
         delay = self.config.reconnect_min_s
@@ -331,16 +367,28 @@ class SmppLink:
                     raise smpplib.exceptions.ConnectionError("no enquire_link_resp: the SMSC stopped answering")
             elif now - idle_since > self.config.enquire_link_s:
                 keepalive = self._send_request(client, smpplib.smpp.make_pdu("enquire_link", client=client), _ignore)
+            if self._late:
+                with self._pending_lock:
+                    self._expire_late()
 
     def _dispatch(self, client: _Client, pdu: Any) -> bool:
         """Act on one PDU; True when the SMSC ended the session."""
         if pdu.command in ("submit_sm_resp", "enquire_link_resp", "generic_nack"):
             with self._pending_lock:
-                waiter = self._pending.pop(pdu.sequence, None)
+                waiter = self._pending.get(pdu.sequence)
+                if waiter is not None and pdu.command in (f"{waiter.command}_resp", "generic_nack"):
+                    del self._pending[pdu.sequence]
+                    self._late.pop(pdu.sequence, None)
+                    other = None
+                else:  # not an answer to the request of that number (round 24 C-F2): that one still waits
+                    waiter, other = None, waiter
             if pdu.command == "generic_nack":
                 self._nacked(pdu, waiter)
             if waiter is not None:
                 self._answer(waiter, pdu)
+            elif pdu.command != "generic_nack":
+                event(self._log, "smpp.unmatched_response", logging.WARNING, to=self.where, command=pdu.command,
+                      sequence=pdu.sequence, waiting=other.command if other else None)  # fmt: skip
         elif pdu.command in ("deliver_sm", "data_sm"):  # an MO or a receipt; SMPP 3.4 allows either
             status = self._deliver(pdu)
             self._respond(client, f"{pdu.command}_resp", pdu.sequence, status)
@@ -415,6 +463,7 @@ class SmppLink:
             client.disconnect()
         with self._pending_lock:
             waiters, self._pending = list(self._pending.values()), {}
+            self._late.clear()
         for waiter in waiters:
             waiter.lost = True
             waiter.done.set()

@@ -1,11 +1,11 @@
 """The submit ledger: a durable record of each message part's submit_sm and what became of it.
 
 A JSON Lines file, one event per line: ``sent`` is written and fsynced before the PDU goes to the socket,
-``accepted`` (with the SMSC's message id) when the submit_sm_resp arrives, ``unsent`` when the PDU never
-left, ``refused`` for an error response, ``receipt`` per delivery receipt and ``reported`` once the message's
-final report went to core. So after a reconnect or a restart, a part that was answered is never submitted
-again, a part ``sent`` but never answered is known to be in doubt, and receipts still find their message.
-Only ``sent`` waits for its fsync; the other events are flushed and made durable by the next fsync (the next
+``accepted`` (with the SMSC's message id, ``null`` when it gave none) when the submit_sm_resp arrives, ``unsent``
+when the PDU never left, ``refused`` for an error response, ``receipt`` per delivery receipt and ``reported``
+once the message's final report went to core. So after a reconnect or a restart, a part that was answered is
+never submitted again, a part ``sent`` but never answered is known to be in doubt, and receipts still find their
+message. Only ``sent`` waits for its fsync; the other events are flushed and made durable by the next fsync (the next
 ``sent``, or closing): a crash can lose the last of them, which leaves that part in doubt, never resubmitted
 by default. Opening the ledger drops messages older than the retention and rewrites the file, unless another
 process (an ``sms`` command beside the node, or the node beside it) has it open: every holder keeps a shared lock
@@ -19,6 +19,10 @@ database beside the old data_dir, gives the same id to another text). A record m
 and replaced, never taken for the new text's (round 23 C-F1). An SMSC id two texts still waiting for receipts
 were both given is bound to neither (round 23 C-F5); receipts that change nothing (a part already final, a message
 already reported, a second intermediate one) are counted, not appended (round 23 C-F6).
+
+An SMSC may accept a part without a message id (an empty one): the part is accepted, never submitted again, but no
+receipt can find it. Versions before that was written as ``"id":null`` wrote ``"id":""``; both are read as such an
+acceptance, so a ledger an earlier version wrote never stops the node (round 24 C-F2).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ def text_digest(message: SmsMessage) -> str:
 @dataclass(slots=True)
 class PartRecord:
     sent: bool = False
+    accepted: bool = False  #: the SMSC accepted it (with ``smsc_id``, or without an id: then no receipt finds it)
     smsc_id: str | None = None
     refused: int | None = None
     stat: str | None = None
@@ -270,10 +275,11 @@ class SubmitLedger:
     def unsent(self, message_id: int, number: int, total: int) -> None:
         self._record({"e": "unsent", "m": message_id, "p": number, "n": total})
 
-    def answered(self, message_id: int, number: int, total: int, status: int, smsc_id: str) -> None:
-        """A submit_sm_resp: ``accepted`` with the SMSC's id when ``status`` is 0, else ``refused``."""
+    def answered(self, message_id: int, number: int, total: int, status: int, smsc_id: str | None) -> None:
+        """A submit_sm_resp: ``accepted`` with the SMSC's id when ``status`` is 0 (``null`` when it gave none or
+        an empty one: accepted, but no receipt can be matched to it), else ``refused``."""
         if status == 0:
-            self._record({"e": "accepted", "m": message_id, "p": number, "n": total, "id": smsc_id})
+            self._record({"e": "accepted", "m": message_id, "p": number, "n": total, "id": smsc_id or None})
         else:
             self._record({"e": "refused", "m": message_id, "p": number, "n": total, "status": status})
 
@@ -340,8 +346,9 @@ class SubmitLedger:
         elif kind == "unsent":
             part.sent = False
         elif kind == "accepted":
-            part.smsc_id = event["id"]
-            self._bind(event["id"], message_id, number)
+            part.accepted, part.smsc_id = True, event["id"] or None  # "" (written before round 24): none
+            if part.smsc_id:
+                self._bind(part.smsc_id, message_id, number)
         elif kind == "refused":
             part.sent, part.refused = False, int(event["status"])
         elif kind == "receipt":
@@ -384,8 +391,8 @@ def _checked(event: Any) -> dict[str, Any]:
         raise ValueError(f"a {kind} event without {', '.join(missing)}")
     if not isinstance(event.get("d", ""), str):
         raise TypeError("d is not a string")
-    if kind == "accepted" and not (isinstance(event["id"], str) and event["id"]):
-        raise TypeError("id is not a string")
+    if kind == "accepted" and not (event["id"] is None or isinstance(event["id"], str)):
+        raise TypeError("id is not a string")  # null or "" (an earlier version's): accepted without an id
     if kind == "refused" and (isinstance(event["status"], bool) or not isinstance(event["status"], int)):
         raise TypeError("status is not a number")
     if kind == "receipt":
@@ -422,7 +429,7 @@ def _events_of(record: MessageRecord) -> Iterator[dict[str, Any]]:
     for number, part in sorted(record.parts.items()):
         if part.sent:
             yield {**base, "p": number, "e": "sent"}
-        if part.smsc_id:
+        if part.accepted:
             yield {**base, "p": number, "e": "accepted", "id": part.smsc_id}
         if part.refused is not None:
             yield {**base, "p": number, "e": "refused", "status": part.refused}

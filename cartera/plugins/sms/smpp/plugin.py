@@ -303,7 +303,7 @@ class SmppGateway(SmsGateway[SmppConfig]):
         deadline = time.monotonic() + self.config.submit_timeout_s
         for number, part in enumerate(parts, start=1):
             state = record.parts.get(number)
-            if state is not None and state.smsc_id:
+            if state is not None and state.accepted:
                 continue  # answered before a reconnect or restart: never submitted again
             if state is not None and state.sent and not self.config.resubmit_in_doubt:
                 where = f"part {number}/{len(parts)}"
@@ -339,7 +339,7 @@ class SmppGateway(SmsGateway[SmppConfig]):
         for number in range(1, record.total + 1):
             part = record.parts.get(number)
             where = f"part {number}/{record.total}"
-            if part is not None and part.smsc_id:
+            if part is not None and part.accepted:
                 continue
             if part is not None and part.refused is not None:
                 return self._killed(message, record, f"SMSC refused {where}: {status_text(part.refused)}")
@@ -423,7 +423,7 @@ class SmppGateway(SmsGateway[SmppConfig]):
         that accepts the last part of a text its send gave up in doubt is reported: the text went after all."""
         record = attempt.record
         raw_id = getattr(response, "message_id", None)
-        smsc_id = raw_id.decode("ascii", "replace") if raw_id else ""
+        smsc_id = raw_id.decode("ascii", "replace") if raw_id else None  # none (or empty): accepted without an id
         self._ledger.answered(record.message_id, attempt.number, record.total, response.status, smsc_id)
         with self._late:
             late = attempt.given_up
@@ -508,7 +508,7 @@ class SmppGateway(SmsGateway[SmppConfig]):
 def _answer_in(record: MessageRecord, number: int) -> str | None:
     """What the SMSC answered part ``number`` as the ledger has it: "" accepted, the refusal, ``None`` no answer."""
     state = record.parts.get(number)
-    if state is not None and state.smsc_id:
+    if state is not None and state.accepted:
         return ""
     if state is not None and state.refused is not None:
         return f"SMSC refused part {number}/{record.total}: {status_text(state.refused)}"
