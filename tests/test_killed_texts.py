@@ -21,7 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.pool import QueuePool
 
 from cartera.contact import texts as texts_module
-from cartera.core.adapters import KILLED_WHILE_SENDING, SmsGateway
+from cartera.core.adapters import IN_DOUBT, KILLED_WHILE_SENDING, SmsGateway
 from cartera.core.models import DeliveryReport, SmsMessage, SmsState, SmsSubmitResult
 from cartera.core.store.database import Database
 from cartera.core.store.schema import ActivityRow, AuditEntry, SmsRow
@@ -400,3 +400,53 @@ def test_a_killed_senders_text_a_receipt_moved_on_is_still_settled(
     assert _sms_activities(node) == [*before, (PHONE, "delivered")]  # the creditor's export gets it
     assert [(a["message"], a["state"]) for a in _reconcile_audits(node)] == [(left_id, "delivered")]
     assert node.texts.reconcile_texts() == []  # once
+
+
+class _AcceptedLateGateway:
+    """An SMPP gateway that gives its text up in doubt, the SMSC's late acceptance (reported as submitted with its
+    id, ``smpp.accepted_late``) reaching the store before the sender's answer (it is on the gateway's reader thread,
+    the sender may wait for the store's write lock): :attr:`first` says which comes first."""
+
+    def __init__(self, node: Node, first: str) -> None:
+        self.node, self.first = node, first
+
+    def late_acceptance(self, message_id: int) -> None:
+        report = DeliveryReport(SmsState.SUBMITTED, "SMSC-4", self.node.clock.now(), message_id, "late submit_sm_resp")
+        self.node.texts.on_delivery(report)
+
+    def send(self, message: SmsMessage) -> SmsSubmitResult:
+        if self.first == "report":
+            self.late_acceptance(message.message_id)
+        return SmsSubmitResult(message.message_id, SmsState.FAILED, None, f"{IN_DOUBT}part 1/1 written, no answer")
+
+    def settle(self, messages: list[SmsMessage]) -> list[SmsSubmitResult]:
+        return SmsGateway.settle(cast(SmsGateway[Any], self), messages)
+
+
+@pytest.mark.parametrize("first", ["report", "answer"])
+def test_a_late_acceptance_is_kept_whichever_reaches_the_store_first(
+    tmp_path: Path, open_node: Callable[..., Node], first: str
+) -> None:
+    """Round 24 C-F3: the SMSC's late acceptance stored before the sender's in-doubt answer was then overwritten
+    by it: the text stayed submitted with its SMSC id erased (its receipts refused as unknown) and its SMS activity
+    failed (the creditor's export said it never went). Either order ends the same: submitted, the SMSC's id, one
+    activity submitted."""
+    site = write_sites(tmp_path)
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
+    node = open_node(site)
+    node.creditor_sync().run_once()
+    gateway = _AcceptedLateGateway(node, first)
+    node.texts.sms = lambda: cast(SmsGateway[Any], gateway)
+    result = node.texts.send_sms(phone=None, text="hola tarde", account="BCO-1", actor="test")
+    if first == "answer":
+        gateway.late_acceptance(result.message_id)
+    [(message, state, gateway_id, detail)] = _texts(node)
+    assert (message, state, gateway_id) == (result.message_id, "submitted", "SMSC-4")
+    assert (detail or "").startswith(IN_DOUBT)  # the sender's answer is stored (no reconcile)
+    assert _sms_activities(node) == [(PHONE, "submitted")]
+    # the sender says what it knew when it stored its answer (an ``sms`` command prints it)
+    answered = (SmsState.SUBMITTED, "SMSC-4") if first == "report" else (SmsState.FAILED, None)
+    assert (result.state, result.gateway_id) == answered
+    node.texts.on_delivery(DeliveryReport(SmsState.DELIVERED, "SMSC-4", node.clock.now(), message, "DELIVRD"))
+    assert _texts(node)[0][1:3] == ("delivered", "SMSC-4")  # its receipt is taken
+    assert node.texts.reconcile_texts() == []

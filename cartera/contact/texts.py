@@ -58,6 +58,11 @@ def _in_doubt(row: SmsRow) -> bool:
     return row.gateway_id is None and (row.detail or "").startswith(IN_DOUBT)
 
 
+def _in_doubt_answer(result: SmsSubmitResult) -> bool:
+    """Whether a gateway's answer gives its text up in doubt (see :func:`_in_doubt`)."""
+    return result.gateway_id is None and result.detail.startswith(IN_DOUBT)
+
+
 class TextService:
     """One site's texts; :attr:`templates` are its SMS templates."""
 
@@ -145,10 +150,18 @@ class TextService:
         with self.db.session() as session:
             row = session.get_one(SmsRow, message_id)
             settled = self._settled_as_killed(session, row)
-            if row.state in (SmsState.QUEUED.value, settled):  # a receipt may already have moved it on
+            # A report may have moved it on before this answer: its state and gateway id are kept. One for a text this
+            # answer gives up in doubt (the vendor's late acceptance, then its receipts) tells what became of it, as
+            # on_delivery makes it when the report comes after: the activity is made from it, and the sender says it.
+            reported = settled is None and row.state != SmsState.QUEUED.value
+            if row.state in (SmsState.QUEUED.value, settled):
                 row.state = result.state.value
             # detail, "" at least, marks the sender's answer stored (a receipt may move the state on before it)
-            row.gateway_id, row.detail, row.updated_at = result.gateway_id, result.detail or "", self.clock.now()
+            row.gateway_id = result.gateway_id or row.gateway_id
+            row.detail, row.updated_at = result.detail or "", self.clock.now()
+            if reported and result.state is SmsState.FAILED and _in_doubt_answer(result):
+                event(log, "sms.answered_late", logging.WARNING, message=row.id, state=row.state)
+                result = replace(result, state=SmsState(row.state), gateway_id=row.gateway_id)
             if settled is None:
                 activities = self._activity(session, target.account_id, now, target.phone, result.state)
             else:  # its lock was lost and the node settled it meanwhile: the sender's real answer replaces the guess
