@@ -23,7 +23,18 @@ from cartera.plugins.sms.smpp.client import InDoubt
 from cartera.plugins.sms.smpp.plugin import SmppGateway
 from tests.conftest import write_portfolio
 from tests.peers.net import wait_until
-from tests.plugins.sms.test_smpp_hostile import DELIVER_SM, SMPP_SECRET, FakeSmsc, _config, _message, pdu, smpp_site
+from tests.plugins.sms.test_smpp_hostile import (
+    DELIVER_SM,
+    RESPONSE,
+    SMPP_SECRET,
+    SUBMIT_SM,
+    FakeSmsc,
+    _config,
+    _message,
+    pdu,
+    smpp_site,
+)
+from tests.plugins.sms.test_smpp_settings import HeldClock
 
 pytestmark = pytest.mark.abuse
 
@@ -213,3 +224,60 @@ def test_a_late_acceptance_reaches_the_store(
     smsc.receipt("msg2")
     wait_until(lambda: row() == ("delivered", "msg2"), "the receipt in the store")
     assert smsc.submits == 1
+
+
+class ThrottlingSmsc(FakeSmsc):
+    """Answers the first ``refusals`` submit_sm with ``status`` (the SMSC asks to slow down), accepts the rest."""
+
+    def __init__(self, status: int, refusals: int = 1) -> None:
+        self._status, self._refusals = status, refusals
+        super().__init__(lambda _conn, _session: None)
+
+    def submit_response(self, sequence: int, number: int) -> bytes:
+        if number <= self._refusals:
+            return pdu(SUBMIT_SM | RESPONSE, sequence, b"\x00", status=self._status)
+        return super().submit_response(sequence, number)
+
+
+@pytest.mark.parametrize("status", [0x58, 0x14], ids=["throttled", "queue-full"])
+def test_a_text_the_smsc_asks_to_slow_down_for_is_submitted_again_within_submit_timeout_s(
+    status: int, context: CapturingContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 24 C-F1: the answer was written to the ledger as refused, and the check at the retry loop's top (for a
+    response that came meanwhile) took it as the part's final answer: the text failed at once, never retried."""
+    smsc = ThrottlingSmsc(status)
+    gateway = SmppGateway(_config(smsc.port), context)
+    gateway.start()
+    try:
+        assert gateway._link.wait_bound(15)
+        clock = HeldClock()
+        monkeypatch.setattr("cartera.plugins.sms.smpp.plugin.time", clock)
+        gateway._bucket._stamp = clock.now
+        result = gateway.send(_message("despacio"))
+    finally:
+        gateway.stop()
+        smsc.close()
+    assert (result.state, result.gateway_id) == (SmsState.SUBMITTED, "msg3"), result.detail  # the second submit_sm
+    assert smsc.submits == 2
+    assert clock.slept == [1.0]  # the pause before the retry
+
+
+def test_a_text_throttled_until_submit_timeout_s_fails_as_refused(
+    context: CapturingContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    smsc = ThrottlingSmsc(0x58, refusals=1000)
+    gateway = SmppGateway(_config(smsc.port, submit_timeout_s=3, messages_per_second=100), context)
+    gateway.start()
+    try:
+        assert gateway._link.wait_bound(15)
+        clock = HeldClock()
+        monkeypatch.setattr("cartera.plugins.sms.smpp.plugin.time", clock)
+        gateway._bucket._stamp = clock.now
+        result = gateway.send(_message("despacio"))
+    finally:
+        gateway.stop()
+        smsc.close()
+    assert result.state is SmsState.FAILED
+    assert result.detail.startswith("SMSC refused part 1/1: 0x00000058 Throttling error"), result.detail
+    assert smsc.submits == 3  # at the held clock's 0, 1 and 2 s; given up at 3
+    assert clock.slept == [1.0, 1.0, 1.0]

@@ -169,7 +169,7 @@ def test_a_response_handler_that_raises_neither_strands_its_sender_nor_drops_the
     smsc = NackingSmsc(set())
     gateway = _gateway(smsc, context, started)
     link = gateway._link
-    params = {"source_addr": "Cartera", "destination_addr": "573001234567", "short_message": b"hola"}
+    params: dict[str, Any] = {"source_addr": "Cartera", "destination_addr": "573001234567", "short_message": b"hola"}
 
     def broken(_response: Any) -> None:
         raise OSError(28, "No space left on device")
@@ -191,7 +191,7 @@ def test_the_nacked_response_command_is_the_generic_nack(context: CapturingConte
     """The link hands the nack itself to the sender (status kept), not a submit_sm_resp it never got."""
     gateway = _gateway(NackingSmsc({1}), context, started)
     got: list[Any] = []
-    params = {"source_addr": "Cartera", "destination_addr": "573001234567", "short_message": b"hola"}
+    params: dict[str, Any] = {"source_addr": "Cartera", "destination_addr": "573001234567", "short_message": b"hola"}
     response = gateway._link.submit(got.append, **params)
     assert (response.command, response.status) == ("generic_nack", ESME_RINVSRCADR)
     assert got == [response]

@@ -8,6 +8,7 @@ import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from cartera.core.errors import ConfigError
 from cartera.core.hooks import load_plugins
 from cartera.core.models import SmsState
 from cartera.core.testing.context import CapturingContext
+from cartera.plugins.sms.smpp.client import SmppLink
 from cartera.plugins.sms.smpp.config import SmppConfig
 from cartera.plugins.sms.smpp.ledger import SubmitLedger
 from cartera.plugins.sms.smpp.plugin import LEDGER_FILE, SmppGateway
@@ -42,12 +44,18 @@ def _refused(tmp_path: Path, setting: str) -> str:
         ("messages_per_second = 1e-9", "messages_per_second", "greater than or equal to 0.1"),
         # a part waiting 10 s for its turn, its send given 5
         ("messages_per_second = 0.1\nsubmit_timeout_s = 5", "submit_timeout_s", "one part every 10s"),
+        # round 24: a text behind another went at the very end of its send, no time left for its answer: in doubt
+        (
+            "messages_per_second = 0.2\nresponse_timeout_s = 2\nsubmit_timeout_s = 6.9",
+            "submit_timeout_s",
+            "one part every 5s, and 2s for its answer",
+        ),
         # a keepalive at every turn of the link's loop
         ("enquire_link_s = 1e-9", "enquire_link_s", "greater than or equal to 1"),
         # a ledger emptied at every open: every receipt of a text sent before a restart unknown
         ("ledger_retention_h = 1e-9", "ledger_retention_h", "greater than or equal to 24"),
     ],
-    ids=["reconnect", "rate", "rate-deadline", "enquire-link", "retention"],
+    ids=["reconnect", "rate", "rate-deadline", "rate-answer", "enquire-link", "retention"],
 )
 def test_settings_at_their_edges_are_refused_naming_the_key(tmp_path: Path, setting: str, key: str, says: str) -> None:
     message = _refused(tmp_path, f'password = "p4ss-ok"\n{setting}')
@@ -74,7 +82,8 @@ def test_a_password_smpp_cannot_carry_is_refused_never_shown(tmp_path: Path, pas
 
 def test_settings_within_their_edges_are_taken() -> None:
     config = _config(2775, password="Sm7q\"\\#ñ", reconnect_min_s=5, reconnect_max_s=5, messages_per_second=0.1,
-                     submit_timeout_s=10, enquire_link_s=1, ledger_retention_h=24)  # fmt: skip
+                     submit_timeout_s=12, enquire_link_s=1, ledger_retention_h=24)  # fmt: skip
+    assert _config(2775, response_timeout_s=60, submit_timeout_s=30).submit_timeout_s == 30  # half of it kept
     assert (config.reconnect_min_s, config.reconnect_max_s, config.messages_per_second) == (5, 5, 0.1)
     assert SmppConfig.model_validate(config.model_dump() | {"password": "p4ss-ok"}).password.get_secret_value()
 
@@ -107,13 +116,14 @@ def smsc() -> Iterator[FakeSmsc]:
     server.close()
 
 
-def test_a_part_whose_turn_comes_after_submit_timeout_s_is_not_waited_for(
+def test_a_text_whose_last_part_s_turn_comes_after_submit_timeout_s_is_refused_before_its_first_part(
     smsc: FakeSmsc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Round 23 C-F11: the limiter slept whatever the turn needed, past the send's submit_timeout_s (20 s for a
-    second text at 0.05 a second and submit_timeout_s 2; 31 years at 1e-9), where stop could not wake it. At 0.2
-    parts a second and submit_timeout_s 10, a text of three parts after another text gets its first two parts'
-    turns 5 and 10 s on, its third's 15 s on: that part is not waited for, the text fails saying why."""
+    second text at 0.05 a second and submit_timeout_s 2; 31 years at 1e-9), where stop could not wake it. Round 24
+    C-F4: the turn was then checked part by part, so parts 1 and 2 went and part 3 failed: the debtor got a
+    fragment. At 0.2 parts a second and submit_timeout_s 10, a text of three parts after another text gets its
+    parts' turns 5, 10 and 15 s on: the last is past the deadline, so no part goes and no turn is taken."""
     config = _config(smsc.port, messages_per_second=0.2, submit_timeout_s=10)
     gateway = SmppGateway(config, CapturingContext(tmp_path))
     gateway.start()
@@ -129,17 +139,122 @@ def test_a_part_whose_turn_comes_after_submit_timeout_s_is_not_waited_for(
     assert first.state is SmsState.SUBMITTED, first.detail
     assert second.state is SmsState.FAILED
     assert second.detail == (
-        "part 3/3 not submitted: its turn under messages_per_second (0.2) comes in 5s, after submit_timeout_s (10s)"
+        "not submitted: the turn of part 3/3 under messages_per_second (0.2) comes in 15s, after submit_timeout_s "
+        "(10s) less 2s for its answer; no part was sent"
     )
-    assert clock.slept == [5.0, 5.0]  # parts 1 and 2; never the third's
-    assert smsc.submits == 3
-    assert gateway._bucket.take(clock.now + 5) is None  # the third's token was not taken: the next turn is its
+    assert clock.slept == []  # not one part waited for
+    assert smsc.submits == 1  # the first text only
+    assert gateway._bucket.take(clock.now + 5) is None  # none of its turns was taken: the next turn is 5 s on
+
+
+def test_a_text_whose_last_part_would_have_no_time_for_its_answer_is_refused_before_its_first_part(
+    smsc: FakeSmsc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 24 C-F5: a part written at the end of submit_timeout_s had what was left for its answer, 1 s here
+    against a response_timeout_s of 2, and ended in doubt if the SMSC took longer. A part is written only with
+    response_timeout_s (at most half of submit_timeout_s) left for its answer."""
+    config = _config(smsc.port, messages_per_second=0.2, response_timeout_s=2, submit_timeout_s=11)
+    gateway = SmppGateway(config, CapturingContext(tmp_path))
+    gateway.start()
+    try:
+        assert gateway._link.wait_bound(15)
+        clock = HeldClock()
+        monkeypatch.setattr("cartera.plugins.sms.smpp.plugin.time", clock)
+        gateway._bucket._stamp = clock.now
+        first = gateway.send(_message("uno"))
+        second = gateway.send(_message("x" * 216))  # two parts: turns 5 and 10 s on
+    finally:
+        gateway.stop()
+    assert first.state is SmsState.SUBMITTED, first.detail
+    assert second.detail == (
+        "not submitted: the turn of part 2/2 under messages_per_second (0.2) comes in 10s, after submit_timeout_s "
+        "(11s) less 2s for its answer; no part was sent"
+    )
+    assert (clock.slept, smsc.submits) == ([], 1)
+
+
+def test_every_part_whose_turn_fits_the_deadline_goes(
+    smsc: FakeSmsc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 24 C-F4: a text of two parts went half when the link took a moment to be bound: part 2's turn, 10 s
+    after part 1 at 0.1 parts a second, was checked against a deadline taken before part 1. The turns are now
+    taken for the whole text as it starts, so both fit submit_timeout_s (12 s) and part 2 keeps
+    response_timeout_s (2 s) for its answer."""
+    config = _config(smsc.port, messages_per_second=0.1, submit_timeout_s=12)
+    gateway = SmppGateway(config, CapturingContext(tmp_path))
+    gateway.start()
+    try:
+        assert gateway._link.wait_bound(15)
+        clock = HeldClock()
+        monkeypatch.setattr("cartera.plugins.sms.smpp.plugin.time", clock)
+        gateway._bucket._stamp = clock.now
+        bound = gateway._link.wait_bound
+
+        def taking_a_moment(timeout: float) -> bool:
+            clock.sleep(2.5)  # a rebind before each part
+            return bound(timeout)
+
+        monkeypatch.setattr(gateway._link, "wait_bound", taking_a_moment)
+        result = gateway.send(_message("x" * 216))  # two parts
+    finally:
+        gateway.stop()
+    assert result.state is SmsState.SUBMITTED, result.detail
+    assert smsc.submits == 2
+    assert clock.now == pytest.approx(1010)  # part 2 went at its turn, 10 s after the send began
+
+
+def test_a_submit_s_response_is_waited_for_no_longer_than_submit_timeout_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 24 C-F5: the wait was response_timeout_s (20 s) whatever was left of submit_timeout_s (3 s)."""
+    silent = FakeSmsc(lambda _conn, _session: None, answer_submits=False)
+    gateway = SmppGateway(_config(silent.port, response_timeout_s=20, submit_timeout_s=3), CapturingContext(tmp_path))
+    gateway.start()
+    waits: list[float | None] = []
+
+    class Unanswered(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(timeout)
+            return False  # no response: the wait runs out at once
+
+    request = gateway._link._request
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        waiter = request(*args, **kwargs)
+        waiter.done = Unanswered()
+        return waiter
+
+    try:
+        assert gateway._link.wait_bound(15)
+        clock = HeldClock()
+        monkeypatch.setattr("cartera.plugins.sms.smpp.plugin.time", clock)
+        monkeypatch.setattr(gateway._link, "_request", recording)
+        gateway._bucket._stamp = clock.now
+        result = gateway.send(_message("uno"))
+    finally:
+        gateway.stop()
+        silent.close()
+    assert waits == [3.0]
+    assert result.state is SmsState.FAILED
+    assert result.detail.endswith("within 3s"), result.detail
 
 
 def test_a_wait_for_the_turn_within_the_deadline_is_taken(
     smsc: FakeSmsc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gateway = SmppGateway(_config(smsc.port, messages_per_second=0.2, submit_timeout_s=5), CapturingContext(tmp_path))
+    """At the settings' edge (one part every 5 s, 2 s for an answer, submit_timeout_s 7) a text behind another
+    waits for its turn and keeps response_timeout_s for its answer. With submit_timeout_s 5 (taken until round
+    24) it was written at the deadline and waited 0 s for its answer: in doubt."""
+    config = _config(smsc.port, messages_per_second=0.2, response_timeout_s=2, submit_timeout_s=7)
+    waits: list[float | None] = []
+    submit = SmppLink.submit
+
+    def recording(self: SmppLink, *args: Any, **kwargs: Any) -> Any:
+        waits.append(kwargs.get("wait_s"))
+        return submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(SmppLink, "submit", recording)
+    gateway = SmppGateway(config, CapturingContext(tmp_path))
     gateway.start()
     try:
         assert gateway._link.wait_bound(15)
@@ -152,6 +267,7 @@ def test_a_wait_for_the_turn_within_the_deadline_is_taken(
     assert [r.state for r in results] == [SmsState.SUBMITTED, SmsState.SUBMITTED], [r.detail for r in results]
     assert clock.slept == [5.0]
     assert smsc.submits == 2
+    assert waits == [7.0, 2.0]  # the second text's answer: the 2 s left of its 7
 
 
 # --- the ledger's lock file ----------------------------------------------------------------------------------

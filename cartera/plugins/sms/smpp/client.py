@@ -231,16 +231,18 @@ class SmppLink:
     def wait_bound(self, timeout: float) -> bool:
         return self._bound.wait(timeout)
 
-    def submit(self, on_response: ResponseHandler, **params: Any) -> Any:
-        """Send one submit_sm and return its submit_sm_resp (any status). ``on_response`` runs in the link's
+    def submit(self, on_response: ResponseHandler, *, wait_s: float | None = None, **params: Any) -> Any:
+        """Send one submit_sm and return its submit_sm_resp (any status), waiting ``response_timeout_s`` for it or
+        ``wait_s`` if less (what is left of the send's submit_timeout_s). ``on_response`` runs in the link's
         thread as the response arrives, before any later PDU is read (so a receipt never overtakes it). A
         generic_nack with its sequence number is its response too: the SMSC refused it with the nack's status
         (never 0). InDoubt when ``on_response`` raised: what the response said may not have been recorded."""
         waiter = self._request("submit_sm", on_response, **params)
-        if not waiter.done.wait(self.config.response_timeout_s):
+        wait = self.config.response_timeout_s if wait_s is None else min(wait_s, self.config.response_timeout_s)
+        if not waiter.done.wait(wait):
             # left registered a while: a late response is still recorded, so its receipt finds the message
             self._keep_late(waiter)
-            raise InDoubt(f"no submit_sm_resp from {self.where} within {self.config.response_timeout_s:g}s", waiter)
+            raise InDoubt(f"no submit_sm_resp from {self.where} within {wait:g}s", waiter)
         if waiter.lost:
             raise InDoubt(f"the connection to {self.where} dropped before the submit_sm_resp")
         if waiter.failed:

@@ -11,6 +11,11 @@ from cartera.plugin import PluginConfig
 PASSWORD_MAX = 8
 
 
+def answer_room_s(response_timeout_s: float, submit_timeout_s: float) -> float:
+    """What a send keeps of submit_timeout_s for a part's answer after its turn: response_timeout_s, at most half."""
+    return min(response_timeout_s, submit_timeout_s / 2)
+
+
 class SmppConfig(PluginConfig):
     host: str = Field(description="The SMSC's host name or address.")
     port: int = Field(default=2775, ge=1, le=65535, description="The SMSC's SMPP port.")
@@ -33,7 +38,9 @@ class SmppConfig(PluginConfig):
         ge=0.1,
         le=10_000,
         description="The carrier's agreed rate: submit_sm PDUs (parts) per second; one every 10 s at the least, "
-        "and no more apart than submit_timeout_s.",
+        "and with response_timeout_s (at most half of submit_timeout_s) for its answer no more apart than "
+        "submit_timeout_s. A text whose parts do not all get their turns that early is refused whole, before "
+        "its first part.",
     )
     burst: int = Field(default=1, ge=1, le=10_000, description="submit_sm PDUs that may go out back to back.")
     enquire_link_s: float = Field(
@@ -91,11 +98,24 @@ class SmppConfig(PluginConfig):
     @field_validator("submit_timeout_s")
     @classmethod
     def _a_part_gets_its_turn_in_time(cls, submit_timeout_s: float, info: ValidationInfo) -> float:
+        """A text of one part after another, or of two parts on an idle link (``burst`` at least 1), gets its turns
+        within submit_timeout_s, each part keeping :func:`answer_room_s` for its answer: the rule a send applies
+        before writing a text's first part (it refuses the text whole when its last part's turn comes later)."""
         rate = info.data.get("messages_per_second")
-        if rate is not None and 1 / rate > submit_timeout_s:
+        if rate is None:
+            return submit_timeout_s
+        if 1 / rate > submit_timeout_s:
             raise ValueError(
                 f"messages_per_second ({rate:g}) gives one part every {1 / rate:g}s, longer than submit_timeout_s "
                 f"({submit_timeout_s:g}s): a text waiting for its turn would always fail"
+            )
+        response = info.data.get("response_timeout_s")
+        room = answer_room_s(response, submit_timeout_s) if response is not None else 0.0
+        if 1 / rate + room > submit_timeout_s:
+            raise ValueError(
+                f"messages_per_second ({rate:g}) gives one part every {1 / rate:g}s, and {room:g}s for its answer "
+                f"(response_timeout_s, at most half of submit_timeout_s) is more than submit_timeout_s "
+                f"({submit_timeout_s:g}s): a text behind another would always be refused"
             )
         return submit_timeout_s
 

@@ -50,7 +50,7 @@ from cartera.plugins.sms.smpp.client import (
     UnreadableDeliver,
     status_text,
 )
-from cartera.plugins.sms.smpp.config import SmppConfig
+from cartera.plugins.sms.smpp.config import SmppConfig, answer_room_s
 from cartera.plugins.sms.smpp.ledger import MessageRecord, SubmitLedger, UnknownSmscId, text_digest
 from cartera.plugins.sms.smpp.text import (
     ESM_DELIVERY_RECEIPT,
@@ -74,7 +74,7 @@ NOT_IN_LEDGER = (
 
 class TokenBucket:
     """At most ``rate`` takes per second on average, ``burst`` back to back; ``take`` blocks until the token's turn,
-    never past the caller's deadline (thread-safe)."""
+    never past the caller's deadline; ``reserve`` takes the turns of several tokens at once (thread-safe)."""
 
     def __init__(self, rate: float, burst: int) -> None:
         self._rate, self._burst = rate, float(burst)
@@ -84,18 +84,33 @@ class TokenBucket:
     def take(self, deadline: float) -> float | None:
         """Take a token, sleeping until its turn; ``None`` once taken. A turn later than ``deadline`` (a
         ``time.monotonic()`` value) is not waited for: nothing is taken, and the seconds until it are returned."""
-        with self._lock:
-            now = time.monotonic()
-            tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-            wait = (1 - tokens) / self._rate if tokens < 1 else 0.0
-            self._stamp = now
-            if now + wait > deadline:
-                self._tokens = tokens
-                return wait
-            self._tokens = tokens - 1
-        if wait:
-            time.sleep(wait)
+        now = time.monotonic()
+        turns = self.reserve(1, now, deadline)
+        if isinstance(turns, float):
+            return turns
+        if turns[0] > now:
+            time.sleep(turns[0] - now)
         return None
+
+    def reserve(self, count: int, now: float, deadline: float) -> list[float] | float:
+        """Take ``count`` tokens at once, none slept for: their turns in order (``time.monotonic()`` values, from
+        ``now``, the caller's reading of it). When the last turn is later than ``deadline`` nothing is taken and
+        the seconds from ``now`` until it are returned."""
+        with self._lock:
+            start = max(now, self._stamp)  # never before a turn another caller reckoned from
+            tokens = min(self._burst, self._tokens + (start - self._stamp) * self._rate)
+            turns = [start + max(0.0, (k - tokens) / self._rate) for k in range(1, count + 1)]
+            self._stamp = start
+            if turns and turns[-1] > deadline:
+                self._tokens = tokens
+                return turns[-1] - now
+            self._tokens = tokens - count
+            return turns
+
+    def give_back(self, count: int) -> None:
+        """Return ``count`` reserved tokens whose turns will not be used (a text failed before those parts)."""
+        with self._lock:
+            self._tokens = min(self._burst, self._tokens + count)
 
 
 #: How long the first part of a concatenated MO waits for the others; SMSCs deliver the parts seconds apart.
@@ -300,16 +315,31 @@ class SmppGateway(SmsGateway[SmppConfig]):
                 message_id=message.message_id, state=SmsState.FAILED, gateway_id=None, detail=str(exc)
             )
         record = self._ledger.message(message.message_id, len(parts), text_digest(message))  # its record only
-        deadline = time.monotonic() + self.config.submit_timeout_s
-        for number, part in enumerate(parts, start=1):
+        start = time.monotonic()
+        deadline = start + self.config.submit_timeout_s
+        numbers: list[int] = []  # the parts to submit
+        for number in range(1, len(parts) + 1):
             state = record.parts.get(number)
             if state is not None and state.accepted:
                 continue  # answered before a reconnect or restart: never submitted again
             if state is not None and state.sent and not self.config.resubmit_in_doubt:
                 where = f"part {number}/{len(parts)}"
                 return self._failed(message, record, f"{IN_DOUBT}{where} from an earlier try, never answered")
-            refusal = self._submit(message, record, number, part, deadline)
+            numbers.append(number)
+        # Every part's turn, taken before the first is written: a text whose last turn leaves no time for its
+        # answer before the deadline is refused whole, never cut after its first parts went (round 24 C-F4, C-F5).
+        room = answer_room_s(self.config.response_timeout_s, self.config.submit_timeout_s)
+        turns = self._bucket.reserve(len(numbers), start, deadline - room)
+        if isinstance(turns, float):
+            rate, timeout = self.config.messages_per_second, self.config.submit_timeout_s
+            none = "no part was sent" if len(numbers) == len(parts) else "no other part was sent"
+            return self._failed(message, record, f"not submitted: the turn of part {numbers[-1]}/{len(parts)} under "
+                                f"messages_per_second ({rate:g}) comes in {round(turns, 1):g}s, after "
+                                f"submit_timeout_s ({timeout:g}s) less {room:g}s for its answer; {none}")  # fmt: skip
+        for index, (number, turn) in enumerate(zip(numbers, turns, strict=True)):
+            refusal = self._submit(message, record, number, parts[number - 1], deadline=deadline, turn=turn)
             if refusal:
+                self._bucket.give_back(len(numbers) - index - 1)  # the turns of the parts never written
                 return self._failed(message, record, refusal)
         event(self._log, "sms.submitted", message_id=message.message_id, gateway_id=record.gateway_id,
               parts=len(parts), data_coding=parts[0].data_coding)  # fmt: skip
@@ -359,29 +389,36 @@ class SmppGateway(SmsGateway[SmppConfig]):
         gateway_id = record.gateway_id if record is not None else None
         return SmsSubmitResult(message.message_id, SmsState.FAILED, gateway_id, reason)
 
-    def _submit(self, message: SmsMessage, record: MessageRecord, number: int, part: Part, deadline: float) -> str:
+    def _submit(
+        self, message: SmsMessage, record: MessageRecord, number: int, part: Part, *, deadline: float, turn: float
+    ) -> str:
         """Submit one part until the SMSC answers it; the refusal or in-doubt reason, or "" when accepted. Never
-        past ``deadline``. A part in doubt is resubmitted (``resubmit_in_doubt``) only once its session was lost: a
-        response later than ``response_timeout_s`` on a live session is waited for, not answered by a copy."""
+        past ``deadline``; its first copy goes at ``turn`` (reserved under the rate), another takes a turn of its
+        own. A part in doubt is resubmitted (``resubmit_in_doubt``) only once its session was lost: a response
+        later than ``response_timeout_s`` on a live session is waited for, not answered by a copy. One the SMSC
+        asks to slow down for (queue full, throttled) is submitted again after a pause, until ``deadline``."""
         total = record.total
         where = f"part {number}/{total}"
         attempt: _Attempt | None = None
         doubt = ""  # why a copy written before is in doubt (lost with its session)
+        reserved: float | None = turn
         while True:
-            if attempt is not None:  # again: a response that came meanwhile settles it
+            if attempt is not None:  # again: a response that came meanwhile settles it (not a "slow down")
                 answered = _answer_in(record, number)
-                if answered is not None:
+                if answered is not None and not _asked_to_slow_down(record, number):
                     return answered
             if (attempt is not None and time.monotonic() >= deadline) or not self._link.wait_bound(
                 max(0.0, deadline - time.monotonic())
             ):
                 reason = f"no SMPP session within {self.config.submit_timeout_s:g}s: {self._link.last_error}"
-            elif (turn := self._bucket.take(deadline)) is not None:  # round 23 C-F11: never slept past the deadline
+            elif reserved is None and (later := self._bucket.take(deadline)) is not None:  # never past the deadline
                 rate, timeout = self.config.messages_per_second, self.config.submit_timeout_s
                 reason = (f"{where} not submitted: its turn under messages_per_second ({rate:g}) comes in "
-                          f"{round(turn, 1):g}s, after submit_timeout_s ({timeout:g}s)")  # fmt: skip
+                          f"{round(later, 1):g}s, after submit_timeout_s ({timeout:g}s)")  # fmt: skip
             else:
-                reason = ""
+                if reserved is not None and reserved > time.monotonic():  # its turn, at most the deadline
+                    time.sleep(reserved - time.monotonic())
+                reserved, reason = None, ""
             if reason:
                 if attempt is None or not doubt:
                     return reason
@@ -389,7 +426,9 @@ class SmppGateway(SmsGateway[SmppConfig]):
             self._ledger.sent(message.message_id, number, total)
             attempt = _Attempt(record, number)
             try:
-                response = self._link.submit(partial(self._answered, attempt), **self._params(message.phone, part))
+                left = max(0.0, deadline - time.monotonic())  # round 24 C-F5: its answer waited for within it
+                response = self._link.submit(partial(self._answered, attempt), wait_s=left,
+                                             **self._params(message.phone, part))  # fmt: skip
             except LinkDown:
                 if not doubt:  # an earlier copy in doubt stays so
                     self._ledger.unsent(message.message_id, number, total)
@@ -406,9 +445,12 @@ class SmppGateway(SmsGateway[SmppConfig]):
                     continue  # lost with its session (or its handler failed): resubmitted once bound again
             if response.status == ESME_ROK:
                 return ""
-            if response.status not in _RETRY_LATER or time.monotonic() > deadline:
-                return f"SMSC refused {where}: {status_text(response.status)}"
+            refusal = f"SMSC refused {where}: {status_text(response.status)}"
+            if response.status not in _RETRY_LATER or time.monotonic() >= deadline:
+                return refusal
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            if time.monotonic() >= deadline:
+                return refusal  # asked to slow down until the end
 
     def _give_up(self, attempt: _Attempt, reason: str) -> str:
         """``reason``, once ``attempt``'s response may only come late (:meth:`_answered` reports an acceptance
@@ -513,6 +555,12 @@ def _answer_in(record: MessageRecord, number: int) -> str | None:
     if state is not None and state.refused is not None:
         return f"SMSC refused part {number}/{record.total}: {status_text(state.refused)}"
     return None
+
+
+def _asked_to_slow_down(record: MessageRecord, number: int) -> bool:
+    """Whether the SMSC's last answer to part ``number`` was queue full or throttled: submitted again, not final."""
+    state = record.parts.get(number)
+    return state is not None and not state.accepted and state.refused in _RETRY_LATER
 
 
 def _phone(address: str, ton: int) -> str:
