@@ -34,7 +34,7 @@ from tests.plugins.sms.test_smpp_hostile import (
     pdu,
     smpp_site,
 )
-from tests.plugins.sms.test_smpp_settings import HeldClock
+from tests.plugins.sms.test_smpp_settings import on_held_clock
 
 pytestmark = pytest.mark.abuse
 
@@ -246,16 +246,10 @@ def test_a_text_the_smsc_asks_to_slow_down_for_is_submitted_again_within_submit_
     """Round 24 C-F1: the answer was written to the ledger as refused, and the check at the retry loop's top (for a
     response that came meanwhile) took it as the part's final answer: the text failed at once, never retried."""
     smsc = ThrottlingSmsc(status)
-    gateway = SmppGateway(_config(smsc.port), context)
-    gateway.start()
     try:
-        assert gateway._link.wait_bound(15)
-        clock = HeldClock()
-        monkeypatch.setattr("cartera.plugins.sms.smpp.plugin.time", clock)
-        gateway._bucket._stamp = clock.now
-        result = gateway.send(_message("despacio"))
+        with on_held_clock(_config(smsc.port), context, monkeypatch) as (gateway, clock):
+            result = gateway.send(_message("despacio"))
     finally:
-        gateway.stop()
         smsc.close()
     assert (result.state, result.gateway_id) == (SmsState.SUBMITTED, "msg3"), result.detail  # the second submit_sm
     assert smsc.submits == 2
@@ -266,16 +260,13 @@ def test_a_text_throttled_until_submit_timeout_s_fails_as_refused(
     context: CapturingContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     smsc = ThrottlingSmsc(0x58, refusals=1000)
-    gateway = SmppGateway(_config(smsc.port, submit_timeout_s=3, messages_per_second=100), context)
-    gateway.start()
     try:
-        assert gateway._link.wait_bound(15)
-        clock = HeldClock()
-        monkeypatch.setattr("cartera.plugins.sms.smpp.plugin.time", clock)
-        gateway._bucket._stamp = clock.now
-        result = gateway.send(_message("despacio"))
+        with on_held_clock(_config(smsc.port, submit_timeout_s=3, messages_per_second=100), context, monkeypatch) as (
+            gateway,
+            clock,
+        ):
+            result = gateway.send(_message("despacio"))
     finally:
-        gateway.stop()
         smsc.close()
     assert result.state is SmsState.FAILED
     assert result.detail.startswith("SMSC refused part 1/1: 0x00000058 Throttling error"), result.detail

@@ -7,6 +7,7 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,24 @@ class HeldClock:
             self.now += seconds
 
 
+@contextmanager
+def on_held_clock(
+    config: SmppConfig, context: CapturingContext, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[SmppGateway, HeldClock]]:
+    """A started gateway once bound, its sends and its limiter on a held clock (its one token at the clock's now);
+    stopped after."""
+    gateway = SmppGateway(config, context)
+    gateway.start()
+    try:
+        assert gateway._link.wait_bound(15)
+        clock = HeldClock()
+        monkeypatch.setattr("cartera.plugins.sms.smpp.plugin.time", clock)
+        gateway._bucket._stamp = clock.now
+        yield gateway, clock
+    finally:
+        gateway.stop()
+
+
 @pytest.fixture
 def smsc() -> Iterator[FakeSmsc]:
     server = FakeSmsc(lambda _conn, _session: None)
@@ -125,17 +144,9 @@ def test_a_text_whose_last_part_s_turn_comes_after_submit_timeout_s_is_refused_b
     fragment. At 0.2 parts a second and submit_timeout_s 10, a text of three parts after another text gets its
     parts' turns 5, 10 and 15 s on: the last is past the deadline, so no part goes and no turn is taken."""
     config = _config(smsc.port, messages_per_second=0.2, submit_timeout_s=10)
-    gateway = SmppGateway(config, CapturingContext(tmp_path))
-    gateway.start()
-    try:
-        assert gateway._link.wait_bound(15)
-        clock = HeldClock()
-        monkeypatch.setattr("cartera.plugins.sms.smpp.plugin.time", clock)
-        gateway._bucket._stamp = clock.now  # the limiter on the held clock, its one token there
+    with on_held_clock(config, CapturingContext(tmp_path), monkeypatch) as (gateway, clock):
         first = gateway.send(_message("uno"))
         second = gateway.send(_message("x" * 400))  # three parts
-    finally:
-        gateway.stop()
     assert first.state is SmsState.SUBMITTED, first.detail
     assert second.state is SmsState.FAILED
     assert second.detail == (
@@ -154,17 +165,9 @@ def test_a_text_whose_last_part_would_have_no_time_for_its_answer_is_refused_bef
     against a response_timeout_s of 2, and ended in doubt if the SMSC took longer. A part is written only with
     response_timeout_s (at most half of submit_timeout_s) left for its answer."""
     config = _config(smsc.port, messages_per_second=0.2, response_timeout_s=2, submit_timeout_s=11)
-    gateway = SmppGateway(config, CapturingContext(tmp_path))
-    gateway.start()
-    try:
-        assert gateway._link.wait_bound(15)
-        clock = HeldClock()
-        monkeypatch.setattr("cartera.plugins.sms.smpp.plugin.time", clock)
-        gateway._bucket._stamp = clock.now
+    with on_held_clock(config, CapturingContext(tmp_path), monkeypatch) as (gateway, clock):
         first = gateway.send(_message("uno"))
         second = gateway.send(_message("x" * 216))  # two parts: turns 5 and 10 s on
-    finally:
-        gateway.stop()
     assert first.state is SmsState.SUBMITTED, first.detail
     assert second.detail == (
         "not submitted: the turn of part 2/2 under messages_per_second (0.2) comes in 10s, after submit_timeout_s "
@@ -181,13 +184,7 @@ def test_every_part_whose_turn_fits_the_deadline_goes(
     taken for the whole text as it starts, so both fit submit_timeout_s (12 s) and part 2 keeps
     response_timeout_s (2 s) for its answer."""
     config = _config(smsc.port, messages_per_second=0.1, submit_timeout_s=12)
-    gateway = SmppGateway(config, CapturingContext(tmp_path))
-    gateway.start()
-    try:
-        assert gateway._link.wait_bound(15)
-        clock = HeldClock()
-        monkeypatch.setattr("cartera.plugins.sms.smpp.plugin.time", clock)
-        gateway._bucket._stamp = clock.now
+    with on_held_clock(config, CapturingContext(tmp_path), monkeypatch) as (gateway, clock):
         bound = gateway._link.wait_bound
 
         def taking_a_moment(timeout: float) -> bool:
@@ -196,8 +193,6 @@ def test_every_part_whose_turn_fits_the_deadline_goes(
 
         monkeypatch.setattr(gateway._link, "wait_bound", taking_a_moment)
         result = gateway.send(_message("x" * 216))  # two parts
-    finally:
-        gateway.stop()
     assert result.state is SmsState.SUBMITTED, result.detail
     assert smsc.submits == 2
     assert clock.now == pytest.approx(1010)  # part 2 went at its turn, 10 s after the send began
@@ -254,16 +249,8 @@ def test_a_wait_for_the_turn_within_the_deadline_is_taken(
         return submit(self, *args, **kwargs)
 
     monkeypatch.setattr(SmppLink, "submit", recording)
-    gateway = SmppGateway(config, CapturingContext(tmp_path))
-    gateway.start()
-    try:
-        assert gateway._link.wait_bound(15)
-        clock = HeldClock()
-        monkeypatch.setattr("cartera.plugins.sms.smpp.plugin.time", clock)
-        gateway._bucket._stamp = clock.now
+    with on_held_clock(config, CapturingContext(tmp_path), monkeypatch) as (gateway, clock):
         results = [gateway.send(_message(text)) for text in ("uno", "dos")]
-    finally:
-        gateway.stop()
     assert [r.state for r in results] == [SmsState.SUBMITTED, SmsState.SUBMITTED], [r.detail for r in results]
     assert clock.slept == [5.0]
     assert smsc.submits == 2
