@@ -260,11 +260,9 @@ def test_a_text_throttled_until_submit_timeout_s_fails_as_refused(
     context: CapturingContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     smsc = ThrottlingSmsc(0x58, refusals=1000)
+    config = _config(smsc.port, submit_timeout_s=3, messages_per_second=100)
     try:
-        with on_held_clock(_config(smsc.port, submit_timeout_s=3, messages_per_second=100), context, monkeypatch) as (
-            gateway,
-            clock,
-        ):
+        with on_held_clock(config, context, monkeypatch) as (gateway, clock):
             result = gateway.send(_message("despacio"))
     finally:
         smsc.close()
