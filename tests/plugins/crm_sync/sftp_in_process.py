@@ -58,8 +58,11 @@ class InProcessSftp:
                 transport = paramiko.Transport(client)
                 transport.add_server_key(self.key)
                 transport.set_subsystem_handler("sftp", server, folder)
-                transport.start_server(server=_Login())
                 self.transports.append(transport)
+                try:
+                    transport.start_server(server=_Login())
+                except (EOFError, paramiko.SSHException):  # the client left during the handshake (its deadline)
+                    transport.close()
 
         self.thread = threading.Thread(target=serve, daemon=True)
         self.thread.start()
