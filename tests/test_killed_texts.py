@@ -405,10 +405,11 @@ def test_a_killed_senders_text_a_receipt_moved_on_is_still_settled(
 class _AcceptedLateGateway:
     """An SMPP gateway that gives its text up in doubt, the SMSC's late acceptance (reported as submitted with its
     id, ``smpp.accepted_late``) reaching the store before the sender's answer (it is on the gateway's reader thread,
-    the sender may wait for the store's write lock): :attr:`first` says which comes first."""
+    the sender may wait for the store's write lock): :attr:`first` says which comes first. A text of ``parts``
+    parts is in doubt on its last: its answer carries part 1's SMSC id (the text's), a 1-part text's none."""
 
-    def __init__(self, node: Node, first: str) -> None:
-        self.node, self.first = node, first
+    def __init__(self, node: Node, first: str, parts: int = 1) -> None:
+        self.node, self.first, self.parts = node, first, parts
 
     def late_acceptance(self, message_id: int) -> None:
         report = DeliveryReport(SmsState.SUBMITTED, "SMSC-4", self.node.clock.now(), message_id, "late submit_sm_resp")
@@ -417,27 +418,31 @@ class _AcceptedLateGateway:
     def send(self, message: SmsMessage) -> SmsSubmitResult:
         if self.first == "report":
             self.late_acceptance(message.message_id)
-        return SmsSubmitResult(message.message_id, SmsState.FAILED, None, f"{IN_DOUBT}part 1/1 written, no answer")
+        known = "SMSC-4" if self.parts > 1 else None  # part 1 was accepted
+        where = f"part {self.parts}/{self.parts}"
+        return SmsSubmitResult(message.message_id, SmsState.FAILED, known, f"{IN_DOUBT}{where} written, no answer")
 
     def settle(self, messages: list[SmsMessage]) -> list[SmsSubmitResult]:
         return SmsGateway.settle(cast(SmsGateway[Any], self), messages)
 
 
+@pytest.mark.parametrize("parts", [1, 2])
 @pytest.mark.parametrize("first", ["report", "answer"])
 def test_a_late_acceptance_is_kept_whichever_reaches_the_store_first(
-    tmp_path: Path, open_node: Callable[..., Node], first: str
+    tmp_path: Path, open_node: Callable[..., Node], first: str, parts: int
 ) -> None:
     """Round 24 C-F3: the SMSC's late acceptance stored before the sender's in-doubt answer was then overwritten
     by it: the text stayed submitted with its SMSC id erased (its receipts refused as unknown) and its SMS activity
     failed (the creditor's export said it never went). Either order ends the same: submitted, the SMSC's id, one
-    activity submitted."""
+    activity submitted. Round 25 C-F1: so does a multi-part text in doubt on its last part, whose answer carries
+    part 1's id (its activity stayed failed in either order, the late acceptance after the answer dropped)."""
     site = write_sites(tmp_path)
     write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
     node = open_node(site)
     node.creditor_sync().run_once()
-    gateway = _AcceptedLateGateway(node, first)
+    gateway = _AcceptedLateGateway(node, first, parts)
     node.texts.sms = lambda: cast(SmsGateway[Any], gateway)
-    result = node.texts.send_sms(phone=None, text="hola tarde", account="BCO-1", actor="test")
+    result = node.texts.send_sms(phone=None, text="hola tarde " * 15 * parts, account="BCO-1", actor="test")
     if first == "answer":
         gateway.late_acceptance(result.message_id)
     [(message, state, gateway_id, detail)] = _texts(node)
@@ -445,7 +450,8 @@ def test_a_late_acceptance_is_kept_whichever_reaches_the_store_first(
     assert (detail or "").startswith(IN_DOUBT)  # the sender's answer is stored (no reconcile)
     assert _sms_activities(node) == [(PHONE, "submitted")]
     # the sender says what it knew when it stored its answer (an ``sms`` command prints it)
-    answered = (SmsState.SUBMITTED, "SMSC-4") if first == "report" else (SmsState.FAILED, None)
+    known = "SMSC-4" if parts > 1 else None
+    answered = (SmsState.SUBMITTED, "SMSC-4") if first == "report" else (SmsState.FAILED, known)
     assert (result.state, result.gateway_id) == answered
     node.texts.on_delivery(DeliveryReport(SmsState.DELIVERED, "SMSC-4", node.clock.now(), message, "DELIVRD"))
     assert _texts(node)[0][1:3] == ("delivered", "SMSC-4")  # its receipt is taken

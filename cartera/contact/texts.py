@@ -54,13 +54,14 @@ _FINAL_SMS_STATES = frozenset({SmsState.DELIVERED.value, SmsState.FAILED.value, 
 
 
 def _in_doubt(row: SmsRow) -> bool:
-    """Whether the gateway failed ``row`` in doubt, without the id of a vendor that may have it (see IN_DOUBT)."""
-    return row.gateway_id is None and (row.detail or "").startswith(IN_DOUBT)
+    """Whether the gateway failed ``row`` in doubt (see IN_DOUBT): told by its detail alone, never by a missing gateway
+    id: a multi-part SMPP text in doubt on part 2 or later has part 1's SMSC id (round 25 C-F1)."""
+    return (row.detail or "").startswith(IN_DOUBT)
 
 
 def _in_doubt_answer(result: SmsSubmitResult) -> bool:
-    """Whether a gateway's answer gives its text up in doubt (see :func:`_in_doubt`)."""
-    return result.gateway_id is None and result.detail.startswith(IN_DOUBT)
+    """Whether a gateway's answer gives its text up in doubt (see :func:`_in_doubt`), with or without an id."""
+    return result.detail.startswith(IN_DOUBT)
 
 
 class TextService:
