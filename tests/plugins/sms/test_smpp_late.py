@@ -34,7 +34,7 @@ from tests.plugins.sms.test_smpp_hostile import (
     pdu,
     smpp_site,
 )
-from tests.plugins.sms.test_smpp_settings import on_held_clock
+from tests.plugins.sms.test_smpp_settings import _sent_at, on_held_clock
 
 pytestmark = pytest.mark.abuse
 
@@ -270,3 +270,21 @@ def test_a_text_throttled_until_submit_timeout_s_fails_as_refused(
     assert result.detail.startswith("SMSC refused part 1/1: 0x00000058 Throttling error"), result.detail
     assert smsc.submits == 3  # at the held clock's 0, 1 and 2 s; given up at 3
     assert clock.slept == [1.0, 1.0, 1.0]
+
+
+def test_the_parts_after_a_throttled_one_keep_the_rate(
+    context: CapturingContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 25 C-F2: the SMSC throttled part 1 of three (one part a second); its retry took a turn of its own, 3 s
+    on, but parts 2 and 3 went at their turns reserved as the send began, already past: all three within a
+    millisecond, right after the SMSC asked to slow down. Each part now goes one interval after the one before."""
+    smsc = ThrottlingSmsc(0x58)
+    config = _config(smsc.port, messages_per_second=1, burst=1, submit_timeout_s=20)
+    try:
+        with on_held_clock(config, context, monkeypatch) as (gateway, clock):
+            sent = _sent_at(clock, monkeypatch)
+            result = gateway.send(_message("x" * 400))  # three parts
+    finally:
+        smsc.close()
+    assert result.state is SmsState.SUBMITTED, result.detail
+    assert sent == [1000.0, 1003.0, 1004.0, 1005.0]  # part 1, its retry at its own turn, parts 2 and 3

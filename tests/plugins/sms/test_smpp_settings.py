@@ -257,6 +257,41 @@ def test_a_wait_for_the_turn_within_the_deadline_is_taken(
     assert waits == [7.0, 2.0]  # the second text's answer: the 2 s left of its 7
 
 
+def _sent_at(clock: HeldClock, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The held clock's reading at every submit_sm the gateway writes."""
+    times: list[float] = []
+    submit = SmppLink.submit
+
+    def recording(self: SmppLink, *args: Any, **kwargs: Any) -> Any:
+        times.append(clock.now)
+        return submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(SmppLink, "submit", recording)
+    return times
+
+
+def test_a_text_that_waited_for_its_session_keeps_its_parts_apart(
+    smsc: FakeSmsc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 25 C-F2 (from round 24's reserved turns): every part's turn was taken as the send began; when the
+    session took 4 s to be bound, all three turns (0, 1 and 2 s on at one part a second) had passed and the parts
+    went back to back. The turns keep their spacing from the parts' actual sends."""
+    config = _config(smsc.port, messages_per_second=1, burst=1, submit_timeout_s=20)
+    with on_held_clock(config, CapturingContext(tmp_path), monkeypatch) as (gateway, clock):
+        bound, rebinds = gateway._link.wait_bound, [4.0]
+
+        def rebinding_first(timeout: float) -> bool:
+            if rebinds:
+                clock.sleep(rebinds.pop())  # the session lost as the send begins, bound again 4 s later
+            return bound(timeout)
+
+        monkeypatch.setattr(gateway._link, "wait_bound", rebinding_first)
+        sent = _sent_at(clock, monkeypatch)
+        result = gateway.send(_message("x" * 400))  # three parts
+    assert result.state is SmsState.SUBMITTED, result.detail
+    assert sent == [1004.0, 1005.0, 1006.0]
+
+
 # --- the ledger's lock file ----------------------------------------------------------------------------------
 
 

@@ -336,11 +336,20 @@ class SmppGateway(SmsGateway[SmppConfig]):
             return self._failed(message, record, f"not submitted: the turn of part {numbers[-1]}/{len(parts)} under "
                                 f"messages_per_second ({rate:g}) comes in {round(turns, 1):g}s, after "
                                 f"submit_timeout_s ({timeout:g}s) less {room:g}s for its answer; {none}")  # fmt: skip
+        # Round 25 C-F2: the reserved turns keep their spacing from the parts' actual sends. A wait (for the session,
+        # after a "slow down") delays a part past its turn: the later turns are shifted by that delay, never sooner
+        # than reserved, and at most to the last instant that leaves the part its answer's time (it goes then rather
+        # than leave the debtor a fragment: its reserved turn keeps the rate on average).
+        delay, written = 0.0, list[float]()
         for index, (number, turn) in enumerate(zip(numbers, turns, strict=True)):
-            refusal = self._submit(message, record, number, parts[number - 1], deadline=deadline, turn=turn)
+            due = max(turn, min(turn + delay, deadline - room))
+            refusal = self._submit(message, record, number, parts[number - 1], deadline=deadline, turn=due,
+                                   written=written)  # fmt: skip
             if refusal:
                 self._bucket.give_back(len(numbers) - index - 1)  # the turns of the parts never written
                 return self._failed(message, record, refusal)
+            if written:
+                delay = max(delay, written[-1] - turn)  # its last copy went then
         event(self._log, "sms.submitted", message_id=message.message_id, gateway_id=record.gateway_id,
               parts=len(parts), data_coding=parts[0].data_coding)  # fmt: skip
         return SmsSubmitResult(
@@ -390,13 +399,22 @@ class SmppGateway(SmsGateway[SmppConfig]):
         return SmsSubmitResult(message.message_id, SmsState.FAILED, gateway_id, reason)
 
     def _submit(
-        self, message: SmsMessage, record: MessageRecord, number: int, part: Part, *, deadline: float, turn: float
+        self,
+        message: SmsMessage,
+        record: MessageRecord,
+        number: int,
+        part: Part,
+        *,
+        deadline: float,
+        turn: float,
+        written: list[float],
     ) -> str:
         """Submit one part until the SMSC answers it; the refusal or in-doubt reason, or "" when accepted. Never
         past ``deadline``; its first copy goes at ``turn`` (reserved under the rate), another takes a turn of its
-        own. A part in doubt is resubmitted (``resubmit_in_doubt``) only once its session was lost: a response
-        later than ``response_timeout_s`` on a live session is waited for, not answered by a copy. One the SMSC
-        asks to slow down for (queue full, throttled) is submitted again after a pause, until ``deadline``."""
+        own; the instant each copy is written is appended to ``written``. A part in doubt is resubmitted
+        (``resubmit_in_doubt``) only once its session was lost: a response later than ``response_timeout_s`` on a
+        live session is waited for, not answered by a copy. One the SMSC asks to slow down for (queue full,
+        throttled) is submitted again after a pause, until ``deadline``."""
         total = record.total
         where = f"part {number}/{total}"
         attempt: _Attempt | None = None
@@ -426,7 +444,8 @@ class SmppGateway(SmsGateway[SmppConfig]):
             self._ledger.sent(message.message_id, number, total)
             attempt = _Attempt(record, number)
             try:
-                left = max(0.0, deadline - time.monotonic())  # round 24 C-F5: its answer waited for within it
+                written.append(time.monotonic())
+                left = max(0.0, deadline - written[-1])  # round 24 C-F5: its answer waited for within it
                 response = self._link.submit(partial(self._answered, attempt), wait_s=left,
                                              **self._params(message.phone, part))  # fmt: skip
             except LinkDown:
