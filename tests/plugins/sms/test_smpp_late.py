@@ -226,6 +226,53 @@ def test_a_late_acceptance_reaches_the_store(
     assert smsc.submits == 1
 
 
+class PartTwoLateSmsc(LateSmsc):
+    """Answers a text's first submit_sm at once and holds the rest (a 2-part text in doubt on its part 2)."""
+
+    def submit_response(self, sequence: int, number: int) -> bytes:
+        if number == 1:
+            return FakeSmsc.submit_response(self, sequence, number)
+        return super().submit_response(sequence, number)
+
+
+def test_a_late_acceptance_of_a_multi_part_text_reaches_the_store(
+    tmp_path: Path, open_node: Callable[..., Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 25 C-F1: a 2-part text given up in doubt on part 2 failed with part 1's SMSC id, so the late
+    acceptance was dropped as a late delivery (row and SMS activity failed) though the text went whole."""
+    smsc = PartTwoLateSmsc()
+    monkeypatch.setenv(*SMPP_SECRET)
+    site = smpp_site(tmp_path, smsc.port)
+    site.write_text(site.read_text().replace("response_timeout_s = 60", "response_timeout_s = 0.2"))
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
+    try:
+        node = open_node(site)
+        node.creditor_sync().run_once()
+        result = node.texts.send_sms(phone=None, text="y" * 200, account="BCO-1", actor="test")  # two parts
+        assert (result.state, result.gateway_id) == (SmsState.FAILED, "msg2"), result.detail
+        assert result.detail.startswith(f"{IN_DOUBT}part 2/2"), result.detail
+
+        def row() -> tuple[str, str | None]:
+            with node.db.session() as session:
+                text = session.get_one(SmsRow, result.message_id)
+                return text.state, text.gateway_id
+
+        def activities() -> list[str | None]:
+            with node.db.session() as session:
+                return list(session.scalars(select(ActivityRow.outcome).where(ActivityRow.kind == "sms")))
+
+        assert activities() == ["failed"]
+        smsc.release()
+        wait_until(lambda: row() == ("submitted", "msg2"), "the late acceptance in the store")
+        assert activities() == ["submitted"]  # the creditor's export tells it went
+        smsc.receipt("msg2", 900)
+        smsc.receipt("msg3", 901)
+        wait_until(lambda: row() == ("delivered", "msg2"), "the receipts in the store")
+        assert smsc.submits == 2
+    finally:
+        smsc.close()
+
+
 class ThrottlingSmsc(FakeSmsc):
     """Answers the first ``refusals`` submit_sm with ``status`` (the SMSC asks to slow down), accepts the rest."""
 
