@@ -490,7 +490,8 @@ class RecordingStore(Adapter[ConfigT]):
 KILLED_WHILE_SENDING = "unknown: its sender was killed while the gateway took it; it may or may not have gone"
 #: How the detail of a ``FAILED`` submit result starts when the gateway handed the text over but had no answer in time:
 #: it may have gone. A report the gateway makes for it later (the vendor's late acceptance, then its receipts) is
-#: applied, as for a text still being submitted, though the result carried no gateway id.
+#: applied, as for a text still being submitted, whether the result carried no gateway id or one (a multi-part SMPP
+#: text in doubt on part 2 or later carries part 1's): the detail alone marks it.
 IN_DOUBT = "in doubt: "
 
 
