@@ -447,7 +447,8 @@ def test_a_late_acceptance_is_kept_whichever_reaches_the_store_first(
         gateway.late_acceptance(result.message_id)
     [(message, state, gateway_id, detail)] = _texts(node)
     assert (message, state, gateway_id) == (result.message_id, "submitted", "SMSC-4")
-    assert (detail or "").startswith(IN_DOUBT)  # the sender's answer is stored (no reconcile)
+    assert IN_DOUBT in (detail or "")  # the sender's answer is stored (no reconcile)
+    assert not (detail or "").startswith(IN_DOUBT)  # no longer in doubt: the late acceptance told (round 26 C-F2)
     assert _sms_activities(node) == [(PHONE, "submitted")]
     # the sender says what it knew when it stored its answer (an ``sms`` command prints it)
     known = "SMSC-4" if parts > 1 else None
@@ -456,3 +457,36 @@ def test_a_late_acceptance_is_kept_whichever_reaches_the_store_first(
     node.texts.on_delivery(DeliveryReport(SmsState.DELIVERED, "SMSC-4", node.clock.now(), message, "DELIVRD"))
     assert _texts(node)[0][1:3] == ("delivered", "SMSC-4")  # its receipt is taken
     assert node.texts.reconcile_texts() == []
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+@pytest.mark.parametrize("first", ["report", "answer"])
+def test_a_text_accepted_late_is_no_longer_in_doubt_so_a_stale_report_never_reopens_it(
+    tmp_path: Path, open_node: Callable[..., Node], first: str, parts: int
+) -> None:
+    """Round 26 C-F2 (regression of round 25 C-F1's fix): the in-doubt state was read from the detail alone and the
+    detail was never changed, so a text once in doubt stayed in doubt: after its receipt made it failed, a stale
+    SUBMITTED report (receipts overtake each other) moved it back from a final state to submitted. Once a report told
+    what became of it, it is a text like any other."""
+    site = write_sites(tmp_path)
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
+    node = open_node(site)
+    node.creditor_sync().run_once()
+    gateway = _AcceptedLateGateway(node, first, parts)
+    node.texts.sms = lambda: cast(SmsGateway[Any], gateway)
+    result = node.texts.send_sms(phone=None, text="hola tarde " * 15 * parts, account="BCO-1", actor="test")
+    if first == "answer":
+        gateway.late_acceptance(result.message_id)
+    assert _texts(node)[0][1:3] == ("submitted", "SMSC-4")
+
+    def report(state: SmsState) -> None:
+        node.texts.on_delivery(DeliveryReport(state, "SMSC-4", node.clock.now(), result.message_id, state.value))
+
+    report(SmsState.FAILED)
+    assert _texts(node)[0][1:3] == ("failed", "SMSC-4")
+    report(SmsState.SUBMITTED)  # stale: the SMSC's acceptance after its final receipt
+    assert _texts(node)[0][1:3] == ("failed", "SMSC-4")  # a final state is never moved back to submitted
+    report(SmsState.DELIVERED)
+    report(SmsState.SUBMITTED)
+    assert _texts(node)[0][1:3] == ("delivered", "SMSC-4")
+    assert _sms_activities(node) == [(PHONE, "submitted")]  # set once, by the late acceptance

@@ -64,6 +64,13 @@ def _in_doubt_answer(result: SmsSubmitResult) -> bool:
     return result.detail.startswith(IN_DOUBT)
 
 
+def _answered_late(detail: str, state: str) -> str:
+    """The detail of a text given up in doubt once a report told what became of it (``state``): it keeps the sender's
+    answer but no longer starts with IN_DOUBT, so the text is no longer in doubt: later reports are applied as any
+    text's (a stale SUBMITTED never moves a final state back, round 26 C-F2)."""
+    return f"reported {state} after its send was given up {detail}"
+
+
 class TextService:
     """One site's texts; :attr:`templates` are its SMS templates."""
 
@@ -163,6 +170,7 @@ class TextService:
             if reported and result.state is SmsState.FAILED and _in_doubt_answer(result):
                 event(log, "sms.answered_late", logging.WARNING, message=row.id, state=row.state)
                 result = replace(result, state=SmsState(row.state), gateway_id=row.gateway_id)
+                row.detail = _answered_late(row.detail, row.state)
             if settled is None:
                 activities = self._activity(session, target.account_id, now, target.phone, result.state)
             else:  # its lock was lost and the node settled it meanwhile: the sender's real answer replaces the guess
@@ -304,6 +312,7 @@ class TextService:
                 event(log, "sms.answered_late", logging.WARNING, message=row.id, state=report.state.value)
                 for activity in self._settled_activities(session, row):
                     activity.outcome = report.state.value
+                row.detail = _answered_late(row.detail or "", report.state.value)
             elif row.state in _FINAL_SMS_STATES and report.state.value not in _FINAL_SMS_STATES:
                 # Receipts overtake each other (Kannel's "delivered" can precede its "accepted by the SMSC").
                 event(log, "sms.late_delivery", message=row.id, state=report.state.value, kept=row.state)
