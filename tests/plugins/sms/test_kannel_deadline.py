@@ -11,19 +11,23 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
+from cartera.core.adapters import IN_DOUBT
 from cartera.core.models import SmsMessage, SmsState
-from cartera.core.store.schema import ContactAttempt, SmsRow
+from cartera.core.store.schema import ActivityRow, ContactAttempt, SmsRow
 from cartera.core.testing.context import CapturingContext
 from cartera.node import Node
-from cartera.plugins.sms.kannel.client import SENDSMS_MAX_BYTES
+from cartera.plugins.sms.kannel.client import SENDSMS_MAX_BYTES, Reply
 from cartera.plugins.sms.kannel.config import KannelConfig
 from cartera.plugins.sms.kannel.plugin import KannelGateway
 from tests.conftest import write_portfolio, write_sites
-from tests.peers.net import wait_until
+from tests.peers.net import free_port, wait_until
+from tests.plugins.sms.test_kannel import serving
 
 pytestmark = pytest.mark.abuse
 
@@ -247,3 +251,78 @@ def test_a_hung_smsbox_holds_the_nodes_stop_one_deadline_at_most(
     assert states == [SmsState.FAILED.value]
     skipped = [r for r in caplog.records if r.getMessage() == "campaign.reminder_not_sent"]
     assert [getattr(r, "fields", {}).get("reason") for r in skipped] == ["the node is stopping"] * (len(UNREACHED) - 1)
+
+
+@pytest.mark.parametrize("first", ["answer", "report"])
+def test_a_text_smsbox_took_without_answering_in_time_ends_as_kannel_reports_it(
+    tmp_path: Path,
+    smsbox: FakeSmsbox,
+    open_node: Callable[..., Node],
+    monkeypatch: pytest.MonkeyPatch,
+    first: str,
+) -> None:
+    """Round 26 C-F1: a sendsms request smsbox received but did not answer within ``timeout_s`` was failed plainly, not
+    in doubt, so Kannel's later report made the row delivered while its SMS activity (the creditor's export) stayed
+    failed, whether the report reached the node after the sender's answer or before it. It is given up in doubt (its
+    ref kept): either order ends delivered, the activity too. A request never sent stays plainly failed."""
+    monkeypatch.setenv("KANNEL_PASSWORD", PASSWORD)
+    node = open_node(site_texting_through(tmp_path, smsbox))
+    node.creditor_sync().run_once()
+    smsbox.mode = "drip_headers"  # smsbox took the text; its answer never completes
+    assert node.texts.sms is not None
+    gateway = node.texts.sms()
+    assert isinstance(gateway, KannelGateway)
+    port = free_port()
+
+    def kannel_reports_delivered() -> None:  # the exact dlr-url the adapter gave smsbox, as Kannel fills it in
+        [request] = smsbox.texts()
+        dlr = urlsplit(parse_qs(urlsplit(request.split()[1]).query)["dlr-url"][0])
+        fields = {"%d": "1", "%A": "id:X stat:DELIVRD", "%F": "X"}
+        params = {key: fields.get(values[0], values[0]) for key, values in parse_qs(dlr.query).items()}
+        assert httpx.get(f"http://127.0.0.1:{port}{dlr.path}", params=params).status_code == 200
+
+    client = gateway._http()
+    sendsms = client.sendsms
+
+    def report_before_the_answer(params: dict[str, str]) -> Reply:
+        try:
+            return sendsms(params)
+        finally:
+            kannel_reports_delivered()  # smsbox has it, the sender has not stored its answer yet
+
+    if first == "report":
+        monkeypatch.setattr(client, "sendsms", report_before_the_answer)
+    with serving(gateway, port):
+        result = node.texts.send_sms(phone=None, text="hola", account="BCO-1", actor="test")
+        if first == "answer":
+            with node.db.session() as session:
+                failed = session.scalars(sa.select(ActivityRow.outcome).where(ActivityRow.kind == "sms")).all()
+            assert failed == ["failed"]
+            kannel_reports_delivered()
+    with node.db.session() as session:
+        [row] = session.scalars(sa.select(SmsRow)).all()
+        outcomes = session.scalars(sa.select(ActivityRow.outcome).where(ActivityRow.kind == "sms")).all()
+    assert (row.state, row.gateway_id) == ("delivered", result.gateway_id)
+    assert result.gateway_id  # its ref: Kannel's report finds the text by it
+    assert outcomes == ["delivered"]
+    answered = SmsState.DELIVERED if first == "report" else SmsState.FAILED
+    assert result.state is answered  # the sender says what the store had when it stored its answer
+    assert IN_DOUBT in result.detail
+    assert "did not answer" in result.detail
+
+
+def test_a_sendsms_never_sent_is_failed_not_in_doubt(tmp_path: Path) -> None:
+    """Round 26 C-F1: only a request smsbox may have taken is in doubt; one refused at connect is plainly failed."""
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    config = KannelConfig.model_validate(
+        {"smsbox_url": url, "username": "cartera", "password": PASSWORD, "timeout_s": TIMEOUT_S}
+    )
+    gateway = KannelGateway(config, CapturingContext(tmp_path / "data"))
+    gateway.start()
+    try:
+        result = gateway.send(SmsMessage(1, "test", PHONE, "Hola"))
+    finally:
+        gateway.stop()
+    assert result.state is SmsState.FAILED
+    assert "did not answer" in result.detail
+    assert not result.detail.startswith(IN_DOUBT)

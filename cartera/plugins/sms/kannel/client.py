@@ -34,7 +34,12 @@ STATUS_MAX_BYTES = 1 << 20  #: the most of bearerbox's status.txt read (a few li
 
 
 class KannelUnavailable(Exception):
-    """smsbox or bearerbox did not answer (refused, timed out, closed): its message is safe to log."""
+    """smsbox or bearerbox did not answer (refused, timed out, closed): its message is safe to log. :attr:`sent`
+    says whether the request was written whole before that (the box may have taken it and acted on it)."""
+
+    def __init__(self, message: str, *, sent: bool = False) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,7 @@ class _WatchedConnection(HTTPConnection):
         if self.sock is not None:  # reused from the pool (a new one is watched as it connects)
             _watch(self.sock)
         super().request(*args, **kwargs)
+        _requests.sent = True  # written whole: the box may act on it, whatever becomes of its answer
 
 
 class _WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
@@ -144,7 +150,7 @@ class KannelClient:
     def _get(self, url: str, params: dict[str, str], box: str, limit: int) -> Reply:
         """The box's answer within ``timeout_s`` of wall-clock time, its body cut after ``limit`` bytes."""
         deadline = self._watchdog.start(self.config.timeout_s, box)
-        _requests.deadline = deadline
+        _requests.deadline, _requests.sent = deadline, False
         response: urllib3.BaseHTTPResponse | None = None
         body, problem = b"", None
         try:
@@ -161,7 +167,8 @@ class KannelClient:
         if response is not None:
             response.release_conn()
         if problem is not None:
-            raise KannelUnavailable(self.redact(f"{box} at {url} did not answer: {problem}"))
+            sent = bool(getattr(_requests, "sent", False))
+            raise KannelUnavailable(self.redact(f"{box} at {url} did not answer: {problem}"), sent=sent)
         text = body[:limit].decode("utf-8", "replace").strip()
         if len(body) > limit:
             text += f" [... cut after {limit} bytes]"

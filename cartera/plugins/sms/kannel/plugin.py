@@ -18,6 +18,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from cartera.plugin import (
+    IN_DOUBT,
     PLUGIN_PREFIX,
     UCS2,
     AdapterCapabilities,
@@ -160,7 +161,10 @@ class KannelGateway(SmsGateway[KannelConfig]):
         try:
             reply = self._http().sendsms(params)
         except KannelUnavailable as exc:  # not retried: smsbox may have taken it; its report (with ref) still finds it
-            return SmsSubmitResult(message.message_id, SmsState.FAILED, ref, str(exc))
+            # A request written whole with no answer in time is in doubt: Kannel's report tells what became of it (its
+            # SMS activity too); one never sent (refused, unreachable) is plainly failed.
+            detail = f"{IN_DOUBT}{exc}" if exc.sent else str(exc)
+            return SmsSubmitResult(message.message_id, SmsState.FAILED, ref, detail)
         if not reply.ok:
             detail = f"smsbox refused the text (HTTP {reply.status}): {reply.body}"
             return SmsSubmitResult(message.message_id, SmsState.FAILED, None, detail)
