@@ -3,6 +3,7 @@ submit ledger's lock file (round 23 C-F11, C-F12)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 import threading
@@ -290,6 +291,37 @@ def test_a_text_that_waited_for_its_session_keeps_its_parts_apart(
         result = gateway.send(_message("x" * 400))  # three parts
     assert result.state is SmsState.SUBMITTED, result.detail
     assert sent == [1004.0, 1005.0, 1006.0]
+
+
+def test_the_turns_a_late_text_s_parts_take_are_not_another_text_s(
+    smsc: FakeSmsc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 26 C-F3: the later parts of a text whose part 1 went late (a wait for the session, a throttled retry)
+    were shifted by the delay without the bucket knowing: a text sent after it got a turn its last part used, and
+    the turns another sender reserved during the wait were those its parts 2 and 3 were shifted onto (two
+    submit_sm in one instant at one part a second). The late parts take turns of their own from the bucket."""
+    config = _config(smsc.port, messages_per_second=1, burst=1, submit_timeout_s=20)
+    with on_held_clock(config, CapturingContext(tmp_path), monkeypatch) as (gateway, clock):
+        bound, rebinds = gateway._link.wait_bound, [6.0]
+        others: list[float] = []
+
+        def rebinding_first(timeout: float) -> bool:
+            if rebinds:  # another sender reserves 5 turns 2 s into the wait: 1003 to 1007
+                turns = gateway._bucket.reserve(5, clock.now + 2, clock.now + 100)
+                assert isinstance(turns, list)
+                others.extend(turns)
+                clock.sleep(rebinds.pop())  # the session lost as the send begins, bound again 6 s later
+            return bound(timeout)
+
+        monkeypatch.setattr(gateway._link, "wait_bound", rebinding_first)
+        sent = _sent_at(clock, monkeypatch)
+        late = gateway.send(_message("x" * 400))  # three parts
+        after = gateway.send(_message("uno"))
+    assert (late.state, after.state) == (SmsState.SUBMITTED, SmsState.SUBMITTED), (late.detail, after.detail)
+    assert others == [1003.0, 1004.0, 1005.0, 1006.0, 1007.0]
+    assert sent[0] == 1006.0  # part 1 once bound again
+    every = sorted(sent + others[4:])  # the others' turns from part 1's on
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(every)), (sent, others)
 
 
 # --- the ledger's lock file ----------------------------------------------------------------------------------

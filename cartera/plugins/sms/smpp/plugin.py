@@ -330,26 +330,39 @@ class SmppGateway(SmsGateway[SmppConfig]):
         # answer before the deadline is refused whole, never cut after its first parts went (round 24 C-F4, C-F5).
         room = answer_room_s(self.config.response_timeout_s, self.config.submit_timeout_s)
         turns = self._bucket.reserve(len(numbers), start, deadline - room)
+        rate = self.config.messages_per_second
         if isinstance(turns, float):
-            rate, timeout = self.config.messages_per_second, self.config.submit_timeout_s
+            timeout = self.config.submit_timeout_s
             none = "no part was sent" if len(numbers) == len(parts) else "no other part was sent"
             return self._failed(message, record, f"not submitted: the turn of part {numbers[-1]}/{len(parts)} under "
                                 f"messages_per_second ({rate:g}) comes in {round(turns, 1):g}s, after "
                                 f"submit_timeout_s ({timeout:g}s) less {room:g}s for its answer; {none}")  # fmt: skip
         # Round 25 C-F2: the reserved turns keep their spacing from the parts' actual sends. A wait (for the session,
-        # after a "slow down") delays a part past its turn: the later turns are shifted by that delay, never sooner
-        # than reserved, and at most to the last instant that leaves the part its answer's time (it goes then rather
-        # than leave the debtor a fragment: its reserved turn keeps the rate on average).
-        delay, written = 0.0, list[float]()
-        for index, (number, turn) in enumerate(zip(numbers, turns, strict=True)):
-            due = max(turn, min(turn + delay, deadline - room))
-            refusal = self._submit(message, record, number, parts[number - 1], deadline=deadline, turn=due,
+        # after a "slow down") delays a part past its turn. Round 26 C-F3: the later parts then take fresh turns from
+        # the bucket (the late part's booked at the instant it went, unless a retry took it its own), so they never go
+        # with turns the bucket handed another text meanwhile or after (the stale ones are not given back: the bucket
+        # counts turns, it would hand them out again before those). When the fresh turns do not fit, the reserved ones
+        # are shifted by the delay, never sooner than reserved, at most to the last instant that leaves the part its
+        # answer's time (it goes then rather than leave the debtor a fragment: its reserved turn keeps the rate on
+        # average).
+        written, dues = list[float](), list(turns)
+        for index, number in enumerate(numbers):
+            before = len(written)
+            refusal = self._submit(message, record, number, parts[number - 1], deadline=deadline, turn=dues[index],
                                    written=written)  # fmt: skip
             if refusal:
                 self._bucket.give_back(len(numbers) - index - 1)  # the turns of the parts never written
                 return self._failed(message, record, refusal)
-            if written:
-                delay = max(delay, written[-1] - turn)  # its last copy went then
+            rest = len(numbers) - index - 1
+            if not written or not rest:
+                continue
+            late = written[-1] - dues[index]  # its last copy went then
+            own = int(len(written) - before == 1)  # its first copy's turn was passed: booked now (a retry took one)
+            fresh = self._bucket.reserve(rest + own, written[-1], deadline - room) if late * rate >= 0.5 else None
+            if isinstance(fresh, list):  # late by half a turn or more: the rest's turns (and its own) booked now
+                dues[index + 1 :] = fresh[own:]
+            elif late > 0:
+                dues[index + 1 :] = [max(due, min(due + late, deadline - room)) for due in dues[index + 1 :]]
         event(self._log, "sms.submitted", message_id=message.message_id, gateway_id=record.gateway_id,
               parts=len(parts), data_coding=parts[0].data_coding)  # fmt: skip
         return SmsSubmitResult(
