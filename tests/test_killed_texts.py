@@ -187,10 +187,53 @@ def test_a_gateway_that_cannot_tell_settles_it_failed_as_unknown(
     assert texts[other_site.id][0] == "queued"  # another site's is its node's
     assert node.texts.reconcile_texts() == []
 
-    node.texts.on_delivery(DeliveryReport(SmsState.SUBMITTED, "k-7", node.clock.now(), left_id))  # not final
-    assert _texts(node)[1:2] == [(left_id, "failed", None, KILLED_WHILE_SENDING)]
+    node.texts.on_delivery(DeliveryReport(SmsState.SUBMITTED, "k-7", node.clock.now(), left_id))  # it went
+    assert _texts(node)[1:2] == [(left_id, "submitted", "k-7", f"reported submitted after its send was given up "
+                                  f"{KILLED_WHILE_SENDING}")]  # fmt: skip
     node.texts.on_delivery(DeliveryReport(SmsState.DELIVERED, "k-7", node.clock.now(), left_id))
-    assert _texts(node)[1:2] == [(left_id, "delivered", "k-7", KILLED_WHILE_SENDING)]  # its receipt tells at last
+    assert _texts(node)[1][1:3] == ("delivered", "k-7")  # its receipt tells at last
+
+
+@pytest.mark.parametrize("first", ["report", "settle"])
+@pytest.mark.parametrize("reported", [SmsState.DELIVERED, SmsState.SUBMITTED])
+def test_a_text_settled_unknown_gets_the_activity_its_later_report_tells(
+    tmp_path: Path, open_node: Callable[..., Node], first: str, reported: SmsState
+) -> None:
+    """Round 27 C-F1: a killed sender's text the gateway cannot tell about (Kannel, the outbox) is settled failed as
+    unknown with a failed SMS activity (what the creditor's export reads). Its report coming after the settle made the
+    row delivered but left the activity failed, while the same report coming before made both delivered: the export
+    depended on timing. Settled unknown, it is as a text given up in doubt: the report that tells makes its activity."""
+    site = write_sites(tmp_path)
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
+    node = open_node(site)
+    node.creditor_sync().run_once()
+    sent = node.texts.send_sms(phone=None, text="enviado", account="BCO-1", actor="test")
+    now = node.clock.now()
+    with node.db.session() as session:  # as a sender killed between the row and the gateway's answer leaves it
+        account_id = session.get_one(SmsRow, sent.message_id).account_id
+        left = SmsRow(site="t", account_id=account_id, phone=PHONE, text="en vuelo", state="queued", created_at=now,
+                      updated_at=now)  # fmt: skip
+        session.add(left)
+        session.flush()
+        left_id = left.id
+    before = _sms_activities(node)
+    report = DeliveryReport(reported, "k-8", node.clock.now(), left_id)
+    if first == "report":
+        node.texts.on_delivery(report)
+        assert node.texts.reconcile_texts() == [left_id]
+    else:
+        assert node.texts.reconcile_texts() == [left_id]
+        assert _sms_activities(node) == [*before, (PHONE, "failed")]
+        node.texts.on_delivery(report)
+    [(_id, state, gateway_id, _detail)] = [row for row in _texts(node) if row[0] == left_id]
+    assert (state, gateway_id) == (reported.value, "k-8")
+    assert _sms_activities(node) == [*before, (PHONE, reported.value)]  # the row and the export agree
+
+    # once told, later reports follow the usual rules: a stale SUBMITTED never moves a final state back
+    node.texts.on_delivery(DeliveryReport(SmsState.DELIVERED, "k-8", node.clock.now(), left_id))
+    node.texts.on_delivery(DeliveryReport(SmsState.SUBMITTED, "k-8", node.clock.now(), left_id))
+    assert [row[1] for row in _texts(node) if row[0] == left_id] == ["delivered"]
+    assert _sms_activities(node) == [*before, (PHONE, reported.value)]
 
 
 def test_the_smpp_ledger_says_what_became_of_each_text(tmp_path: Path) -> None:

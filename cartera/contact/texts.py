@@ -297,17 +297,21 @@ class TextService:
         naming no message of this site, or another submission's gateway id (a forged report, or a stale one
         after the store was restored and message ids were reused), is refused as unknown: logged, nothing
         changed, no hook. While a text is still being submitted (queued) its gateway id is not stored yet: a
-        report then (the outbox's, a fast gateway's) is taken and its gateway id kept; so is a final one for a text
-        settled unknown after its sender was killed (:meth:`reconcile_texts`: Kannel's receipt tells at last), and
-        any for a text failed in doubt (:data:`~cartera.core.adapters.IN_DOUBT`: the vendor's late acceptance, then
-        its receipts), whose SMS activity then says what became of it."""
+        report then (the outbox's, a fast gateway's) is taken and its gateway id kept; so is any for a text settled
+        failed as unknown after its sender was killed (:meth:`reconcile_texts`: Kannel's receipt tells at last) or
+        failed in doubt (:data:`~cartera.core.adapters.IN_DOUBT`: the vendor's late acceptance, then its receipts):
+        the first such report sets its SMS activity to what became of it and rewrites its detail, so later reports
+        follow the usual rules (round 27 C-F1: the activity of a text settled unknown stayed failed)."""
         with self.db.session() as session:
             row = self._reported_row(session, report)
             if row is None:
                 event(log, "sms.unknown_delivery", logging.WARNING, message=report.message_id,
                       gateway_id=report.gateway_id)  # fmt: skip
                 return
-            answered_late = row.state == SmsState.FAILED.value and _in_doubt(row)
+            # settled unknown after its sender was killed (Kannel, the outbox) is as given up in doubt: the first
+            # report tells what became of it, so its activity says so whether it comes before the settle or after
+            unknown = row.detail == KILLED_WHILE_SENDING
+            answered_late = row.state == SmsState.FAILED.value and (_in_doubt(row) or unknown)
             if answered_late:  # it went after all: the text's activity (failed) tells what became of it
                 event(log, "sms.answered_late", logging.WARNING, message=row.id, state=report.state.value)
                 for activity in self._settled_activities(session, row):
