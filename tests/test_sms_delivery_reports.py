@@ -5,6 +5,7 @@ beyond any the store holds is an unknown report (never a 5xx), and an inbound se
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -193,3 +194,62 @@ def test_a_gateway_id_longer_than_the_store_keeps_does_not_lose_the_submission(
     gateway.receipt = node.texts.on_delivery
     second = node.texts.send_sms(phone=None, text="Hola", account="BCO-2", actor="test")
     assert _rows(node)[1] == (second.message_id, "delivered", None)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("reported", [SmsState.DELIVERED, SmsState.SUBMITTED])
+def test_a_report_while_the_senders_answer_is_stored_is_kept_on_postgresql(
+    tmp_path: Path, postgres_url: str, open_node: Callable[..., Node], monkeypatch: pytest.MonkeyPatch,
+    reported: SmsState,
+) -> None:  # fmt: skip
+    """Round 27 C-F2: on PostgreSQL (READ COMMITTED) the sender's answer read its row without a lock, so a report
+    committed between that read and the answer's write was overwritten: a final "delivered" went back to "submitted",
+    and a late acceptance of a text given up in doubt went back to "failed in doubt". The answer and the report now
+    take the row FOR UPDATE: here the report comes right after the answer read its row; it waits for the answer and
+    is applied on top of it (without the lock it committed first and was lost)."""
+    from cartera.contact.texts import TextService
+    from cartera.core.adapters import IN_DOUBT
+    from tests.peers.net import wait_until
+
+    path = write_sites(tmp_path, database=postgres_url)
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
+    node = open_node(path)
+    node.creditor_sync().run_once()
+    answer = (SmsState.SUBMITTED, "ref-1", "accepted") if reported is SmsState.DELIVERED else (
+        SmsState.FAILED, None, f"{IN_DOUBT}: written, no answer")  # fmt: skip
+
+    class Gateway:
+        def send(self, message: SmsMessage) -> SmsSubmitResult:
+            return SmsSubmitResult(message.message_id, *answer)
+
+    node.texts.sms = Gateway  # type: ignore[assignment]
+    watcher = sa.create_engine(postgres_url)
+    original = TextService._settled_as_killed
+    reports: list[threading.Thread] = []
+
+    def waiting_on_a_lock() -> bool:
+        with watcher.connect() as conn:
+            return bool(conn.scalar(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )))  # fmt: skip
+
+    def settled_as_killed(self: TextService, session: sa.orm.Session, row: SmsRow) -> str | None:
+        if not reports:  # the answer's session has read its row: the report comes now
+            report = DeliveryReport(reported, "ref-1", node.clock.now(), row.id, "report")
+            reports.append(threading.Thread(target=node.texts.on_delivery, args=(report,)))
+            reports[0].start()
+            wait_until(lambda: not reports[0].is_alive() or waiting_on_a_lock(), "the report committed or waiting")
+        return original(self, session, row)
+
+    monkeypatch.setattr(TextService, "_settled_as_killed", settled_as_killed)
+    try:
+        result = node.texts.send_sms(phone=None, text="hola", account="BCO-1", actor="test")
+        reports[0].join()
+    finally:
+        watcher.dispose()
+    with node.db.session() as session:
+        row = session.get_one(SmsRow, result.message_id)
+        state, gateway_id = row.state, row.gateway_id
+        outcomes = [a.outcome for a in session.scalars(sa.select(ActivityRow).where(ActivityRow.kind == "sms"))]
+    assert (state, gateway_id) == (reported.value, "ref-1")
+    assert outcomes == ["submitted"]  # the export: accepted (the in-doubt text's answered by its late acceptance)

@@ -156,7 +156,8 @@ class TextService:
                   gateway_id=result.gateway_id[:GATEWAY_ID_MAX])  # fmt: skip
             result = replace(result, gateway_id=None)
         with self.db.session() as session:
-            row = session.get_one(SmsRow, message_id)
+            # FOR UPDATE: a report committed after an unlocked read was overwritten on PostgreSQL (round 27 C-F2)
+            row = session.get_one(SmsRow, message_id, with_for_update=True)
             settled = self._settled_as_killed(session, row)
             # A report may have moved it on before this answer: its state and gateway id are kept. One for a text this
             # answer gives up in doubt (the vendor's late acceptance, then its receipts) tells what became of it, as
@@ -236,7 +237,7 @@ class TextService:
         a receipt gave it meanwhile is kept (the receipt knows more than the gateway's record)."""
         gateway_id = result.gateway_id if result.gateway_id and len(result.gateway_id) <= GATEWAY_ID_MAX else None
         with self.db.session() as session:
-            row = session.get_one(SmsRow, result.message_id)
+            row = session.get_one(SmsRow, result.message_id, with_for_update=True)
             if row.detail is not None:
                 return []  # settled meanwhile
             receipt = row.state if row.state != SmsState.QUEUED.value else None
@@ -329,16 +330,17 @@ class TextService:
         self.hooks.sms_delivery(self.site, message_id, report)
 
     def _reported_row(self, session: Session, report: DeliveryReport) -> SmsRow | None:
-        """The site's message ``report`` is for, when its stored gateway id is the report's (see on_delivery)."""
+        """The site's message ``report`` is for, when its stored gateway id is the report's (see on_delivery), locked
+        (FOR UPDATE) so that a report and the sender's answer stored at once serialize (round 27 C-F2)."""
         if report.message_id is None:
             if not report.gateway_id:
                 return None
             return session.scalar(
-                select(SmsRow).where(SmsRow.site == self.site, SmsRow.gateway_id == report.gateway_id)
+                select(SmsRow).where(SmsRow.site == self.site, SmsRow.gateway_id == report.gateway_id).with_for_update()
             )
         if not 0 < report.message_id <= MAX_ROW_ID:  # no message has it (and SQLite cannot even compare it)
             return None
-        row = session.get(SmsRow, report.message_id)
+        row = session.get(SmsRow, report.message_id, with_for_update=True)  # the sender's answer waits (or it does)
         if row is None or row.site != self.site:
             return None
         if row.gateway_id is None:  # still being submitted, settled unknown after its sender was killed, in doubt
