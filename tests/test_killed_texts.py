@@ -236,6 +236,38 @@ def test_a_text_settled_unknown_gets_the_activity_its_later_report_tells(
     assert _sms_activities(node) == [*before, (PHONE, reported.value)]
 
 
+@pytest.mark.parametrize("stale", ["after the settle", "before the settle"])
+def test_a_failure_reported_before_the_settle_stays_final(
+    tmp_path: Path, open_node: Callable[..., Node], stale: str
+) -> None:
+    """Round 28 C-F1: a killed sender's text reported failed before the node settled it kept the settle's plain
+    "unknown" detail, so a stale "accepted" report after was taken as the one that tells at last: the row and its
+    activity went back to submitted, and the creditor's export said a text never delivered went. A text a report
+    answered before the settle is answered: later reports follow the usual rules."""
+    site = write_sites(tmp_path)
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
+    node = open_node(site)
+    node.creditor_sync().run_once()
+    sent = node.texts.send_sms(phone=None, text="enviado", account="BCO-1", actor="test")
+    now = node.clock.now()
+    with node.db.session() as session:  # as a sender killed between the row and the gateway's answer leaves it
+        account_id = session.get_one(SmsRow, sent.message_id).account_id
+        left = SmsRow(site="t", account_id=account_id, phone=PHONE, text="en vuelo", state="queued", created_at=now,
+                      updated_at=now)  # fmt: skip
+        session.add(left)
+        session.flush()
+        left_id = left.id
+    before = _sms_activities(node)
+    accepted = DeliveryReport(SmsState.SUBMITTED, "k-9", node.clock.now(), left_id)
+    if stale == "before the settle":
+        node.texts.on_delivery(accepted)
+    node.texts.on_delivery(DeliveryReport(SmsState.FAILED, "k-9", node.clock.now(), left_id))
+    assert node.texts.reconcile_texts() == [left_id]
+    node.texts.on_delivery(accepted)
+    assert [row[1:3] for row in _texts(node) if row[0] == left_id] == [("failed", "k-9")]
+    assert _sms_activities(node) == [*before, (PHONE, "failed")]
+
+
 def test_the_smpp_ledger_says_what_became_of_each_text(tmp_path: Path) -> None:
     gateway = SmppGateway(_config(9), CapturingContext(tmp_path / "data"))
     ledger = gateway._ledger
@@ -439,7 +471,9 @@ def test_a_killed_senders_text_a_receipt_moved_on_is_still_settled(
     before = _sms_activities(node)
 
     assert node.texts.reconcile_texts() == [left_id]
-    assert _texts(node)[1] == (left_id, "delivered", "k-9", KILLED_WHILE_SENDING)  # the receipt's state is kept
+    # the receipt's state is kept, and the detail says a report answered it (no longer unknown)
+    assert _texts(node)[1] == (left_id, "delivered", "k-9", f"reported delivered after its send was given up "
+                               f"{KILLED_WHILE_SENDING}")  # fmt: skip
     assert _sms_activities(node) == [*before, (PHONE, "delivered")]  # the creditor's export gets it
     assert [(a["message"], a["state"]) for a in _reconcile_audits(node)] == [(left_id, "delivered")]
     assert node.texts.reconcile_texts() == []  # once

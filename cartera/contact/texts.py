@@ -243,7 +243,10 @@ class TextService:
             receipt = row.state if row.state != SmsState.QUEUED.value else None
             state = SmsState(receipt) if receipt else result.state
             row.state, row.gateway_id = state.value, row.gateway_id or gateway_id
-            row.detail, row.updated_at = result.detail or "", now
+            # a text a report answered is no longer unknown (nor in doubt): later reports follow the usual rules, a
+            # stale "accepted" never moves its final state back (round 28 C-F1)
+            detail = result.detail or ""
+            row.detail, row.updated_at = _answered_late(detail, receipt) if receipt else detail, now
             audit(session, at=now, site=self.site, actor="node", action="sms.reconcile",
                   subject=f"{Channel.SMS}:{row.phone}", message=row.id, state=state.value, detail=result.detail,
                   settled=result.state.value, receipt=receipt)  # fmt: skip
