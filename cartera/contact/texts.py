@@ -246,7 +246,9 @@ class TextService:
             # a text a report answered is no longer unknown (nor in doubt): later reports follow the usual rules, a
             # stale "accepted" never moves its final state back (round 28 C-F1)
             detail = result.detail or ""
-            row.detail, row.updated_at = _answered_late(detail, receipt) if receipt else detail, now
+            if receipt and (detail == KILLED_WHILE_SENDING or detail.startswith(IN_DOUBT)):
+                detail = _answered_late(detail, receipt)
+            row.detail, row.updated_at = detail, now
             audit(session, at=now, site=self.site, actor="node", action="sms.reconcile",
                   subject=f"{Channel.SMS}:{row.phone}", message=row.id, state=state.value, detail=result.detail,
                   settled=result.state.value, receipt=receipt)  # fmt: skip
