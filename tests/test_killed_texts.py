@@ -194,6 +194,24 @@ def test_a_gateway_that_cannot_tell_settles_it_failed_as_unknown(
     assert _texts(node)[1][1:3] == ("delivered", "k-7")  # its receipt tells at last
 
 
+def _left_by_a_killed_sender(tmp_path: Path, open_node: Callable[..., Node]) -> tuple[Node, int]:
+    """A node on the outbox (which cannot tell what became of a text) with one text of account BCO-1 sent, and one
+    ``queued`` as a sender killed between the row and the gateway's answer leaves it (its id)."""
+    site = write_sites(tmp_path)
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
+    node = open_node(site)
+    node.creditor_sync().run_once()
+    sent = node.texts.send_sms(phone=None, text="enviado", account="BCO-1", actor="test")
+    now = node.clock.now()
+    with node.db.session() as session:
+        account_id = session.get_one(SmsRow, sent.message_id).account_id
+        left = SmsRow(site="t", account_id=account_id, phone=PHONE, text="en vuelo", state="queued", created_at=now,
+                      updated_at=now)  # fmt: skip
+        session.add(left)
+        session.flush()
+        return node, left.id
+
+
 @pytest.mark.parametrize("first", ["report", "settle"])
 @pytest.mark.parametrize("reported", [SmsState.DELIVERED, SmsState.SUBMITTED])
 def test_a_text_settled_unknown_gets_the_activity_its_later_report_tells(
@@ -203,19 +221,7 @@ def test_a_text_settled_unknown_gets_the_activity_its_later_report_tells(
     unknown with a failed SMS activity (what the creditor's export reads). Its report coming after the settle made the
     row delivered but left the activity failed, while the same report coming before made both delivered: the export
     depended on timing. Settled unknown, it is as a text given up in doubt: the report that tells makes its activity."""
-    site = write_sites(tmp_path)
-    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
-    node = open_node(site)
-    node.creditor_sync().run_once()
-    sent = node.texts.send_sms(phone=None, text="enviado", account="BCO-1", actor="test")
-    now = node.clock.now()
-    with node.db.session() as session:  # as a sender killed between the row and the gateway's answer leaves it
-        account_id = session.get_one(SmsRow, sent.message_id).account_id
-        left = SmsRow(site="t", account_id=account_id, phone=PHONE, text="en vuelo", state="queued", created_at=now,
-                      updated_at=now)  # fmt: skip
-        session.add(left)
-        session.flush()
-        left_id = left.id
+    node, left_id = _left_by_a_killed_sender(tmp_path, open_node)
     before = _sms_activities(node)
     report = DeliveryReport(reported, "k-8", node.clock.now(), left_id)
     if first == "report":
@@ -244,19 +250,7 @@ def test_a_failure_reported_before_the_settle_stays_final(
     "unknown" detail, so a stale "accepted" report after was taken as the one that tells at last: the row and its
     activity went back to submitted, and the creditor's export said a text never delivered went. A text a report
     answered before the settle is answered: later reports follow the usual rules."""
-    site = write_sites(tmp_path)
-    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
-    node = open_node(site)
-    node.creditor_sync().run_once()
-    sent = node.texts.send_sms(phone=None, text="enviado", account="BCO-1", actor="test")
-    now = node.clock.now()
-    with node.db.session() as session:  # as a sender killed between the row and the gateway's answer leaves it
-        account_id = session.get_one(SmsRow, sent.message_id).account_id
-        left = SmsRow(site="t", account_id=account_id, phone=PHONE, text="en vuelo", state="queued", created_at=now,
-                      updated_at=now)  # fmt: skip
-        session.add(left)
-        session.flush()
-        left_id = left.id
+    node, left_id = _left_by_a_killed_sender(tmp_path, open_node)
     before = _sms_activities(node)
     accepted = DeliveryReport(SmsState.SUBMITTED, "k-9", node.clock.now(), left_id)
     if stale == "before the settle":
@@ -453,19 +447,7 @@ def test_a_killed_senders_text_a_receipt_moved_on_is_still_settled(
     """Round 23 C-F10: the receipt reached the node before its reconcile and moved the queued row on; the reconcile
     looked at queued rows only, so the text never got its SMS activity (never exported) nor its audit entry. What
     tells a killed sender's text is that no answer of its sender was stored, whatever state a receipt gave it."""
-    site = write_sites(tmp_path)
-    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
-    node = open_node(site)
-    node.creditor_sync().run_once()
-    sent = node.texts.send_sms(phone=None, text="enviado", account="BCO-1", actor="test")
-    now = node.clock.now()
-    with node.db.session() as session:  # as a sender killed between the row and the gateway's answer leaves it
-        account_id = session.get_one(SmsRow, sent.message_id).account_id
-        left = SmsRow(site="t", account_id=account_id, phone=PHONE, text="en vuelo", state="queued", created_at=now,
-                      updated_at=now)  # fmt: skip
-        session.add(left)
-        session.flush()
-        left_id = left.id
+    node, left_id = _left_by_a_killed_sender(tmp_path, open_node)
     node.texts.on_delivery(DeliveryReport(SmsState.DELIVERED, "k-9", node.clock.now(), left_id))  # the receipt first
     assert _texts(node)[1] == (left_id, "delivered", "k-9", None)
     before = _sms_activities(node)
