@@ -194,6 +194,19 @@ def test_a_late_acceptance_and_its_receipt_are_reported(
     assert smsc.submits == 1
 
 
+def _row(node: Node, message_id: int) -> tuple[str, str | None]:
+    """The stored state and gateway id of text ``message_id``."""
+    with node.db.session() as session:
+        text = session.get_one(SmsRow, message_id)
+        return text.state, text.gateway_id
+
+
+def _sms_outcomes(node: Node) -> list[str | None]:
+    """The outcome of each SMS activity (what the creditor's export says of the texts)."""
+    with node.db.session() as session:
+        return list(session.scalars(select(ActivityRow.outcome).where(ActivityRow.kind == "sms")))
+
+
 def test_a_late_acceptance_reaches_the_store(
     smsc: LateSmsc, tmp_path: Path, open_node: Callable[..., Node], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -207,22 +220,13 @@ def test_a_late_acceptance_reaches_the_store(
     result = node.texts.send_sms(phone=None, text="hola tarde", account="BCO-1", actor="test")
     assert result.state is SmsState.FAILED
 
-    def row() -> tuple[str, str | None]:
-        with node.db.session() as session:
-            text = session.get_one(SmsRow, result.message_id)
-            return text.state, text.gateway_id
-
-    def activities() -> list[str | None]:
-        with node.db.session() as session:
-            return list(session.scalars(select(ActivityRow.outcome).where(ActivityRow.kind == "sms")))
-
-    assert row() == ("failed", None)
-    assert activities() == ["failed"]
+    assert _row(node, result.message_id) == ("failed", None)
+    assert _sms_outcomes(node) == ["failed"]
     smsc.release()
-    wait_until(lambda: row() == ("submitted", "msg2"), "the late acceptance in the store")
-    assert activities() == ["submitted"]  # the creditor's export tells it went
+    wait_until(lambda: _row(node, result.message_id) == ("submitted", "msg2"), "the late acceptance in the store")
+    assert _sms_outcomes(node) == ["submitted"]  # the creditor's export tells it went
     smsc.receipt("msg2")
-    wait_until(lambda: row() == ("delivered", "msg2"), "the receipt in the store")
+    wait_until(lambda: _row(node, result.message_id) == ("delivered", "msg2"), "the receipt in the store")
     assert smsc.submits == 1
 
 
@@ -252,22 +256,13 @@ def test_a_late_acceptance_of_a_multi_part_text_reaches_the_store(
         assert (result.state, result.gateway_id) == (SmsState.FAILED, "msg2"), result.detail
         assert result.detail.startswith(f"{IN_DOUBT}part 2/2"), result.detail
 
-        def row() -> tuple[str, str | None]:
-            with node.db.session() as session:
-                text = session.get_one(SmsRow, result.message_id)
-                return text.state, text.gateway_id
-
-        def activities() -> list[str | None]:
-            with node.db.session() as session:
-                return list(session.scalars(select(ActivityRow.outcome).where(ActivityRow.kind == "sms")))
-
-        assert activities() == ["failed"]
+        assert _sms_outcomes(node) == ["failed"]
         smsc.release()
-        wait_until(lambda: row() == ("submitted", "msg2"), "the late acceptance in the store")
-        assert activities() == ["submitted"]  # the creditor's export tells it went
+        wait_until(lambda: _row(node, result.message_id) == ("submitted", "msg2"), "the late acceptance in the store")
+        assert _sms_outcomes(node) == ["submitted"]  # the creditor's export tells it went
         smsc.receipt("msg2", 900)
         smsc.receipt("msg3", 901)
-        wait_until(lambda: row() == ("delivered", "msg2"), "the receipts in the store")
+        wait_until(lambda: _row(node, result.message_id) == ("delivered", "msg2"), "the receipts in the store")
         assert smsc.submits == 2
     finally:
         smsc.close()
