@@ -485,6 +485,23 @@ class _AcceptedLateGateway:
         return SmsGateway.settle(cast(SmsGateway[Any], self), messages)
 
 
+def _accepted_late(
+    tmp_path: Path, open_node: Callable[..., Node], first: str, parts: int
+) -> tuple[Node, SmsSubmitResult]:
+    """A node whose text of account BCO-1 (``parts`` parts) its gateway gave up in doubt and the SMSC accepted late,
+    the acceptance reaching the store ``first`` ("report": before the sender's answer, "answer": after it)."""
+    site = write_sites(tmp_path)
+    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
+    node = open_node(site)
+    node.creditor_sync().run_once()
+    gateway = _AcceptedLateGateway(node, first, parts)
+    node.texts.sms = lambda: cast(SmsGateway[Any], gateway)
+    result = node.texts.send_sms(phone=None, text="hola tarde " * 15 * parts, account="BCO-1", actor="test")
+    if first == "answer":
+        gateway.late_acceptance(result.message_id)
+    return node, result
+
+
 @pytest.mark.parametrize("parts", [1, 2])
 @pytest.mark.parametrize("first", ["report", "answer"])
 def test_a_late_acceptance_is_kept_whichever_reaches_the_store_first(
@@ -495,15 +512,7 @@ def test_a_late_acceptance_is_kept_whichever_reaches_the_store_first(
     failed (the creditor's export said it never went). Either order ends the same: submitted, the SMSC's id, one
     activity submitted. Round 25 C-F1: so does a multi-part text in doubt on its last part, whose answer carries
     part 1's id (its activity stayed failed in either order, the late acceptance after the answer dropped)."""
-    site = write_sites(tmp_path)
-    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
-    node = open_node(site)
-    node.creditor_sync().run_once()
-    gateway = _AcceptedLateGateway(node, first, parts)
-    node.texts.sms = lambda: cast(SmsGateway[Any], gateway)
-    result = node.texts.send_sms(phone=None, text="hola tarde " * 15 * parts, account="BCO-1", actor="test")
-    if first == "answer":
-        gateway.late_acceptance(result.message_id)
+    node, result = _accepted_late(tmp_path, open_node, first, parts)
     [(message, state, gateway_id, detail)] = _texts(node)
     assert (message, state, gateway_id) == (result.message_id, "submitted", "SMSC-4")
     assert IN_DOUBT in (detail or "")  # the sender's answer is stored (no reconcile)
@@ -527,15 +536,7 @@ def test_a_text_accepted_late_is_no_longer_in_doubt_so_a_stale_report_never_reop
     detail was never changed, so a text once in doubt stayed in doubt: after its receipt made it failed, a stale
     SUBMITTED report (receipts overtake each other) moved it back from a final state to submitted. Once a report told
     what became of it, it is a text like any other."""
-    site = write_sites(tmp_path)
-    write_portfolio(tmp_path / "inbox", ["BCO-1;Ana Gómez;300 123 4567;;1.000,00;COP"])
-    node = open_node(site)
-    node.creditor_sync().run_once()
-    gateway = _AcceptedLateGateway(node, first, parts)
-    node.texts.sms = lambda: cast(SmsGateway[Any], gateway)
-    result = node.texts.send_sms(phone=None, text="hola tarde " * 15 * parts, account="BCO-1", actor="test")
-    if first == "answer":
-        gateway.late_acceptance(result.message_id)
+    node, result = _accepted_late(tmp_path, open_node, first, parts)
     assert _texts(node)[0][1:3] == ("submitted", "SMSC-4")
 
     def report(state: SmsState) -> None:
