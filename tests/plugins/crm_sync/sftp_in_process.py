@@ -99,14 +99,19 @@ class InProcessSftp:
 
 
 def files_folder(
-    files: Mapping[str, bytes], read: Callable[[str, int, int], bytes] | None = None
+    files: Mapping[str, bytes | None],
+    read: Callable[[str, int, int], bytes] | None = None,
+    opened: list[str] | None = None,
 ) -> type[paramiko.SFTPServerInterface]:
-    """A folder (any path) listing ``files`` by name, each its bytes' size, read as they are or as ``read(name,
-    offset, length)`` answers (a server sending slowly)."""
+    """A folder (any path) listing ``files`` by name as the mapping holds them at each request: a regular file of
+    its bytes' size, or a symlink for None; read as they are or as ``read(name, offset, length)`` answers (a
+    server sending slowly). The names opened are appended to ``opened``."""
 
     def attributes(name: str) -> paramiko.SFTPAttributes:
         found = paramiko.SFTPAttributes()
-        found.filename, found.st_size, found.st_mode = name, len(files[name]), 0o100644
+        content = files[name]
+        found.filename, found.st_size = name, len(content) if content is not None else 10
+        found.st_mode = 0o100644 if content is not None else 0o120777
         found.st_mtime = found.st_atime = 1_700_000_000
         return found
 
@@ -116,7 +121,7 @@ def files_folder(
         def read(self, offset: int, length: int) -> bytes:
             if read is not None:
                 return read(self.name, offset, length)
-            return files[self.name][offset : offset + length]
+            return (files[self.name] or b"")[offset : offset + length]
 
         def stat(self) -> paramiko.SFTPAttributes:
             return attributes(self.name)
@@ -133,6 +138,8 @@ def files_folder(
         def open(self, path: str, flags: int, attr: paramiko.SFTPAttributes) -> Handle:
             handle = Handle(flags)
             handle.name = path.rsplit("/", 1)[-1]
+            if opened is not None:
+                opened.append(handle.name)
             return handle
 
     return Folder

@@ -13,11 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import paramiko
 import pytest
 
 from cartera.plugins.crm_sync.sftp_csv import client as sftp_client
-from tests.plugins.crm_sync.sftp_in_process import InProcessSftp
+from tests.plugins.crm_sync.sftp_in_process import InProcessSftp, files_folder
 from tests.plugins.crm_sync.test_csv_dir import FIXTURES, make_sync
 
 pytestmark = pytest.mark.abuse
@@ -32,41 +31,7 @@ class ListedServer(InProcessSftp):
     def __init__(self, tmp_path: Path) -> None:
         self.listed: dict[str, bytes | None] = {}
         self.opened: list[str] = []
-        listed, opened = self.listed, self.opened
-
-        def attributes(name: str) -> paramiko.SFTPAttributes:
-            found = paramiko.SFTPAttributes()
-            content = listed.get(name)
-            found.filename, found.st_size = name, len(content) if content is not None else 10
-            found.st_mode = 0o100644 if content is not None else 0o120777
-            found.st_mtime = found.st_atime = 1_700_000_000
-            return found
-
-        class Handle(paramiko.SFTPHandle):
-            name = ""
-
-            def read(self, offset: int, length: int) -> bytes:
-                return (listed.get(self.name) or b"")[offset : offset + length]
-
-            def stat(self) -> paramiko.SFTPAttributes:
-                return attributes(self.name)
-
-        class Folder(paramiko.SFTPServerInterface):
-            def list_folder(self, path: str) -> list[paramiko.SFTPAttributes]:
-                return [attributes(name) for name in listed]
-
-            def lstat(self, path: str) -> paramiko.SFTPAttributes:
-                return attributes(path.rsplit("/", 1)[-1])
-
-            stat = lstat
-
-            def open(self, path: str, flags: int, attr: paramiko.SFTPAttributes) -> Handle:
-                handle = Handle(flags)
-                handle.name = path.rsplit("/", 1)[-1]
-                opened.append(handle.name)
-                return handle
-
-        super().__init__(tmp_path, Folder)
+        super().__init__(tmp_path, files_folder(self.listed, opened=self.opened))
 
 
 @pytest.fixture
