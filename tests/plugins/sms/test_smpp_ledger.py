@@ -52,6 +52,12 @@ def _ledger(path: Path) -> SubmitLedger:
     return ledger
 
 
+def _accepted(ledger: SubmitLedger, message_id: int, number: int, total: int, smsc_id: str) -> None:
+    """Record part ``number`` of ``total`` of text ``message_id`` written and accepted by the SMSC as ``smsc_id``."""
+    ledger.sent(message_id, number, total)
+    ledger.answered(message_id, number, total, 0, smsc_id)
+
+
 # --- C-F1: a record belongs to the text it was made for ------------------------------------------------------
 
 
@@ -106,8 +112,7 @@ def test_settling_a_text_with_a_reused_store_id_ignores_the_old_record(
     gateway._ledger.open()
     try:
         gateway._ledger.message(3, 1, text_digest(ana))
-        gateway._ledger.sent(3, 1, 1)
-        gateway._ledger.answered(3, 1, 1, 0, "OLD-1")
+        _accepted(gateway._ledger, 3, 1, 1, "OLD-1")
         [same] = gateway.settle([ana])
         with caplog.at_level(logging.WARNING):
             [other] = gateway.settle([luis])
@@ -130,8 +135,7 @@ def test_an_smsc_id_given_to_two_waiting_texts_is_bound_to_neither(
     ledger = _ledger(path)
     with caplog.at_level(logging.WARNING):
         for message_id in (1, 2, 3):
-            ledger.sent(message_id, 1, 1)
-            ledger.answered(message_id, 1, 1, 0, "SAME")
+            _accepted(ledger, message_id, 1, 1, "SAME")
     assert caplog.text.count("smpp.smsc_id_reused") == 1
     for stat, state in (("DELIVRD", SmsState.DELIVERED), ("UNDELIV", SmsState.FAILED)):
         with pytest.raises(UnknownSmscId):
@@ -148,11 +152,9 @@ def test_an_smsc_id_reused_after_its_first_text_was_reported_goes_to_the_new_tex
     """An SMSC whose counter restarted: the id's first text has its final report, so receipts are the new one's."""
     path = tmp_path / LEDGER_FILE
     ledger = _ledger(path)
-    ledger.sent(1, 1, 1)
-    ledger.answered(1, 1, 1, 0, "7")
+    _accepted(ledger, 1, 1, 1, "7")
     assert ledger.receipt("7", "DELIVRD", SmsState.DELIVERED) is not None
-    ledger.sent(2, 1, 1)
-    ledger.answered(2, 1, 1, 0, "7")
+    _accepted(ledger, 2, 1, 1, "7")
     final = ledger.receipt("7", "UNDELIV", SmsState.FAILED)
     assert final is not None
     assert (final.message_id, final.final_state()) == (2, SmsState.FAILED)
@@ -166,10 +168,8 @@ def test_repeated_receipts_are_counted_not_appended_and_the_stat_is_bounded(tmp_
     """An SMSC repeating a receipt (400 times, each stat 60,000 bytes) grew the ledger by 24 MB for one text."""
     path = tmp_path / LEDGER_FILE
     ledger = _ledger(path)
-    ledger.sent(1, 1, 2)
-    ledger.answered(1, 1, 2, 0, "p1")
-    ledger.sent(1, 2, 2)
-    ledger.answered(1, 2, 2, 0, "p2")
+    _accepted(ledger, 1, 1, 2, "p1")
+    _accepted(ledger, 1, 2, 2, "p2")
     assert ledger.receipt("p1", "ENROUTE", None) is None
     assert ledger.receipt("p1", "ACCEPTD", None) is None  # another intermediate one: nothing new to keep
     assert ledger.receipt("p1", "DELIVRD" + "X" * 60_000, SmsState.DELIVERED) is None
@@ -246,8 +246,7 @@ def test_a_reload_reads_only_what_another_holder_appended(tmp_path: Path) -> Non
     path = tmp_path / LEDGER_FILE
     node = _ledger(path)
     for message_id in range(1, 501):
-        node.sent(message_id, 1, 1)
-        node.answered(message_id, 1, 1, 0, f"N{message_id}")
+        _accepted(node, message_id, 1, 1, f"N{message_id}")
     command = _ledger(path)
     read = _count_read(node)
     node.sent(1000, 1, 1)  # the node's own line and the command's, interleaved
@@ -261,8 +260,7 @@ def test_a_reload_reads_only_what_another_holder_appended(tmp_path: Path) -> Non
     with pytest.raises(UnknownSmscId):
         node.receipt("FOREIGN-1", "DELIVRD", SmsState.DELIVERED)
     assert read == []  # nothing appended since
-    command.sent(2001, 1, 1)
-    command.answered(2001, 1, 1, 0, "C2001")
+    _accepted(command, 2001, 1, 1, "C2001")
     final = node.receipt("C2001", "DELIVRD", SmsState.DELIVERED)
     assert final is not None
     assert final.message_id == 2001
@@ -281,8 +279,7 @@ def test_a_reload_reads_only_what_another_holder_appended(tmp_path: Path) -> Non
 def test_a_ledger_that_shrank_is_read_again_from_its_start(tmp_path: Path) -> None:
     path = tmp_path / LEDGER_FILE
     node = _ledger(path)
-    node.sent(1, 1, 1)
-    node.answered(1, 1, 1, 0, "N1")
+    _accepted(node, 1, 1, 1, "N1")
     path.write_text('{"e":"sent","m":5,"p":1,"n":1,"t":1}\n{"e":"accepted","m":5,"p":1,"n":1,"t":1,"id":"X5"}\n')
     final = node.receipt("X5", "DELIVRD", SmsState.DELIVERED)
     assert final is not None
