@@ -35,6 +35,15 @@ def retyped(engine: sa.Engine, column: str, kind: str, *domains: str) -> None:
         )
 
 
+def exported(tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, column: str, kind: str) -> None:
+    """``column`` retyped ``kind`` (:func:`retyped`): check passes, and one promise is exported."""
+    retyped(creditor_db, column, kind)
+    sync = make_sync(tmp_path, postgres_url)
+    result = sync.check()
+    assert result.ok, result.detail
+    sync.export([promise(1)])
+
+
 def refused(sync: SqlCrmSync, column: str) -> str:
     """check's detail, which refuses the activities table's ``column``; an export is refused likewise."""
     result = sync.check()
@@ -121,11 +130,7 @@ def test_an_amount_column_that_would_round_or_cannot_hold_amounts_fails_check_an
 def test_an_amount_column_holding_every_amount_exactly_passes(
     tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, kind: str
 ) -> None:
-    retyped(creditor_db, "monto", kind)
-    sync = make_sync(tmp_path, postgres_url)
-    result = sync.check()
-    assert result.ok, result.detail
-    sync.export([promise(1)])
+    exported(tmp_path, postgres_url, creditor_db, "monto", kind)
     with creditor_db.connect() as connection:
         assert Decimal(connection.scalar(sa.text("SELECT monto FROM crm.actividades"))) == Decimal("350000.50")
 
@@ -211,11 +216,7 @@ def test_the_reported_table_is_refused_naming_each_column(
 def test_a_column_keeping_what_it_receives_passes(  # noqa: PLR0917 (fixtures and parameters)
     tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, column: str, kind: str, stored: object
 ) -> None:
-    retyped(creditor_db, column, kind)
-    sync = make_sync(tmp_path, postgres_url)
-    result = sync.check()
-    assert result.ok, result.detail
-    sync.export([promise(1)])
+    exported(tmp_path, postgres_url, creditor_db, column, kind)
     with creditor_db.connect() as connection:
         value = connection.scalar(sa.text(f"SELECT {column} FROM crm.actividades"))
     if stored is None:  # the instant as text, in the session's zone
@@ -352,11 +353,7 @@ def test_the_reported_table_of_name_and_char_columns_is_refused_and_nothing_is_c
 def test_a_name_column_wide_enough_for_its_field_passes(  # noqa: PLR0917 (fixtures and parameters)
     tmp_path: Path, postgres_url: str, creditor_db: sa.Engine, column: str, kind: str, stored: str
 ) -> None:
-    retyped(creditor_db, column, kind)
-    sync = make_sync(tmp_path, postgres_url)
-    result = sync.check()
-    assert result.ok, result.detail
-    sync.export([promise(1)])
+    exported(tmp_path, postgres_url, creditor_db, column, kind)
     with creditor_db.connect() as connection:
         assert connection.scalar(sa.text(f"SELECT CAST({column} AS text) FROM crm.actividades")) == stored
 
