@@ -36,6 +36,11 @@ class FirstTime:
             self._seen.add(key)
         return first
 
+    def warn(self, key: Hashable, logger: logging.Logger, name: str, **fields: Any) -> None:
+        """:func:`event` ``name`` at WARNING with ``fields``, the first time ``key`` is seen only."""
+        if self(key):
+            event(logger, name, logging.WARNING, **fields)
+
     def forget_unlisted(self, listed: Collection[Hashable]) -> None:
         """Forget what ``listed`` no longer holds: seen again, it is new (warned about again)."""
         with self._lock:

@@ -145,32 +145,24 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
         refused: set[Path] = set()  #: folders that refused a retried move in this pass: said once
         for path, regular in entries:
             if not is_keepable_name(str(path)):  # no store nor log line can hold it
-                if self._first_skip(path):
-                    event(self.context.log, "crm_sync.csv.name_not_utf8", logging.WARNING, file=shown_name(str(path)))
+                self._first_skip.warn(path, self.context.log, "crm_sync.csv.name_not_utf8", file=shown_name(str(path)))
                 continue
             if not regular:
-                if self._first_skip(path):
-                    event(self.context.log, "crm_sync.csv.not_a_regular_file", logging.WARNING, file=str(path))
+                self._first_skip.warn(path, self.context.log, "crm_sync.csv.not_a_regular_file", file=str(path))
                 continue
             if retry and not self._settled(path):
                 continue
             try:
                 batch = self._read_inbox(path)
             except FileOverMaxBytes as exc:  # by its size, not a byte read: left in the inbox
-                if self._first_skip(path):
-                    event(
-                        self.context.log, "crm_sync.csv.file_too_large", logging.WARNING, file=str(path), why=str(exc)
-                    )
+                self._first_skip.warn(
+                    path, self.context.log, "crm_sync.csv.file_too_large", file=str(path), why=str(exc)
+                )
                 continue
             except FileRejected as exc:  # this file only (not readable by the node): the others still load
-                if self._first_skip(path):
-                    event(
-                        self.context.log,
-                        "crm_sync.csv.file_unreadable",
-                        logging.WARNING,
-                        file=str(path),
-                        why=exc.reason,
-                    )
+                self._first_skip.warn(
+                    path, self.context.log, "crm_sync.csv.file_unreadable", file=str(path), why=exc.reason
+                )
                 continue
             identity = read_identity(batch)
             if identity is None:
@@ -288,14 +280,9 @@ class CsvDirSync(CrmSync[CsvDirConfig]):
             return move_into(path, folder, self.context.clock.now(), inbox=self.config.inbox)
         except FolderIsASymlink as exc:  # the folder, or one leading to the file (swapped after it was read)
             refused = Path(exc.filename) if exc.filename else folder
-            if self._first_skip(refused):
-                event(
-                    self.context.log,
-                    "crm_sync.csv.folder_refused",
-                    logging.WARNING,
-                    folder=str(refused),
-                    why=exc.strerror,
-                )
+            self._first_skip.warn(
+                refused, self.context.log, "crm_sync.csv.folder_refused", folder=str(refused), why=exc.strerror
+            )
             return None
         except OSError as exc:
             if quiet:

@@ -153,17 +153,20 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
                     raise FileTooLarge(f"{source}: {remote.size} bytes, more than {self.config.max_file_bytes}")
                 digest = self._session.download(remote, local)
             except FileTooLarge as exc:
-                if self._first_skip(source):
-                    event(self.context.log, "crm_sync.sftp.file_too_large", logging.WARNING, file=source, why=str(exc))
+                self._first_skip.warn(
+                    source, self.context.log, "crm_sync.sftp.file_too_large", file=source, why=str(exc)
+                )
                 continue
             except DownloadTooSlow as exc:  # this file only, tried again next time after the others
                 self._slow.add(source)
-                if self._first_skip(source):
-                    event(self.context.log, "crm_sync.sftp.file_unreadable", logging.WARNING, file=source, why=str(exc))
+                self._first_skip.warn(
+                    source, self.context.log, "crm_sync.sftp.file_unreadable", file=source, why=str(exc)
+                )
                 return
             except FileUnreadable as exc:  # this file only (refused, not storable here): the others still load
-                if self._first_skip(source):
-                    event(self.context.log, "crm_sync.sftp.file_unreadable", logging.WARNING, file=source, why=str(exc))
+                self._first_skip.warn(
+                    source, self.context.log, "crm_sync.sftp.file_unreadable", file=source, why=str(exc)
+                )
                 continue
             if self._session.stat(remote.path) != remote:
                 event(self.context.log, "crm_sync.sftp.changed_while_downloaded", logging.WARNING, file=source)
@@ -173,8 +176,9 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
                 batch = read_local(self._reader, local, source)
             except FileRejected as exc:  # the local copy cannot be opened: this file only
                 local.unlink(missing_ok=True)
-                if self._first_skip(source):
-                    event(self.context.log, "crm_sync.sftp.file_unreadable", logging.WARNING, file=source, why=str(exc))
+                self._first_skip.warn(
+                    source, self.context.log, "crm_sync.sftp.file_unreadable", file=source, why=str(exc)
+                )
                 continue
             self._slow.discard(source)
             self._fetched[source] = _Fetched(remote, local, digest)
@@ -194,8 +198,7 @@ class SftpCsvSync(CrmSync[SftpCsvConfig]):
             name, fields = "crm_sync.sftp.not_a_regular_file", {"file": source}
         else:
             return False
-        if self._first_skip(source):
-            event(self.context.log, name, logging.WARNING, **fields)
+        self._first_skip.warn(source, self.context.log, name, **fields)
         return True
 
     def _forget_unlisted(self, listed: set[str]) -> None:
