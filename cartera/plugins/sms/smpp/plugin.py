@@ -389,12 +389,13 @@ class SmppGateway(SmsGateway[SmppConfig]):
             return SmsSubmitResult(message.message_id, record.final_state() or SmsState.FAILED, record.gateway_id,
                                    f"{record.total} part(s) receipted: {record.raw_status()}")  # fmt: skip
         for number in range(1, record.total + 1):
+            answer = _answer_in(record, number)  # "" accepted, the refusal, or None: no answer
+            if answer == "":
+                continue
+            if answer is not None:
+                return self._killed(message, record, answer)
             part = record.parts.get(number)
             where = f"part {number}/{record.total}"
-            if part is not None and part.accepted:
-                continue
-            if part is not None and part.refused is not None:
-                return self._killed(message, record, f"SMSC refused {where}: {status_text(part.refused)}")
             if part is not None and part.sent:
                 return self._killed(message, record, f"{where} in doubt: its sender was killed before the "
                                     "submit_sm_resp (the SMSC may have it); not resubmitted")  # fmt: skip
