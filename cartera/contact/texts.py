@@ -53,11 +53,12 @@ _NO_NUMBER = "the sender is no phone number"
 _FINAL_SMS_STATES = frozenset({SmsState.DELIVERED.value, SmsState.FAILED.value, SmsState.EXPIRED.value})
 
 
-def _in_doubt(detail: str | None) -> bool:
-    """Whether a text's detail (a gateway's answer, or a row's stored one) says it was given up in doubt (see
-    IN_DOUBT): told by the detail alone, never by a missing gateway id: a multi-part SMPP text in doubt on part 2 or
-    later has part 1's SMSC id (round 25 C-F1)."""
-    return (detail or "").startswith(IN_DOUBT)
+def _given_up(detail: str | None) -> bool:
+    """Whether a text's detail (a gateway's answer, or a row's stored one) says it was given up not knowing whether it
+    went: in doubt (IN_DOUBT; told by the detail alone, never by a missing gateway id: a multi-part SMPP text in doubt
+    on part 2 or later has part 1's SMSC id, round 25 C-F1), or settled unknown after its sender was killed
+    (KILLED_WHILE_SENDING). The first report for such a text tells what became of it."""
+    return detail == KILLED_WHILE_SENDING or (detail or "").startswith(IN_DOUBT)
 
 
 def _answered_late(detail: str, state: str) -> str:
@@ -164,7 +165,7 @@ class TextService:
             # detail, "" at least, marks the sender's answer stored (a receipt may move the state on before it)
             row.gateway_id = result.gateway_id or row.gateway_id
             row.detail, row.updated_at = result.detail or "", self.clock.now()
-            if reported and result.state is SmsState.FAILED and _in_doubt(result.detail):
+            if reported and result.state is SmsState.FAILED and _given_up(result.detail):
                 event(log, "sms.answered_late", logging.WARNING, message=row.id, state=row.state)
                 result = replace(result, state=SmsState(row.state), gateway_id=row.gateway_id)
                 row.detail = _answered_late(row.detail, row.state)
@@ -242,7 +243,7 @@ class TextService:
             # a text a report answered is no longer unknown (nor in doubt): later reports follow the usual rules, a
             # stale "accepted" never moves its final state back (round 28 C-F1)
             detail = result.detail or ""
-            if receipt and (detail == KILLED_WHILE_SENDING or _in_doubt(detail)):
+            if receipt and _given_up(detail):
                 detail = _answered_late(detail, receipt)
             row.detail, row.updated_at = detail, now
             audit(session, at=now, site=self.site, actor="node", action="sms.reconcile",
@@ -310,10 +311,9 @@ class TextService:
                 event(log, "sms.unknown_delivery", logging.WARNING, message=report.message_id,
                       gateway_id=report.gateway_id)  # fmt: skip
                 return
-            # settled unknown after its sender was killed (Kannel, the outbox) is as given up in doubt: the first
-            # report tells what became of it, so its activity says so whether it comes before the settle or after
-            unknown = row.detail == KILLED_WHILE_SENDING
-            answered_late = row.state == SmsState.FAILED.value and (_in_doubt(row.detail) or unknown)
+            # given up in doubt, or settled unknown after its sender was killed (Kannel, the outbox): the first report
+            # tells what became of it, so its activity says so whether it comes before the settle or after
+            answered_late = row.state == SmsState.FAILED.value and _given_up(row.detail)
             if answered_late:  # it went after all: the text's activity (failed) tells what became of it
                 event(log, "sms.answered_late", logging.WARNING, message=row.id, state=report.state.value)
                 for activity in self._settled_activities(session, row):
@@ -345,7 +345,7 @@ class TextService:
         if row is None or row.site != self.site:
             return None
         if row.gateway_id is None:  # still being submitted, settled unknown after its sender was killed, in doubt
-            taken = row.state == SmsState.QUEUED.value or row.detail == KILLED_WHILE_SENDING or _in_doubt(row.detail)
+            taken = row.state == SmsState.QUEUED.value or _given_up(row.detail)
             return row if taken else None
         return row if report.gateway_id == row.gateway_id else None
 
